@@ -1,0 +1,65 @@
+# hevcq: the targets a newcomer guesses. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+MEDIA ?=
+OUT ?= hevcq-out
+# A local mirror of the hashicorp/aws provider for machines without registry access.
+# Leave empty (the default when the folder does not exist) to download providers as usual.
+TF_PLUGIN_DIR ?= $(firstword $(wildcard /opt/tf-plugins))
+TF_DIR := infra/terraform
+TF_INIT_FLAGS := $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR),)
+export TF_PLUGIN_DIR
+
+.PHONY: install run test test-unit lint bench build image plan apply destroy clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed ## Create .venv and install hevcq with its test tools.
+
+run: install ## Transcode MEDIA (default: a generated sample library) on the embedded local farm.
+	@if [ -n "$(MEDIA)" ]; then \
+		$(BIN)/hevcq ingest "$(MEDIA)" --out "$(OUT)"; \
+	else \
+		$(BIN)/hevcq sample .hevcq-sample && $(BIN)/hevcq ingest .hevcq-sample --out "$(OUT)"; \
+	fi
+
+test: install ## The whole suite: unit, moto, end to end, terraform and container checks.
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: install ## Speed and memory figures, written to benchmarks/results/.
+	$(BIN)/python -m benchmarks
+
+build: install ## The wheel the container images install.
+	$(BIN)/python -m pip wheel --no-deps -w dist .
+
+image: build ## Container images (needs a Docker engine).
+	docker build -f docker/worker.Dockerfile -t hevcq-worker .
+	docker build -f docker/cli.Dockerfile -t hevcq-cli .
+
+plan:
+	terraform -chdir=$(TF_DIR) init -input=false $(TF_INIT_FLAGS)
+	terraform -chdir=$(TF_DIR) plan -input=false -out=hevcq.tfplan
+
+apply:
+	terraform -chdir=$(TF_DIR) apply -input=false hevcq.tfplan
+	$(BIN)/hevcq config from-terraform
+
+destroy:
+	terraform -chdir=$(TF_DIR) destroy -input=false
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache .hevcq-sample $(OUT)

@@ -1,0 +1,56 @@
+"""The error hierarchy: each branch says what the caller should do with the job."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    """How a failed job is handled; carried on dead-letter messages and ledger items."""
+
+    PERMANENT = "permanent"  # bad input: straight to the dead-letter queue, never retried
+    TRANSIENT = "transient"  # retried with back-off; SQS's redrive policy caps the attempts
+    STALLED = "stalled"  # ffmpeg made no progress: killed, then handled as transient
+    INTERRUPTED = "interrupted"  # stopped by us (SIGTERM, scale-in): released, not counted
+
+
+class HevcqError(Exception):
+    """Base of every error hevcq raises on purpose."""
+
+    failure_class: FailureClass = FailureClass.PERMANENT
+
+
+class ConfigError(HevcqError):
+    """Settings or farm definition files are wrong; the message names the file and field."""
+
+
+class PermanentError(HevcqError):
+    """The input can never succeed as it is (not a video, truncated, zero bytes...)."""
+
+    failure_class = FailureClass.PERMANENT
+
+
+class RetryableError(HevcqError):
+    """Worth trying again later, optionally after ``delay_s`` seconds."""
+
+    failure_class = FailureClass.TRANSIENT
+
+    def __init__(self, message: str, delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class StalledError(RetryableError):
+    """ffmpeg stopped making progress and was killed."""
+
+    failure_class = FailureClass.STALLED
+
+
+class InterruptedJob(HevcqError):
+    """The job was stopped by us (shutdown, lost lease, visibility budget used up)."""
+
+    failure_class = FailureClass.INTERRUPTED
+
+
+class LostMessageError(InterruptedJob):
+    """The queue no longer recognises our receipt: another worker may own the job now."""

@@ -1,0 +1,94 @@
+"""Plain data about media files and encode decisions; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    """A video stream as stored (coded size) plus its display rotation."""
+
+    index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    rotation: int = 0  # display rotation in degrees, normalised to 0, 90, 180 or 270
+    fps: float | None = None
+    attached_pic: bool = False  # cover art, not a real video track
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as shown to the viewer (rotation applied)."""
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    """An audio stream."""
+
+    index: int
+    codec: str
+    channels: int = 2
+
+
+@dataclass(frozen=True)
+class SubtitleStream:
+    """A subtitle stream."""
+
+    index: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What probing a file found."""
+
+    format_name: str
+    duration_s: float | None
+    size_bytes: int
+    video: tuple[VideoStream, ...] = ()
+    audio: tuple[AudioStream, ...] = ()
+    subtitles: tuple[SubtitleStream, ...] = ()
+    attachments: int = 0
+
+    @property
+    def main_video(self) -> VideoStream | None:
+        """The first real video stream (cover art excluded), if any."""
+        return next((v for v in self.video if not v.attached_pic), None)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A pool does not apply to this source; ``reason`` is shown to the user."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """Everything needed to build the ffmpeg command and verify its result."""
+
+    pool: str
+    container: str  # "mp4" or "matroska"
+    video_index: int
+    width: int  # coded output size (even)
+    height: int
+    rotation: int  # display rotation carried to the output
+    ten_bit: bool
+    crf: int
+    preset: str
+    x265_params: dict[str, str] = field(default_factory=dict)
+    scale: bool = False
+    audio: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "aac")
+    audio_bitrate_kbps: int = 160
+    subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
+    attachments: bool = False
+    expected_duration_s: float | None = None
+
+
+Decision = Skip | EncodePlan

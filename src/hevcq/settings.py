@@ -1,0 +1,51 @@
+"""One settings object, read from ``HEVCQ_*`` variables (and an optional env file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SETTINGS_FILE = Path("~/.config/hevcq/hevcq.env").expanduser()
+
+
+class Settings(BaseSettings):
+    """Everything configurable; built once at an entry point and passed down.
+
+    With no ``bucket`` set, hevcq runs the embedded local farm. AWS credentials, region,
+    profiles and ``AWS_ENDPOINT_URL*`` come from boto3's own configuration chain.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEVCQ_",
+        env_file=(DEFAULT_SETTINGS_FILE, ".hevcq.env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    bucket: str | None = Field(None, description="The farm's bucket; unset means embedded.")
+    name_prefix: str = Field("hevcq", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    region: str | None = None
+    workers_dir: Path | None = Field(None, description="Folder of pool definition files.")
+    work_dir: Path | None = Field(None, description="Scratch space for downloads and encodes.")
+    ffmpeg: str | None = Field(None, description="ffmpeg binary; default: PATH, then bundled.")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+
+    poll_wait_s: int = Field(20, ge=0, le=20)
+    stall_timeout_s: float = Field(120.0, gt=0)
+    shutdown_grace_s: float = Field(60.0, ge=0)
+    lease_s: int = Field(120, ge=10)
+
+    # Resource identifiers; derived from name_prefix when unset.
+    events_topic_arn: str | None = None
+    uploads_topic_arn: str | None = None
+    results_queue_url: str | None = None
+    ledger_table: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when no farm is configured and hevcq should run one locally."""
+        return self.bucket is None
