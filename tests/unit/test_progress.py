@@ -1,0 +1,88 @@
+"""The -progress parser: blocks, units, N/A values, arbitrary chunking."""
+
+from __future__ import annotations
+
+import pytest
+
+from hevcq.progress import Progress, ProgressParser, block_to_progress, percent
+
+BLOCK = (
+    "frame=48\nfps=23.50\nstream_0_0_q=28.0\nbitrate= 512.0kbits/s\ntotal_size=131072\n"
+    "out_time_us=2000000\nout_time_ms=2000000\nout_time=00:00:02.000000\n"
+    "dup_frames=0\ndrop_frames=0\nspeed=1.25x\nprogress=continue\n"
+)
+
+
+def test_one_block_parses_every_field() -> None:
+    assert ProgressParser().feed(BLOCK) == [
+        Progress(out_time_s=2.0, frame=48, fps=23.5, speed=1.25, done=False)
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, len(BLOCK)])
+def test_any_chunking_gives_the_same_blocks(size: int) -> None:
+    text = BLOCK + BLOCK.replace("progress=continue", "progress=end")
+    parser = ProgressParser()
+    got: list[Progress] = []
+    for start in range(0, len(text), size):
+        got += parser.feed(text[start : start + size])
+    assert [p.done for p in got] == [False, True]
+    assert all(p.out_time_s == 2.0 and p.frame == 48 for p in got)
+
+
+def test_partial_line_is_held_until_its_newline() -> None:
+    parser = ProgressParser()
+    assert parser.feed("out_time_us=1500000\nprogress=cont") == []
+    assert parser.feed("inue\n") == [Progress(out_time_s=1.5)]
+
+
+def test_crlf_lines_are_accepted() -> None:
+    assert ProgressParser().feed("frame=3\r\nprogress=end\r\n") == [Progress(frame=3, done=True)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # out_time_ms is really microseconds, like out_time_us.
+        ({"out_time_ms": "3500000"}, 3.5),
+        ({"out_time_us": "N/A", "out_time_ms": "N/A", "out_time": "00:01:02.500000"}, 62.5),
+        ({"out_time_us": "N/A", "out_time": "N/A"}, None),
+        ({"out_time_us": "-9223372036854775807"}, None),
+        ({"out_time": "-00:00:00.041000"}, None),
+        ({}, None),
+    ],
+)
+def test_out_time_units_and_missing_values(fields: dict[str, str], expected: float | None) -> None:
+    assert block_to_progress(fields).out_time_s == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"frame": "N/A", "fps": "N/A", "speed": "N/A"}, Progress()),
+        ({"fps": "0.00", "speed": "0x"}, Progress(fps=0.0, speed=0.0)),
+        ({"frame": "garbage", "speed": "fast"}, Progress()),
+        ({"progress": "end"}, Progress(done=True)),
+    ],
+)
+def test_na_and_garbage_values_become_none(fields: dict[str, str], expected: Progress) -> None:
+    assert block_to_progress(fields) == expected
+
+
+def test_lines_without_equals_are_ignored() -> None:
+    assert ProgressParser().feed("hello\n=x\nframe=2\nprogress=continue\n") == [Progress(frame=2)]
+
+
+@pytest.mark.parametrize(
+    ("progress", "duration", "expected"),
+    [
+        (Progress(out_time_s=5.0), 10.0, 50.0),
+        (Progress(out_time_s=12.0), 10.0, 100.0),
+        (Progress(out_time_s=1.0), None, None),
+        (Progress(out_time_s=1.0), 0.0, None),
+        (Progress(), 10.0, None),
+        (Progress(done=True), None, 100.0),
+    ],
+)
+def test_percent(progress: Progress, duration: float | None, expected: float | None) -> None:
+    assert percent(progress, duration) == expected
