@@ -84,7 +84,8 @@ def _describe(container: Any, size: int) -> MediaInfo:
             cc = stream.codec_context
             audio.append(AudioStream(stream.index, cc.codec.canonical_name, cc.channels))
         elif stream.type == "subtitle":
-            subtitles.append(SubtitleStream(stream.index, stream.codec_context.codec.canonical_name))
+            codec = stream.codec_context.codec.canonical_name
+            subtitles.append(SubtitleStream(stream.index, codec))
     return MediaInfo(
         format_name=container.format.name,
         duration_s=_duration(container),
