@@ -1,0 +1,80 @@
+"""boto3 clients, built one way for the cloud, the embedded endpoint and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
+
+from hevcq.errors import PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
+
+# botocore's "standard" retry mode already retries throttling and 5xx with back-off;
+# our own tenacity policies sit above it for whole operations such as transfers.
+BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    connect_timeout=10,
+    read_timeout=70,  # above the 20 s long poll, with room for slow endpoints
+    max_pool_connections=32,
+)
+
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "SlowDown", "RequestLimitExceeded",
+     "ProvisionedThroughputExceededException", "RequestThrottled", "ServiceUnavailable",
+     "InternalError", "InternalFailure", "RequestTimeout"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The AWS clients hevcq uses; all share one session and endpoint configuration."""
+
+    s3: S3Client
+    sqs: SQSClient
+    sns: SNSClient
+    dynamodb: DynamoDBClient
+    sts: STSClient
+
+    @classmethod
+    def create(cls, region: str | None = None, endpoint_url: str | None = None) -> Clients:
+        """Build clients; ``endpoint_url`` overrides boto3's own endpoint configuration."""
+        session = boto3.session.Session(region_name=region)
+        kw: dict[str, Any] = {"config": BOTO_CONFIG}
+        if endpoint_url:
+            kw["endpoint_url"] = endpoint_url
+        return cls(
+            s3=session.client("s3", **kw),
+            sqs=session.client("sqs", **kw),
+            sns=session.client("sns", **kw),
+            dynamodb=session.client("dynamodb", **kw),
+            sts=session.client("sts", **kw),
+        )
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError, or an empty string."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def classify(exc: BaseException, what: str) -> Exception:
+    """Map a botocore failure to our hierarchy: transient faults are retryable."""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in THROTTLING_CODES or status >= 500:
+            return RetryableError(f"{what}: {code or status}")
+        return PermanentError(f"{what}: {code}: {exc}")
+    if isinstance(exc, ConnectionError | BotoCoreError | OSError):
+        return RetryableError(f"{what}: {exc}")
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

@@ -1,0 +1,107 @@
+"""Parsing S3 event notifications as they arrive on a pool queue (raw or SNS-wrapped)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hevcq.errors import PermanentError
+
+
+class _Lenient(BaseModel):
+    # AWS owns these shapes: accept extra fields, never pin eventVersion.
+    model_config = ConfigDict(extra="ignore")
+
+
+class _S3Object(_Lenient):
+    key: str
+    size: int | None = None
+    eTag: str | None = None
+    versionId: str | None = None
+    sequencer: str | None = None
+
+
+class _S3Bucket(_Lenient):
+    name: str
+
+
+class _S3Entity(_Lenient):
+    bucket: _S3Bucket
+    object: _S3Object
+
+
+class _Record(_Lenient):
+    eventSource: str | None = None
+    eventName: str
+    s3: _S3Entity
+
+
+class _Notification(_Lenient):
+    Records: list[_Record]
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """An uploaded object named by an S3 event (key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    size: int | None
+    etag: str
+    event_name: str
+    sequencer: str = ""
+
+
+@dataclass(frozen=True)
+class TestEvent:
+    """The ``s3:TestEvent`` S3 sends when notifications are configured: nothing to do."""
+
+    bucket: str
+
+
+ParsedMessage = TestEvent | list[SourceObject]
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise PermanentError(f"{what} is not JSON: {exc}") from exc
+
+
+def parse_message(body: str) -> ParsedMessage:
+    """Turn a queue message body into the objects it announces.
+
+    Accepts raw S3 notifications (raw message delivery) and SNS envelopes around them.
+    Object keys arrive URL-encoded with ``+`` for spaces; they are decoded here.
+    """
+    doc = _loads(body, "message body")
+    if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
+        doc = _loads(doc["Message"], "SNS Message")
+    if not isinstance(doc, dict):
+        raise PermanentError("message body is not a JSON object")
+    if doc.get("Event") == "s3:TestEvent":
+        return TestEvent(bucket=str(doc.get("Bucket", "")))
+    try:
+        note = _Notification.model_validate(doc)
+    except ValidationError as exc:
+        raise PermanentError(f"not an S3 event notification: {exc.errors()[0]['msg']}") from exc
+    objects = []
+    for rec in note.Records:
+        if not rec.eventName.startswith("ObjectCreated:"):
+            continue
+        objects.append(
+            SourceObject(
+                bucket=rec.s3.bucket.name,
+                key=unquote_plus(rec.s3.object.key),
+                size=rec.s3.object.size,
+                etag=(rec.s3.object.eTag or "").strip('"'),
+                event_name=rec.eventName,
+                sequencer=rec.s3.object.sequencer or "",
+            )
+        )
+    return objects
