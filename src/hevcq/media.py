@@ -84,6 +84,7 @@ class EncodePlan:
     preset: str
     x265_params: dict[str, str] = field(default_factory=dict)
     scale: bool = False
+    crop: bool = False  # odd-sized source: drop its last row/column, 4:2:0 needs even sizes
     audio: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "aac")
     audio_bitrate_kbps: int = 160
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
