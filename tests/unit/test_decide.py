@@ -1,0 +1,213 @@
+"""decide(): every source shape against every pool of the real farm definition."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from media_shapes import SHAPES, clip
+
+from hevcq.decide import audio_plan, decide, fit_short_side, subtitle_plan
+from hevcq.farm import Pool, load_farm
+from hevcq.media import EncodePlan, Skip, SubtitleStream
+
+FARM = load_farm()
+
+# (shape, pool) -> "skip: <text the reason must contain>" or (coded width, height, filter)
+Expected = str | tuple[int, int, str]
+EXPECTED: dict[str, dict[str, Expected]] = {
+    "landscape_1080": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                       "1080p": (1920, 1080, "")},
+    "portrait_rot90": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                       "1080p": (1920, 1080, "")},
+    "upside_down_rot180": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                           "1080p": (1920, 1080, "")},
+    "portrait_rot270": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                        "1080p": (1920, 1080, "")},
+    "portrait_coded": {"hevc": (1080, 1920, ""), "720p": (720, 1280, "scale"),
+                       "1080p": (1080, 1920, "")},
+    "odd_size_big": {"hevc": (1920, 1080, "crop"), "720p": (1280, 720, "scale"),
+                     "1080p": (1920, 1080, "scale")},
+    "odd_size_small": {"hevc": (320, 240, "crop"), "720p": "skip: 321x241, smaller than 720p",
+                       "1080p": "skip: 321x241, smaller than 1080p"},
+    "ten_bit": {"hevc": (3840, 2160, ""), "720p": (1280, 720, "scale"),
+                "1080p": (1920, 1080, "scale")},
+    "pcm_audio_mov": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                      "1080p": (1920, 1080, "")},
+    "mkv_2audio_srt_attachment": {"hevc": (1920, 800, ""), "720p": (1728, 720, "scale"),
+                                  "1080p": "skip: source is 1920x800, smaller than 1080p"},
+    "mp4_mov_text": {"hevc": (1280, 720, ""), "720p": (1280, 720, ""),
+                     "1080p": "skip: smaller than 1080p"},
+    "mp4_mixed_subs": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                       "1080p": (1920, 1080, "")},
+    "already_hevc": {"hevc": "skip: already HEVC", "720p": (1280, 720, ""),
+                     "1080p": "skip: 1280x720, smaller than 1080p"},
+    "vp9_webm": {"hevc": "skip: source codec vp9 is not handled by pool hevc",
+                 "720p": (1280, 720, "scale"), "1080p": (1920, 1080, "")},
+    "no_video": {"hevc": "skip: no video stream", "720p": "skip: no video stream",
+                 "1080p": "skip: no video stream"},
+    "cover_art_only": {"hevc": "skip: no video stream", "720p": "skip: no video stream",
+                       "1080p": "skip: no video stream"},
+    "smaller_than_targets": {"hevc": (640, 360, ""), "720p": "skip: 640x360, smaller than 720p",
+                             "1080p": "skip: 640x360, smaller than 1080p"},
+    "equal_720": {"hevc": (1280, 720, ""), "720p": (1280, 720, ""),
+                  "1080p": "skip: 1280x720, smaller than 1080p"},
+    "equal_1080_portrait": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
+                            "1080p": (1920, 1080, "")},
+}  # fmt: skip
+
+CASES = [(shape, pool) for shape in SHAPES for pool in sorted(FARM)]
+ENCODE_CASES = [(s, p) for s, p in CASES if not isinstance(EXPECTED[s][p], str)]
+
+
+def test_the_table_covers_every_shape_and_pool() -> None:
+    assert set(FARM) == {"hevc", "720p", "1080p"}
+    assert {(s, p) for s, pools in EXPECTED.items() for p in pools} == set(CASES)
+
+
+@pytest.mark.parametrize(("shape", "pool"), CASES)
+def test_decision_per_shape_and_pool(shape: str, pool: str) -> None:
+    name, info = SHAPES[shape]
+    decision = decide(info, FARM[pool], name)
+    expected = EXPECTED[shape][pool]
+    if isinstance(expected, str):
+        assert isinstance(decision, Skip)
+        assert expected.removeprefix("skip: ") in decision.reason
+        return
+    assert isinstance(decision, EncodePlan)
+    width, height, video_filter = expected
+    assert (decision.width, decision.height) == (width, height)
+    assert decision.scale == (video_filter == "scale")
+    assert decision.crop == (video_filter == "crop")
+    assert decision.width % 2 == 0
+    assert decision.height % 2 == 0
+
+
+@pytest.mark.parametrize(("shape", "pool"), ENCODE_CASES)
+def test_plans_carry_source_facts_and_pool_settings(shape: str, pool: str) -> None:
+    name, info = SHAPES[shape]
+    decision = decide(info, FARM[pool], name)
+    assert isinstance(decision, EncodePlan)
+    video = info.main_video
+    assert video is not None
+    assert decision.pool == pool
+    assert decision.rotation == video.rotation
+    assert decision.ten_bit == (video.bit_depth == 10)
+    assert decision.crf == FARM[pool].encode.crf
+    assert decision.audio_bitrate_kbps == FARM[pool].encode.audio_bitrate_kbps
+    assert decision.expected_duration_s == info.duration_s
+    assert [i for i, _ in decision.audio] == [a.index for a in info.audio]
+    assert decision.container == ("matroska" if name.endswith((".mkv", ".webm")) else "mp4")
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_rendition_targets_the_short_display_side(rotation: int) -> None:
+    plan = decide(clip(1920, 1080, rotation=rotation), FARM["720p"], "a.mp4")
+    assert isinstance(plan, EncodePlan)
+    display = (plan.height, plan.width) if rotation in (90, 270) else (plan.width, plan.height)
+    assert min(display) == 720
+    assert plan.rotation == rotation
+
+
+@pytest.mark.parametrize(
+    ("size", "target", "expected"),
+    [
+        ((1920, 1080), 720, (1280, 720)),
+        ((1080, 1920), 720, (720, 1280)),
+        ((1440, 1080), 720, (960, 720)),  # 4:3
+        ((1080, 1080), 720, (720, 720)),
+        ((4096, 2160), 1080, (2048, 1080)),
+        ((1918, 1080), 720, (1278, 720)),  # 1278.67 rounds to the nearest even width
+        ((1920, 1080), 1080, (1920, 1080)),
+    ],
+)
+def test_fit_short_side(
+    size: tuple[int, int], target: int, expected: tuple[int, int]
+) -> None:
+    assert fit_short_side(*size, target) == expected
+
+
+@pytest.mark.parametrize(
+    ("codec", "container", "mode"),
+    [
+        ("aac", "mp4", "copy"),
+        ("mp3", "mp4", "copy"),
+        ("ac3", "mp4", "copy"),
+        ("eac3", "mp4", "copy"),
+        ("alac", "mp4", "copy"),
+        ("opus", "mp4", "copy"),
+        ("pcm_s16le", "mp4", "aac"),
+        ("dts", "mp4", "aac"),
+        ("truehd", "mp4", "aac"),
+        ("flac", "mp4", "aac"),
+        ("dts", "matroska", "copy"),
+        ("flac", "matroska", "copy"),
+        ("pcm_s24le", "matroska", "copy"),
+        ("vorbis", "matroska", "copy"),
+        ("qdm2", "matroska", "aac"),
+    ],
+)
+def test_audio_copy_or_aac(codec: str, container: str, mode: str) -> None:
+    info = clip(640, 360, audio=(codec,))
+    assert audio_plan(info.audio, container) == ((1, mode),)
+
+
+def test_mp4_subtitles_text_converted_mov_text_copied_bitmaps_dropped() -> None:
+    subs = tuple(
+        SubtitleStream(i, c)
+        for i, c in enumerate(
+            ["subrip", "ass", "webvtt", "mov_text", "dvd_subtitle", "hdmv_pgs_subtitle"]
+        )
+    )
+    assert subtitle_plan(subs, "mp4") == ((0, "mov_text"), (1, "mov_text"), (2, "mov_text"),
+                                          (3, "copy"))  # fmt: skip
+    assert subtitle_plan(subs, "matroska") == tuple((i, "copy") for i in range(6))
+
+
+def test_mkv_keeps_subtitles_and_attachments() -> None:
+    name, info = SHAPES["mkv_2audio_srt_attachment"]
+    plan = decide(info, FARM["hevc"], name)
+    assert isinstance(plan, EncodePlan)
+    assert plan.audio == ((1, "copy"), (2, "copy"))
+    assert plan.subtitles == ((3, "copy"),)
+    assert plan.attachments is True
+
+
+def test_mp4_output_of_mkv_never_plans_attachments() -> None:
+    info = clip(640, 360, attachments=2, subtitles=("subrip",))
+    plan = decide(info, FARM["hevc"], "renamed.mp4")
+    assert isinstance(plan, EncodePlan)
+    assert plan.attachments is False
+    assert plan.subtitles == ((2, "mov_text"),)
+
+
+def test_pool_without_subtitles_drops_them_and_attachments() -> None:
+    pool = _with_encode(FARM["hevc"], keep_subtitles=False)
+    name, info = SHAPES["mkv_2audio_srt_attachment"]
+    plan = decide(info, pool, name)
+    assert isinstance(plan, EncodePlan)
+    assert plan.subtitles == ()
+    assert plan.attachments is False
+
+
+def test_pool_x265_params_are_copied_not_shared() -> None:
+    pool = _with_encode(FARM["hevc"], x265_params={"aq-mode": "3"})
+    plan = decide(clip(640, 360), pool, "a.mp4")
+    assert isinstance(plan, EncodePlan)
+    assert plan.x265_params == {"aq-mode": "3"}
+    plan.x265_params["aq-mode"] = "1"
+    assert pool.encode.x265_params == {"aq-mode": "3"}
+
+
+def test_cover_art_is_not_the_main_video() -> None:
+    info = clip(1280, 720)
+    cover = dataclasses.replace(info.video[0], index=9, attached_pic=True, codec="mjpeg")
+    info = dataclasses.replace(info, video=(cover, info.video[0]))
+    plan = decide(info, FARM["hevc"], "a.mp4")
+    assert isinstance(plan, EncodePlan)
+    assert plan.video_index == 0
+
+
+def _with_encode(pool: Pool, **changes: object) -> Pool:
+    encode = pool.encode.model_copy(update=changes)
+    return pool.model_copy(update={"encode": encode})
