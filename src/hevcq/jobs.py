@@ -1,0 +1,188 @@
+"""Running one job: download, probe, decide, encode, verify, upload. No queue, no boto3."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from hevcq.decide import decide
+from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.farm import Pool
+from hevcq.ffargs import build_args
+from hevcq.ffmpeg import run_ffmpeg
+from hevcq.ledger import JobKey
+from hevcq.media import EncodePlan, Skip
+from hevcq.messages import JobResult
+from hevcq.probe import probe
+from hevcq.progress import Progress, percent
+from hevcq.store import (
+    META_POOL,
+    META_SETTINGS,
+    META_SOURCE_ETAG,
+    META_SOURCE_KEY,
+    BlobStore,
+    ObjectInfo,
+)
+from hevcq.verify import verify_output
+
+log = structlog.get_logger()
+
+MiB = 1024 * 1024
+# Scratch space needed: the source, an output that may briefly be as large, and headroom.
+SCRATCH_FACTOR = 2.2
+SCRATCH_HEADROOM = 64 * MiB
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to do: one source object version in one pool."""
+
+    job: JobKey
+    pool: Pool
+    bucket: str
+    output_key: str
+    source_size: int
+
+
+@dataclass
+class JobContext:
+    """What the worker lends a running job: a cancel flag and a progress sink."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    on_progress: Callable[[float], None] = lambda _pct: None
+
+
+def output_is_current(existing: ObjectInfo | None, job: JobKey) -> bool:
+    """True when an existing output was made from this source version with these settings."""
+    if existing is None:
+        return False
+    m = existing.metadata
+    return (
+        m.get(META_SOURCE_KEY) == job.key
+        and m.get(META_SOURCE_ETAG) == job.etag
+        and m.get(META_SETTINGS) == job.settings_hash
+    )
+
+
+def check_collision(existing: ObjectInfo | None, job: JobKey, output_key: str) -> None:
+    """Refuse to overwrite an output that belongs to another source (``a.mov`` vs ``a.mp4``)."""
+    if existing is None:
+        return
+    owner = existing.metadata.get(META_SOURCE_KEY)
+    if owner and owner != job.key:
+        raise PermanentError(f"output {output_key} already holds the output of {owner}")
+
+
+def check_scratch(work_dir: Path, source_size: int) -> None:
+    """Refuse to start when the scratch disk cannot hold the job; the space may free up."""
+    free = shutil.disk_usage(work_dir).free
+    need = int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
+    if free < need:
+        raise RetryableError(
+            f"not enough scratch space: need {need // MiB} MiB, have {free // MiB}"
+        )
+
+
+class JobRunner:
+    """Runs jobs in a scratch folder with a given ffmpeg."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        ffmpeg: str,
+        work_dir: Path,
+        worker_id: str,
+        stall_timeout_s: float,
+        threads: int | None = None,
+    ) -> None:
+        self._store = store
+        self._ffmpeg = ffmpeg
+        self._work_dir = work_dir
+        self._worker_id = worker_id
+        self._stall_timeout_s = stall_timeout_s
+        self._threads = threads
+
+    def _result(self, spec: JobSpec, outcome: str, **kw: object) -> JobResult:
+        return JobResult(
+            job_id=spec.job.job_id,
+            pool=spec.pool.name,
+            bucket=spec.bucket,
+            source_key=spec.job.key,
+            source_etag=spec.job.etag,
+            outcome=outcome,  # type: ignore[arg-type]
+            settings_hash=spec.job.settings_hash,
+            worker=self._worker_id,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def run(self, spec: JobSpec, ctx: JobContext) -> JobResult:
+        """Do the job; raises PermanentError, RetryableError or InterruptedJob on failure."""
+        existing = self._store.head(spec.output_key)
+        check_collision(existing, spec.job, spec.output_key)
+        if existing is not None and output_is_current(existing, spec.job):
+            log.info("output_already_current", output_key=spec.output_key)
+            return self._result(
+                spec, "done", output_key=spec.output_key, output_etag=existing.etag,
+                output_bytes=existing.size, input_bytes=spec.source_size,
+                reason="output already up to date",
+            )  # fmt: skip
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        check_scratch(self._work_dir, spec.source_size)
+        scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self._work_dir))
+        try:
+            return self._run_in(scratch, spec, ctx)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
+        src, out = scratch / "source", scratch / "output"
+        self._store.download(spec.job.key, src)
+        info = probe(src)
+        decision = decide(info, spec.pool, spec.job.key)
+        if isinstance(decision, Skip):
+            log.info("job_skipped", reason=decision.reason)
+            return self._result(
+                spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
+            )
+        started = time.monotonic()
+        self._encode(src, out, decision, ctx)
+        encode_s = time.monotonic() - started
+        out_info = verify_output(out, decision, info)
+        if ctx.cancel.is_set():
+            raise InterruptedJob("cancelled before upload")
+        uploaded = self._store.upload(out, spec.output_key, self._metadata(spec))
+        return self._result(
+            spec, "done", output_key=spec.output_key, output_etag=uploaded.etag,
+            input_bytes=info.size_bytes, output_bytes=out_info.size_bytes,
+            duration_s=info.duration_s, encode_s=round(encode_s, 3),
+        )  # fmt: skip
+
+    def _encode(self, src: Path, out: Path, plan: EncodePlan, ctx: JobContext) -> None:
+        args = build_args(self._ffmpeg, src, out, plan, threads=self._threads)
+
+        def progress(p: Progress) -> None:
+            pct = percent(p, plan.expected_duration_s)
+            if pct is not None:
+                ctx.on_progress(pct)
+
+        log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
+        run_ffmpeg(
+            args, on_progress=progress, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s
+        )
+        log.info("transcode_finished")
+
+    def _metadata(self, spec: JobSpec) -> dict[str, str]:
+        return {
+            META_SOURCE_KEY: spec.job.key,
+            META_SOURCE_ETAG: spec.job.etag,
+            META_SETTINGS: spec.job.settings_hash,
+            META_POOL: spec.pool.name,
+        }

@@ -1,0 +1,374 @@
+"""The worker loop: receive a message, claim its job, run it under a heartbeat, settle it.
+
+Receiving is not running: this module holds the receipt and talks to the queue and the
+ledger; ``jobs.JobRunner`` does the work and never sees either.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import structlog
+
+from hevcq.backoff import retry_delay
+from hevcq.errors import (
+    FailureClass,
+    HevcqError,
+    InterruptedJob,
+    LostMessageError,
+    PermanentError,
+    RetryableError,
+)
+from hevcq.events import SourceObject, TestEvent, parse_message
+from hevcq.farm import Pool
+from hevcq.heartbeat import Heartbeat
+from hevcq.jobs import JobContext, JobRunner, JobSpec
+from hevcq.keys import done_key
+from hevcq.ledger import (
+    AlreadyFinished,
+    HeldElsewhere,
+    JobKey,
+    LeaseLostError,
+    Ledger,
+    State,
+)
+from hevcq.messages import JobResult
+from hevcq.protection import NoProtection, TaskProtection
+from hevcq.publish import Publisher
+from hevcq.queues import Queue, Received
+from hevcq.store import BlobStore
+
+log = structlog.get_logger()
+
+
+class Verdict(Enum):
+    """What to do with a message once its jobs are settled (worst wins)."""
+
+    ACK = 0
+    DEAD = 1
+    RELEASE = 2
+    LOST = 3  # the message is no longer ours: touch nothing
+
+
+@dataclass(frozen=True)
+class Settle:
+    """A verdict with its details."""
+
+    verdict: Verdict
+    delay_s: int = 0
+    failure_class: FailureClass | None = None
+    reason: str = ""
+
+
+ACK = Settle(Verdict.ACK)
+LOST = Settle(Verdict.LOST)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Tunables of one worker."""
+
+    worker_id: str
+    bucket: str
+    poll_wait_s: int = 20
+    lease_s: int = 240
+    shutdown_grace_s: float = 60.0
+    max_jobs: int | None = None
+    idle_exit_s: float | None = None  # burst mode: exit after this long with no message
+
+
+class Worker:
+    """Consumes one pool's queue until ``stop`` is set (or ``max_jobs`` are handled)."""
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        queue: Queue,
+        ledger: Ledger,
+        runner: JobRunner,
+        store: BlobStore,
+        publisher: Publisher,
+        config: WorkerConfig,
+        stop: threading.Event,
+        protection: TaskProtection | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pool = pool
+        self._queue = queue
+        self._ledger = ledger
+        self._runner = runner
+        self._store = store
+        self._publisher = publisher
+        self.config = config
+        self.stop = stop
+        self._protection = protection or NoProtection()
+        self._clock = clock
+        self.handled = 0
+
+    def run(self) -> int:
+        """The receive loop; returns the number of messages handled."""
+        log.info("worker_started", pool=self.pool.name, worker=self.config.worker_id)
+        idle_since = time.monotonic()
+        while not self.stop.is_set() and not self._enough():
+            if not self._protection.acquire():
+                log.warning("task_protection_unavailable")  # take no new work meanwhile
+                self.stop.wait(5)
+                continue
+            try:
+                msg = self._queue.receive(self.config.poll_wait_s)
+                if msg is None:
+                    if self._idle_too_long(idle_since):
+                        break
+                    continue
+                idle_since = time.monotonic()
+                if self.stop.is_set():
+                    self._queue.release(msg, 0)  # received while stopping: give it back
+                    break
+                self._handle_safely(msg)
+                self.handled += 1
+            finally:
+                self._protection.release()
+        log.info("worker_stopped", pool=self.pool.name, handled=self.handled)
+        return self.handled
+
+    def _enough(self) -> bool:
+        return self.config.max_jobs is not None and self.handled >= self.config.max_jobs
+
+    def _idle_too_long(self, since: float) -> bool:
+        limit = self.config.idle_exit_s
+        return limit is not None and time.monotonic() - since >= limit
+
+    def _handle_safely(self, msg: Received) -> None:
+        # A bug in one job must not kill the worker: the message goes back with a delay.
+        try:
+            self.handle(msg)
+        except Exception as exc:
+            log.exception("message_handling_crashed", error=str(exc))
+            try:
+                self._queue.release(msg, retry_delay(msg.receive_count))
+            except Exception as exc2:
+                log.warning("release_failed", error=str(exc2))
+
+    def handle(self, msg: Received) -> Settle:
+        """Settle one message: parse, run each announced object's job, then act on the queue."""
+        log_ = log.bind(message_id=msg.message_id, pool=self.pool.name)
+        try:
+            parsed = parse_message(msg.body)
+        except PermanentError as exc:
+            log_.warning("message_malformed", reason=str(exc))
+            settle = Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
+            self._apply(msg, settle)
+            return settle
+        if isinstance(parsed, TestEvent):
+            log_.info("test_event_ignored", bucket=parsed.bucket)
+            settle = ACK
+        else:
+            settles = [self._object(msg, obj) for obj in parsed] or [ACK]
+            settle = max(settles, key=lambda s: s.verdict.value)
+        self._apply(msg, settle)
+        return settle
+
+    def _apply(self, msg: Received, settle: Settle) -> None:
+        if settle.verdict is Verdict.ACK:
+            self._queue.delete(msg)
+        elif settle.verdict is Verdict.DEAD:
+            self._queue.dead_letter(
+                msg, settle.failure_class or FailureClass.PERMANENT, settle.reason
+            )
+        elif settle.verdict is Verdict.RELEASE:
+            self._queue.release(msg, settle.delay_s)
+        log.info("message_settled", verdict=settle.verdict.name.lower(), delay_s=settle.delay_s)
+
+    def _object(self, msg: Received, obj: SourceObject) -> Settle:
+        structlog.contextvars.bind_contextvars(key=obj.key, pool=self.pool.name)
+        try:
+            return self._object_inner(msg, obj)
+        finally:
+            structlog.contextvars.unbind_contextvars("key", "pool", "job_id")
+
+    def _object_inner(self, msg: Received, obj: SourceObject) -> Settle:
+        if obj.bucket != self.config.bucket:
+            reason = f"object from a bucket this farm does not own: {obj.bucket!r}"
+            return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=reason)
+        try:
+            output_key = done_key(obj.key, self.pool.name, self.pool.output_suffix)
+            current = self._store.head(obj.key)
+        except PermanentError as exc:
+            return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
+        except RetryableError as exc:
+            return Settle(Verdict.RELEASE, delay_s=retry_delay(msg.receive_count), reason=str(exc))
+        if current is None:
+            log.info("source_gone", reason="the source no longer exists")
+            return ACK
+        if obj.etag and current.etag != obj.etag:
+            log.info("source_superseded", reason="a newer upload replaced this source")
+            return ACK
+        job = JobKey(obj.key, self.pool.name, current.etag, self.pool.settings_hash())
+        structlog.contextvars.bind_contextvars(job_id=job.job_id)
+        spec = JobSpec(job, self.pool, self.config.bucket, output_key, current.size)
+        return self._claim_and_run(msg, spec)
+
+    def _claim_and_run(self, msg: Received, spec: JobSpec) -> Settle:
+        me = self.config.worker_id
+        claim = self._ledger.claim(spec.job, me, msg.message_id, self.config.lease_s)
+        if isinstance(claim, AlreadyFinished):
+            log.info("job_already_finished", state=claim.state.value)
+            return ACK
+        if isinstance(claim, HeldElsewhere):
+            if claim.message_id and claim.message_id != msg.message_id:
+                # A duplicate event: the holder has its own message, which comes back if it dies.
+                log.info("duplicate_event_dropped", holder=claim.worker)
+                return ACK
+            log.info("job_held_elsewhere", holder=claim.worker, lease_left_s=claim.lease_left_s)
+            return Settle(Verdict.RELEASE, delay_s=int(claim.lease_left_s) + 5)
+        log.info("job_claimed", attempt=claim.attempt, receive_count=msg.receive_count)
+        return self._run_claimed(msg, spec)
+
+    def _run_claimed(self, msg: Received, spec: JobSpec) -> Settle:
+        ctx = JobContext()
+        progress: list[float] = []
+        ctx.on_progress = progress.append
+        q = self.pool.queue
+
+        def renew() -> None:
+            pct = progress[-1] if progress else None
+            self._ledger.renew(spec.job, self.config.worker_id, self.config.lease_s, pct)
+
+        beat = Heartbeat(
+            extend=lambda t: self._queue.extend(msg, t),
+            received_at=msg.received_at,
+            timeout_s=q.visibility_timeout_s,
+            step_s=q.visibility_timeout_s,
+            cancel=ctx.cancel,
+            on_beat=renew,
+            clock=self._clock,
+        )
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch_shutdown, args=(ctx, done, progress), daemon=True
+        )
+        watcher.start()
+        try:
+            with beat:
+                result = self._runner.run(spec, ctx)
+        except Exception as exc:  # every failure is settled; see _settle_failure
+            return self._settle_failure(msg, spec, exc, beat.failure)
+        finally:
+            done.set()
+            watcher.join()
+        if beat.failure is not None:
+            return self._interrupted(spec, beat.failure)
+        return self._succeeded(spec, result)
+
+    def _settle_failure(
+        self, msg: Received, spec: JobSpec, exc: Exception, beat_failure: InterruptedJob | None
+    ) -> Settle:
+        """Map a job's exception to its failure class and what happens to the message."""
+        if isinstance(exc, InterruptedJob):
+            return self._interrupted(spec, beat_failure or exc)
+        if isinstance(exc, RetryableError):
+            return self._failed(msg, spec, exc.failure_class, str(exc), final=False, exc=exc)
+        if isinstance(exc, HevcqError):
+            return self._failed(msg, spec, FailureClass.PERMANENT, str(exc), final=True)
+        log.exception("job_crashed", error=str(exc))
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return self._failed(msg, spec, FailureClass.TRANSIENT, reason, final=False)
+
+    def _watch_shutdown(
+        self, ctx: JobContext, done: threading.Event, progress: list[float]
+    ) -> None:
+        """On stop, let a job that will finish within the grace finish; cancel the rest."""
+        started = time.monotonic()
+        while not done.is_set():
+            if self.stop.wait(0.2):
+                break
+        if done.is_set():
+            return
+        elapsed = time.monotonic() - started
+        pct = progress[-1] if progress else 0.0
+        remaining = elapsed * (100 - pct) / pct if pct > 0 else float("inf")
+        grace = self.config.shutdown_grace_s
+        log.info("shutdown_requested", progress=round(pct, 1), estimated_left_s=round(remaining))
+        if remaining <= grace and done.wait(grace):
+            return
+        ctx.cancel.set()
+
+    def _settle_ledger(self, spec: JobSpec, state: State, fields: dict[str, object]) -> bool:
+        try:
+            self._ledger.finish(spec.job, self.config.worker_id, state, fields)
+        except LeaseLostError as exc:
+            log.warning("lease_lost_before_finish", error=str(exc))
+            return False
+        return True
+
+    def _succeeded(self, spec: JobSpec, result: JobResult) -> Settle:
+        state = State.DONE if result.outcome == "done" else State.SKIPPED
+        fields = {
+            "output_key": result.output_key, "reason": result.reason,
+            "input_bytes": result.input_bytes, "output_bytes": result.output_bytes,
+            "encode_s": result.encode_s, "duration_s": result.duration_s, "progress": 100.0,
+        }  # fmt: skip
+        if not self._settle_ledger(spec, state, fields):
+            return LOST
+        self._publisher.publish(result)
+        log.info("job_finished", outcome=result.outcome, reason=result.reason)
+        return ACK
+
+    def _failed(
+        self,
+        msg: Received,
+        spec: JobSpec,
+        cls: FailureClass,
+        reason: str,
+        *,
+        final: bool,
+        exc: RetryableError | None = None,
+    ) -> Settle:
+        last_try = msg.receive_count >= self.pool.queue.max_receive_count
+        fields: dict[str, object] = {"failure_class": cls.value, "reason": reason}
+        if final or last_try:
+            if not self._settle_ledger(spec, State.FAILED, fields):
+                return LOST
+            self._publisher.publish(self._failure_result(spec, cls, reason))
+            log.warning("job_failed", failure_class=cls.value, reason=reason)
+            return Settle(Verdict.DEAD, failure_class=cls, reason=reason)
+        try:
+            self._ledger.release(spec.job, self.config.worker_id, State.QUEUED, fields)
+        except LeaseLostError:
+            return LOST
+        delay = int(exc.delay_s) if exc and exc.delay_s else retry_delay(msg.receive_count)
+        log.warning("job_will_retry", failure_class=cls.value, reason=reason, delay_s=delay)
+        return Settle(Verdict.RELEASE, delay_s=delay, failure_class=cls, reason=reason)
+
+    def _interrupted(self, spec: JobSpec, exc: InterruptedJob) -> Settle:
+        if isinstance(exc, LostMessageError | LeaseLostError):
+            log.warning("job_abandoned", reason=str(exc))  # someone else owns it now
+            return LOST
+        try:
+            self._ledger.release(
+                spec.job, self.config.worker_id, State.INTERRUPTED, {"reason": str(exc)}
+            )
+        except LeaseLostError:
+            return LOST
+        log.info("job_interrupted", reason=str(exc))
+        return Settle(Verdict.RELEASE, delay_s=0, reason=str(exc))
+
+    def _failure_result(self, spec: JobSpec, cls: FailureClass, reason: str) -> JobResult:
+        return JobResult(
+            job_id=spec.job.job_id,
+            pool=spec.pool.name,
+            bucket=spec.bucket,
+            source_key=spec.job.key,
+            source_etag=spec.job.etag,
+            outcome="failed",
+            reason=reason,
+            failure_class=cls,
+            input_bytes=spec.source_size,
+            settings_hash=spec.job.settings_hash,
+            worker=self.config.worker_id,
+        )
