@@ -1,0 +1,165 @@
+"""build_args(): the ffmpeg command for every plan the real pools make from every shape."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from media_shapes import SHAPES
+
+from hevcq.decide import decide
+from hevcq.errors import ConfigError
+from hevcq.farm import load_farm
+from hevcq.ffargs import build_args
+from hevcq.media import EncodePlan
+
+FARM = load_farm()
+SRC = Path("/scratch/in-7f3a")
+DST = Path("/scratch/out-7f3a")
+
+
+def _plans() -> dict[str, EncodePlan]:
+    plans = {}
+    for shape, (name, info) in SHAPES.items():
+        for pool_name, pool in sorted(FARM.items()):
+            decision = decide(info, pool, name)
+            if isinstance(decision, EncodePlan):
+                plans[f"{shape}-{pool_name}"] = decision
+    return plans
+
+
+PLANS = _plans()
+
+
+def values(args: list[str], flag: str) -> list[str]:
+    """Every value that follows ``flag`` in an argument list."""
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == flag]
+
+
+def test_every_pool_produces_plans() -> None:
+    assert {p.pool for p in PLANS.values()} == set(FARM)
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_input_output_and_housekeeping(key: str) -> None:
+    args = build_args("/opt/ffmpeg", SRC, DST, PLANS[key])
+    assert all(isinstance(a, str) for a in args)
+    assert args[0] == "/opt/ffmpeg"
+    assert args[-1] == f"file:{DST}"
+    i = args.index("-i")
+    assert args[i - 1] == "-noautorotate"
+    assert args[i + 1] == f"file:{SRC}"
+    for flag in ("-hide_banner", "-nostdin", "-y", "-nostats"):
+        assert flag in args[:-1]
+    assert values(args, "-progress") == ["pipe:1"]
+    assert values(args, "-loglevel") == ["error"]
+    assert values(args, "-map_metadata") == ["0"]
+    assert "-r" not in args
+    assert values(args, "-fps_mode:v") == ["passthrough"]
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_every_planned_stream_is_mapped_explicitly_in_order(key: str) -> None:
+    plan = PLANS[key]
+    args = build_args("ffmpeg", SRC, DST, plan)
+    expected = [f"0:{plan.video_index}"]
+    expected += [f"0:{i}" for i, _ in plan.audio] + [f"0:{i}" for i, _ in plan.subtitles]
+    expected += ["0:t"] if plan.attachments else []
+    assert values(args, "-map") == expected
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_video_encoder_settings(key: str) -> None:
+    plan = PLANS[key]
+    args = build_args("ffmpeg", SRC, DST, plan)
+    assert values(args, "-c:v") == ["libx265"]
+    assert values(args, "-crf") == [str(plan.crf)]
+    assert values(args, "-preset") == [plan.preset]
+    expected_fmt = ("yuv420p10le", "main10") if plan.ten_bit else ("yuv420p", "main")
+    assert (values(args, "-pix_fmt")[0], values(args, "-profile:v")[0]) == expected_fmt
+    assert "log-level=error" in values(args, "-x265-params")[0].split(":")
+    if plan.scale:
+        assert values(args, "-vf") == [f"scale={plan.width}:{plan.height}:flags=lanczos"]
+    elif plan.crop:
+        assert values(args, "-vf") == [f"crop={plan.width}:{plan.height}:0:0"]
+    else:
+        assert values(args, "-vf") == []
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_container_flags(key: str) -> None:
+    plan = PLANS[key]
+    args = build_args("ffmpeg", SRC, DST, plan)
+    if plan.container == "mp4":
+        assert values(args, "-f") == ["mp4"]
+        assert values(args, "-tag:v") == ["hvc1"]
+        assert values(args, "-movflags") == ["+faststart+use_metadata_tags"]
+    else:
+        assert values(args, "-f") == ["matroska"]
+        assert values(args, "-tag:v") == []
+        assert values(args, "-movflags") == []
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_audio_and_subtitle_codecs_per_output_stream(key: str) -> None:
+    plan = PLANS[key]
+    args = build_args("ffmpeg", SRC, DST, plan)
+    for n, (_, mode) in enumerate(plan.audio):
+        assert values(args, f"-c:a:{n}") == [mode]
+        bitrate = [f"{plan.audio_bitrate_kbps}k"] if mode == "aac" else []
+        assert values(args, f"-b:a:{n}") == bitrate
+    for n, (_, mode) in enumerate(plan.subtitles):
+        assert values(args, f"-c:s:{n}") == [mode]
+    assert values(args, "-c:t") == (["copy"] if plan.attachments else [])
+
+
+def test_portrait_phone_clip_exact_command() -> None:
+    plan = PLANS["portrait_rot90-720p"]
+    assert build_args("ffmpeg", SRC, DST, plan) == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+        "-noautorotate", "-i", f"file:{SRC}", "-map_metadata", "0",
+        "-map", "0:0", "-vf", "scale=1280:720:flags=lanczos",
+        "-c:v", "libx265", "-preset", "medium", "-crf", "28",
+        "-pix_fmt", "yuv420p", "-profile:v", "main", "-x265-params", "log-level=error",
+        "-fps_mode:v", "passthrough",
+        "-map", "0:1", "-c:a:0", "copy",
+        "-tag:v", "hvc1", "-movflags", "+faststart+use_metadata_tags", "-f", "mp4",
+        "-progress", "pipe:1", "-nostats", f"file:{DST}",
+    ]  # fmt: skip
+
+
+def test_pcm_audio_is_encoded_to_aac_at_the_pool_bitrate() -> None:
+    args = build_args("ffmpeg", SRC, DST, PLANS["pcm_audio_mov-720p"])
+    assert values(args, "-c:a:0") == ["aac"]
+    assert values(args, "-b:a:0") == ["128k"]
+
+
+def test_threads_limit_decoder_and_x265_pool() -> None:
+    args = build_args("ffmpeg", SRC, DST, PLANS["landscape_1080-hevc"], threads=2)
+    assert args.index("-threads") < args.index("-i")
+    assert values(args, "-threads") == ["2"]
+    assert "pools=2" in values(args, "-x265-params")[0].split(":")
+
+
+def test_pool_params_are_merged_and_log_level_stays_error() -> None:
+    plan = dataclasses.replace(
+        PLANS["landscape_1080-hevc"], x265_params={"aq-mode": "3", "log-level": "full"}
+    )
+    params = values(build_args("ffmpeg", SRC, DST, plan), "-x265-params")[0]
+    assert params == "aq-mode=3:log-level=error"
+
+
+@pytest.mark.parametrize(
+    "params", [{"bad:key": "1"}, {"key": "a:b"}, {"": "1"}, {"k=v": "1"}]
+)
+def test_params_that_break_the_x265_syntax_are_rejected(params: dict[str, str]) -> None:
+    plan = dataclasses.replace(PLANS["landscape_1080-hevc"], x265_params=params)
+    with pytest.raises(ConfigError, match="x265_params"):
+        build_args("ffmpeg", SRC, DST, plan)
+
+
+def test_hostile_file_names_stay_single_arguments() -> None:
+    src = Path("/lib/-y; rm -rf ~ $(x).mp4")
+    args = build_args("ffmpeg", src, DST, PLANS["landscape_1080-hevc"])
+    assert values(args, "-i") == [f"file:{src}"]
