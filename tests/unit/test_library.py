@@ -1,0 +1,515 @@
+"""The library scan: filters, state store fast path, duplicates, problems, estimates."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hevcq import library, walk
+from hevcq.errors import PermanentError
+from hevcq.estimate import FARGATE_PRICES, TaskSize, estimate
+from hevcq.farm import Applies, Encode, Pool
+from hevcq.library import PoolTotals, ScanOptions, ScanReport, scan
+from hevcq.media import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
+from hevcq.statestore import (
+    StateStore,
+    decision_from_json,
+    decision_to_json,
+    default_store_path,
+    info_from_json,
+    info_to_json,
+    state_dir,
+)
+from hevcq.walk import Matcher, fingerprint, glob_regex, sample_offsets
+
+HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
+P720 = Pool(
+    name="720p",
+    output_suffix=".720p",
+    applies=Applies(source_codecs=("h264", "hevc"), target_height=720),
+)
+POOLS = (HEVC, P720)
+
+
+class FakeProbe:
+    """Reads the codec from the file's first line; counts calls per file name."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, path: Path) -> MediaInfo:
+        self.calls.append(path.name)
+        head = path.read_bytes()[:16]
+        if head.startswith(b"BAD"):
+            raise PermanentError("not a media file: invalid data")
+        codec = head.split(b"\n")[0].decode() or "h264"
+        video = (VideoStream(0, codec, 1920, 1080, "yuv420p", 8),)
+        return MediaInfo("mov,mp4", 12.5, path.stat().st_size, video, (AudioStream(1, "aac"),))
+
+
+class FakeDecide:
+    """Encode h264 in every pool, hevc only in renditions; counts calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, info: MediaInfo, pool: Pool, source_name: str) -> Decision:
+        self.calls += 1
+        codec = info.video[0].codec
+        if codec not in pool.applies.source_codecs:
+            return Skip(f"{codec} source")
+        return EncodePlan(pool.name, "mp4", 0, 1920, 1080, 0, False, pool.encode.crf, "medium")
+
+
+def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body + rel.encode())  # distinct content per path unless asked otherwise
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    with StateStore(tmp_path / "state" / "lib.sqlite3") as s:
+        yield s
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    root = tmp_path / "lib"
+    root.mkdir()
+    return root
+
+
+def run(root: Path, store: StateStore, probe: FakeProbe | None = None, **kw: object) -> ScanReport:
+    decide = kw.pop("decide", None) or FakeDecide()
+    pools = kw.pop("pools", POOLS)
+    return scan(root, pools, store, kw.pop("options", None), probe_fn=probe or FakeProbe(),
+                decide_fn=decide, workers=2, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+# --- filters ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "hit"),
+    [
+        ("*.mp4", "a.mp4", True),
+        ("*.mp4", "d/a.mp4", False),  # '*' stays in one segment
+        ("**/*.mp4", "d/e/a.MP4", True),  # case-insensitive, any depth
+        ("**/*.mp4", "a.mp4", True),  # '**/' also matches no folder
+        ("Camera/**", "Camera", True),  # names the folder itself, so it is pruned
+        ("Camera/**", "Camera/2024/x.mov", True),
+        ("Camera/**", "CameraRoll/x.mov", False),
+        ("clip?.mov", "clip1.mov", True),
+        ("clip[!0-9].mov", "clip1.mov", False),
+        ("a+b (1).mov", "a+b (1).mov", True),  # regex metacharacters are literal
+    ],
+)
+def test_glob_regex(pattern: str, path: str, hit: bool) -> None:
+    assert bool(glob_regex(pattern).match(path)) is hit
+
+
+@pytest.mark.parametrize(
+    ("rel", "wanted"),
+    [
+        ("a.MOV", True),
+        ("b.mts", True),
+        ("c.jpg", False),
+        ("noext", False),
+        ("._a.mov", False),  # macOS AppleDouble debris
+        ("x/@eaDir/a.mp4/SYNOFILM.mp4", False),
+    ],
+)
+def test_default_filters(rel: str, wanted: bool) -> None:
+    m = Matcher.from_options(ScanOptions())
+    ok = m.wants_file(rel) and all(
+        m.wants_dir("/".join(rel.split("/")[: i + 1])) for i in range(rel.count("/"))
+    )
+    assert ok is wanted
+
+
+def test_include_exclude_and_extensions(lib: Path, store: StateStore) -> None:
+    for rel in ("Camera/a.mp4", "Camera/b.mkv", "Camera/skip/c.mp4", "Other/d.mp4", "e.MOV"):
+        make(lib, rel)
+    opts = ScanOptions(extensions=frozenset({"MP4", ".mov"}), include=("Camera/**", "*.mov"),
+                       exclude=("Camera/skip",))  # fmt: skip
+    report = run(lib, store, options=opts)
+    assert [e.rel for e in report.entries] == ["Camera/a.mp4", "e.MOV"]
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def test_sample_offsets_cover_head_middle_tail() -> None:
+    assert sample_offsets(1000) == [(0, 1000)]
+    size = 100 << 20
+    windows = sample_offsets(size)
+    assert windows[0] == (0, walk.EDGE_BYTES)
+    assert windows[-1] == (size - walk.EDGE_BYTES, walk.EDGE_BYTES)
+    assert len(windows) == walk.STRIPES + 2
+    assert all(off >= 0 and off + n <= size for off, n in windows)
+
+
+def test_fingerprint_sees_size_and_tail(tmp_path: Path) -> None:
+    big = bytes(range(256)) * 16384  # 4 MiB: sampled
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a.write_bytes(big)
+    b.write_bytes(big[:-1] + b"!")
+    c.write_bytes(big)
+    assert fingerprint(a).startswith("s1:")
+    assert fingerprint(a) == fingerprint(c)
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint(a, full=True).startswith("f1:")
+    assert fingerprint(a, full=True) != fingerprint(a)
+
+
+# --- the state store ------------------------------------------------------------------------
+
+
+def test_state_dir_follows_xdg(tmp_path: Path) -> None:
+    assert state_dir({"XDG_STATE_HOME": "/xdg"}, tmp_path) == Path("/xdg/hevcq")
+    assert state_dir({"XDG_STATE_HOME": "rel"}, tmp_path) == tmp_path / ".local/state/hevcq"
+    p1 = default_store_path(Path("/media/a"), tmp_path)
+    assert p1.parent == tmp_path
+    assert p1.suffix == ".sqlite3"
+    assert p1 != default_store_path(Path("/media/b"), tmp_path)
+
+
+def test_media_and_decisions_round_trip() -> None:
+    info = MediaInfo("mov,mp4", 3.0, 10, (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0),),
+                     (AudioStream(1, "aac", 6),))  # fmt: skip
+    assert info_from_json(info_to_json(info)) == info
+    plan = EncodePlan("hevc", "mp4", 0, 8, 6, 90, False, 26, "medium", {"aq-mode": "3"},
+                      audio=((1, "copy"),), subtitles=((2, "mov_text"),))  # fmt: skip
+    assert decision_from_json(decision_to_json(plan)) == plan
+    assert decision_from_json(decision_to_json(Skip("no"))) == Skip("no")
+    with pytest.raises(ValueError, match="stale"):
+        info_from_json('{"format_name": "x"}')
+
+
+def test_store_uses_wal(store: StateStore) -> None:
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+# --- the scan ----------------------------------------------------------------------------
+
+
+def test_first_scan_decides_per_pool(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    make(lib, "sub/b.mkv", b"hevc\n")
+    report = run(lib, store)
+    a, b = report.entries
+    assert (a.status, a.pools_to_encode, a.upload_key) == ("send", ("hevc", "720p"), "TODO/a.mp4")
+    assert b.pools_to_encode == ("720p",)
+    assert b.decisions["hevc"] == Skip("hevc source")
+    assert report.totals["hevc"] == PoolTotals(1, a.size, 12.5)
+    assert report.totals["720p"] == PoolTotals(2, a.size + b.size, 25.0)
+    assert store.count() == 2
+
+
+def test_unchanged_files_are_not_opened(lib: Path, store: StateStore) -> None:
+    for i in range(20):
+        make(lib, f"d{i % 3}/f{i}.mp4")
+    run(lib, store)
+    probe, decide = FakeProbe(), FakeDecide()
+
+    def no_open(path: Path) -> str:
+        raise AssertionError(f"opened {path}")
+
+    report = run(lib, store, probe, decide=decide, fingerprint_fn=no_open)
+    assert probe.calls == []
+    assert decide.calls == 0
+    assert report.reused == 20
+    assert report.probed == 0
+    assert all(e.cached and e.status == "send" for e in report.entries)
+
+
+def test_changed_file_is_probed_again(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    path = make(lib, "b.mp4")
+    run(lib, store)
+    path.write_bytes(b"hevc\nnew content")
+    os.utime(path, ns=(1, 1_000_000_000))
+    probe = FakeProbe()
+    report = run(lib, store, probe)
+    assert probe.calls == ["b.mp4"]
+    assert report.entries[1].decisions["hevc"] == Skip("hevc source")
+
+
+def test_changed_pool_settings_redecide_without_probing(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    run(lib, store)
+    probe, decide = FakeProbe(), FakeDecide()
+    tuned = Pool(name="hevc", applies=HEVC.applies, encode=Encode(crf=22))
+    report = run(lib, store, probe, decide=decide, pools=(tuned, P720))
+    assert probe.calls == []
+    assert decide.calls == 1  # only the pool whose settings hash changed
+    plan = report.entries[0].decisions["hevc"]
+    assert isinstance(plan, EncodePlan)
+    assert plan.crf == 22
+
+
+def test_uploaded_file_is_not_sent_again(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    first = run(lib, store).entries[0]
+    store.record_upload("a.mp4", "TODO/a.mp4", first.fingerprint)
+    store.record_outcome("a.mp4", "hevc", "done")
+    entry = run(lib, store).entries[0]
+    assert entry.status == "uploaded"
+    assert entry.outcomes == {"hevc": "done", "720p": "uploaded"}
+    assert run(lib, store).to_send == ()
+
+
+def test_renamed_uploaded_file_is_a_duplicate_without_probing(lib: Path, store: StateStore) -> None:
+    make(lib, "old/a.mp4")
+    first = run(lib, store).entries[0]
+    store.record_upload("old/a.mp4", "TODO/old/a.mp4", first.fingerprint)
+    (lib / "new").mkdir()
+    (lib / "old/a.mp4").rename(lib / "new/a.mp4")
+    probe = FakeProbe()
+    report = run(lib, store, probe)
+    assert probe.calls == []  # same inode, size and mtime: reused without opening
+    (entry,) = report.entries
+    assert (entry.rel, entry.status, entry.duplicate_of) == ("new/a.mp4", "duplicate", "old/a.mp4")
+
+
+def test_copies_in_one_run_are_sent_once(lib: Path, store: StateStore) -> None:
+    body = b"h264\nsame bytes"
+    for rel in ("b/copy.mp4", "a/orig.mp4", "c/another.mov"):
+        (lib / rel).parent.mkdir(parents=True)
+        (lib / rel).write_bytes(body)
+    report = run(lib, store)
+    assert [e.rel for e in report.to_send] == ["a/orig.mp4"]
+    assert {e.rel: e.duplicate_of for e in report.duplicates} == {
+        "b/copy.mp4": "a/orig.mp4",
+        "c/another.mov": "a/orig.mp4",
+    }
+    assert report.totals["hevc"].files == 1
+
+
+def test_copy_of_an_uploaded_file_is_a_duplicate(lib: Path, store: StateStore) -> None:
+    path = make(lib, "z.mp4")
+    entry = run(lib, store).entries[0]
+    store.record_upload("z.mp4", "TODO/z.mp4", entry.fingerprint)
+    (lib / "a.mp4").write_bytes(path.read_bytes())
+    report = run(lib, store)
+    assert [(e.rel, e.status, e.duplicate_of) for e in report.entries] == [
+        ("a.mp4", "duplicate", "z.mp4"),
+        ("z.mp4", "uploaded", None),
+    ]
+
+
+def test_upload_of_a_changed_file_no_longer_claims_its_old_content(
+    lib: Path, store: StateStore
+) -> None:
+    path = make(lib, "z.mp4", b"h264\nfirst")
+    entry = run(lib, store).entries[0]
+    store.record_upload("z.mp4", "TODO/z.mp4", entry.fingerprint)
+    (lib / "a.mp4").write_bytes(path.read_bytes())  # a copy of the uploaded content...
+    path.write_bytes(b"h264\nedited")  # ...whose original then changes
+    os.utime(path, ns=(1, 1_000_000_000))
+    report = run(lib, store)
+    assert {e.rel: e.status for e in report.entries} == {"a.mp4": "send", "z.mp4": "send"}
+
+
+def test_limits_defer_and_stop_probing(lib: Path, store: StateStore) -> None:
+    for i in range(40):
+        make(lib, f"f{i:02}.mp4")
+    probe = FakeProbe()
+    report = run(lib, store, probe, options=ScanOptions(max_files=3))
+    assert [e.rel for e in report.to_send] == ["f00.mp4", "f01.mp4", "f02.mp4"]
+    assert len(report.with_status("deferred")) == 37
+    assert len(probe.calls) < 40  # later batches were not probed at all
+    size = (lib / "f00.mp4").stat().st_size
+    again = run(lib, store, options=ScanOptions(max_bytes=2 * size))
+    assert len(again.to_send) == 2
+
+
+def test_probe_failure_is_reported_and_remembered(lib: Path, store: StateStore) -> None:
+    make(lib, "bad.mp4", b"BAD")
+    make(lib, "good.mp4")
+    report = run(lib, store)
+    assert [(p.rel, p.kind) for p in report.problems] == [("bad.mp4", "probe_failed")]
+    assert "not a media file" in report.problems[0].reason
+    probe = FakeProbe()
+    again = run(lib, store, probe)
+    assert probe.calls == []
+    assert [p.rel for p in again.problems] == ["bad.mp4"]
+
+
+def test_probe_crash_is_reported_and_retried_next_time(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+
+    def crash(path: Path) -> MediaInfo:
+        raise RuntimeError("boom")
+
+    report = run(lib, store, crash)  # type: ignore[arg-type]
+    assert [(p.kind, p.reason) for p in report.problems] == [
+        ("probe_failed", "probe crashed: RuntimeError('boom')")
+    ]
+    probe = FakeProbe()
+    assert run(lib, store, probe).entries[0].status == "send"
+    assert probe.calls == ["a.mp4"]
+
+
+def test_broken_symlink_and_symlinked_folder(lib: Path, store: StateStore, tmp_path: Path) -> None:
+    make(lib, "real.mp4")
+    outside = tmp_path / "outside"
+    make(outside, "x.mp4")
+    (lib / "gone.mp4").symlink_to(tmp_path / "missing.mp4")
+    (lib / "link.mp4").symlink_to(outside / "x.mp4")
+    (lib / "loop").symlink_to(lib)  # would loop forever if followed
+    report = run(lib, store)
+    assert [e.rel for e in report.entries] == ["link.mp4", "real.mp4"]
+    kinds = {p.rel: p.kind for p in report.problems}
+    assert kinds == {"gone.mp4": "broken_symlink", "loop": "symlinked_dir"}
+
+
+def test_hevcq_folders_and_skip_dirs_are_not_scanned(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    make(lib, ".hevcq/quarantine/x/a.mp4")
+    make(lib, "out/hevc/a.mp4")
+    report = run(lib, store, options=ScanOptions(skip_dirs=(lib / "out",)))
+    assert [e.rel for e in report.entries] == ["a.mp4"]
+
+
+def test_permission_denied_file_is_reported(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    make(lib, "locked.mp4")
+
+    def opener(path: Path) -> str:
+        if path.name == "locked.mp4":
+            raise PermissionError(13, "Permission denied")
+        return fingerprint(path)
+
+    report = run(lib, store, fingerprint_fn=opener)
+    assert [e.rel for e in report.entries] == ["a.mp4"]
+    assert [(p.rel, p.kind) for p in report.problems] == [("locked.mp4", "permission")]
+
+
+def test_permission_denied_folder_is_reported(
+    lib: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make(lib, "a.mp4")
+    make(lib, "private/b.mp4")
+    real = os.scandir
+
+    def scandir(path: Path) -> object:
+        if Path(path).name == "private":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(walk, "_scandir", scandir)
+    report = run(lib, store)
+    assert [e.rel for e in report.entries] == ["a.mp4"]
+    assert [(p.rel, p.kind) for p in report.problems] == [("private", "permission")]
+
+
+def test_file_vanishing_mid_scan_is_reported(
+    lib: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make(lib, "a.mp4")
+    gone = make(lib, "b.mp4")
+    real = os.scandir
+
+    class Listing:
+        def __init__(self, path: Path) -> None:
+            self.entries = list(real(path))
+            gone.unlink(missing_ok=True)  # deleted after listing, before stat
+
+        def __enter__(self) -> list[os.DirEntry[str]]:
+            return self.entries
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(walk, "_scandir", Listing)
+    report = run(lib, store)
+    assert [e.rel for e in report.entries] == ["a.mp4"]
+    assert [(p.rel, p.kind) for p in report.problems] == [("b.mp4", "vanished")]
+
+
+def test_file_deleted_before_fingerprint_is_reported(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+
+    def delete_then_read(path: Path) -> str:
+        path.unlink()
+        return fingerprint(path)
+
+    report = run(lib, store, fingerprint_fn=delete_then_read)
+    assert report.entries == ()
+    assert [p.kind for p in report.problems] == ["vanished"]
+
+
+def test_file_growing_during_probe_is_reported(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+    probe = FakeProbe()
+
+    def growing(path: Path) -> MediaInfo:
+        info = probe(path)
+        with path.open("ab") as fh:
+            fh.write(b"more")
+        return info
+
+    report = run(lib, store, growing)  # type: ignore[arg-type]
+    assert [p.kind for p in report.problems] == ["changing"]
+    assert store.count() == 0  # nothing remembered about a half-written file
+
+
+def test_bad_relative_path_is_reported(lib: Path, store: StateStore) -> None:
+    make(lib, "tab\there.mp4")
+    report = run(lib, store)
+    assert [p.kind for p in report.problems] == ["bad_path"]
+
+
+def test_decide_error_becomes_a_skip(lib: Path, store: StateStore) -> None:
+    make(lib, "a.mp4")
+
+    def refuse(info: MediaInfo, pool: Pool, name: str) -> Decision:
+        raise PermanentError("no usable video stream")
+
+    entry = run(lib, store, decide=refuse).entries[0]
+    assert entry.status == "skip"
+    assert entry.decisions["hevc"] == Skip("cannot decide: no usable video stream")
+
+
+# --- estimates ---------------------------------------------------------------------------
+
+
+def _report(totals: dict[str, PoolTotals]) -> ScanReport:
+    return ScanReport(Path("/lib"), (), (), totals, 0, 0, 0.0)
+
+
+def test_estimate_hours_and_costs() -> None:
+    report = _report({"hevc": PoolTotals(10, 10**9, 36_000.0), "720p": PoolTotals()})
+    est = estimate(report, {"hevc": 0.5}, task=TaskSize(2, 4), local_cpus=4)
+    hevc = est.pools["hevc"]
+    assert hevc.calibrated
+    assert hevc.vcpu_hours == pytest.approx(20.0)
+    assert hevc.local_hours == pytest.approx(5.0)
+    assert hevc.task_hours == pytest.approx(10.0)
+    p = FARGATE_PRICES
+    assert hevc.on_demand_usd == pytest.approx(10 * (2 * p.vcpu_hour + 4 * p.gb_hour))
+    assert hevc.spot_usd < hevc.on_demand_usd
+    assert est.pools["720p"].local_hours == 0
+    assert not est.pools["720p"].calibrated
+    assert est.on_demand_usd == pytest.approx(hevc.on_demand_usd)
+
+
+def test_estimate_uses_pool_task_sizes_and_extra_storage() -> None:
+    report = _report({"hevc": PoolTotals(1, 1, 3600.0)})
+    size = TaskSize.of(HEVC)
+    assert (size.vcpu, size.memory_gib, size.ephemeral_gib) == (2.0, 4.0, 40)
+    est = estimate(report, {"hevc": 1.0}, task={"hevc": size}, local_cpus=1)
+    p = FARGATE_PRICES
+    hourly = 2 * p.vcpu_hour + 4 * p.gb_hour + 20 * p.storage_gb_hour
+    assert est.pools["hevc"].on_demand_usd == pytest.approx(0.5 * hourly)
+
+
+def test_library_reexports() -> None:
+    assert library.ScanOptions is walk.ScanOptions
