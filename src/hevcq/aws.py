@@ -45,10 +45,15 @@ class Clients:
     sts: STSClient
 
     @classmethod
-    def create(cls, region: str | None = None, endpoint_url: str | None = None) -> Clients:
+    def create(
+        cls, region: str | None = None, endpoint_url: str | None = None, retries: int | None = None
+    ) -> Clients:
         """Build clients; ``endpoint_url`` overrides boto3's own endpoint configuration."""
         session = boto3.session.Session(region_name=region)
-        kw: dict[str, Any] = {"config": BOTO_CONFIG}
+        config = BOTO_CONFIG
+        if retries is not None:
+            config = config.merge(Config(retries={"mode": "standard", "max_attempts": retries}))
+        kw: dict[str, Any] = {"config": config}
         if endpoint_url:
             kw["endpoint_url"] = endpoint_url
         return cls(

@@ -57,13 +57,13 @@ class SourceObject:
 
 
 @dataclass(frozen=True)
-class TestEvent:
-    """The ``s3:TestEvent`` S3 sends when notifications are configured: nothing to do."""
+class S3TestEvent:
+    """The ``s3:S3TestEvent`` S3 sends when notifications are configured: nothing to do."""
 
     bucket: str
 
 
-ParsedMessage = TestEvent | list[SourceObject]
+ParsedMessage = S3TestEvent | list[SourceObject]
 
 
 def _loads(text: str, what: str) -> Any:
@@ -84,8 +84,8 @@ def parse_message(body: str) -> ParsedMessage:
         doc = _loads(doc["Message"], "SNS Message")
     if not isinstance(doc, dict):
         raise PermanentError("message body is not a JSON object")
-    if doc.get("Event") == "s3:TestEvent":
-        return TestEvent(bucket=str(doc.get("Bucket", "")))
+    if doc.get("Event") == "s3:S3TestEvent":
+        return S3TestEvent(bucket=str(doc.get("Bucket", "")))
     try:
         note = _Notification.model_validate(doc)
     except ValidationError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SETTINGS_FILE = Path("~/.config/hevcq/hevcq.env").expanduser()
@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     poll_wait_s: int = Field(20, ge=0, le=20)
     stall_timeout_s: float = Field(120.0, gt=0)
     shutdown_grace_s: float = Field(60.0, ge=0)
-    lease_s: int = Field(120, ge=10)
+    lease_s: int = Field(300, ge=10)
+    workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
+    ecs_agent_uri: str | None = Field(None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI"))
 
     # Resource identifiers; derived from name_prefix when unset.
     events_topic_arn: str | None = None

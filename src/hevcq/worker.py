@@ -23,7 +23,7 @@ from hevcq.errors import (
     PermanentError,
     RetryableError,
 )
-from hevcq.events import SourceObject, TestEvent, parse_message
+from hevcq.events import SourceObject, S3TestEvent, parse_message
 from hevcq.farm import Pool
 from hevcq.heartbeat import Heartbeat
 from hevcq.jobs import JobContext, JobRunner, JobSpec
@@ -164,7 +164,7 @@ class Worker:
             settle = Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
             self._apply(msg, settle)
             return settle
-        if isinstance(parsed, TestEvent):
+        if isinstance(parsed, S3TestEvent):
             log_.info("test_event_ignored", bucket=parsed.bucket)
             settle = ACK
         else:
@@ -217,7 +217,17 @@ class Worker:
         me = self.config.worker_id
         claim = self._ledger.claim(spec.job, me, msg.message_id, self.config.lease_s)
         if isinstance(claim, AlreadyFinished):
+            # No work, but say so again: whoever re-sent the file is waiting for a result.
             log.info("job_already_finished", state=claim.state.value)
+            self._publisher.publish(
+                JobResult(
+                    job_id=spec.job.job_id, pool=spec.pool.name, bucket=spec.bucket,
+                    source_key=spec.job.key, source_etag=spec.job.etag,
+                    outcome="done" if claim.state is State.DONE else "skipped",
+                    output_key=claim.output_key, reason=claim.reason,
+                    settings_hash=spec.job.settings_hash, worker=self.config.worker_id,
+                )
+            )  # fmt: skip
             return ACK
         if isinstance(claim, HeldElsewhere):
             if claim.message_id and claim.message_id != msg.message_id:

@@ -1,0 +1,165 @@
+"""The embedded default: an AWS-compatible endpoint in-process and local worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+from hevcq.aws import Clients
+from hevcq.farm import Pool
+from hevcq.provision import FarmRefs, names_for, provision
+from hevcq.settings import Settings
+from hevcq.topology import EMBEDDED_BUCKET
+
+log = structlog.get_logger()
+
+EMBEDDED_REGION = "us-east-1"
+# moto accepts any credentials; these keep boto3 from looking for real ones.
+EMBEDDED_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "hevcq-local",
+    "AWS_SECRET_ACCESS_KEY": "hevcq-local",  # noqa: S105 - not a secret: a local mock endpoint
+    "AWS_DEFAULT_REGION": EMBEDDED_REGION,
+}
+WORKER_STOP_TIMEOUT_S = 30.0
+
+
+def _start_moto() -> tuple[object, str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - moto is a dependency of the local extra
+        raise RuntimeError("the embedded farm needs moto: pip install 'hevcq[local]'") from exc
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[str, str]:
+    """Environment variables that point a worker process at this farm."""
+    env = {
+        "HEVCQ_BUCKET": refs.bucket,
+        "HEVCQ_NAME_PREFIX": refs.names.prefix,
+        "HEVCQ_EVENTS_TOPIC_ARN": refs.events_topic_arn,
+        "HEVCQ_UPLOADS_TOPIC_ARN": refs.uploads_topic_arn,
+        "HEVCQ_RESULTS_QUEUE_URL": refs.results_queue_url,
+        "HEVCQ_LEDGER_TABLE": refs.ledger_table,
+        "HEVCQ_LOG_FORMAT": "json",
+        "HEVCQ_LOG_LEVEL": settings.log_level,
+    }
+    if settings.workers_dir:
+        env["HEVCQ_WORKERS_DIR"] = str(settings.workers_dir)
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+        env.update(EMBEDDED_CREDENTIALS)
+    return env
+
+
+@dataclass
+class WorkerProcs:
+    """Local worker processes, restarted if they die while the farm runs."""
+
+    env: dict[str, str]
+    log_dir: Path
+    per_pool: dict[str, int]
+    procs: dict[tuple[str, int], subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def _spawn(self, pool: str, slot: int) -> None:
+        log_path = self.log_dir / f"worker-{pool}-{slot}.log"
+        with log_path.open("ab") as out:
+            self.procs[(pool, slot)] = subprocess.Popen(
+                [sys.executable, "-m", "hevcq", "worker", "--pool", pool],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def start(self) -> None:
+        """Start every worker."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for pool, n in self.per_pool.items():
+            for slot in range(n):
+                self._spawn(pool, slot)
+        log.info("workers_started", workers=len(self.procs), logs=str(self.log_dir))
+
+    def supervise(self) -> None:
+        """Restart workers that exited unexpectedly (call periodically)."""
+        if self._stopping.is_set():
+            return
+        for (pool, slot), proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                log.warning("worker_restarted", pool=pool, exit_code=proc.returncode)
+                self._spawn(pool, slot)
+
+    def stop(self) -> None:
+        """SIGTERM every worker (a graceful stop), then SIGKILL what is left."""
+        self._stopping.set()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class EmbeddedFarm:
+    """A whole farm on this machine: endpoint, topology and workers; a context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pools: dict[str, Pool],
+        state_dir: Path,
+        workers_per_pool: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.pools = pools
+        self.state_dir = state_dir
+        self.workers_per_pool = workers_per_pool
+        self._server: object | None = None
+        self.endpoint = ""
+        self.clients: Clients | None = None
+        self.refs: FarmRefs | None = None
+        self.workers: WorkerProcs | None = None
+
+    def __enter__(self) -> EmbeddedFarm:
+        os.environ.update(EMBEDDED_CREDENTIALS)
+        self._server, self.endpoint = _start_moto()
+        self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
+        names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
+        self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
+        self.workers = WorkerProcs(
+            env=farm_env(self.refs, self.endpoint, self.settings),
+            log_dir=self.state_dir / "logs",
+            per_pool=dict.fromkeys(self.pools, self.workers_per_pool),
+        )
+        if self.workers_per_pool > 0:
+            self.workers.start()
+        log.info("embedded_farm_started", endpoint=self.endpoint)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.workers is not None:
+            self.workers.stop()
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+        log.info("embedded_farm_stopped")

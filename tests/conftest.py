@@ -1,0 +1,55 @@
+"""Shared fixtures: AWS credentials for moto, the real pool files, a tiny farm definition."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hevcq.farm import Pool, load_farm
+
+REPO = Path(__file__).resolve().parents[1]
+WORKERS_DIR = REPO / "workers"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real credentials, endpoints or user settings leak into a test."""
+    for var in list(os.environ):
+        if var.startswith(("HEVCQ_", "AWS_")):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture(scope="session")
+def farm() -> dict[str, Pool]:
+    """The pools as shipped in workers/."""
+    return load_farm(WORKERS_DIR)
+
+
+def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int = 3) -> Path:
+    """A copy of workers/ with the fastest preset and short queue timings, for tests."""
+    import yaml
+
+    out = tmp / "workers"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in WORKERS_DIR.glob("*.yaml"):
+        doc = yaml.safe_load(f.read_text())
+        doc.setdefault("encode", {})["preset"] = "ultrafast"
+        doc.setdefault("queue", {}).update(
+            visibility_timeout_s=visibility_timeout_s, max_receive_count=max_receive_count
+        )
+        (out / f.name).write_text(yaml.safe_dump(doc))
+    return out
+
+
+@pytest.fixture
+def fast_workers_dir(tmp_path: Path) -> Iterator[Path]:
+    """Pool files tuned for quick tests."""
+    yield fast_pools(tmp_path)

@@ -1,0 +1,53 @@
+"""Loading the farm definition; errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hevcq.errors import ConfigError
+from hevcq.farm import load_farm, load_pool
+from tests.conftest import WORKERS_DIR
+
+
+def test_shipped_pools_load(farm: dict) -> None:
+    assert set(farm) == {"hevc", "720p", "1080p"}
+    assert farm["hevc"].applies.target_height is None
+    assert farm["720p"].applies.target_height == 720
+    assert "h264" in farm["hevc"].applies.source_codecs
+
+
+def test_settings_hash_changes_with_encoder_settings(farm: dict) -> None:
+    hevc = farm["hevc"]
+    changed = hevc.model_copy(update={"encode": hevc.encode.model_copy(update={"crf": 20})})
+    assert hevc.settings_hash() != changed.settings_hash()
+    assert hevc.settings_hash() == load_pool(WORKERS_DIR / "hevc.yaml").settings_hash()
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("applies: {source_codecs: [h264]}\nencode: {crf: 99}\n", "encode.crf"),
+        ("applies: {source_codecs: [h264]}\nencode: {preset: warp}\n", "encode.preset"),
+        ("applies: {source_codecs: []}\n", "applies.source_codecs"),
+        ("applies: {source_codecs: [h264]}\ncolour: red\n", "colour"),
+        ("applies: {source_codecs: [h264]}\ndeploy: {min_tasks: 5, max_tasks: 2}\n", "deploy"),
+        ("applies: {source_codecs: [h264]}\nqueue: {retention_s: 900000, dlq_retention_s: 800000}\n", "queue"),
+        ("name: other\napplies: {source_codecs: [h264]}\n", "name"),
+        ("- just\n- a list\n", "mapping"),
+        ("applies: [unclosed\n", "cannot read"),
+    ],
+)
+def test_bad_files_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:
+    f = tmp_path / "mypool.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_pool(f)
+    assert str(f) in str(err.value)
+    assert field in str(err.value)
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no pool definition files"):
+        load_farm(tmp_path)

@@ -1,0 +1,111 @@
+"""Heartbeat arithmetic (pure) and the thread that follows it, on a fake clock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from structlog.testing import capture_logs
+
+from hevcq.errors import LostMessageError
+from hevcq.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
+from hevcq.queues import MAX_VISIBILITY_TIMEOUT_S
+
+T = 120  # queue visibility timeout
+BUDGET = MAX_VISIBILITY_TIMEOUT_S
+
+
+def test_waits_while_visibility_is_comfortable() -> None:
+    assert next_action(now=10, received_at=0, visible_until=120, timeout_s=T, step_s=T) == Wait(60)
+
+
+def test_extends_before_expiry_by_one_step() -> None:
+    action = next_action(now=61, received_at=0, visible_until=120, timeout_s=T, step_s=T)
+    assert action == Extend(timeout_s=120, visible_until=181)
+
+
+def test_budget_counts_from_receipt_and_last_extension_is_trimmed() -> None:
+    now = BUDGET - 100  # 100 s of the 12 hours left since receipt
+    action = next_action(now=now, received_at=0, visible_until=now + 30, timeout_s=T, step_s=T)
+    assert action == Extend(timeout_s=100, visible_until=BUDGET)
+
+
+def test_budget_exhausted_when_nothing_useful_is_left() -> None:
+    now = BUDGET - 30
+    action = next_action(now=now, received_at=0, visible_until=now + 10, timeout_s=T, step_s=T)
+    assert isinstance(action, Exhausted)
+    assert action.left_s == pytest.approx(30)
+
+
+def test_budget_is_not_counted_from_send() -> None:
+    # Received 11 h after it was sent: the whole 12 h budget still lies ahead.
+    received = 11 * 3600.0
+    action = next_action(now=received + 61, received_at=received, visible_until=received + T,
+                         timeout_s=T, step_s=T)  # fmt: skip
+    assert action == Extend(timeout_s=T, visible_until=received + 61 + T)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def simulate(hb: Heartbeat, clock: FakeClock, until: float) -> None:
+    """Drive the heartbeat's schedule by jumping the fake clock instead of sleeping."""
+    while clock.t < until:
+        delay = hb.tick()
+        if delay is None:
+            return
+        clock.t += max(delay, 0.001)
+
+
+def test_thread_keeps_a_job_invisible_for_three_timeouts() -> None:
+    clock, extensions = FakeClock(), []
+    hb = Heartbeat(extend=extensions.append, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=threading.Event(), clock=clock)  # fmt: skip
+    simulate(hb, clock, until=clock.t + 3 * T)
+    assert len(extensions) >= 5
+    assert all(e == T for e in extensions)
+    assert not hb.failure
+
+
+def test_long_job_is_stopped_when_the_budget_runs_out() -> None:
+    clock, cancel = FakeClock(), threading.Event()
+    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=cancel, clock=clock)  # fmt: skip
+    with capture_logs() as logs:
+        simulate(hb, clock, until=clock.t + BUDGET + 10 * T)
+    assert cancel.is_set()
+    assert clock.t <= 1000.0 + BUDGET  # stopped before the message could reappear
+    assert any(e["event"] == "visibility_budget_exhausted" for e in logs)
+
+
+def test_lost_receipt_cancels_the_job() -> None:
+    clock, cancel = FakeClock(), threading.Event()
+
+    def extend(_t: int) -> None:
+        raise LostMessageError("ReceiptHandleIsInvalid")
+
+    hb = Heartbeat(extend=extend, received_at=clock.t, timeout_s=T, step_s=T, cancel=cancel,
+                   clock=clock)  # fmt: skip
+    simulate(hb, clock, until=clock.t + T)
+    assert cancel.is_set()
+    assert isinstance(hb.failure, LostMessageError)
+
+
+def test_transient_extend_failure_is_retried() -> None:
+    clock, calls = FakeClock(), []
+
+    def extend(t: int) -> None:
+        calls.append(t)
+        if len(calls) == 1:
+            raise ConnectionError("blip")
+
+    hb = Heartbeat(extend=extend, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=threading.Event(), clock=clock)  # fmt: skip
+    simulate(hb, clock, until=clock.t + T)
+    assert len(calls) >= 2
+    assert hb.failure is None
