@@ -46,6 +46,10 @@ class StalledError(RetryableError):
     failure_class = FailureClass.STALLED
 
 
+class VerificationError(RetryableError):
+    """The encoded output is not what was planned (wrong shape, short, or does not decode)."""
+
+
 class InterruptedJob(HevcqError):
     """The job was stopped by us (shutdown, lost lease, visibility budget used up)."""
 
