@@ -1,0 +1,320 @@
+"""The media core with the real ffmpeg and PyAV, on tiny generated clips."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import pytest
+
+from hevcq.decide import decide
+from hevcq.errors import (
+    ConfigError,
+    InterruptedJob,
+    PermanentError,
+    VerificationError,
+)
+from hevcq.farm import load_farm
+from hevcq.ffargs import build_args
+from hevcq.ffmpeg import PopenProcess, find_ffmpeg, run_ffmpeg
+from hevcq.media import EncodePlan, MediaInfo, Skip
+from hevcq.probe import probe
+from hevcq.progress import Progress
+from hevcq.samples import make_clip, make_sample_library
+from hevcq.verify import verify_output
+
+pytestmark = pytest.mark.e2e
+
+FARM = load_farm()
+TINY = {"width": 160, "height": 120, "seconds": 0.5, "fps": 12}
+
+
+@pytest.fixture(scope="module")
+def ffmpeg() -> str:
+    try:
+        return find_ffmpeg()
+    except ConfigError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("no ffmpeg on this machine")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+def encode(
+    ffmpeg: str, src: Path, pool: str, out_dir: Path
+) -> tuple[EncodePlan, MediaInfo, Path, list[Progress]]:
+    """probe -> decide -> ffmpeg -> verify, as a worker does (fastest preset for speed)."""
+    source = probe(src)
+    plan = decide(source, FARM[pool], src.name)
+    assert isinstance(plan, EncodePlan), plan
+    plan = dataclasses.replace(plan, preset="ultrafast")
+    dst = out_dir / f"out-{pool}-{src.stem}.tmp"
+    seen: list[Progress] = []
+    run_ffmpeg(
+        build_args(ffmpeg, src, dst, plan, threads=2),
+        on_progress=seen.append,
+        stop=threading.Event(),
+        stall_timeout_s=60,
+    )
+    return plan, verify_output(dst, plan, source, source_path=src), dst, seen
+
+
+def top_level_boxes(path: Path) -> Iterator[str]:
+    """ISO-BMFF box types at the top of an MP4, in file order."""
+    with path.open("rb") as fh:
+        while header := fh.read(8):
+            size, kind = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", fh.read(8))[0] - 8
+            yield kind.decode("latin-1")
+            if size == 0:
+                return
+            fh.seek(size - 8, os.SEEK_CUR)
+
+
+# ---- probing -------------------------------------------------------------------------
+
+
+def test_probe_zero_byte_file(media: Path) -> None:
+    empty = media / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(PermanentError, match=r"empty file \(0 bytes\)"):
+        probe(empty)
+
+
+def test_probe_text_file_with_video_extension(media: Path) -> None:
+    text = media / "notes.mp4"
+    text.write_text("shopping list: milk, eggs\n" * 20)
+    with pytest.raises(PermanentError, match="not a media file"):
+        probe(text)
+
+
+def test_probe_mp4_cut_before_its_index(ffmpeg: str, media: Path) -> None:
+    whole = make_clip(media / "whole.mp4", **TINY, ffmpeg=ffmpeg)  # moov written last
+    cut = media / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(PermanentError, match="unreadable or truncated"):
+        probe(cut)
+
+
+def test_audio_only_file_has_no_video_and_every_pool_skips_it(ffmpeg: str, media: Path) -> None:
+    clip = make_clip(media / "voice.mp4", **TINY, ffmpeg=ffmpeg)
+    audio_only = media / "voice.m4a"
+    with av.open(str(clip)) as src, av.open(str(audio_only), "w", format="ipod") as dst:
+        out = dst.add_stream_from_template(src.streams.audio[0])
+        for packet in src.demux(src.streams.audio[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    info = probe(audio_only)
+    assert info.video == ()
+    assert [a.codec for a in info.audio] == ["aac"]
+    assert {decide(info, pool, "voice.m4a") for pool in FARM.values()} == {Skip("no video stream")}
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_probe_reads_rotation_and_coded_size(ffmpeg: str, media: Path, rotation: int) -> None:
+    clip = make_clip(media / f"rot{rotation}.mp4", **TINY, rotation=rotation, ffmpeg=ffmpeg)
+    video = probe(clip).main_video
+    assert video is not None
+    assert (video.width, video.height, video.rotation) == (160, 120, rotation)
+    assert video.fps == 12.0
+
+
+def test_probe_reads_ten_bit(ffmpeg: str, media: Path) -> None:
+    clip = make_clip(media / "ten.mp4", **TINY, pix_fmt="yuv420p10le", ffmpeg=ffmpeg)
+    video = probe(clip).main_video
+    assert video is not None
+    assert (video.pix_fmt, video.bit_depth) == ("yuv420p10le", 10)
+
+
+def test_probe_from_many_threads_agrees_with_serial(ffmpeg: str, media: Path) -> None:
+    clips = [
+        make_clip(media / f"par{n}.mp4", **TINY, rotation=90 * n, ffmpeg=ffmpeg)
+        for n in range(4)
+    ]
+    serial = [probe(c) for c in clips]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(probe, clips * 4))
+    assert parallel == serial * 4
+
+
+# ---- encode and verify ---------------------------------------------------------------
+
+
+def test_hevc_pool_keeps_rotation_size_and_plays_on_apple(ffmpeg: str, media: Path) -> None:
+    src = make_clip(media / "IMG_1.MOV", **TINY, rotation=90, container="mov", ffmpeg=ffmpeg)
+    _, out, dst, seen = encode(ffmpeg, src, "hevc", media)
+    video = out.main_video
+    assert video is not None
+    assert (video.codec, video.width, video.height, video.rotation) == ("hevc", 160, 120, 90)
+    assert video.fps == 12.0
+    with av.open(str(dst)) as container:
+        assert container.streams.video[0].codec_context.codec_tag == "hvc1"
+    boxes = list(top_level_boxes(dst))
+    assert boxes.index("moov") < boxes.index("mdat")  # faststart
+    assert seen
+    assert seen[-1].done
+
+
+def test_ten_bit_source_stays_main10(ffmpeg: str, media: Path) -> None:
+    src = make_clip(media / "graded.mp4", **TINY, pix_fmt="yuv420p10le", ffmpeg=ffmpeg)
+    _, out, dst, _ = encode(ffmpeg, src, "hevc", media)
+    assert out.main_video is not None
+    assert out.main_video.pix_fmt == "yuv420p10le"
+    with av.open(str(dst)) as container:
+        assert container.streams.video[0].codec_context.profile == "Main 10"
+
+
+def test_mkv_keeps_two_audio_streams_subtitles_and_attachment(ffmpeg: str, media: Path) -> None:
+    src = make_clip(
+        media / "film.mkv", **TINY, audio_streams=2, audio_codec="pcm_s16le", subtitles=1,
+        attachments=1, ffmpeg=ffmpeg,
+    )  # fmt: skip
+    plan, out, _, _ = encode(ffmpeg, src, "hevc", media)
+    assert plan.container == "matroska"
+    assert [a.codec for a in out.audio] == ["pcm_s16le", "pcm_s16le"]  # copied, not re-encoded
+    assert [s.codec for s in out.subtitles] == ["subrip"]
+    assert out.attachments == 1
+
+
+def test_mov_with_pcm_and_mov_text_becomes_mp4_with_aac(ffmpeg: str, media: Path) -> None:
+    src = make_clip(
+        media / "camera.mov", **TINY, audio_codec="pcm_s16le", subtitles=1, container="mov",
+        ffmpeg=ffmpeg,
+    )  # fmt: skip
+    plan, out, _, _ = encode(ffmpeg, src, "hevc", media)
+    assert plan.container == "mp4"
+    assert [a.codec for a in out.audio] == ["aac"]
+    assert [s.codec for s in out.subtitles] == ["mov_text"]
+
+
+@pytest.mark.parametrize(("pool", "coded"), [("720p", (1280, 720)), ("1080p", (1920, 1080))])
+def test_renditions_of_a_portrait_phone_clip(
+    ffmpeg: str, media: Path, pool: str, coded: tuple[int, int]
+) -> None:
+    src = media / "IMG_0042.MOV"
+    if not src.exists():  # full HD is what the renditions need; two frames keep it quick
+        make_clip(src, width=1920, height=1080, seconds=0.25, fps=8, rotation=90,
+                  container="mov", ffmpeg=ffmpeg)  # fmt: skip
+    plan, out, _, _ = encode(ffmpeg, src, pool, media)
+    video = out.main_video
+    assert video is not None
+    assert (video.width, video.height) == coded
+    assert video.rotation == 90
+    assert video.display_size == (coded[1], coded[0])  # portrait: the target is the width
+    assert plan.scale == (pool == "720p")
+
+
+def test_verification_rejects_corrupted_and_cut_outputs(ffmpeg: str, media: Path) -> None:
+    src = make_clip(media / "long.mp4", width=160, height=120, seconds=3, fps=12, ffmpeg=ffmpeg)
+    plan, _, good, _ = encode(ffmpeg, src, "hevc", media)
+    source = probe(src)
+    data = good.read_bytes()
+    corrupted, cut = media / "corrupted.tmp", media / "cut.tmp"
+    middle = len(data) // 2
+    corrupted.write_bytes(data[:middle] + b"\xff" * 4096 + data[middle + 4096 :])
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    # The source itself is whole, so a bad output is ours to retry, never permanent.
+    with pytest.raises(VerificationError, match="does not decode"):
+        verify_output(corrupted, plan, source, source_path=src)
+    with pytest.raises(VerificationError, match=r"only \d+ of 36 frames decode"):
+        verify_output(cut, plan, source, source_path=src)
+    assert verify_output(good, plan, source, source_path=src).duration_s == pytest.approx(3.0)
+
+
+def test_verification_rejects_a_plan_mismatch(ffmpeg: str, media: Path) -> None:
+    src = make_clip(media / "plain.mp4", **TINY, ffmpeg=ffmpeg)
+    plan, _, dst, _ = encode(ffmpeg, src, "hevc", media)
+    wrong = dataclasses.replace(plan, rotation=90, ten_bit=True)
+    with pytest.raises(VerificationError, match="rotation 0, planned 90") as info:
+        verify_output(dst, wrong, probe(src))
+    assert "8-bit" in str(info.value)
+
+
+def test_truncated_source_is_a_permanent_failure(ffmpeg: str, media: Path) -> None:
+    whole = media / "upload.mp4"
+    make_clip(whole, width=160, height=120, seconds=3, fps=12, ffmpeg=ffmpeg)
+    fast = media / "upload-faststart.mp4"  # index first, as phones and web uploads have it
+    faststart = {"movflags": "faststart"}
+    with av.open(str(whole)) as src, av.open(str(fast), "w", options=faststart) as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    truncated = media / "upload-cut.mp4"
+    truncated.write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
+    assert probe(truncated).duration_s == pytest.approx(3.0, abs=0.1)  # header says 3 s
+    with pytest.raises(PermanentError, match="source appears truncated"):
+        encode(ffmpeg, truncated, "hevc", media)
+
+
+# ---- the runner with a real process --------------------------------------------------
+
+
+def test_sigterm_stops_a_real_ffmpeg_and_its_group_is_gone(ffmpeg: str) -> None:
+    started: list[PopenProcess] = []
+
+    def spawn(args: list[str]) -> PopenProcess:
+        started.append(PopenProcess(args))
+        return started[-1]
+
+    stop = threading.Event()
+    endless = [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=12",
+        "-f", "null", "-progress", "pipe:1", "-",
+    ]  # fmt: skip
+
+    def on_progress(p: Progress) -> None:
+        if (p.frame or 0) >= 3:
+            stop.set()
+
+    with pytest.raises(InterruptedJob):
+        run_ffmpeg(endless, on_progress=on_progress, stop=stop, stall_timeout_s=30,
+                   term_grace_s=2.0, spawn=spawn, poll_interval_s=0.05)  # fmt: skip
+    assert len(started) == 1
+    with pytest.raises(ProcessLookupError):
+        os.killpg(started[0].pid, 0)  # no process of the group is left, zombie or not
+
+
+def test_real_ffmpeg_failure_is_permanent_and_says_why(ffmpeg: str, media: Path) -> None:
+    text = media / "fake.mkv"
+    text.write_text("not a video")
+    with pytest.raises(PermanentError, match="Invalid data found"):
+        run_ffmpeg([ffmpeg, "-nostdin", "-loglevel", "error", "-i", f"file:{text}", "-f", "null",
+                    "-"], on_progress=None, stop=threading.Event(), stall_timeout_s=30)  # fmt: skip
+
+
+# ---- the demo library ----------------------------------------------------------------
+
+
+def test_sample_library_has_the_shapes_the_readme_promises(ffmpeg: str, tmp_path: Path) -> None:
+    files = make_sample_library(tmp_path, seconds=0.25)
+    names = sorted(str(p.relative_to(tmp_path)) for p in files)
+    assert names == ["already/hevc-clip.mp4", "docs/not-a-video.mp4", "holiday/beach.mp4",
+                     "phone/IMG_0042.MOV"]  # fmt: skip
+    beach = probe(tmp_path / "holiday/beach.mp4")
+    phone = probe(tmp_path / "phone/IMG_0042.MOV")
+    hevc = probe(tmp_path / "already/hevc-clip.mp4")
+    assert beach.main_video is not None
+    assert beach.main_video.display_size == (1920, 1080)
+    assert [a.codec for a in beach.audio] == ["aac"]
+    assert phone.main_video is not None
+    assert phone.main_video.display_size == (1080, 1920)
+    assert hevc.main_video is not None
+    assert (hevc.main_video.codec, hevc.main_video.width) == ("hevc", 1280)
+    assert decide(hevc, FARM["hevc"], "hevc-clip.mp4") == Skip("already HEVC")
+    with pytest.raises(PermanentError, match="not a media file"):
+        probe(tmp_path / "docs/not-a-video.mp4")
