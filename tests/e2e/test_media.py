@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypedDict
 
 import av
 import pytest
@@ -32,7 +33,18 @@ from hevcq.verify import verify_output
 pytestmark = pytest.mark.e2e
 
 FARM = load_farm()
-TINY = {"width": 160, "height": 120, "seconds": 0.5, "fps": 12}
+
+
+class ClipSize(TypedDict):
+    """The size arguments of make_clip."""
+
+    width: int
+    height: int
+    seconds: float
+    fps: int
+
+
+TINY: ClipSize = {"width": 160, "height": 120, "seconds": 0.5, "fps": 12}
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +152,7 @@ def test_probe_reads_ten_bit(ffmpeg: str, media: Path) -> None:
 
 def test_probe_from_many_threads_agrees_with_serial(ffmpeg: str, media: Path) -> None:
     clips = [
-        make_clip(media / f"par{n}.mp4", **TINY, rotation=90 * n, ffmpeg=ffmpeg)
-        for n in range(4)
+        make_clip(media / f"par{n}.mp4", **TINY, rotation=90 * n, ffmpeg=ffmpeg) for n in range(4)
     ]
     serial = [probe(c) for c in clips]
     with ThreadPoolExecutor(max_workers=4) as pool:
