@@ -114,7 +114,7 @@ def list_dead_letters(sqs: SQSClient, dlq_url: str, limit: int = 100) -> list[De
     while len(out) < limit:
         msgs = sqs.receive_message(
             QueueUrl=dlq_url, MaxNumberOfMessages=MAX_BATCH, VisibilityTimeout=10,
-            MessageAttributeNames=["All"],
+            MessageAttributeNames=["All"], WaitTimeSeconds=1,
         ).get("Messages", [])  # fmt: skip
         if not msgs:
             break
@@ -142,7 +142,8 @@ def _move_task(sqs: SQSClient, pr: PoolRefs) -> bool:
     }
     try:
         sqs.start_message_move_task(SourceArn=arn[pr.dlq_url], DestinationArn=arn[pr.queue_url])
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, NotImplementedError) as exc:
+        # NotImplementedError: moto's in-process backend (its server answers HTTP 500).
         log.info("move_task_unavailable", error=str(exc))
         return False
     return True
@@ -167,7 +168,7 @@ def redrive_one_by_one(
     moved, skipped = 0, []
     while True:
         msgs = sqs.receive_message(
-            QueueUrl=pr.dlq_url, MaxNumberOfMessages=MAX_BATCH,
+            QueueUrl=pr.dlq_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=1,
             VisibilityTimeout=REDRIVE_VISIBILITY_S, MessageAttributeNames=["All"],
         ).get("Messages", [])  # fmt: skip
         if not msgs:

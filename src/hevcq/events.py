@@ -84,7 +84,7 @@ def parse_message(body: str) -> ParsedMessage:
         doc = _loads(doc["Message"], "SNS Message")
     if not isinstance(doc, dict):
         raise PermanentError("message body is not a JSON object")
-    if doc.get("Event") == "s3:S3TestEvent":
+    if doc.get("Event") == "s3:TestEvent":
         return S3TestEvent(bucket=str(doc.get("Bucket", "")))
     try:
         note = _Notification.model_validate(doc)

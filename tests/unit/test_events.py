@@ -55,7 +55,7 @@ def test_keys_are_url_decoded(encoded: str, decoded: str, wrapped: bool) -> None
 
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_s3_test_event_is_recognised(wrapped: bool) -> None:
-    doc = {"Service": "Amazon S3", "Event": "s3:S3TestEvent", "Bucket": "media", "Time": "t"}
+    doc = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "media", "Time": "t"}
     parsed = parse_message(json.dumps(sns_wrap(doc) if wrapped else doc))
     assert parsed == S3TestEvent(bucket="media")
 
