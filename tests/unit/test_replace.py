@@ -1,0 +1,398 @@
+"""Verified, atomic, reversible placement: verification, swap order under crashes, rollback."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hevcq import replace
+from hevcq.errors import PermanentError
+from hevcq.media import AudioStream, MediaInfo, VideoStream
+from hevcq.replace import (
+    OutputExists,
+    ReplaceRefused,
+    compare,
+    list_quarantine,
+    place_output,
+    purge,
+    recover,
+    rollback,
+    swap_in,
+    verify_replacement,
+)
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ORIGINAL = b"original h264 bytes " * 200
+CANDIDATE = b"hevc output " * 100
+OLD_NS = 1_600_000_000_123_456_789
+
+
+def info(duration: float | None = 10.0, videos: int = 1, audios: int = 1) -> MediaInfo:
+    v = tuple(VideoStream(i, "hevc", 64, 48, "yuv420p", 8) for i in range(videos))
+    a = tuple(AudioStream(videos + i, "aac") for i in range(audios))
+    return MediaInfo("mov,mp4", duration, 1, v, a)
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    root = tmp_path / "lib"
+    (root / "sub").mkdir(parents=True)
+    return root
+
+
+def setup_pair(lib: Path, name: str = "a.MOV") -> tuple[Path, Path, Path]:
+    original = lib / "sub" / name
+    original.write_bytes(ORIGINAL)
+    os.utime(original, ns=(OLD_NS, OLD_NS))
+    candidate = lib.parent / "work" / "out.mp4"
+    candidate.parent.mkdir(exist_ok=True)
+    candidate.write_bytes(CANDIDATE)
+    return original, candidate, lib / ".hevcq" / "quarantine"
+
+
+def temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".hevcq-"))
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cand", "orig", "reason"),
+    [
+        (info(10.0), info(10.4), None),
+        (info(10.0), info(10.6), "duration 10.00 s differs"),
+        (info(10.0, audios=0), info(10.0), "stream counts differ"),
+        (info(10.0, videos=2), info(10.0), "stream counts differ"),
+        (info(None), info(10.0), "duration unknown"),
+    ],
+)
+def test_compare(cand: MediaInfo, orig: MediaInfo, reason: str | None) -> None:
+    got = compare(cand, orig)
+    assert got == reason if reason is None else reason in (got or "")
+
+
+def fake_probe(by_name: dict[str, MediaInfo]) -> Callable[[Path], MediaInfo]:
+    def probe(path: Path) -> MediaInfo:
+        found = by_name.get(path.name)
+        if found is None:
+            raise PermanentError("unreadable or truncated: moov atom not found")
+        return found
+
+    return probe
+
+
+def test_verification_accepts_a_good_candidate(lib: Path) -> None:
+    original, candidate, _ = setup_pair(lib)
+    probe = fake_probe({"a.MOV": info(10.0), "out.mp4": info(10.02)})
+    verify_replacement(candidate, original, allow_larger=False, probe_fn=probe,
+                       decode_fn=lambda p: 9.98)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("probed", "decoded", "grow", "reason"),
+    [
+        ({"a.MOV": info(10.0)}, 10.0, False, "candidate unreadable"),
+        ({"a.MOV": info(10.0), "out.mp4": info(4.0)}, 4.0, False, "duration 4.00 s"),
+        ({"a.MOV": info(10.0), "out.mp4": info(10.0)}, 6.0, False, "only 6.00 s"),
+        ({"out.mp4": info(10.0)}, 10.0, False, "original unreadable"),
+        ({"a.MOV": info(10.0), "out.mp4": info(10.0)}, 10.0, True, "larger than"),
+    ],
+)
+def test_a_refused_candidate_leaves_the_original_untouched(
+    lib: Path,
+    probed: dict[str, MediaInfo],
+    decoded: float,
+    grow: bool,
+    reason: str,
+) -> None:
+    original, candidate, _ = setup_pair(lib)
+    if grow:
+        candidate.write_bytes(ORIGINAL + b"more")
+    with pytest.raises(ReplaceRefused, match=reason):
+        verify_replacement(candidate, original, allow_larger=False,
+                           probe_fn=fake_probe(probed), decode_fn=lambda p: decoded)  # fmt: skip
+    assert original.read_bytes() == ORIGINAL
+    assert original.stat().st_mtime_ns == OLD_NS
+    assert sorted(p.name for p in original.parent.iterdir()) == ["a.MOV"]
+
+
+def test_larger_candidate_allowed_when_asked(lib: Path) -> None:
+    original, candidate, _ = setup_pair(lib)
+    candidate.write_bytes(ORIGINAL + b"more")
+    probe = fake_probe({"a.MOV": info(10.0), "out.mp4": info(10.0)})
+    verify_replacement(candidate, original, allow_larger=True, probe_fn=probe,
+                       decode_fn=lambda p: 10.0)  # fmt: skip
+
+
+def test_refused_is_permanent() -> None:
+    assert issubclass(ReplaceRefused, PermanentError)
+
+
+# --- place_output -------------------------------------------------------------------------
+
+
+def test_place_output_is_atomic_and_never_clobbers(lib: Path) -> None:
+    _, candidate, _ = setup_pair(lib)
+    dest = lib / "out" / "hevc" / "a.mp4"
+    assert place_output(candidate, dest) == dest
+    assert dest.read_bytes() == CANDIDATE
+    assert place_output(candidate, dest) == dest  # same bytes again: a no-op
+    other = lib / "sub" / "b.mp4"
+    other.write_bytes(b"someone else's file")
+    with pytest.raises(OutputExists):
+        place_output(candidate, other)
+    assert other.read_bytes() == b"someone else's file"
+    place_output(candidate, other, overwrite=True)
+    assert other.read_bytes() == CANDIDATE
+    assert temps(dest.parent) == temps(other.parent) == []
+
+
+# --- swap_in, rollback, purge ---------------------------------------------------------------
+
+
+def test_swap_in_places_the_output_and_keeps_the_original(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    entry = swap_in(original, candidate, quarantine_root=qroot, keep_days=30, now=NOW)
+    final = lib / "sub" / "a.mp4"
+    assert entry.final == final.absolute()
+    assert not original.exists()
+    st = final.stat()  # before reading it, which would update the atime
+    assert (st.st_mtime_ns, st.st_atime_ns) == (OLD_NS, OLD_NS)
+    assert final.read_bytes() == CANDIDATE
+    assert entry.quarantined.read_bytes() == ORIGINAL
+    assert entry.keep_until == NOW + timedelta(days=30)
+    (listed,) = list_quarantine(qroot)
+    assert (listed.state, listed.original) == ("complete", original.absolute())
+    assert temps(original.parent) == []
+    assert candidate.read_bytes() == CANDIDATE  # the caller's file is left alone
+
+
+def test_swap_in_on_the_same_path(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib, "a.mp4")
+    entry = swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    assert entry.same_path
+    assert original.read_bytes() == CANDIDATE
+    assert rollback(qroot) == [original.absolute()]
+    assert original.read_bytes() == ORIGINAL
+    assert original.stat().st_mtime_ns == OLD_NS
+
+
+def test_swap_in_refuses_to_take_another_files_path(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    (lib / "sub" / "a.mp4").write_bytes(b"a different video")
+    with pytest.raises(ReplaceRefused, match="already exists"):
+        swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    assert original.read_bytes() == ORIGINAL
+    assert (lib / "sub" / "a.mp4").read_bytes() == b"a different video"
+    assert list_quarantine(qroot) == []
+
+
+def test_swap_in_refuses_a_symlink(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    link = lib / "sub" / "link.mov"
+    link.symlink_to(original)
+    with pytest.raises(ReplaceRefused, match="not a regular file"):
+        swap_in(link, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+
+
+def test_rollback_restores_originals(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    other = lib / "sub" / "b.mkv"
+    other.write_bytes(b"mkv original")
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    swap_in(other, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    assert (lib / "sub" / "b.mkv").read_bytes() == CANDIDATE  # Matroska stays Matroska
+    assert rollback(qroot, lib / "sub" / "a.mp4") == [original.absolute()]  # by final path
+    assert original.read_bytes() == ORIGINAL
+    assert original.stat().st_mtime_ns == OLD_NS
+    assert not (lib / "sub" / "a.mp4").exists()
+    assert rollback(qroot) == [other.absolute()]
+    assert other.read_bytes() == b"mkv original"
+    assert list_quarantine(qroot) == []
+
+
+def test_rollback_keeps_an_output_the_user_changed(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    final = lib / "sub" / "a.mp4"
+    final.write_bytes(b"edited by the user")
+    assert rollback(qroot) == [original.absolute()]
+    assert original.read_bytes() == ORIGINAL
+    assert final.read_bytes() == b"edited by the user"
+
+
+def test_rollback_never_overwrites_a_replaced_same_path_file(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib, "a.mp4")
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    original.unlink()
+    original.write_bytes(b"a new file the user put here")
+    assert rollback(qroot) == []
+    assert original.read_bytes() == b"a new file the user put here"
+    assert len(list_quarantine(qroot)) == 1  # kept for the user to resolve
+
+
+def test_purge_deletes_only_expired_originals(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    other = lib / "sub" / "b.mov"
+    other.write_bytes(b"b")
+    old = swap_in(original, candidate, quarantine_root=qroot, keep_days=7, now=NOW)
+    swap_in(other, candidate, quarantine_root=qroot, keep_days=30, now=NOW)
+    (qroot / "junk-without-manifest").mkdir()
+    assert purge(qroot, NOW + timedelta(days=6)) == []
+    assert purge(qroot, NOW + timedelta(days=8)) == [original.absolute()]
+    assert not old.quarantined.exists()
+    assert [e.original for e in list_quarantine(qroot)] == [other.absolute()]
+    assert not (qroot / "junk-without-manifest").exists()
+    assert rollback(qroot, original) == []  # purged: nothing left to restore
+
+
+# --- crash injection --------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """A simulated power cut: no except clause of ours sees it."""
+
+
+class Injector:
+    """Counts os-level steps and fails the n-th one, by crash or by an I/O error."""
+
+    STEPS = ("rename", "replace", "link", "unlink", "fsync", "utime", "mkdir")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_at: int | None, mode: str) -> None:
+        self.count, self.fail_at, self.mode, self.armed = 0, fail_at, mode, True
+        for name in self.STEPS:
+            monkeypatch.setattr(os, name, self._wrap(getattr(os, name)))
+        real_copy = shutil.copyfileobj
+
+        def half_copy(src: Any, dst: Any, length: int = 0) -> None:
+            if self._hit():
+                dst.write(src.read(len(CANDIDATE) // 2))  # a torn, partial temp file
+                self._fail()
+            real_copy(src, dst, length)
+
+        monkeypatch.setattr(shutil, "copyfileobj", half_copy)
+
+    def _hit(self) -> bool:
+        if not self.armed:
+            return False
+        self.count += 1
+        return self.count == self.fail_at
+
+    def _fail(self) -> None:
+        if self.mode == "crash":
+            raise Crash
+        raise OSError(errno.EIO, "injected I/O error")
+
+    def _wrap(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            if self._hit():
+                self._fail()
+            return real(*args, **kwargs)
+
+        return step
+
+
+def _steps(lib: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> int:
+    (lib / "sub").mkdir(parents=True)
+    original, candidate, qroot = setup_pair(lib, name)
+    with monkeypatch.context() as m:
+        inj = Injector(m, None, "crash")
+        swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+        return inj.count
+
+
+def _assert_recoverable(original: Path, final: Path, qroot: Path) -> None:
+    """The original is at its path or quarantined with a manifest; final is never partial."""
+    entries = list_quarantine(qroot)
+    at_path = original.exists() and original.read_bytes() == ORIGINAL
+    quarantined = [e for e in entries if e.quarantined.exists()]
+    assert at_path or (quarantined and quarantined[0].quarantined.read_bytes() == ORIGINAL)
+    if quarantined:
+        assert quarantined[0].original == original.absolute()
+    if final.exists():
+        assert final.read_bytes() in (ORIGINAL, CANDIDATE)
+
+
+@pytest.mark.parametrize("name", ["a.MOV", "a.mp4"])
+@pytest.mark.parametrize("then", ["rollback", "recover"])
+def test_a_crash_at_any_step_is_recoverable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, then: str
+) -> None:
+    total = _steps(tmp_path / "count", monkeypatch, name)
+    assert total >= 15  # every durable step is counted
+    for k in range(1, total + 1):
+        lib = tmp_path / f"{then}-{k}"
+        (lib / "sub").mkdir(parents=True)
+        original, candidate, qroot = setup_pair(lib, name)
+        final = lib / "sub" / "a.mp4"
+        with monkeypatch.context() as m:
+            inj = Injector(m, k, "crash")
+            with pytest.raises(Crash):
+                swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+            inj.armed = False
+        _assert_recoverable(original, final, qroot)
+        if then == "rollback":
+            rollback(qroot)
+            assert original.read_bytes() == ORIGINAL, f"step {k}"
+            assert original.stat().st_mtime_ns == OLD_NS
+            assert final == original or not final.exists(), f"step {k}"
+        else:
+            recover(qroot)
+            entries = list_quarantine(qroot)
+            if entries:  # finished: the output in place, the original kept
+                assert final.stat().st_mtime_ns == OLD_NS, f"step {k}"
+                assert final.read_bytes() == CANDIDATE, f"step {k}"
+                assert entries[0].quarantined.read_bytes() == ORIGINAL
+            else:  # undone: as if never started
+                assert original.read_bytes() == ORIGINAL, f"step {k}"
+                assert final == original or not final.exists(), f"step {k}"
+        assert temps(original.parent) == [], f"step {k}"
+        assert all(e.state == "complete" for e in list_quarantine(qroot))
+
+
+@pytest.mark.parametrize("name", ["a.MOV", "a.mp4"])
+def test_an_io_error_at_any_step_leaves_the_original_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    total = _steps(tmp_path / "count", monkeypatch, name)
+    for k in range(1, total + 1):
+        lib = tmp_path / f"err-{k}"
+        (lib / "sub").mkdir(parents=True)
+        original, candidate, qroot = setup_pair(lib, name)
+        with monkeypatch.context() as m:
+            inj = Injector(m, k, "error")
+            with pytest.raises(OSError, match="injected"):
+                swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+            inj.armed = False
+        assert original.read_bytes() == ORIGINAL, f"step {k}"
+        assert original.stat().st_mtime_ns == OLD_NS
+        final = lib / "sub" / "a.mp4"
+        assert final == original or not final.exists(), f"step {k}"
+        assert temps(original.parent) == [], f"step {k}"
+        assert list_quarantine(qroot) == [], f"step {k}"
+
+
+def test_module_exposes_default_quarantine() -> None:
+    assert Path(".hevcq/quarantine") == replace.DEFAULT_QUARANTINE
+
+
+def test_filesystems_without_hard_links_still_swap(
+    lib: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    original, candidate, qroot = setup_pair(lib)
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    assert (lib / "sub" / "a.mp4").read_bytes() == CANDIDATE
+    assert rollback(qroot) == [original.absolute()]
+    assert original.read_bytes() == ORIGINAL
