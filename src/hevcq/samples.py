@@ -85,9 +85,7 @@ def _inputs(
     return args
 
 
-def _codec_args(
-    vcodec: str, pix_fmt: str, audio_codec: str, fmt: str, subtitles: int
-) -> list[str]:
+def _codec_args(vcodec: str, pix_fmt: str, audio_codec: str, fmt: str, subtitles: int) -> list[str]:
     args = ["-c:v", vcodec, "-preset", "ultrafast", "-pix_fmt", pix_fmt]
     if vcodec == "libx265":
         args += ["-x265-params", "log-level=error"]

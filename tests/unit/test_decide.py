@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from media_shapes import SHAPES, clip
 
 from hevcq.decide import audio_plan, decide, fit_short_side, subtitle_plan
 from hevcq.farm import Pool, load_farm
 from hevcq.media import EncodePlan, Skip, SubtitleStream
+from tests.unit.media_shapes import SHAPES, clip
 
 FARM = load_farm()
 
@@ -121,9 +121,7 @@ def test_rendition_targets_the_short_display_side(rotation: int) -> None:
         ((1920, 1080), 1080, (1920, 1080)),
     ],
 )
-def test_fit_short_side(
-    size: tuple[int, int], target: int, expected: tuple[int, int]
-) -> None:
+def test_fit_short_side(size: tuple[int, int], target: int, expected: tuple[int, int]) -> None:
     assert fit_short_side(*size, target) == expected
 
 

@@ -6,13 +6,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from media_shapes import SHAPES
 
 from hevcq.decide import decide
 from hevcq.errors import ConfigError
 from hevcq.farm import load_farm
 from hevcq.ffargs import build_args
 from hevcq.media import EncodePlan
+from tests.unit.media_shapes import SHAPES
 
 FARM = load_farm()
 SRC = Path("/scratch/in-7f3a")
@@ -150,9 +150,7 @@ def test_pool_params_are_merged_and_log_level_stays_error() -> None:
     assert params == "aq-mode=3:log-level=error"
 
 
-@pytest.mark.parametrize(
-    "params", [{"bad:key": "1"}, {"key": "a:b"}, {"": "1"}, {"k=v": "1"}]
-)
+@pytest.mark.parametrize("params", [{"bad:key": "1"}, {"key": "a:b"}, {"": "1"}, {"k=v": "1"}])
 def test_params_that_break_the_x265_syntax_are_rejected(params: dict[str, str]) -> None:
     plan = dataclasses.replace(PLANS["landscape_1080-hevc"], x265_params=params)
     with pytest.raises(ConfigError, match="x265_params"):
