@@ -1,0 +1,95 @@
+"""Verification and swap with real clips made by the static ffmpeg, decoded by PyAV."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+from hevcq.probe import probe
+from hevcq.replace import (
+    ReplaceRefused,
+    decode_video,
+    list_quarantine,
+    rollback,
+    swap_in,
+    verify_replacement,
+)
+
+pytestmark = pytest.mark.e2e
+
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
+SECONDS = 2
+
+
+@pytest.fixture(scope="module")
+def ffmpeg() -> str:
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("no ffmpeg on this machine")
+
+
+def clip(ffmpeg: str, out: Path, vcodec: str, *extra: str) -> Path:
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=15:duration={SECONDS}",
+         "-f", "lavfi", "-i", f"sine=frequency=440:duration={SECONDS}",
+         "-c:v", vcodec, "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k",
+         *extra, str(out)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    original = clip(ffmpeg, d / "orig.mov", "libx264", "-crf", "18")
+    good = clip(ffmpeg, d / "good.mp4", "libx265", "-crf", "35", "-tag:v", "hvc1",
+                "-x265-params", "log-level=error", "-movflags", "+faststart")  # fmt: skip
+    truncated = d / "truncated.mp4"
+    data = good.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])  # moov kept (faststart), frames cut
+    return {"original": original, "good": good, "truncated": truncated}
+
+
+def test_a_good_candidate_decodes_fully(clips: dict[str, Path]) -> None:
+    assert decode_video(clips["good"]) == pytest.approx(SECONDS, abs=0.1)
+
+
+def test_a_truncated_candidate_is_refused_and_the_original_kept(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    original = tmp_path / "a.MOV"
+    original.write_bytes(clips["original"].read_bytes())
+    before = original.read_bytes()
+    with pytest.raises(ReplaceRefused, match=r"truncated|does not decode"):
+        verify_replacement(clips["truncated"], original, allow_larger=True)
+    assert original.read_bytes() == before
+
+
+def test_a_good_candidate_is_swapped_in_and_can_be_rolled_back(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    original = tmp_path / "lib" / "a.MOV"
+    original.parent.mkdir()
+    original.write_bytes(clips["original"].read_bytes())
+    os.utime(original, (1_500_000_000, 1_500_000_000))
+    verify_replacement(clips["good"], original, allow_larger=True)
+    qroot = tmp_path / "lib" / ".hevcq" / "quarantine"
+    entry = swap_in(original, clips["good"], quarantine_root=qroot, keep_days=7, now=NOW)
+    final = tmp_path / "lib" / "a.mp4"
+    assert final.stat().st_mtime == 1_500_000_000
+    assert probe(final).main_video.codec == "hevc"  # type: ignore[union-attr]
+    assert probe(entry.quarantined).main_video.codec == "h264"  # type: ignore[union-attr]
+    assert rollback(qroot) == [original.absolute()]
+    assert probe(original).main_video.codec == "h264"  # type: ignore[union-attr]
+    assert not final.exists()
+    assert list_quarantine(qroot) == []
