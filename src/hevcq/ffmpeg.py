@@ -163,6 +163,10 @@ def run_ffmpeg(
     watch = _Watch(proc, chunks, on_progress, clock, stall_timeout_s)
     try:
         watch.until_exit(stop, poll_interval_s)
+        # stdout closes during ffmpeg's own exit: give it time to finish rather than
+        # signalling it, which would turn a clean exit into "received signal" (255).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=term_grace_s)
     except (InterruptedJob, StalledError) as exc:
         log.warning("ffmpeg_stopping", reason=str(exc))
         raise

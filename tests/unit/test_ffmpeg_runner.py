@@ -59,10 +59,12 @@ class FakeProcess:
         ignores_sigterm: bool = False,
         clock: FakeClock | None = None,
         seconds_per_chunk: float = 1.0,
+        closes_stdout_early: bool = False,
     ) -> None:
         self.chunks, self.stderr, self.exit_code = chunks, stderr, exit_code
         self.lingers, self.ignores_sigterm = lingers, ignores_sigterm
         self.clock, self.seconds_per_chunk = clock, seconds_per_chunk
+        self.closes_stdout_early = closes_stdout_early
         self.returncode: int | None = None
         self.signals: list[int] = []
         self.reaped = False
@@ -73,6 +75,9 @@ class FakeProcess:
             self.returncode = code
         self._ended.set()
 
+    def end_later(self, code: int) -> None:
+        self._end(code)
+
     def stdout_chunks(self) -> Iterator[str]:
         for chunk in self.chunks:
             if self.clock is not None:
@@ -80,6 +85,8 @@ class FakeProcess:
             yield chunk
         if not self.lingers:
             self._end(self.exit_code)
+        elif self.closes_stdout_early:
+            return
         self._ended.wait(SAFETY_S)
 
     def stderr_lines(self) -> Iterator[str]:
@@ -146,6 +153,18 @@ def test_success_delivers_every_block_including_the_last() -> None:
     assert seen[-1].done
     assert fake.signals == []
     assert fake.reaped
+
+
+def test_stdout_closing_just_before_the_exit_is_not_signalled() -> None:
+    fake = FakeProcess([block(1, end=True)], lingers=True, closes_stdout_early=True)
+    # The real ffmpeg closes its -progress pipe in its exit path, a moment before it ends.
+    threading.Timer(0.05, fake.end_later, args=(0,)).start()
+    run_ffmpeg(
+        ["ffmpeg"], on_progress=None, stop=threading.Event(), stall_timeout_s=60,
+        term_grace_s=2.0, spawn=lambda _: fake, poll_interval_s=0.001,
+    )  # fmt: skip
+    assert fake.signals == []
+    assert fake.returncode == 0
 
 
 def test_blocks_split_across_chunks_are_reassembled() -> None:
