@@ -1,0 +1,102 @@
+"""Pure helpers of probing and verification: signatures, rotation, bit depth, output checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hevcq.media import AudioStream, EncodePlan, MediaInfo, VideoStream
+from hevcq.probe import bit_depth, looks_like_media, normalise_rotation
+from hevcq.verify import Decoded, decode_problems, shape_problems
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\x00\x00\x00\x20ftypisom" + bytes(200), True),  # MP4 / MOV
+        (b"\x00\x00\x00\x08mdat" + bytes(200), True),  # MP4 cut before its index
+        (b"\x1a\x45\xdf\xa3" + bytes(200), True),  # Matroska / WebM
+        (b"RIFF\x00\x00\x00\x00AVI " + bytes(200), True),
+        (b"\x47" + bytes(187) + b"\x47", True),  # MPEG-TS: sync byte every 188 bytes
+        (b"shopping list: milk, eggs\n" * 10, False),
+        (b"%PDF-1.7\n" + bytes(200), False),
+        (b"", False),
+    ],
+)
+def test_container_signatures(head: bytes, expected: bool) -> None:
+    assert looks_like_media(head) is expected
+
+
+@pytest.mark.parametrize(
+    ("degrees", "expected"),
+    [(None, 0), (0.0, 0), (90.0, 90), (-90.0, 270), (180.0, 180), (-180.0, 180),
+     (270.0, 270), (360.0, 0), (89.99, 90), (-270.0, 90)],
+)  # fmt: skip
+def test_rotation_is_normalised(degrees: float | None, expected: int) -> None:
+    assert normalise_rotation(degrees) == expected
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "expected"),
+    [("yuv420p", 8), ("yuvj420p", 8), ("yuv420p10le", 10), ("p010le", 10),
+     ("yuv422p12le", 12), (None, 8), ("", 8), ("not-a-format", 8)],
+)  # fmt: skip
+def test_bit_depth_from_pixel_format(pix_fmt: str | None, expected: int) -> None:
+    assert bit_depth(pix_fmt) == expected
+
+
+PLAN = EncodePlan(
+    pool="hevc", container="mp4", video_index=0, width=1920, height=1080, rotation=90,
+    ten_bit=False, crf=26, preset="medium", audio=((1, "copy"),),
+)  # fmt: skip
+SOURCE = MediaInfo("mov", 10.0, 1, (VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, 90),),
+                   (AudioStream(1, "aac"),))  # fmt: skip
+GOOD_VIDEO = VideoStream(0, "hevc", 1920, 1080, "yuv420p", 8, 90, 24.0)
+
+
+def output(**changes: object) -> MediaInfo:
+    video = dataclasses.replace(GOOD_VIDEO, **changes)  # type: ignore[arg-type]
+    return MediaInfo("mov", 10.0, 1, (video,), (AudioStream(1, "aac"),))
+
+
+def test_a_matching_output_has_no_problems() -> None:
+    assert shape_problems(output(), PLAN, SOURCE) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"codec": "h264"}, "video codec is h264, not hevc"),
+        ({"width": 1080, "height": 1920}, "coded size 1080x1920, planned 1920x1080"),
+        ({"rotation": 0}, "rotation 0, planned 90"),
+        ({"bit_depth": 10, "pix_fmt": "yuv420p10le"}, "10-bit video (yuv420p10le), planned 8-bit"),
+    ],
+)
+def test_each_shape_difference_is_named(changes: dict[str, object], problem: str) -> None:
+    assert shape_problems(output(**changes), PLAN, SOURCE) == [problem]
+
+
+def test_a_lost_audio_stream_is_a_problem() -> None:
+    info = dataclasses.replace(output(), audio=())
+    assert shape_problems(info, PLAN, SOURCE) == ["0 audio streams, source has 1"]
+
+
+def test_no_video_is_a_problem() -> None:
+    info = dataclasses.replace(output(), video=())
+    assert shape_problems(info, PLAN, SOURCE) == ["output has no video stream"]
+
+
+@pytest.mark.parametrize(
+    ("decoded", "problems"),
+    [
+        (Decoded(240, 10.0, 240, 10.0), []),
+        (Decoded(240, 10.0, 0, None), []),  # Matroska: nothing declared, nothing to compare
+        (Decoded(0, 0.0, 240, 10.0), ["no video frame decodes"]),
+        (Decoded(200, 10.0, 240, None), ["only 200 of 240 frames decode"]),
+        (Decoded(120, 5.0, 0, 10.0), ["video decodes for 5.00 s of 10.00 s"]),
+        (Decoded(236, 9.8, 240, 10.0), ["only 236 of 240 frames decode"]),
+    ],
+)
+def test_decode_problems(decoded: Decoded, problems: list[str]) -> None:
+    assert decode_problems(decoded) == problems
