@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ EMBEDDED_CREDENTIALS = {
     "AWS_DEFAULT_REGION": EMBEDDED_REGION,
 }
 WORKER_STOP_TIMEOUT_S = 30.0
+EMBEDDED_POLL_WAIT_S = 2
 
 
 def _start_moto() -> tuple[object, str]:
@@ -37,6 +39,8 @@ def _start_moto() -> tuple[object, str]:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # pragma: no cover - moto is a dependency of the local extra
         raise RuntimeError("the embedded farm needs moto: pip install 'hevcq[local]'") from exc
+    # werkzeug logs every request at INFO; the farm's own events are what people want to see.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -55,6 +59,9 @@ def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[s
         "HEVCQ_LOG_FORMAT": "json",
         "HEVCQ_LOG_LEVEL": settings.log_level,
     }
+    if endpoint:
+        # Polling a local endpoint costs nothing; short polls let workers stop promptly.
+        env["HEVCQ_POLL_WAIT_S"] = str(EMBEDDED_POLL_WAIT_S)
     if settings.workers_dir:
         env["HEVCQ_WORKERS_DIR"] = str(settings.workers_dir)
     if endpoint:
