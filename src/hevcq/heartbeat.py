@@ -84,8 +84,10 @@ class Heartbeat:
         on_beat: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         budget_s: int = MAX_VISIBILITY_TIMEOUT_S,
+        max_sleep_s: float = 5.0,
     ) -> None:
         self._extend = extend
+        self._max_sleep_s = max_sleep_s
         self._received_at = received_at
         self._visible_until = received_at + timeout_s
         self._timeout_s = timeout_s
@@ -155,4 +157,4 @@ class Heartbeat:
             delay = self.tick()
             if delay is None:
                 return
-            self._stopped.wait(min(delay, 5.0))
+            self._stopped.wait(min(delay, self._max_sleep_s))

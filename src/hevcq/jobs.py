@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -57,6 +58,12 @@ class JobContext:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
+
+
+class Runner(Protocol):
+    """Runs one job to a result, or raises a HevcqError saying what went wrong."""
+
+    def run(self, spec: JobSpec, ctx: JobContext) -> JobResult: ...
 
 
 def output_is_current(existing: ObjectInfo | None, job: JobKey) -> bool:
@@ -155,7 +162,7 @@ class JobRunner:
         started = time.monotonic()
         self._encode(src, out, decision, ctx)
         encode_s = time.monotonic() - started
-        out_info = verify_output(out, decision, info)
+        out_info = verify_output(out, decision, info, source_path=src)
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
         uploaded = self._store.upload(out, spec.output_key, self._metadata(spec))

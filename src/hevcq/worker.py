@@ -26,7 +26,7 @@ from hevcq.errors import (
 from hevcq.events import SourceObject, S3TestEvent, parse_message
 from hevcq.farm import Pool
 from hevcq.heartbeat import Heartbeat
-from hevcq.jobs import JobContext, JobRunner, JobSpec
+from hevcq.jobs import JobContext, JobSpec, Runner
 from hevcq.keys import done_key
 from hevcq.ledger import (
     AlreadyFinished,
@@ -79,6 +79,7 @@ class WorkerConfig:
     shutdown_grace_s: float = 60.0
     max_jobs: int | None = None
     idle_exit_s: float | None = None  # burst mode: exit after this long with no message
+    heartbeat_max_sleep_s: float = 5.0
 
 
 class Worker:
@@ -90,7 +91,7 @@ class Worker:
         pool: Pool,
         queue: Queue,
         ledger: Ledger,
-        runner: JobRunner,
+        runner: Runner,
         store: BlobStore,
         publisher: Publisher,
         config: WorkerConfig,
@@ -257,6 +258,7 @@ class Worker:
             cancel=ctx.cancel,
             on_beat=renew,
             clock=self._clock,
+            max_sleep_s=self.config.heartbeat_max_sleep_s,
         )
         done = threading.Event()
         watcher = threading.Thread(

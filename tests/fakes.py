@@ -1,0 +1,134 @@
+"""Hand-written fakes implementing hevcq's Protocols (queue, store, runner, publisher, clock)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hevcq.errors import FailureClass, LostMessageError
+from hevcq.jobs import JobContext, JobSpec
+from hevcq.messages import JobResult
+from hevcq.queues import Received
+from hevcq.store import ObjectInfo
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class FakeQueue:
+    """Records every queue action; ``extend`` can be made to fail."""
+
+    inbox: list[Received] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    released: list[tuple[str, int]] = field(default_factory=list)
+    extended: list[tuple[str, int]] = field(default_factory=list)
+    dead: list[tuple[str, FailureClass, str]] = field(default_factory=list)
+    lose_receipt_after: int | None = None
+
+    def put(self, body: str, receive_count: int = 1, message_id: str | None = None) -> Received:
+        msg = Received(
+            message_id=message_id or f"m{next(_ids)}", body=body, receipt=f"r{next(_ids)}",
+            receive_count=receive_count, received_at=time.time(),
+        )  # fmt: skip
+        self.inbox.append(msg)
+        return msg
+
+    def receive(self, wait_s: int) -> Received | None:
+        return self.inbox.pop(0) if self.inbox else None
+
+    def extend(self, msg: Received, timeout_s: int) -> None:
+        if self.lose_receipt_after is not None and len(self.extended) >= self.lose_receipt_after:
+            raise LostMessageError("ReceiptHandleIsInvalid")
+        self.extended.append((msg.message_id, timeout_s))
+
+    def release(self, msg: Received, delay_s: int) -> None:
+        self.released.append((msg.message_id, delay_s))
+
+    def delete(self, msg: Received) -> None:
+        self.deleted.append(msg.message_id)
+
+    def dead_letter(self, msg: Received, failure_class: FailureClass, reason: str) -> None:
+        self.dead.append((msg.message_id, failure_class, reason))
+
+    def settled(self, msg: Received) -> str:
+        """How the message ended: deleted, released, dead or untouched."""
+        mid = msg.message_id
+        if any(d[0] == mid for d in self.dead):
+            return "dead"
+        if mid in self.deleted:
+            return "deleted"
+        if any(r[0] == mid for r in self.released):
+            return "released"
+        return "untouched"
+
+
+@dataclass
+class FakeStore:
+    """Objects in memory (key -> info); uploads are recorded."""
+
+    objects: dict[str, ObjectInfo] = field(default_factory=dict)
+    uploads: list[str] = field(default_factory=list)
+
+    def add(self, key: str, etag: str = "etag1", size: int = 1000, **meta: str) -> None:
+        self.objects[key] = ObjectInfo(key, size, etag, dict(meta))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self.objects.get(key)
+
+    def download(self, key: str, dest: Path) -> ObjectInfo:
+        dest.write_bytes(b"\0" * self.objects[key].size)
+        return self.objects[key]
+
+    def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
+        self.uploads.append(key)
+        self.objects[key] = ObjectInfo(key, src.stat().st_size, f"out-{key}", dict(metadata))
+        return self.objects[key]
+
+
+@dataclass
+class FakePublisher:
+    """Collects published results."""
+
+    results: list[JobResult] = field(default_factory=list)
+
+    def publish(self, result: JobResult) -> None:
+        self.results.append(result)
+
+
+@dataclass
+class ScriptedRunner:
+    """A runner whose behaviour is a function of the spec and context."""
+
+    behaviour: Callable[[JobSpec, JobContext], JobResult]
+    calls: list[JobSpec] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, spec: JobSpec, ctx: JobContext) -> JobResult:
+        self.calls.append(spec)
+        self.started.set()
+        return self.behaviour(spec, ctx)
+
+
+def done_result(spec: JobSpec, **kw: object) -> JobResult:
+    """A successful result for a spec."""
+    return JobResult(
+        job_id=spec.job.job_id, pool=spec.pool.name, bucket=spec.bucket, source_key=spec.job.key,
+        source_etag=spec.job.etag, outcome="done", output_key=spec.output_key,
+        settings_hash=spec.job.settings_hash, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+class FastClock:
+    """Wall-clock time running ``speed`` times faster than real time."""
+
+    def __init__(self, speed: float = 1000.0) -> None:
+        self._t0 = time.time()
+        self._m0 = time.monotonic()
+        self.speed = speed
+
+    def __call__(self) -> float:
+        return self._t0 + (time.monotonic() - self._m0) * self.speed
