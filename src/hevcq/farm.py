@@ -53,7 +53,7 @@ class Encode(_Strict):
 class QueueSpec(_Strict):
     """The pool's SQS queue and its dead-letter queue."""
 
-    visibility_timeout_s: int = Field(120, ge=30, le=MAX_VISIBILITY_TIMEOUT_S)
+    visibility_timeout_s: int = Field(120, ge=10, le=MAX_VISIBILITY_TIMEOUT_S)
     max_receive_count: int = Field(3, ge=1, le=1000)
     retention_s: int = Field(4 * 24 * 3600, ge=MIN_RETENTION_S, le=MAX_RETENTION_S)
     dlq_retention_s: int = Field(MAX_RETENTION_S, ge=MIN_RETENTION_S, le=MAX_RETENTION_S)

@@ -281,8 +281,10 @@ class Worker:
         self, msg: Received, spec: JobSpec, exc: Exception, beat_failure: InterruptedJob | None
     ) -> Settle:
         """Map a job's exception to its failure class and what happens to the message."""
-        if isinstance(exc, InterruptedJob):
-            return self._interrupted(spec, beat_failure or exc)
+        # Once the heartbeat lost the message or the lease, whatever the job raised while
+        # being stopped is moot: the job belongs to someone else now.
+        if beat_failure is not None or isinstance(exc, InterruptedJob):
+            return self._interrupted(spec, beat_failure or exc)  # type: ignore[arg-type]
         if isinstance(exc, RetryableError):
             return self._failed(msg, spec, exc.failure_class, str(exc), final=False, exc=exc)
         if isinstance(exc, HevcqError):

@@ -1,0 +1,324 @@
+"""The worker loop with fakes for queue, store, runner and publisher and a moto ledger.
+
+Each test pins one promise: what happens to the message, the ledger item and the output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from moto import mock_aws
+from structlog.testing import capture_logs
+
+from hevcq.aws import Clients
+from hevcq.errors import FailureClass, PermanentError, RetryableError, StalledError
+from hevcq.farm import Pool
+from hevcq.jobs import JobContext, JobSpec
+from hevcq.ledger import DynamoLedger, JobKey, State
+from hevcq.messages import JobResult
+from hevcq.provision import _create_ledger
+from hevcq.worker import Verdict, Worker, WorkerConfig
+from tests.fakes import FakePublisher, FakeQueue, FakeStore, FastClock, ScriptedRunner, done_result
+from tests.unit.test_events import s3_event
+
+BUCKET = "media"
+KEY = "TODO/trip/clip.mp4"
+
+
+@dataclass
+class Rig:
+    worker: Worker
+    queue: FakeQueue
+    store: FakeStore
+    runner: ScriptedRunner
+    publisher: FakePublisher
+    ledger: DynamoLedger
+    pool: Pool
+
+    def job(self, etag: str = "etag1") -> JobKey:
+        return JobKey(KEY, self.pool.name, etag, self.pool.settings_hash())
+
+    def item(self) -> dict:
+        return self.ledger.get(KEY, self.pool.name) or {}
+
+
+@pytest.fixture
+def ddb() -> Iterator[Clients]:
+    with mock_aws():
+        c = Clients.create(region="us-east-1")
+        _create_ledger(c, "ledger")
+        yield c
+
+
+def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
+             clock=time.time, **config) -> Rig:  # fmt: skip
+    pool = farm["hevc"]
+    queue, store, pub = FakeQueue(), FakeStore(), FakePublisher()
+    store.add(KEY, etag="etag1", size=5000)
+    runner = ScriptedRunner(behaviour)
+    ledger = DynamoLedger(ddb.dynamodb, "ledger")
+    cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=60,
+                       heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
+    w = Worker(pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
+               config=cfg, stop=threading.Event(), clock=clock)  # fmt: skip
+    return Rig(w, queue, store, runner, pub, ledger, pool)
+
+
+def event(key: str = KEY, bucket: str = BUCKET, etag: str = "etag1") -> str:
+    doc = s3_event(key.replace(" ", "+"), bucket=bucket)
+    doc["Records"][0]["s3"]["object"]["eTag"] = etag
+    return json.dumps(doc)
+
+
+def ok(spec: JobSpec, ctx: JobContext) -> JobResult:
+    return done_result(spec, output_bytes=100, input_bytes=5000)
+
+
+def test_a_job_is_run_recorded_published_and_only_then_deleted(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    msg = rig.queue.put(event())
+    assert rig.worker.handle(msg).verdict is Verdict.ACK
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.item()["state"] == "done"
+    assert [r.outcome for r in rig.publisher.results] == ["done"]
+    assert rig.runner.calls[0].output_key == "DONE/hevc/trip/clip.mp4"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("this is not json", "not JSON"),
+        (json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]}), "not an S3 event"),
+        (event(bucket="someone-elses-bucket"), "bucket this farm does not own"),
+        (event(key="DONE/hevc/loop.mp4"), "not a source key"),
+        (event(key="TODO/../escape.mp4"), "not a usable relative path"),
+    ],
+)
+def test_bad_messages_go_to_the_dead_letter_queue_with_a_reason(ddb, farm, body, reason) -> None:
+    rig = make_rig(ddb, farm, ok)
+    msg = rig.queue.put(body)
+    rig.worker.config = dataclasses.replace(rig.worker.config, max_jobs=1)
+    assert rig.worker.run() == 1  # the worker handled it and is still alive
+    ((mid, cls, why),) = rig.queue.dead
+    assert mid == msg.message_id
+    assert cls is FailureClass.PERMANENT
+    assert reason in why
+    assert rig.runner.calls == []
+
+
+def test_s3_test_events_are_acknowledged_without_work(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    msg = rig.queue.put(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}))
+    rig.worker.handle(msg)
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.runner.calls == []
+
+
+def test_duplicate_delivery_of_a_finished_job_does_no_work_but_reports_again(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    rig.worker.handle(rig.queue.put(event()))
+    dup = rig.queue.put(event())
+    rig.worker.handle(dup)
+    assert len(rig.runner.calls) == 1
+    assert rig.queue.settled(dup) == "deleted"
+    assert [r.outcome for r in rig.publisher.results] == ["done", "done"]
+
+
+def test_same_bytes_uploaded_again_are_not_encoded_again(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    rig.worker.handle(rig.queue.put(event()))
+    rig.store.add(KEY, etag="etag1", size=5000)  # re-upload: same ETag
+    rig.worker.handle(rig.queue.put(event()))
+    assert len(rig.runner.calls) == 1
+
+
+def test_new_bytes_or_new_settings_are_encoded_again(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    rig.worker.handle(rig.queue.put(event()))
+    rig.store.add(KEY, etag="etag2", size=6000)
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    assert len(rig.runner.calls) == 2
+    hevc = rig.pool
+    rig.worker.pool = hevc.model_copy(update={"encode": hevc.encode.model_copy(update={"crf": 20})})
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    assert len(rig.runner.calls) == 3
+
+
+def test_stale_event_for_replaced_or_deleted_source_is_dropped(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    rig.store.add(KEY, etag="etag2")
+    stale = rig.queue.put(event(etag="etag1"))
+    rig.worker.handle(stale)
+    del rig.store.objects[KEY]
+    gone = rig.queue.put(event(etag="etag2"))
+    rig.worker.handle(gone)
+    assert rig.runner.calls == []
+    assert rig.queue.settled(stale) == rig.queue.settled(gone) == "deleted"
+    assert rig.item() == {}
+
+
+def test_duplicate_event_while_another_worker_runs_the_job(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    rig.ledger.claim(rig.job(), "other-worker", "original-message", lease_s=300)
+    dup = rig.queue.put(event())  # a second S3 event: a different message
+    rig.worker.handle(dup)
+    assert rig.queue.settled(dup) == "deleted"  # the holder still has the original
+    same = rig.queue.put(event(), message_id="original-message", receive_count=2)
+    rig.worker.handle(same)  # a redelivery of the very message being worked on
+    ((mid, delay),) = rig.queue.released
+    assert mid == "original-message"
+    assert delay >= 290
+    assert rig.runner.calls == []
+
+
+def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) -> None:
+    def bad(spec, ctx):
+        raise PermanentError("not a media file: Invalid data")
+
+    rig = make_rig(ddb, farm, bad)
+    msg = rig.queue.put(event())
+    rig.worker.handle(msg)
+    assert rig.queue.dead == [(msg.message_id, FailureClass.PERMANENT, "not a media file: Invalid data")]
+    item = rig.item()
+    assert (item["state"], item["failure_class"]) == ("failed", "permanent")
+    (res,) = rig.publisher.results
+    assert (res.outcome, res.failure_class) == ("failed", FailureClass.PERMANENT)
+
+
+@pytest.mark.parametrize("exc", [RetryableError("S3 503"), StalledError("no progress for 120 s")])
+def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(ddb, farm, exc) -> None:
+    def flaky(spec, ctx):
+        raise exc
+
+    rig = make_rig(ddb, farm, flaky)
+    max_rc = rig.pool.queue.max_receive_count
+    delays = []
+    for n in range(1, max_rc):
+        msg = rig.queue.put(event(), receive_count=n, message_id="m-retry")
+        rig.worker.handle(msg)
+        delays.append(rig.queue.released[-1][1])
+        assert rig.item()["state"] == "queued"
+        assert rig.publisher.results == []
+    assert delays == sorted(delays)
+    assert delays[-1] > delays[0]
+    last = rig.queue.put(event(), receive_count=max_rc, message_id="m-retry")
+    rig.worker.handle(last)
+    ((_, cls, reason),) = rig.queue.dead
+    assert cls is exc.failure_class
+    assert reason == str(exc)
+    assert rig.item()["state"] == "failed"
+    assert rig.publisher.results[-1].outcome == "failed"
+
+
+def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> None:
+    def buggy(spec, ctx):
+        raise KeyError("surprise")
+
+    rig = make_rig(ddb, farm, buggy, max_jobs=2)
+    first, second = rig.queue.put(event()), rig.queue.put(event())
+    with capture_logs() as logs:
+        assert rig.worker.run() == 2
+    assert rig.queue.settled(first) == rig.queue.settled(second) == "released"
+    assert any(e["event"] == "job_crashed" for e in logs)
+
+
+def test_lost_receipt_stops_the_job_without_upload_or_delete(ddb, farm) -> None:
+    def long_job(spec, ctx):
+        assert ctx.cancel.wait(10), "the heartbeat should have cancelled the job"
+        raise PermanentError("should not be reported")  # what ffmpeg's stop looks like is irrelevant
+
+    rig = make_rig(ddb, farm, long_job, clock=FastClock(speed=2000))
+    rig.queue.lose_receipt_after = 1
+    msg = rig.queue.put(event())
+    settle = rig.worker.handle(msg)
+    assert settle.verdict is Verdict.LOST
+    assert rig.queue.settled(msg) == "untouched"
+    assert rig.store.uploads == []
+    assert rig.publisher.results == []
+
+
+def test_heartbeat_keeps_a_long_job_invisible_and_renews_the_lease(ddb, farm) -> None:
+    clock = FastClock(speed=1000)
+    vis = farm["hevc"].queue.visibility_timeout_s
+
+    def slow(spec, ctx):
+        end = clock() + 3 * vis
+        while clock() < end:
+            ctx.on_progress(50.0)
+            time.sleep(0.01)
+        return ok(spec, ctx)
+
+    rig = make_rig(ddb, farm, slow, clock=clock)
+    msg = rig.queue.put(event())
+    rig.worker.handle(msg)
+    assert len(rig.queue.extended) >= 3
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.item()["state"] == "done"
+
+
+def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(ddb, farm) -> None:
+    def long_job(spec, ctx):
+        ctx.on_progress(5.0)
+        if ctx.cancel.wait(10):
+            from hevcq.errors import InterruptedJob
+
+            raise InterruptedJob("stopped")
+        return ok(spec, ctx)
+
+    rig = make_rig(ddb, farm, long_job, shutdown_grace_s=0.5)
+    msg = rig.queue.put(event())
+    t = threading.Thread(target=rig.worker.handle, args=(msg,))
+    t.start()
+    assert rig.runner.started.wait(5)
+    time.sleep(0.3)
+    rig.worker.stop.set()
+    t.join(10)
+    assert rig.queue.released == [(msg.message_id, 0)]
+    item = rig.item()
+    assert item["state"] == "interrupted"
+    assert item["attempts"] == 0
+    assert rig.store.uploads == []
+
+
+def test_stop_lets_a_nearly_finished_job_finish(ddb, farm) -> None:
+    finished = threading.Event()
+
+    def almost_done(spec, ctx):
+        ctx.on_progress(95.0)
+        time.sleep(0.6)
+        assert not ctx.cancel.is_set()
+        finished.set()
+        return ok(spec, ctx)
+
+    rig = make_rig(ddb, farm, almost_done, shutdown_grace_s=30)
+    msg = rig.queue.put(event())
+    t = threading.Thread(target=rig.worker.handle, args=(msg,))
+    t.start()
+    assert rig.runner.started.wait(5)
+    time.sleep(0.3)
+    rig.worker.stop.set()
+    t.join(10)
+    assert finished.is_set()
+    assert rig.queue.settled(msg) == "deleted"
+
+
+def test_message_received_while_stopping_is_given_back(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    msg = rig.queue.put(event())
+    real_receive = rig.queue.receive
+
+    def receive_then_stop(wait_s: int):
+        m = real_receive(wait_s)
+        rig.worker.stop.set()  # SIGTERM arrives during the long poll
+        return m
+
+    rig.queue.receive = receive_then_stop  # type: ignore[method-assign]
+    rig.worker.run()
+    assert rig.queue.released == [(msg.message_id, 0)]
+    assert rig.runner.calls == []
