@@ -61,17 +61,17 @@ def decode_video(path: Path) -> float:
                 raise ReplaceRefused("no video stream to decode")
             stream = streams[0]
             stream.thread_type = "AUTO"
-            times = [
-                float(f.pts * f.time_base)
-                for f in container.decode(stream)
-                if f.pts is not None and f.time_base is not None
-            ]
+            first, last = float("inf"), float("-inf")
+            for frame in container.decode(stream):
+                if frame.pts is not None and frame.time_base is not None:
+                    t = float(frame.pts * frame.time_base)
+                    first, last = min(first, t), max(last, t)
             rate = stream.average_rate
     except av.FFmpegError as exc:
         raise ReplaceRefused(f"does not decode: {exc}") from exc
-    if not times:
+    if last < first:
         raise ReplaceRefused("no video frame decodes")
-    return max(times) - min(times) + (1 / float(rate) if rate else 0.0)
+    return last - first + (1 / float(rate) if rate else 0.0)
 
 
 def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
