@@ -135,7 +135,7 @@ def worker(
         publisher=SnsPublisher(clients.sns, refs.events_topic_arn),  # type: ignore[attr-defined]
         config=WorkerConfig(
             worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,  # type: ignore[attr-defined]
-            lease_s=settings.lease_s, shutdown_grace_s=settings.shutdown_grace_s,
+            lease_s=settings.lease_s or 2 * pools[pool].queue.visibility_timeout_s, shutdown_grace_s=settings.shutdown_grace_s,
             max_jobs=max_jobs, idle_exit_s=0.0 if burst else None,
         ),  # fmt: skip
         stop=stop,

@@ -166,6 +166,7 @@ class JobRunner:
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
         uploaded = self._store.upload(out, spec.output_key, self._metadata(spec))
+        log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
         return self._result(
             spec, "done", output_key=spec.output_key, output_etag=uploaded.etag,
             input_bytes=info.size_bytes, output_bytes=out_info.size_bytes,

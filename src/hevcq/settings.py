@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     poll_wait_s: int = Field(20, ge=0, le=20)
     stall_timeout_s: float = Field(120.0, gt=0)
     shutdown_grace_s: float = Field(60.0, ge=0)
-    lease_s: int = Field(300, ge=10)
+    lease_s: int | None = Field(
+        None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."
+    )
     workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
     ecs_agent_uri: str | None = Field(None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI"))
 
