@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import queue
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -67,6 +69,19 @@ class Process(Protocol):
 Spawner = Callable[[list[str]], Process]
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL ffmpeg if the worker dies (even by SIGKILL).
+
+    ffmpeg runs in its own session so that stopping it is one signal to its group; the
+    price is that it would outlive a killed worker and keep encoding for nobody.
+    """
+    if sys.platform != "linux":
+        return
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class PopenProcess:
     """A ``subprocess.Popen`` in its own session, so its group can be signalled as one."""
 
@@ -80,6 +95,7 @@ class PopenProcess:
                 encoding="utf-8",
                 errors="replace",
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call, no locks
             )
         except OSError as exc:
             raise ConfigError(f"cannot start ffmpeg ({args[0]}): {exc}") from exc
