@@ -97,6 +97,20 @@ def check_scratch(work_dir: Path, source_size: int) -> None:
         )
 
 
+class _Laps:
+    """Wall seconds of consecutive steps, each named when it ends."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def __call__(self, name: str) -> float:
+        now = time.monotonic()
+        took, self._last = now - self._last, now
+        self.laps[name] = round(took, 3)
+        return took
+
+
 class JobRunner:
     """Runs jobs in a scratch folder with a given ffmpeg."""
 
@@ -151,22 +165,28 @@ class JobRunner:
 
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
+        lap = _Laps()
         self._store.download(spec.job.key, src)
+        lap("download_s")
         info = probe(src)
         decision = decide(info, spec.pool, spec.job.key)
+        lap("probe_s")
         if isinstance(decision, Skip):
             log.info("job_skipped", reason=decision.reason)
             return self._result(
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
-        started = time.monotonic()
         self._encode(src, out, decision, ctx)
-        encode_s = time.monotonic() - started
+        encode_s = lap("encode_s")
         out_info = verify_output(out, decision, info, source_path=src)
+        lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
         uploaded = self._store.upload(out, spec.output_key, self._metadata(spec))
+        lap("upload_s")
         log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
+        # Where a job's wall time goes, for the overhead benchmark and for operators.
+        log.info("job_timings", **lap.laps)
         return self._result(
             spec, "done", output_key=spec.output_key, output_etag=uploaded.etag,
             input_bytes=info.size_bytes, output_bytes=out_info.size_bytes,
