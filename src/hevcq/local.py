@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,20 @@ def _start_moto() -> tuple[object, str]:
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"
+
+
+def _reset_moto(endpoint: str) -> None:
+    """Drop every resource (and object bytes) the in-process endpoint holds.
+
+    moto keeps its state per process, so without this a second farm in the same process
+    (tests, benchmarks) would find the first one's queues and objects.
+    """
+    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - our own loopback endpoint
+            pass
+    except OSError as exc:
+        log.warning("embedded_reset_failed", error=str(exc))
 
 
 def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[str, str]:
@@ -168,5 +183,6 @@ class EmbeddedFarm:
         if self.workers is not None:
             self.workers.stop()
         if self._server is not None:
+            _reset_moto(self.endpoint)
             self._server.stop()  # type: ignore[attr-defined]
         log.info("embedded_farm_stopped")

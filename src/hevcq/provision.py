@@ -114,30 +114,41 @@ def _subscribe(c: Clients, topic_arn: str, queue_url: str) -> None:
     )
 
 
+def _ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> str:
+    """Create a queue, or bring an existing one's attributes up to date."""
+    try:
+        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as exc:
+        if error_code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
+            raise
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]
+    return url
+
+
 def _create_pool_queues(c: Clients, names: Names, pool: Pool, topic_arn: str) -> PoolRefs:
     pn = names.pools[pool.name]
     q = pool.queue
-    dlq_url = c.sqs.create_queue(
-        QueueName=pn.dlq,
-        Attributes={
-            "MessageRetentionPeriod": str(q.dlq_retention_s),
-            "SqsManagedSseEnabled": "true",
-        },
-    )["QueueUrl"]
+    dlq_url = _ensure_queue(
+        c.sqs,
+        pn.dlq,
+        {"MessageRetentionPeriod": str(q.dlq_retention_s), "SqsManagedSseEnabled": "true"},
+    )
     redrive = {
         "deadLetterTargetArn": _queue_arn(c.sqs, dlq_url),
         "maxReceiveCount": q.max_receive_count,
     }
-    queue_url = c.sqs.create_queue(
-        QueueName=pn.queue,
-        Attributes={
+    queue_url = _ensure_queue(
+        c.sqs,
+        pn.queue,
+        {
             "VisibilityTimeout": str(q.visibility_timeout_s),
             "MessageRetentionPeriod": str(q.retention_s),
             "ReceiveMessageWaitTimeSeconds": str(LONG_POLL_S),
             "RedrivePolicy": json.dumps(redrive),
             "SqsManagedSseEnabled": "true",
         },
-    )["QueueUrl"]
+    )
     _subscribe(c, topic_arn, queue_url)
     return PoolRefs(queue_url=queue_url, dlq_url=dlq_url)
 

@@ -307,7 +307,8 @@ class Worker:
         pct = progress[-1] if progress else 0.0
         remaining = elapsed * (100 - pct) / pct if pct > 0 else float("inf")
         grace = self.config.shutdown_grace_s
-        log.info("shutdown_requested", progress=round(pct, 1), estimated_left_s=round(remaining))
+        left = round(remaining) if remaining != float("inf") else None
+        log.info("shutdown_requested", progress=round(pct, 1), estimated_left_s=left)
         if remaining <= grace and done.wait(grace):
             return
         ctx.cancel.set()

@@ -1,0 +1,100 @@
+"""Helpers for end-to-end tests that drive worker processes against an embedded stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from hevcq.farm import load_farm
+from hevcq.local import EmbeddedFarm, farm_env
+from hevcq.settings import Settings
+from tests.conftest import WORKERS_DIR
+
+
+def pool_dir(tmp: Path, pools: tuple[str, ...] = ("hevc",), **queue: int) -> Path:
+    """A workers dir with only some pools, the fastest preset and the given queue settings."""
+    out = tmp / "workers"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in pools:
+        doc = yaml.safe_load((WORKERS_DIR / f"{name}.yaml").read_text())
+        doc.setdefault("encode", {})["preset"] = "ultrafast"
+        doc.setdefault("queue", {}).update(queue)
+        (out / f"{name}.yaml").write_text(yaml.safe_dump(doc))
+    return out
+
+
+@contextmanager
+def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
+    """Endpoint and topology, no workers: the test starts its own."""
+    settings = Settings(workers_dir=workers_dir)
+    with EmbeddedFarm(settings, load_farm(workers_dir), tmp / "state", workers_per_pool=0) as f:
+        yield f
+
+
+def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
+    """An ffmpeg that waits before encoding: a long job without a long clip."""
+    from hevcq.ffmpeg import find_ffmpeg
+
+    script = tmp / f"slow-ffmpeg-{delay_s:g}"
+    script.write_text(f'#!/bin/sh\nsleep {delay_s}\nexec "{find_ffmpeg()}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+class WorkerProc:
+    """One `hevcq worker` process with its own JSON log file."""
+
+    def __init__(self, farm: EmbeddedFarm, pool: str, log: Path, **env: str) -> None:
+        assert farm.refs is not None
+        base = farm_env(farm.refs, farm.endpoint, farm.settings)
+        extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()}
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hevcq", "worker", "--pool", pool],
+                env={**os.environ, **base, **extra}, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def events(self) -> list[dict]:
+        return read_events(self.log)
+
+
+def read_events(log: Path) -> list[dict]:
+    """The JSON log lines of a worker (a killed worker's last line may be cut)."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def count_events(logs: list[Path], name: str, field: str = "key") -> Counter[str]:
+    """How often each key logged the event ``name`` across worker logs."""
+    c: Counter[str] = Counter()
+    for log in logs:
+        for e in read_events(log):
+            if e.get("event") == name:
+                c[str(e.get(field))] += 1
+    return c
+
+
+def wait_for(pred, timeout_s: float, every_s: float = 0.2) -> bool:
+    """Poll ``pred`` until true or timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every_s)
+    return bool(pred())

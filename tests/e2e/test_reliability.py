@@ -1,0 +1,212 @@
+"""Workers under stress: long jobs, SIGTERM, SIGKILL chaos and a corpus of bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hevcq import admin
+from hevcq.ledger import DynamoLedger
+from hevcq.results import ResultCollector
+from hevcq.samples import make_clip
+from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clips") / "tiny.mp4"
+    return make_clip(path, width=128, height=72, seconds=0.5, fps=10)
+
+
+def put(farm, key: str, body: bytes) -> None:
+    farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=key, Body=body)
+
+
+def collector(farm, keys: list[str], pool: str = "hevc") -> ResultCollector:
+    return ResultCollector(farm.clients.sqs, farm.refs, {(k, pool) for k in keys})
+
+
+def depth(farm, pool: str = "hevc") -> admin.QueueDepth:
+    return next(d for d in admin.queue_depths(farm.clients.sqs, farm.refs) if d.pool == pool)
+
+
+def test_job_three_times_the_visibility_timeout_runs_on_exactly_one_of_two_workers(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    vis = 10
+    with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=vis)) as farm:
+        slow = slow_ffmpeg(tmp_path, 3 * vis + 2)
+        workers = [
+            WorkerProc(farm, "hevc", tmp_path / f"w{i}.log", ffmpeg=slow, log_level="debug")
+            for i in range(2)
+        ]
+        key = "TODO/long job.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert col.wait(timeout_s=120)
+        for w in workers:
+            w.proc.send_signal(signal.SIGTERM)
+        for w in workers:
+            assert w.proc.wait(30) == 0
+    logs = [w.log for w in workers]
+    assert sum(count_events(logs, "transcode_started").values()) == 1
+    assert sum(count_events(logs, "output_uploaded").values()) == 1
+    assert sum(count_events(logs, "heartbeat_extended", "timeout_s").values()) >= 5
+    (result,) = col.results.values()
+    assert result.outcome == "done"
+
+
+def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_clip: Path) -> None:
+    with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=60)) as farm:
+        work = tmp_path / "work"
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log", ffmpeg=slow_ffmpeg(tmp_path, 120),
+                       shutdown_grace_s=1, work_dir=work)  # fmt: skip
+        key = "TODO/interrupted.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+        assert wait_for(lambda: (ledger.get(key, "hevc") or {}).get("state") == "running", 30)
+        assert wait_for(lambda: any(e["event"] == "transcode_started" for e in w.events()), 30)
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(20) == 0
+        item = ledger.get(key, "hevc")
+        assert item["state"] == "interrupted"
+        assert item["attempts"] == 0
+        # Visible again at once, not after the 60 s visibility timeout.
+        msgs = farm.clients.sqs.receive_message(
+            QueueUrl=farm.refs.pools["hevc"].queue_url, WaitTimeSeconds=2
+        ).get("Messages", [])
+        assert len(msgs) == 1
+        assert list(work.iterdir()) == []  # scratch files removed
+
+
+def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    n_jobs, n_workers, rnd = 100, 3, random.Random(1234)
+    wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
+    with stack(tmp_path, wdir) as farm:
+        logs: list[Path] = []
+
+        slow = slow_ffmpeg(tmp_path, 1.0)  # long enough that kills land mid-encode
+
+        def spawn() -> WorkerProc:
+            logs.append(tmp_path / f"worker-{len(logs)}.log")
+            return WorkerProc(farm, "hevc", logs[-1], lease_s=12, ffmpeg=slow)
+
+        def encoding(w: WorkerProc) -> bool:
+            events = [e.get("event") for e in w.events()]
+            return bool(events) and events[-1] == "transcode_started"
+
+        workers = [spawn() for _ in range(n_workers)]
+        keys = [f"TODO/chaos/clip {i:03d}.mp4" for i in range(n_jobs)]
+        body = tiny_clip.read_bytes()
+        for k in keys:
+            put(farm, k, body)
+        col = collector(farm, keys)
+        kills = 0
+        deadline_polls = 600
+        while col.pending and deadline_polls:
+            deadline_polls -= 1
+            col.poll(wait_s=1)
+            busy = [i for i, w in enumerate(workers) if encoding(w)]
+            if kills < 15 and busy and rnd.random() < 0.5:
+                victim = rnd.choice(busy)
+                workers[victim].proc.send_signal(signal.SIGKILL)
+                workers[victim].proc.wait()
+                kills += 1
+                workers[victim] = spawn()
+            if not col.pending:
+                break
+            if deadline_polls % 10 == 0:
+                col.check_dead_letters()
+        for w in workers:
+            w.proc.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+        dead = {o.key for o, _, _ in _dead(farm)}
+    done = {k for (k, _), r in col.results.items() if r.outcome == "done"}
+    missing = set(keys) - done - dead
+    uploads = count_events(logs, "output_uploaded")
+    started = count_events(logs, "transcode_started")
+    finished = count_events(logs, "transcode_finished")
+    print(  # the counts the issue asks to see
+        f"\nchaos: jobs={n_jobs} done={len(done)} dead_lettered={len(dead)} missing={len(missing)}"
+        f" kills={kills} encodes_started={sum(started.values())}"
+        f" encodes_finished={sum(finished.values())} uploads={sum(uploads.values())}"
+        f" keys_uploaded_twice={sum(1 for v in uploads.values() if v > 1)}"
+    )
+    assert kills >= 10
+    assert sum(started.values()) >= n_jobs + kills  # every kill cost an encode, none a job
+    assert not missing
+    assert all(uploads[k] == 1 for k in done), "an output was encoded and uploaded twice"
+    assert all(uploads[k] == 0 for k in dead - done)
+
+
+def _dead(farm):
+    from hevcq.results import peek_dead_letters
+
+    return peek_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
+
+
+def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    healthy = {
+        "TODO/été 🎥 clip.mp4", "TODO/with spaces.mp4", "TODO/-leading-dash.mp4",
+        "TODO/100%.mp4", "TODO/#hash.mp4", "TODO/a&b.mp4", "TODO/a+b=c?.mp4",
+    }  # fmt: skip
+    body = tiny_clip.read_bytes()
+    failing = {
+        "TODO/zero.mp4": (b"", "empty file"),
+        "TODO/truncated.mp4": (body[: len(body) // 2], "truncated"),
+        "TODO/text.mp4": (b"hello, this is not a video\n" * 10, "not a media file"),
+    }
+    with stack(tmp_path, pool_dir(tmp_path, max_receive_count=2)) as farm:
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        from hevcq.ffmpeg import find_ffmpeg
+
+        audio = tmp_path / "audio.mp4"
+        subprocess.run(
+            [find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5", "-c:a", "aac", str(audio)],
+            check=True,
+        )  # fmt: skip
+        put(farm, "TODO/audio only.mp4", audio.read_bytes())
+        for k in healthy:
+            put(farm, k, body)
+        for k, (data, _) in failing.items():
+            put(farm, k, data)
+        sqs, url = farm.clients.sqs, farm.refs.pools["hevc"].queue_url
+        for bad in ["not json at all", '{"Records": [{"eventName": "ObjectCreated:Put"}]}',
+                    json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+                        "bucket": {"name": "someone-else"}, "object": {"key": "TODO/x.mp4"}}}]})]:
+            sqs.send_message(QueueUrl=url, MessageBody=bad)  # fmt: skip
+        col = collector(farm, [*healthy, *failing, "TODO/audio only.mp4"])
+        assert col.wait(timeout_s=120)
+        assert wait_for(lambda: depth(farm).dead_letters >= len(failing) + 3, 30)
+        dlq = admin.list_dead_letters(sqs, farm.refs.pools["hevc"].dlq_url)
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(30) == 0
+    res = {k: r for (k, _), r in col.results.items()}
+    assert {k for k in healthy if res[k].outcome == "done"} == healthy
+    assert res["TODO/audio only.mp4"].outcome == "skipped"
+    assert "no video stream" in (res["TODO/audio only.mp4"].reason or "")
+    for k, (_, reason) in failing.items():
+        assert res[k].outcome == "failed", k
+        assert reason in (res[k].reason or ""), (k, res[k].reason)
+        assert res[k].failure_class == "permanent"
+    reasons = sorted(d.reason for d in dlq)
+    assert len(dlq) == len(failing) + 3
+    assert all(d.failure_class == "permanent" for d in dlq)
+    assert any("not JSON" in r for r in reasons)
+    assert any("not an S3 event" in r for r in reasons)
+    assert any("does not own" in r for r in reasons)
