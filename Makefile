@@ -11,8 +11,13 @@ TF_PLUGIN_DIR ?= $(firstword $(wildcard /opt/tf-plugins))
 TF_DIR := infra/terraform
 TF_INIT_FLAGS := $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR),)
 export TF_PLUGIN_DIR
+# Scanners that pin their own dependencies live in a venv of their own (see `tools`).
+TOOLS_VENV ?= .venv-tools
+TOOLS_REQUIREMENTS := $(TF_DIR)/requirements-tools.txt
+CHECKOV ?= $(abspath $(TOOLS_VENV))/bin/checkov
+export CHECKOV
 
-.PHONY: install run test test-unit lint bench build image plan apply destroy clean
+.PHONY: install tools run test test-unit lint bench build image plan apply destroy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +27,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed ## Create .venv and install hevcq with its test tools.
 
+$(TOOLS_VENV)/.installed: $(TOOLS_REQUIREMENTS)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r $(TOOLS_REQUIREMENTS)
+	touch $@
+
+tools: $(TOOLS_VENV)/.installed ## Terraform scanners (checkov) in their own venv.
+
 run: install ## Transcode MEDIA (default: a generated sample library) on the embedded local farm.
 	@if [ -n "$(MEDIA)" ]; then \
 		$(BIN)/hevcq ingest "$(MEDIA)" --out "$(OUT)"; \
@@ -29,7 +42,7 @@ run: install ## Transcode MEDIA (default: a generated sample library) on the emb
 		$(BIN)/hevcq sample .hevcq-sample && $(BIN)/hevcq ingest .hevcq-sample --out "$(OUT)"; \
 	fi
 
-test: install ## The whole suite: unit, moto, end to end, terraform and container checks.
+test: install tools ## The whole suite: unit, moto, end to end, terraform and container checks.
 	$(BIN)/python -m pytest
 
 test-unit: install

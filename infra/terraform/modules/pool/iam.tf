@@ -1,0 +1,106 @@
+data "aws_iam_policy_document" "assume_ecs_tasks" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+    # Only ECS tasks of this account may assume the pool's role (confused deputy guard).
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# What the worker code may do: this pool's queues and output prefix, nothing of the others.
+resource "aws_iam_role" "task" {
+  name               = "${local.service_name}-task"
+  assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "task" {
+  statement {
+    sid       = "ReadSources"
+    actions   = ["s3:GetObject"]
+    resources = ["${var.farm.bucket_arn}/TODO/*"]
+  }
+
+  statement {
+    sid = "WriteOwnOutputs"
+    # GetObject also grants HeadObject; multipart uploads need AbortMultipartUpload to clean up.
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${var.farm.bucket_arn}/${local.done_prefix}*"]
+  }
+
+  statement {
+    sid = "ListOwnPrefixes"
+    # Without ListBucket a HEAD of a missing key answers 403 instead of 404.
+    actions   = ["s3:ListBucket"]
+    resources = [var.farm.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["TODO/*", "${local.done_prefix}*"]
+    }
+  }
+
+  statement {
+    sid = "ConsumeOwnQueue"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+    ]
+    resources = [aws_sqs_queue.this.arn]
+  }
+
+  statement {
+    sid       = "DeadLetterPermanentFailures"
+    actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  statement {
+    sid = "LedgerItems"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
+      "dynamodb:ConditionCheckItem",
+    ]
+    resources = [var.farm.ledger_table_arn]
+  }
+
+  statement {
+    sid       = "PublishEvents"
+    actions   = ["sns:Publish"]
+    resources = [var.farm.events_topic_arn]
+  }
+
+  statement {
+    sid = "UseFarmKey"
+    # The events topic and the ledger are encrypted with the farm's key.
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [var.farm.kms_key_arn]
+  }
+
+  statement {
+    sid = "ProtectOwnTasksFromScaleIn"
+    # A busy worker marks its task protected so target tracking's scale-in skips it.
+    actions   = ["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"]
+    resources = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${var.cluster.name}/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "task" {
+  name   = "worker"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.task.json
+}

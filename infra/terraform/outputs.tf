@@ -1,0 +1,74 @@
+output "bucket" {
+  description = "Media bucket: uploads under TODO/, outputs under DONE/<pool>/."
+  value       = module.storage.bucket_name
+}
+
+output "region" {
+  description = "Region of the farm."
+  value       = var.region
+}
+
+output "name_prefix" {
+  description = "Prefix of every resource name."
+  value       = var.name_prefix
+}
+
+output "uploads_topic_arn" {
+  description = "Topic of the bucket's TODO/ events."
+  value       = module.storage.uploads_topic_arn
+}
+
+output "events_topic_arn" {
+  description = "Topic the workers publish job results to."
+  value       = module.messaging.events_topic_arn
+}
+
+output "alerts_topic_arn" {
+  description = "Topic of the operational alarms."
+  value       = module.messaging.alerts_topic_arn
+}
+
+output "results_queue_url" {
+  description = "Queue of job results, read by `hevcq fetch`."
+  value       = module.messaging.results_queue_url
+}
+
+output "ledger_table" {
+  description = "Name of the ledger table."
+  value       = module.ledger.table_name
+}
+
+output "queue_urls" {
+  description = "Each pool's queue URL, by pool name."
+  value       = { for name, pool in module.pool : name => pool.queue_url }
+}
+
+output "dlq_urls" {
+  description = "Each pool's dead-letter queue URL, by pool name."
+  value       = { for name, pool in module.pool : name => pool.dlq_url }
+}
+
+output "cluster_name" {
+  description = "ECS cluster of the workers."
+  value       = module.cluster.cluster_name
+}
+
+output "service_names" {
+  description = "Each pool's ECS service, by pool name."
+  value       = { for name, pool in module.pool : name => pool.service_name }
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the workers."
+  value       = module.cluster.log_group_name
+}
+
+output "pools" {
+  description = "The pool files as Terraform read them, defaults filled in (queue and deploy)."
+  value       = local.pools
+}
+
+output "hevcq_settings" {
+  description = "HEVCQ_* variables for the CLI (`hevcq config from-terraform` writes them to its env file)."
+  value       = local.hevcq_settings
+}

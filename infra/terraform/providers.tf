@@ -1,0 +1,7 @@
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = merge({ "hevcq:farm" = var.name_prefix }, var.tags)
+  }
+}

@@ -1,0 +1,117 @@
+variable "region" {
+  description = "AWS region of the farm."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name; must equal the CLI's HEVCQ_NAME_PREFIX."
+  type        = string
+  default     = "hevcq"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,30}$", var.name_prefix))
+    error_message = "name_prefix is 1 to 31 of a-z, 0-9 and -, starting with a letter (as in hevcq.settings)."
+  }
+}
+
+variable "bucket_name" {
+  description = "Media bucket name; null derives \"<name_prefix>-media-<account id>-<region>\"."
+  type        = string
+  default     = null
+}
+
+variable "workers_dir" {
+  description = "Folder of pool files (*.yaml); null means the repository's workers/."
+  type        = string
+  default     = null
+}
+
+variable "image" {
+  description = "Worker image built from docker/worker.Dockerfile, e.g. an ECR URI with a tag or digest."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Subnets for the worker tasks; they need a route to S3, SQS, SNS, DynamoDB, ECR and CloudWatch Logs (internet gateway, NAT or VPC endpoints)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) > 0
+    error_message = "Give at least one subnet."
+  }
+}
+
+variable "security_group_ids" {
+  description = "Security groups for the worker tasks; workers take no inbound traffic, so egress on 443 is enough."
+  type        = list(string)
+}
+
+variable "assign_public_ip" {
+  description = "Give tasks a public IP: true for public subnets without NAT (the cheapest setup)."
+  type        = bool
+  default     = true
+}
+
+variable "todo_expiry_days" {
+  description = "Days after which a leftover upload under TODO/ is deleted (safety net)."
+  type        = number
+  default     = 14
+}
+
+variable "done_expiry_days" {
+  description = "Days after which an unfetched output under DONE/ is deleted (safety net)."
+  type        = number
+  default     = 30
+}
+
+variable "force_destroy_bucket" {
+  description = "Let `terraform destroy` delete the bucket with objects still in it."
+  type        = bool
+  default     = false
+}
+
+variable "ledger_deletion_protection" {
+  description = "Protect the ledger table from deletion."
+  type        = bool
+  default     = false
+}
+
+variable "results_retention_s" {
+  description = "How long job results wait in the results queue (seconds, at most 14 days)."
+  type        = number
+  default     = 1209600
+}
+
+variable "log_retention_days" {
+  description = "Days the workers' logs are kept in CloudWatch Logs."
+  type        = number
+  default     = 30
+}
+
+variable "alert_emails" {
+  description = "Addresses notified when a dead-letter queue receives messages."
+  type        = list(string)
+  default     = []
+}
+
+variable "spot_weights" {
+  description = "How a Spot pool's tasks split between FARGATE_SPOT and FARGATE."
+  type = object({
+    spot      = number
+    on_demand = number
+  })
+  default = { spot = 3, on_demand = 1 }
+}
+
+variable "scale_in_cooldown_s" {
+  description = "Seconds between scale-in steps of each pool's backlog policy."
+  type        = number
+  default     = 300
+}
+
+variable "tags" {
+  description = "Extra tags on every resource (added to hevcq:farm = name_prefix)."
+  type        = map(string)
+  default     = {}
+}
