@@ -71,16 +71,21 @@ class FakeStore:
     """Objects in memory (key -> info); uploads are recorded."""
 
     objects: dict[str, ObjectInfo] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict)
     uploads: list[str] = field(default_factory=list)
 
-    def add(self, key: str, etag: str = "etag1", size: int = 1000, **meta: str) -> None:
+    def add(
+        self, key: str, etag: str = "etag1", size: int = 1000, data: bytes | None = None, **meta: str
+    ) -> None:
+        if data is not None:
+            self.data[key], size = data, len(data)
         self.objects[key] = ObjectInfo(key, size, etag, dict(meta))
 
     def head(self, key: str) -> ObjectInfo | None:
         return self.objects.get(key)
 
     def download(self, key: str, dest: Path) -> ObjectInfo:
-        dest.write_bytes(b"\0" * self.objects[key].size)
+        dest.write_bytes(self.data.get(key, b"\0" * self.objects[key].size))
         return self.objects[key]
 
     def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:

@@ -322,3 +322,46 @@ def test_message_received_while_stopping_is_given_back(ddb, farm) -> None:
     rig.worker.run()
     assert rig.queue.released == [(msg.message_id, 0)]
     assert rig.runner.calls == []
+
+
+class Protection:
+    def __init__(self, ok: bool) -> None:
+        self.ok, self.acquired, self.released = ok, 0, 0
+
+    def acquire(self) -> bool:
+        self.acquired += 1
+        return self.ok
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_worker_takes_no_work_while_protection_cannot_be_set(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    msg = rig.queue.put(event())
+    prot = Protection(ok=False)
+    rig.worker._protection = prot
+    t = threading.Thread(target=rig.worker.run)
+    t.start()
+    time.sleep(0.3)
+    rig.worker.stop.set()
+    t.join(10)
+    assert prot.acquired >= 1
+    assert rig.queue.inbox == [msg]  # never received
+    assert rig.runner.calls == []
+
+
+def test_protection_is_held_around_each_job_and_released_after(ddb, farm) -> None:
+    prot = Protection(ok=True)
+    seen = []
+
+    def check(spec, ctx):
+        seen.append((prot.acquired, prot.released))
+        return ok(spec, ctx)
+
+    rig = make_rig(ddb, farm, check, max_jobs=1)
+    rig.worker._protection = prot
+    rig.queue.put(event())
+    rig.worker.run()
+    assert seen == [(1, 0)]  # protected while the job ran
+    assert (prot.acquired, prot.released) == (1, 1)

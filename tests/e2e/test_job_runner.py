@@ -1,0 +1,98 @@
+"""The job runner with a fake store and the real ffmpeg: outputs, metadata, scratch hygiene."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.ffmpeg import find_ffmpeg
+from hevcq.jobs import JobContext, JobRunner, JobSpec, check_scratch
+from hevcq.ledger import JobKey
+from hevcq.samples import make_clip
+from hevcq.store import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
+from tests.conftest import fast_pools
+from tests.fakes import FakeStore
+
+pytestmark = pytest.mark.e2e
+KEY = "TODO/a.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("c") / "clip.mp4"
+    return make_clip(path, width=160, height=90, seconds=0.5, fps=10).read_bytes()
+
+
+@pytest.fixture
+def pool(tmp_path: Path):
+    from hevcq.farm import load_farm
+
+    return load_farm(fast_pools(tmp_path))["hevc"]
+
+
+def spec_for(pool, size: int, etag: str = "e1") -> JobSpec:
+    return JobSpec(JobKey(KEY, "hevc", etag, pool.settings_hash()), pool, "media", "DONE/hevc/a.mp4", size)
+
+
+def runner(store: FakeStore, work: Path) -> JobRunner:
+    return JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=work, worker_id="w", stall_timeout_s=30)
+
+
+def test_done_job_uploads_with_source_and_settings_metadata(tmp_path, pool, clip) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    result = runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), JobContext())
+    assert result.outcome == "done"
+    meta = store.objects["DONE/hevc/a.mp4"].metadata
+    assert meta[META_SOURCE_KEY] == KEY
+    assert meta[META_SOURCE_ETAG] == "e1"
+    assert meta[META_SETTINGS] == pool.settings_hash()
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_existing_current_output_means_no_new_encode(tmp_path, pool, clip) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    r = runner(store, tmp_path / "work")
+    r.run(spec_for(pool, len(clip)), JobContext())
+    again = r.run(spec_for(pool, len(clip)), JobContext())
+    assert store.uploads == ["DONE/hevc/a.mp4"]
+    assert again.reason == "output already up to date"
+
+
+def test_output_of_another_source_is_never_overwritten(tmp_path, pool, clip) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    store.add("DONE/hevc/a.mp4", **{META_SOURCE_KEY: "TODO/a.mov"})
+    with pytest.raises(PermanentError, match="already holds the output of TODO/a.mov"):
+        runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), JobContext())
+    assert store.uploads == []
+
+
+@pytest.mark.parametrize("data", [b"", b"not a video at all" * 100])
+def test_scratch_is_removed_when_a_job_fails(tmp_path, pool, data) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=data)
+    with pytest.raises(PermanentError):
+        runner(store, tmp_path / "work").run(spec_for(pool, len(data)), JobContext())
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_scratch_is_removed_and_nothing_uploaded_when_cancelled(tmp_path, pool, clip) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    ctx = JobContext(cancel=threading.Event())
+    ctx.cancel.set()
+    with pytest.raises(InterruptedJob):
+        runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), ctx)
+    assert store.uploads == []
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_not_enough_scratch_space_is_retryable(tmp_path) -> None:
+    with pytest.raises(RetryableError, match="not enough scratch space"):
+        check_scratch(tmp_path, source_size=10**18)
+    check_scratch(tmp_path, source_size=1000)  # a small job fits
