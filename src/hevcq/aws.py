@@ -6,8 +6,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from hevcq.errors import PermanentError, RetryableError
 
@@ -32,6 +39,16 @@ THROTTLING_CODES = frozenset(
      "ProvisionedThroughputExceededException", "RequestThrottled", "ServiceUnavailable",
      "InternalError", "InternalFailure", "RequestTimeout"}
 )  # fmt: skip
+
+
+# Whole operations (a transfer, a publish) retried on top of botocore's per-request retries:
+# a multipart upload that dies half-way is restarted as a whole.
+retry_transient = retry(
+    retry=retry_if_exception_type(RetryableError),
+    wait=wait_exponential_jitter(initial=1, max=20),
+    stop=stop_after_attempt(4),
+    reraise=True,
+)
 
 
 @dataclass(frozen=True)
@@ -81,5 +98,7 @@ def classify(exc: BaseException, what: str) -> Exception:
             return RetryableError(f"{what}: {code or status}")
         return PermanentError(f"{what}: {code}: {exc}")
     if isinstance(exc, ConnectionError | BotoCoreError | OSError):
+        return RetryableError(f"{what}: {exc}")
+    if isinstance(exc, S3UploadFailedError):  # s3transfer wraps the ClientError in text only
         return RetryableError(f"{what}: {exc}")
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

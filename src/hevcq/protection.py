@@ -7,8 +7,10 @@ never killed mid-encode by autoscaling. Outside ECS (no ``ECS_AGENT_URI``) nothi
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -24,6 +26,7 @@ class TaskProtection(Protocol):
     """Protect the task while it may hold work."""
 
     def acquire(self) -> bool: ...
+    def renew(self) -> None: ...
     def release(self) -> None: ...
 
 
@@ -33,6 +36,9 @@ class NoProtection:
     def acquire(self) -> bool:
         """Nothing to protect."""
         return True
+
+    def renew(self) -> None:
+        """Nothing to renew."""
 
     def release(self) -> None:
         """Nothing to release."""
@@ -71,8 +77,16 @@ class EcsAgentProtection:
 
     def acquire(self) -> bool:
         """Enable protection; False means the worker must not take work."""
-        return self._put(True)
+        ok = self._put(True)
+        self._set_at = self._clock() if ok else None
+        return ok
+
+    def renew(self) -> None:
+        """Push the expiry forward during a long job, once half of it has passed."""
+        if self._set_at is not None and self._clock() - self._set_at >= self._expires_min * 30:
+            self.acquire()
 
     def release(self) -> None:
         """Disable protection (best effort: it also expires on its own)."""
+        self._set_at = None
         self._put(False)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from hevcq.aws import classify
-from hevcq.errors import RetryableError
+from hevcq.aws import classify, retry_transient
 from hevcq.messages import JobResult
 
 if TYPE_CHECKING:
@@ -30,12 +28,7 @@ class SnsPublisher:
         self._sns = sns
         self.topic_arn = topic_arn
 
-    @retry(
-        retry=retry_if_exception_type(RetryableError),
-        wait=wait_exponential(multiplier=0.5, max=10),
-        stop=stop_after_attempt(5),
-        reraise=True,
-    )
+    @retry_transient
     def publish(self, result: JobResult) -> None:
         """Publish one result."""
         try:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
 
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from hevcq.aws import classify, error_code
+from hevcq.aws import classify, error_code, retry_transient
 from hevcq.errors import RetryableError
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class S3Store:
         self.bucket = bucket
         self._transfer = transfer
 
+    @retry_transient
     def head(self, key: str) -> ObjectInfo | None:
         """Object size, ETag and metadata, or None when it does not exist."""
         try:
@@ -73,6 +75,8 @@ class S3Store:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise classify(exc, f"head {key}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"head {key}") from exc
         return ObjectInfo(
             key=key,
             size=int(resp.get("ContentLength", 0)),
@@ -80,6 +84,7 @@ class S3Store:
             metadata=decode_metadata(dict(resp.get("Metadata", {}))),
         )
 
+    @retry_transient
     def download(self, key: str, dest: Path) -> ObjectInfo:
         """Download to ``dest``; the returned info is checked before and after the transfer."""
         before = self.head(key)
@@ -87,19 +92,20 @@ class S3Store:
             raise classify(_missing(key), f"download {key}")
         try:
             self._s3.download_file(self.bucket, key, str(dest), Config=self._transfer)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError, OSError) as exc:
             raise classify(exc, f"download {key}") from exc
         after = self.head(key)
         if after is None or after.etag != before.etag:
             raise RetryableError(f"{key} changed during download")
         return before
 
+    @retry_transient
     def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
         """Upload ``src`` to ``key`` with user metadata."""
         extra = {"Metadata": encode_metadata(metadata), "ContentType": _content_type(key)}
         try:
             self._s3.upload_file(str(src), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise classify(exc, f"upload {key}") from exc
         info = self.head(key)
         if info is None:

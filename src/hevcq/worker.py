@@ -249,6 +249,7 @@ class Worker:
         def renew() -> None:
             pct = progress[-1] if progress else None
             self._ledger.renew(spec.job, self.config.worker_id, self.config.lease_s, pct)
+            self._protection.renew()
 
         beat = Heartbeat(
             extend=lambda t: self._queue.extend(msg, t),

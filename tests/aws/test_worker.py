@@ -332,6 +332,9 @@ class Protection:
         self.acquired += 1
         return self.ok
 
+    def renew(self) -> None:
+        pass
+
     def release(self) -> None:
         self.released += 1
 

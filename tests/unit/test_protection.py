@@ -70,3 +70,19 @@ def test_unreachable_agent_is_reported() -> None:
 
 def test_outside_ecs_protection_always_succeeds() -> None:
     assert NoProtection().acquire() is True
+
+
+def test_protection_is_renewed_during_long_jobs(agent: FakeAgent) -> None:
+    now = [0.0]
+    p = EcsAgentProtection(agent.uri, expires_min=60, clock=lambda: now[0])
+    assert p.acquire()
+    now[0] = 20 * 60
+    p.renew()
+    assert len(agent.calls) == 1  # a third of the way: nothing to do yet
+    now[0] = 31 * 60
+    p.renew()
+    assert [c["ProtectionEnabled"] for c in agent.calls] == [True, True]
+    p.release()
+    now[0] = 200 * 60
+    p.renew()  # released: nothing to renew
+    assert len(agent.calls) == 3

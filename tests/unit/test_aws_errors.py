@@ -1,0 +1,72 @@
+"""AWS failures mapped to our hierarchy, and whole operations retried when transient."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from hevcq.aws import classify
+from hevcq.errors import PermanentError, RetryableError
+from hevcq.store import S3Store
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "Op",
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (client_error("SlowDown", 503), RetryableError),
+        (client_error("ThrottlingException", 400), RetryableError),
+        (client_error("InternalError", 500), RetryableError),
+        (EndpointConnectionError(endpoint_url="http://x"), RetryableError),
+        (S3UploadFailedError("Failed to upload: 503"), RetryableError),
+        (client_error("AccessDenied", 403), PermanentError),
+        (client_error("NoSuchKey", 404), PermanentError),
+    ],
+)
+def test_classify(exc: Exception, kind: type) -> None:
+    assert isinstance(classify(exc, "op"), kind)
+
+
+class FlakyS3:
+    """An S3 client whose upload fails with 503 a given number of times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.uploads = 0
+
+    def upload_file(self, *args: object, **kw: object) -> None:
+        self.uploads += 1
+        if self.uploads <= self.failures:
+            raise client_error("SlowDown", 503)
+
+    def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+        return {"ContentLength": 3, "ETag": '"e"', "Metadata": {}}
+
+
+def test_transient_upload_failures_are_retried(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("time.sleep", lambda _s: None)  # tenacity's back-off
+    src = tmp_path / "f"
+    src.write_bytes(b"abc")
+    s3 = FlakyS3(failures=2)
+    info = S3Store(s3, "b").upload(src, "DONE/hevc/f.mp4", {})  # type: ignore[arg-type]
+    assert s3.uploads == 3
+    assert info.etag == "e"
+
+
+def test_persistent_failures_surface_as_retryable(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    src = tmp_path / "f"
+    src.write_bytes(b"abc")
+    s3 = FlakyS3(failures=100)
+    with pytest.raises(RetryableError):
+        S3Store(s3, "b").upload(src, "DONE/hevc/f.mp4", {})  # type: ignore[arg-type]
+    assert s3.uploads == 4
