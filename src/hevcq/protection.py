@@ -48,11 +48,17 @@ class EcsAgentProtection:
     """Sets and clears protection via ``$ECS_AGENT_URI/task-protection/v1/state``."""
 
     def __init__(
-        self, agent_uri: str, expires_min: int = DEFAULT_EXPIRES_MIN, timeout_s: float = 5
-    ):
+        self,
+        agent_uri: str,
+        expires_min: int = DEFAULT_EXPIRES_MIN,
+        timeout_s: float = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._url = agent_uri.rstrip("/") + PROTECTION_PATH
         self._expires_min = expires_min
         self._timeout_s = timeout_s
+        self._clock = clock
+        self._set_at: float | None = None
 
     def _put(self, enabled: bool) -> bool:
         body: dict[str, object] = {"ProtectionEnabled": enabled}
