@@ -39,7 +39,7 @@ def _start_moto() -> tuple[object, str]:
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # pragma: no cover - moto is a dependency of the local extra
-        raise RuntimeError("the embedded farm needs moto: pip install 'hevcq[local]'") from exc
+        raise RuntimeError("the embedded farm needs moto[server]; reinstall hevcq with its dependencies") from exc
     # werkzeug logs every request at INFO; the farm's own events are what people want to see.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
