@@ -28,7 +28,7 @@ EMBEDDED_REGION = "us-east-1"
 # moto accepts any credentials; these keep boto3 from looking for real ones.
 EMBEDDED_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "hevcq-local",
-    "AWS_SECRET_ACCESS_KEY": "hevcq-local",  # noqa: S105 - not a secret: a local mock endpoint
+    "AWS_SECRET_ACCESS_KEY": "hevcq-local",
     "AWS_DEFAULT_REGION": EMBEDDED_REGION,
 }
 WORKER_STOP_TIMEOUT_S = 30.0
@@ -36,10 +36,9 @@ EMBEDDED_POLL_WAIT_S = 2
 
 
 def _start_moto() -> tuple[object, str]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:  # pragma: no cover - moto is a dependency of the local extra
-        raise RuntimeError("the embedded farm needs moto[server]; reinstall hevcq with its dependencies") from exc
+    # Imported here: moto's server pulls in Flask and all of moto, which only this needs.
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
     # werkzeug logs every request at INFO; the farm's own events are what people want to see.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
