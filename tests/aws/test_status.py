@@ -1,0 +1,41 @@
+"""Status views: queue depths, running jobs with progress and age, totals per state."""
+
+from __future__ import annotations
+
+from hevcq import admin
+from hevcq.ledger import DynamoLedger, JobKey, State
+from tests.aws.conftest import MotoFarm
+
+
+def test_queue_depths_count_visible_in_flight_and_dead_letters(moto_farm: MotoFarm) -> None:
+    sqs, pools = moto_farm.clients.sqs, moto_farm.refs.pools
+    for pr in pools.values():
+        sqs.purge_queue(QueueUrl=pr.queue_url)
+    sqs.send_message(QueueUrl=pools["hevc"].queue_url, MessageBody="a")
+    sqs.send_message(QueueUrl=pools["hevc"].queue_url, MessageBody="b")
+    sqs.receive_message(QueueUrl=pools["hevc"].queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+    sqs.send_message(QueueUrl=pools["720p"].dlq_url, MessageBody="c")
+    rows = {d.pool: d for d in admin.queue_depths(sqs, moto_farm.refs)}
+    assert (rows["hevc"].visible, rows["hevc"].in_flight, rows["hevc"].dead_letters) == (1, 1, 0)
+    assert rows["720p"].dead_letters == 1
+    assert rows["1080p"].visible == 0
+
+
+def test_ledger_view_lists_running_jobs_and_totals(moto_farm: MotoFarm) -> None:
+    now = [10_000.0]
+    ledger = DynamoLedger(moto_farm.clients.dynamodb, moto_farm.refs.ledger_table, clock=lambda: now[0])
+    a = JobKey("TODO/a.mp4", "hevc", "e", "h")
+    b = JobKey("TODO/b.mp4", "hevc", "e", "h")
+    c = JobKey("TODO/c.mp4", "720p", "e", "h")
+    for job in (a, b, c):
+        ledger.claim(job, "w1", "m", lease_s=300)
+    now[0] += 100
+    ledger.renew(a, "w1", 300, progress=37.5)
+    ledger.finish(b, "w1", State.DONE, {})
+    running, totals = admin.ledger_view(ledger, now=now[0])
+    assert [(r.key, r.pool, r.progress, round(r.age_s)) for r in running] == [
+        ("TODO/a.mp4", "hevc", 37.5, 100), ("TODO/c.mp4", "720p", 0.0, 100),
+    ] or [(r.key, r.pool, r.progress, round(r.age_s)) for r in running] == [
+        ("TODO/c.mp4", "720p", 0.0, 100), ("TODO/a.mp4", "hevc", 37.5, 100),
+    ]  # fmt: skip
+    assert totals == {("hevc", "running"): 1, ("hevc", "done"): 1, ("720p", "running"): 1}
