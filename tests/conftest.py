@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hevcq.farm import Pool, load_farm
 
@@ -35,8 +35,6 @@ def farm() -> dict[str, Pool]:
 
 def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int = 3) -> Path:
     """A copy of workers/ with the fastest preset and short queue timings, for tests."""
-    import yaml
-
     out = tmp / "workers"
     out.mkdir(parents=True, exist_ok=True)
     for f in WORKERS_DIR.glob("*.yaml"):
@@ -50,6 +48,6 @@ def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int
 
 
 @pytest.fixture
-def fast_workers_dir(tmp_path: Path) -> Iterator[Path]:
+def fast_workers_dir(tmp_path: Path) -> Path:
     """Pool files tuned for quick tests."""
-    yield fast_pools(tmp_path)
+    return fast_pools(tmp_path)

@@ -75,7 +75,12 @@ class FakeStore:
     uploads: list[str] = field(default_factory=list)
 
     def add(
-        self, key: str, etag: str = "etag1", size: int = 1000, data: bytes | None = None, **meta: str
+        self,
+        key: str,
+        etag: str = "etag1",
+        size: int = 1000,
+        data: bytes | None = None,
+        **meta: str,
     ) -> None:
         if data is not None:
             self.data[key], size = data, len(data)

@@ -87,7 +87,9 @@ def queue_depths(sqs: SQSClient, refs: FarmRefs) -> list[QueueDepth]:
     return rows
 
 
-def ledger_view(ledger: DynamoLedger, now: float | None = None) -> tuple[list[RunningJob], Counter[tuple[str, str]]]:
+def ledger_view(
+    ledger: DynamoLedger, now: float | None = None
+) -> tuple[list[RunningJob], Counter[tuple[str, str]]]:
     """Running jobs (with live leases) and totals per (pool, state)."""
     now = time.time() if now is None else now
     running, totals = [], Counter[tuple[str, str]]()

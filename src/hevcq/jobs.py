@@ -138,10 +138,10 @@ class JobRunner:
             bucket=spec.bucket,
             source_key=spec.job.key,
             source_etag=spec.job.etag,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             settings_hash=spec.job.settings_hash,
             worker=self._worker_id,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
 
     def run(self, spec: JobSpec, ctx: JobContext) -> JobResult:

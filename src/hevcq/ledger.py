@@ -184,7 +184,7 @@ class DynamoLedger:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return self._why_not(job, now)
-        return Claimed(attempt=int(_plain(resp["Attributes"]["attempts"])))
+        return Claimed(attempt=int(_plain(dict(resp["Attributes"]["attempts"]))))
 
     def _why_not(self, job: JobKey, now: float) -> ClaimResult:
         item = self.get(job.key, job.pool) or {}

@@ -117,7 +117,7 @@ def _subscribe(c: Clients, topic_arn: str, queue_url: str) -> None:
 def _ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> str:
     """Create a queue, or bring an existing one's attributes up to date."""
     try:
-        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
     except ClientError as exc:
         if error_code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
             raise

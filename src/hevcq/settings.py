@@ -41,7 +41,9 @@ class Settings(BaseSettings):
         None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."
     )
     workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
-    ecs_agent_uri: str | None = Field(None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI"))
+    ecs_agent_uri: str | None = Field(
+        None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI")
+    )
 
     # Resource identifiers; derived from name_prefix when unset.
     events_topic_arn: str | None = None

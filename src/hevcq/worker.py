@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,7 +23,7 @@ from hevcq.errors import (
     PermanentError,
     RetryableError,
 )
-from hevcq.events import SourceObject, S3TestEvent, parse_message
+from hevcq.events import S3TestEvent, SourceObject, parse_message
 from hevcq.farm import Pool
 from hevcq.heartbeat import Heartbeat
 from hevcq.jobs import JobContext, JobSpec, Runner
@@ -314,9 +314,9 @@ class Worker:
             return
         ctx.cancel.set()
 
-    def _settle_ledger(self, spec: JobSpec, state: State, fields: dict[str, object]) -> bool:
+    def _settle_ledger(self, spec: JobSpec, state: State, fields: Mapping[str, object]) -> bool:
         try:
-            self._ledger.finish(spec.job, self.config.worker_id, state, fields)
+            self._ledger.finish(spec.job, self.config.worker_id, state, dict(fields))
         except LeaseLostError as exc:
             log.warning("lease_lost_before_finish", error=str(exc))
             return False

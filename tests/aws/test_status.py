@@ -23,7 +23,9 @@ def test_queue_depths_count_visible_in_flight_and_dead_letters(moto_farm: MotoFa
 
 def test_ledger_view_lists_running_jobs_and_totals(moto_farm: MotoFarm) -> None:
     now = [10_000.0]
-    ledger = DynamoLedger(moto_farm.clients.dynamodb, moto_farm.refs.ledger_table, clock=lambda: now[0])
+    ledger = DynamoLedger(
+        moto_farm.clients.dynamodb, moto_farm.refs.ledger_table, clock=lambda: now[0]
+    )
     a = JobKey("TODO/a.mp4", "hevc", "e", "h")
     b = JobKey("TODO/b.mp4", "hevc", "e", "h")
     c = JobKey("TODO/c.mp4", "720p", "e", "h")

@@ -9,6 +9,7 @@ from hevcq import admin
 from hevcq.aws import Clients
 from hevcq.errors import FailureClass
 from hevcq.events import S3TestEvent, parse_message
+from hevcq.provision import provision
 from hevcq.queues import ATTR_CLASS, SqsQueue
 from tests.aws.conftest import MotoFarm
 
@@ -38,7 +39,9 @@ def test_each_pool_has_a_queue_with_a_dead_letter_redrive_policy(moto_farm: Moto
 
 def test_subscriptions_use_raw_delivery(moto_farm: MotoFarm) -> None:
     sns = moto_farm.clients.sns
-    subs = sns.list_subscriptions_by_topic(TopicArn=moto_farm.refs.uploads_topic_arn)["Subscriptions"]
+    subs = sns.list_subscriptions_by_topic(TopicArn=moto_farm.refs.uploads_topic_arn)[
+        "Subscriptions"
+    ]
     assert len(subs) == len(moto_farm.pools)
     for s in subs:
         a = sns.get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])["Attributes"]
@@ -91,7 +94,9 @@ def test_redrive_by_failure_class_moves_only_that_class(moto_farm: MotoFarm) -> 
     sqs = moto_farm.clients.sqs
     pr = moto_farm.refs.pools["hevc"]
     q = SqsQueue(sqs, pr.queue_url, pr.dlq_url)
-    for i, cls in enumerate([FailureClass.PERMANENT, FailureClass.TRANSIENT, FailureClass.PERMANENT]):
+    for i, cls in enumerate(
+        [FailureClass.PERMANENT, FailureClass.TRANSIENT, FailureClass.PERMANENT]
+    ):
         sqs.send_message(QueueUrl=pr.queue_url, MessageBody=json.dumps({"n": i}))
         msg = q.receive(0)
         assert msg is not None
@@ -103,7 +108,8 @@ def test_redrive_by_failure_class_moves_only_that_class(moto_farm: MotoFarm) -> 
     assert admin.redrive_one_by_one(sqs, pr, FailureClass.TRANSIENT) == 1
     left = receive_all(moto_farm, pr.dlq_url)
     assert sorted(m["MessageAttributes"][ATTR_CLASS]["StringValue"] for m in left) == [
-        "permanent", "permanent"
+        "permanent",
+        "permanent",
     ]
 
 
@@ -129,7 +135,7 @@ class MoveTaskSqs:
     def get_queue_attributes(self, **kw: object) -> dict:
         return self.real.get_queue_attributes(**kw)  # type: ignore[attr-defined]
 
-    def start_message_move_task(self, SourceArn: str, DestinationArn: str) -> dict:  # noqa: N803
+    def start_message_move_task(self, SourceArn: str, DestinationArn: str) -> dict:
         self.tasks.append((SourceArn, DestinationArn))
         return {"TaskHandle": "h"}
 
@@ -150,12 +156,13 @@ def test_bucket_notification_filters_on_todo_prefix(moto_farm: MotoFarm) -> None
     (topic,) = conf["TopicConfigurations"]
     assert topic["TopicArn"] == moto_farm.refs.uploads_topic_arn
     rules = topic["Filter"]["Key"]["FilterRules"]
-    assert {"Name": "Prefix", "Value": "TODO/"} in rules or {"Name": "prefix", "Value": "TODO/"} in rules
+    assert {"Name": "Prefix", "Value": "TODO/"} in rules or {
+        "Name": "prefix",
+        "Value": "TODO/",
+    } in rules
 
 
 def test_provisioning_is_idempotent(moto_farm: MotoFarm) -> None:
-    from hevcq.provision import provision
-
     again = provision(moto_farm.clients, moto_farm.refs.names, moto_farm.pools, "us-east-1")
     assert again == moto_farm.refs
     subs = moto_farm.clients.sns.list_subscriptions_by_topic(

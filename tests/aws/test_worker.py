@@ -17,10 +17,16 @@ from moto import mock_aws
 from structlog.testing import capture_logs
 
 from hevcq.aws import Clients
-from hevcq.errors import FailureClass, PermanentError, RetryableError, StalledError
+from hevcq.errors import (
+    FailureClass,
+    InterruptedJob,
+    PermanentError,
+    RetryableError,
+    StalledError,
+)
 from hevcq.farm import Pool
 from hevcq.jobs import JobContext, JobSpec
-from hevcq.ledger import DynamoLedger, JobKey, State
+from hevcq.ledger import DynamoLedger, JobKey
 from hevcq.messages import JobResult
 from hevcq.provision import _create_ledger
 from hevcq.worker import Verdict, Worker, WorkerConfig
@@ -114,7 +120,9 @@ def test_bad_messages_go_to_the_dead_letter_queue_with_a_reason(ddb, farm, body,
 
 def test_s3_test_events_are_acknowledged_without_work(ddb, farm) -> None:
     rig = make_rig(ddb, farm, ok)
-    msg = rig.queue.put(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}))
+    msg = rig.queue.put(
+        json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET})
+    )
     rig.worker.handle(msg)
     assert rig.queue.settled(msg) == "deleted"
     assert rig.runner.calls == []
@@ -184,7 +192,9 @@ def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) ->
     rig = make_rig(ddb, farm, bad)
     msg = rig.queue.put(event())
     rig.worker.handle(msg)
-    assert rig.queue.dead == [(msg.message_id, FailureClass.PERMANENT, "not a media file: Invalid data")]
+    assert rig.queue.dead == [
+        (msg.message_id, FailureClass.PERMANENT, "not a media file: Invalid data")
+    ]
     item = rig.item()
     assert (item["state"], item["failure_class"]) == ("failed", "permanent")
     (res,) = rig.publisher.results
@@ -192,7 +202,9 @@ def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) ->
 
 
 @pytest.mark.parametrize("exc", [RetryableError("S3 503"), StalledError("no progress for 120 s")])
-def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(ddb, farm, exc) -> None:
+def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
+    ddb, farm, exc
+) -> None:
     def flaky(spec, ctx):
         raise exc
 
@@ -231,7 +243,9 @@ def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> Non
 def test_lost_receipt_stops_the_job_without_upload_or_delete(ddb, farm) -> None:
     def long_job(spec, ctx):
         assert ctx.cancel.wait(10), "the heartbeat should have cancelled the job"
-        raise PermanentError("should not be reported")  # what ffmpeg's stop looks like is irrelevant
+        raise PermanentError(
+            "should not be reported"
+        )  # what ffmpeg's stop looks like is irrelevant
 
     rig = make_rig(ddb, farm, long_job, clock=FastClock(speed=2000))
     rig.queue.lose_receipt_after = 1
@@ -266,8 +280,6 @@ def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(
     def long_job(spec, ctx):
         ctx.on_progress(5.0)
         if ctx.cancel.wait(10):
-            from hevcq.errors import InterruptedJob
-
             raise InterruptedJob("stopped")
         return ok(spec, ctx)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from hevcq.farm import load_farm
+from hevcq.ffmpeg import find_ffmpeg
 from hevcq.local import EmbeddedFarm, farm_env
 from hevcq.settings import Settings
 from tests.conftest import WORKERS_DIR
@@ -42,8 +43,6 @@ def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
 
 def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
     """An ffmpeg that waits before encoding: a long job without a long clip."""
-    from hevcq.ffmpeg import find_ffmpeg
-
     script = tmp / f"slow-ffmpeg-{delay_s:g}"
     script.write_text(f'#!/bin/sh\nsleep {delay_s}\nexec "{find_ffmpeg()}" "$@"\n')
     script.chmod(0o755)

@@ -17,16 +17,21 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def farm_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+def farm_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     tmp = tmp_path_factory.mktemp("farm")
     library = tmp / "library"
     make_sample_library(library, seconds=1.0)
     out = tmp / "out"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))
-    } | {"HEVCQ_WORKERS_DIR": str(fast_pools(tmp)), "HOME": str(tmp / "home"), "COLUMNS": "200"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp)),
+        "HOME": str(tmp / "home"),
+        "COLUMNS": "200",
+    }
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(library), "--out", str(out)]
     proc = subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(library), "--out", str(out), "--timeout", "240"],
+        [*cmd, "--timeout", "240"],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp, check=False,
     )  # fmt: skip
     return proc, library, out

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.farm import load_farm
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.jobs import JobContext, JobRunner, JobSpec, check_scratch
 from hevcq.ledger import JobKey
@@ -28,13 +29,13 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 @pytest.fixture
 def pool(tmp_path: Path):
-    from hevcq.farm import load_farm
-
     return load_farm(fast_pools(tmp_path))["hevc"]
 
 
 def spec_for(pool, size: int, etag: str = "e1") -> JobSpec:
-    return JobSpec(JobKey(KEY, "hevc", etag, pool.settings_hash()), pool, "media", "DONE/hevc/a.mp4", size)
+    return JobSpec(
+        JobKey(KEY, "hevc", etag, pool.settings_hash()), pool, "media", "DONE/hevc/a.mp4", size
+    )
 
 
 def runner(store: FakeStore, work: Path) -> JobRunner:
@@ -67,7 +68,7 @@ def test_output_of_another_source_is_never_overwritten(tmp_path, pool, clip) -> 
     store = FakeStore()
     store.add(KEY, etag="e1", data=clip)
     store.add("DONE/hevc/a.mp4", **{META_SOURCE_KEY: "TODO/a.mov"})
-    with pytest.raises(PermanentError, match="already holds the output of TODO/a.mov"):
+    with pytest.raises(PermanentError, match=r"already holds the output of TODO/a\.mov"):
         runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), JobContext())
     assert store.uploads == []
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from hevcq import admin
+from hevcq.ffmpeg import find_ffmpeg
 from hevcq.ledger import DynamoLedger
-from hevcq.results import ResultCollector
+from hevcq.results import ResultCollector, peek_dead_letters
 from hevcq.samples import make_clip
 from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
 
@@ -86,76 +87,86 @@ def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_cli
         assert list(work.iterdir()) == []  # scratch files removed
 
 
+class Chaos:
+    """Worker processes that a driver SIGKILLs mid-encode and replaces."""
+
+    def __init__(self, farm, tmp: Path, n_workers: int, seed: int) -> None:
+        self.farm, self.tmp, self.rnd = farm, tmp, random.Random(seed)
+        self.slow = slow_ffmpeg(tmp, 1.0)  # long enough that kills land mid-encode
+        self.logs: list[Path] = []
+        self.kills = 0
+        self.workers = [self._spawn() for _ in range(n_workers)]
+
+    def _spawn(self) -> WorkerProc:
+        self.logs.append(self.tmp / f"worker-{len(self.logs)}.log")
+        return WorkerProc(self.farm, "hevc", self.logs[-1], lease_s=12, ffmpeg=self.slow)
+
+    def maybe_kill(self, max_kills: int) -> None:
+        """Now and then, SIGKILL a worker that is encoding and start a replacement."""
+        busy = [i for i, w in enumerate(self.workers) if _encoding(w)]
+        if self.kills >= max_kills or not busy or self.rnd.random() >= 0.5:
+            return
+        victim = self.rnd.choice(busy)
+        self.workers[victim].proc.send_signal(signal.SIGKILL)
+        self.workers[victim].proc.wait()
+        self.kills += 1
+        self.workers[victim] = self._spawn()
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.proc.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+
+
+def _encoding(w: WorkerProc) -> bool:
+    events = [e.get("event") for e in w.events()]
+    return bool(events) and events[-1] == "transcode_started"
+
+
 def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    n_jobs, n_workers, rnd = 100, 3, random.Random(1234)
+    n_jobs = 100
     wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
     with stack(tmp_path, wdir) as farm:
-        logs: list[Path] = []
-
-        slow = slow_ffmpeg(tmp_path, 1.0)  # long enough that kills land mid-encode
-
-        def spawn() -> WorkerProc:
-            logs.append(tmp_path / f"worker-{len(logs)}.log")
-            return WorkerProc(farm, "hevc", logs[-1], lease_s=12, ffmpeg=slow)
-
-        def encoding(w: WorkerProc) -> bool:
-            events = [e.get("event") for e in w.events()]
-            return bool(events) and events[-1] == "transcode_started"
-
-        workers = [spawn() for _ in range(n_workers)]
+        chaos = Chaos(farm, tmp_path, n_workers=3, seed=1234)
         keys = [f"TODO/chaos/clip {i:03d}.mp4" for i in range(n_jobs)]
         body = tiny_clip.read_bytes()
         for k in keys:
             put(farm, k, body)
         col = collector(farm, keys)
-        kills = 0
-        deadline_polls = 600
-        while col.pending and deadline_polls:
-            deadline_polls -= 1
-            col.poll(wait_s=1)
-            busy = [i for i, w in enumerate(workers) if encoding(w)]
-            if kills < 15 and busy and rnd.random() < 0.5:
-                victim = rnd.choice(busy)
-                workers[victim].proc.send_signal(signal.SIGKILL)
-                workers[victim].proc.wait()
-                kills += 1
-                workers[victim] = spawn()
+        for poll in range(600):
             if not col.pending:
                 break
-            if deadline_polls % 10 == 0:
+            col.poll(wait_s=1)
+            chaos.maybe_kill(max_kills=15)
+            if poll % 10 == 9:
                 col.check_dead_letters()
-        for w in workers:
-            w.proc.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-        dead = {o.key for o, _, _ in _dead(farm)}
+        chaos.stop()
+        dead = {
+            o.key
+            for o, _, _ in peek_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
+        }
     done = {k for (k, _), r in col.results.items() if r.outcome == "done"}
     missing = set(keys) - done - dead
-    uploads = count_events(logs, "output_uploaded")
-    started = count_events(logs, "transcode_started")
-    finished = count_events(logs, "transcode_finished")
+    uploads = count_events(chaos.logs, "output_uploaded")
+    started = count_events(chaos.logs, "transcode_started")
+    finished = count_events(chaos.logs, "transcode_finished")
     print(  # the counts the issue asks to see
         f"\nchaos: jobs={n_jobs} done={len(done)} dead_lettered={len(dead)} missing={len(missing)}"
-        f" kills={kills} encodes_started={sum(started.values())}"
+        f" kills={chaos.kills} encodes_started={sum(started.values())}"
         f" encodes_finished={sum(finished.values())} uploads={sum(uploads.values())}"
         f" keys_uploaded_twice={sum(1 for v in uploads.values() if v > 1)}"
     )
-    assert kills >= 10
-    assert sum(started.values()) >= n_jobs + kills  # every kill cost an encode, none a job
+    assert chaos.kills >= 10
+    assert sum(started.values()) >= n_jobs + chaos.kills  # every kill cost an encode, no job
     assert not missing
     assert all(uploads[k] == 1 for k in done), "an output was encoded and uploaded twice"
     assert all(uploads[k] == 0 for k in dead - done)
-
-
-def _dead(farm):
-    from hevcq.results import peek_dead_letters
-
-    return peek_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
 
 
 def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
@@ -173,11 +184,10 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
     }
     with stack(tmp_path, pool_dir(tmp_path, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")
-        from hevcq.ffmpeg import find_ffmpeg
-
         audio = tmp_path / "audio.mp4"
         subprocess.run(
-            [find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5", "-c:a", "aac", str(audio)],
+            [find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5", "-c:a", "aac",
+             str(audio)],
             check=True,
         )  # fmt: skip
         put(farm, "TODO/audio only.mp4", audio.read_bytes())
@@ -186,9 +196,23 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         for k, (data, _) in failing.items():
             put(farm, k, data)
         sqs, url = farm.clients.sqs, farm.refs.pools["hevc"].queue_url
-        for bad in ["not json at all", '{"Records": [{"eventName": "ObjectCreated:Put"}]}',
-                    json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-                        "bucket": {"name": "someone-else"}, "object": {"key": "TODO/x.mp4"}}}]})]:
+        for bad in [
+            "not json at all",
+            '{"Records": [{"eventName": "ObjectCreated:Put"}]}',
+            json.dumps(
+                {
+                    "Records": [
+                        {
+                            "eventName": "ObjectCreated:Put",
+                            "s3": {
+                                "bucket": {"name": "someone-else"},
+                                "object": {"key": "TODO/x.mp4"},
+                            },
+                        }
+                    ]
+                }
+            ),
+        ]:
             sqs.send_message(QueueUrl=url, MessageBody=bad)  # fmt: skip
         col = collector(farm, [*healthy, *failing, "TODO/audio only.mp4"])
         assert col.wait(timeout_s=120)

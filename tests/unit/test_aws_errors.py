@@ -48,7 +48,7 @@ class FlakyS3:
         if self.uploads <= self.failures:
             raise client_error("SlowDown", 503)
 
-    def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+    def head_object(self, Bucket: str, Key: str) -> dict:
         return {"ContentLength": 3, "ETag": '"e"', "Metadata": {}}
 
 

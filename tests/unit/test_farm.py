@@ -33,7 +33,11 @@ def test_settings_hash_changes_with_encoder_settings(farm: dict) -> None:
         ("applies: {source_codecs: []}\n", "applies.source_codecs"),
         ("applies: {source_codecs: [h264]}\ncolour: red\n", "colour"),
         ("applies: {source_codecs: [h264]}\ndeploy: {min_tasks: 5, max_tasks: 2}\n", "deploy"),
-        ("applies: {source_codecs: [h264]}\nqueue: {retention_s: 900000, dlq_retention_s: 800000}\n", "queue"),
+        (
+            "applies: {source_codecs: [h264]}\n"
+            "queue: {retention_s: 900000, dlq_retention_s: 800000}\n",
+            "queue",
+        ),
         ("name: other\napplies: {source_codecs: [h264]}\n", "name"),
         ("- just\n- a list\n", "mapping"),
         ("applies: [unclosed\n", "cannot read"),

@@ -31,7 +31,9 @@ def test_round_trip_of_relative_paths() -> None:
     assert todo_key("a\\b.mp4") == "TODO/a/b.mp4"
 
 
-@pytest.mark.parametrize("rel", ["", "..", "../etc/passwd", "a/../../b.mp4", "a/\x00.mp4", "x" * 1100])
+@pytest.mark.parametrize(
+    "rel", ["", "..", "../etc/passwd", "a/../../b.mp4", "a/\x00.mp4", "x" * 1100]
+)
 def test_unusable_paths_are_refused(rel: str) -> None:
     with pytest.raises(PermanentError):
         todo_key(rel)
@@ -43,6 +45,8 @@ def test_keys_outside_todo_are_refused(key: str) -> None:
         done_key(key, "hevc")
 
 
-@pytest.mark.parametrize(("name", "ext"), [("a.mkv", ".mkv"), ("a.WEBM", ".mkv"), ("a.mov", ".mp4")])
+@pytest.mark.parametrize(
+    ("name", "ext"), [("a.mkv", ".mkv"), ("a.WEBM", ".mkv"), ("a.mov", ".mp4")]
+)
 def test_output_extension(name: str, ext: str) -> None:
     assert output_extension(name) == ext

@@ -21,7 +21,7 @@ class FakeAgent:
         agent = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+            def do_PUT(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 agent.calls.append({"path": self.path, **body})
                 if agent.fail:
