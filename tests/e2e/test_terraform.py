@@ -1,0 +1,310 @@
+"""Terraform checks: formatting, validation, a static scan and an apply against moto."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+from botocore.exceptions import ClientError
+
+from hevcq.farm import load_farm
+from hevcq.topology import Names
+from tests.e2e.tfhelpers import (
+    REPO_ROOT,
+    TF_SOURCE,
+    WORKERS_DIR,
+    AppliedFarm,
+    Terraform,
+    applied_farm,
+    copy_config,
+    terraform_or_skip,
+)
+
+pytestmark = pytest.mark.e2e
+
+MODULE_DIRS = [TF_SOURCE, *sorted(p for p in (TF_SOURCE / "modules").iterdir() if p.is_dir())]
+CHECKOV_CONFIG = TF_SOURCE / ".checkov.yaml"
+
+
+@pytest.fixture(scope="module")
+def terraform() -> str:
+    """The terraform binary (skip without it, fail in CI)."""
+    return terraform_or_skip()
+
+
+@pytest.fixture(scope="module")
+def initialised(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Terraform:
+    """A copy of the configuration after ``terraform init``."""
+    tf = Terraform(copy_config(tmp_path_factory.mktemp("tf") / "terraform"))
+    tf.init()
+    return tf
+
+
+def test_fmt_is_clean(terraform: str) -> None:
+    proc = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF_SOURCE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_validate(initialised: Terraform) -> None:
+    result = json.loads(initialised.run("validate", "-json").stdout)
+    assert result["valid"], result["diagnostics"]
+    assert result["error_count"] == 0
+
+
+@pytest.mark.parametrize("module", MODULE_DIRS, ids=lambda p: p.name)
+def test_module_layout(module: Path) -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (module / name).is_file(), f"{module.name}/{name} missing"
+    variables = (module / "variables.tf").read_text(encoding="utf-8")
+    blocks = re.split(r'^variable "', variables, flags=re.M)[1:]
+    assert blocks, f"{module.name} has no variables"
+    for block in blocks:
+        name = block.split('"', 1)[0]
+        assert re.search(r"^\s+type\s+=", block, re.M), f"{module.name}: {name} has no type"
+        assert re.search(r"^\s+description\s+=", block, re.M), f"{module.name}: {name} undescribed"
+    assert 'version = ">= 5.60, < 6.0"' in (module / "versions.tf").read_text(encoding="utf-8")
+    if module != TF_SOURCE:
+        sources = "".join(p.read_text(encoding="utf-8") for p in module.glob("*.tf"))
+        assert re.search(r'^resource "[a-z0-9_]+" "this"', sources, re.M), module.name
+
+
+def _checkov() -> str:
+    """checkov from the tool venv (``make tools``), then PATH; skip unless CI."""
+    candidates = [os.environ.get("CHECKOV"), str(REPO_ROOT / ".venv-tools" / "bin" / "checkov")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    found = shutil.which("checkov")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("checkov missing: run `make tools`")
+    pytest.skip("checkov missing: run `make tools`")
+
+
+def test_every_checkov_skip_is_justified() -> None:
+    config = CHECKOV_CONFIG.read_text(encoding="utf-8")
+    skips = [line.strip() for line in config.splitlines() if line.strip().startswith("- CKV")]
+    assert skips
+    for line in skips:
+        assert re.match(r"- CKV2?_AWS_\d+\s+# \S.{10,}", line), f"unjustified skip: {line}"
+    for tf_file in TF_SOURCE.rglob("*.tf"):
+        for check_id, reason in re.findall(
+            r"#checkov:skip=(CKV2?_AWS_\d+):?(.*)", tf_file.read_text(encoding="utf-8")
+        ):
+            assert len(reason.strip()) > 10, f"{tf_file}: {check_id} skipped without a reason"
+            assert check_id in config, f"{check_id} ({tf_file.name}) not listed in .checkov.yaml"
+
+
+def test_checkov_passes() -> None:
+    cmd = [_checkov(), "--directory", str(TF_SOURCE), "--config-file", str(CHECKOV_CONFIG)]
+    proc = subprocess.run(
+        [*cmd, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    reports = json.loads(proc.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']})"
+        for r in reports
+        for c in r.get("results", {}).get("failed_checks", [])
+    ]
+    assert not failed, "\n".join(failed)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sum(r.get("summary", {}).get("passed", 0) for r in reports) > 50
+
+
+@pytest.fixture(scope="module")
+def farm(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedFarm]:
+    """The root module applied to a moto server (destroyed after this module's tests)."""
+    with applied_farm(tmp_path_factory.mktemp("applied"), plain_http=False) as applied:
+        yield applied
+
+
+def _attrs(farm: AppliedFarm, url: str) -> dict[str, str]:
+    sqs = farm.client("sqs")
+    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"])
+
+
+def test_settings_follow_the_naming_convention(farm: AppliedFarm) -> None:
+    pools = load_farm(WORKERS_DIR)
+    names = Names.build("hevcq", farm.settings["HEVCQ_BUCKET"], sorted(pools))
+    assert farm.settings["HEVCQ_NAME_PREFIX"] == "hevcq"
+    assert farm.settings["HEVCQ_LEDGER_TABLE"] == names.ledger_table
+    assert farm.settings["HEVCQ_UPLOADS_TOPIC_ARN"].endswith(f":{names.uploads_topic}")
+    assert farm.settings["HEVCQ_EVENTS_TOPIC_ARN"].endswith(f":{names.events_topic}")
+    assert farm.settings["HEVCQ_RESULTS_QUEUE_URL"].endswith(f"/{names.results_queue}")
+    for pool, pn in names.pools.items():
+        assert farm.outputs["queue_urls"]["value"][pool].endswith(f"/{pn.queue}")
+        assert farm.outputs["dlq_urls"]["value"][pool].endswith(f"/{pn.dlq}")
+
+
+def test_pool_defaults_match_the_python_models(farm: AppliedFarm) -> None:
+    expected = {
+        name: {"queue": p.queue.model_dump(), "deploy": p.deploy.model_dump()}
+        for name, p in load_farm(WORKERS_DIR).items()
+    }
+    assert farm.outputs["pools"]["value"] == expected
+
+
+def test_queues_and_dead_letter_queues(farm: AppliedFarm) -> None:
+    for name, pool in load_farm(WORKERS_DIR).items():
+        queue = _attrs(farm, farm.outputs["queue_urls"]["value"][name])
+        dlq = _attrs(farm, farm.outputs["dlq_urls"]["value"][name])
+        redrive = json.loads(queue["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == pool.queue.max_receive_count
+        assert int(queue["VisibilityTimeout"]) == pool.queue.visibility_timeout_s
+        assert int(queue["MessageRetentionPeriod"]) == pool.queue.retention_s
+        assert int(dlq["MessageRetentionPeriod"]) == pool.queue.dlq_retention_s
+        assert queue["SqsManagedSseEnabled"] == dlq["SqsManagedSseEnabled"] == "true"
+        policy = json.loads(queue["Policy"])["Statement"][0]
+        assert policy["Principal"] == {"Service": "sns.amazonaws.com"}
+        assert (
+            policy["Condition"]["ArnEquals"]["aws:SourceArn"]
+            == (farm.settings["HEVCQ_UPLOADS_TOPIC_ARN"])
+        )
+
+
+def _subscriptions(farm: AppliedFarm, topic_arn: str) -> dict[str, dict[str, str]]:
+    sns = farm.client("sns")
+    subs = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    return {
+        s["Endpoint"]: sns.get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])[
+            "Attributes"
+        ]
+        for s in subs
+    }
+
+
+def test_subscriptions_use_raw_delivery(farm: AppliedFarm) -> None:
+    uploads = _subscriptions(farm, farm.settings["HEVCQ_UPLOADS_TOPIC_ARN"])
+    queue_arns = {
+        _attrs(farm, url)["QueueArn"] for url in farm.outputs["queue_urls"]["value"].values()
+    }
+    assert set(uploads) == queue_arns
+    assert all(a["RawMessageDelivery"] == "true" for a in uploads.values())
+    results_arn = _attrs(farm, farm.settings["HEVCQ_RESULTS_QUEUE_URL"])["QueueArn"]
+    events = _subscriptions(farm, farm.settings["HEVCQ_EVENTS_TOPIC_ARN"])
+    assert list(events) == [results_arn]
+    assert events[results_arn]["RawMessageDelivery"] == "true"
+
+
+def test_bucket_notifies_uploads_under_todo(farm: AppliedFarm) -> None:
+    s3 = farm.client("s3")
+    bucket = farm.settings["HEVCQ_BUCKET"]
+    config = s3.get_bucket_notification_configuration(Bucket=bucket)
+    [topic] = config["TopicConfigurations"]
+    assert topic["TopicArn"] == farm.settings["HEVCQ_UPLOADS_TOPIC_ARN"]
+    assert topic["Events"] == ["s3:ObjectCreated:*"]
+    rules = topic["Filter"]["Key"]["FilterRules"]
+    # AWS answers "Prefix", moto "prefix": the rule name is case-insensitive.
+    assert [(r["Name"].lower(), r["Value"]) for r in rules] == [("prefix", "TODO/")]
+
+    # The bucket policy refuses requests without TLS, and moto's endpoint is plain HTTP.
+    with pytest.raises(ClientError, match=r"Forbidden|AccessDenied"):
+        s3.put_object(Bucket=bucket, Key="TODO/plain-http.mp4", Body=b"x")
+    farm.allow_plain_http()
+    s3.put_object(Bucket=bucket, Key="DONE/hevc/ignored.mp4", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="TODO/shows/a.mp4", Body=b"x")
+    for url in farm.outputs["queue_urls"]["value"].values():
+        keys = _received_keys(farm, url)
+        assert "TODO/shows/a.mp4" in keys
+        assert not any(k.startswith("DONE/") for k in keys)
+
+
+def _received_keys(farm: AppliedFarm, url: str) -> list[str]:
+    """Object keys of the S3 events waiting in a queue (raw delivery: the body is the event)."""
+    sqs = farm.client("sqs")
+    keys: list[str] = []
+    for msg in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]:
+        body: dict[str, Any] = json.loads(msg["Body"])
+        # S3 event keys are URL-encoded (spaces as "+"), as on AWS.
+        keys += [unquote_plus(r["s3"]["object"]["key"]) for r in body.get("Records", [])]
+    return keys
+
+
+def test_ledger_table(farm: AppliedFarm) -> None:
+    ddb = farm.client("dynamodb")
+    name = farm.settings["HEVCQ_LEDGER_TABLE"]
+    table = ddb.describe_table(TableName=name)["Table"]
+    assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    }
+    assert {(a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+    }
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSEDescription"]["Status"] == "ENABLED"
+    ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == ("expires_at", "ENABLED")
+    backups = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_task_definitions_run_the_pool_worker(farm: AppliedFarm) -> None:
+    ecs = farm.client("ecs")
+    for name, pool in load_farm(WORKERS_DIR).items():
+        td = ecs.describe_task_definition(taskDefinition=f"hevcq-{name}")["taskDefinition"]
+        [container] = td["containerDefinitions"]
+        assert container["entryPoint"] + container["command"] == ["hevcq", "worker", "--pool", name]
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert {k: env[k] for k in farm.settings} == farm.settings
+        assert env["HEVCQ_LOG_FORMAT"] == "json"
+        assert container["stopTimeout"] == 120
+        assert container["logConfiguration"]["logDriver"] == "awslogs"
+        assert (int(td["cpu"]), int(td["memory"])) == (pool.deploy.cpu, pool.deploy.memory_mib)
+        assert td["ephemeralStorage"]["sizeInGiB"] == pool.deploy.ephemeral_storage_gib
+        assert td["taskRoleArn"] != td["executionRoleArn"]
+
+
+def test_scaling_follows_the_pool_files(farm: AppliedFarm) -> None:
+    scaling = farm.client("application-autoscaling")
+    cluster = farm.outputs["cluster_name"]["value"]
+    for name, pool in load_farm(WORKERS_DIR).items():
+        resource_id = f"service/{cluster}/hevcq-{name}"
+        [target] = scaling.describe_scalable_targets(
+            ServiceNamespace="ecs", ResourceIds=[resource_id]
+        )["ScalableTargets"]
+        assert (target["MinCapacity"], target["MaxCapacity"]) == (
+            pool.deploy.min_tasks,
+            pool.deploy.max_tasks,
+        )
+        policies = {
+            p["PolicyName"]: p
+            for p in scaling.describe_scaling_policies(
+                ServiceNamespace="ecs", ResourceId=resource_id
+            )["ScalingPolicies"]
+        }
+        backlog = policies[f"hevcq-{name}-backlog-per-task"]
+        config = backlog["TargetTrackingScalingPolicyConfiguration"]
+        assert config["TargetValue"] == pool.deploy.backlog_per_task
+        assert policies[f"hevcq-{name}-wake"]["PolicyType"] == "StepScaling"
+
+
+def test_dead_letter_alarms_notify_alerts(farm: AppliedFarm) -> None:
+    cw = farm.client("cloudwatch")
+    alerts = farm.outputs["alerts_topic_arn"]["value"]
+    for name in load_farm(WORKERS_DIR):
+        [alarm] = cw.describe_alarms(AlarmNames=[f"hevcq-{name}-dlq-not-empty"])["MetricAlarms"]
+        assert alarm["AlarmActions"] == [alerts]
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": f"hevcq-{name}-dlq"}]
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)

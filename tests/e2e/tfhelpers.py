@@ -1,0 +1,296 @@
+"""Run the Terraform root module against a local moto server: shared by the e2e tests.
+
+Hooks for other tests:
+
+- ``applied_farm(tmp_dir, workers_dir=...)`` is a context manager that starts a moto server,
+  applies ``infra/terraform`` to it, yields an :class:`AppliedFarm` (endpoint, outputs,
+  HEVCQ_* settings, environment for subprocesses) and destroys everything afterwards.
+  A parity test compares ``farm.outputs`` / boto3 describe calls with what the embedded
+  provisioning creates; a job test points a worker at ``farm.env``.
+- ``terraform_or_skip()`` returns the binary, skipping unless ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+from moto.server import ThreadedMotoServer
+
+from hevcq.tfconfig import settings_from_outputs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TF_SOURCE = REPO_ROOT / "infra" / "terraform"
+WORKERS_DIR = REPO_ROOT / "workers"
+REGION = "us-east-1"
+# Every service the root module talks to; the provider gets the moto endpoint for each.
+TF_SERVICES = (
+    "applicationautoscaling", "cloudwatch", "dynamodb", "ecs", "iam", "kms",
+    "logs", "s3", "sns", "sqs", "sts",
+)  # fmt: skip
+OVERRIDE_FILE = "zz_moto_override.tf"
+# moto accepts any credentials; fixed ones keep real profiles out of the test.
+MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def terraform_or_skip() -> str:
+    """The terraform binary; skip when it is missing, fail when CI is set."""
+    found = shutil.which("terraform")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("terraform is not installed but CI is set")
+    pytest.skip("terraform is not installed")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def moto_override(endpoint: str) -> str:
+    """A provider override pointing every service at ``endpoint`` (test only)."""
+    lines = "\n".join(f'    {svc} = "{endpoint}"' for svc in TF_SERVICES)
+    return f"""provider "aws" {{
+  region                      = "{REGION}"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  s3_use_path_style           = true
+
+  endpoints {{
+{lines}
+  }}
+}}
+"""
+
+
+def copy_config(dest: Path) -> Path:
+    """Copy the Terraform sources (no state, no .terraform) into ``dest``."""
+    ignore = shutil.ignore_patterns(".terraform", "*.tfstate*", "*.tfplan", ".terraform.lock.hcl")
+    shutil.copytree(TF_SOURCE, dest, ignore=ignore)
+    return dest
+
+
+@dataclass
+class Terraform:
+    """A terraform working directory with a clean, credential-free environment."""
+
+    workdir: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """Environment for terraform: no real AWS profile or credentials leak in."""
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_VAR_"))}
+        return {
+            **keep,
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            "CHECKPOINT_DISABLE": "1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            **self.extra_env,
+        }
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run one terraform command; raise with its output when it fails."""
+        cmd = [terraform_or_skip(), f"-chdir={self.workdir}", *args]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def init(self) -> None:
+        """``terraform init``, from the local mirror when TF_PLUGIN_DIR is set."""
+        plugin_dir = os.environ.get("TF_PLUGIN_DIR")
+        flags = [f"-plugin-dir={plugin_dir}"] if plugin_dir else []
+        self.run("init", "-input=false", "-backend=false", *flags)
+
+    def var_args(self, variables: Mapping[str, Any]) -> list[str]:
+        """Write ``variables`` to a tfvars file and return the flag that loads it."""
+        path = self.workdir / "test.auto.tfvars.json"
+        path.write_text(json.dumps(dict(variables)), encoding="utf-8")
+        return [f"-var-file={path}"]
+
+    def apply(self, variables: Mapping[str, Any]) -> None:
+        """``terraform apply`` with ``variables``."""
+        self.run("apply", "-auto-approve", "-input=false", *self.var_args(variables))
+
+    def destroy(self, variables: Mapping[str, Any]) -> None:
+        """``terraform destroy`` with ``variables``."""
+        # No refresh: the state is what this run applied, and reading it back costs time.
+        args = ["destroy", "-auto-approve", "-input=false", "-refresh=false"]
+        self.run(*args, *self.var_args(variables))
+
+    def outputs(self) -> dict[str, Any]:
+        """``terraform output -json``, parsed."""
+        return dict(json.loads(self.run("output", "-json").stdout))
+
+
+@dataclass(frozen=True)
+class AppliedFarm:
+    """A farm applied by Terraform to a moto server."""
+
+    endpoint: str
+    region: str
+    outputs: dict[str, Any]
+    settings: dict[str, str]
+    terraform: Terraform
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a hevcq process (or boto3) that should use this farm."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            **self.settings,
+        }
+
+    def allow_plain_http(self) -> None:
+        """Drop the bucket's TLS-only policy: moto's endpoint speaks plain HTTP."""
+        self.client("s3").delete_bucket_policy(Bucket=self.settings["HEVCQ_BUCKET"])
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of ``service`` against the moto server."""
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            **MOTO_CREDENTIALS,
+        )
+
+
+_SCALING_TAGS: dict[str, dict[str, str]] = {}
+
+
+def _register_with_tags(self: ApplicationAutoScalingResponse) -> str:
+    body = _ORIGINAL_REGISTER(self)
+    arn = json.loads(body)["ScalableTargetARN"]
+    _SCALING_TAGS[arn] = dict(self._get_param("Tags") or {})
+    return body
+
+
+def _list_tags(self: ApplicationAutoScalingResponse) -> str:
+    return json.dumps({"Tags": _SCALING_TAGS.get(self._get_param("ResourceARN"), {})})
+
+
+def _tag_resource(self: ApplicationAutoScalingResponse) -> str:
+    _SCALING_TAGS.setdefault(self._get_param("ResourceARN"), {}).update(self._get_param("Tags"))
+    return "{}"
+
+
+def _untag_resource(self: ApplicationAutoScalingResponse) -> str:
+    tags = _SCALING_TAGS.setdefault(self._get_param("ResourceARN"), {})
+    for key in self._get_param("TagKeys") or []:
+        tags.pop(key, None)
+    return "{}"
+
+
+_ORIGINAL_REGISTER = ApplicationAutoScalingResponse.register_scalable_target
+
+
+def patch_moto_scaling_tags() -> None:
+    """Add Application Auto Scaling tagging, which moto 5 lacks and the provider reads.
+
+    The server runs in this process, so patching its response class is enough; without
+    it the provider retries ListTagsForResource after each scalable target until timeout.
+    """
+    cls: Any = ApplicationAutoScalingResponse
+    cls.register_scalable_target = _register_with_tags
+    cls.list_tags_for_resource = _list_tags
+    cls.tag_resource = _tag_resource
+    cls.untag_resource = _untag_resource
+
+
+@contextmanager
+def moto_endpoint() -> Iterator[str]:
+    """A ThreadedMotoServer on 127.0.0.1 and a free port, stopped on exit."""
+    patch_moto_scaling_tags()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _network(endpoint: str) -> tuple[list[str], list[str]]:
+    """A VPC, subnet and security group in moto for the pools' services."""
+    ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=REGION, **MOTO_CREDENTIALS)
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="hevcq-workers", Description="egress", VpcId=vpc)
+    return [subnet], [sg["GroupId"]]
+
+
+@contextmanager
+def applied_farm(
+    tmp_dir: Path,
+    *,
+    workers_dir: Path = WORKERS_DIR,
+    name_prefix: str = "hevcq",
+    endpoint: str | None = None,
+    plain_http: bool = True,
+) -> Iterator[AppliedFarm]:
+    """Apply the root module to moto (a new server unless ``endpoint``), destroy on exit.
+
+    The bucket denies requests without TLS and moto serves plain HTTP, so by default the
+    bucket policy is removed after the apply; ``plain_http=False`` keeps it.
+    """
+    with moto_endpoint() if endpoint is None else _given(endpoint) as url:
+        work = copy_config(tmp_dir / "terraform")
+        (work / OVERRIDE_FILE).write_text(moto_override(url), encoding="utf-8")
+        tf = Terraform(work)
+        tf.init()
+        subnets, groups = _network(url)
+        variables = {
+            "region": REGION,
+            "name_prefix": name_prefix,
+            "workers_dir": str(workers_dir.resolve()),
+            "image": "hevcq-worker:test",
+            "subnet_ids": subnets,
+            "security_group_ids": groups,
+            "force_destroy_bucket": True,
+        }
+        tf.apply(variables)
+        try:
+            outputs = tf.outputs()
+            farm = AppliedFarm(
+                endpoint=url,
+                region=REGION,
+                outputs=outputs,
+                settings=settings_from_outputs(outputs),
+                terraform=tf,
+            )
+            if plain_http:
+                farm.allow_plain_http()
+            yield farm
+        finally:
+            tf.destroy(variables)
+
+
+@contextmanager
+def _given(endpoint: str) -> Iterator[str]:
+    yield endpoint
