@@ -1,9 +1,13 @@
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+data "aws_region" "current" {}
 
 locals {
-  account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
+  account_id    = data.aws_caller_identity.current.account_id
+  partition     = data.aws_partition.current.partition
+  results_queue = "${var.name_prefix}-results"
+  # Built rather than read from the queue so the policy can be part of the queue itself.
+  results_queue_arn = "arn:${local.partition}:sqs:${data.aws_region.current.name}:${local.account_id}:${local.results_queue}"
 }
 
 # One customer managed key for the farm's topics and ledger. S3 and CloudWatch can only
@@ -59,18 +63,20 @@ resource "aws_sns_topic" "events" {
 }
 
 resource "aws_sqs_queue" "results" {
-  name                      = "${var.name_prefix}-results"
+  name                      = local.results_queue
   message_retention_seconds = var.results_retention_s
   # SSE-SQS: encrypted at rest with no KMS request per receive and no key grant for SNS.
   sqs_managed_sse_enabled = true
-  tags                    = var.tags
+  # Inline rather than aws_sqs_queue_policy: one attribute propagation wait instead of two.
+  policy = data.aws_iam_policy_document.results.json
+  tags   = var.tags
 }
 
 data "aws_iam_policy_document" "results" {
   statement {
     sid       = "EventsTopicSends"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.results.arn]
+    resources = [local.results_queue_arn]
     principals {
       type        = "Service"
       identifiers = ["sns.amazonaws.com"]
@@ -83,18 +89,11 @@ data "aws_iam_policy_document" "results" {
   }
 }
 
-resource "aws_sqs_queue_policy" "results" {
-  queue_url = aws_sqs_queue.results.id
-  policy    = data.aws_iam_policy_document.results.json
-}
-
 resource "aws_sns_topic_subscription" "results" {
   topic_arn            = aws_sns_topic.events.arn
   protocol             = "sqs"
   endpoint             = aws_sqs_queue.results.arn
   raw_message_delivery = true
-
-  depends_on = [aws_sqs_queue_policy.results]
 }
 
 resource "aws_sns_topic" "alerts" {

@@ -9,7 +9,9 @@ locals {
   region       = data.aws_region.current.name
   account_id   = data.aws_caller_identity.current.account_id
   partition    = data.aws_partition.current.partition
-  done_prefix  = "DONE/${var.name}/"
+  # Built rather than read from the queue so the policy can be part of the queue itself.
+  queue_arn   = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.queue_name}"
+  done_prefix = "DONE/${var.name}/"
   # Fargate's ceiling for stopTimeout: SIGTERM, then this long before SIGKILL.
   stop_timeout_s = 120
   scratch_dir    = "/scratch"
@@ -32,14 +34,16 @@ resource "aws_sqs_queue" "this" {
     deadLetterTargetArn = aws_sqs_queue.dlq.arn
     maxReceiveCount     = var.queue.max_receive_count
   })
-  tags = var.tags
+  # Inline rather than aws_sqs_queue_policy: one attribute propagation wait instead of two.
+  policy = data.aws_iam_policy_document.queue.json
+  tags   = var.tags
 }
 
 data "aws_iam_policy_document" "queue" {
   statement {
     sid       = "UploadsTopicSends"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.this.arn]
+    resources = [local.queue_arn]
     principals {
       type        = "Service"
       identifiers = ["sns.amazonaws.com"]
@@ -52,18 +56,11 @@ data "aws_iam_policy_document" "queue" {
   }
 }
 
-resource "aws_sqs_queue_policy" "this" {
-  queue_url = aws_sqs_queue.this.id
-  policy    = data.aws_iam_policy_document.queue.json
-}
-
 resource "aws_sns_topic_subscription" "this" {
   topic_arn            = var.uploads_topic_arn
   protocol             = "sqs"
   endpoint             = aws_sqs_queue.this.arn
   raw_message_delivery = true
-
-  depends_on = [aws_sqs_queue_policy.this]
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq" {
