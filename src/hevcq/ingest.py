@@ -1,142 +1,187 @@
-"""The ingest side: find candidates in a library, decide locally, upload to ``TODO/``."""
+"""The upload side of ingest: what a scan says to send goes to ``TODO/`` with our metadata."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
-from hevcq.decide import decide
 from hevcq.errors import HevcqError
-from hevcq.farm import Pool
 from hevcq.keys import todo_key
-from hevcq.media import Decision, MediaInfo, Skip
-from hevcq.probe import probe
-from hevcq.store import S3Store
+from hevcq.library import FileEntry, ScanReport
+from hevcq.statestore import StateStore
+from hevcq.store import ObjectInfo
+from hevcq.walk import os_problem
 
 log = structlog.get_logger()
-
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".mts", ".m2ts", ".wmv", ".flv",
-     ".webm", ".3gp", ".mpg", ".mpeg", ".vob"}
-)  # fmt: skip
-HEVCQ_DIRS = frozenset({".hevcq", ".hevcq-quarantine"})
 
 META_REL_PATH = "hevcq-rel-path"
 META_SIZE = "hevcq-size"
 META_MTIME = "hevcq-mtime-ns"
-META_HASH = "hevcq-content-hash"
+META_HASH = "hevcq-content-hash"  # the scan's fingerprint (walk.fingerprint)
+META_LIBRARY = "hevcq-library"  # which library uploaded it: fetch leaves others' results alone
+
+# Files uploaded at once; each upload also splits into parts (store.TRANSFER concurrency).
+UPLOAD_WORKERS = 4
 
 
-@dataclass
-class Candidate:
-    """A library file and what each pool would do with it."""
-
-    path: Path
-    rel: str
-    size: int
-    info: MediaInfo | None = None
-    error: str | None = None
-    decisions: dict[str, Decision] = field(default_factory=dict)
-
-    @property
-    def needs_work(self) -> bool:
-        """True when at least one pool would encode it."""
-        return any(not isinstance(d, Skip) for d in self.decisions.values())
+def library_id(root: Path) -> str:
+    """A stable id of a library: a hash of its absolute path."""
+    return hashlib.sha256(os.fsencode(root.absolute())).hexdigest()[:16]
 
 
-def walk(root: Path, extensions: frozenset[str] = VIDEO_EXTENSIONS) -> Iterator[tuple[Path, str]]:
-    """Video files below ``root`` with their POSIX relative paths; symlinked dirs not followed."""
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            log.warning("scan_unreadable_folder", path=str(folder), error=str(exc))
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                if e.name not in HEVCQ_DIRS:
-                    stack.append(Path(e.path))
-            elif Path(e.name).suffix.lower() in extensions:
-                yield Path(e.path), Path(e.path).relative_to(root).as_posix()
+def to_upload(report: ScanReport, *, fresh_farm: bool = False) -> list[FileEntry]:
+    """Entries to upload; a fresh (embedded) farm also needs those an earlier farm received."""
+    wanted = ("send", "uploaded") if fresh_farm else ("send",)
+    return [e for e in report.entries if e.status in wanted]
 
 
-def examine(path: Path, rel: str, pools: dict[str, Pool]) -> Candidate:
-    """Probe one file and decide per pool; a bad file becomes a Candidate with an error."""
-    try:
-        size = path.stat().st_size
-        info = probe(path)
-    except (HevcqError, OSError) as exc:
-        return Candidate(path, rel, size=0, error=str(exc))
-    return Candidate(
-        path, rel, size, info, decisions={n: decide(info, p, rel) for n, p in pools.items()}
-    )
+def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, str]:
+    """The object metadata of an upload."""
+    return {
+        META_REL_PATH: entry.rel,
+        META_SIZE: str(entry.size),
+        META_MTIME: str(mtime_ns),
+        META_HASH: entry.fingerprint,
+        META_LIBRARY: library,
+    }
 
 
-def plan(root: Path, pools: dict[str, Pool], workers: int = 8) -> list[Candidate]:
-    """Examine every video file in the library, in parallel (probing is in-process)."""
-    files = list(walk(root))
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        return list(ex.map(lambda f: examine(f[0], f[1], pools), files))
+class UploadTarget(Protocol):
+    """Where uploads go (store.S3Store)."""
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+    def upload(
+        self,
+        src: Path,
+        key: str,
+        metadata: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectInfo: ...
 
 
-def content_hash(path: Path, chunk: int = 1024 * 1024) -> str:
-    """BLAKE2b of the whole file."""
-    h = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+class Progress(Protocol):
+    """Something that shows upload progress (a bar on a terminal, log lines otherwise)."""
+
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, up: Uploaded) -> None: ...
+    def end(self) -> None: ...
+
+
+class NoProgress:
+    """Shows nothing."""
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        """Nothing."""
+
+    def advance(self, nbytes: int) -> None:
+        """Nothing."""
+
+    def file_done(self, up: Uploaded) -> None:
+        """Nothing."""
+
+    def end(self) -> None:
+        """Nothing."""
 
 
 @dataclass(frozen=True)
 class Uploaded:
-    """A candidate's object key; ``sent`` is False when identical content was already there."""
+    """One upload attempt: ``sent`` is False when the object already held this content."""
 
+    entry: FileEntry
     key: str
-    candidate: Candidate
     sent: bool
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the object now holds the file's content."""
+        return self.error is None
 
 
-def upload_one(store: S3Store, c: Candidate) -> Uploaded:
-    """Upload a candidate under ``TODO/``; skipped when the same content is already there."""
-    key = todo_key(c.rel)
-    st = c.path.stat()
-    digest = content_hash(c.path)
-    existing = store.head(key)
-    if existing is not None and existing.metadata.get(META_HASH) == digest:
-        log.info("upload_skipped_same_content", key=key)
-        return Uploaded(key, c, sent=False)
-    store.upload(
-        c.path,
-        key,
-        {META_REL_PATH: c.rel, META_SIZE: str(st.st_size), META_MTIME: str(st.st_mtime_ns),
-         META_HASH: digest},
-    )  # fmt: skip
-    log.info("uploaded", key=key, bytes=st.st_size)
-    return Uploaded(key, c, sent=True)
+def upload_one(
+    target: UploadTarget, root: Path, entry: FileEntry, library: str,
+    advance: Callable[[int], None],
+) -> Uploaded:  # fmt: skip
+    """Upload one file unless its object already holds the same content."""
+    key = entry.upload_key or todo_key(entry.rel)
+    path = root.joinpath(*entry.rel.split("/"))
+    try:
+        st = path.stat()
+        if st.st_size != entry.size:
+            return Uploaded(entry, key, False, "changed since the scan; run ingest again")
+        existing = target.head(key)
+        if existing is not None and existing.metadata.get(META_HASH) == entry.fingerprint:
+            log.info("upload_skipped_same_content", key=key)
+            advance(entry.size)
+            return Uploaded(entry, key, sent=False)
+        target.upload(path, key, upload_metadata(entry, st.st_mtime_ns, library), advance)
+    except OSError as exc:
+        return Uploaded(entry, key, False, os_problem(entry.rel, exc).reason)
+    except HevcqError as exc:
+        return Uploaded(entry, key, False, f"upload failed: {exc}")
+    log.info("uploaded", key=key, bytes=entry.size)
+    return Uploaded(entry, key, sent=True)
 
 
 def upload_all(
-    store: S3Store,
-    candidates: list[Candidate],
-    workers: int = 4,
-    on_done: Callable[[Candidate], None] | None = None,
+    target: UploadTarget,
+    root: Path,
+    entries: list[FileEntry],
+    library: str,
+    *,
+    workers: int = UPLOAD_WORKERS,
+    progress: Progress | None = None,
+    on_done: Callable[[Uploaded], None] | None = None,
 ) -> list[Uploaded]:
-    """Upload in parallel."""
+    """Upload in parallel; ``on_done`` runs in the calling thread (the state store's)."""
+    shown = progress or NoProgress()
+    shown.begin(len(entries), sum(e.size for e in entries))
+    out: list[Uploaded] = []
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as ex:
+            futures = [
+                ex.submit(upload_one, target, root, e, library, shown.advance) for e in entries
+            ]
+            for fut in as_completed(futures):
+                up = fut.result()
+                out.append(up)
+                shown.file_done(up)
+                if on_done:
+                    on_done(up)
+    finally:
+        shown.end()
+    return sorted(out, key=lambda u: u.entry.rel)
 
-    def one(c: Candidate) -> Uploaded:
-        up = upload_one(store, c)
-        if on_done:
-            on_done(c)
-        return up
 
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        return list(ex.map(one, candidates))
+def recorder(state: StateStore) -> Callable[[Uploaded], None]:
+    """An ``on_done`` that remembers successful uploads in the library's state store."""
+
+    def record(up: Uploaded) -> None:
+        if up.ok:
+            state.record_upload(up.entry.rel, up.key, up.entry.fingerprint)
+
+    return record
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'1500', '700M', '50G', '1.5T' (binary units, optional trailing B or iB) -> bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise ValueError(f"not a size: {text!r}") from None
+    if value < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _UNITS[unit])

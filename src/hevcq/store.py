@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -100,11 +101,20 @@ class S3Store:
         return before
 
     @retry_transient
-    def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
-        """Upload ``src`` to ``key`` with user metadata."""
+    def upload(
+        self,
+        src: Path,
+        key: str,
+        metadata: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectInfo:
+        """Upload ``src`` to ``key`` with user metadata; ``progress`` gets bytes as they go."""
         extra = {"Metadata": encode_metadata(metadata), "ContentType": _content_type(key)}
         try:
-            self._s3.upload_file(str(src), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
+            self._s3.upload_file(
+                str(src), self.bucket, key, ExtraArgs=extra, Callback=progress,
+                Config=self._transfer,
+            )  # fmt: skip
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise classify(exc, f"upload {key}") from exc
         info = self.head(key)
