@@ -52,45 +52,6 @@ def _cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, object]
 
 
 @app.command()
-def ingest(
-    library: Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)],
-    out: Annotated[Path, typer.Option(help="Where outputs are downloaded.")] = Path("hevcq-out"),
-    wait: Annotated[bool, typer.Option(help="Wait for results (always, on the embedded farm).")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
-) -> None:
-    """Scan a library, upload what needs work and (on the embedded farm) bring results back."""
-    from hevcq.report import print_table, summary_table
-    from hevcq.roundtrip import run_round_trip
-
-    try:
-        settings, pools = _setup()
-        if settings.embedded:
-            from hevcq.local import EmbeddedFarm
-
-            console.print("No farm configured: running the embedded local farm on this machine.")
-            state = Path(tempfile.mkdtemp(prefix="hevcq-farm-"))
-            with EmbeddedFarm(settings, pools, state, settings.workers_per_pool) as farm:
-                assert farm.clients is not None and farm.refs is not None
-                rt = run_round_trip(
-                    farm.clients, farm.refs, pools, library, out_dir=out, wait=True,
-                    timeout_s=timeout, on_tick=farm.workers.supervise if farm.workers else None,
-                )  # fmt: skip
-        else:
-            clients, refs = _cloud(settings, pools)
-            rt = run_round_trip(clients, refs, pools, library, out_dir=out if wait else None,  # type: ignore[arg-type]
-                                wait=wait, timeout_s=timeout)  # fmt: skip
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
-    if wait or settings.embedded:
-        print_table(summary_table(rt.rows(sorted(pools))), console)
-        console.print(f"Outputs are in {out.resolve()}")
-    else:
-        console.print(f"Uploaded {len(rt.uploaded)} files; `hevcq status` shows progress.")
-    if rt.failed:
-        raise typer.Exit(EXIT_FAILED_JOBS)
-
-
-@app.command()
 def worker(
     pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
@@ -250,6 +211,11 @@ def from_terraform(
         raise _fail(f"cannot read terraform outputs: {exc}") from exc
     write_env_file(settings_from_outputs(json.loads(raw)), path)
     console.print(f"Wrote {path}")
+
+
+# The library commands (ingest, estimate, calibrate, fetch, rollback, quarantine) register
+# themselves on ``app``; they live in their own module to keep each one readable.
+from hevcq import cli_library  # noqa: E402, F401
 
 
 def main() -> None:
