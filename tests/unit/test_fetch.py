@@ -1,0 +1,374 @@
+"""fetch: ownership, verified placement and swap, S3 clean-up rules, the queue loop."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hevcq.errors import RetryableError
+from hevcq.fetch import Delivery, Fetcher, FetchOptions, drain, fetch_library, find_library
+from hevcq.ingest import META_HASH, META_LIBRARY
+from hevcq.media import EncodePlan
+from hevcq.messages import JobResult
+from hevcq.replace import DEFAULT_QUARANTINE, ReplaceRefused, list_quarantine
+from hevcq.statestore import FileRecord, PoolRecord, StateStore
+from hevcq.store import ObjectInfo
+from hevcq.walk import fingerprint
+
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
+LIB = "lib-1234"
+POOLS = ("1080p", "720p", "hevc")
+ORIGINAL = b"original h264 " * 100
+OUTPUT = b"hevc output " * 50
+
+
+@dataclass
+class FakeObjects:
+    """A bucket in memory: key -> (bytes, metadata)."""
+
+    blobs: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        if key not in self.blobs:
+            return None
+        data, meta = self.blobs[key]
+        return ObjectInfo(key, len(data), f"etag-{key}", dict(meta))
+
+    def download(self, key: str, dest: Path) -> ObjectInfo:
+        dest.write_bytes(self.blobs[key][0])
+        info = self.head(key)
+        assert info is not None
+        return info
+
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        self.blobs.pop(key, None)
+
+
+@dataclass
+class FakeLedger:
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def set(self, key: str, pool: str, state: str, etag: str = "etag-TODO/a.mp4") -> None:
+        out = f"DONE/{pool}/a.mp4"
+        self.items[(key, pool)] = {"state": state, "etag": etag, "output_key": out}
+
+    def get(self, key: str, pool: str) -> dict[str, Any] | None:
+        return self.items.get((key, pool))
+
+
+def fake_verify(candidate: Path, original: Path, allow_larger: bool) -> None:
+    if candidate.read_bytes().startswith(b"BAD"):
+        raise ReplaceRefused("only 1.00 s of 3.00 s decode: truncated")
+
+
+def plan(pool: str) -> EncodePlan:
+    return EncodePlan(pool, "mp4", 0, 1920, 1080, 0, False, 26, "medium")
+
+
+@dataclass
+class Lib:
+    root: Path
+    out: Path
+    state: StateStore
+    objects: FakeObjects
+    ledger: FakeLedger
+
+    @property
+    def src(self) -> Path:
+        return self.root / "a.mp4"
+
+    def fetcher(self, **kw: Any) -> Fetcher:
+        opts = {"pools": frozenset(POOLS), "out_dir": self.out, **kw}
+        return Fetcher(
+            self.root, self.state, self.objects, self.ledger, FetchOptions(**opts),
+            all_pools=POOLS, library=LIB, verify=fake_verify, clock=lambda: NOW,
+        )  # fmt: skip
+
+    def result(self, pool: str, outcome: str = "done", **kw: Any) -> JobResult:
+        out = "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
+        fields: dict[str, Any] = {
+            "job_id": "j", "pool": pool, "bucket": "b", "source_key": "TODO/a.mp4",
+            "source_etag": "etag-TODO/a.mp4", "outcome": outcome,
+            "output_key": f"DONE/{pool}/{out}" if outcome == "done" else None,
+        }  # fmt: skip
+        return JobResult(**(fields | kw))
+
+    def output(self, pool: str, data: bytes = OUTPUT) -> None:
+        out = "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
+        self.objects.blobs[f"DONE/{pool}/{out}"] = (data, {})
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Lib:
+    root = tmp_path / "lib"
+    root.mkdir()
+    src = root / "a.mp4"
+    src.write_bytes(ORIGINAL)
+    st = src.stat()
+    fp = fingerprint(src)
+    state = StateStore(tmp_path / "state.sqlite3")
+    state.put_file(FileRecord("a.mp4", st.st_size, st.st_mtime_ns, st.st_ino, fp, None, None))
+    for p in POOLS:
+        state.put_decision("a.mp4", p, PoolRecord("h", plan(p)))
+    state.record_upload("a.mp4", "TODO/a.mp4", fp)
+    objects = FakeObjects({"TODO/a.mp4": (ORIGINAL, {META_HASH: fp, META_LIBRARY: LIB})})
+    yield Lib(root, tmp_path / "out", state, objects, FakeLedger())
+    state.close()
+
+
+# --- ownership ------------------------------------------------------------------------------
+
+
+def test_owns_results_of_wanted_pools_for_sources_this_library_uploaded(lib: Lib) -> None:
+    f = lib.fetcher(pools=frozenset({"hevc"}))
+    assert f.owns(lib.result("hevc"))
+    assert not f.owns(lib.result("720p"))
+
+
+def test_a_result_for_another_librarys_source_is_not_ours(lib: Lib) -> None:
+    lib.objects.blobs["TODO/other.mp4"] = (b"x", {META_LIBRARY: "someone-else"})
+    assert not lib.fetcher().owns(lib.result("hevc", source_key="TODO/other.mp4"))
+
+
+def test_without_a_store_record_the_objects_library_metadata_decides(lib: Lib) -> None:
+    lib.objects.blobs["TODO/mine.mp4"] = (b"x", {META_LIBRARY: LIB})
+    assert lib.fetcher().owns(lib.result("hevc", source_key="TODO/mine.mp4"))
+
+
+# --- placement ------------------------------------------------------------------------------
+
+
+def test_done_result_is_verified_and_placed_under_out_pool(lib: Lib) -> None:
+    lib.output("720p")
+    got = lib.fetcher(cleanup=False).process(lib.result("720p"))
+    assert got.action == "placed"
+    assert (lib.out / "720p" / "a.720p.mp4").read_bytes() == OUTPUT
+    assert lib.src.read_bytes() == ORIGINAL
+    assert lib.state.decisions("a.mp4")["720p"].outcome == "done"
+    assert not [p for p in lib.out.rglob("*.part")]
+
+
+def test_failed_verification_never_touches_the_original_and_is_recorded(lib: Lib) -> None:
+    lib.output("hevc", b"BAD" + OUTPUT)
+    for pool in POOLS:
+        lib.ledger.set("TODO/a.mp4", pool, "done")
+    got = lib.fetcher(replace=frozenset({"hevc"})).process(lib.result("hevc"))
+    assert got.action == "refused"
+    assert "truncated" in got.reason
+    assert lib.src.read_bytes() == ORIGINAL
+    rec = lib.state.decisions("a.mp4")["hevc"]
+    assert (rec.outcome, "truncated" in (rec.reason or "")) == ("failed", True)
+    assert lib.objects.deleted == []  # output kept for inspection, source kept
+    assert list_quarantine(lib.root / DEFAULT_QUARANTINE) == []
+
+
+def test_replace_swaps_in_keeps_mtime_and_quarantines_the_original(lib: Lib) -> None:
+    lib.output("hevc")
+    mtime = lib.src.stat().st_mtime_ns
+    got = lib.fetcher(replace=frozenset({"hevc"}), keep_days=7).process(lib.result("hevc"))
+    assert got.action == "replaced"
+    assert lib.src.read_bytes() == OUTPUT
+    assert lib.src.stat().st_mtime_ns == mtime
+    [entry] = list_quarantine(lib.root / DEFAULT_QUARANTINE)
+    assert entry.quarantined.read_bytes() == ORIGINAL
+    assert (entry.keep_until - NOW).days == 7
+
+
+def test_a_rendition_after_the_swap_is_checked_against_the_quarantined_original(lib: Lib) -> None:
+    lib.output("hevc")
+    lib.output("720p")
+    f = lib.fetcher(replace=frozenset({"hevc"}))
+    assert f.process(lib.result("hevc")).action == "replaced"
+    got = f.process(lib.result("720p"))
+    assert got.action == "placed", got.reason
+
+
+def test_a_replace_result_seen_twice_is_not_swapped_twice(lib: Lib) -> None:
+    lib.output("hevc")
+    f = lib.fetcher(replace=frozenset({"hevc"}), cleanup=False)
+    f.process(lib.result("hevc"))
+    assert f.process(lib.result("hevc")).action == "already"
+    assert len(list_quarantine(lib.root / DEFAULT_QUARANTINE)) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [("delete", "no longer in the library"), ("edit", "changed since it was uploaded")],
+)
+def test_results_for_missing_or_changed_sources_are_reported(lib: Lib, change, reason) -> None:
+    lib.output("720p")
+    if change == "delete":
+        lib.src.unlink()
+    else:
+        lib.src.write_bytes(b"edited " * 10)
+    got = lib.fetcher().process(lib.result("720p"))
+    assert (got.action, reason in got.reason) == ("orphaned", True)
+    assert not (lib.out / "720p").exists() or not any((lib.out / "720p").iterdir())
+
+
+def test_farm_failures_are_recorded_with_their_reason(lib: Lib) -> None:
+    got = lib.fetcher().process(lib.result("1080p", "failed", reason="ffmpeg exited 1"))
+    assert (got.action, got.ok) == ("failed", False)
+    assert lib.state.decisions("a.mp4")["1080p"].reason == "ffmpeg exited 1"
+
+
+# --- S3 clean-up ----------------------------------------------------------------------------
+
+
+def _all_finished(lib: Lib, states: dict[str, str]) -> None:
+    for pool in POOLS:
+        lib.ledger.set("TODO/a.mp4", pool, states.get(pool, "done"))
+
+
+def test_source_deleted_once_every_pool_is_finished_and_fetched(lib: Lib) -> None:
+    _all_finished(lib, {"1080p": "skipped"})
+    f = lib.fetcher()
+    lib.state.record_outcome("a.mp4", "1080p", "skipped")
+    lib.output("720p")
+    lib.output("hevc")
+    first = f.process(lib.result("720p"))
+    assert lib.objects.deleted == ["DONE/720p/a.720p.mp4"]  # hevc not fetched yet
+    assert not first.source_deleted
+    second = f.process(lib.result("hevc"))
+    assert second.source_deleted
+    assert lib.objects.deleted[-2:] == ["DONE/hevc/a.mp4", "TODO/a.mp4"]
+
+
+@pytest.mark.parametrize("other", ["failed", "running", "queued"])
+def test_source_kept_while_another_pool_failed_or_is_unfinished(lib: Lib, other: str) -> None:
+    _all_finished(lib, {"1080p": other, "720p": "skipped"})
+    lib.state.record_outcome("a.mp4", "720p", "skipped")
+    lib.output("hevc")
+    got = lib.fetcher().process(lib.result("hevc"))
+    assert got.action == "placed"
+    assert lib.objects.deleted == ["DONE/hevc/a.mp4"]
+    assert "TODO/a.mp4" in lib.objects.blobs
+
+
+def test_source_kept_when_a_job_failed_here_even_if_the_farm_says_done(lib: Lib) -> None:
+    _all_finished(lib, {"1080p": "skipped", "720p": "skipped"})
+    lib.state.record_outcome("a.mp4", "720p", "failed", "refused: larger than the original")
+    lib.output("hevc")
+    lib.fetcher().process(lib.result("hevc"))
+    assert "TODO/a.mp4" in lib.objects.blobs
+
+
+def test_source_of_an_older_upload_is_not_judged_by_newer_ledger_items(lib: Lib) -> None:
+    for pool in POOLS:
+        lib.ledger.set("TODO/a.mp4", pool, "skipped", etag="a-newer-upload")
+    lib.output("hevc")
+    lib.fetcher().process(lib.result("hevc"))
+    assert "TODO/a.mp4" in lib.objects.blobs
+
+
+def test_no_cleanup_keeps_every_object(lib: Lib) -> None:
+    _all_finished(lib, {})
+    lib.output("hevc")
+    lib.fetcher(cleanup=False).process(lib.result("hevc"))
+    assert lib.objects.deleted == []
+
+
+# --- the queue loop -------------------------------------------------------------------------
+
+
+@dataclass
+class FakeInbox:
+    """A queue: messages stay until deleted; hidden ones come back when asked."""
+
+    messages: list[Delivery] = field(default_factory=list)
+    hidden: dict[str, int] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    receives: int = 0
+    on_receive: Any = None
+
+    def put(self, body: str) -> None:
+        n = len(self.messages)
+        self.messages.append(Delivery(f"m{n}", body, f"h{n}"))
+
+    def receive(self, wait_s: int) -> list[Delivery]:
+        self.receives += 1
+        if self.on_receive:
+            self.on_receive(self)
+        out = [m for m in self.messages if self.hidden.get(m.message_id, 0) == 0]
+        for m in out:
+            self.hidden[m.message_id] = 900
+        return out
+
+    def delete(self, d: Delivery) -> None:
+        self.deleted.append(d.message_id)
+        self.hidden.pop(d.message_id, None)
+        self.messages = [m for m in self.messages if m.message_id != d.message_id]
+
+    def hide(self, d: Delivery, seconds: int) -> None:
+        self.hidden[d.message_id] = seconds
+
+
+def test_drain_takes_ours_and_leaves_other_pools_and_garbage_visible(lib: Lib) -> None:
+    inbox = FakeInbox()
+    lib.output("hevc")
+    inbox.put(lib.result("hevc").model_dump_json())
+    inbox.put(lib.result("720p").model_dump_json())
+    inbox.put("not a result")
+    got = drain(inbox, lib.fetcher(pools=frozenset({"hevc"})), follow=False,
+                stop=threading.Event())  # fmt: skip
+    assert [(f.pool, f.action) for f in got] == [("hevc", "placed")]
+    assert inbox.deleted == ["m0"]
+    assert inbox.hidden == {"m1": 0, "m2": 0}  # visible again for their owners
+
+
+def test_follow_keeps_polling_until_stopped(lib: Lib) -> None:
+    stop = threading.Event()
+    lib.output("hevc")
+
+    def arrive(inbox: FakeInbox) -> None:
+        if inbox.receives == 3:
+            inbox.put(lib.result("hevc").model_dump_json())
+        if inbox.receives == 5:
+            stop.set()
+
+    inbox = FakeInbox(on_receive=arrive)
+    got = drain(inbox, lib.fetcher(), follow=True, stop=stop)
+    assert [f.action for f in got] == ["placed"]
+    assert inbox.receives == 5
+
+
+def test_a_transient_download_error_leaves_the_result_for_later(lib: Lib) -> None:
+    inbox = FakeInbox()
+    inbox.put(lib.result("hevc").model_dump_json())  # no output object: download fails
+
+    class Flaky(FakeObjects):
+        def download(self, key: str, dest: Path) -> ObjectInfo:
+            raise RetryableError("SlowDown")
+
+    lib.objects = Flaky(lib.objects.blobs)
+    got = drain(inbox, lib.fetcher(), follow=False, stop=threading.Event())
+    assert [f.action for f in got] == ["retry"]
+    assert inbox.deleted == []
+    assert inbox.hidden == {"m0": 0}
+    assert lib.src.read_bytes() == ORIGINAL
+
+
+def test_fetch_library_finishes_an_interrupted_swap_first(lib: Lib) -> None:
+    lib.output("hevc")
+    f = lib.fetcher(replace=frozenset({"hevc"}))
+    f.process(lib.result("hevc"))
+    [entry] = list_quarantine(f.quarantine)
+    # A crash after step 4 of the swap: the manifest still says "staged".
+    manifest = entry.folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"complete"', '"staged"'))
+    fetch_library(FakeInbox(), f, follow=False, stop=threading.Event())
+    assert list_quarantine(f.quarantine)[0].state == "complete"
+
+
+def test_find_library_walks_up_to_the_quarantine(lib: Lib) -> None:
+    (lib.root / DEFAULT_QUARANTINE).mkdir(parents=True)
+    (lib.root / "deep" / "er").mkdir(parents=True)
+    assert find_library(lib.root / "deep" / "er" / "x.mp4") == lib.root
+    assert find_library(lib.root.parent / "elsewhere.mp4") is None
