@@ -1,0 +1,320 @@
+"""Ingest: what gets uploaded, with which metadata, resuming, summaries and dry-run tables."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from hevcq.errors import PermanentError, RetryableError
+from hevcq.estimate import TaskSize, estimate
+from hevcq.farm import Applies, Pool
+from hevcq.fetch import Fetched
+from hevcq.ingest import (
+    META_HASH,
+    META_LIBRARY,
+    META_MTIME,
+    META_REL_PATH,
+    META_SIZE,
+    Uploaded,
+    library_id,
+    parse_size,
+    recorder,
+    to_upload,
+    upload_all,
+)
+from hevcq.library import ScanOptions, ScanReport, scan
+from hevcq.media import AudioStream, MediaInfo, VideoStream
+from hevcq.messages import JobResult
+from hevcq.report import LineProgress, estimate_table, plan_tables, progress_for
+from hevcq.roundtrip import RoundTrip, summary_rows
+from hevcq.statestore import StateStore
+from hevcq.store import ObjectInfo
+
+HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
+P720 = Pool(name="720p", output_suffix=".720p",
+            applies=Applies(source_codecs=("h264", "hevc"), target_height=720))  # fmt: skip
+POOLS = (HEVC, P720)
+LIB = "lib-id"
+
+
+def fake_probe(path: Path) -> MediaInfo:
+    """The codec is the file's first line; 'BAD' is not a video."""
+    head = path.read_bytes()[:16]
+    if head.startswith(b"BAD"):
+        raise PermanentError("not a media file: invalid data")
+    codec = head.split(b"\n")[0].decode()
+    video = (VideoStream(0, codec, 1920, 1080, "yuv420p", 8),)
+    return MediaInfo("mov,mp4", 10.0, path.stat().st_size, video, (AudioStream(1, "aac"),))
+
+
+def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body + rel.encode())
+    return path
+
+
+@dataclass
+class FakeTarget:
+    """A bucket in memory that records uploads and the threads they ran on."""
+
+    objects: dict[str, ObjectInfo] = field(default_factory=dict)
+    uploads: list[str] = field(default_factory=list)
+    fail: dict[str, Exception] = field(default_factory=dict)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        return self.objects.get(key)
+
+    def upload(self, src: Path, key: str, metadata: dict[str, str], progress=None) -> ObjectInfo:
+        if key in self.fail:
+            raise self.fail[key]
+        size = src.stat().st_size
+        if progress:
+            progress(size // 2)
+            progress(size - size // 2)
+        self.uploads.append(key)
+        self.objects[key] = ObjectInfo(key, size, f"e-{key}", dict(metadata))
+        return self.objects[key]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    with StateStore(tmp_path / "state.sqlite3") as s:
+        yield s
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    lib = tmp_path / "lib"
+    make(lib, "a/one.mp4")
+    make(lib, "b/two.MOV")
+    make(lib, "c/hevc.mkv", b"hevc\n")
+    make(lib, "notes.mp4", b"BAD")
+    return lib
+
+
+def do_scan(root: Path, store: StateStore, **opts: object) -> ScanReport:
+    return scan(root, POOLS, store, ScanOptions(**opts), probe_fn=fake_probe)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1500", 1500), ("2K", 2048), ("700M", 700 << 20), ("50G", 50 << 30), ("1.5T", 3 << 39),
+     ("10GiB", 10 << 30), ("3gb", 3 << 30)],
+)  # fmt: skip
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-5G", "G"])
+def test_parse_size_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size(text)
+
+
+def test_library_id_is_stable_per_folder(tmp_path: Path) -> None:
+    assert library_id(tmp_path / "a") == library_id(tmp_path / "a")
+    assert library_id(tmp_path / "a") != library_id(tmp_path / "b")
+
+
+def test_uploads_carry_path_size_mtime_fingerprint_and_library(root: Path, store) -> None:
+    report = do_scan(root, store)
+    target = FakeTarget()
+    ups = upload_all(target, root, to_upload(report), LIB)
+    assert sorted(target.uploads) == ["TODO/a/one.mp4", "TODO/b/two.MOV", "TODO/c/hevc.mkv"]
+    meta = target.objects["TODO/b/two.MOV"].metadata
+    st = (root / "b/two.MOV").stat()
+    entry = next(e for e in report.entries if e.rel == "b/two.MOV")
+    assert meta == {META_REL_PATH: "b/two.MOV", META_SIZE: str(st.st_size),
+                    META_MTIME: str(st.st_mtime_ns), META_HASH: entry.fingerprint,
+                    META_LIBRARY: LIB}  # fmt: skip
+    assert all(u.sent and u.ok for u in ups)
+
+
+def test_same_content_already_in_the_bucket_is_not_sent_again(root: Path, store) -> None:
+    report = do_scan(root, store)
+    target = FakeTarget()
+    upload_all(target, root, to_upload(report), LIB)
+    target.uploads.clear()
+    # The state store forgot (a crash before recording): the HEAD check still catches it.
+    again = upload_all(target, root, to_upload(report), LIB)
+    assert target.uploads == []
+    assert [u.sent for u in again] == [False, False, False]
+
+
+def test_changed_content_under_the_same_key_is_sent(root: Path, store) -> None:
+    report = do_scan(root, store)
+    target = FakeTarget({"TODO/a/one.mp4": ObjectInfo("TODO/a/one.mp4", 1, "e", {META_HASH: "x"})})
+    upload_all(target, root, to_upload(report), LIB)
+    assert "TODO/a/one.mp4" in target.uploads
+
+
+def test_an_interrupted_ingest_resumes_without_resending(root: Path, store) -> None:
+    report = do_scan(root, store)
+    target = FakeTarget(fail={"TODO/b/two.MOV": RetryableError("connection reset")})
+    first = upload_all(target, root, to_upload(report), LIB, on_done=recorder(store))
+    assert [u.rel for u in (x.entry for x in first if not x.ok)] == ["b/two.MOV"]
+    target.fail.clear()
+    target.uploads.clear()
+    rescan = do_scan(root, store)
+    assert [e.rel for e in to_upload(rescan)] == ["b/two.MOV"]
+    upload_all(target, root, to_upload(rescan), LIB, on_done=recorder(store))
+    assert target.uploads == ["TODO/b/two.MOV"]
+    assert to_upload(do_scan(root, store)) == []
+
+
+def test_a_fresh_farm_gets_files_an_earlier_farm_received(root: Path, store) -> None:
+    report = do_scan(root, store)
+    upload_all(FakeTarget(), root, to_upload(report), LIB, on_done=recorder(store))
+    again = do_scan(root, store)
+    assert to_upload(again) == []
+    assert len(to_upload(again, fresh_farm=True)) == 3
+
+
+def test_one_bad_file_does_not_stop_the_others(root: Path, store) -> None:
+    report = do_scan(root, store)
+    (root / "a/one.mp4").unlink()  # vanished between scan and upload
+    target = FakeTarget(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")})
+    ups = {u.entry.rel: u for u in upload_all(target, root, to_upload(report), LIB)}
+    assert "disappeared" in (ups["a/one.mp4"].error or "")
+    assert "AccessDenied" in (ups["c/hevc.mkv"].error or "")
+    assert ups["b/two.MOV"].ok
+
+
+def test_on_done_runs_in_the_calling_thread_and_progress_counts_bytes(root: Path, store) -> None:
+    report = do_scan(root, store)
+    threads: set[int] = set()
+    seen: list[int] = []
+
+    class Count:
+        def begin(self, files: int, total_bytes: int) -> None:
+            seen.append(total_bytes)
+
+        def advance(self, nbytes: int) -> None:
+            seen.append(nbytes)
+
+        def file_done(self, up: Uploaded) -> None: ...
+        def end(self) -> None: ...
+
+    entries = to_upload(report)
+    upload_all(FakeTarget(), root, entries, LIB, progress=Count(),
+               on_done=lambda u: threads.add(threading.get_ident()))  # fmt: skip
+    assert threads == {threading.get_ident()}
+    assert seen[0] == sum(e.size for e in entries) == sum(seen[1:])
+
+
+def test_limits_defer_files_to_the_next_run(root: Path, store) -> None:
+    report = do_scan(root, store, max_files=1)
+    assert [e.rel for e in to_upload(report)] == ["a/one.mp4"]
+    assert {e.rel for e in report.with_status("deferred")} == {"b/two.MOV", "c/hevc.mkv"}
+
+
+def test_include_and_exclude_globs_choose_the_files(root: Path, store) -> None:
+    report = do_scan(root, store, include=("*.mov", "*.mp4"), exclude=("a/**",))
+    assert [e.rel for e in to_upload(report)] == ["b/two.MOV"]
+
+
+# --- summary rows ---------------------------------------------------------------------------
+
+
+def result(key: str, pool: str, outcome: str = "done", **kw: object) -> JobResult:
+    return JobResult(job_id="j", pool=pool, bucket="b", source_key=key, outcome=outcome, **kw)  # type: ignore[arg-type]
+
+
+def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) -> None:
+    make(root, "d/copy.mp4", b"")  # same bytes as below: a duplicate
+    (root / "d/copy.mp4").write_bytes((root / "a/one.mp4").read_bytes())
+    report = do_scan(root, store)
+    ups = upload_all(FakeTarget(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")}),
+                     root, to_upload(report), LIB)  # fmt: skip
+    rt = RoundTrip(report, ups)
+    rt.results = {
+        ("TODO/a/one.mp4", "hevc"): result("TODO/a/one.mp4", "hevc", output_bytes=10),
+        ("TODO/a/one.mp4", "720p"): result("TODO/a/one.mp4", "720p"),
+        ("TODO/b/two.MOV", "hevc"): result("TODO/b/two.MOV", "hevc", "failed", reason="boom"),
+    }
+    rt.fetched = {("TODO/a/one.mp4", "720p"): Fetched("a/one.mp4", "720p", "refused", "larger")}
+    rows = {(r.file, r.pool): r for r in summary_rows(rt, ["720p", "hevc"])}
+    assert (rows["notes.mp4", "-"].outcome, rows["notes.mp4", "-"].reason) == (
+        "failed", "not a media file: invalid data")  # fmt: skip
+    assert rows["a/one.mp4", "hevc"].outcome == "done"
+    assert (rows["a/one.mp4", "720p"].outcome, rows["a/one.mp4", "720p"].reason) == (
+        "failed", "refused: larger")  # fmt: skip
+    assert rows["b/two.MOV", "hevc"].reason == "boom"
+    assert rows["b/two.MOV", "720p"].outcome == "pending"
+    assert "AccessDenied" in rows["c/hevc.mkv", "720p"].reason
+    assert rows["d/copy.mp4", "hevc"].reason == "duplicate of a/one.mp4"
+    assert rt.failed
+
+
+def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:
+    lib = tmp_path / "clean"
+    make(lib, "x.mp4", b"hevc\n")
+    report = do_scan(lib, store)
+    ups = upload_all(FakeTarget(), lib, to_upload(report), LIB)
+    results = {
+        ("TODO/x.mp4", "720p"): result("TODO/x.mp4", "720p"),
+        ("TODO/x.mp4", "hevc"): result("TODO/x.mp4", "hevc", "skipped"),
+    }
+    rt = RoundTrip(report, ups, results)
+    assert not rt.failed
+    rt.timed_out = True
+    assert rt.failed
+
+
+# --- dry-run rendering ----------------------------------------------------------------------
+
+
+def test_a_duplicate_is_listed_as_not_uploaded_with_its_first_path(root, store) -> None:
+    (root / "z.mp4").write_bytes((root / "a/one.mp4").read_bytes())
+    text = render(*plan_tables(do_scan(root, store)))
+    assert re.search(r"│ z\.mp4 +│ duplicate of a/one\.mp4", text)
+
+
+def render(*tables: object) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=200)
+    for t in tables:
+        console.print(t)
+    return buf.getvalue()
+
+
+def test_dry_run_tables_list_uploads_per_pool_skips_with_reasons_and_totals(root, store) -> None:
+    text = render(*plan_tables(do_scan(root, store)))
+    line = next(ln for ln in text.splitlines() if "c/hevc.mkv" in ln)
+    assert re.search(
+        r"│ 720p +│ hevc: already HEVC │", line
+    )  # encoded in 720p, skipped in hevc: why
+    assert "notes.mp4" in text
+    assert "not a media file" in text
+    totals = next(ln for ln in text.splitlines() if "all (uploaded once)" in ln)
+    assert "│     3 │" in totals
+    assert "0m30s" in totals  # three files of 10 s
+
+
+def test_estimate_table_says_when_speeds_are_defaults(root, store) -> None:
+    report = do_scan(root, store)
+    est = estimate(report, {"720p": 0.5}, task={"hevc": TaskSize(4, 8)}, local_cpus=2)
+    text = render(estimate_table(est))
+    assert "0.1 (default)" in text
+    assert "0.5 (default)" not in text
+    assert "4 vCPU/8 GiB" in text
+    assert "Spot $" in text
+
+
+def test_plain_progress_lines_when_not_on_a_terminal(root, store) -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, width=200)
+    shown = progress_for(console)
+    assert isinstance(shown, LineProgress)
+    upload_all(FakeTarget(), root, to_upload(do_scan(root, store)), LIB, progress=shown)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("uploading 3 files")
+    assert sorted(ln.split("] ")[1] for ln in lines[1:]) == [
+        "a/one.mp4: sent", "b/two.MOV: sent", "c/hevc.mkv: sent"]  # fmt: skip
