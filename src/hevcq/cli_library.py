@@ -346,8 +346,11 @@ def quarantine_list(library: QuarantineDir = Path()) -> None:
     t = Table(title=f"quarantine of {library.resolve()}")
     for col in ("id", "state", "original", "replaced by", "keep until"):
         t.add_column(col)
+    root = library.absolute()
     for e in list_quarantine(library / DEFAULT_QUARANTINE):
-        t.add_row(e.id, e.state, str(e.original), str(e.final), f"{e.keep_until:%Y-%m-%d %H:%M}")
+        orig, final = (str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                       for p in (e.original, e.final))  # fmt: skip
+        t.add_row(e.id, e.state, orig, final, f"{e.keep_until:%Y-%m-%d %H:%M}")
     console.print(t)
 
 

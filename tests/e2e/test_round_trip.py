@@ -1,0 +1,100 @@
+"""The library round trip with real ffmpeg and workers: dry run, ingest --replace, rollback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hevcq.ingest import library_id
+from hevcq.probe import probe
+from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine
+from hevcq.samples import make_clip
+from hevcq.statestore import StateStore
+from tests.conftest import fast_pools
+
+pytestmark = pytest.mark.e2e
+
+OLD_MTIME_NS = 1_500_000_000_000_000_000
+
+
+def hevcq(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", *args], capture_output=True, text=True, env=env,
+        cwd=cwd, timeout=240, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trip(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("trip")
+    lib = tmp / "lib"
+    clip = make_clip(lib / "cam/clip.MOV", width=1280, height=720, seconds=1.0, container="mov")
+    os.utime(clip, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
+    (lib / "cam/clip.MOV.txt").write_text("a sidecar, not a video")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp)), "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
+    }  # fmt: skip
+    original = probe(clip)
+    dry = hevcq(env, tmp, "ingest", str(lib), "--dry-run")
+    run = hevcq(env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace",
+                "--timeout", "180")  # fmt: skip
+    return {"tmp": tmp, "lib": lib, "env": env, "dry": dry, "run": run, "original": original}
+
+
+def test_dry_run_shows_the_plan_and_the_estimate_without_a_farm(trip) -> None:
+    dry = trip["dry"]
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "embedded local farm" not in dry.stdout
+    upload = next(ln for ln in dry.stdout.splitlines() if "cam/clip.MOV " in ln)
+    assert "720p, hevc" in upload
+    assert "1080p: " in upload  # smaller than 1080p: skipped, with the reason
+    assert "estimate (Fargate prices" in dry.stdout
+    assert "Speeds: " in dry.stdout
+
+
+def test_ingest_replace_swaps_the_hevc_output_in_and_keeps_the_original(trip) -> None:
+    run, lib = trip["run"], trip["lib"]
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    new = lib / "cam/clip.mp4"
+    assert not (lib / "cam/clip.MOV").exists()
+    info = probe(new)
+    assert info.main_video is not None
+    assert info.main_video.codec == "hevc"
+    assert abs((info.duration_s or 0) - (trip["original"].duration_s or 0)) <= 0.5
+    assert new.stat().st_mtime_ns == OLD_MTIME_NS
+    [entry] = list_quarantine(lib / DEFAULT_QUARANTINE)
+    assert entry.quarantined.name == "clip.MOV"
+    assert entry.state == "complete"
+
+
+def test_renditions_go_to_out_and_outcomes_are_in_the_state_store(trip) -> None:
+    out = trip["tmp"] / "out"
+    produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert produced == ["720p/cam/clip.720p.mp4"]
+    store_dir = Path(trip["env"]["XDG_STATE_HOME"]) / "hevcq"
+    with StateStore.for_library(trip["lib"], store_dir) as state:
+        outcomes = {p: r.outcome for p, r in state.decisions("cam/clip.MOV").items()}
+        # The embedded farm dies with the run: its uploads are not remembered as uploaded.
+        assert state.get("cam/clip.MOV").upload_key is None
+    assert outcomes == {"hevc": "done", "720p": "done", "1080p": "skipped"}
+    assert library_id(trip["lib"])  # the same id the uploads carried
+
+
+def test_quarantine_list_and_rollback_put_the_original_back(trip) -> None:
+    lib, env, tmp = trip["lib"], trip["env"], trip["tmp"]
+    listed = hevcq(env, tmp, "quarantine", "list", str(lib))
+    assert "clip.MOV" in listed.stdout
+    assert "complete" in listed.stdout
+    back = hevcq(env, tmp, "rollback", str(lib / "cam/clip.mp4"))
+    assert back.returncode == 0, back.stdout + back.stderr[-2000:]
+    assert (lib / "cam/clip.MOV").is_file()
+    assert not (lib / "cam/clip.mp4").exists()
+    assert probe(lib / "cam/clip.MOV").main_video.codec == "h264"
+    assert list_quarantine(lib / DEFAULT_QUARANTINE) == []
+    purge = hevcq(env, tmp, "quarantine", "purge", str(lib))
+    assert "0 originals purged" in purge.stdout
