@@ -1,0 +1,99 @@
+"""`hevcq fetch` as a process against a moto server: real verification, --follow and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hevcq.aws import Clients
+from hevcq.farm import Pool
+from hevcq.ingest import library_id, recorder, to_upload, upload_all
+from hevcq.library import scan
+from hevcq.local import _start_moto
+from hevcq.messages import JobResult
+from hevcq.provision import provision
+from hevcq.samples import make_clip
+from hevcq.statestore import StateStore
+from hevcq.store import S3Store
+from hevcq.topology import Names
+
+
+@pytest.fixture
+def served(farm: dict[str, Pool], tmp_path: Path):
+    """A farm on a moto server another process can reach, with one uploaded clip."""
+    server, endpoint = _start_moto()
+    try:
+        clients = Clients.create(region="us-east-1", endpoint_url=endpoint)
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        refs = provision(clients, Names.build(prefix, f"{prefix}-media", sorted(farm)), farm,
+                         "us-east-1")  # fmt: skip
+        lib = tmp_path / "lib"
+        make_clip(lib / "clip.mp4", width=320, height=240, seconds=1.0)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+            "AWS_DEFAULT_REGION": "us-east-1", "HEVCQ_BUCKET": refs.bucket,
+            "HEVCQ_NAME_PREFIX": prefix, "XDG_STATE_HOME": str(tmp_path / "state"),
+            "HOME": str(tmp_path / "home"), "COLUMNS": "200",
+        }  # fmt: skip
+        store = S3Store(clients.s3, refs.bucket)
+        with StateStore.for_library(lib, tmp_path / "state" / "hevcq") as state:
+            report = scan(lib, list(farm.values()), state)
+            upload_all(store, lib, to_upload(report), library_id(lib), on_done=recorder(state))
+        yield clients, refs, lib, env, tmp_path
+    finally:
+        server.stop()  # type: ignore[attr-defined]
+
+
+def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:
+    out = make_clip(tmp / "made/out.mp4", width=320, height=240, seconds=1.0, vcodec="libx265")
+    clients.s3.upload_file(str(out), refs.bucket, "DONE/hevc/clip.mp4")
+    etag = clients.s3.head_object(Bucket=refs.bucket, Key="TODO/clip.mp4")["ETag"].strip('"')
+    result = JobResult(
+        job_id="j", pool="hevc", bucket=refs.bucket, source_key="TODO/clip.mp4",
+        source_etag=etag, outcome="done", output_key="DONE/hevc/clip.mp4",
+    )  # fmt: skip
+    clients.sqs.send_message(QueueUrl=refs.results_queue_url, MessageBody=result.model_dump_json())
+
+
+def test_follow_fetches_as_results_arrive_and_stops_cleanly_on_sigterm(served) -> None:
+    clients, refs, lib, env, tmp = served
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "hevc", "--follow",
+         "--out", str(tmp / "out")],
+        env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2)  # polling an empty queue: nothing to do yet
+        assert proc.poll() is None
+        _publish_hevc_output(clients, refs, tmp)
+        placed = tmp / "out/hevc/clip.mp4"
+        deadline = time.monotonic() + 60
+        while not placed.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert placed.is_file()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout + stderr[-2000:]
+    assert "placed" in stdout
+    keys = clients.s3.list_objects_v2(Bucket=refs.bucket, Prefix="DONE/").get("Contents", [])
+    assert keys == []  # the fetched output was removed from the bucket
+
+
+def test_replace_is_refused_for_a_rendition_pool(served) -> None:
+    _, _, lib, env, tmp = served
+    proc = subprocess.run(
+        [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "720p", "--replace"],
+        env=env, cwd=tmp, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--replace needs a pool" in proc.stdout
