@@ -37,12 +37,18 @@ from hevcq.ledger import (
     State,
 )
 from hevcq.messages import JobResult
+from hevcq.metrics import job_metrics_line
 from hevcq.protection import NoProtection, TaskProtection
 from hevcq.publish import Publisher
 from hevcq.queues import Queue, Received
 from hevcq.store import BlobStore
 
 log = structlog.get_logger()
+
+
+def print_metrics(result: JobResult) -> None:
+    """One CloudWatch embedded-metric-format line on stdout; the log driver ships it."""
+    print(job_metrics_line(result), flush=True)  # noqa: T201 - EMF lines must be bare JSON
 
 
 class Verdict(Enum):
@@ -98,6 +104,7 @@ class Worker:
         stop: threading.Event,
         protection: TaskProtection | None = None,
         clock: Callable[[], float] = time.time,
+        emit_metrics: Callable[[JobResult], None] | None = None,
     ) -> None:
         self.pool = pool
         self._queue = queue
@@ -109,6 +116,7 @@ class Worker:
         self.stop = stop
         self._protection = protection or NoProtection()
         self._clock = clock
+        self._emit_metrics = emit_metrics or print_metrics
         self.handled = 0
 
     def run(self) -> int:
@@ -332,6 +340,7 @@ class Worker:
         if not self._settle_ledger(spec, state, fields):
             return LOST
         self._publisher.publish(result)
+        self._emit_metrics(result)
         log.info("job_finished", outcome=result.outcome, reason=result.reason)
         return ACK
 
@@ -350,7 +359,9 @@ class Worker:
         if final or last_try:
             if not self._settle_ledger(spec, State.FAILED, fields):
                 return LOST
-            self._publisher.publish(self._failure_result(spec, cls, reason))
+            failure = self._failure_result(spec, cls, reason)
+            self._publisher.publish(failure)
+            self._emit_metrics(failure)
             log.warning("job_failed", failure_class=cls.value, reason=reason)
             return Settle(Verdict.DEAD, failure_class=cls, reason=reason)
         try:

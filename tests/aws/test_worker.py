@@ -65,14 +65,14 @@ def ddb() -> Iterator[Clients]:
 def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
              clock=time.time, **config) -> Rig:  # fmt: skip
     pool = farm["hevc"]
-    queue, store, pub = FakeQueue(), FakeStore(), FakePublisher()
+    queue, store, pub, metrics = FakeQueue(), FakeStore(), FakePublisher(), []
     store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
     ledger = DynamoLedger(ddb.dynamodb, "ledger")
     cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=60,
                        heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
     w = Worker(pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
-               config=cfg, stop=threading.Event(), clock=clock)  # fmt: skip
+               config=cfg, stop=threading.Event(), clock=clock, emit_metrics=metrics.append)  # fmt: skip
     return Rig(w, queue, store, runner, pub, ledger, pool)
 
 
@@ -380,3 +380,23 @@ def test_protection_is_held_around_each_job_and_released_after(ddb, farm) -> Non
     rig.worker.run()
     assert seen == [(1, 0)]  # protected while the job ran
     assert (prot.acquired, prot.released) == (1, 1)
+
+
+def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ddb, farm, capsys) -> None:
+    from hevcq.worker import print_metrics  # noqa: PLC0415 - the default under test
+
+    def bad(spec, ctx):
+        raise PermanentError("not a media file")
+
+    rig = make_rig(ddb, farm, ok)
+    rig.worker._emit_metrics = print_metrics
+    rig.worker.handle(rig.queue.put(event()))
+    rig.runner.behaviour = bad
+    rig.store.add(KEY, etag="etag2")
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert [(ln["Pool"], ln["JobsDone"], ln["JobsFailed"]) for ln in lines] == [
+        ("hevc", 1, 0),
+        ("hevc", 0, 1),
+    ]
+    assert all(ln["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "hevcq" for ln in lines)
