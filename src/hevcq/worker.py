@@ -48,7 +48,7 @@ log = structlog.get_logger()
 
 def print_metrics(result: JobResult) -> None:
     """One CloudWatch embedded-metric-format line on stdout; the log driver ships it."""
-    print(job_metrics_line(result), flush=True)  # noqa: T201 - EMF lines must be bare JSON
+    print(job_metrics_line(result), flush=True)
 
 
 class Verdict(Enum):

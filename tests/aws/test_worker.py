@@ -71,8 +71,10 @@ def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str =
     ledger = DynamoLedger(ddb.dynamodb, "ledger")
     cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=60,
                        heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
-    w = Worker(pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
-               config=cfg, stop=threading.Event(), clock=clock, emit_metrics=metrics.append)  # fmt: skip
+    w = Worker(
+        pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
+        config=cfg, stop=threading.Event(), clock=clock, emit_metrics=metrics.append,
+    )  # fmt: skip
     return Rig(w, queue, store, runner, pub, ledger, pool)
 
 
