@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,7 +22,19 @@ from hevcq import admin, logs
 from hevcq.aws import Clients
 from hevcq.errors import ConfigError, FailureClass, HevcqError
 from hevcq.farm import Pool, load_farm
+from hevcq.ffmpeg import find_ffmpeg
+from hevcq.jobs import JobRunner
+from hevcq.ledger import DynamoLedger
+from hevcq.protection import EcsAgentProtection, NoProtection
+from hevcq.provision import FarmRefs, resolve
+from hevcq.publish import SnsPublisher
+from hevcq.queues import SqsQueue
+from hevcq.results import _objects
+from hevcq.samples import make_sample_library
 from hevcq.settings import Settings
+from hevcq.store import S3Store
+from hevcq.tfconfig import settings_from_outputs, write_env_file
+from hevcq.worker import Worker, WorkerConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
@@ -43,36 +57,33 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, object]:
-    from hevcq.provision import resolve
+def _cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
 
     clients = Clients.create(region=settings.region)
     region = clients.s3.meta.region_name or "us-east-1"
     return clients, resolve(clients, settings, pools, region)
 
 
+Burst = Annotated[bool, typer.Option(help="Exit once the queue stays empty for one poll.")]
+
+
+def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None:
+    if pool not in pools:
+        raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
+    if settings.bucket is None:
+        raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
+
+
 @app.command()
 def worker(
     pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
-    burst: Annotated[bool, typer.Option(help="Exit once the queue stays empty for one poll.")] = False,
+    burst: Burst = False,
 ) -> None:
     """Consume one pool's queue (the container entrypoint)."""
-    from hevcq.ffmpeg import find_ffmpeg
-    from hevcq.jobs import JobRunner
-    from hevcq.ledger import DynamoLedger
-    from hevcq.protection import EcsAgentProtection, NoProtection
-    from hevcq.publish import SnsPublisher
-    from hevcq.queues import SqsQueue
-    from hevcq.store import S3Store
-    from hevcq.worker import Worker, WorkerConfig
-
     try:
         settings, pools = _setup()
-        if pool not in pools:
-            raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
-        if settings.bucket is None:
-            raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
+        _check_worker(settings, pools, pool)
         clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
@@ -80,39 +91,46 @@ def worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    store = S3Store(clients.s3, refs.bucket)  # type: ignore[attr-defined]
+    store = S3Store(clients.s3, refs.bucket)
     work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
     runner = JobRunner(
         store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
         stall_timeout_s=settings.stall_timeout_s,
     )  # fmt: skip
-    pr = refs.pools[pool]  # type: ignore[attr-defined]
+    pr = refs.pools[pool]
+    config = WorkerConfig(
+        worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,
+        lease_s=settings.lease_s or 2 * pools[pool].queue.visibility_timeout_s,
+        shutdown_grace_s=settings.shutdown_grace_s, max_jobs=max_jobs,
+        idle_exit_s=0.0 if burst else None,
+    )  # fmt: skip
+    agent = settings.ecs_agent_uri
     w = Worker(
         pool=pools[pool],
         queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
-        ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),  # type: ignore[attr-defined]
+        ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),
         runner=runner,
         store=store,
-        publisher=SnsPublisher(clients.sns, refs.events_topic_arn),  # type: ignore[attr-defined]
-        config=WorkerConfig(
-            worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,  # type: ignore[attr-defined]
-            lease_s=settings.lease_s or 2 * pools[pool].queue.visibility_timeout_s, shutdown_grace_s=settings.shutdown_grace_s,
-            max_jobs=max_jobs, idle_exit_s=0.0 if burst else None,
-        ),  # fmt: skip
+        publisher=SnsPublisher(clients.sns, refs.events_topic_arn),
+        config=config,
         stop=stop,
-        protection=EcsAgentProtection(settings.ecs_agent_uri) if settings.ecs_agent_uri else NoProtection(),
+        protection=EcsAgentProtection(agent) if agent else NoProtection(),
     )
     w.run()
 
 
-def _configured() -> tuple[Settings, dict[str, Pool], Clients, object]:
+def _need_farm(settings: Settings) -> None:
+    if settings.embedded:
+        raise ConfigError(
+            "no farm configured (HEVCQ_BUCKET unset); the embedded farm lives only while "
+            "`hevcq ingest` runs"
+        )
+
+
+def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
     try:
         settings, pools = _setup()
-        if settings.embedded:
-            raise ConfigError(
-                "no farm configured (HEVCQ_BUCKET unset); the embedded farm lives only while "
-                "`hevcq ingest` runs"
-            )
+        _need_farm(settings)
         clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
@@ -122,16 +140,15 @@ def _configured() -> tuple[Settings, dict[str, Pool], Clients, object]:
 @app.command()
 def status() -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
-    from hevcq.ledger import DynamoLedger
 
     _, _, clients, refs = _configured()
     t = Table(title="queues")
     for col in ("pool", "visible", "in flight", "delayed", "dead letters"):
         t.add_column(col)
-    for d in admin.queue_depths(clients.sqs, refs):  # type: ignore[arg-type]
+    for d in admin.queue_depths(clients.sqs, refs):
         t.add_row(d.pool, str(d.visible), str(d.in_flight), str(d.delayed), str(d.dead_letters))
     console.print(t)
-    running, totals = admin.ledger_view(DynamoLedger(clients.dynamodb, refs.ledger_table))  # type: ignore[attr-defined]
+    running, totals = admin.ledger_view(DynamoLedger(clients.dynamodb, refs.ledger_table))
     r = Table(title="running jobs")
     for col in ("key", "pool", "worker", "progress", "age"):
         r.add_column(col)
@@ -149,13 +166,12 @@ def status() -> None:
 @app.command()
 def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None) -> None:
     """List dead-letter messages with their failure class and reason."""
-    from hevcq.results import _objects
 
     _, _, clients, refs = _configured()
     t = Table(title="dead letters")
     for col in ("pool", "object", "class", "reason"):
         t.add_column(col)
-    for name, pr in sorted(refs.pools.items()):  # type: ignore[attr-defined]
+    for name, pr in sorted(refs.pools.items()):
         if pool and name != pool:
             continue
         for m in admin.list_dead_letters(clients.sqs, pr.dlq_url):
@@ -166,16 +182,20 @@ def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None
 
 @app.command()
 def redrive(
-    dlq: Annotated[bool, typer.Option("--dlq", help="Move dead letters back to their queues.")] = False,
+    dlq: Annotated[
+        bool, typer.Option("--dlq", help="Move dead letters back to their queues.")
+    ] = False,
     pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None,
-    failure_class: Annotated[FailureClass | None, typer.Option("--class", help="Only this class.")] = None,
+    failure_class: Annotated[
+        FailureClass | None, typer.Option("--class", help="Only this class.")
+    ] = None,
 ) -> None:
     """Send dead-lettered jobs back to their source queues."""
     if not dlq:
         raise _fail("say --dlq to move dead-letter messages back to their queues")
     settings, _, clients, refs = _configured()
     no_retry = Clients.create(region=settings.region, retries=1)
-    moved = admin.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)  # type: ignore[arg-type]
+    moved = admin.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
     for name, n in moved.items():
         console.print(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}")
 
@@ -183,7 +203,6 @@ def redrive(
 @app.command()
 def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample library.")]) -> None:
     """Generate a small sample library (the README's demo)."""
-    from hevcq.samples import make_sample_library
 
     settings = Settings()
     logs.configure(settings.log_format, settings.log_level)
@@ -193,14 +212,12 @@ def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample libr
 
 @config_app.command("from-terraform")
 def from_terraform(
-    tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.")] = Path("infra/terraform"),
+    tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.")] = Path(
+        "infra/terraform"
+    ),
     path: Annotated[Path, typer.Option(help="Settings file to write.")] = Path(".hevcq.env"),
 ) -> None:
     """Write the settings file from ``terraform output -json``."""
-    import json
-    import subprocess
-
-    from hevcq.tfconfig import settings_from_outputs, write_env_file
 
     try:
         raw = subprocess.run(

@@ -148,7 +148,7 @@ def ingest(
             else:
                 clients, refs = _cloud(settings, pools)
                 rt = run_round_trip(
-                    clients, refs, pools, library, state=state, options=opts,  # type: ignore[arg-type]
+                    clients, refs, pools, library, state=state, options=opts,
                     progress=progress_for(console), on_scanned=_scanned(opts.wait),
                 )  # fmt: skip
     except ConfigError as exc:
@@ -250,9 +250,8 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _fetch_options(
-    pools: dict[str, Pool], chosen: list[str], replace: bool, **kw: object
-) -> FetchOptions:
+def _replacing(pools: dict[str, Pool], chosen: list[str], replace: bool) -> frozenset[str]:
+    """The chosen pools whose outputs replace originals."""
     unknown = sorted(set(chosen) - set(pools))
     if unknown:
         raise ConfigError(
@@ -262,7 +261,7 @@ def _fetch_options(
     keep = frozenset(p for p in chosen if not pools[p].output_suffix) if replace else frozenset()
     if replace and not keep:
         raise ConfigError("--replace needs a pool whose output keeps the source's size (e.g. hevc)")
-    return FetchOptions(pools=frozenset(chosen), replace=keep, **kw)  # type: ignore[arg-type]
+    return keep
 
 
 @app.command()
@@ -286,11 +285,12 @@ def fetch(
     cleanup: Annotated[bool, typer.Option(help="Delete a job's objects once it is home.")] = True,
 ) -> None:
     """Take results from the results queue: verify each output, then place it or swap it in."""
-
     _, pools, clients, refs = _configured()
     try:
-        options = _fetch_options(pools, pool, replace, out_dir=out, allow_larger=allow_larger,
-                                 keep_days=keep_days, cleanup=cleanup)  # fmt: skip
+        options = FetchOptions(
+            pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),
+            allow_larger=allow_larger, keep_days=keep_days, cleanup=cleanup,
+        )  # fmt: skip
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     stop = _stop_on_signals()
@@ -300,11 +300,11 @@ def fetch(
 
     with StateStore.for_library(library) as state:
         fetcher = Fetcher(
-            library, state, S3Store(clients.s3, refs.bucket),  # type: ignore[attr-defined]
-            DynamoLedger(clients.dynamodb, refs.ledger_table), options,  # type: ignore[attr-defined]
+            library, state, S3Store(clients.s3, refs.bucket),
+            DynamoLedger(clients.dynamodb, refs.ledger_table), options,
             all_pools=sorted(pools), library=library_id(library),
         )  # fmt: skip
-        inbox = SqsInbox(clients.sqs, refs.results_queue_url)  # type: ignore[attr-defined]
+        inbox = SqsInbox(clients.sqs, refs.results_queue_url)
         items = fetch_library(inbox, fetcher, follow=follow, stop=stop,
                               on_item=show if follow else None)  # fmt: skip
     console.print(fetch_table(items))
