@@ -231,9 +231,11 @@ def calibrate(
     seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 5.0,
 ) -> None:
     """Measure each pool's encode speed on this machine (a short real encode) for estimates."""
-    from hevcq.calibrate import calibrate as measure  # noqa: PLC0415
-    from hevcq.calibrate import save_speeds  # noqa: PLC0415
-
+    try:
+        from hevcq.calibrate import calibrate as measure  # noqa: PLC0415
+        from hevcq.calibrate import save_speeds  # noqa: PLC0415
+    except ImportError as exc:
+        raise _fail("calibration is not available in this installation") from exc
     settings, pools = _setup()
     speeds = measure(list(pools.values()), seconds=seconds, ffmpeg=settings.ffmpeg)
     path = _speeds_file()

@@ -41,9 +41,18 @@ def trip(tmp_path_factory: pytest.TempPathFactory):
     }  # fmt: skip
     original = probe(clip)
     dry = hevcq(env, tmp, "ingest", str(lib), "--dry-run")
+    excluded = hevcq(env, tmp, "estimate", str(lib), "--exclude", "cam/**", "--max-bytes", "1G")
     run = hevcq(env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace",
                 "--timeout", "180")  # fmt: skip
-    return {"tmp": tmp, "lib": lib, "env": env, "dry": dry, "run": run, "original": original}
+    return {
+        "tmp": tmp,
+        "lib": lib,
+        "env": env,
+        "dry": dry,
+        "run": run,
+        "original": original,
+        "excluded": excluded,
+    }
 
 
 def test_dry_run_shows_the_plan_and_the_estimate_without_a_farm(trip) -> None:
@@ -55,6 +64,13 @@ def test_dry_run_shows_the_plan_and_the_estimate_without_a_farm(trip) -> None:
     assert "1080p: " in upload  # smaller than 1080p: skipped, with the reason
     assert "estimate (Fargate prices" in dry.stdout
     assert "Speeds: " in dry.stdout
+
+
+def test_globs_reach_the_scan_from_the_command_line(trip) -> None:
+    excluded = trip["excluded"]
+    assert excluded.returncode == 0, excluded.stderr[-2000:]
+    assert "cam/clip.MOV" not in excluded.stdout
+    assert "would upload" in excluded.stdout
 
 
 def test_ingest_replace_swaps_the_hevc_output_in_and_keeps_the_original(trip) -> None:

@@ -31,7 +31,7 @@ from hevcq.ingest import (
 from hevcq.library import ScanOptions, ScanReport, scan
 from hevcq.media import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
-from hevcq.report import LineProgress, estimate_table, plan_tables, progress_for
+from hevcq.report import BarProgress, LineProgress, estimate_table, plan_tables, progress_for
 from hevcq.roundtrip import RoundTrip, summary_rows
 from hevcq.statestore import StateStore
 from hevcq.store import ObjectInfo
@@ -318,3 +318,31 @@ def test_plain_progress_lines_when_not_on_a_terminal(root, store) -> None:
     assert lines[0].startswith("uploading 3 files")
     assert sorted(ln.split("] ")[1] for ln in lines[1:]) == [
         "a/one.mp4: sent", "b/two.MOV: sent", "c/hevc.mkv: sent"]  # fmt: skip
+
+
+def test_a_bar_on_a_terminal(root, store) -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, width=120, force_terminal=True)
+    shown = progress_for(console)
+    assert isinstance(shown, BarProgress)
+    target = FakeTarget(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")})
+    upload_all(target, root, to_upload(do_scan(root, store)), LIB, progress=shown)
+    text = buf.getvalue()
+    assert "files" in text
+    assert "3/3" in text
+    assert "upload failed" in text
+
+
+def test_a_rescan_of_an_unchanged_library_only_stats(root, store) -> None:
+    probes: list[str] = []
+
+    def counting(path: Path) -> MediaInfo:
+        probes.append(path.name)
+        return fake_probe(path)
+
+    scan(root, POOLS, store, probe_fn=counting)
+    first = len(probes)
+    again = scan(root, POOLS, store, probe_fn=counting)
+    assert first == 4
+    assert len(probes) == first
+    assert again.probed == 0
