@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hevcq.calibrate import DEFAULT_SPEEDS as _DEFAULT_SPEEDS
+from hevcq.calibrate import FALLBACK_SPEED as _FALLBACK_SPEED
 from hevcq.farm import Pool
 from hevcq.library import PoolTotals, ScanReport
 
@@ -39,12 +41,9 @@ FARGATE_PRICES = FargatePrices(
 )
 FREE_EPHEMERAL_GB = 20
 
-# Real-time factor per vCPU (seconds of video encoded per wall second per vCPU) used when
-# nothing was calibrated. Rough libx265 "medium" figures on a current x86 core: phone
-# sources to HEVC at their own size (1080p and 4K mixed) ~0.1, 1080p renditions ~0.12,
-# 720p renditions ~0.3. Calibrate with a real run: these are only good to a factor of two.
-DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.12, "720p": 0.3}
-FALLBACK_SPEED = 0.1
+# Speeds used when nothing was calibrated: measured defaults, documented in calibrate.
+DEFAULT_SPEEDS: Mapping[str, float] = _DEFAULT_SPEEDS
+FALLBACK_SPEED = _FALLBACK_SPEED
 
 
 @dataclass(frozen=True)
@@ -158,3 +157,51 @@ def estimate(
             name, totals, speed=speeds.get(name), task=size, prices=prices, local_cpus=cpus
         )
     return Estimate(cpus, prices, out)
+
+
+def cost_per_minute(
+    speed: float, task: TaskSize, prices: FargatePrices = FARGATE_PRICES, *, spot: bool
+) -> float:
+    """USD per minute of video for one Fargate task encoding at ``speed`` per vCPU."""
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    task_hours = 60 / (speed * task.vcpu) / 3600
+    return task_hours * task.hourly(prices, spot=spot)
+
+
+@dataclass(frozen=True)
+class ManagedPrice:
+    """A managed transcoding service's list price per output minute, by resolution class."""
+
+    service: str
+    tier: str
+    sd: float  # below 1280x720
+    hd: float  # 1280x720 up to 1920x1080
+    uhd: float  # above 1920x1080
+    as_of: str
+    source: str
+    verified: bool  # False: recalled, not read from the page; check before quoting
+
+    def per_minute(self, height: int) -> float:
+        """Price of one output minute at this output height (short side)."""
+        return self.sd if height < 720 else self.hd if height <= 1080 else self.uhd
+
+
+# Google Cloud "Transcoder API pricing" page (https://cloud.google.com/transcoder/pricing),
+# read in 2025: per output minute by output resolution, any codec, no free tier.
+GOOGLE_TRANSCODER = ManagedPrice(
+    service="Google Cloud Transcoder API", tier="standard", sd=0.015, hd=0.030, uhd=0.060,
+    as_of="2025", source="https://cloud.google.com/transcoder/pricing", verified=True,
+)  # fmt: skip
+# AWS "AWS Elemental MediaConvert Pricing" page (https://aws.amazon.com/mediaconvert/pricing/),
+# us-east-1, on-demand Professional tier (HEVC output needs it), single-pass, <= 30 fps,
+# first volume band. The page renders its rate table in the browser and has priced by
+# "normalized minutes" with volume discounts since September 2024. These figures were NOT
+# read from the page (its tables did not come through): they are placeholders of the
+# right order of magnitude and must be replaced by the page's current rates before use.
+MEDIACONVERT_PRO_HEVC = ManagedPrice(
+    service="AWS Elemental MediaConvert", tier="Professional, HEVC, single-pass, <= 30 fps",
+    sd=0.0120, hd=0.0240, uhd=0.0480, as_of="2024 (unverified)",
+    source="https://aws.amazon.com/mediaconvert/pricing/", verified=False,
+)  # fmt: skip
+MANAGED_PRICES = (MEDIACONVERT_PRO_HEVC, GOOGLE_TRANSCODER)
