@@ -1,0 +1,182 @@
+"""Worker overhead: jobs through the embedded farm against bare ffmpeg with the same arguments."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.clips import clip
+from benchmarks.farmrun import BenchFarm, JobRun, bare_ffmpeg, bench_farm
+from benchmarks.harness import Figure, figure
+
+MILESTONE_RATIO = 1.10
+GOAL_RATIO = 1.03
+BURST_WORKERS = 2
+PHASES = ("upload_in_s", "dispatch_s", "download_s", "probe_s", "encode_s", "verify_s",
+          "upload_s", "result_s", "download_out_s", "other_s")  # fmt: skip
+
+
+@dataclass
+class Plan:
+    """Sizes and run counts; ``quick`` shrinks everything to a smoke test."""
+
+    quick: bool
+    runs: int = 3
+    long_runs: int = 2  # the 60 s 720p clip: two pairs keep `make bench` near its budget
+    headline: tuple[int, int, float] = (1920, 1080, 10.0)
+    long_clip: tuple[int, int, float] = (1280, 720, 60.0)
+    fixed_runs: int = 5
+    burst_jobs: int = 200
+    burst_runs: int = 3
+    durations: tuple[float, ...] = (1.0, 5.0, 10.0, 30.0)
+    series_size: tuple[int, int] = (640, 360)
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        """The full plan, or the smoke-test one."""
+        if not quick:
+            return cls(quick=False)
+        return cls(
+            quick=True, runs=1, long_runs=0, headline=(320, 240, 2.0), fixed_runs=1,
+            burst_jobs=10, burst_runs=1, durations=(1.0, 2.0), series_size=(320, 240),
+        )  # fmt: skip
+
+
+@dataclass
+class Series:
+    """End-to-end seconds against clip duration, for the plot."""
+
+    size: str
+    pool: str
+    durations: list[float] = field(default_factory=list)
+    ours: list[list[float]] = field(default_factory=list)
+    bare: list[list[float]] = field(default_factory=list)
+
+
+def pairs(farm: BenchFarm, src: Path, runs: int) -> tuple[list[JobRun], list[float]]:
+    """Alternate bare ffmpeg and a farm job ``runs`` times on the same source."""
+    jobs, bare = [], []
+    for _ in range(runs):
+        bare.append(bare_ffmpeg(src, farm.pool))
+        jobs.append(farm.run_job(src))
+    return jobs, bare
+
+
+def _warm(farm: BenchFarm) -> None:
+    # The first job of a fresh worker pays one-off costs (imports, first S3 and PyAV
+    # calls); a long-running worker does not, so it is left out of every figure.
+    farm.run_job(clip(320, 240, 1.0))
+
+
+def ratio_figures(label: str, jobs: list[JobRun], bare: list[float], note: str) -> list[Figure]:
+    """Farm seconds, bare seconds, and their ratio against the milestone and the goal."""
+    ours = [j.total_s for j in jobs]
+    ratios = [o / b for o, b in zip(ours, bare, strict=True)]
+    return [
+        figure(f"{label}: hevcq end to end", "s", ours, notes=note),
+        figure(f"{label}: bare ffmpeg", "s", bare, notes=note),
+        figure(f"{label}: ratio (milestone)", "x", ratios, target=f"<= {MILESTONE_RATIO}",
+               met=lambda m: m <= MILESTONE_RATIO, notes=note),
+        figure(f"{label}: ratio (goal)", "x", ratios, target=f"<= {GOAL_RATIO}",
+               met=lambda m: m <= GOAL_RATIO, notes=note),
+    ]  # fmt: skip
+
+
+def breakdown_figures(label: str, jobs: list[JobRun]) -> list[Figure]:
+    """Median seconds per phase of the farm jobs, from the worker's own timings."""
+    rows = [j.breakdown() for j in jobs]
+    out = []
+    for phase in PHASES:
+        samples = [r[phase] for r in rows if phase in r]
+        if not samples:
+            continue
+        share = statistics.median(s / j.total_s for s, j in zip(samples, jobs, strict=False))
+        out.append(figure(f"{label} breakdown: {phase.removesuffix('_s')}", "s", samples,
+                          notes=f"{share:.1%} of the end-to-end time"))  # fmt: skip
+    return out
+
+
+def bench_pool(pool: str, src: Path, runs: int, label: str) -> tuple[list[Figure], list[JobRun]]:
+    """Ratio figures for one pool on one source, in a farm running only that pool."""
+    with bench_farm(pool) as farm:
+        _warm(farm)
+        jobs, bare = pairs(farm, src, runs)
+    note = f"{runs} alternating pairs; one worker, pool {pool} only; real preset"
+    return ratio_figures(label, jobs, bare, note), jobs
+
+
+def bench_fixed(runs: int) -> list[Figure]:
+    """Seconds the farm adds to a 1 s 320x240 clip (farm time minus bare ffmpeg time)."""
+    src = clip(320, 240, 1.0)
+    with bench_farm("hevc") as farm:
+        _warm(farm)
+        jobs, bare = pairs(farm, src, runs)
+    added = [j.total_s - b for j, b in zip(jobs, bare, strict=True)]
+    note = f"{runs} alternating pairs, hevc pool; upload to downloaded output"
+    return [figure("fixed overhead, 1 s 320x240 clip", "s", added, notes=note)]
+
+
+def bench_dispatch(jobs: int, runs: int) -> list[Figure]:
+    """Jobs per minute two workers sustain on a burst of tiny jobs, and seconds per job."""
+    src = clip(128, 96, 0.5)
+    rates, added = [], []
+    with bench_farm("hevc", workers=BURST_WORKERS) as farm:
+        _warm(farm)
+        for _ in range(runs):
+            bare = statistics.median(bare_ffmpeg(src, "hevc") for _ in range(3))
+            elapsed, _ = farm.burst(src, jobs)
+            rates.append(jobs / elapsed * 60)
+            # Each worker is busy for elapsed * workers / jobs per job; ffmpeg needs `bare`.
+            added.append(elapsed * BURST_WORKERS / jobs - bare)
+    note = f"{jobs} jobs of a 0.5 s 128x96 clip put straight into TODO/, {BURST_WORKERS} workers"
+    return [
+        figure(f"dispatch: {jobs}-job burst", "jobs/min", rates, notes=note),
+        figure("dispatch: seconds added per job", "s", added,
+               notes=note + "; worker-seconds per job minus bare ffmpeg on the clip"),
+    ]  # fmt: skip
+
+
+def duration_series(plan: Plan) -> tuple[list[Figure], Series]:
+    """End-to-end time against clip duration, hevcq and bare ffmpeg, for the plot."""
+    w, h = plan.series_size
+    series = Series(size=f"{w}x{h}", pool="hevc")
+    figs = []
+    with bench_farm("hevc") as farm:
+        _warm(farm)
+        for seconds in plan.durations:
+            jobs, bare = pairs(farm, clip(w, h, seconds), plan.runs)
+            series.durations.append(seconds)
+            series.ours.append([j.total_s for j in jobs])
+            series.bare.append(bare)
+            ratios = [j.total_s / b for j, b in zip(jobs, bare, strict=True)]
+            figs.append(figure(f"{w}x{h} {seconds:g} s clip: ratio", "x", ratios,
+                               notes=f"{plan.runs} pairs, hevc pool"))  # fmt: skip
+    return figs, series
+
+
+def run_all(quick: bool = False) -> tuple[list[Figure], Series]:
+    """Every farm figure and the plot series."""
+    plan = Plan.make(quick)
+    w, h, s = plan.headline
+    src = clip(w, h, s)
+    label = f"hevc {s:g} s {w}x{h}"
+    figs, jobs = bench_pool("hevc", src, plan.runs, label)
+    figs += breakdown_figures(label, jobs)
+    if not plan.quick:  # the quick clip is smaller than 720p: both renditions would skip it
+        for pool in ("720p", "1080p"):
+            figs += bench_pool(pool, src, plan.runs, f"{pool} {s:g} s {w}x{h}")[0]
+    if plan.long_runs:
+        lw, lh, ls = plan.long_clip
+        long_figs, long_jobs = bench_pool("720p", clip(lw, lh, ls), plan.long_runs,
+                                          f"720p {ls:g} s {lw}x{lh}")  # fmt: skip
+        figs += long_figs + breakdown_figures(f"720p {ls:g} s", long_jobs)
+    figs += bench_fixed(plan.fixed_runs)
+    figs += bench_dispatch(plan.burst_jobs, plan.burst_runs)
+    series_figs, series = duration_series(plan)
+    return figs + series_figs, series
+
+
+def run(quick: bool = False) -> list[Figure]:
+    """Every farm figure (without the plot series)."""
+    return run_all(quick)[0]

@@ -1,0 +1,70 @@
+"""Generated benchmark sources, made once with ffmpeg and cached under benchmarks/.cache."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from hevcq.calibrate import make_content
+from hevcq.ffmpeg import find_ffmpeg
+from hevcq.samples import make_clip
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+GiB = 1024**3
+
+
+def _folder(name: str) -> Path:
+    folder = CACHE / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (CACHE / ".gitignore").write_text("*\n")  # generated media never reaches git
+    return folder
+
+
+def _ffmpeg(args: list[str], timeout_s: float = 600) -> None:
+    cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+    subprocess.run(cmd, check=True, timeout=timeout_s)
+
+
+def clip(width: int, height: int, seconds: float, fps: int = 24) -> Path:
+    """An H.264 + AAC test-pattern clip (the shape phones and cameras upload)."""
+    path = _folder("clips") / f"testsrc2-{width}x{height}-{seconds:g}s-{fps}fps.mp4"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}")
+        make_clip(tmp, width=width, height=height, seconds=seconds, fps=fps, container="mp4")
+        tmp.replace(path)
+    return path
+
+
+def content_clip(kind: str, seconds: float, width: int = 1920, height: int = 1080) -> Path:
+    """One content class (see hevcq.calibrate.CONTENT) as a high-quality H.264 + AAC source."""
+    path = _folder("content") / f"{kind}-{width}x{height}-{seconds:g}s.mp4"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}")
+        make_content(tmp, kind, seconds, size=(width, height))
+        tmp.replace(path)
+    return path
+
+
+def big_source(target_bytes: int = GiB) -> Path:
+    """A lossless-noise 720p H.264 file of about ``target_bytes``: a segment repeated."""
+    folder = _folder("big")
+    path = folder / f"noise-720p-{target_bytes // (1024 * 1024)}MiB.mp4"
+    if path.exists():
+        return path
+    seg = folder / "noise-720p-2s.mp4"
+    if not seg.exists():
+        # Per-pixel noise does not compress, so -qp 0 gives ~35 MB/s of valid H.264 cheaply.
+        _ffmpeg([
+            "-f", "lavfi", "-i", "nullsrc=size=1280x720:rate=24,geq=random(1)*255:128:128",
+            "-f", "lavfi", "-i", "sine=duration=2", "-t", "2",
+            "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-f", "mp4", f"file:{seg}",
+        ])  # fmt: skip
+    repeats = max(1, -(-target_bytes // seg.stat().st_size))
+    tmp = path.with_name(f".{path.name}")
+    _ffmpeg([
+        "-stream_loop", str(repeats - 1), "-i", f"file:{seg}", "-c", "copy",
+        "-movflags", "+faststart", "-f", "mp4", f"file:{tmp}",
+    ])  # fmt: skip
+    tmp.replace(path)
+    return path
