@@ -59,8 +59,12 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-bench: install ## Speed and memory figures, written to benchmarks/results/.
-	$(BIN)/python -m benchmarks
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BIN)/.bench-installed ## Speed, memory and cost figures, written to benchmarks/results/.
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 build: install ## The wheel the container images install.
 	$(BIN)/python -m pip wheel --no-deps -w dist .
