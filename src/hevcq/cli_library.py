@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from hevcq.calibrate import calibrate as measure
+from hevcq.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.cli import EXIT_FAILED_JOBS, _cloud, _configured, _fail, _setup, app, console
 from hevcq.errors import ConfigError
 from hevcq.estimate import TaskSize
@@ -35,7 +37,7 @@ from hevcq.report import (
 )
 from hevcq.roundtrip import IngestOptions, RoundTrip, run_round_trip
 from hevcq.settings import Settings
-from hevcq.statestore import StateStore, state_dir
+from hevcq.statestore import StateStore
 from hevcq.store import S3Store
 from hevcq.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions
 
@@ -80,26 +82,18 @@ def _dry_run(library: Path, pools: dict[str, Pool], options: ScanOptions) -> Non
         report = scan(library, list(pools.values()), state, options)
     for table in plan_tables(report):
         console.print(table)
-    speeds, source = _speeds()
+    speeds, source = _speeds(pools)
     tasks = {name: TaskSize.of(p) for name, p in pools.items()}
     console.print(estimate_table(estimate_cost(report, speeds, task=tasks)))
     console.print(f"Speeds: {source}")
 
 
-def _speeds() -> tuple[dict[str, float], str]:
-    try:
-        from hevcq.calibrate import load_speeds  # noqa: PLC0415 (optional at import time)
-    except ImportError:
-        load_speeds = None
-    path = _speeds_file()
-    speeds = load_speeds(path) if load_speeds is not None else None
+def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
+    path = speeds_path()
+    speeds = load_speeds(path, pools)
     if speeds:
-        return dict(speeds), f"calibrated on this machine ({path})"
+        return speeds, f"calibrated on this machine ({path}); others marked (default)"
     return {}, "documented defaults (run `hevcq calibrate` to measure this machine)"
-
-
-def _speeds_file() -> Path:
-    return state_dir() / "speeds.json"
 
 
 @app.command()
@@ -228,18 +222,13 @@ def estimate(
 
 @app.command()
 def calibrate(
-    seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 5.0,
+    seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 2.0,
 ) -> None:
     """Measure each pool's encode speed on this machine (a short real encode) for estimates."""
-    try:
-        from hevcq.calibrate import calibrate as measure  # noqa: PLC0415
-        from hevcq.calibrate import save_speeds  # noqa: PLC0415
-    except ImportError as exc:
-        raise _fail("calibration is not available in this installation") from exc
     settings, pools = _setup()
-    speeds = measure(list(pools.values()), seconds=seconds, ffmpeg=settings.ffmpeg)
-    path = _speeds_file()
-    save_speeds(path, speeds)
+    speeds = measure(pools, seconds=seconds, ffmpeg=settings.ffmpeg)
+    path = speeds_path()
+    save_speeds(path, speeds, pools)
     for name, speed in sorted(speeds.items()):
         console.print(f"{name}: {speed:.3g} s of video per second per vCPU")
     console.print(f"Saved to {path}")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.calibrate import save_speeds, speeds_path
+from hevcq.farm import load_farm
 from hevcq.ingest import library_id
 from hevcq.probe import probe
 from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine
@@ -40,6 +42,8 @@ def trip(tmp_path_factory: pytest.TempPathFactory):
         "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
     }  # fmt: skip
     original = probe(clip)
+    workers = Path(env["HEVCQ_WORKERS_DIR"])
+    save_speeds(speeds_path(tmp / "state" / "hevcq"), {"hevc": 0.42}, load_farm(workers))
     dry = hevcq(env, tmp, "ingest", str(lib), "--dry-run")
     excluded = hevcq(env, tmp, "estimate", str(lib), "--exclude", "cam/**", "--max-bytes", "1G")
     run = hevcq(env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace",
@@ -63,7 +67,12 @@ def test_dry_run_shows_the_plan_and_the_estimate_without_a_farm(trip) -> None:
     assert "720p, hevc" in upload
     assert "1080p: " in upload  # smaller than 1080p: skipped, with the reason
     assert "estimate (Fargate prices" in dry.stdout
-    assert "Speeds: " in dry.stdout
+    assert "Speeds: calibrated on this machine" in dry.stdout
+    estimate = dry.stdout[dry.stdout.index("estimate (Fargate prices") :].splitlines()
+    hevc = next(ln for ln in estimate if ln.startswith("│ hevc "))
+    assert "0.42 │" in hevc  # the calibrated speed, not marked as a default
+    p720 = next(ln for ln in estimate if ln.startswith("│ 720p "))
+    assert "(default)" in p720
 
 
 def test_globs_reach_the_scan_from_the_command_line(trip) -> None:
