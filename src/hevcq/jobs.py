@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -20,7 +20,7 @@ from hevcq.ffargs import build_args
 from hevcq.ffmpeg import run_ffmpeg
 from hevcq.ledger import JobKey
 from hevcq.media import EncodePlan, Skip
-from hevcq.messages import JobResult
+from hevcq.messages import JobResult, Outcome
 from hevcq.probe import probe
 from hevcq.progress import Progress, percent
 from hevcq.store import (
@@ -58,6 +58,21 @@ class JobContext:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
+
+
+def job_result(spec: JobSpec, outcome: Outcome, worker_id: str, **kw: Any) -> JobResult:
+    """The result message of a job, with the identifying fields filled from its spec."""
+    return JobResult(
+        job_id=spec.job.job_id,
+        pool=spec.pool.name,
+        bucket=spec.bucket,
+        source_key=spec.job.key,
+        source_etag=spec.job.etag,
+        outcome=outcome,
+        settings_hash=spec.job.settings_hash,
+        worker=worker_id,
+        **kw,
+    )
 
 
 class Runner(Protocol):
@@ -131,18 +146,8 @@ class JobRunner:
         self._stall_timeout_s = stall_timeout_s
         self._threads = threads
 
-    def _result(self, spec: JobSpec, outcome: str, **kw: object) -> JobResult:
-        return JobResult(
-            job_id=spec.job.job_id,
-            pool=spec.pool.name,
-            bucket=spec.bucket,
-            source_key=spec.job.key,
-            source_etag=spec.job.etag,
-            outcome=outcome,
-            settings_hash=spec.job.settings_hash,
-            worker=self._worker_id,
-            **kw,
-        )
+    def _result(self, spec: JobSpec, outcome: Outcome, **kw: Any) -> JobResult:
+        return job_result(spec, outcome, self._worker_id, **kw)
 
     def run(self, spec: JobSpec, ctx: JobContext) -> JobResult:
         """Do the job; raises PermanentError, RetryableError or InterruptedJob on failure."""

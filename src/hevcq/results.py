@@ -98,7 +98,8 @@ class ResultCollector:
                             source_key=obj.key,
                             outcome="failed",
                             failure_class=cls,
-                            reason=reason or "moved to the dead-letter queue after repeated failures",
+                            reason=reason
+                            or "moved to the dead-letter queue after repeated failures",
                         )
                     )
 
@@ -138,7 +139,7 @@ def result_from_item(item: dict[str, object], bucket: str) -> JobResult | None:
         bucket=bucket,
         source_key=str(item["pk"]),
         source_etag=str(item.get("etag", "")),
-        outcome=state,  # type: ignore[arg-type]
+        outcome=state,
         reason=str(item["reason"]) if item.get("reason") else None,
         failure_class=FailureClass(str(cls)) if cls else None,
         output_key=str(item["output_key"]) if item.get("output_key") else None,
@@ -168,11 +169,11 @@ def peek_dead_letters(
         for m in msgs:
             handles.append(m["ReceiptHandle"])
             attrs = {k: v.get("StringValue", "") for k, v in m.get("MessageAttributes", {}).items()}
-            cls = attrs.get(ATTR_CLASS)
+            cls = attrs.get(ATTR_CLASS, "")
             for obj in _objects(m.get("Body", "")):
                 seen[m["MessageId"] + obj.key] = (
                     obj,
-                    FailureClass(cls) if cls in FailureClass.__members__.values() else None,
+                    FailureClass(cls) if cls in {c.value for c in FailureClass} else None,
                     attrs.get(ATTR_REASON, ""),
                 )
     for h in handles:  # make them visible again at once for the next reader
@@ -183,7 +184,7 @@ def peek_dead_letters(
 def _objects(body: str) -> list[SourceObject]:
     try:
         parsed = parse_message(body)
-    except Exception:  # noqa: BLE001 - a malformed body names no job
+    except Exception:
         return []
     return parsed if isinstance(parsed, list) else []
 

@@ -26,7 +26,7 @@ from hevcq.errors import (
 from hevcq.events import S3TestEvent, SourceObject, parse_message
 from hevcq.farm import Pool
 from hevcq.heartbeat import Heartbeat
-from hevcq.jobs import JobContext, JobSpec, Runner
+from hevcq.jobs import JobContext, JobSpec, Runner, job_result
 from hevcq.keys import done_key
 from hevcq.ledger import (
     AlreadyFinished,
@@ -36,7 +36,7 @@ from hevcq.ledger import (
     Ledger,
     State,
 )
-from hevcq.messages import JobResult
+from hevcq.messages import JobResult, Outcome
 from hevcq.metrics import job_metrics_line
 from hevcq.protection import NoProtection, TaskProtection
 from hevcq.publish import Publisher
@@ -228,13 +228,11 @@ class Worker:
         if isinstance(claim, AlreadyFinished):
             # No work, but say so again: whoever re-sent the file is waiting for a result.
             log.info("job_already_finished", state=claim.state.value)
+            outcome: Outcome = "done" if claim.state is State.DONE else "skipped"
             self._publisher.publish(
-                JobResult(
-                    job_id=spec.job.job_id, pool=spec.pool.name, bucket=spec.bucket,
-                    source_key=spec.job.key, source_etag=spec.job.etag,
-                    outcome="done" if claim.state is State.DONE else "skipped",
+                job_result(
+                    spec, outcome, self.config.worker_id,
                     output_key=claim.output_key, reason=claim.reason,
-                    settings_hash=spec.job.settings_hash, worker=self.config.worker_id,
                 )
             )  # fmt: skip
             return ACK
@@ -386,16 +384,7 @@ class Worker:
         return Settle(Verdict.RELEASE, delay_s=0, reason=str(exc))
 
     def _failure_result(self, spec: JobSpec, cls: FailureClass, reason: str) -> JobResult:
-        return JobResult(
-            job_id=spec.job.job_id,
-            pool=spec.pool.name,
-            bucket=spec.bucket,
-            source_key=spec.job.key,
-            source_etag=spec.job.etag,
-            outcome="failed",
-            reason=reason,
-            failure_class=cls,
-            input_bytes=spec.source_size,
-            settings_hash=spec.job.settings_hash,
-            worker=self.config.worker_id,
-        )
+        return job_result(
+            spec, "failed", self.config.worker_id,
+            reason=reason, failure_class=cls, input_bytes=spec.source_size,
+        )  # fmt: skip
