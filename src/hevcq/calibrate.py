@@ -38,12 +38,16 @@ CONTENT = {
 }
 
 # Real-time factor per vCPU (seconds of video encoded per wall second, divided by the
-# vCPUs used) when nothing was calibrated. Measured with `make bench` (bench_encode: 3 s
-# 1080p H.264 clips of the three CONTENT classes above, each pool's real settings from
-# workers/*.yaml, libx265 "medium", the static ffmpeg 9 build imageio-ffmpeg ships) on a
-# 2-vCPU x86 cloud VM, 2025; per pool, total video seconds over total vCPU-seconds.
-# Another CPU generation can differ by a factor of two: run `hevcq calibrate`.
-DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.1, "720p": 0.25}
+# vCPUs used) when nothing was calibrated. Measured by `make bench` (bench_encode) on
+# 2025-11-21: 3 s 1080p H.264 clips of the three CONTENT classes above, each pool's real
+# settings from workers/*.yaml (libx265 "medium"), the static ffmpeg 9 that imageio-ffmpeg
+# ships, a 2-vCPU Intel Xeon cloud VM shared with other work; per pool, total video
+# seconds over total wall seconds, median of 3 runs (hevc 0.325, 1080p 0.296, 720p 0.576),
+# rounded down. The hevc pool keeps each source's own size, and phone libraries are largely
+# 4K (four times the pixels of the 1080p clips measured), so its default stays at 0.1.
+# Short clips flatter x265 a little and other CPUs differ by up to a factor of two:
+# run `hevcq calibrate` for figures about your machine.
+DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.28, "720p": 0.55}
 FALLBACK_SPEED = 0.1
 
 
