@@ -81,6 +81,7 @@ class Run:
         self.sections: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+        self.machine = machine()  # before the run: the load average says how busy it was
 
     def step(self, name: str, fn: Callable[[], list[Figure]]) -> None:
         """Run one benchmark; a failure is recorded and the others still run."""
@@ -148,7 +149,7 @@ class Run:
             "date": started.isoformat(timespec="seconds"),
             "git_commit": git_commit(),
             "quick": self.quick,
-            "machine": machine() | {"loadavg_at_end": os.getloadavg()},
+            "machine": self.machine | {"loadavg_at_end": os.getloadavg()},
             "seconds": self.seconds,
             "figures": {k: [f.as_dict() for f in v] for k, v in self.figures.items()},
             "errors": self.errors,

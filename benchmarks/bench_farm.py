@@ -66,7 +66,8 @@ def pairs(farm: BenchFarm, src: Path, runs: int) -> tuple[list[JobRun], list[flo
 def _warm(farm: BenchFarm) -> None:
     # The first job of a fresh worker pays one-off costs (imports, first S3 and PyAV
     # calls); a long-running worker does not, so it is left out of every figure.
-    farm.run_job(clip(320, 240, 1.0))
+    # 1080p so that every pool applies (renditions never upscale).
+    farm.run_job(clip(1920, 1080, 0.5))
 
 
 def ratio_figures(label: str, jobs: list[JobRun], bare: list[float], note: str) -> list[Figure]:
