@@ -305,8 +305,10 @@ class Worker:
     ) -> None:
         """On stop, let a job that will finish within the grace finish; cancel the rest."""
         started = time.monotonic()
-        while not done.is_set():
-            if self.stop.wait(0.2):
+        # Wait on the job's own event so that a finished job releases the watcher at once
+        # (it is joined after every job); the stop flag is checked between waits.
+        while not done.wait(0.2):
+            if self.stop.is_set():
                 break
         if done.is_set():
             return
