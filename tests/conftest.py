@@ -46,8 +46,3 @@ def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int
         (out / f.name).write_text(yaml.safe_dump(doc))
     return out
 
-
-@pytest.fixture
-def fast_workers_dir(tmp_path: Path) -> Path:
-    """Pool files tuned for quick tests."""
-    return fast_pools(tmp_path)

@@ -109,14 +109,16 @@ def ledger_view(
     return sorted(running, key=lambda r: -r.age_s), totals
 
 
-def list_dead_letters(sqs: SQSClient, dlq_url: str, limit: int = 100) -> list[DeadLetter]:
+def list_dead_letters(
+    sqs: SQSClient, dlq_url: str, limit: int = 100, wait_s: int = 1
+) -> list[DeadLetter]:
     """Dead-letter messages with class and reason; they stay in the queue."""
     out: dict[str, DeadLetter] = {}
     handles = []
     while len(out) < limit:
         msgs = sqs.receive_message(
             QueueUrl=dlq_url, MaxNumberOfMessages=MAX_BATCH, VisibilityTimeout=10,
-            MessageAttributeNames=["All"], WaitTimeSeconds=1,
+            MessageAttributeNames=["All"], WaitTimeSeconds=wait_s,
         ).get("Messages", [])  # fmt: skip
         if not msgs:
             break

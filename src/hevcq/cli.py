@@ -29,7 +29,7 @@ from hevcq.protection import EcsAgentProtection, NoProtection
 from hevcq.provision import FarmRefs, resolve
 from hevcq.publish import SnsPublisher
 from hevcq.queues import SqsQueue
-from hevcq.results import _objects
+from hevcq.results import announced_objects
 from hevcq.samples import make_sample_library
 from hevcq.settings import Settings
 from hevcq.store import S3Store
@@ -175,7 +175,7 @@ def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None
         if pool and name != pool:
             continue
         for m in admin.list_dead_letters(clients.sqs, pr.dlq_url):
-            keys = ", ".join(o.key for o in _objects(m.body)) or "(unparseable message)"
+            keys = ", ".join(o.key for o in announced_objects(m.body)) or "(unparseable message)"
             t.add_row(name, keys, m.failure_class, m.reason)
     console.print(t)
 

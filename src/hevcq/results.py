@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,12 +11,12 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import ValidationError
 
-from hevcq.errors import FailureClass
+from hevcq.admin import list_dead_letters
+from hevcq.errors import FailureClass, PermanentError
 from hevcq.events import SourceObject, parse_message
 from hevcq.keys import DONE_PREFIX
 from hevcq.messages import JobResult
 from hevcq.provision import FarmRefs
-from hevcq.queues import ATTR_CLASS, ATTR_REASON
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -155,36 +154,20 @@ def result_from_item(item: dict[str, object], bucket: str) -> JobResult | None:
 def peek_dead_letters(
     sqs: SQSClient, dlq_url: str, limit: int = 100
 ) -> list[tuple[SourceObject, FailureClass | None, str]]:
-    """Look at dead-letter messages without consuming them (they stay for redrive)."""
-    seen: dict[str, tuple[SourceObject, FailureClass | None, str]] = {}
-    handles = []
-    while len(seen) < limit:
-        resp = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=5,
-            MessageAttributeNames=["All"], WaitTimeSeconds=0,
-        )  # fmt: skip
-        msgs = resp.get("Messages", [])
-        if not msgs:
-            break
-        for m in msgs:
-            handles.append(m["ReceiptHandle"])
-            attrs = {k: v.get("StringValue", "") for k, v in m.get("MessageAttributes", {}).items()}
-            cls = attrs.get(ATTR_CLASS, "")
-            for obj in _objects(m.get("Body", "")):
-                seen[m["MessageId"] + obj.key] = (
-                    obj,
-                    FailureClass(cls) if cls in {c.value for c in FailureClass} else None,
-                    attrs.get(ATTR_REASON, ""),
-                )
-    for h in handles:  # make them visible again at once for the next reader
-        sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=h, VisibilityTimeout=0)
-    return list(seen.values())
+    """The objects named by dead-letter messages, with class and reason; nothing consumed."""
+    known = {c.value for c in FailureClass}
+    return [
+        (obj, FailureClass(d.failure_class) if d.failure_class in known else None, d.reason)
+        for d in list_dead_letters(sqs, dlq_url, limit, wait_s=0)
+        for obj in announced_objects(d.body)
+    ]
 
 
-def _objects(body: str) -> list[SourceObject]:
+def announced_objects(body: str) -> list[SourceObject]:
+    """The objects a queue message announces; none for a malformed one."""
     try:
         parsed = parse_message(body)
-    except Exception:
+    except PermanentError:
         return []
     return parsed if isinstance(parsed, list) else []
 
@@ -205,8 +188,3 @@ def download_outputs(
         tmp.replace(dest)
         placed[(r.source_key, r.pool)] = dest
     return placed
-
-
-def result_summary(result: JobResult) -> str:
-    """One line for logs."""
-    return json.dumps({"key": result.source_key, "pool": result.pool, "outcome": result.outcome})
