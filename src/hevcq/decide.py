@@ -19,6 +19,16 @@ MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | frozenset(
 )  # fmt: skip
 # Text subtitle codecs MP4's only subtitle format (mov_text) can be made from.
 MP4_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text"})
+# (codec, tag) of copied streams that MP4 takes as they are. Through the tee muxer (see
+# ffargs.build_args) a copied stream keeps its source's codec tag, where plain ffmpeg
+# swaps a tag the output container does not know (".mp3" from QuickTime, "text" for
+# mov_text, AVI and MPEG-TS numbers) for the container's own. So the tee is only used
+# when every copied stream has no tag or one of these, which plain ffmpeg keeps too, and
+# when the source has no chapters, which the tee muxer does not pass on.
+MP4_KEPT_TAGS = frozenset(
+    {("aac", "mp4a"), ("mp3", "mp4a"), ("ac3", "ac-3"), ("eac3", "ec-3"), ("alac", "alac"),
+     ("opus", "Opus"), ("mov_text", "tx3g")}
+)  # fmt: skip
 
 
 def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
@@ -43,6 +53,8 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         scale, crop = (width, height) != (video.width, video.height), False
     container = "matroska" if output_extension(source_name) == ".mkv" else "mp4"
     keep_subs = pool.encode.keep_subtitles
+    audio = audio_plan(info.audio, container)
+    subtitles = subtitle_plan(info.subtitles, container) if keep_subs else ()
     return EncodePlan(
         pool=pool.name,
         container=container,
@@ -56,11 +68,12 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         x265_params=dict(pool.encode.x265_params),
         scale=scale,
         crop=crop,
-        audio=audio_plan(info.audio, container),
+        audio=audio,
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
-        subtitles=subtitle_plan(info.subtitles, container) if keep_subs else (),
+        subtitles=subtitles,
         attachments=keep_subs and container == "matroska" and info.attachments > 0,
         expected_duration_s=info.duration_s,
+        tee_safe=info.chapters == 0 and tee_safe(info, container, [*audio, *subtitles]),
     )
 
 
@@ -80,6 +93,19 @@ def fit_short_side(width: int, height: int, target: int) -> tuple[int, int]:
     new_long = max(2, round(long * target / short / 2) * 2)
     new_short = _even(target)
     return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> bool:
+    """Whether every stream copied as it is keeps a codec tag the output accepts."""
+    streams: dict[int, AudioStream | SubtitleStream] = {a.index: a for a in info.audio}
+    streams |= {s.index: s for s in info.subtitles}
+    for index, mode in copies:
+        stream = streams.get(index)
+        if mode != "copy" or stream is None or not stream.tag:
+            continue
+        if container != "mp4" or (stream.codec, stream.tag) not in MP4_KEPT_TAGS:
+            return False
+    return True
 
 
 def audio_plan(streams: tuple[AudioStream, ...], container: str) -> tuple[tuple[int, str], ...]:

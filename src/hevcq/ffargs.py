@@ -13,9 +13,20 @@ X265_FORCED = {"log-level": "error"}
 
 
 def build_args(
-    ffmpeg: str, src: Path, dst: Path, plan: EncodePlan, *, threads: int | None = None
+    ffmpeg: str,
+    src: Path,
+    dst: Path,
+    plan: EncodePlan,
+    *,
+    threads: int | None = None,
+    stream: Path | None = None,
 ) -> list[str]:
-    """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``."""
+    """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``.
+
+    With ``stream``, the encoded video is also written there as a raw HEVC elementary
+    stream, so that it can be decoded while the encode runs (see ``hevcq.streamcheck``);
+    ``dst`` comes out byte for byte as it would without.
+    """
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
         args += ["-threads", str(threads)]  # before -i: decoder threads
@@ -27,9 +38,19 @@ def build_args(
     args += subtitle_args(plan)
     if plan.attachments:
         args += ["-map", "0:t", "-c:t", "copy"]
-    args += container_args(plan)
-    args += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
-    return args
+    args += stream_tag_args(plan)
+    fmt, options = muxer(plan)
+    progress = ["-progress", "pipe:1", "-nostats"]
+    if stream is None:
+        muxing = [a for k, v in options.items() for a in (f"-{k}", v)]
+        return [*args, *muxing, "-f", fmt, *progress, f"file:{dst}"]
+    # The tee muxer cannot tell the encoders that the file needs global headers (the mp4
+    # and matroska muxers ask for them themselves), so it is said here: the output is
+    # the same bytes either way. dump_extra repeats the parameter sets in the raw copy
+    # so that it decodes on its own.
+    main = ":".join([f"f={fmt}", *(f"{k}={v}" for k, v in options.items())])
+    spec = f"[{main}]file:{tee_escape(dst)}|[{STREAM_SLAVE}]file:{tee_escape(stream)}"
+    return [*args, *progress, "-flags", "+global_header", "-f", "tee", spec]
 
 
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
@@ -85,10 +106,25 @@ def subtitle_args(plan: EncodePlan) -> list[str]:
     return args
 
 
-def container_args(plan: EncodePlan) -> list[str]:
-    """Explicit output format: temporary names carry no meaningful extension."""
+def stream_tag_args(plan: EncodePlan) -> list[str]:
+    """hvc1 (parameter sets in the sample entry) is what Apple players require in MP4."""
+    return ["-tag:v", "hvc1"] if plan.container == "mp4" else []
+
+
+def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
+    """Explicit output format and its options: temporary names carry no extension."""
     if plan.container == "mp4":
-        # hvc1 (parameter sets in the sample entry) is what Apple players require;
         # faststart puts the index first so playback starts before the download ends.
-        return ["-tag:v", "hvc1", "-movflags", "+faststart+use_metadata_tags", "-f", "mp4"]
-    return ["-f", "matroska"]
+        return "mp4", {"movflags": "+faststart+use_metadata_tags"}
+    return "matroska", {}
+
+
+# The tee's second output: the video stream only, as Annex B with in-band parameter sets.
+STREAM_SLAVE = "f=hevc:select=v:bsfs/v=dump_extra"
+_TEE_SPECIAL = set("\\'|") | set(" \t\n\r")
+
+
+def tee_escape(path: Path) -> str:
+    """A path made safe inside a tee output list, whose parser splits on ``|`` and
+    unquotes ``\\`` and ``'`` (leading and trailing blanks would be trimmed too)."""
+    return "".join(f"\\{ch}" if ch in _TEE_SPECIAL else ch for ch in str(path))

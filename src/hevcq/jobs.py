@@ -31,13 +31,15 @@ from hevcq.store import (
     BlobStore,
     ObjectInfo,
 )
+from hevcq.streamcheck import StreamCheck, StreamDecoder
 from hevcq.verify import verify_output
 
 log = structlog.get_logger()
 
 MiB = 1024 * 1024
-# Scratch space needed: the source, an output that may briefly be as large, and headroom.
-SCRATCH_FACTOR = 2.2
+# Scratch space needed: the source, an output that may briefly be 1.2 times as large, the
+# raw copy of its video that is decoded during the encode (no larger), and headroom.
+SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 
 
@@ -181,9 +183,9 @@ class JobRunner:
             return self._result(
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
-        self._encode(src, out, decision, ctx)
+        stream = self._encode(src, out, scratch / "stream.hevc", decision, ctx)
         encode_s = lap("encode_s")
-        out_info = verify_output(out, decision, info, source_path=src)
+        out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
@@ -198,8 +200,13 @@ class JobRunner:
             duration_s=info.duration_s, encode_s=round(encode_s, 3),
         )  # fmt: skip
 
-    def _encode(self, src: Path, out: Path, plan: EncodePlan, ctx: JobContext) -> None:
-        args = build_args(self._ffmpeg, src, out, plan, threads=self._threads)
+    def _encode(
+        self, src: Path, out: Path, stream: Path, plan: EncodePlan, ctx: JobContext
+    ) -> StreamCheck | None:
+        """Encode ``src`` to ``out``, decoding the encoded video as it is produced when
+        the plan allows the tee (None: the output is to be decoded afterwards)."""
+        teed = stream if plan.tee_safe else None
+        args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
         def progress(p: Progress) -> None:
             pct = percent(p, plan.expected_duration_s)
@@ -207,10 +214,20 @@ class JobRunner:
                 ctx.on_progress(pct)
 
         log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
-        run_ffmpeg(
-            args, on_progress=progress, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s
-        )
-        log.info("transcode_finished")
+        decoder = StreamDecoder(stream) if teed else None
+        if decoder:
+            decoder.start()
+        try:
+            run_ffmpeg(
+                args, on_progress=progress, stop=ctx.cancel,
+                stall_timeout_s=self._stall_timeout_s, output=out,
+            )  # fmt: skip
+        except BaseException:
+            if decoder:
+                decoder.abandon()
+            raise
+        log.info("transcode_finished", teed=bool(decoder))
+        return decoder.finish() if decoder else None
 
     def _metadata(self, spec: JobSpec) -> dict[str, str]:
         return {

@@ -34,6 +34,7 @@ class AudioStream:
     index: int
     codec: str
     channels: int = 2
+    tag: str = ""  # the container's codec tag (fourcc), "" when it has none
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class SubtitleStream:
 
     index: int
     codec: str
+    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class MediaInfo:
     audio: tuple[AudioStream, ...] = ()
     subtitles: tuple[SubtitleStream, ...] = ()
     attachments: int = 0
+    chapters: int = 0
 
     @property
     def main_video(self) -> VideoStream | None:
@@ -90,6 +93,9 @@ class EncodePlan:
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
     attachments: bool = False
     expected_duration_s: float | None = None
+    # Whether the encode may go through the tee muxer (decide.tee_safe); otherwise the
+    # output is decoded again after the encode to verify it.
+    tee_safe: bool = True
 
 
 Decision = Skip | EncodePlan

@@ -82,10 +82,11 @@ def _describe(container: Any, size: int) -> MediaInfo:
             video.append(_video(container, stream))
         elif stream.type == "audio":
             cc = stream.codec_context
-            audio.append(AudioStream(stream.index, cc.codec.canonical_name, cc.channels))
+            name, channels = cc.codec.canonical_name, cc.channels
+            audio.append(AudioStream(stream.index, name, channels, _tag(cc)))
         elif stream.type == "subtitle":
-            codec = stream.codec_context.codec.canonical_name
-            subtitles.append(SubtitleStream(stream.index, codec))
+            cc = stream.codec_context
+            subtitles.append(SubtitleStream(stream.index, cc.codec.canonical_name, _tag(cc)))
     return MediaInfo(
         format_name=container.format.name,
         duration_s=_duration(container),
@@ -94,7 +95,12 @@ def _describe(container: Any, size: int) -> MediaInfo:
         audio=tuple(audio),
         subtitles=tuple(subtitles),
         attachments=attachments,
+        chapters=len(container.chapters()),
     )
+
+
+def _tag(codec_context: Any) -> str:
+    return str(codec_context.codec_tag or "").strip("\x00")
 
 
 def _video(container: Any, stream: Any) -> VideoStream:

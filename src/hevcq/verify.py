@@ -11,6 +11,14 @@ import av
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.media import EncodePlan, MediaInfo
 from hevcq.probe import probe
+from hevcq.streamcheck import (
+    AnnexBSplitter,
+    NalDigest,
+    StreamCheck,
+    hvcc_nals,
+    length_prefixed_nals,
+    nal_length_size,
+)
 
 DURATION_TOLERANCE_S = 0.5
 
@@ -25,13 +33,33 @@ class Decoded:
     declared_span_s: float | None  # the stream's own declared duration, if any
 
 
-def verify_output(
-    path: Path, plan: EncodePlan, source: MediaInfo, *, source_path: Path | None = None
-) -> MediaInfo:
-    """Probe and fully decode the output; raise ``VerificationError`` when it is not right.
+@dataclass(frozen=True)
+class FileVideo:
+    """The video packets of an output file, read without decoding them."""
 
-    With ``source_path``, an output short because the source itself is short raises
-    ``PermanentError("source appears truncated: ...")`` instead.
+    packets: int
+    nals: int
+    digest: str  # see streamcheck.NalDigest
+    span_s: float  # first packet start to last packet end
+    declared_frames: int
+    declared_span_s: float | None
+
+
+def verify_output(
+    path: Path,
+    plan: EncodePlan,
+    source: MediaInfo,
+    *,
+    source_path: Path | None = None,
+    stream: StreamCheck | None = None,
+) -> MediaInfo:
+    """Probe the output and prove every frame decodes; raise ``VerificationError`` if not.
+
+    ``stream`` is what decoding the encoder's video stream during the encode found; the
+    file's packets are then checked to be that stream, instead of decoding them again.
+    Without it, the file's video is decoded here. With ``source_path``, an output short
+    because the source itself is short raises ``PermanentError("source appears
+    truncated: ...")`` instead.
     """
     try:
         info = probe(path)
@@ -41,9 +69,14 @@ def verify_output(
     video = info.main_video
     if video is not None:
         try:
-            decoded = decode_video(path, video.index)
+            if stream is None:
+                decoded = decode_video(path, video.index)
+            else:
+                decoded = stream_decoded(stream, file_video(path, video.index))
         except av.FFmpegError as exc:
             raise VerificationError(f"output video does not decode: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise VerificationError(f"output video packets are malformed: {exc}") from exc
         problems += decode_problems(decoded)
     short = _shortfall(info, source)
     if short is not None:
@@ -104,6 +137,58 @@ def decode_video(path: Path, index: int) -> Decoded:
             end = t1 if end is None else max(end, t1)
         span = (end - start) if start is not None and end is not None else 0.0
         return Decoded(frames, span, int(stream.frames or 0), _declared_span(stream))
+
+
+def stream_decoded(stream: StreamCheck, video: FileVideo) -> Decoded:
+    """The file's video as decoded during the encode; raises if it is not that stream."""
+    if stream.error is not None:
+        raise VerificationError(f"output video does not decode: {stream.error}")
+    if (stream.nals, stream.digest) != (video.nals, video.digest):
+        raise VerificationError(
+            f"output file's video is not what was encoded and decoded "
+            f"({video.nals} NAL units in the file, {stream.nals} in the encoder's stream)"
+        )
+    if stream.frames != video.packets:
+        raise VerificationError(
+            f"{stream.frames} frames decoded from the encoder's stream, "
+            f"the file holds {video.packets}"
+        )
+    return Decoded(stream.frames, video.span_s, video.declared_frames, video.declared_span_s)
+
+
+def file_video(path: Path, index: int) -> FileVideo:
+    """Digest the NAL units of one video stream's packets, demuxing only."""
+    digest = NalDigest()
+    packets, start, end = 0, None, None
+    with av.open(str(path), metadata_errors="replace") as container:
+        stream: Any = container.streams[index]
+        extradata = stream.codec_context.extradata or b""
+        size = nal_length_size(extradata)
+        splitter = AnnexBSplitter(digest.add)
+        if size is None:
+            splitter.feed(extradata)
+        else:
+            for nal in hvcc_nals(extradata):
+                digest.add(nal)
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            packets += 1
+            if size is None:
+                splitter.feed(bytes(packet))
+            else:
+                for nal in length_prefixed_nals(bytes(packet), size):
+                    digest.add(nal)
+            if packet.pts is None or packet.time_base is None:
+                continue
+            t0 = float(packet.pts * packet.time_base)
+            t1 = t0 + float((packet.duration or 0) * packet.time_base)
+            start = t0 if start is None else min(start, t0)
+            end = t1 if end is None else max(end, t1)
+        splitter.close()
+        span = (end - start) if start is not None and end is not None else 0.0
+        return FileVideo(packets, digest.count, digest.hexdigest(), span,
+                         int(stream.frames or 0), _declared_span(stream))  # fmt: skip
 
 
 def _declared_span(stream: Any) -> float | None:

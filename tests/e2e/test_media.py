@@ -28,6 +28,7 @@ from hevcq.media import EncodePlan, MediaInfo, Skip
 from hevcq.probe import probe
 from hevcq.progress import Progress
 from hevcq.samples import make_clip, make_sample_library
+from hevcq.streamcheck import StreamCheck, StreamDecoder
 from hevcq.verify import verify_output
 
 pytestmark = pytest.mark.e2e
@@ -62,23 +63,73 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
 
 
+def plan_for(src: Path, pool: str) -> EncodePlan:
+    """The pool's plan for ``src``, with the fastest preset for speed."""
+    plan = decide(probe(src), FARM[pool], src.name)
+    assert isinstance(plan, EncodePlan), plan
+    return dataclasses.replace(plan, preset="ultrafast")
+
+
+def encode_teed(
+    ffmpeg: str, src: Path, plan: EncodePlan, dst: Path, stream: Path
+) -> tuple[StreamCheck, list[Progress]]:
+    """ffmpeg writing ``dst`` and the raw video copy while it is decoded, as a worker does."""
+    seen: list[Progress] = []
+    decoder = StreamDecoder(stream)
+    decoder.start()
+    try:
+        run_ffmpeg(
+            build_args(ffmpeg, src, dst, plan, threads=2, stream=stream),
+            on_progress=seen.append, stop=threading.Event(), stall_timeout_s=60, output=dst,
+        )  # fmt: skip
+    except BaseException:
+        decoder.abandon()
+        raise
+    return decoder.finish(), seen
+
+
 def encode(
     ffmpeg: str, src: Path, pool: str, out_dir: Path
 ) -> tuple[EncodePlan, MediaInfo, Path, list[Progress]]:
-    """probe -> decide -> ffmpeg -> verify, as a worker does (fastest preset for speed)."""
-    source = probe(src)
-    plan = decide(source, FARM[pool], src.name)
-    assert isinstance(plan, EncodePlan), plan
-    plan = dataclasses.replace(plan, preset="ultrafast")
+    """probe -> decide -> ffmpeg -> verify, as a worker does."""
+    plan = plan_for(src, pool)
     dst = out_dir / f"out-{pool}-{src.stem}.tmp"
-    seen: list[Progress] = []
-    run_ffmpeg(
-        build_args(ffmpeg, src, dst, plan, threads=2),
-        on_progress=seen.append,
-        stop=threading.Event(),
-        stall_timeout_s=60,
-    )
-    return plan, verify_output(dst, plan, source, source_path=src), dst, seen
+    if not plan.tee_safe:  # a copied stream's tag needs plain ffmpeg; decoded afterwards
+        seen: list[Progress] = []
+        run_ffmpeg(build_args(ffmpeg, src, dst, plan, threads=2), on_progress=seen.append,
+                   stop=threading.Event(), stall_timeout_s=60)  # fmt: skip
+        return plan, verify_output(dst, plan, probe(src), source_path=src), dst, seen
+    check, seen = encode_teed(ffmpeg, src, plan, dst, out_dir / f"out-{pool}-{src.stem}.hevc")
+    return plan, verify_output(dst, plan, probe(src), source_path=src, stream=check), dst, seen
+
+
+def content(path: Path) -> list[object]:
+    """Everything a file holds but the random IDs Matroska writes: every stream's
+    parameters, metadata and packets, and the file's metadata and chapters."""
+    with av.open(str(path)) as container:
+        out: list[object] = [
+            container.format.name,
+            dict(container.metadata),
+            list(container.chapters()),
+        ]
+        for st in container.streams:
+            cc = st.codec_context
+            out.append(
+                (
+                    st.type,
+                    cc.name if cc else None,
+                    cc.codec_tag if cc else None,
+                    bytes(cc.extradata or b"") if cc else None,
+                    dict(st.metadata),
+                    int(st.disposition),
+                    st.time_base,
+                )
+            )
+        out += [
+            (p.stream.index, p.pts, p.dts, p.duration, p.is_keyframe, bytes(p))
+            for p in container.demux()
+        ]
+    return out
 
 
 def top_level_boxes(path: Path) -> Iterator[str]:
@@ -251,6 +302,141 @@ def test_verification_rejects_a_plan_mismatch(ffmpeg: str, media: Path) -> None:
     with pytest.raises(VerificationError, match="rotation 0, planned 90") as info:
         verify_output(dst, wrong, probe(src))
     assert "8-bit" in str(info.value)
+
+
+def test_stream_check_rejects_a_file_whose_video_is_not_the_decoded_stream(
+    ffmpeg: str, media: Path
+) -> None:
+    src = make_clip(media / "long.mp4", width=160, height=120, seconds=3, fps=12, ffmpeg=ffmpeg)
+    plan, source = plan_for(src, "hevc"), probe(src)
+    good = media / "teed.tmp"
+    check, _ = encode_teed(ffmpeg, src, plan, good, media / "teed.hevc")
+    assert check.error is None
+    assert check.frames == 36
+    data = bytearray(good.read_bytes())
+    with av.open(str(good)) as container:  # a byte inside the last video sample
+        packets = [p for p in container.demux(container.streams.video[0]) if p.size]
+        last = packets[-1]
+        assert last.pos is not None
+        flip = last.pos + last.size // 2
+    data[flip] ^= 0x01
+    flipped = media / "flipped.tmp"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="not what was encoded and decoded"):
+        verify_output(flipped, plan, source, source_path=src, stream=check)
+    other, _ = encode_teed(ffmpeg, src, dataclasses.replace(plan, crf=40), media / "crf40.tmp",
+                           media / "crf40.hevc")  # fmt: skip
+    with pytest.raises(VerificationError, match="not what was encoded and decoded"):
+        verify_output(good, plan, source, source_path=src, stream=other)
+    failed = dataclasses.replace(check, error="Invalid data found when processing input")
+    with pytest.raises(VerificationError, match="does not decode: Invalid data"):
+        verify_output(good, plan, source, source_path=src, stream=failed)
+    assert verify_output(good, plan, source, source_path=src, stream=check).duration_s == (
+        pytest.approx(3.0)
+    )
+
+
+def test_stream_decoder_reports_a_stream_that_does_not_decode(ffmpeg: str, media: Path) -> None:
+    src = make_clip(media / "long.mp4", width=160, height=120, seconds=3, fps=12, ffmpeg=ffmpeg)
+    stream = media / "garbled.hevc"
+    check, _ = encode_teed(ffmpeg, src, plan_for(src, "hevc"), media / "garbled.tmp", stream)
+    assert check.error is None
+    data = stream.read_bytes()
+    middle = len(data) // 2
+    stream.write_bytes(data[:middle] + b"\xff" * 4096 + data[middle + 4096 :])
+    decoder = StreamDecoder(stream)
+    decoder.start()
+    garbled = decoder.finish()
+    assert garbled.error is not None or garbled.frames < check.frames
+    assert garbled.digest != check.digest
+
+
+@pytest.mark.parametrize(
+    ("name", "pool", "clip"),
+    [
+        ("phone.mov", "hevc", {"rotation": 90, "container": "mov"}),
+        ("graded.mp4", "hevc", {"pix_fmt": "yuv420p10le"}),
+        ("film.mkv", "hevc", {"audio_streams": 2, "audio_codec": "pcm_s16le", "subtitles": 1,
+                              "attachments": 1}),
+        ("camera.mov", "720p", {"audio_codec": "pcm_s16le", "container": "mov", "width": 1920,
+                                "height": 1080, "seconds": 0.25, "fps": 8}),
+        ("talk.mp4", "hevc", {"audio_streams": 2, "subtitles": 1}),
+    ],
+)  # fmt: skip
+def test_the_teed_output_is_what_a_plain_encode_makes(
+    ffmpeg: str, tmp_path: Path, name: str, pool: str, clip: dict[str, object]
+) -> None:
+    src = make_clip(tmp_path / name, **{**TINY, **clip}, ffmpeg=ffmpeg)  # type: ignore[arg-type]
+    plan = plan_for(src, pool)
+    assert plan.tee_safe
+    plain, teed = tmp_path / "plain.tmp", tmp_path / "teed.tmp"
+    run_ffmpeg(build_args(ffmpeg, src, plain, plan, threads=2), on_progress=None,
+               stop=threading.Event(), stall_timeout_s=60)  # fmt: skip
+    check, _ = encode_teed(ffmpeg, src, plan, teed, tmp_path / "teed.hevc")
+    assert check.error is None
+    assert content(plain) == content(teed)
+    if plan.container == "mp4":  # Matroska files differ in their random IDs, run to run
+        assert plain.read_bytes() == teed.read_bytes()
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_chapters_and_stream_languages_survive_the_worker_path(
+    ffmpeg: str, tmp_path: Path, ext: str
+) -> None:
+    base = make_clip(tmp_path / f"base.{ext}", **TINY, audio_streams=2, ffmpeg=ffmpeg)
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\ntitle=Film\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\n"
+                        "END=250\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=250\nEND=500\n"
+                        "title=Two\n")  # fmt: skip
+    tagged = {}
+    for name, extra in (("languages", []), ("chapters", ["-i", f"file:{chapters}"])):
+        tagged[name] = tmp_path / f"{name}.{ext}"
+        maps = ["-map_metadata", "1", "-map_chapters", "1"] if extra else []
+        run_ffmpeg([ffmpeg, "-v", "error", "-y", "-i", f"file:{base}", *extra, "-map", "0",
+                    *maps, "-c", "copy", "-metadata:s:a:0", "language=fra",
+                    "-metadata:s:a:1", "language=eng", f"file:{tagged[name]}"],
+                   on_progress=None, stop=threading.Event(), stall_timeout_s=60)  # fmt: skip
+    plan, _, out, _ = encode(ffmpeg, tagged["languages"], "hevc", tmp_path)
+    assert plan.tee_safe
+    with av.open(str(out)) as container:
+        assert [a.language for a in container.streams.audio] == ["fra", "eng"]
+    plan, _, out, _ = encode(ffmpeg, tagged["chapters"], "hevc", tmp_path)
+    assert not plan.tee_safe  # the tee muxer drops chapters: the plain path keeps them
+    with av.open(str(out)) as container:
+        assert [c["metadata"]["title"] for c in container.chapters()] == ["One", "Two"]
+        assert container.metadata["title"] == "Film"
+        assert [a.language for a in container.streams.audio] == ["fra", "eng"]
+
+
+@pytest.mark.parametrize(
+    ("name", "audio_codec", "tee_safe"),
+    [("phone.mov", "aac", True), ("voice.mov", "libmp3lame", False),
+     ("old.avi", "libmp3lame", False), ("broadcast.ts", "aac", False),
+     ("subs.mov", "aac", False)],
+)  # fmt: skip
+def test_copied_streams_with_foreign_tags_take_the_plain_path_and_still_verify(
+    ffmpeg: str, tmp_path: Path, name: str, audio_codec: str, tee_safe: bool
+) -> None:
+    container = name.rsplit(".", 1)[1].replace("ts", "mpegts")
+    subtitles = 1 if name == "subs.mov" else 0  # mov_text tagged "text" in QuickTime
+    src = make_clip(tmp_path / name, **TINY, audio_codec=audio_codec, container=container,
+                    subtitles=subtitles, ffmpeg=ffmpeg)  # fmt: skip
+    plan, out, _, _ = encode(ffmpeg, src, "hevc", tmp_path)
+    assert plan.tee_safe is tee_safe
+    assert plan.audio[0][1] == "copy"
+    assert len(out.audio) == 1
+
+
+def test_a_scratch_folder_with_hostile_characters_is_safe_in_the_tee(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    src = make_clip(tmp_path / "in.mp4", **TINY, ffmpeg=ffmpeg)
+    scratch = tmp_path / "a|b 'c' [d]:e\\f "
+    scratch.mkdir()
+    plan = plan_for(src, "hevc")
+    check, _ = encode_teed(ffmpeg, src, plan, scratch / "output", scratch / "stream.hevc")
+    assert sorted(p.name for p in scratch.iterdir()) == ["output", "stream.hevc"]
+    assert verify_output(scratch / "output", plan, probe(src), stream=check).main_video
 
 
 def test_truncated_source_is_a_permanent_failure(ffmpeg: str, media: Path) -> None:
