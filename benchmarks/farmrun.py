@@ -184,12 +184,16 @@ class BenchFarm:
 
 
 @contextmanager
-def bench_farm(pool: str, *, workers: int = 1, preset: str | None = None) -> Iterator[BenchFarm]:
+def bench_farm(
+    pool: str, *, workers: int = 1, preset: str | None = None, decode_during_encode: bool = True
+) -> Iterator[BenchFarm]:
     """An embedded farm whose workers dir holds only ``pool``, so nothing else competes."""
     with tempfile.TemporaryDirectory(prefix="hevcq-bench-") as tmp_name:
         tmp = Path(tmp_name)
         wdir = pool_dir(tmp / "workers", pool, preset)
-        settings = Settings(workers_dir=wdir, log_level="info")
+        settings = Settings(
+            workers_dir=wdir, log_level="info", decode_during_encode=decode_during_encode
+        )
         with EmbeddedFarm(settings, load_farm(wdir), tmp / "state", workers) as farm:
             bench = BenchFarm(farm, pool, tmp)
             bench.wait_ready()

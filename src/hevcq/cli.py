@@ -96,6 +96,7 @@ def worker(
     runner = JobRunner(
         store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
         stall_timeout_s=settings.stall_timeout_s,
+        decode_during_encode=settings.decode_during_encode,
     )  # fmt: skip
     pr = refs.pools[pool]
     config = WorkerConfig(

@@ -140,6 +140,7 @@ class JobRunner:
         worker_id: str,
         stall_timeout_s: float,
         threads: int | None = None,
+        decode_during_encode: bool = True,
     ) -> None:
         self._store = store
         self._ffmpeg = ffmpeg
@@ -147,6 +148,7 @@ class JobRunner:
         self._worker_id = worker_id
         self._stall_timeout_s = stall_timeout_s
         self._threads = threads
+        self._decode_during_encode = decode_during_encode
 
     def _result(self, spec: JobSpec, outcome: Outcome, **kw: Any) -> JobResult:
         return job_result(spec, outcome, self._worker_id, **kw)
@@ -205,7 +207,7 @@ class JobRunner:
     ) -> StreamCheck | None:
         """Encode ``src`` to ``out``, decoding the encoded video as it is produced when
         the plan allows the tee (None: the output is to be decoded afterwards)."""
-        teed = stream if plan.tee_safe else None
+        teed = stream if plan.tee_safe and self._decode_during_encode else None
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
         def progress(p: Progress) -> None:

@@ -72,6 +72,7 @@ def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[s
         "HEVCQ_LEDGER_TABLE": refs.ledger_table,
         "HEVCQ_LOG_FORMAT": "json",
         "HEVCQ_LOG_LEVEL": settings.log_level,
+        "HEVCQ_DECODE_DURING_ENCODE": str(settings.decode_during_encode).lower(),
     }
     if endpoint:
         # Polling a local endpoint costs nothing; short polls let workers stop promptly.

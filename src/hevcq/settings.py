@@ -36,6 +36,11 @@ class Settings(BaseSettings):
 
     poll_wait_s: int = Field(20, ge=0, le=20)
     stall_timeout_s: float = Field(120.0, gt=0)
+    decode_during_encode: bool = Field(
+        True,
+        description="Verify by decoding the encoded video while it is encoded (see "
+        "docs/architecture.md); off: decode the finished output afterwards.",
+    )
     shutdown_grace_s: float = Field(60.0, ge=0)
     lease_s: int | None = Field(
         None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."

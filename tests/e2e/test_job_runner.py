@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
 from hevcq.farm import load_farm
@@ -51,6 +52,20 @@ def test_done_job_uploads_with_source_and_settings_metadata(tmp_path, pool, clip
     assert meta[META_SOURCE_KEY] == KEY
     assert meta[META_SOURCE_ETAG] == "e1"
     assert meta[META_SETTINGS] == pool.settings_hash()
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.parametrize("during", [True, False])
+def test_both_ways_of_verifying_give_the_same_output(tmp_path, pool, clip, during) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    r = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "work", worker_id="w",
+                  stall_timeout_s=30, decode_during_encode=during)  # fmt: skip
+    with capture_logs() as logs:
+        assert r.run(spec_for(pool, len(clip)), JobContext()).outcome == "done"
+    finished = [e for e in logs if e["event"] == "transcode_finished"]
+    assert [e["teed"] for e in finished] == [during]
+    assert store.objects["DONE/hevc/a.mp4"].size > 0
     assert list((tmp_path / "work").iterdir()) == []
 
 

@@ -351,6 +351,42 @@ def test_stream_decoder_reports_a_stream_that_does_not_decode(ffmpeg: str, media
     assert garbled.digest != check.digest
 
 
+def test_stream_decoder_follows_a_stream_that_is_still_being_written(
+    ffmpeg: str, media: Path
+) -> None:
+    src = make_clip(media / "long.mp4", width=160, height=120, seconds=3, fps=12, ffmpeg=ffmpeg)
+    whole = media / "whole.hevc"
+    expected, _ = encode_teed(ffmpeg, src, plan_for(src, "hevc"), media / "whole.tmp", whole)
+    data = whole.read_bytes()
+    growing = media / "growing.hevc"
+    decoder = StreamDecoder(growing)
+    decoder.start()  # before the file exists, as when ffmpeg has not written its header
+
+    def write_slowly() -> None:
+        with growing.open("wb") as fh:
+            for at in range(0, len(data), 1000):  # pieces that end inside NAL units
+                fh.write(data[at : at + 1000])
+                fh.flush()
+                threading.Event().wait(0.005)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    writer.join()
+    assert decoder.finish() == expected
+    assert not any(t.name == "stream-decoder" for t in threading.enumerate())
+
+
+def test_stream_decoder_without_a_stream_reports_nothing_decoded(tmp_path: Path) -> None:
+    decoder = StreamDecoder(tmp_path / "never-written.hevc")
+    decoder.start()
+    check = decoder.finish()
+    assert (check.frames, check.nals, check.error) == (0, 0, None)
+    abandoned = StreamDecoder(tmp_path / "never-written.hevc")
+    abandoned.start()
+    abandoned.abandon()
+    assert not any(t.name == "stream-decoder" for t in threading.enumerate())
+
+
 @pytest.mark.parametrize(
     ("name", "pool", "clip"),
     [
