@@ -182,7 +182,12 @@ class StreamDecoder:
         self._thread = threading.Thread(target=self._background, name="stream-decoder", daemon=True)
 
     def start(self) -> None:
-        """Begin following the stream in the background."""
+        """Begin following the stream in the background; call before the writer starts.
+
+        A file already at the path would be read as the start of the new stream (the
+        writer truncates it, but not before this thread may have read it), so it goes.
+        """
+        self._path.unlink(missing_ok=True)
         self._thread.start()
 
     def finish(self) -> StreamCheck:

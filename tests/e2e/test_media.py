@@ -359,8 +359,9 @@ def test_stream_decoder_follows_a_stream_that_is_still_being_written(
     expected, _ = encode_teed(ffmpeg, src, plan_for(src, "hevc"), media / "whole.tmp", whole)
     data = whole.read_bytes()
     growing = media / "growing.hevc"
+    growing.write_bytes(data[: len(data) // 2][::-1])  # left over: must not be read
     decoder = StreamDecoder(growing)
-    decoder.start()  # before the file exists, as when ffmpeg has not written its header
+    decoder.start()  # before the writer starts, as the worker does
 
     def write_slowly() -> None:
         with growing.open("wb") as fh:
