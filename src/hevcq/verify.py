@@ -126,17 +126,33 @@ def decode_video(path: Path, index: int) -> Decoded:
     with av.open(str(path), metadata_errors="replace") as container:
         stream: Any = container.streams[index]
         stream.thread_type = "AUTO"
-        frames, start, end = 0, None, None
+        frames, span = 0, _Span()
         for frame in container.decode(stream):
             frames += 1
-            if frame.pts is None or frame.time_base is None:
-                continue
-            t0 = float(frame.pts * frame.time_base)
-            t1 = t0 + float((frame.duration or 0) * frame.time_base)
-            start = t0 if start is None else min(start, t0)
-            end = t1 if end is None else max(end, t1)
-        span = (end - start) if start is not None and end is not None else 0.0
-        return Decoded(frames, span, int(stream.frames or 0), _declared_span(stream))
+            span.add(frame)
+        return Decoded(frames, span.seconds, int(stream.frames or 0), _declared_span(stream))
+
+
+class _Span:
+    """First start to last end of frames or packets (``pts``, ``duration``, ``time_base``)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def add(self, item: Any) -> None:
+        if item.pts is None or item.time_base is None:
+            return
+        t0 = float(item.pts * item.time_base)
+        t1 = t0 + float((item.duration or 0) * item.time_base)
+        self.start = t0 if self.start is None else min(self.start, t0)
+        self.end = t1 if self.end is None else max(self.end, t1)
+
+    @property
+    def seconds(self) -> float:
+        if self.start is None or self.end is None:
+            return 0.0
+        return self.end - self.start
 
 
 def stream_decoded(stream: StreamCheck, video: FileVideo) -> Decoded:
@@ -159,7 +175,7 @@ def stream_decoded(stream: StreamCheck, video: FileVideo) -> Decoded:
 def file_video(path: Path, index: int) -> FileVideo:
     """Digest the NAL units of one video stream's packets, demuxing only."""
     digest = NalDigest()
-    packets, start, end = 0, None, None
+    packets, span = 0, _Span()
     with av.open(str(path), metadata_errors="replace") as container:
         stream: Any = container.streams[index]
         extradata = stream.codec_context.extradata or b""
@@ -179,15 +195,9 @@ def file_video(path: Path, index: int) -> FileVideo:
             else:
                 for nal in length_prefixed_nals(bytes(packet), size):
                     digest.add(nal)
-            if packet.pts is None or packet.time_base is None:
-                continue
-            t0 = float(packet.pts * packet.time_base)
-            t1 = t0 + float((packet.duration or 0) * packet.time_base)
-            start = t0 if start is None else min(start, t0)
-            end = t1 if end is None else max(end, t1)
+            span.add(packet)
         splitter.close()
-        span = (end - start) if start is not None and end is not None else 0.0
-        return FileVideo(packets, digest.count, digest.hexdigest(), span,
+        return FileVideo(packets, digest.count, digest.hexdigest(), span.seconds,
                          int(stream.frames or 0), _declared_span(stream))  # fmt: skip
 
 
