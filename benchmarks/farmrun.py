@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from hevcq.farm import default_workers_dir, load_farm
 from hevcq.ffargs import build_args
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.local import EmbeddedFarm
+from hevcq.logs import read_events
 from hevcq.media import Skip
 from hevcq.messages import JobResult
 from hevcq.probe import probe
@@ -73,16 +73,6 @@ def pool_dir(dest: Path, pool: str, preset: str | None = None) -> Path:
     return dest
 
 
-def _events(log: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
@@ -104,7 +94,7 @@ class BenchFarm:
 
     def events(self) -> list[dict[str, Any]]:
         """Every worker's JSON log events."""
-        return [e for log in self.logs for e in _events(log)]
+        return [e for log in self.logs for e in read_events(log)]
 
     def worker_pids(self) -> list[int]:
         """Process ids of the running workers."""

@@ -45,4 +45,3 @@ def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int
         )
         (out / f.name).write_text(yaml.safe_dump(doc))
     return out
-

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -30,3 +33,15 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def read_events(log: Path) -> list[dict[str, Any]]:
+    """The JSON events of a log file, skipping lines that are not JSON (a killed
+    process's last line may be cut short)."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import yaml
 from hevcq.farm import load_farm
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.local import EmbeddedFarm, farm_env
+from hevcq.logs import read_events
 from hevcq.settings import Settings
 from tests.conftest import WORKERS_DIR
 
@@ -66,17 +66,6 @@ class WorkerProc:
 
     def events(self) -> list[dict]:
         return read_events(self.log)
-
-
-def read_events(log: Path) -> list[dict]:
-    """The JSON log lines of a worker (a killed worker's last line may be cut)."""
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def count_events(logs: list[Path], name: str, field: str = "key") -> Counter[str]:
