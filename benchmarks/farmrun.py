@@ -32,6 +32,7 @@ from hevcq.store import S3Store
 
 WORKER_READY_TIMEOUT_S = 60.0
 JOB_TIMEOUT_S = 1800.0
+ANNOTATE_TIMEOUT_S = 5.0
 STEPS = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
 
 
@@ -71,6 +72,10 @@ def pool_dir(dest: Path, pool: str, preset: str | None = None) -> Path:
         doc.setdefault("encode", {})["preset"] = preset
     (dest / f"{pool}.yaml").write_text(yaml.safe_dump(doc))
     return dest
+
+
+def _finished(events: list[dict[str, Any]], key: str) -> bool:
+    return any(e.get("key") == key and e.get("event") == "job_finished" for e in events)
 
 
 def _epoch(stamp: str) -> float:
@@ -141,7 +146,14 @@ class BenchFarm:
         return run
 
     def _annotate(self, run: JobRun) -> None:
-        for e in self.events():
+        # The worker logs job_finished just after it publishes the result, so the line
+        # can reach the file a moment after the result reaches us: wait for it.
+        deadline = time.monotonic() + ANNOTATE_TIMEOUT_S
+        events = self.events()
+        while not _finished(events, run.key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            events = self.events()
+        for e in events:
             if e.get("key") != run.key:
                 continue
             if e.get("event") == "job_claimed":

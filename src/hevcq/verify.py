@@ -126,6 +126,7 @@ def decode_video(path: Path, index: int) -> Decoded:
     with av.open(str(path), metadata_errors="replace") as container:
         stream: Any = container.streams[index]
         stream.thread_type = "AUTO"
+        stream.codec_context.options = {"skip_loop_filter": "all"}  # see StreamDecoder
         frames, span = 0, _Span()
         for frame in container.decode(stream):
             frames += 1
