@@ -78,3 +78,11 @@ def test_unknown_benchmark_names_are_refused() -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "unknown benchmark" in proc.stderr
+
+
+def test_each_farm_job_is_judged_against_the_bare_runs_either_side() -> None:
+    from benchmarks.bench_farm import bracketing
+
+    # bare, job, bare, job, bare: a machine slowing down during the run is averaged out.
+    assert bracketing([10.0, 12.0, 11.0]) == [11.0, 11.5]
+    assert bracketing([10.0]) == []
