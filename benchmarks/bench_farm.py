@@ -25,7 +25,7 @@ class Plan:
     quick: bool
     runs: int = 3
     headline_runs: int = 7  # the hevc job the targets are set for: more runs, steadier median
-    long_runs: int = 2  # the 60 s 720p clip: two pairs keep `make bench` near its budget
+    long_runs: int = 2  # the 60 s 720p clip: two jobs keep `make bench` near its budget
     headline: tuple[int, int, float] = (1920, 1080, 10.0)
     long_clip: tuple[int, int, float] = (1280, 720, 60.0)
     fixed_runs: int = 5
@@ -56,7 +56,7 @@ class Series:
     bare: list[list[float]] = field(default_factory=list)
 
 
-def pairs(farm: BenchFarm, src: Path, runs: int) -> tuple[list[JobRun], list[float]]:
+def bracketed_jobs(farm: BenchFarm, src: Path, runs: int) -> tuple[list[JobRun], list[float]]:
     """``runs`` farm jobs, each between two bare ffmpeg runs on the same source.
 
     Each job is paired with the mean of the bare runs just before and just after it,
@@ -127,7 +127,7 @@ def bench_pool(
     """
     with bench_farm(pool, decode_during_encode=decode_during_encode) as farm:
         _warm(farm)
-        jobs, bare = pairs(farm, src, runs)
+        jobs, bare = bracketed_jobs(farm, src, runs)
     note = f"{runs} jobs, each between two bare runs; one worker, pool {pool} only; real preset"
     if not decode_during_encode:
         note += "; output decoded after the encode"
@@ -139,7 +139,7 @@ def bench_fixed(runs: int) -> list[Figure]:
     src = clip(320, 240, 1.0)
     with bench_farm("hevc") as farm:
         _warm(farm)
-        jobs, bare = pairs(farm, src, runs)
+        jobs, bare = bracketed_jobs(farm, src, runs)
     added = [j.total_s - b for j, b in zip(jobs, bare, strict=True)]
     note = f"{runs} jobs, each between two bare runs, hevc pool; upload to downloaded output"
     return [figure("fixed overhead, 1 s 320x240 clip", "s", added, notes=note)]
@@ -173,13 +173,13 @@ def duration_series(plan: Plan) -> tuple[list[Figure], Series]:
     with bench_farm("hevc") as farm:
         _warm(farm)
         for seconds in plan.durations:
-            jobs, bare = pairs(farm, clip(w, h, seconds), plan.runs)
+            jobs, bare = bracketed_jobs(farm, clip(w, h, seconds), plan.runs)
             series.durations.append(seconds)
             series.ours.append([j.total_s for j in jobs])
             series.bare.append(bare)
             ratios = [j.total_s / b for j, b in zip(jobs, bare, strict=True)]
             figs.append(figure(f"{w}x{h} {seconds:g} s clip: ratio", "x", ratios,
-                               notes=f"{plan.runs} pairs, hevc pool"))  # fmt: skip
+                               notes=f"{plan.runs} bracketed jobs, hevc pool"))  # fmt: skip
     return figs, series
 
 
