@@ -48,7 +48,7 @@ run: install ## Transcode MEDIA (default: a generated sample library) on the emb
 		exit $$rc; \
 	fi
 
-test: install tools ## The whole suite: unit, moto, end to end, terraform and container checks.
+test: lint tools ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
 	$(BIN)/python -m pytest
 
 test-unit: install

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from benchmarks.bench_farm import bracketing
 
 from tests.conftest import REPO
 
@@ -81,8 +82,6 @@ def test_unknown_benchmark_names_are_refused() -> None:
 
 
 def test_each_farm_job_is_judged_against_the_bare_runs_either_side() -> None:
-    from benchmarks.bench_farm import bracketing
-
     # bare, job, bare, job, bare: a machine slowing down during the run is averaged out.
     assert bracketing([10.0, 12.0, 11.0]) == [11.0, 11.5]
     assert bracketing([10.0]) == []
