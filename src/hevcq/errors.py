@@ -58,3 +58,13 @@ class InterruptedJob(HevcqError):
 
 class LostMessageError(InterruptedJob):
     """The queue no longer recognises our receipt: another worker may own the job now."""
+
+
+class SupersededJob(InterruptedJob):
+    """A newer version of the source exists: this job's work is moot (not a failure)."""
+
+
+class WriteConflict(HevcqError):
+    """A conditional write found the object changed since it was last seen."""
+
+    failure_class = FailureClass.TRANSIENT

@@ -54,6 +54,7 @@ class SourceObject:
     etag: str
     event_name: str
     sequencer: str = ""
+    version_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def parse_message(body: str) -> ParsedMessage:
                 etag=(rec.s3.object.eTag or "").strip('"'),
                 event_name=rec.eventName,
                 sequencer=rec.s3.object.sequencer or "",
+                version_id=rec.s3.object.versionId or "",
             )
         )
     return objects

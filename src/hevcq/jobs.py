@@ -24,6 +24,7 @@ from hevcq.messages import JobResult, Outcome
 from hevcq.probe import probe
 from hevcq.progress import Progress, percent
 from hevcq.store import (
+    META_JOB,
     META_POOL,
     META_SETTINGS,
     META_SOURCE_ETAG,
@@ -54,12 +55,21 @@ class JobSpec:
     source_size: int
 
 
+# Makes a verified output the current one: (file, output key, metadata) -> what was written.
+Commit = Callable[[Path, str, dict[str, str]], ObjectInfo]
+
+
 @dataclass
 class JobContext:
-    """What the worker lends a running job: a cancel flag and a progress sink."""
+    """What the worker lends a running job: a cancel flag, a progress sink and a commit.
+
+    ``commit`` is the worker's fenced write (``hevcq.worker``): it succeeds only while the
+    worker holds the job's lease. Without one (tests, tools) the output is uploaded plainly.
+    """
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
+    commit: Commit | None = None
 
 
 def job_result(spec: JobSpec, outcome: Outcome, worker_id: str, **kw: Any) -> JobResult:
@@ -175,7 +185,10 @@ class JobRunner:
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
         lap = _Laps()
-        self._store.download(spec.job.key, src)
+        # Exactly the job's version: a newer upload meanwhile makes this job superseded.
+        self._store.download(
+            spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None
+        )
         lap("download_s")
         info = probe(src)
         decision = decide(info, spec.pool, spec.job.key)
@@ -191,7 +204,8 @@ class JobRunner:
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
-        uploaded = self._store.upload(out, spec.output_key, self._metadata(spec))
+        commit = ctx.commit or self._store.upload
+        uploaded = commit(out, spec.output_key, self._metadata(spec))
         lap("upload_s")
         log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
         # Where a job's wall time goes, for the overhead benchmark and for operators.
@@ -237,4 +251,5 @@ class JobRunner:
             META_SOURCE_ETAG: spec.job.etag,
             META_SETTINGS: spec.job.settings_hash,
             META_POOL: spec.pool.name,
+            META_JOB: spec.job.job_id,
         }

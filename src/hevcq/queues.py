@@ -39,7 +39,7 @@ LOST_RECEIPT_CODES = frozenset(
 
 @dataclass(frozen=True)
 class Received:
-    """A received message; ``received_at`` is the local wall clock at receipt."""
+    """A received message; ``received_at`` is this process's monotonic clock at receipt."""
 
     message_id: str
     body: str
@@ -67,7 +67,9 @@ def _string_attr(value: str) -> MessageAttributeValueTypeDef:
 class SqsQueue:
     """A pool queue and its dead-letter queue."""
 
-    def __init__(self, sqs: SQSClient, url: str, dlq_url: str, clock: object = time.time) -> None:
+    def __init__(
+        self, sqs: SQSClient, url: str, dlq_url: str, clock: object = time.monotonic
+    ) -> None:
         self._sqs = sqs
         self.url = url
         self.dlq_url = dlq_url

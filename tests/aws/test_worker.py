@@ -63,7 +63,7 @@ def ddb() -> Iterator[Clients]:
 
 
 def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
-             clock=time.time, **config) -> Rig:  # fmt: skip
+             clock=time.monotonic, **config) -> Rig:  # fmt: skip
     pool = farm["hevc"]
     queue, store, pub, metrics = FakeQueue(), FakeStore(), FakePublisher(), []
     store.add(KEY, etag="etag1", size=5000)
@@ -179,12 +179,48 @@ def test_duplicate_event_while_another_worker_runs_the_job(ddb, farm) -> None:
     dup = rig.queue.put(event())  # a second S3 event: a different message
     rig.worker.handle(dup)
     assert rig.queue.settled(dup) == "deleted"  # the holder still has the original
-    same = rig.queue.put(event(), message_id="original-message", receive_count=2)
-    rig.worker.handle(same)  # a redelivery of the very message being worked on
+    assert rig.runner.calls == []
+
+
+def test_redelivered_message_of_a_live_holder_goes_back_without_work(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    claim = rig.ledger.claim(rig.job(), "other-worker", "original-message", lease_s=300)
+    lease, stop = claim.lease, threading.Event()
+
+    def holder_renews() -> None:
+        nonlocal lease
+        while not stop.wait(0.02):
+            lease = rig.ledger.renew(lease)
+
+    beat = threading.Thread(target=holder_renews)
+    beat.start()
+    try:
+        same = rig.queue.put(event(), message_id="original-message", receive_count=2)
+        rig.worker.handle(same)  # a redelivery of the very message being worked on
+    finally:
+        stop.set()
+        beat.join()
     ((mid, delay),) = rig.queue.released
     assert mid == "original-message"
-    assert delay >= 290
+    assert delay >= 300
     assert rig.runner.calls == []
+    assert rig.item()["worker"] == "other-worker"
+
+
+def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(ddb, farm) -> None:
+    clock = FastClock(speed=1000.0)
+    rig = make_rig(ddb, farm, ok, clock=clock)
+    rig.ledger.claim(rig.job(), "dead-worker", "original-message", lease_s=300)
+    same = rig.queue.put(event(), message_id="original-message", receive_count=2)
+    started = clock()
+    with capture_logs() as logs:
+        assert rig.worker.handle(same).verdict is Verdict.ACK
+    assert clock() - started >= 300  # watched a whole lease on its own clock
+    assert len(rig.runner.calls) == 1
+    assert (rig.item()["state"], rig.item()["worker"]) == ("done", "w1")
+    assert [e["event"] for e in logs if e["event"].startswith("job_")][:2] == [
+        "job_taken_over", "job_finished",
+    ]  # fmt: skip
 
 
 def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) -> None:
@@ -211,23 +247,50 @@ def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
         raise exc
 
     rig = make_rig(ddb, farm, flaky)
-    max_rc = rig.pool.queue.max_receive_count
+    max_attempts = rig.pool.queue.max_attempts
     delays = []
-    for n in range(1, max_rc):
-        msg = rig.queue.put(event(), receive_count=n, message_id="m-retry")
+    for _ in range(1, max_attempts):
+        # The budget counts the job's failed tries in the ledger, not SQS receives.
+        msg = rig.queue.put(event(), receive_count=1, message_id="m-retry")
         rig.worker.handle(msg)
         delays.append(rig.queue.released[-1][1])
         assert rig.item()["state"] == "queued"
         assert rig.publisher.results == []
     assert delays == sorted(delays)
     assert delays[-1] > delays[0]
-    last = rig.queue.put(event(), receive_count=max_rc, message_id="m-retry")
+    last = rig.queue.put(event(), receive_count=1, message_id="m-retry")
     rig.worker.handle(last)
     ((_, cls, reason),) = rig.queue.dead
     assert cls is exc.failure_class
     assert reason == str(exc)
-    assert rig.item()["state"] == "failed"
+    assert (rig.item()["state"], rig.item()["attempts"]) == ("failed", max_attempts)
     assert rig.publisher.results[-1].outcome == "failed"
+
+
+def test_takeovers_and_releases_do_not_spend_the_retry_budget(ddb, farm) -> None:
+    calls = []
+
+    def fails_once(spec, ctx):
+        calls.append(spec)
+        if len(calls) == 1:
+            raise RetryableError("S3 503")
+        return ok(spec, ctx)
+
+    clock = FastClock(speed=1000.0)
+    rig = make_rig(ddb, farm, fails_once, clock=clock)
+    # Two holders died in turn: each takeover came at a high receive count.
+    for n, dead in enumerate(("dead-1", "dead-2"), start=1):
+        if n == 1:
+            rig.ledger.claim(rig.job(), dead, "m", lease_s=60)
+        else:
+            rig.ledger.take_over(rig.job(), dead, "m", 60, rig.ledger.read(KEY, "hevc"))
+    msg = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts, message_id="m")
+    rig.worker.handle(msg)
+    assert rig.queue.settled(msg) == "released"  # a first real failure: retried
+    assert rig.item()["attempts"] == 1
+    again = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts + 1, message_id="m")
+    assert rig.worker.handle(again).verdict is Verdict.ACK
+    assert rig.item()["state"] == "done"
 
 
 def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> None:
