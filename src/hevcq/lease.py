@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from hevcq.errors import InterruptedJob
+from hevcq.errors import InterruptedJob, SupersededJob
 from hevcq.ledger import (
     RENEWALS_PER_LEASE,
     Lease,
@@ -67,6 +67,8 @@ class LeaseKeeper:
                 )
             self._lease = self._ledger.renew(self._lease, dict(self.progress))
             self._renewed_at = self._clock()
+            if self._lease.superseded_by:
+                raise SupersededJob(f"a newer version of {self._lease.job.key} was uploaded")
 
     check = renew
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from hevcq.aws import classify, error_code
-from hevcq.errors import InterruptedJob, SupersededJob
+from hevcq.errors import InterruptedJob
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -165,6 +165,7 @@ class Lease:
     lease_s: float
     attempts: int = 0  # failed tries before this one
     output_etag: str | None = None  # the committed output when we claimed (the fence)
+    superseded_by: str = ""  # a newer version is waiting: stop and release
 
 
 @dataclass(frozen=True)
@@ -481,16 +482,17 @@ class DynamoLedger:
             raise LeaseLostError(f"lease on {job.key} [{job.pool}] lost") from exc
 
     def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
-        """Change the record version (proof of life); raises LeaseLostError or SupersededJob."""
+        """Change the record version (proof of life); raises LeaseLostError.
+
+        The renewed lease says whether a newer version asked this job to stop.
+        """
         rvn = new_rvn()
         sets: dict[str, Any] = {"rvn": rvn}
         for name, value in (progress or {}).items():
             sets[name] = round(value, 2)
         item = self._holder_write(lease, sets, return_new=True)
-        renewed = replace(lease, rvn=rvn)
-        if item is not None and item.superseded_by and item.superseded_by != lease.job.etag:
-            raise SupersededJob(f"a newer version of {lease.job.key} was uploaded")
-        return renewed
+        newer = item.superseded_by if item is not None else ""
+        return replace(lease, rvn=rvn, superseded_by="" if newer == lease.job.etag else newer)
 
     def finish(self, lease: Lease, state: State, fields: Mapping[str, Any]) -> None:
         """Record the final state; only the holder can, and only while it holds the lease."""

@@ -8,7 +8,6 @@ import pytest
 from moto import mock_aws
 
 from hevcq.aws import Clients
-from hevcq.errors import SupersededJob
 from hevcq.ledger import (
     AlreadyFinished,
     Claimed,
@@ -161,8 +160,11 @@ def test_a_newer_version_tells_the_older_holder_to_stop(ledger) -> None:
     assert not held.same_job
     ledger.signal_superseded(held.item, V2.etag)
     assert ledger.read(JOB.key, JOB.pool).rvn == v1.rvn  # watchers' count is not reset
-    with pytest.raises(SupersededJob):
-        ledger.renew(v1)
+    renewed = ledger.renew(v1)
+    assert renewed.superseded_by == V2.etag
+    ledger.release(renewed, State.SUPERSEDED, {}, failed=False)  # still the holder's to give
+    assert ledger.read(JOB.key, JOB.pool).state is State.SUPERSEDED
+    assert isinstance(ledger.claim(V2, "w2", "m2", 60), Claimed)
 
 
 def test_retry_budget_counts_failed_tries_only(ledger) -> None:

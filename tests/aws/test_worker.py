@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from moto import mock_aws
@@ -29,6 +30,7 @@ from hevcq.jobs import JobContext, JobSpec
 from hevcq.ledger import DynamoLedger, JobKey
 from hevcq.messages import JobResult
 from hevcq.provision import _create_ledger
+from hevcq.store import META_SOURCE_ETAG
 from hevcq.worker import Verdict, Worker, WorkerConfig
 from tests.fakes import FakePublisher, FakeQueue, FakeStore, FastClock, ScriptedRunner, done_result
 from tests.unit.test_events import s3_event
@@ -63,13 +65,13 @@ def ddb() -> Iterator[Clients]:
 
 
 def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
-             clock=time.monotonic, **config) -> Rig:  # fmt: skip
+             clock=time.monotonic, lease_s: int = 60, **config) -> Rig:  # fmt: skip
     pool = farm["hevc"]
     queue, store, pub, metrics = FakeQueue(), FakeStore(), FakePublisher(), []
     store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
     ledger = DynamoLedger(ddb.dynamodb, "ledger")
-    cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=60,
+    cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=lease_s,
                        heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
     w = Worker(
         pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
@@ -465,3 +467,94 @@ def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ddb, farm, capsy
         ("hevc", 0, 1),
     ]
     assert all(ln["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "hevcq" for ln in lines)
+
+
+# --- versions and fenced commits --------------------------------------------------------
+
+
+def committing(tmp: Path, gate: threading.Event | None = None):
+    """A runner that waits for ``gate`` (or its cancel flag), then commits through ctx."""
+
+    def run(spec: JobSpec, ctx: JobContext) -> JobResult:
+        if gate is not None:
+            while not gate.wait(0.01):
+                if ctx.cancel.is_set():
+                    raise InterruptedJob("cancelled")
+        out = tmp / f"out-{spec.job.etag}"
+        out.write_bytes(spec.job.etag.encode())
+        meta = {META_SOURCE_ETAG: spec.job.etag}
+        info = ctx.commit(out, spec.output_key, meta) if ctx.commit else None
+        return done_result(spec, output_etag=info.etag if info else None)
+
+    return run
+
+
+def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
+    ddb, farm, tmp_path
+) -> None:
+    gate = threading.Event()
+    old = make_rig(ddb, farm, committing(tmp_path, gate), worker_id="w-old", lease_s=4)
+    new = make_rig(ddb, farm, committing(tmp_path), worker_id="w-new", lease_s=4)
+    new.worker._store = new.store = old.store  # one bucket
+    new.worker._ledger = old.ledger
+    v1 = old.queue.put(event(etag="etag1"))
+    running = threading.Thread(target=old.worker.handle, args=(v1,))
+    running.start()
+    assert wait_until(lambda: old.item().get("state") == "running")
+    old.store.add(KEY, etag="etag2", size=6000)  # v2 uploaded while v1 runs
+    v2 = new.queue.put(event(etag="etag2"))
+    assert new.worker.handle(v2).verdict is Verdict.ACK
+    running.join(10)
+    assert not running.is_alive()
+    assert old.queue.settled(v1) == "deleted"  # superseded: nothing left for that message
+    item = old.item()
+    assert (item["state"], item["etag"]) == ("done", "etag2")
+    output = old.store.objects["DONE/hevc/trip/clip.mp4"]
+    assert output.metadata[META_SOURCE_ETAG] == "etag2"
+    assert output.etag == item["output_etag"]
+    assert [r.source_etag for r in old.publisher.results + new.publisher.results] == ["etag2"]
+
+
+def test_a_late_event_of_an_older_version_never_overwrites_the_newer_output(
+    ddb, farm, tmp_path
+) -> None:
+    rig = make_rig(ddb, farm, committing(tmp_path))
+    rig.store.add(KEY, etag="etag2", size=6000)
+    v2 = json.loads(event(etag="etag2"))
+    v2["Records"][0]["s3"]["object"]["sequencer"] = "02"
+    rig.worker.handle(rig.queue.put(json.dumps(v2)))
+    late = json.loads(event(etag="etag1"))
+    late["Records"][0]["s3"]["object"]["sequencer"] = "01"
+    rig.store.add(KEY, etag="etag1", size=5000)  # even if the source went back meanwhile
+    msg = rig.queue.put(json.dumps(late))
+    rig.worker.handle(msg)
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.store.objects["DONE/hevc/trip/clip.mp4"].metadata[META_SOURCE_ETAG] == "etag2"
+    assert len(rig.store.uploads) == 1
+
+
+def test_a_worker_that_lost_its_lease_commits_and_publishes_nothing(ddb, farm, tmp_path) -> None:
+    gate = threading.Event()
+    rig = make_rig(ddb, farm, committing(tmp_path, gate))
+    msg = rig.queue.put(event())
+    running = threading.Thread(target=rig.worker.handle, args=(msg,))
+    running.start()
+    assert wait_until(lambda: rig.item().get("state") == "running")
+    # Paused long enough for another worker to see the lease stale and take the job over.
+    taken = rig.ledger.take_over(rig.job(), "taker", "m", 60, rig.ledger.read(KEY, "hevc"))
+    assert taken is not None
+    gate.set()  # the paused worker resumes and tries to commit
+    running.join(10)
+    assert "DONE/hevc/trip/clip.mp4" not in rig.store.objects
+    assert rig.publisher.results == []
+    assert rig.queue.settled(msg) == "untouched"  # the message is the new holder's now
+    assert rig.item()["worker"] == "taker"
+
+
+def wait_until(pred, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False

@@ -182,7 +182,7 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         "TODO/truncated.mp4": (body[: len(body) // 2], "truncated"),
         "TODO/text.mp4": (b"hello, this is not a video\n" * 10, "not a media file"),
     }
-    with stack(tmp_path, pool_dir(tmp_path, max_receive_count=2)) as farm:
+    with stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")
         audio = tmp_path / "audio.mp4"
         subprocess.run(

@@ -153,9 +153,13 @@ def test_keeper_treats_a_lease_it_could_not_renew_for_a_whole_lease_as_lost() ->
         keeper.renew()
 
 
-def test_keeper_passes_supersession_through() -> None:
-    ledger = StubLedger()
-    ledger.fail_with = SupersededJob("newer")
+def test_keeper_stops_a_superseded_job_but_keeps_its_lease_to_release_it() -> None:
+    class Superseding(StubLedger):
+        def renew(self, lease: Lease, progress: object = None) -> Lease:
+            return Lease(lease.job, lease.worker, "r9", lease.lease_s, superseded_by="e2")
+
+    ledger = Superseding()
     keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 60.0))  # type: ignore[arg-type]
     with pytest.raises(SupersededJob):
         keeper.check()
+    assert keeper.lease.rvn == "r9"
