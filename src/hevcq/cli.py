@@ -98,6 +98,7 @@ def worker(
         stall_timeout_s=settings.stall_timeout_s,
         decode_during_encode=settings.decode_during_encode,
     )  # fmt: skip
+    runner.sweep()
     pr = refs.pools[pool]
     config = WorkerConfig(
         worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -42,6 +43,7 @@ MiB = 1024 * 1024
 # raw copy of its video that is decoded during the encode (no larger), and headroom.
 SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
+SCRATCH_PREFIX = "job-"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class JobContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
     commit: Commit | None = None
+    phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
 
 
 def job_result(spec: JobSpec, outcome: Outcome, worker_id: str, **kw: Any) -> JobResult:
@@ -124,6 +127,58 @@ def check_scratch(work_dir: Path, source_size: int) -> None:
         )
 
 
+def _until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> ObjectInfo:
+    """Run ``fn`` (a commit) in a thread, abandoning it when ``cancel`` is set first.
+
+    An upload cannot be interrupted half-way by boto3; an abandoned one may still land,
+    which the fenced commit makes harmless: its bytes are not the ledger's record, and
+    the next holder's compare-and-swap write replaces them.
+    """
+    box: dict[str, ObjectInfo | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as exc:
+            box["err"] = exc
+
+    t = threading.Thread(target=target, name="commit", daemon=True)
+    t.start()
+    while t.is_alive():
+        if cancel.wait(0.1) and t.is_alive():
+            raise InterruptedJob("stopped during the upload")
+    if "err" in box:
+        raise box["err"]  # type: ignore[misc]
+    return box["out"]  # type: ignore[return-value]
+
+
+def sweep_scratch(work_dir: Path) -> list[Path]:
+    """Remove scratch folders left by workers that died (SIGKILL, OOM); returns them.
+
+    Each job's folder is named after its worker's process id; a folder whose process is
+    gone belongs to nobody.
+    """
+    removed: list[Path] = []
+    if not work_dir.is_dir():
+        return removed
+    for d in work_dir.glob(f"{SCRATCH_PREFIX}*"):
+        pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if d.is_dir() and not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _Laps:
     """Wall seconds of consecutive steps, each named when it ends."""
 
@@ -160,6 +215,11 @@ class JobRunner:
         self._threads = threads
         self._decode_during_encode = decode_during_encode
 
+    def sweep(self) -> None:
+        """Remove scratch folders of dead workers (call at start)."""
+        for d in sweep_scratch(self._work_dir):
+            log.info("scratch_swept", path=str(d), reason="its worker is gone")
+
     def _result(self, spec: JobSpec, outcome: Outcome, **kw: Any) -> JobResult:
         return job_result(spec, outcome, self._worker_id, **kw)
 
@@ -176,7 +236,9 @@ class JobRunner:
             )  # fmt: skip
         self._work_dir.mkdir(parents=True, exist_ok=True)
         check_scratch(self._work_dir, spec.source_size)
-        scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self._work_dir))
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._work_dir)
+        )
         try:
             return self._run_in(scratch, spec, ctx)
         finally:
@@ -198,14 +260,19 @@ class JobRunner:
             return self._result(
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
+        ctx.phase = "encode"
         stream = self._encode(src, out, scratch / "stream.hevc", decision, ctx)
         encode_s = lap("encode_s")
+        ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
         commit = ctx.commit or self._store.upload
-        uploaded = commit(out, spec.output_key, self._metadata(spec))
+        ctx.phase = "upload"
+        uploaded = _until_cancelled(
+            lambda: commit(out, spec.output_key, self._metadata(spec)), ctx.cancel
+        )
         lap("upload_s")
         log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
         # Where a job's wall time goes, for the overhead benchmark and for operators.

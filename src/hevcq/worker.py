@@ -210,7 +210,7 @@ class Worker:
         try:
             return self._object_inner(msg, obj)
         finally:
-            structlog.contextvars.unbind_contextvars("key", "pool", "job_id")
+            structlog.contextvars.unbind_contextvars("key", "pool", "job_id", "etag")
 
     def _object_inner(self, msg: Received, obj: SourceObject) -> Settle:
         if obj.bucket != self.config.bucket:
@@ -434,7 +434,11 @@ class Worker:
     def _watch_shutdown(
         self, ctx: JobContext, done: threading.Event, progress: list[float]
     ) -> None:
-        """On stop, let a job that will finish within the grace finish; cancel the rest."""
+        """On stop, give the job at most the grace period to finish; then cancel it.
+
+        An encode that will finish within the grace is left to finish; an upload under way
+        gets the grace too, and is abandoned after it (the fenced commit makes that safe).
+        """
         started = time.monotonic()
         # Wait on the job's own event so that a finished job releases the watcher at once
         # (it is joined after every job); the stop flag is checked between waits.
@@ -443,15 +447,22 @@ class Worker:
                 break
         if done.is_set():
             return
-        elapsed = time.monotonic() - started
-        pct = progress[-1] if progress else 0.0
-        remaining = elapsed * (100 - pct) / pct if pct > 0 else float("inf")
         grace = self.config.shutdown_grace_s
-        left = round(remaining) if remaining != float("inf") else None
-        log.info("shutdown_requested", progress=round(pct, 1), estimated_left_s=left)
-        if remaining <= grace and done.wait(grace):
-            return
-        ctx.cancel.set()
+        if ctx.phase == "encode":
+            elapsed = time.monotonic() - started
+            pct = progress[-1] if progress else 0.0
+            remaining = elapsed * (100 - pct) / pct if pct > 0 else float("inf")
+            left = round(remaining) if remaining != float("inf") else None
+            log.info("shutdown_requested", phase=ctx.phase, progress=round(pct, 1),
+                     encode_left_s=left, grace_s=grace)  # fmt: skip
+            if remaining > grace:
+                ctx.cancel.set()
+                return
+        else:
+            log.info("shutdown_requested", phase=ctx.phase, grace_s=grace)
+        if not done.wait(grace):
+            log.info("shutdown_grace_over", phase=ctx.phase)
+            ctx.cancel.set()
 
     def _settle_ledger(
         self, keeper: LeaseKeeper, state: State, fields: Mapping[str, object]
