@@ -52,10 +52,17 @@ def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
 class WorkerProc:
     """One `hevcq worker` process with its own JSON log file."""
 
-    def __init__(self, farm: EmbeddedFarm, pool: str, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        farm: EmbeddedFarm,
+        pool: str,
+        log: Path,
+        raw_env: dict[str, str] | None = None,
+        **env: str,
+    ) -> None:
         assert farm.refs is not None
         base = farm_env(farm.refs, farm.endpoint, farm.settings)
-        extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()}
+        extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()} | (raw_env or {})
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
