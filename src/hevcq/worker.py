@@ -209,6 +209,12 @@ class Worker:
         structlog.contextvars.bind_contextvars(key=obj.key, pool=self.pool.name)
         try:
             return self._object_inner(msg, obj)
+        except RetryableError as exc:
+            # The ledger, the bucket or the topic did not answer in time: nothing of the
+            # job was recorded under our name, so the message simply comes back later.
+            delay = retry_delay(msg.receive_count)
+            log.warning("farm_unavailable", reason=str(exc), delay_s=delay)
+            return Settle(Verdict.RELEASE, delay_s=delay, reason=str(exc))
         finally:
             structlog.contextvars.unbind_contextvars("key", "pool", "job_id", "etag")
 
