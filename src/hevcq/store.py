@@ -176,7 +176,10 @@ class S3Store:
             else:
                 etag = self._multipart_put(src, key, extra, cond)
         except ClientError as exc:
-            if _precondition_failed(exc) or error_code(exc) == "ConditionalRequestConflict":
+            # If-Match on an object deleted since (fetch cleans up what it brought home)
+            # answers 404: for a compare-and-swap that is a change like any other.
+            gone = expect is not None and error_code(exc) in ("NoSuchKey", "404")
+            if gone or _precondition_failed(exc) or error_code(exc) == "ConditionalRequestConflict":
                 raise WriteConflict(f"{key} changed since it was read") from exc
             raise classify(exc, f"upload {key}") from exc
         except (BotoCoreError, OSError) as exc:

@@ -69,6 +69,20 @@ def test_conditional_put_is_a_compare_and_swap(clients: Clients, tmp_path: Path)
     assert store.delete_if("DONE/hevc/a.mp4", second.etag) is True
 
 
+def test_a_commit_over_an_output_deleted_since_is_a_conflict_not_a_failure(
+    clients: Clients, tmp_path: Path
+) -> None:
+    # fetch deletes outputs it brought home; the ledger still names the old one.
+    store = S3Store(clients.s3, BUCKET)
+    f = tmp_path / "out"
+    f.write_bytes(b"v1")
+    old = store.put_if(f, "DONE/hevc/a.mp4", {}, expect=None)
+    clients.s3.delete_object(Bucket=BUCKET, Key="DONE/hevc/a.mp4")
+    with pytest.raises(WriteConflict):
+        store.put_if(f, "DONE/hevc/a.mp4", {}, expect=old.etag)
+    assert store.put_if(f, "DONE/hevc/a.mp4", {}, expect=None).etag
+
+
 def test_a_zombie_cannot_replace_the_new_holders_committed_output(
     clients: Clients, tmp_path: Path
 ) -> None:
