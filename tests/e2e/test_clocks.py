@@ -20,6 +20,10 @@ pytestmark = pytest.mark.e2e
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 KEY = "TODO/clock.mp4"
+# Long enough that a loaded machine's slow renewals are not mistaken for a dead holder
+# (that would be a correct, fenced takeover, but a second encode), and shorter than the
+# skew and the step, so that comparing wall clocks would go wrong.
+LEASE_S = 30
 
 if not FAKETIME_LIB.is_file():
     if os.environ.get("CI"):
@@ -62,11 +66,11 @@ def test_five_minutes_of_skew_between_workers_lets_no_one_steal_a_live_job(
 ) -> None:
     with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=10)) as farm:
         slow = slow_ffmpeg(tmp_path, 12)
-        behind = WorkerProc(farm, "hevc", tmp_path / "behind.log", ffmpeg=slow, lease_s=10,
+        behind = WorkerProc(farm, "hevc", tmp_path / "behind.log", ffmpeg=slow, lease_s=LEASE_S,
                             raw_env=skewed("-300s"))  # fmt: skip
         put(farm, clip)
         assert wait_for(lambda: count_events([behind.log], "transcode_started"), 60)
-        ahead = WorkerProc(farm, "hevc", tmp_path / "ahead.log", ffmpeg=slow, lease_s=10,
+        ahead = WorkerProc(farm, "hevc", tmp_path / "ahead.log", ffmpeg=slow, lease_s=LEASE_S,
                            raw_env=skewed("+300s"))  # fmt: skip
         put(farm, clip)  # the same bytes again: a duplicate event for the running job
         logs = finish(farm, [behind, ahead])
@@ -77,14 +81,14 @@ def test_five_minutes_of_skew_between_workers_lets_no_one_steal_a_live_job(
 def test_a_wall_clock_step_back_mid_job_changes_nothing(tmp_path: Path, clip: bytes) -> None:
     stamp = tmp_path / "faketime"
     stamp.write_text("+0s\n")
-    with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=10)) as farm:
-        slow = slow_ffmpeg(tmp_path, 25)  # more than twice the visibility timeout
-        holder = WorkerProc(farm, "hevc", tmp_path / "holder.log", ffmpeg=slow, lease_s=10,
+    with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=20)) as farm:
+        slow = slow_ffmpeg(tmp_path, 40)  # longer than the step plus a visibility timeout
+        holder = WorkerProc(farm, "hevc", tmp_path / "holder.log", ffmpeg=slow, lease_s=LEASE_S,
                             log_level="debug", raw_env=skewed(timestamp_file=stamp))  # fmt: skip
         put(farm, clip)
         assert wait_for(lambda: count_events([holder.log], "transcode_started"), 60)
         stamp.write_text("-60s\n")  # NTP steps the holder's clock back a minute
-        other = WorkerProc(farm, "hevc", tmp_path / "other.log", lease_s=10)
+        other = WorkerProc(farm, "hevc", tmp_path / "other.log", lease_s=LEASE_S)
         logs = finish(farm, [holder, other])
     assert sum(count_events(logs, "transcode_started").values()) == 1
     assert count_events(logs, "job_finished", "event") == {"job_finished": 1}
