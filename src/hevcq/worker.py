@@ -212,33 +212,30 @@ class Worker:
         except PermanentError as exc:
             log.warning("message_malformed", reason=str(exc), body_bytes=len(msg.body))
             settle = Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
-            self._bind_settle_context([])
+            self._bind_settle_context(None, None)
             self._apply(msg, settle)
             return settle
         if isinstance(parsed, S3TestEvent):
             log.info("test_event_ignored", bucket=parsed.bucket,
                      reason="S3 sends a test event when notifications are set up")  # fmt: skip
             settle = Settle(Verdict.ACK, reason="test event")
-            objects: list[SourceObject] = []
+            self._bind_settle_context(None, None)
         else:
             for rec in parsed.ignored:
                 log.info("event_ignored", event_name=rec.event_name, key=rec.key,
                          reason=rec.reason)  # fmt: skip
-            objects = parsed.objects
-            settles = [self._object(msg, obj) for obj in objects]
+            settles = [self._object(msg, obj) for obj in parsed.objects]
             settle = max(settles, key=lambda s: s.verdict.value) if settles else NOTHING_TO_DO
-        self._bind_settle_context(objects)
+            if parsed.objects:
+                self._bind_settle_context(parsed.objects[0].key, parsed.objects[0].etag)
+            else:
+                self._bind_settle_context(parsed.ignored[0].key if parsed.ignored else None, None)
         self._apply(msg, settle)
         return settle
 
-    def _bind_settle_context(self, objects: list[SourceObject]) -> None:
+    def _bind_settle_context(self, key: str | None, etag: str | None) -> None:
         """Name the message's object on the settle lines (``_object`` unbinds its own)."""
-        first = objects[0] if objects else None
-        structlog.contextvars.bind_contextvars(
-            pool=self.pool.name,
-            key=first.key if first else None,
-            etag=first.etag if first else None,
-        )
+        structlog.contextvars.bind_contextvars(pool=self.pool.name, key=key, etag=etag)
 
     def _apply(self, msg: Received, settle: Settle) -> None:
         """Act on the queue. A transient fault is retried for a while, then left: the message
