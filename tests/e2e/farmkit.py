@@ -60,6 +60,8 @@ class WorkerProc:
     def __init__(self, farm: EmbeddedFarm | ProxiedFarm, pool: str, log: Path, **env: str) -> None:
         assert farm.refs is not None
         base = farm_env(farm.refs, farm.endpoint, farm.settings)
+        # Scratch space of its own: the default folder is shared by every process on the host.
+        env.setdefault("work_dir", str(log.parent / f"{log.stem}-work"))
         extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()}
         self.log = log
         with log.open("ab") as out:
