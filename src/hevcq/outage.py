@@ -21,6 +21,7 @@ T = TypeVar("T")
 # worker is back at most about 15 s after its endpoint (each try is cheap).
 RETRY_BASE_S = 2.0
 RETRY_CAP_S = 15.0
+MIN_WAIT_S = 1.0
 
 
 class Outage:
@@ -48,7 +49,8 @@ class Outage:
         if self._since is None:
             self._since = self._clock()
             log.warning("endpoint_unreachable", during=self.what, error=str(error)[:500])
-        return float(max(1, retry_delay(self.failures, base_s=RETRY_BASE_S, cap_s=RETRY_CAP_S)))
+        delay = retry_delay(self.failures, base_s=RETRY_BASE_S, cap_s=RETRY_CAP_S)
+        return max(MIN_WAIT_S, float(delay))
 
     def recovered(self) -> None:
         """Note a success."""
