@@ -20,11 +20,12 @@ from rich.table import Table
 
 from hevcq import admin, logs
 from hevcq.aws import Clients
-from hevcq.errors import ConfigError, FailureClass, HevcqError
+from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm import Pool, load_farm
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.jobs import JobRunner
 from hevcq.ledger import DynamoLedger
+from hevcq.outage import until_reachable
 from hevcq.protection import EcsAgentProtection, NoProtection
 from hevcq.provision import FarmRefs, resolve
 from hevcq.publish import SnsPublisher
@@ -44,6 +45,7 @@ log = structlog.get_logger()
 
 EXIT_FAILED_JOBS = 1
 EXIT_CONFIG = 2
+EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
 
 
 def _setup() -> tuple[Settings, dict[str, Pool]]:
@@ -80,16 +82,44 @@ def worker(
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
     burst: Burst = False,
 ) -> None:
-    """Consume one pool's queue (the container entrypoint)."""
+    """Consume one pool's queue (the container entrypoint).
+
+    Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
+    """
     try:
         settings, pools = _setup()
         _check_worker(settings, pools, pool)
-        clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    try:
+        reached = until_reachable(lambda: _cloud(settings, pools), stop, "resolving the farm")
+        if reached is None:
+            return  # stopped while waiting for the endpoint
+        w = _build_worker(
+            settings=settings, pools=pools, pool=pool, reached=reached, stop=stop,
+            max_jobs=max_jobs, burst=burst,
+        )  # fmt: skip
+        w.run()
+    except FarmConfigError as exc:
+        # One clear line, no traceback: the reason is the whole story.
+        log.error("farm_misconfigured", reason=str(exc)[:1000], exit_code=EXIT_FARM_MISCONFIGURED)  # noqa: TRY400
+        raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
+
+
+def _build_worker(
+    *,
+    settings: Settings,
+    pools: dict[str, Pool],
+    pool: str,
+    reached: tuple[Clients, FarmRefs],
+    stop: threading.Event,
+    max_jobs: int | None,
+    burst: bool,
+) -> Worker:
+    clients, refs = reached
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
     work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
@@ -107,7 +137,7 @@ def worker(
         idle_exit_s=0.0 if burst else None,
     )  # fmt: skip
     agent = settings.ecs_agent_uri
-    w = Worker(
+    return Worker(
         pool=pools[pool],
         queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
         ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),
@@ -118,7 +148,6 @@ def worker(
         stop=stop,
         protection=EcsAgentProtection(agent) if agent else NoProtection(),
     )
-    w.run()
 
 
 def _need_farm(settings: Settings) -> None:

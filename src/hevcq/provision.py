@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 from botocore.exceptions import ClientError
 
-from hevcq.aws import Clients, error_code
+from hevcq.aws import Clients, classify, error_code
 from hevcq.errors import ConfigError
 from hevcq.farm import Pool
 from hevcq.keys import TODO_PREFIX
@@ -244,10 +244,12 @@ def resolve(c: Clients, settings: Settings, pools: dict[str, Pool], region: str)
     names = names_for(settings, pools, settings.bucket)
 
     def url(queue: str) -> str:
+        # A missing queue or refused credentials: FarmConfigError; an endpoint that is
+        # down or failing: RetryableError, which a worker waits out (outage.until_reachable).
         try:
             return c.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
         except ClientError as exc:
-            raise ConfigError(f"queue {queue!r} not found: {error_code(exc)}") from exc
+            raise classify(exc, f"queue {queue!r}") from exc
 
     return FarmRefs(
         names=names,

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import structlog
 
+from hevcq.aws import classify, retry_transient
 from hevcq.backoff import retry_delay
 from hevcq.errors import (
     FailureClass,
+    FarmConfigError,
     HevcqError,
     InterruptedJob,
     LostMessageError,
@@ -26,7 +28,7 @@ from hevcq.errors import (
     SupersededJob,
     WriteConflict,
 )
-from hevcq.events import S3TestEvent, SourceObject, parse_message
+from hevcq.events import S3TestEvent, SourceObject, parse_records
 from hevcq.farm import Pool
 from hevcq.heartbeat import Heartbeat
 from hevcq.jobs import Commit, JobContext, JobSpec, Runner, job_result
@@ -46,6 +48,7 @@ from hevcq.ledger import (
 )
 from hevcq.messages import JobResult, Outcome
 from hevcq.metrics import job_metrics_line
+from hevcq.outage import Outage
 from hevcq.protection import NoProtection, TaskProtection
 from hevcq.publish import Publisher
 from hevcq.queues import Queue, Received
@@ -84,6 +87,7 @@ class Settle:
 
 ACK = Settle(Verdict.ACK)
 LOST = Settle(Verdict.LOST)
+NOTHING_TO_DO = Settle(Verdict.ACK, reason="no ObjectCreated record in the message")
 
 
 @dataclass(frozen=True)
@@ -132,30 +136,53 @@ class Worker:
         self.handled = 0
 
     def run(self) -> int:
-        """The receive loop; returns the number of messages handled."""
+        """The receive loop; returns the number of messages handled.
+
+        Transient faults of the endpoint are waited out here; a ``FarmConfigError``
+        (credentials refused, the farm's resources missing) ends the loop by propagating,
+        after the message in hand went back untouched.
+        """
         log.info("worker_started", pool=self.pool.name, worker=self.config.worker_id)
         idle_since = time.monotonic()
+        outage = Outage("receive")
         while not self.stop.is_set() and not self._enough():
             if not self._protection.acquire():
                 log.warning("task_protection_unavailable")  # take no new work meanwhile
                 self.stop.wait(5)
                 continue
+            wait_s = 0.0
             try:
-                msg = self._queue.receive(self.config.poll_wait_s)
+                msg, wait_s = self._receive(outage)
                 if msg is None:
                     if self._idle_too_long(idle_since):
                         break
                     continue
                 idle_since = time.monotonic()
                 if self.stop.is_set():
-                    self._queue.release(msg, 0)  # received while stopping: give it back
+                    self._apply(msg, Settle(Verdict.RELEASE, reason="received while stopping"))
                     break
                 self._handle_safely(msg)
                 self.handled += 1
             finally:
                 self._protection.release()
+                if wait_s:
+                    self.stop.wait(wait_s)
         log.info("worker_stopped", pool=self.pool.name, handled=self.handled)
         return self.handled
+
+    def _receive(self, outage: Outage) -> tuple[Received | None, float]:
+        """One long poll; on a transient fault, no message and how long to wait."""
+        try:
+            msg = self._queue.receive(self.config.poll_wait_s)
+        except Exception as exc:
+            err = classify(exc, "receive")
+            if isinstance(err, FarmConfigError):
+                if err is exc:
+                    raise
+                raise err from exc
+            return None, outage.failed(err)
+        outage.recovered()
+        return msg, 0.0
 
     def _enough(self) -> bool:
         return self.config.max_jobs is not None and self.handled >= self.config.max_jobs
@@ -165,45 +192,93 @@ class Worker:
         return limit is not None and time.monotonic() - since >= limit
 
     def _handle_safely(self, msg: Received) -> None:
-        # A bug in one job must not kill the worker: the message goes back with a delay.
+        # Nothing one message does may kill the worker, except a farm that is misconfigured:
+        # then the message goes back untouched and the error stops the loop.
         try:
             self.handle(msg)
         except Exception as exc:
-            log.exception("message_handling_crashed", error=str(exc))
-            try:
-                self._queue.release(msg, retry_delay(msg.receive_count))
-            except Exception as exc2:
-                log.warning("release_failed", error=str(exc2))
+            err = classify(exc, "handling the message")
+            if isinstance(err, FarmConfigError):
+                self._apply(msg, Settle(Verdict.RELEASE, reason=f"farm misconfigured: {err}"))
+                if err is exc:
+                    raise
+                raise err from exc
+            delay = retry_delay(msg.receive_count)
+            if isinstance(err, RetryableError):  # an endpoint fault: expected, no traceback
+                log.warning("message_deferred", reason=str(err), delay_s=delay)
+            else:
+                log.exception("message_handling_crashed", error=str(exc))
+            self._apply(msg, Settle(Verdict.RELEASE, delay_s=delay, reason=str(err)))
 
     def handle(self, msg: Received) -> Settle:
         """Settle one message: parse, run each announced object's job, then act on the queue."""
-        log_ = log.bind(message_id=msg.message_id, pool=self.pool.name)
+        structlog.contextvars.bind_contextvars(message_id=msg.message_id, pool=self.pool.name)
         try:
-            parsed = parse_message(msg.body)
+            return self._handle(msg)
+        finally:
+            structlog.contextvars.unbind_contextvars("message_id", "pool", "key", "etag")
+
+    def _handle(self, msg: Received) -> Settle:
+        try:
+            parsed = parse_records(msg.body)
         except PermanentError as exc:
-            log_.warning("message_malformed", reason=str(exc))
+            log.warning("message_malformed", reason=str(exc), body_bytes=len(msg.body))
             settle = Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
+            self._bind_settle_context(None, None)
             self._apply(msg, settle)
             return settle
         if isinstance(parsed, S3TestEvent):
-            log_.info("test_event_ignored", bucket=parsed.bucket)
-            settle = ACK
+            log.info("test_event_ignored", bucket=parsed.bucket,
+                     reason="S3 sends a test event when notifications are set up")  # fmt: skip
+            settle = Settle(Verdict.ACK, reason="test event")
+            self._bind_settle_context(None, None)
         else:
-            settles = [self._object(msg, obj) for obj in parsed] or [ACK]
-            settle = max(settles, key=lambda s: s.verdict.value)
+            for rec in parsed.ignored:
+                log.info("event_ignored", event_name=rec.event_name, key=rec.key,
+                         reason=rec.reason)  # fmt: skip
+            settles = [self._object(msg, obj) for obj in parsed.objects]
+            settle = max(settles, key=lambda s: s.verdict.value) if settles else NOTHING_TO_DO
+            if parsed.objects:
+                self._bind_settle_context(parsed.objects[0].key, parsed.objects[0].etag)
+            else:
+                self._bind_settle_context(parsed.ignored[0].key if parsed.ignored else None, None)
         self._apply(msg, settle)
         return settle
 
+    def _bind_settle_context(self, key: str | None, etag: str | None) -> None:
+        """Name the message's object on the settle lines (``_object`` unbinds its own)."""
+        structlog.contextvars.bind_contextvars(pool=self.pool.name, key=key, etag=etag)
+
     def _apply(self, msg: Received, settle: Settle) -> None:
-        if settle.verdict is Verdict.ACK:
-            self._queue.delete(msg)
-        elif settle.verdict is Verdict.DEAD:
-            self._queue.dead_letter(
-                msg, settle.failure_class or FailureClass.PERMANENT, settle.reason
-            )
-        elif settle.verdict is Verdict.RELEASE:
-            self._queue.release(msg, settle.delay_s)
-        log.info("message_settled", verdict=settle.verdict.name.lower(), delay_s=settle.delay_s)
+        """Act on the queue. A transient fault is retried for a while, then left: the message
+        comes back when its visibility runs out. Only a ``FarmConfigError`` is raised."""
+        if settle.verdict is not Verdict.LOST:
+            try:
+                self._act(msg, settle)
+            except FarmConfigError:
+                raise
+            except Exception as exc:
+                log.warning("settle_failed", verdict=settle.verdict.name.lower(),
+                            error=str(exc)[:500])  # fmt: skip
+                return
+        log.info("message_settled", verdict=settle.verdict.name.lower(), delay_s=settle.delay_s,
+                 reason=settle.reason or None)  # fmt: skip
+
+    @retry_transient
+    def _act(self, msg: Received, settle: Settle) -> None:
+        try:
+            if settle.verdict is Verdict.ACK:
+                self._queue.delete(msg)
+            elif settle.verdict is Verdict.DEAD:
+                self._queue.dead_letter(
+                    msg, settle.failure_class or FailureClass.PERMANENT, settle.reason
+                )
+            elif settle.verdict is Verdict.RELEASE:
+                self._queue.release(msg, settle.delay_s)
+        except HevcqError:
+            raise
+        except Exception as exc:
+            raise classify(exc, f"{settle.verdict.name.lower()} message") from exc
 
     def _object(self, msg: Received, obj: SourceObject) -> Settle:
         structlog.contextvars.bind_contextvars(key=obj.key, pool=self.pool.name)
@@ -429,6 +504,9 @@ class Worker:
         # being stopped is moot: the job belongs to someone else now.
         if beat_failure is not None or isinstance(exc, InterruptedJob):
             return self._interrupted(keeper, beat_failure or exc)  # type: ignore[arg-type]
+        if isinstance(exc, FarmConfigError):  # not the job's fault: see _handle_safely
+            self._give_back_quietly(keeper, exc)
+            raise exc
         if isinstance(exc, RetryableError):
             return self._failed(keeper, spec, exc.failure_class, str(exc), exc=exc)
         if isinstance(exc, HevcqError):
@@ -436,6 +514,13 @@ class Worker:
         log.exception("job_crashed", error=str(exc))
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return self._failed(keeper, spec, FailureClass.TRANSIENT, reason)
+
+    def _give_back_quietly(self, keeper: LeaseKeeper, exc: FarmConfigError) -> None:
+        """Free the lease, if the ledger still answers, so that a fixed farm starts at once."""
+        try:
+            keeper.release(State.INTERRUPTED, {"reason": str(exc)}, failed=False)
+        except Exception as err:
+            log.warning("lease_release_failed", error=str(err)[:500])
 
     def _watch_shutdown(
         self, ctx: JobContext, done: threading.Event, progress: list[float]
