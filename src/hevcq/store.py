@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
 from hevcq.aws import classify, error_code, retry_transient
-from hevcq.errors import SupersededJob, WriteConflict
+from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -144,12 +144,28 @@ class S3Store:
         try:
             resp = self._s3.head_object(Bucket=self.bucket, Key=key, **kw)  # type: ignore[arg-type]
         except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound") or _precondition_failed(exc):
+            if _precondition_failed(exc):
+                return None
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                # HEAD answers a bare 404 for a missing key and a missing bucket alike; a
+                # missing farm bucket must stop the worker, not drop the backlog as gone.
+                self._bucket_exists()
                 return None
             raise classify(exc, f"head {key}") from exc
         except BotoCoreError as exc:
             raise classify(exc, f"head {key}") from exc
         return _info(key, resp)
+
+    def _bucket_exists(self) -> None:
+        """Raise FarmConfigError when the farm's bucket itself is missing."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise FarmConfigError(f"the farm's bucket {self.bucket!r} does not exist") from exc
+            raise classify(exc, f"head bucket {self.bucket}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"head bucket {self.bucket}") from exc
 
     @retry_transient
     def put_if(

@@ -15,7 +15,7 @@ from boto3.s3.transfer import TransferConfig
 from moto import mock_aws
 
 from hevcq.aws import Clients
-from hevcq.errors import SupersededJob, WriteConflict
+from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
 from hevcq.ledger import Claimed, DynamoLedger, JobKey, State
 from hevcq.provision import _create_ledger
 from hevcq.store import META_ATTEMPT, S3Store
@@ -105,3 +105,12 @@ def test_a_zombie_cannot_replace_the_new_holders_committed_output(
         store.put_if(stale, "DONE/hevc/a.mp4", {META_ATTEMPT: "zombie"}, expect=expect)
     current = store.head("DONE/hevc/a.mp4")
     assert current.etag == committed.etag == ledger.read(job.key, job.pool).output_etag
+
+
+def test_a_missing_farm_bucket_is_a_configuration_fault_not_a_missing_source(
+    clients: Clients,
+) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    assert store.head("TODO/none.mp4") is None  # a missing key in an existing bucket
+    with pytest.raises(FarmConfigError):
+        S3Store(clients.s3, "no-such-bucket").head("TODO/a.mp4")
