@@ -594,6 +594,10 @@ class Worker:
             fields.update(self._drop_stale_output(keeper, spec))
         if not self._settle_ledger(keeper, state, fields):
             return LOST
+        if result.output_etag:
+            # The commit proper: the ledger now names this output; nobody else's can be.
+            log.info("output_committed", output_key=result.output_key,
+                     output_etag=result.output_etag)  # fmt: skip
         self._publisher.publish(result)
         self._emit_metrics(result)
         log.info("job_finished", outcome=result.outcome, reason=result.reason,
