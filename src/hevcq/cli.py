@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -20,22 +17,16 @@ from rich.table import Table
 
 from hevcq import admin, logs
 from hevcq.aws import Clients
+from hevcq.build import build_worker
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm import Pool, load_farm
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.jobs import JobRunner
 from hevcq.ledger import DynamoLedger
 from hevcq.outage import until_reachable
-from hevcq.protection import EcsAgentProtection, NoProtection
 from hevcq.provision import FarmRefs, resolve
-from hevcq.publish import SnsPublisher
-from hevcq.queues import SqsQueue
 from hevcq.results import announced_objects
 from hevcq.samples import make_sample_library
 from hevcq.settings import Settings
-from hevcq.store import S3Store
 from hevcq.tfconfig import settings_from_outputs, write_env_file
-from hevcq.worker import Worker, WorkerConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
@@ -98,56 +89,16 @@ def worker(
         reached = until_reachable(lambda: _cloud(settings, pools), stop, "resolving the farm")
         if reached is None:
             return  # stopped while waiting for the endpoint
-        w = _build_worker(
-            settings=settings, pools=pools, pool=pool, reached=reached, stop=stop,
-            max_jobs=max_jobs, burst=burst,
+        clients, refs = reached
+        w = build_worker(
+            settings, pools[pool], clients=clients, refs=refs, stop=stop, max_jobs=max_jobs,
+            burst=burst,
         )  # fmt: skip
         w.run()
     except FarmConfigError as exc:
         # One clear line, no traceback: the reason is the whole story.
         log.error("farm_misconfigured", reason=str(exc)[:1000], exit_code=EXIT_FARM_MISCONFIGURED)  # noqa: TRY400
         raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
-
-
-def _build_worker(
-    *,
-    settings: Settings,
-    pools: dict[str, Pool],
-    pool: str,
-    reached: tuple[Clients, FarmRefs],
-    stop: threading.Event,
-    max_jobs: int | None,
-    burst: bool,
-) -> Worker:
-    clients, refs = reached
-    worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    store = S3Store(clients.s3, refs.bucket)
-    work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
-    runner = JobRunner(
-        store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
-        stall_timeout_s=settings.stall_timeout_s,
-        decode_during_encode=settings.decode_during_encode,
-    )  # fmt: skip
-    runner.sweep()
-    pr = refs.pools[pool]
-    config = WorkerConfig(
-        worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,
-        lease_s=settings.lease_s or 2 * pools[pool].queue.visibility_timeout_s,
-        shutdown_grace_s=settings.shutdown_grace_s, max_jobs=max_jobs,
-        idle_exit_s=0.0 if burst else None,
-    )  # fmt: skip
-    agent = settings.ecs_agent_uri
-    return Worker(
-        pool=pools[pool],
-        queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
-        ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),
-        runner=runner,
-        store=store,
-        publisher=SnsPublisher(clients.sns, refs.events_topic_arn),
-        config=config,
-        stop=stop,
-        protection=EcsAgentProtection(agent) if agent else NoProtection(),
-    )
 
 
 def _need_farm(settings: Settings) -> None:
