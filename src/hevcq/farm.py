@@ -11,11 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hevcq.errors import ConfigError
-
-# SQS limits (Amazon SQS Developer Guide, "Quotas related to messages" and queue attributes).
-MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
-MAX_RETENTION_S = 14 * 24 * 3600
-MIN_RETENTION_S = 60
+from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTION_S
 
 X265_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast",

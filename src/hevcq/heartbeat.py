@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from hevcq.errors import InterruptedJob, LostMessageError
-from hevcq.queues import MAX_VISIBILITY_TIMEOUT_S
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 log = structlog.get_logger()
 

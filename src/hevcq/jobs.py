@@ -20,6 +20,7 @@ from hevcq.farm import Pool
 from hevcq.ffargs import build_args
 from hevcq.ffmpeg import run_ffmpeg
 from hevcq.ledger import JobKey
+from hevcq.limits import MiB
 from hevcq.media import EncodePlan, Skip
 from hevcq.messages import JobResult, Outcome
 from hevcq.probe import probe
@@ -38,7 +39,6 @@ from hevcq.verify import verify_output
 
 log = structlog.get_logger()
 
-MiB = 1024 * 1024
 # Scratch space needed: the source, an output that may briefly be 1.2 times as large, the
 # raw copy of its video that is decoded during the encode (no larger), and headroom.
 SCRATCH_FACTOR = 3.4

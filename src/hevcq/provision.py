@@ -17,6 +17,7 @@ from hevcq.aws import Clients, classify, error_code
 from hevcq.errors import ConfigError
 from hevcq.farm import Pool
 from hevcq.keys import TODO_PREFIX
+from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.settings import Settings
 from hevcq.topology import Names
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 RESULTS_RETENTION_S = 14 * 24 * 3600
-LONG_POLL_S = 20
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _create_pool_queues(c: Clients, names: Names, pool: Pool, topic_arn: str) ->
         {
             "VisibilityTimeout": str(q.visibility_timeout_s),
             "MessageRetentionPeriod": str(q.retention_s),
-            "ReceiveMessageWaitTimeSeconds": str(LONG_POLL_S),
+            "ReceiveMessageWaitTimeSeconds": str(MAX_WAIT_TIME_S),
             "RedrivePolicy": json.dumps(redrive),
             "SqsManagedSseEnabled": "true",
         },

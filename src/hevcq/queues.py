@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from hevcq.aws import error_code
 from hevcq.errors import FailureClass, LostMessageError
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-# Amazon SQS limits (SQS Developer Guide, "Amazon SQS message quotas").
-MAX_VISIBILITY_TIMEOUT_S = 12 * 3600  # counted from the receipt of the message
-MAX_WAIT_TIME_S = 20
 MAX_MESSAGE_ATTRIBUTE_BYTES = 1024  # our own cap for a reason string on a DLQ message
 
 ATTR_CLASS = "hevcq.failure_class"

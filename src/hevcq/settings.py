@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hevcq.limits import MAX_WAIT_TIME_S
+
 DEFAULT_SETTINGS_FILE = Path("~/.config/hevcq/hevcq.env").expanduser()
 
 
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
 
-    poll_wait_s: int = Field(20, ge=0, le=20)
+    poll_wait_s: int = Field(MAX_WAIT_TIME_S, ge=0, le=MAX_WAIT_TIME_S)
     stall_timeout_s: float = Field(120.0, gt=0)
     decode_during_encode: bool = Field(
         True,

@@ -17,11 +17,11 @@ from s3transfer.subscribers import BaseSubscriber
 
 from hevcq.aws import classify, error_code, retry_transient
 from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
+from hevcq.limits import MAX_PUT_BYTES, MiB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-MiB = 1024 * 1024
 # Multipart sizes: large enough to keep request counts low, small enough to bound memory
 # (s3transfer holds about max_concurrency * chunk size in flight).
 TRANSFER = TransferConfig(
@@ -34,8 +34,6 @@ META_SETTINGS = "hevcq-settings-hash"
 META_POOL = "hevcq-pool"
 META_JOB = "hevcq-job-id"
 META_ATTEMPT = "hevcq-attempt"  # the writer's lease: tells its own earlier write from others'
-# PutObject's size limit (Amazon S3 User Guide, "Uploading objects"); larger: multipart.
-MAX_PUT_BYTES = 5 * 1024 * MiB
 
 
 @dataclass(frozen=True)

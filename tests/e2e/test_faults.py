@@ -238,7 +238,7 @@ def test_an_object_removed_event_is_acknowledged_with_a_logged_reason(tmp_path: 
 def test_settle_lines_name_the_message_key_pool_and_source_version(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    with proxied_stack(tmp_path, pool_dir(tmp_path, max_receive_count=1)) as farm:
+    with proxied_stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")
         good, bad = "TODO/good.mp4", "TODO/not a video.mp4"
         etags = {good: put(farm, good, tiny_clip.read_bytes()), bad: put(farm, bad, b"text\n")}

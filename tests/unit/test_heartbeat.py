@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from hevcq.errors import LostMessageError
 from hevcq.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
 from hevcq.ledger import LeaseLostError
-from hevcq.queues import MAX_VISIBILITY_TIMEOUT_S
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 T = 120  # queue visibility timeout
 BUDGET = MAX_VISIBILITY_TIMEOUT_S
