@@ -21,6 +21,7 @@ from hevcq.ffmpeg import run_ffmpeg
 from hevcq.ledger import JobKey
 from hevcq.media import EncodePlan, Skip
 from hevcq.messages import JobResult, Outcome
+from hevcq.precheck import confirmed_skip
 from hevcq.probe import probe
 from hevcq.progress import Progress, percent
 from hevcq.store import (
@@ -175,6 +176,8 @@ class JobRunner:
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
         lap = _Laps()
+        if skip := confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool):
+            return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)
         self._store.download(spec.job.key, src)
         lap("download_s")
         info = probe(src)
