@@ -20,7 +20,9 @@ from moto.server import ThreadedMotoServer
 
 from hevcq import s3disk
 from hevcq.endpoint import start
+from hevcq.errors import HevcqError
 from hevcq.local import EMBEDDED_CREDENTIALS as CREDS
+from hevcq.store import S3Store
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's smallest part but the last
@@ -181,3 +183,15 @@ def _alive(pid: int) -> bool:
     # A zombie (not reaped by its dead parent yet) no longer runs.
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(") ")[1].startswith("Z"))
+
+
+def test_the_store_reads_a_range_of_one_exact_version(endpoint: str) -> None:
+    s3, bucket = _bucket(endpoint)
+    body = os.urandom(2 * MiB)
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=body)["ETag"].strip('"')  # type: ignore[attr-defined]
+    store = S3Store(s3, bucket)  # type: ignore[arg-type]
+    assert store.read_range("k", MiB, 10, etag) == body[MiB : MiB + 10]
+    assert store.read_range("k", 0, 4) == body[:4]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"replaced")  # type: ignore[attr-defined]
+    with pytest.raises(HevcqError):
+        store.read_range("k", 0, 4, etag)
