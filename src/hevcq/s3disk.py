@@ -128,40 +128,46 @@ def _reopen(file: IO[bytes]) -> IO[bytes]:
 
 
 def _complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any]:
-    """moto's FakeMultipart.complete, joining parts in a file instead of a bytearray."""
+    """moto's FakeMultipart.complete, joining parts in a file instead of a bytearray.
+
+    Every part is checked first (moto's errors, in moto's order); then each is copied
+    into the joined file and its own file freed at once, so the join needs the object's
+    size on disk once plus a part, not twice.
+    """
     models = _moto("models")
+    parts = _checked_parts(self, body, models)
     checksum_algo = self.metadata.get("x-amz-checksum-algorithm")
     checksum_type = self.metadata.get("x-amz-checksum-type")
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key takes the file over
-    md5s = bytearray()
     checksums: Any = models.MultipartChecksumBuilder(checksum_algo, checksum_type)
     if checksums.checksum_type == "FULL_OBJECT":
         checksums = FullObjectChecksum(checksums.checksum_algorithm)
-    last = None
-    count = 0
-    for pn, etag in body:
-        part = self.parts.get(pn)
-        part_etag = part.etag.replace('"', "") if part is not None else None
-        if part is None or part_etag != etag.replace('"', ""):
-            raise models.InvalidPart()
-        if last is not None and last.contentsize < models.S3_UPLOAD_PART_MIN_SIZE:
-            raise models.EntityTooSmall()
-        md5s.extend(bytes.fromhex(part_etag))
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key takes the file over
+    md5s = bytearray()
+    for part in parts:
+        md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
         value = part.value  # one part in memory at a time: bounded by the part size
         out.write(value)
         checksums.addPart(value)
-        last = part
-        count += 1
-    if count == 0:
-        out.close()
-        raise models.MalformedXML
+        part.dispose()
     out.flush()
+    self.parts.clear()
     full_etag = models.md5_hash()
     full_etag.update(bytes(md5s))
-    # The parts are in the joined file now: free their files before the key exists.
-    self.dispose()
-    self.parts.clear()
-    return FileSpan(out), f"{full_etag.hexdigest()}-{count}", checksums.build()
+    return FileSpan(out), f"{full_etag.hexdigest()}-{len(parts)}", checksums.build()
+
+
+def _checked_parts(self: Any, body: Iterator[tuple[int, str]], models: Any) -> list[Any]:
+    parts: list[Any] = []
+    for pn, etag in body:
+        part = self.parts.get(pn)
+        if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+            raise models.InvalidPart()
+        if parts and parts[-1].contentsize < models.S3_UPLOAD_PART_MIN_SIZE:
+            raise models.EntityTooSmall()
+        parts.append(part)
+    if not parts:
+        raise models.MalformedXML
+    return parts
 
 
 class FullObjectChecksum:

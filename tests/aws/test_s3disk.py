@@ -195,3 +195,23 @@ def test_the_store_reads_a_range_of_one_exact_version(endpoint: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"replaced")  # type: ignore[attr-defined]
     with pytest.raises(HevcqError):
         store.read_range("k", 0, 4, etag)
+
+
+def test_a_bad_part_list_is_refused_and_the_upload_still_completes(endpoint: str) -> None:
+    s3, bucket = _bucket(endpoint)
+    parts = [os.urandom(PART), b"tail"]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]  # type: ignore[attr-defined]
+    done = [
+        {"PartNumber": n, "ETag": s3.upload_part(  # type: ignore[attr-defined]
+            Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"]}
+        for n, p in enumerate(parts, start=1)
+    ]  # fmt: skip
+    wrong = [done[0], {"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'}]
+    with pytest.raises(Exception, match="InvalidPart"):
+        s3.complete_multipart_upload(  # type: ignore[attr-defined]
+            Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": wrong}
+        )
+    s3.complete_multipart_upload(  # type: ignore[attr-defined]
+        Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": done}
+    )
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"".join(parts)  # type: ignore[attr-defined]
