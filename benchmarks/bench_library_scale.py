@@ -171,7 +171,7 @@ def run_case(size: int, files: int, workdir: Path) -> Sample:
 def run(quick: bool = False) -> list[Figure]:
     """Every case once (each takes minutes): the figures and their targets."""
     cases = QUICK_CASES if quick else CASES
-    only = os.environ.get("HEVCQ_BENCH_SCALE_CASES")  # e.g. "single,library 4" to pick cases
+    only = os.environ.get("BENCH_SCALE_CASES")  # e.g. "single,library 4" to pick cases
     if only:
         cases = {k: v for k, v in cases.items() if any(w in k for w in only.split(","))}
     figs: list[Figure] = []
