@@ -23,6 +23,7 @@ from hevcq.ledger import JobKey
 from hevcq.limits import MiB
 from hevcq.media import EncodePlan, Skip
 from hevcq.messages import JobResult, Outcome
+from hevcq.precheck import confirmed_skip
 from hevcq.probe import probe
 from hevcq.progress import Progress, percent
 from hevcq.store import (
@@ -247,6 +248,8 @@ class JobRunner:
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
         lap = _Laps()
+        if skip := confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool):
+            return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)
         # Exactly the job's version: a newer upload meanwhile makes this job superseded.
         self._store.download(
             spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None

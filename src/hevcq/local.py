@@ -1,22 +1,22 @@
-"""The embedded default: an AWS-compatible endpoint in-process and local worker processes."""
+"""The embedded default: an AWS-compatible endpoint process and local worker processes."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 
+from hevcq import endpoint
 from hevcq.aws import Clients
+from hevcq.endpoint import EndpointProcess
 from hevcq.farm import Pool
 from hevcq.provision import FarmRefs, names_for, provision
 from hevcq.settings import Settings
@@ -35,30 +35,14 @@ WORKER_STOP_TIMEOUT_S = 30.0
 EMBEDDED_POLL_WAIT_S = 2
 
 
-def _start_moto() -> tuple[object, str]:
-    # Imported here: moto's server pulls in Flask and all of moto, which only this needs.
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+def _start_moto(log_path: Path | None = None) -> tuple[EndpointProcess, str]:
+    """The endpoint in a child process of its own (see ``hevcq.endpoint``).
 
-    # werkzeug logs every request at INFO; the farm's own events are what people want to see.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
-
-
-def _reset_moto(endpoint: str) -> None:
-    """Drop every resource (and object bytes) the in-process endpoint holds.
-
-    moto keeps its state per process, so without this a second farm in the same process
-    (tests, benchmarks) would find the first one's queues and objects.
+    A fresh process per farm: nothing of an earlier farm (queues, objects) is there, and
+    stopping it frees every object's bytes.
     """
-    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - our own loopback endpoint
-            pass
-    except OSError as exc:
-        log.warning("embedded_reset_failed", error=str(exc))
+    server = endpoint.start(log_path)
+    return server, server.url
 
 
 def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[str, str]:
@@ -152,7 +136,7 @@ class EmbeddedFarm:
         self.pools = pools
         self.state_dir = state_dir
         self.workers_per_pool = workers_per_pool
-        self._server: object | None = None
+        self._server: EndpointProcess | None = None
         self.endpoint = ""
         self.clients: Clients | None = None
         self.refs: FarmRefs | None = None
@@ -160,7 +144,8 @@ class EmbeddedFarm:
 
     def __enter__(self) -> EmbeddedFarm:
         os.environ.update(EMBEDDED_CREDENTIALS)
-        self._server, self.endpoint = _start_moto()
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._server, self.endpoint = _start_moto(self.state_dir / "logs" / "endpoint.log")
         self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
         names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
         self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
@@ -183,6 +168,5 @@ class EmbeddedFarm:
         if self.workers is not None:
             self.workers.stop()
         if self._server is not None:
-            _reset_moto(self.endpoint)
-            self._server.stop()  # type: ignore[attr-defined]
+            self._server.stop()
         log.info("embedded_farm_stopped")

@@ -262,6 +262,21 @@ class S3Store:
             raise classify(_missing(key), f"upload {key}")
         return info
 
+    @retry_transient
+    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
+        """``length`` bytes of ``key`` from ``start``; of that exact version when ``etag``."""
+        byte_range = f"bytes={start}-{start + length - 1}"
+        try:
+            if etag:
+                resp = self._s3.get_object(
+                    Bucket=self.bucket, Key=key, Range=byte_range, IfMatch=f'"{etag}"'
+                )
+            else:
+                resp = self._s3.get_object(Bucket=self.bucket, Key=key, Range=byte_range)
+            return resp["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"read {key}") from exc
+
     def delete(self, key: str) -> None:
         """Delete an object (absent is fine)."""
         self._s3.delete_object(Bucket=self.bucket, Key=key)
