@@ -9,12 +9,10 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from moto import mock_aws
 from structlog.testing import capture_logs
 
 from hevcq.aws import Clients
@@ -29,7 +27,6 @@ from hevcq.farm import Pool
 from hevcq.jobs import JobContext, JobSpec
 from hevcq.ledger import DynamoLedger, JobKey
 from hevcq.messages import JobResult
-from hevcq.provision import _create_ledger
 from hevcq.store import META_SOURCE_ETAG
 from hevcq.worker import Verdict, Worker, WorkerConfig
 from tests.fakes import FakePublisher, FakeQueue, FakeStore, FastClock, ScriptedRunner, done_result
@@ -54,14 +51,6 @@ class Rig:
 
     def item(self) -> dict:
         return self.ledger.get(KEY, self.pool.name) or {}
-
-
-@pytest.fixture
-def ddb() -> Iterator[Clients]:
-    with mock_aws():
-        c = Clients.create(region="us-east-1")
-        _create_ledger(c, "ledger")
-        yield c
 
 
 def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from moto import mock_aws
 from structlog.testing import capture_logs
 
-from hevcq.aws import Clients
 from hevcq.errors import FarmConfigError
 from hevcq.ledger import State
 from hevcq.outage import Outage, until_reachable
-from hevcq.provision import _create_ledger
 from tests.aws.test_worker import event, make_rig, ok
 from tests.fakes import FakeQueue
-
-
-@pytest.fixture
-def ddb() -> Iterator[Clients]:
-    with mock_aws():
-        c = Clients.create(region="us-east-1")
-        _create_ledger(c, "ledger")
-        yield c
 
 
 @pytest.fixture(autouse=True)
