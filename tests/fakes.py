@@ -98,6 +98,10 @@ class FakeStore:
         self.objects[key] = ObjectInfo(key, src.stat().st_size, f"out-{key}", dict(metadata))
         return self.objects[key]
 
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.data.pop(key, None)
+
 
 @dataclass
 class FakePublisher:
