@@ -17,7 +17,7 @@ TOOLS_REQUIREMENTS := $(TF_DIR)/requirements-tools.txt
 CHECKOV ?= $(abspath $(TOOLS_VENV))/bin/checkov
 export CHECKOV
 
-.PHONY: install tools run test test-unit lint bench build image plan apply destroy clean
+.PHONY: install tools browser run test test-unit lint bench build image plan apply destroy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,12 @@ run: install ## Transcode MEDIA (default: a generated sample library) on the emb
 		exit $$rc; \
 	fi
 
-test: lint tools ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
+browser: ## Debian's chromium for the dashboard's browser test; installed here only when CI is set.
+	@if [ -n "$$CI" ] && [ ! -x /usr/bin/chromium ]; then \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	fi
+
+test: lint tools browser ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
 	$(BIN)/python -m pytest
 
 test-unit: install
