@@ -18,8 +18,9 @@ CHECKOV ?= $(abspath $(TOOLS_VENV))/bin/checkov
 export CHECKOV
 
 # Debian packages some end-to-end tests need: libfaketime (wall-clock skew and steps in
-# worker processes). CI installs what is missing; elsewhere those tests skip with a note.
-SYSTEM_PACKAGES := faketime
+# worker processes) and chromium (the dashboard's browser test). CI installs what is
+# missing; elsewhere those tests skip with a note.
+SYSTEM_PACKAGES := faketime chromium
 
 .PHONY: install tools system-deps run test test-unit lint bench build image plan apply destroy clean
 

@@ -119,6 +119,10 @@ class FakeStore:
         del self.objects[key]
         return True
 
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.data.pop(key, None)
+
 
 @dataclass
 class FakePublisher:

@@ -213,3 +213,25 @@ def redrive(
             continue
         done[pool] = redrive_one_by_one(sqs, pr, failure_class)
     return done
+
+
+def redrive_message(sqs: SQSClient, pr: PoolRefs, message_id: str) -> bool:
+    """Move one dead letter back to its queue (send, then delete); False when it is not there."""
+    found, others = False, []
+    while not found:
+        msgs = sqs.receive_message(
+            QueueUrl=pr.dlq_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=0,
+            VisibilityTimeout=REDRIVE_VISIBILITY_S, MessageAttributeNames=["All"],
+        ).get("Messages", [])  # fmt: skip
+        if not msgs:
+            break
+        for m in msgs:
+            if m["MessageId"] == message_id and not found:
+                sqs.send_message(QueueUrl=pr.queue_url, MessageBody=m["Body"])
+                sqs.delete_message(QueueUrl=pr.dlq_url, ReceiptHandle=m["ReceiptHandle"])
+                found = True
+            else:
+                others.append(m["ReceiptHandle"])
+    for h in others:
+        sqs.change_message_visibility(QueueUrl=pr.dlq_url, ReceiptHandle=h, VisibilityTimeout=0)
+    return found

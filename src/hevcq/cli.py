@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,13 +21,16 @@ from hevcq.aws import Clients
 from hevcq.build import build_worker
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm import Pool, load_farm
-from hevcq.ledger import DynamoLedger
+from hevcq.local import EMBEDDED_CREDENTIALS
 from hevcq.outage import until_reachable
 from hevcq.provision import FarmRefs, resolve
 from hevcq.results import announced_objects
 from hevcq.samples import make_sample_library
 from hevcq.settings import Settings
+from hevcq.statestore import state_dir as default_state_dir
 from hevcq.tfconfig import settings_from_outputs, write_env_file
+from hevcq.web import server as web_server
+from hevcq.web.view import FarmView
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
@@ -120,29 +124,60 @@ def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
 
 
 @app.command()
-def status() -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
     _, _, clients, refs = _configured()
+    report = FarmView(clients, refs, label=refs.bucket).status()
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
     t = Table(title="queues")
-    for col in ("pool", "visible", "in flight", "delayed", "dead letters"):
+    for col in ("pool", "waiting", "in flight", "delayed", "dead letters", "workers"):
         t.add_column(col)
-    for d in admin.queue_depths(clients.sqs, refs):
-        t.add_row(d.pool, str(d.visible), str(d.in_flight), str(d.delayed), str(d.dead_letters))
+    for p in report.pools:
+        t.add_row(p.pool, str(p.waiting), str(p.in_flight), str(p.delayed),
+                  str(p.dead_lettered), str(p.workers_alive))  # fmt: skip
     console.print(t)
-    running, totals = admin.ledger_view(DynamoLedger(clients.dynamodb, refs.ledger_table))
     r = Table(title="running jobs")
-    for col in ("key", "pool", "worker", "progress", "age"):
+    for col in ("key", "pool", "worker", "progress", "age", "eta"):
         r.add_column(col)
-    for j in running:
-        r.add_row(j.key, j.pool, j.worker, f"{j.progress:.0f}%", f"{j.age_s:.0f}s")
+    for j in report.running:
+        eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
+        r.add_row(j.key, j.pool, j.worker, f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
     console.print(r)
     s = Table(title="jobs by state")
     for col in ("pool", "state", "jobs"):
         s.add_column(col)
-    for (pool, state), n in sorted(totals.items()):
-        s.add_row(pool, state, str(n))
+    for total in report.totals:
+        s.add_row(total.pool, total.state, str(total.jobs))
     console.print(s)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
+    ] = None,
+) -> None:
+    """Serve the dashboard and the API for the configured or the running embedded farm."""
+    try:
+        settings, pools = _setup()
+        located = web_server.locate(settings, pools, state_dir or default_state_dir())
+        if located.embedded:
+            for k, v in EMBEDDED_CREDENTIALS.items():
+                os.environ.setdefault(k, v)
+        config = web_server.web_config(settings, located, host)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if located.farm is None:
+        console.print(f"[yellow]{located.reason}[/]: the page and /api/health say so.")
+    console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
+    web_server.serve(config, host, port)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hevcq.limits import MAX_WAIT_TIME_S
@@ -50,6 +50,26 @@ class Settings(BaseSettings):
     workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
     ecs_agent_uri: str | None = Field(
         None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI")
+    )
+
+    # `hevcq serve`: who may call the API, and what uploads may be.
+    api_token: SecretStr | None = Field(None, description="Bearer token for operators and apps.")
+    oidc_issuer: str | None = Field(None, description="JWT issuer (a Cognito user pool URL).")
+    oidc_audience: str | None = Field(None, description="JWT audience (the app client id).")
+    oidc_jwks_url: str | None = Field(
+        None, description="JWKS location; default: <issuer>/.well-known/jwks.json."
+    )
+    oidc_operator_group: str = Field(
+        "operators", description="JWT group (cognito:groups) whose members may operate."
+    )
+    upload_max_bytes: int = Field(
+        20 * 1024**3, gt=0, description="Largest upload a presigned POST accepts."
+    )
+    upload_url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    raw: Literal["keep", "delete-when-settled"] = Field(
+        "keep",
+        description="delete-when-settled: remove an API upload's source once every pool "
+        "settled it (done or skipped) and the outputs are in place.",
     )
 
     # Resource identifiers; derived from name_prefix when unset.
