@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from hevcq.ledger import DynamoLedger, JobKey, State
+from hevcq.ledger import Claimed, DynamoLedger, JobKey, State
 from hevcq.queues import ATTR_CLASS, ATTR_REASON
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
@@ -119,8 +119,9 @@ def _settle(
     ledger: DynamoLedger, key: str, etag: str, pool: str, *, state: State, out: str | None
 ) -> None:
     job = JobKey(key, pool, etag, "h")
-    ledger.claim(job, "w1", "m1", 60)
-    ledger.finish(job, "w1", state, {"output_key": out})
+    claim = ledger.claim(job, "w1", "m1", 60)
+    assert isinstance(claim, Claimed)
+    ledger.finish(claim.lease, state, {"output_key": out})
 
 
 def test_delete_when_settled_waits_for_the_last_pool(moto_farm: MotoFarm) -> None:

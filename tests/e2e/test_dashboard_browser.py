@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.ledger import DynamoLedger, JobKey
+from hevcq.ledger import Claimed, DynamoLedger, JobKey
 from hevcq.local import EmbeddedFarm
 from tests.e2e.conftest import IN_CI
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
@@ -54,10 +54,12 @@ class FakeProgress:
         pct = 5.0
         while not self.stop.wait(0.5) and pct < 95:
             pct += 2.5
-            self.ledger.renew(self.job, "browser-test-worker", 600, pct)
+            self.lease = self.ledger.renew(self.lease, {"progress": pct})
 
     def __enter__(self) -> FakeProgress:
-        self.ledger.claim(self.job, "browser-test-worker", "m-running", 600)
+        claim = self.ledger.claim(self.job, "browser-test-worker", "m-running", 600)
+        assert isinstance(claim, Claimed)
+        self.lease = claim.lease
         self.thread.start()
         return self
 
