@@ -96,15 +96,17 @@ def running_job(item: Item, now: float) -> RunningJob:
     )  # fmt: skip
 
 
-def _live(item: Item, now: float) -> bool:
-    return item.get("state") == "running" and (_num(item, "lease_expires") or 0) > now
+def _live(item: Item) -> bool:
+    # A running item is held by a worker. Whether its lease is still alive can only be
+    # judged by watching it over time (hevcq.lease), never by comparing clocks.
+    return item.get("state") == "running"
 
 
 def status_report(
     depths: Iterable[admin.QueueDepth], items: list[dict[str, Any]], now: float
 ) -> StatusReport:
     """Queues, running jobs and totals per (pool, state)."""
-    live = [i for i in items if _live(i, now)]
+    live = [i for i in items if _live(i)]
     workers = Counter(str(i["sk"]) for i in {str(i.get("worker")): i for i in live}.values())
     pools = [
         PoolStatus(
