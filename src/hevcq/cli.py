@@ -20,6 +20,7 @@ from rich.table import Table
 
 from hevcq import admin, logs
 from hevcq.aws import Clients
+from hevcq.endpoint import _die_with_parent as die_with_parent
 from hevcq.errors import ConfigError, FailureClass, HevcqError
 from hevcq.farm import Pool, load_farm
 from hevcq.ffmpeg import find_ffmpeg
@@ -44,6 +45,7 @@ log = structlog.get_logger()
 
 EXIT_FAILED_JOBS = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _setup() -> tuple[Settings, dict[str, Pool]]:
@@ -79,6 +81,9 @@ def worker(
     pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
     burst: Burst = False,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process ends.")
+    ] = None,
 ) -> None:
     """Consume one pool's queue (the container entrypoint)."""
     try:
@@ -90,6 +95,9 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if parent is not None:
+        # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
+        die_with_parent(parent, threading.Event())
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
     work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
