@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from hevcq.farm import Pool, load_farm
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.jobs import JobRunner
 from hevcq.ledger import DynamoLedger
+from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
 from hevcq.protection import EcsAgentProtection, NoProtection
 from hevcq.provision import FarmRefs, resolve
 from hevcq.publish import SnsPublisher
@@ -139,6 +141,15 @@ def _need_farm(settings: Settings) -> None:
 def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
     try:
         settings, pools = _setup()
+        farm = running_farm() if settings.embedded else None
+        if farm is not None:
+            console.print(
+                f"No farm configured: using the embedded farm of the running ingest"
+                f" (pid {farm.pid}, {farm.endpoint})."
+            )
+            os.environ.update(EMBEDDED_CREDENTIALS)
+            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
+            return settings, pools, clients, farm.refs
         _need_farm(settings)
         clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
@@ -147,10 +158,29 @@ def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
 
 
 @app.command()
-def status() -> None:
+def status(
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds, until Ctrl-C.")
+    ] = None,
+) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
     _, _, clients, refs = _configured()
+    if watch is None:
+        _print_status(clients, refs)
+        return
+    try:
+        while True:
+            console.clear()
+            _print_status(clients, refs)
+            time.sleep(max(0.5, watch))
+    except KeyboardInterrupt:
+        return
+    except HevcqError as exc:  # the farm went away (its ingest ended)
+        raise _fail(f"the farm stopped answering: {exc}") from exc
+
+
+def _print_status(clients: Clients, refs: FarmRefs) -> None:
     t = Table(title="queues")
     for col in ("pool", "visible", "in flight", "delayed", "dead letters"):
         t.add_column(col)
