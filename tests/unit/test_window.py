@@ -8,7 +8,10 @@ from hevcq.fetch import drain
 from hevcq.library import FileEntry
 from hevcq.library import ScanReport as Report
 from hevcq.roundtrip import Control, RoundTrip, Streaming, Window
-from tests.unit.test_fetch import FakeInbox, Lib, lib, plan  # noqa: F401 - the lib fixture
+from tests.unit import test_fetch
+from tests.unit.test_fetch import FakeInbox, Lib, plan
+
+lib = test_fetch.lib  # the library fixture of the fetch tests
 
 
 def entry(rel: str) -> FileEntry:
@@ -51,7 +54,8 @@ def test_results_of_jobs_the_run_does_not_wait_for_are_not_its_own() -> None:
 def test_interrupt_drains_first_and_stops_on_the_second() -> None:
     c = Control()
     c.interrupt()
-    assert c.draining.is_set() and not c.stop.is_set()
+    assert c.draining.is_set()
+    assert not c.stop.is_set()
     c.interrupt()
     assert c.stop.is_set()
 
