@@ -344,6 +344,10 @@ class _Run:
         self.store, self.on_done = store, on_done
         self.sending = [e for e in entries if self.options.fresh_farm or e.status == "send"]
         self.window.waiting.extend(self.sending)
+        for e in self.sending:  # the client's own skips: no farm result will say so
+            for pool, d in e.decisions.items():
+                if isinstance(d, Skip) and e.outcomes.get(pool) != "skipped":
+                    self.fetcher.state.record_outcome(e.rel, pool, "skipped", d.reason)
         sent_now = {e.rel for e in self.sending}
         for e in entries:
             if e.rel in sent_now or not e.upload_key:
