@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +20,10 @@ from rich.table import Table
 from hevcq import admin, logs
 from hevcq.aws import Clients
 from hevcq.build import build_worker
+from hevcq.endpoint import _die_with_parent as die_with_parent
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm import Pool, load_farm
-from hevcq.local import EMBEDDED_CREDENTIALS
+from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
 from hevcq.outage import until_reachable
 from hevcq.provision import FarmRefs, resolve
 from hevcq.results import announced_objects
@@ -41,6 +43,7 @@ log = structlog.get_logger()
 EXIT_FAILED_JOBS = 1
 EXIT_CONFIG = 2
 EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _setup() -> tuple[Settings, dict[str, Pool]]:
@@ -76,6 +79,9 @@ def worker(
     pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
     burst: Burst = False,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process ends.")
+    ] = None,
 ) -> None:
     """Consume one pool's queue (the container entrypoint).
 
@@ -89,6 +95,9 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if parent is not None:
+        # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
+        die_with_parent(parent, threading.Event())
     try:
         reached = until_reachable(lambda: _cloud(settings, pools), stop, "resolving the farm")
         if reached is None:
@@ -116,6 +125,15 @@ def _need_farm(settings: Settings) -> None:
 def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
     try:
         settings, pools = _setup()
+        farm = running_farm() if settings.embedded else None
+        if farm is not None:
+            console.print(
+                f"No farm configured: using the embedded farm of the running ingest"
+                f" (pid {farm.pid}, {farm.endpoint})."
+            )
+            os.environ.update(EMBEDDED_CREDENTIALS)
+            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
+            return settings, pools, clients, farm.refs
         _need_farm(settings)
         clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
@@ -126,10 +144,28 @@ def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds, until Ctrl-C.")
+    ] = None,
 ) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
     _, _, clients, refs = _configured()
+    if watch is None:
+        _print_status(clients, refs, as_json=as_json)
+        return
+    try:
+        while True:
+            console.clear()
+            _print_status(clients, refs, as_json=as_json)
+            time.sleep(max(0.5, watch))
+    except KeyboardInterrupt:
+        return
+    except HevcqError as exc:  # the farm went away (its ingest ended)
+        raise _fail(f"the farm stopped answering: {exc}") from exc
+
+
+def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
     report = FarmView(clients, refs, label=refs.bucket).status()
     if as_json:
         print(report.model_dump_json(indent=2))

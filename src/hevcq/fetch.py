@@ -43,6 +43,7 @@ Action = Literal[
     "already",
     "retry",
     "superseded",
+    "waiting",  # taken off the queue; its handler places it once the file's other pools are home
 ]
 OK_ACTIONS = frozenset({"placed", "replaced", "skipped", "already", "superseded"})
 FINISHED_STATES = ("done", "skipped")
@@ -318,6 +319,13 @@ class Delivery:
     handle: str
 
 
+class ResultHandler(Protocol):
+    """What drains the queue into: a Fetcher, or the round trip's streaming window."""
+
+    def owns(self, r: JobResult) -> bool: ...
+    def process(self, r: JobResult) -> Fetched: ...
+
+
 class Inbox(Protocol):
     """The results queue as fetch sees it."""
 
@@ -333,25 +341,30 @@ DRAIN_WAIT_S = 1
 
 def drain(
     inbox: Inbox,
-    fetcher: Fetcher,
+    fetcher: ResultHandler,
     *,
     follow: bool,
     stop: threading.Event,
     on_item: Callable[[Fetched], None] | None = None,
+    until: Callable[[], bool] | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> list[Fetched]:
-    """Handle results until the queue has nothing new (or, following, until ``stop``)."""
+    """Handle results until the queue has nothing new, or (following) until ``stop``.
+
+    With ``until``, the rule is instead: until ``until()`` says the expected set is
+    complete, or ``stop``; ``on_tick`` runs after every poll.
+    """
     held: dict[str, Delivery] = {}
     todo: list[Delivery] = []
     out: list[Fetched] = []
+    wait_s = DRAIN_WAIT_S if until is not None or not follow else FOLLOW_WAIT_S
     try:
-        while not stop.is_set():
-            batch = inbox.receive(FOLLOW_WAIT_S if follow else DRAIN_WAIT_S)
-            todo = [d for d in batch if d.message_id not in held]
-            for d in batch:
-                if d.message_id in held:  # came back after HOLD_S: hide it again
-                    inbox.hide(d, HOLD_S)
-                    held[d.message_id] = d
-            if not todo and not follow:
+        while not stop.is_set() and not (until is not None and until()):
+            batch = inbox.receive(wait_s)
+            todo = _new_deliveries(inbox, batch, held)
+            if on_tick:
+                on_tick()
+            if not todo and not follow and until is None:
                 break
             while todo and not stop.is_set():
                 d = todo.pop(0)
@@ -369,7 +382,18 @@ def drain(
     return out
 
 
-def _handle(inbox: Inbox, fetcher: Fetcher, d: Delivery) -> Fetched | None:
+def _new_deliveries(
+    inbox: Inbox, batch: list[Delivery], held: dict[str, Delivery]
+) -> list[Delivery]:
+    """The deliveries not seen before; those held that came back after HOLD_S hide again."""
+    for d in batch:
+        if d.message_id in held:
+            inbox.hide(d, HOLD_S)
+            held[d.message_id] = d
+    return [d for d in batch if d.message_id not in held]
+
+
+def _handle(inbox: Inbox, fetcher: ResultHandler, d: Delivery) -> Fetched | None:
     result = parse_result(d.body)
     if result is None or not fetcher.owns(result):
         inbox.hide(d, HOLD_S)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import structlog
 
@@ -18,9 +22,10 @@ from hevcq import endpoint
 from hevcq.aws import Clients
 from hevcq.endpoint import EndpointProcess
 from hevcq.farm import Pool
-from hevcq.provision import FarmRefs, names_for, provision
+from hevcq.provision import FarmRefs, PoolRefs, names_for, provision
 from hevcq.settings import Settings
-from hevcq.topology import EMBEDDED_BUCKET
+from hevcq.statestore import state_dir
+from hevcq.topology import EMBEDDED_BUCKET, Names
 
 log = structlog.get_logger()
 
@@ -83,11 +88,23 @@ class WorkerProcs:
         log_path = self.log_dir / f"worker-{pool}-{slot}.log"
         with log_path.open("ab") as out:
             self.procs[(pool, slot)] = subprocess.Popen(
-                [sys.executable, "-m", "hevcq", "worker", "--pool", pool],
+                [
+                    sys.executable,
+                    "-m",
+                    "hevcq",
+                    "worker",
+                    "--pool",
+                    pool,
+                    "--parent",
+                    str(os.getpid()),
+                ],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # A Ctrl-C on the terminal reaches the ingest only, which decides what the
+                # workers do; they die with the ingest however it ends (``--parent``).
+                start_new_session=True,
             )
 
     def start(self) -> None:
@@ -107,13 +124,17 @@ class WorkerProcs:
                 log.warning("worker_restarted", pool=pool, exit_code=proc.returncode)
                 self._spawn(pool, slot)
 
-    def stop(self) -> None:
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [p.pid for p in self.procs.values()]
+
+    def stop(self, grace_s: float = WORKER_STOP_TIMEOUT_S) -> None:
         """SIGTERM every worker (a graceful stop), then SIGKILL what is left."""
         self._stopping.set()
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+                proc.send_signal(signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + grace_s
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -131,8 +152,11 @@ class EmbeddedFarm:
         pools: dict[str, Pool],
         state_dir: Path,
         workers_per_pool: int = 1,
+        worker_pools: Iterable[str] | None = None,
     ) -> None:
         self.settings = settings
+        # Every pool gets its queues; only these get workers (default: all).
+        self.worker_pools = sorted(pools if worker_pools is None else worker_pools)
         self.pools = pools
         self.state_dir = state_dir
         self.workers_per_pool = workers_per_pool
@@ -152,7 +176,7 @@ class EmbeddedFarm:
         self.workers = WorkerProcs(
             env=farm_env(self.refs, self.endpoint, self.settings),
             log_dir=self.state_dir / "logs",
-            per_pool=dict.fromkeys(self.pools, self.workers_per_pool),
+            per_pool=dict.fromkeys(self.worker_pools, self.workers_per_pool),
         )
         if self.workers_per_pool > 0:
             self.workers.start()
@@ -170,3 +194,91 @@ class EmbeddedFarm:
         if self._server is not None:
             self._server.stop()
         log.info("embedded_farm_stopped")
+
+
+# --- reaching a running embedded farm from another terminal ---------------------------
+
+FARM_FILE = "farm.json"
+
+
+@dataclass(frozen=True)
+class RunningFarm:
+    """An embedded farm that an ingest runs now: its endpoint and resource names."""
+
+    endpoint: str
+    pid: int
+    refs: FarmRefs
+
+
+def farm_file(directory: Path | None = None) -> Path:
+    """Where a running ingest describes its embedded farm."""
+    return (directory or state_dir()) / FARM_FILE
+
+
+@contextlib.contextmanager
+def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None) -> Iterator[Path]:
+    """Write the farm file (mode 0600) while the block runs; removed on the way out."""
+    path = farm_file(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "endpoint": endpoint, "pid": os.getpid(), "prefix": refs.names.prefix,
+        "bucket": refs.bucket, "uploads_topic_arn": refs.uploads_topic_arn,
+        "events_topic_arn": refs.events_topic_arn, "results_queue_url": refs.results_queue_url,
+        "ledger_table": refs.ledger_table,
+        "pools": {n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url}
+                  for n, p in refs.pools.items()},
+    }  # fmt: skip
+    tmp = path.with_name(f".{FARM_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(body, f, indent=1)
+    tmp.replace(path)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if _read(path).get("pid") == os.getpid():  # not another ingest's newer file
+                path.unlink()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_farm(directory: Path | None = None) -> RunningFarm | None:
+    """The embedded farm a live ingest runs, or None (no file, or its ingest is gone)."""
+    data = _read(farm_file(directory))
+    pid = data.get("pid")
+    if not isinstance(pid, int) or not _alive(pid):
+        return None
+    try:
+        return RunningFarm(str(data["endpoint"]), pid, _refs(data))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _refs(data: dict[str, Any]) -> FarmRefs:
+    pools = {str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"]))
+             for n, p in data["pools"].items()}  # fmt: skip
+    return FarmRefs(
+        names=Names.build(str(data["prefix"]), str(data["bucket"]), sorted(pools)),
+        uploads_topic_arn=str(data["uploads_topic_arn"]),
+        events_topic_arn=str(data["events_topic_arn"]),
+        results_queue_url=str(data["results_queue_url"]),
+        ledger_table=str(data["ledger_table"]),
+        pools=pools,
+    )

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."
     )
     workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
+    window: int | None = Field(
+        None,
+        ge=1,
+        description="Embedded farm: sources in the farm at once; default twice "
+        "the worker processes.",
+    )
     ecs_agent_uri: str | None = Field(
         None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI")
     )

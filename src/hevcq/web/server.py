@@ -15,12 +15,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from hevcq.aws import Clients
 from hevcq.errors import ConfigError
 from hevcq.farm import Pool
-from hevcq.local import EMBEDDED_REGION
+from hevcq.local import EMBEDDED_REGION, running_farm
 from hevcq.provision import FarmRefs, resolve
 from hevcq.settings import Settings
 from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
-from hevcq.web.farmfile import find_running_farm
 from hevcq.web.view import FarmView
 
 SERVER_START_TIMEOUT_S = 10.0
@@ -71,13 +70,13 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             raw_policy=settings.raw,
         )  # fmt: skip
         return Located(view, embedded=False)
-    running = find_running_farm(state_dir)
+    running = running_farm(state_dir)
     if running is None:
         return Located(
             None, embedded=True,
             reason="no farm configured (HEVCQ_BUCKET unset) and no embedded farm running",
         )  # fmt: skip
-    return Located(embedded_view(running.refs(), running.endpoint, settings), embedded=True)
+    return Located(embedded_view(running.refs, running.endpoint, settings), embedded=True)
 
 
 def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
