@@ -25,6 +25,7 @@ from hevcq.media import EncodePlan, Skip
 from hevcq.messages import JobResult, Outcome
 from hevcq.precheck import confirmed_skip
 from hevcq.probe import probe
+from hevcq.procs import pid_alive
 from hevcq.progress import Progress, percent
 from hevcq.store import (
     META_JOB,
@@ -157,27 +158,18 @@ def sweep_scratch(work_dir: Path) -> list[Path]:
     """Remove scratch folders left by workers that died (SIGKILL, OOM); returns them.
 
     Each job's folder is named after its worker's process id; a folder whose process is
-    gone belongs to nobody.
+    gone belongs to nobody. Anything else in the folder (another program's, or a folder
+    not named that way) is left alone.
     """
     removed: list[Path] = []
     if not work_dir.is_dir():
         return removed
-    for d in work_dir.glob(f"{SCRATCH_PREFIX}*"):
+    for d in work_dir.glob(f"{SCRATCH_PREFIX}*-*"):
         pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if d.is_dir() and not (pid.isdigit() and _alive(int(pid))):
+        if d.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Laps:

@@ -22,6 +22,7 @@ from hevcq import endpoint
 from hevcq.aws import Clients
 from hevcq.endpoint import EndpointProcess
 from hevcq.farm import Pool
+from hevcq.procs import pid_alive
 from hevcq.provision import FarmRefs, PoolRefs, names_for, provision
 from hevcq.settings import Settings
 from hevcq.statestore import state_dir
@@ -249,21 +250,11 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_farm(directory: Path | None = None) -> RunningFarm | None:
     """The embedded farm a live ingest runs, or None (no file, or its ingest is gone)."""
     data = _read(farm_file(directory))
     pid = data.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not pid_alive(pid):
         return None
     try:
         return RunningFarm(str(data["endpoint"]), pid, _refs(data))
