@@ -34,7 +34,7 @@ RUNNING_KEY = "TODO/long-film.mov"
 def _chromium() -> Path:
     if not CHROMIUM.is_file():
         if IN_CI:
-            pytest.fail("chromium is required in CI (`make browser` installs it)")
+            pytest.fail("chromium is required in CI (`make test` installs it when CI is set)")
         pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)")
     return CHROMIUM
 
