@@ -53,7 +53,7 @@ class FakeProgress:
     def _run(self) -> None:
         pct = 5.0
         while not self.stop.wait(0.5) and pct < 95:
-            pct += 2.5
+            pct += 0.5  # slow enough to still be rising when a slow browser first looks
             self.lease = self.ledger.renew(self.lease, {"progress": pct})
 
     def __enter__(self) -> FakeProgress:
