@@ -26,7 +26,8 @@ from hevcq.logs import read_events
 from hevcq.media import Skip
 from hevcq.messages import JobResult
 from hevcq.probe import probe
-from hevcq.results import ResultCollector, download_outputs
+from hevcq.queues import SqsInbox
+from hevcq.results import Expected, dead_letter_results
 from hevcq.settings import Settings
 from hevcq.store import S3Store
 
@@ -128,8 +129,8 @@ class BenchFarm:
         self.store.upload(src, key, {})
         upload_in = time.perf_counter() - start
         uploaded_at = time.time()
-        collector = ResultCollector(self.clients.sqs, self.refs, {(key, self.pool)})
-        if not collector.wait(timeout_s=JOB_TIMEOUT_S):
+        collector = Expected({(key, self.pool)})
+        if not self._wait(collector):
             raise RuntimeError(f"no result for {key} within {JOB_TIMEOUT_S} s")
         result_at = time.time()
         result = collector.results[(key, self.pool)]
@@ -137,13 +138,22 @@ class BenchFarm:
             raise RuntimeError(f"benchmark job {key} {result.outcome}: {result.reason}")
         before = time.perf_counter()
         out = Path(tempfile.mkdtemp(dir=self.tmp))
-        download_outputs(self.clients.s3, self.refs.bucket, [result], out)
+        assert result.output_key is not None
+        self.store.download(result.output_key, out / Path(result.output_key).name)
         download_out = time.perf_counter() - before
         total = time.perf_counter() - start
         shutil.rmtree(out, ignore_errors=True)
         run = JobRun(key, total, uploaded_at, result_at, upload_in, download_out, result)
         self._annotate(run)
         return run
+
+    def _wait(self, expected: Expected) -> bool:
+        """Read results until every expected job has one; False after JOB_TIMEOUT_S."""
+        return expected.wait(
+            SqsInbox(self.clients.sqs, self.refs.results_queue_url),
+            timeout_s=JOB_TIMEOUT_S,
+            dead_letters=lambda: dead_letter_results(self.clients.sqs, self.refs),
+        )
 
     def _annotate(self, run: JobRun) -> None:
         # The worker logs job_finished just after it publishes the result, so the line
@@ -167,7 +177,7 @@ class BenchFarm:
         """Upload ``jobs`` copies of ``src`` straight to TODO/; seconds until every result."""
         keys = [self.new_key(src) for _ in range(jobs)]
         body = src.read_bytes()
-        collector = ResultCollector(self.clients.sqs, self.refs, {(k, self.pool) for k in keys})
+        collector = Expected({(k, self.pool) for k in keys})
         start = time.perf_counter()
         with ThreadPoolExecutor(8) as ex:
             list(
@@ -176,7 +186,7 @@ class BenchFarm:
                     keys,
                 )
             )
-        if not collector.wait(timeout_s=JOB_TIMEOUT_S):
+        if not self._wait(collector):
             raise RuntimeError(f"{len(collector.pending)} of {jobs} burst jobs never finished")
         elapsed = time.perf_counter() - start
         failed = [r for r in collector.results.values() if r.outcome != "done"]

@@ -68,11 +68,15 @@ class FakeQueue:
 
 @dataclass
 class FakeStore:
-    """Objects in memory (key -> info); uploads are recorded."""
+    """A bucket in memory (key -> info, bytes) implementing ``store.ObjectStore``.
+
+    Uploads and deletions are recorded; an object added without bytes reads as zeros.
+    """
 
     objects: dict[str, ObjectInfo] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict)
     uploads: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
     def add(
         self,
@@ -98,10 +102,25 @@ class FakeStore:
         dest.write_bytes(self.data.get(key, b"\0" * info.size))
         return info
 
-    def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
+    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
+        info = self.objects.get(key)
+        if info is None or (etag and info.etag != etag):
+            raise SupersededJob(f"{key} is no longer version {etag}")
+        return self.data.get(key, b"\0" * info.size)[start : start + length]
+
+    def upload(
+        self,
+        src: Path,
+        key: str,
+        metadata: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectInfo:
         self.uploads.append(key)
         etag = f"out-{key}-{len(self.uploads)}"
         self.objects[key] = ObjectInfo(key, src.stat().st_size, etag, dict(metadata))
+        self.data[key] = src.read_bytes()
+        if progress:
+            progress(src.stat().st_size)
         return self.objects[key]
 
     def put_if(
@@ -120,6 +139,7 @@ class FakeStore:
         return True
 
     def delete(self, key: str) -> None:
+        self.deleted.append(key)
         self.objects.pop(key, None)
         self.data.pop(key, None)
 

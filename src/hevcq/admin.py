@@ -7,9 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import structlog
-from botocore.exceptions import BotoCoreError, ClientError
-
+from hevcq import queues
 from hevcq.errors import FailureClass
 from hevcq.ledger import State
 from hevcq.provision import FarmRefs, PoolRefs
@@ -19,12 +17,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from hevcq.ledger import DynamoLedger
-
-log = structlog.get_logger()
-
-# SQS ReceiveMessage returns at most 10 messages per call (SQS API Reference).
-MAX_BATCH = 10
-REDRIVE_VISIBILITY_S = 120
 
 
 @dataclass(frozen=True)
@@ -59,23 +51,11 @@ class DeadLetter:
     body: str
 
 
-def _counts(sqs: SQSClient, url: str) -> dict[str, int]:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return {k: int(v) for k, v in attrs.items()}
-
-
 def queue_depths(sqs: SQSClient, refs: FarmRefs) -> list[QueueDepth]:
     """Per pool: visible, in flight, delayed and dead-lettered messages."""
     rows = []
     for pool, pr in sorted(refs.pools.items()):
-        q, d = _counts(sqs, pr.queue_url), _counts(sqs, pr.dlq_url)
+        q, d = queues.counts(sqs, pr.queue_url), queues.counts(sqs, pr.dlq_url)
         rows.append(
             QueueDepth(
                 pool=pool,
@@ -117,80 +97,25 @@ def list_dead_letters(
     sqs: SQSClient, dlq_url: str, limit: int = 100, wait_s: int = 1
 ) -> list[DeadLetter]:
     """Dead-letter messages with class and reason; they stay in the queue."""
-    out: dict[str, DeadLetter] = {}
-    handles = []
-    while len(out) < limit:
-        msgs = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=MAX_BATCH, VisibilityTimeout=10,
-            MessageAttributeNames=["All"], WaitTimeSeconds=wait_s,
-        ).get("Messages", [])  # fmt: skip
-        if not msgs:
-            break
-        for m in msgs:
-            handles.append(m["ReceiptHandle"])
-            attrs = {k: v.get("StringValue", "") for k, v in m.get("MessageAttributes", {}).items()}
-            out[m["MessageId"]] = DeadLetter(
-                m["MessageId"],
-                attrs.get(ATTR_CLASS, "unknown (moved by the redrive policy)"),
-                attrs.get(ATTR_REASON, "received too many times without finishing"),
-                m.get("Body", ""),
-            )
-    for h in handles:
-        sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=h, VisibilityTimeout=0)
-    return list(out.values())
-
-
-def _move_task(sqs: SQSClient, pr: PoolRefs) -> bool:
-    """SQS's own message move task, where the endpoint implements it."""
-    arn = {
-        u: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        for u in (pr.dlq_url, pr.queue_url)
-    }
-    try:
-        sqs.start_message_move_task(SourceArn=arn[pr.dlq_url], DestinationArn=arn[pr.queue_url])
-    except (ClientError, BotoCoreError, NotImplementedError) as exc:
-        # NotImplementedError: moto's in-process backend (its server answers HTTP 500).
-        log.info("move_task_unavailable", error=str(exc))
-        return False
-    return True
-
-
-def _matches(m: dict[str, object], failure_class: FailureClass | None) -> bool:
-    if failure_class is None:
-        return True
-    attrs = m.get("MessageAttributes") or {}
-    value = attrs.get(ATTR_CLASS, {}).get("StringValue") if isinstance(attrs, dict) else None
-    return value == failure_class.value
+    return [
+        DeadLetter(
+            m.message_id,
+            m.attributes.get(ATTR_CLASS, "unknown (moved by the redrive policy)"),
+            m.attributes.get(ATTR_REASON, "received too many times without finishing"),
+            m.body,
+        )
+        for m in queues.peek(sqs, dlq_url, limit=limit, wait_s=wait_s)
+    ]
 
 
 def redrive_one_by_one(
     sqs: SQSClient, pr: PoolRefs, failure_class: FailureClass | None = None
 ) -> int:
-    """Move dead letters back one at a time: send to the source queue, then delete.
-
-    An interruption between the two leaves a duplicate (which the ledger makes harmless),
-    never a lost job. Messages of other classes are skipped and made visible again.
-    """
-    moved, skipped = 0, []
-    while True:
-        msgs = sqs.receive_message(
-            QueueUrl=pr.dlq_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=1,
-            VisibilityTimeout=REDRIVE_VISIBILITY_S, MessageAttributeNames=["All"],
-        ).get("Messages", [])  # fmt: skip
-        if not msgs:
-            break
-        for m in msgs:
-            if not _matches(m, failure_class):  # type: ignore[arg-type]
-                skipped.append(m["ReceiptHandle"])
-                continue
-            sqs.send_message(QueueUrl=pr.queue_url, MessageBody=m["Body"])
-            sqs.delete_message(QueueUrl=pr.dlq_url, ReceiptHandle=m["ReceiptHandle"])
-            moved += 1
-    for h in skipped:
-        sqs.change_message_visibility(QueueUrl=pr.dlq_url, ReceiptHandle=h, VisibilityTimeout=0)
-    return moved
+    """Move dead letters (of one class, or all) back to their queue one at a time."""
+    return queues.move(
+        sqs, pr.dlq_url, pr.queue_url,
+        lambda m: failure_class is None or m.attributes.get(ATTR_CLASS) == failure_class.value,
+    )  # fmt: skip
 
 
 def redrive(
@@ -208,7 +133,7 @@ def redrive(
     done: dict[str, int | str] = {}
     for pool in pools or sorted(refs.pools):
         pr = refs.pools[pool]
-        if failure_class is None and _move_task(move_sqs, pr):
+        if failure_class is None and queues.start_move_task(move_sqs, pr.dlq_url, pr.queue_url):
             done[pool] = "move task started"
             continue
         done[pool] = redrive_one_by_one(sqs, pr, failure_class)
@@ -217,21 +142,8 @@ def redrive(
 
 def redrive_message(sqs: SQSClient, pr: PoolRefs, message_id: str) -> bool:
     """Move one dead letter back to its queue (send, then delete); False when it is not there."""
-    found, others = False, []
-    while not found:
-        msgs = sqs.receive_message(
-            QueueUrl=pr.dlq_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=0,
-            VisibilityTimeout=REDRIVE_VISIBILITY_S, MessageAttributeNames=["All"],
-        ).get("Messages", [])  # fmt: skip
-        if not msgs:
-            break
-        for m in msgs:
-            if m["MessageId"] == message_id and not found:
-                sqs.send_message(QueueUrl=pr.queue_url, MessageBody=m["Body"])
-                sqs.delete_message(QueueUrl=pr.dlq_url, ReceiptHandle=m["ReceiptHandle"])
-                found = True
-            else:
-                others.append(m["ReceiptHandle"])
-    for h in others:
-        sqs.change_message_visibility(QueueUrl=pr.dlq_url, ReceiptHandle=h, VisibilityTimeout=0)
-    return found
+    moved = queues.move(
+        sqs, pr.dlq_url, pr.queue_url, lambda m: m.message_id == message_id,
+        first_only=True, wait_s=0,
+    )  # fmt: skip
+    return moved == 1

@@ -31,12 +31,13 @@ from hevcq.cli import (
 from hevcq.errors import ConfigError
 from hevcq.estimate import TaskSize
 from hevcq.estimate import estimate as estimate_cost
-from hevcq.farm import Pool
-from hevcq.fetch import Fetched, Fetcher, FetchOptions, SqsInbox, fetch_library, find_library
-from hevcq.ingest import library_id, parse_size, to_upload
+from hevcq.farm import Pool, replacing_pools
+from hevcq.fetch import Fetcher, FetchOptions, fetch_library, find_library
+from hevcq.ingest import parse_size, to_upload
 from hevcq.ledger import DynamoLedger
 from hevcq.library import ScanReport, scan
 from hevcq.local import EmbeddedFarm, published_farm
+from hevcq.queues import SqsInbox
 from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine, purge
 from hevcq.replace import rollback as restore
 from hevcq.report import (
@@ -47,9 +48,10 @@ from hevcq.report import (
     progress_for,
     summary_table,
 )
+from hevcq.results import Fetched
 from hevcq.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
 from hevcq.settings import Settings
-from hevcq.statestore import StateStore
+from hevcq.statestore import StateStore, library_id
 from hevcq.store import S3Store
 from hevcq.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions
 
@@ -317,8 +319,7 @@ def _replacing(pools: dict[str, Pool], chosen: list[str], replace: bool) -> froz
         raise ConfigError(
             f"unknown pool(s) {', '.join(unknown)}; known: {', '.join(sorted(pools))}"
         )
-    # Only a pool that keeps the source's resolution may take its place; renditions go to --out.
-    keep = frozenset(p for p in chosen if not pools[p].output_suffix) if replace else frozenset()
+    keep = replacing_pools(pools[p] for p in chosen) if replace else frozenset()
     if replace and not keep:
         raise ConfigError("--replace needs a pool whose output keeps the source's size (e.g. hevc)")
     return keep

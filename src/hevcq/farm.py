@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -100,11 +101,33 @@ class Pool(_Strict):
     queue: QueueSpec = Field(default_factory=QueueSpec)
     deploy: Deploy = Field(default_factory=Deploy)
 
+    @property
+    def may_replace_originals(self) -> bool:
+        """Only a pool that keeps the source's name and size may take its place.
+
+        Renditions (an ``output_suffix``) go beside it under ``--out``, never over it.
+        """
+        return not self.output_suffix
+
     def settings_hash(self) -> str:
         """A short stable hash of everything that changes the encoded bytes."""
         material = {"applies": self.applies.model_dump(), "encode": self.encode.model_dump()}
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def replacing_pools(pools: Iterable[Pool]) -> frozenset[str]:
+    """The one pool among ``pools`` whose outputs may replace originals (empty when none).
+
+    Two such pools would each swap their output in over the same original: refused.
+    """
+    names = sorted(p.name for p in pools if p.may_replace_originals)
+    if len(names) > 1:
+        raise ConfigError(
+            f"--replace: pools {', '.join(names)} would each replace the original; "
+            "choose one with --pool"
+        )
+    return frozenset(names)
 
 
 def default_workers_dir() -> Path:

@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 import structlog
 
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.ingest import META_HASH, META_LIBRARY
 from hevcq.keys import DONE_PREFIX, source_relative
+from hevcq.ledger import FINISHED, LedgerItem, State
 from hevcq.messages import JobResult
 from hevcq.replace import (
     DEFAULT_QUARANTINE,
@@ -26,27 +27,13 @@ from hevcq.replace import (
     swap_in,
     verify_replacement,
 )
-from hevcq.results import parse_result
+from hevcq.results import Action, Fetched, Inbox, drain
 from hevcq.statestore import StateStore
-from hevcq.store import ObjectInfo
+from hevcq.store import ObjectStore
 from hevcq.walk import fingerprint
 
 log = structlog.get_logger()
 
-Action = Literal[
-    "placed",
-    "replaced",
-    "skipped",
-    "failed",
-    "refused",
-    "orphaned",
-    "already",
-    "retry",
-    "superseded",
-    "waiting",  # taken off the queue; its handler places it once the file's other pools are home
-]
-OK_ACTIONS = frozenset({"placed", "replaced", "skipped", "already", "superseded"})
-FINISHED_STATES = ("done", "skipped")
 
 VerifyFn = Callable[[Path, Path, bool], None]  # (candidate, original, allow_larger)
 
@@ -55,20 +42,10 @@ def _verify(candidate: Path, original: Path, allow_larger: bool) -> None:
     verify_replacement(candidate, original, allow_larger=allow_larger)
 
 
-class Objects(Protocol):
-    """What fetching needs from the bucket."""
-
-    def head(self, key: str) -> ObjectInfo | None: ...
-    def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
-    ) -> ObjectInfo: ...
-    def delete(self, key: str) -> None: ...
-
-
 class JobLedger(Protocol):
     """Read access to the job ledger (one item per source key and pool)."""
 
-    def get(self, key: str, pool: str) -> dict[str, Any] | None: ...
+    def get(self, key: str, pool: str) -> LedgerItem | None: ...
 
 
 @dataclass(frozen=True)
@@ -83,35 +60,17 @@ class FetchOptions:
     cleanup: bool = True  # delete the job's objects once it is safely home
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """What became of one result."""
-
-    rel: str
-    pool: str
-    action: Action
-    reason: str = ""
-    path: Path | None = None
-    result: JobResult | None = None
-    source_deleted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True unless the result needs a person's attention."""
-        return self.action in OK_ACTIONS
-
-
 @dataclass
 class Fetcher:
     """Handles results of one library: ownership, verification, placement, clean-up."""
 
     root: Path
     state: StateStore
-    objects: Objects
+    objects: ObjectStore
     ledger: JobLedger | None
     options: FetchOptions
     all_pools: Sequence[str]
-    library: str  # the library id written on uploads (ingest.library_id)
+    library: str  # the library id written on uploads (statestore.library_id)
     verify: VerifyFn = _verify
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -217,11 +176,11 @@ class Fetcher:
         item = self.ledger.get(r.source_key, r.pool)
         if item is None:
             return "retry", "the ledger has no record of this job yet"
-        if r.source_etag and str(item.get("etag", "")) != r.source_etag:
+        if r.source_etag and item.etag != r.source_etag:
             return "superseded", "a newer version of the source was uploaded since"
-        if item.get("state") != "done":
-            return "retry", f"the ledger says {item.get('state')}"
-        if r.output_etag and item.get("output_etag") not in (None, r.output_etag):
+        if item.state is not State.DONE:
+            return "retry", f"the ledger says {item.state.value}"
+        if r.output_etag and item.output_etag not in (None, r.output_etag):
             return "superseded", "the ledger records a newer output for this job"
         return None
 
@@ -278,21 +237,21 @@ class Fetcher:
             mine = local.get(pool)
             if not source_settled(item, r.source_etag, mine.outcome if mine else None):
                 return False
-            out_key = str(item.get("output_key") or "") if item else ""
+            out_key = (item.output_key or "") if item else ""
             fetched = mine is not None and mine.outcome == "done"
             # Fetched by someone else (their clean-up deleted the output) also counts.
-            if item and item["state"] == "done" and not fetched and self.objects.head(out_key):
+            if item and item.state is State.DONE and not fetched and self.objects.head(out_key):
                 return False
         self.objects.delete(r.source_key)
         log.info("source_deleted", key=r.source_key)
         return True
 
 
-def source_settled(item: dict[str, Any] | None, etag: str, local_outcome: str | None) -> bool:
+def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None) -> bool:
     """True when a pool's job for this source version finished and did not fail here."""
-    if item is None or item.get("state") not in FINISHED_STATES or local_outcome == "failed":
+    if item is None or item.state not in FINISHED or local_outcome == "failed":
         return False
-    return not etag or str(item.get("etag", "")) == etag
+    return not etag or item.etag == etag
 
 
 def _same_file(original: Path, src: Path) -> None:
@@ -305,135 +264,6 @@ def _fingerprint(path: Path, like: str) -> str | None:
         return fingerprint(path, full=like.startswith("f1:"))
     except OSError:
         return None
-
-
-# --- the results queue -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One received message."""
-
-    message_id: str
-    body: str
-    handle: str
-
-
-class ResultHandler(Protocol):
-    """What drains the queue into: a Fetcher, or the round trip's streaming window."""
-
-    def owns(self, r: JobResult) -> bool: ...
-    def process(self, r: JobResult) -> Fetched: ...
-
-
-class Inbox(Protocol):
-    """The results queue as fetch sees it."""
-
-    def receive(self, wait_s: int) -> list[Delivery]: ...
-    def delete(self, d: Delivery) -> None: ...
-    def hide(self, d: Delivery, seconds: int) -> None: ...
-
-
-HOLD_S = 60  # results of other pools or libraries stay hidden this long while we run
-FOLLOW_WAIT_S = 5  # long-poll length when following: also the delay before a stop is seen
-DRAIN_WAIT_S = 1
-
-
-def drain(
-    inbox: Inbox,
-    fetcher: ResultHandler,
-    *,
-    follow: bool,
-    stop: threading.Event,
-    on_item: Callable[[Fetched], None] | None = None,
-    until: Callable[[], bool] | None = None,
-    on_tick: Callable[[], None] | None = None,
-) -> list[Fetched]:
-    """Handle results until the queue has nothing new, or (following) until ``stop``.
-
-    With ``until``, the rule is instead: until ``until()`` says the expected set is
-    complete, or ``stop``; ``on_tick`` runs after every poll.
-    """
-    held: dict[str, Delivery] = {}
-    todo: list[Delivery] = []
-    out: list[Fetched] = []
-    wait_s = DRAIN_WAIT_S if until is not None or not follow else FOLLOW_WAIT_S
-    try:
-        while not stop.is_set() and not (until is not None and until()):
-            batch = inbox.receive(wait_s)
-            todo = _new_deliveries(inbox, batch, held)
-            if on_tick:
-                on_tick()
-            if not todo and not follow and until is None:
-                break
-            while todo and not stop.is_set():
-                d = todo.pop(0)
-                item = _handle(inbox, fetcher, d)
-                if item is None or item.action == "retry":
-                    held[d.message_id] = d
-                if item is not None:
-                    out.append(item)
-                    if on_item:
-                        on_item(item)
-    finally:
-        # Visible again at once for their owners (and for the next fetch).
-        for d in [*held.values(), *todo]:
-            inbox.hide(d, 0)
-    return out
-
-
-def _new_deliveries(
-    inbox: Inbox, batch: list[Delivery], held: dict[str, Delivery]
-) -> list[Delivery]:
-    """The deliveries not seen before; those held that came back after HOLD_S hide again."""
-    for d in batch:
-        if d.message_id in held:
-            inbox.hide(d, HOLD_S)
-            held[d.message_id] = d
-    return [d for d in batch if d.message_id not in held]
-
-
-def _handle(inbox: Inbox, fetcher: ResultHandler, d: Delivery) -> Fetched | None:
-    result = parse_result(d.body)
-    if result is None or not fetcher.owns(result):
-        inbox.hide(d, HOLD_S)
-        return None
-    item = fetcher.process(result)
-    if item.action == "retry":
-        inbox.hide(d, HOLD_S)
-    else:
-        inbox.delete(d)
-    return item
-
-
-@dataclass
-class SqsInbox:
-    """The results queue on SQS."""
-
-    sqs: Any
-    url: str
-    visibility_s: int = 900  # one download and full decode of a large output
-
-    def receive(self, wait_s: int) -> list[Delivery]:
-        """Up to ten messages."""
-        resp = self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s,
-            VisibilityTimeout=self.visibility_s,
-        )  # fmt: skip
-        return [
-            Delivery(m["MessageId"], m.get("Body", ""), m["ReceiptHandle"])
-            for m in resp.get("Messages", [])
-        ]
-
-    def delete(self, d: Delivery) -> None:
-        """Remove a handled message."""
-        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=d.handle)
-
-    def hide(self, d: Delivery, seconds: int) -> None:
-        """Change a message's visibility (0: visible now)."""
-        self.sqs.change_message_visibility(
-            QueueUrl=self.url, ReceiptHandle=d.handle, VisibilityTimeout=seconds
-        )
 
 
 def find_library(path: Path) -> Path | None:

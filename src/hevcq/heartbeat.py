@@ -37,7 +37,7 @@ class Exhausted:
     left_s: float
 
 
-Action = Wait | Extend | Exhausted
+Step = Wait | Extend | Exhausted
 
 
 def next_action(
@@ -48,7 +48,7 @@ def next_action(
     step_s: int,
     *,
     budget_s: int = MAX_VISIBILITY_TIMEOUT_S,
-) -> Action:
+) -> Step:
     """Decide the heartbeat's next move.
 
     Extend when less than half a period of visibility is left (the lead), by ``step_s``

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from hevcq.keys import todo_key
 from hevcq.library import FileEntry, ScanReport
 from hevcq.precheck import client_skips_metadata
 from hevcq.statestore import StateStore
-from hevcq.store import ObjectInfo
+from hevcq.store import ObjectStore
 from hevcq.walk import os_problem
 
 log = structlog.get_logger()
@@ -30,11 +28,6 @@ META_LIBRARY = "hevcq-library"  # which library uploaded it: fetch leaves others
 
 # Files uploaded at once; each upload also splits into parts (store.TRANSFER concurrency).
 UPLOAD_WORKERS = 4
-
-
-def library_id(root: Path) -> str:
-    """A stable id of a library: a hash of its absolute path."""
-    return hashlib.sha256(os.fsencode(root.absolute())).hexdigest()[:16]
 
 
 def to_upload(report: ScanReport, *, fresh_farm: bool = False) -> list[FileEntry]:
@@ -54,19 +47,6 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         # The workers of these pools re-check from a few ranges instead of downloading.
         **client_skips_metadata(entry.decisions),
     }
-
-
-class UploadTarget(Protocol):
-    """Where uploads go (store.S3Store)."""
-
-    def head(self, key: str) -> ObjectInfo | None: ...
-    def upload(
-        self,
-        src: Path,
-        key: str,
-        metadata: dict[str, str],
-        progress: Callable[[int], None] | None = None,
-    ) -> ObjectInfo: ...
 
 
 class Progress(Protocol):
@@ -110,7 +90,7 @@ class Uploaded:
 
 
 def upload_one(
-    target: UploadTarget, root: Path, entry: FileEntry, library: str,
+    target: ObjectStore, root: Path, entry: FileEntry, library: str,
     advance: Callable[[int], None],
 ) -> Uploaded:  # fmt: skip
     """Upload one file unless its object already holds the same content."""
@@ -135,7 +115,7 @@ def upload_one(
 
 
 def upload_all(
-    target: UploadTarget,
+    target: ObjectStore,
     root: Path,
     entries: list[FileEntry],
     library: str,

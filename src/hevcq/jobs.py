@@ -33,8 +33,8 @@ from hevcq.store import (
     META_SETTINGS,
     META_SOURCE_ETAG,
     META_SOURCE_KEY,
-    BlobStore,
     ObjectInfo,
+    ObjectStore,
 )
 from hevcq.streamcheck import StreamCheck, StreamDecoder
 from hevcq.verify import verify_output
@@ -191,7 +191,7 @@ class JobRunner:
 
     def __init__(
         self,
-        store: BlobStore,
+        store: ObjectStore,
         *,
         ffmpeg: str,
         work_dir: Path,

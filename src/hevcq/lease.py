@@ -146,7 +146,7 @@ def observe(
     wait_s = 0.0
     while not (stop.wait(wait_s) or cancel.is_set()):
         try:
-            item = ledger.read(seen.key, seen.pool)
+            item = ledger.get(seen.key, seen.pool)
         except InterruptedJob:
             raise
         except Exception as exc:  # a transient read failure: look again shortly

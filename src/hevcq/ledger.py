@@ -256,7 +256,7 @@ def judge(  # noqa: PLR0911 - one return per rule reads best
 class Ledger(Protocol):
     """What the worker needs from the ledger."""
 
-    def read(self, key: str, pool: str) -> LedgerItem | None: ...
+    def get(self, key: str, pool: str) -> LedgerItem | None: ...
     def claim(
         self,
         job: JobKey,
@@ -333,17 +333,12 @@ class DynamoLedger:
         except BotoCoreError as exc:
             raise classify(exc, what) from exc
 
-    def read(self, key: str, pool: str) -> LedgerItem | None:
+    def get(self, key: str, pool: str) -> LedgerItem | None:
         """One item, read consistently."""
         resp = self._call(
             "ledger read", self.ddb.get_item, Key=self._key(key, pool), ConsistentRead=True
         )
         return LedgerItem.from_item(resp["Item"]) if "Item" in resp else None
-
-    def get(self, key: str, pool: str) -> dict[str, Any] | None:
-        """One item as a plain dict (status views)."""
-        item = self.read(key, pool)
-        return item.plain() if item else None
 
     def _write(
         self,
@@ -429,7 +424,7 @@ class DynamoLedger:
     ) -> ClaimResult:
         """Take the job if nobody holds it, it is not finished, and no newer version is known."""
         for _ in range(CLAIM_ROUNDS):
-            item = self.read(job.key, job.pool)
+            item = self.get(job.key, job.pool)
             verdict = judge(item, job)
             if isinstance(verdict, _AskSource):
                 verdict = judge(item, job, source_is_newer=source_is_current())

@@ -15,7 +15,7 @@ from hevcq.errors import PermanentError
 from hevcq.farm import Pool
 from hevcq.keys import todo_key
 from hevcq.media import Decision, EncodePlan, MediaInfo, Skip
-from hevcq.probe import probe
+from hevcq.probe import ProbeFn, probe
 from hevcq.statestore import FileRecord, Outcome, PoolRecord, StateStore
 from hevcq.walk import (
     DEFAULT_EXCLUDES,
@@ -42,7 +42,6 @@ __all__ = [
 
 log = structlog.get_logger()
 
-ProbeFn = Callable[[Path], MediaInfo]
 DecideFn = Callable[[MediaInfo, Pool, str], Decision]
 FingerprintFn = Callable[[Path], str]
 Status = Literal["send", "uploaded", "skip", "duplicate", "deferred", "finished"]

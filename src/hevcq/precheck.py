@@ -14,21 +14,21 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
 
 import structlog
 
 from hevcq.decide import decide
 from hevcq.errors import HevcqError
 from hevcq.farm import Pool
+from hevcq.limits import MiB
 from hevcq.media import Decision, Skip
 from hevcq.probe import probe_stream
-from hevcq.store import BlobStore
+from hevcq.store import ObjectStore
 
 log = structlog.get_logger()
 
 META_CLIENT_SKIPS = "hevcq-client-skips"  # pools the client decided to skip, comma separated
-BLOCK = 1024 * 1024
+BLOCK = MiB
 CACHED_BLOCKS = 8
 # A probe that needs more than this is not cheap any more: download and probe as usual.
 MAX_PROBE_BYTES = 64 * BLOCK
@@ -36,13 +36,6 @@ MAX_PROBE_BYTES = 64 * BLOCK
 
 class ProbeTooCostly(HevcqError):
     """The re-check read more than MAX_PROBE_BYTES."""
-
-
-@runtime_checkable
-class RangeStore(Protocol):
-    """A store that reads part of an object (store.S3Store)."""
-
-    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes: ...
 
 
 def client_skips_metadata(decisions: Mapping[str, Decision]) -> dict[str, str]:
@@ -59,7 +52,7 @@ def client_skipped(metadata: Mapping[str, str], pool: str) -> bool:
 class RangedFile(io.RawIOBase):
     """An object read through ranged reads of whole blocks, a few blocks cached."""
 
-    def __init__(self, store: RangeStore, key: str, size: int, etag: str | None) -> None:
+    def __init__(self, store: ObjectStore, key: str, size: int, etag: str | None) -> None:
         super().__init__()
         self._store, self._key, self._size, self._etag = store, key, size, etag
         self._pos = 0
@@ -110,10 +103,8 @@ class RangedFile(io.RawIOBase):
         return data
 
 
-def confirmed_skip(store: BlobStore, key: str, etag: str | None, pool: Pool) -> Skip | None:
+def confirmed_skip(store: ObjectStore, key: str, etag: str | None, pool: Pool) -> Skip | None:
     """The pool's own skip decision from a ranged probe, when the client said skip."""
-    if not isinstance(store, RangeStore):
-        return None
     head = store.head(key)
     if head is None or not client_skipped(head.metadata, pool.name):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from fractions import Fraction
 from io import RawIOBase
 from pathlib import Path
@@ -25,6 +26,8 @@ _ISO_BOX_TYPES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
 _SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"FLV", b"OggS",
                b"\x30\x26\xb2\x75")  # fmt: skip
 MPEG_TS_PACKET = 188
+
+ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
 
 
 def looks_like_media(head: bytes) -> bool:

@@ -22,9 +22,9 @@ from hevcq.media import Skip
 
 if TYPE_CHECKING:
     from hevcq.estimate import Estimate
-    from hevcq.fetch import Fetched
     from hevcq.ingest import Uploaded
     from hevcq.library import FileEntry, ScanReport
+    from hevcq.results import Fetched
 
 
 @dataclass(frozen=True)

@@ -14,32 +14,36 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from hevcq.aws import Clients
-from hevcq.farm import Pool
-from hevcq.fetch import Fetched, Fetcher, FetchOptions, SqsInbox, drain
+from hevcq.farm import Pool, replacing_pools
+from hevcq.fetch import Fetcher, FetchOptions
 from hevcq.ingest import (
     UPLOAD_WORKERS,
     NoProgress,
     Progress,
     Uploaded,
-    library_id,
     recorder,
     to_upload,
     upload_all,
     upload_one,
 )
-from hevcq.ledger import DynamoLedger
+from hevcq.ledger import DynamoLedger, State
 from hevcq.library import FileEntry, ScanOptions, ScanReport, scan
 from hevcq.media import Skip
 from hevcq.messages import JobResult
 from hevcq.provision import FarmRefs
+from hevcq.queues import SqsInbox
 from hevcq.report import Row
-from hevcq.results import JobId, peek_dead_letters, result_from_item
-from hevcq.statestore import StateStore
+from hevcq.results import Fetched, JobId, dead_letter_results, drain, result_from_item
+from hevcq.statestore import StateStore, library_id
 from hevcq.store import S3Store
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 log = structlog.get_logger()
 
@@ -57,9 +61,6 @@ class IngestOptions:
     keep_days: float = 30.0
     timeout_s: float | None = None
     window: int = 4  # sources in the farm at once (uploading or waiting for results)
-
-
-REPLACE_POOL = "hevc"
 
 
 @dataclass
@@ -250,16 +251,11 @@ class Streaming:
             self.on_result(item)
         return item
 
-    def dead_letters(self, refs: FarmRefs, sqs: object) -> None:
+    def dead_letters(self, refs: FarmRefs, sqs: SQSClient) -> None:
         """Jobs whose messages the farm gave up on (a dead-letter queue) fail here."""
-        for pool, pr in refs.pools.items():
-            for obj, cls, reason in peek_dead_letters(sqs, pr.dlq_url):  # type: ignore[arg-type]
-                if self.window.expects(obj.key, pool):
-                    self.process(JobResult(
-                        job_id="", pool=pool, bucket=obj.bucket, source_key=obj.key,
-                        outcome="failed", failure_class=cls,
-                        reason=reason or "moved to the dead-letter queue after repeated failures",
-                    ))  # fmt: skip
+        for r in dead_letter_results(sqs, refs):
+            if self.window.expects(r.source_key, r.pool):
+                self.process(r)
 
 
 @dataclass
@@ -308,7 +304,7 @@ def run_round_trip(
                                 progress=progress, on_done=on_done)  # fmt: skip
         return rt
     fetcher = Fetcher(library, state, store, DynamoLedger(clients.dynamodb, refs.ledger_table),
-                      _fetch_options(options, sorted(pools)), all_pools=sorted(pools),
+                      _fetch_options(options, pools), all_pools=sorted(pools),
                       library=library_id(library))  # fmt: skip
     run = _Run(rt, Streaming(rt, Window([], options.window), fetcher, on_result),
                clients, refs, options=options, control=control or Control(),
@@ -425,11 +421,11 @@ class _Run:
     def _running(self, jid: JobId) -> bool:
         ledger = self.fetcher.ledger
         item = ledger.get(*jid) if ledger is not None else None
-        return item is not None and item.get("state") == "running"
+        return item is not None and item.state is State.RUNNING
 
 
-def _fetch_options(options: IngestOptions, pools: list[str]) -> FetchOptions:
-    replace = frozenset({REPLACE_POOL} & set(pools)) if options.replace else frozenset()
+def _fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOptions:
+    replace = replacing_pools(pools.values()) if options.replace else frozenset()
     return FetchOptions(
         pools=frozenset(pools), out_dir=options.out_dir, replace=replace,
         allow_larger=options.allow_larger, keep_days=options.keep_days, cleanup=False,

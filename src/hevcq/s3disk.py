@@ -31,8 +31,10 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import IO, Any
 
+from hevcq.limits import MiB
+
 MOTO_VERSION = "5.2.5"
-CHUNK = 1024 * 1024
+CHUNK = MiB
 # A single PutObject or UploadPart body arrives as bytes (werkzeug reads it); parts are
 # bounded by the client's chunk size, so only GET and the multipart join need files.
 

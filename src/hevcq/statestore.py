@@ -69,8 +69,12 @@ def state_dir(env: Mapping[str, str] | None = None, home: Path | None = None) ->
 
 def default_store_path(root: Path, directory: Path | None = None) -> Path:
     """The store file for a library: named from a hash of its absolute root."""
-    digest = hashlib.sha256(os.fsencode(Path(root).absolute())).hexdigest()[:16]
-    return (directory or state_dir()) / f"library-{digest}.sqlite3"
+    return (directory or state_dir()) / f"library-{library_id(root)}.sqlite3"
+
+
+def library_id(root: Path) -> str:
+    """A stable id of a library: a hash of its absolute path (upload metadata, store name)."""
+    return hashlib.sha256(os.fsencode(Path(root).absolute())).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -46,18 +46,26 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-class BlobStore(Protocol):
-    """What a job needs from object storage."""
+class ObjectStore(Protocol):
+    """The bucket as every part of hevcq sees it (``S3Store``; ``tests.fakes.FakeStore``)."""
 
     def head(self, key: str) -> ObjectInfo | None: ...
     def download(
         self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
     ) -> ObjectInfo: ...
-    def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo: ...
+    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes: ...
+    def upload(
+        self,
+        src: Path,
+        key: str,
+        metadata: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectInfo: ...
     def put_if(
         self, src: Path, key: str, metadata: dict[str, str], *, expect: str | None
     ) -> ObjectInfo: ...
     def delete_if(self, key: str, etag: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
 
 
 def encode_metadata(meta: dict[str, str]) -> dict[str, str]:

@@ -52,7 +52,7 @@ from hevcq.outage import Outage
 from hevcq.protection import NoProtection, TaskProtection
 from hevcq.publish import Publisher
 from hevcq.queues import Queue, Received
-from hevcq.store import META_ATTEMPT, META_SOURCE_ETAG, BlobStore, ObjectInfo
+from hevcq.store import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
 
@@ -114,7 +114,7 @@ class Worker:
         queue: Queue,
         ledger: Ledger,
         runner: Runner,
-        store: BlobStore,
+        store: ObjectStore,
         publisher: Publisher,
         config: WorkerConfig,
         stop: threading.Event,

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from hevcq.fetch import Fetcher, FetchOptions, SqsInbox, fetch_library
-from hevcq.ingest import library_id, recorder, to_upload, upload_all
+from hevcq.fetch import Fetcher, FetchOptions, fetch_library
+from hevcq.ingest import recorder, to_upload, upload_all
 from hevcq.ledger import DynamoLedger
 from hevcq.library import scan
 from hevcq.media import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
-from hevcq.statestore import StateStore
+from hevcq.queues import SqsInbox
+from hevcq.statestore import StateStore, library_id
 from hevcq.store import S3Store
 from tests.aws.conftest import MotoFarm
 

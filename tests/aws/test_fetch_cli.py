@@ -14,13 +14,13 @@ import pytest
 
 from hevcq.aws import Clients
 from hevcq.farm import Pool
-from hevcq.ingest import library_id, recorder, to_upload, upload_all
+from hevcq.ingest import recorder, to_upload, upload_all
 from hevcq.library import scan
 from hevcq.local import _start_moto
 from hevcq.messages import JobResult
 from hevcq.provision import provision
 from hevcq.samples import make_clip
-from hevcq.statestore import StateStore
+from hevcq.statestore import StateStore, library_id
 from hevcq.store import S3Store
 from hevcq.topology import Names
 

@@ -66,7 +66,7 @@ def test_every_renewal_changes_the_record_version(ledger) -> None:
     lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
     renewed = ledger.renew(lease, {"progress": 42.0})
     assert renewed.rvn != lease.rvn
-    item = ledger.read(JOB.key, JOB.pool)
+    item = ledger.get(JOB.key, JOB.pool)
     assert (item.rvn, item.progress) == (renewed.rvn, 42.0)
     with pytest.raises(LeaseLostError):
         ledger.renew(lease)  # an outdated record version is not a lease
@@ -74,25 +74,25 @@ def test_every_renewal_changes_the_record_version(ledger) -> None:
 
 def test_takeover_needs_the_record_version_the_taker_watched(ledger) -> None:
     lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
-    watched = ledger.read(JOB.key, JOB.pool)
+    watched = ledger.get(JOB.key, JOB.pool)
     ledger.renew(lease)  # the holder showed life after the taker started watching
     assert ledger.take_over(JOB, "w2", "m1", 60, watched) is None
-    stale = ledger.read(JOB.key, JOB.pool)
+    stale = ledger.get(JOB.key, JOB.pool)
     taken = ledger.take_over(JOB, "w2", "m1", 60, stale)
     assert taken is not None
-    assert ledger.read(JOB.key, JOB.pool).worker == "w2"
+    assert ledger.get(JOB.key, JOB.pool).worker == "w2"
 
 
 def test_a_holder_that_was_taken_over_can_write_nothing(ledger) -> None:
     lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
-    ledger.take_over(JOB, "w2", "m1", 60, ledger.read(JOB.key, JOB.pool))
+    ledger.take_over(JOB, "w2", "m1", 60, ledger.get(JOB.key, JOB.pool))
     with pytest.raises(LeaseLostError):
         ledger.renew(lease)
     with pytest.raises(LeaseLostError):
         ledger.finish(lease, State.DONE, {"output_etag": "zombie"})
     with pytest.raises(LeaseLostError):
         ledger.release(lease, State.QUEUED, {}, failed=True)
-    item = ledger.read(JOB.key, JOB.pool)
+    item = ledger.get(JOB.key, JOB.pool)
     assert (item.state, item.worker, item.output_etag) == (State.RUNNING, "w2", None)
 
 
@@ -135,7 +135,7 @@ def test_a_late_event_of_an_older_version_is_superseded(ledger) -> None:
     assert isinstance(ledger.claim(JOB, "w1", "m1", 60), Superseded)  # by sequencer
     unordered = JobKey(JOB.key, JOB.pool, JOB.etag, JOB.settings_hash)  # no sequencer
     assert isinstance(ledger.claim(unordered, "w1", "m1", 60, lambda: False), Superseded)
-    assert ledger.read(JOB.key, JOB.pool).output_etag == "out-v2"
+    assert ledger.get(JOB.key, JOB.pool).output_etag == "out-v2"
 
 
 def test_without_sequencers_the_source_decides_which_version_is_newer(ledger) -> None:
@@ -159,11 +159,11 @@ def test_a_newer_version_tells_the_older_holder_to_stop(ledger) -> None:
     assert isinstance(held, HeldElsewhere)
     assert not held.same_job
     ledger.signal_superseded(held.item, V2.etag)
-    assert ledger.read(JOB.key, JOB.pool).rvn == v1.rvn  # watchers' count is not reset
+    assert ledger.get(JOB.key, JOB.pool).rvn == v1.rvn  # watchers' count is not reset
     renewed = ledger.renew(v1)
     assert renewed.superseded_by == V2.etag
     ledger.release(renewed, State.SUPERSEDED, {}, failed=False)  # still the holder's to give
-    assert ledger.read(JOB.key, JOB.pool).state is State.SUPERSEDED
+    assert ledger.get(JOB.key, JOB.pool).state is State.SUPERSEDED
     assert isinstance(ledger.claim(V2, "w2", "m2", 60), Claimed)
 
 
@@ -172,8 +172,8 @@ def test_retry_budget_counts_failed_tries_only(ledger) -> None:
     ledger.release(lease, State.INTERRUPTED, {"reason": "shutdown"}, failed=False)
     lease = claimed(ledger.claim(JOB, "w2", "m1", 60)).lease
     assert lease.attempts == 0
-    ledger.take_over(JOB, "w3", "m1", 60, ledger.read(JOB.key, JOB.pool))  # a takeover
-    lease = ledger.read(JOB.key, JOB.pool)
+    ledger.take_over(JOB, "w3", "m1", 60, ledger.get(JOB.key, JOB.pool))  # a takeover
+    lease = ledger.get(JOB.key, JOB.pool)
     assert lease.attempts == 0
     taken = ledger.take_over(JOB, "w4", "m1", 60, lease)
     assert taken is not None
@@ -185,7 +185,7 @@ def test_failed_job_can_be_claimed_after_a_redrive_with_a_fresh_budget(ledger) -
     lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
     ledger.finish(lease, State.FAILED, {"failure_class": "transient", "reason": "bad",
                                         "attempts": 3})  # fmt: skip
-    item = ledger.read(JOB.key, JOB.pool)
+    item = ledger.get(JOB.key, JOB.pool)
     assert (item.state, item.failure_class, item.reason) == (State.FAILED, "transient", "bad")
     assert claimed(ledger.claim(JOB, "w2", "m9", 60)).attempt == 1
 

@@ -92,7 +92,7 @@ def test_a_zombie_cannot_replace_the_new_holders_committed_output(
     assert isinstance(zombie, Claimed)
     expect = zombie.lease.output_etag  # what the zombie read before it was paused
     # While it is paused, its lease goes stale and another worker takes over and commits.
-    taker = ledger.take_over(job, "taker", "m", 60, ledger.read(job.key, job.pool))
+    taker = ledger.take_over(job, "taker", "m", 60, ledger.get(job.key, job.pool))
     assert taker is not None
     out = tmp_path / "taker.mp4"
     out.write_bytes(b"taker's output")
@@ -104,7 +104,7 @@ def test_a_zombie_cannot_replace_the_new_holders_committed_output(
     with pytest.raises(WriteConflict):
         store.put_if(stale, "DONE/hevc/a.mp4", {META_ATTEMPT: "zombie"}, expect=expect)
     current = store.head("DONE/hevc/a.mp4")
-    assert current.etag == committed.etag == ledger.read(job.key, job.pool).output_etag
+    assert current.etag == committed.etag == ledger.get(job.key, job.pool).output_etag
 
 
 def test_a_missing_farm_bucket_is_a_configuration_fault_not_a_missing_source(

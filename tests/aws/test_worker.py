@@ -25,7 +25,7 @@ from hevcq.errors import (
 )
 from hevcq.farm import Pool
 from hevcq.jobs import JobContext, JobSpec
-from hevcq.ledger import DynamoLedger, JobKey
+from hevcq.ledger import DynamoLedger, JobKey, LedgerItem
 from hevcq.messages import JobResult
 from hevcq.store import META_SOURCE_ETAG
 from hevcq.worker import Verdict, Worker, WorkerConfig
@@ -49,8 +49,8 @@ class Rig:
     def job(self, etag: str = "etag1") -> JobKey:
         return JobKey(KEY, self.pool.name, etag, self.pool.settings_hash())
 
-    def item(self) -> dict:
-        return self.ledger.get(KEY, self.pool.name) or {}
+    def item(self) -> LedgerItem | None:
+        return self.ledger.get(KEY, self.pool.name)
 
 
 def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
@@ -84,7 +84,7 @@ def test_a_job_is_run_recorded_published_and_only_then_deleted(ddb, farm) -> Non
     msg = rig.queue.put(event())
     assert rig.worker.handle(msg).verdict is Verdict.ACK
     assert rig.queue.settled(msg) == "deleted"
-    assert rig.item()["state"] == "done"
+    assert rig.item().state == "done"
     assert [r.outcome for r in rig.publisher.results] == ["done"]
     assert rig.runner.calls[0].output_key == "DONE/hevc/trip/clip.mp4"
 
@@ -161,7 +161,7 @@ def test_stale_event_for_replaced_or_deleted_source_is_dropped(ddb, farm) -> Non
     rig.worker.handle(gone)
     assert rig.runner.calls == []
     assert rig.queue.settled(stale) == rig.queue.settled(gone) == "deleted"
-    assert rig.item() == {}
+    assert rig.item() is None
 
 
 def test_duplicate_event_while_another_worker_runs_the_job(ddb, farm) -> None:
@@ -195,7 +195,7 @@ def test_redelivered_message_of_a_live_holder_goes_back_without_work(ddb, farm) 
     assert mid == "original-message"
     assert delay >= 300
     assert rig.runner.calls == []
-    assert rig.item()["worker"] == "other-worker"
+    assert rig.item().worker == "other-worker"
 
 
 def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(ddb, farm) -> None:
@@ -208,7 +208,7 @@ def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(
         assert rig.worker.handle(same).verdict is Verdict.ACK
     assert clock() - started >= 300  # watched a whole lease on its own clock
     assert len(rig.runner.calls) == 1
-    assert (rig.item()["state"], rig.item()["worker"]) == ("done", "w1")
+    assert (rig.item().state, rig.item().worker) == ("done", "w1")
     assert [e["event"] for e in logs if e["event"].startswith("job_")][:2] == [
         "job_taken_over", "job_finished",
     ]  # fmt: skip
@@ -225,7 +225,7 @@ def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) ->
         (msg.message_id, FailureClass.PERMANENT, "not a media file: Invalid data")
     ]
     item = rig.item()
-    assert (item["state"], item["failure_class"]) == ("failed", "permanent")
+    assert (item.state, item.failure_class) == ("failed", "permanent")
     (res,) = rig.publisher.results
     assert (res.outcome, res.failure_class) == ("failed", FailureClass.PERMANENT)
 
@@ -245,7 +245,7 @@ def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
         msg = rig.queue.put(event(), receive_count=1, message_id="m-retry")
         rig.worker.handle(msg)
         delays.append(rig.queue.released[-1][1])
-        assert rig.item()["state"] == "queued"
+        assert rig.item().state == "queued"
         assert rig.publisher.results == []
     assert delays == sorted(delays)
     assert delays[-1] > delays[0]
@@ -254,7 +254,7 @@ def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
     ((_, cls, reason),) = rig.queue.dead
     assert cls is exc.failure_class
     assert reason == str(exc)
-    assert (rig.item()["state"], rig.item()["attempts"]) == ("failed", max_attempts)
+    assert (rig.item().state, rig.item().attempts) == ("failed", max_attempts)
     assert rig.publisher.results[-1].outcome == "failed"
 
 
@@ -274,14 +274,14 @@ def test_takeovers_and_releases_do_not_spend_the_retry_budget(ddb, farm) -> None
         if n == 1:
             rig.ledger.claim(rig.job(), dead, "m", lease_s=60)
         else:
-            rig.ledger.take_over(rig.job(), dead, "m", 60, rig.ledger.read(KEY, "hevc"))
+            rig.ledger.take_over(rig.job(), dead, "m", 60, rig.ledger.get(KEY, "hevc"))
     msg = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts, message_id="m")
     rig.worker.handle(msg)
     assert rig.queue.settled(msg) == "released"  # a first real failure: retried
-    assert rig.item()["attempts"] == 1
+    assert rig.item().attempts == 1
     again = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts + 1, message_id="m")
     assert rig.worker.handle(again).verdict is Verdict.ACK
-    assert rig.item()["state"] == "done"
+    assert rig.item().state == "done"
 
 
 def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> None:
@@ -329,7 +329,7 @@ def test_heartbeat_keeps_a_long_job_invisible_and_renews_the_lease(ddb, farm) ->
     rig.worker.handle(msg)
     assert len(rig.queue.extended) >= 3
     assert rig.queue.settled(msg) == "deleted"
-    assert rig.item()["state"] == "done"
+    assert rig.item().state == "done"
 
 
 def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(ddb, farm) -> None:
@@ -349,8 +349,8 @@ def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(
     t.join(10)
     assert rig.queue.released == [(msg.message_id, 0)]
     item = rig.item()
-    assert item["state"] == "interrupted"
-    assert item["attempts"] == 0
+    assert item.state == "interrupted"
+    assert item.attempts == 0
     assert rig.store.uploads == []
 
 
@@ -489,7 +489,7 @@ def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
     v1 = old.queue.put(event(etag="etag1"))
     running = threading.Thread(target=old.worker.handle, args=(v1,))
     running.start()
-    assert wait_until(lambda: old.item().get("state") == "running")
+    assert wait_until(lambda: getattr(old.item(), "state", None) == "running")
     old.store.add(KEY, etag="etag2", size=6000)  # v2 uploaded while v1 runs
     v2 = new.queue.put(event(etag="etag2"))
     assert new.worker.handle(v2).verdict is Verdict.ACK
@@ -497,10 +497,10 @@ def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
     assert not running.is_alive()
     assert old.queue.settled(v1) == "deleted"  # superseded: nothing left for that message
     item = old.item()
-    assert (item["state"], item["etag"]) == ("done", "etag2")
+    assert (item.state, item.etag) == ("done", "etag2")
     output = old.store.objects["DONE/hevc/trip/clip.mp4"]
     assert output.metadata[META_SOURCE_ETAG] == "etag2"
-    assert output.etag == item["output_etag"]
+    assert output.etag == item.output_etag
     assert [r.source_etag for r in old.publisher.results + new.publisher.results] == ["etag2"]
 
 
@@ -528,16 +528,16 @@ def test_a_worker_that_lost_its_lease_commits_and_publishes_nothing(ddb, farm, t
     msg = rig.queue.put(event())
     running = threading.Thread(target=rig.worker.handle, args=(msg,))
     running.start()
-    assert wait_until(lambda: rig.item().get("state") == "running")
+    assert wait_until(lambda: getattr(rig.item(), "state", None) == "running")
     # Paused long enough for another worker to see the lease stale and take the job over.
-    taken = rig.ledger.take_over(rig.job(), "taker", "m", 60, rig.ledger.read(KEY, "hevc"))
+    taken = rig.ledger.take_over(rig.job(), "taker", "m", 60, rig.ledger.get(KEY, "hevc"))
     assert taken is not None
     gate.set()  # the paused worker resumes and tries to commit
     running.join(10)
     assert "DONE/hevc/trip/clip.mp4" not in rig.store.objects
     assert rig.publisher.results == []
     assert rig.queue.settled(msg) == "untouched"  # the message is the new holder's now
-    assert rig.item()["worker"] == "taker"
+    assert rig.item().worker == "taker"
 
 
 def wait_until(pred, timeout_s: float = 10.0) -> bool:

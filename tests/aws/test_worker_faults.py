@@ -99,7 +99,7 @@ def test_a_job_stopped_by_refused_credentials_is_released_not_dead_lettered(ddb,
     assert rig.queue.released == [(msg.message_id, 0)]
     assert rig.queue.dead == []
     assert rig.publisher.results == []
-    assert rig.item()["state"] == State.INTERRUPTED.value
+    assert rig.item().state == State.INTERRUPTED.value
 
 
 class FailingDelete(FakeQueue):

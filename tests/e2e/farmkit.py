@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -19,7 +19,10 @@ from hevcq.farm import load_farm
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedFarm, farm_env
 from hevcq.logs import read_events
+from hevcq.messages import JobResult
 from hevcq.provision import FarmRefs, names_for, provision
+from hevcq.queues import SqsInbox
+from hevcq.results import Expected, JobId, dead_letter_results
 from hevcq.settings import Settings
 from hevcq.topology import EMBEDDED_BUCKET
 from tests.conftest import WORKERS_DIR
@@ -129,3 +132,37 @@ def proxied_stack(tmp: Path, workers_dir: Path) -> Iterator[ProxiedFarm]:
         names = names_for(settings, pools, EMBEDDED_BUCKET)
         refs = provision(clients, names, pools, EMBEDDED_REGION)
         yield ProxiedFarm(settings, clients, refs, proxy.url, proxy, ep)
+
+
+@dataclass
+class Collector:
+    """The results of a known set of jobs, read through the farm's one results consumer.
+
+    Jobs no worker could report (their message went to a dead-letter queue) count as failed.
+    """
+
+    clients: Clients
+    refs: FarmRefs
+    expected: Expected = field(default_factory=lambda: Expected(set()))
+
+    @property
+    def results(self) -> dict[JobId, JobResult]:
+        return self.expected.results
+
+    @property
+    def pending(self) -> set[JobId]:
+        return self.expected.pending
+
+    def wait(self, timeout_s: float, on_tick: Callable[[], None] | None = None) -> bool:
+        """Drain the results queue until every expected job has a result; False on timeout."""
+        return self.expected.wait(
+            SqsInbox(self.clients.sqs, self.refs.results_queue_url),
+            timeout_s=timeout_s,
+            dead_letters=lambda: dead_letter_results(self.clients.sqs, self.refs),
+            on_tick=on_tick,
+        )
+
+
+def collector(farm: EmbeddedFarm | ProxiedFarm, keys: list[str], pool: str = "hevc") -> Collector:
+    """A collector for the results of ``keys`` in ``pool``."""
+    return Collector(farm.clients, farm.refs, Expected({(k, pool) for k in keys}))

@@ -53,7 +53,7 @@ def put(farm, body: bytes) -> None:
 
 def finish(farm, workers: list[WorkerProc]) -> list[Path]:
     ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-    assert wait_for(lambda: (ledger.get(KEY, "hevc") or {}).get("state") == "done", 120)
+    assert wait_for(lambda: getattr(ledger.get(KEY, "hevc"), "state", None) == "done", 120)
     for w in workers:
         w.proc.send_signal(signal.SIGTERM)
     for w in workers:

@@ -80,13 +80,14 @@ def failed_run(tmp_path: Path) -> Iterator[tuple[EmbeddedFarm, str]]:
                 Bucket=farm.refs.bucket, Key="TODO/notes.mp4", Body=b"not a video at all"
             )
             ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-            failed = lambda: (ledger.get("TODO/notes.mp4", "hevc") or {}).get("state") == "failed"  # noqa: E731
+            item = lambda: ledger.get("TODO/notes.mp4", "hevc")  # noqa: E731
+            failed = lambda: getattr(item(), "state", None) == "failed"  # noqa: E731
             assert wait_for(failed, timeout_s=120, every_s=0.5)
         finally:
             # Stopped, so a redriven message waits in the queue instead of failing again.
             worker.proc.terminate()
             worker.proc.wait(timeout=60)
-        reason = str((ledger.get("TODO/notes.mp4", "hevc") or {})["reason"])
+        reason = str(getattr(ledger.get("TODO/notes.mp4", "hevc"), "reason", ""))
         yield farm, reason
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from hevcq import admin
-from hevcq.results import ResultCollector
 from hevcq.samples import make_clip
 from tests.e2e.farmkit import (
     ProxiedFarm,
     WorkerProc,
+    collector,
     pool_dir,
     proxied_stack,
     slow_ffmpeg,
@@ -41,10 +41,6 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def put(farm: ProxiedFarm, key: str, body: bytes) -> str:
     resp = farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=key, Body=body)
     return resp["ETag"].strip('"')
-
-
-def collector(farm: ProxiedFarm, keys: list[str]) -> ResultCollector:
-    return ResultCollector(farm.clients.sqs, farm.refs, {(k, "hevc") for k in keys})
 
 
 def depth(farm: ProxiedFarm) -> admin.QueueDepth:

@@ -20,11 +20,11 @@ import pytest
 from hevcq.aws import Clients
 from hevcq.farm import load_farm
 from hevcq.provision import FarmRefs, provision
-from hevcq.results import ResultCollector
+from hevcq.results import Expected
 from hevcq.samples import make_clip
 from hevcq.store import META_SOURCE_KEY, S3Store
 from hevcq.topology import Names
-from tests.e2e.farmkit import pool_dir
+from tests.e2e.farmkit import Collector, pool_dir
 from tests.e2e.tfhelpers import AppliedFarm, applied_farm, terraform_or_skip
 
 pytestmark = pytest.mark.e2e
@@ -133,7 +133,7 @@ def test_one_real_job_through_the_applied_topology(both, tmp_path: Path) -> None
             events_topic_arn="", results_queue_url=tf.settings["HEVCQ_RESULTS_QUEUE_URL"],
             ledger_table=tf.settings["HEVCQ_LEDGER_TABLE"], pools={},
         )  # fmt: skip
-        col = ResultCollector(c.sqs, refs, {(key, "hevc")})
+        col = Collector(c, refs, Expected({(key, "hevc")}))
         assert col.wait(timeout_s=120), log.read_text()[-3000:]
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -14,11 +14,12 @@ import pytest
 from hevcq import admin
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.ledger import DynamoLedger
-from hevcq.results import ResultCollector, peek_dead_letters
+from hevcq.results import peek_dead_letters
 from hevcq.samples import make_clip
 from hevcq.store import META_SOURCE_ETAG
 from tests.e2e.farmkit import (
     WorkerProc,
+    collector,
     count_events,
     pool_dir,
     proxied_stack,
@@ -39,10 +40,6 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def put(farm, key: str, body: bytes) -> str:
     resp = farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=key, Body=body)
     return resp["ETag"].strip('"')
-
-
-def collector(farm, keys: list[str], pool: str = "hevc") -> ResultCollector:
-    return ResultCollector(farm.clients.sqs, farm.refs, {(k, pool) for k in keys})
 
 
 def depth(farm, pool: str = "hevc") -> admin.QueueDepth:
@@ -83,13 +80,14 @@ def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_cli
         key = "TODO/interrupted.mp4"
         put(farm, key, tiny_clip.read_bytes())
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-        assert wait_for(lambda: (ledger.get(key, "hevc") or {}).get("state") == "running", 30)
+        assert wait_for(lambda: getattr(ledger.get(key, "hevc"), "state", None) == "running", 30)
         assert wait_for(lambda: any(e["event"] == "transcode_started" for e in w.events()), 30)
         w.proc.send_signal(signal.SIGTERM)
         assert w.proc.wait(20) == 0
         item = ledger.get(key, "hevc")
-        assert item["state"] == "interrupted"
-        assert item["attempts"] == 0
+        assert item is not None
+        assert item.state == "interrupted"
+        assert item.attempts == 0
         # Visible again at once, not after the 60 s visibility timeout.
         msgs = farm.clients.sqs.receive_message(
             QueueUrl=farm.refs.pools["hevc"].queue_url, WaitTimeSeconds=2
@@ -150,13 +148,7 @@ def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
         for k in keys:
             put(farm, k, body)
         col = collector(farm, keys)
-        for poll in range(600):
-            if not col.pending:
-                break
-            col.poll(wait_s=1)
-            chaos.maybe_kill(max_kills=15)
-            if poll % 10 == 9:
-                col.check_dead_letters()
+        col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=15))
         chaos.stop()
         dead = {
             o.key

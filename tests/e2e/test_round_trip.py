@@ -11,11 +11,10 @@ import pytest
 
 from hevcq.calibrate import save_speeds, speeds_path
 from hevcq.farm import load_farm
-from hevcq.ingest import library_id
 from hevcq.probe import probe
 from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine
 from hevcq.samples import make_clip
-from hevcq.statestore import StateStore
+from hevcq.statestore import StateStore, library_id
 from tests.conftest import fast_pools
 
 pytestmark = pytest.mark.e2e

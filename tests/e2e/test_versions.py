@@ -68,10 +68,10 @@ def test_a_new_version_uploaded_while_the_old_one_encodes_is_encoded_and_wins(
         ]
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
         e1 = put(farm, v1)
-        assert wait_for(lambda: (ledger.get(KEY, "hevc") or {}).get("state") == "running", 60)
+        assert wait_for(lambda: getattr(ledger.get(KEY, "hevc"), "state", None) == "running", 60)
         e2 = put(farm, v2)
-        assert wait_for(lambda: (ledger.get(KEY, "hevc") or {}).get("etag") == e2, 60)
-        assert wait_for(lambda: (ledger.get(KEY, "hevc") or {}).get("state") == "done", 90)
+        assert wait_for(lambda: getattr(ledger.get(KEY, "hevc"), "etag", None) == e2, 60)
+        assert wait_for(lambda: getattr(ledger.get(KEY, "hevc"), "state", None) == "done", 90)
         agree(farm, e2)
         stop(*workers)
     logs = [w.log for w in workers]
@@ -93,7 +93,7 @@ def test_a_paused_worker_that_resumes_after_a_takeover_changes_nothing(
         assert wait_for(lambda: any(e["event"] == "transcode_started" for e in paused.events()), 60)
         paused.proc.send_signal(signal.SIGSTOP)  # its ffmpeg goes on; the worker does not
         taker = WorkerProc(farm, "hevc", tmp_path / "taker.log", lease_s=10)
-        assert wait_for(lambda: (ledger.get(KEY, "hevc") or {}).get("state") == "done", 120)
+        assert wait_for(lambda: getattr(ledger.get(KEY, "hevc"), "state", None) == "done", 120)
         item, out = agree(farm, etag)
         taker_id = f"{socket.gethostname()}-{taker.proc.pid}"
         assert out.metadata[META_ATTEMPT].startswith(f"{taker_id}/")

@@ -10,15 +10,19 @@ from typing import Any
 
 import pytest
 
-from hevcq.errors import RetryableError, SupersededJob
-from hevcq.fetch import Delivery, Fetcher, FetchOptions, drain, fetch_library, find_library
+from hevcq.errors import RetryableError
+from hevcq.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.ingest import META_HASH, META_LIBRARY
+from hevcq.ledger import LedgerItem, State
 from hevcq.media import EncodePlan
 from hevcq.messages import JobResult
+from hevcq.queues import Received
 from hevcq.replace import DEFAULT_QUARANTINE, ReplaceRefused, list_quarantine
+from hevcq.results import drain
 from hevcq.statestore import FileRecord, PoolRecord, StateStore
 from hevcq.store import ObjectInfo
 from hevcq.walk import fingerprint
+from tests.fakes import FakeStore
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 LIB = "lib-1234"
@@ -27,45 +31,24 @@ ORIGINAL = b"original h264 " * 100
 OUTPUT = b"hevc output " * 50
 
 
-@dataclass
-class FakeObjects:
-    """A bucket in memory: key -> (bytes, metadata)."""
-
-    blobs: dict[str, tuple[bytes, dict[str, str]]] = field(default_factory=dict)
-    deleted: list[str] = field(default_factory=list)
-
-    def head(self, key: str) -> ObjectInfo | None:
-        if key not in self.blobs:
-            return None
-        data, meta = self.blobs[key]
-        return ObjectInfo(key, len(data), f"etag-{key}", dict(meta))
-
-    def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
-    ) -> ObjectInfo:
-        info = self.head(key)
-        assert info is not None
-        if etag and info.etag != etag:
-            raise SupersededJob(f"{key} is no longer {etag}")
-        dest.write_bytes(self.blobs[key][0])
-        return info
-
-    def delete(self, key: str) -> None:
-        self.deleted.append(key)
-        self.blobs.pop(key, None)
+def put(store: FakeStore, key: str, data: bytes, meta: dict[str, str] | None = None) -> None:
+    """An object whose ETag names its key, as the results below expect."""
+    store.add(key, etag=f"etag-{key}", data=data, **(meta or {}))
 
 
 @dataclass
 class FakeLedger:
-    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    items: dict[tuple[str, str], LedgerItem] = field(default_factory=dict)
 
     def set(
         self, key: str, pool: str, state: str, etag: str = "etag-TODO/a.mp4", **kw: Any
     ) -> None:
         out = f"DONE/{pool}/a.mp4"
-        self.items[(key, pool)] = {"state": state, "etag": etag, "output_key": out, **kw}
+        self.items[(key, pool)] = LedgerItem(
+            key, pool, State(state), etag=etag, output_key=out, **kw
+        )
 
-    def get(self, key: str, pool: str) -> dict[str, Any] | None:
+    def get(self, key: str, pool: str) -> LedgerItem | None:
         return self.items.get((key, pool))
 
 
@@ -83,7 +66,7 @@ class Lib:
     root: Path
     out: Path
     state: StateStore
-    objects: FakeObjects
+    objects: FakeStore
     ledger: FakeLedger
 
     @property
@@ -110,7 +93,7 @@ class Lib:
     def output(self, pool: str, data: bytes = OUTPUT) -> None:
         """A committed output: the object under DONE/ and the ledger's record of it."""
         out = "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
-        self.objects.blobs[f"DONE/{pool}/{out}"] = (data, {})
+        put(self.objects, f"DONE/{pool}/{out}", data)
         if (("TODO/a.mp4", pool)) not in self.ledger.items:
             self.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-DONE/{pool}/{out}")
 
@@ -128,7 +111,8 @@ def lib(tmp_path: Path) -> Lib:
     for p in POOLS:
         state.put_decision("a.mp4", p, PoolRecord("h", plan(p)))
     state.record_upload("a.mp4", "TODO/a.mp4", fp)
-    objects = FakeObjects({"TODO/a.mp4": (ORIGINAL, {META_HASH: fp, META_LIBRARY: LIB})})
+    objects = FakeStore()
+    put(objects, "TODO/a.mp4", ORIGINAL, {META_HASH: fp, META_LIBRARY: LIB})
     yield Lib(root, tmp_path / "out", state, objects, FakeLedger())
     state.close()
 
@@ -143,12 +127,12 @@ def test_owns_results_of_wanted_pools_for_sources_this_library_uploaded(lib: Lib
 
 
 def test_a_result_for_another_librarys_source_is_not_ours(lib: Lib) -> None:
-    lib.objects.blobs["TODO/other.mp4"] = (b"x", {META_LIBRARY: "someone-else"})
+    put(lib.objects, "TODO/other.mp4", b"x", {META_LIBRARY: "someone-else"})
     assert not lib.fetcher().owns(lib.result("hevc", source_key="TODO/other.mp4"))
 
 
 def test_without_a_store_record_the_objects_library_metadata_decides(lib: Lib) -> None:
-    lib.objects.blobs["TODO/mine.mp4"] = (b"x", {META_LIBRARY: LIB})
+    put(lib.objects, "TODO/mine.mp4", b"x", {META_LIBRARY: LIB})
     assert lib.fetcher().owns(lib.result("hevc", source_key="TODO/mine.mp4"))
 
 
@@ -259,7 +243,7 @@ def test_source_kept_while_another_pool_failed_or_is_unfinished(lib: Lib, other:
     got = lib.fetcher().process(lib.result("hevc"))
     assert got.action == "placed"
     assert lib.objects.deleted == ["DONE/hevc/a.mp4"]
-    assert "TODO/a.mp4" in lib.objects.blobs
+    assert "TODO/a.mp4" in lib.objects.objects
 
 
 def test_source_kept_when_a_job_failed_here_even_if_the_farm_says_done(lib: Lib) -> None:
@@ -267,7 +251,7 @@ def test_source_kept_when_a_job_failed_here_even_if_the_farm_says_done(lib: Lib)
     lib.state.record_outcome("a.mp4", "720p", "failed", "refused: larger than the original")
     lib.output("hevc")
     lib.fetcher().process(lib.result("hevc"))
-    assert "TODO/a.mp4" in lib.objects.blobs
+    assert "TODO/a.mp4" in lib.objects.objects
 
 
 def test_source_of_an_older_upload_is_not_judged_by_newer_ledger_items(lib: Lib) -> None:
@@ -275,7 +259,7 @@ def test_source_of_an_older_upload_is_not_judged_by_newer_ledger_items(lib: Lib)
         lib.ledger.set("TODO/a.mp4", pool, "skipped", etag="a-newer-upload")
     lib.output("hevc")
     lib.fetcher().process(lib.result("hevc"))
-    assert "TODO/a.mp4" in lib.objects.blobs
+    assert "TODO/a.mp4" in lib.objects.objects
 
 
 def test_no_cleanup_keeps_every_object(lib: Lib) -> None:
@@ -292,7 +276,7 @@ def test_no_cleanup_keeps_every_object(lib: Lib) -> None:
 class FakeInbox:
     """A queue: messages stay until deleted; hidden ones come back when asked."""
 
-    messages: list[Delivery] = field(default_factory=list)
+    messages: list[Received] = field(default_factory=list)
     hidden: dict[str, int] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     receives: int = 0
@@ -300,9 +284,9 @@ class FakeInbox:
 
     def put(self, body: str) -> None:
         n = len(self.messages)
-        self.messages.append(Delivery(f"m{n}", body, f"h{n}"))
+        self.messages.append(Received(f"m{n}", body, f"h{n}", receive_count=1, received_at=0.0))
 
-    def receive(self, wait_s: int) -> list[Delivery]:
+    def receive(self, wait_s: int) -> list[Received]:
         self.receives += 1
         if self.on_receive:
             self.on_receive(self)
@@ -311,13 +295,13 @@ class FakeInbox:
             self.hidden[m.message_id] = 900
         return out
 
-    def delete(self, d: Delivery) -> None:
+    def delete(self, d: Received) -> None:
         self.deleted.append(d.message_id)
         self.hidden.pop(d.message_id, None)
         self.messages = [m for m in self.messages if m.message_id != d.message_id]
 
-    def hide(self, d: Delivery, seconds: int) -> None:
-        self.hidden[d.message_id] = seconds
+    def release(self, d: Received, delay_s: int) -> None:
+        self.hidden[d.message_id] = delay_s
 
 
 def test_drain_takes_ours_and_leaves_other_pools_and_garbage_visible(lib: Lib) -> None:
@@ -353,11 +337,13 @@ def test_a_transient_download_error_leaves_the_result_for_later(lib: Lib) -> Non
     inbox = FakeInbox()
     inbox.put(lib.result("hevc").model_dump_json())  # no output object: download fails
 
-    class Flaky(FakeObjects):
-        def download(self, key: str, dest: Path) -> ObjectInfo:
+    class Flaky(FakeStore):
+        def download(
+            self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+        ) -> ObjectInfo:
             raise RetryableError("SlowDown")
 
-    lib.objects = Flaky(lib.objects.blobs)
+    lib.objects = Flaky(lib.objects.objects, lib.objects.data)
     got = drain(inbox, lib.fetcher(), follow=False, stop=threading.Event())
     assert [f.action for f in got] == ["retry"]
     assert inbox.deleted == []

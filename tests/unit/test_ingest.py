@@ -14,7 +14,6 @@ from rich.console import Console
 from hevcq.errors import PermanentError, RetryableError
 from hevcq.estimate import TaskSize, estimate
 from hevcq.farm import Applies, Pool
-from hevcq.fetch import Fetched
 from hevcq.ingest import (
     META_HASH,
     META_LIBRARY,
@@ -22,7 +21,6 @@ from hevcq.ingest import (
     META_REL_PATH,
     META_SIZE,
     Uploaded,
-    library_id,
     parse_size,
     recorder,
     to_upload,
@@ -32,8 +30,9 @@ from hevcq.library import ScanOptions, ScanReport, scan
 from hevcq.media import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
 from hevcq.report import BarProgress, LineProgress, estimate_table, plan_tables, progress_for
+from hevcq.results import Fetched
 from hevcq.roundtrip import RoundTrip, summary_rows
-from hevcq.statestore import StateStore
+from hevcq.statestore import StateStore, library_id
 from hevcq.store import ObjectInfo
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))

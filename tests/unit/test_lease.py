@@ -108,7 +108,7 @@ class StubLedger:
         self.renewals = 0
         self.fail_with: Exception | None = None
 
-    def read(self, key: str, pool: str) -> LedgerItem | None:
+    def get(self, key: str, pool: str) -> LedgerItem | None:
         return self.items.pop(0) if len(self.items) > 1 else self.items[0]
 
     def renew(self, lease: Lease, progress: object = None) -> Lease:

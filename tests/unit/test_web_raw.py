@@ -2,6 +2,7 @@ from typing import Any
 
 import pytest
 
+from hevcq.ledger import LedgerItem, State
 from hevcq.store import ObjectInfo
 from hevcq.web.raw import settle_raw, verdict
 from tests.fakes import FakeStore
@@ -9,8 +10,8 @@ from tests.fakes import FakeStore
 SRC = ObjectInfo("TODO/u/a.mov", 100, "e1")
 
 
-def _item(state: str, etag: str = "e1", out: str | None = None) -> dict[str, Any]:
-    return {"state": state, "etag": etag, "output_key": out}
+def _item(state: str, etag: str = "e1", out: str | None = None) -> LedgerItem:
+    return LedgerItem(SRC.key, "hevc", State(state), etag=etag, output_key=out)
 
 
 @pytest.mark.parametrize(
@@ -32,9 +33,9 @@ def test_verdict(items: dict[str, Any], settled: bool) -> None:
 
 class Ledger:
     def __init__(self) -> None:
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.items: dict[tuple[str, str], LedgerItem] = {}
 
-    def get(self, key: str, pool: str) -> dict[str, Any] | None:
+    def get(self, key: str, pool: str) -> LedgerItem | None:
         return self.items.get((key, pool))
 
 

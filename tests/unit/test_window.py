@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from hevcq.fetch import drain
 from hevcq.library import FileEntry
 from hevcq.library import ScanReport as Report
+from hevcq.results import drain
 from hevcq.roundtrip import Control, RoundTrip, Streaming, Window
 from tests.unit import test_fetch
 from tests.unit.test_fetch import FakeInbox, Lib, plan

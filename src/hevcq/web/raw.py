@@ -10,27 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
-from hevcq.ledger import FINISHED, State
-from hevcq.store import ObjectInfo
+from hevcq.ledger import FINISHED, LedgerItem, State
+from hevcq.store import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
 
 
 class ItemReader(Protocol):
-    """Reads one ledger item as a plain dict."""
+    """Reads one ledger item."""
 
-    def get(self, key: str, pool: str) -> dict[str, Any] | None: ...
-
-
-class RawStore(Protocol):
-    """The object calls the policy needs."""
-
-    def head(self, key: str) -> ObjectInfo | None: ...
-    def delete(self, key: str) -> None: ...
+    def get(self, key: str, pool: str) -> LedgerItem | None: ...
 
 
 @dataclass(frozen=True)
@@ -42,31 +35,30 @@ class Verdict:
 
 
 def verdict(
-    source: ObjectInfo, items: Mapping[str, Mapping[str, Any] | None], outputs: Iterable[str]
+    source: ObjectInfo, items: Mapping[str, LedgerItem | None], outputs: Iterable[str]
 ) -> Verdict:
     """Pure: is the source settled by every pool? ``outputs`` are the output keys present."""
     present = set(outputs)
     for pool, item in sorted(items.items()):
         if item is None:
             return Verdict(False, f"{pool}: no job yet")
-        state = str(item.get("state", ""))
-        if state not in {s.value for s in FINISHED}:
-            return Verdict(False, f"{pool}: {state}")
-        if str(item.get("etag", "")) != source.etag:
+        if item.state not in FINISHED:
+            return Verdict(False, f"{pool}: {item.state.value}")
+        if item.etag != source.etag:
             return Verdict(False, f"{pool}: settled an older version")
-        out = item.get("output_key")
-        if state == State.DONE and (not out or out not in present):
+        out = item.output_key
+        if item.state is State.DONE and (not out or out not in present):
             return Verdict(False, f"{pool}: output missing")
     return Verdict(True, "every pool settled")
 
 
-def settle_raw(store: RawStore, ledger: ItemReader, key: str, pools: Iterable[str]) -> Verdict:
+def settle_raw(store: ObjectStore, ledger: ItemReader, key: str, pools: Iterable[str]) -> Verdict:
     """Delete ``key`` when every pool settled it; the one call the policy makes."""
     source = store.head(key)
     if source is None:
         return Verdict(False, "source already gone")
     items = {pool: ledger.get(key, pool) for pool in pools}
-    outs = [str(i["output_key"]) for i in items.values() if i and i.get("output_key")]
+    outs = [i.output_key for i in items.values() if i and i.output_key]
     v = verdict(source, items, [o for o in outs if store.head(o) is not None])
     if not v.settled:
         return v

@@ -306,7 +306,8 @@ class FarmView:
         raw_deleted = False
         if source is not None and self.raw_policy == "delete-when-settled":
             raw_deleted = settle_raw(self.store, self.ledger, record.key, self.refs.pools).settled
-        items = {p: self.ledger.get(record.key, p) for p in sorted(self.refs.pools)}
+        typed = {p: self.ledger.get(record.key, p) for p in sorted(self.refs.pools)}
+        items = {p: i.plain() if i else None for p, i in typed.items()}
         seen = source is not None or any(items.values())
         outcomes = []
         for pool, item in items.items():
