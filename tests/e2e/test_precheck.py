@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.errors import RetryableError
 from hevcq.farm import load_farm
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.jobs import JobContext, JobRunner, JobSpec
@@ -96,7 +97,11 @@ def test_a_client_skip_the_pool_does_not_share_falls_back_to_the_download(
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None
 
 
-def test_a_store_without_ranges_is_left_to_the_download(pools, small_clip: bytes) -> None:
-    store = FakeStore()
+def test_a_store_whose_ranged_reads_fail_is_left_to_the_download(pools, small_clip: bytes) -> None:
+    class NoRanges(FakeStore):
+        def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
+            raise RetryableError("SlowDown")
+
+    store = NoRanges()
     store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None
