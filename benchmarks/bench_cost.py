@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.harness import Figure, figure
+from benchmarks.prices import MANAGED_PRICES
 from hevcq.estimate import (
     FARGATE_PRICES,
-    MANAGED_PRICES,
     TaskSize,
     cost_per_minute,
     pool_estimate,
