@@ -49,7 +49,7 @@ Status = Literal["send", "uploaded", "skip", "duplicate", "deferred", "finished"
 SETTLED: frozenset[Outcome] = frozenset({"done", "skipped", "failed"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileEntry:
     """One scanned file: what it is, what each pool decided, what happens next."""
 
@@ -190,8 +190,9 @@ class _Scan:
         if moved is None or moved.info is None:
             return None
         renamed = FileRecord(
-            c.rel, c.size, c.mtime_ns, c.inode, moved.fingerprint, moved.info, None
-        )
+            rel=c.rel, size=c.size, mtime_ns=c.mtime_ns, inode=c.inode,
+            fingerprint=moved.fingerprint, info=moved.info, probe_error=None,
+        )  # fmt: skip
         self.new_files.append(renamed)
         return renamed
 
@@ -222,16 +223,16 @@ class _Scan:
             self.sent_files, self.sent_bytes = self.sent_files + 1, self.sent_bytes + c.size
         self.entries.append(
             FileEntry(
-                c.rel,
-                c.size,
-                rec.info.duration_s,
-                rec.fingerprint,
-                status,
-                decisions,
-                outcomes,
-                first,
-                key,
-                cached,
+                rel=c.rel,
+                size=c.size,
+                duration_s=rec.info.duration_s,
+                fingerprint=rec.fingerprint,
+                status=status,
+                decisions=decisions,
+                outcomes=outcomes,
+                duplicate_of=first,
+                upload_key=key,
+                cached=cached,
             )
         )
 
@@ -366,13 +367,18 @@ def _scan_batch(
             continue
         res = results.get(c.rel)
         if res is None:
-            state.entries.append(FileEntry(c.rel, c.size, None, "", "deferred"))
+            state.entries.append(
+                FileEntry(
+                    rel=c.rel, size=c.size, duration_s=None, fingerprint="", status="deferred"
+                )
+            )
         elif isinstance(res, Problem):
             state.problems.append(res)
         else:
             state.probed += 1
             rec = FileRecord(
-                c.rel, c.size, c.mtime_ns, c.inode, res.fingerprint, res.info, res.error
-            )
+                rel=c.rel, size=c.size, mtime_ns=c.mtime_ns, inode=c.inode,
+                fingerprint=res.fingerprint, info=res.info, probe_error=res.error,
+            )  # fmt: skip
             state.new_files.append(rec)
             state.add(c, rec, cached=False)

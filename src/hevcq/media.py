@@ -72,7 +72,7 @@ class Skip:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EncodePlan:
     """Everything needed to build the ffmpeg command and verify its result."""
 

@@ -77,7 +77,7 @@ def library_id(root: Path) -> str:
     return hashlib.sha256(os.fsencode(Path(root).absolute())).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileRecord:
     """What the store remembers about one library file."""
 
@@ -156,8 +156,11 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
     info = None if row[5] is None else info_from_json(row[5])
     rel, size, mtime_ns, inode, fp = row[:5]
     probe_error, upload_key, upload_fp, uploaded_at = row[6:10]
-    return FileRecord(rel, size, mtime_ns, inode, fp, info, probe_error,
-                      upload_key, upload_fp, uploaded_at)  # fmt: skip
+    return FileRecord(
+        rel=rel, size=size, mtime_ns=mtime_ns, inode=inode, fingerprint=fp, info=info,
+        probe_error=probe_error, upload_key=upload_key, upload_fingerprint=upload_fp,
+        uploaded_at=uploaded_at,
+    )  # fmt: skip
 
 
 # --- the store --------------------------------------------------------------------------

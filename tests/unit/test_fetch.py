@@ -58,7 +58,10 @@ def fake_verify(candidate: Path, original: Path, allow_larger: bool) -> None:
 
 
 def plan(pool: str) -> EncodePlan:
-    return EncodePlan(pool, "mp4", 0, 1920, 1080, 0, False, 26, "medium")
+    return EncodePlan(
+        pool=pool, container="mp4", video_index=0, width=1920, height=1080, rotation=0,
+        ten_bit=False, crf=26, preset="medium",
+    )  # fmt: skip
 
 
 @dataclass
@@ -107,7 +110,11 @@ def lib(tmp_path: Path) -> Lib:
     st = src.stat()
     fp = fingerprint(src)
     state = StateStore(tmp_path / "state.sqlite3")
-    state.put_file(FileRecord("a.mp4", st.st_size, st.st_mtime_ns, st.st_ino, fp, None, None))
+    record = FileRecord(
+        rel="a.mp4", size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+        fingerprint=fp, info=None, probe_error=None,
+    )  # fmt: skip
+    state.put_file(record)
     for p in POOLS:
         state.put_decision("a.mp4", p, PoolRecord("h", plan(p)))
     state.record_upload("a.mp4", "TODO/a.mp4", fp)

@@ -61,7 +61,10 @@ class FakeDecide:
         codec = info.video[0].codec
         if codec not in pool.applies.source_codecs:
             return Skip(f"{codec} source")
-        return EncodePlan(pool.name, "mp4", 0, 1920, 1080, 0, False, pool.encode.crf, "medium")
+        return EncodePlan(
+            pool=pool.name, container="mp4", video_index=0, width=1920, height=1080,
+            rotation=0, ten_bit=False, crf=pool.encode.crf, preset="medium",
+        )  # fmt: skip
 
 
 def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
@@ -183,8 +186,11 @@ def test_media_and_decisions_round_trip() -> None:
     info = MediaInfo("mov,mp4", 3.0, 10, (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0),),
                      (AudioStream(1, "aac", 6),))  # fmt: skip
     assert info_from_json(info_to_json(info)) == info
-    plan = EncodePlan("hevc", "mp4", 0, 8, 6, 90, False, 26, "medium", {"aq-mode": "3"},
-                      audio=((1, "copy"),), subtitles=((2, "mov_text"),))  # fmt: skip
+    plan = EncodePlan(
+        pool="hevc", container="mp4", video_index=0, width=8, height=6, rotation=90,
+        ten_bit=False, crf=26, preset="medium", x265_params={"aq-mode": "3"},
+        audio=((1, "copy"),), subtitles=((2, "mov_text"),),
+    )  # fmt: skip
     assert decision_from_json(decision_to_json(plan)) == plan
     assert decision_from_json(decision_to_json(Skip("no"))) == Skip("no")
     with pytest.raises(ValueError, match="stale"):

@@ -15,7 +15,14 @@ lib = test_fetch.lib  # the library fixture of the fetch tests
 
 
 def entry(rel: str) -> FileEntry:
-    return FileEntry(rel, 10, 1.0, f"fp-{rel}", "send", {"hevc": plan("hevc")})
+    return FileEntry(
+        rel=rel,
+        size=10,
+        duration_s=1.0,
+        fingerprint=f"fp-{rel}",
+        status="send",
+        decisions={"hevc": plan("hevc")},
+    )
 
 
 def test_the_window_holds_at_most_its_size_and_takes_the_next_as_one_settles() -> None:
