@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.ledger import DynamoLedger
+from hevcq.ledger import DynamoLedger, LedgerItem
 from hevcq.samples import make_clip
-from hevcq.store import META_ATTEMPT, META_SOURCE_ETAG, S3Store
+from hevcq.store import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, S3Store
 from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,15 +44,15 @@ def stop(*workers: WorkerProc) -> None:
         assert w.proc.wait(60) == 0, w.log.read_text()[-2000:]
 
 
-def agree(farm, etag: str) -> tuple[dict, object]:
+def agree(farm, etag: str) -> tuple[LedgerItem, ObjectInfo]:
     """The ledger item and the output; asserts they agree with each other and with ``etag``."""
     item = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table).get(KEY, "hevc")
     out = S3Store(farm.clients.s3, farm.refs.bucket).head(OUT)
     assert item is not None
     assert out is not None
-    assert (item["state"], item["etag"]) == ("done", etag)
+    assert (item.state, item.etag) == ("done", etag)
     assert out.metadata[META_SOURCE_ETAG] == etag
-    assert out.etag == item["output_etag"]
+    assert out.etag == item.output_etag
     return item, out
 
 
@@ -103,7 +103,7 @@ def test_a_paused_worker_that_resumes_after_a_takeover_changes_nothing(
             60,
         )
         item_after, out_after = agree(farm, etag)
-        assert (item_after["output_etag"], out_after.etag) == (item["output_etag"], out.etag)
+        assert (item_after.output_etag, out_after.etag) == (item.output_etag, out.etag)
         assert paused.proc.poll() is None  # it lives on, and takes the next job
         stop(paused, taker)
     assert count_events([paused.log], "job_finished") == {}
