@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from hevcq.farm import Pool, load_farm
+from tests.fakes import FakeLedger
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS_DIR = REPO / "workers"
@@ -25,6 +26,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    """The ledger's rules over an in-memory table, one per test."""
+    return FakeLedger()
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,21 @@
-"""Hand-written fakes implementing hevcq's Protocols (queue, store, runner, publisher, clock)."""
+"""Hand-written fakes implementing hevcq's Protocols (queue, store, ledger, runner, publisher)."""
 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 from hevcq.errors import FailureClass, LostMessageError, SupersededJob, WriteConflict
 from hevcq.jobs import JobContext, JobSpec
+from hevcq.ledger import DynamoLedger, LedgerItem
 from hevcq.messages import JobResult
 from hevcq.queues import Received
 from hevcq.store import ObjectInfo
@@ -186,3 +191,71 @@ class FastClock:
 
     def __call__(self) -> float:
         return self._m0 + (time.monotonic() - self._m0) * self.speed
+
+
+_CLAUSE = re.compile(r"^(?:attribute_not_exists\(#?(\w+)\)|#(\w+) = :(\w+))$")
+
+
+def _holds(condition: str, item: dict[str, Any] | None, values: dict[str, Any]) -> bool:
+    """DynamoDB's verdict on the condition forms the ledger writes (clauses joined by AND)."""
+    for clause in condition.split(" AND "):
+        m = _CLAUSE.match(clause.strip())
+        assert m is not None, f"condition form the fake does not know: {clause}"
+        absent, name, value = m.groups()
+        if absent is not None:
+            if item is not None and item.get(absent) is not None:
+                return False
+        elif item is None or item.get(name) != values[value]:
+            return False
+    return True
+
+
+@dataclass
+class FakeLedger(DynamoLedger):
+    """The DynamoDB ledger's own rules over a table in memory.
+
+    Only the storage is fake: every claim, takeover, renewal and finish is DynamoLedger's
+    code, and its conditional writes are evaluated here as DynamoDB evaluates them.
+    """
+
+    ddb: Any = None
+    table: str = "ledger"
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: str, pool: str) -> LedgerItem | None:
+        with self.lock:
+            item = self.items.get((key, pool))
+            return LedgerItem.from_item(item) if item is not None else None
+
+    def _write(
+        self,
+        key: str,
+        pool: str,
+        sets: Any,
+        condition: str,
+        values: Any,
+        *,
+        add: Any = None,
+        remove: tuple[str, ...] = (),
+        return_new: bool = False,
+    ) -> LedgerItem | None:
+        with self.lock:
+            current = self.items.get((key, pool))
+            if not _holds(condition, current, dict(values)):
+                raise ClientError(
+                    {"Error": {"Code": "ConditionalCheckFailedException", "Message": condition}},
+                    "UpdateItem",
+                )
+            new = dict(current or {"pk": key, "sk": pool})
+            new.update(sets)
+            for name, n in (add or {}).items():
+                new[name] = int(new.get(name) or 0) + n
+            for name in remove:
+                new.pop(name, None)
+            self.items[(key, pool)] = new
+            return LedgerItem.from_item(new) if return_new else None
+
+    def scan_items(self) -> list[LedgerItem]:
+        with self.lock:
+            return [LedgerItem.from_item(i) for i in self.items.values()]

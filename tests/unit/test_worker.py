@@ -1,4 +1,5 @@
-"""The worker loop with fakes for queue, store, runner and publisher and a moto ledger.
+"""The worker loop with fakes for queue, store, runner and publisher, and the ledger's own
+rules over an in-memory table (``tests.fakes.FakeLedger``).
 
 Each test pins one promise: what happens to the message, the ledger item and the output.
 """
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hevcq.aws import Clients
 from hevcq.errors import (
     FailureClass,
     InterruptedJob,
@@ -25,11 +25,19 @@ from hevcq.errors import (
 )
 from hevcq.farm import Pool
 from hevcq.jobs import JobContext, JobSpec
-from hevcq.ledger import DynamoLedger, JobKey, LedgerItem
+from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
 from hevcq.store import META_SOURCE_ETAG
 from hevcq.worker import Verdict, Worker, WorkerConfig
-from tests.fakes import FakePublisher, FakeQueue, FakeStore, FastClock, ScriptedRunner, done_result
+from tests.fakes import (
+    FakeLedger,
+    FakePublisher,
+    FakeQueue,
+    FakeStore,
+    FastClock,
+    ScriptedRunner,
+    done_result,
+)
 from tests.unit.test_events import s3_event
 
 BUCKET = "media"
@@ -43,7 +51,7 @@ class Rig:
     store: FakeStore
     runner: ScriptedRunner
     publisher: FakePublisher
-    ledger: DynamoLedger
+    ledger: FakeLedger
     pool: Pool
 
     def job(self, etag: str = "etag1") -> JobKey:
@@ -53,13 +61,12 @@ class Rig:
         return self.ledger.get(KEY, self.pool.name)
 
 
-def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
+def make_rig(ledger: FakeLedger, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
              clock=time.monotonic, lease_s: int = 60, **config) -> Rig:  # fmt: skip
     pool = farm["hevc"]
     queue, store, pub, metrics = FakeQueue(), FakeStore(), FakePublisher(), []
     store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
-    ledger = DynamoLedger(ddb.dynamodb, "ledger")
     cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=lease_s,
                        heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
     w = Worker(
@@ -79,8 +86,8 @@ def ok(spec: JobSpec, ctx: JobContext) -> JobResult:
     return done_result(spec, output_bytes=100, input_bytes=5000)
 
 
-def test_a_job_is_run_recorded_published_and_only_then_deleted(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_a_job_is_run_recorded_published_and_only_then_deleted(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     msg = rig.queue.put(event())
     assert rig.worker.handle(msg).verdict is Verdict.ACK
     assert rig.queue.settled(msg) == "deleted"
@@ -99,8 +106,8 @@ def test_a_job_is_run_recorded_published_and_only_then_deleted(ddb, farm) -> Non
         (event(key="TODO/../escape.mp4"), "not a usable relative path"),
     ],
 )
-def test_bad_messages_go_to_the_dead_letter_queue_with_a_reason(ddb, farm, body, reason) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_bad_messages_go_to_the_dead_letter_queue_with_a_reason(ledger, farm, body, reason) -> None:
+    rig = make_rig(ledger, farm, ok)
     msg = rig.queue.put(body)
     rig.worker.config = dataclasses.replace(rig.worker.config, max_jobs=1)
     assert rig.worker.run() == 1  # the worker handled it and is still alive
@@ -111,8 +118,8 @@ def test_bad_messages_go_to_the_dead_letter_queue_with_a_reason(ddb, farm, body,
     assert rig.runner.calls == []
 
 
-def test_s3_test_events_are_acknowledged_without_work(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_s3_test_events_are_acknowledged_without_work(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     msg = rig.queue.put(
         json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET})
     )
@@ -121,8 +128,8 @@ def test_s3_test_events_are_acknowledged_without_work(ddb, farm) -> None:
     assert rig.runner.calls == []
 
 
-def test_duplicate_delivery_of_a_finished_job_does_no_work_but_reports_again(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_duplicate_delivery_of_a_finished_job_does_no_work_but_reports_again(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     rig.worker.handle(rig.queue.put(event()))
     dup = rig.queue.put(event())
     rig.worker.handle(dup)
@@ -131,16 +138,16 @@ def test_duplicate_delivery_of_a_finished_job_does_no_work_but_reports_again(ddb
     assert [r.outcome for r in rig.publisher.results] == ["done", "done"]
 
 
-def test_same_bytes_uploaded_again_are_not_encoded_again(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_same_bytes_uploaded_again_are_not_encoded_again(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     rig.worker.handle(rig.queue.put(event()))
     rig.store.add(KEY, etag="etag1", size=5000)  # re-upload: same ETag
     rig.worker.handle(rig.queue.put(event()))
     assert len(rig.runner.calls) == 1
 
 
-def test_new_bytes_or_new_settings_are_encoded_again(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_new_bytes_or_new_settings_are_encoded_again(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     rig.worker.handle(rig.queue.put(event()))
     rig.store.add(KEY, etag="etag2", size=6000)
     rig.worker.handle(rig.queue.put(event(etag="etag2")))
@@ -151,8 +158,8 @@ def test_new_bytes_or_new_settings_are_encoded_again(ddb, farm) -> None:
     assert len(rig.runner.calls) == 3
 
 
-def test_stale_event_for_replaced_or_deleted_source_is_dropped(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_stale_event_for_replaced_or_deleted_source_is_dropped(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     rig.store.add(KEY, etag="etag2")
     stale = rig.queue.put(event(etag="etag1"))
     rig.worker.handle(stale)
@@ -164,8 +171,8 @@ def test_stale_event_for_replaced_or_deleted_source_is_dropped(ddb, farm) -> Non
     assert rig.item() is None
 
 
-def test_duplicate_event_while_another_worker_runs_the_job(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_duplicate_event_while_another_worker_runs_the_job(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     rig.ledger.claim(rig.job(), "other-worker", "original-message", lease_s=300)
     dup = rig.queue.put(event())  # a second S3 event: a different message
     rig.worker.handle(dup)
@@ -173,8 +180,8 @@ def test_duplicate_event_while_another_worker_runs_the_job(ddb, farm) -> None:
     assert rig.runner.calls == []
 
 
-def test_redelivered_message_of_a_live_holder_goes_back_without_work(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_redelivered_message_of_a_live_holder_goes_back_without_work(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     claim = rig.ledger.claim(rig.job(), "other-worker", "original-message", lease_s=300)
     lease, stop = claim.lease, threading.Event()
 
@@ -198,9 +205,11 @@ def test_redelivered_message_of_a_live_holder_goes_back_without_work(ddb, farm) 
     assert rig.item().worker == "other-worker"
 
 
-def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(ddb, farm) -> None:
+def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(
+    ledger, farm
+) -> None:
     clock = FastClock(speed=1000.0)
-    rig = make_rig(ddb, farm, ok, clock=clock)
+    rig = make_rig(ledger, farm, ok, clock=clock)
     rig.ledger.claim(rig.job(), "dead-worker", "original-message", lease_s=300)
     same = rig.queue.put(event(), message_id="original-message", receive_count=2)
     started = clock()
@@ -214,11 +223,11 @@ def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(
     ]  # fmt: skip
 
 
-def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) -> None:
+def test_permanent_failure_is_dead_lettered_recorded_and_published(ledger, farm) -> None:
     def bad(spec, ctx):
         raise PermanentError("not a media file: Invalid data")
 
-    rig = make_rig(ddb, farm, bad)
+    rig = make_rig(ledger, farm, bad)
     msg = rig.queue.put(event())
     rig.worker.handle(msg)
     assert rig.queue.dead == [
@@ -232,12 +241,12 @@ def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) ->
 
 @pytest.mark.parametrize("exc", [RetryableError("S3 503"), StalledError("no progress for 120 s")])
 def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
-    ddb, farm, exc
+    ledger, farm, exc
 ) -> None:
     def flaky(spec, ctx):
         raise exc
 
-    rig = make_rig(ddb, farm, flaky)
+    rig = make_rig(ledger, farm, flaky)
     max_attempts = rig.pool.queue.max_attempts
     delays = []
     for _ in range(1, max_attempts):
@@ -258,7 +267,7 @@ def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
     assert rig.publisher.results[-1].outcome == "failed"
 
 
-def test_takeovers_and_releases_do_not_spend_the_retry_budget(ddb, farm) -> None:
+def test_takeovers_and_releases_do_not_spend_the_retry_budget(ledger, farm) -> None:
     calls = []
 
     def fails_once(spec, ctx):
@@ -268,7 +277,7 @@ def test_takeovers_and_releases_do_not_spend_the_retry_budget(ddb, farm) -> None
         return ok(spec, ctx)
 
     clock = FastClock(speed=1000.0)
-    rig = make_rig(ddb, farm, fails_once, clock=clock)
+    rig = make_rig(ledger, farm, fails_once, clock=clock)
     # Two holders died in turn: each takeover came at a high receive count.
     for n, dead in enumerate(("dead-1", "dead-2"), start=1):
         if n == 1:
@@ -284,11 +293,11 @@ def test_takeovers_and_releases_do_not_spend_the_retry_budget(ddb, farm) -> None
     assert rig.item().state == "done"
 
 
-def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> None:
+def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ledger, farm) -> None:
     def buggy(spec, ctx):
         raise KeyError("surprise")
 
-    rig = make_rig(ddb, farm, buggy, max_jobs=2)
+    rig = make_rig(ledger, farm, buggy, max_jobs=2)
     first, second = rig.queue.put(event()), rig.queue.put(event())
     with capture_logs() as logs:
         assert rig.worker.run() == 2
@@ -296,14 +305,14 @@ def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> Non
     assert any(e["event"] == "job_crashed" for e in logs)
 
 
-def test_lost_receipt_stops_the_job_without_upload_or_delete(ddb, farm) -> None:
+def test_lost_receipt_stops_the_job_without_upload_or_delete(ledger, farm) -> None:
     def long_job(spec, ctx):
         assert ctx.cancel.wait(10), "the heartbeat should have cancelled the job"
         raise PermanentError(
             "should not be reported"
         )  # what ffmpeg's stop looks like is irrelevant
 
-    rig = make_rig(ddb, farm, long_job, clock=FastClock(speed=2000))
+    rig = make_rig(ledger, farm, long_job, clock=FastClock(speed=2000))
     rig.queue.lose_receipt_after = 1
     msg = rig.queue.put(event())
     settle = rig.worker.handle(msg)
@@ -313,7 +322,7 @@ def test_lost_receipt_stops_the_job_without_upload_or_delete(ddb, farm) -> None:
     assert rig.publisher.results == []
 
 
-def test_heartbeat_keeps_a_long_job_invisible_and_renews_the_lease(ddb, farm) -> None:
+def test_heartbeat_keeps_a_long_job_invisible_and_renews_the_lease(ledger, farm) -> None:
     clock = FastClock(speed=1000)
     vis = farm["hevc"].queue.visibility_timeout_s
 
@@ -324,7 +333,7 @@ def test_heartbeat_keeps_a_long_job_invisible_and_renews_the_lease(ddb, farm) ->
             time.sleep(0.01)
         return ok(spec, ctx)
 
-    rig = make_rig(ddb, farm, slow, clock=clock)
+    rig = make_rig(ledger, farm, slow, clock=clock)
     msg = rig.queue.put(event())
     rig.worker.handle(msg)
     assert len(rig.queue.extended) >= 3
@@ -332,14 +341,16 @@ def test_heartbeat_keeps_a_long_job_invisible_and_renews_the_lease(ddb, farm) ->
     assert rig.item().state == "done"
 
 
-def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(ddb, farm) -> None:
+def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(
+    ledger, farm
+) -> None:
     def long_job(spec, ctx):
         ctx.on_progress(5.0)
         if ctx.cancel.wait(10):
             raise InterruptedJob("stopped")
         return ok(spec, ctx)
 
-    rig = make_rig(ddb, farm, long_job, shutdown_grace_s=0.5)
+    rig = make_rig(ledger, farm, long_job, shutdown_grace_s=0.5)
     msg = rig.queue.put(event())
     t = threading.Thread(target=rig.worker.handle, args=(msg,))
     t.start()
@@ -354,7 +365,7 @@ def test_stop_during_a_long_job_releases_it_at_once_without_counting_an_attempt(
     assert rig.store.uploads == []
 
 
-def test_stop_lets_a_nearly_finished_job_finish(ddb, farm) -> None:
+def test_stop_lets_a_nearly_finished_job_finish(ledger, farm) -> None:
     finished = threading.Event()
 
     def almost_done(spec, ctx):
@@ -364,7 +375,7 @@ def test_stop_lets_a_nearly_finished_job_finish(ddb, farm) -> None:
         finished.set()
         return ok(spec, ctx)
 
-    rig = make_rig(ddb, farm, almost_done, shutdown_grace_s=30)
+    rig = make_rig(ledger, farm, almost_done, shutdown_grace_s=30)
     msg = rig.queue.put(event())
     t = threading.Thread(target=rig.worker.handle, args=(msg,))
     t.start()
@@ -376,8 +387,8 @@ def test_stop_lets_a_nearly_finished_job_finish(ddb, farm) -> None:
     assert rig.queue.settled(msg) == "deleted"
 
 
-def test_message_received_while_stopping_is_given_back(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_message_received_while_stopping_is_given_back(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     msg = rig.queue.put(event())
     real_receive = rig.queue.receive
 
@@ -407,8 +418,8 @@ class Protection:
         self.released += 1
 
 
-def test_worker_takes_no_work_while_protection_cannot_be_set(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_worker_takes_no_work_while_protection_cannot_be_set(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
     msg = rig.queue.put(event())
     prot = Protection(ok=False)
     rig.worker._protection = prot
@@ -422,7 +433,7 @@ def test_worker_takes_no_work_while_protection_cannot_be_set(ddb, farm) -> None:
     assert rig.runner.calls == []
 
 
-def test_protection_is_held_around_each_job_and_released_after(ddb, farm) -> None:
+def test_protection_is_held_around_each_job_and_released_after(ledger, farm) -> None:
     prot = Protection(ok=True)
     seen = []
 
@@ -430,7 +441,7 @@ def test_protection_is_held_around_each_job_and_released_after(ddb, farm) -> Non
         seen.append((prot.acquired, prot.released))
         return ok(spec, ctx)
 
-    rig = make_rig(ddb, farm, check, max_jobs=1)
+    rig = make_rig(ledger, farm, check, max_jobs=1)
     rig.worker._protection = prot
     rig.queue.put(event())
     rig.worker.run()
@@ -438,13 +449,13 @@ def test_protection_is_held_around_each_job_and_released_after(ddb, farm) -> Non
     assert (prot.acquired, prot.released) == (1, 1)
 
 
-def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ddb, farm, capsys) -> None:
+def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ledger, farm, capsys) -> None:
     from hevcq.worker import print_metrics  # noqa: PLC0415 - the default under test
 
     def bad(spec, ctx):
         raise PermanentError("not a media file")
 
-    rig = make_rig(ddb, farm, ok)
+    rig = make_rig(ledger, farm, ok)
     rig.worker._emit_metrics = print_metrics
     rig.worker.handle(rig.queue.put(event()))
     rig.runner.behaviour = bad
@@ -479,11 +490,11 @@ def committing(tmp: Path, gate: threading.Event | None = None):
 
 
 def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
-    ddb, farm, tmp_path
+    ledger, farm, tmp_path
 ) -> None:
     gate = threading.Event()
-    old = make_rig(ddb, farm, committing(tmp_path, gate), worker_id="w-old", lease_s=4)
-    new = make_rig(ddb, farm, committing(tmp_path), worker_id="w-new", lease_s=4)
+    old = make_rig(ledger, farm, committing(tmp_path, gate), worker_id="w-old", lease_s=4)
+    new = make_rig(ledger, farm, committing(tmp_path), worker_id="w-new", lease_s=4)
     new.worker._store = new.store = old.store  # one bucket
     new.worker._ledger = old.ledger
     v1 = old.queue.put(event(etag="etag1"))
@@ -505,9 +516,9 @@ def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
 
 
 def test_a_late_event_of_an_older_version_never_overwrites_the_newer_output(
-    ddb, farm, tmp_path
+    ledger, farm, tmp_path
 ) -> None:
-    rig = make_rig(ddb, farm, committing(tmp_path))
+    rig = make_rig(ledger, farm, committing(tmp_path))
     rig.store.add(KEY, etag="etag2", size=6000)
     v2 = json.loads(event(etag="etag2"))
     v2["Records"][0]["s3"]["object"]["sequencer"] = "02"
@@ -522,9 +533,9 @@ def test_a_late_event_of_an_older_version_never_overwrites_the_newer_output(
     assert len(rig.store.uploads) == 1
 
 
-def test_a_worker_that_lost_its_lease_commits_and_publishes_nothing(ddb, farm, tmp_path) -> None:
+def test_a_worker_that_lost_its_lease_commits_and_publishes_nothing(ledger, farm, tmp_path) -> None:
     gate = threading.Event()
-    rig = make_rig(ddb, farm, committing(tmp_path, gate))
+    rig = make_rig(ledger, farm, committing(tmp_path, gate))
     msg = rig.queue.put(event())
     running = threading.Thread(target=rig.worker.handle, args=(msg,))
     running.start()

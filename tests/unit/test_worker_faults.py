@@ -1,4 +1,5 @@
-"""The worker loop under endpoint faults and a misconfigured farm, with fakes and a moto ledger."""
+"""The worker loop under endpoint faults and a misconfigured farm, with fakes (the ledger's
+own rules over an in-memory table)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from structlog.testing import capture_logs
 from hevcq.errors import FarmConfigError
 from hevcq.ledger import State
 from hevcq.outage import Outage, until_reachable
-from tests.aws.test_worker import event, make_rig, ok
+from tests.unit.test_worker import event, make_rig, ok
 from tests.fakes import FakeQueue
 
 
@@ -57,8 +58,8 @@ def names(logs: list[dict]) -> list[str]:
     return [e["event"] for e in logs]
 
 
-def test_failed_receives_are_waited_out_with_one_line_per_change_of_state(ddb, farm) -> None:
-    rig = with_queue(make_rig(ddb, farm, ok, max_jobs=1), FlakyReceive(5, refused()))
+def test_failed_receives_are_waited_out_with_one_line_per_change_of_state(ledger, farm) -> None:
+    rig = with_queue(make_rig(ledger, farm, ok, max_jobs=1), FlakyReceive(5, refused()))
     msg = rig.queue.put(event())
     with capture_logs() as logs:
         assert rig.worker.run() == 1
@@ -67,14 +68,14 @@ def test_failed_receives_are_waited_out_with_one_line_per_change_of_state(ddb, f
     assert names(logs).count("endpoint_recovered") == 1
 
 
-def test_refused_credentials_on_receive_stop_the_loop(ddb, farm) -> None:
-    rig = with_queue(make_rig(ddb, farm, ok), FlakyReceive(1, denied()))
+def test_refused_credentials_on_receive_stop_the_loop(ledger, farm) -> None:
+    rig = with_queue(make_rig(ledger, farm, ok), FlakyReceive(1, denied()))
     with pytest.raises(FarmConfigError):
         rig.worker.run()
 
 
-def test_refused_credentials_on_the_source_release_the_message_untouched(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok)
+def test_refused_credentials_on_the_source_release_the_message_untouched(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
 
     def head(key: str):
         raise FarmConfigError("head: 403")
@@ -88,11 +89,11 @@ def test_refused_credentials_on_the_source_release_the_message_untouched(ddb, fa
     assert rig.runner.calls == []
 
 
-def test_a_job_stopped_by_refused_credentials_is_released_not_dead_lettered(ddb, farm) -> None:
+def test_a_job_stopped_by_refused_credentials_is_released_not_dead_lettered(ledger, farm) -> None:
     def upload_denied(spec, ctx):
         raise FarmConfigError("upload: AccessDenied")
 
-    rig = make_rig(ddb, farm, upload_denied)
+    rig = make_rig(ledger, farm, upload_denied)
     msg = rig.queue.put(event())
     with pytest.raises(FarmConfigError):
         rig.worker.run()
@@ -107,8 +108,8 @@ class FailingDelete(FakeQueue):
         raise refused()
 
 
-def test_a_failed_acknowledgement_is_logged_and_the_worker_carries_on(ddb, farm) -> None:
-    rig = with_queue(make_rig(ddb, farm, ok, max_jobs=1), FailingDelete())
+def test_a_failed_acknowledgement_is_logged_and_the_worker_carries_on(ledger, farm) -> None:
+    rig = with_queue(make_rig(ledger, farm, ok, max_jobs=1), FailingDelete())
     rig.queue.put(event())
     with capture_logs() as logs:
         assert rig.worker.run() == 1
@@ -117,8 +118,10 @@ def test_a_failed_acknowledgement_is_logged_and_the_worker_carries_on(ddb, farm)
     assert "message_settled" not in names(logs)
 
 
-def test_a_ledger_outage_while_claiming_defers_the_message_without_a_traceback(ddb, farm) -> None:
-    rig = make_rig(ddb, farm, ok, max_jobs=1)
+def test_a_ledger_outage_while_claiming_defers_the_message_without_a_traceback(
+    ledger, farm
+) -> None:
+    rig = make_rig(ledger, farm, ok, max_jobs=1)
 
     def claim(*a, **kw):
         raise ClientError(
