@@ -38,7 +38,7 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppliedFarm
     wdir = pool_dir(tmp, ("hevc", "720p", "1080p"), visibility_timeout_s=30)
     with (
         pytest.MonkeyPatch.context() as mp,
-        applied_farm(tmp, workers_dir=wdir, name_prefix=TF_PREFIX) as tf,
+        applied_farm(tmp, workers_dir=wdir, name_prefix=TF_PREFIX, destroy=False) as tf,
     ):
         for k, v in tf.env.items():
             if k.startswith("AWS_") and k != "AWS_ENDPOINT_URL":

@@ -260,11 +260,14 @@ def applied_farm(
     name_prefix: str = "hevcq",
     endpoint: str | None = None,
     plain_http: bool = True,
+    destroy: bool = True,
 ) -> Iterator[AppliedFarm]:
     """Apply the root module to moto (a new server unless ``endpoint``), destroy on exit.
 
     The bucket denies requests without TLS and moto serves plain HTTP, so by default the
-    bucket policy is removed after the apply; ``plain_http=False`` keeps it.
+    bucket policy is removed after the apply; ``plain_http=False`` keeps it. With
+    ``destroy=False`` the farm goes with its moto server (``terraform destroy`` is proven
+    once, by test_terraform).
     """
     with moto_endpoint() if endpoint is None else _given(endpoint) as url:
         work = copy_config(tmp_dir / "terraform")
@@ -295,7 +298,8 @@ def applied_farm(
                 farm.allow_plain_http()
             yield farm
         finally:
-            tf.destroy(variables)
+            if destroy:
+                tf.destroy(variables)
 
 
 @contextmanager

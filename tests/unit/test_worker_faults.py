@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 from hevcq.errors import FarmConfigError
 from hevcq.ledger import State
 from hevcq.outage import Outage, until_reachable
-from tests.unit.test_worker import event, make_rig, ok
 from tests.fakes import FakeQueue
+from tests.unit.test_worker import event, make_rig, ok
 
 
 @pytest.fixture(autouse=True)
