@@ -17,7 +17,12 @@ TOOLS_REQUIREMENTS := $(TF_DIR)/requirements-tools.txt
 CHECKOV ?= $(abspath $(TOOLS_VENV))/bin/checkov
 export CHECKOV
 
-.PHONY: install tools run test test-unit lint bench build image plan apply destroy clean
+# Debian packages some end-to-end tests need: libfaketime (wall-clock skew and steps in
+# worker processes) and chromium (the dashboard's browser test). CI installs what is
+# missing; elsewhere those tests skip with a note.
+SYSTEM_PACKAGES := faketime chromium
+
+.PHONY: install tools system-deps run test test-unit lint bench build image plan apply destroy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +53,16 @@ run: install ## Transcode MEDIA (default: a generated sample library) on the emb
 		exit $$rc; \
 	fi
 
-test: lint tools ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
+system-deps: ## Debian packages for the end-to-end tests (installed only when CI is set).
+	@if [ -n "$$CI" ]; then \
+		missing=""; \
+		for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		fi; \
+	fi
+
+test: lint tools system-deps ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -58,6 +72,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 $(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

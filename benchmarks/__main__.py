@@ -27,7 +27,7 @@ from hevcq.ffmpeg import find_ffmpeg
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-NAMES = ("library", "upload", "farm", "encode", "memory", "cost")
+NAMES = ("library", "upload", "farm", "encode", "memory", "cost", "library_scale")
 
 
 def machine() -> dict[str, Any]:
@@ -105,6 +105,7 @@ class Run:
         self.step("encode", lambda: self._encode(speeds))
         self.step("memory", self._memory)
         self.step("cost", lambda: self._cost(speeds))
+        self.step("library_scale", self._library_scale)
 
     def _farm(self, out: Path) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415
@@ -134,6 +135,11 @@ class Run:
         from benchmarks import bench_memory  # noqa: PLC0415
 
         return bench_memory.run(self.quick)
+
+    def _library_scale(self) -> list[Figure]:
+        from benchmarks import bench_library_scale  # noqa: PLC0415
+
+        return bench_library_scale.run(self.quick)
 
     def _cost(self, speeds: dict[str, list[float]]) -> list[Figure]:
         from benchmarks import bench_cost  # noqa: PLC0415

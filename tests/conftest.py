@@ -33,7 +33,7 @@ def farm() -> dict[str, Pool]:
     return load_farm(WORKERS_DIR)
 
 
-def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int = 3) -> Path:
+def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int = 12) -> Path:
     """A copy of workers/ with the fastest preset and short queue timings, for tests."""
     out = tmp / "workers"
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hevcq.errors import FailureClass, LostMessageError
+from hevcq.errors import FailureClass, LostMessageError, SupersededJob, WriteConflict
 from hevcq.jobs import JobContext, JobSpec
 from hevcq.messages import JobResult
 from hevcq.queues import Received
@@ -32,7 +32,7 @@ class FakeQueue:
     def put(self, body: str, receive_count: int = 1, message_id: str | None = None) -> Received:
         msg = Received(
             message_id=message_id or f"m{next(_ids)}", body=body, receipt=f"r{next(_ids)}",
-            receive_count=receive_count, received_at=time.time(),
+            receive_count=receive_count, received_at=time.monotonic(),
         )  # fmt: skip
         self.inbox.append(msg)
         return msg
@@ -89,14 +89,39 @@ class FakeStore:
     def head(self, key: str) -> ObjectInfo | None:
         return self.objects.get(key)
 
-    def download(self, key: str, dest: Path) -> ObjectInfo:
-        dest.write_bytes(self.data.get(key, b"\0" * self.objects[key].size))
-        return self.objects[key]
+    def download(
+        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+    ) -> ObjectInfo:
+        info = self.objects.get(key)
+        if info is None or (etag and info.etag != etag):
+            raise SupersededJob(f"{key} is no longer version {etag}")
+        dest.write_bytes(self.data.get(key, b"\0" * info.size))
+        return info
 
     def upload(self, src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
         self.uploads.append(key)
-        self.objects[key] = ObjectInfo(key, src.stat().st_size, f"out-{key}", dict(metadata))
+        etag = f"out-{key}-{len(self.uploads)}"
+        self.objects[key] = ObjectInfo(key, src.stat().st_size, etag, dict(metadata))
         return self.objects[key]
+
+    def put_if(
+        self, src: Path, key: str, metadata: dict[str, str], *, expect: str | None
+    ) -> ObjectInfo:
+        current = self.objects.get(key)
+        if (current.etag if current else None) != expect:
+            raise WriteConflict(f"{key} changed since it was read")
+        return self.upload(src, key, metadata)
+
+    def delete_if(self, key: str, etag: str) -> bool:
+        current = self.objects.get(key)
+        if current is None or current.etag != etag:
+            return False
+        del self.objects[key]
+        return True
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.data.pop(key, None)
 
 
 @dataclass
@@ -133,12 +158,11 @@ def done_result(spec: JobSpec, **kw: object) -> JobResult:
 
 
 class FastClock:
-    """Wall-clock time running ``speed`` times faster than real time."""
+    """A monotonic clock running ``speed`` times faster than real time."""
 
     def __init__(self, speed: float = 1000.0) -> None:
-        self._t0 = time.time()
         self._m0 = time.monotonic()
         self.speed = speed
 
     def __call__(self) -> float:
-        return self._t0 + (time.monotonic() - self._m0) * self.speed
+        return self._m0 + (time.monotonic() - self._m0) * self.speed

@@ -7,7 +7,8 @@ locals {
   # field out. The `pools` output lets a test compare these with the Python models.
   queue_defaults = {
     visibility_timeout_s = 120
-    max_receive_count    = 3
+    max_attempts         = 3
+    max_receive_count    = 12
     retention_s          = 4 * 24 * 3600
     dlq_retention_s      = 14 * 24 * 3600
   }

@@ -11,6 +11,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from hevcq.errors import FailureClass
+from hevcq.ledger import State
 from hevcq.provision import FarmRefs, PoolRefs
 from hevcq.queues import ATTR_CLASS, ATTR_REASON
 
@@ -90,20 +91,23 @@ def queue_depths(sqs: SQSClient, refs: FarmRefs) -> list[QueueDepth]:
 def ledger_view(
     ledger: DynamoLedger, now: float | None = None
 ) -> tuple[list[RunningJob], Counter[tuple[str, str]]]:
-    """Running jobs (with live leases) and totals per (pool, state)."""
+    """Running jobs and totals per (pool, state).
+
+    A job's age is read from the wall clock its worker wrote, so it is only as right as
+    that worker's clock: it is shown to people, never used to decide anything.
+    """
     now = time.time() if now is None else now
     running, totals = [], Counter[tuple[str, str]]()
-    for item in ledger.scan_all():
-        state = str(item.get("state", "?"))
-        totals[(str(item.get("sk")), state)] += 1
-        if state == "running" and float(item.get("lease_expires", 0)) > now:
+    for item in ledger.scan_items():
+        totals[(item.pool, item.state.value)] += 1
+        if item.state is State.RUNNING:
             running.append(
                 RunningJob(
-                    key=str(item["pk"]),
-                    pool=str(item["sk"]),
-                    worker=str(item.get("worker", "")),
-                    progress=float(item.get("progress") or 0),
-                    age_s=now - float(item.get("started_at", now)),
+                    key=item.key,
+                    pool=item.pool,
+                    worker=item.worker,
+                    progress=float(item.progress or 0),
+                    age_s=max(0.0, now - (item.started_at or now)),
                 )
             )
     return sorted(running, key=lambda r: -r.age_s), totals
@@ -209,3 +213,25 @@ def redrive(
             continue
         done[pool] = redrive_one_by_one(sqs, pr, failure_class)
     return done
+
+
+def redrive_message(sqs: SQSClient, pr: PoolRefs, message_id: str) -> bool:
+    """Move one dead letter back to its queue (send, then delete); False when it is not there."""
+    found, others = False, []
+    while not found:
+        msgs = sqs.receive_message(
+            QueueUrl=pr.dlq_url, MaxNumberOfMessages=MAX_BATCH, WaitTimeSeconds=0,
+            VisibilityTimeout=REDRIVE_VISIBILITY_S, MessageAttributeNames=["All"],
+        ).get("Messages", [])  # fmt: skip
+        if not msgs:
+            break
+        for m in msgs:
+            if m["MessageId"] == message_id and not found:
+                sqs.send_message(QueueUrl=pr.queue_url, MessageBody=m["Body"])
+                sqs.delete_message(QueueUrl=pr.dlq_url, ReceiptHandle=m["ReceiptHandle"])
+                found = True
+            else:
+                others.append(m["ReceiptHandle"])
+    for h in others:
+        sqs.change_message_visibility(QueueUrl=pr.dlq_url, ReceiptHandle=h, VisibilityTimeout=0)
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from hevcq.errors import PermanentError, RetryableError
+from hevcq.errors import FarmConfigError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -40,6 +41,18 @@ THROTTLING_CODES = frozenset(
      "InternalError", "InternalFailure", "RequestTimeout"}
 )  # fmt: skip
 
+# The farm's fault, not the file's: credentials refused or expired, the farm's own bucket,
+# table, queue or topic missing. A source object that is gone is found by HEAD (a 404)
+# before anything is classified, so NoSuchKey stays permanent.
+FARM_CONFIG_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
+     "InvalidAccessKeyId", "InvalidClientTokenId", "SignatureDoesNotMatch",
+     "UnrecognizedClientException", "InvalidSignatureException", "MissingAuthenticationToken",
+     "NoSuchBucket", "ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
+     "QueueDoesNotExist", "NotFound"}
+)  # fmt: skip
+HTTP_FORBIDDEN = 403  # S3 answers HEAD requests without a body, so only the status is known
+_WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
 
 # Whole operations (a transfer, a publish) retried on top of botocore's per-request retries:
 # a multipart upload that dies half-way is restarted as a whole.
@@ -89,16 +102,29 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+def _classify_client_error(exc: ClientError, what: str) -> Exception:
+    code = error_code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in THROTTLING_CODES or status >= 500:
+        return RetryableError(f"{what}: {code or status}")
+    if code in FARM_CONFIG_CODES or status == HTTP_FORBIDDEN:
+        return FarmConfigError(f"{what}: {code or status}: {exc}")
+    return PermanentError(f"{what}: {code}: {exc}")
+
+
 def classify(exc: BaseException, what: str) -> Exception:
-    """Map a botocore failure to our hierarchy: transient faults are retryable."""
+    """Map a botocore failure to our hierarchy: transient faults are retryable, credential
+    and missing-resource faults are the farm's (``FarmConfigError``), the rest permanent.
+
+    Anything that is not a botocore failure comes back as it is.
+    """
     if isinstance(exc, ClientError):
-        code = error_code(exc)
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in THROTTLING_CODES or status >= 500:
-            return RetryableError(f"{what}: {code or status}")
-        return PermanentError(f"{what}: {code}: {exc}")
+        return _classify_client_error(exc, what)
     if isinstance(exc, ConnectionError | BotoCoreError | OSError):
         return RetryableError(f"{what}: {exc}")
     if isinstance(exc, S3UploadFailedError):  # s3transfer wraps the ClientError in text only
+        m = _WRAPPED_CODE.search(str(exc))
+        if m and m.group(1) in FARM_CONFIG_CODES:
+            return FarmConfigError(f"{what}: {exc}")
         return RetryableError(f"{what}: {exc}")
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hevcq.queues import MAX_VISIBILITY_TIMEOUT_S
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 
 def retry_delay(

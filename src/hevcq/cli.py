@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,21 +19,20 @@ from rich.table import Table
 
 from hevcq import admin, logs
 from hevcq.aws import Clients
-from hevcq.errors import ConfigError, FailureClass, HevcqError
+from hevcq.build import build_worker
+from hevcq.endpoint import _die_with_parent as die_with_parent
+from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm import Pool, load_farm
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.jobs import JobRunner
-from hevcq.ledger import DynamoLedger
-from hevcq.protection import EcsAgentProtection, NoProtection
+from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
+from hevcq.outage import until_reachable
 from hevcq.provision import FarmRefs, resolve
-from hevcq.publish import SnsPublisher
-from hevcq.queues import SqsQueue
 from hevcq.results import announced_objects
 from hevcq.samples import make_sample_library
 from hevcq.settings import Settings
-from hevcq.store import S3Store
+from hevcq.statestore import state_dir as default_state_dir
 from hevcq.tfconfig import settings_from_outputs, write_env_file
-from hevcq.worker import Worker, WorkerConfig
+from hevcq.web import server as web_server
+from hevcq.web.view import FarmView
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
@@ -44,6 +42,8 @@ log = structlog.get_logger()
 
 EXIT_FAILED_JOBS = 1
 EXIT_CONFIG = 2
+EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _setup() -> tuple[Settings, dict[str, Pool]]:
@@ -79,45 +79,39 @@ def worker(
     pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
     burst: Burst = False,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process ends.")
+    ] = None,
 ) -> None:
-    """Consume one pool's queue (the container entrypoint)."""
+    """Consume one pool's queue (the container entrypoint).
+
+    Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
+    """
     try:
         settings, pools = _setup()
         _check_worker(settings, pools, pool)
-        clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    store = S3Store(clients.s3, refs.bucket)
-    work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
-    runner = JobRunner(
-        store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
-        stall_timeout_s=settings.stall_timeout_s,
-        decode_during_encode=settings.decode_during_encode,
-    )  # fmt: skip
-    pr = refs.pools[pool]
-    config = WorkerConfig(
-        worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,
-        lease_s=settings.lease_s or 2 * pools[pool].queue.visibility_timeout_s,
-        shutdown_grace_s=settings.shutdown_grace_s, max_jobs=max_jobs,
-        idle_exit_s=0.0 if burst else None,
-    )  # fmt: skip
-    agent = settings.ecs_agent_uri
-    w = Worker(
-        pool=pools[pool],
-        queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
-        ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),
-        runner=runner,
-        store=store,
-        publisher=SnsPublisher(clients.sns, refs.events_topic_arn),
-        config=config,
-        stop=stop,
-        protection=EcsAgentProtection(agent) if agent else NoProtection(),
-    )
-    w.run()
+    if parent is not None:
+        # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
+        die_with_parent(parent, threading.Event())
+    try:
+        reached = until_reachable(lambda: _cloud(settings, pools), stop, "resolving the farm")
+        if reached is None:
+            return  # stopped while waiting for the endpoint
+        clients, refs = reached
+        w = build_worker(
+            settings, pools[pool], clients=clients, refs=refs, stop=stop, max_jobs=max_jobs,
+            burst=burst,
+        )  # fmt: skip
+        w.run()
+    except FarmConfigError as exc:
+        # One clear line, no traceback: the reason is the whole story.
+        log.error("farm_misconfigured", reason=str(exc)[:1000], exit_code=EXIT_FARM_MISCONFIGURED)  # noqa: TRY400
+        raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
 
 
 def _need_farm(settings: Settings) -> None:
@@ -131,6 +125,15 @@ def _need_farm(settings: Settings) -> None:
 def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
     try:
         settings, pools = _setup()
+        farm = running_farm() if settings.embedded else None
+        if farm is not None:
+            console.print(
+                f"No farm configured: using the embedded farm of the running ingest"
+                f" (pid {farm.pid}, {farm.endpoint})."
+            )
+            os.environ.update(EMBEDDED_CREDENTIALS)
+            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
+            return settings, pools, clients, farm.refs
         _need_farm(settings)
         clients, refs = _cloud(settings, pools)
     except ConfigError as exc:
@@ -139,29 +142,78 @@ def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
 
 
 @app.command()
-def status() -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds, until Ctrl-C.")
+    ] = None,
+) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
     _, _, clients, refs = _configured()
+    if watch is None:
+        _print_status(clients, refs, as_json=as_json)
+        return
+    try:
+        while True:
+            console.clear()
+            _print_status(clients, refs, as_json=as_json)
+            time.sleep(max(0.5, watch))
+    except KeyboardInterrupt:
+        return
+    except HevcqError as exc:  # the farm went away (its ingest ended)
+        raise _fail(f"the farm stopped answering: {exc}") from exc
+
+
+def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
+    report = FarmView(clients, refs, label=refs.bucket).status()
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
     t = Table(title="queues")
-    for col in ("pool", "visible", "in flight", "delayed", "dead letters"):
+    for col in ("pool", "waiting", "in flight", "delayed", "dead letters", "workers"):
         t.add_column(col)
-    for d in admin.queue_depths(clients.sqs, refs):
-        t.add_row(d.pool, str(d.visible), str(d.in_flight), str(d.delayed), str(d.dead_letters))
+    for p in report.pools:
+        t.add_row(p.pool, str(p.waiting), str(p.in_flight), str(p.delayed),
+                  str(p.dead_lettered), str(p.workers_alive))  # fmt: skip
     console.print(t)
-    running, totals = admin.ledger_view(DynamoLedger(clients.dynamodb, refs.ledger_table))
     r = Table(title="running jobs")
-    for col in ("key", "pool", "worker", "progress", "age"):
+    for col in ("key", "pool", "worker", "progress", "age", "eta"):
         r.add_column(col)
-    for j in running:
-        r.add_row(j.key, j.pool, j.worker, f"{j.progress:.0f}%", f"{j.age_s:.0f}s")
+    for j in report.running:
+        eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
+        r.add_row(j.key, j.pool, j.worker, f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
     console.print(r)
     s = Table(title="jobs by state")
     for col in ("pool", "state", "jobs"):
         s.add_column(col)
-    for (pool, state), n in sorted(totals.items()):
-        s.add_row(pool, state, str(n))
+    for total in report.totals:
+        s.add_row(total.pool, total.state, str(total.jobs))
     console.print(s)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
+    ] = None,
+) -> None:
+    """Serve the dashboard and the API for the configured or the running embedded farm."""
+    try:
+        settings, pools = _setup()
+        located = web_server.locate(settings, pools, state_dir or default_state_dir())
+        if located.embedded:
+            for k, v in EMBEDDED_CREDENTIALS.items():
+                os.environ.setdefault(k, v)
+        config = web_server.web_config(settings, located, host)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if located.farm is None:
+        console.print(f"[yellow]{located.reason}[/]: the page and /api/health say so.")
+    console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
+    web_server.serve(config, host, port)
 
 
 @app.command()

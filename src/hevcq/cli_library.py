@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -15,16 +18,25 @@ from rich.table import Table
 
 from hevcq.calibrate import calibrate as measure
 from hevcq.calibrate import load_speeds, save_speeds, speeds_path
-from hevcq.cli import EXIT_FAILED_JOBS, _cloud, _configured, _fail, _setup, app, console
+from hevcq.cli import (
+    EXIT_FAILED_JOBS,
+    EXIT_INTERRUPTED,
+    _cloud,
+    _configured,
+    _fail,
+    _setup,
+    app,
+    console,
+)
 from hevcq.errors import ConfigError
 from hevcq.estimate import TaskSize
 from hevcq.estimate import estimate as estimate_cost
 from hevcq.farm import Pool
 from hevcq.fetch import Fetched, Fetcher, FetchOptions, SqsInbox, fetch_library, find_library
-from hevcq.ingest import library_id, parse_size
+from hevcq.ingest import library_id, parse_size, to_upload
 from hevcq.ledger import DynamoLedger
 from hevcq.library import ScanReport, scan
-from hevcq.local import EmbeddedFarm
+from hevcq.local import EmbeddedFarm, published_farm
 from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine, purge
 from hevcq.replace import rollback as restore
 from hevcq.report import (
@@ -35,7 +47,7 @@ from hevcq.report import (
     progress_for,
     summary_table,
 )
-from hevcq.roundtrip import IngestOptions, RoundTrip, run_round_trip
+from hevcq.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
 from hevcq.settings import Settings
 from hevcq.statestore import StateStore
 from hevcq.store import S3Store
@@ -136,27 +148,49 @@ def ingest(
             fresh_farm=settings.embedded, replace=replace, allow_larger=allow_larger,
             keep_days=keep_days, timeout_s=timeout,
         )  # fmt: skip
+        control = _interruptible()
         with StateStore.for_library(library) as state:
             if settings.embedded:
-                rt = _embedded_round_trip(settings, pools, library, state, opts)
+                rt = _embedded_round_trip(settings, pools, library, state, opts, control=control)
             else:
                 clients, refs = _cloud(settings, pools)
                 rt = run_round_trip(
                     clients, refs, pools, library, state=state, options=opts,
                     progress=progress_for(console), on_scanned=_scanned(opts.wait),
+                    control=control,
                 )  # fmt: skip
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     if opts.wait:
         print_table(summary_table(rt.rows(sorted(pools))), console)
-        console.print(f"Outputs are in {out.resolve()}")
+        _say_what_is_left(rt, out)
     else:
         sent = sum(u.sent for u in rt.uploads)
         console.print(
             f"Uploaded {sent} files; `hevcq status` shows progress, `hevcq fetch` brings results."
         )
+    if rt.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
     if rt.failed:
         raise typer.Exit(EXIT_FAILED_JOBS)
+
+
+def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
+    finished = len(rt.report.with_status("finished"))
+    if rt.encoded_nothing and not rt.interrupted:
+        console.print(f"Nothing to encode: {finished} files finished in earlier runs.")
+    console.print(f"Outputs are in {out.resolve()}")
+    if rt.interrupted or rt.timed_out:
+        why = "Interrupted" if rt.interrupted else "Timed out"
+        console.print(
+            f"{why}: {len(rt.lost)} jobs were in the farm, {len(rt.not_started)} files not"
+            f" started. Resume with: {shlex.join(_resume_command())}"
+        )
+
+
+def _resume_command() -> list[str]:
+    """The command line of this run (the same command resumes it)."""
+    return ["hevcq", *sys.argv[1:]]
 
 
 def _check_replace(replace: bool, settings: Settings) -> None:
@@ -182,20 +216,55 @@ def _scanned(summary_follows: bool) -> Callable[[ScanReport], None]:
     return show
 
 
+def _interruptible() -> Control:
+    """Ctrl-C or SIGTERM: take no new work and finish what runs; a second one: stop now."""
+    control = Control()
+
+    def on_signal(*_: object) -> None:
+        if control.draining.is_set():
+            console.print("Stopping now: running jobs are abandoned.")
+        else:
+            console.print(
+                "Stopping: no new work; running jobs finish and come home"
+                " (Ctrl-C again stops them now)."
+            )
+        control.interrupt()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    return control
+
+
 def _embedded_round_trip(
     settings: Settings, pools: dict[str, Pool], library: Path, state: StateStore,
-    opts: IngestOptions,
+    opts: IngestOptions, *, control: Control,
 ) -> RoundTrip:  # fmt: skip
     console.print("No farm configured: running the embedded local farm on this machine.")
+    report = scan(library, list(pools.values()), state, opts.scan)
+    _scanned(True)(report)
+    # Only pools with work get queues and workers: a changed pool file re-does that pool.
+    needed = sorted({p for e in to_upload(report, fresh_farm=True) for p in e.pools_pending})
+    if not needed or control.draining.is_set():
+        return RoundTrip(report, interrupted=control.draining.is_set(),
+                         not_started=list(to_upload(report, fresh_farm=True)))  # fmt: skip
+    per_pool = settings.workers_per_pool
+    window = settings.window or 2 * per_pool * len(needed)
     farm_dir = Path(tempfile.mkdtemp(prefix="hevcq-farm-"))
-    with EmbeddedFarm(settings, pools, farm_dir, settings.workers_per_pool) as farm:
+    with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
         if farm.clients is None or farm.refs is None:
             raise ConfigError("the embedded farm did not start")
-        tick = farm.workers.supervise if farm.workers else None
-        return run_round_trip(
-            farm.clients, farm.refs, pools, library, state=state, options=opts,
-            progress=progress_for(console), on_scanned=_scanned(True), on_tick=tick,
-        )  # fmt: skip
+        with published_farm(farm.endpoint, farm.refs):
+            tick = farm.workers.supervise if farm.workers else None
+            try:
+                return run_round_trip(
+                    farm.clients, farm.refs, pools, library, state=state,
+                    options=dataclasses.replace(opts, window=window),
+                    progress=progress_for(console), on_tick=tick, control=control,
+                    report=report,
+                )  # fmt: skip
+            finally:
+                if control.stop.is_set() and farm.workers is not None:
+                    farm.workers.stop(grace_s=0)
 
 
 @app.command()

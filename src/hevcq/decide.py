@@ -49,6 +49,9 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         display_w, display_h = video.display_size
         if min(display_w, display_h) < target:
             return Skip(f"source is {display_w}x{display_h}, smaller than {target}p (no upscaling)")
+        if min(display_w, display_h) == target and video.codec == OUTPUT_CODEC:
+            # The rendition would re-encode the source into itself, only worse.
+            return Skip(f"already HEVC at {display_w}x{display_h}, the {target}p size")
         width, height = fit_short_side(video.width, video.height, target)
         scale, crop = (width, height) != (video.width, video.height), False
     container = "matroska" if output_extension(source_name) == ".mkv" else "mp4"

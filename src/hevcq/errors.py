@@ -24,6 +24,14 @@ class ConfigError(HevcqError):
     """Settings or farm definition files are wrong; the message names the file and field."""
 
 
+class FarmConfigError(HevcqError):
+    """The farm's credentials or resources are wrong (denied, expired, missing bucket or queue).
+
+    Not the file's fault: the message goes back untouched and the worker stops, so that a
+    broken deployment never dead-letters the backlog.
+    """
+
+
 class PermanentError(HevcqError):
     """The input can never succeed as it is (not a video, truncated, zero bytes...)."""
 
@@ -58,3 +66,13 @@ class InterruptedJob(HevcqError):
 
 class LostMessageError(InterruptedJob):
     """The queue no longer recognises our receipt: another worker may own the job now."""
+
+
+class SupersededJob(InterruptedJob):
+    """A newer version of the source exists: this job's work is moot (not a failure)."""
+
+
+class WriteConflict(HevcqError):
+    """A conditional write found the object changed since it was last seen."""
+
+    failure_class = FailureClass.TRANSIENT

@@ -54,6 +54,7 @@ class SourceObject:
     etag: str
     event_name: str
     sequencer: str = ""
+    version_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,22 +64,61 @@ class S3TestEvent:
     bucket: str
 
 
+@dataclass(frozen=True)
+class IgnoredRecord:
+    """A record that starts no job (a deletion, a restore...), with the reason."""
+
+    event_name: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """The objects a notification announces, and the records it holds that start nothing."""
+
+    objects: list[SourceObject]
+    ignored: list[IgnoredRecord]
+
+
 ParsedMessage = S3TestEvent | list[SourceObject]
+MAX_REASON_CHARS = 300  # a reason quotes the parser's complaint, never the whole body
 
 
 def _loads(text: str, what: str) -> Any:
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise PermanentError(f"{what} is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PermanentError(f"{what} is not usable JSON: nested too deeply") from exc
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise PermanentError(f"{what} is not JSON: {str(exc)[:MAX_REASON_CHARS]}") from exc
 
 
 def parse_message(body: str) -> ParsedMessage:
-    """Turn a queue message body into the objects it announces.
+    """Turn a queue message body into the objects it announces (see ``parse_records``)."""
+    parsed = parse_records(body)
+    return parsed if isinstance(parsed, S3TestEvent) else parsed.objects
+
+
+def parse_records(body: str) -> S3TestEvent | Notification:
+    """Turn a queue message body into the objects it announces and the records it ignores.
 
     Accepts raw S3 notifications (raw message delivery) and SNS envelopes around them.
-    Object keys arrive URL-encoded with ``+`` for spaces; they are decoded here.
+    Object keys arrive URL-encoded with ``+`` for spaces; they are decoded here. Whatever
+    the body holds, the only error raised is ``PermanentError``.
     """
+    try:
+        return _parse(body)
+    except PermanentError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise PermanentError(f"message body is not usable: {type(exc).__name__}") from exc
+    except Exception as exc:  # a body we cannot read is the body's fault, whatever the cause
+        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+        raise PermanentError(f"message body is not usable: {reason}") from exc
+
+
+def _parse(body: str) -> S3TestEvent | Notification:
     doc = _loads(body, "message body")
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
         doc = _loads(doc["Message"], "SNS Message")
@@ -90,9 +130,11 @@ def parse_message(body: str) -> ParsedMessage:
         note = _Notification.model_validate(doc)
     except ValidationError as exc:
         raise PermanentError(f"not an S3 event notification: {exc.errors()[0]['msg']}") from exc
-    objects = []
+    objects, ignored = [], []
     for rec in note.Records:
         if not rec.eventName.startswith("ObjectCreated:"):
+            reason = "only ObjectCreated events start jobs"
+            ignored.append(IgnoredRecord(rec.eventName, unquote_plus(rec.s3.object.key), reason))
             continue
         objects.append(
             SourceObject(
@@ -102,6 +144,7 @@ def parse_message(body: str) -> ParsedMessage:
                 etag=(rec.s3.object.eTag or "").strip('"'),
                 event_name=rec.eventName,
                 sequencer=rec.s3.object.sequencer or "",
+                version_id=rec.s3.object.versionId or "",
             )
         )
-    return objects
+    return Notification(objects, ignored)

@@ -11,11 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hevcq.errors import ConfigError
-
-# SQS limits (Amazon SQS Developer Guide, "Quotas related to messages" and queue attributes).
-MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
-MAX_RETENTION_S = 14 * 24 * 3600
-MIN_RETENTION_S = 60
+from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTION_S
 
 X265_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast",
@@ -58,7 +54,13 @@ class QueueSpec(_Strict):
     """The pool's SQS queue and its dead-letter queue."""
 
     visibility_timeout_s: int = Field(120, ge=10, le=MAX_VISIBILITY_TIMEOUT_S)
-    max_receive_count: int = Field(3, ge=1, le=1000)
+    # The retry budget: failed tries of one job version, counted in the ledger. Takeovers,
+    # releases on shutdown and waits for another holder do not spend it.
+    max_attempts: int = Field(3, ge=1, le=100)
+    # SQS's own backstop (the redrive policy's maxReceiveCount): every receive counts,
+    # including releases that are not the job's fault, so it sits well above max_attempts.
+    # It catches a message that kills its worker before the worker can settle it.
+    max_receive_count: int = Field(12, ge=1, le=1000)
     retention_s: int = Field(4 * 24 * 3600, ge=MIN_RETENTION_S, le=MAX_RETENTION_S)
     dlq_retention_s: int = Field(MAX_RETENTION_S, ge=MIN_RETENTION_S, le=MAX_RETENTION_S)
 
@@ -68,6 +70,8 @@ class QueueSpec(_Strict):
         # the source queue or a redriven message could expire the moment it lands.
         if self.dlq_retention_s <= self.retention_s:
             raise ValueError("dlq_retention_s must be longer than retention_s")
+        if self.max_receive_count <= self.max_attempts:
+            raise ValueError("max_receive_count must be larger than max_attempts")
         return self
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from hevcq.errors import HevcqError, PermanentError
+from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.ingest import META_HASH, META_LIBRARY
 from hevcq.keys import DONE_PREFIX, source_relative
 from hevcq.messages import JobResult
@@ -34,9 +34,18 @@ from hevcq.walk import fingerprint
 log = structlog.get_logger()
 
 Action = Literal[
-    "placed", "replaced", "skipped", "failed", "refused", "orphaned", "already", "retry"
+    "placed",
+    "replaced",
+    "skipped",
+    "failed",
+    "refused",
+    "orphaned",
+    "already",
+    "retry",
+    "superseded",
+    "waiting",  # taken off the queue; its handler places it once the file's other pools are home
 ]
-OK_ACTIONS = frozenset({"placed", "replaced", "skipped", "already"})
+OK_ACTIONS = frozenset({"placed", "replaced", "skipped", "already", "superseded"})
 FINISHED_STATES = ("done", "skipped")
 
 VerifyFn = Callable[[Path, Path, bool], None]  # (candidate, original, allow_larger)
@@ -50,7 +59,9 @@ class Objects(Protocol):
     """What fetching needs from the bucket."""
 
     def head(self, key: str) -> ObjectInfo | None: ...
-    def download(self, key: str, dest: Path) -> ObjectInfo: ...
+    def download(
+        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+    ) -> ObjectInfo: ...
     def delete(self, key: str) -> None: ...
 
 
@@ -148,6 +159,10 @@ class Fetcher:
             return Fetched(rel, r.pool, "failed", "done without an output key", result=r)
         if r.pool in self.options.replace and self._outcome(rel, r.pool) == "done":
             return Fetched(rel, r.pool, "already", "replaced earlier", result=r)
+        disagreement = self._disagreement(r)
+        if disagreement is not None:
+            log.info("result_not_current", rel=rel, pool=r.pool, reason=disagreement[1])
+            return Fetched(rel, r.pool, disagreement[0], disagreement[1], result=r)
         src = self.root.joinpath(*rel.split("/"))
         original, why = self._original(r, rel, src)
         if original is None:
@@ -157,7 +172,11 @@ class Fetcher:
         dest_dir.mkdir(parents=True, exist_ok=True)
         tmp = dest_dir / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never from keys
         try:
-            self.objects.download(r.output_key, tmp)
+            try:  # exactly the committed output, or nothing
+                self.objects.download(r.output_key, tmp, etag=r.output_etag or None)
+            except SupersededJob:
+                return Fetched(rel, r.pool, "retry", "the output changed since it was committed",
+                               result=r)  # fmt: skip
             return self._verify_and_place(r, rel, tmp, src, original)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -185,6 +204,26 @@ class Fetcher:
         self.state.record_outcome(rel, r.pool, "done")
         log.info("output_fetched", rel=rel, pool=r.pool, action=action, path=str(path))
         return Fetched(rel, r.pool, action, path=path, result=r)
+
+    def _disagreement(self, r: JobResult) -> tuple[Action, str] | None:
+        """Whether the result, the ledger's record and the output disagree, and what to do.
+
+        A worker publishes only after its fenced commit, so a result that the ledger does
+        not confirm is either outdated (a newer version or output was committed since) or
+        not yet confirmed (try again later).
+        """
+        if self.ledger is None:
+            return None
+        item = self.ledger.get(r.source_key, r.pool)
+        if item is None:
+            return "retry", "the ledger has no record of this job yet"
+        if r.source_etag and str(item.get("etag", "")) != r.source_etag:
+            return "superseded", "a newer version of the source was uploaded since"
+        if item.get("state") != "done":
+            return "retry", f"the ledger says {item.get('state')}"
+        if r.output_etag and item.get("output_etag") not in (None, r.output_etag):
+            return "superseded", "the ledger records a newer output for this job"
+        return None
 
     def _out_path(self, r: JobResult) -> Path:
         if self.options.out_dir is None:
@@ -280,6 +319,13 @@ class Delivery:
     handle: str
 
 
+class ResultHandler(Protocol):
+    """What drains the queue into: a Fetcher, or the round trip's streaming window."""
+
+    def owns(self, r: JobResult) -> bool: ...
+    def process(self, r: JobResult) -> Fetched: ...
+
+
 class Inbox(Protocol):
     """The results queue as fetch sees it."""
 
@@ -295,25 +341,30 @@ DRAIN_WAIT_S = 1
 
 def drain(
     inbox: Inbox,
-    fetcher: Fetcher,
+    fetcher: ResultHandler,
     *,
     follow: bool,
     stop: threading.Event,
     on_item: Callable[[Fetched], None] | None = None,
+    until: Callable[[], bool] | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> list[Fetched]:
-    """Handle results until the queue has nothing new (or, following, until ``stop``)."""
+    """Handle results until the queue has nothing new, or (following) until ``stop``.
+
+    With ``until``, the rule is instead: until ``until()`` says the expected set is
+    complete, or ``stop``; ``on_tick`` runs after every poll.
+    """
     held: dict[str, Delivery] = {}
     todo: list[Delivery] = []
     out: list[Fetched] = []
+    wait_s = DRAIN_WAIT_S if until is not None or not follow else FOLLOW_WAIT_S
     try:
-        while not stop.is_set():
-            batch = inbox.receive(FOLLOW_WAIT_S if follow else DRAIN_WAIT_S)
-            todo = [d for d in batch if d.message_id not in held]
-            for d in batch:
-                if d.message_id in held:  # came back after HOLD_S: hide it again
-                    inbox.hide(d, HOLD_S)
-                    held[d.message_id] = d
-            if not todo and not follow:
+        while not stop.is_set() and not (until is not None and until()):
+            batch = inbox.receive(wait_s)
+            todo = _new_deliveries(inbox, batch, held)
+            if on_tick:
+                on_tick()
+            if not todo and not follow and until is None:
                 break
             while todo and not stop.is_set():
                 d = todo.pop(0)
@@ -331,7 +382,18 @@ def drain(
     return out
 
 
-def _handle(inbox: Inbox, fetcher: Fetcher, d: Delivery) -> Fetched | None:
+def _new_deliveries(
+    inbox: Inbox, batch: list[Delivery], held: dict[str, Delivery]
+) -> list[Delivery]:
+    """The deliveries not seen before; those held that came back after HOLD_S hide again."""
+    for d in batch:
+        if d.message_id in held:
+            inbox.hide(d, HOLD_S)
+            held[d.message_id] = d
+    return [d for d in batch if d.message_id not in held]
+
+
+def _handle(inbox: Inbox, fetcher: ResultHandler, d: Delivery) -> Fetched | None:
     result = parse_result(d.body)
     if result is None or not fetcher.owns(result):
         inbox.hide(d, HOLD_S)

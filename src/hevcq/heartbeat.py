@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import structlog
 
 from hevcq.errors import InterruptedJob, LostMessageError
-from hevcq.queues import MAX_VISIBILITY_TIMEOUT_S
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing to do until ``until`` (wall clock)."""
+    """Nothing to do until ``until`` (monotonic clock)."""
 
     until: float
 
@@ -67,10 +67,14 @@ def next_action(
 
 
 class Heartbeat:
-    """Runs ``extend`` on the ``next_action`` schedule until stopped.
+    """Keeps a running job's message invisible and its ledger lease alive.
 
-    On a lost receipt or an exhausted budget it sets ``cancel`` (with ``reason``) so the
-    job stops; the job code itself never sees the queue.
+    Two duties on one schedule, both on the monotonic clock (a wall-clock step changes
+    nothing): ``extend`` on the ``next_action`` schedule, and ``renew`` every
+    ``renew_every_s``. A lost receipt, a lost or superseded lease, or an exhausted budget
+    sets ``cancel`` (with ``failure``) so the job stops; the job code never sees the queue.
+    Any other error is transient: logged once when it starts and once when it ends, and
+    retried. No exception ends the thread.
     """
 
     def __init__(
@@ -81,25 +85,33 @@ class Heartbeat:
         timeout_s: int,
         step_s: int,
         cancel: threading.Event,
-        on_beat: Callable[[], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        renew: Callable[[], None] | None = None,
+        renew_every_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
         budget_s: int = MAX_VISIBILITY_TIMEOUT_S,
         max_sleep_s: float = 5.0,
+        retry_s: float = 1.0,
     ) -> None:
         self._extend = extend
+        self._renew = renew
+        self._renew_every_s = renew_every_s
         self._max_sleep_s = max_sleep_s
+        self._retry_s = retry_s
         self._received_at = received_at
         self._visible_until = received_at + timeout_s
         self._timeout_s = timeout_s
         self._step_s = step_s
         self._budget_s = budget_s
         self._cancel = cancel
-        self._on_beat = on_beat
         self._clock = clock
+        self._next_renew = clock() + renew_every_s
+        self._next_extend = 0.0
+        self._troubled: set[str] = set()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self.failure: InterruptedJob | None = None
         self.extensions = 0
+        self.renewals = 0
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -114,18 +126,26 @@ class Heartbeat:
         log.warning(event, **kw)
         self._cancel.set()
 
-    def tick(self) -> float | None:
-        """One step of the schedule; returns seconds to sleep, or None when finished."""
+    def _trouble(self, duty: str, exc: Exception) -> None:
+        if duty not in self._troubled:  # one line when the trouble starts, not one per retry
+            self._troubled.add(duty)
+            log.warning(f"heartbeat_{duty}_failing", error=str(exc))
+
+    def _fine(self, duty: str) -> None:
+        if duty in self._troubled:
+            self._troubled.discard(duty)
+            log.info(f"heartbeat_{duty}_recovered")
+
+    def _visibility(self, now: float) -> float | None:
+        """The visibility duty; returns when it is next due, or None when finished."""
+        if now < self._next_extend:
+            return self._next_extend
         action = next_action(
-            self._clock(),
-            self._received_at,
-            self._visible_until,
-            self._timeout_s,
-            self._step_s,
+            now, self._received_at, self._visible_until, self._timeout_s, self._step_s,
             budget_s=self._budget_s,
-        )
+        )  # fmt: skip
         if isinstance(action, Wait):
-            return max(0.0, action.until - self._clock())
+            return action.until
         if isinstance(action, Exhausted):
             self._fail(
                 InterruptedJob("the 12-hour visibility budget is used up"),
@@ -139,22 +159,53 @@ class Heartbeat:
             self._fail(exc, "heartbeat_lost_message", error=str(exc))
             return None
         except Exception as exc:
-            log.warning("heartbeat_extend_failed", error=str(exc))
-            return 1.0
+            self._trouble("extend", exc)
+            self._next_extend = now + self._retry_s
+            return self._next_extend
+        self._fine("extend")
         self._visible_until = action.visible_until
         self.extensions += 1
         log.debug("heartbeat_extended", timeout_s=action.timeout_s)
-        if self._on_beat is not None:
-            try:
-                self._on_beat()
-            except InterruptedJob as exc:
-                self._fail(exc, "heartbeat_lease_lost", error=str(exc))
-                return None
-        return 0.0
+        return now
+
+    def _lease(self, now: float) -> float | None:
+        """The renewal duty; returns when it is next due, or None when finished."""
+        if self._renew is None:
+            return float("inf")
+        if now < self._next_renew:
+            return self._next_renew
+        try:
+            self._renew()
+        except InterruptedJob as exc:
+            self._fail(exc, "heartbeat_lease_lost", error=str(exc))
+            return None
+        except Exception as exc:
+            self._trouble("renew", exc)
+            self._next_renew = now + self._retry_s
+            return self._next_renew
+        self._fine("renew")
+        self.renewals += 1
+        self._next_renew = now + self._renew_every_s
+        return self._next_renew
+
+    def tick(self) -> float | None:
+        """One step of the schedule; returns seconds to sleep, or None when finished."""
+        now = self._clock()
+        due_extend = self._visibility(now)
+        if due_extend is None:
+            return None
+        due_renew = self._lease(self._clock())
+        if due_renew is None:
+            return None
+        return max(0.0, min(due_extend, due_renew) - self._clock())
 
     def _run(self) -> None:
         while not self._stopped.is_set():
-            delay = self.tick()
+            try:
+                delay = self.tick()
+            except Exception as exc:  # a bug here must not leave the job unprotected silently
+                log.exception("heartbeat_crashed", error=str(exc))
+                delay = self._retry_s
             if delay is None:
                 return
             self._stopped.wait(min(delay, self._max_sleep_s))

@@ -15,6 +15,7 @@ import structlog
 from hevcq.errors import HevcqError
 from hevcq.keys import todo_key
 from hevcq.library import FileEntry, ScanReport
+from hevcq.precheck import client_skips_metadata
 from hevcq.statestore import StateStore
 from hevcq.store import ObjectInfo
 from hevcq.walk import os_problem
@@ -50,6 +51,8 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         META_MTIME: str(mtime_ns),
         META_HASH: entry.fingerprint,
         META_LIBRARY: library,
+        # The workers of these pools re-check from a few ranges instead of downloading.
+        **client_skips_metadata(entry.decisions),
     }
 
 

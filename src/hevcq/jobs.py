@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -19,11 +20,15 @@ from hevcq.farm import Pool
 from hevcq.ffargs import build_args
 from hevcq.ffmpeg import run_ffmpeg
 from hevcq.ledger import JobKey
+from hevcq.limits import MiB
 from hevcq.media import EncodePlan, Skip
 from hevcq.messages import JobResult, Outcome
+from hevcq.precheck import confirmed_skip
 from hevcq.probe import probe
+from hevcq.procs import pid_alive
 from hevcq.progress import Progress, percent
 from hevcq.store import (
+    META_JOB,
     META_POOL,
     META_SETTINGS,
     META_SOURCE_ETAG,
@@ -36,11 +41,11 @@ from hevcq.verify import verify_output
 
 log = structlog.get_logger()
 
-MiB = 1024 * 1024
 # Scratch space needed: the source, an output that may briefly be 1.2 times as large, the
 # raw copy of its video that is decoded during the encode (no larger), and headroom.
 SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
+SCRATCH_PREFIX = "job-"
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,22 @@ class JobSpec:
     source_size: int
 
 
+# Makes a verified output the current one: (file, output key, metadata) -> what was written.
+Commit = Callable[[Path, str, dict[str, str]], ObjectInfo]
+
+
 @dataclass
 class JobContext:
-    """What the worker lends a running job: a cancel flag and a progress sink."""
+    """What the worker lends a running job: a cancel flag, a progress sink and a commit.
+
+    ``commit`` is the worker's fenced write (``hevcq.worker``): it succeeds only while the
+    worker holds the job's lease. Without one (tests, tools) the output is uploaded plainly.
+    """
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
+    commit: Commit | None = None
+    phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
 
 
 def job_result(spec: JobSpec, outcome: Outcome, worker_id: str, **kw: Any) -> JobResult:
@@ -114,6 +129,49 @@ def check_scratch(work_dir: Path, source_size: int) -> None:
         )
 
 
+def _until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> ObjectInfo:
+    """Run ``fn`` (a commit) in a thread, abandoning it when ``cancel`` is set first.
+
+    An upload cannot be interrupted half-way by boto3; an abandoned one may still land,
+    which the fenced commit makes harmless: its bytes are not the ledger's record, and
+    the next holder's compare-and-swap write replaces them.
+    """
+    box: dict[str, ObjectInfo | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as exc:
+            box["err"] = exc
+
+    t = threading.Thread(target=target, name="commit", daemon=True)
+    t.start()
+    while t.is_alive():
+        if cancel.wait(0.1) and t.is_alive():
+            raise InterruptedJob("stopped during the upload")
+    if "err" in box:
+        raise box["err"]  # type: ignore[misc]
+    return box["out"]  # type: ignore[return-value]
+
+
+def sweep_scratch(work_dir: Path) -> list[Path]:
+    """Remove scratch folders left by workers that died (SIGKILL, OOM); returns them.
+
+    Each job's folder is named after its worker's process id; a folder whose process is
+    gone belongs to nobody. Anything else in the folder (another program's, or a folder
+    not named that way) is left alone.
+    """
+    removed: list[Path] = []
+    if not work_dir.is_dir():
+        return removed
+    for d in work_dir.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if d.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 class _Laps:
     """Wall seconds of consecutive steps, each named when it ends."""
 
@@ -150,6 +208,11 @@ class JobRunner:
         self._threads = threads
         self._decode_during_encode = decode_during_encode
 
+    def sweep(self) -> None:
+        """Remove scratch folders of dead workers (call at start)."""
+        for d in sweep_scratch(self._work_dir):
+            log.info("scratch_swept", path=str(d), reason="its worker is gone")
+
     def _result(self, spec: JobSpec, outcome: Outcome, **kw: Any) -> JobResult:
         return job_result(spec, outcome, self._worker_id, **kw)
 
@@ -166,7 +229,9 @@ class JobRunner:
             )  # fmt: skip
         self._work_dir.mkdir(parents=True, exist_ok=True)
         check_scratch(self._work_dir, spec.source_size)
-        scratch = Path(tempfile.mkdtemp(prefix="job-", dir=self._work_dir))
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._work_dir)
+        )
         try:
             return self._run_in(scratch, spec, ctx)
         finally:
@@ -175,7 +240,12 @@ class JobRunner:
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
         lap = _Laps()
-        self._store.download(spec.job.key, src)
+        if skip := confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool):
+            return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)
+        # Exactly the job's version: a newer upload meanwhile makes this job superseded.
+        self._store.download(
+            spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None
+        )
         lap("download_s")
         info = probe(src)
         decision = decide(info, spec.pool, spec.job.key)
@@ -185,13 +255,19 @@ class JobRunner:
             return self._result(
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
+        ctx.phase = "encode"
         stream = self._encode(src, out, scratch / "stream.hevc", decision, ctx)
         encode_s = lap("encode_s")
+        ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
-        uploaded = self._store.upload(out, spec.output_key, self._metadata(spec))
+        commit = ctx.commit or self._store.upload
+        ctx.phase = "upload"
+        uploaded = _until_cancelled(
+            lambda: commit(out, spec.output_key, self._metadata(spec)), ctx.cancel
+        )
         lap("upload_s")
         log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
         # Where a job's wall time goes, for the overhead benchmark and for operators.
@@ -237,4 +313,5 @@ class JobRunner:
             META_SOURCE_ETAG: spec.job.etag,
             META_SETTINGS: spec.job.settings_hash,
             META_POOL: spec.pool.name,
+            META_JOB: spec.job.job_id,
         }

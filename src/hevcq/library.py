@@ -45,7 +45,9 @@ log = structlog.get_logger()
 ProbeFn = Callable[[Path], MediaInfo]
 DecideFn = Callable[[MediaInfo, Pool, str], Decision]
 FingerprintFn = Callable[[Path], str]
-Status = Literal["send", "uploaded", "skip", "duplicate", "deferred"]
+Status = Literal["send", "uploaded", "skip", "duplicate", "deferred", "finished"]
+# Outcomes that a later run does not redo (a new pool decision resets the outcome).
+SETTLED: frozenset[Outcome] = frozenset({"done", "skipped", "failed"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class FileEntry:
     def pools_to_encode(self) -> tuple[str, ...]:
         """Pools whose decision is to encode this file."""
         return tuple(p for p, d in self.decisions.items() if isinstance(d, EncodePlan))
+
+    @property
+    def pools_pending(self) -> tuple[str, ...]:
+        """Pools that encode this file and have no settled outcome from an earlier run."""
+        return tuple(p for p in self.pools_to_encode if self.outcomes.get(p) not in SETTLED)
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,14 @@ class _Scan:
         decisions = {
             p.name: self._decision(c.rel, rec.info, p, stored.get(p.name)) for p in self.pools
         }
-        status, first = self._classify(c, rec, decisions)
+        # An outcome belongs to the decision it was reached under.
+        outcomes: dict[str, Outcome] = {
+            p: stored[p].outcome
+            if p in stored and stored[p].settings_hash == self.hashes[p]
+            else "pending"
+            for p in decisions
+        }
+        status, first = self._classify(c, rec, decisions, outcomes)
         key = rec.upload_key if status == "uploaded" else None
         if status == "send":
             try:
@@ -207,7 +221,6 @@ class _Scan:
                 self.problems.append(Problem(c.rel, "bad_path", str(exc)))
                 return
             self.sent_files, self.sent_bytes = self.sent_files + 1, self.sent_bytes + c.size
-        outcomes = {p: stored[p].outcome if p in stored else "pending" for p in decisions}
         self.entries.append(
             FileEntry(
                 c.rel,
@@ -234,7 +247,11 @@ class _Scan:
         return decision
 
     def _classify(
-        self, c: Candidate, rec: FileRecord, decisions: Mapping[str, Decision]
+        self,
+        c: Candidate,
+        rec: FileRecord,
+        decisions: Mapping[str, Decision],
+        outcomes: Mapping[str, Outcome],
     ) -> tuple[Status, str | None]:
         fp = rec.fingerprint
         first = self.uploaded.get(fp, c.rel)
@@ -244,8 +261,11 @@ class _Scan:
             return "duplicate", first
         if rec.uploaded:
             return "uploaded", None
-        if not any(isinstance(d, EncodePlan) for d in decisions.values()):
+        encode = [p for p, d in decisions.items() if isinstance(d, EncodePlan)]
+        if not encode:
             return "skip", None
+        if all(outcomes.get(p) in SETTLED for p in encode):
+            return "finished", None
         if self._over_limit(c.size):
             return "deferred", None
         return "send", None

@@ -1,26 +1,32 @@
-"""The embedded default: an AWS-compatible endpoint in-process and local worker processes."""
+"""The embedded default: an AWS-compatible endpoint process and local worker processes."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import structlog
 
+from hevcq import endpoint
 from hevcq.aws import Clients
+from hevcq.endpoint import EndpointProcess
 from hevcq.farm import Pool
-from hevcq.provision import FarmRefs, names_for, provision
+from hevcq.procs import pid_alive
+from hevcq.provision import FarmRefs, PoolRefs, names_for, provision
 from hevcq.settings import Settings
-from hevcq.topology import EMBEDDED_BUCKET
+from hevcq.statestore import state_dir
+from hevcq.topology import EMBEDDED_BUCKET, Names
 
 log = structlog.get_logger()
 
@@ -35,30 +41,14 @@ WORKER_STOP_TIMEOUT_S = 30.0
 EMBEDDED_POLL_WAIT_S = 2
 
 
-def _start_moto() -> tuple[object, str]:
-    # Imported here: moto's server pulls in Flask and all of moto, which only this needs.
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+def _start_moto(log_path: Path | None = None) -> tuple[EndpointProcess, str]:
+    """The endpoint in a child process of its own (see ``hevcq.endpoint``).
 
-    # werkzeug logs every request at INFO; the farm's own events are what people want to see.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
-
-
-def _reset_moto(endpoint: str) -> None:
-    """Drop every resource (and object bytes) the in-process endpoint holds.
-
-    moto keeps its state per process, so without this a second farm in the same process
-    (tests, benchmarks) would find the first one's queues and objects.
+    A fresh process per farm: nothing of an earlier farm (queues, objects) is there, and
+    stopping it frees every object's bytes.
     """
-    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - our own loopback endpoint
-            pass
-    except OSError as exc:
-        log.warning("embedded_reset_failed", error=str(exc))
+    server = endpoint.start(log_path)
+    return server, server.url
 
 
 def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[str, str]:
@@ -99,11 +89,23 @@ class WorkerProcs:
         log_path = self.log_dir / f"worker-{pool}-{slot}.log"
         with log_path.open("ab") as out:
             self.procs[(pool, slot)] = subprocess.Popen(
-                [sys.executable, "-m", "hevcq", "worker", "--pool", pool],
+                [
+                    sys.executable,
+                    "-m",
+                    "hevcq",
+                    "worker",
+                    "--pool",
+                    pool,
+                    "--parent",
+                    str(os.getpid()),
+                ],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # A Ctrl-C on the terminal reaches the ingest only, which decides what the
+                # workers do; they die with the ingest however it ends (``--parent``).
+                start_new_session=True,
             )
 
     def start(self) -> None:
@@ -123,13 +125,17 @@ class WorkerProcs:
                 log.warning("worker_restarted", pool=pool, exit_code=proc.returncode)
                 self._spawn(pool, slot)
 
-    def stop(self) -> None:
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [p.pid for p in self.procs.values()]
+
+    def stop(self, grace_s: float = WORKER_STOP_TIMEOUT_S) -> None:
         """SIGTERM every worker (a graceful stop), then SIGKILL what is left."""
         self._stopping.set()
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+                proc.send_signal(signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + grace_s
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -147,12 +153,15 @@ class EmbeddedFarm:
         pools: dict[str, Pool],
         state_dir: Path,
         workers_per_pool: int = 1,
+        worker_pools: Iterable[str] | None = None,
     ) -> None:
         self.settings = settings
+        # Every pool gets its queues; only these get workers (default: all).
+        self.worker_pools = sorted(pools if worker_pools is None else worker_pools)
         self.pools = pools
         self.state_dir = state_dir
         self.workers_per_pool = workers_per_pool
-        self._server: object | None = None
+        self._server: EndpointProcess | None = None
         self.endpoint = ""
         self.clients: Clients | None = None
         self.refs: FarmRefs | None = None
@@ -160,14 +169,15 @@ class EmbeddedFarm:
 
     def __enter__(self) -> EmbeddedFarm:
         os.environ.update(EMBEDDED_CREDENTIALS)
-        self._server, self.endpoint = _start_moto()
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._server, self.endpoint = _start_moto(self.state_dir / "logs" / "endpoint.log")
         self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
         names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
         self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
         self.workers = WorkerProcs(
             env=farm_env(self.refs, self.endpoint, self.settings),
             log_dir=self.state_dir / "logs",
-            per_pool=dict.fromkeys(self.pools, self.workers_per_pool),
+            per_pool=dict.fromkeys(self.worker_pools, self.workers_per_pool),
         )
         if self.workers_per_pool > 0:
             self.workers.start()
@@ -183,6 +193,83 @@ class EmbeddedFarm:
         if self.workers is not None:
             self.workers.stop()
         if self._server is not None:
-            _reset_moto(self.endpoint)
-            self._server.stop()  # type: ignore[attr-defined]
+            self._server.stop()
         log.info("embedded_farm_stopped")
+
+
+# --- reaching a running embedded farm from another terminal ---------------------------
+
+FARM_FILE = "farm.json"
+
+
+@dataclass(frozen=True)
+class RunningFarm:
+    """An embedded farm that an ingest runs now: its endpoint and resource names."""
+
+    endpoint: str
+    pid: int
+    refs: FarmRefs
+
+
+def farm_file(directory: Path | None = None) -> Path:
+    """Where a running ingest describes its embedded farm."""
+    return (directory or state_dir()) / FARM_FILE
+
+
+@contextlib.contextmanager
+def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None) -> Iterator[Path]:
+    """Write the farm file (mode 0600) while the block runs; removed on the way out."""
+    path = farm_file(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "endpoint": endpoint, "pid": os.getpid(), "prefix": refs.names.prefix,
+        "bucket": refs.bucket, "uploads_topic_arn": refs.uploads_topic_arn,
+        "events_topic_arn": refs.events_topic_arn, "results_queue_url": refs.results_queue_url,
+        "ledger_table": refs.ledger_table,
+        "pools": {n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url}
+                  for n, p in refs.pools.items()},
+    }  # fmt: skip
+    tmp = path.with_name(f".{FARM_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(body, f, indent=1)
+    tmp.replace(path)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if _read(path).get("pid") == os.getpid():  # not another ingest's newer file
+                path.unlink()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def running_farm(directory: Path | None = None) -> RunningFarm | None:
+    """The embedded farm a live ingest runs, or None (no file, or its ingest is gone)."""
+    data = _read(farm_file(directory))
+    pid = data.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    try:
+        return RunningFarm(str(data["endpoint"]), pid, _refs(data))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _refs(data: dict[str, Any]) -> FarmRefs:
+    pools = {str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"]))
+             for n, p in data["pools"].items()}  # fmt: skip
+    return FarmRefs(
+        names=Names.build(str(data["prefix"]), str(data["bucket"]), sorted(pools)),
+        uploads_topic_arn=str(data["uploads_topic_arn"]),
+        events_topic_arn=str(data["events_topic_arn"]),
+        results_queue_url=str(data["results_queue_url"]),
+        ledger_table=str(data["ledger_table"]),
+        pools=pools,
+    )

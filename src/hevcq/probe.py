@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from fractions import Fraction
+from io import RawIOBase
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,19 @@ def probe(path: Path) -> MediaInfo:
         if looks_like_media(head):
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
         raise PermanentError(f"not a media file: {exc.strerror}") from exc
+    with container:
+        try:
+            return _describe(container, size)
+        except av.FFmpegError as exc:
+            raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
+
+
+def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
+    """``probe`` of a seekable file object (an object read through ranged requests)."""
+    try:
+        container = av.open(stream, metadata_errors="replace")
+    except av.FFmpegError as exc:
+        raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
     with container:
         try:
             return _describe(container, size)

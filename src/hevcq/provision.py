@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import structlog
 from botocore.exceptions import ClientError
 
-from hevcq.aws import Clients, error_code
+from hevcq.aws import Clients, classify, error_code
 from hevcq.errors import ConfigError
 from hevcq.farm import Pool
 from hevcq.keys import TODO_PREFIX
+from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.settings import Settings
 from hevcq.topology import Names
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 RESULTS_RETENTION_S = 14 * 24 * 3600
-LONG_POLL_S = 20
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _create_pool_queues(c: Clients, names: Names, pool: Pool, topic_arn: str) ->
         {
             "VisibilityTimeout": str(q.visibility_timeout_s),
             "MessageRetentionPeriod": str(q.retention_s),
-            "ReceiveMessageWaitTimeSeconds": str(LONG_POLL_S),
+            "ReceiveMessageWaitTimeSeconds": str(MAX_WAIT_TIME_S),
             "RedrivePolicy": json.dumps(redrive),
             "SqsManagedSseEnabled": "true",
         },
@@ -244,10 +244,12 @@ def resolve(c: Clients, settings: Settings, pools: dict[str, Pool], region: str)
     names = names_for(settings, pools, settings.bucket)
 
     def url(queue: str) -> str:
+        # A missing queue or refused credentials: FarmConfigError; an endpoint that is
+        # down or failing: RetryableError, which a worker waits out (outage.until_reachable).
         try:
             return c.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
         except ClientError as exc:
-            raise ConfigError(f"queue {queue!r} not found: {error_code(exc)}") from exc
+            raise classify(exc, f"queue {queue!r}") from exc
 
     return FarmRefs(
         names=names,

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from hevcq.aws import error_code
 from hevcq.errors import FailureClass, LostMessageError
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-# Amazon SQS limits (SQS Developer Guide, "Amazon SQS message quotas").
-MAX_VISIBILITY_TIMEOUT_S = 12 * 3600  # counted from the receipt of the message
-MAX_WAIT_TIME_S = 20
 MAX_MESSAGE_ATTRIBUTE_BYTES = 1024  # our own cap for a reason string on a DLQ message
 
 ATTR_CLASS = "hevcq.failure_class"
@@ -39,7 +37,7 @@ LOST_RECEIPT_CODES = frozenset(
 
 @dataclass(frozen=True)
 class Received:
-    """A received message; ``received_at`` is the local wall clock at receipt."""
+    """A received message; ``received_at`` is this process's monotonic clock at receipt."""
 
     message_id: str
     body: str
@@ -67,7 +65,9 @@ def _string_attr(value: str) -> MessageAttributeValueTypeDef:
 class SqsQueue:
     """A pool queue and its dead-letter queue."""
 
-    def __init__(self, sqs: SQSClient, url: str, dlq_url: str, clock: object = time.time) -> None:
+    def __init__(
+        self, sqs: SQSClient, url: str, dlq_url: str, clock: object = time.monotonic
+    ) -> None:
         self._sqs = sqs
         self.url = url
         self.dlq_url = dlq_url

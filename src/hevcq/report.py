@@ -100,6 +100,8 @@ def _why_not_sent(e: FileEntry) -> str:
         return "already uploaded"
     if e.status == "deferred":
         return "over this run's limit"
+    if e.status == "finished":
+        return "finished in an earlier run"
     skips = sorted((p, d.reason) for p, d in e.decisions.items() if isinstance(d, Skip))
     return "; ".join(f"{p}: {reason}" for p, reason in skips)
 

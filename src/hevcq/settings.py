@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hevcq.limits import MAX_WAIT_TIME_S
 
 DEFAULT_SETTINGS_FILE = Path("~/.config/hevcq/hevcq.env").expanduser()
 
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
 
-    poll_wait_s: int = Field(20, ge=0, le=20)
+    poll_wait_s: int = Field(MAX_WAIT_TIME_S, ge=0, le=MAX_WAIT_TIME_S)
     stall_timeout_s: float = Field(120.0, gt=0)
     decode_during_encode: bool = Field(
         True,
@@ -46,8 +48,34 @@ class Settings(BaseSettings):
         None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."
     )
     workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
+    window: int | None = Field(
+        None,
+        ge=1,
+        description="Embedded farm: sources in the farm at once; default twice "
+        "the worker processes.",
+    )
     ecs_agent_uri: str | None = Field(
         None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI")
+    )
+
+    # `hevcq serve`: who may call the API, and what uploads may be.
+    api_token: SecretStr | None = Field(None, description="Bearer token for operators and apps.")
+    oidc_issuer: str | None = Field(None, description="JWT issuer (a Cognito user pool URL).")
+    oidc_audience: str | None = Field(None, description="JWT audience (the app client id).")
+    oidc_jwks_url: str | None = Field(
+        None, description="JWKS location; default: <issuer>/.well-known/jwks.json."
+    )
+    oidc_operator_group: str = Field(
+        "operators", description="JWT group (cognito:groups) whose members may operate."
+    )
+    upload_max_bytes: int = Field(
+        20 * 1024**3, gt=0, description="Largest upload a presigned POST accepts."
+    )
+    upload_url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    raw: Literal["keep", "delete-when-settled"] = Field(
+        "keep",
+        description="delete-when-settled: remove an API upload's source once every pool "
+        "settled it (done or skipped) and the outputs are in place.",
     )
 
     # Resource identifiers; derived from name_prefix when unset.

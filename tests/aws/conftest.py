@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from hevcq.aws import Clients
 from hevcq.farm import Pool
-from hevcq.provision import FarmRefs, provision
+from hevcq.provision import FarmRefs, _create_ledger, provision
 from hevcq.topology import Names
 
 
@@ -31,3 +31,12 @@ def moto_farm(farm: dict[str, Pool]) -> Iterator[MotoFarm]:
         names = Names.build(prefix, f"{prefix}-media", sorted(farm))
         refs = provision(clients, names, farm, "us-east-1")
         yield MotoFarm(clients, refs, farm)
+
+
+@pytest.fixture
+def ddb() -> Iterator[Clients]:
+    """moto with just the ledger table (named ``ledger``)."""
+    with mock_aws():
+        c = Clients.create(region="us-east-1")
+        _create_ledger(c, "ledger")
+        yield c

@@ -55,9 +55,17 @@ def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:
     out = make_clip(tmp / "made/out.mp4", width=320, height=240, seconds=1.0, vcodec="libx265")
     clients.s3.upload_file(str(out), refs.bucket, "DONE/hevc/clip.mp4")
     etag = clients.s3.head_object(Bucket=refs.bucket, Key="TODO/clip.mp4")["ETag"].strip('"')
+    out_etag = clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")["ETag"]
+    # As a worker does: the ledger records the committed output before the result goes out.
+    item = {"pk": "TODO/clip.mp4", "sk": "hevc", "state": "done", "etag": etag,
+            "output_etag": out_etag.strip('"')}  # fmt: skip
+    clients.dynamodb.put_item(
+        TableName=refs.ledger_table, Item={k: {"S": v} for k, v in item.items()}
+    )
     result = JobResult(
         job_id="j", pool="hevc", bucket=refs.bucket, source_key="TODO/clip.mp4",
         source_etag=etag, outcome="done", output_key="DONE/hevc/clip.mp4",
+        output_etag=out_etag.strip('"'),
     )  # fmt: skip
     clients.sqs.send_message(QueueUrl=refs.results_queue_url, MessageBody=result.model_dump_json())
 

@@ -1,4 +1,4 @@
-"""The ledger's conditional writes: one holder at a time, finished jobs stay finished."""
+"""The ledger's conditional writes: one holder at a time, versions ordered, no shared clocks."""
 
 from __future__ import annotations
 
@@ -16,88 +16,178 @@ from hevcq.ledger import (
     JobKey,
     LeaseLostError,
     State,
+    Superseded,
 )
 from hevcq.provision import _create_ledger
 
-JOB = JobKey("TODO/a.mp4", "hevc", "etag1", "hash1")
+JOB = JobKey("TODO/a.mp4", "hevc", "etag1", "hash1", sequencer="0055AED6DCD90281E5")
+V2 = JobKey("TODO/a.mp4", "hevc", "etag2", "hash1", sequencer="0055AED6DCD90281E6")
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
+    """A wall clock that tests can set anywhere, including backwards."""
+
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
 
     def __call__(self) -> float:
         return self.t
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(clock: Clock) -> Iterator[DynamoLedger]:
+def clients() -> Iterator[Clients]:
     with mock_aws():
         c = Clients.create(region="us-east-1")
         _create_ledger(c, "ledger")
-        yield DynamoLedger(c.dynamodb, "ledger", clock=clock)
+        yield c
 
 
-def test_first_claim_wins_and_second_worker_is_told_who_holds_it(ledger, clock) -> None:
-    assert ledger.claim(JOB, "w1", "m1", lease_s=60) == Claimed(attempt=1)
+@pytest.fixture
+def ledger(clients: Clients) -> DynamoLedger:
+    return DynamoLedger(clients.dynamodb, "ledger", clock=Clock())
+
+
+def claimed(result: object) -> Claimed:
+    assert isinstance(result, Claimed), result
+    return result
+
+
+def test_first_claim_wins_and_second_worker_is_told_who_holds_it(ledger) -> None:
+    first = claimed(ledger.claim(JOB, "w1", "m1", lease_s=60))
+    assert first.attempt == 1
     held = ledger.claim(JOB, "w2", "m1", lease_s=60)
     assert isinstance(held, HeldElsewhere)
-    assert held.worker == "w1"
-    assert held.message_id == "m1"
-    assert held.lease_left_s == pytest.approx(60)
+    assert (held.item.worker, held.item.message_id, held.same_job) == ("w1", "m1", True)
+    assert held.item.rvn == first.lease.rvn
+    assert held.item.lease_s == 60
 
 
-def test_renewed_lease_keeps_others_out_and_expired_lease_lets_them_in(ledger, clock) -> None:
-    ledger.claim(JOB, "w1", "m1", lease_s=60)
-    clock.t += 50
-    ledger.renew(JOB, "w1", 60, progress=42.0)
-    clock.t += 50  # 100 s after the claim, but only 50 s after the renewal
-    assert isinstance(ledger.claim(JOB, "w2", "m1", 60), HeldElsewhere)
-    assert ledger.get(JOB.key, JOB.pool)["progress"] == 42
-    clock.t += 61
-    assert ledger.claim(JOB, "w2", "m1", 60) == Claimed(attempt=2)
+def test_every_renewal_changes_the_record_version(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    renewed = ledger.renew(lease, {"progress": 42.0})
+    assert renewed.rvn != lease.rvn
+    item = ledger.read(JOB.key, JOB.pool)
+    assert (item.rvn, item.progress) == (renewed.rvn, 42.0)
     with pytest.raises(LeaseLostError):
-        ledger.renew(JOB, "w1", 60, None)
+        ledger.renew(lease)  # an outdated record version is not a lease
+
+
+def test_takeover_needs_the_record_version_the_taker_watched(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    watched = ledger.read(JOB.key, JOB.pool)
+    ledger.renew(lease)  # the holder showed life after the taker started watching
+    assert ledger.take_over(JOB, "w2", "m1", 60, watched) is None
+    stale = ledger.read(JOB.key, JOB.pool)
+    taken = ledger.take_over(JOB, "w2", "m1", 60, stale)
+    assert taken is not None
+    assert ledger.read(JOB.key, JOB.pool).worker == "w2"
+
+
+def test_a_holder_that_was_taken_over_can_write_nothing(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    ledger.take_over(JOB, "w2", "m1", 60, ledger.read(JOB.key, JOB.pool))
     with pytest.raises(LeaseLostError):
-        ledger.finish(JOB, "w1", State.DONE, {})
+        ledger.renew(lease)
+    with pytest.raises(LeaseLostError):
+        ledger.finish(lease, State.DONE, {"output_etag": "zombie"})
+    with pytest.raises(LeaseLostError):
+        ledger.release(lease, State.QUEUED, {}, failed=True)
+    item = ledger.read(JOB.key, JOB.pool)
+    assert (item.state, item.worker, item.output_etag) == (State.RUNNING, "w2", None)
+
+
+def test_skewed_and_stepped_wall_clocks_change_nothing(clients) -> None:
+    # Three workers whose wall clocks disagree by minutes, one of them stepping back: no
+    # claim, renewal or takeover depends on them.
+    ahead = DynamoLedger(clients.dynamodb, "ledger", clock=Clock(1_000_300.0))
+    behind_clock = Clock(999_700.0)
+    behind = DynamoLedger(clients.dynamodb, "ledger", clock=behind_clock)
+    lease = claimed(behind.claim(JOB, "w1", "m1", 60)).lease
+    assert isinstance(ahead.claim(JOB, "w2", "m1", 60), HeldElsewhere)
+    behind_clock.t -= 60
+    lease = behind.renew(lease)
+    assert isinstance(ahead.claim(JOB, "w2", "m2", 60), HeldElsewhere)
+    behind.finish(lease, State.DONE, {"output_etag": "out1"})
+    assert isinstance(ahead.claim(JOB, "w2", "m3", 60), AlreadyFinished)
 
 
 def test_finished_job_is_not_claimed_again(ledger) -> None:
-    ledger.claim(JOB, "w1", "m1", 60)
-    ledger.finish(JOB, "w1", State.DONE, {"output_key": "DONE/hevc/a.mp4"})
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    ledger.finish(lease, State.DONE, {"output_key": "DONE/hevc/a.mp4", "output_etag": "o1"})
     again = ledger.claim(JOB, "w2", "m2", 60)
-    assert again == AlreadyFinished(State.DONE, "DONE/hevc/a.mp4", None)
+    assert isinstance(again, AlreadyFinished)
+    assert (again.item.output_key, again.item.output_etag) == ("DONE/hevc/a.mp4", "o1")
 
 
-def test_new_upload_or_new_settings_reopen_a_finished_job(ledger) -> None:
-    ledger.claim(JOB, "w1", "m1", 60)
-    ledger.finish(JOB, "w1", State.DONE, {})
-    new_bytes = JobKey(JOB.key, JOB.pool, "etag2", JOB.settings_hash)
-    assert isinstance(ledger.claim(new_bytes, "w2", "m2", 60), Claimed)
-    ledger.finish(new_bytes, "w2", State.DONE, {})
-    new_settings = JobKey(JOB.key, JOB.pool, "etag2", "hash2")
-    assert isinstance(ledger.claim(new_settings, "w3", "m3", 60), Claimed)
+def test_new_version_or_new_settings_reopen_a_finished_job_and_keep_the_fence(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    ledger.finish(lease, State.DONE, {"output_etag": "out-v1"})
+    v2 = claimed(ledger.claim(V2, "w2", "m2", 60)).lease
+    assert v2.output_etag == "out-v1"  # what the new version's commit must replace
+    ledger.finish(v2, State.DONE, {"output_etag": "out-v2"})
+    new_settings = JobKey(V2.key, V2.pool, V2.etag, "hash2", sequencer=V2.sequencer)
+    assert claimed(ledger.claim(new_settings, "w3", "m3", 60)).lease.output_etag == "out-v2"
 
 
-def test_interrupted_job_does_not_count_an_attempt(ledger) -> None:
-    assert ledger.claim(JOB, "w1", "m1", 60) == Claimed(attempt=1)
-    ledger.release(JOB, "w1", State.INTERRUPTED, {"reason": "shutdown"})
-    assert ledger.claim(JOB, "w2", "m1", 60) == Claimed(attempt=1)
-    ledger.release(JOB, "w2", State.QUEUED, {"reason": "throttled", "failure_class": "transient"})
-    assert ledger.claim(JOB, "w3", "m1", 60) == Claimed(attempt=2)
+def test_a_late_event_of_an_older_version_is_superseded(ledger) -> None:
+    v2 = claimed(ledger.claim(V2, "w2", "m2", 60)).lease
+    ledger.finish(v2, State.DONE, {"output_etag": "out-v2"})
+    assert isinstance(ledger.claim(JOB, "w1", "m1", 60), Superseded)  # by sequencer
+    unordered = JobKey(JOB.key, JOB.pool, JOB.etag, JOB.settings_hash)  # no sequencer
+    assert isinstance(ledger.claim(unordered, "w1", "m1", 60, lambda: False), Superseded)
+    assert ledger.read(JOB.key, JOB.pool).output_etag == "out-v2"
 
 
-def test_failed_job_can_be_claimed_after_a_redrive(ledger) -> None:
-    ledger.claim(JOB, "w1", "m1", 60)
-    ledger.finish(JOB, "w1", State.FAILED, {"failure_class": "permanent", "reason": "bad"})
-    item = ledger.get(JOB.key, JOB.pool)
-    assert (item["state"], item["failure_class"], item["reason"]) == ("failed", "permanent", "bad")
-    assert isinstance(ledger.claim(JOB, "w2", "m9", 60), Claimed)
+def test_without_sequencers_the_source_decides_which_version_is_newer(ledger) -> None:
+    old = JobKey(JOB.key, JOB.pool, "etag1", "hash1")
+    new = JobKey(JOB.key, JOB.pool, "etag2", "hash1")
+    lease = claimed(ledger.claim(old, "w1", "m1", 60)).lease
+    ledger.finish(lease, State.DONE, {"output_etag": "o1"})
+    asked: list[bool] = []
+
+    def source_shows_new() -> bool:
+        asked.append(True)
+        return True
+
+    assert isinstance(ledger.claim(new, "w2", "m2", 60, source_shows_new), Claimed)
+    assert asked == [True]
+
+
+def test_a_newer_version_tells_the_older_holder_to_stop(ledger) -> None:
+    v1 = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    held = ledger.claim(V2, "w2", "m2", 60)
+    assert isinstance(held, HeldElsewhere)
+    assert not held.same_job
+    ledger.signal_superseded(held.item, V2.etag)
+    assert ledger.read(JOB.key, JOB.pool).rvn == v1.rvn  # watchers' count is not reset
+    renewed = ledger.renew(v1)
+    assert renewed.superseded_by == V2.etag
+    ledger.release(renewed, State.SUPERSEDED, {}, failed=False)  # still the holder's to give
+    assert ledger.read(JOB.key, JOB.pool).state is State.SUPERSEDED
+    assert isinstance(ledger.claim(V2, "w2", "m2", 60), Claimed)
+
+
+def test_retry_budget_counts_failed_tries_only(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    ledger.release(lease, State.INTERRUPTED, {"reason": "shutdown"}, failed=False)
+    lease = claimed(ledger.claim(JOB, "w2", "m1", 60)).lease
+    assert lease.attempts == 0
+    ledger.take_over(JOB, "w3", "m1", 60, ledger.read(JOB.key, JOB.pool))  # a takeover
+    lease = ledger.read(JOB.key, JOB.pool)
+    assert lease.attempts == 0
+    taken = ledger.take_over(JOB, "w4", "m1", 60, lease)
+    assert taken is not None
+    ledger.release(taken.lease, State.QUEUED, {"failure_class": "transient"}, failed=True)
+    assert claimed(ledger.claim(JOB, "w5", "m1", 60)).attempt == 2
+
+
+def test_failed_job_can_be_claimed_after_a_redrive_with_a_fresh_budget(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    ledger.finish(lease, State.FAILED, {"failure_class": "transient", "reason": "bad",
+                                        "attempts": 3})  # fmt: skip
+    item = ledger.read(JOB.key, JOB.pool)
+    assert (item.state, item.failure_class, item.reason) == (State.FAILED, "transient", "bad")
+    assert claimed(ledger.claim(JOB, "w2", "m9", 60)).attempt == 1
 
 
 def test_pools_are_independent_items(ledger) -> None:

@@ -29,11 +29,10 @@ def test_ledger_view_lists_running_jobs_and_totals(moto_farm: MotoFarm) -> None:
     a = JobKey("TODO/a.mp4", "hevc", "e", "h")
     b = JobKey("TODO/b.mp4", "hevc", "e", "h")
     c = JobKey("TODO/c.mp4", "720p", "e", "h")
-    for job in (a, b, c):
-        ledger.claim(job, "w1", "m", lease_s=300)
+    leases = {job: ledger.claim(job, "w1", "m", lease_s=300).lease for job in (a, b, c)}
     now[0] += 100
-    ledger.renew(a, "w1", 300, progress=37.5)
-    ledger.finish(b, "w1", State.DONE, {})
+    ledger.renew(leases[a], {"progress": 37.5})
+    ledger.finish(leases[b], State.DONE, {})
     running, totals = admin.ledger_view(ledger, now=now[0])
     assert sorted((r.key, r.pool, r.progress, round(r.age_s)) for r in running) == [
         ("TODO/a.mp4", "hevc", 37.5, 100),

@@ -9,11 +9,10 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from moto import mock_aws
 from structlog.testing import capture_logs
 
 from hevcq.aws import Clients
@@ -28,7 +27,7 @@ from hevcq.farm import Pool
 from hevcq.jobs import JobContext, JobSpec
 from hevcq.ledger import DynamoLedger, JobKey
 from hevcq.messages import JobResult
-from hevcq.provision import _create_ledger
+from hevcq.store import META_SOURCE_ETAG
 from hevcq.worker import Verdict, Worker, WorkerConfig
 from tests.fakes import FakePublisher, FakeQueue, FakeStore, FastClock, ScriptedRunner, done_result
 from tests.unit.test_events import s3_event
@@ -54,22 +53,14 @@ class Rig:
         return self.ledger.get(KEY, self.pool.name) or {}
 
 
-@pytest.fixture
-def ddb() -> Iterator[Clients]:
-    with mock_aws():
-        c = Clients.create(region="us-east-1")
-        _create_ledger(c, "ledger")
-        yield c
-
-
 def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
-             clock=time.time, **config) -> Rig:  # fmt: skip
+             clock=time.monotonic, lease_s: int = 60, **config) -> Rig:  # fmt: skip
     pool = farm["hevc"]
     queue, store, pub, metrics = FakeQueue(), FakeStore(), FakePublisher(), []
     store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
     ledger = DynamoLedger(ddb.dynamodb, "ledger")
-    cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=60,
+    cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=lease_s,
                        heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
     w = Worker(
         pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
@@ -179,12 +170,48 @@ def test_duplicate_event_while_another_worker_runs_the_job(ddb, farm) -> None:
     dup = rig.queue.put(event())  # a second S3 event: a different message
     rig.worker.handle(dup)
     assert rig.queue.settled(dup) == "deleted"  # the holder still has the original
-    same = rig.queue.put(event(), message_id="original-message", receive_count=2)
-    rig.worker.handle(same)  # a redelivery of the very message being worked on
+    assert rig.runner.calls == []
+
+
+def test_redelivered_message_of_a_live_holder_goes_back_without_work(ddb, farm) -> None:
+    rig = make_rig(ddb, farm, ok)
+    claim = rig.ledger.claim(rig.job(), "other-worker", "original-message", lease_s=300)
+    lease, stop = claim.lease, threading.Event()
+
+    def holder_renews() -> None:
+        nonlocal lease
+        while not stop.wait(0.02):
+            lease = rig.ledger.renew(lease)
+
+    beat = threading.Thread(target=holder_renews)
+    beat.start()
+    try:
+        same = rig.queue.put(event(), message_id="original-message", receive_count=2)
+        rig.worker.handle(same)  # a redelivery of the very message being worked on
+    finally:
+        stop.set()
+        beat.join()
     ((mid, delay),) = rig.queue.released
     assert mid == "original-message"
-    assert delay >= 290
+    assert delay >= 300
     assert rig.runner.calls == []
+    assert rig.item()["worker"] == "other-worker"
+
+
+def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(ddb, farm) -> None:
+    clock = FastClock(speed=1000.0)
+    rig = make_rig(ddb, farm, ok, clock=clock)
+    rig.ledger.claim(rig.job(), "dead-worker", "original-message", lease_s=300)
+    same = rig.queue.put(event(), message_id="original-message", receive_count=2)
+    started = clock()
+    with capture_logs() as logs:
+        assert rig.worker.handle(same).verdict is Verdict.ACK
+    assert clock() - started >= 300  # watched a whole lease on its own clock
+    assert len(rig.runner.calls) == 1
+    assert (rig.item()["state"], rig.item()["worker"]) == ("done", "w1")
+    assert [e["event"] for e in logs if e["event"].startswith("job_")][:2] == [
+        "job_taken_over", "job_finished",
+    ]  # fmt: skip
 
 
 def test_permanent_failure_is_dead_lettered_recorded_and_published(ddb, farm) -> None:
@@ -211,23 +238,50 @@ def test_transient_failures_are_released_with_growing_delays_then_dead_lettered(
         raise exc
 
     rig = make_rig(ddb, farm, flaky)
-    max_rc = rig.pool.queue.max_receive_count
+    max_attempts = rig.pool.queue.max_attempts
     delays = []
-    for n in range(1, max_rc):
-        msg = rig.queue.put(event(), receive_count=n, message_id="m-retry")
+    for _ in range(1, max_attempts):
+        # The budget counts the job's failed tries in the ledger, not SQS receives.
+        msg = rig.queue.put(event(), receive_count=1, message_id="m-retry")
         rig.worker.handle(msg)
         delays.append(rig.queue.released[-1][1])
         assert rig.item()["state"] == "queued"
         assert rig.publisher.results == []
     assert delays == sorted(delays)
     assert delays[-1] > delays[0]
-    last = rig.queue.put(event(), receive_count=max_rc, message_id="m-retry")
+    last = rig.queue.put(event(), receive_count=1, message_id="m-retry")
     rig.worker.handle(last)
     ((_, cls, reason),) = rig.queue.dead
     assert cls is exc.failure_class
     assert reason == str(exc)
-    assert rig.item()["state"] == "failed"
+    assert (rig.item()["state"], rig.item()["attempts"]) == ("failed", max_attempts)
     assert rig.publisher.results[-1].outcome == "failed"
+
+
+def test_takeovers_and_releases_do_not_spend_the_retry_budget(ddb, farm) -> None:
+    calls = []
+
+    def fails_once(spec, ctx):
+        calls.append(spec)
+        if len(calls) == 1:
+            raise RetryableError("S3 503")
+        return ok(spec, ctx)
+
+    clock = FastClock(speed=1000.0)
+    rig = make_rig(ddb, farm, fails_once, clock=clock)
+    # Two holders died in turn: each takeover came at a high receive count.
+    for n, dead in enumerate(("dead-1", "dead-2"), start=1):
+        if n == 1:
+            rig.ledger.claim(rig.job(), dead, "m", lease_s=60)
+        else:
+            rig.ledger.take_over(rig.job(), dead, "m", 60, rig.ledger.read(KEY, "hevc"))
+    msg = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts, message_id="m")
+    rig.worker.handle(msg)
+    assert rig.queue.settled(msg) == "released"  # a first real failure: retried
+    assert rig.item()["attempts"] == 1
+    again = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts + 1, message_id="m")
+    assert rig.worker.handle(again).verdict is Verdict.ACK
+    assert rig.item()["state"] == "done"
 
 
 def test_an_unexpected_crash_in_a_job_does_not_kill_the_worker(ddb, farm) -> None:
@@ -402,3 +456,94 @@ def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ddb, farm, capsy
         ("hevc", 0, 1),
     ]
     assert all(ln["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "hevcq" for ln in lines)
+
+
+# --- versions and fenced commits --------------------------------------------------------
+
+
+def committing(tmp: Path, gate: threading.Event | None = None):
+    """A runner that waits for ``gate`` (or its cancel flag), then commits through ctx."""
+
+    def run(spec: JobSpec, ctx: JobContext) -> JobResult:
+        if gate is not None:
+            while not gate.wait(0.01):
+                if ctx.cancel.is_set():
+                    raise InterruptedJob("cancelled")
+        out = tmp / f"out-{spec.job.etag}"
+        out.write_bytes(spec.job.etag.encode())
+        meta = {META_SOURCE_ETAG: spec.job.etag}
+        info = ctx.commit(out, spec.output_key, meta) if ctx.commit else None
+        return done_result(spec, output_etag=info.etag if info else None)
+
+    return run
+
+
+def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
+    ddb, farm, tmp_path
+) -> None:
+    gate = threading.Event()
+    old = make_rig(ddb, farm, committing(tmp_path, gate), worker_id="w-old", lease_s=4)
+    new = make_rig(ddb, farm, committing(tmp_path), worker_id="w-new", lease_s=4)
+    new.worker._store = new.store = old.store  # one bucket
+    new.worker._ledger = old.ledger
+    v1 = old.queue.put(event(etag="etag1"))
+    running = threading.Thread(target=old.worker.handle, args=(v1,))
+    running.start()
+    assert wait_until(lambda: old.item().get("state") == "running")
+    old.store.add(KEY, etag="etag2", size=6000)  # v2 uploaded while v1 runs
+    v2 = new.queue.put(event(etag="etag2"))
+    assert new.worker.handle(v2).verdict is Verdict.ACK
+    running.join(10)
+    assert not running.is_alive()
+    assert old.queue.settled(v1) == "deleted"  # superseded: nothing left for that message
+    item = old.item()
+    assert (item["state"], item["etag"]) == ("done", "etag2")
+    output = old.store.objects["DONE/hevc/trip/clip.mp4"]
+    assert output.metadata[META_SOURCE_ETAG] == "etag2"
+    assert output.etag == item["output_etag"]
+    assert [r.source_etag for r in old.publisher.results + new.publisher.results] == ["etag2"]
+
+
+def test_a_late_event_of_an_older_version_never_overwrites_the_newer_output(
+    ddb, farm, tmp_path
+) -> None:
+    rig = make_rig(ddb, farm, committing(tmp_path))
+    rig.store.add(KEY, etag="etag2", size=6000)
+    v2 = json.loads(event(etag="etag2"))
+    v2["Records"][0]["s3"]["object"]["sequencer"] = "02"
+    rig.worker.handle(rig.queue.put(json.dumps(v2)))
+    late = json.loads(event(etag="etag1"))
+    late["Records"][0]["s3"]["object"]["sequencer"] = "01"
+    rig.store.add(KEY, etag="etag1", size=5000)  # even if the source went back meanwhile
+    msg = rig.queue.put(json.dumps(late))
+    rig.worker.handle(msg)
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.store.objects["DONE/hevc/trip/clip.mp4"].metadata[META_SOURCE_ETAG] == "etag2"
+    assert len(rig.store.uploads) == 1
+
+
+def test_a_worker_that_lost_its_lease_commits_and_publishes_nothing(ddb, farm, tmp_path) -> None:
+    gate = threading.Event()
+    rig = make_rig(ddb, farm, committing(tmp_path, gate))
+    msg = rig.queue.put(event())
+    running = threading.Thread(target=rig.worker.handle, args=(msg,))
+    running.start()
+    assert wait_until(lambda: rig.item().get("state") == "running")
+    # Paused long enough for another worker to see the lease stale and take the job over.
+    taken = rig.ledger.take_over(rig.job(), "taker", "m", 60, rig.ledger.read(KEY, "hevc"))
+    assert taken is not None
+    gate.set()  # the paused worker resumes and tries to commit
+    running.join(10)
+    assert "DONE/hevc/trip/clip.mp4" not in rig.store.objects
+    assert rig.publisher.results == []
+    assert rig.queue.settled(msg) == "untouched"  # the message is the new holder's now
+    assert rig.item()["worker"] == "taker"
+
+
+def wait_until(pred, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False

@@ -9,16 +9,21 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from hevcq.aws import Clients
 from hevcq.farm import load_farm
 from hevcq.ffmpeg import find_ffmpeg
-from hevcq.local import EmbeddedFarm, farm_env
+from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedFarm, farm_env
 from hevcq.logs import read_events
+from hevcq.provision import FarmRefs, names_for, provision
 from hevcq.settings import Settings
+from hevcq.topology import EMBEDDED_BUCKET
 from tests.conftest import WORKERS_DIR
+from tests.e2e.faultproxy import Endpoint, FaultProxy, endpoint_behind_proxy
 
 
 def pool_dir(tmp: Path, pools: tuple[str, ...] = ("hevc",), **queue: int) -> Path:
@@ -52,10 +57,19 @@ def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
 class WorkerProc:
     """One `hevcq worker` process with its own JSON log file."""
 
-    def __init__(self, farm: EmbeddedFarm, pool: str, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        farm: EmbeddedFarm | ProxiedFarm,
+        pool: str,
+        log: Path,
+        raw_env: dict[str, str] | None = None,
+        **env: str,
+    ) -> None:
         assert farm.refs is not None
         base = farm_env(farm.refs, farm.endpoint, farm.settings)
-        extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()}
+        # Scratch space of its own: the default folder is shared by every process on the host.
+        env.setdefault("work_dir", str(log.parent / f"{log.stem}-work"))
+        extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()} | (raw_env or {})
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -86,3 +100,32 @@ def wait_for(pred, timeout_s: float, every_s: float = 0.2) -> bool:
             return True
         time.sleep(every_s)
     return bool(pred())
+
+
+@dataclass
+class ProxiedFarm:
+    """A farm on an endpoint process; workers reach it through a fault proxy.
+
+    ``clients`` talk to the endpoint directly (the test's own view stays clear of faults);
+    ``endpoint`` is the proxy's address, which ``WorkerProc`` hands to workers.
+    """
+
+    settings: Settings
+    clients: Clients
+    refs: FarmRefs
+    endpoint: str
+    proxy: FaultProxy
+    upstream: Endpoint
+
+
+@contextmanager
+def proxied_stack(tmp: Path, workers_dir: Path) -> Iterator[ProxiedFarm]:
+    """Endpoint process, topology provisioned into it, and a fault proxy in front of it."""
+    os.environ.update(EMBEDDED_CREDENTIALS)
+    settings = Settings(workers_dir=workers_dir)
+    pools = load_farm(workers_dir)
+    with endpoint_behind_proxy(tmp) as (ep, proxy):
+        clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=ep.url)
+        names = names_for(settings, pools, EMBEDDED_BUCKET)
+        refs = provision(clients, names, pools, EMBEDDED_REGION)
+        yield ProxiedFarm(settings, clients, refs, proxy.url, proxy, ep)

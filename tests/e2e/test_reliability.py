@@ -6,6 +6,7 @@ import json
 import random
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,16 @@ from hevcq.ffmpeg import find_ffmpeg
 from hevcq.ledger import DynamoLedger
 from hevcq.results import ResultCollector, peek_dead_letters
 from hevcq.samples import make_clip
-from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
+from hevcq.store import META_SOURCE_ETAG
+from tests.e2e.farmkit import (
+    WorkerProc,
+    count_events,
+    pool_dir,
+    proxied_stack,
+    slow_ffmpeg,
+    stack,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +36,9 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(path, width=128, height=72, seconds=0.5, fps=10)
 
 
-def put(farm, key: str, body: bytes) -> None:
-    farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=key, Body=body)
+def put(farm, key: str, body: bytes) -> str:
+    resp = farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=key, Body=body)
+    return resp["ETag"].strip('"')
 
 
 def collector(farm, keys: list[str], pool: str = "hevc") -> ResultCollector:
@@ -182,7 +193,7 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         "TODO/truncated.mp4": (body[: len(body) // 2], "truncated"),
         "TODO/text.mp4": (b"hello, this is not a video\n" * 10, "not a media file"),
     }
-    with stack(tmp_path, pool_dir(tmp_path, max_receive_count=2)) as farm:
+    with stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")
         audio = tmp_path / "audio.mp4"
         subprocess.run(
@@ -234,3 +245,143 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
     assert any("not JSON" in r for r in reasons)
     assert any("not an S3 event" in r for r in reasons)
     assert any("does not own" in r for r in reasons)
+
+
+MIN_PAUSES = 6
+COMMIT_EVENTS = ("output_committed", "output_uploaded")  # the first one the logs use counts
+
+
+def duplicate_commits(logs: list[Path]) -> int:
+    """Commits beyond the first for one job id (a job id names key, pool, source ETag and
+    settings, so: one job version), counted from the workers' commit events."""
+    for name in COMMIT_EVENTS:
+        per_job = count_events(logs, name, "job_id")
+        if per_job:
+            return sum(n - 1 for n in per_job.values())
+    return 0
+
+
+def output_state(farm, keys: list[str], newest: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(keys whose newest version has no committed output, DONE objects of older versions)."""
+    missing, stale = set(), set()
+    s3, bucket = farm.clients.s3, farm.refs.bucket
+    for k in keys:
+        out = k.replace("TODO/", "DONE/hevc/", 1)
+        try:
+            meta = s3.head_object(Bucket=bucket, Key=out)["Metadata"]
+        except s3.exceptions.ClientError:
+            missing.add(k)
+            continue
+        if meta.get(META_SOURCE_ETAG) != newest[k]:
+            stale.add(out)
+            missing.add(k)
+    return missing, stale
+
+
+class PausingChaos:
+    """Worker processes that a driver pauses (SIGSTOP) and resumes (SIGCONT) at random."""
+
+    def __init__(self, farm, tmp: Path, n_workers: int, rnd: random.Random) -> None:
+        slow = slow_ffmpeg(tmp, 2.0)  # long enough that pauses and new versions land mid-job
+        self.logs = [tmp / f"worker-{i}.log" for i in range(n_workers)]
+        self.workers = [WorkerProc(farm, "hevc", log, lease_s=12, ffmpeg=slow) for log in self.logs]
+        self.rnd = rnd
+        self.paused: dict[int, float] = {}  # worker index -> monotonic time to resume
+        self.pauses = 0
+
+    def step(self, now: float, max_pauses: int) -> None:
+        """Resume what is due; now and then pause a busy worker for 3 to 20 s."""
+        for i, until in list(self.paused.items()):
+            if now >= until:
+                self.workers[i].proc.send_signal(signal.SIGCONT)
+                del self.paused[i]
+        if self.pauses >= max_pauses or self.paused or self.rnd.random() >= 0.3:
+            return
+        busy = [i for i, w in enumerate(self.workers) if _encoding(w)]
+        i = self.rnd.choice(busy or range(len(self.workers)))
+        self.workers[i].proc.send_signal(signal.SIGSTOP)
+        self.paused[i] = now + self.rnd.uniform(3, 20)
+        self.pauses += 1
+
+    def encoding_keys(self) -> set[str]:
+        """Keys some worker is encoding right now."""
+        out = set()
+        for w in self.workers:
+            events = w.events()
+            if events and events[-1].get("event") == "transcode_started":
+                out.add(str(events[-1].get("key")))
+        return out
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.proc.send_signal(signal.SIGCONT)
+            w.proc.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+
+
+def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_version_encoded_once(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    """100 sources on three workers; meanwhile workers are paused and resumed at random
+    (past their lease, sometimes), the whole endpoint refuses connections for 30 s, and a
+    quarter of the sources are overwritten by a new version (other bytes) while the run goes.
+
+    Printed and checked at the end:
+    - ``missing``: sources whose newest version has no output in DONE/ made from it;
+    - ``stale_outputs``: DONE/ objects whose ``hevcq-source-etag`` is not the source's newest
+      ETag (an older version's output that stayed, or came back, as the current one);
+    - ``duplicate_commits``: commits beyond the first for one job version, counted from the
+      workers' commit events (``output_committed`` where logged, else ``output_uploaded``)
+      per job id, which names key, pool, source ETag and settings.
+    """
+    rnd = random.Random(2026)
+    n_jobs, n_new = 100, 25
+    v2_clip = make_clip(tmp_path / "v2.mp4", width=160, height=96, seconds=0.4, fps=10)
+    wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
+    with proxied_stack(tmp_path, wdir) as farm:
+        chaos = PausingChaos(farm, tmp_path, n_workers=3, rnd=rnd)
+        keys = [f"TODO/chaos2/clip {i:03d}.mp4" for i in range(n_jobs)]
+        newest = {k: put(farm, k, tiny_clip.read_bytes()) for k in keys}
+        # When to overwrite a source; the source is one being encoded at that moment
+        # where there is one, so that new versions land on running jobs.
+        pending = sorted(rnd.uniform(5, 100) for _ in range(n_new))
+        fresh = set(keys)
+        t0 = time.monotonic()
+        refused = False
+        missing: set[str] = set(keys)
+        while time.monotonic() - t0 < 300:
+            now = time.monotonic()
+            chaos.step(now, max_pauses=10)
+            if not refused and now - t0 >= 25:
+                farm.proxy.refuse_for(30)
+                refused = True
+            while pending and now - t0 >= pending[0]:
+                pending.pop(0)
+                running = sorted(chaos.encoding_keys() & fresh)
+                k = rnd.choice(running or sorted(fresh))
+                fresh.discard(k)
+                newest[k] = put(farm, k, v2_clip.read_bytes())
+            quiet = not chaos.paused and refused and not farm.proxy.refusing
+            if not pending and quiet and chaos.pauses >= MIN_PAUSES:
+                missing, stale = output_state(farm, keys, newest)
+                if not missing:
+                    break
+            time.sleep(1)
+        chaos.stop()
+        missing, stale = output_state(farm, keys, newest)
+        dead = list(peek_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url))
+    dupes = duplicate_commits(chaos.logs)
+    print(  # the counts the reliability promise is judged by
+        f"\nchaos act two: jobs={n_jobs} versions={n_jobs + n_new} missing={len(missing)}"
+        f" stale_outputs={len(stale)} duplicate_commits={dupes} dead_lettered={len(dead)}"
+        f" pauses={chaos.pauses} refusals=1 overwrites={n_new}"
+        f" elapsed_s={time.monotonic() - t0:.0f}"
+    )
+    assert chaos.pauses >= MIN_PAUSES
+    assert len(missing) == 0
+    assert len(stale) == 0
+    assert dupes == 0

@@ -28,6 +28,7 @@ import pytest
 from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.server import ThreadedMotoServer
 
+from hevcq import s3disk
 from hevcq.tfconfig import settings_from_outputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -225,8 +226,13 @@ def patch_moto_scaling_tags() -> None:
 
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
-    """A ThreadedMotoServer on 127.0.0.1 and a free port, stopped on exit."""
+    """A ThreadedMotoServer on 127.0.0.1 and a free port, stopped on exit.
+
+    Its S3 is the embedded farm's (bytes on disk, ``hevcq.s3disk``), so the parity test
+    proves the events and conditional requests of the store the embedded farm uses.
+    """
     patch_moto_scaling_tags()
+    s3disk.install()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -234,6 +240,7 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+        s3disk.uninstall()
 
 
 def _network(endpoint: str) -> tuple[list[str], list[str]]:

@@ -9,7 +9,7 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from hevcq.aws import classify
-from hevcq.errors import PermanentError, RetryableError
+from hevcq.errors import FarmConfigError, PermanentError, RetryableError
 from hevcq.store import S3Store
 
 
@@ -28,8 +28,23 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("InternalError", 500), RetryableError),
         (EndpointConnectionError(endpoint_url="http://x"), RetryableError),
         (S3UploadFailedError("Failed to upload: 503"), RetryableError),
-        (client_error("AccessDenied", 403), PermanentError),
         (client_error("NoSuchKey", 404), PermanentError),
+        (client_error("ValidationException", 400), PermanentError),
+        (client_error("AccessDenied", 403), FarmConfigError),
+        (client_error("403", 403), FarmConfigError),  # HEAD: no body, only the status
+        (client_error("ExpiredToken", 400), FarmConfigError),
+        (client_error("InvalidAccessKeyId", 403), FarmConfigError),
+        (client_error("SignatureDoesNotMatch", 403), FarmConfigError),
+        (client_error("UnrecognizedClientException", 400), FarmConfigError),
+        (client_error("NoSuchBucket", 404), FarmConfigError),
+        (client_error("ResourceNotFoundException", 400), FarmConfigError),
+        (client_error("AWS.SimpleQueueService.NonExistentQueue", 400), FarmConfigError),
+        (client_error("QueueDoesNotExist", 400), FarmConfigError),
+        (client_error("NotFound", 404), FarmConfigError),
+        (
+            S3UploadFailedError("Failed: An error occurred (AccessDenied) when calling PutObject"),
+            FarmConfigError,
+        ),
     ],
 )
 def test_classify(exc: Exception, kind: type) -> None:

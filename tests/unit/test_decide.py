@@ -40,7 +40,7 @@ EXPECTED: dict[str, dict[str, Expected]] = {
                      "1080p": "skip: smaller than 1080p"},
     "mp4_mixed_subs": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
                        "1080p": (1920, 1080, "")},
-    "already_hevc": {"hevc": "skip: already HEVC", "720p": (1280, 720, ""),
+    "already_hevc": {"hevc": "skip: already HEVC", "720p": "skip: already HEVC at 1280x720",
                      "1080p": "skip: 1280x720, smaller than 1080p"},
     "vp9_webm": {"hevc": "skip: source codec vp9 is not handled by pool hevc",
                  "720p": (1280, 720, "scale"), "1080p": (1920, 1080, "")},
@@ -63,6 +63,28 @@ ENCODE_CASES = [(s, p) for s, p in CASES if not isinstance(EXPECTED[s][p], str)]
 def test_the_table_covers_every_shape_and_pool() -> None:
     assert set(FARM) == {"hevc", "720p", "1080p"}
     assert {(s, p) for s, pools in EXPECTED.items() for p in pools} == set(CASES)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "codec", "rotation", "expected"),
+    [
+        (1280, 718, "hevc", 0, "skip: smaller than 720p"),
+        (1280, 720, "hevc", 0, "skip: already HEVC at 1280x720, the 720p size"),
+        (1280, 720, "hevc", 90, "skip: already HEVC at 720x1280, the 720p size"),
+        (1282, 722, "hevc", 0, "encode"),
+        # Not HEVC yet: the rendition is the only HEVC copy unless another pool makes one.
+        (1280, 720, "h264", 0, "encode"),
+    ],
+)
+def test_a_rendition_the_size_of_an_hevc_source_is_not_made(
+    width: int, height: int, codec: str, rotation: int, expected: str
+) -> None:
+    decision = decide(clip(width, height, codec=codec, rotation=rotation), FARM["720p"], "a.mp4")
+    if expected == "encode":
+        assert isinstance(decision, EncodePlan)
+    else:
+        assert isinstance(decision, Skip)
+        assert expected.removeprefix("skip: ") in decision.reason
 
 
 @pytest.mark.parametrize(("shape", "pool"), CASES)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hevcq.errors import PermanentError
-from hevcq.events import S3TestEvent, parse_message
+from hevcq.events import Notification, S3TestEvent, parse_message, parse_records
 
 
 def s3_event(key: str, bucket: str = "media", event: str = "ObjectCreated:Put") -> dict:
@@ -80,3 +80,42 @@ def test_non_create_events_announce_nothing() -> None:
 def test_malformed_bodies_are_permanent_errors(body: str) -> None:
     with pytest.raises(PermanentError):
         parse_message(body)
+
+
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP,
+        json.dumps({"Type": "Notification", "Message": DEEP}),
+        '{"Records": [{"eventName": "ObjectCreated:Put", "s3": ' + DEEP + "}]}",
+        '{"Records": ' + "{" * 5000 + "}" * 5000 + "}",
+        json.dumps({"Type": "Notification", "Message": 42}),
+        "\x00\xff" * 100_000,
+        "{" * 200_000,
+    ],
+    ids=[
+        "deep",
+        "deep-in-sns",
+        "deep-in-record",
+        "deep-objects",
+        "sns-number",
+        "garbage",
+        "open-braces",
+    ],
+)
+def test_any_body_however_deep_or_large_is_only_ever_a_permanent_error(body: str) -> None:
+    with pytest.raises(PermanentError) as err:
+        parse_message(body)
+    assert 0 < len(str(err.value)) < 500
+
+
+def test_non_create_records_are_reported_with_their_reason() -> None:
+    parsed = parse_records(json.dumps(s3_event("TODO/a+b.mp4", event="ObjectRemoved:Delete")))
+    assert isinstance(parsed, Notification)
+    assert parsed.objects == []
+    (ignored,) = parsed.ignored
+    assert (ignored.event_name, ignored.key) == ("ObjectRemoved:Delete", "TODO/a b.mp4")
+    assert "ObjectCreated" in ignored.reason

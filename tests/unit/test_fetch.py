@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hevcq.errors import RetryableError
+from hevcq.errors import RetryableError, SupersededJob
 from hevcq.fetch import Delivery, Fetcher, FetchOptions, drain, fetch_library, find_library
 from hevcq.ingest import META_HASH, META_LIBRARY
 from hevcq.media import EncodePlan
@@ -40,10 +40,14 @@ class FakeObjects:
         data, meta = self.blobs[key]
         return ObjectInfo(key, len(data), f"etag-{key}", dict(meta))
 
-    def download(self, key: str, dest: Path) -> ObjectInfo:
-        dest.write_bytes(self.blobs[key][0])
+    def download(
+        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+    ) -> ObjectInfo:
         info = self.head(key)
         assert info is not None
+        if etag and info.etag != etag:
+            raise SupersededJob(f"{key} is no longer {etag}")
+        dest.write_bytes(self.blobs[key][0])
         return info
 
     def delete(self, key: str) -> None:
@@ -55,9 +59,11 @@ class FakeObjects:
 class FakeLedger:
     items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
-    def set(self, key: str, pool: str, state: str, etag: str = "etag-TODO/a.mp4") -> None:
+    def set(
+        self, key: str, pool: str, state: str, etag: str = "etag-TODO/a.mp4", **kw: Any
+    ) -> None:
         out = f"DONE/{pool}/a.mp4"
-        self.items[(key, pool)] = {"state": state, "etag": etag, "output_key": out}
+        self.items[(key, pool)] = {"state": state, "etag": etag, "output_key": out, **kw}
 
     def get(self, key: str, pool: str) -> dict[str, Any] | None:
         return self.items.get((key, pool))
@@ -97,12 +103,16 @@ class Lib:
             "job_id": "j", "pool": pool, "bucket": "b", "source_key": "TODO/a.mp4",
             "source_etag": "etag-TODO/a.mp4", "outcome": outcome,
             "output_key": f"DONE/{pool}/{out}" if outcome == "done" else None,
+            "output_etag": f"etag-DONE/{pool}/{out}" if outcome == "done" else None,
         }  # fmt: skip
         return JobResult(**(fields | kw))
 
     def output(self, pool: str, data: bytes = OUTPUT) -> None:
+        """A committed output: the object under DONE/ and the ledger's record of it."""
         out = "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
         self.objects.blobs[f"DONE/{pool}/{out}"] = (data, {})
+        if (("TODO/a.mp4", pool)) not in self.ledger.items:
+            self.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-DONE/{pool}/{out}")
 
 
 @pytest.fixture
@@ -372,3 +382,30 @@ def test_find_library_walks_up_to_the_quarantine(lib: Lib) -> None:
     (lib.root / "deep" / "er").mkdir(parents=True)
     assert find_library(lib.root / "deep" / "er" / "x.mp4") == lib.root
     assert find_library(lib.root.parent / "elsewhere.mp4") is None
+
+
+# --- agreement of result, ledger and output ----------------------------------------------
+
+
+def test_a_result_for_an_older_version_is_dropped_without_placing_anything(lib: Lib) -> None:
+    lib.output("720p")
+    lib.ledger.set("TODO/a.mp4", "720p", "running", etag="etag-v2")
+    got = lib.fetcher(cleanup=False).process(lib.result("720p"))
+    assert (got.action, got.ok) == ("superseded", True)
+    assert not lib.out.exists()
+
+
+def test_a_result_the_ledger_does_not_confirm_yet_is_kept_for_later(lib: Lib) -> None:
+    lib.output("720p")
+    lib.ledger.set("TODO/a.mp4", "720p", "running")
+    got = lib.fetcher(cleanup=False).process(lib.result("720p"))
+    assert got.action == "retry"
+    assert not lib.out.exists()
+
+
+def test_an_output_replaced_since_its_commit_is_not_placed(lib: Lib) -> None:
+    lib.output("720p")
+    got = lib.fetcher(cleanup=False).process(lib.result("720p", output_etag="etag-of-a-zombie"))
+    assert got.action in ("retry", "superseded")
+    assert not lib.out.exists()
+    assert "DONE/720p/a.720p.mp4" not in lib.objects.deleted

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from structlog.testing import capture_logs
 
 from hevcq.errors import LostMessageError
 from hevcq.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
-from hevcq.queues import MAX_VISIBILITY_TIMEOUT_S
+from hevcq.ledger import LeaseLostError
+from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 T = 120  # queue visibility timeout
 BUDGET = MAX_VISIBILITY_TIMEOUT_S
@@ -108,4 +110,63 @@ def test_transient_extend_failure_is_retried() -> None:
                    cancel=threading.Event(), clock=clock)  # fmt: skip
     simulate(hb, clock, until=clock.t + T)
     assert len(calls) >= 2
+    assert hb.failure is None
+
+
+def test_lease_is_renewed_on_its_own_interval() -> None:
+    clock, renewals = FakeClock(), []
+    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=threading.Event(), renew=lambda: renewals.append(clock.t),
+                   renew_every_s=15, clock=clock)  # fmt: skip
+    simulate(hb, clock, until=clock.t + 60.5)
+    assert [round(t - 1000) for t in renewals] == [15, 30, 45, 60]
+
+
+def test_a_failing_ledger_neither_kills_the_heartbeat_nor_floods_the_log() -> None:
+    clock, cancel, calls = FakeClock(), threading.Event(), []
+
+    def renew() -> None:
+        calls.append(clock.t)
+        if 1010 <= clock.t < 1022:  # the ledger answers 500 for 12 s
+            raise RuntimeError("InternalServerError")
+
+    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=cancel, renew=renew, renew_every_s=5, clock=clock)  # fmt: skip
+    with capture_logs() as logs:
+        simulate(hb, clock, until=clock.t + 60)
+    assert not cancel.is_set()
+    assert hb.failure is None
+    events = [e["event"] for e in logs]
+    assert events.count("heartbeat_renew_failing") == 1
+    assert events.count("heartbeat_renew_recovered") == 1
+    assert max(calls) > 1050  # still renewing after the outage
+
+
+def test_a_lost_lease_cancels_the_job() -> None:
+    clock, cancel = FakeClock(), threading.Event()
+
+    def renew() -> None:
+        raise LeaseLostError("taken over")
+
+    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=cancel, renew=renew, renew_every_s=5, clock=clock)  # fmt: skip
+    simulate(hb, clock, until=clock.t + 30)
+    assert cancel.is_set()
+    assert isinstance(hb.failure, LeaseLostError)
+
+
+def test_the_schedule_ignores_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The heartbeat runs on the monotonic clock: the wall clock jumping 60 s back (or 300 s
+    # ahead) in the middle of a job changes neither extensions nor renewals.
+    clock, extensions, renewals = FakeClock(), [], []
+    hb = Heartbeat(extend=extensions.append, received_at=clock.t, timeout_s=T, step_s=T,
+                   cancel=threading.Event(), renew=lambda: renewals.append(clock.t),
+                   renew_every_s=15, clock=clock)  # fmt: skip
+    simulate(hb, clock, until=clock.t + 100)
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    simulate(hb, clock, until=clock.t + 100)
+    monkeypatch.setattr(time, "time", lambda: 10.0**10)
+    simulate(hb, clock, until=clock.t + 100)
+    assert len(renewals) == 20
+    assert len(extensions) >= 4
     assert hb.failure is None

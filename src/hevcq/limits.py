@@ -1,0 +1,14 @@
+"""Units and the AWS limits hevcq works within, each defined once with its source."""
+
+from __future__ import annotations
+
+MiB = 1024 * 1024
+
+# Amazon SQS Developer Guide, "Amazon SQS message quotas" and queue attributes.
+MAX_VISIBILITY_TIMEOUT_S = 12 * 3600  # counted from the receipt of the message
+MAX_WAIT_TIME_S = 20  # the longest long poll
+MAX_RETENTION_S = 14 * 24 * 3600
+MIN_RETENTION_S = 60
+
+# Amazon S3 User Guide, "Uploading objects": the largest single PUT; larger is multipart.
+MAX_PUT_BYTES = 5 * 1024 * MiB

@@ -1,0 +1,258 @@
+"""The web application: the dashboard's pages and the API, on one FastAPI app."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from hevcq.errors import HevcqError
+from hevcq.web import uploads
+from hevcq.web.auth import Authenticator, Caller
+from hevcq.web.models import (
+    Dashboard,
+    DeadLetterOut,
+    Health,
+    JobDetail,
+    JobSummary,
+    PoolStatus,
+    RedriveRequest,
+    RedriveResult,
+    StatusReport,
+    UploadRequest,
+    UploadTicket,
+    VideoList,
+    VideoStatus,
+)
+from hevcq.web.view import FarmView
+
+log = structlog.get_logger()
+
+STATIC = Path(str(resources.files("hevcq.web") / "static"))
+# Browsers send a custom header cross-site only after a CORS preflight, which this app
+# never grants: a POST carrying it comes from our own page or from a non-browser client.
+CSRF_HEADER = "X-Hevcq-Request"
+RAW_SWEEP_EVERY_S = 15.0
+NOT_FOUND = "not found"
+
+API_DOC = """The hevcq farm: uploads and their status for apps, queues and jobs for operators.
+
+Completions are also published on the farm's events topic (SNS, `<prefix>-events`) as
+JSON `JobResult` messages, one per (source, pool): `job_id`, `pool`, `bucket`,
+`source_key`, `source_etag`, `outcome` (`done`, `skipped`, `failed`), `reason`,
+`failure_class`, `output_key`, `output_etag`, `input_bytes`, `output_bytes`,
+`duration_s`, `encode_s`, `settings_hash`, `worker`, `finished_at`. An upload made here
+has `source_key` = `TODO/<id>/<filename>`.
+"""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the server serves: a farm (or none, with the reason) and upload limits."""
+
+    farm: FarmView | None
+    auth: Authenticator
+    no_farm_reason: str = "no farm configured and no embedded farm running"
+    upload_max_bytes: int = 20 * 1024**3
+    upload_ttl_s: int = 3600
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _sweeper(farm: FarmView, stop: threading.Event) -> None:
+    while not stop.wait(RAW_SWEEP_EVERY_S):
+        try:
+            farm.sweep_raw()
+        except (ClientError, BotoCoreError, HevcqError) as exc:
+            log.warning("raw_sweep_failed", error=str(exc))
+
+
+def create_app(config: WebConfig) -> FastAPI:
+    """The app for one farm (or for none: it then says so and serves no farm data)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        farm = config.farm
+        if farm is not None and farm.raw_policy == "delete-when-settled":
+            threading.Thread(target=_sweeper, args=(farm, stop), daemon=True).start()
+        yield
+        stop.set()
+
+    app = FastAPI(title="hevcq", description=API_DOC, version="1", lifespan=lifespan)
+    app.state.config = config
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(ClientError)
+    @app.exception_handler(BotoCoreError)
+    async def farm_unreachable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("farm_read_failed", error=str(exc))
+        return JSONResponse({"detail": "farm unreachable"}, status_code=503)
+
+    _pages(app)
+    _api(app, config)
+    return app
+
+
+def _pages(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/jobs/{job_id}", include_in_schema=False)
+    def job_page(job_id: str) -> FileResponse:  # noqa: ARG001 - the page reads it from its URL
+        return FileResponse(STATIC / "job.html")
+
+
+def _same_origin(request: Request) -> None:
+    """POSTs: the Origin, when a browser sends one, must be this host; and without a
+    bearer credential, the custom header must be present."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "cross-site request refused")
+    if "authorization" not in request.headers and request.headers.get(CSRF_HEADER) != "1":
+        raise HTTPException(403, f"missing {CSRF_HEADER} header")
+
+
+def _config(request: Request) -> WebConfig:
+    config: WebConfig = request.app.state.config
+    return config
+
+
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    who = _config(request).auth.caller(authorization)
+    if who is None:
+        raise _unauthorized()
+    return who
+
+
+def _operator(who: Annotated[Caller, Depends(_caller)]) -> Caller:
+    if not who.operator:
+        raise HTTPException(403, "operators only")
+    return who
+
+
+def _farm(request: Request) -> FarmView:
+    config = _config(request)
+    if config.farm is None:
+        raise HTTPException(503, f"no farm: {config.no_farm_reason}")
+    return config.farm
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+FarmDep = Annotated[FarmView, Depends(_farm)]
+OPERATOR = [Depends(_operator)]
+
+
+def _api(app: FastAPI, config: WebConfig) -> None:
+    _health(app, config)
+    _operator_api(app)
+    _upload_api(app, config)
+
+
+def _health(app: FastAPI, config: WebConfig) -> None:
+    @app.get("/api/health")
+    def health() -> Health:
+        """Whether there is a farm to read; needs no credentials and names nothing."""
+        if config.farm is None:
+            return Health(status="no farm", detail=config.no_farm_reason)
+        try:
+            config.farm.clients.s3.head_bucket(Bucket=config.farm.refs.bucket)
+        except (ClientError, BotoCoreError):
+            return Health(status="farm unreachable")
+        label = config.farm.label if config.auth.config.open_local else None
+        return Health(status="ok", farm=label)
+
+
+def _operator_api(app: FastAPI) -> None:
+    ops = OPERATOR
+
+    @app.get("/api/status", dependencies=ops)
+    def status(f: FarmDep) -> StatusReport:
+        """Queues, running jobs and totals (the same document as `hevcq status --json`)."""
+        return f.status()
+
+    @app.get("/api/dashboard", dependencies=ops)
+    def dashboard(f: FarmDep) -> Dashboard:
+        """Everything the dashboard draws."""
+        return f.dashboard()
+
+    @app.get("/api/pools", dependencies=ops)
+    def pools(f: FarmDep) -> list[PoolStatus]:
+        """Per pool: waiting, in flight, dead-lettered, workers alive."""
+        return f.status().pools
+
+    @app.get("/api/jobs", dependencies=ops)
+    def jobs(f: FarmDep, state: str | None = None, pool: str | None = None) -> list[JobSummary]:
+        """Jobs, newest first."""
+        return f.jobs(state, pool)
+
+    @app.get("/api/jobs/{job_id}", dependencies=ops)
+    def job(f: FarmDep, job_id: str) -> JobDetail:
+        """One job with its objects and timings."""
+        found = f.job(job_id)
+        if found is None:
+            raise HTTPException(404, NOT_FOUND)
+        return found
+
+    @app.get("/api/deadletters", dependencies=ops)
+    def dead_letters(f: FarmDep, pool: str | None = None) -> list[DeadLetterOut]:
+        """Dead-letter messages with failure class and reason."""
+        return f.dead_letters(pool)
+
+    @app.post("/api/redrive", dependencies=[*ops, Depends(_same_origin)])
+    def redrive(f: FarmDep, body: RedriveRequest) -> RedriveResult:
+        """Send a pool's dead letters back: all, one class, or one message."""
+        if body.pool not in f.refs.pools:
+            raise HTTPException(404, NOT_FOUND)
+        return f.redrive(body.pool, body.failure_class, body.message_id)
+
+
+def _upload_api(app: FastAPI, config: WebConfig) -> None:
+    @app.post("/api/uploads", status_code=201, dependencies=[Depends(_same_origin)])
+    def create_upload(f: FarmDep, who: CallerDep, body: UploadRequest) -> UploadTicket:
+        """A presigned POST for a new upload under `TODO/<id>/<filename>`."""
+        upload_id = uploads.new_upload_id()
+        try:
+            key = uploads.upload_key(upload_id, body.filename)
+        except HevcqError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        record = uploads.UploadRecord(
+            id=upload_id, owner=who.owner, filename=key.rsplit("/", 1)[-1], key=key,
+            created_at=datetime.now(UTC),
+        )  # fmt: skip
+        url, fields, expires = uploads.presigned_upload(
+            f.clients.s3, f.refs.bucket, record, config.upload_max_bytes, config.upload_ttl_s
+        )
+        return UploadTicket(
+            id=upload_id, key=key, url=url, fields=fields,
+            max_bytes=config.upload_max_bytes, expires_at=expires,
+        )  # fmt: skip
+
+    @app.get("/api/videos")
+    def videos(f: FarmDep, who: CallerDep) -> VideoList:
+        """The caller's uploads, newest first."""
+        records = uploads.list_records(f.clients.s3, f.refs.bucket, who.owner)
+        return VideoList(videos=[f.video(r) for r in records])
+
+    @app.get("/api/videos/{video_id}")
+    def video(f: FarmDep, who: CallerDep, video_id: str) -> VideoStatus:
+        """An upload's state per pool, with download links for done pools."""
+        record = uploads.get_record(f.clients.s3, f.refs.bucket, who.owner, video_id)
+        if record is None:
+            raise HTTPException(404, NOT_FOUND)
+        return f.video(record)

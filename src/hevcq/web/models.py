@@ -1,0 +1,226 @@
+"""What the API and `hevcq status --json` return: one set of models, one OpenAPI schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hevcq.errors import FailureClass
+
+PoolStateName = Literal[
+    "awaiting upload", "waiting", "queued", "running", "done", "skipped", "failed", "interrupted"
+]
+VideoStateName = Literal["awaiting upload", "processing", "done", "failed"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolStatus(_Out):
+    """One pool's queue and workers."""
+
+    pool: str
+    waiting: int = Field(description="Messages visible in the queue.")
+    in_flight: int = Field(description="Messages received and not yet deleted.")
+    delayed: int
+    dead_lettered: int
+    workers_alive: int = Field(description="Distinct workers holding a live lease right now.")
+
+
+class RunningJob(_Out):
+    """A job some worker holds right now."""
+
+    job_id: str
+    key: str
+    pool: str
+    worker: str
+    progress: float = Field(description="Percent of the source encoded.")
+    age_s: float
+    eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
+    fps: float | None = None
+    speed: float | None = None
+
+
+class JobSummary(_Out):
+    """One (source object, pool) job as the ledger has it."""
+
+    job_id: str
+    key: str
+    pool: str
+    state: str
+    worker: str = ""
+    progress: float = 0.0
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    saved_bytes: int | None = None
+    reason: str | None = None
+    failure_class: FailureClass | None = None
+    output_key: str | None = None
+
+
+class ObjectMeta(_Out):
+    """An object's size, ETag and our metadata."""
+
+    key: str
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+class JobVersion(_Out):
+    """One recorded version of a job (the ledger keeps the latest)."""
+
+    etag: str
+    settings_hash: str
+    state: str
+    finished_at: datetime | None = None
+
+
+class JobDetail(_Out):
+    """A job with its objects, phase timings and versions."""
+
+    job: JobSummary
+    source: ObjectMeta | None
+    output: ObjectMeta | None
+    timings_s: dict[str, float]
+    versions: list[JobVersion]
+
+
+class StateTotal(_Out):
+    """How many jobs of a pool are in a state."""
+
+    pool: str
+    state: str
+    jobs: int
+
+
+class StatusReport(_Out):
+    """What `hevcq status` shows."""
+
+    pools: list[PoolStatus]
+    running: list[RunningJob]
+    totals: list[StateTotal]
+
+
+class SavedPoint(_Out):
+    """Cumulative bytes saved after a finished job."""
+
+    at: datetime
+    saved_bytes: int
+
+
+class HourCount(_Out):
+    """Jobs a pool finished in one hour."""
+
+    hour: datetime
+    pool: str
+    jobs: int
+
+
+class Totals(_Out):
+    """Totals over every finished job, and the chart series."""
+
+    done: int
+    skipped: int
+    failed: int
+    input_bytes: int
+    output_bytes: int
+    saved_bytes: int
+    saved_over_time: list[SavedPoint]
+    jobs_per_hour: list[HourCount]
+
+
+class Dashboard(_Out):
+    """Everything the dashboard page draws, in one request."""
+
+    status: StatusReport
+    recent: list[JobSummary]
+    totals: Totals
+
+
+class DeadLetterOut(_Out):
+    """One dead-letter message."""
+
+    pool: str
+    message_id: str
+    failure_class: str
+    reason: str
+    keys: list[str]
+
+
+class RedriveRequest(BaseModel):
+    """Redrive a pool's dead letters: all, one class, or one message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pool: str
+    failure_class: FailureClass | None = None
+    message_id: str | None = None
+
+
+class RedriveResult(_Out):
+    """What a redrive moved."""
+
+    pool: str
+    moved: int | str
+
+
+class UploadRequest(BaseModel):
+    """A new upload: the file's name (its last path part is kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+
+
+class UploadTicket(_Out):
+    """A presigned POST: send ``fields`` and then the file as multipart form data to ``url``."""
+
+    id: str
+    key: str
+    url: str
+    fields: dict[str, str]
+    max_bytes: int
+    expires_at: datetime
+
+
+class PoolOutcome(_Out):
+    """A video's state in one pool, with a download link once done."""
+
+    pool: str
+    state: PoolStateName
+    reason: str | None = None
+    output_bytes: int | None = None
+    download_url: str | None = None
+
+
+class VideoStatus(_Out):
+    """An upload and its jobs."""
+
+    id: str
+    filename: str
+    key: str
+    created_at: datetime
+    state: VideoStateName
+    raw_deleted: bool = False
+    pools: list[PoolOutcome]
+
+
+class VideoList(_Out):
+    """The caller's uploads, newest first."""
+
+    videos: list[VideoStatus]
+
+
+class Health(_Out):
+    """Whether the server has a farm to read, and which."""
+
+    status: Literal["ok", "no farm", "farm unreachable"]
+    farm: str | None = None
+    detail: str | None = None

@@ -1,0 +1,79 @@
+"""The ``raw: delete-when-settled`` policy: drop a source once the farm is finished with it.
+
+A source is settled when every pool's ledger item is done or skipped *for the object's
+current ETag*, and every done pool's output exists. A running, queued, interrupted or
+failed pool, or a pool with no item yet, keeps the source: a failed job may be redriven,
+and a held job still reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from hevcq.ledger import FINISHED, State
+from hevcq.store import ObjectInfo
+
+log = structlog.get_logger()
+
+
+class ItemReader(Protocol):
+    """Reads one ledger item as a plain dict."""
+
+    def get(self, key: str, pool: str) -> dict[str, Any] | None: ...
+
+
+class RawStore(Protocol):
+    """The object calls the policy needs."""
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+    def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a source may go, and if not, why."""
+
+    settled: bool
+    reason: str
+
+
+def verdict(
+    source: ObjectInfo, items: Mapping[str, Mapping[str, Any] | None], outputs: Iterable[str]
+) -> Verdict:
+    """Pure: is the source settled by every pool? ``outputs`` are the output keys present."""
+    present = set(outputs)
+    for pool, item in sorted(items.items()):
+        if item is None:
+            return Verdict(False, f"{pool}: no job yet")
+        state = str(item.get("state", ""))
+        if state not in {s.value for s in FINISHED}:
+            return Verdict(False, f"{pool}: {state}")
+        if str(item.get("etag", "")) != source.etag:
+            return Verdict(False, f"{pool}: settled an older version")
+        out = item.get("output_key")
+        if state == State.DONE and (not out or out not in present):
+            return Verdict(False, f"{pool}: output missing")
+    return Verdict(True, "every pool settled")
+
+
+def settle_raw(store: RawStore, ledger: ItemReader, key: str, pools: Iterable[str]) -> Verdict:
+    """Delete ``key`` when every pool settled it; the one call the policy makes."""
+    source = store.head(key)
+    if source is None:
+        return Verdict(False, "source already gone")
+    items = {pool: ledger.get(key, pool) for pool in pools}
+    outs = [str(i["output_key"]) for i in items.values() if i and i.get("output_key")]
+    v = verdict(source, items, [o for o in outs if store.head(o) is not None])
+    if not v.settled:
+        return v
+    # The ETag again right before deleting: a new upload to the same key starts over.
+    again = store.head(key)
+    if again is None or again.etag != source.etag:
+        return Verdict(False, "source changed")
+    store.delete(key)
+    log.info("raw_deleted", key=key)
+    return v

@@ -1,0 +1,145 @@
+"""Finding the farm to serve, and running the app under uvicorn (in front or in a thread)."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+from botocore.exceptions import BotoCoreError, ClientError
+
+from hevcq.aws import Clients
+from hevcq.errors import ConfigError
+from hevcq.farm import Pool
+from hevcq.local import EMBEDDED_REGION, running_farm
+from hevcq.provision import FarmRefs, resolve
+from hevcq.settings import Settings
+from hevcq.web.app import WebConfig, create_app
+from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.view import FarmView
+
+SERVER_START_TIMEOUT_S = 10.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Located:
+    """A farm to serve (or None, and why), and whether it is the embedded one."""
+
+    farm: FarmView | None
+    embedded: bool
+    reason: str = ""
+
+
+def embedded_view(refs: FarmRefs, endpoint: str, settings: Settings) -> FarmView:
+    """A view of an embedded farm reached at ``endpoint`` (its fixed credentials in the
+    environment, as the embedded farm itself sets them)."""
+    return FarmView(
+        Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint), refs,
+        label=f"embedded farm at {endpoint}",
+        move_clients=Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint, retries=1),
+        raw_policy=settings.raw,
+    )  # fmt: skip
+
+
+def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Located:
+    """The configured farm, else the running embedded farm, else none (with the reason)."""
+    if not settings.embedded:
+        clients = Clients.create(region=settings.region)
+        region = clients.s3.meta.region_name or "us-east-1"
+        try:
+            refs = resolve(clients, settings, pools, region)
+        except (ConfigError, ClientError, BotoCoreError) as exc:
+            return Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
+        move = Clients.create(region=settings.region, retries=1)
+        view = FarmView(
+            clients, refs, label=f"farm {settings.bucket}", move_clients=move,
+            raw_policy=settings.raw,
+        )  # fmt: skip
+        return Located(view, embedded=False)
+    running = running_farm(state_dir)
+    if running is None:
+        return Located(
+            None, embedded=True,
+            reason="no farm configured (HEVCQ_BUCKET unset) and no embedded farm running",
+        )  # fmt: skip
+    return Located(embedded_view(running.refs, running.endpoint, settings), embedded=True)
+
+
+def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
+    """Open on loopback for the embedded farm; otherwise a token or OIDC, or refuse to start."""
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    cfg = AuthConfig(
+        open_local=embedded and is_loopback(host) and not token and not settings.oidc_issuer,
+        token=token, issuer=settings.oidc_issuer, audience=settings.oidc_audience,
+        jwks_url=settings.oidc_jwks_url, operator_group=settings.oidc_operator_group,
+    )  # fmt: skip
+    if not cfg.any_method:
+        raise ConfigError(
+            "the API needs credentials here: set HEVCQ_API_TOKEN or HEVCQ_OIDC_ISSUER "
+            "(only the embedded farm on a loopback address is served without them)"
+        )
+    return cfg
+
+
+def web_config(settings: Settings, located: Located, host: str) -> WebConfig:
+    """Everything the app needs, from settings and the located farm."""
+    auth = auth_config(settings, embedded=located.embedded, host=host)
+    return WebConfig(
+        farm=located.farm, auth=Authenticator(auth), no_farm_reason=located.reason,
+        upload_max_bytes=settings.upload_max_bytes, upload_ttl_s=settings.upload_url_ttl_s,
+    )  # fmt: skip
+
+
+def _uvicorn(config: WebConfig, host: str, port: int) -> uvicorn.Server:
+    # uvicorn's own logging stays quiet; structlog carries the app's events.
+    return uvicorn.Server(
+        uvicorn.Config(create_app(config), host=host, port=port, log_level="warning")
+    )
+
+
+def serve(config: WebConfig, host: str, port: int) -> None:
+    """Serve in the foreground until interrupted."""
+    _uvicorn(config, host, port).run()
+
+
+class ServerThread:
+    """The app served from a background thread; a context manager with ``url`` set."""
+
+    def __init__(self, config: WebConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = _uvicorn(config, host, port)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise ConfigError("the dashboard server did not start")
+            time.sleep(0.05)
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=SERVER_START_TIMEOUT_S)

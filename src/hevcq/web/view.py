@@ -1,0 +1,335 @@
+"""The farm as the dashboard and the API see it: the only module that reads ledger items.
+
+Everything here turns what ``admin``, the ledger and S3 hold into the models of
+``hevcq.web.models``; when the ledger item changes, this module follows and nothing else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hevcq import admin
+from hevcq.aws import Clients
+from hevcq.errors import FailureClass
+from hevcq.ledger import DynamoLedger
+from hevcq.provision import FarmRefs
+from hevcq.results import announced_objects
+from hevcq.store import S3Store
+from hevcq.web import uploads
+from hevcq.web.models import (
+    Dashboard,
+    DeadLetterOut,
+    HourCount,
+    JobDetail,
+    JobSummary,
+    JobVersion,
+    ObjectMeta,
+    PoolOutcome,
+    PoolStatus,
+    RedriveResult,
+    RunningJob,
+    SavedPoint,
+    StateTotal,
+    StatusReport,
+    Totals,
+    VideoStatus,
+)
+from hevcq.web.raw import settle_raw
+
+RECENT_JOBS = 50
+CHART_HOURS = 24
+PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
+FINAL_STATES = ("done", "skipped", "failed")
+DOWNLOAD_URL_TTL_S = 3600
+
+Item = Mapping[str, Any]
+
+
+def _num(item: Item, name: str) -> float | None:
+    v = item.get(name)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _when(item: Item, name: str) -> datetime | None:
+    v = _num(item, name)
+    return datetime.fromtimestamp(v, UTC) if v else None
+
+
+def _int(item: Item, name: str) -> int | None:
+    v = _num(item, name)
+    return int(v) if v is not None else None
+
+
+def job_summary(item: Item) -> JobSummary:
+    """A ledger item as a job."""
+    inb, outb = _int(item, "input_bytes"), _int(item, "output_bytes")
+    cls = item.get("failure_class")
+    state = str(item.get("state", "?"))
+    return JobSummary(
+        job_id=str(item.get("job_id") or ""), key=str(item["pk"]), pool=str(item["sk"]),
+        state=state, worker=str(item.get("worker") or ""),
+        progress=_num(item, "progress") or 0.0, attempts=_int(item, "attempts") or 0,
+        started_at=_when(item, "started_at"), finished_at=_when(item, "finished_at"),
+        input_bytes=inb, output_bytes=outb,
+        saved_bytes=inb - outb if state == "done" and inb and outb else None,
+        reason=str(item["reason"]) if item.get("reason") else None,
+        failure_class=FailureClass(str(cls)) if cls in set(FailureClass) else None,
+        output_key=str(item["output_key"]) if item.get("output_key") else None,
+    )  # fmt: skip
+
+
+def running_job(item: Item, now: float) -> RunningJob:
+    """A running item with its estimated time left."""
+    pct = _num(item, "progress") or 0.0
+    age = now - (_num(item, "started_at") or now)
+    return RunningJob(
+        job_id=str(item.get("job_id") or ""), key=str(item["pk"]), pool=str(item["sk"]),
+        worker=str(item.get("worker") or ""), progress=pct, age_s=round(age, 1),
+        eta_s=round(age * (100 - pct) / pct, 1) if pct >= 1 else None,
+        fps=_num(item, "fps"), speed=_num(item, "speed"),
+    )  # fmt: skip
+
+
+def _live(item: Item) -> bool:
+    # A running item is held by a worker. Whether its lease is still alive can only be
+    # judged by watching it over time (hevcq.lease), never by comparing clocks.
+    return item.get("state") == "running"
+
+
+def status_report(
+    depths: Iterable[admin.QueueDepth], items: list[dict[str, Any]], now: float
+) -> StatusReport:
+    """Queues, running jobs and totals per (pool, state)."""
+    live = [i for i in items if _live(i)]
+    workers = Counter(str(i["sk"]) for i in {str(i.get("worker")): i for i in live}.values())
+    pools = [
+        PoolStatus(
+            pool=d.pool,
+            waiting=d.visible,
+            in_flight=d.in_flight,
+            delayed=d.delayed,
+            dead_lettered=d.dead_letters,
+            workers_alive=workers.get(d.pool, 0),
+        )
+        for d in depths
+    ]
+    running = sorted((running_job(i, now) for i in live), key=lambda r: -r.age_s)
+    totals = Counter((str(i["sk"]), str(i.get("state", "?"))) for i in items)
+    return StatusReport(
+        pools=pools,
+        running=running,
+        totals=[StateTotal(pool=p, state=s, jobs=n) for (p, s), n in sorted(totals.items())],
+    )
+
+
+def totals(items: Iterable[Item], now: float) -> Totals:
+    """Counts, bytes and the chart series over finished jobs."""
+    jobs = sorted(
+        (job_summary(i) for i in items if i.get("state") in FINAL_STATES),
+        key=lambda j: j.finished_at or datetime.min.replace(tzinfo=UTC),
+    )
+    done = [j for j in jobs if j.state == "done"]
+    saved, points = 0, []
+    for j in done:
+        if j.saved_bytes is not None and j.finished_at is not None:
+            saved += j.saved_bytes
+            points.append(SavedPoint(at=j.finished_at, saved_bytes=saved))
+    since = now - CHART_HOURS * 3600
+    hours = Counter(
+        (int(j.finished_at.timestamp()) // 3600 * 3600, j.pool)
+        for j in jobs
+        if j.finished_at is not None and j.finished_at.timestamp() >= since
+    )
+    return Totals(
+        done=len(done),
+        skipped=sum(j.state == "skipped" for j in jobs),
+        failed=sum(j.state == "failed" for j in jobs),
+        input_bytes=sum(j.input_bytes or 0 for j in done),
+        output_bytes=sum(j.output_bytes or 0 for j in done),
+        saved_bytes=saved,
+        saved_over_time=points,
+        jobs_per_hour=[
+            HourCount(hour=datetime.fromtimestamp(h, UTC), pool=p, jobs=n)
+            for (h, p), n in sorted(hours.items())
+        ],
+    )
+
+
+def recent(items: Iterable[Item], limit: int = RECENT_JOBS) -> list[JobSummary]:
+    """Finished jobs, newest first."""
+    jobs = [job_summary(i) for i in items if i.get("state") in FINAL_STATES]
+    jobs.sort(key=lambda j: j.finished_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return jobs[:limit]
+
+
+def _pool_outcome(item: Item | None, source_seen: bool, link: str | None) -> PoolOutcome:
+    if item is None:
+        return PoolOutcome(pool="", state="waiting" if source_seen else "awaiting upload")
+    j = job_summary(item)
+    state = j.state if j.state in ("queued", "running", "done", "skipped", "failed") else "queued"
+    return PoolOutcome(
+        pool=j.pool, state=state, reason=j.reason,
+        output_bytes=j.output_bytes, download_url=link if state == "done" else None,
+    )  # fmt: skip
+
+
+def video_state(outcomes: list[PoolOutcome]) -> str:
+    """One word for a video: failed beats processing beats done."""
+    states = {o.state for o in outcomes}
+    if "failed" in states:
+        return "failed"
+    if states <= {"done", "skipped"}:
+        return "done"
+    if states == {"awaiting upload"}:
+        return "awaiting upload"
+    return "processing"
+
+
+@dataclass
+class FarmView:
+    """A farm to read and operate: its clients and addresses."""
+
+    clients: Clients
+    refs: FarmRefs
+    label: str
+    move_clients: Clients | None = None  # no retries: detects endpoints without move tasks
+    raw_policy: str = "keep"
+    _dlq_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ledger(self) -> DynamoLedger:
+        """The ledger table."""
+        return DynamoLedger(self.clients.dynamodb, self.refs.ledger_table)
+
+    @property
+    def store(self) -> S3Store:
+        """The bucket."""
+        return S3Store(self.clients.s3, self.refs.bucket)
+
+    def status(self, now: float | None = None) -> StatusReport:
+        """What `hevcq status` shows."""
+        now = time.time() if now is None else now
+        depths = admin.queue_depths(self.clients.sqs, self.refs)
+        return status_report(depths, self.ledger.scan_all(), now)
+
+    def dashboard(self, now: float | None = None) -> Dashboard:
+        """Status, recent results and totals from one scan of the ledger."""
+        now = time.time() if now is None else now
+        items = self.ledger.scan_all()
+        depths = admin.queue_depths(self.clients.sqs, self.refs)
+        return Dashboard(
+            status=status_report(depths, items, now), recent=recent(items),
+            totals=totals(items, now),
+        )  # fmt: skip
+
+    def jobs(self, state: str | None = None, pool: str | None = None) -> list[JobSummary]:
+        """Every job, newest first, optionally of one state or pool."""
+        out = [
+            job_summary(i)
+            for i in self.ledger.scan_all()
+            if (state is None or i.get("state") == state) and (pool is None or i.get("sk") == pool)
+        ]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(out, key=lambda j: j.finished_at or j.started_at or epoch, reverse=True)
+
+    def job(self, job_id: str) -> JobDetail | None:
+        """One job by id, with its objects."""
+        item = next((i for i in self.ledger.scan_all() if i.get("job_id") == job_id), None)
+        if item is None:
+            return None
+        j = job_summary(item)
+        timings = {p: v for p in PHASES if (v := _num(item, p)) is not None}
+        return JobDetail(
+            job=j,
+            source=self._meta(j.key),
+            output=self._meta(j.output_key) if j.output_key else None,
+            timings_s=timings,
+            versions=[
+                JobVersion(
+                    etag=str(item.get("etag", "")),
+                    state=j.state,
+                    finished_at=j.finished_at,
+                    settings_hash=str(item.get("settings_hash", "")),
+                )
+            ],
+        )
+
+    def _meta(self, key: str) -> ObjectMeta | None:
+        info = self.store.head(key)
+        if info is None:
+            return None
+        return ObjectMeta(key=key, size=info.size, etag=info.etag, metadata=info.metadata)
+
+    def dead_letters(self, pool: str | None = None) -> list[DeadLetterOut]:
+        """Dead-letter messages of every pool (or one), with the objects they name."""
+        out = []
+        with self._dlq_lock:
+            for name, pr in sorted(self.refs.pools.items()):
+                if pool and name != pool:
+                    continue
+                for m in admin.list_dead_letters(self.clients.sqs, pr.dlq_url, wait_s=0):
+                    out.append(
+                        DeadLetterOut(
+                            pool=name,
+                            message_id=m.message_id,
+                            failure_class=m.failure_class,
+                            reason=m.reason,
+                            keys=[o.key for o in announced_objects(m.body)],
+                        )
+                    )
+        return out
+
+    def redrive(
+        self, pool: str, failure_class: FailureClass | None, message_id: str | None
+    ) -> RedriveResult:
+        """Move dead letters of a pool back: all of them, one class, or one message."""
+        pr = self.refs.pools[pool]
+        with self._dlq_lock:
+            if message_id is not None:
+                moved: int | str = int(admin.redrive_message(self.clients.sqs, pr, message_id))
+            else:
+                move = (self.move_clients or self.clients).sqs
+                moved = admin.redrive(self.clients.sqs, move, self.refs, [pool], failure_class)[
+                    pool
+                ]
+        return RedriveResult(pool=pool, moved=moved)
+
+    def video(self, record: uploads.UploadRecord) -> VideoStatus:
+        """An upload's state per pool, with download links for done pools."""
+        source = self.store.head(record.key)
+        raw_deleted = False
+        if source is not None and self.raw_policy == "delete-when-settled":
+            raw_deleted = settle_raw(self.store, self.ledger, record.key, self.refs.pools).settled
+        items = {p: self.ledger.get(record.key, p) for p in sorted(self.refs.pools)}
+        seen = source is not None or any(items.values())
+        outcomes = []
+        for pool, item in items.items():
+            link = None
+            if item and item.get("state") == "done" and item.get("output_key"):
+                link = self.clients.s3.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.refs.bucket, "Key": str(item["output_key"])},
+                    ExpiresIn=DOWNLOAD_URL_TTL_S,
+                )
+            outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
+        return VideoStatus(
+            id=record.id, filename=record.filename, key=record.key,
+            created_at=record.created_at, state=video_state(outcomes),
+            raw_deleted=raw_deleted or (source is None and any(items.values())),
+            pools=outcomes,
+        )  # fmt: skip
+
+    def sweep_raw(self) -> int:
+        """Apply the raw policy to every API upload; returns how many sources went."""
+        if self.raw_policy != "delete-when-settled":
+            return 0
+        gone = 0
+        for r in uploads.all_records(self.clients.s3, self.refs.bucket):
+            gone += settle_raw(self.store, self.ledger, r.key, self.refs.pools).settled
+        return gone

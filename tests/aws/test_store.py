@@ -1,0 +1,116 @@
+"""The S3 adapter against moto: exact-version downloads and compare-and-swap commits.
+
+Includes the fence itself: a holder that was paused between its last lease check and its
+write (a zombie) cannot make its bytes the current output once the new holder committed,
+and cannot keep them current if it wrote first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from moto import mock_aws
+
+from hevcq.aws import Clients
+from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
+from hevcq.ledger import Claimed, DynamoLedger, JobKey, State
+from hevcq.provision import _create_ledger
+from hevcq.store import META_ATTEMPT, S3Store
+
+BUCKET = "media"
+KiB = 1024
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    with mock_aws():
+        c = Clients.create(region="us-east-1")
+        c.s3.create_bucket(Bucket=BUCKET)
+        _create_ledger(c, "ledger")
+        yield c
+
+
+def put(c: Clients, key: str, data: bytes) -> str:
+    return c.s3.put_object(Bucket=BUCKET, Key=key, Body=data)["ETag"].strip('"')
+
+
+@pytest.mark.parametrize("threshold", [64 * 1024 * KiB, 5 * 1024 * KiB])
+def test_download_gets_exactly_the_version_asked_for(
+    clients: Clients, tmp_path: Path, threshold: int
+) -> None:
+    # Both paths: one GET, and ranged GETs through s3transfer (multipart threshold 5 MiB).
+    config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=5 * 1024 * KiB)
+    store = S3Store(clients.s3, BUCKET, config)
+    v1 = b"1" * (6 * 1024 * KiB)
+    e1 = put(clients, "TODO/a.mp4", v1)
+    got = store.download("TODO/a.mp4", tmp_path / "a", etag=e1)
+    assert (got.etag, (tmp_path / "a").read_bytes() == v1) == (e1, True)
+    put(clients, "TODO/a.mp4", b"2" * (6 * 1024 * KiB))
+    with pytest.raises(SupersededJob):
+        store.download("TODO/a.mp4", tmp_path / "b", etag=e1)
+
+
+def test_conditional_put_is_a_compare_and_swap(clients: Clients, tmp_path: Path) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    f = tmp_path / "out"
+    f.write_bytes(b"first")
+    first = store.put_if(f, "DONE/hevc/a.mp4", {"hevcq-pool": "hevc"}, expect=None)
+    with pytest.raises(WriteConflict):
+        store.put_if(f, "DONE/hevc/a.mp4", {}, expect=None)  # not absent any more
+    f.write_bytes(b"second")
+    second = store.put_if(f, "DONE/hevc/a.mp4", {}, expect=first.etag)
+    with pytest.raises(WriteConflict):
+        store.put_if(f, "DONE/hevc/a.mp4", {}, expect=first.etag)  # a stale expectation
+    assert store.head("DONE/hevc/a.mp4").etag == second.etag
+    assert store.delete_if("DONE/hevc/a.mp4", first.etag) is False
+    assert store.delete_if("DONE/hevc/a.mp4", second.etag) is True
+
+
+def test_a_commit_over_an_output_deleted_since_is_a_conflict_not_a_failure(
+    clients: Clients, tmp_path: Path
+) -> None:
+    # fetch deletes outputs it brought home; the ledger still names the old one.
+    store = S3Store(clients.s3, BUCKET)
+    f = tmp_path / "out"
+    f.write_bytes(b"v1")
+    old = store.put_if(f, "DONE/hevc/a.mp4", {}, expect=None)
+    clients.s3.delete_object(Bucket=BUCKET, Key="DONE/hevc/a.mp4")
+    with pytest.raises(WriteConflict):
+        store.put_if(f, "DONE/hevc/a.mp4", {}, expect=old.etag)
+    assert store.put_if(f, "DONE/hevc/a.mp4", {}, expect=None).etag
+
+
+def test_a_zombie_cannot_replace_the_new_holders_committed_output(
+    clients: Clients, tmp_path: Path
+) -> None:
+    ledger, store = DynamoLedger(clients.dynamodb, "ledger"), S3Store(clients.s3, BUCKET)
+    job = JobKey("TODO/a.mp4", "hevc", "e1", "h")
+    zombie = ledger.claim(job, "zombie", "m", 60)
+    assert isinstance(zombie, Claimed)
+    expect = zombie.lease.output_etag  # what the zombie read before it was paused
+    # While it is paused, its lease goes stale and another worker takes over and commits.
+    taker = ledger.take_over(job, "taker", "m", 60, ledger.read(job.key, job.pool))
+    assert taker is not None
+    out = tmp_path / "taker.mp4"
+    out.write_bytes(b"taker's output")
+    committed = store.put_if(out, "DONE/hevc/a.mp4", {META_ATTEMPT: "taker"}, expect=expect)
+    ledger.finish(taker.lease, State.DONE, {"output_etag": committed.etag})
+    # The zombie resumes right after its last lease check and writes: refused.
+    stale = tmp_path / "zombie.mp4"
+    stale.write_bytes(b"zombie's output")
+    with pytest.raises(WriteConflict):
+        store.put_if(stale, "DONE/hevc/a.mp4", {META_ATTEMPT: "zombie"}, expect=expect)
+    current = store.head("DONE/hevc/a.mp4")
+    assert current.etag == committed.etag == ledger.read(job.key, job.pool).output_etag
+
+
+def test_a_missing_farm_bucket_is_a_configuration_fault_not_a_missing_source(
+    clients: Clients,
+) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    assert store.head("TODO/none.mp4") is None  # a missing key in an existing bucket
+    with pytest.raises(FarmConfigError):
+        S3Store(clients.s3, "no-such-bucket").head("TODO/a.mp4")

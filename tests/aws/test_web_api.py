@@ -1,0 +1,178 @@
+"""The API over a moto farm: auth, owners, cross-site POSTs, redrive and the raw policy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hevcq.ledger import Claimed, DynamoLedger, JobKey, State
+from hevcq.queues import ATTR_CLASS, ATTR_REASON
+from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
+from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.view import FarmView
+from tests.aws.conftest import MotoFarm
+from tests.jwtkit import AUDIENCE, ISSUER, Issuer
+from tests.unit.test_events import s3_event
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Iterator[Issuer]:
+    i = Issuer(tmp_path)
+    yield i
+    i.close()
+
+
+def _client(farm: FarmView | None, auth: AuthConfig) -> TestClient:
+    return TestClient(create_app(WebConfig(farm, Authenticator(auth), upload_max_bytes=1000)))
+
+
+def _oidc(issuer: Issuer) -> AuthConfig:
+    return AuthConfig(
+        token="op-token",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        jwks_url=issuer.jwks_url,
+    )
+
+
+def _view(m: MotoFarm, raw: str = "keep") -> FarmView:
+    return FarmView(m.clients, m.refs, label="test", raw_policy=raw)
+
+
+def test_without_a_farm_the_server_says_so() -> None:
+    c = _client(None, AuthConfig(open_local=True))
+    assert c.get("/api/health").json()["status"] == "no farm"
+    r = c.get("/api/pools")
+    assert r.status_code == 503
+    assert "no farm" in r.json()["detail"]
+    assert c.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic b3A6dG9rZW4="])
+def test_bad_credentials_get_a_bare_401(
+    moto_farm: MotoFarm, issuer: Issuer, header: str | None
+) -> None:
+    c = _client(_view(moto_farm), _oidc(issuer))
+    for path in ("/api/pools", "/api/videos", "/api/videos/01KAAAAAAAAAAAAAAAAAAAAAAA"):
+        r = c.get(path, headers={"Authorization": header} if header else {})
+        assert r.status_code == 401
+        assert r.json() == {"detail": "unauthorized"}
+    assert c.get("/api/pools", headers={"Authorization": "Bearer op-token"}).status_code == 200
+
+
+def test_another_owners_video_is_not_found(moto_farm: MotoFarm, issuer: Issuer) -> None:
+    c = _client(_view(moto_farm), _oidc(issuer))
+    alice = {"Authorization": f"Bearer {issuer.token('alice')}"}
+    bob = {"Authorization": f"Bearer {issuer.token('bob')}"}
+    ticket = c.post("/api/uploads", json={"filename": "clip.mov"}, headers=alice).json()
+    assert ticket["key"] == f"TODO/{ticket['id']}/clip.mov"
+    assert ticket["fields"]["x-amz-meta-hevcq-owner"] == "alice"
+    assert c.get(f"/api/videos/{ticket['id']}", headers=alice).status_code == 200
+    hidden = c.get(f"/api/videos/{ticket['id']}", headers=bob)
+    assert hidden.status_code == 404
+    assert hidden.json() == {"detail": "not found"}
+    assert c.get("/api/videos", headers=bob).json() == {"videos": []}
+    assert [v["id"] for v in c.get("/api/videos", headers=alice).json()["videos"]] == [ticket["id"]]
+    assert c.get("/api/pools", headers=alice).status_code == 403  # apps do not operate
+
+
+def test_cross_site_posts_are_refused(moto_farm: MotoFarm) -> None:
+    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    assert c.post("/api/uploads", json={"filename": "a.mov"}).status_code == 403
+    evil = {CSRF_HEADER: "1", "Origin": "http://evil.test"}
+    assert c.post("/api/uploads", json={"filename": "a.mov"}, headers=evil).status_code == 403
+    ok = c.post("/api/uploads", json={"filename": "a.mov"}, headers={CSRF_HEADER: "1"})
+    assert ok.status_code == 201
+
+
+def _dead_letter(m: MotoFarm, pool: str, key: str, cls: str) -> str:
+    body = json.dumps(s3_event(key, bucket=m.refs.bucket))
+    attrs = {
+        ATTR_CLASS: {"DataType": "String", "StringValue": cls},
+        ATTR_REASON: {"DataType": "String", "StringValue": f"{key} broke"},
+    }
+    sent = m.clients.sqs.send_message(
+        QueueUrl=m.refs.pools[pool].dlq_url, MessageBody=body, MessageAttributes=attrs
+    )
+    return sent["MessageId"]
+
+
+def test_one_dead_letter_is_redriven(moto_farm: MotoFarm) -> None:
+    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    one = _dead_letter(moto_farm, "hevc", "TODO/a.mov", "permanent")
+    _dead_letter(moto_farm, "hevc", "TODO/b.mov", "permanent")
+    listed = c.get("/api/deadletters").json()
+    assert {d["message_id"] for d in listed} >= {one}
+    assert {tuple(d["keys"]) for d in listed} == {("TODO/a.mov",), ("TODO/b.mov",)}
+    assert listed[0]["reason"].endswith("broke")
+    r = c.post("/api/redrive", json={"pool": "hevc", "message_id": one}, headers={CSRF_HEADER: "1"})
+    assert r.json() == {"pool": "hevc", "moved": 1}
+    left = c.get("/api/deadletters").json()
+    assert [d["keys"] for d in left] == [["TODO/b.mov"]]
+
+
+def _settle(
+    ledger: DynamoLedger, key: str, etag: str, pool: str, *, state: State, out: str | None
+) -> None:
+    job = JobKey(key, pool, etag, "h")
+    claim = ledger.claim(job, "w1", "m1", 60)
+    assert isinstance(claim, Claimed)
+    ledger.finish(claim.lease, state, {"output_key": out})
+
+
+def test_delete_when_settled_waits_for_the_last_pool(moto_farm: MotoFarm) -> None:
+    m = moto_farm
+    c = _client(_view(m, raw="delete-when-settled"), AuthConfig(open_local=True))
+    ticket = c.post(
+        "/api/uploads", json={"filename": "clip.mov"}, headers={CSRF_HEADER: "1"}
+    ).json()
+    key = ticket["key"]
+    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x" * 100)["ETag"].strip(
+        '"'
+    )
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    pools = sorted(m.refs.pools)
+    for pool in pools[:-1]:
+        out = f"DONE/{pool}/{ticket['id']}/clip.mp4"
+        m.clients.s3.put_object(Bucket=m.refs.bucket, Key=out, Body=b"y")
+        _settle(ledger, key, etag, pool, state=State.DONE, out=out)
+        v = c.get(f"/api/videos/{ticket['id']}").json()
+        assert v["state"] == "processing"
+        assert not v["raw_deleted"]
+        assert m.clients.s3.head_object(Bucket=m.refs.bucket, Key=key)["ContentLength"] == 100
+    _settle(ledger, key, etag, pools[-1], state=State.SKIPPED, out=None)
+    v = c.get(f"/api/videos/{ticket['id']}").json()
+    assert v["state"] == "done"
+    assert v["raw_deleted"]
+    listed = m.clients.s3.list_objects_v2(Bucket=m.refs.bucket, Prefix="TODO/").get("Contents", [])
+    assert listed == []
+    links = [p["download_url"] for p in v["pools"] if p["state"] == "done"]
+    assert len(links) == len(pools) - 1
+
+
+def test_a_failed_pool_keeps_the_raw(moto_farm: MotoFarm) -> None:
+    m = moto_farm
+    c = _client(_view(m, raw="delete-when-settled"), AuthConfig(open_local=True))
+    ticket = c.post("/api/uploads", json={"filename": "x.mov"}, headers={CSRF_HEADER: "1"}).json()
+    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=ticket["key"], Body=b"x")[
+        "ETag"
+    ].strip('"')
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    for pool in m.refs.pools:
+        _settle(ledger, ticket["key"], etag, pool, state=State.FAILED, out=None)
+    v = c.get(f"/api/videos/{ticket['id']}").json()
+    assert v["state"] == "failed"
+    assert not v["raw_deleted"]
+    assert m.clients.s3.head_object(Bucket=m.refs.bucket, Key=ticket["key"])
+
+
+def test_status_is_the_same_document_as_the_cli(moto_farm: MotoFarm) -> None:
+    view = _view(moto_farm)
+    c = _client(view, AuthConfig(open_local=True))
+    got = c.get("/api/status").json()
+    assert [p["pool"] for p in got["pools"]] == sorted(moto_farm.refs.pools)
+    assert set(got) == {"pools", "running", "totals"}

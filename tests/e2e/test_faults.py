@@ -1,0 +1,258 @@
+"""Worker processes against an endpoint process behind a fault proxy.
+
+Each test names the promise it checks; the proxy refuses, fails, throttles or denies the
+workers' requests while the test's own clients reach the endpoint directly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import string
+import time
+from pathlib import Path
+
+import pytest
+
+from hevcq import admin
+from hevcq.results import ResultCollector
+from hevcq.samples import make_clip
+from tests.e2e.farmkit import (
+    ProxiedFarm,
+    WorkerProc,
+    pool_dir,
+    proxied_stack,
+    slow_ffmpeg,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+EXIT_FARM_MISCONFIGURED = 3  # docs/operations.md, "Exit codes"
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clips") / "tiny.mp4"
+    return make_clip(path, width=128, height=72, seconds=0.5, fps=10)
+
+
+def put(farm: ProxiedFarm, key: str, body: bytes) -> str:
+    resp = farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=key, Body=body)
+    return resp["ETag"].strip('"')
+
+
+def collector(farm: ProxiedFarm, keys: list[str]) -> ResultCollector:
+    return ResultCollector(farm.clients.sqs, farm.refs, {(k, "hevc") for k in keys})
+
+
+def depth(farm: ProxiedFarm) -> admin.QueueDepth:
+    return next(d for d in admin.queue_depths(farm.clients.sqs, farm.refs) if d.pool == "hevc")
+
+
+def events(w: WorkerProc, name: str) -> list[dict]:
+    return [e for e in w.events() if e.get("event") == name]
+
+
+def started(w: WorkerProc) -> bool:
+    return bool(events(w, "worker_started"))
+
+
+def stop(*workers: WorkerProc) -> None:
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
+        assert w.proc.wait(40) == 0, w.log.read_text()[-3000:]
+
+
+def assert_no_traceback(*workers: WorkerProc) -> None:
+    for w in workers:
+        text = w.log.read_text(errors="replace")
+        assert "Traceback" not in text, text[text.index("Traceback") - 500 :][:3000]
+
+
+def send_raw(farm: ProxiedFarm, body: str) -> None:
+    farm.clients.sqs.send_message(QueueUrl=farm.refs.pools["hevc"].queue_url, MessageBody=body)
+
+
+def test_idle_workers_survive_a_30_s_refusal_of_the_whole_endpoint_then_work(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        workers = [WorkerProc(farm, "hevc", tmp_path / f"w{i}.log") for i in range(2)]
+        assert wait_for(lambda: all(started(w) for w in workers), 30)
+        farm.proxy.refuse_for(30)
+        assert wait_for(lambda: not farm.proxy.refusing, 40)
+        assert all(w.proc.poll() is None for w in workers), "a worker died in the outage"
+        key = "TODO/after the outage.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert col.wait(timeout_s=120)
+        assert next(iter(col.results.values())).outcome == "done"
+        assert wait_for(lambda: all(events(w, "endpoint_recovered") for w in workers), 60)
+        stop(*workers)
+    for w in workers:  # one line per change of state, not one per retry
+        assert len(events(w, "endpoint_unreachable")) == 1
+        assert len(events(w, "endpoint_recovered")) == 1
+        assert events(w, "endpoint_recovered")[0]["down_s"] >= 20
+    assert_no_traceback(*workers)
+
+
+def test_a_worker_started_while_the_endpoint_is_down_waits_for_it_then_works(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        farm.proxy.refuse()
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        time.sleep(15)
+        assert w.proc.poll() is None, w.log.read_text()[-3000:]
+        assert not started(w)
+        farm.proxy.accept_again()
+        assert wait_for(lambda: started(w), 60)
+        key = "TODO/late endpoint.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert col.wait(timeout_s=120)
+        assert next(iter(col.results.values())).outcome == "done"
+        stop(w)
+    assert len(events(w, "endpoint_unreachable")) == 1
+    assert len(events(w, "endpoint_recovered")) == 1
+    assert_no_traceback(w)
+
+
+def test_dynamodb_failing_for_12_s_mid_job_neither_ends_the_worker_nor_the_job(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    # A 10 s visibility timeout puts heartbeats (ledger renewals) inside the failure window.
+    with proxied_stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=10)) as farm:
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log", ffmpeg=slow_ffmpeg(tmp_path, 25))
+        key = "TODO/ledger outage.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert wait_for(lambda: bool(events(w, "transcode_started")), 60)
+        farm.proxy.set("dynamodb", "error")
+        time.sleep(12)
+        farm.proxy.set("dynamodb", "pass")
+        assert farm.proxy.count("dynamodb", "error") >= 1
+        assert col.wait(timeout_s=120)
+        assert next(iter(col.results.values())).outcome == "done"
+        assert w.proc.poll() is None
+        stop(w)
+    assert len(events(w, "output_uploaded")) == 1
+    assert_no_traceback(w)
+
+
+def test_refused_credentials_release_the_message_untouched_and_stop_the_worker(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        # The queue answers; storage and ledger refuse the worker's credentials.
+        farm.proxy.set("s3", "deny")
+        farm.proxy.set("dynamodb", "deny")
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        put(farm, "TODO/backlog.mp4", tiny_clip.read_bytes())
+        assert w.proc.wait(90) == EXIT_FARM_MISCONFIGURED, w.log.read_text()[-3000:]
+        d = depth(farm)
+        assert (d.visible, d.dead_letters) == (1, 0)  # back at once, nothing dead-lettered
+    (line,) = events(w, "farm_misconfigured")
+    assert "InvalidAccessKeyId" in line["reason"] or "403" in line["reason"]
+    assert not events(w, "message_dead_lettered")
+    assert not events(w, "job_failed")
+    assert_no_traceback(w)
+
+
+def test_a_worker_whose_credentials_are_refused_everywhere_exits_at_start(
+    tmp_path: Path,
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        farm.proxy.set("*", "deny")
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        assert w.proc.wait(60) == EXIT_FARM_MISCONFIGURED, w.log.read_text()[-3000:]
+    assert len(events(w, "farm_misconfigured")) == 1
+    assert_no_traceback(w)
+
+
+def test_deeply_nested_and_huge_garbage_bodies_are_dead_lettered_once_with_a_reason(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    rnd = random.Random(7)
+    garbage = "".join(rnd.choices(string.printable, k=200 * 1024))
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        send_raw(farm, "[" * 10_000 + "]" * 10_000)
+        send_raw(farm, garbage)
+        assert wait_for(lambda: depth(farm).dead_letters >= 2, 60)
+        key = "TODO/after the garbage.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert col.wait(timeout_s=120)
+        dlq = admin.list_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
+        assert w.proc.poll() is None
+        stop(w)
+    assert len(dlq) == 2
+    assert {d.failure_class for d in dlq} == {"permanent"}
+    assert any("nested too deeply" in d.reason for d in dlq), [d.reason for d in dlq]
+    assert any("not JSON" in d.reason for d in dlq), [d.reason for d in dlq]
+    assert len(events(w, "message_dead_lettered")) == 2
+    assert not events(w, "message_handling_crashed")
+    assert_no_traceback(w)
+
+
+def removed_event(bucket: str, key: str) -> str:
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectRemoved:Delete",
+                    "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+                }
+            ]
+        }
+    )
+
+
+def test_an_object_removed_event_is_acknowledged_with_a_logged_reason(tmp_path: Path) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        send_raw(farm, removed_event(farm.refs.bucket, "TODO/gone.mp4"))
+        assert wait_for(lambda: bool(events(w, "event_ignored")), 60)
+        assert wait_for(lambda: len(events(w, "message_settled")) >= 2, 10)
+        d = depth(farm)
+        stop(w)
+    (ignored,) = events(w, "event_ignored")
+    assert ignored["event_name"] == "ObjectRemoved:Delete"
+    assert ignored["key"] == "TODO/gone.mp4"
+    assert ignored["reason"]
+    # (the other settled message is the test event S3 sends when notifications are set up)
+    (settled,) = [
+        e for e in events(w, "message_settled") if e["message_id"] == ignored["message_id"]
+    ]
+    assert settled["verdict"] == "ack"
+    assert settled["reason"]
+    assert (d.visible, d.in_flight, d.dead_letters) == (0, 0, 0)
+
+
+def test_settle_lines_name_the_message_key_pool_and_source_version(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        good, bad = "TODO/good.mp4", "TODO/not a video.mp4"
+        etags = {good: put(farm, good, tiny_clip.read_bytes()), bad: put(farm, bad, b"text\n")}
+        col = collector(farm, [good, bad])
+        assert col.wait(timeout_s=120)
+        assert wait_for(lambda: len(events(w, "message_settled")) >= 2, 30)
+        stop(w)
+    settled = {e["key"]: e for e in events(w, "message_settled")}
+    (dead,) = events(w, "message_dead_lettered")
+    for e, key in ((settled[good], good), (settled[bad], bad), (dead, bad)):
+        assert e["key"] == key
+        assert e["pool"] == "hevc"
+        assert e["etag"] == etags[key]
+        assert e["message_id"]
+    assert settled[good]["verdict"] == "ack"
+    assert settled[bad]["verdict"] == "dead"
+    assert dead["message_id"] == settled[bad]["message_id"]

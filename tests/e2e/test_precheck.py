@@ -1,0 +1,102 @@
+"""A pool the client decided to skip confirms it from a few ranges and never downloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hevcq.farm import load_farm
+from hevcq.ffmpeg import find_ffmpeg
+from hevcq.jobs import JobContext, JobRunner, JobSpec
+from hevcq.ledger import JobKey
+from hevcq.media import EncodePlan, Skip
+from hevcq.precheck import META_CLIENT_SKIPS, client_skips_metadata, confirmed_skip
+from hevcq.samples import make_clip
+from hevcq.store import ObjectInfo
+from tests.conftest import fast_pools
+from tests.fakes import FakeStore
+
+pytestmark = pytest.mark.e2e
+KEY = "TODO/small.mp4"
+
+
+@dataclass
+class RangeStore(FakeStore):
+    """FakeStore that also reads ranges, counting what leaves the store."""
+
+    downloads: int = 0
+    range_bytes: int = 0
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+    def download(self, key: str, dest: Path) -> ObjectInfo:
+        self.downloads += 1
+        return super().download(key, dest)
+
+    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
+        assert etag in (None, self.objects[key].etag)
+        self.ranges.append((start, length))
+        data = self.data[key][start : start + length]
+        self.range_bytes += len(data)
+        return data
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A 640x360 source of a few MiB: too small for the 720p pool."""
+    path = tmp_path_factory.mktemp("c") / "small.mp4"
+    return make_clip(path, width=640, height=360, seconds=40.0, fps=25).read_bytes()
+
+
+@pytest.fixture
+def pools(tmp_path: Path):
+    return load_farm(fast_pools(tmp_path))
+
+
+def _spec(pool, size: int) -> JobSpec:
+    key = JobKey(KEY, pool.name, "e1", pool.settings_hash())
+    return JobSpec(key, pool, "media", f"DONE/{pool.name}/small.mp4", size)
+
+
+def test_client_skips_become_metadata() -> None:
+    decisions = {"720p": Skip("small"), "hevc": EncodePlan.__new__(EncodePlan), "1080p": Skip("x")}
+    assert client_skips_metadata(decisions) == {META_CLIENT_SKIPS: "1080p,720p"}
+    assert client_skips_metadata({}) == {}
+
+
+def test_a_skip_decided_by_the_client_is_confirmed_without_a_download(
+    tmp_path: Path, pools, small_clip: bytes
+) -> None:
+    assert len(small_clip) > 4 * 1024 * 1024, "the clip must span several probe blocks"
+    store = RangeStore()
+    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "720p,1080p"})
+    runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
+                       stall_timeout_s=30)  # fmt: skip
+    result = runner.run(_spec(pools["720p"], len(small_clip)), JobContext())
+    assert result.outcome == "skipped"
+    assert "smaller than 720p" in (result.reason or "")
+    assert store.downloads == 0
+    assert 0 < store.range_bytes < len(small_clip) // 2
+
+
+def test_without_the_client_s_word_the_worker_downloads(pools, small_clip: bytes) -> None:
+    store = RangeStore()
+    store.add(KEY, etag="e1", data=small_clip)
+    assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None
+    assert store.range_bytes == 0
+
+
+def test_a_client_skip_the_pool_does_not_share_falls_back_to_the_download(
+    pools, small_clip: bytes
+) -> None:
+    # The hevc pool encodes 640x360: a stale or wrong client skip must not lose the job.
+    store = RangeStore()
+    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "hevc"})
+    assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None
+
+
+def test_a_store_without_ranges_is_left_to_the_download(pools, small_clip: bytes) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "720p"})
+    assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None

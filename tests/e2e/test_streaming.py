@@ -1,0 +1,151 @@
+"""The streaming round trip on the embedded farm: results come home as they arrive, a
+stopped ingest keeps what finished and leaves no process behind, a re-run does the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hevcq.samples import make_clip
+from tests.e2e.farmkit import pool_dir, slow_ffmpeg, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CLIPS = 6
+DELAY_S = 2.0  # each encode waits this long: a run that lasts long enough to interrupt
+
+
+def _library(tmp: Path) -> tuple[Path, dict[str, str]]:
+    lib = tmp / "lib"
+    for i in range(CLIPS):  # distinct durations: distinct content, no duplicates
+        make_clip(lib / f"clip{i}.mp4", width=320, height=240, seconds=0.5 + 0.1 * i)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp)), "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
+        "HEVCQ_FFMPEG": str(slow_ffmpeg(tmp, DELAY_S)), "HEVCQ_WINDOW": "2",
+    }  # fmt: skip
+    return lib, env
+
+
+def _start(env: dict[str, str], tmp: Path, lib: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out")],
+        env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _outputs(tmp: Path) -> set[str]:
+    return {p.name for p in (tmp / "out").rglob("*.mp4")}
+
+
+def _children(pid: int) -> set[int]:
+    """Every process whose parent is ``pid`` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _uploading(stdout: str) -> int:
+    m = re.search(r"uploading (\d+) files", stdout)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    return _library(tmp_path)
+
+
+def test_results_come_home_while_the_farm_still_works_then_a_rerun_encodes_nothing(
+    tmp_path: Path, library: tuple[Path, dict[str, str]]
+) -> None:
+    lib, env = library
+    proc = _start(env, tmp_path, lib)
+    try:
+        assert wait_for(lambda: _outputs(tmp_path), 120), "no output arrived"
+        early = _outputs(tmp_path)
+        assert proc.poll() is None, "the ingest ended before its first output was home"
+        farm = json.loads((tmp_path / "state/hevcq/farm.json").read_text())
+        assert farm["pid"] == proc.pid
+        assert set(farm["pools"]) == {"hevc"}
+        assert (tmp_path / "state/hevcq/farm.json").stat().st_mode & 0o777 == 0o600
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert len(early) < CLIPS
+    assert len(_outputs(tmp_path)) == CLIPS
+    assert not (tmp_path / "state/hevcq/farm.json").exists()
+    again = subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert f"Nothing to encode: {CLIPS} files finished in earlier runs." in again.stdout
+    assert "embedded_farm_started" not in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_ingest_keeps_what_finished_leaves_no_process_and_resumes(
+    tmp_path: Path, library: tuple[Path, dict[str, str]], sig: signal.Signals
+) -> None:
+    lib, env = library
+    proc = _start(env, tmp_path, lib)
+    try:
+        assert wait_for(lambda: _outputs(tmp_path), 120), "no output arrived"
+        kids = _children(proc.pid)
+        assert len(kids) >= 2  # the endpoint and a worker
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert "Interrupted:" in out
+    assert "Resume with: hevcq ingest" in out
+    assert wait_for(lambda: not any(_alive(k) for k in kids), 15), "a farm process outlived it"
+    home = _outputs(tmp_path)
+    assert 1 <= len(home) < CLIPS
+    again = subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert _uploading(again.stdout) == CLIPS - len(home)
+    assert len(_outputs(tmp_path)) == CLIPS
+
+
+def test_a_killed_ingest_takes_its_workers_and_endpoint_with_it(
+    tmp_path: Path, library: tuple[Path, dict[str, str]]
+) -> None:
+    lib, env = library
+    proc = _start(env, tmp_path, lib)
+    try:
+        assert wait_for(lambda: len(_children(proc.pid)) >= 2, 60)
+        time.sleep(1.0)
+        kids = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert wait_for(lambda: not any(_alive(k) for k in kids), 15), "a farm process outlived it"

@@ -1,0 +1,57 @@
+"""Scratch folders of dead workers are swept; a stop bounds an upload in progress."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hevcq.errors import InterruptedJob
+from hevcq.jobs import _until_cancelled, sweep_scratch
+from hevcq.store import ObjectInfo
+
+
+def test_folders_of_dead_workers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    mine = tmp_path / f"job-{os.getpid()}-abc"
+    gone = tmp_path / f"job-{dead}-def"
+    legacy = tmp_path / "job-xyz"  # not named after a worker: maybe another program's
+    other = tmp_path / "not-a-job"
+    for d in (mine, gone, legacy, other):
+        d.mkdir()
+        (d / "source").write_bytes(b"x" * 1000)
+    assert sweep_scratch(tmp_path) == [gone]
+    assert mine.is_dir()
+    assert legacy.is_dir()
+    assert other.is_dir()
+
+
+def test_a_stop_abandons_an_upload_that_outlasts_it() -> None:
+    cancel, release = threading.Event(), threading.Event()
+
+    def slow_upload() -> ObjectInfo:
+        release.wait(10)
+        return ObjectInfo("k", 1, "e")
+
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(InterruptedJob):
+        _until_cancelled(slow_upload, cancel)
+    assert time.monotonic() - started < 2
+    release.set()
+
+
+def test_a_finished_upload_returns_its_result_and_errors_pass_through() -> None:
+    assert _until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
+
+    def fails() -> ObjectInfo:
+        raise OSError("disk")
+
+    with pytest.raises(OSError, match="disk"):
+        _until_cancelled(fails, threading.Event())

@@ -1,0 +1,52 @@
+from typing import Any
+
+import pytest
+
+from hevcq.store import ObjectInfo
+from hevcq.web.raw import settle_raw, verdict
+from tests.fakes import FakeStore
+
+SRC = ObjectInfo("TODO/u/a.mov", 100, "e1")
+
+
+def _item(state: str, etag: str = "e1", out: str | None = None) -> dict[str, Any]:
+    return {"state": state, "etag": etag, "output_key": out}
+
+
+@pytest.mark.parametrize(
+    ("items", "settled"),
+    [
+        ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("skipped")}, True),
+        ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": None}, False),
+        ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("running")}, False),
+        ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("failed")}, False),
+        ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("queued")}, False),
+        ({"hevc": _item("done", out="DONE/hevc/missing.mp4"), "720p": _item("skipped")}, False),
+        ({"hevc": _item("done", "e0", "DONE/hevc/a.mp4"), "720p": _item("skipped")}, False),
+    ],
+    ids=["settled", "no-item", "running", "failed", "queued", "no-output", "older-version"],
+)
+def test_verdict(items: dict[str, Any], settled: bool) -> None:
+    assert verdict(SRC, items, ["DONE/hevc/a.mp4"]).settled is settled
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, key: str, pool: str) -> dict[str, Any] | None:
+        return self.items.get((key, pool))
+
+
+def test_the_source_goes_only_after_the_last_pool_settles() -> None:
+    store, ledger = FakeStore(), Ledger()
+    store.add(SRC.key, etag="e1")
+    store.add("DONE/hevc/a.mp4")
+    ledger.items[(SRC.key, "hevc")] = _item("done", out="DONE/hevc/a.mp4")
+    ledger.items[(SRC.key, "720p")] = _item("running")
+    assert not settle_raw(store, ledger, SRC.key, ["hevc", "720p"]).settled
+    assert store.head(SRC.key) is not None
+    ledger.items[(SRC.key, "720p")] = _item("skipped")
+    assert settle_raw(store, ledger, SRC.key, ["hevc", "720p"]).settled
+    assert store.head(SRC.key) is None
+    assert store.head("DONE/hevc/a.mp4") is not None

@@ -1,0 +1,105 @@
+"""The streaming round trip's window and result handler, with fakes (no farm)."""
+
+from __future__ import annotations
+
+import threading
+
+from hevcq.fetch import drain
+from hevcq.library import FileEntry
+from hevcq.library import ScanReport as Report
+from hevcq.roundtrip import Control, RoundTrip, Streaming, Window
+from tests.unit import test_fetch
+from tests.unit.test_fetch import FakeInbox, Lib, plan
+
+lib = test_fetch.lib  # the library fixture of the fetch tests
+
+
+def entry(rel: str) -> FileEntry:
+    return FileEntry(rel, 10, 1.0, f"fp-{rel}", "send", {"hevc": plan("hevc")})
+
+
+def test_the_window_holds_at_most_its_size_and_takes_the_next_as_one_settles() -> None:
+    w = Window([entry(f"{i}.mp4") for i in range(5)], size=2)
+    first = w.take()
+    assert [e.rel for e in first] == ["0.mp4", "1.mp4"]
+    assert w.take() == []  # full while uploading
+    w.uploaded("TODO/0.mp4", "0.mp4", ("hevc", "720p"))
+    w.uploaded("TODO/1.mp4", "1.mp4", ("hevc",))
+    assert w.take() == []  # full while in the farm
+    assert not w.settle("TODO/0.mp4", "hevc")  # 720p still to report
+    assert w.settle("TODO/1.mp4", "hevc")
+    assert [e.rel for e in w.take()] == ["2.mp4"]
+    assert w.in_flight() == [("TODO/0.mp4", "720p")]
+
+
+def test_a_failed_upload_frees_its_slot_and_a_closed_window_takes_nothing() -> None:
+    w = Window([entry("a.mp4"), entry("b.mp4")], size=1)
+    w.take()
+    w.uploaded("TODO/a.mp4", "a.mp4", ())
+    w.closed = True
+    assert w.take() == []
+    assert w.idle
+    assert [e.rel for e in w.waiting] == ["b.mp4"]  # left for the next run
+
+
+def test_results_of_jobs_the_run_does_not_wait_for_are_not_its_own() -> None:
+    w = Window([], size=2)
+    w.uploading = 1
+    w.uploaded("TODO/a.mp4", "a.mp4", ("720p",))
+    assert w.expects("TODO/a.mp4", "720p")
+    assert not w.expects("TODO/a.mp4", "hevc")  # settled in an earlier run
+    assert not w.settle("TODO/a.mp4", "hevc")
+
+
+def test_interrupt_drains_first_and_stops_on_the_second() -> None:
+    c = Control()
+    c.interrupt()
+    assert c.draining.is_set()
+    assert not c.stop.is_set()
+    c.interrupt()
+    assert c.stop.is_set()
+
+
+def _streaming(lib: Lib, **fetch: object) -> tuple[Streaming, Window]:
+    w = Window([], size=4)
+    w.uploading = 1
+    w.uploaded("TODO/a.mp4", "a.mp4", ("720p", "hevc"))
+    rt = RoundTrip(Report(lib.root, (), (), {}, 0, 0, 0.0))
+    return Streaming(rt, w, lib.fetcher(**fetch)), w
+
+
+def test_drain_until_the_expected_set_is_complete_places_each_result_as_it_arrives(
+    lib: Lib,
+) -> None:
+    handler, w = _streaming(lib)
+    lib.output("hevc")
+    lib.output("720p")
+    placed: list[int] = []
+
+    def arrive(inbox: FakeInbox) -> None:
+        if inbox.receives == 1:
+            inbox.put(lib.result("hevc").model_dump_json())
+        if inbox.receives == 3:
+            placed.append(len(list(lib.out.rglob("*.mp4"))))
+            inbox.put(lib.result("720p").model_dump_json())
+
+    inbox = FakeInbox(on_receive=arrive)
+    drain(inbox, handler, follow=True, stop=threading.Event(), until=lambda: w.idle)
+    assert placed == [1]  # the first output was home before the second result came
+    assert w.idle
+    assert inbox.receives == 3  # stopped once the set was complete, not at a timeout
+    assert lib.state.decisions("a.mp4")["hevc"].outcome == "done"
+
+
+def test_a_replacing_result_waits_for_the_files_renditions(lib: Lib) -> None:
+    handler, w = _streaming(lib, replace=frozenset({"hevc"}))
+    lib.output("hevc")
+    lib.output("720p")
+    first = handler.process(lib.result("hevc"))
+    assert first.action == "waiting"
+    assert lib.src.read_bytes() != b""  # the original is still in place
+    assert not list(lib.root.glob(".hevcq-quarantine/**/*.mp4"))
+    handler.process(lib.result("720p"))
+    assert handler.rt.fetched[("TODO/a.mp4", "720p")].action == "placed"
+    assert handler.rt.fetched[("TODO/a.mp4", "hevc")].action == "replaced"
+    assert w.idle
