@@ -16,7 +16,7 @@ import structlog
 
 from hevcq.decide import decide
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
-from hevcq.farm import Pool
+from hevcq.farm import Pool, VerifyPolicy
 from hevcq.ffargs import build_args
 from hevcq.ffmpeg import run_ffmpeg
 from hevcq.ledger import JobKey
@@ -256,7 +256,9 @@ class JobRunner:
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
         ctx.phase = "encode"
-        stream = self._encode(src, out, scratch / "stream.hevc", decision, ctx)
+        stream = self._encode(
+            src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
+        )
         encode_s = lap("encode_s")
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
@@ -279,10 +281,19 @@ class JobRunner:
         )  # fmt: skip
 
     def _encode(
-        self, src: Path, out: Path, stream: Path, plan: EncodePlan, ctx: JobContext
+        self,
+        src: Path,
+        out: Path,
+        stream: Path,
+        plan: EncodePlan,
+        ctx: JobContext,
+        *,
+        verify: VerifyPolicy,
     ) -> StreamCheck | None:
-        """Encode ``src`` to ``out``, decoding the encoded video as it is produced when
-        the plan allows the tee (None: the output is to be decoded afterwards)."""
+        """Encode ``src`` to ``out``, reading the encoded video as it is produced when the
+        plan allows the tee (None: the output is to be decoded afterwards). Under the
+        pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is only
+        digested and counted."""
         teed = stream if plan.tee_safe and self._decode_during_encode else None
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
@@ -292,7 +303,7 @@ class JobRunner:
                 ctx.on_progress(pct)
 
         log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
-        decoder = StreamDecoder(stream) if teed else None
+        decoder = StreamDecoder(stream, decode=verify == "full") if teed else None
         if decoder:
             decoder.start()
         try:

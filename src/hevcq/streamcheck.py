@@ -12,6 +12,10 @@ file's video packets must be, byte for byte and in order, those that were decode
 (parameter sets aside: the file keeps them in its sample description, the raw stream
 in-band). So every frame of the output file has been decoded, as a full decode of the
 file would, without reading the file's frames a second time.
+
+With ``decode=False`` (the pool's ``verify: stream``), the stream is only digested and its
+pictures counted: the proof that the file holds the encoder's own stream stays, the
+decode of every frame goes (``verify.decode_ends`` decodes the file's first and last GOP).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ log = structlog.get_logger(__name__)
 CHUNK = 64 * 1024  # small, so a starved background thread hands over quickly
 POLL_S = 0.05  # how often the background thread looks for more of the growing stream
 FIRST_NON_VCL = 32  # NAL unit types below this carry slices of coded pictures
+FIRST_SLICE_FLAG = 0x80  # first_slice_segment_in_pic_flag: first bit after the NAL header
 PARAMETER_SETS = frozenset({32, 33, 34})  # VPS, SPS, PPS
 START_CODE = b"\x00\x00\x01"
 
@@ -49,6 +54,7 @@ class NalDigest:
         self._slices = hashlib.sha256()
         self._parameter_sets: set[bytes] = set()
         self.count = 0  # slice NAL units
+        self.pictures = 0  # slice NAL units that start a coded picture
 
     def add(self, nal: bytes) -> None:
         """Take one NAL unit (trailing zero bytes, which belong to no NAL, dropped)."""
@@ -60,6 +66,8 @@ class NalDigest:
             self._slices.update(len(nal).to_bytes(4, "big"))
             self._slices.update(nal)
             self.count += 1
+            if len(nal) > 2 and nal[2] & FIRST_SLICE_FLAG:
+                self.pictures += 1
         elif kind in PARAMETER_SETS:
             self._parameter_sets.add(nal)
 
@@ -147,12 +155,13 @@ def hvcc_nals(extradata: bytes) -> Iterator[bytes]:
 
 @dataclass(frozen=True)
 class StreamCheck:
-    """What decoding the encoder's own video stream found."""
+    """What reading (and, unless ``decoded`` is False, decoding) the encoder's stream found."""
 
-    frames: int  # frames decoded
+    frames: int  # frames decoded; when not decoded, coded pictures counted
     nals: int  # NAL units digested (parameter sets aside)
     digest: str
     error: str | None  # the decoder's error, when the stream did not decode
+    decoded: bool = True  # False: digested and counted only, no frame decoded
 
 
 class StreamDecoder:
@@ -160,10 +169,12 @@ class StreamDecoder:
 
     ``start()`` before the encode; then exactly one of ``finish()`` (the encode
     succeeded: decode the rest and report) or ``abandon()`` (it failed or stopped).
+    With ``decode=False`` the stream is digested and its pictures counted, not decoded.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, decode: bool = True) -> None:
         self._path = path
+        self._decoding = decode
         self._file: Any = None
         self._digest = NalDigest()
         self._splitter = AnnexBSplitter(self._digest.add)
@@ -175,7 +186,8 @@ class StreamDecoder:
         # The in-loop filters (deblocking, SAO) only smooth pictures already decoded, with
         # parameters already parsed: they cannot fail, so skipping them loses no check
         # and saves an eighth of the decode.
-        self._codec.options = {"skip_loop_filter": "all"}
+        # explode: a damaged slice is an error, not a picture silently concealed.
+        self._codec.options = {"skip_loop_filter": "all", "err_detect": "explode"}
         self._frames = 0
         self._error: str | None = None
         self._handover = threading.Event()
@@ -197,7 +209,10 @@ class StreamDecoder:
             while chunk := self._file.read(CHUNK):
                 self._feed(chunk)
         self._close_stream()
-        return StreamCheck(self._frames, self._digest.count, self._digest.hexdigest(), self._error)
+        digest = self._digest
+        if not self._decoding:
+            return StreamCheck(digest.pictures, digest.count, digest.hexdigest(), None, False)
+        return StreamCheck(self._frames, digest.count, digest.hexdigest(), self._error)
 
     def abandon(self) -> None:
         """Stop following the stream; nothing is reported."""
@@ -233,7 +248,7 @@ class StreamDecoder:
 
     def _feed(self, chunk: bytes) -> None:
         self._splitter.feed(chunk)
-        if self._error is None:
+        if self._decoding and self._error is None:
             self._decode(chunk)
 
     def _decode(self, chunk: bytes | None) -> None:
@@ -247,7 +262,7 @@ class StreamDecoder:
 
     def _close_stream(self) -> None:
         self._splitter.close()
-        if self._error is None:
+        if self._decoding and self._error is None:
             self._decode(None)
         if self._file is not None:
             self._file.close()
