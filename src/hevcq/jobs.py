@@ -37,7 +37,7 @@ from hevcq.store import (
     ObjectInfo,
 )
 from hevcq.streamcheck import StreamCheck, StreamDecoder
-from hevcq.verify import verify_output
+from hevcq.verify import END_FRAMES, verify_output
 
 log = structlog.get_logger()
 
@@ -46,6 +46,7 @@ log = structlog.get_logger()
 SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 SCRATCH_PREFIX = "job-"
+COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,13 @@ def _until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> O
 
     t = threading.Thread(target=target, name="commit", daemon=True)
     t.start()
+    # Wait on the thread, not on the flag: the job goes on the moment the commit is done,
+    # and a stop is seen within one poll.
+    t.join(COMMIT_POLL_S)
     while t.is_alive():
-        if cancel.wait(0.1) and t.is_alive():
+        if cancel.is_set():
             raise InterruptedJob("stopped during the upload")
+        t.join(COMMIT_POLL_S)
     if "err" in box:
         raise box["err"]  # type: ignore[misc]
     return box["out"]  # type: ignore[return-value]
@@ -292,8 +297,8 @@ class JobRunner:
     ) -> StreamCheck | None:
         """Encode ``src`` to ``out``, reading the encoded video as it is produced when the
         plan allows the tee (None: the output is to be decoded afterwards). Under the
-        pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is only
-        digested and counted."""
+        pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is
+        digested and counted, and only its first frames are decoded."""
         teed = stream if plan.tee_safe and self._decode_during_encode else None
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
@@ -303,7 +308,8 @@ class JobRunner:
                 ctx.on_progress(pct)
 
         log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
-        decoder = StreamDecoder(stream, decode=verify == "full") if teed else None
+        limit = None if verify == "full" else END_FRAMES
+        decoder = StreamDecoder(stream, frames=limit) if teed else None
         if decoder:
             decoder.start()
         try:
