@@ -13,9 +13,10 @@ file's video packets must be, byte for byte and in order, those that were decode
 in-band). So every frame of the output file has been decoded, as a full decode of the
 file would, without reading the file's frames a second time.
 
-With ``decode=False`` (the pool's ``verify: stream``), the stream is only digested and its
-pictures counted: the proof that the file holds the encoder's own stream stays, the
-decode of every frame goes (``verify.decode_ends`` decodes the file's first and last GOP).
+With ``frames=N`` (the pool's ``verify: stream``), every picture is digested and counted
+but only the first N frames are decoded: the proof that the file holds the encoder's own
+stream stays, the decode of every frame goes (``verify.decode_ends`` decodes the start
+of the file's last GOP).
 """
 
 from __future__ import annotations
@@ -155,13 +156,14 @@ def hvcc_nals(extradata: bytes) -> Iterator[bytes]:
 
 @dataclass(frozen=True)
 class StreamCheck:
-    """What reading (and, unless ``decoded`` is False, decoding) the encoder's stream found."""
+    """What reading and decoding (all of it, or its first frames) the encoder's stream found."""
 
-    frames: int  # frames decoded; when not decoded, coded pictures counted
+    frames: int  # frames decoded; when not ``decoded`` in full, coded pictures counted
     nals: int  # NAL units digested (parameter sets aside)
     digest: str
     error: str | None  # the decoder's error, when the stream did not decode
-    decoded: bool = True  # False: digested and counted only, no frame decoded
+    decoded: bool = True  # False: every picture counted, only the first ones decoded
+    first_decoded: int = 0  # frames decoded from the start, when not decoded in full
 
 
 class StreamDecoder:
@@ -169,12 +171,13 @@ class StreamDecoder:
 
     ``start()`` before the encode; then exactly one of ``finish()`` (the encode
     succeeded: decode the rest and report) or ``abandon()`` (it failed or stopped).
-    With ``decode=False`` the stream is digested and its pictures counted, not decoded.
+    With ``frames`` set, every picture is digested and counted, and only the first
+    ``frames`` (or a few more: the decoder's reorder delay) are decoded.
     """
 
-    def __init__(self, path: Path, *, decode: bool = True) -> None:
+    def __init__(self, path: Path, *, frames: int | None = None) -> None:
         self._path = path
-        self._decoding = decode
+        self._limit = frames
         self._file: Any = None
         self._digest = NalDigest()
         self._splitter = AnnexBSplitter(self._digest.add)
@@ -210,8 +213,9 @@ class StreamDecoder:
                 self._feed(chunk)
         self._close_stream()
         digest = self._digest
-        if not self._decoding:
-            return StreamCheck(digest.pictures, digest.count, digest.hexdigest(), None, False)
+        if self._limit is not None:
+            return StreamCheck(digest.pictures, digest.count, digest.hexdigest(), self._error,
+                               decoded=False, first_decoded=self._frames)  # fmt: skip
         return StreamCheck(self._frames, digest.count, digest.hexdigest(), self._error)
 
     def abandon(self) -> None:
@@ -246,14 +250,19 @@ class StreamDecoder:
                 return False
         return True
 
+    def _decoding(self) -> bool:
+        return self._error is None and (self._limit is None or self._frames < self._limit)
+
     def _feed(self, chunk: bytes) -> None:
         self._splitter.feed(chunk)
-        if self._decoding and self._error is None:
+        if self._decoding():
             self._decode(chunk)
 
     def _decode(self, chunk: bytes | None) -> None:
         try:
             for packet in self._codec.parse(chunk):
+                if not self._decoding():
+                    return  # the first frames asked for are decoded: the rest is only read
                 self._frames += len(self._codec.decode(packet))
             if chunk is None:
                 self._frames += len(self._codec.decode(None))
@@ -262,7 +271,7 @@ class StreamDecoder:
 
     def _close_stream(self) -> None:
         self._splitter.close()
-        if self._decoding and self._error is None:
+        if self._decoding():
             self._decode(None)
         if self._file is not None:
             self._file.close()

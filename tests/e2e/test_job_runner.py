@@ -70,7 +70,8 @@ def test_both_ways_of_verifying_give_the_same_output(tmp_path, pool, clip, durin
 
 
 @pytest.mark.parametrize(
-    ("policy", "how"), [("stream", "file, first and last GOP"), ("full", "stream, every frame")]
+    ("policy", "how"),
+    [("stream", "stream, first frames; file, ends"), ("full", "stream, every frame")],
 )
 def test_the_pools_verify_policy_decides_what_is_decoded(tmp_path, pool, clip, policy, how):
     store = FakeStore()

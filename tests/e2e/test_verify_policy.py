@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 import hevcq.verify
 from hevcq.errors import VerificationError
+from hevcq.fetch import Fetcher, FetchOptions
 from hevcq.media import EncodePlan
 from hevcq.probe import probe
 from hevcq.replace import ReplaceRefused, verify_replacement
@@ -21,6 +22,7 @@ from hevcq.samples import make_clip
 from hevcq.streamcheck import FIRST_NON_VCL, StreamCheck, StreamDecoder, nal_length_size
 from hevcq.verify import END_FRAMES, verify_output
 from tests.e2e.test_media import encode_teed, ffmpeg, plan_for
+from tests.unit.test_fetch import LIB, NOW, POOLS, make_lib
 
 pytestmark = pytest.mark.e2e
 __all__ = ["ffmpeg"]  # the fixture, shared with the media tests
@@ -54,7 +56,8 @@ def test_each_policy_decodes_what_it_says(
 ) -> None:
     plan = plan_for(source, "hevc")
     out = tmp_path / "out.mp4"
-    check, _ = encode_teed(ffmpeg, source, plan, out, tmp_path / "s.hevc", decode=policy == "full")
+    frames = None if policy == "full" else END_FRAMES
+    check, _ = encode_teed(ffmpeg, source, plan, out, tmp_path / "s.hevc", frames=frames)
     assert check.decoded is (policy == "full")
     assert check.frames == FRAMES  # decoded (full) or counted (stream) from the raw stream
     monkeypatch.setattr(hevcq.verify, "decode_video", no_full_decode)
@@ -64,8 +67,11 @@ def test_each_policy_decodes_what_it_says(
     if policy == "full":
         assert (event["how"], event["frames_decoded"]) == ("stream, every frame", FRAMES)
     else:
-        assert (event["how"], event["frames_decoded"]) == ("file, first and last GOP", END_FRAMES)
-        assert event["keyframes"] == 1
+        # The first frames from the stream during the encode (a few more than asked: the
+        # decoder's reorder delay); from the file, one GOP: its keyframe only.
+        assert END_FRAMES <= check.first_decoded < FRAMES
+        assert event["how"] == "stream, first frames; file, ends"
+        assert (event["file_frames_decoded"], event["keyframes"]) == (1, 1)
 
 
 def test_without_the_tee_every_frame_of_the_file_is_decoded(
@@ -73,7 +79,7 @@ def test_without_the_tee_every_frame_of_the_file_is_decoded(
 ) -> None:
     plan = plan_for(source, "hevc")
     out = tmp_path / "out.mp4"
-    encode_teed(ffmpeg, source, plan, out, tmp_path / "s.hevc", decode=False)
+    encode_teed(ffmpeg, source, plan, out, tmp_path / "s.hevc", frames=END_FRAMES)
     with capture_logs() as logs:
         verify_output(out, plan, probe(source), source_path=source)
     [event] = decoded_events(logs)
@@ -105,6 +111,7 @@ def damage_slice(path: Path, packet: int) -> None:
 
 
 def stream_of(ffmpeg: str, path: Path, decode: bool) -> StreamCheck:
+    # decode: every frame (verify: full), else the first END_FRAMES (verify: stream)
     """What reading the file's own video as the encoder's raw stream finds: the file
     passes the stream proof by construction, as if the encoder had written the damage."""
     raw = path.with_suffix(".hevc")
@@ -113,19 +120,19 @@ def stream_of(ffmpeg: str, path: Path, decode: bool) -> StreamCheck:
          "-c", "copy", "-bsf:v", "hevc_mp4toannexb", "-f", "hevc", str(raw)],
         check=True, timeout=60,
     )  # fmt: skip
-    return StreamDecoder(raw, decode=decode).finish()
+    return StreamDecoder(raw, frames=None if decode else END_FRAMES).finish()
 
 
 @pytest.fixture(scope="module")
 def gops_output(ffmpeg: str, source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("gops")
     out = folder / "out.mp4"
-    encode_teed(ffmpeg, source, gops_plan(source), out, folder / "s.hevc", decode=False)
+    encode_teed(ffmpeg, source, gops_plan(source), out, folder / "s.hevc", frames=END_FRAMES)
     assert len(keyframe_packets(out)) == FRAMES // KEYINT
     return out
 
 
-def test_stream_policy_decodes_both_ends_of_a_file_of_several_gops(
+def test_stream_policy_decodes_the_start_of_the_last_gop_from_the_file(
     ffmpeg: str, source: Path, gops_output: Path
 ) -> None:
     with capture_logs() as logs:
@@ -133,8 +140,9 @@ def test_stream_policy_decodes_both_ends_of_a_file_of_several_gops(
                       stream=stream_of(ffmpeg, gops_output, decode=False))  # fmt: skip
     [event] = decoded_events(logs)
     assert event["keyframes"] == FRAMES // KEYINT
-    # Both ends, less the leading pictures a decoder starting at the last keyframe drops.
-    assert END_FRAMES < event["frames_decoded"] <= 2 * END_FRAMES
+    # The first keyframe and the start of the last GOP, less the leading pictures a
+    # decoder starting at the last keyframe drops.
+    assert 1 < event["file_frames_decoded"] <= 1 + END_FRAMES
 
 
 @pytest.mark.parametrize("gop", [0, -1], ids=["first", "last"])
@@ -163,3 +171,27 @@ def test_replace_refuses_a_file_whose_stream_check_passed_but_does_not_decode(
     with pytest.raises(ReplaceRefused, match="does not decode"):
         verify_replacement(bad, source, allow_larger=True)
     verify_replacement(gops_output, source, allow_larger=True)  # the undamaged file passes
+
+
+@pytest.mark.parametrize("damaged", [True, False], ids=["damaged", "good"])
+def test_fetch_replace_decodes_every_frame_whatever_the_pool_checked(
+    ffmpeg: str, source: Path, gops_output: Path, tmp_path: Path, damaged: bool
+) -> None:
+    output = tmp_path / "out.mp4"
+    output.write_bytes(gops_output.read_bytes())
+    if damaged:  # in the middle GOP, which verify: stream lets through (test above)
+        damage_slice(output, keyframe_packets(output)[1])
+    lib = make_lib(tmp_path, source.read_bytes())
+    lib.output("hevc", output.read_bytes())
+    options = FetchOptions(pools=frozenset(POOLS), out_dir=lib.out, replace=frozenset({"hevc"}),
+                           allow_larger=True)  # fmt: skip
+    fetcher = Fetcher(lib.root, lib.state, lib.objects, lib.ledger, options, all_pools=POOLS,
+                      library=LIB, clock=lambda: NOW)  # fmt: skip
+    got = fetcher.process(lib.result("hevc"))
+    lib.state.close()
+    if damaged:
+        assert (got.action, "does not decode" in got.reason) == ("refused", True)
+        assert lib.src.read_bytes() == source.read_bytes()
+    else:
+        assert got.action == "replaced", got.reason
+        assert lib.src.read_bytes() == output.read_bytes()
