@@ -1,4 +1,5 @@
-"""Run every benchmark: ``python -m benchmarks [--quick] [--only NAME[,NAME]] [--out DIR]``."""
+"""Run every benchmark: ``python -m benchmarks [--quick] [--only NAME[,NAME]] [--runs N]
+[--out DIR]``."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from hevcq.ffmpeg import find_ffmpeg
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-NAMES = ("library", "upload", "farm", "encode", "memory", "cost", "library_scale")
+NAMES = ("library", "upload", "overhead", "farm", "encode", "memory", "cost", "library_scale")
 
 
 def machine() -> dict[str, Any]:
@@ -75,8 +76,8 @@ def _optional(module: str, quick: bool) -> list[Figure]:
 class Run:
     """One `make bench`: figures per benchmark, extra sections, errors, timings."""
 
-    def __init__(self, quick: bool, only: set[str]) -> None:
-        self.quick, self.only = quick, only
+    def __init__(self, quick: bool, only: set[str], runs: int | None = None) -> None:
+        self.quick, self.only, self.runs = quick, only, runs
         self.figures: dict[str, list[Figure]] = {}
         self.sections: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
@@ -100,12 +101,18 @@ class Run:
         """Every selected benchmark, in an order that lets cost use the measured speeds."""
         self.step("library", lambda: _optional("bench_library", self.quick))
         self.step("upload", lambda: _optional("bench_upload", self.quick))
+        self.step("overhead", self._overhead)
         self.step("farm", lambda: self._farm(out))
         speeds: dict[str, list[float]] = {k: [v] for k, v in DEFAULT_SPEEDS.items()}
         self.step("encode", lambda: self._encode(speeds))
         self.step("memory", self._memory)
         self.step("cost", lambda: self._cost(speeds))
         self.step("library_scale", self._library_scale)
+
+    def _overhead(self) -> list[Figure]:
+        from benchmarks import bench_farm  # noqa: PLC0415
+
+        return bench_farm.run_overhead(self.quick, self.runs)
 
     def _farm(self, out: Path) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415
@@ -155,6 +162,7 @@ class Run:
             "date": started.isoformat(timespec="seconds"),
             "git_commit": git_commit(),
             "quick": self.quick,
+            "runs": self.runs,
             "machine": self.machine | {"loadavg_at_end": os.getloadavg()},
             "seconds": self.seconds,
             "figures": {k: [f.as_dict() for f in v] for k, v in self.figures.items()},
@@ -181,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
     ap.add_argument("--only", default=",".join(NAMES), help=f"comma list of {', '.join(NAMES)}")
+    ap.add_argument("--runs", type=int, help="repeats of the overhead figures (default: 7)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and PNG")
     args = ap.parse_args(argv)
     only = {n.strip() for n in args.only.split(",") if n.strip()}
@@ -188,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     started = datetime.now(UTC)
-    run = Run(args.quick, only)
+    run = Run(args.quick, only, args.runs)
     args.out.mkdir(parents=True, exist_ok=True)
     run.run(args.out)
     doc = run.document(started)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from hevcq.decide import decide
-from hevcq.farm import default_workers_dir, load_farm
+from hevcq.farm import VerifyPolicy, default_workers_dir, load_farm
 from hevcq.ffargs import build_args
 from hevcq.ffmpeg import find_ffmpeg
 from hevcq.local import EmbeddedFarm
@@ -65,12 +65,16 @@ class JobRun:
         return out
 
 
-def pool_dir(dest: Path, pool: str, preset: str | None = None) -> Path:
-    """A workers dir holding one pool, optionally with another x265 preset."""
+def pool_dir(
+    dest: Path, pool: str, preset: str | None = None, verify: VerifyPolicy | None = None
+) -> Path:
+    """A workers dir holding one pool, optionally with another x265 preset or verify policy."""
     dest.mkdir(parents=True, exist_ok=True)
     doc = yaml.safe_load((default_workers_dir() / f"{pool}.yaml").read_text())
     if preset:
         doc.setdefault("encode", {})["preset"] = preset
+    if verify:
+        doc["verify"] = verify
     (dest / f"{pool}.yaml").write_text(yaml.safe_dump(doc))
     return dest
 
@@ -197,12 +201,17 @@ class BenchFarm:
 
 @contextmanager
 def bench_farm(
-    pool: str, *, workers: int = 1, preset: str | None = None, decode_during_encode: bool = True
+    pool: str,
+    *,
+    workers: int = 1,
+    preset: str | None = None,
+    decode_during_encode: bool = True,
+    verify: VerifyPolicy | None = None,
 ) -> Iterator[BenchFarm]:
     """An embedded farm whose workers dir holds only ``pool``, so nothing else competes."""
     with tempfile.TemporaryDirectory(prefix="hevcq-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        wdir = pool_dir(tmp / "workers", pool, preset)
+        wdir = pool_dir(tmp / "workers", pool, preset, verify)
         settings = Settings(
             workers_dir=wdir, log_level="info", decode_during_encode=decode_during_encode
         )

@@ -20,6 +20,10 @@ X265_PRESETS = (
 )  # fmt: skip
 
 PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]
+# How a worker proves an output before uploading it (see hevcq.verify and docs/architecture.md):
+# "stream": the file's video is the encoder's own stream, shapes checked, first and last
+# GOP decoded; "full": every frame decoded.
+VerifyPolicy = Literal["stream", "full"]
 
 
 class _Strict(BaseModel):
@@ -100,6 +104,7 @@ class Pool(_Strict):
     encode: Encode = Field(default_factory=Encode)
     queue: QueueSpec = Field(default_factory=QueueSpec)
     deploy: Deploy = Field(default_factory=Deploy)
+    verify: VerifyPolicy = "stream"
 
     @property
     def may_replace_originals(self) -> bool:
@@ -110,7 +115,11 @@ class Pool(_Strict):
         return not self.output_suffix
 
     def settings_hash(self) -> str:
-        """A short stable hash of everything that changes the encoded bytes."""
+        """A short stable hash of everything that changes the encoded bytes.
+
+        ``verify`` is left out: it changes how an output is checked, not its bytes, so
+        switching it must not make every existing output look stale and re-encode it.
+        """
         material = {"applies": self.applies.model_dump(), "encode": self.encode.model_dump()}
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

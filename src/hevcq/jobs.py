@@ -16,7 +16,7 @@ import structlog
 
 from hevcq.decide import decide
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
-from hevcq.farm import Pool
+from hevcq.farm import Pool, VerifyPolicy
 from hevcq.ffargs import build_args
 from hevcq.ffmpeg import run_ffmpeg
 from hevcq.ledger import JobKey
@@ -37,7 +37,7 @@ from hevcq.store import (
     ObjectStore,
 )
 from hevcq.streamcheck import StreamCheck, StreamDecoder
-from hevcq.verify import verify_output
+from hevcq.verify import END_FRAMES, verify_output
 
 log = structlog.get_logger()
 
@@ -46,6 +46,7 @@ log = structlog.get_logger()
 SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 SCRATCH_PREFIX = "job-"
+COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,13 @@ def _until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> O
 
     t = threading.Thread(target=target, name="commit", daemon=True)
     t.start()
+    # Wait on the thread, not on the flag: the job goes on the moment the commit is done,
+    # and a stop is seen within one poll.
+    t.join(COMMIT_POLL_S)
     while t.is_alive():
-        if cancel.wait(0.1) and t.is_alive():
+        if cancel.is_set():
             raise InterruptedJob("stopped during the upload")
+        t.join(COMMIT_POLL_S)
     if "err" in box:
         raise box["err"]  # type: ignore[misc]
     return box["out"]  # type: ignore[return-value]
@@ -256,7 +261,9 @@ class JobRunner:
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
         ctx.phase = "encode"
-        stream = self._encode(src, out, scratch / "stream.hevc", decision, ctx)
+        stream = self._encode(
+            src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
+        )
         encode_s = lap("encode_s")
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
@@ -279,10 +286,19 @@ class JobRunner:
         )  # fmt: skip
 
     def _encode(
-        self, src: Path, out: Path, stream: Path, plan: EncodePlan, ctx: JobContext
+        self,
+        src: Path,
+        out: Path,
+        stream: Path,
+        plan: EncodePlan,
+        ctx: JobContext,
+        *,
+        verify: VerifyPolicy,
     ) -> StreamCheck | None:
-        """Encode ``src`` to ``out``, decoding the encoded video as it is produced when
-        the plan allows the tee (None: the output is to be decoded afterwards)."""
+        """Encode ``src`` to ``out``, reading the encoded video as it is produced when the
+        plan allows the tee (None: the output is to be decoded afterwards). Under the
+        pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is
+        digested and counted, and only its first frames are decoded."""
         teed = stream if plan.tee_safe and self._decode_during_encode else None
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
@@ -292,7 +308,8 @@ class JobRunner:
                 ctx.on_progress(pct)
 
         log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
-        decoder = StreamDecoder(stream) if teed else None
+        limit = None if verify == "full" else END_FRAMES
+        decoder = StreamDecoder(stream, frames=limit) if teed else None
         if decoder:
             decoder.start()
         try:

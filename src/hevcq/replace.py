@@ -12,21 +12,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-import av
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hevcq.errors import PermanentError
+from hevcq.errors import PermanentError, VerificationError
 from hevcq.keys import output_extension
 from hevcq.media import MediaInfo
 from hevcq.probe import probe
+from hevcq.verify import DECODE_SHORTFALL_S, DURATION_TOLERANCE_S, decoded_seconds
 
 log = structlog.get_logger()
 
-DURATION_TOLERANCE_S = 0.5
-# Decoded video may end a little before the container duration (audio often runs a few
-# frames longer); more than this means frames are missing, i.e. a truncated file.
-DECODE_SHORTFALL_S = 1.0
 MANIFEST = "manifest.json"
 DEFAULT_QUARANTINE = Path(".hevcq") / "quarantine"  # inside the library: same filesystem
 _COPY_CHUNK = 1 << 20
@@ -34,7 +30,7 @@ _COPY_CHUNK = 1 << 20
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 
 ProbeFn = Callable[[Path], MediaInfo]
-DecodeFn = Callable[[Path], float]
+DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises VerificationError
 
 
 class ReplaceRefused(PermanentError):
@@ -46,32 +42,6 @@ class OutputExists(ReplaceRefused):
 
 
 # --- verification ---------------------------------------------------------------------------
-
-
-def decode_video(path: Path) -> float:
-    """Decode every frame of the first real video stream; seconds of video decoded."""
-    try:
-        with av.open(str(path)) as container:
-            streams = [
-                s
-                for s in container.streams.video
-                if not s.disposition & av.stream.Disposition.attached_pic
-            ]
-            if not streams:
-                raise ReplaceRefused("no video stream to decode")
-            stream = streams[0]
-            stream.thread_type = "AUTO"
-            first, last = float("inf"), float("-inf")
-            for frame in container.decode(stream):
-                if frame.pts is not None and frame.time_base is not None:
-                    t = float(frame.pts * frame.time_base)
-                    first, last = min(first, t), max(last, t)
-            rate = stream.average_rate
-    except av.FFmpegError as exc:
-        raise ReplaceRefused(f"does not decode: {exc}") from exc
-    if last < first:
-        raise ReplaceRefused("no video frame decodes")
-    return last - first + (1 / float(rate) if rate else 0.0)
 
 
 def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
@@ -98,9 +68,13 @@ def verify_replacement(
     *,
     allow_larger: bool,
     probe_fn: ProbeFn = probe,
-    decode_fn: DecodeFn = decode_video,
+    decode_fn: DecodeFn = decoded_seconds,
 ) -> None:
-    """Raise ``ReplaceRefused`` unless ``candidate`` can stand in for ``original``; reads only."""
+    """Raise ``ReplaceRefused`` unless ``candidate`` can stand in for ``original``; reads only.
+
+    The candidate is decoded in full (``hevcq.verify.decoded_seconds``) after its streams
+    and duration are compared with the original's.
+    """
     size, orig_size = candidate.stat().st_size, original.stat().st_size
     if size > orig_size and not allow_larger:
         raise ReplaceRefused(f"larger than the original ({size} > {orig_size} bytes)")
@@ -115,7 +89,12 @@ def verify_replacement(
     reason = compare(info, orig_info)
     if reason:
         raise ReplaceRefused(reason)
-    decoded = decode_fn(candidate)
+    # Every frame, whatever the pool's verify policy let through: this is the check that
+    # stands between an original and its deletion.
+    try:
+        decoded = decode_fn(candidate)
+    except VerificationError as exc:
+        raise ReplaceRefused(str(exc)) from exc
     if info.duration_s is not None and decoded < info.duration_s - DECODE_SHORTFALL_S:
         raise ReplaceRefused(f"only {decoded:.2f} s of {info.duration_s:.2f} s decode: truncated")
 

@@ -12,6 +12,11 @@ file's video packets must be, byte for byte and in order, those that were decode
 (parameter sets aside: the file keeps them in its sample description, the raw stream
 in-band). So every frame of the output file has been decoded, as a full decode of the
 file would, without reading the file's frames a second time.
+
+With ``frames=N`` (the pool's ``verify: stream``), every picture is digested and counted
+but only the first N frames are decoded: the proof that the file holds the encoder's own
+stream stays, the decode of every frame goes (``verify.decode_ends`` decodes the start
+of the file's last GOP).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ log = structlog.get_logger(__name__)
 CHUNK = 64 * 1024  # small, so a starved background thread hands over quickly
 POLL_S = 0.05  # how often the background thread looks for more of the growing stream
 FIRST_NON_VCL = 32  # NAL unit types below this carry slices of coded pictures
+FIRST_SLICE_FLAG = 0x80  # first_slice_segment_in_pic_flag: first bit after the NAL header
 PARAMETER_SETS = frozenset({32, 33, 34})  # VPS, SPS, PPS
 START_CODE = b"\x00\x00\x01"
 
@@ -49,6 +55,7 @@ class NalDigest:
         self._slices = hashlib.sha256()
         self._parameter_sets: set[bytes] = set()
         self.count = 0  # slice NAL units
+        self.pictures = 0  # slice NAL units that start a coded picture
 
     def add(self, nal: bytes) -> None:
         """Take one NAL unit (trailing zero bytes, which belong to no NAL, dropped)."""
@@ -60,6 +67,8 @@ class NalDigest:
             self._slices.update(len(nal).to_bytes(4, "big"))
             self._slices.update(nal)
             self.count += 1
+            if len(nal) > 2 and nal[2] & FIRST_SLICE_FLAG:
+                self.pictures += 1
         elif kind in PARAMETER_SETS:
             self._parameter_sets.add(nal)
 
@@ -147,12 +156,14 @@ def hvcc_nals(extradata: bytes) -> Iterator[bytes]:
 
 @dataclass(frozen=True)
 class StreamCheck:
-    """What decoding the encoder's own video stream found."""
+    """What reading and decoding (all of it, or its first frames) the encoder's stream found."""
 
-    frames: int  # frames decoded
+    frames: int  # frames decoded; when not ``decoded`` in full, coded pictures counted
     nals: int  # NAL units digested (parameter sets aside)
     digest: str
     error: str | None  # the decoder's error, when the stream did not decode
+    decoded: bool = True  # False: every picture counted, only the first ones decoded
+    first_decoded: int = 0  # frames decoded from the start, when not decoded in full
 
 
 class StreamDecoder:
@@ -160,10 +171,13 @@ class StreamDecoder:
 
     ``start()`` before the encode; then exactly one of ``finish()`` (the encode
     succeeded: decode the rest and report) or ``abandon()`` (it failed or stopped).
+    With ``frames`` set, every picture is digested and counted, and only the first
+    ``frames`` (or a few more: the decoder's reorder delay) are decoded.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, frames: int | None = None) -> None:
         self._path = path
+        self._limit = frames
         self._file: Any = None
         self._digest = NalDigest()
         self._splitter = AnnexBSplitter(self._digest.add)
@@ -175,7 +189,8 @@ class StreamDecoder:
         # The in-loop filters (deblocking, SAO) only smooth pictures already decoded, with
         # parameters already parsed: they cannot fail, so skipping them loses no check
         # and saves an eighth of the decode.
-        self._codec.options = {"skip_loop_filter": "all"}
+        # explode: a damaged slice is an error, not a picture silently concealed.
+        self._codec.options = {"skip_loop_filter": "all", "err_detect": "explode"}
         self._frames = 0
         self._error: str | None = None
         self._handover = threading.Event()
@@ -197,7 +212,11 @@ class StreamDecoder:
             while chunk := self._file.read(CHUNK):
                 self._feed(chunk)
         self._close_stream()
-        return StreamCheck(self._frames, self._digest.count, self._digest.hexdigest(), self._error)
+        digest = self._digest
+        if self._limit is not None:
+            return StreamCheck(digest.pictures, digest.count, digest.hexdigest(), self._error,
+                               decoded=False, first_decoded=self._frames)  # fmt: skip
+        return StreamCheck(self._frames, digest.count, digest.hexdigest(), self._error)
 
     def abandon(self) -> None:
         """Stop following the stream; nothing is reported."""
@@ -231,14 +250,19 @@ class StreamDecoder:
                 return False
         return True
 
+    def _decoding(self) -> bool:
+        return self._error is None and (self._limit is None or self._frames < self._limit)
+
     def _feed(self, chunk: bytes) -> None:
         self._splitter.feed(chunk)
-        if self._error is None:
+        if self._decoding():
             self._decode(chunk)
 
     def _decode(self, chunk: bytes | None) -> None:
         try:
             for packet in self._codec.parse(chunk):
+                if not self._decoding():
+                    return  # the first frames asked for are decoded: the rest is only read
                 self._frames += len(self._codec.decode(packet))
             if chunk is None:
                 self._frames += len(self._codec.decode(None))
@@ -247,7 +271,7 @@ class StreamDecoder:
 
     def _close_stream(self) -> None:
         self._splitter.close()
-        if self._error is None:
+        if self._decoding():
             self._decode(None)
         if self._file is not None:
             self._file.close()

@@ -69,6 +69,20 @@ def test_both_ways_of_verifying_give_the_same_output(tmp_path, pool, clip, durin
     assert list((tmp_path / "work").iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("policy", "how"),
+    [("stream", "stream, first frames; file, ends"), ("full", "stream, every frame")],
+)
+def test_the_pools_verify_policy_decides_what_is_decoded(tmp_path, pool, clip, policy, how):
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    checked = pool.model_copy(update={"verify": policy})
+    with capture_logs() as logs:
+        result = runner(store, tmp_path / "work").run(spec_for(checked, len(clip)), JobContext())
+    assert result.outcome == "done"
+    assert [e["how"] for e in logs if e["event"] == "output_decoded"] == [how]
+
+
 def test_existing_current_output_means_no_new_encode(tmp_path, pool, clip) -> None:
     store = FakeStore()
     store.add(KEY, etag="e1", data=clip)

@@ -71,11 +71,12 @@ def plan_for(src: Path, pool: str) -> EncodePlan:
 
 
 def encode_teed(
-    ffmpeg: str, src: Path, plan: EncodePlan, dst: Path, stream: Path
+    ffmpeg: str, src: Path, plan: EncodePlan, dst: Path, stream: Path, *, frames: int | None = None
 ) -> tuple[StreamCheck, list[Progress]]:
-    """ffmpeg writing ``dst`` and the raw video copy while it is decoded, as a worker does."""
+    """ffmpeg writing ``dst`` and the raw video copy while it is decoded (all of it, or its
+    first ``frames``), as a worker does."""
     seen: list[Progress] = []
-    decoder = StreamDecoder(stream)
+    decoder = StreamDecoder(stream, frames=frames)
     decoder.start()
     try:
         run_ffmpeg(

@@ -13,12 +13,12 @@ import pytest
 from hevcq.probe import probe
 from hevcq.replace import (
     ReplaceRefused,
-    decode_video,
     list_quarantine,
     rollback,
     swap_in,
     verify_replacement,
 )
+from hevcq.verify import decoded_seconds
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ def clips(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
 
 
 def test_a_good_candidate_decodes_fully(clips: dict[str, Path]) -> None:
-    assert decode_video(clips["good"]) == pytest.approx(SECONDS, abs=0.1)
+    assert decoded_seconds(clips["good"]) == pytest.approx(SECONDS, abs=0.1)
 
 
 def test_a_truncated_candidate_is_refused_and_the_original_kept(

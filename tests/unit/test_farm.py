@@ -25,6 +25,25 @@ def test_settings_hash_changes_with_encoder_settings(farm: dict) -> None:
     assert hevc.settings_hash() == load_pool(WORKERS_DIR / "hevc.yaml").settings_hash()
 
 
+def test_every_shipped_pool_verifies_by_stream(farm: dict) -> None:
+    assert {p.verify for p in farm.values()} == {"stream"}
+
+
+@pytest.mark.parametrize("policy", ["stream", "full"])
+def test_verify_policy_loads_and_defaults_to_stream(tmp_path: Path, policy: str) -> None:
+    f = tmp_path / "mypool.yaml"
+    f.write_text("applies: {source_codecs: [h264]}\n")
+    assert load_pool(f).verify == "stream"
+    f.write_text(f"applies: {{source_codecs: [h264]}}\nverify: {policy}\n")
+    assert load_pool(f).verify == policy
+
+
+def test_verify_policy_is_not_part_of_the_settings_hash(farm: dict) -> None:
+    # It changes how an output is checked, not its bytes: switching it re-encodes nothing.
+    hevc = farm["hevc"]
+    assert hevc.model_copy(update={"verify": "full"}).settings_hash() == hevc.settings_hash()
+
+
 @pytest.mark.parametrize(
     ("text", "field"),
     [
@@ -41,6 +60,9 @@ def test_settings_hash_changes_with_encoder_settings(farm: dict) -> None:
         ("name: other\napplies: {source_codecs: [h264]}\n", "name"),
         ("- just\n- a list\n", "mapping"),
         ("applies: [unclosed\n", "cannot read"),
+        ("applies: {source_codecs: [h264]}\nverify: sometimes\n", "verify"),
+        ("applies: {source_codecs: [h264]}\nverify: [stream]\n", "verify"),
+        ("applies: {source_codecs: [h264]}\nverify: null\n", "verify"),
     ],
 )
 def test_bad_files_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:

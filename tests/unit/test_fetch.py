@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,12 +102,12 @@ class Lib:
             self.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-DONE/{pool}/{out}")
 
 
-@pytest.fixture
-def lib(tmp_path: Path) -> Lib:
+def make_lib(tmp_path: Path, original: bytes = ORIGINAL) -> Lib:
+    """A library holding ``a.mp4``, scanned, decided for every pool and uploaded."""
     root = tmp_path / "lib"
     root.mkdir()
     src = root / "a.mp4"
-    src.write_bytes(ORIGINAL)
+    src.write_bytes(original)
     st = src.stat()
     fp = fingerprint(src)
     state = StateStore(tmp_path / "state.sqlite3")
@@ -119,9 +120,15 @@ def lib(tmp_path: Path) -> Lib:
         state.put_decision("a.mp4", p, PoolRecord("h", plan(p)))
     state.record_upload("a.mp4", "TODO/a.mp4", fp)
     objects = FakeStore()
-    put(objects, "TODO/a.mp4", ORIGINAL, {META_HASH: fp, META_LIBRARY: LIB})
-    yield Lib(root, tmp_path / "out", state, objects, FakeLedger())
-    state.close()
+    put(objects, "TODO/a.mp4", original, {META_HASH: fp, META_LIBRARY: LIB})
+    return Lib(root, tmp_path / "out", state, objects, FakeLedger())
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Iterator[Lib]:
+    made = make_lib(tmp_path)
+    yield made
+    made.state.close()
 
 
 # --- ownership ------------------------------------------------------------------------------

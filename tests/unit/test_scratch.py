@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import hevcq.jobs
 from hevcq.errors import InterruptedJob
 from hevcq.jobs import _until_cancelled, sweep_scratch
 from hevcq.store import ObjectInfo
@@ -45,6 +46,15 @@ def test_a_stop_abandons_an_upload_that_outlasts_it() -> None:
         _until_cancelled(slow_upload, cancel)
     assert time.monotonic() - started < 2
     release.set()
+
+
+def test_a_commit_returns_when_it_is_done_not_at_the_next_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hevcq.jobs, "COMMIT_POLL_S", 30.0)
+    started = time.monotonic()
+    assert _until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
+    assert time.monotonic() - started < 15
 
 
 def test_a_finished_upload_returns_its_result_and_errors_pass_through() -> None:

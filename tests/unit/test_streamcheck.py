@@ -143,6 +143,22 @@ def test_a_stream_check_stands_for_a_decode_only_when_the_file_is_that_stream() 
         stream_decoded(broken, video(GOOD))
 
 
+def test_pictures_are_the_slices_that_start_one() -> None:
+    # first_slice_segment_in_pic_flag is the first bit after the two-byte NAL header.
+    first, more = nal(1, b"\x80rest"), nal(1, b"\x00rest")
+    d = NalDigest()
+    for unit in [VPS, SPS, PPS, SEI, nal(19, b"\xc0idr"), more, first, more, more, first]:
+        d.add(unit)
+    assert (d.count, d.pictures) == (6, 3)
+
+
+def test_an_undecoded_stream_check_counts_pictures_against_packets() -> None:
+    counted = StreamCheck(frames=36, nals=36, digest="abc", error=None, decoded=False)
+    assert stream_decoded(counted, video(counted)).frames == 36
+    with pytest.raises(VerificationError, match=r"36 pictures in the encoder's .* holds 37"):
+        stream_decoded(counted, video(counted, packets=37))
+
+
 @pytest.mark.parametrize(
     "name", ["plain", "a b", "pipe|in", "quote'd", "back\\slash", "[x]:y", " edge ", "tab\there"]
 )
