@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from hevcq.decide import decide
+from hevcq.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
 from hevcq.farm import Pool
 from hevcq.ffargs import build_args
@@ -258,6 +258,14 @@ class JobRunner:
         ctx.phase = "encode"
         stream = self._encode(src, out, scratch / "stream.hevc", decision, ctx)
         encode_s = lap("encode_s")
+        if saves_nothing(spec.pool, out.stat().st_size, info.size_bytes):
+            # Not a failure: the source stays as it is, and a re-run does not try again.
+            log.info("job_skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
+                     output_bytes=out.stat().st_size)  # fmt: skip
+            return self._result(
+                spec, "skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
+                duration_s=info.duration_s, encode_s=round(encode_s, 3),
+            )  # fmt: skip
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         lap("verify_s")
