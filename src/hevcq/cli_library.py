@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from hevcq import logs
+from hevcq import admin, logs
 from hevcq.calibrate import calibrate as measure
 from hevcq.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.cli import (
@@ -40,6 +40,7 @@ from hevcq.fetch import Fetched, Fetcher, FetchOptions, SqsInbox, fetch_library,
 from hevcq.ingest import library_id, parse_size, to_upload
 from hevcq.ledger import DynamoLedger
 from hevcq.library import ScanReport, scan
+from hevcq.live import LiveView
 from hevcq.local import EmbeddedFarm, published_farm
 from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine, purge
 from hevcq.replace import rollback as restore
@@ -271,35 +272,50 @@ def _embedded_round_trip(
     opts: IngestOptions, *, control: Control,
 ) -> RoundTrip:  # fmt: skip
     console.print("No farm configured: running the embedded local farm on this machine.")
-    report = scan(library, list(pools.values()), state, opts.scan)
-    _scanned(True)(report)
-    # Only pools with work get queues and workers: a changed pool file re-does that pool.
-    needed = sorted({p for e in to_upload(report, fresh_farm=True) for p in e.pools_pending})
-    if not needed or control.draining.is_set():
-        return RoundTrip(report, interrupted=control.draining.is_set(),
-                         not_started=list(to_upload(report, fresh_farm=True)))  # fmt: skip
-    per_pool = settings.workers_per_pool
-    window = settings.window or 2 * per_pool * len(needed)
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
-    console.print(Text(f"Logs: {farm_dir / 'logs'}"))
-    with (
-        _logging_to(farm_dir / "logs" / "ingest.log", settings),
-        EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm,
-    ):
-        if farm.clients is None or farm.refs is None:
-            raise ConfigError("the embedded farm did not start")
-        with published_farm(farm.endpoint, farm.refs):
-            tick = farm.workers.supervise if farm.workers else None
-            try:
-                return run_round_trip(
-                    farm.clients, farm.refs, pools, library, state=state,
-                    options=dataclasses.replace(opts, window=window),
-                    progress=progress_for(console), on_tick=tick, control=control,
-                    report=report,
-                )  # fmt: skip
-            finally:
-                if control.stop.is_set() and farm.workers is not None:
-                    farm.workers.stop(grace_s=0)
+    with _logging_to(farm_dir / "logs" / "ingest.log", settings):
+        report = scan(library, list(pools.values()), state, opts.scan)
+        _scanned(True)(report)
+        # Only pools with work get queues and workers: a changed pool file re-does that pool.
+        todo = to_upload(report, fresh_farm=True)
+        needed = sorted({p for e in todo for p in e.pools_pending})
+        if not needed or control.draining.is_set():
+            return RoundTrip(report, interrupted=control.draining.is_set(),
+                             not_started=list(todo))  # fmt: skip
+        console.print(Text(f"Logs: {farm_dir / 'logs'}"))
+        per_pool = settings.workers_per_pool
+        opts = dataclasses.replace(opts, window=settings.window or 2 * per_pool * len(needed))
+        jobs = sum(len(e.pools_pending) for e in todo)
+        with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
+            return _on_farm(farm, pools, library, state, opts=opts, report=report,
+                            control=control, jobs=jobs)  # fmt: skip
+
+
+def _on_farm(
+    farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: StateStore, *,
+    opts: IngestOptions, report: ScanReport, control: Control, jobs: int,
+) -> RoundTrip:  # fmt: skip
+    if farm.clients is None or farm.refs is None:
+        raise ConfigError("the embedded farm did not start")
+    with published_farm(farm.endpoint, farm.refs):
+        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+        view = LiveView(console, lambda: admin.ledger_view(ledger)[0], jobs)
+        workers = farm.workers
+
+        def tick() -> None:
+            if workers is not None:
+                workers.supervise()
+            view.tick()
+
+        try:
+            return run_round_trip(
+                farm.clients, farm.refs, pools, library, state=state, options=opts,
+                progress=view, on_tick=tick, on_result=view.result, control=control,
+                report=report,
+            )  # fmt: skip
+        finally:
+            if control.stop.is_set() and workers is not None:
+                workers.stop(grace_s=0)
 
 
 @contextlib.contextmanager

@@ -73,6 +73,8 @@ class JobContext:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
+    # ffmpeg's frames per second and speed (x real time) as it reports them
+    on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
     commit: Commit | None = None
     phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
 
@@ -298,6 +300,7 @@ class JobRunner:
             pct = percent(p, plan.expected_duration_s)
             if pct is not None:
                 ctx.on_progress(pct)
+            ctx.on_rates(p.fps, p.speed)
 
         log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
         decoder = StreamDecoder(stream) if teed else None
