@@ -39,6 +39,8 @@ class RunningJob:
     worker: str
     progress: float
     age_s: float
+    fps: float | None = None
+    speed: float | None = None  # x real time
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def ledger_view(
                     worker=item.worker,
                     progress=float(item.progress or 0),
                     age_s=max(0.0, now - (item.started_at or now)),
+                    fps=item.fps,
+                    speed=item.speed,
                 )
             )
     return sorted(running, key=lambda r: -r.age_s), totals

@@ -16,6 +16,7 @@ import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hevcq import admin, logs
 from hevcq.aws import Clients
@@ -28,7 +29,7 @@ from hevcq.outage import until_reachable
 from hevcq.provision import FarmRefs, resolve
 from hevcq.results import announced_objects
 from hevcq.samples import make_sample_library
-from hevcq.settings import Settings
+from hevcq.settings import Settings, load_settings
 from hevcq.statestore import state_dir as default_state_dir
 from hevcq.tfconfig import settings_from_outputs, write_env_file
 from hevcq.web import server as web_server
@@ -37,23 +38,26 @@ from hevcq.web.view import FarmView
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console(width=160)
+console = Console()
 log = structlog.get_logger()
 
+# Exit codes (README, "Exit codes"): 1 is only ever failed jobs.
 EXIT_FAILED_JOBS = 1
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # a mistake in the command line, the settings or the library
 EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
+EXIT_INTERNAL = 4  # a bug: one line on the terminal, the traceback in the log
+EXIT_TIMED_OUT = 5  # --timeout passed with jobs still in the farm
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _setup() -> tuple[Settings, dict[str, Pool]]:
-    settings = Settings()
+    settings = load_settings(os.environ)
     logs.configure(settings.log_format, settings.log_level)
     return settings, load_farm(settings.workers_dir)
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
+    console.print(Text.assemble(("error: ", "red"), message))
     return typer.Exit(code)
 
 
@@ -182,7 +186,7 @@ def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) ->
         r.add_column(col)
     for j in report.running:
         eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
-        r.add_row(j.key, j.pool, j.worker, f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
+        r.add_row(Text(j.key), j.pool, Text(j.worker), f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
     console.print(r)
     s = Table(title="jobs by state")
     for col in ("pool", "state", "jobs"):
@@ -211,7 +215,9 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     if located.farm is None:
-        console.print(f"[yellow]{located.reason}[/]: the page and /api/health say so.")
+        console.print(
+            Text.assemble((located.reason, "yellow"), ": the page and /api/health say so.")
+        )
     console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
     web_server.serve(config, host, port)
 
@@ -229,7 +235,7 @@ def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None
             continue
         for m in admin.list_dead_letters(clients.sqs, pr.dlq_url):
             keys = ", ".join(o.key for o in announced_objects(m.body)) or "(unparseable message)"
-            t.add_row(name, keys, m.failure_class, m.reason)
+            t.add_row(name, Text(keys), m.failure_class, Text(m.reason))
     console.print(t)
 
 
@@ -250,17 +256,20 @@ def redrive(
     no_retry = Clients.create(region=settings.region, retries=1)
     moved = admin.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
     for name, n in moved.items():
-        console.print(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}")
+        console.print(Text(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}"))
 
 
 @app.command()
 def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample library.")]) -> None:
     """Generate a small sample library (the README's demo)."""
 
-    settings = Settings()
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
     logs.configure(settings.log_format, settings.log_level)
     files = make_sample_library(dest)
-    console.print(f"Sample library with {len(files)} files in {dest}")
+    console.print(Text(f"Sample library with {len(files)} files in {dest}"))
 
 
 @config_app.command("from-terraform")
@@ -280,7 +289,7 @@ def from_terraform(
     except (OSError, subprocess.CalledProcessError) as exc:
         raise _fail(f"cannot read terraform outputs: {exc}") from exc
     write_env_file(settings_from_outputs(json.loads(raw)), path)
-    console.print(f"Wrote {path}")
+    console.print(Text(f"Wrote {path}"))
 
 
 # The library commands (ingest, estimate, calibrate, fetch, rollback, quarantine) register
@@ -293,5 +302,11 @@ def main() -> None:
     try:
         app()
     except HevcqError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(Text.assemble(("error: ", "red"), str(exc)))
         sys.exit(EXIT_CONFIG)
+    except Exception as exc:  # a bug: one line here, the traceback in the state dir
+        where = logs.record_crash(default_state_dir())
+        console.print(Text.assemble(
+            ("internal error: ", "red"), f"{type(exc).__name__}: {exc} (traceback in {where})"
+        ))  # fmt: skip
+        sys.exit(EXIT_INTERNAL)

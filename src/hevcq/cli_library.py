@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shlex
 import signal
 import sys
-import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from hevcq import admin, logs
 from hevcq.calibrate import calibrate as measure
 from hevcq.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.cli import (
     EXIT_FAILED_JOBS,
     EXIT_INTERRUPTED,
+    EXIT_TIMED_OUT,
     _cloud,
     _configured,
     _fail,
@@ -36,6 +40,7 @@ from hevcq.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.ingest import parse_size, to_upload
 from hevcq.ledger import DynamoLedger
 from hevcq.library import ScanReport, scan
+from hevcq.live import LiveView
 from hevcq.local import EmbeddedFarm, published_farm
 from hevcq.queues import SqsInbox
 from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine, purge
@@ -50,10 +55,11 @@ from hevcq.report import (
 )
 from hevcq.results import Fetched
 from hevcq.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
+from hevcq.runs import new_run_folder
 from hevcq.settings import Settings
-from hevcq.statestore import StateStore, library_id
+from hevcq.statestore import StateStore, library_id, state_dir
 from hevcq.store import S3Store
-from hevcq.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions
+from hevcq.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
 
 quarantine_app = typer.Typer(help="Replaced originals kept for a while.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
@@ -99,7 +105,7 @@ def _dry_run(library: Path, pools: dict[str, Pool], options: ScanOptions) -> Non
     speeds, source = _speeds(pools)
     tasks = {name: TaskSize.of(p) for name, p in pools.items()}
     console.print(estimate_table(estimate_cost(report, speeds, task=tasks)))
-    console.print(f"Speeds: {source}")
+    console.print(Text(f"Speeds: {source}"))
 
 
 def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
@@ -141,6 +147,8 @@ def ingest(
             include=include, exclude=exclude, ext=ext, max_files=max_files,
             max_bytes=max_bytes, skip=out, full_hash=full_hash,
         )  # fmt: skip
+        brings_home = (wait or settings.embedded) and not dry_run
+        preflight(library, out if brings_home else None, scan_opts)
         if dry_run:
             _dry_run(library, pools, scan_opts)
             return
@@ -171,23 +179,47 @@ def ingest(
         console.print(
             f"Uploaded {sent} files; `hevcq status` shows progress, `hevcq fetch` brings results."
         )
+    raise typer.Exit(exit_code(rt))
+
+
+def exit_code(rt: RoundTrip) -> int:
+    """0, or what stopped the run short: an interrupt, the timeout, failed jobs (README)."""
     if rt.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if rt.failed:
-        raise typer.Exit(EXIT_FAILED_JOBS)
+        return EXIT_INTERRUPTED
+    if rt.timed_out:
+        return EXIT_TIMED_OUT
+    return EXIT_FAILED_JOBS if rt.failed else 0
+
+
+def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
+    """Mistakes that would waste a farm's start-up, as one-line errors."""
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; give a folder")
+        parent = next(p for p in [out.absolute(), *out.absolute().parents] if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: cannot write in {parent}")
+    candidates, problems = walk(library, options)
+    if candidates:
+        return
+    exts = ", ".join(sorted(options.extensions))
+    why = "is empty" if not any(library.iterdir()) else f"holds no videos ({exts})"
+    if problems:
+        why += f"; {len(problems)} paths could not be read"
+    raise ConfigError(f"{library} {why}")
 
 
 def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
     finished = len(rt.report.with_status("finished"))
     if rt.encoded_nothing and not rt.interrupted:
-        console.print(f"Nothing to encode: {finished} files finished in earlier runs.")
-    console.print(f"Outputs are in {out.resolve()}")
+        console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
+    console.print(Text(f"Outputs are in {out.resolve()}"))
     if rt.interrupted or rt.timed_out:
         why = "Interrupted" if rt.interrupted else "Timed out"
-        console.print(
+        console.print(Text(
             f"{why}: {len(rt.lost)} jobs were in the farm, {len(rt.not_started)} files not"
             f" started. Resume with: {shlex.join(_resume_command())}"
-        )
+        ))  # fmt: skip
 
 
 def _resume_command() -> list[str]:
@@ -213,7 +245,7 @@ def _scanned(summary_follows: bool) -> Callable[[ScanReport], None]:
         )
         if not summary_follows:
             for p in report.problems:
-                console.print(f"[red]{p.kind}[/] {p.rel}: {p.reason}")
+                console.print(Text.assemble((p.kind, "red"), f" {p.rel}: {p.reason}"))
 
     return show
 
@@ -242,31 +274,62 @@ def _embedded_round_trip(
     opts: IngestOptions, *, control: Control,
 ) -> RoundTrip:  # fmt: skip
     console.print("No farm configured: running the embedded local farm on this machine.")
-    report = scan(library, list(pools.values()), state, opts.scan)
-    _scanned(True)(report)
-    # Only pools with work get queues and workers: a changed pool file re-does that pool.
-    needed = sorted({p for e in to_upload(report, fresh_farm=True) for p in e.pools_pending})
-    if not needed or control.draining.is_set():
-        return RoundTrip(report, interrupted=control.draining.is_set(),
-                         not_started=list(to_upload(report, fresh_farm=True)))  # fmt: skip
-    per_pool = settings.workers_per_pool
-    window = settings.window or 2 * per_pool * len(needed)
-    farm_dir = Path(tempfile.mkdtemp(prefix="hevcq-farm-"))
-    with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
-        if farm.clients is None or farm.refs is None:
-            raise ConfigError("the embedded farm did not start")
-        with published_farm(farm.endpoint, farm.refs):
-            tick = farm.workers.supervise if farm.workers else None
-            try:
-                return run_round_trip(
-                    farm.clients, farm.refs, pools, library, state=state,
-                    options=dataclasses.replace(opts, window=window),
-                    progress=progress_for(console), on_tick=tick, control=control,
-                    report=report,
-                )  # fmt: skip
-            finally:
-                if control.stop.is_set() and farm.workers is not None:
-                    farm.workers.stop(grace_s=0)
+    farm_dir = new_run_folder(state_dir(), settings.runs_kept)
+    with _logging_to(farm_dir / "logs" / "ingest.log", settings):
+        report = scan(library, list(pools.values()), state, opts.scan)
+        _scanned(True)(report)
+        # Only pools with work get queues and workers: a changed pool file re-does that pool.
+        todo = to_upload(report, fresh_farm=True)
+        needed = sorted({p for e in todo for p in e.pools_pending})
+        if not needed or control.draining.is_set():
+            return RoundTrip(report, interrupted=control.draining.is_set(),
+                             not_started=list(todo))  # fmt: skip
+        console.print(Text(f"Logs: {farm_dir / 'logs'}"))
+        per_pool = settings.workers_per_pool
+        opts = dataclasses.replace(opts, window=settings.window or 2 * per_pool * len(needed))
+        jobs = sum(len(e.pools_pending) for e in todo)
+        with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
+            return _on_farm(farm, pools, library, state, opts=opts, report=report,
+                            control=control, jobs=jobs)  # fmt: skip
+
+
+def _on_farm(
+    farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: StateStore, *,
+    opts: IngestOptions, report: ScanReport, control: Control, jobs: int,
+) -> RoundTrip:  # fmt: skip
+    if farm.clients is None or farm.refs is None:
+        raise ConfigError("the embedded farm did not start")
+    with published_farm(farm.endpoint, farm.refs):
+        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+        view = LiveView(console, lambda: admin.ledger_view(ledger)[0], jobs)
+        workers = farm.workers
+
+        def tick() -> None:
+            if workers is not None:
+                workers.supervise()
+            view.tick()
+
+        try:
+            return run_round_trip(
+                farm.clients, farm.refs, pools, library, state=state, options=opts,
+                progress=view, on_tick=tick, on_result=view.result, control=control,
+                report=report,
+            )  # fmt: skip
+        finally:
+            if control.stop.is_set() and workers is not None:
+                workers.stop(grace_s=0)
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path, settings: Settings) -> Iterator[None]:
+    """The run's log lines go to its folder (none tear the live view); back to stderr after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        logs.configure("json", settings.log_level, file=f)
+        try:
+            yield
+        finally:
+            logs.configure(settings.log_format, settings.log_level)
 
 
 @app.command()
@@ -301,8 +364,8 @@ def calibrate(
     path = speeds_path()
     save_speeds(path, speeds, pools)
     for name, speed in sorted(speeds.items()):
-        console.print(f"{name}: {speed:.3g} s of video per second per vCPU")
-    console.print(f"Saved to {path}")
+        console.print(Text(f"{name}: {speed:.3g} s of video per second per vCPU"))
+    console.print(Text(f"Saved to {path}"))
 
 
 def _stop_on_signals() -> threading.Event:
@@ -357,7 +420,7 @@ def fetch(
     stop = _stop_on_signals()
 
     def show(f: Fetched) -> None:
-        console.print(f"{f.rel} [{f.pool}]: {f.action} {f.reason or f.path or ''}")
+        console.print(Text(f"{f.rel} [{f.pool}]: {f.action} {f.reason or f.path or ''}"))
 
     with StateStore.for_library(library) as state:
         fetcher = Fetcher(
@@ -392,7 +455,7 @@ def rollback(
         raise _fail(f"no library quarantine found above {path}; say --library")
     restored = restore(root / DEFAULT_QUARANTINE, None if all_ else path)
     for p in restored:
-        console.print(f"restored {p}")
+        console.print(Text(f"restored {p}"))
     if not restored:
         raise _fail("nothing restored (see the log for conflicts)", EXIT_FAILED_JOBS)
 
@@ -404,14 +467,14 @@ QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True,
 def quarantine_list(library: QuarantineDir = Path()) -> None:
     """Originals in the quarantine, with their state and keep-until date."""
 
-    t = Table(title=f"quarantine of {library.resolve()}")
+    t = Table(title=Text(f"quarantine of {library.resolve()}"))
     for col in ("id", "state", "original", "replaced by", "keep until"):
         t.add_column(col)
     root = library.absolute()
     for e in list_quarantine(library / DEFAULT_QUARANTINE):
         orig, final = (str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
                        for p in (e.original, e.final))  # fmt: skip
-        t.add_row(e.id, e.state, orig, final, f"{e.keep_until:%Y-%m-%d %H:%M}")
+        t.add_row(Text(e.id), e.state, Text(orig), Text(final), f"{e.keep_until:%Y-%m-%d %H:%M}")
     console.print(t)
 
 
@@ -421,5 +484,5 @@ def quarantine_purge(library: QuarantineDir = Path()) -> None:
 
     gone = purge(library / DEFAULT_QUARANTINE, datetime.now(UTC))
     for p in gone:
-        console.print(f"purged the original of {p}")
+        console.print(Text(f"purged the original of {p}"))
     console.print(f"{len(gone)} originals purged")

@@ -7,6 +7,7 @@ from hevcq.keys import output_extension
 from hevcq.media import AudioStream, Decision, EncodePlan, MediaInfo, Skip, SubtitleStream
 
 OUTPUT_CODEC = "hevc"
+KEPT_ORIGINAL = "kept original: output would be larger"
 
 # Audio codecs each output container takes as they are; anything else becomes AAC.
 # Matroska takes nearly everything, but an explicit list means an exotic codec is
@@ -136,3 +137,11 @@ def subtitle_plan(
         elif sub.codec in MP4_TEXT_SUBTITLES:
             plan.append((sub.index, "mov_text"))
     return tuple(plan)
+
+
+def saves_nothing(pool: Pool, output_bytes: int, input_bytes: int) -> bool:
+    """True when an output meant to stand in for its source is no smaller than it.
+
+    Renditions (a pool with an output suffix) are another size on purpose: never this.
+    """
+    return not pool.output_suffix and output_bytes >= input_bytes

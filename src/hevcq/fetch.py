@@ -13,6 +13,7 @@ from typing import Protocol
 
 import structlog
 
+from hevcq.decide import KEPT_ORIGINAL
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.ingest import META_HASH, META_LIBRARY
 from hevcq.keys import DONE_PREFIX, source_relative
@@ -20,6 +21,7 @@ from hevcq.ledger import FINISHED, LedgerItem, State
 from hevcq.messages import JobResult
 from hevcq.replace import (
     DEFAULT_QUARANTINE,
+    LargerThanOriginal,
     ReplaceRefused,
     list_quarantine,
     place_output,
@@ -155,6 +157,10 @@ class Fetcher:
             else:
                 path = place_output(tmp, self._out_path(r))
                 action = "placed"
+        except LargerThanOriginal as exc:
+            log.info("output_kept_original", rel=rel, pool=r.pool, reason=str(exc))
+            self.state.record_outcome(rel, r.pool, "skipped", KEPT_ORIGINAL)
+            return Fetched(rel, r.pool, "skipped", KEPT_ORIGINAL, result=r)
         except (ReplaceRefused, OSError) as exc:
             reason = str(exc)
             log.warning("output_refused", rel=rel, pool=r.pool, reason=reason)

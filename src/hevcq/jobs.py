@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from hevcq.decide import decide
+from hevcq.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
 from hevcq.farm import Pool, VerifyPolicy
 from hevcq.ffargs import build_args
@@ -74,6 +74,8 @@ class JobContext:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda _pct: None
+    # ffmpeg's frames per second and speed (x real time) as it reports them
+    on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
     commit: Commit | None = None
     phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
 
@@ -265,6 +267,14 @@ class JobRunner:
             src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
         )
         encode_s = lap("encode_s")
+        if saves_nothing(spec.pool, out.stat().st_size, info.size_bytes):
+            # Not a failure: the source stays as it is, and a re-run does not try again.
+            log.info("job_skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
+                     output_bytes=out.stat().st_size)  # fmt: skip
+            return self._result(
+                spec, "skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
+                duration_s=info.duration_s, encode_s=round(encode_s, 3),
+            )  # fmt: skip
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         lap("verify_s")
@@ -306,6 +316,7 @@ class JobRunner:
             pct = percent(p, plan.expected_duration_s)
             if pct is not None:
                 ctx.on_progress(pct)
+            ctx.on_rates(p.fps, p.speed)
 
         log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
         limit = None if verify == "full" else END_FRAMES

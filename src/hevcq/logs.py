@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
+CRASH_LOG = "errors.log"
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
-    """JSON lines when not on a terminal (containers), readable console output otherwise."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+def configure(fmt: str = "auto", level: str = "info", file: TextIO | None = None) -> None:
+    """JSON lines when not on a terminal (containers), readable console output otherwise;
+    ``file`` (a run's log in the state dir) takes the lines instead of stderr."""
+    out = file or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
         processors=[
@@ -30,7 +36,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 
@@ -45,3 +51,13 @@ def read_events(log: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def record_crash(directory: Path) -> Path:
+    """Append the exception being handled, with its traceback, to the crash log."""
+    path = directory / CRASH_LOG
+    directory.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"--- {datetime.now(UTC).isoformat()} {' '.join(sys.argv)}\n")
+        f.write(traceback.format_exc())
+    return path

@@ -37,6 +37,10 @@ class ReplaceRefused(PermanentError):
     """An output may not take a file's place; the message says why."""
 
 
+class LargerThanOriginal(ReplaceRefused):
+    """The output saves nothing: the original is kept (not a failure)."""
+
+
 class OutputExists(ReplaceRefused):
     """The destination holds a different file and overwriting was not asked for."""
 
@@ -77,7 +81,7 @@ def verify_replacement(
     """
     size, orig_size = candidate.stat().st_size, original.stat().st_size
     if size > orig_size and not allow_larger:
-        raise ReplaceRefused(f"larger than the original ({size} > {orig_size} bytes)")
+        raise LargerThanOriginal(f"larger than the original ({size} > {orig_size} bytes)")
     try:
         info = probe_fn(candidate)
     except PermanentError as exc:

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from hevcq.media import Skip
 
@@ -60,29 +61,56 @@ def human_bytes(n: int | None) -> str:
 
 
 def summary_table(rows: list[Row]) -> Table:
-    """The table printed at the end of an ingest."""
+    """The table printed at the end of an ingest; names are text, a totals row ends it.
+
+    Long names and reasons fold inside their columns, so the table fits the terminal.
+    """
     table = Table(title="hevcq summary")
     for col in ("file", "pool", "outcome", "input", "output", "saved", "seconds"):
         numeric = col in ("input", "output", "saved", "seconds")
-        table.add_column(col, justify="right" if numeric else "left")
+        table.add_column(
+            col, justify="right" if numeric else "left",
+            overflow="fold", no_wrap=numeric,
+        )  # fmt: skip
     style = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in sorted(rows, key=lambda r: (r.file, r.pool)):
         outcome = r.outcome + (f": {r.reason}" if r.reason else "")
         table.add_row(
-            r.file,
-            r.pool,
-            f"[{style.get(r.outcome, 'white')}]{outcome}[/]",
+            Text(r.file),
+            Text(r.pool),
+            Text(outcome, style=style.get(r.outcome, "white")),
             human_bytes(r.input_bytes),
             human_bytes(r.output_bytes),
             r.saved,
             f"{r.seconds:.1f}" if r.seconds is not None else "",
         )
+    total = totals_row(rows)
+    table.add_section()
+    table.add_row(
+        "total", "", total.outcome, human_bytes(total.input_bytes),
+        human_bytes(total.output_bytes), total.saved,
+        f"{total.seconds:.1f}" if total.seconds else "",
+    )  # fmt: skip
     return table
 
 
+def totals_row(rows: list[Row]) -> Row:
+    """Counts per outcome, and bytes in and out over the rows with an output."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    made = [r for r in rows if r.output_bytes is not None and r.input_bytes]
+    return Row(
+        "total", "", ", ".join(f"{n} {o}" for o, n in sorted(counts.items())), "",
+        sum(r.input_bytes or 0 for r in made) if made else None,
+        sum(r.output_bytes or 0 for r in made) if made else None,
+        sum(r.seconds or 0.0 for r in rows),
+    )  # fmt: skip
+
+
 def print_table(table: Table, console: Console | None = None) -> None:
-    """Print a table wide enough not to wrap reasons into unreadable columns."""
-    (console or Console(width=160)).print(table)
+    """Print a table within the terminal's width (long cells fold)."""
+    (console or Console()).print(table)
 
 
 def human_seconds(s: float) -> str:
@@ -114,15 +142,15 @@ def plan_tables(report: ScanReport) -> list[Table]:
     for e in report.to_send:
         dur = human_seconds(e.duration_s) if e.duration_s is not None else "?"
         pools = ", ".join(sorted(e.pools_to_encode))
-        send.add_row(e.rel, human_bytes(e.size), dur, pools, _why_not_sent(e))
+        send.add_row(Text(e.rel), human_bytes(e.size), dur, pools, Text(_why_not_sent(e)))
     skipped = Table(title="not uploaded")
     for col in ("file", "why"):
         skipped.add_column(col)
     for e in report.entries:
         if e.status != "send":
-            skipped.add_row(e.rel, _why_not_sent(e))
+            skipped.add_row(Text(e.rel), Text(_why_not_sent(e)))
     for p in report.problems:
-        skipped.add_row(p.rel, f"[red]{p.kind}[/]: {p.reason}")
+        skipped.add_row(Text(p.rel), Text.assemble((p.kind, "red"), f": {p.reason}"))
     per_pool = Table(title="work per pool")
     for col in ("pool", "files", "size", "source duration"):
         per_pool.add_column(col, justify="left" if col == "pool" else "right")
@@ -180,7 +208,9 @@ class BarProgress:
         """One file finished."""
         self._bar.advance(self._files, 1)
         if up.error:
-            self._bar.console.print(f"[red]upload failed[/] {up.entry.rel}: {up.error}")
+            self._bar.console.print(
+                Text.assemble(("upload failed", "red"), f" {up.entry.rel}: {up.error}")
+            )
 
     def end(self) -> None:
         """Stop redrawing."""
@@ -206,7 +236,7 @@ class LineProgress:
         """One line per file."""
         self._done += 1
         what = f"failed: {up.error}" if up.error else ("sent" if up.sent else "already there")
-        self._console.print(f"[{self._done}/{self._files}] {up.entry.rel}: {what}")
+        self._console.print(Text(f"[{self._done}/{self._files}] {up.entry.rel}: {what}"))
 
     def end(self) -> None:
         """Nothing to tidy."""
@@ -227,5 +257,5 @@ def fetch_table(items: list[Fetched]) -> Table:
         detail = f.reason or (str(f.path) if f.path else "")
         if f.source_deleted:
             detail += " (source removed from the bucket)"
-        t.add_row(f.rel, f.pool, f"[{style.get(f.action, 'red')}]{f.action}[/]", detail)
+        t.add_row(Text(f.rel), f.pool, Text(f.action, style.get(f.action, "red")), Text(detail))
     return t

@@ -133,9 +133,14 @@ def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left
         return Row(e.rel, pool, "pending", "not started; the next run takes it", e.size)
     if r is None:
         return Row(e.rel, pool, "pending", "no result yet", e.size)
-    f = rt.fetched.get((key, pool))
+    return _result_row(e, pool, r, rt.fetched.get((key, pool)))
+
+
+def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row:
     if f is not None and not f.ok:
         return Row(e.rel, pool, "failed", f"{f.action}: {f.reason}", e.size, r.output_bytes)
+    if f is not None and f.action == "skipped" and r.outcome == "done":
+        return Row(e.rel, pool, "skipped", f.reason, e.size)  # e.g. kept the original
     return Row(e.rel, pool, r.outcome, r.reason or "", e.size, r.output_bytes, r.encode_s)
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hevcq.errors import ConfigError
 from hevcq.limits import MAX_WAIT_TIME_S
+
+PREFIX = "HEVCQ_"
 
 DEFAULT_SETTINGS_FILE = Path("~/.config/hevcq/hevcq.env").expanduser()
 
@@ -47,12 +52,15 @@ class Settings(BaseSettings):
     lease_s: int | None = Field(
         None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."
     )
-    workers_per_pool: int = Field(1, ge=0, description="Embedded farm: worker processes per pool.")
+    workers_per_pool: int = Field(1, ge=1, description="Embedded farm: worker processes per pool.")
     window: int | None = Field(
         None,
         ge=1,
         description="Embedded farm: sources in the farm at once; default twice "
         "the worker processes.",
+    )
+    runs_kept: int = Field(
+        10, ge=1, description="Embedded farm: run folders (logs) kept in the state dir."
     )
     ecs_agent_uri: str | None = Field(
         None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI")
@@ -88,3 +96,37 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no farm is configured and hevcq should run one locally."""
         return self.bucket is None
+
+
+def known_names() -> list[str]:
+    """Every ``HEVCQ_*`` variable a setting reads."""
+    names = {f"{PREFIX}{n.upper()}" for n in Settings.model_fields}
+    return sorted(names | {"HEVCQ_ECS_AGENT_URI"})
+
+
+def unknown_names(env: Mapping[str, str]) -> list[str]:
+    """``HEVCQ_*`` names in ``env`` that no setting reads, each with a close known name."""
+    known = known_names()
+    out = []
+    for name in sorted(n for n in env if n.upper().startswith(PREFIX)):
+        if name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), known, n=1)
+        out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """The settings, or a ConfigError of one line naming what is wrong."""
+    unknown = unknown_names(env)
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)}")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = f"{PREFIX}{field.upper()}" if field else "a setting"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f"={value!s}"
+        raise ConfigError(f"{name}{shown}: {err['msg']}") from None

@@ -427,7 +427,13 @@ class Worker:
             progress.append(pct)
             keeper.progress["progress"] = pct
 
+        def on_rates(fps: float | None, speed: float | None) -> None:
+            for name, value in (("fps", fps), ("speed", speed)):
+                if value is not None:
+                    keeper.progress[name] = value
+
         ctx.on_progress = on_progress
+        ctx.on_rates = on_rates
         q = self.pool.queue
 
         def renew() -> None:

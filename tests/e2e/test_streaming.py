@@ -104,6 +104,11 @@ def test_results_come_home_while_the_farm_still_works_then_a_rerun_encodes_nothi
     assert again.returncode == 0, again.stdout[-3000:]
     assert f"Nothing to encode: {CLIPS} files finished in earlier runs." in again.stdout
     assert "embedded_farm_started" not in again.stdout + again.stderr
+    # Log lines go to the run's folder in the state dir, not the terminal.
+    run = min((tmp_path / "state/hevcq/runs").iterdir())  # the first run's folder
+    assert "embedded_farm_started" in (run / "logs/ingest.log").read_text()
+    assert (run / "logs/worker-hevc-0.log").stat().st_size > 0
+    assert "embedded_farm_started" not in out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from hevcq.decide import audio_plan, decide, fit_short_side, subtitle_plan
+from hevcq.decide import audio_plan, decide, fit_short_side, saves_nothing, subtitle_plan
 from hevcq.farm import Pool, load_farm
 from hevcq.media import EncodePlan, Skip, SubtitleStream
 from tests.unit.media_shapes import SHAPES, clip
@@ -231,3 +231,16 @@ def test_cover_art_is_not_the_main_video() -> None:
 def _with_encode(pool: Pool, **changes: object) -> Pool:
     encode = pool.encode.model_copy(update=changes)
     return pool.model_copy(update={"encode": encode})
+
+
+@pytest.mark.parametrize(
+    ("pool", "out_bytes", "in_bytes", "expected"),
+    [
+        ("hevc", 101, 100, True),
+        ("hevc", 100, 100, True),  # equal saves nothing either
+        ("hevc", 99, 100, False),
+        ("720p", 500, 100, False),  # a rendition is another size on purpose
+    ],
+)
+def test_an_output_that_saves_nothing(pool: str, out_bytes: int, in_bytes: int, expected) -> None:
+    assert saves_nothing(FARM[pool], out_bytes, in_bytes) is expected

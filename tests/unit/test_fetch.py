@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from hevcq.decide import KEPT_ORIGINAL
 from hevcq.errors import RetryableError
 from hevcq.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.ingest import META_HASH, META_LIBRARY
@@ -18,7 +20,7 @@ from hevcq.ledger import LedgerItem, State
 from hevcq.media import EncodePlan
 from hevcq.messages import JobResult
 from hevcq.queues import Received
-from hevcq.replace import DEFAULT_QUARANTINE, ReplaceRefused, list_quarantine
+from hevcq.replace import DEFAULT_QUARANTINE, LargerThanOriginal, ReplaceRefused, list_quarantine
 from hevcq.results import drain
 from hevcq.statestore import FileRecord, PoolRecord, StateStore
 from hevcq.store import ObjectInfo
@@ -409,3 +411,20 @@ def test_an_output_replaced_since_its_commit_is_not_placed(lib: Lib) -> None:
     assert got.action in ("retry", "superseded")
     assert not lib.out.exists()
     assert "DONE/720p/a.720p.mp4" not in lib.objects.deleted
+
+
+def _larger(candidate: Path, original: Path, allow_larger: bool) -> None:
+    raise LargerThanOriginal("larger than the original (9 > 8 bytes)")
+
+
+@pytest.mark.parametrize("replace", [frozenset(), frozenset({"hevc"})])
+def test_a_larger_output_keeps_the_original_and_is_not_a_failure(
+    lib: Lib, replace: frozenset[str]
+) -> None:
+    lib.output("hevc")
+    f = dataclasses.replace(lib.fetcher(replace=replace), verify=_larger)
+    got = f.process(lib.result("hevc"))
+    assert (got.action, got.reason, got.ok) == ("skipped", KEPT_ORIGINAL, True)
+    assert lib.src.read_bytes() == ORIGINAL
+    assert not lib.out.exists() or not any(lib.out.rglob("*.mp4"))
+    assert lib.state.decisions("a.mp4")["hevc"].outcome == "skipped"

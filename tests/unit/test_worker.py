@@ -558,3 +558,25 @@ def wait_until(pred, timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def test_a_running_job_records_percent_fps_and_speed_in_the_ledger(ledger, farm) -> None:
+    clock = FastClock(speed=1000)
+    vis = farm["hevc"].queue.visibility_timeout_s
+    seen: list[LedgerItem | None] = []
+
+    def slow(spec, ctx):
+        end = clock() + 2 * vis
+        while clock() < end:
+            ctx.on_progress(40.0)
+            ctx.on_rates(48.5, 2.25)
+            time.sleep(0.01)
+        seen.append(rig.item())
+        return ok(spec, ctx)
+
+    rig = make_rig(ledger, farm, slow, clock=clock)
+    rig.worker.handle(rig.queue.put(event()))
+    [running] = seen
+    assert running is not None
+    assert (running.state, running.progress) == ("running", 40.0)
+    assert (running.fps, running.speed) == (48.5, 2.25)

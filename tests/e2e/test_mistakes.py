@@ -1,0 +1,81 @@
+"""Mistakes are one line, exit 2, before any farm starts; never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hevcq.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+
+
+def hevcq(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", *args], capture_output=True, text=True, cwd=tmp,
+        env=base | {"HOME": str(tmp / "home"), "XDG_STATE_HOME": str(tmp / "state"),
+                    "COLUMNS": "200"} | env,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    make_clip(tmp_path / "lib" / "a.mp4", width=320, height=240, seconds=0.5)
+    return tmp_path / "lib"
+
+
+def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]:
+    target, out, env = lib, tmp / "out", {}
+    if setup == "out_is_file":
+        out.write_text("not a folder")
+    elif setup == "out_unwritable":
+        (tmp / "plain").write_text("a file, not a folder")
+        out = tmp / "plain" / "out"
+    elif setup in ("empty", "no_videos"):
+        target = tmp / setup
+        target.mkdir()
+        if setup == "no_videos":
+            (target / "notes.txt").write_text("text")
+    elif setup == "workers_zero":
+        env = {"HEVCQ_WORKERS_PER_POOL": "0"}
+    elif setup == "typo":
+        env = {"HEVCQ_BUKET": "b"}
+    else:
+        env = {"HEVCQ_STALL_TIMEOUT_S": "soon"}
+    return target, out, env
+
+
+@pytest.mark.parametrize(
+    ("setup", "says"),
+    [
+        ("out_is_file", "is a file; give a folder"),
+        ("out_unwritable", "cannot write in"),
+        ("empty", "is empty"),
+        ("no_videos", "holds no videos"),
+        ("workers_zero", "HEVCQ_WORKERS_PER_POOL=0: "),
+        ("typo", "HEVCQ_BUKET (did you mean HEVCQ_BUCKET?)"),
+        ("bad_value", "HEVCQ_STALL_TIMEOUT_S=soon: "),
+    ],
+)
+def test_one_line_error_exit_2_and_no_farm(tmp_path: Path, lib: Path, setup, says) -> None:
+    target, out, env = _case(tmp_path, lib, setup)
+    r = hevcq(tmp_path, "ingest", str(target), "--out", str(out), **env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "embedded local farm" not in r.stdout
+    assert not (tmp_path / "state" / "hevcq" / "runs").exists()
+    [line] = [ln for ln in r.stdout.splitlines() if ln.startswith("error:")]
+    assert says in line
+
+
+def test_a_setting_mistake_stops_every_command(tmp_path: Path) -> None:
+    r = hevcq(tmp_path, "status", HEVCQ_BUKET="b")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "did you mean HEVCQ_BUCKET?" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr

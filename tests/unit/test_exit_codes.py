@@ -1,0 +1,33 @@
+"""`hevcq ingest` exit codes: 1 only for failed jobs, other codes for the other stops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hevcq.cli import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_TIMED_OUT
+from hevcq.cli_library import exit_code
+from hevcq.library import ScanReport
+from hevcq.roundtrip import RoundTrip
+from hevcq.walk import Problem
+
+
+def _rt(*, failed: bool = False, **flags: bool) -> RoundTrip:
+    problems = (Problem("bad.mp4", "unreadable", "cannot read"),) if failed else ()
+    return RoundTrip(ScanReport(Path("/lib"), (), problems, {}, 0, 0, 0.0), **flags)
+
+
+@pytest.mark.parametrize(
+    ("rt", "code"),
+    [
+        (_rt(), 0),
+        (_rt(failed=True), EXIT_FAILED_JOBS),
+        (_rt(timed_out=True), EXIT_TIMED_OUT),
+        (_rt(failed=True, timed_out=True), EXIT_TIMED_OUT),
+        (_rt(failed=True, interrupted=True), EXIT_INTERRUPTED),
+    ],
+)
+def test_exit_code(rt: RoundTrip, code: int) -> None:
+    assert exit_code(rt) == code
+    assert (code == EXIT_FAILED_JOBS) == (rt.failed and not rt.timed_out and not rt.interrupted)
