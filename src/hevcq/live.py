@@ -24,8 +24,8 @@ from hevcq.keys import source_relative
 from hevcq.report import LineProgress, human_bytes, human_seconds
 
 if TYPE_CHECKING:
-    from hevcq.results import Fetched
     from hevcq.ingest import Uploaded
+    from hevcq.results import Fetched
 
 PLAIN_EVERY_S = 10.0  # a status line when not on a terminal
 REFRESH_EVERY_S = 1.0  # the ledger is read at most this often
