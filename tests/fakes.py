@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hevcq.aws.s3 import ObjectInfo
+from hevcq.aws.sqs import Received
 from hevcq.errors import FailureClass, LostMessageError, SupersededJob, WriteConflict
-from hevcq.jobs import JobContext, JobSpec
 from hevcq.messages import JobResult
-from hevcq.queues import Received
-from hevcq.store import ObjectInfo
+from hevcq.worker.runner import JobContext, JobSpec
 
 _ids = itertools.count(1)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from hevcq.aws import Clients
-from hevcq.ledger import (
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import (
     AlreadyFinished,
     Claimed,
     DynamoLedger,
@@ -18,7 +18,7 @@ from hevcq.ledger import (
     State,
     Superseded,
 )
-from hevcq.provision import _create_ledger
+from hevcq.aws.provision import _create_ledger
 
 JOB = JobKey("TODO/a.mp4", "hevc", "etag1", "hash1", sequencer="0055AED6DCD90281E5")
 V2 = JobKey("TODO/a.mp4", "hevc", "etag2", "hash1", sequencer="0055AED6DCD90281E6")

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hevcq.aws import Clients
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger, JobKey, LedgerItem
+from hevcq.aws.s3 import META_SOURCE_ETAG
 from hevcq.errors import (
     FailureClass,
     InterruptedJob,
@@ -23,12 +25,10 @@ from hevcq.errors import (
     RetryableError,
     StalledError,
 )
-from hevcq.farm import Pool
-from hevcq.jobs import JobContext, JobSpec
-from hevcq.ledger import DynamoLedger, JobKey, LedgerItem
 from hevcq.messages import JobResult
-from hevcq.store import META_SOURCE_ETAG
-from hevcq.worker import Verdict, Worker, WorkerConfig
+from hevcq.pools import Pool
+from hevcq.worker.loop import Verdict, Worker, WorkerConfig
+from hevcq.worker.runner import JobContext, JobSpec
 from tests.fakes import FakePublisher, FakeQueue, FakeStore, FastClock, ScriptedRunner, done_result
 from tests.unit.test_events import s3_event
 
@@ -439,7 +439,7 @@ def test_protection_is_held_around_each_job_and_released_after(ddb, farm) -> Non
 
 
 def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ddb, farm, capsys) -> None:
-    from hevcq.worker import print_metrics  # noqa: PLC0415 - the default under test
+    from hevcq.worker.loop import print_metrics  # noqa: PLC0415 - the default under test
 
     def bad(spec, ctx):
         raise PermanentError("not a media file")

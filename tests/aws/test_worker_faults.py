@@ -8,17 +8,17 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 
+from hevcq.aws.ledger import State
 from hevcq.errors import FarmConfigError
-from hevcq.ledger import State
-from hevcq.outage import Outage, until_reachable
+from hevcq.worker.outage import Outage, until_reachable
 from tests.aws.test_worker import event, make_rig, ok
 from tests.fakes import FakeQueue
 
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hevcq.outage.MIN_WAIT_S", 0.0)
-    monkeypatch.setattr("hevcq.outage.retry_delay", lambda n, **kw: 0)
+    monkeypatch.setattr("hevcq.worker.outage.MIN_WAIT_S", 0.0)
+    monkeypatch.setattr("hevcq.worker.outage.retry_delay", lambda n, **kw: 0)
     monkeypatch.setattr("time.sleep", lambda _s: None)  # tenacity's back-off on settles
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from hevcq.probe import probe
-from hevcq.replace import (
+from hevcq.library.quarantine import (
     ReplaceRefused,
     decode_video,
     list_quarantine,
@@ -19,6 +18,7 @@ from hevcq.replace import (
     swap_in,
     verify_replacement,
 )
+from hevcq.media.probe import probe
 
 pytestmark = pytest.mark.e2e
 

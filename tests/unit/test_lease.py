@@ -6,9 +6,7 @@ import threading
 
 import pytest
 
-from hevcq.errors import SupersededJob
-from hevcq.lease import Alive, LeaseKeeper, Left, Stale, Watching, observe, observe_step
-from hevcq.ledger import (
+from hevcq.aws.ledger import (
     AlreadyFinished,
     HeldElsewhere,
     JobKey,
@@ -22,6 +20,8 @@ from hevcq.ledger import (
     judge,
     newer_sequencer,
 )
+from hevcq.errors import SupersededJob
+from hevcq.worker.lease import Alive, LeaseKeeper, Left, Stale, Watching, observe, observe_step
 
 JOB = JobKey("TODO/a.mp4", "hevc", "e1", "h1", sequencer="0A")
 

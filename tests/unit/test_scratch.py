@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.aws.s3 import ObjectInfo
 from hevcq.errors import InterruptedJob
-from hevcq.jobs import _until_cancelled, sweep_scratch
-from hevcq.store import ObjectInfo
+from hevcq.worker.runner import _until_cancelled, sweep_scratch
 
 
 def test_folders_of_dead_workers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:

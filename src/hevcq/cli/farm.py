@@ -1,0 +1,297 @@
+"""The ``hevcq`` command. It wires settings, logging and components; the logic lives elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hevcq import logs, ops
+from hevcq.aws.clients import Clients
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
+from hevcq.aws.endpoint import _die_with_parent as die_with_parent
+from hevcq.aws.provision import FarmRefs, resolve
+from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
+from hevcq.aws.wiring import build_worker
+from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
+from hevcq.library.catalog import state_dir as default_state_dir
+from hevcq.library.results import announced_objects
+from hevcq.media.samples import make_sample_library
+from hevcq.pools import Pool, load_farm
+from hevcq.settings import Settings
+from hevcq.web import server as web_server
+from hevcq.web.view import FarmView
+from hevcq.worker.outage import until_reachable
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console(width=160)
+log = structlog.get_logger()
+
+EXIT_FAILED_JOBS = 1
+EXIT_CONFIG = 2
+EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def _setup() -> tuple[Settings, dict[str, Pool]]:
+    settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return settings, load_farm(settings.workers_dir)
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
+
+    clients = Clients.create(region=settings.region)
+    region = clients.s3.meta.region_name or "us-east-1"
+    return clients, resolve(clients, settings, pools, region)
+
+
+Burst = Annotated[bool, typer.Option(help="Exit once the queue stays empty for one poll.")]
+
+
+def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None:
+    if pool not in pools:
+        raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
+    if settings.bucket is None:
+        raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
+
+
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
+    max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
+    burst: Burst = False,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process ends.")
+    ] = None,
+) -> None:
+    """Consume one pool's queue (the container entrypoint).
+
+    Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
+    """
+    try:
+        settings, pools = _setup()
+        _check_worker(settings, pools, pool)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if parent is not None:
+        # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
+        die_with_parent(parent, threading.Event())
+    try:
+        reached = until_reachable(lambda: _cloud(settings, pools), stop, "resolving the farm")
+        if reached is None:
+            return  # stopped while waiting for the endpoint
+        clients, refs = reached
+        w = build_worker(
+            settings, pools[pool], clients=clients, refs=refs, stop=stop, max_jobs=max_jobs,
+            burst=burst,
+        )  # fmt: skip
+        w.run()
+    except FarmConfigError as exc:
+        # One clear line, no traceback: the reason is the whole story.
+        log.error("farm_misconfigured", reason=str(exc)[:1000], exit_code=EXIT_FARM_MISCONFIGURED)  # noqa: TRY400
+        raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
+
+
+def _need_farm(settings: Settings) -> None:
+    if settings.embedded:
+        raise ConfigError(
+            "no farm configured (HEVCQ_BUCKET unset); the embedded farm lives only while "
+            "`hevcq ingest` runs"
+        )
+
+
+def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+    try:
+        settings, pools = _setup()
+        farm = running_farm() if settings.embedded else None
+        if farm is not None:
+            console.print(
+                f"No farm configured: using the embedded farm of the running ingest"
+                f" (pid {farm.pid}, {farm.endpoint})."
+            )
+            os.environ.update(EMBEDDED_CREDENTIALS)
+            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
+            return settings, pools, clients, farm.refs
+        _need_farm(settings)
+        clients, refs = _cloud(settings, pools)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    return settings, pools, clients, refs
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds, until Ctrl-C.")
+    ] = None,
+) -> None:
+    """Queue depths per pool, running jobs with progress, and totals per state."""
+
+    _, _, clients, refs = _configured()
+    if watch is None:
+        _print_status(clients, refs, as_json=as_json)
+        return
+    try:
+        while True:
+            console.clear()
+            _print_status(clients, refs, as_json=as_json)
+            time.sleep(max(0.5, watch))
+    except KeyboardInterrupt:
+        return
+    except HevcqError as exc:  # the farm went away (its ingest ended)
+        raise _fail(f"the farm stopped answering: {exc}") from exc
+
+
+def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
+    report = FarmView(clients, refs, label=refs.bucket).status()
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    t = Table(title="queues")
+    for col in ("pool", "waiting", "in flight", "delayed", "dead letters", "workers"):
+        t.add_column(col)
+    for p in report.pools:
+        t.add_row(p.pool, str(p.waiting), str(p.in_flight), str(p.delayed),
+                  str(p.dead_lettered), str(p.workers_alive))  # fmt: skip
+    console.print(t)
+    r = Table(title="running jobs")
+    for col in ("key", "pool", "worker", "progress", "age", "eta"):
+        r.add_column(col)
+    for j in report.running:
+        eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
+        r.add_row(j.key, j.pool, j.worker, f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
+    console.print(r)
+    s = Table(title="jobs by state")
+    for col in ("pool", "state", "jobs"):
+        s.add_column(col)
+    for total in report.totals:
+        s.add_row(total.pool, total.state, str(total.jobs))
+    console.print(s)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
+    ] = None,
+) -> None:
+    """Serve the dashboard and the API for the configured or the running embedded farm."""
+    try:
+        settings, pools = _setup()
+        located = web_server.locate(settings, pools, state_dir or default_state_dir())
+        if located.embedded:
+            for k, v in EMBEDDED_CREDENTIALS.items():
+                os.environ.setdefault(k, v)
+        config = web_server.web_config(settings, located, host)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if located.farm is None:
+        console.print(f"[yellow]{located.reason}[/]: the page and /api/health say so.")
+    console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
+    web_server.serve(config, host, port)
+
+
+@app.command()
+def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None) -> None:
+    """List dead-letter messages with their failure class and reason."""
+
+    _, _, clients, refs = _configured()
+    t = Table(title="dead letters")
+    for col in ("pool", "object", "class", "reason"):
+        t.add_column(col)
+    for name, pr in sorted(refs.pools.items()):
+        if pool and name != pool:
+            continue
+        for m in ops.list_dead_letters(clients.sqs, pr.dlq_url):
+            keys = ", ".join(o.key for o in announced_objects(m.body)) or "(unparseable message)"
+            t.add_row(name, keys, m.failure_class, m.reason)
+    console.print(t)
+
+
+@app.command()
+def redrive(
+    dlq: Annotated[
+        bool, typer.Option("--dlq", help="Move dead letters back to their queues.")
+    ] = False,
+    pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None,
+    failure_class: Annotated[
+        FailureClass | None, typer.Option("--class", help="Only this class.")
+    ] = None,
+) -> None:
+    """Send dead-lettered jobs back to their source queues."""
+    if not dlq:
+        raise _fail("say --dlq to move dead-letter messages back to their queues")
+    settings, _, clients, refs = _configured()
+    no_retry = Clients.create(region=settings.region, retries=1)
+    moved = ops.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
+    for name, n in moved.items():
+        console.print(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}")
+
+
+@app.command()
+def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample library.")]) -> None:
+    """Generate a small sample library (the README's demo)."""
+
+    settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
+    files = make_sample_library(dest)
+    console.print(f"Sample library with {len(files)} files in {dest}")
+
+
+@config_app.command("from-terraform")
+def from_terraform(
+    tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.")] = Path(
+        "infra/terraform"
+    ),
+    path: Annotated[Path, typer.Option(help="Settings file to write.")] = Path(".hevcq.env"),
+) -> None:
+    """Write the settings file from ``terraform output -json``."""
+
+    try:
+        raw = subprocess.run(
+            ["terraform", f"-chdir={tf_dir}", "output", "-json"],  # noqa: S607
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise _fail(f"cannot read terraform outputs: {exc}") from exc
+    write_env_file(settings_from_outputs(json.loads(raw)), path)
+    console.print(f"Wrote {path}")
+
+
+# The library commands (ingest, estimate, calibrate, fetch, rollback, quarantine) register
+# themselves on ``app``; they live in their own module to keep each one readable.
+from hevcq.cli import library  # noqa: E402, F401
+
+
+def main() -> None:
+    """Entry point of the ``hevcq`` console script."""
+    try:
+        app()
+    except HevcqError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(EXIT_CONFIG)
