@@ -36,7 +36,7 @@ def clip(width: int, height: int, seconds: float, fps: int = 24) -> Path:
 
 
 def content_clip(kind: str, seconds: float, width: int = 1920, height: int = 1080) -> Path:
-    """One content class (see hevcq.library.calibrate.CONTENT) as a high-quality H.264 + AAC source."""
+    """One content class (``library.calibrate.CONTENT``) as a high-quality H.264 + AAC source."""
     path = _folder("content") / f"{kind}-{width}x{height}-{seconds:g}s.mp4"
     if not path.exists():
         tmp = path.with_name(f".{path.name}")

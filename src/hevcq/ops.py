@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from hevcq.aws.ledger import State
 from hevcq.aws.provision import FarmRefs, PoolRefs
-from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
+from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON, counts, move, peek, start_move_task
 from hevcq.errors import FailureClass
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def queue_depths(sqs: SQSClient, refs: FarmRefs) -> list[QueueDepth]:
     """Per pool: visible, in flight, delayed and dead-lettered messages."""
     rows = []
     for pool, pr in sorted(refs.pools.items()):
-        q, d = sqs.counts(sqs, pr.queue_url), sqs.counts(sqs, pr.dlq_url)
+        q, d = counts(sqs, pr.queue_url), counts(sqs, pr.dlq_url)
         rows.append(
             QueueDepth(
                 pool=pool,
@@ -103,7 +103,7 @@ def list_dead_letters(
             m.attributes.get(ATTR_REASON, "received too many times without finishing"),
             m.body,
         )
-        for m in sqs.peek(sqs, dlq_url, limit=limit, wait_s=wait_s)
+        for m in peek(sqs, dlq_url, limit=limit, wait_s=wait_s)
     ]
 
 
@@ -111,7 +111,7 @@ def redrive_one_by_one(
     sqs: SQSClient, pr: PoolRefs, failure_class: FailureClass | None = None
 ) -> int:
     """Move dead letters (of one class, or all) back to their queue one at a time."""
-    return sqs.move(
+    return move(
         sqs, pr.dlq_url, pr.queue_url,
         lambda m: failure_class is None or m.attributes.get(ATTR_CLASS) == failure_class.value,
     )  # fmt: skip
@@ -132,7 +132,7 @@ def redrive(
     done: dict[str, int | str] = {}
     for pool in pools or sorted(refs.pools):
         pr = refs.pools[pool]
-        if failure_class is None and sqs.start_move_task(move_sqs, pr.dlq_url, pr.queue_url):
+        if failure_class is None and start_move_task(move_sqs, pr.dlq_url, pr.queue_url):
             done[pool] = "move task started"
             continue
         done[pool] = redrive_one_by_one(sqs, pr, failure_class)
@@ -141,7 +141,7 @@ def redrive(
 
 def redrive_message(sqs: SQSClient, pr: PoolRefs, message_id: str) -> bool:
     """Move one dead letter back to its queue (send, then delete); False when it is not there."""
-    moved = sqs.move(
+    moved = move(
         sqs, pr.dlq_url, pr.queue_url, lambda m: m.message_id == message_id,
         first_only=True, wait_s=0,
     )  # fmt: skip

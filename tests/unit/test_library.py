@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import PermanentError
-from hevcq.library import scan, walk
+from hevcq.library import scan as scan_module
+from hevcq.library import walk
 from hevcq.library.catalog import (
     StateStore,
     decision_from_json,
@@ -512,4 +513,4 @@ def test_estimate_uses_pool_task_sizes_and_extra_storage() -> None:
 
 
 def test_library_reexports() -> None:
-    assert scan.ScanOptions is walk.ScanOptions
+    assert scan_module.ScanOptions is walk.ScanOptions

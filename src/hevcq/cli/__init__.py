@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``hevcq`` command line: ``app`` (shared), ``farm`` and ``library`` commands, ``main``."""

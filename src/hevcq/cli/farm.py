@@ -1,4 +1,4 @@
-"""The ``hevcq`` command. It wires settings, logging and components; the logic lives elsewhere."""
+"""Farm commands: worker, status, serve, dlq, redrive, sample, config."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,55 +13,36 @@ from typing import Annotated
 
 import structlog
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from hevcq import logs, ops
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS
 from hevcq.aws.endpoint import _die_with_parent as die_with_parent
-from hevcq.aws.provision import FarmRefs, resolve
+from hevcq.aws.provision import FarmRefs
 from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
 from hevcq.aws.wiring import build_worker
+from hevcq.cli.app import (
+    EXIT_FARM_MISCONFIGURED,
+    app,
+    cloud,
+    config_app,
+    configured,
+    console,
+    fail,
+    setup,
+)
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.library.catalog import state_dir as default_state_dir
 from hevcq.library.results import announced_objects
 from hevcq.media.samples import make_sample_library
-from hevcq.pools import Pool, load_farm
+from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.web import server as web_server
 from hevcq.web.view import FarmView
 from hevcq.worker.outage import until_reachable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-console = Console(width=160)
 log = structlog.get_logger()
-
-EXIT_FAILED_JOBS = 1
-EXIT_CONFIG = 2
-EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
-
-
-def _setup() -> tuple[Settings, dict[str, Pool]]:
-    settings = Settings()
-    logs.configure(settings.log_format, settings.log_level)
-    return settings, load_farm(settings.workers_dir)
-
-
-def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
-
-    clients = Clients.create(region=settings.region)
-    region = clients.s3.meta.region_name or "us-east-1"
-    return clients, resolve(clients, settings, pools, region)
-
 
 Burst = Annotated[bool, typer.Option(help="Exit once the queue stays empty for one poll.")]
 
@@ -88,10 +68,10 @@ def worker(
     Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
     """
     try:
-        settings, pools = _setup()
+        settings, pools = setup()
         _check_worker(settings, pools, pool)
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -99,7 +79,7 @@ def worker(
         # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
         die_with_parent(parent, threading.Event())
     try:
-        reached = until_reachable(lambda: _cloud(settings, pools), stop, "resolving the farm")
+        reached = until_reachable(lambda: cloud(settings, pools), stop, "resolving the farm")
         if reached is None:
             return  # stopped while waiting for the endpoint
         clients, refs = reached
@@ -114,33 +94,6 @@ def worker(
         raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
 
 
-def _need_farm(settings: Settings) -> None:
-    if settings.embedded:
-        raise ConfigError(
-            "no farm configured (HEVCQ_BUCKET unset); the embedded farm lives only while "
-            "`hevcq ingest` runs"
-        )
-
-
-def _configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
-    try:
-        settings, pools = _setup()
-        farm = running_farm() if settings.embedded else None
-        if farm is not None:
-            console.print(
-                f"No farm configured: using the embedded farm of the running ingest"
-                f" (pid {farm.pid}, {farm.endpoint})."
-            )
-            os.environ.update(EMBEDDED_CREDENTIALS)
-            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
-            return settings, pools, clients, farm.refs
-        _need_farm(settings)
-        clients, refs = _cloud(settings, pools)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
-    return settings, pools, clients, refs
-
-
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -150,7 +103,7 @@ def status(
 ) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
-    _, _, clients, refs = _configured()
+    _, _, clients, refs = configured()
     if watch is None:
         _print_status(clients, refs, as_json=as_json)
         return
@@ -162,7 +115,7 @@ def status(
     except KeyboardInterrupt:
         return
     except HevcqError as exc:  # the farm went away (its ingest ended)
-        raise _fail(f"the farm stopped answering: {exc}") from exc
+        raise fail(f"the farm stopped answering: {exc}") from exc
 
 
 def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
@@ -202,14 +155,14 @@ def serve(
 ) -> None:
     """Serve the dashboard and the API for the configured or the running embedded farm."""
     try:
-        settings, pools = _setup()
+        settings, pools = setup()
         located = web_server.locate(settings, pools, state_dir or default_state_dir())
         if located.embedded:
             for k, v in EMBEDDED_CREDENTIALS.items():
                 os.environ.setdefault(k, v)
         config = web_server.web_config(settings, located, host)
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if located.farm is None:
         console.print(f"[yellow]{located.reason}[/]: the page and /api/health say so.")
     console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
@@ -220,7 +173,7 @@ def serve(
 def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None) -> None:
     """List dead-letter messages with their failure class and reason."""
 
-    _, _, clients, refs = _configured()
+    _, _, clients, refs = configured()
     t = Table(title="dead letters")
     for col in ("pool", "object", "class", "reason"):
         t.add_column(col)
@@ -245,8 +198,8 @@ def redrive(
 ) -> None:
     """Send dead-lettered jobs back to their source queues."""
     if not dlq:
-        raise _fail("say --dlq to move dead-letter messages back to their queues")
-    settings, _, clients, refs = _configured()
+        raise fail("say --dlq to move dead-letter messages back to their queues")
+    settings, _, clients, refs = configured()
     no_retry = Clients.create(region=settings.region, retries=1)
     moved = ops.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
     for name, n in moved.items():
@@ -278,20 +231,6 @@ def from_terraform(
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise _fail(f"cannot read terraform outputs: {exc}") from exc
+        raise fail(f"cannot read terraform outputs: {exc}") from exc
     write_env_file(settings_from_outputs(json.loads(raw)), path)
     console.print(f"Wrote {path}")
-
-
-# The library commands (ingest, estimate, calibrate, fetch, rollback, quarantine) register
-# themselves on ``app``; they live in their own module to keep each one readable.
-from hevcq.cli import library  # noqa: E402, F401
-
-
-def main() -> None:
-    """Entry point of the ``hevcq`` console script."""
-    try:
-        app()
-    except HevcqError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(EXIT_CONFIG)

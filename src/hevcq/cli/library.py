@@ -20,15 +20,15 @@ from hevcq.aws.embedded import EmbeddedFarm, published_farm
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
-from hevcq.cli.farm import (
+from hevcq.cli.app import (
     EXIT_FAILED_JOBS,
     EXIT_INTERRUPTED,
-    _cloud,
-    _configured,
-    _fail,
-    _setup,
     app,
+    cloud,
+    configured,
     console,
+    fail,
+    setup,
 )
 from hevcq.errors import ConfigError
 from hevcq.library.calibrate import calibrate as measure
@@ -136,7 +136,7 @@ def ingest(
 ) -> None:
     """Scan a library, upload what needs work and (on the embedded farm) bring results back."""
     try:
-        settings, pools = _setup()
+        settings, pools = setup()
         scan_opts = _scan_options(
             include=include, exclude=exclude, ext=ext, max_files=max_files,
             max_bytes=max_bytes, skip=out, full_hash=full_hash,
@@ -155,14 +155,14 @@ def ingest(
             if settings.embedded:
                 rt = _embedded_round_trip(settings, pools, library, state, opts, control=control)
             else:
-                clients, refs = _cloud(settings, pools)
+                clients, refs = cloud(settings, pools)
                 rt = run_round_trip(
                     clients, refs, pools, library, state=state, options=opts,
                     progress=progress_for(console), on_scanned=_scanned(opts.wait),
                     control=control,
                 )  # fmt: skip
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if opts.wait:
         print_table(summary_table(rt.rows(sorted(pools))), console)
         _say_what_is_left(rt, out)
@@ -281,14 +281,14 @@ def estimate(
 ) -> None:
     """Same as `hevcq ingest DIR --dry-run`: what would be sent, and what it would cost."""
     try:
-        _, pools = _setup()
+        _, pools = setup()
         opts = _scan_options(
             include=include, exclude=exclude, ext=ext, max_files=max_files,
             max_bytes=max_bytes, skip=Path("hevcq-out"), full_hash=False,
         )  # fmt: skip
         _dry_run(library, pools, opts)
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @app.command()
@@ -296,7 +296,7 @@ def calibrate(
     seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 2.0,
 ) -> None:
     """Measure each pool's encode speed on this machine (a short real encode) for estimates."""
-    settings, pools = _setup()
+    settings, pools = setup()
     speeds = measure(pools, seconds=seconds, ffmpeg=settings.ffmpeg)
     path = speeds_path()
     save_speeds(path, speeds, pools)
@@ -346,14 +346,14 @@ def fetch(
     cleanup: Annotated[bool, typer.Option(help="Delete a job's objects once it is home.")] = True,
 ) -> None:
     """Take results from the results queue: verify each output, then place it or swap it in."""
-    _, pools, clients, refs = _configured()
+    _, pools, clients, refs = configured()
     try:
         options = FetchOptions(
             pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),
             allow_larger=allow_larger, keep_days=keep_days, cleanup=cleanup,
         )  # fmt: skip
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     stop = _stop_on_signals()
 
     def show(f: Fetched) -> None:
@@ -386,15 +386,15 @@ def rollback(
     """Put replaced originals back from the quarantine."""
 
     if (path is None) == (not all_):
-        raise _fail("give a PATH or --all")
+        raise fail("give a PATH or --all")
     root = library or (find_library(path) if path is not None else Path.cwd())
     if root is None:
-        raise _fail(f"no library quarantine found above {path}; say --library")
+        raise fail(f"no library quarantine found above {path}; say --library")
     restored = restore(root / DEFAULT_QUARANTINE, None if all_ else path)
     for p in restored:
         console.print(f"restored {p}")
     if not restored:
-        raise _fail("nothing restored (see the log for conflicts)", EXIT_FAILED_JOBS)
+        raise fail("nothing restored (see the log for conflicts)", EXIT_FAILED_JOBS)
 
 
 QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True, file_okay=False)]
