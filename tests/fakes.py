@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hevcq.aws.s3 import ObjectInfo
-from hevcq.aws.sqs import Received
 from hevcq.errors import FailureClass, LostMessageError, SupersededJob, WriteConflict
 from hevcq.messages import JobResult
+from hevcq.objects import ObjectInfo
+from hevcq.queue import Received
 from hevcq.worker.runner import JobContext, JobSpec
 
 _ids = itertools.count(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -88,3 +90,13 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no farm is configured and hevcq should run one locally."""
         return self.bucket is None
+
+
+def state_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """``$XDG_STATE_HOME/hevcq`` or ``~/.local/state/hevcq`` (the XDG base-directory rule)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    if base and Path(base).is_absolute():
+        return Path(base) / "hevcq"
+    return (home or Path.home()) / ".local" / "state" / "hevcq"

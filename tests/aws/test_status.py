@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hevcq import ops
-from hevcq.aws.ledger import DynamoLedger, JobKey, State
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.ledger import JobKey, State
 from tests.aws.conftest import MotoFarm
 
 

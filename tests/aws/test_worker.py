@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hevcq.aws.clients import Clients
-from hevcq.aws.ledger import DynamoLedger, JobKey, LedgerItem
-from hevcq.aws.s3 import META_SOURCE_ETAG
+from hevcq.aws.clients import Clients, classify
+from hevcq.aws.ledger import DynamoLedger
 from hevcq.errors import (
     FailureClass,
     InterruptedJob,
@@ -25,7 +24,9 @@ from hevcq.errors import (
     RetryableError,
     StalledError,
 )
+from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
+from hevcq.objects import META_SOURCE_ETAG
 from hevcq.pools import Pool
 from hevcq.worker.loop import Verdict, Worker, WorkerConfig
 from hevcq.worker.runner import JobContext, JobSpec
@@ -65,6 +66,7 @@ def make_rig(ddb: Clients, farm: dict[str, Pool], behaviour, *, worker_id: str =
     w = Worker(
         pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
         config=cfg, stop=threading.Event(), clock=clock, emit_metrics=metrics.append,
+        classify=classify,
     )  # fmt: skip
     return Rig(w, queue, store, runner, pub, ledger, pool)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hevcq.aws.ledger import JobKey
-from hevcq.aws.s3 import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
+from hevcq.objects import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.pools import load_farm
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec, check_scratch
 from tests.conftest import fast_pools

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.aws.ledger import JobKey
-from hevcq.aws.s3 import ObjectInfo
+from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.model import EncodePlan, Skip
 from hevcq.media.samples import make_clip
+from hevcq.objects import ObjectInfo
 from hevcq.pools import load_farm
 from hevcq.worker.precheck import META_CLIENT_SKIPS, client_skips_metadata, confirmed_skip
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec

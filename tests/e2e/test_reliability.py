@@ -13,10 +13,10 @@ import pytest
 
 from hevcq import ops
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.s3 import META_SOURCE_ETAG
 from hevcq.library.results import peek_dead_letters
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
+from hevcq.objects import META_SOURCE_ETAG
 from tests.e2e.farmkit import (
     WorkerProc,
     collector,

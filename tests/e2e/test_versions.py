@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.s3 import META_ATTEMPT, META_SOURCE_ETAG, S3Store
+from hevcq.aws.s3 import S3Store
 from hevcq.media.samples import make_clip
+from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG
 from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from hevcq.aws.ledger import LedgerItem, State
-from hevcq.aws.s3 import ObjectInfo
-from hevcq.aws.sqs import Received
 from hevcq.errors import RetryableError
+from hevcq.ledger import LedgerItem, State
 from hevcq.library.catalog import FileRecord, PoolRecord, StateStore
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.library.quarantine import DEFAULT_QUARANTINE, ReplaceRefused, list_quarantine
@@ -22,6 +20,8 @@ from hevcq.library.upload import META_HASH, META_LIBRARY
 from hevcq.library.walk import fingerprint
 from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
+from hevcq.objects import ObjectInfo
+from hevcq.queue import Received
 from tests.fakes import FakeStore
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from hevcq.aws.ledger import LeaseLostError
 from hevcq.errors import LostMessageError
+from hevcq.ledger import LeaseLostError
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 from hevcq.worker.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
 

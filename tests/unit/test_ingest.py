@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hevcq.aws.s3 import ObjectInfo
 from hevcq.errors import PermanentError, RetryableError
 from hevcq.library.catalog import StateStore, library_id
 from hevcq.library.estimate import TaskSize, estimate
@@ -39,6 +38,7 @@ from hevcq.library.upload import (
 )
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
+from hevcq.objects import ObjectInfo
 from hevcq.pools import Applies, Pool
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))

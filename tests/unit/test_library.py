@@ -18,13 +18,13 @@ from hevcq.library.catalog import (
     default_store_path,
     info_from_json,
     info_to_json,
-    state_dir,
 )
 from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate
 from hevcq.library.scan import PoolTotals, ScanOptions, ScanReport, scan
 from hevcq.library.walk import Matcher, fingerprint, glob_regex, sample_offsets
 from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
 from hevcq.pools import Applies, Encode, Pool
+from hevcq.settings import state_dir
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
 P720 = Pool(

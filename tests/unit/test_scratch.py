@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.aws.s3 import ObjectInfo
 from hevcq.errors import InterruptedJob
+from hevcq.objects import ObjectInfo
 from hevcq.worker.runner import _until_cancelled, sweep_scratch
 
 

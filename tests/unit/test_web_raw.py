@@ -2,8 +2,8 @@ from typing import Any
 
 import pytest
 
-from hevcq.aws.ledger import LedgerItem, State
-from hevcq.aws.s3 import ObjectInfo
+from hevcq.ledger import LedgerItem, State
+from hevcq.objects import ObjectInfo
 from hevcq.web.raw import settle_raw, verdict
 from tests.fakes import FakeStore
 

@@ -10,12 +10,6 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from hevcq.errors import FarmConfigError, PermanentError, RetryableError
 
@@ -53,15 +47,6 @@ FARM_CONFIG_CODES = frozenset(
 )  # fmt: skip
 HTTP_FORBIDDEN = 403  # S3 answers HEAD requests without a body, so only the status is known
 _WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
-
-# Whole operations (a transfer, a publish) retried on top of botocore's per-request retries:
-# a multipart upload that dies half-way is restarted as a whole.
-retry_transient = retry(
-    retry=retry_if_exception_type(RetryableError),
-    wait=wait_exponential_jitter(initial=1, max=20),
-    stop=stop_after_attempt(4),
-    reraise=True,
-)
 
 
 @dataclass(frozen=True)

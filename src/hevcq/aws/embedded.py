@@ -23,10 +23,9 @@ from hevcq.aws.clients import Clients
 from hevcq.aws.endpoint import EndpointProcess
 from hevcq.aws.provision import FarmRefs, PoolRefs, names_for, provision
 from hevcq.aws.topology import EMBEDDED_BUCKET, Names
-from hevcq.library.catalog import state_dir
 from hevcq.pools import Pool
 from hevcq.procs import pid_alive
-from hevcq.settings import Settings
+from hevcq.settings import Settings, state_dir
 
 log = structlog.get_logger()
 

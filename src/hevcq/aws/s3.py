@@ -1,13 +1,12 @@
-"""The S3 side: source downloads and output uploads, with our metadata on outputs."""
+"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits, ranged reads."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from boto3.exceptions import S3UploadFailedError
@@ -15,9 +14,11 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
-from hevcq.aws.clients import classify, error_code, retry_transient
+from hevcq.aws.clients import classify, error_code
+from hevcq.backoff import retry_transient
 from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
 from hevcq.limits import MAX_PUT_BYTES, MiB
+from hevcq.objects import ObjectInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -27,45 +28,6 @@ if TYPE_CHECKING:
 TRANSFER = TransferConfig(
     multipart_threshold=64 * MiB, multipart_chunksize=16 * MiB, max_concurrency=8
 )
-
-META_SOURCE_KEY = "hevcq-source-key"
-META_SOURCE_ETAG = "hevcq-source-etag"
-META_SETTINGS = "hevcq-settings-hash"
-META_POOL = "hevcq-pool"
-META_JOB = "hevcq-job-id"
-META_ATTEMPT = "hevcq-attempt"  # the writer's lease: tells its own earlier write from others'
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What HEAD tells about an object; metadata keys are lower case, values decoded."""
-
-    key: str
-    size: int
-    etag: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-class ObjectStore(Protocol):
-    """The bucket as every part of hevcq sees it (``S3Store``; ``tests.fakes.FakeStore``)."""
-
-    def head(self, key: str) -> ObjectInfo | None: ...
-    def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
-    ) -> ObjectInfo: ...
-    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes: ...
-    def upload(
-        self,
-        src: Path,
-        key: str,
-        metadata: dict[str, str],
-        progress: Callable[[int], None] | None = None,
-    ) -> ObjectInfo: ...
-    def put_if(
-        self, src: Path, key: str, metadata: dict[str, str], *, expect: str | None
-    ) -> ObjectInfo: ...
-    def delete_if(self, key: str, etag: str) -> bool: ...
-    def delete(self, key: str) -> None: ...
 
 
 def encode_metadata(meta: dict[str, str]) -> dict[str, str]:

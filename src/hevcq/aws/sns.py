@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
-from hevcq.aws.clients import classify, retry_transient
+from hevcq.aws.clients import classify
+from hevcq.backoff import retry_transient
 from hevcq.messages import JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 log = structlog.get_logger()
-
-
-class Publisher(Protocol):
-    """Where job results go."""
-
-    def publish(self, result: JobResult) -> None: ...
 
 
 class SnsPublisher:

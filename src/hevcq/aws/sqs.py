@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from hevcq.aws.clients import error_code
 from hevcq.errors import FailureClass, LostMessageError
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_TIME_S
+from hevcq.queue import Received
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -41,29 +42,6 @@ LOST_RECEIPT_CODES = frozenset(
     {"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight",
      "AWS.SimpleQueueService.MessageNotInflight"}
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Received:
-    """A received message; ``received_at`` is this process's monotonic clock at receipt."""
-
-    message_id: str
-    body: str
-    receipt: str
-    receive_count: int
-    received_at: float
-    sent_at: float = 0.0
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-class Queue(Protocol):
-    """What a worker needs from its queue."""
-
-    def receive(self, wait_s: int) -> Received | None: ...
-    def extend(self, msg: Received, timeout_s: int) -> None: ...
-    def release(self, msg: Received, delay_s: int) -> None: ...
-    def delete(self, msg: Received) -> None: ...
-    def dead_letter(self, msg: Received, failure_class: FailureClass, reason: str) -> None: ...
 
 
 def _string_attr(value: str) -> MessageAttributeValueTypeDef:

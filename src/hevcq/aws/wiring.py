@@ -12,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from hevcq.aws.clients import Clients
+from hevcq.aws.clients import Clients, classify
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
@@ -64,4 +64,5 @@ def build_worker(
         config=config,
         stop=stop,
         protection=EcsAgentProtection(agent) if agent else NoProtection(),
+        classify=classify,
     )

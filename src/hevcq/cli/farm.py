@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from hevcq import logs, ops
-from hevcq.aws.clients import Clients
+from hevcq.aws.clients import Clients, classify
 from hevcq.aws.embedded import EMBEDDED_CREDENTIALS
 from hevcq.aws.endpoint import _die_with_parent as die_with_parent
 from hevcq.aws.provision import FarmRefs
@@ -33,11 +33,11 @@ from hevcq.cli.app import (
     setup,
 )
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
-from hevcq.library.catalog import state_dir as default_state_dir
 from hevcq.library.results import announced_objects
 from hevcq.media.samples import make_sample_library
 from hevcq.pools import Pool
 from hevcq.settings import Settings
+from hevcq.settings import state_dir as default_state_dir
 from hevcq.web import server as web_server
 from hevcq.web.view import FarmView
 from hevcq.worker.outage import until_reachable
@@ -79,7 +79,9 @@ def worker(
         # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
         die_with_parent(parent, threading.Event())
     try:
-        reached = until_reachable(lambda: cloud(settings, pools), stop, "resolving the farm")
+        reached = until_reachable(
+            lambda: cloud(settings, pools), stop, "resolving the farm", classify
+        )
         if reached is None:
             return  # stopped while waiting for the endpoint
         clients, refs = reached

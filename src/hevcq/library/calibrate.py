@@ -16,13 +16,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hevcq.errors import ConfigError
-from hevcq.library.catalog import state_dir
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.pools import Pool
+from hevcq.settings import state_dir
 
 SPEEDS_FILE = "speeds.json"
 CALIBRATION_SIZE = (1920, 1080)  # renditions only apply to sources at least this large

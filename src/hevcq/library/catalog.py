@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from hevcq.media.model import (
     SubtitleStream,
     VideoStream,
 )
+from hevcq.settings import state_dir
 
 # Bump when the serialised shapes change: older rows are then re-probed and re-decided.
 SCHEMA_VERSION = 1
@@ -55,16 +56,6 @@ CREATE TABLE IF NOT EXISTS decisions (
     PRIMARY KEY (rel, pool)
 );
 """
-
-
-def state_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """``$XDG_STATE_HOME/hevcq`` or ``~/.local/state/hevcq`` (the XDG base-directory rule)."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_STATE_HOME", "")
-    # The XDG spec says relative values are invalid and must be ignored.
-    if base and Path(base).is_absolute():
-        return Path(base) / "hevcq"
-    return (home or Path.home()) / ".local" / "state" / "hevcq"
 
 
 def default_store_path(root: Path, directory: Path | None = None) -> Path:

@@ -13,10 +13,9 @@ from typing import Protocol
 
 import structlog
 
-from hevcq.aws.ledger import FINISHED, LedgerItem, State
-from hevcq.aws.s3 import ObjectStore
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.keys import DONE_PREFIX, source_relative
+from hevcq.ledger import FINISHED, LedgerItem, State
 from hevcq.library.catalog import StateStore
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
@@ -31,6 +30,7 @@ from hevcq.library.results import Action, Fetched, Inbox, drain
 from hevcq.library.upload import META_HASH, META_LIBRARY
 from hevcq.library.walk import fingerprint
 from hevcq.messages import JobResult
+from hevcq.objects import ObjectStore
 
 log = structlog.get_logger()
 

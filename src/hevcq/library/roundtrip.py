@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.ledger import DynamoLedger, State
+from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
+from hevcq.ledger import State
 from hevcq.library.catalog import StateStore, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
 from hevcq.library.report import Row

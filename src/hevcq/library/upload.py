@@ -10,12 +10,12 @@ from typing import Protocol
 
 import structlog
 
-from hevcq.aws.s3 import ObjectStore
 from hevcq.errors import HevcqError
 from hevcq.keys import todo_key
 from hevcq.library.catalog import StateStore
 from hevcq.library.scan import FileEntry, ScanReport
 from hevcq.library.walk import os_problem
+from hevcq.objects import ObjectStore
 from hevcq.worker.precheck import client_skips_metadata
 
 log = structlog.get_logger()

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import structlog
 
-from hevcq.aws.ledger import FINISHED, LedgerItem, State
-from hevcq.aws.s3 import ObjectInfo, ObjectStore
+from hevcq.ledger import FINISHED, LedgerItem, State
+from hevcq.objects import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
 

@@ -14,15 +14,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from hevcq.aws.ledger import (
-    RENEWALS_PER_LEASE,
-    Lease,
-    LeaseLostError,
-    Ledger,
-    LedgerItem,
-    State,
-)
 from hevcq.errors import InterruptedJob, SupersededJob
+from hevcq.ledger import RENEWALS_PER_LEASE, Lease, LeaseLostError, Ledger, LedgerItem, State
 
 log = structlog.get_logger()
 

@@ -15,8 +15,22 @@ from pathlib import Path
 
 import structlog
 
-from hevcq.aws.clients import classify, retry_transient
-from hevcq.aws.ledger import (
+from hevcq.backoff import retry_delay, retry_transient
+from hevcq.errors import (
+    Classify,
+    FailureClass,
+    FarmConfigError,
+    HevcqError,
+    InterruptedJob,
+    LostMessageError,
+    PermanentError,
+    RetryableError,
+    SupersededJob,
+    WriteConflict,
+    unclassified,
+)
+from hevcq.keys import done_key
+from hevcq.ledger import (
     AlreadyFinished,
     Claimed,
     HeldElsewhere,
@@ -28,24 +42,10 @@ from hevcq.aws.ledger import (
     State,
     Superseded,
 )
-from hevcq.aws.s3 import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, ObjectStore
-from hevcq.aws.sns import Publisher
-from hevcq.aws.sqs import Queue, Received
-from hevcq.backoff import retry_delay
-from hevcq.errors import (
-    FailureClass,
-    FarmConfigError,
-    HevcqError,
-    InterruptedJob,
-    LostMessageError,
-    PermanentError,
-    RetryableError,
-    SupersededJob,
-    WriteConflict,
-)
-from hevcq.keys import done_key
-from hevcq.messages import JobResult, Outcome
+from hevcq.messages import JobResult, Outcome, Publisher
+from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, ObjectStore
 from hevcq.pools import Pool
+from hevcq.queue import Queue, Received
 from hevcq.worker.heartbeat import Heartbeat
 from hevcq.worker.lease import LeaseKeeper, Left, Observation, Stale, observe
 from hevcq.worker.metrics import job_metrics_line
@@ -121,11 +121,13 @@ class Worker:
         protection: TaskProtection | None = None,
         clock: Callable[[], float] = time.monotonic,
         emit_metrics: Callable[[JobResult], None] | None = None,
+        classify: Classify = unclassified,
     ) -> None:
         self.pool = pool
         self._queue = queue
         self._ledger = ledger
         self._runner = runner
+        self._classify = classify
         self._store = store
         self._publisher = publisher
         self.config = config
@@ -175,7 +177,7 @@ class Worker:
         try:
             msg = self._queue.receive(self.config.poll_wait_s)
         except Exception as exc:
-            err = classify(exc, "receive")
+            err = self._classify(exc, "receive")
             if isinstance(err, FarmConfigError):
                 if err is exc:
                     raise
@@ -197,7 +199,7 @@ class Worker:
         try:
             self.handle(msg)
         except Exception as exc:
-            err = classify(exc, "handling the message")
+            err = self._classify(exc, "handling the message")
             if isinstance(err, FarmConfigError):
                 self._apply(msg, Settle(Verdict.RELEASE, reason=f"farm misconfigured: {err}"))
                 if err is exc:
@@ -278,7 +280,7 @@ class Worker:
         except HevcqError:
             raise
         except Exception as exc:
-            raise classify(exc, f"{settle.verdict.name.lower()} message") from exc
+            raise self._classify(exc, f"{settle.verdict.name.lower()} message") from exc
 
     def _object(self, msg: Received, obj: SourceObject) -> Settle:
         structlog.contextvars.bind_contextvars(key=obj.key, pool=self.pool.name)

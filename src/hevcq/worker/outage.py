@@ -9,9 +9,8 @@ from typing import TypeVar
 
 import structlog
 
-from hevcq.aws.clients import classify
 from hevcq.backoff import retry_delay
-from hevcq.errors import FarmConfigError
+from hevcq.errors import Classify, FarmConfigError, unclassified
 
 log = structlog.get_logger()
 
@@ -63,7 +62,9 @@ class Outage:
         self.failures = 0
 
 
-def until_reachable(call: Callable[[], T], stop: threading.Event, what: str) -> T | None:
+def until_reachable(
+    call: Callable[[], T], stop: threading.Event, what: str, classify: Classify = unclassified
+) -> T | None:
     """``call()``, tried again through transient faults until it succeeds or ``stop`` is set.
 
     A ``FarmConfigError`` (credentials refused, a resource missing) is raised at once:

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 
 import structlog
 
-from hevcq.aws.s3 import ObjectStore
 from hevcq.errors import HevcqError
 from hevcq.limits import MiB
 from hevcq.media.decide import decide
 from hevcq.media.model import Decision, Skip
 from hevcq.media.probe import probe_stream
+from hevcq.objects import ObjectStore
 from hevcq.pools import Pool
 
 log = structlog.get_logger()

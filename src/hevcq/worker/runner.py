@@ -14,17 +14,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from hevcq.aws.ledger import JobKey
-from hevcq.aws.s3 import (
-    META_JOB,
-    META_POOL,
-    META_SETTINGS,
-    META_SOURCE_ETAG,
-    META_SOURCE_KEY,
-    ObjectInfo,
-    ObjectStore,
-)
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.ledger import JobKey
 from hevcq.limits import MiB
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
@@ -35,6 +26,15 @@ from hevcq.media.progress import Progress, percent
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import verify_output
 from hevcq.messages import JobResult, Outcome
+from hevcq.objects import (
+    META_JOB,
+    META_POOL,
+    META_SETTINGS,
+    META_SOURCE_ETAG,
+    META_SOURCE_KEY,
+    ObjectInfo,
+    ObjectStore,
+)
 from hevcq.pools import Pool
 from hevcq.procs import pid_alive
 from hevcq.worker.precheck import confirmed_skip
