@@ -103,7 +103,7 @@ class SqsQueue:
 
 @dataclass
 class SqsInbox:
-    """A queue read ten at a time by one consumer: the results queue (``results.drain``)."""
+    """A queue read ten at a time by one consumer: the results queue (``library.results.drain``)."""
 
     sqs: SQSClient
     url: str

@@ -1,1 +1,1 @@
-"""library"""
+"""The client side: scan a library, upload it, bring results home, replace originals safely."""

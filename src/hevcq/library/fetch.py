@@ -70,7 +70,7 @@ class Fetcher:
     ledger: JobLedger | None
     options: FetchOptions
     all_pools: Sequence[str]
-    library: str  # the library id written on uploads (statestore.library_id)
+    library: str  # the library id written on uploads (catalog.library_id)
     verify: VerifyFn = _verify
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 

@@ -152,7 +152,7 @@ class ResultHandler(Protocol):
 
 
 class Inbox(Protocol):
-    """The results queue as its consumer sees it (``queues.SqsInbox``)."""
+    """The results queue as its consumer sees it (``aws.sqs.SqsInbox``)."""
 
     def receive(self, wait_s: int) -> list[Received]: ...
     def delete(self, msg: Received) -> None: ...

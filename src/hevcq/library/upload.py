@@ -26,7 +26,7 @@ META_MTIME = "hevcq-mtime-ns"
 META_HASH = "hevcq-content-hash"  # the scan's fingerprint (walk.fingerprint)
 META_LIBRARY = "hevcq-library"  # which library uploaded it: fetch leaves others' results alone
 
-# Files uploaded at once; each upload also splits into parts (store.TRANSFER concurrency).
+# Files uploaded at once; each upload also splits into parts (aws.s3.TRANSFER concurrency).
 UPLOAD_WORKERS = 4
 
 

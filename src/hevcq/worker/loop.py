@@ -1,7 +1,7 @@
 """The worker loop: receive a message, claim its job, run it under a heartbeat, settle it.
 
 Receiving is not running: this module holds the receipt and talks to the queue and the
-ledger; ``jobs.JobRunner`` does the work and never sees either.
+ledger; ``worker.runner.JobRunner`` does the work and never sees either.
 """
 
 from __future__ import annotations
