@@ -1,1 +1,1 @@
-"""The adapters to AWS (and to the embedded farm's endpoint): the only package that imports boto3."""
+"""The adapters to AWS and to the embedded farm's endpoint: the only package importing boto3."""
