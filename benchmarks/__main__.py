@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.harness import Figure
-from hevcq.calibrate import DEFAULT_SPEEDS, cpus_available
-from hevcq.ffmpeg import find_ffmpeg
+from hevcq.library.calibrate import DEFAULT_SPEEDS, cpus_available
+from hevcq.media.ffmpeg import find_ffmpeg
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -151,7 +151,7 @@ class Run:
     def _cost(self, speeds: dict[str, list[float]]) -> list[Figure]:
         from benchmarks import bench_cost  # noqa: PLC0415
 
-        self.sections.setdefault("speeds_source", "hevcq.calibrate.DEFAULT_SPEEDS")
+        self.sections.setdefault("speeds_source", "hevcq.library.calibrate.DEFAULT_SPEEDS")
         figs, table = bench_cost.run_costs(speeds)
         self.sections["cost"] = table
         return figs

@@ -6,14 +6,14 @@ from typing import Any
 
 from benchmarks.harness import Figure, figure
 from benchmarks.prices import MANAGED_PRICES
-from hevcq.estimate import (
+from hevcq.library.estimate import (
     FARGATE_PRICES,
     TaskSize,
     cost_per_minute,
     pool_estimate,
 )
-from hevcq.farm import load_farm
-from hevcq.library import PoolTotals
+from hevcq.library.scan import PoolTotals
+from hevcq.pools import load_farm
 
 # Output short side per pool for the managed services' resolution classes, on the
 # 1080p sources the speeds were measured with (the hevc pool keeps the source size).

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from benchmarks.clips import content_clip
 from benchmarks.harness import Figure, figure
-from hevcq.calibrate import CONTENT, DEFAULT_SPEEDS, combined_speed, cpus_available, encode_once
-from hevcq.farm import load_farm
+from hevcq.library.calibrate import (
+    CONTENT,
+    DEFAULT_SPEEDS,
+    combined_speed,
+    cpus_available,
+    encode_once,
+)
+from hevcq.pools import load_farm
 
 POOLS = ("hevc", "1080p", "720p")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks.clips import clip
 from benchmarks.farmrun import BenchFarm, JobRun, bare_ffmpeg, bench_farm
 from benchmarks.harness import Figure, figure
-from hevcq.farm import VerifyPolicy
+from hevcq.pools import VerifyPolicy
 
 MILESTONE_RATIO = 1.10
 GOAL_RATIO = 1.03  # the hevc job on the 10 s 1080p clip, verify: stream

@@ -12,9 +12,9 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from benchmarks.harness import Figure, figure, side_by_side, timed
-from hevcq.farm import Pool, load_farm
-from hevcq.library import ScanOptions, scan
-from hevcq.statestore import StateStore
+from hevcq.library.catalog import StateStore
+from hevcq.library.scan import ScanOptions, scan
+from hevcq.pools import Pool, load_farm
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 WORKERS = 8

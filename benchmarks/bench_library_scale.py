@@ -64,7 +64,7 @@ class Sample:
 
 def _role(proc: psutil.Process) -> str:
     cmd = " ".join(proc.cmdline())
-    if "hevcq.endpoint" in cmd:
+    if "hevcq.aws.endpoint" in cmd:
         return "endpoint"
     if " worker " in f"{cmd} ":
         return "worker"

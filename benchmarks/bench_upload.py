@@ -19,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmarks.harness import Figure, figure
-from hevcq.farm import load_farm
-from hevcq.local import EmbeddedFarm
-from hevcq.samples import make_clip
+from hevcq.aws.embedded import EmbeddedFarm
+from hevcq.aws.topology import EMBEDDED_BUCKET
+from hevcq.media.samples import make_clip
+from hevcq.pools import load_farm
 from hevcq.settings import Settings
-from hevcq.topology import EMBEDDED_BUCKET
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "upload"
 MiB = 1 << 20
@@ -49,7 +49,7 @@ def _base_clip() -> bytes:
 
 
 def _ffmpeg() -> str:
-    from hevcq.ffmpeg import find_ffmpeg  # noqa: PLC0415
+    from hevcq.media.ffmpeg import find_ffmpeg  # noqa: PLC0415
 
     return find_ffmpeg()
 

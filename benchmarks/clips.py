@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hevcq.calibrate import make_content
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.samples import make_clip
+from hevcq.library.calibrate import make_content
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.samples import make_clip
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 GiB = 1024**3
@@ -36,7 +36,7 @@ def clip(width: int, height: int, seconds: float, fps: int = 24) -> Path:
 
 
 def content_clip(kind: str, seconds: float, width: int = 1920, height: int = 1080) -> Path:
-    """One content class (see hevcq.calibrate.CONTENT) as a high-quality H.264 + AAC source."""
+    """One content class (``library.calibrate.CONTENT``) as a high-quality H.264 + AAC source."""
     path = _folder("content") / f"{kind}-{width}x{height}-{seconds:g}s.mp4"
     if not path.exists():
         tmp = path.with_name(f".{path.name}")

@@ -17,19 +17,19 @@ from typing import Any
 
 import yaml
 
-from hevcq.decide import decide
-from hevcq.farm import VerifyPolicy, default_workers_dir, load_farm
-from hevcq.ffargs import build_args
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.local import EmbeddedFarm
+from hevcq.aws.embedded import EmbeddedFarm
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.sqs import SqsInbox
+from hevcq.library.results import Expected, dead_letter_results
 from hevcq.logs import read_events
-from hevcq.media import Skip
+from hevcq.media.decide import decide
+from hevcq.media.ffargs import build_args
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.model import Skip
+from hevcq.media.probe import probe
 from hevcq.messages import JobResult
-from hevcq.probe import probe
-from hevcq.queues import SqsInbox
-from hevcq.results import Expected, dead_letter_results
+from hevcq.pools import VerifyPolicy, default_workers_dir, load_farm
 from hevcq.settings import Settings
-from hevcq.store import S3Store
 
 WORKER_READY_TIMEOUT_S = 60.0
 JOB_TIMEOUT_S = 1800.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hevcq.farm import Pool, load_farm
+from hevcq.pools import Pool, load_farm
 from tests.fakes import FakeLedger
 
 REPO = Path(__file__).resolve().parents[1]

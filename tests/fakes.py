@@ -13,12 +13,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from hevcq.aws.ledger import DynamoLedger
 from hevcq.errors import FailureClass, LostMessageError, SupersededJob, WriteConflict
-from hevcq.jobs import JobContext, JobSpec
-from hevcq.ledger import DynamoLedger, LedgerItem
+from hevcq.ledger import LedgerItem
 from hevcq.messages import JobResult
-from hevcq.queues import Received
-from hevcq.store import ObjectInfo
+from hevcq.objects import ObjectInfo
+from hevcq.queue import Received
+from hevcq.worker.runner import JobContext, JobSpec
 
 _ids = itertools.count(1)
 

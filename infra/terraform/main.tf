@@ -3,7 +3,7 @@ data "aws_caller_identity" "current" {}
 locals {
   workers_dir = coalesce(var.workers_dir, "${path.module}/../../workers")
 
-  # Defaults of hevcq.farm.QueueSpec and hevcq.farm.Deploy: a pool file may leave any
+  # Defaults of hevcq.pools.QueueSpec and hevcq.pools.Deploy: a pool file may leave any
   # field out. The `pools` output lets a test compare these with the Python models.
   queue_defaults = {
     visibility_timeout_s = 120

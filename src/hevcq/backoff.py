@@ -1,9 +1,12 @@
-"""Retry delays, as pure functions."""
+"""Retry delays as pure functions, and the retry policy for whole operations."""
 
 from __future__ import annotations
 
 import random
 
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from hevcq.errors import RetryableError
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 
@@ -23,3 +26,13 @@ def retry_delay(
     delay = min(cap_s, base_s * 2 ** (n - 1))
     r = (rand or random).uniform(1 - jitter, 1 + jitter)
     return int(max(0, min(MAX_VISIBILITY_TIMEOUT_S, delay * r)))
+
+
+# Whole operations (a transfer, a publish) retried on top of botocore's per-request retries:
+# a multipart upload that dies half-way is restarted as a whole.
+retry_transient = retry(
+    retry=retry_if_exception_type(RetryableError),
+    wait=wait_exponential_jitter(initial=1, max=20),
+    stop=stop_after_attempt(4),
+    reraise=True,
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 
 
@@ -76,3 +77,12 @@ class WriteConflict(HevcqError):
     """A conditional write found the object changed since it was last seen."""
 
     failure_class = FailureClass.TRANSIENT
+
+
+Classify = Callable[[BaseException, str], Exception]
+"""Maps a failure of some outside service to this hierarchy (``hevcq.aws.clients.classify``)."""
+
+
+def unclassified(exc: BaseException, what: str) -> Exception:  # noqa: ARG001 - a Classify
+    """The classifier of code that knows no outside service: an exception stays as it is."""
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

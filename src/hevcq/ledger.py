@@ -1,4 +1,4 @@
-"""The job ledger: one DynamoDB item per (source object, pool), guarded by conditional writes.
+"""The job ledger's model: one item per (source object, pool), guarded by conditional writes.
 
 The item describes the job of the source's newest known version: its state, the worker that
 holds it and a **record version number** (``rvn``) that the holder changes on every write.
@@ -8,30 +8,21 @@ never both believe they hold a job.
 Leases need no agreement between clocks (the pattern of AWS's DynamoDB Lock Client): the
 holder renews by changing ``rvn`` at least every ``lease_s / RENEWALS_PER_LEASE`` seconds;
 another worker may take the job over only after it has seen the same ``rvn`` unchanged for a
-whole ``lease_s`` on its *own monotonic* clock (``hevcq.lease.observe``). No wall-clock time
+whole ``lease_s`` on its *own monotonic* clock (``hevcq.worker.lease.observe``). No wall-clock time
 written by one machine is ever compared with another machine's clock; the wall-clock fields
 (``started_at``, ``finished_at``) are for people only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import re
-import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from hevcq.aws import classify, error_code
 from hevcq.errors import InterruptedJob
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 # The holder renews this many times per lease: a few missed renewals (a slow or briefly
 # unreachable endpoint) do not lose the lease.
@@ -211,16 +202,16 @@ ClaimResult = Claimed | AlreadyFinished | Superseded | HeldElsewhere
 
 
 @dataclass(frozen=True)
-class _Take:
+class Take:
     """A claim the judge allows."""
 
 
 @dataclass(frozen=True)
-class _AskSource:
+class AskSource:
     """The item holds another version and the order is unknown: ask the source (HEAD)."""
 
 
-Judgement = _Take | _AskSource | AlreadyFinished | Superseded | HeldElsewhere
+Judgement = Take | AskSource | AlreadyFinished | Superseded | HeldElsewhere
 
 
 def judge(  # noqa: PLR0911 - one return per rule reads best
@@ -228,29 +219,29 @@ def judge(  # noqa: PLR0911 - one return per rule reads best
 ) -> Judgement:
     """What a claim of ``job`` may do given the item as read (a pure function).
 
-    ``source_is_newer`` answers ``_AskSource``: True when a fresh HEAD of the source, made
+    ``source_is_newer`` answers ``AskSource``: True when a fresh HEAD of the source, made
     after the item was read, still shows ``job``'s version (so ``job`` is at least as new).
     """
     if item is None:
-        return _Take()
+        return Take()
     if item.etag != job.etag or item.version_id != job.version_id:
         newer = newer_sequencer(job.sequencer, item.sequencer)
         if newer is None:
             newer = source_is_newer
         if newer is None:
-            return _AskSource()
+            return AskSource()
         if not newer:
             return Superseded(item)
         if item.state is State.RUNNING:
             return HeldElsewhere(item, same_job=False)
-        return _Take()
+        return Take()
     if item.superseded_by and item.superseded_by != job.etag:
         return Superseded(item)
     if item.state is State.RUNNING:
         return HeldElsewhere(item, same_job=item.settings_hash == job.settings_hash)
     if item.finished and item.settings_hash == job.settings_hash:
         return AlreadyFinished(item)
-    return _Take()
+    return Take()
 
 
 class Ledger(Protocol):
@@ -276,7 +267,7 @@ class Ledger(Protocol):
     ) -> None: ...
 
 
-def _attr(value: Any) -> dict[str, Any]:
+def to_attribute(value: Any) -> dict[str, Any]:
     if value is None:
         return {"NULL": True}
     if isinstance(value, bool):
@@ -305,213 +296,3 @@ def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
 def new_rvn() -> str:
     """A fresh record version number."""
     return uuid.uuid4().hex
-
-
-@dataclass
-class DynamoLedger:
-    """The ledger table (hash key ``pk`` = source key, range key ``sk`` = pool).
-
-    ``clock`` is wall-clock time, written for people (``started_at``, ``finished_at``) and
-    never compared with anything.
-    """
-
-    ddb: DynamoDBClient
-    table: str
-    clock: Callable[[], float] = field(default=time.time)
-
-    def _key(self, key: str, pool: str) -> dict[str, Any]:
-        return {"pk": {"S": key}, "sk": {"S": pool}}
-
-    def _call(self, what: str, fn: Callable[..., Any], **kw: Any) -> Any:
-        """One DynamoDB call; transient faults become RetryableError, config faults their own."""
-        try:
-            return fn(TableName=self.table, **kw)
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise
-            raise classify(exc, what) from exc
-        except BotoCoreError as exc:
-            raise classify(exc, what) from exc
-
-    def get(self, key: str, pool: str) -> LedgerItem | None:
-        """One item, read consistently."""
-        resp = self._call(
-            "ledger read", self.ddb.get_item, Key=self._key(key, pool), ConsistentRead=True
-        )
-        return LedgerItem.from_item(resp["Item"]) if "Item" in resp else None
-
-    def _write(
-        self,
-        key: str,
-        pool: str,
-        sets: Mapping[str, Any],
-        condition: str,
-        values: Mapping[str, Any],
-        *,
-        add: Mapping[str, int] | None = None,
-        remove: tuple[str, ...] = (),
-        return_new: bool = False,
-    ) -> LedgerItem | None:
-        """A conditional UpdateItem; False condition raises ConditionalCheckFailedException."""
-        expr = "SET " + ", ".join(f"#{k} = :set_{k}" for k in sets)
-        if add:
-            expr += " ADD " + ", ".join(f"#{k} :add_{k}" for k in add)
-        if remove:
-            expr += " REMOVE " + ", ".join(f"#{k}" for k in remove)
-        # DynamoDB rejects names that the expressions do not use.
-        names = {tok: tok[1:] for tok in re.findall(r"#\w+", f"{expr} {condition}")}
-        attr_values = {f":set_{k}": _attr(v) for k, v in sets.items()}
-        attr_values.update({f":add_{k}": _attr(v) for k, v in (add or {}).items()})
-        attr_values.update({f":{k}": _attr(v) for k, v in values.items()})
-        resp = self._call(
-            "ledger write",
-            self.ddb.update_item,
-            Key=self._key(key, pool),
-            UpdateExpression=expr,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=attr_values,
-            ReturnValues="ALL_NEW" if return_new else "NONE",
-        )
-        return LedgerItem.from_item(resp["Attributes"]) if return_new else None
-
-    def _claim_write(
-        self,
-        job: JobKey,
-        worker: str,
-        message_id: str,
-        lease_s: float,
-        read: LedgerItem | None,
-    ) -> Claimed | None:
-        """Write ourselves in as holder, if the item is still as we read it."""
-        rvn = new_rvn()
-        # The retry budget carries over only while the same version is retried; a new
-        # version, new settings or a redriven failure start afresh.
-        carries = (
-            read is not None
-            and (read.etag, read.settings_hash) == (job.etag, job.settings_hash)
-            and read.state in (State.QUEUED, State.INTERRUPTED, State.RUNNING)
-        )
-        attempts = read.attempts if read is not None and carries else 0
-        sets: dict[str, Any] = {
-            "state": State.RUNNING.value, "worker": worker, "message_id": message_id,
-            "rvn": rvn, "lease_s": lease_s, "etag": job.etag, "settings_hash": job.settings_hash,
-            "version_id": job.version_id, "sequencer": job.sequencer, "job_id": job.job_id,
-            "attempts": attempts, "started_at": self.clock(), "progress": 0,
-            "reason": None, "failure_class": None, "superseded_by": "",
-        }  # fmt: skip
-        if read is None:
-            condition, values = "attribute_not_exists(pk)", {}
-        else:
-            condition, values = "#rvn = :seen", {"seen": read.rvn}
-            if not read.rvn:  # an item written before record versions existed
-                condition = "attribute_not_exists(#rvn)"
-                values = {}
-        try:
-            self._write(job.key, job.pool, sets, condition, values, add={"claims": 1})
-        except ClientError:
-            return None  # someone wrote in between: read again
-        output_etag = read.output_etag if read is not None else None
-        return Claimed(Lease(job, worker, rvn, lease_s, attempts, output_etag))
-
-    def claim(
-        self,
-        job: JobKey,
-        worker: str,
-        message_id: str,
-        lease_s: float,
-        source_is_current: Callable[[], bool] = lambda: True,
-    ) -> ClaimResult:
-        """Take the job if nobody holds it, it is not finished, and no newer version is known."""
-        for _ in range(CLAIM_ROUNDS):
-            item = self.get(job.key, job.pool)
-            verdict = judge(item, job)
-            if isinstance(verdict, _AskSource):
-                verdict = judge(item, job, source_is_newer=source_is_current())
-            if isinstance(verdict, AlreadyFinished | Superseded | HeldElsewhere):
-                return verdict
-            claimed = self._claim_write(job, worker, message_id, lease_s, item)
-            if claimed is not None:
-                return claimed
-        raise LeaseLostError(f"the ledger item of {job.key} [{job.pool}] keeps changing")
-
-    def take_over(
-        self, job: JobKey, worker: str, message_id: str, lease_s: float, observed: LedgerItem
-    ) -> Claimed | None:
-        """Take a job whose holder left ``observed.rvn`` unchanged for a whole lease."""
-        return self._claim_write(job, worker, message_id, lease_s, observed)
-
-    def signal_superseded(self, item: LedgerItem, newer_etag: str) -> None:
-        """Tell the holder of an older version's job that a newer version waits.
-
-        The record version is left alone: the holder sees the flag on its next renewal and
-        stops; an observer's count is not reset by it.
-        """
-        # A failed condition means the holder finished or released meanwhile: the next
-        # read says so.
-        with contextlib.suppress(ClientError):
-            self._write(
-                item.key, item.pool, {"superseded_by": newer_etag},
-                "#etag = :old AND #state = :running",
-                {"old": item.etag, "running": State.RUNNING.value},
-            )  # fmt: skip
-
-    def _holder_write(
-        self,
-        lease: Lease,
-        sets: Mapping[str, Any],
-        *,
-        add: Mapping[str, int] | None = None,
-        return_new: bool = False,
-    ) -> LedgerItem | None:
-        job = lease.job
-        try:
-            return self._write(
-                job.key, job.pool, sets,
-                "#rvn = :rvn AND #worker = :me AND #etag = :etag AND #state = :running",
-                {"rvn": lease.rvn, "me": lease.worker, "etag": job.etag,
-                 "running": State.RUNNING.value},
-                add=add, return_new=return_new,
-            )  # fmt: skip
-        except ClientError as exc:
-            raise LeaseLostError(f"lease on {job.key} [{job.pool}] lost") from exc
-
-    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
-        """Change the record version (proof of life); raises LeaseLostError.
-
-        The renewed lease says whether a newer version asked this job to stop.
-        """
-        rvn = new_rvn()
-        sets: dict[str, Any] = {"rvn": rvn}
-        for name, value in (progress or {}).items():
-            sets[name] = round(value, 2)
-        item = self._holder_write(lease, sets, return_new=True)
-        newer = item.superseded_by if item is not None else ""
-        return replace(lease, rvn=rvn, superseded_by="" if newer == lease.job.etag else newer)
-
-    def finish(self, lease: Lease, state: State, fields: Mapping[str, Any]) -> None:
-        """Record the final state; only the holder can, and only while it holds the lease."""
-        sets = {**fields, "state": state.value, "finished_at": self.clock(), "rvn": new_rvn()}
-        self._holder_write(lease, sets)
-
-    def release(
-        self, lease: Lease, state: State, fields: Mapping[str, Any], *, failed: bool = False
-    ) -> None:
-        """Give the job back; ``failed`` spends one try of its retry budget."""
-        sets = {**fields, "state": state.value, "rvn": new_rvn()}
-        self._holder_write(lease, sets, add={"attempts": 1} if failed else None)
-
-    def scan_all(self) -> list[dict[str, Any]]:
-        """Every item as a plain dict (status views; the table holds one item per job)."""
-        return [i.plain() for i in self.scan_items()]
-
-    def scan_items(self) -> list[LedgerItem]:
-        """Every item, typed."""
-        items: list[LedgerItem] = []
-        kwargs: dict[str, Any] = {}
-        while True:
-            resp = self._call("ledger scan", self.ddb.scan, **kwargs)
-            items.extend(LedgerItem.from_item(i) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

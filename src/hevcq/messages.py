@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,3 +35,9 @@ class JobResult(BaseModel):
     settings_hash: str = ""
     worker: str = ""
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class Publisher(Protocol):
+    """Where job results go (``hevcq.aws.sns.SnsPublisher``)."""
+
+    def publish(self, result: JobResult) -> None: ...

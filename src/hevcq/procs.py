@@ -1,8 +1,16 @@
-"""Small facts about processes, shared by the worker's scratch sweep and the farm file."""
+"""Small facts about processes: whether one is alive, and dying with a parent (the embedded
+farm's endpoint and workers never outlive the ingest that started them)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
+import threading
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 1.0  # how often the watch thread looks for the parent
 
 
 def pid_alive(pid: int) -> bool:
@@ -14,3 +22,21 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+def die_with_parent(parent: int, stop: threading.Event) -> None:
+    """Exit at once when ``parent`` goes, however it goes: a kernel signal where Linux gives
+    one (``PR_SET_PDEATHSIG``), and a watch thread everywhere.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while not stop.wait(PARENT_POLL_S):
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

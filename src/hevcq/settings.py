@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -130,3 +131,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f"={value!s}"
         raise ConfigError(f"{name}{shown}: {err['msg']}") from None
+
+
+def state_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """``$XDG_STATE_HOME/hevcq`` or ``~/.local/state/hevcq`` (the XDG base-directory rule)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    if base and Path(base).is_absolute():
+        return Path(base) / "hevcq"
+    return (home or Path.home()) / ".local" / "state" / "hevcq"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pytest
 from moto import mock_aws
 
-from hevcq.aws import Clients
-from hevcq.farm import Pool
-from hevcq.provision import FarmRefs, _create_ledger, provision
-from hevcq.topology import Names
+from hevcq.aws.clients import Clients
+from hevcq.aws.provision import FarmRefs, _create_ledger, provision
+from hevcq.aws.topology import Names
+from hevcq.pools import Pool
 
 
 @dataclass

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from hevcq.fetch import Fetcher, FetchOptions, fetch_library
-from hevcq.ingest import recorder, to_upload, upload_all
-from hevcq.ledger import DynamoLedger
-from hevcq.library import scan
-from hevcq.media import AudioStream, MediaInfo, VideoStream
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.sqs import SqsInbox
+from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library
+from hevcq.library.scan import scan
+from hevcq.library.upload import recorder, to_upload, upload_all
+from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
-from hevcq.queues import SqsInbox
-from hevcq.statestore import StateStore, library_id
-from hevcq.store import S3Store
 from tests.aws.conftest import MotoFarm
 
 OUTPUT = b"an hevc output " * 20

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.aws import Clients
-from hevcq.farm import Pool
-from hevcq.ingest import recorder, to_upload, upload_all
-from hevcq.library import scan
-from hevcq.local import _start_moto
+from hevcq.aws.clients import Clients
+from hevcq.aws.embedded import _start_moto
+from hevcq.aws.provision import provision
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.topology import Names
+from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.scan import scan
+from hevcq.library.upload import recorder, to_upload, upload_all
+from hevcq.media.samples import make_clip
 from hevcq.messages import JobResult
-from hevcq.provision import provision
-from hevcq.samples import make_clip
-from hevcq.statestore import StateStore, library_id
-from hevcq.store import S3Store
-from hevcq.topology import Names
+from hevcq.pools import Pool
 
 
 @pytest.fixture

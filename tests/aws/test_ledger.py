@@ -7,18 +7,18 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from hevcq.aws import Clients
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import _create_ledger
 from hevcq.ledger import (
     AlreadyFinished,
     Claimed,
-    DynamoLedger,
     HeldElsewhere,
     JobKey,
     LeaseLostError,
     State,
     Superseded,
 )
-from hevcq.provision import _create_ledger
 
 JOB = JobKey("TODO/a.mp4", "hevc", "etag1", "hash1", sequencer="0055AED6DCD90281E5")
 V2 = JobKey("TODO/a.mp4", "hevc", "etag2", "hash1", sequencer="0055AED6DCD90281E6")

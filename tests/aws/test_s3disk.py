@@ -18,11 +18,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from hevcq import s3disk
-from hevcq.endpoint import start
+from hevcq.aws import s3disk
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS as CREDS
+from hevcq.aws.endpoint import start
+from hevcq.aws.s3 import S3Store
 from hevcq.errors import HevcqError
-from hevcq.local import EMBEDDED_CREDENTIALS as CREDS
-from hevcq.store import S3Store
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's smallest part but the last
@@ -64,7 +64,7 @@ def _rchar() -> int:
 
 def test_the_adaptation_matches_the_installed_moto() -> None:
     # Fails when moto is upgraded or changes what the adaptation replaces: re-check
-    # hevcq/s3disk.py against the new moto, then move MOTO_VERSION and the pin together.
+    # hevcq/aws/s3disk.py against the new moto, then move MOTO_VERSION and the pin together.
     assert s3disk.check_moto() == []
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert f'"moto[server]=={s3disk.MOTO_VERSION}"' in pyproject
@@ -147,7 +147,7 @@ def test_multipart_is_joined_on_disk_with_moto_s_etag_and_event(endpoint: str) -
 def test_the_endpoint_process_dies_with_its_parent(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
-        "from hevcq.endpoint import start\n"
+        "from hevcq.aws.endpoint import start\n"
         "ep = start()\n"
         "print(ep.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -14,11 +14,13 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from moto import mock_aws
 
-from hevcq.aws import Clients
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import _create_ledger
+from hevcq.aws.s3 import S3Store
 from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
-from hevcq.ledger import Claimed, DynamoLedger, JobKey, State
-from hevcq.provision import _create_ledger
-from hevcq.store import META_ATTEMPT, S3Store
+from hevcq.ledger import Claimed, JobKey, State
+from hevcq.objects import META_ATTEMPT
 
 BUCKET = "media"
 KiB = 1024

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from hevcq.ledger import Claimed, DynamoLedger, JobKey, State
-from hevcq.queues import ATTR_CLASS, ATTR_REASON
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
+from hevcq.ledger import Claimed, JobKey, State
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import yaml
 
-from hevcq.aws import Clients
-from hevcq.farm import load_farm
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedFarm, farm_env
+from hevcq.aws.clients import Clients
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedFarm, farm_env
+from hevcq.aws.provision import FarmRefs, names_for, provision
+from hevcq.aws.sqs import SqsInbox
+from hevcq.aws.topology import EMBEDDED_BUCKET
+from hevcq.library.results import Expected, JobId, dead_letter_results
 from hevcq.logs import read_events
+from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.messages import JobResult
-from hevcq.provision import FarmRefs, names_for, provision
-from hevcq.queues import SqsInbox
-from hevcq.results import Expected, JobId, dead_letter_results
+from hevcq.pools import load_farm
 from hevcq.settings import Settings
-from hevcq.topology import EMBEDDED_BUCKET
 from tests.conftest import WORKERS_DIR
 from tests.e2e.faultproxy import Endpoint, FaultProxy, endpoint_behind_proxy
 

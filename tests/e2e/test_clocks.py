@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.ledger import DynamoLedger
-from hevcq.samples import make_clip
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.ledger import Claimed, DynamoLedger, JobKey
-from hevcq.local import EmbeddedFarm
+from hevcq.aws.embedded import EmbeddedFarm
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.ledger import Claimed, JobKey
 from tests.e2e.conftest import IN_CI
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.webkit import served

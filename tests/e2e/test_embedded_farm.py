@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.probe import probe
-from hevcq.samples import make_sample_library
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_sample_library
 from tests.conftest import fast_pools
 
 pytestmark = pytest.mark.e2e

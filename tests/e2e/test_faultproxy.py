@@ -11,8 +11,8 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from hevcq.aws import Clients, error_code
-from hevcq.local import EMBEDDED_CREDENTIALS, EMBEDDED_REGION
+from hevcq.aws.clients import Clients, error_code
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION
 from tests.e2e.faultproxy import Endpoint, FaultProxy, endpoint_behind_proxy
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hevcq import admin
-from hevcq.samples import make_clip
+from hevcq import ops
+from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import (
     ProxiedFarm,
     WorkerProc,
@@ -43,8 +43,8 @@ def put(farm: ProxiedFarm, key: str, body: bytes) -> str:
     return resp["ETag"].strip('"')
 
 
-def depth(farm: ProxiedFarm) -> admin.QueueDepth:
-    return next(d for d in admin.queue_depths(farm.clients.sqs, farm.refs) if d.pool == "hevc")
+def depth(farm: ProxiedFarm) -> ops.QueueDepth:
+    return next(d for d in ops.queue_depths(farm.clients.sqs, farm.refs) if d.pool == "hevc")
 
 
 def events(w: WorkerProc, name: str) -> list[dict]:
@@ -184,7 +184,7 @@ def test_deeply_nested_and_huge_garbage_bodies_are_dead_lettered_once_with_a_rea
         put(farm, key, tiny_clip.read_bytes())
         col = collector(farm, [key])
         assert col.wait(timeout_s=120)
-        dlq = admin.list_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
+        dlq = ops.list_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
         assert w.proc.poll() is None
         stop(w)
     assert len(dlq) == 2

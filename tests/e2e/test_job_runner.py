@@ -9,12 +9,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
-from hevcq.farm import load_farm
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.jobs import JobContext, JobRunner, JobSpec, check_scratch
 from hevcq.ledger import JobKey
-from hevcq.samples import make_clip
-from hevcq.store import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.samples import make_clip
+from hevcq.objects import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.pools import load_farm
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec, check_scratch
 from tests.conftest import fast_pools
 from tests.fakes import FakeStore
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hevcq.decide import KEPT_ORIGINAL
-from hevcq.samples import make_clip
+from hevcq.media.decide import KEPT_ORIGINAL
+from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import pool_dir
 
 pytestmark = pytest.mark.e2e

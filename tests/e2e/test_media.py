@@ -14,22 +14,22 @@ from typing import TypedDict
 import av
 import pytest
 
-from hevcq.decide import decide
 from hevcq.errors import (
     ConfigError,
     InterruptedJob,
     PermanentError,
     VerificationError,
 )
-from hevcq.farm import load_farm
-from hevcq.ffargs import build_args
-from hevcq.ffmpeg import PopenProcess, find_ffmpeg, run_ffmpeg
-from hevcq.media import EncodePlan, MediaInfo, Skip
-from hevcq.probe import probe
-from hevcq.progress import Progress
-from hevcq.samples import make_clip, make_sample_library
-from hevcq.streamcheck import StreamCheck, StreamDecoder
-from hevcq.verify import verify_output
+from hevcq.media.decide import decide
+from hevcq.media.ffargs import build_args
+from hevcq.media.ffmpeg import PopenProcess, find_ffmpeg, run_ffmpeg
+from hevcq.media.model import EncodePlan, MediaInfo, Skip
+from hevcq.media.probe import probe
+from hevcq.media.progress import Progress
+from hevcq.media.samples import make_clip, make_sample_library
+from hevcq.media.streamcheck import StreamCheck, StreamDecoder
+from hevcq.media.verify import verify_output
+from hevcq.pools import load_farm
 
 pytestmark = pytest.mark.e2e
 

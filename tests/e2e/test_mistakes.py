@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.samples import make_clip
+from hevcq.media.samples import make_clip
 
 pytestmark = pytest.mark.e2e
 

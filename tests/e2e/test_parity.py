@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from hevcq.aws import Clients
-from hevcq.farm import load_farm
-from hevcq.provision import FarmRefs, provision
-from hevcq.results import Expected
-from hevcq.samples import make_clip
-from hevcq.store import META_SOURCE_KEY, S3Store
-from hevcq.topology import Names
+from hevcq.aws.clients import Clients
+from hevcq.aws.provision import FarmRefs, provision
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.topology import Names
+from hevcq.library.results import Expected
+from hevcq.media.samples import make_clip
+from hevcq.objects import META_SOURCE_KEY
+from hevcq.pools import load_farm
 from tests.e2e.farmkit import Collector, pool_dir
 from tests.e2e.tfhelpers import AppliedFarm, applied_farm, terraform_or_skip
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import RetryableError
-from hevcq.farm import load_farm
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.jobs import JobContext, JobRunner, JobSpec
 from hevcq.ledger import JobKey
-from hevcq.media import EncodePlan, Skip
-from hevcq.precheck import META_CLIENT_SKIPS, client_skips_metadata, confirmed_skip
-from hevcq.samples import make_clip
-from hevcq.store import ObjectInfo
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.model import EncodePlan, Skip
+from hevcq.media.samples import make_clip
+from hevcq.objects import ObjectInfo
+from hevcq.pools import load_farm
+from hevcq.worker.precheck import META_CLIENT_SKIPS, client_skips_metadata, confirmed_skip
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.conftest import fast_pools
 from tests.fakes import FakeStore
 

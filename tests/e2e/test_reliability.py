@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hevcq import admin
-from hevcq.ffmpeg import find_ffmpeg
-from hevcq.ledger import DynamoLedger
-from hevcq.results import peek_dead_letters
-from hevcq.samples import make_clip
-from hevcq.store import META_SOURCE_ETAG
+from hevcq import ops
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.library.results import peek_dead_letters
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.samples import make_clip
+from hevcq.objects import META_SOURCE_ETAG
 from tests.e2e.farmkit import (
     WorkerProc,
     collector,
@@ -42,8 +42,8 @@ def put(farm, key: str, body: bytes) -> str:
     return resp["ETag"].strip('"')
 
 
-def depth(farm, pool: str = "hevc") -> admin.QueueDepth:
-    return next(d for d in admin.queue_depths(farm.clients.sqs, farm.refs) if d.pool == pool)
+def depth(farm, pool: str = "hevc") -> ops.QueueDepth:
+    return next(d for d in ops.queue_depths(farm.clients.sqs, farm.refs) if d.pool == pool)
 
 
 def test_job_three_times_the_visibility_timeout_runs_on_exactly_one_of_two_workers(
@@ -220,7 +220,7 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         col = collector(farm, [*healthy, *failing, "TODO/audio only.mp4"])
         assert col.wait(timeout_s=120)
         assert wait_for(lambda: depth(farm).dead_letters >= len(failing) + 3, 30)
-        dlq = admin.list_dead_letters(sqs, farm.refs.pools["hevc"].dlq_url)
+        dlq = ops.list_dead_letters(sqs, farm.refs.pools["hevc"].dlq_url)
         w.proc.send_signal(signal.SIGTERM)
         assert w.proc.wait(30) == 0
     res = {k: r for (k, _), r in col.results.items()}

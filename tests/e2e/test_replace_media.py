@@ -10,15 +10,15 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from hevcq.probe import probe
-from hevcq.replace import (
+from hevcq.library.quarantine import (
     ReplaceRefused,
     list_quarantine,
     rollback,
     swap_in,
     verify_replacement,
 )
-from hevcq.verify import decoded_seconds
+from hevcq.media.probe import probe
+from hevcq.media.verify import decoded_seconds
 
 pytestmark = pytest.mark.e2e
 

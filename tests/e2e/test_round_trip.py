@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.calibrate import save_speeds, speeds_path
-from hevcq.farm import load_farm
-from hevcq.probe import probe
-from hevcq.replace import DEFAULT_QUARANTINE, list_quarantine
-from hevcq.samples import make_clip
-from hevcq.statestore import StateStore, library_id
+from hevcq.library.calibrate import save_speeds, speeds_path
+from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.quarantine import DEFAULT_QUARANTINE, list_quarantine
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
+from hevcq.pools import load_farm
 from tests.conftest import fast_pools
 
 pytestmark = pytest.mark.e2e

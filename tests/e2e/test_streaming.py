@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.samples import make_clip
+from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import pool_dir, slow_ffmpeg, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from urllib.parse import unquote_plus
 import pytest
 from botocore.exceptions import ClientError
 
-from hevcq.farm import load_farm
-from hevcq.topology import Names
+from hevcq.aws.topology import Names
+from hevcq.pools import load_farm
 from tests.e2e.tfhelpers import (
     REPO_ROOT,
     TF_SOURCE,

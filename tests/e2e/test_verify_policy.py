@@ -12,15 +12,15 @@ import av
 import pytest
 from structlog.testing import capture_logs
 
-import hevcq.verify
+import hevcq.media.verify
 from hevcq.errors import VerificationError
-from hevcq.fetch import Fetcher, FetchOptions
-from hevcq.media import EncodePlan
-from hevcq.probe import probe
-from hevcq.replace import ReplaceRefused, verify_replacement
-from hevcq.samples import make_clip
-from hevcq.streamcheck import FIRST_NON_VCL, StreamCheck, StreamDecoder, nal_length_size
-from hevcq.verify import END_FRAMES, verify_output
+from hevcq.library.fetch import Fetcher, FetchOptions
+from hevcq.library.quarantine import ReplaceRefused, verify_replacement
+from hevcq.media.model import EncodePlan
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
+from hevcq.media.streamcheck import FIRST_NON_VCL, StreamCheck, StreamDecoder, nal_length_size
+from hevcq.media.verify import END_FRAMES, verify_output
 from tests.e2e.test_media import encode_teed, ffmpeg, plan_for
 from tests.unit.test_fetch import LIB, NOW, POOLS, make_lib
 
@@ -60,7 +60,7 @@ def test_each_policy_decodes_what_it_says(
     check, _ = encode_teed(ffmpeg, source, plan, out, tmp_path / "s.hevc", frames=frames)
     assert check.decoded is (policy == "full")
     assert check.frames == FRAMES  # decoded (full) or counted (stream) from the raw stream
-    monkeypatch.setattr(hevcq.verify, "decode_video", no_full_decode)
+    monkeypatch.setattr(hevcq.media.verify, "decode_video", no_full_decode)
     with capture_logs() as logs:
         verify_output(out, plan, probe(source), source_path=source, stream=check)
     [event] = decoded_events(logs)

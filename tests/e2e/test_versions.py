@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.ledger import DynamoLedger, LedgerItem
-from hevcq.samples import make_clip
-from hevcq.store import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, S3Store
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.s3 import S3Store
+from hevcq.ledger import LedgerItem
+from hevcq.media.samples import make_clip
+from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo
 from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hevcq.probe import probe
-from hevcq.samples import make_clip
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
 from hevcq.web.app import CSRF_HEADER
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.webkit import served

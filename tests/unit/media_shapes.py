@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hevcq.media import AudioStream, MediaInfo, SubtitleStream, VideoStream
+from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
 
 MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
 MKV = "matroska,webm"

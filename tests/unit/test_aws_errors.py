@@ -8,9 +8,9 @@ import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from hevcq.aws import classify
+from hevcq.aws.clients import classify
+from hevcq.aws.s3 import S3Store
 from hevcq.errors import FarmConfigError, PermanentError, RetryableError
-from hevcq.store import S3Store
 
 
 def client_error(code: str, status: int) -> ClientError:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.calibrate import (
+from hevcq.library.calibrate import (
     DEFAULT_SPEEDS,
     FALLBACK_SPEED,
     combined_speed,
@@ -17,8 +17,8 @@ from hevcq.calibrate import (
     speed_per_vcpu,
     speeds_path,
 )
-from hevcq.estimate import TaskSize, cost_per_minute
-from hevcq.farm import Pool
+from hevcq.library.estimate import TaskSize, cost_per_minute
+from hevcq.pools import Pool
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from hevcq.decide import audio_plan, decide, fit_short_side, saves_nothing, subtitle_plan
-from hevcq.farm import Pool, load_farm
-from hevcq.media import EncodePlan, Skip, SubtitleStream
+from hevcq.media.decide import audio_plan, decide, fit_short_side, saves_nothing, subtitle_plan
+from hevcq.media.model import EncodePlan, Skip, SubtitleStream
+from hevcq.pools import Pool, load_farm
 from tests.unit.media_shapes import SHAPES, clip
 
 FARM = load_farm()

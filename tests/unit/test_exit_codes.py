@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.cli import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_TIMED_OUT
-from hevcq.cli_library import exit_code
-from hevcq.library import ScanReport
-from hevcq.roundtrip import RoundTrip
-from hevcq.walk import Problem
+from hevcq.cli.app import EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_TIMED_OUT
+from hevcq.cli.library import exit_code
+from hevcq.library.roundtrip import RoundTrip
+from hevcq.library.scan import ScanReport
+from hevcq.library.walk import Problem
 
 
 def _rt(*, failed: bool = False, **flags: bool) -> RoundTrip:

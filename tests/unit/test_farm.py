@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.farm import load_farm, load_pool
+from hevcq.pools import load_farm, load_pool
 from tests.conftest import WORKERS_DIR
 
 

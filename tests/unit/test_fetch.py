@@ -12,19 +12,24 @@ from typing import Any
 
 import pytest
 
-from hevcq.decide import KEPT_ORIGINAL
 from hevcq.errors import RetryableError
-from hevcq.fetch import Fetcher, FetchOptions, fetch_library, find_library
-from hevcq.ingest import META_HASH, META_LIBRARY
 from hevcq.ledger import LedgerItem, State
-from hevcq.media import EncodePlan
+from hevcq.library.catalog import FileRecord, PoolRecord, StateStore
+from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
+from hevcq.library.quarantine import (
+    DEFAULT_QUARANTINE,
+    LargerThanOriginal,
+    ReplaceRefused,
+    list_quarantine,
+)
+from hevcq.library.results import drain
+from hevcq.library.upload import META_HASH, META_LIBRARY
+from hevcq.library.walk import fingerprint
+from hevcq.media.decide import KEPT_ORIGINAL
+from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
-from hevcq.queues import Received
-from hevcq.replace import DEFAULT_QUARANTINE, LargerThanOriginal, ReplaceRefused, list_quarantine
-from hevcq.results import drain
-from hevcq.statestore import FileRecord, PoolRecord, StateStore
-from hevcq.store import ObjectInfo
-from hevcq.walk import fingerprint
+from hevcq.objects import ObjectInfo
+from hevcq.queue import Received
 from tests.fakes import FakeStore
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)

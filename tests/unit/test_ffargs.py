@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.decide import decide
 from hevcq.errors import ConfigError
-from hevcq.farm import load_farm
-from hevcq.ffargs import build_args
-from hevcq.media import EncodePlan
+from hevcq.media.decide import decide
+from hevcq.media.ffargs import build_args
+from hevcq.media.model import EncodePlan
+from hevcq.pools import load_farm
 from tests.unit.media_shapes import SHAPES
 
 FARM = load_farm()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError, InterruptedJob, PermanentError, RetryableError, StalledError
-from hevcq.ffmpeg import (
+from hevcq.media.ffmpeg import (
     DISK_FULL_MARGIN_BYTES,
     STDERR_TAIL_LINES,
     Process,
@@ -19,7 +19,7 @@ from hevcq.ffmpeg import (
     find_ffmpeg,
     run_ffmpeg,
 )
-from hevcq.progress import Progress
+from hevcq.media.progress import Progress
 
 SAFETY_S = 5.0  # a fake that never ends fails the test instead of hanging it
 

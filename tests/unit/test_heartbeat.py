@@ -9,9 +9,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from hevcq.errors import LostMessageError
-from hevcq.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
 from hevcq.ledger import LeaseLostError
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
+from hevcq.worker.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
 
 T = 120  # queue visibility timeout
 BUDGET = MAX_VISIBILITY_TIMEOUT_S

@@ -12,9 +12,19 @@ import pytest
 from rich.console import Console
 
 from hevcq.errors import PermanentError, RetryableError
-from hevcq.estimate import TaskSize, estimate
-from hevcq.farm import Applies, Pool
-from hevcq.ingest import (
+from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.estimate import TaskSize, estimate
+from hevcq.library.report import (
+    BarProgress,
+    LineProgress,
+    estimate_table,
+    plan_tables,
+    progress_for,
+)
+from hevcq.library.results import Fetched
+from hevcq.library.roundtrip import RoundTrip, summary_rows
+from hevcq.library.scan import ScanOptions, ScanReport, scan
+from hevcq.library.upload import (
     META_HASH,
     META_LIBRARY,
     META_MTIME,
@@ -26,14 +36,10 @@ from hevcq.ingest import (
     to_upload,
     upload_all,
 )
-from hevcq.library import ScanOptions, ScanReport, scan
-from hevcq.media import AudioStream, MediaInfo, VideoStream
+from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
-from hevcq.report import BarProgress, LineProgress, estimate_table, plan_tables, progress_for
-from hevcq.results import Fetched
-from hevcq.roundtrip import RoundTrip, summary_rows
-from hevcq.statestore import StateStore, library_id
-from hevcq.store import ObjectInfo
+from hevcq.objects import ObjectInfo
+from hevcq.pools import Applies, Pool
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
 P720 = Pool(name="720p", output_suffix=".720p",

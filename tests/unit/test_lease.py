@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from hevcq.errors import SupersededJob
-from hevcq.lease import Alive, LeaseKeeper, Left, Stale, Watching, observe, observe_step
 from hevcq.ledger import (
     AlreadyFinished,
+    AskSource,
     HeldElsewhere,
     JobKey,
     Lease,
@@ -17,11 +17,11 @@ from hevcq.ledger import (
     LedgerItem,
     State,
     Superseded,
-    _AskSource,
-    _Take,
+    Take,
     judge,
     newer_sequencer,
 )
+from hevcq.worker.lease import Alive, LeaseKeeper, Left, Stale, Watching, observe, observe_step
 
 JOB = JobKey("TODO/a.mp4", "hevc", "e1", "h1", sequencer="0A")
 
@@ -53,17 +53,17 @@ def test_sequencers_order_versions_of_one_key(a: str, b: str, expected: bool | N
 @pytest.mark.parametrize(
     ("stored", "job", "expected"),
     [
-        (None, JOB, _Take),
+        (None, JOB, Take),
         (item(state=State.DONE), JOB, AlreadyFinished),
         (item(state=State.SKIPPED), JOB, AlreadyFinished),
-        (item(state=State.DONE, settings_hash="h0"), JOB, _Take),
+        (item(state=State.DONE, settings_hash="h0"), JOB, Take),
         (item(), JOB, HeldElsewhere),
-        (item(state=State.FAILED), JOB, _Take),
-        (item(state=State.INTERRUPTED), JOB, _Take),
-        (item(state=State.DONE, etag="e0", sequencer="09"), JOB, _Take),
+        (item(state=State.FAILED), JOB, Take),
+        (item(state=State.INTERRUPTED), JOB, Take),
+        (item(state=State.DONE, etag="e0", sequencer="09"), JOB, Take),
         (item(state=State.DONE, etag="e2", sequencer="0B"), JOB, Superseded),
         (item(etag="e0", sequencer="09"), JOB, HeldElsewhere),
-        (item(state=State.DONE, etag="e0", sequencer=""), JOB, _AskSource),
+        (item(state=State.DONE, etag="e0", sequencer=""), JOB, AskSource),
         (item(superseded_by="e2", state=State.SUPERSEDED), JOB, Superseded),
     ],
 )
@@ -73,7 +73,7 @@ def test_judge(stored: LedgerItem | None, job: JobKey, expected: type) -> None:
 
 def test_judge_asks_the_source_only_when_versions_cannot_be_ordered() -> None:
     stored = item(state=State.DONE, etag="e0", sequencer="")
-    assert isinstance(judge(stored, JOB, source_is_newer=True), _Take)
+    assert isinstance(judge(stored, JOB, source_is_newer=True), Take)
     assert isinstance(judge(stored, JOB, source_is_newer=False), Superseded)
 
 

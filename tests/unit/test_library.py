@@ -8,22 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from hevcq import library, walk
 from hevcq.errors import PermanentError
-from hevcq.estimate import FARGATE_PRICES, TaskSize, estimate
-from hevcq.farm import Applies, Encode, Pool
-from hevcq.library import PoolTotals, ScanOptions, ScanReport, scan
-from hevcq.media import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
-from hevcq.statestore import (
+from hevcq.library import scan as scan_module
+from hevcq.library import walk
+from hevcq.library.catalog import (
     StateStore,
     decision_from_json,
     decision_to_json,
     default_store_path,
     info_from_json,
     info_to_json,
-    state_dir,
 )
-from hevcq.walk import Matcher, fingerprint, glob_regex, sample_offsets
+from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate
+from hevcq.library.scan import PoolTotals, ScanOptions, ScanReport, scan
+from hevcq.library.walk import Matcher, fingerprint, glob_regex, sample_offsets
+from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
+from hevcq.pools import Applies, Encode, Pool
+from hevcq.settings import state_dir
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
 P720 = Pool(
@@ -518,4 +519,4 @@ def test_estimate_uses_pool_task_sizes_and_extra_storage() -> None:
 
 
 def test_library_reexports() -> None:
-    assert library.ScanOptions is walk.ScanOptions
+    assert scan_module.ScanOptions is walk.ScanOptions

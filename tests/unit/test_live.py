@@ -6,10 +6,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hevcq.admin import RunningJob
-from hevcq.fetch import Fetched
-from hevcq.live import LiveView, Totals, job_cells, overall_line
+from hevcq.cli.live import LiveView, Totals, job_cells, overall_line
+from hevcq.library.fetch import Fetched
 from hevcq.messages import JobResult
+from hevcq.ops import RunningJob
 
 NAME = "odd [x]/take [/x].mp4"
 JOB = RunningJob(f"TODO/{NAME}", "hevc", "w1", 25.0, 30.0, fps=48.0, speed=2.0)

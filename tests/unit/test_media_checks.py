@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from hevcq.media import AudioStream, EncodePlan, MediaInfo, VideoStream
-from hevcq.probe import bit_depth, looks_like_media, normalise_rotation
-from hevcq.verify import Decoded, decode_problems, shape_problems
+from hevcq.media.model import AudioStream, EncodePlan, MediaInfo, VideoStream
+from hevcq.media.probe import bit_depth, looks_like_media, normalise_rotation
+from hevcq.media.verify import Decoded, decode_problems, shape_problems
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from hevcq.errors import FailureClass
 from hevcq.messages import JobResult
-from hevcq.metrics import (
+from hevcq.worker.metrics import (
     MAX_METRICS_PER_DIRECTIVE,
     NAMESPACE,
     UNITS,

@@ -11,12 +11,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hevcq import cli
-from hevcq.fetch import Fetched
-from hevcq.ingest import Uploaded
-from hevcq.library import FileEntry
-from hevcq.replace import DEFAULT_QUARANTINE, swap_in
-from hevcq.report import BarProgress, LineProgress, Row, fetch_table, summary_table
+from hevcq.cli import app as cli
+from hevcq.cli import main as registered  # noqa: F401 - every command on the app
+from hevcq.library.fetch import Fetched
+from hevcq.library.quarantine import DEFAULT_QUARANTINE, swap_in
+from hevcq.library.report import BarProgress, LineProgress, Row, fetch_table, summary_table
+from hevcq.library.scan import FileEntry
+from hevcq.library.upload import Uploaded
 
 NAME = "odd [x]/take [/x] [bold]1[/bold].mp4"
 

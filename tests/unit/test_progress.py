@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hevcq.progress import Progress, ProgressParser, block_to_progress, percent
+from hevcq.media.progress import Progress, ProgressParser, block_to_progress, percent
 
 BLOCK = (
     "frame=48\nfps=23.50\nstream_0_0_q=28.0\nbitrate= 512.0kbits/s\ntotal_size=131072\n"

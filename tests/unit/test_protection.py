@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from hevcq.protection import PROTECTION_PATH, EcsAgentProtection, NoProtection
+from hevcq.worker.protection import PROTECTION_PATH, EcsAgentProtection, NoProtection
 
 
 class FakeAgent:

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from hevcq import replace
 from hevcq.errors import PermanentError
-from hevcq.media import AudioStream, MediaInfo, VideoStream
-from hevcq.replace import (
+from hevcq.library import quarantine
+from hevcq.library.quarantine import (
     OutputExists,
     ReplaceRefused,
     compare,
@@ -27,6 +26,7 @@ from hevcq.replace import (
     swap_in,
     verify_replacement,
 )
+from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ORIGINAL = b"original h264 bytes " * 200
@@ -381,7 +381,7 @@ def test_an_io_error_at_any_step_leaves_the_original_in_place(
 
 
 def test_module_exposes_default_quarantine() -> None:
-    assert Path(".hevcq/quarantine") == replace.DEFAULT_QUARANTINE
+    assert Path(".hevcq/quarantine") == quarantine.DEFAULT_QUARANTINE
 
 
 def test_filesystems_without_hard_links_still_swap(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hevcq.runs import RUNS, new_run_folder, prune
+from hevcq.library.runs import RUNS, new_run_folder, prune
 
 
 def test_a_new_run_prunes_all_but_the_newest(tmp_path: Path) -> None:

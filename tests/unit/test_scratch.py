@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import hevcq.jobs
+import hevcq.worker.runner
 from hevcq.errors import InterruptedJob
-from hevcq.jobs import _until_cancelled, sweep_scratch
-from hevcq.store import ObjectInfo
+from hevcq.objects import ObjectInfo
+from hevcq.worker.runner import _until_cancelled, sweep_scratch
 
 
 def test_folders_of_dead_workers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_a_stop_abandons_an_upload_that_outlasts_it() -> None:
 def test_a_commit_returns_when_it_is_done_not_at_the_next_poll(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(hevcq.jobs, "COMMIT_POLL_S", 30.0)
+    monkeypatch.setattr(hevcq.worker.runner, "COMMIT_POLL_S", 30.0)
     started = time.monotonic()
     assert _until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
     assert time.monotonic() - started < 15

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.decide import tee_safe
 from hevcq.errors import VerificationError
-from hevcq.ffargs import tee_escape
-from hevcq.media import AudioStream, MediaInfo, SubtitleStream
-from hevcq.streamcheck import (
+from hevcq.media.decide import tee_safe
+from hevcq.media.ffargs import tee_escape
+from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream
+from hevcq.media.streamcheck import (
     AnnexBSplitter,
     NalDigest,
     StreamCheck,
@@ -19,7 +19,7 @@ from hevcq.streamcheck import (
     length_prefixed_nals,
     nal_length_size,
 )
-from hevcq.verify import FileVideo, stream_decoded
+from hevcq.media.verify import FileVideo, stream_decoded
 
 
 def nal(kind: int, body: bytes) -> bytes:

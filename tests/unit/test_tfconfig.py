@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
 from hevcq.errors import ConfigError
-from hevcq.tfconfig import settings_from_outputs, write_env_file
 
 SETTINGS = {
     "HEVCQ_BUCKET": "hevcq-media-123456789012-eu-west-1",

@@ -3,7 +3,7 @@ from typing import Any
 import pytest
 
 from hevcq.ledger import LedgerItem, State
-from hevcq.store import ObjectInfo
+from hevcq.objects import ObjectInfo
 from hevcq.web.raw import settle_raw, verdict
 from tests.fakes import FakeStore
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from hevcq.library import FileEntry
-from hevcq.library import ScanReport as Report
-from hevcq.results import drain
-from hevcq.roundtrip import Control, RoundTrip, Streaming, Window
+from hevcq.library.results import drain
+from hevcq.library.roundtrip import Control, RoundTrip, Streaming, Window
+from hevcq.library.scan import FileEntry
+from hevcq.library.scan import ScanReport as Report
 from tests.unit import test_fetch
 from tests.unit.test_fetch import FakeInbox, Lib, plan
 

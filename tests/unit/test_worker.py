@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from hevcq.aws.clients import classify
 from hevcq.errors import (
     FailureClass,
     InterruptedJob,
@@ -23,12 +24,12 @@ from hevcq.errors import (
     RetryableError,
     StalledError,
 )
-from hevcq.farm import Pool
-from hevcq.jobs import JobContext, JobSpec
 from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
-from hevcq.store import META_SOURCE_ETAG
-from hevcq.worker import Verdict, Worker, WorkerConfig
+from hevcq.objects import META_SOURCE_ETAG
+from hevcq.pools import Pool
+from hevcq.worker.loop import Verdict, Worker, WorkerConfig
+from hevcq.worker.runner import JobContext, JobSpec
 from tests.fakes import (
     FakeLedger,
     FakePublisher,
@@ -72,6 +73,7 @@ def make_rig(ledger: FakeLedger, farm: dict[str, Pool], behaviour, *, worker_id:
     w = Worker(
         pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
         config=cfg, stop=threading.Event(), clock=clock, emit_metrics=metrics.append,
+        classify=classify,
     )  # fmt: skip
     return Rig(w, queue, store, runner, pub, ledger, pool)
 
@@ -450,7 +452,7 @@ def test_protection_is_held_around_each_job_and_released_after(ledger, farm) -> 
 
 
 def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ledger, farm, capsys) -> None:
-    from hevcq.worker import print_metrics  # noqa: PLC0415 - the default under test
+    from hevcq.worker.loop import print_metrics  # noqa: PLC0415 - the default under test
 
     def bad(spec, ctx):
         raise PermanentError("not a media file")

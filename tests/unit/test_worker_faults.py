@@ -9,17 +9,18 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from structlog.testing import capture_logs
 
+from hevcq.aws.clients import classify
 from hevcq.errors import FarmConfigError
 from hevcq.ledger import State
-from hevcq.outage import Outage, until_reachable
+from hevcq.worker.outage import Outage, until_reachable
 from tests.fakes import FakeQueue
 from tests.unit.test_worker import event, make_rig, ok
 
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hevcq.outage.MIN_WAIT_S", 0.0)
-    monkeypatch.setattr("hevcq.outage.retry_delay", lambda n, **kw: 0)
+    monkeypatch.setattr("hevcq.worker.outage.MIN_WAIT_S", 0.0)
+    monkeypatch.setattr("hevcq.worker.outage.retry_delay", lambda n, **kw: 0)
     monkeypatch.setattr("time.sleep", lambda _s: None)  # tenacity's back-off on settles
 
 
@@ -148,17 +149,17 @@ def test_until_reachable_retries_transient_faults_and_not_configuration_faults()
         return "farm"
 
     with capture_logs() as logs:
-        assert until_reachable(flaky, threading.Event(), "resolving") == "farm"
+        assert until_reachable(flaky, threading.Event(), "resolving", classify) == "farm"
     assert names(logs) == ["endpoint_unreachable", "endpoint_recovered"]
 
     def broken() -> str:
         raise denied("InvalidAccessKeyId")
 
     with pytest.raises(FarmConfigError):
-        until_reachable(broken, threading.Event(), "resolving")
+        until_reachable(broken, threading.Event(), "resolving", classify)
     stopped = threading.Event()
     stopped.set()
-    assert until_reachable(flaky, stopped, "resolving") is None
+    assert until_reachable(flaky, stopped, "resolving", classify) is None
 
 
 def test_an_outage_logs_once_however_many_failures() -> None:

@@ -15,7 +15,7 @@ from typing import Protocol
 import structlog
 
 from hevcq.ledger import FINISHED, LedgerItem, State
-from hevcq.store import ObjectInfo, ObjectStore
+from hevcq.objects import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
 

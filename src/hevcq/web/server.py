@@ -12,11 +12,11 @@ from types import TracebackType
 import uvicorn
 from botocore.exceptions import BotoCoreError, ClientError
 
-from hevcq.aws import Clients
+from hevcq.aws.clients import Clients
+from hevcq.aws.embedded import EMBEDDED_REGION, running_farm
+from hevcq.aws.provision import FarmRefs, resolve
 from hevcq.errors import ConfigError
-from hevcq.farm import Pool
-from hevcq.local import EMBEDDED_REGION, running_farm
-from hevcq.provision import FarmRefs, resolve
+from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 from ulid import ULID
 
-from hevcq.aws import error_code
+from hevcq.aws.clients import error_code
 from hevcq.keys import TODO_PREFIX, relative_key
 
 if TYPE_CHECKING:

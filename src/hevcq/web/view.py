@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hevcq import admin
-from hevcq.aws import Clients
+from hevcq import ops
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import FarmRefs
+from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass
-from hevcq.ledger import DynamoLedger
-from hevcq.provision import FarmRefs
-from hevcq.results import announced_objects
-from hevcq.store import S3Store
+from hevcq.library.results import announced_objects
 from hevcq.web import uploads
 from hevcq.web.models import (
     Dashboard,
@@ -98,12 +98,12 @@ def running_job(item: Item, now: float) -> RunningJob:
 
 def _live(item: Item) -> bool:
     # A running item is held by a worker. Whether its lease is still alive can only be
-    # judged by watching it over time (hevcq.lease), never by comparing clocks.
+    # judged by watching it over time (hevcq.worker.lease), never by comparing clocks.
     return item.get("state") == "running"
 
 
 def status_report(
-    depths: Iterable[admin.QueueDepth], items: list[dict[str, Any]], now: float
+    depths: Iterable[ops.QueueDepth], items: list[dict[str, Any]], now: float
 ) -> StatusReport:
     """Queues, running jobs and totals per (pool, state)."""
     live = [i for i in items if _live(i)]
@@ -215,14 +215,14 @@ class FarmView:
     def status(self, now: float | None = None) -> StatusReport:
         """What `hevcq status` shows."""
         now = time.time() if now is None else now
-        depths = admin.queue_depths(self.clients.sqs, self.refs)
+        depths = ops.queue_depths(self.clients.sqs, self.refs)
         return status_report(depths, self.ledger.scan_all(), now)
 
     def dashboard(self, now: float | None = None) -> Dashboard:
         """Status, recent results and totals from one scan of the ledger."""
         now = time.time() if now is None else now
         items = self.ledger.scan_all()
-        depths = admin.queue_depths(self.clients.sqs, self.refs)
+        depths = ops.queue_depths(self.clients.sqs, self.refs)
         return Dashboard(
             status=status_report(depths, items, now), recent=recent(items),
             totals=totals(items, now),
@@ -273,7 +273,7 @@ class FarmView:
             for name, pr in sorted(self.refs.pools.items()):
                 if pool and name != pool:
                     continue
-                for m in admin.list_dead_letters(self.clients.sqs, pr.dlq_url, wait_s=0):
+                for m in ops.list_dead_letters(self.clients.sqs, pr.dlq_url, wait_s=0):
                     out.append(
                         DeadLetterOut(
                             pool=name,
@@ -292,12 +292,10 @@ class FarmView:
         pr = self.refs.pools[pool]
         with self._dlq_lock:
             if message_id is not None:
-                moved: int | str = int(admin.redrive_message(self.clients.sqs, pr, message_id))
+                moved: int | str = int(ops.redrive_message(self.clients.sqs, pr, message_id))
             else:
                 move = (self.move_clients or self.clients).sqs
-                moved = admin.redrive(self.clients.sqs, move, self.refs, [pool], failure_class)[
-                    pool
-                ]
+                moved = ops.redrive(self.clients.sqs, move, self.refs, [pool], failure_class)[pool]
         return RedriveResult(pool=pool, moved=moved)
 
     def video(self, record: uploads.UploadRecord) -> VideoStatus:

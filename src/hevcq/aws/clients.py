@@ -1,0 +1,115 @@
+"""boto3 clients, built one way for the cloud, the embedded endpoint and tests."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
+
+from hevcq.errors import FarmConfigError, PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
+
+# botocore's "standard" retry mode already retries throttling and 5xx with back-off;
+# our own tenacity policies sit above it for whole operations such as transfers.
+BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    connect_timeout=10,
+    read_timeout=70,  # above the 20 s long poll, with room for slow endpoints
+    max_pool_connections=32,
+)
+
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "SlowDown", "RequestLimitExceeded",
+     "ProvisionedThroughputExceededException", "RequestThrottled", "ServiceUnavailable",
+     "InternalError", "InternalFailure", "RequestTimeout"}
+)  # fmt: skip
+
+# The farm's fault, not the file's: credentials refused or expired, the farm's own bucket,
+# table, queue or topic missing. A source object that is gone is found by HEAD (a 404)
+# before anything is classified, so NoSuchKey stays permanent.
+FARM_CONFIG_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
+     "InvalidAccessKeyId", "InvalidClientTokenId", "SignatureDoesNotMatch",
+     "UnrecognizedClientException", "InvalidSignatureException", "MissingAuthenticationToken",
+     "NoSuchBucket", "ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
+     "QueueDoesNotExist", "NotFound"}
+)  # fmt: skip
+HTTP_FORBIDDEN = 403  # S3 answers HEAD requests without a body, so only the status is known
+_WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
+
+
+@dataclass(frozen=True)
+class Clients:
+    """The AWS clients hevcq uses; all share one session and endpoint configuration."""
+
+    s3: S3Client
+    sqs: SQSClient
+    sns: SNSClient
+    dynamodb: DynamoDBClient
+    sts: STSClient
+
+    @classmethod
+    def create(
+        cls, region: str | None = None, endpoint_url: str | None = None, retries: int | None = None
+    ) -> Clients:
+        """Build clients; ``endpoint_url`` overrides boto3's own endpoint configuration."""
+        session = boto3.session.Session(region_name=region)
+        config = BOTO_CONFIG
+        if retries is not None:
+            config = config.merge(Config(retries={"mode": "standard", "max_attempts": retries}))
+        kw: dict[str, Any] = {"config": config}
+        if endpoint_url:
+            kw["endpoint_url"] = endpoint_url
+        return cls(
+            s3=session.client("s3", **kw),
+            sqs=session.client("sqs", **kw),
+            sns=session.client("sns", **kw),
+            dynamodb=session.client("dynamodb", **kw),
+            sts=session.client("sts", **kw),
+        )
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError, or an empty string."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _classify_client_error(exc: ClientError, what: str) -> Exception:
+    code = error_code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in THROTTLING_CODES or status >= 500:
+        return RetryableError(f"{what}: {code or status}")
+    if code in FARM_CONFIG_CODES or status == HTTP_FORBIDDEN:
+        return FarmConfigError(f"{what}: {code or status}: {exc}")
+    return PermanentError(f"{what}: {code}: {exc}")
+
+
+def classify(exc: BaseException, what: str) -> Exception:
+    """Map a botocore failure to our hierarchy: transient faults are retryable, credential
+    and missing-resource faults are the farm's (``FarmConfigError``), the rest permanent.
+
+    Anything that is not a botocore failure comes back as it is.
+    """
+    if isinstance(exc, ClientError):
+        return _classify_client_error(exc, what)
+    if isinstance(exc, ConnectionError | BotoCoreError | OSError):
+        return RetryableError(f"{what}: {exc}")
+    if isinstance(exc, S3UploadFailedError):  # s3transfer wraps the ClientError in text only
+        m = _WRAPPED_CODE.search(str(exc))
+        if m and m.group(1) in FARM_CONFIG_CODES:
+            return FarmConfigError(f"{what}: {exc}")
+        return RetryableError(f"{what}: {exc}")
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

@@ -1,0 +1,274 @@
+"""The embedded default: an AWS-compatible endpoint process and local worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from hevcq.aws import endpoint
+from hevcq.aws.clients import Clients
+from hevcq.aws.endpoint import EndpointProcess
+from hevcq.aws.provision import FarmRefs, PoolRefs, names_for, provision
+from hevcq.aws.topology import EMBEDDED_BUCKET, Names
+from hevcq.pools import Pool
+from hevcq.procs import pid_alive
+from hevcq.settings import Settings, state_dir
+
+log = structlog.get_logger()
+
+EMBEDDED_REGION = "us-east-1"
+# moto accepts any credentials; these keep boto3 from looking for real ones.
+EMBEDDED_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "hevcq-local",
+    "AWS_SECRET_ACCESS_KEY": "hevcq-local",
+    "AWS_DEFAULT_REGION": EMBEDDED_REGION,
+}
+WORKER_STOP_TIMEOUT_S = 30.0
+EMBEDDED_POLL_WAIT_S = 2
+
+
+def _start_moto(log_path: Path | None = None) -> tuple[EndpointProcess, str]:
+    """The endpoint in a child process of its own (see ``hevcq.aws.endpoint``).
+
+    A fresh process per farm: nothing of an earlier farm (queues, objects) is there, and
+    stopping it frees every object's bytes.
+    """
+    server = endpoint.start(log_path)
+    return server, server.url
+
+
+def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[str, str]:
+    """Environment variables that point a worker process at this farm."""
+    env = {
+        "HEVCQ_BUCKET": refs.bucket,
+        "HEVCQ_NAME_PREFIX": refs.names.prefix,
+        "HEVCQ_EVENTS_TOPIC_ARN": refs.events_topic_arn,
+        "HEVCQ_UPLOADS_TOPIC_ARN": refs.uploads_topic_arn,
+        "HEVCQ_RESULTS_QUEUE_URL": refs.results_queue_url,
+        "HEVCQ_LEDGER_TABLE": refs.ledger_table,
+        "HEVCQ_LOG_FORMAT": "json",
+        "HEVCQ_LOG_LEVEL": settings.log_level,
+        "HEVCQ_DECODE_DURING_ENCODE": str(settings.decode_during_encode).lower(),
+    }
+    if endpoint:
+        # Polling a local endpoint costs nothing; short polls let workers stop promptly.
+        env["HEVCQ_POLL_WAIT_S"] = str(EMBEDDED_POLL_WAIT_S)
+    if settings.workers_dir:
+        env["HEVCQ_WORKERS_DIR"] = str(settings.workers_dir)
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+        env.update(EMBEDDED_CREDENTIALS)
+    return env
+
+
+@dataclass
+class WorkerProcs:
+    """Local worker processes, restarted if they die while the farm runs."""
+
+    env: dict[str, str]
+    log_dir: Path
+    per_pool: dict[str, int]
+    procs: dict[tuple[str, int], subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def _spawn(self, pool: str, slot: int) -> None:
+        log_path = self.log_dir / f"worker-{pool}-{slot}.log"
+        with log_path.open("ab") as out:
+            self.procs[(pool, slot)] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hevcq",
+                    "worker",
+                    "--pool",
+                    pool,
+                    "--parent",
+                    str(os.getpid()),
+                ],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # A Ctrl-C on the terminal reaches the ingest only, which decides what the
+                # workers do; they die with the ingest however it ends (``--parent``).
+                start_new_session=True,
+            )
+
+    def start(self) -> None:
+        """Start every worker."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for pool, n in self.per_pool.items():
+            for slot in range(n):
+                self._spawn(pool, slot)
+        log.info("workers_started", workers=len(self.procs), logs=str(self.log_dir))
+
+    def supervise(self) -> None:
+        """Restart workers that exited unexpectedly (call periodically)."""
+        if self._stopping.is_set():
+            return
+        for (pool, slot), proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                log.warning("worker_restarted", pool=pool, exit_code=proc.returncode)
+                self._spawn(pool, slot)
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [p.pid for p in self.procs.values()]
+
+    def stop(self, grace_s: float = WORKER_STOP_TIMEOUT_S) -> None:
+        """SIGTERM every worker (a graceful stop), then SIGKILL what is left."""
+        self._stopping.set()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class EmbeddedFarm:
+    """A whole farm on this machine: endpoint, topology and workers; a context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pools: dict[str, Pool],
+        state_dir: Path,
+        workers_per_pool: int = 1,
+        worker_pools: Iterable[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        # Every pool gets its queues; only these get workers (default: all).
+        self.worker_pools = sorted(pools if worker_pools is None else worker_pools)
+        self.pools = pools
+        self.state_dir = state_dir
+        self.workers_per_pool = workers_per_pool
+        self._server: EndpointProcess | None = None
+        self.endpoint = ""
+        self.clients: Clients | None = None
+        self.refs: FarmRefs | None = None
+        self.workers: WorkerProcs | None = None
+
+    def __enter__(self) -> EmbeddedFarm:
+        os.environ.update(EMBEDDED_CREDENTIALS)
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._server, self.endpoint = _start_moto(self.state_dir / "logs" / "endpoint.log")
+        self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
+        names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
+        self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
+        self.workers = WorkerProcs(
+            env=farm_env(self.refs, self.endpoint, self.settings),
+            log_dir=self.state_dir / "logs",
+            per_pool=dict.fromkeys(self.worker_pools, self.workers_per_pool),
+        )
+        if self.workers_per_pool > 0:
+            self.workers.start()
+        log.info("embedded_farm_started", endpoint=self.endpoint)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.workers is not None:
+            self.workers.stop()
+        if self._server is not None:
+            self._server.stop()
+        log.info("embedded_farm_stopped")
+
+
+# --- reaching a running embedded farm from another terminal ---------------------------
+
+FARM_FILE = "farm.json"
+
+
+@dataclass(frozen=True)
+class RunningFarm:
+    """An embedded farm that an ingest runs now: its endpoint and resource names."""
+
+    endpoint: str
+    pid: int
+    refs: FarmRefs
+
+
+def farm_file(directory: Path | None = None) -> Path:
+    """Where a running ingest describes its embedded farm."""
+    return (directory or state_dir()) / FARM_FILE
+
+
+@contextlib.contextmanager
+def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None) -> Iterator[Path]:
+    """Write the farm file (mode 0600) while the block runs; removed on the way out."""
+    path = farm_file(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "endpoint": endpoint, "pid": os.getpid(), "prefix": refs.names.prefix,
+        "bucket": refs.bucket, "uploads_topic_arn": refs.uploads_topic_arn,
+        "events_topic_arn": refs.events_topic_arn, "results_queue_url": refs.results_queue_url,
+        "ledger_table": refs.ledger_table,
+        "pools": {n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url}
+                  for n, p in refs.pools.items()},
+    }  # fmt: skip
+    tmp = path.with_name(f".{FARM_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(body, f, indent=1)
+    tmp.replace(path)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if _read(path).get("pid") == os.getpid():  # not another ingest's newer file
+                path.unlink()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def running_farm(directory: Path | None = None) -> RunningFarm | None:
+    """The embedded farm a live ingest runs, or None (no file, or its ingest is gone)."""
+    data = _read(farm_file(directory))
+    pid = data.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    try:
+        return RunningFarm(str(data["endpoint"]), pid, _refs(data))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _refs(data: dict[str, Any]) -> FarmRefs:
+    pools = {str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"]))
+             for n, p in data["pools"].items()}  # fmt: skip
+    return FarmRefs(
+        names=Names.build(str(data["prefix"]), str(data["bucket"]), sorted(pools)),
+        uploads_topic_arn=str(data["uploads_topic_arn"]),
+        events_topic_arn=str(data["events_topic_arn"]),
+        results_queue_url=str(data["results_queue_url"]),
+        ledger_table=str(data["ledger_table"]),
+        pools=pools,
+    )

@@ -1,0 +1,129 @@
+"""The embedded farm's AWS-compatible endpoint, in a process of its own.
+
+moto's server (with S3 bytes on disk, see ``hevcq.aws.s3disk``) runs in a child process: the
+ingest's memory does not carry the objects, and the endpoint never outlives its parent
+however the parent ends (the kernel's parent-death signal on Linux, and a watch on the
+parent's pid everywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from hevcq.procs import die_with_parent
+
+ENDPOINT_START_TIMEOUT_S = 60.0
+ENDPOINT_STOP_TIMEOUT_S = 10.0
+READY_PREFIX = "hevcq-endpoint "
+
+
+class EndpointError(RuntimeError):
+    """The endpoint process did not start."""
+
+
+class EndpointProcess:
+    """A running endpoint child: its URL, and ``stop`` to end it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    @property
+    def pid(self) -> int:
+        """The endpoint's process id."""
+        return self.proc.pid
+
+    def stop(self) -> None:
+        """SIGTERM, a grace period, then SIGKILL; the objects' files go with the process."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=ENDPOINT_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start(log_path: Path | None = None) -> EndpointProcess:
+    """Start the endpoint on 127.0.0.1 and a free port; returns once it answers."""
+    err = log_path.open("ab") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hevcq.aws.endpoint", "--parent", str(os.getpid())],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            # Request bodies pass through many threads; glibc's per-thread arenas would
+            # keep each one's high-water mark, so memory would track concurrency x part size.
+            env={**os.environ, "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(1024 * 1024)},
+            # Its own session: a Ctrl-C on the terminal reaches the ingest, which stops
+            # the endpoint after the workers, not before.
+            start_new_session=True,
+        )
+    finally:
+        if log_path and not isinstance(err, int):
+            err.close()
+    try:
+        url = _read_url(proc)
+    except BaseException:
+        EndpointProcess(proc, "").stop()
+        raise
+    return EndpointProcess(proc, url)
+
+
+def _read_url(proc: subprocess.Popen[bytes]) -> str:
+    if proc.stdout is None:
+        raise EndpointError("the local endpoint has no output pipe")
+    deadline = time.monotonic() + ENDPOINT_START_TIMEOUT_S
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.5):
+                line = proc.stdout.readline().decode().strip()
+                if line.startswith(READY_PREFIX):
+                    return line.removeprefix(READY_PREFIX)
+                if not line and proc.poll() is not None:
+                    break
+            elif proc.poll() is not None:
+                break
+    raise EndpointError(f"the local endpoint did not start (exit code {proc.poll()})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM or until the parent process is gone."""
+    parser = argparse.ArgumentParser(prog="hevcq.aws.endpoint")
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    die_with_parent(args.parent, stop)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only this process needs moto
+
+    from hevcq.aws import s3disk  # noqa: PLC0415
+
+    s3disk.install()
+    # werkzeug logs every request at INFO; the farm's own events are what people want to see.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(f"{READY_PREFIX}http://{host}:{port}", flush=True)  # the parent reads this line
+    stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Building a worker from settings: the one place that wires its collaborators.
+
+The CLI's `hevcq worker` calls it; the embedded farm, tests and benchmarks can build a
+worker in-process the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+from hevcq.aws.clients import Clients, classify
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import FarmRefs
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.sns import SnsPublisher
+from hevcq.aws.sqs import SqsQueue
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.pools import Pool
+from hevcq.settings import Settings
+from hevcq.worker.loop import Worker, WorkerConfig
+from hevcq.worker.protection import EcsAgentProtection, NoProtection
+from hevcq.worker.runner import JobRunner
+
+
+def build_worker(
+    settings: Settings,
+    pool: Pool,
+    *,
+    clients: Clients,
+    refs: FarmRefs,
+    stop: threading.Event,
+    max_jobs: int | None = None,
+    burst: bool = False,
+) -> Worker:
+    """A worker for ``pool`` of the farm ``refs``; sweeps dead workers' scratch folders."""
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    store = S3Store(clients.s3, refs.bucket)
+    work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
+        stall_timeout_s=settings.stall_timeout_s,
+        decode_during_encode=settings.decode_during_encode,
+    )  # fmt: skip
+    runner.sweep()
+    pr = refs.pools[pool.name]
+    config = WorkerConfig(
+        worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,
+        lease_s=settings.lease_s or 2 * pool.queue.visibility_timeout_s,
+        shutdown_grace_s=settings.shutdown_grace_s, max_jobs=max_jobs,
+        idle_exit_s=0.0 if burst else None,
+    )  # fmt: skip
+    agent = settings.ecs_agent_uri
+    return Worker(
+        pool=pool,
+        queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
+        ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),
+        runner=runner,
+        store=store,
+        publisher=SnsPublisher(clients.sns, refs.events_topic_arn),
+        config=config,
+        stop=stop,
+        protection=EcsAgentProtection(agent) if agent else NoProtection(),
+        classify=classify,
+    )

@@ -1,0 +1,1 @@
+"""The ``hevcq`` command line: ``app`` (shared), ``farm`` and ``library`` commands, ``main``."""

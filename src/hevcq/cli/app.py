@@ -1,0 +1,83 @@
+"""What every ``hevcq`` command shares: the typer app, the console, exit codes, setup."""
+
+from __future__ import annotations
+
+import os
+
+import structlog
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from hevcq import logs
+from hevcq.aws.clients import Clients
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
+from hevcq.aws.provision import FarmRefs, resolve
+from hevcq.errors import ConfigError
+from hevcq.pools import Pool, load_farm
+from hevcq.settings import Settings, load_settings
+
+HELP = "Re-encode a video library or an app's uploads to HEVC, on this machine or in AWS."
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=HELP,
+)
+config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console()
+log = structlog.get_logger()
+
+# Exit codes (README, "Exit codes"): 1 is only ever failed jobs.
+EXIT_FAILED_JOBS = 1
+EXIT_CONFIG = 2  # a mistake in the command line, the settings or the library
+EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
+EXIT_INTERNAL = 4  # a bug: one line on the terminal, the traceback in the log
+EXIT_TIMED_OUT = 5  # --timeout passed with jobs still in the farm
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def setup() -> tuple[Settings, dict[str, Pool]]:
+    settings = load_settings(os.environ)
+    logs.configure(settings.log_format, settings.log_level)
+    return settings, load_farm(settings.workers_dir)
+
+
+def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
+    console.print(Text.assemble(("error: ", "red"), message))
+    return typer.Exit(code)
+
+
+def cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
+
+    clients = Clients.create(region=settings.region)
+    region = clients.s3.meta.region_name or "us-east-1"
+    return clients, resolve(clients, settings, pools, region)
+
+
+def need_farm(settings: Settings) -> None:
+    if settings.embedded:
+        raise ConfigError(
+            "no farm configured (HEVCQ_BUCKET unset); the embedded farm lives only while "
+            "`hevcq ingest` runs"
+        )
+
+
+def configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+    try:
+        settings, pools = setup()
+        farm = running_farm() if settings.embedded else None
+        if farm is not None:
+            console.print(
+                f"No farm configured: using the embedded farm of the running ingest"
+                f" (pid {farm.pid}, {farm.endpoint})."
+            )
+            os.environ.update(EMBEDDED_CREDENTIALS)
+            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
+            return settings, pools, clients, farm.refs
+        need_farm(settings)
+        clients, refs = cloud(settings, pools)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    return settings, pools, clients, refs

@@ -1,0 +1,244 @@
+"""Farm commands: worker, status, serve, dlq, redrive, sample, config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from hevcq import logs, ops
+from hevcq.aws.clients import Clients, classify
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS
+from hevcq.aws.provision import FarmRefs
+from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
+from hevcq.aws.wiring import build_worker
+from hevcq.cli.app import (
+    EXIT_FARM_MISCONFIGURED,
+    app,
+    cloud,
+    config_app,
+    configured,
+    console,
+    fail,
+    setup,
+)
+from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
+from hevcq.library.results import announced_objects
+from hevcq.media.samples import make_sample_library
+from hevcq.pools import Pool
+from hevcq.procs import die_with_parent
+from hevcq.settings import Settings, load_settings
+from hevcq.settings import state_dir as default_state_dir
+from hevcq.web import server as web_server
+from hevcq.web.view import FarmView
+from hevcq.worker.outage import until_reachable
+
+log = structlog.get_logger()
+
+Burst = Annotated[bool, typer.Option(help="Exit once the queue stays empty for one poll.")]
+
+
+def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None:
+    if pool not in pools:
+        raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
+    if settings.bucket is None:
+        raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
+
+
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
+    max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
+    burst: Burst = False,
+    parent: Annotated[
+        int | None, typer.Option(hidden=True, help="Exit when this process ends.")
+    ] = None,
+) -> None:
+    """Consume one pool's queue (the container entrypoint).
+
+    Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
+    """
+    try:
+        settings, pools = setup()
+        _check_worker(settings, pools, pool)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if parent is not None:
+        # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
+        die_with_parent(parent, threading.Event())
+    try:
+        reached = until_reachable(
+            lambda: cloud(settings, pools), stop, "resolving the farm", classify
+        )
+        if reached is None:
+            return  # stopped while waiting for the endpoint
+        clients, refs = reached
+        w = build_worker(
+            settings, pools[pool], clients=clients, refs=refs, stop=stop, max_jobs=max_jobs,
+            burst=burst,
+        )  # fmt: skip
+        w.run()
+    except FarmConfigError as exc:
+        # One clear line, no traceback: the reason is the whole story.
+        log.error("farm_misconfigured", reason=str(exc)[:1000], exit_code=EXIT_FARM_MISCONFIGURED)  # noqa: TRY400
+        raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every this many seconds, until Ctrl-C.")
+    ] = None,
+) -> None:
+    """Queue depths per pool, running jobs with progress, and totals per state."""
+
+    _, _, clients, refs = configured()
+    if watch is None:
+        _print_status(clients, refs, as_json=as_json)
+        return
+    try:
+        while True:
+            console.clear()
+            _print_status(clients, refs, as_json=as_json)
+            time.sleep(max(0.5, watch))
+    except KeyboardInterrupt:
+        return
+    except HevcqError as exc:  # the farm went away (its ingest ended)
+        raise fail(f"the farm stopped answering: {exc}") from exc
+
+
+def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
+    report = FarmView(clients, refs, label=refs.bucket).status()
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    t = Table(title="queues")
+    for col in ("pool", "waiting", "in flight", "delayed", "dead letters", "workers"):
+        t.add_column(col)
+    for p in report.pools:
+        t.add_row(p.pool, str(p.waiting), str(p.in_flight), str(p.delayed),
+                  str(p.dead_lettered), str(p.workers_alive))  # fmt: skip
+    console.print(t)
+    r = Table(title="running jobs")
+    for col in ("key", "pool", "worker", "progress", "age", "eta"):
+        r.add_column(col)
+    for j in report.running:
+        eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
+        r.add_row(Text(j.key), j.pool, Text(j.worker), f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
+    console.print(r)
+    s = Table(title="jobs by state")
+    for col in ("pool", "state", "jobs"):
+        s.add_column(col)
+    for total in report.totals:
+        s.add_row(total.pool, total.state, str(total.jobs))
+    console.print(s)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
+    ] = None,
+) -> None:
+    """Serve the dashboard and the API for the configured or the running embedded farm."""
+    try:
+        settings, pools = setup()
+        located = web_server.locate(settings, pools, state_dir or default_state_dir())
+        if located.embedded:
+            for k, v in EMBEDDED_CREDENTIALS.items():
+                os.environ.setdefault(k, v)
+        config = web_server.web_config(settings, located, host)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    if located.farm is None:
+        console.print(
+            Text.assemble((located.reason, "yellow"), ": the page and /api/health say so.")
+        )
+    console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
+    web_server.serve(config, host, port)
+
+
+@app.command()
+def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None) -> None:
+    """List dead-letter messages with their failure class and reason."""
+
+    _, _, clients, refs = configured()
+    t = Table(title="dead letters")
+    for col in ("pool", "object", "class", "reason"):
+        t.add_column(col)
+    for name, pr in sorted(refs.pools.items()):
+        if pool and name != pool:
+            continue
+        for m in ops.list_dead_letters(clients.sqs, pr.dlq_url):
+            keys = ", ".join(o.key for o in announced_objects(m.body)) or "(unparseable message)"
+            t.add_row(name, Text(keys), m.failure_class, Text(m.reason))
+    console.print(t)
+
+
+@app.command()
+def redrive(
+    dlq: Annotated[
+        bool, typer.Option("--dlq", help="Move dead letters back to their queues.")
+    ] = False,
+    pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None,
+    failure_class: Annotated[
+        FailureClass | None, typer.Option("--class", help="Only this class.")
+    ] = None,
+) -> None:
+    """Send dead-lettered jobs back to their source queues."""
+    if not dlq:
+        raise fail("say --dlq to move dead-letter messages back to their queues")
+    settings, _, clients, refs = configured()
+    no_retry = Clients.create(region=settings.region, retries=1)
+    moved = ops.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
+    for name, n in moved.items():
+        console.print(Text(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}"))
+
+
+@app.command()
+def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample library.")]) -> None:
+    """Generate a small sample library (the README's demo)."""
+
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    logs.configure(settings.log_format, settings.log_level)
+    files = make_sample_library(dest)
+    console.print(Text(f"Sample library with {len(files)} files in {dest}"))
+
+
+@config_app.command("from-terraform")
+def from_terraform(
+    tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.")] = Path(
+        "infra/terraform"
+    ),
+    path: Annotated[Path, typer.Option(help="Settings file to write.")] = Path(".hevcq.env"),
+) -> None:
+    """Write the settings file from ``terraform output -json``."""
+
+    try:
+        raw = subprocess.run(
+            ["terraform", f"-chdir={tf_dir}", "output", "-json"],  # noqa: S607
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise fail(f"cannot read terraform outputs: {exc}") from exc
+    write_env_file(settings_from_outputs(json.loads(raw)), path)
+    console.print(Text(f"Wrote {path}"))

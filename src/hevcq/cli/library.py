@@ -1,0 +1,488 @@
+"""The library commands: ingest, estimate, calibrate, fetch, rollback and quarantine."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from hevcq import logs, ops
+from hevcq.aws.embedded import EmbeddedFarm, published_farm
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.sqs import SqsInbox
+from hevcq.cli.app import (
+    EXIT_FAILED_JOBS,
+    EXIT_INTERRUPTED,
+    EXIT_TIMED_OUT,
+    app,
+    cloud,
+    configured,
+    console,
+    fail,
+    setup,
+)
+from hevcq.cli.live import LiveView
+from hevcq.errors import ConfigError
+from hevcq.library.calibrate import calibrate as measure
+from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
+from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.estimate import TaskSize
+from hevcq.library.estimate import estimate as estimate_cost
+from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
+from hevcq.library.quarantine import DEFAULT_QUARANTINE, list_quarantine, purge
+from hevcq.library.quarantine import rollback as restore
+from hevcq.library.report import (
+    estimate_table,
+    fetch_table,
+    plan_tables,
+    print_table,
+    progress_for,
+    summary_table,
+)
+from hevcq.library.results import Fetched
+from hevcq.library.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
+from hevcq.library.runs import new_run_folder
+from hevcq.library.scan import ScanReport, scan
+from hevcq.library.upload import parse_size, to_upload
+from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
+from hevcq.pools import Pool, replacing_pools
+from hevcq.settings import Settings, state_dir
+
+quarantine_app = typer.Typer(help="Replaced originals kept for a while.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+def _scan_options(
+    *, include: list[str], exclude: list[str], ext: list[str], max_files: int | None,
+    max_bytes: str | None, skip: Path, full_hash: bool,
+) -> ScanOptions:  # fmt: skip
+    return ScanOptions(
+        extensions=frozenset(ext) if ext else DEFAULT_EXTENSIONS,
+        include=tuple(include), exclude=DEFAULT_EXCLUDES + tuple(exclude),
+        max_files=max_files, max_bytes=parse_size(max_bytes) if max_bytes else None,
+        skip_dirs=(skip,), full_hash=full_hash,
+    )  # fmt: skip
+
+
+Library = Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)]
+Include = Annotated[
+    list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")
+]
+Exclude = Annotated[
+    list[str], typer.Option("--exclude", help="Leave out paths matching this glob (repeatable).")
+]
+Ext = Annotated[
+    list[str],
+    typer.Option("--ext", help="Video extensions to scan (repeatable; default: the usual list)."),
+]
+MaxFiles = Annotated[int | None, typer.Option(help="Send at most this many files in this run.")]
+MaxBytes = Annotated[
+    str | None, typer.Option(help="Send at most this much in this run (e.g. 50G).")
+]
+FullHash = Annotated[bool, typer.Option(help="Fingerprint whole files instead of samples.")]
+AllowLarger = Annotated[bool, typer.Option(help="Accept outputs larger than their source.")]
+KeepDays = Annotated[float, typer.Option(help="Days a replaced original stays in quarantine.")]
+
+
+def _dry_run(library: Path, pools: dict[str, Pool], options: ScanOptions) -> None:
+    with StateStore.for_library(library) as state:
+        report = scan(library, list(pools.values()), state, options)
+    for table in plan_tables(report):
+        console.print(table)
+    speeds, source = _speeds(pools)
+    tasks = {name: TaskSize.of(p) for name, p in pools.items()}
+    console.print(estimate_table(estimate_cost(report, speeds, task=tasks)))
+    console.print(Text(f"Speeds: {source}"))
+
+
+def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
+    path = speeds_path()
+    speeds = load_speeds(path, pools)
+    if speeds:
+        return speeds, f"calibrated on this machine ({path}); others marked (default)"
+    return {}, "documented defaults (run `hevcq calibrate` to measure this machine)"
+
+
+@app.command()
+def ingest(
+    library: Library,
+    *,
+    out: Annotated[Path, typer.Option(help="Where outputs are downloaded.")] = Path("hevcq-out"),
+    wait: Annotated[
+        bool, typer.Option(help="Wait for results (always, on the embedded farm).")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Scan and estimate; upload nothing.")] = False,
+    include: Include = [],  # noqa: B006 - typer reads the default, never mutates it
+    exclude: Exclude = [],  # noqa: B006
+    ext: Ext = [],  # noqa: B006
+    max_files: MaxFiles = None,
+    max_bytes: MaxBytes = None,
+    full_hash: FullHash = False,
+    replace: Annotated[
+        bool, typer.Option(help="Embedded farm: hevc outputs replace the originals.")
+    ] = False,
+    allow_larger: AllowLarger = False,
+    keep_days: KeepDays = 30.0,
+) -> None:
+    """Scan a library, upload what needs work and (on the embedded farm) bring results back."""
+    try:
+        settings, pools = setup()
+        scan_opts = _scan_options(
+            include=include, exclude=exclude, ext=ext, max_files=max_files,
+            max_bytes=max_bytes, skip=out, full_hash=full_hash,
+        )  # fmt: skip
+        brings_home = (wait or settings.embedded) and not dry_run
+        preflight(library, out if brings_home else None, scan_opts)
+        if dry_run:
+            _dry_run(library, pools, scan_opts)
+            return
+        _check_replace(replace, settings)
+        opts = IngestOptions(
+            scan=scan_opts, out_dir=out, wait=wait or settings.embedded,
+            fresh_farm=settings.embedded, replace=replace, allow_larger=allow_larger,
+            keep_days=keep_days, timeout_s=timeout,
+        )  # fmt: skip
+        control = _interruptible()
+        with StateStore.for_library(library) as state:
+            if settings.embedded:
+                rt = _embedded_round_trip(settings, pools, library, state, opts, control=control)
+            else:
+                clients, refs = cloud(settings, pools)
+                rt = run_round_trip(
+                    clients, refs, pools, library, state=state, options=opts,
+                    progress=progress_for(console), on_scanned=_scanned(opts.wait),
+                    control=control,
+                )  # fmt: skip
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    if opts.wait:
+        print_table(summary_table(rt.rows(sorted(pools))), console)
+        _say_what_is_left(rt, out)
+    else:
+        sent = sum(u.sent for u in rt.uploads)
+        console.print(
+            f"Uploaded {sent} files; `hevcq status` shows progress, `hevcq fetch` brings results."
+        )
+    raise typer.Exit(exit_code(rt))
+
+
+def exit_code(rt: RoundTrip) -> int:
+    """0, or what stopped the run short: an interrupt, the timeout, failed jobs (README)."""
+    if rt.interrupted:
+        return EXIT_INTERRUPTED
+    if rt.timed_out:
+        return EXIT_TIMED_OUT
+    return EXIT_FAILED_JOBS if rt.failed else 0
+
+
+def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
+    """Mistakes that would waste a farm's start-up, as one-line errors."""
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; give a folder")
+        parent = next(p for p in [out.absolute(), *out.absolute().parents] if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: cannot write in {parent}")
+    candidates, problems = walk(library, options)
+    if candidates:
+        return
+    exts = ", ".join(sorted(options.extensions))
+    why = "is empty" if not any(library.iterdir()) else f"holds no videos ({exts})"
+    if problems:
+        why += f"; {len(problems)} paths could not be read"
+    raise ConfigError(f"{library} {why}")
+
+
+def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
+    finished = len(rt.report.with_status("finished"))
+    if rt.encoded_nothing and not rt.interrupted:
+        console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
+    console.print(Text(f"Outputs are in {out.resolve()}"))
+    if rt.interrupted or rt.timed_out:
+        why = "Interrupted" if rt.interrupted else "Timed out"
+        console.print(Text(
+            f"{why}: {len(rt.lost)} jobs were in the farm, {len(rt.not_started)} files not"
+            f" started. Resume with: {shlex.join(_resume_command())}"
+        ))  # fmt: skip
+
+
+def _resume_command() -> list[str]:
+    """The command line of this run (the same command resumes it)."""
+    return ["hevcq", *sys.argv[1:]]
+
+
+def _check_replace(replace: bool, settings: Settings) -> None:
+    if replace and not settings.embedded:
+        raise ConfigError(
+            "--replace on ingest is for the embedded farm; use `hevcq fetch --replace`"
+        )
+
+
+def _scanned(summary_follows: bool) -> Callable[[ScanReport], None]:
+    """Say what the scan found; its problems too unless the summary table lists them."""
+
+    def show(report: ScanReport) -> None:
+        console.print(
+            f"Scanned {len(report.entries)} files ({report.reused} known, {report.probed} probed)"
+            f" in {report.elapsed_s:.1f} s; {len(report.to_send)} to upload,"
+            f" {len(report.problems)} problems."
+        )
+        if not summary_follows:
+            for p in report.problems:
+                console.print(Text.assemble((p.kind, "red"), f" {p.rel}: {p.reason}"))
+
+    return show
+
+
+def _interruptible() -> Control:
+    """Ctrl-C or SIGTERM: take no new work and finish what runs; a second one: stop now."""
+    control = Control()
+
+    def on_signal(*_: object) -> None:
+        if control.draining.is_set():
+            console.print("Stopping now: running jobs are abandoned.")
+        else:
+            console.print(
+                "Stopping: no new work; running jobs finish and come home"
+                " (Ctrl-C again stops them now)."
+            )
+        control.interrupt()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    return control
+
+
+def _embedded_round_trip(
+    settings: Settings, pools: dict[str, Pool], library: Path, state: StateStore,
+    opts: IngestOptions, *, control: Control,
+) -> RoundTrip:  # fmt: skip
+    console.print("No farm configured: running the embedded local farm on this machine.")
+    farm_dir = new_run_folder(state_dir(), settings.runs_kept)
+    with _logging_to(farm_dir / "logs" / "ingest.log", settings):
+        report = scan(library, list(pools.values()), state, opts.scan)
+        _scanned(True)(report)
+        # Only pools with work get queues and workers: a changed pool file re-does that pool.
+        todo = to_upload(report, fresh_farm=True)
+        needed = sorted({p for e in todo for p in e.pools_pending})
+        if not needed or control.draining.is_set():
+            return RoundTrip(report, interrupted=control.draining.is_set(),
+                             not_started=list(todo))  # fmt: skip
+        console.print(Text(f"Logs: {farm_dir / 'logs'}"))
+        per_pool = settings.workers_per_pool
+        opts = dataclasses.replace(opts, window=settings.window or 2 * per_pool * len(needed))
+        jobs = sum(len(e.pools_pending) for e in todo)
+        with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
+            return _on_farm(farm, pools, library, state, opts=opts, report=report,
+                            control=control, jobs=jobs)  # fmt: skip
+
+
+def _on_farm(
+    farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: StateStore, *,
+    opts: IngestOptions, report: ScanReport, control: Control, jobs: int,
+) -> RoundTrip:  # fmt: skip
+    if farm.clients is None or farm.refs is None:
+        raise ConfigError("the embedded farm did not start")
+    with published_farm(farm.endpoint, farm.refs):
+        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+        view = LiveView(console, lambda: ops.ledger_view(ledger)[0], jobs)
+        workers = farm.workers
+
+        def tick() -> None:
+            if workers is not None:
+                workers.supervise()
+            view.tick()
+
+        try:
+            return run_round_trip(
+                farm.clients, farm.refs, pools, library, state=state, options=opts,
+                progress=view, on_tick=tick, on_result=view.result, control=control,
+                report=report,
+            )  # fmt: skip
+        finally:
+            if control.stop.is_set() and workers is not None:
+                workers.stop(grace_s=0)
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path, settings: Settings) -> Iterator[None]:
+    """The run's log lines go to its folder (none tear the live view); back to stderr after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        logs.configure("json", settings.log_level, file=f)
+        try:
+            yield
+        finally:
+            logs.configure(settings.log_format, settings.log_level)
+
+
+@app.command()
+def estimate(
+    library: Library,
+    *,
+    include: Include = [],  # noqa: B006
+    exclude: Exclude = [],  # noqa: B006
+    ext: Ext = [],  # noqa: B006
+    max_files: MaxFiles = None,
+    max_bytes: MaxBytes = None,
+) -> None:
+    """Same as `hevcq ingest DIR --dry-run`: what would be sent, and what it would cost."""
+    try:
+        _, pools = setup()
+        opts = _scan_options(
+            include=include, exclude=exclude, ext=ext, max_files=max_files,
+            max_bytes=max_bytes, skip=Path("hevcq-out"), full_hash=False,
+        )  # fmt: skip
+        _dry_run(library, pools, opts)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+
+
+@app.command()
+def calibrate(
+    seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 2.0,
+) -> None:
+    """Measure each pool's encode speed on this machine (a short real encode) for estimates."""
+    settings, pools = setup()
+    speeds = measure(pools, seconds=seconds, ffmpeg=settings.ffmpeg)
+    path = speeds_path()
+    save_speeds(path, speeds, pools)
+    for name, speed in sorted(speeds.items()):
+        console.print(Text(f"{name}: {speed:.3g} s of video per second per vCPU"))
+    console.print(Text(f"Saved to {path}"))
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _replacing(pools: dict[str, Pool], chosen: list[str], replace: bool) -> frozenset[str]:
+    """The chosen pools whose outputs replace originals."""
+    unknown = sorted(set(chosen) - set(pools))
+    if unknown:
+        raise ConfigError(
+            f"unknown pool(s) {', '.join(unknown)}; known: {', '.join(sorted(pools))}"
+        )
+    keep = replacing_pools(pools[p] for p in chosen) if replace else frozenset()
+    if replace and not keep:
+        raise ConfigError("--replace needs a pool whose output keeps the source's size (e.g. hevc)")
+    return keep
+
+
+@app.command()
+def fetch(
+    library: Library,
+    *,
+    pool: Annotated[
+        list[str], typer.Option("--pool", help="Pool whose results to take (repeatable).")
+    ],
+    replace: Annotated[
+        bool, typer.Option(help="Swap outputs in place of the originals (quarantined).")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Where outputs go when not replacing.")] = Path(
+        "hevcq-out"
+    ),
+    follow: Annotated[
+        bool, typer.Option(help="Keep fetching as results arrive, until Ctrl-C.")
+    ] = False,
+    allow_larger: AllowLarger = False,
+    keep_days: KeepDays = 30.0,
+    cleanup: Annotated[bool, typer.Option(help="Delete a job's objects once it is home.")] = True,
+) -> None:
+    """Take results from the results queue: verify each output, then place it or swap it in."""
+    _, pools, clients, refs = configured()
+    try:
+        options = FetchOptions(
+            pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),
+            allow_larger=allow_larger, keep_days=keep_days, cleanup=cleanup,
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    stop = _stop_on_signals()
+
+    def show(f: Fetched) -> None:
+        console.print(Text(f"{f.rel} [{f.pool}]: {f.action} {f.reason or f.path or ''}"))
+
+    with StateStore.for_library(library) as state:
+        fetcher = Fetcher(
+            library, state, S3Store(clients.s3, refs.bucket),
+            DynamoLedger(clients.dynamodb, refs.ledger_table), options,
+            all_pools=sorted(pools), library=library_id(library),
+        )  # fmt: skip
+        inbox = SqsInbox(clients.sqs, refs.results_queue_url)
+        items = fetch_library(inbox, fetcher, follow=follow, stop=stop,
+                              on_item=show if follow else None)  # fmt: skip
+    console.print(fetch_table(items))
+    if any(not f.ok for f in items):
+        raise typer.Exit(EXIT_FAILED_JOBS)
+
+
+@app.command()
+def rollback(
+    path: Annotated[
+        Path | None, typer.Argument(help="A replaced file (original or new name).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every original in the quarantine.")] = False,
+    library: Annotated[
+        Path | None, typer.Option(help="The library (default: found from PATH).")
+    ] = None,
+) -> None:
+    """Put replaced originals back from the quarantine."""
+
+    if (path is None) == (not all_):
+        raise fail("give a PATH or --all")
+    root = library or (find_library(path) if path is not None else Path.cwd())
+    if root is None:
+        raise fail(f"no library quarantine found above {path}; say --library")
+    restored = restore(root / DEFAULT_QUARANTINE, None if all_ else path)
+    for p in restored:
+        console.print(Text(f"restored {p}"))
+    if not restored:
+        raise fail("nothing restored (see the log for conflicts)", EXIT_FAILED_JOBS)
+
+
+QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True, file_okay=False)]
+
+
+@quarantine_app.command("list")
+def quarantine_list(library: QuarantineDir = Path()) -> None:
+    """Originals in the quarantine, with their state and keep-until date."""
+
+    t = Table(title=Text(f"quarantine of {library.resolve()}"))
+    for col in ("id", "state", "original", "replaced by", "keep until"):
+        t.add_column(col)
+    root = library.absolute()
+    for e in list_quarantine(library / DEFAULT_QUARANTINE):
+        orig, final = (str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                       for p in (e.original, e.final))  # fmt: skip
+        t.add_row(Text(e.id), e.state, Text(orig), Text(final), f"{e.keep_until:%Y-%m-%d %H:%M}")
+    console.print(t)
+
+
+@quarantine_app.command("purge")
+def quarantine_purge(library: QuarantineDir = Path()) -> None:
+    """Delete quarantined originals whose keep time has passed."""
+
+    gone = purge(library / DEFAULT_QUARANTINE, datetime.now(UTC))
+    for p in gone:
+        console.print(Text(f"purged the original of {p}"))
+    console.print(f"{len(gone)} originals purged")

@@ -1,0 +1,205 @@
+"""The live view of an ingest: one line per running job and the whole library's progress.
+
+On a terminal it is a rich Live display redrawn in place; lines printed through the same
+console go above it, and log lines go to the run's log file, so nothing tears it. Elsewhere
+(pipes, CI) it prints plain lines. Names are always text, never markup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from hevcq.errors import PermanentError
+from hevcq.keys import source_relative
+from hevcq.library.report import LineProgress, human_bytes, human_seconds
+from hevcq.ops import RunningJob
+
+if TYPE_CHECKING:
+    from hevcq.library.results import Fetched
+    from hevcq.library.upload import Uploaded
+
+PLAIN_EVERY_S = 10.0  # a status line when not on a terminal
+REFRESH_EVERY_S = 1.0  # the ledger is read at most this often
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Overall progress of an ingest."""
+
+    jobs_done: int
+    jobs_total: int
+    bytes_in: int
+    bytes_out: int
+    elapsed_s: float
+
+    @property
+    def saved(self) -> int:
+        """Bytes saved by the outputs so far."""
+        return self.bytes_in - self.bytes_out
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the last job, at the pace so far."""
+        if self.jobs_done == 0 or self.jobs_total <= self.jobs_done:
+            return None
+        return self.elapsed_s / self.jobs_done * (self.jobs_total - self.jobs_done)
+
+
+def job_eta_s(job: RunningJob) -> float | None:
+    """Seconds left of a running job at its pace so far."""
+    if job.progress <= 0 or job.progress >= 100:
+        return None
+    return job.age_s * (100 - job.progress) / job.progress
+
+
+def overall_line(t: Totals) -> str:
+    """One line: jobs, bytes in and out, saved, ETA (plain text)."""
+    eta = f", about {human_seconds(t.eta_s)} left" if t.eta_s is not None else ""
+    saved = f", saved {human_bytes(t.saved)}" if t.bytes_in else ""
+    return (
+        f"jobs {t.jobs_done}/{t.jobs_total}, in {human_bytes(t.bytes_in)}"
+        f" -> out {human_bytes(t.bytes_out)}{saved}{eta}"
+    )
+
+
+def _name(key: str) -> str:
+    try:
+        return source_relative(key)
+    except PermanentError:
+        return key
+
+
+def _rate(value: float | None, fmt: str) -> str:
+    return fmt.format(value) if value is not None else "-"
+
+
+def job_cells(j: RunningJob) -> tuple[str, str, str, str, str, str]:
+    """file, pool, percent, fps, speed, ETA of one running job (plain text)."""
+    eta = job_eta_s(j)
+    return (
+        _name(j.key), j.pool, f"{j.progress:.0f}%", _rate(j.fps, "{:.0f} fps"),
+        _rate(j.speed, "{:.2f}x"), human_seconds(eta) if eta is not None else "?",
+    )  # fmt: skip
+
+
+def jobs_table(running: list[RunningJob]) -> Table:
+    """One row per running job."""
+    t = Table(box=None, show_header=True, header_style="bold", expand=False, pad_edge=False)
+    t.add_column("file", overflow="ellipsis", no_wrap=True, ratio=1)
+    for col in ("pool", "done", "fps", "speed", "eta"):
+        t.add_column(col, justify="left" if col == "pool" else "right", no_wrap=True)
+    for j in running:
+        t.add_row(*(Text(c) for c in job_cells(j)))
+    return t
+
+
+class LiveView:
+    """Shows an ingest as it runs; also the progress sink of its uploads (ingest.Progress)."""
+
+    def __init__(
+        self, console: Console, running: Callable[[], list[RunningJob]], jobs_total: int
+    ) -> None:
+        self.console = console
+        self._running = running
+        self._jobs_total = jobs_total
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._sent = self._to_send = 0
+        self._done = self._in = self._out = 0
+        self._jobs: list[RunningJob] = []
+        self._last_read = self._last_plain = float("-inf")
+        self._live: Live | None = None
+        self._lines = None if console.is_terminal else LineProgress(console)
+
+    # --- the upload progress sink ----------------------------------------------------
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        """Start showing."""
+        self._to_send = total_bytes
+        if self._lines is not None:
+            self._lines.begin(files, total_bytes)
+            return
+        self.console.print(Text(f"uploading {files} files, {human_bytes(total_bytes)}"))
+        self._live = Live(self.renderable(), console=self.console, refresh_per_second=2,
+                          transient=True, redirect_stdout=True, redirect_stderr=True)  # fmt: skip
+        self._live.start()
+
+    def advance(self, nbytes: int) -> None:
+        """Bytes uploaded (called from upload threads)."""
+        with self._lock:
+            self._sent += nbytes
+
+    def file_done(self, up: Uploaded) -> None:
+        """An upload ended: a line for each off a terminal, only failures on one."""
+        if self._lines is not None:
+            self._lines.file_done(up)
+        elif up.error:
+            self.console.print(Text(f"upload failed: {up.entry.rel}: {up.error}", style="red"))
+
+    def end(self) -> None:
+        """Stop redrawing (the summary follows)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # --- the farm ----------------------------------------------------------------------
+
+    def result(self, f: Fetched) -> None:
+        """One line per result brought home; counts it in the totals."""
+        r = f.result
+        self._done += 1
+        if f.action in ("placed", "replaced") and r is not None and r.output_bytes:
+            self._in += r.input_bytes or 0
+            self._out += r.output_bytes
+        where = f" -> {f.path}" if f.path else ""
+        why = f": {f.reason}" if f.reason else ""
+        line = f"{f.action} {f.rel} [{f.pool}]{why}{where}"
+        self.console.print(Text(line, style="" if f.ok else "red"))
+        self.refresh()
+
+    def totals(self) -> Totals:
+        """Jobs home out of jobs planned, and bytes in and out of the outputs so far."""
+        return Totals(self._done, self._jobs_total, self._in, self._out,
+                      time.monotonic() - self._started)  # fmt: skip
+
+    def tick(self) -> None:
+        """Read the running jobs (at most once a second) and redraw, or print a plain line."""
+        now = time.monotonic()
+        if now - self._last_read >= REFRESH_EVERY_S:
+            self._last_read = now
+            self._jobs = self._running()
+        if self._live is not None:
+            self.refresh()
+        elif now - self._last_plain >= PLAIN_EVERY_S:
+            self._last_plain = now
+            self.console.print(Text(self.plain_status()))
+
+    def refresh(self) -> None:
+        """Redraw the live display (a terminal only)."""
+        if self._live is not None:
+            self._live.update(self.renderable())
+
+    def plain_status(self) -> str:
+        """The whole view as one line of text."""
+        running = "; ".join(" ".join(job_cells(j)) for j in self._jobs)
+        return overall_line(self.totals()) + (f"; running: {running}" if running else "")
+
+    def renderable(self) -> RenderableType:
+        """What the terminal shows now: running jobs, then the overall line."""
+        with self._lock:
+            sent, total = self._sent, self._to_send
+        parts: list[RenderableType] = []
+        if self._jobs:
+            parts.append(jobs_table(self._jobs))
+        upload = f", uploaded {human_bytes(sent)}/{human_bytes(total)}" if sent < total else ""
+        parts.append(Text(overall_line(self.totals()) + upload, style="bold"))
+        return Group(*parts)

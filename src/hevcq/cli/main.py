@@ -1,0 +1,31 @@
+"""Entry point of the ``hevcq`` console script: the app with every command registered."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.text import Text
+
+from hevcq import logs
+from hevcq.cli import farm, library
+from hevcq.cli.app import EXIT_CONFIG, EXIT_INTERNAL, app, console
+from hevcq.errors import HevcqError
+from hevcq.settings import state_dir
+
+COMMAND_MODULES = (farm, library)  # each registers its commands on ``app`` when imported
+
+
+def main() -> None:
+    """Run the ``hevcq`` command; a hevcq error is one line and exit code 2, a bug one line and
+    exit code 4 (the traceback in the state dir), never a traceback on the terminal."""
+    try:
+        app()
+    except HevcqError as exc:
+        console.print(Text.assemble(("error: ", "red"), str(exc)))
+        sys.exit(EXIT_CONFIG)
+    except Exception as exc:  # a bug: one line here, the traceback in the state dir
+        where = logs.record_crash(state_dir())
+        console.print(Text.assemble(
+            ("internal error: ", "red"), f"{type(exc).__name__}: {exc} (traceback in {where})"
+        ))  # fmt: skip
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,326 @@
+"""The local state store: one SQLite file per library remembering what each file was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hevcq.media.model import (
+    AudioStream,
+    Decision,
+    EncodePlan,
+    MediaInfo,
+    Skip,
+    SubtitleStream,
+    VideoStream,
+)
+from hevcq.settings import state_dir
+
+# Bump when the serialised shapes change: older rows are then re-probed and re-decided.
+SCHEMA_VERSION = 1
+
+Outcome = Literal["pending", "uploaded", "done", "skipped", "failed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    rel TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    info TEXT,
+    probe_error TEXT,
+    scanned_at REAL NOT NULL,
+    upload_key TEXT,
+    upload_fingerprint TEXT,
+    uploaded_at REAL
+);
+CREATE INDEX IF NOT EXISTS files_fingerprint ON files (fingerprint);
+CREATE TABLE IF NOT EXISTS decisions (
+    rel TEXT NOT NULL REFERENCES files (rel) ON DELETE CASCADE,
+    pool TEXT NOT NULL,
+    settings_hash TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT,
+    outcome_at REAL,
+    PRIMARY KEY (rel, pool)
+);
+"""
+
+
+def default_store_path(root: Path, directory: Path | None = None) -> Path:
+    """The store file for a library: named from a hash of its absolute root."""
+    return (directory or state_dir()) / f"library-{library_id(root)}.sqlite3"
+
+
+def library_id(root: Path) -> str:
+    """A stable id of a library: a hash of its absolute path (upload metadata, store name)."""
+    return hashlib.sha256(os.fsencode(Path(root).absolute())).hexdigest()[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileRecord:
+    """What the store remembers about one library file."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    inode: int
+    fingerprint: str
+    info: MediaInfo | None
+    probe_error: str | None
+    upload_key: str | None = None
+    upload_fingerprint: str | None = None
+    uploaded_at: float | None = None
+
+    @property
+    def uploaded(self) -> bool:
+        """True when this exact content was uploaded."""
+        return self.upload_key is not None and self.upload_fingerprint == self.fingerprint
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """A file's decision and outcome in one pool."""
+
+    settings_hash: str
+    decision: Decision
+    outcome: Outcome = "pending"
+    reason: str | None = None
+
+
+# --- serialisation: plain JSON of the media dataclasses -----------------------------------
+
+
+def info_to_json(info: MediaInfo) -> str:
+    """Serialise a MediaInfo."""
+    return json.dumps(info, default=vars, separators=(",", ":"))  # vars: far cheaper than asdict
+
+
+def info_from_json(text: str) -> MediaInfo:
+    """Rebuild a MediaInfo; raises ``ValueError`` when the stored shape is stale."""
+    try:
+        d = json.loads(text)
+        return MediaInfo(
+            **{
+                **d,
+                "video": tuple(VideoStream(**v) for v in d["video"]),
+                "audio": tuple(AudioStream(**a) for a in d["audio"]),
+                "subtitles": tuple(SubtitleStream(**s) for s in d["subtitles"]),
+            }
+        )
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"stale media info: {exc}") from exc
+
+
+def decision_to_json(decision: Decision) -> str:
+    """Serialise a Skip or an EncodePlan, tagged with its kind."""
+    kind = "skip" if isinstance(decision, Skip) else "encode"
+    return json.dumps({"kind": kind, **vars(decision)}, default=vars, separators=(",", ":"))
+
+
+def decision_from_json(text: str) -> Decision:
+    """Rebuild a decision; raises ``ValueError`` when the stored shape is stale."""
+    try:
+        d = json.loads(text)
+        kind = d.pop("kind")
+        if kind == "skip":
+            return Skip(**d)
+        d["audio"] = tuple(tuple(a) for a in d["audio"])
+        d["subtitles"] = tuple(tuple(s) for s in d["subtitles"])
+        return EncodePlan(**d)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"stale decision: {exc}") from exc
+
+
+def _record(row: tuple[Any, ...]) -> FileRecord:
+    info = None if row[5] is None else info_from_json(row[5])
+    rel, size, mtime_ns, inode, fp = row[:5]
+    probe_error, upload_key, upload_fp, uploaded_at = row[6:10]
+    return FileRecord(
+        rel=rel, size=size, mtime_ns=mtime_ns, inode=inode, fingerprint=fp, info=info,
+        probe_error=probe_error, upload_key=upload_key, upload_fingerprint=upload_fp,
+        uploaded_at=uploaded_at,
+    )  # fmt: skip
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+class StateStore:
+    """SQLite (WAL) state of one library; use from one thread."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across application crashes with WAL; a power cut can lose the
+        # last commits, which only costs a re-probe.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    @classmethod
+    def for_library(cls, root: Path, directory: Path | None = None) -> StateStore:
+        """Open the default store of a library."""
+        return cls(default_store_path(root, directory))
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is not None and int(row[0]) != SCHEMA_VERSION:
+            # Derived data only: forget probes and decisions, keep nothing half-understood.
+            with self.transaction():
+                self._db.execute("DELETE FROM decisions")
+                self._db.execute("UPDATE files SET info=NULL, probe_error=NULL, size=-1")
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (all or nothing)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def load_files(self) -> dict[str, FileRecord]:
+        """Every file record, keyed by relative path."""
+        out: dict[str, FileRecord] = {}
+        for row in self._db.execute(
+            "SELECT rel, size, mtime_ns, inode, fingerprint, info, probe_error,"
+            " upload_key, upload_fingerprint, uploaded_at FROM files"
+        ):
+            try:
+                out[row[0]] = _record(row)
+            except ValueError:
+                continue  # stale shape: treat as unknown, the scan re-probes it
+        return out
+
+    def load_decisions(self) -> dict[str, dict[str, PoolRecord]]:
+        """Every decision, keyed by relative path then pool; stale shapes are dropped."""
+        out: dict[str, dict[str, PoolRecord]] = {}
+        for rel, pool, shash, text, outcome, reason in self._db.execute(
+            "SELECT rel, pool, settings_hash, decision, outcome, reason FROM decisions"
+        ):
+            try:
+                decision = decision_from_json(text)
+            except ValueError:
+                continue
+            out.setdefault(rel, {})[pool] = PoolRecord(shash, decision, outcome, reason)
+        return out
+
+    def get(self, rel: str) -> FileRecord | None:
+        """One file record."""
+        row = self._db.execute(
+            "SELECT rel, size, mtime_ns, inode, fingerprint, info, probe_error,"
+            " upload_key, upload_fingerprint, uploaded_at FROM files WHERE rel=?",
+            (rel,),
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def decisions(self, rel: str) -> dict[str, PoolRecord]:
+        """The per-pool records of one file."""
+        rows = self._db.execute(
+            "SELECT pool, settings_hash, decision, outcome, reason FROM decisions WHERE rel=?",
+            (rel,),
+        )
+        return {
+            pool: PoolRecord(shash, decision_from_json(text), outcome, reason)
+            for pool, shash, text, outcome, reason in rows
+        }
+
+    def put_file(self, rec: FileRecord, at: float | None = None) -> None:
+        """Insert or update a file's identity and probe; keeps its upload fields."""
+        self._db.execute(
+            "INSERT INTO files (rel, size, mtime_ns, inode, fingerprint, info, probe_error,"
+            " scanned_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (rel) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
+            " inode=excluded.inode, fingerprint=excluded.fingerprint, info=excluded.info,"
+            " probe_error=excluded.probe_error, scanned_at=excluded.scanned_at",
+            (
+                rec.rel,
+                rec.size,
+                rec.mtime_ns,
+                rec.inode,
+                rec.fingerprint,
+                None if rec.info is None else info_to_json(rec.info),
+                rec.probe_error,
+                time.time() if at is None else at,
+            ),
+        )
+
+    def put_decision(self, rel: str, pool: str, rec: PoolRecord) -> None:
+        """Store a pool's decision; a new decision resets the outcome to ``pending``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO decisions (rel, pool, settings_hash, decision, outcome,"
+            " reason) VALUES (?, ?, ?, ?, ?, ?)",
+            (rel, pool, rec.settings_hash, decision_to_json(rec.decision), rec.outcome, rec.reason),
+        )
+
+    def drop_decisions(self, rel: str) -> None:
+        """Forget every pool decision of a file (its content changed)."""
+        self._db.execute("DELETE FROM decisions WHERE rel=?", (rel,))
+
+    def record_upload(self, rel: str, key: str, fingerprint: str, at: float | None = None) -> None:
+        """Remember that this content of ``rel`` was uploaded to ``key``."""
+        when = time.time() if at is None else at
+        with self.transaction():
+            self._db.execute(
+                "UPDATE files SET upload_key=?, upload_fingerprint=?, uploaded_at=? WHERE rel=?",
+                (key, fingerprint, when, rel),
+            )
+            self._db.execute(
+                "UPDATE decisions SET outcome='uploaded', outcome_at=?"
+                ' WHERE rel=? AND decision LIKE \'{"kind":"encode"%\'',
+                (when, rel),
+            )
+
+    def record_outcome(
+        self,
+        rel: str,
+        pool: str,
+        outcome: Outcome,
+        reason: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Remember a pool's result for a file (done, skipped or failed with a reason)."""
+        self._db.execute(
+            "UPDATE decisions SET outcome=?, reason=?, outcome_at=? WHERE rel=? AND pool=?",
+            (outcome, reason, time.time() if at is None else at, rel, pool),
+        )
+
+    def forget(self, rels: Iterable[str]) -> None:
+        """Drop files (and their decisions) from the store."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM files WHERE rel=?", [(r,) for r in rels])
+
+    def count(self) -> int:
+        """Number of file records."""
+        return int(self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0])

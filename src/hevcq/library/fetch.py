@@ -1,0 +1,291 @@
+"""Bringing results home: verify each output against its source, then place or swap it in."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from hevcq.errors import HevcqError, PermanentError, SupersededJob
+from hevcq.keys import DONE_PREFIX, source_relative
+from hevcq.ledger import FINISHED, LedgerItem, State
+from hevcq.library.catalog import StateStore
+from hevcq.library.quarantine import (
+    DEFAULT_QUARANTINE,
+    LargerThanOriginal,
+    ReplaceRefused,
+    list_quarantine,
+    place_output,
+    recover,
+    swap_in,
+    verify_replacement,
+)
+from hevcq.library.results import Action, Fetched, Inbox, drain
+from hevcq.library.upload import META_HASH, META_LIBRARY
+from hevcq.library.walk import fingerprint
+from hevcq.media.decide import KEPT_ORIGINAL
+from hevcq.messages import JobResult
+from hevcq.objects import ObjectStore
+
+log = structlog.get_logger()
+
+
+VerifyFn = Callable[[Path, Path, bool], None]  # (candidate, original, allow_larger)
+
+
+def _verify(candidate: Path, original: Path, allow_larger: bool) -> None:
+    verify_replacement(candidate, original, allow_larger=allow_larger)
+
+
+class JobLedger(Protocol):
+    """Read access to the job ledger (one item per source key and pool)."""
+
+    def get(self, key: str, pool: str) -> LedgerItem | None: ...
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """Which pools' results to take and what to do with their outputs."""
+
+    pools: frozenset[str]
+    out_dir: Path | None = None  # outputs land in out_dir/<pool>/<output path>
+    replace: frozenset[str] = frozenset()  # pools whose outputs take the original's place
+    allow_larger: bool = False
+    keep_days: float = 30.0
+    cleanup: bool = True  # delete the job's objects once it is safely home
+
+
+@dataclass
+class Fetcher:
+    """Handles results of one library: ownership, verification, placement, clean-up."""
+
+    root: Path
+    state: StateStore
+    objects: ObjectStore
+    ledger: JobLedger | None
+    options: FetchOptions
+    all_pools: Sequence[str]
+    library: str  # the library id written on uploads (catalog.library_id)
+    verify: VerifyFn = _verify
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    @property
+    def quarantine(self) -> Path:
+        """This library's quarantine folder."""
+        return self.root / DEFAULT_QUARANTINE
+
+    def owns(self, r: JobResult) -> bool:
+        """True for a result of a wanted pool whose source this library uploaded."""
+        if r.pool not in self.options.pools:
+            return False
+        try:
+            rel = source_relative(r.source_key)
+        except PermanentError:
+            return False
+        rec = self.state.get(rel)
+        if rec is not None and rec.upload_key == r.source_key:
+            return True
+        head = self.objects.head(r.source_key)
+        return head is not None and head.metadata.get(META_LIBRARY) == self.library
+
+    def process(self, r: JobResult) -> Fetched:
+        """Take one result of this library home; never raises for one bad job."""
+        rel = source_relative(r.source_key)
+        log.info("result_received", rel=rel, pool=r.pool, outcome=r.outcome)
+        if r.outcome == "failed":
+            self.state.record_outcome(rel, r.pool, "failed", r.reason)
+            return Fetched(rel, r.pool, "failed", r.reason or "failed on the farm", result=r)
+        if r.outcome == "skipped":
+            self.state.record_outcome(rel, r.pool, "skipped", r.reason)
+            gone = self._cleanup_source(r, rel)
+            return Fetched(rel, r.pool, "skipped", r.reason or "", result=r, source_deleted=gone)
+        try:
+            fetched = self._done(r, rel)
+        except HevcqError as exc:  # S3 trouble: leave the result for a later fetch
+            log.warning("fetch_failed", rel=rel, pool=r.pool, error=str(exc))
+            return Fetched(rel, r.pool, "retry", str(exc), result=r)
+        if fetched.ok:
+            fetched = self._cleanup(r, rel, fetched)
+        return fetched
+
+    def _done(self, r: JobResult, rel: str) -> Fetched:
+        if not r.output_key:
+            return Fetched(rel, r.pool, "failed", "done without an output key", result=r)
+        if r.pool in self.options.replace and self._outcome(rel, r.pool) == "done":
+            return Fetched(rel, r.pool, "already", "replaced earlier", result=r)
+        disagreement = self._disagreement(r)
+        if disagreement is not None:
+            log.info("result_not_current", rel=rel, pool=r.pool, reason=disagreement[1])
+            return Fetched(rel, r.pool, disagreement[0], disagreement[1], result=r)
+        src = self.root.joinpath(*rel.split("/"))
+        original, why = self._original(r, rel, src)
+        if original is None:
+            log.warning("result_orphaned", rel=rel, pool=r.pool, reason=why)
+            return Fetched(rel, r.pool, "orphaned", why, result=r)
+        dest_dir = src.parent if r.pool in self.options.replace else self._out_path(r).parent
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        tmp = dest_dir / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never from keys
+        try:
+            try:  # exactly the committed output, or nothing
+                self.objects.download(r.output_key, tmp, etag=r.output_etag or None)
+            except SupersededJob:
+                return Fetched(rel, r.pool, "retry", "the output changed since it was committed",
+                               result=r)  # fmt: skip
+            return self._verify_and_place(r, rel, tmp, src, original)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _verify_and_place(
+        self, r: JobResult, rel: str, tmp: Path, src: Path, original: Path
+    ) -> Fetched:
+        try:
+            self.verify(tmp, original, self.options.allow_larger)
+            if r.pool in self.options.replace:
+                _same_file(original, src)
+                entry = swap_in(src, tmp, quarantine_root=self.quarantine,
+                                keep_days=self.options.keep_days, now=self.clock())  # fmt: skip
+                action: Action = "replaced"
+                path = entry.final
+            else:
+                path = place_output(tmp, self._out_path(r))
+                action = "placed"
+        except LargerThanOriginal as exc:
+            log.info("output_kept_original", rel=rel, pool=r.pool, reason=str(exc))
+            self.state.record_outcome(rel, r.pool, "skipped", KEPT_ORIGINAL)
+            return Fetched(rel, r.pool, "skipped", KEPT_ORIGINAL, result=r)
+        except (ReplaceRefused, OSError) as exc:
+            reason = str(exc)
+            log.warning("output_refused", rel=rel, pool=r.pool, reason=reason)
+            self.state.record_outcome(rel, r.pool, "failed", f"refused: {reason}")
+            return Fetched(rel, r.pool, "refused", reason, result=r)
+        self.state.record_outcome(rel, r.pool, "done")
+        log.info("output_fetched", rel=rel, pool=r.pool, action=action, path=str(path))
+        return Fetched(rel, r.pool, action, path=path, result=r)
+
+    def _disagreement(self, r: JobResult) -> tuple[Action, str] | None:
+        """Whether the result, the ledger's record and the output disagree, and what to do.
+
+        A worker publishes only after its fenced commit, so a result that the ledger does
+        not confirm is either outdated (a newer version or output was committed since) or
+        not yet confirmed (try again later).
+        """
+        if self.ledger is None:
+            return None
+        item = self.ledger.get(r.source_key, r.pool)
+        if item is None:
+            return "retry", "the ledger has no record of this job yet"
+        if r.source_etag and item.etag != r.source_etag:
+            return "superseded", "a newer version of the source was uploaded since"
+        if item.state is not State.DONE:
+            return "retry", f"the ledger says {item.state.value}"
+        if r.output_etag and item.output_etag not in (None, r.output_etag):
+            return "superseded", "the ledger records a newer output for this job"
+        return None
+
+    def _out_path(self, r: JobResult) -> Path:
+        if self.options.out_dir is None:
+            raise ReplaceRefused(f"no output folder for pool {r.pool}")
+        rel = (r.output_key or "")[len(DONE_PREFIX) :]
+        return self.options.out_dir.joinpath(*rel.split("/"))
+
+    def _original(self, r: JobResult, rel: str, src: Path) -> tuple[Path | None, str]:
+        """The file holding the uploaded version of the source: in the library or quarantine."""
+        expected = self._uploaded_fingerprint(r, rel)
+        if expected is None:
+            return None, "cannot tell which version of the source was uploaded"
+        candidates = [src] + [
+            e.quarantined
+            for e in list_quarantine(self.quarantine)
+            if e.original == src.absolute() and e.state == "complete"
+        ]
+        for path in candidates:
+            if path.is_file() and _fingerprint(path, expected) == expected:
+                return path, ""
+        if src.is_file():
+            return None, "source changed since it was uploaded"
+        return None, "source no longer in the library"
+
+    def _uploaded_fingerprint(self, r: JobResult, rel: str) -> str | None:
+        rec = self.state.get(rel)
+        if rec is not None and rec.upload_key == r.source_key and rec.upload_fingerprint:
+            return rec.upload_fingerprint
+        head = self.objects.head(r.source_key)
+        return head.metadata.get(META_HASH) if head is not None else None
+
+    def _outcome(self, rel: str, pool: str) -> str | None:
+        rec = self.state.decisions(rel).get(pool)
+        return rec.outcome if rec is not None else None
+
+    def _cleanup(self, r: JobResult, rel: str, fetched: Fetched) -> Fetched:
+        if not self.options.cleanup or fetched.action == "already":
+            return fetched
+        if r.output_key:
+            self.objects.delete(r.output_key)
+        gone = self._cleanup_source(r, rel)
+        return Fetched(fetched.rel, fetched.pool, fetched.action, fetched.reason, fetched.path,
+                       r, source_deleted=gone)  # fmt: skip
+
+    def _cleanup_source(self, r: JobResult, rel: str) -> bool:
+        """Delete the uploaded source once every pool's job for it is finished and home."""
+        if not self.options.cleanup or self.ledger is None:
+            return False
+        local = self.state.decisions(rel)
+        for pool in self.all_pools:
+            item = self.ledger.get(r.source_key, pool)
+            mine = local.get(pool)
+            if not source_settled(item, r.source_etag, mine.outcome if mine else None):
+                return False
+            out_key = (item.output_key or "") if item else ""
+            fetched = mine is not None and mine.outcome == "done"
+            # Fetched by someone else (their clean-up deleted the output) also counts.
+            if item and item.state is State.DONE and not fetched and self.objects.head(out_key):
+                return False
+        self.objects.delete(r.source_key)
+        log.info("source_deleted", key=r.source_key)
+        return True
+
+
+def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None) -> bool:
+    """True when a pool's job for this source version finished and did not fail here."""
+    if item is None or item.state not in FINISHED or local_outcome == "failed":
+        return False
+    return not etag or item.etag == etag
+
+
+def _same_file(original: Path, src: Path) -> None:
+    if original != src:
+        raise ReplaceRefused("the original was already replaced")
+
+
+def _fingerprint(path: Path, like: str) -> str | None:
+    try:
+        return fingerprint(path, full=like.startswith("f1:"))
+    except OSError:
+        return None
+
+
+def find_library(path: Path) -> Path | None:
+    """The library holding ``path``: the nearest folder above it with a quarantine."""
+    for folder in [path.absolute(), *path.absolute().parents]:
+        if (folder / DEFAULT_QUARANTINE).is_dir():
+            return folder
+    return None
+
+
+def fetch_library(
+    inbox: Inbox, fetcher: Fetcher, *, follow: bool, stop: threading.Event,
+    on_item: Callable[[Fetched], None] | None = None,
+) -> list[Fetched]:  # fmt: skip
+    """Finish interrupted swaps, then drain the results queue for this library."""
+    finished = recover(fetcher.quarantine)
+    if finished:
+        log.info("interrupted_swaps_finished", count=len(finished))
+    return drain(inbox, fetcher, follow=follow, stop=stop, on_item=on_item)

@@ -1,0 +1,466 @@
+"""Placing outputs in a library: verified, atomic, and reversible through a quarantine."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hevcq.errors import PermanentError, VerificationError
+from hevcq.keys import output_extension
+from hevcq.media.model import MediaInfo
+from hevcq.media.probe import probe
+from hevcq.media.verify import DECODE_SHORTFALL_S, DURATION_TOLERANCE_S, decoded_seconds
+
+log = structlog.get_logger()
+
+MANIFEST = "manifest.json"
+DEFAULT_QUARANTINE = Path(".hevcq") / "quarantine"  # inside the library: same filesystem
+_COPY_CHUNK = 1 << 20
+# What link(2) answers on filesystems without hard links (vfat/exFAT: EPERM; FUSE, SMB).
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
+
+ProbeFn = Callable[[Path], MediaInfo]
+DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises VerificationError
+
+
+class ReplaceRefused(PermanentError):
+    """An output may not take a file's place; the message says why."""
+
+
+class LargerThanOriginal(ReplaceRefused):
+    """The output saves nothing: the original is kept (not a failure)."""
+
+
+class OutputExists(ReplaceRefused):
+    """The destination holds a different file and overwriting was not asked for."""
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
+    """Why a candidate cannot replace an original (streams, duration), or None."""
+    counts = [
+        (sum(not v.attached_pic for v in i.video), len(i.audio)) for i in (candidate, original)
+    ]
+    if counts[0] != counts[1]:
+        return f"stream counts differ: (video, audio) {counts[0]} vs original {counts[1]}"
+    if candidate.duration_s is None or original.duration_s is None:
+        return "duration unknown, cannot compare"
+    gap = abs(candidate.duration_s - original.duration_s)
+    if gap > DURATION_TOLERANCE_S:
+        return (
+            f"duration {candidate.duration_s:.2f} s differs from the original's "
+            f"{original.duration_s:.2f} s by more than {DURATION_TOLERANCE_S} s"
+        )
+    return None
+
+
+def verify_replacement(
+    candidate: Path,
+    original: Path,
+    *,
+    allow_larger: bool,
+    probe_fn: ProbeFn = probe,
+    decode_fn: DecodeFn = decoded_seconds,
+) -> None:
+    """Raise ``ReplaceRefused`` unless ``candidate`` can stand in for ``original``; reads only.
+
+    The candidate is decoded in full (``hevcq.media.verify.decoded_seconds``) after its streams
+    and duration are compared with the original's.
+    """
+    size, orig_size = candidate.stat().st_size, original.stat().st_size
+    if size > orig_size and not allow_larger:
+        raise LargerThanOriginal(f"larger than the original ({size} > {orig_size} bytes)")
+    try:
+        info = probe_fn(candidate)
+    except PermanentError as exc:
+        raise ReplaceRefused(f"candidate unreadable: {exc}") from exc
+    try:
+        orig_info = probe_fn(original)
+    except PermanentError as exc:
+        raise ReplaceRefused(f"original unreadable, nothing to compare with: {exc}") from exc
+    reason = compare(info, orig_info)
+    if reason:
+        raise ReplaceRefused(reason)
+    # Every frame, whatever the pool's verify policy let through: this is the check that
+    # stands between an original and its deletion.
+    try:
+        decoded = decode_fn(candidate)
+    except VerificationError as exc:
+        raise ReplaceRefused(str(exc)) from exc
+    if info.duration_s is not None and decoded < info.duration_s - DECODE_SHORTFALL_S:
+        raise ReplaceRefused(f"only {decoded:.2f} s of {info.duration_s:.2f} s decode: truncated")
+
+
+# --- durable filesystem steps ----------------------------------------------------------------
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems (SMB, some FUSE mounts) cannot sync a directory; renames there
+        # are as durable as they get.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _temp_name(folder: Path) -> Path:
+    return folder / f".hevcq-{uuid.uuid4().hex}.part"  # generated, never from user paths
+
+
+def _stage(source: Path, tmp: Path) -> Path:
+    """Copy ``source`` to the new file ``tmp``, synced to disk."""
+    try:
+        with source.open("rb") as src, tmp.open("xb") as dst:
+            shutil.copyfileobj(src, dst, _COPY_CHUNK)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def _rename_no_clobber(src: Path, dst: Path) -> None:
+    """Rename, failing with ``OutputExists`` rather than replacing whatever is at ``dst``."""
+    try:
+        dst.hardlink_to(src)  # atomic "create if absent"
+    except FileExistsError as exc:
+        raise OutputExists(f"{dst} already exists") from exc
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        # No hard links here (SMB, exFAT): check-then-rename, the best this filesystem offers.
+        if os.path.lexists(dst):
+            raise OutputExists(f"{dst} already exists") from None
+        src.rename(dst)
+        return
+    src.unlink()
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            ca, cb = fa.read(_COPY_CHUNK), fb.read(_COPY_CHUNK)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def place_output(candidate: Path, dest: Path, *, overwrite: bool = False) -> Path:
+    """Copy ``candidate`` to ``dest`` atomically (temp name, fsync, rename); never clobbers."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(dest) and not overwrite:
+        if dest.is_file() and _same_bytes(candidate, dest):
+            return dest  # already placed: a repeated fetch is a no-op
+        raise OutputExists(f"{dest} exists and differs; not overwriting")
+    tmp = _stage(candidate, _temp_name(dest.parent))
+    try:
+        if overwrite:
+            tmp.replace(dest)
+        else:
+            _rename_no_clobber(tmp, dest)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(dest.parent)
+    return dest
+
+
+# --- the quarantine --------------------------------------------------------------------------
+
+
+class QuarantineEntry(BaseModel):
+    """The manifest of one swap: where the original came from and what replaced it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    id: str
+    state: Literal["prepared", "staged", "complete"]
+    original: Path
+    final: Path
+    same_path: bool  # the output takes the original's own path (a.mp4 -> a.mp4)
+    temp: Path
+    quarantined: Path
+    original_size: int
+    original_mtime_ns: int
+    original_atime_ns: int
+    original_inode: int
+    staged_size: int | None = None
+    staged_inode: int | None = None
+    created_at: datetime
+    keep_until: datetime
+
+    @property
+    def folder(self) -> Path:
+        """This entry's folder in the quarantine."""
+        return self.quarantined.parent
+
+
+def _write_manifest(entry: QuarantineEntry) -> None:
+    path = entry.folder / MANIFEST
+    tmp = entry.folder / f"{MANIFEST}.tmp"
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(entry.model_dump_json(indent=2))
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    _fsync_dir(entry.folder)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _holds_original(entry: QuarantineEntry, path: Path) -> bool:
+    ident = (entry.original_size, entry.original_mtime_ns, entry.original_inode)
+    return _identity(path) == ident
+
+
+def _holds_ours(entry: QuarantineEntry, path: Path) -> bool:
+    """True if ``path`` is still the file we placed (size, inode, and mtime once complete)."""
+    ident = _identity(path)
+    if ident is None or entry.staged_inode is None:
+        return False
+    size, mtime_ns, inode = ident
+    if (size, inode) != (entry.staged_size, entry.staged_inode):
+        return False
+    return entry.state != "complete" or mtime_ns == entry.original_mtime_ns
+
+
+def final_path(original: Path) -> Path:
+    """Where the output of ``original`` lands with --replace: its path, output extension."""
+    return original.with_suffix(output_extension(original.name))
+
+
+def _prepare(
+    original: Path, quarantine_root: Path, keep_days: float, now: datetime
+) -> QuarantineEntry:
+    st = original.lstat()
+    if original.is_symlink() or not original.is_file():
+        raise ReplaceRefused(f"{original} is not a regular file")
+    final = final_path(original)
+    same = final == original or (os.path.lexists(final) and final.samefile(original))
+    if os.path.lexists(final) and not same:
+        raise ReplaceRefused(f"{final} already exists and is not the original")
+    quarantine_root.mkdir(parents=True, exist_ok=True)
+    if quarantine_root.stat().st_dev != original.parent.stat().st_dev:
+        raise ReplaceRefused(f"quarantine {quarantine_root} is on another filesystem")
+    entry_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    folder = quarantine_root / entry_id
+    folder.mkdir()
+    return QuarantineEntry(
+        id=entry_id,
+        state="prepared",
+        original=original.absolute(),
+        final=(original if same else final).absolute(),
+        same_path=same,
+        temp=_temp_name(original.parent).absolute(),
+        quarantined=(folder / original.name).absolute(),
+        original_size=st.st_size,
+        original_mtime_ns=st.st_mtime_ns,
+        original_atime_ns=st.st_atime_ns,
+        original_inode=st.st_ino,
+        created_at=now,
+        keep_until=now + timedelta(days=keep_days),
+    )
+
+
+def swap_in(
+    original: Path,
+    candidate: Path,
+    *,
+    quarantine_root: Path,
+    keep_days: float,
+    now: datetime,
+) -> QuarantineEntry:
+    """Put a verified ``candidate`` in place of ``original``, keeping the original in quarantine.
+
+    The order makes every crash recoverable from the manifest (``recover`` or ``rollback``):
+    1. manifest "prepared" (paths, original's identity), synced: nothing touched yet;
+    2. candidate copied to a generated temp name beside the original, fsynced, then the
+       manifest says "staged" with the temp's inode: the temp is complete from here on;
+    3. original renamed into the quarantine (same filesystem: an atomic rename);
+    4. temp renamed to the final name: the final path only ever receives a complete file;
+    5. the original's atime/mtime copied; 6. manifest "complete" (the file we placed).
+    Before 3 the original is at its path; from 3 on it is in the quarantine with a manifest.
+    An error on the way undoes the steps already taken before it is raised.
+    """
+    entry = _prepare(original, quarantine_root, keep_days, now)
+    try:
+        _write_manifest(entry)
+        _stage_into(entry, candidate)
+        entry.original.rename(entry.quarantined)
+        _fsync_dir(entry.folder)
+        _fsync_dir(entry.original.parent)
+        _rename_no_clobber(entry.temp, entry.final)
+        _fsync_dir(entry.final.parent)
+        _finish(entry)
+    except (OSError, ReplaceRefused):
+        with contextlib.suppress(OSError):
+            _undo(entry)  # best effort; what is left is found from the manifest later
+        raise
+    log.info("output_swapped_in", original=str(entry.original), final=str(entry.final))
+    return entry
+
+
+def _stage_into(entry: QuarantineEntry, candidate: Path) -> None:
+    st = _stage(candidate, entry.temp).stat()
+    if st.st_size != candidate.stat().st_size:
+        raise ReplaceRefused("staged copy has the wrong size")
+    entry.staged_size, entry.staged_inode, entry.state = st.st_size, st.st_ino, "staged"
+    _write_manifest(entry)
+
+
+def _finish(entry: QuarantineEntry) -> None:
+    os.utime(entry.final, ns=(entry.original_atime_ns, entry.original_mtime_ns))
+    entry.state = "complete"
+    _write_manifest(entry)
+
+
+# --- recovery, rollback, purge ---------------------------------------------------------------
+
+
+def _undo(entry: QuarantineEntry) -> bool:
+    """Put the original back and remove what we placed; False (and untouched) on conflict."""
+    orig, final = entry.original, entry.final
+    if os.path.lexists(entry.quarantined):
+        if entry.same_path:
+            if os.path.lexists(orig) and not _holds_ours(entry, orig):
+                log.warning("rollback_conflict", path=str(orig), reason="changed since the swap")
+                return False
+            entry.quarantined.replace(orig)  # atomically replaces our file, if there
+        else:
+            try:
+                _rename_no_clobber(entry.quarantined, orig)
+            except OutputExists:
+                log.warning("rollback_conflict", path=str(orig), reason="path taken")
+                return False
+        _fsync_dir(orig.parent)
+        back = True
+    else:
+        # Not in the quarantine: never moved (interrupted early), already moved back by an
+        # interrupted rollback, or purged; only the last one is a dead end.
+        back = _holds_original(entry, orig)
+        if not back and entry.state == "complete":
+            log.warning("rollback_original_gone", path=str(orig), id=entry.id)
+            return False
+    # Our output may only go once the original is known to be at its path again.
+    if back and not entry.same_path and _holds_ours(entry, final):
+        final.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        entry.temp.unlink()
+    _fsync_dir(orig.parent)
+    shutil.rmtree(entry.folder)
+    return True
+
+
+def _read_manifest(folder: Path) -> QuarantineEntry | None:
+    try:
+        return QuarantineEntry.model_validate_json((folder / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as exc:
+        log.warning("quarantine_manifest_unreadable", folder=str(folder), error=str(exc))
+        return None
+
+
+def list_quarantine(quarantine_root: Path) -> list[QuarantineEntry]:
+    """Every swap recorded in the quarantine, oldest first."""
+    if not quarantine_root.is_dir():
+        return []
+    entries = [_read_manifest(d) for d in sorted(quarantine_root.iterdir()) if d.is_dir()]
+    return sorted((e for e in entries if e is not None), key=lambda e: e.created_at)
+
+
+def recover(quarantine_root: Path) -> list[Path]:
+    """Finish interrupted swaps whose output is staged; undo the others. Returns final paths."""
+    done = []
+    for entry in list_quarantine(quarantine_root):
+        if entry.state == "complete":
+            continue
+        if entry.state == "staged" and os.path.lexists(entry.quarantined):
+            if not os.path.lexists(entry.final) and _holds_ours_temp(entry):
+                _rename_no_clobber(entry.temp, entry.final)
+                _fsync_dir(entry.final.parent)
+            if _holds_ours(entry, entry.final):
+                _finish(entry)
+                with contextlib.suppress(FileNotFoundError):
+                    entry.temp.unlink()  # a second link left by a crash inside the rename
+                done.append(entry.final)
+                continue
+        _undo(entry)
+    return done
+
+
+def _holds_ours_temp(entry: QuarantineEntry) -> bool:
+    ident = _identity(entry.temp)
+    return ident is not None and (ident[0], ident[2]) == (entry.staged_size, entry.staged_inode)
+
+
+def _matches(entry: QuarantineEntry, path: Path | None) -> bool:
+    if path is None:
+        return True
+    target = path.absolute()
+    return target in (entry.original, entry.final)
+
+
+def rollback(quarantine_root: Path, path: Path | None = None) -> list[Path]:
+    """Put originals back (all, or the one at ``path``), undoing interrupted swaps too."""
+    restored = []
+    for entry in list_quarantine(quarantine_root):
+        if _matches(entry, path) and _undo(entry):
+            log.info("original_restored", path=str(entry.original), id=entry.id)
+            restored.append(entry.original)
+    return restored
+
+
+def purge(quarantine_root: Path, now: datetime) -> list[Path]:
+    """Delete quarantined originals whose keep time has passed; returns their old paths."""
+    purged = []
+    _remove_leftovers(quarantine_root)
+    for entry in list_quarantine(quarantine_root):
+        if entry.state != "complete" or entry.keep_until > now:
+            continue  # interrupted swaps wait for recover or rollback
+        # File first, manifest last: a crash in between leaves a manifest without its file,
+        # which rollback reports and the next purge removes, never an unexplained file.
+        with contextlib.suppress(FileNotFoundError):
+            entry.quarantined.unlink()
+        shutil.rmtree(entry.folder)
+        purged.append(entry.original)
+    log.info("quarantine_purged", count=len(purged))
+    return purged
+
+
+def _remove_leftovers(quarantine_root: Path) -> None:
+    # An original only moves in after its manifest exists, and the manifest goes last, so a
+    # folder without one (a crash before the first manifest write) holds no original.
+    if quarantine_root.is_dir():
+        for folder in quarantine_root.iterdir():
+            if folder.is_dir() and not (folder / MANIFEST).exists():
+                shutil.rmtree(folder)

@@ -1,0 +1,261 @@
+"""Rendering summaries for people: the ingest table and status tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+from rich.text import Text
+
+from hevcq.media.model import Skip
+
+if TYPE_CHECKING:
+    from hevcq.library.estimate import Estimate
+    from hevcq.library.results import Fetched
+    from hevcq.library.scan import FileEntry, ScanReport
+    from hevcq.library.upload import Uploaded
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (file, pool) line of the ingest summary."""
+
+    file: str
+    pool: str
+    outcome: str
+    reason: str = ""
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    seconds: float | None = None
+
+    @property
+    def saved(self) -> str:
+        """Space saved by the output, as a percentage of the input."""
+        if not self.input_bytes or self.output_bytes is None:
+            return ""
+        return f"{100 * (1 - self.output_bytes / self.input_bytes):.0f}%"
+
+
+def human_bytes(n: int | None) -> str:
+    """1536 -> '1.5 KiB'."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def summary_table(rows: list[Row]) -> Table:
+    """The table printed at the end of an ingest; names are text, a totals row ends it.
+
+    Long names and reasons fold inside their columns, so the table fits the terminal.
+    """
+    table = Table(title="hevcq summary")
+    for col in ("file", "pool", "outcome", "input", "output", "saved", "seconds"):
+        numeric = col in ("input", "output", "saved", "seconds")
+        table.add_column(
+            col, justify="right" if numeric else "left",
+            overflow="fold", no_wrap=numeric,
+        )  # fmt: skip
+    style = {"done": "green", "skipped": "yellow", "failed": "red"}
+    for r in sorted(rows, key=lambda r: (r.file, r.pool)):
+        outcome = r.outcome + (f": {r.reason}" if r.reason else "")
+        table.add_row(
+            Text(r.file),
+            Text(r.pool),
+            Text(outcome, style=style.get(r.outcome, "white")),
+            human_bytes(r.input_bytes),
+            human_bytes(r.output_bytes),
+            r.saved,
+            f"{r.seconds:.1f}" if r.seconds is not None else "",
+        )
+    total = totals_row(rows)
+    table.add_section()
+    table.add_row(
+        "total", "", total.outcome, human_bytes(total.input_bytes),
+        human_bytes(total.output_bytes), total.saved,
+        f"{total.seconds:.1f}" if total.seconds else "",
+    )  # fmt: skip
+    return table
+
+
+def totals_row(rows: list[Row]) -> Row:
+    """Counts per outcome, and bytes in and out over the rows with an output."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    made = [r for r in rows if r.output_bytes is not None and r.input_bytes]
+    return Row(
+        "total", "", ", ".join(f"{n} {o}" for o, n in sorted(counts.items())), "",
+        sum(r.input_bytes or 0 for r in made) if made else None,
+        sum(r.output_bytes or 0 for r in made) if made else None,
+        sum(r.seconds or 0.0 for r in rows),
+    )  # fmt: skip
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print a table within the terminal's width (long cells fold)."""
+    (console or Console()).print(table)
+
+
+def human_seconds(s: float) -> str:
+    """3725 -> '1h02m05s'."""
+    total = round(s)
+    h, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def _why_not_sent(e: FileEntry) -> str:
+    if e.status == "duplicate":
+        return f"duplicate of {e.duplicate_of}"
+    if e.status == "uploaded":
+        return "already uploaded"
+    if e.status == "deferred":
+        return "over this run's limit"
+    if e.status == "finished":
+        return "finished in an earlier run"
+    skips = sorted((p, d.reason) for p, d in e.decisions.items() if isinstance(d, Skip))
+    return "; ".join(f"{p}: {reason}" for p, reason in skips)
+
+
+def plan_tables(report: ScanReport) -> list[Table]:
+    """What a dry run would upload (per pool), what it skips and why, and scan problems."""
+    send = Table(title="would upload")
+    for col in ("file", "size", "duration", "pools", "skipped in"):
+        send.add_column(col, justify="right" if col in ("size", "duration") else "left")
+    for e in report.to_send:
+        dur = human_seconds(e.duration_s) if e.duration_s is not None else "?"
+        pools = ", ".join(sorted(e.pools_to_encode))
+        send.add_row(Text(e.rel), human_bytes(e.size), dur, pools, Text(_why_not_sent(e)))
+    skipped = Table(title="not uploaded")
+    for col in ("file", "why"):
+        skipped.add_column(col)
+    for e in report.entries:
+        if e.status != "send":
+            skipped.add_row(Text(e.rel), Text(_why_not_sent(e)))
+    for p in report.problems:
+        skipped.add_row(Text(p.rel), Text.assemble((p.kind, "red"), f": {p.reason}"))
+    per_pool = Table(title="work per pool")
+    for col in ("pool", "files", "size", "source duration"):
+        per_pool.add_column(col, justify="left" if col == "pool" else "right")
+    for name, t in sorted(report.totals.items()):
+        per_pool.add_row(name, str(t.files), human_bytes(t.bytes), human_seconds(t.seconds))
+    sent = report.to_send
+    per_pool.add_section()
+    per_pool.add_row("all (uploaded once)", str(len(sent)), human_bytes(sum(e.size for e in sent)),
+                     human_seconds(sum(e.duration_s or 0.0 for e in sent)))  # fmt: skip
+    return [send, skipped, per_pool]
+
+
+def estimate_table(est: Estimate) -> Table:
+    """Encode hours and cost per pool: this machine, and Fargate on-demand and Spot."""
+    t = Table(title=f"estimate (Fargate prices {est.prices.region}, {est.prices.as_of})")
+    cols = ("pool", "source h", "speed x/vCPU", f"local h ({est.local_cpus} CPUs)",
+            "task", "task-hours", "on-demand $", "Spot $")  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="left" if col == "pool" else "right")
+    for p in sorted(est.pools.values(), key=lambda p: p.pool):
+        t.add_row(
+            p.pool, f"{p.source_hours:.2f}",
+            f"{p.speed:.3g}" + ("" if p.calibrated else " (default)"),
+            f"{p.local_hours:.2f}", f"{p.task.vcpu:g} vCPU/{p.task.memory_gib:g} GiB",
+            f"{p.task_hours:.2f}", f"{p.on_demand_usd:.2f}", f"{p.spot_usd:.2f}",
+        )  # fmt: skip
+    t.add_section()
+    t.add_row("total", "", "", f"{est.local_hours:.2f}", "", "",
+              f"{est.on_demand_usd:.2f}", f"{est.spot_usd:.2f}")  # fmt: skip
+    return t
+
+
+class BarProgress:
+    """Upload progress as a rich bar for files and bytes (for a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = RichProgress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+            console=console, transient=False,
+        )  # fmt: skip
+        self._files = self._bytes = TaskID(0)
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        """Show the bars."""
+        self._files = self._bar.add_task("files", total=files)
+        self._bytes = self._bar.add_task("bytes", total=total_bytes)
+        self._bar.start()
+
+    def advance(self, nbytes: int) -> None:
+        """Bytes sent (called from transfer threads; rich locks)."""
+        self._bar.advance(self._bytes, nbytes)
+
+    def file_done(self, up: Uploaded) -> None:
+        """One file finished."""
+        self._bar.advance(self._files, 1)
+        if up.error:
+            self._bar.console.print(
+                Text.assemble(("upload failed", "red"), f" {up.entry.rel}: {up.error}")
+            )
+
+    def end(self) -> None:
+        """Stop redrawing."""
+        self._bar.stop()
+
+
+class LineProgress:
+    """Upload progress as plain lines (logs, pipes, CI)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._done = self._files = 0
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        """Say what is coming."""
+        self._files = files
+        self._console.print(f"uploading {files} files, {human_bytes(total_bytes)}")
+
+    def advance(self, nbytes: int) -> None:
+        """Not shown byte by byte."""
+
+    def file_done(self, up: Uploaded) -> None:
+        """One line per file."""
+        self._done += 1
+        what = f"failed: {up.error}" if up.error else ("sent" if up.sent else "already there")
+        self._console.print(Text(f"[{self._done}/{self._files}] {up.entry.rel}: {what}"))
+
+    def end(self) -> None:
+        """Nothing to tidy."""
+
+
+def progress_for(console: Console) -> BarProgress | LineProgress:
+    """A bar on a terminal, lines otherwise."""
+    return BarProgress(console) if console.is_terminal else LineProgress(console)
+
+
+def fetch_table(items: list[Fetched]) -> Table:
+    """What a fetch did with each result."""
+    t = Table(title="hevcq fetch")
+    for col in ("file", "pool", "action", "detail"):
+        t.add_column(col)
+    style = {"placed": "green", "replaced": "green", "skipped": "yellow", "already": "yellow"}
+    for f in sorted(items, key=lambda f: (f.rel, f.pool)):
+        detail = f.reason or (str(f.path) if f.path else "")
+        if f.source_deleted:
+            detail += " (source removed from the bucket)"
+        t.add_row(Text(f.rel), f.pool, Text(f.action, style.get(f.action, "red")), Text(detail))
+    return t

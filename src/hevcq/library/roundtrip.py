@@ -1,0 +1,438 @@
+"""One ingest round trip: scan, then a bounded window of sources in the farm.
+
+The next source is uploaded as one settles, and each result is brought home (placed under
+``--out`` or swapped in) and recorded in the state store the moment it arrives, so an
+interrupted run loses at most the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import FarmRefs
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.sqs import SqsInbox
+from hevcq.ledger import State
+from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.fetch import Fetcher, FetchOptions
+from hevcq.library.report import Row
+from hevcq.library.results import Fetched, JobId, dead_letter_results, drain, result_from_item
+from hevcq.library.scan import FileEntry, ScanOptions, ScanReport, scan
+from hevcq.library.upload import (
+    UPLOAD_WORKERS,
+    NoProgress,
+    Progress,
+    Uploaded,
+    recorder,
+    to_upload,
+    upload_all,
+    upload_one,
+)
+from hevcq.media.model import Skip
+from hevcq.messages import JobResult
+from hevcq.pools import Pool, replacing_pools
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How one ingest runs."""
+
+    scan: ScanOptions = field(default_factory=ScanOptions)
+    out_dir: Path | None = None  # where outputs go once results arrive
+    wait: bool = False
+    fresh_farm: bool = False  # the embedded farm: starts empty, remembers nothing
+    replace: bool = False  # swap the hevc pool's outputs in place of the originals
+    allow_larger: bool = False
+    keep_days: float = 30.0
+    timeout_s: float | None = None
+    window: int = 4  # sources in the farm at once (uploading or waiting for results)
+
+
+@dataclass
+class RoundTrip:
+    """What one ingest did, for the summary and the exit status."""
+
+    report: ScanReport
+    uploads: list[Uploaded] = field(default_factory=list)
+    results: dict[JobId, JobResult] = field(default_factory=dict)
+    fetched: dict[JobId, Fetched] = field(default_factory=dict)
+    timed_out: bool = False
+    interrupted: bool = False
+    not_started: list[FileEntry] = field(default_factory=list)  # left for the next run
+    lost: list[JobId] = field(default_factory=list)  # in the farm when the run stopped
+
+    def rows(self, pools: list[str]) -> list[Row]:
+        """Summary rows: scan problems, local decisions, upload errors and farm results."""
+        return summary_rows(self, pools)
+
+    @property
+    def failed(self) -> bool:
+        """True when any file or job failed or never finished."""
+        pools = sorted({p for e in self.report.entries for p in e.decisions})
+        return self.timed_out or any(r.outcome == "failed" for r in self.rows(pools))
+
+    @property
+    def encoded_nothing(self) -> bool:
+        """True when this run sent nothing to the farm."""
+        return not self.uploads and not self.results
+
+
+def summary_rows(rt: RoundTrip, pools: list[str]) -> list[Row]:
+    """One row per problem file, and per (file, pool) for the files the scan kept."""
+    rows = [
+        Row(p.rel, "-", "skipped" if p.kind == "symlinked_dir" else "failed", p.reason)
+        for p in rt.report.problems
+    ]
+    ups = {u.entry.rel: u for u in rt.uploads}
+    left = {e.rel for e in rt.not_started}
+    for e in rt.report.entries:
+        rows.extend(_entry_row(rt, e, pool, ups.get(e.rel), left) for pool in pools)
+    return rows
+
+
+def _local_row(e: FileEntry, pool: str, up: Uploaded | None) -> Row | None:
+    """The row of a file the farm never saw in this run, or None."""
+    d = e.decisions.get(pool)
+    if e.status == "duplicate":
+        return Row(e.rel, pool, "skipped", f"duplicate of {e.duplicate_of}", e.size)
+    if e.status == "deferred":
+        return Row(e.rel, pool, "deferred", "over this run's limit; the next run takes it", e.size)
+    if up is not None and not up.ok:
+        return Row(e.rel, pool, "failed", up.error or "upload failed", e.size)
+    if pool in e.pools_to_encode and pool not in e.pools_pending:
+        return Row(e.rel, pool, "earlier", f"{e.outcomes[pool]} in an earlier run", e.size)
+    if e.status == "skip" or isinstance(d, Skip) or (up is None and e.upload_key is None):
+        return Row(e.rel, pool, "skipped", d.reason if isinstance(d, Skip) else "not sent", e.size)
+    return None
+
+
+def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left: set[str]) -> Row:
+    local = _local_row(e, pool, up)
+    if local is not None:
+        return local
+    key = up.key if up is not None else str(e.upload_key)
+    r = rt.results.get((key, pool))
+    if r is None and (key, pool) in rt.lost:
+        return Row(e.rel, pool, "pending", "stopped in the farm; the next run takes it", e.size)
+    if r is None and e.rel in left:
+        return Row(e.rel, pool, "pending", "not started; the next run takes it", e.size)
+    if r is None:
+        return Row(e.rel, pool, "pending", "no result yet", e.size)
+    return _result_row(e, pool, r, rt.fetched.get((key, pool)))
+
+
+def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row:
+    if f is not None and not f.ok:
+        return Row(e.rel, pool, "failed", f"{f.action}: {f.reason}", e.size, r.output_bytes)
+    if f is not None and f.action == "skipped" and r.outcome == "done":
+        return Row(e.rel, pool, "skipped", f.reason, e.size)  # e.g. kept the original
+    return Row(e.rel, pool, r.outcome, r.reason or "", e.size, r.output_bytes, r.encode_s)
+
+
+class Window:
+    """Which sources are in the farm: at most ``size`` at once, the next as one settles.
+
+    Pure bookkeeping (no I/O), so the streaming rules are tested without a farm.
+    """
+
+    def __init__(self, entries: list[FileEntry], size: int) -> None:
+        self.size = max(1, size)
+        self.waiting: deque[FileEntry] = deque(entries)
+        self.uploading = 0
+        self.in_farm: dict[str, set[str]] = {}  # upload key -> pools still to report
+        self.rel_of: dict[str, str] = {}
+        self.closed = False  # stop taking work: nothing more is uploaded
+
+    def take(self) -> list[FileEntry]:
+        """Entries to upload now, marked as uploading."""
+        out = []
+        while not self.closed and self.waiting and self.uploading + len(self.in_farm) < self.size:
+            out.append(self.waiting.popleft())
+            self.uploading += 1
+        return out
+
+    def uploaded(self, key: str, rel: str, pools: tuple[str, ...]) -> None:
+        """An upload ended; with ``pools`` empty (it failed) its slot is free at once."""
+        self.uploading -= 1
+        if pools:
+            self.in_farm[key] = set(pools)
+            self.rel_of[key] = rel
+
+    def expects(self, key: str, pool: str) -> bool:
+        """True for a job whose result this run waits for."""
+        return pool in self.in_farm.get(key, ())
+
+    def others_pending(self, key: str, pool: str) -> bool:
+        """True while pools other than ``pool`` have not reported for this source."""
+        return bool(self.in_farm.get(key, set()) - {pool})
+
+    def settle(self, key: str, pool: str) -> bool:
+        """One job reported; True when that was the source's last one (its slot is free)."""
+        pools = self.in_farm.get(key)
+        if pools is None or pool not in pools:
+            return False
+        pools.discard(pool)
+        if pools:
+            return False
+        del self.in_farm[key]
+        return True
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in the farm and nothing more to send."""
+        return not self.in_farm and not self.uploading and (self.closed or not self.waiting)
+
+    def in_flight(self) -> list[JobId]:
+        """Jobs in the farm without a result."""
+        return sorted((k, p) for k, pools in self.in_farm.items() for p in pools)
+
+
+DLQ_CHECK_EVERY_S = 10.0
+
+
+@dataclass
+class Streaming:
+    """The streaming loop's result handler: each result goes home as it arrives."""
+
+    rt: RoundTrip
+    window: Window
+    fetcher: Fetcher
+    on_result: Callable[[Fetched], None] | None = None
+    _held: dict[JobId, JobResult] = field(default_factory=dict)
+
+    def owns(self, r: JobResult) -> bool:
+        """Results of jobs this run waits for."""
+        return self.window.expects(r.source_key, r.pool) and self.fetcher.owns(r)
+
+    def process(self, r: JobResult) -> Fetched:
+        """Place one result; a replacing pool's result waits for the file's renditions."""
+        jid = (r.source_key, r.pool)
+        replace = self.fetcher.options.replace
+        if r.pool in replace and self.window.others_pending(*jid):
+            # Renditions are made from and checked against the original: swap it last.
+            self._held[jid] = r
+            self.rt.results[jid] = r
+            return Fetched(self.window.rel_of.get(r.source_key, ""), r.pool, "waiting", result=r)
+        item = self._home(r)
+        if item.action != "retry":
+            waiting = [j for j in self._held if j[0] == r.source_key]
+            for held in waiting:
+                if not self.window.others_pending(*held):
+                    self._home(self._held.pop(held))
+        return item
+
+    def _home(self, r: JobResult) -> Fetched:
+        jid = (r.source_key, r.pool)
+        self.rt.results[jid] = r
+        if (
+            r.outcome == "done"
+            and self.fetcher.options.out_dir is None
+            and (r.pool not in self.fetcher.options.replace)
+        ):
+            item = Fetched(self.window.rel_of.get(r.source_key, ""), r.pool, "skipped",
+                           "no output folder", result=r)  # fmt: skip
+        else:
+            item = self.fetcher.process(r)
+        if item.action == "retry":
+            return item
+        self.rt.fetched[jid] = item
+        self.window.settle(*jid)
+        if self.on_result:
+            self.on_result(item)
+        return item
+
+    def dead_letters(self, refs: FarmRefs, sqs: SQSClient) -> None:
+        """Jobs whose messages the farm gave up on (a dead-letter queue) fail here."""
+        for r in dead_letter_results(sqs, refs):
+            if self.window.expects(r.source_key, r.pool):
+                self.process(r)
+
+
+@dataclass
+class Control:
+    """How a run is told to stop: ``draining`` takes no more work, ``stop`` ends it now."""
+
+    draining: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def interrupt(self) -> None:
+        """First call: finish what runs and take nothing new; second: stop now."""
+        if self.draining.is_set():
+            self.stop.set()
+        self.draining.set()
+
+
+def run_round_trip(
+    clients: Clients,
+    refs: FarmRefs,
+    pools: Mapping[str, Pool],
+    library: Path,
+    *,
+    state: StateStore,
+    options: IngestOptions,
+    progress: Progress | None = None,
+    on_scanned: Callable[[ScanReport], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+    on_result: Callable[[Fetched], None] | None = None,
+    control: Control | None = None,
+    report: ScanReport | None = None,
+) -> RoundTrip:
+    """Scan (unless given the report), then upload and, when waiting, stream results home."""
+    if report is None:
+        report = scan(library, list(pools.values()), state, options.scan)
+        if on_scanned:
+            on_scanned(report)
+    rt = RoundTrip(report)
+    entries = [e for e in to_upload(report, fresh_farm=options.fresh_farm) if e.pools_pending]
+    log.info("ingest_planned", files=len(report.entries), to_upload=len(entries))
+    store = S3Store(clients.s3, refs.bucket)
+    if not options.wait:
+        # Uploads to an embedded farm die with it: remembering them would stop a later
+        # ingest to a real farm from sending those files.
+        on_done = None if options.fresh_farm else recorder(state)
+        rt.uploads = upload_all(store, library, entries, library_id(library),
+                                progress=progress, on_done=on_done)  # fmt: skip
+        return rt
+    fetcher = Fetcher(library, state, store, DynamoLedger(clients.dynamodb, refs.ledger_table),
+                      _fetch_options(options, pools), all_pools=sorted(pools),
+                      library=library_id(library))  # fmt: skip
+    run = _Run(rt, Streaming(rt, Window([], options.window), fetcher, on_result),
+               clients, refs, options=options, control=control or Control(),
+               on_tick=on_tick)  # fmt: skip
+    run.start(entries, store, None if options.fresh_farm else recorder(state))
+    run.loop(progress or NoProgress())
+    return rt
+
+
+class _Run:
+    """One streaming run: uploads into the window, results out of it, until idle or stopped."""
+
+    def __init__(
+        self, rt: RoundTrip, handler: Streaming, clients: Clients, refs: FarmRefs, *,
+        options: IngestOptions, control: Control, on_tick: Callable[[], None] | None,
+    ) -> None:  # fmt: skip
+        self.rt, self.handler, self.clients, self.refs = rt, handler, clients, refs
+        self.options, self.control, self.on_tick = options, control, on_tick
+        self.window = handler.window
+        self.fetcher = handler.fetcher
+        self.uploads: dict[Future[Uploaded], FileEntry] = {}
+        self.busy = True  # a job of the window runs on a worker (checked once draining)
+        self.deadline = None if options.timeout_s is None else time.monotonic() + options.timeout_s
+        self.next_dlq = time.monotonic() + DLQ_CHECK_EVERY_S
+        self.on_done: Callable[[Uploaded], None] | None = None
+        self.sending: list[FileEntry] = []
+
+    def start(
+        self, entries: list[FileEntry], store: S3Store,
+        on_done: Callable[[Uploaded], None] | None,
+    ) -> None:  # fmt: skip
+        """Queue what to upload; sources a real farm already holds wait for their results."""
+        self.store, self.on_done = store, on_done
+        self.sending = [e for e in entries if self.options.fresh_farm or e.status == "send"]
+        self.window.waiting.extend(self.sending)
+        for e in self.sending:  # the client's own skips: no farm result will say so
+            for pool, d in e.decisions.items():
+                if isinstance(d, Skip) and e.outcomes.get(pool) != "skipped":
+                    self.fetcher.state.record_outcome(e.rel, pool, "skipped", d.reason)
+        sent_now = {e.rel for e in self.sending}
+        for e in entries:
+            if e.rel in sent_now or not e.upload_key:
+                continue
+            # Content already in the bucket raises no new event: finished results come
+            # from the ledger.
+            self.window.uploading += 1
+            self.window.uploaded(e.upload_key, e.rel, e.pools_pending)
+            for pool in e.pools_pending:
+                res = self._from_ledger(e.upload_key, pool)
+                if res is not None:
+                    self.handler.process(res)
+
+    def _from_ledger(self, key: str, pool: str) -> JobResult | None:
+        ledger = self.fetcher.ledger
+        item = ledger.get(key, pool) if ledger is not None else None
+        return result_from_item(item, self.refs.bucket) if item else None
+
+    def loop(self, progress: Progress) -> None:
+        """Run until every source settled, or until stopped."""
+        self.progress = progress
+        progress.begin(len(self.sending), sum(e.size for e in self.sending))
+        with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="upload") as ex:
+            self.executor = ex
+            self.tick()
+            try:
+                drain(SqsInbox(self.clients.sqs, self.refs.results_queue_url), self.handler,
+                      follow=True, stop=self.control.stop, on_tick=self.tick,
+                      until=self.finished)  # fmt: skip
+            finally:
+                progress.end()
+                self.window.closed = True
+                for fut in self.uploads:
+                    fut.cancel()
+        rt = self.rt
+        rt.interrupted = self.control.draining.is_set() and not rt.timed_out
+        rt.not_started = [*self.uploads.values(), *self.window.waiting]
+        rt.lost = self.window.in_flight()
+        rt.uploads.sort(key=lambda u: u.entry.rel)
+
+    def finished(self) -> bool:
+        """Every source settled; or, draining, no job of the window still running."""
+        w = self.window
+        return w.idle or (w.closed and not self.uploads and not self.busy)
+
+    def tick(self) -> None:
+        """Take finished uploads, start new ones, look for dead letters and the clock."""
+        if self.control.draining.is_set():
+            self.window.closed = True
+            self.busy = any(self._running(jid) for jid in self.window.in_flight())
+        for fut in [f for f in self.uploads if f.done()]:
+            del self.uploads[fut]
+            self._uploaded(fut.result())
+        lib = self.fetcher.library
+        for e in self.window.take():
+            fut = self.executor.submit(upload_one, self.store, self.fetcher.root, e,
+                                       lib, self.progress.advance)  # fmt: skip
+            self.uploads[fut] = e
+        if self.on_tick:
+            self.on_tick()
+        if time.monotonic() >= self.next_dlq:
+            self.handler.dead_letters(self.refs, self.clients.sqs)
+            self.next_dlq = time.monotonic() + DLQ_CHECK_EVERY_S
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.rt.timed_out = True
+            self.control.stop.set()
+
+    def _uploaded(self, up: Uploaded) -> None:
+        self.rt.uploads.append(up)
+        self.progress.file_done(up)
+        if self.on_done:
+            self.on_done(up)
+        self.window.uploaded(up.key, up.entry.rel, up.entry.pools_pending if up.ok else ())
+
+    def _running(self, jid: JobId) -> bool:
+        ledger = self.fetcher.ledger
+        item = ledger.get(*jid) if ledger is not None else None
+        return item is not None and item.state is State.RUNNING
+
+
+def _fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOptions:
+    replace = replacing_pools(pools.values()) if options.replace else frozenset()
+    return FetchOptions(
+        pools=frozenset(pools), out_dir=options.out_dir, replace=replace,
+        allow_larger=options.allow_larger, keep_days=options.keep_days, cleanup=False,
+    )  # fmt: skip

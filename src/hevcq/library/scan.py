@@ -1,0 +1,384 @@
+"""Scanning a local library: walk, filter, fingerprint, probe, decide, remember."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from hevcq.errors import PermanentError
+from hevcq.keys import todo_key
+from hevcq.library.catalog import FileRecord, Outcome, PoolRecord, StateStore
+from hevcq.library.walk import (
+    DEFAULT_EXCLUDES,
+    DEFAULT_EXTENSIONS,
+    Candidate,
+    Problem,
+    ScanOptions,
+    fingerprint,
+    os_problem,
+    walk,
+)
+from hevcq.media.model import Decision, EncodePlan, MediaInfo, Skip
+from hevcq.media.probe import ProbeFn, probe
+from hevcq.pools import Pool
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "DEFAULT_EXTENSIONS",
+    "FileEntry",
+    "PoolTotals",
+    "Problem",
+    "ScanOptions",
+    "ScanReport",
+    "fingerprint",
+    "scan",
+]
+
+log = structlog.get_logger()
+
+DecideFn = Callable[[MediaInfo, Pool, str], Decision]
+FingerprintFn = Callable[[Path], str]
+Status = Literal["send", "uploaded", "skip", "duplicate", "deferred", "finished"]
+# Outcomes that a later run does not redo (a new pool decision resets the outcome).
+SETTLED: frozenset[Outcome] = frozenset({"done", "skipped", "failed"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileEntry:
+    """One scanned file: what it is, what each pool decided, what happens next."""
+
+    rel: str
+    size: int
+    duration_s: float | None
+    fingerprint: str
+    status: Status
+    decisions: Mapping[str, Decision] = field(default_factory=dict)
+    outcomes: Mapping[str, Outcome] = field(default_factory=dict)
+    duplicate_of: str | None = None
+    upload_key: str | None = None
+    cached: bool = False  # reused from the state store without opening the file
+
+    @property
+    def pools_to_encode(self) -> tuple[str, ...]:
+        """Pools whose decision is to encode this file."""
+        return tuple(p for p, d in self.decisions.items() if isinstance(d, EncodePlan))
+
+    @property
+    def pools_pending(self) -> tuple[str, ...]:
+        """Pools that encode this file and have no settled outcome from an earlier run."""
+        return tuple(p for p in self.pools_to_encode if self.outcomes.get(p) not in SETTLED)
+
+
+@dataclass(frozen=True)
+class PoolTotals:
+    """Work a pool gets from the files to send: count, bytes and source seconds."""
+
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """The result of a scan; render-free (the CLI renders it)."""
+
+    root: Path
+    entries: tuple[FileEntry, ...]
+    problems: tuple[Problem, ...]
+    totals: Mapping[str, PoolTotals]
+    reused: int  # files answered from the state store
+    probed: int  # files fingerprinted and probed in this run
+    elapsed_s: float
+
+    def with_status(self, status: Status) -> tuple[FileEntry, ...]:
+        """Entries in one status."""
+        return tuple(e for e in self.entries if e.status == status)
+
+    @property
+    def to_send(self) -> tuple[FileEntry, ...]:
+        """Files to upload in this run."""
+        return self.with_status("send")
+
+    @property
+    def duplicates(self) -> tuple[FileEntry, ...]:
+        """Files whose content was already uploaded or seen earlier in this run."""
+        return self.with_status("duplicate")
+
+
+# --- the scan ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Examined:
+    cand: Candidate
+    fingerprint: str
+    info: MediaInfo | None
+    error: str | None  # a permanent probe failure, remembered so it is not re-probed
+
+
+def _examine(c: Candidate, probe_fn: ProbeFn, fingerprint_fn: FingerprintFn) -> _Examined | Problem:
+    """Fingerprint and probe one file (runs in a worker thread)."""
+    try:
+        fp = fingerprint_fn(c.path)
+    except OSError as exc:
+        return os_problem(c.rel, exc)
+    info, error = None, None
+    try:
+        info = probe_fn(c.path)
+    except PermanentError as exc:
+        error = str(exc)
+    except OSError as exc:
+        return os_problem(c.rel, exc)
+    except Exception as exc:  # a probe bug on one file must not stop a scan of thousands
+        log.warning("probe_crashed", rel=c.rel, exc_info=True)
+        return Problem(c.rel, "probe_failed", f"probe crashed: {exc!r}")
+    try:
+        st = c.path.stat()
+    except OSError as exc:
+        return os_problem(c.rel, exc)
+    if (st.st_size, st.st_mtime_ns) != (c.size, c.mtime_ns):
+        return Problem(c.rel, "changing", "file changed while it was read; scan again later")
+    return _Examined(c, fp, info, error)
+
+
+def _default_decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
+    from hevcq.media.decide import decide  # noqa: PLC0415  (kept lazy: the scan core needs no decide)
+
+    return decide(info, pool, source_name)
+
+
+class _Scan:
+    """The state of one scan; methods take files in sorted order."""
+
+    def __init__(
+        self, pools: Sequence[Pool], store: StateStore, options: ScanOptions, decide_fn: DecideFn
+    ) -> None:
+        self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
+        self.hashes = {p.name: p.settings_hash() for p in pools}
+        self.files = store.load_files()
+        self.stored_decisions = store.load_decisions()
+        self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
+        self.seen: dict[str, str] = {}
+        self.uploaded: dict[str, str] = {}
+        self.sent_files = self.sent_bytes = 0
+        self.limit_reached = False
+        self.entries: list[FileEntry] = []
+        self.problems: list[Problem] = []
+        self.new_files: list[FileRecord] = []
+        self.new_decisions: list[tuple[str, str, PoolRecord]] = []
+        self.reused = self.probed = 0
+
+    def index_uploads(self, present: Mapping[str, Candidate]) -> None:
+        """Fingerprints whose upload still holds that content (path gone or unchanged)."""
+        for rec in sorted(self.files.values(), key=lambda r: r.rel, reverse=True):
+            cur = present.get(rec.rel)
+            if rec.uploaded and (cur is None or _same_version(rec, cur)):
+                self.uploaded[rec.fingerprint] = rec.rel
+
+    def known(self, c: Candidate) -> FileRecord | None:
+        """The stored record if this exact version was seen, by path or (renamed) by inode."""
+        rec = self.files.get(c.rel)
+        if rec is not None and _same_version(rec, c):
+            return rec if rec.info is not None or rec.probe_error else None
+        moved = self.by_identity.get((c.inode, c.size, c.mtime_ns))
+        if moved is None or moved.info is None:
+            return None
+        renamed = FileRecord(
+            rel=c.rel, size=c.size, mtime_ns=c.mtime_ns, inode=c.inode,
+            fingerprint=moved.fingerprint, info=moved.info, probe_error=None,
+        )  # fmt: skip
+        self.new_files.append(renamed)
+        return renamed
+
+    def add(self, c: Candidate, rec: FileRecord, cached: bool) -> None:
+        """Report one file: problem, or entry with decisions and status."""
+        if rec.info is None:
+            self.problems.append(Problem(c.rel, "probe_failed", rec.probe_error or "probe failed"))
+            return
+        stored = self.stored_decisions.get(c.rel, {}) if cached else {}
+        decisions = {
+            p.name: self._decision(c.rel, rec.info, p, stored.get(p.name)) for p in self.pools
+        }
+        # An outcome belongs to the decision it was reached under.
+        outcomes: dict[str, Outcome] = {
+            p: stored[p].outcome
+            if p in stored and stored[p].settings_hash == self.hashes[p]
+            else "pending"
+            for p in decisions
+        }
+        status, first = self._classify(c, rec, decisions, outcomes)
+        key = rec.upload_key if status == "uploaded" else None
+        if status == "send":
+            try:
+                key = todo_key(c.rel)
+            except PermanentError as exc:
+                self.problems.append(Problem(c.rel, "bad_path", str(exc)))
+                return
+            self.sent_files, self.sent_bytes = self.sent_files + 1, self.sent_bytes + c.size
+        self.entries.append(
+            FileEntry(
+                rel=c.rel,
+                size=c.size,
+                duration_s=rec.info.duration_s,
+                fingerprint=rec.fingerprint,
+                status=status,
+                decisions=decisions,
+                outcomes=outcomes,
+                duplicate_of=first,
+                upload_key=key,
+                cached=cached,
+            )
+        )
+
+    def _decision(self, rel: str, info: MediaInfo, pool: Pool, old: PoolRecord | None) -> Decision:
+        if old is not None and old.settings_hash == self.hashes[pool.name]:
+            return old.decision
+        try:
+            decision = self.decide_fn(info, pool, rel)
+        except PermanentError as exc:
+            decision = Skip(f"cannot decide: {exc}")
+        self.new_decisions.append((rel, pool.name, PoolRecord(self.hashes[pool.name], decision)))
+        return decision
+
+    def _classify(
+        self,
+        c: Candidate,
+        rec: FileRecord,
+        decisions: Mapping[str, Decision],
+        outcomes: Mapping[str, Outcome],
+    ) -> tuple[Status, str | None]:
+        fp = rec.fingerprint
+        first = self.uploaded.get(fp, c.rel)
+        if first == c.rel:
+            first = self.seen.setdefault(fp, c.rel)
+        if first != c.rel:
+            return "duplicate", first
+        if rec.uploaded:
+            return "uploaded", None
+        encode = [p for p, d in decisions.items() if isinstance(d, EncodePlan)]
+        if not encode:
+            return "skip", None
+        if all(outcomes.get(p) in SETTLED for p in encode):
+            return "finished", None
+        if self._over_limit(c.size):
+            return "deferred", None
+        return "send", None
+
+    def _over_limit(self, size: int) -> bool:
+        o = self.options
+        over = (o.max_files is not None and self.sent_files + 1 > o.max_files) or (
+            o.max_bytes is not None and self.sent_bytes + size > o.max_bytes
+        )
+        self.limit_reached = self.limit_reached or over
+        return self.limit_reached
+
+    def flush(self) -> None:
+        """Persist new probes and decisions of the last batch in one transaction."""
+        if not (self.new_files or self.new_decisions):
+            return
+        with self.store.transaction():
+            for rec in self.new_files:
+                self.store.put_file(rec)
+                self.store.drop_decisions(rec.rel)
+            for rel, pool, prec in self.new_decisions:
+                self.store.put_decision(rel, pool, prec)
+        self.new_files, self.new_decisions = [], []
+
+    def totals(self) -> dict[str, PoolTotals]:
+        """Per-pool work among the files to send."""
+        out = {p.name: PoolTotals() for p in self.pools}
+        for e in self.entries:
+            if e.status == "send":
+                for pool in e.pools_to_encode:
+                    t = out[pool]
+                    out[pool] = PoolTotals(
+                        t.files + 1, t.bytes + e.size, t.seconds + (e.duration_s or 0.0)
+                    )
+        return out
+
+
+def _same_version(rec: FileRecord, c: Candidate) -> bool:
+    return (rec.size, rec.mtime_ns, rec.inode) == (c.size, c.mtime_ns, c.inode)
+
+
+def _batches(items: Sequence[Candidate], size: int) -> Iterator[Sequence[Candidate]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def scan(
+    root: Path,
+    pools: Sequence[Pool],
+    store: StateStore,
+    options: ScanOptions | None = None,
+    *,
+    probe_fn: ProbeFn = probe,
+    decide_fn: DecideFn = _default_decide,
+    fingerprint_fn: FingerprintFn | None = None,
+    workers: int = 8,
+) -> ScanReport:
+    """Walk ``root``, reuse what the store knows, probe the rest in threads, decide per pool."""
+    started = time.perf_counter()
+    options = options or ScanOptions()
+    fp_fn = fingerprint_fn or (lambda p: fingerprint(p, full=options.full_hash))
+    candidates, walk_problems = walk(root, options)
+    state = _Scan(pools, store, options, decide_fn)
+    state.problems.extend(walk_problems)
+    state.index_uploads({c.rel: c for c in candidates})
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="scan") as pool:
+        # Batches keep the order (duplicates point at the first path) and let a limit stop
+        # the probing early instead of after the whole library.
+        for batch in _batches(candidates, max(1, workers) * 8):
+            _scan_batch(state, batch, pool, probe_fn, fp_fn)
+            state.flush()
+    problems = sorted(state.problems, key=lambda p: p.rel)
+    elapsed = time.perf_counter() - started
+    report = ScanReport(root, tuple(state.entries), tuple(problems), state.totals(),
+                        state.reused, state.probed, elapsed)  # fmt: skip
+    log.info("library_scanned", root=str(root), files=len(report.entries), reused=report.reused,
+             probed=report.probed, problems=len(problems), elapsed_s=round(elapsed, 3))  # fmt: skip
+    return report
+
+
+def _scan_batch(
+    state: _Scan,
+    batch: Sequence[Candidate],
+    pool: ThreadPoolExecutor,
+    probe_fn: ProbeFn,
+    fp_fn: FingerprintFn,
+) -> None:
+    known = {c.rel: state.known(c) for c in batch}
+    fresh = [c for c in batch if known[c.rel] is None]
+    if state.limit_reached:
+        fresh = []  # nothing more can be sent this run: do not spend time probing
+    examined = pool.map(lambda c: _examine(c, probe_fn, fp_fn), fresh)
+    results = dict(zip((c.rel for c in fresh), examined, strict=True))
+    for c in batch:
+        rec = known[c.rel]
+        if rec is not None:
+            state.reused += 1
+            state.add(c, rec, cached=c.rel in state.files and rec is state.files[c.rel])
+            continue
+        res = results.get(c.rel)
+        if res is None:
+            state.entries.append(
+                FileEntry(
+                    rel=c.rel, size=c.size, duration_s=None, fingerprint="", status="deferred"
+                )
+            )
+        elif isinstance(res, Problem):
+            state.problems.append(res)
+        else:
+            state.probed += 1
+            rec = FileRecord(
+                rel=c.rel, size=c.size, mtime_ns=c.mtime_ns, inode=c.inode,
+                fingerprint=res.fingerprint, info=res.info, probe_error=res.error,
+            )  # fmt: skip
+            state.new_files.append(rec)
+            state.add(c, rec, cached=False)

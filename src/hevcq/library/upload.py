@@ -1,0 +1,170 @@
+"""The upload side of ingest: what a scan says to send goes to ``TODO/`` with our metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from hevcq.errors import HevcqError
+from hevcq.keys import todo_key
+from hevcq.library.catalog import StateStore
+from hevcq.library.scan import FileEntry, ScanReport
+from hevcq.library.walk import os_problem
+from hevcq.objects import ObjectStore
+from hevcq.worker.precheck import client_skips_metadata
+
+log = structlog.get_logger()
+
+META_REL_PATH = "hevcq-rel-path"
+META_SIZE = "hevcq-size"
+META_MTIME = "hevcq-mtime-ns"
+META_HASH = "hevcq-content-hash"  # the scan's fingerprint (walk.fingerprint)
+META_LIBRARY = "hevcq-library"  # which library uploaded it: fetch leaves others' results alone
+
+# Files uploaded at once; each upload also splits into parts (aws.s3.TRANSFER concurrency).
+UPLOAD_WORKERS = 4
+
+
+def to_upload(report: ScanReport, *, fresh_farm: bool = False) -> list[FileEntry]:
+    """Entries to upload; a fresh (embedded) farm also needs those an earlier farm received."""
+    wanted = ("send", "uploaded") if fresh_farm else ("send",)
+    return [e for e in report.entries if e.status in wanted]
+
+
+def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, str]:
+    """The object metadata of an upload."""
+    return {
+        META_REL_PATH: entry.rel,
+        META_SIZE: str(entry.size),
+        META_MTIME: str(mtime_ns),
+        META_HASH: entry.fingerprint,
+        META_LIBRARY: library,
+        # The workers of these pools re-check from a few ranges instead of downloading.
+        **client_skips_metadata(entry.decisions),
+    }
+
+
+class Progress(Protocol):
+    """Something that shows upload progress (a bar on a terminal, log lines otherwise)."""
+
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, up: Uploaded) -> None: ...
+    def end(self) -> None: ...
+
+
+class NoProgress:
+    """Shows nothing."""
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        """Nothing."""
+
+    def advance(self, nbytes: int) -> None:
+        """Nothing."""
+
+    def file_done(self, up: Uploaded) -> None:
+        """Nothing."""
+
+    def end(self) -> None:
+        """Nothing."""
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """One upload attempt: ``sent`` is False when the object already held this content."""
+
+    entry: FileEntry
+    key: str
+    sent: bool
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the object now holds the file's content."""
+        return self.error is None
+
+
+def upload_one(
+    target: ObjectStore, root: Path, entry: FileEntry, library: str,
+    advance: Callable[[int], None],
+) -> Uploaded:  # fmt: skip
+    """Upload one file unless its object already holds the same content."""
+    key = entry.upload_key or todo_key(entry.rel)
+    path = root.joinpath(*entry.rel.split("/"))
+    try:
+        st = path.stat()
+        if st.st_size != entry.size:
+            return Uploaded(entry, key, False, "changed since the scan; run ingest again")
+        existing = target.head(key)
+        if existing is not None and existing.metadata.get(META_HASH) == entry.fingerprint:
+            log.info("upload_skipped_same_content", key=key)
+            advance(entry.size)
+            return Uploaded(entry, key, sent=False)
+        target.upload(path, key, upload_metadata(entry, st.st_mtime_ns, library), advance)
+    except OSError as exc:
+        return Uploaded(entry, key, False, os_problem(entry.rel, exc).reason)
+    except HevcqError as exc:
+        return Uploaded(entry, key, False, f"upload failed: {exc}")
+    log.info("uploaded", key=key, bytes=entry.size)
+    return Uploaded(entry, key, sent=True)
+
+
+def upload_all(
+    target: ObjectStore,
+    root: Path,
+    entries: list[FileEntry],
+    library: str,
+    *,
+    workers: int = UPLOAD_WORKERS,
+    progress: Progress | None = None,
+    on_done: Callable[[Uploaded], None] | None = None,
+) -> list[Uploaded]:
+    """Upload in parallel; ``on_done`` runs in the calling thread (the state store's)."""
+    shown = progress or NoProgress()
+    shown.begin(len(entries), sum(e.size for e in entries))
+    out: list[Uploaded] = []
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as ex:
+            futures = [
+                ex.submit(upload_one, target, root, e, library, shown.advance) for e in entries
+            ]
+            for fut in as_completed(futures):
+                up = fut.result()
+                out.append(up)
+                shown.file_done(up)
+                if on_done:
+                    on_done(up)
+    finally:
+        shown.end()
+    return sorted(out, key=lambda u: u.entry.rel)
+
+
+def recorder(state: StateStore) -> Callable[[Uploaded], None]:
+    """An ``on_done`` that remembers successful uploads in the library's state store."""
+
+    def record(up: Uploaded) -> None:
+        if up.ok:
+            state.record_upload(up.entry.rel, up.key, up.entry.fingerprint)
+
+    return record
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'1500', '700M', '50G', '1.5T' (binary units, optional trailing B or iB) -> bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise ValueError(f"not a size: {text!r}") from None
+    if value < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _UNITS[unit])

@@ -1,0 +1,1 @@
+"""The media core: probe, decide, encode and verify; no queues, no AWS."""

@@ -1,0 +1,147 @@
+"""Whether a pool applies to a probed source, and if so the exact encode plan. Pure."""
+
+from __future__ import annotations
+
+from hevcq.keys import output_extension
+from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, SubtitleStream
+from hevcq.pools import Pool
+
+OUTPUT_CODEC = "hevc"
+KEPT_ORIGINAL = "kept original: output would be larger"
+
+# Audio codecs each output container takes as they are; anything else becomes AAC.
+# Matroska takes nearly everything, but an explicit list means an exotic codec is
+# re-encoded (which always works) instead of failing the mux.
+MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
+MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | frozenset(
+    {"mp2", "dts", "truehd", "flac", "vorbis", "wavpack", "tta", "pcm_u8", "pcm_alaw",
+     "pcm_mulaw", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le",
+     "pcm_s32be", "pcm_f32le", "pcm_f64le"}
+)  # fmt: skip
+# Text subtitle codecs MP4's only subtitle format (mov_text) can be made from.
+MP4_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text"})
+# (codec, tag) of copied streams that MP4 takes as they are. Through the tee muxer (see
+# ffargs.build_args) a copied stream keeps its source's codec tag, where plain ffmpeg
+# swaps a tag the output container does not know (".mp3" from QuickTime, "text" for
+# mov_text, AVI and MPEG-TS numbers) for the container's own. So the tee is only used
+# when every copied stream has no tag or one of these, which plain ffmpeg keeps too, and
+# when the source has no chapters, which the tee muxer does not pass on.
+MP4_KEPT_TAGS = frozenset(
+    {("aac", "mp4a"), ("mp3", "mp4a"), ("ac3", "ac-3"), ("eac3", "ec-3"), ("alac", "alac"),
+     ("opus", "Opus"), ("mov_text", "tx3g")}
+)  # fmt: skip
+
+
+def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
+    """The encode plan for this source in this pool, or why the pool does not apply."""
+    video = info.main_video
+    if video is None:
+        return Skip("no video stream")
+    target = pool.applies.target_height
+    if video.codec == OUTPUT_CODEC and target is None:
+        return Skip("already HEVC")
+    if video.codec not in pool.applies.source_codecs:
+        handled = ", ".join(pool.applies.source_codecs)
+        return Skip(f"source codec {video.codec} is not handled by pool {pool.name} ({handled})")
+    if target is None:
+        width, height = _even(video.width), _even(video.height)
+        scale, crop = False, (width, height) != (video.width, video.height)
+    else:
+        display_w, display_h = video.display_size
+        if min(display_w, display_h) < target:
+            return Skip(f"source is {display_w}x{display_h}, smaller than {target}p (no upscaling)")
+        if min(display_w, display_h) == target and video.codec == OUTPUT_CODEC:
+            # The rendition would re-encode the source into itself, only worse.
+            return Skip(f"already HEVC at {display_w}x{display_h}, the {target}p size")
+        width, height = fit_short_side(video.width, video.height, target)
+        scale, crop = (width, height) != (video.width, video.height), False
+    container = "matroska" if output_extension(source_name) == ".mkv" else "mp4"
+    keep_subs = pool.encode.keep_subtitles
+    audio = audio_plan(info.audio, container)
+    subtitles = subtitle_plan(info.subtitles, container) if keep_subs else ()
+    return EncodePlan(
+        pool=pool.name,
+        container=container,
+        video_index=video.index,
+        width=width,
+        height=height,
+        rotation=video.rotation,
+        ten_bit=video.bit_depth > 8,
+        crf=pool.encode.crf,
+        preset=pool.encode.preset,
+        x265_params=dict(pool.encode.x265_params),
+        scale=scale,
+        crop=crop,
+        audio=audio,
+        audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
+        subtitles=subtitles,
+        attachments=keep_subs and container == "matroska" and info.attachments > 0,
+        expected_duration_s=info.duration_s,
+        tee_safe=info.chapters == 0 and tee_safe(info, container, [*audio, *subtitles]),
+    )
+
+
+def _even(size: int) -> int:
+    """The largest even size not above ``size`` (4:2:0 chroma needs even dimensions)."""
+    return max(2, size - size % 2)
+
+
+def fit_short_side(width: int, height: int, target: int) -> tuple[int, int]:
+    """Scale a coded size so its short side is ``target``, keeping aspect, even sides.
+
+    The short side is the same in coded and display orientation (rotation only swaps
+    the sides), so a portrait phone clip coded 1920x1080 with rotation 90 gets 1280x720
+    coded, which displays as 720x1280: the target becomes its width.
+    """
+    short, long = sorted((width, height))
+    new_long = max(2, round(long * target / short / 2) * 2)
+    new_short = _even(target)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> bool:
+    """Whether every stream copied as it is keeps a codec tag the output accepts."""
+    streams: dict[int, AudioStream | SubtitleStream] = {a.index: a for a in info.audio}
+    streams |= {s.index: s for s in info.subtitles}
+    for index, mode in copies:
+        stream = streams.get(index)
+        if mode != "copy" or stream is None or not stream.tag:
+            continue
+        if container != "mp4" or (stream.codec, stream.tag) not in MP4_KEPT_TAGS:
+            return False
+    return True
+
+
+def audio_plan(streams: tuple[AudioStream, ...], container: str) -> tuple[tuple[int, str], ...]:
+    """Every audio stream kept: copied when the container takes the codec, else AAC."""
+    accepted = MATROSKA_AUDIO_COPY if container == "matroska" else MP4_AUDIO_COPY
+    return tuple((a.index, "copy" if a.codec in accepted else "aac") for a in streams)
+
+
+def subtitle_plan(
+    streams: tuple[SubtitleStream, ...], container: str
+) -> tuple[tuple[int, str], ...]:
+    """Which subtitle streams survive, and how.
+
+    Matroska keeps every subtitle stream as it is. MP4 only carries mov_text: mov_text is
+    copied, text formats (SubRip, ASS/SSA, WebVTT) are converted to it (ASS styling is
+    lost), and bitmap subtitles (DVD, PGS) are dropped because they cannot be turned into
+    text without OCR and MP4 players do not take them; keeping the source as MKV keeps them.
+    """
+    if container == "matroska":
+        return tuple((s.index, "copy") for s in streams)
+    plan: list[tuple[int, str]] = []
+    for sub in streams:
+        if sub.codec == "mov_text":
+            plan.append((sub.index, "copy"))
+        elif sub.codec in MP4_TEXT_SUBTITLES:
+            plan.append((sub.index, "mov_text"))
+    return tuple(plan)
+
+
+def saves_nothing(pool: Pool, output_bytes: int, input_bytes: int) -> bool:
+    """True when an output meant to stand in for its source is no smaller than it.
+
+    Renditions (a pool with an output suffix) are another size on purpose: never this.
+    """
+    return not pool.output_suffix and output_bytes >= input_bytes

@@ -1,0 +1,130 @@
+"""The ffmpeg argument list for an encode plan. Pure: no I/O, never a shell string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hevcq.errors import ConfigError
+from hevcq.media.model import EncodePlan
+
+# Forced so x265's own banner and per-frame info never push ffmpeg's real error
+# out of the bounded stderr tail that failure messages are built from.
+X265_FORCED = {"log-level": "error"}
+
+
+def build_args(
+    ffmpeg: str,
+    src: Path,
+    dst: Path,
+    plan: EncodePlan,
+    *,
+    threads: int | None = None,
+    stream: Path | None = None,
+) -> list[str]:
+    """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``.
+
+    With ``stream``, the encoded video is also written there as a raw HEVC elementary
+    stream, so that it can be decoded while the encode runs (see ``hevcq.media.streamcheck``);
+    ``dst`` comes out byte for byte as it would without.
+    """
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    if threads:
+        args += ["-threads", str(threads)]  # before -i: decoder threads
+    # -noautorotate: keep the coded orientation; the display matrix is carried over instead.
+    # "file:" stops a name starting with "-" or holding ":" being read as an option or protocol.
+    args += ["-noautorotate", "-i", f"file:{src}", "-map_metadata", "0"]
+    args += video_args(plan, threads)
+    args += audio_args(plan)
+    args += subtitle_args(plan)
+    if plan.attachments:
+        args += ["-map", "0:t", "-c:t", "copy"]
+    args += stream_tag_args(plan)
+    fmt, options = muxer(plan)
+    progress = ["-progress", "pipe:1", "-nostats"]
+    if stream is None:
+        muxing = [a for k, v in options.items() for a in (f"-{k}", v)]
+        return [*args, *muxing, "-f", fmt, *progress, f"file:{dst}"]
+    # The tee muxer cannot tell the encoders that the file needs global headers (the mp4
+    # and matroska muxers ask for them themselves), so it is said here: the output is
+    # the same bytes either way. dump_extra repeats the parameter sets in the raw copy
+    # so that it decodes on its own.
+    main = ":".join([f"f={fmt}", *(f"{k}={v}" for k, v in options.items())])
+    spec = f"[{main}]file:{tee_escape(dst)}|[{STREAM_SLAVE}]file:{tee_escape(stream)}"
+    return [*args, *progress, "-flags", "+global_header", "-f", "tee", spec]
+
+
+def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
+    """Map and encode the main video stream; frame timing passes through untouched."""
+    args = ["-map", f"0:{plan.video_index}"]
+    if plan.scale:
+        args += ["-vf", f"scale={plan.width}:{plan.height}:flags=lanczos"]
+    elif plan.crop:
+        args += ["-vf", f"crop={plan.width}:{plan.height}:0:0"]
+    params = dict(plan.x265_params)
+    if threads:
+        params["pools"] = str(threads)
+    params.update(X265_FORCED)
+    args += [
+        "-c:v", "libx265",
+        "-preset", plan.preset,
+        "-crf", str(plan.crf),
+        "-pix_fmt", "yuv420p10le" if plan.ten_bit else "yuv420p",
+        "-profile:v", "main10" if plan.ten_bit else "main",
+        "-x265-params", x265_params(params),
+        # No -r and no CFR conversion: MP4 output would otherwise default to duplicating
+        # and dropping frames of variable-frame-rate phone clips.
+        "-fps_mode:v", "passthrough",
+    ]  # fmt: skip
+    return args
+
+
+def x265_params(params: dict[str, str]) -> str:
+    """``key=value:key=value``; rejects what would break that syntax."""
+    for key, value in params.items():
+        if not key or any(ch in key for ch in ":=") or ":" in value:
+            raise ConfigError(f"x265_params: {key}={value!r} cannot be passed to x265")
+    return ":".join(f"{key}={value}" for key, value in params.items())
+
+
+def audio_args(plan: EncodePlan) -> list[str]:
+    """Map every planned audio stream, copied or encoded to AAC, in source order."""
+    args: list[str] = []
+    for n, (index, mode) in enumerate(plan.audio):
+        args += ["-map", f"0:{index}"]
+        if mode == "copy":
+            args += [f"-c:a:{n}", "copy"]
+        else:
+            args += [f"-c:a:{n}", "aac", f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
+    return args
+
+
+def subtitle_args(plan: EncodePlan) -> list[str]:
+    """Map every planned subtitle stream, copied or converted to mov_text."""
+    args: list[str] = []
+    for n, (index, mode) in enumerate(plan.subtitles):
+        args += ["-map", f"0:{index}", f"-c:s:{n}", mode]
+    return args
+
+
+def stream_tag_args(plan: EncodePlan) -> list[str]:
+    """hvc1 (parameter sets in the sample entry) is what Apple players require in MP4."""
+    return ["-tag:v", "hvc1"] if plan.container == "mp4" else []
+
+
+def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
+    """Explicit output format and its options: temporary names carry no extension."""
+    if plan.container == "mp4":
+        # faststart puts the index first so playback starts before the download ends.
+        return "mp4", {"movflags": "+faststart+use_metadata_tags"}
+    return "matroska", {}
+
+
+# The tee's second output: the video stream only, as Annex B with in-band parameter sets.
+STREAM_SLAVE = "f=hevc:select=v:bsfs/v=dump_extra"
+_TEE_SPECIAL = set("\\'|") | set(" \t\n\r")
+
+
+def tee_escape(path: Path) -> str:
+    """A path made safe inside a tee output list, whose parser splits on ``|`` and
+    unquotes ``\\`` and ``'`` (leading and trailing blanks would be trimmed too)."""
+    return "".join(f"\\{ch}" if ch in _TEE_SPECIAL else ch for ch in str(path))

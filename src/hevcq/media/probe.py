@@ -1,0 +1,169 @@
+"""Probing media files in-process with PyAV: no ffprobe, no subprocess per file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from fractions import Fraction
+from io import RawIOBase
+from pathlib import Path
+from typing import Any
+
+import av
+
+from hevcq.errors import PermanentError
+from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
+
+# Reading the rotation needs one decoded frame; a stream that yields none within this
+# many packets is treated as unreadable instead of demuxing a hostile file to the end.
+MAX_PACKETS_FOR_FIRST_FRAME = 500
+AV_TIME_BASE = 1_000_000  # container durations are in microseconds (libavutil/avutil.h)
+
+# Leading bytes of the containers people actually store video in. When libav refuses a
+# file, these tell a damaged video ("unreadable or truncated") from something that was
+# never one ("not a media file"): an MP4 cut before its moov box fails exactly like a text file.
+_ISO_BOX_TYPES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+_SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"FLV", b"OggS",
+               b"\x30\x26\xb2\x75")  # fmt: skip
+MPEG_TS_PACKET = 188
+
+ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
+
+
+def looks_like_media(head: bytes) -> bool:
+    """Whether the first bytes of a file carry a known video container signature."""
+    if head[4:8] in _ISO_BOX_TYPES or head.startswith(_SIGNATURES):
+        return True
+    return len(head) > MPEG_TS_PACKET and head[0] == head[MPEG_TS_PACKET] == 0x47
+
+
+def bit_depth(pix_fmt: str | None) -> int:
+    """Bits per luma sample of a pixel format name (8 when unknown)."""
+    if not pix_fmt:
+        return 8
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, IndexError):
+        return 8
+
+
+def normalise_rotation(degrees: float | None) -> int:
+    """Any display-matrix angle (negative, 360, 89.99) as 0, 90, 180 or 270."""
+    if degrees is None:
+        return 0
+    return (round(degrees / 90) * 90) % 360
+
+
+def probe(path: Path) -> MediaInfo:
+    """Describe a media file; ``PermanentError`` when it cannot be a usable source."""
+    size = path.stat().st_size
+    if size == 0:
+        raise PermanentError("empty file (0 bytes)")
+    try:
+        # Broken metadata must not make a playable file unreadable.
+        container = av.open(str(path), metadata_errors="replace")
+    except av.FFmpegError as exc:
+        with path.open("rb") as fh:
+            head = fh.read(MPEG_TS_PACKET + 1)
+        if looks_like_media(head):
+            raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
+        raise PermanentError(f"not a media file: {exc.strerror}") from exc
+    with container:
+        try:
+            return _describe(container, size)
+        except av.FFmpegError as exc:
+            raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
+
+
+def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
+    """``probe`` of a seekable file object (an object read through ranged requests)."""
+    try:
+        container = av.open(stream, metadata_errors="replace")
+    except av.FFmpegError as exc:
+        raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
+    with container:
+        try:
+            return _describe(container, size)
+        except av.FFmpegError as exc:
+            raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
+
+
+def _describe(container: Any, size: int) -> MediaInfo:
+    video, audio, subtitles, attachments = [], [], [], 0
+    for stream in container.streams:
+        if stream.type == "attachment":
+            attachments += 1
+        elif stream.codec_context is None:
+            continue  # data streams and codecs this libav cannot decode
+        elif stream.type == "video":
+            video.append(_video(container, stream))
+        elif stream.type == "audio":
+            cc = stream.codec_context
+            name, channels = cc.codec.canonical_name, cc.channels
+            audio.append(AudioStream(stream.index, name, channels, _tag(cc)))
+        elif stream.type == "subtitle":
+            cc = stream.codec_context
+            subtitles.append(SubtitleStream(stream.index, cc.codec.canonical_name, _tag(cc)))
+    return MediaInfo(
+        format_name=container.format.name,
+        duration_s=_duration(container),
+        size_bytes=size,
+        video=tuple(video),
+        audio=tuple(audio),
+        subtitles=tuple(subtitles),
+        attachments=attachments,
+        chapters=len(container.chapters()),
+    )
+
+
+def _tag(codec_context: Any) -> str:
+    return str(codec_context.codec_tag or "").strip("\x00")
+
+
+def _video(container: Any, stream: Any) -> VideoStream:
+    cc = stream.codec_context
+    cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
+    pix_fmt, rotation = cc.pix_fmt, 0
+    if not cover:
+        frame = _first_frame(container, stream)
+        rotation = normalise_rotation(frame.rotation)
+        pix_fmt = pix_fmt or frame.format.name
+    rate: Fraction | None = stream.average_rate
+    return VideoStream(
+        index=stream.index,
+        codec=cc.codec.canonical_name,
+        width=cc.width,
+        height=cc.height,
+        pix_fmt=pix_fmt or "",
+        bit_depth=bit_depth(pix_fmt),
+        rotation=rotation,
+        fps=float(rate) if rate else None,
+        attached_pic=cover,
+    )
+
+
+def _first_frame(container: Any, stream: Any) -> Any:
+    # The display matrix is exposed on decoded frames only (PyAV streams have no
+    # side-data accessor), so decode exactly one frame, then rewind for the next stream.
+    try:
+        for count, packet in enumerate(container.demux(stream)):
+            for frame in packet.decode():
+                return frame
+            if count >= MAX_PACKETS_FOR_FIRST_FRAME:
+                break
+    finally:
+        # Only a second video stream needs the rewind; it can still start mid-file.
+        with contextlib.suppress(av.FFmpegError):
+            container.seek(0)
+    raise PermanentError(f"unreadable or truncated: no frame decodes in stream {stream.index}")
+
+
+def _duration(container: Any) -> float | None:
+    if container.duration and container.duration > 0:
+        return float(container.duration / AV_TIME_BASE)
+    spans = [
+        float(s.duration * s.time_base)
+        for s in container.streams
+        if s.duration and s.time_base and s.duration > 0
+    ]
+    return max(spans, default=None)

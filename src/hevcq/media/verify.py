@@ -1,0 +1,407 @@
+"""Proving an encoded output is what was planned: shape, length, and that it decodes.
+
+How much is decoded follows the pool's ``verify`` policy (``hevcq.pools``), through the
+``StreamCheck`` the encode step hands over:
+- no ``StreamCheck`` (the tee was not used): every frame of the file is decoded here;
+- a decoded one (``verify: full``): every frame was decoded during the encode, and the
+  file's video is proved to be that stream;
+- a partly decoded one (``verify: stream``): the file's video is proved to be the
+  encoder's own stream (digest, parameter sets, one picture per packet), whose first
+  frames were decoded during the encode; here the file's first keyframe and the start of
+  its last GOP are decoded (``decode_ends``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import structlog
+
+from hevcq.errors import PermanentError, VerificationError
+from hevcq.media.model import EncodePlan, MediaInfo
+from hevcq.media.probe import probe
+from hevcq.media.streamcheck import (
+    FIRST_NON_VCL,
+    AnnexBSplitter,
+    NalDigest,
+    StreamCheck,
+    hvcc_nals,
+    length_prefixed_nals,
+    nal_length_size,
+)
+
+log = structlog.get_logger(__name__)
+
+DURATION_TOLERANCE_S = 0.5  # output against source, and a replacement against its original
+# Decoded video may end a little before the container duration (audio often runs a few
+# frames longer); more than this means frames are missing, i.e. a truncated file.
+DECODE_SHORTFALL_S = 1.0
+# verify: stream decodes each end GOP from its keyframe up to this many frames: a GOP can
+# be the whole file (x265 keyint 250, no scene cut), and decoding it all is the cost the
+# policy exists to avoid. Eight frames are the keyframe and the first mini-GOP leaning on
+# it (x265 bframes=4): 0.06 s at 1080p on 2 vCPUs, where 240 frames take 1 s. The first
+# GOP's are decoded from the encoder's stream during the encode, at idle priority; from
+# the file, its first keyframe (with the sample description's parameter sets: 0.015 s)
+# and the start of its last GOP.
+END_FRAMES = 8
+RASL = frozenset({8, 9})  # leading pictures a decoder starting at a CRA keyframe drops
+# explode: a damaged slice is an error, not a picture silently concealed.
+DECODER_OPTIONS = {"skip_loop_filter": "all", "err_detect": "explode"}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What decoding a video stream to the end found."""
+
+    frames: int
+    span_s: float  # first frame start to last frame end
+    declared_frames: int  # from the container index; 0 when it has none (Matroska)
+    declared_span_s: float | None  # the stream's own declared duration, if any
+
+
+@dataclass(frozen=True)
+class EndsDecoded:
+    """What decoding the ends of a file found (frames expected and decoded)."""
+
+    expected: int
+    frames: int
+    keyframes: int  # in the whole file
+
+
+@dataclass(frozen=True)
+class FileVideo:
+    """The video packets of an output file, read without decoding them."""
+
+    packets: int
+    nals: int
+    digest: str  # see streamcheck.NalDigest
+    span_s: float  # first packet start to last packet end
+    declared_frames: int
+    declared_span_s: float | None
+
+
+def verify_output(
+    path: Path,
+    plan: EncodePlan,
+    source: MediaInfo,
+    *,
+    source_path: Path | None = None,
+    stream: StreamCheck | None = None,
+) -> MediaInfo:
+    """Probe the output and prove it decodes; raise ``VerificationError`` if not.
+
+    ``stream`` is what reading the encoder's video stream during the encode found; the
+    file's packets are then checked to be that stream, and decoded only as far as the
+    stream was not (see the module docstring). Without it, every frame of the file's
+    video is decoded here. With ``source_path``, an output short
+    because the source itself is short raises ``PermanentError("source appears
+    truncated: ...")`` instead.
+    """
+    try:
+        info = probe(path)
+    except PermanentError as exc:
+        raise VerificationError(f"output is unreadable: {exc}") from exc
+    problems = shape_problems(info, plan, source)
+    video = info.main_video
+    if video is not None:
+        try:
+            problems += _video_problems(path, video.index, stream)
+        except av.FFmpegError as exc:
+            raise VerificationError(f"output video does not decode: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise VerificationError(f"output video packets are malformed: {exc}") from exc
+    short = _shortfall(info, source)
+    if short is not None:
+        _raise_if_source_truncated(source, source_path, info.duration_s or 0.0)
+        problems.append(f"output lasts {info.duration_s:.2f} s, source {source.duration_s:.2f} s")
+    if problems:
+        raise VerificationError("output rejected: " + "; ".join(problems))
+    return info
+
+
+def _video_problems(path: Path, index: int, stream: StreamCheck | None) -> list[str]:
+    if stream is None:
+        decoded = decode_video(path, index)
+        log.info("output_decoded", how="file, every frame", frames_decoded=decoded.frames)
+        return decode_problems(decoded)
+    decoded = stream_decoded(stream, file_video(path, index))
+    if stream.decoded:
+        log.info("output_decoded", how="stream, every frame", frames_decoded=decoded.frames)
+        return decode_problems(decoded)
+    ends = decode_ends(path, index, first=1)
+    log.info("output_decoded", how="stream, first frames; file, ends",
+             frames_decoded=stream.first_decoded + ends.frames, file_frames_decoded=ends.frames,
+             frames=decoded.frames, keyframes=ends.keyframes)  # fmt: skip
+    return decode_problems(decoded) + ends_problems(ends)
+
+
+def shape_problems(info: MediaInfo, plan: EncodePlan, source: MediaInfo) -> list[str]:
+    """What differs between the probed output and the plan (empty when nothing)."""
+    video = info.main_video
+    if video is None:
+        return ["output has no video stream"]
+    problems = []
+    if video.codec != "hevc":
+        problems.append(f"video codec is {video.codec}, not hevc")
+    if (video.width, video.height) != (plan.width, plan.height):
+        coded, planned = f"{video.width}x{video.height}", f"{plan.width}x{plan.height}"
+        problems.append(f"coded size {coded}, planned {planned}")
+    if video.rotation != plan.rotation:
+        problems.append(f"rotation {video.rotation}, planned {plan.rotation}")
+    depth = 10 if plan.ten_bit else 8
+    if video.bit_depth != depth:
+        problems.append(f"{video.bit_depth}-bit video ({video.pix_fmt}), planned {depth}-bit")
+    if len(info.audio) != len(source.audio):
+        problems.append(f"{len(info.audio)} audio streams, source has {len(source.audio)}")
+    return problems
+
+
+def decode_problems(decoded: Decoded) -> list[str]:
+    """Frames missing compared with what the output's own index declares."""
+    if decoded.frames == 0:
+        return ["no video frame decodes"]
+    problems = []
+    if decoded.declared_frames and decoded.frames < decoded.declared_frames:
+        problems.append(f"only {decoded.frames} of {decoded.declared_frames} frames decode")
+    declared = decoded.declared_span_s
+    if declared is not None and declared - decoded.span_s > DURATION_TOLERANCE_S:
+        problems.append(f"video decodes for {decoded.span_s:.2f} s of {declared:.2f} s")
+    return problems
+
+
+def decoded_seconds(path: Path) -> float:
+    """Decode every frame of a file's main video stream; the seconds of video decoded.
+
+    Raises ``VerificationError`` when there is no video, or it does not decode.
+    """
+    try:
+        decoded = decode_video(path)
+    except av.FFmpegError as exc:
+        raise VerificationError(f"does not decode: {exc}") from exc
+    if decoded.frames == 0:
+        raise VerificationError("no video frame decodes")
+    return decoded.span_s
+
+
+def decode_video(path: Path, index: int | None = None) -> Decoded:
+    """Decode every frame of one video stream (threaded), by default the first that is not
+    cover art; raises ``av.FFmpegError``, or ``VerificationError`` when there is none."""
+    with av.open(str(path), metadata_errors="replace") as container:
+        stream: Any = container.streams[index] if index is not None else _main_video(container)
+        stream.thread_type = "AUTO"
+        stream.codec_context.options = DECODER_OPTIONS  # see StreamDecoder
+        frames, span = 0, _Span()
+        for frame in container.decode(stream):
+            frames += 1
+            span.add(frame)
+        return Decoded(frames, span.seconds, int(stream.frames or 0), _declared_span(stream))
+
+
+def _main_video(container: Any) -> Any:
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise VerificationError("no video stream to decode")
+
+
+class _Span:
+    """First start to last end of frames or packets (``pts``, ``duration``, ``time_base``)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def add(self, item: Any) -> None:
+        if item.pts is None or item.time_base is None:
+            return
+        t0 = float(item.pts * item.time_base)
+        t1 = t0 + float((item.duration or 0) * item.time_base)
+        self.start = t0 if self.start is None else min(self.start, t0)
+        self.end = t1 if self.end is None else max(self.end, t1)
+
+    @property
+    def seconds(self) -> float:
+        if self.start is None or self.end is None:
+            return 0.0
+        return self.end - self.start
+
+
+def stream_decoded(stream: StreamCheck, video: FileVideo) -> Decoded:
+    """The file's video as decoded during the encode; raises if it is not that stream."""
+    if stream.error is not None:
+        raise VerificationError(f"output video does not decode: {stream.error}")
+    if (stream.nals, stream.digest) != (video.nals, video.digest):
+        raise VerificationError(
+            f"output file's video is not what was encoded and decoded "
+            f"({video.nals} NAL units in the file, {stream.nals} in the encoder's stream)"
+        )
+    if stream.frames != video.packets:
+        counted = "frames decoded from" if stream.decoded else "pictures in"
+        raise VerificationError(
+            f"{stream.frames} {counted} the encoder's stream, the file holds {video.packets}"
+        )
+    return Decoded(stream.frames, video.span_s, video.declared_frames, video.declared_span_s)
+
+
+def decode_ends(
+    path: Path, index: int, *, first: int = END_FRAMES, last: int = END_FRAMES
+) -> EndsDecoded:
+    """Decode the first ``first`` and, when there is more than one GOP, the first ``last``
+    packets of the last GOP of one video stream; raises ``av.FFmpegError``.
+
+    Packets are fed in decode order, so each picture's references are among those fed.
+    """
+    head: list[Any] = []
+    tail: list[Any] = []
+    keyframes = 0
+    with av.open(str(path), metadata_errors="replace") as container:
+        stream: Any = container.streams[index]
+        extradata = stream.codec_context.extradata
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            if packet.is_keyframe:
+                keyframes += 1
+                tail = []
+            if len(head) < first:
+                head.append(packet)
+            if keyframes and len(tail) < last:
+                tail.append(packet)
+        ends = [head] if keyframes <= 1 or not tail else [head, tail]
+        size = nal_length_size(extradata)
+        expected = sum(len(p) - _leading(p, size) for p in ends)
+        frames = sum(_decode_packets(extradata, p) for p in ends)
+    return EndsDecoded(expected, frames, keyframes)
+
+
+def ends_problems(ends: EndsDecoded) -> list[str]:
+    """Frames of the first and last GOP that did not decode."""
+    if ends.frames < ends.expected:
+        return [f"only {ends.frames} of {ends.expected} frames of the first and last GOP decode"]
+    return []
+
+
+def _decode_packets(extradata: bytes | None, packets: list[Any]) -> int:
+    codec: Any = av.CodecContext.create("hevc", "r")
+    codec.extradata = extradata
+    codec.thread_type = "AUTO"
+    codec.options = DECODER_OPTIONS
+    frames = sum(len(codec.decode(p)) for p in packets)
+    return frames + len(codec.decode(None))
+
+
+def _leading(packets: list[Any], size: int | None) -> int:
+    """Packets a decoder starting at this GOP's keyframe drops (RASL pictures)."""
+    count = 0
+    for packet in packets:
+        data = bytes(packet)
+        nals = length_prefixed_nals(data, size) if size else _annexb_nals(data)
+        kinds = [(n[0] >> 1) & 0x3F for n in nals if n]
+        count += any(k in RASL for k in kinds if k < FIRST_NON_VCL)
+    return count
+
+
+def _annexb_nals(data: bytes) -> list[bytes]:
+    nals: list[bytes] = []
+    splitter = AnnexBSplitter(nals.append)
+    splitter.feed(data)
+    splitter.close()
+    return nals
+
+
+def file_video(path: Path, index: int) -> FileVideo:
+    """Digest the NAL units of one video stream's packets, demuxing only."""
+    digest = NalDigest()
+    packets, span = 0, _Span()
+    with av.open(str(path), metadata_errors="replace") as container:
+        stream: Any = container.streams[index]
+        extradata = stream.codec_context.extradata or b""
+        size = nal_length_size(extradata)
+        splitter = AnnexBSplitter(digest.add)
+        if size is None:
+            splitter.feed(extradata)
+        else:
+            for nal in hvcc_nals(extradata):
+                digest.add(nal)
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            packets += 1
+            if size is None:
+                splitter.feed(bytes(packet))
+            else:
+                for nal in length_prefixed_nals(bytes(packet), size):
+                    digest.add(nal)
+            span.add(packet)
+        splitter.close()
+        return FileVideo(packets, digest.count, digest.hexdigest(), span.seconds,
+                         int(stream.frames or 0), _declared_span(stream))  # fmt: skip
+
+
+def _declared_span(stream: Any) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    # Matroska has no per-stream duration field; ffmpeg writes a DURATION tag instead.
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if not tag or tag.count(":") != 2:
+        return None
+    hours, minutes, seconds = tag.split(":")
+    try:
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
+def _shortfall(info: MediaInfo, source: MediaInfo) -> float | None:
+    if info.duration_s is None or source.duration_s is None:
+        return None
+    gap = source.duration_s - info.duration_s
+    return gap if abs(gap) > DURATION_TOLERANCE_S else None
+
+
+def _raise_if_source_truncated(
+    source: MediaInfo, source_path: Path | None, output_s: float
+) -> None:
+    # ffmpeg treats a source cut short (interrupted upload, copy from a dying disk) as a
+    # normal end of input: it logs an error but exits 0, so a clean exit does not prove
+    # the source was whole. The source's header still declares the full length, so the
+    # output comes out short. If the source's own video packets end early too, every
+    # retry would make the same short output: that is the source's fault, permanently.
+    # If the source reads to its declared end, the short output is ours: retryable.
+    video = source.main_video
+    if source_path is None or video is None or source.duration_s is None:
+        return
+    if output_s >= source.duration_s - DURATION_TOLERANCE_S:
+        return
+    readable = readable_video_end(source_path, video.index)
+    if readable is not None and readable < source.duration_s - DURATION_TOLERANCE_S:
+        raise PermanentError(
+            f"source appears truncated: declares {source.duration_s:.2f} s "
+            f"but its video ends at {readable:.2f} s"
+        )
+
+
+def readable_video_end(path: Path, index: int) -> float | None:
+    """How far (seconds from the stream start) a video stream's packets can be read.
+
+    Demuxing without decoding is enough to find where the data stops, and is fast.
+    """
+    end, start = None, None
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            stream = container.streams[index]
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                t0 = float(packet.pts * packet.time_base)
+                start = t0 if start is None else min(start, t0)
+                t1 = t0 + float((packet.duration or 0) * packet.time_base)
+                end = t1 if end is None else max(end, t1)
+    except av.FFmpegError:
+        pass  # damaged data ends the readable part; what was read so far is the answer
+    if start is None or end is None:
+        return None
+    return end - start

@@ -1,0 +1,154 @@
+"""Both sides of a ledger lease: the holder keeps it alive, a taker watches it go stale.
+
+Neither side compares clocks with the other. The holder proves it is alive by changing the
+item's record version number (``rvn``); a taker watches the ``rvn`` on its own monotonic
+clock and may take the job only after it stayed the same for a whole lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from hevcq.errors import InterruptedJob, SupersededJob
+from hevcq.ledger import RENEWALS_PER_LEASE, Lease, LeaseLostError, Ledger, LedgerItem, State
+
+log = structlog.get_logger()
+
+OBSERVE_POLL_MAX_S = 5.0
+
+
+class LeaseKeeper:
+    """The holder's current lease, shared by the heartbeat thread and the job's thread.
+
+    ``renew`` is the heartbeat's proof of life; ``check`` renews at once (before a commit).
+    A lease that could not be renewed for a whole ``lease_s`` on our own clock is treated as
+    lost: a taker may have seen it stale by then.
+    """
+
+    def __init__(
+        self, ledger: Ledger, lease: Lease, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ledger = ledger
+        self._lease = lease
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._renewed_at = clock()
+        self.progress: dict[str, float] = {}
+
+    @property
+    def lease(self) -> Lease:
+        """The lease as last written."""
+        with self._lock:
+            return self._lease
+
+    @property
+    def renew_every_s(self) -> float:
+        """How often the holder renews."""
+        return self._lease.lease_s / RENEWALS_PER_LEASE
+
+    def renew(self) -> None:
+        """Renew once; raises LeaseLostError, SupersededJob, or a transient error."""
+        with self._lock:
+            if self._clock() - self._renewed_at >= self._lease.lease_s:
+                raise LeaseLostError(
+                    f"the lease could not be renewed for {self._lease.lease_s:.0f} s"
+                )
+            self._lease = self._ledger.renew(self._lease, dict(self.progress))
+            self._renewed_at = self._clock()
+            if self._lease.superseded_by:
+                raise SupersededJob(f"a newer version of {self._lease.job.key} was uploaded")
+
+    check = renew
+
+    def finish(self, state: State, fields: Mapping[str, object]) -> None:
+        """Record the final state under the lease."""
+        with self._lock:
+            self._ledger.finish(self._lease, state, fields)
+
+    def release(self, state: State, fields: Mapping[str, object], *, failed: bool) -> None:
+        """Give the job back under the lease."""
+        with self._lock:
+            self._ledger.release(self._lease, state, fields, failed=failed)
+
+
+@dataclass(frozen=True)
+class Alive:
+    """The holder changed the record version: it is alive."""
+
+    item: LedgerItem
+
+
+@dataclass(frozen=True)
+class Left:
+    """The job is no longer running under that holder (finished, released, replaced)."""
+
+
+@dataclass(frozen=True)
+class Stale:
+    """The record version stayed the same for a whole lease: the job may be taken over."""
+
+    item: LedgerItem
+
+
+@dataclass(frozen=True)
+class Watching:
+    """Keep watching; look again in ``wait_s``."""
+
+    wait_s: float
+
+
+Observation = Alive | Left | Stale
+
+
+def observe_step(
+    seen: LedgerItem, since: float, now: float, item: LedgerItem | None
+) -> Observation | Watching:
+    """One look at the item (a pure function of what was seen and the observer's own clock)."""
+    if item is None or item.state is not State.RUNNING or item.worker != seen.worker:
+        return Left()
+    if item.rvn != seen.rvn or item.etag != seen.etag:
+        return Alive(item)
+    left = since + seen.lease_s - now
+    if left <= 0:
+        return Stale(item)
+    poll = min(OBSERVE_POLL_MAX_S, max(0.5, seen.lease_s / (2 * RENEWALS_PER_LEASE)))
+    return Watching(min(poll, left))
+
+
+def observe(
+    ledger: Ledger,
+    seen: LedgerItem,
+    *,
+    stop: threading.Event,
+    cancel: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+    max_wait_s: float = OBSERVE_POLL_MAX_S,
+) -> Observation | None:
+    """Watch a held job until its holder shows life, leaves, or its lease goes stale.
+
+    Returns None when ``stop`` or ``cancel`` is set first. Read errors are retried: an
+    observer loses nothing by waiting.
+    """
+    since = clock()
+    log.info("lease_watch_started", holder=seen.worker, lease_s=seen.lease_s)
+    wait_s = 0.0
+    while not (stop.wait(wait_s) or cancel.is_set()):
+        try:
+            item = ledger.get(seen.key, seen.pool)
+        except InterruptedJob:
+            raise
+        except Exception as exc:  # a transient read failure: look again shortly
+            log.debug("lease_watch_read_failed", error=str(exc))
+            wait_s = 1.0
+            continue
+        step = observe_step(seen, since, clock(), item)
+        if not isinstance(step, Watching):
+            log.info("lease_watch_ended", outcome=type(step).__name__.lower())
+            return step
+        wait_s = min(step.wait_s, max_wait_s)
+    return None

@@ -1,0 +1,345 @@
+"""Running one job: download, probe, decide, encode, verify, upload. No queue, no boto3."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.ledger import JobKey
+from hevcq.limits import MiB
+from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
+from hevcq.media.ffargs import build_args
+from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.model import EncodePlan, Skip
+from hevcq.media.probe import probe
+from hevcq.media.progress import Progress, percent
+from hevcq.media.streamcheck import StreamCheck, StreamDecoder
+from hevcq.media.verify import END_FRAMES, verify_output
+from hevcq.messages import JobResult, Outcome
+from hevcq.objects import (
+    META_JOB,
+    META_POOL,
+    META_SETTINGS,
+    META_SOURCE_ETAG,
+    META_SOURCE_KEY,
+    ObjectInfo,
+    ObjectStore,
+)
+from hevcq.pools import Pool, VerifyPolicy
+from hevcq.procs import pid_alive
+from hevcq.worker.precheck import confirmed_skip
+
+log = structlog.get_logger()
+
+# Scratch space needed: the source, an output that may briefly be 1.2 times as large, the
+# raw copy of its video that is decoded during the encode (no larger), and headroom.
+SCRATCH_FACTOR = 3.4
+SCRATCH_HEADROOM = 64 * MiB
+SCRATCH_PREFIX = "job-"
+COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to do: one source object version in one pool."""
+
+    job: JobKey
+    pool: Pool
+    bucket: str
+    output_key: str
+    source_size: int
+
+
+# Makes a verified output the current one: (file, output key, metadata) -> what was written.
+Commit = Callable[[Path, str, dict[str, str]], ObjectInfo]
+
+
+@dataclass
+class JobContext:
+    """What the worker lends a running job: a cancel flag, a progress sink and a commit.
+
+    ``commit`` is the worker's fenced write (``hevcq.worker.loop``): it succeeds only while the
+    worker holds the job's lease. Without one (tests, tools) the output is uploaded plainly.
+    """
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    on_progress: Callable[[float], None] = lambda _pct: None
+    # ffmpeg's frames per second and speed (x real time) as it reports them
+    on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
+    commit: Commit | None = None
+    phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
+
+
+def job_result(spec: JobSpec, outcome: Outcome, worker_id: str, **kw: Any) -> JobResult:
+    """The result message of a job, with the identifying fields filled from its spec."""
+    return JobResult(
+        job_id=spec.job.job_id,
+        pool=spec.pool.name,
+        bucket=spec.bucket,
+        source_key=spec.job.key,
+        source_etag=spec.job.etag,
+        outcome=outcome,
+        settings_hash=spec.job.settings_hash,
+        worker=worker_id,
+        **kw,
+    )
+
+
+class Runner(Protocol):
+    """Runs one job to a result, or raises a HevcqError saying what went wrong."""
+
+    def run(self, spec: JobSpec, ctx: JobContext) -> JobResult: ...
+
+
+def output_is_current(existing: ObjectInfo | None, job: JobKey) -> bool:
+    """True when an existing output was made from this source version with these settings."""
+    if existing is None:
+        return False
+    m = existing.metadata
+    return (
+        m.get(META_SOURCE_KEY) == job.key
+        and m.get(META_SOURCE_ETAG) == job.etag
+        and m.get(META_SETTINGS) == job.settings_hash
+    )
+
+
+def check_collision(existing: ObjectInfo | None, job: JobKey, output_key: str) -> None:
+    """Refuse to overwrite an output that belongs to another source (``a.mov`` vs ``a.mp4``)."""
+    if existing is None:
+        return
+    owner = existing.metadata.get(META_SOURCE_KEY)
+    if owner and owner != job.key:
+        raise PermanentError(f"output {output_key} already holds the output of {owner}")
+
+
+def check_scratch(work_dir: Path, source_size: int) -> None:
+    """Refuse to start when the scratch disk cannot hold the job; the space may free up."""
+    free = shutil.disk_usage(work_dir).free
+    need = int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
+    if free < need:
+        raise RetryableError(
+            f"not enough scratch space: need {need // MiB} MiB, have {free // MiB}"
+        )
+
+
+def _until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> ObjectInfo:
+    """Run ``fn`` (a commit) in a thread, abandoning it when ``cancel`` is set first.
+
+    An upload cannot be interrupted half-way by boto3; an abandoned one may still land,
+    which the fenced commit makes harmless: its bytes are not the ledger's record, and
+    the next holder's compare-and-swap write replaces them.
+    """
+    box: dict[str, ObjectInfo | BaseException] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as exc:
+            box["err"] = exc
+
+    t = threading.Thread(target=target, name="commit", daemon=True)
+    t.start()
+    # Wait on the thread, not on the flag: the job goes on the moment the commit is done,
+    # and a stop is seen within one poll.
+    t.join(COMMIT_POLL_S)
+    while t.is_alive():
+        if cancel.is_set():
+            raise InterruptedJob("stopped during the upload")
+        t.join(COMMIT_POLL_S)
+    if "err" in box:
+        raise box["err"]  # type: ignore[misc]
+    return box["out"]  # type: ignore[return-value]
+
+
+def sweep_scratch(work_dir: Path) -> list[Path]:
+    """Remove scratch folders left by workers that died (SIGKILL, OOM); returns them.
+
+    Each job's folder is named after its worker's process id; a folder whose process is
+    gone belongs to nobody. Anything else in the folder (another program's, or a folder
+    not named that way) is left alone.
+    """
+    removed: list[Path] = []
+    if not work_dir.is_dir():
+        return removed
+    for d in work_dir.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = d.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if d.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+class _Laps:
+    """Wall seconds of consecutive steps, each named when it ends."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def __call__(self, name: str) -> float:
+        now = time.monotonic()
+        took, self._last = now - self._last, now
+        self.laps[name] = round(took, 3)
+        return took
+
+
+class JobRunner:
+    """Runs jobs in a scratch folder with a given ffmpeg."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        ffmpeg: str,
+        work_dir: Path,
+        worker_id: str,
+        stall_timeout_s: float,
+        threads: int | None = None,
+        decode_during_encode: bool = True,
+    ) -> None:
+        self._store = store
+        self._ffmpeg = ffmpeg
+        self._work_dir = work_dir
+        self._worker_id = worker_id
+        self._stall_timeout_s = stall_timeout_s
+        self._threads = threads
+        self._decode_during_encode = decode_during_encode
+
+    def sweep(self) -> None:
+        """Remove scratch folders of dead workers (call at start)."""
+        for d in sweep_scratch(self._work_dir):
+            log.info("scratch_swept", path=str(d), reason="its worker is gone")
+
+    def _result(self, spec: JobSpec, outcome: Outcome, **kw: Any) -> JobResult:
+        return job_result(spec, outcome, self._worker_id, **kw)
+
+    def run(self, spec: JobSpec, ctx: JobContext) -> JobResult:
+        """Do the job; raises PermanentError, RetryableError or InterruptedJob on failure."""
+        existing = self._store.head(spec.output_key)
+        check_collision(existing, spec.job, spec.output_key)
+        if existing is not None and output_is_current(existing, spec.job):
+            log.info("output_already_current", output_key=spec.output_key)
+            return self._result(
+                spec, "done", output_key=spec.output_key, output_etag=existing.etag,
+                output_bytes=existing.size, input_bytes=spec.source_size,
+                reason="output already up to date",
+            )  # fmt: skip
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        check_scratch(self._work_dir, spec.source_size)
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._work_dir)
+        )
+        try:
+            return self._run_in(scratch, spec, ctx)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
+        src, out = scratch / "source", scratch / "output"
+        lap = _Laps()
+        if skip := confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool):
+            return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)
+        # Exactly the job's version: a newer upload meanwhile makes this job superseded.
+        self._store.download(
+            spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None
+        )
+        lap("download_s")
+        info = probe(src)
+        decision = decide(info, spec.pool, spec.job.key)
+        lap("probe_s")
+        if isinstance(decision, Skip):
+            log.info("job_skipped", reason=decision.reason)
+            return self._result(
+                spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
+            )
+        ctx.phase = "encode"
+        stream = self._encode(
+            src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
+        )
+        encode_s = lap("encode_s")
+        if saves_nothing(spec.pool, out.stat().st_size, info.size_bytes):
+            # Not a failure: the source stays as it is, and a re-run does not try again.
+            log.info("job_skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
+                     output_bytes=out.stat().st_size)  # fmt: skip
+            return self._result(
+                spec, "skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
+                duration_s=info.duration_s, encode_s=round(encode_s, 3),
+            )  # fmt: skip
+        ctx.phase = "verify"
+        out_info = verify_output(out, decision, info, source_path=src, stream=stream)
+        lap("verify_s")
+        if ctx.cancel.is_set():
+            raise InterruptedJob("cancelled before upload")
+        commit = ctx.commit or self._store.upload
+        ctx.phase = "upload"
+        uploaded = _until_cancelled(
+            lambda: commit(out, spec.output_key, self._metadata(spec)), ctx.cancel
+        )
+        lap("upload_s")
+        log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
+        # Where a job's wall time goes, for the overhead benchmark and for operators.
+        log.info("job_timings", **lap.laps)
+        return self._result(
+            spec, "done", output_key=spec.output_key, output_etag=uploaded.etag,
+            input_bytes=info.size_bytes, output_bytes=out_info.size_bytes,
+            duration_s=info.duration_s, encode_s=round(encode_s, 3),
+        )  # fmt: skip
+
+    def _encode(
+        self,
+        src: Path,
+        out: Path,
+        stream: Path,
+        plan: EncodePlan,
+        ctx: JobContext,
+        *,
+        verify: VerifyPolicy,
+    ) -> StreamCheck | None:
+        """Encode ``src`` to ``out``, reading the encoded video as it is produced when the
+        plan allows the tee (None: the output is to be decoded afterwards). Under the
+        pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is
+        digested and counted, and only its first frames are decoded."""
+        teed = stream if plan.tee_safe and self._decode_during_encode else None
+        args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
+
+        def progress(p: Progress) -> None:
+            pct = percent(p, plan.expected_duration_s)
+            if pct is not None:
+                ctx.on_progress(pct)
+            ctx.on_rates(p.fps, p.speed)
+
+        log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
+        limit = None if verify == "full" else END_FRAMES
+        decoder = StreamDecoder(stream, frames=limit) if teed else None
+        if decoder:
+            decoder.start()
+        try:
+            run_ffmpeg(
+                args, on_progress=progress, stop=ctx.cancel,
+                stall_timeout_s=self._stall_timeout_s, output=out,
+            )  # fmt: skip
+        except BaseException:
+            if decoder:
+                decoder.abandon()
+            raise
+        log.info("transcode_finished", teed=bool(decoder))
+        return decoder.finish() if decoder else None
+
+    def _metadata(self, spec: JobSpec) -> dict[str, str]:
+        return {
+            META_SOURCE_KEY: spec.job.key,
+            META_SOURCE_ETAG: spec.job.etag,
+            META_SETTINGS: spec.job.settings_hash,
+            META_POOL: spec.pool.name,
+            META_JOB: spec.job.job_id,
+        }
