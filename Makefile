@@ -63,7 +63,7 @@ system-deps: ## Debian packages for the end-to-end tests (installed only when CI
 	fi
 
 test: lint tools system-deps ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

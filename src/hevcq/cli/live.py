@@ -103,7 +103,7 @@ def jobs_table(running: list[RunningJob]) -> Table:
 
 
 class LiveView:
-    """Shows an ingest as it runs; also the progress sink of its uploads (ingest.Progress)."""
+    """Shows an ingest as it runs; also the progress sink of its uploads (``UploadProgress``)."""
 
     def __init__(
         self, console: Console, running: Callable[[], list[RunningJob]], jobs_total: int

@@ -27,7 +27,9 @@ from hevcq.settings import state_dir
 # Bump when the serialised shapes change: older rows are then re-probed and re-decided.
 SCHEMA_VERSION = 1
 
-Outcome = Literal["pending", "uploaded", "done", "skipped", "failed"]
+# Where a file stands in one pool, as the catalog records it (a job result's outcome is
+# ``messages.Outcome``: done, skipped or failed).
+PoolState = Literal["pending", "uploaded", "done", "skipped", "failed"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,7 +97,7 @@ class PoolRecord:
 
     settings_hash: str
     decision: Decision
-    outcome: Outcome = "pending"
+    outcome: PoolState = "pending"
     reason: str | None = None
 
 
@@ -306,7 +308,7 @@ class StateStore:
         self,
         rel: str,
         pool: str,
-        outcome: Outcome,
+        outcome: PoolState,
         reason: str | None = None,
         at: float | None = None,
     ) -> None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.keys import output_extension
 from hevcq.media.model import MediaInfo
-from hevcq.media.probe import probe
+from hevcq.media.probe import ProbeFn, probe
 from hevcq.media.verify import DECODE_SHORTFALL_S, DURATION_TOLERANCE_S, decoded_seconds
 
 log = structlog.get_logger()
@@ -29,7 +29,6 @@ _COPY_CHUNK = 1 << 20
 # What link(2) answers on filesystems without hard links (vfat/exFAT: EPERM; FUSE, SMB).
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 
-ProbeFn = Callable[[Path], MediaInfo]
 DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises VerificationError
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-JobId = tuple[str, str]  # (source key, pool)
+SourcePool = tuple[str, str]  # (source key, pool)
 
 Action = Literal[
     "placed",
@@ -229,11 +229,11 @@ def _handle(inbox: Inbox, handler: ResultHandler, msg: Received) -> Fetched | No
 class Expected:
     """Collects the results of a known set of jobs, first result of each wins."""
 
-    expected: set[JobId]
-    results: dict[JobId, JobResult] = field(default_factory=dict)
+    expected: set[SourcePool]
+    results: dict[SourcePool, JobResult] = field(default_factory=dict)
 
     @property
-    def pending(self) -> set[JobId]:
+    def pending(self) -> set[SourcePool]:
         """Jobs without a result yet."""
         return self.expected - self.results.keys()
 

@@ -27,13 +27,13 @@ from hevcq.ledger import State
 from hevcq.library.catalog import StateStore, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
 from hevcq.library.report import Row
-from hevcq.library.results import Fetched, JobId, dead_letter_results, drain, result_from_item
+from hevcq.library.results import Fetched, SourcePool, dead_letter_results, drain, result_from_item
 from hevcq.library.scan import FileEntry, ScanOptions, ScanReport, scan
 from hevcq.library.upload import (
     UPLOAD_WORKERS,
     NoProgress,
-    Progress,
     Uploaded,
+    UploadProgress,
     recorder,
     to_upload,
     upload_all,
@@ -70,12 +70,12 @@ class RoundTrip:
 
     report: ScanReport
     uploads: list[Uploaded] = field(default_factory=list)
-    results: dict[JobId, JobResult] = field(default_factory=dict)
-    fetched: dict[JobId, Fetched] = field(default_factory=dict)
+    results: dict[SourcePool, JobResult] = field(default_factory=dict)
+    fetched: dict[SourcePool, Fetched] = field(default_factory=dict)
     timed_out: bool = False
     interrupted: bool = False
     not_started: list[FileEntry] = field(default_factory=list)  # left for the next run
-    lost: list[JobId] = field(default_factory=list)  # in the farm when the run stopped
+    lost: list[SourcePool] = field(default_factory=list)  # in the farm when the run stopped
 
     def rows(self, pools: list[str]) -> list[Row]:
         """Summary rows: scan problems, local decisions, upload errors and farm results."""
@@ -198,7 +198,7 @@ class Window:
         """Nothing in the farm and nothing more to send."""
         return not self.in_farm and not self.uploading and (self.closed or not self.waiting)
 
-    def in_flight(self) -> list[JobId]:
+    def in_flight(self) -> list[SourcePool]:
         """Jobs in the farm without a result."""
         return sorted((k, p) for k, pools in self.in_farm.items() for p in pools)
 
@@ -214,7 +214,7 @@ class Streaming:
     window: Window
     fetcher: Fetcher
     on_result: Callable[[Fetched], None] | None = None
-    _held: dict[JobId, JobResult] = field(default_factory=dict)
+    _held: dict[SourcePool, JobResult] = field(default_factory=dict)
 
     def owns(self, r: JobResult) -> bool:
         """Results of jobs this run waits for."""
@@ -286,7 +286,7 @@ def run_round_trip(
     *,
     state: StateStore,
     options: IngestOptions,
-    progress: Progress | None = None,
+    progress: UploadProgress | None = None,
     on_scanned: Callable[[ScanReport], None] | None = None,
     on_tick: Callable[[], None] | None = None,
     on_result: Callable[[Fetched], None] | None = None,
@@ -368,7 +368,7 @@ class _Run:
         item = ledger.get(key, pool) if ledger is not None else None
         return result_from_item(item, self.refs.bucket) if item else None
 
-    def loop(self, progress: Progress) -> None:
+    def loop(self, progress: UploadProgress) -> None:
         """Run until every source settled, or until stopped."""
         self.progress = progress
         progress.begin(len(self.sending), sum(e.size for e in self.sending))
@@ -424,7 +424,7 @@ class _Run:
             self.on_done(up)
         self.window.uploaded(up.key, up.entry.rel, up.entry.pools_pending if up.ok else ())
 
-    def _running(self, jid: JobId) -> bool:
+    def _running(self, jid: SourcePool) -> bool:
         ledger = self.fetcher.ledger
         item = ledger.get(*jid) if ledger is not None else None
         return item is not None and item.state is State.RUNNING

@@ -13,7 +13,7 @@ import structlog
 
 from hevcq.errors import PermanentError
 from hevcq.keys import todo_key
-from hevcq.library.catalog import FileRecord, Outcome, PoolRecord, StateStore
+from hevcq.library.catalog import FileRecord, PoolRecord, PoolState, StateStore
 from hevcq.library.walk import (
     DEFAULT_EXCLUDES,
     DEFAULT_EXTENSIONS,
@@ -46,7 +46,7 @@ DecideFn = Callable[[MediaInfo, Pool, str], Decision]
 FingerprintFn = Callable[[Path], str]
 Status = Literal["send", "uploaded", "skip", "duplicate", "deferred", "finished"]
 # Outcomes that a later run does not redo (a new pool decision resets the outcome).
-SETTLED: frozenset[Outcome] = frozenset({"done", "skipped", "failed"})
+SETTLED: frozenset[PoolState] = frozenset({"done", "skipped", "failed"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +59,7 @@ class FileEntry:
     fingerprint: str
     status: Status
     decisions: Mapping[str, Decision] = field(default_factory=dict)
-    outcomes: Mapping[str, Outcome] = field(default_factory=dict)
+    outcomes: Mapping[str, PoolState] = field(default_factory=dict)
     duplicate_of: str | None = None
     upload_key: str | None = None
     cached: bool = False  # reused from the state store without opening the file
@@ -206,7 +206,7 @@ class _Scan:
             p.name: self._decision(c.rel, rec.info, p, stored.get(p.name)) for p in self.pools
         }
         # An outcome belongs to the decision it was reached under.
-        outcomes: dict[str, Outcome] = {
+        outcomes: dict[str, PoolState] = {
             p: stored[p].outcome
             if p in stored and stored[p].settings_hash == self.hashes[p]
             else "pending"
@@ -251,7 +251,7 @@ class _Scan:
         c: Candidate,
         rec: FileRecord,
         decisions: Mapping[str, Decision],
-        outcomes: Mapping[str, Outcome],
+        outcomes: Mapping[str, PoolState],
     ) -> tuple[Status, str | None]:
         fp = rec.fingerprint
         first = self.uploaded.get(fp, c.rel)

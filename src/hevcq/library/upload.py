@@ -49,7 +49,7 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
     }
 
 
-class Progress(Protocol):
+class UploadProgress(Protocol):
     """Something that shows upload progress (a bar on a terminal, log lines otherwise)."""
 
     def begin(self, files: int, total_bytes: int) -> None: ...
@@ -121,7 +121,7 @@ def upload_all(
     library: str,
     *,
     workers: int = UPLOAD_WORKERS,
-    progress: Progress | None = None,
+    progress: UploadProgress | None = None,
     on_done: Callable[[Uploaded], None] | None = None,
 ) -> list[Uploaded]:
     """Upload in parallel; ``on_done`` runs in the calling thread (the state store's)."""

@@ -42,6 +42,7 @@ from hevcq.ledger import (
     State,
     Superseded,
 )
+from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.messages import JobResult, Outcome, Publisher
 from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, ObjectStore
 from hevcq.pools import Pool
@@ -96,7 +97,7 @@ class WorkerConfig:
 
     worker_id: str
     bucket: str
-    poll_wait_s: int = 20
+    poll_wait_s: int = MAX_WAIT_TIME_S
     lease_s: int = 240
     shutdown_grace_s: float = 60.0
     max_jobs: int | None = None
