@@ -19,7 +19,7 @@ from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedFa
 from hevcq.aws.provision import FarmRefs, names_for, provision
 from hevcq.aws.sqs import SqsInbox
 from hevcq.aws.topology import EMBEDDED_BUCKET
-from hevcq.library.results import Expected, JobId, dead_letter_results
+from hevcq.library.results import Expected, SourcePool, dead_letter_results
 from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.messages import JobResult
@@ -146,11 +146,11 @@ class Collector:
     expected: Expected = field(default_factory=lambda: Expected(set()))
 
     @property
-    def results(self) -> dict[JobId, JobResult]:
+    def results(self) -> dict[SourcePool, JobResult]:
         return self.expected.results
 
     @property
-    def pending(self) -> set[JobId]:
+    def pending(self) -> set[SourcePool]:
         return self.expected.pending
 
     def wait(self, timeout_s: float, on_tick: Callable[[], None] | None = None) -> bool:
