@@ -139,7 +139,7 @@ def _encoding(w: WorkerProc) -> bool:
 def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    n_jobs = 60
+    n_jobs = 45
     wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
     with stack(tmp_path, wdir) as farm:
         chaos = Chaos(farm, tmp_path, n_workers=3, seed=1234)
@@ -148,7 +148,7 @@ def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
         for k in keys:
             put(farm, k, body)
         col = collector(farm, keys)
-        col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=10))
+        col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=8))
         chaos.stop()
         dead = {
             o.key
@@ -318,7 +318,7 @@ class PausingChaos:
 def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_version_encoded_once(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    """60 sources on three workers; meanwhile workers are paused and resumed at random
+    """45 sources on three workers; meanwhile workers are paused and resumed at random
     (past their lease, sometimes), the whole endpoint refuses connections for 30 s, and a
     quarter of the sources are overwritten by a new version (other bytes) while the run goes.
 
@@ -331,7 +331,7 @@ def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_vers
       per job id, which names key, pool, source ETag and settings.
     """
     rnd = random.Random(2026)
-    n_jobs, n_new = 60, 15
+    n_jobs, n_new = 45, 11
     # Other bytes that still encode smaller than the source: a new version whose encode would
     # be larger is settled as "kept original" and has no output to count.
     v2_clip = make_clip(tmp_path / "v2.mp4", width=192, height=108, seconds=0.5, fps=10)
@@ -342,7 +342,7 @@ def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_vers
         newest = {k: put(farm, k, tiny_clip.read_bytes()) for k in keys}
         # When to overwrite a source; the source is one being encoded at that moment
         # where there is one, so that new versions land on running jobs.
-        pending = sorted(rnd.uniform(5, 60) for _ in range(n_new))
+        pending = sorted(rnd.uniform(5, 45) for _ in range(n_new))
         fresh = set(keys)
         t0 = time.monotonic()
         refused = False
