@@ -15,6 +15,7 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from hevcq.equality import same_media
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.keys import output_extension
 from hevcq.media import MediaInfo
@@ -154,24 +155,17 @@ def _rename_no_clobber(src: Path, dst: Path) -> None:
     src.unlink()
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            ca, cb = fa.read(_COPY_CHUNK), fb.read(_COPY_CHUNK)
-            if ca != cb:
-                return False
-            if not ca:
-                return True
-
-
 def place_output(candidate: Path, dest: Path, *, overwrite: bool = False) -> Path:
-    """Copy ``candidate`` to ``dest`` atomically (temp name, fsync, rename); never clobbers."""
+    """Copy ``candidate`` to ``dest`` atomically (temp name, fsync, rename); never clobbers.
+
+    A ``dest`` that already holds the same output (``equality.same_media``: equal bytes,
+    or equal streams) is kept as it is: a repeated fetch or a re-run is a no-op.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dest) and not overwrite:
-        if dest.is_file() and _same_bytes(candidate, dest):
-            return dest  # already placed: a repeated fetch is a no-op
+        if dest.is_file() and same_media(candidate, dest):
+            log.info("output_already_in_place", path=str(dest))
+            return dest
         raise OutputExists(f"{dest} exists and differs; not overwriting")
     tmp = _stage(candidate, _temp_name(dest.parent))
     try:
