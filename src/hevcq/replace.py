@@ -253,12 +253,12 @@ def final_path(original: Path) -> Path:
 
 
 def _prepare(
-    original: Path, quarantine_root: Path, keep_days: float, now: datetime
+    original: Path, quarantine_root: Path, keep_days: float, now: datetime, final: Path | None
 ) -> QuarantineEntry:
     st = original.lstat()
     if original.is_symlink() or not original.is_file():
         raise ReplaceRefused(f"{original} is not a regular file")
-    final = final_path(original)
+    final = final or final_path(original)
     same = final == original or (os.path.lexists(final) and final.samefile(original))
     if os.path.lexists(final) and not same:
         raise ReplaceRefused(f"{final} already exists and is not the original")
@@ -292,8 +292,11 @@ def swap_in(
     quarantine_root: Path,
     keep_days: float,
     now: datetime,
+    final: Path | None = None,
 ) -> QuarantineEntry:
     """Put a verified ``candidate`` in place of ``original``, keeping the original in quarantine.
+
+    The candidate takes the name ``final`` (by default ``final_path(original)``).
 
     The order makes every crash recoverable from the manifest (``recover`` or ``rollback``):
     1. manifest "prepared" (paths, original's identity), synced: nothing touched yet;
@@ -305,7 +308,7 @@ def swap_in(
     Before 3 the original is at its path; from 3 on it is in the quarantine with a manifest.
     An error on the way undoes the steps already taken before it is raised.
     """
-    entry = _prepare(original, quarantine_root, keep_days, now)
+    entry = _prepare(original, quarantine_root, keep_days, now, final)
     try:
         _write_manifest(entry)
         _stage_into(entry, candidate)

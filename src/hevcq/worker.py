@@ -32,7 +32,7 @@ from hevcq.events import S3TestEvent, SourceObject, parse_records
 from hevcq.farm import Pool
 from hevcq.heartbeat import Heartbeat
 from hevcq.jobs import Commit, JobContext, JobSpec, Runner, job_result
-from hevcq.keys import done_key
+from hevcq.keys import done_key, keeps_source_ext
 from hevcq.lease import LeaseKeeper, Left, Observation, Stale, observe
 from hevcq.ledger import (
     AlreadyFinished,
@@ -298,8 +298,12 @@ class Worker:
             reason = f"object from a bucket this farm does not own: {obj.bucket!r}"
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=reason)
         try:
-            output_key = done_key(obj.key, self.pool.name, self.pool.output_suffix)
             current = self._store.head(obj.key)
+            # The uploader's naming answer rides on the source (hevcq.keys.sharing_sources).
+            long_name = keeps_source_ext(current.metadata) if current else False
+            output_key = done_key(
+                obj.key, self.pool.name, self.pool.output_suffix, with_source_ext=long_name
+            )
         except PermanentError as exc:
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
         except RetryableError as exc:
