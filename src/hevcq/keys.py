@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 from hevcq.errors import PermanentError
@@ -15,6 +17,10 @@ MAX_KEY_BYTES = 1024
 
 # Containers that hold everything Matroska sources carry (subtitles, attachments).
 MATROSKA_EXTENSIONS = frozenset({".mkv", ".webm"})
+
+# Upload metadata telling workers that a source's output name keeps its extension.
+META_NAMING = "hevcq-naming"
+WITH_SOURCE_EXT = "with-source-ext"
 
 
 def output_extension(source_name: str) -> str:
@@ -52,12 +58,45 @@ def source_relative(key: str) -> str:
     return relative_key(key[len(TODO_PREFIX) :])
 
 
-def output_relative(rel: str, suffix: str = "") -> str:
-    """The output's library-relative path: new extension, optional pool suffix."""
-    stem, _ = posixpath.splitext(rel)
+def output_relative(rel: str, suffix: str = "", *, with_source_ext: bool = False) -> str:
+    """The output's library-relative path: new extension, optional pool suffix.
+
+    ``with_source_ext`` keeps the source's extension in the name (``IMG_0001.MOV.mp4``),
+    for sources that would otherwise share an output name (see ``sharing_sources``).
+    """
+    stem = rel if with_source_ext else posixpath.splitext(rel)[0]
     return f"{stem}{suffix}{output_extension(rel)}"
 
 
-def done_key(source_key: str, pool: str, suffix: str = "") -> str:
+def done_key(source_key: str, pool: str, suffix: str = "", *, with_source_ext: bool = False) -> str:
     """The output key of a source key in a pool."""
-    return f"{DONE_PREFIX}{pool}/{output_relative(source_relative(source_key), suffix)}"
+    rel = output_relative(source_relative(source_key), suffix, with_source_ext=with_source_ext)
+    return f"{DONE_PREFIX}{pool}/{rel}"
+
+
+def sharing_sources(rels: Iterable[str]) -> frozenset[str]:
+    """The sources whose output names keep their own extension.
+
+    Sources that would share one output name (``IMG_0001.MOV`` and ``IMG_0001.mp4``; the
+    name compared without case, as a Mac or Windows disk does) each keep their extension
+    (``IMG_0001.MOV.mp4``), except one whose own name already is that output name: it
+    keeps the plain name, and ``--replace`` leaves it in place. Only the set of names
+    counts, never an order, so every run and every farm names them alike.
+    """
+    groups: defaultdict[str, list[str]] = defaultdict(list)
+    for rel in rels:
+        groups[output_relative(rel).casefold()].append(rel)
+    return frozenset(
+        rel for group in groups.values() if len(group) > 1 for rel in group
+        if rel != output_relative(rel)
+    )  # fmt: skip
+
+
+def keeps_source_ext(metadata: Mapping[str, str]) -> bool:
+    """True when a source's upload metadata says its output name keeps its extension."""
+    return metadata.get(META_NAMING) == WITH_SOURCE_EXT
+
+
+def naming_metadata(with_source_ext: bool) -> dict[str, str]:
+    """The upload metadata that carries the naming rule's answer to the workers."""
+    return {META_NAMING: WITH_SOURCE_EXT} if with_source_ext else {}

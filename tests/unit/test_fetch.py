@@ -15,7 +15,7 @@ import pytest
 from hevcq.errors import RetryableError
 from hevcq.ledger import LedgerItem, State
 from hevcq.library.catalog import FileRecord, PoolRecord, StateStore
-from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
+from hevcq.library.fetch import Fetcher, FetchOptions, _final_path, fetch_library, find_library
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     LargerThanOriginal,
@@ -433,3 +433,21 @@ def test_a_larger_output_keeps_the_original_and_is_not_a_failure(
     assert lib.src.read_bytes() == ORIGINAL
     assert not lib.out.exists() or not any(lib.out.rglob("*.mp4"))
     assert lib.state.decisions("a.mp4")["hevc"].outcome == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("output_key", "final"),
+    [
+        ("DONE/hevc/trip/IMG_0001.MOV.mp4", "IMG_0001.MOV.mp4"),  # its name is shared
+        ("DONE/hevc/trip/IMG_0001.mp4", "IMG_0001.mp4"),
+        ("DONE/hevc/trip/other.mp4", "IMG_0001.mp4"),  # not a name the rule makes
+        (None, "IMG_0001.mp4"),
+    ],
+)
+def test_a_replacing_output_takes_the_name_the_worker_gave_it(
+    tmp_path: Path, output_key: str | None, final: str
+) -> None:
+    src = tmp_path / "trip" / "IMG_0001.MOV"
+    r = JobResult(job_id="j", pool="hevc", bucket="b", source_key="TODO/trip/IMG_0001.MOV",
+                  outcome="done", output_key=output_key)  # fmt: skip
+    assert _final_path(r, src) == src.with_name(final)

@@ -102,6 +102,17 @@ def test_container_flags(key: str) -> None:
 
 
 @pytest.mark.parametrize("key", sorted(PLANS))
+@pytest.mark.parametrize("teed", [False, True])
+def test_outputs_are_bitexact_so_a_rerun_makes_the_same_bytes(key: str, teed: bool) -> None:
+    stream = Path("/scratch/stream.hevc") if teed else None
+    args = build_args("ffmpeg", SRC, DST, PLANS[key], stream=stream)
+    assert values(args, "-fflags") == ["+bitexact"]  # the tee hands it on to its outputs
+    [flags] = values(args, "-flags")  # one for every encoder: a second would override it
+    assert "+bitexact" in flags
+    assert ("+global_header" in flags) is teed
+
+
+@pytest.mark.parametrize("key", sorted(PLANS))
 def test_audio_and_subtitle_codecs_per_output_stream(key: str) -> None:
     plan = PLANS[key]
     args = build_args("ffmpeg", SRC, DST, plan)
@@ -124,7 +135,8 @@ def test_portrait_phone_clip_exact_command() -> None:
         "-pix_fmt", "yuv420p", "-profile:v", "main", "-x265-params", "log-level=error",
         "-fps_mode:v", "passthrough",
         "-map", "0:1", "-c:a:0", "copy",
-        "-tag:v", "hvc1", "-movflags", "+faststart+use_metadata_tags", "-f", "mp4",
+        "-tag:v", "hvc1", "-fflags", "+bitexact", "-flags", "+bitexact",
+        "-movflags", "+faststart+use_metadata_tags", "-f", "mp4",
         "-progress", "pipe:1", "-nostats", f"file:{DST}",
     ]  # fmt: skip
 

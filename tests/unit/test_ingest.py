@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from hevcq.errors import PermanentError, RetryableError
+from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
 from hevcq.library.catalog import StateStore, library_id
 from hevcq.library.estimate import TaskSize, estimate
 from hevcq.library.report import (
@@ -140,6 +141,29 @@ def test_uploads_carry_path_size_mtime_fingerprint_and_library(root: Path, store
                     META_MTIME: str(st.st_mtime_ns), META_HASH: entry.fingerprint,
                     META_LIBRARY: LIB}  # fmt: skip
     assert all(u.sent and u.ok for u in ups)
+
+
+def test_sources_sharing_an_output_name_say_so_on_upload(root: Path, store) -> None:
+    make(root, "b/two.mp4")
+    target = FakeTarget()
+    report = do_scan(root, store)
+    assert {e.rel for e in report.entries if e.with_source_ext} == {"b/two.MOV"}
+    upload_all(target, root, to_upload(report), LIB)
+    assert target.objects["TODO/b/two.MOV"].metadata[META_NAMING] == WITH_SOURCE_EXT
+    assert META_NAMING not in target.objects["TODO/b/two.mp4"].metadata
+    assert META_NAMING not in target.objects["TODO/a/one.mp4"].metadata
+
+
+def test_an_upload_named_by_another_rule_is_sent_again(root: Path, store) -> None:
+    report = do_scan(root, store)
+    target = FakeTarget()
+    upload_all(target, root, to_upload(report), LIB)
+    target.uploads.clear()
+    make(root, "b/two.mp4")  # a sibling came: two.MOV's output name now keeps ".MOV"
+    again = do_scan(root, store)
+    upload_all(target, root, [e for e in again.entries if e.rel.startswith("b/")], LIB)
+    assert sorted(target.uploads) == ["TODO/b/two.MOV", "TODO/b/two.mp4"]
+    assert target.objects["TODO/b/two.MOV"].metadata[META_NAMING] == WITH_SOURCE_EXT
 
 
 def test_same_content_already_in_the_bucket_is_not_sent_again(root: Path, store) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from hevcq.errors import PermanentError
-from hevcq.keys import done_key, output_extension, source_relative, todo_key
+from hevcq.keys import (
+    done_key,
+    keeps_source_ext,
+    naming_metadata,
+    output_extension,
+    sharing_sources,
+    source_relative,
+    todo_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +58,48 @@ def test_keys_outside_todo_are_refused(key: str) -> None:
 )
 def test_output_extension(name: str, ext: str) -> None:
     assert output_extension(name) == ext
+
+
+@pytest.mark.parametrize(
+    ("rels", "sharing"),
+    [
+        ([], set()),
+        (["trip/IMG_0001.MOV"], set()),  # alone: the plain name
+        (["IMG_0001.MOV", "IMG_0001.mp4"], {"IMG_0001.MOV"}),
+        (["IMG_0001.mp4", "IMG_0001.MOV"], {"IMG_0001.MOV"}),  # order does not count
+        (["a/IMG_0001.MOV", "b/IMG_0001.mp4"], set()),  # other folders: no clash
+        (["clip.MOV", "clip.avi"], {"clip.MOV", "clip.avi"}),  # neither is the plain name
+        (["IMG_0001.MP4", "IMG_0001.mp4"], {"IMG_0001.MP4"}),  # one name on a Mac disk
+        (["img_0001.mov", "IMG_0001.mp4"], {"img_0001.mov"}),
+        (["film.mkv", "film.webm", "film.mp4"], {"film.webm"}),  # .mkv vs .mp4 outputs
+        (["x.mov", "x.m4v", "x.mp4", "y.mov"], {"x.mov", "x.m4v"}),
+    ],
+)
+def test_sharing_sources(rels: list[str], sharing: set[str]) -> None:
+    assert sharing_sources(rels) == sharing
+
+
+@pytest.mark.parametrize(
+    ("rel", "suffix", "expected"),
+    [
+        ("IMG_0001.MOV", "", "DONE/hevc/IMG_0001.MOV.mp4"),
+        ("trip/IMG_0001.MOV", ".720p", "DONE/hevc/trip/IMG_0001.MOV.720p.mp4"),
+        ("film.webm", "", "DONE/hevc/film.webm.mkv"),
+    ],
+)
+def test_done_key_with_the_source_extension(rel: str, suffix: str, expected: str) -> None:
+    assert done_key(todo_key(rel), "hevc", suffix, with_source_ext=True) == expected
+
+
+def test_a_clash_gives_distinct_output_names_in_every_pool() -> None:
+    rels = ["IMG_0001.MOV", "IMG_0001.mp4", "IMG_0001.m4v"]
+    sharing = sharing_sources(rels)
+    for suffix in ("", ".720p"):
+        names = {done_key(todo_key(r), "p", suffix, with_source_ext=r in sharing) for r in rels}
+        assert len(names) == len(rels)
+
+
+def test_the_naming_answer_travels_as_upload_metadata() -> None:
+    assert keeps_source_ext(naming_metadata(with_source_ext=True))
+    assert not keeps_source_ext(naming_metadata(with_source_ext=False))
+    assert naming_metadata(with_source_ext=False) == {}

@@ -195,6 +195,20 @@ def test_swap_in_refuses_to_take_another_files_path(lib: Path) -> None:
     assert list_quarantine(qroot) == []
 
 
+def test_swap_in_beside_a_sibling_takes_the_name_it_is_given(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib)
+    sibling = lib / "sub" / "a.mp4"
+    sibling.write_bytes(b"a different video")
+    final = lib / "sub" / "a.MOV.mp4"
+    entry = swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW, final=final)
+    assert entry.final == final.absolute()
+    assert final.read_bytes() == CANDIDATE
+    assert sibling.read_bytes() == b"a different video"
+    assert rollback(qroot) == [original.absolute()]
+    assert not final.exists()
+    assert original.read_bytes() == ORIGINAL
+
+
 def test_swap_in_refuses_a_symlink(lib: Path) -> None:
     original, candidate, qroot = setup_pair(lib)
     link = lib / "sub" / "link.mov"

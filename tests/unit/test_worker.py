@@ -24,6 +24,7 @@ from hevcq.errors import (
     RetryableError,
     StalledError,
 )
+from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
 from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
 from hevcq.objects import META_SOURCE_ETAG
@@ -96,6 +97,18 @@ def test_a_job_is_run_recorded_published_and_only_then_deleted(ledger, farm) -> 
     assert rig.item().state == "done"
     assert [r.outcome for r in rig.publisher.results] == ["done"]
     assert rig.runner.calls[0].output_key == "DONE/hevc/trip/clip.mp4"
+
+
+def test_a_source_whose_name_is_shared_gets_an_output_name_with_its_extension(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, ok)
+    rig.store.add("TODO/trip/IMG_0001.MOV", **{META_NAMING: WITH_SOURCE_EXT})
+    rig.store.add("TODO/trip/IMG_0001.mp4")
+    for key in ("TODO/trip/IMG_0001.MOV", "TODO/trip/IMG_0001.mp4"):
+        assert rig.worker.handle(rig.queue.put(event(key))).verdict is Verdict.ACK
+    assert [c.output_key for c in rig.runner.calls] == [
+        "DONE/hevc/trip/IMG_0001.MOV.mp4",
+        "DONE/hevc/trip/IMG_0001.mp4",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -8,19 +8,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 import structlog
 
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
-from hevcq.keys import DONE_PREFIX, source_relative
+from hevcq.keys import DONE_PREFIX, output_relative, source_relative
 from hevcq.ledger import FINISHED, LedgerItem, State
 from hevcq.library.catalog import StateStore
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     LargerThanOriginal,
     ReplaceRefused,
+    final_path,
     list_quarantine,
     place_output,
     recover,
@@ -151,7 +152,8 @@ class Fetcher:
             if r.pool in self.options.replace:
                 _same_file(original, src)
                 entry = swap_in(src, tmp, quarantine_root=self.quarantine,
-                                keep_days=self.options.keep_days, now=self.clock())  # fmt: skip
+                                keep_days=self.options.keep_days, now=self.clock(),
+                                final=_final_path(r, src))  # fmt: skip
                 action: Action = "replaced"
                 path = entry.final
             else:
@@ -258,6 +260,15 @@ def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None
     if item is None or item.state not in FINISHED or local_outcome == "failed":
         return False
     return not etag or item.etag == etag
+
+
+def _final_path(r: JobResult, src: Path) -> Path:
+    """Where a replacing output lands: beside its source, under the name the worker gave
+    its output (a replacing pool has no suffix; the name may keep the source's extension)."""
+    name = PurePosixPath(r.output_key or "").name
+    if name == output_relative(src.name, with_source_ext=True):
+        return src.with_name(name)
+    return final_path(src)
 
 
 def _same_file(original: Path, src: Path) -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.keys import output_extension
+from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
 from hevcq.media.probe import ProbeFn, probe
 from hevcq.media.verify import DECODE_SHORTFALL_S, DURATION_TOLERANCE_S, decoded_seconds
@@ -153,24 +154,17 @@ def _rename_no_clobber(src: Path, dst: Path) -> None:
     src.unlink()
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with a.open("rb") as fa, b.open("rb") as fb:
-        while True:
-            ca, cb = fa.read(_COPY_CHUNK), fb.read(_COPY_CHUNK)
-            if ca != cb:
-                return False
-            if not ca:
-                return True
-
-
 def place_output(candidate: Path, dest: Path, *, overwrite: bool = False) -> Path:
-    """Copy ``candidate`` to ``dest`` atomically (temp name, fsync, rename); never clobbers."""
+    """Copy ``candidate`` to ``dest`` atomically (temp name, fsync, rename); never clobbers.
+
+    A ``dest`` that already holds the same output (``equality.same_media``: equal bytes,
+    or equal streams) is kept as it is: a repeated fetch or a re-run is a no-op.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dest) and not overwrite:
-        if dest.is_file() and _same_bytes(candidate, dest):
-            return dest  # already placed: a repeated fetch is a no-op
+        if dest.is_file() and same_media(candidate, dest):
+            log.info("output_already_in_place", path=str(dest))
+            return dest
         raise OutputExists(f"{dest} exists and differs; not overwriting")
     tmp = _stage(candidate, _temp_name(dest.parent))
     try:
@@ -258,12 +252,12 @@ def final_path(original: Path) -> Path:
 
 
 def _prepare(
-    original: Path, quarantine_root: Path, keep_days: float, now: datetime
+    original: Path, quarantine_root: Path, keep_days: float, now: datetime, final: Path | None
 ) -> QuarantineEntry:
     st = original.lstat()
     if original.is_symlink() or not original.is_file():
         raise ReplaceRefused(f"{original} is not a regular file")
-    final = final_path(original)
+    final = final or final_path(original)
     same = final == original or (os.path.lexists(final) and final.samefile(original))
     if os.path.lexists(final) and not same:
         raise ReplaceRefused(f"{final} already exists and is not the original")
@@ -297,8 +291,11 @@ def swap_in(
     quarantine_root: Path,
     keep_days: float,
     now: datetime,
+    final: Path | None = None,
 ) -> QuarantineEntry:
     """Put a verified ``candidate`` in place of ``original``, keeping the original in quarantine.
+
+    The candidate takes the name ``final`` (by default ``final_path(original)``).
 
     The order makes every crash recoverable from the manifest (``recover`` or ``rollback``):
     1. manifest "prepared" (paths, original's identity), synced: nothing touched yet;
@@ -310,7 +307,7 @@ def swap_in(
     Before 3 the original is at its path; from 3 on it is in the quarantine with a manifest.
     An error on the way undoes the steps already taken before it is raised.
     """
-    entry = _prepare(original, quarantine_root, keep_days, now)
+    entry = _prepare(original, quarantine_root, keep_days, now, final)
     try:
         _write_manifest(entry)
         _stage_into(entry, candidate)

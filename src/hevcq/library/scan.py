@@ -12,7 +12,7 @@ from typing import Literal
 import structlog
 
 from hevcq.errors import PermanentError
-from hevcq.keys import todo_key
+from hevcq.keys import sharing_sources, todo_key
 from hevcq.library.catalog import FileRecord, PoolRecord, PoolState, StateStore
 from hevcq.library.walk import (
     DEFAULT_EXCLUDES,
@@ -63,6 +63,7 @@ class FileEntry:
     duplicate_of: str | None = None
     upload_key: str | None = None
     cached: bool = False  # reused from the state store without opening the file
+    with_source_ext: bool = False  # its output name keeps its extension (keys.sharing_sources)
 
     @property
     def pools_to_encode(self) -> tuple[str, ...]:
@@ -173,6 +174,7 @@ class _Scan:
         self.new_files: list[FileRecord] = []
         self.new_decisions: list[tuple[str, str, PoolRecord]] = []
         self.reused = self.probed = 0
+        self.sharing: frozenset[str] = frozenset()
 
     def index_uploads(self, present: Mapping[str, Candidate]) -> None:
         """Fingerprints whose upload still holds that content (path gone or unchanged)."""
@@ -233,6 +235,7 @@ class _Scan:
                 duplicate_of=first,
                 upload_key=key,
                 cached=cached,
+                with_source_ext=c.rel in self.sharing,
             )
         )
 
@@ -331,6 +334,7 @@ def scan(
     state = _Scan(pools, store, options, decide_fn)
     state.problems.extend(walk_problems)
     state.index_uploads({c.rel: c for c in candidates})
+    state.sharing = sharing_sources(c.rel for c in candidates)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="scan") as pool:
         # Batches keep the order (duplicates point at the first path) and let a limit stop
         # the probing early instead of after the whole library.

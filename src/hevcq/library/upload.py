@@ -11,7 +11,7 @@ from typing import Protocol
 import structlog
 
 from hevcq.errors import HevcqError
-from hevcq.keys import todo_key
+from hevcq.keys import keeps_source_ext, naming_metadata, todo_key
 from hevcq.library.catalog import StateStore
 from hevcq.library.scan import FileEntry, ScanReport
 from hevcq.library.walk import os_problem
@@ -44,6 +44,7 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         META_MTIME: str(mtime_ns),
         META_HASH: entry.fingerprint,
         META_LIBRARY: library,
+        **naming_metadata(entry.with_source_ext),
         # The workers of these pools re-check from a few ranges instead of downloading.
         **client_skips_metadata(entry.decisions),
     }
@@ -101,7 +102,7 @@ def upload_one(
         if st.st_size != entry.size:
             return Uploaded(entry, key, False, "changed since the scan; run ingest again")
         existing = target.head(key)
-        if existing is not None and existing.metadata.get(META_HASH) == entry.fingerprint:
+        if existing is not None and _same_upload(existing.metadata, entry):
             log.info("upload_skipped_same_content", key=key)
             advance(entry.size)
             return Uploaded(entry, key, sent=False)
@@ -112,6 +113,14 @@ def upload_one(
         return Uploaded(entry, key, False, f"upload failed: {exc}")
     log.info("uploaded", key=key, bytes=entry.size)
     return Uploaded(entry, key, sent=True)
+
+
+def _same_upload(metadata: dict[str, str], entry: FileEntry) -> bool:
+    """The object holds this content, named by the same rule (a sibling may have come)."""
+    return (
+        metadata.get(META_HASH) == entry.fingerprint
+        and keeps_source_ext(metadata) == entry.with_source_ext
+    )
 
 
 def upload_all(

@@ -39,18 +39,19 @@ def build_args(
     if plan.attachments:
         args += ["-map", "0:t", "-c:t", "copy"]
     args += stream_tag_args(plan)
+    args += ["-fflags", "+bitexact"]
     fmt, options = muxer(plan)
     progress = ["-progress", "pipe:1", "-nostats"]
     if stream is None:
         muxing = [a for k, v in options.items() for a in (f"-{k}", v)]
-        return [*args, *muxing, "-f", fmt, *progress, f"file:{dst}"]
+        return [*args, "-flags", BITEXACT, *muxing, "-f", fmt, *progress, f"file:{dst}"]
     # The tee muxer cannot tell the encoders that the file needs global headers (the mp4
     # and matroska muxers ask for them themselves), so it is said here: the output is
     # the same bytes either way. dump_extra repeats the parameter sets in the raw copy
     # so that it decodes on its own.
     main = ":".join([f"f={fmt}", *(f"{k}={v}" for k, v in options.items())])
     spec = f"[{main}]file:{tee_escape(dst)}|[{STREAM_SLAVE}]file:{tee_escape(stream)}"
-    return [*args, *progress, "-flags", "+global_header", "-f", "tee", spec]
+    return [*args, *progress, "-flags", f"+global_header{BITEXACT}", "-f", "tee", spec]
 
 
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
@@ -118,6 +119,13 @@ def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
         return "mp4", {"movflags": "+faststart+use_metadata_tags"}
     return "matroska", {}
 
+
+# Deterministic output (``-fflags`` for the muxer, ``-flags`` for the encoders): no random
+# Matroska UIDs and no library versions in the container, the stream headers or the AAC
+# frames, so the same source and settings make the same bytes again and a re-run finds its
+# earlier output equal. x265 ignores the flag: the video bitstream is the same either way.
+# One ``-flags`` for all streams: a second one (the tee's global_header) would override it.
+BITEXACT = "+bitexact"
 
 # The tee's second output: the video stream only, as Annex B with in-band parameter sets.
 STREAM_SLAVE = "f=hevc:select=v:bsfs/v=dump_extra"

@@ -29,7 +29,7 @@ from hevcq.errors import (
     WriteConflict,
     unclassified,
 )
-from hevcq.keys import done_key
+from hevcq.keys import done_key, keeps_source_ext
 from hevcq.ledger import (
     AlreadyFinished,
     Claimed,
@@ -301,8 +301,12 @@ class Worker:
             reason = f"object from a bucket this farm does not own: {obj.bucket!r}"
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=reason)
         try:
-            output_key = done_key(obj.key, self.pool.name, self.pool.output_suffix)
             current = self._store.head(obj.key)
+            # The uploader's naming answer rides on the source (hevcq.keys.sharing_sources).
+            long_name = keeps_source_ext(current.metadata) if current else False
+            output_key = done_key(
+                obj.key, self.pool.name, self.pool.output_suffix, with_source_ext=long_name
+            )
         except PermanentError as exc:
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
         except RetryableError as exc:

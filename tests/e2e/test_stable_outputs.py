@@ -1,0 +1,65 @@
+"""Two sources with one output name both arrive, and a re-run accepts the outputs it finds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.equality import same_bytes, same_media
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
+from tests.e2e.farmkit import pool_dir
+
+pytestmark = pytest.mark.e2e
+
+TINY = {"width": 128, "height": 72, "seconds": 0.5, "fps": 10}
+
+
+def ingest(tmp: Path, lib: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(tmp / "workers"), "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out)]
+    return subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def remux(path: Path) -> None:
+    """The same streams in other container bytes (no bitexact: ffmpeg's version tags)."""
+    tmp = path.with_name("remuxed.part")
+    subprocess.run([find_ffmpeg(), "-v", "error", "-i", f"file:{path}", "-map", "0", "-c", "copy",
+                    "-f", "mp4", f"file:{tmp}"], check=True)  # fmt: skip
+    tmp.replace(path)
+
+
+def test_sources_sharing_a_name_get_two_outputs_and_a_rerun_accepts_them(tmp_path: Path) -> None:
+    pool_dir(tmp_path)
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    make_clip(lib / "IMG_0001.MOV", **TINY, container="mov")  # type: ignore[arg-type]
+    make_clip(lib / "IMG_0001.mp4", **TINY, audio_streams=0)  # type: ignore[arg-type]
+    first = ingest(tmp_path, lib, out)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    plain, long = out / "hevc" / "IMG_0001.mp4", out / "hevc" / "IMG_0001.MOV.mp4"
+    assert sorted(p.name for p in (out / "hevc").iterdir()) == [long.name, plain.name]
+    assert len(probe(long).audio) == 1  # the MOV's output, with its sound
+    assert len(probe(plain).audio) == 0  # the mp4's output
+    remux(long)  # an output that differs in bytes only: accepted by its streams
+    long_bytes, plain_bytes = long.read_bytes(), plain.read_bytes()
+
+    shutil.rmtree(tmp_path / "state")  # forget everything: upload, encode and fetch again
+    again = ingest(tmp_path, lib, out)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    for word in ("conflict", "refused", "differs", "failed"):
+        assert word not in again.stdout.split("hevcq summary", 1)[-1]
+    assert sorted(p.name for p in (out / "hevc").iterdir()) == [long.name, plain.name]
+    assert long.read_bytes() == long_bytes
+    assert plain.read_bytes() == plain_bytes
+    assert not same_bytes(long, plain)
+    assert not same_media(long, plain)
