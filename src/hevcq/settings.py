@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     lease_s: int | None = Field(
         None, ge=10, description="Ledger lease; default: twice the pool's visibility timeout."
     )
+    progress_every_s: float = Field(
+        10.0,
+        ge=1,
+        description="How often a running job's progress (percent, fps, speed) reaches the "
+        "ledger, by renewing its lease that often; the dashboard and `status` show it.",
+    )
     workers_per_pool: int = Field(1, ge=1, description="Embedded farm: worker processes per pool.")
     window: int | None = Field(
         None,

@@ -14,7 +14,14 @@ from hevcq.media.model import EncodePlan, Skip
 from hevcq.media.samples import make_clip
 from hevcq.objects import ObjectInfo
 from hevcq.pools import load_farm
-from hevcq.worker.precheck import META_CLIENT_SKIPS, client_skips_metadata, confirmed_skip
+from hevcq.worker.precheck import (
+    META_CLIENT_SETTLED,
+    META_CLIENT_SKIPS,
+    SETTLED_EARLIER,
+    client_settled_metadata,
+    client_skips_metadata,
+    confirmed_skip,
+)
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.conftest import fast_pools
 from tests.fakes import FakeStore
@@ -105,3 +112,36 @@ def test_a_store_whose_ranged_reads_fail_is_left_to_the_download(pools, small_cl
     store = NoRanges()
     store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None
+
+
+def test_pools_settled_earlier_become_metadata() -> None:
+    assert client_settled_metadata(["hevc", "1080p"]) == {META_CLIENT_SETTLED: "1080p,hevc"}
+    assert client_settled_metadata([]) == {}
+
+
+def test_a_pool_the_client_settled_earlier_skips_without_reading_the_source(
+    tmp_path: Path, pools, small_clip: bytes
+) -> None:
+    store = RangeStore()
+    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SETTLED: "hevc"})
+    runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
+                       stall_timeout_s=30)  # fmt: skip
+    result = runner.run(_spec(pools["hevc"], len(small_clip)), JobContext())
+    assert result.outcome == "skipped"
+    assert result.reason == SETTLED_EARLIER
+    assert store.downloads == 0
+    assert store.range_bytes == 0
+
+
+def test_the_settled_word_of_another_version_is_not_taken(pools, small_clip: bytes) -> None:
+    # The job names version e0; the object now holds e1, whose metadata says "settled".
+    store = RangeStore()
+    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SETTLED: "hevc"})
+    assert confirmed_skip(store, KEY, "e0", pools["hevc"]) is None
+    assert confirmed_skip(store, KEY, "e1", pools["hevc"]) == Skip(SETTLED_EARLIER)
+
+
+def test_a_pool_not_named_as_settled_still_encodes(pools, small_clip: bytes) -> None:
+    store = RangeStore()
+    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SETTLED: "720p"})
+    assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None

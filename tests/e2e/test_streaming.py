@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hevcq.media.samples import make_clip
+from hevcq.worker.precheck import SETTLED_EARLIER
 from tests.e2e.farmkit import pool_dir, slow_ffmpeg, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -109,6 +111,59 @@ def test_results_come_home_while_the_farm_still_works_then_a_rerun_encodes_nothi
     assert "embedded_farm_started" in (run / "logs/ingest.log").read_text()
     assert (run / "logs/worker-hevc-0.log").stat().st_size > 0
     assert "embedded_farm_started" not in out
+
+
+def _events(log: Path, event: str) -> list[dict[str, object]]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [e for e in map(json.loads, lines) if e.get("event") == event]
+
+
+def test_a_rerun_spends_no_encode_on_a_pool_that_finished_the_file_earlier(
+    tmp_path: Path,
+) -> None:
+    """Every pool's queue hears of every upload. The first run encodes one file of two with
+    the hevc pool; the second adds a pool. The hevc worker encodes only the file it has not
+    finished, and skips the other without reading it; the new pool encodes both."""
+    lib = tmp_path / "lib"
+    for i in range(2):
+        make_clip(lib / f"clip{i}.mp4", width=320, height=240, seconds=0.5 + 0.1 * i)
+    workers = pool_dir(tmp_path)  # hevc only
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(workers), "HOME": str(tmp_path / "home"),
+        "XDG_STATE_HOME": str(tmp_path / "state"), "COLUMNS": "200",
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")]
+    first = subprocess.run([*cmd, "--max-files", "1"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=240, check=False)  # fmt: skip
+    assert first.returncode == 0, first.stdout[-3000:]
+    done_first = {p.name for p in (tmp_path / "out").rglob("*.mp4")}
+    assert len(done_first) == 1
+    # A second pool: a 120p rendition, which these 240p sources need.
+    (workers / "small.yaml").write_text(_with_target(workers / "hevc.yaml", ".120p", 120))
+    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=240, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:]
+    logs = max((tmp_path / "state/hevcq/runs").iterdir()) / "logs"
+
+    def events(pool: str, event: str) -> list[dict[str, object]]:
+        return [e for log in logs.glob(f"worker-{pool}-*.log") for e in _events(log, event)]
+
+    hevc_encoded = {str(e["key"]) for e in events("hevc", "transcode_started")}
+    hevc_settled = {str(e["key"]) for e in events("hevc", "job_finished")
+                    if e.get("reason") == SETTLED_EARLIER}  # fmt: skip
+    assert {Path(k).name for k in hevc_settled} == done_first
+    assert hevc_encoded == {k.replace(Path(k).name, "") + n for k in hevc_settled
+                            for n in {"clip0.mp4", "clip1.mp4"} - done_first}  # fmt: skip
+    assert len(events("small", "transcode_started")) == 2
+    assert len(list((tmp_path / "out").rglob("*.120p.mp4"))) == 2
+
+
+def _with_target(hevc_yaml: Path, suffix: str, height: int) -> str:
+    doc = yaml.safe_load(hevc_yaml.read_text())
+    doc["output_suffix"] = suffix
+    doc["applies"] = {**doc.get("applies", {}), "target_height": height}
+    doc["description"] = f"{height}p rendition"
+    return str(yaml.safe_dump(doc))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

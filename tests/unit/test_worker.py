@@ -595,3 +595,26 @@ def test_a_running_job_records_percent_fps_and_speed_in_the_ledger(ledger, farm)
     assert running is not None
     assert (running.state, running.progress) == ("running", 40.0)
     assert (running.fps, running.speed) == (48.5, 2.25)
+
+
+def test_progress_reaches_the_ledger_every_few_seconds_not_only_at_lease_renewals(
+    ledger, farm
+) -> None:
+    # A 600 s lease renews every 150 s; the job lasts 30 s: only progress_every_s shows it.
+    clock = FastClock(speed=100)
+    seen: list[float | None] = []
+
+    def job(spec, ctx):
+        start = clock()
+        while clock() - start < 30:
+            ctx.on_progress(round(clock() - start, 1))
+            item = rig.item()
+            seen.append(item.progress if item is not None else None)
+            time.sleep(0.005)
+        return ok(spec, ctx)
+
+    rig = make_rig(ledger, farm, job, clock=clock, lease_s=600, progress_every_s=5)
+    rig.worker.handle(rig.queue.put(event()))
+    recorded = sorted({p for p in seen if p})
+    assert len(recorded) >= 3, recorded
+    assert recorded[-1] > 20

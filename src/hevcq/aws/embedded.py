@@ -38,6 +38,7 @@ EMBEDDED_CREDENTIALS = {
 }
 WORKER_STOP_TIMEOUT_S = 30.0
 EMBEDDED_POLL_WAIT_S = 2
+EMBEDDED_PROGRESS_EVERY_S = 2
 
 
 def _start_moto(log_path: Path | None = None) -> tuple[EndpointProcess, str]:
@@ -66,6 +67,12 @@ def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[s
     if endpoint:
         # Polling a local endpoint costs nothing; short polls let workers stop promptly.
         env["HEVCQ_POLL_WAIT_S"] = str(EMBEDDED_POLL_WAIT_S)
+        # Ledger writes cost nothing here: the live view moves every couple of seconds,
+        # unless the user chose otherwise.
+        every = settings.progress_every_s
+        if "progress_every_s" not in settings.model_fields_set:
+            every = EMBEDDED_PROGRESS_EVERY_S
+        env["HEVCQ_PROGRESS_EVERY_S"] = str(every)
     if settings.workers_dir:
         env["HEVCQ_WORKERS_DIR"] = str(settings.workers_dir)
     if endpoint:

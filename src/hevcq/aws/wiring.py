@@ -51,7 +51,7 @@ def build_worker(
         worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,
         lease_s=settings.lease_s or 2 * pool.queue.visibility_timeout_s,
         shutdown_grace_s=settings.shutdown_grace_s, max_jobs=max_jobs,
-        idle_exit_s=0.0 if burst else None,
+        idle_exit_s=0.0 if burst else None, progress_every_s=settings.progress_every_s,
     )  # fmt: skip
     agent = settings.ecs_agent_uri
     return Worker(

@@ -16,7 +16,7 @@ from hevcq.library.catalog import StateStore
 from hevcq.library.scan import FileEntry, ScanReport
 from hevcq.library.walk import os_problem
 from hevcq.objects import ObjectStore
-from hevcq.worker.precheck import client_skips_metadata
+from hevcq.worker.precheck import client_settled_metadata, client_skips_metadata
 
 log = structlog.get_logger()
 
@@ -47,6 +47,8 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         **naming_metadata(entry.with_source_ext),
         # The workers of these pools re-check from a few ranges instead of downloading.
         **client_skips_metadata(entry.decisions),
+        # These pools settled the file in an earlier run: their workers skip at once.
+        **client_settled_metadata(p for p in entry.pools_to_encode if p not in entry.pools_pending),
     }
 
 

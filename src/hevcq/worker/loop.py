@@ -103,6 +103,9 @@ class WorkerConfig:
     max_jobs: int | None = None
     idle_exit_s: float | None = None  # burst mode: exit after this long with no message
     heartbeat_max_sleep_s: float = 5.0
+    # A running job's progress reaches the ledger with each lease renewal; renewing at least
+    # this often keeps the figures that `status`, the live view and the dashboard show fresh.
+    progress_every_s: float = 10.0
 
 
 class Worker:
@@ -454,7 +457,7 @@ class Worker:
             step_s=q.visibility_timeout_s,
             cancel=ctx.cancel,
             renew=renew,
-            renew_every_s=keeper.renew_every_s,
+            renew_every_s=min(keeper.renew_every_s, self.config.progress_every_s),
             clock=self._clock,
             max_sleep_s=self.config.heartbeat_max_sleep_s,
         )

@@ -7,13 +7,20 @@ index and one frame: usually a few MiB) and decides again with its own pool sett
 only when that decision is also a skip does it skip without downloading. Any doubt (no
 such metadata, a store that cannot read ranges, a probe that fails or reads too much)
 falls back to the download as before.
+
+A client re-sending a file also names the pools that settled it in an earlier run
+(``hevcq-client-settled``: the client holds their outcome under the same pool settings and
+will not read a new one). Every pool's queue hears of every upload; those pools skip the
+job at once, without a probe, so a re-run spends CPU only on the pools it waits for. The
+word is the uploader's own about its own upload, and it is read from the exact version the
+job names.
 """
 
 from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import structlog
 
@@ -28,6 +35,8 @@ from hevcq.pools import Pool
 log = structlog.get_logger()
 
 META_CLIENT_SKIPS = "hevcq-client-skips"  # pools the client decided to skip, comma separated
+META_CLIENT_SETTLED = "hevcq-client-settled"  # pools whose earlier outcome the client holds
+SETTLED_EARLIER = "settled in an earlier run: the uploading client holds this pool's outcome"
 BLOCK = MiB
 CACHED_BLOCKS = 8
 # A probe that needs more than this is not cheap any more: download and probe as usual.
@@ -44,9 +53,19 @@ def client_skips_metadata(decisions: Mapping[str, Decision]) -> dict[str, str]:
     return {META_CLIENT_SKIPS: ",".join(skips)} if skips else {}
 
 
+def client_settled_metadata(pools: Iterable[str]) -> dict[str, str]:
+    """Upload metadata naming the pools that settled this file in an earlier run."""
+    settled = sorted(pools)
+    return {META_CLIENT_SETTLED: ",".join(settled)} if settled else {}
+
+
+def _named(metadata: Mapping[str, str], name: str, pool: str) -> bool:
+    return pool in metadata.get(name, "").split(",")
+
+
 def client_skipped(metadata: Mapping[str, str], pool: str) -> bool:
     """Whether the uploading client decided that ``pool`` skips this object."""
-    return pool in metadata.get(META_CLIENT_SKIPS, "").split(",")
+    return _named(metadata, META_CLIENT_SKIPS, pool)
 
 
 class RangedFile(io.RawIOBase):
@@ -104,9 +123,15 @@ class RangedFile(io.RawIOBase):
 
 
 def confirmed_skip(store: ObjectStore, key: str, etag: str | None, pool: Pool) -> Skip | None:
-    """The pool's own skip decision from a ranged probe, when the client said skip."""
+    """A skip without a download: the pool's own decision from a ranged probe when the client
+    said skip, or at once when the client settled this pool in an earlier run."""
     head = store.head(key)
-    if head is None or not client_skipped(head.metadata, pool.name):
+    if head is None or (etag is not None and head.etag != etag):
+        return None  # another version: its own job decides
+    if _named(head.metadata, META_CLIENT_SETTLED, pool.name):
+        log.info("precheck_done", skip=True, bytes_read=0, size=head.size, settled_earlier=True)
+        return Skip(SETTLED_EARLIER)
+    if not client_skipped(head.metadata, pool.name):
         return None
     ranged = RangedFile(store, key, head.size, etag)
     try:
