@@ -238,10 +238,11 @@ def _scanned(summary_follows: bool) -> Callable[[ScanReport], None]:
     """Say what the scan found; its problems too unless the summary table lists them."""
 
     def show(report: ScanReport) -> None:
+        files, bad = len(report.entries) + len(report.problems), len(report.problems)
         console.print(
-            f"Scanned {len(report.entries)} files ({report.reused} known, {report.probed} probed)"
-            f" in {report.elapsed_s:.1f} s; {len(report.to_send)} to upload,"
-            f" {len(report.problems)} problems."
+            f"Scanned {files} {'file' if files == 1 else 'files'} ({report.reused} known,"
+            f" {report.probed} probed) in {report.elapsed_s:.1f} s; {len(report.to_send)} to"
+            f" upload, {bad} {'problem' if bad == 1 else 'problems'}."
         )
         if not summary_follows:
             for p in report.problems:
