@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def bracketing(bare: list[float]) -> list[float]:
 
 
 def interleaved_jobs(
-    farms: dict[str, BenchFarm], src: Path, runs: int
+    farms: Mapping[str, BenchFarm], src: Path, runs: int
 ) -> tuple[dict[str, list[JobRun]], dict[str, list[float]]]:
     """``runs`` jobs per farm, the farms taking turns, each job between two bare runs.
 
@@ -163,7 +164,9 @@ def bench_pool(
 def bench_policies(src: Path, runs: int, label: str) -> list[Figure]:
     """The hevc pool under each verify policy, side by side: two farms taking turns."""
     with contextlib.ExitStack() as stack:
-        farms = {p: stack.enter_context(bench_farm("hevc", verify=p)) for p in POLICIES}
+        farms: dict[str, BenchFarm] = {
+            p: stack.enter_context(bench_farm("hevc", verify=p)) for p in POLICIES
+        }
         for farm in farms.values():
             _warm(farm)
         jobs, bare = interleaved_jobs(farms, src, runs)

@@ -17,12 +17,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.harness import Figure, figure
 from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.topology import EMBEDDED_BUCKET
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 from hevcq.settings import Settings
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "upload"
@@ -155,7 +159,7 @@ def _empty_bucket(farm: EmbeddedFarm) -> None:
     assert farm.clients is not None
     s3 = farm.clients.s3
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=EMBEDDED_BUCKET):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        keys: list[ObjectIdentifierTypeDef] = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
             s3.delete_objects(Bucket=EMBEDDED_BUCKET, Delete={"Objects": keys})
 

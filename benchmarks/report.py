@@ -51,7 +51,7 @@ def library_table(doc: dict[str, Any]) -> str:
     cost = doc.get("cost")
     if not cost:
         return ""
-    lines = []
+    lines: list[str] = []
     for pool, row in cost["pools"].items():
         key = next(k for k in row if k.startswith("library_"))
         lib = row[key]

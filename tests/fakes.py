@@ -6,7 +6,7 @@ import itertools
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,11 +90,11 @@ class FakeStore:
         etag: str = "etag1",
         size: int = 1000,
         data: bytes | None = None,
-        **meta: str,
+        meta: Mapping[str, str] | None = None,
     ) -> None:
         if data is not None:
             self.data[key], size = data, len(data)
-        self.objects[key] = ObjectInfo(key, size, etag, dict(meta))
+        self.objects[key] = ObjectInfo(key, size, etag, dict(meta or {}))
 
     def head(self, key: str) -> ObjectInfo | None:
         return self.objects.get(key)
@@ -179,7 +179,7 @@ def done_result(spec: JobSpec, **kw: object) -> JobResult:
     return JobResult(
         job_id=spec.job.job_id, pool=spec.pool.name, bucket=spec.bucket, source_key=spec.job.key,
         source_etag=spec.job.etag, outcome="done", output_key=spec.output_key,
-        settings_hash=spec.job.settings_hash, **kw,  # type: ignore[arg-type]
+        settings_hash=spec.job.settings_hash, **kw,
     )  # fmt: skip
 
 
@@ -260,3 +260,9 @@ class FakeLedger(DynamoLedger):
     def scan_items(self) -> list[LedgerItem]:
         with self.lock:
             return [LedgerItem.from_item(i) for i in self.items.values()]
+
+
+def present(item: LedgerItem | None) -> LedgerItem:
+    """The item a test expects to be in the ledger."""
+    assert item is not None, "no ledger item"
+    return item

@@ -59,7 +59,7 @@ def _publish(farm: MotoFarm, result: JobResult) -> None:
 def _result(pool: str, key: str, etag: str, outcome: str = "done") -> JobResult:
     out = f"DONE/{pool}/clip{'' if pool == 'hevc' else '.' + pool}.mp4"
     return JobResult(job_id="j", pool=pool, bucket="b", source_key=key, source_etag=etag,
-                     outcome=outcome, output_key=out if outcome == "done" else None)  # type: ignore[arg-type]  # fmt: skip
+                     outcome=outcome, output_key=out if outcome == "done" else None)  # fmt: skip
 
 
 def _fetch(farm: MotoFarm, root: Path, state: StateStore, store: S3Store, *, pools: set[str],
@@ -86,7 +86,9 @@ def test_fetch_takes_its_pool_leaves_others_and_cleans_up_in_order(
     s3, bucket = moto_farm.clients.s3, moto_farm.refs.bucket
     etag = store.head(key).etag
     for pool in ("hevc", "720p"):
-        s3.put_object(Bucket=bucket, Key=_result(pool, key, etag).output_key, Body=OUTPUT)
+        out = _result(pool, key, etag).output_key
+        assert out is not None
+        s3.put_object(Bucket=bucket, Key=out, Body=OUTPUT)
     _ledger(moto_farm, key, "1080p", "skipped", etag)
     _ledger(moto_farm, key, "hevc", "done", etag)
     _ledger(moto_farm, key, "720p", "running", etag)
@@ -97,16 +99,16 @@ def test_fetch_takes_its_pool_leaves_others_and_cleans_up_in_order(
                   Metadata={"hevcq-library": "someone-else"})  # fmt: skip
     _publish(moto_farm, _result("hevc", "TODO/theirs.mp4", "e"))
 
-    out = tmp_path / "out"
-    got = _fetch(moto_farm, root, state, store, pools={"hevc"}, out=out)
+    out_dir = tmp_path / "out"
+    got = _fetch(moto_farm, root, state, store, pools={"hevc"}, out=out_dir)
     assert [(f.pool, f.action) for f in got] == [("hevc", "placed")]
-    assert (out / "hevc/clip.mp4").read_bytes() == OUTPUT
+    assert (out_dir / "hevc/clip.mp4").read_bytes() == OUTPUT
     assert store.head("DONE/hevc/clip.mp4") is None
     assert store.head(key) is not None  # 720p is still running: the source stays
     assert _visible(moto_farm) == ["720p", "hevc"]  # left for their owners, visible at once
 
     _ledger(moto_farm, key, "720p", "done", etag)
-    got = _fetch(moto_farm, root, state, store, pools={"720p"}, out=out)
+    got = _fetch(moto_farm, root, state, store, pools={"720p"}, out=out_dir)
     assert [(f.pool, f.action, f.source_deleted) for f in got] == [("720p", "placed", True)]
     assert store.head(key) is None
     assert store.head("DONE/720p/clip.720p.mp4") is None

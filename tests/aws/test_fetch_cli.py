@@ -48,7 +48,7 @@ def served(farm: dict[str, Pool], tmp_path: Path):
             upload_all(store, lib, to_upload(report), library_id(lib), on_done=recorder(state))
         yield clients, refs, lib, env, tmp_path
     finally:
-        server.stop()  # type: ignore[attr-defined]
+        server.stop()
 
 
 def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:

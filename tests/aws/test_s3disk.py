@@ -13,6 +13,7 @@ import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -28,9 +29,10 @@ MiB = 1024 * 1024
 PART = 5 * MiB  # S3's smallest part but the last
 
 
-def _client(service: str, endpoint: str):  # type: ignore[no-untyped-def]
+def _client(service: str, endpoint: str) -> Any:
     return boto3.client(
-        service, endpoint_url=endpoint, region_name="us-east-1",
+        service,  # type: ignore[call-overload]  # the stubs want a literal service name
+        endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
     )  # fmt: skip

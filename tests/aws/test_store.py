@@ -21,6 +21,7 @@ from hevcq.aws.s3 import S3Store
 from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
 from hevcq.ledger import Claimed, JobKey, State
 from hevcq.objects import META_ATTEMPT
+from tests.fakes import present
 
 BUCKET = "media"
 KiB = 1024
@@ -94,7 +95,7 @@ def test_a_zombie_cannot_replace_the_new_holders_committed_output(
     assert isinstance(zombie, Claimed)
     expect = zombie.lease.output_etag  # what the zombie read before it was paused
     # While it is paused, its lease goes stale and another worker takes over and commits.
-    taker = ledger.take_over(job, "taker", "m", 60, ledger.get(job.key, job.pool))
+    taker = ledger.take_over(job, "taker", "m", 60, present(ledger.get(job.key, job.pool)))
     assert taker is not None
     out = tmp_path / "taker.mp4"
     out.write_bytes(b"taker's output")

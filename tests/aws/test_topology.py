@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from hevcq import ops
 from hevcq.aws.clients import Clients
@@ -14,7 +15,7 @@ from hevcq.worker.s3events import S3TestEvent, parse_message
 from tests.aws.conftest import MotoFarm
 
 
-def receive_all(farm: MotoFarm, url: str, visibility: int = 0) -> list[dict]:
+def receive_all(farm: MotoFarm, url: str, visibility: int = 0) -> list[Any]:
     resp = farm.clients.sqs.receive_message(
         QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=0,
         MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
@@ -23,7 +24,8 @@ def receive_all(farm: MotoFarm, url: str, visibility: int = 0) -> list[dict]:
 
 
 def attrs(farm: MotoFarm, url: str) -> dict[str, str]:
-    return farm.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    got = farm.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    return {str(k): v for k, v in got["Attributes"].items()}
 
 
 def test_each_pool_has_a_queue_with_a_dead_letter_redrive_policy(moto_farm: MotoFarm) -> None:
@@ -72,7 +74,9 @@ def test_message_reaches_dead_letter_queue_after_max_receive_count(moto_farm: Mo
     assert receive_all(moto_farm, pr.queue_url) == []  # moved by the redrive policy
     dead = receive_all(moto_farm, pr.dlq_url)
     assert len(dead) == 1
-    assert parse_message(dead[0]["Body"])[0].key == "TODO/bad.mp4"
+    objs = parse_message(dead[0]["Body"])
+    assert isinstance(objs, list)
+    assert objs[0].key == "TODO/bad.mp4"
 
 
 def test_redrive_brings_dead_letters_back_one_by_one(moto_farm: MotoFarm) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +19,9 @@ from hevcq.web.view import FarmView
 from tests.aws.conftest import MotoFarm
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
 from tests.unit.test_events import s3_event
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 
 @pytest.fixture
@@ -92,7 +96,7 @@ def test_cross_site_posts_are_refused(moto_farm: MotoFarm) -> None:
 
 def _dead_letter(m: MotoFarm, pool: str, key: str, cls: str) -> str:
     body = json.dumps(s3_event(key, bucket=m.refs.bucket))
-    attrs = {
+    attrs: dict[str, MessageAttributeValueTypeDef] = {
         ATTR_CLASS: {"DataType": "String", "StringValue": cls},
         ATTR_REASON: {"DataType": "String", "StringValue": f"{key} broke"},
     }

@@ -66,8 +66,9 @@ class WorkerProc:
         pool: str,
         log: Path,
         raw_env: dict[str, str] | None = None,
-        **env: str,
+        **env: str | int | float | Path,
     ) -> None:
+        """``env`` are settings by field name (``lease_s=12``); ``raw_env`` as they are."""
         assert farm.refs is not None
         base = farm_env(farm.refs, farm.endpoint, farm.settings)
         # Scratch space of its own: the default folder is shared by every process on the host.
@@ -165,4 +166,6 @@ class Collector:
 
 def collector(farm: EmbeddedFarm | ProxiedFarm, keys: list[str], pool: str = "hevc") -> Collector:
     """A collector for the results of ``keys`` in ``pool``."""
+    assert farm.clients is not None
+    assert farm.refs is not None
     return Collector(farm.clients, farm.refs, Expected({(k, pool) for k in keys}))

@@ -17,7 +17,7 @@ import pytest
 
 from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.ledger import Claimed, JobKey
+from hevcq.ledger import Claimed, JobKey, Lease
 from tests.e2e.conftest import IN_CI
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.webkit import served
@@ -50,11 +50,13 @@ class FakeProgress:
         self.job = JobKey(RUNNING_KEY, "hevc", "e1", "h")
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.lease: Lease | None = None
 
     def _run(self) -> None:
         pct = 5.0
         while not self.stop.wait(0.5) and pct < 95:
             pct += 0.5  # slow enough to still be rising when a slow browser first looks
+            assert self.lease is not None
             self.lease = self.ledger.renew(self.lease, {"progress": pct})
 
     def __enter__(self) -> FakeProgress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,7 +81,7 @@ def test_a_fault_mode_answers_in_the_service_own_error_format(
     proxy: FaultProxy, mode: str, service: str, status: int, code: str
 ) -> None:
     c = clients(proxy)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "dynamodb": c.dynamodb.list_tables,
         "s3": lambda: c.s3.list_objects_v2(Bucket="roundtrip"),
         "sqs": c.sqs.list_queues,
@@ -117,7 +117,12 @@ def test_a_hung_request_goes_on_once_released(proxy: FaultProxy) -> None:
     c = clients(proxy)
     proxy.set("dynamodb", "hang")
     done = threading.Event()
-    t = threading.Thread(target=lambda: (c.dynamodb.list_tables(), done.set()), daemon=True)
+
+    def call() -> None:
+        c.dynamodb.list_tables()
+        done.set()
+
+    t = threading.Thread(target=call, daemon=True)
     t.start()
     assert not done.wait(1.5)
     c.sqs.list_queues()  # other services are not held

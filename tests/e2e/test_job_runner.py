@@ -96,7 +96,7 @@ def test_existing_current_output_means_no_new_encode(tmp_path, pool, clip) -> No
 def test_output_of_another_source_is_never_overwritten(tmp_path, pool, clip) -> None:
     store = FakeStore()
     store.add(KEY, etag="e1", data=clip)
-    store.add("DONE/hevc/a.mp4", **{META_SOURCE_KEY: "TODO/a.mov"})
+    store.add("DONE/hevc/a.mp4", meta={META_SOURCE_KEY: "TODO/a.mov"})
     with pytest.raises(PermanentError, match=r"already holds the output of TODO/a\.mov"):
         runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), JobContext())
     assert store.uploads == []

@@ -74,10 +74,11 @@ def describe(c: Clients, prefix: str, bucket: str) -> dict[str, Any]:
     for s in c.sns.list_subscriptions()["Subscriptions"]:
         if not s["TopicArn"].rsplit(":", 1)[-1].startswith(prefix + "-"):
             continue
-        a = c.sns.get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])["Attributes"]
+        got = c.sns.get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])
+        sub_attrs: dict[str, str] = dict(got["Attributes"])
         subs.add((
             _name(s["TopicArn"], prefix), s["Protocol"], _name(s["Endpoint"], prefix),
-            a.get("RawMessageDelivery"), a.get("FilterPolicy"),
+            sub_attrs.get("RawMessageDelivery"), sub_attrs.get("FilterPolicy"),
         ))  # fmt: skip
     note = c.s3.get_bucket_notification_configuration(Bucket=bucket)
     notes = [
@@ -141,6 +142,6 @@ def test_one_real_job_through_the_applied_topology(both, tmp_path: Path) -> None
         worker.wait(30)
     (result,) = col.results.values()
     assert result.outcome == "done", result
-    out = S3Store(c.s3, bucket).head("DONE/hevc/through terraform/clip.mp4")
-    assert out is not None
-    assert out.metadata[META_SOURCE_KEY] == key
+    done = S3Store(c.s3, bucket).head("DONE/hevc/through terraform/clip.mp4")
+    assert done is not None
+    assert done.metadata[META_SOURCE_KEY] == key

@@ -10,7 +10,7 @@ import pytest
 from hevcq.errors import RetryableError
 from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.model import EncodePlan, Skip
+from hevcq.media.model import Decision, EncodePlan, Skip
 from hevcq.media.samples import make_clip
 from hevcq.objects import ObjectInfo
 from hevcq.pools import load_farm
@@ -38,9 +38,11 @@ class RangeStore(FakeStore):
     range_bytes: int = 0
     ranges: list[tuple[int, int]] = field(default_factory=list)
 
-    def download(self, key: str, dest: Path) -> ObjectInfo:
+    def download(
+        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+    ) -> ObjectInfo:
         self.downloads += 1
-        return super().download(key, dest)
+        return super().download(key, dest, etag=etag, version_id=version_id)
 
     def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
         assert etag in (None, self.objects[key].etag)
@@ -68,7 +70,11 @@ def _spec(pool, size: int) -> JobSpec:
 
 
 def test_client_skips_become_metadata() -> None:
-    decisions = {"720p": Skip("small"), "hevc": EncodePlan.__new__(EncodePlan), "1080p": Skip("x")}
+    decisions: dict[str, Decision] = {
+        "720p": Skip("small"),
+        "hevc": EncodePlan.__new__(EncodePlan),
+        "1080p": Skip("x"),
+    }
     assert client_skips_metadata(decisions) == {META_CLIENT_SKIPS: "1080p,720p"}
     assert client_skips_metadata({}) == {}
 
@@ -78,7 +84,7 @@ def test_a_skip_decided_by_the_client_is_confirmed_without_a_download(
 ) -> None:
     assert len(small_clip) > 4 * 1024 * 1024, "the clip must span several probe blocks"
     store = RangeStore()
-    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "720p,1080p"})
+    store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "720p,1080p"})
     runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
                        stall_timeout_s=30)  # fmt: skip
     result = runner.run(_spec(pools["720p"], len(small_clip)), JobContext())
@@ -100,7 +106,7 @@ def test_a_client_skip_the_pool_does_not_share_falls_back_to_the_download(
 ) -> None:
     # The hevc pool encodes 640x360: a stale or wrong client skip must not lose the job.
     store = RangeStore()
-    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "hevc"})
+    store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "hevc"})
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None
 
 
@@ -110,7 +116,7 @@ def test_a_store_whose_ranged_reads_fail_is_left_to_the_download(pools, small_cl
             raise RetryableError("SlowDown")
 
     store = NoRanges()
-    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SKIPS: "720p"})
+    store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None
 
 
@@ -123,7 +129,7 @@ def test_a_pool_the_client_settled_earlier_skips_without_reading_the_source(
     tmp_path: Path, pools, small_clip: bytes
 ) -> None:
     store = RangeStore()
-    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SETTLED: "hevc"})
+    store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "hevc"})
     runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
                        stall_timeout_s=30)  # fmt: skip
     result = runner.run(_spec(pools["hevc"], len(small_clip)), JobContext())
@@ -136,12 +142,12 @@ def test_a_pool_the_client_settled_earlier_skips_without_reading_the_source(
 def test_the_settled_word_of_another_version_is_not_taken(pools, small_clip: bytes) -> None:
     # The job names version e0; the object now holds e1, whose metadata says "settled".
     store = RangeStore()
-    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SETTLED: "hevc"})
+    store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "hevc"})
     assert confirmed_skip(store, KEY, "e0", pools["hevc"]) is None
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) == Skip(SETTLED_EARLIER)
 
 
 def test_a_pool_not_named_as_settled_still_encodes(pools, small_clip: bytes) -> None:
     store = RangeStore()
-    store.add(KEY, etag="e1", data=small_clip, **{META_CLIENT_SETTLED: "720p"})
+    store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None

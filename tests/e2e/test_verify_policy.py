@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def gops_plan(source: Path) -> EncodePlan:
     return dataclasses.replace(plan_for(source, "hevc"), x265_params=params)
 
 
-def decoded_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def decoded_events(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [e for e in logs if e["event"] == "output_decoded"]
 
 
@@ -102,6 +103,7 @@ def damage_slice(path: Path, packet: int) -> None:
         assert size is not None
         found = next(p for i, p in enumerate(container.demux(stream)) if i == packet)
         pos, data = found.pos, bytes(found)
+        assert pos is not None
     at = 0
     while (data[at + size] >> 1) & 0x3F >= FIRST_NON_VCL:  # skip SEI and the like
         at += size + int.from_bytes(data[at : at + size], "big")

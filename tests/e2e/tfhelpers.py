@@ -245,7 +245,10 @@ def moto_endpoint() -> Iterator[str]:
 
 def _network(endpoint: str) -> tuple[list[str], list[str]]:
     """A VPC, subnet and security group in moto for the pools' services."""
-    ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=REGION, **MOTO_CREDENTIALS)
+    ec2 = boto3.client(
+        "ec2", endpoint_url=endpoint, region_name=REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName="hevcq-workers", Description="egress", VpcId=vpc)

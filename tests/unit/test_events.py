@@ -46,7 +46,9 @@ def sns_wrap(doc: dict) -> dict:
 def test_keys_are_url_decoded(encoded: str, decoded: str, wrapped: bool) -> None:
     doc = s3_event(encoded)
     body = json.dumps(sns_wrap(doc) if wrapped else doc)
-    (obj,) = parse_message(body)
+    objs = parse_message(body)
+    assert isinstance(objs, list)
+    (obj,) = objs
     assert obj.key == decoded
     assert obj.bucket == "media"
     assert obj.etag == "abc123"

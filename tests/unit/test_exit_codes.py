@@ -13,9 +13,10 @@ from hevcq.library.scan import ScanReport
 from hevcq.library.walk import Problem
 
 
-def _rt(*, failed: bool = False, **flags: bool) -> RoundTrip:
+def _rt(*, failed: bool = False, timed_out: bool = False, interrupted: bool = False) -> RoundTrip:
     problems = (Problem("bad.mp4", "unreadable", "cannot read"),) if failed else ()
-    return RoundTrip(ScanReport(Path("/lib"), (), problems, {}, 0, 0, 0.0), **flags)
+    report = ScanReport(Path("/lib"), (), problems, {}, 0, 0, 0.0)
+    return RoundTrip(report, timed_out=timed_out, interrupted=interrupted)
 
 
 @pytest.mark.parametrize(

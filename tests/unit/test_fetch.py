@@ -41,7 +41,7 @@ OUTPUT = b"hevc output " * 50
 
 def put(store: FakeStore, key: str, data: bytes, meta: dict[str, str] | None = None) -> None:
     """An object whose ETag names its key, as the results below expect."""
-    store.add(key, etag=f"etag-{key}", data=data, **(meta or {}))
+    store.add(key, etag=f"etag-{key}", data=data, meta=meta)
 
 
 @dataclass

@@ -65,7 +65,7 @@ def simulate(hb: Heartbeat, clock: FakeClock, until: float) -> None:
 
 
 def test_thread_keeps_a_job_invisible_for_three_timeouts() -> None:
-    clock, extensions = FakeClock(), []
+    clock, extensions = FakeClock(), list[int]()
     hb = Heartbeat(extend=extensions.append, received_at=clock.t, timeout_s=T, step_s=T,
                    cancel=threading.Event(), clock=clock)  # fmt: skip
     simulate(hb, clock, until=clock.t + 3 * T)
@@ -158,7 +158,7 @@ def test_a_lost_lease_cancels_the_job() -> None:
 def test_the_schedule_ignores_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     # The heartbeat runs on the monotonic clock: the wall clock jumping 60 s back (or 300 s
     # ahead) in the middle of a job changes neither extensions nor renewals.
-    clock, extensions, renewals = FakeClock(), [], []
+    clock, extensions, renewals = FakeClock(), list[int](), list[float]()
     hb = Heartbeat(extend=extensions.append, received_at=clock.t, timeout_s=T, step_s=T,
                    cancel=threading.Event(), renew=lambda: renewals.append(clock.t),
                    renew_every_s=15, clock=clock)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectInfo
 from hevcq.pools import Applies, Pool
+from tests.fakes import FakeStore
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
 P720 = Pool(name="720p", output_suffix=".720p",
@@ -67,17 +69,18 @@ def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
 
 
 @dataclass
-class FakeTarget:
-    """A bucket in memory that records uploads and the threads they ran on."""
+class FakeTarget(FakeStore):
+    """The bucket in memory, where an upload of a key in ``fail`` raises its error."""
 
-    objects: dict[str, ObjectInfo] = field(default_factory=dict)
-    uploads: list[str] = field(default_factory=list)
     fail: dict[str, Exception] = field(default_factory=dict)
 
-    def head(self, key: str) -> ObjectInfo | None:
-        return self.objects.get(key)
-
-    def upload(self, src: Path, key: str, metadata: dict[str, str], progress=None) -> ObjectInfo:
+    def upload(
+        self,
+        src: Path,
+        key: str,
+        metadata: dict[str, str],
+        progress: Callable[[int], None] | None = None,
+    ) -> ObjectInfo:
         if key in self.fail:
             raise self.fail[key]
         size = src.stat().st_size
@@ -90,7 +93,7 @@ class FakeTarget:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
+def store(tmp_path: Path) -> Iterator[StateStore]:
     with StateStore(tmp_path / "state.sqlite3") as s:
         yield s
 
@@ -253,7 +256,7 @@ def test_include_and_exclude_globs_choose_the_files(root: Path, store) -> None:
 
 
 def result(key: str, pool: str, outcome: str = "done", **kw: object) -> JobResult:
-    return JobResult(job_id="j", pool=pool, bucket="b", source_key=key, outcome=outcome, **kw)  # type: ignore[arg-type]
+    return JobResult(job_id="j", pool=pool, bucket="b", source_key=key, outcome=outcome, **kw)
 
 
 def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +78,7 @@ def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
+def store(tmp_path: Path) -> Iterator[StateStore]:
     with StateStore(tmp_path / "state" / "lib.sqlite3") as s:
         yield s
 
@@ -88,11 +90,11 @@ def lib(tmp_path: Path) -> Path:
     return root
 
 
-def run(root: Path, store: StateStore, probe: FakeProbe | None = None, **kw: object) -> ScanReport:
+def run(root: Path, store: StateStore, probe: FakeProbe | None = None, **kw: Any) -> ScanReport:
     decide = kw.pop("decide", None) or FakeDecide()
     pools = kw.pop("pools", POOLS)
     return scan(root, pools, store, kw.pop("options", None), probe_fn=probe or FakeProbe(),
-                decide_fn=decide, workers=2, **kw)  # type: ignore[arg-type]  # fmt: skip
+                decide_fn=decide, workers=2, **kw)  # fmt: skip
 
 
 # --- filters ----------------------------------------------------------------------------

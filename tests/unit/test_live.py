@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hevcq.cli.live import LiveView, Totals, job_cells, overall_line
-from hevcq.library.fetch import Fetched
+from hevcq.library.results import Fetched
 from hevcq.messages import JobResult
 from hevcq.ops import RunningJob
 

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from hevcq.cli import app as cli
 from hevcq.cli import main as registered  # noqa: F401 - every command on the app
-from hevcq.library.fetch import Fetched
 from hevcq.library.quarantine import DEFAULT_QUARANTINE, swap_in
 from hevcq.library.report import BarProgress, LineProgress, Row, fetch_table, summary_table
+from hevcq.library.results import Fetched
 from hevcq.library.scan import FileEntry
 from hevcq.library.upload import Uploaded
 

@@ -82,7 +82,7 @@ def test_env_file_round_trips_through_pydantic_settings(
         monkeypatch.delenv(key, raising=False)
     values = SETTINGS | {"HEVCQ_BUCKET": 'odd "name" with \\ and # hash'}
     path = write_env_file(values, tmp_path / "conf" / "hevcq.env")
-    probe = _Probe(_env_file=path)  # type: ignore[call-arg]
+    probe = _Probe(_env_file=path)
     assert probe.bucket == values["HEVCQ_BUCKET"]
     assert probe.results_queue_url == SETTINGS["HEVCQ_RESULTS_QUEUE_URL"]
     assert probe.uploads_topic_arn == SETTINGS["HEVCQ_UPLOADS_TOPIC_ARN"]

@@ -39,6 +39,7 @@ from tests.fakes import (
     FastClock,
     ScriptedRunner,
     done_result,
+    present,
 )
 from tests.unit.test_events import s3_event
 
@@ -66,7 +67,8 @@ class Rig:
 def make_rig(ledger: FakeLedger, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
              clock=time.monotonic, lease_s: int = 60, **config) -> Rig:  # fmt: skip
     pool = farm["hevc"]
-    queue, store, pub, metrics = FakeQueue(), FakeStore(), FakePublisher(), []
+    queue, store, pub = FakeQueue(), FakeStore(), FakePublisher()
+    metrics: list[JobResult] = []
     store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
     cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=lease_s,
@@ -101,7 +103,7 @@ def test_a_job_is_run_recorded_published_and_only_then_deleted(ledger, farm) -> 
 
 def test_a_source_whose_name_is_shared_gets_an_output_name_with_its_extension(ledger, farm) -> None:
     rig = make_rig(ledger, farm, ok)
-    rig.store.add("TODO/trip/IMG_0001.MOV", **{META_NAMING: WITH_SOURCE_EXT})
+    rig.store.add("TODO/trip/IMG_0001.MOV", meta={META_NAMING: WITH_SOURCE_EXT})
     rig.store.add("TODO/trip/IMG_0001.mp4")
     for key in ("TODO/trip/IMG_0001.MOV", "TODO/trip/IMG_0001.mp4"):
         assert rig.worker.handle(rig.queue.put(event(key))).verdict is Verdict.ACK
@@ -298,7 +300,7 @@ def test_takeovers_and_releases_do_not_spend_the_retry_budget(ledger, farm) -> N
         if n == 1:
             rig.ledger.claim(rig.job(), dead, "m", lease_s=60)
         else:
-            rig.ledger.take_over(rig.job(), dead, "m", 60, rig.ledger.get(KEY, "hevc"))
+            rig.ledger.take_over(rig.job(), dead, "m", 60, present(rig.ledger.get(KEY, "hevc")))
     msg = rig.queue.put(event(), receive_count=rig.pool.queue.max_attempts, message_id="m")
     rig.worker.handle(msg)
     assert rig.queue.settled(msg) == "released"  # a first real failure: retried
@@ -556,7 +558,7 @@ def test_a_worker_that_lost_its_lease_commits_and_publishes_nothing(ledger, farm
     running.start()
     assert wait_until(lambda: getattr(rig.item(), "state", None) == "running")
     # Paused long enough for another worker to see the lease stale and take the job over.
-    taken = rig.ledger.take_over(rig.job(), "taker", "m", 60, rig.ledger.get(KEY, "hevc"))
+    taken = rig.ledger.take_over(rig.job(), "taker", "m", 60, present(rig.ledger.get(KEY, "hevc")))
     assert taken is not None
     gate.set()  # the paused worker resumes and tries to commit
     running.join(10)

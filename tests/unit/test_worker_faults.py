@@ -4,6 +4,8 @@ own rules over an in-memory table)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -30,7 +32,10 @@ def refused() -> EndpointConnectionError:
 
 def denied(code: str = "AccessDenied") -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+        cast(
+            Any,
+            {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+        ),
         "Op",
     )
 
@@ -55,7 +60,7 @@ def with_queue(rig, queue: FakeQueue):
     return rig
 
 
-def names(logs: list[dict]) -> list[str]:
+def names(logs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [e["event"] for e in logs]
 
 
@@ -126,7 +131,13 @@ def test_a_ledger_outage_while_claiming_defers_the_message_without_a_traceback(
 
     def claim(*a, **kw):
         raise ClientError(
-            {"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+            cast(
+                Any,
+                {
+                    "Error": {"Code": "InternalServerError"},
+                    "ResponseMetadata": {"HTTPStatusCode": 500},
+                },
+            ),
             "UpdateItem",
         )
 
