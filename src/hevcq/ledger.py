@@ -133,13 +133,6 @@ class LedgerItem:
                 values[name] = str(values[name])
         return cls(**values)
 
-    def plain(self) -> dict[str, Any]:
-        """The item as a plain dict with the table's key names (``pk``, ``sk``)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["pk"], out["sk"] = out.pop("key"), out.pop("pool")
-        out["state"] = self.state.value
-        return out
-
     @property
     def finished(self) -> bool:
         """Done or skipped."""
@@ -286,11 +279,6 @@ def _plain(attr: Mapping[str, Any]) -> Any:
     if "BOOL" in attr:
         return attr["BOOL"]
     return None
-
-
-def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item as a plain dict."""
-    return {k: _plain(v) for k, v in item.items()}
 
 
 def new_rvn() -> str:

@@ -194,4 +194,4 @@ def test_pools_are_independent_items(ledger) -> None:
     other = JobKey(JOB.key, "720p", JOB.etag, "h720")
     assert isinstance(ledger.claim(JOB, "w1", "m1", 60), Claimed)
     assert isinstance(ledger.claim(other, "w2", "m2", 60), Claimed)
-    assert {i["sk"] for i in ledger.scan_all()} == {"hevc", "720p"}
+    assert {i.pool for i in ledger.scan_items()} == {"hevc", "720p"}

@@ -231,12 +231,8 @@ class DynamoLedger:
         sets = {**fields, "state": state.value, "rvn": new_rvn()}
         self._holder_write(lease, sets, add={"attempts": 1} if failed else None)
 
-    def scan_all(self) -> list[dict[str, Any]]:
-        """Every item as a plain dict (status views; the table holds one item per job)."""
-        return [i.plain() for i in self.scan_items()]
-
     def scan_items(self) -> list[LedgerItem]:
-        """Every item, typed."""
+        """Every item (status views; the table holds one item per job)."""
         items: list[LedgerItem] = []
         kwargs: dict[str, Any] = {}
         while True:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from hevcq import ops
 from hevcq.aws.clients import Clients
@@ -20,6 +19,7 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass
+from hevcq.ledger import LedgerItem, State
 from hevcq.library.results import announced_objects
 from hevcq.web import uploads
 from hevcq.web.models import (
@@ -44,70 +44,56 @@ from hevcq.web.raw import settle_raw
 
 RECENT_JOBS = 50
 CHART_HOURS = 24
-PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
-FINAL_STATES = ("done", "skipped", "failed")
+# The per-phase seconds the ledger keeps for a finished job (the rest go to the logs).
+PHASES = ("encode_s",)
+FINAL_STATES = frozenset({State.DONE, State.SKIPPED, State.FAILED})
 DOWNLOAD_URL_TTL_S = 3600
 
-Item = Mapping[str, Any]
+
+def _when(t: float | None) -> datetime | None:
+    return datetime.fromtimestamp(t, UTC) if t else None
 
 
-def _num(item: Item, name: str) -> float | None:
-    v = item.get(name)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
-def _when(item: Item, name: str) -> datetime | None:
-    v = _num(item, name)
-    return datetime.fromtimestamp(v, UTC) if v else None
-
-
-def _int(item: Item, name: str) -> int | None:
-    v = _num(item, name)
-    return int(v) if v is not None else None
-
-
-def job_summary(item: Item) -> JobSummary:
+def job_summary(item: LedgerItem) -> JobSummary:
     """A ledger item as a job."""
-    inb, outb = _int(item, "input_bytes"), _int(item, "output_bytes")
-    cls = item.get("failure_class")
-    state = str(item.get("state", "?"))
+    inb, outb = item.input_bytes, item.output_bytes
+    cls = item.failure_class
+    state = item.state.value
     return JobSummary(
-        job_id=str(item.get("job_id") or ""), key=str(item["pk"]), pool=str(item["sk"]),
-        state=state, worker=str(item.get("worker") or ""),
-        progress=_num(item, "progress") or 0.0, attempts=_int(item, "attempts") or 0,
-        started_at=_when(item, "started_at"), finished_at=_when(item, "finished_at"),
+        job_id=item.job_id, key=item.key, pool=item.pool, state=state, worker=item.worker,
+        progress=item.progress or 0.0, attempts=item.attempts,
+        started_at=_when(item.started_at), finished_at=_when(item.finished_at),
         input_bytes=inb, output_bytes=outb,
         saved_bytes=inb - outb if state == "done" and inb and outb else None,
-        reason=str(item["reason"]) if item.get("reason") else None,
-        failure_class=FailureClass(str(cls)) if cls in set(FailureClass) else None,
-        output_key=str(item["output_key"]) if item.get("output_key") else None,
+        reason=item.reason or None,
+        failure_class=FailureClass(cls) if cls in set(FailureClass) else None,
+        output_key=item.output_key or None,
     )  # fmt: skip
 
 
-def running_job(item: Item, now: float) -> RunningJob:
+def running_job(item: LedgerItem, now: float) -> RunningJob:
     """A running item with its estimated time left."""
-    pct = _num(item, "progress") or 0.0
-    age = now - (_num(item, "started_at") or now)
+    pct = item.progress or 0.0
+    age = now - (item.started_at or now)
     return RunningJob(
-        job_id=str(item.get("job_id") or ""), key=str(item["pk"]), pool=str(item["sk"]),
-        worker=str(item.get("worker") or ""), progress=pct, age_s=round(age, 1),
-        eta_s=round(age * (100 - pct) / pct, 1) if pct >= 1 else None,
-        fps=_num(item, "fps"), speed=_num(item, "speed"),
+        job_id=item.job_id, key=item.key, pool=item.pool, worker=item.worker, progress=pct,
+        age_s=round(age, 1), eta_s=round(age * (100 - pct) / pct, 1) if pct >= 1 else None,
+        fps=item.fps, speed=item.speed,
     )  # fmt: skip
 
 
-def _live(item: Item) -> bool:
+def _live(item: LedgerItem) -> bool:
     # A running item is held by a worker. Whether its lease is still alive can only be
     # judged by watching it over time (hevcq.worker.lease), never by comparing clocks.
-    return item.get("state") == "running"
+    return item.state is State.RUNNING
 
 
 def status_report(
-    depths: Iterable[ops.QueueDepth], items: list[dict[str, Any]], now: float
+    depths: Iterable[ops.QueueDepth], items: list[LedgerItem], now: float
 ) -> StatusReport:
     """Queues, running jobs and totals per (pool, state)."""
     live = [i for i in items if _live(i)]
-    workers = Counter(str(i["sk"]) for i in {str(i.get("worker")): i for i in live}.values())
+    workers = Counter(i.pool for i in {i.worker: i for i in live}.values())
     pools = [
         PoolStatus(
             pool=d.pool,
@@ -120,7 +106,7 @@ def status_report(
         for d in depths
     ]
     running = sorted((running_job(i, now) for i in live), key=lambda r: -r.age_s)
-    totals = Counter((str(i["sk"]), str(i.get("state", "?"))) for i in items)
+    totals = Counter((i.pool, i.state.value) for i in items)
     return StatusReport(
         pools=pools,
         running=running,
@@ -128,10 +114,10 @@ def status_report(
     )
 
 
-def totals(items: Iterable[Item], now: float) -> Totals:
+def totals(items: Iterable[LedgerItem], now: float) -> Totals:
     """Counts, bytes and the chart series over finished jobs."""
     jobs = sorted(
-        (job_summary(i) for i in items if i.get("state") in FINAL_STATES),
+        (job_summary(i) for i in items if i.state in FINAL_STATES),
         key=lambda j: j.finished_at or datetime.min.replace(tzinfo=UTC),
     )
     done = [j for j in jobs if j.state == "done"]
@@ -161,14 +147,14 @@ def totals(items: Iterable[Item], now: float) -> Totals:
     )
 
 
-def recent(items: Iterable[Item], limit: int = RECENT_JOBS) -> list[JobSummary]:
+def recent(items: Iterable[LedgerItem], limit: int = RECENT_JOBS) -> list[JobSummary]:
     """Finished jobs, newest first."""
-    jobs = [job_summary(i) for i in items if i.get("state") in FINAL_STATES]
+    jobs = [job_summary(i) for i in items if i.state in FINAL_STATES]
     jobs.sort(key=lambda j: j.finished_at or datetime.min.replace(tzinfo=UTC), reverse=True)
     return jobs[:limit]
 
 
-def _pool_outcome(item: Item | None, source_seen: bool, link: str | None) -> PoolOutcome:
+def _pool_outcome(item: LedgerItem | None, source_seen: bool, link: str | None) -> PoolOutcome:
     if item is None:
         return PoolOutcome(pool="", state="waiting" if source_seen else "awaiting upload")
     j = job_summary(item)
@@ -216,12 +202,12 @@ class FarmView:
         """What `hevcq status` shows."""
         now = time.time() if now is None else now
         depths = ops.queue_depths(self.clients.sqs, self.refs)
-        return status_report(depths, self.ledger.scan_all(), now)
+        return status_report(depths, self.ledger.scan_items(), now)
 
     def dashboard(self, now: float | None = None) -> Dashboard:
         """Status, recent results and totals from one scan of the ledger."""
         now = time.time() if now is None else now
-        items = self.ledger.scan_all()
+        items = self.ledger.scan_items()
         depths = ops.queue_depths(self.clients.sqs, self.refs)
         return Dashboard(
             status=status_report(depths, items, now), recent=recent(items),
@@ -232,19 +218,19 @@ class FarmView:
         """Every job, newest first, optionally of one state or pool."""
         out = [
             job_summary(i)
-            for i in self.ledger.scan_all()
-            if (state is None or i.get("state") == state) and (pool is None or i.get("sk") == pool)
+            for i in self.ledger.scan_items()
+            if (state is None or i.state.value == state) and (pool is None or i.pool == pool)
         ]
         epoch = datetime.min.replace(tzinfo=UTC)
         return sorted(out, key=lambda j: j.finished_at or j.started_at or epoch, reverse=True)
 
     def job(self, job_id: str) -> JobDetail | None:
         """One job by id, with its objects."""
-        item = next((i for i in self.ledger.scan_all() if i.get("job_id") == job_id), None)
+        item = next((i for i in self.ledger.scan_items() if i.job_id == job_id), None)
         if item is None:
             return None
         j = job_summary(item)
-        timings = {p: v for p in PHASES if (v := _num(item, p)) is not None}
+        timings = {p: v for p in PHASES if (v := getattr(item, p)) is not None}
         return JobDetail(
             job=j,
             source=self._meta(j.key),
@@ -252,10 +238,10 @@ class FarmView:
             timings_s=timings,
             versions=[
                 JobVersion(
-                    etag=str(item.get("etag", "")),
+                    etag=item.etag,
                     state=j.state,
                     finished_at=j.finished_at,
-                    settings_hash=str(item.get("settings_hash", "")),
+                    settings_hash=item.settings_hash,
                 )
             ],
         )
@@ -304,16 +290,15 @@ class FarmView:
         raw_deleted = False
         if source is not None and self.raw_policy == "delete-when-settled":
             raw_deleted = settle_raw(self.store, self.ledger, record.key, self.refs.pools).settled
-        typed = {p: self.ledger.get(record.key, p) for p in sorted(self.refs.pools)}
-        items = {p: i.plain() if i else None for p, i in typed.items()}
+        items = {p: self.ledger.get(record.key, p) for p in sorted(self.refs.pools)}
         seen = source is not None or any(items.values())
         outcomes = []
         for pool, item in items.items():
             link = None
-            if item and item.get("state") == "done" and item.get("output_key"):
+            if item and item.state is State.DONE and item.output_key:
                 link = self.clients.s3.generate_presigned_url(
                     "get_object",
-                    Params={"Bucket": self.refs.bucket, "Key": str(item["output_key"])},
+                    Params={"Bucket": self.refs.bucket, "Key": item.output_key},
                     ExpiresIn=DOWNLOAD_URL_TTL_S,
                 )
             outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
