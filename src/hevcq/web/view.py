@@ -1,7 +1,7 @@
-"""The farm as the dashboard and the API see it: the only module that reads ledger items.
+"""The farm as the dashboard and the API see it.
 
-Everything here turns what ``admin``, the ledger and S3 hold into the models of
-``hevcq.web.models``; when the ledger item changes, this module follows and nothing else.
+Everything here turns what ``ops``, the ledger (typed ``LedgerItem``s) and S3 hold into
+the models of ``hevcq.web.models``; the web side reads the farm through nothing else.
 """
 
 from __future__ import annotations
