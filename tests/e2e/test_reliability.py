@@ -165,7 +165,7 @@ def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
         f" encodes_finished={sum(finished.values())} uploads={sum(uploads.values())}"
         f" keys_uploaded_twice={sum(1 for v in uploads.values() if v > 1)}"
     )
-    assert chaos.kills >= 10
+    assert chaos.kills >= 8
     assert sum(started.values()) >= n_jobs + chaos.kills  # every kill cost an encode, no job
     assert not missing
     assert all(uploads[k] == 1 for k in done), "an output was encoded and uploaded twice"
