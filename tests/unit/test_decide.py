@@ -6,7 +6,14 @@ import dataclasses
 
 import pytest
 
-from hevcq.media.decide import audio_plan, decide, fit_short_side, saves_nothing, subtitle_plan
+from hevcq.media.decide import (
+    audio_plan,
+    decide,
+    expected_frames,
+    fit_short_side,
+    saves_nothing,
+    subtitle_plan,
+)
 from hevcq.media.model import EncodePlan, Skip, SubtitleStream
 from hevcq.pools import Pool, load_farm
 from tests.unit.media_shapes import SHAPES, clip
@@ -118,6 +125,7 @@ def test_plans_carry_source_facts_and_pool_settings(shape: str, pool: str) -> No
     assert decision.crf == FARM[pool].encode.crf
     assert decision.audio_bitrate_kbps == FARM[pool].encode.audio_bitrate_kbps
     assert decision.expected_duration_s == info.duration_s
+    assert decision.expected_frames == 300  # 12.5 s at 24 fps
     assert [i for i, _ in decision.audio] == [a.index for a in info.audio]
     assert decision.container == ("matroska" if name.endswith((".mkv", ".webm")) else "mp4")
 
@@ -244,3 +252,17 @@ def _with_encode(pool: Pool, **changes: object) -> Pool:
 )
 def test_an_output_that_saves_nothing(pool: str, out_bytes: int, in_bytes: int, expected) -> None:
     assert saves_nothing(FARM[pool], out_bytes, in_bytes) is expected
+
+
+@pytest.mark.parametrize(
+    ("duration", "fps", "expected"),
+    [
+        (10.0, 29.97, 300),
+        (0.01, 24.0, 1),
+        (None, 24.0, None),
+        (10.0, None, None),
+        (0.0, 24.0, None),
+    ],
+)
+def test_expected_frames(duration: float | None, fps: float | None, expected: int | None) -> None:
+    assert expected_frames(duration, fps) == expected

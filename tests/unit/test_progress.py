@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hevcq.media.progress import Progress, ProgressParser, block_to_progress, percent
+from hevcq.media.progress import (
+    PercentTracker,
+    Progress,
+    ProgressParser,
+    block_to_progress,
+    percent,
+)
 
 BLOCK = (
     "frame=48\nfps=23.50\nstream_0_0_q=28.0\nbitrate= 512.0kbits/s\ntotal_size=131072\n"
@@ -86,3 +92,34 @@ def test_lines_without_equals_are_ignored() -> None:
 )
 def test_percent(progress: Progress, duration: float | None, expected: float | None) -> None:
     assert percent(progress, duration) == expected
+
+
+@pytest.mark.parametrize(
+    ("progress", "frames", "expected"),
+    [
+        # A copied audio stream runs ahead: out_time says 40 %, one frame is out of 100.
+        (Progress(out_time_s=4.0, frame=1), 100, 1.0),
+        (Progress(out_time_s=4.0, frame=50), 100, 50.0),
+        (Progress(out_time_s=4.0, frame=120), 100, 100.0),
+        (Progress(out_time_s=4.0), 100, 40.0),  # no frame count: time it is
+        (Progress(out_time_s=4.0, frame=1), None, 40.0),
+    ],
+)
+def test_percent_counts_frames_where_it_can(
+    progress: Progress, frames: int | None, expected: float
+) -> None:
+    assert percent(progress, 10.0, frames) == expected
+
+
+def test_a_running_encode_never_reports_less_than_before() -> None:
+    # What ffmpeg printed for a sample clip: out_time ahead of the video, then behind it.
+    tracker = PercentTracker(10.0)
+    seen = [tracker.update(Progress(out_time_s=t)) for t in (None, 9.0, 4.6, 7.8, 10.0)]
+    assert seen == [None, 90.0, 90.0, 90.0, 100.0]
+
+
+def test_the_tracker_counts_frames_when_the_plan_knows_them() -> None:
+    tracker = PercentTracker(10.0, frames=200)
+    assert tracker.update(Progress(out_time_s=9.0, frame=2)) == 1.0
+    assert tracker.update(Progress(out_time_s=4.6, frame=100)) == 50.0
+    assert tracker.update(Progress(done=True)) == 100.0

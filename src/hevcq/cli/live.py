@@ -79,7 +79,8 @@ def _name(key: str) -> str:
 
 
 def _rate(value: float | None, fmt: str) -> str:
-    return fmt.format(value) if value is not None else "-"
+    # ffmpeg reports 0 until its first frame is out: not a rate anyone should read.
+    return fmt.format(value) if value else "-"
 
 
 def job_cells(j: RunningJob) -> tuple[str, str, str, str, str, str]:

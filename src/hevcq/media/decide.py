@@ -77,8 +77,16 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         subtitles=subtitles,
         attachments=keep_subs and container == "matroska" and info.attachments > 0,
         expected_duration_s=info.duration_s,
+        expected_frames=expected_frames(info.duration_s, video.fps),
         tee_safe=info.chapters == 0 and tee_safe(info, container, [*audio, *subtitles]),
     )
+
+
+def expected_frames(duration_s: float | None, fps: float | None) -> int | None:
+    """Frames an encode of the whole source should write; ``None`` unless both are known."""
+    if not duration_s or not fps or duration_s <= 0 or fps <= 0:
+        return None
+    return max(1, round(duration_s * fps))
 
 
 def _even(size: int) -> int:

@@ -93,6 +93,7 @@ class EncodePlan:
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
     attachments: bool = False
     expected_duration_s: float | None = None
+    expected_frames: int | None = None  # duration x frame rate, where the probe gave both
     # Whether the encode may go through the tee muxer (decide.tee_safe); otherwise the
     # output is decoded again after the encode to verify it.
     tee_safe: bool = True

@@ -87,10 +87,35 @@ class ProgressParser:
         return completed
 
 
-def percent(progress: Progress, duration_s: float | None) -> float | None:
-    """Share of the source encoded, 0 to 100; ``None`` when it cannot be known."""
+def percent(
+    progress: Progress, duration_s: float | None, frames: int | None = None
+) -> float | None:
+    """Share of the source encoded, 0 to 100; ``None`` when it cannot be known.
+
+    Frames encoded over ``frames`` expected, when both are known: ``out_time`` is the
+    time of whatever packet was muxed last, and a copied audio stream runs ahead of the
+    encoder's lookahead, so early on it can read 30 % where a single frame is out.
+    """
     if progress.done:
         return 100.0
+    if frames and frames > 0 and progress.frame is not None:
+        return max(0.0, min(100.0, 100.0 * progress.frame / frames))
     if progress.out_time_s is None or not duration_s or duration_s <= 0:
         return None
     return max(0.0, min(100.0, 100.0 * progress.out_time_s / duration_s))
+
+
+class PercentTracker:
+    """The percent a running encode reports: ``percent`` of each block, never going back."""
+
+    def __init__(self, duration_s: float | None, frames: int | None = None) -> None:
+        self._duration_s = duration_s
+        self._frames = frames
+        self._best: float | None = None
+
+    def update(self, progress: Progress) -> float | None:
+        """The percent to report after ``progress``; ``None`` until one is known."""
+        pct = percent(progress, self._duration_s, self._frames)
+        if pct is not None and (self._best is None or pct > self._best):
+            self._best = pct
+        return self._best

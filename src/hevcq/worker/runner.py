@@ -22,7 +22,7 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import EncodePlan, Skip
 from hevcq.media.probe import probe
-from hevcq.media.progress import Progress, percent
+from hevcq.media.progress import PercentTracker, Progress
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
@@ -312,8 +312,10 @@ class JobRunner:
         teed = stream if plan.tee_safe and self._decode_during_encode else None
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
+        tracker = PercentTracker(plan.expected_duration_s, plan.expected_frames)
+
         def progress(p: Progress) -> None:
-            pct = percent(p, plan.expected_duration_s)
+            pct = tracker.update(p)
             if pct is not None:
                 ctx.on_progress(pct)
             ctx.on_rates(p.fps, p.speed)
