@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
     ap.add_argument("--only", default=",".join(NAMES), help=f"comma list of {', '.join(NAMES)}")
-    ap.add_argument("--runs", type=int, help="repeats of the overhead figures (default: 7)")
+    ap.add_argument("--runs", type=int, help="repeats of each overhead figure (7; 60 s clip: 2)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and PNG")
     args = ap.parse_args(argv)
     only = {n.strip() for n in args.only.split(",") if n.strip()}
