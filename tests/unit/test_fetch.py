@@ -196,6 +196,15 @@ def test_replace_swaps_in_keeps_mtime_and_quarantines_the_original(lib: Lib) -> 
     assert (entry.keep_until - NOW).days == 7
 
 
+def test_a_swapped_in_file_is_remembered_as_a_replacement(lib: Lib) -> None:
+    lib.output("hevc")
+    lib.fetcher(replace=frozenset({"hevc"})).process(lib.result("hevc"))
+    made = lib.state.load_replacements()["a.mp4"]
+    st = lib.src.stat()
+    assert made.original == "a.mp4"
+    assert made.holds(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 def test_a_rendition_after_the_swap_is_checked_against_the_quarantined_original(lib: Lib) -> None:
     lib.output("hevc")
     lib.output("720p")

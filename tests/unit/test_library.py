@@ -250,6 +250,26 @@ def test_changed_file_is_probed_again(lib: Path, store: StateStore) -> None:
     assert report.entries[1].decisions["hevc"] == Skip("hevc source")
 
 
+def test_a_file_hevcq_swapped_in_is_never_a_source(lib: Path, store: StateStore) -> None:
+    # A 1080p HEVC replacement of an H.264 original: the 720p pool would encode it.
+    placed = make(lib, "cam/a.mp4", b"hevc\n")
+    store.record_replacement("cam/a.mp4", placed.stat(), "cam/a.MOV")
+    entry = next(e for e in run(lib, store).entries if e.rel == "cam/a.mp4")
+    assert entry.status == "skip"
+    assert entry.pools_to_encode == ()
+    reason = entry.decisions["720p"]
+    assert isinstance(reason, Skip)
+    assert "from cam/a.MOV" in reason.reason
+
+
+def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: StateStore) -> None:
+    placed = make(lib, "cam/a.mp4", b"hevc\n")
+    store.record_replacement("cam/a.mp4", placed.stat(), "cam/a.MOV")
+    placed.write_bytes(b"hevc\nedited by someone since")
+    entry = next(e for e in run(lib, store).entries if e.rel == "cam/a.mp4")
+    assert entry.pools_to_encode == ("720p",)
+
+
 def test_changed_pool_settings_redecide_without_probing(lib: Path, store: StateStore) -> None:
     make(lib, "a.mp4")
     run(lib, store)

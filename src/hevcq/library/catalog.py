@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS decisions (
     outcome_at REAL,
     PRIMARY KEY (rel, pool)
 );
+CREATE TABLE IF NOT EXISTS replacements (
+    rel TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    original TEXT NOT NULL,
+    replaced_at REAL NOT NULL
+);
 """
 
 
@@ -99,6 +107,21 @@ class PoolRecord:
     decision: Decision
     outcome: PoolState = "pending"
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A file hevcq swapped in for an original: never a source for another pool."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    inode: int
+    original: str  # the original's relative path (now in the quarantine, or purged)
+
+    def holds(self, size: int, mtime_ns: int, inode: int) -> bool:
+        """True while the file at ``rel`` is still the one hevcq placed there."""
+        return (self.size, self.mtime_ns, self.inode) == (size, mtime_ns, inode)
 
 
 # --- serialisation: plain JSON of the media dataclasses -----------------------------------
@@ -317,6 +340,21 @@ class StateStore:
             "UPDATE decisions SET outcome=?, reason=?, outcome_at=? WHERE rel=? AND pool=?",
             (outcome, reason, time.time() if at is None else at, rel, pool),
         )
+
+    def record_replacement(self, rel: str, placed: os.stat_result, original: str) -> None:
+        """Remember that the file now at ``rel`` (``placed``: its stat) replaced ``original``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO replacements (rel, size, mtime_ns, inode, original,"
+            " replaced_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (rel, placed.st_size, placed.st_mtime_ns, placed.st_ino, original, time.time()),
+        )
+
+    def load_replacements(self) -> dict[str, Replacement]:
+        """Every file hevcq swapped in, keyed by its relative path."""
+        rows = self._db.execute(
+            "SELECT rel, size, mtime_ns, inode, original FROM replacements"
+        ).fetchall()
+        return {row[0]: Replacement(*row) for row in rows}
 
     def forget(self, rels: Iterable[str]) -> None:
         """Drop files (and their decisions) from the store."""

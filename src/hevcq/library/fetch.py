@@ -169,8 +169,19 @@ class Fetcher:
             self.state.record_outcome(rel, r.pool, "failed", f"refused: {reason}")
             return Fetched(rel, r.pool, "refused", reason, result=r)
         self.state.record_outcome(rel, r.pool, "done")
+        if action == "replaced":
+            self._remember_replacement(path, rel)
         log.info("output_fetched", rel=rel, pool=r.pool, action=action, path=str(path))
         return Fetched(rel, r.pool, action, path=path, result=r)
+
+    def _remember_replacement(self, placed: Path, original: str) -> None:
+        """Mark the swapped-in file so no later scan takes it for a source."""
+        try:
+            self.state.record_replacement(
+                placed.relative_to(self.root).as_posix(), placed.stat(), original
+            )
+        except OSError as exc:  # moved or removed already: a changed file is a new source
+            log.warning("replacement_not_recorded", rel=original, error=str(exc))
 
     def _disagreement(self, r: JobResult) -> tuple[Action, str] | None:
         """Whether the result, the ledger's record and the output disagree, and what to do.

@@ -164,6 +164,7 @@ class _Scan:
         self.hashes = {p.name: p.settings_hash() for p in pools}
         self.files = store.load_files()
         self.stored_decisions = store.load_decisions()
+        self.replacements = store.load_replacements()
         self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
         self.seen: dict[str, str] = {}
         self.uploaded: dict[str, str] = {}
@@ -204,9 +205,16 @@ class _Scan:
             self.problems.append(Problem(c.rel, "probe_failed", rec.probe_error or "probe failed"))
             return
         stored = self.stored_decisions.get(c.rel, {}) if cached else {}
-        decisions = {
-            p.name: self._decision(c.rel, rec.info, p, stored.get(p.name)) for p in self.pools
-        }
+        made = self.replacements.get(c.rel)
+        if made is not None and made.holds(c.size, c.mtime_ns, c.inode):
+            # Renditions are made from originals: a file hevcq swapped in is no source,
+            # whatever pool asks (a new pool, changed settings), until it changes.
+            why = Skip(f"hevcq made this file from {made.original}; pools encode originals only")
+            decisions: dict[str, Decision] = {p.name: why for p in self.pools}
+        else:
+            decisions = {
+                p.name: self._decision(c.rel, rec.info, p, stored.get(p.name)) for p in self.pools
+            }
         # An outcome belongs to the decision it was reached under.
         outcomes: dict[str, PoolState] = {
             p: stored[p].outcome
