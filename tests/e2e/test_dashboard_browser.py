@@ -1,6 +1,6 @@
 """The dashboard in a real headless browser (Debian's chromium, driven by Playwright).
 
-During a run it shows a job's percent rising, a failed job's reason, and a dead letter
+During a run it shows a real worker's job percent rising, a failed job's reason, and a dead letter
 that leaves the dead-letter queue once redriven from the page. Screenshots go to
 ``artifacts/screenshots/`` (ignored by git) and to the test's tmp folder.
 """
@@ -8,16 +8,17 @@ that leaves the dead-letter queue once redriven from the page. Screenshots go to
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.ledger import Claimed, JobKey, Lease
+from hevcq.media.samples import make_clip
 from tests.e2e.conftest import IN_CI
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.webkit import served
@@ -40,41 +41,35 @@ def _chromium() -> Path:
     return CHROMIUM
 
 
-class FakeProgress:
-    """A job held the way a worker holds it, its progress rising with each renewal."""
+@contextmanager
+def encoding(farm: EmbeddedFarm, tmp_path: Path) -> Iterator[WorkerProc]:
+    """A real 720p worker encoding a 30 s clip at the real preset, caught while it runs.
 
-    def __init__(self, farm: EmbeddedFarm) -> None:
-        assert farm.clients is not None
-        assert farm.refs is not None
-        self.ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-        self.job = JobKey(RUNNING_KEY, "hevc", "e1", "h")
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.lease: Lease | None = None
-
-    def _run(self) -> None:
-        pct = 5.0
-        while not self.stop.wait(0.5) and pct < 95:
-            pct += 0.5  # slow enough to still be rising when a slow browser first looks
-            assert self.lease is not None
-            self.lease = self.ledger.renew(self.lease, {"progress": pct})
-
-    def __enter__(self) -> FakeProgress:
-        claim = self.ledger.claim(self.job, "browser-test-worker", "m-running", 600)
-        assert isinstance(claim, Claimed)
-        self.lease = claim.lease
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
+    Stopped on the way out: the job is released (interrupted), nothing else changes.
+    """
+    assert farm.clients is not None
+    assert farm.refs is not None
+    clip = make_clip(tmp_path / "long-film.mov", width=1280, height=720, seconds=30.0)
+    farm.clients.s3.upload_file(str(clip), farm.refs.bucket, RUNNING_KEY)
+    worker = WorkerProc(farm, "720p", tmp_path / "w720.log", progress_every_s=1)
+    ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+    try:
+        started = lambda: getattr(ledger.get(RUNNING_KEY, "720p"), "progress", 0) > 0  # noqa: E731
+        assert wait_for(started, timeout_s=120, every_s=0.25), "the encode never reported progress"
+        yield worker
+    finally:
+        worker.proc.terminate()
+        worker.proc.wait(timeout=60)
 
 
 @pytest.fixture
 def failed_run(tmp_path: Path) -> Iterator[tuple[EmbeddedFarm, str]]:
     """A farm whose worker has dead-lettered a file that is not a video, then stopped."""
-    with stack(tmp_path, pool_dir(tmp_path)) as farm:
+    workers = pool_dir(tmp_path, ("hevc", "720p"))
+    doc = yaml.safe_load((workers / "720p.yaml").read_text())
+    doc["encode"]["preset"] = "medium"  # long enough to be watched encoding
+    (workers / "720p.yaml").write_text(yaml.safe_dump(doc))
+    with stack(tmp_path, workers) as farm:
         assert farm.clients is not None
         assert farm.refs is not None
         worker = WorkerProc(farm, "hevc", tmp_path / "w.log")
@@ -120,7 +115,7 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
     sync_api = pytest.importorskip("playwright.sync_api")
     farm, reason = failed_run
     assert wait_for(lambda: _dlq_size(farm) == 1, timeout_s=30)
-    with served(farm) as url, FakeProgress(farm), sync_api.sync_playwright() as pw:
+    with served(farm) as url, encoding(farm, tmp_path), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -147,10 +142,14 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
             _shot(page, tmp_path, "dashboard-running-and-failed")
 
             page.on("dialog", lambda dialog: dialog.accept())
+            # The hevc queue also heard of the clip being encoded (every pool hears of
+            # every upload) and has no worker: the redriven message is one more.
+            waiting = _dlq_size(farm, "queue_url")
             group.locator(".redrive-one").first.click()
-            page.locator("#dlq p.muted").wait_for(timeout=15_000)  # "none"
+            # The 720p worker dead-lettered notes.mp4 too: only the hevc group goes.
+            group.wait_for(state="detached", timeout=15_000)
             assert _dlq_size(farm) == 0
-            assert _dlq_size(farm, "queue_url") == 1
+            assert _dlq_size(farm, "queue_url") == waiting + 1
             _shot(page, tmp_path, "dashboard-after-redrive")
         finally:
             browser.close()
