@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     runs_kept: int = Field(
         10, ge=1, description="Embedded farm: run folders (logs) kept in the state dir."
     )
+    dashboard_port: int = Field(
+        8765,
+        ge=0,
+        le=65535,
+        description="Embedded farm: the port the ingest's dashboard prefers on 127.0.0.1 "
+        "(taken: any free one; 0: always any free one).",
+    )
     ecs_agent_uri: str | None = Field(
         None, validation_alias=AliasChoices("ECS_AGENT_URI", "HEVCQ_ECS_AGENT_URI")
     )

@@ -17,7 +17,7 @@ import yaml
 
 from hevcq.media.samples import make_clip
 from hevcq.worker.precheck import SETTLED_EARLIER
-from tests.e2e.farmkit import pool_dir, slow_ffmpeg, wait_for
+from tests.e2e.farmkit import alive, children, pool_dir, slow_ffmpeg, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -46,27 +46,6 @@ def _start(env: dict[str, str], tmp: Path, lib: Path) -> subprocess.Popen[str]:
 
 def _outputs(tmp: Path) -> set[str]:
     return {p.name for p in (tmp / "out").rglob("*.mp4")}
-
-
-def _children(pid: int) -> set[int]:
-    """Every process whose parent is ``pid`` (Linux /proc)."""
-    out = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.add(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _uploading(stdout: str) -> int:
@@ -174,7 +153,7 @@ def test_a_stopped_ingest_keeps_what_finished_leaves_no_process_and_resumes(
     proc = _start(env, tmp_path, lib)
     try:
         assert wait_for(lambda: _outputs(tmp_path), 120), "no output arrived"
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         assert len(kids) >= 2  # the endpoint and a worker
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=120)
@@ -183,7 +162,7 @@ def test_a_stopped_ingest_keeps_what_finished_leaves_no_process_and_resumes(
     assert proc.returncode == 130, out[-3000:]
     assert "Interrupted:" in out
     assert "Resume with: hevcq ingest" in out
-    assert wait_for(lambda: not any(_alive(k) for k in kids), 15), "a farm process outlived it"
+    assert wait_for(lambda: not any(alive(k) for k in kids), 15), "a farm process outlived it"
     home = _outputs(tmp_path)
     assert 1 <= len(home) < CLIPS
     again = subprocess.run(
@@ -201,11 +180,11 @@ def test_a_killed_ingest_takes_its_workers_and_endpoint_with_it(
     lib, env = library
     proc = _start(env, tmp_path, lib)
     try:
-        assert wait_for(lambda: len(_children(proc.pid)) >= 2, 60)
+        assert wait_for(lambda: len(children(proc.pid)) >= 2, 60)
         time.sleep(1.0)
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         proc.kill()
-    assert wait_for(lambda: not any(_alive(k) for k in kids), 15), "a farm process outlived it"
+    assert wait_for(lambda: not any(alive(k) for k in kids), 15), "a farm process outlived it"

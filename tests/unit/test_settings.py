@@ -16,7 +16,8 @@ def test_an_unknown_name_says_which_known_name_is_close() -> None:
 
 
 def test_every_documented_name_is_known() -> None:
-    names = ("HEVCQ_WORKERS_PER_POOL", "HEVCQ_WINDOW", "HEVCQ_RUNS_KEPT", "HEVCQ_ECS_AGENT_URI")
+    names = ("HEVCQ_WORKERS_PER_POOL", "HEVCQ_WINDOW", "HEVCQ_RUNS_KEPT", "HEVCQ_ECS_AGENT_URI",
+             "HEVCQ_DASHBOARD_PORT")  # fmt: skip
     assert set(names) <= set(known_names())
 
 
@@ -33,6 +34,7 @@ def test_load_settings_refuses_unknown_names() -> None:
         ("HEVCQ_POLL_WAIT_S", "99", "HEVCQ_POLL_WAIT_S=99: "),
         ("HEVCQ_RUNS_KEPT", "0", "HEVCQ_RUNS_KEPT=0: "),
         ("HEVCQ_LOG_FORMAT", "xml", "HEVCQ_LOG_FORMAT=xml: "),
+        ("HEVCQ_DASHBOARD_PORT", "70000", "HEVCQ_DASHBOARD_PORT=70000: "),
     ],
 )
 def test_invalid_values_are_one_line_naming_the_setting(

@@ -222,12 +222,9 @@ def farm_file(directory: Path | None = None) -> Path:
     return (directory or state_dir()) / FARM_FILE
 
 
-@contextlib.contextmanager
-def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None) -> Iterator[Path]:
-    """Write the farm file (mode 0600) while the block runs; removed on the way out."""
-    path = farm_file(directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {
+def farm_record(endpoint: str, refs: FarmRefs) -> dict[str, Any]:
+    """The farm file's body: this process's embedded farm, as plain JSON values."""
+    return {
         "endpoint": endpoint, "pid": os.getpid(), "prefix": refs.names.prefix,
         "bucket": refs.bucket, "uploads_topic_arn": refs.uploads_topic_arn,
         "events_topic_arn": refs.events_topic_arn, "results_queue_url": refs.results_queue_url,
@@ -235,6 +232,14 @@ def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None)
         "pools": {n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url}
                   for n, p in refs.pools.items()},
     }  # fmt: skip
+
+
+@contextlib.contextmanager
+def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None) -> Iterator[Path]:
+    """Write the farm file (mode 0600) while the block runs; removed on the way out."""
+    path = farm_file(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = farm_record(endpoint, refs)
     tmp = path.with_name(f".{FARM_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -262,8 +267,13 @@ def running_farm(directory: Path | None = None) -> RunningFarm | None:
     pid = data.get("pid")
     if not isinstance(pid, int) or not pid_alive(pid):
         return None
+    return from_record(data)
+
+
+def from_record(data: dict[str, Any]) -> RunningFarm | None:
+    """The farm a ``farm_record`` describes, or None when it is not one."""
     try:
-        return RunningFarm(str(data["endpoint"]), pid, _refs(data))
+        return RunningFarm(str(data["endpoint"]), int(data["pid"]), _refs(data))
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 

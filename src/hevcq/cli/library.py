@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hevcq import logs, ops
-from hevcq.aws.embedded import EmbeddedFarm, published_farm
+from hevcq.aws.embedded import EmbeddedFarm, farm_record, published_farm
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
@@ -60,6 +60,7 @@ from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
 from hevcq.pools import Pool, replacing_pools
 from hevcq.settings import Settings, state_dir
+from hevcq.web import child as dashboard_child
 
 quarantine_app = typer.Typer(help="Replaced originals kept for a while.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
@@ -139,6 +140,10 @@ def ingest(
     ] = False,
     allow_larger: AllowLarger = False,
     keep_days: KeepDays = 30.0,
+    dashboard: Annotated[
+        bool,
+        typer.Option(help="Embedded farm: serve the dashboard and the API on 127.0.0.1."),
+    ] = True,
 ) -> None:
     """Scan a library, upload what needs work and (on the embedded farm) bring results back."""
     try:
@@ -161,7 +166,8 @@ def ingest(
         control = _interruptible()
         with StateStore.for_library(library) as state:
             if settings.embedded:
-                rt = _embedded_round_trip(settings, pools, library, state, opts, control=control)
+                rt = _embedded_round_trip(settings, pools, library, state, opts,
+                                          control=control, dashboard=dashboard)  # fmt: skip
             else:
                 clients, refs = cloud(settings, pools)
                 rt = run_round_trip(
@@ -272,7 +278,7 @@ def _interruptible() -> Control:
 
 def _embedded_round_trip(
     settings: Settings, pools: dict[str, Pool], library: Path, state: StateStore,
-    opts: IngestOptions, *, control: Control,
+    opts: IngestOptions, *, control: Control, dashboard: bool,
 ) -> RoundTrip:  # fmt: skip
     console.print("No farm configured: running the embedded local farm on this machine.")
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
@@ -290,17 +296,22 @@ def _embedded_round_trip(
         opts = dataclasses.replace(opts, window=settings.window or 2 * per_pool * len(needed))
         jobs = sum(len(e.pools_pending) for e in todo)
         with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
+            port = settings.dashboard_port if dashboard else None
             return _on_farm(farm, pools, library, state, opts=opts, report=report,
-                            control=control, jobs=jobs)  # fmt: skip
+                            control=control, jobs=jobs, dashboard_port=port)  # fmt: skip
 
 
 def _on_farm(
     farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: StateStore, *,
     opts: IngestOptions, report: ScanReport, control: Control, jobs: int,
+    dashboard_port: int | None,
 ) -> RoundTrip:  # fmt: skip
     if farm.clients is None or farm.refs is None:
         raise ConfigError("the embedded farm did not start")
-    with published_farm(farm.endpoint, farm.refs):
+    with (
+        published_farm(farm.endpoint, farm.refs),
+        _dashboard(farm, dashboard_port) as dashboard_tick,
+    ):
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
         view = LiveView(console, lambda: ops.ledger_view(ledger)[0], jobs)
         workers = farm.workers
@@ -308,6 +319,7 @@ def _on_farm(
         def tick() -> None:
             if workers is not None:
                 workers.supervise()
+            dashboard_tick()
             view.tick()
 
         try:
@@ -319,6 +331,34 @@ def _on_farm(
         finally:
             if control.stop.is_set() and workers is not None:
                 workers.stop(grace_s=0)
+
+
+@contextlib.contextmanager
+def _dashboard(farm: EmbeddedFarm, port: int | None) -> Iterator[Callable[[], None]]:
+    """The dashboard beside the farm while it runs (none when ``port`` is None); yields a
+    tick that prints its address once it answers, or one warning line if it cannot."""
+    if port is None or farm.refs is None:
+        yield lambda: None
+        return
+    log_path = farm.state_dir / "logs" / "dashboard.log"
+    try:
+        dash = dashboard_child.start(farm_record(farm.endpoint, farm.refs), port, log_path)
+    except dashboard_child.DashboardError as exc:
+        console.print(Text.assemble(("warning: ", "yellow"), f"the dashboard did not start: {exc}"))
+        yield lambda: None
+        return
+
+    def tick() -> None:
+        notice = dash.poll()
+        if notice is not None:
+            style = "yellow" if notice.warning else ""
+            console.print(Text.assemble(("warning: " if notice.warning else "", style),
+                                        notice.text))  # fmt: skip
+
+    try:
+        yield tick
+    finally:
+        dash.stop()
 
 
 @contextlib.contextmanager

@@ -1,10 +1,13 @@
-"""Finding the farm to serve, and running the app under uvicorn (in front or in a thread)."""
+"""Finding the farm to serve, and running the app under uvicorn (in front, on a socket a
+parent bound, or in a thread)."""
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +26,7 @@ from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView
 
 SERVER_START_TIMEOUT_S = 10.0
+GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
 
 
 def is_loopback(host: str) -> bool:
@@ -114,6 +118,23 @@ def _uvicorn(config: WebConfig, host: str, port: int) -> uvicorn.Server:
 def serve(config: WebConfig, host: str, port: int) -> None:
     """Serve in the foreground until interrupted."""
     _uvicorn(config, host, port).run()
+
+
+def serve_socket(config: WebConfig, sock: socket.socket, on_started: Callable[[], None]) -> None:
+    """Serve on a socket that already listens until SIGTERM; ``on_started`` once it answers."""
+    server = _uvicorn(config, "127.0.0.1", 0)
+    # Open requests get this long once told to stop; the dashboard polls, none last.
+    server.config.timeout_graceful_shutdown = GRACEFUL_STOP_S
+
+    def watch() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        on_started()
+
+    threading.Thread(target=watch, name="started-watch", daemon=True).start()
+    server.run(sockets=[sock])
 
 
 class ServerThread:

@@ -1,0 +1,199 @@
+"""The dashboard beside an ingest: the app ``hevcq serve`` runs, in a child process.
+
+The ingest binds the listening socket itself (the preferred port, else any free one), so
+the address is known before the child starts and no other program can take it meanwhile;
+the child serves on that socket, reads the farm from its stdin and says on stdout when it
+answers. Like the endpoint and the workers it runs in a session of its own (a Ctrl-C on
+the terminal reaches the ingest only) and dies with the ingest however the ingest ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hevcq import logs
+from hevcq.aws.embedded import from_record
+from hevcq.errors import ConfigError
+from hevcq.procs import die_with_parent
+from hevcq.settings import load_settings
+from hevcq.web import server as web_server
+from hevcq.web.app import WebConfig
+
+HOST = "127.0.0.1"  # loopback only: the embedded farm's dashboard needs no credentials there
+START_TIMEOUT_S = 30.0  # the child imports FastAPI and boto3 on a busy machine
+STOP_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 64
+READY = b"hevcq-dashboard ready\n"
+
+
+class DashboardError(RuntimeError):
+    """The dashboard could not start."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``port``, or on a free port when that one is taken."""
+    try:
+        return _listen(host, port)
+    except OSError:
+        if port == 0:
+            raise
+        return _listen(host, 0)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # A port left in TIME_WAIT by the previous run is free; one a server listens on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A line for the terminal: the address, or why there is no dashboard."""
+
+    text: str
+    warning: bool = False
+
+
+@dataclass
+class Dashboard:
+    """The ingest's handle on its dashboard child; ``poll`` it, ``stop`` it."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    taken: int | None = None  # the preferred port, when another program holds it
+    _deadline: float = field(default_factory=lambda: time.monotonic() + START_TIMEOUT_S)
+    _out: bytes = b""
+    _ready: bool = False
+    _over: bool = False  # said its last word
+
+    def poll(self) -> Notice | None:
+        """At most one notice per state change: the address once it answers, or why not."""
+        if self._over:
+            return None
+        code = self.proc.poll()
+        if not self._ready and self._read_ready():
+            self._ready = True
+            taken = f" (port {self.taken} is taken)" if self.taken is not None else ""
+            return Notice(f"Dashboard: {self.url}{taken}")
+        if code is not None:
+            self._over = True
+            what = "stopped" if self._ready else "did not start"
+            return Notice(f"the dashboard {what} (exit {code}; see {self.log_path})", True)
+        if not self._ready and time.monotonic() > self._deadline:
+            self._over = True
+            self.stop()
+            return Notice(f"the dashboard did not start in time (see {self.log_path})", True)
+        return None
+
+    def _read_ready(self) -> bool:
+        out = self.proc.stdout
+        if out is None:
+            return False
+        while select.select([out], [], [], 0)[0]:
+            chunk = os.read(out.fileno(), 256)
+            if not chunk:
+                break
+            self._out += chunk
+        return READY in self._out
+
+    def stop(self) -> None:
+        """SIGTERM (uvicorn stops gracefully), a grace period, then SIGKILL."""
+        self._over = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
+    """Bind, start the child on that socket and hand it the farm ``record`` describes."""
+    try:
+        sock = listen(HOST, port)
+    except OSError as exc:
+        raise DashboardError(f"no port to listen on: {exc.strerror or exc}") from exc
+    try:
+        bound = sock.getsockname()[1]
+        with log_path.open("ab") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hevcq.web.child", "--fd", str(sock.fileno()),
+                 "--parent", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                pass_fds=(sock.fileno(),),
+                start_new_session=True,
+            )  # fmt: skip
+    except OSError as exc:
+        raise DashboardError(f"cannot start its process: {exc}") from exc
+    finally:
+        sock.close()  # the child holds the only copy: the port is free once it ends
+    dash = Dashboard(proc, f"http://{HOST}:{bound}/", log_path,
+                     taken=port if port and bound != port else None)  # fmt: skip
+    try:
+        if proc.stdin is not None:
+            with proc.stdin:
+                proc.stdin.write(json.dumps(record).encode())
+    except OSError:
+        pass  # it died at once; ``poll`` says so
+    return dash
+
+
+def _web_config() -> WebConfig:
+    """What ``hevcq serve`` would build for this farm: the settings, and the farm the ingest
+    wrote on stdin (another ingest may have replaced the farm file since)."""
+    settings = load_settings(os.environ)
+    logs.configure("json", settings.log_level)  # stderr is the run's dashboard.log
+    farm = from_record(json.loads(sys.stdin.read() or "{}"))
+    if farm is None:
+        raise ConfigError("no farm description on stdin")
+    view = web_server.embedded_view(farm.refs, farm.endpoint, settings)
+    return web_server.web_config(settings, web_server.Located(view, embedded=True), HOST)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the farm read from stdin on the inherited socket until SIGTERM or the parent ends."""
+    parser = argparse.ArgumentParser(prog="hevcq.web.child")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    die_with_parent(args.parent, threading.Event())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingest decides when this ends
+    sock = socket.socket(fileno=args.fd)
+    try:
+        config = _web_config()
+    except (ConfigError, ValueError) as exc:
+        print(f"dashboard not started: {exc}", file=sys.stderr)  # stderr: its log file
+        sys.exit(2)
+
+    def started() -> None:
+        sys.stdout.buffer.write(READY)
+        sys.stdout.flush()
+
+    web_server.serve_socket(config, sock, started)
+
+
+if __name__ == "__main__":
+    main()

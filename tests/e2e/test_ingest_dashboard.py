@@ -1,0 +1,199 @@
+"""`hevcq ingest` on the embedded farm serves the dashboard beside it: at the address it
+prints once, for as long as the farm runs, on another port when its own is taken, and not
+at all with `--no-dashboard`. However the ingest ends, nothing is left listening."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.samples import make_clip
+from tests.e2e.farmkit import alive, children, cmdline, pool_dir, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CLIPS = 2
+GATE_WAIT_S = 60  # an encode waits at most this long for the test to open the gate
+ADDRESS = re.compile(r"Dashboard: (http://127\.0\.0\.1:(\d+)/)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _gated_ffmpeg(tmp: Path, gate: Path) -> Path:
+    """An ffmpeg that waits for ``gate`` to exist: the farm is busy until the test opens it."""
+    script = tmp / "gated-ffmpeg"
+    polls = GATE_WAIT_S * 10
+    script.write_text(
+        f'#!/bin/sh\ni=0\nwhile [ ! -e "{gate}" ] && [ $i -lt {polls} ]; do\n'
+        f'  sleep 0.1; i=$((i + 1))\ndone\nexec "{find_ffmpeg()}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+class Ingest:
+    """`hevcq ingest` on a small library, its output read line by line as it comes; no
+    encode starts before ``open_gate``."""
+
+    def __init__(self, tmp: Path, port: int, *args: str) -> None:
+        lib = tmp / "lib"
+        self.gate = tmp / "gate"
+        for i in range(CLIPS):  # distinct durations: distinct content, no duplicates
+            make_clip(lib / f"clip{i}.mp4", width=160, height=120, seconds=0.4 + 0.1 * i)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+            "HEVCQ_WORKERS_DIR": str(pool_dir(tmp, ("hevc", "720p"))),
+            "HOME": str(tmp / "home"), "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
+            "HEVCQ_FFMPEG": str(_gated_ffmpeg(tmp, self.gate)),
+            "HEVCQ_DASHBOARD_PORT": str(port),
+        }  # fmt: skip
+        self.farm_file = tmp / "state/hevcq/farm.json"
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out"), *args],
+            env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        self.lines.extend(self.proc.stdout)
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    def address(self, timeout_s: float = 90) -> tuple[str, int]:
+        """The printed dashboard address and its port, once printed."""
+        assert wait_for(lambda: ADDRESS.search(self.out), timeout_s), self.out[-3000:]
+        m = ADDRESS.search(self.out)
+        assert m is not None
+        return m.group(1), int(m.group(2))
+
+    def dashboards(self) -> set[int]:
+        """The ingest's dashboard processes."""
+        return {k for k in children(self.proc.pid) if "hevcq.web.child" in cmdline(k)}
+
+    def open_gate(self) -> None:
+        self.gate.touch()
+
+    def wait(self, timeout_s: float = 180) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        self.open_gate()  # an encode left waiting ends too
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_the_printed_address_serves_the_running_farm_until_the_ingest_ends(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    ingest = Ingest(tmp_path, port)
+    try:
+        url, printed = ingest.address()
+        assert printed == port  # the preferred port, free: taken as it is
+        farm = json.loads(ingest.farm_file.read_text())
+        api = httpx.Client(base_url=url, timeout=30)
+        health = api.get("/api/health").json()
+        assert health["status"] == "ok", health
+        assert farm["endpoint"] in health["farm"]
+        pools = api.get("/api/pools").json()
+        assert {p["pool"] for p in pools} == set(farm["pools"]) == {"hevc", "720p"}
+        assert api.get("/").status_code == 200
+        dash = ingest.dashboards()
+        assert len(dash) == 1
+        ingest.open_gate()
+        code = ingest.wait()
+    finally:
+        ingest.kill()
+    assert code == 0, ingest.out[-3000:]
+    assert ingest.out.count("Dashboard:") == 1
+    assert not _listening(port)
+    assert not any(alive(p) for p in dash)
+
+
+def test_no_dashboard_prints_no_address_and_listens_nowhere(tmp_path: Path) -> None:
+    port = _free_port()
+    ingest = Ingest(tmp_path, port, "--no-dashboard")
+    try:
+        assert wait_for(ingest.farm_file.exists, 90), ingest.out[-3000:]
+        assert wait_for(lambda: len(children(ingest.proc.pid)) >= 2, 30)  # endpoint, worker
+        assert not _listening(port)
+        assert not ingest.dashboards()
+        ingest.open_gate()
+        code = ingest.wait()
+    finally:
+        ingest.kill()
+    assert code == 0, ingest.out[-3000:]
+    assert "Dashboard" not in ingest.out
+    assert "warning" not in ingest.out
+
+
+def test_a_taken_port_still_gets_a_dashboard_and_ctrl_c_takes_it_down_quietly(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        taken = holder.getsockname()[1]
+        ingest = Ingest(tmp_path, taken)
+        try:
+            url, port = ingest.address()
+            assert port != taken
+            assert f"(port {taken} is taken)" in ingest.out
+            assert httpx.get(f"{url}api/health", timeout=30).json()["status"] == "ok"
+            dash = ingest.dashboards()
+            ingest.proc.send_signal(signal.SIGINT)
+            ingest.open_gate()  # the running job finishes and comes home
+            code = ingest.wait()
+        finally:
+            ingest.kill()
+    assert code == 130, ingest.out[-3000:]
+    assert "Traceback" not in ingest.out
+    [log] = (tmp_path / "state/hevcq/runs").glob("*/logs/dashboard.log")
+    assert "Traceback" not in log.read_text()
+    assert ingest.out.count("Dashboard:") == 1
+    assert dash
+    assert wait_for(lambda: not any(alive(p) for p in dash), 15), "the dashboard outlived it"
+    assert not _listening(port)
+
+
+def test_a_killed_ingest_takes_its_dashboard_with_it(tmp_path: Path) -> None:
+    ingest = Ingest(tmp_path, _free_port())
+    try:
+        _, port = ingest.address()
+        dash = ingest.dashboards()
+        assert dash
+        ingest.proc.send_signal(signal.SIGKILL)
+        ingest.wait(timeout_s=30)
+    finally:
+        ingest.kill()
+    assert wait_for(lambda: not any(alive(p) for p in dash), 15), "the dashboard outlived it"
+    assert not _listening(port)
