@@ -296,11 +296,7 @@ class FarmView:
         for pool, item in items.items():
             link = None
             if item and item.state is State.DONE and item.output_key:
-                link = self.clients.s3.generate_presigned_url(
-                    "get_object",
-                    Params={"Bucket": self.refs.bucket, "Key": item.output_key},
-                    ExpiresIn=DOWNLOAD_URL_TTL_S,
-                )
+                link = self.store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
             outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
         return VideoStatus(
             id=record.id, filename=record.filename, key=record.key,
@@ -314,6 +310,6 @@ class FarmView:
         if self.raw_policy != "delete-when-settled":
             return 0
         gone = 0
-        for r in uploads.all_records(self.clients.s3, self.refs.bucket):
+        for r in uploads.all_records(self.store):
             gone += settle_raw(self.store, self.ledger, r.key, self.refs.pools).settled
         return gone
