@@ -237,10 +237,15 @@ def judge(  # noqa: PLR0911 - one return per rule reads best
     return Take()
 
 
-class Ledger(Protocol):
-    """What the worker needs from the ledger."""
+class LedgerReader(Protocol):
+    """Reads one job's item (one item per source key and pool); the web and fetch need no more."""
 
     def get(self, key: str, pool: str) -> LedgerItem | None: ...
+
+
+class Ledger(LedgerReader, Protocol):
+    """What the worker needs from the ledger: reads, claims, leases and settling."""
+
     def claim(
         self,
         job: JobKey,
