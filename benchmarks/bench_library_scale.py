@@ -29,9 +29,9 @@ from benchmarks.bench_memory import peak_hwm
 from benchmarks.clips import GiB, big_source
 from benchmarks.farmrun import pool_dir
 from benchmarks.harness import Figure, figure
+from hevcq.limits import MiB
 from hevcq.logs import read_events
 
-MiB = 1024 * 1024
 SAMPLE_EVERY_S = 0.2
 RUN_TIMEOUT_S = 3 * 3600
 INGEST_RSS_TARGET = GiB

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from benchmarks.harness import Figure, figure
 from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.topology import EMBEDDED_BUCKET
+from hevcq.limits import MiB
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 from hevcq.settings import Settings
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "upload"
-MiB = 1 << 20
 RUNS = 3
 MEMORY_TARGET_MB = 200
 SMALL_FILE_BYTES = 256 << 10

@@ -28,7 +28,7 @@ from hevcq.errors import InterruptedJob
 # unreachable endpoint) do not lose the lease.
 RENEWALS_PER_LEASE = 4
 # Optimistic-concurrency retries of one claim: each retry follows another writer's change.
-CLAIM_ROUNDS = 5
+CLAIM_WRITE_ROUNDS = 5
 
 
 class State(StrEnum):

@@ -6,8 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hevcq.library.calibrate import DEFAULT_SPEEDS as _DEFAULT_SPEEDS
-from hevcq.library.calibrate import FALLBACK_SPEED as _FALLBACK_SPEED
+from hevcq.library.calibrate import DEFAULT_SPEEDS, FALLBACK_SPEED
 from hevcq.library.scan import PoolTotals, ScanReport
 from hevcq.pools import Pool
 
@@ -40,10 +39,6 @@ FARGATE_PRICES = FargatePrices(
     storage_gb_hour=0.000111,
 )
 FREE_EPHEMERAL_GB = 20
-
-# Speeds used when nothing was calibrated: measured defaults, documented in calibrate.
-DEFAULT_SPEEDS: Mapping[str, float] = _DEFAULT_SPEEDS
-FALLBACK_SPEED = _FALLBACK_SPEED
 
 
 @dataclass(frozen=True)
