@@ -82,7 +82,7 @@ def newer_sequencer(a: str, b: str) -> bool | None:
     return a.rjust(width, "0").upper() > b.rjust(width, "0").upper()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LedgerItem:
     """One ledger item, typed. ``from_item`` reads DynamoDB's attribute-value form."""
 

@@ -11,7 +11,7 @@ from hevcq.library.scan import PoolTotals, ScanReport
 from hevcq.pools import Pool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FargatePrices:
     """Fargate prices per vCPU-hour and GB-hour, on-demand and Spot, with their source."""
 
@@ -66,7 +66,7 @@ class TaskSize:
         return self.vcpu * vcpu + self.memory_gib * gb + storage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolEstimate:
     """One pool's work and what it costs."""
 

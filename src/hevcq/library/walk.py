@@ -33,7 +33,7 @@ ProblemKind = Literal[
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScanOptions:
     """What to scan: extensions, globs (on the library-relative POSIX path) and limits."""
 
