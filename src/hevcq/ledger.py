@@ -44,6 +44,7 @@ class State(StrEnum):
 
 
 FINISHED = frozenset({State.DONE, State.SKIPPED})
+TERMINAL = FINISHED | {State.FAILED}  # no worker changes these; a redrive may
 
 
 class LeaseLostError(InterruptedJob):
