@@ -1,4 +1,6 @@
-"""The job ledger's model: one item per (source object, pool), guarded by conditional writes.
+"""The job ledger's model: the typed item (one per source object and pool, guarded by
+conditional writes), job keys, the claim rules, and the ``LedgerReader`` and ``Ledger``
+protocols.
 
 The item describes the job of the source's newest known version: its state, the worker that
 holds it and a **record version number** (``rvn``) that the holder changes on every write.

@@ -1,4 +1,5 @@
-"""boto3 clients, built one way for the cloud, the embedded endpoint and tests."""
+"""The boto3 clients, built one way for the cloud, the embedded endpoint and tests, and
+``classify``, which maps botocore failures onto hevcq's errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Probing media files in-process with PyAV: no ffprobe, no subprocess per file."""
+"""Probing media files in-process with PyAV, from a file or through ranged reads: no ffprobe,
+no subprocess per file."""
 
 from __future__ import annotations
 

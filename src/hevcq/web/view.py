@@ -1,7 +1,7 @@
-"""The farm as the dashboard and the API see it.
+"""The farm as the dashboard and the API see it: what ``ops``, the ledger (typed
+``LedgerItem``s) and S3 hold, turned into the models of ``hevcq.web.models``.
 
-Everything here turns what ``ops``, the ledger (typed ``LedgerItem``s) and S3 hold into
-the models of ``hevcq.web.models``; the web side reads the farm through nothing else.
+The web side reads the farm through nothing else.
 """
 
 from __future__ import annotations
