@@ -208,8 +208,3 @@ def run(quick: bool = False) -> list[Figure]:
     figs.append(figure("endpoint peak RSS (moto keeps objects in memory)", "MB", [server],
                        notes=note))  # fmt: skip
     return figs
-
-
-if __name__ == "__main__":
-    for fig in run(quick="--quick" in sys.argv):
-        print(fig.as_dict() | {"samples": [round(s, 2) for s in fig.samples]})
