@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -65,12 +64,9 @@ def git_commit() -> str:
     return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def _optional(module: str, quick: bool) -> list[Figure]:
-    # Benchmarks other areas own (library scan, upload) run when they are present.
-    name = f"benchmarks.{module}"
-    if importlib.util.find_spec(name) is None:
-        return []
-    return list(importlib.import_module(name).run(quick=quick))
+def _figures(module: str, quick: bool) -> list[Figure]:
+    # Imported only when selected: a benchmark's own dependencies load with it.
+    return list(importlib.import_module(f"benchmarks.{module}").run(quick=quick))
 
 
 class Run:
@@ -99,15 +95,15 @@ class Run:
 
     def run(self, out: Path) -> None:
         """Every selected benchmark, in an order that lets cost use the measured speeds."""
-        self.step("library", lambda: _optional("bench_library", self.quick))
-        self.step("upload", lambda: _optional("bench_upload", self.quick))
+        self.step("library", lambda: _figures("bench_library", self.quick))
+        self.step("upload", lambda: _figures("bench_upload", self.quick))
         self.step("overhead", self._overhead)
         self.step("farm", lambda: self._farm(out))
         speeds: dict[str, list[float]] = {k: [v] for k, v in DEFAULT_SPEEDS.items()}
         self.step("encode", lambda: self._encode(speeds))
-        self.step("memory", self._memory)
+        self.step("memory", lambda: _figures("bench_memory", self.quick))
         self.step("cost", lambda: self._cost(speeds))
-        self.step("library_scale", self._library_scale)
+        self.step("library_scale", lambda: _figures("bench_library_scale", self.quick))
 
     def _overhead(self) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415
@@ -137,16 +133,6 @@ class Run:
                 speeds[f.name.split()[2].rstrip(",")] = f.samples
         self.sections["speeds_source"] = "measured in this run"
         return figs
-
-    def _memory(self) -> list[Figure]:
-        from benchmarks import bench_memory  # noqa: PLC0415
-
-        return bench_memory.run(self.quick)
-
-    def _library_scale(self) -> list[Figure]:
-        from benchmarks import bench_library_scale  # noqa: PLC0415
-
-        return bench_library_scale.run(self.quick)
 
     def _cost(self, speeds: dict[str, list[float]]) -> list[Figure]:
         from benchmarks import bench_cost  # noqa: PLC0415

@@ -142,10 +142,3 @@ def run(quick: bool = False) -> list[Figure]:
     """Every library figure; ``quick`` shrinks the corpora for a smoke test."""
     first, rescan = (200, 1000) if quick else (2000, 10000)
     return bench_first_scan(first, RUNS) + bench_rescan(rescan, RUNS)
-
-
-if __name__ == "__main__":
-    import sys
-
-    for fig in run(quick="--quick" in sys.argv):
-        print(fig.as_dict() | {"samples": [round(s, 3) for s in fig.samples]})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,9 @@ from benchmarks.bench_memory import peak_hwm
 from benchmarks.clips import GiB, big_source
 from benchmarks.farmrun import pool_dir
 from benchmarks.harness import Figure, figure
+from hevcq.limits import MiB
 from hevcq.logs import read_events
 
-MiB = 1024 * 1024
 SAMPLE_EVERY_S = 0.2
 RUN_TIMEOUT_S = 3 * 3600
 INGEST_RSS_TARGET = GiB
@@ -221,16 +220,3 @@ def _scaling(peaks: dict[str, Sample]) -> list[Figure]:
                 target="<= 1.10", met=lambda v: v <= 1.10,
             ))  # fmt: skip
     return out
-
-
-def summary(figs: list[Figure]) -> str:
-    """One line per figure (for a quick look without the JSON)."""
-    return "\n".join(
-        f"{f.name}: {statistics.median(f.samples):.1f} {f.unit}"
-        + ("" if f.met is None else (" ok" if f.met else " MISSED"))
-        for f in figs
-    )
-
-
-if __name__ == "__main__":
-    print(summary(run(quick="--quick" in sys.argv)))

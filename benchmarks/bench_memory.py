@@ -11,8 +11,8 @@ import psutil
 from benchmarks.clips import GiB, big_source
 from benchmarks.farmrun import bench_farm
 from benchmarks.harness import Figure, figure
+from hevcq.limits import MiB
 
-MiB = 1024 * 1024
 TARGET_MIB = 250
 SAMPLE_EVERY_S = 0.05
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from benchmarks.harness import Figure, figure
 from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.topology import EMBEDDED_BUCKET
+from hevcq.limits import MiB
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 from hevcq.settings import Settings
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "upload"
-MiB = 1 << 20
 RUNS = 3
 MEMORY_TARGET_MB = 200
 SMALL_FILE_BYTES = 256 << 10
@@ -208,8 +208,3 @@ def run(quick: bool = False) -> list[Figure]:
     figs.append(figure("endpoint peak RSS (moto keeps objects in memory)", "MB", [server],
                        notes=note))  # fmt: skip
     return figs
-
-
-if __name__ == "__main__":
-    for fig in run(quick="--quick" in sys.argv):
-        print(fig.as_dict() | {"samples": [round(s, 2) for s in fig.samples]})

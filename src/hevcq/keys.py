@@ -1,4 +1,5 @@
-"""Object key layout: ``TODO/<relative path>`` in, ``DONE/<pool>/<relative path>`` out."""
+"""Object key layout: ``TODO/<relative path>`` in, ``DONE/<pool>/<relative path>`` out, and
+the output names of sources that share one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The job ledger's model: one item per (source object, pool), guarded by conditional writes.
+"""The job ledger's model: the typed item (one per source object and pool, guarded by
+conditional writes), job keys, the claim rules, and the ``LedgerReader`` and ``Ledger``
+protocols.
 
 The item describes the job of the source's newest known version: its state, the worker that
 holds it and a **record version number** (``rvn``) that the holder changes on every write.
@@ -28,7 +30,7 @@ from hevcq.errors import InterruptedJob
 # unreachable endpoint) do not lose the lease.
 RENEWALS_PER_LEASE = 4
 # Optimistic-concurrency retries of one claim: each retry follows another writer's change.
-CLAIM_ROUNDS = 5
+CLAIM_WRITE_ROUNDS = 5
 
 
 class State(StrEnum):
@@ -44,6 +46,7 @@ class State(StrEnum):
 
 
 FINISHED = frozenset({State.DONE, State.SKIPPED})
+TERMINAL = FINISHED | {State.FAILED}  # no worker changes these; a redrive may
 
 
 class LeaseLostError(InterruptedJob):
@@ -82,7 +85,7 @@ def newer_sequencer(a: str, b: str) -> bool | None:
     return a.rjust(width, "0").upper() > b.rjust(width, "0").upper()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LedgerItem:
     """One ledger item, typed. ``from_item`` reads DynamoDB's attribute-value form."""
 
@@ -237,10 +240,15 @@ def judge(  # noqa: PLR0911 - one return per rule reads best
     return Take()
 
 
-class Ledger(Protocol):
-    """What the worker needs from the ledger."""
+class LedgerReader(Protocol):
+    """Reads one job's item (one item per source key and pool); the web and fetch need no more."""
 
     def get(self, key: str, pool: str) -> LedgerItem | None: ...
+
+
+class Ledger(LedgerReader, Protocol):
+    """What the worker needs from the ledger: reads, claims, leases and settling."""
+
     def claim(
         self,
         job: JobKey,

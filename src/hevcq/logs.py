@@ -1,4 +1,4 @@
-"""structlog set-up, done once at an entry point."""
+"""structlog set-up, done once at an entry point, and reading its JSON lines back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Messages hevcq itself publishes: job results on the events topic."""
+"""Messages hevcq itself publishes: job results on the events topic, and the ``Publisher``."""
 
 from __future__ import annotations
 

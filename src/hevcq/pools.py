@@ -1,4 +1,5 @@
-"""The farm definition: one YAML file per worker pool, shared by Python and Terraform."""
+"""The farm definition: one YAML file per worker pool, shared by Python and Terraform; the
+settings hash, and which pool may replace originals."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ from hevcq.aws.embedded import EMBEDDED_CREDENTIALS as CREDS
 from hevcq.aws.endpoint import start
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import HevcqError
+from hevcq.limits import MiB
 
-MiB = 1024 * 1024
 PART = 5 * MiB  # S3's smallest part but the last
 
 

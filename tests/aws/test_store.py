@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -117,3 +118,29 @@ def test_a_missing_farm_bucket_is_a_configuration_fault_not_a_missing_source(
     assert store.head("TODO/none.mp4") is None  # a missing key in an existing bucket
     with pytest.raises(FarmConfigError):
         S3Store(clients.s3, "no-such-bucket").head("TODO/a.mp4")
+
+
+def test_small_records_round_trip_and_list_by_prefix(clients: Clients) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    assert store.get_bytes("uploads/x/1.json") is None
+    store.put_bytes("uploads/x/1.json", b'{"a": 1}', "application/json")
+    store.put_bytes("uploads/x/2.json", b"{}", "application/json")
+    store.put_bytes("uploads/y/3.json", b"{}", "application/json")
+    assert store.get_bytes("uploads/x/1.json") == b'{"a": 1}'
+    assert store.list_keys("uploads/x/") == ["uploads/x/1.json", "uploads/x/2.json"]
+    assert store.reachable()
+    assert not S3Store(clients.s3, "no-such-bucket").reachable()
+
+
+def test_presigned_urls_name_the_bucket_key_and_signature(clients: Clients) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    link = urlsplit(store.presign_get("DONE/hevc/a.mp4", 60))
+    assert BUCKET in link.netloc + link.path
+    assert link.path.endswith("/DONE/hevc/a.mp4")
+    assert {"Signature", "Expires"} <= set(parse_qs(link.query))
+    fields = {"x-amz-meta-hevcq-owner": "alice"}
+    url, signed = store.presign_post("TODO/u/a.mov", fields, [fields], 60)
+    assert BUCKET in url
+    assert signed["key"] == "TODO/u/a.mov"
+    assert signed["x-amz-meta-hevcq-owner"] == "alice"
+    assert signed["x-amz-algorithm"] == "AWS4-HMAC-SHA256"

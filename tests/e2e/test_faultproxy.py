@@ -13,10 +13,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from hevcq.aws.clients import Clients, error_code
 from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION
+from hevcq.limits import MiB
 from tests.e2e.faultproxy import Endpoint, FaultProxy, endpoint_behind_proxy
 
 pytestmark = pytest.mark.e2e
-MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")

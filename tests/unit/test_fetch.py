@@ -53,7 +53,7 @@ class FakeLedger:
     ) -> None:
         out = f"DONE/{pool}/a.mp4"
         self.items[(key, pool)] = LedgerItem(
-            key, pool, State(state), etag=etag, output_key=out, **kw
+            key=key, pool=pool, state=State(state), etag=etag, output_key=out, **kw
         )
 
     def get(self, key: str, pool: str) -> LedgerItem | None:

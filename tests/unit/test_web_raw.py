@@ -11,7 +11,7 @@ SRC = ObjectInfo("TODO/u/a.mov", 100, "e1")
 
 
 def _item(state: str, etag: str = "e1", out: str | None = None) -> LedgerItem:
-    return LedgerItem(SRC.key, "hevc", State(state), etag=etag, output_key=out)
+    return LedgerItem(key=SRC.key, pool="hevc", state=State(state), etag=etag, output_key=out)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""boto3 clients, built one way for the cloud, the embedded endpoint and tests."""
+"""The boto3 clients, built one way for the cloud, the embedded endpoint and tests, and
+``classify``, which maps botocore failures onto hevcq's errors."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ FARM_CONFIG_CODES = frozenset(
 )  # fmt: skip
 HTTP_FORBIDDEN = 403  # S3 answers HEAD requests without a body, so only the status is known
 _WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
+# What a boto3 call raises when AWS refuses or cannot be reached, for callers above this
+# package that catch it without importing botocore.
+AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class Clients:
             dynamodb=session.client("dynamodb", **kw),
             sts=session.client("sts", **kw),
         )
+
+    @property
+    def region(self) -> str:
+        """The region the clients talk to (boto3's default chain, else us-east-1)."""
+        return self.s3.meta.region_name or "us-east-1"
 
 
 def error_code(exc: BaseException) -> str:

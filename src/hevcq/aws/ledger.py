@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from hevcq.aws.clients import classify, error_code
 from hevcq.ledger import (
-    CLAIM_ROUNDS,
+    CLAIM_WRITE_ROUNDS,
     AlreadyFinished,
     AskSource,
     Claimed,
@@ -153,7 +153,7 @@ class DynamoLedger:
         source_is_current: Callable[[], bool] = lambda: True,
     ) -> ClaimResult:
         """Take the job if nobody holds it, it is not finished, and no newer version is known."""
-        for _ in range(CLAIM_ROUNDS):
+        for _ in range(CLAIM_WRITE_ROUNDS):
             item = self.get(job.key, job.pool)
             verdict = judge(item, job)
             if isinstance(verdict, AskSource):

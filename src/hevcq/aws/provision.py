@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from botocore.exceptions import ClientError
@@ -64,40 +64,28 @@ def _queue_arn(sqs: SQSClient, url: str) -> str:
     return attrs["Attributes"]["QueueArn"]
 
 
+def _service_may(sid: str, service: str, action: str, resource: str, source: dict[str, Any]) -> str:
+    """A resource policy with one statement: ``service`` may ``action`` on ``resource``,
+    for requests from ``source`` (the condition on ``aws:SourceArn``)."""
+    statement = {
+        "Sid": sid, "Effect": "Allow", "Principal": {"Service": service},
+        "Action": action, "Resource": resource, "Condition": source,
+    }  # fmt: skip
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 def _send_policy(queue_arn: str, topic_arn: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "TopicMayDeliver",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-                }
-            ],
-        }
-    )
+    return _service_may(
+        "TopicMayDeliver", "sns.amazonaws.com", "sqs:SendMessage", queue_arn,
+        {"ArnEquals": {"aws:SourceArn": topic_arn}},
+    )  # fmt: skip
 
 
 def _publish_policy(topic_arn: str, bucket: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "BucketMayPublish",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sns:Publish",
-                    "Resource": topic_arn,
-                    "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
-                }
-            ],
-        }
-    )
+    return _service_may(
+        "BucketMayPublish", "s3.amazonaws.com", "sns:Publish", topic_arn,
+        {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+    )  # fmt: skip
 
 
 def _subscribe(c: Clients, topic_arn: str, queue_url: str) -> None:

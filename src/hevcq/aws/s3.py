@@ -1,4 +1,5 @@
-"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits, ranged reads."""
+"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits, ranged reads,
+small records and presigned URLs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+import boto3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 
@@ -250,6 +253,60 @@ class S3Store:
     def delete(self, key: str) -> None:
         """Delete an object (absent is fine)."""
         self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        """Write a small object (a record) in one PUT."""
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """A small object's bytes, or None when it does not exist."""
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, in S3's (lexicographic) order."""
+        keys: list[str] = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            keys.extend(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    def reachable(self) -> bool:
+        """Whether the bucket answers (a HEAD of the bucket)."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError):
+            return False
+        return True
+
+    def presign_get(self, key: str, ttl_s: int) -> str:
+        """A URL that downloads ``key`` for ``ttl_s`` seconds."""
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s
+        )
+
+    def presign_post(
+        self, key: str, fields: dict[str, str], conditions: list[Any], ttl_s: int
+    ) -> tuple[str, dict[str, str]]:
+        """A SigV4 presigned POST of ``key``: (url, form fields); boto3 adds the bucket and
+        key conditions itself."""
+        post = _sigv4(self._s3).generate_presigned_post(
+            self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=ttl_s
+        )
+        return str(post["url"]), {k: str(v) for k, v in post["fields"].items()}
+
+
+def _sigv4(s3: S3Client) -> S3Client:
+    """A client like ``s3`` that signs with SigV4 (what S3 requires of new buckets)."""
+    config = s3.meta.config.merge(Config(signature_version="s3v4"))
+    return boto3.session.Session().client(
+        "s3", region_name=s3.meta.region_name, endpoint_url=s3.meta.endpoint_url, config=config
+    )
 
 
 def _info(key: str, resp: Mapping[str, Any]) -> ObjectInfo:

@@ -1,4 +1,4 @@
-"""Building a worker from settings: the one place that wires its collaborators.
+"""``build_worker``: a worker built from settings, the one place that wires its collaborators.
 
 The CLI's `hevcq worker` calls it; the embedded farm, tests and benchmarks can build a
 worker in-process the same way.

@@ -52,8 +52,7 @@ def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
 def cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
 
     clients = Clients.create(region=settings.region)
-    region = clients.s3.meta.region_name or "us-east-1"
-    return clients, resolve(clients, settings, pools, region)
+    return clients, resolve(clients, settings, pools, clients.region)
 
 
 def need_farm(settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""The local state store: one SQLite file per library remembering what each file was."""
+"""The catalog of a library: one SQLite file per library, remembering what each file was
+and what became of it."""
 
 from __future__ import annotations
 

@@ -6,13 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hevcq.library.calibrate import DEFAULT_SPEEDS as _DEFAULT_SPEEDS
-from hevcq.library.calibrate import FALLBACK_SPEED as _FALLBACK_SPEED
+from hevcq.library.calibrate import DEFAULT_SPEEDS, FALLBACK_SPEED
 from hevcq.library.scan import PoolTotals, ScanReport
 from hevcq.pools import Pool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FargatePrices:
     """Fargate prices per vCPU-hour and GB-hour, on-demand and Spot, with their source."""
 
@@ -41,10 +40,6 @@ FARGATE_PRICES = FargatePrices(
 )
 FREE_EPHEMERAL_GB = 20
 
-# Speeds used when nothing was calibrated: measured defaults, documented in calibrate.
-DEFAULT_SPEEDS: Mapping[str, float] = _DEFAULT_SPEEDS
-FALLBACK_SPEED = _FALLBACK_SPEED
-
 
 @dataclass(frozen=True)
 class TaskSize:
@@ -71,7 +66,7 @@ class TaskSize:
         return self.vcpu * vcpu + self.memory_gib * gb + storage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PoolEstimate:
     """One pool's work and what it costs."""
 

@@ -9,13 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Protocol
 
 import structlog
 
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.keys import DONE_PREFIX, output_relative, source_relative
-from hevcq.ledger import FINISHED, LedgerItem, State
+from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
 from hevcq.library.catalog import StateStore
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
@@ -45,12 +44,6 @@ def _verify(candidate: Path, original: Path, allow_larger: bool) -> None:
     verify_replacement(candidate, original, allow_larger=allow_larger)
 
 
-class JobLedger(Protocol):
-    """Read access to the job ledger (one item per source key and pool)."""
-
-    def get(self, key: str, pool: str) -> LedgerItem | None: ...
-
-
 @dataclass(frozen=True)
 class FetchOptions:
     """Which pools' results to take and what to do with their outputs."""
@@ -70,7 +63,7 @@ class Fetcher:
     root: Path
     state: StateStore
     objects: ObjectStore
-    ledger: JobLedger | None
+    ledger: LedgerReader | None
     options: FetchOptions
     all_pools: Sequence[str]
     library: str  # the library id written on uploads (catalog.library_id)

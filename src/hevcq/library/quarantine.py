@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.keys import output_extension
+from hevcq.limits import MiB
 from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
 from hevcq.media.probe import ProbeFn, probe
@@ -26,7 +27,7 @@ log = structlog.get_logger()
 
 MANIFEST = "manifest.json"
 DEFAULT_QUARANTINE = Path(".hevcq") / "quarantine"  # inside the library: same filesystem
-_COPY_CHUNK = 1 << 20
+_COPY_CHUNK = MiB
 # What link(2) answers on filesystems without hard links (vfat/exFAT: EPERM; FUSE, SMB).
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 

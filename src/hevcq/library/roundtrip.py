@@ -27,7 +27,14 @@ from hevcq.ledger import State
 from hevcq.library.catalog import StateStore, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
 from hevcq.library.report import Row
-from hevcq.library.results import Fetched, SourcePool, dead_letter_results, drain, result_from_item
+from hevcq.library.results import (
+    DLQ_CHECK_EVERY_S,
+    Fetched,
+    SourcePool,
+    dead_letter_results,
+    drain,
+    result_from_item,
+)
 from hevcq.library.scan import FileEntry, ScanOptions, ScanReport, scan
 from hevcq.library.upload import (
     UPLOAD_WORKERS,
@@ -49,7 +56,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IngestOptions:
     """How one ingest runs."""
 
@@ -201,9 +208,6 @@ class Window:
     def in_flight(self) -> list[SourcePool]:
         """Jobs in the farm without a result."""
         return sorted((k, p) for k, pools in self.in_farm.items() for p in pools)
-
-
-DLQ_CHECK_EVERY_S = 10.0
 
 
 @dataclass

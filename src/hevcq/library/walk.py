@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hevcq.limits import MiB
+
 _EXTS = ".mp4 .m4v .mov .mkv .avi .ts .mts .m2ts .wmv .flv .webm .3gp .mpg .mpeg .vob"
 DEFAULT_EXTENSIONS = frozenset(_EXTS.split(" "))
 # NAS and desktop debris that carries video extensions but is not a video of the user's:
@@ -19,11 +21,11 @@ DEFAULT_EXCLUDES = ("@eaDir", "#recycle", "#snapshot", "._*", ".Trash-*", ".Tras
 HEVCQ_DIR = ".hevcq"  # quarantine and other hevcq folders inside a library
 
 # Fingerprint sampling (see fingerprint()): files up to FULL_HASH_MAX are hashed whole.
-FULL_HASH_MAX = 1 << 20
+FULL_HASH_MAX = MiB
 EDGE_BYTES = 256 << 10
 STRIPE_BYTES = 64 << 10
 STRIPES = 4
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = MiB
 
 ProblemKind = Literal[
     "broken_symlink", "symlinked_dir", "permission", "vanished", "unreadable",
@@ -31,7 +33,7 @@ ProblemKind = Literal[
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScanOptions:
     """What to scan: extensions, globs (on the library-relative POSIX path) and limits."""
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import av
 
-_CHUNK = 1 << 20
+from hevcq.limits import MiB
+
+_CHUNK = MiB
 
 # One stream's identity: kind, codec, and a digest of its headers and packet payloads.
 StreamDigest = tuple[str, str, str]

@@ -28,6 +28,7 @@ from hevcq.errors import (
     RetryableError,
     StalledError,
 )
+from hevcq.limits import MiB
 from hevcq.media.progress import Progress, ProgressParser
 
 log = structlog.get_logger()
@@ -36,7 +37,7 @@ STDERR_TAIL_LINES = 40
 SUMMARY_LINES = 5  # of the tail, quoted in failure messages
 # Less free space than this on the output's filesystem after a failed run means the
 # failure was (or may well have been) the disk filling up: worth retrying elsewhere.
-DISK_FULL_MARGIN_BYTES = 64 * 1024 * 1024
+DISK_FULL_MARGIN_BYTES = 64 * MiB
 DISK_FULL_RETRY_DELAY_S = 60.0
 # ffmpeg catches SIGINT/SIGTERM, finishes the file and exits with 255 (fftools/ffmpeg.c).
 FFMPEG_SIGNALLED_EXIT = 255

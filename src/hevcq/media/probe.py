@@ -1,4 +1,5 @@
-"""Probing media files in-process with PyAV: no ffprobe, no subprocess per file."""
+"""Probing media files in-process with PyAV, from a file or through ranged reads: no ffprobe,
+no subprocess per file."""
 
 from __future__ import annotations
 
@@ -68,11 +69,7 @@ def probe(path: Path) -> MediaInfo:
         if looks_like_media(head):
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
         raise PermanentError(f"not a media file: {exc.strerror}") from exc
-    with container:
-        try:
-            return _describe(container, size)
-        except av.FFmpegError as exc:
-            raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
+    return _describe_open(container, size)
 
 
 def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
@@ -81,6 +78,11 @@ def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
         container = av.open(stream, metadata_errors="replace")
     except av.FFmpegError as exc:
         raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
+    return _describe_open(container, size)
+
+
+def _describe_open(container: Any, size: int) -> MediaInfo:
+    """Describe an opened container and close it; a stream that fails to read is truncated."""
     with container:
         try:
             return _describe(container, size)

@@ -13,11 +13,11 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from hevcq.aws.clients import AWS_ERRORS
 from hevcq.errors import HevcqError
 from hevcq.web import uploads
 from hevcq.web.auth import Authenticator, Caller
@@ -46,6 +46,7 @@ STATIC = Path(str(resources.files("hevcq.web") / "static"))
 CSRF_HEADER = "X-Hevcq-Request"
 RAW_SWEEP_EVERY_S = 15.0
 NOT_FOUND = "not found"
+SWEEP_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, HevcqError)  # logged, sweep goes on
 
 API_DOC = """The hevcq farm: uploads and their status for apps, queues and jobs for operators.
 
@@ -77,7 +78,7 @@ def _sweeper(farm: FarmView, stop: threading.Event) -> None:
     while not stop.wait(RAW_SWEEP_EVERY_S):
         try:
             farm.sweep_raw()
-        except (ClientError, BotoCoreError, HevcqError) as exc:
+        except SWEEP_ERRORS as exc:
             log.warning("raw_sweep_failed", error=str(exc))
 
 
@@ -97,11 +98,12 @@ def create_app(config: WebConfig) -> FastAPI:
     app.state.config = config
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.exception_handler(ClientError)
-    @app.exception_handler(BotoCoreError)
     async def farm_unreachable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("farm_read_failed", error=str(exc))
         return JSONResponse({"detail": "farm unreachable"}, status_code=503)
+
+    for error in AWS_ERRORS:
+        app.add_exception_handler(error, farm_unreachable)
 
     _pages(app)
     _api(app, config)
@@ -170,9 +172,7 @@ def _health(app: FastAPI, config: WebConfig) -> None:
         """Whether there is a farm to read; needs no credentials and names nothing."""
         if config.farm is None:
             return Health(status="no farm", detail=config.no_farm_reason)
-        try:
-            config.farm.clients.s3.head_bucket(Bucket=config.farm.refs.bucket)
-        except (ClientError, BotoCoreError):
+        if not config.farm.store.reachable():
             return Health(status="farm unreachable")
         label = config.farm.label if config.auth.config.open_local else None
         return Health(status="ok", farm=label)
@@ -236,7 +236,7 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
             created_at=datetime.now(UTC),
         )  # fmt: skip
         url, fields, expires = uploads.presigned_upload(
-            f.clients.s3, f.refs.bucket, record, config.upload_max_bytes, config.upload_ttl_s
+            f.store, record, config.upload_max_bytes, config.upload_ttl_s
         )
         return UploadTicket(
             id=upload_id, key=key, url=url, fields=fields,
@@ -246,13 +246,13 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
     @app.get("/api/videos")
     def videos(f: FarmDep, who: CallerDep) -> VideoList:
         """The caller's uploads, newest first."""
-        records = uploads.list_records(f.clients.s3, f.refs.bucket, who.owner)
+        records = uploads.list_records(f.store, who.owner)
         return VideoList(videos=[f.video(r) for r in records])
 
     @app.get("/api/videos/{video_id}")
     def video(f: FarmDep, who: CallerDep, video_id: str) -> VideoStatus:
         """An upload's state per pool, with download links for done pools."""
-        record = uploads.get_record(f.clients.s3, f.refs.bucket, who.owner, video_id)
+        record = uploads.get_record(f.store, who.owner, video_id)
         if record is None:
             raise HTTPException(404, NOT_FOUND)
         return f.video(record)

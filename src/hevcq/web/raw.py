@@ -10,20 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 
-from hevcq.ledger import FINISHED, LedgerItem, State
+from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
 from hevcq.objects import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
-
-
-class ItemReader(Protocol):
-    """Reads one ledger item."""
-
-    def get(self, key: str, pool: str) -> LedgerItem | None: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +45,7 @@ def verdict(
     return Verdict(True, "every pool settled")
 
 
-def settle_raw(store: ObjectStore, ledger: ItemReader, key: str, pools: Iterable[str]) -> Verdict:
+def settle_raw(store: ObjectStore, ledger: LedgerReader, key: str, pools: Iterable[str]) -> Verdict:
     """Delete ``key`` when every pool settled it; the one call the policy makes."""
     source = store.head(key)
     if source is None:

@@ -13,9 +13,8 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
-from botocore.exceptions import BotoCoreError, ClientError
 
-from hevcq.aws.clients import Clients
+from hevcq.aws.clients import AWS_ERRORS, Clients
 from hevcq.aws.embedded import EMBEDDED_REGION, running_farm
 from hevcq.aws.provision import FarmRefs, resolve
 from hevcq.errors import ConfigError
@@ -27,6 +26,7 @@ from hevcq.web.view import FarmView
 
 SERVER_START_TIMEOUT_S = 10.0
 GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
+UNREACHABLE: tuple[type[Exception], ...] = (ConfigError, *AWS_ERRORS)  # a configured farm
 
 
 def is_loopback(host: str) -> bool:
@@ -63,10 +63,9 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
     """The configured farm, else the running embedded farm, else none (with the reason)."""
     if not settings.embedded:
         clients = Clients.create(region=settings.region)
-        region = clients.s3.meta.region_name or "us-east-1"
         try:
-            refs = resolve(clients, settings, pools, region)
-        except (ConfigError, ClientError, BotoCoreError) as exc:
+            refs = resolve(clients, settings, pools, clients.region)
+        except UNREACHABLE as exc:
             return Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
         move = Clients.create(region=settings.region, retries=1)
         view = FarmView(

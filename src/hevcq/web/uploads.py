@@ -12,16 +12,13 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.config import Config
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 from ulid import ULID
 
-from hevcq.aws.clients import error_code
 from hevcq.keys import TODO_PREFIX, relative_key
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from hevcq.aws.s3 import S3Store
 
 UPLOADS_PREFIX = "uploads/"
 META_OWNER = "hevcq-owner"
@@ -89,63 +86,38 @@ def post_conditions(owner: str, upload_id: str, max_bytes: int) -> tuple[dict[st
 
 
 def presigned_upload(
-    s3: S3Client, bucket: str, record: UploadRecord, max_bytes: int, ttl_s: int
+    store: S3Store, record: UploadRecord, max_bytes: int, ttl_s: int
 ) -> tuple[str, dict[str, str], datetime]:
     """Store the record and presign the POST: (url, form fields, expiry)."""
     fields, conditions = post_conditions(record.owner, record.id, max_bytes)
-    s3.put_object(
-        Bucket=bucket,
-        Key=record_key(record.owner, record.id),
-        Body=record.model_dump_json().encode(),
-        ContentType="application/json",
+    store.put_bytes(
+        record_key(record.owner, record.id), record.model_dump_json().encode(), "application/json"
     )
-    post = _signer(s3).generate_presigned_post(
-        bucket, record.key, Fields=fields, Conditions=conditions, ExpiresIn=ttl_s
-    )
-    expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
-    return str(post["url"]), {k: str(v) for k, v in post["fields"].items()}, expires
+    url, signed = store.presign_post(record.key, fields, conditions, ttl_s)
+    return url, signed, datetime.now(UTC) + timedelta(seconds=ttl_s)
 
 
-def _signer(s3: S3Client) -> S3Client:
-    """A client like ``s3`` that signs with SigV4 (what S3 requires of new buckets)."""
-    import boto3  # noqa: PLC0415 - only presigning needs its own client
-
-    config = s3.meta.config.merge(Config(signature_version="s3v4"))
-    return boto3.session.Session().client(
-        "s3", region_name=s3.meta.region_name, endpoint_url=s3.meta.endpoint_url, config=config
-    )
-
-
-def get_record(s3: S3Client, bucket: str, owner: str, upload_id: str) -> UploadRecord | None:
+def get_record(store: S3Store, owner: str, upload_id: str) -> UploadRecord | None:
     """The owner's record of an upload, or None (another owner's upload is None too)."""
     if not is_upload_id(upload_id):
         return None
-    try:
-        body = s3.get_object(Bucket=bucket, Key=record_key(owner, upload_id))["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return UploadRecord.model_validate_json(body)
+    body = store.get_bytes(record_key(owner, upload_id))
+    return None if body is None else UploadRecord.model_validate_json(body)
 
 
-def list_records(s3: S3Client, bucket: str, owner: str, limit: int = 200) -> list[UploadRecord]:
+def list_records(store: S3Store, owner: str, limit: int = 200) -> list[UploadRecord]:
     """The owner's most recent uploads, newest first."""
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=owner_prefix(owner)
-    ):
-        keys.extend(o["Key"] for o in page.get("Contents", []))
+    keys = store.list_keys(owner_prefix(owner))
     ids = sorted((k.rsplit("/", 1)[-1].removesuffix(".json") for k in keys), reverse=True)
-    found = (get_record(s3, bucket, owner, i) for i in ids[:limit])
+    found = (get_record(store, owner, i) for i in ids[:limit])
     return [r for r in found if r is not None]
 
 
-def all_records(s3: S3Client, bucket: str) -> list[UploadRecord]:
+def all_records(store: S3Store) -> list[UploadRecord]:
     """Every owner's records (the raw-deletion sweep)."""
     out = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=UPLOADS_PREFIX):
-        for o in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+    for key in store.list_keys(UPLOADS_PREFIX):
+        body = store.get_bytes(key)
+        if body is not None:
             out.append(UploadRecord.model_validate_json(body))
     return out

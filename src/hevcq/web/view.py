@@ -1,7 +1,7 @@
-"""The farm as the dashboard and the API see it.
+"""The farm as the dashboard and the API see it: what ``ops``, the ledger (typed
+``LedgerItem``s) and S3 hold, turned into the models of ``hevcq.web.models``.
 
-Everything here turns what ``ops``, the ledger (typed ``LedgerItem``s) and S3 hold into
-the models of ``hevcq.web.models``; the web side reads the farm through nothing else.
+The web side reads the farm through nothing else.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass
-from hevcq.ledger import LedgerItem, State
+from hevcq.ledger import TERMINAL, LedgerItem, State
 from hevcq.library.results import announced_objects
 from hevcq.web import uploads
 from hevcq.web.models import (
@@ -46,7 +46,6 @@ RECENT_JOBS = 50
 CHART_HOURS = 24
 # The per-phase seconds the ledger keeps for a finished job (the rest go to the logs).
 PHASES = ("encode_s",)
-FINAL_STATES = frozenset({State.DONE, State.SKIPPED, State.FAILED})
 DOWNLOAD_URL_TTL_S = 3600
 
 
@@ -117,7 +116,7 @@ def status_report(
 def totals(items: Iterable[LedgerItem], now: float) -> Totals:
     """Counts, bytes and the chart series over finished jobs."""
     jobs = sorted(
-        (job_summary(i) for i in items if i.state in FINAL_STATES),
+        (job_summary(i) for i in items if i.state in TERMINAL),
         key=lambda j: j.finished_at or datetime.min.replace(tzinfo=UTC),
     )
     done = [j for j in jobs if j.state == "done"]
@@ -149,7 +148,7 @@ def totals(items: Iterable[LedgerItem], now: float) -> Totals:
 
 def recent(items: Iterable[LedgerItem], limit: int = RECENT_JOBS) -> list[JobSummary]:
     """Finished jobs, newest first."""
-    jobs = [job_summary(i) for i in items if i.state in FINAL_STATES]
+    jobs = [job_summary(i) for i in items if i.state in TERMINAL]
     jobs.sort(key=lambda j: j.finished_at or datetime.min.replace(tzinfo=UTC), reverse=True)
     return jobs[:limit]
 
@@ -296,11 +295,7 @@ class FarmView:
         for pool, item in items.items():
             link = None
             if item and item.state is State.DONE and item.output_key:
-                link = self.clients.s3.generate_presigned_url(
-                    "get_object",
-                    Params={"Bucket": self.refs.bucket, "Key": item.output_key},
-                    ExpiresIn=DOWNLOAD_URL_TTL_S,
-                )
+                link = self.store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
             outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
         return VideoStatus(
             id=record.id, filename=record.filename, key=record.key,
@@ -314,6 +309,6 @@ class FarmView:
         if self.raw_policy != "delete-when-settled":
             return 0
         gone = 0
-        for r in uploads.all_records(self.clients.s3, self.refs.bucket):
+        for r in uploads.all_records(self.store):
             gone += settle_raw(self.store, self.ledger, r.key, self.refs.pools).settled
         return gone

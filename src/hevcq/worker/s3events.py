@@ -44,7 +44,7 @@ class _Notification(_Lenient):
     Records: list[_Record]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceObject:
     """An uploaded object named by an S3 event (key already URL-decoded)."""
 
