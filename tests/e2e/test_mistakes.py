@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,14 @@ def test_a_setting_mistake_stops_every_command(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stdout + r.stderr
     assert "did you mean HEVCQ_BUCKET?" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_serve_on_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = hevcq(tmp_path, "serve", "--port", str(port), "--state-dir", str(tmp_path))
+    assert done.returncode == 2, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}" in out
+    assert "Traceback" not in out
+    assert "Dashboard and API on" not in out

@@ -23,6 +23,7 @@ from hevcq.aws.provision import FarmRefs
 from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
 from hevcq.aws.wiring import build_worker
 from hevcq.cli.app import (
+    EXIT_CONFIG,
     EXIT_FARM_MISCONFIGURED,
     app,
     cloud,
@@ -170,8 +171,15 @@ def serve(
         console.print(
             Text.assemble((located.reason, "yellow"), ": the page and /api/health say so.")
         )
+    try:
+        sock = web_server.bind(host, port)
+    except OSError as exc:
+        raise fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; give another --port",
+            EXIT_CONFIG,
+        ) from exc
     console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
-    web_server.serve(config, host, port)
+    web_server.serve(config, sock)
 
 
 @app.command()

@@ -34,7 +34,6 @@ from hevcq.web.app import WebConfig
 HOST = "127.0.0.1"  # loopback only: the embedded farm's dashboard needs no credentials there
 START_TIMEOUT_S = 30.0  # the child imports FastAPI and boto3 on a busy machine
 STOP_TIMEOUT_S = 5.0
-LISTEN_BACKLOG = 64
 READY = b"hevcq-dashboard ready\n"
 
 
@@ -45,24 +44,11 @@ class DashboardError(RuntimeError):
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on ``port``, or on a free port when that one is taken."""
     try:
-        return _listen(host, port)
+        return web_server.bind(host, port)
     except OSError:
         if port == 0:
             raise
-        return _listen(host, 0)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        # A port left in TIME_WAIT by the previous run is free; one a server listens on is not.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+        return web_server.bind(host, 0)
 
 
 @dataclass(frozen=True)
