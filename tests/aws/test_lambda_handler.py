@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hevcq.web import lambda_handler
@@ -50,11 +52,19 @@ def test_the_app_is_built_once_per_container() -> None:
 
 
 def test_an_unreachable_farm_is_looked_up_again(
-    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("HEVCQ_NAME_PREFIX", "missing")  # no such queues
     response = lambda_handler.handler(http_api_event("GET", "/api/health"), Context())
-    assert _json(response)["status"] == "no farm"
+    # The handler configures logging itself (JSON lines on stderr, as on Lambda).
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert _json(response) == {
+        "status": "no farm", "detail": lambda_handler.UNREACHABLE, "farm": None,
+    }  # fmt: skip
+    [event] = [e for e in logged if e["event"] == "farm_not_located"]
+    assert "missing-" in event["reason"], "the log names what is missing, the answer does not"
     assert "app" not in lambda_handler._CONTAINER
     monkeypatch.setenv("HEVCQ_NAME_PREFIX", function_env["HEVCQ_NAME_PREFIX"])
     response = lambda_handler.handler(http_api_event("GET", "/api/health"), Context())

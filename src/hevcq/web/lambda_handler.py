@@ -30,6 +30,8 @@ LAMBDA_HOST = "0.0.0.0"  # noqa: S104 - names the kind of address for the auth r
 # Lambda's only writable folder; locate() looks there for an embedded farm, never found.
 LAMBDA_TMP = Path("/tmp")  # noqa: S108 - read for a farm file only, and none is ever there
 
+UNREACHABLE = "configured farm unreachable (the function's log says why)"
+
 
 def adapter(config: WebConfig) -> Mangum:
     """The app for ``config`` as a Lambda handler.
@@ -52,11 +54,12 @@ def build(env: Mapping[str, str]) -> tuple[Mangum, bool]:
     try:
         located = locate(settings, load_farm(settings.workers_dir), LAMBDA_TMP)
     except (FarmConfigError, RetryableError) as exc:
-        # A queue missing or refused, or AWS failing: /api/health says so, and the next
-        # request looks again.
         located = Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
     if located.farm is None:
+        # A queue missing or refused, or AWS failing. The details (ARNs, the account) go to
+        # the log only: /api/health answers anyone on the internet.
         log.warning("farm_not_located", reason=located.reason)
+        located = Located(None, embedded=False, reason=UNREACHABLE)
     return adapter(web_config(settings, located, LAMBDA_HOST)), located.farm is not None
 
 
