@@ -405,7 +405,12 @@ def test_cognito_pool_admits_invited_people_and_has_an_operators_group(farm: App
         UserPoolId=pool_id, ClientId=farm.outputs["cognito_client_id"]["value"]
     )["UserPoolClient"]
     assert "ClientSecret" not in client, "a public client: browsers and the CLI"
-    assert "ALLOW_USER_PASSWORD_AUTH" not in client["ExplicitAuthFlows"]
+    # No plain password flow open to anyone: SRP, refresh, and the admin flow (AWS credentials).
+    assert set(client["ExplicitAuthFlows"]) == {
+        "ALLOW_USER_SRP_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+        "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+    }
     groups = [g["GroupName"] for g in cognito.list_groups(UserPoolId=pool_id)["Groups"]]
     env = _api_function(farm)["Environment"]["Variables"]
     assert groups == [env["HEVCQ_OIDC_OPERATOR_GROUP"]]

@@ -116,9 +116,15 @@ resource "aws_cognito_user_pool_client" "this" {
 
   name         = local.name
   user_pool_id = aws_cognito_user_pool.this[0].id
-  # A public client (browser, CLI): no secret, SRP so the password never leaves the caller.
-  generate_secret               = false
-  explicit_auth_flows           = ["ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+  # A public client (browser, apps): no secret, SRP so the password never leaves the
+  # caller. The admin flow needs AWS credentials of the account (AdminInitiateAuth): it
+  # lets an operator fetch a token with the AWS CLI.
+  generate_secret = false
+  explicit_auth_flows = [
+    "ALLOW_USER_SRP_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+    "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+  ]
   prevent_user_existence_errors = "ENABLED"
   enable_token_revocation       = true
   access_token_validity         = 60
