@@ -13,11 +13,14 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from hevcq.aws.topology import Names
 from hevcq.pools import load_farm
 from hevcq.settings import unknown_names
+from hevcq.web import lambda_handler
+from tests.e2e import iamcheck
 from tests.e2e.tfhelpers import (
     API_IMAGE,
     REGION,
@@ -30,6 +33,7 @@ from tests.e2e.tfhelpers import (
     copy_config,
     terraform_or_skip,
 )
+from tests.unit.test_lambda_handler import Context, _json, http_api_event
 
 pytestmark = pytest.mark.e2e
 
@@ -472,6 +476,62 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:StartMessageMoveTask"):
         assert sqs[action] == dlqs, action
     assert "sqs:PurgeQueue" not in sqs
+
+
+def test_api_role_allows_every_call_the_api_makes(
+    farm: AppliedFarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lambda handler serves the applied farm; each AWS call it made, and the presigned
+    POST it signed, is granted by the role (evaluated by tests/e2e/iamcheck.py: moto
+    evaluates no IAM)."""
+    farm.allow_plain_http()
+    fn_env = _api_function(farm)["Environment"]["Variables"]
+    env = {k: v for k, v in fn_env.items() if not k.startswith("HEVCQ_OIDC_")}
+    # Token instead of Cognito: moto's pool issues no JWTs the app could verify.
+    token = "r" * 40
+    for name, value in {**farm.env, **env, "HEVCQ_API_TOKEN": token}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(lambda_handler, "_CONTAINER", {})
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def recorded(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((client.meta.service_model.service_name, operation, dict(params)))
+        return original(client, operation, params)
+
+    pool = sorted(farm.outputs["dlq_urls"]["value"])[0]
+    farm.client("sqs").send_message(
+        QueueUrl=farm.outputs["dlq_urls"]["value"][pool], MessageBody="{}"
+    )
+    monkeypatch.setattr(BaseClient, "_make_api_call", recorded)  # the API's calls from here
+
+    auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        event = http_api_event(method, path, auth, json.dumps(body) if body else None)
+        response = lambda_handler.handler(event, Context())
+        assert response["statusCode"] in (200, 201), (path, response["body"])
+        return _json(response)
+
+    assert call("GET", "/api/health")["status"] == "ok"
+    for path in ("/api/status", "/api/dashboard", "/api/pools", "/api/jobs", "/api/deadletters"):
+        call("GET", path)
+    ticket = call("POST", "/api/uploads", {"filename": "clip.mov"})
+    assert [v["id"] for v in call("GET", "/api/videos")["videos"]] == [ticket["id"]]
+    call("GET", f"/api/videos/{ticket['id']}")
+    assert call("POST", "/api/redrive", {"pool": pool})["moved"] == 1
+
+    _, _, _, region, account_id, _ = farm.settings["HEVCQ_UPLOADS_TOPIC_ARN"].split(":")
+    where = iamcheck.Account(account_id=account_id, region=region)
+    needs = {n for c in calls if (n := iamcheck.need(*c, where)) is not None}
+    bucket = f"arn:aws:s3:::{farm.settings['HEVCQ_BUCKET']}"
+    needs.add(iamcheck.Need("s3:PutObject", f"{bucket}/{ticket['key']}"))  # the presigned POST
+    assert {n.action.split(":")[0] for n in needs} == {"s3", "sqs", "dynamodb"}
+    statements = list(_statements(farm).values())
+    refused = sorted(
+        f"{n.action} {n.resource}" for n in needs if not iamcheck.allows(statements, n)
+    )
+    assert not refused, "\n".join(refused)
 
 
 def test_turning_cognito_off_leaves_the_app_token_as_the_guard(farm: AppliedFarm) -> None:
