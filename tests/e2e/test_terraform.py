@@ -534,12 +534,29 @@ def test_api_role_allows_every_call_the_api_makes(
     assert not refused, "\n".join(refused)
 
 
-def test_turning_cognito_off_leaves_the_app_token_as_the_guard(farm: AppliedFarm) -> None:
-    # A plan, not an apply: what `enable_cognito = false` would change on this farm.
-    token = "k" * 40
-    variables = {**farm.variables, "enable_cognito": False, "api_token": token}
-    plan = farm.terraform.plan(variables, "-refresh=false")
-    changes = {r["address"]: r["change"] for r in plan["resource_changes"]}
+RECONFIGURED_TOKEN = "k" * 40
+
+
+@pytest.fixture(scope="module")
+def reconfigured(farm: AppliedFarm) -> dict[str, Any]:
+    """A plan, not an apply, of the applied farm with Cognito off and raw deletion on."""
+    variables = {
+        **farm.variables,
+        "enable_cognito": False,
+        "api_token": RECONFIGURED_TOKEN,
+        "api_raw_policy": "delete-when-settled",
+    }
+    return farm.terraform.plan(variables, "-refresh=false")
+
+
+def _changes(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["address"]: r["change"] for r in plan["resource_changes"]}
+
+
+def test_turning_cognito_off_leaves_the_app_token_as_the_guard(
+    reconfigured: dict[str, Any],
+) -> None:
+    changes = _changes(reconfigured)
     deleted = {a for a, c in changes.items() if c["actions"] == ["delete"]}
     assert {
         "module.api[0].aws_cognito_user_pool.this[0]",
@@ -551,9 +568,26 @@ def test_turning_cognito_off_leaves_the_app_token_as_the_guard(farm: AppliedFarm
     } <= deleted
     assert not {a for a in deleted if "lambda_function" in a or "apigatewayv2_api" in a}
     env = changes["module.api[0].aws_lambda_function.this"]["after"]["environment"][0]["variables"]
-    assert env["HEVCQ_API_TOKEN"] == token
+    assert env["HEVCQ_API_TOKEN"] == RECONFIGURED_TOKEN
     assert not {k for k in env if k.startswith("HEVCQ_OIDC_")}
-    assert plan["planned_values"]["outputs"]["cognito_user_pool_id"].get("value") is None
+    assert reconfigured["planned_values"]["outputs"]["cognito_user_pool_id"].get("value") is None
+
+
+def test_raw_deletion_adds_delete_on_todo_only(
+    farm: AppliedFarm, reconfigured: dict[str, Any]
+) -> None:
+    changes = _changes(reconfigured)
+    env = changes["module.api[0].aws_lambda_function.this"]["after"]["environment"][0]["variables"]
+    assert env["HEVCQ_RAW"] == "delete-when-settled"
+    policy = json.loads(changes["module.api[0].aws_iam_role_policy.this"]["after"]["policy"])
+    bucket = f"arn:aws:s3:::{farm.settings['HEVCQ_BUCKET']}"
+    source = iamcheck.Need("s3:DeleteObject", f"{bucket}/TODO/01KAAAAAAAAAAAAAAAAAAAAAAA/a.mov")
+    assert iamcheck.allows(policy["Statement"], source)
+    assert not iamcheck.allows(list(_statements(farm).values()), source), "keep: no delete"
+    for key in ("DONE/hevc/a.mp4", "uploads/x/01KAAAAAAAAAAAAAAAAAAAAAAA.json"):
+        assert not iamcheck.allows(
+            policy["Statement"], iamcheck.Need("s3:DeleteObject", f"{bucket}/{key}")
+        )
 
 
 def test_the_api_refuses_to_deploy_unguarded(farm: AppliedFarm) -> None:
