@@ -87,6 +87,7 @@ build: install ## The wheel the container images install.
 image: build ## Container images (needs a Docker engine).
 	docker build -f docker/worker.Dockerfile -t hevcq-worker .
 	docker build -f docker/cli.Dockerfile -t hevcq-cli .
+	docker build --platform linux/amd64 -f docker/api.Dockerfile -t hevcq-api .
 
 plan:
 	terraform -chdir=$(TF_DIR) init -input=false $(TF_INIT_FLAGS)

@@ -136,3 +136,24 @@ module "pool" {
   spot_weights        = var.spot_weights
   scale_in_cooldown_s = var.scale_in_cooldown_s
 }
+
+module "api" {
+  source = "./modules/api"
+  count  = var.api_enabled ? 1 : 0
+
+  name_prefix        = var.name_prefix
+  image              = var.api_image
+  environment        = local.hevcq_settings
+  enable_cognito     = var.enable_cognito
+  api_token          = var.api_token
+  raw_policy         = var.api_raw_policy
+  log_retention_days = var.log_retention_days
+
+  farm = {
+    bucket_arn       = module.storage.bucket_arn
+    ledger_table_arn = module.ledger.table_arn
+    kms_key_arn      = module.messaging.kms_key_arn
+    queue_arns       = [for pool in module.pool : pool.queue_arn]
+    dlq_arns         = [for pool in module.pool : pool.dlq_arn]
+  }
+}

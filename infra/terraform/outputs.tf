@@ -72,3 +72,23 @@ output "hevcq_settings" {
   description = "HEVCQ_* variables for the CLI (`hevcq config from-terraform` writes them to its env file)."
   value       = local.hevcq_settings
 }
+
+output "api_url" {
+  description = "Base URL of the dashboard and the API (null unless api_enabled)."
+  value       = one(module.api[*].url)
+}
+
+output "api_function_name" {
+  description = "Lambda function serving the API (null unless api_enabled)."
+  value       = one(module.api[*].function_name)
+}
+
+output "cognito_user_pool_id" {
+  description = "Cognito user pool of the API's users (null unless api_enabled and enable_cognito)."
+  value       = one(module.api[*].cognito_user_pool_id)
+}
+
+output "cognito_client_id" {
+  description = "Cognito app client id, the JWT audience (null unless api_enabled and enable_cognito)."
+  value       = one(module.api[*].cognito_client_id)
+}

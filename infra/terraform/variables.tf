@@ -115,3 +115,34 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "api_enabled" {
+  description = "Deploy the dashboard and the API (modules/api: Lambda behind an HTTP API); needs api_image."
+  type        = bool
+  default     = false
+}
+
+variable "api_image" {
+  description = "API image built from docker/api.Dockerfile, an ECR URI in the farm's account and region (used when api_enabled)."
+  type        = string
+  default     = null
+}
+
+variable "enable_cognito" {
+  description = "With the API: a Cognito user pool whose JWTs the HTTP API and the app check; false leaves api_token as the guard."
+  type        = bool
+  default     = true
+}
+
+variable "api_token" {
+  description = "With the API and enable_cognito = false: the operator bearer token (HEVCQ_API_TOKEN), at least 32 characters."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "api_raw_policy" {
+  description = "With the API: HEVCQ_RAW, \"keep\" or \"delete-when-settled\" (delete an upload's source once every pool settled it)."
+  type        = string
+  default     = "keep"
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -18,8 +19,18 @@ pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "docker"
-DOCKERFILES = {"worker": DOCKER_DIR / "worker.Dockerfile", "cli": DOCKER_DIR / "cli.Dockerfile"}
-ENTRYPOINTS = {"worker": ["hevcq", "worker"], "cli": ["hevcq"]}
+DOCKERFILES = {
+    "worker": DOCKER_DIR / "worker.Dockerfile",
+    "cli": DOCKER_DIR / "cli.Dockerfile",
+    "api": DOCKER_DIR / "api.Dockerfile",
+}
+ENTRYPOINTS = {
+    "worker": ["hevcq", "worker"],
+    "cli": ["hevcq"],
+    "api": ["/opt/hevcq/bin/python", "-m", "awslambdaric"],
+}
+# The images that run ffmpeg; the API only reads the farm and presigns.
+WITH_FFMPEG = ("worker", "cli")
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|build-essential|make|cmake|python3?-dev|cargo)\b")
 # A base pinned to a patch release (python:3.11.11-slim-bookworm) or to a digest.
 PINNED_BASE = re.compile(r"^python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?$|@sha256:")
@@ -131,7 +142,10 @@ def test_final_stage_has_no_build_tools(image: tuple[str, list[Stage]]) -> None:
 
 
 def test_ffmpeg_from_debian_without_recommends(image: tuple[str, list[Stage]]) -> None:
-    _, stages = image
+    name, stages = image
+    if name not in WITH_FFMPEG:
+        assert not any("apt-get install" in r for r in stages[-1].args("RUN")), name
+        return
     [install] = [r for r in stages[-1].args("RUN") if "apt-get install" in r]
     assert "--no-install-recommends" in install
     assert re.search(r"\bffmpeg\b", install)
@@ -154,6 +168,22 @@ def test_worker_environment() -> None:
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     force_include = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert force_include["workers"] == "hevcq/workers"
+
+
+def test_api_image_runs_the_lambda_handler() -> None:
+    stages = parse_dockerfile(DOCKERFILES["api"].read_text(encoding="utf-8"))
+    [install] = [r for r in stages[0].args("RUN") if "pip install" in r]
+    assert "[lambda]" in install
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = " ".join(pyproject["project"]["optional-dependencies"]["lambda"])
+    assert "mangum" in extra
+    assert "awslambdaric" in extra
+    [cmd] = stages[-1].args("CMD")
+    [target] = json.loads(cmd)
+    module, _, attr = target.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), attr))
+    env = " ".join(stages[-1].args("ENV"))
+    assert "PYTHONDONTWRITEBYTECODE=1" in env, "Lambda's file system is read-only"
 
 
 def test_dockerignore_admits_only_the_wheel() -> None:

@@ -13,11 +13,17 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
+from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from hevcq.aws.topology import Names
 from hevcq.pools import load_farm
+from hevcq.settings import unknown_names
+from hevcq.web import lambda_handler
+from tests.e2e import iamcheck
 from tests.e2e.tfhelpers import (
+    API_IMAGE,
+    REGION,
     REPO_ROOT,
     TF_SOURCE,
     WORKERS_DIR,
@@ -27,6 +33,7 @@ from tests.e2e.tfhelpers import (
     copy_config,
     terraform_or_skip,
 )
+from tests.unit.test_lambda_handler import Context, _json, http_api_event
 
 pytestmark = pytest.mark.e2e
 
@@ -132,8 +139,8 @@ def test_checkov_passes() -> None:
 
 @pytest.fixture(scope="module")
 def farm(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedFarm]:
-    """The root module applied to a moto server (destroyed after this module's tests)."""
-    with applied_farm(tmp_path_factory.mktemp("applied"), plain_http=False) as applied:
+    """The root module with the API, applied to moto (destroyed after this module's tests)."""
+    with applied_farm(tmp_path_factory.mktemp("applied"), plain_http=False, api=True) as applied:
         yield applied
 
 
@@ -308,3 +315,282 @@ def test_dead_letter_alarms_notify_alerts(farm: AppliedFarm) -> None:
         assert alarm["AlarmActions"] == [alerts]
         assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": f"hevcq-{name}-dlq"}]
         assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
+# The API (modules/api). moto stores the function, the HTTP API, its authorizer and the
+# user pool, but neither runs the image nor routes requests through the gateway nor checks
+# JWTs or IAM: the handler is tested in tests/unit/test_lambda_handler.py, the rest here
+# is what AWS would be asked to create.
+
+
+def _api_function(farm: AppliedFarm) -> dict[str, Any]:
+    name = farm.outputs["api_function_name"]["value"]
+    config: dict[str, Any] = farm.client("lambda").get_function(FunctionName=name)["Configuration"]
+    return config
+
+
+def test_api_function_runs_the_image_with_the_farm_settings(farm: AppliedFarm) -> None:
+    fn = _api_function(farm)
+    assert (fn["PackageType"], fn["Architectures"]) == ("Image", ["x86_64"])
+    code = farm.client("lambda").get_function(FunctionName=fn["FunctionName"])["Code"]
+    assert code["ImageUri"] == API_IMAGE
+    # API Gateway gives up on an integration after 30 s.
+    assert fn["Timeout"] < 30
+    env = fn["Environment"]["Variables"]
+    assert unknown_names(env) == [], "every variable is a setting hevcq reads"
+    assert {k: env[k] for k in farm.settings} == farm.settings
+    pool_id = farm.outputs["cognito_user_pool_id"]["value"]
+    assert env["HEVCQ_OIDC_ISSUER"] == f"https://cognito-idp.{REGION}.amazonaws.com/{pool_id}"
+    assert env["HEVCQ_OIDC_AUDIENCE"] == farm.outputs["cognito_client_id"]["value"]
+    assert "HEVCQ_API_TOKEN" not in env
+    assert (env["HEVCQ_LOG_FORMAT"], env["HEVCQ_RAW"]) == ("json", "keep")
+    # The environment is encrypted with the farm's key, which the ledger uses too.
+    key_arn = farm.client("dynamodb").describe_table(TableName=farm.settings["HEVCQ_LEDGER_TABLE"])[
+        "Table"
+    ]["SSEDescription"]["KMSMasterKeyArn"]
+    assert fn["KMSKeyArn"] == key_arn
+
+
+def test_http_api_guards_the_api_with_a_jwt_authorizer_on_the_pool(farm: AppliedFarm) -> None:
+    gw = farm.client("apigatewayv2")
+    url = farm.outputs["api_url"]["value"]
+    [api] = [a for a in gw.get_apis()["Items"] if a["ApiEndpoint"] == url]
+    assert api["ProtocolType"] == "HTTP"
+    assert url.startswith("https://")
+    routes = {r["RouteKey"]: r for r in gw.get_routes(ApiId=api["ApiId"])["Items"]}
+    assert {k: r["AuthorizationType"] for k, r in routes.items()} == {
+        "$default": "NONE",  # the pages, static files and the OpenAPI document
+        "GET /api/health": "NONE",
+        "ANY /api/{proxy+}": "JWT",
+    }
+    # moto lacks GetAuthorizers; the JWT route names its authorizer.
+    authorizer = gw.get_authorizer(
+        ApiId=api["ApiId"], AuthorizerId=routes["ANY /api/{proxy+}"]["AuthorizerId"]
+    )
+    env = _api_function(farm)["Environment"]["Variables"]
+    assert authorizer["AuthorizerType"] == "JWT"
+    assert authorizer["IdentitySource"] == ["$request.header.Authorization"]
+    assert authorizer["JwtConfiguration"] == {
+        "Issuer": env["HEVCQ_OIDC_ISSUER"],
+        "Audience": [env["HEVCQ_OIDC_AUDIENCE"]],
+    }
+    [integration] = gw.get_integrations(ApiId=api["ApiId"])["Items"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
+    assert integration["IntegrationUri"].endswith(
+        f":function:{farm.outputs['api_function_name']['value']}/invocations"
+    )
+    assert {r["Target"] for r in routes.values()} == {
+        f"integrations/{integration['IntegrationId']}"
+    }
+    [stage] = gw.get_stages(ApiId=api["ApiId"])["Items"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+    assert "authorization" not in stage["AccessLogSettings"]["Format"].lower()
+
+
+def test_only_the_http_api_may_invoke_the_function(farm: AppliedFarm) -> None:
+    fn = _api_function(farm)
+    policy = json.loads(farm.client("lambda").get_policy(FunctionName=fn["FunctionName"])["Policy"])
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert statement["Action"] == "lambda:InvokeFunction"
+    api_id = farm.outputs["api_url"]["value"].removeprefix("https://").split(".")[0]
+    assert f"{api_id}/*/*" in statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+
+
+def test_cognito_pool_admits_invited_people_and_has_an_operators_group(farm: AppliedFarm) -> None:
+    cognito = farm.client("cognito-idp")
+    pool_id = farm.outputs["cognito_user_pool_id"]["value"]
+    pool = cognito.describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert pool["Policies"]["PasswordPolicy"]["MinimumLength"] >= 12
+    client = cognito.describe_user_pool_client(
+        UserPoolId=pool_id, ClientId=farm.outputs["cognito_client_id"]["value"]
+    )["UserPoolClient"]
+    assert "ClientSecret" not in client, "a public client: browsers and the CLI"
+    # No plain password flow open to anyone: SRP, refresh, and the admin flow (AWS credentials).
+    assert set(client["ExplicitAuthFlows"]) == {
+        "ALLOW_USER_SRP_AUTH",
+        "ALLOW_REFRESH_TOKEN_AUTH",
+        "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+    }
+    groups = [g["GroupName"] for g in cognito.list_groups(UserPoolId=pool_id)["Groups"]]
+    env = _api_function(farm)["Environment"]["Variables"]
+    assert groups == [env["HEVCQ_OIDC_OPERATOR_GROUP"]]
+
+
+def _statements(farm: AppliedFarm) -> dict[str, dict[str, Any]]:
+    role = _api_function(farm)["Role"].rsplit("/", 1)[-1]
+    iam = farm.client("iam")
+    [name] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    doc = json.loads(unquote_plus(doc)) if isinstance(doc, str) else doc
+    out = {}
+    for st in doc["Statement"]:
+        listed = {
+            k: [v] if isinstance(v, str) else v
+            for k, v in st.items()
+            if k in ("Action", "Resource")
+        }
+        out[st["Sid"]] = {**st, **listed}
+    return out
+
+
+def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: AppliedFarm) -> None:
+    statements = _statements(farm)
+    bucket = f"arn:aws:s3:::{farm.settings['HEVCQ_BUCKET']}"
+    for sid, st in statements.items():
+        assert st["Effect"] == "Allow", sid
+        assert not any("*" in a for a in st["Action"]), sid
+        for resource in st["Resource"]:
+            # A wildcard only for the keys under a prefix or the streams of a log group.
+            assert "*" not in resource.removesuffix("/*").removesuffix(":log-stream:*"), sid
+    actions = {a for st in statements.values() for a in st["Action"]}
+    assert not {a for a in actions if a.startswith("s3:Delete")}, "raw policy keep: no delete"
+    assert not {
+        a
+        for a in actions
+        if a.startswith("dynamodb:") and a not in ("dynamodb:Scan", "dynamodb:GetItem")
+    }
+    s3_resources = {
+        (a, r) for st in statements.values() for a in st["Action"] if a.startswith("s3:")
+        for r in st["Resource"]
+    }  # fmt: skip
+    assert s3_resources == {
+        ("s3:ListBucket", bucket),
+        ("s3:GetObject", f"{bucket}/TODO/*"),
+        ("s3:GetObject", f"{bucket}/DONE/*"),
+        ("s3:PutObject", f"{bucket}/TODO/*"),  # the presigned POST
+        ("s3:GetObject", f"{bucket}/uploads/*"),
+        ("s3:PutObject", f"{bucket}/uploads/*"),
+    }
+    queues = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["queue_urls"]["value"].values()}
+    dlqs = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["dlq_urls"]["value"].values()}
+    sqs = {
+        a: set(st["Resource"]) for st in statements.values() for a in st["Action"]
+        if a.startswith("sqs:")
+    }  # fmt: skip
+    assert sqs["sqs:GetQueueAttributes"] == queues | dlqs
+    assert sqs["sqs:SendMessage"] == queues
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:StartMessageMoveTask"):
+        assert sqs[action] == dlqs, action
+    assert "sqs:PurgeQueue" not in sqs
+
+
+def test_api_role_allows_every_call_the_api_makes(
+    farm: AppliedFarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lambda handler serves the applied farm; each AWS call it made, and the presigned
+    POST it signed, is granted by the role (evaluated by tests/e2e/iamcheck.py: moto
+    evaluates no IAM)."""
+    farm.allow_plain_http()
+    fn_env = _api_function(farm)["Environment"]["Variables"]
+    env = {k: v for k, v in fn_env.items() if not k.startswith("HEVCQ_OIDC_")}
+    # Token instead of Cognito: moto's pool issues no JWTs the app could verify.
+    token = "r" * 40
+    for name, value in {**farm.env, **env, "HEVCQ_API_TOKEN": token}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(lambda_handler, "_CONTAINER", {})
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def recorded(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((client.meta.service_model.service_name, operation, dict(params)))
+        return original(client, operation, params)
+
+    pool = sorted(farm.outputs["dlq_urls"]["value"])[0]
+    farm.client("sqs").send_message(
+        QueueUrl=farm.outputs["dlq_urls"]["value"][pool], MessageBody="{}"
+    )
+    monkeypatch.setattr(BaseClient, "_make_api_call", recorded)  # the API's calls from here
+
+    auth = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        event = http_api_event(method, path, auth, json.dumps(body) if body else None)
+        response = lambda_handler.handler(event, Context())
+        assert response["statusCode"] in (200, 201), (path, response["body"])
+        return _json(response)
+
+    assert call("GET", "/api/health")["status"] == "ok"
+    for path in ("/api/status", "/api/dashboard", "/api/pools", "/api/jobs", "/api/deadletters"):
+        call("GET", path)
+    ticket = call("POST", "/api/uploads", {"filename": "clip.mov"})
+    assert [v["id"] for v in call("GET", "/api/videos")["videos"]] == [ticket["id"]]
+    call("GET", f"/api/videos/{ticket['id']}")
+    assert call("POST", "/api/redrive", {"pool": pool})["moved"] == 1
+
+    _, _, _, region, account_id, _ = farm.settings["HEVCQ_UPLOADS_TOPIC_ARN"].split(":")
+    where = iamcheck.Account(account_id=account_id, region=region)
+    needs = {n for c in calls if (n := iamcheck.need(*c, where)) is not None}
+    bucket = f"arn:aws:s3:::{farm.settings['HEVCQ_BUCKET']}"
+    needs.add(iamcheck.Need("s3:PutObject", f"{bucket}/{ticket['key']}"))  # the presigned POST
+    assert {n.action.split(":")[0] for n in needs} == {"s3", "sqs", "dynamodb"}
+    statements = list(_statements(farm).values())
+    refused = sorted(
+        f"{n.action} {n.resource}" for n in needs if not iamcheck.allows(statements, n)
+    )
+    assert not refused, "\n".join(refused)
+
+
+RECONFIGURED_TOKEN = "k" * 40
+
+
+@pytest.fixture(scope="module")
+def reconfigured(farm: AppliedFarm) -> dict[str, Any]:
+    """A plan, not an apply, of the applied farm with Cognito off and raw deletion on."""
+    variables = {
+        **farm.variables,
+        "enable_cognito": False,
+        "api_token": RECONFIGURED_TOKEN,
+        "api_raw_policy": "delete-when-settled",
+    }
+    return farm.terraform.plan(variables, "-refresh=false")
+
+
+def _changes(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["address"]: r["change"] for r in plan["resource_changes"]}
+
+
+def test_turning_cognito_off_leaves_the_app_token_as_the_guard(
+    reconfigured: dict[str, Any],
+) -> None:
+    changes = _changes(reconfigured)
+    deleted = {a for a, c in changes.items() if c["actions"] == ["delete"]}
+    assert {
+        "module.api[0].aws_cognito_user_pool.this[0]",
+        "module.api[0].aws_cognito_user_pool_client.this[0]",
+        "module.api[0].aws_cognito_user_group.operators[0]",
+        "module.api[0].aws_apigatewayv2_authorizer.jwt[0]",
+        'module.api[0].aws_apigatewayv2_route.this["ANY /api/{proxy+}"]',
+        'module.api[0].aws_apigatewayv2_route.this["GET /api/health"]',
+    } <= deleted
+    assert not {a for a in deleted if "lambda_function" in a or "apigatewayv2_api" in a}
+    env = changes["module.api[0].aws_lambda_function.this"]["after"]["environment"][0]["variables"]
+    assert env["HEVCQ_API_TOKEN"] == RECONFIGURED_TOKEN
+    assert not {k for k in env if k.startswith("HEVCQ_OIDC_")}
+    assert reconfigured["planned_values"]["outputs"]["cognito_user_pool_id"].get("value") is None
+
+
+def test_raw_deletion_adds_delete_on_todo_only(
+    farm: AppliedFarm, reconfigured: dict[str, Any]
+) -> None:
+    changes = _changes(reconfigured)
+    env = changes["module.api[0].aws_lambda_function.this"]["after"]["environment"][0]["variables"]
+    assert env["HEVCQ_RAW"] == "delete-when-settled"
+    policy = json.loads(changes["module.api[0].aws_iam_role_policy.this"]["after"]["policy"])
+    bucket = f"arn:aws:s3:::{farm.settings['HEVCQ_BUCKET']}"
+    source = iamcheck.Need("s3:DeleteObject", f"{bucket}/TODO/01KAAAAAAAAAAAAAAAAAAAAAAA/a.mov")
+    assert iamcheck.allows(policy["Statement"], source)
+    assert not iamcheck.allows(list(_statements(farm).values()), source), "keep: no delete"
+    for key in ("DONE/hevc/a.mp4", "uploads/x/01KAAAAAAAAAAAAAAAAAAAAAAA.json"):
+        assert not iamcheck.allows(
+            policy["Statement"], iamcheck.Need("s3:DeleteObject", f"{bucket}/{key}")
+        )
+
+
+def test_the_api_refuses_to_deploy_unguarded(farm: AppliedFarm) -> None:
+    variables = {**farm.variables, "enable_cognito": False}
+    with pytest.raises(AssertionError, match="needs api_token"):
+        farm.terraform.plan(variables, "-refresh=false")

@@ -37,9 +37,11 @@ WORKERS_DIR = REPO_ROOT / "workers"
 REGION = "us-east-1"
 # Every service the root module talks to; the provider gets the moto endpoint for each.
 TF_SERVICES = (
-    "applicationautoscaling", "cloudwatch", "dynamodb", "ecs", "iam", "kms",
-    "logs", "s3", "sns", "sqs", "sts",
+    "apigatewayv2", "applicationautoscaling", "cloudwatch", "cognitoidp", "dynamodb",
+    "ecs", "iam", "kms", "lambda", "logs", "s3", "sns", "sqs", "sts",
 )  # fmt: skip
+# An ECR-style URI for the API function: moto stores it and pulls nothing.
+API_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hevcq-api:test"
 OVERRIDE_FILE = "zz_moto_override.tf"
 # moto accepts any credentials; fixed ones keep real profiles out of the test.
 MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -141,6 +143,12 @@ class Terraform:
         args = ["destroy", "-auto-approve", "-input=false", "-refresh=false"]
         self.run(*args, *self.var_args(variables))
 
+    def plan(self, variables: Mapping[str, Any], *flags: str) -> dict[str, Any]:
+        """``terraform plan`` with ``variables``, as ``terraform show -json`` shows it."""
+        args = ["plan", "-input=false", "-out=test.tfplan", *flags]
+        self.run(*args, *self.var_args(variables))
+        return dict(json.loads(self.run("show", "-json", "test.tfplan").stdout))
+
     def outputs(self) -> dict[str, Any]:
         """``terraform output -json``, parsed."""
         return dict(json.loads(self.run("output", "-json").stdout))
@@ -155,6 +163,7 @@ class AppliedFarm:
     outputs: dict[str, Any]
     settings: dict[str, str]
     terraform: Terraform
+    variables: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -255,6 +264,30 @@ def _network(endpoint: str) -> tuple[list[str], list[str]]:
     return [subnet], [sg["GroupId"]]
 
 
+def moto_terraform(tmp_dir: Path, endpoint: str) -> Terraform:
+    """A copy of the configuration pointed at the moto server ``endpoint``, initialised."""
+    work = copy_config(tmp_dir / "terraform")
+    (work / OVERRIDE_FILE).write_text(moto_override(endpoint), encoding="utf-8")
+    tf = Terraform(work)
+    tf.init()
+    return tf
+
+
+def farm_variables(
+    name_prefix: str, subnets: list[str], groups: list[str], workers_dir: Path = WORKERS_DIR
+) -> dict[str, Any]:
+    """The root module's variables for a test farm (API off)."""
+    return {
+        "region": REGION,
+        "name_prefix": name_prefix,
+        "workers_dir": str(workers_dir.resolve()),
+        "image": "hevcq-worker:test",
+        "subnet_ids": subnets,
+        "security_group_ids": groups,
+        "force_destroy_bucket": True,
+    }
+
+
 @contextmanager
 def applied_farm(
     tmp_dir: Path,
@@ -264,29 +297,21 @@ def applied_farm(
     endpoint: str | None = None,
     plain_http: bool = True,
     destroy: bool = True,
+    api: bool = False,
 ) -> Iterator[AppliedFarm]:
     """Apply the root module to moto (a new server unless ``endpoint``), destroy on exit.
 
     The bucket denies requests without TLS and moto serves plain HTTP, so by default the
     bucket policy is removed after the apply; ``plain_http=False`` keeps it. With
     ``destroy=False`` the farm goes with its moto server (``terraform destroy`` is proven
-    once, by test_terraform).
+    once, by test_terraform). ``api=True`` also deploys modules/api (Cognito on).
     """
     with moto_endpoint() if endpoint is None else _given(endpoint) as url:
-        work = copy_config(tmp_dir / "terraform")
-        (work / OVERRIDE_FILE).write_text(moto_override(url), encoding="utf-8")
-        tf = Terraform(work)
-        tf.init()
+        tf = moto_terraform(tmp_dir, url)
         subnets, groups = _network(url)
-        variables = {
-            "region": REGION,
-            "name_prefix": name_prefix,
-            "workers_dir": str(workers_dir.resolve()),
-            "image": "hevcq-worker:test",
-            "subnet_ids": subnets,
-            "security_group_ids": groups,
-            "force_destroy_bucket": True,
-        }
+        variables = farm_variables(name_prefix, subnets, groups, workers_dir)
+        if api:
+            variables |= {"api_enabled": True, "api_image": API_IMAGE}
         tf.apply(variables)
         try:
             outputs = tf.outputs()
@@ -296,6 +321,7 @@ def applied_farm(
                 outputs=outputs,
                 settings=settings_from_outputs(outputs),
                 terraform=tf,
+                variables=variables,
             )
             if plain_http:
                 farm.allow_plain_http()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
+from hevcq.aws.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.errors import ConfigError
 
 SETTINGS = {
@@ -30,6 +30,35 @@ def _wrapped(value: Any) -> dict[str, Any]:
 def test_reads_the_settings_output() -> None:
     outputs = {"hevcq_settings": _wrapped(SETTINGS), "bucket": _wrapped("ignored")}
     assert settings_from_outputs(outputs) == SETTINGS
+
+
+def test_api_outputs_stay_out_of_the_settings() -> None:
+    url = "https://abc123.execute-api.eu-west-1.amazonaws.com"
+    api = {
+        "api_url": _wrapped(url),
+        "api_function_name": _wrapped("hevcq-api"),
+        "cognito_user_pool_id": _wrapped("eu-west-1_AbC"),
+        "cognito_client_id": _wrapped("client123"),
+    }
+    outputs = {"hevcq_settings": _wrapped(SETTINGS), **api}
+    assert settings_from_outputs(outputs) == SETTINGS
+    assert api_addresses(outputs) == {
+        "API": url,
+        "Cognito user pool": "eu-west-1_AbC",
+        "Cognito app client": "client123",
+    }
+
+
+def test_api_off_or_without_cognito_has_null_outputs() -> None:
+    outputs = {
+        "hevcq_settings": _wrapped(SETTINGS),
+        "api_url": _wrapped("https://abc123.execute-api.eu-west-1.amazonaws.com"),
+        "cognito_user_pool_id": _wrapped(None),
+        "cognito_client_id": _wrapped(None),
+    }
+    assert settings_from_outputs(outputs) == SETTINGS
+    assert list(api_addresses(outputs)) == ["API"]
+    assert api_addresses({"hevcq_settings": _wrapped(SETTINGS), "api_url": _wrapped(None)}) == {}
 
 
 def test_falls_back_to_single_outputs() -> None:

@@ -24,6 +24,13 @@ _SINGLE_OUTPUTS = {
     "ledger_table": "HEVCQ_LEDGER_TABLE",
 }
 REQUIRED = frozenset(_SINGLE_OUTPUTS.values())
+# The API's outputs (modules/api): addresses for people and apps, not settings of the CLI,
+# so they stay out of the env file. Null when the API or Cognito is off.
+API_OUTPUTS = {
+    "api_url": "API",
+    "cognito_user_pool_id": "Cognito user pool",
+    "cognito_client_id": "Cognito app client",
+}
 
 
 def _value(output: Any) -> Any:
@@ -56,6 +63,12 @@ def settings_from_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
             raise ConfigError(f"terraform output {SETTINGS_OUTPUT}: bad entry {key!r}={val!r}")
         settings[key] = val
     return settings
+
+
+def api_addresses(outputs: Mapping[str, Any]) -> dict[str, str]:
+    """The deployed API's URL and Cognito ids (label -> value), those that are set."""
+    values = {label: _value(outputs.get(name)) for name, label in API_OUTPUTS.items()}
+    return {label: v for label, v in values.items() if isinstance(v, str) and v}
 
 
 def _env_line(key: str, value: str) -> str:

@@ -20,7 +20,7 @@ from hevcq import logs, ops
 from hevcq.aws.clients import Clients, classify
 from hevcq.aws.embedded import EMBEDDED_CREDENTIALS
 from hevcq.aws.provision import FarmRefs
-from hevcq.aws.tfconfig import settings_from_outputs, write_env_file
+from hevcq.aws.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.aws.wiring import build_worker
 from hevcq.cli.app import (
     EXIT_CONFIG,
@@ -248,5 +248,8 @@ def from_terraform(
         ).stdout  # fmt: skip
     except (OSError, subprocess.CalledProcessError) as exc:
         raise fail(f"cannot read terraform outputs: {exc}") from exc
-    write_env_file(settings_from_outputs(json.loads(raw)), path)
+    outputs = json.loads(raw)
+    write_env_file(settings_from_outputs(outputs), path)
     console.print(Text(f"Wrote {path}"))
+    for label, value in api_addresses(outputs).items():
+        console.print(Text(f"{label}: {value}"))
