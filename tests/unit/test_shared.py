@@ -369,6 +369,17 @@ def test_a_primary_the_client_settled_earlier_is_not_waited_for(ledger, farm) ->
     assert r.queue.released == []
 
 
+def test_a_rendition_the_client_settled_earlier_skips_without_waiting_or_copying(
+    ledger, farm
+) -> None:
+    r = rendition(ledger, farm)
+    r.primary_commits()
+    r.store.add(KEY, etag="etag1", size=5000, meta={META_CLIENT_SETTLED: "1080p"})
+    assert r.worker.handle(r.queue.put(event())).verdict is Verdict.ACK
+    assert r.store.copies == []
+    assert len(r.runner.calls) == 1  # the runner's precheck skips it, without a download
+
+
 def test_waiting_ends_before_the_redrive_policy_and_the_rendition_encodes(ledger, farm) -> None:
     r = rendition(ledger, farm)
     q = r.pool.queue

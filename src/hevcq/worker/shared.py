@@ -144,7 +144,10 @@ class SharedEncode:
         if source is None or source.etag != spec.job.etag:
             return None  # another version: the download says so
         for name in (META_CLIENT_SETTLED, META_CLIENT_SKIPS):
-            if self.primary.name in source.metadata.get(name, "").split(","):
+            named = source.metadata.get(name, "").split(",")
+            if self.pool.name in named:
+                return None  # the client's word on this pool: the runner's precheck
+            if self.primary.name in named:
                 log.info("encode_not_shared", reason=f"the client named {self.primary.name} "
                          f"in {name}: it will not encode this upload")  # fmt: skip
                 return None
