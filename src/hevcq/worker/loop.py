@@ -476,7 +476,7 @@ class Worker:
                 served = None
                 if self._shared is not None:
                     served = self._shared.serve(spec, writer, ctx.cancel, msg.receive_count)
-                result = served or self._runner.run(spec, ctx)
+                result = served if served is not None else self._runner.run(spec, ctx)
         except Exception as exc:  # every failure is settled; see _settle_failure
             return self._settle_failure(keeper, spec, exc, beat.failure)
         finally:
