@@ -425,3 +425,34 @@ def test_a_rendition_that_lost_its_lease_copies_and_publishes_nothing(ledger, fa
     assert r.publisher.results == []
     assert r.item().worker == "w2"
     assert r.queue.settled(msg) == "untouched"
+
+
+def test_a_newer_version_supersedes_a_waiting_rendition_as_before(ledger, farm) -> None:
+    r = rendition(ledger, farm)
+    r.primary_claims()  # the primary runs version 1
+    v1 = r.queue.put(event())
+    assert r.worker.handle(v1).verdict is Verdict.RELEASE  # waits for it
+    # Version 2 is uploaded; the primary encodes and commits it.
+    r.store.add(KEY, etag="etag2", size=5000)
+    r.ledger.items[(KEY, "hevc")].update(
+        etag="etag2", state="done", output_key=HEVC_OUT, output_etag="hevc-out-2", rvn="v2"
+    )
+    r.store.add(HEVC_OUT, etag="hevc-out-2", data=b"version 2 encoded")
+    again = r.queue.put(event(), message_id=v1.message_id, receive_count=2)
+    assert r.worker.handle(again).verdict is Verdict.ACK  # version 1 is moot: dropped
+    assert r.store.copies == []
+    assert r.publisher.results == []
+    # Version 2's own event: the probe sees version 2, the copy is version 2's output.
+    shared = r.worker._shared
+    assert shared is not None
+    r.worker._shared = dataclasses.replace(shared, probe=lambda *_: FULL_HD)
+    v2 = r.queue.put(event(etag="etag2"))
+    assert r.worker.handle(v2).verdict is Verdict.ACK
+    assert r.store.copies == [(HEVC_OUT, RENDITION_OUT)]
+    out = present_object(r.store, RENDITION_OUT)
+    assert (out.metadata[META_SOURCE_ETAG], out.metadata[META_COPIED_ETAG]) == (
+        "etag2", "hevc-out-2",
+    )  # fmt: skip
+    assert r.store.data[RENDITION_OUT] == b"version 2 encoded"
+    assert (r.item().etag, r.item().state) == ("etag2", "done")
+    assert r.runner.calls == []
