@@ -132,7 +132,7 @@ JOB = JobKey(KEY, "1080p", "etag1", "r-hash")
 
 def primary_item(state: State, **kw: object) -> LedgerItem:
     values: dict[str, object] = {"etag": "etag1", "settings_hash": "p-hash"} | kw
-    return LedgerItem(KEY, "hevc", state, **values)  # type: ignore[arg-type]
+    return LedgerItem(key=KEY, pool="hevc", state=state, **values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

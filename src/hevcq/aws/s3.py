@@ -1,5 +1,5 @@
-"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits, ranged reads,
-small records and presigned URLs."""
+"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits and copies, ranged
+reads, small records and presigned URLs."""
 
 from __future__ import annotations
 
