@@ -14,7 +14,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.errors import FailureClass, LostMessageError, SupersededJob, WriteConflict
+from hevcq.errors import (
+    CopySourceChanged,
+    FailureClass,
+    LostMessageError,
+    SupersededJob,
+    WriteConflict,
+)
 from hevcq.ledger import LedgerItem
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectInfo
@@ -83,6 +89,7 @@ class FakeStore:
     data: dict[str, bytes] = field(default_factory=dict)
     uploads: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    copies: list[tuple[str, str]] = field(default_factory=list)  # (source, key) copied
 
     def add(
         self,
@@ -136,6 +143,23 @@ class FakeStore:
         if (current.etag if current else None) != expect:
             raise WriteConflict(f"{key} changed since it was read")
         return self.upload(src, key, metadata)
+
+    def copy_if(
+        self, source: str, source_etag: str, key: str, metadata: dict[str, str], *,
+        expect: str | None,
+    ) -> ObjectInfo:  # fmt: skip
+        """S3's CopyObject with ``x-amz-copy-source-if-match`` and a conditional write."""
+        src = self.objects.get(source)
+        if src is None or src.etag != source_etag:
+            raise CopySourceChanged(f"{source} is gone or no longer {source_etag}")
+        current = self.objects.get(key)
+        if (current.etag if current else None) != expect:
+            raise WriteConflict(f"{key} changed since it was read")
+        self.copies.append((source, key))
+        # A single-part copy's ETag is the MD5 of the bytes: the source's own ETag.
+        self.objects[key] = ObjectInfo(key, src.size, src.etag, dict(metadata))
+        self.data[key] = self.data.get(source, b"\0" * src.size)
+        return self.objects[key]
 
     def delete_if(self, key: str, etag: str) -> bool:
         current = self.objects.get(key)

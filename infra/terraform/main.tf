@@ -33,6 +33,11 @@ locals {
     }
   }
 
+  # The pool that may replace originals (hevcq.pools.primary_pool): the one without an
+  # output suffix. A pool making its identical encode copies its outputs instead.
+  primaries = [for name, spec in local.pool_files : name if try(spec.output_suffix, "") == ""]
+  primary   = length(local.primaries) == 1 ? local.primaries[0] : null
+
   bucket_name = coalesce(var.bucket_name, "${var.name_prefix}-media-${data.aws_caller_identity.current.account_id}-${var.region}")
 
   # <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest]
@@ -135,6 +140,7 @@ module "pool" {
 
   spot_weights        = var.spot_weights
   scale_in_cooldown_s = var.scale_in_cooldown_s
+  copy_from_pool      = local.primary != null && each.key != local.primary ? local.primary : null
 }
 
 module "api" {

@@ -73,6 +73,21 @@ class SupersededJob(InterruptedJob):
     """A newer version of the source exists: this job's work is moot (not a failure)."""
 
 
+class WaitingForPrimary(InterruptedJob):
+    """The job waits for another pool's identical encode of its source version: its message
+    comes back after ``delay_s`` seconds and nothing of its retry budget is spent."""
+
+    def __init__(self, message: str, delay_s: int) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class CopySourceChanged(HevcqError):
+    """The object a server-side copy was to be made from is gone or no longer that ETag."""
+
+    failure_class = FailureClass.TRANSIENT
+
+
 class WriteConflict(HevcqError):
     """A conditional write found the object changed since it was last seen."""
 

@@ -106,6 +106,9 @@ class LedgerItem:
     superseded_by: str = ""  # a newer version waiting for this job to stop
     output_key: str | None = None
     output_etag: str | None = None  # the committed output under DONE/
+    # An output copied from another pool's identical encode: that output's key and ETag.
+    copied_from: str | None = None
+    copied_from_etag: str | None = None
     progress: float | None = None
     fps: float | None = None
     speed: float | None = None

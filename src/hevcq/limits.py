@@ -12,3 +12,6 @@ MIN_RETENTION_S = 60
 
 # Amazon S3 User Guide, "Uploading objects": the largest single PUT; larger is multipart.
 MAX_PUT_BYTES = 5 * 1024 * MiB
+# Amazon S3 API Reference, CopyObject: "You can create a copy of your object up to 5 GB in
+# size in a single atomic action"; larger copies are multipart (UploadPartCopy).
+MAX_COPY_BYTES = 5 * 1024 * MiB

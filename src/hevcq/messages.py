@@ -28,6 +28,9 @@ class JobResult(BaseModel):
     failure_class: FailureClass | None = None
     output_key: str | None = None
     output_etag: str | None = None
+    # The output is a server-side copy of another pool's identical encode (its key, ETag).
+    copied_from: str | None = None
+    copied_from_etag: str | None = None
     input_bytes: int | None = None
     output_bytes: int | None = None
     duration_s: float | None = None

@@ -16,6 +16,9 @@ META_SETTINGS = "hevcq-settings-hash"
 META_POOL = "hevcq-pool"
 META_JOB = "hevcq-job-id"
 META_ATTEMPT = "hevcq-attempt"  # the writer's lease: tells its own earlier write from others'
+# An output copied from another pool's identical encode: that output's key and ETag.
+META_COPIED_FROM = "hevcq-copied-from"
+META_COPIED_ETAG = "hevcq-copied-etag"
 
 
 @dataclass(frozen=True)
@@ -46,5 +49,9 @@ class ObjectStore(Protocol):
     def put_if(
         self, src: Path, key: str, metadata: dict[str, str], *, expect: str | None
     ) -> ObjectInfo: ...
+    def copy_if(
+        self, source: str, source_etag: str, key: str, metadata: dict[str, str], *,
+        expect: str | None,
+    ) -> ObjectInfo: ...  # fmt: skip
     def delete_if(self, key: str, etag: str) -> bool: ...
     def delete(self, key: str) -> None: ...

@@ -140,6 +140,17 @@ def replacing_pools(pools: Iterable[Pool]) -> frozenset[str]:
     return frozenset(names)
 
 
+def primary_pool(pools: Iterable[Pool]) -> Pool | None:
+    """The pool whose encode serves another pool making the identical encode (None: none).
+
+    It is the one pool that may replace originals: every worker of the farm names the same
+    one, it never waits for another pool, and only renditions wait for it (a pool making
+    the same encode as the primary copies its output instead: ``hevcq.worker.shared``).
+    """
+    candidates = [p for p in pools if p.may_replace_originals]
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def default_workers_dir() -> Path:
     """The pool files shipped with hevcq: inside the wheel, else the source checkout's."""
     here = Path(__file__).resolve().parent

@@ -13,13 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import _create_ledger
 from hevcq.aws.s3 import S3Store
-from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
+from hevcq.errors import CopySourceChanged, FarmConfigError, SupersededJob, WriteConflict
 from hevcq.ledger import Claimed, JobKey, State
 from hevcq.objects import META_ATTEMPT
 from tests.fakes import present
@@ -144,3 +145,92 @@ def test_presigned_urls_name_the_bucket_key_and_signature(clients: Clients) -> N
     assert signed["key"] == "TODO/u/a.mov"
     assert signed["x-amz-meta-hevcq-owner"] == "alice"
     assert signed["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+
+
+def test_a_copy_is_made_server_side_with_the_new_outputs_own_metadata(clients: Clients) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    etag = put(clients, "DONE/hevc/a.mp4", b"encoded once")
+    clients.s3.put_object(Bucket=BUCKET, Key="DONE/hevc/b.mp4", Body=b"x",
+                          Metadata={"hevcq-pool": "hevc"})  # fmt: skip
+    out = store.copy_if("DONE/hevc/a.mp4", etag, "DONE/1080p/a.1080p.mp4",
+                        {"hevcq-pool": "1080p", "hevcq-copied-from": "DONE/hevc/a.mp4"},
+                        expect=None)  # fmt: skip
+    got = clients.s3.get_object(Bucket=BUCKET, Key="DONE/1080p/a.1080p.mp4")
+    assert got["Body"].read() == b"encoded once"
+    assert got["Metadata"] == {"hevcq-pool": "1080p", "hevcq-copied-from": "DONE/hevc/a.mp4"}
+    assert got["ContentType"] == "video/mp4"
+    assert out.etag == got["ETag"].strip('"')
+    assert out.size == len(b"encoded once")
+
+
+def test_a_copy_from_a_source_gone_or_changed_is_refused_before_it_starts(
+    clients: Clients,
+) -> None:
+    store = S3Store(clients.s3, BUCKET)
+    etag = put(clients, "DONE/hevc/a.mp4", b"encoded once")
+    put(clients, "DONE/hevc/a.mp4", b"encoded again")
+    with pytest.raises(CopySourceChanged):
+        store.copy_if("DONE/hevc/a.mp4", etag, "DONE/1080p/a.mp4", {}, expect=None)
+    clients.s3.delete_object(Bucket=BUCKET, Key="DONE/hevc/a.mp4")
+    with pytest.raises(CopySourceChanged):
+        store.copy_if("DONE/hevc/a.mp4", etag, "DONE/1080p/a.mp4", {}, expect=None)
+    assert "Contents" not in clients.s3.list_objects_v2(Bucket=BUCKET, Prefix="DONE/1080p/")
+
+
+def test_a_copy_larger_than_one_copy_request_goes_in_parts(clients: Clients) -> None:
+    config = TransferConfig(multipart_chunksize=5 * 1024 * KiB)
+    store = S3Store(clients.s3, BUCKET, config)
+    store.max_copy_bytes = 5 * 1024 * KiB  # S3's is 5 GiB
+    data = bytes(range(256)) * (11 * 1024 * 4)  # 11 MiB: three parts
+    etag = put(clients, "DONE/hevc/a.mp4", data)
+    out = store.copy_if("DONE/hevc/a.mp4", etag, "DONE/1080p/a.mp4", {"hevcq-pool": "1080p"},
+                        expect=None)  # fmt: skip
+    got = clients.s3.get_object(Bucket=BUCKET, Key="DONE/1080p/a.mp4")
+    assert got["Body"].read() == data
+    assert got["Metadata"] == {"hevcq-pool": "1080p"}
+    assert out.etag == got["ETag"].strip('"')
+    assert out.etag.endswith("-3")
+
+
+def test_moto_does_not_enforce_the_conditions_of_a_copy(clients: Clients) -> None:
+    """moto 5.2.5's CopyObject ignores ``x-amz-copy-source-if-match`` and the destination's
+    ``If-Match`` / ``If-None-Match``; S3 enforces all three. The conditional copy is
+    therefore tested with ``tests.fakes.FakeStore`` and with an S3 client that answers as S3
+    does (below). When this test fails, moto enforces them: test them here instead."""
+    etag = put(clients, "a", b"one")
+    put(clients, "a", b"two")
+    put(clients, "b", b"taken")
+    clients.s3.copy_object(Bucket=BUCKET, Key="b", CopySource={"Bucket": BUCKET, "Key": "a"},
+                           CopySourceIfMatch=f'"{etag}"', IfNoneMatch="*")  # fmt: skip
+    assert clients.s3.get_object(Bucket=BUCKET, Key="b")["Body"].read() == b"two"
+
+
+class _S3AnsweringPreconditionFailed:
+    """An S3 client whose CopyObject fails its preconditions as S3 does (HTTP 412)."""
+
+    def __init__(self, source_etag: str) -> None:
+        self.source_etag = source_etag  # what HEAD of the copy source shows now
+
+    def head_object(self, **kw: str) -> dict[str, object]:
+        if kw.get("IfMatch") not in (None, f'"{self.source_etag}"'):
+            raise ClientError({"Error": {"Code": "412"}}, "HeadObject")
+        return {"ContentLength": 3, "ETag": f'"{self.source_etag}"', "Metadata": {}}
+
+    def copy_object(self, **kw: object) -> dict[str, object]:
+        raise ClientError({"Error": {"Code": "PreconditionFailed"}}, "CopyObject")
+
+
+def test_a_failed_copy_precondition_names_the_side_that_changed() -> None:
+    # The source is still the ETag asked for: the destination changed (a compare-and-swap).
+    store = S3Store(_S3AnsweringPreconditionFailed("e1"), BUCKET)  # type: ignore[arg-type]
+    with pytest.raises(WriteConflict):
+        store.copy_if("src", "e1", "dst", {}, expect="old-output")
+
+    class SourceChangesMidway(_S3AnsweringPreconditionFailed):
+        def copy_object(self, **kw: object) -> dict[str, object]:
+            self.source_etag = "e2"  # overwritten between the HEAD and the copy
+            return super().copy_object(**kw)
+
+    store = S3Store(SourceChangesMidway("e1"), BUCKET)  # type: ignore[arg-type]
+    with pytest.raises(CopySourceChanged):
+        store.copy_if("src", "e1", "dst", {}, expect=None)

@@ -594,3 +594,23 @@ def test_the_api_refuses_to_deploy_unguarded(farm: AppliedFarm) -> None:
     variables = {**farm.variables, "enable_cognito": False}
     with pytest.raises(AssertionError, match="needs api_token"):
         farm.terraform.plan(variables, "-refresh=false")
+
+
+def test_only_pools_that_may_copy_the_primary_read_its_outputs(farm: AppliedFarm) -> None:
+    iam = farm.client("iam")
+    bucket = farm.outputs["bucket"]["value"]
+    for name in load_farm(WORKERS_DIR):
+        doc = iam.get_role_policy(RoleName=f"hevcq-{name}-task", PolicyName="worker")
+        policy = doc["PolicyDocument"]
+        if isinstance(policy, str):
+            policy = json.loads(unquote_plus(policy))
+        statements = {s.get("Sid"): s for s in policy["Statement"]}
+        listed = statements["ListOwnPrefixes"]["Condition"]["StringLike"]["s3:prefix"]
+        if name == "hevc":  # the primary copies from nobody
+            assert "CopyPrimaryOutputs" not in statements
+            assert "DONE/hevc/*" in listed
+            continue
+        copy = statements["CopyPrimaryOutputs"]
+        assert copy["Action"] == "s3:GetObject"
+        assert copy["Resource"] == f"arn:aws:s3:::{bucket}/DONE/hevc/*"
+        assert "DONE/hevc/*" in listed  # a HEAD of a cleaned-up output answers 404, not 403

@@ -292,6 +292,34 @@ def test_source_of_an_older_upload_is_not_judged_by_newer_ledger_items(lib: Lib)
     assert "TODO/a.mp4" in lib.objects.objects
 
 
+@pytest.mark.parametrize("waiting", ["queued", "running", "interrupted"])
+def test_the_primary_output_stays_while_a_rendition_may_copy_it_and_goes_with_the_source(
+    lib: Lib, waiting: str
+) -> None:
+    _all_finished(lib, {"1080p": waiting, "720p": "skipped"})
+    lib.ledger.set("TODO/a.mp4", "hevc", "done", output_etag="etag-DONE/hevc/a.mp4")
+    lib.state.record_outcome("a.mp4", "720p", "skipped")
+    lib.output("hevc")
+    f = lib.fetcher(primary="hevc")
+    assert f.process(lib.result("hevc")).action == "placed"
+    assert lib.objects.deleted == []  # the 1080p worker may still copy it
+    assert "DONE/hevc/a.mp4" in lib.objects.objects
+    # The rendition copied it and is done: its output comes home, then everything goes.
+    lib.ledger.set("TODO/a.mp4", "1080p", "done", output_etag="etag-DONE/1080p/a.1080p.mp4")
+    lib.output("1080p")
+    got = f.process(lib.result("1080p", copied_from="DONE/hevc/a.mp4"))
+    assert (got.action, got.source_deleted) == ("placed", True)
+    assert lib.objects.deleted == ["DONE/1080p/a.1080p.mp4", "TODO/a.mp4"]
+    assert "DONE/hevc/a.mp4" not in lib.objects.objects  # deleted as the ledger's output
+
+
+def test_the_primary_output_goes_at_once_when_no_other_job_is_open(lib: Lib) -> None:
+    _all_finished(lib, {"1080p": "failed", "720p": "skipped"})
+    lib.output("hevc")
+    lib.fetcher(primary="hevc").process(lib.result("hevc"))
+    assert lib.objects.deleted == ["DONE/hevc/a.mp4"]
+
+
 def test_no_cleanup_keeps_every_object(lib: Lib) -> None:
     _all_finished(lib, {})
     lib.output("hevc")

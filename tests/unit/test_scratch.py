@@ -14,7 +14,7 @@ import pytest
 import hevcq.worker.runner
 from hevcq.errors import InterruptedJob
 from hevcq.objects import ObjectInfo
-from hevcq.worker.runner import _until_cancelled, sweep_scratch
+from hevcq.worker.runner import sweep_scratch, until_cancelled
 
 
 def test_folders_of_dead_workers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_a_stop_abandons_an_upload_that_outlasts_it() -> None:
     threading.Timer(0.2, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(InterruptedJob):
-        _until_cancelled(slow_upload, cancel)
+        until_cancelled(slow_upload, cancel)
     assert time.monotonic() - started < 2
     release.set()
 
@@ -53,15 +53,15 @@ def test_a_commit_returns_when_it_is_done_not_at_the_next_poll(
 ) -> None:
     monkeypatch.setattr(hevcq.worker.runner, "COMMIT_POLL_S", 30.0)
     started = time.monotonic()
-    assert _until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
+    assert until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
     assert time.monotonic() - started < 15
 
 
 def test_a_finished_upload_returns_its_result_and_errors_pass_through() -> None:
-    assert _until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
+    assert until_cancelled(lambda: ObjectInfo("k", 1, "e"), threading.Event()).etag == "e"
 
     def fails() -> ObjectInfo:
         raise OSError("disk")
 
     with pytest.raises(OSError, match="disk"):
-        _until_cancelled(fails, threading.Event())
+        until_cancelled(fails, threading.Event())

@@ -1,5 +1,5 @@
-"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits, ranged reads,
-small records and presigned URLs."""
+"""The bucket on S3 (``S3Store``): exact-version downloads, fenced commits and copies, ranged
+reads, small records and presigned URLs."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from s3transfer.subscribers import BaseSubscriber
 
 from hevcq.aws.clients import classify, error_code
 from hevcq.backoff import retry_transient
-from hevcq.errors import FarmConfigError, SupersededJob, WriteConflict
-from hevcq.limits import MAX_PUT_BYTES, MiB
+from hevcq.errors import CopySourceChanged, FarmConfigError, SupersededJob, WriteConflict
+from hevcq.limits import MAX_COPY_BYTES, MAX_PUT_BYTES, MiB
 from hevcq.objects import ObjectInfo
 
 if TYPE_CHECKING:
@@ -193,6 +193,84 @@ class S3Store:
                         Body=chunk,
                     )  # fmt: skip
                     parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+            done = self._s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts}, **cond,
+            )  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        return str(done.get("ETag", "")).strip('"')
+
+    @retry_transient
+    def copy_if(
+        self, source: str, source_etag: str, key: str, metadata: dict[str, str], *,
+        expect: str | None,
+    ) -> ObjectInfo:  # fmt: skip
+        """A server-side copy of ``source`` (exactly ``source_etag``) to ``key`` with our own
+        metadata, written only if ``key`` is still ``expect`` (None: absent), as ``put_if``.
+
+        ``x-amz-copy-source-if-match`` pins the bytes copied; a source gone or changed is
+        CopySourceChanged, a destination changed is WriteConflict. Sources over 5 GiB are
+        copied in parts (UploadPartCopy), and the completion carries the condition.
+        """
+        head = self._head(source, etag=source_etag)
+        if head is None:
+            raise CopySourceChanged(f"{source} is gone or no longer {source_etag}")
+        cond: dict[str, Any] = {"IfMatch": f'"{expect}"'} if expect else {"IfNoneMatch": "*"}
+        extra: dict[str, Any] = {
+            "Metadata": encode_metadata(metadata),
+            "ContentType": _content_type(key),
+        }
+        copy_source = {"Bucket": self.bucket, "Key": source}
+        pinned = f'"{source_etag}"'
+        try:
+            if head.size <= self.max_copy_bytes:
+                resp = self._s3.copy_object(
+                    Bucket=self.bucket, Key=key, CopySource=copy_source,  # type: ignore[arg-type]
+                    CopySourceIfMatch=pinned, MetadataDirective="REPLACE", **extra, **cond,
+                )  # fmt: skip
+                etag = str(resp.get("CopyObjectResult", {}).get("ETag", "")).strip('"')
+            else:
+                etag = self._multipart_copy(
+                    source, head.size, key, pinned=pinned, extra=extra, cond=cond
+                )
+        except ClientError as exc:
+            if _precondition_failed(exc) or error_code(exc) in ("NoSuchKey", "404"):
+                # Which condition failed: the source's, or the destination's.
+                if self._head(source, etag=source_etag) is None:
+                    raise CopySourceChanged(f"{source} changed during the copy") from exc
+                raise WriteConflict(f"{key} changed since it was read") from exc
+            if error_code(exc) == "ConditionalRequestConflict":
+                raise WriteConflict(f"{key} changed since it was read") from exc
+            raise classify(exc, f"copy {source} to {key}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"copy {source} to {key}") from exc
+        return ObjectInfo(key=key, size=head.size, etag=etag, metadata=dict(metadata))
+
+    max_copy_bytes = MAX_COPY_BYTES  # larger sources are copied in parts
+
+    def _multipart_copy(
+        self, source: str, size: int, key: str, *, pinned: str, extra: dict[str, Any],
+        cond: dict[str, Any],
+    ) -> str:  # fmt: skip
+        """A copy in parts, each pinned to the source's ETag; the completion is conditional."""
+        part_size = max(self._transfer.multipart_chunksize, -(-size // 10_000))
+        part_size = min(part_size, self.max_copy_bytes)
+        upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
+            "UploadId"
+        ]
+        try:
+            parts: list[Any] = []
+            for number, start in enumerate(range(0, size, part_size), start=1):
+                end = min(start + part_size, size) - 1
+                resp = self._s3.upload_part_copy(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                    CopySourceIfMatch=pinned, CopySourceRange=f"bytes={start}-{end}",
+                )  # fmt: skip
+                parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
             done = self._s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts}, **cond,

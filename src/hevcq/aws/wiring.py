@@ -10,6 +10,7 @@ import os
 import socket
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from hevcq.aws.clients import Clients, classify
@@ -19,11 +20,12 @@ from hevcq.aws.s3 import S3Store
 from hevcq.aws.sns import SnsPublisher
 from hevcq.aws.sqs import SqsQueue
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.pools import Pool
+from hevcq.pools import Pool, primary_pool
 from hevcq.settings import Settings
 from hevcq.worker.loop import Worker, WorkerConfig
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
 from hevcq.worker.runner import JobRunner
+from hevcq.worker.shared import SharedEncode
 
 
 def build_worker(
@@ -35,8 +37,13 @@ def build_worker(
     stop: threading.Event,
     max_jobs: int | None = None,
     burst: bool = False,
+    farm: Mapping[str, Pool] | None = None,
 ) -> Worker:
-    """A worker for ``pool`` of the farm ``refs``; sweeps dead workers' scratch folders."""
+    """A worker for ``pool`` of the farm ``refs``; sweeps dead workers' scratch folders.
+
+    With ``farm`` (every pool definition), a pool whose encode of a source is the primary
+    pool's copies the primary's output instead of encoding (``hevcq.worker.shared``).
+    """
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
     work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
@@ -54,10 +61,15 @@ def build_worker(
         idle_exit_s=0.0 if burst else None, progress_every_s=settings.progress_every_s,
     )  # fmt: skip
     agent = settings.ecs_agent_uri
+    ledger = DynamoLedger(clients.dynamodb, refs.ledger_table)
+    primary = primary_pool((farm or {}).values())
+    shared = None
+    if primary is not None and primary.name != pool.name and primary.name in refs.pools:
+        shared = SharedEncode(store, ledger, primary, pool)
     return Worker(
         pool=pool,
         queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
-        ledger=DynamoLedger(clients.dynamodb, refs.ledger_table),
+        ledger=ledger,
         runner=runner,
         store=store,
         publisher=SnsPublisher(clients.sns, refs.events_topic_arn),
@@ -65,4 +77,5 @@ def build_worker(
         stop=stop,
         protection=EcsAgentProtection(agent) if agent else NoProtection(),
         classify=classify,
+        shared=shared,
     )

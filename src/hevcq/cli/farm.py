@@ -89,7 +89,7 @@ def worker(
         clients, refs = reached
         w = build_worker(
             settings, pools[pool], clients=clients, refs=refs, stop=stop, max_jobs=max_jobs,
-            burst=burst,
+            burst=burst, farm=pools,
         )  # fmt: skip
         w.run()
     except FarmConfigError as exc:

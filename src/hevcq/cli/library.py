@@ -58,7 +58,7 @@ from hevcq.library.runs import new_run_folder
 from hevcq.library.scan import ScanReport, scan
 from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
-from hevcq.pools import Pool, replacing_pools
+from hevcq.pools import Pool, primary_pool, replacing_pools
 from hevcq.settings import Settings, state_dir
 from hevcq.web import child as dashboard_child
 
@@ -416,6 +416,12 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _primary(pools: dict[str, Pool]) -> str | None:
+    """The pool whose outputs other pools' workers may copy."""
+    primary = primary_pool(pools.values())
+    return primary.name if primary else None
+
+
 def _replacing(pools: dict[str, Pool], chosen: list[str], replace: bool) -> frozenset[str]:
     """The chosen pools whose outputs replace originals."""
     unknown = sorted(set(chosen) - set(pools))
@@ -455,6 +461,7 @@ def fetch(
         options = FetchOptions(
             pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),
             allow_larger=allow_larger, keep_days=keep_days, cleanup=cleanup,
+            primary=_primary(pools),
         )  # fmt: skip
     except ConfigError as exc:
         raise fail(str(exc)) from exc

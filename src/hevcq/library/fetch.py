@@ -54,6 +54,9 @@ class FetchOptions:
     allow_larger: bool = False
     keep_days: float = 30.0
     cleanup: bool = True  # delete the job's objects once it is safely home
+    # The pool whose outputs other pools may copy (pools.primary_pool): its output stays
+    # while another pool's job of the source version is open, and goes with the source.
+    primary: str | None = None
 
 
 @dataclass
@@ -233,7 +236,7 @@ class Fetcher:
     def _cleanup(self, r: JobResult, rel: str, fetched: Fetched) -> Fetched:
         if not self.options.cleanup or fetched.action == "already":
             return fetched
-        if r.output_key:
+        if r.output_key and not self._may_be_copied(r):
             self.objects.delete(r.output_key)
         gone = self._cleanup_source(r, rel)
         return Fetched(fetched.rel, fetched.pool, fetched.action, fetched.reason, fetched.path,
@@ -254,9 +257,34 @@ class Fetcher:
             # Fetched by someone else (their clean-up deleted the output) also counts.
             if item and item.state is State.DONE and not fetched and self.objects.head(out_key):
                 return False
+        self._delete_primary_output(r)
         self.objects.delete(r.source_key)
         log.info("source_deleted", key=r.source_key)
         return True
+
+    def _may_be_copied(self, r: JobResult) -> bool:
+        """True for the primary's output while another pool's job of this source version is
+        open: a rendition making the same encode copies it (``hevcq.worker.shared``)."""
+        if r.pool != self.options.primary or self.ledger is None:
+            return False
+        for pool in self.all_pools:
+            item = self.ledger.get(r.source_key, pool) if pool != r.pool else None
+            if item is not None and item.etag == r.source_etag and item.state in OPEN:
+                log.info("output_kept_for_copy", key=r.output_key, pool=pool)
+                return True
+        return False
+
+    def _delete_primary_output(self, r: JobResult) -> None:
+        """The primary's output, kept for a copy, goes with the source (exactly that one)."""
+        primary = self.options.primary
+        if primary is None or primary == r.pool or self.ledger is None:
+            return
+        item = self.ledger.get(r.source_key, primary)
+        if item and item.state is State.DONE and item.output_key and item.output_etag:
+            self.objects.delete_if(item.output_key, item.output_etag)
+
+
+OPEN = frozenset({State.QUEUED, State.RUNNING, State.INTERRUPTED})
 
 
 def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None) -> bool:

@@ -79,6 +79,8 @@ def result_from_item(item: LedgerItem, bucket: str) -> JobResult | None:
         reason=item.reason or None,
         failure_class=FailureClass(item.failure_class) if item.failure_class else None,
         output_key=item.output_key or None,
+        copied_from=item.copied_from,
+        copied_from_etag=item.copied_from_etag,
         input_bytes=item.input_bytes,
         output_bytes=item.output_bytes,
         encode_s=item.encode_s,

@@ -48,7 +48,7 @@ from hevcq.library.upload import (
 )
 from hevcq.media.model import Skip
 from hevcq.messages import JobResult
-from hevcq.pools import Pool, replacing_pools
+from hevcq.pools import Pool, primary_pool, replacing_pools
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -436,7 +436,9 @@ class _Run:
 
 def _fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOptions:
     replace = replacing_pools(pools.values()) if options.replace else frozenset()
+    primary = primary_pool(pools.values())
     return FetchOptions(
         pools=frozenset(pools), out_dir=options.out_dir, replace=replace,
         allow_larger=options.allow_larger, keep_days=options.keep_days, cleanup=False,
+        primary=primary.name if primary else None,
     )  # fmt: skip

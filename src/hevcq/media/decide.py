@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from hevcq.errors import ConfigError
 from hevcq.keys import output_extension
+from hevcq.media.ffargs import build_args
 from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, SubtitleStream
 from hevcq.pools import Pool
 
@@ -153,3 +158,35 @@ def saves_nothing(pool: Pool, output_bytes: int, input_bytes: int) -> bool:
     Renditions (a pool with an output suffix) are another size on purpose: never this.
     """
     return not pool.output_suffix and output_bytes >= input_bytes
+
+
+# Stand-ins for the paths in an argument list compared between two plans: only the output's
+# name may differ between two encodes that make the same bytes.
+_SAME_SOURCE, _SAME_OUTPUT = Path("source"), Path("output")
+_VERIFY_STRENGTH = {"stream": 0, "full": 1}
+
+
+def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) -> bool:
+    """True when ``encoder``'s output of this source can serve as ``pool``'s: both decide
+    to encode, with the same plan apart from the pool's name and the same ffmpeg arguments
+    apart from the output's, and ``encoder`` checks its outputs at least as strictly.
+
+    Where this holds, the two pools would make the same bytes (the same source, plan and
+    ffmpeg make the same output: ``docs/architecture.md``, "Re-runs find their outputs
+    equal"), so one encode serves both.
+    """
+    mine, theirs = decide(info, pool, source_name), decide(info, encoder, source_name)
+    if not isinstance(mine, EncodePlan) or not isinstance(theirs, EncodePlan):
+        return False
+    if _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]:
+        return False
+    if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):
+        return False
+    try:
+        return _args(mine) == _args(theirs)
+    except ConfigError:  # settings ffmpeg cannot take: each pool fails on its own
+        return False
+
+
+def _args(plan: EncodePlan) -> list[str]:
+    return build_args("ffmpeg", _SAME_SOURCE, _SAME_OUTPUT, plan)

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 
 import structlog
 
@@ -26,7 +25,7 @@ from hevcq.errors import (
     PermanentError,
     RetryableError,
     SupersededJob,
-    WriteConflict,
+    WaitingForPrimary,
     unclassified,
 )
 from hevcq.keys import done_key, keeps_source_ext
@@ -44,21 +43,22 @@ from hevcq.ledger import (
 )
 from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.messages import JobResult, Outcome, Publisher
-from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo, ObjectStore
+from hevcq.objects import META_SOURCE_ETAG, ObjectStore
 from hevcq.pools import Pool
 from hevcq.queue import Queue, Received
+from hevcq.worker.fence import FencedWriter
 from hevcq.worker.heartbeat import Heartbeat
 from hevcq.worker.lease import LeaseKeeper, Left, Observation, Stale, observe
 from hevcq.worker.metrics import job_metrics_line
 from hevcq.worker.outage import Outage
 from hevcq.worker.protection import NoProtection, TaskProtection
-from hevcq.worker.runner import Commit, JobContext, JobSpec, Runner, job_result
+from hevcq.worker.runner import JobContext, JobSpec, Runner, job_result
 from hevcq.worker.s3events import S3TestEvent, SourceObject, parse_records
+from hevcq.worker.shared import SharedEncode
 
 log = structlog.get_logger()
 
 CLAIM_ROUNDS = 3  # claim, watch a holder, claim again: each round follows a change
-COMMIT_ROUNDS = 3  # compare-and-swap tries of an output write under one lease
 WATCH_LEASES = 3  # how long to wait on an older version's live holder, in its leases
 
 
@@ -126,6 +126,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         emit_metrics: Callable[[JobResult], None] | None = None,
         classify: Classify = unclassified,
+        shared: SharedEncode | None = None,
     ) -> None:
         self.pool = pool
         self._queue = queue
@@ -139,6 +140,8 @@ class Worker:
         self._protection = protection or NoProtection()
         self._clock = clock
         self._emit_metrics = emit_metrics or print_metrics
+        # Where another pool's identical encode can serve this pool's jobs (worker.shared).
+        self._shared = shared
         self.handled = 0
 
     def run(self) -> int:
@@ -361,7 +364,8 @@ class Worker:
         self._publisher.publish(
             job_result(
                 spec, outcome, self.config.worker_id, output_key=item.output_key,
-                output_etag=item.output_etag, reason=item.reason,
+                output_etag=item.output_etag, reason=item.reason, copied_from=item.copied_from,
+                copied_from_etag=item.copied_from_etag,
             )
         )  # fmt: skip
         return ACK
@@ -430,7 +434,8 @@ class Worker:
 
     def _run_claimed(self, msg: Received, spec: JobSpec, lease: Lease) -> Settle:
         keeper = LeaseKeeper(self._ledger, lease, clock=self._clock)
-        ctx = JobContext(commit=self._committer(keeper))
+        writer = FencedWriter(self._store, keeper, self.config.worker_id)
+        ctx = JobContext(commit=writer.put)
         progress: list[float] = []
 
         def on_progress(pct: float) -> None:
@@ -468,7 +473,10 @@ class Worker:
         watcher.start()
         try:
             with beat:
-                result = self._runner.run(spec, ctx)
+                served = None
+                if self._shared is not None:
+                    served = self._shared.serve(spec, writer, ctx.cancel, msg.receive_count)
+                result = served if served is not None else self._runner.run(spec, ctx)
         except Exception as exc:  # every failure is settled; see _settle_failure
             return self._settle_failure(keeper, spec, exc, beat.failure)
         finally:
@@ -477,36 +485,6 @@ class Worker:
         if beat.failure is not None:
             return self._interrupted(keeper, beat.failure)
         return self._succeeded(keeper, spec, result)
-
-    def _committer(self, keeper: LeaseKeeper) -> Commit:
-        """The fenced write of an output: only the lease holder makes its bytes current.
-
-        The write is a compare-and-swap on the object's ETag (S3 conditional writes),
-        expecting the output the ledger recorded as committed when we claimed. A writer that
-        lost its lease meanwhile (a paused worker resumed) read a stale expectation and is
-        refused, unless nobody has written since; then its bytes are not the ledger's
-        record, readers ignore them, and the next holder overwrites them.
-        """
-        attempt = f"{self.config.worker_id}/{keeper.lease.rvn}"
-
-        def commit(src: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
-            meta = {**metadata, META_ATTEMPT: attempt}
-            expect = keeper.lease.output_etag
-            for _ in range(COMMIT_ROUNDS):
-                keeper.check()  # still ours, right before the write
-                try:
-                    return self._store.put_if(src, key, meta, expect=expect)
-                except WriteConflict:
-                    current = self._store.head(key)
-                    if current is not None and current.metadata.get(META_ATTEMPT) == attempt:
-                        return current  # our own earlier try went through
-                    found = current.etag if current else None
-                    log.warning("output_not_as_recorded", output_key=key, found=found,
-                                expected=expect)  # fmt: skip
-                    expect = found
-            raise RetryableError(f"{key} keeps changing under the lease holder")
-
-        return commit
 
     def _settle_failure(
         self,
@@ -602,6 +580,7 @@ class Worker:
         state = State.DONE if result.outcome == "done" else State.SKIPPED
         fields: dict[str, object] = {
             "output_key": result.output_key, "output_etag": result.output_etag,
+            "copied_from": result.copied_from, "copied_from_etag": result.copied_from_etag,
             "reason": result.reason, "input_bytes": result.input_bytes,
             "output_bytes": result.output_bytes, "encode_s": result.encode_s,
             "duration_s": result.duration_s, "progress": 100.0,
@@ -657,10 +636,15 @@ class Worker:
             return LOST
         superseded = isinstance(exc, SupersededJob)
         state = State.SUPERSEDED if superseded else State.INTERRUPTED
+        waiting = exc if isinstance(exc, WaitingForPrimary) else None
         try:
-            keeper.release(state, {"reason": str(exc)}, failed=False)
+            keeper.release(State.QUEUED if waiting else state, {"reason": str(exc)}, failed=False)
         except InterruptedJob:
             return LOST
+        if waiting is not None:
+            # Like a job held elsewhere: the message comes back later, nothing spent.
+            log.info("job_waits_for_primary", reason=str(exc), delay_s=waiting.delay_s)
+            return Settle(Verdict.RELEASE, delay_s=waiting.delay_s, reason=str(exc))
         if superseded:
             # The newer version's own event brings it here; this message has nothing left.
             log.info("job_superseded", reason=str(exc))

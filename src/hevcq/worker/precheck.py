@@ -27,7 +27,7 @@ import structlog
 from hevcq.errors import HevcqError
 from hevcq.limits import MiB
 from hevcq.media.decide import decide
-from hevcq.media.model import Decision, Skip
+from hevcq.media.model import Decision, MediaInfo, Skip
 from hevcq.media.probe import probe_stream
 from hevcq.objects import ObjectStore
 from hevcq.pools import Pool
@@ -133,13 +133,23 @@ def confirmed_skip(store: ObjectStore, key: str, etag: str | None, pool: Pool) -
         return Skip(SETTLED_EARLIER)
     if not client_skipped(head.metadata, pool.name):
         return None
-    ranged = RangedFile(store, key, head.size, etag)
-    try:
-        info = probe_stream(ranged, head.size)
-    except (HevcqError, OSError, ValueError) as exc:
-        log.info("precheck_fell_back", reason=str(exc), bytes_read=ranged.bytes_read)
+    info = ranged_probe(store, key, etag, head.size)
+    if info is None:
         return None
     decision = decide(info, pool, key)
     skip = isinstance(decision, Skip)
-    log.info("precheck_done", skip=skip, bytes_read=ranged.bytes_read, size=head.size)
+    log.info("precheck_done", skip=skip, size=head.size)
     return decision if isinstance(decision, Skip) else None
+
+
+def ranged_probe(store: ObjectStore, key: str, etag: str | None, size: int) -> MediaInfo | None:
+    """The object's media info from ranged reads of that version; None when that fails or
+    would read more than MAX_PROBE_BYTES (the caller then downloads, or does without)."""
+    ranged = RangedFile(store, key, size, etag)
+    try:
+        info = probe_stream(ranged, size)
+    except (HevcqError, OSError, ValueError) as exc:
+        log.info("ranged_probe_failed", reason=str(exc), bytes_read=ranged.bytes_read)
+        return None
+    log.info("ranged_probe_done", bytes_read=ranged.bytes_read, size=size)
+    return info

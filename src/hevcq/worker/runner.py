@@ -113,6 +113,17 @@ def output_is_current(existing: ObjectInfo | None, job: JobKey) -> bool:
     )
 
 
+def output_metadata(spec: JobSpec) -> dict[str, str]:
+    """The metadata every output carries: which source version, settings, pool and job."""
+    return {
+        META_SOURCE_KEY: spec.job.key,
+        META_SOURCE_ETAG: spec.job.etag,
+        META_SETTINGS: spec.job.settings_hash,
+        META_POOL: spec.pool.name,
+        META_JOB: spec.job.job_id,
+    }
+
+
 def check_collision(existing: ObjectInfo | None, job: JobKey, output_key: str) -> None:
     """Refuse to overwrite an output that belongs to another source (``a.mov`` vs ``a.mp4``)."""
     if existing is None:
@@ -132,7 +143,7 @@ def check_scratch(work_dir: Path, source_size: int) -> None:
         )
 
 
-def _until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> ObjectInfo:
+def until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> ObjectInfo:
     """Run ``fn`` (a commit) in a thread, abandoning it when ``cancel`` is set first.
 
     An upload cannot be interrupted half-way by boto3; an abandoned one may still land,
@@ -282,8 +293,8 @@ class JobRunner:
             raise InterruptedJob("cancelled before upload")
         commit = ctx.commit or self._store.upload
         ctx.phase = "upload"
-        uploaded = _until_cancelled(
-            lambda: commit(out, spec.output_key, self._metadata(spec)), ctx.cancel
+        uploaded = until_cancelled(
+            lambda: commit(out, spec.output_key, output_metadata(spec)), ctx.cancel
         )
         lap("upload_s")
         log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
@@ -336,12 +347,3 @@ class JobRunner:
             raise
         log.info("transcode_finished", teed=bool(decoder))
         return decoder.finish() if decoder else None
-
-    def _metadata(self, spec: JobSpec) -> dict[str, str]:
-        return {
-            META_SOURCE_KEY: spec.job.key,
-            META_SOURCE_ETAG: spec.job.etag,
-            META_SETTINGS: spec.job.settings_hash,
-            META_POOL: spec.pool.name,
-            META_JOB: spec.job.job_id,
-        }

@@ -35,6 +35,16 @@ data "aws_iam_policy_document" "task" {
     resources = ["${var.farm.bucket_arn}/${local.done_prefix}*"]
   }
 
+  dynamic "statement" {
+    for_each = local.copy_prefixes
+    content {
+      sid = "CopyPrimaryOutputs"
+      # A copy reads its source: GetObject (and HEAD) of the primary's committed outputs.
+      actions   = ["s3:GetObject"]
+      resources = ["${var.farm.bucket_arn}/${statement.value}*"]
+    }
+  }
+
   statement {
     sid = "ListOwnPrefixes"
     # Without ListBucket a HEAD of a missing key answers 403 instead of 404.
@@ -43,7 +53,7 @@ data "aws_iam_policy_document" "task" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["TODO/*", "${local.done_prefix}*"]
+      values   = concat(["TODO/*", "${local.done_prefix}*"], [for p in local.copy_prefixes : "${p}*"])
     }
   }
 

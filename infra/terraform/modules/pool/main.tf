@@ -12,6 +12,8 @@ locals {
   # Built rather than read from the queue so the policy can be part of the queue itself.
   queue_arn   = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.queue_name}"
   done_prefix = "DONE/${var.name}/"
+  # Where a server-side copy may read from: the primary's outputs (hevcq.worker.shared).
+  copy_prefixes = var.copy_from_pool == null ? [] : ["DONE/${var.copy_from_pool}/"]
   # Fargate's ceiling for stopTimeout: SIGTERM, then this long before SIGKILL.
   stop_timeout_s = 120
   scratch_dir    = "/scratch"

@@ -107,6 +107,12 @@ variable "scale_in_cooldown_s" {
   default     = 300
 }
 
+variable "copy_from_pool" {
+  description = "Another pool whose committed outputs this pool's workers may copy (the farm's primary pool, for a job whose encode is the same); null for none."
+  type        = string
+  default     = null
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)

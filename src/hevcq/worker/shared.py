@@ -1,0 +1,211 @@
+"""One encode for two pools: a pool whose encode is the primary pool's copies its output.
+
+For an H.264 source of exactly 1920x1080 the ``1080p`` rendition's encode is the ``hevc``
+pool's, argument for argument. The primary pool (``pools.primary_pool``: the one that may
+replace originals) always encodes; a rendition that finds its plan equal to the primary's
+(``decide.shares_encode``, from a ranged probe of the exact source version) does not. It
+reads the primary's ledger item for the same source version (``judge``, pure):
+
+- done: the primary's committed output is copied server-side into the rendition's own key
+  under the same fenced rules as an encoded output, and recorded as copied;
+- skipped because the output would be larger than the source: the rendition settles alike;
+- not finished yet: the rendition's message comes back later (``WaitingForPrimary``): no
+  worker is held and nothing of the retry budget is spent; waiting stops while the message
+  still has receives to spare before SQS's redrive policy (``may_wait``);
+- failed, other settings, another skip, or anything in doubt: the rendition encodes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from hevcq.errors import CopySourceChanged, WaitingForPrimary
+from hevcq.ledger import JobKey, Ledger, LedgerItem, State
+from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
+from hevcq.media.model import MediaInfo
+from hevcq.messages import JobResult
+from hevcq.objects import META_COPIED_ETAG, META_COPIED_FROM, ObjectStore
+from hevcq.pools import Pool, QueueSpec
+from hevcq.worker.fence import FencedWriter
+from hevcq.worker.precheck import META_CLIENT_SETTLED, META_CLIENT_SKIPS, ranged_probe
+from hevcq.worker.runner import (
+    JobSpec,
+    check_collision,
+    job_result,
+    output_is_current,
+    output_metadata,
+    until_cancelled,
+)
+
+log = structlog.get_logger()
+
+# Skips of the primary that hold for the rendition too: with the same plan, the same bytes
+# would come out, as large as they were.
+SETTLED_ALIKE = frozenset({KEPT_ORIGINAL})
+# How long a rendition leaves its message before looking again. With the primary's
+# progress and speed known: the encode time it has left (plus a margin); otherwise a
+# doubling from FIRST_WAIT_S. Within SQS's 12 hours counted from receipt.
+FIRST_WAIT_S = 10
+MIN_WAIT_S = 5
+MAX_WAIT_S = 4 * 3600
+MAX_BLIND_WAIT_S = 900
+WAIT_MARGIN_S = 3
+
+# (store, key, etag, size) -> the media info of that version, or None when in doubt.
+SourceProbe = Callable[[ObjectStore, str, str, int], MediaInfo | None]
+
+
+@dataclass(frozen=True)
+class CopyOutput:
+    """The primary committed its output for this version: copy it."""
+
+    item: LedgerItem
+
+
+@dataclass(frozen=True)
+class SettleAlike:
+    """The primary skipped for a reason that holds for this pool too."""
+
+    item: LedgerItem
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The primary has not finished this version yet."""
+
+    reason: str
+    item: LedgerItem | None
+
+
+@dataclass(frozen=True)
+class EncodeHere:
+    """The primary's encode will not serve: encode as usual."""
+
+    reason: str
+
+
+Step = CopyOutput | SettleAlike | Wait | EncodeHere
+
+
+def judge(item: LedgerItem | None, job: JobKey, primary_hash: str) -> Step:  # noqa: PLR0911
+    """What a pool making the primary's encode does, given the primary's item (pure)."""
+    if item is None:
+        return Wait("the primary pool has not claimed the job yet", None)
+    if item.etag != job.etag or item.version_id != job.version_id:
+        # An older version: the primary takes this one next. A newer one: this job is moot,
+        # which the source's HEAD at the next receive tells.
+        return Wait("the primary pool's item holds another version", item)
+    if item.settings_hash != primary_hash:
+        return EncodeHere("the primary pool's job ran with other settings")
+    if item.state is State.DONE:
+        if item.output_key and item.output_etag:
+            return CopyOutput(item)
+        return EncodeHere("the primary pool's job is done without an output")
+    if item.state is State.SKIPPED:
+        if item.reason in SETTLED_ALIKE:
+            return SettleAlike(item)
+        return EncodeHere(f"the primary pool skipped it: {item.reason}")
+    if item.state is State.FAILED:
+        return EncodeHere(f"the primary pool's job failed: {item.reason}")
+    return Wait(f"the primary pool's job is {item.state.value}", item)
+
+
+def wait_s(item: LedgerItem | None, duration_s: float | None, receive_count: int) -> int:
+    """Seconds before the message comes back (pure)."""
+    if item is not None and item.state is State.RUNNING and item.speed and duration_s:
+        left = duration_s * (100.0 - (item.progress or 0.0)) / 100.0 / item.speed
+        return int(min(max(left + WAIT_MARGIN_S, MIN_WAIT_S), MAX_WAIT_S))
+    return int(min(FIRST_WAIT_S * 2 ** max(receive_count - 1, 0), MAX_BLIND_WAIT_S))
+
+
+def may_wait(receive_count: int, queue: QueueSpec) -> bool:
+    """Whether another wait leaves the message a whole retry budget of receives before SQS's
+    redrive policy would move it to the dead-letter queue."""
+    return receive_count + queue.max_attempts < queue.max_receive_count
+
+
+@dataclass(frozen=True)
+class SharedEncode:
+    """Finds whether a job of ``pool`` can be served by ``primary``'s encode."""
+
+    store: ObjectStore
+    ledger: Ledger
+    primary: Pool
+    pool: Pool
+    probe: SourceProbe = ranged_probe
+
+    def step(self, spec: JobSpec) -> tuple[Step, MediaInfo] | None:
+        """The step for this job; None where the pools do not share the encode."""
+        source = self.store.head(spec.job.key)
+        if source is None or source.etag != spec.job.etag:
+            return None  # another version: the download says so
+        for name in (META_CLIENT_SETTLED, META_CLIENT_SKIPS):
+            named = source.metadata.get(name, "").split(",")
+            if self.pool.name in named:
+                return None  # the client's word on this pool: the runner's precheck
+            if self.primary.name in named:
+                log.info("encode_not_shared", reason=f"the client named {self.primary.name} "
+                         f"in {name}: it will not encode this upload")  # fmt: skip
+                return None
+        existing = self.store.head(spec.output_key)
+        check_collision(existing, spec.job, spec.output_key)
+        if output_is_current(existing, spec.job):
+            return None  # the runner says so
+        info = self.probe(self.store, spec.job.key, spec.job.etag, source.size)
+        if info is None or not shares_encode(info, self.primary, self.pool, spec.job.key):
+            return None
+        item = self.ledger.get(spec.job.key, self.primary.name)
+        return judge(item, spec.job, self.primary.settings_hash()), info
+
+    def serve(
+        self, spec: JobSpec, writer: FencedWriter, cancel: threading.Event, receive_count: int
+    ) -> JobResult | None:
+        """The job's result from the primary's encode, or None: encode as usual.
+
+        Raises WaitingForPrimary while the primary has not finished this version.
+        """
+        found = self.step(spec)
+        if found is None:
+            return None
+        step, info = found
+        primary = self.primary.name
+        if isinstance(step, CopyOutput):
+            return self._copy(spec, writer, cancel, step.item)
+        if isinstance(step, SettleAlike):
+            log.info("job_skipped", reason=step.item.reason, settled_alike=primary)
+            return job_result(spec, "skipped", writer.worker_id, reason=step.item.reason,
+                              input_bytes=spec.source_size)  # fmt: skip
+        if isinstance(step, Wait):
+            if may_wait(receive_count, self.pool.queue):
+                delay = wait_s(step.item, info.duration_s, receive_count)
+                raise WaitingForPrimary(
+                    f"waiting for pool {primary}'s identical encode: {step.reason}", delay
+                )
+            log.info("encode_not_shared", reason=f"waited for pool {primary} long enough")
+            return None
+        log.info("encode_not_shared", reason=step.reason)
+        return None
+
+    def _copy(
+        self, spec: JobSpec, writer: FencedWriter, cancel: threading.Event, item: LedgerItem
+    ) -> JobResult | None:
+        source, etag = str(item.output_key), str(item.output_etag)
+        meta = {**output_metadata(spec), META_COPIED_FROM: source, META_COPIED_ETAG: etag}
+        try:
+            out = until_cancelled(lambda: writer.copy(source, etag, spec.output_key, meta), cancel)
+        except CopySourceChanged as exc:
+            # Fetched and cleaned up, or replaced by a newer encode: encode here instead.
+            log.info("encode_not_shared", reason=str(exc))
+            return None
+        log.info("output_copied", output_key=spec.output_key, copied_from=source,
+                 copied_from_etag=etag, bytes=out.size)  # fmt: skip
+        return job_result(
+            spec, "done", writer.worker_id, output_key=spec.output_key, output_etag=out.etag,
+            input_bytes=spec.source_size, output_bytes=out.size, duration_s=item.duration_s,
+            copied_from=source, copied_from_etag=etag,
+            reason=f"the identical encode of pool {self.primary.name}, copied",
+        )  # fmt: skip
