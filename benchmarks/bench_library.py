@@ -12,7 +12,7 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from benchmarks.harness import Figure, figure, side_by_side, timed
-from hevcq.library.catalog import StateStore
+from hevcq.library.catalog import Catalog
 from hevcq.library.scan import ScanOptions, scan
 from hevcq.pools import Pool, load_farm
 
@@ -90,7 +90,7 @@ def _baseline(files: list[Path]) -> None:
 
 
 def _first_scan(root: Path, pools: tuple[Pool, ...]) -> None:
-    with tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp) / "s.sqlite3") as store:
+    with tempfile.TemporaryDirectory() as tmp, Catalog(Path(tmp) / "s.sqlite3") as store:
         report = scan(root, pools, store, ScanOptions(), workers=WORKERS)
     if report.problems or not report.entries:
         raise RuntimeError(f"benchmark corpus did not scan cleanly: {report.problems[:3]}")
@@ -126,7 +126,7 @@ def bench_rescan(count: int, runs: int) -> list[Figure]:
     """Seconds to rescan ``count`` unchanged files (the state store fast path)."""
     root = corpus(count)
     pools = tuple(load_farm().values())
-    with StateStore(CACHE / f"rescan-{count}.sqlite3") as store:
+    with Catalog(CACHE / f"rescan-{count}.sqlite3") as store:
         warm = scan(root, pools, store, workers=WORKERS)  # brings the store up to date
         samples = [timed(lambda: scan(root, pools, store, workers=WORKERS)) for _ in range(runs)]
         again = scan(root, pools, store, workers=WORKERS)

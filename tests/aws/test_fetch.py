@@ -11,7 +11,7 @@ from boto3.s3.transfer import TransferConfig
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
-from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library
 from hevcq.library.scan import scan
 from hevcq.library.upload import recorder, to_upload, upload_all
@@ -38,7 +38,7 @@ def uploaded(moto_farm: MotoFarm, tmp_path: Path):
     root.mkdir()
     (root / "clip.mp4").write_bytes(b"h264 source " * 50)
     store = S3Store(moto_farm.clients.s3, moto_farm.refs.bucket)
-    with StateStore(tmp_path / "state.sqlite3") as state:
+    with Catalog(tmp_path / "state.sqlite3") as state:
         report = scan(root, list(moto_farm.pools.values()), state, probe_fn=probe_any)
         [up] = upload_all(store, root, to_upload(report), library_id(root), on_done=recorder(state))
         yield root, state, store, up.key
@@ -62,7 +62,7 @@ def _result(pool: str, key: str, etag: str, outcome: str = "done") -> JobResult:
                      outcome=outcome, output_key=out if outcome == "done" else None)  # fmt: skip
 
 
-def _fetch(farm: MotoFarm, root: Path, state: StateStore, store: S3Store, *, pools: set[str],
+def _fetch(farm: MotoFarm, root: Path, state: Catalog, store: S3Store, *, pools: set[str],
            out: Path) -> list:  # fmt: skip
     ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
     opts = FetchOptions(pools=frozenset(pools), out_dir=out)
@@ -148,7 +148,7 @@ def test_uploads_are_multipart_with_metadata_and_resume_by_head(moto_farm: MotoF
         def file_done(self, up) -> None: ...
         def end(self) -> None: ...
 
-    with StateStore(tmp_path / "s.sqlite3") as state:
+    with Catalog(tmp_path / "s.sqlite3") as state:
         report = scan(root, list(moto_farm.pools.values()), state, probe_fn=probe_any)
         [up] = upload_all(store, root, to_upload(report), "lib", progress=Count())
         assert up.sent

@@ -17,7 +17,7 @@ from hevcq.aws.embedded import _start_moto
 from hevcq.aws.provision import provision
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.topology import Names
-from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.scan import scan
 from hevcq.library.upload import recorder, to_upload, upload_all
 from hevcq.media.samples import make_clip
@@ -43,7 +43,7 @@ def served(farm: dict[str, Pool], tmp_path: Path):
             "HOME": str(tmp_path / "home"), "COLUMNS": "200",
         }  # fmt: skip
         store = S3Store(clients.s3, refs.bucket)
-        with StateStore.for_library(lib, tmp_path / "state" / "hevcq") as state:
+        with Catalog.for_library(lib, tmp_path / "state" / "hevcq") as state:
             report = scan(lib, list(farm.values()), state)
             upload_all(store, lib, to_upload(report), library_id(lib), on_done=recorder(state))
         yield clients, refs, lib, env, tmp_path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.library.calibrate import save_speeds, speeds_path
-from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.quarantine import DEFAULT_QUARANTINE, list_quarantine
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
@@ -101,7 +101,7 @@ def test_renditions_go_to_out_and_outcomes_are_in_the_state_store(trip) -> None:
     produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert produced == ["720p/cam/clip.720p.mp4"]
     store_dir = Path(trip["env"]["XDG_STATE_HOME"]) / "hevcq"
-    with StateStore.for_library(trip["lib"], store_dir) as state:
+    with Catalog.for_library(trip["lib"], store_dir) as state:
         outcomes = {p: r.outcome for p, r in state.decisions("cam/clip.MOV").items()}
         # The embedded farm dies with the run: its uploads are not remembered as uploaded.
         assert state.get("cam/clip.MOV").upload_key is None

@@ -14,7 +14,7 @@ import pytest
 
 from hevcq.errors import RetryableError
 from hevcq.ledger import LedgerItem, State
-from hevcq.library.catalog import FileRecord, PoolRecord, StateStore
+from hevcq.library.catalog import Catalog, FileRecord, PoolRecord
 from hevcq.library.fetch import Fetcher, FetchOptions, _final_path, fetch_library, find_library
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
@@ -76,7 +76,7 @@ def plan(pool: str) -> EncodePlan:
 class Lib:
     root: Path
     out: Path
-    state: StateStore
+    state: Catalog
     objects: FakeStore
     ledger: FakeLedger
 
@@ -117,7 +117,7 @@ def make_lib(tmp_path: Path, original: bytes = ORIGINAL) -> Lib:
     src.write_bytes(original)
     st = src.stat()
     fp = fingerprint(src)
-    state = StateStore(tmp_path / "state.sqlite3")
+    state = Catalog(tmp_path / "state.sqlite3")
     record = FileRecord(
         rel="a.mp4", size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
         fingerprint=fp, info=None, probe_error=None,

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from hevcq.errors import PermanentError, RetryableError
 from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
-from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.estimate import TaskSize, estimate
 from hevcq.library.report import (
     BarProgress,
@@ -93,8 +93,8 @@ class FakeTarget(FakeStore):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    with StateStore(tmp_path / "state.sqlite3") as s:
+def store(tmp_path: Path) -> Iterator[Catalog]:
+    with Catalog(tmp_path / "state.sqlite3") as s:
         yield s
 
 
@@ -108,7 +108,7 @@ def root(tmp_path: Path) -> Path:
     return lib
 
 
-def do_scan(root: Path, store: StateStore, **opts: object) -> ScanReport:
+def do_scan(root: Path, store: Catalog, **opts: object) -> ScanReport:
     return scan(root, POOLS, store, ScanOptions(**opts), probe_fn=fake_probe)  # type: ignore[arg-type]
 
 

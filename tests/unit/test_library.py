@@ -14,7 +14,7 @@ from hevcq.errors import PermanentError
 from hevcq.library import scan as scan_module
 from hevcq.library import walk
 from hevcq.library.catalog import (
-    StateStore,
+    Catalog,
     decision_from_json,
     decision_to_json,
     default_store_path,
@@ -78,8 +78,8 @@ def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    with StateStore(tmp_path / "state" / "lib.sqlite3") as s:
+def store(tmp_path: Path) -> Iterator[Catalog]:
+    with Catalog(tmp_path / "state" / "lib.sqlite3") as s:
         yield s
 
 
@@ -90,7 +90,7 @@ def lib(tmp_path: Path) -> Path:
     return root
 
 
-def run(root: Path, store: StateStore, probe: FakeProbe | None = None, **kw: Any) -> ScanReport:
+def run(root: Path, store: Catalog, probe: FakeProbe | None = None, **kw: Any) -> ScanReport:
     decide = kw.pop("decide", None) or FakeDecide()
     pools = kw.pop("pools", POOLS)
     return scan(root, pools, store, kw.pop("options", None), probe_fn=probe or FakeProbe(),
@@ -138,7 +138,7 @@ def test_default_filters(rel: str, wanted: bool) -> None:
     assert ok is wanted
 
 
-def test_include_exclude_and_extensions(lib: Path, store: StateStore) -> None:
+def test_include_exclude_and_extensions(lib: Path, store: Catalog) -> None:
     for rel in ("Camera/a.mp4", "Camera/b.mkv", "Camera/skip/c.mp4", "Other/d.mp4", "e.MOV"):
         make(lib, rel)
     opts = ScanOptions(extensions=frozenset({"MP4", ".mov"}), include=("Camera/**", "*.mov"),
@@ -200,7 +200,7 @@ def test_media_and_decisions_round_trip() -> None:
         info_from_json('{"format_name": "x"}')
 
 
-def test_store_uses_wal(store: StateStore) -> None:
+def test_store_uses_wal(store: Catalog) -> None:
     mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -208,7 +208,7 @@ def test_store_uses_wal(store: StateStore) -> None:
 # --- the scan ----------------------------------------------------------------------------
 
 
-def test_first_scan_decides_per_pool(lib: Path, store: StateStore) -> None:
+def test_first_scan_decides_per_pool(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     make(lib, "sub/b.mkv", b"hevc\n")
     report = run(lib, store)
@@ -221,7 +221,7 @@ def test_first_scan_decides_per_pool(lib: Path, store: StateStore) -> None:
     assert store.count() == 2
 
 
-def test_unchanged_files_are_not_opened(lib: Path, store: StateStore) -> None:
+def test_unchanged_files_are_not_opened(lib: Path, store: Catalog) -> None:
     for i in range(20):
         make(lib, f"d{i % 3}/f{i}.mp4")
     run(lib, store)
@@ -238,7 +238,7 @@ def test_unchanged_files_are_not_opened(lib: Path, store: StateStore) -> None:
     assert all(e.cached and e.status == "send" for e in report.entries)
 
 
-def test_changed_file_is_probed_again(lib: Path, store: StateStore) -> None:
+def test_changed_file_is_probed_again(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     path = make(lib, "b.mp4")
     run(lib, store)
@@ -250,7 +250,7 @@ def test_changed_file_is_probed_again(lib: Path, store: StateStore) -> None:
     assert report.entries[1].decisions["hevc"] == Skip("hevc source")
 
 
-def test_a_file_hevcq_swapped_in_is_never_a_source(lib: Path, store: StateStore) -> None:
+def test_a_file_hevcq_swapped_in_is_never_a_source(lib: Path, store: Catalog) -> None:
     # A 1080p HEVC replacement of an H.264 original: the 720p pool would encode it.
     placed = make(lib, "cam/a.mp4", b"hevc\n")
     store.record_replacement("cam/a.mp4", placed.stat(), "cam/a.MOV")
@@ -262,7 +262,7 @@ def test_a_file_hevcq_swapped_in_is_never_a_source(lib: Path, store: StateStore)
     assert "from cam/a.MOV" in reason.reason
 
 
-def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: StateStore) -> None:
+def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: Catalog) -> None:
     placed = make(lib, "cam/a.mp4", b"hevc\n")
     store.record_replacement("cam/a.mp4", placed.stat(), "cam/a.MOV")
     placed.write_bytes(b"hevc\nedited by someone since")
@@ -270,7 +270,7 @@ def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: StateSt
     assert entry.pools_to_encode == ("720p",)
 
 
-def test_changed_pool_settings_redecide_without_probing(lib: Path, store: StateStore) -> None:
+def test_changed_pool_settings_redecide_without_probing(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     run(lib, store)
     probe, decide = FakeProbe(), FakeDecide()
@@ -283,7 +283,7 @@ def test_changed_pool_settings_redecide_without_probing(lib: Path, store: StateS
     assert plan.crf == 22
 
 
-def test_uploaded_file_is_not_sent_again(lib: Path, store: StateStore) -> None:
+def test_uploaded_file_is_not_sent_again(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     first = run(lib, store).entries[0]
     store.record_upload("a.mp4", "TODO/a.mp4", first.fingerprint)
@@ -294,7 +294,7 @@ def test_uploaded_file_is_not_sent_again(lib: Path, store: StateStore) -> None:
     assert run(lib, store).to_send == ()
 
 
-def test_renamed_uploaded_file_is_a_duplicate_without_probing(lib: Path, store: StateStore) -> None:
+def test_renamed_uploaded_file_is_a_duplicate_without_probing(lib: Path, store: Catalog) -> None:
     make(lib, "old/a.mp4")
     first = run(lib, store).entries[0]
     store.record_upload("old/a.mp4", "TODO/old/a.mp4", first.fingerprint)
@@ -307,7 +307,7 @@ def test_renamed_uploaded_file_is_a_duplicate_without_probing(lib: Path, store: 
     assert (entry.rel, entry.status, entry.duplicate_of) == ("new/a.mp4", "duplicate", "old/a.mp4")
 
 
-def test_copies_in_one_run_are_sent_once(lib: Path, store: StateStore) -> None:
+def test_copies_in_one_run_are_sent_once(lib: Path, store: Catalog) -> None:
     body = b"h264\nsame bytes"
     for rel in ("b/copy.mp4", "a/orig.mp4", "c/another.mov"):
         (lib / rel).parent.mkdir(parents=True)
@@ -321,7 +321,7 @@ def test_copies_in_one_run_are_sent_once(lib: Path, store: StateStore) -> None:
     assert report.totals["hevc"].files == 1
 
 
-def test_copy_of_an_uploaded_file_is_a_duplicate(lib: Path, store: StateStore) -> None:
+def test_copy_of_an_uploaded_file_is_a_duplicate(lib: Path, store: Catalog) -> None:
     path = make(lib, "z.mp4")
     entry = run(lib, store).entries[0]
     store.record_upload("z.mp4", "TODO/z.mp4", entry.fingerprint)
@@ -334,7 +334,7 @@ def test_copy_of_an_uploaded_file_is_a_duplicate(lib: Path, store: StateStore) -
 
 
 def test_upload_of_a_changed_file_no_longer_claims_its_old_content(
-    lib: Path, store: StateStore
+    lib: Path, store: Catalog
 ) -> None:
     path = make(lib, "z.mp4", b"h264\nfirst")
     entry = run(lib, store).entries[0]
@@ -346,7 +346,7 @@ def test_upload_of_a_changed_file_no_longer_claims_its_old_content(
     assert {e.rel: e.status for e in report.entries} == {"a.mp4": "send", "z.mp4": "send"}
 
 
-def test_limits_defer_and_stop_probing(lib: Path, store: StateStore) -> None:
+def test_limits_defer_and_stop_probing(lib: Path, store: Catalog) -> None:
     for i in range(40):
         make(lib, f"f{i:02}.mp4")
     probe = FakeProbe()
@@ -359,7 +359,7 @@ def test_limits_defer_and_stop_probing(lib: Path, store: StateStore) -> None:
     assert len(again.to_send) == 2
 
 
-def test_probe_failure_is_reported_and_remembered(lib: Path, store: StateStore) -> None:
+def test_probe_failure_is_reported_and_remembered(lib: Path, store: Catalog) -> None:
     make(lib, "bad.mp4", b"BAD")
     make(lib, "good.mp4")
     report = run(lib, store)
@@ -371,7 +371,7 @@ def test_probe_failure_is_reported_and_remembered(lib: Path, store: StateStore) 
     assert [p.rel for p in again.problems] == ["bad.mp4"]
 
 
-def test_probe_crash_is_reported_and_retried_next_time(lib: Path, store: StateStore) -> None:
+def test_probe_crash_is_reported_and_retried_next_time(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
 
     def crash(path: Path) -> MediaInfo:
@@ -386,7 +386,7 @@ def test_probe_crash_is_reported_and_retried_next_time(lib: Path, store: StateSt
     assert probe.calls == ["a.mp4"]
 
 
-def test_broken_symlink_and_symlinked_folder(lib: Path, store: StateStore, tmp_path: Path) -> None:
+def test_broken_symlink_and_symlinked_folder(lib: Path, store: Catalog, tmp_path: Path) -> None:
     make(lib, "real.mp4")
     outside = tmp_path / "outside"
     make(outside, "x.mp4")
@@ -399,7 +399,7 @@ def test_broken_symlink_and_symlinked_folder(lib: Path, store: StateStore, tmp_p
     assert kinds == {"gone.mp4": "broken_symlink", "loop": "symlinked_dir"}
 
 
-def test_hevcq_folders_and_skip_dirs_are_not_scanned(lib: Path, store: StateStore) -> None:
+def test_hevcq_folders_and_skip_dirs_are_not_scanned(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     make(lib, ".hevcq/quarantine/x/a.mp4")
     make(lib, "out/hevc/a.mp4")
@@ -407,7 +407,7 @@ def test_hevcq_folders_and_skip_dirs_are_not_scanned(lib: Path, store: StateStor
     assert [e.rel for e in report.entries] == ["a.mp4"]
 
 
-def test_permission_denied_file_is_reported(lib: Path, store: StateStore) -> None:
+def test_permission_denied_file_is_reported(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     make(lib, "locked.mp4")
 
@@ -422,7 +422,7 @@ def test_permission_denied_file_is_reported(lib: Path, store: StateStore) -> Non
 
 
 def test_permission_denied_folder_is_reported(
-    lib: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+    lib: Path, store: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make(lib, "a.mp4")
     make(lib, "private/b.mp4")
@@ -440,7 +440,7 @@ def test_permission_denied_folder_is_reported(
 
 
 def test_file_vanishing_mid_scan_is_reported(
-    lib: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+    lib: Path, store: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make(lib, "a.mp4")
     gone = make(lib, "b.mp4")
@@ -463,7 +463,7 @@ def test_file_vanishing_mid_scan_is_reported(
     assert [(p.rel, p.kind) for p in report.problems] == [("b.mp4", "vanished")]
 
 
-def test_file_deleted_before_fingerprint_is_reported(lib: Path, store: StateStore) -> None:
+def test_file_deleted_before_fingerprint_is_reported(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
 
     def delete_then_read(path: Path) -> str:
@@ -475,7 +475,7 @@ def test_file_deleted_before_fingerprint_is_reported(lib: Path, store: StateStor
     assert [p.kind for p in report.problems] == ["vanished"]
 
 
-def test_file_growing_during_probe_is_reported(lib: Path, store: StateStore) -> None:
+def test_file_growing_during_probe_is_reported(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     probe = FakeProbe()
 
@@ -490,13 +490,13 @@ def test_file_growing_during_probe_is_reported(lib: Path, store: StateStore) -> 
     assert store.count() == 0  # nothing remembered about a half-written file
 
 
-def test_bad_relative_path_is_reported(lib: Path, store: StateStore) -> None:
+def test_bad_relative_path_is_reported(lib: Path, store: Catalog) -> None:
     make(lib, "tab\there.mp4")
     report = run(lib, store)
     assert [p.kind for p in report.problems] == ["bad_path"]
 
 
-def test_decide_error_becomes_a_skip(lib: Path, store: StateStore) -> None:
+def test_decide_error_becomes_a_skip(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
 
     def refuse(info: MediaInfo, pool: Pool, name: str) -> Decision:

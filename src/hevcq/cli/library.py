@@ -38,7 +38,7 @@ from hevcq.cli.live import LiveView
 from hevcq.errors import ConfigError
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
-from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.estimate import TaskSize
 from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
@@ -99,7 +99,7 @@ KeepDays = Annotated[float, typer.Option(help="Days a replaced original stays in
 
 
 def _dry_run(library: Path, pools: dict[str, Pool], options: ScanOptions) -> None:
-    with StateStore.for_library(library) as state:
+    with Catalog.for_library(library) as state:
         report = scan(library, list(pools.values()), state, options)
     for table in plan_tables(report):
         console.print(table)
@@ -164,7 +164,7 @@ def ingest(
             keep_days=keep_days, timeout_s=timeout,
         )  # fmt: skip
         control = _interruptible()
-        with StateStore.for_library(library) as state:
+        with Catalog.for_library(library) as state:
             if settings.embedded:
                 rt = _embedded_round_trip(settings, pools, library, state, opts,
                                           control=control, dashboard=dashboard)  # fmt: skip
@@ -277,7 +277,7 @@ def _interruptible() -> Control:
 
 
 def _embedded_round_trip(
-    settings: Settings, pools: dict[str, Pool], library: Path, state: StateStore,
+    settings: Settings, pools: dict[str, Pool], library: Path, state: Catalog,
     opts: IngestOptions, *, control: Control, dashboard: bool,
 ) -> RoundTrip:  # fmt: skip
     console.print("No farm configured: running the embedded local farm on this machine.")
@@ -302,7 +302,7 @@ def _embedded_round_trip(
 
 
 def _on_farm(
-    farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: StateStore, *,
+    farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: Catalog, *,
     opts: IngestOptions, report: ScanReport, control: Control, jobs: int,
     dashboard_port: int | None,
 ) -> RoundTrip:  # fmt: skip
@@ -470,7 +470,7 @@ def fetch(
     def show(f: Fetched) -> None:
         console.print(Text(f"{f.rel} [{f.pool}]: {f.action} {f.reason or f.path or ''}"))
 
-    with StateStore.for_library(library) as state:
+    with Catalog.for_library(library) as state:
         fetcher = Fetcher(
             library, state, S3Store(clients.s3, refs.bucket),
             DynamoLedger(clients.dynamodb, refs.ledger_table), options,

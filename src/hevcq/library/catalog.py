@@ -183,7 +183,7 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
 # --- the store --------------------------------------------------------------------------
 
 
-class StateStore:
+class Catalog:
     """SQLite (WAL) state of one library; use from one thread."""
 
     def __init__(self, path: Path) -> None:
@@ -199,7 +199,7 @@ class StateStore:
         self._migrate()
 
     @classmethod
-    def for_library(cls, root: Path, directory: Path | None = None) -> StateStore:
+    def for_library(cls, root: Path, directory: Path | None = None) -> Catalog:
         """Open the default store of a library."""
         return cls(default_store_path(root, directory))
 
@@ -207,7 +207,7 @@ class StateStore:
         """Close the database."""
         self._db.close()
 
-    def __enter__(self) -> StateStore:
+    def __enter__(self) -> Catalog:
         return self
 
     def __exit__(self, *exc: object) -> None:

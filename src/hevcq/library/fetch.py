@@ -15,7 +15,7 @@ import structlog
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.keys import DONE_PREFIX, output_relative, source_relative
 from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
-from hevcq.library.catalog import StateStore
+from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     LargerThanOriginal,
@@ -64,7 +64,7 @@ class Fetcher:
     """Handles results of one library: ownership, verification, placement, clean-up."""
 
     root: Path
-    state: StateStore
+    state: Catalog
     objects: ObjectStore
     ledger: LedgerReader | None
     options: FetchOptions

@@ -1,7 +1,7 @@
 """One ingest round trip: scan, then a bounded window of sources in the farm.
 
 The next source is uploaded as one settles, and each result is brought home (placed under
-``--out`` or swapped in) and recorded in the state store the moment it arrives, so an
+``--out`` or swapped in) and recorded in the catalog the moment it arrives, so an
 interrupted run loses at most the jobs in flight.
 """
 
@@ -24,7 +24,7 @@ from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
 from hevcq.ledger import State
-from hevcq.library.catalog import StateStore, library_id
+from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
 from hevcq.library.report import Row
 from hevcq.library.results import (
@@ -288,7 +288,7 @@ def run_round_trip(
     pools: Mapping[str, Pool],
     library: Path,
     *,
-    state: StateStore,
+    state: Catalog,
     options: IngestOptions,
     progress: UploadProgress | None = None,
     on_scanned: Callable[[ScanReport], None] | None = None,

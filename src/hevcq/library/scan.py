@@ -13,7 +13,7 @@ import structlog
 
 from hevcq.errors import PermanentError
 from hevcq.keys import sharing_sources, todo_key
-from hevcq.library.catalog import FileRecord, PoolRecord, PoolState, StateStore
+from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState
 from hevcq.library.walk import (
     DEFAULT_EXCLUDES,
     DEFAULT_EXTENSIONS,
@@ -62,7 +62,7 @@ class FileEntry:
     outcomes: Mapping[str, PoolState] = field(default_factory=dict)
     duplicate_of: str | None = None
     upload_key: str | None = None
-    cached: bool = False  # reused from the state store without opening the file
+    cached: bool = False  # reused from the catalog without opening the file
     with_source_ext: bool = False  # its output name keeps its extension (keys.sharing_sources)
 
     @property
@@ -93,7 +93,7 @@ class ScanReport:
     entries: tuple[FileEntry, ...]
     problems: tuple[Problem, ...]
     totals: Mapping[str, PoolTotals]
-    reused: int  # files answered from the state store
+    reused: int  # files answered from the catalog
     probed: int  # files fingerprinted and probed in this run
     elapsed_s: float
 
@@ -158,7 +158,7 @@ class _Scan:
     """The state of one scan; methods take files in sorted order."""
 
     def __init__(
-        self, pools: Sequence[Pool], store: StateStore, options: ScanOptions, decide_fn: DecideFn
+        self, pools: Sequence[Pool], store: Catalog, options: ScanOptions, decide_fn: DecideFn
     ) -> None:
         self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
         self.hashes = {p.name: p.settings_hash() for p in pools}
@@ -326,7 +326,7 @@ def _batches(items: Sequence[Candidate], size: int) -> Iterator[Sequence[Candida
 def scan(
     root: Path,
     pools: Sequence[Pool],
-    store: StateStore,
+    store: Catalog,
     options: ScanOptions | None = None,
     *,
     probe_fn: ProbeFn = probe,

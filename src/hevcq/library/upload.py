@@ -12,7 +12,7 @@ import structlog
 
 from hevcq.errors import HevcqError
 from hevcq.keys import keeps_source_ext, naming_metadata, todo_key
-from hevcq.library.catalog import StateStore
+from hevcq.library.catalog import Catalog
 from hevcq.library.scan import FileEntry, ScanReport
 from hevcq.library.walk import os_problem
 from hevcq.objects import ObjectStore
@@ -135,7 +135,7 @@ def upload_all(
     progress: UploadProgress | None = None,
     on_done: Callable[[Uploaded], None] | None = None,
 ) -> list[Uploaded]:
-    """Upload in parallel; ``on_done`` runs in the calling thread (the state store's)."""
+    """Upload in parallel; ``on_done`` runs in the calling thread (the catalog's)."""
     shown = progress or NoProgress()
     shown.begin(len(entries), sum(e.size for e in entries))
     out: list[Uploaded] = []
@@ -155,8 +155,8 @@ def upload_all(
     return sorted(out, key=lambda u: u.entry.rel)
 
 
-def recorder(state: StateStore) -> Callable[[Uploaded], None]:
-    """An ``on_done`` that remembers successful uploads in the library's state store."""
+def recorder(state: Catalog) -> Callable[[Uploaded], None]:
+    """An ``on_done`` that remembers successful uploads in the library's catalog."""
 
     def record(up: Uploaded) -> None:
         if up.ok:
