@@ -13,9 +13,8 @@ from hevcq.errors import FailureClass
 from hevcq.ledger import State
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
-
     from hevcq.aws.ledger import DynamoLedger
+    from hevcq.aws.sqs import SqsClient
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class DeadLetter:
     body: str
 
 
-def queue_depths(sqs: SQSClient, refs: FarmRefs) -> list[QueueDepth]:
+def queue_depths(sqs: SqsClient, refs: FarmRefs) -> list[QueueDepth]:
     """Per pool: visible, in flight, delayed and dead-lettered messages."""
     rows = []
     for pool, pr in sorted(refs.pools.items()):
@@ -97,7 +96,7 @@ def ledger_view(
 
 
 def list_dead_letters(
-    sqs: SQSClient, dlq_url: str, limit: int = 100, wait_s: int = 1
+    sqs: SqsClient, dlq_url: str, limit: int = 100, wait_s: int = 1
 ) -> list[DeadLetter]:
     """Dead-letter messages with class and reason; they stay in the queue."""
     return [
@@ -112,7 +111,7 @@ def list_dead_letters(
 
 
 def redrive_one_by_one(
-    sqs: SQSClient, pr: PoolRefs, failure_class: FailureClass | None = None
+    sqs: SqsClient, pr: PoolRefs, failure_class: FailureClass | None = None
 ) -> int:
     """Move dead letters (of one class, or all) back to their queue one at a time."""
     return move(
@@ -122,8 +121,8 @@ def redrive_one_by_one(
 
 
 def redrive(
-    sqs: SQSClient,
-    move_sqs: SQSClient,
+    sqs: SqsClient,
+    move_sqs: SqsClient,
     refs: FarmRefs,
     pools: list[str] | None = None,
     failure_class: FailureClass | None = None,
@@ -143,7 +142,7 @@ def redrive(
     return done
 
 
-def redrive_message(sqs: SQSClient, pr: PoolRefs, message_id: str) -> bool:
+def redrive_message(sqs: SqsClient, pr: PoolRefs, message_id: str) -> bool:
     """Move one dead letter back to its queue (send, then delete); False when it is not there."""
     moved = move(
         sqs, pr.dlq_url, pr.queue_url, lambda m: m.message_id == message_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,6 +24,9 @@ from hevcq.queue import Received
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+    # The client as the rest of hevcq names it when it hands one to this module.
+    SqsClient: TypeAlias = SQSClient
 
 log = structlog.get_logger()
 

@@ -30,7 +30,7 @@ from hevcq.queue import Received
 from hevcq.worker.s3events import SourceObject, parse_message
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+    from hevcq.aws.sqs import SqsClient
 
 log = structlog.get_logger()
 
@@ -90,7 +90,7 @@ def result_from_item(item: LedgerItem, bucket: str) -> JobResult | None:
     )
 
 
-def dead_letter_results(sqs: SQSClient, refs: FarmRefs) -> list[JobResult]:
+def dead_letter_results(sqs: SqsClient, refs: FarmRefs) -> list[JobResult]:
     """A failed result for every job sitting in a dead-letter queue; nothing consumed."""
     return [
         JobResult(
@@ -108,7 +108,7 @@ def dead_letter_results(sqs: SQSClient, refs: FarmRefs) -> list[JobResult]:
 
 
 def peek_dead_letters(
-    sqs: SQSClient, dlq_url: str, limit: int = 100
+    sqs: SqsClient, dlq_url: str, limit: int = 100
 ) -> list[tuple[SourceObject, FailureClass | None, str]]:
     """The objects named by dead-letter messages, with class and reason; nothing consumed."""
     known = {c.value for c in FailureClass}

@@ -51,7 +51,7 @@ from hevcq.messages import JobResult
 from hevcq.pools import Pool, primary_pool, replacing_pools
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+    from hevcq.aws.sqs import SqsClient
 
 log = structlog.get_logger()
 
@@ -261,7 +261,7 @@ class Streaming:
             self.on_result(item)
         return item
 
-    def dead_letters(self, refs: FarmRefs, sqs: SQSClient) -> None:
+    def dead_letters(self, refs: FarmRefs, sqs: SqsClient) -> None:
         """Jobs whose messages the farm gave up on (a dead-letter queue) fail here."""
         for r in dead_letter_results(sqs, refs):
             if self.window.expects(r.source_key, r.pool):
