@@ -11,7 +11,8 @@ versioning stay moto's own:
 - every object's bytes live in an unnamed temporary file on disk (freed by the kernel when
   the object is dropped or the endpoint process dies, however it dies);
 - a large plain S3 PUT body (PutObject, UploadPart) is copied from the socket into such a
-  file a chunk at a time, and moto gets a ``FileSpan`` of it as the request's data;
+  file a chunk at a time, and moto gets a ``FileSpan`` of it as the request's data; so is
+  the file of a browser POST that ``hevcq.aws.postpolicy`` checked;
 - GetObject answers with a ``FileSpan`` (length, slicing and chunked iteration read only
   what is asked), so moto's own Range handling slices a file, not bytes;
 - CompleteMultipartUpload copies the parts into one file, part by part;
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import IO, Any
 
+from hevcq.aws.postpolicy import CHECKED
 from hevcq.aws.s3checksum import PartsChecksum
 from hevcq.limits import MiB
 
@@ -181,6 +183,45 @@ def _spooled_get_data(original: Any) -> Any:
     return get_data
 
 
+class _SpanFile:
+    """Where werkzeug's form parser writes a POST's file: an unnamed file whose whole read
+    (moto's ``uploaded.stream.read()``) is a ``FileSpan`` instead of bytes."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the request
+
+    def write(self, data: bytes) -> int:
+        """Append bytes (the parser)."""
+        return self._file.write(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move in the file (the parser rewinds it)."""
+        return self._file.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes | FileSpan:
+        """The rest of the file: a span of it when read whole."""
+        if size >= 0:
+            return self._file.read(size)
+        self._file.flush()
+        span = FileSpan(_reopen(self._file), self._file.tell())
+        self._file.seek(0, os.SEEK_END)
+        return span
+
+    def close(self) -> None:
+        """Close this handle (a span read from it keeps its own)."""
+        self._file.close()
+
+
+def _form_file_on_disk(original: Any) -> Any:
+    def get_file_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.environ.get(CHECKED):
+            return _SpanFile()
+        return original(self, *args, **kwargs)
+
+    get_file_stream.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_file_stream
+
+
 def _complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any]:
     """moto's FakeMultipart.complete, joining parts in a file instead of a bytearray.
 
@@ -284,6 +325,7 @@ def _body_needs(models: Any, responses: Any) -> dict[str, bool]:
     from werkzeug.wrappers import Request  # noqa: PLC0415
 
     own = request.Request.__dict__.get("get_data")
+    own_files = request.Request.__dict__.get("_get_file_stream")
     s3 = responses.S3Response
     streaming = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
     return {
@@ -291,8 +333,17 @@ def _body_needs(models: Any, responses: Any) -> dict[str, bool]:
             own is None or hasattr(own, "__wrapped__")
         )
         and {"stream", "_cached_data"} <= set(Request.get_data.__code__.co_names),
-        "BaseResponse.setup_class takes the body from request.data": "data"
-        in BaseResponse.setup_class.__code__.co_names,
+        "BaseResponse.setup_class takes the body from request.data, or a form's file": {
+            "data",
+            "files",
+            "stream",
+            "read",
+        }
+        <= set(BaseResponse.setup_class.__code__.co_names),
+        "moto's Request inherits werkzeug's _get_file_stream (the form parser's files)": (
+            own_files is None or hasattr(own_files, "__wrapped__")
+        )
+        and hasattr(Request, "_get_file_stream"),
         "S3Response.setup_class decodes only streaming payloads": streaming
         in s3.setup_class.__code__.co_consts,
         "S3Response.put_object and upload_part store self.body": all(
@@ -315,6 +366,7 @@ def _patches() -> list[tuple[Any, str, Any]]:
     models, responses = _moto("models"), _moto("responses")
     return [
         (Request, "get_data", _spooled_get_data(Request.get_data)),
+        (Request, "_get_file_stream", _form_file_on_disk(Request._get_file_stream)),
         (models, "tempfile", SimpleNamespace(SpooledTemporaryFile=_disk_file)),
         (models.FakeKey, "value", property(_value_get, _value_set)),
         (models.FakeMultipart, "complete", _complete),
