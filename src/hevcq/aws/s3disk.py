@@ -309,9 +309,17 @@ def check_moto() -> list[str]:
         "_handle_range_header slices response_content": "response_content"
         in responses.S3Response._handle_range_header.__code__.co_varnames,
         **_body_needs(models, responses),
+        "moto_server.werkzeug_app has the app and handler the endpoint serves": all(
+            hasattr(_server_app(), n)
+            for n in ("DomainDispatcherApplication", "MotoRequestHandler", "create_backend_app")
+        ),
     }
     problems += [what for what, ok in needs.items() if not ok]
     return problems
+
+
+def _server_app() -> Any:
+    return importlib.import_module("moto.moto_server.werkzeug_app")
 
 
 def _unwrapped(f: Any) -> Any:
