@@ -174,7 +174,7 @@ def _check_conditions(
         if op == "content-length-range":
             try:
                 allowed = Allowed(int(name), int(want))
-            except ValueError:
+            except (ValueError, TypeError):
                 return Refusal(400, "InvalidPolicyDocument", f"Invalid Policy: condition {cond}")
             continue
         name = name.removeprefix("$").lower()
