@@ -276,9 +276,13 @@ def test_uploads_stream_to_disk_so_the_endpoint_s_memory_stays_flat(tmp_path: Pa
         config = TransferConfig(
             multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART, max_concurrency=10
         )
-        s3.upload_file(str(source), bucket, "big", Config=config)  # type: ignore[attr-defined]
+        s3.upload_file(  # type: ignore[attr-defined]
+            str(source), bucket, "big", Config=config, ExtraArgs={"ContentType": "video/mp4"}
+        )
         with source.open("rb") as f:
-            one = s3.put_object(Bucket=bucket, Key="one", Body=f.read(48 * MiB))  # type: ignore[attr-defined]
+            one = s3.put_object(  # type: ignore[attr-defined]
+                Bucket=bucket, Key="one", Body=f.read(48 * MiB), ContentType="video/mp4"
+            )
         grown = _hwm(ep.pid) - before
         zero_part = hashlib.md5(bytes(UPLOAD_PART)).digest()  # noqa: S324 - S3's ETag
         md5s = zero_part * UPLOAD_PARTS

@@ -174,6 +174,10 @@ def _spooled_get_data(original: Any) -> Any:
     ) -> Any:
         if as_text or getattr(self, "_cached_data", None) is not None or not _spools(self):
             return original(self, cache=cache, as_text=as_text, parse_form_data=parse_form_data)
+        if parse_form_data:
+            # As werkzeug does first: settles ``form`` (empty: not a form type) from the
+            # stream, so a later ``request.form`` never re-reads the cached data as bytes.
+            self._load_form_data()
         span = _spool(self.stream)
         if cache:
             self._cached_data = span
