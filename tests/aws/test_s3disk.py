@@ -17,12 +17,15 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.s3.transfer import TransferConfig
+from moto.core.request import Request
 from moto.server import ThreadedMotoServer
 
 from hevcq.aws import s3disk
 from hevcq.aws.embedded import EMBEDDED_CREDENTIALS as CREDS
 from hevcq.aws.endpoint import start
 from hevcq.aws.s3 import S3Store
+from hevcq.aws.s3checksum import PartsChecksum
 from hevcq.errors import HevcqError
 from hevcq.limits import MiB
 
@@ -217,3 +220,101 @@ def test_a_bad_part_list_is_refused_and_the_upload_still_completes(endpoint: str
         Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": done}
     )
     assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"".join(parts)  # type: ignore[attr-defined]
+
+
+S3_AUTH = "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request, Signature=x"
+
+
+@pytest.mark.parametrize(
+    ("method", "length", "headers", "spools"),
+    [
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH}, True),
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH, "x-amz-sdk-checksum-algorithm": "CRC32",
+                          "x-amz-checksum-crc32": "AAAAAA=="}, True),
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH.replace("/s3/", "/sqs/")}, False),
+        ("PUT", 8 * MiB, {}, False),  # unsigned: moto's own path
+        ("PUT", 100, {"Authorization": S3_AUTH}, False),
+        ("POST", 8 * MiB, {"Authorization": S3_AUTH}, False),
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH,
+                          "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}, False),
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH, "Content-Encoding": "aws-chunked"}, False),
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH, "x-amz-sdk-checksum-algorithm": "CRC32"},
+         False),  # moto computes the checksum over the body itself
+        ("PUT", 8 * MiB, {"Authorization": S3_AUTH,
+                          "Content-Type": "application/x-www-form-urlencoded"}, False),
+    ],
+)  # fmt: skip
+def test_which_bodies_stream_to_disk(
+    method: str, length: int, headers: dict[str, str], spools: bool
+) -> None:
+    request = Request.from_values(path="/b/k", method=method, headers=headers)
+    request.environ["CONTENT_LENGTH"] = str(length)  # the body itself is not needed here
+    assert s3disk._spools(request) is spools
+
+
+def _hwm(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) * 1024 for line in status.splitlines()
+                if line.startswith("VmHWM:"))  # fmt: skip
+
+
+UPLOAD_PART = 16 * MiB  # the farm's part size
+UPLOAD_PARTS = 24
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_uploads_stream_to_disk_so_the_endpoint_s_memory_stays_flat(tmp_path: Path) -> None:
+    ep = start()
+    try:
+        s3, bucket = _bucket(ep.url)
+        # Warm the paths (imports, request threads) so the peak after it is the bodies'.
+        s3.put_object(Bucket=bucket, Key="warm", Body=os.urandom(2 * MiB))  # type: ignore[attr-defined]
+        before = _hwm(ep.pid)
+        source = tmp_path / "zeros"
+        with source.open("wb") as f:
+            f.truncate(UPLOAD_PART * UPLOAD_PARTS)  # sparse: no time to write
+        config = TransferConfig(
+            multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART, max_concurrency=10
+        )
+        s3.upload_file(  # type: ignore[attr-defined]
+            str(source), bucket, "big", Config=config, ExtraArgs={"ContentType": "video/mp4"}
+        )
+        with source.open("rb") as f:
+            one = s3.put_object(  # type: ignore[attr-defined]
+                Bucket=bucket, Key="one", Body=f.read(48 * MiB), ContentType="video/mp4"
+            )
+        grown = _hwm(ep.pid) - before
+        zero_part = hashlib.md5(bytes(UPLOAD_PART)).digest()  # noqa: S324 - S3's ETag
+        md5s = zero_part * UPLOAD_PARTS
+        expected = f'"{hashlib.md5(md5s).hexdigest()}-{UPLOAD_PARTS}"'  # noqa: S324
+        assert s3.head_object(Bucket=bucket, Key="big")["ETag"] == expected  # type: ignore[attr-defined]
+        assert one["ETag"] == f'"{hashlib.md5(bytes(48 * MiB)).hexdigest()}"'  # noqa: S324
+        got = s3.get_object(Bucket=bucket, Key="big")["Body"]  # type: ignore[attr-defined]
+        size, nonzero = 0, 0
+        for chunk in got.iter_chunks(MiB):
+            size += len(chunk)
+            nonzero += len(chunk.strip(b"\0"))
+        assert (size, nonzero) == (UPLOAD_PART * UPLOAD_PARTS, 0)
+        # Bodies read whole would hold 10 parts in flight, each about twice (> 300 MiB);
+        # streamed, the endpoint holds about one part for the join and a chunk per request.
+        assert grown < 96 * MiB, f"endpoint peak grew {grown / MiB:.0f} MiB"
+    finally:
+        ep.stop()
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME", None])
+@pytest.mark.parametrize("checksum_type", ["COMPOSITE", "FULL_OBJECT", None])
+def test_the_chunked_multipart_checksum_is_moto_s(
+    algorithm: str | None, checksum_type: str | None
+) -> None:
+    from moto.s3.models import MultipartChecksumBuilder  # noqa: PLC0415
+
+    parts = [os.urandom(3 * MiB + 11), os.urandom(2 * MiB), b"tail"]
+    moto_s = MultipartChecksumBuilder(algorithm, checksum_type)
+    ours = PartsChecksum(moto_s.checksum_algorithm, moto_s.checksum_type)
+    for part in parts:
+        moto_s.addPart(part)
+        for at in range(0, len(part), MiB):
+            ours.add(part[at : at + MiB])
+        ours.end_part()
+    assert ours.build() == moto_s.build()

@@ -64,17 +64,30 @@ def test_an_upload_is_encoded_and_its_output_downloads_as_hevc(tmp_path: Path) -
 
 
 def test_the_presigned_policy_caps_the_size(tmp_path: Path) -> None:
-    """The policy S3 enforces carries the limit and the owner.
-
-    moto's server accepts any POST body size and any fields (it does not evaluate POST
-    policies), so the refusal itself is S3's; here we check what we ask S3 to enforce.
-    """
+    """The endpoint enforces the policy the API signs, as S3 does: over the limit or with
+    another owner the upload is refused and nothing reaches ``TODO/``; within it, stored."""
     with stack(tmp_path, pool_dir(tmp_path)) as farm, served(farm, max_bytes=1000) as url:
         ticket = httpx.post(
             f"{url}/api/uploads", json={"filename": "big.mov"}, headers=POST, timeout=30
         ).json()
-    policy = json.loads(base64.b64decode(ticket["fields"]["policy"]))
-    assert ["content-length-range", 1, 1000] in policy["conditions"]
-    assert {"x-amz-meta-hevcq-owner": "local"} in policy["conditions"]
-    assert {"key": ticket["key"]} in policy["conditions"]
-    assert ticket["max_bytes"] == 1000
+        policy = json.loads(base64.b64decode(ticket["fields"]["policy"]))
+        assert ["content-length-range", 1, 1000] in policy["conditions"]
+        assert {"x-amz-meta-hevcq-owner": "local"} in policy["conditions"]
+        assert {"key": ticket["key"]} in policy["conditions"]
+        assert ticket["max_bytes"] == 1000
+        assert farm.clients is not None
+
+        def todo() -> list[str]:
+            listed = farm.clients.s3.list_objects_v2(Bucket=farm.refs.bucket, Prefix="TODO/")
+            return [o["Key"] for o in listed.get("Contents", [])]
+
+        too_big = _upload(ticket, b"x" * 1001)
+        assert too_big.status_code == 400, too_big.text
+        assert "<Code>EntityTooLarge</Code>" in too_big.text
+        owned = {**ticket, "fields": {**ticket["fields"], "x-amz-meta-hevcq-owner": "mallory"}}
+        tampered = _upload(owned, b"x" * 10)
+        assert tampered.status_code == 403, tampered.text
+        assert "<Code>AccessDenied</Code>" in tampered.text
+        assert todo() == []
+        assert _upload(ticket, b"x" * 1000).status_code == 204
+        assert todo() == [ticket["key"]]

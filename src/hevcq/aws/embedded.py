@@ -30,10 +30,11 @@ from hevcq.settings import Settings, state_dir
 log = structlog.get_logger()
 
 EMBEDDED_REGION = "us-east-1"
-# moto accepts any credentials; these keep boto3 from looking for real ones.
+# The endpoint's own: they keep boto3 from looking for real ones, and presigned POSTs
+# are signed with them.
 EMBEDDED_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "hevcq-local",
-    "AWS_SECRET_ACCESS_KEY": "hevcq-local",
+    "AWS_ACCESS_KEY_ID": endpoint.ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": endpoint.SECRET_ACCESS_KEY,
     "AWS_DEFAULT_REGION": EMBEDDED_REGION,
 }
 WORKER_STOP_TIMEOUT_S = 30.0

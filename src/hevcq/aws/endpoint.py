@@ -1,9 +1,9 @@
 """The embedded farm's AWS-compatible endpoint, in a process of its own.
 
-moto's server (with S3 bytes on disk, see ``hevcq.aws.s3disk``) runs in a child process: the
-ingest's memory does not carry the objects, and the endpoint never outlives its parent
-however the parent ends (the kernel's parent-death signal on Linux, and a watch on the
-parent's pid everywhere).
+moto's server (with S3 bytes on disk, see ``hevcq.aws.s3disk``, and browser POST policies
+checked, see ``hevcq.aws.postpolicy``) runs in a child process: the ingest's memory does
+not carry the objects, and the endpoint never outlives its parent however the parent ends
+(the kernel's parent-death signal on Linux, and a watch on the parent's pid everywhere).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from hevcq.procs import die_with_parent
 ENDPOINT_START_TIMEOUT_S = 60.0
 ENDPOINT_STOP_TIMEOUT_S = 10.0
 READY_PREFIX = "hevcq-endpoint "
+# The endpoint's fixed credentials: moto accepts any, but a presigned POST's signature is
+# checked against this secret, as S3 checks it against the key's.
+ACCESS_KEY_ID = "hevcq-local"
+SECRET_ACCESS_KEY = "hevcq-local"  # noqa: S105 - a local test credential, public by design
 
 
 class EndpointError(RuntimeError):
@@ -110,19 +114,33 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only this process needs moto
+    # Only this process needs moto and the gate in front of it.
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server  # noqa: PLC0415
 
     from hevcq.aws import s3disk  # noqa: PLC0415
+    from hevcq.aws.postpolicy import PostPolicyGate  # noqa: PLC0415
 
     s3disk.install()
     # werkzeug logs every request at INFO; the farm's own events are what people want to see.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    print(f"{READY_PREFIX}http://{host}:{port}", flush=True)  # the parent reads this line
+    app = PostPolicyGate(
+        DomainDispatcherApplication(create_backend_app), {ACCESS_KEY_ID: SECRET_ACCESS_KEY}
+    )
+    # What moto's ThreadedMotoServer does, with the gate in front of moto's app.
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    print(
+        f"{READY_PREFIX}http://127.0.0.1:{server.server_port}", flush=True
+    )  # the parent reads this line
     stop.wait()
-    server.stop()
+    server.shutdown()
+    thread.join()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """moto's S3 with object bytes in files: ranged GETs read the range, uploads stream to disk.
 
 moto keeps each object in a SpooledTemporaryFile (in memory up to its buffer size), hands
-GET the whole object as bytes and slices it for a Range header, and joins multipart
-uploads in a bytearray. On the embedded farm that makes a ranged download quadratic in
-the object's size and memory grow with the library. This adaptation changes four places
-and nothing else, so bucket notifications, conditional requests and versioning stay
-moto's own:
+GET the whole object as bytes and slices it for a Range header, joins multipart uploads
+in a bytearray, and reads every request body whole (werkzeug's ``Request.data``). On the
+embedded farm that makes a ranged download quadratic in the object's size and memory grow
+with the library and with the bodies in flight. This adaptation changes five places and
+nothing else, so bucket notifications, checksums, ETags, conditional requests and
+versioning stay moto's own:
 
 - every object's bytes live in an unnamed temporary file on disk (freed by the kernel when
   the object is dropped or the endpoint process dies, however it dies);
+- a large plain S3 PUT body (PutObject, UploadPart) is copied from the socket into such a
+  file a chunk at a time, and moto gets a ``FileSpan`` of it as the request's data; so is
+  the file of a browser POST that ``hevcq.aws.postpolicy`` checked;
 - GetObject answers with a ``FileSpan`` (length, slicing and chunked iteration read only
   what is asked), so moto's own Range handling slices a file, not bytes;
 - CompleteMultipartUpload copies the parts into one file, part by part;
@@ -20,9 +24,6 @@ pyproject.toml); ``check_moto`` says what no longer matches when moto changes.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import importlib
 import os
 import tempfile
@@ -31,19 +32,17 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import IO, Any
 
+from hevcq.aws.postpolicy import CHECKED
+from hevcq.aws.s3checksum import PartsChecksum
 from hevcq.limits import MiB
 
 MOTO_VERSION = "5.2.5"
 CHUNK = MiB
-# A single PutObject or UploadPart body arrives as bytes (werkzeug reads it); parts are
-# bounded by the client's chunk size, so only GET and the multipart join need files.
+# Smaller bodies (bucket settings, tags, small objects) keep moto's own path as bytes.
+SPOOL_MIN_BYTES = MiB
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 _lazy = threading.local()
-
-try:
-    import crc32c as _crc32c  # type: ignore[import-not-found]
-except ImportError:  # moto falls back to CRC32 without it, and so do we
-    _crc32c = None
 
 
 class FileSpan:
@@ -51,6 +50,7 @@ class FileSpan:
 
     def __init__(self, file: IO[bytes], start: int = 0, length: int | None = None) -> None:
         self._file = file
+        self.md5: str | None = None  # known when the bytes were hashed as they arrived
         self._start = start
         size = os.fstat(file.fileno()).st_size
         self._length = size - start if length is None else length
@@ -110,6 +110,8 @@ def _value_set(self: Any, new_value: bytes | str | FileSpan) -> None:
         self._value_buffer = new_value.file
         self._value_buffer.seek(0, os.SEEK_END)
         self.contentsize = len(new_value)
+        if new_value.md5 is not None:
+            self._etag = new_value.md5
         return
     self._value_buffer.seek(0)
     self._value_buffer.truncate()
@@ -129,27 +131,126 @@ def _reopen(file: IO[bytes]) -> IO[bytes]:
     return os.fdopen(os.dup(file.fileno()), "rb")
 
 
+def _spools(request: Any) -> bool:
+    """True for a body moto would only store: a large, plain, signed S3 PUT.
+
+    Anything moto parses or decodes itself keeps moto's path: aws-chunked or streaming
+    SigV4 payloads (moto strips their framing), form bodies, a checksum algorithm named
+    without its value (moto computes it over the body), unsigned requests and other
+    services' PUTs.
+    """
+    length = request.content_length
+    if request.method != "PUT" or length is None or length < SPOOL_MIN_BYTES:
+        return False
+    headers = request.headers
+    signed_by = headers.get("Authorization", "") + request.args.get("X-Amz-Credential", "")
+    algorithm = headers.get("x-amz-sdk-checksum-algorithm", "")
+    return (
+        "/s3/aws4_request" in signed_by
+        and not headers.get("x-amz-content-sha256", "").startswith("STREAMING-")
+        and "aws-chunked" not in headers.get("Content-Encoding", "")
+        and request.mimetype not in _FORM_TYPES
+        and (not algorithm or f"x-amz-checksum-{algorithm.lower()}" in headers)
+    )
+
+
+def _spool(stream: IO[bytes]) -> FileSpan:
+    """Copy a request body into an unnamed file a chunk at a time, hashing it on the way
+    (moto's ETag would otherwise read the file back in 16 MiB blocks)."""
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key or part takes the file over
+    md5 = _moto("models").md5_hash()
+    while block := stream.read(CHUNK):
+        out.write(block)
+        md5.update(block)
+    out.flush()
+    span = FileSpan(out)
+    span.md5 = md5.hexdigest()
+    return span
+
+
+def _spooled_get_data(original: Any) -> Any:
+    def get_data(
+        self: Any, cache: bool = True, as_text: bool = False, parse_form_data: bool = False
+    ) -> Any:
+        if as_text or getattr(self, "_cached_data", None) is not None or not _spools(self):
+            return original(self, cache=cache, as_text=as_text, parse_form_data=parse_form_data)
+        if parse_form_data:
+            # As werkzeug does first: settles ``form`` (empty: not a form type) from the
+            # stream, so a later ``request.form`` never re-reads the cached data as bytes.
+            self._load_form_data()
+        span = _spool(self.stream)
+        if cache:
+            self._cached_data = span
+        return span
+
+    get_data.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_data
+
+
+class _SpanFile:
+    """Where werkzeug's form parser writes a POST's file: an unnamed file whose whole read
+    (moto's ``uploaded.stream.read()``) is a ``FileSpan`` instead of bytes."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the request
+
+    def write(self, data: bytes) -> int:
+        """Append bytes (the parser)."""
+        return self._file.write(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move in the file (the parser rewinds it)."""
+        return self._file.seek(offset, whence)
+
+    def read(self, size: int = -1) -> bytes | FileSpan:
+        """The rest of the file: a span of it when read whole."""
+        if size >= 0:
+            return self._file.read(size)
+        self._file.flush()
+        span = FileSpan(_reopen(self._file), self._file.tell())
+        self._file.seek(0, os.SEEK_END)
+        return span
+
+    def close(self) -> None:
+        """Close this handle (a span read from it keeps its own)."""
+        self._file.close()
+
+
+def _form_file_on_disk(original: Any) -> Any:
+    def get_file_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.environ.get(CHECKED):
+            return _SpanFile()
+        return original(self, *args, **kwargs)
+
+    get_file_stream.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_file_stream
+
+
 def _complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any]:
     """moto's FakeMultipart.complete, joining parts in a file instead of a bytearray.
 
     Every part is checked first (moto's errors, in moto's order); then each is copied
-    into the joined file and its own file freed at once, so the join needs the object's
-    size on disk once plus a part, not twice.
+    into the joined file a chunk at a time (the checksum folded in as it goes) and its
+    own file freed at once, so the join needs the object's size on disk once plus a part,
+    and a chunk of memory.
     """
     models = _moto("models")
     parts = _checked_parts(self, body, models)
-    checksum_algo = self.metadata.get("x-amz-checksum-algorithm")
-    checksum_type = self.metadata.get("x-amz-checksum-type")
-    checksums: Any = models.MultipartChecksumBuilder(checksum_algo, checksum_type)
-    if checksums.checksum_type == "FULL_OBJECT":
-        checksums = FullObjectChecksum(checksums.checksum_algorithm)
+    builder: Any = models.MultipartChecksumBuilder(
+        self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
+    )
+    checksums = PartsChecksum(builder.checksum_algorithm, builder.checksum_type)
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key takes the file over
     md5s = bytearray()
     for part in parts:
         md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
-        value = part.value  # one part in memory at a time: bounded by the part size
-        out.write(value)
-        checksums.addPart(value)
+        with part.lock:
+            span = FileSpan(_reopen(part._value_buffer))
+        for block in span:
+            out.write(block)
+            checksums.add(block)
+        checksums.end_part()
+        span.file.close()
         part.dispose()
     out.flush()
     self.parts.clear()
@@ -170,42 +271,6 @@ def _checked_parts(self: Any, body: Iterator[tuple[int, str]], models: Any) -> l
     if not parts:
         raise models.MalformedXML
     return parts
-
-
-class FullObjectChecksum:
-    """moto's whole-object multipart checksum, computed part by part instead of over a
-    copy of the whole object (the same algorithms and fallbacks as moto.s3.utils)."""
-
-    def __init__(self, algorithm: str) -> None:
-        self.algorithm = algorithm
-        self._state = 0
-        self._hash = None
-        self._width = 4
-        if algorithm in ("SHA1", "SHA256"):
-            self._hash = hashlib.new(algorithm.lower(), usedforsecurity=False)
-        elif algorithm == "CRC64NVME" and _moto("utils").HAS_CRT:
-            self._width = 8
-
-    def addPart(self, part: bytes) -> None:  # moto's method name
-        """Fold one part into the running checksum."""
-        if self._hash is not None:
-            self._hash.update(part)
-        elif self._width == 8:
-            from awscrt import checksums  # type: ignore[import-not-found]  # noqa: PLC0415
-
-            self._state = checksums.crc64nvme(part, self._state)
-        elif self.algorithm == "CRC32C" and _crc32c is not None:
-            self._state = _crc32c.crc32c(part, self._state)
-        else:
-            self._state = binascii.crc32(part, self._state)
-
-    def build(self) -> tuple[str, str, int]:
-        """(type, base64 checksum, 1), as moto's builder returns it."""
-        if self._hash is not None:
-            digest = self._hash.digest()
-        else:
-            digest = self._state.to_bytes(self._width, "big")
-        return "FULL_OBJECT", base64.b64encode(digest).decode(), 1
 
 
 def _lazy_get_object(original: Any) -> Any:
@@ -235,7 +300,7 @@ def check_moto() -> list[str]:
         ),
         "FakeKey.value is a property": isinstance(models.FakeKey.__dict__.get("value"), property),
         "S3Response.get_object returns key.value": "value"
-        in responses.S3Response.get_object.__code__.co_names,
+        in _unwrapped(responses.S3Response.get_object).__code__.co_names,
         "FakeMultipart.complete and set_part exist": hasattr(models.FakeMultipart, "complete")
         and hasattr(models.FakeMultipart, "set_part"),
         "MultipartChecksumBuilder.addPart exists": hasattr(
@@ -247,9 +312,59 @@ def check_moto() -> list[str]:
         ),
         "_handle_range_header slices response_content": "response_content"
         in responses.S3Response._handle_range_header.__code__.co_varnames,
+        **_body_needs(models, responses),
+        "moto_server.werkzeug_app has the app and handler the endpoint serves": all(
+            hasattr(_server_app(), n)
+            for n in ("DomainDispatcherApplication", "MotoRequestHandler", "create_backend_app")
+        ),
     }
     problems += [what for what, ok in needs.items() if not ok]
     return problems
+
+
+def _server_app() -> Any:
+    return importlib.import_module("moto.moto_server.werkzeug_app")
+
+
+def _unwrapped(f: Any) -> Any:
+    return getattr(f, "__wrapped__", f)
+
+
+def _body_needs(models: Any, responses: Any) -> dict[str, bool]:
+    """What streaming PUT bodies to disk relies on."""
+    from moto.core import request  # noqa: PLC0415
+    from moto.core.responses import BaseResponse  # noqa: PLC0415
+    from werkzeug.wrappers import Request  # noqa: PLC0415
+
+    own = request.Request.__dict__.get("get_data")
+    own_files = request.Request.__dict__.get("_get_file_stream")
+    s3 = responses.S3Response
+    streaming = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    return {
+        "moto's Request inherits werkzeug's get_data, which reads and caches the stream": (
+            own is None or hasattr(own, "__wrapped__")
+        )
+        and {"stream", "_cached_data"} <= set(Request.get_data.__code__.co_names),
+        "BaseResponse.setup_class takes the body from request.data, or a form's file": {
+            "data",
+            "files",
+            "stream",
+            "read",
+        }
+        <= set(BaseResponse.setup_class.__code__.co_names),
+        "moto's Request inherits werkzeug's _get_file_stream (the form parser's files)": (
+            own_files is None or hasattr(own_files, "__wrapped__")
+        )
+        and hasattr(Request, "_get_file_stream"),
+        "S3Response.setup_class decodes only streaming payloads": streaming
+        in s3.setup_class.__code__.co_consts,
+        "S3Response.put_object and upload_part store self.body": all(
+            {"body", "_get_checksum"} <= set(f.__code__.co_names)
+            for f in (s3.put_object, s3.upload_part)
+        ),
+        "FakeKey.etag is _etag when set, else hashes _value_buffer": {"_etag", "_value_buffer"}
+        <= set(models.FakeKey.etag.fget.__code__.co_names),
+    }
 
 
 def _moto(name: str) -> Any:
@@ -258,8 +373,12 @@ def _moto(name: str) -> Any:
 
 
 def _patches() -> list[tuple[Any, str, Any]]:
+    from moto.core.request import Request  # noqa: PLC0415
+
     models, responses = _moto("models"), _moto("responses")
     return [
+        (Request, "get_data", _spooled_get_data(Request.get_data)),
+        (Request, "_get_file_stream", _form_file_on_disk(Request._get_file_stream)),
         (models, "tempfile", SimpleNamespace(SpooledTemporaryFile=_disk_file)),
         (models.FakeKey, "value", property(_value_get, _value_set)),
         (models.FakeMultipart, "complete", _complete),
@@ -275,7 +394,7 @@ def install() -> None:
     if _installed:
         return
     for owner, name, new in _patches():
-        _installed.append((owner, name, owner.__dict__[name]))
+        _installed.append((owner, name, owner.__dict__.get(name)))
         setattr(owner, name, new)
 
 
@@ -283,4 +402,7 @@ def uninstall() -> None:
     """Undo ``install`` (tests)."""
     while _installed:
         owner, name, old = _installed.pop()
-        setattr(owner, name, old)
+        if old is None:  # inherited before: remove ours and the base's shows again
+            delattr(owner, name)
+        else:
+            setattr(owner, name, old)
