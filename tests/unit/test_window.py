@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from hevcq.library.results import drain
-from hevcq.library.roundtrip import Control, RoundTrip, Streaming, Window
+from hevcq.library.roundtrip import (
+    Control,
+    IngestOptions,
+    RoundTrip,
+    Streaming,
+    Window,
+    fetch_options,
+)
 from hevcq.library.scan import FileEntry
 from hevcq.library.scan import ScanReport as Report
+from hevcq.pools import Pool
 from tests.unit import test_fetch
 from tests.unit.test_fetch import FakeInbox, Lib, plan
 
@@ -110,3 +120,12 @@ def test_a_replacing_result_waits_for_the_files_renditions(lib: Lib) -> None:
     assert handler.rt.fetched[("TODO/a.mp4", "720p")].action == "placed"
     assert handler.rt.fetched[("TODO/a.mp4", "hevc")].action == "replaced"
     assert w.idle
+
+
+@pytest.mark.parametrize(("fresh_farm", "cleanup"), [(True, True), (False, False)])
+def test_the_embedded_farm_s_objects_go_once_home_a_configured_farm_s_stay(
+    fresh_farm: bool, cleanup: bool, farm: dict[str, Pool]
+) -> None:
+    # The embedded bucket is scratch space: its disk must hold the window, not the library.
+    options = fetch_options(IngestOptions(fresh_farm=fresh_farm), farm)
+    assert options.cleanup is cleanup

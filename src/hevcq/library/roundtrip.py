@@ -314,7 +314,7 @@ def run_round_trip(
                                 progress=progress, on_done=on_done)  # fmt: skip
         return rt
     fetcher = Fetcher(library, state, store, DynamoLedger(clients.dynamodb, refs.ledger_table),
-                      _fetch_options(options, pools), all_pools=sorted(pools),
+                      fetch_options(options, pools), all_pools=sorted(pools),
                       library=library_id(library))  # fmt: skip
     run = _Run(rt, Streaming(rt, Window([], options.window), fetcher, on_result),
                clients, refs, options=options, control=control or Control(),
@@ -434,11 +434,16 @@ class _Run:
         return item is not None and item.state is State.RUNNING
 
 
-def _fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOptions:
+def fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOptions:
+    """How an ingest takes its results home: which pools replace, and what is cleaned up."""
     replace = replacing_pools(pools.values()) if options.replace else frozenset()
     primary = primary_pool(pools.values())
     return FetchOptions(
         pools=frozenset(pools), out_dir=options.out_dir, replace=replace,
-        allow_larger=options.allow_larger, keep_days=options.keep_days, cleanup=False,
+        allow_larger=options.allow_larger, keep_days=options.keep_days,
+        # The embedded farm's bucket is scratch space that ends with the run: a source and
+        # its outputs go as soon as every pool's result is home, so its disk holds the
+        # window, not the library. A configured farm's outputs stay for other readers.
+        cleanup=options.fresh_farm,
         primary=primary.name if primary else None,
     )  # fmt: skip
