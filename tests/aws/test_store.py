@@ -192,6 +192,20 @@ def test_a_copy_larger_than_one_copy_request_goes_in_parts(clients: Clients) -> 
     assert out.etag.endswith("-3")
 
 
+def test_an_output_larger_than_one_put_goes_in_parts(clients: Clients, tmp_path: Path) -> None:
+    config = TransferConfig(multipart_chunksize=5 * 1024 * KiB)
+    store = S3Store(clients.s3, BUCKET, config)
+    store.max_put_bytes = 5 * 1024 * KiB  # S3's is 5 GiB
+    src = tmp_path / "out.mp4"
+    src.write_bytes(bytes(range(256)) * (11 * 1024 * 4))  # 11 MiB: three parts
+    out = store.put_if(src, "DONE/hevc/big.mp4", {"hevcq-pool": "hevc"}, expect=None)
+    got = clients.s3.get_object(Bucket=BUCKET, Key="DONE/hevc/big.mp4")
+    assert got["Body"].read() == src.read_bytes()
+    assert got["Metadata"] == {"hevcq-pool": "hevc"}
+    assert out.etag == got["ETag"].strip('"')
+    assert out.etag.endswith("-3")
+
+
 def test_moto_does_not_enforce_the_conditions_of_a_copy(clients: Clients) -> None:
     """moto 5.2.5's CopyObject ignores ``x-amz-copy-source-if-match`` and the destination's
     ``If-Match`` / ``If-None-Match``; S3 enforces all three. The conditional copy is

@@ -155,7 +155,7 @@ class S3Store:
             "ContentType": _content_type(key),
         }
         try:
-            if src.stat().st_size <= MAX_PUT_BYTES:
+            if src.stat().st_size <= self.max_put_bytes:
                 with src.open("rb") as body:
                     kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body}
                     resp = self._s3.put_object(**kw, **extra, **cond)
@@ -173,15 +173,15 @@ class S3Store:
             raise classify(exc, f"upload {key}") from exc
         return ObjectInfo(key=key, size=src.stat().st_size, etag=etag, metadata=dict(metadata))
 
+    max_put_bytes = MAX_PUT_BYTES  # larger outputs are uploaded in parts
+
     def _multipart_put(
         self, src: Path, key: str, extra: dict[str, Any], cond: dict[str, Any]
     ) -> str:
         """A multipart upload whose completion is the conditional write (objects > 5 GiB)."""
         part_size = max(self._transfer.multipart_chunksize, -(-src.stat().st_size // 10_000))
-        upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
-            "UploadId"
-        ]
-        try:
+
+        def upload_parts(upload_id: str) -> list[Any]:
             parts: list[Any] = []
             with src.open("rb") as f:
                 for number in itertools.count(1):
@@ -193,15 +193,9 @@ class S3Store:
                         Body=chunk,
                     )  # fmt: skip
                     parts.append({"PartNumber": number, "ETag": resp["ETag"]})
-            done = self._s3.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, **cond,
-            )  # fmt: skip
-        except BaseException:
-            with contextlib.suppress(ClientError, BotoCoreError):
-                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
-        return str(done.get("ETag", "")).strip('"')
+            return parts
+
+        return self._multipart(key, extra, cond, upload_parts)
 
     @retry_transient
     def copy_if(
@@ -258,10 +252,8 @@ class S3Store:
         """A copy in parts, each pinned to the source's ETag; the completion is conditional."""
         part_size = max(self._transfer.multipart_chunksize, -(-size // 10_000))
         part_size = min(part_size, self.max_copy_bytes)
-        upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
-            "UploadId"
-        ]
-        try:
+
+        def copy_parts(upload_id: str) -> list[Any]:
             parts: list[Any] = []
             for number, start in enumerate(range(0, size, part_size), start=1):
                 end = min(start + part_size, size) - 1
@@ -271,9 +263,26 @@ class S3Store:
                     CopySourceIfMatch=pinned, CopySourceRange=f"bytes={start}-{end}",
                 )  # fmt: skip
                 parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
+            return parts
+
+        return self._multipart(key, extra, cond, copy_parts)
+
+    def _multipart(
+        self,
+        key: str,
+        extra: dict[str, Any],
+        cond: dict[str, Any],
+        add_parts: Callable[[str], list[Any]],
+    ) -> str:
+        """One multipart upload: ``add_parts`` fills it, the completion is the conditional
+        write, and any failure on the way aborts it (no orphaned parts are billed)."""
+        upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
+            "UploadId"
+        ]
+        try:
             done = self._s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, **cond,
+                MultipartUpload={"Parts": add_parts(upload_id)}, **cond,
             )  # fmt: skip
         except BaseException:
             with contextlib.suppress(ClientError, BotoCoreError):
