@@ -34,12 +34,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
-        return False
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
+
+
+def _listening(port: int) -> str:
+    """Which process listens on ``port`` ("" when none does).
+
+    Read from the kernel's socket table rather than by connecting: a connect to a free
+    port in the ephemeral range can, rarely, connect to itself and look like a listener.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == TCP_LISTEN and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    if not inodes:
+        return ""
+    holders = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            link = str(fd.readlink())
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            pid = int(fd.parent.parent.name)
+            holders.append(f"{pid}: {cmdline(pid)}")
+    return "; ".join(holders) or f"a socket no process holds (inodes {sorted(inodes)})"
 
 
 def _gated_ffmpeg(tmp: Path, gate: Path) -> Path:
@@ -135,7 +156,7 @@ def test_the_printed_address_serves_the_running_farm_until_the_ingest_ends(
         ingest.kill()
     assert code == 0, ingest.out[-3000:]
     assert ingest.out.count("Dashboard:") == 1
-    assert not _listening(port)
+    assert not (who := _listening(port)), who
     assert not any(alive(p) for p in dash)
 
 
@@ -145,7 +166,7 @@ def test_no_dashboard_prints_no_address_and_listens_nowhere(tmp_path: Path) -> N
     try:
         assert wait_for(ingest.farm_file.exists, 90), ingest.out[-3000:]
         assert wait_for(lambda: len(children(ingest.proc.pid)) >= 2, 30)  # endpoint, worker
-        assert not _listening(port)
+        assert not (who := _listening(port)), who
         assert not ingest.dashboards()
         ingest.open_gate()
         code = ingest.wait()
@@ -182,7 +203,7 @@ def test_a_taken_port_still_gets_a_dashboard_and_ctrl_c_takes_it_down_quietly(
     assert ingest.out.count("Dashboard:") == 1
     assert dash
     assert wait_for(lambda: not any(alive(p) for p in dash), 15), "the dashboard outlived it"
-    assert not _listening(port)
+    assert not (who := _listening(port)), who
 
 
 def test_a_killed_ingest_takes_its_dashboard_with_it(tmp_path: Path) -> None:
@@ -196,4 +217,4 @@ def test_a_killed_ingest_takes_its_dashboard_with_it(tmp_path: Path) -> None:
     finally:
         ingest.kill()
     assert wait_for(lambda: not any(alive(p) for p in dash), 15), "the dashboard outlived it"
-    assert not _listening(port)
+    assert not (who := _listening(port)), who
