@@ -30,6 +30,7 @@ from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectInfo
 from hevcq.queue import Received
+from hevcq.worker.precheck import META_CLIENT_SETTLED, META_CLIENT_SKIPS
 from tests.fakes import FakeStore
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
@@ -488,3 +489,39 @@ def test_a_replacing_output_takes_the_name_the_worker_gave_it(
     r = JobResult(job_id="j", pool="hevc", bucket="b", source_key="TODO/trip/IMG_0001.MOV",
                   outcome="done", output_key=output_key)  # fmt: skip
     assert _final_path(r, src) == src.with_name(final)
+
+
+def _client_settles(lib: Lib, **meta: str) -> None:
+    """Upload metadata naming the pools the client settled itself."""
+    head = lib.objects.objects["TODO/a.mp4"]
+    put(lib.objects, "TODO/a.mp4", lib.objects.data["TODO/a.mp4"], {**head.metadata, **meta})
+
+
+def test_pools_the_client_settled_need_no_job_before_the_source_goes(lib: Lib) -> None:
+    # The embedded farm starts no worker for a pool with nothing to encode: no ledger item
+    # ever appears for 720p (client skip) or 1080p (settled in an earlier run).
+    _client_settles(lib, **{META_CLIENT_SKIPS: "720p", META_CLIENT_SETTLED: "1080p"})
+    lib.output("hevc")
+    got = lib.fetcher().process(lib.result("hevc"))
+    assert (got.action, got.source_deleted) == ("placed", True)
+    assert "TODO/a.mp4" not in lib.objects.objects
+
+
+def test_without_the_clients_word_a_pool_with_no_job_keeps_the_source(lib: Lib) -> None:
+    lib.output("hevc")
+    got = lib.fetcher().process(lib.result("hevc"))
+    assert (got.action, got.source_deleted) == ("placed", False)
+    assert "TODO/a.mp4" in lib.objects.objects
+
+
+@pytest.mark.parametrize("state", ["queued", "running", "failed"])
+def test_a_client_skipped_pool_whose_worker_opened_a_job_is_waited_for(
+    lib: Lib, state: str
+) -> None:
+    # The worker re-decides with its own settings; once it holds a job, the ledger rules.
+    _client_settles(lib, **{META_CLIENT_SKIPS: "720p,1080p"})
+    lib.ledger.set("TODO/a.mp4", "720p", state)
+    lib.output("hevc")
+    got = lib.fetcher().process(lib.result("hevc"))
+    assert (got.action, got.source_deleted) == ("placed", False)
+    assert "TODO/a.mp4" in lib.objects.objects

@@ -33,6 +33,7 @@ from hevcq.library.walk import fingerprint
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectStore
+from hevcq.worker.precheck import client_settled
 
 log = structlog.get_logger()
 
@@ -247,8 +248,11 @@ class Fetcher:
         if not self.options.cleanup or self.ledger is None:
             return False
         local = self.state.decisions(rel)
+        uploader_settled = self._uploader_settled(r.source_key)
         for pool in self.all_pools:
             item = self.ledger.get(r.source_key, pool)
+            if item is None and pool in uploader_settled:
+                continue  # the client's own skip or earlier outcome: no job to wait for
             mine = local.get(pool)
             if not source_settled(item, r.source_etag, mine.outcome if mine else None):
                 return False
@@ -261,6 +265,20 @@ class Fetcher:
         self.objects.delete(r.source_key)
         log.info("source_deleted", key=r.source_key)
         return True
+
+    def _uploader_settled(self, source_key: str) -> frozenset[str]:
+        """Pools the uploading client settled for this object (its skips, and outcomes it
+        holds from an earlier run), as named in the object's metadata.
+
+        Such a pool may never open a job: the embedded farm starts no worker for a pool
+        with nothing to encode, so waiting for its ledger item would keep the source in the
+        bucket until the run ends. A worker that reaches the message after the source is
+        gone finds nothing to do (``source_gone``).
+        """
+        head = self.objects.head(source_key)
+        if head is None:
+            return frozenset()
+        return frozenset(p for p in self.all_pools if client_settled(head.metadata, p))
 
     def _may_be_copied(self, r: JobResult) -> bool:
         """True for the primary's output while another pool's job of this source version is

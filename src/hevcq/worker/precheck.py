@@ -63,6 +63,12 @@ def _named(metadata: Mapping[str, str], name: str, pool: str) -> bool:
     return pool in metadata.get(name, "").split(",")
 
 
+def client_settled(metadata: Mapping[str, str], pool: str) -> bool:
+    """Whether the uploading client settled ``pool`` itself: a skip it decided, or an
+    outcome it holds from an earlier run."""
+    return _named(metadata, META_CLIENT_SKIPS, pool) or _named(metadata, META_CLIENT_SETTLED, pool)
+
+
 def client_skipped(metadata: Mapping[str, str], pool: str) -> bool:
     """Whether the uploading client decided that ``pool`` skips this object."""
     return _named(metadata, META_CLIENT_SKIPS, pool)
