@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import alive, children, cmdline, pool_dir, wait_for
@@ -175,6 +176,11 @@ def test_no_dashboard_prints_no_address_and_listens_nowhere(tmp_path: Path) -> N
     assert code == 0, ingest.out[-3000:]
     assert "Dashboard" not in ingest.out
     assert "warning" not in ingest.out
+    # The 720p pool skips these small clips by the client's word and gets no worker; the
+    # sources still leave the embedded bucket as each hevc result comes home.
+    [log] = (tmp_path / "state/hevcq/runs").glob("*/logs/ingest.log")
+    deleted = [e["key"] for e in read_events(log) if e.get("event") == "source_deleted"]
+    assert sorted(deleted) == [f"TODO/clip{i}.mp4" for i in range(CLIPS)]
 
 
 def test_a_taken_port_still_gets_a_dashboard_and_ctrl_c_takes_it_down_quietly(
