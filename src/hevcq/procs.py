@@ -10,6 +10,10 @@ import signal
 import threading
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+M_MMAP_THRESHOLD = -3  # malloc.h: mallopt parameters
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+MALLOC_MMAP_THRESHOLD = 1024 * 1024
 PARENT_POLL_S = 1.0  # how often the watch thread looks for the parent
 
 
@@ -40,3 +44,20 @@ def die_with_parent(parent: int, stop: threading.Event) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def bound_malloc() -> None:
+    """Keep glibc's heap from holding on to large buffers; a no-op elsewhere.
+
+    Uploads and downloads pass 1-16 MiB buffers through thread pools. By default glibc
+    gives each thread an arena that keeps its own high-water mark, and raises its mmap
+    threshold each time such a buffer is freed, so later ones come from those arenas and
+    are never returned: a process's peak memory would creep up with the number of files
+    it moved, not with what it holds at once. A fixed threshold (buffers of 1 MiB and
+    more are mapped and unmapped) and two arenas keep it flat. The same as the
+    ``MALLOC_ARENA_MAX`` / ``MALLOC_MMAP_THRESHOLD_`` variables, set from inside.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        libc.mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from hevcq.procs import die_with_parent
+from hevcq.procs import MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD, die_with_parent
 
 ENDPOINT_START_TIMEOUT_S = 60.0
 ENDPOINT_STOP_TIMEOUT_S = 10.0
@@ -68,9 +68,12 @@ def start(log_path: Path | None = None) -> EndpointProcess:
             stdout=subprocess.PIPE,
             stderr=err,
             stdin=subprocess.DEVNULL,
-            # Request bodies pass through many threads; glibc's per-thread arenas would
-            # keep each one's high-water mark, so memory would track concurrency x part size.
-            env={**os.environ, "MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(1024 * 1024)},
+            # Request bodies pass through many threads: see ``procs.bound_malloc``.
+            env={
+                **os.environ,
+                "MALLOC_ARENA_MAX": str(MALLOC_ARENAS),
+                "MALLOC_MMAP_THRESHOLD_": str(MALLOC_MMAP_THRESHOLD),
+            },
             # Its own session: a Ctrl-C on the terminal reaches the ingest, which stops
             # the endpoint after the workers, not before.
             start_new_session=True,

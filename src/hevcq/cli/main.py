@@ -10,6 +10,7 @@ from hevcq import logs
 from hevcq.cli import farm, library
 from hevcq.cli.app import EXIT_CONFIG, EXIT_INTERNAL, app, console
 from hevcq.errors import HevcqError
+from hevcq.procs import bound_malloc
 from hevcq.settings import state_dir
 
 COMMAND_MODULES = (farm, library)  # each registers its commands on ``app`` when imported
@@ -18,6 +19,7 @@ COMMAND_MODULES = (farm, library)  # each registers its commands on ``app`` when
 def main() -> None:
     """Run the ``hevcq`` command; a hevcq error is one line and exit code 2, a bug one line and
     exit code 4 (the traceback in the state dir), never a traceback on the terminal."""
+    bound_malloc()  # the ingest, the workers and the dashboard alike
     try:
         app()
     except HevcqError as exc:
