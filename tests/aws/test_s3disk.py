@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import moto
 import pytest
 from boto3.s3.transfer import TransferConfig
 from moto.core.request import Request
@@ -318,3 +319,22 @@ def test_the_chunked_multipart_checksum_is_moto_s(
             ours.add(part[at : at + MiB])
         ours.end_part()
     assert ours.build() == moto_s.build()
+
+
+def test_the_server_lists_moto_s_services_from_disk_once(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = _client("s3", endpoint)
+    s3.create_bucket(Bucket=(bucket := f"b{uuid.uuid4().hex[:10]}"))
+    listed = []
+    real_listdir = os.listdir
+
+    def listdir(path: str) -> list[str]:
+        listed.append(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    for _ in range(5):
+        s3.head_bucket(Bucket=bucket)
+    moto_dir = str(Path(moto.__file__).parent)
+    assert listed.count(moto_dir) <= 1  # moto itself lists it for every request
