@@ -107,7 +107,13 @@ class FakeStore:
         return self.objects.get(key)
 
     def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+        self,
+        key: str,
+        dest: Path,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+        known: ObjectInfo | None = None,
     ) -> ObjectInfo:
         info = self.objects.get(key)
         if info is None or (etag and info.etag != etag):

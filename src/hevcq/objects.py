@@ -36,7 +36,13 @@ class ObjectStore(Protocol):
 
     def head(self, key: str) -> ObjectInfo | None: ...
     def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+        self,
+        key: str,
+        dest: Path,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+        known: ObjectInfo | None = None,
     ) -> ObjectInfo: ...
     def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes: ...
     def upload(

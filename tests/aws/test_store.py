@@ -58,6 +58,29 @@ def test_download_gets_exactly_the_version_asked_for(
         store.download("TODO/a.mp4", tmp_path / "b", etag=e1)
 
 
+@pytest.mark.parametrize("threshold", [64 * 1024 * KiB, 5 * 1024 * KiB])
+def test_a_download_of_a_version_just_headed_heads_nothing_and_still_pins_it(
+    clients: Clients, tmp_path: Path, threshold: int
+) -> None:
+    config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=5 * 1024 * KiB)
+    store = S3Store(clients.s3, BUCKET, config)
+    v1 = b"1" * (6 * 1024 * KiB)
+    e1 = put(clients, "TODO/a.mp4", v1)
+    known = store.head("TODO/a.mp4")
+    heads: list[str] = []
+    clients.s3.meta.events.register(
+        "before-call.s3.HeadObject", lambda **kw: heads.append(kw["params"]["Key"])
+    )
+    got = store.download("TODO/a.mp4", tmp_path / "a", etag=e1, known=known)
+    assert (got.etag, (tmp_path / "a").read_bytes() == v1, heads) == (e1, True, [])
+    put(clients, "TODO/a.mp4", b"2" * (6 * 1024 * KiB))  # replaced after the HEAD
+    with pytest.raises(SupersededJob):
+        store.download("TODO/a.mp4", tmp_path / "b", etag=e1, known=known)
+    clients.s3.delete_object(Bucket=BUCKET, Key="TODO/a.mp4")  # gone after the HEAD
+    with pytest.raises(SupersededJob):
+        store.download("TODO/a.mp4", tmp_path / "c", etag=e1, known=known)
+
+
 def test_conditional_put_is_a_compare_and_swap(clients: Clients, tmp_path: Path) -> None:
     store = S3Store(clients.s3, BUCKET)
     f = tmp_path / "out"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,10 +41,16 @@ class RangeStore(FakeStore):
     ranges: list[tuple[int, int]] = field(default_factory=list)
 
     def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+        self,
+        key: str,
+        dest: Path,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+        known: ObjectInfo | None = None,
     ) -> ObjectInfo:
         self.downloads += 1
-        return super().download(key, dest, etag=etag, version_id=version_id)
+        return super().download(key, dest, etag=etag, version_id=version_id, known=known)
 
     def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
         assert etag in (None, self.objects[key].etag)
@@ -151,3 +159,32 @@ def test_a_pool_not_named_as_settled_still_encodes(pools, small_clip: bytes) -> 
     store = RangeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None
+
+
+@pytest.mark.parametrize("meta", [{}, {META_CLIENT_SETTLED: "hevc"}])
+def test_the_head_the_worker_made_before_claiming_is_not_made_again(
+    tmp_path: Path, pools, small_clip: bytes, meta: dict[str, str]
+) -> None:
+    heads: list[str] = []
+    known: list[ObjectInfo | None] = []
+
+    class Counting(RangeStore):
+        def head(self, key: str) -> ObjectInfo | None:
+            heads.append(key)
+            return super().head(key)
+
+        def download(self, key: str, dest: Path, **kw: Any) -> ObjectInfo:
+            known.append(kw.get("known"))
+            return super().download(key, dest, **kw)
+
+    store = Counting()
+    store.add(KEY, etag="e1", data=small_clip, meta=meta)
+    found = store.head(KEY)
+    heads.clear()
+    spec = dataclasses.replace(_spec(pools["hevc"], len(small_clip)), source=found)
+    runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
+                       stall_timeout_s=30)  # fmt: skip
+    result = runner.run(spec, JobContext())
+    assert result.outcome == ("skipped" if meta else "done")
+    assert KEY not in heads  # only the output's key is headed
+    assert known == ([] if meta else [found])

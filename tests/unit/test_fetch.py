@@ -398,7 +398,13 @@ def test_a_transient_download_error_leaves_the_result_for_later(lib: Lib) -> Non
 
     class Flaky(FakeStore):
         def download(
-            self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+            self,
+            key: str,
+            dest: Path,
+            *,
+            etag: str | None = None,
+            version_id: str | None = None,
+            known: ObjectInfo | None = None,
         ) -> ObjectInfo:
             raise RetryableError("SlowDown")
 

@@ -15,6 +15,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.exceptions import S3DownloadFailedError
 from s3transfer.subscribers import BaseSubscriber
 
 from hevcq.aws.clients import classify, error_code
@@ -58,14 +59,25 @@ class S3Store:
 
     @retry_transient
     def download(
-        self, key: str, dest: Path, *, etag: str | None = None, version_id: str | None = None
+        self,
+        key: str,
+        dest: Path,
+        *,
+        etag: str | None = None,
+        version_id: str | None = None,
+        known: ObjectInfo | None = None,
     ) -> ObjectInfo:
         """Download to ``dest``; with ``etag``, exactly that version or SupersededJob.
 
         Every GET carries ``If-Match`` (and ``VersionId`` where given), so the bytes written
         are the version asked for even if the object is overwritten during the transfer.
+        ``known`` is what a HEAD of this version just found (a worker heads every source
+        before it claims the job): then no HEAD is made again, and a version gone since
+        shows as the GET's own 404 or 412.
         """
-        before = self._head(key, etag=etag, version_id=version_id)
+        before = known if known is not None and known.etag == etag else None
+        if before is None:
+            before = self._head(key, etag=etag, version_id=version_id)
         if before is None:
             if etag:
                 raise SupersededJob(f"{key} is no longer version {etag}")
@@ -78,12 +90,8 @@ class S3Store:
                 self._get_to_file(key, dest, extra)
             else:
                 self._ranged_download(key, dest, before, extra)
-        except ClientError as exc:
-            if _precondition_failed(exc):
-                raise SupersededJob(f"{key} changed during download") from exc
-            raise classify(exc, f"download {key}") from exc
-        except (BotoCoreError, OSError) as exc:
-            raise classify(exc, f"download {key}") from exc
+        except (ClientError, S3DownloadFailedError, BotoCoreError, OSError) as exc:
+            raise _download_error(exc, key, etag) from exc
         return before
 
     def _get_to_file(self, key: str, dest: Path, extra: dict[str, str]) -> None:
@@ -403,6 +411,19 @@ def _info(key: str, resp: Mapping[str, Any]) -> ObjectInfo:
         etag=str(resp.get("ETag", "")).strip('"'),
         metadata=decode_metadata(dict(resp.get("Metadata", {}))),
     )
+
+
+def _download_error(exc: Exception, key: str, etag: str | None) -> Exception:
+    """What a failed GET of ``key`` (pinned to ``etag``) means for the job."""
+    if isinstance(exc, S3DownloadFailedError):
+        # s3transfer's ranged GETs carry the ETag as If-Match and turn a 412 into this.
+        return SupersededJob(f"{key} changed during download")
+    if isinstance(exc, ClientError):
+        if _precondition_failed(exc):
+            return SupersededJob(f"{key} changed during download")
+        if etag and error_code(exc) in ("404", "NoSuchKey"):
+            return SupersededJob(f"{key} is no longer version {etag}")
+    return classify(exc, f"download {key}")
 
 
 def _precondition_failed(exc: ClientError) -> bool:

@@ -328,7 +328,7 @@ class Worker:
             version_id=obj.version_id, sequencer=obj.sequencer,
         )  # fmt: skip
         structlog.contextvars.bind_contextvars(job_id=job.job_id, etag=job.etag)
-        spec = JobSpec(job, self.pool, self.config.bucket, output_key, current.size)
+        spec = JobSpec(job, self.pool, self.config.bucket, output_key, current.size, current)
         return self._claim_and_run(msg, spec)
 
     def _source_is(self, job: JobKey) -> bool:

@@ -29,7 +29,7 @@ from hevcq.limits import MiB
 from hevcq.media.decide import decide
 from hevcq.media.model import Decision, MediaInfo, Skip
 from hevcq.media.probe import probe_stream
-from hevcq.objects import ObjectStore
+from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool
 
 log = structlog.get_logger()
@@ -128,10 +128,14 @@ class RangedFile(io.RawIOBase):
         return data
 
 
-def confirmed_skip(store: ObjectStore, key: str, etag: str | None, pool: Pool) -> Skip | None:
+def confirmed_skip(
+    store: ObjectStore, key: str, etag: str | None, pool: Pool, *, head: ObjectInfo | None = None
+) -> Skip | None:
     """A skip without a download: the pool's own decision from a ranged probe when the client
-    said skip, or at once when the client settled this pool in an earlier run."""
-    head = store.head(key)
+    said skip, or at once when the client settled this pool in an earlier run. ``head`` is
+    the object as the worker found it before claiming the job (else it is read here)."""
+    if head is None or head.etag != etag:
+        head = store.head(key)
     if head is None or (etag is not None and head.etag != etag):
         return None  # another version: its own job decides
     if _named(head.metadata, META_CLIENT_SETTLED, pool.name):

@@ -58,6 +58,7 @@ class JobSpec:
     bucket: str
     output_key: str
     source_size: int
+    source: ObjectInfo | None = None  # the source as the worker found it (HEAD) before claiming
 
 
 # Makes a verified output the current one: (file, output key, metadata) -> what was written.
@@ -258,12 +259,14 @@ class JobRunner:
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
         lap = _Laps()
-        if skip := confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool):
+        skip = confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool, head=spec.source)
+        if skip:
             return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)
         # Exactly the job's version: a newer upload meanwhile makes this job superseded.
         self._store.download(
-            spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None
-        )
+            spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None,
+            known=spec.source,
+        )  # fmt: skip
         lap("download_s")
         info = probe(src)
         decision = decide(info, spec.pool, spec.job.key)
