@@ -28,6 +28,7 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.messages import JobResult
+from hevcq.objects import ObjectInfo
 from hevcq.pools import VerifyPolicy, default_workers_dir, load_farm
 from hevcq.settings import Settings
 
@@ -143,7 +144,12 @@ class BenchFarm:
         before = time.perf_counter()
         out = Path(tempfile.mkdtemp(dir=self.tmp))
         assert result.output_key is not None
-        self.store.download(result.output_key, out / Path(result.output_key).name)
+        # As ``hevcq fetch`` downloads it: pinned to the committed ETag, sized by the result.
+        committed = ObjectInfo(
+            result.output_key, result.output_bytes or 0, result.output_etag or ""
+        )
+        self.store.download(result.output_key, out / Path(result.output_key).name,
+                            etag=result.output_etag, known=committed)  # fmt: skip
         download_out = time.perf_counter() - before
         total = time.perf_counter() - start
         shutil.rmtree(out, ignore_errors=True)

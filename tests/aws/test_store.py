@@ -69,10 +69,14 @@ def test_a_download_of_a_version_just_headed_heads_nothing_and_still_pins_it(
     known = store.head("TODO/a.mp4")
     heads: list[str] = []
     clients.s3.meta.events.register(
-        "before-call.s3.HeadObject", lambda **kw: heads.append(kw["params"]["Key"])
+        "provide-client-params.s3.HeadObject", lambda params, **_: heads.append(params["Key"])
     )
     got = store.download("TODO/a.mp4", tmp_path / "a", etag=e1, known=known)
-    assert (got.etag, (tmp_path / "a").read_bytes() == v1, heads) == (e1, True, [])
+    # One GET needs no HEAD; ranged GETs are sized from a HEAD of their own, never from
+    # what the caller believes (a result message could name a wrong size).
+    ranged = len(v1) >= threshold
+    assert (got.etag, (tmp_path / "a").read_bytes() == v1) == (e1, True)
+    assert heads == (["TODO/a.mp4"] if ranged else [])
     put(clients, "TODO/a.mp4", b"2" * (6 * 1024 * KiB))  # replaced after the HEAD
     with pytest.raises(SupersededJob):
         store.download("TODO/a.mp4", tmp_path / "b", etag=e1, known=known)

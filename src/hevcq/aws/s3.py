@@ -71,11 +71,14 @@ class S3Store:
 
         Every GET carries ``If-Match`` (and ``VersionId`` where given), so the bytes written
         are the version asked for even if the object is overwritten during the transfer.
-        ``known`` is what a HEAD of this version just found (a worker heads every source
-        before it claims the job): then no HEAD is made again, and a version gone since
-        shows as the GET's own 404 or 412.
+        ``known`` is what is already known of this version (a worker heads every source
+        before it claims the job; a result names its output's size and ETag): an object
+        that one GET fetches is then not headed again, and a version gone since shows as
+        the GET's own 404 or 412. Larger objects are read in ranges sized from a HEAD, so
+        a wrong size in ``known`` cannot shape the transfer.
         """
-        before = known if known is not None and known.etag == etag else None
+        small = known is not None and known.size < self._transfer.multipart_threshold
+        before = known if known is not None and etag and known.etag == etag and small else None
         if before is None:
             before = self._head(key, etag=etag, version_id=version_id)
         if before is None:

@@ -32,7 +32,7 @@ from hevcq.library.upload import META_HASH, META_LIBRARY
 from hevcq.library.walk import fingerprint
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
-from hevcq.objects import ObjectStore
+from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.worker.precheck import client_settled
 
 log = structlog.get_logger()
@@ -132,7 +132,8 @@ class Fetcher:
         tmp = dest_dir / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never from keys
         try:
             try:  # exactly the committed output, or nothing
-                self.objects.download(r.output_key, tmp, etag=r.output_etag or None)
+                self.objects.download(r.output_key, tmp, etag=r.output_etag or None,
+                                      known=_committed(r))  # fmt: skip
             except SupersededJob:
                 return Fetched(rel, r.pool, "retry", "the output changed since it was committed",
                                result=r)  # fmt: skip
@@ -310,6 +311,13 @@ def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None
     if item is None or item.state not in FINISHED or local_outcome == "failed":
         return False
     return not etag or item.etag == etag
+
+
+def _committed(r: JobResult) -> ObjectInfo | None:
+    """The output as the result names it (its ETag and size), when it names both."""
+    if r.output_key and r.output_etag and r.output_bytes:
+        return ObjectInfo(r.output_key, r.output_bytes, r.output_etag)
+    return None
 
 
 def _final_path(r: JobResult, src: Path) -> Path:
