@@ -24,7 +24,7 @@ from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import PopenProcess, find_ffmpeg, run_ffmpeg
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
-from hevcq.media.probe import probe
+from hevcq.media.probe import _first_frame, probe
 from hevcq.media.progress import Progress
 from hevcq.media.samples import make_clip, make_sample_library
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
@@ -193,6 +193,21 @@ def test_probe_reads_rotation_and_coded_size(ffmpeg: str, media: Path, rotation:
     assert video is not None
     assert (video.width, video.height, video.rotation) == (160, 120, rotation)
     assert video.fps == 12.0
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_the_first_frame_drained_from_its_keyframe_is_the_frame_the_decoder_gives_first(
+    ffmpeg: str, media: Path, codec: str
+) -> None:
+    # B-frames make the decoder hold pictures back; the drained keyframe is still frame 0.
+    clip = make_clip(media / f"bframes-{codec}.mp4", **TINY, vcodec=codec, rotation=90,
+                     ffmpeg=ffmpeg)  # fmt: skip
+    with av.open(str(clip)) as c:
+        drained = _first_frame(c, c.streams.video[0])
+    with av.open(str(clip)) as c:
+        fed = next(f for p in c.demux(c.streams.video[0]) for f in p.decode())
+    assert (drained.pts, drained.rotation) == (fed.pts, fed.rotation)
+    assert drained.to_ndarray().tobytes() == fed.to_ndarray().tobytes()
 
 
 def test_probe_reads_ten_bit(ffmpeg: str, media: Path) -> None:
