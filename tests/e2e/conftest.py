@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.tfhelpers import TerraformFarms
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -18,3 +23,13 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI")
         pytest.skip(f"{name} not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def terraform_farms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TerraformFarms]:
+    """The farms test_terraform and test_parity read, applied side by side to one moto
+    server the first time either is asked for (see ``tfhelpers.terraform_farms``)."""
+    from tests.e2e.tfhelpers import terraform_farms  # noqa: PLC0415 - moto loads only when used
+
+    with terraform_farms(tmp_path_factory.mktemp("terraform-farms")) as farms:
+        yield farms

@@ -25,22 +25,17 @@ from hevcq.library.results import Expected
 from hevcq.media.samples import make_clip
 from hevcq.objects import META_SOURCE_KEY
 from hevcq.pools import load_farm
-from tests.e2e.farmkit import Collector, pool_dir
-from tests.e2e.tfhelpers import AppliedFarm, applied_farm, terraform_or_skip
+from tests.e2e.farmkit import Collector
+from tests.e2e.tfhelpers import PARITY_PREFIX, AppliedFarm, TerraformFarms
 
 pytestmark = pytest.mark.e2e
-TF_PREFIX, EMB_PREFIX = "tfp", "emb"
+TF_PREFIX, EMB_PREFIX = PARITY_PREFIX, "emb"
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppliedFarm, FarmRefs, Path]]:
-    terraform_or_skip()
-    tmp = tmp_path_factory.mktemp("parity")
-    wdir = pool_dir(tmp, ("hevc", "720p", "1080p"), visibility_timeout_s=30)
-    with (
-        pytest.MonkeyPatch.context() as mp,
-        applied_farm(tmp, workers_dir=wdir, name_prefix=TF_PREFIX, destroy=False) as tf,
-    ):
+def both(terraform_farms: TerraformFarms) -> Iterator[tuple[AppliedFarm, FarmRefs, Path]]:
+    tf, wdir = terraform_farms.parity, terraform_farms.parity_workers_dir
+    with pytest.MonkeyPatch.context() as mp:
         for k, v in tf.env.items():
             if k.startswith("AWS_") and k != "AWS_ENDPOINT_URL":
                 mp.setenv(k, v)

@@ -139,7 +139,7 @@ def _encoding(w: WorkerProc) -> bool:
 def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    n_jobs = 45
+    n_jobs = 30  # enough work that all 8 kills land on running encodes
     wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
     with stack(tmp_path, wdir) as farm:
         chaos = Chaos(farm, tmp_path, n_workers=3, seed=1234)

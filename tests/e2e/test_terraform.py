@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -29,7 +28,7 @@ from tests.e2e.tfhelpers import (
     WORKERS_DIR,
     AppliedFarm,
     Terraform,
-    applied_farm,
+    TerraformFarms,
     copy_config,
     terraform_or_skip,
 )
@@ -138,10 +137,9 @@ def test_checkov_passes() -> None:
 
 
 @pytest.fixture(scope="module")
-def farm(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedFarm]:
-    """The root module with the API, applied to moto (destroyed after this module's tests)."""
-    with applied_farm(tmp_path_factory.mktemp("applied"), plain_http=False, api=True) as applied:
-        yield applied
+def farm(terraform_farms: TerraformFarms) -> AppliedFarm:
+    """The root module with the API, applied to moto (destroyed at the end of the session)."""
+    return terraform_farms.full
 
 
 def _attrs(farm: AppliedFarm, url: str) -> dict[str, str]:

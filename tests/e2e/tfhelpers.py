@@ -7,6 +7,9 @@ Hooks for other tests:
   HEVCQ_* settings, environment for subprocesses) and destroys everything afterwards.
   A parity test compares ``farm.outputs`` / boto3 describe calls with what the embedded
   provisioning creates; a job test points a worker at ``farm.env``.
+- ``applied_together(...)`` applies several such farms at once to one moto server (the
+  provider spends an apply mostly waiting on its own propagation checks, so two applies
+  side by side take about as long as one).
 - ``terraform_or_skip()`` returns the binary, skipping unless ``CI`` is set.
 """
 
@@ -18,7 +21,8 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from moto.server import ThreadedMotoServer
 
 from hevcq.aws import s3disk
 from hevcq.aws.tfconfig import settings_from_outputs
+from tests.e2e.farmkit import pool_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TF_SOURCE = REPO_ROOT / "infra" / "terraform"
@@ -334,3 +339,66 @@ def applied_farm(
 @contextmanager
 def _given(endpoint: str) -> Iterator[str]:
     yield endpoint
+
+
+@contextmanager
+def applied_together(
+    farms: Mapping[str, tuple[Path, Mapping[str, Any]]],
+) -> Iterator[dict[str, AppliedFarm]]:
+    """``applied_farm(tmp_dir, **options)`` for each ``name: (tmp_dir, options)``, applied
+    in parallel to one new moto server; each farm is torn down as its options say (in
+    reverse order), then the server stops. Prefixes must differ: the farms share the server.
+    """
+    terraform_or_skip()  # skip (or fail in CI) here, not in a worker thread
+    with moto_endpoint() as url, ExitStack() as stack:
+        cms: dict[str, AbstractContextManager[AppliedFarm]] = {
+            name: applied_farm(tmp, endpoint=url, **options)
+            for name, (tmp, options) in farms.items()
+        }
+        with ThreadPoolExecutor(max_workers=len(cms)) as pool:
+            started = {name: pool.submit(cm.__enter__) for name, cm in cms.items()}
+        out: dict[str, AppliedFarm] = {}
+        for name, future in started.items():
+            if future.exception() is None:
+                out[name] = future.result()
+                stack.push(cms[name])  # tear down only what was set up
+        for future in started.values():
+            if (error := future.exception()) is not None:
+                raise error
+        yield out
+
+
+# The farm test_parity compares with the embedded provisioning: its own prefix, and pool
+# files with a queue setting off its default (so a value the files set must reach AWS).
+PARITY_PREFIX = "tfp"
+PARITY_POOLS = ("hevc", "720p", "1080p")
+PARITY_VISIBILITY_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class TerraformFarms:
+    """The applied farms the e2e tests read, on one moto server."""
+
+    full: AppliedFarm  # the root module with the API and the shipped pool files (test_terraform)
+    parity: AppliedFarm  # PARITY_PREFIX, from ``parity_workers_dir`` (test_parity)
+    parity_workers_dir: Path
+
+
+@contextmanager
+def terraform_farms(tmp_dir: Path) -> Iterator[TerraformFarms]:
+    """Both farms, applied side by side. ``full`` keeps its TLS-only bucket policy and is
+    destroyed at the end (``terraform destroy`` is proven there); ``parity`` has plain HTTP
+    and goes with the server."""
+    parity_dir = tmp_dir / "parity"
+    wdir = pool_dir(parity_dir, PARITY_POOLS, visibility_timeout_s=PARITY_VISIBILITY_TIMEOUT_S)
+    farms: dict[str, tuple[Path, Mapping[str, Any]]] = {
+        "full": (tmp_dir / "full", {"plain_http": False, "api": True}),
+        "parity": (
+            parity_dir,
+            {"workers_dir": wdir, "name_prefix": PARITY_PREFIX, "destroy": False},
+        ),
+    }
+    for tmp, _ in farms.values():
+        tmp.mkdir(parents=True, exist_ok=True)
+    with applied_together(farms) as applied:
+        yield TerraformFarms(applied["full"], applied["parity"], wdir)
