@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -338,3 +341,27 @@ def test_the_server_lists_moto_s_services_from_disk_once(
         s3.head_bucket(Bucket=bucket)
     moto_dir = str(Path(moto.__file__).parent)
     assert listed.count(moto_dir) <= 1  # moto itself lists it for every request
+
+
+def test_a_spooled_body_is_the_bytes_sent_with_their_md5() -> None:
+    body = os.urandom(5 * MiB + 123)
+    span = s3disk._spool(io.BytesIO(body))
+    assert (bytes(span), span.md5) == (body, hashlib.md5(body, usedforsecurity=False).hexdigest())
+
+
+def test_a_full_disk_while_spooling_is_the_request_s_error_and_nothing_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[bool] = []
+
+    class Full:
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", Full)
+    with pytest.raises(OSError, match="No space left"):
+        s3disk._spool(io.BytesIO(os.urandom(10 * MiB)))
+    assert closed == [True]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import queue
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ MOTO_VERSION = "5.2.5"
 CHUNK = MiB
 # Smaller bodies (bucket settings, tags, small objects) keep moto's own path as bytes.
 SPOOL_MIN_BYTES = MiB
+SPOOL_AHEAD = 4  # chunks read from the socket and not yet written
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 _lazy = threading.local()
@@ -160,12 +162,41 @@ def _spools(request: Any) -> bool:
 
 def _spool(stream: IO[bytes]) -> FileSpan:
     """Copy a request body into an unnamed file a chunk at a time, hashing it on the way
-    (moto's ETag would otherwise read the file back in 16 MiB blocks)."""
+    (moto's ETag would otherwise read the file back in 16 MiB blocks).
+
+    The socket is read in this thread while another hashes and writes what was read:
+    both release the GIL for the bulk of their work, so a body costs about the longer
+    of the two rather than their sum. At most ``SPOOL_AHEAD`` chunks wait between them.
+    """
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key or part takes the file over
     md5 = _moto("models").md5_hash()
-    while block := stream.read(CHUNK):
-        out.write(block)
-        md5.update(block)
+    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=SPOOL_AHEAD)
+    failed: list[BaseException] = []
+
+    def sink() -> None:
+        while (block := blocks.get()) is not None:
+            if failed:
+                continue  # drain: the reader must never block on a full queue
+            try:
+                out.write(block)
+                md5.update(block)
+            except BaseException as exc:  # disk full: raised by the reader below
+                failed.append(exc)
+
+    writer = threading.Thread(target=sink, name="spool-writer", daemon=True)
+    writer.start()
+    try:
+        while not failed and (block := stream.read(CHUNK)):
+            blocks.put(block)
+    except BaseException:
+        out.close()
+        raise
+    finally:
+        blocks.put(None)
+        writer.join()
+    if failed:
+        out.close()
+        raise failed[0]
     out.flush()
     span = FileSpan(out)
     span.md5 = md5.hexdigest()
