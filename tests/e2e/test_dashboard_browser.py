@@ -51,7 +51,9 @@ def encoding(farm: EmbeddedFarm, tmp_path: Path) -> Iterator[WorkerProc]:
     assert farm.refs is not None
     clip = make_clip(tmp_path / "long-film.mov", width=1280, height=720, seconds=30.0)
     farm.clients.s3.upload_file(str(clip), farm.refs.bucket, RUNNING_KEY)
-    worker = WorkerProc(farm, "720p", tmp_path / "w720.log", progress_every_s=1)
+    # No grace on the way out: the encode is cancelled at once, however close to its end
+    # a busy machine makes it look (with the default 60 s, the worker may rightly wait).
+    worker = WorkerProc(farm, "720p", tmp_path / "w720.log", progress_every_s=1, shutdown_grace_s=0)
     ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
     try:
         started = lambda: getattr(ledger.get(RUNNING_KEY, "720p"), "progress", 0) > 0  # noqa: E731
