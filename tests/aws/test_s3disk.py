@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -365,3 +366,58 @@ def test_a_full_disk_while_spooling_is_the_request_s_error_and_nothing_hangs(
     with pytest.raises(OSError, match="No space left"):
         s3disk._spool(io.BytesIO(os.urandom(10 * MiB)))
     assert closed == [True]
+    assert s3disk._spool_budget._value == s3disk.SPOOL_BUDGET
+
+
+def test_a_client_that_fails_mid_body_gives_back_the_room_it_took() -> None:
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() >= 3 * s3disk.CHUNK:
+                raise ConnectionResetError("client went away")
+            return super().read(size)
+
+    with pytest.raises(ConnectionResetError):
+        s3disk._spool(Broken(os.urandom(10 * s3disk.CHUNK)))
+    assert s3disk._spool_budget._value == s3disk.SPOOL_BUDGET
+
+
+def test_bodies_arriving_at_once_share_one_bound_on_the_chunks_they_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks read and not yet written, over all requests, stay within the budget plus the
+    one chunk each request is reading, however many bodies arrive and however slow the disk."""
+    bodies, chunks_each = 24, 3 * s3disk.SPOOL_AHEAD
+    lock = threading.Lock()
+    held = [0, 0]  # now, most
+
+    class Counted(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            block = super().read(size)
+            if block:
+                with lock:
+                    held[0] += 1
+                    held[1] = max(held[1], held[0])
+            return block
+
+    class SlowDisk:
+        def write(self, data: bytes) -> int:
+            time.sleep(0.001)
+            with lock:
+                held[0] -= 1
+            return len(data)
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", SlowDisk)
+    body = os.urandom(chunks_each * s3disk.CHUNK)
+    threads = [threading.Thread(target=s3disk._spool, args=(Counted(body),)) for _ in range(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert held[0] == 0
+    assert held[1] <= s3disk.SPOOL_BUDGET + bodies
+    assert bodies * s3disk.SPOOL_AHEAD > s3disk.SPOOL_BUDGET + bodies  # the bound binds
+    assert s3disk._spool_budget._value == s3disk.SPOOL_BUDGET

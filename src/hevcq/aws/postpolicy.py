@@ -33,12 +33,12 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 from werkzeug.wsgi import ClosingIterator
 
-from hevcq.limits import MiB
+from hevcq.limits import BODY_CHUNK
 
 SIGV4 = "AWS4-HMAC-SHA256"
 # S3: "the total size of the form fields preceding the file must not exceed 20 KB".
 MAX_FIELDS_BYTES = 20 * 1024
-CHUNK = MiB
+CHUNK = BODY_CHUNK
 # Fields every signed POST carries outside the policy's conditions.
 UNCONDITIONED = frozenset({"policy", "x-amz-signature", "file", "awsaccesskeyid", "signature"})
 # The request's environ says the gate checked it and the body now comes from a file.

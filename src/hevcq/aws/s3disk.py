@@ -39,13 +39,18 @@ from typing import IO, Any
 
 from hevcq.aws.postpolicy import CHECKED
 from hevcq.aws.s3checksum import PartsChecksum
-from hevcq.limits import MiB
+from hevcq.limits import BODY_CHUNK, MiB
 
 MOTO_VERSION = "5.2.5"
-CHUNK = MiB
+CHUNK = BODY_CHUNK
 # Smaller bodies (bucket settings, tags, small objects) keep moto's own path as bytes.
 SPOOL_MIN_BYTES = MiB
-SPOOL_AHEAD = 4  # chunks read from the socket and not yet written
+SPOOL_AHEAD = 16  # 1 MiB: chunks of one body read from the socket and not yet written
+# Chunks read and not yet written, over all the bodies arriving at once: the endpoint's
+# memory for bodies stays flat however many PUTs a farm has in flight (each also holds the
+# one chunk it is reading).
+SPOOL_BUDGET = 128  # 8 MiB
+_spool_budget = threading.BoundedSemaphore(SPOOL_BUDGET)
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 _lazy = threading.local()
@@ -166,7 +171,10 @@ def _spool(stream: IO[bytes]) -> FileSpan:
 
     The socket is read in this thread while another hashes and writes what was read:
     both release the GIL for the bulk of their work, so a body costs about the longer
-    of the two rather than their sum. At most ``SPOOL_AHEAD`` chunks wait between them.
+    of the two rather than their sum. At most ``SPOOL_AHEAD`` chunks wait between them,
+    and at most ``SPOOL_BUDGET`` over all bodies: a chunk read waits for room before it
+    is queued. Only writers free room, and they wait on the disk, never on a client, so a
+    stalled client holds no room that others need.
     """
     out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key or part takes the file over
     md5 = _moto("models").md5_hash()
@@ -175,18 +183,20 @@ def _spool(stream: IO[bytes]) -> FileSpan:
 
     def sink() -> None:
         while (block := blocks.get()) is not None:
-            if failed:
-                continue  # drain: the reader must never block on a full queue
             try:
-                out.write(block)
-                md5.update(block)
+                if not failed:  # else drain: the reader must never block on a full queue
+                    out.write(block)
+                    md5.update(block)
             except BaseException as exc:  # disk full: raised by the reader below
                 failed.append(exc)
+            finally:
+                _spool_budget.release()
 
     writer = threading.Thread(target=sink, name="spool-writer", daemon=True)
     writer.start()
     try:
         while not failed and (block := stream.read(CHUNK)):
+            _spool_budget.acquire()
             blocks.put(block)
     except BaseException:
         out.close()
