@@ -18,9 +18,10 @@ written by one machine is ever compared with another machine's clock; the wall-c
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -85,6 +86,44 @@ def newer_sequencer(a: str, b: str) -> bool | None:
     return a.rjust(width, "0").upper() > b.rjust(width, "0").upper()
 
 
+# A finished job's steps, each timed by the worker and kept on its item.
+PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
+HISTORY_KEPT = 20  # earlier versions an item remembers; older ones are dropped
+
+
+@dataclass(frozen=True, kw_only=True)
+class PastVersion:
+    """An earlier version (or settings) of a job's source, as its item last recorded it."""
+
+    etag: str
+    settings_hash: str
+    state: str
+    finished_at: float | None = None
+    output_etag: str | None = None
+    reason: str | None = None
+
+
+def _history(raw: object) -> tuple[PastVersion, ...]:
+    """The item's ``history`` attribute (a JSON list); anything unreadable is no history."""
+    if not isinstance(raw, str) or not raw:
+        return ()
+    try:
+        entries = json.loads(raw)
+        return tuple(PastVersion(**e) for e in entries if isinstance(e, dict))
+    except (ValueError, TypeError):
+        return ()
+
+
+def history_after(item: LedgerItem) -> str:
+    """The ``history`` attribute once ``item``'s version gives way to another (JSON)."""
+    past = PastVersion(
+        etag=item.etag, settings_hash=item.settings_hash, state=item.state.value,
+        finished_at=item.finished_at, output_etag=item.output_etag, reason=item.reason,
+    )  # fmt: skip
+    kept = (past, *item.history)[:HISTORY_KEPT]
+    return json.dumps([asdict(v) for v in kept], separators=(",", ":"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class LedgerItem:
     """One ledger item, typed. ``from_item`` reads DynamoDB's attribute-value form."""
@@ -116,10 +155,17 @@ class LedgerItem:
     failure_class: str | None = None
     input_bytes: int | None = None
     output_bytes: int | None = None
+    # Wall seconds of a finished job's steps (PHASES): where its time went.
+    download_s: float | None = None
+    probe_s: float | None = None
     encode_s: float | None = None
+    verify_s: float | None = None
+    upload_s: float | None = None
     duration_s: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    # Earlier versions (or settings) of this source in this pool, newest first.
+    history: tuple[PastVersion, ...] = ()
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> LedgerItem:
@@ -130,6 +176,7 @@ class LedgerItem:
         values["key"] = str(plain.get("pk", plain.get("key", "")))
         values["pool"] = str(plain.get("sk", plain.get("pool", "")))
         values["state"] = State(plain.get("state", State.QUEUED.value))
+        values["history"] = _history(plain.get("history"))
         for name in ("attempts", "claims", "input_bytes", "output_bytes"):
             if name in values:
                 values[name] = int(values[name])

@@ -11,13 +11,17 @@ from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import _create_ledger
 from hevcq.ledger import (
+    HISTORY_KEPT,
+    PHASES,
     AlreadyFinished,
     Claimed,
     HeldElsewhere,
     JobKey,
     LeaseLostError,
+    LedgerItem,
     State,
     Superseded,
+    history_after,
 )
 
 JOB = JobKey("TODO/a.mp4", "hevc", "etag1", "hash1", sequencer="0055AED6DCD90281E5")
@@ -195,3 +199,38 @@ def test_pools_are_independent_items(ledger) -> None:
     assert isinstance(ledger.claim(JOB, "w1", "m1", 60), Claimed)
     assert isinstance(ledger.claim(other, "w2", "m2", 60), Claimed)
     assert {i.pool for i in ledger.scan_items()} == {"hevc", "720p"}
+
+
+def test_an_item_remembers_the_versions_and_settings_it_gave_way_to(ledger) -> None:
+    lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
+    ledger.finish(lease, State.DONE, {"output_etag": "out-v1", "encode_s": 9.5, "upload_s": 1.0})
+    v2 = claimed(ledger.claim(V2, "w2", "m2", 60)).lease
+    now = ledger.get(JOB.key, JOB.pool)
+    assert [(v.etag, v.state, v.output_etag) for v in now.history] == [("etag1", "done", "out-v1")]
+    assert all(getattr(now, p) is None for p in PHASES)  # the old version's timings went
+    ledger.release(v2, State.FAILED, {"reason": "not a media file"}, failed=True)
+    retried = claimed(ledger.claim(V2, "w3", "m3", 60)).lease  # a retry: not a new version
+    assert len(ledger.get(JOB.key, JOB.pool).history) == 1
+    ledger.finish(retried, State.DONE, {"output_etag": "out-v2"})
+    new_settings = JobKey(V2.key, V2.pool, V2.etag, "hash2", sequencer=V2.sequencer)
+    claimed(ledger.claim(new_settings, "w4", "m4", 60))
+    history = ledger.get(JOB.key, JOB.pool).history
+    assert [(v.etag, v.settings_hash, v.state) for v in history] == [
+        ("etag2", "hash1", "done"),
+        ("etag1", "hash1", "done"),
+    ]
+
+
+def test_an_item_keeps_a_bounded_history() -> None:
+    item = LedgerItem(key="k", pool="hevc", state=State.DONE, etag="e0")
+    for n in range(1, HISTORY_KEPT + 5):
+        raw = history_after(item)
+        item = LedgerItem.from_item({"pk": "k", "sk": "hevc", "etag": f"e{n}", "history": raw})
+    assert len(item.history) == HISTORY_KEPT
+    assert item.history[0].etag == f"e{HISTORY_KEPT + 3}"
+
+
+@pytest.mark.parametrize("raw", ["", "not json", "[1, 2]", '[{"etag": "x"}]', "{}"])
+def test_an_unreadable_history_is_no_history(raw: str) -> None:
+    item = LedgerItem.from_item({"pk": "k", "sk": "hevc", "history": raw})
+    assert item.history == ()

@@ -181,3 +181,22 @@ def test_status_is_the_same_document_as_the_cli(moto_farm: MotoFarm) -> None:
     got = c.get("/api/status").json()
     assert [p["pool"] for p in got["pools"]] == sorted(moto_farm.refs.pools)
     assert set(got) == {"pools", "running", "totals"}
+
+
+def test_a_job_page_shows_its_steps_and_the_versions_before_it(moto_farm: MotoFarm) -> None:
+    m = moto_farm
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    key, pool = "TODO/trip.mov", sorted(m.refs.pools)[0]
+    first = ledger.claim(JobKey(key, pool, "v1", "h", sequencer="01"), "w1", "m1", 60)
+    assert isinstance(first, Claimed)
+    ledger.finish(first.lease, State.DONE, {"output_etag": "out-1", "encode_s": 30.0})
+    second = ledger.claim(JobKey(key, pool, "v2", "h", sequencer="02"), "w1", "m2", 60)
+    assert isinstance(second, Claimed)
+    steps = {"download_s": 1.5, "probe_s": 0.25, "encode_s": 12.0, "verify_s": 0.5}
+    ledger.finish(second.lease, State.DONE, {**steps, "upload_s": 0.75, "output_etag": "out-2"})
+    c = _client(_view(m), AuthConfig(open_local=True))
+    job_id = JobKey(key, pool, "v2", "h").job_id
+    d = c.get(f"/api/jobs/{job_id}").json()
+    assert d["timings_s"] == {**steps, "upload_s": 0.75}
+    assert [(v["etag"], v["state"]) for v in d["versions"]] == [("v2", "done"), ("v1", "done")]
+    assert d["versions"][1]["output_etag"] == "out-1"

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from hevcq.errors import InterruptedJob, PermanentError, RetryableError
-from hevcq.ledger import JobKey
+from hevcq.ledger import PHASES, JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 from hevcq.objects import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
@@ -46,8 +46,11 @@ def runner(store: FakeStore, work: Path) -> JobRunner:
 def test_done_job_uploads_with_source_and_settings_metadata(tmp_path, pool, clip) -> None:
     store = FakeStore()
     store.add(KEY, etag="e1", data=clip)
-    result = runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), JobContext())
+    ctx = JobContext()
+    result = runner(store, tmp_path / "work").run(spec_for(pool, len(clip)), ctx)
     assert result.outcome == "done"
+    assert list(ctx.timings) == list(PHASES)  # every step timed, for the job's ledger item
+    assert all(v >= 0 for v in ctx.timings.values())
     meta = store.objects["DONE/hevc/a.mp4"].metadata
     assert meta[META_SOURCE_KEY] == KEY
     assert meta[META_SOURCE_ETAG] == "e1"

@@ -620,3 +620,15 @@ def test_progress_reaches_the_ledger_every_few_seconds_not_only_at_lease_renewal
     recorded = sorted({p for p in seen if p})
     assert len(recorded) >= 3, recorded
     assert recorded[-1] > 20
+
+
+def test_a_finished_job_keeps_the_seconds_of_its_steps(ledger, farm) -> None:
+    def timed(spec: JobSpec, ctx: JobContext) -> JobResult:
+        ctx.timings.update(download_s=0.5, probe_s=0.1, encode_s=7.25, verify_s=0.2, upload_s=0.4)
+        return done_result(spec, output_bytes=100, input_bytes=5000)
+
+    rig = make_rig(ledger, farm, timed)
+    assert rig.worker.handle(rig.queue.put(event())).verdict is Verdict.ACK
+    item = present(rig.item())
+    seconds = (item.download_s, item.probe_s, item.encode_s, item.verify_s, item.upload_s)
+    assert seconds == (0.5, 0.1, 7.25, 0.2, 0.4)

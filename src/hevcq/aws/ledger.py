@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from hevcq.aws.clients import classify, error_code
 from hevcq.ledger import (
     CLAIM_WRITE_ROUNDS,
+    PHASES,
     AlreadyFinished,
     AskSource,
     Claimed,
@@ -28,6 +29,7 @@ from hevcq.ledger import (
     LedgerItem,
     State,
     Superseded,
+    history_after,
     judge,
     new_rvn,
     to_attribute,
@@ -130,6 +132,12 @@ class DynamoLedger:
             "attempts": attempts, "started_at": self.clock(), "progress": 0,
             "reason": None, "failure_class": None, "superseded_by": "",
         }  # fmt: skip
+        if read is not None and (read.etag, read.settings_hash) != (
+            job.etag, job.settings_hash,
+        ):  # fmt: skip
+            # Another version or other settings: the item remembers what the last one did.
+            sets["history"] = history_after(read)
+            sets.update(dict.fromkeys(PHASES))
         if read is None:
             condition, values = "attribute_not_exists(pk)", {}
         else:

@@ -74,12 +74,15 @@ class ObjectMeta(_Out):
 
 
 class JobVersion(_Out):
-    """One recorded version of a job (the ledger keeps the latest)."""
+    """One version (or settings) of a job's source, newest first: the current one, then
+    the earlier ones as their last record left them (the ledger keeps twenty)."""
 
     etag: str
     settings_hash: str
     state: str
     finished_at: datetime | None = None
+    output_etag: str | None = None
+    reason: str | None = None
 
 
 class JobDetail(_Out):

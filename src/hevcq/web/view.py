@@ -19,7 +19,7 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass
-from hevcq.ledger import TERMINAL, LedgerItem, State
+from hevcq.ledger import PHASES, TERMINAL, LedgerItem, State
 from hevcq.library.results import announced_objects
 from hevcq.web import uploads
 from hevcq.web.models import (
@@ -44,8 +44,6 @@ from hevcq.web.raw import settle_raw
 
 RECENT_JOBS = 50
 CHART_HOURS = 24
-# The per-phase seconds the ledger keeps for a finished job (the rest go to the logs).
-PHASES = ("encode_s",)
 DOWNLOAD_URL_TTL_S = 3600
 
 
@@ -241,7 +239,18 @@ class FarmView:
                     state=j.state,
                     finished_at=j.finished_at,
                     settings_hash=item.settings_hash,
-                )
+                ),
+                *(
+                    JobVersion(
+                        etag=v.etag,
+                        state=v.state,
+                        finished_at=_when(v.finished_at),
+                        settings_hash=v.settings_hash,
+                        output_etag=v.output_etag,
+                        reason=v.reason,
+                    )
+                    for v in item.history
+                ),
             ],
         )
 

@@ -30,6 +30,7 @@ from hevcq.errors import (
 )
 from hevcq.keys import done_key, keeps_source_ext
 from hevcq.ledger import (
+    PHASES,
     AlreadyFinished,
     Claimed,
     HeldElsewhere,
@@ -484,7 +485,7 @@ class Worker:
             watcher.join()
         if beat.failure is not None:
             return self._interrupted(keeper, beat.failure)
-        return self._succeeded(keeper, spec, result)
+        return self._succeeded(keeper, spec, result, ctx.timings)
 
     def _settle_failure(
         self,
@@ -576,13 +577,17 @@ class Worker:
                          reason="the source's newest version has no output")  # fmt: skip
         return {"output_key": None, "output_etag": None}
 
-    def _succeeded(self, keeper: LeaseKeeper, spec: JobSpec, result: JobResult) -> Settle:
+    def _succeeded(
+        self, keeper: LeaseKeeper, spec: JobSpec, result: JobResult, timings: dict[str, float]
+    ) -> Settle:
         state = State.DONE if result.outcome == "done" else State.SKIPPED
         fields: dict[str, object] = {
+            **{p: timings.get(p) for p in PHASES},
             "output_key": result.output_key, "output_etag": result.output_etag,
             "copied_from": result.copied_from, "copied_from_etag": result.copied_from_etag,
             "reason": result.reason, "input_bytes": result.input_bytes,
-            "output_bytes": result.output_bytes, "encode_s": result.encode_s,
+            "output_bytes": result.output_bytes,
+            "encode_s": result.encode_s if result.encode_s is not None else timings.get("encode_s"),
             "duration_s": result.duration_s, "progress": 100.0,
         }  # fmt: skip
         if state is State.SKIPPED:

@@ -79,6 +79,8 @@ class JobContext:
     on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
     commit: Commit | None = None
     phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
+    # Wall seconds of the steps done so far (``hevcq.ledger.PHASES``), kept on the item.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def job_result(spec: JobSpec, outcome: Outcome, worker_id: str, **kw: Any) -> JobResult:
@@ -194,8 +196,8 @@ def sweep_scratch(work_dir: Path) -> list[Path]:
 class _Laps:
     """Wall seconds of consecutive steps, each named when it ends."""
 
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
+    def __init__(self, laps: dict[str, float]) -> None:
+        self.laps = laps
         self._last = time.monotonic()
 
     def __call__(self, name: str) -> float:
@@ -258,7 +260,7 @@ class JobRunner:
 
     def _run_in(self, scratch: Path, spec: JobSpec, ctx: JobContext) -> JobResult:
         src, out = scratch / "source", scratch / "output"
-        lap = _Laps()
+        lap = _Laps(ctx.timings)
         skip = confirmed_skip(self._store, spec.job.key, spec.job.etag, spec.pool, head=spec.source)
         if skip:
             return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)

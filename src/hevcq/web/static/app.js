@@ -212,7 +212,7 @@ const hevcq = (() => {
         meta("Source", d.source), meta("Output", d.output),
         el("h2", { text: "Versions" }),
         el("table", {}, el("tbody", {}, ...d.versions.map((v) => el("tr", {},
-          el("td", { text: v.etag }), el("td", { text: v.settings_hash }), el("td", { text: v.state }), el("td", { text: v.finished_at || "" }))))),
+          el("td", { text: v.etag }), el("td", { text: v.settings_hash }), el("td", { text: v.state }), el("td", { text: v.finished_at || "" }), el("td", { text: v.reason || "" }))))),
       );
     } catch (e) { banner(e.message); }
   }
