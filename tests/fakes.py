@@ -82,11 +82,19 @@ class FakeQueue:
 class FakeStore:
     """A bucket in memory (key -> info, bytes) implementing ``store.ObjectStore``.
 
-    Uploads and deletions are recorded; an object added without bytes reads as zeros.
+    Every call that reads or writes is recorded (heads, downloads with what the caller
+    already knew, ranged reads, uploads, copies, deletions); a key in ``fail`` makes a
+    download, a ranged read or an upload of it raise that error; an object added without
+    bytes reads as zeros.
     """
 
     objects: dict[str, ObjectInfo] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    heads: list[str] = field(default_factory=list)
+    downloads: list[tuple[str, ObjectInfo | None]] = field(default_factory=list)  # (key, known)
+    ranges: list[tuple[int, int]] = field(default_factory=list)  # (start, length) read
+    range_bytes: int = 0
     uploads: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     copies: list[tuple[str, str]] = field(default_factory=list)  # (source, key) copied
@@ -104,7 +112,16 @@ class FakeStore:
         self.objects[key] = ObjectInfo(key, size, etag, dict(meta or {}))
 
     def head(self, key: str) -> ObjectInfo | None:
+        self.heads.append(key)
         return self.objects.get(key)
+
+    def _check(self, key: str, etag: str | None) -> ObjectInfo:
+        if key in self.fail:
+            raise self.fail[key]
+        info = self.objects.get(key)
+        if info is None or (etag and info.etag != etag):
+            raise SupersededJob(f"{key} is no longer version {etag}")
+        return info
 
     def download(
         self,
@@ -115,17 +132,17 @@ class FakeStore:
         version_id: str | None = None,
         known: ObjectInfo | None = None,
     ) -> ObjectInfo:
-        info = self.objects.get(key)
-        if info is None or (etag and info.etag != etag):
-            raise SupersededJob(f"{key} is no longer version {etag}")
+        self.downloads.append((key, known))
+        info = self._check(key, etag)
         dest.write_bytes(self.data.get(key, b"\0" * info.size))
         return info
 
     def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
-        info = self.objects.get(key)
-        if info is None or (etag and info.etag != etag):
-            raise SupersededJob(f"{key} is no longer version {etag}")
-        return self.data.get(key, b"\0" * info.size)[start : start + length]
+        info = self._check(key, etag)
+        self.ranges.append((start, length))
+        data = self.data.get(key, b"\0" * info.size)[start : start + length]
+        self.range_bytes += len(data)
+        return data
 
     def upload(
         self,
@@ -134,12 +151,16 @@ class FakeStore:
         metadata: dict[str, str],
         progress: Callable[[int], None] | None = None,
     ) -> ObjectInfo:
+        if key in self.fail:
+            raise self.fail[key]
         self.uploads.append(key)
         etag = f"out-{key}-{len(self.uploads)}"
         self.objects[key] = ObjectInfo(key, src.stat().st_size, etag, dict(metadata))
         self.data[key] = src.read_bytes()
-        if progress:
-            progress(src.stat().st_size)
+        if progress:  # in two parts, as a transfer reports them
+            size = src.stat().st_size
+            progress(size // 2)
+            progress(size - size // 2)
         return self.objects[key]
 
     def put_if(

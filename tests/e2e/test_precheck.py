@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,7 +12,6 @@ from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.model import Decision, EncodePlan, Skip
 from hevcq.media.samples import make_clip
-from hevcq.objects import ObjectInfo
 from hevcq.pools import load_farm
 from hevcq.worker.precheck import (
     META_CLIENT_SETTLED,
@@ -30,34 +27,6 @@ from tests.fakes import FakeStore
 
 pytestmark = pytest.mark.e2e
 KEY = "TODO/small.mp4"
-
-
-@dataclass
-class RangeStore(FakeStore):
-    """FakeStore that also reads ranges, counting what leaves the store."""
-
-    downloads: int = 0
-    range_bytes: int = 0
-    ranges: list[tuple[int, int]] = field(default_factory=list)
-
-    def download(
-        self,
-        key: str,
-        dest: Path,
-        *,
-        etag: str | None = None,
-        version_id: str | None = None,
-        known: ObjectInfo | None = None,
-    ) -> ObjectInfo:
-        self.downloads += 1
-        return super().download(key, dest, etag=etag, version_id=version_id, known=known)
-
-    def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
-        assert etag in (None, self.objects[key].etag)
-        self.ranges.append((start, length))
-        data = self.data[key][start : start + length]
-        self.range_bytes += len(data)
-        return data
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +60,19 @@ def test_a_skip_decided_by_the_client_is_confirmed_without_a_download(
     tmp_path: Path, pools, small_clip: bytes
 ) -> None:
     assert len(small_clip) > 4 * 1024 * 1024, "the clip must span several probe blocks"
-    store = RangeStore()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "720p,1080p"})
     runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
                        stall_timeout_s=30)  # fmt: skip
     result = runner.run(_spec(pools["720p"], len(small_clip)), JobContext())
     assert result.outcome == "skipped"
     assert "smaller than 720p" in (result.reason or "")
-    assert store.downloads == 0
+    assert store.downloads == []
     assert 0 < store.range_bytes < len(small_clip) // 2
 
 
 def test_without_the_client_s_word_the_worker_downloads(pools, small_clip: bytes) -> None:
-    store = RangeStore()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip)
     assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None
     assert store.range_bytes == 0
@@ -113,17 +82,13 @@ def test_a_client_skip_the_pool_does_not_share_falls_back_to_the_download(
     pools, small_clip: bytes
 ) -> None:
     # The hevc pool encodes 640x360: a stale or wrong client skip must not lose the job.
-    store = RangeStore()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "hevc"})
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None
 
 
 def test_a_store_whose_ranged_reads_fail_is_left_to_the_download(pools, small_clip: bytes) -> None:
-    class NoRanges(FakeStore):
-        def read_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
-            raise RetryableError("SlowDown")
-
-    store = NoRanges()
+    store = FakeStore(fail={KEY: RetryableError("SlowDown")})
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["720p"]) is None
 
@@ -136,27 +101,27 @@ def test_pools_settled_earlier_become_metadata() -> None:
 def test_a_pool_the_client_settled_earlier_skips_without_reading_the_source(
     tmp_path: Path, pools, small_clip: bytes
 ) -> None:
-    store = RangeStore()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "hevc"})
     runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
                        stall_timeout_s=30)  # fmt: skip
     result = runner.run(_spec(pools["hevc"], len(small_clip)), JobContext())
     assert result.outcome == "skipped"
     assert result.reason == SETTLED_EARLIER
-    assert store.downloads == 0
+    assert store.downloads == []
     assert store.range_bytes == 0
 
 
 def test_the_settled_word_of_another_version_is_not_taken(pools, small_clip: bytes) -> None:
     # The job names version e0; the object now holds e1, whose metadata says "settled".
-    store = RangeStore()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "hevc"})
     assert confirmed_skip(store, KEY, "e0", pools["hevc"]) is None
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) == Skip(SETTLED_EARLIER)
 
 
 def test_a_pool_not_named_as_settled_still_encodes(pools, small_clip: bytes) -> None:
-    store = RangeStore()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "720p"})
     assert confirmed_skip(store, KEY, "e1", pools["hevc"]) is None
 
@@ -165,26 +130,14 @@ def test_a_pool_not_named_as_settled_still_encodes(pools, small_clip: bytes) -> 
 def test_the_head_the_worker_made_before_claiming_is_not_made_again(
     tmp_path: Path, pools, small_clip: bytes, meta: dict[str, str]
 ) -> None:
-    heads: list[str] = []
-    known: list[ObjectInfo | None] = []
-
-    class Counting(RangeStore):
-        def head(self, key: str) -> ObjectInfo | None:
-            heads.append(key)
-            return super().head(key)
-
-        def download(self, key: str, dest: Path, **kw: Any) -> ObjectInfo:
-            known.append(kw.get("known"))
-            return super().download(key, dest, **kw)
-
-    store = Counting()
+    store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta=meta)
     found = store.head(KEY)
-    heads.clear()
+    store.heads.clear()
     spec = dataclasses.replace(_spec(pools["hevc"], len(small_clip)), source=found)
     runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
                        stall_timeout_s=30)  # fmt: skip
     result = runner.run(spec, JobContext())
     assert result.outcome == ("skipped" if meta else "done")
-    assert KEY not in heads  # only the output's key is headed
-    assert known == ([] if meta else [found])
+    assert KEY not in store.heads  # only the output's key is headed
+    assert [known for _, known in store.downloads] == ([] if meta else [found])

@@ -28,7 +28,6 @@ from hevcq.library.walk import fingerprint
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
-from hevcq.objects import ObjectInfo
 from hevcq.queue import Received
 from hevcq.worker.precheck import META_CLIENT_SETTLED, META_CLIENT_SKIPS
 from tests.fakes import FakeStore
@@ -396,19 +395,9 @@ def test_a_transient_download_error_leaves_the_result_for_later(lib: Lib) -> Non
     inbox = FakeInbox()
     inbox.put(lib.result("hevc").model_dump_json())  # no output object: download fails
 
-    class Flaky(FakeStore):
-        def download(
-            self,
-            key: str,
-            dest: Path,
-            *,
-            etag: str | None = None,
-            version_id: str | None = None,
-            known: ObjectInfo | None = None,
-        ) -> ObjectInfo:
-            raise RetryableError("SlowDown")
-
-    lib.objects = Flaky(lib.objects.objects, lib.objects.data)
+    result = lib.result("hevc")
+    assert result.output_key
+    lib.objects.fail[result.output_key] = RetryableError("SlowDown")
     got = drain(inbox, lib.fetcher(), follow=False, stop=threading.Event())
     assert [f.action for f in got] == ["retry"]
     assert inbox.deleted == []

@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import re
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,30 +67,6 @@ def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
     return path
 
 
-@dataclass
-class FakeTarget(FakeStore):
-    """The bucket in memory, where an upload of a key in ``fail`` raises its error."""
-
-    fail: dict[str, Exception] = field(default_factory=dict)
-
-    def upload(
-        self,
-        src: Path,
-        key: str,
-        metadata: dict[str, str],
-        progress: Callable[[int], None] | None = None,
-    ) -> ObjectInfo:
-        if key in self.fail:
-            raise self.fail[key]
-        size = src.stat().st_size
-        if progress:
-            progress(size // 2)
-            progress(size - size // 2)
-        self.uploads.append(key)
-        self.objects[key] = ObjectInfo(key, size, f"e-{key}", dict(metadata))
-        return self.objects[key]
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Catalog]:
     with Catalog(tmp_path / "state.sqlite3") as s:
@@ -134,7 +109,7 @@ def test_library_id_is_stable_per_folder(tmp_path: Path) -> None:
 
 def test_uploads_carry_path_size_mtime_fingerprint_and_library(root: Path, store) -> None:
     report = do_scan(root, store)
-    target = FakeTarget()
+    target = FakeStore()
     ups = upload_all(target, root, to_upload(report), LIB)
     assert sorted(target.uploads) == ["TODO/a/one.mp4", "TODO/b/two.MOV", "TODO/c/hevc.mkv"]
     meta = target.objects["TODO/b/two.MOV"].metadata
@@ -148,7 +123,7 @@ def test_uploads_carry_path_size_mtime_fingerprint_and_library(root: Path, store
 
 def test_sources_sharing_an_output_name_say_so_on_upload(root: Path, store) -> None:
     make(root, "b/two.mp4")
-    target = FakeTarget()
+    target = FakeStore()
     report = do_scan(root, store)
     assert {e.rel for e in report.entries if e.with_source_ext} == {"b/two.MOV"}
     upload_all(target, root, to_upload(report), LIB)
@@ -159,7 +134,7 @@ def test_sources_sharing_an_output_name_say_so_on_upload(root: Path, store) -> N
 
 def test_an_upload_named_by_another_rule_is_sent_again(root: Path, store) -> None:
     report = do_scan(root, store)
-    target = FakeTarget()
+    target = FakeStore()
     upload_all(target, root, to_upload(report), LIB)
     target.uploads.clear()
     make(root, "b/two.mp4")  # a sibling came: two.MOV's output name now keeps ".MOV"
@@ -171,7 +146,7 @@ def test_an_upload_named_by_another_rule_is_sent_again(root: Path, store) -> Non
 
 def test_same_content_already_in_the_bucket_is_not_sent_again(root: Path, store) -> None:
     report = do_scan(root, store)
-    target = FakeTarget()
+    target = FakeStore()
     upload_all(target, root, to_upload(report), LIB)
     target.uploads.clear()
     # The state store forgot (a crash before recording): the HEAD check still catches it.
@@ -182,14 +157,14 @@ def test_same_content_already_in_the_bucket_is_not_sent_again(root: Path, store)
 
 def test_changed_content_under_the_same_key_is_sent(root: Path, store) -> None:
     report = do_scan(root, store)
-    target = FakeTarget({"TODO/a/one.mp4": ObjectInfo("TODO/a/one.mp4", 1, "e", {META_HASH: "x"})})
+    target = FakeStore({"TODO/a/one.mp4": ObjectInfo("TODO/a/one.mp4", 1, "e", {META_HASH: "x"})})
     upload_all(target, root, to_upload(report), LIB)
     assert "TODO/a/one.mp4" in target.uploads
 
 
 def test_an_interrupted_ingest_resumes_without_resending(root: Path, store) -> None:
     report = do_scan(root, store)
-    target = FakeTarget(fail={"TODO/b/two.MOV": RetryableError("connection reset")})
+    target = FakeStore(fail={"TODO/b/two.MOV": RetryableError("connection reset")})
     first = upload_all(target, root, to_upload(report), LIB, on_done=recorder(store))
     assert [u.rel for u in (x.entry for x in first if not x.ok)] == ["b/two.MOV"]
     target.fail.clear()
@@ -203,7 +178,7 @@ def test_an_interrupted_ingest_resumes_without_resending(root: Path, store) -> N
 
 def test_a_fresh_farm_gets_files_an_earlier_farm_received(root: Path, store) -> None:
     report = do_scan(root, store)
-    upload_all(FakeTarget(), root, to_upload(report), LIB, on_done=recorder(store))
+    upload_all(FakeStore(), root, to_upload(report), LIB, on_done=recorder(store))
     again = do_scan(root, store)
     assert to_upload(again) == []
     assert len(to_upload(again, fresh_farm=True)) == 3
@@ -212,7 +187,7 @@ def test_a_fresh_farm_gets_files_an_earlier_farm_received(root: Path, store) -> 
 def test_one_bad_file_does_not_stop_the_others(root: Path, store) -> None:
     report = do_scan(root, store)
     (root / "a/one.mp4").unlink()  # vanished between scan and upload
-    target = FakeTarget(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")})
+    target = FakeStore(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")})
     ups = {u.entry.rel: u for u in upload_all(target, root, to_upload(report), LIB)}
     assert "disappeared" in (ups["a/one.mp4"].error or "")
     assert "AccessDenied" in (ups["c/hevc.mkv"].error or "")
@@ -235,7 +210,7 @@ def test_on_done_runs_in_the_calling_thread_and_progress_counts_bytes(root: Path
         def end(self) -> None: ...
 
     entries = to_upload(report)
-    upload_all(FakeTarget(), root, entries, LIB, progress=Count(),
+    upload_all(FakeStore(), root, entries, LIB, progress=Count(),
                on_done=lambda u: threads.add(threading.get_ident()))  # fmt: skip
     assert threads == {threading.get_ident()}
     assert seen[0] == sum(e.size for e in entries) == sum(seen[1:])
@@ -263,7 +238,7 @@ def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) 
     make(root, "d/copy.mp4", b"")  # same bytes as below: a duplicate
     (root / "d/copy.mp4").write_bytes((root / "a/one.mp4").read_bytes())
     report = do_scan(root, store)
-    ups = upload_all(FakeTarget(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")}),
+    ups = upload_all(FakeStore(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")}),
                      root, to_upload(report), LIB)  # fmt: skip
     rt = RoundTrip(report, ups)
     rt.results = {
@@ -289,7 +264,7 @@ def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:
     lib = tmp_path / "clean"
     make(lib, "x.mp4", b"hevc\n")
     report = do_scan(lib, store)
-    ups = upload_all(FakeTarget(), lib, to_upload(report), LIB)
+    ups = upload_all(FakeStore(), lib, to_upload(report), LIB)
     results = {
         ("TODO/x.mp4", "720p"): result("TODO/x.mp4", "720p"),
         ("TODO/x.mp4", "hevc"): result("TODO/x.mp4", "hevc", "skipped"),
@@ -345,7 +320,7 @@ def test_plain_progress_lines_when_not_on_a_terminal(root, store) -> None:
     console = Console(file=buf, width=200)
     shown = progress_for(console)
     assert isinstance(shown, LineProgress)
-    upload_all(FakeTarget(), root, to_upload(do_scan(root, store)), LIB, progress=shown)
+    upload_all(FakeStore(), root, to_upload(do_scan(root, store)), LIB, progress=shown)
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("uploading 3 files")
     assert sorted(ln.split("] ")[1] for ln in lines[1:]) == [
@@ -357,7 +332,7 @@ def test_a_bar_on_a_terminal(root, store) -> None:
     console = Console(file=buf, width=120, force_terminal=True)
     shown = progress_for(console)
     assert isinstance(shown, BarProgress)
-    target = FakeTarget(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")})
+    target = FakeStore(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")})
     upload_all(target, root, to_upload(do_scan(root, store)), LIB, progress=shown)
     text = buf.getvalue()
     assert "files" in text
