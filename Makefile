@@ -22,7 +22,7 @@ export CHECKOV
 # missing; elsewhere those tests skip with a note.
 SYSTEM_PACKAGES := faketime chromium
 
-.PHONY: install tools system-deps run test test-unit lint bench build image plan apply destroy clean
+.PHONY: install tools system-deps run test test-unit chaos lint bench build image plan apply destroy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ test: lint tools system-deps ## Lint and types, then the whole suite: unit, moto
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
+
+chaos: install ## Both chaos tests at full size: 100 jobs each, as the reliability promise was proven.
+	CHAOS_JOBS=100 $(BIN)/python -m pytest tests/e2e/test_reliability.py -k chaos -s
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

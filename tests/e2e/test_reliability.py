@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -27,6 +28,10 @@ from tests.e2e.farmkit import (
     stack,
     wait_for,
 )
+
+# The suite runs both chaos acts at a size that keeps it within its time budget;
+# `make chaos` runs them at the size the promise was first proven at (CHAOS_JOBS=100).
+CHAOS_JOBS = int(os.environ.get("CHAOS_JOBS", "0"))
 
 pytestmark = pytest.mark.e2e
 
@@ -139,7 +144,8 @@ def _encoding(w: WorkerProc) -> bool:
 def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    n_jobs = 30  # enough work that all 8 kills land on running encodes
+    n_jobs = CHAOS_JOBS or 30  # enough work that every kill lands on a running encode
+    max_kills = max(8, n_jobs * 15 // 100)
     wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
     with stack(tmp_path, wdir) as farm:
         chaos = Chaos(farm, tmp_path, n_workers=3, seed=1234)
@@ -148,7 +154,7 @@ def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
         for k in keys:
             put(farm, k, body)
         col = collector(farm, keys)
-        col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=8))
+        col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=max_kills))
         chaos.stop()
         dead = {
             o.key
@@ -318,9 +324,9 @@ class PausingChaos:
 def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_version_encoded_once(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
-    """45 sources on three workers; meanwhile workers are paused and resumed at random
-    (past their lease, sometimes), the whole endpoint refuses connections for 30 s, and a
-    quarter of the sources are overwritten by a new version (other bytes) while the run goes.
+    """45 sources (``CHAOS_JOBS``) on three workers; meanwhile workers are paused and resumed
+    at random (past their lease, sometimes), the whole endpoint refuses connections for 30 s,
+    and a quarter of the sources are overwritten by a new version (other bytes) while the run goes.
 
     Printed and checked at the end:
     - ``missing``: sources whose newest version has no output in DONE/ made from it;
@@ -331,7 +337,8 @@ def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_vers
       per job id, which names key, pool, source ETag and settings.
     """
     rnd = random.Random(2026)
-    n_jobs, n_new = 45, 11
+    n_jobs = CHAOS_JOBS or 45
+    n_new = n_jobs // 4
     # Other bytes that still encode smaller than the source: a new version whose encode would
     # be larger is settled as "kept original" and has no output to count.
     v2_clip = make_clip(tmp_path / "v2.mp4", width=192, height=108, seconds=0.5, fps=10)
