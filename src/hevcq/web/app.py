@@ -223,8 +223,11 @@ def _operator_api(app: FastAPI) -> None:
 
 
 def _upload_api(app: FastAPI, config: WebConfig) -> None:
-    @app.post("/api/uploads", status_code=201, dependencies=[Depends(_same_origin)])
-    def create_upload(f: FarmDep, who: CallerDep, body: UploadRequest) -> UploadTicket:
+    # Credentials are checked first: a caller without them learns nothing else.
+    @app.post(
+        "/api/uploads", status_code=201, dependencies=[Depends(_caller), Depends(_same_origin)]
+    )
+    def create_upload(who: CallerDep, f: FarmDep, body: UploadRequest) -> UploadTicket:
         """A presigned POST for a new upload under `TODO/<id>/<filename>`."""
         upload_id = uploads.new_upload_id()
         try:
@@ -244,13 +247,13 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
         )  # fmt: skip
 
     @app.get("/api/videos")
-    def videos(f: FarmDep, who: CallerDep) -> VideoList:
+    def videos(who: CallerDep, f: FarmDep) -> VideoList:
         """The caller's uploads, newest first."""
         records = uploads.list_records(f.store, who.owner)
         return VideoList(videos=[f.video(r) for r in records])
 
     @app.get("/api/videos/{video_id}")
-    def video(f: FarmDep, who: CallerDep, video_id: str) -> VideoStatus:
+    def video(who: CallerDep, f: FarmDep, video_id: str) -> VideoStatus:
         """An upload's state per pool, with download links for done pools."""
         record = uploads.get_record(f.store, who.owner, video_id)
         if record is None:
