@@ -1,6 +1,8 @@
-"""The app with no farm behind it: credentials are checked before anything else."""
+"""The app with no farm behind it: credentials first, and pages and /docs with no network."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,6 +12,8 @@ from hevcq.web.auth import AuthConfig, Authenticator
 
 TOKEN = "t" * 40
 ULID = "01KAAAAAAAAAAAAAAAAAAAAAAA"
+# Every src= and href= of a page, and every url(...) of a stylesheet.
+REFERENCE = re.compile(r"""(?:src|href)=["']([^"']+)["']|url\(["']?([^"')]+)["']?\)""")
 
 
 def _client(auth: AuthConfig) -> TestClient:
@@ -43,3 +47,29 @@ def test_without_credentials_every_call_is_a_bare_401_before_anything_else(
     assert r.headers["www-authenticate"] == "Bearer"
     ok = c.request(method, path, headers={"Authorization": f"Bearer {TOKEN}", CSRF_HEADER: "1"})
     assert ok.status_code in (503, 422), ok.text  # past the guard: no farm, or no body
+
+
+def _local_references(c: TestClient, path: str) -> list[str]:
+    """The assets a page or stylesheet loads; fails on any that is not on this server."""
+    r = c.get(path)
+    assert r.status_code == 200, path
+    found = [a or b for a, b in REFERENCE.findall(r.text)]
+    remote = [u for u in found if "//" in u and not u.startswith("data:")]
+    assert remote == [], f"{path} loads from elsewhere"
+    return [u for u in found if u.startswith("/")]
+
+
+@pytest.mark.parametrize("page", ["/", "/jobs/x", "/docs"])
+def test_pages_and_docs_load_only_assets_the_server_holds(page: str) -> None:
+    c = _client(AuthConfig(open_local=True))
+    assets = _local_references(c, page)
+    assert any(a.endswith(".js") for a in assets)
+    assert any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        served = c.get(asset)
+        assert served.status_code == 200, asset
+        assert len(served.content) > 100, asset
+        if asset.endswith(".css"):
+            _local_references(c, asset)
+    if page == "/docs":
+        assert c.get("/openapi.json").status_code == 200

@@ -16,6 +16,7 @@ import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from hevcq.aws.clients import AWS_ERRORS
 from hevcq.errors import HevcqError
@@ -41,6 +42,9 @@ from hevcq.web.view import FarmView
 log = structlog.get_logger()
 
 STATIC = Path(str(resources.files("hevcq.web") / "static"))
+# Swagger UI's script and styles for /docs, served from the installed fastapi-offline
+# package: FastAPI's own /docs page loads them from a CDN, and there may be no network.
+DOCS_STATIC = "/static/docs"
 # Browsers send a custom header cross-site only after a CORS preflight, which this app
 # never grants: a POST carrying it comes from our own page or from a non-browser client.
 CSRF_HEADER = "X-Hevcq-Request"
@@ -94,7 +98,10 @@ def create_app(config: WebConfig) -> FastAPI:
         yield
         stop.set()
 
-    app = FastAPI(title="hevcq", description=API_DOC, version="1", lifespan=lifespan)
+    app = FastAPIOffline(
+        title="hevcq", description=API_DOC, version="1", lifespan=lifespan,
+        docs_url="/docs", redoc_url=None, static_url=DOCS_STATIC,
+    )  # fmt: skip
     app.state.config = config
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
