@@ -1,4 +1,5 @@
-"""The app with no farm behind it: credentials first, and pages and /docs with no network."""
+"""The app with no farm behind it: credentials first, pages and /docs with no network, and
+the events topic's message in the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from hevcq.messages import JobResult
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 
@@ -73,3 +75,16 @@ def test_pages_and_docs_load_only_assets_the_server_holds(page: str) -> None:
             _local_references(c, asset)
     if page == "/docs":
         assert c.get("/openapi.json").status_code == 200
+
+
+def test_the_events_topic_message_is_documented_from_its_model() -> None:
+    doc = _client(AuthConfig(open_local=True)).get("/openapi.json").json()
+    body = doc["webhooks"]["job-result"]["post"]["requestBody"]["content"]["application/json"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    schema = doc["components"]["schemas"][ref]
+    assert ref == "JobResult"
+    assert set(schema["properties"]) == set(JobResult.model_fields)
+    required = {n for n, f in JobResult.model_fields.items() if f.is_required()}
+    assert set(schema["required"]) == required
+    assert schema["properties"]["outcome"]["enum"] == ["done", "skipped", "failed"]
+    assert "events topic" in doc["info"]["description"]

@@ -20,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 
 from hevcq.aws.clients import AWS_ERRORS
 from hevcq.errors import HevcqError
+from hevcq.messages import JobResult
 from hevcq.web import uploads
 from hevcq.web.auth import Authenticator, Caller
 from hevcq.web.models import (
@@ -54,12 +55,9 @@ SWEEP_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, HevcqError)  # logged,
 
 API_DOC = """The hevcq farm: uploads and their status for apps, queues and jobs for operators.
 
-Completions are also published on the farm's events topic (SNS, `<prefix>-events`) as
-JSON `JobResult` messages, one per (source, pool): `job_id`, `pool`, `bucket`,
-`source_key`, `source_etag`, `outcome` (`done`, `skipped`, `failed`), `reason`,
-`failure_class`, `output_key`, `output_etag`, `input_bytes`, `output_bytes`,
-`duration_s`, `encode_s`, `settings_hash`, `worker`, `finished_at`. An upload made here
-has `source_key` = `TODO/<id>/<filename>`.
+Completions are also published on the farm's events topic (SNS, `<prefix>-events`): one
+`JobResult` message per (source, pool), described under Webhooks below. An upload made
+here has `source_key` = `TODO/<id>/<filename>`.
 """
 
 
@@ -114,7 +112,15 @@ def create_app(config: WebConfig) -> FastAPI:
 
     _pages(app)
     _api(app, config)
+    _events(app)
     return app
+
+
+def _events(app: FastAPI) -> None:
+    @app.webhooks.post("job-result")
+    def job_result(body: JobResult) -> None:
+        """Published as JSON on the events topic once per (source, pool) when a job ends,
+        with the message attributes `outcome` and `pool` (for subscription filters)."""
 
 
 def _pages(app: FastAPI) -> None:
