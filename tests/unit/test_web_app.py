@@ -4,13 +4,18 @@ the events topic's message in the OpenAPI document."""
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 from fastapi.testclient import TestClient
 
+from hevcq.aws.clients import Clients
+from hevcq.aws.provision import FarmRefs, PoolRefs
+from hevcq.aws.topology import Names
 from hevcq.messages import JobResult
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.view import FarmView
 
 TOKEN = "t" * 40
 ULID = "01KAAAAAAAAAAAAAAAAAAAAAAA"
@@ -88,3 +93,41 @@ def test_the_events_topic_message_is_documented_from_its_model() -> None:
     assert set(schema["required"]) == required
     assert schema["properties"]["outcome"]["enum"] == ["done", "skipped", "failed"]
     assert "events topic" in doc["info"]["description"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_farm_that_stops_answering_is_reported_and_the_server_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The embedded farm a `hevcq serve` found has ended: every read says so, none raises."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    refs = FarmRefs(
+        names=Names.build("hevcq", "hevcq-local", ["hevc"]),
+        uploads_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-uploads",
+        events_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-events",
+        results_queue_url=f"{endpoint}/123456789012/hevcq-results",
+        ledger_table="hevcq-ledger",
+        pools={"hevc": PoolRefs(f"{endpoint}/1/hevc", f"{endpoint}/1/hevc-dlq")},
+    )  # fmt: skip
+    clients = Clients.create(region="us-east-1", endpoint_url=endpoint, retries=1)
+    view = FarmView(clients, refs, label="gone")
+    # The test client re-raises anything the app does not handle: a crash fails here.
+    c = TestClient(create_app(WebConfig(view, Authenticator(AuthConfig(open_local=True)))))
+    assert c.get("/api/health").json() == {
+        "status": "farm unreachable",
+        "farm": None,
+        "detail": None,
+    }
+    for path in ("/api/dashboard", "/api/pools", "/api/jobs", "/api/deadletters", "/api/videos"):
+        r = c.get(path)
+        assert (r.status_code, r.json()) == (503, {"detail": "farm unreachable"}), path
+    post = c.post("/api/uploads", json={"filename": "a.mov"}, headers={CSRF_HEADER: "1"})
+    assert (post.status_code, post.json()) == (503, {"detail": "farm unreachable"})
+    assert c.get("/").status_code == 200

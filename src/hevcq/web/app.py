@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from hevcq.aws.clients import AWS_ERRORS
-from hevcq.errors import HevcqError
+from hevcq.errors import FarmConfigError, HevcqError, RetryableError
 from hevcq.messages import JobResult
 from hevcq.web import uploads
 from hevcq.web.auth import Authenticator, Caller
@@ -52,6 +52,9 @@ CSRF_HEADER = "X-Hevcq-Request"
 RAW_SWEEP_EVERY_S = 15.0
 NOT_FOUND = "not found"
 SWEEP_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, HevcqError)  # logged, sweep goes on
+# A farm read that failed: raw from boto3, or classified by the ledger and the store (the
+# endpoint gone, throttled, credentials expired, resources deleted). A 503, never a 500.
+FARM_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, RetryableError, FarmConfigError)
 
 API_DOC = """The hevcq farm: uploads and their status for apps, queues and jobs for operators.
 
@@ -107,7 +110,7 @@ def create_app(config: WebConfig) -> FastAPI:
         log.warning("farm_read_failed", error=str(exc))
         return JSONResponse({"detail": "farm unreachable"}, status_code=503)
 
-    for error in AWS_ERRORS:
+    for error in FARM_ERRORS:
         app.add_exception_handler(error, farm_unreachable)
 
     _pages(app)
