@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,10 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
 from hevcq.ledger import Claimed, JobKey, State
 from hevcq.library.results import announced_objects
+from hevcq.settings import Settings, load_settings
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.server import locate, web_config
 from hevcq.web.view import FarmView
 from tests.aws.conftest import MotoFarm
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
@@ -249,3 +252,32 @@ def test_a_job_page_shows_its_objects_steps_attempts_and_the_versions_before_it(
     assert [(v["etag"], v["state"]) for v in d["versions"]] == [("v2", "done"), ("v1", "done")]
     assert d["versions"][1]["output_etag"] == "out-1"
     assert c.get("/api/jobs/no-such-job").status_code == 404
+
+
+def _configure(m: MotoFarm, monkeypatch: pytest.MonkeyPatch, prefix: str) -> Settings:
+    refs = m.refs
+    env = {
+        "HEVCQ_BUCKET": refs.bucket, "HEVCQ_NAME_PREFIX": prefix, "HEVCQ_REGION": "us-east-1",
+        "HEVCQ_LEDGER_TABLE": refs.ledger_table, "HEVCQ_API_TOKEN": "o" * 40,
+    }  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(os.environ)
+
+
+def test_serve_finds_the_configured_farm_or_serves_the_reason_it_cannot(
+    moto_farm: MotoFarm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = _configure(moto_farm, monkeypatch, moto_farm.refs.names.prefix)
+    found = locate(settings, moto_farm.pools, tmp_path)
+    assert (found.embedded, found.reason) == (False, "")
+    assert found.farm is not None
+    assert found.farm.refs == moto_farm.refs
+    # Its queues are not there: no exception, a server with no farm that says why.
+    settings = _configure(moto_farm, monkeypatch, "missing")
+    lost = locate(settings, moto_farm.pools, tmp_path)
+    assert (lost.farm, lost.embedded) == (None, False)
+    assert lost.reason.startswith("configured farm unreachable: queue 'missing-")
+    c = TestClient(create_app(web_config(settings, lost, "127.0.0.1")))
+    assert c.get("/api/health").json() == {"status": "no farm", "farm": None, "detail": lost.reason}
+    assert c.get("/").status_code == 200
