@@ -1,8 +1,9 @@
 """The dashboard in a real headless browser (Debian's chromium, driven by Playwright).
 
 During a run it shows a real worker's job percent rising with its fps, speed and ETA, a failed
-job's reason (and its page), and a dead letter that leaves the dead-letter queue once redriven
-from the page, after a confirmation that can be declined. /docs renders, and nothing is loaded
+job's reason (and its page), and dead letters grouped by class that leave the dead-letter queue
+once redriven from the page (one message, then the class), after a confirmation that can be
+declined. /docs renders, and nothing is loaded
 from anywhere but the server. Without a farm the page says so. Screenshots go to
 ``artifacts/screenshots/`` (ignored by git) and to the test's tmp folder.
 """
@@ -37,6 +38,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 RUNNING_KEY = "TODO/long-film.mov"
+NOT_VIDEOS = ("TODO/notes.mp4", "TODO/memo.mp4")
 
 
 def _chromium() -> Path:
@@ -72,7 +74,7 @@ def encoding(farm: EmbeddedFarm, tmp_path: Path) -> Iterator[WorkerProc]:
 
 @pytest.fixture
 def failed_run(tmp_path: Path) -> Iterator[tuple[EmbeddedFarm, str]]:
-    """A farm whose worker has dead-lettered a file that is not a video, then stopped."""
+    """A farm whose worker has dead-lettered two files that are not videos, then stopped."""
     workers = pool_dir(tmp_path, ("hevc", "720p"))
     doc = yaml.safe_load((workers / "720p.yaml").read_text())
     doc["encode"]["preset"] = "medium"  # long enough to be watched encoding
@@ -82,13 +84,17 @@ def failed_run(tmp_path: Path) -> Iterator[tuple[EmbeddedFarm, str]]:
         assert farm.refs is not None
         worker = WorkerProc(farm, "hevc", tmp_path / "w.log")
         try:
-            farm.clients.s3.put_object(
-                Bucket=farm.refs.bucket, Key="TODO/notes.mp4", Body=b"not a video at all"
-            )
+            for key in NOT_VIDEOS:
+                farm.clients.s3.put_object(
+                    Bucket=farm.refs.bucket, Key=key, Body=b"not a video at all"
+                )
             ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-            item = lambda: ledger.get("TODO/notes.mp4", "hevc")  # noqa: E731
-            failed = lambda: getattr(item(), "state", None) == "failed"  # noqa: E731
-            assert wait_for(failed, timeout_s=120, every_s=0.5)
+
+            def all_failed() -> bool:
+                found = {getattr(ledger.get(k, "hevc"), "state", None) for k in NOT_VIDEOS}
+                return found == {"failed"}
+
+            assert wait_for(all_failed, timeout_s=120, every_s=0.5)
         finally:
             # Stopped, so a redriven message waits in the queue instead of failing again.
             worker.proc.terminate()
@@ -140,7 +146,7 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     farm, reason = failed_run
-    assert wait_for(lambda: _dlq_size(farm) == 1, timeout_s=30)
+    assert wait_for(lambda: _dlq_size(farm) == 2, timeout_s=30)
     with served(farm) as url, encoding(farm, tmp_path), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
@@ -168,12 +174,13 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
             failed_row = page.locator("#recent tr.state-failed").first
             failed_row.wait_for(timeout=15_000)
             assert reason in failed_row.locator(".reason").inner_text()
-            group = page.locator(".dlq-group[data-pool=hevc]")
+            # Dead letters grouped by pool and failure class.
+            group = page.locator(".dlq-group[data-pool=hevc][data-class=permanent]")
             group.wait_for(timeout=15_000)
             assert "notes.mp4" in group.inner_text()
+            assert "memo.mp4" in group.inner_text()
             _shot(page, tmp_path, "dashboard-running-and-failed")
 
-            # Declined: nothing moves.
             asked: list[str] = []
 
             def answer(accept: bool):  # a one-off dialog handler that notes the question
@@ -183,22 +190,36 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
 
                 return handle
 
+            # One message. Declined first: nothing moves.
+            one = group.locator("li", has_text="notes.mp4").locator(".redrive-one")
             page.once("dialog", answer(False))
-            group.locator(".redrive-one").first.click()
+            one.click()
             page.wait_for_timeout(1500)
             assert asked == ["Send TODO/notes.mp4 back to hevc?"]
-            assert _dlq_size(farm) == 1
+            assert _dlq_size(farm) == 2
 
-            page.once("dialog", answer(True))
             # The hevc queue also heard of the clip being encoded (every pool hears of
-            # every upload) and has no worker: the redriven message is one more.
+            # every upload) and has no worker: each redriven message is one more there.
             waiting = _dlq_size(farm, "queue_url")
-            group.locator(".redrive-one").first.click()
-            # The 720p worker dead-lettered notes.mp4 too: only the hevc group goes.
-            group.wait_for(state="detached", timeout=15_000)
-            assert len(asked) == 2
-            assert _dlq_size(farm) == 0
+            page.once("dialog", answer(True))
+            one.click()
+            sync_api.expect(group.locator("li")).to_have_count(1, timeout=15_000)
+            assert "memo.mp4" in group.inner_text()
+            assert _dlq_size(farm) == 1
             assert _dlq_size(farm, "queue_url") == waiting + 1
+
+            # The rest of the class.
+            page.once("dialog", answer(True))
+            group.locator(".redrive-class").click()
+            # The 720p worker dead-lettered both too: only the hevc group goes.
+            group.wait_for(state="detached", timeout=15_000)
+            assert asked[1:] == [
+                "Send TODO/notes.mp4 back to hevc?",
+                "Send every permanent dead letter of hevc back to its queue?",
+            ]
+            assert page.locator(".dlq-group[data-pool='720p']").count() == 1
+            assert _dlq_size(farm) == 0
+            assert _dlq_size(farm, "queue_url") == waiting + 2
             _shot(page, tmp_path, "dashboard-after-redrive")
 
             # The failed job's own page: its reason and its tries.
