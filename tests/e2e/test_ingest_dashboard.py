@@ -20,6 +20,7 @@ import pytest
 from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
+from hevcq.web.models import StatusReport
 from tests.e2e.farmkit import alive, children, cmdline, pool_dir, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -272,6 +273,15 @@ def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
             assert health["status"] == "ok", health
             assert farm["endpoint"] in health["farm"]
             assert {p["pool"] for p in api.get("/api/pools").json()} == {"hevc", "720p"}
+            # The API's status is the document `hevcq status --json` prints.
+            cli = subprocess.run(
+                [sys.executable, "-m", "hevcq", "status", "--json"],
+                env=ingest.env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            printed = StatusReport.model_validate_json(cli.stdout)
+            served = StatusReport.model_validate(api.get("/api/status").json())
+            assert [p.pool for p in printed.pools] == [p.pool for p in served.pools]
+            assert "using the embedded farm" in cli.stderr
         finally:
             serve.terminate()
             serve.wait(timeout=30)
