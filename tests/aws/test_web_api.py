@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,8 +14,11 @@ from fastapi.testclient import TestClient
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
 from hevcq.ledger import Claimed, JobKey, State
+from hevcq.library.results import announced_objects
+from hevcq.settings import Settings, load_settings
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.server import locate, web_config
 from hevcq.web.view import FarmView
 from tests.aws.conftest import MotoFarm
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
@@ -57,15 +61,30 @@ def test_without_a_farm_the_server_says_so() -> None:
     assert c.get("/").status_code == 200
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic b3A6dG9rZW4="])
+BAD_JWTS: dict[str, dict[str, Any]] = {
+    "expired": {"exp": 1_600_000_000},
+    "other-issuer": {"iss": "https://someone-else.test"},
+    "other-audience": {"aud": "another-app"},
+}
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer nope", "Basic b3A6dG9rZW4=", *(f"jwt:{k}" for k in BAD_JWTS)]
+)
 def test_bad_credentials_get_a_bare_401(
     moto_farm: MotoFarm, issuer: Issuer, header: str | None
 ) -> None:
     c = _client(_view(moto_farm), _oidc(issuer))
-    for path in ("/api/pools", "/api/videos", "/api/videos/01KAAAAAAAAAAAAAAAAAAAAAAA"):
+    if header and header.startswith("jwt:"):
+        header = f"Bearer {issuer.token('alice', **BAD_JWTS[header[4:]])}"
+    good = {"Authorization": f"Bearer {issuer.token('alice')}"}
+    ticket = c.post("/api/uploads", json={"filename": "a.mov"}, headers=good).json()
+    for path in ("/api/pools", "/api/videos", f"/api/videos/{ticket['id']}"):
         r = c.get(path, headers={"Authorization": header} if header else {})
         assert r.status_code == 401
         assert r.json() == {"detail": "unauthorized"}
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert c.get(f"/api/videos/{ticket['id']}", headers=good).status_code == 200
     assert c.get("/api/pools", headers={"Authorization": "Bearer op-token"}).status_code == 200
 
 
@@ -118,6 +137,23 @@ def test_one_dead_letter_is_redriven(moto_farm: MotoFarm) -> None:
     assert r.json() == {"pool": "hevc", "moved": 1}
     left = c.get("/api/deadletters").json()
     assert [d["keys"] for d in left] == [["TODO/b.mov"]]
+
+
+def test_a_class_of_dead_letters_is_redriven_and_the_others_stay(moto_farm: MotoFarm) -> None:
+    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    _dead_letter(moto_farm, "hevc", "TODO/a.mov", "permanent")
+    _dead_letter(moto_farm, "hevc", "TODO/b.mov", "permanent")
+    _dead_letter(moto_farm, "hevc", "TODO/c.mov", "stalled")
+    body = {"pool": "hevc", "failure_class": "permanent"}
+    r = c.post("/api/redrive", json=body, headers={CSRF_HEADER: "1"})
+    assert r.json() == {"pool": "hevc", "moved": 2}
+    left = c.get("/api/deadletters").json()
+    assert [(d["keys"], d["failure_class"]) for d in left] == [(["TODO/c.mov"], "stalled")]
+    sqs, queue = moto_farm.clients.sqs, moto_farm.refs.pools["hevc"].queue_url
+    back = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    # The bucket's own test event is there too; the moved letters are the two permanent ones.
+    keys = sorted(o.key for m in back for o in announced_objects(m["Body"]))
+    assert keys == ["TODO/a.mov", "TODO/b.mov"]
 
 
 def _settle(
@@ -183,20 +219,65 @@ def test_status_is_the_same_document_as_the_cli(moto_farm: MotoFarm) -> None:
     assert set(got) == {"pools", "running", "totals"}
 
 
-def test_a_job_page_shows_its_steps_and_the_versions_before_it(moto_farm: MotoFarm) -> None:
+def test_a_job_page_shows_its_objects_steps_attempts_and_the_versions_before_it(
+    moto_farm: MotoFarm,
+) -> None:
     m = moto_farm
     ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
     key, pool = "TODO/trip.mov", sorted(m.refs.pools)[0]
+    out = f"DONE/{pool}/trip.mp4"
+    s3, bucket = m.clients.s3, m.refs.bucket
+    s3.put_object(Bucket=bucket, Key=key, Body=b"s" * 300, Metadata={"camera": "phone"})
+    s3.put_object(Bucket=bucket, Key=out, Body=b"o" * 120)
     first = ledger.claim(JobKey(key, pool, "v1", "h", sequencer="01"), "w1", "m1", 60)
     assert isinstance(first, Claimed)
     ledger.finish(first.lease, State.DONE, {"output_etag": "out-1", "encode_s": 30.0})
-    second = ledger.claim(JobKey(key, pool, "v2", "h", sequencer="02"), "w1", "m2", 60)
+    v2 = JobKey(key, pool, "v2", "h", sequencer="02")
+    tried = ledger.claim(v2, "w1", "m2", 60)
+    assert isinstance(tried, Claimed)
+    ledger.release(tried.lease, State.QUEUED, {}, failed=True)  # one failed try
+    second = ledger.claim(v2, "w2", "m2", 60)
     assert isinstance(second, Claimed)
     steps = {"download_s": 1.5, "probe_s": 0.25, "encode_s": 12.0, "verify_s": 0.5}
-    ledger.finish(second.lease, State.DONE, {**steps, "upload_s": 0.75, "output_etag": "out-2"})
+    done = {**steps, "upload_s": 0.75, "output_etag": "out-2", "output_key": out}
+    ledger.finish(second.lease, State.DONE, done)
     c = _client(_view(m), AuthConfig(open_local=True))
     job_id = JobKey(key, pool, "v2", "h").job_id
     d = c.get(f"/api/jobs/{job_id}").json()
+    assert (d["job"]["key"], d["job"]["state"], d["job"]["attempts"]) == (key, "done", 1)
     assert d["timings_s"] == {**steps, "upload_s": 0.75}
+    assert (d["source"]["key"], d["source"]["size"]) == (key, 300)
+    assert d["source"]["metadata"] == {"camera": "phone"}
+    assert (d["output"]["key"], d["output"]["size"]) == (out, 120)
     assert [(v["etag"], v["state"]) for v in d["versions"]] == [("v2", "done"), ("v1", "done")]
     assert d["versions"][1]["output_etag"] == "out-1"
+    assert c.get("/api/jobs/no-such-job").status_code == 404
+
+
+def _configure(m: MotoFarm, monkeypatch: pytest.MonkeyPatch, prefix: str) -> Settings:
+    refs = m.refs
+    env = {
+        "HEVCQ_BUCKET": refs.bucket, "HEVCQ_NAME_PREFIX": prefix, "HEVCQ_REGION": "us-east-1",
+        "HEVCQ_LEDGER_TABLE": refs.ledger_table, "HEVCQ_API_TOKEN": "o" * 40,
+    }  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(os.environ)
+
+
+def test_serve_finds_the_configured_farm_or_serves_the_reason_it_cannot(
+    moto_farm: MotoFarm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = _configure(moto_farm, monkeypatch, moto_farm.refs.names.prefix)
+    found = locate(settings, moto_farm.pools, tmp_path)
+    assert (found.embedded, found.reason) == (False, "")
+    assert found.farm is not None
+    assert found.farm.refs == moto_farm.refs
+    # Its queues are not there: no exception, a server with no farm that says why.
+    settings = _configure(moto_farm, monkeypatch, "missing")
+    lost = locate(settings, moto_farm.pools, tmp_path)
+    assert (lost.farm, lost.embedded) == (None, False)
+    assert lost.reason.startswith("configured farm unreachable: queue 'missing-")
+    c = TestClient(create_app(web_config(settings, lost, "127.0.0.1")))
+    assert c.get("/api/health").json() == {"status": "no farm", "farm": None, "detail": lost.reason}
+    assert c.get("/").status_code == 200

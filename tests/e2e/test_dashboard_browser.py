@@ -1,12 +1,16 @@
 """The dashboard in a real headless browser (Debian's chromium, driven by Playwright).
 
-During a run it shows a real worker's job percent rising, a failed job's reason, and a dead letter
-that leaves the dead-letter queue once redriven from the page. Screenshots go to
+During a run it shows a real worker's job percent rising with its fps, speed and ETA, a failed
+job's reason (and its page), and dead letters grouped by class that leave the dead-letter queue
+once redriven from the page (one message, then the class), after a confirmation that can be
+declined. /docs renders, and nothing is loaded
+from anywhere but the server. Without a farm the page says so. Screenshots go to
 ``artifacts/screenshots/`` (ignored by git) and to the test's tmp folder.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,6 +23,9 @@ import yaml
 from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.media.samples import make_clip
+from hevcq.web.app import WebConfig
+from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.server import ServerThread
 from tests.e2e.conftest import IN_CI
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.webkit import served
@@ -31,6 +38,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 RUNNING_KEY = "TODO/long-film.mov"
+NOT_VIDEOS = ("TODO/notes.mp4", "TODO/memo.mp4")
 
 
 def _chromium() -> Path:
@@ -66,7 +74,7 @@ def encoding(farm: EmbeddedFarm, tmp_path: Path) -> Iterator[WorkerProc]:
 
 @pytest.fixture
 def failed_run(tmp_path: Path) -> Iterator[tuple[EmbeddedFarm, str]]:
-    """A farm whose worker has dead-lettered a file that is not a video, then stopped."""
+    """A farm whose worker has dead-lettered two files that are not videos, then stopped."""
     workers = pool_dir(tmp_path, ("hevc", "720p"))
     doc = yaml.safe_load((workers / "720p.yaml").read_text())
     doc["encode"]["preset"] = "medium"  # long enough to be watched encoding
@@ -76,13 +84,17 @@ def failed_run(tmp_path: Path) -> Iterator[tuple[EmbeddedFarm, str]]:
         assert farm.refs is not None
         worker = WorkerProc(farm, "hevc", tmp_path / "w.log")
         try:
-            farm.clients.s3.put_object(
-                Bucket=farm.refs.bucket, Key="TODO/notes.mp4", Body=b"not a video at all"
-            )
+            for key in NOT_VIDEOS:
+                farm.clients.s3.put_object(
+                    Bucket=farm.refs.bucket, Key=key, Body=b"not a video at all"
+                )
             ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-            item = lambda: ledger.get("TODO/notes.mp4", "hevc")  # noqa: E731
-            failed = lambda: getattr(item(), "state", None) == "failed"  # noqa: E731
-            assert wait_for(failed, timeout_s=120, every_s=0.5)
+
+            def all_failed() -> bool:
+                found = {getattr(ledger.get(k, "hevc"), "state", None) for k in NOT_VIDEOS}
+                return found == {"failed"}
+
+            assert wait_for(all_failed, timeout_s=120, every_s=0.5)
         finally:
             # Stopped, so a redriven message waits in the queue instead of failing again.
             worker.proc.terminate()
@@ -102,6 +114,24 @@ def _dlq_size(farm: EmbeddedFarm, queue: str = "dlq_url") -> int:
     return sum(int(v) for v in attrs.values())
 
 
+NUMBER = r"^\d+(\.\d+)?"
+
+
+def _local_only(page, url: str) -> list[str]:
+    """Requests for anything not on ``url`` are refused and listed (there is no network)."""
+    elsewhere: list[str] = []
+
+    def route(r) -> None:
+        if r.request.url.startswith((url, "data:")):
+            r.continue_()
+        else:
+            elsewhere.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return elsewhere
+
+
 def _shot(page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -116,17 +146,19 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     farm, reason = failed_run
-    assert wait_for(lambda: _dlq_size(farm) == 1, timeout_s=30)
+    assert wait_for(lambda: _dlq_size(farm) == 2, timeout_s=30)
     with served(farm) as url, encoding(farm, tmp_path), sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            elsewhere = _local_only(page, url)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(url)
             _shot(page, tmp_path, "dashboard-loaded")
-            pct = page.locator("#running tr[data-job] .pct").first
+            row = page.locator("#running tr[data-job]").first
+            pct = row.locator(".pct")
             pct.wait_for(timeout=15_000)
             assert errors == []
             first = float(pct.inner_text().rstrip("%"))
@@ -134,24 +166,96 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
             while float(pct.inner_text().rstrip("%")) <= first and time.monotonic() < deadline:
                 page.wait_for_timeout(250)
             assert float(pct.inner_text().rstrip("%")) > first
+            # ffmpeg's rates as the worker records them, and the time left.
+            sync_api.expect(row.locator(".fps")).to_have_text(re.compile(NUMBER), timeout=15_000)
+            sync_api.expect(row.locator(".speed")).to_have_text(re.compile(NUMBER + "x$"))
+            sync_api.expect(row.locator(".eta")).to_have_text(re.compile(NUMBER + " (s|min)$"))
 
             failed_row = page.locator("#recent tr.state-failed").first
             failed_row.wait_for(timeout=15_000)
             assert reason in failed_row.locator(".reason").inner_text()
-            group = page.locator(".dlq-group[data-pool=hevc]")
+            # Dead letters grouped by pool and failure class.
+            group = page.locator(".dlq-group[data-pool=hevc][data-class=permanent]")
             group.wait_for(timeout=15_000)
             assert "notes.mp4" in group.inner_text()
+            assert "memo.mp4" in group.inner_text()
             _shot(page, tmp_path, "dashboard-running-and-failed")
 
-            page.on("dialog", lambda dialog: dialog.accept())
+            asked: list[str] = []
+
+            def answer(accept: bool):  # a one-off dialog handler that notes the question
+                def handle(dialog) -> None:
+                    asked.append(dialog.message)
+                    dialog.accept() if accept else dialog.dismiss()
+
+                return handle
+
+            # One message. Declined first: nothing moves.
+            one = group.locator("li", has_text="notes.mp4").locator(".redrive-one")
+            page.once("dialog", answer(False))
+            one.click()
+            page.wait_for_timeout(1500)
+            assert asked == ["Send TODO/notes.mp4 back to hevc?"]
+            assert _dlq_size(farm) == 2
+
             # The hevc queue also heard of the clip being encoded (every pool hears of
-            # every upload) and has no worker: the redriven message is one more.
+            # every upload) and has no worker: each redriven message is one more there.
             waiting = _dlq_size(farm, "queue_url")
-            group.locator(".redrive-one").first.click()
-            # The 720p worker dead-lettered notes.mp4 too: only the hevc group goes.
-            group.wait_for(state="detached", timeout=15_000)
-            assert _dlq_size(farm) == 0
+            page.once("dialog", answer(True))
+            one.click()
+            sync_api.expect(group.locator("li")).to_have_count(1, timeout=15_000)
+            assert "memo.mp4" in group.inner_text()
+            assert _dlq_size(farm) == 1
             assert _dlq_size(farm, "queue_url") == waiting + 1
+
+            # The rest of the class.
+            page.once("dialog", answer(True))
+            group.locator(".redrive-class").click()
+            # The 720p worker dead-lettered both too: only the hevc group goes.
+            group.wait_for(state="detached", timeout=15_000)
+            assert asked[1:] == [
+                "Send TODO/notes.mp4 back to hevc?",
+                "Send every permanent dead letter of hevc back to its queue?",
+            ]
+            assert page.locator(".dlq-group[data-pool='720p']").count() == 1
+            assert _dlq_size(farm) == 0
+            assert _dlq_size(farm, "queue_url") == waiting + 2
             _shot(page, tmp_path, "dashboard-after-redrive")
+
+            # The failed job's own page: its reason and its tries.
+            page.locator("#recent tr.state-failed a").first.click()
+            facts = page.locator("#facts")
+            facts.wait_for(timeout=15_000)
+            assert reason in facts.inner_text()
+            assert "attempts" in facts.inner_text()
+            _shot(page, tmp_path, "job-page")
+
+            # The API's own documentation renders, its script served by the server too.
+            page.goto(f"{url}/docs")
+            page.get_by_text("/api/uploads").first.wait_for(timeout=15_000)
+            page.get_by_text("job-result").first.wait_for(timeout=15_000)
+            assert elsewhere == []
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_without_a_farm_the_page_says_so(tmp_path: Path) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    reason = "no farm configured (HEVCQ_BUCKET unset) and no embedded farm running"
+    config = WebConfig(None, Authenticator(AuthConfig(open_local=True)), no_farm_reason=reason)
+    with ServerThread(config) as server, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 600})
+            elsewhere = _local_only(page, server.url)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url)
+            banner = page.locator("#banner")
+            sync_api.expect(banner).to_have_text(f"No farm to show: {reason}", timeout=15_000)
+            _shot(page, tmp_path, "dashboard-no-farm")
+            assert (errors, elsewhere) == ([], [])
         finally:
             browser.close()

@@ -20,6 +20,7 @@ import pytest
 from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
+from hevcq.web.models import StatusReport
 from tests.e2e.farmkit import alive, children, cmdline, pool_dir, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -98,6 +99,7 @@ class Ingest:
             "HEVCQ_DASHBOARD_PORT": str(port),
         }  # fmt: skip
         self.farm_file = tmp / "state/hevcq/farm.json"
+        self.env = env
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out"), *args],
@@ -230,3 +232,74 @@ def test_a_killed_ingest_takes_its_dashboard_with_it(tmp_path: Path) -> None:
         ingest.kill()
     assert wait_for(lambda: not any(alive(p) for p in dash), 15), "the dashboard outlived it"
     assert _closes(port), _listening(port)
+
+
+def _serve(ingest: Ingest, port: int) -> tuple[subprocess.Popen[str], str]:
+    """`hevcq serve` in the ingest's environment (its state dir); its URL once it says so."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "serve", "--port", str(port)],
+        env=ingest.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    said = ""
+    for line in proc.stdout:
+        said += line
+        if "Dashboard and API on" in line:
+            break
+    url = f"http://127.0.0.1:{port}"
+    up = lambda: _answers(f"{url}/api/health")  # noqa: E731
+    assert wait_for(up, 30), said
+    return proc, said
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
+    tmp_path: Path,
+) -> None:
+    ingest = Ingest(tmp_path, _free_port(), "--no-dashboard")
+    try:
+        assert wait_for(ingest.farm_file.exists, 90), ingest.out[-3000:]
+        farm = json.loads(ingest.farm_file.read_text())
+        serve, _ = _serve(ingest, port := _free_port())
+        try:
+            api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            health = api.get("/api/health").json()
+            assert health["status"] == "ok", health
+            assert farm["endpoint"] in health["farm"]
+            assert {p["pool"] for p in api.get("/api/pools").json()} == {"hevc", "720p"}
+            # The API's status is the document `hevcq status --json` prints.
+            cli = subprocess.run(
+                [sys.executable, "-m", "hevcq", "status", "--json"],
+                env=ingest.env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            printed = StatusReport.model_validate_json(cli.stdout)
+            served = StatusReport.model_validate(api.get("/api/status").json())
+            assert [p.pool for p in printed.pools] == [p.pool for p in served.pools]
+            assert "using the embedded farm" in cli.stderr
+        finally:
+            serve.terminate()
+            serve.wait(timeout=30)
+        ingest.open_gate()
+        assert ingest.wait() == 0, ingest.out[-3000:]
+    finally:
+        ingest.kill()
+    # The ingest has ended and its farm with it: serve says so, on its page and in health.
+    serve, said = _serve(ingest, port := _free_port())
+    try:
+        assert "no embedded farm running" in said
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        health = api.get("/api/health").json()
+        assert health["status"] == "no farm"
+        assert "no embedded farm running" in health["detail"]
+        assert api.get("/").status_code == 200
+        assert api.get("/api/pools").status_code == 503
+        assert serve.poll() is None  # still serving
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)

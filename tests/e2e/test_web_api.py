@@ -1,4 +1,5 @@
-"""The upload API end to end: presigned POST, a worker encodes it, the link downloads HEVC."""
+"""The upload API end to end: presigned POST, a worker encodes it, the link downloads HEVC,
+the raw upload goes after the last pool; the endpoint enforces the signed policy."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def _upload(ticket: dict, data: bytes) -> httpx.Response:
 
 
 def test_an_upload_is_encoded_and_its_output_downloads_as_hevc(tmp_path: Path) -> None:
+    """With ``raw: delete-when-settled`` the source stays while a pool has not settled it
+    (its worker is not even started yet), and goes once the last pool has."""
     clip = make_clip(tmp_path / "clip.mp4", width=320, height=180, seconds=1.0, fps=12)
-    with stack(tmp_path, pool_dir(tmp_path, ("hevc", "720p"))) as farm, served(farm) as url:
-        worker = WorkerProc(farm, "hevc", tmp_path / "hevc.log")
-        other = WorkerProc(farm, "720p", tmp_path / "720p.log")
+    pools = pool_dir(tmp_path, ("hevc", "720p"))
+    with stack(tmp_path, pools) as farm, served(farm, raw="delete-when-settled") as url:
+        workers = [WorkerProc(farm, "hevc", tmp_path / "hevc.log")]
         try:
             api = httpx.Client(base_url=url, timeout=30)
             ticket = api.post("/api/uploads", json={"filename": "clip.mp4"}, headers=POST).json()
@@ -37,20 +40,32 @@ def test_an_upload_is_encoded_and_its_output_downloads_as_hevc(tmp_path: Path) -
             sent = _upload(ticket, clip.read_bytes())
             assert sent.status_code == 204, sent.text
             assert farm.clients is not None
-            listed = farm.clients.s3.list_objects_v2(Bucket=farm.refs.bucket, Prefix="TODO/")
-            head = farm.clients.s3.head_object(Bucket=farm.refs.bucket, Key=ticket["key"])
-            assert [o["Key"] for o in listed["Contents"]] == [ticket["key"]]
+            s3, bucket = farm.clients.s3, farm.refs.bucket
+
+            def todo() -> list[str]:
+                listed = s3.list_objects_v2(Bucket=bucket, Prefix="TODO/")
+                return [o["Key"] for o in listed.get("Contents", [])]
+
+            head = s3.head_object(Bucket=bucket, Key=ticket["key"])
+            assert todo() == [ticket["key"]]
             assert head["Metadata"]["hevcq-owner"] == "local"
 
-            def done() -> bool:
+            def pools_now() -> dict[str, str]:
                 v = api.get(f"/api/videos/{ticket['id']}").json()
-                return v["state"] in ("done", "failed")
+                return {p["pool"]: p["state"] for p in v["pools"]}
 
-            assert wait_for(done, timeout_s=180, every_s=1.0)
+            assert wait_for(lambda: pools_now()["hevc"] in ("done", "failed"), 180, every_s=1.0)
             video = api.get(f"/api/videos/{ticket['id']}").json()
-            assert video["state"] == "done", video
-            states = {p["pool"]: p["state"] for p in video["pools"]}
-            assert states == {"hevc": "done", "720p": "skipped"}
+            assert pools_now() == {"hevc": "done", "720p": "waiting"}, video
+            assert (video["state"], video["raw_deleted"]) == ("processing", False)
+            assert todo() == [ticket["key"]]  # 720p has not settled it
+
+            workers.append(WorkerProc(farm, "720p", tmp_path / "720p.log"))
+            assert wait_for(lambda: pools_now()["720p"] != "waiting", 180, every_s=1.0)
+            video = api.get(f"/api/videos/{ticket['id']}").json()
+            assert pools_now() == {"hevc": "done", "720p": "skipped"}, video
+            assert (video["state"], video["raw_deleted"]) == ("done", True)
+            assert todo() == []
             [hevc] = [p for p in video["pools"] if p["pool"] == "hevc"]
             out = tmp_path / "out.mp4"
             out.write_bytes(httpx.get(hevc["download_url"], timeout=30).raise_for_status().content)
@@ -58,7 +73,7 @@ def test_an_upload_is_encoded_and_its_output_downloads_as_hevc(tmp_path: Path) -
             assert info.main_video is not None
             assert info.main_video.codec == "hevc"
         finally:
-            for w in (worker, other):
+            for w in workers:
                 w.proc.terminate()
                 w.proc.wait(timeout=60)
 

@@ -103,9 +103,12 @@ def test_the_bearer_token_is_checked_behind_the_gateway(handler: Mangum) -> None
 def test_a_post_from_another_site_is_refused(handler: Mangum) -> None:
     headers = {"origin": "https://evil.example", "content-type": "application/json"}
     body = json.dumps({"filename": "a.mp4"})
-    event = http_api_event("POST", "/api/uploads", headers, body=body)
-    response = handler(event, Context())
+    bare = handler(http_api_event("POST", "/api/uploads", headers, body=body), Context())
+    assert bare["statusCode"] == 401  # credentials first
+    signed = {**headers, "authorization": f"Bearer {TOKEN}"}
+    response = handler(http_api_event("POST", "/api/uploads", signed, body=body), Context())
     assert response["statusCode"] == 403
+    assert _json(response) == {"detail": "cross-site request refused"}
 
 
 def test_the_dashboard_page_is_served(handler: Mangum) -> None:

@@ -5,7 +5,10 @@ from typing import Any
 
 import pytest
 
+from hevcq.errors import ConfigError
+from hevcq.settings import Settings
 from hevcq.web.auth import AuthConfig, Authenticator, Caller
+from hevcq.web.server import auth_config
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
 
 
@@ -70,3 +73,30 @@ def test_the_operator_token_is_accepted() -> None:
 
 def test_the_open_local_mode_needs_nothing() -> None:
     assert Authenticator(AuthConfig(open_local=True)).caller(None) == Caller("local", True)
+
+
+@pytest.mark.parametrize(
+    ("embedded", "host", "token", "open_local"),
+    [
+        (True, "127.0.0.1", None, True),
+        (True, "localhost", None, True),
+        (True, "::1", None, True),
+        (True, "127.0.0.1", "t" * 40, False),  # a token set: it is asked for
+        (True, "0.0.0.0", "t" * 40, False),  # noqa: S104 - beyond loopback: credentials
+        (False, "127.0.0.1", "t" * 40, False),  # a configured farm: credentials
+    ],
+)
+def test_only_the_embedded_farm_on_loopback_is_open(
+    embedded: bool, host: str, token: str | None, open_local: bool
+) -> None:
+    cfg = auth_config(Settings(api_token=token), embedded=embedded, host=host)
+    assert cfg.open_local is open_local
+    assert Authenticator(cfg).caller(None) == (Caller("local", True) if open_local else None)
+
+
+@pytest.mark.parametrize(("embedded", "host"), [(True, "0.0.0.0"), (False, "127.0.0.1")])  # noqa: S104
+def test_without_credentials_the_server_refuses_to_start_off_loopback_or_on_a_farm(
+    embedded: bool, host: str
+) -> None:
+    with pytest.raises(ConfigError, match="HEVCQ_API_TOKEN or HEVCQ_OIDC_ISSUER"):
+        auth_config(Settings(), embedded=embedded, host=host)

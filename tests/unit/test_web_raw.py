@@ -22,10 +22,20 @@ def _item(state: str, etag: str = "e1", out: str | None = None) -> LedgerItem:
         ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("running")}, False),
         ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("failed")}, False),
         ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("queued")}, False),
+        ({"hevc": _item("done", out="DONE/hevc/a.mp4"), "720p": _item("interrupted")}, False),
         ({"hevc": _item("done", out="DONE/hevc/missing.mp4"), "720p": _item("skipped")}, False),
         ({"hevc": _item("done", "e0", "DONE/hevc/a.mp4"), "720p": _item("skipped")}, False),
     ],
-    ids=["settled", "no-item", "running", "failed", "queued", "no-output", "older-version"],
+    ids=[
+        "settled",
+        "no-item",
+        "running",
+        "failed",
+        "queued",
+        "interrupted",
+        "no-output",
+        "older-version",
+    ],
 )
 def test_verdict(items: dict[str, Any], settled: bool) -> None:
     assert verdict(SRC, items, ["DONE/hevc/a.mp4"]).settled is settled

@@ -27,6 +27,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()
+# Notes about how a command runs, kept off stdout so `--json` output stays JSON.
+notes = Console(stderr=True)
 log = structlog.get_logger()
 
 # Exit codes (README, "Exit codes"): 1 is only ever failed jobs.
@@ -68,7 +70,7 @@ def configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
         settings, pools = setup()
         farm = running_farm() if settings.embedded else None
         if farm is not None:
-            console.print(
+            notes.print(
                 f"No farm configured: using the embedded farm of the running ingest"
                 f" (pid {farm.pid}, {farm.endpoint})."
             )

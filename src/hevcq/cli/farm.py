@@ -160,10 +160,11 @@ def serve(
     """Serve the dashboard and the API for the configured or the running embedded farm."""
     try:
         settings, pools = setup()
+        if settings.embedded:
+            # The embedded endpoint's fixed credentials, set before `locate` makes the
+            # clients (boto3 reads credentials when a client is made), as `configured` does.
+            os.environ.update(EMBEDDED_CREDENTIALS)
         located = web_server.locate(settings, pools, state_dir or default_state_dir())
-        if located.embedded:
-            for k, v in EMBEDDED_CREDENTIALS.items():
-                os.environ.setdefault(k, v)
         config = web_server.web_config(settings, located, host)
     except ConfigError as exc:
         raise fail(str(exc)) from exc

@@ -16,9 +16,11 @@ import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from hevcq.aws.clients import AWS_ERRORS
-from hevcq.errors import HevcqError
+from hevcq.errors import FarmConfigError, HevcqError, RetryableError
+from hevcq.messages import JobResult
 from hevcq.web import uploads
 from hevcq.web.auth import Authenticator, Caller
 from hevcq.web.models import (
@@ -41,21 +43,24 @@ from hevcq.web.view import FarmView
 log = structlog.get_logger()
 
 STATIC = Path(str(resources.files("hevcq.web") / "static"))
+# Swagger UI's script and styles for /docs, served from the installed fastapi-offline
+# package: FastAPI's own /docs page loads them from a CDN, and there may be no network.
+DOCS_STATIC = "/static/docs"
 # Browsers send a custom header cross-site only after a CORS preflight, which this app
 # never grants: a POST carrying it comes from our own page or from a non-browser client.
 CSRF_HEADER = "X-Hevcq-Request"
 RAW_SWEEP_EVERY_S = 15.0
 NOT_FOUND = "not found"
 SWEEP_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, HevcqError)  # logged, sweep goes on
+# A farm read that failed: raw from boto3, or classified by the ledger and the store (the
+# endpoint gone, throttled, credentials expired, resources deleted). A 503, never a 500.
+FARM_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, RetryableError, FarmConfigError)
 
 API_DOC = """The hevcq farm: uploads and their status for apps, queues and jobs for operators.
 
-Completions are also published on the farm's events topic (SNS, `<prefix>-events`) as
-JSON `JobResult` messages, one per (source, pool): `job_id`, `pool`, `bucket`,
-`source_key`, `source_etag`, `outcome` (`done`, `skipped`, `failed`), `reason`,
-`failure_class`, `output_key`, `output_etag`, `input_bytes`, `output_bytes`,
-`duration_s`, `encode_s`, `settings_hash`, `worker`, `finished_at`. An upload made here
-has `source_key` = `TODO/<id>/<filename>`.
+Completions are also published on the farm's events topic (SNS, `<prefix>-events`): one
+`JobResult` message per (source, pool), described under Webhooks below. An upload made
+here has `source_key` = `TODO/<id>/<filename>`.
 """
 
 
@@ -94,7 +99,10 @@ def create_app(config: WebConfig) -> FastAPI:
         yield
         stop.set()
 
-    app = FastAPI(title="hevcq", description=API_DOC, version="1", lifespan=lifespan)
+    app = FastAPIOffline(
+        title="hevcq", description=API_DOC, version="1", lifespan=lifespan,
+        docs_url="/docs", redoc_url=None, static_url=DOCS_STATIC,
+    )  # fmt: skip
     app.state.config = config
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -102,12 +110,20 @@ def create_app(config: WebConfig) -> FastAPI:
         log.warning("farm_read_failed", error=str(exc))
         return JSONResponse({"detail": "farm unreachable"}, status_code=503)
 
-    for error in AWS_ERRORS:
+    for error in FARM_ERRORS:
         app.add_exception_handler(error, farm_unreachable)
 
     _pages(app)
     _api(app, config)
+    _events(app)
     return app
+
+
+def _events(app: FastAPI) -> None:
+    @app.webhooks.post("job-result")
+    def job_result(body: JobResult) -> None:
+        """Published as JSON on the events topic once per (source, pool) when a job ends,
+        with the message attributes `outcome` and `pool` (for subscription filters)."""
 
 
 def _pages(app: FastAPI) -> None:
@@ -223,8 +239,11 @@ def _operator_api(app: FastAPI) -> None:
 
 
 def _upload_api(app: FastAPI, config: WebConfig) -> None:
-    @app.post("/api/uploads", status_code=201, dependencies=[Depends(_same_origin)])
-    def create_upload(f: FarmDep, who: CallerDep, body: UploadRequest) -> UploadTicket:
+    # Credentials are checked first: a caller without them learns nothing else.
+    @app.post(
+        "/api/uploads", status_code=201, dependencies=[Depends(_caller), Depends(_same_origin)]
+    )
+    def create_upload(who: CallerDep, f: FarmDep, body: UploadRequest) -> UploadTicket:
         """A presigned POST for a new upload under `TODO/<id>/<filename>`."""
         upload_id = uploads.new_upload_id()
         try:
@@ -244,13 +263,13 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
         )  # fmt: skip
 
     @app.get("/api/videos")
-    def videos(f: FarmDep, who: CallerDep) -> VideoList:
+    def videos(who: CallerDep, f: FarmDep) -> VideoList:
         """The caller's uploads, newest first."""
         records = uploads.list_records(f.store, who.owner)
         return VideoList(videos=[f.video(r) for r in records])
 
     @app.get("/api/videos/{video_id}")
-    def video(f: FarmDep, who: CallerDep, video_id: str) -> VideoStatus:
+    def video(who: CallerDep, f: FarmDep, video_id: str) -> VideoStatus:
         """An upload's state per pool, with download links for done pools."""
         record = uploads.get_record(f.store, who.owner, video_id)
         if record is None:

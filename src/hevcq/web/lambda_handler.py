@@ -17,7 +17,7 @@ from mangum import Mangum
 from mangum.types import LambdaContext
 
 from hevcq import logs
-from hevcq.errors import ConfigError, FarmConfigError, RetryableError
+from hevcq.errors import ConfigError
 from hevcq.pools import load_farm
 from hevcq.settings import load_settings
 from hevcq.web.app import WebConfig, create_app
@@ -51,10 +51,7 @@ def build(env: Mapping[str, str]) -> tuple[Mangum, bool]:
         raise ConfigError("HEVCQ_BUCKET is not set: on Lambda the API serves a configured farm")
     # Before any AWS call: a function deployed without a guard fails at once.
     auth_config(settings, embedded=False, host=LAMBDA_HOST)
-    try:
-        located = locate(settings, load_farm(settings.workers_dir), LAMBDA_TMP)
-    except (FarmConfigError, RetryableError) as exc:
-        located = Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
+    located = locate(settings, load_farm(settings.workers_dir), LAMBDA_TMP)
     if located.farm is None:
         # A queue missing or refused, or AWS failing. The details (ARNs, the account) go to
         # the log only: /api/health answers anyone on the internet.

@@ -17,7 +17,7 @@ import uvicorn
 from hevcq.aws.clients import AWS_ERRORS, Clients
 from hevcq.aws.embedded import EMBEDDED_REGION, running_farm
 from hevcq.aws.provision import FarmRefs, resolve
-from hevcq.errors import ConfigError
+from hevcq.errors import ConfigError, FarmConfigError, RetryableError
 from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.web.app import WebConfig, create_app
@@ -26,7 +26,10 @@ from hevcq.web.view import FarmView
 
 SERVER_START_TIMEOUT_S = 10.0
 GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
-UNREACHABLE: tuple[type[Exception], ...] = (ConfigError, *AWS_ERRORS)  # a configured farm
+# A configured farm that cannot be read: missing or refused resources, AWS failing.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    ConfigError, FarmConfigError, RetryableError, *AWS_ERRORS,
+)  # fmt: skip
 
 
 def is_loopback(host: str) -> bool:

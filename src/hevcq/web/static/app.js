@@ -117,8 +117,8 @@ const hevcq = (() => {
       el("td", {}, jobLink(r)), el("td", { text: r.pool }),
       el("td", {}, el("span", { class: "bar" }, el("i", { style: `width:${Math.min(100, r.progress)}%` })),
         " ", el("span", { class: "pct", text: `${r.progress.toFixed(1)}%` })),
-      el("td", { class: "num", text: r.fps ?? "-" }), el("td", { class: "num", text: r.speed ? `${r.speed}x` : "-" }),
-      el("td", { class: "num", text: secs(r.eta_s) }), el("td", { class: "muted", text: r.worker })));
+      el("td", { class: "num fps", text: r.fps ?? "-" }), el("td", { class: "num speed", text: r.speed ? `${r.speed}x` : "-" }),
+      el("td", { class: "num eta", text: secs(r.eta_s) }), el("td", { class: "muted", text: r.worker })));
     fillRows("#running", running.length ? running : [el("tr", {}, el("td", { colspan: 7, class: "muted", text: "nothing running" }))]);
     fillRows("#recent", d.recent.map((j) => el("tr", { class: `state-${j.state}`, "data-job": j.job_id },
       el("td", { text: time(j.finished_at) }), el("td", {}, jobLink(j)), el("td", { text: j.pool }),

@@ -1,0 +1,107 @@
+"""What the dashboard draws, from ledger items: running jobs, recent results, totals, charts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hevcq import ops
+from hevcq.errors import FailureClass
+from hevcq.ledger import LedgerItem, State
+from hevcq.web.models import PoolOutcome
+from hevcq.web.view import recent, running_job, status_report, totals, video_state
+
+HOUR = 3600
+T0 = 1_700_000_000 // HOUR * HOUR  # the start of an hour
+NOW = T0 + HOUR + 400
+
+
+def _item(key: str, pool: str, state: str, **kw: object) -> LedgerItem:
+    return LedgerItem(key=key, pool=pool, state=State(state), job_id=f"{key}@{pool}", **kw)  # type: ignore[arg-type]
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+ITEMS = [
+    _item("a.mov", "hevc", "done", finished_at=T0 + 100, input_bytes=1000, output_bytes=400,
+          output_key="DONE/hevc/a.mp4"),
+    _item("b.mov", "hevc", "skipped", finished_at=T0 + 200, reason="already HEVC"),
+    _item("c.mp4", "hevc", "failed", finished_at=T0 + 300, reason="not a media file",
+          failure_class="permanent", attempts=1),
+    _item("a.mov", "720p", "done", finished_at=T0 + HOUR + 100, input_bytes=1000,
+          output_bytes=700, output_key="DONE/720p/a.720p.mp4"),
+    _item("old.mov", "hevc", "failed", finished_at=NOW - 30 * HOUR, reason="old"),
+    _item("d.mov", "720p", "running", worker="w1", started_at=NOW - 30, progress=25.0,
+          fps=48.5, speed=2.25),
+    _item("e.mov", "720p", "running", worker="w1", started_at=NOW - 5, progress=0.5),
+    _item("f.mov", "hevc", "running", worker="w2", started_at=NOW - 60, progress=50.0),
+    _item("g.mov", "hevc", "queued"),
+]  # fmt: skip
+
+
+def test_recent_results_are_newest_first_with_sizes_saved_reasons_and_classes() -> None:
+    rows = recent(ITEMS)
+    assert [(r.key, r.pool) for r in rows] == [
+        ("a.mov", "720p"), ("c.mp4", "hevc"), ("b.mov", "hevc"), ("a.mov", "hevc"),
+        ("old.mov", "hevc"),
+    ]  # fmt: skip
+    done, failed, skipped, first = rows[0], rows[1], rows[2], rows[3]
+    assert (done.state, done.input_bytes, done.output_bytes, done.saved_bytes) == (
+        "done", 1000, 700, 300
+    )  # fmt: skip
+    assert (first.saved_bytes, first.output_key) == (600, "DONE/hevc/a.mp4")
+    assert (skipped.state, skipped.reason, skipped.saved_bytes) == ("skipped", "already HEVC", None)
+    assert (failed.state, failed.failure_class, failed.reason) == (
+        "failed", FailureClass.PERMANENT, "not a media file"
+    )  # fmt: skip
+    assert failed.attempts == 1
+    assert len(recent(ITEMS, limit=2)) == 2
+
+
+def test_totals_and_the_two_chart_series() -> None:
+    t = totals(ITEMS, NOW)
+    assert (t.done, t.skipped, t.failed) == (2, 1, 2)
+    assert (t.input_bytes, t.output_bytes, t.saved_bytes) == (2000, 1100, 900)
+    # Space saved over time: cumulative, one point per done job, oldest first.
+    assert [(p.at, p.saved_bytes) for p in t.saved_over_time] == [
+        (_at(T0 + 100), 600), (_at(T0 + HOUR + 100), 900),
+    ]  # fmt: skip
+    # Jobs per hour per pool over the last 24 hours: every outcome counts, "old" is outside.
+    assert [(h.hour, h.pool, h.jobs) for h in t.jobs_per_hour] == [
+        (_at(T0), "hevc", 3), (_at(T0 + HOUR), "720p", 1),
+    ]  # fmt: skip
+
+
+def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
+    depths = [ops.QueueDepth("720p", 3, 2, 0, 1), ops.QueueDepth("hevc", 0, 1, 0, 0)]
+    report = status_report(depths, ITEMS, NOW)
+    pools = {p.pool: p for p in report.pools}
+    p720 = pools["720p"]
+    assert (p720.waiting, p720.in_flight, p720.dead_lettered) == (3, 2, 1)
+    # Workers alive: distinct workers holding a job of the pool.
+    assert (pools["720p"].workers_alive, pools["hevc"].workers_alive) == (1, 1)
+    assert [r.key for r in report.running] == ["f.mov", "d.mov", "e.mov"]  # oldest first
+    d = next(r for r in report.running if r.key == "d.mov")
+    assert (d.progress, d.fps, d.speed, d.age_s) == (25.0, 48.5, 2.25, 30.0)
+    assert d.eta_s == pytest.approx(90.0)  # 30 s for 25%: 90 s for the other 75%
+    assert running_job(ITEMS[6], NOW).eta_s is None  # under 1%: no estimate yet
+    totals_by = {(t.pool, t.state): t.jobs for t in report.totals}
+    assert totals_by[("hevc", "queued")] == 1
+    assert totals_by[("720p", "running")] == 2
+
+
+@pytest.mark.parametrize(
+    ("states", "word"),
+    [
+        (["done", "skipped"], "done"),
+        (["done", "failed"], "failed"),
+        (["done", "running"], "processing"),
+        (["awaiting upload", "awaiting upload"], "awaiting upload"),
+        (["waiting", "done"], "processing"),
+    ],
+)
+def test_a_video_is_done_only_when_every_pool_settled(states: list[str], word: str) -> None:
+    assert video_state([PoolOutcome(pool=str(i), state=s) for i, s in enumerate(states)]) == word
