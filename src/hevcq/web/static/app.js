@@ -43,7 +43,7 @@ const hevcq = (() => {
   async function health() {
     const h = await api("/api/health");
     $("#farm").textContent = h.farm || "";
-    if (h.status !== "ok") banner(h.status === "no farm" ? `No farm to show: ${h.detail}` : "The farm does not answer.");
+    if (h.status !== "ok") banner(h.status === "no farm" ? `No farm to show${h.detail ? `: ${h.detail}` : "."}` : "The farm does not answer.");
     return h.status === "ok";
   }
 
