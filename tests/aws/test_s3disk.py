@@ -457,9 +457,19 @@ def test_moto_keeps_no_model_instance_the_farm_is_done_with(endpoint: str) -> No
         s3.put_object(Bucket=bucket, Key=f"TODO/{i}", Body=b"x")
         s3.delete_object(Bucket=bucket, Key=f"TODO/{i}")
         sqs.send_message(QueueUrl=queue, MessageBody=str(i))
-        for m in sqs.receive_message(QueueUrl=queue).get("Messages", []):
+        for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []):
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
     grown = {cls.__name__: _instances(cls) - n for cls, n in before.items()}
     assert all(n <= 5 for n in grown.values()), grown  # the one item; not one per request
     # moto's own registry (its dashboard, its reset) still lists what lives.
     assert bucket in {b.name for b in FakeBucket.instances_tracked}  # type: ignore[attr-defined]
+
+
+def test_a_changed_model_constructor_in_moto_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core.common_models import BaseModel  # noqa: PLC0415
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(cls)  # a moto that tracks its instances some other way
+
+    monkeypatch.setattr(BaseModel, "__new__", staticmethod(__new__))
+    assert any("BaseModel.__new__" in problem for problem in s3disk.check_moto())
