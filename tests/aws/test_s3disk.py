@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
 import io
 import json
@@ -421,3 +422,54 @@ def test_bodies_arriving_at_once_share_one_bound_on_the_chunks_they_hold(
     assert held[1] <= s3disk.SPOOL_BUDGET + bodies
     assert bodies * s3disk.SPOOL_AHEAD > s3disk.SPOOL_BUDGET + bodies  # the bound binds
     assert s3disk._spool_budget._value == s3disk.SPOOL_BUDGET
+
+
+def _instances(cls: type) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is cls)
+
+
+def test_moto_keeps_no_model_instance_the_farm_is_done_with(endpoint: str) -> None:
+    # The farm's steady traffic: ledger writes and reads, objects put and deleted, messages
+    # sent, received and deleted. moto as shipped keeps every model instance it ever made
+    # (each DynamoDB update copies the item twice), so the endpoint grew with the run.
+    from moto.dynamodb.models.dynamo_type import Item  # noqa: PLC0415
+    from moto.s3.models import FakeBucket, FakeKey  # noqa: PLC0415
+    from moto.sqs.models import Message  # noqa: PLC0415
+
+    ddb, sqs = _client("dynamodb", endpoint), _client("sqs", endpoint)
+    table = f"t{uuid.uuid4().hex[:10]}"
+    ddb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )  # fmt: skip
+    s3: Any
+    s3, bucket = _bucket(endpoint)
+    queue = sqs.create_queue(QueueName=f"q{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    before: dict[type, int] = {cls: _instances(cls) for cls in (Item, FakeKey, Message)}
+    for i in range(100):
+        ddb.update_item(
+            TableName=table, Key={"pk": {"S": "job"}}, UpdateExpression="SET progress = :p",
+            ExpressionAttributeValues={":p": {"N": str(i)}},
+        )  # fmt: skip
+        ddb.get_item(TableName=table, Key={"pk": {"S": "job"}}, ConsistentRead=True)
+        s3.put_object(Bucket=bucket, Key=f"TODO/{i}", Body=b"x")
+        s3.delete_object(Bucket=bucket, Key=f"TODO/{i}")
+        sqs.send_message(QueueUrl=queue, MessageBody=str(i))
+        for m in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []):
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    grown = {cls.__name__: _instances(cls) - n for cls, n in before.items()}
+    assert all(n <= 5 for n in grown.values()), grown  # the one item; not one per request
+    # moto's own registry (its dashboard, its reset) still lists what lives.
+    assert bucket in {b.name for b in FakeBucket.instances_tracked}  # type: ignore[attr-defined]
+
+
+def test_a_changed_model_constructor_in_moto_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core.common_models import BaseModel  # noqa: PLC0415
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return object.__new__(cls)  # a moto that tracks its instances some other way
+
+    monkeypatch.setattr(BaseModel, "__new__", staticmethod(__new__))
+    assert any("BaseModel.__new__" in problem for problem in s3disk.check_moto())

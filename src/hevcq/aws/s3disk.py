@@ -18,9 +18,9 @@ versioning stay moto's own:
 - CompleteMultipartUpload copies the parts into one file, part by part;
 - an object set from a ``FileSpan`` adopts its file instead of reading it.
 
-One more change serves every service the endpoint answers: moto's server looks up which
-service a request is for by listing its own package folder from disk on every request (a
-fifth of the endpoint's time on small requests); the list is read once instead.
+Two more changes serve every service the endpoint answers (``hevcq.aws.motoserver``):
+moto's service list is read once, and moto's registry of model instances holds them
+weakly, so what moto drops is freed.
 
 The adaptation is written against one moto version (``MOTO_VERSION``, pinned in
 pyproject.toml); ``check_moto`` says what no longer matches when moto changes.
@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import IO, Any
 
+from hevcq.aws import motoserver
 from hevcq.aws.postpolicy import CHECKED
 from hevcq.aws.s3checksum import PartsChecksum
 from hevcq.limits import BODY_CHUNK, MiB
@@ -358,21 +359,10 @@ def check_moto() -> list[str]:
         "_handle_range_header slices response_content": "response_content"
         in responses.S3Response._handle_range_header.__code__.co_varnames,
         **_body_needs(models, responses),
-        "the server finds a request's service with backends.list_of_moto_modules": (
-            "list_of_moto_modules"
-            in _server_app().DomainDispatcherApplication.get_backend_for_host.__code__.co_names
-        ),
-        "moto_server.werkzeug_app has the app and handler the endpoint serves": all(
-            hasattr(_server_app(), n)
-            for n in ("DomainDispatcherApplication", "MotoRequestHandler", "create_backend_app")
-        ),
+        **motoserver.needs(),
     }
     problems += [what for what, ok in needs.items() if not ok]
     return problems
-
-
-def _server_app() -> Any:
-    return importlib.import_module("moto.moto_server.werkzeug_app")
 
 
 def _unwrapped(f: Any) -> Any:
@@ -421,26 +411,12 @@ def _moto(name: str) -> Any:
     return importlib.import_module(f"moto.s3.{name}")
 
 
-def _listed_once(original: Any) -> Any:
-    names: tuple[str, ...] | None = None
-
-    def list_of_moto_modules() -> tuple[str, ...]:
-        nonlocal names
-        if names is None:
-            names = tuple(original())  # moto's package folder does not change while it runs
-        return names
-
-    list_of_moto_modules.__wrapped__ = original  # type: ignore[attr-defined]
-    return list_of_moto_modules
-
-
 def _patches() -> list[tuple[Any, str, Any]]:
-    from moto import backends  # noqa: PLC0415
     from moto.core.request import Request  # noqa: PLC0415
 
     models, responses = _moto("models"), _moto("responses")
     return [
-        (backends, "list_of_moto_modules", _listed_once(backends.list_of_moto_modules)),
+        *motoserver.patches(),
         (Request, "get_data", _spooled_get_data(Request.get_data)),
         (Request, "_get_file_stream", _form_file_on_disk(Request._get_file_stream)),
         (models, "tempfile", SimpleNamespace(SpooledTemporaryFile=_disk_file)),
