@@ -61,7 +61,9 @@ def test_an_upload_is_encoded_and_its_output_downloads_as_hevc(tmp_path: Path) -
             assert todo() == [ticket["key"]]  # 720p has not settled it
 
             workers.append(WorkerProc(farm, "720p", tmp_path / "720p.log"))
-            assert wait_for(lambda: pools_now()["720p"] != "waiting", 180, every_s=1.0)
+            # Settled, not merely started: a running 720p job still holds the source.
+            settled = ("done", "skipped", "failed")
+            assert wait_for(lambda: pools_now()["720p"] in settled, 180, every_s=1.0)
             video = api.get(f"/api/videos/{ticket['id']}").json()
             assert pools_now() == {"hevc": "done", "720p": "skipped"}, video
             assert (video["state"], video["raw_deleted"]) == ("done", True)

@@ -86,7 +86,7 @@ def test_health_reaches_the_app_and_returns_its_json(handler: Mangum) -> None:
     response = handler(http_api_event("GET", "/api/health"), Context())
     assert response["statusCode"] == 200
     assert response["headers"]["content-type"] == "application/json"
-    assert _json(response) == {"status": "no farm", "detail": None, "farm": None}
+    assert _json(response) == {"status": "no farm", "detail": "not yet", "farm": None}
 
 
 def test_the_bearer_token_is_checked_behind_the_gateway(handler: Mangum) -> None:

@@ -186,14 +186,12 @@ def _health(app: FastAPI, config: WebConfig) -> None:
     @app.get("/api/health")
     def health() -> Health:
         """Whether there is a farm to read; needs no credentials and names nothing."""
-        # Where anyone may call it, the reason and the farm's name (they name queues and
-        # endpoints) stay for callers with credentials: the API's 503 carries the reason.
-        local = config.auth.config.open_local
         if config.farm is None:
-            return Health(status="no farm", detail=config.no_farm_reason if local else None)
+            return Health(status="no farm", detail=config.no_farm_reason)
         if not config.farm.store.reachable():
             return Health(status="farm unreachable")
-        return Health(status="ok", farm=config.farm.label if local else None)
+        label = config.farm.label if config.auth.config.open_local else None
+        return Health(status="ok", farm=label)
 
 
 def _operator_api(app: FastAPI) -> None:
