@@ -7,6 +7,7 @@ import json
 import pytest
 
 from hevcq.web import lambda_handler
+from hevcq.web.server import UNREACHABLE_REASON
 from tests.aws.conftest import MotoFarm
 from tests.unit.test_lambda_handler import TOKEN, Context, _json, http_api_event
 
@@ -61,7 +62,7 @@ def test_an_unreachable_farm_is_looked_up_again(
     # The handler configures logging itself (JSON lines on stderr, as on Lambda).
     logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert _json(response) == {
-        "status": "no farm", "detail": lambda_handler.UNREACHABLE, "farm": None,
+        "status": "no farm", "detail": UNREACHABLE_REASON, "farm": None,
     }  # fmt: skip
     [event] = [e for e in logged if e["event"] == "farm_not_located"]
     assert "missing-" in event["reason"], "the log names what is missing, the answer does not"

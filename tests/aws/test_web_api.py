@@ -18,7 +18,7 @@ from hevcq.library.results import announced_objects
 from hevcq.settings import Settings, load_settings
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
-from hevcq.web.server import locate, web_config
+from hevcq.web.server import UNREACHABLE_REASON, locate, web_config
 from hevcq.web.view import FarmView
 from tests.aws.conftest import MotoFarm
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
@@ -280,4 +280,7 @@ def test_serve_finds_the_configured_farm_or_serves_the_reason_it_cannot(
     assert lost.reason.startswith("configured farm unreachable: queue 'missing-")
     c = TestClient(create_app(web_config(settings, lost, "127.0.0.1")))
     assert c.get("/api/health").json() == {"status": "no farm", "farm": None, "detail": lost.reason}
+    # Served beyond this machine, health (open to anyone) does not name the queues.
+    public = TestClient(create_app(web_config(settings, lost, "0.0.0.0")))  # noqa: S104
+    assert public.get("/api/health").json()["detail"] == UNREACHABLE_REASON
     assert c.get("/").status_code == 200

@@ -21,7 +21,7 @@ from hevcq.errors import ConfigError
 from hevcq.pools import load_farm
 from hevcq.settings import load_settings
 from hevcq.web.app import WebConfig, create_app
-from hevcq.web.server import Located, auth_config, locate, web_config
+from hevcq.web.server import auth_config, locate, web_config
 
 log = structlog.get_logger()
 
@@ -29,8 +29,6 @@ log = structlog.get_logger()
 LAMBDA_HOST = "0.0.0.0"  # noqa: S104 - names the kind of address for the auth rule, binds nothing
 # Lambda's only writable folder; locate() looks there for an embedded farm, never found.
 LAMBDA_TMP = Path("/tmp")  # noqa: S108 - read for a farm file only, and none is ever there
-
-UNREACHABLE = "configured farm unreachable (the function's log says why)"
 
 
 def adapter(config: WebConfig) -> Mangum:
@@ -56,7 +54,6 @@ def build(env: Mapping[str, str]) -> tuple[Mangum, bool]:
         # A queue missing or refused, or AWS failing. The details (ARNs, the account) go to
         # the log only: /api/health answers anyone on the internet.
         log.warning("farm_not_located", reason=located.reason)
-        located = Located(None, embedded=False, reason=UNREACHABLE)
     return adapter(web_config(settings, located, LAMBDA_HOST)), located.farm is not None
 
 

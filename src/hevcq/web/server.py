@@ -27,6 +27,7 @@ from hevcq.web.view import FarmView
 SERVER_START_TIMEOUT_S = 10.0
 GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
 # A configured farm that cannot be read: missing or refused resources, AWS failing.
+UNREACHABLE_REASON = "configured farm unreachable (the server's log says why)"
 UNREACHABLE: tuple[type[Exception], ...] = (
     ConfigError, FarmConfigError, RetryableError, *AWS_ERRORS,
 )  # fmt: skip
@@ -101,11 +102,23 @@ def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
     return cfg
 
 
+def public_reason(located: Located, host: str) -> str:
+    """Why there is no farm, as ``/api/health`` tells anyone who can reach ``host``.
+
+    A configured farm's failure names queues, endpoints and accounts: on an address beyond
+    this machine it says only that the farm is unreachable, and the server's own output
+    (``hevcq serve`` prints the reason as it starts) says why, as on Lambda.
+    """
+    if located.farm is None and not located.embedded and not is_loopback(host):
+        return UNREACHABLE_REASON
+    return located.reason
+
+
 def web_config(settings: Settings, located: Located, host: str) -> WebConfig:
     """Everything the app needs, from settings and the located farm."""
     auth = auth_config(settings, embedded=located.embedded, host=host)
     return WebConfig(
-        farm=located.farm, auth=Authenticator(auth), no_farm_reason=located.reason,
+        farm=located.farm, auth=Authenticator(auth), no_farm_reason=public_reason(located, host),
         upload_max_bytes=settings.upload_max_bytes, upload_ttl_s=settings.upload_url_ttl_s,
     )  # fmt: skip
 
