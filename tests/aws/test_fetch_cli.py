@@ -58,7 +58,7 @@ def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:
     out_etag = clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")["ETag"]
     # As a worker does: the ledger records the committed output before the result goes out.
     item = {"pk": "TODO/clip.mp4", "sk": "hevc", "state": "done", "etag": etag,
-            "output_etag": out_etag.strip('"')}  # fmt: skip
+            "output_key": "DONE/hevc/clip.mp4", "output_etag": out_etag.strip('"')}  # fmt: skip
     clients.dynamodb.put_item(
         TableName=refs.ledger_table, Item={k: {"S": v} for k, v in item.items()}
     )
