@@ -59,7 +59,7 @@ _STOPS_PLACING = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
 }
-_ROOM_SLACK = MiB  # blocks and folder entries beyond the bytes themselves
+_ROOM_SLACK = 64 * 1024  # blocks and folder entries beyond the bytes themselves
 
 T = TypeVar("T")
 
@@ -165,7 +165,7 @@ class Fetcher:
     ) -> Fetched:
         """Download exactly the committed output beside ``dest``, then verify and place it."""
         copies = 2 if r.pool in self.options.replace else 1  # a swap stages one more copy
-        _make_room(dest.parent, out.size * copies, f"{r.source_key} [{r.pool}]")
+        _make_room(dest.parent, out.size * copies, f"{rel} [{r.pool}]")
         tmp = dest.parent / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never keys
         made = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
         fetched: Fetched | None = None
@@ -437,7 +437,7 @@ def _placing(folder: Path, step: Callable[[], T]) -> T:
             raise
         what = _STOPS_PLACING[cause.errno]
         raise OutputFolderUnusable(
-            f"cannot place outputs in {_existing(folder)}: {what}; fix that or choose another"
+            f"cannot place outputs in {folder}: {what}; fix that or choose another"
             " output folder, then run the same command again"
         ) from exc
 
@@ -453,13 +453,12 @@ def _make_room(folder: Path, need: int, what: str) -> None:
     """Stop before a placement that the output's disk has no room for."""
     if need < 0:
         return
-    where = _existing(folder)
-    free = shutil.disk_usage(where).free
+    free = shutil.disk_usage(_existing(folder)).free
     if free < need + _ROOM_SLACK:
         raise OutputFolderUnusable(
-            f"no space left in {where}: {what} needs {human_bytes(need + _ROOM_SLACK)},"
-            f" {human_bytes(free)} free; free some space or choose another output folder,"
-            " then run the same command again"
+            f"no space left in {folder}: {what} needs {human_bytes(need)}, {human_bytes(free)}"
+            " free; free some space or choose another output folder, then run the same"
+            " command again"
         )
 
 
