@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -52,12 +53,14 @@ VerifyFn = Callable[[Path, Path, bool], None]  # (candidate, original, allow_lar
 # farm's bucket encryption (Amazon S3 API Reference, "Object" ETag); others are not checksums.
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}")
 # Errors a placement meets again on every try until someone acts: no point going on.
+_SPACE = "free some space"
+# (what is wrong with the folder, what it needs)
 _STOPS_PLACING = {
-    errno.ENOSPC: "no space left",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: ("no space left in {}", _SPACE),
+    errno.EDQUOT: ("disk quota exceeded in {}", _SPACE),
+    errno.EROFS: ("{} is read-only", "make it writable"),
+    errno.EACCES: ("permission denied in {}", "give this user write access"),
+    errno.EPERM: ("operation not permitted in {}", "give this user write access"),
 }
 _ROOM_SLACK = 64 * 1024  # blocks and folder entries beyond the bytes themselves
 
@@ -165,7 +168,7 @@ class Fetcher:
     ) -> Fetched:
         """Download exactly the committed output beside ``dest``, then verify and place it."""
         copies = 2 if r.pool in self.options.replace else 1  # a swap stages one more copy
-        _make_room(dest.parent, out.size * copies, f"{rel} [{r.pool}]")
+        _make_room(dest.parent, out.size * copies, _named(r, rel))
         tmp = dest.parent / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never keys
         made = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
         fetched: Fetched | None = None
@@ -184,8 +187,9 @@ class Fetcher:
     ) -> Fetched:  # fmt: skip
         tmp, dest = paths
         try:
-            _placing(dest.parent, lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-            _placing(dest.parent, lambda: self._download(out, tmp))
+            mkdir = partial(dest.parent.mkdir, parents=True, exist_ok=True)
+            _placing(dest.parent, _named(r, rel), mkdir)
+            _placing(dest.parent, _named(r, rel), lambda: self._download(out, tmp))
         except SupersededJob:
             if self._still_committed(r, out):
                 return self._refused(r, rel, _not_committed(out, "another ETag"))
@@ -240,14 +244,16 @@ class Fetcher:
             self.verify(tmp, original, self.options.allow_larger)
             if r.pool in self.options.replace:
                 _same_file(original, src)
-                entry = _placing(dest.parent, lambda: swap_in(
+                entry = _placing(dest.parent, _named(r, rel), lambda: swap_in(
                     src, tmp, quarantine_root=self.quarantine, keep_days=self.options.keep_days,
                     now=self.clock(), final=dest,
                 ))  # fmt: skip
                 action: Action = "replaced"
                 path = entry.final
             else:
-                path = _placing(dest.parent, lambda: place_output(tmp, dest, move=True))
+                path = _placing(
+                    dest.parent, _named(r, rel), lambda: place_output(tmp, dest, move=True)
+                )
                 action = "placed"
         except LargerThanOriginal as exc:
             log.info("output_kept_original", rel=rel, pool=r.pool, reason=str(exc))
@@ -414,6 +420,11 @@ def _committed_output(r: JobResult, item: LedgerItem) -> ObjectInfo:
     return ObjectInfo(key, size, item.output_etag)
 
 
+def _named(r: JobResult, rel: str) -> str:
+    """How a message names one result: its file and pool."""
+    return f"{rel} [{r.pool}]"
+
+
 def _not_committed(out: ObjectInfo, what: str) -> str:
     return f"the object under {out.key} differs from the one the ledger committed: {what}"
 
@@ -426,20 +437,24 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _placing(folder: Path, step: Callable[[], T]) -> T:
-    """Run one step of a placement in ``folder``; a failure that will not pass by itself
-    (no space, no permission, read-only) stops the run (``OutputFolderUnusable``)."""
+def _placing(folder: Path, what: str, step: Callable[[], T]) -> T:
+    """Run one step of placing ``what`` in ``folder``; a failure that will not pass by
+    itself (no space, no permission, read-only) stops the run (``OutputFolderUnusable``)."""
     try:
         return step()
     except (OSError, HevcqError) as exc:
         cause = _os_error(exc)
         if cause is None or cause.errno not in _STOPS_PLACING:
             raise
-        what = _STOPS_PLACING[cause.errno]
-        raise OutputFolderUnusable(
-            f"cannot place outputs in {folder}: {what}; fix that or choose another"
-            " output folder, then run the same command again"
-        ) from exc
+        wrong, needed = _STOPS_PLACING[cause.errno]
+        raise OutputFolderUnusable(_stop_message(wrong.format(folder), what, needed)) from exc
+
+
+def _stop_message(wrong: str, what: str, needed: str) -> str:
+    return (
+        f"{wrong}: {what}; {needed} or choose another output folder, then run the same"
+        " command again"
+    )
 
 
 def _os_error(exc: BaseException | None) -> OSError | None:
@@ -455,11 +470,8 @@ def _make_room(folder: Path, need: int, what: str) -> None:
         return
     free = shutil.disk_usage(_existing(folder)).free
     if free < need + _ROOM_SLACK:
-        raise OutputFolderUnusable(
-            f"no space left in {folder}: {what} needs {human_bytes(need)}, {human_bytes(free)}"
-            " free; free some space or choose another output folder, then run the same"
-            " command again"
-        )
+        what = f"{what} needs {human_bytes(need)}, {human_bytes(free)} free"
+        raise OutputFolderUnusable(_stop_message(f"no space left in {folder}", what, _SPACE))
 
 
 def _remove_empty(folders: list[Path]) -> None:
