@@ -7,6 +7,7 @@ the ledger's commit. Every one is refused with a reason, and nothing is written.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +46,8 @@ def committed(lib: Lib, pool: str = "hevc", key: str | None = None, data: bytes 
     put(lib.objects, key, data)
     lib.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-{key}",
                    output_bytes=len(data), **kw)  # fmt: skip
-    item = lib.ledger.items[("TODO/a.mp4", pool)]
-    lib.ledger.items[("TODO/a.mp4", pool)] = type(item)(**{**item.__dict__, "output_key": key})
+    job = ("TODO/a.mp4", pool)
+    lib.ledger.items[job] = dataclasses.replace(lib.ledger.items[job], output_key=key)
     return key
 
 
@@ -124,9 +125,9 @@ def test_a_symlinked_folder_inside_the_library_pointing_outside_is_refused(lib: 
     put(lib.objects, "DONE/hevc/sub/a.mp4", OUTPUT)
     lib.ledger.set("TODO/sub/a.mp4", "hevc", "done", etag="etag-TODO/sub/a.mp4",
                    output_etag="etag-DONE/hevc/sub/a.mp4", output_bytes=len(OUTPUT))  # fmt: skip
-    item = lib.ledger.items[("TODO/sub/a.mp4", "hevc")]
-    lib.ledger.items[("TODO/sub/a.mp4", "hevc")] = type(item)(
-        **{**item.__dict__, "output_key": "DONE/hevc/sub/a.mp4"}
+    job = ("TODO/sub/a.mp4", "hevc")
+    lib.ledger.items[job] = dataclasses.replace(
+        lib.ledger.items[job], output_key=job[0].replace("TODO/", "DONE/hevc/")
     )
     got = lib.fetcher(replace=REPLACE).process(lib.result(
         "hevc", source_key="TODO/sub/a.mp4", source_etag="etag-TODO/sub/a.mp4",
