@@ -75,6 +75,28 @@ def done_key(source_key: str, pool: str, suffix: str = "", *, with_source_ext: b
     return f"{DONE_PREFIX}{pool}/{rel}"
 
 
+def output_place(output_key: str, pool: str, source_key: str) -> str:
+    """The path below ``<out>/<pool>/`` of a committed output key of ``source_key``.
+
+    Raises ``PermanentError`` unless the key is under ``DONE/<pool>/``, already in the form
+    ``relative_key`` gives (no ``..``, ``.``, empty or backslashed parts, no leading ``/``)
+    and beside its source, as ``done_key`` names every output.
+    """
+    prefix = f"{DONE_PREFIX}{pool}/"
+    if not output_key.startswith(prefix):
+        raise PermanentError(f"output key {output_key!r} is not under {prefix}")
+    rel = output_key[len(prefix) :]
+    try:
+        plain = "\\" not in rel and relative_key(rel) == rel
+    except PermanentError:
+        plain = False
+    if not plain:
+        raise PermanentError(f"output key {output_key!r} is not a plain relative path")
+    if posixpath.dirname(rel) != posixpath.dirname(source_relative(source_key)):
+        raise PermanentError(f"output key {output_key!r} is not beside its source")
+    return rel
+
+
 def sharing_sources(rels: Iterable[str]) -> frozenset[str]:
     """The sources whose output names keep their own extension.
 

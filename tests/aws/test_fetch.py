@@ -44,9 +44,19 @@ def uploaded(moto_farm: MotoFarm, tmp_path: Path):
         yield root, state, store, up.key
 
 
+def _out_key(pool: str) -> str:
+    return f"DONE/{pool}/clip{'' if pool == 'hevc' else '.' + pool}.mp4"
+
+
 def _ledger(farm: MotoFarm, key: str, pool: str, state: str, etag: str) -> None:
+    """A ledger item as a worker leaves it; a done one names its committed output."""
+    out = _out_key(pool)
     item = {"pk": {"S": key}, "sk": {"S": pool}, "state": {"S": state}, "etag": {"S": etag},
-            "output_key": {"S": f"DONE/{pool}/clip.mp4"}}  # fmt: skip
+            "output_key": {"S": out}}  # fmt: skip
+    listed = farm.clients.s3.list_objects_v2(Bucket=farm.refs.bucket, Prefix=out)
+    for obj in listed.get("Contents", []) if state == "done" else []:
+        item["output_etag"] = {"S": obj["ETag"].strip('"')}
+        item["output_bytes"] = {"N": str(obj["Size"])}
     farm.clients.dynamodb.put_item(TableName=farm.refs.ledger_table, Item=item)
 
 
@@ -57,7 +67,7 @@ def _publish(farm: MotoFarm, result: JobResult) -> None:
 
 
 def _result(pool: str, key: str, etag: str, outcome: str = "done") -> JobResult:
-    out = f"DONE/{pool}/clip{'' if pool == 'hevc' else '.' + pool}.mp4"
+    out = _out_key(pool)
     return JobResult(job_id="j", pool=pool, bucket="b", source_key=key, source_etag=etag,
                      outcome=outcome, output_key=out if outcome == "done" else None)  # fmt: skip
 
@@ -160,3 +170,22 @@ def test_uploads_are_multipart_with_metadata_and_resume_by_head(moto_farm: MotoF
         assert sum(seen) == big.stat().st_size
         [again] = upload_all(store, root, to_upload(report), "lib")
         assert not again.sent
+
+
+def test_an_output_appended_to_after_its_commit_is_refused_not_placed(
+    moto_farm: MotoFarm, uploaded, tmp_path: Path
+) -> None:
+    root, state, store, key = uploaded
+    s3, bucket = moto_farm.clients.s3, moto_farm.refs.bucket
+    etag = store.head(key).etag
+    s3.put_object(Bucket=bucket, Key="DONE/hevc/clip.mp4", Body=OUTPUT)
+    _ledger(moto_farm, key, "hevc", "done", etag)
+    # Whoever may write DONE/hevc/ puts a payload behind the committed video, then
+    # publishes a result that names no ETag (or the committed one).
+    s3.put_object(Bucket=bucket, Key="DONE/hevc/clip.mp4", Body=OUTPUT + b"ssh-ed25519 AAAA x\n")
+    _publish(moto_farm, _result("hevc", key, etag))
+    out_dir = tmp_path / "out"
+    got = _fetch(moto_farm, root, state, store, pools={"hevc"}, out=out_dir)
+    assert [(f.pool, f.action) for f in got] == [("hevc", "refused")]
+    assert "differs from the one the ledger committed" in got[0].reason
+    assert not out_dir.exists()

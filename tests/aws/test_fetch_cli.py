@@ -23,6 +23,9 @@ from hevcq.library.upload import recorder, to_upload, upload_all
 from hevcq.media.samples import make_clip
 from hevcq.messages import JobResult
 from hevcq.pools import Pool
+from tests.e2e import test_full_disk
+
+small_disk = test_full_disk.small_disk  # a nearly full tmpfs (needs root, as CI has)
 
 
 @pytest.fixture
@@ -58,7 +61,7 @@ def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:
     out_etag = clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")["ETag"]
     # As a worker does: the ledger records the committed output before the result goes out.
     item = {"pk": "TODO/clip.mp4", "sk": "hevc", "state": "done", "etag": etag,
-            "output_etag": out_etag.strip('"')}  # fmt: skip
+            "output_key": "DONE/hevc/clip.mp4", "output_etag": out_etag.strip('"')}  # fmt: skip
     clients.dynamodb.put_item(
         TableName=refs.ledger_table, Item={k: {"S": v} for k, v in item.items()}
     )
@@ -105,3 +108,25 @@ def test_replace_is_refused_for_a_rendition_pool(served) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--replace needs a pool" in proc.stdout
+
+
+def test_a_full_out_disk_stops_fetch_with_exit_6_and_leaves_the_result(
+    served, small_disk: Path
+) -> None:
+    clients, refs, lib, env, tmp = served
+    _publish_hevc_output(clients, refs, tmp)
+    out = small_disk / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "hevc", "--out", str(out)],
+        env=env, cwd=tmp, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 6, proc.stdout + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stdout.count("error:") == 1
+    assert f"no space left in {out / 'hevc'}" in " ".join(proc.stdout.split())
+    assert not list(small_disk.rglob("*.mp4"))
+    assert not list(small_disk.rglob("*.part"))
+    # Nothing lost: the output stays in the bucket and the result on the queue.
+    assert clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")
+    msgs = clients.sqs.receive_message(QueueUrl=refs.results_queue_url, WaitTimeSeconds=1)
+    assert len(msgs.get("Messages", [])) == 1

@@ -51,13 +51,20 @@ class FakeLedger:
     def set(
         self, key: str, pool: str, state: str, etag: str = "etag-TODO/a.mp4", **kw: Any
     ) -> None:
-        out = f"DONE/{pool}/a.mp4"
+        out = f"DONE/{pool}/{out_name(pool)}"
+        if state == "done":  # a done job names its committed output, as put() makes it
+            kw.setdefault("output_etag", f"etag-{out}")
         self.items[(key, pool)] = LedgerItem(
             key=key, pool=pool, state=State(state), etag=etag, output_key=out, **kw
         )
 
     def get(self, key: str, pool: str) -> LedgerItem | None:
         return self.items.get((key, pool))
+
+
+def out_name(pool: str) -> str:
+    """The output name a worker of ``pool`` gives ``a.mp4``."""
+    return "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
 
 
 def fake_verify(candidate: Path, original: Path, allow_larger: bool) -> None:
@@ -92,7 +99,7 @@ class Lib:
         )  # fmt: skip
 
     def result(self, pool: str, outcome: str = "done", **kw: Any) -> JobResult:
-        out = "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
+        out = out_name(pool)
         fields: dict[str, Any] = {
             "job_id": "j", "pool": pool, "bucket": "b", "source_key": "TODO/a.mp4",
             "source_etag": "etag-TODO/a.mp4", "outcome": outcome,
@@ -103,10 +110,11 @@ class Lib:
 
     def output(self, pool: str, data: bytes = OUTPUT) -> None:
         """A committed output: the object under DONE/ and the ledger's record of it."""
-        out = "a.mp4" if pool == "hevc" else f"a.{pool}.mp4"
+        out = out_name(pool)
         put(self.objects, f"DONE/{pool}/{out}", data)
         if (("TODO/a.mp4", pool)) not in self.ledger.items:
-            self.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-DONE/{pool}/{out}")
+            self.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-DONE/{pool}/{out}",
+                            output_bytes=len(data))  # fmt: skip
 
 
 def make_lib(tmp_path: Path, original: bytes = ORIGINAL) -> Lib:

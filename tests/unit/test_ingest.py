@@ -246,7 +246,10 @@ def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) 
         ("TODO/a/one.mp4", "720p"): result("TODO/a/one.mp4", "720p"),
         ("TODO/b/two.MOV", "hevc"): result("TODO/b/two.MOV", "hevc", "failed", reason="boom"),
     }
-    rt.fetched = {("TODO/a/one.mp4", "720p"): Fetched("a/one.mp4", "720p", "refused", "larger")}
+    rt.fetched = {
+        ("TODO/a/one.mp4", "720p"): Fetched("a/one.mp4", "720p", "refused", "larger"),
+        ("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed"),
+    }
     rows = {(r.file, r.pool): r for r in summary_rows(rt, ["720p", "hevc"])}
     assert (rows["notes.mp4", "-"].outcome, rows["notes.mp4", "-"].reason) == (
         "failed", "not a media file: invalid data")  # fmt: skip
@@ -258,6 +261,15 @@ def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) 
     assert "AccessDenied" in rows["c/hevc.mkv", "720p"].reason
     assert rows["d/copy.mp4", "hevc"].reason == "duplicate of a/one.mp4"
     assert rt.failed
+
+
+def test_a_result_done_in_the_farm_but_never_placed_is_not_called_done(root: Path, store) -> None:
+    # The run stopped (a full output disk, an interrupt) between the result and its placement.
+    report = do_scan(root, store)
+    rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
+    rt.results = {("TODO/a/one.mp4", "hevc"): result("TODO/a/one.mp4", "hevc", output_bytes=10)}
+    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
+    assert (row.outcome, row.reason) == ("pending", "not placed; the next run takes it")
 
 
 def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:

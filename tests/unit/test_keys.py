@@ -10,6 +10,7 @@ from hevcq.keys import (
     keeps_source_ext,
     naming_metadata,
     output_extension,
+    output_place,
     sharing_sources,
     source_relative,
     todo_key,
@@ -103,3 +104,26 @@ def test_the_naming_answer_travels_as_upload_metadata() -> None:
     assert keeps_source_ext(naming_metadata(with_source_ext=True))
     assert not keeps_source_ext(naming_metadata(with_source_ext=False))
     assert naming_metadata(with_source_ext=False) == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "pool", "suffix", "long"),
+    [("TODO/a/b.mov", "hevc", "", False), ("TODO/a/IMG.MOV", "720p", ".720p", True),
+     ("TODO/x.mkv", "1080p", ".1080p", False)],
+)  # fmt: skip
+def test_every_output_key_a_worker_names_has_its_place(
+    source: str, pool: str, suffix: str, long: bool
+) -> None:
+    key = done_key(source, pool, suffix, with_source_ext=long)
+    assert output_place(key, pool, source) == key.removeprefix(f"DONE/{pool}/")
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["DONE/hevc/../../x.mp4", "DONE/hevc/a/../b.mp4", "DONE/hevc/./b.mp4", "DONE/hevc//b.mp4",
+     "DONE/hevc/a\\..\\b.mp4", "/etc/b.mp4", "DONE/720p/b.mp4", "DONE/hevc/b.mp4",
+     "DONE/hevc/a/c/b.mp4", "DONE/hevc/a/b\x01.mp4", "DONE/hevc/"],
+)  # fmt: skip
+def test_output_keys_that_could_lead_elsewhere_have_no_place(key: str) -> None:
+    with pytest.raises(PermanentError):
+        output_place(key, "hevc", "TODO/a/b.mov")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import threading
+from collections import namedtuple
+from pathlib import Path
 
 import pytest
 
+from hevcq.errors import RetryableError
+from hevcq.library.quarantine import OutputFolderUnusable
 from hevcq.library.results import drain
 from hevcq.library.roundtrip import (
     Control,
@@ -129,3 +135,68 @@ def test_the_embedded_farm_s_objects_go_once_home_a_configured_farm_s_stay(
     # The embedded bucket is scratch space: its disk must hold the window, not the library.
     options = fetch_options(IngestOptions(fresh_farm=fresh_farm), farm)
     assert options.cleanup is cleanup
+
+
+DiskUsage = namedtuple("DiskUsage", "total used free")
+
+
+def _disk_with(monkeypatch: pytest.MonkeyPatch, free: list[int]) -> None:
+    """The output disk's free bytes, one value per placement asked about."""
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: DiskUsage(0, 0, free.pop(0)))
+
+
+def _both_pools_sent(lib: Lib, handler: Streaming) -> None:
+    e = FileEntry(rel="a.mp4", size=10, duration_s=1.0, fingerprint="fp", status="send",
+                  decisions={"hevc": plan("hevc"), "720p": plan("720p")},
+                  upload_key="TODO/a.mp4")  # fmt: skip
+    handler.rt.report = Report(lib.root, (e,), (), {}, 0, 0, 0.0)
+
+
+def test_a_full_output_disk_stops_the_run_and_keeps_what_was_placed(
+    lib: Lib, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler, w = _streaming(lib)
+    _both_pools_sent(lib, handler)
+    lib.output("hevc")
+    lib.output("720p")
+    _disk_with(monkeypatch, [1 << 30, 100])  # room for the first output, not the second
+    inbox = FakeInbox()
+    inbox.put(lib.result("hevc").model_dump_json())
+    inbox.put(lib.result("720p").model_dump_json())
+    with pytest.raises(OutputFolderUnusable, match=r"no space left in .*out/720p: a.mp4 \[720p\]"):
+        drain(inbox, handler, follow=True, stop=threading.Event(), until=lambda: w.idle)
+    assert sorted(p.name for p in lib.out.rglob("*")) == ["a.mp4", "hevc"]  # kept; no .part
+    assert inbox.deleted == ["m0"]
+    assert inbox.hidden == {"m1": 0}  # the unplaced result is visible again at once
+    rows = {r.pool: (r.outcome, r.reason) for r in handler.rt.rows(["720p", "hevc"])}
+    assert rows == {"hevc": ("done", ""),
+                    "720p": ("pending", "not placed; the next run takes it")}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("err", "says"),
+    [(errno.ENOSPC, "no space left in .*out/hevc: a.mp4 \\[hevc\\]; free some space"),
+     (errno.EROFS, "out/hevc is read-only: a.mp4 \\[hevc\\]; make it writable"),
+     (errno.EACCES, "permission denied in .*out/hevc: a.mp4 \\[hevc\\]; give this user")],
+)  # fmt: skip
+def test_a_placement_that_fails_for_good_stops_the_run(lib: Lib, err: int, says: str) -> None:
+    handler, _ = _streaming(lib)
+    lib.output("hevc")
+    # As the S3 store reports a local write that failed: wrapped, the OSError its cause.
+    wrapped = RetryableError("download DONE/hevc/a.mp4: disk trouble")
+    wrapped.__cause__ = OSError(err, "disk trouble")
+    lib.objects.fail["DONE/hevc/a.mp4"] = wrapped
+    with pytest.raises(OutputFolderUnusable, match=says):
+        handler.process(lib.result("hevc"))
+    assert not lib.out.exists()
+    assert ("TODO/a.mp4", "hevc") not in handler.rt.fetched
+
+
+def test_a_passing_download_error_is_still_tried_again(lib: Lib) -> None:
+    handler, _ = _streaming(lib)
+    lib.output("hevc")
+    wrapped = RetryableError("download DONE/hevc/a.mp4: reset")
+    wrapped.__cause__ = OSError(errno.ECONNRESET, "reset")
+    lib.objects.fail["DONE/hevc/a.mp4"] = wrapped
+    assert handler.process(lib.result("hevc")).action == "retry"
+    assert not Path(lib.out).exists()

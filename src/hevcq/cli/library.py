@@ -24,6 +24,7 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
 from hevcq.cli.app import (
+    EXIT_CANNOT_PLACE,
     EXIT_FAILED_JOBS,
     EXIT_INTERRUPTED,
     EXIT_TIMED_OUT,
@@ -42,7 +43,12 @@ from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.estimate import TaskSize
 from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
-from hevcq.library.quarantine import DEFAULT_QUARANTINE, list_quarantine, purge
+from hevcq.library.quarantine import (
+    DEFAULT_QUARANTINE,
+    OutputFolderUnusable,
+    list_quarantine,
+    purge,
+)
 from hevcq.library.quarantine import rollback as restore
 from hevcq.library.report import (
     estimate_table,
@@ -180,6 +186,8 @@ def ingest(
     if opts.wait:
         print_table(summary_table(rt.rows(sorted(pools))), console)
         _say_what_is_left(rt, out)
+        if rt.halted:
+            console.print(Text.assemble(("error: ", "red"), rt.halted))
     else:
         sent = sum(u.sent for u in rt.uploads)
         console.print(
@@ -189,7 +197,10 @@ def ingest(
 
 
 def exit_code(rt: RoundTrip) -> int:
-    """0, or what stopped the run short: an interrupt, the timeout, failed jobs (README)."""
+    """0, or what stopped the run short: no room for outputs, an interrupt, the timeout,
+    failed jobs (README)."""
+    if rt.halted:
+        return EXIT_CANNOT_PLACE
     if rt.interrupted:
         return EXIT_INTERRUPTED
     if rt.timed_out:
@@ -220,8 +231,8 @@ def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
     if rt.encoded_nothing and not rt.interrupted:
         console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
     console.print(Text(f"Outputs are in {out.resolve()}"))
-    if rt.interrupted or rt.timed_out:
-        why = "Interrupted" if rt.interrupted else "Timed out"
+    if rt.halted or rt.interrupted or rt.timed_out:
+        why = "Stopped" if rt.halted else "Interrupted" if rt.interrupted else "Timed out"
         console.print(Text(
             f"{why}: {len(rt.lost)} jobs were in the farm, {len(rt.not_started)} files not"
             f" started. Resume with: {shlex.join(_resume_command())}"
@@ -477,8 +488,11 @@ def fetch(
             all_pools=sorted(pools), library=library_id(library),
         )  # fmt: skip
         inbox = SqsInbox(clients.sqs, refs.results_queue_url)
-        items = fetch_library(inbox, fetcher, follow=follow, stop=stop,
-                              on_item=show if follow else None)  # fmt: skip
+        try:
+            items = fetch_library(inbox, fetcher, follow=follow, stop=stop,
+                                  on_item=show if follow else None)  # fmt: skip
+        except OutputFolderUnusable as exc:
+            raise fail(str(exc), EXIT_CANNOT_PLACE) from exc
     console.print(fetch_table(items))
     if any(not f.ok for f in items):
         raise typer.Exit(EXIT_FAILED_JOBS)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import re
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import structlog
 
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
-from hevcq.keys import DONE_PREFIX, output_relative, source_relative
+from hevcq.keys import output_place, output_relative, source_relative
 from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
 from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     LargerThanOriginal,
+    OutputFolderUnusable,
     ReplaceRefused,
     final_path,
     list_quarantine,
@@ -27,9 +34,11 @@ from hevcq.library.quarantine import (
     swap_in,
     verify_replacement,
 )
+from hevcq.library.report import human_bytes
 from hevcq.library.results import Action, Fetched, Inbox, drain
 from hevcq.library.upload import META_HASH, META_LIBRARY
 from hevcq.library.walk import fingerprint
+from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectInfo, ObjectStore
@@ -39,6 +48,23 @@ log = structlog.get_logger()
 
 
 VerifyFn = Callable[[Path, Path, bool], None]  # (candidate, original, allow_larger)
+
+# The ETag of a single-part upload (and of a copy) is the MD5 of its bytes under SSE-S3, the
+# farm's bucket encryption (Amazon S3 API Reference, "Object" ETag); others are not checksums.
+_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
+# Errors a placement meets again on every try until someone acts: no point going on.
+_SPACE = "free some space"
+# (what is wrong with the folder, what it needs)
+_STOPS_PLACING = {
+    errno.ENOSPC: ("no space left in {}", _SPACE),
+    errno.EDQUOT: ("disk quota exceeded in {}", _SPACE),
+    errno.EROFS: ("{} is read-only", "make it writable"),
+    errno.EACCES: ("permission denied in {}", "give this user write access"),
+    errno.EPERM: ("operation not permitted in {}", "give this user write access"),
+}
+_ROOM_SLACK = 64 * 1024  # blocks and folder entries beyond the bytes themselves
+
+T = TypeVar("T")
 
 
 def _verify(candidate: Path, original: Path, allow_larger: bool) -> None:
@@ -106,6 +132,8 @@ class Fetcher:
             return Fetched(rel, r.pool, "skipped", r.reason or "", result=r, source_deleted=gone)
         try:
             fetched = self._done(r, rel)
+        except OutputFolderUnusable:
+            raise  # stops the run: every later placement there would fail alike
         except HevcqError as exc:  # S3 trouble: leave the result for a later fetch
             log.warning("fetch_failed", rel=rel, pool=r.pool, error=str(exc))
             return Fetched(rel, r.pool, "retry", str(exc), result=r)
@@ -118,54 +146,121 @@ class Fetcher:
             return Fetched(rel, r.pool, "failed", "done without an output key", result=r)
         if r.pool in self.options.replace and self._outcome(rel, r.pool) == "done":
             return Fetched(rel, r.pool, "already", "replaced earlier", result=r)
-        disagreement = self._disagreement(r)
-        if disagreement is not None:
-            log.info("result_not_current", rel=rel, pool=r.pool, reason=disagreement[1])
-            return Fetched(rel, r.pool, disagreement[0], disagreement[1], result=r)
+        item, disagreement = self._confirm(r)
+        if item is None or disagreement is not None:
+            action, why = disagreement or ("retry", "the ledger has no record of this job yet")
+            log.info("result_not_current", rel=rel, pool=r.pool, reason=why)
+            return Fetched(rel, r.pool, action, why, result=r)
         src = self.root.joinpath(*rel.split("/"))
-        original, why = self._original(r, rel, src)
-        if original is None:
-            log.warning("result_orphaned", rel=rel, pool=r.pool, reason=why)
-            return Fetched(rel, r.pool, "orphaned", why, result=r)
-        dest_dir = src.parent if r.pool in self.options.replace else self._out_path(r).parent
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        tmp = dest_dir / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never from keys
         try:
-            try:  # exactly the committed output, or nothing
-                self.objects.download(r.output_key, tmp, etag=r.output_etag or None,
-                                      known=_committed(r))  # fmt: skip
-            except SupersededJob:
-                return Fetched(rel, r.pool, "retry", "the output changed since it was committed",
-                               result=r)  # fmt: skip
-            return self._verify_and_place(r, rel, tmp, src, original)
+            out = _committed_output(r, item)
+            original, why = self._original(r, rel, src)
+            if original is None:
+                log.warning("result_orphaned", rel=rel, pool=r.pool, reason=why)
+                return Fetched(rel, r.pool, "orphaned", why, result=r)
+            dest = self._destination(r, out, src)
+        except ReplaceRefused as exc:
+            return self._refused(r, rel, str(exc))
+        return self._fetch(r, rel, out, dest, (src, original))
+
+    def _fetch(
+        self, r: JobResult, rel: str, out: ObjectInfo, dest: Path, files: tuple[Path, Path]
+    ) -> Fetched:
+        """Download exactly the committed output beside ``dest``, then verify and place it."""
+        copies = 2 if r.pool in self.options.replace else 1  # a swap stages one more copy
+        _make_room(dest.parent, out.size * copies, _named(r, rel))
+        tmp = dest.parent / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never keys
+        made = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
+        fetched: Fetched | None = None
+        try:
+            fetched = self._fetch_checked(r, rel, out, (tmp, dest), files)
+            return fetched
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 tmp.unlink()
+            if fetched is None or fetched.action not in ("placed", "replaced"):
+                _remove_empty(made)  # a refused or failed output leaves no trace
+
+    def _fetch_checked(
+        self, r: JobResult, rel: str, out: ObjectInfo, paths: tuple[Path, Path],
+        files: tuple[Path, Path],
+    ) -> Fetched:  # fmt: skip
+        tmp, dest = paths
+        try:
+            mkdir = partial(dest.parent.mkdir, parents=True, exist_ok=True)
+            _placing(dest.parent, _named(r, rel), mkdir)
+            _placing(dest.parent, _named(r, rel), lambda: self._download(out, tmp))
+        except SupersededJob:
+            if self._still_committed(r, out):
+                return self._refused(r, rel, _not_committed(out, "another ETag"))
+            return Fetched(rel, r.pool, "retry", "the output changed since it was committed",
+                           result=r)  # fmt: skip
+        except ReplaceRefused as exc:
+            return self._refused(r, rel, str(exc))
+        return self._verify_and_place(r, rel, tmp, dest, files)
+
+    def _download(self, out: ObjectInfo, tmp: Path) -> None:
+        """The committed bytes into ``tmp`` (If-Match on the committed ETag), checked."""
+        known = out if out.size >= 0 else None
+        got = self.objects.download(out.key, tmp, etag=out.etag, known=known)
+        if got.etag != out.etag:
+            raise ReplaceRefused(_not_committed(out, f"ETag {got.etag}"))
+        size = tmp.stat().st_size
+        if out.size >= 0 and size != out.size:
+            raise ReplaceRefused(_not_committed(out, f"{size} bytes, not the committed {out.size}"))
+        if _MD5_ETAG.fullmatch(out.etag) and _md5(tmp) != out.etag:
+            raise ReplaceRefused(_not_committed(out, "a checksum other than its ETag"))
+
+    def _still_committed(self, r: JobResult, out: ObjectInfo) -> bool:
+        """True while the ledger still names ``out``: the object changed under it."""
+        item = self.ledger.get(r.source_key, r.pool) if self.ledger is not None else None
+        return item is not None and item.output_etag == out.etag
+
+    def _refused(self, r: JobResult, rel: str, reason: str) -> Fetched:
+        log.warning("output_refused", rel=rel, pool=r.pool, key=r.output_key, reason=reason)
+        self.state.record_outcome(rel, r.pool, "failed", f"refused: {reason}")
+        return Fetched(rel, r.pool, "refused", reason, result=r)
+
+    def _destination(self, r: JobResult, out: ObjectInfo, src: Path) -> Path:
+        """Where the output goes: beside its source (replacing) or under ``--out``; never
+        through a symlinked folder that leads out of the library or ``--out``."""
+        if r.pool in self.options.replace:
+            base, dest = self.root, _final_path(r, src)
+        elif self.options.out_dir is None:
+            raise ReplaceRefused(f"no output folder for pool {r.pool}")
+        else:
+            base = self.options.out_dir
+            rel = output_place(out.key, r.pool, r.source_key)
+            dest = base.joinpath(r.pool, *rel.split("/"))
+        if not dest.parent.resolve().is_relative_to(base.resolve()):
+            raise ReplaceRefused(f"{dest.parent} leads outside {base} (a symlinked folder)")
+        return dest
 
     def _verify_and_place(
-        self, r: JobResult, rel: str, tmp: Path, src: Path, original: Path
+        self, r: JobResult, rel: str, tmp: Path, dest: Path, files: tuple[Path, Path]
     ) -> Fetched:
+        src, original = files
         try:
             self.verify(tmp, original, self.options.allow_larger)
             if r.pool in self.options.replace:
                 _same_file(original, src)
-                entry = swap_in(src, tmp, quarantine_root=self.quarantine,
-                                keep_days=self.options.keep_days, now=self.clock(),
-                                final=_final_path(r, src))  # fmt: skip
+                entry = _placing(dest.parent, _named(r, rel), lambda: swap_in(
+                    src, tmp, quarantine_root=self.quarantine, keep_days=self.options.keep_days,
+                    now=self.clock(), final=dest,
+                ))  # fmt: skip
                 action: Action = "replaced"
                 path = entry.final
             else:
-                path = place_output(tmp, self._out_path(r))
+                path = _placing(
+                    dest.parent, _named(r, rel), lambda: place_output(tmp, dest, move=True)
+                )
                 action = "placed"
         except LargerThanOriginal as exc:
             log.info("output_kept_original", rel=rel, pool=r.pool, reason=str(exc))
             self.state.record_outcome(rel, r.pool, "skipped", KEPT_ORIGINAL)
             return Fetched(rel, r.pool, "skipped", KEPT_ORIGINAL, result=r)
         except (ReplaceRefused, OSError) as exc:
-            reason = str(exc)
-            log.warning("output_refused", rel=rel, pool=r.pool, reason=reason)
-            self.state.record_outcome(rel, r.pool, "failed", f"refused: {reason}")
-            return Fetched(rel, r.pool, "refused", reason, result=r)
+            return self._refused(r, rel, str(exc))
         self.state.record_outcome(rel, r.pool, "done")
         if action == "replaced":
             self._remember_replacement(path, rel)
@@ -181,31 +276,25 @@ class Fetcher:
         except OSError as exc:  # moved or removed already: a changed file is a new source
             log.warning("replacement_not_recorded", rel=original, error=str(exc))
 
-    def _disagreement(self, r: JobResult) -> tuple[Action, str] | None:
-        """Whether the result, the ledger's record and the output disagree, and what to do.
+    def _confirm(self, r: JobResult) -> tuple[LedgerItem | None, tuple[Action, str] | None]:
+        """The ledger's record of the job, and whether it and the result disagree (what to do).
 
         A worker publishes only after its fenced commit, so a result that the ledger does
         not confirm is either outdated (a newer version or output was committed since) or
-        not yet confirmed (try again later).
+        not yet confirmed (try again later). Only the ledger's record says what to fetch.
         """
         if self.ledger is None:
-            return None
+            return None, ("refused", "no ledger to confirm the output")
         item = self.ledger.get(r.source_key, r.pool)
         if item is None:
-            return "retry", "the ledger has no record of this job yet"
+            return None, None
         if r.source_etag and item.etag != r.source_etag:
-            return "superseded", "a newer version of the source was uploaded since"
+            return item, ("superseded", "a newer version of the source was uploaded since")
         if item.state is not State.DONE:
-            return "retry", f"the ledger says {item.state.value}"
+            return item, ("retry", f"the ledger says {item.state.value}")
         if r.output_etag and item.output_etag not in (None, r.output_etag):
-            return "superseded", "the ledger records a newer output for this job"
-        return None
-
-    def _out_path(self, r: JobResult) -> Path:
-        if self.options.out_dir is None:
-            raise ReplaceRefused(f"no output folder for pool {r.pool}")
-        rel = (r.output_key or "")[len(DONE_PREFIX) :]
-        return self.options.out_dir.joinpath(*rel.split("/"))
+            return item, ("superseded", "the ledger records a newer output for this job")
+        return item, None
 
     def _original(self, r: JobResult, rel: str, src: Path) -> tuple[Path | None, str]:
         """The file holding the uploaded version of the source: in the library or quarantine."""
@@ -313,11 +402,87 @@ def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None
     return not etag or item.etag == etag
 
 
-def _committed(r: JobResult) -> ObjectInfo | None:
-    """The output as the result names it (its ETag and size), when it names both."""
-    if r.output_key and r.output_etag and r.output_bytes:
-        return ObjectInfo(r.output_key, r.output_bytes, r.output_etag)
-    return None
+def _committed_output(r: JobResult, item: LedgerItem) -> ObjectInfo:
+    """The output the ledger committed for the job (key, size or -1, ETag), as the result
+    must name it; ``ReplaceRefused`` for a result that names another key."""
+    key = item.output_key or ""
+    if key != r.output_key:
+        raise ReplaceRefused(
+            f"output key {r.output_key!r} disagrees with the ledger's record {key!r}"
+        )
+    if not item.output_etag:
+        raise ReplaceRefused("the ledger records no committed output for this job")
+    try:
+        output_place(key, r.pool, r.source_key)
+    except PermanentError as exc:
+        raise ReplaceRefused(str(exc)) from exc
+    size = item.output_bytes if item.output_bytes is not None else -1
+    return ObjectInfo(key, size, item.output_etag)
+
+
+def _named(r: JobResult, rel: str) -> str:
+    """How a message names one result: its file and pool."""
+    return f"{rel} [{r.pool}]"
+
+
+def _not_committed(out: ObjectInfo, what: str) -> str:
+    return f"the object under {out.key} differs from the one the ledger committed: {what}"
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _placing(folder: Path, what: str, step: Callable[[], T]) -> T:
+    """Run one step of placing ``what`` in ``folder``; a failure that will not pass by
+    itself (no space, no permission, read-only) stops the run (``OutputFolderUnusable``)."""
+    try:
+        return step()
+    except (OSError, HevcqError) as exc:
+        cause = _os_error(exc)
+        if cause is None or cause.errno not in _STOPS_PLACING:
+            raise
+        wrong, needed = _STOPS_PLACING[cause.errno]
+        raise OutputFolderUnusable(_stop_message(wrong.format(folder), what, needed)) from exc
+
+
+def _stop_message(wrong: str, what: str, needed: str) -> str:
+    return (
+        f"{wrong}: {what}; {needed} or choose another output folder, then run the same"
+        " command again"
+    )
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind ``exc`` (itself, or what a store wrapped), if any."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__
+    return exc
+
+
+def _make_room(folder: Path, need: int, what: str) -> None:
+    """Stop before a placement that the output's disk has no room for."""
+    if need < 0:
+        return
+    free = shutil.disk_usage(_existing(folder)).free
+    if free < need + _ROOM_SLACK:
+        what = f"{what} needs {human_bytes(need)}, {human_bytes(free)} free"
+        raise OutputFolderUnusable(_stop_message(f"no space left in {folder}", what, _SPACE))
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _existing(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists."""
+    return next(p for p in [folder, *folder.parents] if p.exists())
 
 
 def _final_path(r: JobResult, src: Path) -> Path:

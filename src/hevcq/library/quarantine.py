@@ -15,7 +15,7 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hevcq.errors import PermanentError, VerificationError
+from hevcq.errors import HevcqError, PermanentError, VerificationError
 from hevcq.keys import output_extension
 from hevcq.limits import MiB
 from hevcq.media.equality import same_media
@@ -44,6 +44,11 @@ class LargerThanOriginal(ReplaceRefused):
 
 class OutputExists(ReplaceRefused):
     """The destination holds a different file and overwriting was not asked for."""
+
+
+class OutputFolderUnusable(HevcqError):
+    """No output can be placed in a folder until someone acts (full, read-only, no access):
+    the run stops, keeping what it placed; the message names the folder and what is needed."""
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -138,6 +143,12 @@ def _stage(source: Path, tmp: Path) -> Path:
     return tmp
 
 
+def _synced(path: Path) -> Path:
+    with path.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    return path
+
+
 def _rename_no_clobber(src: Path, dst: Path) -> None:
     """Rename, failing with ``OutputExists`` rather than replacing whatever is at ``dst``."""
     try:
@@ -155,11 +166,15 @@ def _rename_no_clobber(src: Path, dst: Path) -> None:
     src.unlink()
 
 
-def place_output(candidate: Path, dest: Path, *, overwrite: bool = False) -> Path:
+def place_output(
+    candidate: Path, dest: Path, *, overwrite: bool = False, move: bool = False
+) -> Path:
     """Copy ``candidate`` to ``dest`` atomically (temp name, fsync, rename); never clobbers.
 
     A ``dest`` that already holds the same output (``equality.same_media``: equal bytes,
-    or equal streams) is kept as it is: a repeated fetch or a re-run is a no-op.
+    or equal streams) is kept as it is: a repeated fetch or a re-run is a no-op. ``move``
+    renames a ``candidate`` of ``dest``'s own folder into place instead of copying it, so
+    the disk needs room for one copy, not two.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(dest) and not overwrite:
@@ -167,7 +182,7 @@ def place_output(candidate: Path, dest: Path, *, overwrite: bool = False) -> Pat
             log.info("output_already_in_place", path=str(dest))
             return dest
         raise OutputExists(f"{dest} exists and differs; not overwriting")
-    tmp = _stage(candidate, _temp_name(dest.parent))
+    tmp = _synced(candidate) if move else _stage(candidate, _temp_name(dest.parent))
     try:
         if overwrite:
             tmp.replace(dest)

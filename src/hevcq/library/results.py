@@ -219,7 +219,11 @@ def _handle(inbox: Inbox, handler: ResultHandler, msg: Received) -> Fetched | No
     if result is None or not handler.owns(result):
         inbox.release(msg, HOLD_S)
         return None
-    item = handler.process(result)
+    try:
+        item = handler.process(result)
+    except BaseException:
+        inbox.release(msg, 0)  # what stops the run leaves the result for the next one
+        raise
     if item.action == "retry":
         inbox.release(msg, HOLD_S)
     else:

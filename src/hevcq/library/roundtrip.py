@@ -26,6 +26,7 @@ from hevcq.aws.sqs import SqsInbox
 from hevcq.ledger import State
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
+from hevcq.library.quarantine import OutputFolderUnusable
 from hevcq.library.report import Row
 from hevcq.library.results import (
     DLQ_CHECK_EVERY_S,
@@ -81,6 +82,7 @@ class RoundTrip:
     fetched: dict[SourcePool, Fetched] = field(default_factory=dict)
     timed_out: bool = False
     interrupted: bool = False
+    halted: str | None = None  # why no output could be placed (the output disk): the run stopped
     not_started: list[FileEntry] = field(default_factory=list)  # left for the next run
     lost: list[SourcePool] = field(default_factory=list)  # in the farm when the run stopped
 
@@ -145,6 +147,8 @@ def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left
 
 
 def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row:
+    if f is None and r.outcome == "done":  # the farm made it; it never came home
+        return Row(e.rel, pool, "pending", "not placed; the next run takes it", e.size)
     if f is not None and not f.ok:
         return Row(e.rel, pool, "failed", f"{f.action}: {f.reason}", e.size, r.output_bytes)
     if f is not None and f.action == "skipped" and r.outcome == "done":
@@ -383,6 +387,10 @@ class _Run:
                 drain(SqsInbox(self.clients.sqs, self.refs.results_queue_url), self.handler,
                       follow=True, stop=self.control.stop, on_tick=self.tick,
                       until=self.finished)  # fmt: skip
+            except OutputFolderUnusable as exc:
+                # Every later output would meet the same disk: stop now, keep what is home.
+                log.error("ingest_halted", reason=str(exc))  # noqa: TRY400 - said, not a bug
+                self.rt.halted = str(exc)
             finally:
                 progress.end()
                 self.window.closed = True
