@@ -58,7 +58,7 @@ def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:
     out_etag = clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")["ETag"]
     # As a worker does: the ledger records the committed output before the result goes out.
     item = {"pk": "TODO/clip.mp4", "sk": "hevc", "state": "done", "etag": etag,
-            "output_etag": out_etag.strip('"')}  # fmt: skip
+            "output_key": "DONE/hevc/clip.mp4", "output_etag": out_etag.strip('"')}  # fmt: skip
     clients.dynamodb.put_item(
         TableName=refs.ledger_table, Item={k: {"S": v} for k, v in item.items()}
     )
@@ -105,3 +105,27 @@ def test_replace_is_refused_for_a_rendition_pool(served) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--replace needs a pool" in proc.stdout
+
+
+def _ingest_wait(env: dict[str, str], lib: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--wait", "--out", str(out),
+         "--timeout", "60"],
+        env=env, cwd=out.parent, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_rerun_into_another_out_fetches_again_what_the_farm_still_holds(served) -> None:
+    """A configured farm keeps its outputs: a done job whose output is not in this
+    ``--out`` is brought home again from it; one the farm no longer holds is reported at
+    once, never waited for."""
+    clients, refs, lib, env, tmp = served
+    _publish_hevc_output(clients, refs, tmp)
+    for out in (tmp / "out", tmp / "elsewhere"):
+        run = _ingest_wait(env, lib, out)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert (out / "hevc/clip.mp4").is_file(), run.stdout[-3000:]
+    clients.s3.delete_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")
+    gone = _ingest_wait(env, lib, tmp / "third")
+    assert gone.returncode == 1, gone.stdout[-3000:] + gone.stderr[-2000:]
+    assert "no longer in the farm" in gone.stdout

@@ -294,6 +294,29 @@ def test_uploaded_file_is_not_sent_again(lib: Path, store: Catalog) -> None:
     assert run(lib, store).to_send == ()
 
 
+def test_a_done_job_is_finished_only_while_its_output_is_in_out(
+    lib: Path, store: Catalog, tmp_path: Path
+) -> None:
+    """Outputs are looked for under the names the workers give them (pool suffix, the
+    collision rule's extension); the one missing is the one to do again."""
+    for rel in ("IMG_1.MOV", "IMG_1.mp4"):
+        make(lib, rel)
+    run(lib, store)
+    for rel in ("IMG_1.MOV", "IMG_1.mp4"):
+        for pool in ("hevc", "720p"):
+            store.record_outcome(rel, pool, "done")
+    out = tmp_path / "out"
+    for rel in ("hevc/IMG_1.MOV.mp4", "hevc/IMG_1.mp4", "720p/IMG_1.MOV.720p.mp4"):
+        make(out, rel)
+    report = run(lib, store, out_dir=out)
+    assert {e.rel: (e.status, e.pools_pending) for e in report.entries} == {
+        "IMG_1.MOV": ("finished", ()),
+        "IMG_1.mp4": ("send", ("720p",)),
+    }
+    assert run(lib, store).with_status("finished") != ()  # no --out to bring home to: as before
+    assert len(run(lib, store, out_dir=tmp_path / "new").to_send) == 2
+
+
 def test_renamed_uploaded_file_is_a_duplicate_without_probing(lib: Path, store: Catalog) -> None:
     make(lib, "old/a.mp4")
     first = run(lib, store).entries[0]

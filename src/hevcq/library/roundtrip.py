@@ -70,6 +70,11 @@ class IngestOptions:
     timeout_s: float | None = None
     window: int = 4  # sources in the farm at once (uploading or waiting for results)
 
+    @property
+    def home(self) -> Path | None:
+        """Where this run brings outputs home (a done job whose output is not there is redone)."""
+        return self.out_dir if self.wait else None
+
 
 @dataclass
 class RoundTrip:
@@ -299,11 +304,14 @@ def run_round_trip(
 ) -> RoundTrip:
     """Scan (unless given the report), then upload and, when waiting, stream results home."""
     if report is None:
-        report = scan(library, list(pools.values()), state, options.scan)
+        report = scan(library, list(pools.values()), state, options.scan, out_dir=options.home)
         if on_scanned:
             on_scanned(report)
     rt = RoundTrip(report)
-    entries = [e for e in to_upload(report, fresh_farm=options.fresh_farm) if e.pools_pending]
+    # Waiting, sources a configured farm already holds wait too: their results (or the
+    # ledger, for a job done in an earlier run whose output is not in this --out) come home.
+    held = options.fresh_farm or options.wait
+    entries = [e for e in to_upload(report, fresh_farm=held) if e.pools_pending]
     log.info("ingest_planned", files=len(report.entries), to_upload=len(entries))
     store = S3Store(clients.s3, refs.bucket)
     if not options.wait:
@@ -365,12 +373,20 @@ class _Run:
             for pool in e.pools_pending:
                 res = self._from_ledger(e.upload_key, pool)
                 if res is not None:
-                    self.handler.process(res)
+                    self.handler.process(self._still_there(res))
 
     def _from_ledger(self, key: str, pool: str) -> JobResult | None:
         ledger = self.fetcher.ledger
         item = ledger.get(key, pool) if ledger is not None else None
         return result_from_item(item, self.refs.bucket) if item else None
+
+    def _still_there(self, r: JobResult) -> JobResult:
+        """A done job is fetched again from the farm; one whose output the farm no longer
+        holds (fetched and cleaned up earlier) fails with that reason instead of waiting."""
+        if r.outcome != "done" or not r.output_key or self.store.head(r.output_key) is not None:
+            return r
+        why = f"its output {r.output_key} is no longer in the farm (fetched and deleted earlier)"
+        return r.model_copy(update={"outcome": "failed", "reason": why, "output_key": None})
 
     def loop(self, progress: UploadProgress) -> None:
         """Run until every source settled, or until stopped."""
