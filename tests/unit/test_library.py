@@ -270,6 +270,31 @@ def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: Catalog
     assert entry.pools_to_encode == ("720p",)
 
 
+def test_a_copy_of_a_replaced_original_stays_its_duplicate(lib: Path, store: Catalog) -> None:
+    for rel in ("b.mp4", "a.mp4"):
+        (lib / rel).write_bytes(b"h264\nsame bytes")
+    assert [e.rel for e in run(lib, store).to_send] == ["a.mp4"]
+    placed = make(lib, "a.mp4", b"hevc\n")  # swapped in for the original, as fetch does
+    store.record_replacement("a.mp4", placed.stat(), "a.mp4")
+    for _ in range(2):
+        report = run(lib, store)
+        assert report.to_send == ()
+        assert [(e.rel, e.duplicate_of) for e in report.duplicates] == [("b.mp4", "a.mp4")]
+
+
+def test_a_catalog_from_before_replacements_kept_fingerprints_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE replacements (rel TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+            " mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, original TEXT NOT NULL,"
+            " replaced_at REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO replacements VALUES ('a.mp4', 1, 2, 3, 'a.MOV', 0)")
+    with Catalog(path) as old:
+        assert old.load_replacements()["a.mp4"].original_fingerprint is None
+
+
 def test_changed_pool_settings_redecide_without_probing(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     run(lib, store)

@@ -168,7 +168,13 @@ class _Scan:
         self.stored_decisions = store.load_decisions()
         self.replacements = store.load_replacements()
         self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
-        self.seen: dict[str, str] = {}
+        # An original hevcq replaced still owns its content: its copies stay duplicates of
+        # it on every run, instead of one more copy being converted each time.
+        self.seen: dict[str, str] = {
+            r.original_fingerprint: r.original
+            for r in sorted(self.replacements.values(), key=lambda r: r.original, reverse=True)
+            if r.original_fingerprint
+        }
         self.uploaded: dict[str, str] = {}
         self.sent_files = self.sent_bytes = 0
         self.limit_reached = False
