@@ -65,10 +65,22 @@ def need_farm(settings: Settings) -> None:
         )
 
 
-def configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+def configured(
+    *, takes_results: bool = False
+) -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+    """The configured farm, or the running ingest's embedded one.
+
+    ``takes_results``: the command consumes the results queue, which on the embedded farm
+    belongs to its ingest (a result taken there never reaches the ingest's library).
+    """
     try:
         settings, pools = setup()
         farm = running_farm() if settings.embedded else None
+        if farm is not None and takes_results:
+            raise ConfigError(
+                f"the running ingest (pid {farm.pid}) brings the embedded farm's results home"
+                " itself; fetch is for a configured farm (HEVCQ_BUCKET)"
+            )
         if farm is not None:
             notes.print(
                 f"No farm configured: using the embedded farm of the running ingest"

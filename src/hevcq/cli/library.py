@@ -461,7 +461,7 @@ def fetch(
     cleanup: Annotated[bool, typer.Option(help="Delete a job's objects once it is home.")] = True,
 ) -> None:
     """Take results from the results queue: verify each output, then place it or swap it in."""
-    _, pools, clients, refs = configured()
+    _, pools, clients, refs = configured(takes_results=True)
     try:
         options = FetchOptions(
             pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),

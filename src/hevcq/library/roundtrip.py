@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,12 +226,17 @@ class Streaming:
     _held: dict[SourcePool, JobResult] = field(default_factory=dict)
 
     def owns(self, r: JobResult) -> bool:
-        """Results of jobs this run waits for."""
-        return self.window.expects(r.source_key, r.pool) and self.fetcher.owns(r)
+        """Results of jobs this run waits for, or already brought home (a late copy)."""
+        jid = (r.source_key, r.pool)
+        return (self.window.expects(*jid) or jid in self.rt.fetched) and self.fetcher.owns(r)
 
     def process(self, r: JobResult) -> Fetched:
         """Place one result; a replacing pool's result waits for the file's renditions."""
         jid = (r.source_key, r.pool)
+        if jid in self.rt.fetched and not self.window.expects(*jid):
+            # Home already from the ledger: this message is only its late copy.
+            item = self.rt.fetched[jid]
+            return Fetched(item.rel, r.pool, "already", "brought home already", result=r)
         replace = self.fetcher.options.replace
         if r.pool in replace and self.window.others_pending(*jid):
             # Renditions are made from and checked against the original: swap it last.
@@ -265,6 +270,15 @@ class Streaming:
         if self.on_result:
             self.on_result(item)
         return item
+
+    def missed(self, results: Iterable[JobResult]) -> None:
+        """Jobs the ledger has finished whose result never arrived (taken off the queue by
+        someone else, or lost): brought home from the ledger's record."""
+        for r in results:
+            jid = (r.source_key, r.pool)
+            if self.window.expects(*jid) and jid not in self._held:
+                log.info("result_from_ledger", key=r.source_key, pool=r.pool)
+                self.process(r)
 
     def dead_letters(self, refs: FarmRefs, sqs: SqsClient) -> None:
         """Jobs whose messages the farm gave up on (a dead-letter queue) fail here."""
@@ -380,6 +394,14 @@ class _Run:
         item = ledger.get(key, pool) if ledger is not None else None
         return result_from_item(item, self.refs.bucket) if item else None
 
+    def _finished_in_ledger(self) -> Iterator[JobResult]:
+        """The window's jobs the ledger has finished for the version this run uploaded."""
+        for key, pool in self.window.in_flight():
+            res = self._from_ledger(key, pool)
+            head = self.store.head(key) if res is not None else None
+            if res is not None and head is not None and head.etag == res.source_etag:
+                yield self._still_there(res)
+
     def _still_there(self, r: JobResult) -> JobResult:
         """A done job is fetched again from the farm; one whose output the farm no longer
         holds (fetched and cleaned up earlier) fails with that reason instead of waiting."""
@@ -432,6 +454,7 @@ class _Run:
             self.on_tick()
         if time.monotonic() >= self.next_dlq:
             self.handler.dead_letters(self.refs, self.clients.sqs)
+            self.handler.missed(self._finished_in_ledger())
             self.next_dlq = time.monotonic() + DLQ_CHECK_EVERY_S
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.rt.timed_out = True
