@@ -354,8 +354,15 @@ class Catalog:
             "INSERT OR REPLACE INTO replacements (rel, size, mtime_ns, inode, original,"
             " replaced_at, original_fingerprint) VALUES (?, ?, ?, ?, ?, ?,"
             " (SELECT fingerprint FROM files WHERE rel=?))",
-            (rel, placed.st_size, placed.st_mtime_ns, placed.st_ino, original, time.time(),
-             original),
+            (
+                rel,
+                placed.st_size,
+                placed.st_mtime_ns,
+                placed.st_ino,
+                original,
+                time.time(),
+                original,
+            ),
         )
 
     def load_replacements(self) -> dict[str, Replacement]:
