@@ -447,6 +447,18 @@ def test_broken_symlink_and_symlinked_folder(lib: Path, store: Catalog, tmp_path
     assert kinds == {"gone.mp4": "broken_symlink", "loop": "symlinked_dir"}
 
 
+def test_a_name_that_is_not_utf8_is_a_problem_not_a_crash(lib: Path, store: Catalog) -> None:
+    make(lib, "ok.mp4")
+    (lib / "sub").mkdir()
+    with open(os.fsencode(lib) + b"/sub/x\xff.mp4", "wb") as f:  # noqa: PTH123 (bytes path)
+        f.write(b"h264\n")
+    report = run(lib, store)
+    assert [e.rel for e in report.entries] == ["ok.mp4"]
+    assert [(p.rel, p.kind) for p in report.problems] == [("sub/x\\xff.mp4", "bad_path")]
+    assert "not UTF-8" in report.problems[0].reason
+    assert run(lib, store).problems == report.problems  # the catalog kept nothing broken
+
+
 def test_hevcq_folders_and_skip_dirs_are_not_scanned(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     make(lib, ".hevcq/quarantine/x/a.mp4")
