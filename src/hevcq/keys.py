@@ -31,15 +31,16 @@ def output_extension(source_name: str) -> str:
 
 
 def relative_key(rel_path: str) -> str:
-    """Normalise a library-relative path into the part of a key after ``TODO/``.
+    """A library-relative POSIX path as the part of a key after ``TODO/``.
 
-    Rejects what could escape the prefix or is not a file name; keeps unicode (NFC).
+    Rejects what could escape the prefix or is not a file name. Every other character is
+    kept as it is (a backslash, Unicode in whatever form the file system wrote it), so the
+    key names the file it came from and its output goes back under the matching name.
     """
-    rel = unicodedata.normalize("NFC", rel_path.replace("\\", "/"))
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    parts = [p for p in rel_path.split("/") if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         raise PermanentError(f"not a usable relative path: {rel_path!r}")
-    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in rel):
+    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in rel_path):
         raise PermanentError(f"control characters in path: {rel_path!r}")
     key = "/".join(parts)
     if len((TODO_PREFIX + key).encode()) > MAX_KEY_BYTES:
@@ -79,15 +80,20 @@ def output_place(output_key: str, pool: str, source_key: str) -> str:
     """The path below ``<out>/<pool>/`` of a committed output key of ``source_key``.
 
     Raises ``PermanentError`` unless the key is under ``DONE/<pool>/``, already in the form
-    ``relative_key`` gives (no ``..``, ``.``, empty or backslashed parts, no leading ``/``)
-    and beside its source, as ``done_key`` names every output.
+    ``relative_key`` gives (no ``..``, ``.`` or empty parts, no leading ``/``, a backslash
+    only where its source's name has one) and beside its source, as ``done_key`` names
+    every output.
     """
     prefix = f"{DONE_PREFIX}{pool}/"
     if not output_key.startswith(prefix):
         raise PermanentError(f"output key {output_key!r} is not under {prefix}")
     rel = output_key[len(prefix) :]
+    # A backslash is an ordinary character of a POSIX name, but only a source's own name
+    # brings one: every output name starts with its source's stem.
+    stem = posixpath.splitext(posixpath.basename(source_relative(source_key)))[0]
+    named = "\\" not in rel or ("\\" in stem and posixpath.basename(rel).startswith(stem))
     try:
-        plain = "\\" not in rel and relative_key(rel) == rel
+        plain = named and relative_key(rel) == rel
     except PermanentError:
         plain = False
     if not plain:
@@ -101,18 +107,24 @@ def sharing_sources(rels: Iterable[str]) -> frozenset[str]:
     """The sources whose output names keep their own extension.
 
     Sources that would share one output name (``IMG_0001.MOV`` and ``IMG_0001.mp4``; the
-    name compared without case, as a Mac or Windows disk does) each keep their extension
-    (``IMG_0001.MOV.mp4``), except one whose own name already is that output name: it
-    keeps the plain name, and ``--replace`` leaves it in place. Only the set of names
-    counts, never an order, so every run and every farm names them alike.
+    name compared without case or Unicode form, NFC or NFD, as a Mac or Windows disk
+    does) each keep their extension (``IMG_0001.MOV.mp4``), except one whose own name
+    already is that output name: it keeps the plain name, and ``--replace`` leaves it in
+    place. Only the set of names counts, never an order, so every run and every farm
+    names them alike.
     """
     groups: defaultdict[str, list[str]] = defaultdict(list)
     for rel in rels:
-        groups[output_relative(rel).casefold()].append(rel)
+        groups[_disk_name(output_relative(rel))].append(rel)
     return frozenset(
         rel for group in groups.values() if len(group) > 1 for rel in group
         if rel != output_relative(rel)
     )  # fmt: skip
+
+
+def _disk_name(rel: str) -> str:
+    """``rel`` as a Mac or Windows disk compares names: without case or Unicode form."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", rel).casefold())
 
 
 def keeps_source_ext(metadata: Mapping[str, str]) -> bool:

@@ -130,3 +130,27 @@ def test_a_full_out_disk_stops_fetch_with_exit_6_and_leaves_the_result(
     assert clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")
     msgs = clients.sqs.receive_message(QueueUrl=refs.results_queue_url, WaitTimeSeconds=1)
     assert len(msgs.get("Messages", [])) == 1
+
+
+def _ingest_wait(env: dict[str, str], lib: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--wait", "--out", str(out),
+         "--timeout", "60"],
+        env=env, cwd=out.parent, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_rerun_into_another_out_fetches_again_what_the_farm_still_holds(served) -> None:
+    """A configured farm keeps its outputs: a done job whose output is not in this
+    ``--out`` is brought home again from it; one the farm no longer holds is reported at
+    once, never waited for."""
+    clients, refs, lib, env, tmp = served
+    _publish_hevc_output(clients, refs, tmp)
+    for out in (tmp / "out", tmp / "elsewhere"):
+        run = _ingest_wait(env, lib, out)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert (out / "hevc/clip.mp4").is_file(), run.stdout[-3000:]
+    clients.s3.delete_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")
+    gone = _ingest_wait(env, lib, tmp / "third")
+    assert gone.returncode == 1, gone.stdout[-3000:] + gone.stderr[-2000:]
+    assert "no longer in the farm" in gone.stdout

@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION
 from hevcq.media.samples import make_clip
 from hevcq.worker.precheck import SETTLED_EARLIER
 from tests.e2e.farmkit import alive, children, pool_dir, slow_ffmpeg, wait_for
@@ -194,3 +196,55 @@ def test_a_killed_ingest_takes_its_workers_and_endpoint_with_it(
     finally:
         proc.kill()
     assert wait_for(lambda: not any(alive(k) for k in kids), 15), "a farm process outlived it"
+
+
+def _steal_one_result(farm_json: Path, deadline_s: float) -> bool:
+    """Take one result off the running farm's results queue for good, as a second consumer
+    would; True once one is gone."""
+    record = json.loads(farm_json.read_text())
+    sqs = boto3.client(
+        "sqs", endpoint_url=record["endpoint"], region_name=EMBEDDED_REGION,
+        aws_access_key_id=EMBEDDED_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=EMBEDDED_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        got = sqs.receive_message(QueueUrl=record["results_queue_url"], WaitTimeSeconds=1,
+                                  MaxNumberOfMessages=1)  # fmt: skip
+        for msg in got.get("Messages", []):
+            sqs.delete_message(QueueUrl=record["results_queue_url"],
+                               ReceiptHandle=msg["ReceiptHandle"])  # fmt: skip
+            return True
+    return False
+
+
+def test_fetch_beside_a_running_ingest_refuses_and_a_lost_result_still_comes_home(
+    tmp_path: Path, library: tuple[Path, dict[str, str]]
+) -> None:
+    """The ingest is its farm's one consumer of results: `hevcq fetch` refuses in one line
+    instead of taking them; and a result that goes missing anyway (taken off the queue by
+    someone else) is found in the ledger and brought home, so the ingest still ends."""
+    lib, env = library
+    farm_json = tmp_path / "state/hevcq/farm.json"
+    proc = _start(env, tmp_path, lib)
+    try:
+        assert wait_for(farm_json.exists, 60), "the farm never started"
+        fetch = subprocess.Popen(
+            [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "hevc", "--follow",
+             "--out", str(tmp_path / "taken")],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            said, err = fetch.communicate(timeout=30)
+        finally:
+            fetch.kill()
+        assert fetch.returncode == 2, said + err
+        assert said.count("\n") == 1, said
+        assert said.startswith(f"error: the running ingest (pid {proc.pid}) brings"), said
+        assert _steal_one_result(farm_json, 60), "no result to take"
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert len(_outputs(tmp_path)) == CLIPS
+    assert not (tmp_path / "taken").exists()

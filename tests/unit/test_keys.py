@@ -37,7 +37,25 @@ def test_done_key(rel: str, pool: str, suffix: str, expected: str) -> None:
 def test_round_trip_of_relative_paths() -> None:
     assert source_relative(todo_key("a/b/c.mp4")) == "a/b/c.mp4"
     assert todo_key("./a//b/./c.mp4") == "TODO/a/b/c.mp4"
-    assert todo_key("a\\b.mp4") == "TODO/a/b.mp4"
+
+
+NFD_E = "e\u0301"  # é as macOS writes it
+NFC_E = "\u00e9"
+
+
+@pytest.mark.parametrize(
+    "rel", ["a\\b.mp4", "dir\\sub/c.mp4", f"{NFD_E}t{NFD_E}/clip.mp4", f"caf{NFC_E}.mov"]
+)
+def test_every_name_keeps_its_exact_spelling_both_ways(rel: str) -> None:
+    """A backslash is a character of a POSIX name, and a name stays in the Unicode form
+    the file system wrote: the result's key names the very file that was uploaded."""
+    assert todo_key(rel) == f"TODO/{rel}"
+    assert source_relative(todo_key(rel)) == rel
+    assert done_key(todo_key(rel), "hevc").startswith(f"DONE/hevc/{rel.rsplit('.', 1)[0]}")
+
+
+def test_a_backslash_name_and_a_folder_get_separate_keys() -> None:
+    assert todo_key("a\\b.mp4") != todo_key("a/b.mp4")
 
 
 @pytest.mark.parametrize(
@@ -74,6 +92,11 @@ def test_output_extension(name: str, ext: str) -> None:
         (["img_0001.mov", "IMG_0001.mp4"], {"img_0001.mov"}),
         (["film.mkv", "film.webm", "film.mp4"], {"film.webm"}),  # .mkv vs .mp4 outputs
         (["x.mov", "x.m4v", "x.mp4", "y.mov"], {"x.mov", "x.m4v"}),
+        # Unicode forms are one name on a Mac disk, as letter cases are.
+        ([f"{NFD_E}.mov", f"{NFC_E}.mp4"], {f"{NFD_E}.mov"}),
+        ([f"{NFC_E}.mov", f"{NFD_E}.mp4"], {f"{NFC_E}.mov"}),
+        ([f"{NFD_E}.mov", f"{NFC_E}.MOV"], {f"{NFD_E}.mov", f"{NFC_E}.MOV"}),
+        ([f"{NFD_E}.mp4", f"{NFC_E}.mp4"], set()),  # each already its own output name
     ],
 )
 def test_sharing_sources(rels: list[str], sharing: set[str]) -> None:

@@ -270,6 +270,31 @@ def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: Catalog
     assert entry.pools_to_encode == ("720p",)
 
 
+def test_a_copy_of_a_replaced_original_stays_its_duplicate(lib: Path, store: Catalog) -> None:
+    for rel in ("b.mp4", "a.mp4"):
+        (lib / rel).write_bytes(b"h264\nsame bytes")
+    assert [e.rel for e in run(lib, store).to_send] == ["a.mp4"]
+    placed = make(lib, "a.mp4", b"hevc\n")  # swapped in for the original, as fetch does
+    store.record_replacement("a.mp4", placed.stat(), "a.mp4")
+    for _ in range(2):
+        report = run(lib, store)
+        assert report.to_send == ()
+        assert [(e.rel, e.duplicate_of) for e in report.duplicates] == [("b.mp4", "a.mp4")]
+
+
+def test_a_catalog_from_before_replacements_kept_fingerprints_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE replacements (rel TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+            " mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, original TEXT NOT NULL,"
+            " replaced_at REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO replacements VALUES ('a.mp4', 1, 2, 3, 'a.MOV', 0)")
+    with Catalog(path) as old:
+        assert old.load_replacements()["a.mp4"].original_fingerprint is None
+
+
 def test_changed_pool_settings_redecide_without_probing(lib: Path, store: Catalog) -> None:
     make(lib, "a.mp4")
     run(lib, store)
@@ -292,6 +317,29 @@ def test_uploaded_file_is_not_sent_again(lib: Path, store: Catalog) -> None:
     assert entry.status == "uploaded"
     assert entry.outcomes == {"hevc": "done", "720p": "uploaded"}
     assert run(lib, store).to_send == ()
+
+
+def test_a_done_job_is_finished_only_while_its_output_is_in_out(
+    lib: Path, store: Catalog, tmp_path: Path
+) -> None:
+    """Outputs are looked for under the names the workers give them (pool suffix, the
+    collision rule's extension); the one missing is the one to do again."""
+    for rel in ("IMG_1.MOV", "IMG_1.mp4"):
+        make(lib, rel)
+    run(lib, store)
+    for rel in ("IMG_1.MOV", "IMG_1.mp4"):
+        for pool in ("hevc", "720p"):
+            store.record_outcome(rel, pool, "done")
+    out = tmp_path / "out"
+    for rel in ("hevc/IMG_1.MOV.mp4", "hevc/IMG_1.mp4", "720p/IMG_1.MOV.720p.mp4"):
+        make(out, rel)
+    report = run(lib, store, out_dir=out)
+    assert {e.rel: (e.status, e.pools_pending) for e in report.entries} == {
+        "IMG_1.MOV": ("finished", ()),
+        "IMG_1.mp4": ("send", ("720p",)),
+    }
+    assert run(lib, store).with_status("finished") != ()  # no --out to bring home to: as before
+    assert len(run(lib, store, out_dir=tmp_path / "new").to_send) == 2
 
 
 def test_renamed_uploaded_file_is_a_duplicate_without_probing(lib: Path, store: Catalog) -> None:
@@ -397,6 +445,18 @@ def test_broken_symlink_and_symlinked_folder(lib: Path, store: Catalog, tmp_path
     assert [e.rel for e in report.entries] == ["link.mp4", "real.mp4"]
     kinds = {p.rel: p.kind for p in report.problems}
     assert kinds == {"gone.mp4": "broken_symlink", "loop": "symlinked_dir"}
+
+
+def test_a_name_that_is_not_utf8_is_a_problem_not_a_crash(lib: Path, store: Catalog) -> None:
+    make(lib, "ok.mp4")
+    (lib / "sub").mkdir()
+    with open(os.fsencode(lib) + b"/sub/x\xff.mp4", "wb") as f:  # noqa: PTH123 (bytes path)
+        f.write(b"h264\n")
+    report = run(lib, store)
+    assert [e.rel for e in report.entries] == ["ok.mp4"]
+    assert [(p.rel, p.kind) for p in report.problems] == [("sub/x\\xff.mp4", "bad_path")]
+    assert "not UTF-8" in report.problems[0].reason
+    assert run(lib, store).problems == report.problems  # the catalog kept nothing broken
 
 
 def test_hevcq_folders_and_skip_dirs_are_not_scanned(lib: Path, store: Catalog) -> None:

@@ -200,3 +200,31 @@ def test_a_passing_download_error_is_still_tried_again(lib: Lib) -> None:
     lib.objects.fail["DONE/hevc/a.mp4"] = wrapped
     assert handler.process(lib.result("hevc")).action == "retry"
     assert not Path(lib.out).exists()
+
+
+def test_a_result_only_the_ledger_has_comes_home_and_its_late_copy_is_consumed(
+    lib: Lib,
+) -> None:
+    handler, w = _streaming(lib)
+    lib.output("hevc")
+    handler.missed([lib.result("hevc")])  # the queue never delivered it
+    assert handler.rt.fetched[("TODO/a.mp4", "hevc")].action == "placed"
+    assert not w.expects("TODO/a.mp4", "hevc")
+    handler.missed([lib.result("hevc")])  # asked again: nothing happens twice
+    inbox = FakeInbox()
+    inbox.put(lib.result("hevc").model_dump_json())  # the message, late after all
+    got = drain(inbox, handler, follow=False, stop=threading.Event())
+    assert [(f.pool, f.action) for f in got] == [("hevc", "already")]
+    assert inbox.deleted == ["m0"]  # consumed, not left for another reader
+    assert w.expects("TODO/a.mp4", "720p")
+
+
+def test_a_replacing_result_held_for_renditions_is_not_taken_again_from_the_ledger(
+    lib: Lib,
+) -> None:
+    handler, w = _streaming(lib, replace=frozenset({"hevc"}))
+    lib.output("hevc")
+    assert handler.process(lib.result("hevc")).action == "waiting"
+    handler.missed([lib.result("hevc")])
+    assert ("TODO/a.mp4", "hevc") not in handler.rt.fetched
+    assert w.expects("TODO/a.mp4", "hevc")

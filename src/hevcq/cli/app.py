@@ -11,7 +11,7 @@ from rich.text import Text
 
 from hevcq import logs
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, running_farm
+from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, RunningFarm, running_farm
 from hevcq.aws.provision import FarmRefs, resolve
 from hevcq.errors import ConfigError
 from hevcq.pools import Pool, load_farm
@@ -66,10 +66,28 @@ def need_farm(settings: Settings) -> None:
         )
 
 
-def configured() -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+def leave_results_to_ingest(farm: RunningFarm | None) -> None:
+    """The embedded farm's results belong to the ingest that runs it: refuse to take them."""
+    if farm is not None:
+        raise ConfigError(
+            f"the running ingest (pid {farm.pid}) brings the embedded farm's results home"
+            " itself; fetch is for a configured farm (HEVCQ_BUCKET)"
+        )
+
+
+def configured(
+    *, takes_results: bool = False
+) -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+    """The configured farm, or the running ingest's embedded one.
+
+    ``takes_results``: the command consumes the results queue, which on the embedded farm
+    belongs to its ingest (a result taken there never reaches the ingest's library).
+    """
     try:
         settings, pools = setup()
         farm = running_farm() if settings.embedded else None
+        if takes_results:
+            leave_results_to_ingest(farm)
         if farm is not None:
             notes.print(
                 f"No farm configured: using the embedded farm of the running ingest"

@@ -104,9 +104,11 @@ AllowLarger = Annotated[bool, typer.Option(help="Accept outputs larger than thei
 KeepDays = Annotated[float, typer.Option(help="Days a replaced original stays in quarantine.")]
 
 
-def _dry_run(library: Path, pools: dict[str, Pool], options: ScanOptions) -> None:
+def _dry_run(
+    library: Path, pools: dict[str, Pool], options: ScanOptions, out: Path | None = None
+) -> None:
     with Catalog.for_library(library) as state:
-        report = scan(library, list(pools.values()), state, options)
+        report = scan(library, list(pools.values()), state, options, out_dir=out)
     for table in plan_tables(report):
         console.print(table)
     speeds, source = _speeds(pools)
@@ -161,7 +163,7 @@ def ingest(
         brings_home = (wait or settings.embedded) and not dry_run
         preflight(library, out if brings_home else None, scan_opts)
         if dry_run:
-            _dry_run(library, pools, scan_opts)
+            _dry_run(library, pools, scan_opts, out if wait or settings.embedded else None)
             return
         _check_replace(replace, settings)
         opts = IngestOptions(
@@ -230,7 +232,10 @@ def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
     finished = len(rt.report.with_status("finished"))
     if rt.encoded_nothing and not rt.interrupted:
         console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
-    console.print(Text(f"Outputs are in {out.resolve()}"))
+    if out.is_dir():
+        console.print(Text(f"Outputs are in {out.resolve()}"))
+    else:
+        console.print(Text(f"No outputs: {out.resolve()} was not created."))
     if rt.halted or rt.interrupted or rt.timed_out:
         why = "Stopped" if rt.halted else "Interrupted" if rt.interrupted else "Timed out"
         console.print(Text(
@@ -294,7 +299,7 @@ def _embedded_round_trip(
     console.print("No farm configured: running the embedded local farm on this machine.")
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
     with _logging_to(farm_dir / "logs" / "ingest.log", settings):
-        report = scan(library, list(pools.values()), state, opts.scan)
+        report = scan(library, list(pools.values()), state, opts.scan, out_dir=opts.home)
         _scanned(True)(report)
         # Only pools with work get queues and workers: a changed pool file re-does that pool.
         todo = to_upload(report, fresh_farm=True)
@@ -467,7 +472,7 @@ def fetch(
     cleanup: Annotated[bool, typer.Option(help="Delete a job's objects once it is home.")] = True,
 ) -> None:
     """Take results from the results queue: verify each output, then place it or swap it in."""
-    _, pools, clients, refs = configured()
+    _, pools, clients, refs = configured(takes_results=True)
     try:
         options = FetchOptions(
             pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),

@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS replacements (
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     original TEXT NOT NULL,
-    replaced_at REAL NOT NULL
+    replaced_at REAL NOT NULL,
+    original_fingerprint TEXT
 );
 """
 
@@ -119,6 +120,7 @@ class Replacement:
     mtime_ns: int
     inode: int
     original: str  # the original's relative path (now in the quarantine, or purged)
+    original_fingerprint: str | None = None  # its content, so its copies stay duplicates
 
     def holds(self, size: int, mtime_ns: int, inode: int) -> bool:
         """True while the file at ``rel`` is still the one hevcq placed there."""
@@ -215,6 +217,9 @@ class Catalog:
 
     def _migrate(self) -> None:
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(replacements)")}
+        if "original_fingerprint" not in columns:  # a catalog from an older release
+            self._db.execute("ALTER TABLE replacements ADD COLUMN original_fingerprint TEXT")
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is not None and int(row[0]) != SCHEMA_VERSION:
             # Derived data only: forget probes and decisions, keep nothing half-understood.
@@ -343,17 +348,27 @@ class Catalog:
         )
 
     def record_replacement(self, rel: str, placed: os.stat_result, original: str) -> None:
-        """Remember that the file now at ``rel`` (``placed``: its stat) replaced ``original``."""
+        """Remember that the file now at ``rel`` (``placed``: its stat) replaced ``original``,
+        and the original's content as last scanned (its copies stay its duplicates)."""
         self._db.execute(
             "INSERT OR REPLACE INTO replacements (rel, size, mtime_ns, inode, original,"
-            " replaced_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (rel, placed.st_size, placed.st_mtime_ns, placed.st_ino, original, time.time()),
+            " replaced_at, original_fingerprint) VALUES (?, ?, ?, ?, ?, ?,"
+            " (SELECT fingerprint FROM files WHERE rel=?))",
+            (
+                rel,
+                placed.st_size,
+                placed.st_mtime_ns,
+                placed.st_ino,
+                original,
+                time.time(),
+                original,
+            ),
         )
 
     def load_replacements(self) -> dict[str, Replacement]:
         """Every file hevcq swapped in, keyed by its relative path."""
         rows = self._db.execute(
-            "SELECT rel, size, mtime_ns, inode, original FROM replacements"
+            "SELECT rel, size, mtime_ns, inode, original, original_fingerprint FROM replacements"
         ).fetchall()
         return {row[0]: Replacement(*row) for row in rows}
 

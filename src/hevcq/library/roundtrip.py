@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +70,11 @@ class IngestOptions:
     keep_days: float = 30.0
     timeout_s: float | None = None
     window: int = 4  # sources in the farm at once (uploading or waiting for results)
+
+    @property
+    def home(self) -> Path | None:
+        """Where this run brings outputs home (a done job whose output is not there is redone)."""
+        return self.out_dir if self.wait else None
 
 
 @dataclass
@@ -225,12 +230,17 @@ class Streaming:
     _held: dict[SourcePool, JobResult] = field(default_factory=dict)
 
     def owns(self, r: JobResult) -> bool:
-        """Results of jobs this run waits for."""
-        return self.window.expects(r.source_key, r.pool) and self.fetcher.owns(r)
+        """Results of jobs this run waits for, or already brought home (a late copy)."""
+        jid = (r.source_key, r.pool)
+        return (self.window.expects(*jid) or jid in self.rt.fetched) and self.fetcher.owns(r)
 
     def process(self, r: JobResult) -> Fetched:
         """Place one result; a replacing pool's result waits for the file's renditions."""
         jid = (r.source_key, r.pool)
+        if jid in self.rt.fetched and not self.window.expects(*jid):
+            # Home already from the ledger: this message is only its late copy.
+            item = self.rt.fetched[jid]
+            return Fetched(item.rel, r.pool, "already", "brought home already", result=r)
         replace = self.fetcher.options.replace
         if r.pool in replace and self.window.others_pending(*jid):
             # Renditions are made from and checked against the original: swap it last.
@@ -264,6 +274,15 @@ class Streaming:
         if self.on_result:
             self.on_result(item)
         return item
+
+    def missed(self, results: Iterable[JobResult]) -> None:
+        """Jobs the ledger has finished whose result never arrived (taken off the queue by
+        someone else, or lost): brought home from the ledger's record."""
+        for r in results:
+            jid = (r.source_key, r.pool)
+            if self.window.expects(*jid) and jid not in self._held:
+                log.info("result_from_ledger", key=r.source_key, pool=r.pool)
+                self.process(r)
 
     def dead_letters(self, refs: FarmRefs, sqs: SqsClient) -> None:
         """Jobs whose messages the farm gave up on (a dead-letter queue) fail here."""
@@ -303,11 +322,14 @@ def run_round_trip(
 ) -> RoundTrip:
     """Scan (unless given the report), then upload and, when waiting, stream results home."""
     if report is None:
-        report = scan(library, list(pools.values()), state, options.scan)
+        report = scan(library, list(pools.values()), state, options.scan, out_dir=options.home)
         if on_scanned:
             on_scanned(report)
     rt = RoundTrip(report)
-    entries = [e for e in to_upload(report, fresh_farm=options.fresh_farm) if e.pools_pending]
+    # Waiting, sources a configured farm already holds wait too: their results (or the
+    # ledger, for a job done in an earlier run whose output is not in this --out) come home.
+    held = options.fresh_farm or options.wait
+    entries = [e for e in to_upload(report, fresh_farm=held) if e.pools_pending]
     log.info("ingest_planned", files=len(report.entries), to_upload=len(entries))
     store = S3Store(clients.s3, refs.bucket)
     if not options.wait:
@@ -369,12 +391,28 @@ class _Run:
             for pool in e.pools_pending:
                 res = self._from_ledger(e.upload_key, pool)
                 if res is not None:
-                    self.handler.process(res)
+                    self.handler.process(self._still_there(res))
 
     def _from_ledger(self, key: str, pool: str) -> JobResult | None:
         ledger = self.fetcher.ledger
         item = ledger.get(key, pool) if ledger is not None else None
         return result_from_item(item, self.refs.bucket) if item else None
+
+    def _finished_in_ledger(self) -> Iterator[JobResult]:
+        """The window's jobs the ledger has finished for the version this run uploaded."""
+        for key, pool in self.window.in_flight():
+            res = self._from_ledger(key, pool)
+            head = self.store.head(key) if res is not None else None
+            if res is not None and head is not None and head.etag == res.source_etag:
+                yield self._still_there(res)
+
+    def _still_there(self, r: JobResult) -> JobResult:
+        """A done job is fetched again from the farm; one whose output the farm no longer
+        holds (fetched and cleaned up earlier) fails with that reason instead of waiting."""
+        if r.outcome != "done" or not r.output_key or self.store.head(r.output_key) is not None:
+            return r
+        why = f"its output {r.output_key} is no longer in the farm (fetched and deleted earlier)"
+        return r.model_copy(update={"outcome": "failed", "reason": why, "output_key": None})
 
     def loop(self, progress: UploadProgress) -> None:
         """Run until every source settled, or until stopped."""
@@ -424,6 +462,7 @@ class _Run:
             self.on_tick()
         if time.monotonic() >= self.next_dlq:
             self.handler.dead_letters(self.refs, self.clients.sqs)
+            self.handler.missed(self._finished_in_ledger())
             self.next_dlq = time.monotonic() + DLQ_CHECK_EVERY_S
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.rt.timed_out = True

@@ -12,7 +12,7 @@ from typing import Literal
 import structlog
 
 from hevcq.errors import PermanentError
-from hevcq.keys import sharing_sources, todo_key
+from hevcq.keys import output_relative, sharing_sources, todo_key
 from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState
 from hevcq.library.walk import (
     DEFAULT_EXCLUDES,
@@ -158,15 +158,23 @@ class _Scan:
     """The state of one scan; methods take files in sorted order."""
 
     def __init__(
-        self, pools: Sequence[Pool], store: Catalog, options: ScanOptions, decide_fn: DecideFn
-    ) -> None:
+        self, pools: Sequence[Pool], store: Catalog, options: ScanOptions, decide_fn: DecideFn,
+        out_dir: Path | None = None,
+    ) -> None:  # fmt: skip
         self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
+        self.out_dir = out_dir
         self.hashes = {p.name: p.settings_hash() for p in pools}
         self.files = store.load_files()
         self.stored_decisions = store.load_decisions()
         self.replacements = store.load_replacements()
         self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
-        self.seen: dict[str, str] = {}
+        # An original hevcq replaced still owns its content: its copies stay duplicates of
+        # it on every run, instead of one more copy being converted each time.
+        self.seen: dict[str, str] = {
+            r.original_fingerprint: r.original
+            for r in sorted(self.replacements.values(), key=lambda r: r.original, reverse=True)
+            if r.original_fingerprint
+        }
         self.uploaded: dict[str, str] = {}
         self.sent_files = self.sent_bytes = 0
         self.limit_reached = False
@@ -222,6 +230,8 @@ class _Scan:
             else "pending"
             for p in decisions
         }
+        for pool in self._missing_outputs(c.rel, outcomes):
+            outcomes[pool] = "pending"  # done, but not in this --out: bring it home again
         status, first = self._classify(c, rec, decisions, outcomes)
         key = rec.upload_key if status == "uploaded" else None
         if status == "send":
@@ -246,6 +256,22 @@ class _Scan:
                 with_source_ext=c.rel in self.sharing,
             )
         )
+
+    def _missing_outputs(self, rel: str, outcomes: Mapping[str, PoolState]) -> list[str]:
+        """Pools whose job is done but whose output is not in this run's ``--out``.
+
+        A swapped-in output needs no check: the file it replaced is no longer a source.
+        """
+        if self.out_dir is None:
+            return []
+        ext = rel in self.sharing
+        return [
+            p.name for p in self.pools
+            if outcomes.get(p.name) == "done"
+            and not self.out_dir.joinpath(
+                p.name, *output_relative(rel, p.output_suffix, with_source_ext=ext).split("/")
+            ).is_file()
+        ]  # fmt: skip
 
     def _decision(self, rel: str, info: MediaInfo, pool: Pool, old: PoolRecord | None) -> Decision:
         if old is not None and old.settings_hash == self.hashes[pool.name]:
@@ -333,13 +359,18 @@ def scan(
     decide_fn: DecideFn = _default_decide,
     fingerprint_fn: FingerprintFn | None = None,
     workers: int = 8,
+    out_dir: Path | None = None,
 ) -> ScanReport:
-    """Walk ``root``, reuse what the store knows, probe the rest in threads, decide per pool."""
+    """Walk ``root``, reuse what the store knows, probe the rest in threads, decide per pool.
+
+    With ``out_dir`` (a run that brings outputs home there), a job counts as done only
+    while its output is in that folder; otherwise it is to do again.
+    """
     started = time.perf_counter()
     options = options or ScanOptions()
     fp_fn = fingerprint_fn or (lambda p: fingerprint(p, full=options.full_hash))
     candidates, walk_problems = walk(root, options)
-    state = _Scan(pools, store, options, decide_fn)
+    state = _Scan(pools, store, options, decide_fn, out_dir)
     state.problems.extend(walk_problems)
     state.index_uploads({c.rel: c for c in candidates})
     state.sharing = sharing_sources(c.rel for c in candidates)

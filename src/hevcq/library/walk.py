@@ -195,7 +195,7 @@ def walk(root: Path, options: ScanOptions) -> tuple[list[Candidate], list[Proble
                 if rel not in skip and matcher.wants_dir(rel):
                     stack.append((Path(entry.path), rel + "/"))
             elif matcher.wants_file(rel):
-                item = _candidate(entry, rel)
+                item = _candidate(entry, rel) if _is_text(rel) else _not_text(rel)
                 if isinstance(item, Candidate):
                     found.append(item)
                 else:
@@ -219,6 +219,20 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return entry.is_dir()
     except OSError:
         return False
+
+
+def _is_text(rel: str) -> bool:
+    """True when the name decodes as UTF-8 (object keys and the catalog hold text)."""
+    try:
+        rel.encode()
+    except UnicodeEncodeError:  # bytes the file system decoded with surrogateescape
+        return False
+    return True
+
+
+def _not_text(rel: str) -> Problem:
+    shown = os.fsencode(rel).decode(errors="backslashreplace")
+    return Problem(shown, "bad_path", "name is not UTF-8 text; rename the file to send it")
 
 
 def _candidate(entry: os.DirEntry[str], rel: str) -> Candidate | Problem:

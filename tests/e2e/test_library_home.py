@@ -1,0 +1,101 @@
+"""A library's outputs on the embedded farm, as a user runs ``hevcq ingest``: every name
+comes home under its own spelling, a re-run restores outputs that are missing from its
+``--out``, and identical copies stay alone across ``--replace`` runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.samples import make_clip
+from tests.e2e.farmkit import pool_dir
+
+pytestmark = pytest.mark.e2e
+
+NFD = "cafe\u0301"  # what macOS writes for "café"
+NFC = "caf\u00e9"
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp)), "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
+    }  # fmt: skip
+
+
+def _ingest(tmp: Path, lib: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out), "--no-dashboard",
+         *extra],
+        env=_env(tmp), cwd=tmp, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+
+
+def _outputs(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+
+
+def test_every_name_the_file_system_allows_comes_home_under_its_own_name(
+    tmp_path: Path,
+) -> None:
+    """A backslash is part of a POSIX name, not a folder; macOS writes NFD. Each source
+    gets its own output, and a name beside a folder of the same spelling is not merged."""
+    lib = tmp_path / "lib"
+    names = ["a\\b.mp4", "a/b.mp4", f"{NFD}.mp4", f"{NFC}.mov"]
+    for i, name in enumerate(names):  # distinct durations: distinct content
+        make_clip(lib / name, width=320, height=240, seconds=0.5 + 0.1 * i)
+    out = tmp_path / "out"
+    run = _ingest(tmp_path, lib, out)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "orphaned" not in run.stdout
+    # The NFC .mov shares its output name with the NFD .mp4 on a Mac disk: it keeps its
+    # extension, and the NFD name keeps its own spelling.
+    assert _outputs(out) == {"hevc/a\\b.mp4", "hevc/a/b.mp4", f"hevc/{NFD}.mp4",
+                             f"hevc/{NFC}.mov.mp4"}  # fmt: skip
+
+
+def test_a_rerun_brings_back_a_deleted_out_and_plans_a_new_one_in_full(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    for i in range(2):
+        make_clip(lib / f"clip{i}.mp4", width=320, height=240, seconds=0.5 + 0.1 * i)
+    out = tmp_path / "out"
+    run = _ingest(tmp_path, lib, out)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert _outputs(out) == {"hevc/clip0.mp4", "hevc/clip1.mp4"}
+    again = _ingest(tmp_path, lib, out)
+    assert "Nothing to encode: 2 files finished in earlier runs." in again.stdout
+    shutil.rmtree(out)
+    back = _ingest(tmp_path, lib, out)
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert _outputs(out) == {"hevc/clip0.mp4", "hevc/clip1.mp4"}
+    assert "uploading 2 files" in back.stdout  # encoded again: the embedded farm kept nothing
+    assert f"Outputs are in {out}" in back.stdout
+    (out / "hevc/clip1.mp4").unlink()
+    for where, missing in ((out, ["clip1.mp4"]), (tmp_path / "new", ["clip0.mp4", "clip1.mp4"])):
+        dry = _ingest(tmp_path, lib, where, "--dry-run")
+        would = dry.stdout.split("not uploaded")[0]  # what the run would send
+        assert [c for c in ("clip0.mp4", "clip1.mp4") if c in would] == missing, dry.stdout
+
+
+def test_identical_copies_stay_duplicates_across_replace_runs(tmp_path: Path) -> None:
+    """The first copy in path order is encoded and swapped in; the others are reported as
+    its duplicates and left alone, on the first run and on every later one."""
+    lib = tmp_path / "lib"
+    make_clip(lib / "a.mp4", width=320, height=240, seconds=0.6)
+    for copy in ("b.mp4", "c.mp4"):
+        shutil.copy2(lib / "a.mp4", lib / copy)
+    original = (lib / "b.mp4").read_bytes()
+    for i in range(3):
+        run = _ingest(tmp_path, lib, tmp_path / "out", "--replace")
+        # Swapped in counts as finished, with no output under --out.
+        assert ("Nothing to encode" in run.stdout) == (i > 0), run.stdout[-3000:]
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert (lib / "b.mp4").read_bytes() == original
+        assert (lib / "c.mp4").read_bytes() == original
+        assert (lib / "a.mp4").read_bytes() != original
+        assert run.stdout.count("duplicate of a.mp4") == 2, run.stdout[-3000:]
