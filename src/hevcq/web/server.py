@@ -86,9 +86,14 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
     return Located(embedded_view(running.refs, running.endpoint, settings), embedded=True)
 
 
+# A token guessed over the network must be out of reach: 32 characters of a random one.
+MIN_TOKEN_CHARS = 32
+
+
 def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
     """Open on loopback for the embedded farm; otherwise a token or OIDC, or refuse to start."""
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    _check_credentials(settings, token, host)
     cfg = AuthConfig(
         open_local=embedded and is_loopback(host) and not token and not settings.oidc_issuer,
         token=token, issuer=settings.oidc_issuer, audience=settings.oidc_audience,
@@ -100,6 +105,20 @@ def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
             "(only the embedded farm on a loopback address is served without them)"
         )
     return cfg
+
+
+def _check_credentials(settings: Settings, token: str | None, host: str) -> None:
+    """Refuse credentials that would let in more than they should."""
+    if token is not None and len(token) < MIN_TOKEN_CHARS and not is_loopback(host):
+        raise ConfigError(
+            f"HEVCQ_API_TOKEN must have at least {MIN_TOKEN_CHARS} characters beyond a "
+            "loopback address (make one with: openssl rand -hex 32)"
+        )
+    if settings.oidc_issuer and not settings.oidc_audience:
+        raise ConfigError(
+            "HEVCQ_OIDC_AUDIENCE is not set: without it every token of the issuer would be "
+            "accepted; set it to the app client id"
+        )
 
 
 def public_reason(located: Located, host: str) -> str:
