@@ -17,7 +17,7 @@ from hevcq.ledger import Claimed, JobKey, State
 from hevcq.library.results import announced_objects
 from hevcq.settings import Settings, load_settings
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
-from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.auth import AuthConfig, Authenticator, jwt_owner
 from hevcq.web.server import UNREACHABLE_REASON, locate, web_config
 from hevcq.web.view import FarmView
 from tests.aws.conftest import MotoFarm
@@ -36,7 +36,9 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
 
 
 def _client(farm: FarmView | None, auth: AuthConfig) -> TestClient:
-    return TestClient(create_app(WebConfig(farm, Authenticator(auth), upload_max_bytes=1000)))
+    app = create_app(WebConfig(farm, Authenticator(auth), upload_max_bytes=1000))
+    # A credential-free server answers its loopback name only.
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def _oidc(issuer: Issuer) -> AuthConfig:
@@ -94,7 +96,7 @@ def test_another_owners_video_is_not_found(moto_farm: MotoFarm, issuer: Issuer) 
     bob = {"Authorization": f"Bearer {issuer.token('bob')}"}
     ticket = c.post("/api/uploads", json={"filename": "clip.mov"}, headers=alice).json()
     assert ticket["key"] == f"TODO/{ticket['id']}/clip.mov"
-    assert ticket["fields"]["x-amz-meta-hevcq-owner"] == "alice"
+    assert ticket["fields"]["x-amz-meta-hevcq-owner"] == jwt_owner(ISSUER, "alice")
     assert c.get(f"/api/videos/{ticket['id']}", headers=alice).status_code == 200
     hidden = c.get(f"/api/videos/{ticket['id']}", headers=bob)
     assert hidden.status_code == 404

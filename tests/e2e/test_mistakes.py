@@ -91,3 +91,26 @@ def test_serve_on_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert f"error: cannot listen on 127.0.0.1:{port}" in out
     assert "Traceback" not in out
     assert "Dashboard and API on" not in out
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"HEVCQ_OIDC_ISSUER": "https://issuer.test/pool"}, "HEVCQ_OIDC_AUDIENCE is not set"),
+        ({"HEVCQ_API_TOKEN": "x"}, "HEVCQ_API_TOKEN must have at least 32 characters"),
+    ],
+    ids=["oidc-without-audience", "short-token"],
+)
+def test_serve_refuses_credentials_that_let_in_too_much(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    done = hevcq(
+        tmp_path, "serve", "--host", "0.0.0.0", "--port", "0",  # noqa: S104
+        "--state-dir", str(tmp_path), **env,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "Traceback" not in out
+    assert "Dashboard and API on" not in out
+    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("error:")]
+    assert says in line

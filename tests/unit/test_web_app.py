@@ -18,13 +18,14 @@ from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView
 
 TOKEN = "t" * 40
+LOCAL = "http://127.0.0.1"  # a credential-free server answers its loopback name only
 ULID = "01KAAAAAAAAAAAAAAAAAAAAAAA"
 # Every src= and href= of a page, and every url(...) of a stylesheet.
 REFERENCE = re.compile(r"""(?:src|href)=["']([^"']+)["']|url\(["']?([^"')]+)["']?\)""")
 
 
 def _client(auth: AuthConfig) -> TestClient:
-    return TestClient(create_app(WebConfig(None, Authenticator(auth))))
+    return TestClient(create_app(WebConfig(None, Authenticator(auth))), base_url=LOCAL)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +120,8 @@ def test_a_farm_that_stops_answering_is_reported_and_the_server_goes_on(
     clients = Clients.create(region="us-east-1", endpoint_url=endpoint, retries=1)
     view = FarmView(clients, refs, label="gone")
     # The test client re-raises anything the app does not handle: a crash fails here.
-    c = TestClient(create_app(WebConfig(view, Authenticator(AuthConfig(open_local=True)))))
+    app = create_app(WebConfig(view, Authenticator(AuthConfig(open_local=True))))
+    c = TestClient(app, base_url=LOCAL)
     assert c.get("/api/health").json() == {
         "status": "farm unreachable",
         "farm": None,

@@ -7,9 +7,11 @@ import pytest
 
 from hevcq.errors import ConfigError
 from hevcq.settings import Settings
-from hevcq.web.auth import AuthConfig, Authenticator, Caller
+from hevcq.web.auth import LOCAL_OWNER, TOKEN_OWNER, AuthConfig, Authenticator, Caller, jwt_owner
 from hevcq.web.server import auth_config
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
+
+TOKEN = "t" * 40
 
 
 @pytest.fixture
@@ -26,14 +28,15 @@ def _auth(issuer: Issuer, **kw: object) -> Authenticator:
 
 def test_a_valid_jwt_names_its_subject_and_groups(issuer: Issuer) -> None:
     auth = _auth(issuer)
-    assert auth.caller(f"Bearer {issuer.token('alice')}") == Caller("alice", operator=False)
+    alice = Caller(jwt_owner(ISSUER, "alice"), operator=False)
+    assert auth.caller(f"Bearer {issuer.token('alice')}") == alice
     op = issuer.token("bob", **{"cognito:groups": ["operators"]})
-    assert auth.caller(f"Bearer {op}") == Caller("bob", operator=True)
+    assert auth.caller(f"Bearer {op}") == Caller(jwt_owner(ISSUER, "bob"), operator=True)
 
 
 def test_a_cognito_access_token_names_the_client_in_client_id(issuer: Issuer) -> None:
     token = issuer.token("carol", aud=None, client_id=AUDIENCE)
-    assert _auth(issuer).caller(f"Bearer {token}") == Caller("carol", operator=False)
+    assert _auth(issuer).caller(f"Bearer {token}") == Caller(jwt_owner(ISSUER, "carol"), False)
 
 
 @pytest.mark.parametrize(
@@ -100,3 +103,62 @@ def test_without_credentials_the_server_refuses_to_start_off_loopback_or_on_a_fa
 ) -> None:
     with pytest.raises(ConfigError, match="HEVCQ_API_TOKEN or HEVCQ_OIDC_ISSUER"):
         auth_config(Settings(), embedded=embedded, host=host)
+
+
+def test_without_an_audience_an_oidc_server_refuses_to_start() -> None:
+    """Every token the issuer signs, for any of its apps, would otherwise be accepted."""
+    with pytest.raises(ConfigError, match="HEVCQ_OIDC_AUDIENCE"):
+        auth_config(Settings(oidc_issuer=ISSUER), embedded=False, host="127.0.0.1")
+
+
+def test_a_token_of_another_app_of_the_issuer_is_refused_even_unconfigured(
+    issuer: Issuer,
+) -> None:
+    token = issuer.token("alice", aud="another-app")
+    assert _auth(issuer, audience=None).caller(f"Bearer {token}") is None
+
+
+@pytest.mark.parametrize(
+    "groups",
+    ["operators-not", "xoperatorsx", "operators", {"operators": 1}, [["operators"]], [1]],
+)
+def test_a_groups_claim_that_is_not_a_list_of_strings_grants_no_group(
+    issuer: Issuer, groups: object
+) -> None:
+    """A string was matched by substring: ``"xoperatorsx"`` made its bearer an operator."""
+    for claim in ("groups", "cognito:groups"):
+        token = issuer.token("mallory", **{claim: groups})
+        who = _auth(issuer).caller(f"Bearer {token}")
+        assert who is not None
+        assert who.operator is False
+
+
+def test_a_jwt_subject_never_shares_an_owner_with_the_token_or_the_local_farm(
+    issuer: Issuer,
+) -> None:
+    auth = _auth(issuer, token=TOKEN)
+    token_owner = auth.caller(f"Bearer {TOKEN}")
+    assert token_owner == Caller(TOKEN_OWNER, operator=True)
+    for sub in (TOKEN_OWNER, LOCAL_OWNER):
+        who = auth.caller(f"Bearer {issuer.token(sub)}")
+        assert who is not None
+        assert who.owner not in (TOKEN_OWNER, LOCAL_OWNER)
+        assert who.owner == jwt_owner(ISSUER, sub)
+
+
+def test_the_same_subject_of_another_issuer_is_another_owner() -> None:
+    assert jwt_owner(ISSUER, "alice") != jwt_owner("https://other.test/pool", "alice")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "::"])  # noqa: S104
+@pytest.mark.parametrize("embedded", [True, False])
+def test_a_short_token_is_refused_beyond_loopback(host: str, embedded: bool) -> None:
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        auth_config(Settings(api_token="x"), embedded=embedded, host=host)
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        auth_config(Settings(api_token="t" * 31), embedded=embedded, host=host)
+    assert auth_config(Settings(api_token="t" * 32), embedded=embedded, host=host).token
+
+
+def test_a_short_token_is_accepted_on_loopback() -> None:
+    assert auth_config(Settings(api_token="x"), embedded=False, host="127.0.0.1").token == "x"

@@ -23,6 +23,7 @@ from hevcq.errors import FarmConfigError, HevcqError, RetryableError
 from hevcq.messages import JobResult
 from hevcq.web import uploads
 from hevcq.web.auth import Authenticator, Caller
+from hevcq.web.guard import Guard
 from hevcq.web.models import (
     Dashboard,
     DeadLetterOut,
@@ -101,9 +102,10 @@ def create_app(config: WebConfig) -> FastAPI:
 
     app = FastAPIOffline(
         title="hevcq", description=API_DOC, version="1", lifespan=lifespan,
-        docs_url="/docs", redoc_url=None, static_url=DOCS_STATIC,
+        docs_url=None, redoc_url=None, static_url=DOCS_STATIC,
     )  # fmt: skip
     app.state.config = config
+    app.add_middleware(Guard, local_only=config.auth.config.open_local)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     async def farm_unreachable(_: Request, exc: Exception) -> JSONResponse:
@@ -134,6 +136,12 @@ def _pages(app: FastAPI) -> None:
     @app.get("/jobs/{job_id}", include_in_schema=False)
     def job_page(job_id: str) -> FileResponse:  # noqa: ARG001 - the page reads it from its URL
         return FileResponse(STATIC / "job.html")
+
+    # Swagger UI from fastapi-offline's files, started by a script file instead of the
+    # inline one FastAPI's page carries: the Content-Security-Policy allows no inline script.
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html")
 
 
 def _same_origin(request: Request) -> None:

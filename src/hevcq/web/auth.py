@@ -14,6 +14,9 @@ import structlog
 
 log = structlog.get_logger()
 
+# Owners name where a caller comes from. The embedded farm and the operator token keep the
+# bare names their uploads were always filed under; a JWT's owner carries its issuer and
+# subject (``jwt_owner``), so no subject can name another caller's uploads.
 LOCAL_OWNER = "local"
 TOKEN_OWNER = "operator"  # noqa: S105 - an owner name, not a secret
 # Leeway for clock skew between the issuer and this server.
@@ -44,6 +47,21 @@ class AuthConfig:
     def any_method(self) -> bool:
         """True when some way in is configured."""
         return self.open_local or bool(self.token) or bool(self.issuer)
+
+
+def jwt_owner(issuer: str, subject: str) -> str:
+    """The owner a JWT's uploads are filed under: its issuer and subject."""
+    return f"oidc:{issuer}#{subject}"
+
+
+def jwt_groups(claims: dict[str, Any]) -> list[str]:
+    """``cognito:groups`` or ``groups``, when a list of strings; any other shape grants none
+    (``in`` on a string would match any substring of it)."""
+    groups = claims.get("cognito:groups") or claims.get("groups") or []
+    if isinstance(groups, list) and all(isinstance(g, str) for g in groups):
+        return groups
+    log.info("jwt_groups_ignored", shape=type(groups).__name__)
+    return []
 
 
 def jwks_url_for(issuer: str) -> str:
@@ -92,13 +110,13 @@ class Authenticator:
         if not self._audience_ok(claims):
             log.info("jwt_rejected", error="audience")
             return None
-        groups = claims.get("cognito:groups") or claims.get("groups") or []
-        return Caller(str(claims["sub"]), operator=self.config.operator_group in groups)
+        owner = jwt_owner(str(claims["iss"]), str(claims["sub"]))
+        return Caller(owner, operator=self.config.operator_group in jwt_groups(claims))
 
     def _audience_ok(self, claims: dict[str, Any]) -> bool:
         """``aud`` (ID tokens) or ``client_id`` (Cognito access tokens) names our client."""
         want = self.config.audience
-        if want is None:
-            return True
+        if not want:
+            return False  # the server refuses to start without one; never accept all
         aud = claims.get("aud", claims.get("client_id"))
         return want in aud if isinstance(aud, list) else aud == want

@@ -3,6 +3,7 @@ parent bound, or in a thread)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hevcq.aws.clients import AWS_ERRORS, Clients
 from hevcq.aws.embedded import EMBEDDED_REGION, running_farm
@@ -86,9 +88,14 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
     return Located(embedded_view(running.refs, running.endpoint, settings), embedded=True)
 
 
+# A token guessed over the network must be out of reach: 32 characters of a random one.
+MIN_TOKEN_CHARS = 32
+
+
 def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
     """Open on loopback for the embedded farm; otherwise a token or OIDC, or refuse to start."""
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    _check_credentials(settings, token, host)
     cfg = AuthConfig(
         open_local=embedded and is_loopback(host) and not token and not settings.oidc_issuer,
         token=token, issuer=settings.oidc_issuer, audience=settings.oidc_audience,
@@ -100,6 +107,20 @@ def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
             "(only the embedded farm on a loopback address is served without them)"
         )
     return cfg
+
+
+def _check_credentials(settings: Settings, token: str | None, host: str) -> None:
+    """Refuse credentials that would let in more than they should."""
+    if token is not None and len(token) < MIN_TOKEN_CHARS and not is_loopback(host):
+        raise ConfigError(
+            f"HEVCQ_API_TOKEN must have at least {MIN_TOKEN_CHARS} characters beyond a "
+            "loopback address (make one with: openssl rand -hex 32)"
+        )
+    if settings.oidc_issuer and not settings.oidc_audience:
+        raise ConfigError(
+            "HEVCQ_OIDC_AUDIENCE is not set: without it every token of the issuer would be "
+            "accepted; set it to the app client id"
+        )
 
 
 def public_reason(located: Located, host: str) -> str:
@@ -123,11 +144,64 @@ def web_config(settings: Settings, located: Located, host: str) -> WebConfig:
     )  # fmt: skip
 
 
+# A request's head (request line and headers) must arrive whole in this long, from the
+# connection's start or the previous response; uvicorn itself waits for ever.
+HEAD_TIMEOUT_S = 10.0
+# The largest head accepted (h11 answers 400 past it): a JWT with its groups fits.
+MAX_HEAD_BYTES = 16 * 1024
+KEEP_ALIVE_S = 5  # an idle connection between requests
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose next request head is late."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock for the first request's head."""
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        """A new request's head arrived: it made the deadline."""
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        """Start the clock for the next request's head (a body the app left unread included)."""
+        self._arm()  # first: a pipelined head that is already here disarms it at once
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """No clock for a connection that is gone."""
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._late)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _late(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
 def _uvicorn(config: WebConfig, host: str, port: int) -> uvicorn.Server:
     # uvicorn's own logging stays quiet; structlog carries the app's events.
     return uvicorn.Server(
-        uvicorn.Config(create_app(config), host=host, port=port, log_level="warning")
-    )
+        uvicorn.Config(
+            create_app(config), host=host, port=port, log_level="warning",
+            http=TimedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
+    )  # fmt: skip
 
 
 LISTEN_BACKLOG = 64

@@ -9,12 +9,14 @@ listing, and a record outside the caller's prefix simply does not exist for them
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 from ulid import ULID
 
+from hevcq.errors import PermanentError
 from hevcq.keys import TODO_PREFIX, relative_key
 
 if TYPE_CHECKING:
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
 UPLOADS_PREFIX = "uploads/"
 META_OWNER = "hevcq-owner"
 META_UPLOAD_ID = "hevcq-upload-id"
+# Unicode's bidirectional controls (UAX #9): they reorder what a name shows, so that
+# "invoice\u202egpj.exe" reads as "invoiceexe.jpg".
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+# Controls (C0, DEL, C1) and the line and paragraph separators: a name is one line of text.
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
 class UploadRecord(BaseModel):
@@ -61,9 +70,20 @@ def record_key(owner: str, upload_id: str) -> str:
     return f"{owner_prefix(owner)}{upload_id}.json"
 
 
+def check_name(name: str) -> None:
+    """Refuse a file name that is blank or carries control or bidi characters."""
+    if any(ch in BIDI_CONTROLS for ch in name):
+        raise PermanentError("file name refused: no bidi control characters (U+202E and kin)")
+    if any(unicodedata.category(ch) in CONTROL_CATEGORIES for ch in name):
+        raise PermanentError("file name refused: no control characters or line breaks")
+    if not name.strip():
+        raise PermanentError("file name refused: blank (it needs a visible character)")
+
+
 def upload_key(upload_id: str, filename: str) -> str:
     """``TODO/<id>/<name>``: only the file name's last part is kept."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    check_name(name)
     return f"{TODO_PREFIX}{upload_id}/{relative_key(name)}"
 
 

@@ -10,7 +10,8 @@ const hevcq = (() => {
   const el = (tag, attrs = {}, ...kids) => {
     const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
-      if (k === "text") node.textContent = v; else node.setAttribute(k, v);
+      // style through CSSOM: the Content-Security-Policy refuses style attributes.
+      if (k === "text") node.textContent = v; else if (k === "style") node.style.cssText = v; else node.setAttribute(k, v);
     }
     for (const kid of kids) node.append(kid);
     return node;

@@ -1,0 +1,76 @@
+"""Attacks on the API over a moto farm: file names that lie, and owners that collide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
+from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.view import FarmView
+from tests.aws.conftest import MotoFarm
+from tests.jwtkit import AUDIENCE, ISSUER, Issuer
+
+TOKEN = "o" * 40
+OPERATOR = {"Authorization": f"Bearer {TOKEN}", CSRF_HEADER: "1"}
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Iterator[Issuer]:
+    i = Issuer(tmp_path)
+    yield i
+    i.close()
+
+
+def _client(m: MotoFarm, issuer: Issuer | None = None) -> TestClient:
+    oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": issuer.jwks_url} if issuer else {}
+    auth = Authenticator(AuthConfig(token=TOKEN, **oidc))  # type: ignore[arg-type]
+    view = FarmView(m.clients, m.refs, label="test")
+    return TestClient(create_app(WebConfig(view, auth, upload_max_bytes=1000)))
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("invoice\u202egpj.exe", "bidi"),  # shows as "invoiceexe.jpg"
+        ("a\u2066b.mov", "bidi"),
+        ("a\u200fb.mov", "bidi"),
+        ("a\x85b.mov", "control"),
+        ("a\x9bb.mov", "control"),
+        ("a\tb.mov", "control"),
+        ("a\u2028b.mov", "control"),
+        (" ", "blank"),
+        ("\u3000\u00a0", "blank"),
+        ("dir/ ", "blank"),
+    ],
+)
+def test_a_file_name_that_hides_or_lies_is_refused_naming_the_rule(
+    moto_farm: MotoFarm, name: str, rule: str
+) -> None:
+    c = _client(moto_farm)
+    r = c.post("/api/uploads", json={"filename": name}, headers=OPERATOR)
+    assert r.status_code == 422, r.text
+    assert rule in r.json()["detail"]
+    assert moto_farm.clients.s3.list_objects_v2(Bucket=moto_farm.refs.bucket).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("name", ["clip.mov", "Ünïcødé 視頻 👩‍👩‍👧.mp4", "a b.mkv"])
+def test_ordinary_names_still_upload(moto_farm: MotoFarm, name: str) -> None:
+    r = _client(moto_farm).post("/api/uploads", json={"filename": name}, headers=OPERATOR)
+    assert r.status_code == 201, r.text
+
+
+def test_a_jwt_named_like_the_operator_sees_none_of_its_uploads(
+    moto_farm: MotoFarm, issuer: Issuer
+) -> None:
+    c = _client(moto_farm, issuer)
+    mine = c.post("/api/uploads", json={"filename": "a.mov"}, headers=OPERATOR).json()
+    for sub in ("operator", "local"):
+        impostor = {"Authorization": f"Bearer {issuer.token(sub)}"}
+        assert c.get("/api/videos", headers=impostor).json() == {"videos": []}
+        assert c.get(f"/api/videos/{mine['id']}", headers=impostor).status_code == 404
+    listed = c.get("/api/videos", headers=OPERATOR).json()["videos"]
+    assert [v["id"] for v in listed] == [mine["id"]]
