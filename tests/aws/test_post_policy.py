@@ -332,3 +332,24 @@ def test_form_encoded_requests_of_other_services_still_pass(endpoint: str) -> No
     )  # fmt: skip
     topic = sns.create_topic(Name=f"t{uuid.uuid4().hex[:10]}")["TopicArn"]  # a form POST
     assert sns.publish(TopicArn=topic, Message="hello")["MessageId"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_an_object_of_a_form_content_type_still_uploads_in_parts(
+    s3: Any, content_type: str
+) -> None:
+    bucket = f"b{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    # CreateMultipartUpload is a POST to the key carrying the object's content type.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="TODO/f", ContentType=content_type)
+    etag = s3.upload_part(
+        Bucket=bucket, Key="TODO/f", UploadId=up["UploadId"], PartNumber=1, Body=b"form"
+    )["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="TODO/f", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )  # fmt: skip
+    got = s3.get_object(Bucket=bucket, Key="TODO/f")
+    assert (got["Body"].read(), got["ContentType"]) == (b"form", content_type)

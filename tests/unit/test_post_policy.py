@@ -113,24 +113,32 @@ def _sigv4(service: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("content_type", "auth", "outcome"),
+    ("content_type", "auth", "path", "outcome"),
     [
-        ("multipart/form-data; boundary=b", "", b"b"),
-        ("Multipart/Form-Data; BOUNDARY=b", "", b"b"),  # read as werkzeug reads it
-        ("multipart/form-data; boundary=a; boundary=b", "", b"b"),  # werkzeug: the last
-        ("multipart/form-data", "", "MalformedPOSTRequest"),
-        ("multipart/form-data; boundary=", "", "MalformedPOSTRequest"),
-        ("application/x-www-form-urlencoded", "", "PreconditionFailed"),
-        ("Application/X-WWW-Form-Urlencoded", _sigv4("s3"), "PreconditionFailed"),
-        ("application/x-www-form-urlencoded", "AWS k:sig", "PreconditionFailed"),  # SigV2
-        ("application/x-www-form-urlencoded; charset=utf-8", _sigv4("sns"), None),
-        ("application/xml", "", None),
-        ("", "", None),
+        ("multipart/form-data; boundary=b", "", "/b", b"b"),
+        ("Multipart/Form-Data; BOUNDARY=b", "", "/b", b"b"),  # read as werkzeug reads it
+        ("multipart/form-data; boundary=a; boundary=b", "", "/b", b"b"),  # werkzeug: the last
+        ("multipart/form-data", "", "/b", "MalformedPOSTRequest"),
+        ("multipart/form-data; boundary=", "", "/b/", "MalformedPOSTRequest"),
+        ("application/x-www-form-urlencoded", "", "/b", "PreconditionFailed"),
+        ("application/x-www-form-urlencoded", "", "/", "PreconditionFailed"),
+        ("Application/X-WWW-Form-Urlencoded", _sigv4("s3"), "/b", "PreconditionFailed"),
+        ("application/x-www-form-urlencoded", "AWS k:sig", "/b", "PreconditionFailed"),  # SigV2
+        ("application/x-www-form-urlencoded; charset=utf-8", _sigv4("sns"), "/", None),
+        ("application/xml", "", "/b", None),
+        ("", "", "/b", None),
+        # A POST to a key (CreateMultipartUpload) carries the object's own content type.
+        ("multipart/form-data", _sigv4("s3"), "/b/TODO/x.mp4", None),
+        ("application/x-www-form-urlencoded", _sigv4("s3"), "/b/TODO/x.mp4", None),
+        ("multipart/form-data; boundary=b", "", "/b/TODO/x.mp4", b"b"),
     ],
 )
 def test_which_posts_the_gate_checks_refuses_or_passes(
-    content_type: str, auth: str, outcome: bytes | str | None
+    content_type: str, auth: str, path: str, outcome: bytes | str | None
 ) -> None:
-    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type, "HTTP_AUTHORIZATION": auth}
+    environ = {
+        "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type, "HTTP_AUTHORIZATION": auth,
+        "PATH_INFO": path,
+    }  # fmt: skip
     got = _form_boundary(environ)
     assert (got.code if isinstance(got, Refusal) else got) == outcome

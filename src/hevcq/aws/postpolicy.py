@@ -13,8 +13,8 @@ takes the first of a repeated one, stores fields that follow the file, keeps the
 file part, and takes an object from a form-encoded POST too. So the gate refuses what
 the two could read differently, rather than what S3 refuses alone: a field named twice
 (in any case), a field moto reads by name (``MOTO_NAMES``) spelled in another case, any
-part after the file, more than one file part, a multipart type without a boundary, and
-a form-encoded POST not signed for another service. The content type is read as
+part after the file, more than one file part, and, posted to a bucket, a multipart type
+without a boundary or a form-encoded body not signed for another service. The content type is read as
 werkzeug reads it (the type in any case). The S3 documentation's "POST Policy" and
 "Authenticating Requests in Browser-Based Uploads Using POST (AWS Signature Version 4)"
 are the reference.
@@ -375,17 +375,28 @@ def _form_boundary(environ: Mapping[str, Any]) -> bytes | Refusal | None:
         return None
     mimetype, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
     mimetype = mimetype.lower()
-    if mimetype == URLENCODED and not _signed_for_another_service(environ):
-        # moto's S3 would take the key and the bytes from such a form, unchecked.
-        return Refusal(
-            412, "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold",
-            {"Condition": "Bucket POST must be of the enclosure-type multipart/form-data"},
-        )  # fmt: skip
-    if mimetype != MULTIPART:
-        return None
     boundary = options.get("boundary")
-    return boundary.encode() if boundary else _malformed()
+    if mimetype == MULTIPART and boundary:
+        return boundary.encode()
+    # Only a POST to the bucket makes an object of its form; a POST to a key (a multipart
+    # upload's start, say) carries the object's own content type, whatever it is.
+    if not _to_bucket(environ) or mimetype not in (MULTIPART, URLENCODED):
+        return None
+    if mimetype == MULTIPART:
+        return _malformed()
+    if _signed_for_another_service(environ):
+        return None
+    # moto's S3 would take the key and the bytes from such a form, unchecked.
+    return Refusal(
+        412, "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+        {"Condition": "Bucket POST must be of the enclosure-type multipart/form-data"},
+    )  # fmt: skip
+
+
+def _to_bucket(environ: Mapping[str, Any]) -> bool:
+    """Path-style ``/bucket``, or ``/`` (a virtual-hosted bucket, or another service)."""
+    return "/" not in str(environ.get("PATH_INFO", "")).strip("/")
 
 
 def _signed_for_another_service(environ: Mapping[str, Any]) -> bool:
