@@ -604,7 +604,8 @@ def test_a_reader_keeps_the_bytes_of_a_removed_object_and_a_dropped_one_leaves_n
         obj.open()
     dropped, handle = s3files.ObjectFile.new()
     handle.close()
-    path = Path(dropped.open().name)
+    with dropped.open() as reading:
+        path = Path(reading.name)
     del dropped
     assert not path.exists()
 
