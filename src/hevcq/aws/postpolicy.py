@@ -14,10 +14,11 @@ file part, and takes an object from a form-encoded POST too. So the gate refuses
 the two could read differently, rather than what S3 refuses alone: a field named twice
 (in any case), a field moto reads by name (``MOTO_NAMES``) spelled in another case, any
 part after the file, more than one file part, and, posted to a bucket, a multipart type
-without a boundary or a form-encoded body not signed for another service. The content type is read as
-werkzeug reads it (the type in any case). The S3 documentation's "POST Policy" and
-"Authenticating Requests in Browser-Based Uploads Using POST (AWS Signature Version 4)"
-are the reference.
+without a boundary or a form-encoded body not signed for another service. The content
+type is read as werkzeug reads it (the type in any case).
+
+The S3 documentation's "POST Policy" and "Authenticating Requests in Browser-Based
+Uploads Using POST (AWS Signature Version 4)" are the reference.
 """
 
 from __future__ import annotations
