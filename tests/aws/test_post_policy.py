@@ -194,3 +194,162 @@ def test_a_large_upload_streams_through_the_check_to_disk(
     assert head["ETag"] == f'"{hashlib.md5(bytes(BIG)).hexdigest()}"'  # noqa: S324 - S3's ETag
     # Read whole (moto's way) the body would be held two or three times over.
     assert grown < 64 * 1024 * 1024, f"endpoint peak grew {grown / 2**20:.0f} MiB"
+
+
+BOUNDARY = "hevcq-boundary"
+FORM = f"multipart/form-data; boundary={BOUNDARY}"
+Part = tuple[str, str | None, bytes]  # name, filename (a file part) or None, value
+
+
+def _raw(parts: list[Part]) -> bytes:
+    out = b""
+    for name, filename, value in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        out += value + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def _send(url: str, parts: list[Part], content_type: str = FORM) -> httpx.Response:
+    """A multipart body written by hand: parts in any order, any case, any number."""
+    return httpx.post(url, content=_raw(parts), headers={"Content-Type": content_type}, timeout=30)
+
+
+def _fields(fields: dict[str, str]) -> list[Part]:
+    return [(name, None, value.encode()) for name, value in fields.items()]
+
+
+def _stored(s3: Any, bucket: str) -> list[str]:
+    """Every object but the upload's own record."""
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return [k for k in keys if not k.startswith("uploads/")]
+
+
+VIDEO: Part = ("file", "clip.mp4", b"video")
+
+
+def test_a_raw_form_within_the_policy_is_stored(s3: Any) -> None:
+    bucket, url, fields = _ticket(s3)
+    sent = _send(url, [*_fields(fields), VIDEO])
+    assert sent.status_code == 204, sent.text
+    assert _stored(s3, bucket) == [fields["key"]]
+
+
+@pytest.mark.parametrize("name", ["KEY", "Key"])
+def test_a_key_field_in_other_case_cannot_pick_another_key(s3: Any, name: str) -> None:
+    bucket, url, fields = _ticket(s3)
+    signed = fields.pop("key")
+    sent = _send(url, [(name, None, signed.encode()), *_fields(fields),
+                       ("key", None, b"DONE/evil.mp4"), VIDEO])  # fmt: skip
+    assert sent.status_code == 400, sent.text
+    assert _stored(s3, bucket) == []
+
+
+def test_a_key_field_moto_would_not_read_is_refused_not_an_error(s3: Any) -> None:
+    bucket, url, fields = _ticket(s3)
+    signed = fields.pop("key")
+    sent = _send(url, [("Key", None, signed.encode()), *_fields(fields), VIDEO])
+    assert (sent.status_code, _code(sent)) == (400, "InvalidArgument")
+    assert _stored(s3, bucket) == []
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        [("x-amz-meta-hevcq-extra", None, b"1")],
+        [("acl", None, b"public-read"), ("Content-Type", None, b"text/html")],
+        [("key", None, b"DONE/evil.mp4")],
+    ],
+)
+def test_fields_after_the_file_are_refused(s3: Any, after: list[Part]) -> None:
+    bucket, url, fields = _ticket(s3)
+    sent = _send(url, [*_fields(fields), VIDEO, *after])
+    assert (sent.status_code, _code(sent)) == (400, "MalformedPOSTRequest")
+    assert _stored(s3, bucket) == []
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [VIDEO, ("file", "big.mp4", b"x" * (5 * LIMIT))],
+        [VIDEO, ("other", "big.mp4", b"x" * (5 * LIMIT))],
+        [("x-ignore-a", "big.mp4", b"x" * (5 * LIMIT)), VIDEO],
+    ],
+)
+def test_a_second_file_part_is_refused(s3: Any, files: list[Part]) -> None:
+    bucket, url, fields = _ticket(s3)
+    sent = _send(url, [*_fields(fields), *files])
+    assert (sent.status_code, _code(sent)) == (400, "IncorrectNumberOfFilesInPostRequest")
+    assert _stored(s3, bucket) == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        f"Multipart/Form-Data; boundary={BOUNDARY}",
+        f"MULTIPART/FORM-DATA; BOUNDARY={BOUNDARY}",
+        f"multipart/form-data; Boundary={BOUNDARY}; charset=UTF-8",
+    ],
+)
+def test_a_form_in_any_case_is_checked(s3: Any, content_type: str) -> None:
+    bucket, url, _ = _ticket(s3)
+    sent = _send(url, [("key", None, b"DONE/evil.mp4"), VIDEO], content_type)
+    assert (sent.status_code, _code(sent)) == (403, "AccessDenied")
+    assert _stored(s3, bucket) == []
+
+
+def test_a_field_sent_twice_is_refused(s3: Any) -> None:
+    bucket, url, fields = _ticket(s3)
+    owner = ("x-amz-meta-hevcq-owner", None, b"mallory")
+    sent = _send(url, [*_fields(fields), owner, VIDEO])
+    assert (sent.status_code, _code(sent)) == (400, "InvalidArgument")
+    assert _stored(s3, bucket) == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=", "application/x-www-form-urlencoded"],
+)
+def test_a_post_body_that_is_not_a_checkable_form_is_refused(s3: Any, content_type: str) -> None:
+    bucket, url, fields = _ticket(s3)
+    if content_type.startswith("application"):
+        body = b"key=DONE%2Fevil.mp4&file=evil"
+    else:
+        body = _raw([*_fields(fields), VIDEO])
+    sent = httpx.post(url, content=body, headers={"Content-Type": content_type}, timeout=30)
+    assert sent.status_code in (400, 412), sent.text
+    assert _code(sent) in ("MalformedPOSTRequest", "PreconditionFailed")
+    assert _stored(s3, bucket) == []
+
+
+def test_form_encoded_requests_of_other_services_still_pass(endpoint: str) -> None:
+    sns = boto3.client(
+        "sns", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+    )  # fmt: skip
+    topic = sns.create_topic(Name=f"t{uuid.uuid4().hex[:10]}")["TopicArn"]  # a form POST
+    assert sns.publish(TopicArn=topic, Message="hello")["MessageId"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_an_object_of_a_form_content_type_still_uploads_in_parts(
+    s3: Any, content_type: str
+) -> None:
+    bucket = f"b{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    # CreateMultipartUpload is a POST to the key carrying the object's content type.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="TODO/f", ContentType=content_type)
+    etag = s3.upload_part(
+        Bucket=bucket, Key="TODO/f", UploadId=up["UploadId"], PartNumber=1, Body=b"form"
+    )["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="TODO/f", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )  # fmt: skip
+    got = s3.get_object(Bucket=bucket, Key="TODO/f")
+    assert (got["Body"].read(), got["ContentType"]) == (b"form", content_type)

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
@@ -24,10 +23,11 @@ import boto3
 import moto
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 from moto.core.request import Request
 from moto.server import ThreadedMotoServer
 
-from hevcq.aws import s3disk
+from hevcq.aws import s3disk, s3files
 from hevcq.aws.embedded import EMBEDDED_CREDENTIALS as CREDS
 from hevcq.aws.endpoint import start
 from hevcq.aws.s3 import S3Store
@@ -363,7 +363,7 @@ def test_a_full_disk_while_spooling_is_the_request_s_error_and_nothing_hangs(
         def close(self) -> None:
             closed.append(True)
 
-    monkeypatch.setattr(tempfile, "TemporaryFile", Full)
+    monkeypatch.setattr(s3files.ObjectFile, "new", lambda: (s3files.ObjectFile(), Full()))
     with pytest.raises(OSError, match="No space left"):
         s3disk._spool(io.BytesIO(os.urandom(10 * MiB)))
     assert closed == [True]
@@ -411,7 +411,7 @@ def test_bodies_arriving_at_once_share_one_bound_on_the_chunks_they_hold(
 
         def close(self) -> None: ...
 
-    monkeypatch.setattr(tempfile, "TemporaryFile", SlowDisk)
+    monkeypatch.setattr(s3files.ObjectFile, "new", lambda: (s3files.ObjectFile(), SlowDisk()))
     body = os.urandom(chunks_each * s3disk.CHUNK)
     threads = [threading.Thread(target=s3disk._spool, args=(Counted(body),)) for _ in range(bodies)]
     for t in threads:
@@ -473,3 +473,170 @@ def test_a_changed_model_constructor_in_moto_is_reported(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(BaseModel, "__new__", staticmethod(__new__))
     assert any("BaseModel.__new__" in problem for problem in s3disk.check_moto())
+
+
+MANY_OBJECTS = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.s3.models import s3_backends
+from werkzeug.test import Client
+from hevcq.aws import s3disk
+s3disk.install()
+backend, n = s3_backends["123456789012"]["aws"], int(sys.argv[1])
+backend.create_bucket("many", "us-east-1")
+for i in range(n):
+    backend.put_object("many", f"k{i}", f"v{i}".encode())
+assert all(backend.get_object("many", f"k{i}").value == f"v{i}".encode() for i in range(n))
+# GetObject reads through a handle of its own: 400 of them, each closed when answered.
+client = Client(DomainDispatcherApplication(create_backend_app))
+for i in range(0, n, n // 400):
+    got = client.get(f"/many/k{i}", headers={"Authorization": sys.argv[2]})
+    assert got.data == f"v{i}".encode(), got.status
+print("stored and read", n)
+"""
+
+
+def test_ten_thousand_objects_fit_under_a_descriptor_limit_of_256(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-c", MANY_OBJECTS, "10000", S3_AUTH],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "stored and read 10000"
+    assert list(tmp_path.iterdir()) == []  # the objects' directory went with the process
+
+
+def _open_descriptors() -> int:
+    return sum(1 for _ in Path("/proc/self/fd").iterdir())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+def test_objects_stored_every_way_hold_no_descriptor(endpoint: str) -> None:
+    s3, bucket = _bucket(endpoint)
+    s3.put_object(Bucket=bucket, Key="warm", Body=b"x")  # type: ignore[attr-defined]
+    before = _open_descriptors()
+    for i in range(12):  # small (moto's path) and large (spooled) PUTs
+        s3.put_object(Bucket=bucket, Key=f"s{i}", Body=b"small")  # type: ignore[attr-defined]
+        s3.put_object(Bucket=bucket, Key=f"l{i}", Body=bytes(MiB + i))  # type: ignore[attr-defined]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]  # type: ignore[attr-defined]
+    done = [
+        {"PartNumber": n, "ETag": s3.upload_part(  # type: ignore[attr-defined]
+            Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"]}
+        for n, p in enumerate([bytes(PART), b"tail"], start=1)
+    ]  # fmt: skip
+    s3.complete_multipart_upload(  # type: ignore[attr-defined]
+        Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": done}
+    )
+    for i in range(12):
+        got = s3.get_object(Bucket=bucket, Key=f"l{i}", Range="bytes=0-9")  # type: ignore[attr-defined]
+        assert got["Body"].read() == bytes(10)
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == bytes(PART) + b"tail"  # type: ignore[attr-defined]
+    gc.collect()
+    # 25 objects; a descriptor each would be 25 more. A few: the server's sockets.
+    assert _open_descriptors() - before < 8
+
+
+def _once(_: object, bucket: str, endpoint: str) -> tuple[Any, str]:
+    """A client that sends each request once: the server's answer, not a retry's."""
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"total_max_attempts": 1}),
+    )  # fmt: skip
+    return s3, bucket
+
+
+def test_a_get_that_finds_its_key_replaced_before_reading_answers_the_new_bytes(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.s3.responses import S3Response  # noqa: PLC0415
+
+    s3, bucket = _once(*_bucket(endpoint), endpoint)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"old")
+    real_get_key = S3Response._get_key
+    looked_up: list[bytes] = []
+
+    def get_key_then_overwrite(self: Any, *args: Any, **kwargs: Any) -> Any:
+        key, not_modified = real_get_key(self, *args, **kwargs)
+        looked_up.append(bytes(key.value))
+        if len(looked_up) == 1:  # overwritten between the GET's lookup and its read
+            self.backend.put_object(bucket, "k", b"new")
+        return key, not_modified
+
+    monkeypatch.setattr(S3Response, "_get_key", get_key_then_overwrite)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new"
+    assert looked_up == [b"old", b"new"]
+
+
+def test_a_get_that_keeps_finding_its_key_removed_is_no_such_key(
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.s3.responses import S3Response  # noqa: PLC0415
+
+    s3, bucket = _once(*_bucket(endpoint), endpoint)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    real_get_key = S3Response._get_key
+
+    def get_key_then_remove(self: Any, *args: Any, **kwargs: Any) -> Any:
+        key, not_modified = real_get_key(self, *args, **kwargs)
+        key._value_buffer.close()
+        return key, not_modified
+
+    monkeypatch.setattr(S3Response, "_get_key", get_key_then_remove)
+    with pytest.raises(Exception, match="NoSuchKey"):
+        s3.get_object(Bucket=bucket, Key="k")
+
+
+def test_a_reader_keeps_the_bytes_of_a_removed_object_and_a_dropped_one_leaves_no_file() -> None:
+    obj, handle = s3files.ObjectFile.new()
+    with handle:
+        handle.write(b"bytes")
+    reader = obj.open()
+    path = Path(reader.name)
+    obj.close()
+    assert not path.exists()
+    assert reader.read() == b"bytes"
+    reader.close()
+    with pytest.raises(FileNotFoundError):
+        obj.open()
+    dropped, handle = s3files.ObjectFile.new()
+    handle.close()
+    with dropped.open() as reading:
+        path = Path(reading.name)
+    del dropped
+    assert not path.exists()
+
+
+STORE_OWNER = """
+import sys
+from hevcq.aws import s3files
+print(s3files.store().path, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_store_left_by_a_killed_process_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", STORE_OWNER], env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert owner.stdout is not None
+        directory = Path(owner.stdout.readline().strip())
+        assert directory.parent == tmp_path
+        (tmp_path / f"{s3files.PREFIX}not-a-store").write_text("kept")
+        assert s3files.sweep(tmp_path) == []  # its owner lives
+        owner.kill()
+        owner.wait(timeout=10)
+        assert directory.exists()
+        assert s3files.sweep(tmp_path) == [directory]
+        assert not directory.exists()
+        assert (tmp_path / f"{s3files.PREFIX}not-a-store").exists()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()

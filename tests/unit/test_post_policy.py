@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from hevcq.aws.postpolicy import Allowed, Refusal, evaluate, signature, size_refusal
+from hevcq.aws.postpolicy import (
+    Allowed,
+    Refusal,
+    _form_boundary,
+    evaluate,
+    signature,
+    size_refusal,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 KEYS = {"key-id": "secret"}
@@ -99,3 +106,39 @@ def test_the_error_document_is_s3_s_shape() -> None:
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>EntityTooLarge</Code>'
     )
     assert "<Message>a &lt; b</Message><MaxSizeAllowed>10</MaxSizeAllowed><RequestId>" in xml
+
+
+def _sigv4(service: str) -> str:
+    return f"AWS4-HMAC-SHA256 Credential=k/20260102/us-east-1/{service}/aws4_request, Signature=x"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "auth", "path", "outcome"),
+    [
+        ("multipart/form-data; boundary=b", "", "/b", b"b"),
+        ("Multipart/Form-Data; BOUNDARY=b", "", "/b", b"b"),  # read as werkzeug reads it
+        ("multipart/form-data; boundary=a; boundary=b", "", "/b", b"b"),  # werkzeug: the last
+        ("multipart/form-data", "", "/b", "MalformedPOSTRequest"),
+        ("multipart/form-data; boundary=", "", "/b/", "MalformedPOSTRequest"),
+        ("application/x-www-form-urlencoded", "", "/b", "PreconditionFailed"),
+        ("application/x-www-form-urlencoded", "", "/", "PreconditionFailed"),
+        ("Application/X-WWW-Form-Urlencoded", _sigv4("s3"), "/b", "PreconditionFailed"),
+        ("application/x-www-form-urlencoded", "AWS k:sig", "/b", "PreconditionFailed"),  # SigV2
+        ("application/x-www-form-urlencoded; charset=utf-8", _sigv4("sns"), "/", None),
+        ("application/xml", "", "/b", None),
+        ("", "", "/b", None),
+        # A POST to a key (CreateMultipartUpload) carries the object's own content type.
+        ("multipart/form-data", _sigv4("s3"), "/b/TODO/x.mp4", None),
+        ("application/x-www-form-urlencoded", _sigv4("s3"), "/b/TODO/x.mp4", None),
+        ("multipart/form-data; boundary=b", "", "/b/TODO/x.mp4", b"b"),
+    ],
+)
+def test_which_posts_the_gate_checks_refuses_or_passes(
+    content_type: str, auth: str, path: str, outcome: bytes | str | None
+) -> None:
+    environ = {
+        "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type, "HTTP_AUTHORIZATION": auth,
+        "PATH_INFO": path,
+    }  # fmt: skip
+    got = _form_boundary(environ)
+    assert (got.code if isinstance(got, Refusal) else got) == outcome

@@ -6,9 +6,19 @@ and a signature made with another secret all get 204. ``PostPolicyGate`` sits in
 moto's WSGI app in the endpoint process and refuses those with S3's status and error
 code (`evaluate` is the pure part). It reads the form as it arrives: fields into memory
 (S3 caps them at 20 KB), the file only counted, the body copied to an unnamed file that
-moto then reads instead of the socket. The S3 documentation's "POST Policy" and
-"Authenticating Requests in Browser-Based Uploads Using POST (AWS Signature Version 4)"
-are the reference.
+moto then reads instead of the socket.
+
+moto then parses that body again, its own way: it reads fields by their exact name and
+takes the first of a repeated one, stores fields that follow the file, keeps the last
+file part, and takes an object from a form-encoded POST too. So the gate refuses what
+the two could read differently, rather than what S3 refuses alone: a field named twice
+(in any case), a field moto reads by name (``MOTO_NAMES``) spelled in another case, any
+part after the file, more than one file part, and, posted to a bucket, a multipart type
+without a boundary or a form-encoded body not signed for another service. The content
+type is read as werkzeug reads it (the type in any case).
+
+The S3 documentation's "POST Policy" and "Authenticating Requests in Browser-Based
+Uploads Using POST (AWS Signature Version 4)" are the reference.
 """
 
 from __future__ import annotations
@@ -43,6 +53,11 @@ CHUNK = BODY_CHUNK
 UNCONDITIONED = frozenset({"policy", "x-amz-signature", "file", "awsaccesskeyid", "signature"})
 # The request's environ says the gate checked it and the body now comes from a file.
 CHECKED = "hevcq.post_policy_checked"
+MULTIPART = "multipart/form-data"
+URLENCODED = "application/x-www-form-urlencoded"
+# Fields moto reads by their exact name: another spelling would be checked here as the
+# field and then ignored, or fail, in moto, so only this one is taken.
+MOTO_NAMES = frozenset({"key", "file", "acl", "success_action_status", "success_action_redirect"})
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -230,6 +245,8 @@ class PostPolicyGate:
     ) -> Iterable[bytes]:
         """Check a POST object request, answer its refusal or pass it on."""
         boundary = _form_boundary(environ)
+        if isinstance(boundary, Refusal):
+            return _answer(boundary, start_response)
         if boundary is None or not _has_length(environ):
             return self.app(environ, start_response)
         body = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the response or now
@@ -239,10 +256,7 @@ class PostPolicyGate:
         try:
             verdict = reader.read(_chunks(environ), boundary)
         except ValueError:
-            verdict = Refusal(
-                400, "MalformedPOSTRequest",
-                "The body of your POST request is not well-formed multipart/form-data.",
-            )  # fmt: skip
+            verdict = _malformed()
         if isinstance(verdict, Refusal):
             body.close()
             return _answer(verdict, start_response)
@@ -269,6 +283,7 @@ class _FormReader:
         self._buf: list[bytes] = []
         self._in_file = self._file_done = False
         self._field_bytes = 0
+        self._names: set[str] = set()  # lower-cased: S3 compares field names so
 
     def read(self, chunks: Iterator[bytes], boundary: bytes) -> Refusal | int:
         """The refusal, or the size of the body now in the sink."""
@@ -287,10 +302,7 @@ class _FormReader:
         if self.refusal is not None:
             return self.refusal
         if self.allowed is None or not self._file_done:
-            return Refusal(
-                400, "IncorrectNumberOfFilesInPostRequest",
-                "POST requires exactly one file upload per request.",
-            )  # fmt: skip
+            return _not_one_file()
         return size_refusal(self.size, self.allowed) or self.copied
 
     def _writing(self) -> bool:
@@ -301,17 +313,41 @@ class _FormReader:
         return limit is not None and self.size > limit
 
     def _on(self, event: Any) -> None:
-        if isinstance(event, File) and event.name.lower() == "file" and not self._file_done:
-            verdict = self.check(self.fields)
-            if isinstance(verdict, Refusal):
-                self.refusal = verdict
-            else:
-                self.allowed = verdict
-            self._in_file = True
-        elif isinstance(event, Field | File):
-            self._part, self._buf = event.name.lower(), []
+        if self.refusal is not None:
+            return  # the first refusal stands; the rest of the block is not parsed
+        if isinstance(event, Field | File):
+            self._on_part(event)
         elif isinstance(event, Data):
             self._on_data(event)
+
+    def _on_part(self, event: Field | File) -> None:
+        refusal = self._part_refusal(event)
+        if refusal is not None:
+            self.refusal = refusal
+            return
+        self._names.add(event.name.lower())
+        if isinstance(event, Field):
+            self._part, self._buf = event.name.lower(), []
+            return
+        verdict = self.check(self.fields)
+        if isinstance(verdict, Refusal):
+            self.refusal = verdict
+        else:
+            self.allowed = verdict
+        self._in_file = True
+
+    def _part_refusal(self, event: Field | File) -> Refusal | None:
+        """What refuses a part: moto would read the form otherwise than the gate did."""
+        name = event.name
+        if isinstance(event, File) and (name != "file" or self._in_file or self._file_done):
+            return _not_one_file()
+        if self._file_done:  # moto would store what follows the file; S3 ignores it
+            return _malformed(" Nothing may follow the file.")
+        if name.lower() in self._names:
+            return Refusal(400, "InvalidArgument", f"The form field {name} appears twice.")
+        if name.lower() in MOTO_NAMES and name != name.lower():
+            return Refusal(400, "InvalidArgument", f"The form field {name} must be lower case.")
+        return None
 
     def _on_data(self, event: Data) -> None:
         if self._in_file:
@@ -320,7 +356,7 @@ class _FormReader:
                 self._in_file, self._file_done = False, True
             return
         if self._file_done or self._part is None:
-            return  # S3 ignores fields after the file
+            return
         self._field_bytes += len(event.data)
         if self._field_bytes > MAX_FIELDS_BYTES and self.refusal is None:
             self.refusal = Refusal(
@@ -333,12 +369,56 @@ class _FormReader:
             self.fields.setdefault(self._part, b"".join(self._buf).decode("utf-8", "replace"))
 
 
-def _form_boundary(environ: Mapping[str, Any]) -> bytes | None:
+def _form_boundary(environ: Mapping[str, Any]) -> bytes | Refusal | None:
+    """A form POST's boundary, a refusal of a form the gate cannot check, or None (not a
+    form: passed on). The content type is read as moto's werkzeug reads it."""
     if environ.get("REQUEST_METHOD") != "POST":
         return None
     mimetype, options = parse_options_header(environ.get("CONTENT_TYPE", ""))
+    mimetype = mimetype.lower()
     boundary = options.get("boundary")
-    return boundary.encode() if mimetype == "multipart/form-data" and boundary else None
+    if mimetype == MULTIPART and boundary:
+        return boundary.encode()
+    # Only a POST to the bucket makes an object of its form; a POST to a key (a multipart
+    # upload's start, say) carries the object's own content type, whatever it is.
+    if not _to_bucket(environ) or mimetype not in (MULTIPART, URLENCODED):
+        return None
+    if mimetype == MULTIPART:
+        return _malformed()
+    if _signed_for_another_service(environ):
+        return None
+    # moto's S3 would take the key and the bytes from such a form, unchecked.
+    return Refusal(
+        412, "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+        {"Condition": "Bucket POST must be of the enclosure-type multipart/form-data"},
+    )  # fmt: skip
+
+
+def _to_bucket(environ: Mapping[str, Any]) -> bool:
+    """Path-style ``/bucket``, or ``/`` (a virtual-hosted bucket, or another service)."""
+    return "/" not in str(environ.get("PATH_INFO", "")).strip("/")
+
+
+def _signed_for_another_service(environ: Mapping[str, Any]) -> bool:
+    """A SigV4 request for a service other than S3 (SNS, STS: their forms are their API)."""
+    scope = str(environ.get("HTTP_AUTHORIZATION", "")).split("Credential=", 1)[-1]
+    parts = scope.split(",", 1)[0].strip().split("/")
+    return len(parts) == 5 and parts[4] == "aws4_request" and parts[3].lower() != "s3"
+
+
+def _not_one_file() -> Refusal:
+    return Refusal(
+        400, "IncorrectNumberOfFilesInPostRequest",
+        "POST requires exactly one file upload per request.",
+    )  # fmt: skip
+
+
+def _malformed(why: str = "") -> Refusal:
+    return Refusal(
+        400, "MalformedPOSTRequest",
+        f"The body of your POST request is not well-formed multipart/form-data.{why}",
+    )  # fmt: skip
 
 
 def _has_length(environ: Mapping[str, Any]) -> bool:

@@ -8,8 +8,9 @@ with the library and with the bodies in flight. This adaptation changes five pla
 nothing else, so bucket notifications, checksums, ETags, conditional requests and
 versioning stay moto's own:
 
-- every object's bytes live in an unnamed temporary file on disk (freed by the kernel when
-  the object is dropped or the endpoint process dies, however it dies);
+- every object's bytes live in a file on disk, open only while it is read or written, so
+  the number of objects is not bounded by the process's descriptor limit
+  (``hevcq.aws.s3files``: removed when the object is dropped or the process ends);
 - a large plain S3 PUT body (PutObject, UploadPart) is copied from the socket into such a
   file a chunk at a time, and moto gets a ``FileSpan`` of it as the request's data; so is
   the file of a browser POST that ``hevcq.aws.postpolicy`` checked;
@@ -28,10 +29,10 @@ pyproject.toml); ``check_moto`` says what no longer matches when moto changes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -40,6 +41,7 @@ from typing import IO, Any
 from hevcq.aws import motoserver
 from hevcq.aws.postpolicy import CHECKED
 from hevcq.aws.s3checksum import PartsChecksum
+from hevcq.aws.s3files import FileSpan, ObjectFile
 from hevcq.limits import BODY_CHUNK, MiB
 
 MOTO_VERSION = "5.2.5"
@@ -51,94 +53,63 @@ SPOOL_AHEAD = 16  # 1 MiB: chunks of one body read from the socket and not yet w
 # memory for bodies stays flat however many PUTs a farm has in flight (each also holds the
 # one chunk it is reading).
 SPOOL_BUDGET = 128  # 8 MiB
+# A GET looks its key up again when the key's file was removed between the lookup and the
+# read (the key overwritten or deleted meanwhile): S3 answers the new object, or NoSuchKey.
+VANISHED_LOOKUPS = 3
 _spool_budget = threading.BoundedSemaphore(SPOOL_BUDGET)
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 _lazy = threading.local()
 
 
-class FileSpan:
-    """A read-only range of a file that behaves like the bytes moto expects of a body."""
-
-    def __init__(self, file: IO[bytes], start: int = 0, length: int | None = None) -> None:
-        self._file = file
-        self.md5: str | None = None  # known when the bytes were hashed as they arrived
-        self._start = start
-        size = os.fstat(file.fileno()).st_size
-        self._length = size - start if length is None else length
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __bool__(self) -> bool:
-        return self._length > 0
-
-    def __getitem__(self, item: slice) -> FileSpan:
-        if not isinstance(item, slice) or item.step not in (None, 1):
-            raise TypeError("FileSpan takes contiguous slices only")
-        begin, end, _ = item.indices(self._length)
-        return FileSpan(self._file, self._start + begin, max(0, end - begin))
-
-    def __iter__(self) -> Iterator[bytes]:
-        fd, pos, left = self._file.fileno(), self._start, self._length
-        while left > 0:
-            block = os.pread(fd, min(CHUNK, left), pos)
-            if not block:
-                return
-            pos += len(block)
-            left -= len(block)
-            yield block
-
-    def __bytes__(self) -> bytes:
-        return b"".join(self)
-
-    def owns_whole_file(self) -> bool:
-        """True when the span is its whole file, so a key can take the file over."""
-        return self._start == 0 and self._length == os.fstat(self._file.fileno()).st_size
-
-    @property
-    def file(self) -> IO[bytes]:
-        """The file the span reads."""
-        return self._file
-
-
-def _disk_file(*_args: Any, **_kwargs: Any) -> IO[bytes]:
+def _disk_file(*_args: Any, **_kwargs: Any) -> ObjectFile:
     # Called as moto calls SpooledTemporaryFile; the in-memory threshold no longer applies.
-    return tempfile.TemporaryFile()
+    return ObjectFile()
+
+
+class _Vanished(Exception):
+    """The key's file was removed between the key's lookup and its read."""
 
 
 def _value_get(self: Any) -> bytes | FileSpan:
     with self.lock:
         if getattr(_lazy, "active", False):
-            return FileSpan(_reopen(self._value_buffer))
+            try:
+                return FileSpan(_read_handle(self._value_buffer))
+            except FileNotFoundError as exc:
+                raise _Vanished from exc
         self._value_buffer.seek(0)
         data: bytes = self._value_buffer.read()
         return data
 
 
 def _value_set(self: Any, new_value: bytes | str | FileSpan) -> None:
-    if isinstance(new_value, FileSpan) and new_value.owns_whole_file():
+    owned = new_value.take() if isinstance(new_value, FileSpan) else None
+    if owned is not None:
         self._value_buffer.close()
-        self._value_buffer = new_value.file
-        self._value_buffer.seek(0, os.SEEK_END)
+        self._value_buffer = owned
         self.contentsize = len(new_value)
-        if new_value.md5 is not None:
-            self._etag = new_value.md5
+        if new_value.md5 is not None:  # type: ignore[union-attr]  # a FileSpan here
+            self._etag = new_value.md5  # type: ignore[union-attr]
         return
-    self._value_buffer.seek(0)
-    self._value_buffer.truncate()
     if isinstance(new_value, str):
         new_value = new_value.encode("utf-8")
-    chunks = new_value if isinstance(new_value, FileSpan) else (new_value,)
-    for block in chunks:
-        self._value_buffer.write(block)
+    self._value_buffer.seek(0)
+    self._value_buffer.truncate()
+    self._value_buffer.writelines(new_value if isinstance(new_value, FileSpan) else (new_value,))
     self._value_buffer.flush()
     self.contentsize = len(new_value)
 
 
-def _reopen(file: IO[bytes]) -> IO[bytes]:
-    """A file object of its own on the same bytes: a GET still streaming keeps them readable
+def _read_handle(buffer: Any) -> IO[bytes]:
+    """A read handle of its own on a key's bytes: a GET still streaming keeps them readable
     when the key is overwritten or deleted meanwhile."""
+    if isinstance(buffer, ObjectFile):
+        return buffer.open()
+    return _reopen(buffer)  # a key moto made before the adaptation was installed
+
+
+def _reopen(file: IO[bytes]) -> IO[bytes]:
     file.flush()
     return os.fdopen(os.dup(file.fileno()), "rb")
 
@@ -167,7 +138,7 @@ def _spools(request: Any) -> bool:
 
 
 def _spool(stream: IO[bytes]) -> FileSpan:
-    """Copy a request body into an unnamed file a chunk at a time, hashing it on the way
+    """Copy a request body into a new object file a chunk at a time, hashing it on the way
     (moto's ETag would otherwise read the file back in 16 MiB blocks).
 
     The socket is read in this thread while another hashes and writes what was read:
@@ -177,7 +148,7 @@ def _spool(stream: IO[bytes]) -> FileSpan:
     is queued. Only writers free room, and they wait on the disk, never on a client, so a
     stalled client holds no room that others need.
     """
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key or part takes the file over
+    owner, out = ObjectFile.new()  # the new key or part takes the file over
     md5 = _moto("models").md5_hash()
     blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=SPOOL_AHEAD)
     failed: list[BaseException] = []
@@ -201,15 +172,17 @@ def _spool(stream: IO[bytes]) -> FileSpan:
             blocks.put(block)
     except BaseException:
         out.close()
+        owner.close()
         raise
     finally:
         blocks.put(None)
         writer.join()
     if failed:
         out.close()
+        owner.close()
         raise failed[0]
     out.flush()
-    span = FileSpan(out)
+    span = FileSpan(out, owner=owner)
     span.md5 = md5.hexdigest()
     return span
 
@@ -234,11 +207,13 @@ def _spooled_get_data(original: Any) -> Any:
 
 
 class _SpanFile:
-    """Where werkzeug's form parser writes a POST's file: an unnamed file whose whole read
+    """Where werkzeug's form parser writes a POST's file: a new object file whose whole read
     (moto's ``uploaded.stream.read()``) is a ``FileSpan`` instead of bytes."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the request
+        # The handle is closed with the request; the object file goes with its last holder.
+        self._owner: ObjectFile | None
+        self._owner, self._file = ObjectFile.new()
 
     def write(self, data: bytes) -> int:
         """Append bytes (the parser)."""
@@ -253,7 +228,9 @@ class _SpanFile:
         if size >= 0:
             return self._file.read(size)
         self._file.flush()
-        span = FileSpan(_reopen(self._file), self._file.tell())
+        start = self._file.tell()
+        owner, self._owner = (self._owner, None) if start == 0 else (None, self._owner)
+        span = FileSpan(_reopen(self._file), start, owner=owner)
         self._file.seek(0, os.SEEK_END)
         return span
 
@@ -286,12 +263,12 @@ def _complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any
         self.metadata.get("x-amz-checksum-algorithm"), self.metadata.get("x-amz-checksum-type")
     )
     checksums = PartsChecksum(builder.checksum_algorithm, builder.checksum_type)
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - the new key takes the file over
+    owner, out = ObjectFile.new()  # the new key takes the file over
     md5s = bytearray()
     for part in parts:
         md5s.extend(bytes.fromhex(part.etag.replace('"', "")))
         with part.lock:
-            span = FileSpan(_reopen(part._value_buffer))
+            span = FileSpan(_read_handle(part._value_buffer))
         for block in span:
             out.write(block)
             checksums.add(block)
@@ -302,7 +279,8 @@ def _complete(self: Any, body: Iterator[tuple[int, str]]) -> tuple[Any, str, Any
     self.parts.clear()
     full_etag = models.md5_hash()
     full_etag.update(bytes(md5s))
-    return FileSpan(out), f"{full_etag.hexdigest()}-{len(parts)}", checksums.build()
+    joined = FileSpan(out, owner=owner)
+    return joined, f"{full_etag.hexdigest()}-{len(parts)}", checksums.build()
 
 
 def _checked_parts(self: Any, body: Iterator[tuple[int, str]], models: Any) -> list[Any]:
@@ -323,7 +301,11 @@ def _lazy_get_object(original: Any) -> Any:
     def get_object(self: Any) -> Any:
         _lazy.active = True
         try:
-            return original(self)
+            for _ in range(VANISHED_LOOKUPS):
+                with contextlib.suppress(_Vanished):
+                    return original(self)
+            # Replaced as often as it was looked up: gone, as far as this GET can tell.
+            raise _moto("exceptions").MissingKey(key=self.parse_key_name())
         finally:
             _lazy.active = False
 
@@ -345,6 +327,11 @@ def check_moto() -> list[str]:
             "SpooledTemporaryFile" in key_init and "_value_buffer" in key_init
         ),
         "FakeKey.value is a property": isinstance(models.FakeKey.__dict__.get("value"), property),
+        "FakeKey.dispose closes _value_buffer (removes the object's file)": {
+            "_value_buffer",
+            "close",
+        }
+        <= set(models.FakeKey.dispose.__code__.co_names),
         "S3Response.get_object returns key.value": "value"
         in _unwrapped(responses.S3Response.get_object).__code__.co_names,
         "FakeMultipart.complete and set_part exist": hasattr(models.FakeMultipart, "complete")
