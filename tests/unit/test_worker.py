@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from hevcq.messages import JobResult
 from hevcq.objects import META_SOURCE_ETAG
 from hevcq.pools import Pool
 from hevcq.worker.loop import Verdict, Worker, WorkerConfig
-from hevcq.worker.runner import JobContext, JobSpec
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.fakes import (
     FakeLedger,
     FakePublisher,
@@ -632,3 +633,33 @@ def test_a_finished_job_keeps_the_seconds_of_its_steps(ledger, farm) -> None:
     item = present(rig.item())
     seconds = (item.download_s, item.probe_s, item.encode_s, item.verify_s, item.upload_s)
     assert seconds == (0.5, 0.1, 7.25, 0.2, 0.4)
+
+
+def test_a_scratch_disk_too_small_for_the_job_gives_it_back_without_spending_a_try(
+    ledger, farm, tmp_path, monkeypatch
+) -> None:
+    # The disk is the worker's, not the job's: a job another worker can run never reaches
+    # the dead-letter queue because this one is short of space, however often it is seen.
+    rig = make_rig(ledger, farm, ok)
+    rig.worker._runner = JobRunner(
+        rig.store, ffmpeg="ffmpeg", work_dir=tmp_path / "work", worker_id="w1",
+        stall_timeout_s=5,
+    )  # fmt: skip
+    monkeypatch.setattr(
+        "hevcq.worker.runner.shutil.disk_usage", lambda _p: shutil._ntuple_diskusage(1, 1, 0)
+    )
+    with capture_logs() as logs:
+        for _ in range(rig.pool.queue.max_attempts + 1):
+            msg = rig.queue.put(event(), receive_count=1, message_id="m-small")
+            assert rig.worker.handle(msg).verdict is Verdict.RELEASE
+            assert rig.queue.released[-1][1] > 0  # not straight back to this same worker
+    assert rig.queue.dead == []
+    item = rig.item()
+    assert (item.state, item.attempts) == ("queued", 0)
+    assert "scratch" in item.reason
+    assert "w1" in item.reason
+    assert rig.publisher.results == []
+    small = [e for e in logs if e["event"] == "scratch_too_small"]
+    assert len(small) == rig.pool.queue.max_attempts + 1
+    assert small[0]["log_level"] == "warning"
+    assert small[0]["need_mib"] > small[0]["have_mib"]

@@ -26,6 +26,7 @@ from hevcq.errors import (
     RetryableError,
     SupersededJob,
     WaitingForPrimary,
+    WorkerCannotRun,
     unclassified,
 )
 from hevcq.keys import done_key, keeps_source_ext
@@ -479,7 +480,7 @@ class Worker:
                     served = self._shared.serve(spec, writer, ctx.cancel, msg.receive_count)
                 result = served if served is not None else self._runner.run(spec, ctx)
         except Exception as exc:  # every failure is settled; see _settle_failure
-            return self._settle_failure(keeper, spec, exc, beat.failure)
+            return self._settle_failure(keeper, spec, exc, beat.failure, msg.receive_count)
         finally:
             done.set()
             watcher.join()
@@ -493,10 +494,13 @@ class Worker:
         spec: JobSpec,
         exc: Exception,
         beat_failure: InterruptedJob | None,
+        receive_count: int = 1,
     ) -> Settle:
         """Map a job's exception to its failure class and what happens to the message."""
         # Once the heartbeat lost the message or the lease, whatever the job raised while
         # being stopped is moot: the job belongs to someone else now.
+        if beat_failure is None and isinstance(exc, WorkerCannotRun):
+            return self._given_back(keeper, exc, retry_delay(receive_count))
         if beat_failure is not None or isinstance(exc, InterruptedJob):
             return self._interrupted(keeper, beat_failure or exc)  # type: ignore[arg-type]
         if isinstance(exc, FarmConfigError):  # not the job's fault: see _handle_safely
@@ -634,6 +638,17 @@ class Worker:
         log.warning("job_will_retry", failure_class=cls.value, reason=reason, delay_s=delay,
                     tries=tries, max_attempts=self.pool.queue.max_attempts)  # fmt: skip
         return Settle(Verdict.RELEASE, delay_s=delay, failure_class=cls, reason=reason)
+
+    def _given_back(self, keeper: LeaseKeeper, exc: WorkerCannotRun, delay_s: int) -> Settle:
+        """This worker cannot run the job: queued again for another, no try spent."""
+        try:
+            keeper.release(State.QUEUED, {"reason": str(exc)}, failed=False)
+        except InterruptedJob:
+            return LOST
+        # Hidden for a while (growing with its receives), so that another worker's receive,
+        # not this one's next poll, is likely to find it.
+        log.warning("job_given_back", reason=str(exc), delay_s=delay_s)
+        return Settle(Verdict.RELEASE, delay_s=delay_s, reason=str(exc))
 
     def _interrupted(self, keeper: LeaseKeeper, exc: InterruptedJob) -> Settle:
         if isinstance(exc, LostMessageError | LeaseLostError):

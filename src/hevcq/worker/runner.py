@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
@@ -136,13 +136,16 @@ def check_collision(existing: ObjectInfo | None, job: JobKey, output_key: str) -
         raise PermanentError(f"output {output_key} already holds the output of {owner}")
 
 
-def check_scratch(work_dir: Path, source_size: int) -> None:
-    """Refuse to start when the scratch disk cannot hold the job; the space may free up."""
+def check_scratch(work_dir: Path, source_size: int, worker_id: str = "this worker") -> None:
+    """Refuse to start when the scratch disk cannot hold the job: WorkerCannotRun, since the
+    disk is the worker's, not the job's (another worker, or this one later, may have room)."""
     free = shutil.disk_usage(work_dir).free
     need = int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
     if free < need:
-        raise RetryableError(
-            f"not enough scratch space: need {need // MiB} MiB, have {free // MiB}"
+        log.warning("scratch_too_small", work_dir=str(work_dir), need_mib=need // MiB,
+                    have_mib=free // MiB, reason="given back for another worker")  # fmt: skip
+        raise WorkerCannotRun(
+            f"not enough scratch space on {worker_id}: need {need // MiB} MiB, have {free // MiB}"
         )
 
 
@@ -249,7 +252,7 @@ class JobRunner:
                 reason="output already up to date",
             )  # fmt: skip
         self._work_dir.mkdir(parents=True, exist_ok=True)
-        check_scratch(self._work_dir, spec.source_size)
+        check_scratch(self._work_dir, spec.source_size, self._worker_id)
         scratch = Path(
             tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._work_dir)
         )
