@@ -663,3 +663,28 @@ def test_a_scratch_disk_too_small_for_the_job_gives_it_back_without_spending_a_t
     assert len(small) == rig.pool.queue.max_attempts + 1
     assert small[0]["log_level"] == "warning"
     assert small[0]["need_mib"] > small[0]["have_mib"]
+
+
+def test_a_source_deleted_between_claim_and_download_ends_with_a_result_the_client_hears(
+    ledger, farm, tmp_path
+) -> None:
+    rig = make_rig(ledger, farm, ok)
+    rig.worker._runner = JobRunner(
+        rig.store, ffmpeg="ffmpeg", work_dir=tmp_path / "work", worker_id="w1",
+        stall_timeout_s=5,
+    )  # fmt: skip
+    real_download = rig.store.download
+
+    def deleted_first(key, dest, **kw):
+        rig.store.delete(KEY)  # gone after the claim's HEAD, before the GET
+        return real_download(key, dest, **kw)
+
+    rig.store.download = deleted_first  # type: ignore[method-assign]
+    msg = rig.queue.put(event())
+    assert rig.worker.handle(msg).verdict is Verdict.ACK
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.queue.dead == []
+    (res,) = rig.publisher.results  # a waiting client hears of it
+    assert (res.outcome, res.reason, res.source_etag) == ("failed", "source deleted", "etag1")
+    item = rig.item()  # the dashboard and `status` read the same
+    assert (item.state, item.reason, item.attempts) == ("failed", "source deleted", 0)

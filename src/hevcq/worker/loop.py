@@ -61,6 +61,7 @@ from hevcq.worker.shared import SharedEncode
 log = structlog.get_logger()
 
 CLAIM_ROUNDS = 3  # claim, watch a holder, claim again: each round follows a change
+SOURCE_DELETED = "source deleted"  # the reason of a job whose source went away under it
 WATCH_LEASES = 3  # how long to wait on an older version's live holder, in its leases
 
 
@@ -501,6 +502,8 @@ class Worker:
         # being stopped is moot: the job belongs to someone else now.
         if beat_failure is None and isinstance(exc, WorkerCannotRun):
             return self._given_back(keeper, exc, retry_delay(receive_count))
+        if isinstance(beat_failure or exc, SupersededJob) and self._source_deleted(spec):
+            return self._ended_by_deletion(keeper, spec)
         if beat_failure is not None or isinstance(exc, InterruptedJob):
             return self._interrupted(keeper, beat_failure or exc)  # type: ignore[arg-type]
         if isinstance(exc, FarmConfigError):  # not the job's fault: see _handle_safely
@@ -638,6 +641,27 @@ class Worker:
         log.warning("job_will_retry", failure_class=cls.value, reason=reason, delay_s=delay,
                     tries=tries, max_attempts=self.pool.queue.max_attempts)  # fmt: skip
         return Settle(Verdict.RELEASE, delay_s=delay, failure_class=cls, reason=reason)
+
+    def _source_deleted(self, spec: JobSpec) -> bool:
+        """True when the source is gone (not replaced): no newer version will report."""
+        try:
+            return self._store.head(spec.job.key) is None
+        except HevcqError as exc:  # cannot tell: treat it as replaced, as before
+            log.warning("source_check_failed", error=str(exc)[:500])
+            return False
+
+    def _ended_by_deletion(self, keeper: LeaseKeeper, spec: JobSpec) -> Settle:
+        """The source was deleted under the job: recorded and published as failed, so that
+        a client waiting for this version settles it, and acknowledged (nothing to redo)."""
+        fields = {"failure_class": FailureClass.PERMANENT.value, "reason": SOURCE_DELETED}
+        if not self._settle_ledger(keeper, State.FAILED, fields):
+            return LOST
+        failure = self._failure_result(spec, FailureClass.PERMANENT, SOURCE_DELETED)
+        self._publisher.publish(failure)
+        self._emit_metrics(failure)
+        log.warning("job_failed", failure_class=FailureClass.PERMANENT.value,
+                    reason=SOURCE_DELETED)  # fmt: skip
+        return Settle(Verdict.ACK, failure_class=FailureClass.PERMANENT, reason=SOURCE_DELETED)
 
     def _given_back(self, keeper: LeaseKeeper, exc: WorkerCannotRun, delay_s: int) -> Settle:
         """This worker cannot run the job: queued again for another, no try spent."""
