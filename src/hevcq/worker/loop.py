@@ -466,6 +466,7 @@ class Worker:
             cancel=ctx.cancel,
             renew=renew,
             renew_every_s=min(keeper.renew_every_s, self.config.progress_every_s),
+            lease_deadline=keeper.expires_at,
             clock=self._clock,
             max_sleep_s=self.config.heartbeat_max_sleep_s,
         )
