@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +251,10 @@ class FaultProxy:
         self._clients: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self._timers: list[threading.Timer] = []
+        self._hold: Callable[[Request], bool] | None = None
+        self._let_go = threading.Event()
+        self.held = 0  # requests that matched a hold
+        self.held_answered = 0  # of those, answered since
 
     # -- control
     def set(self, service: str, mode: str) -> None:
@@ -263,6 +267,18 @@ class FaultProxy:
                 self._release.clear()
             elif "hang" not in self.modes.values():
                 self._release.set()
+
+    def hold(self, match: Callable[[Request], bool]) -> None:
+        """Keep requests that ``match`` unanswered until ``let_go`` (one write in flight)."""
+        with self._lock:
+            self._hold = match
+            self._let_go.clear()
+
+    def let_go(self) -> None:
+        """Forward the held requests, and hold no more."""
+        with self._lock:
+            self._hold = None
+            self._let_go.set()
 
     def reset(self) -> None:
         """Every service back to pass."""
@@ -326,6 +342,7 @@ class FaultProxy:
             t.cancel()
         self._closed.set()
         self._release.set()
+        self._let_go.set()
         self.refuse()
         self._thread.join(5)
 
@@ -383,6 +400,14 @@ class FaultProxy:
         with self._lock:
             mode = self.modes.get(svc, "pass")
             self.counts[(svc, mode)] = self.counts.get((svc, mode), 0) + 1
+            held = self._hold is not None and self._hold(req)
+            self.held += held
+        if held:
+            self._let_go.wait(MAX_HANG_S)
+            answer = self._forward(req)
+            with self._lock:
+                self.held_answered += 1
+            return answer
         if mode == "hang":
             self._release.wait(MAX_HANG_S)
             mode = "pass"

@@ -28,7 +28,7 @@ from hevcq.errors import (
 from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
 from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
-from hevcq.objects import META_SOURCE_ETAG
+from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.pools import Pool
 from hevcq.worker.loop import Verdict, Worker, WorkerConfig
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
@@ -688,3 +688,39 @@ def test_a_source_deleted_between_claim_and_download_ends_with_a_result_the_clie
     assert (res.outcome, res.reason, res.source_etag) == ("failed", "source deleted", "etag1")
     item = rig.item()  # the dashboard and `status` read the same
     assert (item.state, item.reason, item.attempts) == ("failed", "source deleted", 0)
+
+
+def skipped(spec: JobSpec, ctx: JobContext) -> JobResult:
+    return done_result(spec).model_copy(
+        update={"outcome": "skipped", "output_key": None, "reason": "already HEVC"}
+    )
+
+
+def not_a_video(spec: JobSpec, ctx: JobContext) -> JobResult:
+    raise PermanentError("not a media file: Invalid data")
+
+
+OUT = "DONE/hevc/trip/clip.mp4"
+
+
+@pytest.mark.parametrize("behaviour", [skipped, not_a_video])
+def test_a_version_without_an_output_removes_an_older_versions_output_the_ledger_never_recorded(
+    ledger, farm, behaviour
+) -> None:
+    # What a superseded holder's write in flight leaves: v1's output under DONE/, which
+    # the ledger never recorded (its holder let go without a record).
+    rig = make_rig(ledger, farm, behaviour)
+    rig.store.add(OUT, etag="out-v1", meta={META_SOURCE_KEY: KEY, META_SOURCE_ETAG: "etag1"})
+    rig.store.add(KEY, etag="etag2", size=6000)
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    assert rig.item().etag == "etag2"
+    assert OUT not in rig.store.objects
+
+
+def test_a_version_without_an_output_leaves_another_sources_output_alone(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, skipped)
+    other = {META_SOURCE_KEY: "TODO/trip/clip.mov", META_SOURCE_ETAG: "x"}
+    rig.store.add(OUT, etag="out-other", meta=other)
+    rig.worker.handle(rig.queue.put(event()))
+    assert rig.item().state == "skipped"
+    assert rig.store.objects[OUT].etag == "out-other"

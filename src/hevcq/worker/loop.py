@@ -45,7 +45,7 @@ from hevcq.ledger import (
 )
 from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.messages import JobResult, Outcome, Publisher
-from hevcq.objects import META_SOURCE_ETAG, ObjectStore
+from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY, ObjectStore
 from hevcq.pools import Pool
 from hevcq.queue import Queue, Received
 from hevcq.worker.fence import FencedWriter
@@ -531,7 +531,8 @@ class Worker:
         """On stop, give the job at most the grace period to finish; then cancel it.
 
         An encode that will finish within the grace is left to finish; an upload under way
-        gets the grace too, and is abandoned after it (the fenced commit makes that safe).
+        gets the grace too, and is then stopped: the job still waits for the write in flight
+        to end before it settles (``runner.until_cancelled``).
         """
         started = time.monotonic()
         # Wait on the job's own event so that a finished job releases the watcher at once
@@ -571,19 +572,21 @@ class Worker:
         return True
 
     def _drop_stale_output(self, keeper: LeaseKeeper, spec: JobSpec) -> dict[str, object]:
-        """A newer version ended without an output: an older version's output must go."""
+        """A newer version ended without an output: any older version's output must go,
+        the one the ledger recorded or one a superseded holder's write left since."""
         old = keeper.lease.output_etag
-        if not old:
-            return {}
+        cleared: dict[str, object] = {"output_key": None, "output_etag": None} if old else {}
         current = self._store.head(spec.output_key)
-        if current is None or current.etag != old:
-            return {"output_key": None, "output_etag": None}
-        if current.metadata.get(META_SOURCE_ETAG) != spec.job.etag:
-            keeper.check()
-            if self._store.delete_if(spec.output_key, old):
-                log.info("stale_output_removed", output_key=spec.output_key,
-                         reason="the source's newest version has no output")  # fmt: skip
-        return {"output_key": None, "output_etag": None}
+        if current is None or current.metadata.get(META_SOURCE_ETAG) == spec.job.etag:
+            return cleared
+        if current.etag != old and current.metadata.get(META_SOURCE_KEY) != spec.job.key:
+            return cleared  # another source's output (check_collision's case): never ours
+        keeper.check()
+        if self._store.delete_if(spec.output_key, current.etag):
+            log.info("stale_output_removed", output_key=spec.output_key,
+                     output_etag=current.etag, older_etag=current.metadata.get(META_SOURCE_ETAG),
+                     reason="the source's newest version has no output")  # fmt: skip
+        return cleared
 
     def _succeeded(
         self, keeper: LeaseKeeper, spec: JobSpec, result: JobResult, timings: dict[str, float]
