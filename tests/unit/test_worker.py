@@ -656,8 +656,8 @@ def test_a_scratch_disk_too_small_for_the_job_gives_it_back_without_spending_a_t
     assert rig.queue.dead == []
     item = rig.item()
     assert (item.state, item.attempts) == ("queued", 0)
-    assert "scratch" in item.reason
-    assert "w1" in item.reason
+    assert "scratch" in str(item.reason)
+    assert "w1" in str(item.reason)
     assert rig.publisher.results == []
     small = [e for e in logs if e["event"] == "scratch_too_small"]
     assert len(small) == rig.pool.queue.max_attempts + 1
