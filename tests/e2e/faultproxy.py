@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICES = ("s3", "sqs", "sns", "dynamodb")
-MODES = ("pass", "error", "throttle", "deny", "hang")
+MODES = ("pass", "error", "garbled", "throttle", "deny", "hang")
 HOST = "127.0.0.1"
 MAX_HANG_S = 120.0
 IO_TIMEOUT_S = 90.0  # above botocore's 70 s read timeout: the client gives up first
@@ -193,8 +193,15 @@ def _serialise(first: str, headers: list[tuple[str, str]], body: bytes) -> bytes
 
 
 def fault_response(req: Request, mode: str) -> bytes:
-    """The endpoint's own way of saying 500, throttled or denied, for this request's service."""
+    """The endpoint's own way of saying 500, throttled or denied, for this request's service;
+    ``garbled``: a 502 whose body is no service's error document (a proxy's plain text)."""
     svc = req.service()
+    if mode == "garbled":
+        text = b"upstream connect error or disconnect/reset before headers"
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))]
+        return _serialise(
+            "HTTP/1.1 502 Bad Gateway", headers, b"" if req.method == "HEAD" else text
+        )
     status, code = {
         ("error", "s3"): (500, "InternalError"),
         ("error", "sqs"): (500, "InternalError"),

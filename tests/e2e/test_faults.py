@@ -277,3 +277,24 @@ def test_a_source_deleted_between_claim_and_download_reaches_the_waiting_client(
     assert (item.state, item.reason) == ("failed", "source deleted")  # what the dashboard shows
     assert (d.visible, d.in_flight, d.dead_letters) == (0, 0, 0)
     assert_no_traceback(w)
+
+
+def test_a_publish_answered_by_an_unparsable_5xx_is_retried_at_once_without_a_traceback(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        farm.proxy.set("sns", "garbled")
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        key = "TODO/garbled answer.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert wait_for(lambda: farm.proxy.count("sns", "garbled") >= 1, 60)
+        farm.proxy.set("sns", "pass")
+        answered = time.monotonic()
+        assert col.wait(timeout_s=60)
+        late_s = time.monotonic() - answered
+        stop(w)
+    assert next(iter(col.results.values())).outcome == "done"
+    assert late_s < 20  # the publish itself was retried; the message did not go round again
+    assert not events(w, "message_handling_crashed")
+    assert_no_traceback(w)
