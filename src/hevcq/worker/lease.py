@@ -63,16 +63,25 @@ class LeaseKeeper:
             raise LeaseLostError(f"the lease could not be renewed for {self._lease.lease_s:.0f} s")
 
     def renew(self) -> None:
-        """Renew once; raises LeaseLostError, SupersededJob, or a transient error."""
-        with self._lock:
+        """Renew once; raises LeaseLostError, SupersededJob, or a transient error.
+
+        A renewal under way (the heartbeat's, hanging on a throttled ledger) is waited for
+        no longer than the lease lasts: then the lease is lost either way.
+        """
+        if not self._lock.acquire(timeout=max(0.0, self.expires_at() - self._clock())):
+            self._lost = True
+            raise LeaseLostError("the lease ran out while another renewal was under way")
+        try:
             self._ensure_held()
             started = self._clock()
             lease = self._ledger.renew(self._lease, dict(self.progress))
             self._ensure_held()  # an answer after the lease ran out proves nothing
             # Counted from the start: the write may have landed at any moment of the call.
             self._lease, self._renewed_at = lease, started
-            if lease.superseded_by:
-                raise SupersededJob(f"a newer version of {lease.job.key} was uploaded")
+        finally:
+            self._lock.release()
+        if lease.superseded_by:
+            raise SupersededJob(f"a newer version of {lease.job.key} was uploaded")
 
     check = renew
 
