@@ -82,6 +82,11 @@ class WaitingForPrimary(InterruptedJob):
         self.delay_s = delay_s
 
 
+class WorkerCannotRun(InterruptedJob):
+    """This worker cannot run the job (its scratch disk is too small for it): the job goes
+    back for another worker, and nothing of its retry budget is spent."""
+
+
 class CopySourceChanged(HevcqError):
     """The object a server-side copy was to be made from is gone or no longer that ETag."""
 

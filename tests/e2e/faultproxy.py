@@ -18,12 +18,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 SERVICES = ("s3", "sqs", "sns", "dynamodb")
-MODES = ("pass", "error", "throttle", "deny", "hang")
+MODES = ("pass", "error", "garbled", "throttle", "deny", "hang")
 HOST = "127.0.0.1"
 MAX_HANG_S = 120.0
 IO_TIMEOUT_S = 90.0  # above botocore's 70 s read timeout: the client gives up first
@@ -193,8 +193,15 @@ def _serialise(first: str, headers: list[tuple[str, str]], body: bytes) -> bytes
 
 
 def fault_response(req: Request, mode: str) -> bytes:
-    """The endpoint's own way of saying 500, throttled or denied, for this request's service."""
+    """The endpoint's own way of saying 500, throttled or denied, for this request's service;
+    ``garbled``: a 502 whose body is no service's error document (a proxy's plain text)."""
     svc = req.service()
+    if mode == "garbled":
+        text = b"upstream connect error or disconnect/reset before headers"
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))]
+        return _serialise(
+            "HTTP/1.1 502 Bad Gateway", headers, b"" if req.method == "HEAD" else text
+        )
     status, code = {
         ("error", "s3"): (500, "InternalError"),
         ("error", "sqs"): (500, "InternalError"),
@@ -251,6 +258,10 @@ class FaultProxy:
         self._clients: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self._timers: list[threading.Timer] = []
+        self._hold: Callable[[Request], bool] | None = None
+        self._let_go = threading.Event()
+        self.held = 0  # requests that matched a hold
+        self.held_answered = 0  # of those, answered since
 
     # -- control
     def set(self, service: str, mode: str) -> None:
@@ -263,6 +274,18 @@ class FaultProxy:
                 self._release.clear()
             elif "hang" not in self.modes.values():
                 self._release.set()
+
+    def hold(self, match: Callable[[Request], bool]) -> None:
+        """Keep requests that ``match`` unanswered until ``let_go`` (one write in flight)."""
+        with self._lock:
+            self._hold = match
+            self._let_go.clear()
+
+    def let_go(self) -> None:
+        """Forward the held requests, and hold no more."""
+        with self._lock:
+            self._hold = None
+            self._let_go.set()
 
     def reset(self) -> None:
         """Every service back to pass."""
@@ -326,6 +349,7 @@ class FaultProxy:
             t.cancel()
         self._closed.set()
         self._release.set()
+        self._let_go.set()
         self.refuse()
         self._thread.join(5)
 
@@ -383,6 +407,14 @@ class FaultProxy:
         with self._lock:
             mode = self.modes.get(svc, "pass")
             self.counts[(svc, mode)] = self.counts.get((svc, mode), 0) + 1
+            held = self._hold is not None and self._hold(req)
+            self.held += held
+        if held:
+            self._let_go.wait(MAX_HANG_S)
+            answer = self._forward(req)
+            with self._lock:
+                self.held_answered += 1
+            return answer
         if mode == "hang":
             self._release.wait(MAX_HANG_S)
             mode = "pass"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hevcq import ops
+from hevcq.aws.ledger import DynamoLedger
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import (
     ProxiedFarm,
@@ -252,3 +253,48 @@ def test_settle_lines_name_the_message_key_pool_and_source_version(
     assert settled[good]["verdict"] == "ack"
     assert settled[bad]["verdict"] == "dead"
     assert dead["message_id"] == settled[bad]["message_id"]
+
+
+def test_a_source_deleted_between_claim_and_download_reaches_the_waiting_client(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        key = "TODO/deleted under the job.mp4"
+        farm.proxy.hold(lambda r: r.method == "GET" and "/TODO/" in r.target)
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert wait_for(lambda: farm.proxy.held >= 1, 60)  # claimed, downloading
+        farm.clients.s3.delete_object(Bucket=farm.refs.bucket, Key=key)
+        farm.proxy.let_go()
+        assert col.wait(timeout_s=60)
+        (result,) = col.results.values()
+        item = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table).get(key, "hevc")
+        d = depth(farm)
+        stop(w)
+    assert (result.outcome, result.reason) == ("failed", "source deleted")
+    assert item is not None
+    assert (item.state, item.reason) == ("failed", "source deleted")  # what the dashboard shows
+    assert (d.visible, d.in_flight, d.dead_letters) == (0, 0, 0)
+    assert_no_traceback(w)
+
+
+def test_a_publish_answered_by_an_unparsable_5xx_is_retried_at_once_without_a_traceback(
+    tmp_path: Path, tiny_clip: Path
+) -> None:
+    with proxied_stack(tmp_path, pool_dir(tmp_path)) as farm:
+        farm.proxy.set("sns", "garbled")
+        w = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        key = "TODO/garbled answer.mp4"
+        put(farm, key, tiny_clip.read_bytes())
+        col = collector(farm, [key])
+        assert wait_for(lambda: farm.proxy.count("sns", "garbled") >= 1, 60)
+        farm.proxy.set("sns", "pass")
+        answered = time.monotonic()
+        assert col.wait(timeout_s=60)
+        late_s = time.monotonic() - answered
+        stop(w)
+    assert next(iter(col.results.values())).outcome == "done"
+    assert late_s < 20  # the publish itself was retried; the message did not go round again
+    assert not events(w, "message_handling_crashed")
+    assert_no_traceback(w)

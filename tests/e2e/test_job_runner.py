@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import PHASES, JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
@@ -126,6 +126,6 @@ def test_scratch_is_removed_and_nothing_uploaded_when_cancelled(tmp_path, pool, 
 
 
 def test_not_enough_scratch_space_is_retryable(tmp_path) -> None:
-    with pytest.raises(RetryableError, match="not enough scratch space"):
+    with pytest.raises(WorkerCannotRun, match="not enough scratch space"):
         check_scratch(tmp_path, source_size=10**18)
     check_scratch(tmp_path, source_size=1000)  # a small job fits

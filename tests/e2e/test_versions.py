@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,15 @@ from hevcq.aws.s3 import S3Store
 from hevcq.ledger import LedgerItem
 from hevcq.media.samples import make_clip
 from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo
-from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
+from tests.e2e.farmkit import (
+    WorkerProc,
+    count_events,
+    pool_dir,
+    proxied_stack,
+    slow_ffmpeg,
+    stack,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +120,40 @@ def test_a_paused_worker_that_resumes_after_a_takeover_changes_nothing(
     assert count_events([paused.log], "job_finished") == {}
     assert count_events([paused.log], "result_published") == {}
     assert sum(count_events([taker.log], "job_taken_over").values()) == 1
+
+
+def state_of(ledger: DynamoLedger) -> tuple[str, str] | None:
+    item = ledger.get(KEY, "hevc")
+    return (item.state, item.etag) if item else None
+
+
+def test_a_superseded_upload_in_flight_never_outlives_the_newer_version_that_has_no_output(
+    tmp_path: Path, clips: tuple[bytes, bytes]
+) -> None:
+    # v1's output write is held in flight (the proxy answers it only when told) while v2,
+    # which is not a video, arrives: v2 fails without an output, and DONE/ must not end up
+    # offering v1's encode whichever of the two writes and the settle comes first.
+    v1, _ = clips
+    with proxied_stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=10)) as farm:
+        farm.proxy.hold(lambda r: r.method == "PUT" and "/DONE/" in r.target)
+        a = WorkerProc(farm, "hevc", tmp_path / "a.log", lease_s=10)
+        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+        put(farm, v1)
+        assert wait_for(lambda: farm.proxy.held == 1, 60)  # A's output is on its way
+        b = WorkerProc(farm, "hevc", tmp_path / "b.log", lease_s=10)
+        assert wait_for(lambda: any(e["event"] == "worker_started" for e in b.events()), 30)
+        e2 = put(farm, b"not a video at all")
+        assert wait_for(
+            lambda: any(e["event"] == "heartbeat_lease_lost" for e in a.events()), 30
+        )  # A has seen the supersession while its write is still in flight
+        time.sleep(1)
+        farm.proxy.let_go()
+        assert wait_for(lambda: farm.proxy.held_answered == 1, 30)
+        assert wait_for(lambda: state_of(ledger) == ("failed", e2), 60)
+        time.sleep(1)  # anything still on its way lands now
+        assert S3Store(farm.clients.s3, farm.refs.bucket).head(OUT) is None
+        stop(a, b)
+    assert count_events([a.log], "upload_ended_after_stop") == {KEY: 1}  # waited for it
+    assert count_events([a.log], "job_superseded") == {KEY: 1}
+    assert count_events([b.log], "stale_output_removed") == {KEY: 1}
+    assert count_events([b.log], "job_failed") == {KEY: 1}

@@ -8,10 +8,20 @@ from typing import Any, cast
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.parsers import ResponseParserError
 
 from hevcq.aws.clients import classify
 from hevcq.aws.s3 import S3Store
+from hevcq.aws.sns import SnsPublisher
 from hevcq.errors import FarmConfigError, PermanentError, RetryableError
+from hevcq.messages import JobResult
+
+# What botocore raises for a 5xx whose body is not the service's error document (a load
+# balancer's HTML page, a truncated answer).
+UNPARSABLE_5XX = ResponseParserError(
+    "Unable to parse response (syntax error: line 1, column 0), invalid XML received. "
+    "Further retries may succeed:\nb'<html><body>502 Bad Gateway</body></html>'"
+)
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -35,6 +45,7 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("InternalError", 500), RetryableError),
         (EndpointConnectionError(endpoint_url="http://x"), RetryableError),
         (S3UploadFailedError("Failed to upload: 503"), RetryableError),
+        (UNPARSABLE_5XX, RetryableError),
         (client_error("NoSuchKey", 404), PermanentError),
         (client_error("ValidationException", 400), PermanentError),
         (client_error("AccessDenied", 403), FarmConfigError),
@@ -92,3 +103,28 @@ def test_persistent_failures_surface_as_retryable(tmp_path: Path, monkeypatch) -
     with pytest.raises(RetryableError):
         S3Store(s3, "b").upload(src, "DONE/hevc/f.mp4", {})  # type: ignore[arg-type]
     assert s3.uploads == 4
+
+
+class GarbledSns:
+    """An SNS client whose answers cannot be parsed a given number of times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def publish(self, **kw: object) -> dict[str, str]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise UNPARSABLE_5XX
+        return {"MessageId": "m"}
+
+
+def test_a_publish_answered_by_an_unparsable_5xx_is_retried(monkeypatch) -> None:
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    sns = GarbledSns(failures=2)
+    result = JobResult(
+        job_id="j", pool="hevc", bucket="b", source_key="TODO/a.mp4", outcome="skipped",
+        settings_hash="h", worker="w",
+    )  # fmt: skip
+    SnsPublisher(sns, "arn:topic").publish(result)  # type: ignore[arg-type]
+    assert sns.calls == 3

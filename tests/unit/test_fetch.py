@@ -251,6 +251,18 @@ def test_farm_failures_are_recorded_with_their_reason(lib: Lib) -> None:
     assert lib.state.decisions("a.mp4")["1080p"].reason == "ffmpeg exited 1"
 
 
+def test_a_source_deleted_under_its_job_is_settled_as_failed_though_the_source_is_gone(
+    lib: Lib,
+) -> None:
+    lib.objects.delete("TODO/a.mp4")  # what the worker found: no object to HEAD any more
+    r = lib.result("hevc", "failed", reason="source deleted", failure_class="permanent")
+    f = lib.fetcher()
+    assert f.owns(r)  # the catalog remembers the upload; the object is not needed
+    got = f.process(r)
+    assert (got.action, got.reason) == ("failed", "source deleted")
+    assert lib.state.decisions("a.mp4")["hevc"].reason == "source deleted"
+
+
 # --- S3 clean-up ----------------------------------------------------------------------------
 
 

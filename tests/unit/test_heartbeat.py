@@ -9,9 +9,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from hevcq.errors import LostMessageError
-from hevcq.ledger import LeaseLostError
+from hevcq.ledger import JobKey, Lease, LeaseLostError
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 from hevcq.worker.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
+from hevcq.worker.lease import LeaseKeeper
 
 T = 120  # queue visibility timeout
 BUDGET = MAX_VISIBILITY_TIMEOUT_S
@@ -170,3 +171,47 @@ def test_the_schedule_ignores_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) 
     assert len(renewals) == 20
     assert len(extensions) >= 4
     assert hb.failure is None
+
+
+class ThrottledLedger:
+    """A ledger whose second renewal blocks (DynamoDB throttling with botocore's back-off)
+    until ``unblock`` is set."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.blocked = threading.Event()
+        self.unblock = threading.Event()
+
+    def renew(self, lease: Lease, progress: object = None) -> Lease:
+        self.calls += 1
+        if self.calls == 2:
+            self.blocked.set()
+            self.unblock.wait(10)
+        return Lease(lease.job, lease.worker, f"r{self.calls + 1}", lease.lease_s)
+
+
+def test_a_blocked_renewal_neither_holds_up_the_extension_nor_outlives_the_lease() -> None:
+    ledger, cancel, extensions = ThrottledLedger(), threading.Event(), list[float]()
+    job = JobKey("TODO/a.mp4", "hevc", "e1", "h")
+    keeper = LeaseKeeper(ledger, Lease(job, "w1", "r1", 1.5))  # type: ignore[arg-type]
+    hb = Heartbeat(
+        extend=lambda _t: extensions.append(time.monotonic()), received_at=time.monotonic(),
+        timeout_s=2, step_s=2, cancel=cancel, renew=keeper.renew, renew_every_s=0.2,
+        lease_deadline=keeper.expires_at, max_sleep_s=0.05,
+    )  # fmt: skip
+    try:
+        with hb:
+            assert ledger.blocked.wait(5)
+            blocked_at = time.monotonic()
+            # The job is stopped once the lease runs out, while the renewal still hangs ...
+            assert cancel.wait(5)
+            assert isinstance(hb.failure, LeaseLostError)
+            assert time.monotonic() - blocked_at < 1.5 + 0.5
+            assert not ledger.unblock.is_set()
+            # ... and the queue's extension went on meanwhile.
+            assert len([t for t in extensions if t > blocked_at]) >= 1
+            ledger.unblock.set()
+    finally:
+        ledger.unblock.set()
+    with pytest.raises(LeaseLostError):  # the late answer does not revive the lease
+        keeper.check()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -163,3 +164,38 @@ def test_keeper_stops_a_superseded_job_but_keeps_its_lease_to_release_it() -> No
     with pytest.raises(SupersededJob):
         keeper.check()
     assert keeper.lease.rvn == "r9"
+
+
+def test_a_check_before_a_commit_waits_for_a_hanging_renewal_no_longer_than_the_lease() -> None:
+    class Hanging(StubLedger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered, self.answer = threading.Event(), threading.Event()
+
+        def renew(self, lease: Lease, progress: object = None) -> Lease:
+            self.entered.set()
+            self.answer.wait(10)
+            return super().renew(lease, progress)
+
+    ledger = Hanging()
+    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 0.5))  # type: ignore[arg-type]
+    late: list[BaseException] = []
+
+    def heartbeats_renewal() -> None:
+        try:
+            keeper.renew()
+        except LeaseLostError as exc:  # its answer came after the lease ran out
+            late.append(exc)
+
+    heartbeat = threading.Thread(target=heartbeats_renewal)
+    heartbeat.start()
+    try:
+        assert ledger.entered.wait(5)
+        started = time.monotonic()
+        with pytest.raises(LeaseLostError):
+            keeper.check()  # the job's own renewal, right before its write
+        assert time.monotonic() - started < 1.0
+    finally:
+        ledger.answer.set()
+        heartbeat.join(5)
+    assert len(late) == 1

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 import hevcq.worker.runner
 from hevcq.errors import InterruptedJob
@@ -33,18 +34,39 @@ def test_folders_of_dead_workers_are_swept_and_live_ones_kept(tmp_path: Path) ->
     assert other.is_dir()
 
 
-def test_a_stop_abandons_an_upload_that_outlasts_it() -> None:
-    cancel, release = threading.Event(), threading.Event()
+def test_a_stop_waits_for_the_write_in_flight_before_the_job_settles() -> None:
+    # A job settled while its write is on its way lets that write land after the newer
+    # version of its source ended without an output.
+    cancel, ended = threading.Event(), threading.Event()
 
     def slow_upload() -> ObjectInfo:
+        time.sleep(0.6)
+        ended.set()
+        return ObjectInfo("k", 1, "e")
+
+    threading.Timer(0.1, cancel.set).start()
+    with capture_logs() as logs, pytest.raises(InterruptedJob):
+        until_cancelled(slow_upload, cancel)
+    assert ended.is_set()
+    assert [e["event"] for e in logs] == ["upload_ended_after_stop"]
+
+
+def test_a_stop_abandons_an_upload_that_outlasts_the_drain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hevcq.worker.runner, "COMMIT_DRAIN_S", 0.3)
+    cancel, release = threading.Event(), threading.Event()
+
+    def hung_upload() -> ObjectInfo:
         release.wait(10)
         return ObjectInfo("k", 1, "e")
 
     threading.Timer(0.2, cancel.set).start()
     started = time.monotonic()
-    with pytest.raises(InterruptedJob):
-        until_cancelled(slow_upload, cancel)
+    with capture_logs() as logs, pytest.raises(InterruptedJob):
+        until_cancelled(hung_upload, cancel)
     assert time.monotonic() - started < 2
+    assert [e["event"] for e in logs] == ["upload_abandoned"]
     release.set()
 
 

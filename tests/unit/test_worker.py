@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -27,10 +28,10 @@ from hevcq.errors import (
 from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
 from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
-from hevcq.objects import META_SOURCE_ETAG
+from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.pools import Pool
 from hevcq.worker.loop import Verdict, Worker, WorkerConfig
-from hevcq.worker.runner import JobContext, JobSpec
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.fakes import (
     FakeLedger,
     FakePublisher,
@@ -632,3 +633,94 @@ def test_a_finished_job_keeps_the_seconds_of_its_steps(ledger, farm) -> None:
     item = present(rig.item())
     seconds = (item.download_s, item.probe_s, item.encode_s, item.verify_s, item.upload_s)
     assert seconds == (0.5, 0.1, 7.25, 0.2, 0.4)
+
+
+def test_a_scratch_disk_too_small_for_the_job_gives_it_back_without_spending_a_try(
+    ledger, farm, tmp_path, monkeypatch
+) -> None:
+    # The disk is the worker's, not the job's: a job another worker can run never reaches
+    # the dead-letter queue because this one is short of space, however often it is seen.
+    rig = make_rig(ledger, farm, ok)
+    rig.worker._runner = JobRunner(
+        rig.store, ffmpeg="ffmpeg", work_dir=tmp_path / "work", worker_id="w1",
+        stall_timeout_s=5,
+    )  # fmt: skip
+    monkeypatch.setattr(
+        "hevcq.worker.runner.shutil.disk_usage", lambda _p: shutil._ntuple_diskusage(1, 1, 0)
+    )
+    with capture_logs() as logs:
+        for _ in range(rig.pool.queue.max_attempts + 1):
+            msg = rig.queue.put(event(), receive_count=1, message_id="m-small")
+            assert rig.worker.handle(msg).verdict is Verdict.RELEASE
+            assert rig.queue.released[-1][1] > 0  # not straight back to this same worker
+    assert rig.queue.dead == []
+    item = rig.item()
+    assert (item.state, item.attempts) == ("queued", 0)
+    assert "scratch" in str(item.reason)
+    assert "w1" in str(item.reason)
+    assert rig.publisher.results == []
+    small = [e for e in logs if e["event"] == "scratch_too_small"]
+    assert len(small) == rig.pool.queue.max_attempts + 1
+    assert small[0]["log_level"] == "warning"
+    assert small[0]["need_mib"] > small[0]["have_mib"]
+
+
+def test_a_source_deleted_between_claim_and_download_ends_with_a_result_the_client_hears(
+    ledger, farm, tmp_path
+) -> None:
+    rig = make_rig(ledger, farm, ok)
+    rig.worker._runner = JobRunner(
+        rig.store, ffmpeg="ffmpeg", work_dir=tmp_path / "work", worker_id="w1",
+        stall_timeout_s=5,
+    )  # fmt: skip
+    real_download = rig.store.download
+
+    def deleted_first(key, dest, **kw):
+        rig.store.delete(KEY)  # gone after the claim's HEAD, before the GET
+        return real_download(key, dest, **kw)
+
+    rig.store.download = deleted_first  # type: ignore[method-assign]
+    msg = rig.queue.put(event())
+    assert rig.worker.handle(msg).verdict is Verdict.ACK
+    assert rig.queue.settled(msg) == "deleted"
+    assert rig.queue.dead == []
+    (res,) = rig.publisher.results  # a waiting client hears of it
+    assert (res.outcome, res.reason, res.source_etag) == ("failed", "source deleted", "etag1")
+    item = rig.item()  # the dashboard and `status` read the same
+    assert (item.state, item.reason, item.attempts) == ("failed", "source deleted", 0)
+
+
+def skipped(spec: JobSpec, ctx: JobContext) -> JobResult:
+    return done_result(spec).model_copy(
+        update={"outcome": "skipped", "output_key": None, "reason": "already HEVC"}
+    )
+
+
+def not_a_video(spec: JobSpec, ctx: JobContext) -> JobResult:
+    raise PermanentError("not a media file: Invalid data")
+
+
+OUT = "DONE/hevc/trip/clip.mp4"
+
+
+@pytest.mark.parametrize("behaviour", [skipped, not_a_video])
+def test_a_version_without_an_output_removes_an_older_versions_output_the_ledger_never_recorded(
+    ledger, farm, behaviour
+) -> None:
+    # What a superseded holder's write in flight leaves: v1's output under DONE/, which
+    # the ledger never recorded (its holder let go without a record).
+    rig = make_rig(ledger, farm, behaviour)
+    rig.store.add(OUT, etag="out-v1", meta={META_SOURCE_KEY: KEY, META_SOURCE_ETAG: "etag1"})
+    rig.store.add(KEY, etag="etag2", size=6000)
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    assert rig.item().etag == "etag2"
+    assert OUT not in rig.store.objects
+
+
+def test_a_version_without_an_output_leaves_another_sources_output_alone(ledger, farm) -> None:
+    rig = make_rig(ledger, farm, skipped)
+    other = {META_SOURCE_KEY: "TODO/trip/clip.mov", META_SOURCE_ETAG: "x"}
+    rig.store.add(OUT, etag="out-other", meta=other)
+    rig.worker.handle(rig.queue.put(event()))
+    assert rig.item().state == "skipped"
+    assert rig.store.objects[OUT].etag == "out-other"

@@ -13,6 +13,7 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
+from botocore.parsers import ResponseParserError
 
 from hevcq.errors import FarmConfigError, PermanentError, RetryableError
 
@@ -64,7 +65,7 @@ HTTP_FORBIDDEN = 403  # S3 answers HEAD requests without a body, so only the sta
 _WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
 # What a boto3 call raises when AWS refuses or cannot be reached, for callers above this
 # package that catch it without importing botocore.
-AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, ResponseParserError)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,11 @@ def classify(exc: BaseException, what: str) -> Exception:
         return _classify_client_error(exc, what)
     if isinstance(exc, ConnectionError | BotoCoreError | OSError):
         return RetryableError(f"{what}: {exc}")
+    if isinstance(exc, ResponseParserError):
+        # A 5xx whose body is not the service's error document (a proxy's or load
+        # balancer's page, a cut-off answer): botocore cannot read it, and it is a fault of
+        # the path to AWS like any other 5xx. botocore's own text carries the body's start.
+        return RetryableError(f"{what}: unreadable answer: {str(exc)[:300]}")
     if isinstance(exc, S3UploadFailedError):  # s3transfer wraps the ClientError in text only
         m = _WRAPPED_CODE.search(str(exc))
         if m and m.group(1) in FARM_CONFIG_CODES:

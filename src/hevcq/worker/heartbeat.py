@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import structlog
 
 from hevcq.errors import InterruptedJob, LostMessageError
+from hevcq.ledger import LeaseLostError
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 
 log = structlog.get_logger()
@@ -69,12 +70,15 @@ def next_action(
 class Heartbeat:
     """Keeps a running job's message invisible and its ledger lease alive.
 
-    Two duties on one schedule, both on the monotonic clock (a wall-clock step changes
-    nothing): ``extend`` on the ``next_action`` schedule, and ``renew`` every
-    ``renew_every_s``. A lost receipt, a lost or superseded lease, or an exhausted budget
-    sets ``cancel`` (with ``failure``) so the job stops; the job code never sees the queue.
-    Any other error is transient: logged once when it starts and once when it ends, and
-    retried. No exception ends the thread.
+    Two duties, each in a thread of its own so that neither waits on the other (a renewal
+    held up by a throttled ledger must not stop the queue's extensions), both on the
+    monotonic clock (a wall-clock step changes nothing): ``extend`` on the ``next_action``
+    schedule, and ``renew`` every ``renew_every_s``. ``lease_deadline`` says when the lease
+    runs out unless renewed; the visibility thread stops the job then, even while a renewal
+    still hangs, since a watcher may take the job over from that moment. A lost receipt, a
+    lost or superseded lease, or an exhausted budget sets ``cancel`` (with ``failure``) so
+    the job stops; the job code never sees the queue. Any other error is transient: logged
+    once when it starts and once when it ends, and retried. No exception ends a thread.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class Heartbeat:
         cancel: threading.Event,
         renew: Callable[[], None] | None = None,
         renew_every_s: float = 30.0,
+        lease_deadline: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         budget_s: int = MAX_VISIBILITY_TIMEOUT_S,
         max_sleep_s: float = 5.0,
@@ -95,6 +100,7 @@ class Heartbeat:
         self._extend = extend
         self._renew = renew
         self._renew_every_s = renew_every_s
+        self._lease_deadline = lease_deadline
         self._max_sleep_s = max_sleep_s
         self._retry_s = retry_s
         self._received_at = received_at
@@ -107,22 +113,35 @@ class Heartbeat:
         self._next_renew = clock() + renew_every_s
         self._next_extend = 0.0
         self._troubled: set[str] = set()
+        self._fail_lock = threading.Lock()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(self._visibility_step,),
+                             name="heartbeat-visibility", daemon=True),
+            threading.Thread(target=self._run, args=(self._lease,),
+                             name="heartbeat-lease", daemon=True),
+        ]  # fmt: skip
         self.failure: InterruptedJob | None = None
         self.extensions = 0
         self.renewals = 0
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stopped.set()
-        self._thread.join()
+        self._threads[0].join()
+        # A renewal may hang on the ledger (its client's own retries); the job does not
+        # wait for it: the lease keeper refuses whatever comes after an expired lease.
+        self._threads[1].join(self._max_sleep_s)
 
     def _fail(self, failure: InterruptedJob, event: str, **kw: object) -> None:
-        self.failure = failure
+        with self._fail_lock:
+            if self.failure is not None:  # the first failure is the job's
+                return
+            self.failure = failure
         log.warning(event, **kw)
         self._cancel.set()
 
@@ -135,6 +154,20 @@ class Heartbeat:
         if duty in self._troubled:
             self._troubled.discard(duty)
             log.info(f"heartbeat_{duty}_recovered")
+
+    def _visibility_step(self, now: float) -> float | None:
+        """The visibility duty and the lease's deadline; when next due, or None when finished."""
+        due = self._visibility(now)
+        if due is None or self._lease_deadline is None:
+            return due
+        deadline = self._lease_deadline()
+        if now >= deadline:
+            self._fail(
+                LeaseLostError("the lease ran out before a renewal went through"),
+                "heartbeat_lease_expired",
+            )
+            return None
+        return min(due, deadline)
 
     def _visibility(self, now: float) -> float | None:
         """The visibility duty; returns when it is next due, or None when finished."""
@@ -171,7 +204,7 @@ class Heartbeat:
     def _lease(self, now: float) -> float | None:
         """The renewal duty; returns when it is next due, or None when finished."""
         if self._renew is None:
-            return float("inf")
+            return None
         if now < self._next_renew:
             return self._next_renew
         try:
@@ -189,23 +222,22 @@ class Heartbeat:
         return self._next_renew
 
     def tick(self) -> float | None:
-        """One step of the schedule; returns seconds to sleep, or None when finished."""
-        now = self._clock()
-        due_extend = self._visibility(now)
+        """One step of both duties in turn; seconds to sleep, or None when finished."""
+        due_extend = self._visibility_step(self._clock())
         if due_extend is None:
             return None
-        due_renew = self._lease(self._clock())
+        due_renew = self._lease(self._clock()) if self._renew is not None else float("inf")
         if due_renew is None:
             return None
         return max(0.0, min(due_extend, due_renew) - self._clock())
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
+    def _run(self, duty: Callable[[float], float | None]) -> None:
+        while not self._stopped.is_set() and self.failure is None:
             try:
-                delay = self.tick()
+                due = duty(self._clock())
             except Exception as exc:  # a bug here must not leave the job unprotected silently
                 log.exception("heartbeat_crashed", error=str(exc))
-                delay = self._retry_s
-            if delay is None:
+                due = self._clock() + self._retry_s
+            if due is None:
                 return
-            self._stopped.wait(min(delay, self._max_sleep_s))
+            self._stopped.wait(min(max(0.0, due - self._clock()), self._max_sleep_s))

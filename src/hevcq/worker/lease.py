@@ -26,8 +26,9 @@ class LeaseKeeper:
     """The holder's current lease, shared by the heartbeat thread and the job's thread.
 
     ``renew`` is the heartbeat's proof of life; ``check`` renews at once (before a commit).
-    A lease that could not be renewed for a whole ``lease_s`` on our own clock is treated as
-    lost: a taker may have seen it stale by then.
+    A lease that could not be renewed for a whole ``lease_s`` on our own clock, counted
+    from the start of the last renewal that went through, is lost for good: a taker may
+    have seen it stale by then, so even a renewal that answers late does not revive it.
     """
 
     def __init__(
@@ -36,43 +37,66 @@ class LeaseKeeper:
         self._ledger = ledger
         self._lease = lease
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one ledger write at a time: each names the last rvn
         self._renewed_at = clock()
+        self._lost = False
         self.progress: dict[str, float] = {}
 
     @property
     def lease(self) -> Lease:
-        """The lease as last written."""
-        with self._lock:
-            return self._lease
+        """The lease as last written (read without waiting on a renewal under way)."""
+        return self._lease
 
     @property
     def renew_every_s(self) -> float:
         """How often the holder renews."""
         return self._lease.lease_s / RENEWALS_PER_LEASE
 
+    def expires_at(self) -> float:
+        """When the lease runs out on our clock unless a renewal goes through first."""
+        return self._renewed_at + self._lease.lease_s
+
+    def _ensure_held(self) -> None:
+        if not self._lost and self._clock() >= self.expires_at():
+            self._lost = True
+        if self._lost:
+            raise LeaseLostError(f"the lease could not be renewed for {self._lease.lease_s:.0f} s")
+
     def renew(self) -> None:
-        """Renew once; raises LeaseLostError, SupersededJob, or a transient error."""
-        with self._lock:
-            if self._clock() - self._renewed_at >= self._lease.lease_s:
-                raise LeaseLostError(
-                    f"the lease could not be renewed for {self._lease.lease_s:.0f} s"
-                )
-            self._lease = self._ledger.renew(self._lease, dict(self.progress))
-            self._renewed_at = self._clock()
-            if self._lease.superseded_by:
-                raise SupersededJob(f"a newer version of {self._lease.job.key} was uploaded")
+        """Renew once; raises LeaseLostError, SupersededJob, or a transient error.
+
+        A renewal under way (the heartbeat's, hanging on a throttled ledger) is waited for
+        no longer than the lease lasts: then the lease is lost either way.
+        """
+        if not self._lock.acquire(timeout=max(0.0, self.expires_at() - self._clock())):
+            self._lost = True
+            raise LeaseLostError("the lease ran out while another renewal was under way")
+        try:
+            self._ensure_held()
+            started = self._clock()
+            lease = self._ledger.renew(self._lease, dict(self.progress))
+            self._ensure_held()  # an answer after the lease ran out proves nothing
+            # Counted from the start: the write may have landed at any moment of the call.
+            self._lease, self._renewed_at = lease, started
+        finally:
+            self._lock.release()
+        if lease.superseded_by:
+            raise SupersededJob(f"a newer version of {lease.job.key} was uploaded")
 
     check = renew
 
     def finish(self, state: State, fields: Mapping[str, object]) -> None:
         """Record the final state under the lease."""
         with self._lock:
+            if self._lost:
+                raise LeaseLostError("the lease ran out before the job's record")
             self._ledger.finish(self._lease, state, fields)
 
     def release(self, state: State, fields: Mapping[str, object], *, failed: bool) -> None:
         """Give the job back under the lease."""
         with self._lock:
+            if self._lost:
+                raise LeaseLostError("the lease ran out before the job was given back")
             self._ledger.release(self._lease, state, fields, failed=failed)
 
 

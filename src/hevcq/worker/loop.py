@@ -26,6 +26,7 @@ from hevcq.errors import (
     RetryableError,
     SupersededJob,
     WaitingForPrimary,
+    WorkerCannotRun,
     unclassified,
 )
 from hevcq.keys import done_key, keeps_source_ext
@@ -44,7 +45,7 @@ from hevcq.ledger import (
 )
 from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.messages import JobResult, Outcome, Publisher
-from hevcq.objects import META_SOURCE_ETAG, ObjectStore
+from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY, ObjectStore
 from hevcq.pools import Pool
 from hevcq.queue import Queue, Received
 from hevcq.worker.fence import FencedWriter
@@ -60,6 +61,7 @@ from hevcq.worker.shared import SharedEncode
 log = structlog.get_logger()
 
 CLAIM_ROUNDS = 3  # claim, watch a holder, claim again: each round follows a change
+SOURCE_DELETED = "source deleted"  # the reason of a job whose source went away under it
 WATCH_LEASES = 3  # how long to wait on an older version's live holder, in its leases
 
 
@@ -464,6 +466,7 @@ class Worker:
             cancel=ctx.cancel,
             renew=renew,
             renew_every_s=min(keeper.renew_every_s, self.config.progress_every_s),
+            lease_deadline=keeper.expires_at,
             clock=self._clock,
             max_sleep_s=self.config.heartbeat_max_sleep_s,
         )
@@ -479,7 +482,7 @@ class Worker:
                     served = self._shared.serve(spec, writer, ctx.cancel, msg.receive_count)
                 result = served if served is not None else self._runner.run(spec, ctx)
         except Exception as exc:  # every failure is settled; see _settle_failure
-            return self._settle_failure(keeper, spec, exc, beat.failure)
+            return self._settle_failure(keeper, spec, exc, beat.failure, msg.receive_count)
         finally:
             done.set()
             watcher.join()
@@ -493,10 +496,15 @@ class Worker:
         spec: JobSpec,
         exc: Exception,
         beat_failure: InterruptedJob | None,
+        receive_count: int = 1,
     ) -> Settle:
         """Map a job's exception to its failure class and what happens to the message."""
         # Once the heartbeat lost the message or the lease, whatever the job raised while
         # being stopped is moot: the job belongs to someone else now.
+        if beat_failure is None and isinstance(exc, WorkerCannotRun):
+            return self._given_back(keeper, exc, retry_delay(receive_count))
+        if isinstance(beat_failure or exc, SupersededJob) and self._source_deleted(spec):
+            return self._ended_by_deletion(keeper, spec)
         if beat_failure is not None or isinstance(exc, InterruptedJob):
             return self._interrupted(keeper, beat_failure or exc)  # type: ignore[arg-type]
         if isinstance(exc, FarmConfigError):  # not the job's fault: see _handle_safely
@@ -523,7 +531,8 @@ class Worker:
         """On stop, give the job at most the grace period to finish; then cancel it.
 
         An encode that will finish within the grace is left to finish; an upload under way
-        gets the grace too, and is abandoned after it (the fenced commit makes that safe).
+        gets the grace too, and is then stopped: the job still waits for the write in flight
+        to end before it settles (``runner.until_cancelled``).
         """
         started = time.monotonic()
         # Wait on the job's own event so that a finished job releases the watcher at once
@@ -563,19 +572,21 @@ class Worker:
         return True
 
     def _drop_stale_output(self, keeper: LeaseKeeper, spec: JobSpec) -> dict[str, object]:
-        """A newer version ended without an output: an older version's output must go."""
+        """A newer version ended without an output: any older version's output must go,
+        the one the ledger recorded or one a superseded holder's write left since."""
         old = keeper.lease.output_etag
-        if not old:
-            return {}
+        cleared: dict[str, object] = {"output_key": None, "output_etag": None} if old else {}
         current = self._store.head(spec.output_key)
-        if current is None or current.etag != old:
-            return {"output_key": None, "output_etag": None}
-        if current.metadata.get(META_SOURCE_ETAG) != spec.job.etag:
-            keeper.check()
-            if self._store.delete_if(spec.output_key, old):
-                log.info("stale_output_removed", output_key=spec.output_key,
-                         reason="the source's newest version has no output")  # fmt: skip
-        return {"output_key": None, "output_etag": None}
+        if current is None or current.metadata.get(META_SOURCE_ETAG) == spec.job.etag:
+            return cleared
+        if current.etag != old and current.metadata.get(META_SOURCE_KEY) != spec.job.key:
+            return cleared  # another source's output (check_collision's case): never ours
+        keeper.check()
+        if self._store.delete_if(spec.output_key, current.etag):
+            log.info("stale_output_removed", output_key=spec.output_key,
+                     output_etag=current.etag, older_etag=current.metadata.get(META_SOURCE_ETAG),
+                     reason="the source's newest version has no output")  # fmt: skip
+        return cleared
 
     def _succeeded(
         self, keeper: LeaseKeeper, spec: JobSpec, result: JobResult, timings: dict[str, float]
@@ -634,6 +645,38 @@ class Worker:
         log.warning("job_will_retry", failure_class=cls.value, reason=reason, delay_s=delay,
                     tries=tries, max_attempts=self.pool.queue.max_attempts)  # fmt: skip
         return Settle(Verdict.RELEASE, delay_s=delay, failure_class=cls, reason=reason)
+
+    def _source_deleted(self, spec: JobSpec) -> bool:
+        """True when the source is gone (not replaced): no newer version will report."""
+        try:
+            return self._store.head(spec.job.key) is None
+        except HevcqError as exc:  # cannot tell: treat it as replaced, as before
+            log.warning("source_check_failed", error=str(exc)[:500])
+            return False
+
+    def _ended_by_deletion(self, keeper: LeaseKeeper, spec: JobSpec) -> Settle:
+        """The source was deleted under the job: recorded and published as failed, so that
+        a client waiting for this version settles it, and acknowledged (nothing to redo)."""
+        fields = {"failure_class": FailureClass.PERMANENT.value, "reason": SOURCE_DELETED}
+        if not self._settle_ledger(keeper, State.FAILED, fields):
+            return LOST
+        failure = self._failure_result(spec, FailureClass.PERMANENT, SOURCE_DELETED)
+        self._publisher.publish(failure)
+        self._emit_metrics(failure)
+        log.warning("job_failed", failure_class=FailureClass.PERMANENT.value,
+                    reason=SOURCE_DELETED)  # fmt: skip
+        return Settle(Verdict.ACK, failure_class=FailureClass.PERMANENT, reason=SOURCE_DELETED)
+
+    def _given_back(self, keeper: LeaseKeeper, exc: WorkerCannotRun, delay_s: int) -> Settle:
+        """This worker cannot run the job: queued again for another, no try spent."""
+        try:
+            keeper.release(State.QUEUED, {"reason": str(exc)}, failed=False)
+        except InterruptedJob:
+            return LOST
+        # Hidden for a while (growing with its receives), so that another worker's receive,
+        # not this one's next poll, is likely to find it.
+        log.warning("job_given_back", reason=str(exc), delay_s=delay_s)
+        return Settle(Verdict.RELEASE, delay_s=delay_s, reason=str(exc))
 
     def _interrupted(self, keeper: LeaseKeeper, exc: InterruptedJob) -> Settle:
         if isinstance(exc, LostMessageError | LeaseLostError):

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from hevcq.errors import InterruptedJob, PermanentError, RetryableError
+from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
@@ -47,6 +47,9 @@ SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 SCRATCH_PREFIX = "job-"
 COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
+# How long a stopped job waits for its write in flight: well inside the default lease, so
+# that the job still holds it when the write ends.
+COMMIT_DRAIN_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -136,22 +139,28 @@ def check_collision(existing: ObjectInfo | None, job: JobKey, output_key: str) -
         raise PermanentError(f"output {output_key} already holds the output of {owner}")
 
 
-def check_scratch(work_dir: Path, source_size: int) -> None:
-    """Refuse to start when the scratch disk cannot hold the job; the space may free up."""
+def check_scratch(work_dir: Path, source_size: int, worker_id: str = "this worker") -> None:
+    """Refuse to start when the scratch disk cannot hold the job: WorkerCannotRun, since the
+    disk is the worker's, not the job's (another worker, or this one later, may have room)."""
     free = shutil.disk_usage(work_dir).free
     need = int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
     if free < need:
-        raise RetryableError(
-            f"not enough scratch space: need {need // MiB} MiB, have {free // MiB}"
+        log.warning("scratch_too_small", work_dir=str(work_dir), need_mib=need // MiB,
+                    have_mib=free // MiB, reason="given back for another worker")  # fmt: skip
+        raise WorkerCannotRun(
+            f"not enough scratch space on {worker_id}: need {need // MiB} MiB, have {free // MiB}"
         )
 
 
 def until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> ObjectInfo:
-    """Run ``fn`` (a commit) in a thread, abandoning it when ``cancel`` is set first.
+    """Run ``fn`` (a commit) in a thread; when ``cancel`` is set first, wait for it to end.
 
-    An upload cannot be interrupted half-way by boto3; an abandoned one may still land,
-    which the fenced commit makes harmless: its bytes are not the ledger's record, and
-    the next holder's compare-and-swap write replaces them.
+    boto3 cannot interrupt an upload half-way, and a job settled while its write is still
+    on its way would let that write land after a newer version of the source ended without
+    an output. So a stopped job waits for its write (no new try starts: the fenced writer
+    checks the lease before each) and then stops; the newer version's worker, which claims
+    only after this one lets go, removes what landed. A write still hanging after
+    ``COMMIT_DRAIN_S`` is abandoned with a log line.
     """
     box: dict[str, ObjectInfo | BaseException] = {}
 
@@ -166,13 +175,24 @@ def until_cancelled(fn: Callable[[], ObjectInfo], cancel: threading.Event) -> Ob
     # Wait on the thread, not on the flag: the job goes on the moment the commit is done,
     # and a stop is seen within one poll.
     t.join(COMMIT_POLL_S)
-    while t.is_alive():
-        if cancel.is_set():
-            raise InterruptedJob("stopped during the upload")
+    while t.is_alive() and not cancel.is_set():
         t.join(COMMIT_POLL_S)
+    if cancel.is_set():
+        _drain(t, box)
+        raise InterruptedJob("stopped during the upload")
     if "err" in box:
         raise box["err"]  # type: ignore[misc]
     return box["out"]  # type: ignore[return-value]
+
+
+def _drain(t: threading.Thread, box: dict[str, ObjectInfo | BaseException]) -> None:
+    """Wait for a stopped job's write to end, and say how it ended."""
+    t.join(COMMIT_DRAIN_S)
+    if t.is_alive():
+        log.warning("upload_abandoned", waited_s=COMMIT_DRAIN_S,
+                    reason="the write did not end; it may still land")  # fmt: skip
+    elif isinstance(out := box.get("out"), ObjectInfo):
+        log.info("upload_ended_after_stop", output_key=out.key, output_etag=out.etag)
 
 
 def sweep_scratch(work_dir: Path) -> list[Path]:
@@ -249,7 +269,7 @@ class JobRunner:
                 reason="output already up to date",
             )  # fmt: skip
         self._work_dir.mkdir(parents=True, exist_ok=True)
-        check_scratch(self._work_dir, spec.source_size)
+        check_scratch(self._work_dir, spec.source_size, self._worker_id)
         scratch = Path(
             tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._work_dir)
         )
