@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.aws.embedded import RunningFarm, farm_record, from_record
+from hevcq.aws.endpoint import Credentials
 from hevcq.aws.provision import FarmRefs, PoolRefs
 from hevcq.aws.topology import Names
 from hevcq.web.child import READY, Dashboard, listen
@@ -49,8 +50,9 @@ def test_the_farm_record_reads_back_as_the_farm() -> None:
         ledger_table="hevcq-ledger",
         pools={p: PoolRefs(f"http://q/{p}", f"http://q/{p}-dlq") for p in ("720p", "hevc")},
     )  # fmt: skip
-    record = farm_record("http://127.0.0.1:1", refs)
-    assert from_record(record) == RunningFarm("http://127.0.0.1:1", os.getpid(), refs)
+    credentials = Credentials.generate()
+    record = farm_record("http://127.0.0.1:1", refs, credentials)
+    assert from_record(record) == RunningFarm("http://127.0.0.1:1", os.getpid(), refs, credentials)
     assert from_record({"endpoint": "http://127.0.0.1:1"}) is None
 
 
