@@ -74,7 +74,9 @@ class EndpointGate:
         if sigv4.needs_body_hash(environ, signed):
             body_sha256 = _hash_body(environ)
             if body_sha256 is None:
-                return Refusal(413, "RequestEntityTooLarge", "The request body is too large.")
+                return Refusal(
+                    413, "RequestEntityTooLarge", "The request body is too large to check."
+                )
         if not sigv4.verify(environ, signed, secret, body_sha256):
             return sigv4.mismatch()
         return None
@@ -113,12 +115,15 @@ def _without_cors(start_response: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _hash_body(environ: dict[str, Any]) -> str | None:
-    """The body's SHA-256, the body then handed on from memory; None when too large."""
-    length = environ.get("CONTENT_LENGTH")
-    if length and int(length) > MAX_HASHED_BODY:
+    """The body's SHA-256, the body then handed on from memory; None when too large (or
+    its length is not a number)."""
+    length = str(environ.get("CONTENT_LENGTH") or "")
+    if length and not length.isdigit():
+        return None
+    left = int(length) if length else (MAX_HASHED_BODY + 1 if _terminated(environ) else 0)
+    if length and left > MAX_HASHED_BODY:
         return None
     stream = environ["wsgi.input"]
-    left = int(length) if length else (MAX_HASHED_BODY + 1 if _terminated(environ) else 0)
     body = bytearray()
     while left > 0:
         block = stream.read(min(BODY_CHUNK, left))
