@@ -16,6 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from hevcq.aws import sigv4
+from hevcq.aws.postpolicy import Refusal
 from hevcq.aws.readtimes import DeadlineReader, ReadBounds
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -24,7 +25,7 @@ HOST = "127.0.0.1:4566"
 
 def _environ(request: AWSRequest) -> dict[str, Any]:
     """What werkzeug makes of the request botocore sends."""
-    url = urlsplit(request.url)
+    url = urlsplit(str(request.url))
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
         "REQUEST_URI": url.path + (f"?{url.query}" if url.query else ""),
@@ -126,7 +127,7 @@ def test_the_signing_time_and_a_presigned_url_s_expiry_are_checked(
 )
 def test_a_malformed_or_older_authorization_is_refused(header: str) -> None:
     refusal = sigv4.parse({"HTTP_AUTHORIZATION": header, "HTTP_X_AMZ_DATE": "20261123T120000Z"})
-    assert isinstance(refusal, sigv4.Refusal)
+    assert isinstance(refusal, Refusal)
     assert refusal.status == 403
 
 
@@ -137,7 +138,7 @@ def test_a_presigned_url_may_live_seven_days_at_most() -> None:
         "&X-Amz-SignedHeaders=host&X-Amz-Signature=ab"
     )
     refusal = sigv4.parse({"QUERY_STRING": query, "REQUEST_URI": f"/b/k?{query}"})
-    assert isinstance(refusal, sigv4.Refusal)
+    assert isinstance(refusal, Refusal)
     assert refusal.code == "AuthorizationQueryParametersError"
 
 
