@@ -143,7 +143,12 @@ def test_the_farm_s_own_answers_carry_no_cors_headers(
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/moto-api/"), ("POST", "/moto-api/reset"), ("GET", "/moto-api/data.json")],
+    [
+        ("GET", "/moto-api/"),
+        ("POST", "/moto-api/reset"),
+        ("GET", "/moto-api/data.json"),
+        ("POST", "//moto-api/reset"),
+    ],
 )
 def test_moto_s_own_api_is_not_served(
     endpoint: EndpointProcess, bucket: str, method: str, path: str

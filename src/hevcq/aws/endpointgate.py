@@ -100,7 +100,7 @@ def _refused_outright(environ: Mapping[str, Any]) -> Refusal | None:
     if "HTTP_ORIGIN" in environ:
         # No page in a browser has any business here: the farm's own clients send no Origin.
         return Refusal(403, "AccessDenied", "Cross-origin requests are refused.")
-    path = str(environ.get("PATH_INFO", ""))
+    path = "/" + str(environ.get("PATH_INFO", "")).lstrip("/")  # "//moto-api" is moto's too
     if path == MOTO_API or path.startswith(f"{MOTO_API}/"):
         return Refusal(403, "AccessDenied", "Not served here.")
     return None
