@@ -264,3 +264,14 @@ def test_a_prompt_request_still_passes_the_bounds(strict_endpoint: EndpointProce
     s3.create_bucket(Bucket=name)
     s3.put_object(Bucket=name, Key="k", Body=b"x" * 200_000)
     assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"x" * 200_000
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_the_key_pair_is_new_each_run_and_never_on_a_command_line(
+    endpoint: EndpointProcess,
+) -> None:
+    creds = endpoint.credentials
+    assert Credentials.generate() != creds
+    cmdline = Path(f"/proc/{endpoint.pid}/cmdline").read_bytes()
+    assert creds.secret_access_key.encode() not in cmdline
+    assert creds.secret_access_key not in repr(creds)
