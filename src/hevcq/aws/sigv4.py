@@ -29,6 +29,8 @@ MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+# Query parameters that make a request a presigned one (SigV2's ``Signature`` is refused).
+_QUERY_SIGNATURE_KEYS = frozenset({"x-amz-signature", "signature", "x-amz-credential"})
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,6 @@ def is_signed(environ: Mapping[str, Any]) -> bool:
         return True
     query = str(environ.get("QUERY_STRING", ""))
     return any(_key(pair).lower() in _QUERY_SIGNATURE_KEYS for pair in query.split("&"))
-
-
-_QUERY_SIGNATURE_KEYS = frozenset({"x-amz-signature", "signature", "x-amz-credential"})
 
 
 def parse(environ: Mapping[str, Any]) -> Signed | Refusal:
