@@ -113,8 +113,8 @@ def _ingest_once(farm: EmbeddedFarm, root: Path, expect: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="hevcq-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
         env |= {
-            "AWS_ENDPOINT_URL": farm.endpoint, "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": farm.endpoint, **farm.credentials.env(),
+            "AWS_DEFAULT_REGION": "us-east-1",
             "HEVCQ_BUCKET": EMBEDDED_BUCKET, "HEVCQ_LOG_FORMAT": "json",
             "XDG_STATE_HOME": tmp, "HOME": tmp,  # a fresh state store: everything is new
         }  # fmt: skip

@@ -14,6 +14,7 @@ import pytest
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.embedded import _start_moto
+from hevcq.aws.endpoint import Credentials
 from hevcq.aws.provision import provision
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.topology import Names
@@ -31,7 +32,8 @@ small_disk = test_full_disk.small_disk  # a nearly full tmpfs (needs root, as CI
 @pytest.fixture
 def served(farm: dict[str, Pool], tmp_path: Path):
     """A farm on a moto server another process can reach, with one uploaded clip."""
-    server, endpoint = _start_moto()
+    # The key pair the test's own clients read from the environment (tests/conftest.py).
+    server, endpoint = _start_moto(credentials=Credentials("testing", "testing"))
     try:
         clients = Clients.create(region="us-east-1", endpoint_url=endpoint)
         prefix = f"t{uuid.uuid4().hex[:8]}"
@@ -40,7 +42,7 @@ def served(farm: dict[str, Pool], tmp_path: Path):
         lib = tmp_path / "lib"
         make_clip(lib / "clip.mp4", width=320, height=240, seconds=1.0)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+            "AWS_ENDPOINT_URL": endpoint, **server.credentials.env(),
             "AWS_DEFAULT_REGION": "us-east-1", "HEVCQ_BUCKET": refs.bucket,
             "HEVCQ_NAME_PREFIX": prefix, "XDG_STATE_HOME": str(tmp_path / "state"),
             "HOME": str(tmp_path / "home"), "COLUMNS": "200",

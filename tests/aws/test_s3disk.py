@@ -28,8 +28,7 @@ from moto.core.request import Request
 from moto.server import ThreadedMotoServer
 
 from hevcq.aws import s3disk, s3files
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS as CREDS
-from hevcq.aws.endpoint import start
+from hevcq.aws.endpoint import Credentials, start
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.s3checksum import PartsChecksum
 from hevcq.errors import HevcqError
@@ -37,13 +36,15 @@ from hevcq.limits import MiB
 
 PART = 5 * MiB  # S3's smallest part but the last
 
+CREDS = Credentials.generate()  # the key pair this module's endpoints answer to
+
 
 def _client(service: str, endpoint: str) -> Any:
     return boto3.client(
         service,  # type: ignore[call-overload]  # the stubs want a literal service name
         endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=CREDS.access_key_id,
+        aws_secret_access_key=CREDS.secret_access_key,
     )  # fmt: skip
 
 
@@ -179,7 +180,7 @@ def test_the_endpoint_process_dies_with_its_parent(tmp_path: Path) -> None:
 
 
 def test_the_endpoint_process_stops_on_request() -> None:
-    ep = start()
+    ep = start(credentials=CREDS)
     s3, bucket = _bucket(ep.url)
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")  # type: ignore[attr-defined]
     ep.stop()
@@ -270,7 +271,7 @@ UPLOAD_PARTS = 24
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_uploads_stream_to_disk_so_the_endpoint_s_memory_stays_flat(tmp_path: Path) -> None:
-    ep = start()
+    ep = start(credentials=CREDS)
     try:
         s3, bucket = _bucket(ep.url)
         # Warm the paths (imports, request threads) so the peak after it is the bodies'.
@@ -542,8 +543,8 @@ def _once(_: object, bucket: str, endpoint: str) -> tuple[Any, str]:
     """A client that sends each request once: the server's answer, not a retry's."""
     s3 = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=CREDS.access_key_id,
+        aws_secret_access_key=CREDS.secret_access_key,
         config=Config(retries={"total_max_attempts": 1}),
     )  # fmt: skip
     return s3, bucket

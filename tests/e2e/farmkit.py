@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, EmbeddedFarm, farm_env
+from hevcq.aws.embedded import EMBEDDED_REGION, EmbeddedFarm, embedded_env, farm_env
+from hevcq.aws.endpoint import Credentials
 from hevcq.aws.provision import FarmRefs, names_for, provision
 from hevcq.aws.sqs import SqsInbox
 from hevcq.aws.topology import EMBEDDED_BUCKET
@@ -26,7 +27,7 @@ from hevcq.messages import JobResult
 from hevcq.pools import load_farm
 from hevcq.settings import Settings
 from tests.conftest import WORKERS_DIR
-from tests.e2e.faultproxy import Endpoint, FaultProxy, endpoint_behind_proxy
+from tests.e2e.faultproxy import PROXIED_CREDENTIALS, Endpoint, FaultProxy, endpoint_behind_proxy
 
 
 def pool_dir(tmp: Path, pools: tuple[str, ...] = ("hevc",), **queue: int) -> Path:
@@ -70,7 +71,7 @@ class WorkerProc:
     ) -> None:
         """``env`` are settings by field name (``lease_s=12``); ``raw_env`` as they are."""
         assert farm.refs is not None
-        base = farm_env(farm.refs, farm.endpoint, farm.settings)
+        base = farm_env(farm.refs, farm.endpoint, farm.settings, farm.credentials)
         # Scratch space of its own: the default folder is shared by every process on the host.
         env.setdefault("work_dir", str(log.parent / f"{log.stem}-work"))
         extra = {f"HEVCQ_{k.upper()}": str(v) for k, v in env.items()} | (raw_env or {})
@@ -150,12 +151,13 @@ class ProxiedFarm:
     endpoint: str
     proxy: FaultProxy
     upstream: Endpoint
+    credentials: Credentials = PROXIED_CREDENTIALS
 
 
 @contextmanager
 def proxied_stack(tmp: Path, workers_dir: Path) -> Iterator[ProxiedFarm]:
     """Endpoint process, topology provisioned into it, and a fault proxy in front of it."""
-    os.environ.update(EMBEDDED_CREDENTIALS)
+    os.environ.update(embedded_env(PROXIED_CREDENTIALS))
     settings = Settings(workers_dir=workers_dir)
     pools = load_farm(workers_dir)
     with endpoint_behind_proxy(tmp) as (ep, proxy):

@@ -22,11 +22,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hevcq.aws.endpoint import Credentials
+
 SERVICES = ("s3", "sqs", "sns", "dynamodb")
 MODES = ("pass", "error", "garbled", "throttle", "deny", "hang")
 HOST = "127.0.0.1"
 MAX_HANG_S = 120.0
 IO_TIMEOUT_S = 90.0  # above botocore's 70 s read timeout: the client gives up first
+# moto's own server takes any key pair; the clients and workers behind the proxy sign with this.
+PROXIED_CREDENTIALS = Credentials("proxied", "proxied")
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 
 

@@ -12,16 +12,21 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from hevcq.aws.clients import Clients, error_code
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION
+from hevcq.aws.embedded import EMBEDDED_REGION, embedded_env
 from hevcq.limits import MiB
-from tests.e2e.faultproxy import Endpoint, FaultProxy, endpoint_behind_proxy
+from tests.e2e.faultproxy import (
+    PROXIED_CREDENTIALS,
+    Endpoint,
+    FaultProxy,
+    endpoint_behind_proxy,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Endpoint, FaultProxy]]:
-    os.environ.update(EMBEDDED_CREDENTIALS)
+    os.environ.update(embedded_env(PROXIED_CREDENTIALS))
     with endpoint_behind_proxy(tmp_path_factory.mktemp("proxy")) as (ep, proxy):
         yield ep, proxy
 

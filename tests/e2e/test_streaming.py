@@ -16,7 +16,7 @@ import boto3
 import pytest
 import yaml
 
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION
+from hevcq.aws.embedded import EMBEDDED_REGION
 from hevcq.media.samples import make_clip
 from hevcq.worker.precheck import SETTLED_EARLIER
 from tests.e2e.farmkit import alive, children, pool_dir, slow_ffmpeg, wait_for
@@ -204,8 +204,8 @@ def _steal_one_result(farm_json: Path, deadline_s: float) -> bool:
     record = json.loads(farm_json.read_text())
     sqs = boto3.client(
         "sqs", endpoint_url=record["endpoint"], region_name=EMBEDDED_REGION,
-        aws_access_key_id=EMBEDDED_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=EMBEDDED_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=record["access_key_id"],
+        aws_secret_access_key=record["secret_access_key"],
     )  # fmt: skip
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from hevcq.aws.embedded import RunningFarm, farm_record, from_record
+from hevcq.aws.embedded import RunningFarm, farm_record, from_record, published_farm, running_farm
+from hevcq.aws.endpoint import Credentials
 from hevcq.aws.provision import FarmRefs, PoolRefs
 from hevcq.aws.topology import Names
 from hevcq.web.child import READY, Dashboard, listen
@@ -49,8 +51,9 @@ def test_the_farm_record_reads_back_as_the_farm() -> None:
         ledger_table="hevcq-ledger",
         pools={p: PoolRefs(f"http://q/{p}", f"http://q/{p}-dlq") for p in ("720p", "hevc")},
     )  # fmt: skip
-    record = farm_record("http://127.0.0.1:1", refs)
-    assert from_record(record) == RunningFarm("http://127.0.0.1:1", os.getpid(), refs)
+    credentials = Credentials.generate()
+    record = farm_record("http://127.0.0.1:1", refs, credentials)
+    assert from_record(record) == RunningFarm("http://127.0.0.1:1", os.getpid(), refs, credentials)
     assert from_record({"endpoint": "http://127.0.0.1:1"}) is None
 
 
@@ -101,3 +104,18 @@ def test_stop_ends_it_and_it_says_nothing_after(tmp_path: Path) -> None:
     dash.stop()
     assert dash.proc.returncode is not None
     assert dash.poll() is None
+
+
+def test_the_farm_file_keeps_the_run_s_key_pair_for_its_owner_alone(tmp_path: Path) -> None:
+    refs = FarmRefs(
+        names=Names.build("hevcq", "hevcq-local", ["hevc"]),
+        uploads_topic_arn="arn:u", events_topic_arn="arn:e", results_queue_url="http://q/r",
+        ledger_table="hevcq-ledger", pools={"hevc": PoolRefs("http://q/hevc", "http://q/hevc-dlq")},
+    )  # fmt: skip
+    credentials = Credentials.generate()
+    with published_farm("http://127.0.0.1:1", refs, credentials, tmp_path) as path:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        running = running_farm(tmp_path)
+        assert running is not None
+        assert running.credentials == credentials
+    assert running_farm(tmp_path) is None

@@ -20,7 +20,7 @@ import structlog
 
 from hevcq.aws import endpoint
 from hevcq.aws.clients import Clients
-from hevcq.aws.endpoint import EndpointProcess
+from hevcq.aws.endpoint import Credentials, EndpointProcess
 from hevcq.aws.provision import FarmRefs, PoolRefs, names_for, provision
 from hevcq.aws.topology import EMBEDDED_BUCKET, Names
 from hevcq.pools import Pool
@@ -30,29 +30,35 @@ from hevcq.settings import Settings, state_dir
 log = structlog.get_logger()
 
 EMBEDDED_REGION = "us-east-1"
-# The endpoint's own: they keep boto3 from looking for real ones, and presigned POSTs
-# are signed with them.
-EMBEDDED_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": endpoint.ACCESS_KEY_ID,
-    "AWS_SECRET_ACCESS_KEY": endpoint.SECRET_ACCESS_KEY,
-    "AWS_DEFAULT_REGION": EMBEDDED_REGION,
-}
 WORKER_STOP_TIMEOUT_S = 30.0
 EMBEDDED_POLL_WAIT_S = 2
 EMBEDDED_PROGRESS_EVERY_S = 2
 
 
-def _start_moto(log_path: Path | None = None) -> tuple[EndpointProcess, str]:
+def embedded_env(credentials: Credentials) -> dict[str, str]:
+    """The environment boto3 reads to reach the embedded endpoint: its run's key pair
+    (set in this process's environment, presigning clients read it there too)."""
+    return {**credentials.env(), "AWS_DEFAULT_REGION": EMBEDDED_REGION}
+
+
+def _start_moto(
+    log_path: Path | None = None, credentials: Credentials | None = None
+) -> tuple[EndpointProcess, str]:
     """The endpoint in a child process of its own (see ``hevcq.aws.endpoint``).
 
     A fresh process per farm: nothing of an earlier farm (queues, objects) is there, and
     stopping it frees every object's bytes.
     """
-    server = endpoint.start(log_path)
+    server = endpoint.start(log_path, credentials)
     return server, server.url
 
 
-def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[str, str]:
+def farm_env(
+    refs: FarmRefs,
+    endpoint: str | None,
+    settings: Settings,
+    credentials: Credentials | None = None,
+) -> dict[str, str]:
     """Environment variables that point a worker process at this farm."""
     env = {
         "HEVCQ_BUCKET": refs.bucket,
@@ -78,7 +84,8 @@ def farm_env(refs: FarmRefs, endpoint: str | None, settings: Settings) -> dict[s
         env["HEVCQ_WORKERS_DIR"] = str(settings.workers_dir)
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
-        env.update(EMBEDDED_CREDENTIALS)
+        if credentials is not None:
+            env.update(embedded_env(credentials))
     return env
 
 
@@ -170,19 +177,23 @@ class EmbeddedFarm:
         self.workers_per_pool = workers_per_pool
         self._server: EndpointProcess | None = None
         self.endpoint = ""
+        # This run's key pair: the endpoint answers nobody else.
+        self.credentials = Credentials.generate()
         self.clients: Clients | None = None
         self.refs: FarmRefs | None = None
         self.workers: WorkerProcs | None = None
 
     def __enter__(self) -> EmbeddedFarm:
-        os.environ.update(EMBEDDED_CREDENTIALS)
+        os.environ.update(embedded_env(self.credentials))
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self._server, self.endpoint = _start_moto(self.state_dir / "logs" / "endpoint.log")
+        self._server, self.endpoint = _start_moto(
+            self.state_dir / "logs" / "endpoint.log", self.credentials
+        )
         self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
         names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
         self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
         self.workers = WorkerProcs(
-            env=farm_env(self.refs, self.endpoint, self.settings),
+            env=farm_env(self.refs, self.endpoint, self.settings, self.credentials),
             log_dir=self.state_dir / "logs",
             per_pool=dict.fromkeys(self.worker_pools, self.workers_per_pool),
         )
@@ -211,11 +222,12 @@ FARM_FILE = "farm.json"
 
 @dataclass(frozen=True)
 class RunningFarm:
-    """An embedded farm that an ingest runs now: its endpoint and resource names."""
+    """An embedded farm that an ingest runs now: its endpoint, key pair and resource names."""
 
     endpoint: str
     pid: int
     refs: FarmRefs
+    credentials: Credentials
 
 
 def farm_file(directory: Path | None = None) -> Path:
@@ -223,10 +235,13 @@ def farm_file(directory: Path | None = None) -> Path:
     return (directory or state_dir()) / FARM_FILE
 
 
-def farm_record(endpoint: str, refs: FarmRefs) -> dict[str, Any]:
-    """The farm file's body: this process's embedded farm, as plain JSON values."""
+def farm_record(endpoint: str, refs: FarmRefs, credentials: Credentials) -> dict[str, Any]:
+    """The farm file's body: this process's embedded farm, as plain JSON values (with its
+    key pair: the file is the owner's alone, mode 0600)."""
     return {
         "endpoint": endpoint, "pid": os.getpid(), "prefix": refs.names.prefix,
+        "access_key_id": credentials.access_key_id,
+        "secret_access_key": credentials.secret_access_key,
         "bucket": refs.bucket, "uploads_topic_arn": refs.uploads_topic_arn,
         "events_topic_arn": refs.events_topic_arn, "results_queue_url": refs.results_queue_url,
         "ledger_table": refs.ledger_table,
@@ -236,11 +251,13 @@ def farm_record(endpoint: str, refs: FarmRefs) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def published_farm(endpoint: str, refs: FarmRefs, directory: Path | None = None) -> Iterator[Path]:
+def published_farm(
+    endpoint: str, refs: FarmRefs, credentials: Credentials, directory: Path | None = None
+) -> Iterator[Path]:
     """Write the farm file (mode 0600) while the block runs; removed on the way out."""
     path = farm_file(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = farm_record(endpoint, refs)
+    body = farm_record(endpoint, refs, credentials)
     tmp = path.with_name(f".{FARM_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -274,7 +291,8 @@ def running_farm(directory: Path | None = None) -> RunningFarm | None:
 def from_record(data: dict[str, Any]) -> RunningFarm | None:
     """The farm a ``farm_record`` describes, or None when it is not one."""
     try:
-        return RunningFarm(str(data["endpoint"]), int(data["pid"]), _refs(data))
+        credentials = Credentials(str(data["access_key_id"]), str(data["secret_access_key"]))
+        return RunningFarm(str(data["endpoint"]), int(data["pid"]), _refs(data), credentials)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 

@@ -4,6 +4,11 @@ moto's server (with S3 bytes on disk, see ``hevcq.aws.s3disk``, and browser POST
 checked, see ``hevcq.aws.postpolicy``) runs in a child process: the ingest's memory does
 not carry the objects, and the endpoint never outlives its parent however the parent ends
 (the kernel's parent-death signal on Linux, and a watch on the parent's pid everywhere).
+
+It answers only the farm (see ``hevcq.aws.endpointgate``): it listens on 127.0.0.1, and
+every request must be signed with a key pair made at random for this run, which reaches
+the child in its environment (a command line is visible to every user), and the farm's
+other processes through theirs and the 0600 farm file.
 """
 
 from __future__ import annotations
@@ -11,23 +16,47 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from hevcq.aws.readtimes import ReadBounds
 from hevcq.procs import MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD, die_with_parent
 
 ENDPOINT_START_TIMEOUT_S = 60.0
 ENDPOINT_STOP_TIMEOUT_S = 10.0
 READY_PREFIX = "hevcq-endpoint "
-# The endpoint's fixed credentials: moto accepts any, but a presigned POST's signature is
-# checked against this secret, as S3 checks it against the key's.
-ACCESS_KEY_ID = "hevcq-local"
-SECRET_ACCESS_KEY = "hevcq-local"  # noqa: S105 - a local test credential, public by design
+HOST = "127.0.0.1"  # loopback only: no other machine reaches the farm
+# boto3's own names for a key pair: the child reads its pair from them, and the farm's
+# clients find theirs there.
+KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_ENV = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - the variable's name, not a secret
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """The key pair the endpoint answers to: made at random for each run."""
+
+    access_key_id: str
+    secret_access_key: str
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        """A new random pair, shaped like AWS's (20 and 40 characters)."""
+        return cls("HEVCQ" + secrets.token_hex(8).upper()[:15], secrets.token_urlsafe(30))
+
+    def env(self) -> dict[str, str]:
+        """The pair as boto3 reads it from the environment."""
+        return {KEY_ID_ENV: self.access_key_id, SECRET_ENV: self.secret_access_key}
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.access_key_id!r}, <secret>)"
 
 
 class EndpointError(RuntimeError):
@@ -37,9 +66,10 @@ class EndpointError(RuntimeError):
 class EndpointProcess:
     """A running endpoint child: its URL, and ``stop`` to end it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, credentials: Credentials) -> None:
         self.proc = proc
         self.url = url
+        self.credentials = credentials
 
     @property
     def pid(self) -> int:
@@ -59,12 +89,19 @@ class EndpointProcess:
             self.proc.stdout.close()
 
 
-def start(log_path: Path | None = None) -> EndpointProcess:
-    """Start the endpoint on 127.0.0.1 and a free port; returns once it answers."""
+def start(
+    log_path: Path | None = None,
+    credentials: Credentials | None = None,
+    bounds: ReadBounds | None = None,
+) -> EndpointProcess:
+    """Start the endpoint on 127.0.0.1 and a free port, answering only ``credentials``
+    (a new random pair when None); returns once it answers."""
+    credentials = credentials or Credentials.generate()
+    bounds = bounds or ReadBounds()
     err = log_path.open("ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hevcq.aws.endpoint", "--parent", str(os.getpid())],
+            _command(bounds),
             stdout=subprocess.PIPE,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -73,6 +110,9 @@ def start(log_path: Path | None = None) -> EndpointProcess:
                 **os.environ,
                 "MALLOC_ARENA_MAX": str(MALLOC_ARENAS),
                 "MALLOC_MMAP_THRESHOLD_": str(MALLOC_MMAP_THRESHOLD),
+                # The gate strips CORS headers anyway; moto need not add them.
+                "MOTO_DISABLE_GLOBAL_CORS": "true",
+                **credentials.env(),
             },
             # Its own session: a Ctrl-C on the terminal reaches the ingest, which stops
             # the endpoint after the workers, not before.
@@ -84,9 +124,18 @@ def start(log_path: Path | None = None) -> EndpointProcess:
     try:
         url = _read_url(proc)
     except BaseException:
-        EndpointProcess(proc, "").stop()
+        EndpointProcess(proc, "", credentials).stop()
         raise
-    return EndpointProcess(proc, url)
+    return EndpointProcess(proc, url, credentials)
+
+
+def _command(bounds: ReadBounds) -> list[str]:
+    """The child's command line: nothing secret on it, every user can read it."""
+    return [
+        sys.executable, "-m", "hevcq.aws.endpoint", "--parent", str(os.getpid()),
+        "--header-s", str(bounds.header_s), "--body-grace-s", str(bounds.body_grace_s),
+        "--min-body-rate", str(bounds.min_body_rate),
+    ]  # fmt: skip
 
 
 def _read_url(proc: subprocess.Popen[bytes]) -> str:
@@ -111,7 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or until the parent process is gone."""
     parser = argparse.ArgumentParser(prog="hevcq.aws.endpoint")
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--header-s", type=float, default=ReadBounds.header_s)
+    parser.add_argument("--body-grace-s", type=float, default=ReadBounds.body_grace_s)
+    parser.add_argument("--min-body-rate", type=float, default=ReadBounds.min_body_rate)
     args = parser.parse_args(argv)
+    bounds = ReadBounds(args.header_s, args.body_grace_s, args.min_body_rate)
+    key_id, secret = os.environ.get(KEY_ID_ENV), os.environ.get(SECRET_ENV)
+    if not key_id or not secret:
+        sys.exit(f"hevcq.aws.endpoint: {KEY_ID_ENV} and {SECRET_ENV} must name its key pair")
     stop = threading.Event()
     die_with_parent(args.parent, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -126,21 +182,20 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import make_server  # noqa: PLC0415
 
     from hevcq.aws import s3disk  # noqa: PLC0415
-    from hevcq.aws.postpolicy import PostPolicyGate  # noqa: PLC0415
+    from hevcq.aws.endpointgate import EndpointGate  # noqa: PLC0415
+    from hevcq.aws.readtimes import bounded  # noqa: PLC0415
 
     s3disk.install()
     # werkzeug logs every request at INFO; the farm's own events are what people want to see.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = PostPolicyGate(
-        DomainDispatcherApplication(create_backend_app), {ACCESS_KEY_ID: SECRET_ACCESS_KEY}
-    )
+    app = EndpointGate(DomainDispatcherApplication(create_backend_app), {key_id: secret})
     # What moto's ThreadedMotoServer does, with the gate in front of moto's app.
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(
+        HOST, 0, app, threaded=True, request_handler=bounded(MotoRequestHandler, bounds)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    print(
-        f"{READY_PREFIX}http://127.0.0.1:{server.server_port}", flush=True
-    )  # the parent reads this line
+    print(f"{READY_PREFIX}http://{HOST}:{server.server_port}", flush=True)  # the parent reads it
     stop.wait()
     server.shutdown()
     thread.join()

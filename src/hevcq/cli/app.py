@@ -11,7 +11,7 @@ from rich.text import Text
 
 from hevcq import logs
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS, EMBEDDED_REGION, RunningFarm, running_farm
+from hevcq.aws.embedded import EMBEDDED_REGION, RunningFarm, embedded_env, running_farm
 from hevcq.aws.provision import FarmRefs, resolve
 from hevcq.errors import ConfigError
 from hevcq.pools import Pool, load_farm
@@ -93,7 +93,7 @@ def configured(
                 f"No farm configured: using the embedded farm of the running ingest"
                 f" (pid {farm.pid}, {farm.endpoint})."
             )
-            os.environ.update(EMBEDDED_CREDENTIALS)
+            os.environ.update(embedded_env(farm.credentials))
             clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
             return settings, pools, clients, farm.refs
         need_farm(settings)

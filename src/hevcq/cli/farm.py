@@ -18,7 +18,6 @@ from rich.text import Text
 
 from hevcq import logs, ops
 from hevcq.aws.clients import Clients, classify
-from hevcq.aws.embedded import EMBEDDED_CREDENTIALS
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.aws.wiring import build_worker
@@ -160,10 +159,6 @@ def serve(
     """Serve the dashboard and the API for the configured or the running embedded farm."""
     try:
         settings, pools = setup()
-        if settings.embedded:
-            # The embedded endpoint's fixed credentials, set before `locate` makes the
-            # clients (boto3 reads credentials when a client is made), as `configured` does.
-            os.environ.update(EMBEDDED_CREDENTIALS)
         located = web_server.locate(settings, pools, state_dir or default_state_dir())
         config = web_server.web_config(settings, located, host)
     except ConfigError as exc:

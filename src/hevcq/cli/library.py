@@ -325,7 +325,7 @@ def _on_farm(
     if farm.clients is None or farm.refs is None:
         raise ConfigError("the embedded farm did not start")
     with (
-        published_farm(farm.endpoint, farm.refs),
+        published_farm(farm.endpoint, farm.refs, farm.credentials),
         _dashboard(farm, dashboard_port) as dashboard_tick,
     ):
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
@@ -358,7 +358,9 @@ def _dashboard(farm: EmbeddedFarm, port: int | None) -> Iterator[Callable[[], No
         return
     log_path = farm.state_dir / "logs" / "dashboard.log"
     try:
-        dash = dashboard_child.start(farm_record(farm.endpoint, farm.refs), port, log_path)
+        dash = dashboard_child.start(
+            farm_record(farm.endpoint, farm.refs, farm.credentials), port, log_path
+        )
     except dashboard_child.DashboardError as exc:
         console.print(Text.assemble(("warning: ", "yellow"), f"the dashboard did not start: {exc}"))
         yield lambda: None

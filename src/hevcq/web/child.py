@@ -155,7 +155,7 @@ def _web_config() -> WebConfig:
     farm = from_record(json.loads(sys.stdin.read() or "{}"))
     if farm is None:
         raise ConfigError("no farm description on stdin")
-    view = web_server.embedded_view(farm.refs, farm.endpoint, settings)
+    view = web_server.embedded_view(farm.refs, farm.endpoint, farm.credentials, settings)
     return web_server.web_config(settings, web_server.Located(view, embedded=True), HOST)
 
 

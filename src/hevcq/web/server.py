@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -17,7 +18,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hevcq.aws.clients import AWS_ERRORS, Clients
-from hevcq.aws.embedded import EMBEDDED_REGION, running_farm
+from hevcq.aws.embedded import EMBEDDED_REGION, embedded_env, running_farm
+from hevcq.aws.endpoint import Credentials
 from hevcq.aws.provision import FarmRefs, resolve
 from hevcq.errors import ConfigError, FarmConfigError, RetryableError
 from hevcq.pools import Pool
@@ -54,9 +56,13 @@ class Located:
     reason: str = ""
 
 
-def embedded_view(refs: FarmRefs, endpoint: str, settings: Settings) -> FarmView:
-    """A view of an embedded farm reached at ``endpoint`` (its fixed credentials in the
-    environment, as the embedded farm itself sets them)."""
+def embedded_view(
+    refs: FarmRefs, endpoint: str, credentials: Credentials, settings: Settings
+) -> FarmView:
+    """A view of an embedded farm reached at ``endpoint`` with its run's key pair (set in
+    this process's environment, as the embedded farm itself sets it: the presigning
+    clients read it there)."""
+    os.environ.update(embedded_env(credentials))
     return FarmView(
         Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint), refs,
         label=f"embedded farm at {endpoint}",
@@ -85,7 +91,8 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             None, embedded=True,
             reason="no farm configured (HEVCQ_BUCKET unset) and no embedded farm running",
         )  # fmt: skip
-    return Located(embedded_view(running.refs, running.endpoint, settings), embedded=True)
+    view = embedded_view(running.refs, running.endpoint, running.credentials, settings)
+    return Located(view, embedded=True)
 
 
 # A token guessed over the network must be out of reach: 32 characters of a random one.
