@@ -383,8 +383,33 @@ def test_http_api_guards_the_api_with_a_jwt_authorizer_on_the_pool(farm: Applied
     }
     [stage] = gw.get_stages(ApiId=api["ApiId"])["Items"]
     assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
-    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
     assert "authorization" not in stage["AccessLogSettings"]["Format"].lower()
+
+
+def _throttles(default: dict[str, Any], per_route: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """(rate, burst) per route key, the stage default under ``$default``."""
+    def pair(s: dict[str, Any]) -> tuple[float, int]:
+        rate = s.get("ThrottlingRateLimit", s.get("throttling_rate_limit"))
+        burst = s.get("ThrottlingBurstLimit", s.get("throttling_burst_limit"))
+        return float(rate), int(burst)
+
+    return {"$default": pair(default), **{k: pair(v) for k, v in per_route.items()}}
+
+
+def _assert_separate_budgets(throttles: dict[str, tuple[float, int]]) -> None:
+    """Anonymous health checks and pages each get their own, smaller budget than the API."""
+    assert set(throttles) == {"$default", "GET /api/health", "ANY /api/{proxy+}"}
+    health, api, pages = (throttles[k] for k in ("GET /api/health", "ANY /api/{proxy+}", "$default"))
+    assert health < api
+    assert pages < api
+    assert all(rate > 0 and burst >= 1 for rate, burst in throttles.values())
+
+
+def test_health_and_the_authenticated_api_have_separate_throttles(farm: AppliedFarm) -> None:
+    gw = farm.client("apigatewayv2")
+    api_id = farm.outputs["api_url"]["value"].removeprefix("https://").split(".")[0]
+    [stage] = gw.get_stages(ApiId=api_id)["Items"]
+    _assert_separate_budgets(_throttles(stage["DefaultRouteSettings"], stage["RouteSettings"]))
 
 
 def test_only_the_http_api_may_invoke_the_function(farm: AppliedFarm) -> None:
@@ -561,14 +586,41 @@ def test_turning_cognito_off_leaves_the_app_token_as_the_guard(
         "module.api[0].aws_cognito_user_pool_client.this[0]",
         "module.api[0].aws_cognito_user_group.operators[0]",
         "module.api[0].aws_apigatewayv2_authorizer.jwt[0]",
-        'module.api[0].aws_apigatewayv2_route.this["ANY /api/{proxy+}"]',
-        'module.api[0].aws_apigatewayv2_route.this["GET /api/health"]',
     } <= deleted
     assert not {a for a in deleted if "lambda_function" in a or "apigatewayv2_api" in a}
+    # The routes stay (each keeps its throttle); the API route stops asking for a JWT.
+    assert not {a for a in deleted if "apigatewayv2_route" in a}
+    api_route = changes['module.api[0].aws_apigatewayv2_route.this["ANY /api/{proxy+}"]']
+    assert api_route["after"]["authorization_type"] == "NONE"
     env = changes["module.api[0].aws_lambda_function.this"]["after"]["environment"][0]["variables"]
     assert env["HEVCQ_API_TOKEN"] == RECONFIGURED_TOKEN
     assert not {k for k in env if k.startswith("HEVCQ_OIDC_")}
     assert reconfigured["planned_values"]["outputs"]["cognito_user_pool_id"].get("value") is None
+
+
+def test_without_cognito_health_and_the_api_keep_separate_throttles(
+    reconfigured: dict[str, Any],
+) -> None:
+    """Without Cognito every request reaches the app: the routes and their limits stay."""
+    [stage] = [
+        r["values"]
+        for r in _planned_resources(reconfigured)
+        if r["address"] == "module.api[0].aws_apigatewayv2_stage.this"
+    ]
+    [default] = stage["default_route_settings"]
+    _assert_separate_budgets(
+        _throttles(default, {s["route_key"]: s for s in stage["route_settings"]})
+    )
+
+
+def _planned_resources(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    modules = [plan["planned_values"]["root_module"]]
+    while modules:
+        m = modules.pop()
+        found.extend(m.get("resources", []))
+        modules.extend(m.get("child_modules", []))
+    return found
 
 
 def test_raw_deletion_adds_delete_on_todo_only(
