@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from hevcq.private import open_private
 from hevcq.procs import MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD, die_with_parent
 
 ENDPOINT_START_TIMEOUT_S = 60.0
@@ -61,7 +62,7 @@ class EndpointProcess:
 
 def start(log_path: Path | None = None) -> EndpointProcess:
     """Start the endpoint on 127.0.0.1 and a free port; returns once it answers."""
-    err = log_path.open("ab") if log_path else subprocess.DEVNULL
+    err = open_private(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hevcq.aws.endpoint", "--parent", str(os.getpid())],
