@@ -473,7 +473,12 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
             # A wildcard only for the keys under a prefix or the streams of a log group.
             assert "*" not in resource.removesuffix("/*").removesuffix(":log-stream:*"), sid
     actions = {a for st in statements.values() for a in st["Action"]}
-    assert not {a for a in actions if a.startswith("s3:Delete")}, "raw policy keep: no delete"
+    deletes = {
+        r for st in statements.values() for a in st["Action"] if a.startswith("s3:Delete")
+        for r in st["Resource"]
+    }  # fmt: skip
+    # Raw policy keep: no source is deleted; only settled uploads' in-flight markers go.
+    assert deletes == {f"{bucket}/uploads/open/*"}, "raw policy keep: no delete of sources"
     assert not {
         a
         for a in actions
@@ -490,6 +495,7 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
         ("s3:PutObject", f"{bucket}/TODO/*"),  # the presigned POST
         ("s3:GetObject", f"{bucket}/uploads/*"),
         ("s3:PutObject", f"{bucket}/uploads/*"),
+        ("s3:DeleteObject", f"{bucket}/uploads/open/*"),
     }
     queues = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["queue_urls"]["value"].values()}
     dlqs = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["dlq_urls"]["value"].values()}
