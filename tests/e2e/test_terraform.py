@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -18,7 +19,8 @@ from botocore.exceptions import ClientError
 from hevcq.aws.topology import Names
 from hevcq.pools import load_farm
 from hevcq.settings import unknown_names
-from hevcq.web import lambda_handler
+from hevcq.web import lambda_handler, uploads
+from hevcq.web.auth import TOKEN_OWNER
 from tests.e2e import iamcheck
 from tests.e2e.tfhelpers import (
     API_IMAGE,
@@ -510,6 +512,21 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
     assert "sqs:PurgeQueue" not in sqs
 
 
+def _stale_upload(farm: AppliedFarm, owner: str) -> str:
+    """An in-flight marker of an upload whose ticket expired unused a day ago; its key."""
+    made = datetime.now(UTC) - timedelta(days=1)
+    upload_id = uploads.new_upload_id()
+    record = uploads.UploadRecord(
+        id=upload_id, owner=owner, filename="old.mov", key=f"TODO/{upload_id}/old.mov",
+        created_at=made, max_bytes=100, expires_at=made + timedelta(hours=1),
+    )  # fmt: skip
+    marker = uploads.open_key(owner, upload_id, 100)
+    farm.client("s3").put_object(
+        Bucket=farm.settings["HEVCQ_BUCKET"], Key=marker, Body=record.model_dump_json().encode()
+    )
+    return marker
+
+
 def test_api_role_allows_every_call_the_api_makes(
     farm: AppliedFarm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -521,8 +538,11 @@ def test_api_role_allows_every_call_the_api_makes(
     env = {k: v for k, v in fn_env.items() if not k.startswith("HEVCQ_OIDC_")}
     # Token instead of Cognito: moto's pool issues no JWTs the app could verify.
     token = "r" * 40
-    for name, value in {**farm.env, **env, "HEVCQ_API_TOKEN": token}.items():
+    # One upload in flight at most: the ticket below first settles an old, unused one.
+    quota = {"HEVCQ_API_TOKEN": token, "HEVCQ_UPLOADS_IN_FLIGHT": "1"}
+    for name, value in {**farm.env, **env, **quota}.items():
         monkeypatch.setenv(name, value)
+    stale = _stale_upload(farm, TOKEN_OWNER)
     monkeypatch.setattr(lambda_handler, "_CONTAINER", {})
     calls: list[tuple[str, str, dict[str, Any]]] = []
     original = BaseClient._make_api_call  # type: ignore[attr-defined]
@@ -550,6 +570,7 @@ def test_api_role_allows_every_call_the_api_makes(
         call("GET", path)
     ticket = call("POST", "/api/uploads", {"filename": "clip.mov"})
     assert [v["id"] for v in call("GET", "/api/videos")["videos"]] == [ticket["id"]]
+    assert stale in {c[2].get("Key") for c in calls if c[1] == "DeleteObject"}
     call("GET", f"/api/videos/{ticket['id']}")
     assert call("POST", "/api/redrive", {"pool": pool})["moved"] == 1
 
