@@ -98,6 +98,8 @@ class FakeStore:
     uploads: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     copies: list[tuple[str, str]] = field(default_factory=list)  # (source, key) copied
+    gets: list[str] = field(default_factory=list)  # small objects read (records)
+    lists: list[str] = field(default_factory=list)  # prefixes listed
 
     def add(
         self,
@@ -200,6 +202,29 @@ class FakeStore:
         self.objects.pop(key, None)
         self.data.pop(key, None)
 
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        self.add(key, etag=f"rec-{len(self.objects)}", data=body)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        self.gets.append(key)
+        return self.data.get(key) if key in self.objects else None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.lists.append(prefix)
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def presign_get(self, key: str, ttl_s: int) -> str:
+        return f"https://fake.test/{key}?ttl={ttl_s}"
+
+    def presign_post(
+        self, key: str, fields: dict[str, str], conditions: list[Any], ttl_s: int
+    ) -> tuple[str, dict[str, str]]:
+        return "https://fake.test/", {**fields, "key": key}
+
+    def reads(self) -> int:
+        """Every read so far: HEADs, record reads and listings."""
+        return len(self.heads) + len(self.gets) + len(self.lists)
+
 
 @dataclass
 class FakePublisher:
@@ -274,9 +299,11 @@ class FakeLedger(DynamoLedger):
     table: str = "ledger"
     items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gets: int = 0  # items read one by one
 
     def get(self, key: str, pool: str) -> LedgerItem | None:
         with self.lock:
+            self.gets += 1
             item = self.items.get((key, pool))
             return LedgerItem.from_item(item) if item is not None else None
 

@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from hevcq.private import open_private
+
 CRASH_LOG = "errors.log"
 
 
@@ -56,8 +58,7 @@ def read_events(log: Path) -> list[dict[str, Any]]:
 def record_crash(directory: Path) -> Path:
     """Append the exception being handled, with its traceback, to the crash log."""
     path = directory / CRASH_LOG
-    directory.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+    with open_private(path, "a") as f:
         f.write(f"--- {datetime.now(UTC).isoformat()} {' '.join(sys.argv)}\n")
         f.write(traceback.format_exc())
     return path

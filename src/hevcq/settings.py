@@ -94,6 +94,15 @@ class Settings(BaseSettings):
         20 * 1024**3, gt=0, description="Largest upload a presigned POST accepts."
     )
     upload_url_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    uploads_in_flight: int = Field(
+        20, ge=1, description="Per owner: API uploads issued and not yet finished by every pool."
+    )
+    upload_bytes_in_flight: int = Field(
+        100 * 1024**3,
+        gt=0,
+        description="Per owner: the bytes those uploads may take (each its declared size, "
+        "or HEVCQ_UPLOAD_MAX_BYTES when it declared none).",
+    )
     raw: Literal["keep", "delete-when-settled"] = Field(
         "keep",
         description="delete-when-settled: remove an API upload's source once every pool "

@@ -101,7 +101,7 @@ def test_another_owners_video_is_not_found(moto_farm: MotoFarm, issuer: Issuer) 
     hidden = c.get(f"/api/videos/{ticket['id']}", headers=bob)
     assert hidden.status_code == 404
     assert hidden.json() == {"detail": "not found"}
-    assert c.get("/api/videos", headers=bob).json() == {"videos": []}
+    assert c.get("/api/videos", headers=bob).json() == {"videos": [], "next_cursor": None}
     assert [v["id"] for v in c.get("/api/videos", headers=alice).json()["videos"]] == [ticket["id"]]
     assert c.get("/api/pools", headers=alice).status_code == 403  # apps do not operate
 

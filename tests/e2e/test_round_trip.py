@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ def trip(tmp_path_factory: pytest.TempPathFactory):
     original = probe(clip)
     workers = Path(env["HEVCQ_WORKERS_DIR"])
     save_speeds(speeds_path(tmp / "state" / "hevcq"), {"hevc": 0.42}, load_farm(workers))
+    (tmp / "state" / "hevcq").chmod(0o755)  # made loose by an older release: tightened
     dry = hevcq(env, tmp, "ingest", str(lib), "--dry-run")
     excluded = hevcq(env, tmp, "estimate", str(lib), "--exclude", "cam/**", "--max-bytes", "1G")
     run = hevcq(env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace",
@@ -107,6 +109,19 @@ def test_renditions_go_to_out_and_outcomes_are_in_the_state_store(trip) -> None:
         assert state.get("cam/clip.MOV").upload_key is None
     assert outcomes == {"hevc": "done", "720p": "done", "1080p": "skipped"}
     assert library_id(trip["lib"])  # the same id the uploads carried
+
+
+def test_the_state_dir_its_run_logs_and_the_catalog_are_private(trip) -> None:
+    state = Path(trip["env"]["XDG_STATE_HOME"]) / "hevcq"
+    entries = [state, *state.rglob("*")]
+    modes = {p.relative_to(state).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in entries}
+    folders = {k for k in modes if (state / k).is_dir()}
+    assert {"runs"} <= folders
+    assert any(k.endswith("/logs/ingest.log") for k in modes)
+    assert any(k.endswith("/logs/endpoint.log") for k in modes)
+    assert any(k.startswith("library-") and k.endswith(".sqlite3") for k in modes)
+    loose = {k: oct(m) for k, m in modes.items() if m != (0o700 if k in folders else 0o600)}
+    assert loose == {}
 
 
 def test_quarantine_list_and_rollback_put_the_original_back(trip) -> None:

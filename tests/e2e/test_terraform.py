@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -18,7 +19,8 @@ from botocore.exceptions import ClientError
 from hevcq.aws.topology import Names
 from hevcq.pools import load_farm
 from hevcq.settings import unknown_names
-from hevcq.web import lambda_handler
+from hevcq.web import lambda_handler, uploads
+from hevcq.web.auth import TOKEN_OWNER
 from tests.e2e import iamcheck
 from tests.e2e.tfhelpers import (
     API_IMAGE,
@@ -383,8 +385,36 @@ def test_http_api_guards_the_api_with_a_jwt_authorizer_on_the_pool(farm: Applied
     }
     [stage] = gw.get_stages(ApiId=api["ApiId"])["Items"]
     assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
-    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
     assert "authorization" not in stage["AccessLogSettings"]["Format"].lower()
+
+
+def _throttles(default: dict[str, Any], per_route: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """(rate, burst) per route key, the stage default under ``$default``."""
+
+    def pair(s: dict[str, Any]) -> tuple[float, int]:
+        # The API's describe calls (moto) say ThrottlingRateLimit; the plan, the HCL name.
+        if "ThrottlingRateLimit" in s:
+            return float(s["ThrottlingRateLimit"]), int(s["ThrottlingBurstLimit"])
+        return float(s["throttling_rate_limit"]), int(s["throttling_burst_limit"])
+
+    return {"$default": pair(default), **{k: pair(v) for k, v in per_route.items()}}
+
+
+def _assert_separate_budgets(throttles: dict[str, tuple[float, int]]) -> None:
+    """Anonymous health checks and pages each get their own, smaller budget than the API."""
+    assert set(throttles) == {"$default", "GET /api/health", "ANY /api/{proxy+}"}
+    health, api = throttles["GET /api/health"], throttles["ANY /api/{proxy+}"]
+    pages = throttles["$default"]
+    assert health < api
+    assert pages < api
+    assert all(rate > 0 and burst >= 1 for rate, burst in throttles.values())
+
+
+def test_health_and_the_authenticated_api_have_separate_throttles(farm: AppliedFarm) -> None:
+    gw = farm.client("apigatewayv2")
+    api_id = farm.outputs["api_url"]["value"].removeprefix("https://").split(".")[0]
+    [stage] = gw.get_stages(ApiId=api_id)["Items"]
+    _assert_separate_budgets(_throttles(stage["DefaultRouteSettings"], stage["RouteSettings"]))
 
 
 def test_only_the_http_api_may_invoke_the_function(farm: AppliedFarm) -> None:
@@ -445,7 +475,12 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
             # A wildcard only for the keys under a prefix or the streams of a log group.
             assert "*" not in resource.removesuffix("/*").removesuffix(":log-stream:*"), sid
     actions = {a for st in statements.values() for a in st["Action"]}
-    assert not {a for a in actions if a.startswith("s3:Delete")}, "raw policy keep: no delete"
+    deletes = {
+        r for st in statements.values() for a in st["Action"] if a.startswith("s3:Delete")
+        for r in st["Resource"]
+    }  # fmt: skip
+    # Raw policy keep: no source is deleted; only settled uploads' in-flight markers go.
+    assert deletes == {f"{bucket}/uploads/open/*"}, "raw policy keep: no delete of sources"
     assert not {
         a
         for a in actions
@@ -462,6 +497,7 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
         ("s3:PutObject", f"{bucket}/TODO/*"),  # the presigned POST
         ("s3:GetObject", f"{bucket}/uploads/*"),
         ("s3:PutObject", f"{bucket}/uploads/*"),
+        ("s3:DeleteObject", f"{bucket}/uploads/open/*"),
     }
     queues = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["queue_urls"]["value"].values()}
     dlqs = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["dlq_urls"]["value"].values()}
@@ -476,6 +512,21 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
     assert "sqs:PurgeQueue" not in sqs
 
 
+def _stale_upload(farm: AppliedFarm, owner: str) -> str:
+    """An in-flight marker of an upload whose ticket expired unused a day ago; its key."""
+    made = datetime.now(UTC) - timedelta(days=1)
+    upload_id = uploads.new_upload_id()
+    record = uploads.UploadRecord(
+        id=upload_id, owner=owner, filename="old.mov", key=f"TODO/{upload_id}/old.mov",
+        created_at=made, max_bytes=100, expires_at=made + timedelta(hours=1),
+    )  # fmt: skip
+    marker = uploads.open_key(owner, upload_id, 100)
+    farm.client("s3").put_object(
+        Bucket=farm.settings["HEVCQ_BUCKET"], Key=marker, Body=record.model_dump_json().encode()
+    )
+    return marker
+
+
 def test_api_role_allows_every_call_the_api_makes(
     farm: AppliedFarm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -487,8 +538,11 @@ def test_api_role_allows_every_call_the_api_makes(
     env = {k: v for k, v in fn_env.items() if not k.startswith("HEVCQ_OIDC_")}
     # Token instead of Cognito: moto's pool issues no JWTs the app could verify.
     token = "r" * 40
-    for name, value in {**farm.env, **env, "HEVCQ_API_TOKEN": token}.items():
+    # One upload in flight at most: the ticket below first settles an old, unused one.
+    quota = {"HEVCQ_API_TOKEN": token, "HEVCQ_UPLOADS_IN_FLIGHT": "1"}
+    for name, value in {**farm.env, **env, **quota}.items():
         monkeypatch.setenv(name, value)
+    stale = _stale_upload(farm, TOKEN_OWNER)
     monkeypatch.setattr(lambda_handler, "_CONTAINER", {})
     calls: list[tuple[str, str, dict[str, Any]]] = []
     original = BaseClient._make_api_call  # type: ignore[attr-defined]
@@ -516,6 +570,7 @@ def test_api_role_allows_every_call_the_api_makes(
         call("GET", path)
     ticket = call("POST", "/api/uploads", {"filename": "clip.mov"})
     assert [v["id"] for v in call("GET", "/api/videos")["videos"]] == [ticket["id"]]
+    assert stale in {c[2].get("Key") for c in calls if c[1] == "DeleteObject"}
     call("GET", f"/api/videos/{ticket['id']}")
     assert call("POST", "/api/redrive", {"pool": pool})["moved"] == 1
 
@@ -561,14 +616,41 @@ def test_turning_cognito_off_leaves_the_app_token_as_the_guard(
         "module.api[0].aws_cognito_user_pool_client.this[0]",
         "module.api[0].aws_cognito_user_group.operators[0]",
         "module.api[0].aws_apigatewayv2_authorizer.jwt[0]",
-        'module.api[0].aws_apigatewayv2_route.this["ANY /api/{proxy+}"]',
-        'module.api[0].aws_apigatewayv2_route.this["GET /api/health"]',
     } <= deleted
     assert not {a for a in deleted if "lambda_function" in a or "apigatewayv2_api" in a}
+    # The routes stay (each keeps its throttle); the API route stops asking for a JWT.
+    assert not {a for a in deleted if "apigatewayv2_route" in a}
+    api_route = changes['module.api[0].aws_apigatewayv2_route.this["ANY /api/{proxy+}"]']
+    assert api_route["after"]["authorization_type"] == "NONE"
     env = changes["module.api[0].aws_lambda_function.this"]["after"]["environment"][0]["variables"]
     assert env["HEVCQ_API_TOKEN"] == RECONFIGURED_TOKEN
     assert not {k for k in env if k.startswith("HEVCQ_OIDC_")}
     assert reconfigured["planned_values"]["outputs"]["cognito_user_pool_id"].get("value") is None
+
+
+def test_without_cognito_health_and_the_api_keep_separate_throttles(
+    reconfigured: dict[str, Any],
+) -> None:
+    """Without Cognito every request reaches the app: the routes and their limits stay."""
+    [stage] = [
+        r["values"]
+        for r in _planned_resources(reconfigured)
+        if r["address"] == "module.api[0].aws_apigatewayv2_stage.this"
+    ]
+    [default] = stage["default_route_settings"]
+    _assert_separate_budgets(
+        _throttles(default, {s["route_key"]: s for s in stage["route_settings"]})
+    )
+
+
+def _planned_resources(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    modules = [plan["planned_values"]["root_module"]]
+    while modules:
+        m = modules.pop()
+        found.extend(m.get("resources", []))
+        modules.extend(m.get("child_modules", []))
+    return found
 
 
 def test_raw_deletion_adds_delete_on_todo_only(

@@ -4,7 +4,7 @@ import pytest
 
 from hevcq.ledger import LedgerItem, State
 from hevcq.objects import ObjectInfo
-from hevcq.web.raw import settle_raw, verdict
+from hevcq.web.raw import in_flight, settle_raw, verdict
 from tests.fakes import FakeStore
 
 SRC = ObjectInfo("TODO/u/a.mov", 100, "e1")
@@ -61,3 +61,26 @@ def test_the_source_goes_only_after_the_last_pool_settles() -> None:
     assert settle_raw(store, ledger, SRC.key, ["hevc", "720p"]).settled
     assert store.head(SRC.key) is None
     assert store.head("DONE/hevc/a.mp4") is not None
+
+
+@pytest.mark.parametrize(
+    ("source", "items", "expired", "flying"),
+    [
+        (SRC, {"hevc": _item("done"), "720p": _item("skipped")}, False, False),
+        (SRC, {"hevc": _item("done"), "720p": _item("failed")}, False, False),
+        (SRC, {"hevc": _item("done"), "720p": _item("running")}, True, True),
+        (SRC, {"hevc": _item("done"), "720p": None}, True, True),
+        (SRC, {"hevc": _item("done", "e0"), "720p": _item("skipped")}, True, True),
+        (None, {"hevc": None, "720p": None}, False, True),
+        (None, {"hevc": None, "720p": None}, True, False),
+        (None, {"hevc": _item("done"), "720p": _item("skipped")}, False, False),
+    ],
+    ids=[
+        "finished", "failed-ends-it", "running", "no-job-yet", "new-version",
+        "not-uploaded-yet", "never-uploaded", "raw-deleted",
+    ],
+)  # fmt: skip
+def test_in_flight(
+    source: ObjectInfo | None, items: dict[str, Any], expired: bool, flying: bool
+) -> None:
+    assert in_flight(source, items, expired) is flying

@@ -10,7 +10,8 @@ from hevcq import ops
 from hevcq.errors import FailureClass
 from hevcq.ledger import LedgerItem, State
 from hevcq.web.models import PoolOutcome
-from hevcq.web.view import recent, running_job, status_report, totals, video_state
+from hevcq.web.videos import video_state
+from hevcq.web.view import recent, running_job, status_report, totals
 
 HOUR = 3600
 T0 = 1_700_000_000 // HOUR * HOUR  # the start of an hour

@@ -24,6 +24,7 @@ from hevcq.aws.endpoint import Credentials, EndpointProcess
 from hevcq.aws.provision import FarmRefs, PoolRefs, names_for, provision
 from hevcq.aws.topology import EMBEDDED_BUCKET, Names
 from hevcq.pools import Pool
+from hevcq.private import open_private, private_dir
 from hevcq.procs import pid_alive
 from hevcq.settings import Settings, state_dir
 
@@ -101,7 +102,7 @@ class WorkerProcs:
 
     def _spawn(self, pool: str, slot: int) -> None:
         log_path = self.log_dir / f"worker-{pool}-{slot}.log"
-        with log_path.open("ab") as out:
+        with open_private(log_path, "ab") as out:
             self.procs[(pool, slot)] = subprocess.Popen(
                 [
                     sys.executable,
@@ -124,7 +125,7 @@ class WorkerProcs:
 
     def start(self) -> None:
         """Start every worker."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         for pool, n in self.per_pool.items():
             for slot in range(n):
                 self._spawn(pool, slot)
@@ -185,7 +186,7 @@ class EmbeddedFarm:
 
     def __enter__(self) -> EmbeddedFarm:
         os.environ.update(embedded_env(self.credentials))
-        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir / "logs")
         self._server, self.endpoint = _start_moto(
             self.state_dir / "logs" / "endpoint.log", self.credentials
         )
@@ -256,7 +257,7 @@ def published_farm(
 ) -> Iterator[Path]:
     """Write the farm file (mode 0600) while the block runs; removed on the way out."""
     path = farm_file(directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     body = farm_record(endpoint, refs, credentials)
     tmp = path.with_name(f".{FARM_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

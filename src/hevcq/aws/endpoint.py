@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hevcq.aws.readtimes import ReadBounds
+from hevcq.private import open_private
 from hevcq.procs import MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD, die_with_parent
 
 ENDPOINT_START_TIMEOUT_S = 60.0
@@ -98,7 +99,7 @@ def start(
     (a new random pair when None); returns once it answers."""
     credentials = credentials or Credentials.generate()
     bounds = bounds or ReadBounds()
-    err = log_path.open("ab") if log_path else subprocess.DEVNULL
+    err = open_private(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(
             _command(bounds),

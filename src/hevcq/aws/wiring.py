@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 
 from hevcq.aws.clients import Clients, classify
 from hevcq.aws.ledger import DynamoLedger
@@ -21,6 +19,7 @@ from hevcq.aws.sns import SnsPublisher
 from hevcq.aws.sqs import SqsQueue
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.pools import Pool, primary_pool
+from hevcq.private import scratch_dir
 from hevcq.settings import Settings
 from hevcq.worker.loop import Worker, WorkerConfig
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
@@ -46,7 +45,7 @@ def build_worker(
     """
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
-    work_dir = settings.work_dir or Path(tempfile.gettempdir()) / "hevcq-work"
+    work_dir = settings.work_dir or scratch_dir()
     runner = JobRunner(
         store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
         stall_timeout_s=settings.stall_timeout_s,

@@ -65,6 +65,7 @@ from hevcq.library.scan import ScanReport, scan
 from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
 from hevcq.pools import Pool, primary_pool, replacing_pools
+from hevcq.private import open_private
 from hevcq.settings import Settings, state_dir
 from hevcq.web import child as dashboard_child
 
@@ -382,8 +383,7 @@ def _dashboard(farm: EmbeddedFarm, port: int | None) -> Iterator[Callable[[], No
 @contextlib.contextmanager
 def _logging_to(path: Path, settings: Settings) -> Iterator[None]:
     """The run's log lines go to its folder (none tear the live view); back to stderr after."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
+    with open_private(path, "a") as f:
         logs.configure("json", settings.log_level, file=f)
         try:
             yield

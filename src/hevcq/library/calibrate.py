@@ -22,6 +22,7 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.pools import Pool
+from hevcq.private import open_private
 from hevcq.settings import state_dir
 
 SPEEDS_FILE = "speeds.json"
@@ -170,9 +171,9 @@ def save_speeds(
         speeds={k: float(v) for k, v in speeds.items() if v > 0},
         settings={n: p.settings_hash() for n, p in (pools or {}).items() if n in speeds},
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc.model_dump(), indent=2) + "\n", encoding="utf-8")
+    with open_private(tmp, "w") as f:
+        f.write(json.dumps(doc.model_dump(), indent=2) + "\n")
     tmp.replace(path)
 
 

@@ -23,6 +23,7 @@ from hevcq.media.model import (
     SubtitleStream,
     VideoStream,
 )
+from hevcq.private import private_dir, private_file
 from hevcq.settings import state_dir
 
 # Bump when the serialised shapes change: older rows are then re-probed and re-decided.
@@ -189,7 +190,8 @@ class Catalog:
     """SQLite (WAL) state of one library; use from one thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives its -wal and -shm files the database file's mode.
+        private_file(private_dir(path.parent) / path.name)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -7,6 +7,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hevcq.private import DIR_MODE, private_dir
+
 RUNS = "runs"
 
 
@@ -21,10 +23,10 @@ def prune(runs: Path, keep: int) -> list[Path]:
 
 def new_run_folder(state: Path, keep: int, now: datetime | None = None) -> Path:
     """A new folder for this run's logs under ``state/runs``; older runs beyond ``keep`` go."""
-    runs = state / RUNS
-    runs.mkdir(parents=True, exist_ok=True)
+    runs = private_dir(state) / RUNS
+    private_dir(runs)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
     here = runs / f"{stamp}-{os.getpid()}"
-    here.mkdir()
+    here.mkdir(mode=DIR_MODE)
     prune(runs, keep)
     return here

@@ -13,7 +13,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import structlog
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -39,6 +39,7 @@ from hevcq.web.models import (
     VideoList,
     VideoStatus,
 )
+from hevcq.web.videos import QuotaExceeded
 from hevcq.web.view import FarmView
 
 log = structlog.get_logger()
@@ -51,6 +52,9 @@ DOCS_STATIC = "/static/docs"
 # never grants: a POST carrying it comes from our own page or from a non-browser client.
 CSRF_HEADER = "X-Hevcq-Request"
 RAW_SWEEP_EVERY_S = 15.0
+VIDEOS_PAGE = 50
+VIDEOS_PAGE_MAX = 200
+ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"  # an upload id (Crockford base32)
 NOT_FOUND = "not found"
 SWEEP_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, HevcqError)  # logged, sweep goes on
 # A farm read that failed: raw from boto3, or classified by the ledger and the store (the
@@ -256,25 +260,29 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
         upload_id = uploads.new_upload_id()
         try:
             key = uploads.upload_key(upload_id, body.filename)
+            record = uploads.UploadRecord(
+                id=upload_id, owner=who.owner, filename=key.rsplit("/", 1)[-1], key=key,
+                created_at=datetime.now(UTC),
+            )  # fmt: skip
+            url, fields, expires, most = f.new_upload(
+                record, body.size, config.upload_max_bytes, config.upload_ttl_s
+            )
+        except QuotaExceeded as exc:
+            raise HTTPException(429, str(exc)) from exc
         except HevcqError as exc:
             raise HTTPException(422, str(exc)) from exc
-        record = uploads.UploadRecord(
-            id=upload_id, owner=who.owner, filename=key.rsplit("/", 1)[-1], key=key,
-            created_at=datetime.now(UTC),
-        )  # fmt: skip
-        url, fields, expires = uploads.presigned_upload(
-            f.store, record, config.upload_max_bytes, config.upload_ttl_s
-        )
         return UploadTicket(
-            id=upload_id, key=key, url=url, fields=fields,
-            max_bytes=config.upload_max_bytes, expires_at=expires,
+            id=upload_id, key=key, url=url, fields=fields, max_bytes=most, expires_at=expires,
         )  # fmt: skip
 
     @app.get("/api/videos")
-    def videos(who: CallerDep, f: FarmDep) -> VideoList:
-        """The caller's uploads, newest first."""
-        records = uploads.list_records(f.store, who.owner)
-        return VideoList(videos=[f.video(r) for r in records])
+    def videos(
+        who: CallerDep, f: FarmDep,
+        limit: Annotated[int, Query(ge=1, le=VIDEOS_PAGE_MAX)] = VIDEOS_PAGE,
+        cursor: Annotated[str | None, Query(pattern=ULID_PATTERN)] = None,
+    ) -> VideoList:  # fmt: skip
+        """A page of the caller's uploads, newest first; `next_cursor` leads to the next."""
+        return f.videos(who.owner, limit, cursor)
 
     @app.get("/api/videos/{video_id}")
     def video(who: CallerDep, f: FarmDep, video_id: str) -> VideoStatus:

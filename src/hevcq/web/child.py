@@ -26,6 +26,7 @@ from typing import Any
 from hevcq import logs
 from hevcq.aws.embedded import from_record
 from hevcq.errors import ConfigError
+from hevcq.private import open_private
 from hevcq.procs import die_with_parent
 from hevcq.settings import load_settings
 from hevcq.web import server as web_server
@@ -124,7 +125,7 @@ def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
         raise DashboardError(f"no port to listen on: {exc.strerror or exc}") from exc
     try:
         bound = sock.getsockname()[1]
-        with log_path.open("ab") as err:
+        with open_private(log_path, "ab") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hevcq.web.child", "--fd", str(sock.fileno()),
                  "--parent", str(os.getpid())],

@@ -180,6 +180,13 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
+    size: int | None = Field(
+        None,
+        ge=1,
+        description="The file's size in bytes, if known: the POST then accepts "
+        "no more, and only this much counts against the owner's bytes in flight "
+        "(otherwise the server's largest upload does).",
+    )
 
 
 class UploadTicket(_Out):
@@ -216,9 +223,12 @@ class VideoStatus(_Out):
 
 
 class VideoList(_Out):
-    """The caller's uploads, newest first."""
+    """A page of the caller's uploads, newest first."""
 
     videos: list[VideoStatus]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
 
 
 class Health(_Out):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
+from hevcq.ledger import FINISHED, TERMINAL, LedgerItem, LedgerReader, State
 from hevcq.objects import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
@@ -43,6 +43,22 @@ def verdict(
         if item.state is State.DONE and (not out or out not in present):
             return Verdict(False, f"{pool}: output missing")
     return Verdict(True, "every pool settled")
+
+
+def in_flight(
+    source: ObjectInfo | None, items: Mapping[str, LedgerItem | None], expired: bool
+) -> bool:
+    """Pure: does an upload still count against its owner's quota?
+
+    Until every pool has ended its job on the current version (done, skipped or failed:
+    no worker will touch it again unless an operator redrives it), yes. With no source,
+    only while its presigned POST may still be used (``expired`` is False) and not every
+    pool has ended a job on it (the raw policy deleted it).
+    """
+    ended = all(i is not None and i.state in TERMINAL for i in items.values())
+    if source is None:
+        return not expired and not ended
+    return not (ended and all(i is not None and i.etag == source.etag for i in items.values()))
 
 
 def settle_raw(store: ObjectStore, ledger: LedgerReader, key: str, pools: Iterable[str]) -> Verdict:

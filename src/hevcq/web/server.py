@@ -26,6 +26,7 @@ from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.videos import UploadQuota
 from hevcq.web.view import FarmView
 
 SERVER_START_TIMEOUT_S = 10.0
@@ -67,8 +68,13 @@ def embedded_view(
         Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint), refs,
         label=f"embedded farm at {endpoint}",
         move_clients=Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint, retries=1),
-        raw_policy=settings.raw,
+        raw_policy=settings.raw, quota=upload_quota(settings),
     )  # fmt: skip
+
+
+def upload_quota(settings: Settings) -> UploadQuota:
+    """Each owner's uploads and bytes in flight, from the settings."""
+    return UploadQuota(settings.uploads_in_flight, settings.upload_bytes_in_flight)
 
 
 def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Located:
@@ -82,7 +88,7 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
         move = Clients.create(region=settings.region, retries=1)
         view = FarmView(
             clients, refs, label=f"farm {settings.bucket}", move_clients=move,
-            raw_policy=settings.raw,
+            raw_policy=settings.raw, quota=upload_quota(settings),
         )  # fmt: skip
         return Located(view, embedded=False)
     running = running_farm(state_dir)

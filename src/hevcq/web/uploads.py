@@ -4,25 +4,30 @@ An upload goes to ``TODO/<ulid>/<filename>`` like any other source, so the farm 
 the same way. The server also writes a small record under ``uploads/<owner hash>/<ulid>.json``
 (outside ``TODO/``, so it raises no event): listing a caller's uploads is one prefix
 listing, and a record outside the caller's prefix simply does not exist for them.
+
+While an upload is in flight (issued, and not yet settled by every pool) a copy of its
+record also sits under ``uploads/open/<owner hash>/<ulid>-<bytes>.json``, ``bytes`` being
+the most its presigned POST accepts: an owner's uploads in flight, and their bytes, are
+one listing, and the raw-deletion sweep reads only uploads in flight.
 """
 
 from __future__ import annotations
 
 import hashlib
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from ulid import ULID
 
 from hevcq.errors import PermanentError
 from hevcq.keys import TODO_PREFIX, relative_key
-
-if TYPE_CHECKING:
-    from hevcq.aws.s3 import S3Store
+from hevcq.objects import ObjectStore
 
 UPLOADS_PREFIX = "uploads/"
+OPEN_PREFIX = f"{UPLOADS_PREFIX}open/"
 META_OWNER = "hevcq-owner"
 META_UPLOAD_ID = "hevcq-upload-id"
 # Unicode's bidirectional controls (UAX #9): they reorder what a name shows, so that
@@ -44,6 +49,34 @@ class UploadRecord(BaseModel):
     filename: str
     key: str
     created_at: datetime
+    max_bytes: int | None = None  # the presigned POST's size limit (records since quotas)
+    expires_at: datetime | None = None  # when that POST stops being accepted
+
+
+class RecordStore(ObjectStore, Protocol):
+    """The bucket as the API keeps its records (``S3Store``; ``tests.fakes.FakeStore``)."""
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+    def presign_get(self, key: str, ttl_s: int) -> str: ...
+
+
+class Signer(RecordStore, Protocol):
+    """A record store that also presigns uploads (``S3Store``)."""
+
+    def presign_post(
+        self, key: str, fields: dict[str, str], conditions: list[Any], ttl_s: int
+    ) -> tuple[str, dict[str, str]]: ...
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """An upload in flight as its marker's key tells: no read needed."""
+
+    marker: str
+    id: str
+    max_bytes: int
 
 
 def new_upload_id() -> str:
@@ -60,9 +93,31 @@ def is_upload_id(value: str) -> bool:
     return True
 
 
+def _owner_hash(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+
 def owner_prefix(owner: str) -> str:
     """The records folder of one owner; hashed so any owner string makes a safe key."""
-    return f"{UPLOADS_PREFIX}{hashlib.sha256(owner.encode()).hexdigest()[:32]}/"
+    return f"{UPLOADS_PREFIX}{_owner_hash(owner)}/"
+
+
+def open_prefix(owner: str) -> str:
+    """The folder of one owner's uploads in flight."""
+    return f"{OPEN_PREFIX}{_owner_hash(owner)}/"
+
+
+def open_key(owner: str, upload_id: str, max_bytes: int) -> str:
+    """The marker of an upload in flight; its name carries the bytes it may take."""
+    return f"{open_prefix(owner)}{upload_id}-{max_bytes}.json"
+
+
+def parse_open_key(key: str) -> OpenUpload | None:
+    """An upload in flight from its marker's key; None for a key of another shape."""
+    upload_id, _, size = key.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
+    if not is_upload_id(upload_id) or not size.isdigit():
+        return None
+    return OpenUpload(key, upload_id, int(size))
 
 
 def record_key(owner: str, upload_id: str) -> str:
@@ -106,18 +161,20 @@ def post_conditions(owner: str, upload_id: str, max_bytes: int) -> tuple[dict[st
 
 
 def presigned_upload(
-    store: S3Store, record: UploadRecord, max_bytes: int, ttl_s: int
+    store: Signer, record: UploadRecord, max_bytes: int, ttl_s: int
 ) -> tuple[str, dict[str, str], datetime]:
-    """Store the record and presign the POST: (url, form fields, expiry)."""
+    """Store the record and its in-flight marker, and presign the POST: (url, fields, expiry)."""
+    expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    record = record.model_copy(update={"max_bytes": max_bytes, "expires_at": expires})
     fields, conditions = post_conditions(record.owner, record.id, max_bytes)
-    store.put_bytes(
-        record_key(record.owner, record.id), record.model_dump_json().encode(), "application/json"
-    )
+    body = record.model_dump_json().encode()
+    store.put_bytes(record_key(record.owner, record.id), body, "application/json")
+    store.put_bytes(open_key(record.owner, record.id, max_bytes), body, "application/json")
     url, signed = store.presign_post(record.key, fields, conditions, ttl_s)
-    return url, signed, datetime.now(UTC) + timedelta(seconds=ttl_s)
+    return url, signed, expires
 
 
-def get_record(store: S3Store, owner: str, upload_id: str) -> UploadRecord | None:
+def get_record(store: RecordStore, owner: str, upload_id: str) -> UploadRecord | None:
     """The owner's record of an upload, or None (another owner's upload is None too)."""
     if not is_upload_id(upload_id):
         return None
@@ -125,19 +182,41 @@ def get_record(store: S3Store, owner: str, upload_id: str) -> UploadRecord | Non
     return None if body is None else UploadRecord.model_validate_json(body)
 
 
-def list_records(store: S3Store, owner: str, limit: int = 200) -> list[UploadRecord]:
-    """The owner's most recent uploads, newest first."""
+def page_of_records(
+    store: RecordStore, owner: str, limit: int, cursor: str | None = None
+) -> tuple[list[UploadRecord], str | None]:
+    """A page of the owner's uploads, newest first, older than ``cursor`` (an upload id),
+    and the cursor of the next page (None after the last).
+
+    Ids are ULIDs: their order is the order of creation, so a page never shifts when new
+    uploads arrive. One listing of keys, then a read of each record on the page only.
+    """
     keys = store.list_keys(owner_prefix(owner))
-    ids = sorted((k.rsplit("/", 1)[-1].removesuffix(".json") for k in keys), reverse=True)
-    found = (get_record(store, owner, i) for i in ids[:limit])
-    return [r for r in found if r is not None]
+    ids = sorted((i for k in keys if is_upload_id(i := _record_id(k))), reverse=True)
+    older = [i for i in ids if cursor is None or i < cursor]
+    page = older[:limit]
+    found = (get_record(store, owner, i) for i in page)
+    records = [r for r in found if r is not None]
+    return records, page[-1] if len(older) > limit else None
 
 
-def all_records(store: S3Store) -> list[UploadRecord]:
-    """Every owner's records (the raw-deletion sweep)."""
-    out = []
-    for key in store.list_keys(UPLOADS_PREFIX):
-        body = store.get_bytes(key)
-        if body is not None:
-            out.append(UploadRecord.model_validate_json(body))
-    return out
+def _record_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def in_flight(store: RecordStore, owner: str) -> list[OpenUpload]:
+    """The owner's uploads in flight, from one listing."""
+    found = (parse_open_key(k) for k in store.list_keys(open_prefix(owner)))
+    return [o for o in found if o is not None]
+
+
+def all_in_flight(store: RecordStore) -> list[OpenUpload]:
+    """Every owner's uploads in flight (the sweep), from one listing."""
+    found = (parse_open_key(k) for k in store.list_keys(OPEN_PREFIX))
+    return [o for o in found if o is not None]
+
+
+def open_record(store: RecordStore, upload: OpenUpload) -> UploadRecord | None:
+    """The record an in-flight marker holds; None once it is gone."""
+    body = store.get_bytes(upload.marker)
+    return None if body is None else UploadRecord.model_validate_json(body)

@@ -18,7 +18,7 @@ from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
-from hevcq.errors import FailureClass
+from hevcq.errors import FailureClass, PermanentError
 from hevcq.ledger import PHASES, TERMINAL, LedgerItem, State
 from hevcq.library.results import announced_objects
 from hevcq.web import uploads
@@ -30,7 +30,6 @@ from hevcq.web.models import (
     JobSummary,
     JobVersion,
     ObjectMeta,
-    PoolOutcome,
     PoolStatus,
     RedriveResult,
     RunningJob,
@@ -38,13 +37,21 @@ from hevcq.web.models import (
     StateTotal,
     StatusReport,
     Totals,
+    VideoList,
     VideoStatus,
 )
-from hevcq.web.raw import settle_raw
+from hevcq.web.videos import (
+    DELETE_WHEN_SETTLED,
+    UploadQuota,
+    UploadSide,
+    check_quota,
+    sweep_in_flight,
+    video_page,
+    video_status,
+)
 
 RECENT_JOBS = 50
 CHART_HOURS = 24
-DOWNLOAD_URL_TTL_S = 3600
 
 
 def _when(t: float | None) -> datetime | None:
@@ -151,29 +158,6 @@ def recent(items: Iterable[LedgerItem], limit: int = RECENT_JOBS) -> list[JobSum
     return jobs[:limit]
 
 
-def _pool_outcome(item: LedgerItem | None, source_seen: bool, link: str | None) -> PoolOutcome:
-    if item is None:
-        return PoolOutcome(pool="", state="waiting" if source_seen else "awaiting upload")
-    j = job_summary(item)
-    state = j.state if j.state in ("queued", "running", "done", "skipped", "failed") else "queued"
-    return PoolOutcome(
-        pool=j.pool, state=state, reason=j.reason,
-        output_bytes=j.output_bytes, download_url=link if state == "done" else None,
-    )  # fmt: skip
-
-
-def video_state(outcomes: list[PoolOutcome]) -> str:
-    """One word for a video: failed beats processing beats done."""
-    states = {o.state for o in outcomes}
-    if "failed" in states:
-        return "failed"
-    if states <= {"done", "skipped"}:
-        return "done"
-    if states == {"awaiting upload"}:
-        return "awaiting upload"
-    return "processing"
-
-
 @dataclass
 class FarmView:
     """A farm to read and operate: its clients and addresses."""
@@ -183,6 +167,7 @@ class FarmView:
     label: str
     move_clients: Clients | None = None  # no retries: detects endpoints without move tasks
     raw_policy: str = "keep"
+    quota: UploadQuota = field(default_factory=UploadQuota)
     _dlq_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -292,32 +277,34 @@ class FarmView:
                 moved = ops.redrive(self.clients.sqs, move, self.refs, [pool], failure_class)[pool]
         return RedriveResult(pool=pool, moved=moved)
 
+    @property
+    def upload_side(self) -> UploadSide:
+        """The bucket, ledger, pools and raw policy the API's uploads are read with."""
+        return UploadSide(self.store, self.ledger, tuple(sorted(self.refs.pools)), self.raw_policy)
+
     def video(self, record: uploads.UploadRecord) -> VideoStatus:
         """An upload's state per pool, with download links for done pools."""
-        source = self.store.head(record.key)
-        raw_deleted = False
-        if source is not None and self.raw_policy == "delete-when-settled":
-            raw_deleted = settle_raw(self.store, self.ledger, record.key, self.refs.pools).settled
-        items = {p: self.ledger.get(record.key, p) for p in sorted(self.refs.pools)}
-        seen = source is not None or any(items.values())
-        outcomes = []
-        for pool, item in items.items():
-            link = None
-            if item and item.state is State.DONE and item.output_key:
-                link = self.store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
-            outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
-        return VideoStatus(
-            id=record.id, filename=record.filename, key=record.key,
-            created_at=record.created_at, state=video_state(outcomes),
-            raw_deleted=raw_deleted or (source is None and any(items.values())),
-            pools=outcomes,
-        )  # fmt: skip
+        return video_status(self.upload_side, record)
 
-    def sweep_raw(self) -> int:
-        """Apply the raw policy to every API upload; returns how many sources went."""
-        if self.raw_policy != "delete-when-settled":
+    def videos(self, owner: str, limit: int, cursor: str | None) -> VideoList:
+        """A page of the owner's uploads, newest first, older than ``cursor``."""
+        return video_page(self.upload_side, owner, limit, cursor)
+
+    def new_upload(
+        self, record: uploads.UploadRecord, size: int | None, max_bytes: int, ttl_s: int
+    ) -> tuple[str, dict[str, str], datetime, int]:
+        """Check the owner's quota, then store the record and presign its POST:
+        (url, fields, expiry, the most bytes it accepts)."""
+        if size is not None and size > max_bytes:
+            raise PermanentError(f"size {size} is over the {max_bytes} bytes an upload may take")
+        wanted = size or max_bytes
+        check_quota(self.upload_side, record.owner, wanted, self.quota)
+        url, fields, expires = uploads.presigned_upload(self.store, record, wanted, ttl_s)
+        return url, fields, expires, wanted
+
+    def sweep_raw(self, now: datetime | None = None) -> int:
+        """Apply the raw policy to the API uploads in flight (no others: those are settled);
+        returns how many stopped being in flight."""
+        if self.raw_policy != DELETE_WHEN_SETTLED:
             return 0
-        gone = 0
-        for r in uploads.all_records(self.store):
-            gone += settle_raw(self.store, self.ledger, r.key, self.refs.pools).settled
-        return gone
+        return sweep_in_flight(self.upload_side, now or datetime.now(UTC))

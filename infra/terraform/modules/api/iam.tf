@@ -51,6 +51,14 @@ data "aws_iam_policy_document" "this" {
     resources = ["${var.farm.bucket_arn}/uploads/*"]
   }
 
+  statement {
+    sid = "SettleUploadsInFlight"
+    # An upload's in-flight marker goes once every pool has finished with it: the quota
+    # counts the markers. The records themselves are never deleted.
+    actions   = ["s3:DeleteObject"]
+    resources = ["${var.farm.bucket_arn}/uploads/open/*"]
+  }
+
   dynamic "statement" {
     for_each = var.raw_policy == "delete-when-settled" ? [1] : []
     content {

@@ -28,10 +28,17 @@ locals {
 
   # The pages, their static files, the OpenAPI document and /api/health need no
   # credentials; everything else under /api/ needs a JWT of the pool when Cognito is on.
-  routes = merge(
-    { "$default" = false },
-    var.enable_cognito ? { "GET /api/health" = false, "ANY /api/{proxy+}" = true } : {},
-  )
+  # The three routes exist either way: each has its own throttle, so anonymous traffic
+  # cannot spend the budget of authenticated callers.
+  routes = {
+    "$default"          = false
+    "GET /api/health"   = false
+    "ANY /api/{proxy+}" = var.enable_cognito
+  }
+  route_throttles = {
+    "GET /api/health"   = var.throttle.health
+    "ANY /api/{proxy+}" = var.throttle.api
+  }
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -44,7 +51,7 @@ resource "aws_cloudwatch_log_group" "this" {
 resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_116:API Gateway invokes the function synchronously; a dead-letter queue only receives failed asynchronous invocations
   #checkov:skip=CKV_AWS_117:the function calls only public AWS APIs (S3, SQS, DynamoDB); a VPC would add a NAT gateway or endpoints and nothing to protect
-  #checkov:skip=CKV_AWS_115:the stage's throttle caps the load; reserving concurrency fails on accounts whose limit is the default minimum of 10
+  #checkov:skip=CKV_AWS_115:the stage's per-route throttles cap the load; reserving concurrency fails on accounts whose limit is the default minimum of 10
   #checkov:skip=CKV_AWS_272:code signing applies to zip packages only; the image is pinned by the ECR URI given in var.image
   #checkov:skip=CKV_AWS_50:structlog JSON lines in CloudWatch Logs trace each request; X-Ray would need a role statement on "*"
   function_name = local.name
@@ -198,10 +205,23 @@ resource "aws_apigatewayv2_stage" "this" {
   name        = "$default"
   auto_deploy = true
 
+  # $default (the pages): the stage default. Health and the API: a limit each.
   default_route_settings {
-    throttling_rate_limit  = var.throttle.rate_per_s
-    throttling_burst_limit = var.throttle.burst
+    throttling_rate_limit  = var.throttle.pages.rate_per_s
+    throttling_burst_limit = var.throttle.pages.burst
   }
+
+  dynamic "route_settings" {
+    for_each = local.route_throttles
+    content {
+      route_key              = route_settings.key
+      throttling_rate_limit  = route_settings.value.rate_per_s
+      throttling_burst_limit = route_settings.value.burst
+    }
+  }
+
+  # A route's settings need the route to exist first.
+  depends_on = [aws_apigatewayv2_route.this]
 
   access_log_settings {
     destination_arn = aws_cloudwatch_log_group.access.arn

@@ -66,12 +66,22 @@ variable "memory_mib" {
 }
 
 variable "throttle" {
-  description = "Requests per second and burst the HTTP API's stage lets through: the cap on what the API can cost."
+  description = "Requests per second and burst the HTTP API lets through, per route: the public GET /api/health, the authenticated api (every other /api/ call) and the public pages ($default). Each is its own budget: the caps on what the API can cost."
   type = object({
-    rate_per_s = number
-    burst      = number
+    health = object({ rate_per_s = number, burst = number })
+    api    = object({ rate_per_s = number, burst = number })
+    pages  = object({ rate_per_s = number, burst = number })
   })
-  default = { rate_per_s = 50, burst = 100 }
+  default = {
+    health = { rate_per_s = 2, burst = 5 }
+    api    = { rate_per_s = 50, burst = 100 }
+    pages  = { rate_per_s = 10, burst = 20 }
+  }
+
+  validation {
+    condition     = alltrue([for t in values(var.throttle) : t.rate_per_s > 0 && t.burst >= 1])
+    error_message = "Every throttle needs rate_per_s > 0 and burst >= 1."
+  }
 }
 
 variable "log_retention_days" {

@@ -1,0 +1,154 @@
+"""The API's uploads as the farm sees them: a video's state per pool, pages of an owner's
+videos, the uploads in flight and the quota on them, and settling those the farm has
+finished with (the raw policy's sweep).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hevcq.errors import HevcqError
+from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
+from hevcq.web import uploads
+from hevcq.web.models import PoolOutcome, VideoList, VideoStatus
+from hevcq.web.raw import in_flight, settle_raw
+
+DOWNLOAD_URL_TTL_S = 3600
+DELETE_WHEN_SETTLED = "delete-when-settled"
+# A POST that started before its policy expired may still be arriving: an upload never
+# made counts in flight this long after that.
+POST_GRACE = timedelta(minutes=15)
+
+
+class QuotaExceeded(HevcqError):
+    """An owner has as many uploads, or bytes, in flight as the quota allows."""
+
+
+@dataclass(frozen=True)
+class UploadQuota:
+    """Per owner: uploads in flight, and the bytes their presigned POSTs may take."""
+
+    uploads: int = 20
+    bytes: int = 100 * 1024**3
+
+
+def _pool_outcome(item: LedgerItem | None, source_seen: bool, link: str | None) -> PoolOutcome:
+    if item is None:
+        return PoolOutcome(pool="", state="waiting" if source_seen else "awaiting upload")
+    state = item.state.value
+    if state not in ("queued", "running", "done", "skipped", "failed"):
+        state = "queued"
+    return PoolOutcome(
+        pool=item.pool, state=state, reason=item.reason or None,
+        output_bytes=item.output_bytes, download_url=link if state == "done" else None,
+    )  # fmt: skip
+
+
+def video_state(outcomes: list[PoolOutcome]) -> str:
+    """One word for a video: failed beats processing beats done."""
+    states = {o.state for o in outcomes}
+    if "failed" in states:
+        return "failed"
+    if states <= {"done", "skipped"}:
+        return "done"
+    if states == {"awaiting upload"}:
+        return "awaiting upload"
+    return "processing"
+
+
+@dataclass(frozen=True)
+class UploadSide:
+    """What an upload's status and settlement read: bucket, ledger, pools, raw policy."""
+
+    store: uploads.RecordStore
+    ledger: LedgerReader
+    pools: tuple[str, ...]
+    raw_policy: str = "keep"
+
+
+def video_status(side: UploadSide, record: uploads.UploadRecord) -> VideoStatus:
+    """An upload's state per pool, with download links for done pools."""
+    store, ledger = side.store, side.ledger
+    source = store.head(record.key)
+    raw_deleted = False
+    if source is not None and side.raw_policy == DELETE_WHEN_SETTLED:
+        raw_deleted = settle_raw(store, ledger, record.key, side.pools).settled
+    items = {p: ledger.get(record.key, p) for p in sorted(side.pools)}
+    seen = source is not None or any(items.values())
+    outcomes = []
+    for pool, item in items.items():
+        link = None
+        if item and item.state is State.DONE and item.output_key:
+            link = store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
+        outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
+    return VideoStatus(
+        id=record.id, filename=record.filename, key=record.key,
+        created_at=record.created_at, state=video_state(outcomes),
+        raw_deleted=raw_deleted or (source is None and any(items.values())),
+        pools=outcomes,
+    )  # fmt: skip
+
+
+def video_page(side: UploadSide, owner: str, limit: int, cursor: str | None) -> VideoList:
+    """A page of the owner's uploads: reads for that page's records only."""
+    records, after = uploads.page_of_records(side.store, owner, limit, cursor)
+    return VideoList(videos=[video_status(side, r) for r in records], next_cursor=after)
+
+
+def settle_upload(side: UploadSide, upload: uploads.OpenUpload, now: datetime) -> bool:
+    """Drop the marker of an upload no longer in flight, applying the raw policy on the way;
+    True while it is still in flight."""
+    store, ledger = side.store, side.ledger
+    record = uploads.open_record(store, upload)
+    if record is None:
+        return False
+    source = store.head(record.key)
+    items = {p: ledger.get(record.key, p) for p in side.pools}
+    finished = all(i is not None and i.state in FINISHED for i in items.values())
+    if source is not None and finished and side.raw_policy == DELETE_WHEN_SETTLED:
+        settle_raw(store, ledger, record.key, side.pools)
+    expired = record.expires_at is None or now > record.expires_at + POST_GRACE
+    if in_flight(source, items, expired):
+        return True
+    store.delete(upload.marker)
+    return False
+
+
+def sweep_in_flight(side: UploadSide, now: datetime) -> int:
+    """Settle every owner's uploads in flight (and no others); how many stopped flying."""
+    return sum(not settle_upload(side, u, now) for u in uploads.all_in_flight(side.store))
+
+
+def check_quota(side: UploadSide, owner: str, wanted: int, quota: UploadQuota) -> None:
+    """Raise QuotaExceeded unless the owner may start an upload of ``wanted`` bytes more.
+
+    One listing when under the quota; at the quota, the owner's uploads in flight are
+    settled first (those the farm has finished with stop counting).
+    """
+    flying = uploads.in_flight(side.store, owner)
+    if _fits(flying, wanted, quota):
+        return
+    now = datetime.now(UTC)
+    flying = [u for u in flying if settle_upload(side, u, now)]
+    if not _fits(flying, wanted, quota):
+        raise QuotaExceeded(_over(flying, wanted, quota))
+
+
+def _fits(flying: list[uploads.OpenUpload], wanted: int, quota: UploadQuota) -> bool:
+    held = sum(u.max_bytes for u in flying)
+    return len(flying) < quota.uploads and held + wanted <= quota.bytes
+
+
+def _over(flying: list[uploads.OpenUpload], wanted: int, quota: UploadQuota) -> str:
+    if len(flying) >= quota.uploads:
+        return (
+            f"{len(flying)} uploads in flight, the most allowed (HEVCQ_UPLOADS_IN_FLIGHT); "
+            "try again once the farm has finished some"
+        )
+    held = sum(u.max_bytes for u in flying)
+    return (
+        f"{held} bytes in flight and this upload may take {wanted}, over the "
+        f"{quota.bytes} allowed (HEVCQ_UPLOAD_BYTES_IN_FLIGHT); send a smaller size or "
+        "try again once the farm has finished some"
+    )

@@ -1,0 +1,227 @@
+"""Quotas and paging of the API's uploads, over the fakes: an owner's uploads in flight are
+bounded, a page of videos costs reads for that page only, and the raw sweep reads only the
+uploads still in flight."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from ulid import ULID
+
+from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import FarmRefs, PoolRefs
+from hevcq.aws.s3 import S3Store
+from hevcq.aws.topology import Names
+from hevcq.ledger import Claimed, JobKey, State
+from hevcq.web import uploads
+from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
+from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.videos import QuotaExceeded, UploadQuota, UploadSide, check_quota
+from hevcq.web.view import FarmView
+from tests.fakes import FakeLedger, FakeStore
+
+POOLS = ("1080p", "720p", "hevc")
+ENDPOINT = "http://127.0.0.1:9"  # nothing listens: every read must go to the fakes
+POST = {CSRF_HEADER: "1"}
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeFarmView(FarmView):
+    """A farm view whose bucket and ledger are the fakes."""
+
+    fake_store: FakeStore
+    fake_ledger: FakeLedger
+
+    @property
+    def store(self) -> S3Store:
+        return self.fake_store  # type: ignore[return-value]
+
+    @property
+    def ledger(self) -> DynamoLedger:
+        return self.fake_ledger
+
+
+@functools.cache
+def _clients() -> Clients:
+    # Unused by the fakes; made once, as boto3 takes a while to build clients.
+    return Clients.create(region="us-east-1", endpoint_url=ENDPOINT, retries=1)
+
+
+def _view(raw: str = "keep", quota: UploadQuota | None = None) -> FakeFarmView:
+    refs = FarmRefs(
+        names=Names.build("hevcq", "hevcq-local", list(POOLS)),
+        uploads_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-uploads",
+        events_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-events",
+        results_queue_url=f"{ENDPOINT}/1/hevcq-results", ledger_table="hevcq-ledger",
+        pools={p: PoolRefs(f"{ENDPOINT}/1/{p}", f"{ENDPOINT}/1/{p}-dlq") for p in POOLS},
+    )  # fmt: skip
+    extra: dict[str, Any] = {"quota": quota} if quota else {}
+    view = FakeFarmView(_clients(), refs, label="fake", raw_policy=raw, **extra)
+    view.fake_store, view.fake_ledger = FakeStore(), FakeLedger()
+    return view
+
+
+def _client(view: FarmView, max_bytes: int = 1000) -> TestClient:
+    auth = Authenticator(AuthConfig(open_local=True))
+    return TestClient(create_app(WebConfig(view, auth, upload_max_bytes=max_bytes)))
+
+
+def _record(owner: str, n: int) -> uploads.UploadRecord:
+    """The n-th upload of ``owner``, made n seconds after T0 (ids sort by time)."""
+    at = T0 + timedelta(seconds=n)
+    upload_id = str(ULID.from_datetime(at))
+    return uploads.UploadRecord(
+        id=upload_id, owner=owner, filename=f"v{n}.mov", key=f"TODO/{upload_id}/v{n}.mov",
+        created_at=at, max_bytes=100, expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+
+
+def _store_records(store: FakeStore, owner: str, count: int) -> list[str]:
+    ids = []
+    for n in range(count):
+        r = _record(owner, n)
+        store.put_bytes(uploads.record_key(owner, r.id), r.model_dump_json().encode(), "")
+        ids.append(r.id)
+    return sorted(ids, reverse=True)
+
+
+def _owner(c: TestClient) -> str:
+    ticket = c.post("/api/uploads", json={"filename": "probe.mov"}, headers=POST).json()
+    return str(ticket["fields"]["x-amz-meta-hevcq-owner"])
+
+
+def _reads(view: FakeFarmView) -> int:
+    return view.fake_store.reads() + view.fake_ledger.gets
+
+
+def test_a_page_of_videos_costs_reads_for_that_page_only() -> None:
+    view = _view()
+    c = _client(view)
+    owner = _owner(c)
+    _store_records(view.fake_store, owner, 200)
+    _store_records(view.fake_store, "someone else", 30)
+    before = _reads(view)
+    r = c.get("/api/videos", params={"limit": 10})
+    assert r.status_code == 200
+    assert len(r.json()["videos"]) == 10
+    # One listing, then per video on the page: its record, its source, an item per pool.
+    assert _reads(view) - before == 1 + 10 * (1 + 1 + len(POOLS))
+
+
+def test_pages_chain_through_the_cursor_newest_first_and_new_uploads_do_not_shift_them() -> None:
+    view = _view()
+    c = _client(view)
+    owner = _owner(c)
+    ids = _store_records(view.fake_store, owner, 45)
+    seen: list[str] = []
+    cursor = None
+    for n in range(3):
+        params: dict[str, Any] = {"limit": 20} | ({"cursor": cursor} if cursor else {})
+        page = c.get("/api/videos", params=params).json()
+        seen += [v["id"] for v in page["videos"] if v["filename"] != "probe.mov"]
+        cursor = page["next_cursor"]
+        if n == 0:  # an upload arriving between pages goes to the front, not into page 2
+            c.post("/api/uploads", json={"filename": "new.mov"}, headers=POST)
+    assert seen == ids
+    assert cursor is None
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 201}, {"cursor": "../x"}, {"cursor": "0" * 27}]
+)
+def test_a_bad_limit_or_cursor_is_a_422_naming_it(params: dict[str, Any]) -> None:
+    r = _client(_view()).get("/api/videos", params=params)
+    assert r.status_code == 422
+    assert next(iter(params)) in str(r.json()["detail"])
+
+
+def _finish(ledger: FakeLedger, key: str, etag: str, state: State = State.DONE) -> None:
+    for pool in POOLS:
+        claim = ledger.claim(JobKey(key, pool, etag, "h"), "w1", "m1", 60)
+        assert isinstance(claim, Claimed)
+        out = f"DONE/{pool}/{key}.mp4" if state is State.DONE else None
+        ledger.finish(claim.lease, state, {"output_key": out})
+
+
+def test_an_owner_gets_429_beyond_the_uploads_in_flight_until_the_farm_finishes_one() -> None:
+    view = _view(quota=UploadQuota(uploads=3, bytes=10**9))
+    c = _client(view)
+    tickets = [
+        c.post("/api/uploads", json={"filename": f"{i}.mov"}, headers=POST) for i in range(3)
+    ]
+    assert [t.status_code for t in tickets] == [201, 201, 201]
+    over = c.post("/api/uploads", json={"filename": "x.mov"}, headers=POST)
+    assert over.status_code == 429
+    assert "HEVCQ_UPLOADS_IN_FLIGHT" in over.json()["detail"]
+    assert "\n" not in over.json()["detail"]
+    # The farm finishes the first upload in every pool: it stops counting.
+    first = tickets[0].json()["key"]
+    view.fake_store.add(first, etag="e1", size=500)
+    _finish(view.fake_ledger, first, "e1", State.FAILED)
+    assert c.post("/api/uploads", json={"filename": "y.mov"}, headers=POST).status_code == 201
+    assert c.post("/api/uploads", json={"filename": "z.mov"}, headers=POST).status_code == 429
+
+
+def test_bytes_in_flight_count_each_uploads_declared_size_or_the_largest_allowed() -> None:
+    view = _view(quota=UploadQuota(uploads=100, bytes=2500))
+    c = _client(view, max_bytes=1000)
+    small = c.post("/api/uploads", json={"filename": "a.mov", "size": 600}, headers=POST)
+    assert small.status_code == 201
+    assert small.json()["max_bytes"] == 600  # the POST accepts no more than declared
+    assert c.post("/api/uploads", json={"filename": "b.mov"}, headers=POST).status_code == 201
+    over = c.post("/api/uploads", json={"filename": "c.mov"}, headers=POST)  # 1600 + 1000
+    assert over.status_code == 429
+    assert "HEVCQ_UPLOAD_BYTES_IN_FLIGHT" in over.json()["detail"]
+    assert c.post("/api/uploads", json={"filename": "d.mov", "size": 900}, headers=POST).is_success
+    too_big = c.post("/api/uploads", json={"filename": "e.mov", "size": 1001}, headers=POST)
+    assert too_big.status_code == 422
+
+
+def test_the_quota_is_per_owner_and_an_expired_ticket_never_used_stops_counting() -> None:
+    store, ledger = FakeStore(), FakeLedger()
+    side = UploadSide(store, ledger, POOLS)
+    quota = UploadQuota(uploads=2, bytes=10**9)
+    for owner in ("alice", "bob"):
+        for n in range(2):
+            r = _record(owner, n)
+            store.put_bytes(uploads.open_key(owner, r.id, 100), r.model_dump_json().encode(), "")
+    with pytest.raises(QuotaExceeded, match="IN_FLIGHT"):
+        check_quota(side, "alice", 100, quota)
+    check_quota(side, "carol", 100, quota)  # another owner is not held back
+    # The tickets of alice's uploads expire unused: nothing can arrive any more.
+    _expire_all(store)
+    check_quota(side, "alice", 100, quota)
+
+
+def _expire_all(store: FakeStore) -> None:
+    for key in [k for k in store.objects if k.startswith(uploads.OPEN_PREFIX)]:
+        r = uploads.UploadRecord.model_validate_json(store.data[key])
+        past = r.model_copy(update={"expires_at": datetime.now(UTC) - timedelta(days=1)})
+        store.data[key] = past.model_dump_json().encode()
+
+
+def test_the_raw_sweep_reads_only_uploads_still_in_flight() -> None:
+    view = _view(raw="delete-when-settled", quota=UploadQuota(uploads=100, bytes=10**9))
+    c = _client(view)
+    keys = [
+        c.post("/api/uploads", json={"filename": f"{i}.mov"}, headers=POST).json()["key"]
+        for i in range(30)
+    ]
+    store, ledger = view.fake_store, view.fake_ledger
+    for i, key in enumerate(keys):
+        store.add(key, etag=f"e{i}", size=100)
+    for i, key in enumerate(keys[:28]):  # the farm finished 28 of them
+        for pool in POOLS:
+            store.add(f"DONE/{pool}/{key}.mp4")
+        _finish(ledger, key, f"e{i}")
+    assert view.sweep_raw() == 28
+    assert [k for k in keys if k in store.objects] == keys[28:]  # finished raws went
+    before = _reads(view)
+    assert view.sweep_raw() == 0
+    # One listing, then for each of the 2 still in flight: its marker, its source, its items.
+    assert _reads(view) - before == 1 + 2 * (1 + 1 + len(POOLS))
