@@ -68,7 +68,9 @@ def _view(raw: str = "keep", quota: UploadQuota | None = None) -> FakeFarmView:
 
 def _client(view: FarmView, max_bytes: int = 1000) -> TestClient:
     auth = Authenticator(AuthConfig(open_local=True))
-    return TestClient(create_app(WebConfig(view, auth, upload_max_bytes=max_bytes)))
+    app = create_app(WebConfig(view, auth, upload_max_bytes=max_bytes))
+    # A credential-free server answers only its loopback names.
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def _record(owner: str, n: int) -> uploads.UploadRecord:
