@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -401,12 +402,17 @@ def test_bodies_arriving_at_once_share_one_bound_on_the_chunks_they_hold(
                     held[1] = max(held[1], held[0])
             return block
 
+    backing = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; the span looks at it
+
     class SlowDisk:
         def write(self, data: bytes) -> int:
             time.sleep(0.001)
             with lock:
                 held[0] -= 1
             return len(data)
+
+        def fileno(self) -> int:
+            return backing.fileno()
 
         def flush(self) -> None: ...
 
@@ -419,6 +425,7 @@ def test_bodies_arriving_at_once_share_one_bound_on_the_chunks_they_hold(
         t.start()
     for t in threads:
         t.join()
+    backing.close()
     assert held[0] == 0
     assert held[1] <= s3disk.SPOOL_BUDGET + bodies
     assert bodies * s3disk.SPOOL_AHEAD > s3disk.SPOOL_BUDGET + bodies  # the bound binds
