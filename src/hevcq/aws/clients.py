@@ -79,6 +79,7 @@ class Clients:
     sns: SNSClient
     dynamodb: DynamoDBClient
     sts: STSClient
+    endpoint_url: str | None = None  # the one given to ``create``, if any
 
     @classmethod
     def create(
@@ -101,7 +102,12 @@ class Clients:
             sns=session.client("sns", **kw),
             dynamodb=session.client("dynamodb", **kw),
             sts=session.client("sts", **kw),
+            endpoint_url=endpoint_url,
         )
+
+    def with_retries(self, retries: int) -> Clients:
+        """The same farm's clients (region and endpoint) with another retry budget."""
+        return Clients.create(region=self.region, endpoint_url=self.endpoint_url, retries=retries)
 
     @property
     def region(self) -> str:

@@ -208,8 +208,10 @@ def redrive(
     """Send dead-lettered jobs back to their source queues."""
     if not dlq:
         raise fail("say --dlq to move dead-letter messages back to their queues")
-    settings, _, clients, refs = configured()
-    no_retry = Clients.create(region=settings.region, retries=1)
+    _, _, clients, refs = configured()
+    # Without retries, an endpoint that has no move tasks (moto) says so at once; built
+    # from the farm's own clients, so it talks to the same endpoint.
+    no_retry = clients.with_retries(1)
     moved = ops.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
     for name, n in moved.items():
         console.print(Text(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}"))
