@@ -109,7 +109,7 @@ def test_replace_is_refused_for_a_rendition_pool(served) -> None:
         env=env, cwd=tmp, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "--replace needs a pool" in proc.stdout
+    assert "--replace needs a pool" in proc.stderr
 
 
 def test_a_full_out_disk_stops_fetch_with_exit_6_and_leaves_the_result(
@@ -124,8 +124,9 @@ def test_a_full_out_disk_stops_fetch_with_exit_6_and_leaves_the_result(
     )  # fmt: skip
     assert proc.returncode == 6, proc.stdout + proc.stderr[-2000:]
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert proc.stdout.count("error:") == 1
-    assert f"no space left in {out / 'hevc'}" in " ".join(proc.stdout.split())
+    assert proc.stderr.count("error:") == 1  # errors go to stderr, always
+    assert "error:" not in proc.stdout
+    assert f"no space left in {out / 'hevc'}" in " ".join(proc.stderr.split())
     assert not list(small_disk.rglob("*.mp4"))
     assert not list(small_disk.rglob("*.part"))
     # Nothing lost: the output stays in the bucket and the result on the queue.

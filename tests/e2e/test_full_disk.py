@@ -61,8 +61,9 @@ def test_a_full_out_disk_stops_the_ingest_with_one_error_line(
     said = run.stdout + run.stderr
     assert run.returncode == EXIT_CANNOT_PLACE, said[-4000:]
     assert "Traceback" not in said
-    assert run.stdout.count("error:") == 1, run.stdout
-    error = " ".join(run.stdout[run.stdout.index("error:") :].split())  # wrapped to the terminal
+    assert run.stderr.count("error:") == 1, run.stderr  # errors go to stderr, always
+    assert "error:" not in run.stdout
+    error = " ".join(run.stderr[run.stderr.index("error:") :].split())  # wrapped to the terminal
     assert f"no space left in {out / 'hevc'}: " in error, error
     assert "free some space" in error
     summary = run.stdout.split("hevcq summary", 1)[-1]

@@ -71,14 +71,14 @@ def test_one_line_error_exit_2_and_no_farm(tmp_path: Path, lib: Path, setup, say
     assert "Traceback" not in r.stdout + r.stderr
     assert "embedded local farm" not in r.stdout
     assert not (tmp_path / "state" / "hevcq" / "runs").exists()
-    [line] = [ln for ln in r.stdout.splitlines() if ln.startswith("error:")]
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert says in line
 
 
 def test_a_setting_mistake_stops_every_command(tmp_path: Path) -> None:
     r = hevcq(tmp_path, "status", HEVCQ_BUKET="b")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "did you mean HEVCQ_BUCKET?" in r.stdout
+    assert "did you mean HEVCQ_BUCKET?" in r.stderr
     assert "Traceback" not in r.stdout + r.stderr
 
 
@@ -112,5 +112,50 @@ def test_serve_refuses_credentials_that_let_in_too_much(
     assert done.returncode == 2, out
     assert "Traceback" not in out
     assert "Dashboard and API on" not in out
-    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("error:")]
+    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
     assert says in line
+
+
+NO_AWS_FILES = {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+KEYS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-real-secret"}
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "no AWS region: set HEVCQ_REGION"),
+        ({"AWS_DEFAULT_REGION": "eu-west-1"}, "no AWS credentials: set AWS_PROFILE"),
+        ({"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", **KEYS},
+         "cannot reach the farm"),
+    ],
+    ids=["no-region", "no-credentials", "unreachable"],
+)  # fmt: skip
+def test_a_cloud_set_up_mistake_is_one_line_on_stderr_and_exit_3(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    r = hevcq(tmp_path, "status", "--json", HEVCQ_BUCKET="media", **NO_AWS_FILES, **env)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert r.stdout == ""  # `status --json | jq` sees no error text
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert says in line
+
+
+def test_a_farm_whose_resources_are_missing_is_exit_3(tmp_path: Path) -> None:
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        r = hevcq(
+            tmp_path, "dlq", HEVCQ_BUCKET="media", AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL=f"http://{host}:{port}", **NO_AWS_FILES, **KEYS,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "queue 'hevcq-results'" in line or "hevcq-" in line

@@ -239,8 +239,9 @@ def test_fetch_beside_a_running_ingest_refuses_and_a_lost_result_still_comes_hom
         finally:
             fetch.kill()
         assert fetch.returncode == 2, said + err
-        assert said.count("\n") == 1, said
-        assert said.startswith(f"error: the running ingest (pid {proc.pid}) brings"), said
+        assert said == "", said  # errors go to stderr
+        assert err.count("\n") == 1, err
+        assert err.startswith(f"error: the running ingest (pid {proc.pid}) brings"), err
         assert _steal_one_result(farm_json, 60), "no result to take"
         out, _ = proc.communicate(timeout=120)
     finally:

@@ -12,7 +12,14 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
 from botocore.parsers import ResponseParserError
 
 from hevcq.errors import FarmConfigError, PermanentError, RetryableError
@@ -168,3 +175,25 @@ def classify(exc: BaseException, what: str) -> Exception:
             return FarmConfigError(f"{what}: {exc}")
         return RetryableError(f"{what}: {exc}")
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+def setup_mistake(exc: BaseException) -> FarmConfigError:
+    """A configured farm a command could not reach, as one line saying what to set.
+
+    For the commands people run; a worker waits out an unreachable endpoint instead.
+    """
+    if isinstance(exc, NoRegionError):
+        return FarmConfigError(
+            "no AWS region: set HEVCQ_REGION or AWS_DEFAULT_REGION, or a region in your AWS profile"
+        )
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return FarmConfigError(
+            "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (`aws configure` writes a profile)"
+        )
+    reason = classify(exc, "the farm")
+    if isinstance(reason, FarmConfigError):
+        return reason
+    return FarmConfigError(
+        f"cannot reach the farm ({reason}): check the network, HEVCQ_REGION and AWS_ENDPOINT_URL"
+    )

@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.text import Text
 
 from hevcq import logs
-from hevcq.aws.clients import Clients
+from hevcq.aws.clients import AWS_ERRORS, Clients, setup_mistake
 from hevcq.aws.embedded import EMBEDDED_REGION, RunningFarm, embedded_env, running_farm
 from hevcq.aws.provision import FarmRefs, resolve
-from hevcq.errors import ConfigError
+from hevcq.errors import ConfigError, HevcqError
 from hevcq.pools import Pool, load_farm
 from hevcq.settings import Settings, load_settings
 
@@ -48,14 +48,28 @@ def setup() -> tuple[Settings, dict[str, Pool]]:
 
 
 def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
-    console.print(Text.assemble(("error: ", "red"), message))
+    """Say what is wrong in one line, on stderr, and end with ``code``."""
+    notes.print(Text.assemble(("error: ", "red"), message))
     return typer.Exit(code)
 
 
 def cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
-
+    """The configured farm's clients and resources; raises what botocore and resolve raise."""
     clients = Clients.create(region=settings.region)
     return clients, resolve(clients, settings, pools, clients.region)
+
+
+def attach(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
+    """The configured farm for a command a person runs: a set-up mistake (no region, no
+    credentials, the endpoint unreachable, resources missing) is one line and exit 3."""
+    try:
+        return cloud(settings, pools)
+    except ConfigError:
+        raise
+    except HevcqError as exc:
+        raise fail(str(setup_mistake(exc)), EXIT_FARM_MISCONFIGURED) from exc
+    except AWS_ERRORS as exc:
+        raise fail(str(setup_mistake(exc)), EXIT_FARM_MISCONFIGURED) from exc
 
 
 def need_farm(settings: Settings) -> None:
@@ -97,7 +111,7 @@ def configured(
             clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
             return settings, pools, clients, farm.refs
         need_farm(settings)
-        clients, refs = cloud(settings, pools)
+        clients, refs = attach(settings, pools)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     return settings, pools, clients, refs

@@ -29,10 +29,11 @@ from hevcq.cli.app import (
     EXIT_INTERRUPTED,
     EXIT_TIMED_OUT,
     app,
-    cloud,
+    attach,
     configured,
     console,
     fail,
+    notes,
     setup,
 )
 from hevcq.cli.live import LiveView
@@ -178,7 +179,7 @@ def ingest(
                 rt = _embedded_round_trip(settings, pools, library, state, opts,
                                           control=control, dashboard=dashboard)  # fmt: skip
             else:
-                clients, refs = cloud(settings, pools)
+                clients, refs = attach(settings, pools)
                 rt = run_round_trip(
                     clients, refs, pools, library, state=state, options=opts,
                     progress=progress_for(console), on_scanned=_scanned(opts.wait),
@@ -190,7 +191,7 @@ def ingest(
         print_table(summary_table(rt.rows(sorted(pools))), console)
         _say_what_is_left(rt, out)
         if rt.halted:
-            console.print(Text.assemble(("error: ", "red"), rt.halted))
+            notes.print(Text.assemble(("error: ", "red"), rt.halted))
     else:
         sent = sum(u.sent for u in rt.uploads)
         console.print(

@@ -8,8 +8,8 @@ from rich.text import Text
 
 from hevcq import logs
 from hevcq.cli import farm, library
-from hevcq.cli.app import EXIT_CONFIG, EXIT_INTERNAL, app, console
-from hevcq.errors import HevcqError
+from hevcq.cli.app import EXIT_CONFIG, EXIT_FARM_MISCONFIGURED, EXIT_INTERNAL, app, notes
+from hevcq.errors import FarmConfigError, HevcqError
 from hevcq.procs import bound_malloc
 from hevcq.settings import state_dir
 
@@ -22,12 +22,15 @@ def main() -> None:
     bound_malloc()  # the ingest, the workers and the dashboard alike
     try:
         app()
+    except FarmConfigError as exc:  # credentials refused, resources missing
+        notes.print(Text.assemble(("error: ", "red"), str(exc)))
+        sys.exit(EXIT_FARM_MISCONFIGURED)
     except HevcqError as exc:
-        console.print(Text.assemble(("error: ", "red"), str(exc)))
+        notes.print(Text.assemble(("error: ", "red"), str(exc)))
         sys.exit(EXIT_CONFIG)
     except Exception as exc:  # a bug: one line here, the traceback in the state dir
         where = logs.record_crash(state_dir())
-        console.print(Text.assemble(
+        notes.print(Text.assemble(
             ("internal error: ", "red"), f"{type(exc).__name__}: {exc} (traceback in {where})"
         ))  # fmt: skip
         sys.exit(EXIT_INTERNAL)
