@@ -6,9 +6,9 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hevcq.errors import ConfigError
@@ -17,6 +17,13 @@ from hevcq.limits import MAX_WAIT_TIME_S
 PREFIX = "HEVCQ_"
 
 DEFAULT_SETTINGS_FILE = Path("~/.config/hevcq/hevcq.env").expanduser()
+
+
+# The levels Python's logging knows, in any case (HEVCQ_LOG_LEVEL=DEBUG works too).
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error", "critical"],
+    BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
+]
 
 
 class Settings(BaseSettings):
@@ -40,7 +47,7 @@ class Settings(BaseSettings):
     work_dir: Path | None = Field(None, description="Scratch space for downloads and encodes.")
     ffmpeg: str | None = Field(None, description="ffmpeg binary; default: PATH, then bundled.")
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "info"
+    log_level: LogLevel = "info"
 
     poll_wait_s: int = Field(MAX_WAIT_TIME_S, ge=0, le=MAX_WAIT_TIME_S)
     stall_timeout_s: float = Field(120.0, gt=0)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hevcq import __version__ as hevcq_version
 from hevcq.media.samples import make_clip
 
 pytestmark = pytest.mark.e2e
@@ -159,3 +160,37 @@ def test_a_farm_whose_resources_are_missing_is_exit_3(tmp_path: Path) -> None:
     assert "Traceback" not in r.stdout + r.stderr
     [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert "queue 'hevcq-results'" in line or "hevcq-" in line
+
+
+def test_version_prints_one_line() -> None:
+    r = subprocess.run([sys.executable, "-m", "hevcq", "--version"], capture_output=True,
+                       text=True, timeout=60, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"hevcq {hevcq_version}\n"
+
+
+def test_an_unknown_log_level_is_refused_naming_the_levels(tmp_path: Path) -> None:
+    r = hevcq(tmp_path, "status", HEVCQ_LOG_LEVEL="verbose")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "HEVCQ_LOG_LEVEL=verbose" in r.stderr
+    assert "'debug', 'info', 'warning'" in r.stderr
+    assert hevcq(tmp_path, "estimate", str(tmp_path), HEVCQ_LOG_LEVEL="WARNING").returncode != 4
+
+
+def test_a_bad_max_bytes_is_a_usage_error(tmp_path: Path, lib: Path) -> None:
+    r = hevcq(tmp_path, "estimate", str(lib), "--max-bytes", "12Q")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "internal error" not in r.stdout + r.stderr
+    assert "not a size: '12Q'" in r.stderr
+
+
+def test_rollback_with_nothing_in_quarantine_says_so_and_exits_0(tmp_path: Path, lib: Path) -> None:
+    (lib / ".hevcq" / "quarantine").mkdir(parents=True)
+    for args in (["--all", "--library", str(lib)], [str(lib / "a.mp4"), "--library", str(lib)]):
+        r = hevcq(tmp_path, "rollback", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.startswith("Nothing to roll back:"), r.stdout
+        assert "conflict" not in r.stdout + r.stderr
+        assert r.stderr == ""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import structlog
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from hevcq import logs
+from hevcq import __version__, logs
 from hevcq.aws.clients import AWS_ERRORS, Clients, setup_mistake
 from hevcq.aws.embedded import EMBEDDED_REGION, RunningFarm, embedded_env, running_farm
 from hevcq.aws.provision import FarmRefs, resolve
@@ -24,6 +25,26 @@ app = typer.Typer(
     no_args_is_help=True,
     help=HELP,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"hevcq {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of the hevcq command itself."""
+
+
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 console = Console()
@@ -41,9 +62,11 @@ EXIT_CANNOT_PLACE = 6  # an output folder is full, read-only or not writable: st
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
-def setup() -> tuple[Settings, dict[str, Pool]]:
+def setup(*, quiet: bool = False) -> tuple[Settings, dict[str, Pool]]:
+    """Settings, logging and the pools; ``quiet`` keeps info lines out of a report's output."""
     settings = load_settings(os.environ)
-    logs.configure(settings.log_format, settings.log_level)
+    level = "warning" if quiet and settings.log_level == "info" else settings.log_level
+    logs.configure(settings.log_format, level)
     return settings, load_farm(settings.workers_dir)
 
 

@@ -47,6 +47,7 @@ from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_libra
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     OutputFolderUnusable,
+    held,
     list_quarantine,
     purge,
 )
@@ -98,8 +99,21 @@ Ext = Annotated[
     typer.Option("--ext", help="Video extensions to scan (repeatable; default: the usual list)."),
 ]
 MaxFiles = Annotated[int | None, typer.Option(help="Send at most this many files in this run.")]
+
+
+def _a_size(value: str | None) -> str | None:
+    """A size option checked as it is read: a bad one is a usage error, not a crash."""
+    if value is not None:
+        try:
+            parse_size(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{exc}; give bytes or 700M, 50G, 1.5T") from exc
+    return value
+
+
 MaxBytes = Annotated[
-    str | None, typer.Option(help="Send at most this much in this run (e.g. 50G).")
+    str | None,
+    typer.Option(help="Send at most this much in this run (e.g. 50G).", callback=_a_size),
 ]
 FullHash = Annotated[bool, typer.Option(help="Fingerprint whole files instead of samples.")]
 AllowLarger = Annotated[bool, typer.Option(help="Accept outputs larger than their source.")]
@@ -404,7 +418,7 @@ def estimate(
 ) -> None:
     """Same as `hevcq ingest DIR --dry-run`: what would be sent, and what it would cost."""
     try:
-        _, pools = setup()
+        _, pools = setup(quiet=True)
         opts = _scan_options(
             include=include, exclude=exclude, ext=ext, max_files=max_files,
             max_bytes=max_bytes, skip=Path("hevcq-out"), full_hash=False,
@@ -523,11 +537,20 @@ def rollback(
     root = library or (find_library(path) if path is not None else Path.cwd())
     if root is None:
         raise fail(f"no library quarantine found above {path}; say --library")
-    restored = restore(root / DEFAULT_QUARANTINE, None if all_ else path)
+    logs.configure(level="warning")  # the restored files are the output, not log lines
+    target = None if all_ else path
+    if not held(root / DEFAULT_QUARANTINE, target):
+        what = "the quarantine is empty" if target is None else f"no original of {target} in it"
+        console.print(Text(f"Nothing to roll back: {what}."))
+        return
+    restored = restore(root / DEFAULT_QUARANTINE, target)
     for p in restored:
         console.print(Text(f"restored {p}"))
     if not restored:
-        raise fail("nothing restored (see the log for conflicts)", EXIT_FAILED_JOBS)
+        raise fail(
+            "nothing restored: each original met a conflict (the warnings above say which)",
+            EXIT_FAILED_JOBS,
+        )
 
 
 QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True, file_okay=False)]

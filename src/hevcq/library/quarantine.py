@@ -442,6 +442,11 @@ def _matches(entry: QuarantineEntry, path: Path | None) -> bool:
     return target in (entry.original, entry.final)
 
 
+def held(quarantine_root: Path, path: Path | None = None) -> list[QuarantineEntry]:
+    """The quarantine's entries (all, or those of the file at ``path``)."""
+    return [e for e in list_quarantine(quarantine_root) if _matches(e, path)]
+
+
 def rollback(quarantine_root: Path, path: Path | None = None) -> list[Path]:
     """Put originals back (all, or the one at ``path``), undoing interrupted swaps too."""
     restored = []
