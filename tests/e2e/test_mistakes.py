@@ -194,3 +194,38 @@ def test_rollback_with_nothing_in_quarantine_says_so_and_exits_0(tmp_path: Path,
         assert r.stdout.startswith("Nothing to roll back:"), r.stdout
         assert "conflict" not in r.stdout + r.stderr
         assert r.stderr == ""
+
+
+def test_sample_never_overwrites_and_refuses_a_folder_of_other_files(tmp_path: Path) -> None:
+    mine = tmp_path / "videos"
+    (mine / "holiday").mkdir(parents=True)
+    (mine / "holiday" / "beach.mp4").write_bytes(b"my own beach video")
+    (mine / "notes.txt").write_text("mine")
+    r = hevcq(tmp_path, "sample", str(mine))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "holds other files (notes.txt" in r.stderr
+    assert (mine / "holiday" / "beach.mp4").read_bytes() == b"my own beach video"
+    assert sorted(p.name for p in mine.rglob("*") if p.is_file()) == ["beach.mp4", "notes.txt"]
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_sample_into_a_file_or_below_one_is_one_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    r = hevcq(tmp_path, "sample", str(tmp_path / where))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "internal error" not in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith("error:")]) == 1
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_sample_writes_only_the_names_that_are_free(tmp_path: Path) -> None:
+    lib = tmp_path / "sample"
+    (lib / "docs").mkdir(parents=True)
+    (lib / "docs" / "not-a-video.mp4").write_text("edited by the user")
+    r = hevcq(tmp_path, "sample", str(lib))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (lib / "docs" / "not-a-video.mp4").read_text() == "edited by the user"
+    assert (lib / "holiday" / "beach.mp4").stat().st_size > 0
+    again = hevcq(tmp_path, "sample", str(lib))  # a second `make run` finds its own sample
+    assert again.returncode == 0, again.stdout + again.stderr

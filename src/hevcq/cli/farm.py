@@ -34,7 +34,7 @@ from hevcq.cli.app import (
 )
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.library.results import announced_objects
-from hevcq.media.samples import make_sample_library
+from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
 from hevcq.procs import die_with_parent
 from hevcq.settings import Settings, load_settings
@@ -226,7 +226,18 @@ def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample libr
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     logs.configure(settings.log_format, settings.log_level)
-    files = make_sample_library(dest)
+    if dest.exists() and not dest.is_dir():
+        raise fail(f"{dest} is a file; give a folder for the sample library")
+    others = foreign_files(dest)
+    if others:
+        raise fail(
+            f"{dest} holds other files ({others[0].relative_to(dest)}, ...); the sample goes"
+            " into an empty or new folder, and never overwrites anything"
+        )
+    try:
+        files = make_sample_library(dest)
+    except OSError as exc:
+        raise fail(f"cannot write the sample library in {dest}: {exc.strerror or exc}") from exc
     console.print(Text(f"Sample library with {len(files)} files in {dest}"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from hevcq.media.ffmpeg import find_ffmpeg
@@ -112,17 +113,41 @@ def _srt_time(t: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
 
+SAMPLE_NAMES = (
+    "holiday/beach.mp4", "phone/IMG_0042.MOV", "already/hevc-clip.mp4", "docs/not-a-video.mp4",
+)  # fmt: skip
+
+
 def make_sample_library(dest: Path, seconds: float = 3.0) -> list[Path]:
-    """The README's demo library: a holiday clip, a portrait phone clip, HEVC, a non-video."""
-    made = [
-        make_clip(dest / "holiday/beach.mp4", width=1920, height=1080, seconds=seconds),
+    """The README's demo library: a holiday clip, a portrait phone clip, HEVC, a non-video.
+
+    Only names that are free are written: a file already there is kept as it is.
+    """
+    makers: dict[str, Callable[[Path], object]] = {
+        "holiday/beach.mp4": lambda p: make_clip(p, width=1920, height=1080, seconds=seconds),
         # Phones store portrait video as landscape pixels plus a rotation matrix.
-        make_clip(dest / "phone/IMG_0042.MOV", width=1920, height=1080, seconds=seconds,
-                  rotation=90, container="mov"),
-        make_clip(dest / "already/hevc-clip.mp4", width=1280, height=720, seconds=seconds,
-                  vcodec="libx265"),
-    ]  # fmt: skip
-    text = dest / "docs/not-a-video.mp4"
-    text.parent.mkdir(parents=True, exist_ok=True)
-    text.write_text("These are meeting notes, not a video.\n", encoding="utf-8")
-    return [*made, text]
+        "phone/IMG_0042.MOV": lambda p: make_clip(
+            p, width=1920, height=1080, seconds=seconds, rotation=90, container="mov"
+        ),
+        "already/hevc-clip.mp4": lambda p: make_clip(
+            p, width=1280, height=720, seconds=seconds, vcodec="libx265"
+        ),
+        "docs/not-a-video.mp4": _write_notes,
+    }
+    for name in SAMPLE_NAMES:
+        if not (dest / name).exists():
+            makers[name](dest / name)
+    return [dest / name for name in SAMPLE_NAMES]
+
+
+def _write_notes(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("These are meeting notes, not a video.\n", encoding="utf-8")
+
+
+def foreign_files(dest: Path) -> list[Path]:
+    """Files in ``dest`` that a sample library does not hold (its own folders aside)."""
+    if not dest.is_dir():
+        return []
+    ours = {dest / name for name in SAMPLE_NAMES}
+    return sorted(p for p in dest.rglob("*") if not p.is_dir() and p not in ours)
