@@ -23,8 +23,8 @@ locals {
   }
 
   pool_files = {
-    for f in fileset(local.workers_dir, "*.yaml") :
-    trimsuffix(f, ".yaml") => yamldecode(file("${local.workers_dir}/${f}"))
+    for f in fileset(local.workers_dir, "*.{yaml,yml}") :
+    replace(f, "/\\.ya?ml$/", "") => yamldecode(file("${local.workers_dir}/${f}"))
   }
   pools = {
     for name, spec in local.pool_files : name => {
@@ -61,7 +61,7 @@ locals {
 check "pool_files" {
   assert {
     condition     = length(local.pools) > 0
-    error_message = "No pool files (*.yaml) in ${local.workers_dir}."
+    error_message = "No pool files (*.yaml, *.yml) in ${local.workers_dir}."
   }
 
   assert {

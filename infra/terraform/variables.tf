@@ -22,7 +22,7 @@ variable "bucket_name" {
 }
 
 variable "workers_dir" {
-  description = "Folder of pool files (*.yaml); null means the repository's workers/."
+  description = "Folder of pool files (*.yaml, *.yml); null means the repository's workers/."
   type        = string
   default     = null
 }

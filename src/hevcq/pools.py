@@ -187,9 +187,15 @@ def load_pool(path: Path) -> Pool:
 
 
 def load_farm(workers_dir: Path | None = None) -> dict[str, Pool]:
-    """Load every ``*.yaml`` pool file in the folder, keyed by pool name."""
+    """Load every ``*.yaml`` or ``*.yml`` pool file in the folder, keyed by pool name."""
     folder = workers_dir or default_workers_dir()
-    files = sorted(folder.glob("*.yaml"))
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     if not files:
-        raise ConfigError(f"{folder}: no pool definition files (*.yaml)")
-    return {p.name: p for p in (load_pool(f) for f in files)}
+        raise ConfigError(f"{folder}: no pool definition files (*.yaml, *.yml)")
+    pools: dict[str, Pool] = {}
+    for f in files:
+        pool = load_pool(f)
+        if pool.name in pools:
+            raise ConfigError(f"{f}: pool {pool.name!r} is defined twice (.yaml and .yml)")
+        pools[pool.name] = pool
+    return pools

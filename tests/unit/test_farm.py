@@ -77,3 +77,16 @@ def test_bad_files_name_file_and_field(tmp_path: Path, text: str, field: str) ->
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no pool definition files"):
         load_farm(tmp_path)
+
+
+def test_a_yml_pool_file_is_a_pool_like_a_yaml_one(tmp_path: Path) -> None:
+    (tmp_path / "hevc.yaml").write_text((WORKERS_DIR / "hevc.yaml").read_text())
+    (tmp_path / "720p.yml").write_text((WORKERS_DIR / "720p.yaml").read_text())
+    assert sorted(load_farm(tmp_path)) == ["720p", "hevc"]
+
+
+def test_one_pool_in_both_spellings_is_an_error(tmp_path: Path) -> None:
+    for suffix in (".yaml", ".yml"):
+        (tmp_path / f"hevc{suffix}").write_text((WORKERS_DIR / "hevc.yaml").read_text())
+    with pytest.raises(ConfigError, match="defined twice"):
+        load_farm(tmp_path)
