@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hevcq.aws.clients import Clients
@@ -49,3 +51,33 @@ def test_clients_with_another_retry_budget_keep_their_endpoint() -> None:
     assert once.sqs.meta.region_name == "eu-west-1"
     made_so = Clients.create(region="eu-west-1", endpoint_url="http://127.0.0.1:9", retries=1)
     assert once.sqs.meta.config.retries == made_so.sqs.meta.config.retries  # type: ignore[attr-defined]
+
+
+def test_status_watch_says_the_ingest_ended_and_exits_0(tmp_path: Path) -> None:
+    with stack(tmp_path, WORKERS_DIR) as farm:
+        assert farm.refs is not None
+        with published_farm(farm.endpoint, farm.refs, farm.credentials, tmp_path / "xdg/hevcq"):
+            watch = subprocess.Popen(
+                [sys.executable, "-m", "hevcq", "status", "--watch", "0.5"],
+                env=_env(tmp_path) | {"COLUMNS": "200"}, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not _printed_once(watch):
+                    time.sleep(0.2)
+            except BaseException:
+                watch.kill()
+                raise
+    # The farm file and the endpoint are gone, as when an ingest ends.
+    out, err = watch.communicate(timeout=60)
+    assert watch.returncode == 0, out[-2000:] + err
+    assert "Traceback" not in out + err
+    assert out.rstrip().endswith("The ingest ended and its embedded farm with it.")
+
+
+def _printed_once(proc: subprocess.Popen[str]) -> bool:
+    """Whether the watch has drawn its first report (it reads the farm by then)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 0)
+    return bool(ready) and "jobs by state" in proc.stdout.readline()

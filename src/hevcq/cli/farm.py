@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from hevcq import logs, ops
-from hevcq.aws.clients import Clients, classify
+from hevcq.aws.clients import AWS_ERRORS, Clients, classify
+from hevcq.aws.embedded import running_farm
 from hevcq.aws.provision import FarmRefs
 from hevcq.aws.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.aws.wiring import build_worker
@@ -53,6 +54,10 @@ def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None
         raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
     if settings.bucket is None:
         raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
+
+
+# What reading a farm raises once it stops answering.
+FARM_GONE: tuple[type[Exception], ...] = (HevcqError, *AWS_ERRORS)
 
 
 @app.command()
@@ -106,7 +111,7 @@ def status(
 ) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
-    _, _, clients, refs = configured()
+    settings, _, clients, refs = configured()
     if watch is None:
         _print_status(clients, refs, as_json=as_json)
         return
@@ -117,8 +122,11 @@ def status(
             time.sleep(max(0.5, watch))
     except KeyboardInterrupt:
         return
-    except HevcqError as exc:  # the farm went away (its ingest ended)
-        raise fail(f"the farm stopped answering: {exc}") from exc
+    except FARM_GONE as exc:
+        if settings.embedded and running_farm() is None:  # its ingest ended: nothing to watch
+            console.print(Text("The ingest ended and its embedded farm with it."))
+            return
+        raise fail(f"the farm stopped answering: {exc}", EXIT_FARM_MISCONFIGURED) from exc
 
 
 def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
