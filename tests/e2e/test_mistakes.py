@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +231,20 @@ def test_sample_writes_only_the_names_that_are_free(tmp_path: Path) -> None:
     assert (lib / "holiday" / "beach.mp4").stat().st_size > 0
     again = hevcq(tmp_path, "sample", str(lib))  # a second `make run` finds its own sample
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("after_s", [0.05, 0.2, 0.4, 0.8])
+def test_ctrl_c_while_the_command_starts_is_quiet(tmp_path: Path, after_s: float) -> None:
+    """A Ctrl-C in the first second (while the commands are imported) ends the command
+    with 130, as at any other time, and never with a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("hevcq")), "estimate", str(tmp_path)],
+        env=env | {"XDG_STATE_HOME": str(tmp_path / "state")}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in out + err, err
+    assert proc.returncode in (130, 2), out + err  # 2 when it had already refused the folder

@@ -58,8 +58,8 @@ EXIT_CONFIG = 2  # a mistake in the command line, the settings or the library
 EXIT_FARM_MISCONFIGURED = 3  # credentials refused or the farm's resources missing
 EXIT_INTERNAL = 4  # a bug: one line on the terminal, the traceback in the log
 EXIT_TIMED_OUT = 5  # --timeout passed with jobs still in the farm
-EXIT_CANNOT_PLACE = 6  # an output folder is full, read-only or not writable: stopped at once
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+EXIT_CANNOT_PLACE = 6  # an output folder is full, read-only or not writable: stopped at once
 
 
 def setup(*, quiet: bool = False) -> tuple[Settings, dict[str, Pool]]:

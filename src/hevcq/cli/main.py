@@ -8,7 +8,14 @@ from rich.text import Text
 
 from hevcq import logs
 from hevcq.cli import farm, library
-from hevcq.cli.app import EXIT_CONFIG, EXIT_FARM_MISCONFIGURED, EXIT_INTERNAL, app, notes
+from hevcq.cli.app import (
+    EXIT_CONFIG,
+    EXIT_FARM_MISCONFIGURED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    app,
+    notes,
+)
 from hevcq.errors import FarmConfigError, HevcqError
 from hevcq.procs import bound_malloc
 from hevcq.settings import state_dir
@@ -22,6 +29,8 @@ def main() -> None:
     bound_malloc()  # the ingest, the workers and the dashboard alike
     try:
         app()
+    except KeyboardInterrupt:  # before a command's own handling starts
+        sys.exit(EXIT_INTERRUPTED)
     except FarmConfigError as exc:  # credentials refused, resources missing
         notes.print(Text.assemble(("error: ", "red"), str(exc)))
         sys.exit(EXIT_FARM_MISCONFIGURED)
