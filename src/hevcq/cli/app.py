@@ -21,7 +21,7 @@ from hevcq.settings import Settings, load_settings
 HELP = "Re-encode a video library or an app's uploads to HEVC, on this machine or in AWS."
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     help=HELP,
 )

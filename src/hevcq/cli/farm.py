@@ -60,7 +60,9 @@ def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None
 FARM_GONE: tuple[type[Exception], ...] = (HevcqError, *AWS_ERRORS)
 
 
-@app.command()
+@app.command(
+    epilog="Example: hevcq worker --pool hevc   (needs HEVCQ_BUCKET; the container runs this)"
+)
 def worker(
     pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
@@ -102,7 +104,7 @@ def worker(
         raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
 
 
-@app.command()
+@app.command(epilog="Example: hevcq status --json | jq '.pools'")
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     watch: Annotated[
@@ -156,7 +158,7 @@ def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) ->
     console.print(s)
 
 
-@app.command()
+@app.command(epilog="Example: hevcq serve --host 0.0.0.0 --port 8765   (with HEVCQ_API_TOKEN set)")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
@@ -186,7 +188,7 @@ def serve(
     web_server.serve(config, sock)
 
 
-@app.command()
+@app.command(epilog="Example: hevcq dlq --pool 720p")
 def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None) -> None:
     """List dead-letter messages with their failure class and reason."""
 
@@ -203,7 +205,7 @@ def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None
     console.print(t)
 
 
-@app.command()
+@app.command(epilog="Example: hevcq redrive --dlq --pool hevc --class transient")
 def redrive(
     dlq: Annotated[
         bool, typer.Option("--dlq", help="Move dead letters back to their queues.")
@@ -225,7 +227,7 @@ def redrive(
         console.print(Text(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}"))
 
 
-@app.command()
+@app.command(epilog="Example: hevcq sample ~/hevcq-sample && hevcq ingest ~/hevcq-sample")
 def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample library.")]) -> None:
     """Generate a small sample library (the README's demo)."""
 
@@ -249,7 +251,9 @@ def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample libr
     console.print(Text(f"Sample library with {len(files)} files in {dest}"))
 
 
-@config_app.command("from-terraform")
+@config_app.command(
+    "from-terraform", epilog="Example: hevcq config from-terraform --tf-dir infra/terraform"
+)
 def from_terraform(
     tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.")] = Path(
         "infra/terraform"

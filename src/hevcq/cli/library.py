@@ -141,7 +141,7 @@ def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
     return {}, "documented defaults (run `hevcq calibrate` to measure this machine)"
 
 
-@app.command()
+@app.command(epilog="Example: hevcq ingest ~/Videos --out ~/Videos-hevc")
 def ingest(
     library: Library,
     *,
@@ -406,7 +406,7 @@ def _logging_to(path: Path, settings: Settings) -> Iterator[None]:
             logs.configure(settings.log_format, settings.log_level)
 
 
-@app.command()
+@app.command(epilog="Example: hevcq estimate ~/Videos --max-bytes 50G")
 def estimate(
     library: Library,
     *,
@@ -428,7 +428,7 @@ def estimate(
         raise fail(str(exc)) from exc
 
 
-@app.command()
+@app.command(epilog="Example: hevcq calibrate")
 def calibrate(
     seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 2.0,
 ) -> None:
@@ -468,7 +468,7 @@ def _replacing(pools: dict[str, Pool], chosen: list[str], replace: bool) -> froz
     return keep
 
 
-@app.command()
+@app.command(epilog="Example: hevcq fetch ~/Videos --pool hevc --out ~/Videos-hevc --follow")
 def fetch(
     library: Library,
     *,
@@ -520,7 +520,7 @@ def fetch(
         raise typer.Exit(EXIT_FAILED_JOBS)
 
 
-@app.command()
+@app.command(epilog="Example: hevcq rollback ~/Videos/trip/IMG_0042.MOV")
 def rollback(
     path: Annotated[
         Path | None, typer.Argument(help="A replaced file (original or new name).")
@@ -556,7 +556,7 @@ def rollback(
 QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True, file_okay=False)]
 
 
-@quarantine_app.command("list")
+@quarantine_app.command("list", epilog="Example: hevcq quarantine list ~/Videos")
 def quarantine_list(library: QuarantineDir = Path()) -> None:
     """Originals in the quarantine, with their state and keep-until date."""
 
@@ -571,7 +571,7 @@ def quarantine_list(library: QuarantineDir = Path()) -> None:
     console.print(t)
 
 
-@quarantine_app.command("purge")
+@quarantine_app.command("purge", epilog="Example: hevcq quarantine purge ~/Videos")
 def quarantine_purge(library: QuarantineDir = Path()) -> None:
     """Delete quarantined originals whose keep time has passed."""
 
