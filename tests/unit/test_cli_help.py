@@ -13,7 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hevcq.cli.main import app
+from hevcq.cli.app import app
+from hevcq.cli.main import COMMAND_MODULES
 
 
 def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -26,6 +27,7 @@ def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return found
 
 
+assert COMMAND_MODULES  # importing them registers every command on ``app``
 COMMANDS = _commands(typer.main.get_group(app))
 
 
