@@ -1,5 +1,5 @@
 """``python -m hevcq``: the same as the ``hevcq`` command."""
 
-from hevcq.cli import main
+from hevcq.cli import entry
 
-main()
+entry()

@@ -8,7 +8,7 @@ import sys
 EXIT_INTERRUPTED = 130
 
 
-def main() -> None:
+def entry() -> None:
     """The ``hevcq`` command. Importing the commands takes a moment; a Ctrl-C meanwhile
     ends the command quietly, like one at any other time, never with a traceback."""
     try:

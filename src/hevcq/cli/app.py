@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import structlog
@@ -47,9 +48,20 @@ def _options(
 
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console()
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console for people: on a terminal it fits the terminal; off one (a pipe, a file)
+    lines never wrap, so each result stays one line for grep and for a log reader."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=UNWRAPPED_WIDTH if wide else None)
+
+
+UNWRAPPED_WIDTH = 100_000
+console = _console()
 # Notes about how a command runs, kept off stdout so `--json` output stays JSON.
-notes = Console(stderr=True)
+notes = _console(stderr=True)
 log = structlog.get_logger()
 
 # Exit codes (README, "Exit codes"): 1 is only ever failed jobs.

@@ -55,6 +55,8 @@ from hevcq.library.quarantine import rollback as restore
 from hevcq.library.report import (
     estimate_table,
     fetch_table,
+    human_bytes,
+    library_input,
     plan_tables,
     print_table,
     progress_for,
@@ -202,7 +204,14 @@ def ingest(
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     if opts.wait:
-        print_table(summary_table(rt.rows(sorted(pools))), console)
+        rows = rt.rows(sorted(pools))
+        print_table(summary_table(rows, console.width), console)
+        files, video = library_input(rows)
+        if files:
+            console.print(Text(
+                f"{files} files, {human_bytes(video)} of video in; each pool's total says what"
+                " that pool saved (a file counts once in each pool)."
+            ))  # fmt: skip
         _say_what_is_left(rt, out)
         if rt.halted:
             notes.print(Text.assemble(("error: ", "red"), rt.halted))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,38 +61,79 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def summary_table(rows: list[Row]) -> Table:
-    """The table printed at the end of an ingest; names are text, a totals row ends it.
+# Summary columns, the last dropped first when the terminal is narrow; the widths below
+# which each goes.
+SUMMARY_COLUMNS = ("file", "pool", "outcome", "saved", "output", "input", "seconds")
+_DROPPED_BELOW = {"seconds": 100, "input": 80, "output": 64}
+_NUMERIC = frozenset({"input", "output", "saved", "seconds"})
 
-    Long names and reasons fold inside their columns, so the table fits the terminal.
+
+def summary_columns(width: int) -> tuple[str, ...]:
+    """The summary's columns that fit ``width`` characters, by priority."""
+    return tuple(c for c in SUMMARY_COLUMNS if width >= _DROPPED_BELOW.get(c, 0))
+
+
+def shorten_middle(name: str, most: int) -> str:
+    """``name`` in at most ``most`` characters: the middle gives way, so the folder's start
+    and the file's own name and extension stay readable."""
+    if len(name) <= most:
+        return name
+    keep = max(most - 1, 2)
+    tail = keep - keep // 3
+    return f"{name[: keep - tail]}…{name[-tail:]}"
+
+
+def summary_table(rows: list[Row], width: int = 10_000) -> Table:
+    """The table printed at the end of an ingest; names are text, per-pool totals end it.
+
+    It fits ``width``: the least needed columns go first, and a file name too long for its
+    share is shortened in the middle (one line, never folded); reasons fold.
     """
+    columns = summary_columns(width)
     table = Table(title="hevcq summary")
-    for col in ("file", "pool", "outcome", "input", "output", "saved", "seconds"):
-        numeric = col in ("input", "output", "saved", "seconds")
+    for col in columns:
+        numeric = col in _NUMERIC
         table.add_column(
             col, justify="right" if numeric else "left",
-            overflow="fold", no_wrap=numeric,
+            overflow="fold", no_wrap=numeric or col in ("file", "pool"),
         )  # fmt: skip
     style = {"done": "green", "skipped": "yellow", "failed": "red"}
+    name_room = max(16, width // 3)
     for r in sorted(rows, key=lambda r: (r.file, r.pool)):
         outcome = r.outcome + (f": {r.reason}" if r.reason else "")
-        table.add_row(
-            Text(r.file),
-            Text(r.pool),
-            Text(outcome, style=style.get(r.outcome, "white")),
-            human_bytes(r.input_bytes),
-            human_bytes(r.output_bytes),
-            r.saved,
-            f"{r.seconds:.1f}" if r.seconds is not None else "",
-        )
-    total = totals_row(rows)
+        cells = _cells(r, Text(shorten_middle(r.file, name_room)),
+                       Text(outcome, style=style.get(r.outcome, "white")))  # fmt: skip
+        table.add_row(*(cells[c] for c in columns))
     table.add_section()
-    table.add_row(
-        "total", "", total.outcome, human_bytes(total.input_bytes),
-        human_bytes(total.output_bytes), total.saved,
-        f"{total.seconds:.1f}" if total.seconds else "",
-    )  # fmt: skip
+    for total in pool_totals(rows):
+        cells = _cells(total, Text(total.file), Text(total.outcome))
+        table.add_row(*(cells[c] for c in columns))
     return table
+
+
+def _cells(r: Row, file: Text, outcome: Text) -> dict[str, Text | str]:
+    return {
+        "file": file, "pool": Text(r.pool), "outcome": outcome,
+        "input": human_bytes(r.input_bytes), "output": human_bytes(r.output_bytes),
+        "saved": r.saved, "seconds": f"{r.seconds:.1f}" if r.seconds else "",
+    }  # fmt: skip
+
+
+def library_input(rows: list[Row]) -> tuple[int, int]:
+    """How many files the rows are about, and their bytes, each file counted once."""
+    sizes = {r.file: r.input_bytes or 0 for r in rows if r.input_bytes}
+    return len(sizes), sum(sizes.values())
+
+
+def pool_totals(rows: list[Row]) -> list[Row]:
+    """One totals row per pool: its outcomes, and the input and output of the files it made
+    an output of, so "saved" is per pool (a file's input counts once in each pool)."""
+    totals = []
+    for pool in sorted({r.pool for r in rows}):
+        mine = [r for r in rows if r.pool == pool]
+        total = totals_row(mine)
+        totals.append(dataclasses.replace(total, file=f"total {pool}", pool=pool))
+    return totals
 
 
 def totals_row(rows: list[Row]) -> Row:
