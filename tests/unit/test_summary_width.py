@@ -69,3 +69,9 @@ def test_off_a_terminal_lines_never_wrap() -> None:
                           env=env, timeout=60, check=True)  # fmt: skip
     assert done.stdout.count("\n") == 1
     assert done.stderr.count("\n") == 1
+
+
+def test_a_file_no_pool_got_is_totalled_as_not_sent() -> None:
+    rows = [*ROWS, Row("docs/other.txt.mp4", "-", "failed", "not a media file")]
+    labels = [t.file for t in pool_totals(rows)]
+    assert labels == ["total (not sent)", "total 1080p", "total 720p", "total hevc"]

@@ -66,6 +66,7 @@ def human_bytes(n: int | None) -> str:
 SUMMARY_COLUMNS = ("file", "pool", "outcome", "saved", "output", "input", "seconds")
 _DROPPED_BELOW = {"seconds": 100, "input": 80, "output": 64}
 _NUMERIC = frozenset({"input", "output", "saved", "seconds"})
+NO_POOL = "-"  # the pool of a row about a file no pool got (not a video, unreadable)
 
 
 def summary_columns(width: int) -> tuple[str, ...]:
@@ -132,7 +133,8 @@ def pool_totals(rows: list[Row]) -> list[Row]:
     for pool in sorted({r.pool for r in rows}):
         mine = [r for r in rows if r.pool == pool]
         total = totals_row(mine)
-        totals.append(dataclasses.replace(total, file=f"total {pool}", pool=pool))
+        label = "total (not sent)" if pool == NO_POOL else f"total {pool}"
+        totals.append(dataclasses.replace(total, file=label, pool=pool))
     return totals
 
 
