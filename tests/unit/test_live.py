@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
 
-from hevcq.cli.live import LiveView, Totals, job_cells, overall_line
+from hevcq.cli.live import LiveView, Totals, job_cells, jobs_table, overall_line
 from hevcq.library.results import Fetched
 from hevcq.messages import JobResult
 from hevcq.ops import RunningJob
@@ -26,12 +27,10 @@ def test_a_running_job_shows_file_pool_percent_fps_speed_and_eta() -> None:
     assert job_cells(RunningJob("TODO/a.mp4", "hevc", "w", 0.0, 1.0))[3:] == ("-", "-", "?")
 
 
-def test_overall_line_counts_jobs_bytes_saved_and_the_library_eta() -> None:
+def test_overall_line_counts_jobs_bytes_and_the_library_eta() -> None:
     t = Totals(jobs_done=2, jobs_total=6, bytes_in=8 * 1024**2, bytes_out=2 * 1024**2,
                elapsed_s=60.0)  # fmt: skip
-    assert overall_line(t) == (
-        "jobs 2/6, in 8.0 MiB -> out 2.0 MiB, saved 6.0 MiB, about 2m00s left"
-    )
+    assert overall_line(t) == ("jobs 2/6, in 8.0 MiB -> out 2.0 MiB (all pools), about 2m00s left")
 
 
 def test_the_terminal_view_redraws_jobs_and_totals_and_prints_names_as_text() -> None:
@@ -48,7 +47,7 @@ def test_the_terminal_view_redraws_jobs_and_totals_and_prints_names_as_text() ->
     assert f"placed {NAME} [hevc] -> /out/{NAME}" in printed
     assert shown.splitlines()[1].split() == [*NAME.split(), "hevc", "25%", "48", "fps", "2.00x",
                                              "1m30s"]  # fmt: skip
-    assert "jobs 1/3, in 4.0 MiB -> out 1.0 MiB, saved 3.0 MiB" in shown
+    assert "jobs 1/3, in 4.0 MiB -> out 1.0 MiB (all pools)" in shown
 
 
 def test_off_a_terminal_the_view_prints_plain_lines() -> None:
@@ -60,6 +59,32 @@ def test_off_a_terminal_the_view_prints_plain_lines() -> None:
     view.end()
     text = console.export_text()
     assert "uploading 3 files" in text
-    assert f"jobs 0/3, in 0 B -> out 0 B; running: {NAME} hevc 25% 48 fps 2.00x 1m30s" in text
+    assert (
+        f"jobs 0/3, in 0 B -> out 0 B (all pools); running: {NAME} hevc 25% 48 fps 2.00x 1m30s"
+        in text
+    )
     assert f"placed {NAME} [hevc] -> /out/{NAME}" in text
     assert "\x1b[" not in text
+
+
+def test_a_files_input_counts_once_however_many_pools_bring_it_home() -> None:
+    view = LiveView(Console(record=True, width=300, force_terminal=False), list, jobs_total=3)
+    view.begin(1, 4 * 1024**2)
+    for pool in ("hevc", "720p", "1080p"):
+        f = _done(NAME)
+        view.result(dataclasses.replace(f, pool=pool))
+    view.end()
+    totals = view.totals()
+    assert (totals.jobs_done, totals.bytes_in, totals.bytes_out) == (3, 4 * 1024**2, 3 * 1024**2)
+
+
+def test_at_60_columns_each_running_job_is_one_line_with_its_name_s_end() -> None:
+    long = RunningJob(f"TODO/holiday/2026 summer in the mountains/{'x' * 40}_HDR.mp4", "hevc",
+                      "w", 25.0, 30.0, fps=48.0, speed=2.0)  # fmt: skip
+    screen = Console(record=True, width=60, force_terminal=True, color_system=None)
+    screen.print(jobs_table([long, JOB], 60))
+    lines = screen.export_text().splitlines()
+    assert len(lines) == 3  # the header and one line per job
+    assert all(len(ln) <= 60 for ln in lines)
+    assert "_HDR.mp4" in lines[1]
+    assert "fps" not in lines[0]

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from hevcq.errors import PermanentError
 from hevcq.keys import source_relative
-from hevcq.library.report import LineProgress, human_bytes, human_seconds
+from hevcq.library.report import LineProgress, human_bytes, human_seconds, shorten_middle
 from hevcq.ops import RunningJob
 
 if TYPE_CHECKING:
@@ -42,11 +42,6 @@ class Totals:
     elapsed_s: float
 
     @property
-    def saved(self) -> int:
-        """Bytes saved by the outputs so far."""
-        return self.bytes_in - self.bytes_out
-
-    @property
     def eta_s(self) -> float | None:
         """Seconds until the last job, at the pace so far."""
         if self.jobs_done == 0 or self.jobs_total <= self.jobs_done:
@@ -62,12 +57,14 @@ def job_eta_s(job: RunningJob) -> float | None:
 
 
 def overall_line(t: Totals) -> str:
-    """One line: jobs, bytes in and out, saved, ETA (plain text)."""
+    """One line: jobs, the sources' bytes (each file once) and every pool's outputs, ETA.
+
+    What each pool saved is the summary's, per pool: one file's renditions share its input.
+    """
     eta = f", about {human_seconds(t.eta_s)} left" if t.eta_s is not None else ""
-    saved = f", saved {human_bytes(t.saved)}" if t.bytes_in else ""
     return (
         f"jobs {t.jobs_done}/{t.jobs_total}, in {human_bytes(t.bytes_in)}"
-        f" -> out {human_bytes(t.bytes_out)}{saved}{eta}"
+        f" -> out {human_bytes(t.bytes_out)} (all pools){eta}"
     )
 
 
@@ -92,14 +89,23 @@ def job_cells(j: RunningJob) -> tuple[str, str, str, str, str, str]:
     )  # fmt: skip
 
 
-def jobs_table(running: list[RunningJob]) -> Table:
-    """One row per running job."""
+JOB_COLUMNS = ("file", "pool", "done", "fps", "speed", "eta")
+NARROW_JOBS = 70  # below this many columns, fps and speed give way to the file name
+
+
+def jobs_table(running: list[RunningJob], width: int = 200) -> Table:
+    """One row per running job, on one line each at any ``width``: below ``NARROW_JOBS``
+    the rates go, and a long name is shortened in the middle (its end stays)."""
+    shown = JOB_COLUMNS if width >= NARROW_JOBS else ("file", "pool", "done", "eta")
+    room = max(12, width - (44 if width >= NARROW_JOBS else 24))
     t = Table(box=None, show_header=True, header_style="bold", expand=False, pad_edge=False)
     t.add_column("file", overflow="ellipsis", no_wrap=True, ratio=1)
-    for col in ("pool", "done", "fps", "speed", "eta"):
+    for col in shown[1:]:
         t.add_column(col, justify="left" if col == "pool" else "right", no_wrap=True)
     for j in running:
-        t.add_row(*(Text(c) for c in job_cells(j)))
+        cells = dict(zip(JOB_COLUMNS, job_cells(j), strict=True))
+        cells["file"] = shorten_middle(cells["file"], room)
+        t.add_row(*(Text(cells[c]) for c in shown))
     return t
 
 
@@ -116,6 +122,7 @@ class LiveView:
         self._lock = threading.Lock()
         self._sent = self._to_send = 0
         self._done = self._in = self._out = 0
+        self._counted: set[str] = set()  # files whose input is in ``_in``
         self._jobs: list[RunningJob] = []
         self._last_read = self._last_plain = float("-inf")
         self._live: Live | None = None
@@ -159,7 +166,9 @@ class LiveView:
         r = f.result
         self._done += 1
         if f.action in ("placed", "replaced") and r is not None and r.output_bytes:
-            self._in += r.input_bytes or 0
+            if f.rel not in self._counted:  # a file's input counts once, whatever its pools
+                self._counted.add(f.rel)
+                self._in += r.input_bytes or 0
             self._out += r.output_bytes
         where = f" -> {f.path}" if f.path else ""
         why = f": {f.reason}" if f.reason else ""
@@ -200,7 +209,7 @@ class LiveView:
             sent, total = self._sent, self._to_send
         parts: list[RenderableType] = []
         if self._jobs:
-            parts.append(jobs_table(self._jobs))
+            parts.append(jobs_table(self._jobs, self.console.width))
         upload = f", uploaded {human_bytes(sent)}/{human_bytes(total)}" if sent < total else ""
         parts.append(Text(overall_line(self.totals()) + upload, style="bold"))
         return Group(*parts)
