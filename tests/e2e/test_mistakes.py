@@ -248,3 +248,11 @@ def test_ctrl_c_while_the_command_starts_is_quiet(tmp_path: Path, after_s: float
     out, err = proc.communicate(timeout=60)
     assert "Traceback" not in out + err, err
     assert proc.returncode in (130, 2), out + err  # 2 when it had already refused the folder
+
+
+def test_estimate_prints_its_report_and_no_log_lines(tmp_path: Path, lib: Path) -> None:
+    r = hevcq(tmp_path, "estimate", str(lib))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr == ""
+    assert '"event"' not in r.stdout
+    assert "a.mp4" in r.stdout
