@@ -56,8 +56,7 @@ def git_commit() -> str:
     """The checkout's commit, marked dirty when it has local changes."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE,
-                              check=False)  # fmt: skip
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE, check=False)
         return done.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
@@ -165,8 +164,15 @@ def table(figures: dict[str, list[Figure]]) -> Table:
     for bench, figs in figures.items():
         for f in figs:
             met = "" if f.met is None else ("yes" if f.met else "NO")
-            t.add_row(bench, f.name, f"{f.median:.4g} {f.unit}", f"{f.min:.4g}..{f.max:.4g}",
-                      str(f.runs), f.target or "", met)  # fmt: skip
+            t.add_row(
+                bench,
+                f.name,
+                f"{f.median:.4g} {f.unit}",
+                f"{f.min:.4g}..{f.max:.4g}",
+                str(f.runs),
+                f.target or "",
+                met,
+            )
     return t
 
 

@@ -25,24 +25,36 @@ def run_costs(speeds: dict[str, list[float]]) -> tuple[list[Figure], dict[str, A
     """Figures per pool and pricing, and a table (JSON-ready) with the managed prices."""
     farm = load_farm()
     figs: list[Figure] = []
-    table: dict[str, Any] = {"fargate_prices": FARGATE_PRICES.__dict__, "pools": {},
-                             "managed": [m.__dict__ for m in MANAGED_PRICES]}  # fmt: skip
+    table: dict[str, Any] = {
+        "fargate_prices": FARGATE_PRICES.__dict__,
+        "pools": {},
+        "managed": [m.__dict__ for m in MANAGED_PRICES],
+    }
     for name, samples in speeds.items():
         task = TaskSize.of(farm[name])
-        note = (f"{task.vcpu:g} vCPU / {task.memory_gib:g} GiB task, {FARGATE_PRICES.region} "
-                f"prices as of {FARGATE_PRICES.as_of}, from the measured speed")  # fmt: skip
+        note = (
+            f"{task.vcpu:g} vCPU / {task.memory_gib:g} GiB task, {FARGATE_PRICES.region} "
+            f"prices as of {FARGATE_PRICES.as_of}, from the measured speed"
+        )
         per_min = {}
         for spot in (False, True):
             kind = "Spot" if spot else "on-demand"
             costs = [cost_per_minute(s, task, spot=spot) for s in samples]
-            fig = figure(f"cost per output minute, {name}, Fargate {kind}", "USD/min", costs,
-                         notes=note)  # fmt: skip
+            fig = figure(
+                f"cost per output minute, {name}, Fargate {kind}", "USD/min", costs, notes=note
+            )
             figs.append(fig)
             per_min[kind] = fig.median
         height = OUTPUT_HEIGHT.get(name, 1080)
         speed = sorted(samples)[len(samples) // 2]
-        lib = pool_estimate(name, PoolTotals(1, 0, LIBRARY_HOURS * 3600), speed=speed,
-                            task=task, prices=FARGATE_PRICES, local_cpus=2)  # fmt: skip
+        lib = pool_estimate(
+            name,
+            PoolTotals(1, 0, LIBRARY_HOURS * 3600),
+            speed=speed,
+            task=task,
+            prices=FARGATE_PRICES,
+            local_cpus=2,
+        )
         table["pools"][name] = {
             "speed_per_vcpu": speed,
             "task": task.__dict__,
@@ -52,8 +64,10 @@ def run_costs(speeds: dict[str, list[float]]) -> tuple[list[Figure], dict[str, A
                 "task_hours": lib.task_hours,
                 "fargate_on_demand_usd": lib.on_demand_usd,
                 "fargate_spot_usd": lib.spot_usd,
-                **{m.service + "_usd": m.per_minute(height) * LIBRARY_HOURS * 60
-                   for m in MANAGED_PRICES},
+                **{
+                    m.service + "_usd": m.per_minute(height) * LIBRARY_HOURS * 60
+                    for m in MANAGED_PRICES
+                },
             },
-        }  # fmt: skip
+        }
     return figs, table

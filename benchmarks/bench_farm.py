@@ -23,8 +23,18 @@ GOAL_RATIO = 1.03  # the hevc job on the 10 s 1080p clip, verify: stream
 LONG_GOAL_RATIO = 1.02  # the 720p pool on the 60 s 720p clip, verify: stream
 POLICIES: tuple[VerifyPolicy, ...] = ("stream", "full")
 BURST_WORKERS = 2
-PHASES = ("upload_in_s", "dispatch_s", "download_s", "probe_s", "encode_s", "verify_s",
-          "upload_s", "result_s", "download_out_s", "other_s")  # fmt: skip
+PHASES = (
+    "upload_in_s",
+    "dispatch_s",
+    "download_s",
+    "probe_s",
+    "encode_s",
+    "verify_s",
+    "upload_s",
+    "result_s",
+    "download_out_s",
+    "other_s",
+)
 
 
 @dataclass
@@ -53,9 +63,17 @@ class Plan:
                 plan.headline_runs, plan.long_runs, plan.fixed_runs = runs, runs, runs
             return plan
         return cls(
-            quick=True, runs=1, headline_runs=1, long_runs=0, headline=(320, 240, 2.0),
-            fixed_runs=1, burst_jobs=10, burst_runs=1, durations=(1.0, 2.0), series_size=(320, 240),
-        )  # fmt: skip
+            quick=True,
+            runs=1,
+            headline_runs=1,
+            long_runs=0,
+            headline=(320, 240, 2.0),
+            fixed_runs=1,
+            burst_jobs=10,
+            burst_runs=1,
+            durations=(1.0, 2.0),
+            series_size=(320, 240),
+        )
 
 
 @dataclass
@@ -130,11 +148,23 @@ def ratio_figures(
     return [
         figure(f"{label}: hevcq end to end", "s", ours, notes=note),
         figure(f"{label}: bare ffmpeg", "s", bare, notes=note),
-        figure(f"{label}: ratio (milestone)", "x", ratios, target=f"<= {MILESTONE_RATIO}",
-               met=lambda m: m <= MILESTONE_RATIO, notes=note),
-        figure(f"{label}: ratio (goal)", "x", ratios, target=f"<= {goal}",
-               met=lambda m: m <= goal, notes=note),
-    ]  # fmt: skip
+        figure(
+            f"{label}: ratio (milestone)",
+            "x",
+            ratios,
+            target=f"<= {MILESTONE_RATIO}",
+            met=lambda m: m <= MILESTONE_RATIO,
+            notes=note,
+        ),
+        figure(
+            f"{label}: ratio (goal)",
+            "x",
+            ratios,
+            target=f"<= {goal}",
+            met=lambda m: m <= goal,
+            notes=note,
+        ),
+    ]
 
 
 def breakdown_figures(label: str, jobs: list[JobRun]) -> list[Figure]:
@@ -146,8 +176,14 @@ def breakdown_figures(label: str, jobs: list[JobRun]) -> list[Figure]:
         if not samples:
             continue
         share = statistics.median(s / j.total_s for s, j in zip(samples, jobs, strict=False))
-        out.append(figure(f"{label} breakdown: {phase.removesuffix('_s')}", "s", samples,
-                          notes=f"{share:.1%} of the end-to-end time"))  # fmt: skip
+        out.append(
+            figure(
+                f"{label} breakdown: {phase.removesuffix('_s')}",
+                "s",
+                samples,
+                notes=f"{share:.1%} of the end-to-end time",
+            )
+        )
     return out
 
 
@@ -173,9 +209,11 @@ def bench_policies(src: Path, runs: int, label: str) -> list[Figure]:
         jobs, bare = interleaved_jobs(farms, src, runs)
     figs = []
     for policy in POLICIES:
-        note = (f"{runs} jobs, taking turns with verify: "
-                f"{'full' if policy == 'stream' else 'stream'}, each between two bare runs; "
-                "one worker per farm, pool hevc only; real preset")  # fmt: skip
+        note = (
+            f"{runs} jobs, taking turns with verify: "
+            f"{'full' if policy == 'stream' else 'stream'}, each between two bare runs; "
+            "one worker per farm, pool hevc only; real preset"
+        )
         name = f"{label}, verify: {policy}"
         goal = GOAL_RATIO if policy == "stream" else None
         figs += ratio_figures(name, jobs[policy], bare[policy], note, goal=goal)
@@ -190,8 +228,10 @@ def bench_fixed(runs: int) -> list[Figure]:
         _warm(farm)
         jobs, bare = bracketed_jobs(farm, src, runs)
     added = [j.total_s - b for j, b in zip(jobs, bare, strict=True)]
-    note = (f"{runs} jobs, each between two bare runs, hevc pool (verify: stream); "
-            "upload to downloaded output")  # fmt: skip
+    note = (
+        f"{runs} jobs, each between two bare runs, hevc pool (verify: stream); "
+        "upload to downloaded output"
+    )
     return [figure("fixed overhead, 1 s 320x240 clip", "s", added, notes=note)]
 
 
@@ -210,9 +250,13 @@ def bench_dispatch(jobs: int, runs: int) -> list[Figure]:
     note = f"{jobs} jobs of a 0.5 s 128x96 clip put straight into TODO/, {BURST_WORKERS} workers"
     return [
         figure(f"dispatch: {jobs}-job burst", "jobs/min", rates, notes=note),
-        figure("dispatch: seconds added per job", "s", added,
-               notes=note + "; worker-seconds per job minus bare ffmpeg on the clip"),
-    ]  # fmt: skip
+        figure(
+            "dispatch: seconds added per job",
+            "s",
+            added,
+            notes=note + "; worker-seconds per job minus bare ffmpeg on the clip",
+        ),
+    ]
 
 
 def duration_series(plan: Plan) -> tuple[list[Figure], Series]:
@@ -228,8 +272,14 @@ def duration_series(plan: Plan) -> tuple[list[Figure], Series]:
             series.ours.append([j.total_s for j in jobs])
             series.bare.append(bare)
             ratios = [j.total_s / b for j, b in zip(jobs, bare, strict=True)]
-            figs.append(figure(f"{w}x{h} {seconds:g} s clip: ratio", "x", ratios,
-                               notes=f"{plan.runs} bracketed jobs, hevc pool"))  # fmt: skip
+            figs.append(
+                figure(
+                    f"{w}x{h} {seconds:g} s clip: ratio",
+                    "x",
+                    ratios,
+                    notes=f"{plan.runs} bracketed jobs, hevc pool",
+                )
+            )
     return figs, series
 
 
@@ -242,8 +292,9 @@ def run_overhead(quick: bool = False, runs: int | None = None) -> list[Figure]:
     if plan.long_runs:
         lw, lh, ls = plan.long_clip
         label = f"720p {ls:g} s {lw}x{lh}, verify: stream"
-        long_figs, long_jobs = bench_pool("720p", clip(lw, lh, ls), plan.long_runs, label,
-                                          goal=LONG_GOAL_RATIO)  # fmt: skip
+        long_figs, long_jobs = bench_pool(
+            "720p", clip(lw, lh, ls), plan.long_runs, label, goal=LONG_GOAL_RATIO
+        )
         figs += long_figs + breakdown_figures(label, long_jobs)
     return figs + bench_fixed(plan.fixed_runs)
 

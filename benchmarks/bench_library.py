@@ -43,13 +43,33 @@ def _sources() -> list[Path]:
         path = folder / name
         if not path.exists():
             subprocess.run(
-                [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
-                 "-f", "lavfi", "-i", f"{pattern}=size=96x64:rate=10:duration=0.5",
-                 "-f", "lavfi", "-i", "sine=duration=0.5",
-                 "-c:v", codec, "-c:a", "aac", "-b:a", "32k", "-movflags", "+faststart",
-                 str(path)],
-                check=True, timeout=120,
-            )  # fmt: skip
+                [
+                    _ffmpeg(),
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    f"{pattern}=size=96x64:rate=10:duration=0.5",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=duration=0.5",
+                    "-c:v",
+                    codec,
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "32k",
+                    "-movflags",
+                    "+faststart",
+                    str(path),
+                ],
+                check=True,
+                timeout=120,
+            )
         out.append(path)
     return out
 
@@ -82,8 +102,9 @@ def _baseline(files: list[Path]) -> None:
 
     def one(path: Path) -> None:
         # No ffprobe here: "ffmpeg -i" prints the same stream summary and exits 1.
-        subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True,
-                       check=False, timeout=60)  # fmt: skip
+        subprocess.run(
+            [ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, check=False, timeout=60
+        )
 
     with ThreadPoolExecutor(WORKERS) as ex:
         list(ex.map(one, files))
@@ -133,9 +154,15 @@ def bench_rescan(count: int, runs: int) -> list[Figure]:
     if again.probed or again.reused != len(warm.entries):
         raise RuntimeError("rescan probed files: the fast path is broken")
     return [
-        figure(f"rescan ({count} unchanged files)", "s", samples, target="< 2 s",
-               met=lambda m: m < 2.0, notes=f"{again.reused} files answered from the store"),
-    ]  # fmt: skip
+        figure(
+            f"rescan ({count} unchanged files)",
+            "s",
+            samples,
+            target="< 2 s",
+            met=lambda m: m < 2.0,
+            notes=f"{again.reused} files answered from the store",
+        ),
+    ]
 
 
 def run(quick: bool = False) -> list[Figure]:

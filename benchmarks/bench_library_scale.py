@@ -135,16 +135,23 @@ def run_case(size: int, files: int, workdir: Path) -> Sample:
     tmp, out, state = workdir / "tmp", workdir / "out", workdir / "state"
     tmp.mkdir()
     env = os.environ | {
-        "TMPDIR": str(tmp), "XDG_STATE_HOME": str(state), "HEVCQ_WORKERS_DIR": str(pools),
-        "HEVCQ_WORK_DIR": str(tmp / "work"), "HEVCQ_LOG_FORMAT": "console", "COLUMNS": "160",
-    }  # fmt: skip
+        "TMPDIR": str(tmp),
+        "XDG_STATE_HOME": str(state),
+        "HEVCQ_WORKERS_DIR": str(pools),
+        "HEVCQ_WORK_DIR": str(tmp / "work"),
+        "HEVCQ_LOG_FORMAT": "console",
+        "COLUMNS": "160",
+    }
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
     s, stop = Sample(), threading.Event()
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sampler = threading.Thread(
         target=_sample, args=(psutil.Process(proc.pid), tmp, out, s, stop), daemon=True
     )
@@ -187,21 +194,30 @@ def run(quick: bool = False) -> list[Figure]:
 
 def _figures(name: str, s: Sample) -> list[Figure]:
     figs = [
-        figure(f"{name}: ingest peak RSS", "MiB", [s.ingest / MiB],
-               target="< 1024 MiB", met=lambda v: v < INGEST_RSS_TARGET / MiB),
+        figure(
+            f"{name}: ingest peak RSS",
+            "MiB",
+            [s.ingest / MiB],
+            target="< 1024 MiB",
+            met=lambda v: v < INGEST_RSS_TARGET / MiB,
+        ),
         figure(f"{name}: endpoint peak RSS", "MiB", [s.endpoint / MiB]),
         figure(f"{name}: worker peak RSS", "MiB", [s.worker / MiB]),
         figure(f"{name}: peak temp disk", "MiB", [s.temp_disk / MiB]),
         figure(f"{name}: wall time", "s", [s.wall_s]),
-    ]  # fmt: skip
+    ]
     if s.first_output_s is not None:
         figs.append(figure(f"{name}: time to first output", "s", [s.first_output_s]))
     if s.download_s_per_gib:
-        figs.append(figure(
-            f"{name}: source to worker", "s/GiB", s.download_s_per_gib,
-            target=f"< {DOWNLOAD_S_PER_GIB_TARGET:g} s/GiB",
-            met=lambda v: v < DOWNLOAD_S_PER_GIB_TARGET,
-        ))  # fmt: skip
+        figs.append(
+            figure(
+                f"{name}: source to worker",
+                "s/GiB",
+                s.download_s_per_gib,
+                target=f"< {DOWNLOAD_S_PER_GIB_TARGET:g} s/GiB",
+                met=lambda v: v < DOWNLOAD_S_PER_GIB_TARGET,
+            )
+        )
     return figs
 
 
@@ -215,8 +231,13 @@ def _scaling(peaks: dict[str, Sample]) -> list[Figure]:
     for what in ("ingest", "endpoint", "worker", "temp_disk"):
         a, b = getattr(small, what), getattr(large, what)
         if a:
-            out.append(figure(
-                f"{libs[-1]} / {libs[0]}: {what.replace('_', ' ')} peak", "x", [b / a],
-                target="<= 1.10", met=lambda v: v <= 1.10,
-            ))  # fmt: skip
+            out.append(
+                figure(
+                    f"{libs[-1]} / {libs[0]}: {what.replace('_', ' ')} peak",
+                    "x",
+                    [b / a],
+                    target="<= 1.10",
+                    met=lambda v: v <= 1.10,
+                )
+            )
     return out

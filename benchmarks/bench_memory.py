@@ -70,9 +70,18 @@ def run(quick: bool = False) -> list[Figure]:
         ffmpeg_mib.append(peaks.ffmpeg / MiB)
     size = f"{src.stat().st_size / MiB:.0f} MiB H.264 source, hevc pool with preset ultrafast"
     return [
-        figure("worker peak RSS, 1 GB source" if not quick else "worker peak RSS (quick)",
-               "MiB", worker_mib, target=f"< {TARGET_MIB} MiB",
-               met=lambda m: m < TARGET_MIB, notes=f"{size}; VmHWM of the worker process"),
-        figure("ffmpeg peak RSS, same job", "MiB", ffmpeg_mib,
-               notes=f"{size}; sampled every {SAMPLE_EVERY_S} s; not part of the target"),
-    ]  # fmt: skip
+        figure(
+            "worker peak RSS, 1 GB source" if not quick else "worker peak RSS (quick)",
+            "MiB",
+            worker_mib,
+            target=f"< {TARGET_MIB} MiB",
+            met=lambda m: m < TARGET_MIB,
+            notes=f"{size}; VmHWM of the worker process",
+        ),
+        figure(
+            "ffmpeg peak RSS, same job",
+            "MiB",
+            ffmpeg_mib,
+            notes=f"{size}; sampled every {SAMPLE_EVERY_S} s; not part of the target",
+        ),
+    ]

@@ -44,10 +44,23 @@ def _base_clip() -> bytes:
         (CACHE.parent / ".gitignore").write_text("*\n")  # generated media never reaches git
         make_clip(path, width=320, height=240, seconds=1.0)
         subprocess.run(  # make_clip writes moov last; move it first for a cheap probe
-            [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(path),
-             "-c", "copy", "-movflags", "+faststart", str(path.with_suffix(".fs.mp4"))],
-            check=True, timeout=60,
-        )  # fmt: skip
+            [
+                _ffmpeg(),
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(path),
+                "-c",
+                "copy",
+                "-movflags",
+                "+faststart",
+                str(path.with_suffix(".fs.mp4")),
+            ],
+            check=True,
+            timeout=60,
+        )
         path.with_suffix(".fs.mp4").replace(path)
     return path.read_bytes()
 
@@ -113,18 +126,24 @@ def _ingest_once(farm: EmbeddedFarm, root: Path, expect: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="hevcq-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
         env |= {
-            "AWS_ENDPOINT_URL": farm.endpoint, **farm.credentials.env(),
+            "AWS_ENDPOINT_URL": farm.endpoint,
+            **farm.credentials.env(),
             "AWS_DEFAULT_REGION": "us-east-1",
-            "HEVCQ_BUCKET": EMBEDDED_BUCKET, "HEVCQ_LOG_FORMAT": "json",
-            "XDG_STATE_HOME": tmp, "HOME": tmp,  # a fresh state store: everything is new
-        }  # fmt: skip
+            "HEVCQ_BUCKET": EMBEDDED_BUCKET,
+            "HEVCQ_LOG_FORMAT": "json",
+            "XDG_STATE_HOME": tmp,
+            "HOME": tmp,  # a fresh state store: everything is new
+        }
         err = Path(tmp) / "stderr.log"
         started = time.perf_counter()
         with err.open("w") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hevcq", "ingest", str(root)], env=env, cwd=tmp,
-                stdout=subprocess.DEVNULL, stderr=fh,
-            )  # fmt: skip
+                [sys.executable, "-m", "hevcq", "ingest", str(root)],
+                env=env,
+                cwd=tmp,
+                stdout=subprocess.DEVNULL,
+                stderr=fh,
+            )
             peak = _watch_peak(proc)
         wall = time.perf_counter() - started
         stderr = err.read_text()
@@ -171,22 +190,35 @@ def _server_peak_mb() -> float:
     return float("nan")
 
 
-def bench_case(farm: EmbeddedFarm, label: str, root: Path, *, files: int, size: int,
-               runs: int) -> list[Figure]:  # fmt: skip
+def bench_case(
+    farm: EmbeddedFarm, label: str, root: Path, *, files: int, size: int, runs: int
+) -> list[Figure]:
     """Throughput and CLI peak memory for one library."""
     total = files * size
     results = [_ingest_once(farm, root, files) for _ in range(runs)]
     note = f"{files} x {size / MiB:g} MiB, {runs} runs, {os.cpu_count()} CPUs"
     mem_target = {"target": f"< {MEMORY_TARGET_MB} MB", "met": lambda m: m < MEMORY_TARGET_MB}
     return [
-        figure(f"upload {label}", "MB/s", [total / r.upload_s / 1e6 for r in results],
-               notes=note + "; upload phase from the CLI's log"),
-        figure(f"ingest {label}, whole command", "MB/s", [total / r.wall_s / 1e6 for r in results],
-               notes=note + "; includes interpreter start, scan and probe"),
-        figure(f"CLI peak RSS, {label}", "MB", [r.peak_rss_mb for r in results],
-               notes=note + "; the uploading process only",
-               **(mem_target if files == 1 else {})),  # type: ignore[arg-type]
-    ]  # fmt: skip
+        figure(
+            f"upload {label}",
+            "MB/s",
+            [total / r.upload_s / 1e6 for r in results],
+            notes=note + "; upload phase from the CLI's log",
+        ),
+        figure(
+            f"ingest {label}, whole command",
+            "MB/s",
+            [total / r.wall_s / 1e6 for r in results],
+            notes=note + "; includes interpreter start, scan and probe",
+        ),
+        figure(
+            f"CLI peak RSS, {label}",
+            "MB",
+            [r.peak_rss_mb for r in results],
+            notes=note + "; the uploading process only",
+            **(mem_target if files == 1 else {}),  # type: ignore[arg-type]
+        ),
+    ]
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -199,12 +231,20 @@ def run(quick: bool = False) -> list[Figure]:
     with tempfile.TemporaryDirectory() as state:
         farm = EmbeddedFarm(settings, load_farm(), Path(state), workers_per_pool=0)
         with farm:
-            figs = bench_case(farm, f"one {big // MiB} MiB file", big_lib, files=1, size=big,
-                              runs=runs)  # fmt: skip
-            figs += bench_case(farm, f"{small_files} small files", small_lib, files=small_files,
-                               size=SMALL_FILE_BYTES, runs=runs)  # fmt: skip
+            figs = bench_case(
+                farm, f"one {big // MiB} MiB file", big_lib, files=1, size=big, runs=runs
+            )
+            figs += bench_case(
+                farm,
+                f"{small_files} small files",
+                small_lib,
+                files=small_files,
+                size=SMALL_FILE_BYTES,
+                runs=runs,
+            )
             server = _server_peak_mb()
     note = "this benchmark's own process, which serves the endpoint"
-    figs.append(figure("endpoint peak RSS (moto keeps objects in memory)", "MB", [server],
-                       notes=note))  # fmt: skip
+    figs.append(
+        figure("endpoint peak RSS (moto keeps objects in memory)", "MB", [server], notes=note)
+    )
     return figs

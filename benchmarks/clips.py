@@ -54,17 +54,49 @@ def big_source(target_bytes: int = GiB) -> Path:
     seg = folder / "noise-720p-2s.mp4"
     if not seg.exists():
         # Per-pixel noise does not compress, so -qp 0 gives ~35 MB/s of valid H.264 cheaply.
-        _ffmpeg([
-            "-f", "lavfi", "-i", "nullsrc=size=1280x720:rate=24,geq=random(1)*255:128:128",
-            "-f", "lavfi", "-i", "sine=duration=2", "-t", "2",
-            "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-f", "mp4", f"file:{seg}",
-        ])  # fmt: skip
+        _ffmpeg(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "nullsrc=size=1280x720:rate=24,geq=random(1)*255:128:128",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=duration=2",
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-qp",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-f",
+                "mp4",
+                f"file:{seg}",
+            ]
+        )
     repeats = max(1, -(-target_bytes // seg.stat().st_size))
     tmp = path.with_name(f".{path.name}")
-    _ffmpeg([
-        "-stream_loop", str(repeats - 1), "-i", f"file:{seg}", "-c", "copy",
-        "-movflags", "+faststart", "-f", "mp4", f"file:{tmp}",
-    ])  # fmt: skip
+    _ffmpeg(
+        [
+            "-stream_loop",
+            str(repeats - 1),
+            "-i",
+            f"file:{seg}",
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            f"file:{tmp}",
+        ]
+    )
     tmp.replace(path)
     return path

@@ -148,8 +148,12 @@ class BenchFarm:
         committed = ObjectInfo(
             result.output_key, result.output_bytes or 0, result.output_etag or ""
         )
-        self.store.download(result.output_key, out / Path(result.output_key).name,
-                            etag=result.output_etag, known=committed)  # fmt: skip
+        self.store.download(
+            result.output_key,
+            out / Path(result.output_key).name,
+            etag=result.output_etag,
+            known=committed,
+        )
         download_out = time.perf_counter() - before
         total = time.perf_counter() - start
         shutil.rmtree(out, ignore_errors=True)

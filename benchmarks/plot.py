@@ -16,13 +16,14 @@ def plot(series: Series, dest: Path) -> Path:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for label, runs, marker in (("hevcq (embedded farm)", series.ours, "o"),
-                                ("bare ffmpeg, same arguments", series.bare, "s")):  # fmt: skip
+    for label, runs, marker in (
+        ("hevcq (embedded farm)", series.ours, "o"),
+        ("bare ffmpeg, same arguments", series.bare, "s"),
+    ):
         med = [statistics.median(r) for r in runs]
         low = [m - min(r) for m, r in zip(med, runs, strict=True)]
         high = [max(r) - m for m, r in zip(med, runs, strict=True)]
-        ax.errorbar(series.durations, med, yerr=[low, high], marker=marker, capsize=3,
-                    label=label)  # fmt: skip
+        ax.errorbar(series.durations, med, yerr=[low, high], marker=marker, capsize=3, label=label)
     ax.set_xlabel("clip duration (s)")
     ax.set_ylabel("end-to-end time (s)")
     ax.set_title(f"{series.pool} pool, {series.size} H.264 clips: upload to downloaded output")

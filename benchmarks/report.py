@@ -16,8 +16,10 @@ def _num(x: float) -> str:
 
 def figures_table(doc: dict[str, Any]) -> str:
     """Every figure: median, min, max, runs, target and whether it was met."""
-    lines = ["| bench | figure | median | min | max | runs | target | met |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| bench | figure | median | min | max | runs | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for bench, figs in doc["figures"].items():
         for f in figs:
             met = "" if f["met"] is None else ("yes" if f["met"] else "**no**")
@@ -40,8 +42,14 @@ def cost_table(doc: dict[str, Any]) -> str:
         task = f"{row['task']['vcpu']:g} vCPU / {row['task']['memory_gib']:g} GiB"
         fg = row["fargate_usd_per_min"]
         managed = [f"${row['managed_usd_per_min'][s]:.4f}" for s in services]
-        cells = [pool, _num(row["speed_per_vcpu"]), task, f"${fg['on-demand']:.4f}",
-                 f"${fg['Spot']:.4f}", *managed]  # fmt: skip
+        cells = [
+            pool,
+            _num(row["speed_per_vcpu"]),
+            task,
+            f"${fg['on-demand']:.4f}",
+            f"${fg['Spot']:.4f}",
+            *managed,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -57,8 +65,10 @@ def library_table(doc: dict[str, Any]) -> str:
         lib = row[key]
         if not lines:
             cols = [c for c in lib if c != "task_hours"]
-            lines = ["| pool | task-hours | " + " | ".join(cols) + " |",
-                     "|---|---|" + "---|" * len(cols)]  # fmt: skip
+            lines = [
+                "| pool | task-hours | " + " | ".join(cols) + " |",
+                "|---|---|" + "---|" * len(cols),
+            ]
         cells = [f"${lib[c]:,.2f}" for c in lib if c != "task_hours"]
         lines.append(f"| {pool} | {lib['task_hours']:,.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -69,8 +79,10 @@ def main(argv: list[str]) -> int:
     doc = json.loads(Path(argv[0] if argv else RESULTS).read_text())
     m = doc["machine"]
     load = m["loadavg_at_start"][0]
-    print(f"Run {doc['date']} at {doc['git_commit'][:12]}, {m['cpus']} vCPU {m['cpu_model']}, "
-          f"load {load:.1f} at start; seconds per bench {doc['seconds']}\n")  # fmt: skip
+    print(
+        f"Run {doc['date']} at {doc['git_commit'][:12]}, {m['cpus']} vCPU {m['cpu_model']}, "
+        f"load {load:.1f} at start; seconds per bench {doc['seconds']}\n"
+    )
     print(figures_table(doc), "", cost_table(doc), "", library_table(doc), sep="\n")
     return 0
 

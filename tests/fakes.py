@@ -43,9 +43,12 @@ class FakeQueue:
 
     def put(self, body: str, receive_count: int = 1, message_id: str | None = None) -> Received:
         msg = Received(
-            message_id=message_id or f"m{next(_ids)}", body=body, receipt=f"r{next(_ids)}",
-            receive_count=receive_count, received_at=time.monotonic(),
-        )  # fmt: skip
+            message_id=message_id or f"m{next(_ids)}",
+            body=body,
+            receipt=f"r{next(_ids)}",
+            receive_count=receive_count,
+            received_at=time.monotonic(),
+        )
         self.inbox.append(msg)
         return msg
 
@@ -174,9 +177,14 @@ class FakeStore:
         return self.upload(src, key, metadata)
 
     def copy_if(
-        self, source: str, source_etag: str, key: str, metadata: dict[str, str], *,
+        self,
+        source: str,
+        source_etag: str,
+        key: str,
+        metadata: dict[str, str],
+        *,
         expect: str | None,
-    ) -> ObjectInfo:  # fmt: skip
+    ) -> ObjectInfo:
         """S3's CopyObject with ``x-amz-copy-source-if-match`` and a conditional write."""
         src = self.objects.get(source)
         if src is None or src.etag != source_etag:
@@ -253,10 +261,16 @@ class ScriptedRunner:
 def done_result(spec: JobSpec, **kw: object) -> JobResult:
     """A successful result for a spec."""
     return JobResult(
-        job_id=spec.job.job_id, pool=spec.pool.name, bucket=spec.bucket, source_key=spec.job.key,
-        source_etag=spec.job.etag, outcome="done", output_key=spec.output_key,
-        settings_hash=spec.job.settings_hash, **kw,
-    )  # fmt: skip
+        job_id=spec.job.job_id,
+        pool=spec.pool.name,
+        bucket=spec.bucket,
+        source_key=spec.job.key,
+        source_etag=spec.job.etag,
+        outcome="done",
+        output_key=spec.output_key,
+        settings_hash=spec.job.settings_hash,
+        **kw,
+    )
 
 
 class FastClock:

@@ -117,9 +117,12 @@ def sharing_sources(rels: Iterable[str]) -> frozenset[str]:
     for rel in rels:
         groups[_disk_name(output_relative(rel))].append(rel)
     return frozenset(
-        rel for group in groups.values() if len(group) > 1 for rel in group
+        rel
+        for group in groups.values()
+        if len(group) > 1
+        for rel in group
         if rel != output_relative(rel)
-    )  # fmt: skip
+    )
 
 
 def _disk_name(rel: str) -> str:

@@ -117,9 +117,13 @@ def _history(raw: object) -> tuple[PastVersion, ...]:
 def history_after(item: LedgerItem) -> str:
     """The ``history`` attribute once ``item``'s version gives way to another (JSON)."""
     past = PastVersion(
-        etag=item.etag, settings_hash=item.settings_hash, state=item.state.value,
-        finished_at=item.finished_at, output_etag=item.output_etag, reason=item.reason,
-    )  # fmt: skip
+        etag=item.etag,
+        settings_hash=item.settings_hash,
+        state=item.state.value,
+        finished_at=item.finished_at,
+        output_etag=item.output_etag,
+        reason=item.reason,
+    )
     kept = (past, *item.history)[:HISTORY_KEPT]
     return json.dumps([asdict(v) for v in kept], separators=(",", ":"))
 
@@ -180,8 +184,17 @@ class LedgerItem:
         for name in ("attempts", "claims", "input_bytes", "output_bytes"):
             if name in values:
                 values[name] = int(values[name])
-        for name in ("etag", "settings_hash", "version_id", "sequencer", "job_id", "worker",
-                     "message_id", "rvn", "superseded_by"):  # fmt: skip
+        for name in (
+            "etag",
+            "settings_hash",
+            "version_id",
+            "sequencer",
+            "job_id",
+            "worker",
+            "message_id",
+            "rvn",
+            "superseded_by",
+        ):
             if name in values:
                 values[name] = str(values[name])
         return cls(**values)

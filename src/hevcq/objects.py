@@ -56,8 +56,13 @@ class ObjectStore(Protocol):
         self, src: Path, key: str, metadata: dict[str, str], *, expect: str | None
     ) -> ObjectInfo: ...
     def copy_if(
-        self, source: str, source_etag: str, key: str, metadata: dict[str, str], *,
+        self,
+        source: str,
+        source_etag: str,
+        key: str,
+        metadata: dict[str, str],
+        *,
         expect: str | None,
-    ) -> ObjectInfo: ...  # fmt: skip
+    ) -> ObjectInfo: ...
     def delete_if(self, key: str, etag: str) -> bool: ...
     def delete(self, key: str) -> None: ...

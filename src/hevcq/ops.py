@@ -115,9 +115,11 @@ def redrive_one_by_one(
 ) -> int:
     """Move dead letters (of one class, or all) back to their queue one at a time."""
     return move(
-        sqs, pr.dlq_url, pr.queue_url,
+        sqs,
+        pr.dlq_url,
+        pr.queue_url,
         lambda m: failure_class is None or m.attributes.get(ATTR_CLASS) == failure_class.value,
-    )  # fmt: skip
+    )
 
 
 def redrive(
@@ -145,7 +147,11 @@ def redrive(
 def redrive_message(sqs: SqsClient, pr: PoolRefs, message_id: str) -> bool:
     """Move one dead letter back to its queue (send, then delete); False when it is not there."""
     moved = move(
-        sqs, pr.dlq_url, pr.queue_url, lambda m: m.message_id == message_id,
-        first_only=True, wait_s=0,
-    )  # fmt: skip
+        sqs,
+        pr.dlq_url,
+        pr.queue_url,
+        lambda m: m.message_id == message_id,
+        first_only=True,
+        wait_s=0,
+    )
     return moved == 1

@@ -34,8 +34,12 @@ def test_redrive_on_the_embedded_farm_moves_its_dead_letters_there(tmp_path: Pat
         with published_farm(farm.endpoint, farm.refs, farm.credentials, tmp_path / "xdg/hevcq"):
             run = subprocess.run(
                 [sys.executable, "-m", "hevcq", "redrive", "--dlq", "--pool", "hevc"],
-                env=_env(tmp_path), capture_output=True, text=True, timeout=120, check=False,
-            )  # fmt: skip
+                env=_env(tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
         assert run.returncode == 0, run.stdout + run.stderr
         assert "hevc: 1 messages moved" in run.stdout
         got = farm.clients.sqs.receive_message(
@@ -59,9 +63,11 @@ def test_status_watch_says_the_ingest_ended_and_exits_0(tmp_path: Path) -> None:
         with published_farm(farm.endpoint, farm.refs, farm.credentials, tmp_path / "xdg/hevcq"):
             watch = subprocess.Popen(
                 [sys.executable, "-m", "hevcq", "status", "--watch", "0.5"],
-                env=_env(tmp_path) | {"COLUMNS": "200"}, text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
+                env=_env(tmp_path) | {"COLUMNS": "200"},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and not _printed_once(watch):

@@ -42,10 +42,12 @@ def _client(
     creds = ep.credentials
     return boto3.client(
         service,  # type: ignore[call-overload]  # the stubs want a literal service name
-        endpoint_url=ep.url, region_name="us-east-1", config=NO_RETRY,
+        endpoint_url=ep.url,
+        region_name="us-east-1",
+        config=NO_RETRY,
         aws_access_key_id=key or creds.access_key_id,
         aws_secret_access_key=secret or creds.secret_access_key,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -71,16 +73,27 @@ def _raw(ep: EndpointProcess, bucket: str, what: str, **extra: Any) -> httpx.Res
         "s3 put": ("PUT", f"/{bucket}/TODO/planted.mp4", {}, b"planted"),
         "sqs": ("POST", "/", {**json_call, "X-Amz-Target": "AmazonSQS.ListQueues"}, b"{}"),
         "dynamodb": (
-            "POST", "/", {**json_call, "X-Amz-Target": "DynamoDB_20120810.ListTables"}, b"{}"
+            "POST",
+            "/",
+            {**json_call, "X-Amz-Target": "DynamoDB_20120810.ListTables"},
+            b"{}",
         ),
-        "sns": ("POST", "/", {"Content-Type": "application/x-www-form-urlencoded"},
-                b"Action=ListTopics&Version=2010-03-31"),
-    }  # fmt: skip
+        "sns": (
+            "POST",
+            "/",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"Action=ListTopics&Version=2010-03-31",
+        ),
+    }
     method, path, headers, body = requests[what]
     return httpx.request(
-        method, ep.url + path, headers={**headers, **extra.pop("headers", {})}, content=body,
-        timeout=10, **extra,
-    )  # fmt: skip
+        method,
+        ep.url + path,
+        headers={**headers, **extra.pop("headers", {})},
+        content=body,
+        timeout=10,
+        **extra,
+    )
 
 
 REQUESTS = ["s3 list", "s3 get", "s3 put", "sqs", "dynamodb", "sns"]
@@ -124,9 +137,12 @@ def test_a_request_from_a_web_page_is_refused_without_cors_headers(
 ) -> None:
     headers = {"Origin": "http://127.0.0.1:9999", "Access-Control-Request-Method": "PUT"}
     sent = httpx.request(
-        method, f"{endpoint.url}/{bucket}/TODO/planted.mp4", headers=headers,
-        content=b"planted" if method == "PUT" else b"", timeout=10,
-    )  # fmt: skip
+        method,
+        f"{endpoint.url}/{bucket}/TODO/planted.mp4",
+        headers=headers,
+        content=b"planted" if method == "PUT" else b"",
+        timeout=10,
+    )
     assert sent.status_code == 403
     assert [h for h in sent.headers if h.lower().startswith("access-control-")] == []
     assert _keys(endpoint, bucket) == ["TODO/home-video.mp4"]

@@ -51,8 +51,13 @@ def _out_key(pool: str) -> str:
 def _ledger(farm: MotoFarm, key: str, pool: str, state: str, etag: str) -> None:
     """A ledger item as a worker leaves it; a done one names its committed output."""
     out = _out_key(pool)
-    item = {"pk": {"S": key}, "sk": {"S": pool}, "state": {"S": state}, "etag": {"S": etag},
-            "output_key": {"S": out}}  # fmt: skip
+    item = {
+        "pk": {"S": key},
+        "sk": {"S": pool},
+        "state": {"S": state},
+        "etag": {"S": etag},
+        "output_key": {"S": out},
+    }
     listed = farm.clients.s3.list_objects_v2(Bucket=farm.refs.bucket, Prefix=out)
     for obj in listed.get("Contents", []) if state == "done" else []:
         item["output_etag"] = {"S": obj["ETag"].strip('"')}
@@ -68,16 +73,32 @@ def _publish(farm: MotoFarm, result: JobResult) -> None:
 
 def _result(pool: str, key: str, etag: str, outcome: str = "done") -> JobResult:
     out = _out_key(pool)
-    return JobResult(job_id="j", pool=pool, bucket="b", source_key=key, source_etag=etag,
-                     outcome=outcome, output_key=out if outcome == "done" else None)  # fmt: skip
+    return JobResult(
+        job_id="j",
+        pool=pool,
+        bucket="b",
+        source_key=key,
+        source_etag=etag,
+        outcome=outcome,
+        output_key=out if outcome == "done" else None,
+    )
 
 
-def _fetch(farm: MotoFarm, root: Path, state: Catalog, store: S3Store, *, pools: set[str],
-           out: Path) -> list:  # fmt: skip
+def _fetch(
+    farm: MotoFarm, root: Path, state: Catalog, store: S3Store, *, pools: set[str], out: Path
+) -> list:
     ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
     opts = FetchOptions(pools=frozenset(pools), out_dir=out)
-    fetcher = Fetcher(root, state, store, ledger, opts, all_pools=sorted(farm.pools),
-                      library=library_id(root), verify=accept)  # fmt: skip
+    fetcher = Fetcher(
+        root,
+        state,
+        store,
+        ledger,
+        opts,
+        all_pools=sorted(farm.pools),
+        library=library_id(root),
+        verify=accept,
+    )
     inbox = SqsInbox(farm.clients.sqs, farm.refs.results_queue_url)
     return fetch_library(inbox, fetcher, follow=False, stop=threading.Event())
 
@@ -105,8 +126,9 @@ def test_fetch_takes_its_pool_leaves_others_and_cleans_up_in_order(
     _publish(moto_farm, _result("hevc", key, etag))
     _publish(moto_farm, _result("720p", key, etag))
     # Another library's result for the same pool: its source carries another library id.
-    s3.put_object(Bucket=bucket, Key="TODO/theirs.mp4", Body=b"x",
-                  Metadata={"hevcq-library": "someone-else"})  # fmt: skip
+    s3.put_object(
+        Bucket=bucket, Key="TODO/theirs.mp4", Body=b"x", Metadata={"hevcq-library": "someone-else"}
+    )
     _publish(moto_farm, _result("hevc", "TODO/theirs.mp4", "e"))
 
     out_dir = tmp_path / "out"
@@ -128,8 +150,9 @@ def test_fetch_takes_its_pool_leaves_others_and_cleans_up_in_order(
 def test_a_failed_job_keeps_the_source_in_the_bucket(moto_farm: MotoFarm, uploaded, tmp_path):
     root, state, store, key = uploaded
     etag = store.head(key).etag
-    moto_farm.clients.s3.put_object(Bucket=moto_farm.refs.bucket, Key="DONE/hevc/clip.mp4",
-                                    Body=OUTPUT)  # fmt: skip
+    moto_farm.clients.s3.put_object(
+        Bucket=moto_farm.refs.bucket, Key="DONE/hevc/clip.mp4", Body=OUTPUT
+    )
     _ledger(moto_farm, key, "1080p", "done", etag)
     _ledger(moto_farm, key, "720p", "failed", etag)
     _ledger(moto_farm, key, "hevc", "done", etag)

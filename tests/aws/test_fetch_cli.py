@@ -37,16 +37,21 @@ def served(farm: dict[str, Pool], tmp_path: Path):
     try:
         clients = Clients.create(region="us-east-1", endpoint_url=endpoint)
         prefix = f"t{uuid.uuid4().hex[:8]}"
-        refs = provision(clients, Names.build(prefix, f"{prefix}-media", sorted(farm)), farm,
-                         "us-east-1")  # fmt: skip
+        refs = provision(
+            clients, Names.build(prefix, f"{prefix}-media", sorted(farm)), farm, "us-east-1"
+        )
         lib = tmp_path / "lib"
         make_clip(lib / "clip.mp4", width=320, height=240, seconds=1.0)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-            "AWS_ENDPOINT_URL": endpoint, **server.credentials.env(),
-            "AWS_DEFAULT_REGION": "us-east-1", "HEVCQ_BUCKET": refs.bucket,
-            "HEVCQ_NAME_PREFIX": prefix, "XDG_STATE_HOME": str(tmp_path / "state"),
-            "HOME": str(tmp_path / "home"), "COLUMNS": "200",
-        }  # fmt: skip
+            "AWS_ENDPOINT_URL": endpoint,
+            **server.credentials.env(),
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "HEVCQ_BUCKET": refs.bucket,
+            "HEVCQ_NAME_PREFIX": prefix,
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "HOME": str(tmp_path / "home"),
+            "COLUMNS": "200",
+        }
         store = S3Store(clients.s3, refs.bucket)
         with Catalog.for_library(lib, tmp_path / "state" / "hevcq") as state:
             report = scan(lib, list(farm.values()), state)
@@ -62,26 +67,51 @@ def _publish_hevc_output(clients: Clients, refs, tmp: Path) -> None:
     etag = clients.s3.head_object(Bucket=refs.bucket, Key="TODO/clip.mp4")["ETag"].strip('"')
     out_etag = clients.s3.head_object(Bucket=refs.bucket, Key="DONE/hevc/clip.mp4")["ETag"]
     # As a worker does: the ledger records the committed output before the result goes out.
-    item = {"pk": "TODO/clip.mp4", "sk": "hevc", "state": "done", "etag": etag,
-            "output_key": "DONE/hevc/clip.mp4", "output_etag": out_etag.strip('"')}  # fmt: skip
+    item = {
+        "pk": "TODO/clip.mp4",
+        "sk": "hevc",
+        "state": "done",
+        "etag": etag,
+        "output_key": "DONE/hevc/clip.mp4",
+        "output_etag": out_etag.strip('"'),
+    }
     clients.dynamodb.put_item(
         TableName=refs.ledger_table, Item={k: {"S": v} for k, v in item.items()}
     )
     result = JobResult(
-        job_id="j", pool="hevc", bucket=refs.bucket, source_key="TODO/clip.mp4",
-        source_etag=etag, outcome="done", output_key="DONE/hevc/clip.mp4",
+        job_id="j",
+        pool="hevc",
+        bucket=refs.bucket,
+        source_key="TODO/clip.mp4",
+        source_etag=etag,
+        outcome="done",
+        output_key="DONE/hevc/clip.mp4",
         output_etag=out_etag.strip('"'),
-    )  # fmt: skip
+    )
     clients.sqs.send_message(QueueUrl=refs.results_queue_url, MessageBody=result.model_dump_json())
 
 
 def test_follow_fetches_as_results_arrive_and_stops_cleanly_on_sigterm(served) -> None:
     clients, refs, lib, env, tmp = served
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "hevc", "--follow",
-         "--out", str(tmp / "out")],
-        env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hevcq",
+            "fetch",
+            str(lib),
+            "--pool",
+            "hevc",
+            "--follow",
+            "--out",
+            str(tmp / "out"),
+        ],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(2)  # polling an empty queue: nothing to do yet
         assert proc.poll() is None
@@ -106,8 +136,13 @@ def test_replace_is_refused_for_a_rendition_pool(served) -> None:
     _, _, lib, env, tmp = served
     proc = subprocess.run(
         [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "720p", "--replace"],
-        env=env, cwd=tmp, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "--replace needs a pool" in proc.stderr
 
@@ -120,8 +155,13 @@ def test_a_full_out_disk_stops_fetch_with_exit_6_and_leaves_the_result(
     out = small_disk / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "hevc", "--out", str(out)],
-        env=env, cwd=tmp, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 6, proc.stdout + proc.stderr[-2000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.count("error:") == 1  # errors go to stderr, always
@@ -137,10 +177,25 @@ def test_a_full_out_disk_stops_fetch_with_exit_6_and_leaves_the_result(
 
 def _ingest_wait(env: dict[str, str], lib: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--wait", "--out", str(out),
-         "--timeout", "60"],
-        env=env, cwd=out.parent, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hevcq",
+            "ingest",
+            str(lib),
+            "--wait",
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        ],
+        env=env,
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_a_rerun_into_another_out_fetches_again_what_the_farm_still_holds(served) -> None:

@@ -62,8 +62,10 @@ def test_an_unreachable_farm_is_looked_up_again(
     # The handler configures logging itself (JSON lines on stderr, as on Lambda).
     logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert _json(response) == {
-        "status": "no farm", "detail": UNREACHABLE_REASON, "farm": None,
-    }  # fmt: skip
+        "status": "no farm",
+        "detail": UNREACHABLE_REASON,
+        "farm": None,
+    }
     [event] = [e for e in logged if e["event"] == "farm_not_located"]
     assert "missing-" in event["reason"], "the log names what is missing, the answer does not"
     assert "app" not in lambda_handler._CONTAINER

@@ -187,8 +187,9 @@ def test_retry_budget_counts_failed_tries_only(ledger) -> None:
 
 def test_failed_job_can_be_claimed_after_a_redrive_with_a_fresh_budget(ledger) -> None:
     lease = claimed(ledger.claim(JOB, "w1", "m1", 60)).lease
-    ledger.finish(lease, State.FAILED, {"failure_class": "transient", "reason": "bad",
-                                        "attempts": 3})  # fmt: skip
+    ledger.finish(
+        lease, State.FAILED, {"failure_class": "transient", "reason": "bad", "attempts": 3}
+    )
     item = ledger.get(JOB.key, JOB.pool)
     assert (item.state, item.failure_class, item.reason) == (State.FAILED, "transient", "bad")
     assert claimed(ledger.claim(JOB, "w2", "m9", 60)).attempt == 1

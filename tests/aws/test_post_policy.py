@@ -46,10 +46,12 @@ def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name, value in CREDS.env().items():
         monkeypatch.setenv(name, value)  # the presigning client reads the environment
     return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         aws_access_key_id=CREDS.access_key_id,
         aws_secret_access_key=CREDS.secret_access_key,
-    )  # fmt: skip
+    )
 
 
 def _ticket(s3: Any, ttl_s: int = 600, limit: int = LIMIT) -> tuple[str, str, dict[str, str]]:
@@ -57,9 +59,12 @@ def _ticket(s3: Any, ttl_s: int = 600, limit: int = LIMIT) -> tuple[str, str, di
     s3.create_bucket(Bucket=bucket)
     upload_id = new_upload_id()
     record = UploadRecord(
-        id=upload_id, owner="alice", filename="clip.mp4",
-        key=upload_key(upload_id, "clip.mp4"), created_at=datetime.now(UTC),
-    )  # fmt: skip
+        id=upload_id,
+        owner="alice",
+        filename="clip.mp4",
+        key=upload_key(upload_id, "clip.mp4"),
+        created_at=datetime.now(UTC),
+    )
     url, fields, _ = presigned_upload(S3Store(s3, bucket), record, limit, ttl_s)
     return bucket, url, fields
 
@@ -147,10 +152,13 @@ def test_only_a_policy_signed_with_the_endpoint_s_secret_passes(
     bucket = f"b{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     signer = boto3.client(
-        "s3", endpoint_url=s3.meta.endpoint_url, region_name="us-east-1",
-        aws_access_key_id=CREDS.access_key_id, aws_secret_access_key=secret,
+        "s3",
+        endpoint_url=s3.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=CREDS.access_key_id,
+        aws_secret_access_key=secret,
         config=Config(signature_version=version),
-    )  # fmt: skip
+    )
     post = signer.generate_presigned_post(bucket, "TODO/x/clip.mp4", ExpiresIn=600)
     sent = _post(post["url"], post["fields"], b"video")
     assert (sent.status_code, _code(sent) if code else "") == (status, code)
@@ -169,8 +177,9 @@ def test_other_requests_and_the_connection_still_work_after_a_refusal(s3: Any) -
 
 def _hwm(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) * 1024 for line in status.splitlines()
-                if line.startswith("VmHWM:"))  # fmt: skip
+    return next(
+        int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+    )
 
 
 BIG = 160 * 1024 * 1024
@@ -242,8 +251,10 @@ def test_a_raw_form_within_the_policy_is_stored(s3: Any) -> None:
 def test_a_key_field_in_other_case_cannot_pick_another_key(s3: Any, name: str) -> None:
     bucket, url, fields = _ticket(s3)
     signed = fields.pop("key")
-    sent = _send(url, [(name, None, signed.encode()), *_fields(fields),
-                       ("key", None, b"DONE/evil.mp4"), VIDEO])  # fmt: skip
+    sent = _send(
+        url,
+        [(name, None, signed.encode()), *_fields(fields), ("key", None, b"DONE/evil.mp4"), VIDEO],
+    )
     assert sent.status_code == 400, sent.text
     assert _stored(s3, bucket) == []
 
@@ -332,10 +343,12 @@ def test_a_post_body_that_is_not_a_checkable_form_is_refused(s3: Any, content_ty
 
 def test_form_encoded_requests_of_other_services_still_pass(endpoint: str) -> None:
     sns = boto3.client(
-        "sns", endpoint_url=endpoint, region_name="us-east-1",
+        "sns",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         aws_access_key_id=CREDS.access_key_id,
         aws_secret_access_key=CREDS.secret_access_key,
-    )  # fmt: skip
+    )
     topic = sns.create_topic(Name=f"t{uuid.uuid4().hex[:10]}")["TopicArn"]  # a form POST
     assert sns.publish(TopicArn=topic, Message="hello")["MessageId"]
 
@@ -354,8 +367,10 @@ def test_an_object_of_a_form_content_type_still_uploads_in_parts(
         Bucket=bucket, Key="TODO/f", UploadId=up["UploadId"], PartNumber=1, Body=b"form"
     )["ETag"]
     s3.complete_multipart_upload(
-        Bucket=bucket, Key="TODO/f", UploadId=up["UploadId"],
+        Bucket=bucket,
+        Key="TODO/f",
+        UploadId=up["UploadId"],
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
-    )  # fmt: skip
+    )
     got = s3.get_object(Bucket=bucket, Key="TODO/f")
     assert (got["Body"].read(), got["ContentType"]) == (b"form", content_type)

@@ -43,10 +43,11 @@ CREDS = Credentials.generate()  # the key pair this module's endpoints answer to
 def _client(service: str, endpoint: str) -> Any:
     return boto3.client(
         service,  # type: ignore[call-overload]  # the stubs want a literal service name
-        endpoint_url=endpoint, region_name="us-east-1",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         aws_access_key_id=CREDS.access_key_id,
         aws_secret_access_key=CREDS.secret_access_key,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -128,10 +129,14 @@ def test_multipart_is_joined_on_disk_with_moto_s_etag_and_event(endpoint: str) -
     parts = [os.urandom(PART) for _ in range(8)]
     up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]  # type: ignore[attr-defined]
     done = [
-        {"PartNumber": n, "ETag": s3.upload_part(  # type: ignore[attr-defined]
-            Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"]}
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(  # type: ignore[attr-defined]
+                Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p
+            )["ETag"],
+        }
         for n, p in enumerate(parts, start=1)
-    ]  # fmt: skip
+    ]
     tracemalloc.start()
     try:
         s3.complete_multipart_upload(  # type: ignore[attr-defined]
@@ -215,10 +220,14 @@ def test_a_bad_part_list_is_refused_and_the_upload_still_completes(endpoint: str
     parts = [os.urandom(PART), b"tail"]
     up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]  # type: ignore[attr-defined]
     done = [
-        {"PartNumber": n, "ETag": s3.upload_part(  # type: ignore[attr-defined]
-            Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"]}
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(  # type: ignore[attr-defined]
+                Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p
+            )["ETag"],
+        }
         for n, p in enumerate(parts, start=1)
-    ]  # fmt: skip
+    ]
     wrong = [done[0], {"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'}]
     with pytest.raises(Exception, match="InvalidPart"):
         s3.complete_multipart_upload(  # type: ignore[attr-defined]
@@ -237,21 +246,44 @@ S3_AUTH = "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request, Sig
     ("method", "length", "headers", "spools"),
     [
         ("PUT", 8 * MiB, {"Authorization": S3_AUTH}, True),
-        ("PUT", 8 * MiB, {"Authorization": S3_AUTH, "x-amz-sdk-checksum-algorithm": "CRC32",
-                          "x-amz-checksum-crc32": "AAAAAA=="}, True),
+        (
+            "PUT",
+            8 * MiB,
+            {
+                "Authorization": S3_AUTH,
+                "x-amz-sdk-checksum-algorithm": "CRC32",
+                "x-amz-checksum-crc32": "AAAAAA==",
+            },
+            True,
+        ),
         ("PUT", 8 * MiB, {"Authorization": S3_AUTH.replace("/s3/", "/sqs/")}, False),
         ("PUT", 8 * MiB, {}, False),  # unsigned: moto's own path
         ("PUT", 100, {"Authorization": S3_AUTH}, False),
         ("POST", 8 * MiB, {"Authorization": S3_AUTH}, False),
-        ("PUT", 8 * MiB, {"Authorization": S3_AUTH,
-                          "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}, False),
+        (
+            "PUT",
+            8 * MiB,
+            {
+                "Authorization": S3_AUTH,
+                "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            },
+            False,
+        ),
         ("PUT", 8 * MiB, {"Authorization": S3_AUTH, "Content-Encoding": "aws-chunked"}, False),
-        ("PUT", 8 * MiB, {"Authorization": S3_AUTH, "x-amz-sdk-checksum-algorithm": "CRC32"},
-         False),  # moto computes the checksum over the body itself
-        ("PUT", 8 * MiB, {"Authorization": S3_AUTH,
-                          "Content-Type": "application/x-www-form-urlencoded"}, False),
+        (
+            "PUT",
+            8 * MiB,
+            {"Authorization": S3_AUTH, "x-amz-sdk-checksum-algorithm": "CRC32"},
+            False,
+        ),  # moto computes the checksum over the body itself
+        (
+            "PUT",
+            8 * MiB,
+            {"Authorization": S3_AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+            False,
+        ),
     ],
-)  # fmt: skip
+)
 def test_which_bodies_stream_to_disk(
     method: str, length: int, headers: dict[str, str], spools: bool
 ) -> None:
@@ -262,8 +294,9 @@ def test_which_bodies_stream_to_disk(
 
 def _hwm(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) * 1024 for line in status.splitlines()
-                if line.startswith("VmHWM:"))  # fmt: skip
+    return next(
+        int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+    )
 
 
 UPLOAD_PART = 16 * MiB  # the farm's part size
@@ -448,19 +481,22 @@ def test_moto_keeps_no_model_instance_the_farm_is_done_with(endpoint: str) -> No
     ddb, sqs = _client("dynamodb", endpoint), _client("sqs", endpoint)
     table = f"t{uuid.uuid4().hex[:10]}"
     ddb.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )  # fmt: skip
+    )
     s3: Any
     s3, bucket = _bucket(endpoint)
     queue = sqs.create_queue(QueueName=f"q{uuid.uuid4().hex[:10]}")["QueueUrl"]
     before: dict[type, int] = {cls: _instances(cls) for cls in (Item, FakeKey, Message)}
     for i in range(100):
         ddb.update_item(
-            TableName=table, Key={"pk": {"S": "job"}}, UpdateExpression="SET progress = :p",
+            TableName=table,
+            Key={"pk": {"S": "job"}},
+            UpdateExpression="SET progress = :p",
             ExpressionAttributeValues={":p": {"N": str(i)}},
-        )  # fmt: skip
+        )
         ddb.get_item(TableName=table, Key={"pk": {"S": "job"}}, ConsistentRead=True)
         s3.put_object(Bucket=bucket, Key=f"TODO/{i}", Body=b"x")
         s3.delete_object(Bucket=bucket, Key=f"TODO/{i}")
@@ -509,8 +545,12 @@ def test_ten_thousand_objects_fit_under_a_descriptor_limit_of_256(tmp_path: Path
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     run = subprocess.run(
         [sys.executable, "-c", MANY_OBJECTS, "10000", S3_AUTH],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "stored and read 10000"
     assert list(tmp_path.iterdir()) == []  # the objects' directory went with the process
@@ -530,10 +570,14 @@ def test_objects_stored_every_way_hold_no_descriptor(endpoint: str) -> None:
         s3.put_object(Bucket=bucket, Key=f"l{i}", Body=bytes(MiB + i))  # type: ignore[attr-defined]
     up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]  # type: ignore[attr-defined]
     done = [
-        {"PartNumber": n, "ETag": s3.upload_part(  # type: ignore[attr-defined]
-            Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"]}
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(  # type: ignore[attr-defined]
+                Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=p
+            )["ETag"],
+        }
         for n, p in enumerate([bytes(PART), b"tail"], start=1)
-    ]  # fmt: skip
+    ]
     s3.complete_multipart_upload(  # type: ignore[attr-defined]
         Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": done}
     )
@@ -549,11 +593,13 @@ def test_objects_stored_every_way_hold_no_descriptor(endpoint: str) -> None:
 def _once(_: object, bucket: str, endpoint: str) -> tuple[Any, str]:
     """A client that sends each request once: the server's answer, not a retry's."""
     s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         aws_access_key_id=CREDS.access_key_id,
         aws_secret_access_key=CREDS.secret_access_key,
         config=Config(retries={"total_max_attempts": 1}),
-    )  # fmt: skip
+    )
     return s3, bucket
 
 
@@ -629,9 +675,12 @@ sys.stdin.read()
 def test_a_store_left_by_a_killed_process_is_removed_by_the_next_one(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     owner = subprocess.Popen(
-        [sys.executable, "-c", STORE_OWNER], env=env, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )  # fmt: skip
+        [sys.executable, "-c", STORE_OWNER],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert owner.stdout is not None
         directory = Path(owner.stdout.readline().strip())

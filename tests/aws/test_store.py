@@ -163,11 +163,16 @@ def test_presigned_urls_name_the_bucket_key_and_signature(clients: Clients) -> N
 def test_a_copy_is_made_server_side_with_the_new_outputs_own_metadata(clients: Clients) -> None:
     store = S3Store(clients.s3, BUCKET)
     etag = put(clients, "DONE/hevc/a.mp4", b"encoded once")
-    clients.s3.put_object(Bucket=BUCKET, Key="DONE/hevc/b.mp4", Body=b"x",
-                          Metadata={"hevcq-pool": "hevc"})  # fmt: skip
-    out = store.copy_if("DONE/hevc/a.mp4", etag, "DONE/1080p/a.1080p.mp4",
-                        {"hevcq-pool": "1080p", "hevcq-copied-from": "DONE/hevc/a.mp4"},
-                        expect=None)  # fmt: skip
+    clients.s3.put_object(
+        Bucket=BUCKET, Key="DONE/hevc/b.mp4", Body=b"x", Metadata={"hevcq-pool": "hevc"}
+    )
+    out = store.copy_if(
+        "DONE/hevc/a.mp4",
+        etag,
+        "DONE/1080p/a.1080p.mp4",
+        {"hevcq-pool": "1080p", "hevcq-copied-from": "DONE/hevc/a.mp4"},
+        expect=None,
+    )
     got = clients.s3.get_object(Bucket=BUCKET, Key="DONE/1080p/a.1080p.mp4")
     assert got["Body"].read() == b"encoded once"
     assert got["Metadata"] == {"hevcq-pool": "1080p", "hevcq-copied-from": "DONE/hevc/a.mp4"}
@@ -196,8 +201,9 @@ def test_a_copy_larger_than_one_copy_request_goes_in_parts(clients: Clients) -> 
     store.max_copy_bytes = 5 * 1024 * KiB  # S3's is 5 GiB
     data = bytes(range(256)) * (11 * 1024 * 4)  # 11 MiB: three parts
     etag = put(clients, "DONE/hevc/a.mp4", data)
-    out = store.copy_if("DONE/hevc/a.mp4", etag, "DONE/1080p/a.mp4", {"hevcq-pool": "1080p"},
-                        expect=None)  # fmt: skip
+    out = store.copy_if(
+        "DONE/hevc/a.mp4", etag, "DONE/1080p/a.mp4", {"hevcq-pool": "1080p"}, expect=None
+    )
     got = clients.s3.get_object(Bucket=BUCKET, Key="DONE/1080p/a.mp4")
     assert got["Body"].read() == data
     assert got["Metadata"] == {"hevcq-pool": "1080p"}
@@ -227,8 +233,13 @@ def test_moto_does_not_enforce_the_conditions_of_a_copy(clients: Clients) -> Non
     etag = put(clients, "a", b"one")
     put(clients, "a", b"two")
     put(clients, "b", b"taken")
-    clients.s3.copy_object(Bucket=BUCKET, Key="b", CopySource={"Bucket": BUCKET, "Key": "a"},
-                           CopySourceIfMatch=f'"{etag}"', IfNoneMatch="*")  # fmt: skip
+    clients.s3.copy_object(
+        Bucket=BUCKET,
+        Key="b",
+        CopySource={"Bucket": BUCKET, "Key": "a"},
+        CopySourceIfMatch=f'"{etag}"',
+        IfNoneMatch="*",
+    )
     assert clients.s3.get_object(Bucket=BUCKET, Key="b")["Body"].read() == b"two"
 
 

@@ -17,9 +17,13 @@ from tests.aws.conftest import MotoFarm
 
 def receive_all(farm: MotoFarm, url: str, visibility: int = 0) -> list[Any]:
     resp = farm.clients.sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=0,
-        MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
-    )  # fmt: skip
+        QueueUrl=url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=visibility,
+        WaitTimeSeconds=0,
+        MessageSystemAttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )
     return resp.get("Messages", [])
 
 
@@ -107,8 +111,10 @@ def test_redrive_by_failure_class_moves_only_that_class(moto_farm: MotoFarm) -> 
         q.dead_letter(msg, cls, f"reason {i}")
     listed = ops.list_dead_letters(sqs, pr.dlq_url)
     assert sorted((d.failure_class, d.reason) for d in listed) == [
-        ("permanent", "reason 0"), ("permanent", "reason 2"), ("transient", "reason 1"),
-    ]  # fmt: skip
+        ("permanent", "reason 0"),
+        ("permanent", "reason 2"),
+        ("transient", "reason 1"),
+    ]
     assert ops.redrive_one_by_one(sqs, pr, FailureClass.TRANSIENT) == 1
     left = receive_all(moto_farm, pr.dlq_url)
     assert sorted(m["MessageAttributes"][ATTR_CLASS]["StringValue"] for m in left) == [

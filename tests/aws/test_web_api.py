@@ -259,9 +259,12 @@ def test_a_job_page_shows_its_objects_steps_attempts_and_the_versions_before_it(
 def _configure(m: MotoFarm, monkeypatch: pytest.MonkeyPatch, prefix: str) -> Settings:
     refs = m.refs
     env = {
-        "HEVCQ_BUCKET": refs.bucket, "HEVCQ_NAME_PREFIX": prefix, "HEVCQ_REGION": "us-east-1",
-        "HEVCQ_LEDGER_TABLE": refs.ledger_table, "HEVCQ_API_TOKEN": "o" * 40,
-    }  # fmt: skip
+        "HEVCQ_BUCKET": refs.bucket,
+        "HEVCQ_NAME_PREFIX": prefix,
+        "HEVCQ_REGION": "us-east-1",
+        "HEVCQ_LEDGER_TABLE": refs.ledger_table,
+        "HEVCQ_API_TOKEN": "o" * 40,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings(os.environ)

@@ -79,9 +79,11 @@ class WorkerProc:
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hevcq", "worker", "--pool", pool],
-                env={**os.environ, **base, **extra}, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **base, **extra},
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
 
     def events(self) -> list[dict]:
         return read_events(self.log)

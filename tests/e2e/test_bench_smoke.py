@@ -23,8 +23,12 @@ def quick_run(
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--only", "encode,cost", "--out", str(out)],
-        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     latest = out / "latest.json"
     return proc, json.loads(latest.read_text()) if latest.exists() else {}
 
@@ -75,8 +79,12 @@ def test_the_table_is_printed(quick_run) -> None:
 def test_unknown_benchmark_names_are_refused() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--only", "nope"],
-        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "unknown benchmark" in proc.stderr
 

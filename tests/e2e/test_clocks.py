@@ -66,12 +66,24 @@ def test_five_minutes_of_skew_between_workers_lets_no_one_steal_a_live_job(
 ) -> None:
     with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=10)) as farm:
         slow = slow_ffmpeg(tmp_path, 12)
-        behind = WorkerProc(farm, "hevc", tmp_path / "behind.log", ffmpeg=slow, lease_s=LEASE_S,
-                            raw_env=skewed("-300s"))  # fmt: skip
+        behind = WorkerProc(
+            farm,
+            "hevc",
+            tmp_path / "behind.log",
+            ffmpeg=slow,
+            lease_s=LEASE_S,
+            raw_env=skewed("-300s"),
+        )
         put(farm, clip)
         assert wait_for(lambda: count_events([behind.log], "transcode_started"), 60)
-        ahead = WorkerProc(farm, "hevc", tmp_path / "ahead.log", ffmpeg=slow, lease_s=LEASE_S,
-                           raw_env=skewed("+300s"))  # fmt: skip
+        ahead = WorkerProc(
+            farm,
+            "hevc",
+            tmp_path / "ahead.log",
+            ffmpeg=slow,
+            lease_s=LEASE_S,
+            raw_env=skewed("+300s"),
+        )
         put(farm, clip)  # the same bytes again: a duplicate event for the running job
         logs = finish(farm, [behind, ahead])
     assert sum(count_events(logs, "transcode_started").values()) == 1
@@ -83,8 +95,15 @@ def test_a_wall_clock_step_back_mid_job_changes_nothing(tmp_path: Path, clip: by
     stamp.write_text("+0s\n")
     with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=20)) as farm:
         slow = slow_ffmpeg(tmp_path, 40)  # longer than the step plus a visibility timeout
-        holder = WorkerProc(farm, "hevc", tmp_path / "holder.log", ffmpeg=slow, lease_s=LEASE_S,
-                            log_level="debug", raw_env=skewed(timestamp_file=stamp))  # fmt: skip
+        holder = WorkerProc(
+            farm,
+            "hevc",
+            tmp_path / "holder.log",
+            ffmpeg=slow,
+            lease_s=LEASE_S,
+            log_level="debug",
+            raw_env=skewed(timestamp_file=stamp),
+        )
         put(farm, clip)
         assert wait_for(lambda: count_events([holder.log], "transcode_started"), 60)
         stamp.write_text("-60s\n")  # NTP steps the holder's clock back a minute

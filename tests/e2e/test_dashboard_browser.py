@@ -33,9 +33,13 @@ from tests.e2e.webkit import served
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 RUNNING_KEY = "TODO/long-film.mov"
 NOT_VIDEOS = ("TODO/notes.mp4", "TODO/memo.mp4")

@@ -32,8 +32,13 @@ def farm_run(
     cmd = [sys.executable, "-m", "hevcq", "ingest", str(library), "--out", str(out)]
     proc = subprocess.run(
         [*cmd, "--timeout", "240"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp,
+        check=False,
+    )
     return proc, library, out
 
 
@@ -78,11 +83,16 @@ def test_every_expected_output_exists_and_probes_right(farm_run, rel, size, rota
 def test_nothing_unexpected_was_produced(farm_run) -> None:
     _, _, out = farm_run
     produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert produced == sorted([
-        "hevc/holiday/beach.mp4", "720p/holiday/beach.720p.mp4", "1080p/holiday/beach.1080p.mp4",
-        "hevc/phone/IMG_0042.mp4", "720p/phone/IMG_0042.720p.mp4",
-        "1080p/phone/IMG_0042.1080p.mp4",
-    ])  # fmt: skip
+    assert produced == sorted(
+        [
+            "hevc/holiday/beach.mp4",
+            "720p/holiday/beach.720p.mp4",
+            "1080p/holiday/beach.1080p.mp4",
+            "hevc/phone/IMG_0042.mp4",
+            "720p/phone/IMG_0042.720p.mp4",
+            "1080p/phone/IMG_0042.1080p.mp4",
+        ]
+    )
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,12 @@ def test_a_page_from_another_origin_cannot_list_read_or_plant_videos(
     sync_api = pytest.importorskip("playwright.sync_api")
     creds = endpoint.credentials
     s3 = boto3.client(
-        "s3", endpoint_url=endpoint.url, region_name="us-east-1",
-        aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key,
-    )  # fmt: skip
+        "s3",
+        endpoint_url=endpoint.url,
+        region_name="us-east-1",
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+    )
     bucket = f"b{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="TODO/home-video.mp4", Body=b"private video")

@@ -29,8 +29,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     made = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={DISK_KIB}k", "tmpfs", str(mnt)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if made.returncode != 0:
         if os.environ.get("CI"):
             pytest.fail(f"cannot mount a small tmpfs in CI: {made.stderr.strip()}")
@@ -50,14 +52,27 @@ def test_a_full_out_disk_stops_the_ingest_with_one_error_line(
         make_clip(lib / name, width=320, height=240, seconds=seconds)
     out = small_disk / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp_path)), "HOME": str(tmp_path / "home"),
-        "XDG_STATE_HOME": str(tmp_path / "state"), "COLUMNS": "200",
-    }  # fmt: skip
+        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp_path)),
+        "HOME": str(tmp_path / "home"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "COLUMNS": "200",
+    }
     # A run that waits for room instead of stopping ends at --timeout, with exit code 5.
-    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out),
-           "--no-dashboard", "--timeout", "40"]  # fmt: skip
-    run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, check=False)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "hevcq",
+        "ingest",
+        str(lib),
+        "--out",
+        str(out),
+        "--no-dashboard",
+        "--timeout",
+        "40",
+    ]
+    run = subprocess.run(
+        cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
     said = run.stdout + run.stderr
     assert run.returncode == EXIT_CANNOT_PLACE, said[-4000:]
     assert "Traceback" not in said

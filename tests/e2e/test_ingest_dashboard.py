@@ -94,17 +94,23 @@ class Ingest:
             make_clip(lib / f"clip{i}.mp4", width=160, height=120, seconds=0.4 + 0.1 * i)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
             "HEVCQ_WORKERS_DIR": str(pool_dir(tmp, ("hevc", "720p"))),
-            "HOME": str(tmp / "home"), "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
+            "HOME": str(tmp / "home"),
+            "XDG_STATE_HOME": str(tmp / "state"),
+            "COLUMNS": "200",
             "HEVCQ_FFMPEG": str(_gated_ffmpeg(tmp, self.gate)),
             "HEVCQ_DASHBOARD_PORT": str(port),
-        }  # fmt: skip
+        }
         self.farm_file = tmp / "state/hevcq/farm.json"
         self.env = env
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out"), *args],
-            env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -238,8 +244,11 @@ def _serve(ingest: Ingest, port: int) -> tuple[subprocess.Popen[str], str]:
     """`hevcq serve` in the ingest's environment (its state dir); its URL once it says so."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "hevcq", "serve", "--port", str(port)],
-        env=ingest.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        env=ingest.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     said = ""
     for line in proc.stdout:
@@ -276,8 +285,12 @@ def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
             # The API's status is the document `hevcq status --json` prints.
             cli = subprocess.run(
                 [sys.executable, "-m", "hevcq", "status", "--json"],
-                env=ingest.env, capture_output=True, text=True, timeout=60, check=True,
-            )  # fmt: skip
+                env=ingest.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
             printed = StatusReport.model_validate_json(cli.stdout)
             served = StatusReport.model_validate(api.get("/api/status").json())
             assert [p.pool for p in printed.pools] == [p.pool for p in served.pools]

@@ -62,8 +62,14 @@ def test_done_job_uploads_with_source_and_settings_metadata(tmp_path, pool, clip
 def test_both_ways_of_verifying_give_the_same_output(tmp_path, pool, clip, during) -> None:
     store = FakeStore()
     store.add(KEY, etag="e1", data=clip)
-    r = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "work", worker_id="w",
-                  stall_timeout_s=30, decode_during_encode=during)  # fmt: skip
+    r = JobRunner(
+        store,
+        ffmpeg=find_ffmpeg(),
+        work_dir=tmp_path / "work",
+        worker_id="w",
+        stall_timeout_s=30,
+        decode_during_encode=during,
+    )
     with capture_logs() as logs:
         assert r.run(spec_for(pool, len(clip)), JobContext()).outcome == "done"
     finished = [e for e in logs if e["event"] == "transcode_finished"]

@@ -23,17 +23,33 @@ NFC = "caf\u00e9"
 
 def _env(tmp: Path) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp)), "HOME": str(tmp / "home"),
-        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
-    }  # fmt: skip
+        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp)),
+        "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "COLUMNS": "200",
+    }
 
 
 def _ingest(tmp: Path, lib: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out), "--no-dashboard",
-         *extra],
-        env=_env(tmp), cwd=tmp, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hevcq",
+            "ingest",
+            str(lib),
+            "--out",
+            str(out),
+            "--no-dashboard",
+            *extra,
+        ],
+        env=_env(tmp),
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 def _outputs(out: Path) -> set[str]:
@@ -55,8 +71,12 @@ def test_every_name_the_file_system_allows_comes_home_under_its_own_name(
     assert "orphaned" not in run.stdout
     # The NFC .mov shares its output name with the NFD .mp4 on a Mac disk: it keeps its
     # extension, and the NFD name keeps its own spelling.
-    assert _outputs(out) == {"hevc/a\\b.mp4", "hevc/a/b.mp4", f"hevc/{NFD}.mp4",
-                             f"hevc/{NFC}.mov.mp4"}  # fmt: skip
+    assert _outputs(out) == {
+        "hevc/a\\b.mp4",
+        "hevc/a/b.mp4",
+        f"hevc/{NFD}.mp4",
+        f"hevc/{NFC}.mov.mp4",
+    }
 
 
 def test_a_rerun_brings_back_a_deleted_out_and_plans_a_new_one_in_full(tmp_path: Path) -> None:

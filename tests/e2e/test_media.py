@@ -81,8 +81,11 @@ def encode_teed(
     try:
         run_ffmpeg(
             build_args(ffmpeg, src, dst, plan, threads=2, stream=stream),
-            on_progress=seen.append, stop=threading.Event(), stall_timeout_s=60, output=dst,
-        )  # fmt: skip
+            on_progress=seen.append,
+            stop=threading.Event(),
+            stall_timeout_s=60,
+            output=dst,
+        )
     except BaseException:
         decoder.abandon()
         raise
@@ -97,8 +100,12 @@ def encode(
     dst = out_dir / f"out-{pool}-{src.stem}.tmp"
     if not plan.tee_safe:  # a copied stream's tag needs plain ffmpeg; decoded afterwards
         seen: list[Progress] = []
-        run_ffmpeg(build_args(ffmpeg, src, dst, plan, threads=2), on_progress=seen.append,
-                   stop=threading.Event(), stall_timeout_s=60)  # fmt: skip
+        run_ffmpeg(
+            build_args(ffmpeg, src, dst, plan, threads=2),
+            on_progress=seen.append,
+            stop=threading.Event(),
+            stall_timeout_s=60,
+        )
         return plan, verify_output(dst, plan, probe(src), source_path=src), dst, seen
     check, seen = encode_teed(ffmpeg, src, plan, dst, out_dir / f"out-{pool}-{src.stem}.hevc")
     return plan, verify_output(dst, plan, probe(src), source_path=src, stream=check), dst, seen
@@ -200,8 +207,9 @@ def test_the_first_frame_drained_from_its_keyframe_is_the_frame_the_decoder_give
     ffmpeg: str, media: Path, codec: str
 ) -> None:
     # B-frames make the decoder hold pictures back; the drained keyframe is still frame 0.
-    clip = make_clip(media / f"bframes-{codec}.mp4", **TINY, vcodec=codec, rotation=90,
-                     ffmpeg=ffmpeg)  # fmt: skip
+    clip = make_clip(
+        media / f"bframes-{codec}.mp4", **TINY, vcodec=codec, rotation=90, ffmpeg=ffmpeg
+    )
     with av.open(str(clip)) as c:
         drained = _first_frame(c, c.streams.video[0])
     with av.open(str(clip)) as c:
@@ -256,9 +264,14 @@ def test_ten_bit_source_stays_main10(ffmpeg: str, media: Path) -> None:
 
 def test_mkv_keeps_two_audio_streams_subtitles_and_attachment(ffmpeg: str, media: Path) -> None:
     src = make_clip(
-        media / "film.mkv", **TINY, audio_streams=2, audio_codec="pcm_s16le", subtitles=1,
-        attachments=1, ffmpeg=ffmpeg,
-    )  # fmt: skip
+        media / "film.mkv",
+        **TINY,
+        audio_streams=2,
+        audio_codec="pcm_s16le",
+        subtitles=1,
+        attachments=1,
+        ffmpeg=ffmpeg,
+    )
     plan, out, _, _ = encode(ffmpeg, src, "hevc", media)
     assert plan.container == "matroska"
     assert [a.codec for a in out.audio] == ["pcm_s16le", "pcm_s16le"]  # copied, not re-encoded
@@ -268,9 +281,13 @@ def test_mkv_keeps_two_audio_streams_subtitles_and_attachment(ffmpeg: str, media
 
 def test_mov_with_pcm_and_mov_text_becomes_mp4_with_aac(ffmpeg: str, media: Path) -> None:
     src = make_clip(
-        media / "camera.mov", **TINY, audio_codec="pcm_s16le", subtitles=1, container="mov",
+        media / "camera.mov",
+        **TINY,
+        audio_codec="pcm_s16le",
+        subtitles=1,
+        container="mov",
         ffmpeg=ffmpeg,
-    )  # fmt: skip
+    )
     plan, out, _, _ = encode(ffmpeg, src, "hevc", media)
     assert plan.container == "mp4"
     assert [a.codec for a in out.audio] == ["aac"]
@@ -283,8 +300,16 @@ def test_renditions_of_a_portrait_phone_clip(
 ) -> None:
     src = media / "IMG_0042.MOV"
     if not src.exists():  # full HD is what the renditions need; two frames keep it quick
-        make_clip(src, width=1920, height=1080, seconds=0.25, fps=8, rotation=90,
-                  container="mov", ffmpeg=ffmpeg)  # fmt: skip
+        make_clip(
+            src,
+            width=1920,
+            height=1080,
+            seconds=0.25,
+            fps=8,
+            rotation=90,
+            container="mov",
+            ffmpeg=ffmpeg,
+        )
     plan, out, _, _ = encode(ffmpeg, src, pool, media)
     video = out.main_video
     assert video is not None
@@ -340,8 +365,9 @@ def test_stream_check_rejects_a_file_whose_video_is_not_the_decoded_stream(
     flipped.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match="not what was encoded and decoded"):
         verify_output(flipped, plan, source, source_path=src, stream=check)
-    other, _ = encode_teed(ffmpeg, src, dataclasses.replace(plan, crf=40), media / "crf40.tmp",
-                           media / "crf40.hevc")  # fmt: skip
+    other, _ = encode_teed(
+        ffmpeg, src, dataclasses.replace(plan, crf=40), media / "crf40.tmp", media / "crf40.hevc"
+    )
     with pytest.raises(VerificationError, match="not what was encoded and decoded"):
         verify_output(good, plan, source, source_path=src, stream=other)
     failed = dataclasses.replace(check, error="Invalid data found when processing input")
@@ -409,13 +435,26 @@ def test_stream_decoder_without_a_stream_reports_nothing_decoded(tmp_path: Path)
     [
         ("phone.mov", "hevc", {"rotation": 90, "container": "mov"}),
         ("graded.mp4", "hevc", {"pix_fmt": "yuv420p10le"}),
-        ("film.mkv", "hevc", {"audio_streams": 2, "audio_codec": "pcm_s16le", "subtitles": 1,
-                              "attachments": 1}),
-        ("camera.mov", "720p", {"audio_codec": "pcm_s16le", "container": "mov", "width": 1920,
-                                "height": 1080, "seconds": 0.25, "fps": 8}),
+        (
+            "film.mkv",
+            "hevc",
+            {"audio_streams": 2, "audio_codec": "pcm_s16le", "subtitles": 1, "attachments": 1},
+        ),
+        (
+            "camera.mov",
+            "720p",
+            {
+                "audio_codec": "pcm_s16le",
+                "container": "mov",
+                "width": 1920,
+                "height": 1080,
+                "seconds": 0.25,
+                "fps": 8,
+            },
+        ),
         ("talk.mp4", "hevc", {"audio_streams": 2, "subtitles": 1}),
     ],
-)  # fmt: skip
+)
 def test_the_teed_output_is_what_a_plain_encode_makes(
     ffmpeg: str, tmp_path: Path, name: str, pool: str, clip: dict[str, object]
 ) -> None:
@@ -423,8 +462,12 @@ def test_the_teed_output_is_what_a_plain_encode_makes(
     plan = plan_for(src, pool)
     assert plan.tee_safe
     plain, teed = tmp_path / "plain.tmp", tmp_path / "teed.tmp"
-    run_ffmpeg(build_args(ffmpeg, src, plain, plan, threads=2), on_progress=None,
-               stop=threading.Event(), stall_timeout_s=60)  # fmt: skip
+    run_ffmpeg(
+        build_args(ffmpeg, src, plain, plan, threads=2),
+        on_progress=None,
+        stop=threading.Event(),
+        stall_timeout_s=60,
+    )
     check, _ = encode_teed(ffmpeg, src, plan, teed, tmp_path / "teed.hevc")
     assert check.error is None
     assert content(plain) == content(teed)
@@ -438,17 +481,39 @@ def test_chapters_and_stream_languages_survive_the_worker_path(
 ) -> None:
     base = make_clip(tmp_path / f"base.{ext}", **TINY, audio_streams=2, ffmpeg=ffmpeg)
     chapters = tmp_path / "chapters.txt"
-    chapters.write_text(";FFMETADATA1\ntitle=Film\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\n"
-                        "END=250\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=250\nEND=500\n"
-                        "title=Two\n")  # fmt: skip
+    chapters.write_text(
+        ";FFMETADATA1\ntitle=Film\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\n"
+        "END=250\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=250\nEND=500\n"
+        "title=Two\n"
+    )
     tagged = {}
     for name, extra in (("languages", []), ("chapters", ["-i", f"file:{chapters}"])):
         tagged[name] = tmp_path / f"{name}.{ext}"
         maps = ["-map_metadata", "1", "-map_chapters", "1"] if extra else []
-        run_ffmpeg([ffmpeg, "-v", "error", "-y", "-i", f"file:{base}", *extra, "-map", "0",
-                    *maps, "-c", "copy", "-metadata:s:a:0", "language=fra",
-                    "-metadata:s:a:1", "language=eng", f"file:{tagged[name]}"],
-                   on_progress=None, stop=threading.Event(), stall_timeout_s=60)  # fmt: skip
+        run_ffmpeg(
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                f"file:{base}",
+                *extra,
+                "-map",
+                "0",
+                *maps,
+                "-c",
+                "copy",
+                "-metadata:s:a:0",
+                "language=fra",
+                "-metadata:s:a:1",
+                "language=eng",
+                f"file:{tagged[name]}",
+            ],
+            on_progress=None,
+            stop=threading.Event(),
+            stall_timeout_s=60,
+        )
     plan, _, out, _ = encode(ffmpeg, tagged["languages"], "hevc", tmp_path)
     assert plan.tee_safe
     with av.open(str(out)) as container:
@@ -463,17 +528,27 @@ def test_chapters_and_stream_languages_survive_the_worker_path(
 
 @pytest.mark.parametrize(
     ("name", "audio_codec", "tee_safe"),
-    [("phone.mov", "aac", True), ("voice.mov", "libmp3lame", False),
-     ("old.avi", "libmp3lame", False), ("broadcast.ts", "aac", False),
-     ("subs.mov", "aac", False)],
-)  # fmt: skip
+    [
+        ("phone.mov", "aac", True),
+        ("voice.mov", "libmp3lame", False),
+        ("old.avi", "libmp3lame", False),
+        ("broadcast.ts", "aac", False),
+        ("subs.mov", "aac", False),
+    ],
+)
 def test_copied_streams_with_foreign_tags_take_the_plain_path_and_still_verify(
     ffmpeg: str, tmp_path: Path, name: str, audio_codec: str, tee_safe: bool
 ) -> None:
     container = name.rsplit(".", 1)[1].replace("ts", "mpegts")
     subtitles = 1 if name == "subs.mov" else 0  # mov_text tagged "text" in QuickTime
-    src = make_clip(tmp_path / name, **TINY, audio_codec=audio_codec, container=container,
-                    subtitles=subtitles, ffmpeg=ffmpeg)  # fmt: skip
+    src = make_clip(
+        tmp_path / name,
+        **TINY,
+        audio_codec=audio_codec,
+        container=container,
+        subtitles=subtitles,
+        ffmpeg=ffmpeg,
+    )
     plan, out, _, _ = encode(ffmpeg, src, "hevc", tmp_path)
     assert plan.tee_safe is tee_safe
     assert plan.audio[0][1] == "copy"
@@ -522,18 +597,37 @@ def test_sigterm_stops_a_real_ffmpeg_and_its_group_is_gone(ffmpeg: str) -> None:
 
     stop = threading.Event()
     endless = [
-        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
-        "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=12",
-        "-f", "null", "-progress", "pipe:1", "-",
-    ]  # fmt: skip
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=12",
+        "-f",
+        "null",
+        "-progress",
+        "pipe:1",
+        "-",
+    ]
 
     def on_progress(p: Progress) -> None:
         if (p.frame or 0) >= 3:
             stop.set()
 
     with pytest.raises(InterruptedJob):
-        run_ffmpeg(endless, on_progress=on_progress, stop=stop, stall_timeout_s=30,
-                   term_grace_s=2.0, spawn=spawn, poll_interval_s=0.05)  # fmt: skip
+        run_ffmpeg(
+            endless,
+            on_progress=on_progress,
+            stop=stop,
+            stall_timeout_s=30,
+            term_grace_s=2.0,
+            spawn=spawn,
+            poll_interval_s=0.05,
+        )
     assert len(started) == 1
     with pytest.raises(ProcessLookupError):
         os.killpg(started[0].pid, 0)  # no process of the group is left, zombie or not
@@ -543,8 +637,12 @@ def test_real_ffmpeg_failure_is_permanent_and_says_why(ffmpeg: str, media: Path)
     text = media / "fake.mkv"
     text.write_text("not a video")
     with pytest.raises(PermanentError, match="Invalid data found"):
-        run_ffmpeg([ffmpeg, "-nostdin", "-loglevel", "error", "-i", f"file:{text}", "-f", "null",
-                    "-"], on_progress=None, stop=threading.Event(), stall_timeout_s=30)  # fmt: skip
+        run_ffmpeg(
+            [ffmpeg, "-nostdin", "-loglevel", "error", "-i", f"file:{text}", "-f", "null", "-"],
+            on_progress=None,
+            stop=threading.Event(),
+            stall_timeout_s=30,
+        )
 
 
 # ---- the demo library ----------------------------------------------------------------
@@ -553,8 +651,12 @@ def test_real_ffmpeg_failure_is_permanent_and_says_why(ffmpeg: str, media: Path)
 def test_sample_library_has_the_shapes_the_readme_promises(ffmpeg: str, tmp_path: Path) -> None:
     files = make_sample_library(tmp_path, seconds=0.25)
     names = sorted(str(p.relative_to(tmp_path)) for p in files)
-    assert names == ["already/hevc-clip.mp4", "docs/not-a-video.mp4", "holiday/beach.mp4",
-                     "phone/IMG_0042.MOV"]  # fmt: skip
+    assert names == [
+        "already/hevc-clip.mp4",
+        "docs/not-a-video.mp4",
+        "holiday/beach.mp4",
+        "phone/IMG_0042.MOV",
+    ]
     beach = probe(tmp_path / "holiday/beach.mp4")
     phone = probe(tmp_path / "phone/IMG_0042.MOV")
     hevc = probe(tmp_path / "already/hevc-clip.mp4")

@@ -21,11 +21,16 @@ pytestmark = pytest.mark.e2e
 def hevcq(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
     return subprocess.run(
-        [sys.executable, "-m", "hevcq", *args], capture_output=True, text=True, cwd=tmp,
-        env=base | {"HOME": str(tmp / "home"), "XDG_STATE_HOME": str(tmp / "state"),
-                    "COLUMNS": "200"} | env,
-        timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "hevcq", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env=base
+        | {"HOME": str(tmp / "home"), "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200"}
+        | env,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -108,9 +113,16 @@ def test_serve_refuses_credentials_that_let_in_too_much(
     tmp_path: Path, env: dict[str, str], says: str
 ) -> None:
     done = hevcq(
-        tmp_path, "serve", "--host", "0.0.0.0", "--port", "0",  # noqa: S104
-        "--state-dir", str(tmp_path), **env,
-    )  # fmt: skip
+        tmp_path,
+        "serve",
+        "--host",
+        "0.0.0.0",  # noqa: S104
+        "--port",
+        "0",
+        "--state-dir",
+        str(tmp_path),
+        **env,
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert "Traceback" not in out
@@ -119,8 +131,11 @@ def test_serve_refuses_credentials_that_let_in_too_much(
     assert says in line
 
 
-NO_AWS_FILES = {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+NO_AWS_FILES = {
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 KEYS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-real-secret"}
 
 
@@ -129,11 +144,13 @@ KEYS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-real
     [
         ({}, "no AWS region: set HEVCQ_REGION"),
         ({"AWS_DEFAULT_REGION": "eu-west-1"}, "no AWS credentials: set AWS_PROFILE"),
-        ({"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", **KEYS},
-         "cannot reach the farm"),
+        (
+            {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", **KEYS},
+            "cannot reach the farm",
+        ),
     ],
     ids=["no-region", "no-credentials", "unreachable"],
-)  # fmt: skip
+)
 def test_a_cloud_set_up_mistake_is_one_line_on_stderr_and_exit_3(
     tmp_path: Path, env: dict[str, str], says: str
 ) -> None:
@@ -153,9 +170,14 @@ def test_a_farm_whose_resources_are_missing_is_exit_3(tmp_path: Path) -> None:
     try:
         host, port = server.get_host_and_port()
         r = hevcq(
-            tmp_path, "dlq", HEVCQ_BUCKET="media", AWS_DEFAULT_REGION="us-east-1",
-            AWS_ENDPOINT_URL=f"http://{host}:{port}", **NO_AWS_FILES, **KEYS,
-        )  # fmt: skip
+            tmp_path,
+            "dlq",
+            HEVCQ_BUCKET="media",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL=f"http://{host}:{port}",
+            **NO_AWS_FILES,
+            **KEYS,
+        )
     finally:
         server.stop()
     assert r.returncode == 3, r.stdout + r.stderr
@@ -165,8 +187,13 @@ def test_a_farm_whose_resources_are_missing_is_exit_3(tmp_path: Path) -> None:
 
 
 def test_version_prints_one_line() -> None:
-    r = subprocess.run([sys.executable, "-m", "hevcq", "--version"], capture_output=True,
-                       text=True, timeout=60, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "hevcq", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"hevcq {hevcq_version}\n"
 
@@ -240,9 +267,11 @@ def test_ctrl_c_while_the_command_starts_is_quiet(tmp_path: Path, after_s: float
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("hevcq")), "estimate", str(tmp_path)],
-        env=env | {"XDG_STATE_HOME": str(tmp_path / "state")}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env=env | {"XDG_STATE_HOME": str(tmp_path / "state")},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(after_s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

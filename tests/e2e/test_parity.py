@@ -71,10 +71,15 @@ def describe(c: Clients, prefix: str, bucket: str) -> dict[str, Any]:
             continue
         got = c.sns.get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])
         sub_attrs: dict[str, str] = dict(got["Attributes"])
-        subs.add((
-            _name(s["TopicArn"], prefix), s["Protocol"], _name(s["Endpoint"], prefix),
-            sub_attrs.get("RawMessageDelivery"), sub_attrs.get("FilterPolicy"),
-        ))  # fmt: skip
+        subs.add(
+            (
+                _name(s["TopicArn"], prefix),
+                s["Protocol"],
+                _name(s["Endpoint"], prefix),
+                sub_attrs.get("RawMessageDelivery"),
+                sub_attrs.get("FilterPolicy"),
+            )
+        )
     note = c.s3.get_bucket_notification_configuration(Bucket=bucket)
     notes = [
         (
@@ -104,8 +109,14 @@ def test_terraform_and_embedded_provisioning_create_the_same_farm(both) -> None:
     theirs = describe(c, TF_PREFIX, tf.settings["HEVCQ_BUCKET"])
     ours = describe(c, EMB_PREFIX, emb.bucket)
     assert set(ours["queues"]) == {
-        "hevc", "hevc-dlq", "720p", "720p-dlq", "1080p", "1080p-dlq", "results",
-    }  # fmt: skip
+        "hevc",
+        "hevc-dlq",
+        "720p",
+        "720p-dlq",
+        "1080p",
+        "1080p-dlq",
+        "results",
+    }
     assert theirs == ours
 
 
@@ -117,8 +128,11 @@ def test_one_real_job_through_the_applied_topology(both, tmp_path: Path) -> None
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "hevcq", "worker", "--pool", "hevc"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         c = Clients.create(region=tf.region, endpoint_url=tf.endpoint)
         bucket = tf.settings["HEVCQ_BUCKET"]
@@ -126,10 +140,13 @@ def test_one_real_job_through_the_applied_topology(both, tmp_path: Path) -> None
         key = "TODO/through terraform/clip.mp4"
         c.s3.upload_file(str(clip), bucket, key)
         refs = FarmRefs(
-            names=Names.build(TF_PREFIX, bucket, ["hevc"]), uploads_topic_arn="",
-            events_topic_arn="", results_queue_url=tf.settings["HEVCQ_RESULTS_QUEUE_URL"],
-            ledger_table=tf.settings["HEVCQ_LEDGER_TABLE"], pools={},
-        )  # fmt: skip
+            names=Names.build(TF_PREFIX, bucket, ["hevc"]),
+            uploads_topic_arn="",
+            events_topic_arn="",
+            results_queue_url=tf.settings["HEVCQ_RESULTS_QUEUE_URL"],
+            ledger_table=tf.settings["HEVCQ_LEDGER_TABLE"],
+            pools={},
+        )
         col = Collector(c, refs, Expected({(key, "hevc")}))
         assert col.wait(timeout_s=120), log.read_text()[-3000:]
     finally:

@@ -62,8 +62,9 @@ def test_a_skip_decided_by_the_client_is_confirmed_without_a_download(
     assert len(small_clip) > 4 * 1024 * 1024, "the clip must span several probe blocks"
     store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SKIPS: "720p,1080p"})
-    runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
-                       stall_timeout_s=30)  # fmt: skip
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=30
+    )
     result = runner.run(_spec(pools["720p"], len(small_clip)), JobContext())
     assert result.outcome == "skipped"
     assert "smaller than 720p" in (result.reason or "")
@@ -103,8 +104,9 @@ def test_a_pool_the_client_settled_earlier_skips_without_reading_the_source(
 ) -> None:
     store = FakeStore()
     store.add(KEY, etag="e1", data=small_clip, meta={META_CLIENT_SETTLED: "hevc"})
-    runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
-                       stall_timeout_s=30)  # fmt: skip
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=30
+    )
     result = runner.run(_spec(pools["hevc"], len(small_clip)), JobContext())
     assert result.outcome == "skipped"
     assert result.reason == SETTLED_EARLIER
@@ -135,8 +137,9 @@ def test_the_head_the_worker_made_before_claiming_is_not_made_again(
     found = store.head(KEY)
     store.heads.clear()
     spec = dataclasses.replace(_spec(pools["hevc"], len(small_clip)), source=found)
-    runner = JobRunner(store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w",
-                       stall_timeout_s=30)  # fmt: skip
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=30
+    )
     result = runner.run(spec, JobContext())
     assert result.outcome == ("skipped" if meta else "done")
     assert KEY not in store.heads  # only the output's key is headed

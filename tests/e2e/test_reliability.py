@@ -80,8 +80,14 @@ def test_job_three_times_the_visibility_timeout_runs_on_exactly_one_of_two_worke
 def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_clip: Path) -> None:
     with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=60)) as farm:
         work = tmp_path / "work"
-        w = WorkerProc(farm, "hevc", tmp_path / "w.log", ffmpeg=slow_ffmpeg(tmp_path, 120),
-                       shutdown_grace_s=1, work_dir=work)  # fmt: skip
+        w = WorkerProc(
+            farm,
+            "hevc",
+            tmp_path / "w.log",
+            ffmpeg=slow_ffmpeg(tmp_path, 120),
+            shutdown_grace_s=1,
+            work_dir=work,
+        )
         key = "TODO/interrupted.mp4"
         put(farm, key, tiny_clip.read_bytes())
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
@@ -182,9 +188,14 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
     healthy = {
-        "TODO/été 🎥 clip.mp4", "TODO/with spaces.mp4", "TODO/-leading-dash.mp4",
-        "TODO/100%.mp4", "TODO/#hash.mp4", "TODO/a&b.mp4", "TODO/a+b=c?.mp4",
-    }  # fmt: skip
+        "TODO/été 🎥 clip.mp4",
+        "TODO/with spaces.mp4",
+        "TODO/-leading-dash.mp4",
+        "TODO/100%.mp4",
+        "TODO/#hash.mp4",
+        "TODO/a&b.mp4",
+        "TODO/a+b=c?.mp4",
+    }
     body = tiny_clip.read_bytes()
     failing = {
         "TODO/zero.mp4": (b"", "empty file"),
@@ -195,10 +206,20 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")
         audio = tmp_path / "audio.mp4"
         subprocess.run(
-            [find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5", "-c:a", "aac",
-             str(audio)],
+            [
+                find_ffmpeg(),
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=d=0.5",
+                "-c:a",
+                "aac",
+                str(audio),
+            ],
             check=True,
-        )  # fmt: skip
+        )
         put(farm, "TODO/audio only.mp4", audio.read_bytes())
         for k in healthy:
             put(farm, k, body)
@@ -222,7 +243,7 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
                 }
             ),
         ]:
-            sqs.send_message(QueueUrl=url, MessageBody=bad)  # fmt: skip
+            sqs.send_message(QueueUrl=url, MessageBody=bad)
         col = collector(farm, [*healthy, *failing, "TODO/audio only.mp4"])
         assert col.wait(timeout_s=120)
         assert wait_for(lambda: depth(farm).dead_letters >= len(failing) + 3, 30)

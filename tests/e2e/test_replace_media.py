@@ -38,13 +38,34 @@ def ffmpeg() -> str:
 
 def clip(ffmpeg: str, out: Path, vcodec: str, *extra: str) -> Path:
     subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=15:duration={SECONDS}",
-         "-f", "lavfi", "-i", f"sine=frequency=440:duration={SECONDS}",
-         "-c:v", vcodec, "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k",
-         *extra, str(out)],
-        check=True, timeout=60,
-    )  # fmt: skip
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=160x120:rate=15:duration={SECONDS}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={SECONDS}",
+            "-c:v",
+            vcodec,
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "48k",
+            *extra,
+            str(out),
+        ],
+        check=True,
+        timeout=60,
+    )
     return out
 
 
@@ -52,8 +73,19 @@ def clip(ffmpeg: str, out: Path, vcodec: str, *extra: str) -> Path:
 def clips(ffmpeg: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("clips")
     original = clip(ffmpeg, d / "orig.mov", "libx264", "-crf", "18")
-    good = clip(ffmpeg, d / "good.mp4", "libx265", "-crf", "35", "-tag:v", "hvc1",
-                "-x265-params", "log-level=error", "-movflags", "+faststart")  # fmt: skip
+    good = clip(
+        ffmpeg,
+        d / "good.mp4",
+        "libx265",
+        "-crf",
+        "35",
+        "-tag:v",
+        "hvc1",
+        "-x265-params",
+        "log-level=error",
+        "-movflags",
+        "+faststart",
+    )
     truncated = d / "truncated.mp4"
     data = good.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])  # moov kept (faststart), frames cut

@@ -25,9 +25,14 @@ OLD_MTIME_NS = 1_500_000_000_000_000_000
 
 def hevcq(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hevcq", *args], capture_output=True, text=True, env=env,
-        cwd=cwd, timeout=240, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "hevcq", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=240,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +43,20 @@ def trip(tmp_path_factory: pytest.TempPathFactory):
     os.utime(clip, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
     (lib / "cam/clip.MOV.txt").write_text("a sidecar, not a video")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp)), "HOME": str(tmp / "home"),
-        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
-    }  # fmt: skip
+        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp)),
+        "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "COLUMNS": "200",
+    }
     original = probe(clip)
     workers = Path(env["HEVCQ_WORKERS_DIR"])
     save_speeds(speeds_path(tmp / "state" / "hevcq"), {"hevc": 0.42}, load_farm(workers))
     (tmp / "state" / "hevcq").chmod(0o755)  # made loose by an older release: tightened
     dry = hevcq(env, tmp, "ingest", str(lib), "--dry-run")
     excluded = hevcq(env, tmp, "estimate", str(lib), "--exclude", "cam/**", "--max-bytes", "1G")
-    run = hevcq(env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace",
-                "--timeout", "180")  # fmt: skip
+    run = hevcq(
+        env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace", "--timeout", "180"
+    )
     return {
         "tmp": tmp,
         "lib": lib,

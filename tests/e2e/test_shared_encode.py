@@ -63,6 +63,8 @@ def test_a_full_hd_h264_source_is_encoded_once_and_the_1080p_output_is_a_copy(
     assert rendition.attempts == 0  # the waits spent nothing
     got = results.results[(KEY, "1080p")]
     assert (got.outcome, got.output_key, got.output_etag) == (
-        "done", RENDITION_OUT, rendition.output_etag,
-    )  # fmt: skip
+        "done",
+        RENDITION_OUT,
+        rendition.output_etag,
+    )
     assert (got.copied_from, got.copied_from_etag) == (HEVC_OUT, hevc.output_etag)

@@ -23,19 +23,37 @@ TINY = {"width": 128, "height": 72, "seconds": 0.5, "fps": 10}
 
 def ingest(tmp: Path, lib: Path, out: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(tmp / "workers"), "HOME": str(tmp / "home"),
-        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
-    }  # fmt: skip
+        "HEVCQ_WORKERS_DIR": str(tmp / "workers"),
+        "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "COLUMNS": "200",
+    }
     cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out)]
-    return subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def remux(path: Path) -> None:
     """The same streams in other container bytes (no bitexact: ffmpeg's version tags)."""
     tmp = path.with_name("remuxed.part")
-    subprocess.run([find_ffmpeg(), "-v", "error", "-i", f"file:{path}", "-map", "0", "-c", "copy",
-                    "-f", "mp4", f"file:{tmp}"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-v",
+            "error",
+            "-i",
+            f"file:{path}",
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-f",
+            "mp4",
+            f"file:{tmp}",
+        ],
+        check=True,
+    )
     tmp.replace(path)
 
 

@@ -32,18 +32,25 @@ def _library(tmp: Path) -> tuple[Path, dict[str, str]]:
     for i in range(CLIPS):  # distinct durations: distinct content, no duplicates
         make_clip(lib / f"clip{i}.mp4", width=320, height=240, seconds=0.5 + 0.1 * i)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp)), "HOME": str(tmp / "home"),
-        "XDG_STATE_HOME": str(tmp / "state"), "COLUMNS": "200",
-        "HEVCQ_FFMPEG": str(slow_ffmpeg(tmp, DELAY_S)), "HEVCQ_WINDOW": "2",
-    }  # fmt: skip
+        "HEVCQ_WORKERS_DIR": str(pool_dir(tmp)),
+        "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "COLUMNS": "200",
+        "HEVCQ_FFMPEG": str(slow_ffmpeg(tmp, DELAY_S)),
+        "HEVCQ_WINDOW": "2",
+    }
     return lib, env
 
 
 def _start(env: dict[str, str], tmp: Path, lib: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out")],
-        env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _outputs(tmp: Path) -> set[str]:
@@ -82,8 +89,13 @@ def test_results_come_home_while_the_farm_still_works_then_a_rerun_encodes_nothi
     assert not (tmp_path / "state/hevcq/farm.json").exists()
     again = subprocess.run(
         [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert again.returncode == 0, again.stdout[-3000:]
     assert f"Nothing to encode: {CLIPS} files finished in earlier runs." in again.stdout
     assert "embedded_farm_started" not in again.stdout + again.stderr
@@ -110,19 +122,29 @@ def test_a_rerun_spends_no_encode_on_a_pool_that_finished_the_file_earlier(
         make_clip(lib / f"clip{i}.mp4", width=320, height=240, seconds=0.5 + 0.1 * i)
     workers = pool_dir(tmp_path)  # hevc only
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(workers), "HOME": str(tmp_path / "home"),
-        "XDG_STATE_HOME": str(tmp_path / "state"), "COLUMNS": "200",
-    }  # fmt: skip
+        "HEVCQ_WORKERS_DIR": str(workers),
+        "HOME": str(tmp_path / "home"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "COLUMNS": "200",
+    }
     cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")]
-    first = subprocess.run([*cmd, "--max-files", "1"], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=240, check=False)  # fmt: skip
+    first = subprocess.run(
+        [*cmd, "--max-files", "1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert first.returncode == 0, first.stdout[-3000:]
     done_first = {p.name for p in (tmp_path / "out").rglob("*.mp4")}
     assert len(done_first) == 1
     # A second pool: a 120p rendition, which these 240p sources need.
     (workers / "small.yaml").write_text(_with_target(workers / "hevc.yaml", ".120p", 120))
-    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=240, check=False)  # fmt: skip
+    again = subprocess.run(
+        cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
     assert again.returncode == 0, again.stdout[-3000:]
     logs = max((tmp_path / "state/hevcq/runs").iterdir()) / "logs"
 
@@ -130,15 +152,19 @@ def test_a_rerun_spends_no_encode_on_a_pool_that_finished_the_file_earlier(
         return [e for log in logs.glob(f"worker-{pool}-*.log") for e in _events(log, event)]
 
     hevc_encoded = {str(e["key"]) for e in events("hevc", "transcode_started")}
-    hevc_settled = {str(e["key"]) for e in events("hevc", "job_finished")
-                    if e.get("reason") == SETTLED_EARLIER}  # fmt: skip
+    hevc_settled = {
+        str(e["key"]) for e in events("hevc", "job_finished") if e.get("reason") == SETTLED_EARLIER
+    }
     # The client holds hevc's outcome for that file, so the source may also leave the
     # bucket once the new pool's result is home, before the hevc worker reads its message:
     # it then finds the source gone. Either way it reads nothing and encodes nothing.
     hevc_gone = {str(e["key"]) for e in events("hevc", "source_gone")}
     assert {Path(k).name for k in hevc_settled | hevc_gone} == done_first
-    assert hevc_encoded == {k.replace(Path(k).name, "") + n for k in hevc_settled | hevc_gone
-                            for n in {"clip0.mp4", "clip1.mp4"} - done_first}  # fmt: skip
+    assert hevc_encoded == {
+        k.replace(Path(k).name, "") + n
+        for k in hevc_settled | hevc_gone
+        for n in {"clip0.mp4", "clip1.mp4"} - done_first
+    }
     assert len(events("small", "transcode_started")) == 2
     assert len(list((tmp_path / "out").rglob("*.120p.mp4"))) == 2
 
@@ -175,8 +201,13 @@ def test_a_stopped_ingest_keeps_what_finished_leaves_no_process_and_resumes(
     fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
     again = subprocess.run(
         [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
-        env=fast, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        env=fast,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert again.returncode == 0, again.stdout[-3000:]
     assert _uploading(again.stdout) == CLIPS - len(home)
     assert len(_outputs(tmp_path)) == CLIPS
@@ -203,17 +234,21 @@ def _steal_one_result(farm_json: Path, deadline_s: float) -> bool:
     would; True once one is gone."""
     record = json.loads(farm_json.read_text())
     sqs = boto3.client(
-        "sqs", endpoint_url=record["endpoint"], region_name=EMBEDDED_REGION,
+        "sqs",
+        endpoint_url=record["endpoint"],
+        region_name=EMBEDDED_REGION,
         aws_access_key_id=record["access_key_id"],
         aws_secret_access_key=record["secret_access_key"],
-    )  # fmt: skip
+    )
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        got = sqs.receive_message(QueueUrl=record["results_queue_url"], WaitTimeSeconds=1,
-                                  MaxNumberOfMessages=1)  # fmt: skip
+        got = sqs.receive_message(
+            QueueUrl=record["results_queue_url"], WaitTimeSeconds=1, MaxNumberOfMessages=1
+        )
         for msg in got.get("Messages", []):
-            sqs.delete_message(QueueUrl=record["results_queue_url"],
-                               ReceiptHandle=msg["ReceiptHandle"])  # fmt: skip
+            sqs.delete_message(
+                QueueUrl=record["results_queue_url"], ReceiptHandle=msg["ReceiptHandle"]
+            )
             return True
     return False
 
@@ -230,10 +265,24 @@ def test_fetch_beside_a_running_ingest_refuses_and_a_lost_result_still_comes_hom
     try:
         assert wait_for(farm_json.exists, 60), "the farm never started"
         fetch = subprocess.Popen(
-            [sys.executable, "-m", "hevcq", "fetch", str(lib), "--pool", "hevc", "--follow",
-             "--out", str(tmp_path / "taken")],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "hevcq",
+                "fetch",
+                str(lib),
+                "--pool",
+                "hevc",
+                "--follow",
+                "--out",
+                str(tmp_path / "taken"),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             said, err = fetch.communicate(timeout=30)
         finally:

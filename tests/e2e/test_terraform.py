@@ -476,9 +476,12 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
             assert "*" not in resource.removesuffix("/*").removesuffix(":log-stream:*"), sid
     actions = {a for st in statements.values() for a in st["Action"]}
     deletes = {
-        r for st in statements.values() for a in st["Action"] if a.startswith("s3:Delete")
+        r
+        for st in statements.values()
+        for a in st["Action"]
+        if a.startswith("s3:Delete")
         for r in st["Resource"]
-    }  # fmt: skip
+    }
     # Raw policy keep: no source is deleted; only settled uploads' in-flight markers go.
     assert deletes == {f"{bucket}/uploads/open/*"}, "raw policy keep: no delete of sources"
     assert not {
@@ -487,9 +490,12 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
         if a.startswith("dynamodb:") and a not in ("dynamodb:Scan", "dynamodb:GetItem")
     }
     s3_resources = {
-        (a, r) for st in statements.values() for a in st["Action"] if a.startswith("s3:")
+        (a, r)
+        for st in statements.values()
+        for a in st["Action"]
+        if a.startswith("s3:")
         for r in st["Resource"]
-    }  # fmt: skip
+    }
     assert s3_resources == {
         ("s3:ListBucket", bucket),
         ("s3:GetObject", f"{bucket}/TODO/*"),
@@ -502,9 +508,11 @@ def test_api_role_is_limited_to_what_the_server_reads_and_presigns(farm: Applied
     queues = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["queue_urls"]["value"].values()}
     dlqs = {_attrs(farm, u)["QueueArn"] for u in farm.outputs["dlq_urls"]["value"].values()}
     sqs = {
-        a: set(st["Resource"]) for st in statements.values() for a in st["Action"]
+        a: set(st["Resource"])
+        for st in statements.values()
+        for a in st["Action"]
         if a.startswith("sqs:")
-    }  # fmt: skip
+    }
     assert sqs["sqs:GetQueueAttributes"] == queues | dlqs
     assert sqs["sqs:SendMessage"] == queues
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:StartMessageMoveTask"):
@@ -517,9 +525,14 @@ def _stale_upload(farm: AppliedFarm, owner: str) -> str:
     made = datetime.now(UTC) - timedelta(days=1)
     upload_id = uploads.new_upload_id()
     record = uploads.UploadRecord(
-        id=upload_id, owner=owner, filename="old.mov", key=f"TODO/{upload_id}/old.mov",
-        created_at=made, max_bytes=100, expires_at=made + timedelta(hours=1),
-    )  # fmt: skip
+        id=upload_id,
+        owner=owner,
+        filename="old.mov",
+        key=f"TODO/{upload_id}/old.mov",
+        created_at=made,
+        max_bytes=100,
+        expires_at=made + timedelta(hours=1),
+    )
     marker = uploads.open_key(owner, upload_id, 100)
     farm.client("s3").put_object(
         Bucket=farm.settings["HEVCQ_BUCKET"], Key=marker, Body=record.model_dump_json().encode()

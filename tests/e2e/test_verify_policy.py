@@ -118,10 +118,27 @@ def stream_of(ffmpeg: str, path: Path, decode: bool) -> StreamCheck:
     passes the stream proof by construction, as if the encoder had written the damage."""
     raw = path.with_suffix(".hevc")
     subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-i", str(path), "-map", "0:v",
-         "-c", "copy", "-bsf:v", "hevc_mp4toannexb", "-f", "hevc", str(raw)],
-        check=True, timeout=60,
-    )  # fmt: skip
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(path),
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-bsf:v",
+            "hevc_mp4toannexb",
+            "-f",
+            "hevc",
+            str(raw),
+        ],
+        check=True,
+        timeout=60,
+    )
     return StreamDecoder(raw, frames=None if decode else END_FRAMES).finish()
 
 
@@ -138,8 +155,12 @@ def test_stream_policy_decodes_the_start_of_the_last_gop_from_the_file(
     ffmpeg: str, source: Path, gops_output: Path
 ) -> None:
     with capture_logs() as logs:
-        verify_output(gops_output, gops_plan(source), probe(source),
-                      stream=stream_of(ffmpeg, gops_output, decode=False))  # fmt: skip
+        verify_output(
+            gops_output,
+            gops_plan(source),
+            probe(source),
+            stream=stream_of(ffmpeg, gops_output, decode=False),
+        )
     [event] = decoded_events(logs)
     assert event["keyframes"] == FRAMES // KEYINT
     # The first keyframe and the start of the last GOP, less the leading pictures a
@@ -185,10 +206,19 @@ def test_fetch_replace_decodes_every_frame_whatever_the_pool_checked(
         damage_slice(output, keyframe_packets(output)[1])
     lib = make_lib(tmp_path, source.read_bytes())
     lib.output("hevc", output.read_bytes())
-    options = FetchOptions(pools=frozenset(POOLS), out_dir=lib.out, replace=frozenset({"hevc"}),
-                           allow_larger=True)  # fmt: skip
-    fetcher = Fetcher(lib.root, lib.state, lib.objects, lib.ledger, options, all_pools=POOLS,
-                      library=LIB, clock=lambda: NOW)  # fmt: skip
+    options = FetchOptions(
+        pools=frozenset(POOLS), out_dir=lib.out, replace=frozenset({"hevc"}), allow_larger=True
+    )
+    fetcher = Fetcher(
+        lib.root,
+        lib.state,
+        lib.objects,
+        lib.ledger,
+        options,
+        all_pools=POOLS,
+        library=LIB,
+        clock=lambda: NOW,
+    )
     got = fetcher.process(lib.result("hevc"))
     lib.state.close()
     if damaged:

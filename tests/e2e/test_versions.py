@@ -97,8 +97,9 @@ def test_a_paused_worker_that_resumes_after_a_takeover_changes_nothing(
 ) -> None:
     v1, _ = clips
     with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=10)) as farm:
-        paused = WorkerProc(farm, "hevc", tmp_path / "paused.log",
-                            ffmpeg=slow_ffmpeg(tmp_path, 4), lease_s=10)  # fmt: skip
+        paused = WorkerProc(
+            farm, "hevc", tmp_path / "paused.log", ffmpeg=slow_ffmpeg(tmp_path, 4), lease_s=10
+        )
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
         etag = put(farm, v1)
         assert wait_for(lambda: any(e["event"] == "transcode_started" for e in paused.events()), 60)

@@ -42,9 +42,21 @@ WORKERS_DIR = REPO_ROOT / "workers"
 REGION = "us-east-1"
 # Every service the root module talks to; the provider gets the moto endpoint for each.
 TF_SERVICES = (
-    "apigatewayv2", "applicationautoscaling", "cloudwatch", "cognitoidp", "dynamodb",
-    "ecs", "iam", "kms", "lambda", "logs", "s3", "sns", "sqs", "sts",
-)  # fmt: skip
+    "apigatewayv2",
+    "applicationautoscaling",
+    "cloudwatch",
+    "cognitoidp",
+    "dynamodb",
+    "ecs",
+    "iam",
+    "kms",
+    "lambda",
+    "logs",
+    "s3",
+    "sns",
+    "sqs",
+    "sts",
+)
 # An ECR-style URI for the API function: moto stores it and pulls nothing.
 API_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hevcq-api:test"
 OVERRIDE_FILE = "zz_moto_override.tf"
@@ -260,9 +272,12 @@ def moto_endpoint() -> Iterator[str]:
 def _network(endpoint: str) -> tuple[list[str], list[str]]:
     """A VPC, subnet and security group in moto for the pools' services."""
     ec2 = boto3.client(
-        "ec2", endpoint_url=endpoint, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+        "ec2",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName="hevcq-workers", Description="egress", VpcId=vpc)

@@ -50,8 +50,9 @@ SHAPES: dict[str, tuple[str, MediaInfo]] = {
     "pcm_audio_mov": ("camera.mov", clip(1920, 1080, audio=("pcm_s16le",))),
     "mkv_2audio_srt_attachment": (
         "film.mkv",
-        clip(1920, 800, audio=("aac", "dts"), subtitles=("subrip",), attachments=1,
-             format_name=MKV),
+        clip(
+            1920, 800, audio=("aac", "dts"), subtitles=("subrip",), attachments=1, format_name=MKV
+        ),
     ),
     "mp4_mov_text": ("talk.mp4", clip(1280, 720, subtitles=("mov_text",))),
     "mp4_mixed_subs": ("mixed.m4v", clip(1920, 1080, subtitles=("subrip", "hdmv_pgs_subtitle"))),
@@ -62,4 +63,4 @@ SHAPES: dict[str, tuple[str, MediaInfo]] = {
     "smaller_than_targets": ("small.mp4", clip(640, 360)),
     "equal_720": ("exact720.mp4", clip(1280, 720)),
     "equal_1080_portrait": ("exact1080.MOV", clip(1920, 1080, rotation=90)),
-}  # fmt: skip
+}

@@ -123,8 +123,13 @@ def test_a_publish_answered_by_an_unparsable_5xx_is_retried(monkeypatch) -> None
     monkeypatch.setattr("time.sleep", lambda _s: None)
     sns = GarbledSns(failures=2)
     result = JobResult(
-        job_id="j", pool="hevc", bucket="b", source_key="TODO/a.mp4", outcome="skipped",
-        settings_hash="h", worker="w",
-    )  # fmt: skip
+        job_id="j",
+        pool="hevc",
+        bucket="b",
+        source_key="TODO/a.mp4",
+        outcome="skipped",
+        settings_hash="h",
+        worker="w",
+    )
     SnsPublisher(sns, "arn:topic").publish(result)  # type: ignore[arg-type]
     assert sns.calls == 3

@@ -47,8 +47,13 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
     assert not list(path.parent.glob(".*.tmp"))
 
 
-UNUSABLE = ["", "not json", '{"speeds": {"hevc": 0.2}}', "[]",
-            '{"version": 1, "measured_at": "x", "cpus": 2, "bogus": 1}']  # fmt: skip
+UNUSABLE = [
+    "",
+    "not json",
+    '{"speeds": {"hevc": 0.2}}',
+    "[]",
+    '{"version": 1, "measured_at": "x", "cpus": 2, "bogus": 1}',
+]
 
 
 @pytest.mark.parametrize("body", UNUSABLE)

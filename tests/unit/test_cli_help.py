@@ -48,11 +48,14 @@ def test_every_commands_help_has_an_example(command: tuple[str, ...]) -> None:
 def _hevcq(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEVCQ_")}
     return subprocess.run(
-        [str(Path(sys.executable).with_name("hevcq")), *args], capture_output=True, text=True,
+        [str(Path(sys.executable).with_name("hevcq")), *args],
+        capture_output=True,
+        text=True,
         # typer's own switch: the shell is named on the command line, not detected
         env=env | {"HOME": str(home), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
-        timeout=60, check=False,
-    )  # fmt: skip
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(("shell", "says"), [("bash", "complete"), ("zsh", "compdef")])

@@ -50,7 +50,7 @@ def test_the_farm_record_reads_back_as_the_farm() -> None:
         results_queue_url="http://127.0.0.1:1/123456789012/hevcq-results",
         ledger_table="hevcq-ledger",
         pools={p: PoolRefs(f"http://q/{p}", f"http://q/{p}-dlq") for p in ("720p", "hevc")},
-    )  # fmt: skip
+    )
     credentials = Credentials.generate()
     record = farm_record("http://127.0.0.1:1", refs, credentials)
     assert from_record(record) == RunningFarm("http://127.0.0.1:1", os.getpid(), refs, credentials)
@@ -80,13 +80,16 @@ def _notices(dash: Dashboard) -> list[tuple[str, bool]]:
 @pytest.mark.parametrize(
     ("script", "said"),
     [
-        (f"printf '{READY.decode().strip()}\\n'; sleep 0.3", [
-            ("Dashboard: http://127.0.0.1:1/", False),
-            ("the dashboard stopped (exit 0; see {log})", True),
-        ]),
+        (
+            f"printf '{READY.decode().strip()}\\n'; sleep 0.3",
+            [
+                ("Dashboard: http://127.0.0.1:1/", False),
+                ("the dashboard stopped (exit 0; see {log})", True),
+            ],
+        ),
         ("exit 2", [("the dashboard did not start (exit 2; see {log})", True)]),
     ],
-)  # fmt: skip
+)
 def test_the_address_is_said_once_it_answers_and_a_failure_is_one_warning(
     tmp_path: Path, script: str, said: list[tuple[str, bool]]
 ) -> None:
@@ -109,9 +112,12 @@ def test_stop_ends_it_and_it_says_nothing_after(tmp_path: Path) -> None:
 def test_the_farm_file_keeps_the_run_s_key_pair_for_its_owner_alone(tmp_path: Path) -> None:
     refs = FarmRefs(
         names=Names.build("hevcq", "hevcq-local", ["hevc"]),
-        uploads_topic_arn="arn:u", events_topic_arn="arn:e", results_queue_url="http://q/r",
-        ledger_table="hevcq-ledger", pools={"hevc": PoolRefs("http://q/hevc", "http://q/hevc-dlq")},
-    )  # fmt: skip
+        uploads_topic_arn="arn:u",
+        events_topic_arn="arn:e",
+        results_queue_url="http://q/r",
+        ledger_table="hevcq-ledger",
+        pools={"hevc": PoolRefs("http://q/hevc", "http://q/hevc-dlq")},
+    )
     credentials = Credentials.generate()
     with published_farm("http://127.0.0.1:1", refs, credentials, tmp_path) as path:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

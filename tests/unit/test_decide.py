@@ -23,45 +23,102 @@ FARM = load_farm()
 # (shape, pool) -> "skip: <text the reason must contain>" or (coded width, height, filter)
 Expected = str | tuple[int, int, str]
 EXPECTED: dict[str, dict[str, Expected]] = {
-    "landscape_1080": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                       "1080p": (1920, 1080, "")},
-    "portrait_rot90": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                       "1080p": (1920, 1080, "")},
-    "upside_down_rot180": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                           "1080p": (1920, 1080, "")},
-    "portrait_rot270": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                        "1080p": (1920, 1080, "")},
-    "portrait_coded": {"hevc": (1080, 1920, ""), "720p": (720, 1280, "scale"),
-                       "1080p": (1080, 1920, "")},
-    "odd_size_big": {"hevc": (1920, 1080, "crop"), "720p": (1280, 720, "scale"),
-                     "1080p": (1920, 1080, "scale")},
-    "odd_size_small": {"hevc": (320, 240, "crop"), "720p": "skip: 321x241, smaller than 720p",
-                       "1080p": "skip: 321x241, smaller than 1080p"},
-    "ten_bit": {"hevc": (3840, 2160, ""), "720p": (1280, 720, "scale"),
-                "1080p": (1920, 1080, "scale")},
-    "pcm_audio_mov": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                      "1080p": (1920, 1080, "")},
-    "mkv_2audio_srt_attachment": {"hevc": (1920, 800, ""), "720p": (1728, 720, "scale"),
-                                  "1080p": "skip: source is 1920x800, smaller than 1080p"},
-    "mp4_mov_text": {"hevc": (1280, 720, ""), "720p": (1280, 720, ""),
-                     "1080p": "skip: smaller than 1080p"},
-    "mp4_mixed_subs": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                       "1080p": (1920, 1080, "")},
-    "already_hevc": {"hevc": "skip: already HEVC", "720p": "skip: already HEVC at 1280x720",
-                     "1080p": "skip: 1280x720, smaller than 1080p"},
-    "vp9_webm": {"hevc": "skip: source codec vp9 is not handled by pool hevc",
-                 "720p": (1280, 720, "scale"), "1080p": (1920, 1080, "")},
-    "no_video": {"hevc": "skip: no video stream", "720p": "skip: no video stream",
-                 "1080p": "skip: no video stream"},
-    "cover_art_only": {"hevc": "skip: no video stream", "720p": "skip: no video stream",
-                       "1080p": "skip: no video stream"},
-    "smaller_than_targets": {"hevc": (640, 360, ""), "720p": "skip: 640x360, smaller than 720p",
-                             "1080p": "skip: 640x360, smaller than 1080p"},
-    "equal_720": {"hevc": (1280, 720, ""), "720p": (1280, 720, ""),
-                  "1080p": "skip: 1280x720, smaller than 1080p"},
-    "equal_1080_portrait": {"hevc": (1920, 1080, ""), "720p": (1280, 720, "scale"),
-                            "1080p": (1920, 1080, "")},
-}  # fmt: skip
+    "landscape_1080": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "portrait_rot90": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "upside_down_rot180": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "portrait_rot270": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "portrait_coded": {
+        "hevc": (1080, 1920, ""),
+        "720p": (720, 1280, "scale"),
+        "1080p": (1080, 1920, ""),
+    },
+    "odd_size_big": {
+        "hevc": (1920, 1080, "crop"),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, "scale"),
+    },
+    "odd_size_small": {
+        "hevc": (320, 240, "crop"),
+        "720p": "skip: 321x241, smaller than 720p",
+        "1080p": "skip: 321x241, smaller than 1080p",
+    },
+    "ten_bit": {
+        "hevc": (3840, 2160, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, "scale"),
+    },
+    "pcm_audio_mov": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "mkv_2audio_srt_attachment": {
+        "hevc": (1920, 800, ""),
+        "720p": (1728, 720, "scale"),
+        "1080p": "skip: source is 1920x800, smaller than 1080p",
+    },
+    "mp4_mov_text": {
+        "hevc": (1280, 720, ""),
+        "720p": (1280, 720, ""),
+        "1080p": "skip: smaller than 1080p",
+    },
+    "mp4_mixed_subs": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "already_hevc": {
+        "hevc": "skip: already HEVC",
+        "720p": "skip: already HEVC at 1280x720",
+        "1080p": "skip: 1280x720, smaller than 1080p",
+    },
+    "vp9_webm": {
+        "hevc": "skip: source codec vp9 is not handled by pool hevc",
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "no_video": {
+        "hevc": "skip: no video stream",
+        "720p": "skip: no video stream",
+        "1080p": "skip: no video stream",
+    },
+    "cover_art_only": {
+        "hevc": "skip: no video stream",
+        "720p": "skip: no video stream",
+        "1080p": "skip: no video stream",
+    },
+    "smaller_than_targets": {
+        "hevc": (640, 360, ""),
+        "720p": "skip: 640x360, smaller than 720p",
+        "1080p": "skip: 640x360, smaller than 1080p",
+    },
+    "equal_720": {
+        "hevc": (1280, 720, ""),
+        "720p": (1280, 720, ""),
+        "1080p": "skip: 1280x720, smaller than 1080p",
+    },
+    "equal_1080_portrait": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+}
 
 CASES = [(shape, pool) for shape in SHAPES for pool in sorted(FARM)]
 ENCODE_CASES = [(s, p) for s, p in CASES if not isinstance(EXPECTED[s][p], str)]
@@ -187,8 +244,12 @@ def test_mp4_subtitles_text_converted_mov_text_copied_bitmaps_dropped() -> None:
             ["subrip", "ass", "webvtt", "mov_text", "dvd_subtitle", "hdmv_pgs_subtitle"]
         )
     )
-    assert subtitle_plan(subs, "mp4") == ((0, "mov_text"), (1, "mov_text"), (2, "mov_text"),
-                                          (3, "copy"))  # fmt: skip
+    assert subtitle_plan(subs, "mp4") == (
+        (0, "mov_text"),
+        (1, "mov_text"),
+        (2, "mov_text"),
+        (3, "copy"),
+    )
     assert subtitle_plan(subs, "matroska") == tuple((i, "copy") for i in range(6))
 
 

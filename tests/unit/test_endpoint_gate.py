@@ -30,16 +30,24 @@ class Moto:
 
 def _signed_environ(body: bytes, **headers: str) -> dict[str, Any]:
     request = AWSRequest(
-        "POST", "http://127.0.0.1:1/", data=body,
-        headers={"X-Amz-Target": "DynamoDB_20120810.ListTables",
-                 "Content-Type": "application/x-amz-json-1.0"},
-    )  # fmt: skip
+        "POST",
+        "http://127.0.0.1:1/",
+        data=body,
+        headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Content-Type": "application/x-amz-json-1.0",
+        },
+    )
     SigV4Auth(BotoCredentials(KEY, SECRET), "dynamodb", "us-east-1").add_auth(request)
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST", "REQUEST_URI": "/", "PATH_INFO": "/", "QUERY_STRING": "",
-        "HTTP_HOST": urlsplit(request.url).netloc, "wsgi.input": io.BytesIO(body),
+        "REQUEST_METHOD": "POST",
+        "REQUEST_URI": "/",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "HTTP_HOST": urlsplit(request.url).netloc,
+        "wsgi.input": io.BytesIO(body),
         "CONTENT_LENGTH": str(len(body)),
-    }  # fmt: skip
+    }
     for name, value in {**dict(request.headers.items()), **headers}.items():
         key = name.upper().replace("-", "_")
         environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
@@ -83,9 +91,12 @@ def test_a_signature_from_an_hour_ago_is_refused() -> None:
 def test_an_unsigned_request_never_reaches_moto() -> None:
     moto = Moto()
     environ = {
-        "REQUEST_METHOD": "DELETE", "PATH_INFO": "/bucket", "REQUEST_URI": "/bucket",
-        "QUERY_STRING": "", "wsgi.input": io.BytesIO(b""),
-    }  # fmt: skip
+        "REQUEST_METHOD": "DELETE",
+        "PATH_INFO": "/bucket",
+        "REQUEST_URI": "/bucket",
+        "QUERY_STRING": "",
+        "wsgi.input": io.BytesIO(b""),
+    }
     status, _, _ = _call(EndpointGate(moto, {KEY: SECRET}), environ)
     assert (status[:3], moto.seen) == ("403", [])
 

@@ -14,9 +14,12 @@ from hevcq.library.walk import Problem
 
 
 def _rt(
-    *, failed: bool = False, timed_out: bool = False, interrupted: bool = False,
+    *,
+    failed: bool = False,
+    timed_out: bool = False,
+    interrupted: bool = False,
     halted: str | None = None,
-) -> RoundTrip:  # fmt: skip
+) -> RoundTrip:
     problems = (Problem("bad.mp4", "unreadable", "cannot read"),) if failed else ()
     report = ScanReport(Path("/lib"), (), problems, {}, 0, 0, 0.0)
     return RoundTrip(report, timed_out=timed_out, interrupted=interrupted, halted=halted)

@@ -74,9 +74,16 @@ def fake_verify(candidate: Path, original: Path, allow_larger: bool) -> None:
 
 def plan(pool: str) -> EncodePlan:
     return EncodePlan(
-        pool=pool, container="mp4", video_index=0, width=1920, height=1080, rotation=0,
-        ten_bit=False, crf=26, preset="medium",
-    )  # fmt: skip
+        pool=pool,
+        container="mp4",
+        video_index=0,
+        width=1920,
+        height=1080,
+        rotation=0,
+        ten_bit=False,
+        crf=26,
+        preset="medium",
+    )
 
 
 @dataclass
@@ -94,18 +101,29 @@ class Lib:
     def fetcher(self, **kw: Any) -> Fetcher:
         opts = {"pools": frozenset(POOLS), "out_dir": self.out, **kw}
         return Fetcher(
-            self.root, self.state, self.objects, self.ledger, FetchOptions(**opts),
-            all_pools=POOLS, library=LIB, verify=fake_verify, clock=lambda: NOW,
-        )  # fmt: skip
+            self.root,
+            self.state,
+            self.objects,
+            self.ledger,
+            FetchOptions(**opts),
+            all_pools=POOLS,
+            library=LIB,
+            verify=fake_verify,
+            clock=lambda: NOW,
+        )
 
     def result(self, pool: str, outcome: str = "done", **kw: Any) -> JobResult:
         out = out_name(pool)
         fields: dict[str, Any] = {
-            "job_id": "j", "pool": pool, "bucket": "b", "source_key": "TODO/a.mp4",
-            "source_etag": "etag-TODO/a.mp4", "outcome": outcome,
+            "job_id": "j",
+            "pool": pool,
+            "bucket": "b",
+            "source_key": "TODO/a.mp4",
+            "source_etag": "etag-TODO/a.mp4",
+            "outcome": outcome,
             "output_key": f"DONE/{pool}/{out}" if outcome == "done" else None,
             "output_etag": f"etag-DONE/{pool}/{out}" if outcome == "done" else None,
-        }  # fmt: skip
+        }
         return JobResult(**(fields | kw))
 
     def output(self, pool: str, data: bytes = OUTPUT) -> None:
@@ -113,8 +131,13 @@ class Lib:
         out = out_name(pool)
         put(self.objects, f"DONE/{pool}/{out}", data)
         if (("TODO/a.mp4", pool)) not in self.ledger.items:
-            self.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-DONE/{pool}/{out}",
-                            output_bytes=len(data))  # fmt: skip
+            self.ledger.set(
+                "TODO/a.mp4",
+                pool,
+                "done",
+                output_etag=f"etag-DONE/{pool}/{out}",
+                output_bytes=len(data),
+            )
 
 
 def make_lib(tmp_path: Path, original: bytes = ORIGINAL) -> Lib:
@@ -127,9 +150,14 @@ def make_lib(tmp_path: Path, original: bytes = ORIGINAL) -> Lib:
     fp = fingerprint(src)
     state = Catalog(tmp_path / "state.sqlite3")
     record = FileRecord(
-        rel="a.mp4", size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
-        fingerprint=fp, info=None, probe_error=None,
-    )  # fmt: skip
+        rel="a.mp4",
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        inode=st.st_ino,
+        fingerprint=fp,
+        info=None,
+        probe_error=None,
+    )
     state.put_file(record)
     for p in POOLS:
         state.put_decision("a.mp4", p, PoolRecord("h", plan(p)))
@@ -388,8 +416,7 @@ def test_drain_takes_ours_and_leaves_other_pools_and_garbage_visible(lib: Lib) -
     inbox.put(lib.result("hevc").model_dump_json())
     inbox.put(lib.result("720p").model_dump_json())
     inbox.put("not a result")
-    got = drain(inbox, lib.fetcher(pools=frozenset({"hevc"})), follow=False,
-                stop=threading.Event())  # fmt: skip
+    got = drain(inbox, lib.fetcher(pools=frozenset({"hevc"})), follow=False, stop=threading.Event())
     assert [(f.pool, f.action) for f in got] == [("hevc", "placed")]
     assert inbox.deleted == ["m0"]
     assert inbox.hidden == {"m1": 0, "m2": 0}  # visible again for their owners
@@ -501,8 +528,14 @@ def test_a_replacing_output_takes_the_name_the_worker_gave_it(
     tmp_path: Path, output_key: str | None, final: str
 ) -> None:
     src = tmp_path / "trip" / "IMG_0001.MOV"
-    r = JobResult(job_id="j", pool="hevc", bucket="b", source_key="TODO/trip/IMG_0001.MOV",
-                  outcome="done", output_key=output_key)  # fmt: skip
+    r = JobResult(
+        job_id="j",
+        pool="hevc",
+        bucket="b",
+        source_key="TODO/trip/IMG_0001.MOV",
+        outcome="done",
+        output_key=output_key,
+    )
     assert _final_path(r, src) == src.with_name(final)
 
 

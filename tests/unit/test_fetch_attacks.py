@@ -35,17 +35,23 @@ def files_written(lib: Lib) -> list[Path]:
     """Every file or folder outside the library and its catalog: none may appear."""
     top = lib.root.parent
     skip = (lib.root, top / "state.sqlite3")
-    return [p for p in top.rglob("*") if not any(p == s or s in p.parents for s in skip)
-            and not p.name.startswith("state.sqlite3")]  # fmt: skip
+    return [
+        p
+        for p in top.rglob("*")
+        if not any(p == s or s in p.parents for s in skip)
+        and not p.name.startswith("state.sqlite3")
+    ]
 
 
-def committed(lib: Lib, pool: str = "hevc", key: str | None = None, data: bytes = OUTPUT,
-              **kw: Any) -> str:  # fmt: skip
+def committed(
+    lib: Lib, pool: str = "hevc", key: str | None = None, data: bytes = OUTPUT, **kw: Any
+) -> str:
     """A ledger record of ``key`` (by default the output's own) as done, and its object."""
     key = key or f"DONE/{pool}/{out_name(pool)}"
     put(lib.objects, key, data)
-    lib.ledger.set("TODO/a.mp4", pool, "done", output_etag=f"etag-{key}",
-                   output_bytes=len(data), **kw)  # fmt: skip
+    lib.ledger.set(
+        "TODO/a.mp4", pool, "done", output_etag=f"etag-{key}", output_bytes=len(data), **kw
+    )
     job = ("TODO/a.mp4", pool)
     lib.ledger.items[job] = dataclasses.replace(lib.ledger.items[job], output_key=key)
     return key
@@ -81,8 +87,9 @@ def test_a_key_the_ledger_agrees_with_is_still_only_a_plain_name_in_its_pool(
 
 def test_an_absolute_key_is_refused(lib: Lib) -> None:
     key = committed(lib, key=str(lib.root.parent / "somewhere" / "authorized_keys"))
-    refused(lib, lib.fetcher(), "is not under DONE/hevc/", output_key=key,
-            output_etag=f"etag-{key}")  # fmt: skip
+    refused(
+        lib, lib.fetcher(), "is not under DONE/hevc/", output_key=key, output_etag=f"etag-{key}"
+    )
 
 
 @pytest.mark.parametrize("etag", ["same", None])
@@ -94,8 +101,13 @@ def test_a_result_naming_another_key_than_the_ledgers_record_is_refused(
     # The committed bytes copied under a key of the attacker's choosing: same ETag.
     evil = "DONE/hevc/../../../somewhere/authorized_keys"
     lib.objects.add(evil, etag=f"etag-{good}", data=OUTPUT)
-    refused(lib, lib.fetcher(replace=replace), "disagrees with the ledger", output_key=evil,
-            output_etag=f"etag-{good}" if etag else None)  # fmt: skip
+    refused(
+        lib,
+        lib.fetcher(replace=replace),
+        "disagrees with the ledger",
+        output_key=evil,
+        output_etag=f"etag-{good}" if etag else None,
+    )
 
 
 def test_a_symlinked_folder_inside_out_pointing_outside_is_refused(lib: Lib) -> None:
@@ -118,21 +130,40 @@ def test_a_symlinked_folder_inside_the_library_pointing_outside_is_refused(lib: 
     (lib.root / "sub").symlink_to(outside)
     fp = fingerprint(outside / "a.mp4")
     st = (outside / "a.mp4").stat()
-    lib.state.put_file(FileRecord(rel="sub/a.mp4", size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                  inode=st.st_ino, fingerprint=fp, info=None,
-                                  probe_error=None))  # fmt: skip
+    lib.state.put_file(
+        FileRecord(
+            rel="sub/a.mp4",
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino,
+            fingerprint=fp,
+            info=None,
+            probe_error=None,
+        )
+    )
     lib.state.record_upload("sub/a.mp4", "TODO/sub/a.mp4", fp)
     put(lib.objects, "DONE/hevc/sub/a.mp4", OUTPUT)
-    lib.ledger.set("TODO/sub/a.mp4", "hevc", "done", etag="etag-TODO/sub/a.mp4",
-                   output_etag="etag-DONE/hevc/sub/a.mp4", output_bytes=len(OUTPUT))  # fmt: skip
+    lib.ledger.set(
+        "TODO/sub/a.mp4",
+        "hevc",
+        "done",
+        etag="etag-TODO/sub/a.mp4",
+        output_etag="etag-DONE/hevc/sub/a.mp4",
+        output_bytes=len(OUTPUT),
+    )
     job = ("TODO/sub/a.mp4", "hevc")
     lib.ledger.items[job] = dataclasses.replace(
         lib.ledger.items[job], output_key=job[0].replace("TODO/", "DONE/hevc/")
     )
-    got = lib.fetcher(replace=REPLACE).process(lib.result(
-        "hevc", source_key="TODO/sub/a.mp4", source_etag="etag-TODO/sub/a.mp4",
-        output_key="DONE/hevc/sub/a.mp4", output_etag="etag-DONE/hevc/sub/a.mp4",
-    ))  # fmt: skip
+    got = lib.fetcher(replace=REPLACE).process(
+        lib.result(
+            "hevc",
+            source_key="TODO/sub/a.mp4",
+            source_etag="etag-TODO/sub/a.mp4",
+            output_key="DONE/hevc/sub/a.mp4",
+            output_etag="etag-DONE/hevc/sub/a.mp4",
+        )
+    )
     assert got.action == "refused", got
     assert "outside" in got.reason
     assert sorted(p.name for p in outside.iterdir()) == ["a.mp4"]
@@ -147,8 +178,12 @@ def test_bytes_appended_after_the_commit_are_refused(
     key = committed(lib)
     # Overwritten since: a new object (a new ETag), the video with a payload behind it.
     lib.objects.add(key, etag="etag-appended", data=OUTPUT + b"\nssh-ed25519 AAAA attacker\n")
-    refused(lib, lib.fetcher(replace=replace), "differs from the one the ledger committed",
-            output_etag=f"etag-{key}" if etag else None)  # fmt: skip
+    refused(
+        lib,
+        lib.fetcher(replace=replace),
+        "differs from the one the ledger committed",
+        output_etag=f"etag-{key}" if etag else None,
+    )
     assert lib.src.read_bytes() == lib.objects.data["TODO/a.mp4"]
 
 

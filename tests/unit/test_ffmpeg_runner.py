@@ -160,9 +160,14 @@ def test_stdout_closing_just_before_the_exit_is_not_signalled() -> None:
     # The real ffmpeg closes its -progress pipe in its exit path, a moment before it ends.
     threading.Timer(0.05, fake.end_later, args=(0,)).start()
     run_ffmpeg(
-        ["ffmpeg"], on_progress=None, stop=threading.Event(), stall_timeout_s=60,
-        term_grace_s=2.0, spawn=lambda _: fake, poll_interval_s=0.001,
-    )  # fmt: skip
+        ["ffmpeg"],
+        on_progress=None,
+        stop=threading.Event(),
+        stall_timeout_s=60,
+        term_grace_s=2.0,
+        spawn=lambda _: fake,
+        poll_interval_s=0.001,
+    )
     assert fake.signals == []
     assert fake.returncode == 0
 
@@ -201,9 +206,15 @@ def test_stop_terminates_the_group_and_raises_interrupted() -> None:
 
     with pytest.raises(InterruptedJob):
         run_ffmpeg(
-            ["ffmpeg"], on_progress=on_progress, stop=stop, stall_timeout_s=60,
-            clock=FakeClock(), term_grace_s=0.05, spawn=lambda _: fake, poll_interval_s=0.001,
-        )  # fmt: skip
+            ["ffmpeg"],
+            on_progress=on_progress,
+            stop=stop,
+            stall_timeout_s=60,
+            clock=FakeClock(),
+            term_grace_s=0.05,
+            spawn=lambda _: fake,
+            poll_interval_s=0.001,
+        )
     assert fake.signals == [signal.SIGTERM]
     assert fake.reaped
 
@@ -213,9 +224,14 @@ def test_sigterm_ignored_escalates_to_sigkill_after_the_grace() -> None:
     fake = FakeProcess([block(1)], lingers=True, ignores_sigterm=True)
     with pytest.raises(InterruptedJob):
         run_ffmpeg(
-            ["ffmpeg"], on_progress=lambda _: stop.set(), stop=stop, stall_timeout_s=60,
-            term_grace_s=0.05, spawn=lambda _: fake, poll_interval_s=0.001,
-        )  # fmt: skip
+            ["ffmpeg"],
+            on_progress=lambda _: stop.set(),
+            stop=stop,
+            stall_timeout_s=60,
+            term_grace_s=0.05,
+            spawn=lambda _: fake,
+            poll_interval_s=0.001,
+        )
     assert fake.signals == [signal.SIGTERM, signal.SIGKILL]
     assert fake.returncode == -signal.SIGKILL
     assert fake.reaped
@@ -240,17 +256,23 @@ def test_a_failing_callback_still_stops_ffmpeg() -> None:
 
     with pytest.raises(KeyError):
         run_ffmpeg(
-            ["ffmpeg"], on_progress=explode, stop=threading.Event(), stall_timeout_s=60,
-            term_grace_s=0.05, spawn=lambda _: fake, poll_interval_s=0.001,
-        )  # fmt: skip
+            ["ffmpeg"],
+            on_progress=explode,
+            stop=threading.Event(),
+            stall_timeout_s=60,
+            term_grace_s=0.05,
+            spawn=lambda _: fake,
+            poll_interval_s=0.001,
+        )
     assert fake.signals == [signal.SIGTERM]
     assert fake.reaped
 
 
 def test_error_exit_is_permanent_and_quotes_the_stderr_tail(tmp_path: Path) -> None:
     noise = [f"warning {n}\n" for n in range(100)]
-    fake = FakeProcess([block(1)], stderr=[*noise, "Error while decoding stream #0:0\n"],
-                       exit_code=1)  # fmt: skip
+    fake = FakeProcess(
+        [block(1)], stderr=[*noise, "Error while decoding stream #0:0\n"], exit_code=1
+    )
     with pytest.raises(PermanentError) as info:
         run(fake, tmp=tmp_path)
     message = str(info.value)
@@ -268,9 +290,10 @@ def test_killed_by_signal_is_retryable(tmp_path: Path) -> None:
 
 def test_no_space_left_is_retryable_with_a_delay(tmp_path: Path) -> None:
     fake = FakeProcess(
-        [block(1)], stderr=["av_interleaved_write_frame(): No space left on device\n"],
+        [block(1)],
+        stderr=["av_interleaved_write_frame(): No space left on device\n"],
         exit_code=228,
-    )  # fmt: skip
+    )
     with pytest.raises(RetryableError, match="disk full") as info:
         run(fake, tmp=tmp_path)
     assert info.value.delay_s is not None

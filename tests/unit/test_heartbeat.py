@@ -43,8 +43,9 @@ def test_budget_exhausted_when_nothing_useful_is_left() -> None:
 def test_budget_is_not_counted_from_send() -> None:
     # Received 11 h after it was sent: the whole 12 h budget still lies ahead.
     received = 11 * 3600.0
-    action = next_action(now=received + 61, received_at=received, visible_until=received + T,
-                         timeout_s=T, step_s=T)  # fmt: skip
+    action = next_action(
+        now=received + 61, received_at=received, visible_until=received + T, timeout_s=T, step_s=T
+    )
     assert action == Extend(timeout_s=T, visible_until=received + 61 + T)
 
 
@@ -67,8 +68,14 @@ def simulate(hb: Heartbeat, clock: FakeClock, until: float) -> None:
 
 def test_thread_keeps_a_job_invisible_for_three_timeouts() -> None:
     clock, extensions = FakeClock(), list[int]()
-    hb = Heartbeat(extend=extensions.append, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=threading.Event(), clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=extensions.append,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=threading.Event(),
+        clock=clock,
+    )
     simulate(hb, clock, until=clock.t + 3 * T)
     assert len(extensions) >= 5
     assert all(e == T for e in extensions)
@@ -77,8 +84,14 @@ def test_thread_keeps_a_job_invisible_for_three_timeouts() -> None:
 
 def test_long_job_is_stopped_when_the_budget_runs_out() -> None:
     clock, cancel = FakeClock(), threading.Event()
-    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=cancel, clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=lambda _t: None,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=cancel,
+        clock=clock,
+    )
     with capture_logs() as logs:
         simulate(hb, clock, until=clock.t + BUDGET + 10 * T)
     assert cancel.is_set()
@@ -92,8 +105,9 @@ def test_lost_receipt_cancels_the_job() -> None:
     def extend(_t: int) -> None:
         raise LostMessageError("ReceiptHandleIsInvalid")
 
-    hb = Heartbeat(extend=extend, received_at=clock.t, timeout_s=T, step_s=T, cancel=cancel,
-                   clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=extend, received_at=clock.t, timeout_s=T, step_s=T, cancel=cancel, clock=clock
+    )
     simulate(hb, clock, until=clock.t + T)
     assert cancel.is_set()
     assert isinstance(hb.failure, LostMessageError)
@@ -107,8 +121,14 @@ def test_transient_extend_failure_is_retried() -> None:
         if len(calls) == 1:
             raise ConnectionError("blip")
 
-    hb = Heartbeat(extend=extend, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=threading.Event(), clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=extend,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=threading.Event(),
+        clock=clock,
+    )
     simulate(hb, clock, until=clock.t + T)
     assert len(calls) >= 2
     assert hb.failure is None
@@ -116,9 +136,16 @@ def test_transient_extend_failure_is_retried() -> None:
 
 def test_lease_is_renewed_on_its_own_interval() -> None:
     clock, renewals = FakeClock(), []
-    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=threading.Event(), renew=lambda: renewals.append(clock.t),
-                   renew_every_s=15, clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=lambda _t: None,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=threading.Event(),
+        renew=lambda: renewals.append(clock.t),
+        renew_every_s=15,
+        clock=clock,
+    )
     simulate(hb, clock, until=clock.t + 60.5)
     assert [round(t - 1000) for t in renewals] == [15, 30, 45, 60]
 
@@ -131,8 +158,16 @@ def test_a_failing_ledger_neither_kills_the_heartbeat_nor_floods_the_log() -> No
         if 1010 <= clock.t < 1022:  # the ledger answers 500 for 12 s
             raise RuntimeError("InternalServerError")
 
-    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=cancel, renew=renew, renew_every_s=5, clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=lambda _t: None,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=cancel,
+        renew=renew,
+        renew_every_s=5,
+        clock=clock,
+    )
     with capture_logs() as logs:
         simulate(hb, clock, until=clock.t + 60)
     assert not cancel.is_set()
@@ -149,8 +184,16 @@ def test_a_lost_lease_cancels_the_job() -> None:
     def renew() -> None:
         raise LeaseLostError("taken over")
 
-    hb = Heartbeat(extend=lambda _t: None, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=cancel, renew=renew, renew_every_s=5, clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=lambda _t: None,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=cancel,
+        renew=renew,
+        renew_every_s=5,
+        clock=clock,
+    )
     simulate(hb, clock, until=clock.t + 30)
     assert cancel.is_set()
     assert isinstance(hb.failure, LeaseLostError)
@@ -160,9 +203,16 @@ def test_the_schedule_ignores_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) 
     # The heartbeat runs on the monotonic clock: the wall clock jumping 60 s back (or 300 s
     # ahead) in the middle of a job changes neither extensions nor renewals.
     clock, extensions, renewals = FakeClock(), list[int](), list[float]()
-    hb = Heartbeat(extend=extensions.append, received_at=clock.t, timeout_s=T, step_s=T,
-                   cancel=threading.Event(), renew=lambda: renewals.append(clock.t),
-                   renew_every_s=15, clock=clock)  # fmt: skip
+    hb = Heartbeat(
+        extend=extensions.append,
+        received_at=clock.t,
+        timeout_s=T,
+        step_s=T,
+        cancel=threading.Event(),
+        renew=lambda: renewals.append(clock.t),
+        renew_every_s=15,
+        clock=clock,
+    )
     simulate(hb, clock, until=clock.t + 100)
     monkeypatch.setattr(time, "time", lambda: 0.0)
     simulate(hb, clock, until=clock.t + 100)
@@ -195,10 +245,16 @@ def test_a_blocked_renewal_neither_holds_up_the_extension_nor_outlives_the_lease
     job = JobKey("TODO/a.mp4", "hevc", "e1", "h")
     keeper = LeaseKeeper(ledger, Lease(job, "w1", "r1", 1.5))  # type: ignore[arg-type]
     hb = Heartbeat(
-        extend=lambda _t: extensions.append(time.monotonic()), received_at=time.monotonic(),
-        timeout_s=2, step_s=2, cancel=cancel, renew=keeper.renew, renew_every_s=0.2,
-        lease_deadline=keeper.expires_at, max_sleep_s=0.05,
-    )  # fmt: skip
+        extend=lambda _t: extensions.append(time.monotonic()),
+        received_at=time.monotonic(),
+        timeout_s=2,
+        step_s=2,
+        cancel=cancel,
+        renew=keeper.renew,
+        renew_every_s=0.2,
+        lease_deadline=keeper.expires_at,
+        max_sleep_s=0.05,
+    )
     try:
         with hb:
             assert ledger.blocked.wait(5)

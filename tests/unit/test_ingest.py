@@ -44,8 +44,11 @@ from hevcq.pools import Applies, Pool
 from tests.fakes import FakeStore
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
-P720 = Pool(name="720p", output_suffix=".720p",
-            applies=Applies(source_codecs=("h264", "hevc"), target_height=720))  # fmt: skip
+P720 = Pool(
+    name="720p",
+    output_suffix=".720p",
+    applies=Applies(source_codecs=("h264", "hevc"), target_height=720),
+)
 POOLS = (HEVC, P720)
 LIB = "lib-id"
 
@@ -89,9 +92,16 @@ def do_scan(root: Path, store: Catalog, **opts: object) -> ScanReport:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("1500", 1500), ("2K", 2048), ("700M", 700 << 20), ("50G", 50 << 30), ("1.5T", 3 << 39),
-     ("10GiB", 10 << 30), ("3gb", 3 << 30)],
-)  # fmt: skip
+    [
+        ("1500", 1500),
+        ("2K", 2048),
+        ("700M", 700 << 20),
+        ("50G", 50 << 30),
+        ("1.5T", 3 << 39),
+        ("10GiB", 10 << 30),
+        ("3gb", 3 << 30),
+    ],
+)
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
@@ -115,9 +125,13 @@ def test_uploads_carry_path_size_mtime_fingerprint_and_library(root: Path, store
     meta = target.objects["TODO/b/two.MOV"].metadata
     st = (root / "b/two.MOV").stat()
     entry = next(e for e in report.entries if e.rel == "b/two.MOV")
-    assert meta == {META_REL_PATH: "b/two.MOV", META_SIZE: str(st.st_size),
-                    META_MTIME: str(st.st_mtime_ns), META_HASH: entry.fingerprint,
-                    META_LIBRARY: LIB}  # fmt: skip
+    assert meta == {
+        META_REL_PATH: "b/two.MOV",
+        META_SIZE: str(st.st_size),
+        META_MTIME: str(st.st_mtime_ns),
+        META_HASH: entry.fingerprint,
+        META_LIBRARY: LIB,
+    }
     assert all(u.sent and u.ok for u in ups)
 
 
@@ -210,8 +224,14 @@ def test_on_done_runs_in_the_calling_thread_and_progress_counts_bytes(root: Path
         def end(self) -> None: ...
 
     entries = to_upload(report)
-    upload_all(FakeStore(), root, entries, LIB, progress=Count(),
-               on_done=lambda u: threads.add(threading.get_ident()))  # fmt: skip
+    upload_all(
+        FakeStore(),
+        root,
+        entries,
+        LIB,
+        progress=Count(),
+        on_done=lambda u: threads.add(threading.get_ident()),
+    )
     assert threads == {threading.get_ident()}
     assert seen[0] == sum(e.size for e in entries) == sum(seen[1:])
 
@@ -238,8 +258,12 @@ def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) 
     make(root, "d/copy.mp4", b"")  # same bytes as below: a duplicate
     (root / "d/copy.mp4").write_bytes((root / "a/one.mp4").read_bytes())
     report = do_scan(root, store)
-    ups = upload_all(FakeStore(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")}),
-                     root, to_upload(report), LIB)  # fmt: skip
+    ups = upload_all(
+        FakeStore(fail={"TODO/c/hevc.mkv": PermanentError("AccessDenied")}),
+        root,
+        to_upload(report),
+        LIB,
+    )
     rt = RoundTrip(report, ups)
     rt.results = {
         ("TODO/a/one.mp4", "hevc"): result("TODO/a/one.mp4", "hevc", output_bytes=10),
@@ -252,10 +276,14 @@ def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) 
     }
     rows = {(r.file, r.pool): r for r in summary_rows(rt, ["720p", "hevc"])}
     assert (rows["notes.mp4", "-"].outcome, rows["notes.mp4", "-"].reason) == (
-        "failed", "not a media file: invalid data")  # fmt: skip
+        "failed",
+        "not a media file: invalid data",
+    )
     assert rows["a/one.mp4", "hevc"].outcome == "done"
     assert (rows["a/one.mp4", "720p"].outcome, rows["a/one.mp4", "720p"].reason) == (
-        "failed", "refused: larger")  # fmt: skip
+        "failed",
+        "refused: larger",
+    )
     assert rows["b/two.MOV", "hevc"].reason == "boom"
     assert rows["b/two.MOV", "720p"].outcome == "pending"
     assert "AccessDenied" in rows["c/hevc.mkv", "720p"].reason
@@ -336,7 +364,10 @@ def test_plain_progress_lines_when_not_on_a_terminal(root, store) -> None:
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("uploading 3 files")
     assert sorted(ln.split("] ")[1] for ln in lines[1:]) == [
-        "a/one.mp4: sent", "b/two.MOV: sent", "c/hevc.mkv: sent"]  # fmt: skip
+        "a/one.mp4: sent",
+        "b/two.MOV: sent",
+        "c/hevc.mkv: sent",
+    ]
 
 
 def test_a_bar_on_a_terminal(root, store) -> None:

@@ -131,9 +131,12 @@ def test_the_naming_answer_travels_as_upload_metadata() -> None:
 
 @pytest.mark.parametrize(
     ("source", "pool", "suffix", "long"),
-    [("TODO/a/b.mov", "hevc", "", False), ("TODO/a/IMG.MOV", "720p", ".720p", True),
-     ("TODO/x.mkv", "1080p", ".1080p", False)],
-)  # fmt: skip
+    [
+        ("TODO/a/b.mov", "hevc", "", False),
+        ("TODO/a/IMG.MOV", "720p", ".720p", True),
+        ("TODO/x.mkv", "1080p", ".1080p", False),
+    ],
+)
 def test_every_output_key_a_worker_names_has_its_place(
     source: str, pool: str, suffix: str, long: bool
 ) -> None:
@@ -143,10 +146,20 @@ def test_every_output_key_a_worker_names_has_its_place(
 
 @pytest.mark.parametrize(
     "key",
-    ["DONE/hevc/../../x.mp4", "DONE/hevc/a/../b.mp4", "DONE/hevc/./b.mp4", "DONE/hevc//b.mp4",
-     "DONE/hevc/a\\..\\b.mp4", "/etc/b.mp4", "DONE/720p/b.mp4", "DONE/hevc/b.mp4",
-     "DONE/hevc/a/c/b.mp4", "DONE/hevc/a/b\x01.mp4", "DONE/hevc/"],
-)  # fmt: skip
+    [
+        "DONE/hevc/../../x.mp4",
+        "DONE/hevc/a/../b.mp4",
+        "DONE/hevc/./b.mp4",
+        "DONE/hevc//b.mp4",
+        "DONE/hevc/a\\..\\b.mp4",
+        "/etc/b.mp4",
+        "DONE/720p/b.mp4",
+        "DONE/hevc/b.mp4",
+        "DONE/hevc/a/c/b.mp4",
+        "DONE/hevc/a/b\x01.mp4",
+        "DONE/hevc/",
+    ],
+)
 def test_output_keys_that_could_lead_elsewhere_have_no_place(key: str) -> None:
     with pytest.raises(PermanentError):
         output_place(key, "hevc", "TODO/a/b.mov")

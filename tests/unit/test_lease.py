@@ -29,10 +29,17 @@ JOB = JobKey("TODO/a.mp4", "hevc", "e1", "h1", sequencer="0A")
 
 def item(**kw: object) -> LedgerItem:
     base: dict[str, object] = {
-        "key": JOB.key, "pool": JOB.pool, "state": State.RUNNING, "etag": "e1",
-        "settings_hash": "h1", "worker": "w1", "rvn": "r1", "lease_s": 60.0, "sequencer": "0A",
+        "key": JOB.key,
+        "pool": JOB.pool,
+        "state": State.RUNNING,
+        "etag": "e1",
+        "settings_hash": "h1",
+        "worker": "w1",
+        "rvn": "r1",
+        "lease_s": 60.0,
+        "sequencer": "0A",
         "message_id": "m1",
-    }  # fmt: skip
+    }
     return LedgerItem(**{**base, **kw})  # type: ignore[arg-type]
 
 

@@ -65,9 +65,16 @@ class FakeDecide:
         if codec not in pool.applies.source_codecs:
             return Skip(f"{codec} source")
         return EncodePlan(
-            pool=pool.name, container="mp4", video_index=0, width=1920, height=1080,
-            rotation=0, ten_bit=False, crf=pool.encode.crf, preset="medium",
-        )  # fmt: skip
+            pool=pool.name,
+            container="mp4",
+            video_index=0,
+            width=1920,
+            height=1080,
+            rotation=0,
+            ten_bit=False,
+            crf=pool.encode.crf,
+            preset="medium",
+        )
 
 
 def make(root: Path, rel: str, body: bytes = b"h264\n") -> Path:
@@ -93,8 +100,16 @@ def lib(tmp_path: Path) -> Path:
 def run(root: Path, store: Catalog, probe: FakeProbe | None = None, **kw: Any) -> ScanReport:
     decide = kw.pop("decide", None) or FakeDecide()
     pools = kw.pop("pools", POOLS)
-    return scan(root, pools, store, kw.pop("options", None), probe_fn=probe or FakeProbe(),
-                decide_fn=decide, workers=2, **kw)  # fmt: skip
+    return scan(
+        root,
+        pools,
+        store,
+        kw.pop("options", None),
+        probe_fn=probe or FakeProbe(),
+        decide_fn=decide,
+        workers=2,
+        **kw,
+    )
 
 
 # --- filters ----------------------------------------------------------------------------
@@ -141,8 +156,11 @@ def test_default_filters(rel: str, wanted: bool) -> None:
 def test_include_exclude_and_extensions(lib: Path, store: Catalog) -> None:
     for rel in ("Camera/a.mp4", "Camera/b.mkv", "Camera/skip/c.mp4", "Other/d.mp4", "e.MOV"):
         make(lib, rel)
-    opts = ScanOptions(extensions=frozenset({"MP4", ".mov"}), include=("Camera/**", "*.mov"),
-                       exclude=("Camera/skip",))  # fmt: skip
+    opts = ScanOptions(
+        extensions=frozenset({"MP4", ".mov"}),
+        include=("Camera/**", "*.mov"),
+        exclude=("Camera/skip",),
+    )
     report = run(lib, store, options=opts)
     assert [e.rel for e in report.entries] == ["Camera/a.mp4", "e.MOV"]
 
@@ -186,14 +204,28 @@ def test_state_dir_follows_xdg(tmp_path: Path) -> None:
 
 
 def test_media_and_decisions_round_trip() -> None:
-    info = MediaInfo("mov,mp4", 3.0, 10, (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0),),
-                     (AudioStream(1, "aac", 6),))  # fmt: skip
+    info = MediaInfo(
+        "mov,mp4",
+        3.0,
+        10,
+        (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0),),
+        (AudioStream(1, "aac", 6),),
+    )
     assert info_from_json(info_to_json(info)) == info
     plan = EncodePlan(
-        pool="hevc", container="mp4", video_index=0, width=8, height=6, rotation=90,
-        ten_bit=False, crf=26, preset="medium", x265_params={"aq-mode": "3"},
-        audio=((1, "copy"),), subtitles=((2, "mov_text"),),
-    )  # fmt: skip
+        pool="hevc",
+        container="mp4",
+        video_index=0,
+        width=8,
+        height=6,
+        rotation=90,
+        ten_bit=False,
+        crf=26,
+        preset="medium",
+        x265_params={"aq-mode": "3"},
+        audio=((1, "copy"),),
+        subtitles=((2, "mov_text"),),
+    )
     assert decision_from_json(decision_to_json(plan)) == plan
     assert decision_from_json(decision_to_json(Skip("no"))) == Skip("no")
     with pytest.raises(ValueError, match="stale"):

@@ -17,8 +17,15 @@ JOB = RunningJob(f"TODO/{NAME}", "hevc", "w1", 25.0, 30.0, fps=48.0, speed=2.0)
 
 
 def _done(rel: str) -> Fetched:
-    r = JobResult(job_id="j", pool="hevc", bucket="b", source_key=f"TODO/{rel}", outcome="done",
-                  input_bytes=4 * 1024**2, output_bytes=1024**2)  # fmt: skip
+    r = JobResult(
+        job_id="j",
+        pool="hevc",
+        bucket="b",
+        source_key=f"TODO/{rel}",
+        outcome="done",
+        input_bytes=4 * 1024**2,
+        output_bytes=1024**2,
+    )
     return Fetched(rel, "hevc", "placed", path=Path("/out") / rel, result=r)
 
 
@@ -28,8 +35,9 @@ def test_a_running_job_shows_file_pool_percent_fps_speed_and_eta() -> None:
 
 
 def test_overall_line_counts_jobs_bytes_and_the_library_eta() -> None:
-    t = Totals(jobs_done=2, jobs_total=6, bytes_in=8 * 1024**2, bytes_out=2 * 1024**2,
-               elapsed_s=60.0)  # fmt: skip
+    t = Totals(
+        jobs_done=2, jobs_total=6, bytes_in=8 * 1024**2, bytes_out=2 * 1024**2, elapsed_s=60.0
+    )
     assert overall_line(t) == ("jobs 2/6, in 8.0 MiB -> out 2.0 MiB (all pools), about 2m00s left")
 
 
@@ -45,8 +53,15 @@ def test_the_terminal_view_redraws_jobs_and_totals_and_prints_names_as_text() ->
     printed, shown = console.export_text(), screen.export_text()
     print(shown)
     assert f"placed {NAME} [hevc] -> /out/{NAME}" in printed
-    assert shown.splitlines()[1].split() == [*NAME.split(), "hevc", "25%", "48", "fps", "2.00x",
-                                             "1m30s"]  # fmt: skip
+    assert shown.splitlines()[1].split() == [
+        *NAME.split(),
+        "hevc",
+        "25%",
+        "48",
+        "fps",
+        "2.00x",
+        "1m30s",
+    ]
     assert "jobs 1/3, in 4.0 MiB -> out 1.0 MiB (all pools)" in shown
 
 
@@ -79,8 +94,15 @@ def test_a_files_input_counts_once_however_many_pools_bring_it_home() -> None:
 
 
 def test_at_60_columns_each_running_job_is_one_line_with_its_name_s_end() -> None:
-    long = RunningJob(f"TODO/holiday/2026 summer in the mountains/{'x' * 40}_HDR.mp4", "hevc",
-                      "w", 25.0, 30.0, fps=48.0, speed=2.0)  # fmt: skip
+    long = RunningJob(
+        f"TODO/holiday/2026 summer in the mountains/{'x' * 40}_HDR.mp4",
+        "hevc",
+        "w",
+        25.0,
+        30.0,
+        fps=48.0,
+        speed=2.0,
+    )
     screen = Console(record=True, width=60, force_terminal=True, color_system=None)
     screen.print(jobs_table([long, JOB], 60))
     lines = screen.export_text().splitlines()

@@ -30,28 +30,59 @@ def test_container_signatures(head: bytes, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("degrees", "expected"),
-    [(None, 0), (0.0, 0), (90.0, 90), (-90.0, 270), (180.0, 180), (-180.0, 180),
-     (270.0, 270), (360.0, 0), (89.99, 90), (-270.0, 90)],
-)  # fmt: skip
+    [
+        (None, 0),
+        (0.0, 0),
+        (90.0, 90),
+        (-90.0, 270),
+        (180.0, 180),
+        (-180.0, 180),
+        (270.0, 270),
+        (360.0, 0),
+        (89.99, 90),
+        (-270.0, 90),
+    ],
+)
 def test_rotation_is_normalised(degrees: float | None, expected: int) -> None:
     assert normalise_rotation(degrees) == expected
 
 
 @pytest.mark.parametrize(
     ("pix_fmt", "expected"),
-    [("yuv420p", 8), ("yuvj420p", 8), ("yuv420p10le", 10), ("p010le", 10),
-     ("yuv422p12le", 12), (None, 8), ("", 8), ("not-a-format", 8)],
-)  # fmt: skip
+    [
+        ("yuv420p", 8),
+        ("yuvj420p", 8),
+        ("yuv420p10le", 10),
+        ("p010le", 10),
+        ("yuv422p12le", 12),
+        (None, 8),
+        ("", 8),
+        ("not-a-format", 8),
+    ],
+)
 def test_bit_depth_from_pixel_format(pix_fmt: str | None, expected: int) -> None:
     assert bit_depth(pix_fmt) == expected
 
 
 PLAN = EncodePlan(
-    pool="hevc", container="mp4", video_index=0, width=1920, height=1080, rotation=90,
-    ten_bit=False, crf=26, preset="medium", audio=((1, "copy"),),
-)  # fmt: skip
-SOURCE = MediaInfo("mov", 10.0, 1, (VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, 90),),
-                   (AudioStream(1, "aac"),))  # fmt: skip
+    pool="hevc",
+    container="mp4",
+    video_index=0,
+    width=1920,
+    height=1080,
+    rotation=90,
+    ten_bit=False,
+    crf=26,
+    preset="medium",
+    audio=((1, "copy"),),
+)
+SOURCE = MediaInfo(
+    "mov",
+    10.0,
+    1,
+    (VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, 90),),
+    (AudioStream(1, "aac"),),
+)
 GOOD_VIDEO = VideoStream(0, "hevc", 1920, 1080, "yuv420p", 8, 90, 24.0)
 
 

@@ -30,10 +30,13 @@ def _form(
         json.dumps({"expiration": expiration, "conditions": conditions}).encode()
     ).decode()
     form = {
-        "key": "TODO/a/clip.mp4", "x-amz-algorithm": "AWS4-HMAC-SHA256",
-        "x-amz-credential": "key-id/" + "/".join(SCOPE), "x-amz-date": "20260102T030405Z",
-        "policy": policy, "x-amz-signature": signature("secret", SCOPE, policy),
-    }  # fmt: skip
+        "key": "TODO/a/clip.mp4",
+        "x-amz-algorithm": "AWS4-HMAC-SHA256",
+        "x-amz-credential": "key-id/" + "/".join(SCOPE),
+        "x-amz-date": "20260102T030405Z",
+        "policy": policy,
+        "x-amz-signature": signature("secret", SCOPE, policy),
+    }
     return {**form, **fields}
 
 
@@ -137,8 +140,10 @@ def test_which_posts_the_gate_checks_refuses_or_passes(
     content_type: str, auth: str, path: str, outcome: bytes | str | None
 ) -> None:
     environ = {
-        "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type, "HTTP_AUTHORIZATION": auth,
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": content_type,
+        "HTTP_AUTHORIZATION": auth,
         "PATH_INFO": path,
-    }  # fmt: skip
+    }
     got = _form_boundary(environ)
     assert (got.code if isinstance(got, Refusal) else got) == outcome

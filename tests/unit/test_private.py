@@ -31,8 +31,12 @@ def _mode(path: Path) -> int:
 
 
 def _dead_pid() -> int:
-    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(out)
 
 
@@ -60,9 +64,10 @@ def test_a_worker_never_sweeps_through_a_symlink_planted_at_the_shared_scratch_n
         names=Names.build("hevcq", "hevcq-local", ["hevc"]),
         uploads_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-uploads",
         events_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-events",
-        results_queue_url=f"{endpoint}/1/hevcq-results", ledger_table="hevcq-ledger",
+        results_queue_url=f"{endpoint}/1/hevcq-results",
+        ledger_table="hevcq-ledger",
         pools={"hevc": PoolRefs(f"{endpoint}/1/hevc", f"{endpoint}/1/hevc-dlq")},
-    )  # fmt: skip
+    )
     pool = load_farm(fast_pools(tmp_path))["hevc"]
     clients = Clients.create(region="us-east-1", endpoint_url=endpoint, retries=1)
     build_worker(Settings(), pool, clients=clients, refs=refs, stop=threading.Event())

@@ -92,8 +92,9 @@ def fake_probe(by_name: dict[str, MediaInfo]) -> Callable[[Path], MediaInfo]:
 def test_verification_accepts_a_good_candidate(lib: Path) -> None:
     original, candidate, _ = setup_pair(lib)
     probe = fake_probe({"a.MOV": info(10.0), "out.mp4": info(10.02)})
-    verify_replacement(candidate, original, allow_larger=False, probe_fn=probe,
-                       decode_fn=lambda p: 9.98)  # fmt: skip
+    verify_replacement(
+        candidate, original, allow_larger=False, probe_fn=probe, decode_fn=lambda p: 9.98
+    )
 
 
 @pytest.mark.parametrize(
@@ -117,8 +118,13 @@ def test_a_refused_candidate_leaves_the_original_untouched(
     if grow:
         candidate.write_bytes(ORIGINAL + b"more")
     with pytest.raises(ReplaceRefused, match=reason):
-        verify_replacement(candidate, original, allow_larger=False,
-                           probe_fn=fake_probe(probed), decode_fn=lambda p: decoded)  # fmt: skip
+        verify_replacement(
+            candidate,
+            original,
+            allow_larger=False,
+            probe_fn=fake_probe(probed),
+            decode_fn=lambda p: decoded,
+        )
     assert original.read_bytes() == ORIGINAL
     assert original.stat().st_mtime_ns == OLD_NS
     assert sorted(p.name for p in original.parent.iterdir()) == ["a.MOV"]
@@ -128,8 +134,9 @@ def test_larger_candidate_allowed_when_asked(lib: Path) -> None:
     original, candidate, _ = setup_pair(lib)
     candidate.write_bytes(ORIGINAL + b"more")
     probe = fake_probe({"a.MOV": info(10.0), "out.mp4": info(10.0)})
-    verify_replacement(candidate, original, allow_larger=True, probe_fn=probe,
-                       decode_fn=lambda p: 10.0)  # fmt: skip
+    verify_replacement(
+        candidate, original, allow_larger=True, probe_fn=probe, decode_fn=lambda p: 10.0
+    )
 
 
 def test_refused_is_permanent() -> None:

@@ -19,8 +19,12 @@ from hevcq.worker.runner import sweep_scratch, until_cancelled
 
 
 def test_folders_of_dead_workers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     mine = tmp_path / f"job-{os.getpid()}-abc"
     gone = tmp_path / f"job-{dead}-def"
     legacy = tmp_path / "job-xyz"  # not named after a worker: maybe another program's

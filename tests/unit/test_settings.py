@@ -16,8 +16,13 @@ def test_an_unknown_name_says_which_known_name_is_close() -> None:
 
 
 def test_every_documented_name_is_known() -> None:
-    names = ("HEVCQ_WORKERS_PER_POOL", "HEVCQ_WINDOW", "HEVCQ_RUNS_KEPT", "HEVCQ_ECS_AGENT_URI",
-             "HEVCQ_DASHBOARD_PORT")  # fmt: skip
+    names = (
+        "HEVCQ_WORKERS_PER_POOL",
+        "HEVCQ_WINDOW",
+        "HEVCQ_RUNS_KEPT",
+        "HEVCQ_ECS_AGENT_URI",
+        "HEVCQ_DASHBOARD_PORT",
+    )
     assert set(names) <= set(known_names())
 
 

@@ -198,11 +198,21 @@ class Rendition:
 
     def primary_commits(self) -> str:
         claim = self.primary_claims()
-        self.store.add(HEVC_OUT, etag="hevc-out-1", data=b"encoded once",
-                       meta={META_SOURCE_ETAG: "etag1", META_POOL: "hevc"})  # fmt: skip
-        self.ledger.finish(claim.lease, State.DONE, {
-            "output_key": HEVC_OUT, "output_etag": "hevc-out-1", "duration_s": 12.5,
-        })  # fmt: skip
+        self.store.add(
+            HEVC_OUT,
+            etag="hevc-out-1",
+            data=b"encoded once",
+            meta={META_SOURCE_ETAG: "etag1", META_POOL: "hevc"},
+        )
+        self.ledger.finish(
+            claim.lease,
+            State.DONE,
+            {
+                "output_key": HEVC_OUT,
+                "output_etag": "hevc-out-1",
+                "duration_s": 12.5,
+            },
+        )
         return "hevc-out-1"
 
     def primary_ends(self, state: State, reason: str) -> None:
@@ -224,13 +234,22 @@ def rendition(ledger: FakeLedger, farm: dict[str, Pool], info: MediaInfo = FULL_
         assert (key, etag, size) == (KEY, "etag1", 5000)  # exactly the job's version
         return info
 
-    cfg = WorkerConfig(worker_id="w1", bucket=BUCKET, poll_wait_s=0, lease_s=60,
-                       heartbeat_max_sleep_s=0.01)  # fmt: skip
+    cfg = WorkerConfig(
+        worker_id="w1", bucket=BUCKET, poll_wait_s=0, lease_s=60, heartbeat_max_sleep_s=0.01
+    )
     w = Worker(
-        pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
-        config=cfg, stop=threading.Event(), emit_metrics=lambda _r: None, classify=classify,
+        pool=pool,
+        queue=queue,
+        ledger=ledger,
+        runner=runner,
+        store=store,
+        publisher=pub,
+        config=cfg,
+        stop=threading.Event(),
+        emit_metrics=lambda _r: None,
+        classify=classify,
         shared=SharedEncode(store, ledger, hevc, pool, probe=probe),
-    )  # fmt: skip
+    )
     return Rendition(w, queue, store, runner, pub, ledger, hevc, pool)
 
 
@@ -395,8 +414,9 @@ def test_the_copy_replaces_an_older_version_output_only_under_the_fence(ledger, 
     claim = r.ledger.claim(JobKey(KEY, "1080p", "etag0", r.pool.settings_hash()), "old", "m0", 60)
     assert isinstance(claim, Claimed)
     r.store.add(RENDITION_OUT, etag="old-out", meta={"hevcq-source-key": KEY})
-    r.ledger.finish(claim.lease, State.DONE, {"output_key": RENDITION_OUT,
-                                              "output_etag": "old-out"})  # fmt: skip
+    r.ledger.finish(
+        claim.lease, State.DONE, {"output_key": RENDITION_OUT, "output_etag": "old-out"}
+    )
     r.store.add(RENDITION_OUT, etag="stale-write", meta={META_ATTEMPT: "paused-worker/x"})
     r.primary_commits()
     with capture_logs() as logs:
@@ -451,8 +471,9 @@ def test_a_newer_version_supersedes_a_waiting_rendition_as_before(ledger, farm) 
     assert r.store.copies == [(HEVC_OUT, RENDITION_OUT)]
     out = present_object(r.store, RENDITION_OUT)
     assert (out.metadata[META_SOURCE_ETAG], out.metadata[META_COPIED_ETAG]) == (
-        "etag2", "hevc-out-2",
-    )  # fmt: skip
+        "etag2",
+        "hevc-out-2",
+    )
     assert r.store.data[RENDITION_OUT] == b"version 2 encoded"
     assert (r.item().etag, r.item().state) == ("etag2", "done")
     assert r.runner.calls == []

@@ -67,10 +67,14 @@ def test_a_boto_signed_s3_request_passes_and_any_change_fails(key: str) -> None:
 def test_a_body_without_a_declared_hash_is_hashed_and_checked() -> None:
     body = b'{"QueueNamePrefix": "hevcq"}'
     request = AWSRequest(
-        "POST", f"http://{HOST}/", data=body,
-        headers={"X-Amz-Target": "AmazonSQS.ListQueues",
-                 "Content-Type": "application/x-amz-json-1.0"},
-    )  # fmt: skip
+        "POST",
+        f"http://{HOST}/",
+        data=body,
+        headers={
+            "X-Amz-Target": "AmazonSQS.ListQueues",
+            "Content-Type": "application/x-amz-json-1.0",
+        },
+    )
     SigV4Auth(BotoCredentials(KEY, SECRET), "sqs", "us-east-1").add_auth(request)
     environ = _environ(request)
     assert _check(environ, body=body)
@@ -90,9 +94,13 @@ def test_a_presigned_url_passes_and_a_changed_one_fails() -> None:
 
 def _signed(at: datetime, expires: int | None = None) -> sigv4.Signed:
     return sigv4.Signed(
-        KEY, [at.strftime("%Y%m%d"), "us-east-1", "s3", "aws4_request"],
-        at.strftime(sigv4.AMZ_DATE_FORMAT), ["host"], "0" * 64, expires,
-    )  # fmt: skip
+        KEY,
+        [at.strftime("%Y%m%d"), "us-east-1", "s3", "aws4_request"],
+        at.strftime(sigv4.AMZ_DATE_FORMAT),
+        ["host"],
+        "0" * 64,
+        expires,
+    )
 
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

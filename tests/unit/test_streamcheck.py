@@ -122,8 +122,9 @@ def test_the_digest_is_the_slices_in_order_and_the_parameter_sets() -> None:
 
 
 def video(check: StreamCheck, packets: int | None = None) -> FileVideo:
-    return FileVideo(packets if packets is not None else check.frames, check.nals,
-                     check.digest, 3.0, 36, 3.0)  # fmt: skip
+    return FileVideo(
+        packets if packets is not None else check.frames, check.nals, check.digest, 3.0, 36, 3.0
+    )
 
 
 GOOD = StreamCheck(frames=36, nals=36, digest="abc", error=None)

@@ -65,8 +65,14 @@ def test_off_a_terminal_lines_never_wrap() -> None:
         f"console.print(Text('placed ' + {NAME!r} * 3))\n"
         "notes.print(Text('error: ' + 'x' * 300))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
     assert done.stdout.count("\n") == 1
     assert done.stderr.count("\n") == 1
 

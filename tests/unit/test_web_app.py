@@ -116,7 +116,7 @@ def test_a_farm_that_stops_answering_is_reported_and_the_server_goes_on(
         results_queue_url=f"{endpoint}/123456789012/hevcq-results",
         ledger_table="hevcq-ledger",
         pools={"hevc": PoolRefs(f"{endpoint}/1/hevc", f"{endpoint}/1/hevc-dlq")},
-    )  # fmt: skip
+    )
     clients = Clients.create(region="us-east-1", endpoint_url=endpoint, retries=1)
     view = FarmView(clients, refs, label="gone")
     # The test client re-raises anything the app does not handle: a crash fails here.

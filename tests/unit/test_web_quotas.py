@@ -57,9 +57,10 @@ def _view(raw: str = "keep", quota: UploadQuota | None = None) -> FakeFarmView:
         names=Names.build("hevcq", "hevcq-local", list(POOLS)),
         uploads_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-uploads",
         events_topic_arn="arn:aws:sns:us-east-1:123456789012:hevcq-events",
-        results_queue_url=f"{ENDPOINT}/1/hevcq-results", ledger_table="hevcq-ledger",
+        results_queue_url=f"{ENDPOINT}/1/hevcq-results",
+        ledger_table="hevcq-ledger",
         pools={p: PoolRefs(f"{ENDPOINT}/1/{p}", f"{ENDPOINT}/1/{p}-dlq") for p in POOLS},
-    )  # fmt: skip
+    )
     extra: dict[str, Any] = {"quota": quota} if quota else {}
     view = FakeFarmView(_clients(), refs, label="fake", raw_policy=raw, **extra)
     view.fake_store, view.fake_ledger = FakeStore(), FakeLedger()
@@ -78,9 +79,14 @@ def _record(owner: str, n: int) -> uploads.UploadRecord:
     at = T0 + timedelta(seconds=n)
     upload_id = str(ULID.from_datetime(at))
     return uploads.UploadRecord(
-        id=upload_id, owner=owner, filename=f"v{n}.mov", key=f"TODO/{upload_id}/v{n}.mov",
-        created_at=at, max_bytes=100, expires_at=datetime.now(UTC) + timedelta(hours=1),
-    )  # fmt: skip
+        id=upload_id,
+        owner=owner,
+        filename=f"v{n}.mov",
+        key=f"TODO/{upload_id}/v{n}.mov",
+        created_at=at,
+        max_bytes=100,
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
 
 
 def _store_records(store: FakeStore, owner: str, count: int) -> list[str]:

@@ -76,10 +76,16 @@ def test_the_source_goes_only_after_the_last_pool_settles() -> None:
         (None, {"hevc": _item("done"), "720p": _item("skipped")}, False, False),
     ],
     ids=[
-        "finished", "failed-ends-it", "running", "no-job-yet", "new-version",
-        "not-uploaded-yet", "never-uploaded", "raw-deleted",
+        "finished",
+        "failed-ends-it",
+        "running",
+        "no-job-yet",
+        "new-version",
+        "not-uploaded-yet",
+        "never-uploaded",
+        "raw-deleted",
     ],
-)  # fmt: skip
+)
 def test_in_flight(
     source: ObjectInfo | None, items: dict[str, Any], expired: bool, flying: bool
 ) -> None:

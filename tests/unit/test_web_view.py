@@ -27,37 +27,74 @@ def _at(t: float) -> datetime:
 
 
 ITEMS = [
-    _item("a.mov", "hevc", "done", finished_at=T0 + 100, input_bytes=1000, output_bytes=400,
-          output_key="DONE/hevc/a.mp4"),
+    _item(
+        "a.mov",
+        "hevc",
+        "done",
+        finished_at=T0 + 100,
+        input_bytes=1000,
+        output_bytes=400,
+        output_key="DONE/hevc/a.mp4",
+    ),
     _item("b.mov", "hevc", "skipped", finished_at=T0 + 200, reason="already HEVC"),
-    _item("c.mp4", "hevc", "failed", finished_at=T0 + 300, reason="not a media file",
-          failure_class="permanent", attempts=1),
-    _item("a.mov", "720p", "done", finished_at=T0 + HOUR + 100, input_bytes=1000,
-          output_bytes=700, output_key="DONE/720p/a.720p.mp4"),
+    _item(
+        "c.mp4",
+        "hevc",
+        "failed",
+        finished_at=T0 + 300,
+        reason="not a media file",
+        failure_class="permanent",
+        attempts=1,
+    ),
+    _item(
+        "a.mov",
+        "720p",
+        "done",
+        finished_at=T0 + HOUR + 100,
+        input_bytes=1000,
+        output_bytes=700,
+        output_key="DONE/720p/a.720p.mp4",
+    ),
     _item("old.mov", "hevc", "failed", finished_at=NOW - 30 * HOUR, reason="old"),
-    _item("d.mov", "720p", "running", worker="w1", started_at=NOW - 30, progress=25.0,
-          fps=48.5, speed=2.25),
+    _item(
+        "d.mov",
+        "720p",
+        "running",
+        worker="w1",
+        started_at=NOW - 30,
+        progress=25.0,
+        fps=48.5,
+        speed=2.25,
+    ),
     _item("e.mov", "720p", "running", worker="w1", started_at=NOW - 5, progress=0.5),
     _item("f.mov", "hevc", "running", worker="w2", started_at=NOW - 60, progress=50.0),
     _item("g.mov", "hevc", "queued"),
-]  # fmt: skip
+]
 
 
 def test_recent_results_are_newest_first_with_sizes_saved_reasons_and_classes() -> None:
     rows = recent(ITEMS)
     assert [(r.key, r.pool) for r in rows] == [
-        ("a.mov", "720p"), ("c.mp4", "hevc"), ("b.mov", "hevc"), ("a.mov", "hevc"),
+        ("a.mov", "720p"),
+        ("c.mp4", "hevc"),
+        ("b.mov", "hevc"),
+        ("a.mov", "hevc"),
         ("old.mov", "hevc"),
-    ]  # fmt: skip
+    ]
     done, failed, skipped, first = rows[0], rows[1], rows[2], rows[3]
     assert (done.state, done.input_bytes, done.output_bytes, done.saved_bytes) == (
-        "done", 1000, 700, 300
-    )  # fmt: skip
+        "done",
+        1000,
+        700,
+        300,
+    )
     assert (first.saved_bytes, first.output_key) == (600, "DONE/hevc/a.mp4")
     assert (skipped.state, skipped.reason, skipped.saved_bytes) == ("skipped", "already HEVC", None)
     assert (failed.state, failed.failure_class, failed.reason) == (
-        "failed", FailureClass.PERMANENT, "not a media file"
-    )  # fmt: skip
+        "failed",
+        FailureClass.PERMANENT,
+        "not a media file",
+    )
     assert failed.attempts == 1
     assert len(recent(ITEMS, limit=2)) == 2
 
@@ -68,12 +105,14 @@ def test_totals_and_the_two_chart_series() -> None:
     assert (t.input_bytes, t.output_bytes, t.saved_bytes) == (2000, 1100, 900)
     # Space saved over time: cumulative, one point per done job, oldest first.
     assert [(p.at, p.saved_bytes) for p in t.saved_over_time] == [
-        (_at(T0 + 100), 600), (_at(T0 + HOUR + 100), 900),
-    ]  # fmt: skip
+        (_at(T0 + 100), 600),
+        (_at(T0 + HOUR + 100), 900),
+    ]
     # Jobs per hour per pool over the last 24 hours: every outcome counts, "old" is outside.
     assert [(h.hour, h.pool, h.jobs) for h in t.jobs_per_hour] == [
-        (_at(T0), "hevc", 3), (_at(T0 + HOUR), "720p", 1),
-    ]  # fmt: skip
+        (_at(T0), "hevc", 3),
+        (_at(T0 + HOUR), "720p", 1),
+    ]
 
 
 def test_running_jobs_show_percent_fps_speed_and_eta() -> None:

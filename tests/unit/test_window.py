@@ -146,9 +146,15 @@ def _disk_with(monkeypatch: pytest.MonkeyPatch, free: list[int]) -> None:
 
 
 def _both_pools_sent(lib: Lib, handler: Streaming) -> None:
-    e = FileEntry(rel="a.mp4", size=10, duration_s=1.0, fingerprint="fp", status="send",
-                  decisions={"hevc": plan("hevc"), "720p": plan("720p")},
-                  upload_key="TODO/a.mp4")  # fmt: skip
+    e = FileEntry(
+        rel="a.mp4",
+        size=10,
+        duration_s=1.0,
+        fingerprint="fp",
+        status="send",
+        decisions={"hevc": plan("hevc"), "720p": plan("720p")},
+        upload_key="TODO/a.mp4",
+    )
     handler.rt.report = Report(lib.root, (e,), (), {}, 0, 0, 0.0)
 
 
@@ -169,16 +175,17 @@ def test_a_full_output_disk_stops_the_run_and_keeps_what_was_placed(
     assert inbox.deleted == ["m0"]
     assert inbox.hidden == {"m1": 0}  # the unplaced result is visible again at once
     rows = {r.pool: (r.outcome, r.reason) for r in handler.rt.rows(["720p", "hevc"])}
-    assert rows == {"hevc": ("done", ""),
-                    "720p": ("pending", "not placed; the next run takes it")}  # fmt: skip
+    assert rows == {"hevc": ("done", ""), "720p": ("pending", "not placed; the next run takes it")}
 
 
 @pytest.mark.parametrize(
     ("err", "says"),
-    [(errno.ENOSPC, "no space left in .*out/hevc: a.mp4 \\[hevc\\]; free some space"),
-     (errno.EROFS, "out/hevc is read-only: a.mp4 \\[hevc\\]; make it writable"),
-     (errno.EACCES, "permission denied in .*out/hevc: a.mp4 \\[hevc\\]; give this user")],
-)  # fmt: skip
+    [
+        (errno.ENOSPC, "no space left in .*out/hevc: a.mp4 \\[hevc\\]; free some space"),
+        (errno.EROFS, "out/hevc is read-only: a.mp4 \\[hevc\\]; make it writable"),
+        (errno.EACCES, "permission denied in .*out/hevc: a.mp4 \\[hevc\\]; give this user"),
+    ],
+)
 def test_a_placement_that_fails_for_good_stops_the_run(lib: Lib, err: int, says: str) -> None:
     handler, _ = _streaming(lib)
     lib.output("hevc")

@@ -65,20 +65,42 @@ class Rig:
         return self.ledger.get(KEY, self.pool.name)
 
 
-def make_rig(ledger: FakeLedger, farm: dict[str, Pool], behaviour, *, worker_id: str = "w1",
-             clock=time.monotonic, lease_s: int = 60, **config) -> Rig:  # fmt: skip
+def make_rig(
+    ledger: FakeLedger,
+    farm: dict[str, Pool],
+    behaviour,
+    *,
+    worker_id: str = "w1",
+    clock=time.monotonic,
+    lease_s: int = 60,
+    **config,
+) -> Rig:
     pool = farm["hevc"]
     queue, store, pub = FakeQueue(), FakeStore(), FakePublisher()
     metrics: list[JobResult] = []
     store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
-    cfg = WorkerConfig(worker_id=worker_id, bucket=BUCKET, poll_wait_s=0, lease_s=lease_s,
-                       heartbeat_max_sleep_s=0.01, **config)  # fmt: skip
+    cfg = WorkerConfig(
+        worker_id=worker_id,
+        bucket=BUCKET,
+        poll_wait_s=0,
+        lease_s=lease_s,
+        heartbeat_max_sleep_s=0.01,
+        **config,
+    )
     w = Worker(
-        pool=pool, queue=queue, ledger=ledger, runner=runner, store=store, publisher=pub,
-        config=cfg, stop=threading.Event(), clock=clock, emit_metrics=metrics.append,
+        pool=pool,
+        queue=queue,
+        ledger=ledger,
+        runner=runner,
+        store=store,
+        publisher=pub,
+        config=cfg,
+        stop=threading.Event(),
+        clock=clock,
+        emit_metrics=metrics.append,
         classify=classify,
-    )  # fmt: skip
+    )
     return Rig(w, queue, store, runner, pub, ledger, pool)
 
 
@@ -237,8 +259,9 @@ def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(
     assert len(rig.runner.calls) == 1
     assert (rig.item().state, rig.item().worker) == ("done", "w1")
     assert [e["event"] for e in logs if e["event"].startswith("job_")][:2] == [
-        "job_taken_over", "job_finished",
-    ]  # fmt: skip
+        "job_taken_over",
+        "job_finished",
+    ]
 
 
 def test_permanent_failure_is_dead_lettered_recorded_and_published(ledger, farm) -> None:
@@ -642,9 +665,12 @@ def test_a_scratch_disk_too_small_for_the_job_gives_it_back_without_spending_a_t
     # the dead-letter queue because this one is short of space, however often it is seen.
     rig = make_rig(ledger, farm, ok)
     rig.worker._runner = JobRunner(
-        rig.store, ffmpeg="ffmpeg", work_dir=tmp_path / "work", worker_id="w1",
+        rig.store,
+        ffmpeg="ffmpeg",
+        work_dir=tmp_path / "work",
+        worker_id="w1",
         stall_timeout_s=5,
-    )  # fmt: skip
+    )
     monkeypatch.setattr(
         "hevcq.worker.runner.shutil.disk_usage", lambda _p: shutil._ntuple_diskusage(1, 1, 0)
     )
@@ -670,9 +696,12 @@ def test_a_source_deleted_between_claim_and_download_ends_with_a_result_the_clie
 ) -> None:
     rig = make_rig(ledger, farm, ok)
     rig.worker._runner = JobRunner(
-        rig.store, ffmpeg="ffmpeg", work_dir=tmp_path / "work", worker_id="w1",
+        rig.store,
+        ffmpeg="ffmpeg",
+        work_dir=tmp_path / "work",
+        worker_id="w1",
         stall_timeout_s=5,
-    )  # fmt: skip
+    )
     real_download = rig.store.download
 
     def deleted_first(key, dest, **kw):

@@ -55,21 +55,42 @@ LOOPBACK_S3_CONFIG = Config(
 )
 
 THROTTLING_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "SlowDown", "RequestLimitExceeded",
-     "ProvisionedThroughputExceededException", "RequestThrottled", "ServiceUnavailable",
-     "InternalError", "InternalFailure", "RequestTimeout"}
-)  # fmt: skip
+    {
+        "Throttling",
+        "ThrottlingException",
+        "SlowDown",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+    }
+)
 
 # The farm's fault, not the file's: credentials refused or expired, the farm's own bucket,
 # table, queue or topic missing. A source object that is gone is found by HEAD (a 404)
 # before anything is classified, so NoSuchKey stays permanent.
 FARM_CONFIG_CODES = frozenset(
-    {"AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
-     "InvalidAccessKeyId", "InvalidClientTokenId", "SignatureDoesNotMatch",
-     "UnrecognizedClientException", "InvalidSignatureException", "MissingAuthenticationToken",
-     "NoSuchBucket", "ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
-     "QueueDoesNotExist", "NotFound"}
-)  # fmt: skip
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationToken",
+        "NoSuchBucket",
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NotFound",
+    }
+)
 HTTP_FORBIDDEN = 403  # S3 answers HEAD requests without a body, so only the status is known
 _WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
 # What a boto3 call raises when AWS refuses or cannot be reached, for callers above this

@@ -240,15 +240,20 @@ def farm_record(endpoint: str, refs: FarmRefs, credentials: Credentials) -> dict
     """The farm file's body: this process's embedded farm, as plain JSON values (with its
     key pair: the file is the owner's alone, mode 0600)."""
     return {
-        "endpoint": endpoint, "pid": os.getpid(), "prefix": refs.names.prefix,
+        "endpoint": endpoint,
+        "pid": os.getpid(),
+        "prefix": refs.names.prefix,
         "access_key_id": credentials.access_key_id,
         "secret_access_key": credentials.secret_access_key,
-        "bucket": refs.bucket, "uploads_topic_arn": refs.uploads_topic_arn,
-        "events_topic_arn": refs.events_topic_arn, "results_queue_url": refs.results_queue_url,
+        "bucket": refs.bucket,
+        "uploads_topic_arn": refs.uploads_topic_arn,
+        "events_topic_arn": refs.events_topic_arn,
+        "results_queue_url": refs.results_queue_url,
         "ledger_table": refs.ledger_table,
-        "pools": {n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url}
-                  for n, p in refs.pools.items()},
-    }  # fmt: skip
+        "pools": {
+            n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url} for n, p in refs.pools.items()
+        },
+    }
 
 
 @contextlib.contextmanager
@@ -299,8 +304,9 @@ def from_record(data: dict[str, Any]) -> RunningFarm | None:
 
 
 def _refs(data: dict[str, Any]) -> FarmRefs:
-    pools = {str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"]))
-             for n, p in data["pools"].items()}  # fmt: skip
+    pools = {
+        str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"])) for n, p in data["pools"].items()
+    }
     return FarmRefs(
         names=Names.build(str(data["prefix"]), str(data["bucket"]), sorted(pools)),
         uploads_topic_arn=str(data["uploads_topic_arn"]),

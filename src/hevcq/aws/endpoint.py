@@ -133,10 +133,18 @@ def start(
 def _command(bounds: ReadBounds) -> list[str]:
     """The child's command line: nothing secret on it, every user can read it."""
     return [
-        sys.executable, "-m", "hevcq.aws.endpoint", "--parent", str(os.getpid()),
-        "--header-s", str(bounds.header_s), "--body-grace-s", str(bounds.body_grace_s),
-        "--min-body-rate", str(bounds.min_body_rate),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "hevcq.aws.endpoint",
+        "--parent",
+        str(os.getpid()),
+        "--header-s",
+        str(bounds.header_s),
+        "--body-grace-s",
+        str(bounds.body_grace_s),
+        "--min-body-rate",
+        str(bounds.min_body_rate),
+    ]
 
 
 def _read_url(proc: subprocess.Popen[bytes]) -> str:

@@ -126,15 +126,27 @@ class DynamoLedger:
         )
         attempts = read.attempts if read is not None and carries else 0
         sets: dict[str, Any] = {
-            "state": State.RUNNING.value, "worker": worker, "message_id": message_id,
-            "rvn": rvn, "lease_s": lease_s, "etag": job.etag, "settings_hash": job.settings_hash,
-            "version_id": job.version_id, "sequencer": job.sequencer, "job_id": job.job_id,
-            "attempts": attempts, "started_at": self.clock(), "progress": 0,
-            "reason": None, "failure_class": None, "superseded_by": "",
-        }  # fmt: skip
+            "state": State.RUNNING.value,
+            "worker": worker,
+            "message_id": message_id,
+            "rvn": rvn,
+            "lease_s": lease_s,
+            "etag": job.etag,
+            "settings_hash": job.settings_hash,
+            "version_id": job.version_id,
+            "sequencer": job.sequencer,
+            "job_id": job.job_id,
+            "attempts": attempts,
+            "started_at": self.clock(),
+            "progress": 0,
+            "reason": None,
+            "failure_class": None,
+            "superseded_by": "",
+        }
         if read is not None and (read.etag, read.settings_hash) != (
-            job.etag, job.settings_hash,
-        ):  # fmt: skip
+            job.etag,
+            job.settings_hash,
+        ):
             # Another version or other settings: the item remembers what the last one did.
             sets["history"] = history_after(read)
             sets.update(dict.fromkeys(PHASES))
@@ -189,10 +201,12 @@ class DynamoLedger:
         # read says so.
         with contextlib.suppress(ClientError):
             self._write(
-                item.key, item.pool, {"superseded_by": newer_etag},
+                item.key,
+                item.pool,
+                {"superseded_by": newer_etag},
                 "#etag = :old AND #state = :running",
                 {"old": item.etag, "running": State.RUNNING.value},
-            )  # fmt: skip
+            )
 
     def _holder_write(
         self,
@@ -205,12 +219,19 @@ class DynamoLedger:
         job = lease.job
         try:
             return self._write(
-                job.key, job.pool, sets,
+                job.key,
+                job.pool,
+                sets,
                 "#rvn = :rvn AND #worker = :me AND #etag = :etag AND #state = :running",
-                {"rvn": lease.rvn, "me": lease.worker, "etag": job.etag,
-                 "running": State.RUNNING.value},
-                add=add, return_new=return_new,
-            )  # fmt: skip
+                {
+                    "rvn": lease.rvn,
+                    "me": lease.worker,
+                    "etag": job.etag,
+                    "running": State.RUNNING.value,
+                },
+                add=add,
+                return_new=return_new,
+            )
         except ClientError as exc:
             raise LeaseLostError(f"lease on {job.key} [{job.pool}] lost") from exc
 

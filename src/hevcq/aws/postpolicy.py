@@ -131,9 +131,10 @@ def _check_signature(
     key, *scope = fields.get("x-amz-credential", "").split("/")
     if fields.get("x-amz-algorithm") != SIGV4 or len(scope) != 4 or scope[3] != "aws4_request":
         return Refusal(
-            400, "InvalidArgument",
+            400,
+            "InvalidArgument",
             f"x-amz-algorithm must be {SIGV4} and x-amz-credential key/date/region/s3/aws4_request",
-        )  # fmt: skip
+        )
     secret = secrets_by_key.get(key)
     if secret is None:
         return _unknown_key()
@@ -165,10 +166,11 @@ def _unknown_key() -> Refusal:
 
 def _mismatch() -> Refusal:
     return Refusal(
-        403, "SignatureDoesNotMatch",
+        403,
+        "SignatureDoesNotMatch",
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
-    )  # fmt: skip
+    )
 
 
 def _check_conditions(
@@ -212,14 +214,18 @@ def size_refusal(size: int, allowed: Allowed) -> Refusal | None:
     """EntityTooLarge or EntityTooSmall when the file is outside ``content-length-range``."""
     if allowed.max_bytes is not None and size > allowed.max_bytes:
         return Refusal(
-            400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size",
+            400,
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size",
             {"ProposedSize": str(size), "MaxSizeAllowed": str(allowed.max_bytes)},
-        )  # fmt: skip
+        )
     if size < allowed.min_bytes:
         return Refusal(
-            400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size",
+            400,
+            "EntityTooSmall",
+            "Your proposed upload is smaller than the minimum allowed size",
             {"ProposedSize": str(size), "MinSizeAllowed": str(allowed.min_bytes)},
-        )  # fmt: skip
+        )
     return None
 
 
@@ -360,9 +366,10 @@ class _FormReader:
         self._field_bytes += len(event.data)
         if self._field_bytes > MAX_FIELDS_BYTES and self.refusal is None:
             self.refusal = Refusal(
-                400, "MaxPostPreDataLengthExceeded",
+                400,
+                "MaxPostPreDataLengthExceeded",
                 "Your POST request fields preceding the upload file were too large.",
-            )  # fmt: skip
+            )
             return
         self._buf.append(event.data)
         if not event.more_data:
@@ -389,10 +396,11 @@ def _form_boundary(environ: Mapping[str, Any]) -> bytes | Refusal | None:
         return None
     # moto's S3 would take the key and the bytes from such a form, unchecked.
     return Refusal(
-        412, "PreconditionFailed",
+        412,
+        "PreconditionFailed",
         "At least one of the pre-conditions you specified did not hold",
         {"Condition": "Bucket POST must be of the enclosure-type multipart/form-data"},
-    )  # fmt: skip
+    )
 
 
 def _to_bucket(environ: Mapping[str, Any]) -> bool:
@@ -409,16 +417,18 @@ def _signed_for_another_service(environ: Mapping[str, Any]) -> bool:
 
 def _not_one_file() -> Refusal:
     return Refusal(
-        400, "IncorrectNumberOfFilesInPostRequest",
+        400,
+        "IncorrectNumberOfFilesInPostRequest",
         "POST requires exactly one file upload per request.",
-    )  # fmt: skip
+    )
 
 
 def _malformed(why: str = "") -> Refusal:
     return Refusal(
-        400, "MalformedPOSTRequest",
+        400,
+        "MalformedPOSTRequest",
         f"The body of your POST request is not well-formed multipart/form-data.{why}",
-    )  # fmt: skip
+    )
 
 
 def _has_length(environ: Mapping[str, Any]) -> bool:

@@ -68,24 +68,34 @@ def _service_may(sid: str, service: str, action: str, resource: str, source: dic
     """A resource policy with one statement: ``service`` may ``action`` on ``resource``,
     for requests from ``source`` (the condition on ``aws:SourceArn``)."""
     statement = {
-        "Sid": sid, "Effect": "Allow", "Principal": {"Service": service},
-        "Action": action, "Resource": resource, "Condition": source,
-    }  # fmt: skip
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": action,
+        "Resource": resource,
+        "Condition": source,
+    }
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 def _send_policy(queue_arn: str, topic_arn: str) -> str:
     return _service_may(
-        "TopicMayDeliver", "sns.amazonaws.com", "sqs:SendMessage", queue_arn,
+        "TopicMayDeliver",
+        "sns.amazonaws.com",
+        "sqs:SendMessage",
+        queue_arn,
         {"ArnEquals": {"aws:SourceArn": topic_arn}},
-    )  # fmt: skip
+    )
 
 
 def _publish_policy(topic_arn: str, bucket: str) -> str:
     return _service_may(
-        "BucketMayPublish", "s3.amazonaws.com", "sns:Publish", topic_arn,
+        "BucketMayPublish",
+        "s3.amazonaws.com",
+        "sns:Publish",
+        topic_arn,
         {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
-    )  # fmt: skip
+    )
 
 
 def _subscribe(c: Clients, topic_arn: str, queue_url: str) -> None:
@@ -155,10 +165,12 @@ def _create_bucket(c: Clients, bucket: str, region: str) -> None:
     c.s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
         },
-    )  # fmt: skip
+    )
 
 
 def _create_ledger(c: Clients, table: str) -> None:

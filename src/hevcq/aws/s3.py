@@ -110,9 +110,12 @@ class S3Store:
         version = {k: v for k, v in extra.items() if k == "VersionId"}
         with create_transfer_manager(self._s3, self._transfer) as manager:
             future = manager.download(
-                self.bucket, key, str(dest), extra_args=version,
+                self.bucket,
+                key,
+                str(dest),
+                extra_args=version,
                 subscribers=[_Known(info.size, f'"{info.etag}"')],
-            )  # fmt: skip
+            )
             future.result()
 
     def _head(
@@ -200,9 +203,12 @@ class S3Store:
                     if not chunk:
                         break
                     resp = self._s3.upload_part(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
                         Body=chunk,
-                    )  # fmt: skip
+                    )
                     parts.append({"PartNumber": number, "ETag": resp["ETag"]})
             return parts
 
@@ -210,9 +216,14 @@ class S3Store:
 
     @retry_transient
     def copy_if(
-        self, source: str, source_etag: str, key: str, metadata: dict[str, str], *,
+        self,
+        source: str,
+        source_etag: str,
+        key: str,
+        metadata: dict[str, str],
+        *,
         expect: str | None,
-    ) -> ObjectInfo:  # fmt: skip
+    ) -> ObjectInfo:
         """A server-side copy of ``source`` (exactly ``source_etag``) to ``key`` with our own
         metadata, written only if ``key`` is still ``expect`` (None: absent), as ``put_if``.
 
@@ -233,9 +244,14 @@ class S3Store:
         try:
             if head.size <= self.max_copy_bytes:
                 resp = self._s3.copy_object(
-                    Bucket=self.bucket, Key=key, CopySource=copy_source,  # type: ignore[arg-type]
-                    CopySourceIfMatch=pinned, MetadataDirective="REPLACE", **extra, **cond,
-                )  # fmt: skip
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource=copy_source,  # type: ignore[arg-type]
+                    CopySourceIfMatch=pinned,
+                    MetadataDirective="REPLACE",
+                    **extra,
+                    **cond,
+                )
                 etag = str(resp.get("CopyObjectResult", {}).get("ETag", "")).strip('"')
             else:
                 etag = self._multipart_copy(
@@ -257,9 +273,15 @@ class S3Store:
     max_copy_bytes = MAX_COPY_BYTES  # larger sources are copied in parts
 
     def _multipart_copy(
-        self, source: str, size: int, key: str, *, pinned: str, extra: dict[str, Any],
+        self,
+        source: str,
+        size: int,
+        key: str,
+        *,
+        pinned: str,
+        extra: dict[str, Any],
         cond: dict[str, Any],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """A copy in parts, each pinned to the source's ETag; the completion is conditional."""
         part_size = max(self._transfer.multipart_chunksize, -(-size // 10_000))
         part_size = min(part_size, self.max_copy_bytes)
@@ -269,10 +291,14 @@ class S3Store:
             for number, start in enumerate(range(0, size, part_size), start=1):
                 end = min(start + part_size, size) - 1
                 resp = self._s3.upload_part_copy(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
                     CopySource={"Bucket": self.bucket, "Key": source},
-                    CopySourceIfMatch=pinned, CopySourceRange=f"bytes={start}-{end}",
-                )  # fmt: skip
+                    CopySourceIfMatch=pinned,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
                 parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
             return parts
 
@@ -292,9 +318,12 @@ class S3Store:
         ]
         try:
             done = self._s3.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": add_parts(upload_id)}, **cond,
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": add_parts(upload_id)},
+                **cond,
+            )
         except BaseException:
             with contextlib.suppress(ClientError, BotoCoreError):
                 self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -323,9 +352,13 @@ class S3Store:
         extra = {"Metadata": encode_metadata(metadata), "ContentType": _content_type(key)}
         try:
             self._s3.upload_file(
-                str(src), self.bucket, key, ExtraArgs=extra, Callback=progress,
+                str(src),
+                self.bucket,
+                key,
+                ExtraArgs=extra,
+                Callback=progress,
                 Config=self._transfer,
-            )  # fmt: skip
+            )
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise classify(exc, f"upload {key}") from exc
         info = self.head(key)

@@ -87,9 +87,12 @@ def _parse_query(values: Mapping[str, str]) -> Signed | Refusal:
     if not 0 < expires <= MAX_PRESIGNED_EXPIRES_S:
         return _query_error("X-Amz-Expires must be between 1 second and 7 days.")
     return _signed(
-        values.get("X-Amz-Credential", ""), values.get("X-Amz-SignedHeaders", ""),
-        values.get("X-Amz-Signature", ""), values.get("X-Amz-Date", ""), expires,
-    )  # fmt: skip
+        values.get("X-Amz-Credential", ""),
+        values.get("X-Amz-SignedHeaders", ""),
+        values.get("X-Amz-Signature", ""),
+        values.get("X-Amz-Date", ""),
+        expires,
+    )
 
 
 def _signed(
@@ -112,9 +115,10 @@ def check_time(signed: Signed, now: datetime) -> Refusal | None:
     if signed.presigned_expires_s is None:
         if abs(now - at) > MAX_CLOCK_SKEW:
             return Refusal(
-                403, "RequestTimeTooSkewed",
+                403,
+                "RequestTimeTooSkewed",
                 "The difference between the request time and the current time is too large.",
-            )  # fmt: skip
+            )
         return None
     if at - now > MAX_CLOCK_SKEW:
         return _denied("Request is not valid yet.")
@@ -133,9 +137,13 @@ def verify(
     """
     canonical = canonical_request(environ, signed, body_sha256)
     to_sign = "\n".join(
-        [SIGV4, signed.amz_date, "/".join(signed.scope),
-         hashlib.sha256(canonical.encode()).hexdigest()]
-    )  # fmt: skip
+        [
+            SIGV4,
+            signed.amz_date,
+            "/".join(signed.scope),
+            hashlib.sha256(canonical.encode()).hexdigest(),
+        ]
+    )
     return hmac.compare_digest(signature(secret, signed.scope, to_sign), signed.signature)
 
 
@@ -153,11 +161,16 @@ def canonical_request(environ: Mapping[str, Any], signed: Signed, body_sha256: s
     if signed.service != "s3":  # S3 signs the path as sent, other services encode it again
         path = quote(normalize_url_path(path), safe="/~")
     headers = "".join(f"{name}:{_header(environ, name)}\n" for name in signed.signed_headers)
-    return "\n".join([
-        str(environ.get("REQUEST_METHOD", "GET")).upper(), path,
-        _canonical_query(raw.query, presigned=signed.presigned_expires_s is not None),
-        headers, ";".join(signed.signed_headers), _payload_hash(environ, signed, body_sha256),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            str(environ.get("REQUEST_METHOD", "GET")).upper(),
+            path,
+            _canonical_query(raw.query, presigned=signed.presigned_expires_s is not None),
+            headers,
+            ";".join(signed.signed_headers),
+            _payload_hash(environ, signed, body_sha256),
+        ]
+    )
 
 
 def _payload_hash(environ: Mapping[str, Any], signed: Signed, body_sha256: str | None) -> str:
@@ -209,15 +222,17 @@ def _query_error(message: str) -> Refusal:
 def unknown_key() -> Refusal:
     """The access key is not the endpoint's."""
     return Refusal(
-        403, "InvalidAccessKeyId",
+        403,
+        "InvalidAccessKeyId",
         "The AWS Access Key Id you provided does not exist in our records.",
-    )  # fmt: skip
+    )
 
 
 def mismatch() -> Refusal:
     """The signature is not the one the endpoint's secret gives."""
     return Refusal(
-        403, "SignatureDoesNotMatch",
+        403,
+        "SignatureDoesNotMatch",
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
-    )  # fmt: skip
+    )

@@ -42,9 +42,13 @@ ATTR_SOURCE = "hevcq.source_queue"
 
 # Error codes meaning "this receipt handle is no longer ours".
 LOST_RECEIPT_CODES = frozenset(
-    {"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight",
-     "AWS.SimpleQueueService.MessageNotInflight"}
-)  # fmt: skip
+    {
+        "ReceiptHandleIsInvalid",
+        "InvalidParameterValue",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+    }
+)
 
 
 def _string_attr(value: str) -> MessageAttributeValueTypeDef:

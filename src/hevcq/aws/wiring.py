@@ -47,18 +47,25 @@ def build_worker(
     store = S3Store(clients.s3, refs.bucket)
     work_dir = settings.work_dir or scratch_dir()
     runner = JobRunner(
-        store, ffmpeg=find_ffmpeg(settings.ffmpeg), work_dir=work_dir, worker_id=worker_id,
+        store,
+        ffmpeg=find_ffmpeg(settings.ffmpeg),
+        work_dir=work_dir,
+        worker_id=worker_id,
         stall_timeout_s=settings.stall_timeout_s,
         decode_during_encode=settings.decode_during_encode,
-    )  # fmt: skip
+    )
     runner.sweep()
     pr = refs.pools[pool.name]
     config = WorkerConfig(
-        worker_id=worker_id, bucket=refs.bucket, poll_wait_s=settings.poll_wait_s,
+        worker_id=worker_id,
+        bucket=refs.bucket,
+        poll_wait_s=settings.poll_wait_s,
         lease_s=settings.lease_s or 2 * pool.queue.visibility_timeout_s,
-        shutdown_grace_s=settings.shutdown_grace_s, max_jobs=max_jobs,
-        idle_exit_s=0.0 if burst else None, progress_every_s=settings.progress_every_s,
-    )  # fmt: skip
+        shutdown_grace_s=settings.shutdown_grace_s,
+        max_jobs=max_jobs,
+        idle_exit_s=0.0 if burst else None,
+        progress_every_s=settings.progress_every_s,
+    )
     agent = settings.ecs_agent_uri
     ledger = DynamoLedger(clients.dynamodb, refs.ledger_table)
     primary = primary_pool((farm or {}).values())

@@ -94,9 +94,15 @@ def worker(
             return  # stopped while waiting for the endpoint
         clients, refs = reached
         w = build_worker(
-            settings, pools[pool], clients=clients, refs=refs, stop=stop, max_jobs=max_jobs,
-            burst=burst, farm=pools,
-        )  # fmt: skip
+            settings,
+            pools[pool],
+            clients=clients,
+            refs=refs,
+            stop=stop,
+            max_jobs=max_jobs,
+            burst=burst,
+            farm=pools,
+        )
         w.run()
     except FarmConfigError as exc:
         # One clear line, no traceback: the reason is the whole story.
@@ -140,8 +146,14 @@ def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) ->
     for col in ("pool", "waiting", "in flight", "delayed", "dead letters", "workers"):
         t.add_column(col)
     for p in report.pools:
-        t.add_row(p.pool, str(p.waiting), str(p.in_flight), str(p.delayed),
-                  str(p.dead_lettered), str(p.workers_alive))  # fmt: skip
+        t.add_row(
+            p.pool,
+            str(p.waiting),
+            str(p.in_flight),
+            str(p.delayed),
+            str(p.dead_lettered),
+            str(p.workers_alive),
+        )
     console.print(t)
     r = Table(title="running jobs")
     for col in ("key", "pool", "worker", "progress", "age", "eta"):
@@ -265,8 +277,10 @@ def from_terraform(
     try:
         raw = subprocess.run(
             ["terraform", f"-chdir={tf_dir}", "output", "-json"],  # noqa: S607
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         raise fail(f"cannot read terraform outputs: {exc}") from exc
     outputs = json.loads(raw)

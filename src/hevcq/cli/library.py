@@ -78,15 +78,24 @@ app.add_typer(quarantine_app, name="quarantine")
 
 
 def _scan_options(
-    *, include: list[str], exclude: list[str], ext: list[str], max_files: int | None,
-    max_bytes: str | None, skip: Path, full_hash: bool,
-) -> ScanOptions:  # fmt: skip
+    *,
+    include: list[str],
+    exclude: list[str],
+    ext: list[str],
+    max_files: int | None,
+    max_bytes: str | None,
+    skip: Path,
+    full_hash: bool,
+) -> ScanOptions:
     return ScanOptions(
         extensions=frozenset(ext) if ext else DEFAULT_EXTENSIONS,
-        include=tuple(include), exclude=DEFAULT_EXCLUDES + tuple(exclude),
-        max_files=max_files, max_bytes=parse_size(max_bytes) if max_bytes else None,
-        skip_dirs=(skip,), full_hash=full_hash,
-    )  # fmt: skip
+        include=tuple(include),
+        exclude=DEFAULT_EXCLUDES + tuple(exclude),
+        max_files=max_files,
+        max_bytes=parse_size(max_bytes) if max_bytes else None,
+        skip_dirs=(skip,),
+        full_hash=full_hash,
+    )
 
 
 Library = Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)]
@@ -175,9 +184,14 @@ def ingest(
     try:
         settings, pools = setup()
         scan_opts = _scan_options(
-            include=include, exclude=exclude, ext=ext, max_files=max_files,
-            max_bytes=max_bytes, skip=out, full_hash=full_hash,
-        )  # fmt: skip
+            include=include,
+            exclude=exclude,
+            ext=ext,
+            max_files=max_files,
+            max_bytes=max_bytes,
+            skip=out,
+            full_hash=full_hash,
+        )
         brings_home = (wait or settings.embedded) and not dry_run
         preflight(library, out if brings_home else None, scan_opts)
         if dry_run:
@@ -185,22 +199,34 @@ def ingest(
             return
         _check_replace(replace, settings)
         opts = IngestOptions(
-            scan=scan_opts, out_dir=out, wait=wait or settings.embedded,
-            fresh_farm=settings.embedded, replace=replace, allow_larger=allow_larger,
-            keep_days=keep_days, timeout_s=timeout,
-        )  # fmt: skip
+            scan=scan_opts,
+            out_dir=out,
+            wait=wait or settings.embedded,
+            fresh_farm=settings.embedded,
+            replace=replace,
+            allow_larger=allow_larger,
+            keep_days=keep_days,
+            timeout_s=timeout,
+        )
         control = _interruptible()
         with Catalog.for_library(library) as state:
             if settings.embedded:
-                rt = _embedded_round_trip(settings, pools, library, state, opts,
-                                          control=control, dashboard=dashboard)  # fmt: skip
+                rt = _embedded_round_trip(
+                    settings, pools, library, state, opts, control=control, dashboard=dashboard
+                )
             else:
                 clients, refs = attach(settings, pools)
                 rt = run_round_trip(
-                    clients, refs, pools, library, state=state, options=opts,
-                    progress=progress_for(console), on_scanned=_scanned(opts.wait),
+                    clients,
+                    refs,
+                    pools,
+                    library,
+                    state=state,
+                    options=opts,
+                    progress=progress_for(console),
+                    on_scanned=_scanned(opts.wait),
                     control=control,
-                )  # fmt: skip
+                )
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     if opts.wait:
@@ -208,10 +234,12 @@ def ingest(
         print_table(summary_table(rows, console.width), console)
         files, video = library_input(rows)
         if files:
-            console.print(Text(
-                f"{files} files, {human_bytes(video)} of video in; each pool's total says what"
-                " that pool saved (a file counts once in each pool)."
-            ))  # fmt: skip
+            console.print(
+                Text(
+                    f"{files} files, {human_bytes(video)} of video in; each pool's total says what"
+                    " that pool saved (a file counts once in each pool)."
+                )
+            )
         _say_what_is_left(rt, out)
         if rt.halted:
             notes.print(Text.assemble(("error: ", "red"), rt.halted))
@@ -263,10 +291,12 @@ def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
         console.print(Text(f"No outputs: {out.resolve()} was not created."))
     if rt.halted or rt.interrupted or rt.timed_out:
         why = "Stopped" if rt.halted else "Interrupted" if rt.interrupted else "Timed out"
-        console.print(Text(
-            f"{why}: {len(rt.lost)} jobs were in the farm, {len(rt.not_started)} files not"
-            f" started. Resume with: {shlex.join(_resume_command())}"
-        ))  # fmt: skip
+        console.print(
+            Text(
+                f"{why}: {len(rt.lost)} jobs were in the farm, {len(rt.not_started)} files not"
+                f" started. Resume with: {shlex.join(_resume_command())}"
+            )
+        )
 
 
 def _resume_command() -> list[str]:
@@ -318,9 +348,15 @@ def _interruptible() -> Control:
 
 
 def _embedded_round_trip(
-    settings: Settings, pools: dict[str, Pool], library: Path, state: Catalog,
-    opts: IngestOptions, *, control: Control, dashboard: bool,
-) -> RoundTrip:  # fmt: skip
+    settings: Settings,
+    pools: dict[str, Pool],
+    library: Path,
+    state: Catalog,
+    opts: IngestOptions,
+    *,
+    control: Control,
+    dashboard: bool,
+) -> RoundTrip:
     console.print("No farm configured: running the embedded local farm on this machine.")
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
     with _logging_to(farm_dir / "logs" / "ingest.log", settings):
@@ -330,23 +366,38 @@ def _embedded_round_trip(
         todo = to_upload(report, fresh_farm=True)
         needed = sorted({p for e in todo for p in e.pools_pending})
         if not needed or control.draining.is_set():
-            return RoundTrip(report, interrupted=control.draining.is_set(),
-                             not_started=list(todo))  # fmt: skip
+            return RoundTrip(report, interrupted=control.draining.is_set(), not_started=list(todo))
         console.print(Text(f"Logs: {farm_dir / 'logs'}"))
         per_pool = settings.workers_per_pool
         opts = dataclasses.replace(opts, window=settings.window or 2 * per_pool * len(needed))
         jobs = sum(len(e.pools_pending) for e in todo)
         with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
             port = settings.dashboard_port if dashboard else None
-            return _on_farm(farm, pools, library, state, opts=opts, report=report,
-                            control=control, jobs=jobs, dashboard_port=port)  # fmt: skip
+            return _on_farm(
+                farm,
+                pools,
+                library,
+                state,
+                opts=opts,
+                report=report,
+                control=control,
+                jobs=jobs,
+                dashboard_port=port,
+            )
 
 
 def _on_farm(
-    farm: EmbeddedFarm, pools: dict[str, Pool], library: Path, state: Catalog, *,
-    opts: IngestOptions, report: ScanReport, control: Control, jobs: int,
+    farm: EmbeddedFarm,
+    pools: dict[str, Pool],
+    library: Path,
+    state: Catalog,
+    *,
+    opts: IngestOptions,
+    report: ScanReport,
+    control: Control,
+    jobs: int,
     dashboard_port: int | None,
-) -> RoundTrip:  # fmt: skip
+) -> RoundTrip:
     if farm.clients is None or farm.refs is None:
         raise ConfigError("the embedded farm did not start")
     with (
@@ -365,10 +416,18 @@ def _on_farm(
 
         try:
             return run_round_trip(
-                farm.clients, farm.refs, pools, library, state=state, options=opts,
-                progress=view, on_tick=tick, on_result=view.result, control=control,
+                farm.clients,
+                farm.refs,
+                pools,
+                library,
+                state=state,
+                options=opts,
+                progress=view,
+                on_tick=tick,
+                on_result=view.result,
+                control=control,
                 report=report,
-            )  # fmt: skip
+            )
         finally:
             if control.stop.is_set() and workers is not None:
                 workers.stop(grace_s=0)
@@ -395,8 +454,9 @@ def _dashboard(farm: EmbeddedFarm, port: int | None) -> Iterator[Callable[[], No
         notice = dash.poll()
         if notice is not None:
             style = "yellow" if notice.warning else ""
-            console.print(Text.assemble(("warning: " if notice.warning else "", style),
-                                        notice.text))  # fmt: skip
+            console.print(
+                Text.assemble(("warning: " if notice.warning else "", style), notice.text)
+            )
 
     try:
         yield tick
@@ -429,9 +489,14 @@ def estimate(
     try:
         _, pools = setup(quiet=True)
         opts = _scan_options(
-            include=include, exclude=exclude, ext=ext, max_files=max_files,
-            max_bytes=max_bytes, skip=Path("hevcq-out"), full_hash=False,
-        )  # fmt: skip
+            include=include,
+            exclude=exclude,
+            ext=ext,
+            max_files=max_files,
+            max_bytes=max_bytes,
+            skip=Path("hevcq-out"),
+            full_hash=False,
+        )
         _dry_run(library, pools, opts)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
@@ -501,10 +566,14 @@ def fetch(
     _, pools, clients, refs = configured(takes_results=True)
     try:
         options = FetchOptions(
-            pools=frozenset(pool), out_dir=out, replace=_replacing(pools, pool, replace),
-            allow_larger=allow_larger, keep_days=keep_days, cleanup=cleanup,
+            pools=frozenset(pool),
+            out_dir=out,
+            replace=_replacing(pools, pool, replace),
+            allow_larger=allow_larger,
+            keep_days=keep_days,
+            cleanup=cleanup,
             primary=_primary(pools),
-        )  # fmt: skip
+        )
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     stop = _stop_on_signals()
@@ -514,14 +583,19 @@ def fetch(
 
     with Catalog.for_library(library) as state:
         fetcher = Fetcher(
-            library, state, S3Store(clients.s3, refs.bucket),
-            DynamoLedger(clients.dynamodb, refs.ledger_table), options,
-            all_pools=sorted(pools), library=library_id(library),
-        )  # fmt: skip
+            library,
+            state,
+            S3Store(clients.s3, refs.bucket),
+            DynamoLedger(clients.dynamodb, refs.ledger_table),
+            options,
+            all_pools=sorted(pools),
+            library=library_id(library),
+        )
         inbox = SqsInbox(clients.sqs, refs.results_queue_url)
         try:
-            items = fetch_library(inbox, fetcher, follow=follow, stop=stop,
-                                  on_item=show if follow else None)  # fmt: skip
+            items = fetch_library(
+                inbox, fetcher, follow=follow, stop=stop, on_item=show if follow else None
+            )
         except OutputFolderUnusable as exc:
             raise fail(str(exc), EXIT_CANNOT_PLACE) from exc
     console.print(fetch_table(items))
@@ -574,8 +648,10 @@ def quarantine_list(library: QuarantineDir = Path()) -> None:
         t.add_column(col)
     root = library.absolute()
     for e in list_quarantine(library / DEFAULT_QUARANTINE):
-        orig, final = (str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
-                       for p in (e.original, e.final))  # fmt: skip
+        orig, final = (
+            str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+            for p in (e.original, e.final)
+        )
         t.add_row(Text(e.id), e.state, Text(orig), Text(final), f"{e.keep_until:%Y-%m-%d %H:%M}")
     console.print(t)
 

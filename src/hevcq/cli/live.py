@@ -84,9 +84,13 @@ def job_cells(j: RunningJob) -> tuple[str, str, str, str, str, str]:
     """file, pool, percent, fps, speed, ETA of one running job (plain text)."""
     eta = job_eta_s(j)
     return (
-        _name(j.key), j.pool, f"{j.progress:.0f}%", _rate(j.fps, "{:.0f} fps"),
-        _rate(j.speed, "{:.2f}x"), human_seconds(eta) if eta is not None else "?",
-    )  # fmt: skip
+        _name(j.key),
+        j.pool,
+        f"{j.progress:.0f}%",
+        _rate(j.fps, "{:.0f} fps"),
+        _rate(j.speed, "{:.2f}x"),
+        human_seconds(eta) if eta is not None else "?",
+    )
 
 
 JOB_COLUMNS = ("file", "pool", "done", "fps", "speed", "eta")
@@ -137,8 +141,14 @@ class LiveView:
             self._lines.begin(files, total_bytes)
             return
         self.console.print(Text(f"uploading {files} files, {human_bytes(total_bytes)}"))
-        self._live = Live(self.renderable(), console=self.console, refresh_per_second=2,
-                          transient=True, redirect_stdout=True, redirect_stderr=True)  # fmt: skip
+        self._live = Live(
+            self.renderable(),
+            console=self.console,
+            refresh_per_second=2,
+            transient=True,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
         self._live.start()
 
     def advance(self, nbytes: int) -> None:
@@ -178,8 +188,9 @@ class LiveView:
 
     def totals(self) -> Totals:
         """Jobs home out of jobs planned, and bytes in and out of the outputs so far."""
-        return Totals(self._done, self._jobs_total, self._in, self._out,
-                      time.monotonic() - self._started)  # fmt: skip
+        return Totals(
+            self._done, self._jobs_total, self._in, self._out, time.monotonic() - self._started
+        )
 
     def tick(self) -> None:
         """Read the running jobs (at most once a second) and redraw, or print a plain line."""

@@ -39,7 +39,9 @@ def main() -> None:
         sys.exit(EXIT_CONFIG)
     except Exception as exc:  # a bug: one line here, the traceback in the state dir
         where = logs.record_crash(state_dir())
-        notes.print(Text.assemble(
-            ("internal error: ", "red"), f"{type(exc).__name__}: {exc} (traceback in {where})"
-        ))  # fmt: skip
+        notes.print(
+            Text.assemble(
+                ("internal error: ", "red"), f"{type(exc).__name__}: {exc} (traceback in {where})"
+            )
+        )
         sys.exit(EXIT_INTERNAL)

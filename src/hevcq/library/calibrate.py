@@ -87,18 +87,47 @@ class Encoded:
 
 
 def make_content(
-    dest: Path, kind: str, seconds: float, *, size: tuple[int, int] = CALIBRATION_SIZE,
+    dest: Path,
+    kind: str,
+    seconds: float,
+    *,
+    size: tuple[int, int] = CALIBRATION_SIZE,
     ffmpeg: str | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write a high-quality H.264 + AAC clip of one CONTENT class."""
     w, h = size
     video = CONTENT[kind].format(w=w, h=h, fps=CALIBRATION_FPS)
     args = [
-        find_ffmpeg(ffmpeg), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-        "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", f"sine=duration={seconds}",
-        "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
-        "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mp4", f"file:{dest}",
-    ]  # fmt: skip
+        find_ffmpeg(ffmpeg),
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        video,
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=duration={seconds}",
+        "-t",
+        str(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-f",
+        "mp4",
+        f"file:{dest}",
+    ]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ConfigError(f"ffmpeg could not generate a {kind} clip: {done.stderr[-300:]}")
@@ -115,8 +144,9 @@ def encode_once(src: Path, pool: Pool, *, ffmpeg: str | None = None) -> Encoded:
         args = build_args(find_ffmpeg(ffmpeg), src, Path(tmp) / "output", plan)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+        )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -190,9 +220,10 @@ def load_speeds(path: Path, pools: Mapping[str, Pool] | None = None) -> dict[str
     speeds = {k: v for k, v in doc.speeds.items() if v > 0}
     if pools is not None:
         speeds = {
-            k: v for k, v in speeds.items()
+            k: v
+            for k, v in speeds.items()
             if k in pools and doc.settings.get(k) in (None, pools[k].settings_hash())
-        }  # fmt: skip
+        }
     return speeds
 
 

@@ -177,10 +177,17 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
     rel, size, mtime_ns, inode, fp = row[:5]
     probe_error, upload_key, upload_fp, uploaded_at = row[6:10]
     return FileRecord(
-        rel=rel, size=size, mtime_ns=mtime_ns, inode=inode, fingerprint=fp, info=info,
-        probe_error=probe_error, upload_key=upload_key, upload_fingerprint=upload_fp,
+        rel=rel,
+        size=size,
+        mtime_ns=mtime_ns,
+        inode=inode,
+        fingerprint=fp,
+        info=info,
+        probe_error=probe_error,
+        upload_key=upload_key,
+        upload_fingerprint=upload_fp,
         uploaded_at=uploaded_at,
-    )  # fmt: skip
+    )
 
 
 # --- the store --------------------------------------------------------------------------

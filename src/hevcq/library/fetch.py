@@ -182,9 +182,13 @@ class Fetcher:
                 _remove_empty(made)  # a refused or failed output leaves no trace
 
     def _fetch_checked(
-        self, r: JobResult, rel: str, out: ObjectInfo, paths: tuple[Path, Path],
+        self,
+        r: JobResult,
+        rel: str,
+        out: ObjectInfo,
+        paths: tuple[Path, Path],
         files: tuple[Path, Path],
-    ) -> Fetched:  # fmt: skip
+    ) -> Fetched:
         tmp, dest = paths
         try:
             mkdir = partial(dest.parent.mkdir, parents=True, exist_ok=True)
@@ -193,8 +197,9 @@ class Fetcher:
         except SupersededJob:
             if self._still_committed(r, out):
                 return self._refused(r, rel, _not_committed(out, "another ETag"))
-            return Fetched(rel, r.pool, "retry", "the output changed since it was committed",
-                           result=r)  # fmt: skip
+            return Fetched(
+                rel, r.pool, "retry", "the output changed since it was committed", result=r
+            )
         except ReplaceRefused as exc:
             return self._refused(r, rel, str(exc))
         return self._verify_and_place(r, rel, tmp, dest, files)
@@ -244,10 +249,18 @@ class Fetcher:
             self.verify(tmp, original, self.options.allow_larger)
             if r.pool in self.options.replace:
                 _same_file(original, src)
-                entry = _placing(dest.parent, _named(r, rel), lambda: swap_in(
-                    src, tmp, quarantine_root=self.quarantine, keep_days=self.options.keep_days,
-                    now=self.clock(), final=dest,
-                ))  # fmt: skip
+                entry = _placing(
+                    dest.parent,
+                    _named(r, rel),
+                    lambda: swap_in(
+                        src,
+                        tmp,
+                        quarantine_root=self.quarantine,
+                        keep_days=self.options.keep_days,
+                        now=self.clock(),
+                        final=dest,
+                    ),
+                )
                 action: Action = "replaced"
                 path = entry.final
             else:
@@ -330,8 +343,15 @@ class Fetcher:
         if r.output_key and not self._may_be_copied(r):
             self.objects.delete(r.output_key)
         gone = self._cleanup_source(r, rel)
-        return Fetched(fetched.rel, fetched.pool, fetched.action, fetched.reason, fetched.path,
-                       r, source_deleted=gone)  # fmt: skip
+        return Fetched(
+            fetched.rel,
+            fetched.pool,
+            fetched.action,
+            fetched.reason,
+            fetched.path,
+            r,
+            source_deleted=gone,
+        )
 
     def _cleanup_source(self, r: JobResult, rel: str) -> bool:
         """Delete the uploaded source once every pool's job for it is finished and home."""
@@ -515,9 +535,13 @@ def find_library(path: Path) -> Path | None:
 
 
 def fetch_library(
-    inbox: Inbox, fetcher: Fetcher, *, follow: bool, stop: threading.Event,
+    inbox: Inbox,
+    fetcher: Fetcher,
+    *,
+    follow: bool,
+    stop: threading.Event,
     on_item: Callable[[Fetched], None] | None = None,
-) -> list[Fetched]:  # fmt: skip
+) -> list[Fetched]:
     """Finish interrupted swaps, then drain the results queue for this library."""
     finished = recover(fetcher.quarantine)
     if finished:

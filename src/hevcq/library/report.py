@@ -95,15 +95,20 @@ def summary_table(rows: list[Row], width: int = 10_000) -> Table:
     for col in columns:
         numeric = col in _NUMERIC
         table.add_column(
-            col, justify="right" if numeric else "left",
-            overflow="fold", no_wrap=numeric or col in ("file", "pool"),
-        )  # fmt: skip
+            col,
+            justify="right" if numeric else "left",
+            overflow="fold",
+            no_wrap=numeric or col in ("file", "pool"),
+        )
     style = {"done": "green", "skipped": "yellow", "failed": "red"}
     name_room = max(16, width // 3)
     for r in sorted(rows, key=lambda r: (r.file, r.pool)):
         outcome = r.outcome + (f": {r.reason}" if r.reason else "")
-        cells = _cells(r, Text(shorten_middle(r.file, name_room)),
-                       Text(outcome, style=style.get(r.outcome, "white")))  # fmt: skip
+        cells = _cells(
+            r,
+            Text(shorten_middle(r.file, name_room)),
+            Text(outcome, style=style.get(r.outcome, "white")),
+        )
         table.add_row(*(cells[c] for c in columns))
     table.add_section()
     for total in pool_totals(rows):
@@ -114,10 +119,14 @@ def summary_table(rows: list[Row], width: int = 10_000) -> Table:
 
 def _cells(r: Row, file: Text, outcome: Text) -> dict[str, Text | str]:
     return {
-        "file": file, "pool": Text(r.pool), "outcome": outcome,
-        "input": human_bytes(r.input_bytes), "output": human_bytes(r.output_bytes),
-        "saved": r.saved, "seconds": f"{r.seconds:.1f}" if r.seconds else "",
-    }  # fmt: skip
+        "file": file,
+        "pool": Text(r.pool),
+        "outcome": outcome,
+        "input": human_bytes(r.input_bytes),
+        "output": human_bytes(r.output_bytes),
+        "saved": r.saved,
+        "seconds": f"{r.seconds:.1f}" if r.seconds else "",
+    }
 
 
 def library_input(rows: list[Row]) -> tuple[int, int]:
@@ -145,11 +154,14 @@ def totals_row(rows: list[Row]) -> Row:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     made = [r for r in rows if r.output_bytes is not None and r.input_bytes]
     return Row(
-        "total", "", ", ".join(f"{n} {o}" for o, n in sorted(counts.items())), "",
+        "total",
+        "",
+        ", ".join(f"{n} {o}" for o, n in sorted(counts.items())),
+        "",
         sum(r.input_bytes or 0 for r in made) if made else None,
         sum(r.output_bytes or 0 for r in made) if made else None,
         sum(r.seconds or 0.0 for r in rows),
-    )  # fmt: skip
+    )
 
 
 def print_table(table: Table, console: Console | None = None) -> None:
@@ -202,28 +214,52 @@ def plan_tables(report: ScanReport) -> list[Table]:
         per_pool.add_row(name, str(t.files), human_bytes(t.bytes), human_seconds(t.seconds))
     sent = report.to_send
     per_pool.add_section()
-    per_pool.add_row("all (uploaded once)", str(len(sent)), human_bytes(sum(e.size for e in sent)),
-                     human_seconds(sum(e.duration_s or 0.0 for e in sent)))  # fmt: skip
+    per_pool.add_row(
+        "all (uploaded once)",
+        str(len(sent)),
+        human_bytes(sum(e.size for e in sent)),
+        human_seconds(sum(e.duration_s or 0.0 for e in sent)),
+    )
     return [send, skipped, per_pool]
 
 
 def estimate_table(est: Estimate) -> Table:
     """Encode hours and cost per pool: this machine, and Fargate on-demand and Spot."""
     t = Table(title=f"estimate (Fargate prices {est.prices.region}, {est.prices.as_of})")
-    cols = ("pool", "source h", "speed x/vCPU", f"local h ({est.local_cpus} CPUs)",
-            "task", "task-hours", "on-demand $", "Spot $")  # fmt: skip
+    cols = (
+        "pool",
+        "source h",
+        "speed x/vCPU",
+        f"local h ({est.local_cpus} CPUs)",
+        "task",
+        "task-hours",
+        "on-demand $",
+        "Spot $",
+    )
     for col in cols:
         t.add_column(col, justify="left" if col == "pool" else "right")
     for p in sorted(est.pools.values(), key=lambda p: p.pool):
         t.add_row(
-            p.pool, f"{p.source_hours:.2f}",
+            p.pool,
+            f"{p.source_hours:.2f}",
             f"{p.speed:.3g}" + ("" if p.calibrated else " (default)"),
-            f"{p.local_hours:.2f}", f"{p.task.vcpu:g} vCPU/{p.task.memory_gib:g} GiB",
-            f"{p.task_hours:.2f}", f"{p.on_demand_usd:.2f}", f"{p.spot_usd:.2f}",
-        )  # fmt: skip
+            f"{p.local_hours:.2f}",
+            f"{p.task.vcpu:g} vCPU/{p.task.memory_gib:g} GiB",
+            f"{p.task_hours:.2f}",
+            f"{p.on_demand_usd:.2f}",
+            f"{p.spot_usd:.2f}",
+        )
     t.add_section()
-    t.add_row("total", "", "", f"{est.local_hours:.2f}", "", "",
-              f"{est.on_demand_usd:.2f}", f"{est.spot_usd:.2f}")  # fmt: skip
+    t.add_row(
+        "total",
+        "",
+        "",
+        f"{est.local_hours:.2f}",
+        "",
+        "",
+        f"{est.on_demand_usd:.2f}",
+        f"{est.spot_usd:.2f}",
+    )
     return t
 
 
@@ -232,10 +268,15 @@ class BarProgress:
 
     def __init__(self, console: Console) -> None:
         self._bar = RichProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-            console=console, transient=False,
-        )  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self._files = self._bytes = TaskID(0)
 
     def begin(self, files: int, total_bytes: int) -> None:

@@ -263,8 +263,13 @@ class Streaming:
             and self.fetcher.options.out_dir is None
             and (r.pool not in self.fetcher.options.replace)
         ):
-            item = Fetched(self.window.rel_of.get(r.source_key, ""), r.pool, "skipped",
-                           "no output folder", result=r)  # fmt: skip
+            item = Fetched(
+                self.window.rel_of.get(r.source_key, ""),
+                r.pool,
+                "skipped",
+                "no output folder",
+                result=r,
+            )
         else:
             item = self.fetcher.process(r)
         if item.action == "retry":
@@ -336,15 +341,28 @@ def run_round_trip(
         # Uploads to an embedded farm die with it: remembering them would stop a later
         # ingest to a real farm from sending those files.
         on_done = None if options.fresh_farm else recorder(state)
-        rt.uploads = upload_all(store, library, entries, library_id(library),
-                                progress=progress, on_done=on_done)  # fmt: skip
+        rt.uploads = upload_all(
+            store, library, entries, library_id(library), progress=progress, on_done=on_done
+        )
         return rt
-    fetcher = Fetcher(library, state, store, DynamoLedger(clients.dynamodb, refs.ledger_table),
-                      fetch_options(options, pools), all_pools=sorted(pools),
-                      library=library_id(library))  # fmt: skip
-    run = _Run(rt, Streaming(rt, Window([], options.window), fetcher, on_result),
-               clients, refs, options=options, control=control or Control(),
-               on_tick=on_tick)  # fmt: skip
+    fetcher = Fetcher(
+        library,
+        state,
+        store,
+        DynamoLedger(clients.dynamodb, refs.ledger_table),
+        fetch_options(options, pools),
+        all_pools=sorted(pools),
+        library=library_id(library),
+    )
+    run = _Run(
+        rt,
+        Streaming(rt, Window([], options.window), fetcher, on_result),
+        clients,
+        refs,
+        options=options,
+        control=control or Control(),
+        on_tick=on_tick,
+    )
     run.start(entries, store, None if options.fresh_farm else recorder(state))
     run.loop(progress or NoProgress())
     return rt
@@ -354,9 +372,16 @@ class _Run:
     """One streaming run: uploads into the window, results out of it, until idle or stopped."""
 
     def __init__(
-        self, rt: RoundTrip, handler: Streaming, clients: Clients, refs: FarmRefs, *,
-        options: IngestOptions, control: Control, on_tick: Callable[[], None] | None,
-    ) -> None:  # fmt: skip
+        self,
+        rt: RoundTrip,
+        handler: Streaming,
+        clients: Clients,
+        refs: FarmRefs,
+        *,
+        options: IngestOptions,
+        control: Control,
+        on_tick: Callable[[], None] | None,
+    ) -> None:
         self.rt, self.handler, self.clients, self.refs = rt, handler, clients, refs
         self.options, self.control, self.on_tick = options, control, on_tick
         self.window = handler.window
@@ -369,9 +394,11 @@ class _Run:
         self.sending: list[FileEntry] = []
 
     def start(
-        self, entries: list[FileEntry], store: S3Store,
+        self,
+        entries: list[FileEntry],
+        store: S3Store,
         on_done: Callable[[Uploaded], None] | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Queue what to upload; sources a real farm already holds wait for their results."""
         self.store, self.on_done = store, on_done
         self.sending = [e for e in entries if self.options.fresh_farm or e.status == "send"]
@@ -422,9 +449,14 @@ class _Run:
             self.executor = ex
             self.tick()
             try:
-                drain(SqsInbox(self.clients.sqs, self.refs.results_queue_url), self.handler,
-                      follow=True, stop=self.control.stop, on_tick=self.tick,
-                      until=self.finished)  # fmt: skip
+                drain(
+                    SqsInbox(self.clients.sqs, self.refs.results_queue_url),
+                    self.handler,
+                    follow=True,
+                    stop=self.control.stop,
+                    on_tick=self.tick,
+                    until=self.finished,
+                )
             except OutputFolderUnusable as exc:
                 # Every later output would meet the same disk: stop now, keep what is home.
                 log.error("ingest_halted", reason=str(exc))  # noqa: TRY400 - said, not a bug
@@ -455,8 +487,9 @@ class _Run:
             self._uploaded(fut.result())
         lib = self.fetcher.library
         for e in self.window.take():
-            fut = self.executor.submit(upload_one, self.store, self.fetcher.root, e,
-                                       lib, self.progress.advance)  # fmt: skip
+            fut = self.executor.submit(
+                upload_one, self.store, self.fetcher.root, e, lib, self.progress.advance
+            )
             self.uploads[fut] = e
         if self.on_tick:
             self.on_tick()
@@ -486,11 +519,14 @@ def fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOpt
     replace = replacing_pools(pools.values()) if options.replace else frozenset()
     primary = primary_pool(pools.values())
     return FetchOptions(
-        pools=frozenset(pools), out_dir=options.out_dir, replace=replace,
-        allow_larger=options.allow_larger, keep_days=options.keep_days,
+        pools=frozenset(pools),
+        out_dir=options.out_dir,
+        replace=replace,
+        allow_larger=options.allow_larger,
+        keep_days=options.keep_days,
         # The embedded farm's bucket is scratch space that ends with the run: a source and
         # its outputs go as soon as every pool's result is home, so its disk holds the
         # window, not the library. A configured farm's outputs stay for other readers.
         cleanup=options.fresh_farm,
         primary=primary.name if primary else None,
-    )  # fmt: skip
+    )

@@ -158,9 +158,13 @@ class _Scan:
     """The state of one scan; methods take files in sorted order."""
 
     def __init__(
-        self, pools: Sequence[Pool], store: Catalog, options: ScanOptions, decide_fn: DecideFn,
+        self,
+        pools: Sequence[Pool],
+        store: Catalog,
+        options: ScanOptions,
+        decide_fn: DecideFn,
         out_dir: Path | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
         self.out_dir = out_dir
         self.hashes = {p.name: p.settings_hash() for p in pools}
@@ -201,9 +205,14 @@ class _Scan:
         if moved is None or moved.info is None:
             return None
         renamed = FileRecord(
-            rel=c.rel, size=c.size, mtime_ns=c.mtime_ns, inode=c.inode,
-            fingerprint=moved.fingerprint, info=moved.info, probe_error=None,
-        )  # fmt: skip
+            rel=c.rel,
+            size=c.size,
+            mtime_ns=c.mtime_ns,
+            inode=c.inode,
+            fingerprint=moved.fingerprint,
+            info=moved.info,
+            probe_error=None,
+        )
         self.new_files.append(renamed)
         return renamed
 
@@ -266,12 +275,13 @@ class _Scan:
             return []
         ext = rel in self.sharing
         return [
-            p.name for p in self.pools
+            p.name
+            for p in self.pools
             if outcomes.get(p.name) == "done"
             and not self.out_dir.joinpath(
                 p.name, *output_relative(rel, p.output_suffix, with_source_ext=ext).split("/")
             ).is_file()
-        ]  # fmt: skip
+        ]
 
     def _decision(self, rel: str, info: MediaInfo, pool: Pool, old: PoolRecord | None) -> Decision:
         if old is not None and old.settings_hash == self.hashes[pool.name]:
@@ -382,10 +392,24 @@ def scan(
             state.flush()
     problems = sorted(state.problems, key=lambda p: p.rel)
     elapsed = time.perf_counter() - started
-    report = ScanReport(root, tuple(state.entries), tuple(problems), state.totals(),
-                        state.reused, state.probed, elapsed)  # fmt: skip
-    log.info("library_scanned", root=str(root), files=len(report.entries), reused=report.reused,
-             probed=report.probed, problems=len(problems), elapsed_s=round(elapsed, 3))  # fmt: skip
+    report = ScanReport(
+        root,
+        tuple(state.entries),
+        tuple(problems),
+        state.totals(),
+        state.reused,
+        state.probed,
+        elapsed,
+    )
+    log.info(
+        "library_scanned",
+        root=str(root),
+        files=len(report.entries),
+        reused=report.reused,
+        probed=report.probed,
+        problems=len(problems),
+        elapsed_s=round(elapsed, 3),
+    )
     return report
 
 
@@ -420,8 +444,13 @@ def _scan_batch(
         else:
             state.probed += 1
             rec = FileRecord(
-                rel=c.rel, size=c.size, mtime_ns=c.mtime_ns, inode=c.inode,
-                fingerprint=res.fingerprint, info=res.info, probe_error=res.error,
-            )  # fmt: skip
+                rel=c.rel,
+                size=c.size,
+                mtime_ns=c.mtime_ns,
+                inode=c.inode,
+                fingerprint=res.fingerprint,
+                info=res.info,
+                probe_error=res.error,
+            )
             state.new_files.append(rec)
             state.add(c, rec, cached=False)

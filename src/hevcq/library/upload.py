@@ -93,9 +93,12 @@ class Uploaded:
 
 
 def upload_one(
-    target: ObjectStore, root: Path, entry: FileEntry, library: str,
+    target: ObjectStore,
+    root: Path,
+    entry: FileEntry,
+    library: str,
     advance: Callable[[int], None],
-) -> Uploaded:  # fmt: skip
+) -> Uploaded:
     """Upload one file unless its object already holds the same content."""
     key = entry.upload_key or todo_key(entry.rel)
     path = root.joinpath(*entry.rel.split("/"))

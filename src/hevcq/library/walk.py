@@ -28,9 +28,15 @@ STRIPES = 4
 _READ_CHUNK = MiB
 
 ProblemKind = Literal[
-    "broken_symlink", "symlinked_dir", "permission", "vanished", "unreadable",
-    "changing", "probe_failed", "bad_path",
-]  # fmt: skip
+    "broken_symlink",
+    "symlinked_dir",
+    "permission",
+    "vanished",
+    "unreadable",
+    "changing",
+    "probe_failed",
+    "bad_path",
+]
 
 
 @dataclass(frozen=True, kw_only=True)

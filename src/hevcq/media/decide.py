@@ -19,10 +19,27 @@ KEPT_ORIGINAL = "kept original: output would be larger"
 # re-encoded (which always works) instead of failing the mux.
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
 MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | frozenset(
-    {"mp2", "dts", "truehd", "flac", "vorbis", "wavpack", "tta", "pcm_u8", "pcm_alaw",
-     "pcm_mulaw", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le",
-     "pcm_s32be", "pcm_f32le", "pcm_f64le"}
-)  # fmt: skip
+    {
+        "mp2",
+        "dts",
+        "truehd",
+        "flac",
+        "vorbis",
+        "wavpack",
+        "tta",
+        "pcm_u8",
+        "pcm_alaw",
+        "pcm_mulaw",
+        "pcm_s16le",
+        "pcm_s16be",
+        "pcm_s24le",
+        "pcm_s24be",
+        "pcm_s32le",
+        "pcm_s32be",
+        "pcm_f32le",
+        "pcm_f64le",
+    }
+)
 # Text subtitle codecs MP4's only subtitle format (mov_text) can be made from.
 MP4_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text"})
 # (codec, tag) of copied streams that MP4 takes as they are. Through the tee muxer (see
@@ -32,9 +49,16 @@ MP4_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text"}
 # when every copied stream has no tag or one of these, which plain ffmpeg keeps too, and
 # when the source has no chapters, which the tee muxer does not pass on.
 MP4_KEPT_TAGS = frozenset(
-    {("aac", "mp4a"), ("mp3", "mp4a"), ("ac3", "ac-3"), ("eac3", "ec-3"), ("alac", "alac"),
-     ("opus", "Opus"), ("mov_text", "tx3g")}
-)  # fmt: skip
+    {
+        ("aac", "mp4a"),
+        ("mp3", "mp4a"),
+        ("ac3", "ac-3"),
+        ("eac3", "ec-3"),
+        ("alac", "alac"),
+        ("opus", "Opus"),
+        ("mov_text", "tx3g"),
+    }
+)
 
 
 def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:

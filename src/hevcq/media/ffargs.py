@@ -66,16 +66,23 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
         params["pools"] = str(threads)
     params.update(X265_FORCED)
     args += [
-        "-c:v", "libx265",
-        "-preset", plan.preset,
-        "-crf", str(plan.crf),
-        "-pix_fmt", "yuv420p10le" if plan.ten_bit else "yuv420p",
-        "-profile:v", "main10" if plan.ten_bit else "main",
-        "-x265-params", x265_params(params),
+        "-c:v",
+        "libx265",
+        "-preset",
+        plan.preset,
+        "-crf",
+        str(plan.crf),
+        "-pix_fmt",
+        "yuv420p10le" if plan.ten_bit else "yuv420p",
+        "-profile:v",
+        "main10" if plan.ten_bit else "main",
+        "-x265-params",
+        x265_params(params),
         # No -r and no CFR conversion: MP4 output would otherwise default to duplicating
         # and dropping frames of variable-frame-rate phone clips.
-        "-fps_mode:v", "passthrough",
-    ]  # fmt: skip
+        "-fps_mode:v",
+        "passthrough",
+    ]
     return args
 
 

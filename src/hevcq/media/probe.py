@@ -24,8 +24,14 @@ AV_TIME_BASE = 1_000_000  # container durations are in microseconds (libavutil/a
 # file, these tell a damaged video ("unreadable or truncated") from something that was
 # never one ("not a media file"): an MP4 cut before its moov box fails exactly like a text file.
 _ISO_BOX_TYPES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
-_SIGNATURES = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"FLV", b"OggS",
-               b"\x30\x26\xb2\x75")  # fmt: skip
+_SIGNATURES = (
+    b"\x1a\x45\xdf\xa3",
+    b"RIFF",
+    b"\x00\x00\x01\xba",
+    b"FLV",
+    b"OggS",
+    b"\x30\x26\xb2\x75",
+)
 MPEG_TS_PACKET = 188
 
 ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in

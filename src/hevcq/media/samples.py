@@ -40,10 +40,16 @@ def make_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hevcq-clip-") as scratch:
         inputs = _inputs(
-            Path(scratch), width=width, height=height, seconds=seconds, fps=fps,
-            rotation=rotation, audio_streams=audio_streams, subtitles=subtitles,
+            Path(scratch),
+            width=width,
+            height=height,
+            seconds=seconds,
+            fps=fps,
+            rotation=rotation,
+            audio_streams=audio_streams,
+            subtitles=subtitles,
             attachments=attachments,
-        )  # fmt: skip
+        )
         args = [find_ffmpeg(ffmpeg), "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
         args += inputs
         args += ["-map", "0:v"] + [a for i in range(audio_streams) for a in ("-map", f"{1 + i}:a")]
@@ -114,8 +120,11 @@ def _srt_time(t: float) -> str:
 
 
 SAMPLE_NAMES = (
-    "holiday/beach.mp4", "phone/IMG_0042.MOV", "already/hevc-clip.mp4", "docs/not-a-video.mp4",
-)  # fmt: skip
+    "holiday/beach.mp4",
+    "phone/IMG_0042.MOV",
+    "already/hevc-clip.mp4",
+    "docs/not-a-video.mp4",
+)
 
 
 def make_sample_library(dest: Path, seconds: float = 3.0) -> list[Path]:

@@ -214,8 +214,14 @@ class StreamDecoder:
         self._close_stream()
         digest = self._digest
         if self._limit is not None:
-            return StreamCheck(digest.pictures, digest.count, digest.hexdigest(), self._error,
-                               decoded=False, first_decoded=self._frames)  # fmt: skip
+            return StreamCheck(
+                digest.pictures,
+                digest.count,
+                digest.hexdigest(),
+                self._error,
+                decoded=False,
+                first_decoded=self._frames,
+            )
         return StreamCheck(self._frames, digest.count, digest.hexdigest(), self._error)
 
     def abandon(self) -> None:

@@ -132,9 +132,14 @@ def _video_problems(path: Path, index: int, stream: StreamCheck | None) -> list[
         log.info("output_decoded", how="stream, every frame", frames_decoded=decoded.frames)
         return decode_problems(decoded)
     ends = decode_ends(path, index, first=1)
-    log.info("output_decoded", how="stream, first frames; file, ends",
-             frames_decoded=stream.first_decoded + ends.frames, file_frames_decoded=ends.frames,
-             frames=decoded.frames, keyframes=ends.keyframes)  # fmt: skip
+    log.info(
+        "output_decoded",
+        how="stream, first frames; file, ends",
+        frames_decoded=stream.first_decoded + ends.frames,
+        file_frames_decoded=ends.frames,
+        frames=decoded.frames,
+        keyframes=ends.keyframes,
+    )
     return decode_problems(decoded) + ends_problems(ends)
 
 
@@ -337,8 +342,14 @@ def file_video(path: Path, index: int) -> FileVideo:
                     digest.add(nal)
             span.add(packet)
         splitter.close()
-        return FileVideo(packets, digest.count, digest.hexdigest(), span.seconds,
-                         int(stream.frames or 0), _declared_span(stream))  # fmt: skip
+        return FileVideo(
+            packets,
+            digest.count,
+            digest.hexdigest(),
+            span.seconds,
+            int(stream.frames or 0),
+            _declared_span(stream),
+        )
 
 
 def _declared_span(stream: Any) -> float | None:

@@ -105,9 +105,14 @@ def create_app(config: WebConfig) -> FastAPI:
         stop.set()
 
     app = FastAPIOffline(
-        title="hevcq", description=API_DOC, version="1", lifespan=lifespan,
-        docs_url=None, redoc_url=None, static_url=DOCS_STATIC,
-    )  # fmt: skip
+        title="hevcq",
+        description=API_DOC,
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        static_url=DOCS_STATIC,
+    )
     app.state.config = config
     app.add_middleware(Guard, local_only=config.auth.config.open_local)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -261,9 +266,12 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
         try:
             key = uploads.upload_key(upload_id, body.filename)
             record = uploads.UploadRecord(
-                id=upload_id, owner=who.owner, filename=key.rsplit("/", 1)[-1], key=key,
+                id=upload_id,
+                owner=who.owner,
+                filename=key.rsplit("/", 1)[-1],
+                key=key,
                 created_at=datetime.now(UTC),
-            )  # fmt: skip
+            )
             url, fields, expires, most = f.new_upload(
                 record, body.size, config.upload_max_bytes, config.upload_ttl_s
             )
@@ -272,15 +280,21 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
         except HevcqError as exc:
             raise HTTPException(422, str(exc)) from exc
         return UploadTicket(
-            id=upload_id, key=key, url=url, fields=fields, max_bytes=most, expires_at=expires,
-        )  # fmt: skip
+            id=upload_id,
+            key=key,
+            url=url,
+            fields=fields,
+            max_bytes=most,
+            expires_at=expires,
+        )
 
     @app.get("/api/videos")
     def videos(
-        who: CallerDep, f: FarmDep,
+        who: CallerDep,
+        f: FarmDep,
         limit: Annotated[int, Query(ge=1, le=VIDEOS_PAGE_MAX)] = VIDEOS_PAGE,
         cursor: Annotated[str | None, Query(pattern=ULID_PATTERN)] = None,
-    ) -> VideoList:  # fmt: skip
+    ) -> VideoList:
         """A page of the caller's uploads, newest first; `next_cursor` leads to the next."""
         return f.videos(who.owner, limit, cursor)
 

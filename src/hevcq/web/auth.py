@@ -100,10 +100,13 @@ class Authenticator:
         try:
             key = self._jwks.get_signing_key_from_jwt(credential)
             claims: dict[str, Any] = jwt.decode(
-                credential, key.key, algorithms=JWT_ALGORITHMS, issuer=self.config.issuer,
+                credential,
+                key.key,
+                algorithms=JWT_ALGORITHMS,
+                issuer=self.config.issuer,
                 leeway=JWT_LEEWAY_S,
                 options={"require": ["exp", "iss", "sub"], "verify_aud": False},
-            )  # fmt: skip
+            )
         except jwt.PyJWTError as exc:
             log.info("jwt_rejected", error=type(exc).__name__)
             return None

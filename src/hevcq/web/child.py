@@ -127,18 +127,28 @@ def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
         bound = sock.getsockname()[1]
         with open_private(log_path, "ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hevcq.web.child", "--fd", str(sock.fileno()),
-                 "--parent", str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "hevcq.web.child",
+                    "--fd",
+                    str(sock.fileno()),
+                    "--parent",
+                    str(os.getpid()),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
                 pass_fds=(sock.fileno(),),
                 start_new_session=True,
-            )  # fmt: skip
+            )
     except OSError as exc:
         raise DashboardError(f"cannot start its process: {exc}") from exc
     finally:
         sock.close()  # the child holds the only copy: the port is free once it ends
-    dash = Dashboard(proc, f"http://{HOST}:{bound}/", log_path,
-                     taken=port if port and bound != port else None)  # fmt: skip
+    dash = Dashboard(
+        proc, f"http://{HOST}:{bound}/", log_path, taken=port if port and bound != port else None
+    )
     try:
         if proc.stdin is not None:
             with proc.stdin:

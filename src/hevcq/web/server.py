@@ -34,8 +34,11 @@ GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
 # A configured farm that cannot be read: missing or refused resources, AWS failing.
 UNREACHABLE_REASON = "configured farm unreachable (the server's log says why)"
 UNREACHABLE: tuple[type[Exception], ...] = (
-    ConfigError, FarmConfigError, RetryableError, *AWS_ERRORS,
-)  # fmt: skip
+    ConfigError,
+    FarmConfigError,
+    RetryableError,
+    *AWS_ERRORS,
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -65,11 +68,13 @@ def embedded_view(
     clients read it there)."""
     os.environ.update(embedded_env(credentials))
     return FarmView(
-        Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint), refs,
+        Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint),
+        refs,
         label=f"embedded farm at {endpoint}",
         move_clients=Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint, retries=1),
-        raw_policy=settings.raw, quota=upload_quota(settings),
-    )  # fmt: skip
+        raw_policy=settings.raw,
+        quota=upload_quota(settings),
+    )
 
 
 def upload_quota(settings: Settings) -> UploadQuota:
@@ -87,16 +92,21 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             return Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
         move = Clients.create(region=settings.region, retries=1)
         view = FarmView(
-            clients, refs, label=f"farm {settings.bucket}", move_clients=move,
-            raw_policy=settings.raw, quota=upload_quota(settings),
-        )  # fmt: skip
+            clients,
+            refs,
+            label=f"farm {settings.bucket}",
+            move_clients=move,
+            raw_policy=settings.raw,
+            quota=upload_quota(settings),
+        )
         return Located(view, embedded=False)
     running = running_farm(state_dir)
     if running is None:
         return Located(
-            None, embedded=True,
+            None,
+            embedded=True,
             reason="no farm configured (HEVCQ_BUCKET unset) and no embedded farm running",
-        )  # fmt: skip
+        )
     view = embedded_view(running.refs, running.endpoint, running.credentials, settings)
     return Located(view, embedded=True)
 
@@ -111,9 +121,12 @@ def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
     _check_credentials(settings, token, host)
     cfg = AuthConfig(
         open_local=embedded and is_loopback(host) and not token and not settings.oidc_issuer,
-        token=token, issuer=settings.oidc_issuer, audience=settings.oidc_audience,
-        jwks_url=settings.oidc_jwks_url, operator_group=settings.oidc_operator_group,
-    )  # fmt: skip
+        token=token,
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        jwks_url=settings.oidc_jwks_url,
+        operator_group=settings.oidc_operator_group,
+    )
     if not cfg.any_method:
         raise ConfigError(
             "the API needs credentials here: set HEVCQ_API_TOKEN or HEVCQ_OIDC_ISSUER "
@@ -152,9 +165,12 @@ def web_config(settings: Settings, located: Located, host: str) -> WebConfig:
     """Everything the app needs, from settings and the located farm."""
     auth = auth_config(settings, embedded=located.embedded, host=host)
     return WebConfig(
-        farm=located.farm, auth=Authenticator(auth), no_farm_reason=public_reason(located, host),
-        upload_max_bytes=settings.upload_max_bytes, upload_ttl_s=settings.upload_url_ttl_s,
-    )  # fmt: skip
+        farm=located.farm,
+        auth=Authenticator(auth),
+        no_farm_reason=public_reason(located, host),
+        upload_max_bytes=settings.upload_max_bytes,
+        upload_ttl_s=settings.upload_url_ttl_s,
+    )
 
 
 # A request's head (request line and headers) must arrive whole in this long, from the
@@ -210,11 +226,15 @@ def _uvicorn(config: WebConfig, host: str, port: int) -> uvicorn.Server:
     # uvicorn's own logging stays quiet; structlog carries the app's events.
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(config), host=host, port=port, log_level="warning",
-            http=TimedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            create_app(config),
+            host=host,
+            port=port,
+            log_level="warning",
+            http=TimedH11Protocol,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             timeout_keep_alive=KEEP_ALIVE_S,
         )
-    )  # fmt: skip
+    )
 
 
 LISTEN_BACKLOG = 64

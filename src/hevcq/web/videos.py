@@ -40,9 +40,12 @@ def _pool_outcome(item: LedgerItem | None, source_seen: bool, link: str | None) 
     if state not in ("queued", "running", "done", "skipped", "failed"):
         state = "queued"
     return PoolOutcome(
-        pool=item.pool, state=state, reason=item.reason or None,
-        output_bytes=item.output_bytes, download_url=link if state == "done" else None,
-    )  # fmt: skip
+        pool=item.pool,
+        state=state,
+        reason=item.reason or None,
+        output_bytes=item.output_bytes,
+        download_url=link if state == "done" else None,
+    )
 
 
 def video_state(outcomes: list[PoolOutcome]) -> str:
@@ -83,11 +86,14 @@ def video_status(side: UploadSide, record: uploads.UploadRecord) -> VideoStatus:
             link = store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
         outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
     return VideoStatus(
-        id=record.id, filename=record.filename, key=record.key,
-        created_at=record.created_at, state=video_state(outcomes),
+        id=record.id,
+        filename=record.filename,
+        key=record.key,
+        created_at=record.created_at,
+        state=video_state(outcomes),
         raw_deleted=raw_deleted or (source is None and any(items.values())),
         pools=outcomes,
-    )  # fmt: skip
+    )
 
 
 def video_page(side: UploadSide, owner: str, limit: int, cursor: str | None) -> VideoList:

@@ -64,15 +64,22 @@ def job_summary(item: LedgerItem) -> JobSummary:
     cls = item.failure_class
     state = item.state.value
     return JobSummary(
-        job_id=item.job_id, key=item.key, pool=item.pool, state=state, worker=item.worker,
-        progress=item.progress or 0.0, attempts=item.attempts,
-        started_at=_when(item.started_at), finished_at=_when(item.finished_at),
-        input_bytes=inb, output_bytes=outb,
+        job_id=item.job_id,
+        key=item.key,
+        pool=item.pool,
+        state=state,
+        worker=item.worker,
+        progress=item.progress or 0.0,
+        attempts=item.attempts,
+        started_at=_when(item.started_at),
+        finished_at=_when(item.finished_at),
+        input_bytes=inb,
+        output_bytes=outb,
         saved_bytes=inb - outb if state == "done" and inb and outb else None,
         reason=item.reason or None,
         failure_class=FailureClass(cls) if cls in set(FailureClass) else None,
         output_key=item.output_key or None,
-    )  # fmt: skip
+    )
 
 
 def running_job(item: LedgerItem, now: float) -> RunningJob:
@@ -80,10 +87,16 @@ def running_job(item: LedgerItem, now: float) -> RunningJob:
     pct = item.progress or 0.0
     age = now - (item.started_at or now)
     return RunningJob(
-        job_id=item.job_id, key=item.key, pool=item.pool, worker=item.worker, progress=pct,
-        age_s=round(age, 1), eta_s=round(age * (100 - pct) / pct, 1) if pct >= 1 else None,
-        fps=item.fps, speed=item.speed,
-    )  # fmt: skip
+        job_id=item.job_id,
+        key=item.key,
+        pool=item.pool,
+        worker=item.worker,
+        progress=pct,
+        age_s=round(age, 1),
+        eta_s=round(age * (100 - pct) / pct, 1) if pct >= 1 else None,
+        fps=item.fps,
+        speed=item.speed,
+    )
 
 
 def _live(item: LedgerItem) -> bool:
@@ -192,9 +205,10 @@ class FarmView:
         items = self.ledger.scan_items()
         depths = ops.queue_depths(self.clients.sqs, self.refs)
         return Dashboard(
-            status=status_report(depths, items, now), recent=recent(items),
+            status=status_report(depths, items, now),
+            recent=recent(items),
             totals=totals(items, now),
-        )  # fmt: skip
+        )
 
     def jobs(self, state: str | None = None, pool: str | None = None) -> list[JobSummary]:
         """Every job, newest first, optionally of one state or pool."""

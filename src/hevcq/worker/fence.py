@@ -44,9 +44,10 @@ class FencedWriter:
     def copy(self, source: str, source_etag: str, key: str, metadata: dict[str, str]) -> ObjectInfo:
         """Copy ``source`` (exactly ``source_etag``) as the output at ``key``, server-side."""
         return self._write(
-            key, metadata,
+            key,
+            metadata,
             lambda m, e: self._store.copy_if(source, source_etag, key, m, expect=e),
-        )  # fmt: skip
+        )
 
     def _write(self, key: str, metadata: dict[str, str], write: Write) -> ObjectInfo:
         meta = {**metadata, META_ATTEMPT: self.attempt}
@@ -60,7 +61,6 @@ class FencedWriter:
                 if current is not None and current.metadata.get(META_ATTEMPT) == self.attempt:
                     return current  # our own earlier try went through
                 found = current.etag if current else None
-                log.warning("output_not_as_recorded", output_key=key, found=found,
-                            expected=expect)  # fmt: skip
+                log.warning("output_not_as_recorded", output_key=key, found=found, expected=expect)
                 expect = found
         raise RetryableError(f"{key} keeps changing under the lease holder")

@@ -116,11 +116,16 @@ class Heartbeat:
         self._fail_lock = threading.Lock()
         self._stopped = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, args=(self._visibility_step,),
-                             name="heartbeat-visibility", daemon=True),
-            threading.Thread(target=self._run, args=(self._lease,),
-                             name="heartbeat-lease", daemon=True),
-        ]  # fmt: skip
+            threading.Thread(
+                target=self._run,
+                args=(self._visibility_step,),
+                name="heartbeat-visibility",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._run, args=(self._lease,), name="heartbeat-lease", daemon=True
+            ),
+        ]
         self.failure: InterruptedJob | None = None
         self.extensions = 0
         self.renewals = 0
@@ -174,9 +179,13 @@ class Heartbeat:
         if now < self._next_extend:
             return self._next_extend
         action = next_action(
-            now, self._received_at, self._visible_until, self._timeout_s, self._step_s,
+            now,
+            self._received_at,
+            self._visible_until,
+            self._timeout_s,
+            self._step_s,
             budget_s=self._budget_s,
-        )  # fmt: skip
+        )
         if isinstance(action, Wait):
             return action.until
         if isinstance(action, Exhausted):

@@ -240,14 +240,16 @@ class Worker:
             self._apply(msg, settle)
             return settle
         if isinstance(parsed, S3TestEvent):
-            log.info("test_event_ignored", bucket=parsed.bucket,
-                     reason="S3 sends a test event when notifications are set up")  # fmt: skip
+            log.info(
+                "test_event_ignored",
+                bucket=parsed.bucket,
+                reason="S3 sends a test event when notifications are set up",
+            )
             settle = Settle(Verdict.ACK, reason="test event")
             self._bind_settle_context(None, None)
         else:
             for rec in parsed.ignored:
-                log.info("event_ignored", event_name=rec.event_name, key=rec.key,
-                         reason=rec.reason)  # fmt: skip
+                log.info("event_ignored", event_name=rec.event_name, key=rec.key, reason=rec.reason)
             settles = [self._object(msg, obj) for obj in parsed.objects]
             settle = max(settles, key=lambda s: s.verdict.value) if settles else NOTHING_TO_DO
             if parsed.objects:
@@ -270,11 +272,16 @@ class Worker:
             except FarmConfigError:
                 raise
             except Exception as exc:
-                log.warning("settle_failed", verdict=settle.verdict.name.lower(),
-                            error=str(exc)[:500])  # fmt: skip
+                log.warning(
+                    "settle_failed", verdict=settle.verdict.name.lower(), error=str(exc)[:500]
+                )
                 return
-        log.info("message_settled", verdict=settle.verdict.name.lower(), delay_s=settle.delay_s,
-                 reason=settle.reason or None)  # fmt: skip
+        log.info(
+            "message_settled",
+            verdict=settle.verdict.name.lower(),
+            delay_s=settle.delay_s,
+            reason=settle.reason or None,
+        )
 
     @retry_transient
     def _act(self, msg: Received, settle: Settle) -> None:
@@ -327,9 +334,13 @@ class Worker:
             log.info("source_superseded", reason="a newer upload replaced this source")
             return ACK
         job = JobKey(
-            obj.key, self.pool.name, current.etag, self.pool.settings_hash(),
-            version_id=obj.version_id, sequencer=obj.sequencer,
-        )  # fmt: skip
+            obj.key,
+            self.pool.name,
+            current.etag,
+            self.pool.settings_hash(),
+            version_id=obj.version_id,
+            sequencer=obj.sequencer,
+        )
         structlog.contextvars.bind_contextvars(job_id=job.job_id, etag=job.etag)
         spec = JobSpec(job, self.pool, self.config.bucket, output_key, current.size, current)
         return self._claim_and_run(msg, spec)
@@ -351,14 +362,20 @@ class Worker:
             if isinstance(claim, AlreadyFinished):
                 return self._already_finished(spec, claim.item)
             if isinstance(claim, Superseded):
-                log.info("job_superseded", reason="the ledger knows a newer version",
-                         newer_etag=claim.item.etag)  # fmt: skip
+                log.info(
+                    "job_superseded",
+                    reason="the ledger knows a newer version",
+                    newer_etag=claim.item.etag,
+                )
                 return ACK
             settle = self._held(msg, spec, claim)
             if settle is not None:
                 return settle
-        return Settle(Verdict.RELEASE, delay_s=retry_delay(msg.receive_count),
-                      reason="the job's ledger item keeps changing")  # fmt: skip
+        return Settle(
+            Verdict.RELEASE,
+            delay_s=retry_delay(msg.receive_count),
+            reason="the job's ledger item keeps changing",
+        )
 
     def _already_finished(self, spec: JobSpec, item: LedgerItem) -> Settle:
         # No work, but say so again: whoever re-sent the file is waiting for a result.
@@ -366,11 +383,16 @@ class Worker:
         outcome: Outcome = "done" if item.state is State.DONE else "skipped"
         self._publisher.publish(
             job_result(
-                spec, outcome, self.config.worker_id, output_key=item.output_key,
-                output_etag=item.output_etag, reason=item.reason, copied_from=item.copied_from,
+                spec,
+                outcome,
+                self.config.worker_id,
+                output_key=item.output_key,
+                output_etag=item.output_etag,
+                reason=item.reason,
+                copied_from=item.copied_from,
                 copied_from_etag=item.copied_from_etag,
             )
-        )  # fmt: skip
+        )
         return ACK
 
     def _held(self, msg: Received, spec: JobSpec, held: HeldElsewhere) -> Settle | None:
@@ -382,8 +404,11 @@ class Worker:
         item = held.item
         if held.same_job and item.message_id != msg.message_id:
             # The holder has its own message, which comes back if the holder dies.
-            log.info("duplicate_event_dropped", holder=item.worker,
-                     reason="the same version is held under another message")  # fmt: skip
+            log.info(
+                "duplicate_event_dropped",
+                holder=item.worker,
+                reason="the same version is held under another message",
+            )
             return ACK
         if not held.same_job and item.etag != spec.job.etag:
             log.info("older_version_held", holder=item.worker, older_etag=item.etag)
@@ -403,8 +428,12 @@ class Worker:
                 break  # the holder is alive and works on this very job
             seen = outcome.item  # an older version's holder: it stops at its next renewal
         delay = int(item.lease_s) + 5
-        log.info("job_held_elsewhere", holder=item.worker, delay_s=delay,
-                 reason="the holder is alive; the message comes back later")  # fmt: skip
+        log.info(
+            "job_held_elsewhere",
+            holder=item.worker,
+            delay_s=delay,
+            reason="the holder is alive; the message comes back later",
+        )
         return Settle(Verdict.RELEASE, delay_s=delay, reason="held by a live worker")
 
     def _take_over(self, msg: Received, spec: JobSpec, outcome: Left | Stale) -> Settle | None:
@@ -424,15 +453,23 @@ class Worker:
         cancel = threading.Event()
         vis = self.pool.queue.visibility_timeout_s
         beat = Heartbeat(
-            extend=lambda t: self._queue.extend(msg, t), received_at=msg.received_at,
-            timeout_s=vis, step_s=vis, cancel=cancel, clock=self._clock,
+            extend=lambda t: self._queue.extend(msg, t),
+            received_at=msg.received_at,
+            timeout_s=vis,
+            step_s=vis,
+            cancel=cancel,
+            clock=self._clock,
             max_sleep_s=self.config.heartbeat_max_sleep_s,
-        )  # fmt: skip
+        )
         with beat:
             outcome = observe(
-                self._ledger, item, stop=self.stop, cancel=cancel, clock=self._clock,
+                self._ledger,
+                item,
+                stop=self.stop,
+                cancel=cancel,
+                clock=self._clock,
                 max_wait_s=self.config.heartbeat_max_sleep_s,
-            )  # fmt: skip
+            )
         return outcome, isinstance(beat.failure, LostMessageError)
 
     def _run_claimed(self, msg: Received, spec: JobSpec, lease: Lease) -> Settle:
@@ -548,8 +585,13 @@ class Worker:
             pct = progress[-1] if progress else 0.0
             remaining = elapsed * (100 - pct) / pct if pct > 0 else float("inf")
             left = round(remaining) if remaining != float("inf") else None
-            log.info("shutdown_requested", phase=ctx.phase, progress=round(pct, 1),
-                     encode_left_s=left, grace_s=grace)  # fmt: skip
+            log.info(
+                "shutdown_requested",
+                phase=ctx.phase,
+                progress=round(pct, 1),
+                encode_left_s=left,
+                grace_s=grace,
+            )
             if remaining > grace:
                 ctx.cancel.set()
                 return
@@ -566,8 +608,9 @@ class Worker:
             keeper.finish(state, fields)
         except LeaseLostError as exc:
             # Fenced: whatever this worker wrote is not the record; it publishes nothing.
-            log.warning("commit_fenced", reason="lease lost before the ledger record",
-                        error=str(exc))  # fmt: skip
+            log.warning(
+                "commit_fenced", reason="lease lost before the ledger record", error=str(exc)
+            )
             return False
         return True
 
@@ -583,9 +626,13 @@ class Worker:
             return cleared  # another source's output (check_collision's case): never ours
         keeper.check()
         if self._store.delete_if(spec.output_key, current.etag):
-            log.info("stale_output_removed", output_key=spec.output_key,
-                     output_etag=current.etag, older_etag=current.metadata.get(META_SOURCE_ETAG),
-                     reason="the source's newest version has no output")  # fmt: skip
+            log.info(
+                "stale_output_removed",
+                output_key=spec.output_key,
+                output_etag=current.etag,
+                older_etag=current.metadata.get(META_SOURCE_ETAG),
+                reason="the source's newest version has no output",
+            )
         return cleared
 
     def _succeeded(
@@ -594,25 +641,34 @@ class Worker:
         state = State.DONE if result.outcome == "done" else State.SKIPPED
         fields: dict[str, object] = {
             **{p: timings.get(p) for p in PHASES},
-            "output_key": result.output_key, "output_etag": result.output_etag,
-            "copied_from": result.copied_from, "copied_from_etag": result.copied_from_etag,
-            "reason": result.reason, "input_bytes": result.input_bytes,
+            "output_key": result.output_key,
+            "output_etag": result.output_etag,
+            "copied_from": result.copied_from,
+            "copied_from_etag": result.copied_from_etag,
+            "reason": result.reason,
+            "input_bytes": result.input_bytes,
             "output_bytes": result.output_bytes,
             "encode_s": result.encode_s if result.encode_s is not None else timings.get("encode_s"),
-            "duration_s": result.duration_s, "progress": 100.0,
-        }  # fmt: skip
+            "duration_s": result.duration_s,
+            "progress": 100.0,
+        }
         if state is State.SKIPPED:
             fields.update(self._drop_stale_output(keeper, spec))
         if not self._settle_ledger(keeper, state, fields):
             return LOST
         if result.output_etag:
             # The commit proper: the ledger now names this output; nobody else's can be.
-            log.info("output_committed", output_key=result.output_key,
-                     output_etag=result.output_etag)  # fmt: skip
+            log.info(
+                "output_committed", output_key=result.output_key, output_etag=result.output_etag
+            )
         self._publisher.publish(result)
         self._emit_metrics(result)
-        log.info("job_finished", outcome=result.outcome, reason=result.reason,
-                 output_etag=result.output_etag)  # fmt: skip
+        log.info(
+            "job_finished",
+            outcome=result.outcome,
+            reason=result.reason,
+            output_etag=result.output_etag,
+        )
         return ACK
 
     def _failed(
@@ -642,8 +698,14 @@ class Worker:
         except InterruptedJob:
             return LOST
         delay = int(exc.delay_s) if exc and exc.delay_s else retry_delay(tries)
-        log.warning("job_will_retry", failure_class=cls.value, reason=reason, delay_s=delay,
-                    tries=tries, max_attempts=self.pool.queue.max_attempts)  # fmt: skip
+        log.warning(
+            "job_will_retry",
+            failure_class=cls.value,
+            reason=reason,
+            delay_s=delay,
+            tries=tries,
+            max_attempts=self.pool.queue.max_attempts,
+        )
         return Settle(Verdict.RELEASE, delay_s=delay, failure_class=cls, reason=reason)
 
     def _source_deleted(self, spec: JobSpec) -> bool:
@@ -663,8 +725,7 @@ class Worker:
         failure = self._failure_result(spec, FailureClass.PERMANENT, SOURCE_DELETED)
         self._publisher.publish(failure)
         self._emit_metrics(failure)
-        log.warning("job_failed", failure_class=FailureClass.PERMANENT.value,
-                    reason=SOURCE_DELETED)  # fmt: skip
+        log.warning("job_failed", failure_class=FailureClass.PERMANENT.value, reason=SOURCE_DELETED)
         return Settle(Verdict.ACK, failure_class=FailureClass.PERMANENT, reason=SOURCE_DELETED)
 
     def _given_back(self, keeper: LeaseKeeper, exc: WorkerCannotRun, delay_s: int) -> Settle:
@@ -702,6 +763,10 @@ class Worker:
 
     def _failure_result(self, spec: JobSpec, cls: FailureClass, reason: str) -> JobResult:
         return job_result(
-            spec, "failed", self.config.worker_id,
-            reason=reason, failure_class=cls, input_bytes=spec.source_size,
-        )  # fmt: skip
+            spec,
+            "failed",
+            self.config.worker_id,
+            reason=reason,
+            failure_class=cls,
+            input_bytes=spec.source_size,
+        )

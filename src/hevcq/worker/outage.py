@@ -56,8 +56,9 @@ class Outage:
         if self._since is None:
             return
         down_s = self._clock() - self._since
-        log.info("endpoint_recovered", during=self.what, down_s=round(down_s, 1),
-                 failures=self.failures)  # fmt: skip
+        log.info(
+            "endpoint_recovered", during=self.what, down_s=round(down_s, 1), failures=self.failures
+        )
         self._since = None
         self.failures = 0
 

@@ -145,8 +145,13 @@ def check_scratch(work_dir: Path, source_size: int, worker_id: str = "this worke
     free = shutil.disk_usage(work_dir).free
     need = int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
     if free < need:
-        log.warning("scratch_too_small", work_dir=str(work_dir), need_mib=need // MiB,
-                    have_mib=free // MiB, reason="given back for another worker")  # fmt: skip
+        log.warning(
+            "scratch_too_small",
+            work_dir=str(work_dir),
+            need_mib=need // MiB,
+            have_mib=free // MiB,
+            reason="given back for another worker",
+        )
         raise WorkerCannotRun(
             f"not enough scratch space on {worker_id}: need {need // MiB} MiB, have {free // MiB}"
         )
@@ -189,8 +194,11 @@ def _drain(t: threading.Thread, box: dict[str, ObjectInfo | BaseException]) -> N
     """Wait for a stopped job's write to end, and say how it ended."""
     t.join(COMMIT_DRAIN_S)
     if t.is_alive():
-        log.warning("upload_abandoned", waited_s=COMMIT_DRAIN_S,
-                    reason="the write did not end; it may still land")  # fmt: skip
+        log.warning(
+            "upload_abandoned",
+            waited_s=COMMIT_DRAIN_S,
+            reason="the write did not end; it may still land",
+        )
     elif isinstance(out := box.get("out"), ObjectInfo):
         log.info("upload_ended_after_stop", output_key=out.key, output_etag=out.etag)
 
@@ -264,10 +272,14 @@ class JobRunner:
         if existing is not None and output_is_current(existing, spec.job):
             log.info("output_already_current", output_key=spec.output_key)
             return self._result(
-                spec, "done", output_key=spec.output_key, output_etag=existing.etag,
-                output_bytes=existing.size, input_bytes=spec.source_size,
+                spec,
+                "done",
+                output_key=spec.output_key,
+                output_etag=existing.etag,
+                output_bytes=existing.size,
+                input_bytes=spec.source_size,
                 reason="output already up to date",
-            )  # fmt: skip
+            )
         self._work_dir.mkdir(parents=True, exist_ok=True)
         check_scratch(self._work_dir, spec.source_size, self._worker_id)
         scratch = Path(
@@ -286,9 +298,12 @@ class JobRunner:
             return self._result(spec, "skipped", reason=skip.reason, input_bytes=spec.source_size)
         # Exactly the job's version: a newer upload meanwhile makes this job superseded.
         self._store.download(
-            spec.job.key, src, etag=spec.job.etag, version_id=spec.job.version_id or None,
+            spec.job.key,
+            src,
+            etag=spec.job.etag,
+            version_id=spec.job.version_id or None,
             known=spec.source,
-        )  # fmt: skip
+        )
         lap("download_s")
         info = probe(src)
         decision = decide(info, spec.pool, spec.job.key)
@@ -305,12 +320,20 @@ class JobRunner:
         encode_s = lap("encode_s")
         if saves_nothing(spec.pool, out.stat().st_size, info.size_bytes):
             # Not a failure: the source stays as it is, and a re-run does not try again.
-            log.info("job_skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
-                     output_bytes=out.stat().st_size)  # fmt: skip
+            log.info(
+                "job_skipped",
+                reason=KEPT_ORIGINAL,
+                input_bytes=info.size_bytes,
+                output_bytes=out.stat().st_size,
+            )
             return self._result(
-                spec, "skipped", reason=KEPT_ORIGINAL, input_bytes=info.size_bytes,
-                duration_s=info.duration_s, encode_s=round(encode_s, 3),
-            )  # fmt: skip
+                spec,
+                "skipped",
+                reason=KEPT_ORIGINAL,
+                input_bytes=info.size_bytes,
+                duration_s=info.duration_s,
+                encode_s=round(encode_s, 3),
+            )
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         lap("verify_s")
@@ -326,10 +349,15 @@ class JobRunner:
         # Where a job's wall time goes, for the overhead benchmark and for operators.
         log.info("job_timings", **lap.laps)
         return self._result(
-            spec, "done", output_key=spec.output_key, output_etag=uploaded.etag,
-            input_bytes=info.size_bytes, output_bytes=out_info.size_bytes,
-            duration_s=info.duration_s, encode_s=round(encode_s, 3),
-        )  # fmt: skip
+            spec,
+            "done",
+            output_key=spec.output_key,
+            output_etag=uploaded.etag,
+            input_bytes=info.size_bytes,
+            output_bytes=out_info.size_bytes,
+            duration_s=info.duration_s,
+            encode_s=round(encode_s, 3),
+        )
 
     def _encode(
         self,
@@ -363,9 +391,12 @@ class JobRunner:
             decoder.start()
         try:
             run_ffmpeg(
-                args, on_progress=progress, stop=ctx.cancel,
-                stall_timeout_s=self._stall_timeout_s, output=out,
-            )  # fmt: skip
+                args,
+                on_progress=progress,
+                stop=ctx.cancel,
+                stall_timeout_s=self._stall_timeout_s,
+                output=out,
+            )
         except BaseException:
             if decoder:
                 decoder.abandon()

@@ -148,8 +148,11 @@ class SharedEncode:
             if self.pool.name in named:
                 return None  # the client's word on this pool: the runner's precheck
             if self.primary.name in named:
-                log.info("encode_not_shared", reason=f"the client named {self.primary.name} "
-                         f"in {name}: it will not encode this upload")  # fmt: skip
+                log.info(
+                    "encode_not_shared",
+                    reason=f"the client named {self.primary.name} "
+                    f"in {name}: it will not encode this upload",
+                )
                 return None
         existing = self.store.head(spec.output_key)
         check_collision(existing, spec.job, spec.output_key)
@@ -177,8 +180,13 @@ class SharedEncode:
             return self._copy(spec, writer, cancel, step.item)
         if isinstance(step, SettleAlike):
             log.info("job_skipped", reason=step.item.reason, settled_alike=primary)
-            return job_result(spec, "skipped", writer.worker_id, reason=step.item.reason,
-                              input_bytes=spec.source_size)  # fmt: skip
+            return job_result(
+                spec,
+                "skipped",
+                writer.worker_id,
+                reason=step.item.reason,
+                input_bytes=spec.source_size,
+            )
         if isinstance(step, Wait):
             if may_wait(receive_count, self.pool.queue):
                 delay = wait_s(step.item, info.duration_s, receive_count)
@@ -201,11 +209,23 @@ class SharedEncode:
             # Fetched and cleaned up, or replaced by a newer encode: encode here instead.
             log.info("encode_not_shared", reason=str(exc))
             return None
-        log.info("output_copied", output_key=spec.output_key, copied_from=source,
-                 copied_from_etag=etag, bytes=out.size)  # fmt: skip
+        log.info(
+            "output_copied",
+            output_key=spec.output_key,
+            copied_from=source,
+            copied_from_etag=etag,
+            bytes=out.size,
+        )
         return job_result(
-            spec, "done", writer.worker_id, output_key=spec.output_key, output_etag=out.etag,
-            input_bytes=spec.source_size, output_bytes=out.size, duration_s=item.duration_s,
-            copied_from=source, copied_from_etag=etag,
+            spec,
+            "done",
+            writer.worker_id,
+            output_key=spec.output_key,
+            output_etag=out.etag,
+            input_bytes=spec.source_size,
+            output_bytes=out.size,
+            duration_s=item.duration_s,
+            copied_from=source,
+            copied_from_etag=etag,
             reason=f"the identical encode of pool {self.primary.name}, copied",
-        )  # fmt: skip
+        )
