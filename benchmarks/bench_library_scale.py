@@ -63,7 +63,7 @@ class Sample:
 
 def _role(proc: psutil.Process) -> str:
     cmd = " ".join(proc.cmdline())
-    if "hevcq.aws.endpoint" in cmd:
+    if "hevcq.emulator.endpoint" in cmd:
         return "endpoint"
     if " worker " in f"{cmd} ":
         return "worker"

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks.harness import Figure, figure
-from hevcq.aws.embedded import EmbeddedFarm
-from hevcq.aws.topology import EMBEDDED_BUCKET
+from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.limits import MiB
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm
+from hevcq.topology import EMBEDDED_BUCKET
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
+from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.library.results import Expected, dead_letter_results
 from hevcq.logs import read_events
 from hevcq.media.decide import decide

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 MiB = 1024 * 1024
 
-# The embedded endpoint's unit of a request body, read or written (hevcq.aws.s3disk,
-# hevcq.aws.postpolicy). Small on purpose: every request in flight holds about two, and
+# The embedded endpoint's unit of a request body, read or written (hevcq.emulator.s3disk,
+# hevcq.emulator.postpolicy). Small on purpose: every request in flight holds about two, and
 # 64 KiB moved a farm's concurrent PUTs and GETs faster than 1 MiB did (48 PUTs and 16 GETs
 # at once, side by side: 82-86 MiB against 170-190 MiB of endpoint RSS at the peak, in
 # 11.5-12 s against 18.5-25 s).

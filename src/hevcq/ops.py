@@ -7,10 +7,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hevcq.aws.provision import FarmRefs, PoolRefs
 from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON, counts, move, peek, start_move_task
 from hevcq.errors import FailureClass
 from hevcq.ledger import State
+from hevcq.topology import FarmRefs, PoolRefs
 
 if TYPE_CHECKING:
     from hevcq.aws.ledger import DynamoLedger

@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.provision import FarmRefs, _create_ledger, provision
-from hevcq.aws.topology import Names
+from hevcq.aws.provision import _create_ledger, provision
 from hevcq.pools import Pool
+from hevcq.topology import FarmRefs, Names
 
 
 @dataclass

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import published_farm
+from hevcq.farm.embedded import published_farm
 from tests.conftest import WORKERS_DIR
 from tests.e2e.farmkit import stack
 

@@ -21,8 +21,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from hevcq.aws.clients import Clients, error_code
-from hevcq.aws.endpoint import Credentials, EndpointProcess, start
-from hevcq.aws.readtimes import ReadBounds
+from hevcq.credentials import Credentials
+from hevcq.emulator.endpoint import EndpointProcess, start
+from hevcq.emulator.readtimes import ReadBounds
 
 NO_RETRY = Config(retries={"mode": "standard", "max_attempts": 1})
 

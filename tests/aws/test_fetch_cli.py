@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import _start_moto
-from hevcq.aws.endpoint import Credentials
 from hevcq.aws.provision import provision
 from hevcq.aws.s3 import S3Store
-from hevcq.aws.topology import Names
+from hevcq.credentials import Credentials
+from hevcq.farm.embedded import _start_moto
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.scan import scan
 from hevcq.library.upload import recorder, to_upload, upload_all
 from hevcq.media.samples import make_clip
 from hevcq.messages import JobResult
 from hevcq.pools import Pool
+from hevcq.topology import Names
 from tests.e2e import test_full_disk
 
 small_disk = test_full_disk.small_disk  # a nearly full tmpfs (needs root, as CI has)

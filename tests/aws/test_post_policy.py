@@ -18,8 +18,9 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from hevcq.aws.endpoint import Credentials, EndpointProcess, start
 from hevcq.aws.s3 import S3Store
+from hevcq.credentials import Credentials
+from hevcq.emulator.endpoint import EndpointProcess, start
 from hevcq.web.uploads import UploadRecord, new_upload_id, presigned_upload, upload_key
 
 LIMIT = 1000

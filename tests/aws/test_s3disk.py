@@ -28,10 +28,11 @@ from botocore.config import Config
 from moto.core.request import Request
 from moto.server import ThreadedMotoServer
 
-from hevcq.aws import s3disk, s3files
-from hevcq.aws.endpoint import Credentials, start
 from hevcq.aws.s3 import S3Store
-from hevcq.aws.s3checksum import PartsChecksum
+from hevcq.credentials import Credentials
+from hevcq.emulator import s3disk, s3files
+from hevcq.emulator.endpoint import start
+from hevcq.emulator.s3checksum import PartsChecksum
 from hevcq.errors import HevcqError
 from hevcq.limits import MiB
 
@@ -78,7 +79,7 @@ def _rchar() -> int:
 
 def test_the_adaptation_matches_the_installed_moto() -> None:
     # Fails when moto is upgraded or changes what the adaptation replaces: re-check
-    # hevcq/aws/s3disk.py against the new moto, then move MOTO_VERSION and the pin together.
+    # hevcq/emulator/s3disk.py against the new moto, then move MOTO_VERSION and the pin together.
     assert s3disk.check_moto() == []
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert f'"moto[server]=={s3disk.MOTO_VERSION}"' in pyproject
@@ -165,7 +166,7 @@ def test_multipart_is_joined_on_disk_with_moto_s_etag_and_event(endpoint: str) -
 def test_the_endpoint_process_dies_with_its_parent(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
-        "from hevcq.aws.endpoint import start\n"
+        "from hevcq.emulator.endpoint import start\n"
         "ep = start()\n"
         "print(ep.pid, flush=True)\n"
         "time.sleep(60)\n"
@@ -525,7 +526,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.s3.models import s3_backends
 from werkzeug.test import Client
-from hevcq.aws import s3disk
+from hevcq.emulator import s3disk
 s3disk.install()
 backend, n = s3_backends["123456789012"]["aws"], int(sys.argv[1])
 backend.create_bucket("many", "us-east-1")
@@ -666,7 +667,7 @@ def test_a_reader_keeps_the_bytes_of_a_removed_object_and_a_dropped_one_leaves_n
 
 STORE_OWNER = """
 import sys
-from hevcq.aws import s3files
+from hevcq.emulator import s3files
 print(s3files.store().path, flush=True)
 sys.stdin.read()
 """

@@ -15,17 +15,17 @@ from pathlib import Path
 import yaml
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.embedded import EMBEDDED_REGION, EmbeddedFarm, embedded_env, farm_env
-from hevcq.aws.endpoint import Credentials
-from hevcq.aws.provision import FarmRefs, names_for, provision
+from hevcq.aws.provision import names_for, provision
 from hevcq.aws.sqs import SqsInbox
-from hevcq.aws.topology import EMBEDDED_BUCKET
+from hevcq.credentials import Credentials
+from hevcq.farm.embedded import EMBEDDED_REGION, EmbeddedFarm, embedded_env, farm_env
 from hevcq.library.results import Expected, SourcePool, dead_letter_results
 from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.messages import JobResult
 from hevcq.pools import load_farm
 from hevcq.settings import Settings
+from hevcq.topology import EMBEDDED_BUCKET, FarmRefs
 from tests.conftest import WORKERS_DIR
 from tests.e2e.faultproxy import PROXIED_CREDENTIALS, Endpoint, FaultProxy, endpoint_behind_proxy
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hevcq.aws.endpoint import Credentials
+from hevcq.credentials import Credentials
 
 SERVICES = ("s3", "sqs", "sns", "dynamodb")
 MODES = ("pass", "error", "garbled", "throttle", "deny", "hang")

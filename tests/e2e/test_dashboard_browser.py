@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hevcq.aws.embedded import EmbeddedFarm
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.media.samples import make_clip
 from hevcq.web.app import WebConfig
 from hevcq.web.auth import AuthConfig, Authenticator

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from hevcq.aws.endpoint import EndpointProcess, start
+from hevcq.emulator.endpoint import EndpointProcess, start
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
 
 pytestmark = pytest.mark.e2e

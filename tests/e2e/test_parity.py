@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.provision import FarmRefs, provision
+from hevcq.aws.provision import provision
 from hevcq.aws.s3 import S3Store
-from hevcq.aws.topology import Names
 from hevcq.library.results import Expected
 from hevcq.media.samples import make_clip
 from hevcq.objects import META_SOURCE_KEY
 from hevcq.pools import load_farm
+from hevcq.topology import FarmRefs, Names
 from tests.e2e.farmkit import Collector
 from tests.e2e.tfhelpers import PARITY_PREFIX, AppliedFarm, TerraformFarms
 

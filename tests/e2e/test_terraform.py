@@ -16,9 +16,9 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from hevcq.aws.topology import Names
 from hevcq.pools import load_farm
 from hevcq.settings import unknown_names
+from hevcq.topology import Names
 from hevcq.web import lambda_handler, uploads
 from hevcq.web.auth import TOKEN_OWNER
 from tests.e2e import iamcheck

@@ -32,8 +32,8 @@ import pytest
 from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.server import ThreadedMotoServer
 
-from hevcq.aws import s3disk
-from hevcq.aws.tfconfig import settings_from_outputs
+from hevcq.cli.tfconfig import settings_from_outputs
+from hevcq.emulator import s3disk
 from tests.e2e.farmkit import pool_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -254,7 +254,7 @@ def patch_moto_scaling_tags() -> None:
 def moto_endpoint() -> Iterator[str]:
     """A ThreadedMotoServer on 127.0.0.1 and a free port, stopped on exit.
 
-    Its S3 is the embedded farm's (bytes on disk, ``hevcq.aws.s3disk``), so the parity test
+    Its S3 is the embedded farm's (bytes on disk, ``hevcq.emulator.s3disk``), so the parity test
     proves the events and conditional requests of the store the embedded farm uses.
     """
     patch_moto_scaling_tags()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hevcq.aws.embedded import EmbeddedFarm
+from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.settings import Settings
 from hevcq.web.app import WebConfig
 from hevcq.web.auth import AuthConfig, Authenticator

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.aws.embedded import RunningFarm, farm_record, from_record, published_farm, running_farm
-from hevcq.aws.endpoint import Credentials
-from hevcq.aws.provision import FarmRefs, PoolRefs
-from hevcq.aws.topology import Names
+from hevcq.credentials import Credentials
+from hevcq.farm.embedded import RunningFarm, farm_record, from_record, published_farm, running_farm
+from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web.child import READY, Dashboard, listen
 
 

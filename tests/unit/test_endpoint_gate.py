@@ -11,7 +11,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from hevcq.aws.endpointgate import MAX_HASHED_BODY, EndpointGate
+from hevcq.emulator.endpointgate import MAX_HASHED_BODY, EndpointGate
 
 KEY, SECRET = "AKIDEXAMPLE", "secret"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hevcq.aws.postpolicy import (
+from hevcq.emulator.postpolicy import (
     Allowed,
     Refusal,
     _form_boundary,

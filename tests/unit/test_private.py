@@ -14,13 +14,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.provision import FarmRefs, PoolRefs
-from hevcq.aws.topology import Names
-from hevcq.aws.wiring import build_worker
+from hevcq.farm.workers import build_worker
 from hevcq.logs import record_crash
 from hevcq.pools import load_farm
 from hevcq.private import open_private, private_dir, scratch_dir
 from hevcq.settings import Settings
+from hevcq.topology import FarmRefs, Names, PoolRefs
 from tests.conftest import fast_pools
 
 UID = os.getuid()

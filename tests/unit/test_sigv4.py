@@ -15,9 +15,9 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from hevcq.aws import sigv4
-from hevcq.aws.postpolicy import Refusal
-from hevcq.aws.readtimes import DeadlineReader, ReadBounds
+from hevcq.emulator import sigv4
+from hevcq.emulator.postpolicy import Refusal
+from hevcq.emulator.readtimes import DeadlineReader, ReadBounds
 
 KEY, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 HOST = "127.0.0.1:4566"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hevcq.aws.tfconfig import api_addresses, settings_from_outputs, write_env_file
+from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.errors import ConfigError
 
 SETTINGS = {

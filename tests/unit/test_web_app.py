@@ -10,9 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.provision import FarmRefs, PoolRefs
-from hevcq.aws.topology import Names
 from hevcq.messages import JobResult
+from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView

@@ -14,10 +14,9 @@ from ulid import ULID
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.provision import FarmRefs, PoolRefs
 from hevcq.aws.s3 import S3Store
-from hevcq.aws.topology import Names
 from hevcq.ledger import Claimed, JobKey, State
+from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web import uploads
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator

@@ -7,19 +7,18 @@ the two descriptions equal.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from botocore.exceptions import ClientError
 
 from hevcq.aws.clients import Clients, classify, error_code
-from hevcq.aws.topology import Names
 from hevcq.errors import ConfigError
 from hevcq.keys import TODO_PREFIX
 from hevcq.limits import MAX_WAIT_TIME_S
 from hevcq.pools import Pool
 from hevcq.settings import Settings
+from hevcq.topology import FarmRefs, Names, PoolRefs
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -27,31 +26,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 RESULTS_RETENTION_S = 14 * 24 * 3600
-
-
-@dataclass(frozen=True)
-class PoolRefs:
-    """A pool's queue URLs."""
-
-    queue_url: str
-    dlq_url: str
-
-
-@dataclass(frozen=True)
-class FarmRefs:
-    """Everything a component needs to address the farm."""
-
-    names: Names
-    uploads_topic_arn: str
-    events_topic_arn: str
-    results_queue_url: str
-    ledger_table: str
-    pools: dict[str, PoolRefs]
-
-    @property
-    def bucket(self) -> str:
-        """The farm's bucket."""
-        return self.names.bucket
 
 
 def names_for(settings: Settings, pools: dict[str, Pool], bucket: str) -> Names:

@@ -13,11 +13,12 @@ from rich.text import Text
 
 from hevcq import __version__, logs
 from hevcq.aws.clients import AWS_ERRORS, Clients, setup_mistake
-from hevcq.aws.embedded import EMBEDDED_REGION, RunningFarm, embedded_env, running_farm
-from hevcq.aws.provision import FarmRefs, resolve
+from hevcq.aws.provision import resolve
 from hevcq.errors import ConfigError, HevcqError
+from hevcq.farm.embedded import EMBEDDED_REGION, RunningFarm, embedded_env, running_farm
 from hevcq.pools import Pool, load_farm
 from hevcq.settings import Settings, load_settings
+from hevcq.topology import FarmRefs
 
 HELP = "Re-encode a video library or an app's uploads to HEVC, on this machine or in AWS."
 

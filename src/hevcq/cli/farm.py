@@ -18,10 +18,6 @@ from rich.text import Text
 
 from hevcq import logs, ops
 from hevcq.aws.clients import AWS_ERRORS, Clients, classify
-from hevcq.aws.embedded import running_farm
-from hevcq.aws.provision import FarmRefs
-from hevcq.aws.tfconfig import api_addresses, settings_from_outputs, write_env_file
-from hevcq.aws.wiring import build_worker
 from hevcq.cli.app import (
     EXIT_CONFIG,
     EXIT_FARM_MISCONFIGURED,
@@ -33,13 +29,17 @@ from hevcq.cli.app import (
     fail,
     setup,
 )
+from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
+from hevcq.farm.embedded import running_farm
+from hevcq.farm.workers import build_worker
 from hevcq.library.results import announced_objects
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
 from hevcq.procs import die_with_parent
 from hevcq.settings import Settings, load_settings
 from hevcq.settings import state_dir as default_state_dir
+from hevcq.topology import FarmRefs
 from hevcq.web import server as web_server
 from hevcq.web.view import FarmView
 from hevcq.worker.outage import until_reachable

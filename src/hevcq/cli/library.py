@@ -19,7 +19,6 @@ from rich.table import Table
 from rich.text import Text
 
 from hevcq import logs, ops
-from hevcq.aws.embedded import EmbeddedFarm, farm_record, published_farm
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
@@ -38,6 +37,7 @@ from hevcq.cli.app import (
 )
 from hevcq.cli.live import LiveView
 from hevcq.errors import ConfigError
+from hevcq.farm.embedded import EmbeddedFarm, farm_record, published_farm
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.library.catalog import Catalog, library_id

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import structlog
 from pydantic import ValidationError
 
-from hevcq.aws.provision import FarmRefs
 from hevcq.errors import FailureClass, PermanentError
 from hevcq.ledger import FINISHED, LedgerItem
 from hevcq.messages import JobResult
 from hevcq.ops import list_dead_letters
 from hevcq.queue import Received
+from hevcq.topology import FarmRefs
 from hevcq.worker.s3events import SourceObject, parse_message
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ import structlog
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
 from hevcq.ledger import State
@@ -50,6 +49,7 @@ from hevcq.library.upload import (
 from hevcq.media.model import Skip
 from hevcq.messages import JobResult
 from hevcq.pools import Pool, primary_pool, replacing_pools
+from hevcq.topology import FarmRefs
 
 if TYPE_CHECKING:
     from hevcq.aws.sqs import SqsClient

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hevcq import logs
-from hevcq.aws.embedded import from_record
 from hevcq.errors import ConfigError
+from hevcq.farm.embedded import from_record
 from hevcq.private import open_private
 from hevcq.procs import die_with_parent
 from hevcq.settings import load_settings

@@ -18,12 +18,13 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from hevcq.aws.clients import AWS_ERRORS, Clients
-from hevcq.aws.embedded import EMBEDDED_REGION, embedded_env, running_farm
-from hevcq.aws.endpoint import Credentials
-from hevcq.aws.provision import FarmRefs, resolve
+from hevcq.aws.provision import resolve
+from hevcq.credentials import Credentials
 from hevcq.errors import ConfigError, FarmConfigError, RetryableError
+from hevcq.farm.embedded import EMBEDDED_REGION, embedded_env, running_farm
 from hevcq.pools import Pool
 from hevcq.settings import Settings
+from hevcq.topology import FarmRefs
 from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.videos import UploadQuota

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from hevcq import ops
 from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass, PermanentError
 from hevcq.ledger import PHASES, TERMINAL, LedgerItem, State
 from hevcq.library.results import announced_objects
+from hevcq.topology import FarmRefs
 from hevcq.web import uploads
 from hevcq.web.models import (
     Dashboard,

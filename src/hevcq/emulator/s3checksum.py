@@ -1,4 +1,4 @@
-"""moto's S3 checksums computed a chunk at a time (for ``hevcq.aws.s3disk``).
+"""moto's S3 checksums computed a chunk at a time (for ``hevcq.emulator.s3disk``).
 
 moto computes a multipart upload's checksum over whole parts held in memory (COMPOSITE)
 or over a copy of the whole object (FULL_OBJECT). These give the same values from the

@@ -10,7 +10,7 @@
   grew with the length of the run. The lists hold their instances weakly instead: they
   still show every live instance, and let the others go.
 
-``hevcq.aws.s3disk`` installs these with its own changes and checks them against moto.
+``hevcq.emulator.s3disk`` installs these with its own changes and checks them against moto.
 """
 
 from __future__ import annotations

@@ -18,15 +18,16 @@ from typing import Any
 
 import structlog
 
-from hevcq.aws import endpoint
 from hevcq.aws.clients import Clients
-from hevcq.aws.endpoint import Credentials, EndpointProcess
-from hevcq.aws.provision import FarmRefs, PoolRefs, names_for, provision
-from hevcq.aws.topology import EMBEDDED_BUCKET, Names
+from hevcq.aws.provision import names_for, provision
+from hevcq.credentials import Credentials
+from hevcq.emulator import endpoint
+from hevcq.emulator.endpoint import EndpointProcess
 from hevcq.pools import Pool
 from hevcq.private import open_private, private_dir
 from hevcq.procs import pid_alive
 from hevcq.settings import Settings, state_dir
+from hevcq.topology import EMBEDDED_BUCKET, FarmRefs, Names, PoolRefs
 
 log = structlog.get_logger()
 
@@ -45,7 +46,7 @@ def embedded_env(credentials: Credentials) -> dict[str, str]:
 def _start_moto(
     log_path: Path | None = None, credentials: Credentials | None = None
 ) -> tuple[EndpointProcess, str]:
-    """The endpoint in a child process of its own (see ``hevcq.aws.endpoint``).
+    """The endpoint in a child process of its own (see ``hevcq.emulator.endpoint``).
 
     A fresh process per farm: nothing of an earlier farm (queues, objects) is there, and
     stopping it frees every object's bytes.

@@ -1,11 +1,11 @@
 """The embedded farm's AWS-compatible endpoint, in a process of its own.
 
-moto's server (with S3 bytes on disk, see ``hevcq.aws.s3disk``, and browser POST policies
-checked, see ``hevcq.aws.postpolicy``) runs in a child process: the ingest's memory does
+moto's server (with S3 bytes on disk, see ``hevcq.emulator.s3disk``, and browser POST policies
+checked, see ``hevcq.emulator.postpolicy``) runs in a child process: the ingest's memory does
 not carry the objects, and the endpoint never outlives its parent however the parent ends
 (the kernel's parent-death signal on Linux, and a watch on the parent's pid everywhere).
 
-It answers only the farm (see ``hevcq.aws.endpointgate``): it listens on 127.0.0.1, and
+It answers only the farm (see ``hevcq.emulator.endpointgate``): it listens on 127.0.0.1, and
 every request must be signed with a key pair made at random for this run, which reaches
 the child in its environment (a command line is visible to every user), and the farm's
 other processes through theirs and the 0600 farm file.
@@ -16,17 +16,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import selectors
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from hevcq.aws.readtimes import ReadBounds
+from hevcq.credentials import KEY_ID_ENV, SECRET_ENV, Credentials
+from hevcq.emulator.readtimes import ReadBounds
 from hevcq.private import open_private
 from hevcq.procs import MALLOC_ARENAS, MALLOC_MMAP_THRESHOLD, die_with_parent
 
@@ -34,30 +33,6 @@ ENDPOINT_START_TIMEOUT_S = 60.0
 ENDPOINT_STOP_TIMEOUT_S = 10.0
 READY_PREFIX = "hevcq-endpoint "
 HOST = "127.0.0.1"  # loopback only: no other machine reaches the farm
-# boto3's own names for a key pair: the child reads its pair from them, and the farm's
-# clients find theirs there.
-KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
-SECRET_ENV = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - the variable's name, not a secret
-
-
-@dataclass(frozen=True, repr=False)
-class Credentials:
-    """The key pair the endpoint answers to: made at random for each run."""
-
-    access_key_id: str
-    secret_access_key: str
-
-    @classmethod
-    def generate(cls) -> Credentials:
-        """A new random pair, shaped like AWS's (20 and 40 characters)."""
-        return cls("HEVCQ" + secrets.token_hex(8).upper()[:15], secrets.token_urlsafe(30))
-
-    def env(self) -> dict[str, str]:
-        """The pair as boto3 reads it from the environment."""
-        return {KEY_ID_ENV: self.access_key_id, SECRET_ENV: self.secret_access_key}
-
-    def __repr__(self) -> str:
-        return f"Credentials({self.access_key_id!r}, <secret>)"
 
 
 class EndpointError(RuntimeError):
@@ -135,7 +110,7 @@ def _command(bounds: ReadBounds) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "hevcq.aws.endpoint",
+        "hevcq.emulator.endpoint",
         "--parent",
         str(os.getpid()),
         "--header-s",
@@ -167,7 +142,7 @@ def _read_url(proc: subprocess.Popen[bytes]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM or until the parent process is gone."""
-    parser = argparse.ArgumentParser(prog="hevcq.aws.endpoint")
+    parser = argparse.ArgumentParser(prog="hevcq.emulator.endpoint")
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--header-s", type=float, default=ReadBounds.header_s)
     parser.add_argument("--body-grace-s", type=float, default=ReadBounds.body_grace_s)
@@ -176,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     bounds = ReadBounds(args.header_s, args.body_grace_s, args.min_body_rate)
     key_id, secret = os.environ.get(KEY_ID_ENV), os.environ.get(SECRET_ENV)
     if not key_id or not secret:
-        sys.exit(f"hevcq.aws.endpoint: {KEY_ID_ENV} and {SECRET_ENV} must name its key pair")
+        sys.exit(f"hevcq.emulator.endpoint: {KEY_ID_ENV} and {SECRET_ENV} must name its key pair")
     stop = threading.Event()
     die_with_parent(args.parent, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -190,9 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import make_server  # noqa: PLC0415
 
-    from hevcq.aws import s3disk  # noqa: PLC0415
-    from hevcq.aws.endpointgate import EndpointGate  # noqa: PLC0415
-    from hevcq.aws.readtimes import bounded  # noqa: PLC0415
+    from hevcq.emulator import s3disk  # noqa: PLC0415
+    from hevcq.emulator.endpointgate import EndpointGate  # noqa: PLC0415
+    from hevcq.emulator.readtimes import bounded  # noqa: PLC0415
 
     s3disk.install()
     # werkzeug logs every request at INFO; the farm's own events are what people want to see.

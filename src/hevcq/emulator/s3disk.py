@@ -10,16 +10,16 @@ versioning stay moto's own:
 
 - every object's bytes live in a file on disk, open only while it is read or written, so
   the number of objects is not bounded by the process's descriptor limit
-  (``hevcq.aws.s3files``: removed when the object is dropped or the process ends);
+  (``hevcq.emulator.s3files``: removed when the object is dropped or the process ends);
 - a large plain S3 PUT body (PutObject, UploadPart) is copied from the socket into such a
   file a chunk at a time, and moto gets a ``FileSpan`` of it as the request's data; so is
-  the file of a browser POST that ``hevcq.aws.postpolicy`` checked;
+  the file of a browser POST that ``hevcq.emulator.postpolicy`` checked;
 - GetObject answers with a ``FileSpan`` (length, slicing and chunked iteration read only
   what is asked), so moto's own Range handling slices a file, not bytes;
 - CompleteMultipartUpload copies the parts into one file, part by part;
 - an object set from a ``FileSpan`` adopts its file instead of reading it.
 
-Two more changes serve every service the endpoint answers (``hevcq.aws.motoserver``):
+Two more changes serve every service the endpoint answers (``hevcq.emulator.motoserver``):
 moto's service list is read once, and moto's registry of model instances holds them
 weakly, so what moto drops is freed.
 
@@ -38,10 +38,10 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import IO, Any
 
-from hevcq.aws import motoserver
-from hevcq.aws.postpolicy import CHECKED
-from hevcq.aws.s3checksum import PartsChecksum
-from hevcq.aws.s3files import FileSpan, ObjectFile
+from hevcq.emulator import motoserver
+from hevcq.emulator.postpolicy import CHECKED
+from hevcq.emulator.s3checksum import PartsChecksum
+from hevcq.emulator.s3files import FileSpan, ObjectFile
 from hevcq.limits import BODY_CHUNK, MiB
 
 MOTO_VERSION = "5.2.5"

@@ -1,4 +1,5 @@
-"""Resource names: one convention shared by the embedded provisioning and Terraform.
+"""The farm's resources by name and by address: one convention shared by the embedded
+provisioning and Terraform, and the addresses every component is given.
 
 Terraform (``infra/terraform``) builds the same names from ``name_prefix`` and the pool
 files; a parity test keeps the two in step.
@@ -44,3 +45,28 @@ class Names:
 
 
 EMBEDDED_BUCKET = "hevcq-local"
+
+
+@dataclass(frozen=True)
+class PoolRefs:
+    """A pool's queue URLs."""
+
+    queue_url: str
+    dlq_url: str
+
+
+@dataclass(frozen=True)
+class FarmRefs:
+    """Everything a component needs to address the farm."""
+
+    names: Names
+    uploads_topic_arn: str
+    events_topic_arn: str
+    results_queue_url: str
+    ledger_table: str
+    pools: dict[str, PoolRefs]
+
+    @property
+    def bucket(self) -> str:
+        """The farm's bucket."""
+        return self.names.bucket

@@ -4,7 +4,7 @@ moto's server takes any credentials, sends CORS headers that let any web page re
 answers, and serves ``/moto-api`` (reset, dashboard). ``EndpointGate`` sits in front of
 it in the endpoint process: a request from a browser page (any ``Origin`` header) and
 ``/moto-api`` are refused; every other request must carry a SigV4 signature made with
-the farm's key pair (``hevcq.aws.sigv4``), or be a browser POST upload whose signed
+the farm's key pair (``hevcq.emulator.sigv4``), or be a browser POST upload whose signed
 policy ``PostPolicyGate`` has checked; no ``Access-Control-*`` header ever leaves.
 """
 
@@ -21,8 +21,8 @@ from http import HTTPStatus
 from typing import Any
 from xml.sax.saxutils import escape
 
-from hevcq.aws import sigv4
-from hevcq.aws.postpolicy import CHECKED, PostPolicyGate, Refusal, WsgiApp
+from hevcq.emulator import sigv4
+from hevcq.emulator.postpolicy import CHECKED, PostPolicyGate, Refusal, WsgiApp
 from hevcq.limits import BODY_CHUNK, MiB
 
 # The largest body hashed to check a signature that does not declare its payload's hash

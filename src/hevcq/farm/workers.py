@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 from hevcq.aws.clients import Clients, classify
 from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.provision import FarmRefs
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sns import SnsPublisher
 from hevcq.aws.sqs import SqsQueue
@@ -21,6 +20,7 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.pools import Pool, primary_pool
 from hevcq.private import scratch_dir
 from hevcq.settings import Settings
+from hevcq.topology import FarmRefs
 from hevcq.worker.loop import Worker, WorkerConfig
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
 from hevcq.worker.runner import JobRunner

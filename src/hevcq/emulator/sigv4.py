@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from botocore.utils import normalize_url_path
 
-from hevcq.aws.postpolicy import SIGV4, Refusal, signature
+from hevcq.emulator.postpolicy import SIGV4, Refusal, signature
 
 # AWS refuses a request signed more than 15 minutes before or after its own clock.
 MAX_CLOCK_SKEW = timedelta(minutes=15)

@@ -1,0 +1,36 @@
+"""The key pair an embedded farm's endpoint answers to, and how its clients carry it.
+
+Made at random for each run; the endpoint gets it in its environment (a command line is
+visible to every user) and the farm's other processes through theirs and the 0600 farm
+file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+# boto3's own names for a key pair: the child reads its pair from them, and the farm's
+# clients find theirs there.
+KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_ENV = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - the variable's name, not a secret
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """The key pair the endpoint answers to: made at random for each run."""
+
+    access_key_id: str
+    secret_access_key: str
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        """A new random pair, shaped like AWS's (20 and 40 characters)."""
+        return cls("HEVCQ" + secrets.token_hex(8).upper()[:15], secrets.token_urlsafe(30))
+
+    def env(self) -> dict[str, str]:
+        """The pair as boto3 reads it from the environment."""
+        return {KEY_ID_ENV: self.access_key_id, SECRET_ENV: self.secret_access_key}
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.access_key_id!r}, <secret>)"
