@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MEDIA ?=
 OUT ?= hevcq-out
+# pytest-xdist workers for `make test`; tests that must not overlap share a group.
+TEST_WORKERS ?= 2
 # A local mirror of the hashicorp/aws provider for machines without registry access.
 # Leave empty (the default when the folder does not exist) to download providers as usual.
 TF_PLUGIN_DIR ?= $(firstword $(wildcard /opt/tf-plugins))
@@ -63,7 +65,7 @@ system-deps: ## Debian packages for the end-to-end tests (installed only when CI
 	fi
 
 test: lint tools system-deps ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -146,6 +146,7 @@ def test_a_bad_signature_is_refused(s3: Any) -> None:
 @pytest.mark.parametrize(
     ("secret", "status", "code"),
     [("not-the-secret", 403, "SignatureDoesNotMatch"), (CREDS.secret_access_key, 204, "")],
+    ids=["another-secret", "the-endpoint-s-secret"],  # the same on every xdist worker
 )
 def test_only_a_policy_signed_with_the_endpoint_s_secret_passes(
     s3: Any, version: str, secret: str, status: int, code: str

@@ -16,7 +16,9 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, stack, wait_for
 
-pytestmark = pytest.mark.e2e
+# Tests that time faults (outages, clock steps, pauses) run one after another on one
+# xdist worker: two of them side by side would skew each other's timing.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("timed-faults")]
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 KEY = "TODO/clock.mp4"

@@ -28,7 +28,8 @@ from hevcq.topology import FarmRefs, Names
 from tests.e2e.farmkit import Collector
 from tests.e2e.tfhelpers import PARITY_PREFIX, AppliedFarm, TerraformFarms
 
-pytestmark = pytest.mark.e2e
+# One xdist worker builds the Terraform farms both files read (a session fixture).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("terraform")]
 TF_PREFIX, EMB_PREFIX = PARITY_PREFIX, "emb"
 
 

@@ -33,7 +33,9 @@ from tests.e2e.farmkit import (
 # `make chaos` runs them at the size the promise was first proven at (CHAOS_JOBS=100).
 CHAOS_JOBS = int(os.environ.get("CHAOS_JOBS", "0"))
 
-pytestmark = pytest.mark.e2e
+# Tests that time faults (outages, clock steps, pauses) run one after another on one
+# xdist worker: two of them side by side would skew each other's timing.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("timed-faults")]
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,8 @@ from tests.e2e.tfhelpers import (
 )
 from tests.unit.test_lambda_handler import Context, _json, http_api_event
 
-pytestmark = pytest.mark.e2e
+# One xdist worker builds the Terraform farms both files read (a session fixture).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("terraform")]
 
 MODULE_DIRS = [TF_SOURCE, *sorted(p for p in (TF_SOURCE / "modules").iterdir() if p.is_dir())]
 CHECKOV_CONFIG = TF_SOURCE / ".checkov.yaml"

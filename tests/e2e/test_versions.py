@@ -28,7 +28,9 @@ from tests.e2e.farmkit import (
     wait_for,
 )
 
-pytestmark = pytest.mark.e2e
+# Tests that time faults (outages, clock steps, pauses) run one after another on one
+# xdist worker: two of them side by side would skew each other's timing.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("timed-faults")]
 
 KEY = "TODO/phone/clip.mp4"
 OUT = "DONE/hevc/phone/clip.mp4"
