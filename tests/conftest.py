@@ -11,7 +11,7 @@ import structlog
 import yaml
 
 from hevcq.pools import Pool, load_farm
-from tests.fakes import FakeLedger
+from tests.fakes import MemoryLedger
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS_DIR = REPO / "workers"
@@ -40,9 +40,9 @@ def _logging_restored() -> Iterator[None]:
 
 
 @pytest.fixture
-def ledger() -> FakeLedger:
+def ledger() -> MemoryLedger:
     """The ledger's rules over an in-memory table, one per test."""
-    return FakeLedger()
+    return MemoryLedger()
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from hevcq.aws.ledger import DynamoLedger
 from hevcq.errors import (
     CopySourceChanged,
     FailureClass,
@@ -21,7 +17,7 @@ from hevcq.errors import (
     SupersededJob,
     WriteConflict,
 )
-from hevcq.ledger import LedgerItem
+from hevcq.ledger import LedgerItem, RuleLedger, Write
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectInfo
 from hevcq.queue import Received
@@ -284,74 +280,46 @@ class FastClock:
         return self._m0 + (time.monotonic() - self._m0) * self.speed
 
 
-_CLAUSE = re.compile(r"^(?:attribute_not_exists\(#?(\w+)\)|#(\w+) = :(\w+))$")
-
-
-def _holds(condition: str, item: dict[str, Any] | None, values: dict[str, Any]) -> bool:
-    """DynamoDB's verdict on the condition forms the ledger writes (clauses joined by AND)."""
-    for clause in condition.split(" AND "):
-        m = _CLAUSE.match(clause.strip())
-        assert m is not None, f"condition form the fake does not know: {clause}"
-        absent, name, value = m.groups()
-        if absent is not None:
-            if item is not None and item.get(absent) is not None:
-                return False
-        elif item is None or item.get(name) != values[value]:
-            return False
-    return True
-
-
 @dataclass
-class FakeLedger(DynamoLedger):
-    """The DynamoDB ledger's own rules over a table in memory.
+class MemoryLedger(RuleLedger):
+    """The ledger in memory: ``hevcq.ledger``'s rules applied under a lock.
 
-    Only the storage is fake: every claim, takeover, renewal and finish is DynamoLedger's
-    code, and its conditional writes are evaluated here as DynamoDB evaluates them.
+    A real second implementation of the ledger, not a mock: every claim, takeover,
+    renewal and finish is the rules' code (``RuleLedger``), and each ``Write`` is applied
+    by its own pure ``apply``, atomically, as DynamoDB applies the translated write.
+    ``put`` seeds an item as a test needs it.
     """
 
-    ddb: Any = None
-    table: str = "ledger"
-    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    items: dict[tuple[str, str], LedgerItem] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = field(default=time.time)
     gets: int = 0  # items read one by one
 
     def get(self, key: str, pool: str) -> LedgerItem | None:
         with self.lock:
             self.gets += 1
-            item = self.items.get((key, pool))
-            return LedgerItem.from_item(item) if item is not None else None
+            return self.items.get((key, pool))
 
-    def _write(
-        self,
-        key: str,
-        pool: str,
-        sets: Any,
-        condition: str,
-        values: Any,
-        *,
-        add: Any = None,
-        remove: tuple[str, ...] = (),
-        return_new: bool = False,
-    ) -> LedgerItem | None:
+    def write(self, write: Write) -> LedgerItem | None:
         with self.lock:
-            current = self.items.get((key, pool))
-            if not _holds(condition, current, dict(values)):
-                raise ClientError(
-                    {"Error": {"Code": "ConditionalCheckFailedException", "Message": condition}},
-                    "UpdateItem",
-                )
-            new = dict(current or {"pk": key, "sk": pool})
-            new.update(sets)
-            for name, n in (add or {}).items():
-                new[name] = int(new.get(name) or 0) + n
-            for name in remove:
-                new.pop(name, None)
-            self.items[(key, pool)] = new
-            return LedgerItem.from_item(new) if return_new else None
+            after = write.apply(self.items.get((write.key, write.pool)))
+            if after is not None:
+                self.items[(write.key, write.pool)] = after
+            return after
 
     def scan_items(self) -> list[LedgerItem]:
         with self.lock:
-            return [LedgerItem.from_item(i) for i in self.items.values()]
+            return list(self.items.values())
+
+    def put(self, item: LedgerItem) -> None:
+        """Seed (or overwrite) an item, as a test's starting point."""
+        with self.lock:
+            self.items[(item.key, item.pool)] = item
+
+    def change(self, key: str, pool: str, **fields: Any) -> None:
+        """Change an item's fields behind every worker's back (another writer, a test's fault)."""
+        with self.lock:
+            self.items[(key, pool)] = replace(self.items[(key, pool)], **fields)
 
 
 def present(item: LedgerItem | None) -> LedgerItem:

@@ -1,6 +1,9 @@
-"""The job ledger's model: the typed item (one per source object and pool, guarded by
-conditional writes), job keys, the claim rules, and the ``LedgerReader`` and ``Ledger``
-protocols.
+"""The job ledger: the typed item (one per source object and pool, guarded by conditional
+writes), job keys, the ``LedgerReader`` and ``Ledger`` protocols, and the rules of every
+write (claim, take over, renew, finish, release, supersede) as pure functions over
+``LedgerItem``. ``RuleLedger`` runs those rules over any store that writes conditionally:
+DynamoDB (``hevcq.aws.ledger``) translates each ``Write`` into one conditional UpdateItem,
+and the tests' in-memory ledger applies it under a lock.
 
 The item describes the job of the source's newest known version: its state, the worker that
 holds it and a **record version number** (``rvn``) that the holder changes on every write.
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -114,8 +119,8 @@ def _history(raw: object) -> tuple[PastVersion, ...]:
         return ()
 
 
-def history_after(item: LedgerItem) -> str:
-    """The ``history`` attribute once ``item``'s version gives way to another (JSON)."""
+def history_after(item: LedgerItem) -> tuple[PastVersion, ...]:
+    """The item's history once its version gives way to another, newest first."""
     past = PastVersion(
         etag=item.etag,
         settings_hash=item.settings_hash,
@@ -124,8 +129,12 @@ def history_after(item: LedgerItem) -> str:
         output_etag=item.output_etag,
         reason=item.reason,
     )
-    kept = (past, *item.history)[:HISTORY_KEPT]
-    return json.dumps([asdict(v) for v in kept], separators=(",", ":"))
+    return (past, *item.history)[:HISTORY_KEPT]
+
+
+def history_json(history: tuple[PastVersion, ...]) -> str:
+    """The ``history`` attribute as stored: a JSON list."""
+    return json.dumps([asdict(v) for v in history], separators=(",", ":"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,3 +364,258 @@ def _plain(attr: Mapping[str, Any]) -> Any:
 def new_rvn() -> str:
     """A fresh record version number."""
     return uuid.uuid4().hex
+
+
+# ---- The rules of every write, as pure functions over LedgerItem ----------------------
+
+# The item's fields a write may set; ``key`` and ``pool`` name the item and never change.
+WRITABLE = frozenset(f.name for f in fields(LedgerItem)) - {"key", "pool"}
+COUNTERS = frozenset({"attempts", "claims"})
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the item must be for a write to apply, checked atomically where it is stored.
+
+    ``absent``: there is no item yet. ``rvn`` ``""`` means an item written before record
+    versions existed (it has none). Fields left ``None`` are not checked.
+    """
+
+    absent: bool = False
+    rvn: str | None = None
+    worker: str | None = None
+    etag: str | None = None
+    state: State | None = None
+
+    def holds(self, item: LedgerItem | None) -> bool:
+        """Whether the stored ``item`` (None: no item) meets this expectation."""
+        if self.absent or item is None:
+            return self.absent and item is None
+        wanted = (self.rvn, self.worker, self.etag, self.state)
+        found = (item.rvn, item.worker, item.etag, item.state)
+        return all(w is None or w == f for w, f in zip(wanted, found, strict=True))
+
+
+@dataclass(frozen=True)
+class Write:
+    """One conditional write of one item: when ``expect`` holds, ``sets`` replace those
+    fields and ``adds`` are added to the counters; otherwise nothing changes."""
+
+    key: str
+    pool: str
+    expect: Expect
+    sets: Mapping[str, object]
+    adds: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.sets) - WRITABLE) | (set(self.adds) - COUNTERS)
+        if unknown:
+            raise ValueError(f"a ledger write names no field of the item: {sorted(unknown)}")
+
+    def apply(self, item: LedgerItem | None) -> LedgerItem | None:
+        """The item after this write, or None when ``expect`` does not hold (pure)."""
+        if not self.expect.holds(item):
+            return None
+        base = item or LedgerItem(key=self.key, pool=self.pool, state=State.QUEUED)
+        counted = {name: getattr(base, name) + n for name, n in self.adds.items()}
+        return replace(base, **{**self.sets, **counted})
+
+
+def _carries_budget(read: LedgerItem | None, job: JobKey) -> bool:
+    """The retry budget carries over only while the same version is retried: a new
+    version, new settings or a redriven failure start afresh."""
+    return (
+        read is not None
+        and (read.etag, read.settings_hash) == (job.etag, job.settings_hash)
+        and read.state in (State.QUEUED, State.INTERRUPTED, State.RUNNING)
+    )
+
+
+def claim_write(
+    read: LedgerItem | None,
+    job: JobKey,
+    *,
+    worker: str,
+    message_id: str,
+    lease_s: float,
+    now: float,
+    rvn: str,
+) -> Write:
+    """Write ``worker`` in as the holder of ``job``, if the item is still as ``read``."""
+    attempts = read.attempts if read is not None and _carries_budget(read, job) else 0
+    sets: dict[str, object] = {
+        "state": State.RUNNING,
+        "worker": worker,
+        "message_id": message_id,
+        "rvn": rvn,
+        "lease_s": lease_s,
+        "etag": job.etag,
+        "settings_hash": job.settings_hash,
+        "version_id": job.version_id,
+        "sequencer": job.sequencer,
+        "job_id": job.job_id,
+        "attempts": attempts,
+        "started_at": now,
+        "progress": 0.0,
+        "reason": None,
+        "failure_class": None,
+        "superseded_by": "",
+    }
+    if read is not None and (read.etag, read.settings_hash) != (job.etag, job.settings_hash):
+        # Another version or other settings: the item remembers what the last one did.
+        sets["history"] = history_after(read)
+        sets.update(dict.fromkeys(PHASES))
+    expect = Expect(absent=True) if read is None else Expect(rvn=read.rvn)
+    return Write(job.key, job.pool, expect, sets, {"claims": 1})
+
+
+def claimed(read: LedgerItem | None, job: JobKey, worker: str, rvn: str, lease_s: float) -> Claimed:
+    """The lease a successful ``claim_write`` gives: its fence is the output ``read`` named."""
+    attempts = read.attempts if read is not None and _carries_budget(read, job) else 0
+    output_etag = read.output_etag if read is not None else None
+    return Claimed(Lease(job, worker, rvn, lease_s, attempts, output_etag))
+
+
+def supersede_write(item: LedgerItem, newer_etag: str) -> Write:
+    """Tell the holder of an older version's job that a newer version waits.
+
+    The record version is left alone: the holder sees the flag on its next renewal and
+    stops, and an observer's count is not reset by it.
+    """
+    expect = Expect(etag=item.etag, state=State.RUNNING)
+    return Write(item.key, item.pool, expect, {"superseded_by": newer_etag})
+
+
+def holder_expect(lease: Lease) -> Expect:
+    """What every holder write requires: the item is still the one this lease last wrote."""
+    return Expect(rvn=lease.rvn, worker=lease.worker, etag=lease.job.etag, state=State.RUNNING)
+
+
+def renew_write(lease: Lease, progress: Mapping[str, float] | None, rvn: str) -> Write:
+    """Change the record version (proof of life), with the job's progress."""
+    sets: dict[str, object] = {"rvn": rvn}
+    for name, value in (progress or {}).items():
+        sets[name] = round(value, 2)
+    return Write(lease.job.key, lease.job.pool, holder_expect(lease), sets)
+
+
+def renewed(lease: Lease, rvn: str, after: LedgerItem) -> Lease:
+    """The lease after a renewal: it says whether a newer version asked the job to stop."""
+    newer = after.superseded_by
+    return replace(lease, rvn=rvn, superseded_by="" if newer == lease.job.etag else newer)
+
+
+def finish_write(
+    lease: Lease, state: State, outcome: Mapping[str, object], *, now: float, rvn: str
+) -> Write:
+    """Record the final state; only the holder can, and only while it holds the lease."""
+    sets = {**outcome, "state": state, "finished_at": now, "rvn": rvn}
+    return Write(lease.job.key, lease.job.pool, holder_expect(lease), sets)
+
+
+def release_write(
+    lease: Lease, state: State, outcome: Mapping[str, object], *, rvn: str, failed: bool
+) -> Write:
+    """Give the job back; ``failed`` spends one try of its retry budget."""
+    sets = {**outcome, "state": state, "rvn": rvn}
+    adds = {"attempts": 1} if failed else {}
+    return Write(lease.job.key, lease.job.pool, holder_expect(lease), sets, adds)
+
+
+class RuleLedger(ABC):
+    """The ledger's rules over a store that writes conditionally.
+
+    A store reads one item consistently (``get``), applies one ``Write`` atomically
+    (``write``: the item after it, or None when its expectation failed) and lists every
+    item (``scan_items``). ``clock`` is wall-clock time, written for people
+    (``started_at``, ``finished_at``) and never compared with anything.
+    """
+
+    clock: Callable[[], float] = time.time
+
+    @abstractmethod
+    def get(self, key: str, pool: str) -> LedgerItem | None:
+        """One item, read consistently."""
+
+    @abstractmethod
+    def write(self, write: Write) -> LedgerItem | None:
+        """Apply ``write`` atomically: the item after it, or None when ``expect`` failed."""
+
+    @abstractmethod
+    def scan_items(self) -> list[LedgerItem]:
+        """Every item (status views; the table holds one item per job)."""
+
+    def _claim_write(
+        self, job: JobKey, worker: str, message_id: str, lease_s: float, read: LedgerItem | None
+    ) -> Claimed | None:
+        rvn = new_rvn()
+        write = claim_write(
+            read,
+            job,
+            worker=worker,
+            message_id=message_id,
+            lease_s=lease_s,
+            now=self.clock(),
+            rvn=rvn,
+        )
+        if self.write(write) is None:
+            return None  # someone wrote in between: read again
+        return claimed(read, job, worker, rvn, lease_s)
+
+    def claim(
+        self,
+        job: JobKey,
+        worker: str,
+        message_id: str,
+        lease_s: float,
+        source_is_current: Callable[[], bool] = lambda: True,
+    ) -> ClaimResult:
+        """Take the job if nobody holds it, it is not finished, and no newer version is known."""
+        for _ in range(CLAIM_WRITE_ROUNDS):
+            item = self.get(job.key, job.pool)
+            verdict = judge(item, job)
+            if isinstance(verdict, AskSource):
+                verdict = judge(item, job, source_is_newer=source_is_current())
+            if isinstance(verdict, AlreadyFinished | Superseded | HeldElsewhere):
+                return verdict
+            taken = self._claim_write(job, worker, message_id, lease_s, item)
+            if taken is not None:
+                return taken
+        raise LeaseLostError(f"the ledger item of {job.key} [{job.pool}] keeps changing")
+
+    def take_over(
+        self, job: JobKey, worker: str, message_id: str, lease_s: float, observed: LedgerItem
+    ) -> Claimed | None:
+        """Take a job whose holder left ``observed.rvn`` unchanged for a whole lease."""
+        return self._claim_write(job, worker, message_id, lease_s, observed)
+
+    def signal_superseded(self, item: LedgerItem, newer_etag: str) -> None:
+        """Ask the holder of an older version's job to stop (``supersede_write``).
+
+        A failed expectation means the holder finished or released meanwhile: the next
+        read says so.
+        """
+        self.write(supersede_write(item, newer_etag))
+
+    def _holder_write(self, lease: Lease, write: Write) -> LedgerItem:
+        after = self.write(write)
+        if after is None:
+            raise LeaseLostError(f"lease on {lease.job.key} [{lease.job.pool}] lost")
+        return after
+
+    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
+        """Change the record version (proof of life); raises LeaseLostError."""
+        rvn = new_rvn()
+        return renewed(lease, rvn, self._holder_write(lease, renew_write(lease, progress, rvn)))
+
+    def finish(self, lease: Lease, state: State, fields: Mapping[str, Any]) -> None:
+        """Record the final state; raises LeaseLostError when the lease is no longer ours."""
+        self._holder_write(
+            lease, finish_write(lease, state, fields, now=self.clock(), rvn=new_rvn())
+        )
+
+    def release(
+        self, lease: Lease, state: State, fields: Mapping[str, Any], *, failed: bool = False
+    ) -> None:
+        """Give the job back; ``failed`` spends one try of its retry budget."""
+        self._holder_write(lease, release_write(lease, state, fields, rvn=new_rvn(), failed=failed))

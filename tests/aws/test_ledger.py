@@ -22,6 +22,7 @@ from hevcq.ledger import (
     State,
     Superseded,
     history_after,
+    history_json,
 )
 
 JOB = JobKey("TODO/a.mp4", "hevc", "etag1", "hash1", sequencer="0055AED6DCD90281E5")
@@ -225,7 +226,7 @@ def test_an_item_remembers_the_versions_and_settings_it_gave_way_to(ledger) -> N
 def test_an_item_keeps_a_bounded_history() -> None:
     item = LedgerItem(key="k", pool="hevc", state=State.DONE, etag="e0")
     for n in range(1, HISTORY_KEPT + 5):
-        raw = history_after(item)
+        raw = history_json(history_after(item))
         item = LedgerItem.from_item({"pk": "k", "sk": "hevc", "etag": f"e{n}", "history": raw})
     assert len(item.history) == HISTORY_KEPT
     assert item.history[0].etag == f"e{HISTORY_KEPT + 3}"

@@ -30,7 +30,7 @@ from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
 from hevcq.queue import Received
 from hevcq.worker.precheck import META_CLIENT_SETTLED, META_CLIENT_SKIPS
-from tests.fakes import FakeStore
+from tests.fakes import FakeStore, MemoryLedger
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 LIB = "lib-1234"
@@ -44,9 +44,8 @@ def put(store: FakeStore, key: str, data: bytes, meta: dict[str, str] | None = N
     store.add(key, etag=f"etag-{key}", data=data, meta=meta)
 
 
-@dataclass
-class FakeLedger:
-    items: dict[tuple[str, str], LedgerItem] = field(default_factory=dict)
+class FakeLedger(MemoryLedger):
+    """The in-memory ledger, with items seeded as each test's farm left them."""
 
     def set(
         self, key: str, pool: str, state: str, etag: str = "etag-TODO/a.mp4", **kw: Any
@@ -54,12 +53,9 @@ class FakeLedger:
         out = f"DONE/{pool}/{out_name(pool)}"
         if state == "done":  # a done job names its committed output, as put() makes it
             kw.setdefault("output_etag", f"etag-{out}")
-        self.items[(key, pool)] = LedgerItem(
-            key=key, pool=pool, state=State(state), etag=etag, output_key=out, **kw
+        self.put(
+            LedgerItem(key=key, pool=pool, state=State(state), etag=etag, output_key=out, **kw)
         )
-
-    def get(self, key: str, pool: str) -> LedgerItem | None:
-        return self.items.get((key, pool))
 
 
 def out_name(pool: str) -> str:

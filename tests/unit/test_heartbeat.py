@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 
 import pytest
 from structlog.testing import capture_logs
 
 from hevcq.errors import LostMessageError
-from hevcq.ledger import JobKey, Lease, LeaseLostError
+from hevcq.ledger import JobKey, Lease, LeaseLostError, LedgerItem, State
 from hevcq.limits import MAX_VISIBILITY_TIMEOUT_S
 from hevcq.worker.heartbeat import Exhausted, Extend, Heartbeat, Wait, next_action
 from hevcq.worker.lease import LeaseKeeper
+from tests.fakes import MemoryLedger
 
 T = 120  # queue visibility timeout
 BUDGET = MAX_VISIBILITY_TIMEOUT_S
@@ -223,27 +225,38 @@ def test_the_schedule_ignores_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) 
     assert hb.failure is None
 
 
-class ThrottledLedger:
-    """A ledger whose second renewal blocks (DynamoDB throttling with botocore's back-off)
-    until ``unblock`` is set."""
+class ThrottledLedger(MemoryLedger):
+    """The in-memory ledger holding the job for w1 under rvn r1, whose second renewal
+    blocks (DynamoDB throttling with botocore's back-off) until ``unblock`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, job: JobKey) -> None:
+        super().__init__()
+        self.put(
+            LedgerItem(
+                key=job.key,
+                pool=job.pool,
+                state=State.RUNNING,
+                etag=job.etag,
+                worker="w1",
+                rvn="r1",
+            )
+        )
         self.calls = 0
         self.blocked = threading.Event()
         self.unblock = threading.Event()
 
-    def renew(self, lease: Lease, progress: object = None) -> Lease:
+    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
         self.calls += 1
         if self.calls == 2:
             self.blocked.set()
             self.unblock.wait(10)
-        return Lease(lease.job, lease.worker, f"r{self.calls + 1}", lease.lease_s)
+        return super().renew(lease, progress)
 
 
 def test_a_blocked_renewal_neither_holds_up_the_extension_nor_outlives_the_lease() -> None:
-    ledger, cancel, extensions = ThrottledLedger(), threading.Event(), list[float]()
     job = JobKey("TODO/a.mp4", "hevc", "e1", "h")
-    keeper = LeaseKeeper(ledger, Lease(job, "w1", "r1", 1.5))  # type: ignore[arg-type]
+    ledger, cancel, extensions = ThrottledLedger(job), threading.Event(), list[float]()
+    keeper = LeaseKeeper(ledger, Lease(job, "w1", "r1", 1.5))
     hb = Heartbeat(
         extend=lambda _t: extensions.append(time.monotonic()),
         received_at=time.monotonic(),

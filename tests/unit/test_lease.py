@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 
 import pytest
 
@@ -23,6 +24,7 @@ from hevcq.ledger import (
     newer_sequencer,
 )
 from hevcq.worker.lease import Alive, LeaseKeeper, Left, Stale, Watching, observe, observe_step
+from tests.fakes import MemoryLedger
 
 JOB = JobKey("TODO/a.mp4", "hevc", "e1", "h1", sequencer="0A")
 
@@ -108,22 +110,31 @@ def test_wall_clock_in_the_item_is_never_read_by_the_observer() -> None:
         assert isinstance(observe_step(seen, 0.0, 60.0, seen), Stale)
 
 
-class StubLedger:
-    """The parts of the ledger the lease code calls, scripted."""
+class StubLedger(MemoryLedger):
+    """The in-memory ledger holding JOB for w1 under rvn r1; its reads follow a script (the
+    item as other workers change it) and its renewals can be made to fail."""
 
     def __init__(self, items: list[LedgerItem | None] | None = None) -> None:
-        self.items = items or []
+        super().__init__()
+        self.put(item())
+        self.script = items or []
         self.renewals = 0
         self.fail_with: Exception | None = None
 
     def get(self, key: str, pool: str) -> LedgerItem | None:
-        return self.items.pop(0) if len(self.items) > 1 else self.items[0]
+        if self.script:
+            seen = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+            if seen is None:
+                self.items.pop((key, pool), None)
+            else:
+                self.put(seen)
+        return super().get(key, pool)
 
-    def renew(self, lease: Lease, progress: object = None) -> Lease:
+    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
         if self.fail_with is not None:
             raise self.fail_with
         self.renewals += 1
-        return Lease(lease.job, lease.worker, f"r{self.renewals + 1}", lease.lease_s)
+        return super().renew(lease, progress)
 
 
 class Clock:
@@ -143,14 +154,14 @@ def test_observe_reports_a_stale_lease_after_a_lease_of_its_own_time() -> None:
         clock.t += 0.5
         return clock.t
 
-    result = observe(ledger, seen, stop=stop, cancel=threading.Event(), clock=advancing)  # type: ignore[arg-type]
+    result = observe(ledger, seen, stop=stop, cancel=threading.Event(), clock=advancing)
     assert isinstance(result, Stale)
 
 
 def test_keeper_treats_a_lease_it_could_not_renew_for_a_whole_lease_as_lost() -> None:
     clock = Clock()
     ledger = StubLedger()
-    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 60.0), clock=clock)  # type: ignore[arg-type]
+    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 60.0), clock=clock)
     keeper.renew()
     ledger.fail_with = ConnectionError("refused")
     clock.t = 30.0
@@ -162,15 +173,14 @@ def test_keeper_treats_a_lease_it_could_not_renew_for_a_whole_lease_as_lost() ->
 
 
 def test_keeper_stops_a_superseded_job_but_keeps_its_lease_to_release_it() -> None:
-    class Superseding(StubLedger):
-        def renew(self, lease: Lease, progress: object = None) -> Lease:
-            return Lease(lease.job, lease.worker, "r9", lease.lease_s, superseded_by="e2")
-
-    ledger = Superseding()
-    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 60.0))  # type: ignore[arg-type]
+    ledger = StubLedger()
+    ledger.signal_superseded(item(), "e2")  # a newer version waits
+    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 60.0))
     with pytest.raises(SupersededJob):
         keeper.check()
-    assert keeper.lease.rvn == "r9"
+    assert keeper.lease.rvn != "r1"  # renewed: the lease is still ours to release
+    keeper.release(State.SUPERSEDED, {}, failed=False)
+    assert ledger.items[(JOB.key, JOB.pool)].state is State.SUPERSEDED
 
 
 def test_a_check_before_a_commit_waits_for_a_hanging_renewal_no_longer_than_the_lease() -> None:
@@ -179,13 +189,13 @@ def test_a_check_before_a_commit_waits_for_a_hanging_renewal_no_longer_than_the_
             super().__init__()
             self.entered, self.answer = threading.Event(), threading.Event()
 
-        def renew(self, lease: Lease, progress: object = None) -> Lease:
+        def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
             self.entered.set()
             self.answer.wait(10)
             return super().renew(lease, progress)
 
     ledger = Hanging()
-    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 0.5))  # type: ignore[arg-type]
+    keeper = LeaseKeeper(ledger, Lease(JOB, "w1", "r1", 0.5))
     late: list[BaseException] = []
 
     def heartbeats_renewal() -> None:

@@ -43,10 +43,10 @@ from hevcq.worker.shared import (
     wait_s,
 )
 from tests.fakes import (
-    FakeLedger,
     FakePublisher,
     FakeQueue,
     FakeStore,
+    MemoryLedger,
     ScriptedRunner,
     done_result,
     present,
@@ -181,7 +181,7 @@ class Rendition:
     store: FakeStore
     runner: ScriptedRunner
     publisher: FakePublisher
-    ledger: FakeLedger
+    ledger: MemoryLedger
     hevc: Pool
     pool: Pool
 
@@ -224,7 +224,7 @@ def encode(spec: JobSpec, ctx: JobContext) -> JobResult:
     return done_result(spec, output_bytes=100, input_bytes=5000)
 
 
-def rendition(ledger: FakeLedger, farm: dict[str, Pool], info: MediaInfo = FULL_HD) -> Rendition:
+def rendition(ledger: MemoryLedger, farm: dict[str, Pool], info: MediaInfo = FULL_HD) -> Rendition:
     pool, hevc = farm["1080p"], farm["hevc"]
     queue, store, pub = FakeQueue(), FakeStore(), FakePublisher()
     store.add(KEY, etag="etag1", size=5000)
@@ -315,8 +315,13 @@ def test_primary_not_done_the_message_comes_back_later_and_nothing_is_spent(
 
 def _finish_running(r: Rendition) -> None:
     item = present(r.ledger.get(KEY, "hevc"))
-    r.ledger.items[(KEY, "hevc")].update(
-        state="done", output_key=HEVC_OUT, output_etag="hevc-out-1", rvn=item.rvn + "x"
+    r.ledger.change(
+        KEY,
+        "hevc",
+        state=State.DONE,
+        output_key=HEVC_OUT,
+        output_etag="hevc-out-1",
+        rvn=item.rvn + "x",
     )
     r.store.add(HEVC_OUT, etag="hevc-out-1", data=b"encoded once")
 
@@ -356,7 +361,7 @@ def test_primary_failed_or_skipped_otherwise_the_rendition_encodes(
 def test_primary_settings_changed_the_rendition_encodes(ledger, farm) -> None:
     r = rendition(ledger, farm)
     r.primary_commits()
-    r.ledger.items[(KEY, "hevc")]["settings_hash"] = "an-older-hevc-file"
+    r.ledger.change(KEY, "hevc", settings_hash="an-older-hevc-file")
     assert r.worker.handle(r.queue.put(event())).verdict is Verdict.ACK
     assert len(r.runner.calls) == 1
     assert r.store.copies == []
@@ -435,7 +440,7 @@ def test_a_rendition_that_lost_its_lease_copies_and_publishes_nothing(ledger, fa
     assert shared is not None
 
     def taken_over_meanwhile(store: ObjectStore, key: str, etag: str, size: int) -> MediaInfo:
-        r.ledger.items[(KEY, "1080p")].update(worker="w2", rvn="taken-over")
+        r.ledger.change(KEY, "1080p", worker="w2", rvn="taken-over")
         return FULL_HD
 
     r.worker._shared = dataclasses.replace(shared, probe=taken_over_meanwhile)
@@ -454,8 +459,14 @@ def test_a_newer_version_supersedes_a_waiting_rendition_as_before(ledger, farm) 
     assert r.worker.handle(v1).verdict is Verdict.RELEASE  # waits for it
     # Version 2 is uploaded; the primary encodes and commits it.
     r.store.add(KEY, etag="etag2", size=5000)
-    r.ledger.items[(KEY, "hevc")].update(
-        etag="etag2", state="done", output_key=HEVC_OUT, output_etag="hevc-out-2", rvn="v2"
+    r.ledger.change(
+        KEY,
+        "hevc",
+        etag="etag2",
+        state=State.DONE,
+        output_key=HEVC_OUT,
+        output_etag="hevc-out-2",
+        rvn="v2",
     )
     r.store.add(HEVC_OUT, etag="hevc-out-2", data=b"version 2 encoded")
     again = r.queue.put(event(), message_id=v1.message_id, receive_count=2)

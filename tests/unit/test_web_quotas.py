@@ -13,16 +13,15 @@ from fastapi.testclient import TestClient
 from ulid import ULID
 
 from hevcq.aws.clients import Clients
-from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
-from hevcq.ledger import Claimed, JobKey, State
+from hevcq.ledger import Claimed, JobKey, RuleLedger, State
 from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web import uploads
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.videos import QuotaExceeded, UploadQuota, UploadSide, check_quota
 from hevcq.web.view import FarmView
-from tests.fakes import FakeLedger, FakeStore
+from tests.fakes import FakeStore, MemoryLedger
 
 POOLS = ("1080p", "720p", "hevc")
 ENDPOINT = "http://127.0.0.1:9"  # nothing listens: every read must go to the fakes
@@ -34,14 +33,14 @@ class FakeFarmView(FarmView):
     """A farm view whose bucket and ledger are the fakes."""
 
     fake_store: FakeStore
-    fake_ledger: FakeLedger
+    fake_ledger: MemoryLedger
 
     @property
     def store(self) -> S3Store:
         return self.fake_store  # type: ignore[return-value]
 
     @property
-    def ledger(self) -> DynamoLedger:
+    def ledger(self) -> RuleLedger:
         return self.fake_ledger
 
 
@@ -62,7 +61,7 @@ def _view(raw: str = "keep", quota: UploadQuota | None = None) -> FakeFarmView:
     )
     extra: dict[str, Any] = {"quota": quota} if quota else {}
     view = FakeFarmView(_clients(), refs, label="fake", raw_policy=raw, **extra)
-    view.fake_store, view.fake_ledger = FakeStore(), FakeLedger()
+    view.fake_store, view.fake_ledger = FakeStore(), MemoryLedger()
     return view
 
 
@@ -147,7 +146,7 @@ def test_a_bad_limit_or_cursor_is_a_422_naming_it(params: dict[str, Any]) -> Non
     assert next(iter(params)) in str(r.json()["detail"])
 
 
-def _finish(ledger: FakeLedger, key: str, etag: str, state: State = State.DONE) -> None:
+def _finish(ledger: MemoryLedger, key: str, etag: str, state: State = State.DONE) -> None:
     for pool in POOLS:
         claim = ledger.claim(JobKey(key, pool, etag, "h"), "w1", "m1", 60)
         assert isinstance(claim, Claimed)
@@ -190,7 +189,7 @@ def test_bytes_in_flight_count_each_uploads_declared_size_or_the_largest_allowed
 
 
 def test_the_quota_is_per_owner_and_an_expired_ticket_never_used_stops_counting() -> None:
-    store, ledger = FakeStore(), FakeLedger()
+    store, ledger = FakeStore(), MemoryLedger()
     side = UploadSide(store, ledger, POOLS)
     quota = UploadQuota(uploads=2, bytes=10**9)
     for owner in ("alice", "bob"):

@@ -5,7 +5,7 @@ import pytest
 from hevcq.ledger import LedgerItem, State
 from hevcq.objects import ObjectInfo
 from hevcq.web.raw import in_flight, settle_raw, verdict
-from tests.fakes import FakeStore
+from tests.fakes import FakeStore, MemoryLedger
 
 SRC = ObjectInfo("TODO/u/a.mov", 100, "e1")
 
@@ -41,16 +41,8 @@ def test_verdict(items: dict[str, Any], settled: bool) -> None:
     assert verdict(SRC, items, ["DONE/hevc/a.mp4"]).settled is settled
 
 
-class Ledger:
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str], LedgerItem] = {}
-
-    def get(self, key: str, pool: str) -> LedgerItem | None:
-        return self.items.get((key, pool))
-
-
 def test_the_source_goes_only_after_the_last_pool_settles() -> None:
-    store, ledger = FakeStore(), Ledger()
+    store, ledger = FakeStore(), MemoryLedger()
     store.add(SRC.key, etag="e1")
     store.add("DONE/hevc/a.mp4")
     ledger.items[(SRC.key, "hevc")] = _item("done", out="DONE/hevc/a.mp4")

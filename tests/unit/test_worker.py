@@ -1,5 +1,5 @@
 """The worker loop with fakes for queue, store, runner and publisher, and the ledger's own
-rules over an in-memory table (``tests.fakes.FakeLedger``).
+rules in memory (``tests.fakes.MemoryLedger``).
 
 Each test pins one promise: what happens to the message, the ledger item and the output.
 """
@@ -33,11 +33,11 @@ from hevcq.pools import Pool
 from hevcq.worker.loop import Verdict, Worker, WorkerConfig
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.fakes import (
-    FakeLedger,
     FakePublisher,
     FakeQueue,
     FakeStore,
     FastClock,
+    MemoryLedger,
     ScriptedRunner,
     done_result,
     present,
@@ -55,7 +55,7 @@ class Rig:
     store: FakeStore
     runner: ScriptedRunner
     publisher: FakePublisher
-    ledger: FakeLedger
+    ledger: MemoryLedger
     pool: Pool
 
     def job(self, etag: str = "etag1") -> JobKey:
@@ -66,7 +66,7 @@ class Rig:
 
 
 def make_rig(
-    ledger: FakeLedger,
+    ledger: MemoryLedger,
     farm: dict[str, Pool],
     behaviour,
     *,

@@ -18,7 +18,7 @@ from hevcq.aws.clients import Clients
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass, PermanentError
-from hevcq.ledger import PHASES, TERMINAL, LedgerItem, State
+from hevcq.ledger import PHASES, TERMINAL, LedgerItem, RuleLedger, State
 from hevcq.library.results import announced_objects
 from hevcq.topology import FarmRefs
 from hevcq.web import uploads
@@ -184,7 +184,7 @@ class FarmView:
     _dlq_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def ledger(self) -> DynamoLedger:
+    def ledger(self) -> RuleLedger:
         """The ledger table."""
         return DynamoLedger(self.clients.dynamodb, self.refs.ledger_table)
 
