@@ -28,9 +28,11 @@ from hevcq.objects import (
     ObjectStore,
 )
 from hevcq.pools import Pool, QueueSpec, primary_pool
-from hevcq.worker.loop import Verdict, Worker, WorkerConfig
+from hevcq.worker.config import WorkerConfig
+from hevcq.worker.loop import Worker
 from hevcq.worker.precheck import META_CLIENT_SETTLED, SETTLED_EARLIER
 from hevcq.worker.runner import JobContext, JobSpec
+from hevcq.worker.settle import Verdict
 from hevcq.worker.shared import (
     MAX_BLIND_WAIT_S,
     CopyOutput,
@@ -436,14 +438,14 @@ def test_the_copy_replaces_an_older_version_output_only_under_the_fence(ledger, 
 def test_a_rendition_that_lost_its_lease_copies_and_publishes_nothing(ledger, farm) -> None:
     r = rendition(ledger, farm)
     r.primary_commits()
-    shared = r.worker._shared
+    shared = r.worker.executor.shared
     assert shared is not None
 
     def taken_over_meanwhile(store: ObjectStore, key: str, etag: str, size: int) -> MediaInfo:
         r.ledger.change(KEY, "1080p", worker="w2", rvn="taken-over")
         return FULL_HD
 
-    r.worker._shared = dataclasses.replace(shared, probe=taken_over_meanwhile)
+    r.worker.executor.shared = dataclasses.replace(shared, probe=taken_over_meanwhile)
     msg = r.queue.put(event())
     assert r.worker.handle(msg).verdict is Verdict.LOST
     assert r.store.copies == []
@@ -474,9 +476,9 @@ def test_a_newer_version_supersedes_a_waiting_rendition_as_before(ledger, farm) 
     assert r.store.copies == []
     assert r.publisher.results == []
     # Version 2's own event: the probe sees version 2, the copy is version 2's output.
-    shared = r.worker._shared
+    shared = r.worker.executor.shared
     assert shared is not None
-    r.worker._shared = dataclasses.replace(shared, probe=lambda *_: FULL_HD)
+    r.worker.executor.shared = dataclasses.replace(shared, probe=lambda *_: FULL_HD)
     v2 = r.queue.put(event(etag="etag2"))
     assert r.worker.handle(v2).verdict is Verdict.ACK
     assert r.store.copies == [(HEVC_OUT, RENDITION_OUT)]

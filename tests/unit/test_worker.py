@@ -30,8 +30,11 @@ from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
 from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.pools import Pool
-from hevcq.worker.loop import Verdict, Worker, WorkerConfig
-from hevcq.worker.runner import JobContext, JobRunner, JobSpec
+from hevcq.worker.config import WorkerConfig
+from hevcq.worker.loop import Worker
+from hevcq.worker.protection import TaskProtection
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec, Runner
+from hevcq.worker.settle import Verdict
 from tests.fakes import (
     FakePublisher,
     FakeQueue,
@@ -73,12 +76,19 @@ def make_rig(
     worker_id: str = "w1",
     clock=time.monotonic,
     lease_s: int = 60,
+    store: FakeStore | None = None,
+    job_runner: Runner | None = None,
+    protection: TaskProtection | None = None,
+    emit_metrics=None,
+    queue: FakeQueue | None = None,
     **config,
 ) -> Rig:
     pool = farm["hevc"]
-    queue, store, pub = FakeQueue(), FakeStore(), FakePublisher()
+    queue, pub = queue or FakeQueue(), FakePublisher()
     metrics: list[JobResult] = []
-    store.add(KEY, etag="etag1", size=5000)
+    if store is None:
+        store = FakeStore()
+        store.add(KEY, etag="etag1", size=5000)
     runner = ScriptedRunner(behaviour)
     cfg = WorkerConfig(
         worker_id=worker_id,
@@ -92,14 +102,15 @@ def make_rig(
         pool=pool,
         queue=queue,
         ledger=ledger,
-        runner=runner,
+        runner=job_runner or runner,
         store=store,
         publisher=pub,
         config=cfg,
         stop=threading.Event(),
         clock=clock,
-        emit_metrics=metrics.append,
+        emit_metrics=emit_metrics or metrics.append,
         classify=classify,
+        protection=protection,
     )
     return Rig(w, queue, store, runner, pub, ledger, pool)
 
@@ -193,7 +204,8 @@ def test_new_bytes_or_new_settings_are_encoded_again(ledger, farm) -> None:
     rig.worker.handle(rig.queue.put(event(etag="etag2")))
     assert len(rig.runner.calls) == 2
     hevc = rig.pool
-    rig.worker.pool = hevc.model_copy(update={"encode": hevc.encode.model_copy(update={"crf": 20})})
+    new = hevc.model_copy(update={"encode": hevc.encode.model_copy(update={"crf": 20})})
+    rig.worker.session.pool = rig.worker.executor.pool = new  # the pool's settings changed
     rig.worker.handle(rig.queue.put(event(etag="etag2")))
     assert len(rig.runner.calls) == 3
 
@@ -460,10 +472,9 @@ class Protection:
 
 
 def test_worker_takes_no_work_while_protection_cannot_be_set(ledger, farm) -> None:
-    rig = make_rig(ledger, farm, ok)
-    msg = rig.queue.put(event())
     prot = Protection(ok=False)
-    rig.worker._protection = prot
+    rig = make_rig(ledger, farm, ok, protection=prot)
+    msg = rig.queue.put(event())
     t = threading.Thread(target=rig.worker.run)
     t.start()
     time.sleep(0.3)
@@ -482,8 +493,7 @@ def test_protection_is_held_around_each_job_and_released_after(ledger, farm) -> 
         seen.append((prot.acquired, prot.released))
         return ok(spec, ctx)
 
-    rig = make_rig(ledger, farm, check, max_jobs=1)
-    rig.worker._protection = prot
+    rig = make_rig(ledger, farm, check, max_jobs=1, protection=prot)
     rig.queue.put(event())
     rig.worker.run()
     assert seen == [(1, 0)]  # protected while the job ran
@@ -491,13 +501,12 @@ def test_protection_is_held_around_each_job_and_released_after(ledger, farm) -> 
 
 
 def test_each_finished_or_failed_job_emits_one_emf_metrics_line(ledger, farm, capsys) -> None:
-    from hevcq.worker.loop import print_metrics  # noqa: PLC0415 - the default under test
+    from hevcq.worker.metrics import print_metrics  # noqa: PLC0415 - the default under test
 
     def bad(spec, ctx):
         raise PermanentError("not a media file")
 
-    rig = make_rig(ledger, farm, ok)
-    rig.worker._emit_metrics = print_metrics
+    rig = make_rig(ledger, farm, ok, emit_metrics=print_metrics)
     rig.worker.handle(rig.queue.put(event()))
     rig.runner.behaviour = bad
     rig.store.add(KEY, etag="etag2")
@@ -535,9 +544,9 @@ def test_a_newer_version_uploaded_while_the_old_one_runs_is_the_one_encoded(
 ) -> None:
     gate = threading.Event()
     old = make_rig(ledger, farm, committing(tmp_path, gate), worker_id="w-old", lease_s=4)
-    new = make_rig(ledger, farm, committing(tmp_path), worker_id="w-new", lease_s=4)
-    new.worker._store = new.store = old.store  # one bucket
-    new.worker._ledger = old.ledger
+    new = make_rig(
+        ledger, farm, committing(tmp_path), worker_id="w-new", lease_s=4, store=old.store
+    )  # one bucket, one ledger
     v1 = old.queue.put(event(etag="etag1"))
     running = threading.Thread(target=old.worker.handle, args=(v1,))
     running.start()
@@ -664,7 +673,7 @@ def test_a_scratch_disk_too_small_for_the_job_gives_it_back_without_spending_a_t
     # The disk is the worker's, not the job's: a job another worker can run never reaches
     # the dead-letter queue because this one is short of space, however often it is seen.
     rig = make_rig(ledger, farm, ok)
-    rig.worker._runner = JobRunner(
+    rig.worker.executor.runner = JobRunner(
         rig.store,
         ffmpeg="ffmpeg",
         work_dir=tmp_path / "work",
@@ -695,7 +704,7 @@ def test_a_source_deleted_between_claim_and_download_ends_with_a_result_the_clie
     ledger, farm, tmp_path
 ) -> None:
     rig = make_rig(ledger, farm, ok)
-    rig.worker._runner = JobRunner(
+    rig.worker.executor.runner = JobRunner(
         rig.store,
         ffmpeg="ffmpeg",
         work_dir=tmp_path / "work",

@@ -54,18 +54,12 @@ class FlakyReceive(FakeQueue):
         return super().receive(wait_s)
 
 
-def with_queue(rig, queue: FakeQueue):
-    rig.worker._queue = queue
-    rig.queue = queue
-    return rig
-
-
 def names(logs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [e["event"] for e in logs]
 
 
 def test_failed_receives_are_waited_out_with_one_line_per_change_of_state(ledger, farm) -> None:
-    rig = with_queue(make_rig(ledger, farm, ok, max_jobs=1), FlakyReceive(5, refused()))
+    rig = make_rig(ledger, farm, ok, max_jobs=1, queue=FlakyReceive(5, refused()))
     msg = rig.queue.put(event())
     with capture_logs() as logs:
         assert rig.worker.run() == 1
@@ -75,7 +69,7 @@ def test_failed_receives_are_waited_out_with_one_line_per_change_of_state(ledger
 
 
 def test_refused_credentials_on_receive_stop_the_loop(ledger, farm) -> None:
-    rig = with_queue(make_rig(ledger, farm, ok), FlakyReceive(1, denied()))
+    rig = make_rig(ledger, farm, ok, queue=FlakyReceive(1, denied()))
     with pytest.raises(FarmConfigError):
         rig.worker.run()
 
@@ -115,7 +109,7 @@ class FailingDelete(FakeQueue):
 
 
 def test_a_failed_acknowledgement_is_logged_and_the_worker_carries_on(ledger, farm) -> None:
-    rig = with_queue(make_rig(ledger, farm, ok, max_jobs=1), FailingDelete())
+    rig = make_rig(ledger, farm, ok, max_jobs=1, queue=FailingDelete())
     rig.queue.put(event())
     with capture_logs() as logs:
         assert rig.worker.run() == 1
@@ -141,7 +135,7 @@ def test_a_ledger_outage_while_claiming_defers_the_message_without_a_traceback(
             "UpdateItem",
         )
 
-    rig.worker._ledger.claim = claim  # type: ignore[method-assign]
+    rig.ledger.claim = claim  # type: ignore[method-assign]
     msg = rig.queue.put(event())
     with capture_logs() as logs:
         assert rig.worker.run() == 1

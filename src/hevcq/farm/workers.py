@@ -21,7 +21,8 @@ from hevcq.pools import Pool, primary_pool
 from hevcq.private import scratch_dir
 from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
-from hevcq.worker.loop import Worker, WorkerConfig
+from hevcq.worker.config import WorkerConfig
+from hevcq.worker.loop import Worker
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
 from hevcq.worker.runner import JobRunner
 from hevcq.worker.shared import SharedEncode

@@ -100,3 +100,8 @@ def job_metrics_line(result: JobResult) -> str:
         timestamp_ms=int(result.finished_at.timestamp() * 1000),
         properties=properties,
     )
+
+
+def print_metrics(result: JobResult) -> None:
+    """One CloudWatch embedded-metric-format line on stdout; the log driver ships it."""
+    print(job_metrics_line(result), flush=True)
