@@ -19,6 +19,7 @@ import yaml
 
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
+from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.library.results import Expected, dead_letter_results
 from hevcq.logs import read_events
@@ -166,7 +167,7 @@ class BenchFarm:
         return expected.wait(
             SqsInbox(self.clients.sqs, self.refs.results_queue_url),
             timeout_s=JOB_TIMEOUT_S,
-            dead_letters=lambda: dead_letter_results(self.clients.sqs, self.refs),
+            dead_letters=lambda: dead_letter_results(Farm(self.clients, self.refs, label="bench")),
         )
 
     def _annotate(self, run: JobRun) -> None:

@@ -34,3 +34,12 @@ class Credentials:
 
     def __repr__(self) -> str:
         return f"Credentials({self.access_key_id!r}, <secret>)"
+
+
+EMBEDDED_REGION = "us-east-1"  # moto's server answers any region; the farm uses this one
+
+
+def embedded_env(credentials: Credentials) -> dict[str, str]:
+    """The environment boto3 reads to reach an embedded endpoint: its run's key pair
+    (set in this process's environment, presigning clients read it there too)."""
+    return {**credentials.env(), "AWS_DEFAULT_REGION": EMBEDDED_REGION}

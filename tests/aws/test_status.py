@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hevcq import ops
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.farm.client import Farm
 from hevcq.ledger import JobKey, State
+from hevcq.web.view import FarmView
 from tests.aws.conftest import MotoFarm
 
 
@@ -16,7 +17,7 @@ def test_queue_depths_count_visible_in_flight_and_dead_letters(moto_farm: MotoFa
     sqs.send_message(QueueUrl=pools["hevc"].queue_url, MessageBody="b")
     sqs.receive_message(QueueUrl=pools["hevc"].queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
     sqs.send_message(QueueUrl=pools["720p"].dlq_url, MessageBody="c")
-    rows = {d.pool: d for d in ops.queue_depths(sqs, moto_farm.refs)}
+    rows = {d.pool: d for d in Farm(moto_farm.clients, moto_farm.refs, label="t").depths()}
     assert (rows["hevc"].visible, rows["hevc"].in_flight, rows["hevc"].dead_letters) == (1, 1, 0)
     assert rows["720p"].dead_letters == 1
     assert rows["1080p"].visible == 0
@@ -34,7 +35,9 @@ def test_ledger_view_lists_running_jobs_and_totals(moto_farm: MotoFarm) -> None:
     now[0] += 100
     ledger.renew(leases[a], {"progress": 37.5})
     ledger.finish(leases[b], State.DONE, {})
-    running, totals = ops.ledger_view(ledger, now=now[0])
+    report = FarmView(Farm(moto_farm.clients, moto_farm.refs, label="t")).status(now=now[0])
+    running = report.running
+    totals = {(t.pool, t.state): t.jobs for t in report.totals}
     assert sorted((r.key, r.pool, r.progress, round(r.age_s)) for r in running) == [
         ("TODO/a.mp4", "hevc", 37.5, 100),
         ("TODO/c.mp4", "720p", 0.0, 100),

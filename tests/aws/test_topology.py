@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from hevcq import ops
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import provision
 from hevcq.aws.sqs import ATTR_CLASS, SqsQueue
 from hevcq.errors import FailureClass
+from hevcq.farm.client import Farm
 from hevcq.worker.s3events import S3TestEvent, parse_message
 from tests.aws.conftest import MotoFarm
 
@@ -89,8 +90,8 @@ def test_redrive_brings_dead_letters_back_one_by_one(moto_farm: MotoFarm) -> Non
     sqs.purge_queue(QueueUrl=pr.queue_url)
     for i in range(13):  # more than one receive batch
         sqs.send_message(QueueUrl=pr.dlq_url, MessageBody=json.dumps({"n": i}))
-    moved = ops.redrive_one_by_one(sqs, pr)
-    assert moved == 13
+    moved = Farm(moto_farm.clients, moto_farm.refs, label="t").redrive(["720p"])
+    assert moved == {"720p": 13}  # moto has no move tasks: one by one
     assert int(attrs(moto_farm, pr.dlq_url)["ApproximateNumberOfMessages"]) == 0
     bodies = []
     while msgs := receive_all(moto_farm, pr.queue_url, visibility=60):
@@ -109,13 +110,14 @@ def test_redrive_by_failure_class_moves_only_that_class(moto_farm: MotoFarm) -> 
         msg = q.receive(0)
         assert msg is not None
         q.dead_letter(msg, cls, f"reason {i}")
-    listed = ops.list_dead_letters(sqs, pr.dlq_url)
+    farm = Farm(moto_farm.clients, moto_farm.refs, label="t")
+    listed = farm.dead_letters("hevc")
     assert sorted((d.failure_class, d.reason) for d in listed) == [
         ("permanent", "reason 0"),
         ("permanent", "reason 2"),
         ("transient", "reason 1"),
     ]
-    assert ops.redrive_one_by_one(sqs, pr, FailureClass.TRANSIENT) == 1
+    assert farm.redrive(["hevc"], FailureClass.TRANSIENT) == {"hevc": 1}
     left = receive_all(moto_farm, pr.dlq_url)
     assert sorted(m["MessageAttributes"][ATTR_CLASS]["StringValue"] for m in left) == [
         "permanent",
@@ -129,8 +131,9 @@ def test_redrive_falls_back_when_move_tasks_are_missing(moto_farm: MotoFarm) -> 
     pr = moto_farm.refs.pools["1080p"]
     sqs.purge_queue(QueueUrl=pr.queue_url)
     sqs.send_message(QueueUrl=pr.dlq_url, MessageBody="{}")
-    no_retry = Clients.create(region="us-east-1", retries=1).sqs
-    done = ops.redrive(sqs, no_retry, moto_farm.refs, ["1080p"])
+    no_retry = Clients.create(region="us-east-1", retries=1)
+    farm = Farm(moto_farm.clients, moto_farm.refs, label="t", move_clients=no_retry)
+    done = farm.redrive(["1080p"])
     assert done == {"1080p": 1}
     assert len(receive_all(moto_farm, pr.queue_url)) == 1
 
@@ -153,7 +156,9 @@ class MoveTaskSqs:
 def test_redrive_uses_the_move_task_where_supported(moto_farm: MotoFarm) -> None:
     sqs = moto_farm.clients.sqs
     fake = MoveTaskSqs(sqs)
-    done = ops.redrive(sqs, fake, moto_farm.refs, ["hevc"])  # type: ignore[arg-type]
+    move_clients = SimpleNamespace(sqs=fake)  # a client of an endpoint with move tasks
+    farm = Farm(moto_farm.clients, moto_farm.refs, label="t", move_clients=move_clients)  # type: ignore[arg-type]
+    done = farm.redrive(["hevc"])
     pr = moto_farm.refs.pools["hevc"]
     assert done == {"hevc": "move task started"}
     assert fake.tasks == [

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
+from hevcq.farm.client import Farm
 from hevcq.ledger import Claimed, JobKey, State
 from hevcq.library.results import announced_objects
 from hevcq.settings import Settings, load_settings
@@ -51,7 +52,7 @@ def _oidc(issuer: Issuer) -> AuthConfig:
 
 
 def _view(m: MotoFarm, raw: str = "keep") -> FarmView:
-    return FarmView(m.clients, m.refs, label="test", raw_policy=raw)
+    return FarmView(Farm(m.clients, m.refs, label="test"), raw_policy=raw)
 
 
 def test_without_a_farm_the_server_says_so() -> None:
@@ -277,7 +278,7 @@ def test_serve_finds_the_configured_farm_or_serves_the_reason_it_cannot(
     found = locate(settings, moto_farm.pools, tmp_path)
     assert (found.embedded, found.reason) == (False, "")
     assert found.farm is not None
-    assert found.farm.refs == moto_farm.refs
+    assert found.farm.farm.refs == moto_farm.refs
     # Its queues are not there: no exception, a server with no farm that says why.
     settings = _configure(moto_farm, monkeypatch, "missing")
     lost = locate(settings, moto_farm.pools, tmp_path)

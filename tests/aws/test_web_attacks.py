@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from hevcq.farm.client import Farm
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView
@@ -28,7 +29,7 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
 def _client(m: MotoFarm, issuer: Issuer | None = None) -> TestClient:
     oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": issuer.jwks_url} if issuer else {}
     auth = Authenticator(AuthConfig(token=TOKEN, **oidc))  # type: ignore[arg-type]
-    view = FarmView(m.clients, m.refs, label="test")
+    view = FarmView(Farm(m.clients, m.refs, label="test"))
     return TestClient(create_app(WebConfig(view, auth, upload_max_bytes=1000)))
 
 

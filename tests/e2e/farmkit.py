@@ -17,8 +17,9 @@ import yaml
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import names_for, provision
 from hevcq.aws.sqs import SqsInbox
-from hevcq.credentials import Credentials
-from hevcq.farm.embedded import EMBEDDED_REGION, EmbeddedFarm, embedded_env, farm_env
+from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
+from hevcq.farm.client import Farm
+from hevcq.farm.embedded import EmbeddedFarm, farm_env
 from hevcq.library.results import Expected, SourcePool, dead_letter_results
 from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
@@ -193,7 +194,7 @@ class Collector:
         return self.expected.wait(
             SqsInbox(self.clients.sqs, self.refs.results_queue_url),
             timeout_s=timeout_s,
-            dead_letters=lambda: dead_letter_results(self.clients.sqs, self.refs),
+            dead_letters=lambda: dead_letter_results(Farm(self.clients, self.refs, label="test")),
             on_tick=on_tick,
         )
 

@@ -12,7 +12,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from hevcq.aws.clients import Clients, error_code
-from hevcq.farm.embedded import EMBEDDED_REGION, embedded_env
+from hevcq.credentials import EMBEDDED_REGION, embedded_env
 from hevcq.limits import MiB
 from tests.e2e.faultproxy import (
     PROXIED_CREDENTIALS,

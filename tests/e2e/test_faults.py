@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hevcq import ops
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.farm.client import Farm
+from hevcq.jobs import QueueDepth
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import (
     ProxiedFarm,
@@ -46,8 +47,8 @@ def put(farm: ProxiedFarm, key: str, body: bytes) -> str:
     return resp["ETag"].strip('"')
 
 
-def depth(farm: ProxiedFarm) -> ops.QueueDepth:
-    return next(d for d in ops.queue_depths(farm.clients.sqs, farm.refs) if d.pool == "hevc")
+def depth(farm: ProxiedFarm) -> QueueDepth:
+    return next(d for d in Farm(farm.clients, farm.refs, label="test").depths() if d.pool == "hevc")
 
 
 def events(w: WorkerProc, name: str) -> list[dict]:
@@ -187,7 +188,7 @@ def test_deeply_nested_and_huge_garbage_bodies_are_dead_lettered_once_with_a_rea
         put(farm, key, tiny_clip.read_bytes())
         col = collector(farm, [key])
         assert col.wait(timeout_s=120)
-        dlq = ops.list_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
+        dlq = Farm(farm.clients, farm.refs, label="test").dead_letters("hevc")
         assert w.proc.poll() is None
         stop(w)
     assert len(dlq) == 2

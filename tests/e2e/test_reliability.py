@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hevcq import ops
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.farm.client import Farm
+from hevcq.jobs import DeadLetter, QueueDepth
 from hevcq.library.results import peek_dead_letters
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
@@ -49,8 +50,17 @@ def put(farm, key: str, body: bytes) -> str:
     return resp["ETag"].strip('"')
 
 
-def depth(farm, pool: str = "hevc") -> ops.QueueDepth:
-    return next(d for d in ops.queue_depths(farm.clients.sqs, farm.refs) if d.pool == pool)
+def client(farm) -> Farm:
+    """The test's own view of the farm (its clients talk to the endpoint directly)."""
+    return Farm(farm.clients, farm.refs, label="test")
+
+
+def depth(farm, pool: str = "hevc") -> QueueDepth:
+    return next(d for d in client(farm).depths() if d.pool == pool)
+
+
+def dead_letters(farm, pool: str = "hevc") -> list[DeadLetter]:
+    return client(farm).dead_letters(pool, wait_s=0)
 
 
 def test_job_three_times_the_visibility_timeout_runs_on_exactly_one_of_two_workers(
@@ -164,10 +174,7 @@ def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
         col = collector(farm, keys)
         col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=max_kills))
         chaos.stop()
-        dead = {
-            o.key
-            for o, _, _ in peek_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url)
-        }
+        dead = {o.key for o, _, _ in peek_dead_letters(dead_letters(farm))}
     done = {k for (k, _), r in col.results.items() if r.outcome == "done"}
     missing = set(keys) - done - dead
     uploads = count_events(chaos.logs, "output_uploaded")
@@ -249,7 +256,7 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         col = collector(farm, [*healthy, *failing, "TODO/audio only.mp4"])
         assert col.wait(timeout_s=120)
         assert wait_for(lambda: depth(farm).dead_letters >= len(failing) + 3, 30)
-        dlq = ops.list_dead_letters(sqs, farm.refs.pools["hevc"].dlq_url)
+        dlq = client(farm).dead_letters("hevc")
         w.proc.send_signal(signal.SIGTERM)
         assert w.proc.wait(30) == 0
     res = {k: r for (k, _), r in col.results.items()}
@@ -397,7 +404,7 @@ def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_vers
             time.sleep(1)
         chaos.stop()
         missing, stale = output_state(farm, keys, newest)
-        dead = list(peek_dead_letters(farm.clients.sqs, farm.refs.pools["hevc"].dlq_url))
+        dead = list(peek_dead_letters(dead_letters(farm)))
     dupes = duplicate_commits(chaos.logs)
     print(  # the counts the reliability promise is judged by
         f"\nchaos act two: jobs={n_jobs} versions={n_jobs + n_new} missing={len(missing)}"

@@ -16,7 +16,7 @@ import boto3
 import pytest
 import yaml
 
-from hevcq.farm.embedded import EMBEDDED_REGION
+from hevcq.credentials import EMBEDDED_REGION
 from hevcq.media.samples import make_clip
 from hevcq.worker.precheck import SETTLED_EARLIER
 from tests.e2e.farmkit import alive, children, pool_dir, slow_ffmpeg, wait_for

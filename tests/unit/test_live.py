@@ -8,12 +8,14 @@ from pathlib import Path
 from rich.console import Console
 
 from hevcq.cli.live import LiveView, Totals, job_cells, jobs_table, overall_line
+from hevcq.jobs import RunningJob
 from hevcq.library.results import Fetched
 from hevcq.messages import JobResult
-from hevcq.ops import RunningJob
 
 NAME = "odd [x]/take [/x].mp4"
-JOB = RunningJob(f"TODO/{NAME}", "hevc", "w1", 25.0, 30.0, fps=48.0, speed=2.0)
+JOB = RunningJob(
+    key=f"TODO/{NAME}", pool="hevc", worker="w1", progress=25.0, age_s=30.0, fps=48.0, speed=2.0
+)
 
 
 def _done(rel: str) -> Fetched:
@@ -31,7 +33,9 @@ def _done(rel: str) -> Fetched:
 
 def test_a_running_job_shows_file_pool_percent_fps_speed_and_eta() -> None:
     assert job_cells(JOB) == (NAME, "hevc", "25%", "48 fps", "2.00x", "1m30s")
-    assert job_cells(RunningJob("TODO/a.mp4", "hevc", "w", 0.0, 1.0))[3:] == ("-", "-", "?")
+    assert job_cells(
+        RunningJob(key="TODO/a.mp4", pool="hevc", worker="w", progress=0.0, age_s=1.0)
+    )[3:] == ("-", "-", "?")
 
 
 def test_overall_line_counts_jobs_bytes_and_the_library_eta() -> None:
@@ -95,11 +99,11 @@ def test_a_files_input_counts_once_however_many_pools_bring_it_home() -> None:
 
 def test_at_60_columns_each_running_job_is_one_line_with_its_name_s_end() -> None:
     long = RunningJob(
-        f"TODO/holiday/2026 summer in the mountains/{'x' * 40}_HDR.mp4",
-        "hevc",
-        "w",
-        25.0,
-        30.0,
+        key=f"TODO/holiday/2026 summer in the mountains/{'x' * 40}_HDR.mp4",
+        pool="hevc",
+        worker="w",
+        progress=25.0,
+        age_s=30.0,
         fps=48.0,
         speed=2.0,
     )

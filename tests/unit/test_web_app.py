@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hevcq.aws.clients import Clients
+from hevcq.farm.client import Farm
 from hevcq.messages import JobResult
 from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
@@ -117,7 +118,7 @@ def test_a_farm_that_stops_answering_is_reported_and_the_server_goes_on(
         pools={"hevc": PoolRefs(f"{endpoint}/1/hevc", f"{endpoint}/1/hevc-dlq")},
     )
     clients = Clients.create(region="us-east-1", endpoint_url=endpoint, retries=1)
-    view = FarmView(clients, refs, label="gone")
+    view = FarmView(Farm(clients, refs, label="gone"))
     # The test client re-raises anything the app does not handle: a crash fails here.
     app = create_app(WebConfig(view, Authenticator(AuthConfig(open_local=True))))
     c = TestClient(app, base_url=LOCAL)

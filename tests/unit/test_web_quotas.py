@@ -14,6 +14,7 @@ from ulid import ULID
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.s3 import S3Store
+from hevcq.farm.client import Farm
 from hevcq.ledger import Claimed, JobKey, RuleLedger, State
 from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web import uploads
@@ -60,7 +61,7 @@ def _view(raw: str = "keep", quota: UploadQuota | None = None) -> FakeFarmView:
         pools={p: PoolRefs(f"{ENDPOINT}/1/{p}", f"{ENDPOINT}/1/{p}-dlq") for p in POOLS},
     )
     extra: dict[str, Any] = {"quota": quota} if quota else {}
-    view = FakeFarmView(_clients(), refs, label="fake", raw_policy=raw, **extra)
+    view = FakeFarmView(Farm(_clients(), refs, label="fake"), raw_policy=raw, **extra)
     view.fake_store, view.fake_ledger = FakeStore(), MemoryLedger()
     return view
 

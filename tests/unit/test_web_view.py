@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hevcq import ops
 from hevcq.errors import FailureClass
+from hevcq.jobs import QueueDepth
 from hevcq.ledger import LedgerItem, State
 from hevcq.web.models import PoolOutcome
 from hevcq.web.videos import video_state
@@ -116,7 +116,7 @@ def test_totals_and_the_two_chart_series() -> None:
 
 
 def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
-    depths = [ops.QueueDepth("720p", 3, 2, 0, 1), ops.QueueDepth("hevc", 0, 1, 0, 0)]
+    depths = [QueueDepth("720p", 3, 2, 0, 1), QueueDepth("hevc", 0, 1, 0, 0)]
     report = status_report(depths, ITEMS, NOW)
     pools = {p.pool: p for p in report.pools}
     p720 = pools["720p"]

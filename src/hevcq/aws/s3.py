@@ -383,11 +383,17 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         """Delete an object (absent is fine)."""
-        self._s3.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"delete {key}") from exc
 
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
         """Write a small object (a record) in one PUT."""
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"write {key}") from exc
 
     def get_bytes(self, key: str) -> bytes | None:
         """A small object's bytes, or None when it does not exist."""
@@ -396,15 +402,20 @@ class S3Store:
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
-            raise
+            raise classify(exc, f"read {key}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"read {key}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, in S3's (lexicographic) order."""
         keys: list[str] = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        ):
-            keys.extend(o["Key"] for o in page.get("Contents", []))
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"list {prefix}") from exc
         return keys
 
     def reachable(self) -> bool:

@@ -12,13 +12,11 @@ from rich.console import Console
 from rich.text import Text
 
 from hevcq import __version__, logs
-from hevcq.aws.clients import AWS_ERRORS, Clients, setup_mistake
-from hevcq.aws.provision import resolve
-from hevcq.errors import ConfigError, HevcqError
-from hevcq.farm.embedded import EMBEDDED_REGION, RunningFarm, embedded_env, running_farm
+from hevcq.errors import ConfigError, FarmConfigError
+from hevcq.farm.client import Farm
+from hevcq.farm.embedded import RunningFarm, running_farm
 from hevcq.pools import Pool, load_farm
 from hevcq.settings import Settings, load_settings
-from hevcq.topology import FarmRefs
 
 HELP = "Re-encode a video library or an app's uploads to HEVC, on this machine or in AWS."
 
@@ -89,23 +87,13 @@ def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     return typer.Exit(code)
 
 
-def cloud(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
-    """The configured farm's clients and resources; raises what botocore and resolve raise."""
-    clients = Clients.create(region=settings.region)
-    return clients, resolve(clients, settings, pools, clients.region)
-
-
-def attach(settings: Settings, pools: dict[str, Pool]) -> tuple[Clients, FarmRefs]:
+def attach(settings: Settings, pools: dict[str, Pool]) -> Farm:
     """The configured farm for a command a person runs: a set-up mistake (no region, no
     credentials, the endpoint unreachable, resources missing) is one line and exit 3."""
     try:
-        return cloud(settings, pools)
-    except ConfigError:
-        raise
-    except HevcqError as exc:
-        raise fail(str(setup_mistake(exc)), EXIT_FARM_MISCONFIGURED) from exc
-    except AWS_ERRORS as exc:
-        raise fail(str(setup_mistake(exc)), EXIT_FARM_MISCONFIGURED) from exc
+        return Farm.configured(settings, pools)
+    except FarmConfigError as exc:
+        raise fail(str(exc), EXIT_FARM_MISCONFIGURED) from exc
 
 
 def need_farm(settings: Settings) -> None:
@@ -125,9 +113,7 @@ def leave_results_to_ingest(farm: RunningFarm | None) -> None:
         )
 
 
-def configured(
-    *, takes_results: bool = False
-) -> tuple[Settings, dict[str, Pool], Clients, FarmRefs]:
+def configured(*, takes_results: bool = False) -> tuple[Settings, dict[str, Pool], Farm]:
     """The configured farm, or the running ingest's embedded one.
 
     ``takes_results``: the command consumes the results queue, which on the embedded farm
@@ -135,19 +121,21 @@ def configured(
     """
     try:
         settings, pools = setup()
-        farm = running_farm() if settings.embedded else None
+        running = running_farm() if settings.embedded else None
         if takes_results:
-            leave_results_to_ingest(farm)
-        if farm is not None:
+            leave_results_to_ingest(running)
+        if running is not None:
             notes.print(
                 f"No farm configured: using the embedded farm of the running ingest"
-                f" (pid {farm.pid}, {farm.endpoint})."
+                f" (pid {running.pid}, {running.endpoint})."
             )
-            os.environ.update(embedded_env(farm.credentials))
-            clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=farm.endpoint)
-            return settings, pools, clients, farm.refs
+            return (
+                settings,
+                pools,
+                Farm.embedded(running.endpoint, running.refs, running.credentials),
+            )
         need_farm(settings)
-        clients, refs = attach(settings, pools)
+        farm = attach(settings, pools)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
-    return settings, pools, clients, refs
+    return settings, pools, farm

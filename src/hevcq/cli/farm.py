@@ -16,13 +16,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from hevcq import logs, ops
-from hevcq.aws.clients import AWS_ERRORS, Clients, classify
+from hevcq import logs
 from hevcq.cli.app import (
     EXIT_CONFIG,
     EXIT_FARM_MISCONFIGURED,
     app,
-    cloud,
     config_app,
     configured,
     console,
@@ -31,18 +29,17 @@ from hevcq.cli.app import (
 )
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
+from hevcq.farm.client import Farm
 from hevcq.farm.embedded import running_farm
-from hevcq.farm.workers import build_worker
+from hevcq.farm.workers import reach_worker
 from hevcq.library.results import announced_objects
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
 from hevcq.procs import die_with_parent
 from hevcq.settings import Settings, load_settings
 from hevcq.settings import state_dir as default_state_dir
-from hevcq.topology import FarmRefs
 from hevcq.web import server as web_server
 from hevcq.web.view import FarmView
-from hevcq.worker.outage import until_reachable
 
 log = structlog.get_logger()
 
@@ -57,7 +54,7 @@ def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None
 
 
 # What reading a farm raises once it stops answering.
-FARM_GONE: tuple[type[Exception], ...] = (HevcqError, *AWS_ERRORS)
+FARM_GONE: tuple[type[Exception], ...] = (HevcqError,)
 
 
 @app.command(
@@ -87,22 +84,9 @@ def worker(
         # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
         die_with_parent(parent, threading.Event())
     try:
-        reached = until_reachable(
-            lambda: cloud(settings, pools), stop, "resolving the farm", classify
-        )
-        if reached is None:
+        w = reach_worker(settings, pools, pool, stop=stop, max_jobs=max_jobs, burst=burst)
+        if w is None:
             return  # stopped while waiting for the endpoint
-        clients, refs = reached
-        w = build_worker(
-            settings,
-            pools[pool],
-            clients=clients,
-            refs=refs,
-            stop=stop,
-            max_jobs=max_jobs,
-            burst=burst,
-            farm=pools,
-        )
         w.run()
     except FarmConfigError as exc:
         # One clear line, no traceback: the reason is the whole story.
@@ -119,14 +103,14 @@ def status(
 ) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
 
-    settings, _, clients, refs = configured()
+    settings, _, farm = configured()
     if watch is None:
-        _print_status(clients, refs, as_json=as_json)
+        _print_status(farm, as_json=as_json)
         return
     try:
         while True:
             console.clear()
-            _print_status(clients, refs, as_json=as_json)
+            _print_status(farm, as_json=as_json)
             time.sleep(max(0.5, watch))
     except KeyboardInterrupt:
         return
@@ -137,8 +121,8 @@ def status(
         raise fail(f"the farm stopped answering: {exc}", EXIT_FARM_MISCONFIGURED) from exc
 
 
-def _print_status(clients: Clients, refs: FarmRefs, *, as_json: bool = False) -> None:
-    report = FarmView(clients, refs, label=refs.bucket).status()
+def _print_status(farm: Farm, *, as_json: bool = False) -> None:
+    report = FarmView(farm).status()
     if as_json:
         print(report.model_dump_json(indent=2))
         return
@@ -204,14 +188,14 @@ def serve(
 def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None) -> None:
     """List dead-letter messages with their failure class and reason."""
 
-    _, _, clients, refs = configured()
+    _, _, farm = configured()
     t = Table(title="dead letters")
     for col in ("pool", "object", "class", "reason"):
         t.add_column(col)
-    for name, pr in sorted(refs.pools.items()):
+    for name in sorted(farm.refs.pools):
         if pool and name != pool:
             continue
-        for m in ops.list_dead_letters(clients.sqs, pr.dlq_url):
+        for m in farm.dead_letters(name):
             keys = ", ".join(o.key for o in announced_objects(m.body)) or "(unparseable message)"
             t.add_row(name, Text(keys), m.failure_class, Text(m.reason))
     console.print(t)
@@ -230,11 +214,8 @@ def redrive(
     """Send dead-lettered jobs back to their source queues."""
     if not dlq:
         raise fail("say --dlq to move dead-letter messages back to their queues")
-    _, _, clients, refs = configured()
-    # Without retries, an endpoint that has no move tasks (moto) says so at once; built
-    # from the farm's own clients, so it talks to the same endpoint.
-    no_retry = clients.with_retries(1)
-    moved = ops.redrive(clients.sqs, no_retry.sqs, refs, [pool] if pool else None, failure_class)
+    _, _, farm = configured()
+    moved = farm.redrive([pool] if pool else None, failure_class)
     for name, n in moved.items():
         console.print(Text(f"{name}: {n if isinstance(n, str) else f'{n} messages moved'}"))
 

@@ -18,10 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from hevcq import logs, ops
-from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.s3 import S3Store
-from hevcq.aws.sqs import SqsInbox
+from hevcq import logs
 from hevcq.cli.app import (
     EXIT_CANNOT_PLACE,
     EXIT_FAILED_JOBS,
@@ -37,6 +34,7 @@ from hevcq.cli.app import (
 )
 from hevcq.cli.live import LiveView
 from hevcq.errors import ConfigError
+from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, farm_record, published_farm
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
@@ -215,10 +213,8 @@ def ingest(
                     settings, pools, library, state, opts, control=control, dashboard=dashboard
                 )
             else:
-                clients, refs = attach(settings, pools)
                 rt = run_round_trip(
-                    clients,
-                    refs,
+                    attach(settings, pools),
                     pools,
                     library,
                     state=state,
@@ -404,8 +400,8 @@ def _on_farm(
         published_farm(farm.endpoint, farm.refs, farm.credentials),
         _dashboard(farm, dashboard_port) as dashboard_tick,
     ):
-        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
-        view = LiveView(console, lambda: ops.ledger_view(ledger)[0], jobs)
+        client = Farm.embedded(farm.endpoint, farm.refs, farm.credentials)
+        view = LiveView(console, client.running, jobs)
         workers = farm.workers
 
         def tick() -> None:
@@ -416,8 +412,7 @@ def _on_farm(
 
         try:
             return run_round_trip(
-                farm.clients,
-                farm.refs,
+                client,
                 pools,
                 library,
                 state=state,
@@ -563,7 +558,7 @@ def fetch(
     cleanup: Annotated[bool, typer.Option(help="Delete a job's objects once it is home.")] = True,
 ) -> None:
     """Take results from the results queue: verify each output, then place it or swap it in."""
-    _, pools, clients, refs = configured(takes_results=True)
+    _, pools, farm = configured(takes_results=True)
     try:
         options = FetchOptions(
             pools=frozenset(pool),
@@ -585,13 +580,13 @@ def fetch(
         fetcher = Fetcher(
             library,
             state,
-            S3Store(clients.s3, refs.bucket),
-            DynamoLedger(clients.dynamodb, refs.ledger_table),
+            farm.store,
+            farm.ledger,
             options,
             all_pools=sorted(pools),
             library=library_id(library),
         )
-        inbox = SqsInbox(clients.sqs, refs.results_queue_url)
+        inbox = farm.results_inbox()
         try:
             items = fetch_library(
                 inbox, fetcher, follow=follow, stop=stop, on_item=show if follow else None

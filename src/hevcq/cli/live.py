@@ -19,9 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from hevcq.errors import PermanentError
+from hevcq.jobs import RunningJob
 from hevcq.keys import source_relative
 from hevcq.library.report import LineProgress, human_bytes, human_seconds, shorten_middle
-from hevcq.ops import RunningJob
+from hevcq.pace import time_left_s
 
 if TYPE_CHECKING:
     from hevcq.library.results import Fetched
@@ -44,16 +45,9 @@ class Totals:
     @property
     def eta_s(self) -> float | None:
         """Seconds until the last job, at the pace so far."""
-        if self.jobs_done == 0 or self.jobs_total <= self.jobs_done:
+        if self.jobs_total == 0:
             return None
-        return self.elapsed_s / self.jobs_done * (self.jobs_total - self.jobs_done)
-
-
-def job_eta_s(job: RunningJob) -> float | None:
-    """Seconds left of a running job at its pace so far."""
-    if job.progress <= 0 or job.progress >= 100:
-        return None
-    return job.age_s * (100 - job.progress) / job.progress
+        return time_left_s(self.elapsed_s, 100 * self.jobs_done / self.jobs_total)
 
 
 def overall_line(t: Totals) -> str:
@@ -82,7 +76,7 @@ def _rate(value: float | None, fmt: str) -> str:
 
 def job_cells(j: RunningJob) -> tuple[str, str, str, str, str, str]:
     """file, pool, percent, fps, speed, ETA of one running job (plain text)."""
-    eta = job_eta_s(j)
+    eta = j.eta_s
     return (
         _name(j.key),
         j.pool,

@@ -20,9 +20,11 @@ import structlog
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import names_for, provision
-from hevcq.credentials import Credentials
+from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
 from hevcq.emulator import endpoint
 from hevcq.emulator.endpoint import EndpointProcess
+from hevcq.errors import ConfigError
+from hevcq.farm.client import Farm
 from hevcq.pools import Pool
 from hevcq.private import open_private, private_dir
 from hevcq.procs import pid_alive
@@ -31,16 +33,9 @@ from hevcq.topology import EMBEDDED_BUCKET, FarmRefs, Names, PoolRefs
 
 log = structlog.get_logger()
 
-EMBEDDED_REGION = "us-east-1"
 WORKER_STOP_TIMEOUT_S = 30.0
 EMBEDDED_POLL_WAIT_S = 2
 EMBEDDED_PROGRESS_EVERY_S = 2
-
-
-def embedded_env(credentials: Credentials) -> dict[str, str]:
-    """The environment boto3 reads to reach the embedded endpoint: its run's key pair
-    (set in this process's environment, presigning clients read it there too)."""
-    return {**credentials.env(), "AWS_DEFAULT_REGION": EMBEDDED_REGION}
 
 
 def _start_moto(
@@ -184,6 +179,12 @@ class EmbeddedFarm:
         self.clients: Clients | None = None
         self.refs: FarmRefs | None = None
         self.workers: WorkerProcs | None = None
+
+    def client(self) -> Farm:
+        """This farm as its clients use it (started: ``with`` entered)."""
+        if self.clients is None or self.refs is None:
+            raise ConfigError("the embedded farm is not started")
+        return Farm(self.clients, self.refs, label=f"embedded farm at {self.endpoint}")
 
     def __enter__(self) -> EmbeddedFarm:
         os.environ.update(embedded_env(self.credentials))

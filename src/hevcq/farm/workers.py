@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from hevcq.aws.clients import Clients, classify
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.provision import resolve
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sns import SnsPublisher
 from hevcq.aws.sqs import SqsQueue
@@ -23,6 +24,7 @@ from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker
+from hevcq.worker.outage import until_reachable
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
 from hevcq.worker.runner import JobRunner
 from hevcq.worker.shared import SharedEncode
@@ -85,4 +87,37 @@ def build_worker(
         protection=EcsAgentProtection(agent) if agent else NoProtection(),
         classify=classify,
         shared=shared,
+    )
+
+
+def reach_worker(
+    settings: Settings,
+    pools: dict[str, Pool],
+    pool: str,
+    *,
+    stop: threading.Event,
+    max_jobs: int | None = None,
+    burst: bool = False,
+) -> Worker | None:
+    """A worker of ``pool`` for the configured farm, built once its endpoint answers (a
+    worker may start before it); None when stopped first. A misconfigured farm raises
+    ``FarmConfigError``."""
+
+    def find() -> tuple[Clients, FarmRefs]:
+        clients = Clients.create(region=settings.region)
+        return clients, resolve(clients, settings, pools, clients.region)
+
+    reached = until_reachable(find, stop, "resolving the farm", classify)
+    if reached is None:
+        return None
+    clients, refs = reached
+    return build_worker(
+        settings,
+        pools[pool],
+        clients=clients,
+        refs=refs,
+        stop=stop,
+        max_jobs=max_jobs,
+        burst=burst,
+        farm=pools,
     )

@@ -22,15 +22,14 @@ import structlog
 from pydantic import ValidationError
 
 from hevcq.errors import FailureClass, PermanentError
+from hevcq.jobs import DeadLetter
 from hevcq.ledger import FINISHED, LedgerItem
 from hevcq.messages import JobResult
-from hevcq.ops import list_dead_letters
 from hevcq.queue import Received
-from hevcq.topology import FarmRefs
 from hevcq.worker.s3events import SourceObject, parse_message
 
 if TYPE_CHECKING:
-    from hevcq.aws.sqs import SqsClient
+    from hevcq.farm.client import Farm
 
 log = structlog.get_logger()
 
@@ -90,7 +89,7 @@ def result_from_item(item: LedgerItem, bucket: str) -> JobResult | None:
     )
 
 
-def dead_letter_results(sqs: SqsClient, refs: FarmRefs) -> list[JobResult]:
+def dead_letter_results(farm: Farm) -> list[JobResult]:
     """A failed result for every job sitting in a dead-letter queue; nothing consumed."""
     return [
         JobResult(
@@ -102,19 +101,19 @@ def dead_letter_results(sqs: SqsClient, refs: FarmRefs) -> list[JobResult]:
             failure_class=cls,
             reason=reason or "moved to the dead-letter queue after repeated failures",
         )
-        for pool, pr in sorted(refs.pools.items())
-        for obj, cls, reason in peek_dead_letters(sqs, pr.dlq_url)
+        for pool in sorted(farm.refs.pools)
+        for obj, cls, reason in peek_dead_letters(farm.dead_letters(pool, wait_s=0))
     ]
 
 
 def peek_dead_letters(
-    sqs: SqsClient, dlq_url: str, limit: int = 100
+    letters: Iterable[DeadLetter],
 ) -> list[tuple[SourceObject, FailureClass | None, str]]:
-    """The objects named by dead-letter messages, with class and reason; nothing consumed."""
+    """The objects named by dead-letter messages, with class and reason."""
     known = {c.value for c in FailureClass}
     return [
         (obj, FailureClass(d.failure_class) if d.failure_class in known else None, d.reason)
-        for d in list_dead_letters(sqs, dlq_url, limit, wait_s=0)
+        for d in letters
         for obj in announced_objects(d.body)
     ]
 

@@ -14,14 +14,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
-from hevcq.aws.clients import Clients
-from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.s3 import S3Store
-from hevcq.aws.sqs import SqsInbox
+from hevcq.farm.client import Farm
 from hevcq.ledger import State
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
@@ -48,11 +44,8 @@ from hevcq.library.upload import (
 )
 from hevcq.media.model import Skip
 from hevcq.messages import JobResult
+from hevcq.objects import ObjectStore
 from hevcq.pools import Pool, primary_pool, replacing_pools
-from hevcq.topology import FarmRefs
-
-if TYPE_CHECKING:
-    from hevcq.aws.sqs import SqsClient
 
 log = structlog.get_logger()
 
@@ -289,9 +282,9 @@ class Streaming:
                 log.info("result_from_ledger", key=r.source_key, pool=r.pool)
                 self.process(r)
 
-    def dead_letters(self, refs: FarmRefs, sqs: SqsClient) -> None:
+    def dead_letters(self, farm: Farm) -> None:
         """Jobs whose messages the farm gave up on (a dead-letter queue) fail here."""
-        for r in dead_letter_results(sqs, refs):
+        for r in dead_letter_results(farm):
             if self.window.expects(r.source_key, r.pool):
                 self.process(r)
 
@@ -311,8 +304,7 @@ class Control:
 
 
 def run_round_trip(
-    clients: Clients,
-    refs: FarmRefs,
+    farm: Farm,
     pools: Mapping[str, Pool],
     library: Path,
     *,
@@ -336,7 +328,7 @@ def run_round_trip(
     held = options.fresh_farm or options.wait
     entries = [e for e in to_upload(report, fresh_farm=held) if e.pools_pending]
     log.info("ingest_planned", files=len(report.entries), to_upload=len(entries))
-    store = S3Store(clients.s3, refs.bucket)
+    store = farm.store
     if not options.wait:
         # Uploads to an embedded farm die with it: remembering them would stop a later
         # ingest to a real farm from sending those files.
@@ -349,7 +341,7 @@ def run_round_trip(
         library,
         state,
         store,
-        DynamoLedger(clients.dynamodb, refs.ledger_table),
+        farm.ledger,
         fetch_options(options, pools),
         all_pools=sorted(pools),
         library=library_id(library),
@@ -357,8 +349,7 @@ def run_round_trip(
     run = _Run(
         rt,
         Streaming(rt, Window([], options.window), fetcher, on_result),
-        clients,
-        refs,
+        farm,
         options=options,
         control=control or Control(),
         on_tick=on_tick,
@@ -375,14 +366,13 @@ class _Run:
         self,
         rt: RoundTrip,
         handler: Streaming,
-        clients: Clients,
-        refs: FarmRefs,
+        farm: Farm,
         *,
         options: IngestOptions,
         control: Control,
         on_tick: Callable[[], None] | None,
     ) -> None:
-        self.rt, self.handler, self.clients, self.refs = rt, handler, clients, refs
+        self.rt, self.handler, self.farm = rt, handler, farm
         self.options, self.control, self.on_tick = options, control, on_tick
         self.window = handler.window
         self.fetcher = handler.fetcher
@@ -396,7 +386,7 @@ class _Run:
     def start(
         self,
         entries: list[FileEntry],
-        store: S3Store,
+        store: ObjectStore,
         on_done: Callable[[Uploaded], None] | None,
     ) -> None:
         """Queue what to upload; sources a real farm already holds wait for their results."""
@@ -423,7 +413,7 @@ class _Run:
     def _from_ledger(self, key: str, pool: str) -> JobResult | None:
         ledger = self.fetcher.ledger
         item = ledger.get(key, pool) if ledger is not None else None
-        return result_from_item(item, self.refs.bucket) if item else None
+        return result_from_item(item, self.farm.refs.bucket) if item else None
 
     def _finished_in_ledger(self) -> Iterator[JobResult]:
         """The window's jobs the ledger has finished for the version this run uploaded."""
@@ -450,7 +440,7 @@ class _Run:
             self.tick()
             try:
                 drain(
-                    SqsInbox(self.clients.sqs, self.refs.results_queue_url),
+                    self.farm.results_inbox(),
                     self.handler,
                     follow=True,
                     stop=self.control.stop,
@@ -494,7 +484,7 @@ class _Run:
         if self.on_tick:
             self.on_tick()
         if time.monotonic() >= self.next_dlq:
-            self.handler.dead_letters(self.refs, self.clients.sqs)
+            self.handler.dead_letters(self.farm)
             self.handler.missed(self._finished_in_ledger())
             self.next_dlq = time.monotonic() + DLQ_CHECK_EVERY_S
         if self.deadline is not None and time.monotonic() > self.deadline:

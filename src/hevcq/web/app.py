@@ -18,7 +18,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from hevcq.aws.clients import AWS_ERRORS
 from hevcq.errors import FarmConfigError, HevcqError, RetryableError
 from hevcq.messages import JobResult
 from hevcq.web import uploads
@@ -56,10 +55,10 @@ VIDEOS_PAGE = 50
 VIDEOS_PAGE_MAX = 200
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"  # an upload id (Crockford base32)
 NOT_FOUND = "not found"
-SWEEP_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, HevcqError)  # logged, sweep goes on
-# A farm read that failed: raw from boto3, or classified by the ledger and the store (the
-# endpoint gone, throttled, credentials expired, resources deleted). A 503, never a 500.
-FARM_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, RetryableError, FarmConfigError)
+SWEEP_ERRORS: tuple[type[Exception], ...] = (HevcqError,)  # logged, sweep goes on
+# A farm read that failed, as the farm's adapters classify it (the endpoint gone,
+# throttled, credentials expired, resources deleted). A 503, never a 500.
+FARM_ERRORS: tuple[type[Exception], ...] = (RetryableError, FarmConfigError)
 
 API_DOC = """The hevcq farm: uploads and their status for apps, queues and jobs for operators.
 
@@ -250,7 +249,7 @@ def _operator_api(app: FastAPI) -> None:
     @app.post("/api/redrive", dependencies=[*ops, Depends(_same_origin)])
     def redrive(f: FarmDep, body: RedriveRequest) -> RedriveResult:
         """Send a pool's dead letters back: all, one class, or one message."""
-        if body.pool not in f.refs.pools:
+        if body.pool not in f.farm.refs.pools:
             raise HTTPException(404, NOT_FOUND)
         return f.redrive(body.pool, body.failure_class, body.message_id)
 
@@ -277,6 +276,8 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
             )
         except QuotaExceeded as exc:
             raise HTTPException(429, str(exc)) from exc
+        except FARM_ERRORS:
+            raise  # the farm, not the request: a 503 (see the handlers above)
         except HevcqError as exc:
             raise HTTPException(422, str(exc)) from exc
         return UploadTicket(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hevcq.errors import FailureClass
+from hevcq.jobs import RunningJob
 
 PoolStateName = Literal[
     "awaiting upload", "waiting", "queued", "running", "done", "skipped", "failed", "interrupted"
@@ -28,20 +29,6 @@ class PoolStatus(_Out):
     delayed: int
     dead_lettered: int
     workers_alive: int = Field(description="Distinct workers holding a live lease right now.")
-
-
-class RunningJob(_Out):
-    """A job some worker holds right now."""
-
-    job_id: str
-    key: str
-    pool: str
-    worker: str
-    progress: float = Field(description="Percent of the source encoded.")
-    age_s: float
-    eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
-    fps: float | None = None
-    speed: float | None = None
 
 
 class JobSummary(_Out):

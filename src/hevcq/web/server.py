@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 import threading
 import time
@@ -17,11 +16,10 @@ from types import TracebackType
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from hevcq.aws.clients import AWS_ERRORS, Clients
-from hevcq.aws.provision import resolve
 from hevcq.credentials import Credentials
 from hevcq.errors import ConfigError, FarmConfigError, RetryableError
-from hevcq.farm.embedded import EMBEDDED_REGION, embedded_env, running_farm
+from hevcq.farm.client import Farm
+from hevcq.farm.embedded import running_farm
 from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
@@ -34,12 +32,7 @@ SERVER_START_TIMEOUT_S = 10.0
 GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
 # A configured farm that cannot be read: missing or refused resources, AWS failing.
 UNREACHABLE_REASON = "configured farm unreachable (the server's log says why)"
-UNREACHABLE: tuple[type[Exception], ...] = (
-    ConfigError,
-    FarmConfigError,
-    RetryableError,
-    *AWS_ERRORS,
-)
+UNREACHABLE: tuple[type[Exception], ...] = (ConfigError, FarmConfigError, RetryableError)
 
 
 def is_loopback(host: str) -> bool:
@@ -64,15 +57,9 @@ class Located:
 def embedded_view(
     refs: FarmRefs, endpoint: str, credentials: Credentials, settings: Settings
 ) -> FarmView:
-    """A view of an embedded farm reached at ``endpoint`` with its run's key pair (set in
-    this process's environment, as the embedded farm itself sets it: the presigning
-    clients read it there)."""
-    os.environ.update(embedded_env(credentials))
+    """A view of an embedded farm reached at ``endpoint`` with its run's key pair."""
     return FarmView(
-        Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint),
-        refs,
-        label=f"embedded farm at {endpoint}",
-        move_clients=Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint, retries=1),
+        Farm.embedded(endpoint, refs, credentials),
         raw_policy=settings.raw,
         quota=upload_quota(settings),
     )
@@ -86,20 +73,11 @@ def upload_quota(settings: Settings) -> UploadQuota:
 def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Located:
     """The configured farm, else the running embedded farm, else none (with the reason)."""
     if not settings.embedded:
-        clients = Clients.create(region=settings.region)
         try:
-            refs = resolve(clients, settings, pools, clients.region)
+            farm = Farm.configured(settings, pools)
         except UNREACHABLE as exc:
             return Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
-        move = Clients.create(region=settings.region, retries=1)
-        view = FarmView(
-            clients,
-            refs,
-            label=f"farm {settings.bucket}",
-            move_clients=move,
-            raw_policy=settings.raw,
-            quota=upload_quota(settings),
-        )
+        view = FarmView(farm, raw_policy=settings.raw, quota=upload_quota(settings))
         return Located(view, embedded=False)
     running = running_farm(state_dir)
     if running is None:

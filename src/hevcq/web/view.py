@@ -1,5 +1,5 @@
-"""The farm as the dashboard and the API see it: what ``ops``, the ledger (typed
-``LedgerItem``s) and S3 hold, turned into the models of ``hevcq.web.models``.
+"""The farm as the dashboard and the API see it: what a ``Farm`` (its queues, its ledger's
+typed ``LedgerItem``s and its bucket) holds, turned into the models of ``hevcq.web.models``.
 
 The web side reads the farm through nothing else.
 """
@@ -12,15 +12,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from hevcq import ops
-from hevcq.aws.clients import Clients
-from hevcq.aws.ledger import DynamoLedger
-from hevcq.aws.s3 import S3Store
 from hevcq.errors import FailureClass, PermanentError
+from hevcq.jobs import QueueDepth, RunningJob, running_jobs
 from hevcq.ledger import PHASES, TERMINAL, LedgerItem, RuleLedger, State
 from hevcq.library.results import announced_objects
-from hevcq.topology import FarmRefs
 from hevcq.web import uploads
 from hevcq.web.models import (
     Dashboard,
@@ -32,7 +29,6 @@ from hevcq.web.models import (
     ObjectMeta,
     PoolStatus,
     RedriveResult,
-    RunningJob,
     SavedPoint,
     StateTotal,
     StatusReport,
@@ -49,6 +45,10 @@ from hevcq.web.videos import (
     video_page,
     video_status,
 )
+
+if TYPE_CHECKING:
+    from hevcq.aws.s3 import S3Store
+    from hevcq.farm.client import Farm
 
 RECENT_JOBS = 50
 CHART_HOURS = 24
@@ -84,19 +84,7 @@ def job_summary(item: LedgerItem) -> JobSummary:
 
 def running_job(item: LedgerItem, now: float) -> RunningJob:
     """A running item with its estimated time left."""
-    pct = item.progress or 0.0
-    age = now - (item.started_at or now)
-    return RunningJob(
-        job_id=item.job_id,
-        key=item.key,
-        pool=item.pool,
-        worker=item.worker,
-        progress=pct,
-        age_s=round(age, 1),
-        eta_s=round(age * (100 - pct) / pct, 1) if pct >= 1 else None,
-        fps=item.fps,
-        speed=item.speed,
-    )
+    return RunningJob.of(item, now)
 
 
 def _live(item: LedgerItem) -> bool:
@@ -106,7 +94,7 @@ def _live(item: LedgerItem) -> bool:
 
 
 def status_report(
-    depths: Iterable[ops.QueueDepth], items: list[LedgerItem], now: float
+    depths: Iterable[QueueDepth], items: list[LedgerItem], now: float
 ) -> StatusReport:
     """Queues, running jobs and totals per (pool, state)."""
     live = [i for i in items if _live(i)]
@@ -122,7 +110,7 @@ def status_report(
         )
         for d in depths
     ]
-    running = sorted((running_job(i, now) for i in live), key=lambda r: -r.age_s)
+    running = running_jobs(live, now)
     totals = Counter((i.pool, i.state.value) for i in items)
     return StatusReport(
         pools=pools,
@@ -173,37 +161,38 @@ def recent(items: Iterable[LedgerItem], limit: int = RECENT_JOBS) -> list[JobSum
 
 @dataclass
 class FarmView:
-    """A farm to read and operate: its clients and addresses."""
+    """A farm to read and operate, with the API's upload policy."""
 
-    clients: Clients
-    refs: FarmRefs
-    label: str
-    move_clients: Clients | None = None  # no retries: detects endpoints without move tasks
+    farm: Farm
     raw_policy: str = "keep"
     quota: UploadQuota = field(default_factory=UploadQuota)
     _dlq_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def label(self) -> str:
+        """What the page calls the farm."""
+        return self.farm.label
+
+    @property
     def ledger(self) -> RuleLedger:
         """The ledger table."""
-        return DynamoLedger(self.clients.dynamodb, self.refs.ledger_table)
+        return self.farm.ledger
 
     @property
     def store(self) -> S3Store:
         """The bucket."""
-        return S3Store(self.clients.s3, self.refs.bucket)
+        return self.farm.store
 
     def status(self, now: float | None = None) -> StatusReport:
         """What `hevcq status` shows."""
         now = time.time() if now is None else now
-        depths = ops.queue_depths(self.clients.sqs, self.refs)
-        return status_report(depths, self.ledger.scan_items(), now)
+        return status_report(self.farm.depths(), self.farm.items(), now)
 
     def dashboard(self, now: float | None = None) -> Dashboard:
         """Status, recent results and totals from one scan of the ledger."""
         now = time.time() if now is None else now
-        items = self.ledger.scan_items()
-        depths = ops.queue_depths(self.clients.sqs, self.refs)
+        items = self.farm.items()
+        depths = self.farm.depths()
         return Dashboard(
             status=status_report(depths, items, now),
             recent=recent(items),
@@ -214,7 +203,7 @@ class FarmView:
         """Every job, newest first, optionally of one state or pool."""
         out = [
             job_summary(i)
-            for i in self.ledger.scan_items()
+            for i in self.farm.items()
             if (state is None or i.state.value == state) and (pool is None or i.pool == pool)
         ]
         epoch = datetime.min.replace(tzinfo=UTC)
@@ -222,7 +211,7 @@ class FarmView:
 
     def job(self, job_id: str) -> JobDetail | None:
         """One job by id, with its objects."""
-        item = next((i for i in self.ledger.scan_items() if i.job_id == job_id), None)
+        item = next((i for i in self.farm.items() if i.job_id == job_id), None)
         if item is None:
             return None
         j = job_summary(item)
@@ -263,10 +252,10 @@ class FarmView:
         """Dead-letter messages of every pool (or one), with the objects they name."""
         out = []
         with self._dlq_lock:
-            for name, pr in sorted(self.refs.pools.items()):
+            for name in sorted(self.farm.refs.pools):
                 if pool and name != pool:
                     continue
-                for m in ops.list_dead_letters(self.clients.sqs, pr.dlq_url, wait_s=0):
+                for m in self.farm.dead_letters(name, wait_s=0):
                     out.append(
                         DeadLetterOut(
                             pool=name,
@@ -282,19 +271,19 @@ class FarmView:
         self, pool: str, failure_class: FailureClass | None, message_id: str | None
     ) -> RedriveResult:
         """Move dead letters of a pool back: all of them, one class, or one message."""
-        pr = self.refs.pools[pool]
         with self._dlq_lock:
             if message_id is not None:
-                moved: int | str = int(ops.redrive_message(self.clients.sqs, pr, message_id))
+                moved: int | str = int(self.farm.redrive_message(pool, message_id))
             else:
-                move = (self.move_clients or self.clients).sqs
-                moved = ops.redrive(self.clients.sqs, move, self.refs, [pool], failure_class)[pool]
+                moved = self.farm.redrive([pool], failure_class)[pool]
         return RedriveResult(pool=pool, moved=moved)
 
     @property
     def upload_side(self) -> UploadSide:
         """The bucket, ledger, pools and raw policy the API's uploads are read with."""
-        return UploadSide(self.store, self.ledger, tuple(sorted(self.refs.pools)), self.raw_policy)
+        return UploadSide(
+            self.store, self.ledger, tuple(sorted(self.farm.refs.pools)), self.raw_policy
+        )
 
     def video(self, record: uploads.UploadRecord) -> VideoStatus:
         """An upload's state per pool, with download links for done pools."""

@@ -29,6 +29,7 @@ from hevcq.errors import (
 from hevcq.ledger import PHASES, Lease, LeaseLostError, Ledger, State
 from hevcq.messages import JobResult, Publisher
 from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY, ObjectStore
+from hevcq.pace import time_left_s
 from hevcq.pools import Pool
 from hevcq.queue import Received
 from hevcq.worker.config import WorkerConfig
@@ -192,8 +193,9 @@ class JobExecutor:
         if ctx.phase == "encode":
             elapsed = time.monotonic() - started
             pct = progress[-1] if progress else 0.0
-            remaining = elapsed * (100 - pct) / pct if pct > 0 else float("inf")
-            left = round(remaining) if remaining != float("inf") else None
+            left_s = time_left_s(elapsed, pct)
+            remaining = float("inf") if left_s is None else left_s
+            left = None if left_s is None else round(left_s)
             log.info(
                 "shutdown_requested",
                 phase=ctx.phase,

@@ -1,0 +1,77 @@
+"""The farm's queues and jobs as people and apps see them from outside: queue depths,
+running jobs with their estimates, dead letters. Plain values, read by ``hevcq.farm.Farm``
+and shown by the CLI, the dashboard and the API (``RunningJob`` is the API's own model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from hevcq.ledger import LedgerItem, State
+from hevcq.pace import time_left_s
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """Message counts of one pool."""
+
+    pool: str
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letters: int
+
+
+class RunningJob(BaseModel):
+    """A job some worker holds right now, as its ledger item tells (the API returns it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = ""
+    key: str
+    pool: str
+    worker: str
+    progress: float = Field(description="Percent of the source encoded.")
+    age_s: float
+    fps: float | None = None
+    speed: float | None = None  # x real time
+
+    @computed_field(description="From progress and age; None before 1%.")  # type: ignore[prop-decorator]
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the job's pace so far (``hevcq.pace``)."""
+        left = time_left_s(self.age_s, self.progress)
+        return None if left is None else round(left, 1)
+
+    @classmethod
+    def of(cls, item: LedgerItem, now: float) -> RunningJob:
+        """A running item as a job. Its age is read from the wall clock its worker wrote,
+        so it is only as right as that worker's clock: shown to people, never decisive."""
+        return cls(
+            job_id=item.job_id,
+            key=item.key,
+            pool=item.pool,
+            worker=item.worker,
+            progress=float(item.progress or 0),
+            age_s=round(max(0.0, now - (item.started_at or now)), 1),
+            fps=item.fps,
+            speed=item.speed,
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message in a dead-letter queue."""
+
+    message_id: str
+    failure_class: str
+    reason: str
+    body: str
+
+
+def running_jobs(items: list[LedgerItem], now: float) -> list[RunningJob]:
+    """The running items as jobs, the longest running first."""
+    running = (RunningJob.of(i, now) for i in items if i.state is State.RUNNING)
+    return sorted(running, key=lambda r: -r.age_s)
