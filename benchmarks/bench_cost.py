@@ -8,8 +8,8 @@ from benchmarks.harness import Figure, figure
 from benchmarks.prices import MANAGED_PRICES
 from hevcq.library.estimate import (
     FARGATE_PRICES,
+    FargatePrices,
     TaskSize,
-    cost_per_minute,
     pool_estimate,
 )
 from hevcq.library.scan import PoolTotals
@@ -19,6 +19,14 @@ from hevcq.pools import load_farm
 # 1080p sources the speeds were measured with (the hevc pool keeps the source size).
 OUTPUT_HEIGHT = {"hevc": 1080, "1080p": 1080, "720p": 720}
 LIBRARY_HOURS = 100.0  # an example library of 1080p sources, every pool applied
+
+
+def cost_per_minute(
+    speed: float, task: TaskSize, prices: FargatePrices = FARGATE_PRICES, *, spot: bool
+) -> float:
+    """USD per minute of video for one Fargate task encoding at ``speed`` per vCPU."""
+    task_hours = 60 / (speed * task.vcpu) / 3600
+    return task_hours * task.hourly(prices, spot=spot)
 
 
 def run_costs(speeds: dict[str, list[float]]) -> tuple[list[Figure], dict[str, Any]]:

@@ -27,9 +27,8 @@ import psutil
 from benchmarks.bench_memory import peak_hwm
 from benchmarks.clips import GiB, big_source
 from benchmarks.farmrun import pool_dir
-from benchmarks.harness import Figure, figure
+from benchmarks.harness import Figure, figure, read_events
 from hevcq.limits import MiB
-from hevcq.logs import read_events
 
 SAMPLE_EVERY_S = 0.2
 RUN_TIMEOUT_S = 3 * 3600

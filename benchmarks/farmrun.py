@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
+from benchmarks.harness import read_events
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.library.results import Expected, dead_letter_results
-from hevcq.logs import read_events
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg

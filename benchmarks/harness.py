@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -70,3 +72,15 @@ def side_by_side(
         base_s.append(timed(baseline))
         ours_s.append(timed(ours))
     return ours_s, base_s, [o / b for o, b in zip(ours_s, base_s, strict=True)]
+
+
+def read_events(log: Path) -> list[dict[str, Any]]:
+    """The JSON events of a log file, skipping lines that are not JSON (a killed
+    process's last line may be cut short)."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

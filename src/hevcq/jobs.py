@@ -6,8 +6,9 @@ and shown by the CLI, the dashboard and the API (``RunningJob`` is the API's own
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hevcq.ledger import LedgerItem, State
 from hevcq.pace import time_left_s
@@ -35,15 +36,18 @@ class RunningJob(BaseModel):
     worker: str
     progress: float = Field(description="Percent of the source encoded.")
     age_s: float
+    eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
     fps: float | None = None
     speed: float | None = None  # x real time
 
-    @computed_field(description="From progress and age; None before 1%.")  # type: ignore[prop-decorator]
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds left at the job's pace so far (``hevcq.pace``)."""
-        left = time_left_s(self.age_s, self.progress)
-        return None if left is None else round(left, 1)
+    @model_validator(mode="before")
+    @classmethod
+    def _estimate(cls, data: Any) -> Any:
+        """Seconds left at the job's pace so far (``hevcq.pace``), unless given."""
+        if isinstance(data, dict) and "eta_s" not in data:
+            left = time_left_s(float(data.get("age_s", 0)), float(data.get("progress", 0)))
+            data = {**data, "eta_s": None if left is None else round(left, 1)}
+        return data
 
     @classmethod
     def of(cls, item: LedgerItem, now: float) -> RunningJob:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 from hevcq.errors import PermanentError
+from hevcq.metadata import META_NAMING, WITH_SOURCE_EXT
 
 TODO_PREFIX = "TODO/"
 DONE_PREFIX = "DONE/"
@@ -18,10 +19,6 @@ MAX_KEY_BYTES = 1024
 
 # Containers that hold everything Matroska sources carry (subtitles, attachments).
 MATROSKA_EXTENSIONS = frozenset({".mkv", ".webm"})
-
-# Upload metadata telling workers that a source's output name keeps its extension.
-META_NAMING = "hevcq-naming"
-WITH_SOURCE_EXT = "with-source-ext"
 
 
 def output_extension(source_name: str) -> str:

@@ -312,6 +312,16 @@ def judge(  # noqa: PLR0911 - one return per rule reads best
     return Take()
 
 
+def finished_version(item: LedgerItem | None, etag: str) -> bool:
+    """Whether a pool finished (done or skipped) the job of the source version ``etag``.
+
+    The one rule behind letting a source go: the ``raw: delete-when-settled`` policy and a
+    fetch's ``--cleanup`` both ask it. An empty ``etag`` (a result naming no version)
+    matches any version.
+    """
+    return item is not None and item.state in FINISHED and (not etag or item.etag == etag)
+
+
 class LedgerReader(Protocol):
     """Reads one job's item (one item per source key and pool); the web and fetch need no more."""
 

@@ -1,14 +1,13 @@
-"""structlog set-up, done once at an entry point, and reading its JSON lines back."""
+"""structlog set-up, done once at an entry point, and the crash log."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 
@@ -41,18 +40,6 @@ def configure(fmt: str = "auto", level: str = "info", file: TextIO | None = None
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
-
-
-def read_events(log: Path) -> list[dict[str, Any]]:
-    """The JSON events of a log file, skipping lines that are not JSON (a killed
-    process's last line may be cut short)."""
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def record_crash(directory: Path) -> Path:

@@ -10,16 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-META_SOURCE_KEY = "hevcq-source-key"
-META_SOURCE_ETAG = "hevcq-source-etag"
-META_SETTINGS = "hevcq-settings-hash"
-META_POOL = "hevcq-pool"
-META_JOB = "hevcq-job-id"
-META_ATTEMPT = "hevcq-attempt"  # the writer's lease: tells its own earlier write from others'
-# An output copied from another pool's identical encode: that output's key and ETag.
-META_COPIED_FROM = "hevcq-copied-from"
-META_COPIED_ETAG = "hevcq-copied-etag"
-
 
 @dataclass(frozen=True)
 class ObjectInfo:

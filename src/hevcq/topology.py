@@ -7,7 +7,9 @@ files; a parity test keeps the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,33 @@ class FarmRefs:
     def bucket(self) -> str:
         """The farm's bucket."""
         return self.names.bucket
+
+    def to_record(self) -> dict[str, Any]:
+        """These addresses as plain JSON values (the embedded farm's farm file)."""
+        return {
+            "prefix": self.names.prefix,
+            "bucket": self.bucket,
+            "uploads_topic_arn": self.uploads_topic_arn,
+            "events_topic_arn": self.events_topic_arn,
+            "results_queue_url": self.results_queue_url,
+            "ledger_table": self.ledger_table,
+            "pools": {
+                n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url} for n, p in self.pools.items()
+            },
+        }
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> FarmRefs:
+        """Addresses read back from ``to_record``'s values; a missing field raises KeyError."""
+        pools = {
+            str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"]))
+            for n, p in data["pools"].items()
+        }
+        return cls(
+            names=Names.build(str(data["prefix"]), str(data["bucket"]), sorted(pools)),
+            uploads_topic_arn=str(data["uploads_topic_arn"]),
+            events_topic_arn=str(data["events_topic_arn"]),
+            results_queue_url=str(data["results_queue_url"]),
+            ledger_table=str(data["ledger_table"]),
+            pools=pools,
+        )

@@ -22,7 +22,7 @@ from hevcq.aws.provision import _create_ledger
 from hevcq.aws.s3 import S3Store
 from hevcq.errors import CopySourceChanged, FarmConfigError, SupersededJob, WriteConflict
 from hevcq.ledger import Claimed, JobKey, State
-from hevcq.objects import META_ATTEMPT
+from hevcq.metadata import META_ATTEMPT
 from tests.fakes import present
 
 BUCKET = "media"

@@ -12,7 +12,7 @@ from hevcq.aws.provision import provision
 from hevcq.aws.sqs import ATTR_CLASS, SqsQueue
 from hevcq.errors import FailureClass
 from hevcq.farm.client import Farm
-from hevcq.worker.s3events import S3TestEvent, parse_message
+from hevcq.messages import S3TestEvent, parse_message
 from tests.aws.conftest import MotoFarm
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from benchmarks.harness import read_events
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import names_for, provision
@@ -21,7 +22,6 @@ from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, farm_env
 from hevcq.library.results import Expected, SourcePool, dead_letter_results
-from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.messages import JobResult
 from hevcq.pools import load_farm

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from benchmarks.harness import read_events
 
-from hevcq.logs import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 from hevcq.web.models import StatusReport

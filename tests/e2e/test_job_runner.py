@@ -12,7 +12,7 @@ from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import PHASES, JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
-from hevcq.objects import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.metadata import META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.pools import load_farm
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec, check_scratch
 from tests.conftest import fast_pools

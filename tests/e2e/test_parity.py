@@ -22,7 +22,7 @@ from hevcq.aws.provision import provision
 from hevcq.aws.s3 import S3Store
 from hevcq.library.results import Expected
 from hevcq.media.samples import make_clip
-from hevcq.objects import META_SOURCE_KEY
+from hevcq.metadata import META_SOURCE_KEY
 from hevcq.pools import load_farm
 from hevcq.topology import FarmRefs, Names
 from tests.e2e.farmkit import Collector

@@ -10,17 +10,16 @@ import pytest
 from hevcq.errors import RetryableError
 from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.model import Decision, EncodePlan, Skip
+from hevcq.media.model import Skip
 from hevcq.media.samples import make_clip
-from hevcq.pools import load_farm
-from hevcq.worker.precheck import (
+from hevcq.metadata import (
     META_CLIENT_SETTLED,
     META_CLIENT_SKIPS,
-    SETTLED_EARLIER,
     client_settled_metadata,
     client_skips_metadata,
-    confirmed_skip,
 )
+from hevcq.pools import load_farm
+from hevcq.worker.precheck import SETTLED_EARLIER, confirmed_skip
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.conftest import fast_pools
 from tests.fakes import FakeStore
@@ -47,13 +46,8 @@ def _spec(pool, size: int) -> JobSpec:
 
 
 def test_client_skips_become_metadata() -> None:
-    decisions: dict[str, Decision] = {
-        "720p": Skip("small"),
-        "hevc": EncodePlan.__new__(EncodePlan),
-        "1080p": Skip("x"),
-    }
-    assert client_skips_metadata(decisions) == {META_CLIENT_SKIPS: "1080p,720p"}
-    assert client_skips_metadata({}) == {}
+    assert client_skips_metadata(["720p", "1080p"]) == {META_CLIENT_SKIPS: "1080p,720p"}
+    assert client_skips_metadata([]) == {}
 
 
 def test_a_skip_decided_by_the_client_is_confirmed_without_a_download(

@@ -18,7 +18,7 @@ from hevcq.jobs import DeadLetter, QueueDepth
 from hevcq.library.results import peek_dead_letters
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
-from hevcq.objects import META_SOURCE_ETAG
+from hevcq.metadata import META_SOURCE_ETAG
 from tests.e2e.farmkit import (
     WorkerProc,
     collector,

@@ -14,7 +14,7 @@ import pytest
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.library.results import Expected
 from hevcq.media.samples import make_clip
-from hevcq.objects import META_COPIED_ETAG, META_COPIED_FROM, META_POOL, META_SOURCE_ETAG
+from hevcq.metadata import META_COPIED_ETAG, META_COPIED_FROM, META_POOL, META_SOURCE_ETAG
 from tests.e2e.farmkit import Collector, WorkerProc, count_events, pool_dir, stack
 
 pytestmark = pytest.mark.e2e

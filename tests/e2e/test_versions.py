@@ -17,7 +17,8 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.ledger import LedgerItem
 from hevcq.media.samples import make_clip
-from hevcq.objects import META_ATTEMPT, META_SOURCE_ETAG, ObjectInfo
+from hevcq.metadata import META_ATTEMPT, META_SOURCE_ETAG
+from hevcq.objects import ObjectInfo
 from tests.e2e.farmkit import (
     WorkerProc,
     count_events,

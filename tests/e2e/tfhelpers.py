@@ -34,6 +34,7 @@ from moto.server import ThreadedMotoServer
 
 from hevcq.cli.tfconfig import settings_from_outputs
 from hevcq.emulator import s3disk
+from tests.aws.test_s3disk import uninstall_s3disk
 from tests.e2e.farmkit import pool_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,7 +267,7 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-        s3disk.uninstall()
+        uninstall_s3disk()
 
 
 def _network(endpoint: str) -> tuple[list[str], list[str]]:

@@ -17,7 +17,6 @@ from hevcq.library.calibrate import (
     speed_per_vcpu,
     speeds_path,
 )
-from hevcq.library.estimate import TaskSize, cost_per_minute
 from hevcq.pools import Pool
 
 
@@ -104,11 +103,3 @@ def test_speed_for(pool: str, saved: dict[str, float] | None, expected: tuple[fl
 
 def test_every_shipped_pool_has_a_default_speed(farm: dict[str, Pool]) -> None:
     assert set(farm) <= set(DEFAULT_SPEEDS)
-
-
-def test_cost_per_minute_is_task_hours_times_the_hourly_price() -> None:
-    task = TaskSize(vcpu=2, memory_gib=4)
-    # 0.25 x realtime per vCPU on 2 vCPUs: a minute of video takes 2 task-minutes.
-    on_demand = cost_per_minute(0.25, task, spot=False)
-    assert on_demand == pytest.approx(2 / 60 * (2 * 0.04048 + 4 * 0.004445))
-    assert cost_per_minute(0.25, task, spot=True) < on_demand

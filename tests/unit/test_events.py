@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hevcq.errors import PermanentError
-from hevcq.worker.s3events import Notification, S3TestEvent, parse_message, parse_records
+from hevcq.messages import Notification, S3TestEvent, parse_message, parse_records
 
 
 def s3_event(key: str, bucket: str = "media", event: str = "ObjectCreated:Put") -> dict:

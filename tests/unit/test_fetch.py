@@ -23,13 +23,12 @@ from hevcq.library.quarantine import (
     list_quarantine,
 )
 from hevcq.library.results import drain
-from hevcq.library.upload import META_HASH, META_LIBRARY
 from hevcq.library.walk import fingerprint
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
+from hevcq.metadata import META_CLIENT_SETTLED, META_CLIENT_SKIPS, META_HASH, META_LIBRARY
 from hevcq.queue import Received
-from hevcq.worker.precheck import META_CLIENT_SETTLED, META_CLIENT_SKIPS
 from tests.fakes import FakeStore, MemoryLedger
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)

@@ -11,34 +11,25 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from hevcq.cli.report import BarProgress, LineProgress, estimate_table, plan_tables, progress_for
 from hevcq.errors import PermanentError, RetryableError
-from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.estimate import TaskSize, estimate
-from hevcq.library.report import (
-    BarProgress,
-    LineProgress,
-    estimate_table,
-    plan_tables,
-    progress_for,
-)
 from hevcq.library.results import Fetched
 from hevcq.library.roundtrip import RoundTrip, summary_rows
 from hevcq.library.scan import ScanOptions, ScanReport, scan
-from hevcq.library.upload import (
+from hevcq.library.upload import Uploaded, parse_size, recorder, to_upload, upload_all
+from hevcq.media.model import AudioStream, MediaInfo, VideoStream
+from hevcq.messages import JobResult
+from hevcq.metadata import (
     META_HASH,
     META_LIBRARY,
     META_MTIME,
+    META_NAMING,
     META_REL_PATH,
     META_SIZE,
-    Uploaded,
-    parse_size,
-    recorder,
-    to_upload,
-    upload_all,
+    WITH_SOURCE_EXT,
 )
-from hevcq.media.model import AudioStream, MediaInfo, VideoStream
-from hevcq.messages import JobResult
 from hevcq.objects import ObjectInfo
 from hevcq.pools import Applies, Pool
 from tests.fakes import FakeStore

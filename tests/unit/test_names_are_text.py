@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from hevcq.cli import app as cli
 from hevcq.cli import main as registered  # noqa: F401 - every command on the app
+from hevcq.cli.report import BarProgress, LineProgress, fetch_table, summary_table
 from hevcq.library.quarantine import DEFAULT_QUARANTINE, swap_in
-from hevcq.library.report import BarProgress, LineProgress, Row, fetch_table, summary_table
 from hevcq.library.results import Fetched
 from hevcq.library.scan import FileEntry
+from hevcq.library.summary import Row
 from hevcq.library.upload import Uploaded
 
 NAME = "odd [x]/take [/x] [bold]1[/bold].mp4"

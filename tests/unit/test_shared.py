@@ -18,19 +18,20 @@ from hevcq.ledger import Claimed, JobKey, LedgerItem, State
 from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
 from hevcq.media.model import MediaInfo
 from hevcq.messages import JobResult
-from hevcq.objects import (
+from hevcq.metadata import (
     META_ATTEMPT,
+    META_CLIENT_SETTLED,
     META_COPIED_ETAG,
     META_COPIED_FROM,
     META_POOL,
     META_SETTINGS,
     META_SOURCE_ETAG,
-    ObjectStore,
 )
+from hevcq.objects import ObjectStore
 from hevcq.pools import Pool, QueueSpec, primary_pool
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker
-from hevcq.worker.precheck import META_CLIENT_SETTLED, SETTLED_EARLIER
+from hevcq.worker.precheck import SETTLED_EARLIER
 from hevcq.worker.runner import JobContext, JobSpec
 from hevcq.worker.settle import Verdict
 from hevcq.worker.shared import (

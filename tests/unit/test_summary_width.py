@@ -11,7 +11,8 @@ import sys
 import pytest
 from rich.console import Console
 
-from hevcq.library.report import Row, library_input, pool_totals, shorten_middle, summary_table
+from hevcq.cli.report import summary_table
+from hevcq.library.summary import Row, library_input, pool_totals, shorten_middle
 
 NAME = "holiday/2026 summer in the mountains/IMG_20260714_183005_HDR.mp4"
 ROWS = [

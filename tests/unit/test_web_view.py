@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from hevcq.errors import FailureClass
-from hevcq.jobs import QueueDepth
+from hevcq.jobs import QueueDepth, RunningJob
 from hevcq.ledger import LedgerItem, State
 from hevcq.web.models import PoolOutcome
 from hevcq.web.videos import video_state
-from hevcq.web.view import recent, running_job, status_report, totals
+from hevcq.web.view import recent, status_report, totals
 
 HOUR = 3600
 T0 = 1_700_000_000 // HOUR * HOUR  # the start of an hour
@@ -127,7 +127,7 @@ def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
     d = next(r for r in report.running if r.key == "d.mov")
     assert (d.progress, d.fps, d.speed, d.age_s) == (25.0, 48.5, 2.25, 30.0)
     assert d.eta_s == pytest.approx(90.0)  # 30 s for 25%: 90 s for the other 75%
-    assert running_job(ITEMS[6], NOW).eta_s is None  # under 1%: no estimate yet
+    assert RunningJob.of(ITEMS[6], NOW).eta_s is None  # under 1%: no estimate yet
     totals_by = {(t.pool, t.state): t.jobs for t in report.totals}
     assert totals_by[("hevc", "queued")] == 1
     assert totals_by[("720p", "running")] == 2

@@ -25,10 +25,9 @@ from hevcq.errors import (
     RetryableError,
     StalledError,
 )
-from hevcq.keys import META_NAMING, WITH_SOURCE_EXT
 from hevcq.ledger import JobKey, LedgerItem
 from hevcq.messages import JobResult
-from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.metadata import META_NAMING, META_SOURCE_ETAG, META_SOURCE_KEY, WITH_SOURCE_EXT
 from hevcq.pools import Pool
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker

@@ -33,6 +33,14 @@ from hevcq.cli.app import (
     setup,
 )
 from hevcq.cli.live import LiveView
+from hevcq.cli.report import (
+    estimate_table,
+    fetch_table,
+    plan_tables,
+    print_table,
+    progress_for,
+    summary_table,
+)
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, farm_record, published_farm
@@ -50,20 +58,11 @@ from hevcq.library.quarantine import (
     purge,
 )
 from hevcq.library.quarantine import rollback as restore
-from hevcq.library.report import (
-    estimate_table,
-    fetch_table,
-    human_bytes,
-    library_input,
-    plan_tables,
-    print_table,
-    progress_for,
-    summary_table,
-)
 from hevcq.library.results import Fetched
 from hevcq.library.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
 from hevcq.library.runs import new_run_folder
 from hevcq.library.scan import ScanReport, scan
+from hevcq.library.summary import human_bytes, library_input
 from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
 from hevcq.pools import Pool, primary_pool, replacing_pools

@@ -18,10 +18,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from hevcq.cli.report import LineProgress
 from hevcq.errors import PermanentError
 from hevcq.jobs import RunningJob
 from hevcq.keys import source_relative
-from hevcq.library.report import LineProgress, human_bytes, human_seconds, shorten_middle
+from hevcq.library.summary import human_bytes, human_seconds, shorten_middle
 from hevcq.pace import time_left_s
 
 if TYPE_CHECKING:

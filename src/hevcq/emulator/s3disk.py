@@ -423,13 +423,3 @@ def install() -> None:
     for owner, name, new in _patches():
         _installed.append((owner, name, owner.__dict__.get(name)))
         setattr(owner, name, new)
-
-
-def uninstall() -> None:
-    """Undo ``install`` (tests)."""
-    while _installed:
-        owner, name, old = _installed.pop()
-        if old is None:  # inherited before: remove ours and the base's shows again
-            delattr(owner, name)
-        else:
-            setattr(owner, name, old)

@@ -29,7 +29,7 @@ from hevcq.pools import Pool
 from hevcq.private import open_private, private_dir
 from hevcq.procs import pid_alive
 from hevcq.settings import Settings, state_dir
-from hevcq.topology import EMBEDDED_BUCKET, FarmRefs, Names, PoolRefs
+from hevcq.topology import EMBEDDED_BUCKET, FarmRefs
 
 log = structlog.get_logger()
 
@@ -244,17 +244,9 @@ def farm_record(endpoint: str, refs: FarmRefs, credentials: Credentials) -> dict
     return {
         "endpoint": endpoint,
         "pid": os.getpid(),
-        "prefix": refs.names.prefix,
         "access_key_id": credentials.access_key_id,
         "secret_access_key": credentials.secret_access_key,
-        "bucket": refs.bucket,
-        "uploads_topic_arn": refs.uploads_topic_arn,
-        "events_topic_arn": refs.events_topic_arn,
-        "results_queue_url": refs.results_queue_url,
-        "ledger_table": refs.ledger_table,
-        "pools": {
-            n: {"queue_url": p.queue_url, "dlq_url": p.dlq_url} for n, p in refs.pools.items()
-        },
+        **refs.to_record(),
     }
 
 
@@ -300,20 +292,8 @@ def from_record(data: dict[str, Any]) -> RunningFarm | None:
     """The farm a ``farm_record`` describes, or None when it is not one."""
     try:
         credentials = Credentials(str(data["access_key_id"]), str(data["secret_access_key"]))
-        return RunningFarm(str(data["endpoint"]), int(data["pid"]), _refs(data), credentials)
+        return RunningFarm(
+            str(data["endpoint"]), int(data["pid"]), FarmRefs.from_record(data), credentials
+        )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-
-
-def _refs(data: dict[str, Any]) -> FarmRefs:
-    pools = {
-        str(n): PoolRefs(str(p["queue_url"]), str(p["dlq_url"])) for n, p in data["pools"].items()
-    }
-    return FarmRefs(
-        names=Names.build(str(data["prefix"]), str(data["bucket"]), sorted(pools)),
-        uploads_topic_arn=str(data["uploads_topic_arn"]),
-        events_topic_arn=str(data["events_topic_arn"]),
-        results_queue_url=str(data["results_queue_url"]),
-        ledger_table=str(data["ledger_table"]),
-        pools=pools,
-    )

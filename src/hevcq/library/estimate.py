@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hevcq.library.calibrate import DEFAULT_SPEEDS, FALLBACK_SPEED
+from hevcq.library.calibrate import speed_for
 from hevcq.library.scan import PoolTotals, ScanReport
 from hevcq.pools import Pool
 
@@ -117,7 +117,7 @@ def pool_estimate(
     local_cpus: int,
 ) -> PoolEstimate:
     """One pool's hours and cost from its source seconds and speed."""
-    rtf = speed if speed and speed > 0 else DEFAULT_SPEEDS.get(name, FALLBACK_SPEED)
+    rtf, calibrated = speed_for(name, {name: speed} if speed else None)
     vcpu_s = totals.seconds / rtf
     task_hours = vcpu_s / task.vcpu / 3600
     return PoolEstimate(
@@ -125,7 +125,7 @@ def pool_estimate(
         files=totals.files,
         source_hours=totals.seconds / 3600,
         speed=rtf,
-        calibrated=bool(speed and speed > 0),
+        calibrated=calibrated,
         vcpu_hours=vcpu_s / 3600,
         local_hours=vcpu_s / max(1, local_cpus) / 3600,
         task=task,
@@ -152,13 +152,3 @@ def estimate(
             name, totals, speed=speeds.get(name), task=size, prices=prices, local_cpus=cpus
         )
     return Estimate(cpus, prices, out)
-
-
-def cost_per_minute(
-    speed: float, task: TaskSize, prices: FargatePrices = FARGATE_PRICES, *, spot: bool
-) -> float:
-    """USD per minute of video for one Fargate task encoding at ``speed`` per vCPU."""
-    if speed <= 0:
-        raise ValueError("speed must be positive")
-    task_hours = 60 / (speed * task.vcpu) / 3600
-    return task_hours * task.hourly(prices, spot=spot)

@@ -20,7 +20,7 @@ import structlog
 
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.keys import output_place, output_relative, source_relative
-from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
+from hevcq.ledger import LedgerItem, LedgerReader, State, finished_version
 from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
@@ -34,15 +34,14 @@ from hevcq.library.quarantine import (
     swap_in,
     verify_replacement,
 )
-from hevcq.library.report import human_bytes
 from hevcq.library.results import Action, Fetched, Inbox, drain
-from hevcq.library.upload import META_HASH, META_LIBRARY
+from hevcq.library.summary import human_bytes
 from hevcq.library.walk import fingerprint
 from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
+from hevcq.metadata import META_HASH, META_LIBRARY, client_settled
 from hevcq.objects import ObjectInfo, ObjectStore
-from hevcq.worker.precheck import client_settled
 
 log = structlog.get_logger()
 
@@ -417,9 +416,7 @@ OPEN = frozenset({State.QUEUED, State.RUNNING, State.INTERRUPTED})
 
 def source_settled(item: LedgerItem | None, etag: str, local_outcome: str | None) -> bool:
     """True when a pool's job for this source version finished and did not fail here."""
-    if item is None or item.state not in FINISHED or local_outcome == "failed":
-        return False
-    return not etag or item.etag == etag
+    return local_outcome != "failed" and finished_version(item, etag)
 
 
 def _committed_output(r: JobResult, item: LedgerItem) -> ObjectInfo:

@@ -24,9 +24,8 @@ from pydantic import ValidationError
 from hevcq.errors import FailureClass, PermanentError
 from hevcq.jobs import DeadLetter
 from hevcq.ledger import FINISHED, LedgerItem
-from hevcq.messages import JobResult
+from hevcq.messages import JobResult, SourceObject, parse_message
 from hevcq.queue import Received
-from hevcq.worker.s3events import SourceObject, parse_message
 
 if TYPE_CHECKING:
     from hevcq.farm.client import Farm

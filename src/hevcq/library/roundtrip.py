@@ -22,7 +22,6 @@ from hevcq.ledger import State
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.fetch import Fetcher, FetchOptions
 from hevcq.library.quarantine import OutputFolderUnusable
-from hevcq.library.report import Row
 from hevcq.library.results import (
     DLQ_CHECK_EVERY_S,
     Fetched,
@@ -32,6 +31,7 @@ from hevcq.library.results import (
     result_from_item,
 )
 from hevcq.library.scan import FileEntry, ScanOptions, ScanReport, scan
+from hevcq.library.summary import Row
 from hevcq.library.upload import (
     UPLOAD_WORKERS,
     NoProgress,

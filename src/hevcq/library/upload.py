@@ -15,16 +15,20 @@ from hevcq.keys import keeps_source_ext, naming_metadata, todo_key
 from hevcq.library.catalog import Catalog
 from hevcq.library.scan import FileEntry, ScanReport
 from hevcq.library.walk import os_problem
+from hevcq.media.model import Skip
+from hevcq.metadata import (
+    META_HASH,
+    META_LIBRARY,
+    META_MTIME,
+    META_REL_PATH,
+    META_SIZE,
+    client_settled_metadata,
+    client_skips_metadata,
+)
 from hevcq.objects import ObjectStore
-from hevcq.worker.precheck import client_settled_metadata, client_skips_metadata
 
 log = structlog.get_logger()
 
-META_REL_PATH = "hevcq-rel-path"
-META_SIZE = "hevcq-size"
-META_MTIME = "hevcq-mtime-ns"
-META_HASH = "hevcq-content-hash"  # the scan's fingerprint (walk.fingerprint)
-META_LIBRARY = "hevcq-library"  # which library uploaded it: fetch leaves others' results alone
 
 # Files uploaded at once; each upload also splits into parts (aws.s3.TRANSFER concurrency).
 UPLOAD_WORKERS = 4
@@ -46,7 +50,7 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         META_LIBRARY: library,
         **naming_metadata(entry.with_source_ext),
         # The workers of these pools re-check from a few ranges instead of downloading.
-        **client_skips_metadata(entry.decisions),
+        **client_skips_metadata(p for p, d in entry.decisions.items() if isinstance(d, Skip)),
         # These pools settled the file in an earlier run: their workers skip at once.
         **client_settled_metadata(p for p in entry.pools_to_encode if p not in entry.pools_pending),
     }

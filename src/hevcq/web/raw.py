@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from hevcq.ledger import FINISHED, TERMINAL, LedgerItem, LedgerReader, State
+from hevcq.ledger import FINISHED, TERMINAL, LedgerItem, LedgerReader, State, finished_version
 from hevcq.objects import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
@@ -33,16 +33,21 @@ def verdict(
     """Pure: is the source settled by every pool? ``outputs`` are the output keys present."""
     present = set(outputs)
     for pool, item in sorted(items.items()):
-        if item is None:
-            return Verdict(False, f"{pool}: no job yet")
-        if item.state not in FINISHED:
-            return Verdict(False, f"{pool}: {item.state.value}")
-        if item.etag != source.etag:
-            return Verdict(False, f"{pool}: settled an older version")
+        if item is None or not finished_version(item, source.etag):
+            return Verdict(False, f"{pool}: {_unsettled(item)}")
         out = item.output_key
         if item.state is State.DONE and (not out or out not in present):
             return Verdict(False, f"{pool}: output missing")
     return Verdict(True, "every pool settled")
+
+
+def _unsettled(item: LedgerItem | None) -> str:
+    """Why a pool's item does not settle the source."""
+    if item is None:
+        return "no job yet"
+    if item.state not in FINISHED:
+        return item.state.value
+    return "settled an older version"
 
 
 def in_flight(

@@ -24,12 +24,11 @@ from ulid import ULID
 
 from hevcq.errors import PermanentError
 from hevcq.keys import TODO_PREFIX, relative_key
+from hevcq.metadata import META_OWNER, META_UPLOAD_ID
 from hevcq.objects import ObjectStore
 
 UPLOADS_PREFIX = "uploads/"
 OPEN_PREFIX = f"{UPLOADS_PREFIX}open/"
-META_OWNER = "hevcq-owner"
-META_UPLOAD_ID = "hevcq-upload-id"
 # Unicode's bidirectional controls (UAX #9): they reorder what a name shows, so that
 # "invoice\u202egpj.exe" reads as "invoiceexe.jpg".
 BIDI_CONTROLS = frozenset(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from hevcq.errors import FailureClass, PermanentError
-from hevcq.jobs import QueueDepth, RunningJob, running_jobs
+from hevcq.jobs import QueueDepth, running_jobs
 from hevcq.ledger import PHASES, TERMINAL, LedgerItem, RuleLedger, State
 from hevcq.library.results import announced_objects
 from hevcq.web import uploads
@@ -80,11 +80,6 @@ def job_summary(item: LedgerItem) -> JobSummary:
         failure_class=FailureClass(cls) if cls in set(FailureClass) else None,
         output_key=item.output_key or None,
     )
-
-
-def running_job(item: LedgerItem, now: float) -> RunningJob:
-    """A running item with its estimated time left."""
-    return RunningJob.of(item, now)
 
 
 def _live(item: LedgerItem) -> bool:

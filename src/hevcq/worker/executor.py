@@ -28,7 +28,8 @@ from hevcq.errors import (
 )
 from hevcq.ledger import PHASES, Lease, LeaseLostError, Ledger, State
 from hevcq.messages import JobResult, Publisher
-from hevcq.objects import META_SOURCE_ETAG, META_SOURCE_KEY, ObjectStore
+from hevcq.metadata import META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.objects import ObjectStore
 from hevcq.pace import time_left_s
 from hevcq.pools import Pool
 from hevcq.queue import Received

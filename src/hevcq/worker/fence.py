@@ -16,7 +16,8 @@ from pathlib import Path
 import structlog
 
 from hevcq.errors import RetryableError, WriteConflict
-from hevcq.objects import META_ATTEMPT, ObjectInfo, ObjectStore
+from hevcq.metadata import META_ATTEMPT
+from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.worker.lease import LeaseKeeper
 
 log = structlog.get_logger()

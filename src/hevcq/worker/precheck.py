@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
 
 import structlog
 
 from hevcq.errors import HevcqError
 from hevcq.limits import MiB
 from hevcq.media.decide import decide
-from hevcq.media.model import Decision, MediaInfo, Skip
+from hevcq.media.model import MediaInfo, Skip
 from hevcq.media.probe import probe_stream
+from hevcq.metadata import client_holds, client_skipped
 from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool
 
 log = structlog.get_logger()
 
-META_CLIENT_SKIPS = "hevcq-client-skips"  # pools the client decided to skip, comma separated
-META_CLIENT_SETTLED = "hevcq-client-settled"  # pools whose earlier outcome the client holds
 SETTLED_EARLIER = "settled in an earlier run: the uploading client holds this pool's outcome"
 BLOCK = MiB
 CACHED_BLOCKS = 8
@@ -45,33 +43,6 @@ MAX_PROBE_BYTES = 64 * BLOCK
 
 class ProbeTooCostly(HevcqError):
     """The re-check read more than MAX_PROBE_BYTES."""
-
-
-def client_skips_metadata(decisions: Mapping[str, Decision]) -> dict[str, str]:
-    """Upload metadata naming the pools whose decision is a skip (empty when none)."""
-    skips = sorted(pool for pool, d in decisions.items() if isinstance(d, Skip))
-    return {META_CLIENT_SKIPS: ",".join(skips)} if skips else {}
-
-
-def client_settled_metadata(pools: Iterable[str]) -> dict[str, str]:
-    """Upload metadata naming the pools that settled this file in an earlier run."""
-    settled = sorted(pools)
-    return {META_CLIENT_SETTLED: ",".join(settled)} if settled else {}
-
-
-def _named(metadata: Mapping[str, str], name: str, pool: str) -> bool:
-    return pool in metadata.get(name, "").split(",")
-
-
-def client_settled(metadata: Mapping[str, str], pool: str) -> bool:
-    """Whether the uploading client settled ``pool`` itself: a skip it decided, or an
-    outcome it holds from an earlier run."""
-    return _named(metadata, META_CLIENT_SKIPS, pool) or _named(metadata, META_CLIENT_SETTLED, pool)
-
-
-def client_skipped(metadata: Mapping[str, str], pool: str) -> bool:
-    """Whether the uploading client decided that ``pool`` skips this object."""
-    return _named(metadata, META_CLIENT_SKIPS, pool)
 
 
 class RangedFile(io.RawIOBase):
@@ -138,7 +109,7 @@ def confirmed_skip(
         head = store.head(key)
     if head is None or (etag is not None and head.etag != etag):
         return None  # another version: its own job decides
-    if _named(head.metadata, META_CLIENT_SETTLED, pool.name):
+    if client_holds(head.metadata, pool.name):
         log.info("precheck_done", skip=True, bytes_read=0, size=head.size, settled_earlier=True)
         return Skip(SETTLED_EARLIER)
     if not client_skipped(head.metadata, pool.name):

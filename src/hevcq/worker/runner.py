@@ -26,15 +26,8 @@ from hevcq.media.progress import PercentTracker, Progress
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
-from hevcq.objects import (
-    META_JOB,
-    META_POOL,
-    META_SETTINGS,
-    META_SOURCE_ETAG,
-    META_SOURCE_KEY,
-    ObjectInfo,
-    ObjectStore,
-)
+from hevcq.metadata import META_JOB, META_POOL, META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool, VerifyPolicy
 from hevcq.procs import pid_alive
 from hevcq.worker.precheck import confirmed_skip

@@ -29,7 +29,7 @@ from hevcq.ledger import (
     State,
     Superseded,
 )
-from hevcq.messages import Outcome, Publisher
+from hevcq.messages import Outcome, Publisher, S3TestEvent, SourceObject, parse_records
 from hevcq.objects import ObjectStore
 from hevcq.pools import Pool
 from hevcq.queue import Received
@@ -38,7 +38,6 @@ from hevcq.worker.executor import Extend
 from hevcq.worker.heartbeat import Heartbeat
 from hevcq.worker.lease import Left, Observation, Stale, observe
 from hevcq.worker.runner import JobSpec, job_result
-from hevcq.worker.s3events import S3TestEvent, SourceObject, parse_records
 from hevcq.worker.settle import ACK, LOST, NOTHING_TO_DO, Settle, Verdict
 
 log = structlog.get_logger()

@@ -28,10 +28,16 @@ from hevcq.ledger import JobKey, Ledger, LedgerItem, State
 from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
 from hevcq.media.model import MediaInfo
 from hevcq.messages import JobResult
-from hevcq.objects import META_COPIED_ETAG, META_COPIED_FROM, ObjectStore
+from hevcq.metadata import (
+    META_CLIENT_SETTLED,
+    META_CLIENT_SKIPS,
+    META_COPIED_ETAG,
+    META_COPIED_FROM,
+)
+from hevcq.objects import ObjectStore
 from hevcq.pools import Pool, QueueSpec
 from hevcq.worker.fence import FencedWriter
-from hevcq.worker.precheck import META_CLIENT_SETTLED, META_CLIENT_SKIPS, ranged_probe
+from hevcq.worker.precheck import ranged_probe
 from hevcq.worker.runner import (
     JobSpec,
     check_collision,
