@@ -29,9 +29,9 @@ X265_PRESETS = (
 )
 
 PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]
-# How a worker proves an output before uploading it (hevcq.media.verify, docs/architecture.md):
-# "stream": the file's video is the encoder's own stream, shapes checked, first and last
-# GOP decoded; "full": every frame decoded.
+# How a worker proves an output before uploading it (hevcq.media.verify; the decision is
+# docs/decisions/0016-media-policy.md): "stream": the file's video is the encoder's own
+# stream, shapes checked, first and last GOP decoded; "full": every frame decoded.
 VerifyPolicy = Literal["stream", "full"]
 
 

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     decode_during_encode: bool = Field(
         True,
         description="Verify by decoding the encoded video while it is encoded (see "
-        "docs/architecture.md); off: decode the finished output afterwards.",
+        "docs/decisions/0016-media-policy.md); off: decode the finished output afterwards.",
     )
     shutdown_grace_s: float = Field(60.0, ge=0)
     lease_s: int | None = Field(

@@ -196,8 +196,8 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
     apart from the output's, and ``encoder`` checks its outputs at least as strictly.
 
     Where this holds, the two pools would make the same bytes (the same source, plan and
-    ffmpeg make the same output: ``docs/architecture.md``, "Re-runs find their outputs
-    equal"), so one encode serves both.
+    ffmpeg make the same output: ``docs/decisions/0012-bitexact-re-runs.md``), so one
+    encode serves both.
     """
     mine, theirs = decide(info, pool, source_name), decide(info, encoder, source_name)
     if not isinstance(mine, EncodePlan) or not isinstance(theirs, EncodePlan):
