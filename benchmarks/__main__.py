@@ -27,7 +27,17 @@ from hevcq.media.ffmpeg import find_ffmpeg
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-NAMES = ("library", "upload", "overhead", "farm", "encode", "memory", "cost", "library_scale")
+NAMES = (
+    "library",
+    "upload",
+    "overhead",
+    "farm",
+    "encode",
+    "memory",
+    "cost",
+    "library_scale",
+    "library_throughput",
+)
 
 
 def machine() -> dict[str, Any]:
@@ -103,6 +113,7 @@ class Run:
         self.step("memory", lambda: _figures("bench_memory", self.quick))
         self.step("cost", lambda: self._cost(speeds))
         self.step("library_scale", lambda: _figures("bench_library_scale", self.quick))
+        self.step("library_throughput", lambda: _figures("bench_library_throughput", self.quick))
 
     def _overhead(self) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415

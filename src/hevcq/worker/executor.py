@@ -30,11 +30,11 @@ from hevcq.ledger import PHASES, Lease, LeaseLostError, Ledger, State
 from hevcq.messages import JobResult, Publisher
 from hevcq.metadata import META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.objects import ObjectStore
-from hevcq.pace import time_left_s
 from hevcq.pools import Pool
 from hevcq.queue import Received
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.fence import FencedWriter
+from hevcq.worker.grace import watch_shutdown
 from hevcq.worker.heartbeat import Heartbeat
 from hevcq.worker.lease import LeaseKeeper
 from hevcq.worker.metrics import print_metrics
@@ -120,7 +120,9 @@ class JobExecutor:
         )
         done = threading.Event()
         watcher = threading.Thread(
-            target=self._watch_shutdown, args=(ctx, done, progress), daemon=True
+            target=watch_shutdown,
+            args=(ctx, done, progress, self.stop, self.config.shutdown_grace_s),
+            daemon=True,
         )
         watcher.start()
         try:
@@ -172,46 +174,6 @@ class JobExecutor:
             keeper.release(State.INTERRUPTED, {"reason": str(exc)}, failed=False)
         except Exception as err:
             log.warning("lease_release_failed", error=str(err)[:500])
-
-    def _watch_shutdown(
-        self, ctx: JobContext, done: threading.Event, progress: list[float]
-    ) -> None:
-        """On stop, give the job at most the grace period to finish; then cancel it.
-
-        An encode that will finish within the grace is left to finish; an upload under way
-        gets the grace too, and is then stopped: the job still waits for the write in flight
-        to end before it settles (``runner.until_cancelled``).
-        """
-        started = time.monotonic()
-        # Wait on the job's own event so that a finished job releases the watcher at once
-        # (it is joined after every job); the stop flag is checked between waits.
-        while not done.wait(0.2):
-            if self.stop.is_set():
-                break
-        if done.is_set():
-            return
-        grace = self.config.shutdown_grace_s
-        if ctx.phase == "encode":
-            elapsed = time.monotonic() - started
-            pct = progress[-1] if progress else 0.0
-            left_s = time_left_s(elapsed, pct)
-            remaining = float("inf") if left_s is None else left_s
-            left = None if left_s is None else round(left_s)
-            log.info(
-                "shutdown_requested",
-                phase=ctx.phase,
-                progress=round(pct, 1),
-                encode_left_s=left,
-                grace_s=grace,
-            )
-            if remaining > grace:
-                ctx.cancel.set()
-                return
-        else:
-            log.info("shutdown_requested", phase=ctx.phase, grace_s=grace)
-        if not done.wait(grace):
-            log.info("shutdown_grace_over", phase=ctx.phase)
-            ctx.cancel.set()
 
     def _settle_ledger(
         self, keeper: LeaseKeeper, state: State, fields: Mapping[str, object]
