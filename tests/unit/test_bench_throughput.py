@@ -1,0 +1,25 @@
+"""The library-throughput benchmark's breakdown: encodes at once, the start and the tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from benchmarks.bench_library_throughput import IngestRun
+
+
+def test_the_breakdown_counts_seconds_by_encodes_running_at_once() -> None:
+    run = IngestRun(wall_s=100.0, started_at=1000.0, logs=Path("unused"))
+    # Two encodes overlap from 1020 to 1030; the last ends at 1090, ten seconds before the end.
+    run.encodes = [(1010.0, 1030.0), (1020.0, 1050.0), (1060.0, 1090.0)]
+    at_once = run.concurrency()
+    assert at_once == pytest.approx({0: 30.0, 1: 60.0, 2: 10.0})
+    assert sum(at_once.values()) == pytest.approx(run.wall_s)
+    assert run.first_encode_s == pytest.approx(10.0)
+    assert run.tail_s == pytest.approx(10.0)
+
+
+def test_a_run_without_encodes_is_all_tail() -> None:
+    run = IngestRun(wall_s=5.0, started_at=0.0, logs=Path("unused"))
+    assert run.concurrency() == {0: 5.0}
+    assert (run.first_encode_s, run.tail_s) == (0.0, 5.0)
