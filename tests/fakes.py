@@ -182,6 +182,8 @@ class FakeStore:
         expect: str | None,
     ) -> ObjectInfo:
         """S3's CopyObject with ``x-amz-copy-source-if-match`` and a conditional write."""
+        if key in self.fail:
+            raise self.fail[key]
         src = self.objects.get(source)
         if src is None or src.etag != source_etag:
             raise CopySourceChanged(f"{source} is gone or no longer {source_etag}")

@@ -35,7 +35,9 @@ from hevcq.worker.precheck import SETTLED_EARLIER
 from hevcq.worker.runner import JobContext, JobSpec
 from hevcq.worker.settle import Verdict
 from hevcq.worker.shared import (
+    COPY_CLAIM_PREFIX,
     MAX_BLIND_WAIT_S,
+    CopyAtCommit,
     CopyOutput,
     EncodeHere,
     SettleAlike,
@@ -491,3 +493,94 @@ def test_a_newer_version_supersedes_a_waiting_rendition_as_before(ledger, farm) 
     assert r.store.data[RENDITION_OUT] == b"version 2 encoded"
     assert (r.item().etag, r.item().state) == ("etag2", "done")
     assert r.runner.calls == []
+
+
+# --- the primary copies at its commit ----------------------------------------------------
+
+
+def primary_worker(r: Rendition) -> tuple[Worker, FakeQueue, FakePublisher]:
+    """The hevc pool's worker on the same bucket and ledger, copying for ``r``'s pool."""
+
+    def commit(spec: JobSpec, ctx: JobContext) -> JobResult:
+        r.store.add(
+            spec.output_key,
+            etag="hevc-out-1",
+            data=b"encoded once",
+            meta={META_SOURCE_ETAG: spec.job.etag, META_POOL: "hevc"},
+        )
+        return done_result(spec, output_etag="hevc-out-1", output_bytes=12, input_bytes=5000)
+
+    queue, pub = FakeQueue(), FakePublisher()
+    w = Worker(
+        pool=r.hevc,
+        queue=queue,
+        ledger=r.ledger,
+        runner=ScriptedRunner(commit),
+        store=r.store,
+        publisher=pub,
+        config=WorkerConfig(
+            worker_id="hevc-w", bucket=BUCKET, poll_wait_s=0, lease_s=60, heartbeat_max_sleep_s=0.01
+        ),
+        stop=threading.Event(),
+        emit_metrics=lambda _r: None,
+        classify=classify,
+        copies=CopyAtCommit(
+            r.store, r.ledger, pub, r.hevc, (r.pool,), 60, probe=lambda *_: FULL_HD
+        ),
+    )
+    return w, queue, pub
+
+
+def test_the_primary_copies_for_the_rendition_the_moment_it_commits(ledger, farm) -> None:
+    r = rendition(ledger, farm)
+    primary, queue, pub = primary_worker(r)
+    assert primary.handle(queue.put(event())).verdict is Verdict.ACK
+    # The rendition's job is done by the time the primary's message is settled.
+    assert r.store.copies == [(HEVC_OUT, RENDITION_OUT)]
+    item = r.item()
+    assert (item.state, item.output_key, item.copied_from) == ("done", RENDITION_OUT, HEVC_OUT)
+    assert [(res.pool, res.outcome) for res in pub.results] == [("hevc", "done"), ("1080p", "done")]
+    assert pub.results[1].copied_from == HEVC_OUT
+    # The rendition's own message, whenever it comes, finds the job finished: no work.
+    msg = r.queue.put(event())
+    assert r.worker.handle(msg).verdict is Verdict.ACK
+    assert r.runner.calls == []
+    assert r.store.copies == [(HEVC_OUT, RENDITION_OUT)]
+    assert r.queue.settled(msg) == "deleted"
+
+
+def test_the_primary_leaves_a_rendition_job_its_own_worker_holds(ledger, farm) -> None:
+    r = rendition(ledger, farm)
+    held = r.ledger.claim(
+        JobKey(KEY, "1080p", "etag1", r.pool.settings_hash()), "w-1080p", "m-1080p", 60
+    )
+    assert isinstance(held, Claimed)
+    primary, queue, pub = primary_worker(r)
+    assert primary.handle(queue.put(event())).verdict is Verdict.ACK
+    assert r.store.copies == []
+    assert [res.pool for res in pub.results] == ["hevc"]
+    assert r.item().worker == "w-1080p"
+
+
+def test_a_copy_that_cannot_be_made_gives_the_job_back_to_the_rendition(ledger, farm) -> None:
+    r = rendition(ledger, farm)
+    r.store.fail[RENDITION_OUT] = RuntimeError("copy refused")
+    primary, queue, pub = primary_worker(r)
+    assert primary.handle(queue.put(event())).verdict is Verdict.ACK  # the primary is settled
+    assert [res.pool for res in pub.results] == ["hevc"]
+    item = r.item()
+    assert (item.state, item.attempts) == ("queued", 0)  # nothing spent: its worker takes it
+    del r.store.fail[RENDITION_OUT]
+    assert r.worker.handle(r.queue.put(event())).verdict is Verdict.ACK
+    assert r.item().state == "done"
+
+
+def test_a_rendition_message_meeting_a_copy_in_progress_is_not_dropped(ledger, farm) -> None:
+    r = rendition(ledger, farm)
+    job = JobKey(KEY, "1080p", "etag1", r.pool.settings_hash())
+    copying = r.ledger.claim(job, "hevc-w", COPY_CLAIM_PREFIX + "j", 60)
+    assert isinstance(copying, Claimed)
+    msg = r.queue.put(event())
+    # Held under no message of its own: the rendition's message must come back, not vanish.
+    assert r.worker.handle(msg).verdict is Verdict.RELEASE
+    assert r.queue.settled(msg) == "released"

@@ -27,7 +27,7 @@ from hevcq.worker.loop import Worker
 from hevcq.worker.outage import until_reachable
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
 from hevcq.worker.runner import JobRunner
-from hevcq.worker.shared import SharedEncode
+from hevcq.worker.shared import CopyAtCommit, SharedEncode
 
 
 def build_worker(
@@ -72,21 +72,27 @@ def build_worker(
     agent = settings.ecs_agent_uri
     ledger = DynamoLedger(clients.dynamodb, refs.ledger_table)
     primary = primary_pool((farm or {}).values())
-    shared = None
+    shared, copies = None, None
+    publisher = SnsPublisher(clients.sns, refs.events_topic_arn)
     if primary is not None and primary.name != pool.name and primary.name in refs.pools:
         shared = SharedEncode(store, ledger, primary, pool)
+    if primary is not None and primary.name == pool.name:
+        renditions = tuple(p for n, p in sorted((farm or {}).items()) if n != pool.name)
+        if renditions := tuple(p for p in renditions if p.name in refs.pools):
+            copies = CopyAtCommit(store, ledger, publisher, pool, renditions, config.lease_s)
     return Worker(
         pool=pool,
         queue=SqsQueue(clients.sqs, pr.queue_url, pr.dlq_url),
         ledger=ledger,
         runner=runner,
         store=store,
-        publisher=SnsPublisher(clients.sns, refs.events_topic_arn),
+        publisher=publisher,
         config=config,
         stop=stop,
         protection=EcsAgentProtection(agent) if agent else NoProtection(),
         classify=classify,
         shared=shared,
+        copies=copies,
     )
 
 

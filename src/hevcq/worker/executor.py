@@ -41,7 +41,7 @@ from hevcq.worker.metrics import print_metrics
 from hevcq.worker.protection import NoProtection, TaskProtection
 from hevcq.worker.runner import JobContext, JobSpec, Runner, job_result
 from hevcq.worker.settle import ACK, LOST, Settle, Verdict
-from hevcq.worker.shared import SharedEncode
+from hevcq.worker.shared import CopyAtCommit, SharedEncode
 
 log = structlog.get_logger()
 
@@ -67,6 +67,7 @@ class JobExecutor:
         clock: Callable[[], float] = time.monotonic,
         emit_metrics: Callable[[JobResult], None] | None = None,
         shared: SharedEncode | None = None,
+        copies: CopyAtCommit | None = None,
     ) -> None:
         self.pool = pool
         self.config = config
@@ -77,6 +78,8 @@ class JobExecutor:
         self.emit_metrics = emit_metrics or print_metrics
         # Where another pool's identical encode can serve this pool's jobs (worker.shared).
         self.shared = shared
+        # The primary pool's worker: renditions that share its encode, copied at its commit.
+        self.copies = copies
         self._ledger = ledger
         self._publisher = publisher
         self._extend = extend
@@ -243,6 +246,8 @@ class JobExecutor:
             reason=result.reason,
             output_etag=result.output_etag,
         )
+        if self.copies is not None and result.output_etag and not result.copied_from:
+            self.copies.after_commit(spec, self.config.worker_id)
         return ACK
 
     def _failed(

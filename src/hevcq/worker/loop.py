@@ -30,7 +30,7 @@ from hevcq.worker.protection import NoProtection, TaskProtection
 from hevcq.worker.runner import Runner
 from hevcq.worker.session import JobSession
 from hevcq.worker.settle import Settle, Verdict
-from hevcq.worker.shared import SharedEncode
+from hevcq.worker.shared import CopyAtCommit, SharedEncode
 
 log = structlog.get_logger()
 
@@ -54,6 +54,7 @@ class Worker:
         emit_metrics: Callable[[JobResult], None] | None = None,
         classify: Classify = unclassified,
         shared: SharedEncode | None = None,
+        copies: CopyAtCommit | None = None,
     ) -> None:
         self.pool = pool
         self.config = config
@@ -74,6 +75,7 @@ class Worker:
             clock=clock,
             emit_metrics=emit_metrics,
             shared=shared,
+            copies=copies,
         )
         self.session = JobSession(
             pool=pool,

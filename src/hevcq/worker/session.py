@@ -39,6 +39,7 @@ from hevcq.worker.heartbeat import Heartbeat
 from hevcq.worker.lease import Left, Observation, Stale, observe
 from hevcq.worker.runner import JobSpec, job_result
 from hevcq.worker.settle import ACK, LOST, NOTHING_TO_DO, Settle, Verdict
+from hevcq.worker.shared import is_copy_claim
 
 log = structlog.get_logger()
 
@@ -208,7 +209,11 @@ class JobSession:
         takeover lost a race), or how to settle the message.
         """
         item = held.item
-        if held.same_job and item.message_id != msg.message_id:
+        if (
+            held.same_job
+            and item.message_id != msg.message_id
+            and not is_copy_claim(item.message_id)
+        ):
             # The holder has its own message, which comes back if the holder dies.
             log.info(
                 "duplicate_event_dropped",

@@ -17,6 +17,7 @@ reads the primary's ledger item for the same source version (``judge``, pure):
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,19 +25,21 @@ from dataclasses import dataclass
 import structlog
 
 from hevcq.errors import CopySourceChanged, WaitingForPrimary
-from hevcq.ledger import JobKey, Ledger, LedgerItem, State
+from hevcq.keys import done_key, keeps_source_ext
+from hevcq.ledger import Claimed, JobKey, Ledger, LedgerItem, State
 from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
 from hevcq.media.model import MediaInfo
-from hevcq.messages import JobResult
+from hevcq.messages import JobResult, Publisher
 from hevcq.metadata import (
     META_CLIENT_SETTLED,
     META_CLIENT_SKIPS,
     META_COPIED_ETAG,
     META_COPIED_FROM,
 )
-from hevcq.objects import ObjectStore
+from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool, QueueSpec
 from hevcq.worker.fence import FencedWriter
+from hevcq.worker.lease import LeaseKeeper
 from hevcq.worker.precheck import ranged_probe
 from hevcq.worker.runner import (
     JobSpec,
@@ -183,7 +186,7 @@ class SharedEncode:
         step, info = found
         primary = self.primary.name
         if isinstance(step, CopyOutput):
-            return self._copy(spec, writer, cancel, step.item)
+            return self.copy(spec, writer, cancel, step.item)
         if isinstance(step, SettleAlike):
             log.info("job_skipped", reason=step.item.reason, settled_alike=primary)
             return job_result(
@@ -204,9 +207,11 @@ class SharedEncode:
         log.info("encode_not_shared", reason=step.reason)
         return None
 
-    def _copy(
+    def copy(
         self, spec: JobSpec, writer: FencedWriter, cancel: threading.Event, item: LedgerItem
     ) -> JobResult | None:
+        """The fenced copy of the primary's committed output into this job's key; None when
+        the primary's output changed meanwhile (encode instead)."""
         source, etag = str(item.output_key), str(item.output_etag)
         meta = {**output_metadata(spec), META_COPIED_FROM: source, META_COPIED_ETAG: etag}
         try:
@@ -235,3 +240,137 @@ class SharedEncode:
             copied_from_etag=etag,
             reason=f"the identical encode of pool {self.primary.name}, copied",
         )
+
+
+# A rendition job the primary's worker copies at its commit is claimed under this message
+# id: it has no message of its own, so a rendition's message finding it held must not be
+# dropped as a duplicate event (the copy may still give the job back).
+COPY_CLAIM_PREFIX = "copy-at-commit:"
+
+
+def is_copy_claim(message_id: str) -> bool:
+    """Whether a ledger item's holder is a primary copying at its commit."""
+    return message_id.startswith(COPY_CLAIM_PREFIX)
+
+
+@dataclass(frozen=True)
+class CopyAtCommit:
+    """The primary's side of one encode for two pools: the moment its output is committed,
+    it makes the fenced copy for each rendition whose encode is its own.
+
+    The copy runs under the rendition job's own lease, is recorded in that job's ledger item
+    and its result published, exactly as the rendition's worker would; the rendition's
+    message, when it comes back, finds the job finished. Nothing waits on a guessed delay.
+    A rendition job that another worker holds, or one already finished, is left alone; a
+    copy that cannot be made gives the job back for the rendition's own worker.
+    """
+
+    store: ObjectStore
+    ledger: Ledger
+    publisher: Publisher
+    primary: Pool
+    renditions: tuple[Pool, ...]
+    lease_s: float
+    probe: SourceProbe = ranged_probe
+
+    def after_commit(self, spec: JobSpec, worker_id: str) -> list[JobResult]:
+        """Copy the committed output of ``spec`` (a primary job) for every rendition that
+        shares its encode; the results published. Never raises: the primary is settled."""
+        try:
+            return self._copies(spec, worker_id)
+        except Exception as exc:
+            log.warning("copy_at_commit_failed", error=str(exc)[:500])
+            return []
+
+    def _copies(self, spec: JobSpec, worker_id: str) -> list[JobResult]:
+        item = self.ledger.get(spec.job.key, self.primary.name)
+        if item is None or judge(item, spec.job, self.primary.settings_hash()) != CopyOutput(item):
+            return []
+        source = self.store.head(spec.job.key)
+        if source is None or source.etag != spec.job.etag:
+            return []
+        info = self.probe(self.store, spec.job.key, spec.job.etag, source.size)
+        if info is None:
+            return []
+        results = []
+        for pool in self.renditions:
+            if self._client_settled(source, pool) or not shares_encode(
+                info, self.primary, pool, spec.job.key
+            ):
+                continue
+            result = self._copy_for(pool, spec, source, item, worker_id)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _client_settled(self, source: ObjectInfo, pool: Pool) -> bool:
+        named = {
+            name
+            for meta in (META_CLIENT_SETTLED, META_CLIENT_SKIPS)
+            for name in source.metadata.get(meta, "").split(",")
+        }
+        return pool.name in named
+
+    def _copy_for(
+        self, pool: Pool, spec: JobSpec, source: ObjectInfo, item: LedgerItem, worker_id: str
+    ) -> JobResult | None:
+        job = JobKey(
+            spec.job.key,
+            pool.name,
+            spec.job.etag,
+            pool.settings_hash(),
+            version_id=spec.job.version_id,
+            sequencer=spec.job.sequencer,
+        )
+        claim = self.ledger.claim(
+            job,
+            worker_id,
+            COPY_CLAIM_PREFIX + spec.job.job_id,
+            self.lease_s,
+            lambda: self._still(job),
+        )
+        if not isinstance(claim, Claimed):
+            return None  # held by the rendition's worker, finished, or superseded
+        keeper = LeaseKeeper(self.ledger, claim.lease)
+        output_key = done_key(
+            job.key,
+            pool.name,
+            pool.output_suffix,
+            with_source_ext=keeps_source_ext(source.metadata),
+        )
+        rspec = JobSpec(job, pool, spec.bucket, output_key, source.size, source)
+        try:
+            check_collision(self.store.head(output_key), job, output_key)
+            writer = FencedWriter(self.store, keeper, worker_id)
+            copier = SharedEncode(self.store, self.ledger, self.primary, pool, self.probe)
+            result = copier.copy(rspec, writer, threading.Event(), item)
+            if result is None:
+                keeper.release(State.QUEUED, {}, failed=False)
+                return None
+            keeper.finish(State.DONE, settled_fields(result))
+        except Exception:
+            with contextlib.suppress(Exception):
+                keeper.release(State.QUEUED, {}, failed=False)
+            raise
+        self.publisher.publish(result)
+        log.info("copied_at_commit", pool=pool.name, output_key=output_key)
+        return result
+
+    def _still(self, job: JobKey) -> bool:
+        current = self.store.head(job.key)
+        return current is not None and current.etag == job.etag
+
+
+def settled_fields(result: JobResult) -> dict[str, object]:
+    """What a done job's ledger item records of its result."""
+    return {
+        "output_key": result.output_key,
+        "output_etag": result.output_etag,
+        "copied_from": result.copied_from,
+        "copied_from_etag": result.copied_from_etag,
+        "reason": result.reason,
+        "input_bytes": result.input_bytes,
+        "output_bytes": result.output_bytes,
+        "duration_s": result.duration_s,
+        "progress": 100.0,
+    }
