@@ -141,6 +141,9 @@ module "pool" {
   spot_weights        = var.spot_weights
   scale_in_cooldown_s = var.scale_in_cooldown_s
   copy_from_pool      = local.primary != null && each.key != local.primary ? local.primary : null
+  # Which renditions share the primary's encode is decided per source (a 1080p rendition
+  # of a 1920x1080 source, say), so the primary may write any other pool's outputs.
+  copy_to_pools = each.key == local.primary ? sort([for n in keys(local.pools) : n if n != each.key]) : []
 }
 
 module "api" {

@@ -690,7 +690,9 @@ def test_the_api_refuses_to_deploy_unguarded(farm: AppliedFarm) -> None:
         farm.terraform.plan(variables, "-refresh=false")
 
 
-def test_only_pools_that_may_copy_the_primary_read_its_outputs(farm: AppliedFarm) -> None:
+def test_only_pools_that_may_copy_the_primary_read_its_outputs_and_it_writes_theirs(
+    farm: AppliedFarm,
+) -> None:
     iam = farm.client("iam")
     bucket = farm.outputs["bucket"]["value"]
     for name in load_farm(WORKERS_DIR):
@@ -700,10 +702,18 @@ def test_only_pools_that_may_copy_the_primary_read_its_outputs(farm: AppliedFarm
             policy = json.loads(unquote_plus(policy))
         statements = {s.get("Sid"): s for s in policy["Statement"]}
         listed = statements["ListOwnPrefixes"]["Condition"]["StringLike"]["s3:prefix"]
-        if name == "hevc":  # the primary copies from nobody
+        others = sorted(n for n in load_farm(WORKERS_DIR) if n != "hevc")
+        if name == "hevc":  # the primary copies from nobody, and for every rendition
             assert "CopyPrimaryOutputs" not in statements
             assert "DONE/hevc/*" in listed
+            rendition = statements["CopyForRenditions"]
+            assert "s3:PutObject" in rendition["Action"]
+            assert sorted(rendition["Resource"]) == [
+                f"arn:aws:s3:::{bucket}/DONE/{n}/*" for n in others
+            ]
+            assert {f"DONE/{n}/*" for n in others} <= set(listed)
             continue
+        assert "CopyForRenditions" not in statements  # a rendition writes only its own
         copy = statements["CopyPrimaryOutputs"]
         assert copy["Action"] == "s3:GetObject"
         assert copy["Resource"] == f"arn:aws:s3:::{bucket}/DONE/hevc/*"

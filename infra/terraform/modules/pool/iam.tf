@@ -45,6 +45,17 @@ data "aws_iam_policy_document" "task" {
     }
   }
 
+  dynamic "statement" {
+    for_each = length(local.copy_to_prefixes) > 0 ? [1] : []
+    content {
+      sid = "CopyForRenditions"
+      # The primary copies its committed output into each sharing rendition's key at its
+      # commit: the same conditional write (and HEAD) a rendition's own worker makes.
+      actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+      resources = [for p in local.copy_to_prefixes : "${var.farm.bucket_arn}/${p}*"]
+    }
+  }
+
   statement {
     sid = "ListOwnPrefixes"
     # Without ListBucket a HEAD of a missing key answers 403 instead of 404.
@@ -53,7 +64,10 @@ data "aws_iam_policy_document" "task" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = concat(["TODO/*", "${local.done_prefix}*"], [for p in local.copy_prefixes : "${p}*"])
+      values = concat(
+        ["TODO/*", "${local.done_prefix}*"],
+        [for p in concat(local.copy_prefixes, local.copy_to_prefixes) : "${p}*"],
+      )
     }
   }
 

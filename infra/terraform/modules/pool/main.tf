@@ -14,6 +14,8 @@ locals {
   done_prefix = "DONE/${var.name}/"
   # Where a server-side copy may read from: the primary's outputs (hevcq.worker.shared).
   copy_prefixes = var.copy_from_pool == null ? [] : ["DONE/${var.copy_from_pool}/"]
+  # The renditions the primary copies for at its commit: their outputs, written by the copy.
+  copy_to_prefixes = [for p in var.copy_to_pools : "DONE/${p}/"]
   # Fargate's ceiling for stopTimeout: SIGTERM, then this long before SIGKILL.
   stop_timeout_s = 120
   scratch_dir    = "/scratch"

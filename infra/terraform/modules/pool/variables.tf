@@ -113,6 +113,12 @@ variable "copy_from_pool" {
   default     = null
 }
 
+variable "copy_to_pools" {
+  description = "Pools whose outputs this pool's workers write when they share its encode (the primary pool copies its committed output for them at its commit); empty for none."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
