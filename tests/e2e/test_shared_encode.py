@@ -55,8 +55,8 @@ def test_a_full_hd_h264_source_is_encoded_once_and_the_1080p_output_is_a_copy(
     # so the rendition settled within a second of the primary's commit, not a guess later.
     assert count_events(logs, "output_copied") == {KEY: 1}
     events = read_events(workers[1].log)
-    committed = next(_epoch(e["timestamp"]) for e in events if e["event"] == "output_committed")
-    copied = next(_epoch(e["timestamp"]) for e in events if e["event"] == "copied_at_commit")
+    committed = next(_epoch(e["timestamp"]) for e in events if e.get("event") == "output_committed")
+    copied = next(_epoch(e["timestamp"]) for e in events if e.get("event") == "copied_at_commit")
     assert 0 <= copied - committed < 1.0
     assert copy_bytes == primary_bytes
     assert copy["Metadata"][META_POOL] == "1080p"
