@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,15 @@ def _folder(name: str) -> Path:
     return folder
 
 
+def _scratch(path: Path) -> Path:
+    """A temporary name next to ``path`` that no other process making it shares.
+
+    Test workers and benchmarks may make the same cached clip at once: each writes its own
+    file and the last rename wins with identical bytes.
+    """
+    return path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+
+
 def _ffmpeg(args: list[str], timeout_s: float = 600) -> None:
     cmd = [find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
     subprocess.run(cmd, check=True, timeout=timeout_s)
@@ -29,7 +39,7 @@ def clip(width: int, height: int, seconds: float, fps: int = 24) -> Path:
     """An H.264 + AAC test-pattern clip (the shape phones and cameras upload)."""
     path = _folder("clips") / f"testsrc2-{width}x{height}-{seconds:g}s-{fps}fps.mp4"
     if not path.exists():
-        tmp = path.with_name(f".{path.name}")
+        tmp = _scratch(path)
         make_clip(tmp, width=width, height=height, seconds=seconds, fps=fps, container="mp4")
         tmp.replace(path)
     return path
@@ -39,7 +49,7 @@ def content_clip(kind: str, seconds: float, width: int = 1920, height: int = 108
     """One content class (``library.calibrate.CONTENT``) as a high-quality H.264 + AAC source."""
     path = _folder("content") / f"{kind}-{width}x{height}-{seconds:g}s.mp4"
     if not path.exists():
-        tmp = path.with_name(f".{path.name}")
+        tmp = _scratch(path)
         make_content(tmp, kind, seconds, size=(width, height))
         tmp.replace(path)
     return path
@@ -82,7 +92,7 @@ def big_source(target_bytes: int = GiB) -> Path:
             ]
         )
     repeats = max(1, -(-target_bytes // seg.stat().st_size))
-    tmp = path.with_name(f".{path.name}")
+    tmp = _scratch(path)
     _ffmpeg(
         [
             "-stream_loop",

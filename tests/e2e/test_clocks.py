@@ -21,6 +21,8 @@ from tests.e2e.farmkit import WorkerProc, count_events, pool_dir, slow_ffmpeg, s
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("timed-faults")]
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+# Keeps Python's sleep working under libfaketime (see its docstring).
+SHIM = Path(__file__).resolve().parent / "faketime_shim"
 KEY = "TODO/clock.mp4"
 # Long enough that a loaded machine's slow renewals are not mistaken for a dead holder
 # (that would be a correct, fenced takeover, but a second encode), and shorter than the
@@ -35,7 +37,12 @@ if not FAKETIME_LIB.is_file():
 
 def skewed(offset: str | None = None, timestamp_file: Path | None = None) -> dict[str, str]:
     """Environment that runs a process with its wall clock shifted (monotonic untouched)."""
-    env = {"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    path = os.pathsep.join(p for p in (str(SHIM), os.environ.get("PYTHONPATH", "")) if p)
+    env = {
+        "LD_PRELOAD": str(FAKETIME_LIB),
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "PYTHONPATH": path,
+    }
     if offset is not None:
         env["FAKETIME"] = offset
     if timestamp_file is not None:
