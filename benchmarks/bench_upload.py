@@ -229,7 +229,7 @@ def run(quick: bool = False) -> list[Figure]:
     small_lib = library(f"many-{small_files}", small_files, SMALL_FILE_BYTES)
     settings = Settings(log_level="warning")
     with tempfile.TemporaryDirectory() as state:
-        farm = EmbeddedFarm(settings, load_farm(), Path(state), workers_per_pool=0)
+        farm = EmbeddedFarm(settings, load_farm(), Path(state), slots=0)
         with farm:
             figs = bench_case(
                 farm, f"one {big // MiB} MiB file", big_lib, files=1, size=big, runs=runs

@@ -66,12 +66,23 @@ class Settings(BaseSettings):
         description="How often a running job's progress (percent, fps, speed) reaches the "
         "ledger, by renewing its lease that often; the dashboard and `status` show it.",
     )
-    workers_per_pool: int = Field(1, ge=1, description="Embedded farm: worker processes per pool.")
+    slots: int | None = Field(
+        None,
+        ge=1,
+        description="Embedded farm: encodes at once, one worker process each, every one "
+        "taking any pool's work; default from the machine's cores (hevcq.cores).",
+    )
+    encode_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Threads one encode may use; default: all the cores in the cloud (a "
+        "task is one encode), the cores divided among the slots on the embedded farm.",
+    )
     window: int | None = Field(
         None,
         ge=1,
-        description="Embedded farm: sources in the farm at once; default twice "
-        "the worker processes.",
+        description="Embedded farm: sources in the farm at once; default twice the slots "
+        "or the pools with work, whichever is more.",
     )
     runs_kept: int = Field(
         10, ge=1, description="Embedded farm: run folders (logs) kept in the state dir."

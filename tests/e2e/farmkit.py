@@ -47,7 +47,7 @@ def pool_dir(tmp: Path, pools: tuple[str, ...] = ("hevc",), **queue: int) -> Pat
 def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
     """Endpoint and topology, no workers: the test starts its own."""
     settings = Settings(workers_dir=workers_dir)
-    with EmbeddedFarm(settings, load_farm(workers_dir), tmp / "state", workers_per_pool=0) as f:
+    with EmbeddedFarm(settings, load_farm(workers_dir), tmp / "state", slots=0) as f:
         yield f
 
 

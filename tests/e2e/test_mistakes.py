@@ -52,7 +52,7 @@ def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]
         if setup == "no_videos":
             (target / "notes.txt").write_text("text")
     elif setup == "workers_zero":
-        env = {"HEVCQ_WORKERS_PER_POOL": "0"}
+        env = {"HEVCQ_SLOTS": "0"}
     elif setup == "typo":
         env = {"HEVCQ_BUKET": "b"}
     else:
@@ -67,7 +67,7 @@ def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]
         ("out_unwritable", "cannot write in"),
         ("empty", "is empty"),
         ("no_videos", "holds no videos"),
-        ("workers_zero", "HEVCQ_WORKERS_PER_POOL=0: "),
+        ("workers_zero", "HEVCQ_SLOTS=0: "),
         ("typo", "HEVCQ_BUKET (did you mean HEVCQ_BUCKET?)"),
         ("bad_value", "HEVCQ_STALL_TIMEOUT_S=soon: "),
     ],

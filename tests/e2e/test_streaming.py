@@ -16,6 +16,7 @@ import boto3
 import pytest
 import yaml
 
+from hevcq.cores import machine_cores, threads_per_slot
 from hevcq.credentials import EMBEDDED_REGION
 from hevcq.media.samples import make_clip
 from hevcq.worker.precheck import SETTLED_EARLIER
@@ -102,7 +103,7 @@ def test_results_come_home_while_the_farm_still_works_then_a_rerun_encodes_nothi
     # Log lines go to the run's folder in the state dir, not the terminal.
     run = min((tmp_path / "state/hevcq/runs").iterdir())  # the first run's folder
     assert "embedded_farm_started" in (run / "logs/ingest.log").read_text()
-    assert (run / "logs/worker-hevc-0.log").stat().st_size > 0
+    assert (run / "logs/worker-0.log").stat().st_size > 0
     assert "embedded_farm_started" not in out
 
 
@@ -149,7 +150,8 @@ def test_a_rerun_spends_no_encode_on_a_pool_that_finished_the_file_earlier(
     logs = max((tmp_path / "state/hevcq/runs").iterdir()) / "logs"
 
     def events(pool: str, event: str) -> list[dict[str, object]]:
-        return [e for log in logs.glob(f"worker-{pool}-*.log") for e in _events(log, event)]
+        found = (e for log in logs.glob("worker-*.log") for e in _events(log, event))
+        return [e for e in found if e.get("pool") == pool]
 
     hevc_encoded = {str(e["key"]) for e in events("hevc", "transcode_started")}
     hevc_settled = {
@@ -298,3 +300,38 @@ def test_fetch_beside_a_running_ingest_refuses_and_a_lost_result_still_comes_hom
     assert proc.returncode == 0, out[-3000:]
     assert len(_outputs(tmp_path)) == CLIPS
     assert not (tmp_path / "taken").exists()
+
+
+def test_the_embedded_farm_runs_a_slot_per_core_each_taking_any_pools_work(
+    tmp_path: Path,
+) -> None:
+    """HEVCQ_SLOTS worker processes, not one per pool: each takes the work of every pool
+    with work, and each encode gets its share of the cores as threads."""
+    lib = tmp_path / "lib"
+    for i in range(4):
+        make_clip(lib / f"clip{i}.mp4", width=320, height=240, seconds=0.5 + 0.1 * i)
+    workers = pool_dir(tmp_path)  # hevc ...
+    (workers / "small.yaml").write_text(_with_target(workers / "hevc.yaml", ".120p", 120))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(workers),
+        "HEVCQ_SLOTS": "2",
+        "HOME": str(tmp_path / "home"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "COLUMNS": "200",
+    }
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")]
+    run = subprocess.run(
+        cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert len(list((tmp_path / "out").rglob("*.mp4"))) == 8
+    logs = max((tmp_path / "state/hevcq/runs").iterdir()) / "logs"
+    assert sorted(p.name for p in logs.glob("worker-*.log")) == ["worker-0.log", "worker-1.log"]
+    started = [e for log in logs.glob("worker-*.log") for e in _events(log, "worker_started")]
+    assert [e["pools"] for e in started] == [["hevc", "small"]] * 2
+    per_process = [_events(log, "transcode_started") for log in sorted(logs.glob("worker-*.log"))]
+    encodes = [e for events in per_process for e in events]
+    assert sorted(str(e["pool"]) for e in encodes) == ["hevc"] * 4 + ["small"] * 4
+    assert all(per_process), "a slot stayed idle"
+    assert any({e["pool"] for e in events} == {"hevc", "small"} for events in per_process)
+    assert {e["threads"] for e in encodes} == {threads_per_slot(machine_cores(), 2)}

@@ -17,7 +17,8 @@ def test_an_unknown_name_says_which_known_name_is_close() -> None:
 
 def test_every_documented_name_is_known() -> None:
     names = (
-        "HEVCQ_WORKERS_PER_POOL",
+        "HEVCQ_SLOTS",
+        "HEVCQ_ENCODE_THREADS",
         "HEVCQ_WINDOW",
         "HEVCQ_RUNS_KEPT",
         "HEVCQ_ECS_AGENT_URI",
@@ -34,7 +35,8 @@ def test_load_settings_refuses_unknown_names() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
-        ("HEVCQ_WORKERS_PER_POOL", "0", "HEVCQ_WORKERS_PER_POOL=0: "),
+        ("HEVCQ_SLOTS", "0", "HEVCQ_SLOTS=0: "),
+        ("HEVCQ_ENCODE_THREADS", "all", "HEVCQ_ENCODE_THREADS=all: "),
         ("HEVCQ_WINDOW", "lots", "HEVCQ_WINDOW=lots: "),
         ("HEVCQ_POLL_WAIT_S", "99", "HEVCQ_POLL_WAIT_S=99: "),
         ("HEVCQ_RUNS_KEPT", "0", "HEVCQ_RUNS_KEPT=0: "),

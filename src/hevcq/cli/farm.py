@@ -43,12 +43,15 @@ from hevcq.web.view import FarmView
 
 log = structlog.get_logger()
 
-Burst = Annotated[bool, typer.Option(help="Exit once the queue stays empty for one poll.")]
+Burst = Annotated[bool, typer.Option(help="Exit once the queues stay empty for one poll.")]
 
 
-def _check_worker(settings: Settings, pools: dict[str, Pool], pool: str) -> None:
-    if pool not in pools:
-        raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
+def _check_worker(settings: Settings, pools: dict[str, Pool], names: list[str]) -> None:
+    for pool in names:
+        if pool not in pools:
+            raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a pool is named twice: {', '.join(names)}")
     if settings.bucket is None:
         raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
 
@@ -58,23 +61,31 @@ FARM_GONE: tuple[type[Exception], ...] = (HevcqError,)
 
 
 @app.command(
-    epilog="Example: hevcq worker --pool hevc   (needs HEVCQ_BUCKET; the container runs this)"
+    epilog="Example: hevcq worker --pool hevc --pool 720p   (needs HEVCQ_BUCKET; the "
+    "container runs this)"
 )
 def worker(
-    pool: Annotated[str, typer.Option(help="The pool whose queue to consume.")],
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A pool whose queue to consume; repeat it for several (the worker takes "
+            "the next job by backlog and turn). Default: every pool."
+        ),
+    ] = None,
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
     burst: Burst = False,
     parent: Annotated[
         int | None, typer.Option(hidden=True, help="Exit when this process ends.")
     ] = None,
 ) -> None:
-    """Consume one pool's queue (the container entrypoint).
+    """Consume the queues of one or more pools, one job at a time (the container entrypoint).
 
     Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
     """
     try:
         settings, pools = setup()
-        _check_worker(settings, pools, pool)
+        names = pool or sorted(pools)
+        _check_worker(settings, pools, names)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     stop = threading.Event()
@@ -84,7 +95,7 @@ def worker(
         # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
         die_with_parent(parent, threading.Event())
     try:
-        w = reach_worker(settings, pools, pool, stop=stop, max_jobs=max_jobs, burst=burst)
+        w = reach_worker(settings, pools, names, stop=stop, max_jobs=max_jobs, burst=burst)
         if w is None:
             return  # stopped while waiting for the endpoint
         w.run()

@@ -41,9 +41,10 @@ from hevcq.cli.report import (
     progress_for,
     summary_table,
 )
+from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
-from hevcq.farm.embedded import EmbeddedFarm, farm_record, published_farm
+from hevcq.farm.embedded import EmbeddedFarm, embedded_slots, farm_record, published_farm
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.library.catalog import Catalog, library_id
@@ -363,10 +364,11 @@ def _embedded_round_trip(
         if not needed or control.draining.is_set():
             return RoundTrip(report, interrupted=control.draining.is_set(), not_started=list(todo))
         console.print(Text(f"Logs: {farm_dir / 'logs'}"))
-        per_pool = settings.workers_per_pool
-        opts = dataclasses.replace(opts, window=settings.window or 2 * per_pool * len(needed))
+        slots = embedded_slots(settings, machine_cores())
+        window = settings.window or 2 * max(slots, len(needed))
+        opts = dataclasses.replace(opts, window=window)
         jobs = sum(len(e.pools_pending) for e in todo)
-        with EmbeddedFarm(settings, pools, farm_dir, per_pool, worker_pools=needed) as farm:
+        with EmbeddedFarm(settings, pools, farm_dir, slots, worker_pools=needed) as farm:
             port = settings.dashboard_port if dashboard else None
             return _on_farm(
                 farm,

@@ -20,6 +20,7 @@ import structlog
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import names_for, provision
+from hevcq.cores import default_slots, machine_cores, threads_per_slot
 from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
 from hevcq.emulator import endpoint
 from hevcq.emulator.endpoint import EndpointProcess
@@ -88,28 +89,22 @@ def farm_env(
 
 @dataclass
 class WorkerProcs:
-    """Local worker processes, restarted if they die while the farm runs."""
+    """Local worker processes, one per slot, each taking the work of every pool in
+    ``pools``; restarted if they die while the farm runs."""
 
     env: dict[str, str]
     log_dir: Path
-    per_pool: dict[str, int]
-    procs: dict[tuple[str, int], subprocess.Popen[bytes]] = field(default_factory=dict)
+    pools: list[str]
+    slots: int
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    def _spawn(self, pool: str, slot: int) -> None:
-        log_path = self.log_dir / f"worker-{pool}-{slot}.log"
+    def _spawn(self, slot: int) -> None:
+        log_path = self.log_dir / f"worker-{slot}.log"
+        pools = [a for pool in self.pools for a in ("--pool", pool)]
         with open_private(log_path, "ab") as out:
-            self.procs[(pool, slot)] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hevcq",
-                    "worker",
-                    "--pool",
-                    pool,
-                    "--parent",
-                    str(os.getpid()),
-                ],
+            self.procs[slot] = subprocess.Popen(
+                [sys.executable, "-m", "hevcq", "worker", *pools, "--parent", str(os.getpid())],
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -122,19 +117,18 @@ class WorkerProcs:
     def start(self) -> None:
         """Start every worker."""
         private_dir(self.log_dir)
-        for pool, n in self.per_pool.items():
-            for slot in range(n):
-                self._spawn(pool, slot)
+        for slot in range(self.slots):
+            self._spawn(slot)
         log.info("workers_started", workers=len(self.procs), logs=str(self.log_dir))
 
     def supervise(self) -> None:
         """Restart workers that exited unexpectedly (call periodically)."""
         if self._stopping.is_set():
             return
-        for (pool, slot), proc in list(self.procs.items()):
+        for slot, proc in list(self.procs.items()):
             if proc.poll() is not None:
-                log.warning("worker_restarted", pool=pool, exit_code=proc.returncode)
-                self._spawn(pool, slot)
+                log.warning("worker_restarted", slot=slot, exit_code=proc.returncode)
+                self._spawn(slot)
 
     def pids(self) -> list[int]:
         """Process ids of the workers."""
@@ -155,6 +149,11 @@ class WorkerProcs:
                 proc.wait()
 
 
+def embedded_slots(settings: Settings, cores: int) -> int:
+    """The embedded farm's concurrent encodes: ``HEVCQ_SLOTS``, else from the cores."""
+    return settings.slots or default_slots(cores)
+
+
 class EmbeddedFarm:
     """A whole farm on this machine: endpoint, topology and workers; a context manager."""
 
@@ -163,15 +162,19 @@ class EmbeddedFarm:
         settings: Settings,
         pools: dict[str, Pool],
         state_dir: Path,
-        workers_per_pool: int = 1,
+        slots: int | None = None,
         worker_pools: Iterable[str] | None = None,
     ) -> None:
+        """``slots`` worker processes (default: ``settings.slots``, else from the cores;
+        0: none), each taking the work of every pool in ``worker_pools`` (default: all;
+        every pool gets its queues either way)."""
         self.settings = settings
-        # Every pool gets its queues; only these get workers (default: all).
         self.worker_pools = sorted(pools if worker_pools is None else worker_pools)
         self.pools = pools
         self.state_dir = state_dir
-        self.workers_per_pool = workers_per_pool
+        cores = machine_cores()
+        self.slots = embedded_slots(settings, cores) if slots is None else slots
+        self.encode_threads = settings.encode_threads or threads_per_slot(cores, max(1, self.slots))
         self._server: EndpointProcess | None = None
         self.endpoint = ""
         # This run's key pair: the endpoint answers nobody else.
@@ -195,12 +198,12 @@ class EmbeddedFarm:
         self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
         names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
         self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
+        env = farm_env(self.refs, self.endpoint, self.settings, self.credentials)
+        env["HEVCQ_ENCODE_THREADS"] = str(self.encode_threads)
         self.workers = WorkerProcs(
-            env=farm_env(self.refs, self.endpoint, self.settings, self.credentials),
-            log_dir=self.state_dir / "logs",
-            per_pool=dict.fromkeys(self.worker_pools, self.workers_per_pool),
+            env=env, log_dir=self.state_dir / "logs", pools=self.worker_pools, slots=self.slots
         )
-        if self.workers_per_pool > 0:
+        if self.slots > 0 and self.worker_pools:
             self.workers.start()
         log.info("embedded_farm_started", endpoint=self.endpoint)
         return self

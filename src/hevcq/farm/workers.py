@@ -1,7 +1,8 @@
 """``build_worker``: a worker built from settings, the one place that wires its collaborators.
 
-The CLI's `hevcq worker` calls it; the embedded farm, tests and benchmarks can build a
-worker in-process the same way.
+The CLI's `hevcq worker` calls ``reach_worker``, which builds one ``Loop`` over the pools it
+was given (``build_workers``); the embedded farm, tests and benchmarks can build a worker
+in-process the same way.
 """
 
 from __future__ import annotations
@@ -9,21 +10,21 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from hevcq.aws.clients import Clients, classify
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import resolve
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sns import SnsPublisher
-from hevcq.aws.sqs import SqsQueue
+from hevcq.aws.sqs import SqsQueue, counts
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.pools import Pool, primary_pool
 from hevcq.private import scratch_dir
 from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
 from hevcq.worker.config import WorkerConfig
-from hevcq.worker.loop import Worker
+from hevcq.worker.loop import Loop, Worker
 from hevcq.worker.outage import until_reachable
 from hevcq.worker.protection import EcsAgentProtection, NoProtection
 from hevcq.worker.runner import JobRunner
@@ -40,24 +41,18 @@ def build_worker(
     max_jobs: int | None = None,
     burst: bool = False,
     farm: Mapping[str, Pool] | None = None,
+    runner: JobRunner | None = None,
 ) -> Worker:
     """A worker for ``pool`` of the farm ``refs``; sweeps dead workers' scratch folders.
 
     With ``farm`` (every pool definition), a pool whose encode of a source is the primary
     pool's copies the primary's output instead of encoding (``hevcq.worker.shared``).
+    Workers of one process share their ``runner`` (its scratch folder and ffmpeg).
     """
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
-    work_dir = settings.work_dir or scratch_dir()
-    runner = JobRunner(
-        store,
-        ffmpeg=find_ffmpeg(settings.ffmpeg),
-        work_dir=work_dir,
-        worker_id=worker_id,
-        stall_timeout_s=settings.stall_timeout_s,
-        decode_during_encode=settings.decode_during_encode,
-    )
-    runner.sweep()
+    if runner is None:
+        runner = _runner(settings, store, worker_id)
     pr = refs.pools[pool.name]
     config = WorkerConfig(
         worker_id=worker_id,
@@ -96,18 +91,70 @@ def build_worker(
     )
 
 
+def _runner(settings: Settings, store: S3Store, worker_id: str) -> JobRunner:
+    runner = JobRunner(
+        store,
+        ffmpeg=find_ffmpeg(settings.ffmpeg),
+        work_dir=settings.work_dir or scratch_dir(),
+        worker_id=worker_id,
+        stall_timeout_s=settings.stall_timeout_s,
+        decode_during_encode=settings.decode_during_encode,
+        threads=settings.encode_threads,
+    )
+    runner.sweep()
+    return runner
+
+
+def build_workers(
+    settings: Settings,
+    pools: Sequence[Pool],
+    *,
+    clients: Clients,
+    refs: FarmRefs,
+    stop: threading.Event,
+    max_jobs: int | None = None,
+    burst: bool = False,
+    farm: Mapping[str, Pool] | None = None,
+) -> Loop:
+    """One process's loop over the queues of ``pools``: a ``Worker`` for each, sharing one
+    runner, taking the next message by backlog and turn (``hevcq.worker.loop.Loop``)."""
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    runner = _runner(settings, S3Store(clients.s3, refs.bucket), worker_id)
+    lanes = [
+        build_worker(
+            settings,
+            pool,
+            clients=clients,
+            refs=refs,
+            stop=stop,
+            max_jobs=max_jobs,
+            burst=burst,
+            farm=farm,
+            runner=runner,
+        )
+        for pool in pools
+    ]
+
+    def backlog(pool: Pool) -> int | None:
+        return counts(clients.sqs, refs.pools[pool.name].queue_url).get(
+            "ApproximateNumberOfMessages"
+        )
+
+    return Loop(lanes, backlog=backlog)
+
+
 def reach_worker(
     settings: Settings,
     pools: dict[str, Pool],
-    pool: str,
+    names: Sequence[str],
     *,
     stop: threading.Event,
     max_jobs: int | None = None,
     burst: bool = False,
-) -> Worker | None:
-    """A worker of ``pool`` for the configured farm, built once its endpoint answers (a
-    worker may start before it); None when stopped first. A misconfigured farm raises
-    ``FarmConfigError``."""
+) -> Loop | None:
+    """A worker of the pools ``names`` for the configured farm, built once its endpoint
+    answers (a worker may start before it); None when stopped first. A misconfigured farm
+    raises ``FarmConfigError``."""
 
     def find() -> tuple[Clients, FarmRefs]:
         clients = Clients.create(region=settings.region)
@@ -117,9 +164,9 @@ def reach_worker(
     if reached is None:
         return None
     clients, refs = reached
-    return build_worker(
+    return build_workers(
         settings,
-        pools[pool],
+        [pools[name] for name in names],
         clients=clients,
         refs=refs,
         stop=stop,

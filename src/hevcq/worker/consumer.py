@@ -27,13 +27,19 @@ class Consumer:
         self._poll_wait_s = poll_wait_s
         self._classify = classify
 
-    def receive(self, outage: Outage) -> tuple[Received | None, float]:
-        """One long poll; on a transient fault, no message and how long to wait.
+    @property
+    def poll_wait_s(self) -> int:
+        """The longest wait of one long poll."""
+        return self._poll_wait_s
+
+    def receive(self, outage: Outage, wait_s: int | None = None) -> tuple[Received | None, float]:
+        """One long poll (``wait_s``, default the configured wait); on a transient fault, no
+        message and how long to wait.
 
         A ``FarmConfigError`` (credentials refused, the queue missing) is raised.
         """
         try:
-            msg = self._queue.receive(self._poll_wait_s)
+            msg = self._queue.receive(self._poll_wait_s if wait_s is None else wait_s)
         except Exception as exc:
             err = self._classify(exc, "receive")
             if isinstance(err, FarmConfigError):

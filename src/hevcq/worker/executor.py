@@ -160,7 +160,7 @@ class JobExecutor:
             return self._ended_by_deletion(keeper, spec)
         if beat_failure is not None or isinstance(exc, InterruptedJob):
             return self._interrupted(keeper, beat_failure or exc)  # type: ignore[arg-type]
-        if isinstance(exc, FarmConfigError):  # not the job's fault: see _handle_safely
+        if isinstance(exc, FarmConfigError):  # not the job's fault: see Worker.handle_safely
             self._give_back_quietly(keeper, exc)
             raise exc
         if isinstance(exc, RetryableError):

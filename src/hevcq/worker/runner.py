@@ -377,7 +377,13 @@ class JobRunner:
                 ctx.on_progress(pct)
             ctx.on_rates(p.fps, p.speed)
 
-        log.info("transcode_started", width=plan.width, height=plan.height, ten_bit=plan.ten_bit)
+        log.info(
+            "transcode_started",
+            width=plan.width,
+            height=plan.height,
+            ten_bit=plan.ten_bit,
+            threads=self._threads,
+        )
         limit = None if verify == "full" else END_FRAMES
         decoder = StreamDecoder(stream, frames=limit) if teed else None
         if decoder:
