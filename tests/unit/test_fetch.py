@@ -568,3 +568,75 @@ def test_a_client_skipped_pool_whose_worker_opened_a_job_is_waited_for(
     got = lib.fetcher().process(lib.result("hevc"))
     assert (got.action, got.source_deleted) == ("placed", False)
     assert "TODO/a.mp4" in lib.objects.objects
+
+
+# --- what the client checks again -----------------------------------------------------------
+
+
+def _md5_output(lib: Lib, pool: str, data: bytes) -> str:
+    """A committed output whose ETag is the MD5 of its bytes, as a single-part PUT gets."""
+    import hashlib  # noqa: PLC0415
+
+    etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    key = f"DONE/{pool}/{out_name(pool)}"
+    lib.objects.add(key, etag=etag, data=data)
+    lib.ledger.set("TODO/a.mp4", pool, "done", output_etag=etag, output_bytes=len(data))
+    return etag
+
+
+def _counting(calls: list[Path]):
+    def verify(candidate: Path, original: Path, allow_larger: bool) -> None:
+        calls.append(candidate)
+        fake_verify(candidate, original, allow_larger)
+
+    return verify
+
+
+def test_an_output_whose_bytes_match_the_committed_checksum_is_placed_without_a_decode(
+    lib: Lib,
+) -> None:
+    calls: list[Path] = []
+    etag = _md5_output(lib, "720p", b"BAD but proven by the worker " * 4)
+    f = dataclasses.replace(lib.fetcher(), verify=_counting(calls))
+    got = f.process(lib.result("720p", output_etag=etag))
+    assert (got.action, got.ok) == ("placed", True)
+    assert calls == []  # no second decode: the MD5 says these are the bytes the worker proved
+    assert (lib.out / "720p" / "a.720p.mp4").read_bytes().startswith(b"BAD")
+
+
+def test_bytes_other_than_the_committed_checksum_are_refused_not_placed(lib: Lib) -> None:
+    etag = _md5_output(lib, "720p", b"what the worker committed " * 4)
+    lib.objects.add(
+        f"DONE/720p/{out_name('720p')}", etag=etag, data=b"changed in flight!!!!!!!! " * 4
+    )
+    got = lib.fetcher().process(lib.result("720p", output_etag=etag))
+    assert got.action == "refused"
+    assert "checksum" in got.reason
+    assert not lib.out.exists() or not any(lib.out.rglob("*.mp4"))
+
+
+def test_replacing_an_original_still_decodes_every_frame(lib: Lib) -> None:
+    calls: list[Path] = []
+    etag = _md5_output(lib, "hevc", OUTPUT)
+    f = dataclasses.replace(lib.fetcher(replace=frozenset({"hevc"})), verify=_counting(calls))
+    got = f.process(lib.result("hevc", output_etag=etag))
+    assert (got.action, got.ok) == ("replaced", True)
+    assert len(calls) == 1
+
+
+def test_an_output_whose_etag_is_no_checksum_is_decoded_before_it_is_placed(lib: Lib) -> None:
+    calls: list[Path] = []
+    lib.output("720p", b"BAD multipart output " * 4)  # its ETag is not an MD5
+    f = dataclasses.replace(lib.fetcher(), verify=_counting(calls))
+    got = f.process(lib.result("720p"))
+    assert got.action == "refused"
+    assert len(calls) == 1
+
+
+def test_a_larger_checksummed_output_keeps_the_original_without_a_decode(lib: Lib) -> None:
+    calls: list[Path] = []
+    etag = _md5_output(lib, "720p", ORIGINAL + b"more")
+    f = dataclasses.replace(lib.fetcher(), verify=_counting(calls))
+    got = f.process(lib.result("720p", output_etag=etag))
+    assert (got.action, got.reason) == ("skipped", KEPT_ORIGINAL)
+    assert calls == []
