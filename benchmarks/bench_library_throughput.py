@@ -21,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.farmrun import _epoch
 from benchmarks.harness import Figure, figure, read_events
+from hevcq.cores import default_slots, machine_cores
 from hevcq.errors import HevcqError
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
@@ -115,6 +116,8 @@ class IngestRun:
     logs: Path
     encodes: list[tuple[float, float]] = field(default_factory=list)
     placements: list[float] = field(default_factory=list)
+    uploaded_at: list[float] = field(default_factory=list)
+    placed_at: list[float] = field(default_factory=list)
 
     def read(self) -> IngestRun:
         """The encodes' intervals and each result's placement time, from the run's logs."""
@@ -129,11 +132,29 @@ class IngestRun:
         received: dict[tuple[str, str], float] = {}
         for e in read_events(self.logs / "ingest.log"):
             job = (str(e.get("pool")), str(e.get("rel")))
-            if e.get("event") == "result_received":
+            if e.get("event") == "uploaded":
+                self.uploaded_at.append(_epoch(e["timestamp"]))
+            elif e.get("event") == "result_received":
                 received[job] = _epoch(e["timestamp"])
             elif e.get("event") == "output_fetched" and job in received:
-                self.placements.append(_epoch(e["timestamp"]) - received.pop(job))
+                self.placed_at.append(_epoch(e["timestamp"]))
+                self.placements.append(self.placed_at[-1] - received.pop(job))
         return self
+
+    @property
+    def uploading_after_first_encode_s(self) -> float:
+        """How long uploads went on after the first encode started (0: none overlapped)."""
+        if not self.encodes or not self.uploaded_at:
+            return 0.0
+        return max(0.0, max(self.uploaded_at) - min(s for s, _ in self.encodes))
+
+    @property
+    def placed_during_encodes(self) -> float:
+        """The share of results placed while some encode was running."""
+        if not self.placed_at:
+            return 0.0
+        during = [t for t in self.placed_at if any(s <= t <= f for s, f in self.encodes)]
+        return len(during) / len(self.placed_at)
 
     def concurrency(self) -> dict[int, float]:
         """Seconds of the run during which exactly N encodes ran, for each N."""
@@ -160,11 +181,14 @@ class IngestRun:
         return self.started_at + self.wall_s - max(f for _, f in self.encodes)
 
 
-def ingest_run(lib: Library, home: Path) -> IngestRun:
-    """One ``hevcq ingest`` on a fresh embedded farm, with its own state and output."""
+def ingest_run(lib: Library, home: Path, slots: int | None = None) -> IngestRun:
+    """One ``hevcq ingest`` on a fresh embedded farm, with its own state and output;
+    ``slots``: ``HEVCQ_SLOTS`` (default: the farm's own choice from the cores)."""
     out = home / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
     env |= {"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "HEVCQ_LOG_LEVEL": "info"}
+    if slots is not None:
+        env["HEVCQ_SLOTS"] = str(slots)
     cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib.root), "--out", str(out)]
     started = time.time()
     t0 = time.perf_counter()
@@ -184,19 +208,21 @@ def ingest_run(lib: Library, home: Path) -> IngestRun:
     return IngestRun(wall, started, logs).read()
 
 
-def bench_library(lib: Library, pairs: int) -> list[Figure]:
-    """``pairs`` turns of bare ffmpeg and ``hevcq ingest`` on ``lib``, side by side."""
+def bench_library(lib: Library, pairs: int, slots: int | None = None) -> list[Figure]:
+    """``pairs`` turns of bare ffmpeg and ``hevcq ingest`` on ``lib``, side by side;
+    ``slots``: the ingest's ``HEVCQ_SLOTS`` (default: derived from the cores)."""
     pools = load_farm(REPO / "workers")
-    cores = os.cpu_count() or 1
+    cores = machine_cores()
+    chosen = slots or default_slots(cores)
     ours, bare, runs = [], [], []
     with tempfile.TemporaryDirectory(prefix="hevcq-throughput-") as tmp:
         plans = bare_plans(lib, pools, Path(tmp))
         for n in range(pairs):
             bare.append(bare_run(plans))
-            run = ingest_run(lib, Path(tmp) / f"run{n}")
+            run = ingest_run(lib, Path(tmp) / f"run{n}", slots)
             ours.append(run.wall_s)
             runs.append(run)
-    label = f"{lib.name}, {len(plans)} encodes"
+    label = f"{lib.name}, {len(plans)} encodes, {chosen} slot{'s' if chosen != 1 else ''}"
     ratios = [o / b for o, b in zip(ours, bare, strict=True)]
     figs = [
         figure(
@@ -233,6 +259,16 @@ def breakdown(label: str, runs: list[IngestRun], cores: int) -> list[Figure]:
         figure(f"start to the first encode, {label}", "s", [r.first_encode_s for r in runs]),
         figure(f"tail after the last encode, {label}", "s", [r.tail_s for r in runs]),
         figure(
+            f"uploads going on after the first encode started, {label}",
+            "s",
+            [r.uploading_after_first_encode_s for r in runs],
+        ),
+        figure(
+            f"results placed while an encode ran, {label}",
+            "%",
+            [100 * r.placed_during_encodes for r in runs],
+        ),
+        figure(
             f"result to placed, per result, {label}",
             "s",
             [p for r in runs for p in r.placements] or [0.0],
@@ -242,9 +278,20 @@ def breakdown(label: str, runs: list[IngestRun], cores: int) -> list[Figure]:
 
 
 def run(quick: bool = False) -> list[Figure]:
-    """The sample library and a mixed one, three pairs each; ``quick``: one short pair."""
+    """The sample library and a mixed one, three pairs each; ``quick``: one short pair.
+
+    ``BENCH_THROUGHPUT_SLOTS=1,2`` runs the mixed library again with each of those
+    ``HEVCQ_SLOTS`` (default: none, the farm's own choice only).
+    """
+    extra = [int(n) for n in os.environ.get("BENCH_THROUGHPUT_SLOTS", "").split(",") if n]
     if quick:
-        return bench_library(sample_library(1.0), 1) + bench_library(mixed_library(1.0, 0.5), 1)
+        figs = bench_library(sample_library(1.0), 1) + bench_library(mixed_library(1.0, 0.5), 1)
+        for slots in extra:
+            figs += bench_library(mixed_library(1.0, 0.5), 1, slots)
+        return figs
     # The sample library as `hevcq sample` makes it; the mixed one with 2 s clips keeps
     # three pairs of both near 15 minutes on 2 vCPUs.
-    return bench_library(sample_library(3.0), 3) + bench_library(mixed_library(2.0), 3)
+    figs = bench_library(sample_library(3.0), 3) + bench_library(mixed_library(2.0), 3)
+    for slots in extra:
+        figs += bench_library(mixed_library(2.0), 3, slots)
+    return figs

@@ -23,3 +23,14 @@ def test_a_run_without_encodes_is_all_tail() -> None:
     run = IngestRun(wall_s=5.0, started_at=0.0, logs=Path("unused"))
     assert run.concurrency() == {0: 5.0}
     assert (run.first_encode_s, run.tail_s) == (0.0, 5.0)
+
+
+def test_the_overlap_of_uploads_and_placements_with_encodes_is_measured() -> None:
+    run = IngestRun(wall_s=100.0, started_at=1000.0, logs=Path("unused"))
+    run.encodes = [(1010.0, 1030.0), (1040.0, 1050.0)]
+    run.uploaded_at = [1005.0, 1008.0, 1025.0]  # the last upload ends 15 s into the encodes
+    run.placed_at = [1031.0, 1045.0, 1060.0, 1020.0]  # two of four while an encode ran
+    assert run.uploading_after_first_encode_s == pytest.approx(15.0)
+    assert run.placed_during_encodes == pytest.approx(0.5)
+    run.uploaded_at = [1001.0]
+    assert run.uploading_after_first_encode_s == 0.0
