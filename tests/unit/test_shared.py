@@ -32,7 +32,7 @@ from hevcq.pools import Pool, QueueSpec, primary_pool
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker
 from hevcq.worker.precheck import SETTLED_EARLIER
-from hevcq.worker.runner import JobContext, JobSpec
+from hevcq.worker.runner import JobContext, JobSpec, job_result
 from hevcq.worker.settle import Verdict
 from hevcq.worker.shared import (
     COPY_CLAIM_PREFIX,
@@ -498,10 +498,15 @@ def test_a_newer_version_supersedes_a_waiting_rendition_as_before(ledger, farm) 
 # --- the primary copies at its commit ----------------------------------------------------
 
 
-def primary_worker(r: Rendition) -> tuple[Worker, FakeQueue, FakePublisher]:
-    """The hevc pool's worker on the same bucket and ledger, copying for ``r``'s pool."""
+def primary_worker(
+    r: Rendition, kept_original: bool = False
+) -> tuple[Worker, FakeQueue, FakePublisher]:
+    """The hevc pool's worker on the same bucket and ledger, copying for ``r``'s pool;
+    ``kept_original``: its encode comes out larger than the source, so it keeps it."""
 
     def commit(spec: JobSpec, ctx: JobContext) -> JobResult:
+        if kept_original:
+            return job_result(spec, "skipped", "hevc-w", reason=KEPT_ORIGINAL, input_bytes=5000)
         r.store.add(
             spec.output_key,
             etag="hevc-out-1",
@@ -547,6 +552,44 @@ def test_the_primary_copies_for_the_rendition_the_moment_it_commits(ledger, farm
     assert r.runner.calls == []
     assert r.store.copies == [(HEVC_OUT, RENDITION_OUT)]
     assert r.queue.settled(msg) == "deleted"
+
+
+def test_a_primary_that_keeps_the_original_settles_the_rendition_alike_at_once(
+    ledger, farm
+) -> None:
+    r = rendition(ledger, farm)
+    primary, queue, pub = primary_worker(r, kept_original=True)
+    assert primary.handle(queue.put(event())).verdict is Verdict.ACK
+    # No guessed wait: the rendition's job is settled when the primary's is.
+    assert (r.item().state, r.item().reason) == ("skipped", KEPT_ORIGINAL)
+    assert [(res.pool, res.outcome, res.reason) for res in pub.results] == [
+        ("hevc", "skipped", KEPT_ORIGINAL),
+        ("1080p", "skipped", KEPT_ORIGINAL),
+    ]
+    assert r.store.copies == []
+    msg = r.queue.put(event())
+    assert r.worker.handle(msg).verdict is Verdict.ACK
+    assert r.runner.calls == []
+    assert r.queue.settled(msg) == "deleted"
+
+
+def test_a_rendition_with_an_older_output_is_left_to_its_own_worker_to_settle(ledger, farm) -> None:
+    """Its own worker drops the older version's output as it settles; the copy does not."""
+    r = rendition(ledger, farm)
+    claim = r.ledger.claim(JobKey(KEY, "1080p", "etag0", r.pool.settings_hash()), "old", "m0", 60)
+    assert isinstance(claim, Claimed)
+    r.store.add(RENDITION_OUT, etag="old-out", meta={"hevcq-source-key": KEY})
+    r.ledger.finish(
+        claim.lease, State.DONE, {"output_key": RENDITION_OUT, "output_etag": "old-out"}
+    )
+    primary, queue, pub = primary_worker(r, kept_original=True)
+    assert primary.handle(queue.put(event())).verdict is Verdict.ACK
+    assert [res.pool for res in pub.results] == ["hevc"]
+    assert r.item().state == "queued"  # given back untouched, nothing spent
+    msg = r.queue.put(event())
+    assert r.worker.handle(msg).verdict is Verdict.ACK
+    assert (r.item().state, r.item().reason) == ("skipped", KEPT_ORIGINAL)
+    assert r.store.head(RENDITION_OUT) is None  # the older version's output went with it
 
 
 def test_the_primary_leaves_a_rendition_job_its_own_worker_holds(ledger, farm) -> None:

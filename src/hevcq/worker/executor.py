@@ -41,7 +41,7 @@ from hevcq.worker.metrics import print_metrics
 from hevcq.worker.protection import NoProtection, TaskProtection
 from hevcq.worker.runner import JobContext, JobSpec, Runner, job_result
 from hevcq.worker.settle import ACK, LOST, Settle, Verdict
-from hevcq.worker.shared import CopyAtCommit, SharedEncode
+from hevcq.worker.shared import SETTLED_ALIKE, CopyAtCommit, SharedEncode
 
 log = structlog.get_logger()
 
@@ -246,7 +246,8 @@ class JobExecutor:
             reason=result.reason,
             output_etag=result.output_etag,
         )
-        if self.copies is not None and result.output_etag and not result.copied_from:
+        alike = result.outcome == "skipped" and result.reason in SETTLED_ALIKE
+        if self.copies is not None and (result.output_etag or alike) and not result.copied_from:
             self.copies.after_commit(spec, self.config.worker_id)
         return ACK
 

@@ -275,7 +275,9 @@ class CopyAtCommit:
 
     def after_commit(self, spec: JobSpec, worker_id: str) -> list[JobResult]:
         """Copy the committed output of ``spec`` (a primary job) for every rendition that
-        shares its encode; the results published. Never raises: the primary is settled."""
+        shares its encode, or settle those renditions alike when the primary kept the
+        original (``SETTLED_ALIKE``); the results published. Never raises: the primary is
+        settled."""
         try:
             return self._copies(spec, worker_id)
         except Exception as exc:
@@ -284,7 +286,10 @@ class CopyAtCommit:
 
     def _copies(self, spec: JobSpec, worker_id: str) -> list[JobResult]:
         item = self.ledger.get(spec.job.key, self.primary.name)
-        if item is None or judge(item, spec.job, self.primary.settings_hash()) != CopyOutput(item):
+        if item is None:
+            return []
+        step = judge(item, spec.job, self.primary.settings_hash())
+        if step not in (CopyOutput(item), SettleAlike(item)):
             return []
         source = self.store.head(spec.job.key)
         if source is None or source.etag != spec.job.etag:
@@ -340,7 +345,19 @@ class CopyAtCommit:
         )
         rspec = JobSpec(job, pool, spec.bucket, output_key, source.size, source)
         try:
-            check_collision(self.store.head(output_key), job, output_key)
+            existing = self.store.head(output_key)
+            check_collision(existing, job, output_key)
+            if item.state is State.SKIPPED:
+                if existing is not None:  # an older version's output: its own worker drops it
+                    keeper.release(State.QUEUED, {}, failed=False)
+                    return None
+                log.info("job_skipped", pool=pool.name, reason=item.reason, settled_alike=True)
+                result = job_result(
+                    rspec, "skipped", worker_id, reason=item.reason, input_bytes=source.size
+                )
+                keeper.finish(State.SKIPPED, settled_fields(result))
+                self.publisher.publish(result)
+                return result
             writer = FencedWriter(self.store, keeper, worker_id)
             copier = SharedEncode(self.store, self.ledger, self.primary, pool, self.probe)
             result = copier.copy(rspec, writer, threading.Event(), item)
