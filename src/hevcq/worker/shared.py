@@ -352,12 +352,12 @@ class CopyAtCommit:
                     keeper.release(State.QUEUED, {}, failed=False)
                     return None
                 log.info("job_skipped", pool=pool.name, reason=item.reason, settled_alike=True)
-                result = job_result(
+                skipped = job_result(
                     rspec, "skipped", worker_id, reason=item.reason, input_bytes=source.size
                 )
-                keeper.finish(State.SKIPPED, settled_fields(result))
-                self.publisher.publish(result)
-                return result
+                keeper.finish(State.SKIPPED, settled_fields(skipped))
+                self.publisher.publish(skipped)
+                return skipped
             writer = FencedWriter(self.store, keeper, worker_id)
             copier = SharedEncode(self.store, self.ledger, self.primary, pool, self.probe)
             result = copier.copy(rspec, writer, threading.Event(), item)
