@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -22,7 +24,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from hevcq.errors import FarmConfigError, PermanentError, RetryableError
+from hevcq.errors import FarmConfigError, HevcqError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -96,6 +98,27 @@ _WRAPPED_CODE = re.compile(r"An error occurred \(([\w.]+)\)")
 # What a boto3 call raises when AWS refuses or cannot be reached, for callers above this
 # package that catch it without importing botocore.
 AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, ResponseParserError)
+# What finding a configured farm may raise besides a settings mistake.
+SETUP_ERRORS: tuple[type[Exception], ...] = (HevcqError, *AWS_ERRORS)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def classified(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A call whose botocore failure leaves as hevcq's error for ``what`` (``classify``):
+    how code outside ``aws/`` calls an adapter method without knowing botocore's errors."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except AWS_ERRORS as exc:
+                raise classify(exc, what) from exc
+
+        return call
+
+    return wrap
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,10 @@ Whatever botocore raises from a queue call leaves here as one of hevcq's errors
 
 from __future__ import annotations
 
-import functools
 import os
 import time
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
 
-from hevcq.aws.clients import AWS_ERRORS, Clients, classify, setup_mistake
+from hevcq.aws.clients import SETUP_ERRORS, Clients, classified, setup_mistake
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import resolve
 from hevcq.aws.s3 import S3Store
@@ -34,33 +31,12 @@ from hevcq.aws.sqs import (
     start_move_task,
 )
 from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
-from hevcq.errors import ConfigError, FailureClass, HevcqError
+from hevcq.errors import ConfigError, FailureClass
 from hevcq.jobs import DeadLetter, QueueDepth, RunningJob, running_jobs
 from hevcq.ledger import LedgerItem
 from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.topology import FarmRefs, PoolRefs
-
-# What finding a configured farm may raise besides a settings mistake.
-SETUP_ERRORS: tuple[type[Exception], ...] = (HevcqError, *AWS_ERRORS)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _farm_call(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A queue call whose botocore failure leaves as hevcq's error for ``what``."""
-
-    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(fn)
-        def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return fn(*args, **kwargs)
-            except AWS_ERRORS as exc:
-                raise classify(exc, what) from exc
-
-        return call
-
-    return wrap
 
 
 class Farm:
@@ -108,7 +84,7 @@ class Farm:
         move_clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=endpoint, retries=1)
         return cls(clients, refs, label=f"embedded farm at {endpoint}", move_clients=move_clients)
 
-    @_farm_call("queue depths")
+    @classified("queue depths")
     def depths(self) -> list[QueueDepth]:
         """Per pool: visible, in flight, delayed and dead-lettered messages."""
         rows = []
@@ -133,7 +109,7 @@ class Farm:
         """The jobs some worker holds right now, the longest running first."""
         return running_jobs(self.items(), time.time() if now is None else now)
 
-    @_farm_call("reading dead letters")
+    @classified("reading dead letters")
     def dead_letters(self, pool: str, *, limit: int = 100, wait_s: int = 1) -> list[DeadLetter]:
         """A pool's dead-letter messages with class and reason; they stay in the queue."""
         return [
@@ -146,7 +122,7 @@ class Farm:
             for m in peek(self._sqs, self.refs.pools[pool].dlq_url, limit=limit, wait_s=wait_s)
         ]
 
-    @_farm_call("redrive")
+    @classified("redrive")
     def redrive(
         self, pools: list[str] | None = None, failure_class: FailureClass | None = None
     ) -> dict[str, int | str]:
@@ -170,7 +146,7 @@ class Farm:
             lambda m: wanted is None or m.attributes.get(ATTR_CLASS) == wanted,
         )
 
-    @_farm_call("redrive")
+    @classified("redrive")
     def redrive_message(self, pool: str, message_id: str) -> bool:
         """Move one dead letter back to its queue (send, then delete); False when it is
         not there."""
