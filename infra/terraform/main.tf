@@ -38,6 +38,9 @@ locals {
   primaries = [for name, spec in local.pool_files : name if try(spec.output_suffix, "") == ""]
   primary   = length(local.primaries) == 1 ? local.primaries[0] : null
 
+  # With mixed_service, the one pool whose module deploys the service for every pool.
+  mixed_host = var.mixed_service ? coalesce(local.primary, sort(keys(local.pools))[0]) : null
+
   bucket_name = coalesce(var.bucket_name, "${var.name_prefix}-media-${data.aws_caller_identity.current.account_id}-${var.region}")
 
   # <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest]
@@ -144,6 +147,9 @@ module "pool" {
   # Which renditions share the primary's encode is decided per source (a 1080p rendition
   # of a 1920x1080 source, say), so the primary may write any other pool's outputs.
   copy_to_pools = each.key == local.primary ? sort([for n in keys(local.pools) : n if n != each.key]) : []
+
+  deploy_service = local.mixed_host == null || each.key == local.mixed_host
+  serves_pools   = each.key == local.mixed_host ? sort([for n in keys(local.pools) : n if n != each.key]) : []
 }
 
 module "api" {

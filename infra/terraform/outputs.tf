@@ -54,8 +54,8 @@ output "cluster_name" {
 }
 
 output "service_names" {
-  description = "Each pool's ECS service, by pool name."
-  value       = { for name, pool in module.pool : name => pool.service_name }
+  description = "Each pool's ECS service, by pool name (with mixed_service, the one service for every pool)."
+  value       = { for name, pool in module.pool : name => pool.service_name != null ? pool.service_name : module.pool[local.mixed_host].service_name }
 }
 
 output "log_group_name" {

@@ -110,6 +110,12 @@ variable "scale_in_cooldown_s" {
   default     = 300
 }
 
+variable "mixed_service" {
+  description = "Deploy one ECS service whose tasks take every pool's work (`hevcq worker --pool a --pool b ...`), scaled on the sum of the queues, instead of a service per pool: a small farm's choice. It runs with the primary pool's deploy section (cpu, memory, task counts), or the first pool's by name when there is no primary."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Extra tags on every resource (added to hevcq:farm = name_prefix)."
   type        = map(string)

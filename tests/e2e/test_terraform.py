@@ -718,3 +718,102 @@ def test_only_pools_that_may_copy_the_primary_read_its_outputs_and_it_writes_the
         assert copy["Action"] == "s3:GetObject"
         assert copy["Resource"] == f"arn:aws:s3:::{bucket}/DONE/hevc/*"
         assert "DONE/hevc/*" in listed  # a HEAD of a cleaned-up output answers 404, not 403
+
+
+@pytest.fixture(scope="module")
+def mixed(farm: AppliedFarm) -> dict[str, Any]:
+    """A plan, not an apply, of the applied farm as one mixed service for every pool."""
+    return farm.terraform.plan({**farm.variables, "mixed_service": True}, "-refresh=false")
+
+
+def _planned_data(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The data sources a plan read, from every module."""
+    found: list[dict[str, Any]] = []
+    modules = [plan.get("prior_state", {}).get("values", {}).get("root_module", {})]
+    while modules:
+        m = modules.pop()
+        found.extend(r for r in m.get("resources", []) if r.get("mode") == "data")
+        modules.extend(m.get("child_modules", []))
+    return found
+
+
+def _sqs_ids(spec_metrics: list[dict[str, Any]]) -> dict[str, str]:
+    """Metric id to queue name, for the SQS metrics of a metric-math query."""
+    found = {}
+    for m in spec_metrics:
+        stat = (m.get("metric_stat") or m.get("metric") or [{}])[0]
+        metric = (stat.get("metric") or [stat])[0]
+        if metric.get("namespace") != "AWS/SQS":
+            continue
+        dims = metric["dimensions"]
+        found[m["id"]] = dims["QueueName"] if isinstance(dims, dict) else dims[0]["value"]
+    return found
+
+
+def test_a_mixed_service_takes_every_pools_work_and_scales_on_every_queue(
+    mixed: dict[str, Any],
+) -> None:
+    pools = sorted(load_farm(WORKERS_DIR))
+    others = [n for n in pools if n != "hevc"]  # the primary hosts the one service
+    changes = _changes(mixed)
+    deleted = {a for a, c in changes.items() if c["actions"] == ["delete"]}
+    for name in others:
+        prefix = f'module.pool["{name}"]'
+        assert {
+            f"{prefix}.aws_ecs_service.this[0]",
+            f"{prefix}.aws_ecs_task_definition.this[0]",
+            f"{prefix}.aws_appautoscaling_target.this[0]",
+            f"{prefix}.aws_iam_role.task[0]",
+        } <= deleted
+        # The pool's queues, dead-letter queue, subscription and alarm stay.
+        assert not {a for a in deleted if a.startswith(prefix) and ("sqs" in a or "sns" in a)}
+    planned = {r["address"]: r["values"] for r in _planned_resources(mixed)}
+    host = 'module.pool["hevc"]'
+    [container] = json.loads(
+        planned[f"{host}.aws_ecs_task_definition.this[0]"]["container_definitions"]
+    )
+    assert container["entryPoint"] + container["command"] == [
+        "hevcq",
+        "worker",
+        *[a for name in ["hevc", *others] for a in ("--pool", name)],
+    ]
+    # The autoscaling metric: waiting and in-flight messages of every queue, per task.
+    backlog = planned[f"{host}.aws_appautoscaling_policy.backlog[0]"]
+    [config] = backlog["target_tracking_scaling_policy_configuration"]
+    [spec] = config["customized_metric_specification"]
+    ids = _sqs_ids(spec["metrics"])
+    assert sorted(set(ids.values())) == sorted(f"hevcq-{n}" for n in pools)
+    assert len(ids) == 2 * len(pools)  # visible and in flight of each
+    [expression] = [m["expression"] for m in spec["metrics"] if m.get("return_data")]
+    assert all(i in expression for i in ids)
+    assert "tasks" in expression
+    # The wake alarm: something waits in any queue and nothing is in flight in any.
+    alarm = planned[f"{host}.aws_cloudwatch_metric_alarm.wake[0]"]
+    alarm_ids = _sqs_ids(alarm["metric_query"])
+    assert sorted(set(alarm_ids.values())) == sorted(f"hevcq-{n}" for n in pools)
+    [wake] = [q["expression"] for q in alarm["metric_query"] if q.get("return_data")]
+    assert all(i in wake for i in alarm_ids)
+
+
+def test_a_mixed_services_role_may_do_each_pools_work_and_nothing_more(
+    farm: AppliedFarm, mixed: dict[str, Any]
+) -> None:
+    planned = {r["address"]: r["values"] for r in _planned_resources(mixed)}
+    # The role's policy is the data source's document (the role policy's copy of it is
+    # only known at apply); the plan reads data sources whose inputs are known.
+    address = 'module.pool["hevc"].data.aws_iam_policy_document.task'
+    [document] = [r["values"]["json"] for r in _planned_data(mixed) if r["address"] == address]
+    statements = json.loads(document)["Statement"]
+    bucket = f"arn:aws:s3:::{farm.outputs['bucket']['value']}"
+    for name in load_farm(WORKERS_DIR):
+        queue = planned[f'module.pool["{name}"].aws_sqs_queue.this']["arn"]
+        dlq = planned[f'module.pool["{name}"].aws_sqs_queue.dlq']["arn"]
+        for action in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"):
+            assert iamcheck.allows(statements, iamcheck.Need(action, queue)), (name, action)
+        assert iamcheck.allows(statements, iamcheck.Need("sqs:SendMessage", dlq)), name
+        output = f"{bucket}/DONE/{name}/trip/a.mp4"
+        assert iamcheck.allows(statements, iamcheck.Need("s3:PutObject", output)), name
+    assert not iamcheck.allows(statements, iamcheck.Need("s3:PutObject", f"{bucket}/TODO/a.mp4"))
+    assert not iamcheck.allows(
+        statements, iamcheck.Need("s3:DeleteObject", f"{bucket}/DONE/hevc/a")
+    )

@@ -14,8 +14,10 @@ data "aws_iam_policy_document" "assume_ecs_tasks" {
   }
 }
 
-# What the worker code may do: this pool's queues and output prefix, nothing of the others.
+# What the worker code may do: this pool's queues and output prefix (and those of the pools
+# it serves as a mixed service), nothing of the others.
 resource "aws_iam_role" "task" {
+  count              = var.deploy_service ? 1 : 0
   name               = "${local.service_name}-task"
   assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
   tags               = var.tags
@@ -32,7 +34,7 @@ data "aws_iam_policy_document" "task" {
     sid = "WriteOwnOutputs"
     # GetObject also grants HeadObject; multipart uploads need AbortMultipartUpload to clean up.
     actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${var.farm.bucket_arn}/${local.done_prefix}*"]
+    resources = [for p in local.served_prefixes : "${var.farm.bucket_arn}/${p}*"]
   }
 
   dynamic "statement" {
@@ -65,7 +67,8 @@ data "aws_iam_policy_document" "task" {
       test     = "StringLike"
       variable = "s3:prefix"
       values = concat(
-        ["TODO/*", "${local.done_prefix}*"],
+        ["TODO/*"],
+        [for p in local.served_prefixes : "${p}*"],
         [for p in concat(local.copy_prefixes, local.copy_to_prefixes) : "${p}*"],
       )
     }
@@ -80,13 +83,15 @@ data "aws_iam_policy_document" "task" {
       "sqs:GetQueueAttributes",
       "sqs:GetQueueUrl",
     ]
-    resources = [aws_sqs_queue.this.arn]
+    # Built from the naming convention (as the queue's own policy is), so the document is
+    # known at plan time whatever else the plan changes.
+    resources = local.served_queue_arns
   }
 
   statement {
     sid       = "DeadLetterPermanentFailures"
     actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-    resources = [aws_sqs_queue.dlq.arn]
+    resources = local.served_dlq_arns
   }
 
   statement {
@@ -124,7 +129,18 @@ data "aws_iam_policy_document" "task" {
 }
 
 resource "aws_iam_role_policy" "task" {
+  count  = var.deploy_service ? 1 : 0
   name   = "worker"
-  role   = aws_iam_role.task.id
+  role   = aws_iam_role.task[0].id
   policy = data.aws_iam_policy_document.task.json
+}
+
+moved {
+  from = aws_iam_role.task
+  to   = aws_iam_role.task[0]
+}
+
+moved {
+  from = aws_iam_role_policy.task
+  to   = aws_iam_role_policy.task[0]
 }

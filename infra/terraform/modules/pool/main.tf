@@ -10,12 +10,19 @@ locals {
   account_id   = data.aws_caller_identity.current.account_id
   partition    = data.aws_partition.current.partition
   # Built rather than read from the queue so the policy can be part of the queue itself.
-  queue_arn   = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.queue_name}"
-  done_prefix = "DONE/${var.name}/"
+  queue_arn = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.queue_name}"
   # Where a server-side copy may read from: the primary's outputs (hevcq.worker.shared).
   copy_prefixes = var.copy_from_pool == null ? [] : ["DONE/${var.copy_from_pool}/"]
   # The renditions the primary copies for at its commit: their outputs, written by the copy.
   copy_to_prefixes = [for p in var.copy_to_pools : "DONE/${p}/"]
+  # The pools whose queues this pool's service consumes: its own, then those it serves as
+  # a farm's one mixed service (`hevcq worker --pool a --pool b ...`). Names and ARNs are
+  # built from the naming convention, so no pool module depends on another.
+  served_pools       = concat([var.name], var.serves_pools)
+  served_queue_names = [for p in local.served_pools : "${var.name_prefix}-${p}"]
+  served_queue_arns  = [for q in local.served_queue_names : "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${q}"]
+  served_dlq_arns    = [for q in local.served_queue_names : "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${q}-dlq"]
+  served_prefixes    = [for p in local.served_pools : "DONE/${p}/"]
   # Fargate's ceiling for stopTimeout: SIGTERM, then this long before SIGKILL.
   stop_timeout_s = 120
   scratch_dir    = "/scratch"

@@ -20,15 +20,15 @@ output "dlq_arn" {
 
 output "service_name" {
   description = "Name of the pool's ECS service."
-  value       = aws_ecs_service.this.name
+  value       = var.deploy_service ? local.service_name : null
 }
 
 output "task_role_arn" {
   description = "Role the pool's workers run as."
-  value       = aws_iam_role.task.arn
+  value       = one(aws_iam_role.task[*].arn)
 }
 
 output "task_definition_arn" {
   description = "Current task definition of the pool."
-  value       = aws_ecs_task_definition.this.arn
+  value       = one(aws_ecs_task_definition.this[*].arn)
 }

@@ -1,11 +1,12 @@
 resource "aws_ecs_task_definition" "this" {
+  count                    = var.deploy_service ? 1 : 0
   family                   = local.service_name
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = tostring(var.deploy.cpu)
   memory                   = tostring(var.deploy.memory_mib)
   execution_role_arn       = var.cluster.execution_role_arn
-  task_role_arn            = aws_iam_role.task.arn
+  task_role_arn            = aws_iam_role.task[0].arn
 
   ephemeral_storage {
     size_in_gib = var.deploy.ephemeral_storage_gib
@@ -26,9 +27,10 @@ resource "aws_ecs_task_definition" "this" {
     name      = "worker"
     image     = var.image
     essential = true
-    # Spelled out rather than inherited from the image: hevcq worker --pool <name>.
+    # Spelled out rather than inherited from the image: hevcq worker --pool <name>, and
+    # --pool <other> for each pool a mixed service serves.
     entryPoint = ["hevcq", "worker"]
-    command    = ["--pool", var.name]
+    command    = flatten([for p in local.served_pools : ["--pool", p]])
     environment = [
       for k, v in merge(var.environment, {
         HEVCQ_WORK_DIR = local.scratch_dir
@@ -58,9 +60,10 @@ resource "aws_ecs_task_definition" "this" {
 }
 
 resource "aws_ecs_service" "this" {
+  count           = var.deploy_service ? 1 : 0
   name            = local.service_name
   cluster         = var.cluster.arn
-  task_definition = aws_ecs_task_definition.this.arn
+  task_definition = aws_ecs_task_definition.this[0].arn
   desired_count   = var.deploy.min_tasks
   propagate_tags  = "SERVICE"
 
@@ -89,4 +92,14 @@ resource "aws_ecs_service" "this" {
   lifecycle {
     ignore_changes = [desired_count]
   }
+}
+
+moved {
+  from = aws_ecs_task_definition.this
+  to   = aws_ecs_task_definition.this[0]
+}
+
+moved {
+  from = aws_ecs_service.this
+  to   = aws_ecs_service.this[0]
 }

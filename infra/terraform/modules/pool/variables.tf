@@ -119,6 +119,18 @@ variable "copy_to_pools" {
   default     = []
 }
 
+variable "deploy_service" {
+  description = "Deploy this pool's ECS service, its scaling and its task role; false when a farm's one mixed service (another pool module's serves_pools) takes this pool's work."
+  type        = bool
+  default     = true
+}
+
+variable "serves_pools" {
+  description = "Other pools whose queues this pool's service also consumes, as a farm's one mixed service: its tasks run `hevcq worker --pool <name> --pool <each>`, its role may do each pool's work and its scaling counts every queue. Empty for a service of this pool alone."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
