@@ -191,3 +191,20 @@ def test_slots_and_threads_follow_the_cores(cores: int, slots: int, threads: int
 def test_chosen_slots_share_the_cores_and_never_get_less_than_a_thread() -> None:
     assert threads_per_slot(2, 1) == 2  # HEVCQ_SLOTS=1 on two cores: one encode, both cores
     assert threads_per_slot(2, 3) == 1
+
+
+def test_a_stop_is_not_kept_waiting_by_polls_of_the_other_queues() -> None:
+    """A stop that comes during one queue's poll ends the loop before the next poll."""
+    queues: dict[str, WaitingQueue] = {"hevc": WaitingQueue(), "720p": WaitingQueue()}
+    w, handled = loop(queues, backlog=lambda pool: None)
+
+    def stop_during_poll(wait_s: int) -> Received | None:
+        queues["hevc"].waits.append(wait_s)
+        w.stop.set()  # SIGTERM arrives while this poll waits
+        return None
+
+    queues["hevc"].receive = stop_during_poll  # type: ignore[method-assign]
+    assert w.run() == 0
+    assert handled == []
+    assert queues["hevc"].waits == [1]
+    assert queues["720p"].waits == []  # not polled once the stop was set

@@ -248,6 +248,8 @@ class Loop:
             return lane, msg, wait_s
         order = self.order()
         for lane in order:
+            if self.stop.is_set():
+                return None, None, 0.0  # a stop is not kept waiting by the other queues
             if self._visible(lane) == 0:
                 continue
             msg, wait_s = lane.consumer.receive(outage, BUSY_POLL_S)
@@ -255,6 +257,8 @@ class Loop:
                 return lane, msg, wait_s
             self._readings.pop(lane.pool.name, None)  # it had none after all: ask again
         # Nothing anywhere: wait on each queue in turn for its share of the long poll.
+        if self.stop.is_set():
+            return None, None, 0.0
         lane = self.lanes[self._idle_turn % len(self.lanes)]
         self._idle_turn += 1
         share = max(BUSY_POLL_S, lane.consumer.poll_wait_s // len(self.lanes))
