@@ -59,18 +59,23 @@ def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
     return script
 
 
+def _pool_args(pool: str | tuple[str, ...]) -> list[str]:
+    return [a for name in ((pool,) if isinstance(pool, str) else pool) for a in ("--pool", name)]
+
+
 class WorkerProc:
     """One `hevcq worker` process with its own JSON log file."""
 
     def __init__(
         self,
         farm: EmbeddedFarm | ProxiedFarm,
-        pool: str,
+        pool: str | tuple[str, ...],
         log: Path,
         raw_env: dict[str, str] | None = None,
         **env: str | int | float | Path,
     ) -> None:
-        """``env`` are settings by field name (``lease_s=12``); ``raw_env`` as they are."""
+        """``env`` are settings by field name (``lease_s=12``); ``raw_env`` as they are;
+        several pools make one process that takes any of their work."""
         assert farm.refs is not None
         base = farm_env(farm.refs, farm.endpoint, farm.settings, farm.credentials)
         # Scratch space of its own: the default folder is shared by every process on the host.
@@ -79,7 +84,7 @@ class WorkerProc:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hevcq", "worker", "--pool", pool],
+                [sys.executable, "-m", "hevcq", "worker", *_pool_args(pool)],
                 env={**os.environ, **base, **extra},
                 stdout=out,
                 stderr=subprocess.STDOUT,
