@@ -118,6 +118,7 @@ class IngestRun:
     placements: list[float] = field(default_factory=list)
     uploaded_at: list[float] = field(default_factory=list)
     placed_at: list[float] = field(default_factory=list)
+    cores: list[tuple[float, float]] = field(default_factory=list)  # (busy, idle) s per core
 
     def read(self) -> IngestRun:
         """The encodes' intervals and each result's placement time, from the run's logs."""
@@ -181,6 +182,35 @@ class IngestRun:
         return self.started_at + self.wall_s - max(f for _, f in self.encodes)
 
 
+def cpu_times(stat: Path = Path("/proc/stat")) -> dict[str, tuple[float, float]]:
+    """Busy and idle seconds of each core since boot (Linux ``/proc/stat``; empty elsewhere).
+
+    Busy is everything but idle and iowait: the whole machine's work, not only the farm's.
+    """
+    try:
+        lines = stat.read_text().splitlines()
+    except OSError:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out = {}
+    for line in lines:
+        name, *fields = line.split()
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue
+        ticks = [int(f) for f in fields]
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+        out[name] = ((sum(ticks[:8]) - idle) / tick, idle / tick)
+    return out
+
+
+def per_core(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Each core's busy and idle seconds between two ``cpu_times`` readings, by core number."""
+    names = sorted((n for n in after if n in before), key=lambda n: int(n[3:]))
+    return [(after[n][0] - before[n][0], after[n][1] - before[n][1]) for n in names]
+
+
 def ingest_run(lib: Library, home: Path, slots: int | None = None) -> IngestRun:
     """One ``hevcq ingest`` on a fresh embedded farm, with its own state and output;
     ``slots``: ``HEVCQ_SLOTS`` (default: the farm's own choice from the cores)."""
@@ -191,6 +221,7 @@ def ingest_run(lib: Library, home: Path, slots: int | None = None) -> IngestRun:
         env["HEVCQ_SLOTS"] = str(slots)
     cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib.root), "--out", str(out)]
     started = time.time()
+    before = cpu_times()
     t0 = time.perf_counter()
     done = subprocess.run(
         cmd,
@@ -202,10 +233,13 @@ def ingest_run(lib: Library, home: Path, slots: int | None = None) -> IngestRun:
         timeout=INGEST_TIMEOUT_S,
     )
     wall = time.perf_counter() - t0
+    after = cpu_times()
     if done.returncode not in (0, 1):  # 1: a file that is not a video failed, as planned
         raise RuntimeError(f"ingest failed ({done.returncode}): {done.stderr[-2000:]}")
     [logs] = (home / "state" / "hevcq" / "runs").glob("*/logs")
-    return IngestRun(wall, started, logs).read()
+    run = IngestRun(wall, started, logs).read()
+    run.cores = per_core(before, after)
+    return run
 
 
 def bench_library(lib: Library, pairs: int, slots: int | None = None) -> list[Figure]:
@@ -251,6 +285,11 @@ def breakdown(label: str, runs: list[IngestRun], cores: int) -> list[Figure]:
                 [r.concurrency().get(n, 0.0) for r in runs],
             )
         )
+    for n in range(min((len(r.cores) for r in runs), default=0)):
+        figs += [
+            figure(f"core {n} busy, {label}", "s", [r.cores[n][0] for r in runs]),
+            figure(f"core {n} idle, {label}", "s", [r.cores[n][1] for r in runs]),
+        ]
     busy = [sum(k * s for k, s in r.concurrency().items()) for r in runs]
     idle = [cores * r.wall_s - b for r, b in zip(runs, busy, strict=True)]
     figs += [

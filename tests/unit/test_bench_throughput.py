@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from benchmarks.bench_library_throughput import IngestRun
+from benchmarks.bench_library_throughput import IngestRun, cpu_times, per_core
 
 
 def test_the_breakdown_counts_seconds_by_encodes_running_at_once() -> None:
@@ -34,3 +35,22 @@ def test_the_overlap_of_uploads_and_placements_with_encodes_is_measured() -> Non
     assert run.placed_during_encodes == pytest.approx(0.5)
     run.uploaded_at = [1001.0]
     assert run.uploading_after_first_encode_s == 0.0
+
+
+def test_each_cores_busy_and_idle_time_comes_from_proc_stat(tmp_path: Path) -> None:
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal
+    stat.write_text(
+        f"cpu  0 0 0 0 0 0 0 0\ncpu0 {tick} 0 0 {2 * tick} {tick} 0 0 0\n"
+        f"cpu1 0 0 {3 * tick} {tick} 0 0 0 0\nintr 5\n"
+    )
+    before = cpu_times(stat)
+    stat.write_text(
+        f"cpu  0 0 0 0 0 0 0 0\ncpu0 {3 * tick} 0 0 {2 * tick} {tick} 0 0 0\n"
+        f"cpu1 0 0 {3 * tick} {5 * tick} 0 0 0 0\n"
+    )
+    after = cpu_times(stat)
+    assert before["cpu0"] == (1.0, 3.0)  # iowait counts as idle
+    assert per_core(before, after) == [(2.0, 0.0), (0.0, 4.0)]
+    assert cpu_times(tmp_path / "missing") == {}
