@@ -418,15 +418,20 @@ def test_waiting_ends_before_the_redrive_policy_and_the_rendition_encodes(ledger
     assert r.queue.released == []
 
 
-def test_the_copy_replaces_an_older_version_output_only_under_the_fence(ledger, farm) -> None:
-    r = rendition(ledger, farm)
-    # An older version's rendition output is the recorded one; a foreign write came since.
+def older_version_output(r: Rendition) -> None:
+    """An older version's rendition output, committed and recorded in the ledger."""
     claim = r.ledger.claim(JobKey(KEY, "1080p", "etag0", r.pool.settings_hash()), "old", "m0", 60)
     assert isinstance(claim, Claimed)
     r.store.add(RENDITION_OUT, etag="old-out", meta={"hevcq-source-key": KEY})
     r.ledger.finish(
         claim.lease, State.DONE, {"output_key": RENDITION_OUT, "output_etag": "old-out"}
     )
+
+
+def test_the_copy_replaces_an_older_version_output_only_under_the_fence(ledger, farm) -> None:
+    r = rendition(ledger, farm)
+    # An older version's rendition output is the recorded one; a foreign write came since.
+    older_version_output(r)
     r.store.add(RENDITION_OUT, etag="stale-write", meta={META_ATTEMPT: "paused-worker/x"})
     r.primary_commits()
     with capture_logs() as logs:
@@ -576,12 +581,7 @@ def test_a_primary_that_keeps_the_original_settles_the_rendition_alike_at_once(
 def test_a_rendition_with_an_older_output_is_left_to_its_own_worker_to_settle(ledger, farm) -> None:
     """Its own worker drops the older version's output as it settles; the copy does not."""
     r = rendition(ledger, farm)
-    claim = r.ledger.claim(JobKey(KEY, "1080p", "etag0", r.pool.settings_hash()), "old", "m0", 60)
-    assert isinstance(claim, Claimed)
-    r.store.add(RENDITION_OUT, etag="old-out", meta={"hevcq-source-key": KEY})
-    r.ledger.finish(
-        claim.lease, State.DONE, {"output_key": RENDITION_OUT, "output_etag": "old-out"}
-    )
+    older_version_output(r)
     primary, queue, pub = primary_worker(r, kept_original=True)
     assert primary.handle(queue.put(event())).verdict is Verdict.ACK
     assert [res.pool for res in pub.results] == ["hevc"]

@@ -5,6 +5,14 @@ locals {
   in_flight_ids = [for i, q in local.served_queue_names : "in_flight${i}"]
   visible_sum   = join(" + ", local.visible_ids)
   in_flight_sum = join(" + ", local.in_flight_ids)
+  # Metric id => the queue and the SQS metric it reads, for both metric-math queries.
+  queue_metrics = {
+    for pair in setproduct(range(length(local.served_queue_names)), ["visible", "in_flight"]) :
+    "${pair[1]}${pair[0]}" => {
+      queue  = local.served_queue_names[pair[0]]
+      metric = pair[1] == "visible" ? "ApproximateNumberOfMessagesVisible" : "ApproximateNumberOfMessagesNotVisible"
+    }
+  }
 }
 
 resource "aws_appautoscaling_target" "this" {
@@ -37,13 +45,7 @@ resource "aws_appautoscaling_policy" "backlog" {
 
     customized_metric_specification {
       dynamic "metrics" {
-        for_each = {
-          for pair in setproduct(range(length(local.served_queue_names)), ["visible", "in_flight"]) :
-          "${pair[1]}${pair[0]}" => {
-            queue  = local.served_queue_names[pair[0]]
-            metric = pair[1] == "visible" ? "ApproximateNumberOfMessagesVisible" : "ApproximateNumberOfMessagesNotVisible"
-          }
-        }
+        for_each = local.queue_metrics
         content {
           id          = metrics.key
           return_data = false
@@ -133,13 +135,7 @@ resource "aws_cloudwatch_metric_alarm" "wake" {
   }
 
   dynamic "metric_query" {
-    for_each = {
-      for pair in setproduct(range(length(local.served_queue_names)), ["visible", "in_flight"]) :
-      "${pair[1]}${pair[0]}" => {
-        queue  = local.served_queue_names[pair[0]]
-        metric = pair[1] == "visible" ? "ApproximateNumberOfMessagesVisible" : "ApproximateNumberOfMessagesNotVisible"
-      }
-    }
+    for_each = local.queue_metrics
     content {
       id = metric_query.key
       metric {
