@@ -623,7 +623,20 @@ def test_a_rendition_message_meeting_a_copy_in_progress_is_not_dropped(ledger, f
     job = JobKey(KEY, "1080p", "etag1", r.pool.settings_hash())
     copying = r.ledger.claim(job, "hevc-w", COPY_CLAIM_PREFIX + "j", 60)
     assert isinstance(copying, Claimed)
+    done = threading.Event()
+
+    def copy_in_progress() -> None:  # the copying primary renews its lease: it is alive
+        lease = copying.lease
+        while not done.wait(0.1):
+            lease = r.ledger.renew(lease)
+
+    renewer = threading.Thread(target=copy_in_progress, daemon=True)
+    renewer.start()
     msg = r.queue.put(event())
-    # Held under no message of its own: the rendition's message must come back, not vanish.
-    assert r.worker.handle(msg).verdict is Verdict.RELEASE
+    try:
+        # Held under no message of its own: the rendition's message must come back, not vanish.
+        assert r.worker.handle(msg).verdict is Verdict.RELEASE
+    finally:
+        done.set()
+        renewer.join()
     assert r.queue.settled(msg) == "released"
