@@ -38,13 +38,15 @@ class WaitingQueue(FakeQueue):
 class Lane:
     """Stands for one pool's ``Worker``: handling a message records it and acks it."""
 
-    def __init__(self, name: str, queue: FakeQueue, config: WorkerConfig, stop, log) -> None:
+    def __init__(
+        self, name: str, queue: FakeQueue, config: WorkerConfig, stop, log, *, protection=None
+    ) -> None:
         self.pool = SimpleNamespace(name=name)
         self.queue = queue
         self.consumer = Consumer(queue, poll_wait_s=config.poll_wait_s, classify=unclassified)
         self.config = config
         self.stop = stop
-        self.protection = NoProtection()
+        self.protection = protection or NoProtection()
         self._log = log
 
     def handle_safely(self, msg: Received) -> None:
@@ -63,7 +65,8 @@ def loop(
     cfg = WorkerConfig(**{**cfg.__dict__, **config})
     stop = threading.Event()
     handled: list[tuple[str, str]] = []
-    lanes = [Lane(name, q, cfg, stop, handled) for name, q in queues.items()]
+    protection = NoProtection()  # one per process, as build_workers gives it
+    lanes = [Lane(name, q, cfg, stop, handled, protection=protection) for name, q in queues.items()]
     kwargs: dict[str, Any] = {"backlog": backlog}
     if clock is not None:
         kwargs["clock"] = clock
@@ -176,6 +179,16 @@ def test_a_single_pool_worker_long_polls_its_queue_for_the_whole_wait() -> None:
 def test_a_loop_needs_a_pool() -> None:
     with pytest.raises(ValueError, match="at least one pool"):
         Loop([])
+
+
+def test_the_pools_of_one_process_share_its_one_task_protection() -> None:
+    """A job of any pool renews the protection the loop set: separate objects would leave
+    a long job of the second pool unrenewed, open to scale-in once it expires."""
+    cfg = WorkerConfig(worker_id="w1", bucket="b")
+    stop = threading.Event()
+    lanes = [Lane(name, FakeQueue(), cfg, stop, []) for name in ("hevc", "720p")]
+    with pytest.raises(ValueError, match="share its task protection"):
+        Loop(cast(list[Worker], lanes))
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from hevcq.topology import FarmRefs
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Loop, Worker
 from hevcq.worker.outage import until_reachable
-from hevcq.worker.protection import EcsAgentProtection, NoProtection
+from hevcq.worker.protection import EcsAgentProtection, NoProtection, TaskProtection
 from hevcq.worker.runner import JobRunner
 from hevcq.worker.shared import CopyAtCommit, SharedEncode
 
@@ -42,12 +42,15 @@ def build_worker(
     burst: bool = False,
     farm: Mapping[str, Pool] | None = None,
     runner: JobRunner | None = None,
+    protection: TaskProtection | None = None,
 ) -> Worker:
     """A worker for ``pool`` of the farm ``refs``; sweeps dead workers' scratch folders.
 
     With ``farm`` (every pool definition), a pool whose encode of a source is the primary
     pool's copies the primary's output instead of encoding (``hevcq.worker.shared``).
-    Workers of one process share their ``runner`` (its scratch folder and ffmpeg).
+    Workers of one process share their ``runner`` (its scratch folder and ffmpeg) and
+    their ``protection`` (the task's one scale-in protection, which the loop sets and each
+    job renews).
     """
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
@@ -64,7 +67,6 @@ def build_worker(
         idle_exit_s=0.0 if burst else None,
         progress_every_s=settings.progress_every_s,
     )
-    agent = settings.ecs_agent_uri
     ledger = DynamoLedger(clients.dynamodb, refs.ledger_table)
     primary = primary_pool((farm or {}).values())
     shared, copies = None, None
@@ -84,11 +86,16 @@ def build_worker(
         publisher=publisher,
         config=config,
         stop=stop,
-        protection=EcsAgentProtection(agent) if agent else NoProtection(),
+        protection=protection or _protection(settings),
         classify=classify,
         shared=shared,
         copies=copies,
     )
+
+
+def _protection(settings: Settings) -> TaskProtection:
+    agent = settings.ecs_agent_uri
+    return EcsAgentProtection(agent) if agent else NoProtection()
 
 
 def _runner(settings: Settings, store: S3Store, worker_id: str) -> JobRunner:
@@ -120,6 +127,7 @@ def build_workers(
     runner, taking the next message by backlog and turn (``hevcq.worker.loop.Loop``)."""
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     runner = _runner(settings, S3Store(clients.s3, refs.bucket), worker_id)
+    protection = _protection(settings)
     lanes = [
         build_worker(
             settings,
@@ -131,6 +139,7 @@ def build_workers(
             burst=burst,
             farm=farm,
             runner=runner,
+            protection=protection,
         )
         for pool in pools
     ]

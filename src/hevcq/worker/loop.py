@@ -160,6 +160,9 @@ class Loop:
         if not lanes:
             raise ValueError("a worker needs at least one pool")
         first = lanes[0]
+        if any(lane.protection is not first.protection for lane in lanes):
+            # The task has one scale-in protection: the loop sets it, every job renews it.
+            raise ValueError("the pools of one worker must share its task protection")
         self.lanes = list(lanes)
         self.config = first.config
         self.stop = first.stop
