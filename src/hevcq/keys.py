@@ -7,9 +7,9 @@ import posixpath
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from pathlib import PurePosixPath
 
 from hevcq.errors import PermanentError
+from hevcq.formats import auto_container
 from hevcq.metadata import META_NAMING, WITH_SOURCE_EXT
 
 TODO_PREFIX = "TODO/"
@@ -17,14 +17,11 @@ DONE_PREFIX = "DONE/"
 # S3 object key limit (Amazon S3 User Guide, "Naming Amazon S3 objects").
 MAX_KEY_BYTES = 1024
 
-# Containers that hold everything Matroska sources carry (subtitles, attachments).
-MATROSKA_EXTENSIONS = frozenset({".mkv", ".webm"})
-
 
 def output_extension(source_name: str) -> str:
-    """Matroska stays Matroska; everything else becomes MP4."""
-    ext = PurePosixPath(source_name).suffix.lower()
-    return ".mkv" if ext in MATROSKA_EXTENSIONS else ".mp4"
+    """A pool's output extension when it keeps the container automatic: Matroska stays
+    Matroska, everything else becomes MP4 (``hevcq.formats.auto_container``)."""
+    return auto_container(source_name).extension
 
 
 def relative_key(rel_path: str) -> str:
@@ -57,19 +54,32 @@ def source_relative(key: str) -> str:
     return relative_key(key[len(TODO_PREFIX) :])
 
 
-def output_relative(rel: str, suffix: str = "", *, with_source_ext: bool = False) -> str:
+def output_relative(
+    rel: str, suffix: str = "", *, with_source_ext: bool = False, extension: str | None = None
+) -> str:
     """The output's library-relative path: new extension, optional pool suffix.
 
     ``with_source_ext`` keeps the source's extension in the name (``IMG_0001.MOV.mp4``),
     for sources that would otherwise share an output name (see ``sharing_sources``).
+    ``extension`` is the pool's container's (``Pool.output_extension``); by default the
+    automatic one.
     """
     stem = rel if with_source_ext else posixpath.splitext(rel)[0]
-    return f"{stem}{suffix}{output_extension(rel)}"
+    return f"{stem}{suffix}{extension or output_extension(rel)}"
 
 
-def done_key(source_key: str, pool: str, suffix: str = "", *, with_source_ext: bool = False) -> str:
+def done_key(
+    source_key: str,
+    pool: str,
+    suffix: str = "",
+    *,
+    with_source_ext: bool = False,
+    extension: str | None = None,
+) -> str:
     """The output key of a source key in a pool."""
-    rel = output_relative(source_relative(source_key), suffix, with_source_ext=with_source_ext)
+    rel = output_relative(
+        source_relative(source_key), suffix, with_source_ext=with_source_ext, extension=extension
+    )
     return f"{DONE_PREFIX}{pool}/{rel}"
 
 

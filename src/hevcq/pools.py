@@ -7,26 +7,25 @@ import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hevcq.errors import ConfigError
-from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTION_S
-
-X265_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
+from hevcq.formats import (
+    AUDIO_ENCODERS,
+    AUTO,
+    AUTO_CHOICES,
+    CONTAINERS,
+    VIDEO_CODECS,
+    Container,
+    VideoCodec,
+    audio_codec,
+    output_container,
+    pair_problem,
 )
+from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTION_S
 
 PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]
 # How a worker proves an output before uploading it (hevcq.media.verify; the decision is
@@ -49,15 +48,88 @@ class Applies(_Strict):
 
 
 class Encode(_Strict):
-    """How a pool encodes: every field here feeds the settings hash stored on outputs."""
+    """How a pool encodes: every field here feeds the settings hash stored on outputs.
 
-    video_codec: Literal["libx265"] = "libx265"
-    crf: int = Field(26, ge=0, le=51)
-    preset: Literal[X265_PRESETS] = "medium"  # type: ignore[valid-type]
+    ``codec`` and ``container`` come from the table in ``hevcq.formats``; a pair it does
+    not allow (HEVC or AAC in WebM) is refused when the pool file is loaded.
+    """
+
+    codec: str = "hevc"
+    # "auto": MKV for Matroska sources (their subtitles and attachments), else MP4.
+    container: str = AUTO
+    crf: int = Field(26, ge=0, le=63)
+    preset: str | None = Field(None, description="The encoder's preset; None: its default.")
     x265_params: dict[str, str] = Field(default_factory=dict)
-    audio_codec: Literal["aac"] = "aac"
+    # The codec of audio that is re-encoded; None: the container's default (AAC, or Opus
+    # in WebM). Audio the container takes as it is is copied.
+    audio_codec: str | None = None
     audio_bitrate_kbps: int = Field(160, ge=32, le=512)
     keep_subtitles: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_encoder_name(cls, data: Any) -> Any:
+        # Pool files from before codecs were chosen say ``video_codec: libx265``.
+        if isinstance(data, dict) and data.get("video_codec") == "libx265":
+            data = {k: v for k, v in data.items() if k != "video_codec"}
+            data.setdefault("codec", "hevc")
+        return data
+
+    @model_validator(mode="after")
+    def _formats_go_together(self) -> Encode:
+        problem = pair_problem(self.codec, self.container, self.audio_codec)
+        if problem:
+            raise ValueError(problem)
+        video = self.video
+        if self.crf > video.max_crf:
+            raise ValueError(f"crf {self.crf} is above {video.label}'s maximum {video.max_crf}")
+        if self.preset is not None and self.preset not in video.presets:
+            if not video.presets:
+                raise ValueError(f"{video.encoder} takes no preset")
+            presets = ", ".join(video.presets)
+            raise ValueError(f"preset {self.preset!r} is not one of {video.encoder}'s: {presets}")
+        if self.x265_params and self.codec != "hevc":
+            raise ValueError(f"x265_params apply to hevc only, not {self.codec}")
+        return self
+
+    @property
+    def video(self) -> VideoCodec:
+        """The video codec's entry in the format table."""
+        return VIDEO_CODECS[self.codec]
+
+    @property
+    def encoders(self) -> frozenset[str]:
+        """The ffmpeg encoders this pool's outputs may need (video and audio)."""
+        boxes = AUTO_CHOICES if self.container == AUTO else (self.container,)
+        audio = {AUDIO_ENCODERS[audio_codec(CONTAINERS[b], self.audio_codec)] for b in boxes}
+        return frozenset({self.video.encoder, *audio})
+
+    @property
+    def encoder_preset(self) -> str:
+        """The preset passed to the encoder: the pool's, else the encoder's default."""
+        return self.preset if self.preset is not None else self.video.default_preset
+
+    def container_for(self, source_name: str) -> Container:
+        """The container this pool writes for a source of this name."""
+        return output_container(self.container, source_name)
+
+    def hash_material(self) -> dict[str, Any]:
+        """What the settings hash covers. HEVC pools in an ``auto`` container hash the
+        same fields as before codecs and containers were chosen, so their existing outputs
+        stay current; anything else adds its codec and container."""
+        box = CONTAINERS[AUTO_CHOICES[0] if self.container == AUTO else self.container]
+        material: dict[str, Any] = {
+            "video_codec": self.video.encoder,
+            "crf": self.crf,
+            "preset": self.encoder_preset,
+            "x265_params": dict(self.x265_params),
+            "audio_codec": audio_codec(box, self.audio_codec),
+            "audio_bitrate_kbps": self.audio_bitrate_kbps,
+            "keep_subtitles": self.keep_subtitles,
+        }
+        if self.container != AUTO:
+            material["container"] = self.container
+        return material
 
 
 class QueueSpec(_Strict):
@@ -119,9 +191,18 @@ class Pool(_Strict):
     def may_replace_originals(self) -> bool:
         """Only a pool that keeps the source's name and size may take its place.
 
-        Renditions (an ``output_suffix``) go beside it under ``--out``, never over it.
+        Renditions (an ``output_suffix``) go beside it under ``--out``, never over it, and so
+        does an output in a container the pool names (a WebM copy is not the original's
+        stand-in).
         """
-        return not self.output_suffix
+        return not self.output_suffix and self.encode.container == AUTO
+
+    @property
+    def fixed_extension(self) -> str | None:
+        """The extension of every output of this pool; None when it follows the source
+        (an ``auto`` container: ``hevcq.keys.output_extension``)."""
+        box = self.encode.container
+        return None if box == AUTO else CONTAINERS[box].extension
 
     def settings_hash(self) -> str:
         """A short stable hash of everything that changes the encoded bytes.
@@ -129,7 +210,7 @@ class Pool(_Strict):
         ``verify`` is left out: it changes how an output is checked, not its bytes, so
         switching it must not make every existing output look stale and re-encode it.
         """
-        material = {"applies": self.applies.model_dump(), "encode": self.encode.model_dump()}
+        material = {"applies": self.applies.model_dump(), "encode": self.encode.hash_material()}
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

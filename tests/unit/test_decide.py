@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from hevcq.formats import CONTAINERS, Container
 from hevcq.media.decide import (
     audio_plan,
     decide,
@@ -234,7 +235,7 @@ def test_fit_short_side(size: tuple[int, int], target: int, expected: tuple[int,
 )
 def test_audio_copy_or_aac(codec: str, container: str, mode: str) -> None:
     info = clip(640, 360, audio=(codec,))
-    assert audio_plan(info.audio, container) == ((1, mode),)
+    assert audio_plan(info.audio, _box(container)) == ((1, mode),)
 
 
 def test_mp4_subtitles_text_converted_mov_text_copied_bitmaps_dropped() -> None:
@@ -244,13 +245,29 @@ def test_mp4_subtitles_text_converted_mov_text_copied_bitmaps_dropped() -> None:
             ["subrip", "ass", "webvtt", "mov_text", "dvd_subtitle", "hdmv_pgs_subtitle"]
         )
     )
-    assert subtitle_plan(subs, "mp4") == (
+    assert subtitle_plan(subs, _box("mp4")) == (
         (0, "mov_text"),
         (1, "mov_text"),
         (2, "mov_text"),
         (3, "copy"),
     )
-    assert subtitle_plan(subs, "matroska") == tuple((i, "copy") for i in range(6))
+    # Matroska keeps every stream, mov_text (which it cannot carry) as SubRip.
+    mkv = tuple((i, "srt" if c == "mov_text" else "copy") for i, c in enumerate(_codecs(subs)))
+    assert subtitle_plan(subs, _box("matroska")) == mkv
+    assert subtitle_plan(subs, _box("webm")) == (
+        (0, "webvtt"),
+        (1, "webvtt"),
+        (2, "copy"),
+        (3, "webvtt"),
+    )
+
+
+def _codecs(subs: tuple[SubtitleStream, ...]) -> list[str]:
+    return [s.codec for s in subs]
+
+
+def _box(muxer: str) -> Container:
+    return next(c for c in CONTAINERS.values() if c.muxer == muxer)
 
 
 def test_mkv_keeps_subtitles_and_attachments() -> None:

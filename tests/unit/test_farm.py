@@ -48,7 +48,24 @@ def test_verify_policy_is_not_part_of_the_settings_hash(farm: dict) -> None:
     ("text", "field"),
     [
         ("applies: {source_codecs: [h264]}\nencode: {crf: 99}\n", "encode.crf"),
-        ("applies: {source_codecs: [h264]}\nencode: {preset: warp}\n", "encode.preset"),
+        ("applies: {source_codecs: [h264]}\nencode: {preset: warp}\n", "preset 'warp'"),
+        # What each container holds is checked at load, not after an encode.
+        (
+            "applies: {source_codecs: [h264]}\nencode: {container: webm}\n",
+            "webm cannot hold HEVC video",
+        ),
+        (
+            "applies: {source_codecs: [h264]}\nencode: {codec: av1, container: webm, "
+            "audio_codec: aac}\n",
+            "webm cannot hold aac audio",
+        ),
+        ("applies: {source_codecs: [h264]}\nencode: {codec: mpeg1}\n", "codec 'mpeg1'"),
+        ("applies: {source_codecs: [h264]}\nencode: {container: avi}\n", "container 'avi'"),
+        ("applies: {source_codecs: [h264]}\nencode: {codec: h264, crf: 60}\n", "maximum 51"),
+        (
+            "applies: {source_codecs: [h264]}\nencode: {codec: av1, x265_params: {a: b}}\n",
+            "x265_params apply to hevc only",
+        ),
         ("applies: {source_codecs: []}\n", "applies.source_codecs"),
         ("applies: {source_codecs: [h264]}\ncolour: red\n", "colour"),
         ("applies: {source_codecs: [h264]}\ndeploy: {min_tasks: 5, max_tasks: 2}\n", "deploy"),

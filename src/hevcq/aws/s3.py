@@ -21,6 +21,7 @@ from s3transfer.subscribers import BaseSubscriber
 from hevcq.aws.clients import classify, error_code
 from hevcq.backoff import retry_transient
 from hevcq.errors import CopySourceChanged, FarmConfigError, SupersededJob, WriteConflict
+from hevcq.formats import content_type
 from hevcq.limits import MAX_COPY_BYTES, MAX_PUT_BYTES, MiB
 from hevcq.objects import ObjectInfo
 
@@ -494,9 +495,4 @@ def _missing(key: str) -> ClientError:
 
 
 def _content_type(key: str) -> str:
-    low = key.lower()
-    if low.endswith(".mkv"):
-        return "video/x-matroska"
-    if low.endswith((".mp4", ".m4v")):
-        return "video/mp4"
-    return "application/octet-stream"
+    return content_type(key)

@@ -279,7 +279,10 @@ class _Scan:
             for p in self.pools
             if outcomes.get(p.name) == "done"
             and not self.out_dir.joinpath(
-                p.name, *output_relative(rel, p.output_suffix, with_source_ext=ext).split("/")
+                p.name,
+                *output_relative(
+                    rel, p.output_suffix, with_source_ext=ext, extension=p.fixed_extension
+                ).split("/"),
             ).is_file()
         ]
 

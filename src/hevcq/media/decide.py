@@ -6,42 +6,15 @@ import dataclasses
 from pathlib import Path
 
 from hevcq.errors import ConfigError
-from hevcq.keys import output_extension
+from hevcq.formats import AUDIO_ENCODERS, Container, audio_codec
 from hevcq.media.ffargs import build_args
 from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, SubtitleStream
 from hevcq.pools import Pool
 
-OUTPUT_CODEC = "hevc"
 KEPT_ORIGINAL = "kept original: output would be larger"
 
-# Audio codecs each output container takes as they are; anything else becomes AAC.
-# Matroska takes nearly everything, but an explicit list means an exotic codec is
-# re-encoded (which always works) instead of failing the mux.
-MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
-MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | frozenset(
-    {
-        "mp2",
-        "dts",
-        "truehd",
-        "flac",
-        "vorbis",
-        "wavpack",
-        "tta",
-        "pcm_u8",
-        "pcm_alaw",
-        "pcm_mulaw",
-        "pcm_s16le",
-        "pcm_s16be",
-        "pcm_s24le",
-        "pcm_s24be",
-        "pcm_s32le",
-        "pcm_s32be",
-        "pcm_f32le",
-        "pcm_f64le",
-    }
-)
-# Text subtitle codecs MP4's only subtitle format (mov_text) can be made from.
-MP4_TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text"})
+# Text subtitle codecs that MP4's mov_text or WebM's WebVTT can be made from.
+TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
 # (codec, tag) of copied streams that MP4 takes as they are. Through the tee muxer (see
 # ffargs.build_args) a copied stream keeps its source's codec tag, where plain ffmpeg
 # swaps a tag the output container does not know (".mp3" from QuickTime, "text" for
@@ -67,8 +40,10 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     if video is None:
         return Skip("no video stream")
     target = pool.applies.target_height
-    if video.codec == OUTPUT_CODEC and target is None:
-        return Skip("already HEVC")
+    codec = pool.encode.video
+    box = pool.encode.container_for(source_name)
+    if video.codec == codec.name and target is None:
+        return Skip(f"already {codec.label}")
     if video.codec not in pool.applies.source_codecs:
         handled = ", ".join(pool.applies.source_codecs)
         return Skip(f"source codec {video.codec} is not handled by pool {pool.name} ({handled})")
@@ -79,17 +54,19 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         display_w, display_h = video.display_size
         if min(display_w, display_h) < target:
             return Skip(f"source is {display_w}x{display_h}, smaller than {target}p (no upscaling)")
-        if min(display_w, display_h) == target and video.codec == OUTPUT_CODEC:
+        if min(display_w, display_h) == target and video.codec == codec.name:
             # The rendition would re-encode the source into itself, only worse.
-            return Skip(f"already HEVC at {display_w}x{display_h}, the {target}p size")
+            return Skip(f"already {codec.label} at {display_w}x{display_h}, the {target}p size")
         width, height = fit_short_side(video.width, video.height, target)
         scale, crop = (width, height) != (video.width, video.height), False
-    container = "matroska" if output_extension(source_name) == ".mkv" else "mp4"
+    container = box.muxer
     keep_subs = pool.encode.keep_subtitles
-    audio = audio_plan(info.audio, container)
-    subtitles = subtitle_plan(info.subtitles, container) if keep_subs else ()
+    encoder = AUDIO_ENCODERS[audio_codec(box, pool.encode.audio_codec)]
+    audio = audio_plan(info.audio, box, encoder)
+    subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     return EncodePlan(
         pool=pool.name,
+        codec=codec.name,
         container=container,
         video_index=video.index,
         width=width,
@@ -97,17 +74,20 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         rotation=video.rotation,
         ten_bit=video.bit_depth > 8,
         crf=pool.encode.crf,
-        preset=pool.encode.preset,
+        preset=pool.encode.encoder_preset,
         x265_params=dict(pool.encode.x265_params),
         scale=scale,
         crop=crop,
         audio=audio,
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
         subtitles=subtitles,
-        attachments=keep_subs and container == "matroska" and info.attachments > 0,
+        attachments=keep_subs and box.attachments and info.attachments > 0,
         expected_duration_s=info.duration_s,
         expected_frames=expected_frames(info.duration_s, video.fps),
-        tee_safe=info.chapters == 0 and tee_safe(info, container, [*audio, *subtitles]),
+        # The stream proof reads HEVC; other codecs are decoded in full after the encode.
+        tee_safe=codec.stream_proof
+        and info.chapters == 0
+        and tee_safe(info, container, [*audio, *subtitles]),
     )
 
 
@@ -149,30 +129,37 @@ def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> 
     return True
 
 
-def audio_plan(streams: tuple[AudioStream, ...], container: str) -> tuple[tuple[int, str], ...]:
-    """Every audio stream kept: copied when the container takes the codec, else AAC."""
-    accepted = MATROSKA_AUDIO_COPY if container == "matroska" else MP4_AUDIO_COPY
-    return tuple((a.index, "copy" if a.codec in accepted else "aac") for a in streams)
+def audio_plan(
+    streams: tuple[AudioStream, ...], box: Container, encoder: str = "aac"
+) -> tuple[tuple[int, str], ...]:
+    """Every audio stream kept: copied when the container takes the codec, else encoded
+    with ``encoder`` (the pool's audio codec in this container)."""
+    return tuple((a.index, "copy" if a.codec in box.audio_copy else encoder) for a in streams)
 
 
 def subtitle_plan(
-    streams: tuple[SubtitleStream, ...], container: str
+    streams: tuple[SubtitleStream, ...], box: Container
 ) -> tuple[tuple[int, str], ...]:
     """Which subtitle streams survive, and how.
 
-    Matroska keeps every subtitle stream as it is. MP4 only carries mov_text: mov_text is
-    copied, text formats (SubRip, ASS/SSA, WebVTT) are converted to it (ASS styling is
-    lost), and bitmap subtitles (DVD, PGS) are dropped because they cannot be turned into
-    text without OCR and MP4 players do not take them; keeping the source as MKV keeps them.
+    Matroska keeps every subtitle stream as it is. MP4 only carries mov_text and WebM
+    only WebVTT: a stream already in that format is copied, text formats (SubRip,
+    ASS/SSA, WebVTT, mov_text) are converted to it (ASS styling is lost), and bitmap
+    subtitles (DVD, PGS) are dropped because they cannot be turned into text without OCR
+    and such players do not take them; keeping the source as MKV keeps them.
     """
-    if container == "matroska":
-        return tuple((s.index, "copy") for s in streams)
+    keep = box.text_subtitles
+    if keep == "copy":
+        convert = dict(box.subtitle_conversions)
+        return tuple((s.index, convert.get(s.codec, "copy")) for s in streams)
+    if keep is None:
+        return ()
     plan: list[tuple[int, str]] = []
     for sub in streams:
-        if sub.codec == "mov_text":
+        if sub.codec == keep:
             plan.append((sub.index, "copy"))
-        elif sub.codec in MP4_TEXT_SUBTITLES:
-            plan.append((sub.index, "mov_text"))
+        elif sub.codec in TEXT_SUBTITLES:
+            plan.append((sub.index, keep))
     return tuple(plan)
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hevcq.errors import ConfigError
+from hevcq.formats import CONTAINERS, VIDEO_CODECS, Container, VideoCodec
 from hevcq.media.model import EncodePlan
-
-# Forced so x265's own banner and per-frame info never push ffmpeg's real error
-# out of the bounded stderr tail that failure messages are built from.
-X265_FORCED = {"log-level": "error"}
 
 
 def build_args(
@@ -23,9 +20,9 @@ def build_args(
 ) -> list[str]:
     """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``.
 
-    With ``stream``, the encoded video is also written there as a raw HEVC elementary
-    stream, so that it can be decoded while the encode runs (see ``hevcq.media.streamcheck``);
-    ``dst`` comes out byte for byte as it would without.
+    With ``stream`` (HEVC plans only), the encoded video is also written there as a raw
+    HEVC elementary stream, so that it can be decoded while the encode runs (see
+    ``hevcq.media.streamcheck``); ``dst`` comes out byte for byte as it would without.
     """
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
@@ -41,6 +38,8 @@ def build_args(
     args += stream_tag_args(plan)
     args += ["-fflags", "+bitexact"]
     fmt, options = muxer(plan)
+    if stream is not None and not _codec(plan).stream_proof:
+        raise ConfigError(f"no stream proof for {plan.codec} video")
     progress = ["-progress", "pipe:1", "-nostats"]
     if stream is None:
         muxing = [a for k, v in options.items() for a in (f"-{k}", v)]
@@ -56,53 +55,62 @@ def build_args(
 
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     """Map and encode the main video stream; frame timing passes through untouched."""
+    codec = _codec(plan)
     args = ["-map", f"0:{plan.video_index}"]
     if plan.scale:
         args += ["-vf", f"scale={plan.width}:{plan.height}:flags=lanczos"]
     elif plan.crop:
         args += ["-vf", f"crop={plan.width}:{plan.height}:0:0"]
+    args += ["-c:v", codec.encoder, *_preset(codec, plan.preset)]
+    args += [codec.quality_option, str(plan.crf)]
+    args += ["-pix_fmt", "yuv420p10le" if plan.ten_bit else "yuv420p"]
+    if codec.profiles:
+        args += ["-profile:v", codec.profiles[1] if plan.ten_bit else codec.profiles[0]]
+    args += list(codec.quality_args)
     params = dict(plan.x265_params)
-    if threads:
-        params["pools"] = str(threads)
-    params.update(X265_FORCED)
-    args += [
-        "-c:v",
-        "libx265",
-        "-preset",
-        plan.preset,
-        "-crf",
-        str(plan.crf),
-        "-pix_fmt",
-        "yuv420p10le" if plan.ten_bit else "yuv420p",
-        "-profile:v",
-        "main10" if plan.ten_bit else "main",
-        "-x265-params",
-        x265_params(params),
-        # No -r and no CFR conversion: MP4 output would otherwise default to duplicating
-        # and dropping frames of variable-frame-rate phone clips.
-        "-fps_mode:v",
-        "passthrough",
-    ]
+    if threads and codec.threads_param:
+        params[codec.threads_param] = str(threads)
+    elif threads:
+        args += ["-threads:v", str(threads)]
+    params.update(codec.forced_params)
+    if params and codec.params_option:
+        args += [codec.params_option, encoder_params(params)]
+    # No -r and no CFR conversion: MP4 output would otherwise default to duplicating
+    # and dropping frames of variable-frame-rate phone clips.
+    args += ["-fps_mode:v", "passthrough"]
     return args
 
 
-def x265_params(params: dict[str, str]) -> str:
+def _codec(plan: EncodePlan) -> VideoCodec:
+    return VIDEO_CODECS[plan.codec]
+
+
+def _preset(codec: VideoCodec, preset: str) -> list[str]:
+    # libvpx names its speed -cpu-used (with -deadline good); the others take -preset.
+    if not preset:
+        return []
+    if codec.encoder == "libvpx-vp9":
+        return ["-deadline", "good", "-cpu-used", preset]
+    return ["-preset", preset]
+
+
+def encoder_params(params: dict[str, str]) -> str:
     """``key=value:key=value``; rejects what would break that syntax."""
     for key, value in params.items():
         if not key or any(ch in key for ch in ":=") or ":" in value:
-            raise ConfigError(f"x265_params: {key}={value!r} cannot be passed to x265")
+            raise ConfigError(f"x265_params: {key}={value!r} cannot be passed to the encoder")
     return ":".join(f"{key}={value}" for key, value in params.items())
 
 
 def audio_args(plan: EncodePlan) -> list[str]:
-    """Map every planned audio stream, copied or encoded to AAC, in source order."""
+    """Map every planned audio stream, copied or encoded (AAC, Opus, ...), in source order."""
     args: list[str] = []
     for n, (index, mode) in enumerate(plan.audio):
         args += ["-map", f"0:{index}"]
         if mode == "copy":
             args += [f"-c:a:{n}", "copy"]
         else:
-            args += [f"-c:a:{n}", "aac", f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
+            args += [f"-c:a:{n}", mode, f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
     return args
 
 
@@ -115,16 +123,23 @@ def subtitle_args(plan: EncodePlan) -> list[str]:
 
 
 def stream_tag_args(plan: EncodePlan) -> list[str]:
-    """hvc1 (parameter sets in the sample entry) is what Apple players require in MP4."""
-    return ["-tag:v", "hvc1"] if plan.container == "mp4" else []
+    """The codec's MP4 tag where players need one: hvc1 (parameter sets in the sample
+    entry) is what Apple players require for HEVC."""
+    tag = _codec(plan).mp4_tag
+    return ["-tag:v", tag] if tag and plan.container == "mp4" else []
+
+
+def _container(plan: EncodePlan) -> Container:
+    found = next((c for c in CONTAINERS.values() if c.muxer == plan.container), None)
+    if found is None:
+        raise ConfigError(f"unknown output container {plan.container!r}")
+    return found
 
 
 def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
     """Explicit output format and its options: temporary names carry no extension."""
-    if plan.container == "mp4":
-        # faststart puts the index first so playback starts before the download ends.
-        return "mp4", {"movflags": "+faststart+use_metadata_tags"}
-    return "matroska", {}
+    box = _container(plan)
+    return box.muxer, dict(box.muxer_options)
 
 
 # Deterministic output (``-fflags`` for the muxer, ``-flags`` for the encoders): no random

@@ -77,12 +77,13 @@ class EncodePlan:
     """Everything needed to build the ffmpeg command and verify its result."""
 
     pool: str
-    container: str  # "mp4" or "matroska"
+    container: str  # the muxer: "mp4", "matroska", "webm" (hevcq.formats.CONTAINERS)
     video_index: int
     width: int  # coded output size (even)
     height: int
     rotation: int  # display rotation carried to the output
     ten_bit: bool
+    codec: str = "hevc"  # hevcq.formats.VIDEO_CODECS
     crf: int
     preset: str
     x265_params: dict[str, str] = field(default_factory=dict)

@@ -149,8 +149,8 @@ def shape_problems(info: MediaInfo, plan: EncodePlan, source: MediaInfo) -> list
     if video is None:
         return ["output has no video stream"]
     problems = []
-    if video.codec != "hevc":
-        problems.append(f"video codec is {video.codec}, not hevc")
+    if video.codec != plan.codec:
+        problems.append(f"video codec is {video.codec}, not {plan.codec}")
     if (video.width, video.height) != (plan.width, plan.height):
         coded, planned = f"{video.width}x{video.height}", f"{plan.width}x{plan.height}"
         problems.append(f"coded size {coded}, planned {planned}")

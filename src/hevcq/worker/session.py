@@ -128,7 +128,11 @@ class JobSession:
             # The uploader's naming answer rides on the source (hevcq.keys.sharing_sources).
             long_name = keeps_source_ext(current.metadata) if current else False
             output_key = done_key(
-                obj.key, self.pool.name, self.pool.output_suffix, with_source_ext=long_name
+                obj.key,
+                self.pool.name,
+                self.pool.output_suffix,
+                with_source_ext=long_name,
+                extension=self.pool.fixed_extension,
             )
         except PermanentError as exc:
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))

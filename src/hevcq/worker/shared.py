@@ -342,6 +342,7 @@ class CopyAtCommit:
             pool.name,
             pool.output_suffix,
             with_source_ext=keeps_source_ext(source.metadata),
+            extension=pool.fixed_extension,
         )
         rspec = JobSpec(job, pool, spec.bucket, output_key, source.size, source)
         try:

@@ -1,0 +1,252 @@
+"""What a pool may encode to: every video codec and container hevcq knows, and what each
+container holds. The one table to extend: a pool file names a codec and a container from
+it, ``hevcq.pools`` refuses a pair the table does not allow when the file is loaded, and
+the plan, the ffmpeg arguments, the output's name and its Content-Type all read it.
+
+A new format is one entry here (see the Theora/Vorbis-in-Ogg pair in
+``tests/e2e/test_formats.py``, which adds itself to these tables and runs a real encode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+
+@dataclass(frozen=True)
+class VideoCodec:
+    """A video codec a pool may name, and the ffmpeg encoder that makes it."""
+
+    name: str  # what a pool file says, and what probing the output reports
+    label: str  # for people: "already HEVC"
+    encoder: str  # the ffmpeg encoder
+    max_crf: int
+    presets: tuple[str, ...]  # empty: the encoder has no preset
+    default_preset: str
+    # The encoder's constant-quality option, which takes the pool's ``crf``.
+    quality_option: str = "-crf"
+    # The encoder's own option for extra parameters (x265's ``-x265-params``), if any.
+    params_option: str | None = None
+    # Parameters always passed through ``params_option`` (quiet logs: see ffargs).
+    forced_params: tuple[tuple[str, str], ...] = ()
+    # How the encoder is told its thread count: an output option or a parameter.
+    threads_param: str | None = None
+    # The codec tag MP4 players need (Apple's for HEVC), if not the muxer's default.
+    mp4_tag: str | None = None
+    # The profile for 8-bit and for 10-bit output, where the encoder takes one.
+    profiles: tuple[str, str] | None = None
+    # Output options the encoder needs for constant-quality mode (VP9: no bitrate cap).
+    quality_args: tuple[str, ...] = ()
+    # Whether the worker's in-flight stream proof (``hevcq.media.streamcheck``, which
+    # reads HEVC NAL units) applies; other codecs are decoded in full after the encode.
+    stream_proof: bool = False
+
+
+@dataclass(frozen=True)
+class Container:
+    """An output container: its muxer, name, media type and what it may hold."""
+
+    name: str  # what a pool file says
+    muxer: str  # ffmpeg's output format
+    extension: str
+    content_type: str
+    video: frozenset[str]  # VideoCodec names it holds
+    # Audio codecs audio that is not copied may be encoded to, the default first.
+    audio_codecs: tuple[str, ...]
+    audio_copy: frozenset[str]  # source audio codecs taken as they are
+    # How text subtitles are kept: "copy" (as they are), an encoder to convert them to,
+    # or None (dropped). Bitmap subtitles survive only where this is "copy".
+    text_subtitles: str | None
+    attachments: bool = False
+    muxer_options: tuple[tuple[str, str], ...] = ()
+    # Subtitle formats a "copy" container cannot carry as they are, and what they become.
+    subtitle_conversions: tuple[tuple[str, str], ...] = ()
+
+
+# The ffmpeg encoder of each audio codec a container may encode to.
+AUDIO_ENCODERS: dict[str, str] = {
+    "aac": "aac",
+    "opus": "libopus",
+    "vorbis": "libvorbis",
+    "flac": "flac",
+}
+
+
+X26X_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+
+VIDEO_CODECS: dict[str, VideoCodec] = {
+    "hevc": VideoCodec(
+        name="hevc",
+        label="HEVC",
+        encoder="libx265",
+        max_crf=51,
+        presets=X26X_PRESETS,
+        default_preset="medium",
+        params_option="-x265-params",
+        # x265's banner and per-frame info would push ffmpeg's real error out of the
+        # bounded stderr tail that failure messages quote.
+        forced_params=(("log-level", "error"),),
+        threads_param="pools",
+        mp4_tag="hvc1",
+        profiles=("main", "main10"),
+        stream_proof=True,
+    ),
+    "h264": VideoCodec(
+        name="h264",
+        label="H.264",
+        encoder="libx264",
+        max_crf=51,
+        presets=X26X_PRESETS,
+        default_preset="medium",
+        params_option="-x264-params",
+        profiles=("high", "high10"),
+    ),
+    "av1": VideoCodec(
+        name="av1",
+        label="AV1",
+        encoder="libsvtav1",
+        max_crf=63,
+        presets=tuple(str(n) for n in range(14)),  # SVT-AV1: 0 slowest .. 13 fastest
+        default_preset="8",
+        params_option="-svtav1-params",
+        threads_param="lp",
+    ),
+    "vp9": VideoCodec(
+        name="vp9",
+        label="VP9",
+        encoder="libvpx-vp9",
+        max_crf=63,
+        presets=tuple(str(n) for n in range(9)),  # libvpx -cpu-used: 0 slowest .. 8 fastest
+        default_preset="4",
+        quality_args=("-b:v", "0", "-row-mt", "1"),
+    ),
+}
+
+# Audio codecs MP4 carries as they are; anything else becomes AAC.
+_MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
+
+CONTAINERS: dict[str, Container] = {
+    "mp4": Container(
+        name="mp4",
+        muxer="mp4",
+        extension=".mp4",
+        content_type="video/mp4",
+        video=frozenset({"hevc", "h264", "av1", "vp9"}),
+        audio_codecs=("aac", "opus"),
+        audio_copy=_MP4_AUDIO,
+        text_subtitles="mov_text",
+        # faststart puts the index first so playback starts before the download ends.
+        muxer_options=(("movflags", "+faststart+use_metadata_tags"),),
+    ),
+    "mkv": Container(
+        name="mkv",
+        muxer="matroska",
+        extension=".mkv",
+        content_type="video/x-matroska",
+        video=frozenset({"hevc", "h264", "av1", "vp9"}),
+        audio_codecs=("aac", "opus", "vorbis", "flac"),
+        # Matroska takes nearly everything, but an explicit list means an exotic codec is
+        # re-encoded (which always works) instead of failing the mux.
+        audio_copy=_MP4_AUDIO
+        | frozenset(
+            {
+                "mp2",
+                "dts",
+                "truehd",
+                "flac",
+                "vorbis",
+                "wavpack",
+                "tta",
+                "pcm_u8",
+                "pcm_alaw",
+                "pcm_mulaw",
+                "pcm_s16le",
+                "pcm_s16be",
+                "pcm_s24le",
+                "pcm_s24be",
+                "pcm_s32le",
+                "pcm_s32be",
+                "pcm_f32le",
+                "pcm_f64le",
+            }
+        ),
+        text_subtitles="copy",
+        attachments=True,
+        subtitle_conversions=(("mov_text", "srt"),),
+    ),
+    "webm": Container(
+        name="webm",
+        muxer="webm",
+        extension=".webm",
+        content_type="video/webm",
+        video=frozenset({"vp9", "av1"}),
+        audio_codecs=("opus", "vorbis"),
+        audio_copy=frozenset({"opus", "vorbis"}),
+        text_subtitles="webvtt",
+    ),
+}
+
+# "auto": the output keeps Matroska for Matroska sources (their subtitles and
+# attachments), MP4 for everything else.
+AUTO = "auto"
+AUTO_CHOICES = ("mp4", "mkv")
+_MATROSKA_SOURCES = frozenset({".mkv", ".webm"})
+
+
+def auto_container(source_name: str) -> Container:
+    """The container an ``auto`` pool writes for this source."""
+    ext = PurePosixPath(source_name).suffix.lower()
+    return CONTAINERS["mkv" if ext in _MATROSKA_SOURCES else "mp4"]
+
+
+def output_container(container: str, source_name: str) -> Container:
+    """The container a pool naming ``container`` writes for this source."""
+    return auto_container(source_name) if container == AUTO else CONTAINERS[container]
+
+
+def content_type(key: str) -> str:
+    """The media type of an output object, from its name."""
+    ext = PurePosixPath(key).suffix.lower()
+    if ext == ".m4v":
+        return "video/mp4"
+    found = next((c for c in CONTAINERS.values() if c.extension == ext), None)
+    return found.content_type if found else "application/octet-stream"
+
+
+def audio_codec(box: Container, wanted: str | None) -> str:
+    """The audio codec a pool's encoded audio gets in ``box``: its own choice or the
+    container's default."""
+    return wanted if wanted is not None else box.audio_codecs[0]
+
+
+def pair_problem(codec: str, container: str, audio: str | None) -> str | None:
+    """Why a pool's video codec, container and audio codec do not go together (None: they
+    do). An ``auto`` container must work both ways it may turn out."""
+    video = VIDEO_CODECS.get(codec)
+    if video is None:
+        return f"codec {codec!r} is not one of {', '.join(sorted(VIDEO_CODECS))}"
+    if container != AUTO and container not in CONTAINERS:
+        known = ", ".join([AUTO, *sorted(CONTAINERS)])
+        return f"container {container!r} is not one of {known}"
+    for name in AUTO_CHOICES if container == AUTO else (container,):
+        box = CONTAINERS[name]
+        if codec not in box.video:
+            return f"{box.name} cannot hold {video.label} video (it holds {_holds(box)})"
+        if audio is not None and audio not in box.audio_codecs:
+            return f"{box.name} cannot hold {audio} audio (it takes {', '.join(box.audio_codecs)})"
+    return None
+
+
+def _holds(box: Container) -> str:
+    return ", ".join(VIDEO_CODECS[c].label for c in sorted(box.video) if c in VIDEO_CODECS)

@@ -1,0 +1,123 @@
+"""Every codec and container pair the format table allows, encoded by the worker's own
+runner from a clip with sound and subtitles, then probed and decoded back in full; and a
+legacy pair that joins by adding itself to the table and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+
+from hevcq.formats import CONTAINERS, VIDEO_CODECS, Container, VideoCodec, content_type
+from hevcq.keys import done_key
+from hevcq.ledger import JobKey
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.samples import make_clip
+from hevcq.media.verify import decoded_seconds
+from hevcq.pools import Pool
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec
+from tests.fakes import FakeStore
+
+pytestmark = pytest.mark.e2e
+KEY = "TODO/phone/clip.mp4"
+VALID = [(c, b) for c in VIDEO_CODECS for b in CONTAINERS if c in CONTAINERS[b].video]
+# What the output's audio and subtitles become in each container.
+AUDIO = {"mp4": "aac", "mkv": "aac", "webm": "opus", "ogg": "vorbis"}
+SUBTITLES = {"mp4": ["mov_text"], "mkv": ["srt"], "webm": ["webvtt"], "ogg": []}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("c") / "clip.mp4"
+    # Opus/Vorbis-only containers must re-encode the AAC; mov_text must become WebVTT.
+    # MPEG-4 Part 2 video: a source none of the pools' codecs would skip as already done.
+    made = make_clip(path, width=192, height=108, seconds=0.6, fps=10, subtitles=1, vcodec="mpeg4")
+    return made.read_bytes()
+
+
+def encode(tmp_path: Path, clip: bytes, codec: str, container: str) -> Path:
+    """Run the worker's job runner for a pool naming this pair; the output as a file."""
+    pool = Pool.model_validate(
+        {
+            "name": "fmt",
+            "output_suffix": f".{codec}",
+            "applies": {"source_codecs": ["mpeg4"]},
+            "encode": {
+                "codec": codec,
+                "container": container,
+                "crf": min(30, VIDEO_CODECS[codec].max_crf),
+            },
+        }
+    )
+    store = FakeStore()
+    store.add(KEY, etag="e1", data=clip)
+    out_key = done_key(KEY, "fmt", pool.output_suffix, extension=pool.fixed_extension)
+    job = JobKey(KEY, "fmt", "e1", pool.settings_hash())
+    spec = JobSpec(job, pool, "media", out_key, len(clip))
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
+    )
+    result = runner.run(spec, JobContext())
+    assert result.outcome == "done", result.reason
+    assert out_key.endswith(f".{codec}{CONTAINERS[container].extension}")
+    assert content_type(out_key) == CONTAINERS[container].content_type
+    out = tmp_path / out_key.rsplit("/", 1)[-1]
+    out.write_bytes(store.data[out_key])
+    return out
+
+
+def streams(path: Path) -> tuple[str, str, list[str]]:
+    with av.open(str(path)) as f:
+        video = f.streams.video[0].codec_context.name
+        audio = f.streams.audio[0].codec_context.name
+        subs = [s.codec_context.name for s in f.streams.subtitles]
+    return video, audio, subs
+
+
+@pytest.mark.parametrize(("codec", "container"), VALID)
+def test_every_allowed_pair_encodes_and_decodes_back(
+    tmp_path: Path, clip: bytes, codec: str, container: str
+) -> None:
+    out = encode(tmp_path, clip, codec, container)
+    video, audio, subs = streams(out)
+    assert video in (codec, f"lib{codec}", "libdav1d")  # decoders name themselves
+    assert audio == AUDIO[container]
+    assert subs == SUBTITLES[container]
+    assert decoded_seconds(out) > 0.4
+
+
+def test_a_legacy_pair_needs_only_its_table_entries(
+    tmp_path: Path, clip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Theora video and Vorbis audio in Ogg: two entries, no code anywhere else.
+    monkeypatch.setitem(
+        VIDEO_CODECS,
+        "theora",
+        VideoCodec(
+            name="theora",
+            label="Theora",
+            encoder="libtheora",
+            max_crf=10,
+            presets=(),
+            default_preset="",
+            quality_option="-q:v",
+        ),
+    )
+    monkeypatch.setitem(
+        CONTAINERS,
+        "ogg",
+        Container(
+            name="ogg",
+            muxer="ogg",
+            extension=".ogv",
+            content_type="video/ogg",
+            video=frozenset({"theora"}),
+            audio_codecs=("vorbis", "opus"),
+            audio_copy=frozenset({"vorbis", "opus", "flac"}),
+            text_subtitles=None,
+        ),
+    )
+    out = encode(tmp_path, clip, "theora", "ogg")
+    assert streams(out) == ("theora", "vorbis", [])
+    assert decoded_seconds(out) > 0.4
