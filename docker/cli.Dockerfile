@@ -12,16 +12,13 @@ COPY dist/ /tmp/dist/
 RUN /opt/hevcq/bin/pip install --only-binary=:all: /tmp/dist/hevcq-*.whl
 
 FROM python:3.11.11-slim-bookworm AS cli
-# ffmpeg for `hevcq sample` and the embedded farm's local workers; probing uses PyAV.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
-    && rm -rf /var/lib/apt/lists/*
+# No ffmpeg from Debian: the wheel's pinned static build (imageio-ffmpeg, in the venv
+# copied below) is the one every local run uses too, so outputs match byte for byte.
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/hevcq hevcq
 COPY --from=builder /opt/hevcq /opt/hevcq
 ENV PATH=/opt/hevcq/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    HEVCQ_FFMPEG=/usr/bin/ffmpeg
+    PYTHONDONTWRITEBYTECODE=1
 VOLUME ["/media"]
 WORKDIR /media
 USER 10001:10001

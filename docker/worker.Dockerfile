@@ -1,4 +1,4 @@
-# The hevcq worker for ECS Fargate: `hevcq worker --pool NAME`, ffmpeg from Debian.
+# The hevcq worker for ECS Fargate: `hevcq worker --pool NAME`, with the pinned ffmpeg.
 # Build the wheel first (`make build` writes dist/), then: make image
 # Base images are pinned to a patch release on one Debian release; bump both stages together.
 
@@ -11,10 +11,8 @@ COPY dist/ /tmp/dist/
 RUN /opt/hevcq/bin/pip install --only-binary=:all: /tmp/dist/hevcq-*.whl
 
 FROM python:3.11.11-slim-bookworm AS worker
-# Debian's ffmpeg has libx265; the security archive keeps it patched, hence no version pin.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg \
-    && rm -rf /var/lib/apt/lists/*
+# No ffmpeg from Debian: the wheel's pinned static build (imageio-ffmpeg, in the venv
+# copied below) is the one every local run uses too, so outputs match byte for byte.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /scratch hevcq
 # Same base image as the builder, so the venv's interpreter symlinks still resolve.
 COPY --from=builder /opt/hevcq /opt/hevcq
@@ -23,7 +21,6 @@ ENV PATH=/opt/hevcq/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HEVCQ_LOG_FORMAT=json \
-    HEVCQ_FFMPEG=/usr/bin/ffmpeg \
     HEVCQ_WORK_DIR=/scratch \
     TMPDIR=/scratch
 # ECS mounts a task volume here so the root file system can be read-only.

@@ -43,6 +43,8 @@ class JobResult(BaseModel):
     encode_s: float | None = None
     settings_hash: str = ""
     worker: str = ""
+    # The version of the ffmpeg that decided and encoded the job ("" when not known).
+    ffmpeg: str = ""
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     region: str | None = None
     workers_dir: Path | None = Field(None, description="Folder of pool definition files.")
     work_dir: Path | None = Field(None, description="Scratch space for downloads and encodes.")
-    ffmpeg: str | None = Field(None, description="ffmpeg binary; default: PATH, then bundled.")
+    ffmpeg: str | None = Field(None, description="ffmpeg binary; default: the pinned build.")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: LogLevel = "info"
 

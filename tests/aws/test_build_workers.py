@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import threading
 
+import imageio_ffmpeg
+import pytest
+
+from hevcq.errors import ConfigError
 from hevcq.farm.workers import build_workers
 from hevcq.settings import Settings
 from hevcq.worker.protection import EcsAgentProtection
+from hevcq.worker.runner import JobRunner
 from tests.aws.conftest import MotoFarm
 
 
@@ -30,3 +35,44 @@ def test_the_workers_of_one_process_share_its_runner_and_its_task_protection(
     assert id(loop.protection) == protection
     assert len({id(lane.executor.protection) for lane in loop.lanes}) == 1
     assert len({id(lane.executor.runner) for lane in loop.lanes}) == 1
+
+
+def test_workers_run_the_pinned_ffmpeg_and_record_its_version(
+    moto_farm: MotoFarm, tmp_path
+) -> None:
+    loop = build_workers(
+        Settings(work_dir=tmp_path),
+        [moto_farm.pools["hevc"]],
+        clients=moto_farm.clients,
+        refs=moto_farm.refs,
+        stop=threading.Event(),
+    )
+    runner = loop.lanes[0].executor.runner
+    assert isinstance(runner, JobRunner)
+    assert runner._ffmpeg_version == imageio_ffmpeg.get_ffmpeg_version()
+    assert runner._ffmpeg == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_a_worker_whose_ffmpeg_lacks_a_pool_encoder_refuses_to_start(
+    moto_farm: MotoFarm, tmp_path
+) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in\n'
+        "  -version) echo 'ffmpeg version n5.1-old Copyright (c) 2000-2022' ;;\n"
+        "  -encoders) printf ' V....D libx264  H.264\\n A....D aac  AAC\\n' ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    with pytest.raises(ConfigError) as err:
+        build_workers(
+            Settings(work_dir=tmp_path, ffmpeg=str(fake)),
+            [moto_farm.pools["hevc"]],
+            clients=moto_farm.clients,
+            refs=moto_farm.refs,
+            stop=threading.Event(),
+        )
+    assert str(err.value) == (
+        f"pool hevc needs the libx265 encoder, which the ffmpeg at {fake} (n5.1-old) lacks"
+    )

@@ -51,10 +51,15 @@ def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
         yield f
 
 
+# A wrapper answers a worker's start-up questions (its version, its encoders) at once:
+# only encodes wait.
+ASKS_PASS = f'case " $* " in *" -version "*|*" -encoders "*) exec "{find_ffmpeg()}" "$@";; esac\n'
+
+
 def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
     """An ffmpeg that waits before encoding: a long job without a long clip."""
     script = tmp / f"slow-ffmpeg-{delay_s:g}"
-    script.write_text(f'#!/bin/sh\nsleep {delay_s}\nexec "{find_ffmpeg()}" "$@"\n')
+    script.write_text(f'#!/bin/sh\n{ASKS_PASS}sleep {delay_s}\nexec "{find_ffmpeg()}" "$@"\n')
     script.chmod(0o755)
     return script
 

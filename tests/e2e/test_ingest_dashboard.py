@@ -21,7 +21,7 @@ from benchmarks.harness import read_events
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 from hevcq.web.models import StatusReport
-from tests.e2e.farmkit import alive, children, cmdline, pool_dir, wait_for
+from tests.e2e.farmkit import ASKS_PASS, alive, children, cmdline, pool_dir, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,7 @@ def _gated_ffmpeg(tmp: Path, gate: Path) -> Path:
     script = tmp / "gated-ffmpeg"
     polls = GATE_WAIT_S * 10
     script.write_text(
-        f'#!/bin/sh\ni=0\nwhile [ ! -e "{gate}" ] && [ $i -lt {polls} ]; do\n'
+        f'#!/bin/sh\n{ASKS_PASS}i=0\nwhile [ ! -e "{gate}" ] && [ $i -lt {polls} ]; do\n'
         f'  sleep 0.1; i=$((i + 1))\ndone\nexec "{find_ffmpeg()}" "$@"\n'
     )
     script.chmod(0o755)

@@ -15,6 +15,7 @@ from hevcq import __version__, logs
 from hevcq.errors import ConfigError, FarmConfigError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import RunningFarm, running_farm
+from hevcq.media.ffmpeg import ffmpeg_build, find_ffmpeg
 from hevcq.pools import Pool, load_farm
 from hevcq.settings import Settings, load_settings
 
@@ -30,7 +31,17 @@ app = typer.Typer(
 def _print_version(wanted: bool) -> None:
     if wanted:
         print(f"hevcq {__version__}")
+        print(ffmpeg_line())
         raise typer.Exit
+
+
+def ffmpeg_line() -> str:
+    """Which ffmpeg this machine's workers would run, as one line (never an error)."""
+    try:
+        build = ffmpeg_build(find_ffmpeg(os.environ.get("HEVCQ_FFMPEG") or None))
+    except ConfigError as exc:
+        return f"ffmpeg: none usable ({exc})"
+    return f"ffmpeg {build.version} ({build.path})"
 
 
 @app.callback()

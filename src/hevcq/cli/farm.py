@@ -31,7 +31,7 @@ from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_f
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import running_farm
-from hevcq.farm.workers import reach_worker
+from hevcq.farm.workers import checked_ffmpeg, reach_worker
 from hevcq.library.results import announced_objects
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
@@ -54,6 +54,7 @@ def _check_worker(settings: Settings, pools: dict[str, Pool], names: list[str]) 
         raise ConfigError(f"a pool is named twice: {', '.join(names)}")
     if settings.bucket is None:
         raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
+    checked_ffmpeg(settings, [pools[n] for n in names])
 
 
 # What reading a farm raises once it stops answering.

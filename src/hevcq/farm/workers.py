@@ -12,13 +12,16 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 
+import structlog
+
 from hevcq.aws.clients import Clients, classify
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import resolve
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sns import SnsPublisher
 from hevcq.aws.sqs import SqsQueue, counts
-from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.errors import ConfigError
+from hevcq.media.ffmpeg import FfmpegBuild, ffmpeg_build, find_ffmpeg
 from hevcq.pools import Pool, primary_pool
 from hevcq.private import scratch_dir
 from hevcq.settings import Settings
@@ -29,6 +32,8 @@ from hevcq.worker.outage import until_reachable
 from hevcq.worker.protection import EcsAgentProtection, NoProtection, TaskProtection
 from hevcq.worker.runner import JobRunner
 from hevcq.worker.shared import CopyAtCommit, SharedEncode
+
+log = structlog.get_logger()
 
 
 def build_worker(
@@ -55,7 +60,7 @@ def build_worker(
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
     store = S3Store(clients.s3, refs.bucket)
     if runner is None:
-        runner = _runner(settings, store, worker_id)
+        runner = _runner(settings, store, worker_id, checked_ffmpeg(settings, [pool]))
     pr = refs.pools[pool.name]
     config = WorkerConfig(
         worker_id=worker_id,
@@ -98,10 +103,24 @@ def _protection(settings: Settings) -> TaskProtection:
     return EcsAgentProtection(agent) if agent else NoProtection()
 
 
-def _runner(settings: Settings, store: S3Store, worker_id: str) -> JobRunner:
+def checked_ffmpeg(settings: Settings, pools: Sequence[Pool]) -> FfmpegBuild:
+    """The worker's ffmpeg, asked once at start whether it has every encoder ``pools``
+    name; raises ``ConfigError`` (one line) when it does not: refusing to start beats
+    failing every job of a pool after its download."""
+    build = ffmpeg_build(find_ffmpeg(settings.ffmpeg))
+    missing = build.missing(pools)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ConfigError(missing[0] + more)
+    log.info("ffmpeg_found", path=build.path, version=build.version)
+    return build
+
+
+def _runner(settings: Settings, store: S3Store, worker_id: str, ffmpeg: FfmpegBuild) -> JobRunner:
     runner = JobRunner(
         store,
-        ffmpeg=find_ffmpeg(settings.ffmpeg),
+        ffmpeg=ffmpeg.path,
+        ffmpeg_version=ffmpeg.version,
         work_dir=settings.work_dir or scratch_dir(),
         worker_id=worker_id,
         stall_timeout_s=settings.stall_timeout_s,
@@ -126,7 +145,8 @@ def build_workers(
     """One process's loop over the queues of ``pools``: a ``Worker`` for each, sharing one
     runner, taking the next message by backlog and turn (``hevcq.worker.loop.Loop``)."""
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    runner = _runner(settings, S3Store(clients.s3, refs.bucket), worker_id)
+    ffmpeg = checked_ffmpeg(settings, pools)
+    runner = _runner(settings, S3Store(clients.s3, refs.bucket), worker_id, ffmpeg)
     protection = _protection(settings)
     lanes = [
         build_worker(

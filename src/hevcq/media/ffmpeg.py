@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +16,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +33,7 @@ from hevcq.errors import (
 )
 from hevcq.limits import MiB
 from hevcq.media.progress import Progress, ProgressParser
+from hevcq.pools import Pool
 
 log = structlog.get_logger()
 
@@ -132,21 +136,83 @@ class PopenProcess:
 
 
 def find_ffmpeg(configured: str | None = None) -> str:
-    """The configured binary, else ``ffmpeg`` on PATH, else the one imageio-ffmpeg ships."""
+    """The configured binary (``HEVCQ_FFMPEG``), else the pinned static build.
+
+    The pinned build is the one the ``imageio-ffmpeg`` wheel ships, at the exact version
+    ``pyproject.toml`` names; every image installs the same wheel, so the same job makes
+    the same bytes on a laptop and in the cloud, and ``preset`` means the same everywhere.
+    An ``ffmpeg`` on PATH is used only where that build is missing for the platform.
+    """
     if configured:
         found = shutil.which(configured)
         if found is None:
             raise ConfigError(f"ffmpeg binary not found or not executable: {configured}")
         return found
-    on_path = shutil.which("ffmpeg")
-    if on_path:
-        return on_path
     try:
-        import imageio_ffmpeg  # noqa: PLC0415 - optional fallback, only needed without ffmpeg
+        import imageio_ffmpeg  # noqa: PLC0415 - loaded only when ffmpeg is first needed
 
         return str(imageio_ffmpeg.get_ffmpeg_exe())
     except (ImportError, RuntimeError) as exc:
-        raise ConfigError("no ffmpeg: install one or set the ffmpeg path") from exc
+        on_path = shutil.which("ffmpeg")
+        if on_path:
+            return on_path
+        raise ConfigError("no ffmpeg: install hevcq's dependencies or set HEVCQ_FFMPEG") from exc
+
+
+@dataclass(frozen=True)
+class FfmpegBuild:
+    """What an ffmpeg binary is: its version line and the encoders it has."""
+
+    path: str
+    version: str
+    encoders: frozenset[str]
+
+    def missing(self, pools: Iterable[Pool]) -> list[str]:
+        """What each pool names that this ffmpeg cannot encode, one line per encoder."""
+        lines = []
+        for pool in pools:
+            lines += [
+                f"pool {pool.name} needs the {enc} encoder, which the ffmpeg at {self.path} "
+                f"({self.version}) lacks"
+                for enc in sorted(pool.encode.encoders)
+                if enc not in self.encoders
+            ]
+        return lines
+
+
+_VERSION_LINE = re.compile(r"^ffmpeg version (\S+)")
+_ENCODER_LINE = re.compile(r"^ ([VAS])[.A-Z]{5} (\S+)")
+
+
+@functools.lru_cache(maxsize=8)
+def ffmpeg_build(path: str) -> FfmpegBuild:
+    """Ask ``path`` for its version and encoders (once per process and path).
+
+    Raises ``ConfigError`` when it does not run or does not answer like ffmpeg.
+    """
+    try:
+        version = _ask(path, "-version")
+        encoders = _ask(path, "-encoders")
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"cannot run ffmpeg at {path}: {exc}") from exc
+    found = _VERSION_LINE.match(version)
+    if found is None:
+        raise ConfigError(f"{path} does not say it is ffmpeg (its -version: {version[:80]!r})")
+    names = frozenset(m.group(2) for m in map(_ENCODER_LINE.match, encoders.splitlines()) if m)
+    return FfmpegBuild(path, found.group(1), names)
+
+
+def _ask(path: str, option: str) -> str:
+    done = subprocess.run(
+        [path, "-hide_banner", option],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=30,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return done.stdout
 
 
 def run_ffmpeg(

@@ -241,9 +241,11 @@ class JobRunner:
         stall_timeout_s: float,
         threads: int | None = None,
         decode_during_encode: bool = True,
+        ffmpeg_version: str = "",
     ) -> None:
         self._store = store
         self._ffmpeg = ffmpeg
+        self._ffmpeg_version = ffmpeg_version
         self._work_dir = work_dir
         self._worker_id = worker_id
         self._stall_timeout_s = stall_timeout_s
@@ -256,7 +258,7 @@ class JobRunner:
             log.info("scratch_swept", path=str(d), reason="its worker is gone")
 
     def _result(self, spec: JobSpec, outcome: Outcome, **kw: Any) -> JobResult:
-        return job_result(spec, outcome, self._worker_id, **kw)
+        return job_result(spec, outcome, self._worker_id, ffmpeg=self._ffmpeg_version, **kw)
 
     def run(self, spec: JobSpec, ctx: JobContext) -> JobResult:
         """Do the job; raises PermanentError, RetryableError or InterruptedJob on failure."""

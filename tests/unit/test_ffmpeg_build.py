@@ -1,0 +1,105 @@
+"""What an ffmpeg binary is (its version and encoders), and which pools it cannot serve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+from hevcq.errors import ConfigError
+from hevcq.formats import AUDIO_ENCODERS, VIDEO_CODECS
+from hevcq.media.ffmpeg import ffmpeg_build, find_ffmpeg
+from hevcq.pools import load_farm, load_pool
+
+WORKERS = Path(__file__).resolve().parents[2] / "workers"
+
+
+def fake_ffmpeg(tmp_path: Path, version: str, encoders: str) -> str:
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case "$2" in\n  -version) printf %s "{version}" ;;\n'
+        f'  -encoders) printf "{encoders}" ;;\nesac\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_the_default_ffmpeg_is_the_pinned_build_with_every_encoder_in_the_table() -> None:
+    build = ffmpeg_build(find_ffmpeg())
+    assert build.path == imageio_ffmpeg.get_ffmpeg_exe()
+    assert build.version == imageio_ffmpeg.get_ffmpeg_version()
+    assert {c.encoder for c in VIDEO_CODECS.values()} <= build.encoders
+    assert set(AUDIO_ENCODERS.values()) <= build.encoders
+    av1 = load_pool(WORKERS / "optional" / "av1.yaml")
+    assert build.missing([*load_farm(WORKERS).values(), av1]) == []
+
+
+def test_an_ffmpeg_without_av1_cannot_serve_the_av1_pool(tmp_path: Path) -> None:
+    path = fake_ffmpeg(
+        tmp_path,
+        "ffmpeg version 5.1.6-0+deb12u1 Copyright (c) 2000-2024",
+        " V....D libx265  HEVC\\n A....D aac  AAC\\n",
+    )
+    build = ffmpeg_build(path)
+    assert build.version == "5.1.6-0+deb12u1"
+    assert build.missing(load_farm(WORKERS).values()) == []
+    assert build.missing([load_pool(WORKERS / "optional" / "av1.yaml")]) == [
+        f"pool av1 needs the libopus encoder, which the ffmpeg at {path} (5.1.6-0+deb12u1) lacks",
+        f"pool av1 needs the libsvtav1 encoder, which the ffmpeg at {path} (5.1.6-0+deb12u1) lacks",
+    ]
+
+
+def test_a_binary_that_is_not_ffmpeg_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not say it is ffmpeg"):
+        ffmpeg_build(fake_ffmpeg(tmp_path, "hello", ""))
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    with pytest.raises(ConfigError, match="cannot run ffmpeg at"):
+        ffmpeg_build(str(broken))
+
+
+def test_version_names_hevcq_and_its_ffmpeg() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hevcq", "--version"], capture_output=True, text=True, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("hevcq ")
+    assert (
+        lines[1]
+        == f"ffmpeg {imageio_ffmpeg.get_ffmpeg_version()} ({imageio_ffmpeg.get_ffmpeg_exe()})"
+    )
+
+
+def test_a_worker_refuses_to_start_in_one_line_without_its_pools_encoders(tmp_path: Path) -> None:
+    workers = tmp_path / "workers"
+    workers.mkdir()
+    (workers / "av1.yaml").write_text((WORKERS / "optional" / "av1.yaml").read_text())
+    path = fake_ffmpeg(tmp_path, "ffmpeg version 5.1.6 Copyright", " V....D libx265  HEVC\\n")
+    env = {
+        **os.environ,
+        "HEVCQ_WORKERS_DIR": str(workers),
+        "HEVCQ_FFMPEG": path,
+        "HEVCQ_BUCKET": "media",
+        "COLUMNS": "400",  # the console wraps long lines at its width
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hevcq", "worker", "--pool", "av1"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    [line] = lines
+    assert "pool av1 needs the libopus encoder" in line
+    assert "(and 1 more)" in line
