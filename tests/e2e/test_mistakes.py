@@ -186,7 +186,7 @@ def test_a_farm_whose_resources_are_missing_is_exit_3(tmp_path: Path) -> None:
     assert "queue 'hevcq-results'" in line or "hevcq-" in line
 
 
-def test_version_prints_one_line() -> None:
+def test_version_prints_hevcq_and_its_ffmpeg_one_line_each() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "hevcq", "--version"],
         capture_output=True,
@@ -195,7 +195,10 @@ def test_version_prints_one_line() -> None:
         check=False,
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout == f"hevcq {hevcq_version}\n"
+    hevcq_line, ffmpeg_line = r.stdout.splitlines()
+    assert hevcq_line == f"hevcq {hevcq_version}"
+    assert ffmpeg_line.startswith("ffmpeg n")
+    assert r.stderr == ""
 
 
 def test_an_unknown_log_level_is_refused_naming_the_levels(tmp_path: Path) -> None:
