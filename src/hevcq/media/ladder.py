@@ -1,0 +1,523 @@
+"""An HLS ladder from one source: CMAF (fMP4) segments of every rung from one ffmpeg
+command, a master playlist written from what the segments measure, and the checks a ladder
+passes before it counts.
+
+The rungs come from the picture as the viewer sees it (rotation applied, so a portrait
+phone clip gets portrait rungs by its short side), never above the source. Every rung has
+an IDR frame every ``GOP_S`` seconds at the same timestamps, closed GOPs, and segments of
+``SEGMENT_S`` seconds, so a player switches rungs at any segment. Variable-frame-rate phone
+sources are made constant-rate. The master playlist's CODECS come from the init segments,
+and BANDWIDTH / AVERAGE-BANDWIDTH from the segments' own sizes, never from settings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from hevcq.errors import PermanentError, VerificationError
+from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.model import MediaInfo
+
+# Rung heights (the short side), largest first.
+STANDARD_SIZES = (2160, 1440, 1080, 720, 480, 360, 240)
+SEGMENT_S = 6
+GOP_S = 2
+# A source whose short side is at least this much above the standard rung below it also
+# gets its own size as the top rung (a 1000p source: 1000, 720, ...; a 370p one: 360, 240).
+OWN_SIZE_MARGIN = 1.10
+# Peak rate cap of a rung: bits per pixel per frame (about Apple's H.264 ladder: 720p30 at
+# 2.8 Mb/s, 1080p30 at 6.2 Mb/s, 360p30 at 0.7 Mb/s). The quality comes from the CRF; the
+# cap keeps a rung within what its bandwidth class can stream.
+CAP_BITS_PER_PIXEL = 0.1
+CRF = 23
+PRESET = "veryfast"
+AUDIO_KBPS = 128
+# Frame rates a VFR source is made constant at: the nearest to its average.
+COMMON_RATES = tuple(
+    Fraction(n, d)
+    for n, d in (
+        (24000, 1001),
+        (24, 1),
+        (25, 1),
+        (30000, 1001),
+        (30, 1),
+        (50, 1),
+        (60000, 1001),
+        (60, 1),
+    )
+)
+# Apple's rule for VOD: measured peak and average within 10 % of what the playlist declares.
+BANDWIDTH_TOLERANCE = 0.10
+MASTER = "master.m3u8"
+_FFMPEG_MASTER = "ffmpeg-master.m3u8"
+AUDIO_GROUP = "aud"
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rendition: its picture size as displayed, and its peak rate cap."""
+
+    width: int
+    height: int
+    maxrate_kbps: int
+
+    @property
+    def short(self) -> int:
+        """The short side: the rung's name (720 for 1280x720 and for 720x1280)."""
+        return min(self.width, self.height)
+
+
+@dataclass(frozen=True)
+class LadderPlan:
+    """Everything the ladder's ffmpeg command needs."""
+
+    rungs: tuple[Rung, ...]
+    fps: Fraction
+    video_index: int
+    audio_index: int | None  # the source's first audio stream; None: a silent ladder
+    crf: int = CRF
+    preset: str = PRESET
+
+    @property
+    def gop_frames(self) -> int:
+        """Frames between IDRs."""
+        return max(1, round(self.fps * GOP_S))
+
+
+def _even(n: float) -> int:
+    """The nearest even size (4:2:0 needs even sides)."""
+    return max(2, round(n / 2) * 2)
+
+
+def rung_heights(short: int) -> tuple[int, ...]:
+    """The short sides of the rungs of a source whose short side is ``short``: the
+    standard sizes not above it, topped by its own (even) size when that is not one."""
+    below = [s for s in STANDARD_SIZES if s <= short]
+    if not below or short >= below[0] * OWN_SIZE_MARGIN:
+        return (max(2, short - short % 2), *below)
+    return tuple(below)
+
+
+def choose_rungs(width: int, height: int, fps: Fraction) -> tuple[Rung, ...]:
+    """The rungs of a source displayed at ``width`` x ``height``, largest first, each
+    keeping the source's aspect and orientation."""
+    short, long = sorted((width, height))
+    rungs = []
+    for target in rung_heights(short):
+        other = _even(long * target / short)
+        w, h = (target, other) if width <= height else (other, target)
+        cap = round(w * h * float(fps) * CAP_BITS_PER_PIXEL / 1000)
+        rungs.append(Rung(w, h, max(cap, 64)))
+    return tuple(rungs)
+
+
+def constant_rate(fps: float | None) -> Fraction:
+    """The constant frame rate a ladder of a source averaging ``fps`` is made at."""
+    if not fps or fps <= 0:
+        return Fraction(30)
+    return min(COMMON_RATES, key=lambda r: abs(float(r) - fps))
+
+
+def plan_ladder(info: MediaInfo) -> LadderPlan | None:
+    """The ladder plan of a probed source; None when it has no video."""
+    video = info.main_video
+    if video is None:
+        return None
+    width, height = video.display_size
+    fps = constant_rate(video.fps)
+    audio = info.audio[0].index if info.audio else None
+    return LadderPlan(choose_rungs(width, height, fps), fps, video.index, audio)
+
+
+def ladder_args(
+    ffmpeg: str, src: Path, out_dir: Path, plan: LadderPlan, *, threads: int | None = None
+) -> list[str]:
+    """The one ffmpeg command that writes every rung's segments and playlist under
+    ``out_dir/<n>/`` (audio, when there is some, as the last rendition)."""
+    n = len(plan.rungs)
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    if threads:
+        args += ["-threads", str(threads)]
+    args += ["-i", f"file:{src}"]
+    # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
+    chains = [
+        f"[0:{plan.video_index}]fps={plan.fps},split={n}" + "".join(f"[s{i}]" for i in range(n))
+    ]
+    chains += [
+        f"[s{i}]scale={r.width}:{r.height}:flags=lanczos,setsar=1[v{i}]"
+        for i, r in enumerate(plan.rungs)
+    ]
+    args += ["-filter_complex", ";".join(chains)]
+    for i in range(n):
+        args += ["-map", f"[v{i}]"]
+    gop = str(plan.gop_frames)
+    args += ["-c:v", "libx264", "-preset", plan.preset, "-crf", str(plan.crf)]
+    args += ["-pix_fmt", "yuv420p", "-profile:v", "high"]
+    for i, r in enumerate(plan.rungs):
+        args += [
+            f"-maxrate:v:{i}",
+            f"{r.maxrate_kbps}k",
+            f"-bufsize:v:{i}",
+            f"{2 * r.maxrate_kbps}k",
+        ]
+    # IDR every GOP_S seconds at the same timestamps in every rung, closed GOPs, no extra
+    # keyframes at scene cuts: segment starts line up across the ladder.
+    args += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+    args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_S})"]
+    args += ["-x264-params", "open-gop=0:scenecut=0"]
+    streams = [
+        f"v:{i},agroup:{AUDIO_GROUP}" if plan.audio_index is not None else f"v:{i}"
+        for i in range(n)
+    ]
+    if plan.audio_index is not None:
+        args += [
+            "-map",
+            f"0:{plan.audio_index}",
+            "-c:a",
+            "aac",
+            "-b:a",
+            f"{AUDIO_KBPS}k",
+            "-ac",
+            "2",
+        ]
+        streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
+    args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
+    args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
+    args += ["-hls_segment_filename", str(out_dir / "%v" / "seg_%05d.m4s")]
+    args += ["-hls_fmp4_init_filename", "init.mp4", "-master_pl_name", _FFMPEG_MASTER]
+    args += ["-var_stream_map", " ".join(streams)]
+    args += ["-progress", "pipe:1", "-nostats", str(out_dir / "%v" / "index.m3u8")]
+    return args
+
+
+# --- Reading what ffmpeg wrote ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    """One rendition's playlist: its target duration, init segment and segments."""
+
+    path: Path
+    target_s: int
+    init: Path
+    segments: tuple[tuple[float, Path], ...]  # (EXTINF seconds, file)
+
+    @property
+    def duration_s(self) -> float:
+        """The rendition's length, from its EXTINFs."""
+        return sum(d for d, _ in self.segments)
+
+    def rates(self) -> tuple[int, int]:
+        """Peak and average bits per second, measured from the segment files."""
+        bits = [(p.stat().st_size * 8, d) for d, p in self.segments]
+        peak = max((b / d for b, d in bits if d > 0), default=0.0)
+        total = sum(d for _, d in bits)
+        return math.ceil(peak), math.ceil(sum(b for b, _ in bits) / total) if total else 0
+
+
+def read_media_playlist(path: Path) -> MediaPlaylist:
+    """Parse a media playlist ffmpeg's HLS muxer wrote (or a ladder holds)."""
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    target, init, segments, extinf = 0, None, [], None
+    for line in lines:
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            target = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MAP:"):
+            found = re.search(r'URI="([^"]+)"', line)
+            init = path.parent / found.group(1) if found else None
+        elif line.startswith("#EXTINF:"):
+            extinf = float(line.split(":", 1)[1].split(",", 1)[0])
+        elif not line.startswith("#") and extinf is not None:
+            segments.append((extinf, path.parent / line))
+            extinf = None
+    if init is None or not segments:
+        raise ValueError(f"{path.name}: no init segment or no segments")
+    return MediaPlaylist(path, target, init, tuple(segments))
+
+
+def video_codec_string(init: Path) -> tuple[str, int, int]:
+    """The RFC 6381 CODECS value of an init segment's video, and its width and height."""
+    with av.open(str(init)) as f:
+        ctx: Any = f.streams.video[0].codec_context
+        extra = bytes(ctx.extradata or b"")
+        if ctx.name != "h264" or len(extra) < 4:
+            raise ValueError(f"{init.name}: not an H.264 init segment ({ctx.name})")
+        # avcC: version, profile_idc, constraint flags, level_idc.
+        return f"avc1.{extra[1]:02x}{extra[2]:02x}{extra[3]:02x}", ctx.width, ctx.height
+
+
+def audio_codec_string(init: Path) -> str:
+    """The CODECS value of an init segment's AAC audio (``mp4a.40.<object type>``)."""
+    with av.open(str(init)) as f:
+        ctx: Any = f.streams.audio[0].codec_context
+        extra = bytes(ctx.extradata or b"")
+        if ctx.name != "aac" or not extra:
+            raise ValueError(f"{init.name}: not an AAC init segment ({ctx.name})")
+        return f"mp4a.40.{extra[0] >> 3}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A master playlist entry as written or read."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+    codecs: str
+    width: int
+    height: int
+    frame_rate: str
+
+
+def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
+    """Write ``master.m3u8`` from what the segments and init segments hold; the variants.
+
+    Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a player
+    streams at once), AVERAGE-BANDWIDTH likewise for the averages.
+    """
+    n = len(plan.rungs)
+    audio = (
+        read_media_playlist(out_dir / str(n) / "index.m3u8")
+        if plan.audio_index is not None
+        else None
+    )
+    a_peak, a_avg = audio.rates() if audio else (0, 0)
+    a_codec = f",{audio_codec_string(audio.init)}" if audio else ""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    if audio:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="audio",DEFAULT=YES,'
+            f'AUTOSELECT=YES,CHANNELS="2",URI="{n}/index.m3u8"'
+        )
+    variants = []
+    for i in range(n):
+        media = read_media_playlist(out_dir / str(i) / "index.m3u8")
+        codec, width, height = video_codec_string(media.init)
+        peak, avg = media.rates()
+        v = Variant(
+            f"{i}/index.m3u8",
+            peak + a_peak,
+            avg + a_avg,
+            codec + a_codec,
+            width,
+            height,
+            f"{float(plan.fps):.3f}",
+        )
+        variants.append(v)
+        group = f',AUDIO="{AUDIO_GROUP}"' if audio else ""
+        lines.append(
+            f"#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},AVERAGE-BANDWIDTH={v.average_bandwidth},"
+            f'CODECS="{v.codecs}",RESOLUTION={v.width}x{v.height},FRAME-RATE={v.frame_rate}{group}'
+        )
+        lines.append(v.uri)
+    (out_dir / MASTER).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / _FFMPEG_MASTER).unlink(missing_ok=True)
+    return variants
+
+
+def read_master(path: Path) -> tuple[list[Variant], str | None]:
+    """The variants of a master playlist and its audio rendition's URI (None: none)."""
+    variants, audio, pending = [], None, None
+    for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
+        if line.startswith("#EXT-X-MEDIA:") and "TYPE=AUDIO" in line:
+            found = re.search(r'URI="([^"]+)"', line)
+            audio = found.group(1) if found else None
+        elif line.startswith("#EXT-X-STREAM-INF:"):
+            pending = _attributes(line.split(":", 1)[1])
+        elif line and not line.startswith("#") and pending is not None:
+            width, height = (int(x) for x in pending["RESOLUTION"].split("x"))
+            variants.append(
+                Variant(
+                    line,
+                    int(pending["BANDWIDTH"]),
+                    int(pending.get("AVERAGE-BANDWIDTH", "0")),
+                    pending.get("CODECS", ""),
+                    width,
+                    height,
+                    pending.get("FRAME-RATE", ""),
+                )
+            )
+            pending = None
+    return variants, audio
+
+
+def _attributes(text: str) -> dict[str, str]:
+    return {k: v.strip('"') for k, v in re.findall(r'([A-Z-]+)=("[^"]*"|[^,]*)', text)}
+
+
+# --- The checks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RungDecode:
+    """What decoding a rendition segment by segment found."""
+
+    frames: int
+    starts: tuple[float | None, ...]  # each segment's first video timestamp, None: no IDR
+
+
+def decode_rendition(media: MediaPlaylist) -> RungDecode:
+    """Decode every frame of a video rendition, each segment on its own after its init
+    segment (so each must start with an IDR and decode independently)."""
+    frames, starts = 0, []
+    init = media.init.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="hevcq-ladder-") as tmp:
+        joined = Path(tmp) / "segment.mp4"
+        for _, seg in media.segments:
+            joined.write_bytes(init + seg.read_bytes())
+            with av.open(str(joined)) as f:
+                stream: Any = f.streams.video[0]
+                first: float | None = None
+                seen = False
+                for packet in f.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    if not seen:
+                        seen = True
+                        if packet.is_keyframe and packet.pts is not None:
+                            first = round(float(packet.pts * stream.time_base), 4)
+                    frames += len(packet.decode())
+                frames += len(stream.codec_context.decode(None))  # the decoder's delay
+                starts.append(first)
+    return RungDecode(frames, tuple(starts))
+
+
+@dataclass(frozen=True)
+class _Audio:
+    peak: int = 0
+    average: int = 0
+    codec: str = ""
+
+
+def check_ladder(out_dir: Path) -> list[str]:
+    """Every reason the ladder under ``out_dir`` must not count (empty: it passes).
+
+    Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
+    ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``.
+    """
+    try:
+        variants, audio_uri = read_master(out_dir / MASTER)
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"master: unreadable: {exc}"]
+    if not variants:
+        return ["master: no variants"]
+    problems: list[str] = []
+    audio = _Audio()
+    if audio_uri:
+        try:
+            media = read_media_playlist(out_dir / audio_uri)
+            peak, average = media.rates()
+            audio = _Audio(peak, average, audio_codec_string(media.init))
+        except (OSError, ValueError, av.FFmpegError) as exc:
+            return [f"decode: {audio_uri}: {exc}"]
+        problems += _duration_problems(media)
+    decodes = []
+    for v in variants:
+        try:
+            media = read_media_playlist(out_dir / v.uri)
+            decoded = decode_rendition(media)
+            problems += _variant_problems(v, media, audio)
+        except (OSError, ValueError, av.FFmpegError) as exc:
+            problems.append(f"decode: {v.uri}: {exc}")
+            continue
+        decodes.append((v, decoded))
+    return problems + _alignment_problems(decodes)
+
+
+def _variant_problems(v: Variant, media: MediaPlaylist, audio: _Audio) -> list[str]:
+    """What a variant declares against what its files hold."""
+    problems = _duration_problems(media)
+    codec, width, height = video_codec_string(media.init)
+    expected = codec + (f",{audio.codec}" if audio.codec else "")
+    if v.codecs != expected:
+        problems.append(f"codecs: {v.uri} declares {v.codecs}, its init segments hold {expected}")
+    if (v.width, v.height) != (width, height):
+        held = f"{width}x{height}"
+        problems.append(f"resolution: {v.uri} declares {v.width}x{v.height}, holds {held}")
+    peak, avg = media.rates()
+    problems += _rate_problems(v.uri, "peak", v.bandwidth, peak + audio.peak)
+    problems += _rate_problems(v.uri, "average", v.average_bandwidth, avg + audio.average)
+    return problems
+
+
+def _alignment_problems(decodes: list[tuple[Variant, RungDecode]]) -> list[str]:
+    """Every rung decodes the same frames and starts its segments with IDR frames at the
+    same timestamps as the first rung."""
+    if not decodes:
+        return []
+    problems = []
+    first_v, first = decodes[0]
+    for v, d in decodes:
+        if d.frames == 0:
+            problems.append(f"decode: {v.uri}: no frame decodes")
+        elif d.frames != first.frames:
+            problems.append(
+                f"decode: {v.uri} decodes {d.frames} frames, {first_v.uri} {first.frames}"
+            )
+        if None in d.starts:
+            problems.append(f"idr-alignment: {v.uri}: a segment does not start with an IDR frame")
+        elif d.starts != first.starts:
+            problems.append(
+                f"idr-alignment: {v.uri} segments start at other times than {first_v.uri}'s"
+            )
+    return problems
+
+
+def _duration_problems(media: MediaPlaylist) -> list[str]:
+    # RFC 8216 4.3.3.1: each EXTINF, rounded to the nearest integer, at most the target.
+    name = media.path.parent.name
+    return [
+        f"segment-duration: {name}/{seg.name} lasts {d:.3f} s, target {media.target_s} s"
+        for d, seg in media.segments
+        if round(d) > media.target_s or media.target_s > SEGMENT_S
+    ]
+
+
+def _rate_problems(uri: str, what: str, declared: int, measured: int) -> list[str]:
+    if measured and abs(declared - measured) > BANDWIDTH_TOLERANCE * measured:
+        return [f"bandwidth: {uri} declares {what} {declared} b/s, measures {measured} b/s"]
+    return []
+
+
+def build_ladder(
+    ffmpeg: str,
+    src: Path,
+    out_dir: Path,
+    info: MediaInfo,
+    *,
+    threads: int | None = None,
+    stop: threading.Event | None = None,
+    stall_timeout_s: float = 300.0,
+) -> list[Variant]:
+    """Encode, measure and check the ladder of ``src`` into the empty folder ``out_dir``.
+
+    Raises ``PermanentError`` when the source has no video, and ``VerificationError``
+    naming the first failed check when the ladder does not pass them all.
+    """
+    plan = plan_ladder(info)
+    if plan is None:
+        raise PermanentError("no video stream")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = ladder_args(ffmpeg, src, out_dir, plan, threads=threads)
+    run_ffmpeg(
+        args,
+        on_progress=None,
+        stop=stop or threading.Event(),
+        stall_timeout_s=stall_timeout_s,
+        output=out_dir,
+    )
+    variants = write_master(out_dir, plan)
+    problems = check_ladder(out_dir)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerificationError(f"ladder rejected: {problems[0]}{more}")
+    return variants

@@ -1,0 +1,163 @@
+"""A real ladder from the pinned ffmpeg, and each of its checks shown to fail on a ladder
+broken in that one way."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hevcq.errors import PermanentError, VerificationError
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import (
+    MASTER,
+    SEGMENT_S,
+    build_ladder,
+    check_ladder,
+    read_master,
+    read_media_playlist,
+)
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+SECONDS = 13  # two whole segments and a short last one
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("ladder")
+    src = make_clip(tmp / "src.mp4", width=640, height=360, seconds=SECONDS, fps=25)
+    build_ladder(find_ffmpeg(), src, tmp / "hls", probe(src))
+    return tmp / "hls"
+
+
+def copy_of(ladder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(ladder, tmp_path / "hls"))
+
+
+def test_a_ladder_has_every_rung_measured_and_aligned(ladder: Path) -> None:
+    variants, audio = read_master(ladder / MASTER)
+    assert [(v.width, v.height) for v in variants] == [(640, 360), (426, 240)]
+    assert audio == "2/index.m3u8"
+    for v in variants:
+        assert v.codecs.startswith("avc1.64")  # H.264 High
+        assert v.codecs.endswith(",mp4a.40.2")  # AAC-LC
+        assert v.frame_rate == "25.000"
+        assert v.bandwidth >= v.average_bandwidth > 0
+        media = read_media_playlist(ladder / v.uri)
+        assert [round(d, 3) for d, _ in media.segments] == [6.0, 6.0, 1.0]
+        assert media.target_s == SEGMENT_S
+    text = (ladder / MASTER).read_text()
+    assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
+    assert not (ladder / "ffmpeg-master.m3u8").exists()
+    assert check_ladder(ladder) == []
+
+
+def test_a_portrait_silent_phone_clip_gets_portrait_rungs_and_no_audio(tmp_path: Path) -> None:
+    src = make_clip(
+        tmp_path / "IMG.MOV", width=640, height=360, seconds=3, rotation=90, audio_streams=0
+    )
+    variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    assert [(v.width, v.height) for v in variants] == [(360, 640), (240, 426)]
+    assert all("mp4a" not in v.codecs for v in variants)
+    assert "TYPE=AUDIO" not in (tmp_path / "hls" / MASTER).read_text()
+    assert check_ladder(tmp_path / "hls") == []
+
+
+def test_a_source_without_video_has_no_ladder(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "a.mp4", width=64, height=64, seconds=1)
+    info = probe(src)
+    silent = type(info)(info.format_name, info.duration_s, info.size_bytes, audio=info.audio)
+    with pytest.raises(PermanentError, match="no video stream"):
+        build_ladder(find_ffmpeg(), src, tmp_path / "hls", silent)
+
+
+def _edit(path: Path, pattern: str, repl: str) -> None:
+    text = path.read_text()
+    changed = re.sub(pattern, repl, text, count=1)
+    assert changed != text
+    path.write_text(changed)
+
+
+def test_a_declared_bandwidth_far_from_the_measured_one_fails(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    _edit(hls / MASTER, r"BANDWIDTH=(\d+)", "BANDWIDTH=1000")
+    problems = check_ladder(hls)
+    assert any(p.startswith("bandwidth: 0/index.m3u8 declares peak 1000") for p in problems)
+
+
+def test_codecs_other_than_the_init_segments_hold_fail(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    _edit(hls / MASTER, r'CODECS="avc1\.[0-9a-f]+', 'CODECS="avc1.42e01e')
+    assert any(p.startswith("codecs: 0/index.m3u8 declares avc1.42e01e") for p in check_ladder(hls))
+
+
+def test_a_segment_longer_than_the_target_fails(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    _edit(hls / "1" / "index.m3u8", r"#EXTINF:6\.0+,", "#EXTINF:7.9,")
+    assert any(p.startswith("segment-duration: 1/seg_") for p in check_ladder(hls))
+
+
+def test_a_truncated_segment_fails_to_decode(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    seg = hls / "0" / "seg_00001.m4s"
+    seg.write_bytes(seg.read_bytes()[: seg.stat().st_size // 3])
+    problems = check_ladder(hls)
+    assert any(p.startswith("decode: 0/index.m3u8") for p in problems), problems
+
+
+def test_rungs_whose_segments_start_at_other_times_fail(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    # One rung's second segment replaced by its first: the IDR times no longer line up.
+    first, second = hls / "1" / "seg_00000.m4s", hls / "1" / "seg_00001.m4s"
+    second.write_bytes(first.read_bytes())
+    problems = check_ladder(hls)
+    assert any(p.startswith("idr-alignment: 1/index.m3u8") for p in problems), problems
+
+
+def test_a_ladder_failing_a_check_is_refused_with_the_check_name(
+    ladder: Path, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hevcq.media.ladder as lad  # noqa: PLC0415 - the module whose check is forced
+
+    monkeypatch.setattr(lad, "check_ladder", lambda _d: ["bandwidth: x", "codecs: y"])
+    src = make_clip(tmp_path / "s.mp4", width=320, height=240, seconds=1)
+    with pytest.raises(VerificationError, match=r"^ladder rejected: bandwidth: x \(and 1 more\)$"):
+        build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+
+
+def test_the_ladder_command_checks_and_refuses_in_one_line(ladder: Path, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "src.mp4", width=320, height=240, seconds=2)
+    out = tmp_path / "out"
+    done = _hevcq("ladder", str(src), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "320x240" in done.stdout
+    assert check_ladder(out) == []
+    again = _hevcq("ladder", str(src), "--out", str(out))  # never over an earlier ladder
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n")
+    bad = _hevcq("ladder", str(notes), "--out", str(tmp_path / "other"))
+    for refused in (again, bad):
+        assert refused.returncode == 2
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert "not an empty folder" in again.stderr
+    assert "not a media file" in bad.stderr
+
+
+def _hevcq(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "400"}
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )

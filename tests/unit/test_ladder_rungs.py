@@ -1,0 +1,88 @@
+"""The ladder's rungs, chosen from the picture as displayed: never upscaled, portrait by
+its short side, the source's own size on top when it is not a standard one."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from hevcq.media.ladder import (
+    choose_rungs,
+    constant_rate,
+    plan_ladder,
+    rung_heights,
+)
+from hevcq.media.model import AudioStream, MediaInfo, VideoStream
+
+F30 = Fraction(30)
+
+
+@pytest.mark.parametrize(
+    ("short", "heights"),
+    [
+        (2160, (2160, 1440, 1080, 720, 480, 360, 240)),
+        (1080, (1080, 720, 480, 360, 240)),
+        (720, (720, 480, 360, 240)),
+        (370, (360, 240)),  # close above a standard size: that size is the top
+        (1000, (1000, 720, 480, 360, 240)),  # well above one: its own size on top
+        (241, (240,)),
+        (200, (200,)),  # below every standard size: the source's own size alone
+        (201, (200,)),  # an odd size is made even, downwards
+    ],
+)
+def test_rung_heights_never_exceed_the_source(short: int, heights: tuple[int, ...]) -> None:
+    assert rung_heights(short) == heights
+    assert max(rung_heights(short)) <= short
+
+
+def test_a_landscape_720p_source_gets_the_standard_ladder() -> None:
+    sizes = [(r.width, r.height) for r in choose_rungs(1280, 720, F30)]
+    assert sizes == [(1280, 720), (854, 480), (640, 360), (426, 240)]
+
+
+def test_a_portrait_phone_clip_gets_portrait_rungs_by_its_short_side() -> None:
+    sizes = [(r.width, r.height) for r in choose_rungs(1080, 1920, F30)]
+    assert sizes == [(1080, 1920), (720, 1280), (480, 854), (360, 640), (240, 426)]
+
+
+def test_rates_grow_with_pixels_and_frame_rate() -> None:
+    at30 = choose_rungs(1920, 1080, F30)
+    at60 = choose_rungs(1920, 1080, Fraction(60))
+    caps = [r.maxrate_kbps for r in at30]
+    assert caps == sorted(caps, reverse=True)
+    assert 5_000 <= caps[0] <= 8_000  # about Apple's 1080p30 H.264 rung
+    assert [abs(r.maxrate_kbps - 2 * c) <= 1 for r, c in zip(at60, caps, strict=True)] == [True] * 5
+
+
+@pytest.mark.parametrize(
+    ("fps", "rate"),
+    [
+        (29.97, Fraction(30000, 1001)),
+        (29.3, Fraction(30000, 1001)),  # a VFR phone clip's average
+        (30.0, Fraction(30)),
+        (24.0, Fraction(24)),
+        (59.94, Fraction(60000, 1001)),
+        (None, Fraction(30)),
+    ],
+)
+def test_variable_rate_sources_are_made_constant_at_the_nearest_common_rate(
+    fps: float | None, rate: Fraction
+) -> None:
+    assert constant_rate(fps) == rate
+
+
+def test_the_plan_follows_the_displayed_picture_and_the_first_audio() -> None:
+    info = MediaInfo(
+        "mov",
+        10.0,
+        1000,
+        video=(VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, rotation=90, fps=29.8),),
+        audio=(AudioStream(1, "aac"), AudioStream(2, "aac")),
+    )
+    plan = plan_ladder(info)
+    assert plan is not None
+    assert (plan.rungs[0].width, plan.rungs[0].height) == (1080, 1920)
+    assert plan.audio_index == 1
+    assert plan.gop_frames == 60
+    assert plan_ladder(MediaInfo("mp4", 1.0, 10)) is None
