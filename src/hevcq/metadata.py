@@ -31,6 +31,8 @@ META_NAMING = "hevcq-naming"
 WITH_SOURCE_EXT = "with-source-ext"
 META_CLIENT_SKIPS = "hevcq-client-skips"  # pools the client decided to skip, comma separated
 META_CLIENT_SETTLED = "hevcq-client-settled"  # pools whose earlier outcome the client holds
+# The pools the uploader chose for this file, comma separated; absent: every pool.
+META_POOLS = "hevcq-pools"
 
 # --- On an API upload, written by the presigned POST policy ------------------------------
 META_OWNER = "hevcq-owner"
@@ -53,10 +55,25 @@ def _named(metadata: Mapping[str, str], name: str, pool: str) -> bool:
     return pool in metadata.get(name, "").split(",")
 
 
+def chosen_pools_metadata(pools: Iterable[str]) -> dict[str, str]:
+    """Upload metadata naming the pools chosen for the file (every other pool skips it)."""
+    return {META_POOLS: ",".join(sorted(pools))}
+
+
+def client_chose(metadata: Mapping[str, str], pool: str) -> bool:
+    """Whether the uploader chose ``pool`` for this object (an upload naming no pools
+    chose them all)."""
+    return META_POOLS not in metadata or _named(metadata, META_POOLS, pool)
+
+
 def client_settled(metadata: Mapping[str, str], pool: str) -> bool:
-    """Whether the uploading client settled ``pool`` itself: a skip it decided, or an
-    outcome it holds from an earlier run."""
-    return client_skipped(metadata, pool) or client_holds(metadata, pool)
+    """Whether the uploading client settled ``pool`` itself: a pool it did not choose, a
+    skip it decided, or an outcome it holds from an earlier run."""
+    return (
+        not client_chose(metadata, pool)
+        or client_skipped(metadata, pool)
+        or client_holds(metadata, pool)
+    )
 
 
 def client_holds(metadata: Mapping[str, str], pool: str) -> bool:

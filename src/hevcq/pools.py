@@ -186,6 +186,10 @@ class Pool(_Strict):
     queue: QueueSpec = Field(default_factory=QueueSpec)
     deploy: Deploy = Field(default_factory=Deploy)
     verify: VerifyPolicy = "stream"
+    # Whether an ingest that names no pools (``--pools``) uses this one. A pool that is
+    # off by default still has its queue and workers; an upload that did not choose it
+    # is skipped by them at once (``hevcq.metadata.client_chose``).
+    default: bool = True
 
     @property
     def may_replace_originals(self) -> bool:
@@ -213,6 +217,24 @@ class Pool(_Strict):
         material = {"applies": self.applies.model_dump(), "encode": self.encode.hash_material()}
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def choose_pools(farm: dict[str, Pool], names: str | None) -> dict[str, Pool]:
+    """The pools a run uses: ``names`` (comma separated, as ``--pools`` takes them), or
+    every pool that is on by default. Raises ``ConfigError`` naming what is wrong."""
+    if names is None:
+        chosen = [n for n, p in farm.items() if p.default]
+        if not chosen:
+            raise ConfigError("no pool is on by default; choose some with --pools")
+    else:
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        unknown = sorted(set(chosen) - set(farm))
+        if unknown:
+            known = ", ".join(sorted(farm))
+            raise ConfigError(f"--pools: unknown pool(s) {', '.join(unknown)}; known: {known}")
+        if not chosen:
+            raise ConfigError("--pools: name at least one pool")
+    return {n: farm[n] for n in sorted(set(chosen))}
 
 
 def replacing_pools(pools: Iterable[Pool]) -> frozenset[str]:

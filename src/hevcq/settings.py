@@ -126,12 +126,24 @@ class Settings(BaseSettings):
         description="delete-when-settled: remove an API upload's source once every pool "
         "settled it (done or skipped) and the outputs are in place.",
     )
+    api_pools: str | None = Field(
+        None,
+        description="The pools an API upload that names none is made for, comma separated "
+        "(e.g. hevc,av1); default: every pool of the farm.",
+    )
 
     # Resource identifiers; derived from name_prefix when unset.
     events_topic_arn: str | None = None
     uploads_topic_arn: str | None = None
     results_queue_url: str | None = None
     ledger_table: str | None = None
+
+    @property
+    def api_pool_names(self) -> tuple[str, ...] | None:
+        """``api_pools`` as names; None when unset."""
+        if not self.api_pools:
+            return None
+        return tuple(sorted({n.strip() for n in self.api_pools.split(",") if n.strip()}))
 
     @property
     def embedded(self) -> bool:

@@ -55,7 +55,9 @@ def s3(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     )
 
 
-def _ticket(s3: Any, ttl_s: int = 600, limit: int = LIMIT) -> tuple[str, str, dict[str, str]]:
+def _ticket(
+    s3: Any, ttl_s: int = 600, limit: int = LIMIT, pools: tuple[str, ...] | None = None
+) -> tuple[str, str, dict[str, str]]:
     bucket = f"b{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     upload_id = new_upload_id()
@@ -65,6 +67,7 @@ def _ticket(s3: Any, ttl_s: int = 600, limit: int = LIMIT) -> tuple[str, str, di
         filename="clip.mp4",
         key=upload_key(upload_id, "clip.mp4"),
         created_at=datetime.now(UTC),
+        pools=pools,
     )
     url, fields, _ = presigned_upload(S3Store(s3, bucket), record, limit, ttl_s)
     return bucket, url, fields
@@ -114,6 +117,17 @@ def test_a_tampered_owner_is_refused(s3: Any) -> None:
     sent = _post(url, {**fields, "x-amz-meta-hevcq-owner": "mallory"}, b"video")
     assert (sent.status_code, _code(sent)) == (403, "AccessDenied")
     assert "Policy Condition failed" in sent.text
+    assert _todo(s3, bucket) == []
+
+
+def test_a_tampered_pool_choice_is_refused(s3: Any) -> None:
+    bucket, url, fields = _ticket(s3, pools=("hevc",))
+    assert fields["x-amz-meta-hevcq-pools"] == "hevc"
+    sent = _post(url, {**fields, "x-amz-meta-hevcq-pools": "hevc,720p,1080p"}, b"video")
+    assert (sent.status_code, _code(sent)) == (403, "AccessDenied")
+    assert _todo(s3, bucket) == []
+    dropped = {k: v for k, v in fields.items() if k != "x-amz-meta-hevcq-pools"}
+    assert _post(url, dropped, b"video").status_code == 403  # leaving it out chooses nothing
     assert _todo(s3, bucket) == []
 
 

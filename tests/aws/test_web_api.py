@@ -290,3 +290,38 @@ def test_serve_finds_the_configured_farm_or_serves_the_reason_it_cannot(
     public = TestClient(create_app(web_config(settings, lost, "0.0.0.0")))  # noqa: S104
     assert public.get("/api/health").json()["detail"] == UNREACHABLE_REASON
     assert c.get("/").status_code == 200
+
+
+def test_an_upload_names_its_pools_and_is_settled_by_those_alone(moto_farm: MotoFarm) -> None:
+    m = moto_farm
+    c = _client(_view(m, raw="delete-when-settled"), AuthConfig(open_local=True))
+    chosen = sorted(m.refs.pools)[0]
+    ticket = c.post(
+        "/api/uploads", json={"filename": "clip.mov", "pools": [chosen]}, headers={CSRF_HEADER: "1"}
+    ).json()
+    # Signed into the POST: every other pool's workers skip the upload at once.
+    assert ticket["fields"]["x-amz-meta-hevcq-pools"] == chosen
+    key = ticket["key"]
+    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x")["ETag"].strip('"')
+    v = c.get(f"/api/videos/{ticket['id']}").json()
+    assert [p["pool"] for p in v["pools"]] == [chosen]
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    out = f"DONE/{chosen}/{ticket['id']}/clip.mp4"
+    m.clients.s3.put_object(Bucket=m.refs.bucket, Key=out, Body=b"y")
+    _settle(ledger, key, etag, chosen, state=State.DONE, out=out)
+    v = c.get(f"/api/videos/{ticket['id']}").json()
+    assert (v["state"], v["raw_deleted"]) == ("done", True)  # no other pool is waited for
+
+
+def test_an_unknown_pool_is_refused_and_the_operator_default_applies(moto_farm: MotoFarm) -> None:
+    m = moto_farm
+    first, *_ = sorted(m.refs.pools)
+    view = FarmView(Farm(m.clients, m.refs, label="test"), api_pools=(first,))
+    c = _client(view, AuthConfig(open_local=True))
+    bad = c.post(
+        "/api/uploads", json={"filename": "a.mov", "pools": ["nope"]}, headers={CSRF_HEADER: "1"}
+    )
+    assert bad.status_code == 422
+    assert "unknown pool(s) nope" in bad.json()["detail"]
+    ticket = c.post("/api/uploads", json={"filename": "a.mov"}, headers={CSRF_HEADER: "1"}).json()
+    assert ticket["fields"]["x-amz-meta-hevcq-pools"] == first

@@ -26,6 +26,7 @@ from hevcq.metadata import (
     META_LIBRARY,
     META_MTIME,
     META_NAMING,
+    META_POOLS,
     META_REL_PATH,
     META_SIZE,
     WITH_SOURCE_EXT,
@@ -122,6 +123,7 @@ def test_uploads_carry_path_size_mtime_fingerprint_and_library(root: Path, store
         META_MTIME: str(st.st_mtime_ns),
         META_HASH: entry.fingerprint,
         META_LIBRARY: LIB,
+        META_POOLS: ",".join(sorted(entry.decisions)),  # the pools this run chose
     }
     assert all(u.sent and u.ok for u in ups)
 

@@ -24,6 +24,7 @@ from hevcq.metadata import (
     META_COPIED_ETAG,
     META_COPIED_FROM,
     META_POOL,
+    META_POOLS,
     META_SETTINGS,
     META_SOURCE_ETAG,
 )
@@ -389,9 +390,14 @@ def test_a_primary_output_gone_before_the_copy_means_an_encode(ledger, farm) -> 
     assert r.store.copies == []
 
 
-def test_a_primary_the_client_settled_earlier_is_not_waited_for(ledger, farm) -> None:
+@pytest.mark.parametrize(
+    "meta",
+    [{META_CLIENT_SETTLED: "hevc"}, {META_POOLS: "1080p"}],
+    ids=["settled-earlier", "not-chosen"],
+)
+def test_a_primary_the_client_settled_is_not_waited_for(ledger, farm, meta) -> None:
     r = rendition(ledger, farm)
-    r.store.add(KEY, etag="etag1", size=5000, meta={META_CLIENT_SETTLED: "hevc"})
+    r.store.add(KEY, etag="etag1", size=5000, meta=meta)
     msg = r.queue.put(event())
     assert r.worker.handle(msg).verdict is Verdict.ACK
     assert len(r.runner.calls) == 1

@@ -66,7 +66,7 @@ from hevcq.library.scan import ScanReport, scan
 from hevcq.library.summary import human_bytes, library_input
 from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
-from hevcq.pools import Pool, primary_pool, replacing_pools
+from hevcq.pools import Pool, choose_pools, primary_pool, replacing_pools
 from hevcq.private import open_private
 from hevcq.settings import Settings, state_dir
 from hevcq.web import child as dashboard_child
@@ -97,6 +97,14 @@ def _scan_options(
 
 
 Library = Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)]
+Pools = Annotated[
+    str | None,
+    typer.Option(
+        "--pools",
+        help="The pools to use, comma separated (e.g. hevc,av1). Default: the farm's "
+        "pools that are on by default.",
+    ),
+]
 Include = Annotated[
     list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")
 ]
@@ -162,6 +170,7 @@ def ingest(
         float | None, typer.Option(help="Give up waiting after this many seconds.")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Scan and estimate; upload nothing.")] = False,
+    pools_option: Pools = None,
     include: Include = [],  # noqa: B006 - typer reads the default, never mutates it
     exclude: Exclude = [],  # noqa: B006
     ext: Ext = [],  # noqa: B006
@@ -180,7 +189,8 @@ def ingest(
 ) -> None:
     """Scan a library, upload what needs work and (on the embedded farm) bring results back."""
     try:
-        settings, pools = setup()
+        settings, farm = setup()
+        pools = choose_pools(farm, pools_option)
         scan_opts = _scan_options(
             include=include,
             exclude=exclude,
@@ -210,7 +220,14 @@ def ingest(
         with Catalog.for_library(library) as state:
             if settings.embedded:
                 rt = _embedded_round_trip(
-                    settings, pools, library, state, opts, control=control, dashboard=dashboard
+                    settings,
+                    pools,
+                    library,
+                    state,
+                    opts,
+                    control=control,
+                    dashboard=dashboard,
+                    farm_pools=farm,
                 )
             else:
                 rt = run_round_trip(
@@ -352,7 +369,10 @@ def _embedded_round_trip(
     *,
     control: Control,
     dashboard: bool,
+    farm_pools: dict[str, Pool],
 ) -> RoundTrip:
+    """The round trip on a fresh embedded farm of ``farm_pools`` (every pool has its
+    queue, so any worker finds the farm whole), encoding for the chosen ``pools``."""
     console.print("No farm configured: running the embedded local farm on this machine.")
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
     with _logging_to(farm_dir / "logs" / "ingest.log", settings):
@@ -368,7 +388,7 @@ def _embedded_round_trip(
         window = settings.window or 2 * max(slots, len(needed))
         opts = dataclasses.replace(opts, window=window)
         jobs = sum(len(e.pools_pending) for e in todo)
-        with EmbeddedFarm(settings, pools, farm_dir, slots, worker_pools=needed) as farm:
+        with EmbeddedFarm(settings, farm_pools, farm_dir, slots, worker_pools=needed) as farm:
             port = settings.dashboard_port if dashboard else None
             return _on_farm(
                 farm,
@@ -475,6 +495,7 @@ def _logging_to(path: Path, settings: Settings) -> Iterator[None]:
 def estimate(
     library: Library,
     *,
+    pools_option: Pools = None,
     include: Include = [],  # noqa: B006
     exclude: Exclude = [],  # noqa: B006
     ext: Ext = [],  # noqa: B006
@@ -483,7 +504,8 @@ def estimate(
 ) -> None:
     """Same as `hevcq ingest DIR --dry-run`: what would be sent, and what it would cost."""
     try:
-        _, pools = setup(quiet=True)
+        _, farm = setup(quiet=True)
+        pools = choose_pools(farm, pools_option)
         opts = _scan_options(
             include=include,
             exclude=exclude,

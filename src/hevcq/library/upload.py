@@ -22,6 +22,7 @@ from hevcq.metadata import (
     META_MTIME,
     META_REL_PATH,
     META_SIZE,
+    chosen_pools_metadata,
     client_settled_metadata,
     client_skips_metadata,
 )
@@ -49,6 +50,8 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         META_HASH: entry.fingerprint,
         META_LIBRARY: library,
         **naming_metadata(entry.with_source_ext),
+        # The pools this run chose: the workers of every other pool skip the file at once.
+        **(chosen_pools_metadata(entry.decisions) if entry.decisions else {}),
         # The workers of these pools re-check from a few ranges instead of downloading.
         **client_skips_metadata(p for p, d in entry.decisions.items() if isinstance(d, Skip)),
         # These pools settled the file in an earlier run: their workers skip at once.

@@ -270,6 +270,7 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
                 filename=key.rsplit("/", 1)[-1],
                 key=key,
                 created_at=datetime.now(UTC),
+                pools=f.upload_pools(body.pools),
             )
             url, fields, expires, most = f.new_upload(
                 record, body.size, config.upload_max_bytes, config.upload_ttl_s

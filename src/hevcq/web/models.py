@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -167,6 +167,13 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
+    pools: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]] | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="The pools to make outputs in; default: the operator's choice "
+        "(HEVCQ_API_POOLS), else every pool.",
+    )
     size: int | None = Field(
         None,
         ge=1,

@@ -62,6 +62,7 @@ def embedded_view(
         Farm.embedded(endpoint, refs, credentials),
         raw_policy=settings.raw,
         quota=upload_quota(settings),
+        api_pools=settings.api_pool_names,
     )
 
 
@@ -77,7 +78,12 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             farm = Farm.configured(settings, pools)
         except UNREACHABLE as exc:
             return Located(None, embedded=False, reason=f"configured farm unreachable: {exc}")
-        view = FarmView(farm, raw_policy=settings.raw, quota=upload_quota(settings))
+        view = FarmView(
+            farm,
+            raw_policy=settings.raw,
+            quota=upload_quota(settings),
+            api_pools=settings.api_pool_names,
+        )
         return Located(view, embedded=False)
     running = running_farm(state_dir)
     if running is None:

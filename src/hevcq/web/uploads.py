@@ -24,7 +24,7 @@ from ulid import ULID
 
 from hevcq.errors import PermanentError
 from hevcq.keys import TODO_PREFIX, relative_key
-from hevcq.metadata import META_OWNER, META_UPLOAD_ID
+from hevcq.metadata import META_OWNER, META_UPLOAD_ID, chosen_pools_metadata
 from hevcq.objects import ObjectStore
 
 UPLOADS_PREFIX = "uploads/"
@@ -50,6 +50,8 @@ class UploadRecord(BaseModel):
     created_at: datetime
     max_bytes: int | None = None  # the presigned POST's size limit (records since quotas)
     expires_at: datetime | None = None  # when that POST stops being accepted
+    # The pools chosen for the upload; None (records from before pools were chosen): all.
+    pools: tuple[str, ...] | None = None
 
 
 class RecordStore(ObjectStore, Protocol):
@@ -141,16 +143,21 @@ def upload_key(upload_id: str, filename: str) -> str:
     return f"{TODO_PREFIX}{upload_id}/{relative_key(name)}"
 
 
-def post_conditions(owner: str, upload_id: str, max_bytes: int) -> tuple[dict[str, str], list[Any]]:
+def post_conditions(
+    owner: str, upload_id: str, max_bytes: int, pools: tuple[str, ...] | None = None
+) -> tuple[dict[str, str], list[Any]]:
     """The form fields and policy conditions of an upload's presigned POST.
 
     S3 refuses a POST whose body is outside ``content-length-range`` or whose fields differ
-    from the signed ones, so the owner recorded in the metadata is the one we signed.
+    from the signed ones, so the owner recorded in the metadata is the one we signed, and
+    so are the pools chosen for it (every other pool's workers skip the upload).
     """
     fields = {
         f"x-amz-meta-{META_OWNER}": owner,
         f"x-amz-meta-{META_UPLOAD_ID}": upload_id,
     }
+    if pools is not None:
+        fields |= {f"x-amz-meta-{k}": v for k, v in chosen_pools_metadata(pools).items()}
     # boto3 adds the bucket and the key conditions itself.
     conditions: list[Any] = [
         *({name: value} for name, value in fields.items()),
@@ -165,7 +172,7 @@ def presigned_upload(
     """Store the record and its in-flight marker, and presign the POST: (url, fields, expiry)."""
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     record = record.model_copy(update={"max_bytes": max_bytes, "expires_at": expires})
-    fields, conditions = post_conditions(record.owner, record.id, max_bytes)
+    fields, conditions = post_conditions(record.owner, record.id, max_bytes, record.pools)
     body = record.model_dump_json().encode()
     store.put_bytes(record_key(record.owner, record.id), body, "application/json")
     store.put_bytes(open_key(record.owner, record.id, max_bytes), body, "application/json")

@@ -70,14 +70,20 @@ class UploadSide:
     raw_policy: str = "keep"
 
 
+def pools_of(side: UploadSide, record: uploads.UploadRecord) -> tuple[str, ...]:
+    """The pools an upload was made for: those it chose, else (older records) every pool."""
+    return side.pools if record.pools is None else record.pools
+
+
 def video_status(side: UploadSide, record: uploads.UploadRecord) -> VideoStatus:
     """An upload's state per pool, with download links for done pools."""
     store, ledger = side.store, side.ledger
+    pools = pools_of(side, record)
     source = store.head(record.key)
     raw_deleted = False
     if source is not None and side.raw_policy == DELETE_WHEN_SETTLED:
-        raw_deleted = settle_raw(store, ledger, record.key, side.pools).settled
-    items = {p: ledger.get(record.key, p) for p in sorted(side.pools)}
+        raw_deleted = settle_raw(store, ledger, record.key, pools).settled
+    items = {p: ledger.get(record.key, p) for p in sorted(pools)}
     seen = source is not None or any(items.values())
     outcomes = []
     for pool, item in items.items():
@@ -110,10 +116,11 @@ def settle_upload(side: UploadSide, upload: uploads.OpenUpload, now: datetime) -
     if record is None:
         return False
     source = store.head(record.key)
-    items = {p: ledger.get(record.key, p) for p in side.pools}
+    pools = pools_of(side, record)
+    items = {p: ledger.get(record.key, p) for p in pools}
     finished = all(i is not None and i.state in FINISHED for i in items.values())
     if source is not None and finished and side.raw_policy == DELETE_WHEN_SETTLED:
-        settle_raw(store, ledger, record.key, side.pools)
+        settle_raw(store, ledger, record.key, pools)
     expired = record.expires_at is None or now > record.expires_at + POST_GRACE
     if in_flight(source, items, expired):
         return True

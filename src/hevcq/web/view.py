@@ -161,6 +161,8 @@ class FarmView:
     farm: Farm
     raw_policy: str = "keep"
     quota: UploadQuota = field(default_factory=UploadQuota)
+    # The pools an API upload naming none is made for (HEVCQ_API_POOLS); None: every pool.
+    api_pools: tuple[str, ...] | None = None
     _dlq_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -287,6 +289,16 @@ class FarmView:
     def videos(self, owner: str, limit: int, cursor: str | None) -> VideoList:
         """A page of the owner's uploads, newest first, older than ``cursor``."""
         return video_page(self.upload_side, owner, limit, cursor)
+
+    def upload_pools(self, requested: list[str] | None) -> tuple[str, ...]:
+        """The pools an upload is made for: those it names, else the operator's default,
+        else every pool. Raises ``PermanentError`` naming a pool the farm does not have."""
+        farm = sorted(self.farm.refs.pools)
+        wanted = requested or self.api_pools or farm
+        unknown = sorted(set(wanted) - set(farm))
+        if unknown:
+            raise PermanentError(f"unknown pool(s) {', '.join(unknown)}; known: {', '.join(farm)}")
+        return tuple(sorted(set(wanted)))
 
     def new_upload(
         self, record: uploads.UploadRecord, size: int | None, max_bytes: int, ttl_s: int

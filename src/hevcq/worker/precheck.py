@@ -28,13 +28,14 @@ from hevcq.limits import MiB
 from hevcq.media.decide import decide
 from hevcq.media.model import MediaInfo, Skip
 from hevcq.media.probe import probe_stream
-from hevcq.metadata import client_holds, client_skipped
+from hevcq.metadata import client_chose, client_holds, client_skipped
 from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool
 
 log = structlog.get_logger()
 
 SETTLED_EARLIER = "settled in an earlier run: the uploading client holds this pool's outcome"
+NOT_CHOSEN = "not chosen: the upload names other pools"
 BLOCK = MiB
 CACHED_BLOCKS = 8
 # A probe that needs more than this is not cheap any more: download and probe as usual.
@@ -109,6 +110,9 @@ def confirmed_skip(
         head = store.head(key)
     if head is None or (etag is not None and head.etag != etag):
         return None  # another version: its own job decides
+    if not client_chose(head.metadata, pool.name):
+        log.info("precheck_done", skip=True, bytes_read=0, size=head.size, chosen=False)
+        return Skip(NOT_CHOSEN)
     if client_holds(head.metadata, pool.name):
         log.info("precheck_done", skip=True, bytes_read=0, size=head.size, settled_earlier=True)
         return Skip(SETTLED_EARLIER)

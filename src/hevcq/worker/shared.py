@@ -30,12 +30,7 @@ from hevcq.ledger import Claimed, JobKey, Ledger, LedgerItem, State
 from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
 from hevcq.media.model import MediaInfo
 from hevcq.messages import JobResult, Publisher
-from hevcq.metadata import (
-    META_CLIENT_SETTLED,
-    META_CLIENT_SKIPS,
-    META_COPIED_ETAG,
-    META_COPIED_FROM,
-)
+from hevcq.metadata import META_COPIED_ETAG, META_COPIED_FROM, client_settled
 from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool, QueueSpec
 from hevcq.worker.fence import FencedWriter
@@ -152,17 +147,15 @@ class SharedEncode:
         source = self.store.head(spec.job.key)
         if source is None or source.etag != spec.job.etag:
             return None  # another version: the download says so
-        for name in (META_CLIENT_SETTLED, META_CLIENT_SKIPS):
-            named = source.metadata.get(name, "").split(",")
-            if self.pool.name in named:
-                return None  # the client's word on this pool: the runner's precheck
-            if self.primary.name in named:
-                log.info(
-                    "encode_not_shared",
-                    reason=f"the client named {self.primary.name} "
-                    f"in {name}: it will not encode this upload",
-                )
-                return None
+        if client_settled(source.metadata, self.pool.name):
+            return None  # the client's word on this pool: the runner's precheck
+        if client_settled(source.metadata, self.primary.name):
+            log.info(
+                "encode_not_shared",
+                reason=f"the client settled {self.primary.name} itself: "
+                "it will not encode this upload",
+            )
+            return None
         existing = self.store.head(spec.output_key)
         check_collision(existing, spec.job, spec.output_key)
         if output_is_current(existing, spec.job):
@@ -309,12 +302,7 @@ class CopyAtCommit:
         return results
 
     def _client_settled(self, source: ObjectInfo, pool: Pool) -> bool:
-        named = {
-            name
-            for meta in (META_CLIENT_SETTLED, META_CLIENT_SKIPS)
-            for name in source.metadata.get(meta, "").split(",")
-        }
-        return pool.name in named
+        return client_settled(source.metadata, pool.name)
 
     def _copy_for(
         self, pool: Pool, spec: JobSpec, source: ObjectInfo, item: LedgerItem, worker_id: str
