@@ -35,6 +35,7 @@ from hevcq.farm.workers import checked_ffmpeg, reach_worker
 from hevcq.library.results import announced_objects
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
+from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
@@ -292,7 +293,8 @@ def ladder(
     out: Annotated[Path, typer.Option(help="A new or empty folder for the ladder.")],
 ) -> None:
     """Make an HLS ladder (CMAF segments, H.264 + AAC) of one file on this machine, and
-    check it: every rung decodes, IDR frames line up, bandwidths are measured."""
+    check it: every rung decodes, IDR frames line up, bandwidths are measured. A poster
+    (poster.jpg, a representative frame) goes beside the master playlist."""
 
     try:
         settings = load_settings(os.environ)
@@ -304,6 +306,7 @@ def ladder(
         raise fail(f"{out} is not an empty folder; the ladder goes into a new or empty one")
     try:
         variants = build_ladder(ffmpeg, source, out, probe(source))
+        make_poster(ffmpeg, source, out / POSTER)
     except HevcqError as exc:
         raise fail(f"{source}: {exc}") from exc
     except OSError as exc:
@@ -311,4 +314,4 @@ def ladder(
     for v in variants:
         kbps = f"{v.bandwidth // 1000} kb/s peak, {v.average_bandwidth // 1000} kb/s average"
         console.print(Text(f"{v.width}x{v.height}  {kbps}  {v.codecs}"))
-    console.print(Text(f"Ladder checked: {out / MASTER}"))
+    console.print(Text(f"Ladder checked: {out / MASTER}; poster: {out / POSTER}"))

@@ -1,0 +1,70 @@
+"""Posters from real clips: past a fade-in, upright, never enlarged, one line for a file
+that is not a video."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+
+from hevcq.errors import PermanentError
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.poster import DARKEST, make_poster
+from hevcq.media.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+
+
+def _size(jpeg: Path) -> tuple[int, int]:
+    with av.open(str(jpeg)) as f:
+        ctx = f.streams.video[0].codec_context
+        assert ctx.name == "mjpeg"
+        return ctx.width, ctx.height
+
+
+def test_a_clip_fading_in_from_black_gets_a_lit_frame(tmp_path: Path) -> None:
+    src = tmp_path / "fade.mp4"
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=8,fade=in:st=0:d=4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(src),
+        ],
+        check=True,
+    )
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert chosen.mean >= DARKEST
+    assert chosen.time_s >= 0.8  # never the first tenth
+    assert _size(tmp_path / "poster.jpg") == (640, 360)
+
+
+def test_a_portrait_phone_clip_gets_an_upright_poster_within_640(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "IMG.MOV", width=1280, height=720, seconds=2, rotation=90)
+    make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert _size(tmp_path / "poster.jpg") == (360, 640)
+
+
+def test_a_small_clip_is_not_enlarged(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "s.mp4", width=320, height=240, seconds=1)
+    make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert _size(tmp_path / "poster.jpg") == (320, 240)
+
+
+def test_a_file_that_is_not_a_video_gets_no_poster(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("meeting notes\n")
+    with pytest.raises(PermanentError, match="not a media file"):
+        make_poster(find_ffmpeg(), notes, tmp_path / "poster.jpg")
+    assert not (tmp_path / "poster.jpg").exists()
