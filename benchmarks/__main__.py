@@ -37,6 +37,7 @@ NAMES = (
     "cost",
     "library_scale",
     "library_throughput",
+    "ladder",
 )
 
 
@@ -114,6 +115,7 @@ class Run:
         self.step("cost", lambda: self._cost(speeds))
         self.step("library_scale", lambda: _figures("bench_library_scale", self.quick))
         self.step("library_throughput", lambda: _figures("bench_library_throughput", self.quick))
+        self.step("ladder", lambda: _figures("bench_ladder", self.quick))
 
     def _overhead(self) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415
