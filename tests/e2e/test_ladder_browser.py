@@ -1,5 +1,5 @@
 """A ladder played by hls.js (the copy hevcq ships, from npm) in headless Chromium: the
-manifest parses, every H.264 rung plays and advances when forced, a seek near the end
+manifest parses, every H.264 and AV1 rung plays and advances when forced, a seek near the end
 reaches ``ended``, and no fatal error is raised. (Chromium on Linux has no HEVC decoder:
 HEVC rungs are proven by the full decode of ``check_ladder``.)"""
 
@@ -86,7 +86,7 @@ def site(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "site"
     root.mkdir()
     src = make_clip(tmp_path / "src.mp4", width=640, height=360, seconds=13, fps=25)
-    build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
+    build_ladder(find_ffmpeg(), src, root / "hls", probe(src), groups=("av1",))
     shutil.copy(HLS_JS, root / "hls.min.js")
     (root / "player.html").write_text(PLAYER)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=root))
@@ -111,10 +111,16 @@ def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
             page.goto(f"{site}/player.html")
             page.wait_for_function("window.ladder && window.ladder.levels", timeout=20_000)
             levels = page.evaluate("window.ladder.levels")
-            # hls.js orders the rungs by bandwidth, lowest first.
-            assert [(lv["w"], lv["h"]) for lv in levels] == [(426, 240), (640, 360)]
+            # Both groups, every rung: H.264 and AV1 (Chromium decodes both; not HEVC).
+            sizes = sorted((lv["w"], lv["h"], lv["codecs"][:4]) for lv in levels)
+            assert sizes == [
+                (426, 240, "av01"),
+                (426, 240, "avc1"),
+                (640, 360, "av01"),
+                (640, 360, "avc1"),
+            ]
             for level in range(len(levels)):
-                played = page.evaluate(PLAY_RUNG, [level, 2.0 + 4 * level])
+                played = page.evaluate(PLAY_RUNG, [level, 1.0 + 2.0 * level])
                 assert played.get("timedOut") is not True, played
                 assert played["level"] == level
             assert page.evaluate(SEEK_TO_END) is True

@@ -7,7 +7,9 @@ from fractions import Fraction
 
 import pytest
 
+from hevcq.errors import ConfigError
 from hevcq.media.ladder import (
+    av1_codec_string,
     choose_rungs,
     constant_rate,
     plan_ladder,
@@ -86,3 +88,25 @@ def test_the_plan_follows_the_displayed_picture_and_the_first_audio() -> None:
     assert plan.audio_index == 1
     assert plan.gop_frames == 60
     assert plan_ladder(MediaInfo("mp4", 1.0, 10)) is None
+
+
+@pytest.mark.parametrize(
+    ("av1c", "codecs"),
+    [
+        (bytes([0x81, 0x05, 0x0C, 0x00]), "av01.0.05M.08"),  # main, level 3.1, 8-bit
+        (bytes([0x81, 0x08, 0x4C, 0x00]), "av01.0.08M.10"),  # 10-bit
+        (bytes([0x81, 0x4D, 0x8C, 0x00]), "av01.2.13H.08"),  # professional, high tier
+        (bytes([0x81, 0x4D, 0x6C, 0x00]), "av01.2.13M.12"),  # 12-bit
+    ],
+)
+def test_av1_codecs_come_from_the_configuration_record(av1c: bytes, codecs: str) -> None:
+    assert av1_codec_string(av1c) == codecs
+
+
+def test_only_known_codec_groups_join_a_ladder() -> None:
+    info = MediaInfo("mp4", 1.0, 10, video=(VideoStream(0, "h264", 640, 360, "yuv420p", 8),))
+    plan = plan_ladder(info, ("av1", "h264"))
+    assert plan is not None
+    assert plan.groups == ("h264", "av1")
+    with pytest.raises(ConfigError, match="no ladder codec group vp8"):
+        plan_ladder(info, ("vp8",))

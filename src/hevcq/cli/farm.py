@@ -291,6 +291,10 @@ def from_terraform(
 def ladder(
     source: Annotated[Path, typer.Argument(help="The video to make a streaming ladder of.")],
     out: Annotated[Path, typer.Option(help="A new or empty folder for the ladder.")],
+    codec: Annotated[
+        list[str],
+        typer.Option("--codec", help="A codec group beside H.264 (av1); repeat it for several."),
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
 ) -> None:
     """Make an HLS ladder (CMAF segments, H.264 + AAC) of one file on this machine, and
     check it: every rung decodes, IDR frames line up, bandwidths are measured. A poster
@@ -305,7 +309,7 @@ def ladder(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise fail(f"{out} is not an empty folder; the ladder goes into a new or empty one")
     try:
-        variants = build_ladder(ffmpeg, source, out, probe(source))
+        variants = build_ladder(ffmpeg, source, out, probe(source), groups=tuple(codec))
         make_poster(ffmpeg, source, out / POSTER)
     except HevcqError as exc:
         raise fail(f"{source}: {exc}") from exc

@@ -23,7 +23,7 @@ from typing import Any
 
 import av
 
-from hevcq.errors import PermanentError, VerificationError
+from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo
 
@@ -40,6 +40,10 @@ OWN_SIZE_MARGIN = 1.10
 CAP_BITS_PER_PIXEL = 0.1
 CRF = 23
 PRESET = "veryfast"
+# The AV1 group: SVT-AV1 at a preset a farm can afford, a CRF near H.264's CRF 23 in look.
+AV1_CRF = 38
+AV1_PRESET = "8"
+GROUPS = ("h264", "av1")
 AUDIO_KBPS = 128
 # Frame rates a VFR source is made constant at: the nearest to its average.
 COMMON_RATES = tuple(
@@ -86,6 +90,13 @@ class LadderPlan:
     audio_index: int | None  # the source's first audio stream; None: a silent ladder
     crf: int = CRF
     preset: str = PRESET
+    # Codec groups beside H.264, which every browser plays and is always first: "av1".
+    extra_groups: tuple[str, ...] = ()
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The codec groups in the order the master playlist lists them."""
+        return ("h264", *(g for g in self.extra_groups if g != "h264"))
 
     @property
     def gop_frames(self) -> int:
@@ -127,23 +138,30 @@ def constant_rate(fps: float | None) -> Fraction:
     return min(COMMON_RATES, key=lambda r: abs(float(r) - fps))
 
 
-def plan_ladder(info: MediaInfo) -> LadderPlan | None:
-    """The ladder plan of a probed source; None when it has no video."""
+def plan_ladder(info: MediaInfo, groups: tuple[str, ...] = ()) -> LadderPlan | None:
+    """The ladder plan of a probed source, with these codec groups beside H.264; None
+    when it has no video."""
     video = info.main_video
     if video is None:
         return None
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ConfigError(f"no ladder codec group {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     width, height = video.display_size
     fps = constant_rate(video.fps)
     audio = info.audio[0].index if info.audio else None
-    return LadderPlan(choose_rungs(width, height, fps), fps, video.index, audio)
+    rungs = choose_rungs(width, height, fps)
+    return LadderPlan(rungs, fps, video.index, audio, extra_groups=tuple(groups))
 
 
 def ladder_args(
     ffmpeg: str, src: Path, out_dir: Path, plan: LadderPlan, *, threads: int | None = None
 ) -> list[str]:
-    """The one ffmpeg command that writes every rung's segments and playlist under
-    ``out_dir/<n>/`` (audio, when there is some, as the last rendition)."""
-    n = len(plan.rungs)
+    """The one ffmpeg command that writes every rendition's segments and playlist under
+    ``out_dir/<n>/``: each codec group's rungs in turn (H.264 first), then the audio, when
+    there is some, as the last rendition."""
+    groups = plan.groups
+    n = len(plan.rungs) * len(groups)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
         args += ["-threads", str(threads)]
@@ -152,28 +170,22 @@ def ladder_args(
     chains = [
         f"[0:{plan.video_index}]fps={plan.fps},split={n}" + "".join(f"[s{i}]" for i in range(n))
     ]
+    rungs = [r for _ in groups for r in plan.rungs]
     chains += [
         f"[s{i}]scale={r.width}:{r.height}:flags=lanczos,setsar=1[v{i}]"
-        for i, r in enumerate(plan.rungs)
+        for i, r in enumerate(rungs)
     ]
     args += ["-filter_complex", ";".join(chains)]
     for i in range(n):
         args += ["-map", f"[v{i}]"]
     gop = str(plan.gop_frames)
-    args += ["-c:v", "libx264", "-preset", plan.preset, "-crf", str(plan.crf)]
-    args += ["-pix_fmt", "yuv420p", "-profile:v", "high"]
-    for i, r in enumerate(plan.rungs):
-        args += [
-            f"-maxrate:v:{i}",
-            f"{r.maxrate_kbps}k",
-            f"-bufsize:v:{i}",
-            f"{2 * r.maxrate_kbps}k",
-        ]
     # IDR every GOP_S seconds at the same timestamps in every rung, closed GOPs, no extra
-    # keyframes at scene cuts: segment starts line up across the ladder.
-    args += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+    # keyframes at scene cuts: segment starts line up across each group.
+    args += ["-pix_fmt", "yuv420p", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
     args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_S})"]
-    args += ["-x264-params", "open-gop=0:scenecut=0"]
+    for g, codec in enumerate(groups):
+        for j, r in enumerate(plan.rungs):
+            args += _rung_args(g * len(plan.rungs) + j, codec, r, plan)
     streams = [
         f"v:{i},agroup:{AUDIO_GROUP}" if plan.audio_index is not None else f"v:{i}"
         for i in range(n)
@@ -197,6 +209,43 @@ def ladder_args(
     args += ["-var_stream_map", " ".join(streams)]
     args += ["-progress", "pipe:1", "-nostats", str(out_dir / "%v" / "index.m3u8")]
     return args
+
+
+def _rung_args(k: int, codec: str, rung: Rung, plan: LadderPlan) -> list[str]:
+    """The encoder options of output video stream ``k``: one rung of one codec group."""
+    cap = [
+        f"-maxrate:v:{k}",
+        f"{rung.maxrate_kbps}k",
+        f"-bufsize:v:{k}",
+        f"{2 * rung.maxrate_kbps}k",
+    ]
+    if codec == "av1":
+        # SVT-AV1: closed GOPs (irefresh-type=2), keyframes only where forced.
+        params = f"keyint={plan.gop_frames}:irefresh-type=2:scd=0"
+        return [
+            f"-c:v:{k}",
+            "libsvtav1",
+            f"-preset:v:{k}",
+            AV1_PRESET,
+            f"-crf:v:{k}",
+            str(AV1_CRF),
+            f"-svtav1-params:v:{k}",
+            params,
+            *cap,
+        ]
+    return [
+        f"-c:v:{k}",
+        "libx264",
+        f"-preset:v:{k}",
+        plan.preset,
+        f"-crf:v:{k}",
+        str(plan.crf),
+        f"-profile:v:{k}",
+        "high",
+        f"-x264-params:v:{k}",
+        "open-gop=0:scenecut=0",
+        *cap,
+    ]
 
 
 # --- Reading what ffmpeg wrote ------------------------------------------------------------
@@ -245,14 +294,29 @@ def read_media_playlist(path: Path) -> MediaPlaylist:
 
 
 def video_codec_string(init: Path) -> tuple[str, int, int]:
-    """The RFC 6381 CODECS value of an init segment's video, and its width and height."""
+    """The RFC 6381 CODECS value of an init segment's video (from its avcC or av1C
+    record), and its width and height."""
     with av.open(str(init)) as f:
         ctx: Any = f.streams.video[0].codec_context
         extra = bytes(ctx.extradata or b"")
-        if ctx.name != "h264" or len(extra) < 4:
-            raise ValueError(f"{init.name}: not an H.264 init segment ({ctx.name})")
+        name = ctx.name
+        width, height = ctx.width, ctx.height
+    if name == "h264" and len(extra) >= 4:
         # avcC: version, profile_idc, constraint flags, level_idc.
-        return f"avc1.{extra[1]:02x}{extra[2]:02x}{extra[3]:02x}", ctx.width, ctx.height
+        return f"avc1.{extra[1]:02x}{extra[2]:02x}{extra[3]:02x}", width, height
+    if name in ("av1", "libdav1d", "libaom-av1") and len(extra) >= 3 and extra[0] == 0x81:
+        return av1_codec_string(extra), width, height
+    raise ValueError(f"{init.name}: not an H.264 or AV1 init segment ({name})")
+
+
+def av1_codec_string(av1c: bytes) -> str:
+    """``av01.P.LLT.DD`` from an AV1CodecConfigurationRecord (AV1-ISOBMFF, Codecs
+    Parameter String): profile, level index, tier, bit depth."""
+    profile, level = av1c[1] >> 5, av1c[1] & 0x1F
+    tier = "H" if av1c[2] & 0x80 else "M"
+    high, twelve = bool(av1c[2] & 0x40), bool(av1c[2] & 0x20)
+    depth = 12 if high and twelve else 10 if high else 8
+    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
 
 
 def audio_codec_string(init: Path) -> str:
@@ -284,7 +348,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
     Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a player
     streams at once), AVERAGE-BANDWIDTH likewise for the averages.
     """
-    n = len(plan.rungs)
+    n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio is the next
     audio = (
         read_media_playlist(out_dir / str(n) / "index.m3u8")
         if plan.audio_index is not None
@@ -450,12 +514,14 @@ def _variant_problems(v: Variant, media: MediaPlaylist, audio: _Audio) -> list[s
 
 
 def _alignment_problems(decodes: list[tuple[Variant, RungDecode]]) -> list[str]:
-    """Every rung decodes the same frames and starts its segments with IDR frames at the
-    same timestamps as the first rung."""
+    """Every rung decodes the same frames as the first, and starts its segments with IDR
+    frames at the same timestamps as the first rung of its codec group (encoders of other
+    codecs delay their first picture differently)."""
     if not decodes:
         return []
     problems = []
     first_v, first = decodes[0]
+    leaders: dict[str, tuple[Variant, RungDecode]] = {}
     for v, d in decodes:
         if d.frames == 0:
             problems.append(f"decode: {v.uri}: no frame decodes")
@@ -463,11 +529,12 @@ def _alignment_problems(decodes: list[tuple[Variant, RungDecode]]) -> list[str]:
             problems.append(
                 f"decode: {v.uri} decodes {d.frames} frames, {first_v.uri} {first.frames}"
             )
+        lead_v, lead = leaders.setdefault(v.codecs.split(".", 1)[0], (v, d))
         if None in d.starts:
             problems.append(f"idr-alignment: {v.uri}: a segment does not start with an IDR frame")
-        elif d.starts != first.starts:
+        elif d.starts != lead.starts:
             problems.append(
-                f"idr-alignment: {v.uri} segments start at other times than {first_v.uri}'s"
+                f"idr-alignment: {v.uri} segments start at other times than {lead_v.uri}'s"
             )
     return problems
 
@@ -497,13 +564,15 @@ def build_ladder(
     threads: int | None = None,
     stop: threading.Event | None = None,
     stall_timeout_s: float = 300.0,
+    groups: tuple[str, ...] = (),
 ) -> list[Variant]:
-    """Encode, measure and check the ladder of ``src`` into the empty folder ``out_dir``.
+    """Encode, measure and check the ladder of ``src`` into the empty folder ``out_dir``,
+    with these codec groups (``GROUPS``) beside H.264.
 
     Raises ``PermanentError`` when the source has no video, and ``VerificationError``
     naming the first failed check when the ladder does not pass them all.
     """
-    plan = plan_ladder(info)
+    plan = plan_ladder(info, groups)
     if plan is None:
         raise PermanentError("no video stream")
     out_dir.mkdir(parents=True, exist_ok=True)
