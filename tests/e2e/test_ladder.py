@@ -164,10 +164,15 @@ def _hevcq(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_an_av1_group_follows_the_h264_group_with_codecs_from_its_init(tmp_path: Path) -> None:
+def test_hevc_and_av1_groups_follow_the_h264_group_with_codecs_from_their_init(
+    tmp_path: Path,
+) -> None:
     src = make_clip(tmp_path / "src.mp4", width=320, height=240, seconds=3)
-    variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src), groups=("av1",))
-    assert [v.codecs.split(",")[0][:4] for v in variants] == ["avc1", "av01"]  # H.264 first
+    groups = ("av1", "hevc")
+    variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src), groups=groups)
+    # H.264 first, then the groups as asked
+    assert [v.codecs.split(",")[0][:4] for v in variants] == ["avc1", "av01", "hvc1"]
     assert variants[1].codecs.startswith("av01.0.")  # main profile
     assert variants[1].codecs.endswith("M.08,mp4a.40.2")  # main tier, 8-bit, AAC-LC
-    assert check_ladder(tmp_path / "hls") == []
+    assert variants[2].codecs.startswith("hvc1.1.6.L")  # Main profile, main tier
+    assert check_ladder(tmp_path / "hls") == []  # the HEVC rung decodes in full here

@@ -12,6 +12,7 @@ from hevcq.media.ladder import (
     av1_codec_string,
     choose_rungs,
     constant_rate,
+    hevc_codec_string,
     plan_ladder,
     rung_heights,
 )
@@ -108,5 +109,21 @@ def test_only_known_codec_groups_join_a_ladder() -> None:
     plan = plan_ladder(info, ("av1", "h264"))
     assert plan is not None
     assert plan.groups == ("h264", "av1")
+    hevc = plan_ladder(info, ("hevc",))
+    assert hevc is not None
+    assert hevc.groups == ("h264", "hevc")
     with pytest.raises(ConfigError, match="no ladder codec group vp8"):
         plan_ladder(info, ("vp8",))
+
+
+@pytest.mark.parametrize(
+    ("hvcc", "codecs"),
+    [
+        # x265 main profile, level 3.1, progressive frame-only constraints
+        (bytes.fromhex("01016000000090000000000" + "05d"), "hvc1.1.6.L93.90"),
+        # main 10, high tier, level 5.1, Apple's example constraint byte
+        (bytes.fromhex("01222000000" + "0b0000000000099"), "hvc1.2.4.H153.B0"),
+    ],
+)
+def test_hevc_codecs_come_from_the_configuration_record(hvcc: bytes, codecs: str) -> None:
+    assert hevc_codec_string(hvcc) == codecs

@@ -43,7 +43,8 @@ PRESET = "veryfast"
 # The AV1 group: SVT-AV1 at a preset a farm can afford, a CRF near H.264's CRF 23 in look.
 AV1_CRF = 38
 AV1_PRESET = "8"
-GROUPS = ("h264", "av1")
+HEVC_CRF = 27
+GROUPS = ("h264", "hevc", "av1")
 AUDIO_KBPS = 128
 # Frame rates a VFR source is made constant at: the nearest to its average.
 COMMON_RATES = tuple(
@@ -219,6 +220,26 @@ def _rung_args(k: int, codec: str, rung: Rung, plan: LadderPlan) -> list[str]:
         f"-bufsize:v:{k}",
         f"{2 * rung.maxrate_kbps}k",
     ]
+    if codec == "hevc":
+        # x265: closed GOPs, keyframes only where forced; hvc1 (parameter sets in the
+        # sample entry) is what Apple's players need.
+        params = (
+            f"keyint={plan.gop_frames}:min-keyint={plan.gop_frames}:scenecut=0:open-gop=0"
+            ":log-level=error"
+        )
+        return [
+            f"-c:v:{k}",
+            "libx265",
+            f"-preset:v:{k}",
+            plan.preset,
+            f"-crf:v:{k}",
+            str(HEVC_CRF),
+            f"-x265-params:v:{k}",
+            params,
+            f"-tag:v:{k}",
+            "hvc1",
+            *cap,
+        ]
     if codec == "av1":
         # SVT-AV1: closed GOPs (irefresh-type=2), keyframes only where forced.
         params = f"keyint={plan.gop_frames}:irefresh-type=2:scd=0"
@@ -306,7 +327,25 @@ def video_codec_string(init: Path) -> tuple[str, int, int]:
         return f"avc1.{extra[1]:02x}{extra[2]:02x}{extra[3]:02x}", width, height
     if name in ("av1", "libdav1d", "libaom-av1") and len(extra) >= 3 and extra[0] == 0x81:
         return av1_codec_string(extra), width, height
-    raise ValueError(f"{init.name}: not an H.264 or AV1 init segment ({name})")
+    if name == "hevc" and len(extra) >= 13 and extra[0] == 1:
+        return hevc_codec_string(extra), width, height
+    raise ValueError(f"{init.name}: not an H.264, HEVC or AV1 init segment ({name})")
+
+
+def hevc_codec_string(hvcc: bytes) -> str:
+    """``hvc1.<space><profile>.<compatibility>.<tier><level>.<constraints>`` from an
+    HEVCDecoderConfigurationRecord (ISO/IEC 14496-15, annex E): the compatibility flags
+    bit-reversed in hex, the constraint bytes in hex without trailing zero bytes."""
+    space = ("", "A", "B", "C")[hvcc[1] >> 6]
+    tier = "H" if hvcc[1] & 0x20 else "L"
+    profile = hvcc[1] & 0x1F
+    compat = int(f"{int.from_bytes(hvcc[2:6], 'big'):032b}"[::-1], 2)
+    constraints = list(hvcc[6:12])
+    while constraints and constraints[-1] == 0:
+        constraints.pop()
+    parts = [f"hvc1.{space}{profile}", f"{compat:X}", f"{tier}{hvcc[12]}"]
+    parts += [f"{b:02X}" for b in constraints]
+    return ".".join(parts)
 
 
 def av1_codec_string(av1c: bytes) -> str:
