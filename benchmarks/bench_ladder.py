@@ -64,8 +64,13 @@ def _apple(plan_rungs: tuple[Rung, ...]) -> tuple[Rung, ...]:
 
 def _fixed_rate_args(args: list[str], rungs: tuple[Rung, ...]) -> list[str]:
     """Our ladder command with each rung at a fixed bitrate instead of a capped CRF."""
-    crf = args.index("-crf")
-    out = args[:crf] + args[crf + 2 :]
+    out: list[str] = []
+    pairs = iter(range(len(args)))
+    for i in pairs:
+        if args[i].startswith("-crf"):
+            next(pairs)  # and its value
+            continue
+        out.append(args[i])
     at = out.index("-pix_fmt")
     rates = []
     for n, r in enumerate(rungs):
