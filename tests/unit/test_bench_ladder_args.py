@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from benchmarks.bench_ladder import _apple, _fixed_rate_args
+
 from hevcq.media.ladder import LadderPlan, choose_rungs, ladder_args
 
 
