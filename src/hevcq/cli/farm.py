@@ -28,6 +28,7 @@ from hevcq.cli.app import (
     setup,
 )
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
+from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import running_farm
@@ -37,6 +38,7 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
 from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
+from hevcq.media.quality import score
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
 from hevcq.procs import die_with_parent
@@ -319,3 +321,29 @@ def ladder(
         kbps = f"{v.bandwidth // 1000} kb/s peak, {v.average_bandwidth // 1000} kb/s average"
         console.print(Text(f"{v.width}x{v.height}  {kbps}  {v.codecs}"))
     console.print(Text(f"Ladder checked: {out / MASTER}; poster: {out / POSTER}"))
+
+
+@app.command(epilog="Example: hevcq quality clip.mp4 hevcq-out/hevc/clip.mp4")
+def quality(
+    source: Annotated[Path, typer.Argument(help="The original video.")],
+    output: Annotated[Path, typer.Argument(help="An encode of it to score.")],
+    phone: Annotated[bool, typer.Option(help="Also score with VMAF's phone model.")] = False,
+) -> None:
+    """Score an encode against its original with VMAF, both sides aligned first
+    (upright, same size, same start, one constant frame rate)."""
+
+    try:
+        settings = load_settings(os.environ)
+        ffmpeg = find_ffmpeg(settings.ffmpeg)
+        logs.configure(settings.log_format, settings.log_level)
+        got = score(ffmpeg, source, output, phone=phone, threads=machine_cores())
+    except HevcqError as exc:
+        raise fail(str(exc)) from exc
+    neg = f", NEG {got.neg_mean:.2f}" if got.neg_mean is not None else ""
+    on_phone = f", phone {got.phone:.2f}" if got.phone is not None else ""
+    console.print(
+        Text(
+            f"VMAF {got.mean:.2f} (1% low {got.low:.2f}{neg}{on_phone}) "
+            f"with {got.model}, {got.frames} frames"
+        )
+    )

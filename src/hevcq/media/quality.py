@@ -1,0 +1,157 @@
+"""Scoring an output against its source with VMAF, both sides aligned first.
+
+Alignment is what makes a score mean something: both pictures upright (ffmpeg applies
+each side's display rotation), the output scaled to the source's displayed size, both
+starting at zero, and both resampled to one constant frame rate, so a variable-frame-rate
+phone clip scores like a constant-rate one instead of being compared frame by frame out
+of step. The model follows the picture: ``vmaf_v0.6.1`` up to 2560 px on the long side,
+the 4K model above, the phone model only when asked; the NEG variant (no gain from
+enhancement) is reported beside it. HDR sources are refused: the models are trained on
+SDR and their scores there mean nothing.
+
+A scoring failure raises ``ScoringError``, its own error: never a low score, never "no
+suitable CRF".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from hevcq.errors import HevcqError
+from hevcq.media.ladder import constant_rate
+from hevcq.media.probe import probe
+
+MODEL_HD = "vmaf_v0.6.1"
+MODEL_4K = "vmaf_4k_v0.6.1"
+MODEL_NEG = "vmaf_v0.6.1neg"
+HD_MAX_LONG_SIDE = 2560
+# Transfer characteristics (ISO/IEC 23091-2) of HDR video: PQ and HLG.
+HDR_TRANSFERS = frozenset({16, 18})
+LOW_FRACTION = 0.01  # the "1 % low": the mean of the worst 1 % of frames
+
+
+class ScoringError(HevcqError):
+    """VMAF could not be measured (not: the output scored low)."""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What scoring needs to know of one side."""
+
+    width: int  # displayed (rotation applied)
+    height: int
+    fps: float | None
+    ten_bit: bool
+    hdr: bool
+
+
+@dataclass(frozen=True)
+class Score:
+    """VMAF of an output against its source."""
+
+    model: str
+    mean: float
+    low: float  # mean of the worst 1 % of frames
+    neg_mean: float | None
+    frames: int
+    phone: float | None = None
+
+
+def model_for(width: int, height: int) -> str:
+    """The VMAF model for a picture of this displayed size."""
+    return MODEL_4K if max(width, height) > HD_MAX_LONG_SIDE else MODEL_HD
+
+
+def low_mean(scores: list[float], fraction: float = LOW_FRACTION) -> float:
+    """The mean of the worst ``fraction`` of ``scores`` (at least one)."""
+    if not scores:
+        raise ScoringError("no frame was scored")
+    worst = sorted(scores)[: max(1, math.ceil(len(scores) * fraction))]
+    return sum(worst) / len(worst)
+
+
+def picture(path: Path) -> Picture:
+    """Probe one side: displayed size, frame rate, bit depth and whether it is HDR."""
+    try:
+        info = probe(path)
+    except HevcqError as exc:
+        raise ScoringError(f"{path.name}: {exc}") from exc
+    video = info.main_video
+    if video is None:
+        raise ScoringError(f"{path.name}: no video stream")
+    width, height = video.display_size
+    return Picture(width, height, video.fps, video.bit_depth > 8, _hdr(path, video.index))
+
+
+def _hdr(path: Path, index: int) -> bool:
+    try:
+        with av.open(str(path), metadata_errors="replace") as f:
+            ctx: Any = f.streams[index].codec_context
+            return getattr(ctx, "color_trc", None) in HDR_TRANSFERS
+    except av.FFmpegError as exc:
+        raise ScoringError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
+
+
+def vmaf_graph(ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int) -> str:
+    """The filter graph: input 0 is the output scored, input 1 its source."""
+    fmt = "yuv420p10le" if ref.ten_bit else "yuv420p"
+    align = f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
+    models = [f"version={model_for(ref.width, ref.height)}\\:name=vmaf"]
+    models.append(f"version={MODEL_NEG}\\:name=vmaf_neg")
+    if phone:
+        models.append(f"version={MODEL_HD}\\:name=vmaf_phone\\:enable_transform=true")
+    return (
+        f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];"
+        f"[1:v]{align}[ref];"
+        f"[dist][ref]libvmaf=model='{'|'.join(models)}':log_fmt=json:log_path={log}"
+        f":n_threads={threads}:shortest=1"
+    )
+
+
+def score(
+    ffmpeg: str, source: Path, output: Path, *, phone: bool = False, threads: int = 1
+) -> Score:
+    """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``."""
+    ref = picture(source)
+    if ref.hdr or picture(output).hdr:
+        raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
+    rate = constant_rate(ref.fps)
+    with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
+        log = Path(tmp) / "vmaf.json"
+        graph = vmaf_graph(ref, rate, log, phone=phone, threads=threads)
+        args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
+        args += ["-i", f"file:{output}", "-i", f"file:{source}", "-lavfi", graph, "-f", "null", "-"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
+        if done.returncode != 0 or not log.is_file():
+            tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
+            raise ScoringError(f"scoring failed: {tail}")
+        return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
+
+
+def parse_log(doc: dict[str, Any], model: str) -> Score:
+    """A ``Score`` from libvmaf's JSON log."""
+    try:
+        frames = [f["metrics"] for f in doc["frames"]]
+        vmaf = [float(m["vmaf"]) for m in frames]
+        pooled = doc["pooled_metrics"]
+        neg = pooled.get("vmaf_neg", {}).get("mean")
+        phone = pooled.get("vmaf_phone", {}).get("mean")
+        return Score(
+            model=model,
+            mean=float(pooled["vmaf"]["mean"]),
+            low=low_mean(vmaf),
+            neg_mean=None if neg is None else float(neg),
+            frames=len(vmaf),
+            phone=None if phone is None else float(phone),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ScoringError(f"scoring failed: unreadable VMAF log ({exc})") from exc

@@ -1,0 +1,151 @@
+"""VMAF with both sides aligned, on real clips: the same picture scores the same however
+it is stored (rotated, variable frame rate, another size), and what cannot be scored
+says so instead of scoring low."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.quality import MODEL_HD, ScoringError, score
+from hevcq.media.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def encode(src: Path, dst: Path, *extra: str, timing: tuple[str, ...] = ("passthrough",)) -> Path:
+    """An HEVC encode as the hevc pool makes it: display rotation and timing kept."""
+    ffmpeg(
+        "-noautorotate",
+        "-i",
+        str(src),
+        *extra,
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "30",
+        "-x265-params",
+        "log-level=error",
+        "-fps_mode",
+        *timing,
+        str(dst),
+    )
+    return dst
+
+
+def test_an_output_scored_against_itself_is_near_100(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "s.mp4", width=320, height=240, seconds=1)
+    got = score(find_ffmpeg(), src, src)
+    assert got.model == MODEL_HD
+    assert got.mean > 97
+    assert got.low > 90
+    assert got.neg_mean is not None
+    assert got.frames == 24
+
+
+def test_a_rotated_phone_clip_scores_like_the_same_clip_unrotated(tmp_path: Path) -> None:
+    flat = make_clip(tmp_path / "flat.mp4", width=320, height=180, seconds=2)
+    turned = make_clip(tmp_path / "turned.mov", width=320, height=180, seconds=2, rotation=90)
+    a = score(find_ffmpeg(), flat, encode(flat, tmp_path / "a.mp4"))
+    b = score(find_ffmpeg(), turned, encode(turned, tmp_path / "b.mp4"))
+    assert b.mean > 80
+    assert abs(a.mean - b.mean) < 2
+
+
+def test_a_variable_rate_source_scores_like_a_constant_rate_one(tmp_path: Path) -> None:
+    cfr = make_clip(tmp_path / "cfr.mp4", width=320, height=180, seconds=3, fps=30)
+    # A phone's timing: frames 20-45 ms apart, never on a fixed grid.
+    vfr = tmp_path / "vfr.mp4"
+    ffmpeg(
+        "-i",
+        str(cfr),
+        "-vf",
+        "setpts='(N/30+0.012*sin(N*1.7))/TB'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "10",
+        "-an",
+        str(vfr),
+    )
+    # Its encode made constant-rate, as a ladder makes it: every frame moves on the grid.
+    made_cfr = encode(vfr, tmp_path / "vfr-out.mp4", timing=("cfr", "-r", "30"))
+    a = score(find_ffmpeg(), cfr, encode(cfr, tmp_path / "cfr-out.mp4"))
+    b = score(find_ffmpeg(), vfr, made_cfr)
+    assert b.mean > 80
+    assert abs(a.mean - b.mean) < 3
+
+
+def test_a_rendition_is_scored_at_the_source_size(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "s.mp4", width=640, height=360, seconds=1)
+    small = encode(src, tmp_path / "small.mp4", "-vf", "scale=320:180")
+    got = score(find_ffmpeg(), src, small)
+    assert 40 < got.mean < 99  # upscaled for scoring: lower, but a real score
+
+
+def test_hdr_and_non_video_are_not_scored(tmp_path: Path) -> None:
+    hdr = tmp_path / "hdr.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:duration=0.5",
+        "-c:v",
+        "libx265",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-x265-params",
+        "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+        str(hdr),
+    )
+    with pytest.raises(ScoringError, match="HDR video"):
+        score(find_ffmpeg(), hdr, hdr)
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("meeting notes\n")
+    with pytest.raises(ScoringError, match=r"notes\.mp4"):
+        score(find_ffmpeg(), notes, notes)
+
+
+def test_an_output_whose_clock_starts_later_is_compared_frame_for_frame(tmp_path: Path) -> None:
+    # Containers may start the output's timestamps elsewhere (an edit list, a muxer
+    # offset); scored by raw timestamps, every frame would meet the wrong source frame.
+    src = make_clip(tmp_path / "s.mp4", width=320, height=180, seconds=2)
+    plain = score(find_ffmpeg(), src, encode(src, tmp_path / "a.mp4"))
+    later = score(find_ffmpeg(), src, encode(src, tmp_path / "b.mp4", "-output_ts_offset", "0.5"))
+    assert abs(plain.mean - later.mean) < 1
+    assert later.frames == plain.frames
+
+
+def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "s.mp4", width=320, height=180, seconds=1)
+    out = encode(src, tmp_path / "o.mp4")
+    env = {**os.environ, "COLUMNS": "400"}
+    cmd = [sys.executable, "-m", "hevcq", "quality"]
+    run = partial(subprocess.run, capture_output=True, text=True, env=env, check=False)
+    ok = run([*cmd, str(src), str(out)])
+    assert ok.returncode == 0, ok.stderr
+    assert re.fullmatch(
+        r"VMAF \d+\.\d\d \(1% low \d+\.\d\d, NEG \d+\.\d\d\) with vmaf_v0\.6\.1, 24 frames\n",
+        ok.stdout,
+    )
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("meeting notes\n")
+    bad = run([*cmd, str(notes), str(out)])
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: notes.mp4: not a media file")
+    assert len(bad.stderr.strip().splitlines()) == 1
