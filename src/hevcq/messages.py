@@ -45,6 +45,11 @@ class JobResult(BaseModel):
     worker: str = ""
     # The version of the ffmpeg that decided and encoded the job ("" when not known).
     ffmpeg: str = ""
+    # The output's VMAF against its source (a pool with a quality target): the mean, the
+    # mean of the worst 1 % of frames, and the model (hevcq.media.quality).
+    vmaf: float | None = None
+    vmaf_low: float | None = None
+    vmaf_model: str | None = None
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

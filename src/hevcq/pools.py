@@ -30,8 +30,9 @@ from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTIO
 PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]
 # How a worker proves an output before uploading it (hevcq.media.verify; the decision is
 # docs/decisions/0016-media-policy.md): "stream": the file's video is the encoder's own
-# stream, shapes checked, first and last GOP decoded; "full": every frame decoded.
-VerifyPolicy = Literal["stream", "full"]
+# stream, shapes checked, first and last GOP decoded; "full": every frame decoded;
+# "quality": as "stream", and the output's VMAF must reach the pool's quality target.
+VerifyPolicy = Literal["stream", "full", "quality"]
 
 
 class _Strict(BaseModel):
@@ -157,6 +158,16 @@ class QueueSpec(_Strict):
         return self
 
 
+class Quality(_Strict):
+    """A pool's quality target: every output of the pool is scored against its source
+    (``hevcq.media.quality``) and its score goes on the job's result."""
+
+    vmaf: float = Field(ge=0, le=100, description="The VMAF an output should reach.")
+    # How far below the target ``verify: quality`` still accepts an output.
+    margin: float = Field(1.0, ge=0, le=100)
+    phone: bool = Field(False, description="Also score with VMAF's phone model.")
+
+
 class Deploy(_Strict):
     """How the pool runs on ECS Fargate."""
 
@@ -186,10 +197,18 @@ class Pool(_Strict):
     queue: QueueSpec = Field(default_factory=QueueSpec)
     deploy: Deploy = Field(default_factory=Deploy)
     verify: VerifyPolicy = "stream"
+    # Scored on every output when set; ``verify: quality`` fails an output below it.
+    quality: Quality | None = None
     # Whether an ingest that names no pools (``--pools``) uses this one. A pool that is
     # off by default still has its queue and workers; an upload that did not choose it
     # is skipped by them at once (``hevcq.metadata.client_chose``).
     default: bool = True
+
+    @model_validator(mode="after")
+    def _quality_policy_has_a_target(self) -> Pool:
+        if self.verify == "quality" and self.quality is None:
+            raise ValueError("verify: quality needs a quality target (quality: {vmaf: 95})")
+        return self
 
     @property
     def may_replace_originals(self) -> bool:
@@ -211,8 +230,9 @@ class Pool(_Strict):
     def settings_hash(self) -> str:
         """A short stable hash of everything that changes the encoded bytes.
 
-        ``verify`` is left out: it changes how an output is checked, not its bytes, so
-        switching it must not make every existing output look stale and re-encode it.
+        ``verify`` and ``quality`` are left out: they change how an output is checked, not
+        its bytes, so switching them must not make every existing output look stale and
+        re-encode it.
         """
         material = {"applies": self.applies.model_dump(), "encode": self.encode.hash_material()}
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.pools import load_farm, load_pool
+from hevcq.pools import Quality, load_farm, load_pool
 from tests.conftest import WORKERS_DIR
 
 
@@ -42,6 +42,8 @@ def test_verify_policy_is_not_part_of_the_settings_hash(farm: dict) -> None:
     # It changes how an output is checked, not its bytes: switching it re-encodes nothing.
     hevc = farm["hevc"]
     assert hevc.model_copy(update={"verify": "full"}).settings_hash() == hevc.settings_hash()
+    scored = hevc.model_copy(update={"quality": Quality(vmaf=95), "verify": "quality"})
+    assert scored.settings_hash() == hevc.settings_hash()
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,8 @@ def test_verify_policy_is_not_part_of_the_settings_hash(farm: dict) -> None:
         ("applies: {source_codecs: [h264]}\nverify: sometimes\n", "verify"),
         ("applies: {source_codecs: [h264]}\nverify: [stream]\n", "verify"),
         ("applies: {source_codecs: [h264]}\nverify: null\n", "verify"),
+        ("applies: {source_codecs: [h264]}\nverify: quality\n", "verify: quality needs"),
+        ("applies: {source_codecs: [h264]}\nquality: {vmaf: 101}\n", "quality.vmaf"),
     ],
 )
 def test_bad_files_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:

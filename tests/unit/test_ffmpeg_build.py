@@ -13,7 +13,7 @@ import pytest
 from hevcq.errors import ConfigError
 from hevcq.formats import AUDIO_ENCODERS, VIDEO_CODECS
 from hevcq.media.ffmpeg import ffmpeg_build, find_ffmpeg
-from hevcq.pools import load_farm, load_pool
+from hevcq.pools import Quality, load_farm, load_pool
 
 WORKERS = Path(__file__).resolve().parents[2] / "workers"
 
@@ -52,6 +52,22 @@ def test_an_ffmpeg_without_av1_cannot_serve_the_av1_pool(tmp_path: Path) -> None
         f"pool av1 needs the libopus encoder, which the ffmpeg at {path} (5.1.6-0+deb12u1) lacks",
         f"pool av1 needs the libsvtav1 encoder, which the ffmpeg at {path} (5.1.6-0+deb12u1) lacks",
     ]
+
+
+def test_an_ffmpeg_without_libvmaf_cannot_serve_a_pool_with_a_quality_target(
+    tmp_path: Path,
+) -> None:
+    path = fake_ffmpeg(
+        tmp_path, "ffmpeg version 7.1 Copyright", " V....D libx265  HEVC\\n A....D aac  AAC\\n"
+    )
+    hevc = load_pool(WORKERS / "hevc.yaml")
+    scored = hevc.model_copy(update={"quality": Quality(vmaf=95)})
+    build = ffmpeg_build(path)
+    assert build.missing([hevc]) == []
+    assert build.missing([scored]) == [
+        f"pool hevc scores quality with libvmaf, which the ffmpeg at {path} (7.1) lacks"
+    ]
+    assert ffmpeg_build(find_ffmpeg()).missing([scored]) == []  # the pinned build has it
 
 
 def test_a_binary_that_is_not_ffmpeg_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -293,6 +293,19 @@ def test_a_result_done_in_the_farm_but_never_placed_is_not_called_done(root: Pat
     assert (row.outcome, row.reason) == ("pending", "not placed; the next run takes it")
 
 
+def test_a_scored_output_shows_its_vmaf_in_the_summary(root: Path, store) -> None:
+    report = do_scan(root, store)
+    rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
+    rt.results = {
+        ("TODO/a/one.mp4", "hevc"): result(
+            "TODO/a/one.mp4", "hevc", output_bytes=10, vmaf=95.26, vmaf_low=90.04
+        )
+    }
+    rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
+    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
+    assert (row.outcome, row.reason) == ("done", "VMAF 95.3 (90.0 low)")
+
+
 def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:
     lib = tmp_path / "clean"
     make(lib, "x.mp4", b"hevc\n")

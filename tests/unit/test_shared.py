@@ -29,7 +29,7 @@ from hevcq.metadata import (
     META_SOURCE_ETAG,
 )
 from hevcq.objects import ObjectStore
-from hevcq.pools import Pool, QueueSpec, primary_pool
+from hevcq.pools import Pool, Quality, QueueSpec, primary_pool
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker
 from hevcq.worker.precheck import SETTLED_EARLIER
@@ -119,6 +119,16 @@ def test_a_rendition_checked_more_strictly_than_the_primary_encodes_itself(farm)
     assert not shares_encode(FULL_HD, farm["hevc"], full, "TODO/a.mp4")
     strict_primary = farm["hevc"].model_copy(update={"verify": "full"})
     assert shares_encode(FULL_HD, strict_primary, farm["1080p"], "TODO/a.mp4")
+
+
+def test_a_rendition_with_a_quality_target_of_its_own_encodes_itself(farm) -> None:
+    # A copy of the primary's output would never have been scored against its target.
+    target = Quality(vmaf=95)
+    scored = farm["1080p"].model_copy(update={"quality": target})
+    assert not shares_encode(FULL_HD, farm["hevc"], scored, "TODO/a.mp4")
+    both = farm["hevc"].model_copy(update={"quality": target})
+    assert shares_encode(FULL_HD, both, scored, "TODO/a.mp4")  # the same target: shared
+    assert shares_encode(FULL_HD, both, farm["1080p"], "TODO/a.mp4")
 
 
 def test_the_primary_is_the_one_pool_that_may_replace_originals(farm) -> None:

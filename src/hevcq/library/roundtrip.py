@@ -151,7 +151,10 @@ def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row
         return Row(e.rel, pool, "failed", f"{f.action}: {f.reason}", e.size, r.output_bytes)
     if f is not None and f.action == "skipped" and r.outcome == "done":
         return Row(e.rel, pool, "skipped", f.reason, e.size)  # e.g. kept the original
-    return Row(e.rel, pool, r.outcome, r.reason or "", e.size, r.output_bytes, r.encode_s)
+    reason = r.reason or ""
+    if r.vmaf is not None:  # a pool with a quality target: its output's score
+        reason = "; ".join(x for x in (reason, f"VMAF {r.vmaf:.1f} ({r.vmaf_low:.1f} low)") if x)
+    return Row(e.rel, pool, r.outcome, reason, e.size, r.output_bytes, r.encode_s)
 
 
 class Window:

@@ -174,7 +174,7 @@ def saves_nothing(pool: Pool, output_bytes: int, input_bytes: int) -> bool:
 # Stand-ins for the paths in an argument list compared between two plans: only the output's
 # name may differ between two encodes that make the same bytes.
 _SAME_SOURCE, _SAME_OUTPUT = Path("source"), Path("output")
-_VERIFY_STRENGTH = {"stream": 0, "full": 1}
+_VERIFY_STRENGTH = {"stream": 0, "full": 1, "quality": 1}
 
 
 def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) -> bool:
@@ -191,6 +191,8 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
         return False
     if _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]:
         return False
+    if pool.quality is not None and pool.quality != encoder.quality:
+        return False  # the copy would not have been scored against this pool's target
     if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):
         return False
     try:

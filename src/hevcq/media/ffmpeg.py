@@ -166,22 +166,27 @@ class FfmpegBuild:
     path: str
     version: str
     encoders: frozenset[str]
+    filters: frozenset[str] = frozenset()
 
     def missing(self, pools: Iterable[Pool]) -> list[str]:
-        """What each pool names that this ffmpeg cannot encode, one line per encoder."""
+        """What each pool names that this ffmpeg cannot do, one line per encoder or filter:
+        its encoders, and libvmaf for a pool with a quality target."""
         lines = []
+        where = f"the ffmpeg at {self.path} ({self.version}) lacks"
         for pool in pools:
             lines += [
-                f"pool {pool.name} needs the {enc} encoder, which the ffmpeg at {self.path} "
-                f"({self.version}) lacks"
+                f"pool {pool.name} needs the {enc} encoder, which {where}"
                 for enc in sorted(pool.encode.encoders)
                 if enc not in self.encoders
             ]
+            if pool.quality is not None and "libvmaf" not in self.filters:
+                lines.append(f"pool {pool.name} scores quality with libvmaf, which {where}")
         return lines
 
 
 _VERSION_LINE = re.compile(r"^ffmpeg version (\S+)")
 _ENCODER_LINE = re.compile(r"^ ([VAS])[.A-Z]{5} (\S+)")
+_FILTER_LINE = re.compile(r"^ [T.][S.][C.]? (\S+) +\S+->\S+")
 
 
 @functools.lru_cache(maxsize=8)
@@ -193,13 +198,15 @@ def ffmpeg_build(path: str) -> FfmpegBuild:
     try:
         version = _ask(path, "-version")
         encoders = _ask(path, "-encoders")
+        filters = _ask(path, "-filters")
     except (OSError, subprocess.SubprocessError) as exc:
         raise ConfigError(f"cannot run ffmpeg at {path}: {exc}") from exc
     found = _VERSION_LINE.match(version)
     if found is None:
         raise ConfigError(f"{path} does not say it is ffmpeg (its -version: {version[:80]!r})")
     names = frozenset(m.group(2) for m in map(_ENCODER_LINE.match, encoders.splitlines()) if m)
-    return FfmpegBuild(path, found.group(1), names)
+    kinds = frozenset(m.group(1) for m in map(_FILTER_LINE.match, filters.splitlines()) if m)
+    return FfmpegBuild(path, found.group(1), names, kinds)
 
 
 def _ask(path: str, option: str) -> str:

@@ -23,6 +23,7 @@ from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import EncodePlan, Skip
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
+from hevcq.media.quality import ScoringError, score
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
@@ -331,6 +332,7 @@ class JobRunner:
             )
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
+        scored = self._score(spec.pool, src, out)
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
@@ -352,7 +354,33 @@ class JobRunner:
             output_bytes=out_info.size_bytes,
             duration_s=info.duration_s,
             encode_s=round(encode_s, 3),
+            **scored,
         )
+
+    def _score(self, pool: Pool, src: Path, out: Path) -> dict[str, Any]:
+        """The output's VMAF for a pool with a quality target (result fields; empty for a
+        pool without one). Under ``verify: quality`` an output below the target, or one
+        that cannot be scored, fails the job for good: the same encode scores the same."""
+        target = pool.quality
+        if target is None:
+            return {}
+        try:
+            got = score(self._ffmpeg, src, out, phone=target.phone, threads=self._threads or 1)
+        except ScoringError as exc:
+            if pool.verify == "quality":
+                raise PermanentError(f"quality: {exc}") from exc
+            log.warning("quality_not_scored", reason=str(exc))
+            return {}
+        log.info(
+            "quality_scored", vmaf=got.mean, vmaf_low=got.low, model=got.model, target=target.vmaf
+        )
+        floor = target.vmaf - target.margin
+        if pool.verify == "quality" and got.mean < floor:
+            raise PermanentError(
+                f"quality: VMAF {got.mean:.2f} is below the pool's target {target.vmaf:g}"
+                f" (at least {floor:g} accepted)"
+            )
+        return {"vmaf": round(got.mean, 3), "vmaf_low": round(got.low, 3), "vmaf_model": got.model}
 
     def _encode(
         self,

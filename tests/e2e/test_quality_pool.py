@@ -1,0 +1,79 @@
+"""A pool with a quality target: its outputs are scored, the score travels on the result,
+and under ``verify: quality`` an output below the target is a failed job with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hevcq.errors import PermanentError
+from hevcq.ledger import JobKey
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.quality import MODEL_HD
+from hevcq.media.samples import make_clip
+from hevcq.messages import JobResult
+from hevcq.pools import Pool
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec
+from tests.fakes import FakeStore
+
+pytestmark = pytest.mark.e2e
+KEY = "TODO/a.mp4"
+OUT = "DONE/q/a.q.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("c") / "clip.mp4"
+    return make_clip(path, width=320, height=180, seconds=1).read_bytes()
+
+
+def run(tmp_path: Path, store: FakeStore, clip: bytes, **pool: object) -> JobResult:
+    p = Pool.model_validate(
+        {
+            "name": "q",
+            "output_suffix": ".q",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"preset": "ultrafast", "crf": pool.pop("crf", 28)},
+            **pool,
+        }
+    )
+    store.add(KEY, etag="e1", data=clip)
+    spec = JobSpec(JobKey(KEY, "q", "e1", p.settings_hash()), p, "media", OUT, len(clip))
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
+    )
+    return runner.run(spec, JobContext())
+
+
+def test_a_pool_with_a_target_puts_its_outputs_score_on_the_result(tmp_path, clip) -> None:
+    result = run(tmp_path, FakeStore(), clip, quality={"vmaf": 50})
+    assert result.outcome == "done"
+    assert result.vmaf is not None
+    assert result.vmaf_low is not None
+    assert 50 < result.vmaf <= 100
+    assert result.vmaf_low <= result.vmaf
+    assert result.vmaf_model == MODEL_HD
+
+
+def test_a_pool_without_one_scores_nothing(tmp_path, clip) -> None:
+    result = run(tmp_path, FakeStore(), clip)
+    assert (result.outcome, result.vmaf, result.vmaf_low, result.vmaf_model) == (
+        "done",
+        None,
+        None,
+        None,
+    )
+
+
+def test_verify_quality_fails_an_output_below_the_target_and_uploads_nothing(
+    tmp_path, clip
+) -> None:
+    store = FakeStore()
+    with pytest.raises(PermanentError, match=r"^quality: VMAF \d+\.\d\d is below the pool's"):
+        run(tmp_path, store, clip, crf=51, quality={"vmaf": 99.5, "margin": 0}, verify="quality")
+    assert OUT not in store.objects  # refused before the upload
+    result = run(tmp_path, FakeStore(), clip, crf=51, quality={"vmaf": 99.5, "margin": 0})
+    assert result.outcome == "done"  # measured and reported, not enforced, under stream
+    assert result.vmaf is not None
+    assert result.vmaf < 99.5
