@@ -51,9 +51,10 @@ def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
         yield f
 
 
-# A wrapper answers a worker's start-up questions (its version, its encoders) at once:
-# only encodes wait.
-ASKS_PASS = f'case " $* " in *" -version "*|*" -encoders "*) exec "{find_ffmpeg()}" "$@";; esac\n'
+# A wrapper answers a worker's start-up questions (its version, encoders and filters) at
+# once: only encodes wait.
+ASKS = ('*" -version "*', '*" -encoders "*', '*" -filters "*')
+ASKS_PASS = f'case " $* " in {"|".join(ASKS)}) exec "{find_ffmpeg()}" "$@";; esac\n'
 
 
 def slow_ffmpeg(tmp: Path, delay_s: float) -> Path:
