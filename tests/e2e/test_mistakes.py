@@ -279,7 +279,10 @@ def test_ctrl_c_while_the_command_starts_is_quiet(tmp_path: Path, after_s: float
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert "Traceback" not in out + err, err
-    assert proc.returncode in (130, 2), out + err  # 2 when it had already refused the folder
+    # 2 when it had already refused the folder. On a quick machine the command may be done
+    # when the signal lands: 0 when it had exited, -SIGINT when its interpreter was shutting
+    # down (default handlers are back then; a shell shows 130). Never a traceback.
+    assert proc.returncode in (130, 2, 0, -signal.SIGINT), out + err
 
 
 def test_estimate_prints_its_report_and_no_log_lines(tmp_path: Path, lib: Path) -> None:
