@@ -13,6 +13,9 @@ class FailureClass(StrEnum):
     TRANSIENT = "transient"  # retried with back-off; SQS's redrive policy caps the attempts
     STALLED = "stalled"  # ffmpeg made no progress: killed, then handled as transient
     INTERRUPTED = "interrupted"  # stopped by us (SIGTERM, scale-in): released, not counted
+    # The output could not be scored under ``verify: quality`` (hevcq.media.quality): to the
+    # dead-letter queue like a permanent failure, but never read as a low score or bad input.
+    SCORING = "scoring"
 
 
 class HevcqError(Exception):

@@ -26,6 +26,7 @@ from hevcq.errors import (
     StalledError,
 )
 from hevcq.ledger import JobKey, LedgerItem
+from hevcq.media.quality import ScoringError
 from hevcq.messages import JobResult
 from hevcq.metadata import META_NAMING, META_SOURCE_ETAG, META_SOURCE_KEY, WITH_SOURCE_EXT
 from hevcq.pools import Pool
@@ -273,6 +274,21 @@ def test_redelivered_message_of_a_dead_holder_is_taken_over_after_a_whole_lease(
         "job_taken_over",
         "job_finished",
     ]
+
+
+def test_an_output_that_cannot_be_scored_fails_with_its_own_class(ledger, farm) -> None:
+    def unscored(spec, ctx):
+        raise ScoringError("scoring failed: libvmaf: model not found")
+
+    rig = make_rig(ledger, farm, unscored)
+    msg = rig.queue.put(event())
+    rig.worker.handle(msg)
+    reason = "scoring failed: libvmaf: model not found"
+    assert rig.queue.dead == [(msg.message_id, FailureClass.SCORING, reason)]
+    item = rig.item()
+    assert (item.state, item.failure_class, item.attempts) == ("failed", "scoring", 1)
+    (res,) = rig.publisher.results
+    assert (res.outcome, res.failure_class) == ("failed", FailureClass.SCORING)
 
 
 def test_permanent_failure_is_dead_lettered_recorded_and_published(ledger, farm) -> None:

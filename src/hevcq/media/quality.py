@@ -26,7 +26,7 @@ from typing import Any
 
 import av
 
-from hevcq.errors import HevcqError
+from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
 
@@ -41,6 +41,8 @@ LOW_FRACTION = 0.01  # the "1 % low": the mean of the worst 1 % of frames
 
 class ScoringError(HevcqError):
     """VMAF could not be measured (not: the output scored low)."""
+
+    failure_class = FailureClass.SCORING
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,11 @@ class JobExecutor:
         if isinstance(exc, RetryableError):
             return self._failed(keeper, spec, exc.failure_class, str(exc), exc=exc)
         if isinstance(exc, HevcqError):
-            return self._failed(keeper, spec, FailureClass.PERMANENT, str(exc), final=True)
+            # An output that could not be scored (media.quality.ScoringError) keeps its own
+            # class: never mistaken for bad input or a low score. Everything else is final.
+            scoring = exc.failure_class is FailureClass.SCORING
+            cls = FailureClass.SCORING if scoring else FailureClass.PERMANENT
+            return self._failed(keeper, spec, cls, str(exc), final=True)
         log.exception("job_crashed", error=str(exc))
         reason = f"internal error: {type(exc).__name__}: {exc}"
         return self._failed(keeper, spec, FailureClass.TRANSIENT, reason)

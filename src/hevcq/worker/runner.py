@@ -368,7 +368,7 @@ class JobRunner:
             got = score(self._ffmpeg, src, out, phone=target.phone, threads=self._threads or 1)
         except ScoringError as exc:
             if pool.verify == "quality":
-                raise PermanentError(f"quality: {exc}") from exc
+                raise  # unproven: the job fails with the scoring failure class
             log.warning("quality_not_scored", reason=str(exc))
             return {}
         log.info(

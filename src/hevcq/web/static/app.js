@@ -150,7 +150,7 @@ const hevcq = (() => {
     if (!groups.size) { box.replaceChildren(el("p", { class: "muted", text: "none" })); return; }
     box.replaceChildren(...[...groups.values()].map((ms) => {
       const { pool, failure_class: cls } = ms[0];
-      const known = ["permanent", "transient", "stalled", "interrupted"].includes(cls);
+      const known = ["permanent", "transient", "stalled", "interrupted", "scoring"].includes(cls);
       const all = el("button", { class: "redrive-class", text: `Redrive ${ms.length}` });
       all.onclick = () => redrive({ pool, failure_class: known ? cls : null },
         `Send ${known ? `every ${cls}` : "every"} dead letter of ${pool} back to its queue?`);
