@@ -38,7 +38,8 @@ def _print_version(wanted: bool) -> None:
 def ffmpeg_line() -> str:
     """Which ffmpeg this machine's workers would run, as one line (never an error)."""
     try:
-        build = ffmpeg_build(find_ffmpeg(os.environ.get("HEVCQ_FFMPEG") or None))
+        # The settings' ffmpeg (environment or settings file), as the workers resolve it.
+        build = ffmpeg_build(find_ffmpeg(load_settings(os.environ).ffmpeg))
     except ConfigError as exc:
         return f"ffmpeg: none usable ({exc})"
     return f"ffmpeg {build.version} ({build.path})"

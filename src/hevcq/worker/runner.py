@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
@@ -365,7 +366,8 @@ class JobRunner:
         if target is None:
             return {}
         try:
-            got = score(self._ffmpeg, src, out, phone=target.phone, threads=self._threads or 1)
+            threads = self._threads or machine_cores()  # no slot size: the task's cores
+            got = score(self._ffmpeg, src, out, phone=target.phone, threads=threads)
         except ScoringError as exc:
             if pool.verify == "quality":
                 raise  # unproven: the job fails with the scoring failure class
