@@ -215,11 +215,23 @@ def output_container(container: str, source_name: str) -> Container:
     return auto_container(source_name) if container == AUTO else CONTAINERS[container]
 
 
+# The parts of a streaming ladder, as players and CDNs expect them served: playlists as
+# RFC 8216 names them, CMAF media segments as RFC 8216bis and the CMAF spec register them.
+STREAMING_TYPES = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".m4s": "video/iso.segment",
+    ".m4v": "video/mp4",
+    ".jpg": "image/jpeg",
+    ".webp": "image/webp",
+    ".json": "application/json",
+}
+
+
 def content_type(key: str) -> str:
     """The media type of an output object, from its name."""
     ext = PurePosixPath(key).suffix.lower()
-    if ext == ".m4v":
-        return "video/mp4"
+    if ext in STREAMING_TYPES:
+        return STREAMING_TYPES[ext]
     found = next((c for c in CONTAINERS.values() if c.extension == ext), None)
     return found.content_type if found else "application/octet-stream"
 

@@ -19,6 +19,10 @@ META_ATTEMPT = "hevcq-attempt"  # the writer's lease: tells its own earlier writ
 # An output copied from another pool's identical encode: that output's key and ETag.
 META_COPIED_FROM = "hevcq-copied-from"
 META_COPIED_ETAG = "hevcq-copied-etag"
+# A bundle output's master (``hevcq.bundle``): the attempt token its URIs point into, and
+# the ETag of that attempt's manifest.
+META_PARTS = "hevcq-parts"
+META_MANIFEST_ETAG = "hevcq-manifest-etag"
 
 # --- On a source, written by the client that uploaded it ---------------------------------
 META_REL_PATH = "hevcq-rel-path"

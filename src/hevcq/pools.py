@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hevcq.bundle import MASTER_SUFFIX
 from hevcq.errors import ConfigError
 from hevcq.formats import (
     AUDIO_ENCODERS,
@@ -168,6 +169,21 @@ class Quality(_Strict):
     phone: bool = Field(False, description="Also score with VMAF's phone model.")
 
 
+class Ladder(_Strict):
+    """A pool whose output is a streaming ladder (``hevcq.media.ladder``): HLS with CMAF
+    segments, H.264 always, and these codec groups beside it. Its output is many objects
+    committed as one (``hevcq.bundle``)."""
+
+    groups: tuple[Literal["hevc", "av1"], ...] = ()
+    poster: bool = True
+
+    @property
+    def encoders(self) -> frozenset[str]:
+        """The ffmpeg encoders the ladder needs."""
+        extra = {"hevc": "libx265", "av1": "libsvtav1"}
+        return frozenset({"libx264", "aac", *(extra[g] for g in self.groups)})
+
+
 class Deploy(_Strict):
     """How the pool runs on ECS Fargate."""
 
@@ -203,12 +219,21 @@ class Pool(_Strict):
     # off by default still has its queue and workers; an upload that did not choose it
     # is skipped by them at once (``hevcq.metadata.client_chose``).
     default: bool = True
+    # A streaming ladder instead of one file (``encode`` then does not apply).
+    ladder: Ladder | None = None
 
     @model_validator(mode="after")
     def _quality_policy_has_a_target(self) -> Pool:
         if self.verify == "quality" and self.quality is None:
             raise ValueError("verify: quality needs a quality target (quality: {vmaf: 95})")
+        if self.ladder is not None and self.verify == "quality":
+            raise ValueError("a ladder is checked by its own rules; verify: quality is for files")
         return self
+
+    @property
+    def encoders(self) -> frozenset[str]:
+        """The ffmpeg encoders this pool's outputs may need."""
+        return self.ladder.encoders if self.ladder is not None else self.encode.encoders
 
     @property
     def may_replace_originals(self) -> bool:
@@ -218,12 +243,15 @@ class Pool(_Strict):
         does an output in a container the pool names (a WebM copy is not the original's
         stand-in).
         """
-        return not self.output_suffix and self.encode.container == AUTO
+        return not self.output_suffix and self.encode.container == AUTO and self.ladder is None
 
     @property
     def fixed_extension(self) -> str | None:
         """The extension of every output of this pool; None when it follows the source
-        (an ``auto`` container: ``hevcq.keys.output_extension``)."""
+        (an ``auto`` container: ``hevcq.keys.output_extension``). A ladder's output is its
+        master playlist (``hevcq.bundle``)."""
+        if self.ladder is not None:
+            return MASTER_SUFFIX
         box = self.encode.container
         return None if box == AUTO else CONTAINERS[box].extension
 
@@ -234,7 +262,12 @@ class Pool(_Strict):
         its bytes, so switching them must not make every existing output look stale and
         re-encode it.
         """
-        material = {"applies": self.applies.model_dump(), "encode": self.encode.hash_material()}
+        material: dict[str, Any] = {
+            "applies": self.applies.model_dump(),
+            "encode": self.encode.hash_material(),
+        }
+        if self.ladder is not None:
+            material["ladder"] = self.ladder.model_dump(mode="json")
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -19,7 +19,8 @@ from hevcq.media.model import EncodePlan, Skip, SubtitleStream
 from hevcq.pools import Pool, load_farm
 from tests.unit.media_shapes import SHAPES, clip
 
-FARM = load_farm()
+# The pools that make one file; a ladder pool's decision is its ladder's (test_ladder_pool).
+FARM = {name: p for name, p in load_farm().items() if p.ladder is None}
 
 # (shape, pool) -> "skip: <text the reason must contain>" or (coded width, height, filter)
 Expected = str | tuple[int, int, str]

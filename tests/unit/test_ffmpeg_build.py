@@ -47,7 +47,8 @@ def test_an_ffmpeg_without_av1_cannot_serve_the_av1_pool(tmp_path: Path) -> None
     )
     build = ffmpeg_build(path)
     assert build.version == "5.1.6-0+deb12u1"
-    assert build.missing(load_farm(WORKERS).values()) == []
+    files = [p for p in load_farm(WORKERS).values() if p.ladder is None]
+    assert build.missing(files) == []
     assert build.missing([load_pool(WORKERS / "optional" / "av1.yaml")]) == [
         f"pool av1 needs the libopus encoder, which the ffmpeg at {path} (5.1.6-0+deb12u1) lacks",
         f"pool av1 needs the libsvtav1 encoder, which the ffmpeg at {path} (5.1.6-0+deb12u1) lacks",

@@ -48,7 +48,8 @@ CONTENT = {
 # 4K (four times the pixels of the 1080p clips measured), so its default stays at 0.1.
 # Short clips flatter x265 a little and other CPUs differ by up to a factor of two:
 # run `hevcq calibrate` for figures about your machine.
-DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.28, "720p": 0.55}
+# The ladder (H.264 at veryfast, every rung from one decode) is priced like a 720p rendition.
+DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.28, "720p": 0.55, "hls": 0.5}
 FALLBACK_SPEED = 0.1
 
 

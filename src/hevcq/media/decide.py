@@ -42,7 +42,8 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     target = pool.applies.target_height
     codec = pool.encode.video
     box = pool.encode.container_for(source_name)
-    if video.codec == codec.name and target is None:
+    # A ladder is made from any source it handles, whatever its codec (hevcq.media.ladder).
+    if video.codec == codec.name and target is None and pool.ladder is None:
         return Skip(f"already {codec.label}")
     if video.codec not in pool.applies.source_codecs:
         handled = ", ".join(pool.applies.source_codecs)

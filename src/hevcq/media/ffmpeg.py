@@ -176,7 +176,7 @@ class FfmpegBuild:
         for pool in pools:
             lines += [
                 f"pool {pool.name} needs the {enc} encoder, which {where}"
-                for enc in sorted(pool.encode.encoders)
+                for enc in sorted(pool.encoders)
                 if enc not in self.encoders
             ]
             if pool.quality is not None and "libvmaf" not in self.filters:

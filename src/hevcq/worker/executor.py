@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from hevcq.backoff import retry_delay
+from hevcq.bundle import is_bundle_key
 from hevcq.errors import (
     FailureClass,
     FarmConfigError,
@@ -28,12 +29,12 @@ from hevcq.errors import (
 )
 from hevcq.ledger import PHASES, Lease, LeaseLostError, Ledger, State
 from hevcq.messages import JobResult, Publisher
-from hevcq.metadata import META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.metadata import META_PARTS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.objects import ObjectStore
 from hevcq.pools import Pool
 from hevcq.queue import Received
 from hevcq.worker.config import WorkerConfig
-from hevcq.worker.fence import FencedWriter
+from hevcq.worker.fence import FencedWriter, sweep_parts
 from hevcq.worker.grace import watch_shutdown
 from hevcq.worker.heartbeat import Heartbeat
 from hevcq.worker.lease import LeaseKeeper
@@ -89,7 +90,7 @@ class JobExecutor:
         """Run a claimed job to its end; how its message settles."""
         keeper = LeaseKeeper(self._ledger, lease, clock=self._clock)
         writer = FencedWriter(self.store, keeper, self.config.worker_id)
-        ctx = JobContext(commit=writer.put)
+        ctx = JobContext(commit=writer.put, commit_bundle=writer.put_bundle)
         progress: list[float] = []
 
         def on_progress(pct: float) -> None:
@@ -195,12 +196,29 @@ class JobExecutor:
             return False
         return True
 
+    def _sweep_bundle(self, keeper: LeaseKeeper, spec: JobSpec, etag: str) -> None:
+        """Under the lease, before the ledger record: remove every part of a bundle output
+        that its committed master does not name (earlier outputs, abandoned attempts).
+
+        Done while the lease is held, so no later holder's parts can be taken for stale
+        ones; a reader still copying an earlier output finds its parts gone and reads the
+        master again (``hevcq.library.fetch``), never a mix."""
+        current = self.store.head(spec.output_key)
+        if current is None or current.etag != etag:
+            return  # not ours to judge: the next commit of this output sweeps
+        keeper.check()
+        sweep_parts(self.store, spec.output_key, current.metadata.get(META_PARTS))
+
     def _drop_stale_output(self, keeper: LeaseKeeper, spec: JobSpec) -> dict[str, object]:
         """A newer version ended without an output: any older version's output must go,
         the one the ledger recorded or one a superseded holder's write left since."""
         old = keeper.lease.output_etag
         cleared: dict[str, object] = {"output_key": None, "output_etag": None} if old else {}
         current = self.store.head(spec.output_key)
+        bundle = is_bundle_key(spec.output_key)
+        if current is None and bundle:
+            keeper.check()
+            sweep_parts(self.store, spec.output_key, None)  # attempts that never committed
         if current is None or current.metadata.get(META_SOURCE_ETAG) == spec.job.etag:
             return cleared
         if current.etag != old and current.metadata.get(META_SOURCE_KEY) != spec.job.key:
@@ -214,6 +232,8 @@ class JobExecutor:
                 older_etag=current.metadata.get(META_SOURCE_ETAG),
                 reason="the source's newest version has no output",
             )
+            if bundle:
+                sweep_parts(self.store, spec.output_key, None)  # the master went first
         return cleared
 
     def _succeeded(
@@ -235,6 +255,12 @@ class JobExecutor:
         }
         if state is State.SKIPPED:
             fields.update(self._drop_stale_output(keeper, spec))
+        elif is_bundle_key(spec.output_key) and result.output_etag:
+            try:
+                self._sweep_bundle(keeper, spec, result.output_etag)
+            except (LeaseLostError, SupersededJob) as exc:
+                log.warning("commit_fenced", reason="lease lost before the sweep", error=str(exc))
+                return LOST
         if not self._settle_ledger(keeper, state, fields):
             return LOST
         if result.output_etag:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from hevcq.bundle import MASTER, POSTER, attempt_token, relative_master
 from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
@@ -21,17 +22,28 @@ from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
-from hevcq.media.model import EncodePlan, Skip
+from hevcq.media.ladder import build_ladder
+from hevcq.media.model import EncodePlan, MediaInfo, Skip
+from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
 from hevcq.media.quality import ScoringError, score
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
-from hevcq.metadata import META_JOB, META_POOL, META_SETTINGS, META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.metadata import (
+    META_JOB,
+    META_MANIFEST_ETAG,
+    META_PARTS,
+    META_POOL,
+    META_SETTINGS,
+    META_SOURCE_ETAG,
+    META_SOURCE_KEY,
+)
 from hevcq.objects import ObjectInfo, ObjectStore
-from hevcq.pools import Pool, VerifyPolicy
+from hevcq.pools import Ladder, Pool, VerifyPolicy
 from hevcq.procs import pid_alive
+from hevcq.worker.fence import stage_bundle
 from hevcq.worker.precheck import confirmed_skip
 
 log = structlog.get_logger()
@@ -76,6 +88,8 @@ class JobContext:
     # ffmpeg's frames per second and speed (x real time) as it reports them
     on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
     commit: Commit | None = None
+    # The same for an output of many objects (a folder: ``FencedWriter.put_bundle``).
+    commit_bundle: Commit | None = None
     phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
     # Wall seconds of the steps done so far (``hevcq.ledger.PHASES``), kept on the item.
     timings: dict[str, float] = field(default_factory=dict)
@@ -310,6 +324,10 @@ class JobRunner:
             return self._result(
                 spec, "skipped", reason=decision.reason, input_bytes=info.size_bytes
             )
+        if spec.pool.ladder is not None:
+            return self._ladder(
+                spec, ladder=spec.pool.ladder, ctx=ctx, src=src, info=info, scratch=scratch, lap=lap
+            )
         ctx.phase = "encode"
         stream = self._encode(
             src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
@@ -357,6 +375,66 @@ class JobRunner:
             encode_s=round(encode_s, 3),
             **scored,
         )
+
+    def _ladder(
+        self,
+        spec: JobSpec,
+        *,
+        ladder: Ladder,
+        ctx: JobContext,
+        src: Path,
+        info: MediaInfo,
+        scratch: Path,
+        lap: _Laps,
+    ) -> JobResult:
+        """Encode, check and commit the source's streaming ladder (and its poster) as one
+        output of many objects (``hevcq.bundle``). A ladder that fails a check fails the
+        job with the check's name (``media.ladder.check_ladder``)."""
+        folder = scratch / "ladder"
+        ctx.phase = "encode"
+        build_ladder(
+            self._ffmpeg,
+            src,
+            folder,
+            info,
+            threads=self._threads,
+            stop=ctx.cancel,
+            stall_timeout_s=self._stall_timeout_s,
+            groups=ladder.groups,
+        )
+        if ladder.poster:
+            make_poster(self._ffmpeg, src, folder / POSTER)
+        encode_s = lap("encode_s")
+        if ctx.cancel.is_set():
+            raise InterruptedJob("cancelled before upload")
+        total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        commit = ctx.commit_bundle or self._plain_bundle
+        ctx.phase = "upload"
+        uploaded = until_cancelled(
+            lambda: commit(folder, spec.output_key, output_metadata(spec)), ctx.cancel
+        )
+        lap("upload_s")
+        log.info("ladder_uploaded", output_key=spec.output_key, bytes=total)
+        log.info("job_timings", **lap.laps)
+        return self._result(
+            spec,
+            "done",
+            output_key=spec.output_key,
+            output_etag=uploaded.etag,
+            input_bytes=info.size_bytes,
+            output_bytes=total,
+            duration_s=info.duration_s,
+            encode_s=round(encode_s, 3),
+        )
+
+    def _plain_bundle(self, folder: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
+        """A bundle's commit without a lease (tools and tests): staged, then its master."""
+        token = attempt_token(f"{self._worker_id}/{time.time_ns()}")
+        staged = stage_bundle(self._store, folder, key, metadata, token)
+        master = folder.parent / f"{folder.name}.{MASTER}"
+        master.write_text(relative_master((folder / MASTER).read_text(), key, token))
+        meta = {**metadata, META_PARTS: token, META_MANIFEST_ETAG: staged.etag}
+        return self._store.upload(master, key, meta)
 
     def _score(self, pool: Pool, src: Path, out: Path) -> dict[str, Any]:
         """The output's VMAF for a pool with a quality target (result fields; empty for a

@@ -1,0 +1,161 @@
+"""Outputs of many objects (a streaming ladder): where their parts live, the manifest that
+names them, and the rules that keep a reader from ever seeing a mix of two attempts.
+
+A bundle output has one stable key, its master playlist (``DONE/<pool>/<dir>/<stem>.m3u8``,
+named by ``hevcq.keys.done_key`` like any output). Everything else (media playlists, init
+and media segments, I-frame playlists, the poster, the attempt's own master) lives under a
+prefix of the attempt that wrote it::
+
+    DONE/hls/trips/beach.m3u8                         the commit: written last, fenced
+    DONE/hls/trips/beach.parts/<token>/manifest.json  every part with its ETag and size
+    DONE/hls/trips/beach.parts/<token>/v0/seg_00000.m4s ...
+
+Parts are written first, each under a key no other attempt uses, so writing them changes
+nothing a reader sees. The master at the stable key is then written by the same fenced
+compare-and-swap as a single-file output (``hevcq.worker.fence``), and its URIs point into
+the attempt's prefix: a player that read the master reads that attempt's parts and no
+other's. The master's metadata names the token and the manifest's ETag, so a reader that
+copies the whole output (``hevcq fetch``) checks every part against the manifest the
+committed master names. Parts of any other token are swept by the lease holder at its
+commit; an abandoned attempt's parts are removed then, or by the attempt itself when it
+learns that the master does not name it.
+
+Everything here is pure; the writer is ``hevcq.worker.fence.FencedWriter.put_bundle``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hevcq.errors import PermanentError
+
+MASTER_SUFFIX = ".m3u8"
+PARTS_SUFFIX = ".parts"
+MANIFEST = "manifest.json"
+MASTER = "master.m3u8"  # the attempt's own master playlist, with URIs relative to its parts
+POSTER = "poster.jpg"
+# A part's path inside its attempt: plain names, at most two folders deep, no dot names.
+_PART = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/){0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+# The URI="..." attribute of a playlist tag (EXT-X-MEDIA, EXT-X-MAP, EXT-X-I-FRAME-STREAM-INF).
+_URI_ATTR = re.compile(r'URI="([^"]*)"')
+
+
+class Part(BaseModel):
+    """One object of a bundle, as its manifest lists it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    etag: str
+    size: int = Field(ge=0)
+
+
+class Manifest(BaseModel):
+    """What an attempt wrote: every part, with the ETag and size it was written with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = 1
+    token: str
+    source_key: str
+    source_etag: str
+    parts: tuple[Part, ...]
+
+    def part(self, path: str) -> Part | None:
+        """The part at ``path`` (None: the attempt wrote no such part)."""
+        return next((p for p in self.parts if p.path == path), None)
+
+
+def is_bundle_key(output_key: str) -> bool:
+    """True for the stable key of a bundle output (its master playlist)."""
+    return output_key.endswith(MASTER_SUFFIX)
+
+
+def parts_prefix(output_key: str) -> str:
+    """The prefix every attempt's parts go under: ``.../<stem>.parts/``."""
+    if not is_bundle_key(output_key):
+        raise ValueError(f"not a bundle output key: {output_key!r}")
+    return output_key[: -len(MASTER_SUFFIX)] + PARTS_SUFFIX + "/"
+
+
+def attempt_token(attempt: str) -> str:
+    """The folder name of one attempt's parts: a digest of its writer's lease
+    (``FencedWriter.attempt``), so no two attempts share one and a retried request of the
+    same attempt writes the same keys again."""
+    return hashlib.sha256(attempt.encode()).hexdigest()[:16]
+
+
+def attempt_prefix(output_key: str, token: str) -> str:
+    """The prefix of one attempt's parts."""
+    return f"{parts_prefix(output_key)}{check_token(token)}/"
+
+
+def check_token(token: str) -> str:
+    """``token`` when it is one ``attempt_token`` makes; PermanentError otherwise (a
+    metadata value read back from the bucket is checked before it names a key)."""
+    if not _TOKEN.match(token):
+        raise PermanentError(f"not an attempt token: {token!r}")
+    return token
+
+
+def check_part_path(path: str) -> str:
+    """``path`` when it is a plain relative path a ladder writes; PermanentError otherwise.
+
+    A manifest is read back from the bucket, which a compromised worker may have written:
+    no part may name a place outside its attempt's folder (``..``, an absolute path, a
+    backslash, a hidden name) or be nested deeper than a ladder nests.
+    """
+    if not _PART.match(path) or any(seg in ("", ".", "..") for seg in path.split("/")):
+        raise PermanentError(f"not a plain part path: {path!r}")
+    return path
+
+
+def token_of(key: str, output_key: str) -> str | None:
+    """The attempt token of a key under the output's parts prefix (None: another key)."""
+    prefix = parts_prefix(output_key)
+    if not key.startswith(prefix):
+        return None
+    token = key[len(prefix) :].split("/", 1)[0]
+    return token if _TOKEN.match(token) else None
+
+
+def sweepable(keys: Iterable[str], output_key: str, keep: str | None) -> list[str]:
+    """The keys under the output's parts prefix that belong to no attempt but ``keep``
+    (None: every part goes, as when the job ends without an output)."""
+    prefix = parts_prefix(output_key)
+    return [k for k in keys if k.startswith(prefix) and token_of(k, output_key) != keep]
+
+
+def relative_master(master_text: str, output_key: str, token: str) -> str:
+    """The attempt's master playlist rewritten for the stable key: every URI (variant
+    lines and ``URI="..."`` attributes) is prefixed with the attempt's folder, relative to
+    the stable key's folder, so the master works from a bucket, a CDN or a local copy."""
+    base = posixpath.basename(attempt_prefix(output_key, token).rstrip("/"))
+    folder = posixpath.basename(parts_prefix(output_key).rstrip("/"))
+    lead = f"{folder}/{base}/"
+    lines = []
+    for line in master_text.splitlines():
+        if line and not line.startswith("#"):
+            lines.append(lead + check_part_path(line.strip()))
+        else:
+            lines.append(
+                _URI_ATTR.sub(lambda m: f'URI="{lead}{check_part_path(m.group(1))}"', line)
+            )
+    return "\n".join(lines) + "\n"
+
+
+def master_uris(master_text: str) -> list[str]:
+    """Every URI a master playlist names (variant lines and URI attributes), in order."""
+    uris: list[str] = []
+    for line in master_text.splitlines():
+        if line and not line.startswith("#"):
+            uris.append(line.strip())
+        else:
+            uris.extend(_URI_ATTR.findall(line))
+    return uris

@@ -1,0 +1,248 @@
+"""Outputs of many objects: the key rules (hevcq.bundle) and the fenced bundle writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hevcq.bundle import (
+    MANIFEST,
+    MASTER,
+    Manifest,
+    attempt_prefix,
+    attempt_token,
+    check_part_path,
+    check_token,
+    master_uris,
+    parts_prefix,
+    relative_master,
+    sweepable,
+    token_of,
+)
+from hevcq.errors import PermanentError
+from hevcq.formats import content_type
+from hevcq.ledger import Claimed, JobKey, Lease, LeaseLostError
+from hevcq.metadata import META_MANIFEST_ETAG, META_PARTS, META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.objects import ObjectInfo
+from hevcq.worker.fence import FencedWriter, sweep_parts
+from hevcq.worker.lease import LeaseKeeper
+from tests.fakes import FakeStore, MemoryLedger
+
+KEY = "DONE/hls/trips/beach.m3u8"
+SOURCE = "TODO/trips/beach.mp4"
+MASTER_TEXT = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="audio",DEFAULT=YES,URI="a/index.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=900000,RESOLUTION=640x360,CODECS="avc1.64001e,mp4a.40.2",AUDIO="aud"
+v0/index.m3u8
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,RESOLUTION=640x360,URI="v0/iframes.m3u8"
+"""
+
+
+def test_parts_live_beside_the_master_under_a_folder_per_attempt() -> None:
+    token = attempt_token("host-1/rvn-a")
+    assert parts_prefix(KEY) == "DONE/hls/trips/beach.parts/"
+    assert attempt_prefix(KEY, token) == f"DONE/hls/trips/beach.parts/{token}/"
+    assert token_of(f"DONE/hls/trips/beach.parts/{token}/v0/seg_1.m4s", KEY) == token
+    assert token_of("DONE/hls/trips/beach.parts/zz/v0/seg_1.m4s", KEY) is None
+    assert token_of("DONE/hls/trips/other.parts/x", KEY) is None
+    with pytest.raises(ValueError, match="not a bundle"):
+        parts_prefix("DONE/hevc/trips/beach.mp4")
+
+
+def test_every_attempt_has_its_own_token_and_a_retried_one_the_same() -> None:
+    a, b = attempt_token("host-1/rvn-a"), attempt_token("host-1/rvn-b")
+    assert a != b
+    assert attempt_token("host-1/rvn-a") == a
+    assert check_token(a) == a
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["../x", "/etc/passwd", "a/../b", ".hidden", "v0/.x", "a\\b", "a/b/c/d", "", "v0//s", "a b"],
+)
+def test_a_part_path_from_the_bucket_never_leaves_its_attempt(hostile: str) -> None:
+    with pytest.raises(PermanentError):
+        check_part_path(hostile)
+
+
+@pytest.mark.parametrize("hostile", ["../../x", "ABCDEF0123456789", "0123", "x" * 16, ""])
+def test_a_token_from_the_bucket_is_checked_before_it_names_a_key(hostile: str) -> None:
+    with pytest.raises(PermanentError):
+        check_token(hostile)
+
+
+def test_ladder_part_paths_are_plain() -> None:
+    for path in ("v0/seg_00001.m4s", "v0/init.mp4", "a/index.m3u8", "poster.jpg", MASTER):
+        assert check_part_path(path) == path
+
+
+def test_the_stable_master_points_into_its_attempt_and_only_there() -> None:
+    token = attempt_token("w/1")
+    text = relative_master(MASTER_TEXT, KEY, token)
+    lead = f"beach.parts/{token}/"
+    assert master_uris(text) == [
+        f"{lead}a/index.m3u8",
+        f"{lead}v0/index.m3u8",
+        f"{lead}v0/iframes.m3u8",
+    ]
+    assert "#EXT-X-STREAM-INF:BANDWIDTH=900000" in text  # everything else as it was
+
+
+def test_a_master_naming_a_place_outside_its_attempt_is_refused() -> None:
+    with pytest.raises(PermanentError):
+        relative_master(
+            MASTER_TEXT.replace("v0/index.m3u8\n", "../../hevc/x.m3u8\n"), KEY, "0" * 16
+        )
+    with pytest.raises(PermanentError):
+        relative_master(MASTER_TEXT.replace('URI="a/index', 'URI="/a/index'), KEY, "0" * 16)
+
+
+def test_only_other_attempts_parts_are_swept() -> None:
+    keep, old = attempt_token("w/new"), attempt_token("w/old")
+    keys = [
+        f"DONE/hls/trips/beach.parts/{keep}/v0/seg_1.m4s",
+        f"DONE/hls/trips/beach.parts/{old}/v0/seg_1.m4s",
+        f"DONE/hls/trips/beach.parts/{old}/{MANIFEST}",
+        "DONE/hls/trips/beach.m3u8",
+        "DONE/hls/trips/beachball.parts/x",
+    ]
+    assert sweepable(keys, KEY, keep) == keys[1:3]
+    assert sweepable(keys, KEY, None) == keys[:3]
+
+
+def test_ladder_parts_carry_the_types_players_expect() -> None:
+    assert content_type("x/master.m3u8") == "application/vnd.apple.mpegurl"
+    assert content_type("x/v0/seg_00001.m4s") == "video/iso.segment"
+    assert content_type("x/v0/init.mp4") == "video/mp4"
+    assert content_type("x/poster.jpg") == "image/jpeg"
+
+
+# --- the writer -------------------------------------------------------------------------
+
+
+def ladder_folder(tmp: Path, name: str = "ladder") -> Path:
+    folder = tmp / name
+    (folder / "v0").mkdir(parents=True)
+    (folder / "a").mkdir()
+    (folder / MASTER).write_text(MASTER_TEXT)
+    for rel in ("v0/index.m3u8", "v0/iframes.m3u8", "v0/init.mp4", "a/index.m3u8", "poster.jpg"):
+        (folder / rel).write_bytes(rel.encode() * 3)
+    for i in range(3):
+        (folder / f"v0/seg_{i:05d}.m4s").write_bytes(b"segment %d" % i)
+    return folder
+
+
+def writer(store: FakeStore, ledger: MemoryLedger, worker: str) -> FencedWriter:
+    job = JobKey(SOURCE, "hls", "etag1", "settings")
+    claim = ledger.claim(job, worker, f"msg-{worker}", lease_s=60)
+    assert isinstance(claim, Claimed)
+    return FencedWriter(store, LeaseKeeper(ledger, claim.lease), worker)
+
+
+META = {META_SOURCE_KEY: SOURCE, META_SOURCE_ETAG: "etag1"}
+
+
+def test_a_bundle_becomes_the_output_by_its_master_written_last(tmp_path: Path) -> None:
+    store, ledger = FakeStore(), MemoryLedger()
+    w = writer(store, ledger, "w1")
+    master = w.put_bundle(ladder_folder(tmp_path), KEY, META)
+    assert store.uploads[-1] == KEY  # every part and the manifest before it
+    token = master.metadata[META_PARTS]
+    assert token == attempt_token(w.attempt)
+    manifest = Manifest.model_validate(
+        json.loads(store.data[attempt_prefix(KEY, token) + MANIFEST])
+    )
+    assert (
+        master.metadata[META_MANIFEST_ETAG]
+        == store.objects[attempt_prefix(KEY, token) + MANIFEST].etag
+    )
+    assert {p.path for p in manifest.parts} >= {MASTER, "v0/seg_00002.m4s", "poster.jpg"}
+    for part in manifest.parts:
+        obj = store.objects[attempt_prefix(KEY, token) + part.path]
+        assert (obj.etag, obj.size) == (part.etag, part.size)
+    # Every URI of the stable master resolves to a part of this attempt.
+    folder = "DONE/hls/trips/"
+    for uri in master_uris(store.data[KEY].decode()):
+        assert folder + uri in store.objects
+
+
+def test_a_new_commit_sweeps_the_earlier_outputs_parts(tmp_path: Path) -> None:
+    store, ledger = FakeStore(), MemoryLedger()
+    first = writer(store, ledger, "w1").put_bundle(ladder_folder(tmp_path, "one"), KEY, META)
+    ledger2 = MemoryLedger()  # a later job of the same output (a new version, a re-run)
+    second = writer(store, ledger2, "w2").put_bundle(ladder_folder(tmp_path, "two"), KEY, META)
+    assert first.metadata[META_PARTS] != second.metadata[META_PARTS]
+    assert sweep_parts(store, KEY, second.metadata[META_PARTS]) == 10  # 9 files + manifest
+    left = store.list_keys(parts_prefix(KEY))
+    assert left
+    assert all(token_of(k, KEY) == second.metadata[META_PARTS] for k in left)
+
+
+def test_an_attempt_that_fails_half_way_leaves_no_part_behind(tmp_path: Path) -> None:
+    store, ledger = FakeStore(), MemoryLedger()
+    w = writer(store, ledger, "w1")
+    token = attempt_token(w.attempt)
+    store.fail[attempt_prefix(KEY, token) + "v0/seg_00002.m4s"] = OSError("disk gone")
+    with pytest.raises(OSError, match="disk gone"):
+        w.put_bundle(ladder_folder(tmp_path), KEY, META)
+    assert store.list_keys(parts_prefix(KEY)) == []
+    assert store.head(KEY) is None
+
+
+class PausingStore(FakeStore):
+    """Runs ``pause`` once, after the first part is written: the writer stalls there."""
+
+    pause: Callable[[], None] | None = None
+
+    def upload(self, src: Path, key: str, metadata: dict[str, str], progress=None) -> ObjectInfo:
+        out = super().upload(src, key, metadata, progress)
+        if self.pause is not None and ".parts/" in key:
+            pause, self.pause = self.pause, None
+            pause()
+        return out
+
+
+def test_a_fenced_out_attempt_removes_its_parts_and_changes_nothing(tmp_path: Path) -> None:
+    store, ledger = PausingStore(), MemoryLedger()
+    paused = writer(store, ledger, "paused")
+    committed: list[ObjectInfo] = []
+
+    def taken_over() -> None:  # while the writer stalls, another worker takes over, commits
+        item = ledger.items[(SOURCE, "hls")]
+        ledger.items[(SOURCE, "hls")] = dataclasses.replace(item, rvn="taken", worker="taker")
+        lease = Lease(JobKey(SOURCE, "hls", "etag1", "settings"), "taker", "taken", 60.0)
+        taker = FencedWriter(store, LeaseKeeper(ledger, lease), "taker")
+        committed.append(taker.put_bundle(ladder_folder(tmp_path, "taker"), KEY, META))
+
+    store.pause = taken_over
+    with pytest.raises(LeaseLostError):
+        paused.put_bundle(ladder_folder(tmp_path, "paused"), KEY, META)
+    assert store.head(KEY) == committed[0]
+    kept = committed[0].metadata[META_PARTS]
+    assert {token_of(k, KEY) for k in store.list_keys(parts_prefix(KEY))} == {kept}
+
+
+class LostAnswerStore(FakeStore):
+    """Writes the master, then loses the answer (a timeout after the write landed)."""
+
+    def put_if(
+        self, src: Path, key: str, metadata: dict[str, str], *, expect: str | None
+    ) -> ObjectInfo:
+        super().put_if(src, key, metadata, expect=expect)
+        raise TimeoutError("the answer was lost")
+
+
+def test_parts_a_master_names_are_never_removed(tmp_path: Path) -> None:
+    store, ledger = LostAnswerStore(), MemoryLedger()
+    w = writer(store, ledger, "w1")
+    with pytest.raises(TimeoutError):
+        w.put_bundle(ladder_folder(tmp_path), KEY, META)
+    token = store.objects[KEY].metadata[META_PARTS]
+    for uri in master_uris(store.data[KEY].decode()):
+        assert "DONE/hls/trips/" + uri in store.objects
+    assert all(token_of(k, KEY) == token for k in store.list_keys(parts_prefix(KEY)))
