@@ -392,6 +392,7 @@ class JobRunner:
         job with the check's name (``media.ladder.check_ladder``)."""
         folder = scratch / "ladder"
         ctx.phase = "encode"
+        log.info("transcode_started", ladder=True, groups=list(ladder.groups))
         build_ladder(
             self._ffmpeg,
             src,
