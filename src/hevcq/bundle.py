@@ -39,6 +39,8 @@ PARTS_SUFFIX = ".parts"
 MANIFEST = "manifest.json"
 MASTER = "master.m3u8"  # the attempt's own master playlist, with URIs relative to its parts
 POSTER = "poster.jpg"
+# A ladder brought home is one folder: ``<out>/<pool>/<dir>/<stem>.hls/`` (``local_master``).
+FOLDER_SUFFIX = ".hls"
 # A part's path inside its attempt: plain names, at most two folders deep, no dot names.
 _PART = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/){0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^[0-9a-f]{16}$")
@@ -75,6 +77,13 @@ class Manifest(BaseModel):
 def is_bundle_key(output_key: str) -> bool:
     """True for the stable key of a bundle output (its master playlist)."""
     return output_key.endswith(MASTER_SUFFIX)
+
+
+def local_master(output_rel: str) -> str:
+    """Where a ladder's master lands under ``<out>/<pool>/``, from its output's relative
+    path: ``trips/beach.m3u8`` -> ``trips/beach.hls/master.m3u8``."""
+    stem = output_rel[: -len(MASTER_SUFFIX)] if is_bundle_key(output_rel) else output_rel
+    return f"{stem}{FOLDER_SUFFIX}/{MASTER}"
 
 
 def parts_prefix(output_key: str) -> str:

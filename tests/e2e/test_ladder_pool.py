@@ -31,6 +31,7 @@ from tests.e2e.farmkit import (
     stack,
     wait_for,
 )
+from tests.e2e.test_choose_pools import ingest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("timed-faults")]
 
@@ -188,3 +189,21 @@ def test_a_worker_paused_while_its_parts_upload_leaves_nothing_when_it_resumes(
         assert check_ladder(tmp_path / "after") == []
         stop(a, b)
     assert count_events([a.log], "job_finished") == {}
+
+
+def test_ingest_with_the_hls_pool_brings_the_whole_ladder_home_as_one_folder(
+    tmp_path: Path,
+) -> None:
+    pool_dir(tmp_path, ("hevc", "hls"))
+    make_clip(tmp_path / "lib" / "trips" / "beach.mp4", width=320, height=180, seconds=2)
+    done = ingest(tmp_path, "--pools", "hevc,hls")
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = tmp_path / "out" / "hls" / "trips" / "beach.hls"
+    assert (folder / MASTER).is_file()
+    assert (folder / "poster.jpg").is_file()
+    assert check_ladder(folder) == []  # whole: every rung decodes, aligned, rates declared
+    assert (tmp_path / "out" / "hevc" / "trips" / "beach.mp4").is_file()
+    assert not list((tmp_path / "out").rglob(".hevcq-fetch-*"))
+    again = ingest(tmp_path, "--pools", "hevc,hls")  # a re-run: nothing to do, nothing moves
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert check_ladder(folder) == []

@@ -23,14 +23,20 @@ from hevcq.bundle import (
     sweepable,
     token_of,
 )
-from hevcq.errors import PermanentError
+from hevcq.errors import PermanentError, SupersededJob
 from hevcq.formats import content_type
 from hevcq.ledger import Claimed, JobKey, Lease, LeaseLostError
+from hevcq.library.bundles import download_parts, place_folder, read_manifest
+from hevcq.library.quarantine import OutputExists, ReplaceRefused
+from hevcq.media.decide import shares_encode
+from hevcq.messages import JobResult
 from hevcq.metadata import META_MANIFEST_ETAG, META_PARTS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.objects import ObjectInfo
+from hevcq.pools import load_farm
 from hevcq.worker.fence import FencedWriter, sweep_parts
 from hevcq.worker.lease import LeaseKeeper
 from tests.fakes import FakeStore, MemoryLedger
+from tests.unit.media_shapes import clip
 
 KEY = "DONE/hls/trips/beach.m3u8"
 SOURCE = "TODO/trips/beach.mp4"
@@ -130,7 +136,11 @@ def ladder_folder(tmp: Path, name: str = "ladder") -> Path:
     (folder / "v0").mkdir(parents=True)
     (folder / "a").mkdir()
     (folder / MASTER).write_text(MASTER_TEXT)
-    for rel in ("v0/index.m3u8", "v0/iframes.m3u8", "v0/init.mp4", "a/index.m3u8", "poster.jpg"):
+    segments = "".join(f"#EXTINF:6,\nseg_{i:05d}.m4s\n" for i in range(3))
+    (folder / "v0/index.m3u8").write_text(f'#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\n{segments}')
+    (folder / "v0/iframes.m3u8").write_text('#EXTM3U\n#EXT-X-MAP:URI="init.mp4"\nseg_00000.m4s\n')
+    (folder / "a/index.m3u8").write_text("#EXTM3U\n")
+    for rel in ("v0/init.mp4", "poster.jpg"):
         (folder / rel).write_bytes(rel.encode() * 3)
     for i in range(3):
         (folder / f"v0/seg_{i:05d}.m4s").write_bytes(b"segment %d" % i)
@@ -246,3 +256,129 @@ def test_parts_a_master_names_are_never_removed(tmp_path: Path) -> None:
     for uri in master_uris(store.data[KEY].decode()):
         assert "DONE/hls/trips/" + uri in store.objects
     assert all(token_of(k, KEY) == token for k in store.list_keys(parts_prefix(KEY)))
+
+
+def test_a_ladder_pool_never_takes_a_copy_of_a_file_pools_encode() -> None:
+    farm = load_farm()
+    info = clip(1920, 1080)
+    # Where the hls pool's (unused) encode settings equal the hevc pool's, a ladder job
+    # would otherwise be served by a copy of the HEVC file.
+    hls = farm["hls"].model_copy(update={"encode": farm["hevc"].encode})
+    assert not shares_encode(info, farm["hevc"], hls, "a.mp4")
+    assert not shares_encode(info, farm["hevc"], farm["hls"], "a.mp4")
+    assert not shares_encode(info, farm["hls"], farm["hevc"], "a.mp4")
+
+
+# --- reading a ladder back (hevcq.library.bundles): the bucket may be hostile -----------
+
+
+def committed(tmp: Path) -> tuple[FakeStore, ObjectInfo, JobResult]:
+    store, ledger = FakeStore(), MemoryLedger()
+    master = writer(store, ledger, "w1").put_bundle(ladder_folder(tmp, "made"), KEY, META)
+    result = JobResult(
+        job_id="j",
+        pool="hls",
+        bucket="b",
+        source_key=SOURCE,
+        source_etag="etag1",
+        outcome="done",
+        output_key=KEY,
+        output_etag=master.etag,
+    )
+    return store, master, result
+
+
+def forge_manifest(store: FakeStore, master: ObjectInfo, **changes: object) -> None:
+    """A compromised worker rewrites the manifest the committed master names."""
+    key = attempt_prefix(KEY, master.metadata[META_PARTS]) + MANIFEST
+    doc = json.loads(store.data[key]) | changes
+    store.data[key] = json.dumps(doc).encode()
+
+
+def forge_manifest_part(store: FakeStore, master: ObjectInfo, path: str, **changes: object) -> None:
+    key = attempt_prefix(KEY, master.metadata[META_PARTS]) + MANIFEST
+    doc = json.loads(store.data[key])
+    doc["parts"] = [p | changes if p["path"] == path else p for p in doc["parts"]]
+    store.data[key] = json.dumps(doc).encode()
+
+
+def test_a_committed_ladder_is_read_back_whole(tmp_path: Path) -> None:
+    store, master, r = committed(tmp_path)
+    (tmp_path / "s").mkdir()
+    manifest = read_manifest(store, master, r, tmp_path / "s")
+    download_parts(store, KEY, manifest, tmp_path / "home")
+    assert (tmp_path / "home" / "v0" / "seg_00002.m4s").read_bytes() == b"segment 2"
+    (tmp_path / "out").mkdir()
+    placed = place_folder(tmp_path / "home", tmp_path / "out" / "beach.hls")
+    assert (placed / MASTER).read_text() == MASTER_TEXT
+
+
+@pytest.mark.parametrize("path", ["../../../escaped", "/tmp/escaped", "v0/../../escaped"])
+def test_a_forged_manifest_cannot_write_outside_the_ladder_folder(
+    tmp_path: Path, path: str
+) -> None:
+    store, master, r = committed(tmp_path)
+    parts = json.loads(store.data[attempt_prefix(KEY, master.metadata[META_PARTS]) + MANIFEST])
+    parts["parts"].append({"path": path, "etag": "x", "size": 1})
+    forge_manifest(store, master, parts=parts["parts"])
+    (tmp_path / "s").mkdir()
+    with pytest.raises(ReplaceRefused, match="not a ladder manifest"):
+        read_manifest(store, master, r, tmp_path / "s")
+    assert not list(tmp_path.rglob("escaped"))
+
+
+def test_a_forged_token_never_names_a_key(tmp_path: Path) -> None:
+    store, master, r = committed(tmp_path)
+    forged = ObjectInfo(KEY, master.size, master.etag, {**master.metadata, META_PARTS: "../../x"})
+    store.objects[KEY] = forged
+    (tmp_path / "s").mkdir()
+    with pytest.raises(ReplaceRefused, match="not an attempt token"):
+        read_manifest(store, forged, r, tmp_path / "s")
+
+
+def test_a_manifest_of_another_source_is_refused(tmp_path: Path) -> None:
+    store, master, r = committed(tmp_path)
+    forge_manifest(store, master, source_key="TODO/someone/else.mp4")
+    (tmp_path / "s").mkdir()
+    with pytest.raises(ReplaceRefused, match="another job"):
+        read_manifest(store, master, r, tmp_path / "s")
+
+
+def test_a_playlist_naming_anything_outside_the_ladder_is_refused(tmp_path: Path) -> None:
+    store, master, r = committed(tmp_path)
+    prefix = attempt_prefix(KEY, master.metadata[META_PARTS])
+    forged = b"#EXTM3U\n#EXTINF:6,\n../../../../etc/passwd\n"
+    store.data[prefix + "v0/index.m3u8"] = forged
+    old = store.objects[prefix + "v0/index.m3u8"]
+    store.objects[prefix + "v0/index.m3u8"] = ObjectInfo(old.key, len(forged), old.etag)
+    forge_manifest_part(store, master, "v0/index.m3u8", size=len(forged))
+    (tmp_path / "s").mkdir()
+    manifest = read_manifest(store, master, r, tmp_path / "s")
+    with pytest.raises(ReplaceRefused, match="not in the ladder"):
+        download_parts(store, KEY, manifest, tmp_path / "home")
+
+
+def test_a_part_swept_by_a_newer_commit_makes_the_reader_try_again(tmp_path: Path) -> None:
+    store, master, r = committed(tmp_path)
+    (tmp_path / "s").mkdir()
+    manifest = read_manifest(store, master, r, tmp_path / "s")
+    store.delete(attempt_prefix(KEY, manifest.token) + "v0/seg_00001.m4s")
+    with pytest.raises(SupersededJob):
+        download_parts(store, KEY, manifest, tmp_path / "home")
+
+
+def test_a_changed_master_makes_the_reader_try_again(tmp_path: Path) -> None:
+    store, master, r = committed(tmp_path)
+    store.objects[KEY] = ObjectInfo(KEY, 1, "newer", dict(master.metadata))
+    with pytest.raises(SupersededJob):
+        read_manifest(store, master, r, tmp_path)
+
+
+def test_a_different_ladder_in_the_way_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / MASTER).write_text("#EXTM3U\n")
+    (tmp_path / "out" / "beach.hls").mkdir(parents=True)
+    (tmp_path / "out" / "beach.hls" / MASTER).write_text("#EXTM3U\n# mine\n")
+    with pytest.raises(OutputExists):
+        place_folder(tmp_path / "new", tmp_path / "out" / "beach.hls")
+    assert (tmp_path / "out" / "beach.hls" / MASTER).read_text() == "#EXTM3U\n# mine\n"

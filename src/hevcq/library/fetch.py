@@ -18,9 +18,11 @@ from typing import TypeVar
 
 import structlog
 
+from hevcq.bundle import attempt_prefix, is_bundle_key
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.keys import output_place, output_relative, source_relative
 from hevcq.ledger import LedgerItem, LedgerReader, State, finished_version
+from hevcq.library.bundles import bundle_folder, download_parts, place_folder, read_manifest
 from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
@@ -40,7 +42,7 @@ from hevcq.library.walk import fingerprint
 from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
-from hevcq.metadata import META_HASH, META_LIBRARY, client_settled
+from hevcq.metadata import META_HASH, META_LIBRARY, META_PARTS, client_settled
 from hevcq.objects import ObjectInfo, ObjectStore
 
 log = structlog.get_logger()
@@ -173,6 +175,8 @@ class Fetcher:
         self, r: JobResult, rel: str, out: ObjectInfo, dest: Path, files: tuple[Path, Path]
     ) -> Fetched:
         """Download exactly the committed output beside ``dest``, then verify and place it."""
+        if is_bundle_key(out.key):
+            return self._fetch_bundle(r, rel, out, bundle_folder(dest))
         copies = 2 if r.pool in self.options.replace else 1  # a swap stages one more copy
         _make_room(dest.parent, out.size * copies, _named(r, rel))
         tmp = dest.parent / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated, never keys
@@ -186,6 +190,43 @@ class Fetcher:
                 tmp.unlink()
             if fetched is None or fetched.action not in ("placed", "replaced"):
                 _remove_empty(made)  # a refused or failed output leaves no trace
+
+    def _fetch_bundle(self, r: JobResult, rel: str, out: ObjectInfo, dest: Path) -> Fetched:
+        """Bring a committed ladder home as one folder (``hevcq.library.bundles``)."""
+        what = _named(r, rel)
+        _make_room(dest.parent, out.size, what)
+        made = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
+        staging = dest.parent / f".hevcq-fetch-{uuid.uuid4().hex}.part"  # generated
+        placed: Path | None = None
+        try:
+            _placing(dest.parent, what, lambda: staging.mkdir(parents=True))
+            scratch = staging.with_suffix(".manifest")
+            scratch.mkdir()
+            try:
+                manifest = read_manifest(self.objects, out, r, scratch)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            _placing(
+                dest.parent,
+                what,
+                lambda: download_parts(self.objects, out.key, manifest, staging),
+            )
+            placed = _placing(dest.parent, what, lambda: place_folder(staging, dest))
+        except SupersededJob:
+            if self._still_committed(r, out):
+                return self._refused(r, rel, _not_committed(out, "parts of another attempt"))
+            return Fetched(
+                rel, r.pool, "retry", "the ladder changed since it was committed", result=r
+            )
+        except ReplaceRefused as exc:
+            return self._refused(r, rel, str(exc))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if placed is None:
+                _remove_empty(made)
+        self.state.record_outcome(rel, r.pool, "done")
+        log.info("output_fetched", rel=rel, pool=r.pool, action="placed", path=str(placed))
+        return Fetched(rel, r.pool, "placed", path=placed, result=r)
 
     def _fetch_checked(
         self,
@@ -365,7 +406,9 @@ class Fetcher:
     def _cleanup(self, r: JobResult, rel: str, fetched: Fetched) -> Fetched:
         if not self.options.cleanup or fetched.action == "already":
             return fetched
-        if r.output_key and not self._may_be_copied(r):
+        if r.output_key and is_bundle_key(r.output_key):
+            self._delete_bundle(r)
+        elif r.output_key and not self._may_be_copied(r):
             self.objects.delete(r.output_key)
         gone = self._cleanup_source(r, rel)
         return Fetched(
@@ -377,6 +420,19 @@ class Fetcher:
             r,
             source_deleted=gone,
         )
+
+    def _delete_bundle(self, r: JobResult) -> None:
+        """A ladder brought home leaves the bucket: exactly the committed master, then the
+        parts of its attempt (a newer commit's master and parts are left alone)."""
+        key, etag = r.output_key or "", r.output_etag or ""
+        master = self.objects.head(key)
+        if master is None or master.etag != etag:
+            return
+        token = master.metadata.get(META_PARTS, "")
+        if self.objects.delete_if(key, etag):
+            with contextlib.suppress(PermanentError):
+                for part in self.objects.list_keys(attempt_prefix(key, token)):
+                    self.objects.delete(part)
 
     def _cleanup_source(self, r: JobResult, rel: str) -> bool:
         """Delete the uploaded source once every pool's job for it is finished and home."""

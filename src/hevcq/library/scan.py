@@ -11,6 +11,7 @@ from typing import Literal
 
 import structlog
 
+from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
 from hevcq.keys import output_relative, sharing_sources, todo_key
 from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState
@@ -274,16 +275,18 @@ class _Scan:
         if self.out_dir is None:
             return []
         ext = rel in self.sharing
+
+        def placed(p: Pool) -> str:
+            out = output_relative(
+                rel, p.output_suffix, with_source_ext=ext, extension=p.fixed_extension
+            )
+            return local_master(out) if p.ladder is not None else out
+
         return [
             p.name
             for p in self.pools
             if outcomes.get(p.name) == "done"
-            and not self.out_dir.joinpath(
-                p.name,
-                *output_relative(
-                    rel, p.output_suffix, with_source_ext=ext, extension=p.fixed_extension
-                ).split("/"),
-            ).is_file()
+            and not self.out_dir.joinpath(p.name, *placed(p).split("/")).is_file()
         ]
 
     def _decision(self, rel: str, info: MediaInfo, pool: Pool, old: PoolRecord | None) -> Decision:

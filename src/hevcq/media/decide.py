@@ -190,10 +190,13 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
     mine, theirs = decide(info, pool, source_name), decide(info, encoder, source_name)
     if not isinstance(mine, EncodePlan) or not isinstance(theirs, EncodePlan):
         return False
-    if _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]:
+    if encoder.ladder is not None or pool.ladder is not None:
+        return False  # a ladder is its own command and many objects, never a copy of a file
+    if _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify] or (
+        pool.quality is not None and pool.quality != encoder.quality
+    ):
+        # Checked less strictly, or not scored against this pool's target.
         return False
-    if pool.quality is not None and pool.quality != encoder.quality:
-        return False  # the copy would not have been scored against this pool's target
     if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):
         return False
     try:
