@@ -131,6 +131,18 @@ class Settings(BaseSettings):
         description="The pools an API upload that names none is made for, comma separated "
         "(e.g. hevc,av1); default: every pool of the farm.",
     )
+    play_key: SecretStr | None = Field(
+        None,
+        description="Signs the API's play links (at least 32 characters); default: a new key "
+        "per server process, so links last until it restarts.",
+        min_length=32,
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="A URL serving the bucket's DONE/ prefix (a CDN): play and poster links "
+        "point there instead of through the API.",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+    )
 
     # Resource identifiers; derived from name_prefix when unset.
     events_topic_arn: str | None = None

@@ -39,7 +39,9 @@ def uploaded(moto_farm: MotoFarm, tmp_path: Path):
     (root / "clip.mp4").write_bytes(b"h264 source " * 50)
     store = S3Store(moto_farm.clients.s3, moto_farm.refs.bucket)
     with Catalog(tmp_path / "state.sqlite3") as state:
-        report = scan(root, list(moto_farm.pools.values()), state, probe_fn=probe_any)
+        # As an ingest naming no pools: the pools on by default (the hls pool is not).
+        pools = [p for p in moto_farm.pools.values() if p.default]
+        report = scan(root, pools, state, probe_fn=probe_any)
         [up] = upload_all(store, root, to_upload(report), library_id(root), on_done=recorder(state))
         yield root, state, store, up.key
 
@@ -182,7 +184,9 @@ def test_uploads_are_multipart_with_metadata_and_resume_by_head(moto_farm: MotoF
         def end(self) -> None: ...
 
     with Catalog(tmp_path / "s.sqlite3") as state:
-        report = scan(root, list(moto_farm.pools.values()), state, probe_fn=probe_any)
+        # As an ingest naming no pools: the pools on by default (the hls pool is not).
+        pools = [p for p in moto_farm.pools.values() if p.default]
+        report = scan(root, pools, state, probe_fn=probe_any)
         [up] = upload_all(store, root, to_upload(report), "lib", progress=Count())
         assert up.sent
         head = moto_farm.clients.s3.head_object(Bucket=moto_farm.refs.bucket, Key="TODO/big.mp4")

@@ -12,17 +12,22 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
 from hevcq.farm.client import Farm
 from hevcq.ledger import Claimed, JobKey, State
 from hevcq.library.results import announced_objects
+from hevcq.metadata import META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.settings import Settings, load_settings
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator, jwt_owner
 from hevcq.web.server import UNREACHABLE_REASON, locate, web_config
 from hevcq.web.view import FarmView
+from hevcq.worker.fence import FencedWriter
+from hevcq.worker.lease import LeaseKeeper
 from tests.aws.conftest import MotoFarm
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
+from tests.unit.test_bundle import MASTER_TEXT, ladder_folder
 from tests.unit.test_events import s3_event
 
 if TYPE_CHECKING:
@@ -325,3 +330,50 @@ def test_an_unknown_pool_is_refused_and_the_operator_default_applies(moto_farm: 
     assert "unknown pool(s) nope" in bad.json()["detail"]
     ticket = c.post("/api/uploads", json={"filename": "a.mov"}, headers={CSRF_HEADER: "1"}).json()
     assert ticket["fields"]["x-amz-meta-hevcq-pools"] == first
+
+
+def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(
+    moto_farm: MotoFarm, tmp_path: Path
+) -> None:
+    m = moto_farm
+    c = _client(_view(m), AuthConfig(open_local=True))
+    ticket = c.post(
+        "/api/uploads", json={"filename": "clip.mov", "pools": ["hls"]}, headers={CSRF_HEADER: "1"}
+    ).json()
+    key = ticket["key"]
+    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x")["ETag"].strip('"')
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    claim = ledger.claim(JobKey(key, "hls", etag, "h"), "w1", "m1", 60)
+    assert isinstance(claim, Claimed)
+    keeper = LeaseKeeper(ledger, claim.lease)
+    out = f"DONE/hls/{ticket['id']}/clip.m3u8"
+    meta = {META_SOURCE_KEY: key, META_SOURCE_ETAG: etag}
+    store = S3Store(m.clients.s3, m.refs.bucket)
+    master = FencedWriter(store, keeper, "w1").put_bundle(ladder_folder(tmp_path), out, meta)
+    keeper.finish(State.DONE, {"output_key": out, "output_etag": master.etag})
+
+    pool = c.get(f"/api/videos/{ticket['id']}").json()["pools"][0]
+    assert pool["download_url"] is None  # many objects: no one file to download
+    play, poster = pool["play_url"], pool["poster_url"]
+    assert play.startswith("http://127.0.0.1/play/")
+    assert play.endswith("/master.m3u8")
+    got = c.get(play)
+    assert got.status_code == 200
+    assert got.text == MASTER_TEXT
+    assert got.headers["content-type"] == "application/vnd.apple.mpegurl"
+    assert got.headers["access-control-allow-origin"] == "*"  # an app's own page plays it
+    assert c.get(play.replace("master.m3u8", "v0/index.m3u8")).status_code == 200
+    assert c.get(poster).headers["content-type"] == "image/jpeg"
+    # On a cloud farm a segment comes from the bucket, by a presigned GET.
+    seg = c.get(play.replace("master.m3u8", "v0/seg_00001.m4s"), follow_redirects=False)
+    assert seg.status_code == 307
+    assert "seg_00001.m4s" in seg.headers["location"]
+    assert "Signature" in seg.headers["location"]
+    assert c.get(play.replace("master.m3u8", "manifest.json")).status_code == 404
+    forged = play.replace("/play/", "/play/x")
+    assert c.get(forged).status_code == 403
+    # The operator's job page plays it too.
+    item = ledger.get(key, "hls")
+    assert item is not None
+    detail = c.get(f"/api/jobs/{item.job_id}").json()
+    assert detail["play_url"].startswith("/play/")

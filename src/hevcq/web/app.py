@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -38,6 +38,7 @@ from hevcq.web.models import (
     VideoList,
     VideoStatus,
 )
+from hevcq.web.play import PlayRefused
 from hevcq.web.videos import QuotaExceeded
 from hevcq.web.view import FarmView
 
@@ -196,6 +197,30 @@ def _api(app: FastAPI, config: WebConfig) -> None:
     _health(app, config)
     _operator_api(app)
     _upload_api(app, config)
+    _play(app)
+
+
+# Play links are capabilities (hevcq.web.play), carry no cookie and set no state: any
+# page may read them, as a player on an app's own origin must.
+PLAY_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "private, max-age=3600"}
+
+
+def _play(app: FastAPI) -> None:
+    @app.get("/play/{grant}/{path:path}", include_in_schema=False)
+    def play(
+        f: FarmDep, grant: str, path: str, range: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """One object of a played output, under a signed play link."""
+        try:
+            got = f.play(grant, path, byte_range=range)
+        except PlayRefused as exc:
+            return JSONResponse({"detail": exc.reason}, exc.status, headers=PLAY_HEADERS)
+        if got.redirect is not None:
+            return RedirectResponse(got.redirect, got.status, headers=PLAY_HEADERS)
+        headers = dict(PLAY_HEADERS)
+        if got.content_range:
+            headers["Content-Range"] = got.content_range
+        return Response(got.body, got.status, headers=headers, media_type=got.content_type)
 
 
 def _health(app: FastAPI, config: WebConfig) -> None:
@@ -292,18 +317,20 @@ def _upload_api(app: FastAPI, config: WebConfig) -> None:
 
     @app.get("/api/videos")
     def videos(
+        request: Request,
         who: CallerDep,
         f: FarmDep,
         limit: Annotated[int, Query(ge=1, le=VIDEOS_PAGE_MAX)] = VIDEOS_PAGE,
         cursor: Annotated[str | None, Query(pattern=ULID_PATTERN)] = None,
     ) -> VideoList:
         """A page of the caller's uploads, newest first; `next_cursor` leads to the next."""
-        return f.videos(who.owner, limit, cursor)
+        return f.videos(who.owner, limit, cursor, api_base=str(request.base_url))
 
     @app.get("/api/videos/{video_id}")
-    def video(who: CallerDep, f: FarmDep, video_id: str) -> VideoStatus:
-        """An upload's state per pool, with download links for done pools."""
+    def video(request: Request, who: CallerDep, f: FarmDep, video_id: str) -> VideoStatus:
+        """An upload's state per pool: for each done pool a download link (a file), a
+        play link (a file, or a ladder's master playlist) and a poster."""
         record = uploads.get_record(f.store, who.owner, video_id)
         if record is None:
             raise HTTPException(404, NOT_FOUND)
-        return f.video(record)
+        return f.video(record, api_base=str(request.base_url))

@@ -80,6 +80,8 @@ class JobDetail(_Out):
     output: ObjectMeta | None
     timings_s: dict[str, float]
     versions: list[JobVersion]
+    play_url: str | None = None
+    poster_url: str | None = None
 
 
 class StateTotal(_Out):
@@ -202,6 +204,10 @@ class PoolOutcome(_Out):
     reason: str | None = None
     output_bytes: int | None = None
     download_url: str | None = None
+    # What a player opens: the file itself, or a ladder's master playlist
+    # (``hevcq.web.play``); and the output's poster, where it has one.
+    play_url: str | None = None
+    poster_url: str | None = None
 
 
 class VideoStatus(_Out):

@@ -25,6 +25,7 @@ from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
 from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.play import PlayPolicy, SegmentMode
 from hevcq.web.videos import UploadQuota
 from hevcq.web.view import FarmView
 
@@ -63,7 +64,18 @@ def embedded_view(
         raw_policy=settings.raw,
         quota=upload_quota(settings),
         api_pools=settings.api_pool_names,
+        # The embedded endpoint answers no web page: this server streams the segments.
+        play_policy=play_policy(settings, "proxy"),
     )
+
+
+def play_policy(settings: Settings, segments: SegmentMode) -> PlayPolicy:
+    """How this server plays outputs (``hevcq.web.play``)."""
+    key = settings.play_key.get_secret_value().encode() if settings.play_key else None
+    base = settings.public_base_url
+    if key is None:
+        return PlayPolicy(segments=segments, public_base_url=base)
+    return PlayPolicy(key=key, segments=segments, public_base_url=base)
 
 
 def upload_quota(settings: Settings) -> UploadQuota:
@@ -83,6 +95,7 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             raw_policy=settings.raw,
             quota=upload_quota(settings),
             api_pools=settings.api_pool_names,
+            play_policy=play_policy(settings, "presigned"),
         )
         return Located(view, embedded=False)
     running = running_farm(state_dir)

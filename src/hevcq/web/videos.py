@@ -5,13 +5,17 @@ finished with (the raw policy's sweep).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
+from hevcq.bundle import MASTER, POSTER, attempt_prefix, is_bundle_key
 from hevcq.errors import HevcqError
 from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
+from hevcq.metadata import META_PARTS
 from hevcq.web import uploads
 from hevcq.web.models import PoolOutcome, VideoList, VideoStatus
+from hevcq.web.play import PlayPolicy, sign
 from hevcq.web.raw import in_flight, settle_raw
 
 DOWNLOAD_URL_TTL_S = 3600
@@ -33,7 +37,12 @@ class UploadQuota:
     bytes: int = 100 * 1024**3
 
 
-def _pool_outcome(item: LedgerItem | None, source_seen: bool, link: str | None) -> PoolOutcome:
+def _pool_outcome(
+    item: LedgerItem | None,
+    source_seen: bool,
+    link: str | None,
+    play: tuple[str | None, str | None] = (None, None),
+) -> PoolOutcome:
     if item is None:
         return PoolOutcome(pool="", state="waiting" if source_seen else "awaiting upload")
     state = item.state.value
@@ -45,6 +54,8 @@ def _pool_outcome(item: LedgerItem | None, source_seen: bool, link: str | None) 
         reason=item.reason or None,
         output_bytes=item.output_bytes,
         download_url=link if state == "done" else None,
+        play_url=play[0] if state == "done" else None,
+        poster_url=play[1] if state == "done" else None,
     )
 
 
@@ -68,6 +79,28 @@ class UploadSide:
     ledger: LedgerReader
     pools: tuple[str, ...]
     raw_policy: str = "keep"
+    play: PlayPolicy = field(default_factory=PlayPolicy)
+    api_base: str = "/"  # where this API is reached: play links start here
+
+
+def play_links(side: UploadSide, item: LedgerItem) -> tuple[str | None, str | None]:
+    """A done output's play URL and poster URL (``hevcq.web.play``): a file plays from its
+    own link, a ladder from its master, by a public base URL or a signed play link."""
+    key = item.output_key or ""
+    base = side.play.public_base_url
+    if not is_bundle_key(key):
+        if base:
+            return f"{base.rstrip('/')}/{quote(key)}", None
+        return side.store.presign_get(key, DOWNLOAD_URL_TTL_S), None
+    if base:
+        master = side.store.head(key)
+        token = master.metadata.get(META_PARTS, "") if master else ""
+        poster = f"{attempt_prefix(key, token)}{POSTER}" if token else None
+        root = base.rstrip("/")
+        return f"{root}/{quote(key)}", f"{root}/{quote(poster)}" if poster else None
+    grant = sign(side.play, item)
+    root = f"{side.api_base.rstrip('/')}/play/{grant}"
+    return f"{root}/{MASTER}", f"{root}/{POSTER}"
 
 
 def pools_of(side: UploadSide, record: uploads.UploadRecord) -> tuple[str, ...]:
@@ -87,10 +120,15 @@ def video_status(side: UploadSide, record: uploads.UploadRecord) -> VideoStatus:
     seen = source is not None or any(items.values())
     outcomes = []
     for pool, item in items.items():
-        link = None
+        link: str | None = None
+        play: tuple[str | None, str | None] = (None, None)
         if item and item.state is State.DONE and item.output_key:
-            link = store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
-        outcomes.append(_pool_outcome(item, seen, link).model_copy(update={"pool": pool}))
+            # A ladder is many objects: its one link is the play link, not a download.
+            bundle = is_bundle_key(item.output_key)
+            link = None if bundle else store.presign_get(item.output_key, DOWNLOAD_URL_TTL_S)
+            play = play_links(side, item)
+        outcome = _pool_outcome(item, seen, link, play)
+        outcomes.append(outcome.model_copy(update={"pool": pool}))
     return VideoStatus(
         id=record.id,
         filename=record.filename,

@@ -36,11 +36,13 @@ from hevcq.web.models import (
     VideoList,
     VideoStatus,
 )
+from hevcq.web.play import PlayPolicy, Served, serve, verify
 from hevcq.web.videos import (
     DELETE_WHEN_SETTLED,
     UploadQuota,
     UploadSide,
     check_quota,
+    play_links,
     sweep_in_flight,
     video_page,
     video_status,
@@ -163,6 +165,8 @@ class FarmView:
     quota: UploadQuota = field(default_factory=UploadQuota)
     # The pools an API upload naming none is made for (HEVCQ_API_POOLS); None: every pool.
     api_pools: tuple[str, ...] | None = None
+    # How outputs are played: grant key, segments, a public base URL (hevcq.web.play).
+    play_policy: PlayPolicy = field(default_factory=PlayPolicy)
     _dlq_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -213,7 +217,12 @@ class FarmView:
             return None
         j = job_summary(item)
         timings = {p: v for p in PHASES if (v := getattr(item, p)) is not None}
+        play: tuple[str | None, str | None] = (None, None)
+        if item.state is State.DONE and item.output_key and item.output_etag:
+            play = play_links(self.upload_side(), item)
         return JobDetail(
+            play_url=play[0],
+            poster_url=play[1],
             job=j,
             source=self._meta(j.key),
             output=self._meta(j.output_key) if j.output_key else None,
@@ -275,20 +284,31 @@ class FarmView:
                 moved = self.farm.redrive([pool], failure_class)[pool]
         return RedriveResult(pool=pool, moved=moved)
 
-    @property
-    def upload_side(self) -> UploadSide:
+    def upload_side(self, api_base: str = "/") -> UploadSide:
         """The bucket, ledger, pools and raw policy the API's uploads are read with."""
+        pools = tuple(sorted(self.farm.refs.pools))
         return UploadSide(
-            self.store, self.ledger, tuple(sorted(self.farm.refs.pools)), self.raw_policy
+            self.store, self.ledger, pools, self.raw_policy, self.play_policy, api_base
         )
 
-    def video(self, record: uploads.UploadRecord) -> VideoStatus:
-        """An upload's state per pool, with download links for done pools."""
-        return video_status(self.upload_side, record)
+    def video(self, record: uploads.UploadRecord, api_base: str = "/") -> VideoStatus:
+        """An upload's state per pool, with download and play links for done pools."""
+        return video_status(self.upload_side(api_base), record)
 
-    def videos(self, owner: str, limit: int, cursor: str | None) -> VideoList:
+    def videos(self, owner: str, limit: int, cursor: str | None, api_base: str = "/") -> VideoList:
         """A page of the owner's uploads, newest first, older than ``cursor``."""
-        return video_page(self.upload_side, owner, limit, cursor)
+        return video_page(self.upload_side(api_base), owner, limit, cursor)
+
+    def play(self, grant: str, path: str, byte_range: str | None = None) -> Served:
+        """One object of a played output (``hevcq.web.play``); PlayRefused otherwise."""
+        return serve(
+            self.store,
+            self.ledger,
+            self.play_policy,
+            verify(self.play_policy, grant),
+            path,
+            byte_range=byte_range,
+        )
 
     def upload_pools(self, requested: list[str] | None) -> tuple[str, ...]:
         """The pools an upload is made for: those it names, else the operator's default,
@@ -308,7 +328,7 @@ class FarmView:
         if size is not None and size > max_bytes:
             raise PermanentError(f"size {size} is over the {max_bytes} bytes an upload may take")
         wanted = size or max_bytes
-        check_quota(self.upload_side, record.owner, wanted, self.quota)
+        check_quota(self.upload_side(), record.owner, wanted, self.quota)
         url, fields, expires = uploads.presigned_upload(self.store, record, wanted, ttl_s)
         return url, fields, expires, wanted
 
@@ -317,4 +337,4 @@ class FarmView:
         returns how many stopped being in flight."""
         if self.raw_policy != DELETE_WHEN_SETTLED:
             return 0
-        return sweep_in_flight(self.upload_side, now or datetime.now(UTC))
+        return sweep_in_flight(self.upload_side(), now or datetime.now(UTC))
