@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.aws.ledger import DynamoLedger
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import build_ladder
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
+from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
+from tests.e2e.webkit import served
 
 pytestmark = pytest.mark.e2e
 HLS_JS = Path(str(resources.files("hevcq.web") / "static" / "vendor" / "hls.min.js"))
@@ -128,3 +131,69 @@ def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
             assert errors == []
         finally:
             browser.close()
+
+
+PLAY_ON_JOB_PAGE = """async () => {
+  const video = document.getElementById("player");
+  const t = performance.now();
+  const ready = () => window.hevcqPlayer && window.hevcqPlayer.levels.length;
+  while (performance.now() - t < 20000 && !ready()) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  if (video.readyState < 1) {
+    const meta = new Promise(r => video.addEventListener("loadedmetadata", () => r(true)));
+    if (!await Promise.race([meta, new Promise(r => setTimeout(() => r(false), 20000))])) {
+      return {played: 0, end: false, levels: 0, poster: video.poster, stuck: "no metadata"};
+    }
+  }
+  await Promise.race([video.play(), new Promise(r => setTimeout(r, 20000))]);
+  const t0 = performance.now();
+  while (performance.now() - t0 < 20000 && video.currentTime < 1.5) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  const played = video.currentTime;
+  const ended = new Promise(r => video.addEventListener("ended", () => r(true), {once: true}));
+  video.currentTime = video.duration - 0.5;
+  await video.play();
+  const end = await Promise.race([ended, new Promise(r => setTimeout(() => r(false), 20000))]);
+  return {played, end, levels: window.hevcqPlayer.levels.length, poster: video.poster};
+}"""
+
+
+def test_the_dashboard_job_page_plays_a_ladder_the_farm_made(tmp_path: Path) -> None:
+    # The whole path: a real worker of the hls pool commits a ladder to the embedded
+    # farm; the operator's job page plays it through the server's play link, under the
+    # dashboard's Content-Security-Policy, with the hls.js the app serves.
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    src = make_clip(tmp_path / "film.mp4", width=640, height=360, seconds=6, fps=25)
+    with stack(tmp_path, pool_dir(tmp_path, ("hls",))) as farm:
+        assert farm.clients is not None
+        assert farm.refs is not None
+        farm.clients.s3.upload_file(str(src), farm.refs.bucket, "TODO/film.mp4")
+        worker = WorkerProc(farm, "hls", tmp_path / "w.log")
+        ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+        done = lambda: getattr(ledger.get("TODO/film.mp4", "hls"), "state", None) == "done"  # noqa: E731
+        assert wait_for(done, 120), worker.log.read_text()[-3000:]
+        item = ledger.get("TODO/film.mp4", "hls")
+        assert item is not None
+        with served(farm) as url, sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(f"{url}/jobs/{item.job_id}")
+                page.wait_for_selector("#player")
+                got = page.evaluate(PLAY_ON_JOB_PAGE)
+                assert got["played"] >= 1.5, got
+                assert got["end"] is True, got
+                assert got["levels"] == 2  # 360p and 240p
+                assert "/play/" in got["poster"]
+                assert errors == []
+                assert page.locator("#banner").is_hidden()
+            finally:
+                browser.close()
+        worker.proc.terminate()
+        worker.proc.wait(60)

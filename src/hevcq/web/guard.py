@@ -20,10 +20,12 @@ MAX_BODY_BYTES = 8 * 1024
 BODY_TIMEOUT_S = 10.0
 # The names a browser on this machine reaches a loopback server by.
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# media-src blob: lets the job page's player (hls.js) attach its MediaSource; its worker is
+# off, so no worker-src is needed.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),

@@ -194,6 +194,25 @@ const hevcq = (() => {
         .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
   }
 
+  // The output played where the browser can: a ladder by hls.js (or natively, as Safari
+  // does), a file by the video element itself.
+  function player(d) {
+    if (!d.play_url) return el("span");
+    const video = el("video", { id: "player", controls: "", muted: "", playsinline: "", preload: "metadata" });
+    if (d.poster_url) video.poster = d.poster_url;
+    const ladder = new URL(d.play_url, location.href).pathname.endsWith(".m3u8");
+    if (ladder && window.Hls && Hls.isSupported()) {
+      const hls = new Hls({ enableWorker: false });
+      hls.on(Hls.Events.ERROR, (_e, x) => { if (x.fatal) banner(`player: ${x.details}`); });
+      hls.loadSource(d.play_url);
+      hls.attachMedia(video);
+      window.hevcqPlayer = hls;
+    } else {
+      video.src = d.play_url;
+    }
+    return el("div", {}, el("h2", { text: "Playback" }), video);
+  }
+
   async function jobPage() {
     login(jobPage);
     const id = decodeURIComponent(location.pathname.split("/").pop());
@@ -210,6 +229,7 @@ const hevcq = (() => {
         el("dl", { id: "facts" }, ...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
         el("h2", { text: "Timings" }),
         el("dl", {}, ...Object.entries(d.timings_s).flatMap(([k, v]) => [el("dt", { text: k.replace(/_s$/, "") }), el("dd", { text: `${v.toFixed(2)} s` })])),
+        player(d),
         meta("Source", d.source), meta("Output", d.output),
         el("h2", { text: "Versions" }),
         el("table", {}, el("tbody", {}, ...d.versions.map((v) => el("tr", {},
