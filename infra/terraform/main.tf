@@ -33,10 +33,17 @@ locals {
     }
   }
 
-  # The pool that may replace originals (hevcq.pools.primary_pool): the one without an
-  # output suffix. A pool making its identical encode copies its outputs instead.
-  primaries = [for name, spec in local.pool_files : name if try(spec.output_suffix, "") == ""]
-  primary   = length(local.primaries) == 1 ? local.primaries[0] : null
+  # Pools making one file; a ladder pool (hevcq.media.ladder) neither copies nor is copied.
+  file_pools = [for name, spec in local.pool_files : name if try(spec.ladder, null) == null]
+  # The pool that may replace originals (hevcq.pools.primary_pool): the file pool without an
+  # output suffix in an automatic container. A pool making its identical encode copies its
+  # outputs instead.
+  primaries = [
+    for name, spec in local.pool_files : name
+    if try(spec.output_suffix, "") == "" && contains(local.file_pools, name)
+    && try(spec.encode.container, "auto") == "auto"
+  ]
+  primary = length(local.primaries) == 1 ? local.primaries[0] : null
 
   # With mixed_service, the one pool whose module deploys the service for every pool.
   mixed_host = var.mixed_service ? coalesce(local.primary, sort(keys(local.pools))[0]) : null
@@ -90,6 +97,7 @@ module "storage" {
   todo_expiry_days = var.todo_expiry_days
   done_expiry_days = var.done_expiry_days
   force_destroy    = var.force_destroy_bucket
+  play_origins     = var.play_origins
 }
 
 module "ledger" {
@@ -143,10 +151,13 @@ module "pool" {
 
   spot_weights        = var.spot_weights
   scale_in_cooldown_s = var.scale_in_cooldown_s
-  copy_from_pool      = local.primary != null && each.key != local.primary ? local.primary : null
+  copy_from_pool = (
+    local.primary != null && each.key != local.primary && contains(local.file_pools, each.key)
+    ? local.primary : null
+  )
   # Which renditions share the primary's encode is decided per source (a 1080p rendition
-  # of a 1920x1080 source, say), so the primary may write any other pool's outputs.
-  copy_to_pools = each.key == local.primary ? sort([for n in keys(local.pools) : n if n != each.key]) : []
+  # of a 1920x1080 source, say), so the primary may write any other file pool's outputs.
+  copy_to_pools = each.key == local.primary ? sort([for n in local.file_pools : n if n != each.key]) : []
 
   deploy_service = local.mixed_host == null || each.key == local.mixed_host
   serves_pools   = each.key == local.mixed_host ? sort([for n in keys(local.pools) : n if n != each.key]) : []

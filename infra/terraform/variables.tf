@@ -65,6 +65,12 @@ variable "done_expiry_days" {
   default     = 30
 }
 
+variable "play_origins" {
+  description = "Web origins whose players may read outputs by presigned GET (the bucket's CORS rule); [] for none."
+  type        = list(string)
+  default     = ["*"]
+}
+
 variable "force_destroy_bucket" {
   description = "Let `terraform destroy` delete the bucket with objects still in it."
   type        = bool

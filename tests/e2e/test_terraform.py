@@ -702,7 +702,13 @@ def test_only_pools_that_may_copy_the_primary_read_its_outputs_and_it_writes_the
             policy = json.loads(unquote_plus(policy))
         statements = {s.get("Sid"): s for s in policy["Statement"]}
         listed = statements["ListOwnPrefixes"]["Condition"]["StringLike"]["s3:prefix"]
-        others = sorted(n for n in load_farm(WORKERS_DIR) if n != "hevc")
+        pools = load_farm(WORKERS_DIR)
+        others = sorted(n for n, p in pools.items() if n != "hevc" and p.ladder is None)
+        if pools[name].ladder is not None:  # a ladder copies nothing and is never copied
+            assert "CopyPrimaryOutputs" not in statements
+            assert "CopyForRenditions" not in statements
+            assert f"DONE/{name}/*" in listed  # its parts are listed to sweep them
+            continue
         if name == "hevc":  # the primary copies from nobody, and for every rendition
             assert "CopyPrimaryOutputs" not in statements
             assert "DONE/hevc/*" in listed
@@ -817,3 +823,16 @@ def test_a_mixed_services_role_may_do_each_pools_work_and_nothing_more(
     assert not iamcheck.allows(
         statements, iamcheck.Need("s3:DeleteObject", f"{bucket}/DONE/hevc/a")
     )
+
+
+def test_players_may_read_outputs_across_origins_and_nothing_more(farm: AppliedFarm) -> None:
+    # The API's play links redirect a player to presigned GETs of a ladder's parts: the
+    # bucket answers them to a page of any origin, for GET and HEAD with a Range only.
+    bucket = farm.outputs["bucket"]["value"]
+    rules = farm.client("s3").get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert len(rules) == 1
+    rule = rules[0]
+    assert sorted(rule["AllowedMethods"]) == ["GET", "HEAD"]
+    assert rule["AllowedOrigins"] == ["*"]
+    assert rule["AllowedHeaders"] == ["Range"]
+    assert "Content-Range" in rule["ExposeHeaders"]

@@ -53,6 +53,24 @@ data "aws_iam_policy_document" "bucket" {
   }
 }
 
+# Players (hls.js on an app's page, the dashboard) read a ladder's segments from the bucket
+# by the presigned GETs the API's play links redirect to (hevcq.web.play). CORS only lets a
+# page read what its request was already allowed to fetch: the bucket stays private. The
+# objects' types (playlists, CMAF segments, posters) are set by the worker on each upload.
+resource "aws_s3_bucket_cors_configuration" "this" {
+  count  = length(var.play_origins) > 0 ? 1 : 0
+  bucket = aws_s3_bucket.this.id
+
+  cors_rule {
+    id              = "play-outputs"
+    allowed_methods = ["GET", "HEAD"]
+    allowed_origins = var.play_origins
+    allowed_headers = ["Range"]
+    expose_headers  = ["Content-Length", "Content-Range", "ETag"]
+    max_age_seconds = 3600
+  }
+}
+
 resource "aws_s3_bucket_policy" "this" {
   bucket = aws_s3_bucket.this.id
   policy = data.aws_iam_policy_document.bucket.json

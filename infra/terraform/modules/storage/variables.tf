@@ -35,6 +35,12 @@ variable "done_expiry_days" {
   }
 }
 
+variable "play_origins" {
+  description = "Web origins whose players may read outputs by presigned GET; [] for none."
+  type        = list(string)
+  default     = ["*"]
+}
+
 variable "force_destroy" {
   description = "Let `terraform destroy` delete a bucket that still holds objects."
   type        = bool
