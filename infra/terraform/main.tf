@@ -172,6 +172,7 @@ module "api" {
   environment        = local.hevcq_settings
   enable_cognito     = var.enable_cognito
   api_token          = var.api_token
+  play_key           = var.api_play_key
   raw_policy         = var.api_raw_policy
   log_retention_days = var.log_retention_days
 

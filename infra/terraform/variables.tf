@@ -153,6 +153,18 @@ variable "api_token" {
   sensitive   = true
 }
 
+variable "api_play_key" {
+  description = "With the API: the key signing its play links (HEVCQ_PLAY_KEY), at least 32 characters. Without it each Lambda instance makes its own, and a link made by one is refused by another."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.api_play_key == null || length(coalesce(var.api_play_key, "x")) >= 32
+    error_message = "api_play_key must be at least 32 characters."
+  }
+}
+
 variable "api_raw_policy" {
   description = "With the API: HEVCQ_RAW, \"keep\" or \"delete-when-settled\" (delete an upload's source once every pool settled it)."
   type        = string

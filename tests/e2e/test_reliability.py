@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from hevcq.aws.ledger import DynamoLedger
+from hevcq.aws.s3 import S3Store
+from hevcq.bundle import parts_prefix, token_of
 from hevcq.farm.client import Farm
 from hevcq.jobs import DeadLetter, QueueDepth
 from hevcq.library.results import peek_dead_letters
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
-from hevcq.metadata import META_SOURCE_ETAG
+from hevcq.metadata import META_PARTS, META_SOURCE_ETAG
 from tests.e2e.farmkit import (
     WorkerProc,
     collector,
@@ -33,6 +35,16 @@ from tests.e2e.farmkit import (
 # The suite runs both chaos acts at a size that keeps it within its time budget;
 # `make chaos` runs them at the size the promise was first proven at (CHAOS_JOBS=100).
 CHAOS_JOBS = int(os.environ.get("CHAOS_JOBS", "0"))
+# Each act runs with a file pool and with the ladder pool (an output of many objects).
+# The ladder's second act is `make chaos`'s only: the suite keeps to its time budget.
+CHAOS_POOLS = ["hevc", "hls"]
+ACT_TWO_POOLS = [
+    "hevc",
+    pytest.param(
+        "hls",
+        marks=pytest.mark.skipif(not CHAOS_JOBS, reason="`make chaos` runs it (CHAOS_JOBS)"),
+    ),
+]
 
 # Tests that time faults (outages, clock steps, pauses) run one after another on one
 # xdist worker: two of them side by side would skew each other's timing.
@@ -122,8 +134,8 @@ def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_cli
 class Chaos:
     """Worker processes that a driver SIGKILLs mid-encode and replaces."""
 
-    def __init__(self, farm, tmp: Path, n_workers: int, seed: int) -> None:
-        self.farm, self.tmp, self.rnd = farm, tmp, random.Random(seed)
+    def __init__(self, farm, tmp: Path, n_workers: int, seed: int, pool: str = "hevc") -> None:
+        self.farm, self.tmp, self.rnd, self.pool = farm, tmp, random.Random(seed), pool
         self.slow = slow_ffmpeg(tmp, 1.0)  # long enough that kills land mid-encode
         self.logs: list[Path] = []
         self.kills = 0
@@ -131,7 +143,7 @@ class Chaos:
 
     def _spawn(self) -> WorkerProc:
         self.logs.append(self.tmp / f"worker-{len(self.logs)}.log")
-        return WorkerProc(self.farm, "hevc", self.logs[-1], lease_s=12, ffmpeg=self.slow)
+        return WorkerProc(self.farm, self.pool, self.logs[-1], lease_s=12, ffmpeg=self.slow)
 
     def maybe_kill(self, max_kills: int) -> None:
         """Now and then, SIGKILL a worker that is encoding and start a replacement."""
@@ -159,34 +171,40 @@ def _encoding(w: WorkerProc) -> bool:
     return bool(events) and events[-1] == "transcode_started"
 
 
+@pytest.mark.parametrize("pool", CHAOS_POOLS)
 def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
-    tmp_path: Path, tiny_clip: Path
+    tmp_path: Path, tiny_clip: Path, pool: str
 ) -> None:
-    n_jobs = CHAOS_JOBS or 30  # enough work that every kill lands on a running encode
+    # Enough work that every kill lands on a running encode.
+    n_jobs = CHAOS_JOBS or (30 if pool == "hevc" else 16)
     max_kills = max(8, n_jobs * 15 // 100)
-    wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
+    wdir = pool_dir(tmp_path, (pool,), visibility_timeout_s=10, max_receive_count=10)
     with stack(tmp_path, wdir) as farm:
-        chaos = Chaos(farm, tmp_path, n_workers=3, seed=1234)
+        chaos = Chaos(farm, tmp_path, n_workers=3, seed=1234, pool=pool)
         keys = [f"TODO/chaos/clip {i:03d}.mp4" for i in range(n_jobs)]
         body = tiny_clip.read_bytes()
         for k in keys:
             put(farm, k, body)
-        col = collector(farm, keys)
+        col = collector(farm, keys, pool)
         col.wait(timeout_s=600, on_tick=lambda: chaos.maybe_kill(max_kills=max_kills))
         chaos.stop()
-        dead = {o.key for o, _, _ in peek_dead_letters(dead_letters(farm))}
+        dead = {o.key for o, _, _ in peek_dead_letters(dead_letters(farm, pool))}
+        strays = stray_parts(farm, keys, pool)
     done = {k for (k, _), r in col.results.items() if r.outcome == "done"}
     missing = set(keys) - done - dead
     uploads = count_events(chaos.logs, "output_uploaded")
     started = count_events(chaos.logs, "transcode_started")
     finished = count_events(chaos.logs, "transcode_finished")
     print(  # the counts the issue asks to see
-        f"\nchaos: jobs={n_jobs} done={len(done)} dead_lettered={len(dead)} missing={len(missing)}"
+        f"\nchaos [{pool}]: jobs={n_jobs} done={len(done)} dead_lettered={len(dead)}"
+        f" missing={len(missing)}"
         f" kills={chaos.kills} encodes_started={sum(started.values())}"
         f" encodes_finished={sum(finished.values())} uploads={sum(uploads.values())}"
         f" keys_uploaded_twice={sum(1 for v in uploads.values() if v > 1)}"
+        f" stray_parts={len(strays)}"
     )
     assert chaos.kills >= 8
+    assert not strays  # a ladder's folder holds the parts of its committed attempt only
     assert sum(started.values()) >= n_jobs + chaos.kills  # every kill cost an encode, no job
     assert not missing
     assert all(uploads[k] == 1 for k in done), "an output was encoded and uploaded twice"
@@ -289,12 +307,35 @@ def duplicate_commits(logs: list[Path]) -> int:
     return 0
 
 
-def output_state(farm, keys: list[str], newest: dict[str, str]) -> tuple[set[str], set[str]]:
+def output_key(key: str, pool: str) -> str:
+    """The output of ``key`` in ``pool`` (a ladder's is its master playlist)."""
+    out = key.replace("TODO/", f"DONE/{pool}/", 1)
+    return out.removesuffix(".mp4") + ".m3u8" if pool == "hls" else out
+
+
+def stray_parts(farm, keys: list[str], pool: str) -> list[str]:
+    """Parts under a ladder's folder that its committed master does not name: an abandoned
+    attempt's, or an earlier output's (none for a file pool)."""
+    if pool != "hls":
+        return []
+    store = S3Store(farm.clients.s3, farm.refs.bucket)
+    strays: list[str] = []
+    for k in keys:
+        out = output_key(k, pool)
+        master = store.head(out)
+        token = master.metadata.get(META_PARTS) if master else None
+        strays += [p for p in store.list_keys(parts_prefix(out)) if token_of(p, out) != token]
+    return strays
+
+
+def output_state(
+    farm, keys: list[str], newest: dict[str, str], pool: str = "hevc"
+) -> tuple[set[str], set[str]]:
     """(keys whose newest version has no committed output, DONE objects of older versions)."""
     missing, stale = set(), set()
     s3, bucket = farm.clients.s3, farm.refs.bucket
     for k in keys:
-        out = k.replace("TODO/", "DONE/hevc/", 1)
+        out = output_key(k, pool)
         try:
             meta = s3.head_object(Bucket=bucket, Key=out)["Metadata"]
         except s3.exceptions.ClientError:
@@ -309,10 +350,12 @@ def output_state(farm, keys: list[str], newest: dict[str, str]) -> tuple[set[str
 class PausingChaos:
     """Worker processes that a driver pauses (SIGSTOP) and resumes (SIGCONT) at random."""
 
-    def __init__(self, farm, tmp: Path, n_workers: int, rnd: random.Random) -> None:
+    def __init__(
+        self, farm, tmp: Path, n_workers: int, rnd: random.Random, pool: str = "hevc"
+    ) -> None:
         slow = slow_ffmpeg(tmp, 2.0)  # long enough that pauses and new versions land mid-job
         self.logs = [tmp / f"worker-{i}.log" for i in range(n_workers)]
-        self.workers = [WorkerProc(farm, "hevc", log, lease_s=12, ffmpeg=slow) for log in self.logs]
+        self.workers = [WorkerProc(farm, pool, log, lease_s=12, ffmpeg=slow) for log in self.logs]
         self.rnd = rnd
         self.paused: dict[int, float] = {}  # worker index -> monotonic time to resume
         self.pauses = 0
@@ -351,8 +394,9 @@ class PausingChaos:
                 w.proc.kill()
 
 
+@pytest.mark.parametrize("pool", ACT_TWO_POOLS)
 def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_version_encoded_once(
-    tmp_path: Path, tiny_clip: Path
+    tmp_path: Path, tiny_clip: Path, pool: str
 ) -> None:
     """45 sources (``CHAOS_JOBS``) on three workers; meanwhile workers are paused and resumed
     at random (past their lease, sometimes), the whole endpoint refuses connections for 30 s,
@@ -372,9 +416,9 @@ def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_vers
     # Other bytes that still encode smaller than the source: a new version whose encode would
     # be larger is settled as "kept original" and has no output to count.
     v2_clip = make_clip(tmp_path / "v2.mp4", width=192, height=108, seconds=0.5, fps=10)
-    wdir = pool_dir(tmp_path, visibility_timeout_s=10, max_receive_count=10)
+    wdir = pool_dir(tmp_path, (pool,), visibility_timeout_s=10, max_receive_count=10)
     with proxied_stack(tmp_path, wdir) as farm:
-        chaos = PausingChaos(farm, tmp_path, n_workers=3, rnd=rnd)
+        chaos = PausingChaos(farm, tmp_path, n_workers=3, rnd=rnd, pool=pool)
         keys = [f"TODO/chaos2/clip {i:03d}.mp4" for i in range(n_jobs)]
         newest = {k: put(farm, k, tiny_clip.read_bytes()) for k in keys}
         # When to overwrite a source; the source is one being encoded at that moment
@@ -398,20 +442,22 @@ def test_chaos_act_two_pauses_an_outage_and_new_versions_leave_every_newest_vers
                 newest[k] = put(farm, k, v2_clip.read_bytes())
             quiet = not chaos.paused and refused and not farm.proxy.refusing
             if not pending and quiet and chaos.pauses >= MIN_PAUSES:
-                missing, stale = output_state(farm, keys, newest)
+                missing, stale = output_state(farm, keys, newest, pool)
                 if not missing:
                     break
             time.sleep(1)
         chaos.stop()
-        missing, stale = output_state(farm, keys, newest)
-        dead = list(peek_dead_letters(dead_letters(farm)))
+        missing, stale = output_state(farm, keys, newest, pool)
+        dead = list(peek_dead_letters(dead_letters(farm, pool)))
+        strays = stray_parts(farm, keys, pool)
     dupes = duplicate_commits(chaos.logs)
     print(  # the counts the reliability promise is judged by
-        f"\nchaos act two: jobs={n_jobs} versions={n_jobs + n_new} missing={len(missing)}"
+        f"\nchaos act two [{pool}]: jobs={n_jobs} versions={n_jobs + n_new} missing={len(missing)}"
         f" stale_outputs={len(stale)} duplicate_commits={dupes} dead_lettered={len(dead)}"
         f" pauses={chaos.pauses} refusals=1 overwrites={n_new}"
-        f" elapsed_s={time.monotonic() - t0:.0f}"
+        f" elapsed_s={time.monotonic() - t0:.0f} stray_parts={len(strays)}"
     )
+    assert not strays
     assert chaos.pauses >= MIN_PAUSES
     assert len(missing) == 0
     assert len(stale) == 0

@@ -403,6 +403,7 @@ class JobRunner:
             stall_timeout_s=self._stall_timeout_s,
             groups=ladder.groups,
         )
+        log.info("transcode_finished", ladder=True)
         if ladder.poster:
             make_poster(self._ffmpeg, src, folder / POSTER)
         encode_s = lap("encode_s")
@@ -415,7 +416,7 @@ class JobRunner:
             lambda: commit(folder, spec.output_key, output_metadata(spec)), ctx.cancel
         )
         lap("upload_s")
-        log.info("ladder_uploaded", output_key=spec.output_key, bytes=total)
+        log.info("output_uploaded", output_key=spec.output_key, bytes=total, ladder=True)
         log.info("job_timings", **lap.laps)
         return self._result(
             spec,

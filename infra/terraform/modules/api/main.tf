@@ -21,7 +21,8 @@ locals {
     }) : tomap({
     HEVCQ_API_TOKEN = var.api_token
   })
-  environment = merge(var.environment, local.auth_environment, {
+  play_environment = var.play_key == null ? tomap({}) : tomap({ HEVCQ_PLAY_KEY = var.play_key })
+  environment = merge(var.environment, local.auth_environment, local.play_environment, {
     HEVCQ_LOG_FORMAT = "json"
     HEVCQ_RAW        = var.raw_policy
   })

@@ -36,6 +36,13 @@ variable "enable_cognito" {
   default     = true
 }
 
+variable "play_key" {
+  description = "The key signing play links (HEVCQ_PLAY_KEY); null: one per Lambda instance."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
 variable "api_token" {
   description = "Operator bearer token (HEVCQ_API_TOKEN) when Cognito is off; stored encrypted with the farm's key in the function's environment."
   type        = string
