@@ -14,7 +14,8 @@ from tests.conftest import WORKERS_DIR
 def test_shipped_pools_load(farm: dict) -> None:
     assert set(farm) == {"hevc", "720p", "1080p", "hls"}
     assert {n for n, p in farm.items() if p.default} == {"hevc", "720p", "1080p"}
-    assert farm["hls"].ladder is not None and farm["hls"].fixed_extension == ".m3u8"
+    assert farm["hls"].ladder is not None
+    assert farm["hls"].fixed_extension == ".m3u8"
     assert farm["hevc"].applies.target_height is None
     assert farm["720p"].applies.target_height == 720
     assert "h264" in farm["hevc"].applies.source_codecs
