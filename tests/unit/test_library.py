@@ -21,7 +21,7 @@ from hevcq.library.catalog import (
     info_from_json,
     info_to_json,
 )
-from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate
+from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate, rung_work
 from hevcq.library.scan import PoolTotals, ScanOptions, ScanReport, scan
 from hevcq.library.walk import Matcher, fingerprint, glob_regex, sample_offsets
 from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
@@ -634,3 +634,48 @@ def test_estimate_uses_pool_task_sizes_and_extra_storage() -> None:
 
 def test_library_reexports() -> None:
     assert scan_module.ScanOptions is walk.ScanOptions
+
+
+def _ladder_entry(
+    rel: str, width: int, height: int, seconds: float, rotation: int = 0
+) -> scan_module.FileEntry:
+    plan = EncodePlan(
+        pool="hls",
+        container="mp4",
+        video_index=0,
+        width=width,
+        height=height,
+        rotation=rotation,
+        ten_bit=False,
+        crf=23,
+        preset="veryfast",
+    )
+    return scan_module.FileEntry(
+        rel=rel, size=1, duration_s=seconds, fingerprint="f", status="send", decisions={"hls": plan}
+    )
+
+
+def test_a_ladder_pool_is_priced_rung_by_rung_from_each_files_own_rungs() -> None:
+    entries = (
+        _ladder_entry("a.mp4", 1920, 1080, 3600.0),
+        # A portrait phone clip (coded 1280x720, shown upright): portrait 720p rungs.
+        _ladder_entry("b.mov", 1280, 720, 3600.0, rotation=90),
+    )
+    report = ScanReport(Path("/lib"), entries, (), {"hls": PoolTotals(2, 2, 7200.0)}, 0, 0, 0.0)
+    est = estimate(
+        report, {"hls": 0.5}, task=TaskSize(2, 4), local_cpus=2, ladders=frozenset({"hls"})
+    )
+    hls = est.pools["hls"]
+    assert [r.rung for r in hls.rungs] == ["1080p", "720p", "480p", "360p", "240p"]
+    assert [r.files for r in hls.rungs] == [1, 2, 2, 2, 2]
+    # The 1080p source's whole ladder is what the speed stands for: 2 vCPU-hours an hour.
+    # The 720p source's ladder encodes fewer pixels, and its cost follows them.
+    plans = [e.decisions["hls"] for e in entries]
+    assert all(isinstance(p, EncodePlan) for p in plans)
+    a, b = (sum(rung_work(p).values()) for p in plans if isinstance(p, EncodePlan))
+    assert a == pytest.approx(1.0)
+    assert 0.4 < b < 0.55
+    assert hls.vcpu_hours == pytest.approx(2.0 * (a + b))
+    assert sum(r.vcpu_hours for r in hls.rungs) == pytest.approx(hls.vcpu_hours)
+    assert sum(r.spot_usd for r in hls.rungs) == pytest.approx(hls.spot_usd)
+    assert hls.rungs[0].vcpu_hours > hls.rungs[1].vcpu_hours > hls.rungs[-1].vcpu_hours

@@ -146,7 +146,9 @@ def _dry_run(
         console.print(table)
     speeds, source = _speeds(pools)
     tasks = {name: TaskSize.of(p) for name, p in pools.items()}
-    console.print(estimate_table(estimate_cost(report, speeds, task=tasks)))
+    ladders = frozenset(name for name, p in pools.items() if p.ladder is not None)
+    est = estimate_cost(report, speeds, task=tasks, ladders=ladders)
+    console.print(estimate_table(est))
     console.print(Text(f"Speeds: {source}"))
 
 

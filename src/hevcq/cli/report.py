@@ -168,6 +168,17 @@ def estimate_table(est: Estimate) -> Table:
             f"{p.on_demand_usd:.2f}",
             f"{p.spot_usd:.2f}",
         )
+        for r in p.rungs:  # a ladder: what each rung of it costs
+            t.add_row(
+                f"  {p.pool} {r.rung}",
+                "",
+                "",
+                f"{r.vcpu_hours / max(1, est.local_cpus):.2f}",
+                f"{r.files} files",
+                f"{r.vcpu_hours / p.task.vcpu:.2f}",
+                f"{r.on_demand_usd:.2f}",
+                f"{r.spot_usd:.2f}",
+            )
     t.add_section()
     t.add_row(
         "total",

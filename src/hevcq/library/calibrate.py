@@ -19,6 +19,7 @@ from hevcq.errors import ConfigError
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import ladder_args, plan_ladder
 from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.pools import Pool
@@ -142,7 +143,12 @@ def encode_once(src: Path, pool: Pool, *, ffmpeg: str | None = None) -> Encoded:
     if isinstance(plan, Skip):
         raise ConfigError(f"pool {pool.name} does not apply to {src.name}: {plan.reason}")
     with tempfile.TemporaryDirectory(prefix="hevcq-calibrate-") as tmp:
-        args = build_args(find_ffmpeg(ffmpeg), src, Path(tmp) / "output", plan)
+        if pool.ladder is not None:  # the whole ladder: one command, every rung
+            ladder = plan_ladder(info, pool.ladder.groups)
+            assert ladder is not None  # noqa: S101 - decide() found the video
+            args = ladder_args(find_ffmpeg(ffmpeg), src, Path(tmp), ladder)
+        else:
+            args = build_args(find_ffmpeg(ffmpeg), src, Path(tmp) / "output", plan)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
-from hevcq.library.calibrate import speed_for
-from hevcq.library.scan import PoolTotals, ScanReport
+from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
+from hevcq.library.scan import FileEntry, PoolTotals, ScanReport
+from hevcq.media.ladder import choose_rungs
+from hevcq.media.model import EncodePlan
 from hevcq.pools import Pool
 
 
@@ -81,6 +84,19 @@ class PoolEstimate:
     task_hours: float  # Fargate task-hours (wall hours with one task)
     on_demand_usd: float
     spot_usd: float
+    # A ladder pool's work and cost split by rung, largest first (empty for a file pool).
+    rungs: tuple[RungEstimate, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungEstimate:
+    """One rung of a ladder pool: the files that get it and its share of the work."""
+
+    rung: str  # its short side: "720p"
+    files: int
+    vcpu_hours: float
+    on_demand_usd: float
+    spot_usd: float
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,72 @@ def pool_estimate(
     )
 
 
+def rung_work(plan: EncodePlan) -> dict[str, float]:
+    """A source's ladder rungs (``media.ladder.choose_rungs``), each with its encode work
+    relative to the whole ladder of a 1920x1080 source, the size a ladder pool's speed is
+    calibrated on: work follows the pixels encoded, so a 720p source's ladder costs about
+    half a 1080p one's and its 240p rung a few percent of that."""
+    w, h = (plan.height, plan.width) if plan.rotation in (90, 270) else (plan.width, plan.height)
+    reference = sum(r.width * r.height for r in choose_rungs(*CALIBRATION_SIZE, Fraction(30)))
+    return {f"{r.short}p": r.width * r.height / reference for r in choose_rungs(w, h, Fraction(30))}
+
+
+def ladder_estimate(
+    name: str,
+    entries: Sequence[FileEntry],
+    *,
+    speed: float | None,
+    task: TaskSize,
+    prices: FargatePrices,
+    local_cpus: int,
+) -> PoolEstimate:
+    """A ladder pool's hours and cost, priced rung by rung from each file's own rungs."""
+    rtf, calibrated = speed_for(name, {name: speed} if speed else None)
+    work: dict[str, float] = {}  # rung -> vCPU seconds
+    files: dict[str, int] = {}
+    seconds = 0.0
+    for e in entries:
+        plan = e.decisions.get(name)
+        if not isinstance(plan, EncodePlan):
+            continue
+        seconds += e.duration_s or 0.0
+        for rung, share in rung_work(plan).items():
+            work[rung] = work.get(rung, 0.0) + (e.duration_s or 0.0) / rtf * share
+            files[rung] = files.get(rung, 0) + 1
+    hourly = task.hourly(prices, spot=False), task.hourly(prices, spot=True)
+
+    def cost(vcpu_s: float) -> tuple[float, float]:
+        hours = vcpu_s / task.vcpu / 3600
+        return hours * hourly[0], hours * hourly[1]
+
+    rungs = tuple(
+        RungEstimate(
+            rung=r,
+            files=files[r],
+            vcpu_hours=work[r] / 3600,
+            on_demand_usd=cost(work[r])[0],
+            spot_usd=cost(work[r])[1],
+        )
+        for r in sorted(work, key=lambda r: -int(r[:-1]))
+    )
+    vcpu_s = sum(work.values())
+    task_hours = vcpu_s / task.vcpu / 3600
+    return PoolEstimate(
+        pool=name,
+        files=sum(1 for e in entries if isinstance(e.decisions.get(name), EncodePlan)),
+        source_hours=seconds / 3600,
+        speed=rtf,
+        calibrated=calibrated,
+        vcpu_hours=vcpu_s / 3600,
+        local_hours=vcpu_s / max(1, local_cpus) / 3600,
+        task=task,
+        task_hours=task_hours,
+        on_demand_usd=cost(vcpu_s)[0],
+        spot_usd=cost(vcpu_s)[1],
+        rungs=rungs,
+    )
+
+
 def estimate(
     report: ScanReport,
     speeds: Mapping[str, float],
@@ -142,12 +224,24 @@ def estimate(
     task: TaskSize | Mapping[str, TaskSize] | None = None,
     prices: FargatePrices = FARGATE_PRICES,
     local_cpus: int | None = None,
+    ladders: frozenset[str] = frozenset(),
 ) -> Estimate:
-    """Encode hours and cost per pool for the files a scan selected to send."""
+    """Encode hours and cost per pool for the files a scan selected to send; the pools in
+    ``ladders`` are priced rung by rung."""
     cpus = local_cpus or os.cpu_count() or 1
     out = {}
     for name, totals in report.totals.items():
         size = task.get(name, TaskSize()) if isinstance(task, Mapping) else task or TaskSize()
+        if name in ladders:
+            out[name] = ladder_estimate(
+                name,
+                report.to_send,
+                speed=speeds.get(name),
+                task=size,
+                prices=prices,
+                local_cpus=cpus,
+            )
+            continue
         out[name] = pool_estimate(
             name, totals, speed=speeds.get(name), task=size, prices=prices, local_cpus=cpus
         )
