@@ -93,6 +93,10 @@ def newer_sequencer(a: str, b: str) -> bool | None:
 
 # A finished job's steps, each timed by the worker and kept on its item.
 PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
+# What a finished job measured of its output (a pool with a quality target): its VMAF
+# (mean, worst 1 %, model), the CRF it was encoded at and the size the CRF search
+# predicted. Written with every finish, cleared when another version is claimed.
+QUALITY = ("vmaf", "vmaf_low", "vmaf_model", "crf", "predicted_bytes")
 HISTORY_KEPT = 20  # earlier versions an item remembers; older ones are dropped
 
 
@@ -175,6 +179,11 @@ class LedgerItem:
     verify_s: float | None = None
     upload_s: float | None = None
     duration_s: float | None = None
+    vmaf: float | None = None
+    vmaf_low: float | None = None
+    vmaf_model: str | None = None
+    crf: int | None = None
+    predicted_bytes: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
     # Earlier versions (or settings) of this source in this pool, newest first.
@@ -190,7 +199,7 @@ class LedgerItem:
         values["pool"] = str(plain.get("sk", plain.get("pool", "")))
         values["state"] = State(plain.get("state", State.QUEUED.value))
         values["history"] = _history(plain.get("history"))
-        for name in ("attempts", "claims", "input_bytes", "output_bytes"):
+        for name in ("attempts", "claims", "input_bytes", "output_bytes", "crf", "predicted_bytes"):
             if name in values:
                 values[name] = int(values[name])
         for name in (
@@ -475,6 +484,7 @@ def claim_write(
         # Another version or other settings: the item remembers what the last one did.
         sets["history"] = history_after(read)
         sets.update(dict.fromkeys(PHASES))
+        sets.update(dict.fromkeys(QUALITY))
     expect = Expect(absent=True) if read is None else Expect(rvn=read.rvn)
     return Write(job.key, job.pool, expect, sets, {"claims": 1})
 

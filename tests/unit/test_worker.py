@@ -777,3 +777,25 @@ def test_a_version_without_an_output_leaves_another_sources_output_alone(ledger,
     rig.worker.handle(rig.queue.put(event()))
     assert rig.item().state == "skipped"
     assert rig.store.objects[OUT].etag == "out-other"
+
+
+def test_what_a_job_measured_of_its_output_goes_on_its_ledger_item_until_a_new_version(
+    ledger, farm
+) -> None:
+    def scored(spec: JobSpec, ctx: JobContext) -> JobResult:
+        measured = {"vmaf": 95.4, "vmaf_low": 90.1, "vmaf_model": "vmaf_v0.6.1", "crf": 27}
+        return done_result(spec, output_bytes=100, input_bytes=5000, **measured)
+
+    rig = make_rig(ledger, farm, scored)
+    rig.worker.handle(rig.queue.put(event()))
+    item = rig.item()
+    assert item is not None
+    got = (item.vmaf, item.vmaf_low, item.vmaf_model, item.crf, item.predicted_bytes)
+    assert got == (95.4, 90.1, "vmaf_v0.6.1", 27, None)
+    # A new version's job starts without the old output's figures.
+    rig.store.add(KEY, etag="etag2", size=5000)
+    rig.runner.behaviour = lambda spec, ctx: done_result(spec, output_bytes=90, input_bytes=5000)
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    item = rig.item()
+    assert item is not None
+    assert (item.etag, item.vmaf, item.crf) == ("etag2", None, None)

@@ -81,6 +81,10 @@ def job_summary(item: LedgerItem) -> JobSummary:
         reason=item.reason or None,
         failure_class=FailureClass(cls) if cls in set(FailureClass) else None,
         output_key=item.output_key or None,
+        vmaf=item.vmaf,
+        vmaf_low=item.vmaf_low,
+        crf=item.crf,
+        predicted_bytes=item.predicted_bytes,
     )
 
 

@@ -27,7 +27,7 @@ from hevcq.errors import (
     WaitingForPrimary,
     WorkerCannotRun,
 )
-from hevcq.ledger import PHASES, Lease, LeaseLostError, Ledger, State
+from hevcq.ledger import PHASES, QUALITY, Lease, LeaseLostError, Ledger, State
 from hevcq.messages import JobResult, Publisher
 from hevcq.metadata import META_PARTS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.objects import ObjectStore
@@ -252,6 +252,7 @@ class JobExecutor:
             "encode_s": result.encode_s if result.encode_s is not None else timings.get("encode_s"),
             "duration_s": result.duration_s,
             "progress": 100.0,
+            **{q: getattr(result, q) for q in QUALITY},
         }
         if state is State.SKIPPED:
             fields.update(self._drop_stale_output(keeper, spec))

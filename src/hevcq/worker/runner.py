@@ -373,6 +373,7 @@ class JobRunner:
             output_bytes=out_info.size_bytes,
             duration_s=info.duration_s,
             encode_s=round(encode_s, 3),
+            crf=decision.crf,
             **scored,
         )
 

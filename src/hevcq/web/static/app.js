@@ -224,6 +224,9 @@ const hevcq = (() => {
         ["failure class", j.failure_class || ""], ["attempts", j.attempts], ["worker", j.worker],
         ["started", j.started_at || ""], ["finished", j.finished_at || ""], ["input", bytes(j.input_bytes)],
         ["output", bytes(j.output_bytes)], ["saved", bytes(j.saved_bytes)]];
+      if (j.vmaf !== null && j.vmaf !== undefined) facts.push(["VMAF", `${j.vmaf.toFixed(2)} (worst 1 %: ${j.vmaf_low.toFixed(2)})`]);
+      if (j.crf !== null && j.crf !== undefined) facts.push(["CRF", j.crf]);
+      if (j.predicted_bytes) facts.push(["predicted size", `${bytes(j.predicted_bytes)} (actual ${bytes(j.output_bytes)})`]);
       $("#job").replaceChildren(
         el("h2", { text: `${j.key} · ${j.pool}` }),
         el("dl", { id: "facts" }, ...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
