@@ -93,7 +93,7 @@ def download_parts(store: ObjectStore, key: str, manifest: Manifest, staging: Pa
         size = target.stat().st_size
         if got.etag != part.etag or size != part.size:
             raise SupersededJob(f"{prefix}{part.path} is not the part its manifest names")
-        if _MD5_ETAG.fullmatch(part.etag) and _md5(target) != part.etag:
+        if _MD5_ETAG.fullmatch(part.etag) and file_md5(target) != part.etag:
             raise ReplaceRefused(f"{prefix}{part.path}: its bytes do not match its ETag")
     check_whole(staging, manifest)
 
@@ -137,10 +137,11 @@ def _same_tree(a: Path, b: Path) -> bool:
     files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     if files_a != files_b:
         return False
-    return all(_md5(a / f) == _md5(b / f) for f in files_a)
+    return all(file_md5(a / f) == file_md5(b / f) for f in files_a)
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
+    """The MD5 of a file's bytes, as S3 gives it for a single-part object's ETag."""
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
         while chunk := fh.read(MiB):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import re
 import shutil
 import threading
@@ -22,7 +21,13 @@ from hevcq.bundle import attempt_prefix, is_bundle_key
 from hevcq.errors import HevcqError, PermanentError, SupersededJob
 from hevcq.keys import output_place, output_relative, source_relative
 from hevcq.ledger import LedgerItem, LedgerReader, State, finished_version
-from hevcq.library.bundles import bundle_folder, download_parts, place_folder, read_manifest
+from hevcq.library.bundles import (
+    bundle_folder,
+    download_parts,
+    file_md5,
+    place_folder,
+    read_manifest,
+)
 from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
@@ -39,7 +44,6 @@ from hevcq.library.quarantine import (
 from hevcq.library.results import Action, Fetched, Inbox, drain
 from hevcq.library.summary import human_bytes
 from hevcq.library.walk import fingerprint
-from hevcq.limits import MiB
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
 from hevcq.metadata import META_HASH, META_LIBRARY, META_PARTS, client_settled
@@ -261,7 +265,7 @@ class Fetcher:
         size = tmp.stat().st_size
         if out.size >= 0 and size != out.size:
             raise ReplaceRefused(_not_committed(out, f"{size} bytes, not the committed {out.size}"))
-        if _MD5_ETAG.fullmatch(out.etag) and _md5(tmp) != out.etag:
+        if _MD5_ETAG.fullmatch(out.etag) and file_md5(tmp) != out.etag:
             raise ReplaceRefused(_not_committed(out, "a checksum other than its ETag"))
 
     def _still_committed(self, r: JobResult, out: ObjectInfo) -> bool:
@@ -526,14 +530,6 @@ def _named(r: JobResult, rel: str) -> str:
 
 def _not_committed(out: ObjectInfo, what: str) -> str:
     return f"the object under {out.key} differs from the one the ledger committed: {what}"
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        while chunk := fh.read(MiB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _placing(folder: Path, what: str, step: Callable[[], T]) -> T:
