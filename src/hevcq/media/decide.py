@@ -191,14 +191,22 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
         return False
     if _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]:
         return False
-    if pool.quality is not None and pool.quality != encoder.quality:
-        return False  # the copy would not have been scored against this pool's target
+    if not _same_target(encoder, pool):
+        return False
     if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):
         return False
     try:
         return _args(mine) == _args(theirs)
     except ConfigError:  # settings ffmpeg cannot take: each pool fails on its own
         return False
+
+
+def _same_target(encoder: Pool, pool: Pool) -> bool:
+    """Whether ``encoder``'s quality target lets its output stand for ``pool``'s: the same
+    target where ``pool`` has one (the copy was scored against it), and where ``encoder``
+    searches its CRF (the encode is then not at the plan's CRF)."""
+    searched = encoder.quality is not None and encoder.quality.searches
+    return pool.quality == encoder.quality if pool.quality is not None or searched else True
 
 
 def _args(plan: EncodePlan) -> list[str]:
