@@ -50,6 +50,11 @@ class JobResult(BaseModel):
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_model: str | None = None
+    # A pool whose CRF is searched for its target (hevcq.media.crfsearch): the CRF chosen,
+    # and the VMAF and output size its samples predicted (output_bytes is the real size).
+    crf: int | None = None
+    predicted_vmaf: float | None = None
+    predicted_bytes: int | None = None
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
