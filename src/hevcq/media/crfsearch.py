@@ -459,7 +459,10 @@ def find_crf(
         return ProbeResult(crf, got.vmaf, size, got.cached)
 
     lo, hi = crf_range(plan)
-    found = search(probe, target, lo, hi, start=plan.crf)
+    try:
+        found = search(probe, target, lo, hi, start=plan.crf)
+    finally:
+        prober.close()
     cached = all(p.cached for p in found.probes)
     chosen = found.chosen
     if chosen is None:
@@ -555,6 +558,11 @@ class _Prober:
         measured = self._measure(crf)
         self._cache.keep_probe(key, measured)
         return measured
+
+    def close(self) -> None:
+        """Remove the cut samples: the full encode needs the room."""
+        for sample in self._cut or ():
+            sample.unlink(missing_ok=True)
 
     def _inputs(self) -> list[Path]:
         if self._samples.whole:
