@@ -455,7 +455,9 @@ def find_crf(
 
     def probe(crf: int) -> ProbeResult:
         got = prober(crf)
-        size = predict_bytes(got.video_bytes, got.video_s, duration, other)
+        # A source whose length its container does not say is searched whole (sample_plan):
+        # the probe's own length is then the video's.
+        size = predict_bytes(got.video_bytes, got.video_s, duration or got.video_s, other)
         return ProbeResult(crf, got.vmaf, size, got.cached)
 
     lo, hi = crf_range(plan)
