@@ -50,9 +50,10 @@ class JobResult(BaseModel):
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_model: str | None = None
-    # The CRF the output was encoded at (a file pool's), and the size a CRF search
-    # predicted for it (None without a search).
+    # A pool whose CRF is searched for its target (hevcq.media.crfsearch): the CRF chosen,
+    # and the VMAF and output size its samples predicted (output_bytes is the real size).
     crf: int | None = None
+    predicted_vmaf: float | None = None
     predicted_bytes: int | None = None
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -161,12 +161,45 @@ class QueueSpec(_Strict):
 
 class Quality(_Strict):
     """A pool's quality target: every output of the pool is scored against its source
-    (``hevcq.media.quality``) and its score goes on the job's result."""
+    (``hevcq.media.quality``) and its score goes on the job's result.
+
+    With a search (``searches``), the worker chooses each source's CRF for the target
+    before encoding it (``hevcq.media.crfsearch``) instead of using ``encode.crf``, which
+    is then only the search's first guess; a source that cannot reach the target within
+    ``max_size_percent`` of its size keeps its original.
+    """
 
     vmaf: float = Field(ge=0, le=100, description="The VMAF an output should reach.")
     # How far below the target ``verify: quality`` still accepts an output.
     margin: float = Field(1.0, ge=0, le=100)
     phone: bool = Field(False, description="Also score with VMAF's phone model.")
+    max_size_percent: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="The largest output a search may choose, in % of the source.",
+    )
+    # None: search exactly when a size limit is set. A target alone keeps meaning what it
+    # meant before searches existed: the pool's CRF, scored.
+    search: bool | None = None
+
+    @model_validator(mode="after")
+    def _limit_needs_a_search(self) -> Quality:
+        if self.search is False and self.max_size_percent is not None:
+            raise ValueError("max_size_percent limits a CRF search, and search is false")
+        return self
+
+    @property
+    def searches(self) -> bool:
+        """Whether the worker searches the CRF for this target."""
+        return self.search if self.search is not None else self.max_size_percent is not None
+
+    def hash_material(self) -> dict[str, Any] | None:
+        """What a search adds to the settings hash: the target and the limit decide the
+        CRF, and so the bytes (None without a search: a score changes no byte)."""
+        if not self.searches:
+            return None
+        return {"vmaf": self.vmaf, "max_size_percent": self.max_size_percent}
 
 
 class Ladder(_Strict):
@@ -258,9 +291,10 @@ class Pool(_Strict):
     def settings_hash(self) -> str:
         """A short stable hash of everything that changes the encoded bytes.
 
-        ``verify`` and ``quality`` are left out: they change how an output is checked, not
-        its bytes, so switching them must not make every existing output look stale and
-        re-encode it.
+        ``verify`` and a quality target that is only scored are left out: they change how
+        an output is checked, not its bytes, so switching them must not make every
+        existing output look stale and re-encode it. A target the CRF is searched for
+        changes the bytes, and is in.
         """
         material: dict[str, Any] = {
             "applies": self.applies.model_dump(),
@@ -268,6 +302,9 @@ class Pool(_Strict):
         }
         if self.ladder is not None:
             material["ladder"] = self.ladder.model_dump(mode="json")
+        search = self.quality.hash_material() if self.quality is not None else None
+        if search is not None:
+            material["crf_search"] = search
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

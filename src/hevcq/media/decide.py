@@ -190,12 +190,14 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
     mine, theirs = decide(info, pool, source_name), decide(info, encoder, source_name)
     if not isinstance(mine, EncodePlan) or not isinstance(theirs, EncodePlan):
         return False
-    if encoder.ladder is not None or pool.ladder is not None:
-        return False  # a ladder is its own command and many objects, never a copy of a file
-    if _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify] or (
-        pool.quality is not None and pool.quality != encoder.quality
+    if (
+        # A ladder is its own command and many objects, never a copy of a file.
+        encoder.ladder is not None
+        or pool.ladder is not None
+        # Checked less strictly, or not scored against this pool's target, or not at its CRF.
+        or _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]
+        or not _same_target(encoder, pool)
     ):
-        # Checked less strictly, or not scored against this pool's target.
         return False
     if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):
         return False
@@ -203,6 +205,14 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
         return _args(mine) == _args(theirs)
     except ConfigError:  # settings ffmpeg cannot take: each pool fails on its own
         return False
+
+
+def _same_target(encoder: Pool, pool: Pool) -> bool:
+    """Whether ``encoder``'s quality target lets its output stand for ``pool``'s: the same
+    target where ``pool`` has one (the copy was scored against it), and where ``encoder``
+    searches its CRF (the encode is then not at the plan's CRF)."""
+    searched = encoder.quality is not None and encoder.quality.searches
+    return pool.quality == encoder.quality if pool.quality is not None or searched else True
 
 
 def _args(plan: EncodePlan) -> list[str]:

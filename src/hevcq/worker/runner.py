@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
+from hevcq.media.crfsearch import Searcher, Unreachable, find_crf
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
@@ -53,6 +55,7 @@ log = structlog.get_logger()
 SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 SCRATCH_PREFIX = "job-"
+CRF_CACHE = "crf-cache"  # beside the jobs' scratch folders: kept from job to job
 COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
 # How long a stopped job waits for its write in flight: well inside the default lease, so
 # that the job still holds it when the write ends.
@@ -328,6 +331,10 @@ class JobRunner:
             return self._ladder(
                 spec, ladder=spec.pool.ladder, ctx=ctx, src=src, info=info, scratch=scratch, lap=lap
             )
+        searched = self._search_crf(scratch, spec, decision, info, ctx=ctx, lap=lap)
+        if isinstance(searched, JobResult):
+            return searched
+        decision, found = searched
         ctx.phase = "encode"
         stream = self._encode(
             src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
@@ -375,6 +382,7 @@ class JobRunner:
             encode_s=round(encode_s, 3),
             crf=decision.crf,
             **scored,
+            **found,
         )
 
     def _ladder(
@@ -438,6 +446,71 @@ class JobRunner:
         master.write_text(relative_master((folder / MASTER).read_text(), key, token))
         meta = {**metadata, META_PARTS: token, META_MANIFEST_ETAG: staged.etag}
         return self._store.upload(master, key, meta)
+
+    def _search_crf(
+        self,
+        scratch: Path,
+        spec: JobSpec,
+        plan: EncodePlan,
+        info: MediaInfo,
+        *,
+        ctx: JobContext,
+        lap: Callable[[str], float],
+    ) -> tuple[EncodePlan, dict[str, Any]] | JobResult:
+        """The plan at the CRF searched for the pool's quality target, with the result
+        fields saying what it predicts (the plan as it is for a pool without a search);
+        or a skipped result when no CRF reaches the target within the size limit.
+
+        Probes are cached in ``CRF_CACHE`` by the source's ETag, so a re-run or another
+        pool with the same plan encodes none. A probe that cannot be scored raises
+        ``ScoringError``: the job fails with that class, never reads it as unreachable.
+        """
+        target = spec.pool.quality
+        if target is None or not target.searches:
+            return plan, {}
+        searcher = Searcher(
+            ffmpeg=self._ffmpeg,
+            ffmpeg_version=self._ffmpeg_version,
+            scratch=scratch,
+            cache_dir=self._work_dir / CRF_CACHE,
+            threads=self._threads,
+            stop=ctx.cancel,
+            stall_timeout_s=self._stall_timeout_s,
+        )
+        got = find_crf(
+            searcher,
+            scratch / "source",
+            plan,
+            info,
+            source_id=spec.job.etag,
+            target=target.vmaf,
+            max_size_percent=target.max_size_percent,
+        )
+        lap("search_s")
+        probes = [(p.crf, p.vmaf) for p in got.probes]
+        if isinstance(got, Unreachable):
+            reason = f"kept the original: {got.reason}"
+            log.info("job_skipped", reason=reason, probes=probes, cached=got.cached)
+            return self._result(
+                spec,
+                "skipped",
+                reason=reason,
+                input_bytes=info.size_bytes,
+                duration_s=info.duration_s,
+            )
+        log.info(
+            "crf_searched",
+            crf=got.crf,
+            predicted_vmaf=got.predicted_vmaf,
+            predicted_percent=got.predicted_percent,
+            probes=probes,
+            cached=got.cached,
+        )
+        fields = {  # the CRF itself goes on the result from the plan
+            "predicted_vmaf": round(got.predicted_vmaf, 3),
+            "predicted_bytes": got.predicted_bytes,
+        }
+        return dataclasses.replace(plan, crf=got.crf), fields
 
     def _score(self, pool: Pool, src: Path, out: Path) -> dict[str, Any]:
         """The output's VMAF for a pool with a quality target (result fields; empty for a

@@ -1,0 +1,672 @@
+"""Choosing the CRF for a pool's quality target: encode a few samples of the source at a
+few CRFs, score each against the sample it was made from, and keep the highest CRF (the
+smallest output) whose VMAF still reaches the target; its predicted size must fit the
+pool's size limit, or the source keeps its original.
+
+The parts, each testable alone:
+
+- ``sample_plan``: where the samples are (pure): ``ceil(duration / 12 min)`` samples of
+  20 s, at least 3 for sources over 2 minutes, spread evenly and snapped to keyframes;
+  the whole file when the samples would cover 85 % of it anyway.
+- ``cut_sample``: a sample is cut by stream copy, ``-ss`` before ``-i`` (see its docstring
+  for why not a lossless intermediate).
+- ``search``: the bracket search on integer CRFs (pure), at most 6 probes.
+- ``find_crf``: the above on a real file, every probe cached on disk by what decides its
+  result, so a re-run, or a second pool with the same plan, encodes nothing.
+
+A scoring failure raises ``ScoringError`` out of all of this: it is never read as a CRF
+that did not reach the target.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+
+from hevcq.cores import machine_cores
+from hevcq.errors import PermanentError
+from hevcq.formats import VIDEO_CODECS
+from hevcq.media.ffargs import build_args
+from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.model import EncodePlan, MediaInfo
+from hevcq.media.probe import AV_TIME_BASE
+from hevcq.media.quality import score
+
+MAX_PROBES = 6
+CRF_FLOOR = 10  # the lowest CRF tried: below it the output is near lossless and huge
+# The search works on the distance to a perfect score, ln(100 + CEILING_SLACK - VMAF),
+# which grows about linearly with the CRF where VMAF itself bends (it flattens out as it
+# nears 100): x265's and x264's distance grows by about 15 % per CRF step around VMAF
+# 85-95, the slope assumed until two probes on one side measure it.
+CEILING_SLACK = 0.5
+DEFAULT_SLOPE = 0.15
+FLAT_SLOPE = 0.01  # less than this per step: the curve is flat there, step out faster
+# Bumped when what a cached probe means changes (how samples are cut or scored).
+CACHE_VERSION = 1
+# ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
+# so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
+SEEK_SLACK_S = 0.001
+
+
+@dataclass(frozen=True)
+class SampleRules:
+    """How many samples, how long, and when the whole file is used instead."""
+
+    length_s: float = 20.0
+    every_s: float = 12 * 60.0  # one sample per this much of the source
+    min_count: int = 3
+    min_count_above_s: float = 120.0  # sources longer than this take at least min_count
+    whole_share: float = 0.85  # samples that would cover this share: use the whole file
+    # A sample ends at the first keyframe after its length, unless that would make it
+    # longer than this many lengths (sparse keyframes): then it ends mid-GOP.
+    max_stretch: float = 2.0
+
+
+Span = tuple[float, float]  # (start, length) in seconds from the file's start
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """The samples a search encodes: ``whole`` uses the source itself."""
+
+    whole: bool
+    spans: tuple[Span, ...] = ()
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of source the samples cover (0 for the whole file: not known here)."""
+        return sum(length for _, length in self.spans)
+
+
+def sample_plan(
+    duration_s: float | None,
+    keyframes: Sequence[float] | None = None,
+    rules: SampleRules = SampleRules(),
+) -> SamplePlan:
+    """Where to take samples of a source of this length (pure).
+
+    ``ceil(duration / every_s)`` samples of ``length_s``, at least ``min_count`` for
+    sources over ``min_count_above_s``, centred at even intervals (never at the very start
+    or end, where intros, credits and black frames are unlike the rest). With the
+    source's ``keyframes`` (seconds from the start, any order), each sample starts on the
+    keyframe at or before its place, which is where a stream copy starts anyway, and ends
+    on the first keyframe after its length, so that it holds whole GOPs; samples that come
+    to overlap are merged. When the samples would cover ``whole_share`` of the source (or
+    its length is unknown), the whole file is used: cutting would save little and could
+    only make the prediction worse.
+    """
+    if not duration_s or duration_s <= 0:
+        return SamplePlan(whole=True)
+    count = math.ceil(duration_s / rules.every_s)
+    if duration_s > rules.min_count_above_s:
+        count = max(count, rules.min_count)
+    if count * rules.length_s >= rules.whole_share * duration_s:
+        return SamplePlan(whole=True)
+    spans = [_placed(duration_s, i, count, rules.length_s) for i in range(count)]
+    if keyframes:
+        marks = sorted(set(keyframes))
+        spans = [_snapped(span, marks, duration_s, rules) for span in spans]
+    merged = _merged(spans)
+    if sum(length for _, length in merged) >= rules.whole_share * duration_s:
+        return SamplePlan(whole=True)
+    return SamplePlan(whole=False, spans=tuple((round(s, 3), round(n, 3)) for s, n in merged))
+
+
+def _placed(duration_s: float, i: int, count: int, length_s: float) -> Span:
+    centre = duration_s * (i + 1) / (count + 1)
+    start = min(max(0.0, centre - length_s / 2), duration_s - length_s)
+    return start, length_s
+
+
+def _snapped(span: Span, marks: list[float], duration_s: float, rules: SampleRules) -> Span:
+    start, length = span
+    at = bisect.bisect_right(marks, start + SEEK_SLACK_S) - 1
+    begin = marks[at] if at >= 0 else 0.0
+    after = bisect.bisect_left(marks, begin + length)
+    end = marks[after] if after < len(marks) else duration_s
+    if end - begin > rules.max_stretch * length:
+        end = min(begin + length, duration_s)
+    return begin, end - begin
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for start, length in sorted(spans):
+        if out and start < out[-1][0] + out[-1][1]:
+            prev_start, prev_length = out[-1]
+            end = max(prev_start + prev_length, start + length)
+            out[-1] = (prev_start, end - prev_start)
+        else:
+            out.append((start, length))
+    return out
+
+
+# --- the search --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One CRF tried: its VMAF on the samples and the whole output's predicted size."""
+
+    crf: int
+    vmaf: float
+    predicted_bytes: int = 0
+    cached: bool = False  # read from the cache: nothing was encoded for it
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """What a search found: ``crf`` is the highest CRF known to reach the target (None:
+    none did), ``probes`` every CRF tried, in order."""
+
+    crf: int | None
+    probes: tuple[ProbeResult, ...]
+
+    @property
+    def chosen(self) -> ProbeResult | None:
+        """The probe of the CRF found."""
+        return next((p for p in self.probes if p.crf == self.crf), None)
+
+
+def search(
+    probe: Callable[[int], ProbeResult],
+    target: float,
+    lo: int,
+    hi: int,
+    *,
+    start: int | None = None,
+    max_probes: int = MAX_PROBES,
+) -> Bracket:
+    """The highest CRF in ``lo..hi`` whose VMAF reaches ``target``, in at most
+    ``max_probes`` calls of ``probe`` (pure apart from them).
+
+    VMAF falls as the CRF rises, so the answer sits between the highest CRF that passed
+    and the lowest that failed. The first probe is ``start`` (the pool's own CRF, a good
+    guess); until both sides are known, the next steps out along the slope measured by
+    the last two probes on that side (``DEFAULT_SLOPE`` with one, doubling the step where
+    the curve is flat); once bracketed, it interpolates linearly to where the curve
+    crosses the target, never on a CRF already bracketed. It stops when the bracket is
+    one step wide, at ``lo`` failing or ``hi`` passing, or when the probes are spent; the
+    answer is then the highest passing CRF below every failing one, so a noisy curve
+    gives a CRF that was measured to pass, never an extrapolated one.
+    """
+    lo, hi = min(lo, hi), max(lo, hi)
+    first = (lo + hi) // 2 if start is None else min(max(start, lo), hi)
+    probes: list[ProbeResult] = []
+    crf: int | None = first
+    while crf is not None and len(probes) < max_probes:
+        probes.append(probe(crf))
+        crf = next_crf(probes, target, lo, hi)
+        if crf is not None and any(p.crf == crf for p in probes):
+            break  # nothing new to learn (a non-monotone curve)
+    passing, _ = _bracket(probes, target)
+    return Bracket(passing.crf if passing else None, tuple(probes))
+
+
+def _bracket(
+    probes: Sequence[ProbeResult], target: float
+) -> tuple[ProbeResult | None, ProbeResult | None]:
+    """The highest passing probe below every failing one, and the lowest failing one."""
+    failing = [p for p in probes if p.vmaf < target]
+    low_fail = min(failing, key=lambda p: p.crf, default=None)
+    passing = [p for p in probes if p.vmaf >= target and (low_fail is None or p.crf < low_fail.crf)]
+    return max(passing, key=lambda p: p.crf, default=None), low_fail
+
+
+def next_crf(probes: Sequence[ProbeResult], target: float, lo: int, hi: int) -> int | None:
+    """The CRF to try after ``probes``; None when the answer is known (pure)."""
+    good, bad = _bracket(probes, target)
+    if good is not None and bad is not None:
+        if bad.crf - good.crf <= 1:
+            return None
+        y_good, y_bad, y_target = _distance(good.vmaf), _distance(bad.vmaf), _distance(target)
+        at = good.crf + (y_target - y_good) * (bad.crf - good.crf) / (y_bad - y_good)
+        return min(max(round(at), good.crf + 1), bad.crf - 1)
+    if good is not None:
+        if good.crf >= hi:
+            return None
+        side = [p for p in probes if p.vmaf >= target]
+        return min(good.crf + _step(good, side, target), hi)
+    if bad is None or bad.crf <= lo:
+        return None
+    side = [p for p in probes if p.vmaf < target]
+    return max(bad.crf - _step(bad, side, target), lo)
+
+
+def _step(edge: ProbeResult, side: Sequence[ProbeResult], target: float) -> int:
+    """How far past ``edge`` to look for the target, from the slope of the two probes
+    nearest it on its side of the target (all on one side: none is bracketed yet)."""
+    others = sorted((p for p in side if p.crf != edge.crf), key=lambda p: abs(p.crf - edge.crf))
+    gap = abs(_distance(edge.vmaf) - _distance(target))
+    if not others:
+        return max(1, round(gap / DEFAULT_SLOPE))
+    near = others[0]
+    span = abs(edge.crf - near.crf)
+    # the distance to 100 gained per CRF step
+    slope = (_distance(edge.vmaf) - _distance(near.vmaf)) / (edge.crf - near.crf)
+    if slope < FLAT_SLOPE:
+        return 2 * span  # flat (or noisy) here: step out twice as far as last time
+    return max(1, round(gap / slope))
+
+
+def _distance(vmaf: float) -> float:
+    """How far a score is from a perfect one, on the scale the search interpolates on."""
+    return math.log(100.0 + CEILING_SLACK - min(vmaf, 100.0))
+
+
+# --- predicting the size -----------------------------------------------------------------
+
+
+def predict_bytes(
+    sample_video_bytes: int,
+    sample_video_s: float,
+    duration_s: float,
+    other_bytes: int,
+) -> int:
+    """The whole output's size from its samples.
+
+    Assumes: the samples' video bit rate is the whole video's (they are spread evenly
+    through it, so a source that changes its character along its length predicts worse
+    with fewer samples); the rest of the output is ``other_bytes`` (``kept_bytes``); and
+    the container's own overhead is left out (well under 1 % for MP4 and Matroska).
+    The rate is video bytes per second of sample, times the source's duration: the
+    samples' share of the source's bytes would be wrong wherever the source's own bit
+    rate varies, and wrong again by the audio a video-only sample leaves out.
+    """
+    if sample_video_s <= 0:
+        return other_bytes
+    return round(sample_video_bytes / sample_video_s * duration_s) + other_bytes
+
+
+def kept_bytes(plan: EncodePlan, stream_bytes: dict[int, int], duration_s: float) -> int:
+    """What an output holds beside its video: each audio stream copied at its size in the
+    source, or re-encoded at the plan's bit rate; subtitles at their size in the source.
+    Attachments (fonts) are left out: a few hundred kilobytes in the rare file with any."""
+    total = 0
+    for index, mode in plan.audio:
+        if mode == "copy":
+            total += stream_bytes.get(index, 0)
+        else:
+            total += round(plan.audio_bitrate_kbps * 1000 / 8 * duration_s)
+    total += sum(stream_bytes.get(index, 0) for index, _ in plan.subtitles)
+    return total
+
+
+# --- the source, its samples, one probe --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """One pass over the source's packets (nothing decoded): where its main video's
+    keyframes are, and how many bytes each stream holds."""
+
+    keyframes: tuple[float, ...]
+    stream_bytes: dict[int, int]
+
+
+def scan_source(path: Path, video_index: int) -> SourceScan:
+    """Read every packet's header once: keyframe times of ``video_index`` (seconds from
+    the file's start, as ``-ss`` counts) and the bytes of each stream."""
+    marks: list[float] = []
+    sizes: dict[int, int] = {}
+    try:
+        with av.open(str(path), metadata_errors="replace") as f:
+            origin = (f.start_time or 0) / AV_TIME_BASE
+            for packet in f.demux():
+                if not packet.size:
+                    continue  # a demuxer's flush packet
+                index = packet.stream.index
+                sizes[index] = sizes.get(index, 0) + packet.size
+                if index == video_index and packet.is_keyframe and packet.pts is not None:
+                    marks.append(float(packet.pts * packet.time_base) - origin)
+    except av.FFmpegError as exc:
+        raise PermanentError(f"unreadable or truncated: {exc.strerror or exc}") from exc
+    return SourceScan(tuple(sorted(set(marks))), sizes)
+
+
+def cut_sample(
+    ffmpeg: str,
+    src: Path,
+    span: Span,
+    video_index: int,
+    dst: Path,
+    *,
+    stop: threading.Event,
+    stall_timeout_s: float,
+) -> Path:
+    """Copy the source's main video over ``span`` into ``dst`` (Matroska), unchanged.
+
+    Stream copy with ``-ss`` before ``-i``: ffmpeg seeks to the keyframe at or before the
+    start and copies packets from there, so a span that starts on a keyframe (as
+    ``sample_plan`` places them) is cut exactly, in milliseconds, with no decoding and a
+    sample no bigger than that stretch of the source. Decoding the span into a lossless
+    intermediate instead would give the encoder the very same pictures, at the cost of a
+    decode and a file several times the source's size for every sample (FFV1 at 1080p is
+    about 20 times a typical H.264). What a copy can get wrong (a GOP open at the cut,
+    timestamps that do not start at zero, a variable frame rate) affects both sides of a
+    probe alike: the copied sample is both what is encoded and what the encode is scored
+    against, and scoring aligns the two sides' timing.
+    """
+    start, length = span
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    args += ["-ss", f"{start + SEEK_SLACK_S:.3f}", "-t", f"{length - 2 * SEEK_SLACK_S:.3f}"]
+    args += ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
+    args += ["-avoid_negative_ts", "make_zero", "-f", "matroska"]
+    args += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
+    run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s, output=dst)
+    return dst
+
+
+def video_size(path: Path) -> tuple[int, float]:
+    """Bytes and seconds of a file's first video stream, from its packets."""
+    with av.open(str(path)) as f:
+        stream = f.streams.video[0]
+        total, first, end = 0, math.inf, -math.inf
+        for packet in f.demux(stream):
+            if not packet.size or packet.pts is None:
+                continue
+            total += packet.size
+            t = float(packet.pts * packet.time_base)
+            first = min(first, t)
+            end = max(end, t + float((packet.duration or 0) * packet.time_base))
+    return total, max(0.0, end - first) if total else 0.0
+
+
+# --- the search on a real file, cached ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The CRF found, what it predicts for the whole output, and every probe."""
+
+    crf: int
+    predicted_vmaf: float
+    predicted_bytes: int
+    predicted_percent: float  # of the source's size
+    probes: tuple[ProbeResult, ...]
+    cached: bool  # every probe came from the cache: nothing was encoded
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """No CRF reaches the target within the size limit; ``reason`` says which failed."""
+
+    reason: str
+    probes: tuple[ProbeResult, ...]
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """What a search runs with: the ffmpeg, its version, threads, a way to stop."""
+
+    ffmpeg: str
+    ffmpeg_version: str
+    scratch: Path  # the job's folder: samples and probe encodes, removed as it is
+    cache_dir: Path | None = None  # None: nothing is cached
+    threads: int | None = None  # the encode's, as the full encode gets them
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stall_timeout_s: float = 300.0
+    rules: SampleRules = SampleRules()
+
+
+def crf_range(plan: EncodePlan) -> tuple[int, int]:
+    """The CRFs a search may choose from for the plan's codec."""
+    return CRF_FLOOR, VIDEO_CODECS[plan.codec].max_crf
+
+
+def find_crf(
+    run: Searcher,
+    src: Path,
+    plan: EncodePlan,
+    info: MediaInfo,
+    *,
+    source_id: str,
+    target: float,
+    max_size_percent: float | None = None,
+) -> SearchResult | Unreachable:
+    """Search the CRF for ``plan`` on ``src`` (its probe is ``info``).
+
+    ``source_id`` names the source's content (the worker passes the source object's
+    ETag); with ``run.cache_dir`` set, each probe's measurement is kept there under a
+    hash of that, the samples, the probe's ffmpeg arguments (without paths) and the
+    ffmpeg version: everything that decides it, and nothing else (not the target, which
+    only decides which probes are asked for), so the same plan on the same source, for
+    this pool or another, never encodes the same probe twice. Raises ``ScoringError``
+    when a probe cannot be scored, and ffmpeg's errors when one cannot be encoded.
+    """
+    cache = _Cache(run.cache_dir, source_id)
+    scan = cache.scan(src, plan.video_index)
+    duration = info.duration_s or 0.0
+    samples = sample_plan(info.duration_s, scan.keyframes, run.rules)
+    other = kept_bytes(plan, scan.stream_bytes, duration)
+    prober = _Prober(run, src, plan, samples, cache)
+
+    def probe(crf: int) -> ProbeResult:
+        got = prober(crf)
+        # A source whose length its container does not say is searched whole (sample_plan):
+        # the probe's own length is then the video's.
+        size = predict_bytes(got.video_bytes, got.video_s, duration or got.video_s, other)
+        return ProbeResult(crf, got.vmaf, size, got.cached)
+
+    lo, hi = crf_range(plan)
+    try:
+        found = search(probe, target, lo, hi, start=plan.crf)
+    finally:
+        prober.close()
+    cached = all(p.cached for p in found.probes)
+    chosen = found.chosen
+    if chosen is None:
+        lowest = min(found.probes, key=lambda p: p.crf)
+        reason = (
+            f"VMAF {target:g} not reached at CRF {lowest.crf} or above"
+            f" (VMAF {lowest.vmaf:.1f} there)"
+        )
+        return Unreachable(reason, found.probes, cached)
+    percent = 100.0 * chosen.predicted_bytes / info.size_bytes if info.size_bytes else 0.0
+    if max_size_percent is not None and percent > max_size_percent:
+        reason = (
+            f"VMAF {target:g} not reached within {max_size_percent:g} % of the source size"
+            f" (CRF {chosen.crf} reaches it at {percent:.0f} %)"
+        )
+        return Unreachable(reason, found.probes, cached)
+    return SearchResult(
+        crf=chosen.crf,
+        predicted_vmaf=chosen.vmaf,
+        predicted_bytes=chosen.predicted_bytes,
+        predicted_percent=round(percent, 2),
+        probes=found.probes,
+        cached=cached,
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One probe as measured (and as cached): VMAF over every sample's frames, and the
+    encoded video's bytes and seconds."""
+
+    vmaf: float
+    frames: int
+    video_bytes: int
+    video_s: float
+    cached: bool = False
+
+
+# The path stand-ins in the arguments a probe is keyed by.
+_KEY_SOURCE, _KEY_OUTPUT = Path("sample"), Path("probe")
+
+
+def probe_plan(plan: EncodePlan, crf: int, *, whole: bool) -> EncodePlan:
+    """The plan a probe encodes: the pool's at ``crf``, its video only (a cut sample holds
+    nothing else, its video at index 0; the whole source keeps its indexes)."""
+    return dataclasses.replace(
+        plan,
+        crf=crf,
+        video_index=plan.video_index if whole else 0,
+        audio=(),
+        subtitles=(),
+        attachments=False,
+    )
+
+
+def probe_key(source_id: str, samples: SamplePlan, args: Sequence[str], ffmpeg_version: str) -> str:
+    """The cache key of one probe: a hash of everything its measurement depends on."""
+    material = {
+        "version": CACHE_VERSION,
+        "source": source_id,
+        "samples": "whole" if samples.whole else [list(span) for span in samples.spans],
+        "args": list(args),
+        "ffmpeg": ffmpeg_version,
+    }
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _Prober:
+    """Measures a CRF on the samples: from the cache, else by encoding and scoring them
+    (the samples are cut the first time one is needed)."""
+
+    def __init__(
+        self, run: Searcher, src: Path, plan: EncodePlan, samples: SamplePlan, cache: _Cache
+    ) -> None:
+        self._run, self._src, self._plan = run, src, plan
+        self._samples, self._cache = samples, cache
+        self._cut: list[Path] | None = None
+
+    def key_args(self, crf: int) -> list[str]:
+        """The probe's ffmpeg arguments with the binary and paths left out."""
+        plan = probe_plan(self._plan, crf, whole=self._samples.whole)
+        args = build_args("ffmpeg", _KEY_SOURCE, _KEY_OUTPUT, plan, threads=self._run.threads)
+        return args[1:]
+
+    def __call__(self, crf: int) -> Measured:
+        key = probe_key(
+            self._cache.source_id, self._samples, self.key_args(crf), self._run.ffmpeg_version
+        )
+        found = self._cache.probe(key)
+        if found is not None:
+            return found
+        measured = self._measure(crf)
+        self._cache.keep_probe(key, measured)
+        return measured
+
+    def close(self) -> None:
+        """Remove the cut samples: the full encode needs the room."""
+        for sample in self._cut or ():
+            sample.unlink(missing_ok=True)
+
+    def _inputs(self) -> list[Path]:
+        if self._samples.whole:
+            return [self._src]
+        if self._cut is None:
+            run = self._run
+            self._cut = [
+                cut_sample(
+                    run.ffmpeg,
+                    self._src,
+                    span,
+                    self._plan.video_index,
+                    run.scratch / f"crf-sample-{n}.mkv",
+                    stop=run.stop,
+                    stall_timeout_s=run.stall_timeout_s,
+                )
+                for n, span in enumerate(self._samples.spans)
+            ]
+        return self._cut
+
+    def _measure(self, crf: int) -> Measured:
+        run = self._run
+        plan = probe_plan(self._plan, crf, whole=self._samples.whole)
+        weighted, frames, total, seconds = 0.0, 0, 0, 0.0
+        for sample in self._inputs():
+            out = run.scratch / "crf-probe"
+            args = build_args(run.ffmpeg, sample, out, plan, threads=run.threads)
+            run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
+            got = score(run.ffmpeg, sample, out, threads=run.threads or machine_cores())
+            size, span = video_size(out)
+            out.unlink()
+            weighted += got.mean * got.frames
+            frames += got.frames
+            total += size
+            seconds += span
+        return Measured(round(weighted / frames, 4), frames, total, round(seconds, 4))
+
+
+class _Cache:
+    """Small JSON files under a folder, one per probe and one per source scan, written
+    whole or not at all (workers sharing the folder may write the same one at once).
+    A file that cannot be read is a miss; nothing is cached without a source id."""
+
+    def __init__(self, folder: Path | None, source_id: str) -> None:
+        self.folder = folder if source_id else None
+        self.source_id = source_id
+
+    def scan(self, src: Path, video_index: int) -> SourceScan:
+        """The source's scan, read once per source and kept."""
+        material = f"scan:{CACHE_VERSION}:{self.source_id}:{video_index}"
+        key = hashlib.sha256(material.encode()).hexdigest()
+        doc = self._read(key)
+        if doc is not None:
+            try:
+                sizes = {int(k): int(v) for k, v in doc["stream_bytes"].items()}
+                return SourceScan(tuple(float(t) for t in doc["keyframes"]), sizes)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                pass
+        scan = scan_source(src, video_index)
+        self._write(key, {"keyframes": list(scan.keyframes), "stream_bytes": scan.stream_bytes})
+        return scan
+
+    def probe(self, key: str) -> Measured | None:
+        """A cached probe, or None."""
+        doc = self._read(key)
+        if doc is None:
+            return None
+        try:
+            return Measured(
+                vmaf=float(doc["vmaf"]),
+                frames=int(doc["frames"]),
+                video_bytes=int(doc["video_bytes"]),
+                video_s=float(doc["video_s"]),
+                cached=True,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def keep_probe(self, key: str, measured: Measured) -> None:
+        """Store a probe's measurement."""
+        doc = dataclasses.asdict(measured)
+        doc.pop("cached")
+        self._write(key, doc)
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{key}.json"
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        if path is None:
+            return None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _write(self, key: str, doc: dict[str, Any]) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        part.write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
+        part.replace(path)

@@ -1,0 +1,278 @@
+"""The CRF search on real clips: the CRF it finds gives a full encode near the target and
+near the predicted size, a second search reads every probe from the cache, a target out
+of reach keeps the original with the reason, and a probe that cannot be scored is a
+scoring failure, never "unreachable"."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hevcq.errors import FailureClass
+from hevcq.ledger import JobKey
+from hevcq.media.crfsearch import Searcher, SearchResult, Unreachable, find_crf
+from hevcq.media.decide import decide
+from hevcq.media.ffargs import build_args
+from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
+from hevcq.media.model import EncodePlan
+from hevcq.media.probe import probe
+from hevcq.media.quality import ScoringError, score
+from hevcq.media.samples import make_clip
+from hevcq.pools import Pool
+from hevcq.worker.runner import CRF_CACHE, JobContext, JobRunner, JobSpec
+from tests.fakes import FakeStore
+
+pytestmark = pytest.mark.e2e
+KEY = "TODO/a.mp4"
+
+
+def pool(codec: str = "hevc", **quality: object) -> Pool:
+    return Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264", "hevc"]},
+            "encode": {"codec": codec, "preset": "ultrafast"},
+            **({"quality": quality} if quality else {}),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 s: long enough to be searched on a sample (one of 20 s), not the whole file."""
+    return make_clip(tmp_path_factory.mktemp("c") / "clip.mp4", width=160, height=90, seconds=30)
+
+
+@pytest.fixture(scope="module")
+def phone_clip(clip: Path) -> Path:
+    """The same picture with a phone's timing: frames 20-45 ms apart, on no fixed grid."""
+    vfr = clip.with_name("vfr.mp4")
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(clip),
+            "-vf",
+            "setpts='(N/24+0.012*sin(N*1.7))/TB'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "copy",
+            str(vfr),
+        ],
+        check=True,
+    )
+    return vfr
+
+
+def searcher(tmp_path: Path, ffmpeg: str | None = None) -> Searcher:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return Searcher(
+        ffmpeg=ffmpeg or find_ffmpeg(),
+        ffmpeg_version="test",
+        scratch=scratch,
+        cache_dir=tmp_path / "cache",
+        threads=2,
+    )
+
+
+def plan_for(src: Path, p: Pool) -> EncodePlan:
+    plan = decide(probe(src), p, src.name)
+    assert isinstance(plan, EncodePlan)
+    return plan
+
+
+def encode(src: Path, dst: Path, plan: EncodePlan) -> Path:
+    args = build_args(find_ffmpeg(), src, dst, plan, threads=2)
+    subprocess.run([a for a in args if a not in ("-progress", "pipe:1")], check=True)
+    return dst
+
+
+@pytest.mark.parametrize("name", ["clip", "phone_clip"])
+def test_the_crf_found_reaches_the_target_on_the_whole_file_at_the_size_predicted(
+    tmp_path, request, name
+) -> None:
+    src: Path = request.getfixturevalue(name)
+    plan = plan_for(src, pool())
+    found = find_crf(searcher(tmp_path), src, plan, probe(src), source_id="e1", target=93.0)
+    assert isinstance(found, SearchResult)
+    assert 1 <= len(found.probes) <= 6
+    assert not found.cached
+    assert found.predicted_vmaf >= 93.0
+    full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    got = score(find_ffmpeg(), src, full, threads=2)
+    assert abs(got.mean - 93.0) < 2.0
+    assert abs(got.mean - found.predicted_vmaf) < 1.0
+    actual = full.stat().st_size
+    assert abs(found.predicted_bytes - actual) / actual < 0.05
+    assert found.predicted_percent == pytest.approx(
+        100 * found.predicted_bytes / src.stat().st_size, abs=0.01
+    )
+    # One CRF more must have failed the target (or been past the search's range).
+    above = [p for p in found.probes if p.crf == found.crf + 1]
+    assert not above or above[0].vmaf < 93.0
+
+
+def test_a_second_search_encodes_nothing(tmp_path, clip) -> None:
+    plan = plan_for(clip, pool())
+    first = find_crf(searcher(tmp_path), clip, plan, probe(clip), source_id="e1", target=90.0)
+    # An ffmpeg that cannot run: any probe encoded would fail the search.
+    again = find_crf(
+        searcher(tmp_path, ffmpeg="/nonexistent/ffmpeg"),
+        clip,
+        dataclasses.replace(plan, pool="another pool"),
+        probe(clip),
+        source_id="e1",
+        target=90.0,
+    )
+    assert isinstance(first, SearchResult)
+    assert isinstance(again, SearchResult)
+    assert again.cached
+    assert all(p.cached for p in again.probes)
+    assert (again.crf, again.predicted_bytes) == (first.crf, first.predicted_bytes)
+    assert not list((tmp_path / "scratch").iterdir())  # nothing cut either
+    # Another source, or another ffmpeg, is searched again.
+    with pytest.raises(Exception, match="nonexistent"):
+        find_crf(
+            searcher(tmp_path, ffmpeg="/nonexistent/ffmpeg"),
+            clip,
+            plan,
+            probe(clip),
+            source_id="e2",
+            target=90.0,
+        )
+
+
+def test_a_target_out_of_reach_says_why(tmp_path, clip) -> None:
+    plan = plan_for(clip, pool())
+    run = searcher(tmp_path)
+    small = find_crf(run, clip, plan, probe(clip), source_id="e1", target=93.0, max_size_percent=20)
+    assert isinstance(small, Unreachable)
+    assert small.reason.startswith("VMAF 93 not reached within 20 % of the source size (CRF ")
+    perfect = find_crf(run, clip, plan, probe(clip), source_id="e1", target=100.0)
+    assert isinstance(perfect, Unreachable)
+    assert perfect.reason.startswith("VMAF 100 not reached at CRF 10 or above")
+    assert len(perfect.probes) <= 6
+
+
+def hdr_clip(tmp_path: Path) -> Path:
+    """An HDR (PQ) clip: the VMAF models cannot score it."""
+    hdr = tmp_path / "hdr.mp4"
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x90:duration=1",
+            "-c:v",
+            "libx265",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-x265-params",
+            "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+            str(hdr),
+        ],
+        check=True,
+    )
+    return hdr
+
+
+def test_a_probe_that_cannot_be_scored_is_a_scoring_failure(tmp_path) -> None:
+    hdr = hdr_clip(tmp_path)
+    plan = plan_for(hdr, pool(codec="h264"))  # an HEVC pool would skip it
+    with pytest.raises(ScoringError, match="HDR video"):
+        find_crf(searcher(tmp_path), hdr, plan, probe(hdr), source_id="h", target=90.0)
+
+
+# --- in the worker -------------------------------------------------------------------------
+
+
+def run_job(tmp_path: Path, clip: Path, p: Pool, store: FakeStore | None = None):
+    store = store or FakeStore()
+    data = clip.read_bytes()
+    store.add(KEY, etag="e1", data=data)
+    spec = JobSpec(JobKey(KEY, "q", "e1", p.settings_hash()), p, "media", "DONE/q/a.mp4", len(data))
+    runner = JobRunner(
+        store,
+        ffmpeg=find_ffmpeg(),
+        work_dir=tmp_path / "work",
+        worker_id="w",
+        stall_timeout_s=60,
+        threads=2,
+        ffmpeg_version="test",
+    )
+    ctx = JobContext()
+    return runner.run(spec, ctx), ctx, store
+
+
+def test_a_searching_pool_encodes_at_the_crf_found_and_says_so(tmp_path, clip, monkeypatch) -> None:
+    runs: list[list[str]] = []
+
+    def counted(args: list[str], **kw: Any) -> None:
+        runs.append(args)
+        run_ffmpeg(args, **kw)
+
+    monkeypatch.setattr("hevcq.media.crfsearch.run_ffmpeg", counted)
+    result, ctx, store = run_job(tmp_path, clip, pool(vmaf=90, max_size_percent=150))
+    assert runs  # samples cut and probes encoded
+    assert result.outcome == "done"
+    assert result.crf is not None
+    assert result.crf != 26  # not the pool's own CRF: searched
+    assert result.predicted_vmaf >= 90
+    assert result.vmaf is not None
+    assert abs(result.vmaf - result.predicted_vmaf) < 1.5
+    assert abs(result.predicted_bytes - result.output_bytes) / result.output_bytes < 0.05
+    assert "search_s" in ctx.timings
+    assert list((tmp_path / "work" / CRF_CACHE).glob("*.json"))
+    # Run again (the output removed): every probe comes from the cache, the same CRF.
+    del store.objects["DONE/q/a.mp4"]
+    runs.clear()
+    again, _, _ = run_job(tmp_path, clip, pool(vmaf=90, max_size_percent=150), store)
+    assert again.outcome == "done"
+    assert (again.crf, again.predicted_bytes) == (result.crf, result.predicted_bytes)
+    assert runs == []
+
+
+def test_a_source_that_cannot_reach_the_target_within_the_limit_keeps_its_original(
+    tmp_path, clip
+) -> None:
+    result, _, store = run_job(tmp_path, clip, pool(vmaf=93, max_size_percent=20))
+    assert result.outcome == "skipped"
+    assert result.reason.startswith(
+        "kept the original: VMAF 93 not reached within 20 % of the source size"
+    )
+    assert result.failure_class is None
+    assert "DONE/q/a.mp4" not in store.objects
+
+
+def test_a_pool_that_only_scores_encodes_at_its_own_crf(tmp_path, clip) -> None:
+    scored = pool(vmaf=90)
+    result, _, _ = run_job(tmp_path, clip, scored)
+    assert result.outcome == "done"
+    assert result.crf == scored.encode.crf
+    assert result.predicted_bytes is None
+    assert result.vmaf is not None
+    assert not (tmp_path / "work" / CRF_CACHE).exists()
+
+
+def test_a_job_whose_probe_cannot_be_scored_fails_as_a_scoring_failure(tmp_path) -> None:
+    with pytest.raises(ScoringError, match="HDR video") as failed:
+        run_job(tmp_path, hdr_clip(tmp_path), pool(codec="h264", vmaf=90, max_size_percent=80))
+    assert failed.value.failure_class is FailureClass.SCORING

@@ -1,0 +1,339 @@
+"""The CRF search's pure parts: where samples go, the bracket search against made-up VMAF
+curves, the size prediction, what a probe's cache key covers, and the pool settings."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from hevcq.media.crfsearch import (
+    MAX_PROBES,
+    ProbeResult,
+    SamplePlan,
+    SampleRules,
+    kept_bytes,
+    predict_bytes,
+    probe_key,
+    probe_plan,
+    sample_plan,
+    search,
+)
+from hevcq.media.decide import shares_encode
+from hevcq.media.ffargs import build_args
+from hevcq.media.model import EncodePlan, MediaInfo, VideoStream
+from hevcq.messages import JobResult
+from hevcq.pools import Pool, Quality
+
+MIN = 60.0
+
+# --- sample_plan -------------------------------------------------------------------------
+
+
+def test_a_short_source_is_searched_whole() -> None:
+    assert sample_plan(10.0) == SamplePlan(whole=True)
+    assert sample_plan(23.0) == SamplePlan(whole=True)  # one 20 s sample: 87 % of it
+    assert sample_plan(None) == SamplePlan(whole=True)
+    assert sample_plan(0.0) == SamplePlan(whole=True)
+
+
+def test_up_to_two_minutes_one_sample_in_the_middle() -> None:
+    plan = sample_plan(60.0)
+    assert plan == SamplePlan(whole=False, spans=((20.0, 20.0),))
+    assert sample_plan(120.0).spans == ((50.0, 20.0),)
+
+
+def test_over_two_minutes_at_least_three_samples_spread_evenly() -> None:
+    plan = sample_plan(121.0)
+    assert len(plan.spans) == 3
+    assert [round(s + n / 2, 2) for s, n in plan.spans] == [30.25, 60.5, 90.75]
+    assert all(n == 20.0 for _, n in plan.spans)
+
+
+def test_one_sample_per_twelve_minutes_beyond_that() -> None:
+    assert len(sample_plan(36 * MIN).spans) == 3
+    assert len(sample_plan(36 * MIN + 1).spans) == 4
+    assert len(sample_plan(120 * MIN).spans) == 10
+    spans = sample_plan(120 * MIN).spans
+    assert all(s > 0 and s + n < 120 * MIN for s, n in spans)
+    assert sorted(spans) == list(spans)
+
+
+def test_samples_covering_85_percent_use_the_whole_file() -> None:
+    rules = SampleRules(length_s=20.0, min_count_above_s=30.0)
+    assert sample_plan(70.0, rules=rules) == SamplePlan(whole=True)  # 3 x 20 = 86 %
+    assert not sample_plan(71.0, rules=rules).whole  # 84.5 %
+
+
+def test_samples_start_on_the_keyframe_before_and_end_on_the_one_after() -> None:
+    keyframes = [0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0, 32.0, 36.0, 40.0, 44.0, 48.0]
+    # planned: 20 s from 20.0 to 40.0 in a 60 s source
+    assert sample_plan(60.0, keyframes).spans == ((20.0, 20.0),)
+    every_six = [6.0 * n for n in range(10)]
+    assert sample_plan(60.0, every_six).spans == ((18.0, 24.0),)  # 18 .. 42
+
+
+def test_a_keyframe_rounded_a_hair_low_still_counts_as_the_start() -> None:
+    assert sample_plan(60.0, [0.0, 20.0004, 40.0004]).spans == ((20.0, 20.0),)
+
+
+def test_sparse_keyframes_end_a_sample_mid_gop_rather_than_stretch_it() -> None:
+    spans = sample_plan(600.0, [0.0, 300.0]).spans  # planned at 140, 290 and 440
+    assert spans == ((0.0, 20.0), (300.0, 20.0))  # the first two snapped to 0 and merged
+    assert all(n <= 2 * 20.0 for _, n in spans)
+
+
+def test_snapping_that_makes_samples_cover_most_of_the_file_uses_it_whole() -> None:
+    assert sample_plan(30.0).spans == ((5.0, 20.0),)  # 67 %
+    assert sample_plan(30.0, [0.0, 26.0]) == SamplePlan(whole=True)  # 0 .. 26: 87 %
+
+
+# --- search ------------------------------------------------------------------------------
+
+
+Curve = Callable[[int], float]
+
+
+def fake(curve: Curve) -> tuple[Callable[[int], ProbeResult], list[int]]:
+    tried: list[int] = []
+
+    def probe(crf: int) -> ProbeResult:
+        tried.append(crf)
+        return ProbeResult(crf, curve(crf), 1000 * (60 - crf))
+
+    return probe, tried
+
+
+def truth(curve: Curve, target: float, lo: int, hi: int) -> int | None:
+    return max((c for c in range(lo, hi + 1) if curve(c) >= target), default=None)
+
+
+def linear(at20: float, slope: float) -> Curve:
+    return lambda crf: min(100.0, at20 - slope * (crf - 20))
+
+
+def logistic(mid: float, width: float) -> Curve:
+    return lambda crf: 100.0 / (1 + math.exp((crf - mid) / width))
+
+
+@pytest.mark.parametrize(
+    "curve",
+    [
+        linear(95.3, 1.3),
+        linear(99.0, 0.4),
+        linear(90.0, 2.5),
+        logistic(30.0, 4.0),
+        logistic(22.0, 2.0),
+        logistic(40.0, 6.0),
+    ],
+)
+@pytest.mark.parametrize("target", [80.0, 90.0, 93.0, 95.0, 97.0])
+def test_a_monotone_curve_gives_the_highest_crf_reaching_the_target(curve, target) -> None:
+    probe, tried = fake(curve)
+    found = search(probe, target, 10, 51, start=26)
+    assert found.crf == truth(curve, target, 10, 51)
+    assert len(tried) <= MAX_PROBES
+    assert tried[0] == 26
+    assert len(set(tried)) == len(tried)  # no CRF probed twice
+
+
+def test_the_probes_are_logged_in_order_with_the_chosen_one() -> None:
+    probe, tried = fake(linear(95.3, 1.3))
+    found = search(probe, 95.0, 10, 51, start=26)
+    assert [p.crf for p in found.probes] == tried
+    assert found.chosen is not None
+    assert found.chosen.crf == found.crf
+    assert found.chosen.vmaf >= 95.0
+
+
+def test_a_flat_curve_above_the_target_goes_to_the_highest_crf() -> None:
+    probe, tried = fake(lambda _crf: 99.5)
+    found = search(probe, 95.0, 10, 51, start=26)
+    assert found.crf == 51
+    assert len(tried) <= MAX_PROBES
+
+
+def test_a_flat_curve_below_the_target_is_unreachable() -> None:
+    probe, tried = fake(lambda _crf: 80.0)
+    found = search(probe, 95.0, 10, 51, start=26)
+    assert found.crf is None
+    assert found.chosen is None
+    assert 10 in tried  # it went down to the lowest CRF before giving up
+    assert len(tried) <= MAX_PROBES
+
+
+def test_a_target_not_reached_even_at_the_lowest_crf_is_unreachable() -> None:
+    probe, tried = fake(linear(92.0, 1.0))  # 102 at CRF 10 would be, but capped: 100 at 12
+    assert search(probe, 100.5, 10, 51, start=26).crf is None
+    probe, tried = fake(logistic(15.0, 3.0))  # 84 at CRF 10
+    assert search(probe, 95.0, 10, 51, start=26).crf is None
+    assert tried[-1] == 10
+
+
+def test_the_lowest_crf_passing_alone_is_the_answer() -> None:
+    probe, _ = fake(lambda crf: 95.0 if crf <= 10 else 90.0)
+    assert search(probe, 95.0, 10, 51, start=26).crf == 10
+
+
+def test_a_start_outside_the_range_is_brought_in() -> None:
+    probe, tried = fake(linear(95.3, 1.3))
+    search(probe, 95.0, 10, 51, start=60)
+    assert tried[0] == 51
+    probe, tried = fake(linear(95.3, 1.3))
+    search(probe, 95.0, 10, 51)
+    assert tried[0] == 30
+
+
+def test_never_more_than_six_probes_and_never_a_failing_answer() -> None:
+    rng = random.Random(20261125)
+    for _ in range(400):
+        points = sorted((rng.uniform(0, 100) for _ in range(42)), reverse=True)
+        table = dict(zip(range(10, 52), points, strict=True))
+        noise = 2.0 if rng.random() < 0.3 else 0.0
+
+        def curve(crf: int, table: dict[int, float] = table, noise: float = noise) -> float:
+            return table[crf] + rng.uniform(-noise, noise)
+
+        probe, tried = fake(curve)
+        target = rng.uniform(50, 99)
+        found = search(probe, target, 10, 51, start=rng.randint(10, 51))
+        assert len(tried) <= MAX_PROBES
+        assert found.crf is None or found.chosen.vmaf >= target
+        best = truth(curve, target, 10, 51)
+        if not noise and found.crf is not None:
+            assert best is not None
+            assert found.crf <= best
+
+
+# --- size --------------------------------------------------------------------------------
+
+
+def test_size_is_the_samples_video_rate_times_the_duration_plus_what_is_kept() -> None:
+    # 3 samples, 60 s of video in 6 MB: 100 kB/s; a 600 s source with 5 MB of audio
+    assert predict_bytes(6_000_000, 60.0, 600.0, 5_000_000) == 65_000_000
+    assert predict_bytes(0, 0.0, 600.0, 7) == 7
+
+
+def plan(**kw: object) -> EncodePlan:
+    base: dict = {
+        "pool": "q",
+        "container": "mp4",
+        "video_index": 0,
+        "width": 1920,
+        "height": 1080,
+        "rotation": 0,
+        "ten_bit": False,
+        "crf": 26,
+        "preset": "medium",
+        "audio": ((1, "copy"), (2, "aac")),
+        "audio_bitrate_kbps": 128,
+        "subtitles": ((3, "mov_text"),),
+    }
+    return EncodePlan(**{**base, **kw})
+
+
+def test_copied_streams_keep_their_size_and_encoded_audio_takes_its_bit_rate() -> None:
+    sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000}
+    assert kept_bytes(plan(), sizes, 100.0) == 3_000_000 + 16_000 * 100 + 20_000
+
+
+# --- the cache key -----------------------------------------------------------------------
+
+
+def key_args(p: EncodePlan, threads: int | None = None) -> list[str]:
+    return build_args("ffmpeg", Path("sample"), Path("probe"), p, threads=threads)[1:]
+
+
+def test_a_probe_encodes_the_video_alone() -> None:
+    p = probe_plan(plan(video_index=2), 31, whole=False)
+    assert (p.crf, p.video_index, p.audio, p.subtitles, p.attachments) == (31, 0, (), (), False)
+    assert probe_plan(plan(video_index=2), 31, whole=True).video_index == 2
+
+
+def test_the_key_covers_source_samples_arguments_and_ffmpeg_and_nothing_else() -> None:
+    samples = SamplePlan(False, ((10.0, 20.0),))
+    args = key_args(probe_plan(plan(), 24, whole=False))
+    key = probe_key("etag-1", samples, args, "n9.0.2")
+    assert key == probe_key("etag-1", samples, list(args), "n9.0.2")
+    others = {
+        probe_key("etag-2", samples, args, "n9.0.2"),
+        probe_key("etag-1", SamplePlan(False, ((10.0, 21.0),)), args, "n9.0.2"),
+        probe_key("etag-1", SamplePlan(True), args, "n9.0.2"),
+        probe_key("etag-1", samples, key_args(probe_plan(plan(), 25, whole=False)), "n9.0.2"),
+        probe_key("etag-1", samples, key_args(probe_plan(plan(), 24, whole=False), 4), "n9.0.2"),
+        probe_key(
+            "etag-1", samples, key_args(probe_plan(plan(preset="slow"), 24, whole=False)), "n9.0.2"
+        ),
+        probe_key("etag-1", samples, args, "n9.0.3"),
+    }
+    assert key not in others
+    assert len(others) == 7
+
+
+def test_two_pools_with_the_same_plan_share_their_probes() -> None:
+    # Another pool name, audio and subtitles: none of it reaches a probe's arguments.
+    mine = key_args(probe_plan(plan(), 24, whole=False))
+    theirs = key_args(probe_plan(plan(pool="other", audio=(), subtitles=()), 24, whole=False))
+    assert mine == theirs
+
+
+# --- the pool ----------------------------------------------------------------------------
+
+
+def pool(**quality: object) -> Pool:
+    doc: dict = {"name": "q", "applies": {"source_codecs": ["h264"]}}
+    if quality:
+        doc["quality"] = quality
+    return Pool.model_validate(doc)
+
+
+def test_a_size_limit_turns_the_search_on_and_a_target_alone_does_not() -> None:
+    assert pool(vmaf=95, max_size_percent=80).quality.searches
+    assert not pool(vmaf=95).quality.searches
+    assert pool(vmaf=95, search=True).quality.searches
+    assert not pool(vmaf=95, max_size_percent=None, search=False).quality.searches
+    with pytest.raises(ValidationError, match="max_size_percent limits a CRF search"):
+        Quality(vmaf=95, max_size_percent=80, search=False)
+    with pytest.raises(ValidationError):
+        Quality(vmaf=95, max_size_percent=0)
+
+
+def test_only_a_search_changes_the_settings_hash() -> None:
+    plain = pool().settings_hash()
+    assert pool(vmaf=95).settings_hash() == plain
+    assert pool(vmaf=95, phone=True, margin=3).settings_hash() == plain
+    searched = pool(vmaf=95, max_size_percent=80).settings_hash()
+    assert searched != plain
+    assert pool(vmaf=94, max_size_percent=80).settings_hash() != searched
+    assert pool(vmaf=95, max_size_percent=70).settings_hash() != searched
+    assert pool(vmaf=95, max_size_percent=80, margin=2).settings_hash() == searched
+    assert pool(vmaf=95, search=True).settings_hash() not in (plain, searched)
+
+
+SOURCE = MediaInfo(
+    format_name="mov,mp4,m4a,3gp,3g2,mj2",
+    duration_s=60.0,
+    size_bytes=10**8,
+    video=(VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, fps=24.0),),
+)
+
+
+def test_a_searching_pool_shares_its_encode_only_with_the_same_target() -> None:
+    searching = pool(vmaf=95, max_size_percent=80)
+    assert not shares_encode(SOURCE, searching, pool(), "TODO/a.mp4")
+    assert not shares_encode(SOURCE, searching, pool(vmaf=95), "TODO/a.mp4")
+    assert not shares_encode(SOURCE, pool(), searching, "TODO/a.mp4")
+    assert shares_encode(SOURCE, searching, pool(vmaf=95, max_size_percent=80), "TODO/a.mp4")
+    assert shares_encode(SOURCE, pool(vmaf=95), pool(), "TODO/a.mp4")  # scored only: as before
+
+
+def test_an_older_result_without_the_search_fields_still_parses() -> None:
+    old = {"job_id": "j", "pool": "q", "bucket": "b", "source_key": "k", "outcome": "done"}
+    r = JobResult.model_validate(old)
+    assert (r.crf, r.predicted_vmaf, r.predicted_bytes) == (None, None, None)
+    r = JobResult.model_validate({**old, "crf": 22, "predicted_bytes": 5, "predicted_vmaf": 95.1})
+    assert (r.crf, r.predicted_bytes) == (22, 5)
