@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -366,6 +368,317 @@ def audio_codec_string(init: Path) -> str:
         if ctx.name != "aac" or not extra:
             raise ValueError(f"{init.name}: not an AAC init segment ({ctx.name})")
         return f"mp4a.40.{extra[0] >> 3}"
+
+
+# --- Fragments and I-frame playlists ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Box:
+    """One ISO BMFF box: its four-character type, where it starts, its whole size and the
+    size of its header (8, or 16 with a 64-bit size)."""
+
+    type: str
+    offset: int
+    size: int
+    header: int
+
+    @property
+    def end(self) -> int:
+        """Just past the box."""
+        return self.offset + self.size
+
+    @property
+    def body(self) -> int:
+        """Where its payload (or its first child) starts."""
+        return self.offset + self.header
+
+
+def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[Box]:
+    """The boxes laid end to end in ``data[start:end]`` (ISO/IEC 14496-12, 4.2): a 32-bit
+    size, the type, a 64-bit size when the first is 1, the rest of the data when it is 0.
+
+    Raises ``ValueError`` for a box that runs past the end or is smaller than its header.
+    """
+    end = len(data) if end is None else end
+    at = start
+    while at < end:
+        if at + 8 > end:
+            raise ValueError(f"a box header cut short at byte {at}")
+        size, kind = struct.unpack_from(">I4s", data, at)
+        header = 8
+        if size == 1:
+            if at + 16 > end:
+                raise ValueError(f"a 64-bit box size cut short at byte {at}")
+            size, header = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            raise ValueError(f"box {kind.decode('latin-1')!r} at byte {at} runs past its end")
+        yield Box(kind.decode("latin-1"), at, size, header)
+        at += size
+
+
+def find_box(data: bytes, path: tuple[str, ...], start: int = 0, end: int | None = None) -> Box:
+    """The first box at ``path`` (``("moov", "trak", "mdia", "mdhd")``) in ``data[start:end]``;
+    ``ValueError`` when there is none."""
+    found = None
+    for kind in path:
+        found = next((b for b in iter_boxes(data, start, end) if b.type == kind), None)
+        if found is None:
+            raise ValueError(f"no {'/'.join(path)} box")
+        start, end = found.body, found.end
+    if found is None:
+        raise ValueError("no box path")
+    return found
+
+
+@dataclass(frozen=True)
+class TrackDefaults:
+    """An init segment's track: its timescale and the sample defaults of its ``trex``
+    (what a fragment that states neither inherits)."""
+
+    timescale: int
+    duration: int = 0
+    size: int = 0
+    flags: int = 0
+
+
+def track_defaults(init: bytes) -> TrackDefaults:
+    """The first track's timescale (``mdhd``) and fragment defaults (``trex``) of an
+    init segment."""
+    mdhd = find_box(init, ("moov", "trak", "mdia", "mdhd"))
+    version = init[mdhd.body]
+    timescale = struct.unpack_from(">I", init, mdhd.body + (20 if version == 1 else 12))[0]
+    try:
+        trex = find_box(init, ("moov", "mvex", "trex"))
+    except ValueError:
+        return TrackDefaults(timescale)
+    # version/flags, track_ID, sample description index, then the three defaults.
+    duration, size, flags = struct.unpack_from(">III", init, trex.body + 12)
+    return TrackDefaults(timescale, duration, size, flags)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One movie fragment of a segment file: a ``moof`` and the ``mdat`` after it."""
+
+    offset: int  # of the moof
+    end: int  # just past the mdat
+    first_end: int  # just past the bytes of the fragment's first sample
+    start: int  # the first sample's decode time, in the track's timescale
+    duration: int  # of all its samples, in the track's timescale
+    keyframe: bool  # its first sample is a sync sample
+
+
+@dataclass(frozen=True)
+class _Run:
+    first: tuple[int, int, int]  # offset, size and flags of the run's first sample
+    duration: int
+
+
+def _sync(flags: int) -> bool:
+    # sample_is_non_sync_sample (ISO/IEC 14496-12, 8.8.3.1) is bit 16 of the sample flags.
+    return not flags & 0x10000
+
+
+def _track_run(data: bytes, at: int, base: int, dflt: TrackDefaults) -> _Run:
+    """A ``trun`` box's first sample (where its bytes lie, how many, its flags) and the
+    duration of all its samples; ``at`` is the box's payload, ``base`` its data offset's
+    origin, ``dflt`` the durations, sizes and flags its samples inherit."""
+    flags = int.from_bytes(data[at + 1 : at + 4], "big")
+    count = struct.unpack_from(">I", data, at + 4)[0]
+    at += 8
+    offset = base
+    if flags & 0x1:
+        offset += struct.unpack_from(">i", data, at)[0]
+        at += 4
+    first_flags = dflt.flags
+    if flags & 0x4:
+        first_flags = struct.unpack_from(">I", data, at)[0]
+        at += 4
+    fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit]
+    total, first = 0, (offset, dflt.size, first_flags)
+    for n in range(count):
+        sample = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", data, at), strict=True))
+        at += 4 * len(fields)
+        total += sample.get(0x100, dflt.duration)
+        if n == 0:
+            flags0 = first_flags if flags & 0x4 else sample.get(0x400, dflt.flags)
+            first = (offset, sample.get(0x200, dflt.size), flags0)
+    return _Run(first, total)
+
+
+def _fragment(data: bytes, moof: Box, mdat: Box, dflt: TrackDefaults) -> Fragment:
+    """A fragment from its ``moof`` and ``mdat`` (the first track fragment only: a ladder's
+    segments hold one track each)."""
+    traf = find_box(data, ("traf",), moof.body, moof.end)
+    tfhd = find_box(data, ("tfhd",), traf.body, traf.end)
+    tf_flags = int.from_bytes(data[tfhd.body + 1 : tfhd.body + 4], "big")
+    at = tfhd.body + 8
+    # Without a base-data-offset, data offsets count from the moof (default-base-is-moof,
+    # or the first track fragment of a moof without that flag).
+    base = moof.offset
+    if tf_flags & 0x01:
+        base = struct.unpack_from(">Q", data, at)[0]
+        at += 8
+    at += 4 if tf_flags & 0x02 else 0  # sample description index
+    values = {}
+    for bit in (0x08, 0x10, 0x20):
+        if tf_flags & bit:
+            values[bit] = struct.unpack_from(">I", data, at)[0]
+            at += 4
+    dflt = TrackDefaults(
+        dflt.timescale,
+        values.get(0x08, dflt.duration),
+        values.get(0x10, dflt.size),
+        values.get(0x20, dflt.flags),
+    )
+    tfdt = find_box(data, ("tfdt",), traf.body, traf.end)
+    wide = data[tfdt.body] == 1
+    start = struct.unpack_from(">Q" if wide else ">I", data, tfdt.body + 4)[0]
+    runs = [
+        _track_run(data, box.body, base, dflt)
+        for box in iter_boxes(data, traf.body, traf.end)
+        if box.type == "trun"
+    ]
+    if not runs:
+        raise ValueError(f"the fragment at byte {moof.offset} has no samples")
+    offset, size, flags = runs[0].first
+    return Fragment(
+        moof.offset, mdat.end, offset + size, start, sum(r.duration for r in runs), _sync(flags)
+    )
+
+
+def fragments(segment: bytes, defaults: TrackDefaults) -> list[Fragment]:
+    """The fragments of a CMAF segment file, in order: each ``moof`` with the ``mdat``
+    that follows it."""
+    found, moof = [], None
+    for box in iter_boxes(segment):
+        if box.type == "moof":
+            moof = box
+        elif box.type == "mdat" and moof is not None:
+            found.append(_fragment(segment, moof, box, defaults))
+            moof = None
+    return found
+
+
+@dataclass(frozen=True)
+class IFrame:
+    """One entry of an I-frame playlist: a keyframe's byte range in a segment file and
+    the time until the next keyframe."""
+
+    duration_s: float
+    segment: Path
+    offset: int
+    length: int
+
+
+def iframes_of(found: list[tuple[Path, list[Fragment]]], timescale: int) -> list[IFrame]:
+    """The I-frame entries of a rendition from its segment files' fragments, in order.
+
+    Each keyframe's range runs from its fragment's ``moof`` to the end of the keyframe's
+    own bytes in the ``mdat``: the moof, the mdat header and the I-frame, what Apple's HLS
+    authoring spec asks of an fMP4 I-frame. The whole fragment would also carry the rest
+    of its GOP, frames a trick-play player fetches and never shows.
+    """
+    keys = [(seg, f) for seg, frags in found for f in frags if f.keyframe]
+    every = [f for _, frags in found for f in frags]
+    if not keys:
+        return []
+    end = every[-1].start + every[-1].duration
+    starts = [f.start for _, f in keys[1:]] + [end]
+    return [
+        IFrame((nxt - f.start) / timescale, seg, f.offset, f.first_end - f.offset)
+        for (seg, f), nxt in zip(keys, starts, strict=True)
+    ]
+
+
+def rendition_iframes(media: MediaPlaylist) -> list[IFrame]:
+    """The I-frame entries of a video rendition, from its segment files."""
+    defaults = track_defaults(media.init.read_bytes())
+    found = [(seg, fragments(seg.read_bytes(), defaults)) for _, seg in media.segments]
+    return iframes_of(found, defaults.timescale)
+
+
+def iframe_playlist_text(init: str, frames: list[IFrame]) -> str:
+    """An I-frame playlist of ``frames`` (each named relative to the playlist) after the
+    init segment ``init``: version 7 like the rest of the ladder (an EXT-X-MAP in an
+    I-frames-only playlist needs 5, BYTERANGE 4)."""
+    target = max((round(f.duration_s) for f in frames), default=0)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        f"#EXT-X-TARGETDURATION:{max(target, 1)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-I-FRAMES-ONLY",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f'#EXT-X-MAP:URI="{init}"',
+    ]
+    for f in frames:
+        lines.append(f"#EXTINF:{f.duration_s:.6f},")
+        lines.append(f"#EXT-X-BYTERANGE:{f.length}@{f.offset}")
+        lines.append(f.segment.name)
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class IFramePlaylist:
+    """An I-frame playlist as read: its init segment and entries."""
+
+    path: Path
+    target_s: int
+    init: Path
+    frames: tuple[IFrame, ...]
+
+    @property
+    def duration_s(self) -> float:
+        """What its entries span, from their EXTINFs."""
+        return sum(f.duration_s for f in self.frames)
+
+    def rates(self) -> tuple[int, int]:
+        """Peak and average bits per second of its ranges over their EXTINFs."""
+        peak = max(
+            (f.length * 8 / f.duration_s for f in self.frames if f.duration_s > 0), default=0.0
+        )
+        total = self.duration_s
+        bits = sum(f.length * 8 for f in self.frames)
+        return math.ceil(peak), math.ceil(bits / total) if total else 0
+
+
+def read_iframe_playlist(path: Path) -> IFramePlaylist:
+    """Parse an I-frame playlist; ``ValueError`` when it is not one or lists nothing.
+
+    A BYTERANGE without an offset continues where the previous range of the same file
+    ended (RFC 8216, 4.3.2.2).
+    """
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if "#EXT-X-I-FRAMES-ONLY" not in lines:
+        raise ValueError(f"{path.name}: no #EXT-X-I-FRAMES-ONLY")
+    target, init, frames = 0, None, []
+    extinf, byterange = None, None
+    ends: dict[str, int] = {}
+    for line in lines:
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            target = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MAP:"):
+            found = re.search(r'URI="([^"]+)"', line)
+            init = path.parent / found.group(1) if found else None
+        elif line.startswith("#EXTINF:"):
+            extinf = float(line.split(":", 1)[1].split(",", 1)[0])
+        elif line.startswith("#EXT-X-BYTERANGE:"):
+            byterange = line.split(":", 1)[1]
+        elif not line.startswith("#") and extinf is not None and byterange is not None:
+            length, _, at = byterange.partition("@")
+            offset = int(at) if at else ends.get(line, 0)
+            frames.append(IFrame(extinf, path.parent / line, offset, int(length)))
+            ends[line] = offset + int(length)
+            extinf = byterange = None
+    if init is None or not frames:
+        raise ValueError(f"{path.name}: no init segment or no I-frames")
+    return IFramePlaylist(path, target, init, tuple(frames))
 
 
 @dataclass(frozen=True)
