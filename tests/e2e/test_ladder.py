@@ -19,8 +19,11 @@ from hevcq.media.ladder import (
     SEGMENT_S,
     build_ladder,
     check_ladder,
+    read_iframe_playlist,
+    read_iframe_streams,
     read_master,
     read_media_playlist,
+    split_init,
 )
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
@@ -57,6 +60,35 @@ def test_a_ladder_has_every_rung_measured_and_aligned(ladder: Path) -> None:
     assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
     assert not (ladder / "ffmpeg-master.m3u8").exists()
     assert check_ladder(ladder) == []
+
+
+def test_every_rung_has_an_i_frame_playlist_of_its_keyframes(ladder: Path) -> None:
+    variants, _ = read_master(ladder / MASTER)
+    streams = read_iframe_streams(ladder / MASTER)
+    assert [s.uri for s in streams] == ["0/iframes.m3u8", "1/iframes.m3u8"]
+    text = (ladder / MASTER).read_text()
+    # after the variants, as Apple's examples list them
+    assert text.index("#EXT-X-I-FRAME-STREAM-INF") > text.index(variants[-1].uri)
+    for v, s in zip(variants, streams, strict=True):
+        assert s.codecs == v.codecs.split(",")[0]  # the video alone: trick play fetches no audio
+        assert (s.width, s.height) == (v.width, v.height)
+        assert 0 < s.average_bandwidth <= s.bandwidth < v.bandwidth
+        media = read_media_playlist(ladder / v.uri)
+        iframes = read_iframe_playlist(ladder / s.uri)
+        assert "#EXT-X-VERSION:7" in (ladder / s.uri).read_text()
+        assert iframes.init == media.init
+        assert split_init(media.init.read_bytes())[1] == b""  # no fragment left in the init
+        # an IDR every 2 s, three to a 6 s segment, each in a fragment of its own
+        assert [round(f.duration_s, 3) for f in iframes.frames] == [2.0] * 6 + [1.0]
+        assert [f.segment.name for f in iframes.frames] == [
+            *["seg_00000.m4s"] * 3,
+            *["seg_00001.m4s"] * 3,
+            "seg_00002.m4s",
+        ]
+        for f in iframes.frames:
+            data = f.segment.read_bytes()
+            assert data[f.offset + 4 : f.offset + 8] == b"moof"
+            assert f.offset + f.length < len(data)  # the keyframe, not the rest of its GOP
 
 
 def test_a_portrait_silent_phone_clip_gets_portrait_rungs_and_no_audio(tmp_path: Path) -> None:
@@ -176,3 +208,5 @@ def test_hevc_and_av1_groups_follow_the_h264_group_with_codecs_from_their_init(
     assert variants[1].codecs.endswith("M.08,mp4a.40.2")  # main tier, 8-bit, AAC-LC
     assert variants[2].codecs.startswith("hvc1.1.6.L")  # Main profile, main tier
     assert check_ladder(tmp_path / "hls") == []  # the HEVC rung decodes in full here
+    iframes = read_iframe_streams(tmp_path / "hls" / MASTER)
+    assert [s.codecs[:4] for s in iframes] == ["avc1", "av01", "hvc1"]

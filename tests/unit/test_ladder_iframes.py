@@ -18,7 +18,11 @@ from hevcq.media.ladder import (
     iframe_playlist_text,
     iframes_of,
     iter_boxes,
+    prepend_fragments,
     read_iframe_playlist,
+    read_iframe_streams,
+    read_master,
+    split_init,
     track_defaults,
 )
 
@@ -145,6 +149,18 @@ def test_an_i_frame_lasts_until_the_next_keyframe_across_segments() -> None:
     assert iframes_of([(a, [Fragment(24, 900, 200, 0, 100, False)])], 50) == []
 
 
+def test_fragments_left_in_the_init_segment_go_to_the_head_of_the_first_segment() -> None:
+    init = init_segment()
+    stray = fragment([10], [SYNC], start=0)
+    own, rest = split_init(init + stray)
+    assert (own, rest) == (init, stray)
+    assert split_init(init) == (init, b"")
+    styp = box("styp", b"msdh")
+    later = fragment([20], [SYNC], start=512)
+    assert prepend_fragments(styp + later, stray) == styp + stray + later
+    assert prepend_fragments(later, stray) == stray + later
+
+
 def test_an_i_frame_playlist_reads_back_as_written(tmp_path: Path) -> None:
     seg = tmp_path / "seg_00000.m4s"
     frames = [IFrame(2.0, seg, 24, 8806), IFrame(1.0, seg, 157492, 11337)]
@@ -185,3 +201,19 @@ def test_a_media_playlist_is_no_i_frame_playlist(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="no #EXT-X-I-FRAMES-ONLY"):
         read_iframe_playlist(tmp_path / "index.m3u8")
+
+
+def test_the_master_keeps_i_frame_streams_apart_from_its_variants(tmp_path: Path) -> None:
+    (tmp_path / "master.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:7\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=900,AVERAGE-BANDWIDTH=800,CODECS="avc1.64001e,mp4a.40.2",'
+        "RESOLUTION=640x360,FRAME-RATE=25.000\n0/index.m3u8\n"
+        '#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90,AVERAGE-BANDWIDTH=50,CODECS="avc1.64001e",'
+        'RESOLUTION=640x360,URI="0/iframes.m3u8"\n'
+    )
+    variants, audio = read_master(tmp_path / "master.m3u8")
+    assert [v.uri for v in variants] == ["0/index.m3u8"]
+    assert audio is None
+    (stream,) = read_iframe_streams(tmp_path / "master.m3u8")
+    assert (stream.uri, stream.bandwidth, stream.average_bandwidth) == ("0/iframes.m3u8", 90, 50)
+    assert (stream.codecs, stream.width, stream.height) == ("avc1.64001e", 640, 360)

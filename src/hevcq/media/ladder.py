@@ -8,6 +8,10 @@ an IDR frame every ``GOP_S`` seconds at the same timestamps, closed GOPs, and se
 ``SEGMENT_S`` seconds, so a player switches rungs at any segment. Variable-frame-rate phone
 sources are made constant-rate. The master playlist's CODECS come from the init segments,
 and BANDWIDTH / AVERAGE-BANDWIDTH from the segments' own sizes, never from settings.
+
+Each GOP is a movie fragment of its own, so every IDR begins a ``moof``: each video rung
+also has an I-frame playlist (trick play, scrubbing thumbnails) of byte ranges into its
+segments, found by walking the fragments' boxes and checked by decoding each range.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ BANDWIDTH_TOLERANCE = 0.10
 MASTER = "master.m3u8"
 _FFMPEG_MASTER = "ffmpeg-master.m3u8"
 AUDIO_GROUP = "aud"
+IFRAMES = "iframes.m3u8"
+SEGMENT_MOVFLAGS = "frag_keyframe+skip_sidx"
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,9 @@ def ladder_args(
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
     args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
+    # A fragment (moof + mdat) per GOP, so each IDR begins one and an I-frame playlist can
+    # point at it; no sidx, which would index each fragment as if it were the segment.
+    args += ["-hls_segment_options", f"movflags=+{SEGMENT_MOVFLAGS}"]
     args += ["-hls_segment_filename", str(out_dir / "%v" / "seg_%05d.m4s")]
     args += ["-hls_fmp4_init_filename", "init.mp4", "-master_pl_name", _FFMPEG_MASTER]
     args += ["-var_stream_map", " ".join(streams)]
@@ -563,6 +572,35 @@ def fragments(segment: bytes, defaults: TrackDefaults) -> list[Fragment]:
     return found
 
 
+def split_init(init: bytes) -> tuple[bytes, bytes]:
+    """An init segment's own boxes (up to the end of its ``moov``) and what follows them.
+
+    ffmpeg's HLS muxer writes everything its MP4 muxer flushed before the first segment
+    ends into the init segment; with a fragment per GOP, that is the first segment's
+    fragments, which belong at the head of the first segment.
+    """
+    moov = find_box(init, ("moov",))
+    return init[: moov.end], init[moov.end :]
+
+
+def prepend_fragments(segment: bytes, head: bytes) -> bytes:
+    """``segment`` with ``head`` placed after its ``styp`` (if it has one)."""
+    first = next(iter_boxes(segment), None)
+    at = first.end if first is not None and first.type == "styp" else 0
+    return segment[:at] + head + segment[at:]
+
+
+def settle_first_segment(media: MediaPlaylist) -> None:
+    """Move fragments ffmpeg left in a rendition's init segment to its first segment
+    (see ``split_init``); a rendition whose init segment holds none is left alone."""
+    own, stray = split_init(media.init.read_bytes())
+    if not stray:
+        return
+    first = media.segments[0][1]
+    first.write_bytes(prepend_fragments(first.read_bytes(), stray))
+    media.init.write_bytes(own)
+
+
 @dataclass(frozen=True)
 class IFrame:
     """One entry of an I-frame playlist: a keyframe's byte range in a segment file and
@@ -694,13 +732,40 @@ class Variant:
     frame_rate: str
 
 
+@dataclass(frozen=True)
+class IFrameStream:
+    """A master playlist's I-frame stream (``EXT-X-I-FRAME-STREAM-INF``) as written or read."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+    codecs: str
+    width: int
+    height: int
+
+
+def write_iframe_playlist(media: MediaPlaylist) -> Path:
+    """Write the I-frame playlist of a video rendition beside its media playlist; its path."""
+    path = media.path.parent / IFRAMES
+    frames = rendition_iframes(media)
+    if not frames:
+        raise ValueError(f"{media.path.parent.name}: no fragment begins with a keyframe")
+    path.write_text(iframe_playlist_text(media.init.name, frames), encoding="utf-8")
+    return path
+
+
 def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
     """Write ``master.m3u8`` from what the segments and init segments hold; the variants.
 
-    Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a player
-    streams at once), AVERAGE-BANDWIDTH likewise for the averages.
+    Before measuring, each rendition's first segment takes back the fragments ffmpeg left
+    in its init segment (``split_init``), and each video rendition gets its I-frame
+    playlist. Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a
+    player streams at once), AVERAGE-BANDWIDTH likewise for the averages; an I-frame
+    stream's are its keyframe ranges' alone (a player in trick play fetches no audio).
     """
     n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio is the next
+    for i in range(n + (plan.audio_index is not None)):
+        settle_first_segment(read_media_playlist(out_dir / str(i) / "index.m3u8"))
     audio = (
         read_media_playlist(out_dir / str(n) / "index.m3u8")
         if plan.audio_index is not None
@@ -714,7 +779,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
             f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="audio",DEFAULT=YES,'
             f'AUTOSELECT=YES,CHANNELS="2",URI="{n}/index.m3u8"'
         )
-    variants = []
+    variants, iframe_lines = [], []
     for i in range(n):
         media = read_media_playlist(out_dir / str(i) / "index.m3u8")
         codec, width, height = video_codec_string(media.init)
@@ -735,13 +800,20 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
             f'CODECS="{v.codecs}",RESOLUTION={v.width}x{v.height},FRAME-RATE={v.frame_rate}{group}'
         )
         lines.append(v.uri)
-    (out_dir / MASTER).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        iframes = read_iframe_playlist(write_iframe_playlist(media))
+        i_peak, i_avg = iframes.rates()
+        iframe_lines.append(
+            f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={i_peak},AVERAGE-BANDWIDTH={i_avg},"
+            f'CODECS="{codec}",RESOLUTION={width}x{height},URI="{i}/{IFRAMES}"'
+        )
+    (out_dir / MASTER).write_text("\n".join(lines + iframe_lines) + "\n", encoding="utf-8")
     (out_dir / _FFMPEG_MASTER).unlink(missing_ok=True)
     return variants
 
 
 def read_master(path: Path) -> tuple[list[Variant], str | None]:
-    """The variants of a master playlist and its audio rendition's URI (None: none)."""
+    """The variants of a master playlist and its audio rendition's URI (None: none).
+    I-frame streams are not variants (``read_iframe_streams``)."""
     variants, audio, pending = [], None, None
     for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
         if line.startswith("#EXT-X-MEDIA:") and "TYPE=AUDIO" in line:
@@ -764,6 +836,26 @@ def read_master(path: Path) -> tuple[list[Variant], str | None]:
             )
             pending = None
     return variants, audio
+
+
+def read_iframe_streams(path: Path) -> list[IFrameStream]:
+    """The I-frame streams of a master playlist: each tag carries its own URI."""
+    streams = []
+    for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
+        if line.startswith("#EXT-X-I-FRAME-STREAM-INF:"):
+            attrs = _attributes(line.split(":", 1)[1])
+            width, height = (int(x) for x in attrs["RESOLUTION"].split("x"))
+            streams.append(
+                IFrameStream(
+                    attrs["URI"],
+                    int(attrs["BANDWIDTH"]),
+                    int(attrs.get("AVERAGE-BANDWIDTH", "0")),
+                    attrs.get("CODECS", ""),
+                    width,
+                    height,
+                )
+            )
+    return streams
 
 
 def _attributes(text: str) -> dict[str, str]:
