@@ -16,6 +16,7 @@ segments, found by walking the fragments' boxes and checked by decoding each ran
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import struct
@@ -68,6 +69,9 @@ COMMON_RATES = tuple(
 )
 # Apple's rule for VOD: measured peak and average within 10 % of what the playlist declares.
 BANDWIDTH_TOLERANCE = 0.10
+# An I-frame playlist spans its rendition: its EXTINFs come from the fragments' sample
+# durations, the rendition's from the muxer's timestamps; they agree within a few frames.
+IFRAME_SPAN_TOLERANCE_S = 0.1
 MASTER = "master.m3u8"
 _FFMPEG_MASTER = "ffmpeg-master.m3u8"
 AUDIO_GROUP = "aud"
@@ -910,10 +914,11 @@ def check_ladder(out_dir: Path) -> list[str]:
     """Every reason the ladder under ``out_dir`` must not count (empty: it passes).
 
     Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
-    ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``.
+    ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``, ``iframes``.
     """
     try:
         variants, audio_uri = read_master(out_dir / MASTER)
+        iframe_streams = read_iframe_streams(out_dir / MASTER)
     except (OSError, ValueError, KeyError) as exc:
         return [f"master: unreadable: {exc}"]
     if not variants:
@@ -938,6 +943,7 @@ def check_ladder(out_dir: Path) -> list[str]:
             problems.append(f"decode: {v.uri}: {exc}")
             continue
         decodes.append((v, decoded))
+    problems += _iframe_stream_problems(out_dir, variants, iframe_streams)
     return problems + _alignment_problems(decodes)
 
 
@@ -981,6 +987,99 @@ def _alignment_problems(decodes: list[tuple[Variant, RungDecode]]) -> list[str]:
                 f"idr-alignment: {v.uri} segments start at other times than {lead_v.uri}'s"
             )
     return problems
+
+
+def _iframe_stream_problems(
+    out_dir: Path, variants: list[Variant], streams: list[IFrameStream]
+) -> list[str]:
+    """Every video variant has an I-frame stream in its own folder, and each holds what the
+    master playlist declares of it."""
+    problems = []
+    beside = {Path(s.uri).parent: s for s in streams}
+    for v in variants:
+        stream = beside.get(Path(v.uri).parent)
+        if stream is None:
+            problems.append(f"iframes: {v.uri} has no I-frame stream in the master playlist")
+            continue
+        try:
+            media = read_media_playlist(out_dir / v.uri)
+            iframes = read_iframe_playlist(out_dir / stream.uri)
+            problems += _iframe_problems(stream, iframes, media)
+        except (OSError, ValueError) as exc:
+            problems.append(f"iframes: {stream.uri}: {exc}")
+    return problems
+
+
+def _iframe_problems(
+    stream: IFrameStream, iframes: IFramePlaylist, media: MediaPlaylist
+) -> list[str]:
+    """An I-frame playlist against its rendition and what the master declares: the same
+    init segment, the same span, and every range a keyframe (``iframe_range_problem``)."""
+    uri = stream.uri
+    if iframes.init != media.init:
+        return [f"iframes: {uri} maps {iframes.init.name}, its rendition {media.init.name}"]
+    problems = []
+    if abs(iframes.duration_s - media.duration_s) > IFRAME_SPAN_TOLERANCE_S:
+        problems.append(
+            f"iframes: {uri} spans {iframes.duration_s:.3f} s, "
+            f"its rendition {media.duration_s:.3f} s"
+        )
+    problems += [
+        f"iframes: {uri}: an I-frame lasts {f.duration_s:.3f} s, target {iframes.target_s} s"
+        for f in iframes.frames
+        if round(f.duration_s) > iframes.target_s
+    ]
+    init = media.init.read_bytes()
+    problems += [
+        f"iframes: {uri}: {problem}"
+        for f in iframes.frames
+        if (problem := iframe_range_problem(init, f))
+    ]
+    codec, width, height = video_codec_string(media.init)
+    if stream.codecs != codec:
+        problems.append(f"codecs: {uri} declares {stream.codecs}, its init segment holds {codec}")
+    if (stream.width, stream.height) != (width, height):
+        held = f"{width}x{height}"
+        problems.append(f"resolution: {uri} declares {stream.width}x{stream.height}, holds {held}")
+    peak, avg = iframes.rates()
+    problems += _rate_problems(uri, "peak", stream.bandwidth, peak)
+    problems += _rate_problems(uri, "average", stream.average_bandwidth, avg)
+    return problems
+
+
+def iframe_range_problem(init: bytes, frame: IFrame) -> str | None:
+    """Why one I-frame entry is not a keyframe a player can fetch on its own (None: it is):
+    its range must lie inside its file, begin at a ``moof`` box, and, after the init
+    segment, decode to a keyframe."""
+    where = f"{frame.segment.name}@{frame.offset}"
+    size = frame.segment.stat().st_size
+    if frame.offset < 0 or frame.length < 8 or frame.offset + frame.length > size:
+        return f"{where} length {frame.length} lies outside the file ({size} bytes)"
+    with frame.segment.open("rb") as f:
+        f.seek(frame.offset)
+        data = f.read(frame.length)
+    if data[4:8] != b"moof":
+        return f"{where} does not begin at a moof box"
+    try:
+        keyframe = decodes_as_keyframe(init, data)
+    except av.FFmpegError as exc:
+        return f"{where} does not decode: {exc}"
+    return None if keyframe else f"{where} does not decode as a keyframe"
+
+
+def decodes_as_keyframe(init: bytes, data: bytes) -> bool:
+    """Whether the first frame of ``data`` (fragments of the track ``init`` describes, the
+    last one possibly cut after its first sample) is a keyframe that decodes on its own."""
+    with av.open(io.BytesIO(init + data), mode="r") as f:
+        stream: Any = f.streams.video[0]
+        for packet in f.demux(stream):
+            if packet.size == 0:
+                continue
+            if not packet.is_keyframe:
+                return False
+            frames = [*packet.decode(), *stream.codec_context.decode(None)]
+            return bool(frames) and bool(frames[0].key_frame)
+    return False
 
 
 def _duration_problems(media: MediaPlaylist) -> list[str]:
