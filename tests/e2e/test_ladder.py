@@ -19,8 +19,11 @@ from hevcq.media.ladder import (
     SEGMENT_S,
     build_ladder,
     check_ladder,
+    read_iframe_playlist,
+    read_iframe_streams,
     read_master,
     read_media_playlist,
+    split_init,
 )
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
@@ -57,6 +60,35 @@ def test_a_ladder_has_every_rung_measured_and_aligned(ladder: Path) -> None:
     assert "#EXT-X-INDEPENDENT-SEGMENTS" in text
     assert not (ladder / "ffmpeg-master.m3u8").exists()
     assert check_ladder(ladder) == []
+
+
+def test_every_rung_has_an_i_frame_playlist_of_its_keyframes(ladder: Path) -> None:
+    variants, _ = read_master(ladder / MASTER)
+    streams = read_iframe_streams(ladder / MASTER)
+    assert [s.uri for s in streams] == ["0/iframes.m3u8", "1/iframes.m3u8"]
+    text = (ladder / MASTER).read_text()
+    # after the variants, as Apple's examples list them
+    assert text.index("#EXT-X-I-FRAME-STREAM-INF") > text.index(variants[-1].uri)
+    for v, s in zip(variants, streams, strict=True):
+        assert s.codecs == v.codecs.split(",")[0]  # the video alone: trick play fetches no audio
+        assert (s.width, s.height) == (v.width, v.height)
+        assert 0 < s.average_bandwidth <= s.bandwidth < v.bandwidth
+        media = read_media_playlist(ladder / v.uri)
+        iframes = read_iframe_playlist(ladder / s.uri)
+        assert "#EXT-X-VERSION:7" in (ladder / s.uri).read_text()
+        assert iframes.init == media.init
+        assert split_init(media.init.read_bytes())[1] == b""  # no fragment left in the init
+        # an IDR every 2 s, three to a 6 s segment, each in a fragment of its own
+        assert [round(f.duration_s, 3) for f in iframes.frames] == [2.0] * 6 + [1.0]
+        assert [f.segment.name for f in iframes.frames] == [
+            *["seg_00000.m4s"] * 3,
+            *["seg_00001.m4s"] * 3,
+            "seg_00002.m4s",
+        ]
+        for f in iframes.frames:
+            data = f.segment.read_bytes()
+            assert data[f.offset + 4 : f.offset + 8] == b"moof"
+            assert f.offset + f.length < len(data)  # the keyframe, not the rest of its GOP
 
 
 def test_a_portrait_silent_phone_clip_gets_portrait_rungs_and_no_audio(tmp_path: Path) -> None:
@@ -121,6 +153,74 @@ def test_rungs_whose_segments_start_at_other_times_fail(ladder: Path, tmp_path) 
     assert any(p.startswith("idr-alignment: 1/index.m3u8") for p in problems), problems
 
 
+def _move_second_iframe(hls: Path, by: int) -> str:
+    """Move the second I-frame range of rung 0 by ``by`` bytes; its new place."""
+    path = hls / "0" / "iframes.m3u8"
+    ranges = list(re.finditer(r"#EXT-X-BYTERANGE:(\d+)@(\d+)", path.read_text()))
+    moved = int(ranges[1].group(2)) + by
+    text = path.read_text()
+    start, end = ranges[1].span(2)
+    path.write_text(text[:start] + str(moved) + text[end:])
+    return f"seg_00000.m4s@{moved}"
+
+
+def test_an_i_frame_range_off_its_moof_fails(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    where = _move_second_iframe(hls, 3)
+    problems = check_ladder(hls)
+    assert f"iframes: 0/iframes.m3u8: {where} does not begin at a moof box" in problems, problems
+
+
+def test_an_i_frame_range_past_its_file_fails(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    where = _move_second_iframe(hls, 10_000_000)
+    problems = check_ladder(hls)
+    assert any(p.startswith(f"iframes: 0/iframes.m3u8: {where} length") for p in problems)
+
+
+def _first_sample_from_the_second(data: bytearray, moof: int) -> int:
+    """Make the first sample of the fragment whose moof starts at ``moof`` the bytes of its
+    second sample, a delta frame (the trun's data offset moved past the keyframe, the first
+    size the second's); where that first sample now ends."""
+    trun = data.index(b"trun", moof) - 4
+    flags = int.from_bytes(data[trun + 9 : trun + 12], "big")
+    assert flags & 0x1, "no data offset"
+    assert flags & 0x200, "no sample sizes"
+    fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit]
+    # header, version/flags, count, data offset, first-sample flags: then the samples
+    size_at = trun + 20 + (4 if flags & 0x4 else 0) + 4 * fields.index(0x200)
+    first = int.from_bytes(data[size_at : size_at + 4], "big")
+    second_at = size_at + 4 * len(fields)
+    second = int.from_bytes(data[second_at : second_at + 4], "big")
+    offset = int.from_bytes(data[trun + 16 : trun + 20], "big", signed=True)
+    data[trun + 16 : trun + 20] = (offset + first).to_bytes(4, "big", signed=True)
+    data[size_at : size_at + 4] = second.to_bytes(4, "big")
+    return moof + offset + first + second
+
+
+def test_an_i_frame_that_is_no_keyframe_fails(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    playlist = hls / "0" / "iframes.m3u8"
+    frame = read_iframe_playlist(playlist).frames[1]
+    data = bytearray(frame.segment.read_bytes())
+    end = _first_sample_from_the_second(data, frame.offset)
+    frame.segment.write_bytes(bytes(data))
+    old = f"#EXT-X-BYTERANGE:{frame.length}@{frame.offset}"
+    playlist.write_text(
+        playlist.read_text().replace(old, f"#EXT-X-BYTERANGE:{end - frame.offset}@{frame.offset}")
+    )
+    problems = check_ladder(hls)
+    where = f"seg_00000.m4s@{frame.offset}"
+    assert f"iframes: 0/iframes.m3u8: {where} does not decode as a keyframe" in problems, problems
+
+
+def test_a_master_without_a_rungs_i_frame_stream_fails(ladder: Path, tmp_path) -> None:
+    hls = copy_of(ladder, tmp_path)
+    _edit(hls / MASTER, r"#EXT-X-I-FRAME-STREAM-INF:[^\n]*1/iframes\.m3u8\"\n", "")
+    problems = check_ladder(hls)
+    assert problems == ["iframes: 1/index.m3u8 has no I-frame stream in the master playlist"]
+
+
 def test_a_ladder_failing_a_check_is_refused_with_the_check_name(
     ladder: Path, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -176,3 +276,5 @@ def test_hevc_and_av1_groups_follow_the_h264_group_with_codecs_from_their_init(
     assert variants[1].codecs.endswith("M.08,mp4a.40.2")  # main tier, 8-bit, AAC-LC
     assert variants[2].codecs.startswith("hvc1.1.6.L")  # Main profile, main tier
     assert check_ladder(tmp_path / "hls") == []  # the HEVC rung decodes in full here
+    iframes = read_iframe_streams(tmp_path / "hls" / MASTER)
+    assert [s.codecs[:4] for s in iframes] == ["avc1", "av01", "hvc1"]

@@ -8,14 +8,21 @@ an IDR frame every ``GOP_S`` seconds at the same timestamps, closed GOPs, and se
 ``SEGMENT_S`` seconds, so a player switches rungs at any segment. Variable-frame-rate phone
 sources are made constant-rate. The master playlist's CODECS come from the init segments,
 and BANDWIDTH / AVERAGE-BANDWIDTH from the segments' own sizes, never from settings.
+
+Each GOP is a movie fragment of its own, so every IDR begins a ``moof``: each video rung
+also has an I-frame playlist (trick play, scrubbing thumbnails) of byte ranges into its
+segments, found by walking the fragments' boxes and checked by decoding each range.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
+import struct
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -62,9 +69,14 @@ COMMON_RATES = tuple(
 )
 # Apple's rule for VOD: measured peak and average within 10 % of what the playlist declares.
 BANDWIDTH_TOLERANCE = 0.10
+# An I-frame playlist spans its rendition: its EXTINFs come from the fragments' sample
+# durations, the rendition's from the muxer's timestamps; they agree within a few frames.
+IFRAME_SPAN_TOLERANCE_S = 0.1
 MASTER = "master.m3u8"
 _FFMPEG_MASTER = "ffmpeg-master.m3u8"
 AUDIO_GROUP = "aud"
+IFRAMES = "iframes.m3u8"
+SEGMENT_MOVFLAGS = "frag_keyframe+skip_sidx"
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,9 @@ def ladder_args(
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
     args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
+    # A fragment (moof + mdat) per GOP, so each IDR begins one and an I-frame playlist can
+    # point at it; no sidx, which would index each fragment as if it were the segment.
+    args += ["-hls_segment_options", f"movflags=+{SEGMENT_MOVFLAGS}"]
     args += ["-hls_segment_filename", str(out_dir / "%v" / "seg_%05d.m4s")]
     args += ["-hls_fmp4_init_filename", "init.mp4", "-master_pl_name", _FFMPEG_MASTER]
     args += ["-var_stream_map", " ".join(streams)]
@@ -368,6 +383,346 @@ def audio_codec_string(init: Path) -> str:
         return f"mp4a.40.{extra[0] >> 3}"
 
 
+# --- Fragments and I-frame playlists ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Box:
+    """One ISO BMFF box: its four-character type, where it starts, its whole size and the
+    size of its header (8, or 16 with a 64-bit size)."""
+
+    type: str
+    offset: int
+    size: int
+    header: int
+
+    @property
+    def end(self) -> int:
+        """Just past the box."""
+        return self.offset + self.size
+
+    @property
+    def body(self) -> int:
+        """Where its payload (or its first child) starts."""
+        return self.offset + self.header
+
+
+def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[Box]:
+    """The boxes laid end to end in ``data[start:end]`` (ISO/IEC 14496-12, 4.2): a 32-bit
+    size, the type, a 64-bit size when the first is 1, the rest of the data when it is 0.
+
+    Raises ``ValueError`` for a box that runs past the end or is smaller than its header.
+    """
+    end = len(data) if end is None else end
+    at = start
+    while at < end:
+        if at + 8 > end:
+            raise ValueError(f"a box header cut short at byte {at}")
+        size, kind = struct.unpack_from(">I4s", data, at)
+        header = 8
+        if size == 1:
+            if at + 16 > end:
+                raise ValueError(f"a 64-bit box size cut short at byte {at}")
+            size, header = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif size == 0:
+            size = end - at
+        if size < header or at + size > end:
+            raise ValueError(f"box {kind.decode('latin-1')!r} at byte {at} runs past its end")
+        yield Box(kind.decode("latin-1"), at, size, header)
+        at += size
+
+
+def find_box(data: bytes, path: tuple[str, ...], start: int = 0, end: int | None = None) -> Box:
+    """The first box at ``path`` (``("moov", "trak", "mdia", "mdhd")``) in ``data[start:end]``;
+    ``ValueError`` when there is none."""
+    found = None
+    for kind in path:
+        found = next((b for b in iter_boxes(data, start, end) if b.type == kind), None)
+        if found is None:
+            raise ValueError(f"no {'/'.join(path)} box")
+        start, end = found.body, found.end
+    if found is None:
+        raise ValueError("no box path")
+    return found
+
+
+@dataclass(frozen=True)
+class TrackDefaults:
+    """An init segment's track: its timescale and the sample defaults of its ``trex``
+    (what a fragment that states neither inherits)."""
+
+    timescale: int
+    duration: int = 0
+    size: int = 0
+    flags: int = 0
+
+
+def track_defaults(init: bytes) -> TrackDefaults:
+    """The first track's timescale (``mdhd``) and fragment defaults (``trex``) of an
+    init segment."""
+    mdhd = find_box(init, ("moov", "trak", "mdia", "mdhd"))
+    version = init[mdhd.body]
+    timescale = struct.unpack_from(">I", init, mdhd.body + (20 if version == 1 else 12))[0]
+    try:
+        trex = find_box(init, ("moov", "mvex", "trex"))
+    except ValueError:
+        return TrackDefaults(timescale)
+    # version/flags, track_ID, sample description index, then the three defaults.
+    duration, size, flags = struct.unpack_from(">III", init, trex.body + 12)
+    return TrackDefaults(timescale, duration, size, flags)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One movie fragment of a segment file: a ``moof`` and the ``mdat`` after it."""
+
+    offset: int  # of the moof
+    end: int  # just past the mdat
+    first_end: int  # just past the bytes of the fragment's first sample
+    start: int  # the first sample's decode time, in the track's timescale
+    duration: int  # of all its samples, in the track's timescale
+    keyframe: bool  # its first sample is a sync sample
+
+
+@dataclass(frozen=True)
+class _Run:
+    first: tuple[int, int, int]  # offset, size and flags of the run's first sample
+    duration: int
+
+
+def _sync(flags: int) -> bool:
+    # sample_is_non_sync_sample (ISO/IEC 14496-12, 8.8.3.1) is bit 16 of the sample flags.
+    return not flags & 0x10000
+
+
+def _track_run(data: bytes, at: int, base: int, dflt: TrackDefaults) -> _Run:
+    """A ``trun`` box's first sample (where its bytes lie, how many, its flags) and the
+    duration of all its samples; ``at`` is the box's payload, ``base`` its data offset's
+    origin, ``dflt`` the durations, sizes and flags its samples inherit."""
+    flags = int.from_bytes(data[at + 1 : at + 4], "big")
+    count = struct.unpack_from(">I", data, at + 4)[0]
+    at += 8
+    offset = base
+    if flags & 0x1:
+        offset += struct.unpack_from(">i", data, at)[0]
+        at += 4
+    first_flags = dflt.flags
+    if flags & 0x4:
+        first_flags = struct.unpack_from(">I", data, at)[0]
+        at += 4
+    fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit]
+    total, first = 0, (offset, dflt.size, first_flags)
+    for n in range(count):
+        sample = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", data, at), strict=True))
+        at += 4 * len(fields)
+        total += sample.get(0x100, dflt.duration)
+        if n == 0:
+            flags0 = first_flags if flags & 0x4 else sample.get(0x400, dflt.flags)
+            first = (offset, sample.get(0x200, dflt.size), flags0)
+    return _Run(first, total)
+
+
+def _fragment(data: bytes, moof: Box, mdat: Box, dflt: TrackDefaults) -> Fragment:
+    """A fragment from its ``moof`` and ``mdat`` (the first track fragment only: a ladder's
+    segments hold one track each)."""
+    traf = find_box(data, ("traf",), moof.body, moof.end)
+    tfhd = find_box(data, ("tfhd",), traf.body, traf.end)
+    tf_flags = int.from_bytes(data[tfhd.body + 1 : tfhd.body + 4], "big")
+    at = tfhd.body + 8
+    # Without a base-data-offset, data offsets count from the moof (default-base-is-moof,
+    # or the first track fragment of a moof without that flag).
+    base = moof.offset
+    if tf_flags & 0x01:
+        base = struct.unpack_from(">Q", data, at)[0]
+        at += 8
+    at += 4 if tf_flags & 0x02 else 0  # sample description index
+    values = {}
+    for bit in (0x08, 0x10, 0x20):
+        if tf_flags & bit:
+            values[bit] = struct.unpack_from(">I", data, at)[0]
+            at += 4
+    dflt = TrackDefaults(
+        dflt.timescale,
+        values.get(0x08, dflt.duration),
+        values.get(0x10, dflt.size),
+        values.get(0x20, dflt.flags),
+    )
+    tfdt = find_box(data, ("tfdt",), traf.body, traf.end)
+    wide = data[tfdt.body] == 1
+    start = struct.unpack_from(">Q" if wide else ">I", data, tfdt.body + 4)[0]
+    runs = [
+        _track_run(data, box.body, base, dflt)
+        for box in iter_boxes(data, traf.body, traf.end)
+        if box.type == "trun"
+    ]
+    if not runs:
+        raise ValueError(f"the fragment at byte {moof.offset} has no samples")
+    offset, size, flags = runs[0].first
+    return Fragment(
+        moof.offset, mdat.end, offset + size, start, sum(r.duration for r in runs), _sync(flags)
+    )
+
+
+def fragments(segment: bytes, defaults: TrackDefaults) -> list[Fragment]:
+    """The fragments of a CMAF segment file, in order: each ``moof`` with the ``mdat``
+    that follows it."""
+    found, moof = [], None
+    for box in iter_boxes(segment):
+        if box.type == "moof":
+            moof = box
+        elif box.type == "mdat" and moof is not None:
+            found.append(_fragment(segment, moof, box, defaults))
+            moof = None
+    return found
+
+
+def split_init(init: bytes) -> tuple[bytes, bytes]:
+    """An init segment's own boxes (up to the end of its ``moov``) and what follows them.
+
+    ffmpeg's HLS muxer writes everything its MP4 muxer flushed before the first segment
+    ends into the init segment; with a fragment per GOP, that is the first segment's
+    fragments, which belong at the head of the first segment.
+    """
+    moov = find_box(init, ("moov",))
+    return init[: moov.end], init[moov.end :]
+
+
+def prepend_fragments(segment: bytes, head: bytes) -> bytes:
+    """``segment`` with ``head`` placed after its ``styp`` (if it has one)."""
+    first = next(iter_boxes(segment), None)
+    at = first.end if first is not None and first.type == "styp" else 0
+    return segment[:at] + head + segment[at:]
+
+
+def settle_first_segment(media: MediaPlaylist) -> None:
+    """Move fragments ffmpeg left in a rendition's init segment to its first segment
+    (see ``split_init``); a rendition whose init segment holds none is left alone."""
+    own, stray = split_init(media.init.read_bytes())
+    if not stray:
+        return
+    first = media.segments[0][1]
+    first.write_bytes(prepend_fragments(first.read_bytes(), stray))
+    media.init.write_bytes(own)
+
+
+@dataclass(frozen=True)
+class IFrame:
+    """One entry of an I-frame playlist: a keyframe's byte range in a segment file and
+    the time until the next keyframe."""
+
+    duration_s: float
+    segment: Path
+    offset: int
+    length: int
+
+
+def iframes_of(found: list[tuple[Path, list[Fragment]]], timescale: int) -> list[IFrame]:
+    """The I-frame entries of a rendition from its segment files' fragments, in order.
+
+    Each keyframe's range runs from its fragment's ``moof`` to the end of the keyframe's
+    own bytes in the ``mdat``: the moof, the mdat header and the I-frame, what Apple's HLS
+    authoring spec asks of an fMP4 I-frame. The whole fragment would also carry the rest
+    of its GOP, frames a trick-play player fetches and never shows.
+    """
+    keys = [(seg, f) for seg, frags in found for f in frags if f.keyframe]
+    every = [f for _, frags in found for f in frags]
+    if not keys:
+        return []
+    end = every[-1].start + every[-1].duration
+    starts = [f.start for _, f in keys[1:]] + [end]
+    return [
+        IFrame((nxt - f.start) / timescale, seg, f.offset, f.first_end - f.offset)
+        for (seg, f), nxt in zip(keys, starts, strict=True)
+    ]
+
+
+def rendition_iframes(media: MediaPlaylist) -> list[IFrame]:
+    """The I-frame entries of a video rendition, from its segment files."""
+    defaults = track_defaults(media.init.read_bytes())
+    found = [(seg, fragments(seg.read_bytes(), defaults)) for _, seg in media.segments]
+    return iframes_of(found, defaults.timescale)
+
+
+def iframe_playlist_text(init: str, frames: list[IFrame]) -> str:
+    """An I-frame playlist of ``frames`` (each named relative to the playlist) after the
+    init segment ``init``: version 7 like the rest of the ladder (an EXT-X-MAP in an
+    I-frames-only playlist needs 5, BYTERANGE 4)."""
+    target = max((round(f.duration_s) for f in frames), default=0)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        f"#EXT-X-TARGETDURATION:{max(target, 1)}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-I-FRAMES-ONLY",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f'#EXT-X-MAP:URI="{init}"',
+    ]
+    for f in frames:
+        lines.append(f"#EXTINF:{f.duration_s:.6f},")
+        lines.append(f"#EXT-X-BYTERANGE:{f.length}@{f.offset}")
+        lines.append(f.segment.name)
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class IFramePlaylist:
+    """An I-frame playlist as read: its init segment and entries."""
+
+    path: Path
+    target_s: int
+    init: Path
+    frames: tuple[IFrame, ...]
+
+    @property
+    def duration_s(self) -> float:
+        """What its entries span, from their EXTINFs."""
+        return sum(f.duration_s for f in self.frames)
+
+    def rates(self) -> tuple[int, int]:
+        """Peak and average bits per second of its ranges over their EXTINFs."""
+        peak = max(
+            (f.length * 8 / f.duration_s for f in self.frames if f.duration_s > 0), default=0.0
+        )
+        total = self.duration_s
+        bits = sum(f.length * 8 for f in self.frames)
+        return math.ceil(peak), math.ceil(bits / total) if total else 0
+
+
+def read_iframe_playlist(path: Path) -> IFramePlaylist:
+    """Parse an I-frame playlist; ``ValueError`` when it is not one or lists nothing.
+
+    A BYTERANGE without an offset continues where the previous range of the same file
+    ended (RFC 8216, 4.3.2.2).
+    """
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if "#EXT-X-I-FRAMES-ONLY" not in lines:
+        raise ValueError(f"{path.name}: no #EXT-X-I-FRAMES-ONLY")
+    target, init, frames = 0, None, []
+    extinf, byterange = None, None
+    ends: dict[str, int] = {}
+    for line in lines:
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            target = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MAP:"):
+            found = re.search(r'URI="([^"]+)"', line)
+            init = path.parent / found.group(1) if found else None
+        elif line.startswith("#EXTINF:"):
+            extinf = float(line.split(":", 1)[1].split(",", 1)[0])
+        elif line.startswith("#EXT-X-BYTERANGE:"):
+            byterange = line.split(":", 1)[1]
+        elif not line.startswith("#") and extinf is not None and byterange is not None:
+            length, _, at = byterange.partition("@")
+            offset = int(at) if at else ends.get(line, 0)
+            frames.append(IFrame(extinf, path.parent / line, offset, int(length)))
+            ends[line] = offset + int(length)
+            extinf = byterange = None
+    if init is None or not frames:
+        raise ValueError(f"{path.name}: no init segment or no I-frames")
+    return IFramePlaylist(path, target, init, tuple(frames))
+
+
 @dataclass(frozen=True)
 class Variant:
     """A master playlist entry as written or read."""
@@ -381,13 +736,40 @@ class Variant:
     frame_rate: str
 
 
+@dataclass(frozen=True)
+class IFrameStream:
+    """A master playlist's I-frame stream (``EXT-X-I-FRAME-STREAM-INF``) as written or read."""
+
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+    codecs: str
+    width: int
+    height: int
+
+
+def write_iframe_playlist(media: MediaPlaylist) -> Path:
+    """Write the I-frame playlist of a video rendition beside its media playlist; its path."""
+    path = media.path.parent / IFRAMES
+    frames = rendition_iframes(media)
+    if not frames:
+        raise ValueError(f"{media.path.parent.name}: no fragment begins with a keyframe")
+    path.write_text(iframe_playlist_text(media.init.name, frames), encoding="utf-8")
+    return path
+
+
 def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
     """Write ``master.m3u8`` from what the segments and init segments hold; the variants.
 
-    Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a player
-    streams at once), AVERAGE-BANDWIDTH likewise for the averages.
+    Before measuring, each rendition's first segment takes back the fragments ffmpeg left
+    in its init segment (``split_init``), and each video rendition gets its I-frame
+    playlist. Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a
+    player streams at once), AVERAGE-BANDWIDTH likewise for the averages; an I-frame
+    stream's are its keyframe ranges' alone (a player in trick play fetches no audio).
     """
     n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio is the next
+    for i in range(n + (plan.audio_index is not None)):
+        settle_first_segment(read_media_playlist(out_dir / str(i) / "index.m3u8"))
     audio = (
         read_media_playlist(out_dir / str(n) / "index.m3u8")
         if plan.audio_index is not None
@@ -401,7 +783,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
             f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="audio",DEFAULT=YES,'
             f'AUTOSELECT=YES,CHANNELS="2",URI="{n}/index.m3u8"'
         )
-    variants = []
+    variants, iframe_lines = [], []
     for i in range(n):
         media = read_media_playlist(out_dir / str(i) / "index.m3u8")
         codec, width, height = video_codec_string(media.init)
@@ -422,13 +804,20 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
             f'CODECS="{v.codecs}",RESOLUTION={v.width}x{v.height},FRAME-RATE={v.frame_rate}{group}'
         )
         lines.append(v.uri)
-    (out_dir / MASTER).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        iframes = read_iframe_playlist(write_iframe_playlist(media))
+        i_peak, i_avg = iframes.rates()
+        iframe_lines.append(
+            f"#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={i_peak},AVERAGE-BANDWIDTH={i_avg},"
+            f'CODECS="{codec}",RESOLUTION={width}x{height},URI="{i}/{IFRAMES}"'
+        )
+    (out_dir / MASTER).write_text("\n".join(lines + iframe_lines) + "\n", encoding="utf-8")
     (out_dir / _FFMPEG_MASTER).unlink(missing_ok=True)
     return variants
 
 
 def read_master(path: Path) -> tuple[list[Variant], str | None]:
-    """The variants of a master playlist and its audio rendition's URI (None: none)."""
+    """The variants of a master playlist and its audio rendition's URI (None: none).
+    I-frame streams are not variants (``read_iframe_streams``)."""
     variants, audio, pending = [], None, None
     for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
         if line.startswith("#EXT-X-MEDIA:") and "TYPE=AUDIO" in line:
@@ -451,6 +840,26 @@ def read_master(path: Path) -> tuple[list[Variant], str | None]:
             )
             pending = None
     return variants, audio
+
+
+def read_iframe_streams(path: Path) -> list[IFrameStream]:
+    """The I-frame streams of a master playlist: each tag carries its own URI."""
+    streams = []
+    for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
+        if line.startswith("#EXT-X-I-FRAME-STREAM-INF:"):
+            attrs = _attributes(line.split(":", 1)[1])
+            width, height = (int(x) for x in attrs["RESOLUTION"].split("x"))
+            streams.append(
+                IFrameStream(
+                    attrs["URI"],
+                    int(attrs["BANDWIDTH"]),
+                    int(attrs.get("AVERAGE-BANDWIDTH", "0")),
+                    attrs.get("CODECS", ""),
+                    width,
+                    height,
+                )
+            )
+    return streams
 
 
 def _attributes(text: str) -> dict[str, str]:
@@ -505,10 +914,11 @@ def check_ladder(out_dir: Path) -> list[str]:
     """Every reason the ladder under ``out_dir`` must not count (empty: it passes).
 
     Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
-    ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``.
+    ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``, ``iframes``.
     """
     try:
         variants, audio_uri = read_master(out_dir / MASTER)
+        iframe_streams = read_iframe_streams(out_dir / MASTER)
     except (OSError, ValueError, KeyError) as exc:
         return [f"master: unreadable: {exc}"]
     if not variants:
@@ -533,6 +943,7 @@ def check_ladder(out_dir: Path) -> list[str]:
             problems.append(f"decode: {v.uri}: {exc}")
             continue
         decodes.append((v, decoded))
+    problems += _iframe_stream_problems(out_dir, variants, iframe_streams)
     return problems + _alignment_problems(decodes)
 
 
@@ -576,6 +987,99 @@ def _alignment_problems(decodes: list[tuple[Variant, RungDecode]]) -> list[str]:
                 f"idr-alignment: {v.uri} segments start at other times than {lead_v.uri}'s"
             )
     return problems
+
+
+def _iframe_stream_problems(
+    out_dir: Path, variants: list[Variant], streams: list[IFrameStream]
+) -> list[str]:
+    """Every video variant has an I-frame stream in its own folder, and each holds what the
+    master playlist declares of it."""
+    problems = []
+    beside = {Path(s.uri).parent: s for s in streams}
+    for v in variants:
+        stream = beside.get(Path(v.uri).parent)
+        if stream is None:
+            problems.append(f"iframes: {v.uri} has no I-frame stream in the master playlist")
+            continue
+        try:
+            media = read_media_playlist(out_dir / v.uri)
+            iframes = read_iframe_playlist(out_dir / stream.uri)
+            problems += _iframe_problems(stream, iframes, media)
+        except (OSError, ValueError) as exc:
+            problems.append(f"iframes: {stream.uri}: {exc}")
+    return problems
+
+
+def _iframe_problems(
+    stream: IFrameStream, iframes: IFramePlaylist, media: MediaPlaylist
+) -> list[str]:
+    """An I-frame playlist against its rendition and what the master declares: the same
+    init segment, the same span, and every range a keyframe (``iframe_range_problem``)."""
+    uri = stream.uri
+    if iframes.init != media.init:
+        return [f"iframes: {uri} maps {iframes.init.name}, its rendition {media.init.name}"]
+    problems = []
+    if abs(iframes.duration_s - media.duration_s) > IFRAME_SPAN_TOLERANCE_S:
+        problems.append(
+            f"iframes: {uri} spans {iframes.duration_s:.3f} s, "
+            f"its rendition {media.duration_s:.3f} s"
+        )
+    problems += [
+        f"iframes: {uri}: an I-frame lasts {f.duration_s:.3f} s, target {iframes.target_s} s"
+        for f in iframes.frames
+        if round(f.duration_s) > iframes.target_s
+    ]
+    init = media.init.read_bytes()
+    problems += [
+        f"iframes: {uri}: {problem}"
+        for f in iframes.frames
+        if (problem := iframe_range_problem(init, f))
+    ]
+    codec, width, height = video_codec_string(media.init)
+    if stream.codecs != codec:
+        problems.append(f"codecs: {uri} declares {stream.codecs}, its init segment holds {codec}")
+    if (stream.width, stream.height) != (width, height):
+        held = f"{width}x{height}"
+        problems.append(f"resolution: {uri} declares {stream.width}x{stream.height}, holds {held}")
+    peak, avg = iframes.rates()
+    problems += _rate_problems(uri, "peak", stream.bandwidth, peak)
+    problems += _rate_problems(uri, "average", stream.average_bandwidth, avg)
+    return problems
+
+
+def iframe_range_problem(init: bytes, frame: IFrame) -> str | None:
+    """Why one I-frame entry is not a keyframe a player can fetch on its own (None: it is):
+    its range must lie inside its file, begin at a ``moof`` box, and, after the init
+    segment, decode to a keyframe."""
+    where = f"{frame.segment.name}@{frame.offset}"
+    size = frame.segment.stat().st_size
+    if frame.offset < 0 or frame.length < 8 or frame.offset + frame.length > size:
+        return f"{where} length {frame.length} lies outside the file ({size} bytes)"
+    with frame.segment.open("rb") as f:
+        f.seek(frame.offset)
+        data = f.read(frame.length)
+    if data[4:8] != b"moof":
+        return f"{where} does not begin at a moof box"
+    try:
+        keyframe = decodes_as_keyframe(init, data)
+    except av.FFmpegError as exc:
+        return f"{where} does not decode: {exc}"
+    return None if keyframe else f"{where} does not decode as a keyframe"
+
+
+def decodes_as_keyframe(init: bytes, data: bytes) -> bool:
+    """Whether the first frame of ``data`` (fragments of the track ``init`` describes, the
+    last one possibly cut after its first sample) is a keyframe that decodes on its own."""
+    with av.open(io.BytesIO(init + data), mode="r") as f:
+        stream: Any = f.streams.video[0]
+        for packet in f.demux(stream):
+            if packet.size == 0:
+                continue
+            if not packet.is_keyframe:
+                return False
+            frames = [*packet.decode(), *stream.codec_context.decode(None)]
+            return bool(frames) and bool(frames[0].key_frame)
+    return False
 
 
 def _duration_problems(media: MediaPlaylist) -> list[str]:
