@@ -159,6 +159,11 @@ class QueueSpec(_Strict):
         return self
 
 
+# The size limit of a search asked for by ``--target-vmaf`` when the pool names none: an
+# output above 80 % of its source saves too little to be worth replacing it with.
+TARGET_SIZE_PERCENT = 80.0
+
+
 class Quality(_Strict):
     """A pool's quality target: every output of the pool is scored against its source
     (``hevcq.media.quality``) and its score goes on the job's result.
@@ -287,6 +292,31 @@ class Pool(_Strict):
             return MASTER_SUFFIX
         box = self.encode.container
         return None if box == AUTO else CONTAINERS[box].extension
+
+    def with_target(self, vmaf: float) -> Pool:
+        """This pool as one run with ``--target-vmaf`` uses it: a file pool searches its CRF
+        for ``vmaf`` (keeping its own size limit, or ``TARGET_SIZE_PERCENT``, its margin and
+        models); a ladder is encoded by its own table and is left as it is.
+
+        The client and the workers both derive the pool this way (the target rides on the
+        upload, ``metadata.META_TARGET_VMAF``), so both compute the same settings hash: an
+        output made for a target is current for that target only.
+        """
+        if self.ladder is not None:
+            return self
+        own = self.quality
+        quality = Quality(
+            vmaf=vmaf,
+            margin=own.margin if own is not None else 1.0,
+            phone=own.phone if own is not None else False,
+            max_size_percent=(
+                own.max_size_percent
+                if own is not None and own.max_size_percent is not None
+                else TARGET_SIZE_PERCENT
+            ),
+            search=True,
+        )
+        return self.model_copy(update={"quality": quality})
 
     def settings_hash(self) -> str:
         """A short stable hash of everything that changes the encoded bytes.

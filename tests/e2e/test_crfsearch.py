@@ -6,6 +6,7 @@ scoring failure, never "unreachable"."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from hevcq.media.quality import ScoringError, score
 from hevcq.media.samples import make_clip
 from hevcq.pools import Pool
 from hevcq.worker.runner import CRF_CACHE, JobContext, JobRunner, JobSpec
+from tests.e2e.farmkit import pool_dir
+from tests.e2e.test_choose_pools import ingest
 from tests.fakes import FakeStore
 
 pytestmark = pytest.mark.e2e
@@ -276,3 +279,23 @@ def test_a_job_whose_probe_cannot_be_scored_fails_as_a_scoring_failure(tmp_path)
     with pytest.raises(ScoringError, match="HDR video") as failed:
         run_job(tmp_path, hdr_clip(tmp_path), pool(codec="h264", vmaf=90, max_size_percent=80))
     assert failed.value.failure_class is FailureClass.SCORING
+
+
+def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_nothing(
+    tmp_path: Path,
+) -> None:
+    # The client and the workers derive the same pool from the run's target: the result
+    # comes home as current, and the same run again finds nothing to do.
+    pool_dir(tmp_path, ("hevc",))
+    make_clip(tmp_path / "lib" / "trip.mp4", width=320, height=180, seconds=2)
+    first = ingest(tmp_path, "--target-vmaf", "90")
+    assert first.returncode == 0, first.stdout + first.stderr
+    searched = r"VMAF \d+\.\d \(\d+\.\d low\) at CRF \d+, \d+ % of the predicted size"
+    assert re.search(searched, first.stdout), first.stdout
+    assert (tmp_path / "out" / "hevc" / "trip.mp4").is_file()
+    again = ingest(tmp_path, "--target-vmaf", "90")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "at CRF" not in again.stdout  # nothing encoded again
+    refused = ingest(tmp_path, "--target-vmaf", "0")
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
