@@ -296,6 +296,15 @@ def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_
     again = ingest(tmp_path, "--target-vmaf", "90")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "at CRF" not in again.stdout  # nothing encoded again
+    assert "earlier" in again.stdout, again.stdout
+    # Without the target the output is not the pool's own: the file is encoded again, and
+    # the output made for the target, already home, is never overwritten by it.
+    home = tmp_path / "out" / "hevc" / "trip.mp4"
+    made_for_target = home.read_bytes()
+    plain = ingest(tmp_path)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    assert "exists and differs; not overwriting" in plain.stdout, plain.stdout
+    assert home.read_bytes() == made_for_target
     refused = ingest(tmp_path, "--target-vmaf", "0")
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
