@@ -328,9 +328,9 @@ def test_a_searched_output_shows_its_crf_and_its_size_against_the_prediction(
 ) -> None:
     report = do_scan(root, store)
     rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
-    searched = {"vmaf": 93.41, "vmaf_low": 88.0, "crf": 24, "predicted_bytes": 1000}
+    searched = result("TODO/a/one.mp4", "hevc", output_bytes=1060, vmaf=93.41, vmaf_low=88.0)
     rt.results = {
-        ("TODO/a/one.mp4", "hevc"): result("TODO/a/one.mp4", "hevc", output_bytes=1060, **searched)
+        ("TODO/a/one.mp4", "hevc"): searched.model_copy(update={"crf": 24, "predicted_bytes": 1000})
     }
     rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
     row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
