@@ -1,0 +1,41 @@
+"""A per-title ladder from the pinned ffmpeg: probed, picked on its hull, built and
+passing every ladder check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import MASTER, build_ladder, check_ladder, read_master
+from hevcq.media.pertitle import Prober, per_title_rungs, probe_points
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_per_title_ladder_is_built_from_its_probes_and_passes_every_check(
+    tmp_path: Path,
+) -> None:
+    ffmpeg = find_ffmpeg()
+    src = make_clip(tmp_path / "src.mp4", width=640, height=360, seconds=10, fps=25)
+    info = probe(src)
+    prober = Prober(ffmpeg, tmp_path, threads=2)
+    points = probe_points(prober, src, info)
+    assert {(p.short, p.crf) for p in points} == {(360, 20), (360, 28), (240, 20), (240, 28)}
+    for short in (360, 240):
+        hi, lo = (next(p for p in points if (p.short, p.crf) == (short, c)) for c in (20, 28))
+        assert hi.kbps > lo.kbps > 0
+        assert hi.vmaf > lo.vmaf
+    rungs, picks = per_title_rungs(prober, src, info, 90.0)
+    assert rungs
+    assert max(r.short for r in rungs) <= 360
+    assert all(r.crf is not None for r in rungs)
+    assert not list(tmp_path.glob("pertitle-*"))  # samples and probes removed
+    build_ladder(ffmpeg, src, tmp_path / "hls", info, rungs=rungs, threads=2)
+    assert check_ladder(tmp_path / "hls") == []
+    variants, _ = read_master(tmp_path / "hls" / MASTER)
+    assert [v.height for v in variants] == [r.height for r in rungs]
+    assert [p.crf for p in picks] == [r.crf for r in rungs]
