@@ -15,6 +15,7 @@ from hevcq.media.ladder import LadderPlan, Rung, ladder_args
 from hevcq.media.pertitle import (
     Point,
     curve_points,
+    frontier,
     pick_rungs,
     probe_args,
     rungs_of,
@@ -52,14 +53,14 @@ def test_the_hull_rises_with_the_rate_and_no_point_lies_above_it() -> None:
 def test_a_size_another_beats_at_every_rate_has_no_point_on_the_hull() -> None:
     # 480p here costs more than 720p for less quality at every CRF.
     dominated = [*curve(720, [3000, 1200], [94.0, 88.0]), *curve(480, [3200, 1300], [85.0, 78.0])]
-    hull = upper_hull(curve_points(dominated))
-    assert {p.short for p in hull} == {720}
-    picks = pick_rungs(hull, 90.0, source_short=720, max_rungs=4)
+    assert {p.short for p in upper_hull(curve_points(dominated))} == {720}
+    assert {p.short for p in frontier(curve_points(dominated))} == {720}
+    picks = pick_rungs(frontier(curve_points(dominated)), 90.0, source_short=720, max_rungs=4)
     assert all(p.short == 720 for p in picks)
 
 
 def test_the_top_rung_is_the_cheapest_point_reaching_the_target() -> None:
-    hull = upper_hull(curve_points(MOVING))
+    hull = frontier(curve_points(MOVING))
     picks = pick_rungs(hull, 93.0, source_short=1080, max_rungs=5)
     top = picks[0]
     assert top.vmaf >= 93.0
@@ -70,7 +71,7 @@ def test_the_top_rung_is_the_cheapest_point_reaching_the_target() -> None:
 
 
 def test_rungs_step_down_in_rate_and_size_and_never_exceed_the_fixed_count() -> None:
-    hull = upper_hull(curve_points(MOVING))
+    hull = frontier(curve_points(MOVING))
     picks = pick_rungs(hull, 95.0, source_short=1080, max_rungs=5)
     assert 3 <= len(picks) <= 5
     for upper, lower in itertools.pairwise(picks):
@@ -81,7 +82,7 @@ def test_rungs_step_down_in_rate_and_size_and_never_exceed_the_fixed_count() -> 
 
 
 def test_no_rung_is_ever_above_the_source() -> None:
-    hull = upper_hull(curve_points(MOVING))
+    hull = frontier(curve_points(MOVING))
     picks = pick_rungs(hull, 99.0, source_short=720, max_rungs=4)
     assert picks
     assert max(p.short for p in picks) <= 720
@@ -97,10 +98,28 @@ def test_a_static_source_gets_fewer_cheaper_rungs() -> None:
         *curve(360, [80, 40], [88.0, 84.0]),
         *curve(240, [45, 25], [80.0, 75.0]),
     ]
-    moving = pick_rungs(upper_hull(curve_points(MOVING)), 95.0, source_short=1080, max_rungs=5)
-    still = pick_rungs(upper_hull(curve_points(static)), 95.0, source_short=1080, max_rungs=5)
+    moving = pick_rungs(frontier(curve_points(MOVING)), 95.0, source_short=1080, max_rungs=5)
+    still = pick_rungs(frontier(curve_points(static)), 95.0, source_short=1080, max_rungs=5)
     assert len(still) < len(moving)
     assert sum(p.kbps for p in still) < 0.2 * sum(p.kbps for p in moving)
+
+
+def test_the_frontier_holds_the_hull_and_a_point_between_where_curves_cross() -> None:
+    points = curve_points(MOVING)
+    hull, front = upper_hull(points), frontier(points)
+    assert set(hull) <= set(front)
+    assert [p.vmaf for p in front] == sorted(p.vmaf for p in front)
+    for p in points:  # nothing off the frontier is as good for as little
+        assert any(q.kbps <= p.kbps and q.vmaf >= p.vmaf for q in front)
+    # a target inside a hull edge: the frontier's cheapest point reaching it is close to
+    # it, the hull's next vertex far above it
+    edges = [(a, b) for a, b in itertools.pairwise(hull) if b.vmaf - a.vmaf > 2.0]
+    assert edges
+    a, b = edges[0]
+    target = (a.vmaf + b.vmaf) / 2
+    top = pick_rungs(front, target, source_short=1080, max_rungs=1)[0]
+    assert target <= top.vmaf < b.vmaf
+    assert top.kbps < b.kbps
 
 
 def test_curve_points_fill_in_between_and_beyond_the_probes() -> None:
@@ -114,7 +133,7 @@ def test_curve_points_fill_in_between_and_beyond_the_probes() -> None:
 
 def test_picked_rungs_are_encoded_each_at_its_own_crf() -> None:
     fps = Fraction(30)
-    picks = pick_rungs(upper_hull(curve_points(MOVING)), 93.0, source_short=1080, max_rungs=5)
+    picks = pick_rungs(frontier(curve_points(MOVING)), 93.0, source_short=1080, max_rungs=5)
     rungs = rungs_of(picks, 1920, 1080, fps)
     assert [r.short for r in rungs] == [p.short for p in picks]
     assert rungs[0].width == 1920 or rungs[0].short < 1080
