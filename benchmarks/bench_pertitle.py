@@ -3,11 +3,13 @@ top-rung quality.
 
 For each content kind: Apple's fixed H.264 ladder (``bench_ladder.APPLE_KBPS`` at the
 rungs the source allows) is encoded and its top rung scored with VMAF against the source;
-that score is the per-title target. The per-title ladder is then probed for it, encoded
-and checked (``check_ladder``). Figures: total segment bytes per-title over Apple's, the
-top rungs' VMAF gap (per-title minus Apple's), and the probes' CPU over the per-title
-ladder's own encode CPU (ffmpeg's command alone; both measured as CPU seconds of this
-process and its children).
+that score is the per-title target. Both top rungs are scored as the probes are, by
+``quality.score`` at the source's size (a per-title top rung may be smaller than the
+source: scored at its own size it would look far better than it plays full screen).
+The per-title ladder is then probed for it, encoded and checked (``check_ladder``).
+Figures: total segment bytes per-title over Apple's, the top rungs' VMAF gap (per-title
+minus Apple's), and the probes' CPU over the per-title ladder's own encode CPU (ffmpeg's
+command alone; both measured as CPU seconds of this process and its children).
 """
 
 from __future__ import annotations
@@ -18,15 +20,38 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from benchmarks.bench_ladder import _apple, _bytes, _cpu_of, _fixed_rate_args, _vmaf_top
+from benchmarks.bench_ladder import _apple, _bytes, _cpu_of, _fixed_rate_args
 from benchmarks.clips import content_clip
 from benchmarks.harness import Figure, figure
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.ladder import Rung, check_ladder, ladder_args, plan_ladder, write_master
+from hevcq.media.ladder import (
+    MASTER,
+    Rung,
+    check_ladder,
+    ladder_args,
+    plan_ladder,
+    read_master,
+    read_media_playlist,
+    write_master,
+)
 from hevcq.media.pertitle import Pick, Prober, per_title_rungs
 from hevcq.media.probe import probe
+from hevcq.media.quality import score
 
 CONTENT_KINDS = ("moderate", "high")
+
+
+def _top_vmaf(ffmpeg: str, src: Path, ladder: Path, tmp: Path) -> float:
+    """VMAF of a ladder's top rung against the source, at the source's size."""
+    variants, _ = read_master(ladder / MASTER)
+    top = max(variants, key=lambda v: v.width * v.height)
+    media = read_media_playlist(ladder / top.uri)
+    joined = tmp / f"{ladder.name}-top.mp4"
+    with joined.open("wb") as f:
+        f.write(media.init.read_bytes())
+        for _, seg in media.segments:
+            f.write(seg.read_bytes())
+    return score(ffmpeg, src, joined, threads=2).mean
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -50,7 +75,7 @@ def run(quick: bool = False) -> list[Figure]:
             )
             subprocess.run(fixed, check=True, capture_output=True)
             write_master(apple_dir, apple_plan)
-            target = _vmaf_top(ffmpeg, src, apple_dir, tmp)
+            target = _top_vmaf(ffmpeg, src, apple_dir, tmp)
             got: list[tuple[tuple[Rung, ...], list[Pick]]] = []
             prober = Prober(ffmpeg, tmp)
             find = partial(per_title_rungs, prober, src, info, target)
@@ -64,12 +89,14 @@ def run(quick: bool = False) -> list[Figure]:
             problems = check_ladder(ours_dir)
             if problems:
                 raise AssertionError(f"per-title ladder rejected: {problems}")
-            bytes_ratio = _bytes(ours_dir) / _bytes(apple_dir)
-            gap = _vmaf_top(ffmpeg, src, ours_dir, tmp) - target
+            ours_bytes, apple_bytes = _bytes(ours_dir), _bytes(apple_dir)
+            bytes_ratio = ours_bytes / apple_bytes
+            gap = _top_vmaf(ffmpeg, src, ours_dir, tmp) - target
         chosen = ", ".join(f"{p.short}p CRF {p.crf} ~{p.kbps:.0f} kb/s" for p in picks)
         note = (
             f"{seconds:g} s {size[0]}x{size[1]} {kind} content; Apple top-rung VMAF "
-            f"{target:.2f} is the target; per-title rungs: {chosen}"
+            f"{target:.2f} is the target; per-title rungs: {chosen}; "
+            f"bytes {ours_bytes} vs {apple_bytes}"
         )
         figs += [
             figure(

@@ -67,11 +67,11 @@ MIN_STEP = 0.8
 # A rung's peak cap over its measured average rate: the quality comes from the CRF, the
 # cap only stops a scene from bursting far past what the rung's bandwidth class streams.
 CAP_FACTOR = 2.0
-# Probe samples: 2 s every 30 s of source (about 7 % of it), at least 2; libvmaf scores
-# every PROBE_SUBSAMPLE-th frame. Together they keep the probes' CPU under a third of the
-# ladder's own encode (docs/benchmarks.md).
+# Probe samples: 2 s per minute of source (about 3 % of it), at least one; libvmaf scores
+# every PROBE_SUBSAMPLE-th frame. Together they keep the probes' CPU near a quarter of the
+# ladder's own encode (docs/benchmarks.md); two samples a minute cost about half of it.
 PROBE_RULES = SampleRules(
-    length_s=2.0, every_s=30.0, min_count=2, min_count_above_s=20.0, whole_share=0.85
+    length_s=2.0, every_s=60.0, min_count=1, min_count_above_s=0.0, whole_share=0.85
 )
 # Odd on purpose: an even step lines up with x264's frame-type pattern and scores mostly
 # one kind of frame (every 4th frame of a noisy clip scored 3.4 points above all of them;
