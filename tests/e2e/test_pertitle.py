@@ -1,4 +1,4 @@
-"""A per-title ladder from the pinned ffmpeg: probed, picked on its hull, built and
+"""A per-title ladder from the pinned ffmpeg: probed, picked on its frontier, built and
 passing every ladder check."""
 
 from __future__ import annotations
