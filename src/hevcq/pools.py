@@ -214,6 +214,17 @@ class Ladder(_Strict):
 
     groups: tuple[Literal["hevc", "av1"], ...] = ()
     poster: bool = True
+    # Rungs, CRFs and caps from the source's own rate-quality curves for the pool's
+    # quality target (``hevcq.media.pertitle``) instead of the fixed table.
+    per_title: bool = False
+
+    def hash_material(self, quality: Quality | None) -> dict[str, Any]:
+        """What the ladder adds to the settings hash. A fixed ladder hashes as it did
+        before per-title ladders existed; a per-title one adds its target."""
+        material = self.model_dump(mode="json", exclude={"per_title"})
+        if self.per_title and quality is not None:
+            material["per_title_vmaf"] = quality.vmaf
+        return material
 
     @property
     def encoders(self) -> frozenset[str]:
@@ -266,6 +277,8 @@ class Pool(_Strict):
             raise ValueError("verify: quality needs a quality target (quality: {vmaf: 95})")
         if self.ladder is not None and self.verify == "quality":
             raise ValueError("a ladder is checked by its own rules; verify: quality is for files")
+        if self.ladder is not None and self.ladder.per_title and self.quality is None:
+            raise ValueError("ladder.per_title needs a quality target (quality: {vmaf: 93})")
         return self
 
     @property
@@ -331,7 +344,7 @@ class Pool(_Strict):
             "encode": self.encode.hash_material(),
         }
         if self.ladder is not None:
-            material["ladder"] = self.ladder.model_dump(mode="json")
+            material["ladder"] = self.ladder.hash_material(self.quality)
         search = self.quality.hash_material() if self.quality is not None else None
         if search is not None:
             material["crf_search"] = search

@@ -52,6 +52,13 @@ def test_both_sides_are_aligned_before_scoring() -> None:
     assert "vmaf_v0.6.1neg\\:name=vmaf_neg" in vmaf
     assert "enable_transform=true" in vmaf  # the phone model, asked for
     assert "shortest=1" in vmaf
+    assert "n_subsample" not in vmaf  # an output's score uses every frame
+
+
+def test_a_probe_score_can_ask_for_every_nth_frame_only() -> None:
+    ref = Picture(1280, 720, 25.0, ten_bit=False, hdr=False)
+    graph = vmaf_graph(ref, Fraction(25), Path("/t/log.json"), phone=False, threads=1, subsample=5)
+    assert graph.endswith(":shortest=1:n_subsample=5")
 
 
 def test_a_log_that_is_not_libvmafs_is_a_scoring_error_not_a_score() -> None:

@@ -81,11 +81,14 @@ SEGMENT_MOVFLAGS = "frag_keyframe+skip_sidx"
 
 @dataclass(frozen=True)
 class Rung:
-    """One rendition: its picture size as displayed, and its peak rate cap."""
+    """One rendition: its picture size as displayed, and its peak rate cap; ``crf``, when
+    set (a per-title ladder, ``hevcq.media.pertitle``), is its own H.264 CRF instead of
+    the plan's."""
 
     width: int
     height: int
     maxrate_kbps: int
+    crf: int | None = None
 
     @property
     def short(self) -> int:
@@ -151,9 +154,12 @@ def constant_rate(fps: float | None) -> Fraction:
     return min(COMMON_RATES, key=lambda r: abs(float(r) - fps))
 
 
-def plan_ladder(info: MediaInfo, groups: tuple[str, ...] = ()) -> LadderPlan | None:
+def plan_ladder(
+    info: MediaInfo, groups: tuple[str, ...] = (), rungs: tuple[Rung, ...] | None = None
+) -> LadderPlan | None:
     """The ladder plan of a probed source, with these codec groups beside H.264; None
-    when it has no video."""
+    when it has no video. ``rungs``: chosen for this source (``hevcq.media.pertitle``)
+    instead of ``choose_rungs``."""
     video = info.main_video
     if video is None:
         return None
@@ -163,7 +169,8 @@ def plan_ladder(info: MediaInfo, groups: tuple[str, ...] = ()) -> LadderPlan | N
     width, height = video.display_size
     fps = constant_rate(video.fps)
     audio = info.audio[0].index if info.audio else None
-    rungs = choose_rungs(width, height, fps)
+    if not rungs:
+        rungs = choose_rungs(width, height, fps)
     return LadderPlan(rungs, fps, video.index, audio, extra_groups=tuple(groups))
 
 
@@ -235,6 +242,8 @@ def _rung_args(k: int, codec: str, rung: Rung, plan: LadderPlan) -> list[str]:
         f"-bufsize:v:{k}",
         f"{2 * rung.maxrate_kbps}k",
     ]
+    # A per-title rung's CRF is measured for H.264: the HEVC and AV1 groups keep their
+    # fixed CRFs at the per-title sizes (and caps, which only bound their peaks).
     if codec == "hevc":
         # x265: closed GOPs, keyframes only where forced; hvc1 (parameter sets in the
         # sample entry) is what Apple's players need.
@@ -275,7 +284,7 @@ def _rung_args(k: int, codec: str, rung: Rung, plan: LadderPlan) -> list[str]:
         f"-preset:v:{k}",
         plan.preset,
         f"-crf:v:{k}",
-        str(plan.crf),
+        str(plan.crf if rung.crf is None else rung.crf),
         f"-profile:v:{k}",
         "high",
         f"-x264-params:v:{k}",
@@ -1108,14 +1117,16 @@ def build_ladder(
     stop: threading.Event | None = None,
     stall_timeout_s: float = 300.0,
     groups: tuple[str, ...] = (),
+    rungs: tuple[Rung, ...] | None = None,
 ) -> list[Variant]:
     """Encode, measure and check the ladder of ``src`` into the empty folder ``out_dir``,
-    with these codec groups (``GROUPS``) beside H.264.
+    with these codec groups (``GROUPS``) beside H.264, at ``rungs`` when given (a
+    per-title ladder), else at the fixed ladder's.
 
     Raises ``PermanentError`` when the source has no video, and ``VerificationError``
     naming the first failed check when the ladder does not pass them all.
     """
-    plan = plan_ladder(info, groups)
+    plan = plan_ladder(info, groups, rungs)
     if plan is None:
         raise PermanentError("no video stream")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -103,8 +103,12 @@ def _hdr(path: Path, index: int) -> bool:
         raise ScoringError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
 
 
-def vmaf_graph(ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int) -> str:
-    """The filter graph: input 0 is the output scored, input 1 its source."""
+def vmaf_graph(
+    ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int, subsample: int = 1
+) -> str:
+    """The filter graph: input 0 is the output scored, input 1 its source. With
+    ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
+    for probes; an output's own score uses every frame)."""
     fmt = "yuv420p10le" if ref.ten_bit else "yuv420p"
     align = f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
     models = [f"version={model_for(ref.width, ref.height)}\\:name=vmaf"]
@@ -115,21 +119,28 @@ def vmaf_graph(ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads:
         f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];"
         f"[1:v]{align}[ref];"
         f"[dist][ref]libvmaf=model='{'|'.join(models)}':log_fmt=json:log_path={log}"
-        f":n_threads={threads}:shortest=1"
+        f":n_threads={threads}:shortest=1" + (f":n_subsample={subsample}" if subsample > 1 else "")
     )
 
 
 def score(
-    ffmpeg: str, source: Path, output: Path, *, phone: bool = False, threads: int = 1
+    ffmpeg: str,
+    source: Path,
+    output: Path,
+    *,
+    phone: bool = False,
+    threads: int = 1,
+    subsample: int = 1,
 ) -> Score:
-    """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``."""
+    """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
+    ``subsample``: score every that many frames only (``vmaf_graph``)."""
     ref = picture(source)
     if ref.hdr or picture(output).hdr:
         raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
     rate = constant_rate(ref.fps)
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
         log = Path(tmp) / "vmaf.json"
-        graph = vmaf_graph(ref, rate, log, phone=phone, threads=threads)
+        graph = vmaf_graph(ref, rate, log, phone=phone, threads=threads, subsample=subsample)
         args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
         args += ["-i", f"file:{output}", "-i", f"file:{source}", "-lavfi", graph, "-f", "null", "-"]
         done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)

@@ -26,6 +26,7 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import build_ladder
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
+from hevcq.media.pertitle import Prober, per_title_rungs
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
@@ -400,6 +401,24 @@ class JobRunner:
         output of many objects (``hevcq.bundle``). A ladder that fails a check fails the
         job with the check's name (``media.ladder.check_ladder``)."""
         folder = scratch / "ladder"
+        rungs = None
+        quality = spec.pool.quality
+        if ladder.per_title and quality is not None:
+            ctx.phase = "encode"  # the probes are encodes a stop interrupts alike
+            prober = Prober(
+                self._ffmpeg,
+                scratch,
+                threads=self._threads,
+                stop=ctx.cancel,
+                stall_timeout_s=self._stall_timeout_s,
+            )
+            rungs, picks = per_title_rungs(prober, src, info, quality.vmaf)
+            lap("search_s")
+            log.info(
+                "per_title_rungs",
+                target=quality.vmaf,
+                rungs=[(p.short, p.crf, round(p.kbps), round(p.vmaf, 2)) for p in picks],
+            )
         ctx.phase = "encode"
         log.info("transcode_started", ladder=True, groups=list(ladder.groups))
         build_ladder(
@@ -411,6 +430,7 @@ class JobRunner:
             stop=ctx.cancel,
             stall_timeout_s=self._stall_timeout_s,
             groups=ladder.groups,
+            rungs=rungs or None,
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
