@@ -318,18 +318,33 @@ class MediaPlaylist:
         return math.ceil(peak), math.ceil(sum(b for b, _ in bits) / total) if total else 0
 
 
-def read_media_playlist(path: Path) -> MediaPlaylist:
-    """Parse a media playlist ffmpeg's HLS muxer wrote (or a ladder holds)."""
+def _playlist(path: Path) -> tuple[list[str], int, Path | None]:
+    """A media or I-frame playlist's non-empty lines, its target duration and its init
+    segment (``#EXT-X-MAP``, resolved against the playlist's folder)."""
     lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    target, init, segments, extinf = 0, None, [], None
+    target, init = 0, None
     for line in lines:
         if line.startswith("#EXT-X-TARGETDURATION:"):
             target = int(line.split(":", 1)[1])
         elif line.startswith("#EXT-X-MAP:"):
             found = re.search(r'URI="([^"]+)"', line)
             init = path.parent / found.group(1) if found else None
-        elif line.startswith("#EXTINF:"):
-            extinf = float(line.split(":", 1)[1].split(",", 1)[0])
+    return lines, target, init
+
+
+def _extinf(line: str) -> float:
+    """The duration an ``#EXTINF:`` line gives."""
+    return float(line.split(":", 1)[1].split(",", 1)[0])
+
+
+def read_media_playlist(path: Path) -> MediaPlaylist:
+    """Parse a media playlist ffmpeg's HLS muxer wrote (or a ladder holds)."""
+    lines, target, init = _playlist(path)
+    segments: list[tuple[float, Path]] = []
+    extinf = None
+    for line in lines:
+        if line.startswith("#EXTINF:"):
+            extinf = _extinf(line)
         elif not line.startswith("#") and extinf is not None:
             segments.append((extinf, path.parent / line))
             extinf = None
@@ -705,20 +720,15 @@ def read_iframe_playlist(path: Path) -> IFramePlaylist:
     A BYTERANGE without an offset continues where the previous range of the same file
     ended (RFC 8216, 4.3.2.2).
     """
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines, target, init = _playlist(path)
     if "#EXT-X-I-FRAMES-ONLY" not in lines:
         raise ValueError(f"{path.name}: no #EXT-X-I-FRAMES-ONLY")
-    target, init, frames = 0, None, []
+    frames: list[IFrame] = []
     extinf, byterange = None, None
     ends: dict[str, int] = {}
     for line in lines:
-        if line.startswith("#EXT-X-TARGETDURATION:"):
-            target = int(line.split(":", 1)[1])
-        elif line.startswith("#EXT-X-MAP:"):
-            found = re.search(r'URI="([^"]+)"', line)
-            init = path.parent / found.group(1) if found else None
-        elif line.startswith("#EXTINF:"):
-            extinf = float(line.split(":", 1)[1].split(",", 1)[0])
+        if line.startswith("#EXTINF:"):
+            extinf = _extinf(line)
         elif line.startswith("#EXT-X-BYTERANGE:"):
             byterange = line.split(":", 1)[1]
         elif not line.startswith("#") and extinf is not None and byterange is not None:
