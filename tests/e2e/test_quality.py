@@ -16,6 +16,7 @@ import pytest
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.quality import MODEL_HD, ScoringError, score
 from hevcq.media.samples import make_clip
+from tests.e2e.test_crfsearch import hdr_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -99,20 +100,7 @@ def test_a_rendition_is_scored_at_the_source_size(tmp_path: Path) -> None:
 
 
 def test_hdr_and_non_video_are_not_scored(tmp_path: Path) -> None:
-    hdr = tmp_path / "hdr.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:duration=0.5",
-        "-c:v",
-        "libx265",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-x265-params",
-        "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
-        str(hdr),
-    )
+    hdr = hdr_clip(tmp_path)
     with pytest.raises(ScoringError, match="HDR video"):
         score(find_ffmpeg(), hdr, hdr)
     notes = tmp_path / "notes.mp4"
