@@ -152,13 +152,37 @@ def test_a_fixed_rung_keeps_the_plan_crf() -> None:
 
 def test_probes_use_the_ladder_h264_settings() -> None:
     args = probe_args(
-        "ffmpeg", Path("s.mkv"), [(Rung(640, 360, 1), Path("p.mkv"))], 28, Fraction(25)
+        "ffmpeg", Path("s.mkv"), [(Rung(640, 360, 1), 28, Path("p.mkv"))], Fraction(25)
     )
     text = " ".join(args)
     assert "fps=25,split=1" in text
     assert "scale=640:360:flags=lanczos" in text
     assert "-preset veryfast -crf 28" in text
     assert "-g 50" in text
+
+
+def test_probes_scale_each_size_once_and_encode_every_crf_from_one_decode() -> None:
+    small, large = Rung(640, 360, 1), Rung(1280, 720, 1)
+    outs = [(r, crf, Path(f"p{r.short}-{crf}.mkv")) for r in (large, small) for crf in (20, 28)]
+    args = probe_args("ffmpeg", Path("s.mkv"), outs, Fraction(25))
+    graph = args[args.index("-filter_complex") + 1]
+    assert args.count("-i") == 1
+    assert graph.count("scale=") == 2
+    assert "fps=25,split=2[s0][s1]" in graph
+    assert "[s0]scale=1280:720:flags=lanczos,setsar=1,split=2[v0][v1]" in graph
+    assert "[s1]scale=640:360:flags=lanczos,setsar=1,split=2[v2][v3]" in graph
+    for i, (_, crf, out) in enumerate(outs):
+        at = args.index(f"[v{i}]")
+        assert args[at : at + 7] == [
+            f"[v{i}]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            str(crf),
+        ]
+        assert f"file:{out}" in args[at:]
 
 
 POOL = {"name": "hls", "applies": {"source_codecs": ["h264"]}, "ladder": {}}

@@ -50,7 +50,7 @@ from hevcq.media.ladder import (
     constant_rate,
 )
 from hevcq.media.model import MediaInfo
-from hevcq.media.quality import score
+from hevcq.media.quality import score_batch
 
 # The CRFs every size is probed at; the curve between and a little beyond them is
 # interpolated (``EXTEND_CRF`` steps past either end).
@@ -246,29 +246,34 @@ class Prober:
 def probe_args(
     ffmpeg: str,
     sample: Path,
-    outs: Sequence[tuple[Rung, Path]],
-    crf: int,
+    outs: Sequence[tuple[Rung, int, Path]],
     fps: Fraction,
     *,
     stream: str = "0:v:0",
     threads: int | None = None,
 ) -> list[str]:
-    """One ffmpeg command encoding ``sample`` at every rung size of ``outs`` at ``crf``,
-    with the ladder's H.264 settings (frame rate, scaler, preset, profile, GOP) and no cap:
-    the cap is derived from what these measure."""
+    """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
+    ``outs``, from one decode of the sample, with the ladder's H.264 settings (frame rate,
+    scaler, preset, profile, GOP) and no cap: the cap is derived from what these measure.
+    Each size is scaled once and split between its CRFs."""
     gop = str(max(1, round(fps * 2)))
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
         args += ["-threads", str(threads)]
     args += ["-i", f"file:{sample}", "-progress", "pipe:1", "-nostats"]
-    n = len(outs)
-    chains = [f"[{stream}]fps={fps},split={n}" + "".join(f"[s{i}]" for i in range(n))]
-    chains += [
-        f"[s{i}]scale={r.width}:{r.height}:flags=lanczos,setsar=1[v{i}]"
-        for i, (r, _) in enumerate(outs)
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, (r, _, _) in enumerate(outs):
+        sizes.setdefault((r.width, r.height), []).append(i)
+    chains = [
+        f"[{stream}]fps={fps},split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))
     ]
+    for k, ((width, height), members) in enumerate(sizes.items()):
+        chains.append(
+            f"[s{k}]scale={width}:{height}:flags=lanczos,setsar=1,split={len(members)}"
+            + "".join(f"[v{i}]" for i in members)
+        )
     args += ["-filter_complex", ";".join(chains)]
-    for i, (_, out) in enumerate(outs):
+    for i, (_, crf, out) in enumerate(outs):
         args += ["-map", f"[v{i}]", "-c:v", "libx264", "-preset", PRESET, "-crf", str(crf)]
         args += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", gop, "-keyint_min", gop]
         args += ["-x264-params", "open-gop=0:scenecut=0", "-an", "-f", "matroska", f"file:{out}"]
@@ -309,34 +314,35 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
             inputs = samples
         # (short, crf) -> [weighted vmaf, frames, bytes, seconds]
         sums: dict[tuple[int, int], list[float]] = {}
+        stream = f"0:{video.index}" if plan.whole else "0:0"
         for sample in inputs:
-            for crf in run.crfs:
-                outs = [(r, run.scratch / f"pertitle-probe-{r.short}.mkv") for r in rungs]
-                stream = f"0:{video.index}" if plan.whole else "0:0"
-                args = probe_args(
-                    run.ffmpeg, sample, outs, crf, fps, stream=stream, threads=run.threads
-                )
+            outs = [
+                (r, crf, run.scratch / f"pertitle-probe-{r.short}-{crf}.mkv")
+                for r in rungs
+                for crf in run.crfs
+            ]
+            try:
+                args = probe_args(run.ffmpeg, sample, outs, fps, stream=stream, threads=run.threads)
                 run_ffmpeg(
-                    args,
-                    on_progress=None,
-                    stop=run.stop,
-                    stall_timeout_s=run.stall_timeout_s,
+                    args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s
                 )
-                for r, out in outs:
-                    got = score(
-                        run.ffmpeg,
-                        sample,
-                        out,
-                        threads=run.threads or 1,
-                        subsample=run.subsample,
-                    )
+                scores = score_batch(
+                    run.ffmpeg,
+                    sample,
+                    [out for _, _, out in outs],
+                    threads=run.threads or 1,
+                    subsample=run.subsample,
+                )
+                for (r, crf, out), got in zip(outs, scores, strict=True):
                     size, seconds = video_size(out)
-                    out.unlink(missing_ok=True)
                     acc = sums.setdefault((r.short, crf), [0.0, 0.0, 0.0, 0.0])
                     acc[0] += got.mean * got.frames
                     acc[1] += got.frames
                     acc[2] += size
                     acc[3] += seconds
+            finally:
+                for _, _, out in outs:
+                    out.unlink(missing_ok=True)
     finally:
         for s in samples:
             s.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import json
 import math
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -103,24 +104,58 @@ def _hdr(path: Path, index: int) -> bool:
         raise ScoringError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
 
 
+def _align(ref: Picture, rate: Fraction) -> str:
+    """What both sides go through before scoring: start at zero, the source's constant
+    frame rate, the source's pixel format family."""
+    fmt = "yuv420p10le" if ref.ten_bit else "yuv420p"
+    return f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
+
+
+def _libvmaf(
+    ref: Picture, log: Path, *, phone: bool, neg: bool, threads: int, subsample: int
+) -> str:
+    models = [f"version={model_for(ref.width, ref.height)}\\:name=vmaf"]
+    if neg:
+        models.append(f"version={MODEL_NEG}\\:name=vmaf_neg")
+    if phone:
+        models.append(f"version={MODEL_HD}\\:name=vmaf_phone\\:enable_transform=true")
+    return (
+        f"libvmaf=model='{'|'.join(models)}':log_fmt=json:log_path={log}"
+        f":n_threads={threads}:shortest=1" + (f":n_subsample={subsample}" if subsample > 1 else "")
+    )
+
+
 def vmaf_graph(
     ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int, subsample: int = 1
 ) -> str:
     """The filter graph: input 0 is the output scored, input 1 its source. With
     ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
     for probes; an output's own score uses every frame)."""
-    fmt = "yuv420p10le" if ref.ten_bit else "yuv420p"
-    align = f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
-    models = [f"version={model_for(ref.width, ref.height)}\\:name=vmaf"]
-    models.append(f"version={MODEL_NEG}\\:name=vmaf_neg")
-    if phone:
-        models.append(f"version={MODEL_HD}\\:name=vmaf_phone\\:enable_transform=true")
+    align = _align(ref, rate)
+    vmaf = _libvmaf(ref, log, phone=phone, neg=True, threads=threads, subsample=subsample)
     return (
         f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];"
         f"[1:v]{align}[ref];"
-        f"[dist][ref]libvmaf=model='{'|'.join(models)}':log_fmt=json:log_path={log}"
-        f":n_threads={threads}:shortest=1" + (f":n_subsample={subsample}" if subsample > 1 else "")
+        f"[dist][ref]{vmaf}"
     )
+
+
+def batch_graph(
+    ref: Picture, rate: Fraction, logs: Sequence[Path], *, threads: int, subsample: int
+) -> str:
+    """The filter graph scoring many outputs against one source in one run: inputs 0 to
+    n - 1 are the outputs, input n the source, decoded once and split; VMAF only (no NEG,
+    no phone model), one log per output."""
+    n = len(logs)
+    align = _align(ref, rate)
+    chains = [f"[{n}:v]{align},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
+    for i, log in enumerate(logs):
+        vmaf = _libvmaf(ref, log, phone=False, neg=False, threads=threads, subsample=subsample)
+        chains.append(
+            f"[{i}:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist{i}];"
+            f"[dist{i}][ref{i}]{vmaf}"
+        )
+    return ";".join(chains)
 
 
 def score(
@@ -148,6 +183,38 @@ def score(
             tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
             raise ScoringError(f"scoring failed: {tail}")
         return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
+
+
+def score_batch(
+    ffmpeg: str,
+    source: Path,
+    outputs: Sequence[Path],
+    *,
+    threads: int = 1,
+    subsample: int = 1,
+) -> list[Score]:
+    """VMAF of each of ``outputs`` against ``source``, in one ffmpeg run that decodes the
+    source once (``batch_graph``); what probes need, so without NEG or the phone model.
+    Raises ``ScoringError`` as ``score`` does."""
+    if not outputs:
+        return []
+    ref = picture(source)
+    if ref.hdr or any(picture(o).hdr for o in outputs):
+        raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
+    rate = constant_rate(ref.fps)
+    model = model_for(ref.width, ref.height)
+    with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
+        logs = [Path(tmp) / f"vmaf-{i}.json" for i in range(len(outputs))]
+        graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
+        args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
+        for out in outputs:
+            args += ["-i", f"file:{out}"]
+        args += ["-i", f"file:{source}", "-filter_complex", graph, "-f", "null", "-"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
+        if done.returncode != 0 or not all(log.is_file() for log in logs):
+            tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
+            raise ScoringError(f"scoring failed: {tail}")
+        return [parse_log(json.loads(log.read_text()), model) for log in logs]
 
 
 def parse_log(doc: dict[str, Any], model: str) -> Score:
