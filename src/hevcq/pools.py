@@ -28,6 +28,9 @@ from hevcq.formats import (
 )
 from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTION_S
 
+# The metrics a quality target may be in (``hevcq.media.quality``).
+Metric = Literal["vmaf", "xpsnr"]
+
 PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]
 # How a worker proves an output before uploading it (hevcq.media.verify; the decision is
 # docs/decisions/0016-media-policy.md): "stream": the file's video is the encoder's own
