@@ -133,8 +133,8 @@ def test_an_xpsnr_search_finds_the_highest_crf_reaching_the_target(curve, target
 
 
 def test_the_vmaf_scale_would_misread_db() -> None:
-    # On VMAF's scale a score of 38 is far from a perfect 100, and the curve looks flat:
-    # the search would spend its probes stepping out instead of interpolating.
+    # On VMAF's scale a score near 40 is far from a perfect 100, where a CRF step barely
+    # moves the distance: the search would read an XPSNR curve as flat there.
     curve = db(42.0, 0.4)
     on_db, _ = fake(curve)
     assert search(on_db, 38.0, 10, 51, start=26, metric="xpsnr").crf == truth(curve, 38.0)
