@@ -21,7 +21,7 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.model import EncodePlan
 from hevcq.media.probe import probe
-from hevcq.media.quality import ScoringError, score
+from hevcq.media.quality import ScoringError, score, xpsnr_score
 from hevcq.media.samples import make_clip
 from hevcq.pools import Pool
 from hevcq.worker.runner import CRF_CACHE, JobContext, JobRunner, JobSpec
@@ -114,11 +114,11 @@ def test_the_crf_found_reaches_the_target_on_the_whole_file_at_the_size_predicte
     assert isinstance(found, SearchResult)
     assert 1 <= len(found.probes) <= 6
     assert not found.cached
-    assert found.predicted_vmaf >= 93.0
+    assert found.predicted_score >= 93.0
     full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
     got = score(find_ffmpeg(), src, full, threads=2)
     assert abs(got.mean - 93.0) < 2.0
-    assert abs(got.mean - found.predicted_vmaf) < 1.0
+    assert abs(got.mean - found.predicted_score) < 1.0
     actual = full.stat().st_size
     assert abs(found.predicted_bytes - actual) / actual < 0.05
     assert found.predicted_percent == pytest.approx(
@@ -126,7 +126,7 @@ def test_the_crf_found_reaches_the_target_on_the_whole_file_at_the_size_predicte
     )
     # One CRF more must have failed the target (or been past the search's range).
     above = [p for p in found.probes if p.crf == found.crf + 1]
-    assert not above or above[0].vmaf < 93.0
+    assert not above or above[0].score < 93.0
 
 
 def test_a_second_search_encodes_nothing(tmp_path, clip) -> None:
@@ -204,6 +204,44 @@ def test_a_probe_that_cannot_be_scored_is_a_scoring_failure(tmp_path) -> None:
         find_crf(searcher(tmp_path), hdr, plan, probe(hdr), source_id="h", target=90.0)
 
 
+def test_an_xpsnr_target_is_searched_on_xpsnr_and_the_full_encode_lands_near_it(
+    tmp_path, clip
+) -> None:
+    # 31 dB: about what VMAF 93 is on this clip (CRF 22 reaches both here).
+    plan = plan_for(clip, pool())
+    found = find_crf(
+        searcher(tmp_path), clip, plan, probe(clip), source_id="e1", target=31.0, metric="xpsnr"
+    )
+    assert isinstance(found, SearchResult)
+    assert 1 <= len(found.probes) <= 6
+    assert found.predicted_score >= 31.0
+    full = encode(clip, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    got = xpsnr_score(find_ffmpeg(), clip, full)
+    assert abs(got.mean - 31.0) < 1.0
+    assert abs(got.mean - found.predicted_score) < 0.5
+    above = [p for p in found.probes if p.crf == found.crf + 1]
+    assert not above or above[0].score < 31.0
+    # Its probes answer the same XPSNR search again, and never a VMAF one.
+    gone = searcher(tmp_path, ffmpeg="/nonexistent/ffmpeg")
+    again = find_crf(gone, clip, plan, probe(clip), source_id="e1", target=31.0, metric="xpsnr")
+    assert isinstance(again, SearchResult)
+    assert (again.cached, again.crf) == (True, found.crf)
+    with pytest.raises(Exception, match="nonexistent"):
+        find_crf(gone, clip, plan, probe(clip), source_id="e1", target=93.0)
+    small = find_crf(
+        searcher(tmp_path),
+        clip,
+        plan,
+        probe(clip),
+        source_id="e1",
+        target=31.0,
+        max_size_percent=20,
+        metric="xpsnr",
+    )
+    assert isinstance(small, Unreachable)
+    assert small.reason.startswith("XPSNR 31 dB not reached within 20 % of the source size")
+
+
 # --- in the worker -------------------------------------------------------------------------
 
 
@@ -251,6 +289,21 @@ def test_a_searching_pool_encodes_at_the_crf_found_and_says_so(tmp_path, clip, m
     assert again.outcome == "done"
     assert (again.crf, again.predicted_bytes) == (result.crf, result.predicted_bytes)
     assert runs == []
+
+
+def test_an_xpsnr_pool_searches_and_scores_in_xpsnr(tmp_path, clip) -> None:
+    result, _, _ = run_job(tmp_path, clip, pool(xpsnr=31, max_size_percent=150))
+    assert result.outcome == "done"
+    assert result.crf not in (None, 26)
+    assert (result.vmaf, result.vmaf_low, result.vmaf_model, result.predicted_vmaf) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert result.predicted_xpsnr >= 31
+    assert abs(result.xpsnr - 31) < 1.0
+    assert result.xpsnr_low <= result.xpsnr
 
 
 def test_a_source_that_cannot_reach_the_target_within_the_limit_keeps_its_original(

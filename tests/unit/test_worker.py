@@ -807,6 +807,26 @@ def test_what_a_job_measured_of_its_output_goes_on_its_ledger_item_until_a_new_v
     assert (item.etag, item.vmaf, item.crf) == ("etag2", None, None)
 
 
+def test_an_xpsnr_measured_goes_on_the_ledger_item_and_is_cleared_by_a_new_version(
+    ledger, farm
+) -> None:
+    def scored(spec: JobSpec, ctx: JobContext) -> JobResult:
+        measured = {"xpsnr": 41.2, "xpsnr_low": 38.0, "crf": 27}
+        return done_result(spec, output_bytes=100, input_bytes=5000, **measured)
+
+    rig = make_rig(ledger, farm, scored)
+    rig.worker.handle(rig.queue.put(event()))
+    item = rig.item()
+    assert item is not None
+    assert (item.xpsnr, item.xpsnr_low, item.vmaf, item.crf) == (41.2, 38.0, None, 27)
+    rig.store.add(KEY, etag="etag2", size=5000)
+    rig.runner.behaviour = lambda spec, ctx: done_result(spec, output_bytes=90, input_bytes=5000)
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    item = rig.item()
+    assert item is not None
+    assert (item.etag, item.xpsnr, item.xpsnr_low) == ("etag2", None, None)
+
+
 def test_an_upload_with_a_vmaf_target_is_its_pools_crf_search_for_it_as_a_job_of_its_own(
     ledger, farm
 ) -> None:

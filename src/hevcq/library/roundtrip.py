@@ -147,15 +147,17 @@ def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left
 
 
 def quality_note(r: JobResult) -> str:
-    """What a scored output's summary row says of its quality: the VMAF it reached (and
-    its worst 1 %), and for a searched CRF the CRF and the size against the prediction."""
-    if r.vmaf is None:
+    """What a scored output's summary row says of its quality: the VMAF or XPSNR it
+    reached (and its worst 1 %), and for a searched CRF the CRF and the size against the
+    prediction."""
+    if r.vmaf is not None:
+        low = f" ({r.vmaf_low:.1f} low)" if r.vmaf_low is not None else ""
+        note = f"VMAF {r.vmaf:.1f}{low}"
+    elif r.xpsnr is not None:
+        low = f" ({r.xpsnr_low:.1f} low)" if r.xpsnr_low is not None else ""
+        note = f"XPSNR {r.xpsnr:.1f} dB{low}"
+    else:
         return ""
-    note = (
-        f"VMAF {r.vmaf:.1f} ({r.vmaf_low:.1f} low)"
-        if r.vmaf_low is not None
-        else f"VMAF {r.vmaf:.1f}"
-    )
     if r.predicted_bytes and r.output_bytes is not None:
         ratio = 100 * r.output_bytes / r.predicted_bytes
         note += f" at CRF {r.crf}, {ratio:.0f} % of the predicted size"
