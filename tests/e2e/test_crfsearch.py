@@ -328,10 +328,49 @@ def test_a_pool_that_only_scores_encodes_at_its_own_crf(tmp_path, clip) -> None:
     assert not (tmp_path / "work" / CRF_CACHE).exists()
 
 
-def test_a_job_whose_probe_cannot_be_scored_fails_as_a_scoring_failure(tmp_path) -> None:
-    with pytest.raises(ScoringError, match="HDR video") as failed:
-        run_job(tmp_path, hdr_clip(tmp_path), pool(codec="h264", vmaf=90, max_size_percent=80))
+def test_a_job_whose_probe_cannot_be_scored_fails_as_a_scoring_failure(
+    tmp_path, clip, monkeypatch
+) -> None:
+    def unscorable(*args: Any, **kw: Any) -> None:
+        raise ScoringError("scoring failed: libvmaf could not start")
+
+    monkeypatch.setattr("hevcq.media.crfsearch.measure", unscorable)
+    with pytest.raises(ScoringError, match="libvmaf could not start") as failed:
+        run_job(tmp_path, clip, pool(vmaf=90, max_size_percent=80))
     assert failed.value.failure_class is FailureClass.SCORING
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        {"vmaf": 90, "max_size_percent": 80},
+        {"xpsnr": 30, "max_size_percent": 80},
+        {"vmaf": 90},  # scored only
+    ],
+)
+def test_an_hdr_source_is_encoded_at_the_pools_crf_unscored_and_says_why(
+    tmp_path, monkeypatch, target
+) -> None:
+    # No score applies to HDR, so there is no CRF to search for and none to verify: the
+    # pool's own settings, even under verify: quality, and the reason on the result.
+    searched: list[object] = []
+    monkeypatch.setattr("hevcq.worker.runner.find_crf", lambda *a, **k: searched.append(a))
+    checked = pool(codec="h264", **target)
+    # A high CRF: the tiny clip's encode must come out smaller than it, or it is kept.
+    encode = checked.encode.model_copy(update={"crf": 45})
+    checked = checked.model_copy(update={"verify": "quality", "encode": encode})
+    result, _, store = run_job(tmp_path, hdr_clip(tmp_path), checked)
+    assert result.outcome == "done", result.reason
+    assert result.crf == checked.encode.crf
+    assert result.reason == (
+        "HDR source: quality scores do not apply to HDR;"
+        f" encoded at the pool's CRF {checked.encode.crf}, not scored"
+    )
+    assert result.vmaf is None
+    assert result.xpsnr is None
+    assert result.predicted_bytes is None
+    assert searched == []
+    assert "DONE/q/a.mp4" in store.data
 
 
 def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_nothing(

@@ -84,3 +84,43 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
     assert result.outcome == "done", result.reason
     assert calls == [90.0]
     assert out_key in store.data
+
+
+def test_an_hdr_source_gets_the_fixed_ladder_without_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hevcq.worker.runner as runner_module  # noqa: PLC0415
+    from hevcq.keys import done_key  # noqa: PLC0415
+    from hevcq.ledger import JobKey  # noqa: PLC0415
+    from hevcq.pools import Pool  # noqa: PLC0415
+    from hevcq.worker.runner import JobContext, JobRunner, JobSpec  # noqa: PLC0415
+    from tests.e2e.test_crfsearch import hdr_clip  # noqa: PLC0415
+    from tests.fakes import FakeStore  # noqa: PLC0415
+
+    clip = hdr_clip(tmp_path)
+    pool = Pool.model_validate(
+        {
+            "name": "hls",
+            "applies": {"source_codecs": ["h264", "hevc"]},
+            "ladder": {"per_title": True, "poster": False},
+            "quality": {"vmaf": 90},
+        }
+    )
+    probed: list[object] = []
+    monkeypatch.setattr(runner_module, "per_title_rungs", lambda *a: probed.append(a))
+    key = "TODO/hdr.mp4"
+    store = FakeStore()
+    store.add(key, etag="e1", data=clip.read_bytes())
+    out_key = done_key(key, "hls", pool.output_suffix, extension=pool.fixed_extension)
+    spec = JobSpec(JobKey(key, "hls", "e1", pool.settings_hash()), pool, "media", out_key, 1)
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
+    )
+    result = runner.run(spec, JobContext())
+    assert result.outcome == "done", result.reason
+    assert (
+        result.reason
+        == "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
+    )
+    assert probed == []
+    assert out_key in store.data

@@ -160,6 +160,15 @@ def xpsnr_graph(ref: Picture, rate: Fraction, stats: Path) -> str:
     return aligned(ref, rate) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
+def is_hdr(path: Path) -> bool:
+    """Whether ``path``'s video is HDR (PQ or HLG), where no score this module measures
+    applies; False for a file that cannot be read (scoring it then says why)."""
+    try:
+        return picture(path).hdr
+    except ScoringError:
+        return False
+
+
 def vmaf_graph(
     ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int, subsample: int = 1
 ) -> str:

@@ -30,7 +30,7 @@ from hevcq.media.pertitle import Prober, per_title_rungs
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
-from hevcq.media.quality import ScoringError, measure, shown
+from hevcq.media.quality import ScoringError, is_hdr, measure, shown
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
@@ -57,6 +57,12 @@ SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 SCRATCH_PREFIX = "job-"
 CRF_CACHE = "crf-cache"  # beside the jobs' scratch folders: kept from job to job
+# An HDR source under a quality target: VMAF's models and XPSNR's weighting are fitted to
+# SDR pictures, so there is nothing to search for or to measure; the pool's own settings.
+HDR_NOTE = (
+    "HDR source: quality scores do not apply to HDR; encoded at the pool's CRF {crf}, not scored"
+)
+HDR_LADDER_NOTE = "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
 COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
 # How long a stopped job waits for its write in flight: well inside the default lease, so
 # that the job still holds it when the write ends.
@@ -332,10 +338,16 @@ class JobRunner:
             return self._ladder(
                 spec, ladder=spec.pool.ladder, ctx=ctx, src=src, info=info, scratch=scratch, lap=lap
             )
-        searched = self._search_crf(scratch, spec, decision, info, ctx=ctx, lap=lap)
-        if isinstance(searched, JobResult):
-            return searched
-        decision, found = searched
+        # An HDR source has no score to aim at or to measure: the pool's own CRF, unscored.
+        hdr = spec.pool.quality is not None and is_hdr(src)
+        if hdr:
+            log.info("quality_not_applicable", reason=HDR_NOTE.format(crf=decision.crf))
+            found: dict[str, Any] = {"reason": HDR_NOTE.format(crf=decision.crf)}
+        else:
+            searched = self._search_crf(scratch, spec, decision, info, ctx=ctx, lap=lap)
+            if isinstance(searched, JobResult):
+                return searched
+            decision, found = searched
         ctx.phase = "encode"
         stream = self._encode(
             src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
@@ -359,7 +371,7 @@ class JobRunner:
             )
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
-        scored = self._score(spec.pool, src, out)
+        scored = {} if hdr else self._score(spec.pool, src, out)
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
@@ -403,7 +415,11 @@ class JobRunner:
         folder = scratch / "ladder"
         rungs = None
         quality = spec.pool.quality
-        if ladder.per_title and quality is not None:
+        note = None
+        if ladder.per_title and quality is not None and is_hdr(src):
+            note = HDR_LADDER_NOTE  # probes would score it: the fixed ladder instead
+            log.info("quality_not_applicable", reason=note)
+        elif ladder.per_title and quality is not None:
             ctx.phase = "encode"  # the probes are encodes a stop interrupts alike
             prober = Prober(
                 self._ffmpeg,
@@ -457,6 +473,7 @@ class JobRunner:
             output_bytes=total,
             duration_s=info.duration_s,
             encode_s=round(encode_s, 3),
+            reason=note,
         )
 
     def _plain_bundle(self, folder: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
