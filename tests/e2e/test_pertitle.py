@@ -4,6 +4,7 @@ passing every ladder check."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,25 +43,40 @@ def test_a_per_title_ladder_is_built_from_its_probes_and_passes_every_check(
     assert [p.crf for p in picks] == [r.crf for r in rungs]
 
 
-def test_a_per_title_pool_runs_its_probes_before_the_ladder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import hevcq.worker.runner as runner_module  # noqa: PLC0415
+def _per_title_job(tmp_path: Path, clip: Path) -> tuple[Any, bool]:
+    """A per-title ``hls`` job on ``clip`` through ``JobRunner`` with a fake store: its
+    result, and whether its output was committed."""
     from hevcq.keys import done_key  # noqa: PLC0415
     from hevcq.ledger import JobKey  # noqa: PLC0415
     from hevcq.pools import Pool  # noqa: PLC0415
     from hevcq.worker.runner import JobContext, JobRunner, JobSpec  # noqa: PLC0415
     from tests.fakes import FakeStore  # noqa: PLC0415
 
-    clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=8, fps=25)
     pool = Pool.model_validate(
         {
             "name": "hls",
-            "applies": {"source_codecs": ["h264"]},
+            "applies": {"source_codecs": ["h264", "hevc"]},
             "ladder": {"per_title": True, "poster": False},
             "quality": {"vmaf": 90},
         }
     )
+    key = f"TODO/{clip.name}"
+    store = FakeStore()
+    store.add(key, etag="e1", data=clip.read_bytes())
+    out_key = done_key(key, "hls", pool.output_suffix, extension=pool.fixed_extension)
+    spec = JobSpec(JobKey(key, "hls", "e1", pool.settings_hash()), pool, "media", out_key, 1)
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
+    )
+    return runner.run(spec, JobContext()), out_key in store.data
+
+
+def test_a_per_title_pool_runs_its_probes_before_the_ladder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hevcq.worker.runner as runner_module  # noqa: PLC0415
+
+    clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=8, fps=25)
     calls: list[float] = []
 
     def spy(
@@ -72,55 +88,25 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
         return got
 
     monkeypatch.setattr(runner_module, "per_title_rungs", spy)
-    key = "TODO/clip.mp4"
-    store = FakeStore()
-    store.add(key, etag="e1", data=clip.read_bytes())
-    out_key = done_key(key, "hls", pool.output_suffix, extension=pool.fixed_extension)
-    spec = JobSpec(JobKey(key, "hls", "e1", pool.settings_hash()), pool, "media", out_key, 1)
-    runner = JobRunner(
-        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
-    )
-    result = runner.run(spec, JobContext())
+    result, committed = _per_title_job(tmp_path, clip)
     assert result.outcome == "done", result.reason
     assert calls == [90.0]
-    assert out_key in store.data
+    assert committed
 
 
 def test_an_hdr_source_gets_the_fixed_ladder_without_probes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import hevcq.worker.runner as runner_module  # noqa: PLC0415
-    from hevcq.keys import done_key  # noqa: PLC0415
-    from hevcq.ledger import JobKey  # noqa: PLC0415
-    from hevcq.pools import Pool  # noqa: PLC0415
-    from hevcq.worker.runner import JobContext, JobRunner, JobSpec  # noqa: PLC0415
     from tests.e2e.test_crfsearch import hdr_clip  # noqa: PLC0415
-    from tests.fakes import FakeStore  # noqa: PLC0415
 
-    clip = hdr_clip(tmp_path)
-    pool = Pool.model_validate(
-        {
-            "name": "hls",
-            "applies": {"source_codecs": ["h264", "hevc"]},
-            "ladder": {"per_title": True, "poster": False},
-            "quality": {"vmaf": 90},
-        }
-    )
     probed: list[object] = []
     monkeypatch.setattr(runner_module, "per_title_rungs", lambda *a: probed.append(a))
-    key = "TODO/hdr.mp4"
-    store = FakeStore()
-    store.add(key, etag="e1", data=clip.read_bytes())
-    out_key = done_key(key, "hls", pool.output_suffix, extension=pool.fixed_extension)
-    spec = JobSpec(JobKey(key, "hls", "e1", pool.settings_hash()), pool, "media", out_key, 1)
-    runner = JobRunner(
-        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
-    )
-    result = runner.run(spec, JobContext())
+    result, committed = _per_title_job(tmp_path, hdr_clip(tmp_path))
     assert result.outcome == "done", result.reason
     assert (
         result.reason
         == "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
     )
     assert probed == []
-    assert out_key in store.data
+    assert committed
