@@ -67,11 +67,14 @@ MIN_STEP = 0.8
 # A rung's peak cap over its measured average rate: the quality comes from the CRF, the
 # cap only stops a scene from bursting far past what the rung's bandwidth class streams.
 CAP_FACTOR = 2.0
-# Probe samples: 2 s per minute of source (about 3 % of it), at least one; libvmaf scores
-# every PROBE_SUBSAMPLE-th frame. Together they keep the probes' CPU near a quarter of the
-# ladder's own encode (docs/benchmarks.md); two samples a minute cost about half of it.
+# Probe samples: 1.5 s every 30 s of source (5 % of it), at least one; libvmaf scores
+# every PROBE_SUBSAMPLE-th frame. Measured side by side (docs/benchmarks.md, decision
+# 0025): one 2 s sample a minute mispredicted a drifting clip's top rung by 4.8 VMAF;
+# two 2 s samples a minute by 3.0, at 0.34 of the encode's CPU; two of 1.5 s by 1.0, at
+# 0.21-0.26; four of 0.75 s overshot by 2.0 (a keyframe opens every short sample, a
+# quarter of the frames scored), at up to 0.32.
 PROBE_RULES = SampleRules(
-    length_s=2.0, every_s=60.0, min_count=1, min_count_above_s=0.0, whole_share=0.85
+    length_s=1.5, every_s=30.0, min_count=1, min_count_above_s=0.0, whole_share=0.85
 )
 # Odd on purpose: an even step lines up with x264's frame-type pattern and scores mostly
 # one kind of frame (every 4th frame of a noisy clip scored 3.4 points above all of them;
