@@ -148,6 +148,13 @@ def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
         r"VMAF \d+\.\d\d \(1% low \d+\.\d\d, NEG \d+\.\d\d\) with vmaf_v0\.6\.1, 24 frames\n",
         ok.stdout,
     )
+    both = run([*cmd, str(src), str(out), "--xpsnr"])
+    assert both.returncode == 0, both.stderr
+    assert re.fullmatch(
+        r"VMAF \d+\.\d\d \(1% low [^)]+\) with vmaf_v0\.6\.1, 24 frames\n"
+        r"XPSNR \d+\.\d\d dB \(1% low \d+\.\d\d\)\n",
+        both.stdout,
+    )
     notes = tmp_path / "notes.mp4"
     notes.write_text("meeting notes\n")
     bad = run([*cmd, str(notes), str(out)])

@@ -38,7 +38,7 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
 from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
-from hevcq.media.quality import score
+from hevcq.media.quality import score, xpsnr_score
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
 from hevcq.procs import die_with_parent
@@ -328,6 +328,9 @@ def quality(
     source: Annotated[Path, typer.Argument(help="The original video.")],
     output: Annotated[Path, typer.Argument(help="An encode of it to score.")],
     phone: Annotated[bool, typer.Option(help="Also score with VMAF's phone model.")] = False,
+    xpsnr: Annotated[
+        bool, typer.Option(help="Also measure XPSNR (luma, dB), for choosing an XPSNR target.")
+    ] = False,
 ) -> None:
     """Score an encode against its original with VMAF, both sides aligned first
     (upright, same size, same start, one constant frame rate)."""
@@ -337,6 +340,7 @@ def quality(
         ffmpeg = find_ffmpeg(settings.ffmpeg)
         logs.configure(settings.log_format, settings.log_level)
         got = score(ffmpeg, source, output, phone=phone, threads=machine_cores())
+        db = xpsnr_score(ffmpeg, source, output) if xpsnr else None
     except HevcqError as exc:
         raise fail(str(exc)) from exc
     neg = f", NEG {got.neg_mean:.2f}" if got.neg_mean is not None else ""
@@ -347,3 +351,5 @@ def quality(
             f"with {got.model}, {got.frames} frames"
         )
     )
+    if db is not None:
+        console.print(Text(f"XPSNR {db.mean:.2f} dB (1% low {db.low:.2f})"))
