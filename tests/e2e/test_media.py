@@ -670,3 +670,31 @@ def test_sample_library_has_the_shapes_the_readme_promises(ffmpeg: str, tmp_path
     assert decide(hevc, FARM["hevc"], "hevc-clip.mp4") == Skip("already HEVC")
     with pytest.raises(PermanentError, match="not a media file"):
         probe(tmp_path / "docs/not-a-video.mp4")
+
+
+def frame_times(path: Path) -> list[float]:
+    with av.open(str(path)) as f:
+        stream = f.streams.video[0]
+        return [float(frame.pts * frame.time_base) for frame in f.decode(stream)]
+
+
+def test_a_variable_rate_matroska_source_keeps_every_frame_time(
+    ffmpeg: str, media: Path, tmp_path: Path
+) -> None:
+    # A phone's timing in Matroska's 1 ms ticks: a 30 fps grid with frames dropped
+    # unevenly, so the average rate divides none of the timestamps. An encoder timed by
+    # that rate rounded frames onto each other (a quarter of them here) and shifted others.
+    phone, src = tmp_path / "phone.mp4", tmp_path / "phone.mkv"
+    drop = "select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,11)\\,5))'"
+    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"]
+    args += [f"testsrc2=s=320x180:r=30,{drop}", "-t", "10", "-fps_mode", "vfr"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", f"file:{phone}"]
+    remux = [ffmpeg, "-hide_banner", "-loglevel", "error", "-i", f"file:{phone}", "-c", "copy"]
+    for step in (args, [*remux, f"file:{src}"]):
+        run_ffmpeg(step, on_progress=None, stop=threading.Event(), stall_timeout_s=60)
+    _, _, dst, _ = encode(ffmpeg, src, "hevc", tmp_path)
+    before, after = frame_times(src), frame_times(dst)
+    assert len(after) == len(before) > 200
+    assert len(set(after)) == len(after)  # no two frames at one time
+    offset = before[0] - after[0]
+    assert max(abs(b - a - offset) for b, a in zip(before, after, strict=True)) < 0.0015

@@ -157,6 +157,8 @@ def test_portrait_phone_clip_exact_command() -> None:
         "log-level=error",
         "-fps_mode:v",
         "passthrough",
+        "-enc_time_base:v",
+        "filter",
         "-map",
         "0:1",
         "-c:a:0",

@@ -76,8 +76,11 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     if params and codec.params_option:
         args += [codec.params_option, encoder_params(params)]
     # No -r and no CFR conversion: MP4 output would otherwise default to duplicating
-    # and dropping frames of variable-frame-rate phone clips.
-    args += ["-fps_mode:v", "passthrough"]
+    # and dropping frames of variable-frame-rate phone clips. The encoder counts time in
+    # the frames' own ticks: by default it counts in frames of the stream's guessed rate,
+    # which for a variable-rate Matroska source (1 ms ticks, an average rate that divides
+    # nothing) rounds timestamps onto each other (38 of 234 frames of a phone clip).
+    args += ["-fps_mode:v", "passthrough", "-enc_time_base:v", "filter"]
     return args
 
 
