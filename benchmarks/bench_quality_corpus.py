@@ -15,8 +15,15 @@ that description (no code of ab-av1 was read or copied):
 - predicted size = the samples' encoded percent of their input times the input size, and a
   result above ``max-encoded-percent`` (80) is refused.
 
-These rules are stated from memory of the README and have not yet been checked against the
-published documentation; check them before the figures are quoted.
+Checked against the published descriptions: the README and ``crf-search --help`` text
+(docs.rs/crate/ab-av1, "Interpolated binary search using sample-encode to find the best crf
+value delivering --min-vmaf & --max-encoded-percent"; defaults min-vmaf 95,
+max-encoded-percent 80, min-crf 10) and the v0.6.0 release notes (max-crf 46 for libx264 and
+libx265, crf-increment 0.1 for them, a ``--thorough`` mode). Not reproduced here: the 0.1 CRF
+increment (hevcq's pools use integer CRFs, so this baseline steps by 1), ``--thorough``, and
+the exact full-pass threshold, which the descriptions do not state ("more than half" is this
+module's reading). The sample count rule (one per 12 minutes, at least one) follows the
+``--sample-every`` option's description.
 """
 
 from __future__ import annotations
