@@ -124,3 +124,71 @@ def bytes_saved(rows: Sequence[tuple[int, float, int, float]]) -> tuple[float, i
     if not kept:
         return 0.0, 0
     return 1.0 - sum(b for b, _ in kept) / sum(fb for _, fb in kept), len(kept)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One corpus file: its kind, length, and the lavfi graph that makes it."""
+
+    name: str
+    kind: str
+    seconds: float
+    graph: str
+    pix_fmt: str = "yuv420p"
+    rotation: int = 0
+    vfr: bool = False
+
+
+KINDS = ("screen", "static", "grain", "night", "sport", "phone-vfr", "portrait", "10-bit")
+
+
+def corpus(quick: bool = False) -> list[Source]:
+    """The corpus: four files of each kind at short lengths, and two of 10 minutes or more
+    at 240p for the search-CPU figure; ``quick`` keeps one short file of four kinds."""
+    size = "640x360"
+    graphs = {
+        "screen": f"testsrc2=s={size}:r=30,drawgrid=w=40:h=20:t=1:c=white@0.5",
+        "static": f"smptebars=s={size}:r=30",
+        "grain": f"testsrc2=s={size}:r=24,noise=alls=25:allf=t+u",
+        "night": f"testsrc2=s={size}:r=30,eq=brightness=-0.35:contrast=0.5,noise=alls=12:allf=t",
+        "sport": f"mandelbrot=s={size}:r=30",
+        "phone-vfr": f"testsrc2=s={size}:r=30,noise=alls=6:allf=t",
+        "portrait": "testsrc2=s=360x640:r=30",
+        "10-bit": f"testsrc2=s={size}:r=30,noise=alls=8:allf=t",
+    }
+    out: list[Source] = []
+    for kind in KINDS:
+        for i, seconds in enumerate((10.0, 20.0, 30.0, 40.0)):
+            out.append(
+                Source(
+                    name=f"{kind}-{i}",
+                    kind=kind,
+                    seconds=seconds,
+                    graph=graphs[kind],
+                    pix_fmt="yuv420p10le" if kind == "10-bit" else "yuv420p",
+                    rotation=90 if kind == "portrait" else 0,
+                    vfr=kind == "phone-vfr",
+                )
+            )
+    out += [
+        Source("long-screen", "screen", 600.0, "testsrc2=s=426x240:r=24"),
+        Source("long-grain", "grain", 660.0, "testsrc2=s=426x240:r=24,noise=alls=20:allf=t"),
+    ]
+    if quick:
+        return [s for s in out if s.name in {"screen-0", "grain-0", "portrait-0", "10-bit-0"}]
+    return out
+
+
+def source_args(src: Source, out: str) -> list[str]:
+    """The ffmpeg arguments (after the binary) that write ``src`` as H.264 to ``out``."""
+    graph = src.graph
+    if src.vfr:
+        # Drop frames in an uneven pattern so the timestamps are variable, as a phone writes.
+        graph += ",select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,11)\\,5))'"
+    args = ["-y", "-f", "lavfi", "-i", graph, "-t", str(src.seconds)]
+    if src.vfr:
+        args += ["-fps_mode", "vfr"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", src.pix_fmt]
+    if src.rotation:
+        args = ["-display_rotation", str(src.rotation), "-noautorotate", *args]
+    return [*args, out]

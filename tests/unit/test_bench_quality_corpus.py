@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from benchmarks.bench_quality_corpus import (
+    KINDS,
     Probe,
     baseline_next_crf,
     baseline_samples,
     baseline_search,
     bytes_saved,
+    corpus,
     cpu_ratios,
     predicted_bytes,
     share_within_size,
     share_within_vmaf,
+    source_args,
 )
 
 
@@ -53,3 +56,18 @@ def test_the_figure_arithmetic() -> None:
     saved, files = bytes_saved([(80, 95.0, 100, 94.0), (50, 90.0, 100, 95.0)])
     assert files == 1
     assert abs(saved - 0.2) < 1e-9
+
+
+def test_the_corpus_has_thirty_files_covering_every_kind_and_two_long_sources() -> None:
+    files = corpus()
+    assert len(files) >= 30
+    assert {s.kind for s in files} == set(KINDS)
+    assert sum(s.seconds >= 600 for s in files) == 2
+    assert len(corpus(quick=True)) == 4
+
+
+def test_a_vfr_source_drops_frames_and_a_portrait_one_carries_its_rotation() -> None:
+    vfr = next(s for s in corpus() if s.vfr)
+    assert "-fps_mode" in source_args(vfr, "x.mp4")
+    portrait = next(s for s in corpus() if s.rotation)
+    assert source_args(portrait, "x.mp4")[:2] == ["-display_rotation", "90"]
