@@ -1,8 +1,9 @@
 """The quality-target figures on a generated corpus: pure parts only so far.
 
-This module holds the arithmetic that the corpus benchmark reports and the baseline it is
-compared with; the corpus generator and the encode loop are not written yet, so the module
-is not listed in ``benchmarks/__main__.py`` NAMES.
+This module holds the corpus spec and the ffmpeg arguments that write each source, the
+arithmetic the benchmark reports, and the baseline it is compared with. The loop that
+generates and caches the corpus, runs the searches and encodes, and reports the figures is
+not written yet, so the module has no ``run`` and is not in ``benchmarks/__main__.py`` NAMES.
 
 The baseline is ab-av1's ``crf-search`` as its README describes it, reimplemented here from
 that description (no code of ab-av1 was read or copied):
