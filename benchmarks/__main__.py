@@ -38,6 +38,7 @@ NAMES = (
     "library_scale",
     "library_throughput",
     "ladder",
+    "pertitle",
 )
 
 
@@ -116,6 +117,7 @@ class Run:
         self.step("library_scale", lambda: _figures("bench_library_scale", self.quick))
         self.step("library_throughput", lambda: _figures("bench_library_throughput", self.quick))
         self.step("ladder", lambda: _figures("bench_ladder", self.quick))
+        self.step("pertitle", lambda: _figures("bench_pertitle", self.quick))
 
     def _overhead(self) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415

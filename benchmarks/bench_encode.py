@@ -13,7 +13,7 @@ from hevcq.library.calibrate import (
 )
 from hevcq.pools import load_farm
 
-POOLS = ("hevc", "1080p", "720p")
+POOLS = ("hevc", "1080p", "720p", "hls")  # hls: the whole ladder command
 
 
 def run_speeds(quick: bool = False) -> tuple[list[Figure], dict[str, float]]:

@@ -17,6 +17,25 @@ REPO = Path(__file__).resolve().parents[1]
 WORKERS_DIR = REPO / "workers"
 
 
+# pytest 9.2 reads a test's id from a new attribute; pytest-xdist (3.8) groups tests by
+# suffixing the old one, so with 9.2 every group silently falls apart.
+XDIST_GROUPS_BREAK_AT = (9, 2)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run grouped tests apart. ``make test`` spreads tests over the cores with
+    ``--dist loadgroup``; tests marked ``xdist_group`` share one worker because they must
+    not run beside each other (timed faults) or share an expensive set-up (Terraform)."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    version = tuple(int(p) for p in pytest.__version__.split(".")[:2])
+    if version >= XDIST_GROUPS_BREAK_AT:
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} breaks pytest-xdist's test groups; "
+            "install the pytest pyproject.toml names (make install)"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No real credentials, endpoints or user settings leak into a test."""

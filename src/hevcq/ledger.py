@@ -94,9 +94,10 @@ def newer_sequencer(a: str, b: str) -> bool | None:
 # A finished job's steps, each timed by the worker and kept on its item.
 PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
 # What a finished job measured of its output (a pool with a quality target): its VMAF
-# (mean, worst 1 %, model), the CRF it was encoded at and the size the CRF search
-# predicted. Written with every finish, cleared when another version is claimed.
-QUALITY = ("vmaf", "vmaf_low", "vmaf_model", "crf", "predicted_bytes")
+# (mean, worst 1 %, model) or its XPSNR (pooled, worst 1 %), the CRF it was encoded at
+# and the size the CRF search predicted. Written with every finish, cleared when another
+# version is claimed.
+QUALITY = ("vmaf", "vmaf_low", "vmaf_model", "xpsnr", "xpsnr_low", "crf", "predicted_bytes")
 HISTORY_KEPT = 20  # earlier versions an item remembers; older ones are dropped
 
 
@@ -182,6 +183,8 @@ class LedgerItem:
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_model: str | None = None
+    xpsnr: float | None = None
+    xpsnr_low: float | None = None
     crf: int | None = None
     predicted_bytes: int | None = None
     started_at: float | None = None

@@ -50,10 +50,16 @@ class JobResult(BaseModel):
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_model: str | None = None
+    # The same for a pool whose target is an XPSNR (luma, dB, pooled as ffmpeg's filter
+    # pools it); the vmaf fields then stay empty. Which pair is set says what was measured.
+    xpsnr: float | None = None
+    xpsnr_low: float | None = None
     # A pool whose CRF is searched for its target (hevcq.media.crfsearch): the CRF chosen,
-    # and the VMAF and output size its samples predicted (output_bytes is the real size).
+    # and the score (in the target's metric) and output size its samples predicted
+    # (output_bytes is the real size).
     crf: int | None = None
     predicted_vmaf: float | None = None
+    predicted_xpsnr: float | None = None
     predicted_bytes: int | None = None
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -37,6 +37,9 @@ META_CLIENT_SKIPS = "hevcq-client-skips"  # pools the client decided to skip, co
 META_CLIENT_SETTLED = "hevcq-client-settled"  # pools whose earlier outcome the client holds
 # The pools the uploader chose for this file, comma separated; absent: every pool.
 META_POOLS = "hevcq-pools"
+# A VMAF target for this upload (``hevcq ingest --target-vmaf``): every file pool searches
+# its CRF for it (``pools.Pool.with_target``).
+META_TARGET_VMAF = "hevcq-target-vmaf"
 
 # --- On an API upload, written by the presigned POST policy ------------------------------
 META_OWNER = "hevcq-owner"
@@ -88,3 +91,23 @@ def client_holds(metadata: Mapping[str, str], pool: str) -> bool:
 def client_skipped(metadata: Mapping[str, str], pool: str) -> bool:
     """Whether the uploading client decided that ``pool`` skips this object."""
     return _named(metadata, META_CLIENT_SKIPS, pool)
+
+
+def target_metadata(vmaf: float | None) -> dict[str, str]:
+    """Upload metadata carrying a run's VMAF target (empty without one)."""
+    return {} if vmaf is None else {META_TARGET_VMAF: f"{vmaf:g}"}
+
+
+def client_target(metadata: Mapping[str, str]) -> float | None:
+    """The VMAF target an upload carries, or None. Raises ``ValueError`` with a one-line
+    reason for a value that is not a number in (0, 100]: whoever can upload can write it."""
+    raw = metadata.get(META_TARGET_VMAF)
+    if raw is None:
+        return None
+    try:
+        vmaf = float(raw)
+    except ValueError:
+        raise ValueError(f"the upload's VMAF target {raw[:40]!r} is not a number") from None
+    if not 0 < vmaf <= 100:  # also refuses nan
+        raise ValueError(f"the upload's VMAF target {raw[:40]!r} is not in (0, 100]")
+    return vmaf

@@ -28,11 +28,15 @@ from hevcq.formats import (
 )
 from hevcq.limits import MAX_RETENTION_S, MAX_VISIBILITY_TIMEOUT_S, MIN_RETENTION_S
 
+# The metrics a quality target may be in (``hevcq.media.quality``).
+Metric = Literal["vmaf", "xpsnr"]
+
 PoolName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")]
 # How a worker proves an output before uploading it (hevcq.media.verify; the decision is
 # docs/decisions/0016-media-policy.md): "stream": the file's video is the encoder's own
 # stream, shapes checked, first and last GOP decoded; "full": every frame decoded;
-# "quality": as "stream", and the output's VMAF must reach the pool's quality target.
+# "quality": as "stream", and the output's score (VMAF or XPSNR) must reach the pool's
+# quality target, less its margin.
 VerifyPolicy = Literal["stream", "full", "quality"]
 
 
@@ -159,9 +163,17 @@ class QueueSpec(_Strict):
         return self
 
 
+# The size limit of a search asked for by ``--target-vmaf`` when the pool names none: an
+# output above 80 % of its source saves too little to be worth replacing it with.
+TARGET_SIZE_PERCENT = 80.0
+
+
 class Quality(_Strict):
     """A pool's quality target: every output of the pool is scored against its source
     (``hevcq.media.quality``) and its score goes on the job's result.
+
+    The target is one metric: ``vmaf`` (0-100) or ``xpsnr`` (dB); callers read
+    ``metric`` and ``target`` instead of the fields.
 
     With a search (``searches``), the worker chooses each source's CRF for the target
     before encoding it (``hevcq.media.crfsearch``) instead of using ``encode.crf``, which
@@ -169,7 +181,10 @@ class Quality(_Strict):
     ``max_size_percent`` of its size keeps its original.
     """
 
-    vmaf: float = Field(ge=0, le=100, description="The VMAF an output should reach.")
+    vmaf: float | None = Field(None, ge=0, le=100, description="The VMAF an output should reach.")
+    xpsnr: float | None = Field(
+        None, ge=10, le=100, description="The XPSNR (luma, dB) an output should reach."
+    )
     # How far below the target ``verify: quality`` still accepts an output.
     margin: float = Field(1.0, ge=0, le=100)
     phone: bool = Field(False, description="Also score with VMAF's phone model.")
@@ -184,10 +199,26 @@ class Quality(_Strict):
     search: bool | None = None
 
     @model_validator(mode="after")
-    def _limit_needs_a_search(self) -> Quality:
+    def _one_target_and_a_search_for_a_limit(self) -> Quality:
+        if (self.vmaf is None) == (self.xpsnr is None):
+            raise ValueError("name exactly one target: vmaf (0-100) or xpsnr (dB)")
         if self.search is False and self.max_size_percent is not None:
             raise ValueError("max_size_percent limits a CRF search, and search is false")
         return self
+
+    @property
+    def metric(self) -> Metric:
+        """The metric the target is in."""
+        return "vmaf" if self.vmaf is not None else "xpsnr"
+
+    @property
+    def target(self) -> float:
+        """The score an output should reach, in the target's metric."""
+        if self.vmaf is not None:
+            return self.vmaf
+        if self.xpsnr is None:  # the validator names exactly one: never here
+            raise ValueError("no quality target")
+        return self.xpsnr
 
     @property
     def searches(self) -> bool:
@@ -199,7 +230,7 @@ class Quality(_Strict):
         CRF, and so the bytes (None without a search: a score changes no byte)."""
         if not self.searches:
             return None
-        return {"vmaf": self.vmaf, "max_size_percent": self.max_size_percent}
+        return {self.metric: self.target, "max_size_percent": self.max_size_percent}
 
 
 class Ladder(_Strict):
@@ -209,6 +240,17 @@ class Ladder(_Strict):
 
     groups: tuple[Literal["hevc", "av1"], ...] = ()
     poster: bool = True
+    # Rungs, CRFs and caps from the source's own rate-quality curves for the pool's
+    # quality target (``hevcq.media.pertitle``) instead of the fixed table.
+    per_title: bool = False
+
+    def hash_material(self, quality: Quality | None) -> dict[str, Any]:
+        """What the ladder adds to the settings hash. A fixed ladder hashes as it did
+        before per-title ladders existed; a per-title one adds its target."""
+        material = self.model_dump(mode="json", exclude={"per_title"})
+        if self.per_title and quality is not None:
+            material["per_title_vmaf"] = quality.vmaf
+        return material
 
     @property
     def encoders(self) -> frozenset[str]:
@@ -261,6 +303,11 @@ class Pool(_Strict):
             raise ValueError("verify: quality needs a quality target (quality: {vmaf: 95})")
         if self.ladder is not None and self.verify == "quality":
             raise ValueError("a ladder is checked by its own rules; verify: quality is for files")
+        if self.ladder is not None and self.ladder.per_title and self.quality is None:
+            raise ValueError("ladder.per_title needs a quality target (quality: {vmaf: 93})")
+        per_title = self.ladder is not None and self.ladder.per_title
+        if per_title and self.quality is not None and self.quality.metric != "vmaf":
+            raise ValueError("ladder.per_title picks its rungs by VMAF: give quality.vmaf")
         return self
 
     @property
@@ -288,6 +335,31 @@ class Pool(_Strict):
         box = self.encode.container
         return None if box == AUTO else CONTAINERS[box].extension
 
+    def with_target(self, vmaf: float) -> Pool:
+        """This pool as one run with ``--target-vmaf`` uses it: a file pool searches its CRF
+        for ``vmaf`` (keeping its own size limit, or ``TARGET_SIZE_PERCENT``, its margin and
+        models); a ladder is encoded by its own table and is left as it is.
+
+        The client and the workers both derive the pool this way (the target rides on the
+        upload, ``metadata.META_TARGET_VMAF``), so both compute the same settings hash: an
+        output made for a target is current for that target only.
+        """
+        if self.ladder is not None:
+            return self
+        own = self.quality
+        quality = Quality(
+            vmaf=vmaf,
+            margin=own.margin if own is not None else 1.0,
+            phone=own.phone if own is not None else False,
+            max_size_percent=(
+                own.max_size_percent
+                if own is not None and own.max_size_percent is not None
+                else TARGET_SIZE_PERCENT
+            ),
+            search=True,
+        )
+        return self.model_copy(update={"quality": quality})
+
     def settings_hash(self) -> str:
         """A short stable hash of everything that changes the encoded bytes.
 
@@ -301,7 +373,7 @@ class Pool(_Strict):
             "encode": self.encode.hash_material(),
         }
         if self.ladder is not None:
-            material["ladder"] = self.ladder.model_dump(mode="json")
+            material["ladder"] = self.ladder.hash_material(self.quality)
         search = self.quality.hash_material() if self.quality is not None else None
         if search is not None:
             material["crf_search"] = search

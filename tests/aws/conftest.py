@@ -11,8 +11,10 @@ from moto import mock_aws
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import _create_ledger, provision
+from hevcq.emulator import s3disk
 from hevcq.pools import Pool
 from hevcq.topology import FarmRefs, Names
+from tests.aws.test_s3disk import uninstall_s3disk
 
 
 @dataclass
@@ -20,6 +22,23 @@ class MotoFarm:
     clients: Clients
     refs: FarmRefs
     pools: dict[str, Pool]
+
+
+@pytest.fixture(autouse=True)
+def _moto_as_it_ships() -> Iterator[None]:
+    """Each test here meets moto as it ships. A moto server that a session fixture runs in
+    this worker process (the Terraform farms, ``tests/e2e/tfhelpers.py``) has moto's S3
+    adapted to keep bytes on disk (``hevcq.emulator.s3disk``); that adaptation is set aside
+    for the test (the server idles meanwhile: a process runs one test at a time) and put
+    back after it."""
+    suspended = bool(s3disk._installed)
+    if suspended:
+        uninstall_s3disk()
+    try:
+        yield
+    finally:
+        if suspended and not s3disk._installed:
+            s3disk.install()
 
 
 @pytest.fixture

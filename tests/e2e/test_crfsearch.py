@@ -6,6 +6,7 @@ scoring failure, never "unreachable"."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.model import EncodePlan
 from hevcq.media.probe import probe
-from hevcq.media.quality import ScoringError, score
+from hevcq.media.quality import ScoringError, score, xpsnr_score
 from hevcq.media.samples import make_clip
 from hevcq.pools import Pool
 from hevcq.worker.runner import CRF_CACHE, JobContext, JobRunner, JobSpec
+from tests.e2e.farmkit import pool_dir
+from tests.e2e.test_choose_pools import ingest
 from tests.fakes import FakeStore
 
 pytestmark = pytest.mark.e2e
@@ -111,11 +114,11 @@ def test_the_crf_found_reaches_the_target_on_the_whole_file_at_the_size_predicte
     assert isinstance(found, SearchResult)
     assert 1 <= len(found.probes) <= 6
     assert not found.cached
-    assert found.predicted_vmaf >= 93.0
+    assert found.predicted_score >= 93.0
     full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
     got = score(find_ffmpeg(), src, full, threads=2)
     assert abs(got.mean - 93.0) < 2.0
-    assert abs(got.mean - found.predicted_vmaf) < 1.0
+    assert abs(got.mean - found.predicted_score) < 1.0
     actual = full.stat().st_size
     assert abs(found.predicted_bytes - actual) / actual < 0.05
     assert found.predicted_percent == pytest.approx(
@@ -123,7 +126,7 @@ def test_the_crf_found_reaches_the_target_on_the_whole_file_at_the_size_predicte
     )
     # One CRF more must have failed the target (or been past the search's range).
     above = [p for p in found.probes if p.crf == found.crf + 1]
-    assert not above or above[0].vmaf < 93.0
+    assert not above or above[0].score < 93.0
 
 
 def test_a_second_search_encodes_nothing(tmp_path, clip) -> None:
@@ -201,6 +204,44 @@ def test_a_probe_that_cannot_be_scored_is_a_scoring_failure(tmp_path) -> None:
         find_crf(searcher(tmp_path), hdr, plan, probe(hdr), source_id="h", target=90.0)
 
 
+def test_an_xpsnr_target_is_searched_on_xpsnr_and_the_full_encode_lands_near_it(
+    tmp_path, clip
+) -> None:
+    # 31 dB: about what VMAF 93 is on this clip (CRF 22 reaches both here).
+    plan = plan_for(clip, pool())
+    found = find_crf(
+        searcher(tmp_path), clip, plan, probe(clip), source_id="e1", target=31.0, metric="xpsnr"
+    )
+    assert isinstance(found, SearchResult)
+    assert 1 <= len(found.probes) <= 6
+    assert found.predicted_score >= 31.0
+    full = encode(clip, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    got = xpsnr_score(find_ffmpeg(), clip, full)
+    assert abs(got.mean - 31.0) < 1.0
+    assert abs(got.mean - found.predicted_score) < 0.5
+    above = [p for p in found.probes if p.crf == found.crf + 1]
+    assert not above or above[0].score < 31.0
+    # Its probes answer the same XPSNR search again, and never a VMAF one.
+    gone = searcher(tmp_path, ffmpeg="/nonexistent/ffmpeg")
+    again = find_crf(gone, clip, plan, probe(clip), source_id="e1", target=31.0, metric="xpsnr")
+    assert isinstance(again, SearchResult)
+    assert (again.cached, again.crf) == (True, found.crf)
+    with pytest.raises(Exception, match="nonexistent"):
+        find_crf(gone, clip, plan, probe(clip), source_id="e1", target=93.0)
+    small = find_crf(
+        searcher(tmp_path),
+        clip,
+        plan,
+        probe(clip),
+        source_id="e1",
+        target=31.0,
+        max_size_percent=20,
+        metric="xpsnr",
+    )
+    assert isinstance(small, Unreachable)
+    assert small.reason.startswith("XPSNR 31 dB not reached within 20 % of the source size")
+
+
 # --- in the worker -------------------------------------------------------------------------
 
 
@@ -250,6 +291,21 @@ def test_a_searching_pool_encodes_at_the_crf_found_and_says_so(tmp_path, clip, m
     assert runs == []
 
 
+def test_an_xpsnr_pool_searches_and_scores_in_xpsnr(tmp_path, clip) -> None:
+    result, _, _ = run_job(tmp_path, clip, pool(xpsnr=31, max_size_percent=150))
+    assert result.outcome == "done"
+    assert result.crf not in (None, 26)
+    assert (result.vmaf, result.vmaf_low, result.vmaf_model, result.predicted_vmaf) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert result.predicted_xpsnr >= 31
+    assert abs(result.xpsnr - 31) < 1.0
+    assert result.xpsnr_low <= result.xpsnr
+
+
 def test_a_source_that_cannot_reach_the_target_within_the_limit_keeps_its_original(
     tmp_path, clip
 ) -> None:
@@ -276,3 +332,32 @@ def test_a_job_whose_probe_cannot_be_scored_fails_as_a_scoring_failure(tmp_path)
     with pytest.raises(ScoringError, match="HDR video") as failed:
         run_job(tmp_path, hdr_clip(tmp_path), pool(codec="h264", vmaf=90, max_size_percent=80))
     assert failed.value.failure_class is FailureClass.SCORING
+
+
+def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_nothing(
+    tmp_path: Path,
+) -> None:
+    # The client and the workers derive the same pool from the run's target: the result
+    # comes home as current, and the same run again finds nothing to do.
+    pool_dir(tmp_path, ("hevc",))
+    make_clip(tmp_path / "lib" / "trip.mp4", width=320, height=180, seconds=2)
+    first = ingest(tmp_path, "--target-vmaf", "90")
+    assert first.returncode == 0, first.stdout + first.stderr
+    searched = r"VMAF \d+\.\d \(\d+\.\d low\) at CRF \d+, \d+ % of the predicted size"
+    assert re.search(searched, first.stdout), first.stdout
+    assert (tmp_path / "out" / "hevc" / "trip.mp4").is_file()
+    again = ingest(tmp_path, "--target-vmaf", "90")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "at CRF" not in again.stdout  # nothing encoded again
+    assert "earlier" in again.stdout, again.stdout
+    # Without the target the output is not the pool's own: the file is encoded again, and
+    # the output made for the target, already home, is never overwritten by it.
+    home = tmp_path / "out" / "hevc" / "trip.mp4"
+    made_for_target = home.read_bytes()
+    plain = ingest(tmp_path)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    assert "exists and differs; not overwriting" in plain.stdout, plain.stdout
+    assert home.read_bytes() == made_for_target
+    refused = ingest(tmp_path, "--target-vmaf", "0")
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr

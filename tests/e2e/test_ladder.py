@@ -3,6 +3,7 @@ broken in that one way."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from hevcq.errors import PermanentError, VerificationError
@@ -19,6 +21,8 @@ from hevcq.media.ladder import (
     SEGMENT_S,
     build_ladder,
     check_ladder,
+    decode_rendition,
+    open_fragmented,
     read_iframe_playlist,
     read_iframe_streams,
     read_master,
@@ -278,3 +282,19 @@ def test_hevc_and_av1_groups_follow_the_h264_group_with_codecs_from_their_init(
     assert check_ladder(tmp_path / "hls") == []  # the HEVC rung decodes in full here
     iframes = read_iframe_streams(tmp_path / "hls" / MASTER)
     assert [s.codecs[:4] for s in iframes] == ["avc1", "av01", "hvc1"]
+
+
+def test_every_frame_of_a_rendition_decodes_segment_by_segment_without_a_probe_decode(
+    ladder: Path,
+) -> None:
+    media = read_media_playlist(ladder / "0" / "index.m3u8")
+    decoded = decode_rendition(media)
+    assert decoded.frames == SECONDS * 25
+    first = decoded.starts[0]
+    assert first is not None
+    assert [round(s - first, 3) for s in decoded.starts if s is not None] == [0.0, 6.0, 12.0]
+    data = media.init.read_bytes() + media.segments[0][1].read_bytes()
+    with open_fragmented(data) as f:
+        assert f.streams.video[0].codec_context.pix_fmt is None  # no frame decoded to probe
+    with av.open(io.BytesIO(data)) as f:
+        assert f.streams.video[0].codec_context.pix_fmt == "yuv420p"  # a probe that decodes

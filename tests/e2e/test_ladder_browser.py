@@ -33,8 +33,9 @@ PLAYER = """<!doctype html><html><body>
 <script>
 const video = document.getElementById("v");
 const hls = new Hls({enableWorker: false, capLevelToPlayerSize: false});
-window.ladder = {levels: null, fatal: [], switched: []};
+window.ladder = {levels: null, fatal: [], errors: [], switched: []};
 hls.on(Hls.Events.ERROR, (_e, d) => {
+  window.ladder.errors.push(d.type + ":" + d.details);
   if (d.fatal) window.ladder.fatal.push(d.type + ":" + d.details);
 });
 hls.on(Hls.Events.MANIFEST_PARSED, (_e, d) => {
@@ -62,12 +63,22 @@ PLAY_RUNG = """async ([level, start]) => {
   return {level: hls.currentLevel, time: video.currentTime, timedOut: true};
 }"""
 
+# Seeks near the end and plays to ``ended``; what the player was doing when it did not.
 SEEK_TO_END = """async () => {
   const video = document.getElementById("v");
   const ended = new Promise(r => video.addEventListener("ended", () => r(true), {once: true}));
   video.currentTime = video.duration - 0.5;
   await video.play();
-  return await Promise.race([ended, new Promise(r => setTimeout(() => r(false), 20000))]);
+  if (await Promise.race([ended, new Promise(r => setTimeout(() => r(false), 45000))])) {
+    return {ended: true};
+  }
+  const buffered = [];
+  for (let i = 0; i < video.buffered.length; i++) {
+    buffered.push([video.buffered.start(i), video.buffered.end(i)]);
+  }
+  return {ended: false, time: video.currentTime, duration: video.duration, buffered,
+          readyState: video.readyState, paused: video.paused, level: hls.currentLevel,
+          errors: window.ladder.errors};
 }"""
 
 
@@ -126,7 +137,8 @@ def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
                 played = page.evaluate(PLAY_RUNG, [level, 0.5 + 1.5 * level])
                 assert played.get("timedOut") is not True, played
                 assert played["level"] == level
-            assert page.evaluate(SEEK_TO_END) is True
+            end = page.evaluate(SEEK_TO_END)
+            assert end["ended"] is True, end
             assert page.evaluate("window.ladder.fatal") == []
             assert errors == []
         finally:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.quality import MODEL_HD, ScoringError, score
+from hevcq.media.quality import MODEL_HD, ScoringError, score, score_batch
 from hevcq.media.samples import make_clip
+from tests.e2e.test_crfsearch import hdr_clip
 
 pytestmark = pytest.mark.e2e
 
@@ -98,21 +99,25 @@ def test_a_rendition_is_scored_at_the_source_size(tmp_path: Path) -> None:
     assert 40 < got.mean < 99  # upscaled for scoring: lower, but a real score
 
 
+def test_a_batch_scores_each_output_as_scoring_it_alone_does(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "s.mp4", width=640, height=360, seconds=1)
+    outs = [
+        encode(src, tmp_path / "small.mp4", "-vf", "scale=320:180"),
+        encode(src, tmp_path / "same.mp4"),
+        encode(src, tmp_path / "tiny.mp4", "-vf", "scale=160:90"),
+    ]
+    batch = score_batch(find_ffmpeg(), src, outs, subsample=3)
+    alone = [score(find_ffmpeg(), src, out, subsample=3) for out in outs]
+    assert [b.mean for b in batch] == pytest.approx([a.mean for a in alone], abs=0.01)
+    assert [b.frames for b in batch] == [a.frames for a in alone]
+    assert batch[2].mean < batch[0].mean < batch[1].mean  # in the order given
+    assert all(b.neg_mean is None for b in batch)  # probes skip NEG
+    with pytest.raises(ScoringError, match="HDR video"):
+        score_batch(find_ffmpeg(), src, [*outs, hdr_clip(tmp_path)])
+
+
 def test_hdr_and_non_video_are_not_scored(tmp_path: Path) -> None:
-    hdr = tmp_path / "hdr.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:duration=0.5",
-        "-c:v",
-        "libx265",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-x265-params",
-        "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
-        str(hdr),
-    )
+    hdr = hdr_clip(tmp_path)
     with pytest.raises(ScoringError, match="HDR video"):
         score(find_ffmpeg(), hdr, hdr)
     notes = tmp_path / "notes.mp4"

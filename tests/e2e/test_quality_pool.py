@@ -77,3 +77,18 @@ def test_verify_quality_fails_an_output_below_the_target_and_uploads_nothing(
     assert result.outcome == "done"  # measured and reported, not enforced, under stream
     assert result.vmaf is not None
     assert result.vmaf < 99.5
+
+
+def test_verify_quality_holds_an_xpsnr_output_to_its_target_less_the_margin(tmp_path, clip) -> None:
+    store = FakeStore()
+    with pytest.raises(PermanentError, match=r"^quality: XPSNR \d+\.\d\d dB is below the pool's"):
+        run(tmp_path, store, clip, crf=51, quality={"xpsnr": 60, "margin": 0}, verify="quality")
+    assert OUT not in store.objects
+    passed = run(tmp_path, FakeStore(), clip, quality={"xpsnr": 20}, verify="quality")
+    assert passed.outcome == "done"
+    assert passed.xpsnr is not None
+    assert passed.xpsnr > 20
+    assert passed.vmaf is None
+    # Below the target by less than the margin: accepted.
+    near = run(tmp_path, FakeStore(), clip, quality={"xpsnr": passed.xpsnr + 0.5}, verify="quality")
+    assert near.outcome == "done"

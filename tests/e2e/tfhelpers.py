@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -34,7 +35,6 @@ from moto.server import ThreadedMotoServer
 
 from hevcq.cli.tfconfig import settings_from_outputs
 from hevcq.emulator import s3disk
-from tests.aws.test_s3disk import uninstall_s3disk
 from tests.e2e.farmkit import pool_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -241,7 +241,8 @@ _ORIGINAL_REGISTER = ApplicationAutoScalingResponse.register_scalable_target
 def patch_moto_scaling_tags() -> None:
     """Add Application Auto Scaling tagging, which moto 5 lacks and the provider reads.
 
-    The server runs in this process, so patching its response class is enough; without
+    The server runs in the process that calls this, so patching its response class is
+    enough; without
     it the provider retries ListTagsForResource after each scalable target until timeout.
     """
     cls: Any = ApplicationAutoScalingResponse
@@ -253,21 +254,49 @@ def patch_moto_scaling_tags() -> None:
 
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
-    """A ThreadedMotoServer on 127.0.0.1 and a free port, stopped on exit.
+    """moto's server on 127.0.0.1 and a free port, in a process of its own, stopped on exit.
 
     Its S3 is the embedded farm's (bytes on disk, ``hevcq.emulator.s3disk``), so the parity test
-    proves the events and conditional requests of the store the embedded farm uses.
+    proves the events and conditional requests of the store the embedded farm uses. It is not
+    in the test process: moto keeps its state in module globals, which any ``mock_aws`` of a
+    later test in that process would reset under the farms (their destroy then fails), and
+    its S3 adaptation would change what those tests meet.
     """
-    patch_moto_scaling_tags()
-    s3disk.install()
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.tfhelpers", str(port)],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().strip()
+        assert ready == "ready", f"the moto server did not start: {ready!r}"
         yield f"http://127.0.0.1:{port}"
     finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the server's signal to stop
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _serve(port: int) -> None:
+    """The moto server ``moto_endpoint`` runs: until its standard input closes (the test
+    process ended it, or died)."""
+    patch_moto_scaling_tags()
+    s3disk.install()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    print("ready", flush=True)
+    try:
+        sys.stdin.read()
+    finally:
         server.stop()
-        uninstall_s3disk()
 
 
 def _network(endpoint: str) -> tuple[list[str], list[str]]:
@@ -418,3 +447,7 @@ def terraform_farms(tmp_dir: Path) -> Iterator[TerraformFarms]:
         tmp.mkdir(parents=True, exist_ok=True)
     with applied_together(farms) as applied:
         yield TerraformFarms(applied["full"], applied["parity"], wdir)
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))

@@ -27,7 +27,8 @@ from hevcq.media.decide import shares_encode
 from hevcq.media.ffargs import build_args
 from hevcq.media.model import EncodePlan, MediaInfo, VideoStream
 from hevcq.messages import JobResult
-from hevcq.pools import Pool, Quality
+from hevcq.metadata import META_TARGET_VMAF, client_target, target_metadata
+from hevcq.pools import TARGET_SIZE_PERCENT, Pool, Quality
 
 MIN = 60.0
 
@@ -147,7 +148,7 @@ def test_the_probes_are_logged_in_order_with_the_chosen_one() -> None:
     assert [p.crf for p in found.probes] == tried
     assert found.chosen is not None
     assert found.chosen.crf == found.crf
-    assert found.chosen.vmaf >= 95.0
+    assert found.chosen.score >= 95.0
 
 
 def test_a_flat_curve_above_the_target_goes_to_the_highest_crf() -> None:
@@ -202,7 +203,7 @@ def test_never_more_than_six_probes_and_never_a_failing_answer() -> None:
         target = rng.uniform(50, 99)
         found = search(probe, target, 10, 51, start=rng.randint(10, 51))
         assert len(tried) <= MAX_PROBES
-        assert found.crf is None or found.chosen.vmaf >= target
+        assert found.crf is None or found.chosen.score >= target
         best = truth(curve, target, 10, 51)
         if not noise and found.crf is not None:
             assert best is not None
@@ -312,6 +313,43 @@ def test_only_a_search_changes_the_settings_hash() -> None:
     assert pool(vmaf=95, max_size_percent=70).settings_hash() != searched
     assert pool(vmaf=95, max_size_percent=80, margin=2).settings_hash() == searched
     assert pool(vmaf=95, search=True).settings_hash() not in (plain, searched)
+
+
+def test_a_run_target_makes_a_file_pool_search_for_it_within_its_own_limit_or_80() -> None:
+    plain = pool().with_target(93)
+    assert plain.quality == Quality(vmaf=93, max_size_percent=TARGET_SIZE_PERCENT, search=True)
+    limited = pool(vmaf=95, max_size_percent=60, phone=True, margin=2).with_target(93)
+    assert limited.quality == Quality(
+        vmaf=93, max_size_percent=60, phone=True, margin=2, search=True
+    )
+    # The same target gives the same pool, so the client and the worker agree on it.
+    assert pool().with_target(93).settings_hash() == plain.settings_hash()
+    assert pool().with_target(94).settings_hash() != plain.settings_hash()
+    assert plain.settings_hash() != pool().settings_hash()
+
+
+def test_a_run_target_leaves_a_ladder_pool_as_it_is() -> None:
+    ladder = Pool.model_validate(
+        {"name": "hls", "applies": {"source_codecs": ["h264"]}, "ladder": {}}
+    )
+    assert ladder.with_target(93) == ladder
+
+
+@pytest.mark.parametrize(
+    ("raw", "wanted"),
+    [(None, None), ("93", 93.0), ("95.5", 95.5), ("100", 100.0)],
+)
+def test_an_upload_carries_its_run_target_as_text(raw: str | None, wanted: float | None) -> None:
+    metadata = {} if raw is None else {META_TARGET_VMAF: raw}
+    assert client_target(metadata) == wanted
+    assert client_target(target_metadata(wanted)) == wanted
+
+
+@pytest.mark.parametrize("raw", ["", "high", "0", "-1", "100.5", "nan", "inf", "1e999"])
+def test_a_run_target_that_is_not_a_vmaf_is_refused_in_one_line(raw: str) -> None:
+    with pytest.raises(ValueError, match="the upload's VMAF target") as refused:
+        client_target({META_TARGET_VMAF: raw})
+    assert "\n" not in str(refused.value)
 
 
 SOURCE = MediaInfo(

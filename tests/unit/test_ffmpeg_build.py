@@ -69,6 +69,12 @@ def test_an_ffmpeg_without_libvmaf_cannot_serve_a_pool_with_a_quality_target(
         f"pool hevc scores quality with libvmaf, which the ffmpeg at {path} (7.1) lacks"
     ]
     assert ffmpeg_build(find_ffmpeg()).missing([scored]) == []  # the pinned build has it
+    # An XPSNR target needs the xpsnr filter instead.
+    xpsnr = hevc.model_copy(update={"quality": Quality(xpsnr=40)})
+    assert build.missing([xpsnr]) == [
+        f"pool hevc scores quality with xpsnr, which the ffmpeg at {path} (7.1) lacks"
+    ]
+    assert ffmpeg_build(find_ffmpeg()).missing([xpsnr]) == []
 
 
 def test_a_binary_that_is_not_ffmpeg_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from hevcq.metadata import (
     META_POOLS,
     META_REL_PATH,
     META_SIZE,
+    META_TARGET_VMAF,
     WITH_SOURCE_EXT,
 )
 from hevcq.objects import ObjectInfo
@@ -160,6 +161,22 @@ def test_same_content_already_in_the_bucket_is_not_sent_again(root: Path, store)
     again = upload_all(target, root, to_upload(report), LIB)
     assert target.uploads == []
     assert [u.sent for u in again] == [False, False, False]
+
+
+def test_a_run_target_rides_on_every_upload_and_a_new_target_sends_the_file_again(
+    root: Path, store
+) -> None:
+    report = do_scan(root, store)
+    target = FakeStore()
+    upload_all(target, root, to_upload(report), LIB, target_vmaf=93)
+    assert {o.metadata.get(META_TARGET_VMAF) for o in target.objects.values()} == {"93"}
+    target.uploads.clear()
+    upload_all(target, root, to_upload(report), LIB, target_vmaf=93)
+    assert target.uploads == []  # the same content for the same target is there
+    # Another target, or none: the workers read the target from the object, so it is sent.
+    upload_all(target, root, to_upload(report), LIB)
+    assert len(target.uploads) == 3
+    assert all(META_TARGET_VMAF not in o.metadata for o in target.objects.values())
 
 
 def test_changed_content_under_the_same_key_is_sent(root: Path, store) -> None:
@@ -304,6 +321,32 @@ def test_a_scored_output_shows_its_vmaf_in_the_summary(root: Path, store) -> Non
     rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
     row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
     assert (row.outcome, row.reason) == ("done", "VMAF 95.3 (90.0 low)")
+
+
+def test_a_searched_output_shows_its_crf_and_its_size_against_the_prediction(
+    root: Path, store
+) -> None:
+    report = do_scan(root, store)
+    rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
+    searched = result("TODO/a/one.mp4", "hevc", output_bytes=1060, vmaf=93.41, vmaf_low=88.0)
+    rt.results = {
+        ("TODO/a/one.mp4", "hevc"): searched.model_copy(update={"crf": 24, "predicted_bytes": 1000})
+    }
+    rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
+    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
+    assert row.reason == "VMAF 93.4 (88.0 low) at CRF 24, 106 % of the predicted size"
+
+
+def test_an_xpsnr_output_shows_its_xpsnr_in_db_in_the_summary(root: Path, store) -> None:
+    report = do_scan(root, store)
+    rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
+    searched = result("TODO/a/one.mp4", "hevc", output_bytes=950, xpsnr=41.24, xpsnr_low=38.01)
+    rt.results = {
+        ("TODO/a/one.mp4", "hevc"): searched.model_copy(update={"crf": 27, "predicted_bytes": 1000})
+    }
+    rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
+    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
+    assert row.reason == "XPSNR 41.2 dB (38.0 low) at CRF 27, 95 % of the predicted size"
 
 
 def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:

@@ -1,4 +1,5 @@
-"""Scoring rules that need no video: the model per size, the 1 % low, the log's reading."""
+"""Scoring rules that need no video: the model per size, the 1 % low, the reading of
+libvmaf's log and of the xpsnr filter's stats file."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ import pytest
 from hevcq.media.quality import (
     MODEL_4K,
     MODEL_HD,
+    MODEL_XPSNR,
+    XPSNR_CEILING,
     Picture,
     ScoringError,
     low_mean,
     model_for,
     parse_log,
+    parse_xpsnr,
+    shown,
     vmaf_graph,
+    xpsnr_graph,
 )
 
 
@@ -52,6 +58,13 @@ def test_both_sides_are_aligned_before_scoring() -> None:
     assert "vmaf_v0.6.1neg\\:name=vmaf_neg" in vmaf
     assert "enable_transform=true" in vmaf  # the phone model, asked for
     assert "shortest=1" in vmaf
+    assert "n_subsample" not in vmaf  # an output's score uses every frame
+
+
+def test_a_probe_score_can_ask_for_every_nth_frame_only() -> None:
+    ref = Picture(1280, 720, 25.0, ten_bit=False, hdr=False)
+    graph = vmaf_graph(ref, Fraction(25), Path("/t/log.json"), phone=False, threads=1, subsample=5)
+    assert graph.endswith(":shortest=1:n_subsample=5")
 
 
 def test_a_log_that_is_not_libvmafs_is_a_scoring_error_not_a_score() -> None:
@@ -65,3 +78,65 @@ def test_a_log_that_is_not_libvmafs_is_a_scoring_error_not_a_score() -> None:
         MODEL_HD,
     )
     assert (score.mean, score.low, score.neg_mean, score.frames) == (85.0, 80.0, 84.0, 2)
+
+
+def test_xpsnr_is_measured_on_the_same_aligned_pictures_as_vmaf() -> None:
+    ref = Picture(1080, 1920, 29.7, ten_bit=True, hdr=False)
+    rate = Fraction(30000, 1001)
+    vmaf = vmaf_graph(ref, rate, Path("/t/log.json"), phone=False, threads=1)
+    xpsnr = xpsnr_graph(ref, rate, Path("/t/xpsnr.log"))
+    dist, source, scorer = xpsnr.split(";")
+    assert [dist, source] == vmaf.split(";")[:2]
+    assert "format=yuv420p10le" in dist
+    assert scorer == "[dist][ref]xpsnr=stats_file=/t/xpsnr.log:shortest=1"
+
+
+# The xpsnr filter's stats file for three frames, as ffmpeg n9 writes it.
+STATS = """n:    1  XPSNR y: 41.0000  XPSNR u: 44.1000  XPSNR v: 43.9000
+n:    2  XPSNR y: 35.0000  XPSNR u: 40.2000  XPSNR v: 40.0000
+n:    3  XPSNR y: inf  XPSNR u: inf  XPSNR v: inf
+
+XPSNR average, 3 frames  y: 38.2000  u: 42.0000  v: 41.8000  (minimum: 38.2000)
+"""
+
+
+def test_the_xpsnr_stats_give_the_pooled_luma_value_and_the_worst_frames() -> None:
+    got = parse_xpsnr(STATS)
+    assert got.metric == "xpsnr"
+    assert got.model == MODEL_XPSNR
+    assert got.mean == 38.2  # the filter's own pooled luma value, not a mean of dB
+    assert got.low == 35.0  # 1 % of 3 frames: the worst one
+    assert got.frames == 3
+    assert got.neg_mean is None
+    # A frame identical to its source (inf) is capped, not carried as infinity.
+    assert parse_xpsnr(STATS.replace("y: 38.2000", "y: inf")).mean == XPSNR_CEILING
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        STATS.replace("XPSNR average, 3 frames", "XPSNR average, 4 frames"),
+        STATS.split("\n\n", maxsplit=1)[0],  # no pooled line: the filter did not finish
+        STATS.replace("y: 35.0000", "y: nan"),
+        STATS.replace("y: 38.2000", "y: -"),
+    ],
+)
+def test_stats_that_are_not_the_xpsnr_filters_are_a_scoring_error(text: str) -> None:
+    with pytest.raises(ScoringError, match="unreadable XPSNR stats"):
+        parse_xpsnr(text)
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "digits", "text"),
+    [
+        ("vmaf", 93.0, None, "VMAF 93"),
+        ("vmaf", 93.456, 1, "VMAF 93.5"),
+        ("xpsnr", 41.0, None, "XPSNR 41 dB"),
+        ("xpsnr", 41.234, 2, "XPSNR 41.23 dB"),
+    ],
+)
+def test_a_score_is_shown_with_its_metric_and_unit(
+    metric: str, value: float, digits: int | None, text: str
+) -> None:
+    assert shown(metric, value, digits) == text

@@ -11,7 +11,7 @@ from hevcq.jobs import QueueDepth, RunningJob
 from hevcq.ledger import LedgerItem, State
 from hevcq.web.models import PoolOutcome
 from hevcq.web.videos import video_state
-from hevcq.web.view import recent, status_report, totals
+from hevcq.web.view import job_summary, recent, status_report, totals
 
 HOUR = 3600
 T0 = 1_700_000_000 // HOUR * HOUR  # the start of an hour
@@ -97,6 +97,13 @@ def test_recent_results_are_newest_first_with_sizes_saved_reasons_and_classes() 
     )
     assert failed.attempts == 1
     assert len(recent(ITEMS, limit=2)) == 2
+
+
+def test_a_job_shows_the_score_its_pool_measured_vmaf_or_xpsnr() -> None:
+    xpsnr = job_summary(_item("a.mov", "hevc", "done", xpsnr=41.2, xpsnr_low=38.0, crf=27))
+    assert (xpsnr.xpsnr, xpsnr.xpsnr_low, xpsnr.vmaf, xpsnr.crf) == (41.2, 38.0, None, 27)
+    vmaf = job_summary(_item("a.mov", "hevc", "done", vmaf=95.1, vmaf_low=90.0))
+    assert (vmaf.vmaf, vmaf.vmaf_low, vmaf.xpsnr) == (95.1, 90.0, None)
 
 
 def test_totals_and_the_two_chart_series() -> None:

@@ -28,7 +28,13 @@ from hevcq.errors import (
 from hevcq.ledger import JobKey, LedgerItem
 from hevcq.media.quality import ScoringError
 from hevcq.messages import JobResult
-from hevcq.metadata import META_NAMING, META_SOURCE_ETAG, META_SOURCE_KEY, WITH_SOURCE_EXT
+from hevcq.metadata import (
+    META_NAMING,
+    META_SOURCE_ETAG,
+    META_SOURCE_KEY,
+    META_TARGET_VMAF,
+    WITH_SOURCE_EXT,
+)
 from hevcq.pools import Pool
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker
@@ -799,3 +805,58 @@ def test_what_a_job_measured_of_its_output_goes_on_its_ledger_item_until_a_new_v
     item = rig.item()
     assert item is not None
     assert (item.etag, item.vmaf, item.crf) == ("etag2", None, None)
+
+
+def test_an_xpsnr_measured_goes_on_the_ledger_item_and_is_cleared_by_a_new_version(
+    ledger, farm
+) -> None:
+    def scored(spec: JobSpec, ctx: JobContext) -> JobResult:
+        measured = {"xpsnr": 41.2, "xpsnr_low": 38.0, "crf": 27}
+        return done_result(spec, output_bytes=100, input_bytes=5000, **measured)
+
+    rig = make_rig(ledger, farm, scored)
+    rig.worker.handle(rig.queue.put(event()))
+    item = rig.item()
+    assert item is not None
+    assert (item.xpsnr, item.xpsnr_low, item.vmaf, item.crf) == (41.2, 38.0, None, 27)
+    rig.store.add(KEY, etag="etag2", size=5000)
+    rig.runner.behaviour = lambda spec, ctx: done_result(spec, output_bytes=90, input_bytes=5000)
+    rig.worker.handle(rig.queue.put(event(etag="etag2")))
+    item = rig.item()
+    assert item is not None
+    assert (item.etag, item.xpsnr, item.xpsnr_low) == ("etag2", None, None)
+
+
+def test_an_upload_with_a_vmaf_target_is_its_pools_crf_search_for_it_as_a_job_of_its_own(
+    ledger, farm
+) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="etag1", size=5000, meta={META_TARGET_VMAF: "93"})
+    rig = make_rig(ledger, farm, ok, store=store)
+    assert rig.worker.handle(rig.queue.put(event())).verdict is Verdict.ACK
+    spec = rig.runner.calls[0]
+    assert spec.pool.quality is not None
+    assert (spec.pool.quality.vmaf, spec.pool.quality.searches) == (93.0, True)
+    # Its own settings: the output made for the target is not the pool's plain output,
+    # and the client, deriving the pool the same way, agrees on the hash.
+    wanted = rig.pool.with_target(93).settings_hash()
+    assert spec.job.settings_hash == wanted != rig.pool.settings_hash()
+    item = rig.item()
+    assert item is not None
+    assert (item.state, item.settings_hash) == ("done", wanted)
+
+
+@pytest.mark.parametrize("raw", ["high", "0", "101", "nan", "inf", "-5"])
+def test_an_upload_whose_vmaf_target_is_not_one_is_dead_lettered_with_a_one_line_reason(
+    ledger, farm, raw: str
+) -> None:
+    store = FakeStore()
+    store.add(KEY, etag="etag1", size=5000, meta={META_TARGET_VMAF: raw})
+    rig = make_rig(ledger, farm, ok, store=store)
+    settle = rig.worker.handle(rig.queue.put(event()))
+    assert settle.verdict is Verdict.DEAD
+    assert settle.failure_class is FailureClass.PERMANENT
+    assert settle.reason is not None
+    assert settle.reason.startswith("the upload's VMAF target")
+    assert "\n" not in settle.reason
+    assert rig.runner.calls == []

@@ -135,6 +135,16 @@ MaxBytes = Annotated[
 FullHash = Annotated[bool, typer.Option(help="Fingerprint whole files instead of samples.")]
 AllowLarger = Annotated[bool, typer.Option(help="Accept outputs larger than their source.")]
 KeepDays = Annotated[float, typer.Option(help="Days a replaced original stays in quarantine.")]
+TargetVmaf = Annotated[
+    float | None,
+    typer.Option(
+        min=1,
+        max=100,
+        help="For this run: search each file pool's CRF for this VMAF (e.g. 95), at most "
+        "the pool's size limit (default 80 percent of the source); a file that cannot reach it "
+        "keeps its original.",
+    ),
+]
 
 
 def _dry_run(
@@ -184,6 +194,7 @@ def ingest(
     ] = False,
     allow_larger: AllowLarger = False,
     keep_days: KeepDays = 30.0,
+    target_vmaf: TargetVmaf = None,
     dashboard: Annotated[
         bool,
         typer.Option(help="Embedded farm: serve the dashboard and the API on 127.0.0.1."),
@@ -193,6 +204,8 @@ def ingest(
     try:
         settings, farm = setup()
         pools = choose_pools(farm, pools_option)
+        if target_vmaf is not None:
+            pools = {name: p.with_target(target_vmaf) for name, p in pools.items()}
         scan_opts = _scan_options(
             include=include,
             exclude=exclude,
@@ -217,6 +230,7 @@ def ingest(
             allow_larger=allow_larger,
             keep_days=keep_days,
             timeout_s=timeout,
+            target_vmaf=target_vmaf,
         )
         control = _interruptible()
         with Catalog.for_library(library) as state:

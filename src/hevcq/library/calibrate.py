@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hevcq.errors import ConfigError
+from hevcq.errors import ConfigError, HevcqError
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.ladder import ladder_args, plan_ladder
+from hevcq.media.ladder import build_ladder
 from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.pools import Pool
@@ -49,8 +49,12 @@ CONTENT = {
 # 4K (four times the pixels of the 1080p clips measured), so its default stays at 0.1.
 # Short clips flatter x265 a little and other CPUs differ by up to a factor of two:
 # run `hevcq calibrate` for figures about your machine.
-# The ladder (H.264 at veryfast, every rung from one decode) is priced like a 720p rendition.
-DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.28, "720p": 0.55, "hls": 0.5}
+# The ladder (H.264 at veryfast, every rung of a 1080p source from one decode, then the check
+# that decodes every rung in one thread): bench_encode on 2026-11-25, same clips and
+# machine, taking turns with the 720p pool, 3 runs: 0.625 against 0.941, so 0.66 of the
+# 720p pool's speed (0.80 for the ffmpeg command alone: the check is 7 % of the CPU but runs
+# on one core). 0.55 x 0.66 = 0.36, rounded down to 0.35.
+DEFAULT_SPEEDS: Mapping[str, float] = {"hevc": 0.1, "1080p": 0.28, "720p": 0.55, "hls": 0.35}
 FALLBACK_SPEED = 0.1
 
 
@@ -81,7 +85,7 @@ class Encoded:
     pool: str
     video_s: float
     wall_s: float
-    cpu_s: float  # user + system seconds of ffmpeg
+    cpu_s: float  # user + system seconds of ffmpeg (and of a ladder's check)
 
     def speed(self, cpus: int) -> float:
         """Real-time factor per vCPU."""
@@ -136,29 +140,42 @@ def make_content(
     return dest
 
 
+def _cpu_s(who: int) -> float:
+    used = resource.getrusage(who)
+    return used.ru_utime + used.ru_stime
+
+
 def encode_once(src: Path, pool: Pool, *, ffmpeg: str | None = None) -> Encoded:
-    """Encode ``src`` with the pool's own argument list and time it."""
+    """Encode ``src`` with the pool's own argument list and time it.
+
+    A ladder pool is timed as its jobs run it: the one command for every rung, then the
+    measuring and the check that decodes every rung (``build_ladder``), which is about
+    7 % of its CPU; a per-title ladder's probes are not part of it.
+    """
     info = probe(src)
     plan = decide(info, pool, src.name)
     if isinstance(plan, Skip):
         raise ConfigError(f"pool {pool.name} does not apply to {src.name}: {plan.reason}")
+    exe = find_ffmpeg(ffmpeg)
     with tempfile.TemporaryDirectory(prefix="hevcq-calibrate-") as tmp:
-        if pool.ladder is not None:  # the whole ladder: one command, every rung
-            ladder = plan_ladder(info, pool.ladder.groups)
-            assert ladder is not None  # noqa: S101 - decide() found the video
-            args = ladder_args(find_ffmpeg(ffmpeg), src, Path(tmp), ladder)
-        else:
-            args = build_args(find_ffmpeg(ffmpeg), src, Path(tmp) / "output", plan)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = _cpu_s(resource.RUSAGE_CHILDREN) + _cpu_s(resource.RUSAGE_SELF)
         start = time.perf_counter()
-        done = subprocess.run(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
-        )
+        if pool.ladder is not None:
+            try:
+                build_ladder(exe, src, Path(tmp) / "ladder", info, groups=pool.ladder.groups)
+            except HevcqError as exc:
+                raise ConfigError(f"calibration encode failed for {pool.name}: {exc}") from exc
+        else:
+            args = build_args(exe, src, Path(tmp) / "output", plan)
+            done = subprocess.run(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise ConfigError(
+                    f"calibration encode failed for {pool.name}: {done.stderr[-300:]}"
+                )
         wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise ConfigError(f"calibration encode failed for {pool.name}: {done.stderr[-300:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu = _cpu_s(resource.RUSAGE_CHILDREN) + _cpu_s(resource.RUSAGE_SELF) - before
     return Encoded(pool.name, info.duration_s or 0.0, wall, cpu)
 
 

@@ -63,6 +63,8 @@ class IngestOptions:
     keep_days: float = 30.0
     timeout_s: float | None = None
     window: int = 4  # sources in the farm at once (uploading or waiting for results)
+    # ``--target-vmaf``: carried on every upload; ``pools`` are already ``with_target``.
+    target_vmaf: float | None = None
 
     @property
     def home(self) -> Path | None:
@@ -144,6 +146,24 @@ def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left
     return _result_row(e, pool, r, rt.fetched.get((key, pool)))
 
 
+def quality_note(r: JobResult) -> str:
+    """What a scored output's summary row says of its quality: the VMAF or XPSNR it
+    reached (and its worst 1 %), and for a searched CRF the CRF and the size against the
+    prediction."""
+    if r.vmaf is not None:
+        low = f" ({r.vmaf_low:.1f} low)" if r.vmaf_low is not None else ""
+        note = f"VMAF {r.vmaf:.1f}{low}"
+    elif r.xpsnr is not None:
+        low = f" ({r.xpsnr_low:.1f} low)" if r.xpsnr_low is not None else ""
+        note = f"XPSNR {r.xpsnr:.1f} dB{low}"
+    else:
+        return ""
+    if r.predicted_bytes and r.output_bytes is not None:
+        ratio = 100 * r.output_bytes / r.predicted_bytes
+        note += f" at CRF {r.crf}, {ratio:.0f} % of the predicted size"
+    return note
+
+
 def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row:
     if f is None and r.outcome == "done":  # the farm made it; it never came home
         return Row(e.rel, pool, "pending", "not placed; the next run takes it", e.size)
@@ -151,9 +171,7 @@ def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row
         return Row(e.rel, pool, "failed", f"{f.action}: {f.reason}", e.size, r.output_bytes)
     if f is not None and f.action == "skipped" and r.outcome == "done":
         return Row(e.rel, pool, "skipped", f.reason, e.size)  # e.g. kept the original
-    reason = r.reason or ""
-    if r.vmaf is not None:  # a pool with a quality target: its output's score
-        reason = "; ".join(x for x in (reason, f"VMAF {r.vmaf:.1f} ({r.vmaf_low:.1f} low)") if x)
+    reason = "; ".join(x for x in (r.reason or "", quality_note(r)) if x)
     return Row(e.rel, pool, r.outcome, reason, e.size, r.output_bytes, r.encode_s)
 
 
@@ -337,7 +355,13 @@ def run_round_trip(
         # ingest to a real farm from sending those files.
         on_done = None if options.fresh_farm else recorder(state)
         rt.uploads = upload_all(
-            store, library, entries, library_id(library), progress=progress, on_done=on_done
+            store,
+            library,
+            entries,
+            library_id(library),
+            progress=progress,
+            on_done=on_done,
+            target_vmaf=options.target_vmaf,
         )
         return rt
     fetcher = Fetcher(
@@ -481,7 +505,13 @@ class _Run:
         lib = self.fetcher.library
         for e in self.window.take():
             fut = self.executor.submit(
-                upload_one, self.store, self.fetcher.root, e, lib, self.progress.advance
+                upload_one,
+                self.store,
+                self.fetcher.root,
+                e,
+                lib,
+                self.progress.advance,
+                target_vmaf=self.options.target_vmaf,
             )
             self.uploads[fut] = e
         if self.on_tick:

@@ -22,9 +22,11 @@ from hevcq.metadata import (
     META_MTIME,
     META_REL_PATH,
     META_SIZE,
+    META_TARGET_VMAF,
     chosen_pools_metadata,
     client_settled_metadata,
     client_skips_metadata,
+    target_metadata,
 )
 from hevcq.objects import ObjectStore
 
@@ -41,8 +43,10 @@ def to_upload(report: ScanReport, *, fresh_farm: bool = False) -> list[FileEntry
     return [e for e in report.entries if e.status in wanted]
 
 
-def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, str]:
-    """The object metadata of an upload."""
+def upload_metadata(
+    entry: FileEntry, mtime_ns: int, library: str, target_vmaf: float | None = None
+) -> dict[str, str]:
+    """The object metadata of an upload (``target_vmaf``: the run's ``--target-vmaf``)."""
     return {
         META_REL_PATH: entry.rel,
         META_SIZE: str(entry.size),
@@ -56,6 +60,7 @@ def upload_metadata(entry: FileEntry, mtime_ns: int, library: str) -> dict[str, 
         **client_skips_metadata(p for p, d in entry.decisions.items() if isinstance(d, Skip)),
         # These pools settled the file in an earlier run: their workers skip at once.
         **client_settled_metadata(p for p in entry.pools_to_encode if p not in entry.pools_pending),
+        **target_metadata(target_vmaf),
     }
 
 
@@ -105,8 +110,11 @@ def upload_one(
     entry: FileEntry,
     library: str,
     advance: Callable[[int], None],
+    *,
+    target_vmaf: float | None = None,
 ) -> Uploaded:
-    """Upload one file unless its object already holds the same content."""
+    """Upload one file unless its object already holds the same content for the same
+    target."""
     key = entry.upload_key or todo_key(entry.rel)
     path = root.joinpath(*entry.rel.split("/"))
     try:
@@ -114,11 +122,12 @@ def upload_one(
         if st.st_size != entry.size:
             return Uploaded(entry, key, False, "changed since the scan; run ingest again")
         existing = target.head(key)
-        if existing is not None and _same_upload(existing.metadata, entry):
+        if existing is not None and _same_upload(existing.metadata, entry, target_vmaf):
             log.info("upload_skipped_same_content", key=key)
             advance(entry.size)
             return Uploaded(entry, key, sent=False)
-        target.upload(path, key, upload_metadata(entry, st.st_mtime_ns, library), advance)
+        metadata = upload_metadata(entry, st.st_mtime_ns, library, target_vmaf)
+        target.upload(path, key, metadata, advance)
     except OSError as exc:
         return Uploaded(entry, key, False, os_problem(entry.rel, exc).reason)
     except HevcqError as exc:
@@ -127,11 +136,13 @@ def upload_one(
     return Uploaded(entry, key, sent=True)
 
 
-def _same_upload(metadata: dict[str, str], entry: FileEntry) -> bool:
-    """The object holds this content, named by the same rule (a sibling may have come)."""
+def _same_upload(metadata: dict[str, str], entry: FileEntry, target_vmaf: float | None) -> bool:
+    """The object holds this content, named by the same rule (a sibling may have come),
+    for the same VMAF target (the workers read it from the object)."""
     return (
         metadata.get(META_HASH) == entry.fingerprint
         and keeps_source_ext(metadata) == entry.with_source_ext
+        and metadata.get(META_TARGET_VMAF) == target_metadata(target_vmaf).get(META_TARGET_VMAF)
     )
 
 
@@ -144,6 +155,7 @@ def upload_all(
     workers: int = UPLOAD_WORKERS,
     progress: UploadProgress | None = None,
     on_done: Callable[[Uploaded], None] | None = None,
+    target_vmaf: float | None = None,
 ) -> list[Uploaded]:
     """Upload in parallel; ``on_done`` runs in the calling thread (the catalog's)."""
     shown = progress or NoProgress()
@@ -152,7 +164,10 @@ def upload_all(
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as ex:
             futures = [
-                ex.submit(upload_one, target, root, e, library, shown.advance) for e in entries
+                ex.submit(
+                    upload_one, target, root, e, library, shown.advance, target_vmaf=target_vmaf
+                )
+                for e in entries
             ]
             for fut in as_completed(futures):
                 up = fut.result()

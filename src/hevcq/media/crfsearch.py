@@ -1,7 +1,8 @@
 """Choosing the CRF for a pool's quality target: encode a few samples of the source at a
 few CRFs, score each against the sample it was made from, and keep the highest CRF (the
-smallest output) whose VMAF still reaches the target; its predicted size must fit the
-pool's size limit, or the source keeps its original.
+smallest output) whose score (VMAF or XPSNR, the target's metric) still reaches the
+target; its predicted size must fit the pool's size limit, or the source keeps its
+original.
 
 The parts, each testable alone:
 
@@ -41,7 +42,8 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
-from hevcq.media.quality import score
+from hevcq.media.quality import measure, shown
+from hevcq.pools import Metric
 
 MAX_PROBES = 6
 CRF_FLOOR = 10  # the lowest CRF tried: below it the output is near lossless and huge
@@ -52,6 +54,11 @@ CRF_FLOOR = 10  # the lowest CRF tried: below it the output is near lossless and
 CEILING_SLACK = 0.5
 DEFAULT_SLOPE = 0.15
 FLAT_SLOPE = 0.01  # less than this per step: the curve is flat there, step out faster
+# XPSNR is in dB, already about linear in the CRF (as PSNR is: a CRF step is a fixed
+# ratio of quantiser step): the search works on the dB themselves. About 0.67 dB per CRF
+# step on the end-to-end test clip; 0.5 is assumed until two probes measure it.
+XPSNR_SLOPE = 0.5
+XPSNR_FLAT_SLOPE = 0.05
 # Bumped when what a cached probe means changes (how samples are cut or scored).
 CACHE_VERSION = 1
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
@@ -156,11 +163,37 @@ def _merged(spans: list[Span]) -> list[Span]:
 
 
 @dataclass(frozen=True)
+class Scale:
+    """How the search reads a metric: ``distance`` of a score from a perfect one grows
+    about linearly with the CRF; ``slope`` is the growth per CRF step assumed before two
+    probes measure it, ``flat`` the growth below which the curve counts as flat."""
+
+    distance: Callable[[float], float]
+    slope: float
+    flat: float
+
+
+def _vmaf_distance(vmaf: float) -> float:
+    return math.log(100.0 + CEILING_SLACK - min(vmaf, 100.0))
+
+
+def _xpsnr_distance(xpsnr: float) -> float:
+    return -xpsnr
+
+
+SCALES: dict[str, Scale] = {
+    "vmaf": Scale(_vmaf_distance, DEFAULT_SLOPE, FLAT_SLOPE),
+    "xpsnr": Scale(_xpsnr_distance, XPSNR_SLOPE, XPSNR_FLAT_SLOPE),
+}
+
+
+@dataclass(frozen=True)
 class ProbeResult:
-    """One CRF tried: its VMAF on the samples and the whole output's predicted size."""
+    """One CRF tried: its score on the samples (in the search's metric) and the whole
+    output's predicted size."""
 
     crf: int
-    vmaf: float
+    score: float
     predicted_bytes: int = 0
     cached: bool = False  # read from the cache: nothing was encoded for it
 
@@ -187,15 +220,16 @@ def search(
     *,
     start: int | None = None,
     max_probes: int = MAX_PROBES,
+    metric: Metric = "vmaf",
 ) -> Bracket:
-    """The highest CRF in ``lo..hi`` whose VMAF reaches ``target``, in at most
-    ``max_probes`` calls of ``probe`` (pure apart from them).
+    """The highest CRF in ``lo..hi`` whose score in ``metric`` reaches ``target``, in at
+    most ``max_probes`` calls of ``probe`` (pure apart from them).
 
-    VMAF falls as the CRF rises, so the answer sits between the highest CRF that passed
+    The score falls as the CRF rises, so the answer sits between the highest CRF that passed
     and the lowest that failed. The first probe is ``start`` (the pool's own CRF, a good
     guess); until both sides are known, the next steps out along the slope measured by
-    the last two probes on that side (``DEFAULT_SLOPE`` with one, doubling the step where
-    the curve is flat); once bracketed, it interpolates linearly to where the curve
+    the last two probes on that side (the metric's ``Scale.slope`` with one, doubling the
+    step where the curve is flat); once bracketed, it interpolates linearly to where the curve
     crosses the target, never on a CRF already bracketed. It stops when the bracket is
     one step wide, at ``lo`` failing or ``hi`` passing, or when the probes are spent; the
     answer is then the highest passing CRF below every failing one, so a noisy curve
@@ -207,7 +241,7 @@ def search(
     crf: int | None = first
     while crf is not None and len(probes) < max_probes:
         probes.append(probe(crf))
-        crf = next_crf(probes, target, lo, hi)
+        crf = next_crf(probes, target, lo, hi, metric)
         if crf is not None and any(p.crf == crf for p in probes):
             break  # nothing new to learn (a non-monotone curve)
     passing, _ = _bracket(probes, target)
@@ -218,51 +252,53 @@ def _bracket(
     probes: Sequence[ProbeResult], target: float
 ) -> tuple[ProbeResult | None, ProbeResult | None]:
     """The highest passing probe below every failing one, and the lowest failing one."""
-    failing = [p for p in probes if p.vmaf < target]
+    failing = [p for p in probes if p.score < target]
     low_fail = min(failing, key=lambda p: p.crf, default=None)
-    passing = [p for p in probes if p.vmaf >= target and (low_fail is None or p.crf < low_fail.crf)]
+    passing = [
+        p for p in probes if p.score >= target and (low_fail is None or p.crf < low_fail.crf)
+    ]
     return max(passing, key=lambda p: p.crf, default=None), low_fail
 
 
-def next_crf(probes: Sequence[ProbeResult], target: float, lo: int, hi: int) -> int | None:
+def next_crf(
+    probes: Sequence[ProbeResult], target: float, lo: int, hi: int, metric: Metric = "vmaf"
+) -> int | None:
     """The CRF to try after ``probes``; None when the answer is known (pure)."""
+    scale = SCALES[metric]
     good, bad = _bracket(probes, target)
     if good is not None and bad is not None:
         if bad.crf - good.crf <= 1:
             return None
-        y_good, y_bad, y_target = _distance(good.vmaf), _distance(bad.vmaf), _distance(target)
+        d = scale.distance
+        y_good, y_bad, y_target = d(good.score), d(bad.score), d(target)
         at = good.crf + (y_target - y_good) * (bad.crf - good.crf) / (y_bad - y_good)
         return min(max(round(at), good.crf + 1), bad.crf - 1)
     if good is not None:
         if good.crf >= hi:
             return None
-        side = [p for p in probes if p.vmaf >= target]
-        return min(good.crf + _step(good, side, target), hi)
+        side = [p for p in probes if p.score >= target]
+        return min(good.crf + _step(good, side, target, scale), hi)
     if bad is None or bad.crf <= lo:
         return None
-    side = [p for p in probes if p.vmaf < target]
-    return max(bad.crf - _step(bad, side, target), lo)
+    side = [p for p in probes if p.score < target]
+    return max(bad.crf - _step(bad, side, target, scale), lo)
 
 
-def _step(edge: ProbeResult, side: Sequence[ProbeResult], target: float) -> int:
+def _step(edge: ProbeResult, side: Sequence[ProbeResult], target: float, scale: Scale) -> int:
     """How far past ``edge`` to look for the target, from the slope of the two probes
     nearest it on its side of the target (all on one side: none is bracketed yet)."""
     others = sorted((p for p in side if p.crf != edge.crf), key=lambda p: abs(p.crf - edge.crf))
-    gap = abs(_distance(edge.vmaf) - _distance(target))
+    d = scale.distance
+    gap = abs(d(edge.score) - d(target))
     if not others:
-        return max(1, round(gap / DEFAULT_SLOPE))
+        return max(1, round(gap / scale.slope))
     near = others[0]
     span = abs(edge.crf - near.crf)
-    # the distance to 100 gained per CRF step
-    slope = (_distance(edge.vmaf) - _distance(near.vmaf)) / (edge.crf - near.crf)
-    if slope < FLAT_SLOPE:
+    # the distance to a perfect score gained per CRF step
+    slope = (d(edge.score) - d(near.score)) / (edge.crf - near.crf)
+    if slope < scale.flat:
         return 2 * span  # flat (or noisy) here: step out twice as far as last time
     return max(1, round(gap / slope))
-
-
-def _distance(vmaf: float) -> float:
-    """How far a score is from a perfect one, on the scale the search interpolates on."""
-    return math.log(100.0 + CEILING_SLACK - min(vmaf, 100.0))
 
 
 # --- predicting the size -----------------------------------------------------------------
@@ -391,7 +427,7 @@ class SearchResult:
     """The CRF found, what it predicts for the whole output, and every probe."""
 
     crf: int
-    predicted_vmaf: float
+    predicted_score: float  # in the search's metric
     predicted_bytes: int
     predicted_percent: float  # of the source's size
     probes: tuple[ProbeResult, ...]
@@ -435,13 +471,15 @@ def find_crf(
     source_id: str,
     target: float,
     max_size_percent: float | None = None,
+    metric: Metric = "vmaf",
 ) -> SearchResult | Unreachable:
-    """Search the CRF for ``plan`` on ``src`` (its probe is ``info``).
+    """Search the CRF for ``plan`` on ``src`` (its probe is ``info``) that reaches
+    ``target`` in ``metric``.
 
     ``source_id`` names the source's content (the worker passes the source object's
     ETag); with ``run.cache_dir`` set, each probe's measurement is kept there under a
-    hash of that, the samples, the probe's ffmpeg arguments (without paths) and the
-    ffmpeg version: everything that decides it, and nothing else (not the target, which
+    hash of that, the samples, the probe's ffmpeg arguments (without paths), the metric
+    and the ffmpeg version: everything that decides it, and nothing else (not the target, which
     only decides which probes are asked for), so the same plan on the same source, for
     this pool or another, never encodes the same probe twice. Raises ``ScoringError``
     when a probe cannot be scored, and ffmpeg's errors when one cannot be encoded.
@@ -451,18 +489,18 @@ def find_crf(
     duration = info.duration_s or 0.0
     samples = sample_plan(info.duration_s, scan.keyframes, run.rules)
     other = kept_bytes(plan, scan.stream_bytes, duration)
-    prober = _Prober(run, src, plan, samples, cache)
+    prober = _Prober(run, src, plan, samples, cache, metric=metric)
 
     def probe(crf: int) -> ProbeResult:
         got = prober(crf)
         # A source whose length its container does not say is searched whole (sample_plan):
         # the probe's own length is then the video's.
         size = predict_bytes(got.video_bytes, got.video_s, duration or got.video_s, other)
-        return ProbeResult(crf, got.vmaf, size, got.cached)
+        return ProbeResult(crf, got.score, size, got.cached)
 
     lo, hi = crf_range(plan)
     try:
-        found = search(probe, target, lo, hi, start=plan.crf)
+        found = search(probe, target, lo, hi, start=plan.crf, metric=metric)
     finally:
         prober.close()
     cached = all(p.cached for p in found.probes)
@@ -470,20 +508,20 @@ def find_crf(
     if chosen is None:
         lowest = min(found.probes, key=lambda p: p.crf)
         reason = (
-            f"VMAF {target:g} not reached at CRF {lowest.crf} or above"
-            f" (VMAF {lowest.vmaf:.1f} there)"
+            f"{shown(metric, target)} not reached at CRF {lowest.crf} or above"
+            f" ({shown(metric, lowest.score, 1)} there)"
         )
         return Unreachable(reason, found.probes, cached)
     percent = 100.0 * chosen.predicted_bytes / info.size_bytes if info.size_bytes else 0.0
     if max_size_percent is not None and percent > max_size_percent:
         reason = (
-            f"VMAF {target:g} not reached within {max_size_percent:g} % of the source size"
+            f"{shown(metric, target)} not reached within {max_size_percent:g} % of the source size"
             f" (CRF {chosen.crf} reaches it at {percent:.0f} %)"
         )
         return Unreachable(reason, found.probes, cached)
     return SearchResult(
         crf=chosen.crf,
-        predicted_vmaf=chosen.vmaf,
+        predicted_score=chosen.score,
         predicted_bytes=chosen.predicted_bytes,
         predicted_percent=round(percent, 2),
         probes=found.probes,
@@ -493,10 +531,10 @@ def find_crf(
 
 @dataclass(frozen=True)
 class Measured:
-    """One probe as measured (and as cached): VMAF over every sample's frames, and the
-    encoded video's bytes and seconds."""
+    """One probe as measured (and as cached): its score over every sample's frames (in the
+    search's metric), and the encoded video's bytes and seconds."""
 
-    vmaf: float
+    score: float
     frames: int
     video_bytes: int
     video_s: float
@@ -520,15 +558,25 @@ def probe_plan(plan: EncodePlan, crf: int, *, whole: bool) -> EncodePlan:
     )
 
 
-def probe_key(source_id: str, samples: SamplePlan, args: Sequence[str], ffmpeg_version: str) -> str:
+def probe_key(
+    source_id: str,
+    samples: SamplePlan,
+    args: Sequence[str],
+    ffmpeg_version: str,
+    metric: Metric = "vmaf",
+) -> str:
     """The cache key of one probe: a hash of everything its measurement depends on."""
-    material = {
+    material: dict[str, Any] = {
         "version": CACHE_VERSION,
         "source": source_id,
         "samples": "whole" if samples.whole else [list(span) for span in samples.spans],
         "args": list(args),
         "ffmpeg": ffmpeg_version,
     }
+    if metric != "vmaf":
+        # VMAF probes keep the keys they had before other metrics existed, so caches
+        # already filled stay valid; any other metric is keyed apart from them.
+        material["metric"] = metric
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -538,10 +586,17 @@ class _Prober:
     (the samples are cut the first time one is needed)."""
 
     def __init__(
-        self, run: Searcher, src: Path, plan: EncodePlan, samples: SamplePlan, cache: _Cache
+        self,
+        run: Searcher,
+        src: Path,
+        plan: EncodePlan,
+        samples: SamplePlan,
+        cache: _Cache,
+        *,
+        metric: Metric,
     ) -> None:
         self._run, self._src, self._plan = run, src, plan
-        self._samples, self._cache = samples, cache
+        self._samples, self._cache, self._metric = samples, cache, metric
         self._cut: list[Path] | None = None
 
     def key_args(self, crf: int) -> list[str]:
@@ -552,7 +607,11 @@ class _Prober:
 
     def __call__(self, crf: int) -> Measured:
         key = probe_key(
-            self._cache.source_id, self._samples, self.key_args(crf), self._run.ffmpeg_version
+            self._cache.source_id,
+            self._samples,
+            self.key_args(crf),
+            self._run.ffmpeg_version,
+            self._metric,
         )
         found = self._cache.probe(key)
         if found is not None:
@@ -593,7 +652,8 @@ class _Prober:
             out = run.scratch / "crf-probe"
             args = build_args(run.ffmpeg, sample, out, plan, threads=run.threads)
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
-            got = score(run.ffmpeg, sample, out, threads=run.threads or machine_cores())
+            threads = run.threads or machine_cores()
+            got = measure(run.ffmpeg, sample, out, self._metric, threads=threads)
             size, span = video_size(out)
             out.unlink()
             weighted += got.mean * got.frames
@@ -634,7 +694,8 @@ class _Cache:
             return None
         try:
             return Measured(
-                vmaf=float(doc["vmaf"]),
+                # "vmaf": the field's name before other metrics existed
+                score=float(doc["score"] if "score" in doc else doc["vmaf"]),
                 frames=int(doc["frames"]),
                 video_bytes=int(doc["video_bytes"]),
                 video_s=float(doc["video_s"]),

@@ -170,7 +170,8 @@ class FfmpegBuild:
 
     def missing(self, pools: Iterable[Pool]) -> list[str]:
         """What each pool names that this ffmpeg cannot do, one line per encoder or filter:
-        its encoders, and libvmaf for a pool with a quality target."""
+        its encoders, and the filter that scores a pool's quality target (libvmaf, or
+        xpsnr for an XPSNR target)."""
         lines = []
         where = f"the ffmpeg at {self.path} ({self.version}) lacks"
         for pool in pools:
@@ -179,11 +180,16 @@ class FfmpegBuild:
                 for enc in sorted(pool.encoders)
                 if enc not in self.encoders
             ]
-            if pool.quality is not None and "libvmaf" not in self.filters:
-                lines.append(f"pool {pool.name} scores quality with libvmaf, which {where}")
+            if pool.quality is None:
+                continue
+            scorer = SCORING_FILTERS[pool.quality.metric]
+            if scorer not in self.filters:
+                lines.append(f"pool {pool.name} scores quality with {scorer}, which {where}")
         return lines
 
 
+# The ffmpeg filter that measures each metric a quality target may be in.
+SCORING_FILTERS = {"vmaf": "libvmaf", "xpsnr": "xpsnr"}
 _VERSION_LINE = re.compile(r"^ffmpeg version (\S+)")
 _ENCODER_LINE = re.compile(r"^ ([VAS])[.A-Z]{5} (\S+)")
 _FILTER_LINE = re.compile(r"^ [T.][S.][C.]? (\S+) +\S+->\S+")

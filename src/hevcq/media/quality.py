@@ -1,13 +1,17 @@
-"""Scoring an output against its source with VMAF, both sides aligned first.
+"""Scoring an output against its source, both sides aligned first: VMAF (libvmaf) or
+XPSNR (ffmpeg's ``xpsnr`` filter), whichever the pool's target is in.
 
 Alignment is what makes a score mean something: both pictures upright (ffmpeg applies
 each side's display rotation), the output scaled to the source's displayed size, both
 starting at zero, and both resampled to one constant frame rate, so a variable-frame-rate
 phone clip scores like a constant-rate one instead of being compared frame by frame out
-of step. The model follows the picture: ``vmaf_v0.6.1`` up to 2560 px on the long side,
+of step. Both metrics are measured on the same aligned pictures (``aligned``).
+
+VMAF: the model follows the picture: ``vmaf_v0.6.1`` up to 2560 px on the long side,
 the 4K model above, the phone model only when asked; the NEG variant (no gain from
-enhancement) is reported beside it. HDR sources are refused: the models are trained on
-SDR and their scores there mean nothing.
+enhancement) is reported beside it. XPSNR: the luma value, pooled over the frames as the
+filter pools it (``parse_xpsnr``). HDR sources are refused for both: the VMAF models are
+trained on SDR, and XPSNR's perceptual weighting was fitted to SDR pictures.
 
 A scoring failure raises ``ScoringError``, its own error: never a low score, never "no
 suitable CRF".
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +35,7 @@ import av
 from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
+from hevcq.pools import Metric
 
 MODEL_HD = "vmaf_v0.6.1"
 MODEL_4K = "vmaf_4k_v0.6.1"
@@ -37,10 +44,15 @@ HD_MAX_LONG_SIDE = 2560
 # Transfer characteristics (ISO/IEC 23091-2) of HDR video: PQ and HLG.
 HDR_TRANSFERS = frozenset({16, 18})
 LOW_FRACTION = 0.01  # the "1 % low": the mean of the worst 1 % of frames
+# XPSNR of identical pictures is infinite; scores are capped here (a pool's XPSNR target
+# is at most this), so that an untouched frame neither breaks a mean nor a JSON result.
+XPSNR_CEILING = 100.0
+MODEL_XPSNR = "xpsnr_y"  # what a Score names for XPSNR: the luma value, filter-pooled
+LABELS: dict[str, tuple[str, str]] = {"vmaf": ("VMAF", ""), "xpsnr": ("XPSNR", " dB")}
 
 
 class ScoringError(HevcqError):
-    """VMAF could not be measured (not: the output scored low)."""
+    """The quality could not be measured (not: the output scored low)."""
 
     failure_class = FailureClass.SCORING
 
@@ -58,14 +70,23 @@ class Picture:
 
 @dataclass(frozen=True)
 class Score:
-    """VMAF of an output against its source."""
+    """VMAF or XPSNR of an output against its source (``metric`` says which)."""
 
     model: str
-    mean: float
+    mean: float  # the pooled score: VMAF's mean, XPSNR's filter-pooled luma value (dB)
     low: float  # mean of the worst 1 % of frames
     neg_mean: float | None
     frames: int
     phone: float | None = None
+    metric: Metric = "vmaf"
+
+
+def shown(metric: str, value: float, digits: int | None = None) -> str:
+    """A score as people read it: ``VMAF 93``, ``XPSNR 41.2 dB`` (``digits``: decimals;
+    None: as few as the value needs)."""
+    label, unit = LABELS[metric]
+    number = f"{value:g}" if digits is None else f"{value:.{digits}f}"
+    return f"{label} {number}{unit}"
 
 
 def model_for(width: int, height: int) -> str:
@@ -103,40 +124,201 @@ def _hdr(path: Path, index: int) -> bool:
         raise ScoringError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
 
 
-def vmaf_graph(ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int) -> str:
-    """The filter graph: input 0 is the output scored, input 1 its source."""
+def _align(ref: Picture, rate: Fraction) -> str:
+    """What both sides go through before scoring: start at zero, the source's constant
+    frame rate, the source's pixel format family."""
     fmt = "yuv420p10le" if ref.ten_bit else "yuv420p"
-    align = f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
+    return f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
+
+
+def _libvmaf(
+    ref: Picture, log: Path, *, phone: bool, neg: bool, threads: int, subsample: int
+) -> str:
     models = [f"version={model_for(ref.width, ref.height)}\\:name=vmaf"]
-    models.append(f"version={MODEL_NEG}\\:name=vmaf_neg")
+    if neg:
+        models.append(f"version={MODEL_NEG}\\:name=vmaf_neg")
     if phone:
         models.append(f"version={MODEL_HD}\\:name=vmaf_phone\\:enable_transform=true")
     return (
-        f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];"
-        f"[1:v]{align}[ref];"
-        f"[dist][ref]libvmaf=model='{'|'.join(models)}':log_fmt=json:log_path={log}"
-        f":n_threads={threads}:shortest=1"
+        f"libvmaf=model='{'|'.join(models)}':log_fmt=json:log_path={log}"
+        f":n_threads={threads}:shortest=1" + (f":n_subsample={subsample}" if subsample > 1 else "")
     )
 
 
+def aligned(ref: Picture, rate: Fraction) -> str:
+    """The graph's first part, for every metric: input 0 (the output scored) as ``[dist]``
+    and input 1 (its source) as ``[ref]``, both upright, starting at zero, at one constant
+    ``rate`` and one pixel format (``_align``), the output scaled to the source's displayed
+    size."""
+    align = _align(ref, rate)
+    return f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];[1:v]{align}[ref];"
+
+
+def xpsnr_graph(ref: Picture, rate: Fraction, stats: Path) -> str:
+    """The filter graph of an XPSNR score (inputs as ``aligned``), its per-frame values and
+    their pooled value written to ``stats``."""
+    return aligned(ref, rate) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
+
+
+def vmaf_graph(
+    ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int, subsample: int = 1
+) -> str:
+    """The filter graph: input 0 is the output scored, input 1 its source. With
+    ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
+    for probes; an output's own score uses every frame)."""
+    vmaf = _libvmaf(ref, log, phone=phone, neg=True, threads=threads, subsample=subsample)
+    return aligned(ref, rate) + f"[dist][ref]{vmaf}"
+
+
+def batch_graph(
+    ref: Picture, rate: Fraction, logs: Sequence[Path], *, threads: int, subsample: int
+) -> str:
+    """The filter graph scoring many outputs against one source in one run: inputs 0 to
+    n - 1 are the outputs, input n the source, decoded once and split; VMAF only (no NEG,
+    no phone model), one log per output."""
+    n = len(logs)
+    align = _align(ref, rate)
+    chains = [f"[{n}:v]{align},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
+    for i, log in enumerate(logs):
+        vmaf = _libvmaf(ref, log, phone=False, neg=False, threads=threads, subsample=subsample)
+        chains.append(
+            f"[{i}:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist{i}];"
+            f"[dist{i}][ref{i}]{vmaf}"
+        )
+    return ";".join(chains)
+
+
 def score(
-    ffmpeg: str, source: Path, output: Path, *, phone: bool = False, threads: int = 1
+    ffmpeg: str,
+    source: Path,
+    output: Path,
+    *,
+    phone: bool = False,
+    threads: int = 1,
+    subsample: int = 1,
 ) -> Score:
-    """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``."""
-    ref = picture(source)
-    if ref.hdr or picture(output).hdr:
-        raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
+    """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
+    ``subsample``: score every that many frames only (``vmaf_graph``)."""
+    ref = _sdr_reference(source, output, "the VMAF models are trained on SDR")
     rate = constant_rate(ref.fps)
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
         log = Path(tmp) / "vmaf.json"
-        graph = vmaf_graph(ref, rate, log, phone=phone, threads=threads)
+        graph = vmaf_graph(ref, rate, log, phone=phone, threads=threads, subsample=subsample)
+        _run_graph(ffmpeg, source, output, graph, log)
+        return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
+
+
+def score_batch(
+    ffmpeg: str,
+    source: Path,
+    outputs: Sequence[Path],
+    *,
+    threads: int = 1,
+    subsample: int = 1,
+) -> list[Score]:
+    """VMAF of each of ``outputs`` against ``source``, in one ffmpeg run that decodes the
+    source once (``batch_graph``); what probes need, so without NEG or the phone model.
+    Raises ``ScoringError`` as ``score`` does."""
+    if not outputs:
+        return []
+    ref = picture(source)
+    if ref.hdr or any(picture(o).hdr for o in outputs):
+        raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
+    rate = constant_rate(ref.fps)
+    model = model_for(ref.width, ref.height)
+    with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
+        logs = [Path(tmp) / f"vmaf-{i}.json" for i in range(len(outputs))]
+        graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
         args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
-        args += ["-i", f"file:{output}", "-i", f"file:{source}", "-lavfi", graph, "-f", "null", "-"]
+        for out in outputs:
+            args += ["-i", f"file:{out}"]
+        args += ["-i", f"file:{source}", "-filter_complex", graph, "-f", "null", "-"]
         done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
-        if done.returncode != 0 or not log.is_file():
+        if done.returncode != 0 or not all(log.is_file() for log in logs):
             tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
             raise ScoringError(f"scoring failed: {tail}")
-        return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
+        return [parse_log(json.loads(log.read_text()), model) for log in logs]
+
+
+def xpsnr_score(ffmpeg: str, source: Path, output: Path) -> Score:
+    """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``); raises
+    ``ScoringError``. The filter runs in one thread: it is cheap beside the decodes."""
+    ref = _sdr_reference(source, output, "XPSNR's weighting is fitted to SDR")
+    rate = constant_rate(ref.fps)
+    with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
+        stats = Path(tmp) / "xpsnr.log"
+        _run_graph(ffmpeg, source, output, xpsnr_graph(ref, rate, stats), stats)
+        return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
+
+
+def measure(
+    ffmpeg: str,
+    source: Path,
+    output: Path,
+    metric: Metric,
+    *,
+    phone: bool = False,
+    threads: int = 1,
+) -> Score:
+    """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``)."""
+    if metric == "xpsnr":
+        return xpsnr_score(ffmpeg, source, output)
+    return score(ffmpeg, source, output, phone=phone, threads=threads)
+
+
+def _sdr_reference(source: Path, output: Path, why: str) -> Picture:
+    ref = picture(source)
+    if ref.hdr or picture(output).hdr:
+        raise ScoringError(f"HDR video: {why}; not scored")
+    return ref
+
+
+def _run_graph(ffmpeg: str, source: Path, output: Path, graph: str, log: Path) -> None:
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
+    args += ["-i", f"file:{output}", "-i", f"file:{source}", "-lavfi", graph, "-f", "null", "-"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
+    if done.returncode != 0 or not log.is_file():
+        tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
+        raise ScoringError(f"scoring failed: {tail}")
+
+
+# One frame's line of the xpsnr filter's stats file, and the pooled line it ends with:
+#   n:    1  XPSNR y: 37.1508  XPSNR u: 38.7122  XPSNR v: 38.4645
+#   XPSNR average, 25 frames  y: 27.8445  u: 27.2963  v: 26.1517  (minimum: 26.1517)
+# (a grey picture has no u and v; identical frames read "inf").
+_XPSNR_FRAME = re.compile(r"^n:\s*\d+\s+XPSNR y:\s*(\S+)", re.MULTILINE)
+_XPSNR_POOLED = re.compile(r"^XPSNR average, (\d+) frames\s+y:\s*(\S+)", re.MULTILINE)
+
+
+def parse_xpsnr(text: str) -> Score:
+    """A ``Score`` from the xpsnr filter's stats file: the luma XPSNR as the filter pools
+    it, and the mean of the worst 1 % of frames' luma XPSNR, in dB, capped at
+    ``XPSNR_CEILING``.
+
+    The filter pools frames by their weighted distortion, not their dB: the mean of each
+    frame's ``10^(-XPSNR/20)``, back in dB (``-20 log10`` of it), so a few bad frames
+    pull the pooled value down more than a mean of dB would. Luma alone is the target:
+    the filter's u and v values are reported by it and left out here, as PSNR targets
+    usually leave chroma out.
+    """
+    pooled = _XPSNR_POOLED.search(text)
+    try:
+        frames = [min(float(v), XPSNR_CEILING) for v in _XPSNR_FRAME.findall(text)]
+        mean = min(float(pooled.group(2)), XPSNR_CEILING) if pooled else math.nan
+    except ValueError as exc:
+        raise ScoringError(f"scoring failed: unreadable XPSNR stats ({exc})") from exc
+    if pooled is None or int(pooled.group(1)) != len(frames):
+        raise ScoringError("scoring failed: unreadable XPSNR stats (frames and pooled value)")
+    if math.isnan(mean) or any(math.isnan(f) for f in frames):
+        raise ScoringError("scoring failed: unreadable XPSNR stats (not a number)")
+    return Score(
+        model=MODEL_XPSNR,
+        mean=mean,
+        low=low_mean(frames),
+        neg_mean=None,
+        frames=len(frames),
+        metric="xpsnr",
+    )
 
 
 def parse_log(doc: dict[str, Any], model: str) -> Score:

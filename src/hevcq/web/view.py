@@ -83,6 +83,8 @@ def job_summary(item: LedgerItem) -> JobSummary:
         output_key=item.output_key or None,
         vmaf=item.vmaf,
         vmaf_low=item.vmaf_low,
+        xpsnr=item.xpsnr,
+        xpsnr_low=item.xpsnr_low,
         crf=item.crf,
         predicted_bytes=item.predicted_bytes,
     )

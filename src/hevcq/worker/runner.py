@@ -26,10 +26,11 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import build_ladder
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
+from hevcq.media.pertitle import Prober, per_title_rungs
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
-from hevcq.media.quality import ScoringError, score
+from hevcq.media.quality import ScoringError, measure, shown
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
@@ -400,6 +401,25 @@ class JobRunner:
         output of many objects (``hevcq.bundle``). A ladder that fails a check fails the
         job with the check's name (``media.ladder.check_ladder``)."""
         folder = scratch / "ladder"
+        rungs = None
+        quality = spec.pool.quality
+        if ladder.per_title and quality is not None:
+            ctx.phase = "encode"  # the probes are encodes a stop interrupts alike
+            prober = Prober(
+                self._ffmpeg,
+                scratch,
+                threads=self._threads,
+                stop=ctx.cancel,
+                stall_timeout_s=self._stall_timeout_s,
+            )
+            # a per-title ladder's target is a VMAF (the pool file is refused otherwise)
+            rungs, picks = per_title_rungs(prober, src, info, quality.target)
+            lap("search_s")
+            log.info(
+                "per_title_rungs",
+                target=quality.target,
+                rungs=[(p.short, p.crf, round(p.kbps), round(p.vmaf, 2)) for p in picks],
+            )
         ctx.phase = "encode"
         log.info("transcode_started", ladder=True, groups=list(ladder.groups))
         build_ladder(
@@ -411,6 +431,7 @@ class JobRunner:
             stop=ctx.cancel,
             stall_timeout_s=self._stall_timeout_s,
             groups=ladder.groups,
+            rungs=rungs or None,
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
@@ -483,11 +504,12 @@ class JobRunner:
             plan,
             info,
             source_id=spec.job.etag,
-            target=target.vmaf,
+            target=target.target,
             max_size_percent=target.max_size_percent,
+            metric=target.metric,
         )
         lap("search_s")
-        probes = [(p.crf, p.vmaf) for p in got.probes]
+        probes = [(p.crf, p.score) for p in got.probes]
         if isinstance(got, Unreachable):
             reason = f"kept the original: {got.reason}"
             log.info("job_skipped", reason=reason, probes=probes, cached=got.cached)
@@ -501,42 +523,53 @@ class JobRunner:
         log.info(
             "crf_searched",
             crf=got.crf,
-            predicted_vmaf=got.predicted_vmaf,
+            metric=target.metric,
+            predicted=got.predicted_score,
             predicted_percent=got.predicted_percent,
             probes=probes,
             cached=got.cached,
         )
         fields = {  # the CRF itself goes on the result from the plan
-            "predicted_vmaf": round(got.predicted_vmaf, 3),
+            f"predicted_{target.metric}": round(got.predicted_score, 3),
             "predicted_bytes": got.predicted_bytes,
         }
         return dataclasses.replace(plan, crf=got.crf), fields
 
     def _score(self, pool: Pool, src: Path, out: Path) -> dict[str, Any]:
-        """The output's VMAF for a pool with a quality target (result fields; empty for a
-        pool without one). Under ``verify: quality`` an output below the target, or one
-        that cannot be scored, fails the job for good: the same encode scores the same."""
+        """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
+        empty for a pool without a target). Under ``verify: quality`` an output below the
+        target less its margin, or one that cannot be scored, fails the job for good: the
+        same encode scores the same."""
         target = pool.quality
         if target is None:
             return {}
+        metric = target.metric
         try:
             threads = self._threads or machine_cores()  # no slot size: the task's cores
-            got = score(self._ffmpeg, src, out, phone=target.phone, threads=threads)
+            got = measure(self._ffmpeg, src, out, metric, phone=target.phone, threads=threads)
         except ScoringError as exc:
             if pool.verify == "quality":
                 raise  # unproven: the job fails with the scoring failure class
             log.warning("quality_not_scored", reason=str(exc))
             return {}
         log.info(
-            "quality_scored", vmaf=got.mean, vmaf_low=got.low, model=got.model, target=target.vmaf
+            "quality_scored",
+            metric=metric,
+            score=got.mean,
+            low=got.low,
+            model=got.model,
+            target=target.target,
         )
-        floor = target.vmaf - target.margin
+        floor = target.target - target.margin
         if pool.verify == "quality" and got.mean < floor:
             raise PermanentError(
-                f"quality: VMAF {got.mean:.2f} is below the pool's target {target.vmaf:g}"
-                f" (at least {floor:g} accepted)"
+                f"quality: {shown(metric, got.mean, 2)} is below the pool's target"
+                f" {target.target:g} (at least {floor:g} accepted)"
             )
-        return {"vmaf": round(got.mean, 3), "vmaf_low": round(got.low, 3), "vmaf_model": got.model}
+        fields: dict[str, Any] = {metric: round(got.mean, 3), f"{metric}_low": round(got.low, 3)}
+        if metric == "vmaf":
+            fields["vmaf_model"] = got.model
+        return fields
 
     def _encode(
         self,

@@ -30,6 +30,7 @@ from hevcq.ledger import (
     Superseded,
 )
 from hevcq.messages import Outcome, Publisher, S3TestEvent, SourceObject, parse_records
+from hevcq.metadata import client_target
 from hevcq.objects import ObjectStore
 from hevcq.pools import Pool
 from hevcq.queue import Received
@@ -134,7 +135,10 @@ class JobSession:
                 with_source_ext=long_name,
                 extension=self.pool.fixed_extension,
             )
-        except PermanentError as exc:
+            # A VMAF target the upload carries (``hevcq ingest --target-vmaf``) makes this
+            # job the pool's search for it: its own settings hash, so its own version.
+            target = client_target(current.metadata) if current else None
+        except (PermanentError, ValueError) as exc:  # ValueError: a target that is not one
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=str(exc))
         except RetryableError as exc:
             return Settle(Verdict.RELEASE, delay_s=retry_delay(msg.receive_count), reason=str(exc))
@@ -144,16 +148,17 @@ class JobSession:
         if obj.etag and current.etag != obj.etag:
             log.info("source_superseded", reason="a newer upload replaced this source")
             return ACK
+        pool = self.pool if target is None else self.pool.with_target(target)
         job = JobKey(
             obj.key,
-            self.pool.name,
+            pool.name,
             current.etag,
-            self.pool.settings_hash(),
+            pool.settings_hash(),
             version_id=obj.version_id,
             sequencer=obj.sequencer,
         )
         structlog.contextvars.bind_contextvars(job_id=job.job_id, etag=job.etag)
-        spec = JobSpec(job, self.pool, self.config.bucket, output_key, current.size, current)
+        spec = JobSpec(job, pool, self.config.bucket, output_key, current.size, current)
         return self._claim_and_run(msg, spec)
 
     def _source_is(self, job: JobKey) -> bool:

@@ -30,7 +30,7 @@ from hevcq.ledger import Claimed, JobKey, Ledger, LedgerItem, State
 from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
 from hevcq.media.model import MediaInfo
 from hevcq.messages import JobResult, Publisher
-from hevcq.metadata import META_COPIED_ETAG, META_COPIED_FROM, client_settled
+from hevcq.metadata import META_COPIED_ETAG, META_COPIED_FROM, META_TARGET_VMAF, client_settled
 from hevcq.objects import ObjectInfo, ObjectStore
 from hevcq.pools import Pool, QueueSpec
 from hevcq.worker.fence import FencedWriter
@@ -147,8 +147,10 @@ class SharedEncode:
         source = self.store.head(spec.job.key)
         if source is None or source.etag != spec.job.etag:
             return None  # another version: the download says so
-        if client_settled(source.metadata, self.pool.name):
-            return None  # the client's word on this pool: the runner's precheck
+        if client_settled(source.metadata, self.pool.name) or META_TARGET_VMAF in source.metadata:
+            # The client's word on this pool (the runner's precheck), or a target the
+            # upload carries (each pool searches its own CRF for it).
+            return None
         if client_settled(source.metadata, self.primary.name):
             log.info(
                 "encode_not_shared",
@@ -287,6 +289,8 @@ class CopyAtCommit:
         source = self.store.head(spec.job.key)
         if source is None or source.etag != spec.job.etag:
             return []
+        if META_TARGET_VMAF in source.metadata:
+            return []  # each rendition searches its own CRF for the upload's target
         info = self.probe(self.store, spec.job.key, spec.job.etag, source.size)
         if info is None:
             return []

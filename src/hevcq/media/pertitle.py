@@ -1,0 +1,374 @@
+"""Per-title ladders: the rungs and bitrates of a source's HLS ladder from its own
+rate-quality curves instead of a fixed table.
+
+A few short samples of the source (``crfsearch.sample_plan`` and ``cut_sample``, with
+rules of their own: probes must stay cheap) are encoded at every rung size the fixed
+ladder allows (``ladder.rung_heights``, never above the source) at ``PROBE_CRFS``, with
+the ladder's own H.264 settings, and each probe is scored with VMAF against the sample at
+the source's size (``quality.score``, which scales the probe up to it). That gives, per
+size, a curve of bit rate against VMAF.
+
+The parts, the pure ones tested on their own:
+
+- ``curve_points``: each size's curve filled in at every integer CRF near the probes
+  (the rate interpolated on its logarithm, VMAF on its distance to 100, both about linear
+  in the CRF).
+- ``frontier``: the points no other point beats (cheaper and as good), across all
+  sizes: at each rate, the size and CRF that look best. A size dominated by another at
+  every rate has no point on it. ``upper_hull``, the upper convex hull in (log bit rate,
+  VMAF), has its vertices among them, but is too sparse to pick from where two sizes'
+  curves cross (``frontier``'s docstring).
+- ``pick_rungs``: the top rung is the cheapest frontier point that reaches the target;
+  each rung below is the frontier point nearest ``RATE_STEP`` times the rate above it, no
+  larger than it, until the fixed ladder's number of rungs or ``FLOOR_KBPS``. Each rung
+  carries its CRF and a peak cap ``CAP_FACTOR`` over its measured rate.
+- ``probe_points`` / ``per_title_rungs``: the above on a real file.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from hevcq.media.crfsearch import (
+    CEILING_SLACK,
+    SampleRules,
+    cut_sample,
+    sample_plan,
+    scan_source,
+    video_size,
+)
+from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ladder import (
+    PRESET,
+    Rung,
+    choose_rungs,
+    constant_rate,
+)
+from hevcq.media.model import MediaInfo
+from hevcq.media.quality import score_batch
+
+# The CRFs every size is probed at; the curve between and a little beyond them is
+# interpolated (``EXTEND_CRF`` steps past either end).
+PROBE_CRFS = (20, 28)
+EXTEND_CRF = 8
+CRF_MIN, CRF_MAX = 12, 40
+# Each rung below the top aims at this share of the rate above it (Apple's fixed H.264
+# ladder steps by 0.33 to 0.4 below 720p).
+RATE_STEP = 0.4
+# A rung cheaper than this streams anywhere: no rung is added below one this cheap.
+FLOOR_KBPS = 150
+# Two rungs closer than this in rate are one rung.
+MIN_STEP = 0.8
+# A rung's peak cap over its measured average rate: the quality comes from the CRF, the
+# cap only stops a scene from bursting far past what the rung's bandwidth class streams.
+CAP_FACTOR = 2.0
+# Probe samples: 2 s per minute of source (about 3 % of it), at least one; libvmaf scores
+# every PROBE_SUBSAMPLE-th frame. Together they keep the probes' CPU near a quarter of the
+# ladder's own encode (docs/benchmarks.md); two samples a minute cost about half of it.
+PROBE_RULES = SampleRules(
+    length_s=2.0, every_s=60.0, min_count=1, min_count_above_s=0.0, whole_share=0.85
+)
+# Odd on purpose: an even step lines up with x264's frame-type pattern and scores mostly
+# one kind of frame (every 4th frame of a noisy clip scored 3.4 points above all of them;
+# every 3rd, 5th or 7th within 0.3).
+PROBE_SUBSAMPLE = 5
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement (or interpolation) of a size at a CRF: its video rate and VMAF."""
+
+    short: int  # the rung's short side
+    crf: int
+    kbps: float
+    vmaf: float
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A rung chosen on the frontier: its size, the CRF to encode it at, its expected rate
+    and VMAF, and the peak cap it is encoded with."""
+
+    short: int
+    crf: int
+    kbps: float
+    vmaf: float
+    maxrate_kbps: int
+
+
+def _distance(vmaf: float) -> float:
+    # crfsearch's scale: the distance to a perfect score grows about linearly with the CRF.
+    return math.log(100.0 + CEILING_SLACK - min(vmaf, 100.0))
+
+
+def _from_distance(d: float) -> float:
+    return min(100.0, 100.0 + CEILING_SLACK - math.exp(d))
+
+
+def curve_points(probes: Iterable[Point], extend: int = EXTEND_CRF) -> list[Point]:
+    """Each size's probes filled in at every integer CRF from ``extend`` below its lowest
+    probe to ``extend`` above its highest (within ``CRF_MIN``..``CRF_MAX``), piecewise
+    linear in the CRF on log rate and on VMAF's distance to 100 (pure). A size probed at
+    one CRF keeps that one point."""
+    by_size: dict[int, list[Point]] = {}
+    for p in probes:
+        by_size.setdefault(p.short, []).append(p)
+    out: list[Point] = []
+    for short, found in by_size.items():
+        pts = sorted({p.crf: p for p in found}.values(), key=lambda p: p.crf)
+        if len(pts) == 1:
+            out += pts
+            continue
+        lo = max(CRF_MIN, pts[0].crf - extend)
+        hi = min(CRF_MAX, pts[-1].crf + extend)
+        for crf in range(lo, hi + 1):
+            # the segment holding crf, or the end one for crfs outside the probes
+            i = next((k for k in range(len(pts) - 1) if crf <= pts[k + 1].crf), len(pts) - 2)
+            a, b = pts[i], pts[i + 1]
+            t = (crf - a.crf) / (b.crf - a.crf)
+            log_rate = math.log(a.kbps) + t * (math.log(b.kbps) - math.log(a.kbps))
+            d = _distance(a.vmaf) + t * (_distance(b.vmaf) - _distance(a.vmaf))
+            out.append(Point(short, crf, round(math.exp(log_rate), 3), round(_from_distance(d), 4)))
+    return out
+
+
+def upper_hull(points: Iterable[Point]) -> list[Point]:
+    """The upper convex hull of ``points`` in (log kb/s, VMAF), cheapest first, cut where
+    VMAF stops rising (pure): the points no mix of others beats at their rate. Every
+    vertex is on the ``frontier``; rungs are picked on the frontier, not here."""
+    pts = sorted((p for p in points if p.kbps > 0), key=lambda p: (math.log(p.kbps), p.vmaf))
+    hull: list[Point] = []
+    for p in pts:
+        while len(hull) >= 2 and _cross(hull[-2], hull[-1], p) >= 0:
+            hull.pop()
+        hull.append(p)
+    # the upper hull runs from the cheapest point to the most expensive; keep its rising
+    # part, from the best point at the cheapest rate to the best point overall
+    best = max(range(len(hull)), key=lambda k: (hull[k].vmaf, -hull[k].kbps), default=-1)
+    rising = hull[: best + 1]
+    while len(rising) >= 2 and rising[1].vmaf <= rising[0].vmaf:
+        rising.pop(0)  # a cheaper point as good: the first was beaten
+    return rising
+
+
+def frontier(points: Iterable[Point]) -> list[Point]:
+    """The points no other point beats, cheapest first (pure): each has a higher VMAF
+    than every cheaper point. Rungs are picked on it: the convex hull's vertices are among
+    them, but where two sizes' curves cross, the hull spans the crossing with one straight
+    edge and has no point in between that anything can be encoded at (on a noisy 720p
+    source, the hull's cheapest point above VMAF 67 scored 84)."""
+    out: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.kbps, -p.vmaf)):
+        if p.kbps > 0 and (not out or p.vmaf > out[-1].vmaf):
+            out.append(p)
+    return out
+
+
+def _cross(o: Point, a: Point, b: Point) -> float:
+    """Positive when o -> a -> b turns left (a lies under the line o-b)."""
+    ox, ax, bx = math.log(o.kbps), math.log(a.kbps), math.log(b.kbps)
+    return (ax - ox) * (b.vmaf - o.vmaf) - (a.vmaf - o.vmaf) * (bx - ox)
+
+
+def pick_rungs(
+    frontier_points: Sequence[Point],
+    target_vmaf: float,
+    *,
+    source_short: int,
+    max_rungs: int,
+    step: float = RATE_STEP,
+    floor_kbps: float = FLOOR_KBPS,
+    cap_factor: float = CAP_FACTOR,
+) -> list[Pick]:
+    """The rungs of a ladder on ``frontier_points`` (``frontier``), largest first (pure).
+
+    The top rung is the cheapest point reaching ``target_vmaf`` (the best point when
+    none does), among sizes not above ``source_short``. Below it, each rung is the
+    point nearest (in log rate) ``step`` times the rate of the rung above, with a short
+    side no larger than that rung's and a rate at most ``MIN_STEP`` of it; rungs stop at
+    ``max_rungs``, when the rung above is already under ``floor_kbps``, or when the
+    frontier has nothing cheaper. A flat source, cheap at every size, so gets fewer rungs.
+    """
+    usable = [p for p in frontier_points if p.short <= source_short]
+    if not usable or max_rungs < 1:
+        return []
+    reaching = [p for p in usable if p.vmaf >= target_vmaf]
+    top = (
+        min(reaching, key=lambda p: p.kbps)
+        if reaching
+        else max(usable, key=lambda p: (p.vmaf, -p.kbps))
+    )
+    chosen = [top]
+    while len(chosen) < max_rungs and chosen[-1].kbps >= floor_kbps:
+        last = chosen[-1]
+        want = math.log(last.kbps * step)
+        below = [p for p in usable if p.short <= last.short and p.kbps <= MIN_STEP * last.kbps]
+        if not below:
+            break
+        chosen.append(min(below, key=lambda p: abs(math.log(p.kbps) - want)))
+    return [
+        Pick(p.short, p.crf, p.kbps, p.vmaf, max(64, math.ceil(p.kbps * cap_factor)))
+        for p in chosen
+    ]
+
+
+def rungs_of(picks: Sequence[Pick], width: int, height: int, fps: Fraction) -> tuple[Rung, ...]:
+    """The ladder's rungs of these picks for a source displayed at ``width`` x ``height``:
+    each at its pick's size (the source's aspect and orientation), CRF and cap."""
+    sizes = {r.short: r for r in choose_rungs(width, height, fps)}
+    return tuple(
+        Rung(sizes[p.short].width, sizes[p.short].height, p.maxrate_kbps, crf=p.crf) for p in picks
+    )
+
+
+# --- probing a real file -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prober:
+    """What probing runs with."""
+
+    ffmpeg: str
+    scratch: Path  # samples and probe encodes go here, and are removed
+    threads: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    stall_timeout_s: float = 300.0
+    crfs: tuple[int, ...] = PROBE_CRFS
+    rules: SampleRules = PROBE_RULES
+    subsample: int = PROBE_SUBSAMPLE
+
+
+def probe_args(
+    ffmpeg: str,
+    sample: Path,
+    outs: Sequence[tuple[Rung, int, Path]],
+    fps: Fraction,
+    *,
+    stream: str = "0:v:0",
+    threads: int | None = None,
+) -> list[str]:
+    """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
+    ``outs``, from one decode of the sample, with the ladder's H.264 settings (frame rate,
+    scaler, preset, profile, GOP) and no cap: the cap is derived from what these measure.
+    Each size is scaled once and split between its CRFs."""
+    gop = str(max(1, round(fps * 2)))
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    if threads:
+        args += ["-threads", str(threads)]
+    args += ["-i", f"file:{sample}", "-progress", "pipe:1", "-nostats"]
+    sizes: dict[tuple[int, int], list[int]] = {}
+    for i, (r, _, _) in enumerate(outs):
+        sizes.setdefault((r.width, r.height), []).append(i)
+    chains = [
+        f"[{stream}]fps={fps},split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))
+    ]
+    for k, ((width, height), members) in enumerate(sizes.items()):
+        chains.append(
+            f"[s{k}]scale={width}:{height}:flags=lanczos,setsar=1,split={len(members)}"
+            + "".join(f"[v{i}]" for i in members)
+        )
+    args += ["-filter_complex", ";".join(chains)]
+    for i, (_, crf, out) in enumerate(outs):
+        args += ["-map", f"[v{i}]", "-c:v", "libx264", "-preset", PRESET, "-crf", str(crf)]
+        args += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", gop, "-keyint_min", gop]
+        args += ["-x264-params", "open-gop=0:scenecut=0", "-an", "-f", "matroska", f"file:{out}"]
+    return args
+
+
+def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
+    """Encode and score the probes of ``src``: every rung size at every CRF of
+    ``run.crfs`` on the samples; one measured point per size and CRF (VMAF weighted by
+    each sample's frames, rate over all samples' video)."""
+    video = info.main_video
+    if video is None:
+        return []
+    width, height = video.display_size
+    fps = constant_rate(video.fps)
+    rungs = choose_rungs(width, height, fps)
+    # Samples start on keyframes, as a stream copy does anyway (else a sparse-GOP source
+    # would make each one a whole GOP long).
+    keyframes = scan_source(src, video.index).keyframes
+    plan = sample_plan(info.duration_s, keyframes, run.rules)
+    samples: list[Path] = []
+    try:
+        if plan.whole:
+            inputs = [src]
+        else:
+            for n, span in enumerate(plan.spans):
+                dst = run.scratch / f"pertitle-sample-{n}.mkv"
+                samples.append(dst)
+                cut_sample(
+                    run.ffmpeg,
+                    src,
+                    span,
+                    video.index,
+                    dst,
+                    stop=run.stop,
+                    stall_timeout_s=run.stall_timeout_s,
+                )
+            inputs = samples
+        # (short, crf) -> [weighted vmaf, frames, bytes, seconds]
+        sums: dict[tuple[int, int], list[float]] = {}
+        stream = f"0:{video.index}" if plan.whole else "0:0"
+        for sample in inputs:
+            outs = [
+                (r, crf, run.scratch / f"pertitle-probe-{r.short}-{crf}.mkv")
+                for r in rungs
+                for crf in run.crfs
+            ]
+            try:
+                args = probe_args(run.ffmpeg, sample, outs, fps, stream=stream, threads=run.threads)
+                run_ffmpeg(
+                    args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s
+                )
+                scores = score_batch(
+                    run.ffmpeg,
+                    sample,
+                    [out for _, _, out in outs],
+                    threads=run.threads or 1,
+                    subsample=run.subsample,
+                )
+                for (r, crf, out), got in zip(outs, scores, strict=True):
+                    size, seconds = video_size(out)
+                    acc = sums.setdefault((r.short, crf), [0.0, 0.0, 0.0, 0.0])
+                    acc[0] += got.mean * got.frames
+                    acc[1] += got.frames
+                    acc[2] += size
+                    acc[3] += seconds
+            finally:
+                for _, _, out in outs:
+                    out.unlink(missing_ok=True)
+    finally:
+        for s in samples:
+            s.unlink(missing_ok=True)
+    return [
+        Point(short, crf, round(b * 8 / s / 1000, 3), round(v / f, 4))
+        for (short, crf), (v, f, b, s) in sorted(sums.items())
+        if f and s > 0
+    ]
+
+
+def per_title_rungs(
+    run: Prober, src: Path, info: MediaInfo, target_vmaf: float
+) -> tuple[tuple[Rung, ...], list[Pick]]:
+    """The rungs of ``src``'s per-title ladder for ``target_vmaf`` (each with its CRF and
+    cap), and the picks they came from; no rungs when it has no video."""
+    video = info.main_video
+    if video is None:
+        return (), []
+    width, height = video.display_size
+    fps = constant_rate(video.fps)
+    fixed = choose_rungs(width, height, fps)
+    points = probe_points(run, src, info)
+    picks = pick_rungs(
+        frontier(curve_points(points)),
+        target_vmaf,
+        source_short=fixed[0].short,
+        max_rungs=len(fixed),
+    )
+    return rungs_of(picks, width, height, fps), picks

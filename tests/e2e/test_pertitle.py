@@ -1,0 +1,86 @@
+"""A per-title ladder from the pinned ffmpeg: probed, picked on its frontier, built and
+passing every ladder check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import MASTER, Rung, build_ladder, check_ladder, read_master
+from hevcq.media.model import MediaInfo
+from hevcq.media.pertitle import Pick, Prober, per_title_rungs, probe_points
+from hevcq.media.probe import probe
+from hevcq.media.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_per_title_ladder_is_built_from_its_probes_and_passes_every_check(
+    tmp_path: Path,
+) -> None:
+    ffmpeg = find_ffmpeg()
+    src = make_clip(tmp_path / "src.mp4", width=640, height=360, seconds=10, fps=25)
+    info = probe(src)
+    prober = Prober(ffmpeg, tmp_path, threads=2)
+    points = probe_points(prober, src, info)
+    assert {(p.short, p.crf) for p in points} == {(360, 20), (360, 28), (240, 20), (240, 28)}
+    for short in (360, 240):
+        hi, lo = (next(p for p in points if (p.short, p.crf) == (short, c)) for c in (20, 28))
+        assert hi.kbps > lo.kbps > 0
+        assert hi.vmaf > lo.vmaf
+    rungs, picks = per_title_rungs(prober, src, info, 90.0)
+    assert rungs
+    assert max(r.short for r in rungs) <= 360
+    assert all(r.crf is not None for r in rungs)
+    assert not list(tmp_path.glob("pertitle-*"))  # samples and probes removed
+    build_ladder(ffmpeg, src, tmp_path / "hls", info, rungs=rungs, threads=2)
+    assert check_ladder(tmp_path / "hls") == []
+    variants, _ = read_master(tmp_path / "hls" / MASTER)
+    assert [v.height for v in variants] == [r.height for r in rungs]
+    assert [p.crf for p in picks] == [r.crf for r in rungs]
+
+
+def test_a_per_title_pool_runs_its_probes_before_the_ladder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hevcq.worker.runner as runner_module  # noqa: PLC0415
+    from hevcq.keys import done_key  # noqa: PLC0415
+    from hevcq.ledger import JobKey  # noqa: PLC0415
+    from hevcq.pools import Pool  # noqa: PLC0415
+    from hevcq.worker.runner import JobContext, JobRunner, JobSpec  # noqa: PLC0415
+    from tests.fakes import FakeStore  # noqa: PLC0415
+
+    clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=8, fps=25)
+    pool = Pool.model_validate(
+        {
+            "name": "hls",
+            "applies": {"source_codecs": ["h264"]},
+            "ladder": {"per_title": True, "poster": False},
+            "quality": {"vmaf": 90},
+        }
+    )
+    calls: list[float] = []
+
+    def spy(
+        run: Prober, src: Path, info: MediaInfo, target: float
+    ) -> tuple[tuple[Rung, ...], list[Pick]]:
+        calls.append(target)
+        got = per_title_rungs(run, src, info, target)
+        assert got[0]
+        return got
+
+    monkeypatch.setattr(runner_module, "per_title_rungs", spy)
+    key = "TODO/clip.mp4"
+    store = FakeStore()
+    store.add(key, etag="e1", data=clip.read_bytes())
+    out_key = done_key(key, "hls", pool.output_suffix, extension=pool.fixed_extension)
+    spec = JobSpec(JobKey(key, "hls", "e1", pool.settings_hash()), pool, "media", out_key, 1)
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
+    )
+    result = runner.run(spec, JobContext())
+    assert result.outcome == "done", result.reason
+    assert calls == [90.0]
+    assert out_key in store.data
