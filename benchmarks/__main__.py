@@ -39,6 +39,7 @@ NAMES = (
     "library_throughput",
     "ladder",
     "pertitle",
+    "quality_corpus",
 )
 
 
@@ -118,6 +119,7 @@ class Run:
         self.step("library_throughput", lambda: _figures("bench_library_throughput", self.quick))
         self.step("ladder", lambda: _figures("bench_ladder", self.quick))
         self.step("pertitle", lambda: _figures("bench_pertitle", self.quick))
+        self.step("quality_corpus", self._quality_corpus)
 
     def _overhead(self) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415
@@ -154,6 +156,13 @@ class Run:
         self.sections.setdefault("speeds_source", "hevcq.library.calibrate.DEFAULT_SPEEDS")
         figs, table = bench_cost.run_costs(speeds)
         self.sections["cost"] = table
+        return figs
+
+    def _quality_corpus(self) -> list[Figure]:
+        from benchmarks import bench_quality_corpus  # noqa: PLC0415
+
+        figs, detail = bench_quality_corpus.run_corpus(self.quick)
+        self.sections["quality_corpus"] = detail
         return figs
 
     def document(self, started: datetime) -> dict[str, Any]:

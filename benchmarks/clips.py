@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from hevcq.library.calibrate import make_content
@@ -51,6 +52,21 @@ def content_clip(kind: str, seconds: float, width: int = 1920, height: int = 108
     if not path.exists():
         tmp = _scratch(path)
         make_content(tmp, kind, seconds, size=(width, height))
+        tmp.replace(path)
+    return path
+
+
+def generated(folder: str, name: str, ffmpeg_args: Callable[[Path], list[str]]) -> Path:
+    """A source made once by ffmpeg (``ffmpeg_args(out)``, after the binary) and cached
+    under ``folder``."""
+    path = _folder(folder) / name
+    if not path.exists():
+        tmp = _scratch(path)
+        subprocess.run(
+            [find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", *ffmpeg_args(tmp)],
+            check=True,
+            timeout=3600,
+        )
         tmp.replace(path)
     return path
 
