@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from hevcq.media.crfsearch import (
     MAX_PROBES,
     SCALES,
     Measured,
-    ProbeResult,
     SamplePlan,
     _Cache,
     probe_key,
@@ -25,6 +23,7 @@ from hevcq.media.crfsearch import (
 )
 from hevcq.messages import JobResult
 from hevcq.pools import Pool, Quality, load_pool
+from tests.unit.test_crfsearch import Curve, fake
 
 BASE = "applies: {source_codecs: [h264]}\n"
 
@@ -96,18 +95,6 @@ def test_a_run_target_is_a_vmaf_even_on_an_xpsnr_pool() -> None:
 
 
 # --- the search on dB --------------------------------------------------------------------
-
-Curve = Callable[[int], float]
-
-
-def fake(curve: Curve) -> tuple[Callable[[int], ProbeResult], list[int]]:
-    tried: list[int] = []
-
-    def probe(crf: int) -> ProbeResult:
-        tried.append(crf)
-        return ProbeResult(crf, curve(crf), 1000 * (60 - crf))
-
-    return probe, tried
 
 
 def truth(curve: Curve, target: float) -> int | None:
