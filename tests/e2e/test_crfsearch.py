@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,13 @@ import pytest
 
 from hevcq.errors import FailureClass
 from hevcq.ledger import JobKey
-from hevcq.media.crfsearch import Searcher, SearchResult, Unreachable, find_crf
+from hevcq.media.crfsearch import (
+    Searcher,
+    SearchResult,
+    Unreachable,
+    find_crf,
+    sample_format,
+)
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
@@ -82,9 +89,10 @@ def phone_clip(clip: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def dropped_clip(clip: Path) -> Path:
-    """A phone's other timing: a 30 fps grid with frames dropped in an uneven pattern.
-    Its samples are cut to Matroska (1 ms ticks), where the average rate does not divide
-    the timestamps; an encoder timed by that rate used to merge frames and mis-score."""
+    """A phone's other timing: a 30 fps grid with frames dropped in an uneven pattern. In
+    Matroska's 1 ms ticks the average rate divides none of its timestamps: an encoder
+    timed by that rate merged frames (the sample mis-scored), and one told that rate
+    spent 9.5 % more bytes on the sample than on the whole (``sample_format``)."""
     vfr = clip.with_name("dropped.mp4")
     drop = "select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,11)\\,5))'"
     ffmpeg_args = ["-i", str(clip), "-vf", f"fps=30,{drop}", "-fps_mode", "vfr"]
@@ -135,17 +143,27 @@ def test_the_crf_found_reaches_the_target_on_the_whole_file_at_the_size_predicte
     assert abs(got.mean - 93.0) < 2.0
     assert abs(got.mean - found.predicted_score) < 1.0
     actual = full.stat().st_size
-    # Known and not fixed: on the dropped-frame clip the size comes out 9.5 % below the
-    # prediction (decision 0023: its Matroska sample's guessed frame rate is not the
-    # source's, and the encoder's rate control follows it).
-    tolerance = 0.12 if name == "dropped_clip" else 0.05
-    assert abs(found.predicted_bytes - actual) / actual < tolerance
+    assert abs(found.predicted_bytes - actual) / actual < 0.05
     assert found.predicted_percent == pytest.approx(
         100 * found.predicted_bytes / src.stat().st_size, abs=0.01
     )
     # One CRF more must have failed the target (or been past the search's range).
     above = [p for p in found.probes if p.crf == found.crf + 1]
     assert not above or above[0].score < 93.0
+
+
+def test_an_mp4_source_is_sampled_to_mp4_and_anything_else_to_matroska(tmp_path, clip) -> None:
+    mkv = tmp_path / "clip"  # no extension, as a worker's scratch copy has none
+    remux = [find_ffmpeg(), "-loglevel", "error", "-i", f"file:{clip}", "-c", "copy"]
+    run_ffmpeg(
+        [*remux, "-f", "matroska", f"file:{mkv}"],
+        on_progress=None,
+        stop=threading.Event(),
+        stall_timeout_s=60,
+    )
+    notes = tmp_path / "notes"
+    notes.write_text("meeting notes\n")
+    assert [sample_format(p) for p in (clip, mkv, notes)] == ["mp4", "matroska", "matroska"]
 
 
 def test_a_second_search_encodes_nothing(tmp_path, clip) -> None:

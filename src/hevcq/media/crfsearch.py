@@ -59,8 +59,9 @@ FLAT_SLOPE = 0.01  # less than this per step: the curve is flat there, step out 
 # step on the end-to-end test clip; 0.5 is assumed until two probes measure it.
 XPSNR_SLOPE = 0.5
 XPSNR_FLAT_SLOPE = 0.05
-# Bumped when what a cached probe means changes (how samples are cut or scored).
-CACHE_VERSION = 1
+# Bumped when what a cached probe means changes (how samples are cut or scored). 2: an
+# MP4 or QuickTime source's samples are cut to MP4 (``sample_format``).
+CACHE_VERSION = 2
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001
@@ -371,6 +372,28 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
     return SourceScan(tuple(sorted(set(marks))), sizes)
 
 
+# Sources whose samples are cut to MP4 rather than Matroska (names of ffmpeg's demuxer).
+_MP4_FAMILY = frozenset({"mov", "mp4"})
+
+
+def sample_format(src: Path) -> str:
+    """The container a sample of ``src`` is cut into: MP4 for an MP4 or QuickTime source,
+    so that the sample keeps the source's clock (its timescale, and with it the frame rate
+    the encoder is told), else Matroska, which takes any codec.
+
+    A Matroska sample counts time in 1 ms ticks. A phone clip's uneven frame times do not
+    fit on the rate guessed from those, and the encoder's rate control follows that rate:
+    a dropped-frame clip's probes predicted 9.5 % more bytes than its full encode made, and
+    0.9 VMAF too much; cut to MP4, 1.2 % fewer and 0.07 too much.
+    """
+    try:
+        with av.open(str(src)) as f:
+            names = set(f.format.name.split(","))
+    except av.FFmpegError:
+        return "matroska"  # the cut itself says what is wrong with it
+    return "mp4" if names & _MP4_FAMILY else "matroska"
+
+
 def cut_sample(
     ffmpeg: str,
     src: Path,
@@ -381,7 +404,8 @@ def cut_sample(
     stop: threading.Event,
     stall_timeout_s: float,
 ) -> Path:
-    """Copy the source's main video over ``span`` into ``dst`` (Matroska), unchanged.
+    """Copy the source's main video over ``span`` into ``dst`` (``sample_format``),
+    unchanged.
 
     Stream copy with ``-ss`` before ``-i``: ffmpeg seeks to the keyframe at or before the
     start and copies packets from there, so a span that starts on a keyframe (as
@@ -398,7 +422,7 @@ def cut_sample(
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     args += ["-ss", f"{start + SEEK_SLACK_S:.3f}", "-t", f"{length - 2 * SEEK_SLACK_S:.3f}"]
     args += ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
-    args += ["-avoid_negative_ts", "make_zero", "-f", "matroska"]
+    args += ["-avoid_negative_ts", "make_zero", "-f", sample_format(src)]
     args += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
     run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s, output=dst)
     return dst
@@ -636,7 +660,7 @@ class _Prober:
                     self._src,
                     span,
                     self._plan.video_index,
-                    run.scratch / f"crf-sample-{n}.mkv",
+                    run.scratch / f"crf-sample-{n}",
                     stop=run.stop,
                     stall_timeout_s=run.stall_timeout_s,
                 )

@@ -303,7 +303,7 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
             inputs = [src]
         else:
             for n, span in enumerate(plan.spans):
-                dst = run.scratch / f"pertitle-sample-{n}.mkv"
+                dst = run.scratch / f"pertitle-sample-{n}"
                 samples.append(dst)
                 cut_sample(
                     run.ffmpeg,
