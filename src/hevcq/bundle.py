@@ -125,6 +125,13 @@ def check_part_path(path: str) -> str:
     return path
 
 
+def is_parts_folder(folder: str, child: str) -> bool:
+    """True when ``folder/child/`` has the shape of one attempt's parts folder
+    (``<stem>.parts/<token>/``): no source may live there (``hevcq.keys.relative_key``), so
+    a sweep of an output's parts never reaches another output."""
+    return folder.endswith(PARTS_SUFFIX) and bool(_TOKEN.match(child))
+
+
 def token_of(key: str, output_key: str) -> str | None:
     """The attempt token of a key under the output's parts prefix (None: another key)."""
     prefix = parts_prefix(output_key)
@@ -136,9 +143,11 @@ def token_of(key: str, output_key: str) -> str | None:
 
 def sweepable(keys: Iterable[str], output_key: str, keep: str | None) -> list[str]:
     """The keys under the output's parts prefix that belong to no attempt but ``keep``
-    (None: every part goes, as when the job ends without an output)."""
-    prefix = parts_prefix(output_key)
-    return [k for k in keys if k.startswith(prefix) and token_of(k, output_key) != keep]
+    (None: every part goes, as when the job ends without an output). A key under the
+    prefix but in no attempt's folder is not a part (another source's output, say
+    ``trips/beach.parts/notes.m3u8``) and is never swept."""
+    found = ((k, token_of(k, output_key)) for k in keys)
+    return [k for k, token in found if token is not None and token != keep]
 
 
 def relative_master(master_text: str, output_key: str, token: str) -> str:

@@ -8,6 +8,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+from hevcq.bundle import is_parts_folder
 from hevcq.errors import PermanentError
 from hevcq.formats import auto_container
 from hevcq.metadata import META_NAMING, WITH_SOURCE_EXT
@@ -27,15 +28,25 @@ def output_extension(source_name: str) -> str:
 def relative_key(rel_path: str) -> str:
     """A library-relative POSIX path as the part of a key after ``TODO/``.
 
-    Rejects what could escape the prefix or is not a file name. Every other character is
-    kept as it is (a backslash, Unicode in whatever form the file system wrote it), so the
-    key names the file it came from and its output goes back under the matching name.
+    Rejects what could escape the prefix or is not a file name, and the one folder shape
+    a streaming ladder's parts use (``<name>.parts/<16 hex digits>/``, ``hevcq.bundle``):
+    an output under it would be another output's attempt folder, and that output's next
+    commit would sweep it. Every other character is kept as it is (a backslash, Unicode
+    in whatever form the file system wrote it), so the key names the file it came from
+    and its output goes back under the matching name.
     """
     parts = [p for p in rel_path.split("/") if p not in ("", ".")]
     if not parts or any(p == ".." for p in parts):
         raise PermanentError(f"not a usable relative path: {rel_path!r}")
     if any(ord(ch) < 0x20 or ch == "\x7f" for ch in rel_path):
         raise PermanentError(f"control characters in path: {rel_path!r}")
+    folders = parts[:-1]
+    for at in range(len(folders) - 1):
+        if is_parts_folder(folders[at], folders[at + 1]):
+            reserved = "/".join(folders[: at + 2])
+            raise PermanentError(
+                f"folder {reserved!r} is reserved: streaming ladders keep their parts there"
+            )
     key = "/".join(parts)
     if len((TODO_PREFIX + key).encode()) > MAX_KEY_BYTES:
         raise PermanentError(f"path too long for an object key: {rel_path!r}")

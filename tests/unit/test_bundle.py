@@ -25,6 +25,7 @@ from hevcq.bundle import (
 )
 from hevcq.errors import PermanentError, SupersededJob
 from hevcq.formats import content_type
+from hevcq.keys import done_key, todo_key
 from hevcq.ledger import Claimed, JobKey, Lease, LeaseLostError
 from hevcq.library.bundles import download_parts, place_folder, read_manifest
 from hevcq.library.quarantine import OutputExists, ReplaceRefused
@@ -119,6 +120,53 @@ def test_only_other_attempts_parts_are_swept() -> None:
     ]
     assert sweepable(keys, KEY, keep) == keys[1:3]
     assert sweepable(keys, KEY, None) == keys[:3]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "DONE/hls/trips/beach.parts/notes.m3u8",  # from TODO/trips/beach.parts/notes.mp4
+        "DONE/hls/trips/beach.parts/day1/notes.m3u8",
+        "DONE/hls/trips/beach.parts/0123456789abcdef.m3u8",
+    ],
+)
+def test_another_sources_output_under_a_parts_named_folder_is_never_swept(other: str) -> None:
+    assert sweepable([other], KEY, None) == []
+    assert sweepable([other], KEY, attempt_token("w/new")) == []
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "trips/beach.parts/0123456789abcdef/clip.mp4",
+        "beach.parts/0123456789abcdef/deeper/clip.mp4",
+    ],
+)
+def test_no_source_may_live_where_an_attempt_keeps_its_parts(rel: str) -> None:
+    """Attack: a library folder shaped like a ladder's attempt folder. Its output would sit
+    where the neighbouring ``beach`` ladder keeps an attempt's parts, and that ladder's
+    next commit would sweep it; so the name is refused with its reason, at the scan (the
+    upload key) and at the worker (the source key)."""
+    with pytest.raises(PermanentError, match="reserved: streaming ladders keep their parts"):
+        todo_key(rel)
+    with pytest.raises(PermanentError, match="reserved"):
+        done_key(f"TODO/{rel}", "hls", extension=".m3u8")
+
+
+def test_a_commit_sweeps_its_own_stale_parts_and_no_neighbouring_output(tmp_path: Path) -> None:
+    """Attack, through the real sweep: outputs of sources in a folder named like the
+    ``beach`` ladder's parts folder (allowed names) survive that ladder's commits."""
+    store = FakeStore()
+    neighbours = ["DONE/hls/trips/beach.parts/notes.m3u8", "DONE/hls/trips/beach.parts/a/b.m3u8"]
+    stale = f"DONE/hls/trips/beach.parts/{attempt_token('w/old')}/v0/seg_1.m4s"
+    for key in [*neighbours, stale]:
+        src = tmp_path / "obj"
+        src.write_bytes(b"x")
+        store.upload(src, key, {})
+    assert sweep_parts(store, KEY, attempt_token("w/new")) == 1
+    assert sweep_parts(store, KEY, None) == 0
+    assert all(store.head(k) is not None for k in neighbours)
+    assert store.head(stale) is None
 
 
 def test_ladder_parts_carry_the_types_players_expect() -> None:
