@@ -87,10 +87,11 @@ def local_master(output_rel: str) -> str:
 
 
 def parts_prefix(output_key: str) -> str:
-    """The prefix every attempt's parts go under: ``.../<stem>.parts/``."""
-    if not is_bundle_key(output_key):
-        raise ValueError(f"not a bundle output key: {output_key!r}")
-    return output_key[: -len(MASTER_SUFFIX)] + PARTS_SUFFIX + "/"
+    """The prefix every attempt's parts go under: ``.../<stem>.parts/`` for a ladder,
+    ``.../<name>.parts/`` for a file output with parts of its own (its poster)."""
+    if is_bundle_key(output_key):
+        return output_key[: -len(MASTER_SUFFIX)] + PARTS_SUFFIX + "/"
+    return output_key + PARTS_SUFFIX + "/"
 
 
 def attempt_token(attempt: str) -> str:

@@ -296,11 +296,17 @@ class Pool(_Strict):
     default: bool = True
     # A streaming ladder instead of one file (``encode`` then does not apply).
     ladder: Ladder | None = None
+    # A poster (``hevcq.media.poster``) stored with each file output, for apps: a part of
+    # the output's own attempt (``hevcq.bundle``), named by the output's metadata. Not in
+    # the settings hash: it changes no encoded byte. A ladder has its own (``ladder.poster``).
+    poster: bool = False
 
     @model_validator(mode="after")
     def _quality_policy_has_a_target(self) -> Pool:
         if self.verify == "quality" and self.quality is None:
             raise ValueError("verify: quality needs a quality target (quality: {vmaf: 95})")
+        if self.ladder is not None and self.poster:
+            raise ValueError("a ladder's poster is set by ladder.poster, not poster")
         if self.ladder is not None and self.verify == "quality":
             raise ValueError("a ladder is checked by its own rules; verify: quality is for files")
         if self.ladder is not None and self.ladder.per_title and self.quality is None:

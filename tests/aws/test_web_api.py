@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import ATTR_CLASS, ATTR_REASON
+from hevcq.bundle import POSTER, attempt_prefix
 from hevcq.farm.client import Farm
 from hevcq.ledger import Claimed, JobKey, State
 from hevcq.library.results import announced_objects
-from hevcq.metadata import META_SOURCE_ETAG, META_SOURCE_KEY
+from hevcq.metadata import META_PARTS, META_SOURCE_ETAG, META_SOURCE_KEY
 from hevcq.settings import Settings, load_settings
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator, jwt_owner
@@ -330,6 +331,48 @@ def test_an_unknown_pool_is_refused_and_the_operator_default_applies(moto_farm: 
     assert "unknown pool(s) nope" in bad.json()["detail"]
     ticket = c.post("/api/uploads", json={"filename": "a.mov"}, headers={CSRF_HEADER: "1"}).json()
     assert ticket["fields"]["x-amz-meta-hevcq-pools"] == first
+
+
+def test_a_file_pool_that_stores_posters_gives_its_committed_poster(
+    moto_farm: MotoFarm, tmp_path: Path
+) -> None:
+    m = moto_farm
+    c = _client(_view(m), AuthConfig(open_local=True))
+    ticket = c.post(
+        "/api/uploads", json={"filename": "clip.mov", "pools": ["hevc"]}, headers={CSRF_HEADER: "1"}
+    ).json()
+    key = ticket["key"]
+    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x")["ETag"].strip('"')
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    claim = ledger.claim(JobKey(key, "hevc", etag, "h"), "w1", "m1", 60)
+    assert isinstance(claim, Claimed)
+    keeper = LeaseKeeper(ledger, claim.lease)
+    out = f"DONE/hevc/{ticket['id']}/clip.mp4"
+    meta = {META_SOURCE_KEY: key, META_SOURCE_ETAG: etag}
+    store = S3Store(m.clients.s3, m.refs.bucket)
+    encoded, parts = tmp_path / "clip.mp4", tmp_path / "parts"
+    encoded.write_bytes(b"mp4")
+    parts.mkdir()
+    (parts / POSTER).write_bytes(b"\xff\xd8jpeg")
+    info = FencedWriter(store, keeper, "w1").put_with_parts(encoded, parts, out, meta)
+    keeper.finish(State.DONE, {"output_key": out, "output_etag": info.etag})
+
+    pool = c.get(f"/api/videos/{ticket['id']}").json()["pools"][0]
+    poster_key = f"{attempt_prefix(out, info.metadata[META_PARTS])}{POSTER}"
+    assert pool["download_url"] is not None
+    assert f"/{poster_key}?" in pool["poster_url"]
+    assert "Signature" in pool["poster_url"]
+    head = m.clients.s3.head_object(Bucket=m.refs.bucket, Key=poster_key)
+    assert head["ContentType"] == "image/jpeg"
+    # A poster named by metadata that is not an attempt token is never turned into a key.
+    m.clients.s3.copy_object(
+        Bucket=m.refs.bucket,
+        Key=out,
+        CopySource={"Bucket": m.refs.bucket, "Key": out},
+        Metadata={**meta, META_PARTS: "../../hls/x"},
+        MetadataDirective="REPLACE",
+    )
+    assert c.get(f"/api/videos/{ticket['id']}").json()["pools"][0]["poster_url"] is None
 
 
 def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(

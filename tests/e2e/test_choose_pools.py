@@ -56,6 +56,8 @@ def test_a_pool_off_by_default_encodes_only_when_a_run_names_it(tmp_path: Path) 
     second = ingest(tmp_path, "--pools", "av1")
     assert second.returncode == 0, second.stderr
     webm = out / "av1" / "clip.av1.webm"
+    # The av1 pool stores a poster with each output for apps; a library gets the file alone.
+    assert sorted(p.name for p in (out / "av1").iterdir()) == ["clip.av1.webm"]
     info = probe(webm)
     assert info.main_video is not None
     assert info.main_video.codec == "av1"

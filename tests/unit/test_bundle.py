@@ -57,8 +57,8 @@ def test_parts_live_beside_the_master_under_a_folder_per_attempt() -> None:
     assert token_of(f"DONE/hls/trips/beach.parts/{token}/v0/seg_1.m4s", KEY) == token
     assert token_of("DONE/hls/trips/beach.parts/zz/v0/seg_1.m4s", KEY) is None
     assert token_of("DONE/hls/trips/other.parts/x", KEY) is None
-    with pytest.raises(ValueError, match="not a bundle"):
-        parts_prefix("DONE/hevc/trips/beach.mp4")
+    # A file output's parts (its poster) go beside it under its full name.
+    assert parts_prefix("DONE/av1/trips/beach.av1.webm") == "DONE/av1/trips/beach.av1.webm.parts/"
 
 
 def test_every_attempt_has_its_own_token_and_a_retried_one_the_same() -> None:
@@ -315,6 +315,90 @@ def test_a_ladder_pool_never_takes_a_copy_of_a_file_pools_encode() -> None:
     assert not shares_encode(info, farm["hevc"], hls, "a.mp4")
     assert not shares_encode(info, farm["hevc"], farm["hls"], "a.mp4")
     assert not shares_encode(info, farm["hls"], farm["hevc"], "a.mp4")
+
+
+# --- a file output with parts of its own (its poster) ---------------------------------
+
+FILE_KEY = "DONE/av1/trips/beach.av1.webm"
+
+
+def poster_parts(tmp: Path, name: str = "parts") -> tuple[Path, Path]:
+    """An encoded file and the folder of its parts (its poster)."""
+    out, folder = tmp / f"{name}.webm", tmp / name
+    folder.mkdir()
+    out.write_bytes(b"webm " + name.encode())
+    (folder / "poster.jpg").write_bytes(b"\xff\xd8 jpeg of " + name.encode())
+    return out, folder
+
+
+def test_a_file_and_its_poster_are_committed_as_one_by_the_file_written_last(
+    tmp_path: Path,
+) -> None:
+    store, ledger = FakeStore(), MemoryLedger()
+    w = writer(store, ledger, "w1")
+    out, folder = poster_parts(tmp_path)
+    info = w.put_with_parts(out, folder, FILE_KEY, META)
+    assert store.uploads[-1] == FILE_KEY  # the poster and the manifest before it
+    assert store.data[FILE_KEY] == out.read_bytes()
+    token = info.metadata[META_PARTS]
+    assert token == attempt_token(w.attempt)
+    prefix = attempt_prefix(FILE_KEY, token)
+    assert prefix == f"DONE/av1/trips/beach.av1.webm.parts/{token}/"
+    assert store.data[prefix + "poster.jpg"] == (folder / "poster.jpg").read_bytes()
+    assert info.metadata[META_MANIFEST_ETAG] == store.objects[prefix + MANIFEST].etag
+    manifest = Manifest.model_validate(json.loads(store.data[prefix + MANIFEST]))
+    assert [p.path for p in manifest.parts] == ["poster.jpg"]
+
+
+def test_a_new_file_commit_leaves_only_its_own_poster_after_the_sweep(tmp_path: Path) -> None:
+    store = FakeStore()
+    out1, parts1 = poster_parts(tmp_path, "one")
+    out2, parts2 = poster_parts(tmp_path, "two")
+    first = writer(store, MemoryLedger(), "w1").put_with_parts(out1, parts1, FILE_KEY, META)
+    second = writer(store, MemoryLedger(), "w2").put_with_parts(out2, parts2, FILE_KEY, META)
+    assert sweep_parts(store, FILE_KEY, second.metadata[META_PARTS]) == 2  # poster + manifest
+    left = store.list_keys(parts_prefix(FILE_KEY))
+    assert {token_of(k, FILE_KEY) for k in left} == {second.metadata[META_PARTS]}
+    assert first.metadata[META_PARTS] != second.metadata[META_PARTS]
+
+
+def test_a_fenced_out_file_attempt_removes_its_poster_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    store, ledger = PausingStore(), MemoryLedger()
+    paused = writer(store, ledger, "paused")
+    committed: list[ObjectInfo] = []
+
+    def taken_over() -> None:
+        item = ledger.items[(SOURCE, "hls")]
+        ledger.items[(SOURCE, "hls")] = dataclasses.replace(item, rvn="taken", worker="taker")
+        lease = Lease(JobKey(SOURCE, "hls", "etag1", "settings"), "taker", "taken", 60.0)
+        taker = FencedWriter(store, LeaseKeeper(ledger, lease), "taker")
+        out, folder = poster_parts(tmp_path, "taker")
+        committed.append(taker.put_with_parts(out, folder, FILE_KEY, META))
+
+    store.pause = taken_over
+    out, folder = poster_parts(tmp_path, "paused")
+    with pytest.raises(LeaseLostError):
+        paused.put_with_parts(out, folder, FILE_KEY, META)
+    assert store.head(FILE_KEY) == committed[0]
+    assert store.data[FILE_KEY] == b"webm taker"
+    kept = committed[0].metadata[META_PARTS]
+    assert {token_of(k, FILE_KEY) for k in store.list_keys(parts_prefix(FILE_KEY))} == {kept}
+
+
+def test_posters_are_a_file_pools_choice_that_changes_no_settings_hash() -> None:
+    farm = load_farm()
+    hevc = farm["hevc"]
+    with_poster = hevc.model_copy(update={"poster": True})
+    assert with_poster.settings_hash() == hevc.settings_hash()  # no library re-encodes
+    with pytest.raises(ValueError, match=r"ladder\.poster"):
+        type(hevc).model_validate({**farm["hls"].model_dump(), "poster": True})
+    # A copy of another pool's encode would carry no poster: such a pool encodes itself.
+    info = clip(1920, 1080)
+    p1080 = farm["1080p"]
+    assert shares_encode(info, hevc, p1080, "a.mp4")
+    assert not shares_encode(info, hevc, p1080.model_copy(update={"poster": True}), "a.mp4")
 
 
 # --- reading a ladder back (hevcq.library.bundles): the bucket may be hostile -----------

@@ -27,7 +27,13 @@ from hevcq.library.walk import fingerprint
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
-from hevcq.metadata import META_CLIENT_SETTLED, META_CLIENT_SKIPS, META_HASH, META_LIBRARY
+from hevcq.metadata import (
+    META_CLIENT_SETTLED,
+    META_CLIENT_SKIPS,
+    META_HASH,
+    META_LIBRARY,
+    META_PARTS,
+)
 from hevcq.queue import Received
 from tests.fakes import FakeStore, MemoryLedger
 
@@ -361,6 +367,25 @@ def test_the_primary_output_goes_at_once_when_no_other_job_is_open(lib: Lib) -> 
     lib.output("hevc")
     lib.fetcher(primary="hevc").process(lib.result("hevc"))
     assert lib.objects.deleted == ["DONE/hevc/a.mp4"]
+
+
+def test_a_file_output_brought_home_takes_its_poster_out_of_the_bucket_too(lib: Lib) -> None:
+    _all_finished(lib, {"1080p": "failed", "720p": "skipped"})
+    lib.output("hevc")
+    key, token = "DONE/hevc/a.mp4", "0123456789abcdef"
+    lib.objects.objects[key] = dataclasses.replace(
+        lib.objects.objects[key], metadata={META_PARTS: token}
+    )
+    poster = f"{key}.parts/{token}/poster.jpg"
+    other = f"{key}.parts/{'f' * 16}/poster.jpg"  # a newer commit's, say: not ours to take
+    put(lib.objects, poster, b"jpeg")
+    put(lib.objects, other, b"jpeg")
+    got = lib.fetcher(primary="hevc").process(lib.result("hevc"))
+    assert got.action == "placed"
+    assert sorted(p.name for p in (lib.out / "hevc").iterdir()) == ["a.mp4"]  # the file alone
+    assert lib.objects.head(key) is None
+    assert lib.objects.head(poster) is None
+    assert lib.objects.head(other) is not None
 
 
 def test_no_cleanup_keeps_every_object(lib: Lib) -> None:

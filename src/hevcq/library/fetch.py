@@ -413,7 +413,11 @@ class Fetcher:
         if r.output_key and is_bundle_key(r.output_key):
             self._delete_bundle(r)
         elif r.output_key and not self._may_be_copied(r):
-            self.objects.delete(r.output_key)
+            head = self.objects.head(r.output_key)
+            if head is not None and META_PARTS in head.metadata:
+                self._delete_bundle(r)  # a file with its poster: the same two steps
+            else:
+                self.objects.delete(r.output_key)
         gone = self._cleanup_source(r, rel)
         return Fetched(
             fetched.rel,
@@ -426,8 +430,9 @@ class Fetcher:
         )
 
     def _delete_bundle(self, r: JobResult) -> None:
-        """A ladder brought home leaves the bucket: exactly the committed master, then the
-        parts of its attempt (a newer commit's master and parts are left alone)."""
+        """A ladder (or a file with a poster) brought home leaves the bucket: exactly the
+        committed output, then the parts of its attempt (a newer commit's output and parts
+        are left alone)."""
         key, etag = r.output_key or "", r.output_etag or ""
         master = self.objects.head(key)
         if master is None or master.etag != etag:

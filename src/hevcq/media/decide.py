@@ -194,6 +194,8 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
         # A ladder is its own command and many objects, never a copy of a file.
         encoder.ladder is not None
         or pool.ladder is not None
+        # A copy carries no poster: a pool that stores one makes its own output.
+        or pool.poster
         # Checked less strictly, or not scored against this pool's target, or not at its CRF.
         or _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]
         or not _same_target(encoder, pool)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from hevcq.bundle import MASTER, POSTER, attempt_prefix, is_bundle_key
-from hevcq.errors import HevcqError
+from hevcq.errors import HevcqError, PermanentError
 from hevcq.ledger import FINISHED, LedgerItem, LedgerReader, State
 from hevcq.metadata import META_PARTS
 from hevcq.web import uploads
@@ -89,9 +89,12 @@ def play_links(side: UploadSide, item: LedgerItem) -> tuple[str | None, str | No
     key = item.output_key or ""
     base = side.play.public_base_url
     if not is_bundle_key(key):
+        poster = file_poster(side, key)
         if base:
-            return f"{base.rstrip('/')}/{quote(key)}", None
-        return side.store.presign_get(key, DOWNLOAD_URL_TTL_S), None
+            root = base.rstrip("/")
+            return f"{root}/{quote(key)}", f"{root}/{quote(poster)}" if poster else None
+        url = side.store.presign_get(key, DOWNLOAD_URL_TTL_S)
+        return url, side.store.presign_get(poster, DOWNLOAD_URL_TTL_S) if poster else None
     if base:
         master = side.store.head(key)
         token = master.metadata.get(META_PARTS, "") if master else ""
@@ -101,6 +104,19 @@ def play_links(side: UploadSide, item: LedgerItem) -> tuple[str | None, str | No
     grant = sign(side.play, item)
     root = f"{side.api_base.rstrip('/')}/play/{grant}"
     return f"{root}/{MASTER}", f"{root}/{POSTER}"
+
+
+def file_poster(side: UploadSide, key: str) -> str | None:
+    """The key of the poster a file output was committed with (None: it has none). The
+    token comes from the bucket, so it is checked before it names a key."""
+    head = side.store.head(key)
+    token = head.metadata.get(META_PARTS, "") if head else ""
+    if not token:
+        return None
+    try:
+        return f"{attempt_prefix(key, token)}{POSTER}"
+    except PermanentError:
+        return None
 
 
 def pools_of(side: UploadSide, record: uploads.UploadRecord) -> tuple[str, ...]:

@@ -90,7 +90,11 @@ class JobExecutor:
         """Run a claimed job to its end; how its message settles."""
         keeper = LeaseKeeper(self._ledger, lease, clock=self._clock)
         writer = FencedWriter(self.store, keeper, self.config.worker_id)
-        ctx = JobContext(commit=writer.put, commit_bundle=writer.put_bundle)
+        ctx = JobContext(
+            commit=writer.put,
+            commit_bundle=writer.put_bundle,
+            commit_with_parts=writer.put_with_parts,
+        )
         progress: list[float] = []
 
         def on_progress(pct: float) -> None:
@@ -197,8 +201,9 @@ class JobExecutor:
         return True
 
     def _sweep_bundle(self, keeper: LeaseKeeper, spec: JobSpec, etag: str) -> None:
-        """Under the lease, before the ledger record: remove every part of a bundle output
-        that its committed master does not name (earlier outputs, abandoned attempts).
+        """Under the lease, before the ledger record: remove every part of an output with
+        parts (a ladder, a file with its poster) that the committed output does not name
+        (earlier outputs, abandoned attempts).
 
         Done while the lease is held, so no later holder's parts can be taken for stale
         ones; a reader still copying an earlier output finds its parts gone and reads the
@@ -215,7 +220,7 @@ class JobExecutor:
         old = keeper.lease.output_etag
         cleared: dict[str, object] = {"output_key": None, "output_etag": None} if old else {}
         current = self.store.head(spec.output_key)
-        bundle = is_bundle_key(spec.output_key)
+        bundle = has_parts(spec) or (current is not None and META_PARTS in current.metadata)
         if current is None and bundle:
             keeper.check()
             sweep_parts(self.store, spec.output_key, None)  # attempts that never committed
@@ -256,7 +261,7 @@ class JobExecutor:
         }
         if state is State.SKIPPED:
             fields.update(self._drop_stale_output(keeper, spec))
-        elif is_bundle_key(spec.output_key) and result.output_etag:
+        elif has_parts(spec) and result.output_etag:
             try:
                 self._sweep_bundle(keeper, spec, result.output_etag)
             except (LeaseLostError, SupersededJob) as exc:
@@ -381,3 +386,9 @@ class JobExecutor:
             failure_class=cls,
             input_bytes=spec.source_size,
         )
+
+
+def has_parts(spec: JobSpec) -> bool:
+    """Whether the job's output is committed with parts of its own (``hevcq.bundle``): a
+    ladder, or a file of a pool that stores a poster with it."""
+    return is_bundle_key(spec.output_key) or spec.pool.poster

@@ -79,13 +79,23 @@ class FencedWriter:
         master names them after all (a write that went through before its answer was lost).
         """
         token = attempt_token(self.attempt)
-        self._keeper.check()  # parts of an attempt that is already over are never written
         master = folder.parent / f"{folder.name}.{MASTER}"
         master.write_text(relative_master((folder / MASTER).read_text(), key, token))
+        return self.put_with_parts(master, folder, key, metadata)
+
+    def put_with_parts(
+        self, src: Path, folder: Path, key: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
+        """Upload ``src`` as the output at ``key`` with the files in ``folder`` as its parts
+        (a ladder's segments, a file's poster): the parts and their manifest first under
+        this attempt's own prefix, then ``src`` by the fenced compare-and-swap, its metadata
+        naming the attempt and the manifest. The same clean-up as ``put_bundle``."""
+        token = attempt_token(self.attempt)
+        self._keeper.check()  # parts of an attempt that is already over are never written
         try:
             staged = stage_bundle(self._store, folder, key, metadata, token)
             meta = {**metadata, META_PARTS: token, META_MANIFEST_ETAG: staged.etag}
-            return self._write(key, meta, lambda m, e: self._store.put_if(master, key, m, expect=e))
+            return self._write(key, meta, lambda m, e: self._store.put_if(src, key, m, expect=e))
         except BaseException:
             abandon_parts(self._store, key, token)
             raise

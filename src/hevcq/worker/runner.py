@@ -83,6 +83,8 @@ class JobSpec:
 
 # Makes a verified output the current one: (file, output key, metadata) -> what was written.
 Commit = Callable[[Path, str, dict[str, str]], ObjectInfo]
+# A file output with parts of its own (its poster): (file, parts folder, key, metadata).
+PartsCommit = Callable[[Path, Path, str, dict[str, str]], ObjectInfo]
 
 
 @dataclass
@@ -100,6 +102,8 @@ class JobContext:
     commit: Commit | None = None
     # The same for an output of many objects (a folder: ``FencedWriter.put_bundle``).
     commit_bundle: Commit | None = None
+    # The same for a file with parts (``FencedWriter.put_with_parts``).
+    commit_with_parts: PartsCommit | None = None
     phase: str = "prepare"  # prepare, encode, verify, upload: what a stop would interrupt
     # Wall seconds of the steps done so far (``hevcq.ledger.PHASES``), kept on the item.
     timings: dict[str, float] = field(default_factory=dict)
@@ -372,14 +376,23 @@ class JobRunner:
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         scored = {} if hdr else self._score(spec.pool, src, out)
+        parts = scratch / "parts"
+        if spec.pool.poster:
+            parts.mkdir()
+            make_poster(self._ffmpeg, out, parts / POSTER)  # of the output, as it plays
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
-        commit = ctx.commit or self._store.upload
         ctx.phase = "upload"
-        uploaded = until_cancelled(
-            lambda: commit(out, spec.output_key, output_metadata(spec)), ctx.cancel
-        )
+        meta = output_metadata(spec)
+        if spec.pool.poster:
+            with_parts = ctx.commit_with_parts or self._plain_with_parts
+            uploaded = until_cancelled(
+                lambda: with_parts(out, parts, spec.output_key, meta), ctx.cancel
+            )
+        else:
+            commit = ctx.commit or self._store.upload
+            uploaded = until_cancelled(lambda: commit(out, spec.output_key, meta), ctx.cancel)
         lap("upload_s")
         log.info("output_uploaded", output_key=spec.output_key, bytes=uploaded.size)
         # Where a job's wall time goes, for the overhead benchmark and for operators.
@@ -479,11 +492,23 @@ class JobRunner:
     def _plain_bundle(self, folder: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
         """A bundle's commit without a lease (tools and tests): staged, then its master."""
         token = attempt_token(f"{self._worker_id}/{time.time_ns()}")
-        staged = stage_bundle(self._store, folder, key, metadata, token)
         master = folder.parent / f"{folder.name}.{MASTER}"
         master.write_text(relative_master((folder / MASTER).read_text(), key, token))
+        return self._plain_with_parts(master, folder, key, metadata, token)
+
+    def _plain_with_parts(
+        self,
+        src: Path,
+        folder: Path,
+        key: str,
+        metadata: dict[str, str],
+        token: str | None = None,
+    ) -> ObjectInfo:
+        """A file-with-parts commit without a lease (tools and tests): parts, then ``src``."""
+        token = token or attempt_token(f"{self._worker_id}/{time.time_ns()}")
+        staged = stage_bundle(self._store, folder, key, metadata, token)
         meta = {**metadata, META_PARTS: token, META_MANIFEST_ETAG: staged.etag}
-        return self._store.upload(master, key, meta)
+        return self._store.upload(src, key, meta)
 
     def _search_crf(
         self,
