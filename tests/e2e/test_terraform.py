@@ -703,6 +703,13 @@ def test_only_pools_that_may_copy_the_primary_read_its_outputs_and_it_writes_the
         statements = {s.get("Sid"): s for s in policy["Statement"]}
         listed = statements["ListOwnPrefixes"]["Condition"]["StringLike"]["s3:prefix"]
         pools = load_farm(WORKERS_DIR)
+        # Sweeps and stale-output removal delete in the pool's own prefix, nowhere else.
+        for other in pools:
+            key = f"arn:aws:s3:::{bucket}/DONE/{other}/a.parts/0123456789abcdef/poster.jpg"
+            need = iamcheck.Need("s3:DeleteObject", key)
+            assert iamcheck.allows(policy["Statement"], need) == (other == name), (name, other)
+        source = iamcheck.Need("s3:DeleteObject", f"arn:aws:s3:::{bucket}/TODO/a.mov")
+        assert not iamcheck.allows(policy["Statement"], source)
         others = sorted(n for n, p in pools.items() if n != "hevc" and p.ladder is None)
         if pools[name].ladder is not None:  # a ladder copies nothing and is never copied
             assert "CopyPrimaryOutputs" not in statements

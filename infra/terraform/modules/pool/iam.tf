@@ -37,6 +37,15 @@ data "aws_iam_policy_document" "task" {
     resources = [for p in local.served_prefixes : "${var.farm.bucket_arn}/${p}*"]
   }
 
+  statement {
+    sid = "RemoveOwnStaleObjects"
+    # A worker removes what its own pool's newer commits left stale: a ladder's (or a
+    # poster's) parts of earlier attempts, and the output of a version that now has none.
+    # No more than overwriting, which it may do anyway; never another pool's, never TODO/.
+    actions   = ["s3:DeleteObject"]
+    resources = [for p in local.served_prefixes : "${var.farm.bucket_arn}/${p}*"]
+  }
+
   dynamic "statement" {
     for_each = local.copy_prefixes
     content {
