@@ -208,6 +208,25 @@ def test_a_target_out_of_reach_says_why(tmp_path, clip) -> None:
     assert len(perfect.probes) <= 6
 
 
+def test_probes_are_scored_without_neg_which_only_an_output_reports(tmp_path, clip) -> None:
+    # An ffmpeg that writes down every command it runs, then runs it.
+    calls = tmp_path / "calls"
+    shim = tmp_path / "ffmpeg"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{calls}"\nexec "{find_ffmpeg()}" "$@"\n')
+    shim.chmod(0o755)
+    plan = plan_for(clip, pool())
+    found = find_crf(
+        searcher(tmp_path, ffmpeg=str(shim)), clip, plan, probe(clip), source_id="n", target=93.0
+    )
+    assert isinstance(found, SearchResult)
+    scorings = [line for line in calls.read_text().splitlines() if "libvmaf=" in line]
+    assert len(scorings) == len(found.probes)  # one sample: one scoring per probe
+    assert not [line for line in scorings if "vmaf_neg" in line]
+    # An output's own score still reports NEG beside it.
+    full = encode(clip, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    assert score(find_ffmpeg(), clip, full, threads=2).neg_mean is not None
+
+
 def hdr_clip(tmp_path: Path) -> Path:
     """An HDR (PQ) clip: the VMAF models cannot score it."""
     hdr = tmp_path / "hdr.mp4"

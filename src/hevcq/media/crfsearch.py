@@ -677,7 +677,9 @@ class _Prober:
             args = build_args(run.ffmpeg, sample, out, plan, threads=run.threads)
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
             threads = run.threads or machine_cores()
-            got = measure(run.ffmpeg, sample, out, self._metric, threads=threads)
+            # The search reads the score alone: NEG, reported beside an output's own
+            # score, would add about half again to every probe's scoring.
+            got = measure(run.ffmpeg, sample, out, self._metric, threads=threads, neg=False)
             size, span = video_size(out)
             out.unlink()
             weighted += got.mean * got.frames

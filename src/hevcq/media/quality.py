@@ -170,12 +170,20 @@ def is_hdr(path: Path) -> bool:
 
 
 def vmaf_graph(
-    ref: Picture, rate: Fraction, log: Path, *, phone: bool, threads: int, subsample: int = 1
+    ref: Picture,
+    rate: Fraction,
+    log: Path,
+    *,
+    phone: bool,
+    threads: int,
+    subsample: int = 1,
+    neg: bool = True,
 ) -> str:
     """The filter graph: input 0 is the output scored, input 1 its source. With
     ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
-    for probes; an output's own score uses every frame)."""
-    vmaf = _libvmaf(ref, log, phone=phone, neg=True, threads=threads, subsample=subsample)
+    for probes; an output's own score uses every frame). ``neg``: the NEG model beside
+    the score (its features cost about half again the score's own)."""
+    vmaf = _libvmaf(ref, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
     return aligned(ref, rate) + f"[dist][ref]{vmaf}"
 
 
@@ -205,14 +213,18 @@ def score(
     phone: bool = False,
     threads: int = 1,
     subsample: int = 1,
+    neg: bool = True,
 ) -> Score:
     """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
-    ``subsample``: score every that many frames only (``vmaf_graph``)."""
+    ``subsample``: score every that many frames only; ``neg``: NEG beside it
+    (``vmaf_graph``)."""
     ref = _sdr_reference(source, output, "the VMAF models are trained on SDR")
     rate = constant_rate(ref.fps)
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
         log = Path(tmp) / "vmaf.json"
-        graph = vmaf_graph(ref, rate, log, phone=phone, threads=threads, subsample=subsample)
+        graph = vmaf_graph(
+            ref, rate, log, phone=phone, threads=threads, subsample=subsample, neg=neg
+        )
         _run_graph(ffmpeg, source, output, graph, log)
         return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
 
@@ -268,11 +280,13 @@ def measure(
     *,
     phone: bool = False,
     threads: int = 1,
+    neg: bool = True,
 ) -> Score:
-    """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``)."""
+    """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``);
+    ``neg``: VMAF's NEG beside the score."""
     if metric == "xpsnr":
         return xpsnr_score(ffmpeg, source, output)
-    return score(ffmpeg, source, output, phone=phone, threads=threads)
+    return score(ffmpeg, source, output, phone=phone, threads=threads, neg=neg)
 
 
 def _sdr_reference(source: Path, output: Path, why: str) -> Picture:
