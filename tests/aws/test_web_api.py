@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -333,23 +334,40 @@ def test_an_unknown_pool_is_refused_and_the_operator_default_applies(moto_farm: 
     assert ticket["fields"]["x-amz-meta-hevcq-pools"] == first
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """An upload made through the API and claimed by worker ``w1`` for one pool."""
+
+    ticket: dict[str, Any]
+    key: str
+    ledger: DynamoLedger
+    keeper: LeaseKeeper
+    store: S3Store
+    meta: dict[str, str]
+
+
+def _claimed_upload(m: MotoFarm, c: TestClient, pool: str) -> _Claimed:
+    ticket = c.post(
+        "/api/uploads", json={"filename": "clip.mov", "pools": [pool]}, headers={CSRF_HEADER: "1"}
+    ).json()
+    key = ticket["key"]
+    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x")["ETag"].strip('"')
+    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
+    claim = ledger.claim(JobKey(key, pool, etag, "h"), "w1", "m1", 60)
+    assert isinstance(claim, Claimed)
+    meta = {META_SOURCE_KEY: key, META_SOURCE_ETAG: etag}
+    store = S3Store(m.clients.s3, m.refs.bucket)
+    return _Claimed(ticket, key, ledger, LeaseKeeper(ledger, claim.lease), store, meta)
+
+
 def test_a_file_pool_that_stores_posters_gives_its_committed_poster(
     moto_farm: MotoFarm, tmp_path: Path
 ) -> None:
     m = moto_farm
     c = _client(_view(m), AuthConfig(open_local=True))
-    ticket = c.post(
-        "/api/uploads", json={"filename": "clip.mov", "pools": ["hevc"]}, headers={CSRF_HEADER: "1"}
-    ).json()
-    key = ticket["key"]
-    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x")["ETag"].strip('"')
-    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
-    claim = ledger.claim(JobKey(key, "hevc", etag, "h"), "w1", "m1", 60)
-    assert isinstance(claim, Claimed)
-    keeper = LeaseKeeper(ledger, claim.lease)
+    job = _claimed_upload(m, c, "hevc")
+    ticket, keeper, store, meta = job.ticket, job.keeper, job.store, job.meta
     out = f"DONE/hevc/{ticket['id']}/clip.mp4"
-    meta = {META_SOURCE_KEY: key, META_SOURCE_ETAG: etag}
-    store = S3Store(m.clients.s3, m.refs.bucket)
     encoded, parts = tmp_path / "clip.mp4", tmp_path / "parts"
     encoded.write_bytes(b"mp4")
     parts.mkdir()
@@ -380,18 +398,16 @@ def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(
 ) -> None:
     m = moto_farm
     c = _client(_view(m), AuthConfig(open_local=True))
-    ticket = c.post(
-        "/api/uploads", json={"filename": "clip.mov", "pools": ["hls"]}, headers={CSRF_HEADER: "1"}
-    ).json()
-    key = ticket["key"]
-    etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=key, Body=b"x")["ETag"].strip('"')
-    ledger = DynamoLedger(m.clients.dynamodb, m.refs.ledger_table)
-    claim = ledger.claim(JobKey(key, "hls", etag, "h"), "w1", "m1", 60)
-    assert isinstance(claim, Claimed)
-    keeper = LeaseKeeper(ledger, claim.lease)
+    job = _claimed_upload(m, c, "hls")
+    ticket, key, ledger, keeper, store, meta = (
+        job.ticket,
+        job.key,
+        job.ledger,
+        job.keeper,
+        job.store,
+        job.meta,
+    )
     out = f"DONE/hls/{ticket['id']}/clip.m3u8"
-    meta = {META_SOURCE_KEY: key, META_SOURCE_ETAG: etag}
-    store = S3Store(m.clients.s3, m.refs.bucket)
     master = FencedWriter(store, keeper, "w1").put_bundle(ladder_folder(tmp_path), out, meta)
     keeper.finish(State.DONE, {"output_key": out, "output_etag": master.etag})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,14 +17,20 @@ import yaml
 from benchmarks.harness import read_events
 
 from hevcq.aws.clients import Clients
+from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.provision import names_for, provision
+from hevcq.aws.s3 import S3Store
 from hevcq.aws.sqs import SqsInbox
+from hevcq.bundle import MANIFEST, Manifest, attempt_prefix
 from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, farm_env
+from hevcq.ledger import LedgerItem
 from hevcq.library.results import Expected, SourcePool, dead_letter_results
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.messages import JobResult
+from hevcq.metadata import META_MANIFEST_ETAG, META_PARTS
+from hevcq.objects import ObjectInfo
 from hevcq.pools import load_farm
 from hevcq.settings import Settings
 from hevcq.topology import EMBEDDED_BUCKET, FarmRefs
@@ -215,3 +222,36 @@ def collector(farm: EmbeddedFarm | ProxiedFarm, keys: list[str], pool: str = "he
     assert farm.clients is not None
     assert farm.refs is not None
     return Collector(farm.clients, farm.refs, Expected({(k, pool) for k in keys}))
+
+
+@dataclass(frozen=True)
+class Committed:
+    """An output of many objects as a reader finds it: the object the ledger names, its
+    attempt folder and the manifest listing the parts there."""
+
+    store: S3Store
+    output: ObjectInfo
+    token: str
+    prefix: str
+    manifest: Manifest
+
+
+def committed(farm: EmbeddedFarm, key: str, pool: str, out: str) -> Committed:
+    """The committed output ``out`` of ``key`` in ``pool``, checked as a reader would: the
+    ledger names the output, the output names its attempt and manifest, and the manifest
+    is the one the output's metadata names."""
+    store = S3Store(farm.clients.s3, farm.refs.bucket)
+    item: LedgerItem | None = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table).get(
+        key, pool
+    )
+    output = store.head(out)
+    assert item is not None
+    assert output is not None
+    assert output.etag == item.output_etag
+    token = output.metadata[META_PARTS]
+    prefix = attempt_prefix(out, token)
+    manifest_obj = store.head(prefix + MANIFEST)
+    assert manifest_obj is not None
+    assert manifest_obj.etag == output.metadata[META_MANIFEST_ETAG]
+    manifest = Manifest.model_validate(json.loads(store.get_bytes(prefix + MANIFEST) or b""))
+    return Committed(store, output, token, prefix, manifest)

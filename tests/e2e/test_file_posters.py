@@ -3,7 +3,6 @@ output is committed with its poster as one, and a new version leaves only its ow
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 from pathlib import Path
@@ -14,12 +13,12 @@ import yaml
 
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
-from hevcq.bundle import MANIFEST, POSTER, Manifest, attempt_prefix, parts_prefix, token_of
+from hevcq.bundle import POSTER, parts_prefix, token_of
 from hevcq.ledger import LedgerItem
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
-from hevcq.metadata import META_MANIFEST_ETAG, META_PARTS, META_SOURCE_ETAG
-from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
+from hevcq.metadata import META_SOURCE_ETAG
+from tests.e2e.farmkit import WorkerProc, committed, pool_dir, stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -52,17 +51,8 @@ def put(farm, body: bytes) -> str:
 def committed_poster(farm, tmp: Path, name: str) -> tuple[str, Path]:
     """The committed output's poster, checked as a reader would: the ledger names the
     output, the output names its attempt and manifest, the manifest the poster's ETag."""
-    store = S3Store(farm.clients.s3, farm.refs.bucket)
-    item, out = item_of(farm), store.head(OUT)
-    assert item is not None
-    assert out is not None
-    assert out.etag == item.output_etag
-    token = out.metadata[META_PARTS]
-    prefix = attempt_prefix(OUT, token)
-    manifest_obj = store.head(prefix + MANIFEST)
-    assert manifest_obj is not None
-    assert manifest_obj.etag == out.metadata[META_MANIFEST_ETAG]
-    manifest = Manifest.model_validate(json.loads(store.get_bytes(prefix + MANIFEST) or b""))
+    found = committed(farm, KEY, "hevc", OUT)
+    store, token, prefix, manifest = found.store, found.token, found.prefix, found.manifest
     assert [p.path for p in manifest.parts] == [POSTER]
     dest = tmp / f"{name}.jpg"
     store.download(prefix + POSTER, dest, etag=manifest.parts[0].etag)

@@ -7,7 +7,6 @@ names, and every part with its ETag.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 from pathlib import Path
@@ -16,14 +15,15 @@ import pytest
 
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.aws.s3 import S3Store
-from hevcq.bundle import MANIFEST, MASTER, Manifest, attempt_prefix, parts_prefix, token_of
+from hevcq.bundle import MASTER, Manifest, attempt_prefix, parts_prefix, token_of
 from hevcq.ledger import LedgerItem
 from hevcq.media.ladder import check_ladder
 from hevcq.media.samples import make_clip
-from hevcq.metadata import META_ATTEMPT, META_MANIFEST_ETAG, META_PARTS, META_SOURCE_ETAG
+from hevcq.metadata import META_ATTEMPT, META_SOURCE_ETAG
 from hevcq.objects import ObjectInfo
 from tests.e2e.farmkit import (
     WorkerProc,
+    committed,
     count_events,
     pool_dir,
     proxied_stack,
@@ -72,17 +72,8 @@ def done_with(farm, etag: str) -> bool:
 def read_whole(farm, dest: Path) -> tuple[ObjectInfo, Manifest]:
     """Copy the committed ladder as a reader does, checking every part against the
     manifest the master names; asserts that the ledger, the master and the parts agree."""
-    store = S3Store(farm.clients.s3, farm.refs.bucket)
-    item, master = item_of(farm), store.head(OUT)
-    assert item is not None
-    assert master is not None
-    assert master.etag == item.output_etag
-    token = master.metadata[META_PARTS]
-    prefix = attempt_prefix(OUT, token)
-    manifest_obj = store.head(prefix + MANIFEST)
-    assert manifest_obj is not None
-    assert manifest_obj.etag == master.metadata[META_MANIFEST_ETAG]
-    manifest = Manifest.model_validate(json.loads(store.get_bytes(prefix + MANIFEST) or b""))
+    found = committed(farm, KEY, "hls", OUT)
+    store, master, prefix, manifest = found.store, found.output, found.prefix, found.manifest
     for part in manifest.parts:
         (dest / part.path).parent.mkdir(parents=True, exist_ok=True)
         got = store.download(prefix + part.path, dest / part.path, etag=part.etag)
