@@ -346,7 +346,9 @@ class _Claimed:
     meta: dict[str, str]
 
 
-def _claimed_upload(m: MotoFarm, c: TestClient, pool: str) -> _Claimed:
+def _claimed_upload(m: MotoFarm, pool: str) -> tuple[_Claimed, TestClient]:
+    """An upload of ``clip.mov`` for ``pool`` through the API's client, claimed by hand."""
+    c = _client(_view(m), AuthConfig(open_local=True))
     ticket = c.post(
         "/api/uploads", json={"filename": "clip.mov", "pools": [pool]}, headers={CSRF_HEADER: "1"}
     ).json()
@@ -357,25 +359,23 @@ def _claimed_upload(m: MotoFarm, c: TestClient, pool: str) -> _Claimed:
     assert isinstance(claim, Claimed)
     meta = {META_SOURCE_KEY: key, META_SOURCE_ETAG: etag}
     store = S3Store(m.clients.s3, m.refs.bucket)
-    return _Claimed(ticket, key, ledger, LeaseKeeper(ledger, claim.lease), store, meta)
+    return _Claimed(ticket, key, ledger, LeaseKeeper(ledger, claim.lease), store, meta), c
 
 
 def test_a_file_pool_that_stores_posters_gives_its_committed_poster(
     moto_farm: MotoFarm, tmp_path: Path
 ) -> None:
     m = moto_farm
-    c = _client(_view(m), AuthConfig(open_local=True))
-    job = _claimed_upload(m, c, "hevc")
-    ticket, keeper, store, meta = job.ticket, job.keeper, job.store, job.meta
-    out = f"DONE/hevc/{ticket['id']}/clip.mp4"
+    job, c = _claimed_upload(m, "hevc")
+    out = f"DONE/hevc/{job.ticket['id']}/clip.mp4"
     encoded, parts = tmp_path / "clip.mp4", tmp_path / "parts"
     encoded.write_bytes(b"mp4")
     parts.mkdir()
     (parts / POSTER).write_bytes(b"\xff\xd8jpeg")
-    info = FencedWriter(store, keeper, "w1").put_with_parts(encoded, parts, out, meta)
-    keeper.finish(State.DONE, {"output_key": out, "output_etag": info.etag})
+    info = FencedWriter(job.store, job.keeper, "w1").put_with_parts(encoded, parts, out, job.meta)
+    job.keeper.finish(State.DONE, {"output_key": out, "output_etag": info.etag})
 
-    pool = c.get(f"/api/videos/{ticket['id']}").json()["pools"][0]
+    pool = c.get(f"/api/videos/{job.ticket['id']}").json()["pools"][0]
     poster_key = f"{attempt_prefix(out, info.metadata[META_PARTS])}{POSTER}"
     assert pool["download_url"] is not None
     assert f"/{poster_key}?" in pool["poster_url"]
@@ -387,31 +387,24 @@ def test_a_file_pool_that_stores_posters_gives_its_committed_poster(
         Bucket=m.refs.bucket,
         Key=out,
         CopySource={"Bucket": m.refs.bucket, "Key": out},
-        Metadata={**meta, META_PARTS: "../../hls/x"},
+        Metadata={**job.meta, META_PARTS: "../../hls/x"},
         MetadataDirective="REPLACE",
     )
-    assert c.get(f"/api/videos/{ticket['id']}").json()["pools"][0]["poster_url"] is None
+    assert c.get(f"/api/videos/{job.ticket['id']}").json()["pools"][0]["poster_url"] is None
 
 
 def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(
     moto_farm: MotoFarm, tmp_path: Path
 ) -> None:
     m = moto_farm
-    c = _client(_view(m), AuthConfig(open_local=True))
-    job = _claimed_upload(m, c, "hls")
-    ticket, key, ledger, keeper, store, meta = (
-        job.ticket,
-        job.key,
-        job.ledger,
-        job.keeper,
-        job.store,
-        job.meta,
+    job, c = _claimed_upload(m, "hls")
+    out = f"DONE/hls/{job.ticket['id']}/clip.m3u8"
+    master = FencedWriter(job.store, job.keeper, "w1").put_bundle(
+        ladder_folder(tmp_path), out, job.meta
     )
-    out = f"DONE/hls/{ticket['id']}/clip.m3u8"
-    master = FencedWriter(store, keeper, "w1").put_bundle(ladder_folder(tmp_path), out, meta)
-    keeper.finish(State.DONE, {"output_key": out, "output_etag": master.etag})
+    job.keeper.finish(State.DONE, {"output_key": out, "output_etag": master.etag})
 
-    pool = c.get(f"/api/videos/{ticket['id']}").json()["pools"][0]
+    pool = c.get(f"/api/videos/{job.ticket['id']}").json()["pools"][0]
     assert pool["download_url"] is None  # many objects: no one file to download
     play, poster = pool["play_url"], pool["poster_url"]
     assert play.startswith("http://127.0.0.1/play/")
@@ -432,7 +425,7 @@ def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(
     forged = play.replace("/play/", "/play/x")
     assert c.get(forged).status_code == 403
     # The operator's job page plays it too.
-    item = ledger.get(key, "hls")
+    item = job.ledger.get(job.key, "hls")
     assert item is not None
     detail = c.get(f"/api/jobs/{item.job_id}").json()
     assert detail["play_url"].startswith("/play/")

@@ -323,30 +323,36 @@ def test_a_scored_output_shows_its_vmaf_in_the_summary(root: Path, store) -> Non
     assert (row.outcome, row.reason) == ("done", "VMAF 95.3 (90.0 low)")
 
 
-def test_a_searched_output_shows_its_crf_and_its_size_against_the_prediction(
-    root: Path, store
+@pytest.mark.parametrize(
+    ("measured", "crf", "wanted"),
+    [
+        (
+            {"output_bytes": 1060, "vmaf": 93.41, "vmaf_low": 88.0},
+            24,
+            "VMAF 93.4 (88.0 low) at CRF 24, 106 % of the predicted size",
+        ),
+        (
+            {"output_bytes": 950, "xpsnr": 41.24, "xpsnr_low": 38.01},
+            27,
+            "XPSNR 41.2 dB (38.0 low) at CRF 27, 95 % of the predicted size",
+        ),
+    ],
+    ids=["vmaf", "xpsnr"],
+)
+def test_a_searched_output_shows_its_score_crf_and_size_against_the_prediction(
+    root: Path, store, measured: dict[str, object], crf: int, wanted: str
 ) -> None:
     report = do_scan(root, store)
     rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
-    searched = result("TODO/a/one.mp4", "hevc", output_bytes=1060, vmaf=93.41, vmaf_low=88.0)
+    searched = result("TODO/a/one.mp4", "hevc", "done", **measured)
     rt.results = {
-        ("TODO/a/one.mp4", "hevc"): searched.model_copy(update={"crf": 24, "predicted_bytes": 1000})
+        ("TODO/a/one.mp4", "hevc"): searched.model_copy(
+            update={"crf": crf, "predicted_bytes": 1000}
+        )
     }
     rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
     row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
-    assert row.reason == "VMAF 93.4 (88.0 low) at CRF 24, 106 % of the predicted size"
-
-
-def test_an_xpsnr_output_shows_its_xpsnr_in_db_in_the_summary(root: Path, store) -> None:
-    report = do_scan(root, store)
-    rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
-    searched = result("TODO/a/one.mp4", "hevc", output_bytes=950, xpsnr=41.24, xpsnr_low=38.01)
-    rt.results = {
-        ("TODO/a/one.mp4", "hevc"): searched.model_copy(update={"crf": 27, "predicted_bytes": 1000})
-    }
-    rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
-    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
-    assert row.reason == "XPSNR 41.2 dB (38.0 low) at CRF 27, 95 % of the predicted size"
+    assert row.reason == wanted
 
 
 def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:
