@@ -8,13 +8,14 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.quality import MODEL_HD, ScoringError, score, score_batch
+from hevcq.media.quality import MODEL_HD, Score, ScoringError, score, score_batch, xpsnr_score
 from hevcq.media.samples import make_clip
 from tests.e2e.test_crfsearch import hdr_clip
 
@@ -116,14 +117,21 @@ def test_a_batch_scores_each_output_as_scoring_it_alone_does(tmp_path: Path) -> 
         score_batch(find_ffmpeg(), src, [*outs, hdr_clip(tmp_path)])
 
 
-def test_hdr_and_non_video_are_not_scored(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("scorer", "hdr_reason"),
+    [(score, "HDR video: the VMAF models"), (xpsnr_score, "HDR video: XPSNR")],
+    ids=["vmaf", "xpsnr"],
+)
+def test_hdr_and_non_video_are_not_scored(
+    tmp_path: Path, scorer: Callable[[str, Path, Path], Score], hdr_reason: str
+) -> None:
     hdr = hdr_clip(tmp_path)
-    with pytest.raises(ScoringError, match="HDR video"):
-        score(find_ffmpeg(), hdr, hdr)
+    with pytest.raises(ScoringError, match=hdr_reason):
+        scorer(find_ffmpeg(), hdr, hdr)
     notes = tmp_path / "notes.mp4"
     notes.write_text("meeting notes\n")
     with pytest.raises(ScoringError, match=r"notes\.mp4"):
-        score(find_ffmpeg(), notes, notes)
+        scorer(find_ffmpeg(), notes, notes)
 
 
 def test_an_output_whose_clock_starts_later_is_compared_frame_for_frame(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """XPSNR on real pictures: the stats file the pinned ffmpeg's xpsnr filter writes is read
 as the filter pools it, and the score is aligned as VMAF's is (the same picture stored
-with a later clock scores the same), falls as the encode gets coarser, and what cannot be
-scored says so instead of scoring low."""
+with a later clock scores the same) and falls as the encode gets coarser. What cannot be
+scored says so instead of scoring low (``test_quality``, for both metrics)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.quality import XPSNR_CEILING, ScoringError, parse_xpsnr, xpsnr_score
+from hevcq.media.quality import XPSNR_CEILING, parse_xpsnr, xpsnr_score
 from hevcq.media.samples import make_clip
-from tests.e2e.test_crfsearch import hdr_clip
 from tests.e2e.test_quality import encode
 
 pytestmark = pytest.mark.e2e
@@ -63,13 +62,3 @@ def test_an_xpsnr_score_is_aligned_and_falls_with_the_crf(tmp_path: Path) -> Non
     worse = xpsnr_score(find_ffmpeg(), src, coarse)  # encode() uses CRF 30
     assert worse.mean < plain.mean - 3
     assert worse.low <= worse.mean
-
-
-def test_hdr_and_non_video_are_not_scored(tmp_path: Path) -> None:
-    hdr = hdr_clip(tmp_path)
-    with pytest.raises(ScoringError, match="HDR video: XPSNR"):
-        xpsnr_score(find_ffmpeg(), hdr, hdr)
-    notes = tmp_path / "notes.mp4"
-    notes.write_text("meeting notes\n")
-    with pytest.raises(ScoringError, match=r"notes\.mp4"):
-        xpsnr_score(find_ffmpeg(), notes, notes)
