@@ -826,10 +826,12 @@ def test_a_mixed_services_role_may_do_each_pools_work_and_nothing_more(
         assert iamcheck.allows(statements, iamcheck.Need("sqs:SendMessage", dlq)), name
         output = f"{bucket}/DONE/{name}/trip/a.mp4"
         assert iamcheck.allows(statements, iamcheck.Need("s3:PutObject", output)), name
+        # Its own stale outputs and abandoned attempts' parts (RemoveOwnStaleObjects).
+        assert iamcheck.allows(statements, iamcheck.Need("s3:DeleteObject", output)), name
     assert not iamcheck.allows(statements, iamcheck.Need("s3:PutObject", f"{bucket}/TODO/a.mp4"))
-    assert not iamcheck.allows(
-        statements, iamcheck.Need("s3:DeleteObject", f"{bucket}/DONE/hevc/a")
-    )
+    for elsewhere in ("TODO/a.mp4", "DONE/not-served/a.mp4", "a.mp4"):
+        need = iamcheck.Need("s3:DeleteObject", f"{bucket}/{elsewhere}")
+        assert not iamcheck.allows(statements, need), elsewhere
 
 
 def test_players_may_read_outputs_across_origins_and_nothing_more(farm: AppliedFarm) -> None:
