@@ -469,26 +469,22 @@ def figures(rows: Sequence[Row]) -> list[Figure]:
         s = summary(rows, side)
         kinds = by_kind(rows, side)
         note = f"{s.files} files, {s.kept} kept as they were (not in the shares)"
-        if s.vmaf_within is not None:
+        shares = (
+            ("vmaf_within", f"final VMAF within 1.0 of {TARGET_VMAF:g}"),
+            ("size_within", "predicted size within 10 % of actual"),
+        )
+        for field, what in shares:
+            value = getattr(s, field)
+            if value is None:
+                continue
             figs.append(
                 figure(
-                    f"{label}: share of files with final VMAF within 1.0 of {TARGET_VMAF:g}",
+                    f"{label}: share of files with {what}",
                     "share",
-                    [s.vmaf_within],
+                    [value],
                     target=">= 0.90",
                     met=lambda m: m >= 0.90,
-                    notes=f"{note}; by kind: {kind_note(kinds, 'vmaf_within')}",
-                )
-            )
-        if s.size_within is not None:
-            figs.append(
-                figure(
-                    f"{label}: share of files with predicted size within 10 % of actual",
-                    "share",
-                    [s.size_within],
-                    target=">= 0.90",
-                    met=lambda m: m >= 0.90,
-                    notes=f"{note}; by kind: {kind_note(kinds, 'size_within')}",
+                    notes=f"{note}; by kind: {kind_note(kinds, field)}",
                 )
             )
         if s.long_cpu:
