@@ -411,11 +411,11 @@ class Fetcher:
         if not self.options.cleanup or fetched.action == "already":
             return fetched
         if r.output_key and is_bundle_key(r.output_key):
-            self._delete_bundle(r)
+            self._delete_with_parts(r, self.objects.head(r.output_key))
         elif r.output_key and not self._may_be_copied(r):
             head = self.objects.head(r.output_key)
             if head is not None and META_PARTS in head.metadata:
-                self._delete_bundle(r)  # a file with its poster: the same two steps
+                self._delete_with_parts(r, head)  # a file with its poster: the same two steps
             else:
                 self.objects.delete(r.output_key)
         gone = self._cleanup_source(r, rel)
@@ -429,15 +429,14 @@ class Fetcher:
             source_deleted=gone,
         )
 
-    def _delete_bundle(self, r: JobResult) -> None:
+    def _delete_with_parts(self, r: JobResult, current: ObjectInfo | None) -> None:
         """A ladder (or a file with a poster) brought home leaves the bucket: exactly the
         committed output, then the parts of its attempt (a newer commit's output and parts
-        are left alone)."""
+        are left alone). ``current`` is the output's head as just read."""
         key, etag = r.output_key or "", r.output_etag or ""
-        master = self.objects.head(key)
-        if master is None or master.etag != etag:
+        if current is None or current.etag != etag:
             return
-        token = master.metadata.get(META_PARTS, "")
+        token = current.metadata.get(META_PARTS, "")
         if self.objects.delete_if(key, etag):
             with contextlib.suppress(PermanentError):
                 for part in self.objects.list_keys(attempt_prefix(key, token)):

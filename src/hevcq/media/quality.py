@@ -225,7 +225,7 @@ def score(
         graph = vmaf_graph(
             ref, rate, log, phone=phone, threads=threads, subsample=subsample, neg=neg
         )
-        _run_graph(ffmpeg, source, output, graph, log)
+        _run_graph(ffmpeg, [output, source], graph, [log])
         return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
 
 
@@ -250,14 +250,7 @@ def score_batch(
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
         logs = [Path(tmp) / f"vmaf-{i}.json" for i in range(len(outputs))]
         graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
-        args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
-        for out in outputs:
-            args += ["-i", f"file:{out}"]
-        args += ["-i", f"file:{source}", "-filter_complex", graph, "-f", "null", "-"]
-        done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
-        if done.returncode != 0 or not all(log.is_file() for log in logs):
-            tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
-            raise ScoringError(f"scoring failed: {tail}")
+        _run_graph(ffmpeg, [*outputs, source], graph, logs)
         return [parse_log(json.loads(log.read_text()), model) for log in logs]
 
 
@@ -268,7 +261,7 @@ def xpsnr_score(ffmpeg: str, source: Path, output: Path) -> Score:
     rate = constant_rate(ref.fps)
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
-        _run_graph(ffmpeg, source, output, xpsnr_graph(ref, rate, stats), stats)
+        _run_graph(ffmpeg, [output, source], xpsnr_graph(ref, rate, stats), [stats])
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
 
@@ -296,11 +289,15 @@ def _sdr_reference(source: Path, output: Path, why: str) -> Picture:
     return ref
 
 
-def _run_graph(ffmpeg: str, source: Path, output: Path, graph: str, log: Path) -> None:
+def _run_graph(ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[Path]) -> None:
+    """Run ``graph`` over ``inputs`` (in the order its input numbers name them); a
+    ``ScoringError`` unless ffmpeg succeeds and writes every one of ``logs``."""
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
-    args += ["-i", f"file:{output}", "-i", f"file:{source}", "-lavfi", graph, "-f", "null", "-"]
+    for path in inputs:
+        args += ["-i", f"file:{path}"]
+    args += ["-filter_complex", graph, "-f", "null", "-"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
-    if done.returncode != 0 or not log.is_file():
+    if done.returncode != 0 or not all(log.is_file() for log in logs):
         tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
         raise ScoringError(f"scoring failed: {tail}")
 
