@@ -403,8 +403,10 @@ def cut_sample(
     *,
     stop: threading.Event,
     stall_timeout_s: float,
+    fmt: str | None = None,
 ) -> Path:
-    """Copy the source's main video over ``span`` into ``dst`` (``sample_format``),
+    """Copy the source's main video over ``span`` into ``dst`` (in ``fmt``, by default
+    ``sample_format``: a caller cutting many samples of one source passes it once read),
     unchanged.
 
     Stream copy with ``-ss`` before ``-i``: ffmpeg seeks to the keyframe at or before the
@@ -422,7 +424,7 @@ def cut_sample(
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     args += ["-ss", f"{start + SEEK_SLACK_S:.3f}", "-t", f"{length - 2 * SEEK_SLACK_S:.3f}"]
     args += ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
-    args += ["-avoid_negative_ts", "make_zero", "-f", sample_format(src)]
+    args += ["-avoid_negative_ts", "make_zero", "-f", fmt or sample_format(src)]
     args += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
     run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s, output=dst)
     return dst
@@ -654,6 +656,7 @@ class _Prober:
             return [self._src]
         if self._cut is None:
             run = self._run
+            fmt = sample_format(self._src)
             self._cut = [
                 cut_sample(
                     run.ffmpeg,
@@ -663,6 +666,7 @@ class _Prober:
                     run.scratch / f"crf-sample-{n}",
                     stop=run.stop,
                     stall_timeout_s=run.stall_timeout_s,
+                    fmt=fmt,
                 )
                 for n, span in enumerate(self._samples.spans)
             ]

@@ -38,6 +38,7 @@ from hevcq.media.crfsearch import (
     CEILING_SLACK,
     SampleRules,
     cut_sample,
+    sample_format,
     sample_plan,
     scan_source,
     video_size,
@@ -302,6 +303,7 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
         if plan.whole:
             inputs = [src]
         else:
+            fmt = sample_format(src)
             for n, span in enumerate(plan.spans):
                 dst = run.scratch / f"pertitle-sample-{n}"
                 samples.append(dst)
@@ -313,6 +315,7 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
                     dst,
                     stop=run.stop,
                     stall_timeout_s=run.stall_timeout_s,
+                    fmt=fmt,
                 )
             inputs = samples
         # (short, crf) -> [weighted vmaf, frames, bytes, seconds]
