@@ -43,9 +43,10 @@ from hevcq.library.upload import (
     upload_one,
 )
 from hevcq.media.model import Skip
+from hevcq.media.quality import shown
 from hevcq.messages import JobResult
 from hevcq.objects import ObjectStore
-from hevcq.pools import Pool, primary_pool, replacing_pools
+from hevcq.pools import Metric, Pool, primary_pool, replacing_pools
 
 log = structlog.get_logger()
 
@@ -150,14 +151,15 @@ def quality_note(r: JobResult) -> str:
     """What a scored output's summary row says of its quality: the VMAF or XPSNR it
     reached (and its worst 1 %), and for a searched CRF the CRF and the size against the
     prediction."""
-    if r.vmaf is not None:
-        low = f" ({r.vmaf_low:.1f} low)" if r.vmaf_low is not None else ""
-        note = f"VMAF {r.vmaf:.1f}{low}"
-    elif r.xpsnr is not None:
-        low = f" ({r.xpsnr_low:.1f} low)" if r.xpsnr_low is not None else ""
-        note = f"XPSNR {r.xpsnr:.1f} dB{low}"
-    else:
+    scores: list[tuple[Metric, float | None, float | None]] = [
+        ("vmaf", r.vmaf, r.vmaf_low),
+        ("xpsnr", r.xpsnr, r.xpsnr_low),
+    ]
+    measured = [(metric, value, low) for metric, value, low in scores if value is not None]
+    if not measured:
         return ""
+    metric, value, low = measured[0]
+    note = shown(metric, value, 1) + (f" ({low:.1f} low)" if low is not None else "")
     if r.predicted_bytes and r.output_bytes is not None:
         ratio = 100 * r.output_bytes / r.predicted_bytes
         note += f" at CRF {r.crf}, {ratio:.0f} % of the predicted size"
