@@ -9,7 +9,7 @@ import pytest
 
 from hevcq.errors import ConfigError
 from hevcq.media.decide import decide
-from hevcq.media.ffargs import build_args
+from hevcq.media.ffargs import DEINTERLACE, build_args
 from hevcq.media.model import EncodePlan
 from hevcq.pools import load_farm
 from tests.unit.media_shapes import SHAPES
@@ -85,6 +85,17 @@ def test_video_encoder_settings(key: str) -> None:
         assert values(args, "-vf") == [f"crop={plan.width}:{plan.height}:0:0"]
     else:
         assert values(args, "-vf") == []
+
+
+@pytest.mark.parametrize(("scale", "crop"), [(True, False), (False, True), (False, False)])
+def test_an_interlaced_source_is_deinterlaced_before_it_is_scaled_or_cropped(
+    scale: bool, crop: bool
+) -> None:
+    plan = dataclasses.replace(next(iter(PLANS.values())), deinterlace=True, scale=scale, crop=crop)
+    vf = values(build_args("ffmpeg", SRC, DST, plan), "-vf")
+    assert len(vf) == 1
+    assert vf[0].split(",")[0] == DEINTERLACE
+    assert ("scale=" in vf[0], "crop=" in vf[0]) == (scale, crop)
 
 
 @pytest.mark.parametrize("key", sorted(PLANS))

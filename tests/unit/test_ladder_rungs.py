@@ -3,16 +3,20 @@ its short side, the source's own size on top when it is not a standard one."""
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from hevcq.errors import ConfigError
+from hevcq.media.ffargs import DEINTERLACE
 from hevcq.media.ladder import (
     av1_codec_string,
     choose_rungs,
     constant_rate,
     hevc_codec_string,
+    ladder_args,
     plan_ladder,
     rung_heights,
 )
@@ -89,6 +93,35 @@ def test_the_plan_follows_the_displayed_picture_and_the_first_audio() -> None:
     assert plan.audio_index == 1
     assert plan.gop_frames == 60
     assert plan_ladder(MediaInfo("mp4", 1.0, 10)) is None
+
+
+@pytest.mark.parametrize(
+    ("coded", "sar", "rotation", "shown"),
+    [
+        ((720, 480), (32, 27), 0, (854, 480)),  # NTSC DVD, 16:9
+        ((720, 576), (16, 15), 0, (768, 576)),  # PAL DVD, 4:3
+        ((1440, 1080), (4, 3), 0, (1920, 1080)),  # HDV
+        ((1440, 1080), (4, 3), 90, (1080, 1920)),  # stretched, then turned
+        ((641, 361), (1, 1), 0, (641, 361)),  # square pixels: as coded, odd or not
+    ],
+)
+def test_the_displayed_size_applies_the_pixel_aspect_then_the_rotation(
+    coded: tuple[int, int], sar: tuple[int, int], rotation: int, shown: tuple[int, int]
+) -> None:
+    video = VideoStream(0, "h264", *coded, "yuv420p", 8, rotation, sar_num=sar[0], sar_den=sar[1])
+    assert video.display_size == shown
+
+
+def test_an_interlaced_sources_ladder_deinterlaces_before_anything_else() -> None:
+    video = VideoStream(0, "mpeg2video", 1920, 1080, "yuv420p", 8, fps=25.0, interlaced=True)
+    plan = plan_ladder(MediaInfo("mpegts", 10.0, 1000, video=(video,)))
+    assert plan is not None
+    assert plan.deinterlace
+    graph = ladder_args("ffmpeg", Path("in.ts"), Path("out"), plan)
+    chain = graph[graph.index("-filter_complex") + 1]
+    assert chain.startswith(f"[0:0]{DEINTERLACE},fps=25,split=")
+    progressive = dataclasses.replace(plan, deinterlace=False)
+    assert "bwdif" not in " ".join(ladder_args("ffmpeg", Path("in.ts"), Path("out"), progressive))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.media.ffargs import DEINTERLACE
 from hevcq.media.quality import (
     MODEL_4K,
     MODEL_HD,
@@ -59,6 +60,19 @@ def test_both_sides_are_aligned_before_scoring() -> None:
     assert "enable_transform=true" in vmaf  # the phone model, asked for
     assert "shortest=1" in vmaf
     assert "n_subsample" not in vmaf  # an output's score uses every frame
+
+
+def test_an_interlaced_or_anamorphic_source_is_scored_as_the_viewer_sees_it() -> None:
+    ref = Picture(854, 480, 29.97, ten_bit=False, hdr=False, anamorphic=True, interlaced=True)
+    graph = vmaf_graph(ref, Fraction(30000, 1001), Path("/l"), phone=False, threads=1)
+    dist, source, _ = graph.split(";")
+    assert source.startswith(f"[1:v]{DEINTERLACE},setpts=PTS-STARTPTS")  # as its encodes
+    assert source.endswith("scale=854:480:flags=bicubic,setsar=1[ref]")  # square pixels
+    assert "scale=854:480" in dist
+    plain = Picture(854, 480, 29.97, ten_bit=False, hdr=False)
+    source = vmaf_graph(plain, Fraction(30), Path("/l"), phone=False, threads=1).split(";")[1]
+    assert "bwdif" not in source
+    assert "scale" not in source
 
 
 def test_a_probe_score_can_ask_for_every_nth_frame_only() -> None:

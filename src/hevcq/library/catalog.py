@@ -143,13 +143,21 @@ def info_from_json(text: str) -> MediaInfo:
         return MediaInfo(
             **{
                 **d,
-                "video": tuple(VideoStream(**v) for v in d["video"]),
+                "video": tuple(_video_stream(v) for v in d["video"]),
                 "audio": tuple(AudioStream(**a) for a in d["audio"]),
                 "subtitles": tuple(SubtitleStream(**s) for s in d["subtitles"]),
             }
         )
     except (TypeError, KeyError) as exc:
         raise ValueError(f"stale media info: {exc}") from exc
+
+
+def _video_stream(v: dict[str, Any]) -> VideoStream:
+    # Probed before the sample aspect ratio and interlacing were read: the same file may
+    # now need other rungs or a deinterlacer, so it counts as stale and is probed again.
+    if "sar_num" not in v or "interlaced" not in v:
+        raise KeyError("sar_num")
+    return VideoStream(**v)
 
 
 def decision_to_json(decision: Decision) -> str:

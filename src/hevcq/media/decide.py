@@ -85,6 +85,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         attachments=keep_subs and box.attachments and info.attachments > 0,
         expected_duration_s=info.duration_s,
         expected_frames=expected_frames(info.duration_s, video.fps),
+        deinterlace=video.interlaced,
         # The stream proof reads HEVC; other codecs are decoded in full after the encode.
         tee_safe=codec.stream_proof
         and info.chapters == 0

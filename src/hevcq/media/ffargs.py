@@ -53,14 +53,24 @@ def build_args(
     return [*args, *progress, "-flags", f"+global_header{BITEXACT}", "-f", "tee", spec]
 
 
+# An interlaced source's frames are made progressive before anything else sees them: one
+# frame out per frame in (the source's frame rate, not its field rate), only frames
+# flagged interlaced touched, so a stream that mixes both keeps its progressive frames
+# as they are (decision 0027).
+DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+
+
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     """Map and encode the main video stream; frame timing passes through untouched."""
     codec = _codec(plan)
     args = ["-map", f"0:{plan.video_index}"]
+    filters = [DEINTERLACE] if plan.deinterlace else []
     if plan.scale:
-        args += ["-vf", f"scale={plan.width}:{plan.height}:flags=lanczos"]
+        filters.append(f"scale={plan.width}:{plan.height}:flags=lanczos")
     elif plan.crop:
-        args += ["-vf", f"crop={plan.width}:{plan.height}:0:0"]
+        filters.append(f"crop={plan.width}:{plan.height}:0:0")
+    if filters:
+        args += ["-vf", ",".join(filters)]
     args += ["-c:v", codec.encoder, *_preset(codec, plan.preset)]
     args += [codec.quality_option, str(plan.crf)]
     args += ["-pix_fmt", "yuv420p10le" if plan.ten_bit else "yuv420p"]

@@ -30,6 +30,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
+from hevcq.media.ffargs import DEINTERLACE
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo
 from hevcq.media.verify import DECODER_OPTIONS
@@ -111,6 +112,7 @@ class LadderPlan:
     preset: str = PRESET
     # Codec groups beside H.264, which every browser plays and is always first: "av1".
     extra_groups: tuple[str, ...] = ()
+    deinterlace: bool = False  # an interlaced source (ffargs.DEINTERLACE first)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -174,7 +176,9 @@ def plan_ladder(
     audio = info.audio[0].index if info.audio else None
     if not rungs:
         rungs = choose_rungs(width, height, fps)
-    return LadderPlan(rungs, fps, video.index, audio, extra_groups=tuple(groups))
+    return LadderPlan(
+        rungs, fps, video.index, audio, extra_groups=tuple(groups), deinterlace=video.interlaced
+    )
 
 
 def ladder_args(
@@ -190,8 +194,12 @@ def ladder_args(
         args += ["-threads", str(threads)]
     args += ["-i", f"file:{src}"]
     # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
+    # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
+    # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
+    first = f"{DEINTERLACE}," if plan.deinterlace else ""
     chains = [
-        f"[0:{plan.video_index}]fps={plan.fps},split={n}" + "".join(f"[s{i}]" for i in range(n))
+        f"[0:{plan.video_index}]{first}fps={plan.fps},split={n}"
+        + "".join(f"[s{i}]" for i in range(n))
     ]
     rungs = [r for _ in groups for r in plan.rungs]
     chains += [

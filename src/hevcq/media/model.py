@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class VideoStream:
-    """A video stream as stored (coded size) plus its display rotation."""
+    """A video stream as stored (coded size) plus how it is shown: its display rotation
+    and its sample (pixel) aspect ratio."""
 
     index: int
     codec: str
@@ -18,13 +19,28 @@ class VideoStream:
     rotation: int = 0  # display rotation in degrees, normalised to 0, 90, 180 or 270
     fps: float | None = None
     attached_pic: bool = False  # cover art, not a real video track
+    # Sample aspect ratio: 1:1 for square pixels; a DVD's 720x480 shown at 16:9 is 32:27,
+    # an HDV camera's 1440x1080 shown at 1920x1080 is 4:3.
+    sar_num: int = 1
+    sar_den: int = 1
+    interlaced: bool = False  # its first picture is interlaced (two fields)
+
+    @property
+    def square_pixels(self) -> bool:
+        """Whether a stored pixel is shown square."""
+        return self.sar_num == self.sar_den
 
     @property
     def display_size(self) -> tuple[int, int]:
-        """Width and height as shown to the viewer (rotation applied)."""
+        """Width and height as shown to the viewer in square pixels: the width stretched
+        by the sample aspect ratio (to an even size, as 4:2:0 needs), then the rotation
+        applied."""
+        width = self.width
+        if not self.square_pixels:
+            width = max(2, round(self.width * self.sar_num / self.sar_den / 2) * 2)
         if self.rotation in (90, 270):
-            return self.height, self.width
-        return self.width, self.height
+            return self.height, width
+        return width, self.height
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,7 @@ class EncodePlan:
     # Whether the encode may go through the tee muxer (decide.tee_safe); otherwise the
     # output is decoded again after the encode to verify it.
     tee_safe: bool = True
+    deinterlace: bool = False  # an interlaced source: every frame made progressive first
 
 
 Decision = Skip | EncodePlan

@@ -43,6 +43,7 @@ from hevcq.media.crfsearch import (
     scan_source,
     video_size,
 )
+from hevcq.media.ffargs import DEINTERLACE
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import (
     PRESET,
@@ -255,6 +256,7 @@ def probe_args(
     *,
     stream: str = "0:v:0",
     threads: int | None = None,
+    deinterlace: bool = False,
 ) -> list[str]:
     """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
     ``outs``, from one decode of the sample, with the ladder's H.264 settings (frame rate,
@@ -268,8 +270,10 @@ def probe_args(
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(outs):
         sizes.setdefault((r.width, r.height), []).append(i)
+    first = f"{DEINTERLACE}," if deinterlace else ""  # as the ladder does
     chains = [
-        f"[{stream}]fps={fps},split={len(sizes)}" + "".join(f"[s{k}]" for k in range(len(sizes)))
+        f"[{stream}]{first}fps={fps},split={len(sizes)}"
+        + "".join(f"[s{k}]" for k in range(len(sizes)))
     ]
     for k, ((width, height), members) in enumerate(sizes.items()):
         chains.append(
@@ -328,7 +332,15 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
                 for crf in run.crfs
             ]
             try:
-                args = probe_args(run.ffmpeg, sample, outs, fps, stream=stream, threads=run.threads)
+                args = probe_args(
+                    run.ffmpeg,
+                    sample,
+                    outs,
+                    fps,
+                    stream=stream,
+                    threads=run.threads,
+                    deinterlace=video.interlaced,
+                )
                 run_ffmpeg(
                     args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s
                 )

@@ -17,6 +17,7 @@ from typing import Any
 import av
 
 from hevcq.errors import PermanentError
+from hevcq.media.ffargs import DEINTERLACE
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -115,8 +116,12 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     args += ["-ss", f"{best.time_s:.3f}", "-i", f"file:{src}", "-frames:v", "1"]
     # Within POSTER_WIDTH on both sides, aspect kept, never enlarged; rotation applied.
+    # Interlaced frames are made progressive and non-square pixels stretched to the
+    # displayed aspect first (a JPEG's own aspect field is ignored by browsers); both are
+    # no-ops on a progressive, square-pixel frame.
     box = f"w='min({POSTER_WIDTH},iw)':h='min({POSTER_WIDTH},ih)'"
-    args += ["-vf", f"scale={box}:force_original_aspect_ratio=decrease:flags=lanczos"]
+    shown = f"{DEINTERLACE},scale=w='trunc(iw*sar/2)*2':h=ih,setsar=1"
+    args += ["-vf", f"{shown},scale={box}:force_original_aspect_ratio=decrease:flags=lanczos"]
     args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg", f"file:{dest}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0 or not dest.is_file():

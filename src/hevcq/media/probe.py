@@ -18,6 +18,11 @@ from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStrea
 # Reading the rotation needs one decoded frame; a stream that yields none within this
 # many packets is treated as unreadable instead of demuxing a hostile file to the end.
 MAX_PACKETS_FOR_FIRST_FRAME = 500
+# libavcodec's field orders that mean two interlaced fields (top or bottom first, coded
+# and displayed in either order); 0 is unknown, 1 progressive.
+INTERLACED_ORDERS = frozenset({2, 3, 4, 5})
+# A sample aspect ratio beyond 1:4 or 4:1 is taken for a damaged header, not a picture.
+MIN_SAR = Fraction(1, 4)
 AV_TIME_BASE = 1_000_000  # container durations are in microseconds (libavutil/avutil.h)
 
 # Leading bytes of the containers people actually store video in. When libav refuses a
@@ -131,12 +136,14 @@ def _tag(codec_context: Any) -> str:
 def _video(container: Any, stream: Any) -> VideoStream:
     cc = stream.codec_context
     cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
-    pix_fmt, rotation = cc.pix_fmt, 0
+    pix_fmt, rotation, interlaced = cc.pix_fmt, 0, False
     if not cover:
         frame = _first_frame(container, stream)
         rotation = normalise_rotation(frame.rotation)
         pix_fmt = pix_fmt or frame.format.name
+        interlaced = bool(frame.interlaced_frame) or int(cc.field_order or 0) in INTERLACED_ORDERS
     rate: Fraction | None = stream.average_rate
+    sar = _sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     return VideoStream(
         index=stream.index,
         codec=cc.codec.canonical_name,
@@ -147,7 +154,18 @@ def _video(container: Any, stream: Any) -> VideoStream:
         rotation=rotation,
         fps=float(rate) if rate else None,
         attached_pic=cover,
+        sar_num=sar.numerator,
+        sar_den=sar.denominator,
+        interlaced=interlaced,
     )
+
+
+def _sample_aspect(sar: Fraction | None) -> Fraction:
+    """The sample aspect ratio as stored; square pixels when it is unset or absurd (a
+    damaged header must not make a 100:1 picture)."""
+    if not sar or not MIN_SAR <= sar <= 1 / MIN_SAR:
+        return Fraction(1)
+    return Fraction(sar)
 
 
 def _first_frame(container: Any, stream: Any) -> Any:

@@ -33,6 +33,7 @@ from typing import Any
 import av
 
 from hevcq.errors import FailureClass, HevcqError
+from hevcq.media.ffargs import DEINTERLACE
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
 from hevcq.pools import Metric
@@ -61,11 +62,13 @@ class ScoringError(HevcqError):
 class Picture:
     """What scoring needs to know of one side."""
 
-    width: int  # displayed (rotation applied)
+    width: int  # displayed in square pixels (sample aspect and rotation applied)
     height: int
     fps: float | None
     ten_bit: bool
     hdr: bool
+    anamorphic: bool = False  # stored in non-square pixels: stretched to width x height
+    interlaced: bool = False  # deinterlaced first, as every encode of it is
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,15 @@ def picture(path: Path) -> Picture:
     if video is None:
         raise ScoringError(f"{path.name}: no video stream")
     width, height = video.display_size
-    return Picture(width, height, video.fps, video.bit_depth > 8, _hdr(path, video.index))
+    return Picture(
+        width,
+        height,
+        video.fps,
+        video.bit_depth > 8,
+        _hdr(path, video.index),
+        anamorphic=not video.square_pixels,
+        interlaced=video.interlaced,
+    )
 
 
 def _hdr(path: Path, index: int) -> bool:
@@ -151,7 +162,20 @@ def aligned(ref: Picture, rate: Fraction) -> str:
     ``rate`` and one pixel format (``_align``), the output scaled to the source's displayed
     size."""
     align = _align(ref, rate)
-    return f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];[1:v]{align}[ref];"
+    return (
+        f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];"
+        f"[1:v]{_reference(ref, align)}[ref];"
+    )
+
+
+def _reference(ref: Picture, align: str) -> str:
+    """The source's chain: the encodes' deinterlacer first when it is interlaced, then
+    ``align``, then, stored in non-square pixels, stretched to its displayed size (the
+    output is scaled to that size too, so both are compared as the viewer sees them)."""
+    chain = f"{DEINTERLACE},{align}" if ref.interlaced else align
+    if ref.anamorphic:
+        chain += f",scale={ref.width}:{ref.height}:flags=bicubic,setsar=1"
+    return chain
 
 
 def xpsnr_graph(ref: Picture, rate: Fraction, stats: Path) -> str:
@@ -195,7 +219,7 @@ def batch_graph(
     no phone model), one log per output."""
     n = len(logs)
     align = _align(ref, rate)
-    chains = [f"[{n}:v]{align},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
+    chains = [f"[{n}:v]{_reference(ref, align)},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
     for i, log in enumerate(logs):
         vmaf = _libvmaf(ref, log, phone=False, neg=False, threads=threads, subsample=subsample)
         chains.append(
