@@ -62,6 +62,16 @@ def test_a_small_clip_is_not_enlarged(tmp_path: Path) -> None:
     assert _size(tmp_path / "poster.jpg") == (320, 240)
 
 
+def test_a_clip_of_one_frame_gets_that_frame(tmp_path: Path) -> None:
+    src = tmp_path / "still.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "testsrc2=size=320x240", "-frames:v", "1", "-c:v", "libx264", str(src)]
+    subprocess.run(args, check=True)
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert chosen.time_s < 0.1
+    assert _size(tmp_path / "poster.jpg") == (320, 240)
+
+
 def test_a_file_that_is_not_a_video_gets_no_poster(tmp_path: Path) -> None:
     notes = tmp_path / "notes.mp4"
     notes.write_text("meeting notes\n")

@@ -80,7 +80,11 @@ def sample(path: Path) -> list[Candidate]:
                 rows[y * plane.line_size : y * plane.line_size + SCORE_W] for y in range(SCORE_H)
             )
             mean, contrast = grey_stats(pixels)
-            found.append(Candidate(round(at, 3), mean, contrast))
+            # The frame's own time, which the JPEG's seek lands on exactly (a sample
+            # place past a clip's last frame would land on nothing).
+            # Floored to the millisecond, so the seek never lands past it.
+            when = at if frame.time is None else min(at, frame.time)
+            found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast))
     return found
 
 
@@ -93,13 +97,17 @@ def _duration_s(container: Any, stream: Any) -> float:
 
 
 def _frame_at(container: Any, stream: Any, at: float) -> Any:
-    """The first frame at or after ``at`` seconds (None past the end)."""
+    """The first frame at or after ``at`` seconds; the last frame before it when the
+    video ends first (a clip of a frame or two, a duration the container overstates);
+    None only when nothing decodes from there."""
     target = int(at / stream.time_base) if stream.time_base else 0
     container.seek(target, stream=stream, backward=True, any_frame=False)
+    last = None
     for frame in container.decode(stream):
         if frame.time is not None and frame.time + 1e-6 >= at:
             return frame
-    return None
+        last = frame
+    return last
 
 
 def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
