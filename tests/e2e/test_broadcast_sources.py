@@ -1,10 +1,11 @@
-"""Sources from cameras, DVDs and broadcast: non-square pixels and interlaced fields.
+"""Sources from cameras, DVDs and broadcast: non-square pixels, interlaced fields, HDR.
 
 A DVD's 720x480 is shown at 16:9 (pixels 32:27 wide) and an HDV camera's 1440x1080 at
 1920x1080; a TV recording or a camcorder's 1080i holds two fields per frame, taken a
-field apart in time. Every output is shown as the viewer would see the source: a ladder
-in square pixels at the displayed aspect, a poster likewise, and every pool's frames
-progressive. Scoring compares both sides the same way.
+field apart in time; a phone records HDR (HLG, or PQ as HDR10). Every output is shown as
+the viewer would see the source: a ladder in square pixels at the displayed aspect, a
+poster likewise, every pool's frames progressive, ladders and posters of HDR in SDR.
+Scoring compares both sides the same way.
 """
 
 from __future__ import annotations
@@ -62,6 +63,28 @@ def combed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flash = "if(mod(floor((N+1)/2)\\,2)\\,16\\,235)"
     fields = f"color=c=black:s=640x360:r=50,geq=lum='{flash}':cb=128:cr=128"
     return _make(out, f"{fields},interlace=scan=tff", 1, "-flags", "+ilme+ildct")
+
+
+@pytest.fixture(scope="module", params=["smpte2084", "arib-std-b67"])
+def hdr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-bit HEVC clip in BT.2020 with an HDR transfer (PQ, then HLG), its picture a flat
+    grey at code value 505 of 1023: 92 nits in PQ."""
+    transfer = request.param
+    out = tmp_path_factory.mktemp("hdr") / f"IMG_{transfer}.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-f"]
+    args += ["lavfi", "-i", "color=c=0x808080:s=640x360:r=30", "-t", "1"]
+    args += ["-vf", "format=yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast"]
+    tags = f"colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc"
+    args += ["-x265-params", f"log-level=error:{tags}", f"file:{out}"]
+    subprocess.run(args, check=True, capture_output=True)
+    return out
+
+
+def _luma(frame: av.VideoFrame) -> float:
+    """Mean 8-bit luma of the first rows (of a flat picture: of all of it)."""
+    plane = frame.planes[0]
+    data = bytes(plane)[: plane.line_size * 8]
+    return sum(data) / len(data)
 
 
 def _comb(frame: av.VideoFrame) -> float:
@@ -176,3 +199,30 @@ def test_an_interlaced_source_is_scored_against_its_progressive_output(
     subprocess.run(build_args(ffmpeg, combed, out, plan), check=True, capture_output=True)
     # Scored against the woven stripes, the flat output would score near nothing.
     assert score(ffmpeg, combed, out, neg=False).mean > 90
+
+
+def test_an_hdr_clip_is_probed_with_its_transfer(hdr: Path) -> None:
+    video = probe(hdr).main_video
+    assert video is not None
+    assert video.hdr_transfer == hdr.stem.removeprefix("IMG_")
+    text = info_to_json(probe(hdr)).replace(f'"hdr_transfer":"{video.hdr_transfer}"', '"x":1')
+    with pytest.raises(ValueError, match="stale"):
+        info_from_json(text)
+
+
+def test_an_hdr_clips_ladder_is_sdr_in_every_rung(hdr: Path, tmp_path: Path) -> None:
+    variants = build_ladder(find_ffmpeg(), hdr, tmp_path / "hls", probe(hdr))
+    assert check_ladder(tmp_path / "hls") == []
+    for n in range(len(variants)):
+        rung = _joined(tmp_path / "hls", n, tmp_path / f"rung{n}.mp4")
+        with av.open(str(rung)) as f:
+            ctx = f.streams.video[0].codec_context
+            assert (ctx.color_trc, ctx.color_primaries, ctx.colorspace) == (1, 1, 1)  # BT.709
+            # Tone-mapped (PQ 177, HLG 148): left as it was, the grey reads as 105 of 255.
+            assert _luma(next(f.decode(f.streams.video[0]))) > 130
+
+
+def test_an_hdr_clips_poster_is_sdr(hdr: Path, tmp_path: Path) -> None:
+    make_poster(find_ffmpeg(), hdr, tmp_path / "poster.jpg")
+    # Full range (a JPEG): tone-mapped PQ 213, HLG 186; left as it was, 128.
+    assert _luma(_frames(tmp_path / "poster.jpg")[0]) > 160

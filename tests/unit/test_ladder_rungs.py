@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.media.ffargs import DEINTERLACE
+from hevcq.media.ffargs import DEINTERLACE, tone_map
 from hevcq.media.ladder import (
     av1_codec_string,
     choose_rungs,
@@ -122,6 +122,18 @@ def test_an_interlaced_sources_ladder_deinterlaces_before_anything_else() -> Non
     assert chain.startswith(f"[0:0]{DEINTERLACE},fps=25,split=")
     progressive = dataclasses.replace(plan, deinterlace=False)
     assert "bwdif" not in " ".join(ladder_args("ffmpeg", Path("in.ts"), Path("out"), progressive))
+
+
+def test_an_hdr_sources_ladder_is_tone_mapped_once_for_every_rung() -> None:
+    video = VideoStream(0, "hevc", 1920, 1080, "yuv420p10le", 10, fps=30.0, interlaced=True)
+    video = dataclasses.replace(video, hdr_transfer="arib-std-b67")
+    plan = plan_ladder(MediaInfo("mov", 10.0, 1000, video=(video,)))
+    assert plan is not None
+    args = ladder_args("ffmpeg", Path("IMG.MOV"), Path("out"), plan)
+    chain = args[args.index("-filter_complex") + 1]
+    first = f"[0:0]{DEINTERLACE},{tone_map('arib-std-b67')},fps=30,split="
+    assert chain.startswith(first)
+    assert chain.count("zscale=tin=") == 1  # before the split
 
 
 @pytest.mark.parametrize(

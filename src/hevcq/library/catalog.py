@@ -153,10 +153,12 @@ def info_from_json(text: str) -> MediaInfo:
 
 
 def _video_stream(v: dict[str, Any]) -> VideoStream:
-    # Probed before the sample aspect ratio and interlacing were read: the same file may
-    # now need other rungs or a deinterlacer, so it counts as stale and is probed again.
-    if "sar_num" not in v or "interlaced" not in v:
-        raise KeyError("sar_num")
+    # Probed before the sample aspect ratio, interlacing and HDR were read: the same file
+    # may now need other rungs, a deinterlacer or a tone map, so it counts as stale and
+    # is probed again.
+    missing = {"sar_num", "interlaced", "hdr_transfer"} - v.keys()
+    if missing:
+        raise KeyError(min(missing))
     return VideoStream(**v)
 
 

@@ -60,6 +60,18 @@ def build_args(
 DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
 
 
+def tone_map(transfer: str) -> str:
+    """The filters that turn HDR (``transfer``: "smpte2084" for PQ, "arib-std-b67" for HLG;
+    BT.2020 colours) into 8-bit SDR in BT.709, the only picture H.264 carries and every
+    screen shows (decision 0028). Mobius keeps tones up to SDR's white as they are and
+    compresses only the highlights above it."""
+    return (
+        f"zscale=tin={transfer}:pin=bt2020:min=bt2020nc:t=linear:npl=100,format=gbrpf32le,"
+        "zscale=p=bt709,tonemap=tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,"
+        "format=yuv420p"
+    )
+
+
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     """Map and encode the main video stream; frame timing passes through untouched."""
     codec = _codec(plan)

@@ -30,7 +30,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
-from hevcq.media.ffargs import DEINTERLACE
+from hevcq.media.ffargs import DEINTERLACE, tone_map
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo
 from hevcq.media.verify import DECODER_OPTIONS
@@ -113,6 +113,7 @@ class LadderPlan:
     # Codec groups beside H.264, which every browser plays and is always first: "av1".
     extra_groups: tuple[str, ...] = ()
     deinterlace: bool = False  # an interlaced source (ffargs.DEINTERLACE first)
+    hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -177,7 +178,13 @@ def plan_ladder(
     if not rungs:
         rungs = choose_rungs(width, height, fps)
     return LadderPlan(
-        rungs, fps, video.index, audio, extra_groups=tuple(groups), deinterlace=video.interlaced
+        rungs,
+        fps,
+        video.index,
+        audio,
+        extra_groups=tuple(groups),
+        deinterlace=video.interlaced,
+        hdr_transfer=video.hdr_transfer,
     )
 
 
@@ -196,7 +203,11 @@ def ladder_args(
     # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
     # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
     # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
+    # An interlaced source is deinterlaced and an HDR one tone-mapped to SDR before that,
+    # once for every rung.
     first = f"{DEINTERLACE}," if plan.deinterlace else ""
+    if plan.hdr_transfer:
+        first += f"{tone_map(plan.hdr_transfer)},"
     chains = [
         f"[0:{plan.video_index}]{first}fps={plan.fps},split={n}"
         + "".join(f"[s{i}]" for i in range(n))

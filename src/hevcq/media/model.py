@@ -24,6 +24,9 @@ class VideoStream:
     sar_num: int = 1
     sar_den: int = 1
     interlaced: bool = False  # its first picture is interlaced (two fields)
+    # An HDR transfer, in zscale's names: "smpte2084" (PQ, HDR10) or "arib-std-b67"
+    # (HLG, as phones record); "" for SDR.
+    hdr_transfer: str = ""
 
     @property
     def square_pixels(self) -> bool:

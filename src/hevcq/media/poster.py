@@ -17,7 +17,8 @@ from typing import Any
 import av
 
 from hevcq.errors import PermanentError
-from hevcq.media.ffargs import DEINTERLACE
+from hevcq.media.ffargs import DEINTERLACE, tone_map
+from hevcq.media.probe import HDR_TRANSFERS
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -110,6 +111,14 @@ def _frame_at(container: Any, stream: Any, at: float) -> Any:
     return last
 
 
+def _hdr_transfer(path: Path) -> str:
+    """The HDR transfer of ``path``'s first video stream ("" for SDR)."""
+    with av.open(str(path), metadata_errors="replace") as container:
+        stream: Any = next(iter(container.streams.video), None)
+        trc = 0 if stream is None else int(stream.codec_context.color_trc or 0)
+    return HDR_TRANSFERS.get(trc, "")
+
+
 def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     """Write ``dest`` (JPEG) from the most representative frame of ``src``; which one.
 
@@ -117,6 +126,7 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     """
     try:
         best = choose(sample(src))
+        transfer = _hdr_transfer(src)
     except av.FFmpegError as exc:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc
     if best is None:
@@ -127,8 +137,10 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     # Interlaced frames are made progressive and non-square pixels stretched to the
     # displayed aspect first (a JPEG's own aspect field is ignored by browsers); both are
     # no-ops on a progressive, square-pixel frame.
+    # An HDR picture is tone-mapped to SDR, as the ladder's rungs are: a JPEG is SDR.
     box = f"w='min({POSTER_WIDTH},iw)':h='min({POSTER_WIDTH},ih)'"
-    shown = f"{DEINTERLACE},scale=w='trunc(iw*sar/2)*2':h=ih,setsar=1"
+    sdr = [tone_map(transfer)] if transfer else []
+    shown = ",".join([DEINTERLACE, *sdr, "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
     args += ["-vf", f"{shown},scale={box}:force_original_aspect_ratio=decrease:flags=lanczos"]
     args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg", f"file:{dest}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)

@@ -21,6 +21,8 @@ MAX_PACKETS_FOR_FIRST_FRAME = 500
 # libavcodec's field orders that mean two interlaced fields (top or bottom first, coded
 # and displayed in either order); 0 is unknown, 1 progressive.
 INTERLACED_ORDERS = frozenset({2, 3, 4, 5})
+# libavcodec's HDR transfer characteristics, by the names zscale knows them by.
+HDR_TRANSFERS = {16: "smpte2084", 18: "arib-std-b67"}
 # A sample aspect ratio beyond 1:4 or 4:1 is taken for a damaged header, not a picture.
 MIN_SAR = Fraction(1, 4)
 AV_TIME_BASE = 1_000_000  # container durations are in microseconds (libavutil/avutil.h)
@@ -157,6 +159,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         sar_num=sar.numerator,
         sar_den=sar.denominator,
         interlaced=interlaced,
+        hdr_transfer=HDR_TRANSFERS.get(int(cc.color_trc or 0), ""),
     )
 
 
