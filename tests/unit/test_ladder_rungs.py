@@ -70,6 +70,12 @@ def test_rates_grow_with_pixels_and_frame_rate() -> None:
         (30.0, Fraction(30)),
         (24.0, Fraction(24)),
         (59.94, Fraction(60000, 1001)),
+        (15.0, Fraction(15)),  # a screen recording stays at its own rate
+        (14.985, Fraction(15000, 1001)),
+        (12.5, Fraction(25, 2)),
+        (10.0, Fraction(10)),
+        (5.0, Fraction(10)),  # the lowest: a camera at 5 fps
+        (120.0, Fraction(60)),  # slow motion plays at 60
         (None, Fraction(30)),
     ],
 )

@@ -54,10 +54,18 @@ AV1_PRESET = "8"
 HEVC_CRF = 27
 GROUPS = ("h264", "hevc", "av1")
 AUDIO_KBPS = 128
-# Frame rates a VFR source is made constant at: the nearest to its average.
+# Frame rates a ladder (and a score) is made at: the nearest to the source's average. The
+# low ones are those of screen recordings, security cameras and time-lapses, which would
+# otherwise be padded with repeated frames up to 24.
 COMMON_RATES = tuple(
     Fraction(n, d)
     for n, d in (
+        (10, 1),
+        (12, 1),
+        (25, 2),
+        (15000, 1001),
+        (15, 1),
+        (20, 1),
         (24000, 1001),
         (24, 1),
         (25, 1),
