@@ -18,12 +18,19 @@ from hevcq.pools import Quality, load_farm, load_pool
 WORKERS = Path(__file__).resolve().parents[2] / "workers"
 
 
-def fake_ffmpeg(tmp_path: Path, version: str, encoders: str) -> str:
+# The filters of ffmpeg 5.1 that hevcq's sources may need, as its -filters lists them.
+SOURCE_FILTERS = (
+    " TS bwdif  V->V  Deinterlace.\\n .S zscale  V->V  Scale.\\n .S tonemap  V->V  Tone.\\n"
+)
+
+
+def fake_ffmpeg(tmp_path: Path, version: str, encoders: str, filters: str = SOURCE_FILTERS) -> str:
     script = tmp_path / "ffmpeg"
     script.write_text(
         "#!/bin/sh\n"
         f'case "$2" in\n  -version) printf %s "{version}" ;;\n'
-        f'  -encoders) printf "{encoders}" ;;\nesac\n'
+        f'  -encoders) printf "{encoders}" ;;\n'
+        f'  -filters) printf "{filters}" ;;\nesac\n'
     )
     script.chmod(0o755)
     return str(script)
@@ -75,6 +82,24 @@ def test_an_ffmpeg_without_libvmaf_cannot_serve_a_pool_with_a_quality_target(
         f"pool hevc scores quality with xpsnr, which the ffmpeg at {path} (7.1) lacks"
     ]
     assert ffmpeg_build(find_ffmpeg()).missing([xpsnr]) == []
+
+
+def test_an_ffmpeg_without_the_source_filters_cannot_serve_pools_that_may_need_them(
+    tmp_path: Path,
+) -> None:
+    path = fake_ffmpeg(
+        tmp_path,
+        "ffmpeg version 7.1 Copyright",
+        " V....D libx265  HEVC\\n V....D libx264  H.264\\n A....D aac  AAC\\n",
+        filters=" .S zscale  V->V  Scale.\\n",
+    )
+    farm = load_farm(WORKERS)
+    where = f"the ffmpeg at {path} (7.1) lacks"
+    assert ffmpeg_build(path).missing([farm["hevc"], farm["hls"]]) == [
+        f"pool hevc needs the bwdif filter, which {where}",  # an interlaced source
+        f"pool hls needs the bwdif filter, which {where}",
+        f"pool hls needs the tonemap filter, which {where}",  # an HDR source's rungs
+    ]
 
 
 def test_a_binary_that_is_not_ffmpeg_is_refused_in_one_line(tmp_path: Path) -> None:

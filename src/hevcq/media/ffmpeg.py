@@ -170,8 +170,9 @@ class FfmpegBuild:
 
     def missing(self, pools: Iterable[Pool]) -> list[str]:
         """What each pool names that this ffmpeg cannot do, one line per encoder or filter:
-        its encoders, and the filter that scores a pool's quality target (libvmaf, or
-        xpsnr for an XPSNR target)."""
+        its encoders, the filters its sources may need (``SOURCE_FILTERS``, and
+        ``SDR_FILTERS`` where it makes a ladder or posters), and the filter that scores a
+        pool's quality target (libvmaf, or xpsnr for an XPSNR target)."""
         lines = []
         where = f"the ffmpeg at {self.path} ({self.version}) lacks"
         for pool in pools:
@@ -179,6 +180,14 @@ class FfmpegBuild:
                 f"pool {pool.name} needs the {enc} encoder, which {where}"
                 for enc in sorted(pool.encoders)
                 if enc not in self.encoders
+            ]
+            needs = SOURCE_FILTERS
+            if pool.ladder is not None or pool.poster:
+                needs += SDR_FILTERS
+            lines += [
+                f"pool {pool.name} needs the {name} filter, which {where}"
+                for name in needs
+                if name not in self.filters
             ]
             if pool.quality is None:
                 continue
@@ -190,6 +199,10 @@ class FfmpegBuild:
 
 # The ffmpeg filter that measures each metric a quality target may be in.
 SCORING_FILTERS = {"vmaf": "libvmaf", "xpsnr": "xpsnr"}
+# Filters any pool's job may need for its source: the deinterlacer (decision 0027).
+SOURCE_FILTERS: tuple[str, ...] = ("bwdif",)
+# And a ladder's or a poster's: the tone map of an HDR source to SDR (decision 0028).
+SDR_FILTERS: tuple[str, ...] = ("zscale", "tonemap")
 _VERSION_LINE = re.compile(r"^ffmpeg version (\S+)")
 _ENCODER_LINE = re.compile(r"^ ([VAS])[.A-Z]{5} (\S+)")
 _FILTER_LINE = re.compile(r"^ [T.][S.][C.]? (\S+) +\S+->\S+")
