@@ -200,8 +200,13 @@ def test_a_target_out_of_reach_says_why(tmp_path, clip) -> None:
     plan = plan_for(clip, pool())
     run = searcher(tmp_path)
     small = find_crf(run, clip, plan, probe(clip), source_id="e1", target=93.0, max_size_percent=20)
+    clip_bytes = clip.stat().st_size
     assert isinstance(small, Unreachable)
     assert small.reason.startswith("VMAF 93 not reached within 20 % of the source size (CRF ")
+    # It stopped at the first probe that failed the target already too large.
+    over = [p for p in small.probes if p.score < 93.0 and p.predicted_bytes > 0.2 * clip_bytes]
+    assert over, small.probes
+    assert small.probes[-1] == over[0]
     perfect = find_crf(run, clip, plan, probe(clip), source_id="e1", target=100.0)
     assert isinstance(perfect, Unreachable)
     assert perfect.reason.startswith("VMAF 100 not reached at CRF 10 or above")

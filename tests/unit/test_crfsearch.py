@@ -167,6 +167,24 @@ def test_a_flat_curve_below_the_target_is_unreachable() -> None:
     assert len(tried) <= MAX_PROBES
 
 
+def test_a_probe_failing_the_target_already_too_large_ends_the_search() -> None:
+    curve = logistic(24.0, 1.5)  # passes 95 up to CRF 19; sizes are 1000 * (60 - crf)
+    probe, tried = fake(curve)
+    assert search(probe, 95.0, 10, 51, start=26).crf == 19
+    assert tried == [26, 10, 18, 20, 19]
+    # Allowed 38 500 bytes: CRF 20 fails at 40 000, so every CRF that passes is larger.
+    probe, tried = fake(curve)
+    found = search(probe, 95.0, 10, 51, start=26, too_big=lambda p: p.predicted_bytes > 38_500)
+    assert tried == [26, 10, 18, 20]
+    assert found.crf == 18  # measured to pass, and too large: the caller keeps the original
+
+
+def test_a_passing_probe_too_large_does_not_end_the_search() -> None:
+    probe, _ = fake(linear(95.3, 1.3))  # passes up to CRF 20
+    found = search(probe, 95.0, 10, 51, start=26, too_big=lambda p: p.predicted_bytes > 39_000)
+    assert found.crf == 20  # 40 000 bytes: the caller refuses it, the search still finds it
+
+
 def test_a_target_not_reached_even_at_the_lowest_crf_is_unreachable() -> None:
     probe, tried = fake(linear(92.0, 1.0))  # 102 at CRF 10 would be, but capped: 100 at 12
     assert search(probe, 100.5, 10, 51, start=26).crf is None

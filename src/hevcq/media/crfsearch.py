@@ -222,6 +222,7 @@ def search(
     start: int | None = None,
     max_probes: int = MAX_PROBES,
     metric: Metric = "vmaf",
+    too_big: Callable[[ProbeResult], bool] | None = None,
 ) -> Bracket:
     """The highest CRF in ``lo..hi`` whose score in ``metric`` reaches ``target``, in at
     most ``max_probes`` calls of ``probe`` (pure apart from them).
@@ -235,6 +236,10 @@ def search(
     one step wide, at ``lo`` failing or ``hi`` passing, or when the probes are spent; the
     answer is then the highest passing CRF below every failing one, so a noisy curve
     gives a CRF that was measured to pass, never an extrapolated one.
+
+    ``too_big`` ends the search at a probe that fails the target and is already larger
+    than allowed: every CRF that could pass lies below it and comes out larger still, so
+    no further probe can change the outcome (the source keeps its original).
     """
     lo, hi = min(lo, hi), max(lo, hi)
     first = (lo + hi) // 2 if start is None else min(max(start, lo), hi)
@@ -242,6 +247,8 @@ def search(
     crf: int | None = first
     while crf is not None and len(probes) < max_probes:
         probes.append(probe(crf))
+        if too_big is not None and probes[-1].score < target and too_big(probes[-1]):
+            break
         crf = next_crf(probes, target, lo, hi, metric)
         if crf is not None and any(p.crf == crf for p in probes):
             break  # nothing new to learn (a non-monotone curve)
@@ -524,13 +531,29 @@ def find_crf(
         size = predict_bytes(got.video_bytes, got.video_s, duration or got.video_s, other)
         return ProbeResult(crf, got.score, size, got.cached)
 
+    def percent_of_source(p: ProbeResult) -> float:
+        return 100.0 * p.predicted_bytes / info.size_bytes if info.size_bytes else 0.0
+
+    def too_big(p: ProbeResult) -> bool:
+        return max_size_percent is not None and percent_of_source(p) > max_size_percent
+
     lo, hi = crf_range(plan)
     try:
-        found = search(probe, target, lo, hi, start=plan.crf, metric=metric)
+        found = search(probe, target, lo, hi, start=plan.crf, metric=metric, too_big=too_big)
     finally:
         prober.close()
     cached = all(p.cached for p in found.probes)
     chosen = found.chosen
+    over = [p for p in found.probes if p.score < target and too_big(p)]
+    if chosen is None and over:
+        # Failing the target already too large: a CRF low enough to reach it is larger still.
+        first = over[0]
+        reason = (
+            f"{shown(metric, target)} not reached within {max_size_percent:g} % of the source size"
+            f" (CRF {first.crf} scores {shown(metric, first.score, 1)}"
+            f" at {percent_of_source(first):.0f} % already)"
+        )
+        return Unreachable(reason, found.probes, cached)
     if chosen is None:
         lowest = min(found.probes, key=lambda p: p.crf)
         reason = (
@@ -538,7 +561,7 @@ def find_crf(
             f" ({shown(metric, lowest.score, 1)} there)"
         )
         return Unreachable(reason, found.probes, cached)
-    percent = 100.0 * chosen.predicted_bytes / info.size_bytes if info.size_bytes else 0.0
+    percent = percent_of_source(chosen)
     if max_size_percent is not None and percent > max_size_percent:
         reason = (
             f"{shown(metric, target)} not reached within {max_size_percent:g} % of the source size"
