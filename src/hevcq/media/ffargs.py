@@ -72,11 +72,17 @@ def tone_map(transfer: str) -> str:
     )
 
 
+def source_filters(*, deinterlace: bool, hdr_transfer: str = "") -> list[str]:
+    """The filters a source's frames go through before anything else: the deinterlacer
+    for an interlaced source, then, given its HDR transfer, the tone map to SDR."""
+    return [DEINTERLACE] * deinterlace + ([tone_map(hdr_transfer)] if hdr_transfer else [])
+
+
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     """Map and encode the main video stream; frame timing passes through untouched."""
     codec = _codec(plan)
     args = ["-map", f"0:{plan.video_index}"]
-    filters = [DEINTERLACE] if plan.deinterlace else []
+    filters = source_filters(deinterlace=plan.deinterlace)
     if plan.scale:
         filters.append(f"scale={plan.width}:{plan.height}:flags=lanczos")
     elif plan.crop:

@@ -30,7 +30,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
-from hevcq.media.ffargs import DEINTERLACE, tone_map
+from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo
 from hevcq.media.verify import DECODER_OPTIONS
@@ -213,9 +213,10 @@ def ladder_args(
     # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
     # An interlaced source is deinterlaced and an HDR one tone-mapped to SDR before that,
     # once for every rung.
-    first = f"{DEINTERLACE}," if plan.deinterlace else ""
-    if plan.hdr_transfer:
-        first += f"{tone_map(plan.hdr_transfer)},"
+    first = "".join(
+        f"{f},"
+        for f in source_filters(deinterlace=plan.deinterlace, hdr_transfer=plan.hdr_transfer)
+    )
     chains = [
         f"[0:{plan.video_index}]{first}fps={plan.fps},split={n}"
         + "".join(f"[s{i}]" for i in range(n))

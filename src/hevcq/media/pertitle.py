@@ -43,7 +43,7 @@ from hevcq.media.crfsearch import (
     scan_source,
     video_size,
 )
-from hevcq.media.ffargs import DEINTERLACE
+from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import (
     PRESET,
@@ -270,7 +270,7 @@ def probe_args(
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(outs):
         sizes.setdefault((r.width, r.height), []).append(i)
-    first = f"{DEINTERLACE}," if deinterlace else ""  # as the ladder does
+    first = "".join(f"{f}," for f in source_filters(deinterlace=deinterlace))  # as the ladder
     chains = [
         f"[{stream}]{first}fps={fps},split={len(sizes)}"
         + "".join(f"[s{k}]" for k in range(len(sizes)))

@@ -17,8 +17,8 @@ from typing import Any
 import av
 
 from hevcq.errors import PermanentError
-from hevcq.media.ffargs import DEINTERLACE, tone_map
-from hevcq.media.probe import HDR_TRANSFERS
+from hevcq.media.ffargs import source_filters
+from hevcq.media.probe import hdr_transfer
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -63,11 +63,17 @@ def choose(candidates: list[Candidate]) -> Candidate | None:
 
 def sample(path: Path) -> list[Candidate]:
     """Score a frame at each of ``SAMPLE_AT`` of the video's duration."""
+    return _sampled(path)[0]
+
+
+def _sampled(path: Path) -> tuple[list[Candidate], str]:
+    """``sample``'s candidates, and the video's HDR transfer ("" for SDR)."""
     found = []
     with av.open(str(path), metadata_errors="replace") as container:
         stream: Any = next(iter(container.streams.video), None)
         if stream is None:
             raise PermanentError("no video stream")
+        transfer = hdr_transfer(stream.codec_context)
         duration = _duration_s(container, stream)
         for fraction in SAMPLE_AT:
             at = duration * fraction
@@ -81,12 +87,11 @@ def sample(path: Path) -> list[Candidate]:
                 rows[y * plane.line_size : y * plane.line_size + SCORE_W] for y in range(SCORE_H)
             )
             mean, contrast = grey_stats(pixels)
-            # The frame's own time, which the JPEG's seek lands on exactly (a sample
-            # place past a clip's last frame would land on nothing).
-            # Floored to the millisecond, so the seek never lands past it.
+            # The frame's own time, floored to the millisecond, so that the JPEG's seek
+            # lands on it (a place past a clip's last frame would land on nothing).
             when = at if frame.time is None else min(at, frame.time)
             found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast))
-    return found
+    return found, transfer
 
 
 def _duration_s(container: Any, stream: Any) -> float:
@@ -111,22 +116,14 @@ def _frame_at(container: Any, stream: Any, at: float) -> Any:
     return last
 
 
-def _hdr_transfer(path: Path) -> str:
-    """The HDR transfer of ``path``'s first video stream ("" for SDR)."""
-    with av.open(str(path), metadata_errors="replace") as container:
-        stream: Any = next(iter(container.streams.video), None)
-        trc = 0 if stream is None else int(stream.codec_context.color_trc or 0)
-    return HDR_TRANSFERS.get(trc, "")
-
-
 def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     """Write ``dest`` (JPEG) from the most representative frame of ``src``; which one.
 
     Raises ``PermanentError`` for a file with no decodable video.
     """
     try:
-        best = choose(sample(src))
-        transfer = _hdr_transfer(src)
+        candidates, transfer = _sampled(src)
+        best = choose(candidates)
     except av.FFmpegError as exc:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc
     if best is None:
@@ -139,8 +136,9 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     # no-ops on a progressive, square-pixel frame.
     # An HDR picture is tone-mapped to SDR, as the ladder's rungs are: a JPEG is SDR.
     box = f"w='min({POSTER_WIDTH},iw)':h='min({POSTER_WIDTH},ih)'"
-    sdr = [tone_map(transfer)] if transfer else []
-    shown = ",".join([DEINTERLACE, *sdr, "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
+    # (The deinterlacer passes progressive frames through untouched.)
+    first = source_filters(deinterlace=True, hdr_transfer=transfer)
+    shown = ",".join([*first, "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
     args += ["-vf", f"{shown},scale={box}:force_original_aspect_ratio=decrease:flags=lanczos"]
     args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg", f"file:{dest}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)

@@ -159,8 +159,13 @@ def _video(container: Any, stream: Any) -> VideoStream:
         sar_num=sar.numerator,
         sar_den=sar.denominator,
         interlaced=interlaced,
-        hdr_transfer=HDR_TRANSFERS.get(int(cc.color_trc or 0), ""),
+        hdr_transfer=hdr_transfer(cc),
     )
+
+
+def hdr_transfer(codec_context: Any) -> str:
+    """A decoder context's HDR transfer by its zscale name ("" for SDR or unknown)."""
+    return HDR_TRANSFERS.get(int(codec_context.color_trc or 0), "")
 
 
 def _sample_aspect(sar: Fraction | None) -> Fraction:

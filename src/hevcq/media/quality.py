@@ -30,10 +30,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-
 from hevcq.errors import FailureClass, HevcqError
-from hevcq.media.ffargs import DEINTERLACE
+from hevcq.media.ffargs import source_filters
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
 from hevcq.pools import Metric
@@ -43,7 +41,6 @@ MODEL_4K = "vmaf_4k_v0.6.1"
 MODEL_NEG = "vmaf_v0.6.1neg"
 HD_MAX_LONG_SIDE = 2560
 # Transfer characteristics (ISO/IEC 23091-2) of HDR video: PQ and HLG.
-HDR_TRANSFERS = frozenset({16, 18})
 LOW_FRACTION = 0.01  # the "1 % low": the mean of the worst 1 % of frames
 # XPSNR of identical pictures is infinite; scores are capped here (a pool's XPSNR target
 # is at most this), so that an untouched frame neither breaks a mean nor a JSON result.
@@ -120,19 +117,10 @@ def picture(path: Path) -> Picture:
         height,
         video.fps,
         video.bit_depth > 8,
-        _hdr(path, video.index),
+        bool(video.hdr_transfer),
         anamorphic=not video.square_pixels,
         interlaced=video.interlaced,
     )
-
-
-def _hdr(path: Path, index: int) -> bool:
-    try:
-        with av.open(str(path), metadata_errors="replace") as f:
-            ctx: Any = f.streams[index].codec_context
-            return getattr(ctx, "color_trc", None) in HDR_TRANSFERS
-    except av.FFmpegError as exc:
-        raise ScoringError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
 
 
 def _align(ref: Picture, rate: Fraction) -> str:
@@ -172,7 +160,7 @@ def _reference(ref: Picture, align: str) -> str:
     """The source's chain: the encodes' deinterlacer first when it is interlaced, then
     ``align``, then, stored in non-square pixels, stretched to its displayed size (the
     output is scaled to that size too, so both are compared as the viewer sees them)."""
-    chain = f"{DEINTERLACE},{align}" if ref.interlaced else align
+    chain = ",".join([*source_filters(deinterlace=ref.interlaced), align])
     if ref.anamorphic:
         chain += f",scale={ref.width}:{ref.height}:flags=bicubic,setsar=1"
     return chain
