@@ -19,15 +19,18 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import (
     MASTER,
     SEGMENT_S,
+    MediaPlaylist,
     build_ladder,
     check_ladder,
     decode_rendition,
+    fragments,
     open_fragmented,
     read_iframe_playlist,
     read_iframe_streams,
     read_master,
     read_media_playlist,
     split_init,
+    track_defaults,
 )
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
@@ -282,6 +285,41 @@ def test_hevc_and_av1_groups_follow_the_h264_group_with_codecs_from_their_init(
     assert check_ladder(tmp_path / "hls") == []  # the HEVC rung decodes in full here
     iframes = read_iframe_streams(tmp_path / "hls" / MASTER)
     assert [s.codecs[:4] for s in iframes] == ["avc1", "av01", "hvc1"]
+    # x265's B-frames too: the first frame is shown at its decode time, zero.
+    for v in variants:
+        assert _first_shown(read_media_playlist(tmp_path / "hls" / v.uri)) == (0, 0)
+
+
+def _first_shown(media: MediaPlaylist) -> tuple[int, int]:
+    """A rendition's first decode time and its first sample's composition offset, as a
+    player that ignores edit lists reads them."""
+    first = fragments(media.segments[0][1].read_bytes(), track_defaults(media.init.read_bytes()))
+    return first[0].start, first[0].composition
+
+
+def test_every_track_is_shown_from_zero_without_an_edit_list(ladder: Path) -> None:
+    # hls.js reads tfdt and trun and ignores edit lists: video with B-frames shown two
+    # frames after its decode time put the picture 80 ms behind the sound on page loads
+    # where the audio came first, and left the stream 80 ms longer than its last frame.
+    variants, audio = read_master(ladder / MASTER)
+    assert audio is not None
+    for uri in [v.uri for v in variants] + [audio]:
+        assert _first_shown(read_media_playlist(ladder / uri)) == (0, 0), uri
+
+
+def test_a_rung_shown_after_its_decode_time_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hevcq.media.ladder as lad  # noqa: PLC0415 - the module whose muxer flags are forced
+
+    monkeypatch.setattr(lad, "SEGMENT_MOVFLAGS", "frag_keyframe+skip_sidx")  # no negative CTS
+    src = make_clip(tmp_path / "s.mp4", width=320, height=240, seconds=2, fps=25)
+    with pytest.raises(
+        VerificationError,
+        match=r"^ladder rejected: presentation-start: 0/index.m3u8: its first frame is shown"
+        r" 0\.080 s after its decode time",
+    ):
+        build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
 
 
 def test_every_frame_of_a_rendition_decodes_segment_by_segment_without_a_probe_decode(

@@ -135,6 +135,29 @@ def test_a_fragment_stating_nothing_of_its_samples_inherits_the_trex_defaults() 
     assert (found.first_end, found.start, found.duration, found.keyframe) == (100, 7, 1024, True)
 
 
+@pytest.mark.parametrize(
+    ("version", "offsets", "first"),
+    [
+        (0, [1024, 0], 1024),  # unsigned: the first frame shown two frames late
+        (1, [0, -512], 0),  # signed, as negative_cts_offsets writes it
+        (1, [-512, 0], -512),
+    ],
+)
+def test_the_first_samples_composition_offset_is_read_signed_in_version_1(
+    version: int, offsets: list[int], first: int
+) -> None:
+    tfhd = full("tfhd", 0, 0x020008, u32(1, 512))
+    tfdt = full("tfdt", 0, 0, u32(0))
+    # data offset, then size, flags and composition offset per sample
+    samples = b"".join(struct.pack(">IIi", 100, SYNC, o) for o in offsets)
+    trun = full("trun", version, 0x000E01, u32(2), struct.pack(">i", 0), samples)
+    moof = box("moof", box("traf", tfhd, tfdt, trun))
+    (found,) = fragments(moof + box("mdat", bytes(200)), track_defaults(init_segment()))
+    assert found.composition == first
+    assert found.keyframe
+    assert found.duration == 1024
+
+
 def test_an_i_frame_lasts_until_the_next_keyframe_across_segments() -> None:
     a, b = Path("seg_00000.m4s"), Path("seg_00001.m4s")
     found = [

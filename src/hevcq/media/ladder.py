@@ -85,7 +85,7 @@ MASTER = "master.m3u8"
 _FFMPEG_MASTER = "ffmpeg-master.m3u8"
 AUDIO_GROUP = "aud"
 IFRAMES = "iframes.m3u8"
-SEGMENT_MOVFLAGS = "frag_keyframe+skip_sidx"
+SEGMENT_MOVFLAGS = "frag_keyframe+skip_sidx+negative_cts_offsets"
 # The names an AV1 decoder goes by in PyAV; dav1d is the fastest of them.
 AV1_DECODERS = ("av1", "libdav1d", "libaom-av1")
 DAV1D = "libdav1d"
@@ -257,6 +257,11 @@ def ladder_args(
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
     # A fragment (moof + mdat) per GOP, so each IDR begins one and an I-frame playlist can
     # point at it; no sidx, which would index each fragment as if it were the segment.
+    # Negative composition offsets (trun version 1): a rung with B-frames shows its first
+    # frame at its first decode time, as the audio does, instead of two frames later with
+    # an edit list to take them back. hls.js ignores edit lists and took its zero from
+    # whichever track loaded first, so the video landed 80 ms late on some page loads, out
+    # of sync, and the stream ended on a stall (the ``presentation-start`` check).
     args += ["-hls_segment_options", f"movflags=+{SEGMENT_MOVFLAGS}"]
     args += ["-hls_segment_filename", str(out_dir / "%v" / "seg_%05d.m4s")]
     args += ["-hls_fmp4_init_filename", "init.mp4", "-master_pl_name", _FFMPEG_MASTER]
@@ -537,12 +542,16 @@ class Fragment:
     start: int  # the first sample's decode time, in the track's timescale
     duration: int  # of all its samples, in the track's timescale
     keyframe: bool  # its first sample is a sync sample
+    # The first sample's composition offset, in the track's timescale: how long after its
+    # decode time it is shown, before any edit list.
+    composition: int = 0
 
 
 @dataclass(frozen=True)
 class _Run:
     first: tuple[int, int, int]  # offset, size and flags of the run's first sample
     duration: int
+    composition: int = 0  # the first sample's composition offset
 
 
 def _sync(flags: int) -> bool:
@@ -554,6 +563,7 @@ def _track_run(data: bytes, at: int, base: int, dflt: TrackDefaults) -> _Run:
     """A ``trun`` box's first sample (where its bytes lie, how many, its flags) and the
     duration of all its samples; ``at`` is the box's payload, ``base`` its data offset's
     origin, ``dflt`` the durations, sizes and flags its samples inherit."""
+    version = data[at]
     flags = int.from_bytes(data[at + 1 : at + 4], "big")
     count = struct.unpack_from(">I", data, at + 4)[0]
     at += 8
@@ -566,7 +576,7 @@ def _track_run(data: bytes, at: int, base: int, dflt: TrackDefaults) -> _Run:
         first_flags = struct.unpack_from(">I", data, at)[0]
         at += 4
     fields = [bit for bit in (0x100, 0x200, 0x400, 0x800) if flags & bit]
-    total, first = 0, (offset, dflt.size, first_flags)
+    total, first, composition = 0, (offset, dflt.size, first_flags), 0
     for n in range(count):
         sample = dict(zip(fields, struct.unpack_from(f">{len(fields)}I", data, at), strict=True))
         at += 4 * len(fields)
@@ -574,7 +584,10 @@ def _track_run(data: bytes, at: int, base: int, dflt: TrackDefaults) -> _Run:
         if n == 0:
             flags0 = first_flags if flags & 0x4 else sample.get(0x400, dflt.flags)
             first = (offset, sample.get(0x200, dflt.size), flags0)
-    return _Run(first, total)
+            composition = sample.get(0x800, 0)
+            if version == 1 and composition >= 1 << 31:  # signed in version 1
+                composition -= 1 << 32
+    return _Run(first, total, composition)
 
 
 def _fragment(data: bytes, moof: Box, mdat: Box, dflt: TrackDefaults) -> Fragment:
@@ -614,7 +627,13 @@ def _fragment(data: bytes, moof: Box, mdat: Box, dflt: TrackDefaults) -> Fragmen
         raise ValueError(f"the fragment at byte {moof.offset} has no samples")
     offset, size, flags = runs[0].first
     return Fragment(
-        moof.offset, mdat.end, offset + size, start, sum(r.duration for r in runs), _sync(flags)
+        moof.offset,
+        mdat.end,
+        offset + size,
+        start,
+        sum(r.duration for r in runs),
+        _sync(flags),
+        runs[0].composition,
     )
 
 
@@ -999,7 +1018,8 @@ def check_ladder(out_dir: Path) -> list[str]:
     """Every reason the ladder under ``out_dir`` must not count (empty: it passes).
 
     Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
-    ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``, ``iframes``.
+    ``presentation-start``, ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``,
+    ``iframes``.
     """
     try:
         variants, audio_uri = read_master(out_dir / MASTER)
@@ -1042,10 +1062,32 @@ def _variant_problems(v: Variant, media: MediaPlaylist, audio: _Audio) -> list[s
     if (v.width, v.height) != (width, height):
         held = f"{width}x{height}"
         problems.append(f"resolution: {v.uri} declares {v.width}x{v.height}, holds {held}")
+    problems += _start_problems(v.uri, media)
     peak, avg = media.rates()
     problems += _rate_problems(v.uri, "peak", v.bandwidth, peak + audio.peak)
     problems += _rate_problems(v.uri, "average", v.average_bandwidth, avg + audio.average)
     return problems
+
+
+def _start_problems(uri: str, media: MediaPlaylist) -> list[str]:
+    """A video rendition shows its first frame at its first decode time.
+
+    Players that ignore edit lists (hls.js, which reads only ``tfdt`` and ``trun``) place
+    each track by its own first presentation time. A first frame shown two B-frames after
+    its decode time, with an edit list to take that back, puts the video that much after
+    the audio whenever the audio loads first.
+    """
+    if not media.segments:
+        return []
+    defaults = track_defaults(media.init.read_bytes())
+    found = fragments(media.segments[0][1].read_bytes(), defaults)
+    late = found[0].composition if found else 0
+    if late == 0:
+        return []
+    return [
+        f"presentation-start: {uri}: its first frame is shown {late / defaults.timescale:.3f} s"
+        " after its decode time (an edit list that hls.js ignores)"
+    ]
 
 
 def _alignment_problems(decodes: list[tuple[Variant, RungDecode]]) -> list[str]:
