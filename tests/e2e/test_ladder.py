@@ -307,6 +307,21 @@ def test_every_track_is_shown_from_zero_without_an_edit_list(ladder: Path) -> No
         assert _first_shown(read_media_playlist(ladder / uri)) == (0, 0), uri
 
 
+def test_rungs_that_reorder_to_other_depths_still_line_up(tmp_path: Path) -> None:
+    # x264 reorders deeper at 1080p than at 720p and below. Segment starts are the times
+    # a player shows them (tfdt plus composition offset), not libavformat's timestamps,
+    # which shift each track by its own depth once composition offsets are negative.
+    from benchmarks.clips import content_clip  # noqa: PLC0415 - the benchmark's own source
+
+    src = content_clip("moderate", 0.5)
+    variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    assert [v.height for v in variants][:2] == [1080, 720]
+    starts = {
+        decode_rendition(read_media_playlist(tmp_path / "hls" / v.uri)).starts for v in variants
+    }
+    assert starts == {(0.0,)}
+
+
 def test_a_rung_shown_after_its_decode_time_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -948,25 +948,34 @@ class RungDecode:
 
 def decode_rendition(media: MediaPlaylist) -> RungDecode:
     """Decode every frame of a video rendition, each segment on its own after its init
-    segment (so each must start with an IDR and decode independently)."""
+    segment (so each must start with an IDR and decode independently).
+
+    A segment's start is the time a player shows its first frame: its ``tfdt`` plus the
+    first sample's composition offset. libavformat's timestamps would not do: it shifts a
+    track with negative composition offsets by that track's own reordering depth, which
+    differs between rungs of one codec (x264 reorders deeper at 1080p).
+    """
     frames, starts = 0, []
     init = media.init.read_bytes()
+    defaults = track_defaults(init)
     for _, seg in media.segments:
-        with open_fragmented(init + seg.read_bytes()) as f:
+        data = seg.read_bytes()
+        with open_fragmented(init + data) as f:
             stream: Any = f.streams.video[0]
             decoder = check_decoder(stream)
-            first: float | None = None
-            seen = False
+            idr: bool | None = None
             for packet in f.demux(stream):
                 if packet.size == 0:
                     continue
-                if not seen:
-                    seen = True
-                    if packet.is_keyframe and packet.pts is not None:
-                        first = round(float(packet.pts * stream.time_base), 4)
+                if idr is None:
+                    idr = bool(packet.is_keyframe)
                 frames += len(decoder.decode(packet))
             frames += len(decoder.decode(None))  # the decoder's delay
-            starts.append(first)
+        found = fragments(data, defaults)
+        first = None
+        if idr and found:
+            first = round((found[0].start + found[0].composition) / defaults.timescale, 4)
+        starts.append(first)
     return RungDecode(frames, tuple(starts))
 
 
