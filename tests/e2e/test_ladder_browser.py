@@ -52,9 +52,9 @@ window.hls = hls;
 # controller never signalling end of stream (traced: the first audio fragment reloaded
 # after the seek, no BUFFER_EOS for audio afterwards, the MediaSource left open), and then
 # playback stalls 20 ms before the end and ``ended`` never comes. That is the player's race,
-# seen in 2 of about 250 runs under load with ladders made either way, not the ladder's:
-# the test drives the player once it has loaded, as a person pressing play after the first
-# picture does.
+# seen 3 times in several hundred runs under load with ladders made either way, not the
+# ladder's: the test drives the player once it has loaded, as a person pressing play
+# after the first picture does.
 LOADED = """() => {
   const video = document.getElementById("v");
   const b = video.buffered;
