@@ -944,6 +944,7 @@ class RungDecode:
 
     frames: int
     starts: tuple[float | None, ...]  # each segment's first video timestamp, None: no IDR
+    late_s: float = 0.0  # the first frame's composition offset: shown this long after decode
 
 
 def decode_rendition(media: MediaPlaylist) -> RungDecode:
@@ -955,7 +956,8 @@ def decode_rendition(media: MediaPlaylist) -> RungDecode:
     track with negative composition offsets by that track's own reordering depth, which
     differs between rungs of one codec (x264 reorders deeper at 1080p).
     """
-    frames, starts = 0, []
+    frames, late_s = 0, 0.0
+    starts: list[float | None] = []
     init = media.init.read_bytes()
     defaults = track_defaults(init)
     for _, seg in media.segments:
@@ -972,11 +974,13 @@ def decode_rendition(media: MediaPlaylist) -> RungDecode:
                 frames += len(decoder.decode(packet))
             frames += len(decoder.decode(None))  # the decoder's delay
         found = fragments(data, defaults)
+        if found and not starts:
+            late_s = found[0].composition / defaults.timescale
         first = None
         if idr and found:
             first = round((found[0].start + found[0].composition) / defaults.timescale, 4)
         starts.append(first)
-    return RungDecode(frames, tuple(starts))
+    return RungDecode(frames, tuple(starts), late_s)
 
 
 def open_fragmented(data: bytes) -> Any:
@@ -1053,6 +1057,7 @@ def check_ladder(out_dir: Path) -> list[str]:
             media = read_media_playlist(out_dir / v.uri)
             decoded = decode_rendition(media)
             problems += _variant_problems(v, media, audio)
+            problems += _start_problems(v.uri, decoded)
         except (OSError, ValueError, av.FFmpegError) as exc:
             problems.append(f"decode: {v.uri}: {exc}")
             continue
@@ -1071,14 +1076,13 @@ def _variant_problems(v: Variant, media: MediaPlaylist, audio: _Audio) -> list[s
     if (v.width, v.height) != (width, height):
         held = f"{width}x{height}"
         problems.append(f"resolution: {v.uri} declares {v.width}x{v.height}, holds {held}")
-    problems += _start_problems(v.uri, media)
     peak, avg = media.rates()
     problems += _rate_problems(v.uri, "peak", v.bandwidth, peak + audio.peak)
     problems += _rate_problems(v.uri, "average", v.average_bandwidth, avg + audio.average)
     return problems
 
 
-def _start_problems(uri: str, media: MediaPlaylist) -> list[str]:
+def _start_problems(uri: str, decoded: RungDecode) -> list[str]:
     """A video rendition shows its first frame at its first decode time.
 
     Players that ignore edit lists (hls.js, which reads only ``tfdt`` and ``trun``) place
@@ -1086,15 +1090,10 @@ def _start_problems(uri: str, media: MediaPlaylist) -> list[str]:
     its decode time, with an edit list to take that back, puts the video that much after
     the audio whenever the audio loads first.
     """
-    if not media.segments:
-        return []
-    defaults = track_defaults(media.init.read_bytes())
-    found = fragments(media.segments[0][1].read_bytes(), defaults)
-    late = found[0].composition if found else 0
-    if late == 0:
+    if decoded.late_s == 0:
         return []
     return [
-        f"presentation-start: {uri}: its first frame is shown {late / defaults.timescale:.3f} s"
+        f"presentation-start: {uri}: its first frame is shown {decoded.late_s:.3f} s"
         " after its decode time (an edit list that hls.js ignores)"
     ]
 
