@@ -308,6 +308,21 @@ def test_scaling_follows_the_pool_files(farm: AppliedFarm) -> None:
         assert policies[f"hevcq-{name}-wake"]["PolicyType"] == "StepScaling"
 
 
+def test_deleting_a_policy_that_is_gone_is_answered_as_aws_does(farm: AppliedFarm) -> None:
+    """The provider counts ObjectNotFoundException on delete as done, so ``terraform
+    destroy`` (proven at the end of the session) survives its SDK resending a delete."""
+    scaling = farm.client("application-autoscaling")
+    cluster = farm.outputs["cluster_name"]["value"]
+    with pytest.raises(ClientError) as gone:
+        scaling.delete_scaling_policy(
+            PolicyName="hevcq-hevc-no-such-policy",
+            ServiceNamespace="ecs",
+            ResourceId=f"service/{cluster}/hevcq-hevc",
+            ScalableDimension="ecs:service:DesiredCount",
+        )
+    assert gone.value.response["Error"]["Code"] == "ObjectNotFoundException"
+
+
 def test_dead_letter_alarms_notify_alerts(farm: AppliedFarm) -> None:
     cw = farm.client("cloudwatch")
     alerts = farm.outputs["alerts_topic_arn"]["value"]

@@ -30,7 +30,12 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.applicationautoscaling.models import (
+    ApplicationAutoscalingBackend,
+    FakeApplicationAutoscalingPolicy,
+)
 from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 
 from hevcq.cli.tfconfig import settings_from_outputs
@@ -252,6 +257,37 @@ def patch_moto_scaling_tags() -> None:
     cls.untag_resource = _untag_resource
 
 
+_ORIGINAL_DELETE_POLICY = ApplicationAutoscalingBackend.delete_scaling_policy
+
+
+def _delete_policy_as_aws(
+    self: ApplicationAutoscalingBackend,
+    policy_name: str,
+    service_namespace: str,
+    resource_id: str,
+    scalable_dimension: str,
+) -> None:
+    key = FakeApplicationAutoscalingPolicy.formulate_key(
+        service_namespace, resource_id, scalable_dimension, policy_name
+    )
+    if key not in self.policies:
+        raise JsonRESTError("ObjectNotFoundException", f"No scaling policy named {policy_name}")
+    _ORIGINAL_DELETE_POLICY(self, policy_name, service_namespace, resource_id, scalable_dimension)
+
+
+def patch_moto_missing_policy() -> None:
+    """Answer DeleteScalingPolicy of a policy that is gone with ObjectNotFoundException,
+    as AWS does; moto 5 answers ValidationException.
+
+    The provider treats ObjectNotFoundException on delete as done. Its SDK resends a
+    request whose answer it did not get (a slow reply from a loaded server), and the
+    resent delete of a policy the first one removed then failed ``terraform destroy``
+    with moto's ValidationException.
+    """
+    cls: Any = ApplicationAutoscalingBackend
+    cls.delete_scaling_policy = _delete_policy_as_aws
+
+
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
     """moto's server on 127.0.0.1 and a free port, in a process of its own, stopped on exit.
@@ -289,6 +325,7 @@ def _serve(port: int) -> None:
     """The moto server ``moto_endpoint`` runs: until its standard input closes (the test
     process ended it, or died)."""
     patch_moto_scaling_tags()
+    patch_moto_missing_policy()
     s3disk.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
