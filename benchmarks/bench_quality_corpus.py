@@ -9,10 +9,14 @@ Every full encode is scored full-length (``quality.score``). The figures, for he
 baseline side by side: the share of files whose final VMAF is within 1.0 of 95, the share
 whose predicted size is within 10 % of the actual one, search CPU over final-encode CPU on
 the sources of 10 minutes or more, and bytes saved against the fixed CRF on the files whose
-VMAF is at least the fixed encode's. A file a search keeps as it was (the target is not
-reached within the size limit) has no final encode and is left out of that search's shares;
-how many were kept is in each figure's notes. ``--quick`` runs the 10 s file of each kind;
-``BENCH_CORPUS_FILES`` (a comma list of names or kinds) runs part of the corpus.
+VMAF is at least the fixed encode's; and, beside that per-file comparison, bytes saved
+against the one fixed CRF that reaches the target on every file the search encoded (the
+lowest CRF it chose: what a fixed-CRF pool would need to promise the same quality
+everywhere), each file encoded and scored at that CRF too. A file a search keeps as it
+was (the target is not reached within the size limit) has no final encode and is left out
+of that search's shares; how many were kept is in each figure's notes. ``--quick`` runs
+the 10 s file of each kind; ``BENCH_CORPUS_FILES`` (a comma list of names or kinds) runs
+part of the corpus.
 
 The baseline is ab-av1's ``crf-search`` as its README describes it, reimplemented here from
 that description (no code of ab-av1 was read or copied):
@@ -170,6 +174,45 @@ def bytes_saved(rows: Sequence[tuple[int, float, int, float]]) -> tuple[float, i
     if not kept:
         return 0.0, 0
     return 1.0 - sum(b for b, _ in kept) / sum(fb for _, fb in kept), len(kept)
+
+
+def guarantee_crf(crfs: Sequence[int]) -> int | None:
+    """The CRF one fixed-CRF pool needs for every file to reach the target: the lowest of
+    the CRFs the search found per file, since VMAF falls as the CRF rises."""
+    return min(crfs) if crfs else None
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """A search's outputs against one fixed CRF that promises the same target everywhere."""
+
+    crf: int
+    files: int
+    searched_bytes: int
+    fixed_bytes: int
+    below_target: int  # files the fixed CRF still left under the target (0 if it holds)
+    searched_min_vmaf: float
+    fixed_min_vmaf: float
+
+    @property
+    def saved(self) -> float:
+        """Share of the fixed CRF's bytes the search's outputs do without."""
+        return 1.0 - self.searched_bytes / self.fixed_bytes
+
+
+def guarantee(pairs: Sequence[tuple[Encoded, Encoded]], target: float) -> Guarantee:
+    """The comparison over ``pairs``: per file, (the search's final encode, the same file
+    at the guarantee CRF). Every pair's second encode is at one CRF."""
+    [crf] = {fixed.crf for _, fixed in pairs}
+    return Guarantee(
+        crf=crf,
+        files=len(pairs),
+        searched_bytes=sum(s.bytes for s, _ in pairs),
+        fixed_bytes=sum(f.bytes for _, f in pairs),
+        below_target=sum(f.vmaf < target for _, f in pairs),
+        searched_min_vmaf=min(s.vmaf for s, _ in pairs),
+        fixed_min_vmaf=min(f.vmaf for _, f in pairs),
+    )
 
 
 @dataclass(frozen=True)
@@ -456,6 +499,30 @@ def measure_file(ffmpeg: str, pool: Pool, src: Source, path: Path, scratch: Path
     return Row(src.name, src.kind, src.seconds, f.input_bytes, f.encode(plan.crf), ours, baseline)
 
 
+def encode_at(ffmpeg: str, pool: Pool, src: Source, crf: int) -> Encoded:
+    """The whole corpus file ``src`` at ``crf`` with the pool's arguments, scored."""
+    path = source_file(src)
+    plan = decide(probe(path), pool, path.name)
+    assert isinstance(plan, EncodePlan), f"{src.name}: the {pool.name} pool skips it: {plan}"
+    with tempfile.TemporaryDirectory(prefix="hevcq-bench-corpus-") as tmp:
+        return _File(ffmpeg, path, plan, Path(tmp)).encode(crf)
+
+
+def guarantee_pass(
+    found: Sequence[tuple[Source, Encoded]],
+    encode: Callable[[Source, int], Encoded],
+    target: float = TARGET_VMAF,
+) -> Guarantee | None:
+    """Each file a search encoded (``found``: the file and its final encode), encoded
+    again at the guarantee CRF (``encode``; a final already at that CRF is reused), and
+    the comparison; None when the search encoded nothing."""
+    crf = guarantee_crf([final.crf for _, final in found])
+    if crf is None:
+        return None
+    pairs = [(final, final if final.crf == crf else encode(src, crf)) for src, final in found]
+    return guarantee(pairs, target)
+
+
 SIDES: dict[str, Callable[[Row], Outcome]] = {
     "hevcq": lambda r: r.ours,
     "baseline": lambda r: r.baseline,
@@ -511,6 +578,21 @@ def figures(rows: Sequence[Row]) -> list[Figure]:
     return figs
 
 
+def guarantee_figure(label: str, g: Guarantee) -> Figure:
+    """Bytes saved against the one fixed CRF that promises the target on every file: a
+    reading of its own beside the per-file figure, so it carries no goal."""
+    return figure(
+        f"{label}: bytes saved against the one fixed CRF reaching VMAF {TARGET_VMAF:g} on"
+        " every file it encoded",
+        "share",
+        [g.saved],
+        notes=f"CRF {g.crf} on {g.files} files: {g.fixed_bytes} bytes against"
+        f" {g.searched_bytes}; lowest VMAF {g.fixed_min_vmaf:.2f} fixed,"
+        f" {g.searched_min_vmaf:.2f} searched; {g.below_target} fixed encodes under"
+        f" {TARGET_VMAF:g}",
+    )
+
+
 def kind_note(kinds: dict[str, Summary], field: str) -> str:
     """One figure per kind, as ``kind value`` pairs (``-``: nothing to measure)."""
     parts = []
@@ -544,6 +626,23 @@ def run_corpus(quick: bool = False) -> tuple[list[Figure], dict[str, Any]]:
             rows.append(measure_file(ffmpeg, pool, src, path, Path(tmp)))
         elapsed = time.monotonic() - started
         print(f"   {src.name} done, {elapsed:.0f} s so far", file=sys.stderr, flush=True)
+    # Encodes the corpus run already made, by file and CRF; the pass adds the rest.
+    made = {
+        (r.name, e.crf): e for r in rows for e in (r.fixed, r.ours.final, r.baseline.final) if e
+    }
+
+    def at(src: Source, crf: int) -> Encoded:
+        if (src.name, crf) not in made:
+            made[src.name, crf] = encode_at(ffmpeg, pool, src, crf)
+        return made[src.name, crf]
+
+    guarantees: dict[str, Guarantee] = {}
+    for label, side in SIDES.items():
+        found = [
+            (src, o.final) for src, r in zip(sources, rows, strict=True) if (o := side(r)).final
+        ]
+        if (g := guarantee_pass(found, at)) is not None:
+            guarantees[label] = g
     detail = {
         "target_vmaf": TARGET_VMAF,
         "max_size_percent": TARGET_SIZE_PERCENT,
@@ -555,5 +654,7 @@ def run_corpus(quick: bool = False) -> tuple[list[Figure], dict[str, Any]]:
             label: {k: dataclasses.asdict(s) for k, s in by_kind(rows, side).items()}
             for label, side in SIDES.items()
         },
+        "guarantee": {label: dataclasses.asdict(g) for label, g in guarantees.items()},
     }
-    return figures(rows), detail
+    extra = [guarantee_figure(label, g) for label, g in guarantees.items()]
+    return figures(rows) + extra, detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from benchmarks.bench_quality_corpus import (
     KINDS,
     SIDES,
@@ -9,6 +10,7 @@ from benchmarks.bench_quality_corpus import (
     Outcome,
     Probe,
     Row,
+    Source,
     baseline_next_crf,
     baseline_samples,
     baseline_search,
@@ -18,6 +20,10 @@ from benchmarks.bench_quality_corpus import (
     corpus,
     cpu_ratios,
     figures,
+    guarantee,
+    guarantee_crf,
+    guarantee_figure,
+    guarantee_pass,
     kind_note,
     predicted_bytes,
     selected,
@@ -154,3 +160,42 @@ def test_a_part_of_the_corpus_is_chosen_by_name_or_kind() -> None:
         "long-grain",
         "screen-1",
     }
+
+
+def test_the_guarantee_crf_is_the_lowest_the_search_chose() -> None:
+    assert guarantee_crf([27, 22, 26]) == 22
+    assert guarantee_crf([]) is None
+
+
+def test_each_file_is_compared_with_itself_at_the_guarantee_crf() -> None:
+    files = corpus(quick=True)[:3]
+    finals = [
+        Encoded(27, 700, 95.5, 1.0),
+        Encoded(22, 2000, 95.2, 1.0),
+        Encoded(26, 500, 95.4, 1.0),
+    ]
+    asked: list[tuple[str, int]] = []
+
+    def encode(src: Source, crf: int) -> Encoded:
+        asked.append((src.name, crf))
+        return Encoded(crf, 1000, 97.0 if src is files[0] else 94.8, 2.0)
+
+    g = guarantee_pass(list(zip(files, finals, strict=True)), encode, target=95.0)
+    assert g is not None
+    # the file the search already encoded at CRF 22 is not encoded again
+    assert asked == [(files[0].name, 22), (files[2].name, 22)]
+    assert (g.crf, g.files, g.searched_bytes, g.fixed_bytes) == (22, 3, 3200, 4000)
+    assert abs(g.saved - 0.2) < 1e-9
+    assert (g.below_target, g.fixed_min_vmaf, g.searched_min_vmaf) == (1, 94.8, 95.2)
+    fig = guarantee_figure("hevcq", g)
+    assert (fig.median, fig.target, fig.met) == (g.saved, None, None)
+    assert "CRF 22 on 3 files" in fig.notes
+    assert "1 fixed encodes under 95" in fig.notes
+    assert guarantee_pass([], encode) is None
+
+
+def test_a_guarantee_is_over_one_crf() -> None:
+    pair = (Encoded(26, 500, 95.4, 1.0), Encoded(22, 900, 96.0, 1.0))
+    other = (Encoded(27, 500, 95.4, 1.0), Encoded(23, 900, 96.0, 1.0))
+    with pytest.raises(ValueError, match="too many values"):
+        guarantee([pair, other], 95.0)
