@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import TypeVar
 
 # ``cli.app.EXIT_INTERRUPTED``, which cannot be imported before the commands are.
 EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
 
 
 def entry() -> None:
     """The ``hevcq`` command. Importing the commands takes a moment; a Ctrl-C meanwhile
     ends the command quietly, like one at any other time, never with a traceback."""
-    try:
-        from hevcq.cli.main import main as run  # noqa: PLC0415 - the import is what is guarded
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+    run = held_interrupt(_commands)
     run()
+
+
+def _commands() -> Callable[[], None]:
+    from hevcq.cli.main import main  # noqa: PLC0415 - the import is what is guarded
+
+    return main
+
+
+def held_interrupt(load: Callable[[], T]) -> T:
+    """``load()`` with a Ctrl-C held until it returns; then exit 130 if one came.
+
+    No KeyboardInterrupt may be raised inside third-party imports: one that lands while
+    CPython builds an ImportError's message (botocore imports a name urllib3 2 no longer
+    has, and expects the ImportError) comes out as ``TypeError: expected a message
+    argument``, which neither botocore nor a guard for KeyboardInterrupt catches. So while
+    ``load`` runs, the handler only notes the Ctrl-C. The imports take under a second.
+    """
+    pressed: list[int] = []
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        loaded = load()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        sys.exit(EXIT_INTERRUPTED)
+    return loaded
