@@ -488,11 +488,17 @@ class _File:
         return Probe(crf, weighted / frames, 100.0 * encoded / cut)
 
 
-def measure_file(ffmpeg: str, pool: Pool, src: Source, path: Path, scratch: Path) -> Row:
-    """Every search and encode of one corpus file."""
+def _planned(pool: Pool, src: Source, path: Path) -> tuple[MediaInfo, EncodePlan]:
+    """The corpus file ``src`` (at ``path``) probed, and the pool's plan for it."""
     info = probe(path)
     plan = decide(info, pool, path.name)
     assert isinstance(plan, EncodePlan), f"{src.name}: the {pool.name} pool skips it: {plan}"
+    return info, plan
+
+
+def measure_file(ffmpeg: str, pool: Pool, src: Source, path: Path, scratch: Path) -> Row:
+    """Every search and encode of one corpus file."""
+    info, plan = _planned(pool, src, path)
     f = _File(ffmpeg, path, plan, scratch)
     baseline = f.baseline(info.duration_s or src.seconds)  # first: nothing of it is reused
     ours = f.ours(info)
@@ -502,8 +508,7 @@ def measure_file(ffmpeg: str, pool: Pool, src: Source, path: Path, scratch: Path
 def encode_at(ffmpeg: str, pool: Pool, src: Source, crf: int) -> Encoded:
     """The whole corpus file ``src`` at ``crf`` with the pool's arguments, scored."""
     path = source_file(src)
-    plan = decide(probe(path), pool, path.name)
-    assert isinstance(plan, EncodePlan), f"{src.name}: the {pool.name} pool skips it: {plan}"
+    _, plan = _planned(pool, src, path)
     with tempfile.TemporaryDirectory(prefix="hevcq-bench-corpus-") as tmp:
         return _File(ffmpeg, path, plan, Path(tmp)).encode(crf)
 
