@@ -78,3 +78,46 @@ def test_a_file_that_is_not_a_video_gets_no_poster(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="not a media file"):
         make_poster(find_ffmpeg(), notes, tmp_path / "poster.jpg")
     assert not (tmp_path / "poster.jpg").exists()
+
+
+def _grey_mean(jpeg: Path) -> float:
+    with av.open(str(jpeg)) as f:
+        frame = next(f.decode(video=0))
+        plane = frame.reformat(width=64, height=36, format="gray").planes[0]
+        rows = bytes(plane)
+        pixels = b"".join(rows[y * plane.line_size : y * plane.line_size + 64] for y in range(36))
+    return sum(pixels) / len(pixels)
+
+
+def _recording(dest: Path, *, gop: int, clock_at: float = 0.0) -> Path:
+    """An MPEG-TS recording: 3 s of black, then 5 s of picture; keyframes ``gop`` frames
+    apart; its clock starting at ``clock_at`` seconds, as a broadcast's does."""
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error"]
+    args += ["-f", "lavfi", "-i", "color=black:size=640x360:rate=25:duration=3"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=5"]
+    args += ["-filter_complex", "[0][1]concat=n=2:v=1", "-c:v", "libx264", "-preset", "ultrafast"]
+    args += ["-g", str(gop), "-bf", "0", "-output_ts_offset", str(clock_at), "-f", "mpegts"]
+    subprocess.run([*args, str(dest)], check=True)
+    return dest
+
+
+def test_a_recording_whose_clock_starts_late_gets_a_lit_frame(tmp_path: Path) -> None:
+    # A transport stream's timestamps start where the broadcast's clock was: sampled on
+    # that clock, every sample was the first (black) frame, and the JPEG, taken where
+    # -ss counts from the file's start, was black too.
+    src = _recording(tmp_path / "news.ts", gop=25, clock_at=1000.0)
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert chosen.mean >= DARKEST
+    assert 3.0 <= chosen.time_s <= 8.0  # counted from the file's start
+    assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST
+
+
+def test_a_recording_with_one_keyframe_gets_a_lit_poster(tmp_path: Path) -> None:
+    # No index and one keyframe: a seek lands where nothing decodes. Every sample used to
+    # be skipped past the first second, then ffmpeg's own seek wrote nothing and the
+    # ladder job failed on its poster.
+    src = _recording(tmp_path / "camera.ts", gop=1000, clock_at=1.4)
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert chosen.mean >= DARKEST
+    assert chosen.time_s >= 3.0
+    assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST

@@ -4,6 +4,11 @@ Representative means neither black nor the first fade-in: frames are sampled acr
 middle of the video (never its first tenth), each scored on a small grey copy by its
 brightness and contrast, and the most detailed frame that is neither near black nor
 blown out is kept. The JPEG comes from the pinned ffmpeg, rotation applied.
+
+Times are counted from the file's start, as ``-ss`` counts them: an MPEG-TS recording's
+clock starts wherever the broadcast's was. A seek that lands where nothing decodes (a
+stream without an index and with keyframes far apart, such as a camera's transport
+stream) is tried again from further back, down to the file's start.
 """
 
 from __future__ import annotations
@@ -28,15 +33,21 @@ SCORE_W, SCORE_H = 64, 36
 POSTER_WIDTH = 640  # neither side is larger
 JPEG_QUALITY = 3  # ffmpeg's -q:v for mjpeg: 2 (best) .. 31
 POSTER = "poster.jpg"  # its name beside an output
+# How far before a sampled time a seek is made when the one at it decodes nothing (None:
+# from the file's start), and how far past the time a decode may run without a frame
+# before the seek counts as landing where nothing decodes.
+SEEK_BACK_S: tuple[float | None, ...] = (0.0, 10.0, 60.0, None)
+GIVE_UP_AFTER_S = 2.0
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One sampled frame: its time and how it scores."""
 
-    time_s: float
+    time_s: float  # from the file's start, as ``-ss`` counts
     mean: float
     contrast: float  # standard deviation of the grey levels
+    seek_back_s: float | None = 0.0  # the ``SEEK_BACK_S`` from which it decoded
 
     @property
     def usable(self) -> bool:
@@ -74,10 +85,12 @@ def _sampled(path: Path) -> tuple[list[Candidate], str]:
         if stream is None:
             raise PermanentError("no video stream")
         transfer = hdr_transfer(stream.codec_context)
+        origin = _origin_s(container, stream)  # where -ss counts from
+        first = _stream_start_s(stream, origin)
         duration = _duration_s(container, stream)
         for fraction in SAMPLE_AT:
-            at = duration * fraction
-            frame = _frame_at(container, stream, at)
+            at = first + duration * fraction
+            frame, back = _frame_at(container, stream, at, first)
             if frame is None:
                 continue
             grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")
@@ -89,9 +102,22 @@ def _sampled(path: Path) -> tuple[list[Candidate], str]:
             mean, contrast = grey_stats(pixels)
             # The frame's own time, floored to the millisecond, so that the JPEG's seek
             # lands on it (a place past a clip's last frame would land on nothing).
-            when = at if frame.time is None else min(at, frame.time)
-            found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast))
+            when = (at if frame.time is None else min(at, frame.time)) - origin
+            found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
     return found, transfer
+
+
+def _origin_s(container: Any, stream: Any) -> float:
+    """The time ``-ss`` counts from: the file's start (its earliest stream's)."""
+    if container.start_time is not None:
+        return float(container.start_time / av.time_base)
+    return _stream_start_s(stream, 0.0)
+
+
+def _stream_start_s(stream: Any, default: float) -> float:
+    if stream.start_time is not None and stream.time_base is not None:
+        return float(stream.start_time * stream.time_base)
+    return default
 
 
 def _duration_s(container: Any, stream: Any) -> float:
@@ -102,17 +128,42 @@ def _duration_s(container: Any, stream: Any) -> float:
     return 0.0
 
 
-def _frame_at(container: Any, stream: Any, at: float) -> Any:
-    """The first frame at or after ``at`` seconds; the last frame before it when the
-    video ends first (a clip of a frame or two, a duration the container overstates);
-    None only when nothing decodes from there."""
-    target = int(at / stream.time_base) if stream.time_base else 0
+def _frame_at(container: Any, stream: Any, at: float, first: float) -> tuple[Any, float | None]:
+    """The first frame at or after ``at`` seconds (the stream's own clock), and the
+    ``SEEK_BACK_S`` it was found from; the last frame before ``at`` when the video ends
+    first (a clip of a frame or two, a duration the container overstates); None only
+    when nothing decodes even from the file's start."""
+    for back in SEEK_BACK_S:
+        if back is not None and back > 0 and at - back <= first:
+            continue  # the start itself is tried last
+        seek_to = first if back is None else at - back
+        frame = _decoded_from(container, stream, at, seek_to, give_up=back is not None)
+        if frame is not None:
+            return frame, back
+    return None, None
+
+
+def _decoded_from(container: Any, stream: Any, at: float, seek_to: float, *, give_up: bool) -> Any:
+    """Seek to ``seek_to`` and decode: the first frame at or after ``at``, else the last
+    one. With ``give_up``, None once the packets are ``GIVE_UP_AFTER_S`` past ``at``
+    and nothing has decoded: the seek landed where nothing decodes."""
+    tb = stream.time_base
+    target = int(seek_to / tb) if tb else 0
     container.seek(target, stream=stream, backward=True, any_frame=False)
     last = None
-    for frame in container.decode(stream):
-        if frame.time is not None and frame.time + 1e-6 >= at:
-            return frame
-        last = frame
+    for packet in container.demux(stream):
+        for frame in packet.decode():
+            if frame.time is not None and frame.time + 1e-6 >= at:
+                return frame
+            last = frame
+        if (
+            give_up
+            and last is None
+            and packet.pts is not None
+            and tb
+            and float(packet.pts * tb) > at + GIVE_UP_AFTER_S
+        ):
+            return None
     return last
 
 
@@ -128,8 +179,12 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc
     if best is None:
         raise PermanentError("no frame decodes for a poster")
+    # Input seeking, from as far back as the frame was found from; the decode then runs on
+    # to the frame (output seeking), which ffmpeg counts from where the input seek went.
+    before = best.time_s if best.seek_back_s is None else min(best.seek_back_s, best.time_s)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
-    args += ["-ss", f"{best.time_s:.3f}", "-i", f"file:{src}", "-frames:v", "1"]
+    args += ["-ss", f"{best.time_s - before:.3f}", "-i", f"file:{src}"]
+    args += ["-ss", f"{before:.3f}", "-frames:v", "1"]
     # Within POSTER_WIDTH on both sides, aspect kept, never enlarged; rotation applied.
     # Interlaced frames are made progressive and non-square pixels stretched to the
     # displayed aspect first (a JPEG's own aspect field is ignored by browsers); both are
