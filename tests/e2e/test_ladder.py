@@ -34,6 +34,7 @@ from hevcq.media.ladder import (
 )
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
+from tests.e2e.cutclips import cut_short
 
 pytestmark = pytest.mark.e2e
 SECONDS = 13  # two whole segments and a short last one
@@ -351,3 +352,11 @@ def test_every_frame_of_a_rendition_decodes_segment_by_segment_without_a_probe_d
         assert f.streams.video[0].codec_context.pix_fmt is None  # no frame decoded to probe
     with av.open(io.BytesIO(data)) as f:
         assert f.streams.video[0].codec_context.pix_fmt == "yuv420p"  # a probe that decodes
+
+
+def test_a_source_cut_short_fails_as_such_not_as_a_short_ladder(tmp_path: Path) -> None:
+    # ffmpeg ends a cut-short source as if it were whole: every rung came out 6 s long, the
+    # checks passed, and the ladder counted as the video.
+    src = cut_short(tmp_path, "upload.mp4")
+    with pytest.raises(PermanentError, match=r"source appears truncated: declares 10\.00 s"):
+        build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))

@@ -13,6 +13,7 @@ from hevcq.errors import PermanentError
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.poster import DARKEST, make_poster
 from hevcq.media.samples import make_clip
+from tests.e2e.cutclips import cut_short
 
 pytestmark = pytest.mark.e2e
 
@@ -120,4 +121,12 @@ def test_a_recording_with_one_keyframe_gets_a_lit_poster(tmp_path: Path) -> None
     chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
     assert chosen.mean >= DARKEST
     assert chosen.time_s >= 3.0
+    assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST
+
+
+def test_a_source_cut_short_gets_a_poster_from_what_is_there(tmp_path: Path) -> None:
+    # Samples past the cut raise in the decoder; they are skipped, not the whole poster.
+    src = cut_short(tmp_path, "upload.mp4", seconds=10.0, keep=0.6)
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert 1.0 <= chosen.time_s <= 6.0
     assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST

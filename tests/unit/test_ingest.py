@@ -283,6 +283,8 @@ def test_summary_rows_tell_every_file_and_pool_what_happened(root: Path, store) 
     rt.fetched = {
         ("TODO/a/one.mp4", "720p"): Fetched("a/one.mp4", "720p", "refused", "larger"),
         ("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed"),
+        # fetch hands a farm failure on as such: the summary says "failed" once
+        ("TODO/b/two.MOV", "hevc"): Fetched("b/two.MOV", "hevc", "failed", "boom"),
     }
     rows = {(r.file, r.pool): r for r in summary_rows(rt, ["720p", "hevc"])}
     assert (rows["notes.mp4", "-"].outcome, rows["notes.mp4", "-"].reason) == (

@@ -170,7 +170,10 @@ def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row
     if f is None and r.outcome == "done":  # the farm made it; it never came home
         return Row(e.rel, pool, "pending", "not placed; the next run takes it", e.size)
     if f is not None and not f.ok:
-        return Row(e.rel, pool, "failed", f"{f.action}: {f.reason}", e.size, r.output_bytes)
+        # A failure in the farm is told by its reason alone; a failure at home (a refused
+        # or orphaned output) by what went wrong, then why.
+        why = f.reason if f.action == "failed" else f"{f.action}: {f.reason}"
+        return Row(e.rel, pool, "failed", why, e.size, r.output_bytes)
     if f is not None and f.action == "skipped" and r.outcome == "done":
         return Row(e.rel, pool, "skipped", f.reason, e.size)  # e.g. kept the original
     reason = "; ".join(x for x in (r.reason or "", quality_note(r)) if x)

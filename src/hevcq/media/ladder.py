@@ -33,7 +33,7 @@ from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo
-from hevcq.media.verify import DECODER_OPTIONS
+from hevcq.media.verify import DECODER_OPTIONS, raise_if_source_truncated
 
 # Rung heights (the short side), largest first.
 STANDARD_SIZES = (2160, 1440, 1080, 720, 480, 360, 240)
@@ -1234,6 +1234,16 @@ def _rate_problems(uri: str, what: str, declared: int, measured: int) -> list[st
     return []
 
 
+def ladder_duration_s(out_dir: Path, plan: LadderPlan) -> float:
+    """How long the ladder in ``out_dir`` lasts: its longest rendition's EXTINFs (a
+    source's audio may run on past its video, as its declared length does)."""
+    count = len(plan.rungs) * len(plan.groups) + (plan.audio_index is not None)
+    return max(
+        (read_media_playlist(out_dir / str(i) / "index.m3u8").duration_s for i in range(count)),
+        default=0.0,
+    )
+
+
 def build_ladder(
     ffmpeg: str,
     src: Path,
@@ -1250,8 +1260,10 @@ def build_ladder(
     with these codec groups (``GROUPS``) beside H.264, at ``rungs`` when given (a
     per-title ladder), else at the fixed ladder's.
 
-    Raises ``PermanentError`` when the source has no video, and ``VerificationError``
-    naming the first failed check when the ladder does not pass them all.
+    Raises ``PermanentError`` when the source has no video or is cut short (its packets
+    end before the length its header declares, so every rung would too), and
+    ``VerificationError`` naming the first failed check when the ladder does not pass
+    them all.
     """
     plan = plan_ladder(info, groups, rungs)
     if plan is None:
@@ -1265,6 +1277,8 @@ def build_ladder(
         stall_timeout_s=stall_timeout_s,
         output=out_dir,
     )
+    # ffmpeg ends a source cut short as if it were whole, exit 0 and every rung short.
+    raise_if_source_truncated(info, src, ladder_duration_s(out_dir, plan))
     variants = write_master(out_dir, plan)
     problems = check_ladder(out_dir)
     if problems:

@@ -90,7 +90,10 @@ def _sampled(path: Path) -> tuple[list[Candidate], str]:
         duration = _duration_s(container, stream)
         for fraction in SAMPLE_AT:
             at = first + duration * fraction
-            frame, back = _frame_at(container, stream, at, first)
+            try:
+                frame, back = _frame_at(container, stream, at, first)
+            except av.FFmpegError:
+                continue  # damaged there (or cut short before it): the other samples count
             if frame is None:
                 continue
             grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")

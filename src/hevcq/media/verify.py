@@ -115,7 +115,7 @@ def verify_output(
             raise VerificationError(f"output video packets are malformed: {exc}") from exc
     short = _shortfall(info, source)
     if short is not None:
-        _raise_if_source_truncated(source, source_path, info.duration_s or 0.0)
+        raise_if_source_truncated(source, source_path, info.duration_s or 0.0)
         problems.append(f"output lasts {info.duration_s:.2f} s, source {source.duration_s:.2f} s")
     if problems:
         raise VerificationError("output rejected: " + "; ".join(problems))
@@ -373,9 +373,9 @@ def _shortfall(info: MediaInfo, source: MediaInfo) -> float | None:
     return gap if abs(gap) > DURATION_TOLERANCE_S else None
 
 
-def _raise_if_source_truncated(
-    source: MediaInfo, source_path: Path | None, output_s: float
-) -> None:
+def raise_if_source_truncated(source: MediaInfo, source_path: Path | None, output_s: float) -> None:
+    """Raise ``PermanentError`` when an output lasting ``output_s`` is short because the
+    source itself is: its video packets end before the length its header declares."""
     # ffmpeg treats a source cut short (interrupted upload, copy from a dying disk) as a
     # normal end of input: it logs an error but exits 0, so a clean exit does not prove
     # the source was whole. The source's header still declares the full length, so the
