@@ -169,3 +169,14 @@ def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: notes.mp4: not a media file")
     assert len(bad.stderr.strip().splitlines()) == 1
+    # Another clip, shorter: scoring stops at the shorter side, and a VMAF of its first
+    # second was printed as if it were the whole encode's.
+    other = make_clip(tmp_path / "other.mp4", width=320, height=180, seconds=3)
+    partial_ = run([*cmd, str(other), str(out)])
+    assert partial_.returncode == 2, partial_.stdout
+    assert partial_.stderr.startswith("error: o.mp4 lasts 1.00 s and other.mp4 3.00 s: not an")
+    assert len(partial_.stderr.strip().splitlines()) == 1
+    missing = run([*cmd, str(tmp_path / "gone.mp4"), str(out)])
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr + missing.stdout

@@ -16,6 +16,7 @@ from hevcq.media.quality import (
     XPSNR_CEILING,
     Picture,
     ScoringError,
+    lengths_differ,
     low_mean,
     model_for,
     parse_log,
@@ -154,3 +155,22 @@ def test_a_score_is_shown_with_its_metric_and_unit(
     metric: str, value: float, digits: int | None, text: str
 ) -> None:
     assert shown(metric, value, digits) == text
+
+
+@pytest.mark.parametrize(
+    ("source_s", "output_s", "differ"),
+    [
+        (10.0, 10.0, False),
+        (10.0, 9.6, False),  # audio priming, a last frame's duration
+        (10.0, 9.4, True),
+        (100.0, 98.1, False),  # 2 % of a long source
+        (100.0, 97.9, True),
+        (10.0, 0.4, True),  # another, shorter clip
+        (10.0, 30.0, True),
+        (None, 4.0, False),  # a length the container does not give is not held against it
+    ],
+)
+def test_an_output_scored_alone_must_last_as_long_as_its_source(
+    source_s: float | None, output_s: float, differ: bool
+) -> None:
+    assert lengths_differ(source_s, output_s) is differ

@@ -29,7 +29,7 @@ from hevcq.cli.app import (
 )
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.cores import machine_cores
-from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError
+from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError, PermanentError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import running_farm
 from hevcq.farm.workers import checked_ffmpeg, reach_worker
@@ -38,7 +38,7 @@ from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
 from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
-from hevcq.media.quality import score, xpsnr_score
+from hevcq.media.quality import lengths_differ, score, xpsnr_score
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.pools import Pool
 from hevcq.procs import die_with_parent
@@ -291,7 +291,12 @@ def from_terraform(
 
 @app.command(epilog="Example: hevcq ladder phone/IMG_0042.MOV --out ~/ladders/IMG_0042")
 def ladder(
-    source: Annotated[Path, typer.Argument(help="The video to make a streaming ladder of.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="The video to make a streaming ladder of.", exists=True, dir_okay=False
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="A new or empty folder for the ladder.")],
     codec: Annotated[
         list[str],
@@ -323,10 +328,22 @@ def ladder(
     console.print(Text(f"Ladder checked: {out / MASTER}; poster: {out / POSTER}"))
 
 
+def _probed_length(path: Path) -> float | None:
+    """A file's length for ``quality``; ``HevcqError`` naming it when it is no video."""
+    try:
+        return probe(path).duration_s
+    except HevcqError as exc:
+        raise PermanentError(f"{path.name}: {exc}") from exc
+
+
 @app.command(epilog="Example: hevcq quality clip.mp4 hevcq-out/hevc/clip.mp4")
 def quality(
-    source: Annotated[Path, typer.Argument(help="The original video.")],
-    output: Annotated[Path, typer.Argument(help="An encode of it to score.")],
+    source: Annotated[
+        Path, typer.Argument(help="The original video.", exists=True, dir_okay=False)
+    ],
+    output: Annotated[
+        Path, typer.Argument(help="An encode of it to score.", exists=True, dir_okay=False)
+    ],
     phone: Annotated[bool, typer.Option(help="Also score with VMAF's phone model.")] = False,
     xpsnr: Annotated[
         bool, typer.Option(help="Also measure XPSNR (luma, dB), for choosing an XPSNR target.")
@@ -339,6 +356,13 @@ def quality(
         settings = load_settings(os.environ)
         ffmpeg = find_ffmpeg(settings.ffmpeg)
         logs.configure(settings.log_format, settings.log_level)
+        lengths = [_probed_length(path) for path in (source, output)]
+        if lengths_differ(*lengths):
+            src_s, out_s = (f"{x:.2f} s" for x in lengths if x is not None)
+            raise fail(
+                f"{output.name} lasts {out_s} and {source.name} {src_s}: not an encode of "
+                f"the whole source (VMAF would compare only the part both have)"
+            )
         got = score(ffmpeg, source, output, phone=phone, threads=machine_cores())
         db = xpsnr_score(ffmpeg, source, output) if xpsnr else None
     except HevcqError as exc:

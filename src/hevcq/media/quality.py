@@ -41,6 +41,10 @@ MODEL_4K = "vmaf_4k_v0.6.1"
 MODEL_NEG = "vmaf_v0.6.1neg"
 HD_MAX_LONG_SIDE = 2560
 # Transfer characteristics (ISO/IEC 23091-2) of HDR video: PQ and HLG.
+# An output scored on its own (``hevcq quality``) must last as long as its source, give or
+# take this (seconds, or this share of the source when more): scoring stops at the shorter
+# side, so a cut or a different clip would score only what the two share.
+LENGTH_TOLERANCE_S, LENGTH_TOLERANCE_SHARE = 0.5, 0.02
 LOW_FRACTION = 0.01  # the "1 % low": the mean of the worst 1 % of frames
 # XPSNR of identical pictures is infinite; scores are capped here (a pool's XPSNR target
 # is at most this), so that an untouched frame neither breaks a mean nor a JSON result.
@@ -215,6 +219,15 @@ def batch_graph(
             f"[dist{i}][ref{i}]{vmaf}"
         )
     return ";".join(chains)
+
+
+def lengths_differ(source_s: float | None, output_s: float | None) -> bool:
+    """Whether an output lasting ``output_s`` cannot be an encode of the whole source
+    lasting ``source_s`` (pure); unknown lengths are not held against it."""
+    if source_s is None or output_s is None:
+        return False
+    room = max(LENGTH_TOLERANCE_S, LENGTH_TOLERANCE_SHARE * source_s)
+    return abs(source_s - output_s) > room
 
 
 def score(
