@@ -447,12 +447,25 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where (1-based, as editors count) and what."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        return f"{where}{exc.problem}"
+    return " ".join(str(exc).split())
+
+
 def load_pool(path: Path) -> Pool:
     """Load one pool file; errors name the file and the field."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read pool definition: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read pool definition: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a pool definition: not UTF-8 text") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not a pool definition: {_yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a pool definition must be a mapping")
     raw.setdefault("name", path.stem)

@@ -81,7 +81,8 @@ def test_verify_policy_is_not_part_of_the_settings_hash(farm: dict) -> None:
         ),
         ("name: other\napplies: {source_codecs: [h264]}\n", "name"),
         ("- just\n- a list\n", "mapping"),
-        ("applies: [unclosed\n", "cannot read"),
+        ("applies: [unclosed\n", "not a pool definition: line 2, column 1: expected ','"),
+        ("applies:\n\tsource_codecs: [h264]\n", "line 2, column 1: found character '\\t'"),
         ("applies: {source_codecs: [h264]}\nverify: sometimes\n", "verify"),
         ("applies: {source_codecs: [h264]}\nverify: [stream]\n", "verify"),
         ("applies: {source_codecs: [h264]}\nverify: null\n", "verify"),
@@ -96,6 +97,22 @@ def test_bad_files_name_file_and_field(tmp_path: Path, text: str, field: str) ->
         load_pool(f)
     assert str(f) in str(err.value)
     assert field in str(err.value)
+
+
+def test_a_bad_file_is_told_in_one_line(tmp_path: Path) -> None:
+    # YAML's own message spans five lines, with a caret under the column.
+    f = tmp_path / "mypool.yaml"
+    f.write_text("applies: {source_codecs: [h264]\nencode: {crf: 20}\n")
+    with pytest.raises(ConfigError) as err:
+        load_pool(f)
+    assert "\n" not in str(err.value)
+
+
+def test_a_pool_file_that_is_not_text_is_a_config_error(tmp_path: Path) -> None:
+    f = tmp_path / "mypool.yaml"
+    f.write_bytes(b"\xff\xfe\x00 saved by the wrong editor")
+    with pytest.raises(ConfigError, match=r"mypool\.yaml: not a pool definition: not UTF-8 text"):
+        load_pool(f)
 
 
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
