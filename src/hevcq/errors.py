@@ -28,6 +28,11 @@ class ConfigError(HevcqError):
     """Settings or farm definition files are wrong; the message names the file and field."""
 
 
+class RunHalted(HevcqError):
+    """A run cannot go on until someone acts (a full output disk, local workers that
+    cannot start): it stops at once, keeping what it did; the message says what is needed."""
+
+
 class FarmConfigError(HevcqError):
     """The farm's credentials or resources are wrong (denied, expired, missing bucket or queue).
 

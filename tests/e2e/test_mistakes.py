@@ -55,6 +55,13 @@ def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]
         env = {"HEVCQ_SLOTS": "0"}
     elif setup == "typo":
         env = {"HEVCQ_BUKET": "b"}
+    elif setup == "no_ffmpeg":
+        env = {"HEVCQ_FFMPEG": str(tmp / "ffmpeg")}
+    elif setup == "not_ffmpeg":
+        env = {"HEVCQ_FFMPEG": "/bin/true"}
+    elif setup == "work_dir_unusable":
+        (tmp / "plain").write_text("a file, not a folder")
+        env = {"HEVCQ_WORK_DIR": str(tmp / "plain" / "work")}
     else:
         env = {"HEVCQ_STALL_TIMEOUT_S": "soon"}
     return target, out, env
@@ -69,6 +76,11 @@ def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]
         ("no_videos", "holds no videos"),
         ("workers_zero", "HEVCQ_SLOTS=0: "),
         ("typo", "HEVCQ_BUKET (did you mean HEVCQ_BUCKET?)"),
+        # The local workers refused to start and were restarted for ever: the run hung.
+        ("no_ffmpeg", "ffmpeg binary not found or not executable"),
+        ("not_ffmpeg", "/bin/true does not say it is ffmpeg"),
+        # Every job failed after its download, and the file counted as failed for good.
+        ("work_dir_unusable", "HEVCQ_WORK_DIR="),
         ("bad_value", "HEVCQ_STALL_TIMEOUT_S=soon: "),
     ],
 )

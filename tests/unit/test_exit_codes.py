@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.cli.app import EXIT_CANNOT_PLACE, EXIT_FAILED_JOBS, EXIT_INTERRUPTED, EXIT_TIMED_OUT
+from hevcq.cli.app import (
+    EXIT_CANNOT_PLACE,
+    EXIT_CONFIG,
+    EXIT_FAILED_JOBS,
+    EXIT_INTERRUPTED,
+    EXIT_TIMED_OUT,
+)
 from hevcq.cli.library import exit_code
 from hevcq.library.roundtrip import RoundTrip
 from hevcq.library.scan import ScanReport
@@ -19,10 +25,17 @@ def _rt(
     timed_out: bool = False,
     interrupted: bool = False,
     halted: str | None = None,
+    by_workers: bool = False,
 ) -> RoundTrip:
     problems = (Problem("bad.mp4", "unreadable", "cannot read"),) if failed else ()
     report = ScanReport(Path("/lib"), (), problems, {}, 0, 0, 0.0)
-    return RoundTrip(report, timed_out=timed_out, interrupted=interrupted, halted=halted)
+    return RoundTrip(
+        report,
+        timed_out=timed_out,
+        interrupted=interrupted,
+        halted=halted,
+        halted_by_workers=by_workers,
+    )
 
 
 @pytest.mark.parametrize(
@@ -35,6 +48,7 @@ def _rt(
         (_rt(failed=True, interrupted=True), EXIT_INTERRUPTED),
         (_rt(halted="no space left in /out/hevc"), EXIT_CANNOT_PLACE),
         (_rt(failed=True, interrupted=True, halted="read-only"), EXIT_CANNOT_PLACE),
+        (_rt(halted="the local workers exit as they start", by_workers=True), EXIT_CONFIG),
     ],
 )
 def test_exit_code(rt: RoundTrip, code: int) -> None:

@@ -32,7 +32,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError, PermanentError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import running_farm
-from hevcq.farm.workers import checked_ffmpeg, reach_worker
+from hevcq.farm.workers import checked_ffmpeg, checked_work_dir, reach_worker
 from hevcq.library.results import announced_objects
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
@@ -61,6 +61,7 @@ def _check_worker(settings: Settings, pools: dict[str, Pool], names: list[str]) 
     if settings.bucket is None:
         raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
     checked_ffmpeg(settings, [pools[n] for n in names])
+    checked_work_dir(settings)
 
 
 # What reading a farm raises once it stops answering.

@@ -21,6 +21,7 @@ from rich.text import Text
 from hevcq import logs
 from hevcq.cli.app import (
     EXIT_CANNOT_PLACE,
+    EXIT_CONFIG,
     EXIT_FAILED_JOBS,
     EXIT_INTERRUPTED,
     EXIT_TIMED_OUT,
@@ -45,6 +46,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, embedded_slots, farm_record, published_farm
+from hevcq.farm.workers import checked_work_dir, usable_ffmpeg
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.library.catalog import Catalog, library_id
@@ -221,6 +223,10 @@ def ingest(
             _dry_run(library, pools, scan_opts, out if wait or settings.embedded else None)
             return
         _check_replace(replace, settings)
+        if settings.embedded:
+            # The local workers would refuse to start, each time they are restarted.
+            usable_ffmpeg(settings, list(pools.values()))
+            checked_work_dir(settings)
         opts = IngestOptions(
             scan=scan_opts,
             out_dir=out,
@@ -284,7 +290,7 @@ def exit_code(rt: RoundTrip) -> int:
     """0, or what stopped the run short: no room for outputs, an interrupt, the timeout,
     failed jobs (README)."""
     if rt.halted:
-        return EXIT_CANNOT_PLACE
+        return EXIT_CONFIG if rt.halted_by_workers else EXIT_CANNOT_PLACE
     if rt.interrupted:
         return EXIT_INTERRUPTED
     if rt.timed_out:

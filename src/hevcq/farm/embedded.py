@@ -24,7 +24,7 @@ from hevcq.cores import default_slots, machine_cores, threads_per_slot
 from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
 from hevcq.emulator import endpoint
 from hevcq.emulator.endpoint import EndpointProcess
-from hevcq.errors import ConfigError
+from hevcq.errors import ConfigError, RunHalted
 from hevcq.farm.client import Farm
 from hevcq.pools import Pool
 from hevcq.private import open_private, private_dir
@@ -35,6 +35,10 @@ from hevcq.topology import EMBEDDED_BUCKET, FarmRefs
 log = structlog.get_logger()
 
 WORKER_STOP_TIMEOUT_S = 30.0
+# A worker that exits this soon after it started did not start; this many times in a row
+# in one slot and restarting it again would loop forever: the run stops with its reason.
+QUICK_EXIT_S = 20.0
+QUICK_EXITS_TO_STOP = 3
 EMBEDDED_POLL_WAIT_S = 2
 EMBEDDED_PROGRESS_EVERY_S = 2
 
@@ -87,6 +91,23 @@ def farm_env(
     return env
 
 
+class WorkersCannotStart(RunHalted):
+    """The embedded farm's workers exit as soon as they start, again and again."""
+
+
+def last_line(path: Path, tail_bytes: int = 4096) -> str:
+    """The last line of a log that says something (an ``error:`` line first), trimmed."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - tail_bytes))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    said = [ln.strip() for ln in lines if ln.strip()]
+    errors = [ln for ln in said if ln.startswith("error: ")]
+    return ((errors or said or [""])[-1])[:300]
+
+
 @dataclass
 class WorkerProcs:
     """Local worker processes, one per slot, each taking the work of every pool in
@@ -98,10 +119,16 @@ class WorkerProcs:
     slots: int
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _started: dict[int, float] = field(default_factory=dict)  # slot -> monotonic start
+    _quick_exits: dict[int, int] = field(default_factory=dict)  # slot -> in a row
+
+    def _log_path(self, slot: int) -> Path:
+        return self.log_dir / f"worker-{slot}.log"
 
     def _spawn(self, slot: int) -> None:
-        log_path = self.log_dir / f"worker-{slot}.log"
+        log_path = self._log_path(slot)
         pools = [a for pool in self.pools for a in ("--pool", pool)]
+        self._started[slot] = time.monotonic()
         with open_private(log_path, "ab") as out:
             self.procs[slot] = subprocess.Popen(
                 [sys.executable, "-m", "hevcq", "worker", *pools, "--parent", str(os.getpid())],
@@ -122,13 +149,28 @@ class WorkerProcs:
         log.info("workers_started", workers=len(self.procs), logs=str(self.log_dir))
 
     def supervise(self) -> None:
-        """Restart workers that exited unexpectedly (call periodically)."""
+        """Restart workers that exited unexpectedly (call periodically).
+
+        Raises ``WorkersCannotStart`` once a slot's worker has exited ``QUICK_EXITS_TO_STOP``
+        times in a row within ``QUICK_EXIT_S`` of starting: what stops it at start (a
+        setting, a missing encoder) stops every restart too.
+        """
         if self._stopping.is_set():
             return
         for slot, proc in list(self.procs.items()):
-            if proc.poll() is not None:
-                log.warning("worker_restarted", slot=slot, exit_code=proc.returncode)
-                self._spawn(slot)
+            if proc.poll() is None:
+                continue
+            quick = time.monotonic() - self._started.get(slot, 0.0) < QUICK_EXIT_S
+            self._quick_exits[slot] = self._quick_exits.get(slot, 0) + 1 if quick else 0
+            if self._quick_exits[slot] >= QUICK_EXITS_TO_STOP:
+                log.error("worker_cannot_start", slot=slot, exit_code=proc.returncode)
+                raise WorkersCannotStart(
+                    f"the local workers exit as they start ({proc.returncode}): "
+                    f"{last_line(self._log_path(slot)) or 'no reason in their log'} "
+                    f"(log: {self._log_path(slot)})"
+                )
+            log.warning("worker_restarted", slot=slot, exit_code=proc.returncode)
+            self._spawn(slot)
 
     def pids(self) -> list[int]:
         """Process ids of the workers."""

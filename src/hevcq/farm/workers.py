@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import structlog
 
@@ -103,17 +104,44 @@ def _protection(settings: Settings) -> TaskProtection:
     return EcsAgentProtection(agent) if agent else NoProtection()
 
 
-def checked_ffmpeg(settings: Settings, pools: Sequence[Pool]) -> FfmpegBuild:
-    """The worker's ffmpeg, asked once at start whether it has every encoder ``pools``
-    name; raises ``ConfigError`` (one line) when it does not: refusing to start beats
-    failing every job of a pool after its download."""
+def usable_ffmpeg(settings: Settings, pools: Sequence[Pool]) -> FfmpegBuild:
+    """The worker's ffmpeg when it has every encoder ``pools`` name; raises
+    ``ConfigError`` (one line) when it does not. Says nothing: an ingest asks before its
+    log is open, a worker through ``checked_ffmpeg``."""
     build = ffmpeg_build(find_ffmpeg(settings.ffmpeg))
     missing = build.missing(pools)
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ConfigError(missing[0] + more)
+    return build
+
+
+def checked_ffmpeg(settings: Settings, pools: Sequence[Pool]) -> FfmpegBuild:
+    """The worker's ffmpeg, asked once at start whether it has every encoder ``pools``
+    name (``usable_ffmpeg``): refusing to start beats failing every job of a pool after
+    its download."""
+    build = usable_ffmpeg(settings, pools)
     log.info("ffmpeg_found", path=build.path, version=build.version)
     return build
+
+
+def checked_work_dir(settings: Settings) -> Path:
+    """The worker's scratch folder (``HEVCQ_WORK_DIR``, made when missing, else the private
+    default); raises ``ConfigError`` (one line) when it cannot be made or written: every
+    job would fail after its download, and dead-letter a good source."""
+    if settings.work_dir is None:
+        return scratch_dir()
+    path = settings.work_dir
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"HEVCQ_WORK_DIR={path}: a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"HEVCQ_WORK_DIR={path}: cannot make it: {reason}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"HEVCQ_WORK_DIR={path}: cannot write in it")
+    return path
 
 
 def _runner(settings: Settings, store: S3Store, worker_id: str, ffmpeg: FfmpegBuild) -> JobRunner:
@@ -121,7 +149,7 @@ def _runner(settings: Settings, store: S3Store, worker_id: str, ffmpeg: FfmpegBu
         store,
         ffmpeg=ffmpeg.path,
         ffmpeg_version=ffmpeg.version,
-        work_dir=settings.work_dir or scratch_dir(),
+        work_dir=checked_work_dir(settings),
         worker_id=worker_id,
         stall_timeout_s=settings.stall_timeout_s,
         decode_during_encode=settings.decode_during_encode,

@@ -15,7 +15,7 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hevcq.errors import HevcqError, PermanentError, VerificationError
+from hevcq.errors import PermanentError, RunHalted, VerificationError
 from hevcq.keys import output_extension
 from hevcq.limits import MiB
 from hevcq.media.equality import same_media
@@ -46,7 +46,7 @@ class OutputExists(ReplaceRefused):
     """The destination holds a different file and overwriting was not asked for."""
 
 
-class OutputFolderUnusable(HevcqError):
+class OutputFolderUnusable(RunHalted):
     """No output can be placed in a folder until someone acts (full, read-only, no access):
     the run stops, keeping what it placed; the message names the folder and what is needed."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from hevcq.errors import RunHalted
 from hevcq.farm.client import Farm
 from hevcq.ledger import State
 from hevcq.library.catalog import Catalog, library_id
@@ -83,7 +84,8 @@ class RoundTrip:
     fetched: dict[SourcePool, Fetched] = field(default_factory=dict)
     timed_out: bool = False
     interrupted: bool = False
-    halted: str | None = None  # why no output could be placed (the output disk): the run stopped
+    halted: str | None = None  # why the run stopped at once (RunHalted): the output disk, ...
+    halted_by_workers: bool = False  # ... or local workers that exit as they start
     not_started: list[FileEntry] = field(default_factory=list)  # left for the next run
     lost: list[SourcePool] = field(default_factory=list)  # in the farm when the run stopped
 
@@ -479,10 +481,12 @@ class _Run:
                     on_tick=self.tick,
                     until=self.finished,
                 )
-            except OutputFolderUnusable as exc:
-                # Every later output would meet the same disk: stop now, keep what is home.
+            except RunHalted as exc:
+                # Every later output would meet the same disk, every job the same workers:
+                # stop now, keep what is home.
                 log.error("ingest_halted", reason=str(exc))  # noqa: TRY400 - said, not a bug
                 self.rt.halted = str(exc)
+                self.rt.halted_by_workers = not isinstance(exc, OutputFolderUnusable)
             finally:
                 progress.end()
                 self.window.closed = True
