@@ -303,3 +303,20 @@ def test_estimate_prints_its_report_and_no_log_lines(tmp_path: Path, lib: Path) 
     assert r.stderr == ""
     assert '"event"' not in r.stdout
     assert "a.mp4" in r.stdout
+
+
+def test_a_file_too_big_for_the_scratch_disk_is_one_line_before_any_farm(
+    tmp_path: Path, lib: Path
+) -> None:
+    # The embedded farm's workers share one scratch folder: each gave the job back for
+    # another worker that does not exist, and the run waited for hours, saying nothing.
+    big = make_clip(lib / "big.mkv", width=320, height=240, seconds=0.5)
+    with big.open("r+b") as f:
+        f.truncate(4 * 1024**4)  # 4 TiB, sparse: needs 13.6 TiB of scratch space
+    r = hevcq(tmp_path, "ingest", str(lib), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "1 file needs more scratch space than" in line
+    assert "big.mkv needs 13.6 TiB" in line
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ from hevcq.cli.app import (
     EXIT_INTERRUPTED,
     EXIT_TIMED_OUT,
 )
-from hevcq.cli.library import exit_code
+from hevcq.cli.library import exit_code, scratch_problem
 from hevcq.library.roundtrip import RoundTrip
 from hevcq.library.scan import ScanReport
 from hevcq.library.walk import Problem
@@ -56,3 +56,19 @@ def test_exit_code(rt: RoundTrip, code: int) -> None:
     assert (code == EXIT_FAILED_JOBS) == (
         rt.failed and not rt.timed_out and not rt.interrupted and not rt.halted
     )
+
+
+def test_sources_too_big_for_the_one_scratch_disk_are_named_with_the_largest() -> None:
+    gib = 1024**3
+    work = Path("/scratch")
+    assert scratch_problem([("a.mp4", 1 * gib), ("b.mp4", 2 * gib)], 10 * gib, work) is None
+    one = scratch_problem([("a.mp4", 1 * gib), ("b.mp4", 4 * gib)], 10 * gib, work)
+    assert one is not None
+    assert one.startswith("1 file needs more scratch space than /scratch has free (10.0 GiB)")
+    assert "b.mp4 needs 13.7 GiB" in one
+    assert "leave it out" in one
+    two = scratch_problem([("a.mp4", 3 * gib), ("b.mp4", 4 * gib)], 10 * gib, work)
+    assert two is not None
+    assert two.startswith("2 files need")
+    assert "b.mp4 needs" in two
+    assert "leave them out" in two

@@ -6,10 +6,11 @@ import contextlib
 import dataclasses
 import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -72,6 +73,7 @@ from hevcq.pools import Pool, choose_pools, primary_pool, replacing_pools
 from hevcq.private import open_private
 from hevcq.settings import Settings, state_dir
 from hevcq.web import child as dashboard_child
+from hevcq.worker.runner import scratch_need
 
 quarantine_app = typer.Typer(help="Replaced originals kept for a while.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
@@ -405,6 +407,10 @@ def _embedded_round_trip(
         needed = sorted({p for e in todo for p in e.pools_pending})
         if not needed or control.draining.is_set():
             return RoundTrip(report, interrupted=control.draining.is_set(), not_started=list(todo))
+        work_dir = checked_work_dir(settings)
+        short = scratch_problem([(e.rel, e.size) for e in todo], disk_free(work_dir), work_dir)
+        if short:
+            raise ConfigError(short)
         console.print(Text(f"Logs: {farm_dir / 'logs'}"))
         slots = embedded_slots(settings, machine_cores())
         window = settings.window or 2 * max(slots, len(needed))
@@ -423,6 +429,29 @@ def _embedded_round_trip(
                 jobs=jobs,
                 dashboard_port=port,
             )
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the disk holding ``path``."""
+    return shutil.disk_usage(path).free
+
+
+def scratch_problem(sources: Iterable[tuple[str, int]], free: int, work_dir: Path) -> str | None:
+    """Why some of ``sources`` (name, bytes) could never run on the embedded farm, whose
+    workers share the one scratch folder ``work_dir`` with ``free`` bytes free; None when
+    the largest fits (pure). A worker gives back a job its disk cannot hold, for another
+    worker to take: here there is no other, and the run would wait for ever."""
+    needs = ((scratch_need(size), name) for name, size in sources)
+    short = sorted((need, name) for need, name in needs if need > free)
+    if not short:
+        return None
+    need, name = short[-1]
+    many = len(short) > 1
+    return (f"{len(short)} files need" if many else "1 file needs") + (
+        f" more scratch space than {work_dir} has free ({human_bytes(free)}): {name} needs "
+        f"{human_bytes(need)}; set HEVCQ_WORK_DIR to a folder on a larger disk, or leave "
+        f"{'them' if many else 'it'} out with --exclude"
+    )
 
 
 def _on_farm(

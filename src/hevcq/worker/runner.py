@@ -162,11 +162,16 @@ def check_collision(existing: ObjectInfo | None, job: JobKey, output_key: str) -
         raise PermanentError(f"output {output_key} already holds the output of {owner}")
 
 
+def scratch_need(source_size: int) -> int:
+    """Bytes of scratch space a job on a source of ``source_size`` bytes needs free."""
+    return int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
+
+
 def check_scratch(work_dir: Path, source_size: int, worker_id: str = "this worker") -> None:
     """Refuse to start when the scratch disk cannot hold the job: WorkerCannotRun, since the
     disk is the worker's, not the job's (another worker, or this one later, may have room)."""
     free = shutil.disk_usage(work_dir).free
-    need = int(source_size * SCRATCH_FACTOR) + SCRATCH_HEADROOM
+    need = scratch_need(source_size)
     if free < need:
         log.warning(
             "scratch_too_small",
