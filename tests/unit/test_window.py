@@ -235,3 +235,45 @@ def test_a_replacing_result_held_for_renditions_is_not_taken_again_from_the_ledg
     handler.missed([lib.result("hevc")])
     assert ("TODO/a.mp4", "hevc") not in handler.rt.fetched
     assert w.expects("TODO/a.mp4", "hevc")
+
+
+def test_a_result_that_comes_after_its_source_was_cleaned_up_is_still_this_runs(
+    lib: Lib,
+) -> None:
+    # The embedded farm records no upload in the catalog: a result is known as this
+    # library's by its source's metadata. The hevc result's clean-up saw the 720p job
+    # settled in the ledger and deleted the source; the 720p result, on its way, then
+    # belonged to nobody, stayed hidden for good, and the run waited for ever.
+    lib.state._db.execute("UPDATE files SET upload_key=NULL, upload_fingerprint=NULL")
+    handler, w = _streaming(lib)
+    for pool in ("hevc", "720p", "1080p"):
+        lib.ledger.set("TODO/a.mp4", pool, "skipped")
+    first = handler.process(lib.result("hevc", "skipped", reason="kept the original"))
+    assert first.source_deleted
+    assert lib.objects.head("TODO/a.mp4") is None
+    stop = threading.Event()
+
+    def arrive(inbox: FakeInbox) -> None:
+        if inbox.receives == 1:
+            inbox.put(lib.result("720p", "skipped", reason="kept the original").model_dump_json())
+        if inbox.receives > 5:
+            stop.set()  # what the run did: wait on
+
+    inbox = FakeInbox(on_receive=arrive)
+    drain(inbox, handler, follow=True, stop=stop, until=lambda: w.idle)
+    assert w.idle
+    assert not stop.is_set()
+    assert lib.state.decisions("a.mp4")["720p"].outcome == "skipped"
+    assert inbox.deleted == ["m0"]
+
+
+def test_a_result_for_another_version_of_a_cleaned_up_source_is_not_this_runs(
+    lib: Lib,
+) -> None:
+    lib.state._db.execute("UPDATE files SET upload_key=NULL, upload_fingerprint=NULL")
+    handler, _ = _streaming(lib)
+    for pool in ("hevc", "720p", "1080p"):
+        lib.ledger.set("TODO/a.mp4", pool, "skipped")
+    handler.process(lib.result("hevc", "skipped", reason="kept the original"))
+    assert not handler.owns(lib.result("720p", "skipped", source_etag="another version"))
+    assert handler.owns(lib.result("720p", "skipped"))

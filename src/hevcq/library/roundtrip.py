@@ -249,11 +249,18 @@ class Streaming:
     fetcher: Fetcher
     on_result: Callable[[Fetched], None] | None = None
     _held: dict[SourcePool, JobResult] = field(default_factory=dict)
+    # Sources this run deleted (key -> the version's ETag): a result is known as this
+    # library's by its source's metadata where the catalog holds no upload (the embedded
+    # farm), and a clean-up may delete the source while a settled job's result is still
+    # on its way (the ledger said every pool had finished).
+    deleted: dict[str, str] = field(default_factory=dict)
 
     def owns(self, r: JobResult) -> bool:
         """Results of jobs this run waits for, or already brought home (a late copy)."""
         jid = (r.source_key, r.pool)
-        return (self.window.expects(*jid) or jid in self.rt.fetched) and self.fetcher.owns(r)
+        if not (self.window.expects(*jid) or jid in self.rt.fetched):
+            return False
+        return self.deleted.get(r.source_key) == r.source_etag or self.fetcher.owns(r)
 
     def process(self, r: JobResult) -> Fetched:
         """Place one result; a replacing pool's result waits for the file's renditions."""
@@ -293,6 +300,8 @@ class Streaming:
             )
         else:
             item = self.fetcher.process(r)
+        if item.source_deleted:
+            self.deleted[r.source_key] = r.source_etag
         if item.action == "retry":
             return item
         self.rt.fetched[jid] = item
@@ -453,8 +462,11 @@ class _Run:
         """The window's jobs the ledger has finished for the version this run uploaded."""
         for key, pool in self.window.in_flight():
             res = self._from_ledger(key, pool)
-            head = self.store.head(key) if res is not None else None
-            if res is not None and head is not None and head.etag == res.source_etag:
+            if res is None:
+                continue
+            head = self.store.head(key)
+            version = head.etag if head is not None else self.handler.deleted.get(key)
+            if version == res.source_etag:
                 yield self._still_there(res)
 
     def _still_there(self, r: JobResult) -> JobResult:
