@@ -237,13 +237,10 @@ def test_a_replacing_result_held_for_renditions_is_not_taken_again_from_the_ledg
     assert w.expects("TODO/a.mp4", "hevc")
 
 
-def test_a_result_that_comes_after_its_source_was_cleaned_up_is_still_this_runs(
-    lib: Lib,
-) -> None:
-    # The embedded farm records no upload in the catalog: a result is known as this
-    # library's by its source's metadata. The hevc result's clean-up saw the 720p job
-    # settled in the ledger and deleted the source; the 720p result, on its way, then
-    # belonged to nobody, stayed hidden for good, and the run waited for ever.
+def _cleaned_up(lib: Lib) -> tuple[Streaming, Window]:
+    """A run on the embedded farm (no upload in the catalog: a result is known as this
+    library's by its source's metadata) whose hevc result came home first: its clean-up
+    saw every other pool's job settled in the ledger and deleted the source."""
     lib.state._db.execute("UPDATE files SET upload_key=NULL, upload_fingerprint=NULL")
     handler, w = _streaming(lib)
     for pool in ("hevc", "720p", "1080p"):
@@ -251,6 +248,15 @@ def test_a_result_that_comes_after_its_source_was_cleaned_up_is_still_this_runs(
     first = handler.process(lib.result("hevc", "skipped", reason="kept the original"))
     assert first.source_deleted
     assert lib.objects.head("TODO/a.mp4") is None
+    return handler, w
+
+
+def test_a_result_that_comes_after_its_source_was_cleaned_up_is_still_this_runs(
+    lib: Lib,
+) -> None:
+    # The 720p result, on its way when the source went, belonged to nobody, stayed hidden
+    # for good, and the run waited for ever.
+    handler, w = _cleaned_up(lib)
     stop = threading.Event()
 
     def arrive(inbox: FakeInbox) -> None:
@@ -270,10 +276,6 @@ def test_a_result_that_comes_after_its_source_was_cleaned_up_is_still_this_runs(
 def test_a_result_for_another_version_of_a_cleaned_up_source_is_not_this_runs(
     lib: Lib,
 ) -> None:
-    lib.state._db.execute("UPDATE files SET upload_key=NULL, upload_fingerprint=NULL")
-    handler, _ = _streaming(lib)
-    for pool in ("hevc", "720p", "1080p"):
-        lib.ledger.set("TODO/a.mp4", pool, "skipped")
-    handler.process(lib.result("hevc", "skipped", reason="kept the original"))
+    handler, _ = _cleaned_up(lib)
     assert not handler.owns(lib.result("720p", "skipped", source_etag="another version"))
     assert handler.owns(lib.result("720p", "skipped"))
