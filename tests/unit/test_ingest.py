@@ -208,6 +208,27 @@ def test_a_fresh_farm_gets_files_an_earlier_farm_received(root: Path, store) -> 
     assert len(to_upload(again, fresh_farm=True)) == 3
 
 
+def test_a_failure_is_final_until_the_run_asks_to_try_again(root: Path, store) -> None:
+    # A job that failed for a reason that has passed (a farm fault, a bug fixed in an
+    # upgrade) had no way back but changing the file.
+    report = do_scan(root, store)  # the embedded farm records no upload in the catalog
+    for e in report.entries:
+        for pool in e.pools_to_encode:
+            store.record_outcome(e.rel, pool, "skipped")
+    store.record_outcome("b/two.MOV", "hevc", "failed", "the worker died")
+    again = do_scan(root, store)
+    assert to_upload(again, fresh_farm=True) == []
+    two = {e.rel: e for e in again.entries}["b/two.MOV"]
+    assert "hevc" not in two.pools_pending
+    rows = {(r.file, r.pool): r for r in summary_rows(RoundTrip(again), ["hevc"])}
+    assert rows["b/two.MOV", "hevc"].reason == (
+        "failed in an earlier run; --retry-failed tries again"
+    )
+    retried = do_scan(root, store, retry_failed=True)
+    [entry] = to_upload(retried, fresh_farm=True)
+    assert (entry.rel, entry.pools_pending) == ("b/two.MOV", ("hevc",))
+
+
 def test_one_bad_file_does_not_stop_the_others(root: Path, store) -> None:
     report = do_scan(root, store)
     (root / "a/one.mp4").unlink()  # vanished between scan and upload

@@ -88,6 +88,7 @@ def _scan_options(
     max_bytes: str | None,
     skip: Path,
     full_hash: bool,
+    retry_failed: bool = False,
 ) -> ScanOptions:
     return ScanOptions(
         extensions=frozenset(ext) if ext else DEFAULT_EXTENSIONS,
@@ -97,6 +98,7 @@ def _scan_options(
         max_bytes=parse_size(max_bytes) if max_bytes else None,
         skip_dirs=(skip,),
         full_hash=full_hash,
+        retry_failed=retry_failed,
     )
 
 
@@ -199,6 +201,13 @@ def ingest(
     allow_larger: AllowLarger = False,
     keep_days: KeepDays = 30.0,
     target_vmaf: TargetVmaf = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            help="Try again the pools whose job failed in an earlier run (a failure is "
+            "final otherwise, until the file or the pool changes)."
+        ),
+    ] = False,
     dashboard: Annotated[
         bool,
         typer.Option(help="Embedded farm: serve the dashboard and the API on 127.0.0.1."),
@@ -218,6 +227,7 @@ def ingest(
             max_bytes=max_bytes,
             skip=out,
             full_hash=full_hash,
+            retry_failed=retry_failed,
         )
         brings_home = (wait or settings.embedded) and not dry_run
         preflight(library, out if brings_home else None, scan_opts)

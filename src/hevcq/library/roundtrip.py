@@ -128,7 +128,9 @@ def _local_row(e: FileEntry, pool: str, up: Uploaded | None) -> Row | None:
     if up is not None and not up.ok:
         return Row(e.rel, pool, "failed", up.error or "upload failed", e.size)
     if pool in e.pools_to_encode and pool not in e.pools_pending:
-        return Row(e.rel, pool, "earlier", f"{e.outcomes[pool]} in an earlier run", e.size)
+        said = e.outcomes[pool]
+        again = "; --retry-failed tries again" if said == "failed" else ""
+        return Row(e.rel, pool, "earlier", f"{said} in an earlier run{again}", e.size)
     if e.status == "skip" or isinstance(d, Skip) or (up is None and e.upload_key is None):
         return Row(e.rel, pool, "skipped", d.reason if isinstance(d, Skip) else "not sent", e.size)
     return None

@@ -242,6 +242,9 @@ class _Scan:
         }
         for pool in self._missing_outputs(c.rel, outcomes):
             outcomes[pool] = "pending"  # done, but not in this --out: bring it home again
+        if self.options.retry_failed:
+            # A failure settles a pool until the file or the pool changes; asked, try again.
+            outcomes = {p: "pending" if o == "failed" else o for p, o in outcomes.items()}
         status, first = self._classify(c, rec, decisions, outcomes)
         key = rec.upload_key if status == "uploaded" else None
         if status == "send":

@@ -50,6 +50,7 @@ class ScanOptions:
     max_bytes: int | None = None
     skip_dirs: tuple[Path, ...] = ()  # e.g. an output folder inside the library
     full_hash: bool = False  # hash whole files instead of sampling (see fingerprint())
+    retry_failed: bool = False  # a pool's failure in an earlier run is tried again
 
 
 @dataclass(frozen=True)
