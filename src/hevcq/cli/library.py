@@ -204,8 +204,9 @@ def ingest(
     retry_failed: Annotated[
         bool,
         typer.Option(
-            help="Try again the pools whose job failed in an earlier run (a failure is "
-            "final otherwise, until the file or the pool changes)."
+            help="Embedded farm: try again the pools whose job failed in an earlier run (a "
+            "failure is final otherwise, until the file or the pool changes). A configured "
+            "farm keeps its failed jobs in dead-letter queues: `hevcq redrive --dlq`."
         ),
     ] = False,
     dashboard: Annotated[
