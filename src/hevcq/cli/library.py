@@ -9,6 +9,7 @@ import shlex
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -239,7 +240,7 @@ def ingest(
         if settings.embedded:
             # The local workers would refuse to start, each time they are restarted.
             usable_ffmpeg(settings, list(pools.values()))
-            checked_work_dir(settings)
+            scratch = local_scratch(settings)
         opts = IngestOptions(
             scan=scan_opts,
             out_dir=out,
@@ -263,6 +264,7 @@ def ingest(
                     control=control,
                     dashboard=dashboard,
                     farm_pools=farm,
+                    scratch=scratch,
                 )
             else:
                 rt = run_round_trip(
@@ -405,9 +407,11 @@ def _embedded_round_trip(
     control: Control,
     dashboard: bool,
     farm_pools: dict[str, Pool],
+    scratch: Path,
 ) -> RoundTrip:
     """The round trip on a fresh embedded farm of ``farm_pools`` (every pool has its
-    queue, so any worker finds the farm whole), encoding for the chosen ``pools``."""
+    queue, so any worker finds the farm whole), encoding for the chosen ``pools``; its
+    workers' scratch space is on ``scratch``'s disk (``local_scratch``)."""
     console.print("No farm configured: running the embedded local farm on this machine.")
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
     with _logging_to(farm_dir / "logs" / "ingest.log", settings):
@@ -418,8 +422,8 @@ def _embedded_round_trip(
         needed = sorted({p for e in todo for p in e.pools_pending})
         if not needed or control.draining.is_set():
             return RoundTrip(report, interrupted=control.draining.is_set(), not_started=list(todo))
-        work_dir = checked_work_dir(settings)
-        short = scratch_problem([(e.rel, e.size) for e in todo], disk_free(work_dir), work_dir)
+        free = shutil.disk_usage(scratch).free
+        short = scratch_problem([(e.rel, e.size) for e in todo], free, scratch)
         if short:
             raise ConfigError(short)
         console.print(Text(f"Logs: {farm_dir / 'logs'}"))
@@ -442,9 +446,13 @@ def _embedded_round_trip(
             )
 
 
-def disk_free(path: Path) -> int:
-    """Free bytes on the disk holding ``path``."""
-    return shutil.disk_usage(path).free
+def local_scratch(settings: Settings) -> Path:
+    """Where the embedded farm's workers keep their scratch space: ``HEVCQ_WORK_DIR``,
+    checked (one line when unusable), else the temporary folder their private folders go
+    into (``private.scratch_dir``, which each worker makes itself)."""
+    if settings.work_dir is not None:
+        return checked_work_dir(settings)
+    return Path(tempfile.gettempdir())
 
 
 def scratch_problem(sources: Iterable[tuple[str, int]], free: int, work_dir: Path) -> str | None:
