@@ -70,3 +70,56 @@ def test_completion_shows_and_installs_for_bash_and_zsh(
     assert installed.returncode == 0, installed.stdout + installed.stderr
     rc = tmp_path / (".bashrc" if shell == "bash" else ".zshrc")
     assert rc.exists(), installed.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_commands_summary_is_one_line_of_plain_text(command: tuple[str, ...]) -> None:
+    """The listing of `hevcq --help` shows each command's first paragraph: a line break in
+    it broke the listing mid-sentence, and reST markup showed as doubled backquotes."""
+    cmd: Any = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    summary = (cmd.help or "").strip().split("\n\n")[0]
+    assert summary
+    assert "\n" not in summary
+    assert "``" not in (cmd.help or "")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["ingest", ".", "--max-files", "-1"], "--max-files"),
+        (["ingest", ".", "--keep-days", "-5"], "-5: give a number of at least 0"),
+        (["ingest", ".", "--keep-days", "nan"], "nan: give a number of at least 0"),
+        (["ingest", ".", "--timeout", "0"], "0: give a number above 0"),
+        (["ingest", ".", "--timeout", "inf"], "inf: give a number above 0"),
+        (["ingest", ".", "--ext", ""], "'' is not a file extension"),
+        (["ingest", ".", "--ext", "*"], "'*' is not a file extension"),
+        (["estimate", ".", "--ext", "mp4/x"], "is not a file extension"),
+        (["fetch", ".", "--keep-days", "-1"], "--keep-days"),
+        (["serve", "--port", "99999"], "--port"),
+        (["serve", "--port", "0"], "--port"),
+        (["status", "--watch", "0"], "0: give a number of at least 1"),
+        (["worker", "--max-jobs", "0"], "--max-jobs"),
+        (["calibrate", "--seconds", "0"], "0: give a number of at least 0.5"),
+    ],
+)
+@pytest.mark.timeout(60)  # the old code served on a port 0 for ever
+def test_a_number_or_extension_out_of_range_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], says: str
+) -> None:
+    """Before, a negative --keep-days quarantined originals already past their keep time,
+    --timeout 0 gave up at once, --watch 0 polled the farm in a tight loop, a port over
+    65535 was an internal error, and --ext '' scanned for files named with a bare dot.
+
+    The library is an empty folder and no farm is configured, so that were a value let
+    through, the command would stop at once on the next mistake rather than run."""
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith(("HEVCQ_", "AWS_"))]:
+        monkeypatch.delenv(name)
+    env = {"COLUMNS": "200", "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    done = CliRunner().invoke(app, args, env=env)
+    assert done.exit_code == 2, done.output
+    assert "Invalid value" in done.output
+    assert says in done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)

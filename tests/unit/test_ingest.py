@@ -474,3 +474,31 @@ def test_a_rescan_of_an_unchanged_library_only_stats(root, store) -> None:
     assert first == 4
     assert len(probes) == first
     assert again.probed == 0
+
+
+@pytest.mark.parametrize(
+    ("ext", "include", "exclude", "says"),
+    [
+        (".mkv", (), (), "holds no videos (.mkv)"),
+        (".mp4", ("*.avi",), (), "holds videos, but none that matches --include '*.avi'"),
+        (".mp4", (), ("a", "b b"), "holds videos, but none that is left after --exclude a, 'b b'"),
+        (".mp4", ("*.avi",), ("a",), "matches --include '*.avi' and is left after --exclude a"),
+    ],
+)
+def test_a_library_whose_videos_the_runs_own_globs_all_leave_out_says_so(
+    tmp_path: Path, ext: str, include: tuple[str, ...], exclude: tuple[str, ...], says: str
+) -> None:
+    """Before, globs that matched nothing said the library "holds no videos", which sends
+    a person looking for a problem with the files rather than with the command."""
+    from hevcq.cli.library import preflight  # noqa: PLC0415 - the CLI loads typer
+    from hevcq.errors import ConfigError  # noqa: PLC0415
+    from hevcq.library.walk import DEFAULT_EXCLUDES  # noqa: PLC0415
+
+    make(tmp_path / "lib", "a/one.mp4")
+    make(tmp_path / "lib", "b b/two.mp4")
+    options = ScanOptions(
+        extensions=frozenset({ext}), include=include, exclude=DEFAULT_EXCLUDES + exclude
+    )
+    with pytest.raises(ConfigError) as refused:
+        preflight(tmp_path / "lib", None, options)
+    assert says in str(refused.value)

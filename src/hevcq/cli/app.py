@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import structlog
@@ -55,6 +57,22 @@ def _options(
     ] = False,
 ) -> None:
     """Options of the hevcq command itself."""
+
+
+def more_than(low: float, *, at_least: bool = False) -> Callable[[float | None], float | None]:
+    """A number option's check, made as it is read: a bad value is a usage error naming the
+    option. It also refuses ``nan`` and ``inf``, which pass click's own range checks (every
+    comparison with ``nan`` is false)."""
+    bound = f"of at least {low:g}" if at_least else f"above {low:g}"
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        if not math.isfinite(value) or value < low or (value == low and not at_least):
+            raise typer.BadParameter(f"{value:g}: give a number {bound}")
+        return value
+
+    return check
 
 
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)

@@ -25,6 +25,7 @@ from hevcq.cli.app import (
     configured,
     console,
     fail,
+    more_than,
     setup,
 )
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
@@ -80,7 +81,9 @@ def worker(
             "the next job by backlog and turn). Default: every pool."
         ),
     ] = None,
-    max_jobs: Annotated[int | None, typer.Option(help="Exit after this many messages.")] = None,
+    max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Exit after this many messages.")
+    ] = None,
     burst: Burst = False,
     parent: Annotated[
         int | None, typer.Option(hidden=True, help="Exit when this process ends.")
@@ -117,7 +120,11 @@ def worker(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     watch: Annotated[
-        float | None, typer.Option(help="Refresh every this many seconds, until Ctrl-C.")
+        float | None,
+        typer.Option(
+            help="Refresh every this many seconds (1 or more), until Ctrl-C.",
+            callback=more_than(1, at_least=True),
+        ),
     ] = None,
 ) -> None:
     """Queue depths per pool, running jobs with progress, and totals per state."""
@@ -176,7 +183,7 @@ def _print_status(farm: Farm, *, as_json: bool = False) -> None:
 @app.command(epilog="Example: hevcq serve --host 0.0.0.0 --port 8765   (with HEVCQ_API_TOKEN set)")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
     state_dir: Annotated[
         Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
     ] = None,
@@ -272,7 +279,7 @@ def from_terraform(
     ),
     path: Annotated[Path, typer.Option(help="Settings file to write.")] = Path(".hevcq.env"),
 ) -> None:
-    """Write the settings file from ``terraform output -json``."""
+    """Write the settings file from `terraform output -json`."""
 
     try:
         raw = subprocess.run(
@@ -304,9 +311,11 @@ def ladder(
         typer.Option("--codec", help="A codec group beside H.264 (av1); repeat it for several."),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
 ) -> None:
-    """Make an HLS ladder (CMAF segments, H.264 + AAC) of one file on this machine, and
-    check it: every rung decodes, IDR frames line up, bandwidths are measured. A poster
-    (poster.jpg, a representative frame) goes beside the master playlist."""
+    """Make and check an HLS ladder of one file on this machine.
+
+    The ladder is CMAF segments, H.264 + AAC (plus any --codec group). It is checked: every
+    rung decodes, IDR frames line up, bandwidths are measured. A poster (poster.jpg, a
+    representative frame) goes beside the master playlist."""
 
     try:
         settings = load_settings(os.environ)
@@ -350,8 +359,9 @@ def quality(
         bool, typer.Option(help="Also measure XPSNR (luma, dB), for choosing an XPSNR target.")
     ] = False,
 ) -> None:
-    """Score an encode against its original with VMAF, both sides aligned first
-    (upright, same size, same start, one constant frame rate)."""
+    """Score an encode against its original with VMAF.
+
+    Both sides are aligned first: upright, same size, same start, one constant frame rate."""
 
     try:
         settings = load_settings(os.environ)

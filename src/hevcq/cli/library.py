@@ -32,6 +32,7 @@ from hevcq.cli.app import (
     configured,
     console,
     fail,
+    more_than,
     notes,
     setup,
 )
@@ -118,11 +119,30 @@ Include = Annotated[
 Exclude = Annotated[
     list[str], typer.Option("--exclude", help="Leave out paths matching this glob (repeatable).")
 ]
+
+
+def _extensions(values: list[str]) -> list[str]:
+    """``--ext`` values checked as they are read: an extension is a name, such as mp4 or .mkv."""
+    for value in values:
+        name = value.strip().lstrip(".")
+        if not name or any(c in name for c in "/\\*?[]. "):
+            raise typer.BadParameter(
+                f"{value!r} is not a file extension; give one like mp4 or .mkv"
+            )
+    return values
+
+
 Ext = Annotated[
     list[str],
-    typer.Option("--ext", help="Video extensions to scan (repeatable; default: the usual list)."),
+    typer.Option(
+        "--ext",
+        help="Video extensions to scan (repeatable; default: the usual list).",
+        callback=_extensions,
+    ),
 ]
-MaxFiles = Annotated[int | None, typer.Option(help="Send at most this many files in this run.")]
+MaxFiles = Annotated[
+    int | None, typer.Option(min=0, help="Send at most this many files in this run.")
+]
 
 
 def _a_size(value: str | None) -> str | None:
@@ -141,7 +161,13 @@ MaxBytes = Annotated[
 ]
 FullHash = Annotated[bool, typer.Option(help="Fingerprint whole files instead of samples.")]
 AllowLarger = Annotated[bool, typer.Option(help="Accept outputs larger than their source.")]
-KeepDays = Annotated[float, typer.Option(help="Days a replaced original stays in quarantine.")]
+KeepDays = Annotated[
+    float,
+    typer.Option(
+        help="Days a replaced original stays in quarantine.",
+        callback=more_than(0, at_least=True),
+    ),
+]
 TargetVmaf = Annotated[
     float | None,
     typer.Option(
@@ -186,7 +212,8 @@ def ingest(
         bool, typer.Option(help="Wait for results (always, on the embedded farm).")
     ] = False,
     timeout: Annotated[
-        float | None, typer.Option(help="Give up waiting after this many seconds.")
+        float | None,
+        typer.Option(help="Give up waiting after this many seconds.", callback=more_than(0)),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Scan and estimate; upload nothing.")] = False,
     pools_option: Pools = None,
@@ -326,9 +353,28 @@ def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
         return
     exts = ", ".join(sorted(options.extensions))
     why = "is empty" if not any(library.iterdir()) else f"holds no videos ({exts})"
+    chosen = _chosen_by(options)
+    if (
+        chosen
+        and walk(library, dataclasses.replace(options, include=(), exclude=DEFAULT_EXCLUDES))[0]
+    ):
+        why = f"holds videos, but none that {chosen}"
     if problems:
         why += f"; {len(problems)} paths could not be read"
     raise ConfigError(f"{library} {why}")
+
+
+def _chosen_by(options: ScanOptions) -> str:
+    """The run's own --include and --exclude, as words for an error ("" when none)."""
+    parts = [f"matches --include {_globs(options.include)}"] if options.include else []
+    own = options.exclude[len(DEFAULT_EXCLUDES) :]
+    if own:
+        parts.append(f"is left after --exclude {_globs(own)}")
+    return " and ".join(parts)
+
+
+def _globs(patterns: tuple[str, ...]) -> str:
+    return ", ".join(shlex.quote(p) for p in patterns)
 
 
 def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
@@ -592,7 +638,14 @@ def estimate(
 
 @app.command(epilog="Example: hevcq calibrate")
 def calibrate(
-    seconds: Annotated[float, typer.Option(help="Seconds of test video encoded per pool.")] = 2.0,
+    seconds: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of test video encoded per pool (0.5 to 600).",
+            callback=more_than(0.5, at_least=True),
+            max=600,
+        ),
+    ] = 2.0,
 ) -> None:
     """Measure each pool's encode speed on this machine (a short real encode) for estimates."""
     settings, pools = setup()
