@@ -481,6 +481,9 @@ def load_pool(path: Path) -> Pool:
 def load_farm(workers_dir: Path | None = None) -> dict[str, Pool]:
     """Load every ``*.yaml`` or ``*.yml`` pool file in the folder, keyed by pool name."""
     folder = workers_dir or default_workers_dir()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "no such folder"
+        raise ConfigError(f"{folder}: {what} (the pool definition files' folder)")
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     if not files:
         raise ConfigError(f"{folder}: no pool definition files (*.yaml, *.yml)")

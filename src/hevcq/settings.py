@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hevcq.errors import ConfigError
@@ -149,6 +157,17 @@ class Settings(BaseSettings):
     uploads_topic_arn: str | None = None
     results_queue_url: str | None = None
     ledger_table: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """A blank value (``HEVCQ_BUCKET= hevcq ...``, or ``HEVCQ_BUCKET=`` in an env file)
+        is the setting's default, even over the env file: a blank bucket is no bucket, so
+        the embedded farm. Read as text, it was a bucket named "" and, for
+        ``HEVCQ_WORK_DIR=``, a scratch folder in the current directory."""
+        if isinstance(value, str) and not value.strip() and info.field_name is not None:
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        return value
 
     @property
     def api_pool_names(self) -> tuple[str, ...] | None:

@@ -120,6 +120,15 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
         load_farm(tmp_path)
 
 
+def test_a_pools_folder_that_is_missing_or_a_file_says_so(tmp_path: Path) -> None:
+    """A typo in HEVCQ_WORKERS_DIR read as a folder without pool files."""
+    with pytest.raises(ConfigError, match=r"missing: no such folder \(the pool definition"):
+        load_farm(tmp_path / "missing")
+    (tmp_path / "hevc.yaml").write_text("name: hevc\n")
+    with pytest.raises(ConfigError, match=r"hevc\.yaml: is a file, not a folder"):
+        load_farm(tmp_path / "hevc.yaml")
+
+
 def test_a_yml_pool_file_is_a_pool_like_a_yaml_one(tmp_path: Path) -> None:
     (tmp_path / "hevc.yaml").write_text((WORKERS_DIR / "hevc.yaml").read_text())
     (tmp_path / "720p.yml").write_text((WORKERS_DIR / "720p.yaml").read_text())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hevcq.errors import ConfigError
@@ -52,3 +54,24 @@ def test_invalid_values_are_one_line_naming_the_setting(
         load_settings({name: value})
     assert says in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_blank_value_is_the_default_even_over_the_env_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`HEVCQ_BUCKET= hevcq ingest` ran against a bucket named "" instead of the embedded
+    farm, and a blank HEVCQ_WORK_DIR put the scratch folder in the current directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".hevcq.env").write_text("HEVCQ_BUCKET=from-the-file\nHEVCQ_REGION=\n")
+    env = {"HEVCQ_BUCKET": "", "HEVCQ_WORK_DIR": "", "HEVCQ_LOG_LEVEL": " ", "HEVCQ_SLOTS": ""}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(env)
+    assert settings.bucket is None
+    assert settings.embedded
+    assert settings.work_dir is None
+    assert settings.region is None
+    assert settings.log_level == "info"
+    assert settings.slots is None
+    monkeypatch.delenv("HEVCQ_BUCKET")
+    assert load_settings({}).bucket == "from-the-file"
