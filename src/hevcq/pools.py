@@ -3,6 +3,8 @@ settings hash, and which pool may replace originals."""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -10,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hevcq.bundle import MASTER_SUFFIX
 from hevcq.errors import ConfigError
@@ -51,6 +60,63 @@ class Applies(_Strict):
     target_height: int | None = Field(
         None, gt=0, description="Rendition size on the short side; None keeps the source size."
     )
+
+    @field_validator("source_codecs")
+    @classmethod
+    def _known_codecs(cls, codecs: tuple[str, ...]) -> tuple[str, ...]:
+        """Each name is a video codec as the probe reports it (libavcodec's name): a typo
+        such as ``h265`` or ``x264`` made a pool that silently applied to nothing."""
+        known = video_codec_names()
+        for name in codecs:
+            if known and name not in known:
+                hint = CODEC_ALIASES.get(name.lower()) or next(
+                    iter(difflib.get_close_matches(name.lower(), sorted(known), n=1)), None
+                )
+                also = f" (did you mean {hint}?)" if hint else ""
+                msg = f"{name!r} is not a video codec name as libavcodec gives it{also}"
+                raise ValueError(msg)
+        return codecs
+
+
+# What people call a codec, against the name the probe reports (for the error's hint).
+CODEC_ALIASES = {
+    "h265": "hevc",
+    "h.265": "hevc",
+    "x265": "hevc",
+    "hvc1": "hevc",
+    "hev1": "hevc",
+    "avc": "h264",
+    "avc1": "h264",
+    "h.264": "h264",
+    "x264": "h264",
+    "mpeg2": "mpeg2video",
+    "mpeg-2": "mpeg2video",
+    "mpeg-4": "mpeg4",
+    "xvid": "mpeg4",
+    "divx": "mpeg4",
+    "vp09": "vp9",
+    "av01": "av1",
+}
+
+
+@functools.cache
+def video_codec_names() -> frozenset[str]:
+    """The names of the video codecs this libavcodec decodes, as the probe reports them
+    (``canonical_name``); empty where PyAV is not installed (the API's Lambda), which then
+    takes any name."""
+    try:
+        import av  # noqa: PLC0415 - only the pool check needs it here
+    except ImportError:
+        return frozenset()
+    names = set()
+    for name in av.codecs_available:
+        try:
+            codec = av.Codec(name, "r")
+        except (ValueError, av.FFmpegError):
+            continue  # an encoder only
+        if codec.type == "video":
+            names.add(codec.canonical_name)
+    return frozenset(names)
 
 
 class Encode(_Strict):

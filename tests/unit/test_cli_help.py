@@ -99,7 +99,7 @@ def test_every_commands_summary_is_one_line_of_plain_text(command: tuple[str, ..
         (["fetch", ".", "--keep-days", "-1"], "--keep-days"),
         (["serve", "--port", "99999"], "--port"),
         (["serve", "--port", "0"], "--port"),
-        (["status", "--watch", "0"], "0: give a number of at least 1"),
+        (["status", "--watch", "0"], "0: give a number of at least 0.5"),
         (["worker", "--max-jobs", "0"], "--max-jobs"),
         (["calibrate", "--seconds", "0"], "0: give a number of at least 0.5"),
     ],
@@ -109,8 +109,8 @@ def test_a_number_or_extension_out_of_range_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], says: str
 ) -> None:
     """Before, a negative --keep-days quarantined originals already past their keep time,
-    --timeout 0 gave up at once, --watch 0 polled the farm in a tight loop, a port over
-    65535 was an internal error, and --ext '' scanned for files named with a bare dot.
+    --timeout 0 gave up at once, --watch 0 was quietly read as 0.5, a port over 65535 was
+    an internal error, and --ext '' scanned for files whose names end in a bare dot.
 
     The library is an empty folder and no farm is configured, so that were a value let
     through, the command would stop at once on the next mistake rather than run."""

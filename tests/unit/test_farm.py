@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.pools import Quality, load_farm, load_pool
+from hevcq.pools import Quality, load_farm, load_pool, video_codec_names
 from tests.conftest import WORKERS_DIR
 
 
@@ -140,3 +140,27 @@ def test_one_pool_in_both_spellings_is_an_error(tmp_path: Path) -> None:
         (tmp_path / f"hevc{suffix}").write_text((WORKERS_DIR / "hevc.yaml").read_text())
     with pytest.raises(ConfigError, match="defined twice"):
         load_farm(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("codec", "hint"),
+    [("h265", "hevc"), ("x264", "h264"), ("H264", "h264"), ("vp99", "vp9"), ("avc1", "h264")],
+)
+def test_a_source_codec_libavcodec_does_not_name_is_refused_with_a_hint(
+    tmp_path: Path, codec: str, hint: str
+) -> None:
+    """A typo here made a pool that applied to no file, each skipped as "not a source
+    codec of this pool", with nothing said when the pool file was read."""
+    f = tmp_path / "p.yaml"
+    f.write_text(f"applies: {{source_codecs: [h264, {codec}]}}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_pool(f)
+    assert f"{codec!r} is not a video codec name" in str(refused.value)
+    assert f"(did you mean {hint}?)" in str(refused.value)
+
+
+def test_every_codec_the_shipped_pools_take_is_a_name_the_probe_reports() -> None:
+    pools = [*load_farm(WORKERS_DIR).values(), *load_farm(WORKERS_DIR / "optional").values()]
+    names = {c for pool in pools for c in pool.applies.source_codecs}
+    assert names >= {"h264", "hevc", "mpeg4", "vp9", "av1", "mpeg2video", "prores"}
+    assert names | {"mjpeg", "theora", "vc1", "wmv3", "h263", "dnxhd"} <= video_codec_names()

@@ -122,8 +122,8 @@ def status(
     watch: Annotated[
         float | None,
         typer.Option(
-            help="Refresh every this many seconds (1 or more), until Ctrl-C.",
-            callback=more_than(1, at_least=True),
+            help="Refresh every this many seconds (0.5 or more), until Ctrl-C.",
+            callback=more_than(0.5, at_least=True),
         ),
     ] = None,
 ) -> None:
