@@ -39,31 +39,34 @@ def lib(tmp_path: Path) -> Path:
     return tmp_path / "lib"
 
 
+# Mistakes in the settings alone.
+ENV_CASES = {
+    "workers_zero": {"HEVCQ_SLOTS": "0"},
+    "typo": {"HEVCQ_BUKET": "b"},
+    "not_ffmpeg": {"HEVCQ_FFMPEG": "/bin/true"},
+    "bad_value": {"HEVCQ_STALL_TIMEOUT_S": "soon"},
+}
+
+
 def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]:
-    target, out, env = lib, tmp / "out", {}
+    target, out, env = lib, tmp / "out", ENV_CASES.get(setup, {})
     if setup == "out_is_file":
         out.write_text("not a folder")
     elif setup == "out_unwritable":
         (tmp / "plain").write_text("a file, not a folder")
         out = tmp / "plain" / "out"
+    elif setup == "out_is_library":
+        out = lib
     elif setup in ("empty", "no_videos"):
         target = tmp / setup
         target.mkdir()
         if setup == "no_videos":
             (target / "notes.txt").write_text("text")
-    elif setup == "workers_zero":
-        env = {"HEVCQ_SLOTS": "0"}
-    elif setup == "typo":
-        env = {"HEVCQ_BUKET": "b"}
     elif setup == "no_ffmpeg":
         env = {"HEVCQ_FFMPEG": str(tmp / "ffmpeg")}
-    elif setup == "not_ffmpeg":
-        env = {"HEVCQ_FFMPEG": "/bin/true"}
     elif setup == "work_dir_unusable":
         (tmp / "plain").write_text("a file, not a folder")
         env = {"HEVCQ_WORK_DIR": str(tmp / "plain" / "work")}
-    else:
-        env = {"HEVCQ_STALL_TIMEOUT_S": "soon"}
     return target, out, env
 
 
@@ -72,6 +75,8 @@ def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]
     [
         ("out_is_file", "is a file; give a folder"),
         ("out_unwritable", "cannot write in"),
+        # The next run took the outputs for sources: a 720p of the 1080p output.
+        ("out_is_library", "is the library itself: outputs would be scanned as sources"),
         ("empty", "is empty"),
         ("no_videos", "holds no videos"),
         ("workers_zero", "HEVCQ_SLOTS=0: "),

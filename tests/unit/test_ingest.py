@@ -502,3 +502,30 @@ def test_a_library_whose_videos_the_runs_own_globs_all_leave_out_says_so(
     with pytest.raises(ConfigError) as refused:
         preflight(tmp_path / "lib", None, options)
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("library", "out", "refused"),
+    [
+        ("lib", "lib", "is the library itself"),
+        ("lib/./", "lib", "is the library itself"),
+        ("out/hevc", "out", "holds the library in one of its pool folders"),
+        ("out/720p/holiday", "out", "holds the library in one of its pool folders"),
+        ("lib", "lib/hevcq-out", None),  # inside the library: the scan leaves it out
+        ("lib", ".", None),  # beside it: outputs go to ./hevc/... and ./720p/...
+        ("out/mine", "out", None),  # a folder of --out that no pool writes to
+    ],
+)
+def test_outputs_never_land_where_the_next_scan_would_take_them_for_sources(
+    tmp_path: Path, library: str, out: str, refused: str | None
+) -> None:
+    from hevcq.cli.library import outputs_stay_out_of  # noqa: PLC0415 - the CLI loads typer
+    from hevcq.errors import ConfigError  # noqa: PLC0415
+
+    (tmp_path / library).mkdir(parents=True, exist_ok=True)
+    check = lambda: outputs_stay_out_of(tmp_path / library, tmp_path / out, ["hevc", "720p"])  # noqa: E731
+    if refused is None:
+        check()
+        return
+    with pytest.raises(ConfigError, match=refused):
+        check()

@@ -183,7 +183,9 @@ def _print_status(farm: Farm, *, as_json: bool = False) -> None:
 @app.command(epilog="Example: hevcq serve --host 0.0.0.0 --port 8765   (with HEVCQ_API_TOKEN set)")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")
+    ] = 8765,
     state_dir: Annotated[
         Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
     ] = None,

@@ -259,6 +259,7 @@ def ingest(
             retry_failed=retry_failed,
         )
         brings_home = (wait or settings.embedded) and not dry_run
+        outputs_stay_out_of(library, out, pools)
         preflight(library, out if brings_home else None, scan_opts)
         if dry_run:
             _dry_run(library, pools, scan_opts, out if wait or settings.embedded else None)
@@ -338,6 +339,24 @@ def exit_code(rt: RoundTrip) -> int:
     if rt.timed_out:
         return EXIT_TIMED_OUT
     return EXIT_FAILED_JOBS if rt.failed else 0
+
+
+def outputs_stay_out_of(library: Path, out: Path, pools: Iterable[str]) -> None:
+    """Refuse an --out whose pool folders would be inside the library itself: the library
+    (outputs beside the sources) or one pool's folder of it. The next scan would take
+    the outputs for sources and make a 720p of the 1080p output. An --out inside the
+    library is fine: the scan leaves it out."""
+    lib, o = library.resolve(), out.resolve()
+    if lib == o:
+        why = "is the library itself"
+    elif any(lib == o / p or o / p in lib.parents for p in pools):
+        why = "holds the library in one of its pool folders"
+    else:
+        return
+    raise ConfigError(
+        f"--out {out} {why}: outputs would be scanned as sources next time; give a folder "
+        "outside the library, or a new one inside it (the default is ./hevcq-out)"
+    )
 
 
 def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
@@ -706,6 +725,7 @@ def fetch(
     """Take results from the results queue: verify each output, then place it or swap it in."""
     _, pools, farm = configured(takes_results=True)
     try:
+        outputs_stay_out_of(library, out, pools)
         options = FetchOptions(
             pools=frozenset(pool),
             out_dir=out,
