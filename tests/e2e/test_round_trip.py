@@ -145,3 +145,22 @@ def test_quarantine_list_and_rollback_put_the_original_back(trip) -> None:
     assert list_quarantine(lib / DEFAULT_QUARANTINE) == []
     purge = hevcq(env, tmp, "quarantine", "purge", str(lib))
     assert "0 originals purged" in purge.stdout
+
+
+def test_an_original_put_back_stays_through_the_next_replace_run(trip) -> None:
+    """After a rollback, the next `ingest --replace` encoded the file again, then did not
+    swap it in ("replaced earlier"), and called it done. A person chose the original: the
+    run now leaves it, encodes nothing, and says why; it changes, and it is replaced."""
+    lib, env, tmp = trip["lib"], trip["env"], trip["tmp"]
+    if not (lib / "cam/clip.MOV").is_file():  # run alone: roll back first
+        hevcq(env, tmp, "rollback", str(lib / "cam/clip.mp4"))
+    again = hevcq(
+        env, tmp, "ingest", str(lib), "--out", str(tmp / "out"), "--replace", "--timeout", "180"
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "0 to upload" in again.stdout
+    row = next(ln for ln in again.stdout.splitlines() if "cam/clip.MOV" in ln and "hevc" in ln)
+    assert "skipped: rolled back on " in row
+    assert (lib / "cam/clip.MOV").is_file()
+    assert not (lib / "cam/clip.mp4").exists()
+    assert list_quarantine(lib / DEFAULT_QUARANTINE) == []

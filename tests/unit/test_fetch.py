@@ -259,6 +259,27 @@ def test_a_replace_result_seen_twice_is_not_swapped_twice(lib: Lib) -> None:
     assert len(list_quarantine(lib.root / DEFAULT_QUARANTINE)) == 1
 
 
+def test_a_replace_result_for_an_original_a_rollback_put_back_leaves_it(lib: Lib) -> None:
+    """`hevcq fetch --replace` after `hevcq rollback`: the original a person chose stays,
+    and the result counts as skipped with the reason, not as done."""
+    lib.output("hevc")
+    lib.state.record_rollback("a.mp4", lib.src.stat())
+    got = lib.fetcher(replace=frozenset({"hevc"})).process(lib.result("hevc"))
+    assert got.action == "skipped"
+    assert got.reason.startswith("rolled back on ")
+    assert lib.src.read_bytes() == ORIGINAL
+    assert list_quarantine(lib.root / DEFAULT_QUARANTINE) == []
+    assert lib.state.decisions("a.mp4")["hevc"].outcome == "skipped"
+
+
+def test_a_rollback_mark_no_longer_holds_once_the_original_changes(lib: Lib) -> None:
+    lib.output("hevc")
+    lib.state.record_rollback("a.mp4", lib.src.stat())
+    lib.src.write_bytes(ORIGINAL + b" edited")
+    got = lib.fetcher(replace=frozenset({"hevc"})).process(lib.result("hevc"))
+    assert got.action != "skipped" or not got.reason.startswith("rolled back")
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [("delete", "no longer in the library"), ("edit", "changed since it was uploaded")],

@@ -19,7 +19,7 @@ from hevcq.library.results import Fetched
 from hevcq.library.roundtrip import RoundTrip, summary_rows
 from hevcq.library.scan import ScanOptions, ScanReport, scan
 from hevcq.library.upload import Uploaded, parse_size, recorder, to_upload, upload_all
-from hevcq.media.model import AudioStream, MediaInfo, VideoStream
+from hevcq.media.model import AudioStream, EncodePlan, MediaInfo, Skip, VideoStream
 from hevcq.messages import JobResult
 from hevcq.metadata import (
     META_HASH,
@@ -529,3 +529,31 @@ def test_outputs_never_land_where_the_next_scan_would_take_them_for_sources(
         return
     with pytest.raises(ConfigError, match=refused):
         check()
+
+
+def test_an_original_a_rollback_put_back_is_left_to_it_until_it_changes(
+    root: Path, store: Catalog
+) -> None:
+    """Only the replacing pool of a --replace run leaves it, and only while it is the very
+    file put back: the 720p pool still takes it, and so does a run without --replace."""
+    one = root / "a/one.mp4"
+    store.record_rollback("a/one.mp4", one.stat())
+    replacing = frozenset({"hevc"})
+
+    entry = next(
+        e for e in do_scan(root, store, replace_pools=replacing).entries if e.rel == "a/one.mp4"
+    )
+    assert isinstance(entry.decisions["hevc"], Skip)
+    assert entry.decisions["hevc"].reason.startswith("rolled back on ")
+    assert entry.outcomes["hevc"] == "skipped"
+    assert entry.status == "send"  # for the 720p pool
+    assert isinstance(entry.decisions["720p"], EncodePlan)
+
+    plain = next(e for e in do_scan(root, store).entries if e.rel == "a/one.mp4")
+    assert isinstance(plain.decisions["hevc"], EncodePlan)
+
+    one.write_bytes(b"h264\nedited since")
+    changed = next(
+        e for e in do_scan(root, store, replace_pools=replacing).entries if e.rel == "a/one.mp4"
+    )
+    assert isinstance(changed.decisions["hevc"], EncodePlan)

@@ -258,6 +258,10 @@ def ingest(
             full_hash=full_hash,
             retry_failed=retry_failed,
         )
+        if replace:
+            scan_opts = dataclasses.replace(
+                scan_opts, replace_pools=replacing_pools(pools.values())
+            )
         brings_home = (wait or settings.embedded) and not dry_run
         outputs_stay_out_of(library, out, pools)
         preflight(library, out if brings_home else None, scan_opts)
@@ -318,7 +322,7 @@ def ingest(
                     " that pool saved (a file counts once in each pool)."
                 )
             )
-        _say_what_is_left(rt, out)
+        _say_what_is_left(rt, out, library)
         if rt.halted:
             notes.print(Text.assemble(("error: ", "red"), rt.halted))
     else:
@@ -396,13 +400,22 @@ def _globs(patterns: tuple[str, ...]) -> str:
     return ", ".join(shlex.quote(p) for p in patterns)
 
 
-def _say_what_is_left(rt: RoundTrip, out: Path) -> None:
+def _say_what_is_left(rt: RoundTrip, out: Path, library: Path) -> None:
     finished = len(rt.report.with_status("finished"))
     if rt.encoded_nothing and not rt.interrupted:
         console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
+    replaced = sum(1 for f in rt.fetched.values() if f.action == "replaced")
+    if replaced:
+        console.print(
+            Text(
+                f"{replaced} originals replaced in {library}; they stay in its quarantine"
+                f" (`hevcq quarantine list {shlex.quote(str(library))}`), and"
+                f" `hevcq rollback --all --library {shlex.quote(str(library))}` puts them back."
+            )
+        )
     if out.is_dir():
         console.print(Text(f"Outputs are in {out.resolve()}"))
-    else:
+    elif not replaced:
         console.print(Text(f"No outputs: {out.resolve()} was not created."))
     if rt.halted or rt.interrupted or rt.timed_out:
         why = "Stopped" if rt.halted else "Interrupted" if rt.interrupted else "Timed out"
@@ -788,6 +801,7 @@ def rollback(
         console.print(Text(f"Nothing to roll back: {what}."))
         return
     restored = restore(root / DEFAULT_QUARANTINE, target)
+    _remember_rollbacks(root, restored)
     for p in restored:
         console.print(Text(f"restored {p}"))
     if not restored:
@@ -795,6 +809,17 @@ def rollback(
             "nothing restored: each original met a conflict (the warnings above say which)",
             EXIT_FAILED_JOBS,
         )
+
+
+def _remember_rollbacks(root: Path, restored: list[Path]) -> None:
+    """Mark each original put back, so that no later --replace swaps it out again while it
+    is that same file (a person chose it over its replacement)."""
+    with Catalog.for_library(root) as state:
+        for path in restored:
+            try:
+                state.record_rollback(path.relative_to(root).as_posix(), path.stat())
+            except (OSError, ValueError) as exc:  # moved at once, or outside the library
+                notes.print(Text(f"warning: {path} was put back but not marked so: {exc}"))
 
 
 QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True, file_okay=False)]

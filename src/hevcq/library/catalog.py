@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS replacements (
     replaced_at REAL NOT NULL,
     original_fingerprint TEXT
 );
+CREATE TABLE IF NOT EXISTS rollbacks (
+    rel TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    rolled_back_at REAL NOT NULL
+);
 """
 
 
@@ -126,6 +133,30 @@ class Replacement:
     def holds(self, size: int, mtime_ns: int, inode: int) -> bool:
         """True while the file at ``rel`` is still the one hevcq placed there."""
         return (self.size, self.mtime_ns, self.inode) == (size, mtime_ns, inode)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """An original that ``hevcq rollback`` put back: a person chose it over its
+    replacement, so no later run replaces it again while it is that same file."""
+
+    rel: str
+    size: int
+    mtime_ns: int
+    inode: int
+    at: float  # when it was put back (Unix time)
+
+    def holds(self, size: int, mtime_ns: int, inode: int) -> bool:
+        """True while the file at ``rel`` is still the original that was put back."""
+        return (self.size, self.mtime_ns, self.inode) == (size, mtime_ns, inode)
+
+    @property
+    def reason(self) -> str:
+        """Why the replacing pool leaves this file alone, for the summary."""
+        day = time.strftime("%Y-%m-%d", time.localtime(self.at))
+        return (
+            f"rolled back on {day}: the original stays, and is replaced again only once it changes"
+        )
 
 
 # --- serialisation: plain JSON of the media dataclasses -----------------------------------
@@ -390,6 +421,21 @@ class Catalog:
             "SELECT rel, size, mtime_ns, inode, original, original_fingerprint FROM replacements"
         ).fetchall()
         return {row[0]: Replacement(*row) for row in rows}
+
+    def record_rollback(self, rel: str, restored: os.stat_result) -> None:
+        """Remember that the original at ``rel`` (``restored``: its stat) was put back."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO rollbacks (rel, size, mtime_ns, inode, rolled_back_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (rel, restored.st_size, restored.st_mtime_ns, restored.st_ino, time.time()),
+        )
+
+    def load_rollbacks(self) -> dict[str, Rollback]:
+        """Every original put back by a rollback, keyed by its relative path."""
+        rows = self._db.execute(
+            "SELECT rel, size, mtime_ns, inode, rolled_back_at FROM rollbacks"
+        ).fetchall()
+        return {row[0]: Rollback(*row) for row in rows}
 
     def forget(self, rels: Iterable[str]) -> None:
         """Drop files (and their decisions) from the store."""

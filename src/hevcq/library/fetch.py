@@ -156,8 +156,9 @@ class Fetcher:
     def _done(self, r: JobResult, rel: str) -> Fetched:
         if not r.output_key:
             return Fetched(rel, r.pool, "failed", "done without an output key", result=r)
-        if r.pool in self.options.replace and self._outcome(rel, r.pool) == "done":
-            return Fetched(rel, r.pool, "already", "replaced earlier", result=r)
+        settled = self._replaced_or_kept(r, rel)
+        if settled is not None:
+            return settled
         item, disagreement = self._confirm(r)
         if item is None or disagreement is not None:
             action, why = disagreement or ("retry", "the ledger has no record of this job yet")
@@ -402,6 +403,31 @@ class Fetcher:
             return rec.upload_fingerprint
         head = self.objects.head(r.source_key)
         return head.metadata.get(META_HASH) if head is not None else None
+
+    def _replaced_or_kept(self, r: JobResult, rel: str) -> Fetched | None:
+        """For a replacing pool: the original was replaced earlier (this result came
+        twice), or a rollback put it back and it stays; None to go on and place it."""
+        if r.pool not in self.options.replace:
+            return None
+        kept = self._rolled_back(rel)
+        if kept is not None:  # a person chose this original over its replacement
+            self.state.record_outcome(rel, r.pool, "skipped", kept)
+            return Fetched(rel, r.pool, "skipped", kept, result=r)
+        if self._outcome(rel, r.pool) == "done":
+            return Fetched(rel, r.pool, "already", "replaced earlier", result=r)
+        return None
+
+    def _rolled_back(self, rel: str) -> str | None:
+        """Why the original at ``rel`` stays, when a rollback put it back and it is still
+        that file; None otherwise."""
+        back = self.state.load_rollbacks().get(rel)
+        if back is None:
+            return None
+        try:
+            st = self.root.joinpath(*rel.split("/")).stat()
+        except OSError:
+            return None
+        return back.reason if back.holds(st.st_size, st.st_mtime_ns, st.st_ino) else None
 
     def _outcome(self, rel: str, pool: str) -> str | None:
         rec = self.state.decisions(rel).get(pool)

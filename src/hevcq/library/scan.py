@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +172,7 @@ class _Scan:
         self.files = store.load_files()
         self.stored_decisions = store.load_decisions()
         self.replacements = store.load_replacements()
+        self.rollbacks = store.load_rollbacks()
         self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
         # An original hevcq replaced still owns its content: its copies stay duplicates of
         # it on every run, instead of one more copy being converted each time.
@@ -224,6 +225,7 @@ class _Scan:
             return
         stored = self.stored_decisions.get(c.rel, {}) if cached else {}
         made = self.replacements.get(c.rel)
+        rolled_back: dict[str, Decision] = {}
         if made is not None and made.holds(c.size, c.mtime_ns, c.inode):
             # Renditions are made from originals: a file hevcq swapped in is no source,
             # whatever pool asks (a new pool, changed settings), until it changes.
@@ -233,6 +235,8 @@ class _Scan:
             decisions = {
                 p.name: self._decision(c.rel, rec.info, p, stored.get(p.name)) for p in self.pools
             }
+            rolled_back = self._rolled_back(c, decisions.keys())
+            decisions |= rolled_back
         # An outcome belongs to the decision it was reached under.
         outcomes: dict[str, PoolState] = {
             p: stored[p].outcome
@@ -242,6 +246,8 @@ class _Scan:
         }
         for pool in self._missing_outputs(c.rel, outcomes):
             outcomes[pool] = "pending"  # done, but not in this --out: bring it home again
+        for pool in rolled_back:
+            outcomes[pool] = "skipped"  # its earlier "done" was the replacement, now undone
         if self.options.retry_failed:
             # A failure settles a pool until the file or the pool changes; asked, try again.
             outcomes = {p: "pending" if o == "failed" else o for p, o in outcomes.items()}
@@ -269,6 +275,13 @@ class _Scan:
                 with_source_ext=c.rel in self.sharing,
             )
         )
+
+    def _rolled_back(self, c: Candidate, pools: Iterable[str]) -> dict[str, Decision]:
+        """The replacing pool's decision for an original a rollback put back: left alone."""
+        back = self.rollbacks.get(c.rel)
+        if back is None or not back.holds(c.size, c.mtime_ns, c.inode):
+            return {}
+        return {pool: Skip(back.reason) for pool in self.options.replace_pools & set(pools)}
 
     def _missing_outputs(self, rel: str, outcomes: Mapping[str, PoolState]) -> list[str]:
         """Pools whose job is done but whose output is not in this run's ``--out``.

@@ -51,6 +51,9 @@ class ScanOptions:
     skip_dirs: tuple[Path, ...] = ()  # e.g. an output folder inside the library
     full_hash: bool = False  # hash whole files instead of sampling (see fingerprint())
     retry_failed: bool = False  # a pool's failure in an earlier run is tried again
+    # The pool whose outputs this run swaps in for originals (ingest --replace): it leaves
+    # alone an original a rollback put back.
+    replace_pools: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
