@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hevcq import __version__ as hevcq_version
+from hevcq.library.catalog import RunLock
 from hevcq.media.samples import make_clip
 
 pytestmark = pytest.mark.e2e
@@ -233,6 +234,45 @@ def test_a_bad_max_bytes_is_a_usage_error(tmp_path: Path, lib: Path) -> None:
     assert "Traceback" not in r.stdout + r.stderr
     assert "internal error" not in r.stdout + r.stderr
     assert "not a size: '12Q'" in r.stderr
+
+
+def test_a_second_run_bringing_results_home_to_one_library_is_refused(
+    tmp_path: Path, lib: Path
+) -> None:
+    """Two ingests of one library each uploaded every file, took each other's upload
+    records and failed results as orphaned. The lock goes with its holder's process, so
+    the refusal ends the moment the holder does, however it ends (here: SIGKILL)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from hevcq.library.catalog import "
+            "RunLock; lock = RunLock.take(Path(sys.argv[1]), 'hevcq ingest'); "
+            "print('held', flush=True); time.sleep(120)",
+            str(lib),
+        ],
+        env=os.environ | {"XDG_STATE_HOME": str(tmp_path / "state")},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        for args in (["ingest", str(lib)], ["ingest", str(lib), "--dry-run"]):
+            r = hevcq(tmp_path, *args, "--out", str(tmp_path / "out"))
+            if "--dry-run" in args:  # a plan brings nothing home: it may run beside
+                assert r.returncode == 0, r.stdout + r.stderr
+                continue
+            assert r.returncode == 2, r.stdout + r.stderr
+            [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+            assert f"(pid {holder.pid}, hevcq ingest); wait for it to end" in line
+            assert "embedded local farm" not in r.stdout
+            assert not (tmp_path / "out").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock.take(lib, "the next run", directory=tmp_path / "state" / "hevcq"):
+        pass  # free again: the killed holder took the lock with it
 
 
 def test_rollback_with_nothing_in_quarantine_says_so_and_exits_0(tmp_path: Path, lib: Path) -> None:

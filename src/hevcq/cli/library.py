@@ -52,7 +52,7 @@ from hevcq.farm.embedded import EmbeddedFarm, embedded_slots, farm_record, publi
 from hevcq.farm.workers import checked_work_dir, usable_ffmpeg
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
-from hevcq.library.catalog import Catalog, library_id
+from hevcq.library.catalog import Catalog, RunLock, library_id
 from hevcq.library.estimate import TaskSize
 from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
@@ -285,7 +285,8 @@ def ingest(
             target_vmaf=target_vmaf,
         )
         control = _interruptible()
-        with Catalog.for_library(library) as state:
+        held = RunLock.take(library, "hevcq ingest") if opts.wait else contextlib.nullcontext()
+        with held, Catalog.for_library(library) as state:
             if settings.embedded:
                 rt = _embedded_round_trip(
                     settings,
@@ -755,7 +756,11 @@ def fetch(
     def show(f: Fetched) -> None:
         console.print(Text(f"{f.rel} [{f.pool}]: {f.action} {f.reason or f.path or ''}"))
 
-    with Catalog.for_library(library) as state:
+    try:
+        held = RunLock.take(library, "hevcq fetch")
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    with held, Catalog.for_library(library) as state:
         fetcher = Fetcher(
             library,
             state,

@@ -3,6 +3,7 @@ and what became of it."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hevcq.errors import ConfigError
 from hevcq.media.model import (
     AudioStream,
     Decision,
@@ -81,6 +83,44 @@ CREATE TABLE IF NOT EXISTS rollbacks (
 def default_store_path(root: Path, directory: Path | None = None) -> Path:
     """The store file for a library: named from a hash of its absolute root."""
     return (directory or state_dir()) / f"library-{library_id(root)}.sqlite3"
+
+
+class RunLock:
+    """The library's run lock, held while a command brings results home into it; a second
+    such command of the same library is refused in one line.
+
+    Two ingests of one library each uploaded every file, took each other's upload records
+    in the catalog, and failed results as orphaned. The lock is ``flock`` on a file beside
+    the catalog: it goes with its process, however that process ends.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def take(cls, root: Path, what: str, directory: Path | None = None) -> RunLock:
+        """The lock, or a ConfigError naming the command that holds it."""
+        path = default_store_path(root, directory).with_suffix(".run.lock")
+        private_file(private_dir(path.parent) / path.name)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1024, 0).decode(errors="replace").strip() or "another one"
+            os.close(fd)
+            raise ConfigError(
+                f"{root}: a hevcq command already brings results home to this library"
+                f" ({holder}); wait for it to end, or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, {what}".encode(), 0)
+        return cls(fd)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)  # and with it the lock
 
 
 def library_id(root: Path) -> str:
