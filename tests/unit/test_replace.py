@@ -15,6 +15,7 @@ import pytest
 from hevcq.errors import PermanentError
 from hevcq.library import quarantine
 from hevcq.library.quarantine import (
+    DEFAULT_QUARANTINE,
     OutputExists,
     ReplaceRefused,
     compare,
@@ -417,3 +418,35 @@ def test_filesystems_without_hard_links_still_swap(
     assert (lib / "sub" / "a.mp4").read_bytes() == CANDIDATE
     assert rollback(qroot) == [original.absolute()]
     assert original.read_bytes() == ORIGINAL
+
+
+def test_rollback_waits_for_no_run_and_marks_what_it_put_back(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hevcq rollback` moves files an ingest with --replace may be swapping right now: it
+    is refused while a run holds the library, and once it runs it marks each original it
+    put back in the catalog (the next --replace leaves them)."""
+    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
+
+    from hevcq.cli.app import app  # noqa: PLC0415
+    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
+    from hevcq.library.catalog import Catalog, RunLock  # noqa: PLC0415
+
+    assert COMMAND_MODULES
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    qroot = lib / DEFAULT_QUARANTINE
+    original, candidate, _ = setup_pair(lib)
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    args = ["rollback", "--all", "--library", str(lib)]
+    with RunLock.take(lib, "hevcq ingest"):
+        refused = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert refused.exit_code == 2, refused.output
+    assert "already brings results home to this library" in refused.output
+    assert not original.exists()
+    done = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert original.read_bytes() == ORIGINAL
+    with Catalog.for_library(lib) as state:
+        back = state.load_rollbacks()[original.relative_to(lib).as_posix()]
+    st = original.stat()
+    assert back.holds(st.st_size, st.st_mtime_ns, st.st_ino)

@@ -805,8 +805,13 @@ def rollback(
         what = "the quarantine is empty" if target is None else f"no original of {target} in it"
         console.print(Text(f"Nothing to roll back: {what}."))
         return
-    restored = restore(root / DEFAULT_QUARANTINE, target)
-    _remember_rollbacks(root, restored)
+    try:
+        lock = RunLock.take(root, "hevcq rollback")
+    except ConfigError as exc:  # an ingest could be swapping the same file in right now
+        raise fail(str(exc)) from exc
+    with lock:
+        restored = restore(root / DEFAULT_QUARANTINE, target)
+        _remember_rollbacks(root, restored)
     for p in restored:
         console.print(Text(f"restored {p}"))
     if not restored:
