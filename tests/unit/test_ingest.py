@@ -18,7 +18,14 @@ from hevcq.library.estimate import TaskSize, estimate
 from hevcq.library.results import Fetched
 from hevcq.library.roundtrip import RoundTrip, summary_rows
 from hevcq.library.scan import ScanOptions, ScanReport, scan
-from hevcq.library.upload import Uploaded, parse_size, recorder, to_upload, upload_all
+from hevcq.library.upload import (
+    Uploaded,
+    parse_size,
+    recorder,
+    to_upload,
+    upload_all,
+    upload_metadata,
+)
 from hevcq.media.model import AudioStream, EncodePlan, MediaInfo, Skip, VideoStream
 from hevcq.messages import JobResult
 from hevcq.metadata import (
@@ -31,6 +38,8 @@ from hevcq.metadata import (
     META_SIZE,
     META_TARGET_VMAF,
     WITH_SOURCE_EXT,
+    client_holds,
+    client_settled,
 )
 from hevcq.objects import ObjectInfo
 from hevcq.pools import Applies, Pool
@@ -548,6 +557,10 @@ def test_an_original_a_rollback_put_back_is_left_to_it_until_it_changes(
     assert entry.outcomes["hevc"] == "skipped"
     assert entry.status == "send"  # for the 720p pool
     assert isinstance(entry.decisions["720p"], EncodePlan)
+    # Uploaded for 720p, the hevc workers skip it at once: no encode to throw away.
+    meta = upload_metadata(entry, 1, LIB)
+    assert client_holds(meta, "hevc")
+    assert not client_settled(meta, "720p")
 
     plain = next(e for e in do_scan(root, store).entries if e.rel == "a/one.mp4")
     assert isinstance(plain.decisions["hevc"], EncodePlan)

@@ -65,6 +65,9 @@ class FileEntry:
     upload_key: str | None = None
     cached: bool = False  # reused from the catalog without opening the file
     with_source_ext: bool = False  # its output name keeps its extension (keys.sharing_sources)
+    # Pools a person settled for this file: the replacing pool of an original a rollback
+    # put back. Its workers skip it at once, without deciding again.
+    kept: frozenset[str] = frozenset()
 
     @property
     def pools_to_encode(self) -> tuple[str, ...]:
@@ -273,6 +276,7 @@ class _Scan:
                 upload_key=key,
                 cached=cached,
                 with_source_ext=c.rel in self.sharing,
+                kept=frozenset(rolled_back),
             )
         )
 

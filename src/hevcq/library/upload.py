@@ -58,8 +58,11 @@ def upload_metadata(
         **(chosen_pools_metadata(entry.decisions) if entry.decisions else {}),
         # The workers of these pools re-check from a few ranges instead of downloading.
         **client_skips_metadata(p for p, d in entry.decisions.items() if isinstance(d, Skip)),
-        # These pools settled the file in an earlier run: their workers skip at once.
-        **client_settled_metadata(p for p in entry.pools_to_encode if p not in entry.pools_pending),
+        # These pools settled the file in an earlier run, or a person did (a rollback):
+        # their workers skip at once.
+        **client_settled_metadata(
+            [p for p in entry.pools_to_encode if p not in entry.pools_pending] + sorted(entry.kept)
+        ),
         **target_metadata(target_vmaf),
     }
 
