@@ -133,3 +133,46 @@ def test_line_breaks_are_refused_and_leave_no_file(tmp_path: Path) -> None:
         write_env_file({"HEVCQ_BUCKET": "a\nHEVCQ_REGION=evil"}, path)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _fake_terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tf = bin_dir / "terraform"
+    tf.write_text("#!/bin/sh\n" + script)
+    tf.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        # terraform's own error, not Python's "returned non-zero exit status 1"
+        (
+            "cat >&2 <<'E'\nThere are some problems\n\n\u2577\n\u2502 Error: Required plugins"
+            " are not installed\n\u2502\nE\nexit 1\n",
+            "output -no-color -json failed: Error: Required plugins are not installed",
+        ),
+        ("echo 'not json'", "(read with: terraform -chdir=my-tf output -no-color -json)"),
+        ("echo '{}'", "is the farm applied? (read with: terraform -chdir=my-tf output"),
+        ("echo '[1, 2]'", "is the farm applied?"),
+    ],
+)
+def test_from_terraform_says_what_went_wrong_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, says: str
+) -> None:
+    """It named infra/terraform whatever --tf-dir said, showed Python's exception for
+    terraform's error, and a stdout that is not JSON was an internal error."""
+    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
+
+    from hevcq.cli.app import app  # noqa: PLC0415
+    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
+
+    assert COMMAND_MODULES
+    _fake_terraform(tmp_path, monkeypatch, script)
+    args = ["config", "from-terraform", "--tf-dir", "my-tf", "--path", str(tmp_path / "x.env")]
+    done = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert done.exit_code == 2, done.output
+    [line] = [ln for ln in done.output.splitlines() if ln.startswith("error:")]
+    assert says in line
+    assert not (tmp_path / "x.env").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -283,20 +284,34 @@ def from_terraform(
 ) -> None:
     """Write the settings file from `terraform output -json`."""
 
+    command = ["terraform", f"-chdir={tf_dir}", "output", "-no-color", "-json"]
     try:
-        raw = subprocess.run(
-            ["terraform", f"-chdir={tf_dir}", "output", "-json"],  # noqa: S607
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise fail(f"cannot read terraform outputs: {exc}") from exc
-    outputs = json.loads(raw)
-    write_env_file(settings_from_outputs(outputs), path)
+        raw = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    except OSError as exc:
+        raise fail(f"cannot run terraform ({exc.strerror}): install Terraform 1.x") from exc
+    except subprocess.CalledProcessError as exc:
+        raise fail(f"{shlex.join(command)} failed: {terraform_error(exc.stderr)}") from exc
+    try:
+        outputs = json.loads(raw)
+        settings = settings_from_outputs(outputs if isinstance(outputs, dict) else {})
+    except (ValueError, ConfigError) as exc:
+        raise fail(f"{exc} (read with: {shlex.join(command)})") from exc
+    try:
+        write_env_file(settings, path)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror}") from exc
     console.print(Text(f"Wrote {path}"))
     for label, value in api_addresses(outputs).items():
         console.print(Text(f"{label}: {value}"))
+
+
+def terraform_error(stderr: str) -> str:
+    """The line of terraform's error output that says what is wrong (its first "Error"
+    line, without the box drawing), else its last line."""
+    lines = [ln.strip(" │╷╵\t") for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln]
+    errors = [ln for ln in lines if ln.startswith("Error")]
+    return (errors or lines or ["no error output"])[0]
 
 
 @app.command(epilog="Example: hevcq ladder phone/IMG_0042.MOV --out ~/ladders/IMG_0042")

@@ -53,10 +53,7 @@ def settings_from_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
         }
     missing = sorted(REQUIRED - values.keys())
     if missing:
-        raise ConfigError(
-            f"terraform outputs lack {', '.join(missing)}: is the farm applied "
-            "(terraform -chdir=infra/terraform output)?"
-        )
+        raise ConfigError(f"terraform outputs lack {', '.join(missing)}: is the farm applied?")
     settings: dict[str, str] = {}
     for key, val in sorted(values.items()):
         if not key.startswith(ENV_PREFIX) or not isinstance(val, str) or not val:
