@@ -450,3 +450,20 @@ def test_rollback_waits_for_no_run_and_marks_what_it_put_back(
         back = state.load_rollbacks()[original.relative_to(lib).as_posix()]
     st = original.stat()
     assert back.holds(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@pytest.mark.parametrize("command", ["list", "purge"])
+def test_quarantine_of_a_folder_with_none_says_to_give_the_library(
+    tmp_path: Path, command: str
+) -> None:
+    """Run from anywhere but the library, `quarantine list` showed an empty table and
+    `purge` "0 originals purged", as if the library's quarantine were empty."""
+    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
+
+    from hevcq.cli.app import app  # noqa: PLC0415
+    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
+
+    assert COMMAND_MODULES
+    done = CliRunner().invoke(app, ["quarantine", command, str(tmp_path)], env={"COLUMNS": "300"})
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith(f"No quarantine in {tmp_path.resolve()}: nothing was replaced")

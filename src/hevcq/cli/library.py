@@ -839,6 +839,9 @@ QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True,
 def quarantine_list(library: QuarantineDir = Path()) -> None:
     """Originals in the quarantine, with their state and keep-until date."""
 
+    if not (library / DEFAULT_QUARANTINE).is_dir():
+        console.print(Text(_no_quarantine(library)))
+        return
     t = Table(title=Text(f"quarantine of {library.resolve()}"))
     for col in ("id", "state", "original", "replaced by", "keep until"):
         t.add_column(col)
@@ -852,10 +855,20 @@ def quarantine_list(library: QuarantineDir = Path()) -> None:
     console.print(t)
 
 
+def _no_quarantine(library: Path) -> str:
+    return (
+        f"No quarantine in {library.resolve()}: nothing was replaced there. Give the"
+        " library's own folder (the one `hevcq ingest --replace` was given)."
+    )
+
+
 @quarantine_app.command("purge", epilog="Example: hevcq quarantine purge ~/Videos")
 def quarantine_purge(library: QuarantineDir = Path()) -> None:
     """Delete quarantined originals whose keep time has passed."""
 
+    if not (library / DEFAULT_QUARANTINE).is_dir():
+        console.print(Text(_no_quarantine(library)))
+        return
     gone = purge(library / DEFAULT_QUARANTINE, datetime.now(UTC))
     for p in gone:
         console.print(Text(f"purged the original of {p}"))
