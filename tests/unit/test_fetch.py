@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -686,3 +687,23 @@ def test_a_larger_checksummed_output_keeps_the_original_without_a_decode(lib: Li
     got = f.process(lib.result("720p", output_etag=etag))
     assert (got.action, got.reason) == ("skipped", KEPT_ORIGINAL)
     assert calls == []
+
+
+def test_a_read_only_library_stops_a_replace_saying_to_run_without_it(
+    lib: Lib, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "or choose another output folder", which does not help a replacement: the
+    output goes where the original is."""
+    from hevcq.library import fetch  # noqa: PLC0415
+    from hevcq.library.quarantine import OutputFolderUnusable  # noqa: PLC0415
+
+    def read_only(*_: object, **__: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fetch, "swap_in", read_only)
+    lib.output("hevc")
+    with pytest.raises(OutputFolderUnusable) as stopped:
+        lib.fetcher(replace=frozenset({"hevc"})).process(lib.result("hevc"))
+    assert "is read-only: " in str(stopped.value)
+    assert "make it writable or run without --replace, then run" in str(stopped.value)
+    assert lib.src.read_bytes() == ORIGINAL

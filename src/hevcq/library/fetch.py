@@ -331,6 +331,7 @@ class Fetcher:
                         now=self.clock(),
                         final=dest,
                     ),
+                    instead="run without --replace",
                 )
                 action: Action = "replaced"
                 path = entry.final
@@ -562,9 +563,12 @@ def _not_committed(out: ObjectInfo, what: str) -> str:
     return f"the object under {out.key} differs from the one the ledger committed: {what}"
 
 
-def _placing(folder: Path, what: str, step: Callable[[], T]) -> T:
+def _placing(
+    folder: Path, what: str, step: Callable[[], T], instead: str = "choose another output folder"
+) -> T:
     """Run one step of placing ``what`` in ``folder``; a failure that will not pass by
-    itself (no space, no permission, read-only) stops the run (``OutputFolderUnusable``)."""
+    itself (no space, no permission, read-only) stops the run (``OutputFolderUnusable``),
+    saying what to fix or, ``instead``, what else to do."""
     try:
         return step()
     except (OSError, HevcqError) as exc:
@@ -572,14 +576,14 @@ def _placing(folder: Path, what: str, step: Callable[[], T]) -> T:
         if cause is None or cause.errno not in _STOPS_PLACING:
             raise
         wrong, needed = _STOPS_PLACING[cause.errno]
-        raise OutputFolderUnusable(_stop_message(wrong.format(folder), what, needed)) from exc
+        message = _stop_message(wrong.format(folder), what, needed, instead)
+        raise OutputFolderUnusable(message) from exc
 
 
-def _stop_message(wrong: str, what: str, needed: str) -> str:
-    return (
-        f"{wrong}: {what}; {needed} or choose another output folder, then run the same"
-        " command again"
-    )
+def _stop_message(
+    wrong: str, what: str, needed: str, instead: str = "choose another output folder"
+) -> str:
+    return f"{wrong}: {what}; {needed} or {instead}, then run the same command again"
 
 
 def _os_error(exc: BaseException | None) -> OSError | None:
