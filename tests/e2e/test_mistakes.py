@@ -365,3 +365,29 @@ def test_a_file_too_big_for_the_scratch_disk_is_one_line_before_any_farm(
     assert "1 file needs more scratch space than" in line
     assert "big.mkv needs 13.6 TiB" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", "LIB", "--dry-run"],
+        ["ingest", "LIB"],
+        ["estimate", "LIB"],
+        ["calibrate"],
+    ],
+    ids=" ".join,
+)
+def test_an_unusable_state_folder_is_one_line_not_a_traceback(
+    tmp_path: Path, lib: Path, args: list[str]
+) -> None:
+    """With XDG_STATE_HOME (or HOME) where no folder can be made, the catalog crashed, and
+    recording that crash in the same folder crashed again: a Python traceback."""
+    (tmp_path / "plain").write_text("a file, not a folder")
+    argv = [str(lib) if a == "LIB" else a for a in args]
+    r = hevcq(tmp_path, *argv, XDG_STATE_HOME=str(tmp_path / "plain" / "state"))
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "Traceback" not in out
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "cannot use the state folder" in line
+    assert "set XDG_STATE_HOME to a folder this user can write" in line

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,27 @@ def test_a_number_or_extension_out_of_range_is_a_usage_error(
     assert "Invalid value" in done.output
     assert says in done.output
     assert done.exception is None or isinstance(done.exception, SystemExit)
+
+
+def test_a_crash_whose_state_folder_is_unusable_still_saves_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crash log lives in the state folder; when that folder is what failed, recording
+    the crash raised again and a traceback reached the terminal."""
+    from hevcq.cli import main  # noqa: PLC0415
+
+    (tmp_path / "plain").write_text("a file, not a folder")
+    monkeypatch.setattr(main, "state_dir", lambda: tmp_path / "plain" / "hevcq")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    try:
+        bug()
+    except RuntimeError:
+        where = main._saved_traceback()
+    assert where.startswith(f"traceback in {tmp_path}/hevcq-crash-")
+    saved = Path(where.removeprefix("traceback in "))
+    assert "RuntimeError: a bug" in saved.read_text()
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"

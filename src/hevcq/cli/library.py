@@ -52,7 +52,7 @@ from hevcq.farm.embedded import EmbeddedFarm, embedded_slots, farm_record, publi
 from hevcq.farm.workers import checked_work_dir, usable_ffmpeg
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
-from hevcq.library.catalog import Catalog, RunLock, library_id
+from hevcq.library.catalog import Catalog, RunLock, library_id, state_folder
 from hevcq.library.estimate import TaskSize
 from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
@@ -682,9 +682,16 @@ def calibrate(
 ) -> None:
     """Measure each pool's encode speed on this machine (a short real encode) for estimates."""
     settings, pools = setup()
-    speeds = measure(pools, seconds=seconds, ffmpeg=settings.ffmpeg)
     path = speeds_path()
-    save_speeds(path, speeds, pools)
+    try:
+        state_folder(path.parent)  # before the encodes, not after them
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+    speeds = measure(pools, seconds=seconds, ffmpeg=settings.ffmpeg)
+    try:
+        save_speeds(path, speeds, pools)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}") from exc
     for name, speed in sorted(speeds.items()):
         console.print(Text(f"{name}: {speed:.3g} s of video per second per vCPU"))
     console.print(Text(f"Saved to {path}"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
 
 from rich.text import Text
 
@@ -38,10 +41,25 @@ def main() -> None:
         notes.print(Text.assemble(("error: ", "red"), str(exc)))
         sys.exit(EXIT_CONFIG)
     except Exception as exc:  # a bug: one line here, the traceback in the state dir
-        where = logs.record_crash(state_dir())
         notes.print(
             Text.assemble(
-                ("internal error: ", "red"), f"{type(exc).__name__}: {exc} (traceback in {where})"
+                ("internal error: ", "red"), f"{type(exc).__name__}: {exc} ({_saved_traceback()})"
             )
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _saved_traceback() -> str:
+    """Where the traceback being handled was saved: the state dir's crash log, else a
+    private file in the temporary folder (the state dir may be what failed)."""
+    try:
+        return f"traceback in {logs.record_crash(state_dir())}"
+    except OSError:
+        pass
+    try:
+        fd, name = tempfile.mkstemp(prefix="hevcq-crash-", suffix=".log")  # mode 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(traceback.format_exc())
+    except OSError as exc:
+        return f"traceback not saved: {exc.strerror or exc}"
+    return f"traceback in {name}"

@@ -100,8 +100,7 @@ class RunLock:
     @classmethod
     def take(cls, root: Path, what: str, directory: Path | None = None) -> RunLock:
         """The lock, or a ConfigError naming the command that holds it."""
-        path = default_store_path(root, directory).with_suffix(".run.lock")
-        private_file(private_dir(path.parent) / path.name)
+        path = state_file(default_store_path(root, directory).with_suffix(".run.lock"))
         fd = os.open(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -121,6 +120,27 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)  # and with it the lock
+
+
+def state_folder(folder: Path) -> Path:
+    """``folder`` made (0700) if missing; a ConfigError when it cannot be, rather than a
+    traceback (XDG_STATE_HOME or HOME unwritable)."""
+    try:
+        return private_dir(folder)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use the state folder {folder}: {exc.strerror or exc}; set"
+            " XDG_STATE_HOME to a folder this user can write"
+        ) from exc
+
+
+def state_file(path: Path) -> Path:
+    """``path`` made (0600) if missing, in a ``state_folder``."""
+    folder = state_folder(path.parent)
+    try:
+        return private_file(folder / path.name)
+    except OSError as exc:
+        raise ConfigError(f"cannot use the state file {path}: {exc.strerror or exc}") from exc
 
 
 def library_id(root: Path) -> str:
@@ -279,7 +299,7 @@ class Catalog:
 
     def __init__(self, path: Path) -> None:
         # SQLite gives its -wal and -shm files the database file's mode.
-        private_file(private_dir(path.parent) / path.name)
+        state_file(path)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
