@@ -316,3 +316,24 @@ def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
     finally:
         serve.terminate()
         serve.wait(timeout=30)
+
+
+def test_serve_on_port_0_says_the_port_it_got_and_answers_there(tmp_path: Path) -> None:
+    """`--port 0` (any free port) printed "http://127.0.0.1:0", an address nothing answers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "serve", "--port", "0", "--state-dir", str(tmp_path)],
+        env=env | {"XDG_STATE_HOME": str(tmp_path / "state")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = next(ln for ln in proc.stdout if "Dashboard and API on" in ln)
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+) ", line).group(1))
+        assert port > 0
+        assert wait_for(lambda: _answers(f"http://127.0.0.1:{port}/api/health"), 30), line
+    finally:
+        proc.terminate()
+        proc.wait(30)

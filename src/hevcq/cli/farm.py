@@ -209,7 +209,9 @@ def serve(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; give another --port",
             EXIT_CONFIG,
         ) from exc
-    console.print(f"Dashboard and API on http://{host}:{port} (OpenAPI at /docs)")
+    bound = sock.getsockname()[1]  # --port 0: the free one the system gave
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"Dashboard and API on http://{shown}:{bound} (OpenAPI at /docs)")
     web_server.serve(config, sock)
 
 
