@@ -465,10 +465,32 @@ def choose_pools(farm: dict[str, Pool], names: str | None) -> dict[str, Pool]:
         unknown = sorted(set(chosen) - set(farm))
         if unknown:
             known = ", ".join(sorted(farm))
-            raise ConfigError(f"--pools: unknown pool(s) {', '.join(unknown)}; known: {known}")
+            raise ConfigError(
+                f"--pools: unknown pool(s) {', '.join(unknown)}; known: {known}"
+                + "".join(_pool_hint(name, farm) for name in unknown)
+            )
         if not chosen:
             raise ConfigError("--pools: name at least one pool")
     return {n: farm[n] for n in sorted(set(chosen))}
+
+
+def _pool_hint(name: str, farm: dict[str, Pool]) -> str:
+    """What to do about one unknown pool name: another case of a known one, or an optional
+    pool that ships beside the default ones and is not in this farm."""
+    same = [known for known in farm if known.lower() == name.lower()]
+    if same:
+        return f" ({name}: did you mean {same[0]}?)"
+    try:
+        shipped = default_workers_dir()
+    except ConfigError:
+        return ""
+    optional = shipped / "optional" / f"{name}.yaml"
+    if optional.is_file():
+        return (
+            f" ({name} is an optional pool: copy {optional} into your pools folder, the one"
+            f" HEVCQ_WORKERS_DIR names; start that folder as a copy of {shipped})"
+        )
+    return ""
 
 
 def replacing_pools(pools: Iterable[Pool]) -> frozenset[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.pools import Quality, load_farm, load_pool, video_codec_names
+from hevcq.pools import Quality, choose_pools, load_farm, load_pool, video_codec_names
 from tests.conftest import WORKERS_DIR
 
 
@@ -164,3 +164,19 @@ def test_every_codec_the_shipped_pools_take_is_a_name_the_probe_reports() -> Non
     names = {c for pool in pools for c in pool.applies.source_codecs}
     assert names >= {"h264", "hevc", "mpeg4", "vp9", "av1", "mpeg2video", "prores"}
     assert names | {"mjpeg", "theora", "vc1", "wmv3", "h263", "dnxhd"} <= video_codec_names()
+
+
+@pytest.mark.parametrize(
+    ("names", "says"),
+    [
+        ("HEVC", "(HEVC: did you mean hevc?)"),
+        ("av1", "(av1 is an optional pool: copy "),
+        ("nope", "unknown pool(s) nope; known: 1080p, 720p, hevc, hls"),
+    ],
+)
+def test_an_unknown_pool_name_gets_the_hint_it_needs(names: str, says: str) -> None:
+    """`--pools av1` only said "unknown pool", though the pool ships beside the others."""
+    with pytest.raises(ConfigError) as refused:
+        choose_pools(load_farm(WORKERS_DIR), names)
+    assert says in str(refused.value)
+    assert "\n" not in str(refused.value)
