@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -82,3 +83,15 @@ def fast_pools(tmp: Path, visibility_timeout_s: int = 30, max_receive_count: int
         )
         (out / f.name).write_text(yaml.safe_dump(doc))
     return out
+
+
+def run_cli(args: list[str], **env: str) -> Any:
+    """``hevcq ARGS`` in this process with typer's test runner (its ``Result``), every
+    command registered, in a wide terminal."""
+    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
+
+    from hevcq.cli.app import app  # noqa: PLC0415
+    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
+
+    assert COMMAND_MODULES  # importing them registers every command on ``app``
+    return CliRunner().invoke(app, args, env={"COLUMNS": "300", **env})

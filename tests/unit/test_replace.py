@@ -28,6 +28,7 @@ from hevcq.library.quarantine import (
     verify_replacement,
 )
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
+from tests.conftest import run_cli
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ORIGINAL = b"original h264 bytes " * 200
@@ -426,24 +427,19 @@ def test_rollback_waits_for_no_run_and_marks_what_it_put_back(
     """`hevcq rollback` moves files an ingest with --replace may be swapping right now: it
     is refused while a run holds the library, and once it runs it marks each original it
     put back in the catalog (the next --replace leaves them)."""
-    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
-
-    from hevcq.cli.app import app  # noqa: PLC0415
-    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
     from hevcq.library.catalog import Catalog, RunLock  # noqa: PLC0415
 
-    assert COMMAND_MODULES
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     qroot = lib / DEFAULT_QUARANTINE
     original, candidate, _ = setup_pair(lib)
     swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
     args = ["rollback", "--all", "--library", str(lib)]
     with RunLock.take(lib, "hevcq ingest"):
-        refused = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+        refused = run_cli(args)
     assert refused.exit_code == 2, refused.output
     assert "already brings results home to this library" in refused.output
     assert not original.exists()
-    done = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    done = run_cli(args)
     assert done.exit_code == 0, done.output
     assert original.read_bytes() == ORIGINAL
     with Catalog.for_library(lib) as state:
@@ -458,12 +454,7 @@ def test_quarantine_of_a_folder_with_none_says_to_give_the_library(
 ) -> None:
     """Run from anywhere but the library, `quarantine list` showed an empty table and
     `purge` "0 originals purged", as if the library's quarantine were empty."""
-    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
 
-    from hevcq.cli.app import app  # noqa: PLC0415
-    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
-
-    assert COMMAND_MODULES
-    done = CliRunner().invoke(app, ["quarantine", command, str(tmp_path)], env={"COLUMNS": "300"})
+    done = run_cli(["quarantine", command, str(tmp_path)])
     assert done.exit_code == 0, done.output
     assert done.output.startswith(f"No quarantine in {tmp_path.resolve()}: nothing was replaced")

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.errors import ConfigError
+from tests.conftest import run_cli
 
 SETTINGS = {
     "HEVCQ_BUCKET": "hevcq-media-123456789012-eu-west-1",
@@ -163,15 +164,10 @@ def test_from_terraform_says_what_went_wrong_in_one_line(
 ) -> None:
     """It named infra/terraform whatever --tf-dir said, showed Python's exception for
     terraform's error, and a stdout that is not JSON was an internal error."""
-    from typer.testing import CliRunner  # noqa: PLC0415 - the CLI loads typer
 
-    from hevcq.cli.app import app  # noqa: PLC0415
-    from hevcq.cli.main import COMMAND_MODULES  # noqa: PLC0415
-
-    assert COMMAND_MODULES
     _fake_terraform(tmp_path, monkeypatch, script)
     args = ["config", "from-terraform", "--tf-dir", "my-tf", "--path", str(tmp_path / "x.env")]
-    done = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    done = run_cli(args)
     assert done.exit_code == 2, done.output
     [line] = [ln for ln in done.output.splitlines() if ln.startswith("error:")]
     assert says in line
