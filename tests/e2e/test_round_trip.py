@@ -104,6 +104,11 @@ def test_ingest_replace_swaps_the_hevc_output_in_and_keeps_the_original(trip) ->
     [entry] = list_quarantine(lib / DEFAULT_QUARANTINE)
     assert entry.quarantined.name == "clip.MOV"
     assert entry.state == "complete"
+    # The last lines said "No outputs: ... was not created", with the original replaced.
+    said = " ".join(run.stdout.split())  # a long line wraps at the terminal's width
+    assert f"1 original replaced in {lib}; it stays in its quarantine" in said
+    assert f"`hevcq rollback --all --library {lib}` puts it back." in said
+    assert "No outputs:" not in said
 
 
 def test_renditions_go_to_out_and_outcomes_are_in_the_state_store(trip) -> None:

@@ -407,11 +407,15 @@ def _say_what_is_left(rt: RoundTrip, out: Path, library: Path) -> None:
         console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
     replaced = sum(1 for f in rt.fetched.values() if f.action == "replaced")
     if replaced:
+        one = replaced == 1
+        what = "original" if one else "originals"
+        they, them = ("it stays", "puts it") if one else ("they stay", "puts them")
+        where = shlex.quote(str(library))
         console.print(
             Text(
-                f"{replaced} originals replaced in {library}; they stay in its quarantine"
-                f" (`hevcq quarantine list {shlex.quote(str(library))}`), and"
-                f" `hevcq rollback --all --library {shlex.quote(str(library))}` puts them back."
+                f"{replaced} {what} replaced in {library}; {they} in its quarantine"
+                f" (`hevcq quarantine list {where}`), and"
+                f" `hevcq rollback --all --library {where}` {them} back."
             )
         )
     if out.is_dir():
