@@ -91,6 +91,7 @@ def _scan_options(
     skip: Path,
     full_hash: bool,
     retry_failed: bool = False,
+    replace_pools: frozenset[str] = frozenset(),
 ) -> ScanOptions:
     return ScanOptions(
         extensions=frozenset(ext) if ext else DEFAULT_EXTENSIONS,
@@ -101,6 +102,7 @@ def _scan_options(
         skip_dirs=(skip,),
         full_hash=full_hash,
         retry_failed=retry_failed,
+        replace_pools=replace_pools,
     )
 
 
@@ -257,11 +259,8 @@ def ingest(
             skip=out,
             full_hash=full_hash,
             retry_failed=retry_failed,
+            replace_pools=replacing_pools(pools.values()) if replace else frozenset(),
         )
-        if replace:
-            scan_opts = dataclasses.replace(
-                scan_opts, replace_pools=replacing_pools(pools.values())
-            )
         brings_home = (wait or settings.embedded) and not dry_run
         outputs_stay_out_of(library, out, pools)
         preflight(library, out if brings_home else None, scan_opts)

@@ -497,6 +497,13 @@ class Catalog:
         ).fetchall()
         return {row[0]: Rollback(*row) for row in rows}
 
+    def rollback(self, rel: str) -> Rollback | None:
+        """The rollback mark of the original at ``rel``, if it has one."""
+        row = self._db.execute(
+            "SELECT rel, size, mtime_ns, inode, rolled_back_at FROM rollbacks WHERE rel=?", (rel,)
+        ).fetchone()
+        return Rollback(*row) if row is not None else None
+
     def forget(self, rels: Iterable[str]) -> None:
         """Drop files (and their decisions) from the store."""
         with self.transaction():

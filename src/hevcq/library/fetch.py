@@ -421,7 +421,7 @@ class Fetcher:
     def _rolled_back(self, rel: str) -> str | None:
         """Why the original at ``rel`` stays, when a rollback put it back and it is still
         that file; None otherwise."""
-        back = self.state.load_rollbacks().get(rel)
+        back = self.state.rollback(rel)  # one row: this runs once per replace result
         if back is None:
             return None
         try:
