@@ -75,3 +75,44 @@ def test_a_jwt_named_like_the_operator_sees_none_of_its_uploads(
         assert c.get(f"/api/videos/{mine['id']}", headers=impostor).status_code == 404
     listed = c.get("/api/videos", headers=OPERATOR).json()["videos"]
     assert [v["id"] for v in listed] == [mine["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"filename": "\\ud800.mov"}', ["body", "filename"]),  # a lone surrogate
+        (b'{"filename": "a.mov", "pools": ["\\udfff"]}', ["body", "pools", 0]),
+        (b'{"filename": "a.mov", "\\ud800": 1}', ["body"]),
+        (b'{"filename": "a.mov", "size": NaN}', ["body", "size"]),
+        (b'{"filename": "a.mov", "size": 1e400}', ["body", "size"]),  # inf
+        (b'{"filename": "a.mov", "size": "12"}', ["body", "size"]),
+        (b'{"filename": "a.mov", "size": true}', ["body", "size"]),
+    ],
+)
+def test_a_body_no_encoder_takes_back_is_a_422_not_a_server_error(
+    moto_farm: MotoFarm, body: bytes, where: list[str | int]
+) -> None:
+    """The 422 once quoted the input, and a lone surrogate or NaN in it made the
+    response itself raise: a 500 and a traceback in the server's log, from one request."""
+    c = _client(moto_farm)  # the test client raises what the server raised
+    r = c.post(
+        "/api/uploads", content=body, headers={**OPERATOR, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    r.content.decode("ascii")  # escaped: valid JSON in any encoding a client assumes
+    errors = r.json()["detail"]
+    assert [e["loc"] for e in errors] == [where]
+    assert all(set(e) == {"type", "loc", "msg"} for e in errors)  # the input is not echoed
+    assert moto_farm.clients.s3.list_objects_v2(Bucket=moto_farm.refs.bucket).get("KeyCount") == 0
+
+
+def test_a_filter_that_names_no_pool_or_state_is_refused(moto_farm: MotoFarm) -> None:
+    c = _client(moto_farm)
+    for path in ("/api/jobs?pool=hevcc", "/api/deadletters?pool=hevcc"):
+        r = c.get(path, headers=OPERATOR)
+        assert r.status_code == 422
+        assert r.json()["detail"] == "unknown pool 'hevcc'; known: 1080p, 720p, hevc, hls"
+    r = c.get("/api/jobs?state=finished", headers=OPERATOR)
+    assert r.status_code == 422
+    assert "'done'" in r.json()["detail"][0]["msg"]
+    assert c.get("/api/jobs?state=done&pool=hevc", headers=OPERATOR).json() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,16 +11,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hevcq.errors import FarmConfigError, HevcqError, RetryableError
+from hevcq.ledger import State
 from hevcq.messages import JobResult
 from hevcq.web import uploads
 from hevcq.web.auth import Authenticator, Caller
@@ -80,6 +85,49 @@ class WebConfig:
     upload_ttl_s: int = 3600
 
 
+class SafeJSON(JSONResponse):
+    """JSON that encodes whatever a request put in it.
+
+    An error may quote a caller's input, and a caller may send what no UTF-8 encoder
+    takes (a lone surrogate such as ``"\\ud800"`` is valid JSON) or a float JSON has no
+    word for (``NaN``, ``1e400``): the stock response raised on both, and the caller got
+    a 500 with a traceback in the server's log. Text is escaped to ASCII, and a
+    non-finite float becomes its name as a string.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            _finite(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def _invalid_request(_: Request, exc: Exception) -> SafeJSON:
+    """A 422 that says where and what, without echoing the input back."""
+    if not isinstance(exc, RequestValidationError):  # registered for that class only
+        raise exc
+    errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    return SafeJSON({"detail": errors}, status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    headers = dict(exc.headers or {})
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=headers)
+    return SafeJSON({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
 def _unauthorized() -> HTTPException:
     return HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
@@ -123,6 +171,8 @@ def create_app(config: WebConfig) -> FastAPI:
 
     for error in FARM_ERRORS:
         app.add_exception_handler(error, farm_unreachable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     _pages(app)
     _api(app, config)
@@ -186,6 +236,14 @@ def _farm(request: Request) -> FarmView:
     if config.farm is None:
         raise HTTPException(503, f"no farm: {config.no_farm_reason}")
     return config.farm
+
+
+def _known_pool(f: FarmView, pool: str | None) -> str | None:
+    """A pool filter names a pool of this farm: a typo is a 422, not an empty list."""
+    if pool is not None and pool not in f.farm.refs.pools:
+        known = ", ".join(sorted(f.farm.refs.pools))
+        raise HTTPException(422, f"unknown pool {pool!r}; known: {known}")
+    return pool
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
@@ -254,9 +312,9 @@ def _operator_api(app: FastAPI) -> None:
         return f.status().pools
 
     @app.get("/api/jobs", dependencies=ops)
-    def jobs(f: FarmDep, state: str | None = None, pool: str | None = None) -> list[JobSummary]:
+    def jobs(f: FarmDep, state: State | None = None, pool: str | None = None) -> list[JobSummary]:
         """Jobs, newest first."""
-        return f.jobs(state, pool)
+        return f.jobs(state, _known_pool(f, pool))
 
     @app.get("/api/jobs/{job_id}", dependencies=ops)
     def job(f: FarmDep, job_id: str) -> JobDetail:
@@ -269,7 +327,7 @@ def _operator_api(app: FastAPI) -> None:
     @app.get("/api/deadletters", dependencies=ops)
     def dead_letters(f: FarmDep, pool: str | None = None) -> list[DeadLetterOut]:
         """Dead-letter messages with failure class and reason."""
-        return f.dead_letters(pool)
+        return f.dead_letters(_known_pool(f, pool))
 
     @app.post("/api/redrive", dependencies=[*ops, Depends(_same_origin)])
     def redrive(f: FarmDep, body: RedriveRequest) -> RedriveResult:

@@ -187,6 +187,7 @@ class UploadRequest(BaseModel):
     size: int | None = Field(
         None,
         ge=1,
+        strict=True,  # a number: not "12", not true
         description="The file's size in bytes, if known: the POST then accepts "
         "no more, and only this much counts against the owner's bytes in flight "
         "(otherwise the server's largest upload does).",

@@ -206,12 +206,12 @@ class FarmView:
             totals=totals(items, now),
         )
 
-    def jobs(self, state: str | None = None, pool: str | None = None) -> list[JobSummary]:
+    def jobs(self, state: State | None = None, pool: str | None = None) -> list[JobSummary]:
         """Every job, newest first, optionally of one state or pool."""
         out = [
             job_summary(i)
             for i in self.farm.items()
-            if (state is None or i.state.value == state) and (pool is None or i.pool == pool)
+            if (state is None or i.state is state) and (pool is None or i.pool == pool)
         ]
         epoch = datetime.min.replace(tzinfo=UTC)
         return sorted(out, key=lambda j: j.finished_at or j.started_at or epoch, reverse=True)
