@@ -144,6 +144,25 @@ def test_a_head_over_the_limit_is_refused(address: tuple[str, int]) -> None:
     assert took < WAIT_S
 
 
+@pytest.mark.parametrize("size", [guard.MAX_HEAD_BYTES + 1, 60 * 1024])
+def test_a_whole_head_over_the_limit_is_refused(address: tuple[str, int], size: int) -> None:
+    """A head sent whole in one write: the HTTP parser checks only heads still arriving,
+    and let this one through up to the size of one read."""
+    with _connect(address) as sock:
+        line = f"GET /api/health HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nX-Big: "
+        big = "x" * (size - len(line) - 4)
+        sock.sendall(f"{line}{big}\r\n\r\n".encode())
+        data, took = _read_all(sock)
+    assert data.startswith(b"HTTP/1.1 431 "), data[:200]
+    assert took < WAIT_S
+    with _connect(address) as sock:  # a head of the largest size allowed still passes
+        line = f"GET /api/health HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\n"
+        big = "x" * (guard.MAX_HEAD_BYTES - len(line) - len("X-Big: \r\nConnection: close\r\n\r\n"))
+        sock.sendall(f"{line}X-Big: {big}\r\nConnection: close\r\n\r\n".encode())
+        data, _ = _read_all(sock)
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+
+
 def test_an_ordinary_request_is_served(address: tuple[str, int]) -> None:
     with _connect(address) as sock:
         body = b'{"filename": "a.mov"}'

@@ -16,6 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # The API's bodies are a file name and a pool, or a redrive request: a few hundred bytes.
 # Uploads go to S3 on a presigned POST, never through this server.
 MAX_BODY_BYTES = 8 * 1024
+# The largest request head (request line and headers): a JWT with its groups fits. The
+# HTTP parser refuses a head still incomplete past it; the guard refuses one that arrived
+# whole in one read, which the parser lets through up to a read's size.
+MAX_HEAD_BYTES = 16 * 1024
 # Time a client has to send a whole request body once its head arrived.
 BODY_TIMEOUT_S = 10.0
 # The names a browser on this machine reaches a loopback server by.
@@ -53,6 +57,14 @@ def host_allowed(host: str | None, port: int) -> bool:
     else:
         name, _, given = host.rpartition(":")
     return name.lower() in LOOPBACK_NAMES and given == str(port)
+
+
+def head_size(scope: Scope) -> int:
+    """The bytes of a request's head as sent: its line, each header, the blank line."""
+    query = scope["query_string"]
+    path = len(scope.get("raw_path") or b"") + (1 + len(query) if query else 0)
+    line = len(scope["method"]) + 1 + path + len(" HTTP/1.1\r\n")
+    return line + sum(len(k) + len(v) + 4 for k, v in scope["headers"]) + 2
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -107,6 +119,8 @@ class Guard:
         await self.app(scope, _bounded(receive, self.max_body, self.body_timeout_s), send)
 
     def _refusal(self, scope: Scope) -> tuple[int, str] | None:
+        if head_size(scope) > MAX_HEAD_BYTES:
+            return 431, f"request head over {MAX_HEAD_BYTES} bytes"
         server = scope.get("server")
         port = server[1] if server else 0
         if self.local_only and not host_allowed(_header(scope, b"host"), port):

@@ -23,6 +23,7 @@ from hevcq.farm.embedded import running_farm
 from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
+from hevcq.web import guard
 from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.play import PlayPolicy, SegmentMode
@@ -174,8 +175,7 @@ def web_config(settings: Settings, located: Located, host: str) -> WebConfig:
 # A request's head (request line and headers) must arrive whole in this long, from the
 # connection's start or the previous response; uvicorn itself waits for ever.
 HEAD_TIMEOUT_S = 10.0
-# The largest head accepted (h11 answers 400 past it): a JWT with its groups fits.
-MAX_HEAD_BYTES = 16 * 1024
+MAX_HEAD_BYTES = guard.MAX_HEAD_BYTES  # h11 answers 400 to a longer head still arriving
 KEEP_ALIVE_S = 5  # an idle connection between requests
 
 
