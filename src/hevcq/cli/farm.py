@@ -332,9 +332,12 @@ def ladder(
 ) -> None:
     """Make and check an HLS ladder of one file on this machine.
 
-    The ladder is CMAF segments, H.264 + AAC (plus any --codec group). It is checked: every
-    rung decodes, IDR frames line up, bandwidths are measured. A poster (poster.jpg, a
-    representative frame) goes beside the master playlist."""
+    The ladder is CMAF segments, H.264 + AAC (plus any --codec group).
+
+    It is checked: every rung decodes, IDR frames line up, bandwidths are measured.
+
+    A poster (poster.jpg, a representative frame) goes beside the master playlist.
+    """
 
     try:
         settings = load_settings(os.environ)
