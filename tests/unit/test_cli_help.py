@@ -74,7 +74,7 @@ def test_completion_shows_and_installs_for_bash_and_zsh(
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_every_commands_help_is_paragraphs_of_one_line_of_plain_text(command: tuple[str, ...]) -> None:
+def test_every_commands_help_is_one_line_paragraphs_of_plain_text(command: tuple[str, ...]) -> None:
     """The listing of `hevcq --help` shows each command's first paragraph: a line break in
     it broke the listing mid-sentence, and reST markup showed as doubled backquotes."""
     cmd: Any = typer.main.get_command(app)
