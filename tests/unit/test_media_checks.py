@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 
+from hevcq.errors import PermanentError
 from hevcq.media.model import AudioStream, EncodePlan, MediaInfo, VideoStream
-from hevcq.media.probe import bit_depth, looks_like_media, normalise_rotation
+from hevcq.media.probe import bit_depth, looks_like_media, normalise_rotation, probe
 from hevcq.media.verify import Decoded, decode_problems, shape_problems
 
 
@@ -131,3 +134,13 @@ def test_no_video_is_a_problem() -> None:
 )
 def test_decode_problems(decoded: Decoded, problems: list[str]) -> None:
     assert decode_problems(decoded) == problems
+
+
+def test_a_file_that_is_not_a_regular_file_is_named_so(tmp_path: Path) -> None:
+    """A FIFO was called an "empty file (0 bytes)"; one with a writer would block probing."""
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(PermanentError, match="not a regular file"):
+        probe(fifo)
+    with pytest.raises(PermanentError, match="not a regular file"):
+        probe(Path("/dev/zero"))

@@ -4,6 +4,7 @@ no subprocess per file."""
 from __future__ import annotations
 
 import contextlib
+import stat
 from collections.abc import Callable
 from fractions import Fraction
 from io import RawIOBase
@@ -70,7 +71,10 @@ def normalise_rotation(degrees: float | None) -> int:
 
 def probe(path: Path) -> MediaInfo:
     """Describe a media file; ``PermanentError`` when it cannot be a usable source."""
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block its reader; a device never ends
+        raise PermanentError("not a regular file")
+    size = st.st_size
     if size == 0:
         raise PermanentError("empty file (0 bytes)")
     try:
