@@ -25,7 +25,7 @@ import json
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -567,6 +567,11 @@ class RuleLedger(ABC):
     @abstractmethod
     def scan_items(self) -> list[LedgerItem]:
         """Every item (status views; the table holds one item per job)."""
+
+    def get_many(self, jobs: Iterable[tuple[str, str]]) -> list[LedgerItem]:
+        """The items of these (source key, pool) jobs that exist, not read consistently:
+        what a view of a run's own jobs reads instead of scanning the whole table."""
+        return [item for key, pool in jobs if (item := self.get(key, pool)) is not None]
 
     def _claim_write(
         self, job: JobKey, worker: str, message_id: str, lease_s: float, read: LedgerItem | None

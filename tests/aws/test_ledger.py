@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -236,3 +237,52 @@ def test_an_item_keeps_a_bounded_history() -> None:
 def test_an_unreadable_history_is_no_history(raw: str) -> None:
     item = LedgerItem.from_item({"pk": "k", "sk": "hevc", "history": raw})
     assert item.history == ()
+
+
+def test_a_run_reads_its_jobs_by_key_past_a_batch_and_misses_no_item(ledger) -> None:
+    """``get_many`` stands in for the scan a run's live view made once a second."""
+    jobs = [JobKey(f"TODO/clip{i:03d}.mp4", "hevc", "e" * 32, "h") for i in range(230)]
+    for i, job in enumerate(jobs):
+        claimed(ledger.claim(job, f"w{i}", f"m{i}", lease_s=60))
+    asked = [(j.key, j.pool) for j in jobs] + [("TODO/missing.mp4", "hevc"), (jobs[0].key, "hevc")]
+    got = ledger.get_many(asked)
+    assert sorted((i.key, i.pool, i.worker) for i in got) == sorted(
+        (j.key, j.pool, f"w{n}") for n, j in enumerate(jobs)
+    )
+    assert ledger.get_many([]) == []
+
+
+class _Throttled:
+    """A DynamoDB client whose batch reads leave keys unprocessed, as a throttled table does."""
+
+    def __init__(self, real: Any, unprocessed_rounds: int) -> None:
+        self.real, self.left_rounds, self.batches, self.gets = real, unprocessed_rounds, 0, 0
+
+    def batch_get_item(self, **kw: Any) -> Any:
+        self.batches += 1
+        ((table, ask),) = kw["RequestItems"].items()
+        keys = ask["Keys"]
+        if self.left_rounds > 0:
+            self.left_rounds -= 1
+            done = self.real.batch_get_item(RequestItems={table: {"Keys": keys[:1]}})
+            return {**done, "UnprocessedKeys": {table: {"Keys": keys[1:]}}}
+        return self.real.batch_get_item(**kw)
+
+    def get_item(self, **kw: Any) -> Any:
+        self.gets += 1
+        return self.real.get_item(**kw)
+
+
+@pytest.mark.parametrize(("rounds", "batches", "gets"), [(2, 3, 0), (10, 4, 1)])
+def test_keys_a_throttled_batch_leaves_are_read_again(
+    clients: Clients, monkeypatch: pytest.MonkeyPatch, rounds: int, batches: int, gets: int
+) -> None:
+    monkeypatch.setattr("hevcq.aws.ledger.BATCH_GET_PAUSE_S", 0.0)
+    jobs = [JobKey(f"TODO/clip{i}.mp4", "hevc", "e" * 32, "h") for i in range(5)]
+    real = DynamoLedger(clients.dynamodb, "ledger", clock=Clock())
+    for job in jobs:
+        claimed(real.claim(job, "w1", "m1", lease_s=60))
+    client = _Throttled(clients.dynamodb, rounds)
+    got = DynamoLedger(client, "ledger").get_many([(j.key, j.pool) for j in jobs])  # type: ignore[arg-type]
+    assert sorted(i.key for i in got) == sorted(j.key for j in jobs)
+    assert (client.batches, client.gets) == (batches, gets)

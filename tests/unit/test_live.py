@@ -47,9 +47,9 @@ def test_overall_line_counts_jobs_bytes_and_the_library_eta() -> None:
 
 def test_the_terminal_view_redraws_jobs_and_totals_and_prints_names_as_text() -> None:
     console = Console(record=True, width=100, force_terminal=True, color_system=None)
-    view = LiveView(console, lambda: [JOB], jobs_total=3)
+    view = LiveView(console, lambda _: [JOB], jobs_total=3)
     view.begin(3, 300)
-    view.tick()
+    view.tick([(JOB.key, JOB.pool)])
     view.result(_done(NAME))
     screen = Console(record=True, width=100, force_terminal=True, color_system=None)
     screen.print(view.renderable())
@@ -71,9 +71,9 @@ def test_the_terminal_view_redraws_jobs_and_totals_and_prints_names_as_text() ->
 
 def test_off_a_terminal_the_view_prints_plain_lines() -> None:
     console = Console(record=True, width=300, force_terminal=False)
-    view = LiveView(console, lambda: [JOB], jobs_total=3)
+    view = LiveView(console, lambda _: [JOB], jobs_total=3)
     view.begin(3, 300)
-    view.tick()
+    view.tick([(JOB.key, JOB.pool)])
     view.result(_done(NAME))
     view.end()
     text = console.export_text()
@@ -87,7 +87,9 @@ def test_off_a_terminal_the_view_prints_plain_lines() -> None:
 
 
 def test_a_files_input_counts_once_however_many_pools_bring_it_home() -> None:
-    view = LiveView(Console(record=True, width=300, force_terminal=False), list, jobs_total=3)
+    view = LiveView(
+        Console(record=True, width=300, force_terminal=False), lambda _: [], jobs_total=3
+    )
     view.begin(1, 4 * 1024**2)
     for pool in ("hevc", "720p", "1080p"):
         f = _done(NAME)

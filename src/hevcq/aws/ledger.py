@@ -5,7 +5,7 @@ conditional UpdateItem that DynamoDB checks atomically on the server.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+BATCH_GET_KEYS = 100  # the most keys one BatchGetItem takes
+# A throttled batch returns what it could not read as UnprocessedKeys: asked again this
+# many times, a short pause apart, and what is still left is read one item at a time.
+BATCH_GET_ROUNDS = 4
+BATCH_GET_PAUSE_S = 0.05
 
 
 def condition(expect: Expect) -> tuple[str, dict[str, object]]:
@@ -89,8 +94,11 @@ class DynamoLedger(RuleLedger):
 
     def _call(self, what: str, fn: Callable[..., Any], **kw: Any) -> Any:
         """One DynamoDB call; transient faults become RetryableError, config faults their own."""
+        return self._any_call(what, fn, TableName=self.table, **kw)
+
+    def _any_call(self, what: str, fn: Callable[..., Any], **kw: Any) -> Any:
         try:
-            return fn(TableName=self.table, **kw)
+            return fn(**kw)
         except ClientError as exc:
             if error_code(exc) == CONDITION_FAILED:
                 raise
@@ -117,6 +125,31 @@ class DynamoLedger(RuleLedger):
                 return None
             raise
         return LedgerItem.from_item(resp["Attributes"])
+
+    def get_many(self, jobs: Iterable[tuple[str, str]]) -> list[LedgerItem]:
+        """The items of these jobs that exist, by BatchGetItem (eventually consistent)."""
+        keys = [{"pk": {"S": k}, "sk": {"S": p}} for k, p in dict.fromkeys(jobs)]
+        items: list[LedgerItem] = []
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            left: list[dict[str, Any]] = keys[start : start + BATCH_GET_KEYS]
+            for n in range(BATCH_GET_ROUNDS):
+                if n:
+                    time.sleep(BATCH_GET_PAUSE_S * n)
+                resp = self._any_call(
+                    "ledger read",
+                    self.ddb.batch_get_item,
+                    RequestItems={self.table: {"Keys": left}},
+                )
+                got = resp.get("Responses", {}).get(self.table, [])
+                items.extend(LedgerItem.from_item(i) for i in got)
+                left = resp.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+                if not left:
+                    break
+            for k in left:
+                item = self.get(k["pk"]["S"], k["sk"]["S"])
+                if item is not None:
+                    items.append(item)
+        return items
 
     def scan_items(self) -> list[LedgerItem]:
         """Every item (status views; the table holds one item per job)."""

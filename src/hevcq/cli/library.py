@@ -64,7 +64,7 @@ from hevcq.library.quarantine import (
     purge,
 )
 from hevcq.library.quarantine import rollback as restore
-from hevcq.library.results import Fetched
+from hevcq.library.results import Fetched, SourcePool
 from hevcq.library.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
 from hevcq.library.runs import new_run_folder
 from hevcq.library.scan import ScanReport, scan
@@ -577,11 +577,11 @@ def _on_farm(
         view = LiveView(console, client.running, jobs)
         workers = farm.workers
 
-        def tick() -> None:
+        def tick(in_flight: list[SourcePool]) -> None:
             if workers is not None:
                 workers.supervise()
             dashboard_tick()
-            view.tick()
+            view.tick(in_flight)
 
         try:
             return run_round_trip(

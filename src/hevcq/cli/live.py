@@ -26,7 +26,7 @@ from hevcq.library.summary import human_bytes, human_seconds, shorten_middle
 from hevcq.pace import time_left_s
 
 if TYPE_CHECKING:
-    from hevcq.library.results import Fetched
+    from hevcq.library.results import Fetched, SourcePool
     from hevcq.library.upload import Uploaded
 
 PLAIN_EVERY_S = 10.0  # a status line when not on a terminal
@@ -112,7 +112,10 @@ class LiveView:
     """Shows an ingest as it runs; also the progress sink of its uploads (``UploadProgress``)."""
 
     def __init__(
-        self, console: Console, running: Callable[[], list[RunningJob]], jobs_total: int
+        self,
+        console: Console,
+        running: Callable[[list[SourcePool]], list[RunningJob]],
+        jobs_total: int,
     ) -> None:
         self.console = console
         self._running = running
@@ -187,12 +190,13 @@ class LiveView:
             self._done, self._jobs_total, self._in, self._out, time.monotonic() - self._started
         )
 
-    def tick(self) -> None:
-        """Read the running jobs (at most once a second) and redraw, or print a plain line."""
+    def tick(self, in_flight: list[SourcePool]) -> None:
+        """Read which of the run's jobs in the farm run (at most once a second), and redraw
+        or print a plain line."""
         now = time.monotonic()
         if now - self._last_read >= REFRESH_EVERY_S:
             self._last_read = now
-            self._jobs = self._running()
+            self._jobs = self._running(in_flight) if in_flight else []
         if self._live is not None:
             self.refresh()
         elif now - self._last_plain >= PLAIN_EVERY_S:

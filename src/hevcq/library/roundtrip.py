@@ -351,12 +351,15 @@ def run_round_trip(
     options: IngestOptions,
     progress: UploadProgress | None = None,
     on_scanned: Callable[[ScanReport], None] | None = None,
-    on_tick: Callable[[], None] | None = None,
+    on_tick: Callable[[list[SourcePool]], None] | None = None,
     on_result: Callable[[Fetched], None] | None = None,
     control: Control | None = None,
     report: ScanReport | None = None,
 ) -> RoundTrip:
-    """Scan (unless given the report), then upload and, when waiting, stream results home."""
+    """Scan (unless given the report), then upload and, when waiting, stream results home.
+
+    ``on_tick`` is called on each turn of the loop with the jobs the run has in the farm.
+    """
     if report is None:
         report = scan(library, list(pools.values()), state, options.scan, out_dir=options.home)
         if on_scanned:
@@ -415,7 +418,7 @@ class _Run:
         *,
         options: IngestOptions,
         control: Control,
-        on_tick: Callable[[], None] | None,
+        on_tick: Callable[[list[SourcePool]], None] | None,
     ) -> None:
         self.rt, self.handler, self.farm = rt, handler, farm
         self.options, self.control, self.on_tick = options, control, on_tick
@@ -538,7 +541,7 @@ class _Run:
             )
             self.uploads[fut] = e
         if self.on_tick:
-            self.on_tick()
+            self.on_tick(self.window.in_flight())  # a view reads these jobs, never a scan
         if time.monotonic() >= self.next_dlq:
             self.handler.dead_letters(self.farm)
             self.handler.missed(self._finished_in_ledger())

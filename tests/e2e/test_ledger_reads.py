@@ -1,0 +1,71 @@
+"""What an ingest reads of the ledger: its own jobs by key, never the whole table.
+
+On the embedded farm a scan costs about 1.5 ms of CPU per item, and the ledger holds every
+job of the run: the live view's once-a-second scan took a core from the encodes by a
+library of a few thousand files. The scan is counted inside a real ingest process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.samples import make_clip
+
+pytestmark = pytest.mark.e2e
+
+# The ingest, with each whole-ledger scan counted in a file and a plain status line twice
+# a second (off a terminal it prints one every ten seconds).
+COUNTED = """
+import os
+from pathlib import Path
+from hevcq.aws.ledger import DynamoLedger
+from hevcq.cli import live
+
+live.PLAIN_EVERY_S = 0.5
+scan = DynamoLedger.scan_items
+def counted(self):
+    with Path(os.environ["SCANS_COUNTED_IN"]).open("a") as f:
+        f.write("scan\\n")
+    return scan(self)
+DynamoLedger.scan_items = counted
+from hevcq.cli import entry
+entry()
+"""
+
+
+def test_an_ingest_reads_its_running_jobs_by_key_and_never_scans_the_ledger(
+    tmp_path: Path,
+) -> None:
+    lib = tmp_path / "lib"
+    for name, seconds in (("a", 4.0), ("b", 3.0)):
+        make_clip(lib / f"{name}.mp4", width=320, height=240, seconds=seconds)
+    scans = tmp_path / "scans"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HOME": str(tmp_path / "home"),
+        "COLUMNS": "300",
+        "SCANS_COUNTED_IN": str(scans),
+    }
+    out = tmp_path / "out"
+    args = ["ingest", str(lib), "--out", str(out), "--pools", "hevc", "--no-dashboard"]
+    run = subprocess.run(
+        [sys.executable, "-c", COUNTED, *args, "--timeout", "240"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "hevc").iterdir()) == ["a.mp4", "b.mp4"], (
+        run.stdout
+    )
+    assert not scans.exists(), scans.read_text().count("scan")
+    # The view still shows what runs, read by key: a job's name, pool and percent.
+    running = [ln for ln in run.stdout.splitlines() if "; running: " in ln]
+    assert any(" hevc " in ln.split("; running: ")[1] for ln in running), run.stdout
