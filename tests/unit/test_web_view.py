@@ -9,6 +9,7 @@ import pytest
 from hevcq.errors import FailureClass
 from hevcq.jobs import QueueDepth, RunningJob
 from hevcq.ledger import LedgerItem, State
+from hevcq.web import view as web_view
 from hevcq.web.models import PoolOutcome
 from hevcq.web.videos import video_state
 from hevcq.web.view import job_summary, recent, status_report, totals
@@ -152,3 +153,41 @@ def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
 )
 def test_a_video_is_done_only_when_every_pool_settled(states: list[str], word: str) -> None:
     assert video_state([PoolOutcome(pool=str(i), state=s) for i, s in enumerate(states)]) == word
+
+
+class _SlowScans:
+    """A farm whose ledger scan takes ``took_s`` on the view's clock, counted."""
+
+    def __init__(self, clock: list[float], took_s: float) -> None:
+        self.clock, self.took_s, self.scans = clock, took_s, 0
+
+    def items(self) -> list[LedgerItem]:
+        self.scans += 1
+        self.clock[0] += self.took_s
+        return list(ITEMS)
+
+
+@pytest.mark.parametrize(
+    ("took_s", "share", "later", "scans"),
+    [
+        (2.0, 10.0, [5, 19.9], 1),  # a 2 s scan serves the next 20 s
+        (2.0, 10.0, [20.1], 2),
+        (0.05, 10.0, [0.1, 0.2, 0.3], 4),  # a quick scan is never reused
+        (2.0, 0.0, [0.1, 0.2], 3),  # a view that reuses nothing (the default)
+    ],
+)
+def test_a_slow_ledger_scan_is_reused_for_a_share_of_its_time(
+    monkeypatch: pytest.MonkeyPatch, took_s: float, share: float, later: list[float], scans: int
+) -> None:
+    """A dashboard polling once a second scanned the whole ledger once a second: on the
+    embedded farm a core at a few thousand jobs, taken from the encodes."""
+    clock = [1000.0]
+    monkeypatch.setattr("hevcq.web.view.time.monotonic", lambda: clock[0])
+    farm = _SlowScans(clock, took_s)
+    view = web_view.FarmView(farm, scan_share=share)  # type: ignore[arg-type]
+    assert len(view.items()) == len(ITEMS)
+    ended = clock[0]
+    for after in later:  # seconds after the first scan ended
+        clock[0] = max(clock[0], ended + after)
+        assert len(view.items()) == len(ITEMS)
+    assert farm.scans == scans

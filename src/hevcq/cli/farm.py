@@ -32,7 +32,6 @@ from hevcq.cli.app import (
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError, PermanentError
-from hevcq.farm.client import Farm
 from hevcq.farm.embedded import running_farm
 from hevcq.farm.workers import checked_ffmpeg, checked_work_dir, reach_worker
 from hevcq.library.results import announced_objects
@@ -47,7 +46,7 @@ from hevcq.procs import die_with_parent
 from hevcq.settings import Settings, load_settings
 from hevcq.settings import state_dir as default_state_dir
 from hevcq.web import server as web_server
-from hevcq.web.view import FarmView
+from hevcq.web.view import SCAN_SHARE, FarmView
 
 log = structlog.get_logger()
 
@@ -132,12 +131,13 @@ def status(
 
     settings, _, farm = configured()
     if watch is None:
-        _print_status(farm, as_json=as_json)
+        _print_status(FarmView(farm), as_json=as_json)
         return
+    view = FarmView(farm, scan_share=SCAN_SHARE)  # a large ledger is scanned less often
     try:
         while True:
             console.clear()
-            _print_status(farm, as_json=as_json)
+            _print_status(view, as_json=as_json)
             time.sleep(max(0.5, watch))
     except KeyboardInterrupt:
         return
@@ -148,8 +148,8 @@ def status(
         raise fail(f"the farm stopped answering: {exc}", EXIT_FARM_MISCONFIGURED) from exc
 
 
-def _print_status(farm: Farm, *, as_json: bool = False) -> None:
-    report = FarmView(farm).status()
+def _print_status(view: FarmView, *, as_json: bool = False) -> None:
+    report = view.status()
     if as_json:
         print(report.model_dump_json(indent=2))
         return

@@ -28,7 +28,7 @@ from hevcq.web.app import WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.play import PlayPolicy, SegmentMode
 from hevcq.web.videos import UploadQuota
-from hevcq.web.view import FarmView
+from hevcq.web.view import SCAN_SHARE, FarmView
 
 SERVER_START_TIMEOUT_S = 10.0
 GRACEFUL_STOP_S = 2  # seconds (uvicorn takes whole ones)
@@ -67,6 +67,7 @@ def embedded_view(
         api_pools=settings.api_pool_names,
         # The embedded endpoint answers no web page: this server streams the segments.
         play_policy=play_policy(settings, "proxy"),
+        scan_share=SCAN_SHARE,
     )
 
 
@@ -97,6 +98,7 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             quota=upload_quota(settings),
             api_pools=settings.api_pool_names,
             play_policy=play_policy(settings, "presigned"),
+            scan_share=SCAN_SHARE,
         )
         return Located(view, embedded=False)
     running = running_farm(state_dir)
