@@ -219,6 +219,11 @@ class FakeStore:
         self.lists.append(prefix)
         return sorted(k for k in self.objects if k.startswith(prefix))
 
+    def list_page(self, prefix: str, *, start_after: str | None, max_keys: int) -> list[str]:
+        self.lists.append(prefix)
+        keys = sorted(k for k in self.objects if k.startswith(prefix))
+        return [k for k in keys if start_after is None or k > start_after][:max_keys]
+
     def presign_get(self, key: str, ttl_s: int) -> str:
         return f"https://fake.test/{key}?ttl={ttl_s}"
 

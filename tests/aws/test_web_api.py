@@ -429,3 +429,21 @@ def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(
     assert item is not None
     detail = c.get(f"/api/jobs/{item.job_id}").json()
     assert detail["play_url"].startswith("/play/")
+
+
+def test_pages_of_videos_chain_newest_first_over_s3(moto_farm: MotoFarm) -> None:
+    """The newest-first index as S3 lists it: flipped ids, StartAfter, MaxKeys."""
+    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    made = [
+        c.post("/api/uploads", json={"filename": f"v{n}.mov"}, headers={CSRF_HEADER: "1"}).json()[
+            "id"
+        ]
+        for n in range(5)
+    ]
+    seen, cursor = [], None
+    for _ in range(3):
+        page = c.get("/api/videos", params={"limit": 2} | ({"cursor": cursor} if cursor else {}))
+        seen += [v["id"] for v in page.json()["videos"]]
+        cursor = page.json()["next_cursor"]
+    assert seen == made[::-1]
+    assert cursor is None

@@ -88,12 +88,18 @@ def _record(owner: str, n: int) -> uploads.UploadRecord:
     )
 
 
-def _store_records(store: FakeStore, owner: str, count: int) -> list[str]:
+def _store_records(store: FakeStore, owner: str, count: int, *, indexed: bool = False) -> list[str]:
+    """Records as the API writes them (``indexed``), or as it did before the newest-first
+    index: the record alone."""
     ids = []
     for n in range(count):
         r = _record(owner, n)
         store.put_bytes(uploads.record_key(owner, r.id), r.model_dump_json().encode(), "")
+        if indexed:
+            store.put_bytes(uploads.newest_key(owner, r.id), b"", "")
         ids.append(r.id)
+    if indexed:
+        store.put_bytes(uploads.newest_prefix(owner) + uploads.INDEXED_MARK, b"", "")
     return sorted(ids, reverse=True)
 
 
@@ -106,18 +112,44 @@ def _reads(view: FakeFarmView) -> int:
     return view.fake_store.reads() + view.fake_ledger.gets
 
 
-def test_a_page_of_videos_costs_reads_for_that_page_only() -> None:
+@pytest.mark.parametrize("count", [200, 5000])
+def test_a_page_of_videos_costs_reads_for_that_page_only(count: int) -> None:
+    """A page listed every record key of its owner, so its cost grew with the owner's
+    uploads; now it lists the page's own index keys, after the cursor."""
     view = _view()
     c = _client(view)
     owner = _owner(c)
-    _store_records(view.fake_store, owner, 200)
-    _store_records(view.fake_store, "someone else", 30)
+    _store_records(view.fake_store, owner, count, indexed=True)
+    _store_records(view.fake_store, "someone else", 30, indexed=True)
     before = _reads(view)
+    listed = view.fake_store.list_page
+    asked: list[int] = []
+
+    def counted(prefix: str, *, start_after: str | None, max_keys: int) -> list[str]:
+        asked.append(max_keys)
+        return listed(prefix, start_after=start_after, max_keys=max_keys)
+
+    view.fake_store.list_page = counted  # type: ignore[method-assign]
     r = c.get("/api/videos", params={"limit": 10})
     assert r.status_code == 200
     assert len(r.json()["videos"]) == 10
-    # One listing, then per video on the page: its record, its source, an item per pool.
-    assert _reads(view) - before == 1 + 10 * (1 + 1 + len(POOLS))
+    # The index's mark and one listing of 11 keys, then per video on the page: its
+    # record, its source, an item per pool.
+    assert asked == [11]
+    assert _reads(view) - before == 2 + 10 * (1 + 1 + len(POOLS))
+
+
+def test_records_from_before_the_index_are_put_in_it_once() -> None:
+    view = _view()
+    c = _client(view)
+    owner = _owner(c)  # an upload made with the index: its entry is written with it
+    old = _store_records(view.fake_store, owner, 25)  # records alone, as before the index
+    first = c.get("/api/videos", params={"limit": 30}).json()
+    assert [v["id"] for v in first["videos"]][1:] == old
+    assert first["videos"][0]["filename"] == "probe.mov"  # the newest
+    assert view.fake_store.lists.count(uploads.owner_prefix(owner)) == 1
+    c.get("/api/videos", params={"limit": 30})
+    assert view.fake_store.lists.count(uploads.owner_prefix(owner)) == 1  # never again
 
 
 def test_pages_chain_through_the_cursor_newest_first_and_new_uploads_do_not_shift_them() -> None:

@@ -419,6 +419,20 @@ class S3Store:
             raise classify(exc, f"list {prefix}") from exc
         return keys
 
+    def list_page(self, prefix: str, *, start_after: str | None, max_keys: int) -> list[str]:
+        """At most ``max_keys`` (up to 1,000) keys under ``prefix`` after ``start_after``, in
+        S3's order: one request, however many keys the prefix holds."""
+        try:
+            if start_after:
+                page = self._s3.list_objects_v2(
+                    Bucket=self.bucket, Prefix=prefix, MaxKeys=max_keys, StartAfter=start_after
+                )
+            else:
+                page = self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=max_keys)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"list {prefix}") from exc
+        return [o["Key"] for o in page.get("Contents", [])]
+
     def reachable(self) -> bool:
         """Whether the bucket answers (a HEAD of the bucket)."""
         try:

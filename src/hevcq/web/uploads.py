@@ -29,6 +29,14 @@ from hevcq.objects import ObjectStore
 
 UPLOADS_PREFIX = "uploads/"
 OPEN_PREFIX = f"{UPLOADS_PREFIX}open/"
+# The newest-first index: an empty object per upload, named by its id with each Crockford
+# digit flipped (0 <-> Z), so S3's ascending listing gives the newest first and a page is
+# one listing of page-size keys after the cursor, however many uploads the owner has.
+NEWEST_PREFIX = f"{UPLOADS_PREFIX}newest/"
+# Written once an owner's records from before the index are in it; '~' sorts after ids.
+INDEXED_MARK = "~indexed"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FLIP = str.maketrans(CROCKFORD, CROCKFORD[::-1])
 # Unicode's bidirectional controls (UAX #9): they reorder what a name shows, so that
 # "invoice\u202egpj.exe" reads as "invoiceexe.jpg".
 BIDI_CONTROLS = frozenset(
@@ -60,6 +68,7 @@ class RecordStore(ObjectStore, Protocol):
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
     def get_bytes(self, key: str) -> bytes | None: ...
     def list_keys(self, prefix: str) -> list[str]: ...
+    def list_page(self, prefix: str, *, start_after: str | None, max_keys: int) -> list[str]: ...
     def presign_get(self, key: str, ttl_s: int) -> str: ...
 
 
@@ -121,6 +130,21 @@ def parse_open_key(key: str) -> OpenUpload | None:
     return OpenUpload(key, upload_id, int(size))
 
 
+def newest_first(upload_id: str) -> str:
+    """An upload id with its digits flipped, which S3 sorts newest first (and back)."""
+    return upload_id.upper().translate(_FLIP)
+
+
+def newest_prefix(owner: str) -> str:
+    """The folder of one owner's newest-first index."""
+    return f"{NEWEST_PREFIX}{_owner_hash(owner)}/"
+
+
+def newest_key(owner: str, upload_id: str) -> str:
+    """An upload's entry in its owner's newest-first index."""
+    return f"{newest_prefix(owner)}{newest_first(upload_id)}"
+
+
 def record_key(owner: str, upload_id: str) -> str:
     """Where an owner's upload record lives."""
     return f"{owner_prefix(owner)}{upload_id}.json"
@@ -175,6 +199,7 @@ def presigned_upload(
     fields, conditions = post_conditions(record.owner, record.id, max_bytes, record.pools)
     body = record.model_dump_json().encode()
     store.put_bytes(record_key(record.owner, record.id), body, "application/json")
+    store.put_bytes(newest_key(record.owner, record.id), b"", "text/plain")
     store.put_bytes(open_key(record.owner, record.id, max_bytes), body, "application/json")
     url, signed = store.presign_post(record.key, fields, conditions, ttl_s)
     return url, signed, expires
@@ -195,15 +220,33 @@ def page_of_records(
     and the cursor of the next page (None after the last).
 
     Ids are ULIDs: their order is the order of creation, so a page never shifts when new
-    uploads arrive. One listing of keys, then a read of each record on the page only.
+    uploads arrive. One listing of ``limit + 1`` index keys after the cursor, then a read
+    of each record on the page: the same few requests for ten uploads or a million.
     """
-    keys = store.list_keys(owner_prefix(owner))
-    ids = sorted((i for k in keys if is_upload_id(i := _record_id(k))), reverse=True)
-    older = [i for i in ids if cursor is None or i < cursor]
-    page = older[:limit]
+    index_earlier_records(store, owner)
+    prefix = newest_prefix(owner)
+    after = prefix + newest_first(cursor) if cursor else None
+    keys = store.list_page(prefix, start_after=after, max_keys=limit + 1)
+    ids = [i for k in keys if is_upload_id(i := newest_first(k.removeprefix(prefix)))]
+    page = ids[:limit]
     found = (get_record(store, owner, i) for i in page)
     records = [r for r in found if r is not None]
-    return records, page[-1] if len(older) > limit else None
+    return records, page[-1] if len(ids) > limit else None
+
+
+def index_earlier_records(store: RecordStore, owner: str) -> None:
+    """Put the owner's records from before the newest-first index into it, once.
+
+    Idempotent, so requests at once may both do it; uploads made meanwhile write their own
+    entry. The mark is written last: a run cut short is done again by the next request.
+    """
+    mark = newest_prefix(owner) + INDEXED_MARK
+    if store.get_bytes(mark) is not None:
+        return
+    for key in store.list_keys(owner_prefix(owner)):
+        if is_upload_id(upload_id := _record_id(key)):
+            store.put_bytes(newest_key(owner, upload_id), b"", "text/plain")
+    store.put_bytes(mark, b"", "text/plain")
 
 
 def _record_id(key: str) -> str:
