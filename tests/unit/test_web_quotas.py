@@ -152,6 +152,25 @@ def test_records_from_before_the_index_are_put_in_it_once() -> None:
     assert view.fake_store.lists.count(uploads.owner_prefix(owner)) == 1  # never again
 
 
+def test_indexing_cut_short_goes_on_where_it_stopped() -> None:
+    store = FakeStore()
+    old = _store_records(store, "app", 10)
+    for upload_id in old[:6]:  # a first run wrote these before its time ran out
+        store.put_bytes(uploads.newest_key("app", upload_id), b"", "")
+    put, written = store.put_bytes, []
+
+    def counted(key: str, body: bytes, content_type: str) -> None:
+        written.append(key)
+        put(key, body, content_type)
+
+    store.put_bytes = counted  # type: ignore[method-assign]
+    records, after = uploads.page_of_records(store, "app", 20)
+    assert [r.id for r in records] == old
+    assert after is None
+    mark = uploads.newest_prefix("app") + uploads.INDEXED_MARK
+    assert written == [*(uploads.newest_key("app", i) for i in sorted(old[6:])), mark]
+
+
 def test_pages_chain_through_the_cursor_newest_first_and_new_uploads_do_not_shift_them() -> None:
     view = _view()
     c = _client(view)

@@ -238,13 +238,17 @@ def index_earlier_records(store: RecordStore, owner: str) -> None:
     """Put the owner's records from before the newest-first index into it, once.
 
     Idempotent, so requests at once may both do it; uploads made meanwhile write their own
-    entry. The mark is written last: a run cut short is done again by the next request.
+    entry. The mark is written last: a run cut short (a request's time limit, with very
+    many records) goes on where it stopped at the next request, writing only what is
+    missing.
     """
     mark = newest_prefix(owner) + INDEXED_MARK
     if store.get_bytes(mark) is not None:
         return
+    have = set(store.list_keys(newest_prefix(owner)))
     for key in store.list_keys(owner_prefix(owner)):
-        if is_upload_id(upload_id := _record_id(key)):
+        upload_id = _record_id(key)
+        if is_upload_id(upload_id) and newest_key(owner, upload_id) not in have:
             store.put_bytes(newest_key(owner, upload_id), b"", "text/plain")
     store.put_bytes(mark, b"", "text/plain")
 
