@@ -7,12 +7,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from moto import mock_aws
+
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import provision
 from hevcq.aws.sqs import ATTR_CLASS, SqsQueue
 from hevcq.errors import FailureClass
 from hevcq.farm.client import Farm
 from hevcq.messages import S3TestEvent, parse_message
+from hevcq.pools import Pool
+from hevcq.topology import Names
 from tests.aws.conftest import MotoFarm
 
 
@@ -67,6 +71,30 @@ def test_one_upload_fans_out_to_every_pool_queue(moto_farm: MotoFarm, tmp_path: 
         (obj,) = uploads[0]  # raw delivery: the S3 event itself
         assert obj.key == "TODO/my trip/clip 1.mp4"
         assert obj.bucket == moto_farm.refs.bucket
+
+
+def test_a_farm_for_some_pools_sends_upload_events_to_their_queues_only(
+    farm: dict[str, Pool],
+) -> None:
+    """An embedded run's workers read its pools' queues only: the other queues collected an
+    event per upload, and moto's cost of each send grew with them (a run slowed as it went)."""
+    with mock_aws():
+        clients = Clients.create(region="us-east-1")
+        names = Names.build("tsub", "tsub-media", sorted(farm))
+        refs = provision(clients, names, farm, "us-east-1", subscribed=["hevc"])
+        assert set(refs.pools) == set(farm)  # every pool still has its queues
+        clients.s3.put_object(Bucket=refs.bucket, Key="TODO/clip.mp4", Body=b"x")
+        for name, pr in refs.pools.items():
+            got = clients.sqs.receive_message(
+                QueueUrl=pr.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            keys = [
+                o.key
+                for m in got.get("Messages", [])
+                if not isinstance(p := parse_message(m["Body"]), S3TestEvent)
+                for o in p
+            ]
+            assert keys == (["TODO/clip.mp4"] if name == "hevc" else []), name
 
 
 def test_message_reaches_dead_letter_queue_after_max_receive_count(moto_farm: MotoFarm) -> None:

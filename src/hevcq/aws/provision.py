@@ -7,6 +7,7 @@ the two descriptions equal.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -98,7 +99,9 @@ def _ensure_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> str:
     return url
 
 
-def _create_pool_queues(c: Clients, names: Names, pool: Pool, topic_arn: str) -> PoolRefs:
+def _create_pool_queues(
+    c: Clients, names: Names, pool: Pool, topic_arn: str, *, subscribed: bool = True
+) -> PoolRefs:
     pn = names.pools[pool.name]
     q = pool.queue
     dlq_url = _ensure_queue(
@@ -121,7 +124,8 @@ def _create_pool_queues(c: Clients, names: Names, pool: Pool, topic_arn: str) ->
             "SqsManagedSseEnabled": "true",
         },
     )
-    _subscribe(c, topic_arn, queue_url)
+    if subscribed:
+        _subscribe(c, topic_arn, queue_url)
     return PoolRefs(queue_url=queue_url, dlq_url=dlq_url)
 
 
@@ -167,8 +171,22 @@ def _create_ledger(c: Clients, table: str) -> None:
     c.dynamodb.get_waiter("table_exists").wait(TableName=table)
 
 
-def provision(c: Clients, names: Names, pools: dict[str, Pool], region: str) -> FarmRefs:
-    """Create (idempotently) every resource of the farm and return their addresses."""
+def provision(
+    c: Clients,
+    names: Names,
+    pools: dict[str, Pool],
+    region: str,
+    *,
+    subscribed: Iterable[str] | None = None,
+) -> FarmRefs:
+    """Create (idempotently) every resource of the farm and return their addresses.
+
+    Every pool gets its queues; only the ``subscribed`` ones (default: all) get the upload
+    events. An embedded farm runs workers for the pools its run needs: a queue no worker
+    reads would collect an event per upload, and moto's cost of sending to a queue grows
+    with the messages in it (it counts them on each send), so a run slowed as it went.
+    """
+    wanted = set(pools if subscribed is None else subscribed)
     _create_bucket(c, names.bucket, region)
     uploads = c.sns.create_topic(Name=names.uploads_topic)["TopicArn"]
     events = c.sns.create_topic(Name=names.events_topic)["TopicArn"]
@@ -177,7 +195,10 @@ def provision(c: Clients, names: Names, pools: dict[str, Pool], region: str) -> 
         AttributeName="Policy",
         AttributeValue=_publish_policy(uploads, names.bucket),
     )
-    refs = {name: _create_pool_queues(c, names, pool, uploads) for name, pool in pools.items()}
+    refs = {
+        name: _create_pool_queues(c, names, pool, uploads, subscribed=name in wanted)
+        for name, pool in pools.items()
+    }
     results_url = c.sqs.create_queue(
         QueueName=names.results_queue,
         Attributes={

@@ -209,7 +209,7 @@ class EmbeddedFarm:
     ) -> None:
         """``slots`` worker processes (default: ``settings.slots``, else from the cores;
         0: none), each taking the work of every pool in ``worker_pools`` (default: all;
-        every pool gets its queues either way)."""
+        every pool gets its queues either way, and only these pools get upload events)."""
         self.settings = settings
         self.worker_pools = sorted(pools if worker_pools is None else worker_pools)
         self.pools = pools
@@ -239,7 +239,10 @@ class EmbeddedFarm:
         )
         self.clients = Clients.create(region=EMBEDDED_REGION, endpoint_url=self.endpoint)
         names = names_for(self.settings, self.pools, EMBEDDED_BUCKET)
-        self.refs = provision(self.clients, names, self.pools, EMBEDDED_REGION)
+        # Events reach only the pools this farm runs workers for.
+        self.refs = provision(
+            self.clients, names, self.pools, EMBEDDED_REGION, subscribed=self.worker_pools
+        )
         env = farm_env(self.refs, self.endpoint, self.settings, self.credentials)
         env["HEVCQ_ENCODE_THREADS"] = str(self.encode_threads)
         self.workers = WorkerProcs(
