@@ -37,6 +37,7 @@ NAMES = (
     "cost",
     "library_scale",
     "library_throughput",
+    "many_files",
     "ladder",
     "pertitle",
     "quality_corpus",
@@ -117,6 +118,7 @@ class Run:
         self.step("cost", lambda: self._cost(speeds))
         self.step("library_scale", lambda: _figures("bench_library_scale", self.quick))
         self.step("library_throughput", lambda: _figures("bench_library_throughput", self.quick))
+        self.step("many_files", lambda: _figures("bench_many_files", self.quick))
         self.step("ladder", lambda: _figures("bench_ladder", self.quick))
         self.step("pertitle", lambda: _figures("bench_pertitle", self.quick))
         self.step("quality_corpus", self._quality_corpus)
