@@ -18,15 +18,16 @@ from hevcq.media.samples import make_clip
 
 pytestmark = pytest.mark.e2e
 
-# The ingest, with each whole-ledger scan counted in a file and a plain status line twice
-# a second (off a terminal it prints one every ten seconds).
+# The ingest, with each whole-ledger scan counted in a file, and the running jobs read and
+# a plain status line printed five times a second (off a terminal: once a second and
+# every ten seconds), so a job's few seconds of running are seen.
 COUNTED = """
 import os
 from pathlib import Path
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.cli import live
 
-live.PLAIN_EVERY_S = 0.5
+live.PLAIN_EVERY_S = live.REFRESH_EVERY_S = 0.2
 scan = DynamoLedger.scan_items
 def counted(self):
     with Path(os.environ["SCANS_COUNTED_IN"]).open("a") as f:
@@ -42,7 +43,7 @@ def test_an_ingest_reads_its_running_jobs_by_key_and_never_scans_the_ledger(
     tmp_path: Path,
 ) -> None:
     lib = tmp_path / "lib"
-    for name, seconds in (("a", 4.0), ("b", 3.0)):
+    for name, seconds in (("a", 6.0), ("b", 5.0)):
         make_clip(lib / f"{name}.mp4", width=320, height=240, seconds=seconds)
     scans = tmp_path / "scans"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
