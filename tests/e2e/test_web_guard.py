@@ -144,13 +144,14 @@ def test_a_head_over_the_limit_is_refused(address: tuple[str, int]) -> None:
     assert took < WAIT_S
 
 
-@pytest.mark.parametrize("size", [guard.MAX_HEAD_BYTES + 1, 60 * 1024])
-def test_a_whole_head_over_the_limit_is_refused(address: tuple[str, int], size: int) -> None:
+def test_a_whole_head_over_the_limit_is_refused(address: tuple[str, int]) -> None:
     """A head sent whole in one write: the HTTP parser checks only heads still arriving,
-    and let this one through up to the size of one read."""
+    and let one through up to the size of one read (about 100 KiB were answered 200).
+    One byte over the limit: however the server's reads split it, the parser never holds
+    more than the limit unfinished, so the answer is always the guard's."""
     with _connect(address) as sock:
         line = f"GET /api/health HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nX-Big: "
-        big = "x" * (size - len(line) - 4)
+        big = "x" * (guard.MAX_HEAD_BYTES + 1 - len(line) - 4)
         sock.sendall(f"{line}{big}\r\n\r\n".encode())
         data, took = _read_all(sock)
     assert data.startswith(b"HTTP/1.1 431 "), data[:200]
