@@ -1,4 +1,5 @@
-"""What an ingest reads of the ledger: its own jobs by key, never the whole table.
+"""What an ingest reads of the ledger: its own jobs by key, never the whole table; and
+which queues its farm feeds.
 
 On the embedded farm a scan costs about 1.5 ms of CPU per item, and the ledger holds every
 job of the run: the live view's once-a-second scan took a core from the encodes by a
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.farm.embedded import EmbeddedFarm
+from hevcq.library.results import announced_objects
 from hevcq.media.samples import make_clip
+from hevcq.pools import load_farm
+from hevcq.settings import Settings
+from tests.e2e.farmkit import pool_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -70,3 +76,24 @@ def test_an_ingest_reads_its_running_jobs_by_key_and_never_scans_the_ledger(
     # The view still shows what runs, read by key: a job's name, pool and percent.
     running = [ln for ln in run.stdout.splitlines() if "; running: " in ln]
     assert any(" hevc " in ln.split("; running: ")[1] for ln in running), run.stdout
+
+
+def test_an_embedded_farm_sends_upload_events_only_to_the_pools_it_runs(tmp_path: Path) -> None:
+    """Through the real endpoint: the pools without workers keep their queues, empty."""
+    workers = pool_dir(tmp_path, ("hevc", "720p"))
+    settings = Settings(workers_dir=workers)
+    with EmbeddedFarm(
+        settings, load_farm(workers), tmp_path / "state", slots=0, worker_pools=["hevc"]
+    ) as farm:
+        assert farm.clients is not None
+        assert farm.refs is not None
+        clients, refs = farm.clients, farm.refs
+        clients.s3.put_object(Bucket=refs.bucket, Key="TODO/clip.mp4", Body=b"x")
+        for name, pr in sorted(refs.pools.items()):
+            got = clients.sqs.receive_message(
+                QueueUrl=pr.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1 if name == "hevc" else 0,
+            )
+            keys = [o.key for m in got.get("Messages", []) for o in announced_objects(m["Body"])]
+            assert keys == (["TODO/clip.mp4"] if name == "hevc" else []), name
