@@ -115,4 +115,34 @@ def test_a_filter_that_names_no_pool_or_state_is_refused(moto_farm: MotoFarm) ->
     r = c.get("/api/jobs?state=finished", headers=OPERATOR)
     assert r.status_code == 422
     assert "'done'" in r.json()["detail"][0]["msg"]
-    assert c.get("/api/jobs?state=done&pool=hevc", headers=OPERATOR).json() == []
+    assert c.get("/api/jobs?state=done&pool=hevc", headers=OPERATOR).json() == {
+        "jobs": [],
+        "next_cursor": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "limit=1e3",
+        "limit=ten",
+        "cursor=1700000000000000",
+        "cursor=1700000000000000.../../x",
+        "cursor=-1.0123456789abcdef",
+        "cursor=1700000000000000.0123456789ABCDEF",
+        "cursor=" + "9" * 21 + ".0123456789abcdef",
+    ],
+)
+def test_a_page_of_jobs_with_a_bad_size_or_cursor_is_refused(
+    moto_farm: MotoFarm, query: str
+) -> None:
+    c = _client(moto_farm)
+    r = c.get(f"/api/jobs?{query}", headers=OPERATOR)
+    assert r.status_code == 422, r.text
+    assert [e["loc"] for e in r.json()["detail"]] == [["query", query.split("=", maxsplit=1)[0]]]
+    ok = c.get(
+        "/api/jobs?limit=1000&cursor=99999999999999999999.0123456789abcdef", headers=OPERATOR
+    )
+    assert ok.json() == {"jobs": [], "next_cursor": None}

@@ -191,3 +191,66 @@ def test_a_slow_ledger_scan_is_reused_for_a_share_of_its_time(
         clock[0] = max(clock[0], ended + after)
         assert len(view.items()) == len(ITEMS)
     assert farm.scans == scans
+
+
+class _Ledger:
+    """A farm whose ledger holds what the test puts in ``held``."""
+
+    def __init__(self, held: list[LedgerItem]) -> None:
+        self.held = held
+
+    def items(self) -> list[LedgerItem]:
+        return list(self.held)
+
+
+def _job(n: int, at: float | None, state: str = "done", pool: str = "hevc") -> LedgerItem:
+    kw = {"finished_at": at} if state != "running" else {"started_at": at}
+    return LedgerItem(key=f"v{n}.mov", pool=pool, state=State(state), job_id=f"{n:016x}", **kw)  # type: ignore[arg-type]
+
+
+def _pages(
+    view: web_view.FarmView, limit: int, cursor: str | None = None, **kw: object
+) -> list[list[str]]:
+    pages = []
+    while True:
+        page = view.jobs(limit=limit, cursor=cursor, **kw)  # type: ignore[arg-type]
+        pages.append([j.job_id for j in page.jobs])
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def test_pages_of_jobs_chain_newest_first_and_new_jobs_do_not_shift_them() -> None:
+    """Every job once, in order, across pages; three jobs share a finish time."""
+    held = [_job(n, T0 + n // 3 if n else None) for n in range(10)]  # job 0 has no time
+    view = web_view.FarmView(_Ledger(held))  # type: ignore[arg-type]
+    whole = [j.job_id for j in view.jobs(limit=100).jobs]
+    assert whole[-1] == f"{0:016x}"
+    assert len(whole) == 10
+    times = [(i.finished_at or 0, i.job_id) for i in held]
+    assert whole == [j for _, j in sorted(times, reverse=True)]
+    for limit in (1, 3, 4, 10):
+        pages = _pages(view, limit)
+        assert [j for p in pages for j in p] == whole
+        assert all(len(p) == limit for p in pages[:-1])
+        assert 0 < len(pages[-1]) <= limit
+    first = view.jobs(limit=4)
+    held += [_job(n, T0 + 100 + n) for n in range(10, 15)]  # newer jobs arrive meanwhile
+    rest = _pages(view, 100, cursor=first.next_cursor)
+    assert [j.job_id for j in first.jobs] + rest[0] == whole
+
+
+def test_a_page_of_jobs_of_one_state_or_pool_chains_over_that_state_or_pool() -> None:
+    held = [
+        _job(n, T0 + n, "done" if n % 2 else "failed", "hevc" if n % 3 else "720p")
+        for n in range(12)
+    ]
+    held.append(_job(12, T0 + 50, "running"))
+    view = web_view.FarmView(_Ledger(held))  # type: ignore[arg-type]
+    for state, pool in [(State.DONE, None), (State.FAILED, "720p"), (State.RUNNING, None)]:
+        want = [
+            i.job_id
+            for i in sorted(held, key=lambda i: i.finished_at or i.started_at or 0, reverse=True)
+            if i.state is state and (pool is None or i.pool == pool)
+        ]
+        assert [j for p in _pages(view, 2, state=state, pool=pool) for j in p] == want

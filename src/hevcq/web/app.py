@@ -33,7 +33,7 @@ from hevcq.web.models import (
     DeadLetterOut,
     Health,
     JobDetail,
-    JobSummary,
+    JobList,
     PoolStatus,
     RedriveRequest,
     RedriveResult,
@@ -45,7 +45,7 @@ from hevcq.web.models import (
 )
 from hevcq.web.play import PlayRefused
 from hevcq.web.videos import QuotaExceeded
-from hevcq.web.view import FarmView
+from hevcq.web.view import JOB_CURSOR_PATTERN, FarmView
 
 log = structlog.get_logger()
 
@@ -59,6 +59,8 @@ CSRF_HEADER = "X-Hevcq-Request"
 RAW_SWEEP_EVERY_S = 15.0
 VIDEOS_PAGE = 50
 VIDEOS_PAGE_MAX = 200
+JOBS_PAGE = 100
+JOBS_PAGE_MAX = 1000
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"  # an upload id (Crockford base32)
 NOT_FOUND = "not found"
 SWEEP_ERRORS: tuple[type[Exception], ...] = (HevcqError,)  # logged, sweep goes on
@@ -312,9 +314,15 @@ def _operator_api(app: FastAPI) -> None:
         return f.status().pools
 
     @app.get("/api/jobs", dependencies=ops)
-    def jobs(f: FarmDep, state: State | None = None, pool: str | None = None) -> list[JobSummary]:
-        """Jobs, newest first."""
-        return f.jobs(state, _known_pool(f, pool))
+    def jobs(
+        f: FarmDep,
+        state: State | None = None,
+        pool: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=JOBS_PAGE_MAX)] = JOBS_PAGE,
+        cursor: Annotated[str | None, Query(pattern=JOB_CURSOR_PATTERN)] = None,
+    ) -> JobList:
+        """A page of jobs, newest first; `next_cursor` leads to the next."""
+        return f.jobs(state, _known_pool(f, pool), limit, cursor)
 
     @app.get("/api/jobs/{job_id}", dependencies=ops)
     def job(f: FarmDep, job_id: str) -> JobDetail:

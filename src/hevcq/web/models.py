@@ -59,6 +59,15 @@ class JobSummary(_Out):
     predicted_bytes: int | None = None
 
 
+class JobList(_Out):
+    """A page of jobs, newest first."""
+
+    jobs: list[JobSummary]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
+
+
 class ObjectMeta(_Out):
     """An object's size, ETag and our metadata."""
 

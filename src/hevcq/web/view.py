@@ -6,6 +6,7 @@ The web side reads the farm through nothing else.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from hevcq.web.models import (
     DeadLetterOut,
     HourCount,
     JobDetail,
+    JobList,
     JobSummary,
     JobVersion,
     ObjectMeta,
@@ -54,6 +56,16 @@ if TYPE_CHECKING:
 
 RECENT_JOBS = 50
 CHART_HOURS = 24
+# A page of jobs ends at the last job it holds: its time (finish, else start) in
+# microseconds and its id. Opaque to callers; the API checks its shape.
+JOB_CURSOR_PATTERN = r"^[0-9]{1,20}\.[0-9a-f]{16}$"
+
+
+def _job_order(item: LedgerItem) -> tuple[int, str]:
+    """Where a job sorts in a page of jobs: its time (finish, else start) in whole
+    microseconds, then its id, so that no two jobs tie."""
+    t = item.finished_at or item.started_at or 0.0
+    return (round(t * 1_000_000), item.job_id)
 
 
 def _when(t: float | None) -> datetime | None:
@@ -245,15 +257,36 @@ class FarmView:
             totals=totals(items, now),
         )
 
-    def jobs(self, state: State | None = None, pool: str | None = None) -> list[JobSummary]:
-        """Every job, newest first, optionally of one state or pool."""
-        out = [
-            job_summary(i)
+    def jobs(
+        self,
+        state: State | None = None,
+        pool: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobList:
+        """A page of jobs, newest first (by finish, else start), optionally of one state or
+        pool, older than ``cursor`` (the ``next_cursor`` of the page before).
+
+        Jobs keep their place while new ones arrive: a page starts where the one before
+        ended, whatever was added since. A job that finishes between two pages moves to
+        the front and is not seen again by the pages that follow."""
+        picked = [
+            (_job_order(i), i)
             for i in self.items()
             if (state is None or i.state is state) and (pool is None or i.pool == pool)
         ]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        return sorted(out, key=lambda j: j.finished_at or j.started_at or epoch, reverse=True)
+        if cursor is not None:
+            micros, _, job_id = cursor.partition(".")
+            end = (int(micros), job_id)
+            picked = [p for p in picked if p[0] < end]
+        page = heapq.nlargest(limit + 1, picked, key=lambda p: p[0])
+        more = len(page) > limit
+        page = page[:limit]
+        last = page[-1][0] if more else None
+        return JobList(
+            jobs=[job_summary(i) for _, i in page],
+            next_cursor=f"{last[0]}.{last[1]}" if last else None,
+        )
 
     def job(self, job_id: str) -> JobDetail | None:
         """One job by id, with its objects."""
