@@ -105,10 +105,15 @@ def test_every_commands_help_is_one_line_paragraphs_of_plain_text(command: tuple
         (["status", "--watch", "0"], "0: give a number of at least 0.5"),
         (["worker", "--max-jobs", "0"], "--max-jobs"),
         (["calibrate", "--seconds", "0"], "0: give a number of at least 0.5"),
+        # Neither a file nor a folder: an internal error (NotADirectoryError) before.
+        (["ingest", "/dev/null"], "'/dev/null' is not a folder"),
+        (["estimate", "/dev/null"], "'/dev/null' is not a folder"),
+        (["fetch", "/dev/null", "--pool", "hevc"], "'/dev/null' is not a folder"),
+        (["quarantine", "list", "/dev/null"], "'/dev/null' is not a folder"),
     ],
 )
 @pytest.mark.timeout(60)  # were a value let through, a command might run on
-def test_a_number_or_extension_out_of_range_is_a_usage_error(
+def test_a_bad_number_extension_or_folder_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], says: str
 ) -> None:
     """Before, a negative --keep-days quarantined originals already past their keep time,

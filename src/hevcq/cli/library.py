@@ -106,7 +106,17 @@ def _scan_options(
     )
 
 
-Library = Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)]
+def _a_folder(path: Path) -> Path:
+    """Refuse what exists but is neither a file nor a folder (``/dev/null``, a FIFO), which
+    the argument's own checks let through."""
+    if not path.is_dir():
+        raise typer.BadParameter(f"'{path}' is not a folder")
+    return path
+
+
+Library = Annotated[
+    Path, typer.Argument(exists=True, file_okay=False, resolve_path=True, callback=_a_folder)
+]
 Pools = Annotated[
     str | None,
     typer.Option(
@@ -842,7 +852,9 @@ def _remember_rollbacks(root: Path, restored: list[Path]) -> None:
                 notes.print(Text(f"warning: {path} was put back but not marked so: {exc}"))
 
 
-QuarantineDir = Annotated[Path, typer.Argument(help="The library.", exists=True, file_okay=False)]
+QuarantineDir = Annotated[
+    Path, typer.Argument(help="The library.", exists=True, file_okay=False, callback=_a_folder)
+]
 
 
 @quarantine_app.command("list", epilog="Example: hevcq quarantine list ~/Videos")
