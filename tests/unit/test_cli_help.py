@@ -110,6 +110,18 @@ def test_every_commands_help_is_one_line_paragraphs_of_plain_text(command: tuple
         (["estimate", "/dev/null"], "'/dev/null' is not a folder"),
         (["fetch", "/dev/null", "--pool", "hevc"], "'/dev/null' is not a folder"),
         (["quarantine", "list", "/dev/null"], "'/dev/null' is not a folder"),
+        (["ingest", "/no/such/folder"], "'/no/such/folder' does not exist"),
+        # An empty path is the current folder: `--out "$OUT"` with OUT unset wrote every
+        # output where the command ran, and `ingest "$DIR"` scanned it.
+        (["ingest", ""], "'library': an empty path"),
+        (["ingest", ".", "--out", ""], "'--out': an empty path"),
+        (["fetch", ".", "--pool", "hevc", "--out", ""], "'--out': an empty path"),
+        (["ladder", "a.mp4", "--out", ""], "'--out': an empty path"),
+        (["sample", ""], "'dest': an empty path"),
+        (["rollback", ""], "'path': an empty path"),
+        (["rollback", "--all", "--library", ""], "'--library': an empty path"),
+        (["serve", "--state-dir", ""], "'--state-dir': an empty path"),
+        (["config", "from-terraform", "--path", ""], "'--path': an empty path"),
     ],
 )
 @pytest.mark.timeout(60)  # were a value let through, a command might run on

@@ -6,6 +6,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import structlog
@@ -73,6 +74,30 @@ def more_than(low: float, *, at_least: bool = False) -> Callable[[float | None],
         return value
 
     return check
+
+
+def a_path(value: str | Path) -> Path:
+    """A path option's or argument's value, made as it is read (``parser=a_path``). An
+    empty one is refused: ``Path("")`` is the current folder, so ``--out "$OUT"`` with OUT
+    unset wrote every output into the folder the command ran in."""
+    if isinstance(value, str) and not value:
+        raise typer.BadParameter("an empty path; give one")
+    return Path(value)
+
+
+def a_folder(value: str | Path) -> Path:
+    """An existing folder, absolute (``parser=a_folder``): not empty, not a file, and not
+    something that is neither (``/dev/null``, a FIFO), which click's own checks let by."""
+    path = a_path(value)
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise typer.BadParameter(f"'{path}' does not exist") from None
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read '{path}': {exc.strerror or exc}") from None
+    if not path.is_dir():
+        raise typer.BadParameter(f"'{path}' is not a folder")
+    return path.resolve()
 
 
 config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)

@@ -21,6 +21,7 @@ from hevcq import logs
 from hevcq.cli.app import (
     EXIT_CONFIG,
     EXIT_FARM_MISCONFIGURED,
+    a_path,
     app,
     config_app,
     configured,
@@ -188,7 +189,8 @@ def serve(
         int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")
     ] = 8765,
     state_dir: Annotated[
-        Path | None, typer.Option(help="Where a running embedded farm leaves its farm file.")
+        Path | None,
+        typer.Option(help="Where a running embedded farm leaves its farm file.", parser=a_path),
     ] = None,
 ) -> None:
     """Serve the dashboard and the API for the configured or the running embedded farm."""
@@ -252,7 +254,9 @@ def redrive(
 
 
 @app.command(epilog="Example: hevcq sample ~/hevcq-sample && hevcq ingest ~/hevcq-sample")
-def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample library.")]) -> None:
+def sample(
+    dest: Annotated[Path, typer.Argument(help="Folder for the sample library.", parser=a_path)],
+) -> None:
     """Generate a small sample library (the README's demo)."""
 
     try:
@@ -279,10 +283,12 @@ def sample(dest: Annotated[Path, typer.Argument(help="Folder for the sample libr
     "from-terraform", epilog="Example: hevcq config from-terraform --tf-dir infra/terraform"
 )
 def from_terraform(
-    tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.")] = Path(
+    tf_dir: Annotated[Path, typer.Option(help="The Terraform root module.", parser=a_path)] = Path(
         "infra/terraform"
     ),
-    path: Annotated[Path, typer.Option(help="Settings file to write.")] = Path(".hevcq.env"),
+    path: Annotated[Path, typer.Option(help="Settings file to write.", parser=a_path)] = Path(
+        ".hevcq.env"
+    ),
 ) -> None:
     """Write the settings file from `terraform output -json`."""
 
@@ -324,7 +330,7 @@ def ladder(
             help="The video to make a streaming ladder of.", exists=True, dir_okay=False
         ),
     ],
-    out: Annotated[Path, typer.Option(help="A new or empty folder for the ladder.")],
+    out: Annotated[Path, typer.Option(help="A new or empty folder for the ladder.", parser=a_path)],
     codec: Annotated[
         list[str],
         typer.Option("--codec", help="A codec group beside H.264 (av1); repeat it for several."),

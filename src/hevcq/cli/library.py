@@ -27,6 +27,8 @@ from hevcq.cli.app import (
     EXIT_FAILED_JOBS,
     EXIT_INTERRUPTED,
     EXIT_TIMED_OUT,
+    a_folder,
+    a_path,
     app,
     attach,
     configured,
@@ -106,17 +108,7 @@ def _scan_options(
     )
 
 
-def _a_folder(path: Path) -> Path:
-    """Refuse what exists but is neither a file nor a folder (``/dev/null``, a FIFO), which
-    the argument's own checks let through."""
-    if not path.is_dir():
-        raise typer.BadParameter(f"'{path}' is not a folder")
-    return path
-
-
-Library = Annotated[
-    Path, typer.Argument(exists=True, file_okay=False, resolve_path=True, callback=_a_folder)
-]
+Library = Annotated[Path, typer.Argument(parser=a_folder)]
 Pools = Annotated[
     str | None,
     typer.Option(
@@ -219,7 +211,9 @@ def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
 def ingest(
     library: Library,
     *,
-    out: Annotated[Path, typer.Option(help="Where outputs are downloaded.")] = Path("hevcq-out"),
+    out: Annotated[Path, typer.Option(help="Where outputs are downloaded.", parser=a_path)] = Path(
+        "hevcq-out"
+    ),
     wait: Annotated[
         bool, typer.Option(help="Wait for results (always, on the embedded farm).")
     ] = False,
@@ -746,9 +740,9 @@ def fetch(
     replace: Annotated[
         bool, typer.Option(help="Swap outputs in place of the originals (quarantined).")
     ] = False,
-    out: Annotated[Path, typer.Option(help="Where outputs go when not replacing.")] = Path(
-        "hevcq-out"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="Where outputs go when not replacing.", parser=a_path)
+    ] = Path("hevcq-out"),
     follow: Annotated[
         bool, typer.Option(help="Keep fetching as results arrive, until Ctrl-C.")
     ] = False,
@@ -805,11 +799,11 @@ def fetch(
 @app.command(epilog="Example: hevcq rollback ~/Videos/trip/IMG_0042.MOV")
 def rollback(
     path: Annotated[
-        Path | None, typer.Argument(help="A replaced file (original or new name).")
+        Path | None, typer.Argument(help="A replaced file (original or new name).", parser=a_path)
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every original in the quarantine.")] = False,
     library: Annotated[
-        Path | None, typer.Option(help="The library (default: found from PATH).")
+        Path | None, typer.Option(help="The library (default: found from PATH).", parser=a_path)
     ] = None,
 ) -> None:
     """Put replaced originals back from the quarantine."""
@@ -852,9 +846,7 @@ def _remember_rollbacks(root: Path, restored: list[Path]) -> None:
                 notes.print(Text(f"warning: {path} was put back but not marked so: {exc}"))
 
 
-QuarantineDir = Annotated[
-    Path, typer.Argument(help="The library.", exists=True, file_okay=False, callback=_a_folder)
-]
+QuarantineDir = Annotated[Path, typer.Argument(help="The library.", parser=a_folder)]
 
 
 @quarantine_app.command("list", epilog="Example: hevcq quarantine list ~/Videos")
