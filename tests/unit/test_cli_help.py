@@ -150,7 +150,7 @@ def test_a_crash_whose_state_folder_is_unusable_still_saves_its_traceback(
 ) -> None:
     """The crash log lives in the state folder; when that folder is what failed, recording
     the crash raised again and a traceback reached the terminal."""
-    from hevcq.cli import main  # noqa: PLC0415
+    from hevcq.cli import app as main  # noqa: PLC0415
 
     (tmp_path / "plain").write_text("a file, not a folder")
     monkeypatch.setattr(main, "state_dir", lambda: tmp_path / "plain" / "hevcq")
@@ -167,3 +167,29 @@ def test_a_crash_whose_state_folder_is_unusable_still_saves_its_traceback(
     saved = Path(where.removeprefix("traceback in "))
     assert "RuntimeError: a bug" in saved.read_text()
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
+
+
+LOADED = """
+import atexit, sys
+sys.argv = ["hevcq", *sys.argv[1:]]
+atexit.register(lambda: print(sorted(m for m in {WATCHED} if m in sys.modules)))
+from hevcq.cli import entry
+entry()
+"""
+# What a worker has no use for: the web server, the library's commands.
+WATCHED = ("fastapi", "uvicorn", "hevcq.cli.library", "hevcq.cli.farm", "hevcq.web.server")
+
+
+@pytest.mark.parametrize(
+    ("args", "loaded"), [(["worker", "--help"], []), (["status", "--help"], list(WATCHED))]
+)
+def test_a_worker_starts_with_its_own_command_alone(args: list[str], loaded: list[str]) -> None:
+    """Every local worker of every ingest, and each restart, loaded every command first:
+    a second of start-up where half of one does."""
+    code = LOADED.replace("{WATCHED}", repr(WATCHED))
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == repr(sorted(loaded))
+    assert "Usage:" in done.stdout

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -15,12 +17,13 @@ from rich.console import Console
 from rich.text import Text
 
 from hevcq import __version__, logs
-from hevcq.errors import ConfigError, FarmConfigError
+from hevcq.errors import ConfigError, FarmConfigError, HevcqError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import RunningFarm, running_farm
 from hevcq.media.ffmpeg import ffmpeg_build, find_ffmpeg
 from hevcq.pools import Pool, load_farm
-from hevcq.settings import Settings, load_settings
+from hevcq.procs import bound_malloc
+from hevcq.settings import Settings, load_settings, state_dir
 
 HELP = "Re-encode a video library or an app's uploads to HEVC, on this machine or in AWS."
 
@@ -194,3 +197,43 @@ def configured(*, takes_results: bool = False) -> tuple[Settings, dict[str, Pool
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     return settings, pools, farm
+
+
+def main() -> None:
+    """Run the ``hevcq`` command with the commands registered so far: a hevcq error is one
+    line and exit code 2, a bug one line and exit code 4 (the traceback in the state dir),
+    never a traceback on the terminal."""
+    bound_malloc()  # the ingest, the workers and the dashboard alike
+    try:
+        app()
+    except KeyboardInterrupt:  # before a command's own handling starts
+        sys.exit(EXIT_INTERRUPTED)
+    except FarmConfigError as exc:  # credentials refused, resources missing
+        notes.print(Text.assemble(("error: ", "red"), str(exc)))
+        sys.exit(EXIT_FARM_MISCONFIGURED)
+    except HevcqError as exc:
+        notes.print(Text.assemble(("error: ", "red"), str(exc)))
+        sys.exit(EXIT_CONFIG)
+    except Exception as exc:  # a bug: one line here, the traceback in the state dir
+        notes.print(
+            Text.assemble(
+                ("internal error: ", "red"), f"{type(exc).__name__}: {exc} ({_saved_traceback()})"
+            )
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+def _saved_traceback() -> str:
+    """Where the traceback being handled was saved: the state dir's crash log, else a
+    private file in the temporary folder (the state dir may be what failed)."""
+    try:
+        return f"traceback in {logs.record_crash(state_dir())}"
+    except OSError:
+        pass
+    try:
+        fd, name = tempfile.mkstemp(prefix="hevcq-crash-", suffix=".log")  # mode 0600
+        with os.fdopen(fd, "w") as f:
+            f.write(traceback.format_exc())
+    except OSError as exc:
+        return f"traceback not saved: {exc.strerror or exc}"
+    return f"traceback in {name}"

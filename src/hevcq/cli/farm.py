@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -32,9 +30,8 @@ from hevcq.cli.app import (
 )
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.cores import machine_cores
-from hevcq.errors import ConfigError, FailureClass, FarmConfigError, HevcqError, PermanentError
+from hevcq.errors import ConfigError, FailureClass, HevcqError, PermanentError
 from hevcq.farm.embedded import running_farm
-from hevcq.farm.workers import checked_ffmpeg, checked_work_dir, reach_worker
 from hevcq.library.results import announced_objects
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
@@ -42,79 +39,15 @@ from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
 from hevcq.media.quality import lengths_differ, score, xpsnr_score
 from hevcq.media.samples import foreign_files, make_sample_library
-from hevcq.pools import Pool
-from hevcq.procs import die_with_parent
-from hevcq.settings import Settings, load_settings
+from hevcq.settings import load_settings
 from hevcq.settings import state_dir as default_state_dir
 from hevcq.web import server as web_server
 from hevcq.web.view import SCAN_SHARE, FarmView
 
 log = structlog.get_logger()
 
-Burst = Annotated[bool, typer.Option(help="Exit once the queues stay empty for one poll.")]
-
-
-def _check_worker(settings: Settings, pools: dict[str, Pool], names: list[str]) -> None:
-    for pool in names:
-        if pool not in pools:
-            raise ConfigError(f"unknown pool {pool!r}; known: {', '.join(sorted(pools))}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"a pool is named twice: {', '.join(names)}")
-    if settings.bucket is None:
-        raise ConfigError("a worker needs a farm: set HEVCQ_BUCKET (or run `hevcq ingest`)")
-    checked_ffmpeg(settings, [pools[n] for n in names])
-    checked_work_dir(settings)
-
-
 # What reading a farm raises once it stops answering.
 FARM_GONE: tuple[type[Exception], ...] = (HevcqError,)
-
-
-@app.command(
-    epilog="Example: hevcq worker --pool hevc --pool 720p   (needs HEVCQ_BUCKET; the "
-    "container runs this)"
-)
-def worker(
-    pool: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="A pool whose queue to consume; repeat it for several (the worker takes "
-            "the next job by backlog and turn). Default: every pool."
-        ),
-    ] = None,
-    max_jobs: Annotated[
-        int | None, typer.Option(min=1, help="Exit after this many messages.")
-    ] = None,
-    burst: Burst = False,
-    parent: Annotated[
-        int | None, typer.Option(hidden=True, help="Exit when this process ends.")
-    ] = None,
-) -> None:
-    """Consume the queues of one or more pools, one job at a time (the container entrypoint).
-
-    Waits for an endpoint that is not up yet; exits 3 when the farm is misconfigured.
-    """
-    try:
-        settings, pools = setup()
-        names = pool or sorted(pools)
-        _check_worker(settings, pools, names)
-    except ConfigError as exc:
-        raise fail(str(exc)) from exc
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if parent is not None:
-        # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
-        die_with_parent(parent, threading.Event())
-    try:
-        w = reach_worker(settings, pools, names, stop=stop, max_jobs=max_jobs, burst=burst)
-        if w is None:
-            return  # stopped while waiting for the endpoint
-        w.run()
-    except FarmConfigError as exc:
-        # One clear line, no traceback: the reason is the whole story.
-        log.error("farm_misconfigured", reason=str(exc)[:1000], exit_code=EXIT_FARM_MISCONFIGURED)  # noqa: TRY400
-        raise typer.Exit(EXIT_FARM_MISCONFIGURED) from exc
 
 
 @app.command(epilog="Example: hevcq status --json | jq '.pools'")
