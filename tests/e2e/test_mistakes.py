@@ -115,6 +115,7 @@ def test_serve_on_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     out = done.stdout + done.stderr
     assert f"error: cannot listen on 127.0.0.1:{port}" in out
+    assert "give another --port" in out
     assert "Traceback" not in out
     assert "Dashboard and API on" not in out
 

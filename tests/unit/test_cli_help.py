@@ -3,7 +3,9 @@ zsh (typer's own `--install-completion` and `--show-completion`)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -122,6 +124,8 @@ def test_every_commands_help_is_one_line_paragraphs_of_plain_text(command: tuple
         (["rollback", "--all", "--library", ""], "'--library': an empty path"),
         (["serve", "--state-dir", ""], "'--state-dir': an empty path"),
         (["config", "from-terraform", "--path", ""], "'--path': an empty path"),
+        # An empty host listened on every interface and printed http://:8765.
+        (["serve", "--host", ""], "'--host': an empty address"),
     ],
 )
 @pytest.mark.timeout(60)  # were a value let through, a command might run on
@@ -193,3 +197,20 @@ def test_a_worker_starts_with_its_own_command_alone(args: list[str], loaded: lis
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == repr(sorted(loaded))
     assert "Usage:" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (OSError(errno.EADDRINUSE, "Address already in use"), "give another --port"),
+        (OSError(errno.EACCES, "Permission denied"), "give a --port above 1023"),
+        # Not an address of this machine, or not an address at all: the port was blamed.
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), "give another --host"),
+        (OSError(socket.EAI_NONAME, "Name or service not known"), "give another --host"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "give another --host"),
+    ],
+)
+def test_a_server_that_cannot_listen_says_what_to_change(error: OSError, says: str) -> None:
+    from hevcq.cli import farm  # noqa: PLC0415
+
+    assert farm._listen_hint(error).startswith(says)

@@ -1,10 +1,12 @@
-"""Farm commands: worker, status, serve, dlq, redrive, sample, config."""
+"""Farm commands: status, serve, dlq, redrive, sample, ladder, quality, config."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -117,7 +119,9 @@ def _print_status(view: FarmView, *, as_json: bool = False) -> None:
 
 @app.command(epilog="Example: hevcq serve --host 0.0.0.0 --port 8765   (with HEVCQ_API_TOKEN set)")
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on.", parser=_an_address)] = (
+        "127.0.0.1"
+    ),
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free one).")
     ] = 8765,
@@ -141,13 +145,38 @@ def serve(
         sock = web_server.bind(host, port)
     except OSError as exc:
         raise fail(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; give another --port",
+            f"cannot listen on {host}:{port}: {_why(exc)}; {_listen_hint(exc)}",
             EXIT_CONFIG,
         ) from exc
     bound = sock.getsockname()[1]  # --port 0: the free one the system gave
     shown = f"[{host}]" if ":" in host else host
     console.print(f"Dashboard and API on http://{shown}:{bound} (OpenAPI at /docs)")
     web_server.serve(config, sock)
+
+
+def _listen_hint(exc: OSError) -> str:
+    """What to change when a listening socket cannot be had: the port when it is taken
+    or reserved, the host when it names no address of this machine."""
+    # A name that does not resolve: getaddrinfo's errors are negative (socket.create_server
+    # passes them on as a plain OSError).
+    if isinstance(exc, socket.gaierror) or (exc.errno or 0) < 0 or exc.errno == errno.EADDRNOTAVAIL:
+        return "give another --host (an address of this machine, or 0.0.0.0 for all)"
+    if exc.errno == errno.EACCES:
+        return "give a --port above 1023"
+    return "give another --port"
+
+
+def _why(exc: OSError) -> str:
+    """The system's reason, without the address ``socket.create_server`` appends."""
+    return (exc.strerror or str(exc)).split(" (while attempting to bind", 1)[0]
+
+
+def _an_address(value: str) -> str:
+    """``--host``, refused when empty: an empty host listens on every interface, which
+    only an explicit 0.0.0.0 should do."""
+    if not value.strip():
+        raise typer.BadParameter("an empty address; give one (0.0.0.0 for every interface)")
+    return value
 
 
 @app.command(epilog="Example: hevcq dlq --pool 720p")
