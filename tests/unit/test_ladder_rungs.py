@@ -163,8 +163,10 @@ def test_only_known_codec_groups_join_a_ladder() -> None:
     hevc = plan_ladder(info, ("hevc",))
     assert hevc is not None
     assert hevc.groups == ("h264", "hevc")
-    with pytest.raises(ConfigError, match="no ladder codec group vp8"):
+    with pytest.raises(ConfigError, match="no ladder codec group 'vp8'"):
         plan_ladder(info, ("vp8",))
+    with pytest.raises(ConfigError, match="no ladder codec group ''; known"):
+        plan_ladder(info, ("",))
 
 
 @pytest.mark.parametrize(

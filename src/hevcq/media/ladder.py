@@ -179,7 +179,8 @@ def plan_ladder(
         return None
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
-        raise ConfigError(f"no ladder codec group {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+        named = ", ".join(repr(g) for g in unknown)
+        raise ConfigError(f"no ladder codec group {named}; known: {', '.join(GROUPS)}")
     width, height = video.display_size
     fps = constant_rate(video.fps)
     audio = info.audio[0].index if info.audio else None
