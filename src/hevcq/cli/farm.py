@@ -43,7 +43,6 @@ from hevcq.media.quality import lengths_differ, score, xpsnr_score
 from hevcq.media.samples import foreign_files, make_sample_library
 from hevcq.settings import load_settings
 from hevcq.settings import state_dir as default_state_dir
-from hevcq.web import server as web_server
 from hevcq.web.view import SCAN_SHARE, FarmView
 
 log = structlog.get_logger()
@@ -131,6 +130,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the dashboard and the API for the configured or the running embedded farm."""
+    from hevcq.web import server as web_server  # noqa: PLC0415 - the other commands need none
+    from hevcq.web.listen import bind  # noqa: PLC0415
+
     try:
         settings, pools = setup()
         located = web_server.locate(settings, pools, state_dir or default_state_dir())
@@ -142,7 +144,7 @@ def serve(
             Text.assemble((located.reason, "yellow"), ": the page and /api/health say so.")
         )
     try:
-        sock = web_server.bind(host, port)
+        sock = bind(host, port)
     except OSError as exc:
         raise fail(
             f"cannot listen on {host}:{port}: {_why(exc)}; {_listen_hint(exc)}",

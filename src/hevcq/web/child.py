@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hevcq import logs
 from hevcq.errors import ConfigError
@@ -29,8 +29,10 @@ from hevcq.farm.embedded import from_record
 from hevcq.private import open_private
 from hevcq.procs import die_with_parent
 from hevcq.settings import load_settings
-from hevcq.web import server as web_server
-from hevcq.web.app import WebConfig
+from hevcq.web.listen import bind
+
+if TYPE_CHECKING:
+    from hevcq.web.app import WebConfig
 
 HOST = "127.0.0.1"  # loopback only: the embedded farm's dashboard needs no credentials there
 START_TIMEOUT_S = 30.0  # the child imports FastAPI and boto3 on a busy machine
@@ -45,11 +47,11 @@ class DashboardError(RuntimeError):
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on ``port``, or on a free port when that one is taken."""
     try:
-        return web_server.bind(host, port)
+        return bind(host, port)
     except OSError:
         if port == 0:
             raise
-        return web_server.bind(host, 0)
+        return bind(host, 0)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
 def _web_config() -> WebConfig:
     """What ``hevcq serve`` would build for this farm: the settings, and the farm the ingest
     wrote on stdin (another ingest may have replaced the farm file since)."""
+    from hevcq.web import server as web_server  # noqa: PLC0415 - the child's alone
+
     settings = load_settings(os.environ)
     logs.configure("json", settings.log_level)  # stderr is the run's dashboard.log
     farm = from_record(json.loads(sys.stdin.read() or "{}"))
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     def started() -> None:
         sys.stdout.buffer.write(READY)
         sys.stdout.flush()
+
+    from hevcq.web import server as web_server  # noqa: PLC0415 - the child's alone
 
     web_server.serve_socket(config, sock, started)
 

@@ -237,19 +237,8 @@ def _uvicorn(config: WebConfig, host: str, port: int) -> uvicorn.Server:
     )
 
 
-LISTEN_BACKLOG = 64
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port`` (0: a free port); ``OSError`` when it cannot."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # create_server sets SO_REUSEADDR: a port left in TIME_WAIT by the previous run is
-    # free; one a server listens on is not.
-    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
-
-
 def serve(config: WebConfig, sock: socket.socket) -> None:
-    """Serve in the foreground on ``sock`` (from ``bind``) until interrupted."""
+    """Serve in the foreground on ``sock`` (from ``web.listen.bind``) until interrupted."""
     host, port = sock.getsockname()[:2]
     _uvicorn(config, host, port).run(sockets=[sock])
 
