@@ -38,6 +38,7 @@ NAMES = (
     "library_scale",
     "library_throughput",
     "many_files",
+    "startup",
     "ladder",
     "pertitle",
     "quality_corpus",
@@ -119,6 +120,7 @@ class Run:
         self.step("library_scale", lambda: _figures("bench_library_scale", self.quick))
         self.step("library_throughput", lambda: _figures("bench_library_throughput", self.quick))
         self.step("many_files", lambda: _figures("bench_many_files", self.quick))
+        self.step("startup", lambda: _figures("bench_startup", self.quick))
         self.step("ladder", lambda: _figures("bench_ladder", self.quick))
         self.step("pertitle", lambda: _figures("bench_pertitle", self.quick))
         self.step("quality_corpus", self._quality_corpus)
