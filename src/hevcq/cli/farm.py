@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import shlex
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -159,9 +158,9 @@ def serve(
 def _listen_hint(exc: OSError) -> str:
     """What to change when a listening socket cannot be had: the port when it is taken
     or reserved, the host when it names no address of this machine."""
-    # A name that does not resolve: getaddrinfo's errors are negative (socket.create_server
-    # passes them on as a plain OSError).
-    if isinstance(exc, socket.gaierror) or (exc.errno or 0) < 0 or exc.errno == errno.EADDRNOTAVAIL:
+    # A name that does not resolve: getaddrinfo's errors are negative, whether raised as
+    # socket.gaierror or passed on by socket.create_server as a plain OSError.
+    if (exc.errno or 0) < 0 or exc.errno == errno.EADDRNOTAVAIL:
         return "give another --host (an address of this machine, or 0.0.0.0 for all)"
     if exc.errno == errno.EACCES:
         return "give a --port above 1023"

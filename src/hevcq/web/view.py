@@ -271,20 +271,18 @@ class FarmView:
         ended, whatever was added since. A job that finishes between two pages moves to
         the front and is not seen again by the pages that follow."""
         picked = [
-            (_job_order(i), i)
+            i
             for i in self.items()
             if (state is None or i.state is state) and (pool is None or i.pool == pool)
         ]
         if cursor is not None:
             micros, _, job_id = cursor.partition(".")
             end = (int(micros), job_id)
-            picked = [p for p in picked if p[0] < end]
-        page = heapq.nlargest(limit + 1, picked, key=lambda p: p[0])
-        more = len(page) > limit
-        page = page[:limit]
-        last = page[-1][0] if more else None
+            picked = [i for i in picked if _job_order(i) < end]
+        page = heapq.nlargest(limit + 1, picked, key=_job_order)
+        last = _job_order(page[limit - 1]) if len(page) > limit else None
         return JobList(
-            jobs=[job_summary(i) for _, i in page],
+            jobs=[job_summary(i) for i in page[:limit]],
             next_cursor=f"{last[0]}.{last[1]}" if last else None,
         )
 
