@@ -254,3 +254,33 @@ def test_a_page_of_jobs_of_one_state_or_pool_chains_over_that_state_or_pool() ->
             if i.state is state and (pool is None or i.pool == pool)
         ]
         assert [j for p in _pages(view, 2, state=state, pool=pool) for j in p] == want
+
+
+class _CountedLedger(_Ledger):
+    scans = 0
+
+    def items(self) -> list[LedgerItem]:
+        self.scans += 1
+        return super().items()
+
+
+@pytest.mark.parametrize(
+    ("job_id", "scans"),
+    [
+        ("no-such-job", 0),
+        ("../../etc/passwd", 0),
+        (f"{0xAB:016X}", 0),  # ids are lower-case
+        (f"{1:017x}", 0),
+        ("", 0),
+        (f"{99:016x}", 1),  # shaped like an id: the ledger is read, and holds none
+    ],
+)
+def test_an_id_that_names_no_job_is_answered_without_reading_the_ledger(
+    job_id: str, scans: int
+) -> None:
+    """Every request for one job read the whole ledger: a stream of garbage ids cost a
+    scan each."""
+    farm = _CountedLedger([_job(n, T0 + n) for n in range(3)])
+    view = web_view.FarmView(farm)  # type: ignore[arg-type]
+    assert view.job(job_id) is None
+    assert farm.scans == scans

@@ -7,6 +7,7 @@ The web side reads the farm through nothing else.
 from __future__ import annotations
 
 import heapq
+import re
 import threading
 import time
 from collections import Counter
@@ -59,6 +60,9 @@ CHART_HOURS = 24
 # A page of jobs ends at the last job it holds: its time (finish, else start) in
 # microseconds and its id. Opaque to callers; the API checks its shape.
 JOB_CURSOR_PATTERN = r"^[0-9]{1,20}\.[0-9a-f]{16}$"
+# A job id: 16 lower-case hex digits (`JobKey.job_id`). Anything else names no job, so it
+# is answered without reading the ledger.
+JOB_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def _job_order(item: LedgerItem) -> tuple[int, str]:
@@ -288,6 +292,8 @@ class FarmView:
 
     def job(self, job_id: str) -> JobDetail | None:
         """One job by id, with its objects."""
+        if not JOB_ID.fullmatch(job_id):
+            return None
         item = next((i for i in self.items() if i.job_id == job_id), None)
         if item is None:
             return None
