@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +48,13 @@ def _client(m: MotoFarm, issuer: Issuer | None = None) -> TestClient:
         (" ", "blank"),
         ("\u3000\u00a0", "blank"),
         ("dir/ ", "blank"),
+        ("invoice\u200b.mp4", "invisible"),  # shows as "invoice.mp4"
+        ("\ufeffclip.mov", "invisible"),
+        ("clip\u3164.mov", "invisible"),  # a Hangul filler: a letter that draws nothing
+        ("a\u00adb.mov", "invisible"),
+        ("${filename}", "placeholder"),  # S3 would put the sender's own name here
+        ("clip${filename}", "placeholder"),
+        ("dir/${filename}", "placeholder"),
     ],
 )
 def test_a_file_name_that_hides_or_lies_is_refused_naming_the_rule(
@@ -58,10 +67,33 @@ def test_a_file_name_that_hides_or_lies_is_refused_naming_the_rule(
     assert moto_farm.clients.s3.list_objects_v2(Bucket=moto_farm.refs.bucket).get("KeyCount") == 0
 
 
-@pytest.mark.parametrize("name", ["clip.mov", "Ünïcødé 視頻 👩‍👩‍👧.mp4", "a b.mkv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "clip.mov",
+        "Ünïcødé 視頻 👩‍👩‍👧.mp4",
+        "a b.mkv",
+        "$5 {draft}.mp4",
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.mov",
+    ],
+)
 def test_ordinary_names_still_upload(moto_farm: MotoFarm, name: str) -> None:
+    """Emoji sequences and Persian keep their joiners; a dollar or a brace alone is a name."""
     r = _client(moto_farm).post("/api/uploads", json={"filename": name}, headers=OPERATOR)
     assert r.status_code == 201, r.text
+    ticket = r.json()
+    policy = json.loads(base64.b64decode(ticket["fields"]["policy"]))
+    # The ticket writes its own key and no other (no "starts-with" on the key).
+    assert {"key": ticket["fields"]["key"]} in policy["conditions"]
+    assert not [c for c in policy["conditions"] if isinstance(c, list) and c[1] == "$key"]
+    assert ticket["fields"]["key"].endswith("/" + name)
+
+
+def test_a_store_refuses_to_presign_a_post_for_a_placeholder_key(moto_farm: MotoFarm) -> None:
+    """Below the name rules: a key boto3 would sign as a prefix is never presigned."""
+    store = Farm(moto_farm.clients, moto_farm.refs, label="test").store
+    with pytest.raises(ValueError, match="placeholder"):
+        store.presign_post("TODO/01/${filename}", {}, [], 60)
 
 
 def test_a_jwt_named_like_the_operator_sees_none_of_its_uploads(

@@ -451,7 +451,12 @@ class S3Store:
         self, key: str, fields: dict[str, str], conditions: list[Any], ttl_s: int
     ) -> tuple[str, dict[str, str]]:
         """A SigV4 presigned POST of ``key``: (url, form fields); boto3 adds the bucket and
-        key conditions itself."""
+        key conditions itself.
+
+        Only for one exact key: for a key ending in ``${filename}`` boto3 signs a
+        ``starts-with`` condition instead, which lets the form write any key under it."""
+        if key.endswith("${filename}"):
+            raise ValueError(f"a presigned POST names one key, not a placeholder: {key!r}")
         post = _sigv4(self._s3).generate_presigned_post(
             self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=ttl_s
         )

@@ -44,6 +44,17 @@ BIDI_CONTROLS = frozenset(
 )
 # Controls (C0, DEL, C1) and the line and paragraph separators: a name is one line of text.
 CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# Characters that show nothing, so that "invoice\u200b.mp4" reads as "invoice.mp4": zero
+# width space, word joiner and the invisible operators, byte order mark, soft hyphen,
+# Mongolian vowel separator, the Hangul fillers. The zero width joiner and non-joiner are
+# allowed: they join emoji and shape Arabic and Indic scripts.
+INVISIBLE = frozenset(
+    "\u00ad\u115f\u1160\u180e\u200b\u2060\u2061\u2062\u2063\u2064\u3164\ufeff\uffa0"
+)
+# S3 replaces "${filename}" in a presigned POST's key with the name of the file sent, and
+# boto3 then signs a key *prefix* instead of the key: one ticket would write any number
+# of objects under any names.
+S3_PLACEHOLDER = "${"
 
 
 class UploadRecord(BaseModel):
@@ -151,11 +162,16 @@ def record_key(owner: str, upload_id: str) -> str:
 
 
 def check_name(name: str) -> None:
-    """Refuse a file name that is blank or carries control or bidi characters."""
+    """Refuse a file name that is blank, carries control, bidi or invisible characters, or
+    holds S3's ``${filename}`` placeholder."""
     if any(ch in BIDI_CONTROLS for ch in name):
         raise PermanentError("file name refused: no bidi control characters (U+202E and kin)")
     if any(unicodedata.category(ch) in CONTROL_CATEGORIES for ch in name):
         raise PermanentError("file name refused: no control characters or line breaks")
+    if any(ch in INVISIBLE for ch in name):
+        raise PermanentError("file name refused: no invisible characters (U+200B and kin)")
+    if S3_PLACEHOLDER in name:
+        raise PermanentError("file name refused: no '${', which S3 reads as a placeholder")
     if not name.strip():
         raise PermanentError("file name refused: blank (it needs a visible character)")
 
