@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -10,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from hevcq.cli import app as cli
+from hevcq.cli import library as commands
 from hevcq.cli.report import BarProgress, LineProgress, estimate_table, plan_tables, progress_for
 from hevcq.errors import PermanentError, RetryableError
 from hevcq.library.catalog import Catalog, library_id
@@ -42,7 +47,7 @@ from hevcq.metadata import (
     client_settled,
 )
 from hevcq.objects import ObjectInfo
-from hevcq.pools import Applies, Pool
+from hevcq.pools import Applies, Pool, load_farm
 from tests.fakes import FakeStore
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
@@ -570,3 +575,44 @@ def test_an_original_a_rollback_put_back_is_left_to_it_until_it_changes(
         e for e in do_scan(root, store, replace_pools=replacing).entries if e.rel == "a/one.mp4"
     )
     assert isinstance(changed.decisions["hevc"], EncodePlan)
+
+
+# --- estimate is ingest --dry-run -----------------------------------------------------------
+
+
+def test_estimate_is_ingest_dry_run_whatever_out_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`estimate` planned without the output folder: a file done in an earlier run showed
+    as finished even when its output was not in --out, where `ingest --dry-run` (and the
+    ingest itself) sends it again. The dry run also printed a log line on stderr."""
+    lib = make(tmp_path / "lib", "a/one.mp4").parents[1].resolve()
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith(("HEVCQ_", "AWS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(commands, "scan", functools.partial(scan, probe_fn=fake_probe))
+    with Catalog.for_library(lib) as catalog:
+        scan(lib, [load_farm()["hevc"]], catalog, probe_fn=fake_probe)
+        catalog.record_outcome("a/one.mp4", "hevc", "done")
+
+    def would_upload(*args: str) -> bool:
+        shown = []
+        for command in (["ingest", str(lib), "--dry-run"], ["estimate", str(lib)]):
+            done = CliRunner().invoke(
+                cli.app, [*command, "--pools", "hevc", *args], env={"COLUMNS": "200"}
+            )
+            assert done.exit_code == 0, done.output
+            assert done.stderr == ""  # a report: no log lines
+            shown.append(done.stdout)
+        assert shown[0] == shown[1]
+        plan = shown[0][: shown[0].index("not uploaded")]
+        return "a/one.mp4" in plan
+
+    assert would_upload()  # done before, but not in ./hevcq-out: brought home again
+    placed = tmp_path / "hevcq-out" / "hevc" / "a" / "one.mp4"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"the output")
+    assert not would_upload()
+    assert would_upload("--out", str(tmp_path / "elsewhere"))

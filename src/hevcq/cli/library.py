@@ -109,6 +109,8 @@ def _scan_options(
 
 
 Library = Annotated[Path, typer.Argument(parser=a_folder)]
+Out = Annotated[Path, typer.Option(help="Where outputs are downloaded.", parser=a_path)]
+DEFAULT_OUT = Path("hevcq-out")
 Pools = Annotated[
     str | None,
     typer.Option(
@@ -211,9 +213,7 @@ def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
 def ingest(
     library: Library,
     *,
-    out: Annotated[Path, typer.Option(help="Where outputs are downloaded.", parser=a_path)] = Path(
-        "hevcq-out"
-    ),
+    out: Out = DEFAULT_OUT,
     wait: Annotated[
         bool, typer.Option(help="Wait for results (always, on the embedded farm).")
     ] = False,
@@ -250,7 +250,8 @@ def ingest(
 ) -> None:
     """Scan a library, upload what needs work and (on the embedded farm) bring results back."""
     try:
-        settings, farm = setup()
+        # A dry run is a report, as `estimate` is: no info lines on the terminal.
+        settings, farm = setup(quiet=dry_run)
         pools = choose_pools(farm, pools_option)
         if target_vmaf is not None:
             pools = {name: p.with_target(target_vmaf) for name, p in pools.items()}
@@ -651,6 +652,7 @@ def _logging_to(path: Path, settings: Settings) -> Iterator[None]:
 def estimate(
     library: Library,
     *,
+    out: Out = DEFAULT_OUT,
     pools_option: Pools = None,
     include: Include = [],  # noqa: B006
     exclude: Exclude = [],  # noqa: B006
@@ -660,7 +662,7 @@ def estimate(
 ) -> None:
     """Same as `hevcq ingest DIR --dry-run`: what would be sent, and what it would cost."""
     try:
-        _, farm = setup(quiet=True)
+        settings, farm = setup(quiet=True)
         pools = choose_pools(farm, pools_option)
         opts = _scan_options(
             include=include,
@@ -668,10 +670,14 @@ def estimate(
             ext=ext,
             max_files=max_files,
             max_bytes=max_bytes,
-            skip=Path("hevcq-out"),
+            skip=out,
             full_hash=False,
         )
-        _dry_run(library, pools, opts)
+        # As `ingest --dry-run` checks and plans: a file counts as finished only while its
+        # output is in --out, where the embedded farm would bring it home.
+        outputs_stay_out_of(library, out, pools)
+        preflight(library, None, opts)
+        _dry_run(library, pools, opts, out if settings.embedded else None)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
 
