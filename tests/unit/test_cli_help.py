@@ -30,17 +30,27 @@ def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     return found
 
 
+def _groups(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            found += [(*path, name), *_groups(cmd, (*path, name))]
+    return found
+
+
 assert COMMAND_MODULES  # importing them registers every command on ``app``
 COMMANDS = _commands(typer.main.get_group(app))
+GROUPS = _groups(typer.main.get_group(app))
 
 
 def test_every_command_is_walked() -> None:
     assert {"ingest", "fetch", "redrive", "status", "sample"} <= {c[-1] for c in COMMANDS}
     assert ("quarantine", "purge") in COMMANDS
     assert ("config", "from-terraform") in COMMANDS
+    assert {("quarantine",), ("config",)} <= set(GROUPS)
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("command", COMMANDS + GROUPS, ids=" ".join)
 def test_every_commands_help_has_an_example(command: tuple[str, ...]) -> None:
     shown = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output

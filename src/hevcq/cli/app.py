@@ -103,7 +103,11 @@ def a_folder(value: str | Path) -> Path:
     return path.resolve()
 
 
-config_app = typer.Typer(help="Settings helpers.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Settings helpers.",
+    epilog="Example: hevcq config from-terraform --tf-dir infra/terraform",
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 
 

@@ -296,7 +296,9 @@ def ladder(
     out: Annotated[Path, typer.Option(help="A new or empty folder for the ladder.", parser=a_path)],
     codec: Annotated[
         list[str],
-        typer.Option("--codec", help="A codec group beside H.264 (av1); repeat it for several."),
+        typer.Option(
+            "--codec", help="A codec group beside H.264 (hevc or av1); repeat it for several."
+        ),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
 ) -> None:
     """Make and check an HLS ladder of one file on this machine.

@@ -79,7 +79,11 @@ from hevcq.settings import Settings, state_dir
 from hevcq.web import child as dashboard_child
 from hevcq.worker.runner import scratch_need
 
-quarantine_app = typer.Typer(help="Replaced originals kept for a while.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Replaced originals kept for a while.",
+    epilog="Example: hevcq quarantine list ~/Videos",
+    no_args_is_help=True,
+)
 app.add_typer(quarantine_app, name="quarantine")
 
 
