@@ -7,6 +7,8 @@ file.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -14,6 +16,9 @@ from dataclasses import dataclass
 # clients find theirs there.
 KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_ENV = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - the variable's name, not a secret
+# 128 bits, in hex: out of reach of guessing, and the dashboard's address with it still
+# fits on one line of a terminal.
+DASHBOARD_TOKEN_CHARS = 32
 
 
 @dataclass(frozen=True, repr=False)
@@ -31,6 +36,13 @@ class Credentials:
     def env(self) -> dict[str, str]:
         """The pair as boto3 reads it from the environment."""
         return {KEY_ID_ENV: self.access_key_id, SECRET_ENV: self.secret_access_key}
+
+    def dashboard_token(self) -> str:
+        """The token the run's dashboard asks for: derived from the secret, so every server
+        of this farm (the ingest's, ``hevcq serve``) asks for the same one, and only who
+        can read the 0600 farm file, or the address the ingest printed, has it."""
+        mac = hmac.new(self.secret_access_key.encode(), b"hevcq dashboard", hashlib.sha256)
+        return mac.hexdigest()[:DASHBOARD_TOKEN_CHARS]
 
     def __repr__(self) -> str:
         return f"Credentials({self.access_key_id!r}, <secret>)"

@@ -43,10 +43,18 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
     i.close()
 
 
-def _client(farm: FarmView | None, auth: AuthConfig) -> TestClient:
+# The embedded farm's server on loopback, and its run's token.
+LOCAL = AuthConfig(local_token="l" * 32)
+
+
+def _client(farm: FarmView | None, auth: AuthConfig, *, signed_in: bool = True) -> TestClient:
+    """A client of the app; of the local server, one that shows the run's token unless
+    ``signed_in`` is false."""
     app = create_app(WebConfig(farm, Authenticator(auth), upload_max_bytes=1000))
-    # A credential-free server answers its loopback name only.
-    return TestClient(app, base_url="http://127.0.0.1")
+    token = auth.local_token if signed_in else None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # The local server answers its loopback names only.
+    return TestClient(app, base_url="http://127.0.0.1", headers=headers)
 
 
 def _oidc(issuer: Issuer) -> AuthConfig:
@@ -63,7 +71,7 @@ def _view(m: MotoFarm, raw: str = "keep") -> FarmView:
 
 
 def test_without_a_farm_the_server_says_so() -> None:
-    c = _client(None, AuthConfig(open_local=True))
+    c = _client(None, LOCAL)
     assert c.get("/api/health").json()["status"] == "no farm"
     r = c.get("/api/pools")
     assert r.status_code == 503
@@ -115,12 +123,46 @@ def test_another_owners_video_is_not_found(moto_farm: MotoFarm, issuer: Issuer) 
 
 
 def test_cross_site_posts_are_refused(moto_farm: MotoFarm) -> None:
-    c = _client(_view(moto_farm), AuthConfig(open_local=True))
-    assert c.post("/api/uploads", json={"filename": "a.mov"}).status_code == 403
-    evil = {CSRF_HEADER: "1", "Origin": "http://evil.test"}
+    c = _client(_view(moto_farm), LOCAL, signed_in=False)
+    token = {"Authorization": f"Bearer {LOCAL.local_token}"}
+    # A page of another site has no token: nothing it sends is taken.
+    assert c.post("/api/uploads", json={"filename": "a.mov"}).status_code == 401
+    page = {CSRF_HEADER: "1", "Origin": "http://evil.test"}
+    assert c.post("/api/uploads", json={"filename": "a.mov"}, headers=page).status_code == 401
+    # Even with it, a POST from another origin is refused.
+    evil = {**token, "Origin": "http://evil.test"}
     assert c.post("/api/uploads", json={"filename": "a.mov"}, headers=evil).status_code == 403
-    ok = c.post("/api/uploads", json={"filename": "a.mov"}, headers={CSRF_HEADER: "1"})
+    ok = c.post("/api/uploads", json={"filename": "a.mov"}, headers={**token, CSRF_HEADER: "1"})
     assert ok.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/status"),
+        ("GET", "/api/dashboard"),
+        ("GET", "/api/pools"),
+        ("GET", "/api/jobs"),
+        ("GET", "/api/jobs/0123456789abcdef"),
+        ("GET", "/api/deadletters"),
+        ("GET", "/api/videos"),
+        ("POST", "/api/uploads"),
+        ("POST", "/api/redrive"),
+    ],
+)
+@pytest.mark.parametrize("header", [None, "Bearer ", "Bearer nope", f"Bearer {'l' * 31}"])
+def test_another_user_of_the_machine_gets_nothing_from_the_local_server(
+    moto_farm: MotoFarm, method: str, path: str, header: str | None
+) -> None:
+    """Any user of the machine can connect to 127.0.0.1: the embedded farm's server was
+    open to all of them, who read the library's names and took play links to its videos.
+    It now answers only who shows the run's token."""
+    c = _client(_view(moto_farm), LOCAL, signed_in=False)
+    headers = {CSRF_HEADER: "1", **({"Authorization": header} if header else {})}
+    body = {"filename": "a.mov"} if path == "/api/uploads" else {"pool": "hevc"}
+    r = c.request(method, path, headers=headers, json=body if method == "POST" else None)
+    assert (r.status_code, r.json()) == (401, {"detail": "unauthorized"})
+    assert c.get("/api/health").json()["status"] == "ok"  # names nothing, needs nothing
 
 
 def _dead_letter(m: MotoFarm, pool: str, key: str, cls: str) -> str:
@@ -136,7 +178,7 @@ def _dead_letter(m: MotoFarm, pool: str, key: str, cls: str) -> str:
 
 
 def test_one_dead_letter_is_redriven(moto_farm: MotoFarm) -> None:
-    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    c = _client(_view(moto_farm), LOCAL)
     one = _dead_letter(moto_farm, "hevc", "TODO/a.mov", "permanent")
     _dead_letter(moto_farm, "hevc", "TODO/b.mov", "permanent")
     listed = c.get("/api/deadletters").json()
@@ -150,7 +192,7 @@ def test_one_dead_letter_is_redriven(moto_farm: MotoFarm) -> None:
 
 
 def test_a_class_of_dead_letters_is_redriven_and_the_others_stay(moto_farm: MotoFarm) -> None:
-    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    c = _client(_view(moto_farm), LOCAL)
     _dead_letter(moto_farm, "hevc", "TODO/a.mov", "permanent")
     _dead_letter(moto_farm, "hevc", "TODO/b.mov", "permanent")
     _dead_letter(moto_farm, "hevc", "TODO/c.mov", "stalled")
@@ -177,7 +219,7 @@ def _settle(
 
 def test_delete_when_settled_waits_for_the_last_pool(moto_farm: MotoFarm) -> None:
     m = moto_farm
-    c = _client(_view(m, raw="delete-when-settled"), AuthConfig(open_local=True))
+    c = _client(_view(m, raw="delete-when-settled"), LOCAL)
     ticket = c.post(
         "/api/uploads", json={"filename": "clip.mov"}, headers={CSRF_HEADER: "1"}
     ).json()
@@ -207,7 +249,7 @@ def test_delete_when_settled_waits_for_the_last_pool(moto_farm: MotoFarm) -> Non
 
 def test_a_failed_pool_keeps_the_raw(moto_farm: MotoFarm) -> None:
     m = moto_farm
-    c = _client(_view(m, raw="delete-when-settled"), AuthConfig(open_local=True))
+    c = _client(_view(m, raw="delete-when-settled"), LOCAL)
     ticket = c.post("/api/uploads", json={"filename": "x.mov"}, headers={CSRF_HEADER: "1"}).json()
     etag = m.clients.s3.put_object(Bucket=m.refs.bucket, Key=ticket["key"], Body=b"x")[
         "ETag"
@@ -223,7 +265,7 @@ def test_a_failed_pool_keeps_the_raw(moto_farm: MotoFarm) -> None:
 
 def test_status_is_the_same_document_as_the_cli(moto_farm: MotoFarm) -> None:
     view = _view(moto_farm)
-    c = _client(view, AuthConfig(open_local=True))
+    c = _client(view, LOCAL)
     got = c.get("/api/status").json()
     assert [p["pool"] for p in got["pools"]] == sorted(moto_farm.refs.pools)
     assert set(got) == {"pools", "running", "totals"}
@@ -251,7 +293,7 @@ def test_a_job_page_shows_its_objects_steps_attempts_and_the_versions_before_it(
     steps = {"download_s": 1.5, "probe_s": 0.25, "encode_s": 12.0, "verify_s": 0.5}
     done = {**steps, "upload_s": 0.75, "output_etag": "out-2", "output_key": out}
     ledger.finish(second.lease, State.DONE, done)
-    c = _client(_view(m), AuthConfig(open_local=True))
+    c = _client(_view(m), LOCAL)
     job_id = JobKey(key, pool, "v2", "h").job_id
     d = c.get(f"/api/jobs/{job_id}").json()
     assert (d["job"]["key"], d["job"]["state"], d["job"]["attempts"]) == (key, "done", 1)
@@ -301,7 +343,7 @@ def test_serve_finds_the_configured_farm_or_serves_the_reason_it_cannot(
 
 def test_an_upload_names_its_pools_and_is_settled_by_those_alone(moto_farm: MotoFarm) -> None:
     m = moto_farm
-    c = _client(_view(m, raw="delete-when-settled"), AuthConfig(open_local=True))
+    c = _client(_view(m, raw="delete-when-settled"), LOCAL)
     chosen = sorted(m.refs.pools)[0]
     ticket = c.post(
         "/api/uploads", json={"filename": "clip.mov", "pools": [chosen]}, headers={CSRF_HEADER: "1"}
@@ -324,7 +366,7 @@ def test_an_unknown_pool_is_refused_and_the_operator_default_applies(moto_farm: 
     m = moto_farm
     first, *_ = sorted(m.refs.pools)
     view = FarmView(Farm(m.clients, m.refs, label="test"), api_pools=(first,))
-    c = _client(view, AuthConfig(open_local=True))
+    c = _client(view, LOCAL)
     bad = c.post(
         "/api/uploads", json={"filename": "a.mov", "pools": ["nope"]}, headers={CSRF_HEADER: "1"}
     )
@@ -348,7 +390,7 @@ class _Claimed:
 
 def _claimed_upload(m: MotoFarm, pool: str) -> tuple[_Claimed, TestClient]:
     """An upload of ``clip.mov`` for ``pool`` through the API's client, claimed by hand."""
-    c = _client(_view(m), AuthConfig(open_local=True))
+    c = _client(_view(m), LOCAL)
     ticket = c.post(
         "/api/uploads", json={"filename": "clip.mov", "pools": [pool]}, headers={CSRF_HEADER: "1"}
     ).json()
@@ -433,7 +475,7 @@ def test_a_done_ladder_has_a_play_link_that_plays_it_whole_and_nothing_else(
 
 def test_pages_of_videos_chain_newest_first_over_s3(moto_farm: MotoFarm) -> None:
     """The newest-first index as S3 lists it: flipped ids, StartAfter, MaxKeys."""
-    c = _client(_view(moto_farm), AuthConfig(open_local=True))
+    c = _client(_view(moto_farm), LOCAL)
     made = [
         c.post("/api/uploads", json={"filename": f"v{n}.mov"}, headers={CSRF_HEADER: "1"}).json()[
             "id"

@@ -30,7 +30,7 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
 
 def _client(m: MotoFarm, issuer: Issuer | None = None) -> TestClient:
     oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": issuer.jwks_url} if issuer else {}
-    auth = Authenticator(AuthConfig(token=TOKEN, **oidc))  # type: ignore[arg-type]
+    auth = Authenticator(AuthConfig(token=TOKEN, **oidc))
     view = FarmView(Farm(m.clients, m.refs, label="test"))
     return TestClient(create_app(WebConfig(view, auth, upload_max_bytes=1000)))
 

@@ -28,7 +28,7 @@ from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.server import ServerThread
 from tests.e2e.conftest import IN_CI
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
-from tests.e2e.webkit import served
+from tests.e2e.webkit import LOCAL_TOKEN, served, signed_in
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
@@ -159,8 +159,10 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(url)
+            page.goto(signed_in(url))
             _shot(page, tmp_path, "dashboard-loaded")
+            # The run's token left the address bar (and so history) for the tab's storage.
+            assert "token" not in page.url
             row = page.locator("#running tr[data-job]").first
             pct = row.locator(".pct")
             pct.wait_for(timeout=15_000)
@@ -248,7 +250,8 @@ def test_without_a_farm_the_page_says_so(tmp_path: Path) -> None:
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     reason = "no farm configured (HEVCQ_BUCKET unset) and no embedded farm running"
-    config = WebConfig(None, Authenticator(AuthConfig(open_local=True)), no_farm_reason=reason)
+    auth = Authenticator(AuthConfig(local_token=LOCAL_TOKEN))
+    config = WebConfig(None, auth, no_farm_reason=reason)
     with ServerThread(config) as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
@@ -256,7 +259,7 @@ def test_without_a_farm_the_page_says_so(tmp_path: Path) -> None:
             elsewhere = _local_only(page, server.url)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server.url)
+            page.goto(signed_in(server.url))
             banner = page.locator("#banner")
             sync_api.expect(banner).to_have_text(f"No farm to show: {reason}", timeout=15_000)
             _shot(page, tmp_path, "dashboard-no-farm")

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from benchmarks.harness import read_events
 
+from hevcq.credentials import Credentials
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 from hevcq.web.models import StatusReport
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 CLIPS = 2
 GATE_WAIT_S = 60  # an encode waits at most this long for the test to open the gate
-ADDRESS = re.compile(r"Dashboard: (http://127\.0\.0\.1:(\d+)/)")
+ADDRESS = re.compile(r"Dashboard: (http://127\.0\.0\.1:(\d+)/)#token=([0-9a-f]{32})\b")
 
 
 def _free_port() -> int:
@@ -129,6 +130,13 @@ class Ingest:
         assert m is not None
         return m.group(1), int(m.group(2))
 
+    @property
+    def token(self) -> str:
+        """The run's token, from the printed address."""
+        m = ADDRESS.search(self.out)
+        assert m is not None
+        return m.group(3)
+
     def dashboards(self) -> set[int]:
         """The ingest's dashboard processes."""
         return {k for k in children(self.proc.pid) if "hevcq.web.child" in cmdline(k)}
@@ -156,7 +164,8 @@ def test_the_printed_address_serves_the_running_farm_until_the_ingest_ends(
         url, printed = ingest.address()
         assert printed == port  # the preferred port, free: taken as it is
         farm = json.loads(ingest.farm_file.read_text())
-        api = httpx.Client(base_url=url, timeout=30)
+        auth = {"Authorization": f"Bearer {ingest.token}"}
+        api = httpx.Client(base_url=url, timeout=30, headers=auth)
         health = api.get("/api/health").json()
         assert health["status"] == "ok", health
         assert farm["endpoint"] in health["farm"]
@@ -173,6 +182,76 @@ def test_the_printed_address_serves_the_running_farm_until_the_ingest_ends(
     assert ingest.out.count("Dashboard:") == 1
     assert _closes(port), _listening(port)
     assert not any(alive(p) for p in dash)
+
+
+STRANGER_UID = 65534  # nobody
+
+
+STRANGER_PATHS = ("/api/dashboard", "/api/jobs", "/api/pools", "/api/deadletters", "/api/videos")
+
+
+def _status_of(port: int, path: str) -> int:
+    """The status line's code of a plain GET (a bare socket to an address: no name to
+    resolve, nothing to import, so it runs in a forked child that can read none of our
+    files)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(("127.0.0.1", port))
+        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = conn.recv(64)
+    return int(head.split()[1])
+
+
+def _as_stranger(port: int) -> dict[str, int]:
+    """What another user of this machine gets from the dashboard on ``port``: the status of
+    each route, asked from a process of that user (running as root, a child turned into
+    ``nobody`` with no groups; as another user, this one, which holds no token either)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no imports, no locks, only sockets, then _exit
+        code = 1
+        try:
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(STRANGER_UID)
+                os.setuid(STRANGER_UID)
+            got = {p: _status_of(port, p) for p in STRANGER_PATHS}
+            os.write(write, json.dumps({"uid": os.getuid(), "got": got}).encode())
+            code = 0
+        except BaseException as exc:  # said to the parent, which fails on it
+            os.write(write, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        said = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    answer = json.loads(said)
+    assert answer["uid"] == (STRANGER_UID if os.getuid() == 0 else os.getuid())
+    return dict(answer["got"])
+
+
+def test_another_user_of_the_machine_reads_nothing_from_the_dashboard(tmp_path: Path) -> None:
+    """The dashboard listened on 127.0.0.1 without credentials, and any user of the machine
+    can connect there: every path of the library and play links to its videos were theirs.
+    It answers now only who shows the run's token, which the ingest prints to its own
+    user and keeps in the 0600 farm file."""
+    ingest = Ingest(tmp_path, _free_port())
+    try:
+        url, port = ingest.address()
+        stranger = _as_stranger(port)
+        mode = ingest.farm_file.stat().st_mode & 0o777
+        auth = {"Authorization": f"Bearer {ingest.token}"}
+        mine = httpx.get(f"{url}api/jobs", headers=auth, timeout=30)
+        ingest.open_gate()
+        code = ingest.wait()
+    finally:
+        ingest.kill()
+    assert stranger == dict.fromkeys(STRANGER_PATHS, 401), stranger
+    assert mine.status_code == 200
+    assert mode == 0o600
+    assert code == 0, ingest.out[-3000:]
 
 
 def test_no_dashboard_prints_no_address_and_listens_nowhere(tmp_path: Path) -> None:
@@ -240,8 +319,12 @@ def test_a_killed_ingest_takes_its_dashboard_with_it(tmp_path: Path) -> None:
     assert _closes(port), _listening(port)
 
 
+SERVED = re.compile(r"Dashboard: http://127\.0\.0\.1:(\d+)/#token=([0-9a-f]{32})\n")
+
+
 def _serve(ingest: Ingest, port: int) -> tuple[subprocess.Popen[str], str]:
-    """`hevcq serve` in the ingest's environment (its state dir); its URL once it says so."""
+    """`hevcq serve` in the ingest's environment (its state dir), and what it said once it
+    answers (its address, with the token it asks for)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "hevcq", "serve", "--port", str(port)],
         env=ingest.env,
@@ -253,12 +336,17 @@ def _serve(ingest: Ingest, port: int) -> tuple[subprocess.Popen[str], str]:
     said = ""
     for line in proc.stdout:
         said += line
-        if "Dashboard and API on" in line:
+        if "(OpenAPI at /docs)" in line:
             break
     url = f"http://127.0.0.1:{port}"
     up = lambda: _answers(f"{url}/api/health")  # noqa: E731
     assert wait_for(up, 30), said
     return proc, said
+
+
+def api_without_token(port: int) -> httpx.Client:
+    """A client of the server on ``port`` that shows no token, as another user's would."""
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
 
 def _answers(url: str) -> bool:
@@ -275,9 +363,20 @@ def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
     try:
         assert wait_for(ingest.farm_file.exists, 90), ingest.out[-3000:]
         farm = json.loads(ingest.farm_file.read_text())
-        serve, _ = _serve(ingest, port := _free_port())
+        serve, said = _serve(ingest, port := _free_port())
         try:
-            api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            printed = SERVED.search(said)
+            assert printed is not None, said
+            # The farm's own token: the one the ingest's dashboard asks for too.
+            token = printed.group(2)
+            credentials = Credentials(farm["access_key_id"], farm["secret_access_key"])
+            assert token == credentials.dashboard_token()
+            assert api_without_token(port).get("/api/pools").status_code == 401
+            api = httpx.Client(
+                base_url=f"http://127.0.0.1:{port}",
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             health = api.get("/api/health").json()
             assert health["status"] == "ok", health
             assert farm["endpoint"] in health["farm"]
@@ -291,9 +390,9 @@ def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
                 timeout=60,
                 check=True,
             )
-            printed = StatusReport.model_validate_json(cli.stdout)
+            shown = StatusReport.model_validate_json(cli.stdout)
             served = StatusReport.model_validate(api.get("/api/status").json())
-            assert [p.pool for p in printed.pools] == [p.pool for p in served.pools]
+            assert [p.pool for p in shown.pools] == [p.pool for p in served.pools]
             assert "using the embedded farm" in cli.stderr
         finally:
             serve.terminate()
@@ -306,12 +405,20 @@ def test_serve_finds_the_running_embedded_farm_and_says_when_there_is_none(
     serve, said = _serve(ingest, port := _free_port())
     try:
         assert "no embedded farm running" in said
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        printed = SERVED.search(said)
+        assert printed is not None, said
+        assert printed.group(2) != token  # a token of its own, for a server of nothing
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {printed.group(2)}"},
+        )
         health = api.get("/api/health").json()
         assert health["status"] == "no farm"
         assert "no embedded farm running" in health["detail"]
         assert api.get("/").status_code == 200
         assert api.get("/api/pools").status_code == 503
+        assert api_without_token(port).get("/api/pools").status_code == 401
         assert serve.poll() is None  # still serving
     finally:
         serve.terminate()
@@ -330,8 +437,8 @@ def test_serve_on_port_0_says_the_port_it_got_and_answers_there(tmp_path: Path) 
     )
     try:
         assert proc.stdout is not None
-        line = next(ln for ln in proc.stdout if "Dashboard and API on" in ln)
-        port = int(re.search(r"http://127\.0\.0\.1:(\d+) ", line).group(1))
+        line = next(ln for ln in proc.stdout if "Dashboard: " in ln)
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
         assert port > 0
         assert wait_for(lambda: _answers(f"http://127.0.0.1:{port}/api/health"), 30), line
     finally:

@@ -22,7 +22,7 @@ from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
-from tests.e2e.webkit import served
+from tests.e2e.webkit import served, signed_in
 
 pytestmark = pytest.mark.e2e
 HLS_JS = Path(str(resources.files("hevcq.web") / "static" / "vendor" / "hls.min.js"))
@@ -213,7 +213,7 @@ def test_the_dashboard_job_page_plays_a_ladder_the_farm_made(tmp_path: Path) -> 
                 errors: list[str] = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.goto(f"{url}/jobs/{item.job_id}")
+                page.goto(signed_in(url, f"/jobs/{item.job_id}"))
                 page.wait_for_selector("#player")
                 got = page.evaluate(PLAY_ON_JOB_PAGE)
                 assert got["played"] >= 1.5, got

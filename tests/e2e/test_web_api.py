@@ -14,10 +14,10 @@ from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
 from hevcq.web.app import CSRF_HEADER
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
-from tests.e2e.webkit import served
+from tests.e2e.webkit import AUTH, served
 
 pytestmark = pytest.mark.e2e
-POST = {CSRF_HEADER: "1"}
+POST = {CSRF_HEADER: "1", **AUTH}
 
 
 def _upload(ticket: dict, data: bytes) -> httpx.Response:
@@ -34,7 +34,7 @@ def test_an_upload_is_encoded_and_its_output_downloads_as_hevc(tmp_path: Path) -
     with stack(tmp_path, pools) as farm, served(farm, raw="delete-when-settled") as url:
         workers = [WorkerProc(farm, "hevc", tmp_path / "hevc.log")]
         try:
-            api = httpx.Client(base_url=url, timeout=30)
+            api = httpx.Client(base_url=url, timeout=30, headers=AUTH)
             ticket = api.post("/api/uploads", json={"filename": "clip.mp4"}, headers=POST).json()
             assert ticket["key"] == f"TODO/{ticket['id']}/clip.mp4"
             sent = _upload(ticket, clip.read_bytes())

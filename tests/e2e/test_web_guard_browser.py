@@ -15,6 +15,7 @@ from hevcq.web.app import WebConfig
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.server import ServerThread
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
+from tests.e2e.webkit import LOCAL_TOKEN, signed_in
 
 pytestmark = pytest.mark.e2e
 # Chromium's own guard (Private Network Access) refuses a public page's requests to loopback;
@@ -46,10 +47,11 @@ STEAL = """<!doctype html><title>loading</title><script>
 
 @contextmanager
 def _browser(*args: str) -> Iterator[tuple[Any, Any, str]]:
-    """A page in headless Chromium, a credential-free server without a farm, and its URL."""
+    """A page in headless Chromium, a local server without a farm, and its URL."""
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
-    config = WebConfig(None, Authenticator(AuthConfig(open_local=True)), no_farm_reason=REASON)
+    auth = Authenticator(AuthConfig(local_token=LOCAL_TOKEN))
+    config = WebConfig(None, auth, no_farm_reason=REASON)
     with ServerThread(config) as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=[*CHROMIUM_ARGS, *args])
         try:
@@ -98,7 +100,7 @@ def test_the_pages_and_docs_work_under_the_policy() -> None:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(url)
+        page.goto(signed_in(url))
         sync_api.expect(page.locator("#banner")).to_have_text(
             f"No farm to show: {REASON}", timeout=15_000
         )

@@ -18,14 +18,18 @@ from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView
 
 TOKEN = "t" * 40
-LOCAL = "http://127.0.0.1"  # a credential-free server answers its loopback name only
+LOCAL = "http://127.0.0.1"  # the local server answers its loopback name only
+LOCAL_TOKEN = "l" * 32  # the run's token the embedded farm's server asks for
 ULID = "01KAAAAAAAAAAAAAAAAAAAAAAA"
 # Every src= and href= of a page, and every url(...) of a stylesheet.
 REFERENCE = re.compile(r"""(?:src|href)=["']([^"']+)["']|url\(["']?([^"')]+)["']?\)""")
 
 
 def _client(auth: AuthConfig) -> TestClient:
-    return TestClient(create_app(WebConfig(None, Authenticator(auth))), base_url=LOCAL)
+    """A client of the app; of the local server, one that shows the run's token."""
+    token = {"Authorization": f"Bearer {auth.local_token}"} if auth.local_token else {}
+    app = create_app(WebConfig(None, Authenticator(auth)))
+    return TestClient(app, base_url=LOCAL, headers=token)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +73,7 @@ def _local_references(c: TestClient, path: str) -> list[str]:
 
 @pytest.mark.parametrize("page", ["/", "/jobs/x", "/docs"])
 def test_pages_and_docs_load_only_assets_the_server_holds(page: str) -> None:
-    c = _client(AuthConfig(open_local=True))
+    c = _client(AuthConfig(local_token=LOCAL_TOKEN))
     assets = _local_references(c, page)
     assert any(a.endswith(".js") for a in assets)
     assert any(a.endswith(".css") for a in assets)
@@ -84,7 +88,7 @@ def test_pages_and_docs_load_only_assets_the_server_holds(page: str) -> None:
 
 
 def test_the_events_topic_message_is_documented_from_its_model() -> None:
-    doc = _client(AuthConfig(open_local=True)).get("/openapi.json").json()
+    doc = _client(AuthConfig(local_token=LOCAL_TOKEN)).get("/openapi.json").json()
     body = doc["webhooks"]["job-result"]["post"]["requestBody"]["content"]["application/json"]
     ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
     schema = doc["components"]["schemas"][ref]
@@ -120,8 +124,8 @@ def test_a_farm_that_stops_answering_is_reported_and_the_server_goes_on(
     clients = Clients.create(region="us-east-1", endpoint_url=endpoint, retries=1)
     view = FarmView(Farm(clients, refs, label="gone"))
     # The test client re-raises anything the app does not handle: a crash fails here.
-    app = create_app(WebConfig(view, Authenticator(AuthConfig(open_local=True))))
-    c = TestClient(app, base_url=LOCAL)
+    app = create_app(WebConfig(view, Authenticator(AuthConfig(local_token=LOCAL_TOKEN))))
+    c = TestClient(app, base_url=LOCAL, headers={"Authorization": f"Bearer {LOCAL_TOKEN}"})
     assert c.get("/api/health").json() == {
         "status": "farm unreachable",
         "farm": None,

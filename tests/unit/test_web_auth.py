@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from hevcq.credentials import Credentials
 from hevcq.errors import ConfigError
 from hevcq.settings import Settings
 from hevcq.web.auth import LOCAL_OWNER, TOKEN_OWNER, AuthConfig, Authenticator, Caller, jwt_owner
@@ -74,12 +75,29 @@ def test_the_operator_token_is_accepted() -> None:
     assert auth.caller("Bearer s3cre") is None
 
 
-def test_the_open_local_mode_needs_nothing() -> None:
-    assert Authenticator(AuthConfig(open_local=True)).caller(None) == Caller("local", True)
+LOCAL_TOKEN = "l" * 32
 
 
 @pytest.mark.parametrize(
-    ("embedded", "host", "token", "open_local"),
+    ("header", "caller"),
+    [
+        (f"Bearer {LOCAL_TOKEN}", Caller("local", True)),
+        (f"bearer {LOCAL_TOKEN}", Caller("local", True)),
+        (None, None),  # another user of the machine, who cannot read the farm file
+        ("Bearer ", None),
+        (f"Bearer {LOCAL_TOKEN[:-1]}", None),
+        (f"Bearer {LOCAL_TOKEN}x", None),
+        (f"Basic {LOCAL_TOKEN}", None),
+    ],
+)
+def test_the_local_server_asks_for_the_run_s_token(header: str | None, caller: Caller) -> None:
+    """The embedded farm's server on loopback let every caller in: any user of the machine
+    can connect to 127.0.0.1."""
+    assert Authenticator(AuthConfig(local_token=LOCAL_TOKEN)).caller(header) == caller
+
+
+@pytest.mark.parametrize(
+    ("embedded", "host", "token", "local"),
     [
         (True, "127.0.0.1", None, True),
         (True, "localhost", None, True),
@@ -89,12 +107,36 @@ def test_the_open_local_mode_needs_nothing() -> None:
         (False, "127.0.0.1", "t" * 40, False),  # a configured farm: credentials
     ],
 )
-def test_only_the_embedded_farm_on_loopback_is_open(
-    embedded: bool, host: str, token: str | None, open_local: bool
+def test_only_the_embedded_farm_on_loopback_takes_the_run_s_token(
+    embedded: bool, host: str, token: str | None, local: bool
 ) -> None:
-    cfg = auth_config(Settings(api_token=token), embedded=embedded, host=host)
-    assert cfg.open_local is open_local
-    assert Authenticator(cfg).caller(None) == (Caller("local", True) if open_local else None)
+    cfg = auth_config(
+        Settings(api_token=token), embedded=embedded, host=host, local_token=LOCAL_TOKEN
+    )
+    assert cfg.local is local
+    assert cfg.local_token == (LOCAL_TOKEN if local else None)
+    run = Authenticator(cfg).caller(f"Bearer {LOCAL_TOKEN}")
+    assert run == (Caller("local", True) if local else None)
+    assert Authenticator(cfg).caller(None) is None
+
+
+def test_a_local_server_with_no_farm_running_still_asks_for_a_token() -> None:
+    """``hevcq serve`` before any ingest: nothing to read but the health, and a random
+    token nobody was given."""
+    cfg = auth_config(Settings(), embedded=True, host="127.0.0.1")
+    assert cfg.local_token
+    assert len(cfg.local_token) == 32
+    assert auth_config(Settings(), embedded=True, host="127.0.0.1").local_token != cfg.local_token
+    assert Authenticator(cfg).caller(None) is None
+
+
+def test_the_run_s_token_comes_from_its_secret() -> None:
+    """Every server of one farm asks for the same token; another run's does not pass."""
+    one = Credentials("HEVCQAAAAAAAAAAAAAAA", "s" * 40)
+    assert one.dashboard_token() == Credentials("HEVCQBBBBBBBBBBBBBBB", "s" * 40).dashboard_token()
+    assert one.dashboard_token() != Credentials.generate().dashboard_token()
+    assert len(one.dashboard_token()) == 32
+    assert "s" * 8 not in one.dashboard_token()
 
 
 @pytest.mark.parametrize(("embedded", "host"), [(True, "0.0.0.0"), (False, "127.0.0.1")])  # noqa: S104

@@ -14,10 +14,14 @@ from hevcq.web.guard import CONTENT_SECURITY_POLICY, MAX_BODY_BYTES, host_allowe
 
 TOKEN = "t" * 40
 LOCAL = "http://127.0.0.1"
+LOCAL_TOKEN = "l" * 32  # the run's token the embedded farm's server asks for
 
 
 def _client(auth: AuthConfig) -> TestClient:
-    return TestClient(create_app(WebConfig(None, Authenticator(auth))), base_url=LOCAL)
+    """A client of the app; of the local server, one that shows the run's token."""
+    token = {"Authorization": f"Bearer {auth.local_token}"} if auth.local_token else {}
+    app = create_app(WebConfig(None, Authenticator(auth)))
+    return TestClient(app, base_url=LOCAL, headers=token)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +53,7 @@ def test_host_without_a_port_is_the_default_port() -> None:
 
 @pytest.mark.parametrize("path", ["/api/dashboard", "/api/health", "/", "/api/videos"])
 def test_a_rebound_name_reads_nothing_from_the_local_dashboard(path: str) -> None:
-    c = _client(AuthConfig(open_local=True))
+    c = _client(AuthConfig(local_token=LOCAL_TOKEN))
     r = c.get(path, headers={"Host": "evil.test"})
     assert r.status_code == 421
     assert "unknown host" in r.json()["detail"]
@@ -58,7 +62,7 @@ def test_a_rebound_name_reads_nothing_from_the_local_dashboard(path: str) -> Non
 
 def test_a_rebound_name_posts_nothing_to_the_local_dashboard() -> None:
     """The Origin check compares with the Host: a rebound page has both the same."""
-    c = _client(AuthConfig(open_local=True))
+    c = _client(AuthConfig(local_token=LOCAL_TOKEN))
     evil = {"Host": "evil.test", "Origin": "http://evil.test", CSRF_HEADER: "1"}
     r = c.post("/api/redrive", json={"pool": "hevc"}, headers=evil)
     assert r.status_code == 421
@@ -127,7 +131,7 @@ def test_every_answer_carries_the_security_headers(path: str, auth: dict[str, st
 
 @pytest.mark.parametrize("page", ["/", "/jobs/x", "/docs"])
 def test_pages_carry_no_inline_script_or_style(page: str) -> None:
-    html = _client(AuthConfig(open_local=True)).get(page).text
+    html = _client(AuthConfig(local_token=LOCAL_TOKEN)).get(page).text
     assert "<script>" not in html
     assert "<style" not in html
     assert " style=" not in html

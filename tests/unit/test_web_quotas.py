@@ -66,11 +66,15 @@ def _view(raw: str = "keep", quota: UploadQuota | None = None) -> FakeFarmView:
     return view
 
 
+LOCAL_TOKEN = "l" * 32
+
+
 def _client(view: FarmView, max_bytes: int = 1000) -> TestClient:
-    auth = Authenticator(AuthConfig(open_local=True))
+    auth = Authenticator(AuthConfig(local_token=LOCAL_TOKEN))
     app = create_app(WebConfig(view, auth, upload_max_bytes=max_bytes))
-    # A credential-free server answers only its loopback names.
-    return TestClient(app, base_url="http://127.0.0.1")
+    # The local server answers only its loopback names, and whoever shows the run's token.
+    token = {"Authorization": f"Bearer {LOCAL_TOKEN}"}
+    return TestClient(app, base_url="http://127.0.0.1", headers=token)
 
 
 def _record(owner: str, n: int) -> uploads.UploadRecord:

@@ -151,7 +151,16 @@ def serve(
         ) from exc
     bound = sock.getsockname()[1]  # --port 0: the free one the system gave
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"Dashboard and API on http://{shown}:{bound} (OpenAPI at /docs)")
+    base = f"http://{shown}:{bound}"
+    local = config.auth.config.local_token
+    if local:  # the embedded farm: its run's token, which other users of this machine lack
+        console.print(f"Dashboard: {base}/#token={local}", soft_wrap=True)
+        console.print(
+            f"API on {base} with 'Authorization: Bearer {local}' (OpenAPI at /docs)",
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"Dashboard and API on {base} (OpenAPI at /docs)")
     web_server.serve(config, sock)
 
 

@@ -164,7 +164,7 @@ def create_app(config: WebConfig) -> FastAPI:
         static_url=DOCS_STATIC,
     )
     app.state.config = config
-    app.add_middleware(Guard, local_only=config.auth.config.open_local)
+    app.add_middleware(Guard, local_only=config.auth.config.local)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     async def farm_unreachable(_: Request, exc: Exception) -> JSONResponse:
@@ -291,7 +291,7 @@ def _health(app: FastAPI, config: WebConfig) -> None:
             return Health(status="no farm", detail=config.no_farm_reason)
         if not config.farm.store.reachable():
             return Health(status="farm unreachable")
-        label = config.farm.label if config.auth.config.open_local else None
+        label = config.farm.label if config.auth.config.local else None
         return Health(status="ok", farm=label)
 
 

@@ -1,4 +1,9 @@
-"""Who is calling: nobody to check (embedded farm on loopback), an operator token, or an OIDC JWT.
+"""Who is calling: the run's own token (the embedded farm on loopback), an operator token,
+or an OIDC JWT.
+
+Loopback is not a boundary between the users of one machine: any of them can connect to
+a port on 127.0.0.1. So even the embedded farm's dashboard asks for a token, one only the
+user who started the farm has (``Credentials.dashboard_token``).
 
 Every failure is the same bare 401: the response never says which check failed.
 """
@@ -36,7 +41,8 @@ class Caller:
 class AuthConfig:
     """How callers prove who they are."""
 
-    open_local: bool = False  # the embedded farm on loopback: everyone is the local operator
+    # The embedded farm on loopback: whoever shows the run's token is the local operator.
+    local_token: str | None = None
     token: str | None = None
     issuer: str | None = None
     audience: str | None = None
@@ -44,9 +50,14 @@ class AuthConfig:
     operator_group: str = "operators"
 
     @property
+    def local(self) -> bool:
+        """True for the embedded farm's own server on a loopback address."""
+        return bool(self.local_token)
+
+    @property
     def any_method(self) -> bool:
         """True when some way in is configured."""
-        return self.open_local or bool(self.token) or bool(self.issuer)
+        return self.local or bool(self.token) or bool(self.issuer)
 
 
 def jwt_owner(issuer: str, subject: str) -> str:
@@ -82,11 +93,12 @@ class Authenticator:
 
     def caller(self, authorization: str | None) -> Caller | None:
         """The caller, or None for missing or bad credentials."""
-        if self.config.open_local:
-            return Caller(LOCAL_OWNER, operator=True)
         scheme, _, credential = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not credential:
             return None
+        local = self.config.local_token
+        if local and hmac.compare_digest(credential.encode(), local.encode()):
+            return Caller(LOCAL_OWNER, operator=True)
         token = self.config.token
         if token and hmac.compare_digest(credential.encode(), token.encode()):
             return Caller(TOKEN_OWNER, operator=True)

@@ -34,7 +34,7 @@ from hevcq.web.listen import bind
 if TYPE_CHECKING:
     from hevcq.web.app import WebConfig
 
-HOST = "127.0.0.1"  # loopback only: the embedded farm's dashboard needs no credentials there
+HOST = "127.0.0.1"  # loopback only; even there the dashboard asks for the run's token
 START_TIMEOUT_S = 30.0  # the child imports FastAPI and boto3 on a busy machine
 STOP_TIMEOUT_S = 5.0
 READY = b"hevcq-dashboard ready\n"
@@ -119,6 +119,13 @@ class Dashboard:
             self.proc.stdout.close()
 
 
+def dashboard_url(base: str, record: dict[str, Any]) -> str:
+    """The address to open: the page, with the run's token in the fragment (which a browser
+    never sends: the page's script reads it and sends it as a bearer token)."""
+    farm = from_record(record)
+    return f"{base}#token={farm.credentials.dashboard_token()}" if farm is not None else base
+
+
 def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
     """Bind, start the child on that socket and hand it the farm ``record`` describes."""
     try:
@@ -149,7 +156,10 @@ def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
     finally:
         sock.close()  # the child holds the only copy: the port is free once it ends
     dash = Dashboard(
-        proc, f"http://{HOST}:{bound}/", log_path, taken=port if port and bound != port else None
+        proc,
+        dashboard_url(f"http://{HOST}:{bound}/", record),
+        log_path,
+        taken=port if port and bound != port else None,
     )
     try:
         if proc.stdin is not None:
@@ -171,7 +181,9 @@ def _web_config() -> WebConfig:
     if farm is None:
         raise ConfigError("no farm description on stdin")
     view = web_server.embedded_view(farm.refs, farm.endpoint, farm.credentials, settings)
-    return web_server.web_config(settings, web_server.Located(view, embedded=True), HOST)
+    token = farm.credentials.dashboard_token()
+    located = web_server.Located(view, embedded=True, local_token=token)
+    return web_server.web_config(settings, located, HOST)
 
 
 def main(argv: list[str] | None = None) -> None:

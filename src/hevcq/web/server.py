@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import secrets
 import socket
 import threading
 import time
@@ -49,11 +50,13 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Located:
-    """A farm to serve (or None, and why), and whether it is the embedded one."""
+    """A farm to serve (or None, and why), whether it is the embedded one, and then the
+    token its dashboard asks for on loopback (``Credentials.dashboard_token``)."""
 
     farm: FarmView | None
     embedded: bool
     reason: str = ""
+    local_token: str | None = None
 
 
 def embedded_view(
@@ -109,19 +112,24 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             reason="no farm configured (HEVCQ_BUCKET unset) and no embedded farm running",
         )
     view = embedded_view(running.refs, running.endpoint, running.credentials, settings)
-    return Located(view, embedded=True)
+    return Located(view, embedded=True, local_token=running.credentials.dashboard_token())
 
 
 # A token guessed over the network must be out of reach: 32 characters of a random one.
 MIN_TOKEN_CHARS = 32
 
 
-def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
-    """Open on loopback for the embedded farm; otherwise a token or OIDC, or refuse to start."""
+def auth_config(
+    settings: Settings, *, embedded: bool, host: str, local_token: str | None = None
+) -> AuthConfig:
+    """The run's own token on loopback for the embedded farm (``local_token``, or a random
+    one while no farm runs: there is nothing to read then but the health); otherwise an
+    operator token or OIDC, or refuse to start."""
     token = settings.api_token.get_secret_value() if settings.api_token else None
     _check_credentials(settings, token, host)
+    local = embedded and is_loopback(host) and not token and not settings.oidc_issuer
     cfg = AuthConfig(
-        open_local=embedded and is_loopback(host) and not token and not settings.oidc_issuer,
+        local_token=(local_token or secrets.token_hex(16)) if local else None,
         token=token,
         issuer=settings.oidc_issuer,
         audience=settings.oidc_audience,
@@ -131,7 +139,8 @@ def auth_config(settings: Settings, *, embedded: bool, host: str) -> AuthConfig:
     if not cfg.any_method:
         raise ConfigError(
             "the API needs credentials here: set HEVCQ_API_TOKEN or HEVCQ_OIDC_ISSUER "
-            "(only the embedded farm on a loopback address is served without them)"
+            "(only the embedded farm on a loopback address is served without them, to whoever "
+            "shows its run's token)"
         )
     return cfg
 
@@ -164,7 +173,9 @@ def public_reason(located: Located, host: str) -> str:
 
 def web_config(settings: Settings, located: Located, host: str) -> WebConfig:
     """Everything the app needs, from settings and the located farm."""
-    auth = auth_config(settings, embedded=located.embedded, host=host)
+    auth = auth_config(
+        settings, embedded=located.embedded, host=host, local_token=located.local_token
+    )
     return WebConfig(
         farm=located.farm,
         auth=Authenticator(auth),

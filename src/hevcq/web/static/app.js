@@ -26,6 +26,15 @@ const hevcq = (() => {
   const secs = (s) => (s === null || s === undefined ? "-" : s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`);
   const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "");
 
+  // The address `hevcq ingest` and `hevcq serve` print for the embedded farm carries the
+  // run's token in its fragment, which a browser never sends to the server: keep it for
+  // this tab and take it out of the address bar, history and bookmarks.
+  const given = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (given) {
+    sessionStorage.setItem("hevcq-token", given);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
   async function api(path, options = {}) {
     const headers = { "X-Hevcq-Request": "1", ...(options.headers || {}) };
     const token = sessionStorage.getItem("hevcq-token");
