@@ -42,8 +42,9 @@ POSTER = "poster.jpg"
 # A ladder brought home is one folder: ``<out>/<pool>/<dir>/<stem>.hls/`` (``local_master``).
 FOLDER_SUFFIX = ".hls"
 # A part's path inside its attempt: plain names, at most two folders deep, no dot names.
-_PART = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/){0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+# Both are used with fullmatch: ``$`` with ``match`` also passes a trailing newline.
+_PART = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/){0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOKEN = re.compile(r"[0-9a-f]{16}")
 # The URI="..." attribute of a playlist tag (EXT-X-MEDIA, EXT-X-MAP, EXT-X-I-FRAME-STREAM-INF).
 _URI_ATTR = re.compile(r'URI="([^"]*)"')
 
@@ -109,7 +110,7 @@ def attempt_prefix(output_key: str, token: str) -> str:
 def check_token(token: str) -> str:
     """``token`` when it is one ``attempt_token`` makes; PermanentError otherwise (a
     metadata value read back from the bucket is checked before it names a key)."""
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):
         raise PermanentError(f"not an attempt token: {token!r}")
     return token
 
@@ -121,7 +122,7 @@ def check_part_path(path: str) -> str:
     no part may name a place outside its attempt's folder (``..``, an absolute path, a
     backslash, a hidden name) or be nested deeper than a ladder nests.
     """
-    if not _PART.match(path) or any(seg in ("", ".", "..") for seg in path.split("/")):
+    if not _PART.fullmatch(path) or any(seg in ("", ".", "..") for seg in path.split("/")):
         raise PermanentError(f"not a plain part path: {path!r}")
     return path
 
@@ -130,7 +131,7 @@ def is_parts_folder(folder: str, child: str) -> bool:
     """True when ``folder/child/`` has the shape of one attempt's parts folder
     (``<stem>.parts/<token>/``): no source may live there (``hevcq.keys.relative_key``), so
     a sweep of an output's parts never reaches another output."""
-    return folder.endswith(PARTS_SUFFIX) and bool(_TOKEN.match(child))
+    return folder.endswith(PARTS_SUFFIX) and bool(_TOKEN.fullmatch(child))
 
 
 def token_of(key: str, output_key: str) -> str | None:
@@ -139,7 +140,7 @@ def token_of(key: str, output_key: str) -> str | None:
     if not key.startswith(prefix):
         return None
     token = key[len(prefix) :].split("/", 1)[0]
-    return token if _TOKEN.match(token) else None
+    return token if _TOKEN.fullmatch(token) else None
 
 
 def sweepable(keys: Iterable[str], output_key: str, keep: str | None) -> list[str]:

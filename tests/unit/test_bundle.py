@@ -70,14 +70,19 @@ def test_every_attempt_has_its_own_token_and_a_retried_one_the_same() -> None:
 
 @pytest.mark.parametrize(
     "hostile",
-    ["../x", "/etc/passwd", "a/../b", ".hidden", "v0/.x", "a\\b", "a/b/c/d", "", "v0//s", "a b"],
+    [
+        *("../x", "/etc/passwd", "a/../b", ".hidden", "v0/.x", "a\\b", "a/b/c/d", "", "v0//s"),
+        *("a b", "v0/seg_00001.m4s\n", "poster.jpg\n"),  # ``$`` let a last newline through
+    ],
 )
 def test_a_part_path_from_the_bucket_never_leaves_its_attempt(hostile: str) -> None:
     with pytest.raises(PermanentError):
         check_part_path(hostile)
 
 
-@pytest.mark.parametrize("hostile", ["../../x", "ABCDEF0123456789", "0123", "x" * 16, ""])
+@pytest.mark.parametrize(
+    "hostile", ["../../x", "ABCDEF0123456789", "0123", "x" * 16, "", "0123456789abcdef\n"]
+)
 def test_a_token_from_the_bucket_is_checked_before_it_names_a_key(hostile: str) -> None:
     with pytest.raises(PermanentError):
         check_token(hostile)
