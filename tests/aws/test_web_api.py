@@ -27,6 +27,7 @@ from hevcq.web.server import UNREACHABLE_REASON, locate, web_config
 from hevcq.web.view import FarmView
 from hevcq.worker.fence import FencedWriter
 from hevcq.worker.lease import LeaseKeeper
+from tests.apiroutes import credentialed_routes
 from tests.aws.conftest import MotoFarm
 from tests.jwtkit import AUDIENCE, ISSUER, Issuer
 from tests.unit.test_bundle import MASTER_TEXT, ladder_folder
@@ -136,20 +137,7 @@ def test_cross_site_posts_are_refused(moto_farm: MotoFarm) -> None:
     assert ok.status_code == 201
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/api/status"),
-        ("GET", "/api/dashboard"),
-        ("GET", "/api/pools"),
-        ("GET", "/api/jobs"),
-        ("GET", "/api/jobs/0123456789abcdef"),
-        ("GET", "/api/deadletters"),
-        ("GET", "/api/videos"),
-        ("POST", "/api/uploads"),
-        ("POST", "/api/redrive"),
-    ],
-)
+@pytest.mark.parametrize(("method", "path"), credentialed_routes())
 @pytest.mark.parametrize("header", [None, "Bearer ", "Bearer nope", f"Bearer {'l' * 31}"])
 def test_another_user_of_the_machine_gets_nothing_from_the_local_server(
     moto_farm: MotoFarm, method: str, path: str, header: str | None

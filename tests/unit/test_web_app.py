@@ -16,11 +16,11 @@ from hevcq.topology import FarmRefs, Names, PoolRefs
 from hevcq.web.app import CSRF_HEADER, WebConfig, create_app
 from hevcq.web.auth import AuthConfig, Authenticator
 from hevcq.web.view import FarmView
+from tests.apiroutes import credentialed_routes
 
 TOKEN = "t" * 40
 LOCAL = "http://127.0.0.1"  # the local server answers its loopback name only
 LOCAL_TOKEN = "l" * 32  # the run's token the embedded farm's server asks for
-ULID = "01KAAAAAAAAAAAAAAAAAAAAAAA"
 # Every src= and href= of a page, and every url(...) of a stylesheet.
 REFERENCE = re.compile(r"""(?:src|href)=["']([^"']+)["']|url\(["']?([^"')]+)["']?\)""")
 
@@ -32,21 +32,7 @@ def _client(auth: AuthConfig) -> TestClient:
     return TestClient(app, base_url=LOCAL, headers=token)
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/api/status"),
-        ("GET", "/api/dashboard"),
-        ("GET", "/api/pools"),
-        ("GET", "/api/jobs"),
-        ("GET", f"/api/jobs/{ULID}"),
-        ("GET", "/api/deadletters"),
-        ("GET", "/api/videos"),
-        ("GET", f"/api/videos/{ULID}"),
-        ("POST", "/api/uploads"),
-        ("POST", "/api/redrive"),
-    ],
-)
+@pytest.mark.parametrize(("method", "path"), credentialed_routes())
 @pytest.mark.parametrize("headers", [{}, {CSRF_HEADER: "1"}, {"Authorization": "Bearer nope"}])
 def test_without_credentials_every_call_is_a_bare_401_before_anything_else(
     method: str, path: str, headers: dict[str, str]
