@@ -281,9 +281,18 @@ def test_rollback_with_nothing_in_quarantine_says_so_and_exits_0(tmp_path: Path,
     for args in (["--all", "--library", str(lib)], [str(lib / "a.mp4"), "--library", str(lib)]):
         r = hevcq(tmp_path, "rollback", *args)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert r.stdout.startswith("Nothing to roll back:"), r.stdout
+        said = " ".join(r.stdout.split())
+        assert said.startswith(f"Nothing to roll back from the quarantine of {lib.resolve()}:")
         assert "conflict" not in r.stdout + r.stderr
         assert r.stderr == ""
+
+
+def test_quarantine_purge_prints_what_it_purged_and_no_log_line(tmp_path: Path, lib: Path) -> None:
+    """It printed a `quarantine_purged` log line above its own answer."""
+    (lib / ".hevcq" / "quarantine").mkdir(parents=True)
+    r = hevcq(tmp_path, "quarantine", "purge", str(lib))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (r.stdout, r.stderr) == ("0 originals purged\n", "")
 
 
 def test_sample_never_overwrites_and_refuses_a_folder_of_other_files(tmp_path: Path) -> None:

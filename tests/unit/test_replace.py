@@ -459,3 +459,38 @@ def test_quarantine_of_a_folder_with_none_says_to_give_the_library(
     assert done.exit_code == 0, done.output
     said = " ".join(done.output.split())  # the console may wrap, as an earlier test set it
     assert said.startswith(f"No quarantine in {tmp_path.resolve()}: nothing was replaced")
+
+
+@pytest.mark.parametrize("named", ["relative", "symlink"])
+def test_rollback_marks_what_it_put_back_however_the_library_is_named(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    """`rollback --all --library lib` from the library's parent put the original back but
+    warned "not marked so: ... is not in the subpath of 'lib'": the next --replace swapped
+    the original a person chose out again."""
+    from hevcq.library.catalog import Catalog  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    original, candidate, qroot = setup_pair(lib)
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    monkeypatch.chdir(lib.parent)
+    if named == "symlink":
+        (lib.parent / "via-link").symlink_to(lib)
+    given = lib.name if named == "relative" else "via-link"
+    done = run_cli(["rollback", "--all", "--library", given])
+    assert done.exit_code == 0, done.output
+    assert "warning" not in done.output
+    assert original.read_bytes() == ORIGINAL
+    with Catalog.for_library(lib.resolve()) as state:
+        assert original.relative_to(lib).as_posix() in state.load_rollbacks()
+
+
+def test_rollback_outside_a_library_names_the_folder_it_looked_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "Nothing to roll back: the quarantine is empty." of a folder with none."""
+    monkeypatch.chdir(tmp_path)
+    done = run_cli(["rollback", "--all"])
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split())
+    assert said.startswith(f"No quarantine in {tmp_path.resolve()}: nothing was replaced")

@@ -820,14 +820,20 @@ def rollback(
 
     if (path is None) == (not all_):
         raise fail("give a PATH or --all")
-    root = library or (find_library(path) if path is not None else Path.cwd())
-    if root is None:
+    found = library or (find_library(path) if path is not None else Path.cwd())
+    if found is None:
         raise fail(f"no library quarantine found above {path}; say --library")
+    # The ingest names originals by the library's resolved path: a relative --library
+    # (or one through a symlink) must name them the same way to mark them rolled back.
+    root = found.resolve()
     logs.configure(level="warning")  # the restored files are the output, not log lines
+    if not (root / DEFAULT_QUARANTINE).is_dir():
+        console.print(Text(_no_quarantine(root)))
+        return
     target = None if all_ else path
     if not held(root / DEFAULT_QUARANTINE, target):
-        what = "the quarantine is empty" if target is None else f"no original of {target} in it"
-        console.print(Text(f"Nothing to roll back: {what}."))
+        what = "it is empty" if target is None else f"it holds no original of {target}"
+        console.print(Text(f"Nothing to roll back from the quarantine of {root}: {what}."))
         return
     try:
         lock = RunLock.take(root, "hevcq rollback")
@@ -851,9 +857,15 @@ def _remember_rollbacks(root: Path, restored: list[Path]) -> None:
     with Catalog.for_library(root) as state:
         for path in restored:
             try:
-                state.record_rollback(path.relative_to(root).as_posix(), path.stat())
-            except (OSError, ValueError) as exc:  # moved at once, or outside the library
-                notes.print(Text(f"warning: {path} was put back but not marked so: {exc}"))
+                rel = path.resolve().relative_to(root).as_posix()
+            except ValueError:
+                notes.print(Text(f"warning: {path} was put back, outside the library {root}"))
+                continue
+            try:
+                state.record_rollback(rel, path.stat())
+            except OSError as exc:  # moved or removed at once
+                why = exc.strerror or exc
+                notes.print(Text(f"warning: {path} was put back but not marked so: {why}"))
 
 
 QuarantineDir = Annotated[Path, typer.Argument(help="The library.", parser=a_folder)]
@@ -893,6 +905,7 @@ def quarantine_purge(library: QuarantineDir = Path()) -> None:
     if not (library / DEFAULT_QUARANTINE).is_dir():
         console.print(Text(_no_quarantine(library)))
         return
+    logs.configure(level="warning")  # what was purged is the output, not log lines
     gone = purge(library / DEFAULT_QUARANTINE, datetime.now(UTC))
     for p in gone:
         console.print(Text(f"purged the original of {p}"))
