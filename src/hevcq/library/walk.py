@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import structlog
+
+from hevcq.errors import ConfigError
 from hevcq.limits import MiB
 
 _EXTS = ".mp4 .m4v .mov .mkv .avi .ts .mts .m2ts .wmv .flv .webm .3gp .mpg .mpeg .vob"
@@ -19,6 +22,13 @@ DEFAULT_EXTENSIONS = frozenset(_EXTS.split(" "))
 # Synology thumbnails and recycle bin, macOS AppleDouble files, desktop trash folders.
 DEFAULT_EXCLUDES = ("@eaDir", "#recycle", "#snapshot", "._*", ".Trash-*", ".Trashes")
 HEVCQ_DIR = ".hevcq"  # quarantine and other hevcq folders inside a library
+# A folder of hevcq's outputs carries this file at its root (in the spirit of CACHEDIR.TAG):
+# the walk never enters it, so a later run with another --out does not encode its
+# renditions again. The name alone counts; the content is for the person who finds it.
+OUTPUTS_MARKER = ".hevcq-outputs"
+OUTPUTS_MARKER_TEXT = "hevcq outputs: this folder is never scanned as a library source.\n"
+
+log = structlog.get_logger()
 
 # Fingerprint sampling (see fingerprint()): files up to FULL_HASH_MAX are hashed whole.
 FULL_HASH_MAX = MiB
@@ -184,8 +194,29 @@ def fingerprint(path: Path, *, full: bool = False) -> str:
 _scandir = os.scandir  # a seam for tests that simulate unreadable folders
 
 
+def mark_outputs(out: Path) -> None:
+    """Make the output folder ``out`` if missing and mark it with ``OUTPUTS_MARKER``.
+
+    Idempotent: an existing marker is left as it is. An OSError propagates only when the
+    folder itself cannot be made (no output could be placed there either); a marker that
+    cannot be written is logged as a warning and the run goes on, unmarked.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with (out / OUTPUTS_MARKER).open("x", encoding="utf-8") as fh:
+            fh.write(OUTPUTS_MARKER_TEXT)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        log.warning("outputs_marker_not_written", folder=str(out), error=str(exc))
+
+
 def walk(root: Path, options: ScanOptions) -> tuple[list[Candidate], list[Problem]]:
-    """Every wanted file under ``root`` (sorted by relative path) and what could not be read."""
+    """Every wanted file under ``root`` (sorted by relative path) and what could not be read.
+
+    Folders holding ``OUTPUTS_MARKER`` are hevcq's outputs and are skipped, as ``.hevcq``
+    and ``options.skip_dirs`` are; a ``root`` holding it is refused with a ConfigError.
+    """
     matcher = Matcher.from_options(options)
     skip = {HEVCQ_DIR} | {_rel_inside(root, d) for d in options.skip_dirs} - {None}
     found: list[Candidate] = []
@@ -199,6 +230,8 @@ def walk(root: Path, options: ScanOptions) -> tuple[list[Candidate], list[Proble
         except OSError as exc:
             problems.append(os_problem(prefix.rstrip("/") or ".", exc))
             continue
+        if _holds_outputs(root, prefix, entries):
+            continue  # hevcq's outputs, like the current --out: never a source
         for entry in entries:
             rel = prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
@@ -215,6 +248,19 @@ def walk(root: Path, options: ScanOptions) -> tuple[list[Candidate], list[Proble
     found.sort(key=lambda c: c.rel)
     problems.sort(key=lambda p: p.rel)
     return found, problems
+
+
+def _holds_outputs(root: Path, prefix: str, entries: list[os.DirEntry[str]]) -> bool:
+    """True for a folder below ``root`` holding ``OUTPUTS_MARKER``; ``root`` holding it is
+    refused (a ConfigError), since every file in it would be hevcq's own output."""
+    if not any(entry.name == OUTPUTS_MARKER for entry in entries):
+        return False
+    if not prefix:
+        raise ConfigError(
+            f"{root} is an hevcq output folder (it holds {OUTPUTS_MARKER}), not a library:"
+            " give the folder of the originals"
+        )
+    return True
 
 
 def _rel_inside(root: Path, folder: Path) -> str | None:
