@@ -616,3 +616,25 @@ def test_estimate_is_ingest_dry_run_whatever_out_holds(
     placed.write_bytes(b"the output")
     assert not would_upload()
     assert would_upload("--out", str(tmp_path / "elsewhere"))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "said"),
+    [
+        (["finished", "finished"], "2 files finished in earlier runs"),
+        (["finished", "skip"], "1 file finished in earlier runs, 1 file needs no work"),
+        # After --replace every file is one hevcq made: it said "0 files finished".
+        (["skip", "skip", "skip"], "3 files need no work (the summary says why)"),
+        ([], "no file needs work"),
+    ],
+)
+def test_a_run_with_nothing_to_encode_says_why_in_counts(statuses: list[str], said: str) -> None:
+    from hevcq.cli.library import _nothing_left  # noqa: PLC0415
+    from hevcq.library.scan import FileEntry, ScanReport  # noqa: PLC0415
+
+    entries = tuple(
+        FileEntry(rel=f"f{i}.mp4", size=1, duration_s=1.0, fingerprint=str(i), status=s)  # type: ignore[arg-type]
+        for i, s in enumerate(statuses)
+    )
+    report = ScanReport(Path("lib"), entries, (), {}, reused=0, probed=0, elapsed_s=0.0)
+    assert said in _nothing_left(report)

@@ -409,10 +409,24 @@ def _globs(patterns: tuple[str, ...]) -> str:
     return ", ".join(shlex.quote(p) for p in patterns)
 
 
+def _nothing_left(report: ScanReport) -> str:
+    """Why a run had nothing to encode, in counts of files (pure)."""
+    finished = len(report.with_status("finished"))
+    skipped = len(report.with_status("skip"))
+    parts = [f"{finished} {_files(finished)} finished in earlier runs"] if finished else []
+    if skipped:
+        need = "needs" if skipped == 1 else "need"
+        parts.append(f"{skipped} {_files(skipped)} {need} no work (the summary says why)")
+    return ", ".join(parts) or "no file needs work"
+
+
+def _files(n: int) -> str:
+    return "file" if n == 1 else "files"
+
+
 def _say_what_is_left(rt: RoundTrip, out: Path, library: Path) -> None:
-    finished = len(rt.report.with_status("finished"))
     if rt.encoded_nothing and not rt.interrupted:
-        console.print(Text(f"Nothing to encode: {finished} files finished in earlier runs."))
+        console.print(Text(f"Nothing to encode: {_nothing_left(rt.report)}."))
     replaced = sum(1 for f in rt.fetched.values() if f.action == "replaced")
     if replaced:
         one = replaced == 1
