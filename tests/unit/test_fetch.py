@@ -384,6 +384,74 @@ def test_the_primary_output_stays_while_a_rendition_may_copy_it_and_goes_with_th
     assert "DONE/hevc/a.mp4" not in lib.objects.objects  # deleted as the ledger's output
 
 
+def _embedded_farm(lib: Lib) -> None:
+    """The embedded farm's run: its upload is not in the catalog (it dies with the farm),
+    so outcomes the catalog holds are an earlier run's, never reset by ``record_upload``."""
+    lib.state._db.execute("UPDATE files SET upload_key=NULL, upload_fingerprint=NULL")
+
+
+def test_a_pools_done_job_keeps_the_source_until_its_result_is_home_whatever_earlier_runs_said(
+    lib: Lib,
+) -> None:
+    # ingest lib --out lib/out: 1080p was "done" in an earlier run whose output left --out,
+    # so this run sent it again. The hevc worker copied its output for 1080p at its commit
+    # (1080p: done in the ledger, its output in the bucket) just before the hevc result
+    # came home; the earlier run's "done" let the source go 8 ms before the 1080p result,
+    # which was then orphaned ("cannot tell which version of the source was uploaded").
+    _embedded_farm(lib)
+    lib.state.record_outcome("a.mp4", "1080p", "done")  # the earlier run's
+    lib.ledger.set("TODO/a.mp4", "720p", "skipped")
+    lib.state.record_outcome("a.mp4", "720p", "skipped")
+    lib.output("hevc")
+    lib.output("1080p")  # copied at hevc's commit; its result is still on its way
+    f = lib.fetcher(primary="hevc")
+    got = f.process(lib.result("hevc"))
+    assert (got.action, got.source_deleted) == ("placed", False)
+    assert "TODO/a.mp4" in lib.objects.objects
+    late = f.process(lib.result("1080p", copied_from="DONE/hevc/a.mp4"))
+    assert (late.action, late.source_deleted) == ("placed", True)
+    assert (lib.out / "1080p" / "a.1080p.mp4").read_bytes() == OUTPUT
+    assert "TODO/a.mp4" not in lib.objects.objects
+
+
+def test_a_done_outcome_recorded_for_this_upload_counts_as_home(lib: Lib) -> None:
+    # A fetch in an earlier session brought the primary's output home and kept it for the
+    # rendition's copy: the catalog's "done" for this very upload is home.
+    lib.ledger.set("TODO/a.mp4", "720p", "skipped")
+    lib.state.record_outcome("a.mp4", "720p", "skipped")
+    lib.output("hevc")
+    lib.state.record_outcome("a.mp4", "hevc", "done")
+    lib.output("1080p")
+    got = lib.fetcher(primary="hevc").process(lib.result("1080p"))
+    assert (got.action, got.source_deleted) == ("placed", True)
+    assert "DONE/hevc/a.mp4" not in lib.objects.objects  # went with the source
+
+
+def test_a_result_after_its_source_went_is_matched_by_this_runs_upload_record(
+    lib: Lib,
+) -> None:
+    # Without the run's own record of what it uploaded, a result that came after the
+    # source left the bucket was orphaned: the embedded farm's catalog holds no upload.
+    _embedded_farm(lib)
+    f = lib.fetcher()
+    f.remember_upload("TODO/a.mp4", fingerprint(lib.src))
+    lib.objects.delete("TODO/a.mp4")
+    lib.output("1080p")
+    got = f.process(lib.result("1080p"))
+    assert got.action == "placed", got.reason
+
+
+def test_a_changed_source_is_not_matched_by_this_runs_upload_record(lib: Lib) -> None:
+    _embedded_farm(lib)
+    f = lib.fetcher()
+    f.remember_upload("TODO/a.mp4", fingerprint(lib.src))
+    lib.objects.delete("TODO/a.mp4")
+    lib.src.write_bytes(b"edited since " + ORIGINAL)
+    lib.output("1080p")
+    got = f.process(lib.result("1080p"))
+    assert (got.action, got.reason) == ("orphaned", "source changed since it was uploaded")
+
+
 def test_the_primary_output_goes_at_once_when_no_other_job_is_open(lib: Lib) -> None:
     _all_finished(lib, {"1080p": "failed", "720p": "skipped"})
     lib.output("hevc")

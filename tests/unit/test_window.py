@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import RetryableError
+from hevcq.farm.client import Farm
 from hevcq.library.quarantine import OutputFolderUnusable
 from hevcq.library.results import drain
 from hevcq.library.roundtrip import (
@@ -19,10 +21,13 @@ from hevcq.library.roundtrip import (
     RoundTrip,
     Streaming,
     Window,
+    _Run,
     fetch_options,
 )
 from hevcq.library.scan import FileEntry
 from hevcq.library.scan import ScanReport as Report
+from hevcq.library.upload import NoProgress, Uploaded
+from hevcq.library.walk import fingerprint
 from hevcq.pools import Pool
 from tests.unit import test_fetch
 from tests.unit.test_fetch import FakeInbox, Lib, plan
@@ -279,3 +284,27 @@ def test_a_result_for_another_version_of_a_cleaned_up_source_is_not_this_runs(
     handler, _ = _cleaned_up(lib)
     assert not handler.owns(lib.result("720p", "skipped", source_etag="another version"))
     assert handler.owns(lib.result("720p", "skipped"))
+
+
+def test_an_embedded_farm_run_matches_a_late_result_by_its_own_upload_record(lib: Lib) -> None:
+    # The embedded farm's uploads are not written to the catalog: once the source had left
+    # the bucket, nothing told which version was uploaded and the result was orphaned.
+    test_fetch._embedded_farm(lib)
+    handler, _ = _streaming(lib)
+    farm: Farm = None  # type: ignore[assignment]  # the run only hands it on
+    run = _Run(
+        handler.rt,
+        handler,
+        farm,
+        options=IngestOptions(fresh_farm=True, wait=True),
+        control=Control(),
+        on_tick=None,
+    )
+    run.progress = NoProgress()
+    e = dataclasses.replace(entry("a.mp4"), fingerprint=fingerprint(lib.src))
+    handler.window.uploading += 1
+    run._uploaded(Uploaded(e, "TODO/a.mp4", sent=True))
+    lib.objects.delete("TODO/a.mp4")  # cleaned up before this result was read
+    lib.output("720p")
+    got = handler.process(lib.result("720p"))
+    assert got.action == "placed", got.reason

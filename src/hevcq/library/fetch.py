@@ -111,6 +111,17 @@ class Fetcher:
     library: str  # the library id written on uploads (catalog.library_id)
     verify: VerifyFn = _verify
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # What this session knows first-hand. The embedded farm's uploads never reach the
+    # catalog (they die with the farm), so its outcomes there are earlier runs' and say
+    # nothing of this upload: source key -> fingerprint of the content this run uploaded,
+    # and (source key, pool, committed output ETag) of each done job brought home here.
+    _uploads: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _home: set[tuple[str, str, str]] = field(default_factory=set, init=False, repr=False)
+
+    def remember_upload(self, source_key: str, fingerprint: str) -> None:
+        """This run uploaded the content ``fingerprint`` to ``source_key``: its results are
+        matched by it, even after the source has left the bucket."""
+        self._uploads[source_key] = fingerprint
 
     @property
     def quarantine(self) -> Path:
@@ -174,7 +185,10 @@ class Fetcher:
             dest = self._destination(r, out, src)
         except ReplaceRefused as exc:
             return self._refused(r, rel, str(exc))
-        return self._fetch(r, rel, out, dest, (src, original))
+        fetched = self._fetch(r, rel, out, dest, (src, original))
+        if fetched.action in ("placed", "replaced", "skipped"):  # home, or the original kept
+            self._home.add((r.source_key, r.pool, out.etag))
+        return fetched
 
     def _fetch(
         self, r: JobResult, rel: str, out: ObjectInfo, dest: Path, files: tuple[Path, Path]
@@ -399,6 +413,10 @@ class Fetcher:
         return None, "source no longer in the library"
 
     def _uploaded_fingerprint(self, r: JobResult, rel: str) -> str | None:
+        """The fingerprint of the uploaded content: this run's own upload, the catalog's
+        record of it, or (neither at hand) the source object's metadata."""
+        if r.source_key in self._uploads:
+            return self._uploads[r.source_key]
         rec = self.state.get(rel)
         if rec is not None and rec.upload_key == r.source_key and rec.upload_fingerprint:
             return rec.upload_fingerprint
@@ -474,7 +492,9 @@ class Fetcher:
         if not self.options.cleanup or self.ledger is None:
             return False
         local = self.state.decisions(rel)
-        uploader_settled = self._uploader_settled(r.source_key)
+        source = self.objects.head(r.source_key)
+        uploader_settled = self._uploader_settled(source)
+        recorded = self._outcomes_of_this_upload(r, rel, source)
         for pool in self.all_pools:
             item = self.ledger.get(r.source_key, pool)
             if item is None and pool in uploader_settled:
@@ -482,26 +502,46 @@ class Fetcher:
             mine = local.get(pool)
             if not source_settled(item, r.source_etag, mine.outcome if mine else None):
                 return False
-            out_key = (item.output_key or "") if item else ""
-            fetched = mine is not None and mine.outcome == "done"
-            # Fetched by someone else (their clean-up deleted the output) also counts.
-            if item and item.state is State.DONE and not fetched and self.objects.head(out_key):
-                return False
+            done_here = recorded and mine is not None and mine.outcome == "done"
+            if item and item.state is State.DONE and not self._home_already(r, item, done_here):
+                return False  # its result is still on its way: it needs the source
         self._delete_primary_output(r)
         self.objects.delete(r.source_key)
         log.info("source_deleted", key=r.source_key)
         return True
 
-    def _uploader_settled(self, source_key: str) -> frozenset[str]:
+    def _home_already(self, r: JobResult, item: LedgerItem, done_here: bool) -> bool:
+        """Whether a done job's committed output is home: brought home in this session,
+        recorded done for this very upload (``done_here``), or no longer in the bucket
+        (someone else fetched it and their clean-up deleted it)."""
+        if (r.source_key, item.pool, item.output_etag or "") in self._home or done_here:
+            return True
+        return self.objects.head(item.output_key or "") is None
+
+    def _outcomes_of_this_upload(self, r: JobResult, rel: str, source: ObjectInfo | None) -> bool:
+        """Whether the catalog's outcomes for ``rel`` belong to the object being cleaned
+        up: the catalog records that upload (``record_upload`` resets them) and this session
+        made none of its own. An upload to the embedded farm is never recorded there, so an
+        earlier run's "done" would pass for a result this run has not brought home."""
+        if r.source_key in self._uploads or source is None:
+            return False
+        rec = self.state.get(rel)
+        return (
+            rec is not None
+            and rec.upload_key == r.source_key
+            and bool(rec.upload_fingerprint)
+            and source.metadata.get(META_HASH) == rec.upload_fingerprint
+        )
+
+    def _uploader_settled(self, head: ObjectInfo | None) -> frozenset[str]:
         """Pools the uploading client settled for this object (its skips, and outcomes it
         holds from an earlier run), as named in the object's metadata.
 
         Such a pool may never open a job: the embedded farm starts no worker for a pool
         with nothing to encode, so waiting for its ledger item would keep the source in the
         bucket until the run ends. A worker that reaches the message after the source is
-        gone finds nothing to do (``source_gone``).
+        gone finds nothing to do (``source_gone``). ``head``: the source object's.
         """
-        head = self.objects.head(source_key)
         if head is None:
             return frozenset()
         return frozenset(p for p in self.all_pools if client_settled(head.metadata, p))

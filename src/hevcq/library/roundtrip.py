@@ -555,6 +555,8 @@ class _Run:
         self.progress.file_done(up)
         if self.on_done:
             self.on_done(up)
+        if up.ok:  # the run's own record: the embedded farm's uploads skip the catalog
+            self.fetcher.remember_upload(up.key, up.entry.fingerprint)
         self.window.uploaded(up.key, up.entry.rel, up.entry.pools_pending if up.ok else ())
 
     def _running(self, jid: SourcePool) -> bool:
