@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.library.walk import OUTPUTS_MARKER
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import pool_dir
 
@@ -53,7 +54,11 @@ def _ingest(tmp: Path, lib: Path, out: Path, *extra: str) -> subprocess.Complete
 
 
 def _outputs(out: Path) -> set[str]:
-    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != OUTPUTS_MARKER
+    }
 
 
 def test_every_name_the_file_system_allows_comes_home_under_its_own_name(
@@ -119,3 +124,20 @@ def test_identical_copies_stay_duplicates_across_replace_runs(tmp_path: Path) ->
         assert (lib / "c.mp4").read_bytes() == original
         assert (lib / "a.mp4").read_bytes() != original
         assert run.stdout.count("duplicate of a.mp4") == 2, run.stdout[-3000:]
+
+
+def test_outputs_inside_the_library_are_never_sources_of_a_run_into_another_out(
+    tmp_path: Path,
+) -> None:
+    """`--out lib/out` is allowed, and the next run into lib/out skips it; a run into any
+    other --out scanned lib/out's outputs as sources and made renditions of renditions."""
+    lib = tmp_path / "lib"
+    make_clip(lib / "clip.mp4", width=320, height=240, seconds=0.5)
+    first = _ingest(tmp_path, lib, lib / "out")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert (lib / "out" / "hevc" / OUTPUTS_MARKER).is_file()
+    elsewhere = _ingest(tmp_path, lib, tmp_path / "elsewhere", "--dry-run")
+    assert elsewhere.returncode == 0, elsewhere.stdout[-3000:] + elsewhere.stderr[-3000:]
+    said = " ".join(elsewhere.stdout.split())
+    assert "out/hevc" not in said
+    assert "clip.mp4" in said

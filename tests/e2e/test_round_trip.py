@@ -13,6 +13,7 @@ import pytest
 from hevcq.library.calibrate import save_speeds, speeds_path
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.quarantine import DEFAULT_QUARANTINE, list_quarantine
+from hevcq.library.walk import OUTPUTS_MARKER
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm
@@ -117,6 +118,9 @@ def test_ingest_replace_swaps_the_hevc_output_in_and_keeps_the_original(trip) ->
 def test_renditions_go_to_out_and_outcomes_are_in_the_state_store(trip) -> None:
     out = trip["tmp"] / "out"
     produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    # The pool's folder is marked as hevcq's outputs: no later scan takes them for sources.
+    assert "720p/" + OUTPUTS_MARKER in produced
+    produced.remove("720p/" + OUTPUTS_MARKER)
     assert produced == ["720p/cam/clip.720p.mp4"]
     store_dir = Path(trip["env"]["XDG_STATE_HOME"]) / "hevcq"
     with Catalog.for_library(trip["lib"], store_dir) as state:

@@ -24,7 +24,7 @@ from hevcq.library.quarantine import (
     list_quarantine,
 )
 from hevcq.library.results import drain
-from hevcq.library.walk import fingerprint
+from hevcq.library.walk import OUTPUTS_MARKER, fingerprint
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.media.model import EncodePlan
 from hevcq.messages import JobResult
@@ -472,7 +472,8 @@ def test_a_file_output_brought_home_takes_its_poster_out_of_the_bucket_too(lib: 
     put(lib.objects, other, b"jpeg")
     got = lib.fetcher(primary="hevc").process(lib.result("hevc"))
     assert got.action == "placed"
-    assert sorted(p.name for p in (lib.out / "hevc").iterdir()) == ["a.mp4"]  # the file alone
+    placed = sorted(p.name for p in (lib.out / "hevc").iterdir())
+    assert placed == [OUTPUTS_MARKER, "a.mp4"]  # the file alone, in a marked pool folder
     assert lib.objects.head(key) is None
     assert lib.objects.head(poster) is None
     assert lib.objects.head(other) is not None

@@ -27,7 +27,7 @@ from hevcq.library.roundtrip import (
 from hevcq.library.scan import FileEntry
 from hevcq.library.scan import ScanReport as Report
 from hevcq.library.upload import NoProgress, Uploaded
-from hevcq.library.walk import fingerprint
+from hevcq.library.walk import OUTPUTS_MARKER, fingerprint
 from hevcq.pools import Pool
 from tests.unit import test_fetch
 from tests.unit.test_fetch import FakeInbox, Lib, plan
@@ -176,7 +176,8 @@ def test_a_full_output_disk_stops_the_run_and_keeps_what_was_placed(
     inbox.put(lib.result("720p").model_dump_json())
     with pytest.raises(OutputFolderUnusable, match=r"no space left in .*out/720p: a.mp4 \[720p\]"):
         drain(inbox, handler, follow=True, stop=threading.Event(), until=lambda: w.idle)
-    assert sorted(p.name for p in lib.out.rglob("*")) == ["a.mp4", "hevc"]  # kept; no .part
+    placed = sorted(p.name for p in lib.out.rglob("*"))
+    assert placed == [OUTPUTS_MARKER, "a.mp4", "hevc"]  # kept (its folder marked); no .part
     assert inbox.deleted == ["m0"]
     assert inbox.hidden == {"m1": 0}  # the unplaced result is visible again at once
     rows = {r.pool: (r.outcome, r.reason) for r in handler.rt.rows(["720p", "hevc"])}

@@ -43,7 +43,7 @@ from hevcq.library.quarantine import (
 )
 from hevcq.library.results import Action, Fetched, Inbox, drain
 from hevcq.library.summary import human_bytes
-from hevcq.library.walk import fingerprint
+from hevcq.library.walk import fingerprint, mark_outputs
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
 from hevcq.metadata import META_HASH, META_LIBRARY, META_PARTS, client_settled
@@ -117,6 +117,7 @@ class Fetcher:
     # and (source key, pool, committed output ETag) of each done job brought home here.
     _uploads: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _home: set[tuple[str, str, str]] = field(default_factory=set, init=False, repr=False)
+    _marked: set[str] = field(default_factory=set, init=False, repr=False)  # pool folders
 
     def remember_upload(self, source_key: str, fingerprint: str) -> None:
         """This run uploaded the content ``fingerprint`` to ``source_key``: its results are
@@ -188,7 +189,19 @@ class Fetcher:
         fetched = self._fetch(r, rel, out, dest, (src, original))
         if fetched.action in ("placed", "replaced", "skipped"):  # home, or the original kept
             self._home.add((r.source_key, r.pool, out.etag))
+        if fetched.action == "placed" and r.pool not in self.options.replace:
+            self._mark(r.pool)
         return fetched
+
+    def _mark(self, pool: str) -> None:
+        """A pool's folder under --out holds hevcq's outputs only: once it holds one, it is
+        marked, so no later scan takes them for sources, whatever --out that run is given
+        (an --out inside the library, or the library's parent scanned one day)."""
+        if pool in self._marked or self.options.out_dir is None:
+            return
+        with contextlib.suppress(OSError):  # unmarked, the run goes on (mark_outputs logs)
+            mark_outputs(self.options.out_dir / pool)
+        self._marked.add(pool)
 
     def _fetch(
         self, r: JobResult, rel: str, out: ObjectInfo, dest: Path, files: tuple[Path, Path]
