@@ -9,6 +9,7 @@ from hevcq.farm.embedded import EmbeddedFarm
 from hevcq.settings import Settings
 from hevcq.web.app import WebConfig
 from hevcq.web.auth import AuthConfig, Authenticator
+from hevcq.web.listen import signed_in_address
 from hevcq.web.server import ServerThread, embedded_view
 
 # The run's token the servers here ask for, as the embedded farm's does.
@@ -18,7 +19,7 @@ AUTH = {"Authorization": f"Bearer {LOCAL_TOKEN}"}
 
 def signed_in(url: str, path: str = "/") -> str:
     """The address of a page with the run's token in its fragment, as hevcq prints it."""
-    return f"{url}{path}#token={LOCAL_TOKEN}"
+    return signed_in_address(f"{url}{path}", LOCAL_TOKEN)
 
 
 @contextmanager

@@ -130,7 +130,7 @@ def serve(
 ) -> None:
     """Serve the dashboard and the API for the configured or the running embedded farm."""
     from hevcq.web import server as web_server  # noqa: PLC0415 - the other commands need none
-    from hevcq.web.listen import bind  # noqa: PLC0415
+    from hevcq.web.listen import bind, signed_in_address  # noqa: PLC0415
 
     try:
         settings, pools = setup()
@@ -154,7 +154,7 @@ def serve(
     base = f"http://{shown}:{bound}"
     local = config.auth.config.local_token
     if local:  # the embedded farm: its run's token, which other users of this machine lack
-        console.print(f"Dashboard: {base}/#token={local}", soft_wrap=True)
+        console.print(f"Dashboard: {signed_in_address(base + '/', local)}", soft_wrap=True)
         console.print(
             f"API on {base} with 'Authorization: Bearer {local}' (OpenAPI at /docs)",
             soft_wrap=True,

@@ -29,7 +29,7 @@ from hevcq.farm.embedded import from_record
 from hevcq.private import open_private
 from hevcq.procs import die_with_parent
 from hevcq.settings import load_settings
-from hevcq.web.listen import bind
+from hevcq.web.listen import bind, signed_in_address
 
 if TYPE_CHECKING:
     from hevcq.web.app import WebConfig
@@ -120,10 +120,9 @@ class Dashboard:
 
 
 def dashboard_url(base: str, record: dict[str, Any]) -> str:
-    """The address to open: the page, with the run's token in the fragment (which a browser
-    never sends: the page's script reads it and sends it as a bearer token)."""
+    """The address to open: the page, with the run's token (``signed_in_address``)."""
     farm = from_record(record)
-    return f"{base}#token={farm.credentials.dashboard_token()}" if farm is not None else base
+    return signed_in_address(base, farm.credentials.dashboard_token()) if farm else base
 
 
 def start(record: dict[str, Any], port: int, log_path: Path) -> Dashboard:
@@ -180,10 +179,7 @@ def _web_config() -> WebConfig:
     farm = from_record(json.loads(sys.stdin.read() or "{}"))
     if farm is None:
         raise ConfigError("no farm description on stdin")
-    view = web_server.embedded_view(farm.refs, farm.endpoint, farm.credentials, settings)
-    token = farm.credentials.dashboard_token()
-    located = web_server.Located(view, embedded=True, local_token=token)
-    return web_server.web_config(settings, located, HOST)
+    return web_server.web_config(settings, web_server.embedded_located(farm, settings), HOST)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,13 @@ import socket
 LISTEN_BACKLOG = 64
 
 
+def signed_in_address(base: str, token: str) -> str:
+    """The address of the dashboard at ``base`` with the run's token in its fragment,
+    which a browser never sends: the page's script reads it and sends it as a bearer
+    token."""
+    return f"{base}#token={token}"
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A socket listening on ``host:port`` (0: a free port); ``OSError`` when it cannot."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -20,7 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from hevcq.credentials import Credentials
 from hevcq.errors import ConfigError, FarmConfigError, RetryableError
 from hevcq.farm.client import Farm
-from hevcq.farm.embedded import running_farm
+from hevcq.farm.embedded import RunningFarm, running_farm
 from hevcq.pools import Pool
 from hevcq.settings import Settings
 from hevcq.topology import FarmRefs
@@ -111,8 +111,13 @@ def locate(settings: Settings, pools: dict[str, Pool], state_dir: Path) -> Locat
             embedded=True,
             reason="no farm configured (HEVCQ_BUCKET unset) and no embedded farm running",
         )
-    view = embedded_view(running.refs, running.endpoint, running.credentials, settings)
-    return Located(view, embedded=True, local_token=running.credentials.dashboard_token())
+    return embedded_located(running, settings)
+
+
+def embedded_located(farm: RunningFarm, settings: Settings) -> Located:
+    """A running embedded farm to serve, with the token its dashboard asks for."""
+    view = embedded_view(farm.refs, farm.endpoint, farm.credentials, settings)
+    return Located(view, embedded=True, local_token=farm.credentials.dashboard_token())
 
 
 # A token guessed over the network must be out of reach: 32 characters of a random one.
