@@ -11,6 +11,7 @@ from typing import TextIO
 
 import structlog
 
+from hevcq.printable import printable
 from hevcq.private import open_private
 
 CRASH_LOG = "errors.log"
@@ -21,10 +22,10 @@ def configure(fmt: str = "auto", level: str = "info", file: TextIO | None = None
     ``file`` (a run's log in the state dir) takes the lines instead of stderr."""
     out = file or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    renderers: list[structlog.types.Processor] = (
+        [structlog.processors.JSONRenderer()]
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else [printable_values, structlog.dev.ConsoleRenderer(colors=out.isatty())]
     )
     structlog.configure(
         processors=[
@@ -32,7 +33,7 @@ def configure(fmt: str = "auto", level: str = "info", file: TextIO | None = None
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -40,6 +41,18 @@ def configure(fmt: str = "auto", level: str = "info", file: TextIO | None = None
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+def printable_values(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Text values with their control characters escaped (``hevcq.printable``), so a
+    file name or key in a console log line can neither drive the terminal nor forge a
+    line; a traceback keeps its line breaks. (JSON lines escape them already.)"""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = printable(value, keep="\n" if key == "exception" else "")
+    return event
 
 
 def record_crash(directory: Path) -> Path:

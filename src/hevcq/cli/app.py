@@ -13,10 +13,10 @@ from typing import Annotated
 
 import structlog
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from hevcq import __version__, logs
+from hevcq.cli.screen import SafeConsole
 from hevcq.errors import ConfigError, FarmConfigError, HevcqError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import RunningFarm, running_farm
@@ -111,12 +111,12 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 
 
-def _console(*, stderr: bool = False) -> Console:
+def _console(*, stderr: bool = False) -> SafeConsole:
     """A console for people: on a terminal it fits the terminal; off one (a pipe, a file)
     lines never wrap, so each result stays one line for grep and for a log reader."""
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and not os.environ.get("COLUMNS")
-    return Console(stderr=stderr, width=UNWRAPPED_WIDTH if wide else None)
+    return SafeConsole(stderr=stderr, width=UNWRAPPED_WIDTH if wide else None)
 
 
 UNWRAPPED_WIDTH = 100_000

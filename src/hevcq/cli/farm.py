@@ -29,6 +29,7 @@ from hevcq.cli.app import (
     more_than,
     setup,
 )
+from hevcq.cli.screen import shown
 from hevcq.cli.tfconfig import api_addresses, settings_from_outputs, write_env_file
 from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError, FailureClass, HevcqError, PermanentError
@@ -105,7 +106,9 @@ def _print_status(view: FarmView, *, as_json: bool = False) -> None:
         r.add_column(col)
     for j in report.running:
         eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
-        r.add_row(Text(j.key), j.pool, Text(j.worker), f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta)
+        r.add_row(
+            shown(j.key), j.pool, shown(j.worker), f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta
+        )
     console.print(r)
     s = Table(title="jobs by state")
     for col in ("pool", "state", "jobs"):
@@ -202,7 +205,7 @@ def dlq(pool: Annotated[str | None, typer.Option(help="Only this pool.")] = None
             continue
         for m in farm.dead_letters(name):
             keys = ", ".join(o.key for o in announced_objects(m.body)) or "(unparseable message)"
-            t.add_row(name, Text(keys), m.failure_class, Text(m.reason))
+            t.add_row(name, shown(keys), shown(m.failure_class), shown(m.reason))
     console.print(t)
 
 

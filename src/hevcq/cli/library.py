@@ -47,6 +47,7 @@ from hevcq.cli.report import (
     progress_for,
     summary_table,
 )
+from hevcq.cli.screen import shown
 from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
@@ -901,7 +902,7 @@ def quarantine_list(library: QuarantineDir = Path()) -> None:
             str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
             for p in (e.original, e.final)
         )
-        t.add_row(Text(e.id), e.state, Text(orig), Text(final), f"{e.keep_until:%Y-%m-%d %H:%M}")
+        t.add_row(shown(e.id), e.state, shown(orig), shown(final), f"{e.keep_until:%Y-%m-%d %H:%M}")
     console.print(t)
 
 

@@ -18,6 +18,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
+from hevcq.cli.screen import SafeConsole, shown
 from hevcq.library.summary import (
     Row,
     human_bytes,
@@ -26,6 +27,7 @@ from hevcq.library.summary import (
     shorten_middle,
 )
 from hevcq.media.model import Skip
+from hevcq.printable import printable
 
 if TYPE_CHECKING:
     from hevcq.library.estimate import Estimate
@@ -68,8 +70,8 @@ def summary_table(rows: list[Row], width: int = 10_000) -> Table:
         outcome = r.outcome + (f": {r.reason}" if r.reason else "")
         cells = _cells(
             r,
-            Text(shorten_middle(r.file, name_room)),
-            Text(outcome, style=style.get(r.outcome, "white")),
+            shown(shorten_middle(printable(r.file), name_room)),
+            shown(outcome, style.get(r.outcome, "white")),
         )
         table.add_row(*(cells[c] for c in columns))
     table.add_section()
@@ -93,7 +95,7 @@ def _cells(r: Row, file: Text, outcome: Text) -> dict[str, Text | str]:
 
 def print_table(table: Table, console: Console | None = None) -> None:
     """Print a table within the terminal's width (long cells fold)."""
-    (console or Console()).print(table)
+    (console or SafeConsole()).print(table)
 
 
 def _why_not_sent(e: FileEntry) -> str:
@@ -117,15 +119,15 @@ def plan_tables(report: ScanReport) -> list[Table]:
     for e in report.to_send:
         dur = human_seconds(e.duration_s) if e.duration_s is not None else "?"
         pools = ", ".join(sorted(e.pools_to_encode))
-        send.add_row(Text(e.rel), human_bytes(e.size), dur, pools, Text(_why_not_sent(e)))
+        send.add_row(shown(e.rel), human_bytes(e.size), dur, pools, shown(_why_not_sent(e)))
     skipped = Table(title="not uploaded")
     for col in ("file", "why"):
         skipped.add_column(col)
     for e in report.entries:
         if e.status != "send":
-            skipped.add_row(Text(e.rel), Text(_why_not_sent(e)))
+            skipped.add_row(shown(e.rel), shown(_why_not_sent(e)))
     for p in report.problems:
-        skipped.add_row(Text(p.rel), Text.assemble((p.kind, "red"), f": {p.reason}"))
+        skipped.add_row(shown(p.rel), shown(f"{p.kind}: {p.reason}", "red"))
     per_pool = Table(title="work per pool")
     for col in ("pool", "files", "size", "source duration"):
         per_pool.add_column(col, justify="left" if col == "pool" else "right")
@@ -272,5 +274,5 @@ def fetch_table(items: list[Fetched]) -> Table:
         detail = f.reason or (str(f.path) if f.path else "")
         if f.source_deleted:
             detail += " (source removed from the bucket)"
-        t.add_row(Text(f.rel), f.pool, Text(f.action, style.get(f.action, "red")), Text(detail))
+        t.add_row(shown(f.rel), f.pool, Text(f.action, style.get(f.action, "red")), shown(detail))
     return t

@@ -26,6 +26,7 @@ from hevcq.errors import PermanentError
 from hevcq.keys import TODO_PREFIX, relative_key
 from hevcq.metadata import META_OWNER, META_UPLOAD_ID, chosen_pools_metadata
 from hevcq.objects import ObjectStore
+from hevcq.printable import BIDI_CONTROLS, CONTROL_CATEGORIES
 
 UPLOADS_PREFIX = "uploads/"
 OPEN_PREFIX = f"{UPLOADS_PREFIX}open/"
@@ -37,13 +38,6 @@ NEWEST_PREFIX = f"{UPLOADS_PREFIX}newest/"
 INDEXED_MARK = "~indexed"
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _FLIP = str.maketrans(CROCKFORD, CROCKFORD[::-1])
-# Unicode's bidirectional controls (UAX #9): they reorder what a name shows, so that
-# "invoice\u202egpj.exe" reads as "invoiceexe.jpg".
-BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
-# Controls (C0, DEL, C1) and the line and paragraph separators: a name is one line of text.
-CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # Characters that show nothing, so that "invoice\u200b.mp4" reads as "invoice.mp4": zero
 # width space, word joiner and the invisible operators, byte order mark, soft hyphen,
 # Mongolian vowel separator, the Hangul fillers. The zero width joiner and non-joiner are
