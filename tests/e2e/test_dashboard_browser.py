@@ -266,3 +266,46 @@ def test_without_a_farm_the_page_says_so(tmp_path: Path) -> None:
             assert (errors, elsewhere) == ([], [])
         finally:
             browser.close()
+
+
+# A library file named so that it shows as "invoice4pm.jpg" (and reverses the text after it).
+BIDI_KEY = "TODO/invoice\u202egpj.mp4"
+
+
+def test_a_name_with_a_bidi_override_is_shown_escaped_not_reordered(tmp_path: Path) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with stack(tmp_path, pool_dir(tmp_path, ("hevc",))) as farm:
+        assert farm.clients is not None
+        assert farm.refs is not None
+        worker = WorkerProc(farm, "hevc", tmp_path / "w.log")
+        try:
+            farm.clients.s3.put_object(Bucket=farm.refs.bucket, Key=BIDI_KEY, Body=b"no video")
+            ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+            failed = lambda: getattr(ledger.get(BIDI_KEY, "hevc"), "state", None) == "failed"  # noqa: E731
+            assert wait_for(failed, timeout_s=120, every_s=0.5)
+        finally:
+            worker.proc.terminate()
+            worker.proc.wait(timeout=60)
+        with served(farm) as url, sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(signed_in(url))
+                row = page.locator("#recent tr.state-failed").first
+                row.wait_for(timeout=15_000)
+                group = page.locator(".dlq-group[data-pool=hevc]")
+                group.wait_for(timeout=15_000)
+                for shown_text in (row.inner_text(), group.inner_text()):
+                    assert "invoice\\u202egpj.mp4" in shown_text, shown_text
+                    assert "\u202e" not in shown_text
+                row.locator("a").first.click()
+                title = page.locator("h2").first
+                title.wait_for(timeout=15_000)
+                assert title.inner_text() == "TODO/invoice\\u202egpj.mp4 · hevc"
+                _shot(page, tmp_path, "job-page-bidi-name")
+                assert errors == []
+            finally:
+                browser.close()

@@ -7,13 +7,23 @@ const hevcq = (() => {
   const COLORS = ["#2f6fdd", "#1f8a4c", "#b7791f", "#8e44ad", "#c0392b"];
 
   const $ = (sel) => document.querySelector(sel);
+  // Names, keys and reasons come from outside: a bidi override in a file name would show
+  // "invoice\u202egpj.mp4" as "invoice4pm.jpg" and reverse the text after it. Controls,
+  // line separators and bidi controls are shown as their escapes, as on the terminal
+  // (hevcq.printable); tabs and line breaks, which HTML shows as spaces, are left. Every
+  // text the page writes goes through here.
+  const UNSHOWN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+  const shown = (text) => String(text).replace(UNSHOWN, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x100 ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`;
+  });
   const el = (tag, attrs = {}, ...kids) => {
     const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
       // style through CSSOM: the Content-Security-Policy refuses style attributes.
-      if (k === "text") node.textContent = v; else if (k === "style") node.style.cssText = v; else node.setAttribute(k, v);
+      if (k === "text") node.textContent = shown(v); else if (k === "style") node.style.cssText = v; else node.setAttribute(k, v);
     }
-    for (const kid of kids) node.append(kid);
+    for (const kid of kids) node.append(typeof kid === "string" ? shown(kid) : kid);
     return node;
   };
   const bytes = (n) => {
@@ -47,12 +57,12 @@ const hevcq = (() => {
   }
 
   function banner(text) {
-    const b = $("#banner"); b.hidden = !text; b.textContent = text || "";
+    const b = $("#banner"); b.hidden = !text; b.textContent = shown(text || "");
   }
 
   async function health() {
     const h = await api("/api/health");
-    $("#farm").textContent = h.farm || "";
+    $("#farm").textContent = shown(h.farm || "");
     if (h.status !== "ok") banner(h.status === "no farm" ? `No farm to show${h.detail ? `: ${h.detail}` : "."}` : "The farm does not answer.");
     return h.status === "ok";
   }
@@ -112,7 +122,7 @@ const hevcq = (() => {
   }
 
   function jobLink(job) {
-    return job.job_id ? el("a", { href: `/jobs/${job.job_id}`, text: job.key }) : document.createTextNode(job.key);
+    return job.job_id ? el("a", { href: `/jobs/${job.job_id}`, text: job.key }) : document.createTextNode(shown(job.key));
   }
 
   function render(d) {
@@ -138,7 +148,7 @@ const hevcq = (() => {
   }
 
   async function redrive(body, question) {
-    if (!window.confirm(question)) return;
+    if (!window.confirm(shown(question))) return;
     try {
       const r = await api("/api/redrive", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
       banner(`${r.pool}: ${typeof r.moved === "number" ? `${r.moved} moved back` : r.moved}`);
