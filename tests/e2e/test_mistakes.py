@@ -90,9 +90,20 @@ def _case(tmp: Path, lib: Path, setup: str) -> tuple[Path, Path, dict[str, str]]
         ("bad_value", "HEVCQ_STALL_TIMEOUT_S=soon: "),
     ],
 )
-def test_one_line_error_exit_2_and_no_farm(tmp_path: Path, lib: Path, setup, says) -> None:
+# A dry run and `estimate` stand for the run: what would stop it they name the same way,
+# where they used to report a run as fine that then stopped at once (an --out that is a
+# file, an ffmpeg that is not one, a scratch folder that cannot be made).
+@pytest.mark.parametrize("command", ["ingest", "dry-run", "estimate"])
+def test_one_line_error_exit_2_and_no_farm(
+    tmp_path: Path, lib: Path, setup, says, command: str
+) -> None:
     target, out, env = _case(tmp_path, lib, setup)
-    r = hevcq(tmp_path, "ingest", str(target), "--out", str(out), **env)
+    args = {
+        "ingest": ["ingest", str(target), "--out", str(out)],
+        "dry-run": ["ingest", str(target), "--out", str(out), "--dry-run"],
+        "estimate": ["estimate", str(target), "--out", str(out)],
+    }[command]
+    r = hevcq(tmp_path, *args, **env)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert "embedded local farm" not in r.stdout
@@ -358,6 +369,21 @@ def test_estimate_prints_its_report_and_no_log_lines(tmp_path: Path, lib: Path) 
     assert r.stderr == ""
     assert '"event"' not in r.stdout
     assert "a.mp4" in r.stdout
+
+
+@pytest.mark.parametrize("command", ["dry-run", "estimate"])
+def test_a_dry_run_checks_the_folders_a_run_would_make_but_makes_none(
+    tmp_path: Path, lib: Path, command: str
+) -> None:
+    out, work = tmp_path / "new" / "out", tmp_path / "new" / "work"
+    args = {
+        "dry-run": ["ingest", str(lib), "--out", str(out), "--dry-run"],
+        "estimate": ["estimate", str(lib), "--out", str(out)],
+    }[command]
+    r = hevcq(tmp_path, *args, HEVCQ_WORK_DIR=str(work))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "a.mp4" in r.stdout
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_file_too_big_for_the_scratch_disk_is_one_line_before_any_farm(

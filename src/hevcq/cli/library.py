@@ -271,16 +271,16 @@ def ingest(
             retry_failed=retry_failed,
             replace_pools=replacing_pools(pools.values()) if replace else frozenset(),
         )
-        brings_home = (wait or settings.embedded) and not dry_run
-        outputs_stay_out_of(library, out, pools)
-        preflight(library, out if brings_home else None, scan_opts)
+        brings_home = wait or settings.embedded
+        checks_before_a_run(
+            library, out, pools, scan_opts, settings, brings_home=brings_home, replace=replace
+        )
         if dry_run:
-            _dry_run(library, pools, scan_opts, out if wait or settings.embedded else None)
+            if settings.embedded:
+                work_dir_could_be_made(settings)
+            _dry_run(library, pools, scan_opts, out if brings_home else None)
             return
-        _check_replace(replace, settings)
         if settings.embedded:
-            # The local workers would refuse to start, each time they are restarted.
-            usable_ffmpeg(settings, list(pools.values()))
             scratch = local_scratch(settings)
         opts = IngestOptions(
             scan=scan_opts,
@@ -371,6 +371,29 @@ def outputs_stay_out_of(library: Path, out: Path, pools: Iterable[str]) -> None:
         f"--out {out} {why}: outputs would be scanned as sources next time; give a folder "
         "outside the library, or a new one inside it (the default is ./hevcq-out)"
     )
+
+
+def checks_before_a_run(
+    library: Path,
+    out: Path,
+    pools: dict[str, Pool],
+    options: ScanOptions,
+    settings: Settings,
+    *,
+    brings_home: bool,
+    replace: bool,
+) -> None:
+    """Every mistake that would stop an ingest at once, as a one-line ``ConfigError``.
+
+    None of these checks writes, so a dry run (and ``estimate``) makes them all too: a run
+    it reports as fine must not stop at once on a mistake it could have named.
+    """
+    outputs_stay_out_of(library, out, pools)
+    preflight(library, out if brings_home else None, options)
+    _check_replace(replace, settings)
+    if settings.embedded:
+        # The local workers would refuse to start, each time they are restarted.
+        usable_ffmpeg(settings, list(pools.values()))
 
 
 def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
@@ -561,6 +584,22 @@ def local_scratch(settings: Settings) -> Path:
     return Path(tempfile.gettempdir())
 
 
+def work_dir_could_be_made(settings: Settings) -> None:
+    """``local_scratch``'s check without making anything (a dry run writes nothing):
+    ``HEVCQ_WORK_DIR`` is a folder, or could be made, in a folder this user may write."""
+    path = settings.work_dir
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"HEVCQ_WORK_DIR={path}: a file, not a folder")
+    nearest = next(p for p in [path.absolute(), *path.absolute().parents] if p.exists())
+    if not nearest.is_dir():
+        raise ConfigError(f"HEVCQ_WORK_DIR={path}: cannot make it: {nearest} is not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        where = "in it" if nearest == path.absolute() else f"in {nearest}"
+        raise ConfigError(f"HEVCQ_WORK_DIR={path}: cannot write {where}")
+
+
 def scratch_problem(sources: Iterable[tuple[str, int]], free: int, work_dir: Path) -> str | None:
     """Why some of ``sources`` (name, bytes) could never run on the embedded farm, whose
     workers share the one scratch folder ``work_dir`` with ``free`` bytes free; None when
@@ -694,8 +733,11 @@ def estimate(
         )
         # As `ingest --dry-run` checks and plans: a file counts as finished only while its
         # output is in --out, where the embedded farm would bring it home.
-        outputs_stay_out_of(library, out, pools)
-        preflight(library, None, opts)
+        checks_before_a_run(
+            library, out, pools, opts, settings, brings_home=settings.embedded, replace=False
+        )
+        if settings.embedded:
+            work_dir_could_be_made(settings)
         _dry_run(library, pools, opts, out if settings.embedded else None)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
