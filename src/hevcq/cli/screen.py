@@ -43,9 +43,10 @@ class SafeConsole(Console):
     ) -> Iterable[Segment]:
         if isinstance(renderable, Text) and not renderable.spans:
             plain = renderable.plain
-            if _shown(plain) is not plain:
+            escaped = _shown(plain)
+            if escaped is not plain:
                 renderable = Text(
-                    _shown(plain),
+                    escaped,
                     style=renderable.style,
                     justify=renderable.justify,
                     overflow=renderable.overflow,
