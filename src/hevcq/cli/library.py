@@ -273,11 +273,16 @@ def ingest(
         )
         brings_home = wait or settings.embedded
         checks_before_a_run(
-            library, out, pools, scan_opts, settings, brings_home=brings_home, replace=replace
+            library,
+            out,
+            pools,
+            scan_opts,
+            settings,
+            brings_home=brings_home,
+            replace=replace,
+            dry_run=dry_run,
         )
         if dry_run:
-            if settings.embedded:
-                work_dir_could_be_made(settings)
             _dry_run(library, pools, scan_opts, out if brings_home else None)
             return
         if settings.embedded:
@@ -382,11 +387,13 @@ def checks_before_a_run(
     *,
     brings_home: bool,
     replace: bool,
+    dry_run: bool,
 ) -> None:
     """Every mistake that would stop an ingest at once, as a one-line ``ConfigError``.
 
-    None of these checks writes, so a dry run (and ``estimate``) makes them all too: a run
-    it reports as fine must not stop at once on a mistake it could have named.
+    A dry run (and ``estimate``) makes them all too, so that a run it reports as fine does
+    not stop at once on a mistake it could have named; none of them writes, and the
+    scratch folder, which the run makes, a dry run only checks could be made.
     """
     outputs_stay_out_of(library, out, pools)
     preflight(library, out if brings_home else None, options)
@@ -394,6 +401,8 @@ def checks_before_a_run(
     if settings.embedded:
         # The local workers would refuse to start, each time they are restarted.
         usable_ffmpeg(settings, list(pools.values()))
+        if dry_run:
+            work_dir_could_be_made(settings)
 
 
 def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
@@ -734,10 +743,15 @@ def estimate(
         # As `ingest --dry-run` checks and plans: a file counts as finished only while its
         # output is in --out, where the embedded farm would bring it home.
         checks_before_a_run(
-            library, out, pools, opts, settings, brings_home=settings.embedded, replace=False
+            library,
+            out,
+            pools,
+            opts,
+            settings,
+            brings_home=settings.embedded,
+            replace=False,
+            dry_run=True,
         )
-        if settings.embedded:
-            work_dir_could_be_made(settings)
         _dry_run(library, pools, opts, out if settings.embedded else None)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
