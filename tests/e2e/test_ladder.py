@@ -260,6 +260,24 @@ def test_the_ladder_command_checks_and_refuses_in_one_line(ladder: Path, tmp_pat
     assert "not a media file" in bad.stderr
 
 
+@pytest.mark.parametrize("folder", ["new", "empty"])
+def test_a_ladder_that_fails_leaves_its_folder_as_it_was(tmp_path: Path, folder: str) -> None:
+    # The source is cut short: every rung is encoded, the master playlist written, then the
+    # ladder is refused. A folder holding that master looked like a ladder to serve.
+    src = cut_short(tmp_path, "upload.mp4")
+    out = tmp_path / "out"
+    if folder == "empty":
+        out.mkdir()
+    refused = _hevcq("ladder", str(src), "--out", str(out))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "source appears truncated" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    if folder == "new":
+        assert not out.exists()
+    else:
+        assert list(out.iterdir()) == []
+
+
 def _hevcq(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "400"}
     return subprocess.run(

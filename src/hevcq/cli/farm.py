@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -297,6 +298,19 @@ def terraform_error(stderr: str) -> str:
     return (errors or lines or ["no error output"])[0]
 
 
+def _discard(folder: Path, *, made: bool) -> None:
+    """Remove what a failed ``hevcq ladder`` wrote: ``folder`` itself when the command
+    made it, else everything in it (it was empty)."""
+    if made:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for child in folder.iterdir() if folder.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 @app.command(epilog="Example: hevcq ladder phone/IMG_0042.MOV --out ~/ladders/IMG_0042")
 def ladder(
     source: Annotated[
@@ -330,9 +344,17 @@ def ladder(
     logs.configure(settings.log_format, settings.log_level)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise fail(f"{out} is not an empty folder; the ladder goes into a new or empty one")
+    made = not out.exists()
     try:
-        variants = build_ladder(ffmpeg, source, out, probe(source), groups=tuple(codec))
-        make_poster(ffmpeg, source, out / POSTER)
+        try:
+            variants = build_ladder(ffmpeg, source, out, probe(source), groups=tuple(codec))
+            make_poster(ffmpeg, source, out / POSTER)
+        except BaseException:
+            # A ladder that failed a check, or was stopped half made, must not be left
+            # looking like one (its master playlist written): the folder goes back to
+            # how it was, which was new or empty, so all in it is this command's.
+            _discard(out, made=made)
+            raise
     except HevcqError as exc:
         raise fail(f"{source}: {exc}") from exc
     except OSError as exc:
