@@ -427,3 +427,19 @@ def test_an_unusable_state_folder_is_one_line_not_a_traceback(
     [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert "cannot use the state folder" in line
     assert "set XDG_STATE_HOME to a folder this user can write" in line
+
+
+def test_a_name_too_long_for_its_outputs_is_a_failed_row_before_any_encode(
+    tmp_path: Path,
+) -> None:
+    # 252 bytes: the hevc output fits, the 720p one ("<name>.720p.mp4") would not. It was
+    # encoded, then refused at its placement with Python's "[Errno 36]" text.
+    long = "é" * 124 + ".mp4"
+    make_clip(tmp_path / "lib" / long, width=1280, height=720, seconds=0.5)
+    r = hevcq(tmp_path, "ingest", str(tmp_path / "lib"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "Errno" not in r.stdout
+    assert "failed: name too long for its 720p output: 257 bytes" in r.stdout
+    assert "Nothing to encode" in r.stdout
+    assert not (tmp_path / "out").exists()

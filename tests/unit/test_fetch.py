@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -776,3 +777,24 @@ def test_a_read_only_library_stops_a_replace_saying_to_run_without_it(
     assert "is read-only: " in str(stopped.value)
     assert "make it writable or run without --replace, then run" in str(stopped.value)
     assert lib.src.read_bytes() == ORIGINAL
+
+
+def test_an_output_name_too_long_for_out_is_refused_in_words_not_errno(
+    lib: Lib, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cloud farm's results fetched into a folder whose file system takes shorter names
+    # than the library's (or a name near the limit with the pool's suffix).
+    import hevcq.library.fetch as fetch_module  # noqa: PLC0415 - the placement forced to fail
+
+    def too_long(tmp: Path, dest: Path, *, move: bool) -> Path:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(tmp), str(dest))
+
+    monkeypatch.setattr(fetch_module, "place_output", too_long)
+    etag = _md5_output(lib, "720p", OUTPUT)
+    got = lib.fetcher().process(lib.result("720p", output_etag=etag))
+    assert got.action == "refused"
+    assert got.reason.startswith("the output's name is too long for ")
+    assert got.reason.endswith("with the pool's suffix): rename the source shorter")
+    assert "Errno" not in got.reason
+    assert lib.src.exists()
+    assert not any(lib.out.rglob("*.mp4")) if lib.out.exists() else True

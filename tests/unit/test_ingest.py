@@ -638,3 +638,28 @@ def test_a_run_with_nothing_to_encode_says_why_in_counts(statuses: list[str], sa
     )
     report = ScanReport(Path("lib"), entries, (), {}, reused=0, probed=0, elapsed_s=0.0)
     assert said in _nothing_left(report)
+
+
+def test_a_name_whose_outputs_would_not_fit_in_out_is_refused_before_any_encode(
+    tmp_path: Path, store: Catalog
+) -> None:
+    # 252 bytes: the source fits (ext4 takes 255), its hevc output too, but not the 720p
+    # output "<name>.720p.mp4". It used to be encoded, then refused at its placement.
+    lib = tmp_path / "lib"
+    long = "é" * 124 + ".mp4"  # two bytes a letter in UTF-8
+    fits = "é" * 123 + ".mp4"  # its 720p output is 255 bytes exactly
+    for name in (long, fits, "short.mp4"):
+        make(lib, name)
+    out = tmp_path / "out"
+    report = scan(lib, POOLS, store, ScanOptions(), probe_fn=fake_probe, out_dir=out)
+    assert sorted(e.rel for e in report.to_send) == sorted([fits, "short.mp4"])
+    [problem] = report.problems
+    assert (problem.rel, problem.kind) == (long, "bad_path")
+    assert problem.reason == (
+        f"name too long for its 720p output: 257 bytes with the pool's suffix, where {out}"
+        " allows 255; rename it 2 bytes shorter"
+    )
+    # Without an --out (a cloud ingest that does not wait), there is nothing to measure.
+    with Catalog(tmp_path / "other.sqlite3") as other:
+        plain = scan(lib, POOLS, other, ScanOptions(), probe_fn=fake_probe)
+    assert len(plain.to_send) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import shutil
 import threading
@@ -371,8 +372,10 @@ class Fetcher:
             log.info("output_kept_original", rel=rel, pool=r.pool, reason=str(exc))
             self.state.record_outcome(rel, r.pool, "skipped", KEPT_ORIGINAL)
             return Fetched(rel, r.pool, "skipped", KEPT_ORIGINAL, result=r)
-        except (ReplaceRefused, OSError) as exc:
+        except ReplaceRefused as exc:
             return self._refused(r, rel, str(exc))
+        except OSError as exc:
+            return self._refused(r, rel, _placing_failed(exc, dest))
         self.state.record_outcome(rel, r.pool, "done")
         if action == "replaced":
             self._remember_replacement(path, rel)
@@ -610,6 +613,18 @@ def _committed_output(r: JobResult, item: LedgerItem) -> ObjectInfo:
 def _named(r: JobResult, rel: str) -> str:
     """How a message names one result: its file and pool."""
     return f"{rel} [{r.pool}]"
+
+
+def _placing_failed(exc: OSError, dest: Path) -> str:
+    """Why placing at ``dest`` failed, for a person: what the system said about which
+    name, not Python's rendering of the error."""
+    if exc.errno == errno.ENAMETOOLONG:
+        size = len(os.fsencode(dest.name))
+        return (
+            f"the output's name is too long for {dest.parent} ({size} bytes with the pool's"
+            " suffix): rename the source shorter"
+        )
+    return f"{exc.strerror or exc}: {dest}"
 
 
 def _not_committed(out: ObjectInfo, what: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -158,6 +159,16 @@ def _default_decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     return decide(info, pool, source_name)
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` (or of the nearest
+    folder above it that exists) takes; 255, the common limit, when it does not say."""
+    nearest = next(p for p in [folder.absolute(), *folder.absolute().parents] if p.is_dir())
+    try:
+        return int(os.pathconf(nearest, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
 class _Scan:
     """The state of one scan; methods take files in sorted order."""
 
@@ -171,6 +182,7 @@ class _Scan:
     ) -> None:
         self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
         self.out_dir = out_dir
+        self.name_max = name_max(out_dir) if out_dir is not None else None
         self.hashes = {p.name: p.settings_hash() for p in pools}
         self.files = store.load_files()
         self.stored_decisions = store.load_decisions()
@@ -262,6 +274,11 @@ class _Scan:
             except PermanentError as exc:
                 self.problems.append(Problem(c.rel, "bad_path", str(exc)))
                 return
+            too_long = self._name_too_long(c.rel, decisions)
+            if too_long:
+                # Every encode of it would be made, then refused at its placement.
+                self.problems.append(Problem(c.rel, "bad_path", too_long))
+                return
             self.sent_files, self.sent_bytes = self.sent_files + 1, self.sent_bytes + c.size
         self.entries.append(
             FileEntry(
@@ -287,6 +304,13 @@ class _Scan:
             return {}
         return {pool: Skip(back.reason) for pool in self.options.replace_pools & set(pools)}
 
+    def _placed(self, rel: str, p: Pool) -> str:
+        """Where ``rel``'s output in pool ``p`` lands below ``<out>/<pool>/``."""
+        out = output_relative(
+            rel, p.output_suffix, with_source_ext=rel in self.sharing, extension=p.fixed_extension
+        )
+        return local_master(out) if p.ladder is not None else out
+
     def _missing_outputs(self, rel: str, outcomes: Mapping[str, PoolState]) -> list[str]:
         """Pools whose job is done but whose output is not in this run's ``--out``.
 
@@ -294,20 +318,31 @@ class _Scan:
         """
         if self.out_dir is None:
             return []
-        ext = rel in self.sharing
-
-        def placed(p: Pool) -> str:
-            out = output_relative(
-                rel, p.output_suffix, with_source_ext=ext, extension=p.fixed_extension
-            )
-            return local_master(out) if p.ladder is not None else out
-
         return [
             p.name
             for p in self.pools
             if outcomes.get(p.name) == "done"
-            and not self.out_dir.joinpath(p.name, *placed(p).split("/")).is_file()
+            and not self.out_dir.joinpath(p.name, *self._placed(rel, p).split("/")).is_file()
         ]
+
+    def _name_too_long(self, rel: str, decisions: Mapping[str, Decision]) -> str | None:
+        """Why an output of ``rel`` could not be placed under this run's ``--out``: a part
+        of its name longer than that file system allows (a pool's suffix makes a name
+        near the limit longer still); None when every one fits, or no ``--out`` is known."""
+        if self.out_dir is None or self.name_max is None:
+            return None
+        for p in self.pools:
+            if not isinstance(decisions.get(p.name), EncodePlan):
+                continue
+            for part in self._placed(rel, p).split("/"):
+                size = len(os.fsencode(part))
+                if size > self.name_max:
+                    return (
+                        f"name too long for its {p.name} output: {size} bytes with the pool's"
+                        f" suffix, where {self.out_dir} allows {self.name_max}; rename it"
+                        f" {size - self.name_max} bytes shorter"
+                    )
+        return None
 
     def _decision(self, rel: str, info: MediaInfo, pool: Pool, old: PoolRecord | None) -> Decision:
         if old is not None and old.settings_hash == self.hashes[pool.name]:
