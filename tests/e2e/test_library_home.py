@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.library.quarantine import DEFAULT_QUARANTINE
 from hevcq.library.walk import OUTPUTS_MARKER
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import pool_dir
@@ -141,3 +142,24 @@ def test_outputs_inside_the_library_are_never_sources_of_a_run_into_another_out(
     said = " ".join(elsewhere.stdout.split())
     assert "out/hevc" not in said
     assert "clip.mp4" in said
+
+
+def test_replace_after_a_run_into_out_swaps_the_originals_in(tmp_path: Path) -> None:
+    """Try it into --out first, then --replace: the second run encoded again, then said
+    "replaced earlier" (the first run's "done" was a copy in --out), left every original
+    as it was and called the jobs done."""
+    lib = tmp_path / "lib"
+    clip = make_clip(lib / "trip" / "clip.mov", width=320, height=240, seconds=0.5)
+    original = clip.read_bytes()
+    first = _ingest(tmp_path, lib, tmp_path / "out", "--pools", "hevc")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert _outputs(tmp_path / "out") == {"hevc/trip/clip.mp4"}
+    second = _ingest(tmp_path, lib, tmp_path / "out2", "--pools", "hevc", "--replace")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    assert "replaced earlier" not in second.stdout
+    assert not clip.exists()
+    swapped = lib / "trip" / "clip.mp4"
+    assert swapped.is_file()
+    assert swapped.read_bytes() != original
+    quarantined = [p for p in (lib / DEFAULT_QUARANTINE).rglob("clip.mov") if p.is_file()]
+    assert [p.read_bytes() == original for p in quarantined] == [True]

@@ -261,6 +261,25 @@ def test_a_replace_result_seen_twice_is_not_swapped_twice(lib: Lib) -> None:
     assert len(list_quarantine(lib.root / DEFAULT_QUARANTINE)) == 1
 
 
+def test_replace_after_a_run_into_out_swaps_the_original_in(lib: Lib) -> None:
+    # `ingest lib --out X`, then `ingest lib --replace`: the first run's "done" was a copy
+    # placed in X. The second encoded again, then answered "replaced earlier", left the
+    # original as it was and called the job done.
+    lib.output("hevc")
+    assert lib.fetcher().process(lib.result("hevc")).action == "placed"
+    original = lib.src.read_bytes()
+    lib.output("hevc")  # encoded again by the second run
+    again = lib.fetcher(replace=frozenset({"hevc"}), cleanup=False)
+    got = again.process(lib.result("hevc"))
+    assert got.action == "replaced", got.reason
+    assert lib.src.read_bytes() != original
+    [entry] = list_quarantine(lib.root / DEFAULT_QUARANTINE)
+    assert entry.quarantined.read_bytes() == original
+    # And the same result once more is the one already swapped in, not a second swap.
+    assert again.process(lib.result("hevc")).action == "already"
+    assert len(list_quarantine(lib.root / DEFAULT_QUARANTINE)) == 1
+
+
 def test_a_replace_result_for_an_original_a_rollback_put_back_leaves_it(lib: Lib) -> None:
     """`hevcq fetch --replace` after `hevcq rollback`: the original a person chose stays,
     and the result counts as skipped with the reason, not as done."""

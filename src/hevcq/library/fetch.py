@@ -448,9 +448,18 @@ class Fetcher:
         if kept is not None:  # a person chose this original over its replacement
             self.state.record_outcome(rel, r.pool, "skipped", kept)
             return Fetched(rel, r.pool, "skipped", kept, result=r)
-        if self._outcome(rel, r.pool) == "done":
+        if self._outcome(rel, r.pool) == "done" and not self._original_in_place(r, rel):
             return Fetched(rel, r.pool, "already", "replaced earlier", result=r)
         return None
+
+    def _original_in_place(self, r: JobResult, rel: str) -> bool:
+        """Whether the uploaded version of the source is still at its place in the
+        library: then nothing has replaced it, whatever an earlier "done" says. A run
+        without --replace records "done" once its output is placed in its --out, and
+        leaves the original as it was; a later --replace run must still swap it in."""
+        expected = self._uploaded_fingerprint(r, rel)
+        src = self.root.joinpath(*rel.split("/"))
+        return expected is not None and src.is_file() and _fingerprint(src, expected) == expected
 
     def _rolled_back(self, rel: str) -> str | None:
         """Why the original at ``rel`` stays, when a rollback put it back and it is still
