@@ -443,3 +443,51 @@ def test_a_name_too_long_for_its_outputs_is_a_failed_row_before_any_encode(
     assert "failed: name too long for its 720p output: 257 bytes" in r.stdout
     assert "Nothing to encode" in r.stdout
     assert not (tmp_path / "out").exists()
+
+
+# Runs the hevcq command with the library catalog's database unable to grow, as when the
+# state folder's disk is full (SQLite's page limit stands in for the disk).
+FULL_CATALOG = """
+import sys
+from hevcq.library import catalog
+
+real_migrate = catalog.Catalog._migrate
+
+
+def migrate(self):
+    self._db.execute("PRAGMA max_page_count=1")
+    real_migrate(self)
+
+
+catalog.Catalog._migrate = migrate
+from hevcq.cli import entry
+
+sys.argv = ["hevcq", *sys.argv[1:]]
+entry()
+"""
+
+
+def test_a_full_disk_under_the_catalog_is_one_line_not_an_internal_error(
+    tmp_path: Path, lib: Path
+) -> None:
+    # It was "internal error: OperationalError: database or disk is full", exit 4 (a bug).
+    shim = tmp_path / "full_catalog.py"
+    shim.write_text(FULL_CATALOG)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
+    r = subprocess.run(
+        [sys.executable, str(shim), "ingest", str(lib), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=base | {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")},
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "embedded local farm" not in r.stdout
+    [line] = r.stderr.strip().splitlines()
+    assert line == (
+        f"error: no space left for the library's catalog in {tmp_path / 'state' / 'hevcq'}:"
+        " free some space, then run the same command again"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from hevcq.cli.app import (
     EXIT_FAILED_JOBS,
     EXIT_INTERRUPTED,
     EXIT_TIMED_OUT,
+    disk_full,
 )
 from hevcq.cli.library import exit_code, scratch_problem
 from hevcq.library.roundtrip import RoundTrip
@@ -72,3 +75,38 @@ def test_sources_too_big_for_the_one_scratch_disk_are_named_with_the_largest() -
     assert two.startswith("2 files need")
     assert "b.mp4 needs" in two
     assert "leave them out" in two
+
+
+LOG = "/state/runs/x/logs/ingest.log"
+
+
+@pytest.mark.parametrize(
+    ("exc", "says"),
+    [
+        (sqlite3.OperationalError("database or disk is full"), "the library's catalog"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/state/runs/x/logs/ingest.log"),
+            "/state/runs/x/logs/ingest.log",
+        ),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "a file hevcq writes"),
+    ],
+)
+def test_a_full_disk_outside_the_outputs_is_a_line_saying_where(
+    exc: BaseException, says: str
+) -> None:
+    line = disk_full(exc)
+    assert line is not None
+    assert line.startswith(f"no space left on the disk of {says} (hevcq's state folder is ")
+    assert line.endswith("free some space, then run the same command again")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        sqlite3.OperationalError("no such table: files"),
+        OSError(errno.EIO, "I/O error"),
+        ValueError("x"),
+    ],
+)
+def test_other_errors_stay_internal(exc: BaseException) -> None:
+    assert disk_full(exc) is None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import sqlite3
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import structlog
 import typer
@@ -205,8 +207,8 @@ def configured(*, takes_results: bool = False) -> tuple[Settings, dict[str, Pool
 
 def main() -> None:
     """Run the ``hevcq`` command with the commands registered so far: a hevcq error is one
-    line and exit code 2, a bug one line and exit code 4 (the traceback in the state dir),
-    never a traceback on the terminal."""
+    line and exit code 2, a full disk one line and exit code 6, a bug one line and exit
+    code 4 (the traceback in the state dir), never a traceback on the terminal."""
     bound_malloc()  # the ingest, the workers and the dashboard alike
     try:
         app()
@@ -218,13 +220,41 @@ def main() -> None:
     except HevcqError as exc:
         notes.print(Text.assemble(("error: ", "red"), str(exc)))
         sys.exit(EXIT_CONFIG)
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = disk_full(exc)
+        if full is None:
+            _internal(exc)
+        notes.print(Text.assemble(("error: ", "red"), full))
+        sys.exit(EXIT_CANNOT_PLACE)
     except Exception as exc:  # a bug: one line here, the traceback in the state dir
-        notes.print(
-            Text.assemble(
-                ("internal error: ", "red"), f"{type(exc).__name__}: {exc} ({_saved_traceback()})"
-            )
+        _internal(exc)
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """What to tell a person when ``exc`` is a full disk (or quota) met outside an output
+    folder, which ``fetch`` reports itself: the state folder's catalog or a run's log;
+    None for anything else (pure)."""
+    if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+        where = "the library's catalog"
+    elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f"{exc.filename}" if exc.filename else "a file hevcq writes"
+    else:
+        return None
+    return (
+        f"no space left on the disk of {where} (hevcq's state folder is {state_dir()}):"
+        " free some space, then run the same command again"
+    )
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    """A bug: one line on the terminal, the traceback (of the exception being handled) in
+    the state dir, exit 4."""
+    notes.print(
+        Text.assemble(
+            ("internal error: ", "red"), f"{type(exc).__name__}: {exc} ({_saved_traceback()})"
         )
-        sys.exit(EXIT_INTERNAL)
+    )
+    sys.exit(EXIT_INTERNAL)
 
 
 def _saved_traceback() -> str:

@@ -294,6 +294,17 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
 # --- the store --------------------------------------------------------------------------
 
 
+def catalog_trouble(path: Path, exc: sqlite3.Error) -> str:
+    """What went wrong with the catalog at ``path``, for a person, with what to do."""
+    said = str(exc)
+    if "disk is full" in said:
+        return (
+            f"no space left for the library's catalog in {path.parent}: free some space,"
+            " then run the same command again"
+        )
+    return f"cannot use the library's catalog {path}: {said}"
+
+
 class Catalog:
     """SQLite (WAL) state of one library; use from one thread."""
 
@@ -302,13 +313,17 @@ class Catalog:
         state_file(path)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across application crashes with WAL; a power cut can lose the
-        # last commits, which only costs a re-probe.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across application crashes with WAL; a power cut can lose
+            # the last commits, which only costs a re-probe.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise ConfigError(catalog_trouble(path, exc)) from exc
 
     @classmethod
     def for_library(cls, root: Path, directory: Path | None = None) -> Catalog:
