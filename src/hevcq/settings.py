@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
     BeforeValidator,
@@ -200,11 +202,34 @@ def unknown_names(env: Mapping[str, str]) -> list[str]:
     return out
 
 
+def settings_file_names() -> dict[str, list[str]]:
+    """The ``HEVCQ_*`` names each settings file that exists sets (``Settings``'
+    ``env_file``: ``~/.config/hevcq/hevcq.env``, then ``./.hevcq.env``); a ConfigError
+    of one line for a file that cannot be read as text."""
+    found: dict[str, list[str]] = {}
+    for path in (DEFAULT_SETTINGS_FILE, Path(".hevcq.env")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the settings file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"the settings file {path} is not UTF-8 text") from None
+        names = dotenv_values(stream=io.StringIO(text))
+        found[str(path)] = [n for n in names if n.upper().startswith(PREFIX)]
+    return found
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """The settings, or a ConfigError of one line naming what is wrong."""
     unknown = unknown_names(env)
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)}")
+    for path, names in settings_file_names().items():
+        unknown = unknown_names(dict.fromkeys(names, ""))
+        if unknown:
+            raise ConfigError(f"unknown setting {', '.join(unknown)} in the settings file {path}")
     try:
         return Settings()
     except ValidationError as exc:

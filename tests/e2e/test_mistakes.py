@@ -491,3 +491,25 @@ def test_a_full_disk_under_the_catalog_is_one_line_not_an_internal_error(
         f"error: no space left for the library's catalog in {tmp_path / 'state' / 'hevcq'}:"
         " free some space, then run the same command again"
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        # It was ignored: the run went on without the setting the file meant to give.
+        (b"HEVCQ_BUKET=my-bucket\n", "error: unknown setting HEVCQ_BUKET (did you mean "),
+        # It was "internal error: UnicodeDecodeError", exit 4.
+        (b"HEVCQ_SLOTS=2\n\xff\xfe\n", "error: the settings file .hevcq.env is not UTF-8 text"),
+        (b"HEVCQ_SLOTS=many\n", "error: HEVCQ_SLOTS=many: "),
+    ],
+    ids=["misspelt", "not_text", "bad_value"],
+)
+def test_a_mistake_in_the_settings_file_is_one_line_exit_2(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    (tmp_path / ".hevcq.env").write_bytes(content)
+    r = hevcq(tmp_path, "status")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(says), line
