@@ -176,6 +176,14 @@ def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
     assert partial_.returncode == 2, partial_.stdout
     assert partial_.stderr.startswith("error: o.mp4 lasts 1.00 s and other.mp4 3.00 s: not an")
     assert len(partial_.stderr.strip().splitlines()) == 1
+    # Audio only: it said the lengths differ, as if it were a shorter encode.
+    sound = tmp_path / "sound.m4a"
+    subprocess.run(
+        [find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=d=2", str(sound)], check=True
+    )
+    no_video = run([*cmd, str(src), str(sound)])
+    assert no_video.returncode == 2, no_video.stdout
+    assert no_video.stderr == "error: sound.m4a: no video stream\n"
     missing = run([*cmd, str(tmp_path / "gone.mp4"), str(out)])
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr

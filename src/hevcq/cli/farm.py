@@ -366,11 +366,15 @@ def ladder(
 
 
 def _probed_length(path: Path) -> float | None:
-    """A file's length for ``quality``; ``HevcqError`` naming it when it is no video."""
+    """A file's length for ``quality``; ``HevcqError`` naming it when it is no video (not
+    a media file, or one without a video stream: a length is no reason to score it)."""
     try:
-        return probe(path).duration_s
+        info = probe(path)
     except HevcqError as exc:
         raise PermanentError(f"{path.name}: {exc}") from exc
+    if info.main_video is None:
+        raise PermanentError(f"{path.name}: no video stream")
+    return info.duration_s
 
 
 @app.command(epilog="Example: hevcq quality clip.mp4 hevcq-out/hevc/clip.mp4")
