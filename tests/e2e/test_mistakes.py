@@ -479,7 +479,12 @@ def test_a_full_disk_under_the_catalog_is_one_line_not_an_internal_error(
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=base | {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")},
+        env=base
+        | {
+            "HOME": str(tmp_path / "home"),
+            "XDG_STATE_HOME": str(tmp_path / "state"),
+            "COLUMNS": "400",  # the one line unwrapped, whatever the terminal pytest had
+        },
         timeout=120,
         check=False,
     )

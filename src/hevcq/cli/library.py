@@ -70,7 +70,7 @@ from hevcq.library.quarantine import rollback as restore
 from hevcq.library.results import Fetched, SourcePool
 from hevcq.library.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
 from hevcq.library.runs import new_run_folder
-from hevcq.library.scan import ScanReport, scan
+from hevcq.library.scan import ScanReport, nearest_existing, scan
 from hevcq.library.summary import human_bytes, library_input
 from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
@@ -410,7 +410,7 @@ def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
     if out is not None:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file; give a folder")
-        parent = next(p for p in [out.absolute(), *out.absolute().parents] if p.exists())
+        parent = nearest_existing(out)
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"--out {out}: cannot write in {parent}")
     candidates, problems = walk(library, options)
@@ -601,7 +601,7 @@ def work_dir_could_be_made(settings: Settings) -> None:
         return
     if path.exists() and not path.is_dir():
         raise ConfigError(f"HEVCQ_WORK_DIR={path}: a file, not a folder")
-    nearest = next(p for p in [path.absolute(), *path.absolute().parents] if p.exists())
+    nearest = nearest_existing(path)
     if not nearest.is_dir():
         raise ConfigError(f"HEVCQ_WORK_DIR={path}: cannot make it: {nearest} is not a folder")
     if not os.access(nearest, os.W_OK | os.X_OK):

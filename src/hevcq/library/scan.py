@@ -159,12 +159,17 @@ def _default_decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     return decide(info, pool, source_name)
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` if it exists, else the nearest folder above it that does: where a
+    folder a run would make is made, so whose file system and permissions count."""
+    return next(p for p in [path.absolute(), *path.absolute().parents] if p.exists())
+
+
 def name_max(folder: Path) -> int:
     """The longest file name, in bytes, the file system of ``folder`` (or of the nearest
     folder above it that exists) takes; 255, the common limit, when it does not say."""
-    nearest = next(p for p in [folder.absolute(), *folder.absolute().parents] if p.is_dir())
     try:
-        return int(os.pathconf(nearest, "PC_NAME_MAX"))
+        return int(os.pathconf(nearest_existing(folder), "PC_NAME_MAX"))
     except (OSError, ValueError):
         return 255
 
