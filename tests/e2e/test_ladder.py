@@ -7,8 +7,10 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -276,6 +278,34 @@ def test_a_ladder_that_fails_leaves_its_folder_as_it_was(tmp_path: Path, folder:
         assert not out.exists()
     else:
         assert list(out.iterdir()) == []
+
+
+def test_a_ladder_stopped_half_made_leaves_no_folder(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "src.mp4", width=1280, height=720, seconds=20)
+    out = tmp_path / "out"
+    # As a terminal's Ctrl-C: SIGINT to the whole process group (ffmpeg included).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "ladder", str(src), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert out.is_dir(), "the ladder never started"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert not out.exists()
 
 
 def _hevcq(*args: str) -> subprocess.CompletedProcess[str]:
