@@ -163,3 +163,34 @@ def test_replace_after_a_run_into_out_swaps_the_originals_in(tmp_path: Path) -> 
     assert swapped.read_bytes() != original
     quarantined = [p for p in (lib / DEFAULT_QUARANTINE).rglob("clip.mov") if p.is_file()]
     assert [p.read_bytes() == original for p in quarantined] == [True]
+
+
+def test_a_rollback_that_meets_an_edited_file_says_so_and_exits_1(tmp_path: Path) -> None:
+    """It logged a JSON warning line, restored the rest and exited 0: a script could not
+    tell, and a person had to read a log line to learn where the original still was."""
+    lib = tmp_path / "lib"
+    edited = make_clip(lib / "a.mp4", width=320, height=240, seconds=0.5)
+    other = make_clip(lib / "b.mov", width=320, height=240, seconds=0.5)
+    swap = _ingest(tmp_path, lib, tmp_path / "out", "--pools", "hevc", "--replace")
+    assert swap.returncode == 0, swap.stdout[-3000:] + swap.stderr[-2000:]
+    assert not other.exists()
+    with edited.open("ab") as f:  # the user touches the swapped-in file
+        f.write(b"edited")
+    back = subprocess.run(
+        [sys.executable, "-m", "hevcq", "rollback", "--all", "--library", str(lib)],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert back.returncode == 1, back.stdout + back.stderr
+    assert other.is_file()
+    assert f"restored {other}" in back.stdout
+    said = " ".join(back.stderr.split())  # one message, however the terminal wraps it
+    assert said.startswith(f"not restored: {edited}: the file there changed since hevcq")
+    assert said.count("not restored:") == 1
+    assert "the original stays at " in said
+    assert '"event"' not in said  # no log line
+    assert edited.read_bytes().endswith(b"edited")

@@ -16,6 +16,7 @@ from hevcq.errors import PermanentError
 from hevcq.library import quarantine
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
+    Conflict,
     OutputExists,
     ReplaceRefused,
     compare,
@@ -257,9 +258,18 @@ def test_rollback_never_overwrites_a_replaced_same_path_file(lib: Path) -> None:
     swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
     original.unlink()
     original.write_bytes(b"a new file the user put here")
-    assert rollback(qroot) == []
+    conflicts: list[Conflict] = []
+    assert rollback(qroot, conflicts=conflicts) == []
     assert original.read_bytes() == b"a new file the user put here"
-    assert len(list_quarantine(qroot)) == 1  # kept for the user to resolve
+    [entry] = list_quarantine(qroot)  # kept for the user to resolve
+    # Said, with where the original still is (it was only a log line).
+    assert conflicts == [
+        Conflict(
+            original.absolute(),
+            "the file there changed since hevcq swapped it in; it stays as it is",
+            entry.quarantined,
+        )
+    ]
 
 
 def test_purge_deletes_only_expired_originals(lib: Path) -> None:

@@ -61,6 +61,7 @@ from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
+    Conflict,
     OutputFolderUnusable,
     held,
     list_quarantine,
@@ -897,7 +898,7 @@ def rollback(
     # The ingest names originals by the library's resolved path: a relative --library
     # (or one through a symlink) must name them the same way to mark them rolled back.
     root = found.resolve()
-    logs.configure(level="warning")  # the restored files are the output, not log lines
+    logs.configure(level="error")  # what was and was not restored is the output
     if not (root / DEFAULT_QUARANTINE).is_dir():
         console.print(Text(_no_quarantine(root)))
         return
@@ -910,16 +911,18 @@ def rollback(
         lock = RunLock.take(root, "hevcq rollback")
     except ConfigError as exc:  # an ingest could be swapping the same file in right now
         raise fail(str(exc)) from exc
+    conflicts: list[Conflict] = []
     with lock:
-        restored = restore(root / DEFAULT_QUARANTINE, target)
+        restored = restore(root / DEFAULT_QUARANTINE, target, conflicts)
         _remember_rollbacks(root, restored)
     for p in restored:
         console.print(Text(f"restored {p}"))
-    if not restored:
-        raise fail(
-            "nothing restored: each original met a conflict (the warnings above say which)",
-            EXIT_FAILED_JOBS,
-        )
+    for c in conflicts:
+        kept = f"; the original stays at {c.kept_in}" if c.kept_in is not None else ""
+        notes.print(Text(f"not restored: {c.original}: {c.reason}{kept}"))
+    if conflicts:
+        # Exit 1, as a run with failed jobs: something asked for did not happen.
+        raise typer.Exit(EXIT_FAILED_JOBS)
 
 
 def _remember_rollbacks(root: Path, restored: list[Path]) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -358,21 +359,38 @@ def _finish(entry: QuarantineEntry) -> None:
 # --- recovery, rollback, purge ---------------------------------------------------------------
 
 
-def _undo(entry: QuarantineEntry) -> bool:
-    """Put the original back and remove what we placed; False (and untouched) on conflict."""
+@dataclass(frozen=True)
+class Conflict:
+    """An original a rollback could not put back, why, and where it still is."""
+
+    original: Path
+    reason: str
+    kept_in: Path | None = None  # its copy in the quarantine, when there is one
+
+
+def _undo(entry: QuarantineEntry, conflicts: list[Conflict] | None = None) -> bool:
+    """Put the original back and remove what we placed; False (and untouched) on conflict,
+    which is logged and, given ``conflicts``, added to it."""
     orig, final = entry.original, entry.final
+
+    def conflict(reason: str) -> bool:
+        log.warning("rollback_conflict", path=str(orig), reason=reason)
+        if conflicts is not None:
+            conflicts.append(Conflict(orig, reason, entry.quarantined))
+        return False
+
     if os.path.lexists(entry.quarantined):
         if entry.same_path:
             if os.path.lexists(orig) and not _holds_ours(entry, orig):
-                log.warning("rollback_conflict", path=str(orig), reason="changed since the swap")
-                return False
+                return conflict(
+                    "the file there changed since hevcq swapped it in; it stays as it is"
+                )
             entry.quarantined.replace(orig)  # atomically replaces our file, if there
         else:
             try:
                 _rename_no_clobber(entry.quarantined, orig)
             except OutputExists:
-                log.warning("rollback_conflict", path=str(orig), reason="path taken")
-                return False
+                return conflict("another file now has its name; it stays as it is")
         _fsync_dir(orig.parent)
         back = True
     else:
@@ -381,6 +399,8 @@ def _undo(entry: QuarantineEntry) -> bool:
         back = _holds_original(entry, orig)
         if not back and entry.state == "complete":
             log.warning("rollback_original_gone", path=str(orig), id=entry.id)
+            if conflicts is not None:
+                conflicts.append(Conflict(orig, "the original is no longer in the quarantine"))
             return False
     # Our output may only go once the original is known to be at its path again.
     if back and not entry.same_path and _holds_ours(entry, final):
@@ -447,11 +467,14 @@ def held(quarantine_root: Path, path: Path | None = None) -> list[QuarantineEntr
     return [e for e in list_quarantine(quarantine_root) if _matches(e, path)]
 
 
-def rollback(quarantine_root: Path, path: Path | None = None) -> list[Path]:
-    """Put originals back (all, or the one at ``path``), undoing interrupted swaps too."""
+def rollback(
+    quarantine_root: Path, path: Path | None = None, conflicts: list[Conflict] | None = None
+) -> list[Path]:
+    """Put originals back (all, or the one at ``path``), undoing interrupted swaps too;
+    those that cannot go back are added to ``conflicts`` when it is given."""
     restored = []
     for entry in list_quarantine(quarantine_root):
-        if _matches(entry, path) and _undo(entry):
+        if _matches(entry, path) and _undo(entry, conflicts):
             log.info("original_restored", path=str(entry.original), id=entry.id)
             restored.append(entry.original)
     return restored
