@@ -32,19 +32,9 @@ def _env(tmp: Path) -> dict[str, str]:
     }
 
 
-def _ingest(tmp: Path, lib: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _hevcq(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hevcq",
-            "ingest",
-            str(lib),
-            "--out",
-            str(out),
-            "--no-dashboard",
-            *extra,
-        ],
+        [sys.executable, "-m", "hevcq", *args],
         env=_env(tmp),
         cwd=tmp,
         capture_output=True,
@@ -52,6 +42,10 @@ def _ingest(tmp: Path, lib: Path, out: Path, *extra: str) -> subprocess.Complete
         timeout=240,
         check=False,
     )
+
+
+def _ingest(tmp: Path, lib: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _hevcq(tmp, "ingest", str(lib), "--out", str(out), "--no-dashboard", *extra)
 
 
 def _outputs(out: Path) -> set[str]:
@@ -176,15 +170,7 @@ def test_a_rollback_that_meets_an_edited_file_says_so_and_exits_1(tmp_path: Path
     assert not other.exists()
     with edited.open("ab") as f:  # the user touches the swapped-in file
         f.write(b"edited")
-    back = subprocess.run(
-        [sys.executable, "-m", "hevcq", "rollback", "--all", "--library", str(lib)],
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    back = _hevcq(tmp_path, "rollback", "--all", "--library", str(lib))
     assert back.returncode == 1, back.stdout + back.stderr
     assert other.is_file()
     assert f"restored {other}" in back.stdout

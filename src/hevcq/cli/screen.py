@@ -45,15 +45,8 @@ class SafeConsole(Console):
             plain = renderable.plain
             escaped = _shown(plain)
             if escaped is not plain:
-                renderable = Text(
-                    escaped,
-                    style=renderable.style,
-                    justify=renderable.justify,
-                    overflow=renderable.overflow,
-                    no_wrap=renderable.no_wrap,
-                    end=renderable.end,
-                    tab_size=renderable.tab_size,
-                )
+                renderable = renderable.copy()  # its style, justify, overflow and wrapping
+                renderable.plain = escaped  # no spans to move: the text is one run
         for segment in super().render(renderable, options):
             if segment.control or not segment.text:
                 yield segment
