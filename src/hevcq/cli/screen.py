@@ -6,8 +6,7 @@ through, so no caller has to remember it: a plain ``Text`` (a name in a table ce
 escaped before it is laid out; anything else is escaped segment by segment as it is
 written. A table measures its cells before the console sees them, so table builders put
 names in with ``shown``, which escapes first and keeps the columns as wide as what they
-show. Rich's own styles and cursor moves are
-control segments, which pass as they are.
+show. Rich's own styles and cursor moves are control segments, which pass as they are.
 """
 
 from __future__ import annotations
