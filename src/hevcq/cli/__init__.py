@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
-from types import FrameType
-from typing import TypeVar
+
+# Nothing else is imported at run time before the Ctrl-C guard is in place: importing
+# ``typing`` alone takes milliseconds, and a Ctrl-C that landed in it was a traceback.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 # ``cli.app.EXIT_INTERRUPTED``, which cannot be imported before the commands are.
 EXIT_INTERRUPTED = 130
-
-T = TypeVar("T")
 
 
 def entry() -> None:
