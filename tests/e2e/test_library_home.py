@@ -180,3 +180,30 @@ def test_a_rollback_that_meets_an_edited_file_says_so_and_exits_1(tmp_path: Path
     assert "the original stays at " in said
     assert '"event"' not in said  # no log line
     assert edited.read_bytes().endswith(b"edited")
+
+
+def test_a_file_renamed_between_runs_takes_its_outputs_along_without_an_encode(
+    tmp_path: Path,
+) -> None:
+    """People reorganise libraries. The second run finds the content under its new path:
+    its outputs are renamed to match, nothing is uploaded or encoded, and nothing is left
+    under the old name."""
+    lib = tmp_path / "lib"
+    make_clip(lib / "clip.mp4", width=320, height=240, seconds=0.5)
+    make_clip(lib / "other.mp4", width=320, height=240, seconds=0.6)
+    out = tmp_path / "out"
+    first = _ingest(tmp_path, lib, out)
+    assert first.returncode == 0, first.stdout[-3000:]
+    before = _outputs(out)
+    assert before == {"hevc/clip.mp4", "hevc/other.mp4"}
+    made = (out / "hevc" / "clip.mp4").read_bytes()
+
+    (lib / "2024").mkdir()
+    (lib / "clip.mp4").rename(lib / "2024" / "holiday.mp4")
+    second = _ingest(tmp_path, lib, out)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert _outputs(out) == {"hevc/2024/holiday.mp4", "hevc/other.mp4"}
+    assert (out / "hevc" / "2024" / "holiday.mp4").read_bytes() == made
+    text = " ".join(second.stdout.split())
+    assert "done in an earlier run as clip.mp4; output moved to this name" in text
+    assert "0 to upload" in text  # nothing went to the farm

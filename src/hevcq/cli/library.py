@@ -554,7 +554,7 @@ def _embedded_round_trip(
     console.print("No farm configured: running the embedded local farm on this machine.")
     farm_dir = new_run_folder(state_dir(), settings.runs_kept)
     with _logging_to(farm_dir / "logs" / "ingest.log", settings):
-        report = scan(library, list(pools.values()), state, opts.scan, out_dir=opts.home)
+        report = scan(library, list(pools.values()), state, opts.scan, out_dir=opts.home, move=True)
         _scanned(True)(report)
         # Only pools with work get queues and workers: a changed pool file re-does that pool.
         todo = to_upload(report, fresh_farm=True)

@@ -105,6 +105,9 @@ def _why_not_sent(e: FileEntry) -> str:
         return "already uploaded"
     if e.status == "deferred":
         return "over this run's limit"
+    if e.status == "finished" and e.followed:
+        old = sorted(set(e.followed.values()))
+        return f"finished in an earlier run as {', '.join(old)}; its outputs move to this name"
     if e.status == "finished":
         return "finished in an earlier run"
     skips = sorted((p, d.reason) for p, d in e.decisions.items() if isinstance(d, Skip))

@@ -440,6 +440,12 @@ class Catalog:
             (rel, pool, rec.settings_hash, decision_to_json(rec.decision), rec.outcome, rec.reason),
         )
 
+    def move_outcome(self, old: str, new: str, pool: str) -> None:
+        """Give ``new`` the decision and outcome ``old`` has in ``pool`` (a renamed file
+        taking its output along); ``new``'s own record in that pool is replaced."""
+        self._db.execute("DELETE FROM decisions WHERE rel=? AND pool=?", (new, pool))
+        self._db.execute("UPDATE decisions SET rel=? WHERE rel=? AND pool=?", (new, old, pool))
+
     def drop_decisions(self, rel: str) -> None:
         """Forget every pool decision of a file (its content changed)."""
         self._db.execute("DELETE FROM decisions WHERE rel=?", (rel,))

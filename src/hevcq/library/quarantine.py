@@ -150,7 +150,7 @@ def _synced(path: Path) -> Path:
     return path
 
 
-def _rename_no_clobber(src: Path, dst: Path) -> None:
+def rename_no_clobber(src: Path, dst: Path) -> None:
     """Rename, failing with ``OutputExists`` rather than replacing whatever is at ``dst``."""
     try:
         dst.hardlink_to(src)  # atomic "create if absent"
@@ -188,7 +188,7 @@ def place_output(
         if overwrite:
             tmp.replace(dest)
         else:
-            _rename_no_clobber(tmp, dest)
+            rename_no_clobber(tmp, dest)
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -331,7 +331,7 @@ def swap_in(
         entry.original.rename(entry.quarantined)
         _fsync_dir(entry.folder)
         _fsync_dir(entry.original.parent)
-        _rename_no_clobber(entry.temp, entry.final)
+        rename_no_clobber(entry.temp, entry.final)
         _fsync_dir(entry.final.parent)
         _finish(entry)
     except (OSError, ReplaceRefused):
@@ -388,7 +388,7 @@ def _undo(entry: QuarantineEntry, conflicts: list[Conflict] | None = None) -> bo
             entry.quarantined.replace(orig)  # atomically replaces our file, if there
         else:
             try:
-                _rename_no_clobber(entry.quarantined, orig)
+                rename_no_clobber(entry.quarantined, orig)
             except OutputExists:
                 return conflict("another file now has its name; it stays as it is")
         _fsync_dir(orig.parent)
@@ -438,7 +438,7 @@ def recover(quarantine_root: Path) -> list[Path]:
             continue
         if entry.state == "staged" and os.path.lexists(entry.quarantined):
             if not os.path.lexists(entry.final) and _holds_ours_temp(entry):
-                _rename_no_clobber(entry.temp, entry.final)
+                rename_no_clobber(entry.temp, entry.final)
                 _fsync_dir(entry.final.parent)
             if _holds_ours(entry, entry.final):
                 _finish(entry)

@@ -128,12 +128,20 @@ def _local_row(e: FileEntry, pool: str, up: Uploaded | None) -> Row | None:
     if up is not None and not up.ok:
         return Row(e.rel, pool, "failed", up.error or "upload failed", e.size)
     if pool in e.pools_to_encode and pool not in e.pools_pending:
-        said = e.outcomes[pool]
-        again = "; --retry-failed tries again" if said == "failed" else ""
-        return Row(e.rel, pool, "earlier", f"{said} in an earlier run{again}", e.size)
+        return Row(e.rel, pool, "earlier", _earlier(e, pool), e.size)
     if e.status == "skip" or isinstance(d, Skip) or (up is None and e.upload_key is None):
         return Row(e.rel, pool, "skipped", d.reason if isinstance(d, Skip) else "not sent", e.size)
     return None
+
+
+def _earlier(e: FileEntry, pool: str) -> str:
+    """What an earlier run settled for ``e`` in ``pool``."""
+    said = e.outcomes[pool]
+    if pool in e.followed:  # its output came along from the path the file had then
+        return f"{said} in an earlier run as {e.followed[pool]}; output moved to this name"
+    return f"{said} in an earlier run" + (
+        "; --retry-failed tries again" if said == "failed" else ""
+    )
 
 
 def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left: set[str]) -> Row:
@@ -361,7 +369,9 @@ def run_round_trip(
     ``on_tick`` is called on each turn of the loop with the jobs the run has in the farm.
     """
     if report is None:
-        report = scan(library, list(pools.values()), state, options.scan, out_dir=options.home)
+        report = scan(
+            library, list(pools.values()), state, options.scan, out_dir=options.home, move=True
+        )
         if on_scanned:
             on_scanned(report)
     rt = RoundTrip(report)

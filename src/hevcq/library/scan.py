@@ -16,6 +16,7 @@ from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
 from hevcq.keys import output_relative, sharing_sources, todo_key
 from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState
+from hevcq.library.follow import Follower
 from hevcq.library.walk import (
     DEFAULT_EXCLUDES,
     DEFAULT_EXTENSIONS,
@@ -69,6 +70,9 @@ class FileEntry:
     # Pools a person settled for this file: the replacing pool of an original a rollback
     # put back. Its workers skip it at once, without deciding again.
     kept: frozenset[str] = frozenset()
+    # Pools whose output this file took over from the path it had before (a renamed or
+    # moved file, ``hevcq.library.follow``): pool -> that path.
+    followed: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pools_to_encode(self) -> tuple[str, ...]:
@@ -184,9 +188,12 @@ class _Scan:
         options: ScanOptions,
         decide_fn: DecideFn,
         out_dir: Path | None = None,
+        *,
+        root: Path | None = None,
+        move: bool = False,
     ) -> None:
         self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
-        self.out_dir = out_dir
+        self.out_dir, self.move = out_dir, move
         self.name_max = name_max(out_dir) if out_dir is not None else None
         self.hashes = {p.name: p.settings_hash() for p in pools}
         self.files = store.load_files()
@@ -210,6 +217,19 @@ class _Scan:
         self.new_decisions: list[tuple[str, str, PoolRecord]] = []
         self.reused = self.probed = 0
         self.sharing: frozenset[str] = frozenset()
+        self.by_name = {p.name: p for p in pools}
+        self.follower = (
+            Follower(
+                root,
+                out_dir,
+                self.files,
+                self.stored_decisions,
+                placed=lambda rel, pool, ext: self._placed(rel, self.by_name[pool], with_ext=ext),
+                ladders={p.name for p in pools if p.ladder is not None},
+            )
+            if out_dir is not None and root is not None
+            else None
+        )
 
     def index_uploads(self, present: Mapping[str, Candidate]) -> None:
         """Fingerprints whose upload still holds that content (path gone or unchanged)."""
@@ -266,6 +286,8 @@ class _Scan:
         }
         for pool in self._missing_outputs(c.rel, outcomes):
             outcomes[pool] = "pending"  # done, but not in this --out: bring it home again
+        followed = self._follow(c.rel, rec.fingerprint, decisions, outcomes)
+        outcomes |= dict.fromkeys(followed, "done")
         for pool in rolled_back:
             outcomes[pool] = "skipped"  # its earlier "done" was the replacement, now undone
         if self.options.retry_failed:
@@ -299,8 +321,45 @@ class _Scan:
                 cached=cached,
                 with_source_ext=c.rel in self.sharing,
                 kept=frozenset(rolled_back),
+                followed=followed,
             )
         )
+
+    def _follow(
+        self,
+        rel: str,
+        fingerprint: str,
+        decisions: Mapping[str, Decision],
+        outcomes: Mapping[str, PoolState],
+    ) -> dict[str, str]:
+        """The pools whose output ``rel`` takes over from the path its content had before
+        (pool -> that path): moved now, or in a dry run, the moves a run would make."""
+        if (
+            self.follower is None
+            or self.uploaded.get(fingerprint, self.seen.get(fingerprint, rel)) != rel
+        ):
+            return {}  # no --out, or a duplicate: the first file with this content takes them
+        followed: dict[str, str] = {}
+        for pool, decision in decisions.items():
+            if (
+                outcomes.get(pool) != "pending"
+                or not isinstance(decision, EncodePlan)
+                or pool in self.options.replace_pools
+            ):
+                continue
+            move = self.follower.find(rel, fingerprint, pool, self.hashes[pool], decision)
+            if move is None:
+                continue
+            if self.move:
+                self.flush()  # the new path's records are stored before its outcome moves
+                if not self.follower.move(
+                    self.store, move, PoolRecord(self.hashes[pool], decision)
+                ):
+                    continue
+            else:
+                self.follower.taken.add((move.old, pool))  # what a run would move
+            followed[pool] = move.old
+        return followed
 
     def _rolled_back(self, c: Candidate, pools: Iterable[str]) -> dict[str, Decision]:
         """The replacing pool's decision for an original a rollback put back: left alone."""
@@ -309,10 +368,13 @@ class _Scan:
             return {}
         return {pool: Skip(back.reason) for pool in self.options.replace_pools & set(pools)}
 
-    def _placed(self, rel: str, p: Pool) -> str:
-        """Where ``rel``'s output in pool ``p`` lands below ``<out>/<pool>/``."""
+    def _placed(self, rel: str, p: Pool, *, with_ext: bool | None = None) -> str:
+        """Where ``rel``'s output in pool ``p`` lands below ``<out>/<pool>/``
+        (``with_ext``: whether the name keeps the source's extension; by default, as this
+        scan's sources share stems)."""
+        ext = rel in self.sharing if with_ext is None else with_ext
         out = output_relative(
-            rel, p.output_suffix, with_source_ext=rel in self.sharing, extension=p.fixed_extension
+            rel, p.output_suffix, with_source_ext=ext, extension=p.fixed_extension
         )
         return local_master(out) if p.ladder is not None else out
 
@@ -436,19 +498,24 @@ def scan(
     fingerprint_fn: FingerprintFn | None = None,
     workers: int = 8,
     out_dir: Path | None = None,
+    move: bool = False,
 ) -> ScanReport:
     """Walk ``root``, reuse what the store knows, probe the rest in threads, decide per pool.
 
     With ``out_dir`` (a run that brings outputs home there), a job counts as done only
-    while its output is in that folder; otherwise it is to do again.
+    while its output is in that folder; otherwise it is to do again. A file renamed or
+    moved since its outputs came home there takes them along (``hevcq.library.follow``):
+    with ``move`` they are renamed now; without, the report says what a run would move.
     """
     started = time.perf_counter()
     options = options or ScanOptions()
     fp_fn = fingerprint_fn or (lambda p: fingerprint(p, full=options.full_hash))
     candidates, walk_problems = walk(root, options)
-    state = _Scan(pools, store, options, decide_fn, out_dir)
+    state = _Scan(pools, store, options, decide_fn, out_dir, root=root, move=move)
     state.problems.extend(walk_problems)
     state.index_uploads({c.rel: c for c in candidates})
+    if state.follower is not None:
+        state.follower.index({c.rel for c in candidates})
     state.sharing = sharing_sources(c.rel for c in candidates)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="scan") as pool:
         # Batches keep the order (duplicates point at the first path) and let a limit stop
