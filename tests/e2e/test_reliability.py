@@ -101,7 +101,11 @@ def test_job_three_times_the_visibility_timeout_runs_on_exactly_one_of_two_worke
     assert result.outcome == "done"
 
 
-def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_clip: Path) -> None:
+# SIGHUP: a worker started from a terminal that closed (an ssh session dropped).
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_releases_the_job_at_once_and_cleans_up(
+    tmp_path: Path, tiny_clip: Path, sig: signal.Signals
+) -> None:
     with stack(tmp_path, pool_dir(tmp_path, visibility_timeout_s=60)) as farm:
         work = tmp_path / "work"
         w = WorkerProc(
@@ -117,7 +121,7 @@ def test_sigterm_releases_the_job_at_once_and_cleans_up(tmp_path: Path, tiny_cli
         ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
         assert wait_for(lambda: getattr(ledger.get(key, "hevc"), "state", None) == "running", 30)
         assert wait_for(lambda: any(e["event"] == "transcode_started" for e in w.events()), 30)
-        w.proc.send_signal(signal.SIGTERM)
+        w.proc.send_signal(sig)
         assert w.proc.wait(20) == 0
         item = ledger.get(key, "hevc")
         assert item is not None

@@ -3,12 +3,17 @@ stopped ingest keeps what finished and leaves no process behind, a re-run does t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -200,6 +205,76 @@ def test_a_stopped_ingest_keeps_what_finished_leaves_no_process_and_resumes(
     home = _outputs(tmp_path)
     assert 1 <= len(home) < CLIPS
     # The re-run is not interrupted: its encodes need not wait (the real ffmpeg, not the slow one).
+    fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
+    again = subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
+        env=fast,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert _uploading(again.stdout) == CLIPS - len(home)
+    assert len(_outputs(tmp_path)) == CLIPS
+
+
+def _on_a_terminal() -> None:
+    """In the child: lead a session of its own whose controlling terminal is stdin's, as
+    a login shell's command is, so closing the terminal sends it SIGHUP."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_a_hangup_stops_the_ingest_as_ctrl_c_does_and_the_next_run_resumes(
+    tmp_path: Path, library: tuple[Path, dict[str, str]]
+) -> None:
+    """An ssh session drops mid-run: the ingest's terminal is gone. The jobs that run
+    finish and come home, the farm shuts down in order, nothing is written to the dead
+    terminal, and the next run does the rest. (It used to die at once, leaving no word.)"""
+    lib, env = library
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
+        env=env,
+        cwd=tmp_path,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        preexec_fn=_on_a_terminal,  # noqa: PLW1509 - setsid and an ioctl, no locks
+    )
+    os.close(follower)
+    hang_up = threading.Event()
+
+    def drain() -> None:  # the terminal reads what is written, then closes: a hangup
+        while not hang_up.is_set():
+            if select.select([leader], [], [], 0.1)[0]:
+                try:
+                    os.read(leader, 65536)
+                except OSError:
+                    break
+        os.close(leader)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        assert wait_for(lambda: _outputs(tmp_path), 120), "no output arrived"
+        kids = children(proc.pid)
+        hang_up.set()
+        reader.join()
+        proc.wait(timeout=120)
+    finally:
+        hang_up.set()
+        proc.kill()
+    assert proc.returncode == 130  # stopped as after a Ctrl-C, not killed by the signal
+    assert wait_for(lambda: not any(alive(k) for k in kids), 15), "a farm process outlived it"
+    [log] = (tmp_path / "state").rglob("ingest.log")
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert "terminal_hung_up" in events
+    assert events[-1] == "embedded_farm_stopped"
+    home = _outputs(tmp_path)
+    assert 1 <= len(home) < CLIPS
     fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
     again = subprocess.run(
         [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -47,7 +48,7 @@ from hevcq.cli.report import (
     progress_for,
     summary_table,
 )
-from hevcq.cli.screen import shown
+from hevcq.cli.screen import shown, terminal_gone
 from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
@@ -80,6 +81,8 @@ from hevcq.private import open_private
 from hevcq.settings import Settings, state_dir
 from hevcq.web import child as dashboard_child
 from hevcq.worker.runner import scratch_need
+
+log = structlog.get_logger()
 
 quarantine_app = typer.Typer(
     help="Replaced originals kept for a while.",
@@ -518,7 +521,12 @@ def _scanned(summary_follows: bool) -> Callable[[ScanReport], None]:
 
 
 def _interruptible() -> Control:
-    """Ctrl-C or SIGTERM: take no new work and finish what runs; a second one: stop now."""
+    """Ctrl-C or SIGTERM: take no new work and finish what runs; a second one: stop now.
+
+    A hangup (the terminal closed, an ssh session dropped) stops it as the first Ctrl-C
+    does, however often it comes: the jobs that run finish and come home, the farm shuts
+    down in order, and the next run does the rest. Nobody is left to press Ctrl-C again.
+    """
     control = Control()
 
     def on_signal(*_: object) -> None:
@@ -531,8 +539,15 @@ def _interruptible() -> Control:
             )
         control.interrupt()
 
+    def on_hangup(*_: object) -> None:
+        terminal_gone()
+        log.warning("terminal_hung_up", then="no new work; running jobs finish and come home")
+        if not control.draining.is_set():
+            on_signal()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     return control
 
 
@@ -787,9 +802,16 @@ def calibrate(
 
 
 def _stop_on_signals() -> threading.Event:
+    """Ctrl-C, SIGTERM or a hangup: finish the result in hand, then stop."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    def on_hangup(*_: object) -> None:
+        terminal_gone()
+        stop.set()
+
+    signal.signal(signal.SIGHUP, on_hangup)
     return stop
 
 

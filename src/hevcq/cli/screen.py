@@ -11,6 +11,8 @@ show. Rich's own styles and cursor moves are control segments, which pass as the
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 
 from rich.console import Console, ConsoleOptions, RenderableType
@@ -52,3 +54,22 @@ class SafeConsole(Console):
             else:
                 shown = _shown(segment.text)
                 yield segment if shown is segment.text else Segment(shown, segment.style)
+
+
+def terminal_gone() -> None:
+    """The terminal hung up (SIGHUP: an ssh session dropped, its window closed): what the
+    command still writes goes nowhere instead of failing with EIO half-way through its
+    stop. Standard output and error that are a terminal, or a pipe whose reader went with
+    it, are pointed at the null device; a regular file they were redirected to keeps
+    receiving everything."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            try:
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                continue  # closed already: nothing to point elsewhere
+            if not regular:
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
