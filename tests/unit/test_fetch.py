@@ -201,9 +201,13 @@ def test_without_a_store_record_the_objects_library_metadata_decides(lib: Lib) -
 
 def test_done_result_is_verified_and_placed_under_out_pool(lib: Lib) -> None:
     lib.output("720p")
+    shot = 1_500_000_000_123_456_789  # the original's date, as a phone wrote it (2017)
+    os.utime(lib.src, ns=(shot, shot))
     got = lib.fetcher(cleanup=False).process(lib.result("720p"))
     assert got.action == "placed"
     assert (lib.out / "720p" / "a.720p.mp4").read_bytes() == OUTPUT
+    # Dated like its original: a folder sorted by date keeps it where the video was shot.
+    assert (lib.out / "720p" / "a.720p.mp4").stat().st_mtime_ns == shot
     assert lib.src.read_bytes() == ORIGINAL
     assert lib.state.decisions("a.mp4")["720p"].outcome == "done"
     assert not [p for p in lib.out.rglob("*.part")]
