@@ -191,11 +191,15 @@ def test_a_file_renamed_between_runs_takes_its_outputs_along_without_an_encode(
     lib = tmp_path / "lib"
     make_clip(lib / "clip.mp4", width=320, height=240, seconds=0.5)
     make_clip(lib / "other.mp4", width=320, height=240, seconds=0.6)
+    shot = 1_500_000_000_000_000_000  # the day the clip was shot (2017)
+    os.utime(lib / "clip.mp4", ns=(shot, shot))
     out = tmp_path / "out"
     first = _ingest(tmp_path, lib, out)
     assert first.returncode == 0, first.stdout[-3000:]
     before = _outputs(out)
     assert before == {"hevc/clip.mp4", "hevc/other.mp4"}
+    # Dated like its original (decision 0030), not on the day it was converted.
+    assert (out / "hevc" / "clip.mp4").stat().st_mtime_ns == shot
     made = (out / "hevc" / "clip.mp4").read_bytes()
 
     (lib / "2024").mkdir()
@@ -204,6 +208,7 @@ def test_a_file_renamed_between_runs_takes_its_outputs_along_without_an_encode(
     assert second.returncode == 0, second.stdout[-3000:]
     assert _outputs(out) == {"hevc/2024/holiday.mp4", "hevc/other.mp4"}
     assert (out / "hevc" / "2024" / "holiday.mp4").read_bytes() == made
+    assert (out / "hevc" / "2024" / "holiday.mp4").stat().st_mtime_ns == shot
     text = " ".join(second.stdout.split())
     assert "done in an earlier run as clip.mp4; output moved to this name" in text
     assert "0 to upload" in text  # nothing went to the farm

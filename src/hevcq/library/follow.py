@@ -90,10 +90,13 @@ class Follower:
         self, new: str, fingerprint: str, pool: str, settings_hash: str, decision: Decision
     ) -> Move | None:
         """The move that gives ``new`` an old path's output in ``pool``, or None."""
+        olds = self.gone.get(fingerprint)
+        if not olds:
+            return None  # nearly every file: nothing on the disk is looked at
         dst = self._item(new, pool, with_ext=None)
         if dst is None or os.path.lexists(dst):
             return None
-        for old in self.gone.get(fingerprint, ()):
+        for old in olds:
             rec = self.stored.get(old, {}).get(pool)
             if (
                 rec is None
