@@ -68,6 +68,26 @@ def _uploading(stdout: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def _resumes(tmp: Path, lib: Path, env: dict[str, str]) -> None:
+    """A stopped run kept some outputs; the next run sends only the rest and finishes."""
+    home = _outputs(tmp)
+    assert 1 <= len(home) < CLIPS
+    # The re-run is not interrupted: its encodes need not wait (the real ffmpeg, not the slow one).
+    fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
+    again = subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out")],
+        env=fast,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert _uploading(again.stdout) == CLIPS - len(home)
+    assert len(_outputs(tmp)) == CLIPS
+
+
 @pytest.fixture
 def library(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return _library(tmp_path)
@@ -202,22 +222,7 @@ def test_a_stopped_ingest_keeps_what_finished_leaves_no_process_and_resumes(
     assert "Interrupted:" in out
     assert "Resume with: hevcq ingest" in out
     assert wait_for(lambda: not any(alive(k) for k in kids), 15), "a farm process outlived it"
-    home = _outputs(tmp_path)
-    assert 1 <= len(home) < CLIPS
-    # The re-run is not interrupted: its encodes need not wait (the real ffmpeg, not the slow one).
-    fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
-    again = subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
-        env=fast,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert _uploading(again.stdout) == CLIPS - len(home)
-    assert len(_outputs(tmp_path)) == CLIPS
+    _resumes(tmp_path, lib, env)
 
 
 def _on_a_terminal() -> None:
@@ -273,21 +278,7 @@ def test_a_hangup_stops_the_ingest_as_ctrl_c_does_and_the_next_run_resumes(
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert "terminal_hung_up" in events
     assert events[-1] == "embedded_farm_stopped"
-    home = _outputs(tmp_path)
-    assert 1 <= len(home) < CLIPS
-    fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
-    again = subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
-        env=fast,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert _uploading(again.stdout) == CLIPS - len(home)
-    assert len(_outputs(tmp_path)) == CLIPS
+    _resumes(tmp_path, lib, env)
 
 
 def test_a_killed_ingest_takes_its_workers_and_endpoint_with_it(

@@ -541,7 +541,14 @@ def _interruptible() -> Control:
 
     def on_hangup(*_: object) -> None:
         terminal_gone()
-        log.warning("terminal_hung_up", then="no new work; running jobs finish and come home")
+        # Written by a thread of its own: this handler may have interrupted the main thread
+        # in the middle of a log line, whose lock is not re-entrant.
+        threading.Thread(
+            target=log.warning,
+            args=("terminal_hung_up",),
+            kwargs={"then": "no new work; running jobs finish and come home"},
+            daemon=True,
+        ).start()
         if not control.draining.is_set():
             on_signal()
 

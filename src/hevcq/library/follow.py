@@ -119,14 +119,8 @@ class Follower:
         with store.transaction():
             store.move_outcome(m.old, m.new, m.pool)
         try:
-            m.dst.parent.mkdir(parents=True, exist_ok=True)
-            if m.pool in self.ladders:
-                if os.path.lexists(m.dst):
-                    raise OutputExists(f"{m.dst} already exists")
-                m.src.rename(m.dst)
-            else:
-                rename_no_clobber(m.src, m.dst)
-        except OSError as exc:
+            _rename(m.src, m.dst, folder=m.pool in self.ladders)
+        except (OSError, OutputExists) as exc:  # a file came to the new name meanwhile
             with store.transaction():
                 store.move_outcome(m.new, m.old, m.pool)
                 store.put_decision(m.new, m.pool, decision)
@@ -155,6 +149,17 @@ class Follower:
                 return item.is_dir() and not item.is_symlink()
             return item.is_file() and not item.is_symlink()
         return False
+
+
+def _rename(src: Path, dst: Path, *, folder: bool) -> None:
+    """Rename ``src`` to ``dst``, never over anything there (``OutputExists``)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not folder:
+        rename_no_clobber(src, dst)  # a link, then an unlink: atomic where links exist
+    elif os.path.lexists(dst):
+        raise OutputExists(f"{dst} already exists")
+    else:
+        src.rename(dst)
 
 
 def _gone(root: Path, rel: str) -> bool:
