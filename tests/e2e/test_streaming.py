@@ -68,21 +68,27 @@ def _uploading(stdout: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _resumes(tmp: Path, lib: Path, env: dict[str, str]) -> None:
-    """A stopped run kept some outputs; the next run sends only the rest and finishes."""
-    home = _outputs(tmp)
-    assert 1 <= len(home) < CLIPS
-    # The re-run is not interrupted: its encodes need not wait (the real ffmpeg, not the slow one).
-    fast = {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"}
-    again = subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out")],
-        env=fast,
+def _ingest(
+    tmp: Path, lib: Path, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``hevcq ingest`` of ``lib`` into ``tmp/out``, run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp / "out"), *extra],
+        env=env,
         cwd=tmp,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def _resumes(tmp: Path, lib: Path, env: dict[str, str]) -> None:
+    """A stopped run kept some outputs; the next run sends only the rest and finishes."""
+    home = _outputs(tmp)
+    assert 1 <= len(home) < CLIPS
+    # The re-run is not interrupted: its encodes need not wait (the real ffmpeg, not the slow one).
+    again = _ingest(tmp, lib, {k: v for k, v in env.items() if k != "HEVCQ_FFMPEG"})
     assert again.returncode == 0, again.stdout[-3000:]
     assert _uploading(again.stdout) == CLIPS - len(home)
     assert len(_outputs(tmp)) == CLIPS
@@ -113,15 +119,7 @@ def test_results_come_home_while_the_farm_still_works_then_a_rerun_encodes_nothi
     assert len(early) < CLIPS
     assert len(_outputs(tmp_path)) == CLIPS
     assert not (tmp_path / "state/hevcq/farm.json").exists()
-    again = subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    again = _ingest(tmp_path, lib, env)
     assert again.returncode == 0, again.stdout[-3000:]
     assert f"Nothing to encode: {CLIPS} files finished in earlier runs." in again.stdout
     assert "embedded_farm_started" not in again.stdout + again.stderr
@@ -153,24 +151,13 @@ def test_a_rerun_spends_no_encode_on_a_pool_that_finished_the_file_earlier(
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "COLUMNS": "200",
     }
-    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(tmp_path / "out")]
-    first = subprocess.run(
-        [*cmd, "--max-files", "1"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    first = _ingest(tmp_path, lib, env, "--max-files", "1")
     assert first.returncode == 0, first.stdout[-3000:]
     done_first = {p.name for p in (tmp_path / "out").rglob("*.mp4")}
     assert len(done_first) == 1
     # A second pool: a 120p rendition, which these 240p sources need.
     (workers / "small.yaml").write_text(_with_target(workers / "hevc.yaml", ".120p", 120))
-    again = subprocess.run(
-        cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
-    )
+    again = _ingest(tmp_path, lib, env)
     assert again.returncode == 0, again.stdout[-3000:]
     logs = max((tmp_path / "state/hevcq/runs").iterdir()) / "logs"
 
