@@ -294,6 +294,20 @@ def test_a_file_hevcq_swapped_in_is_never_a_source(lib: Path, store: Catalog) ->
     assert "from cam/a.MOV" in reason.reason
 
 
+def test_a_file_hevcq_swapped_in_then_renamed_is_still_no_source(lib: Path, store: Catalog) -> None:
+    """Renamed or moved, it is the same file: the 720p pool must not make a rendition of
+    the rendition (it did, once the name no longer matched the replacement's record)."""
+    placed = make(lib, "cam/a.mp4", b"hevc\n")
+    store.record_replacement("cam/a.mp4", placed.stat(), "cam/a.MOV")
+    (lib / "2024").mkdir()
+    placed.rename(lib / "2024" / "beach.mp4")
+    entry = next(e for e in run(lib, store).entries if e.rel == "2024/beach.mp4")
+    assert (entry.status, entry.pools_to_encode) == ("skip", ())
+    reason = entry.decisions["720p"]
+    assert isinstance(reason, Skip)
+    assert "from cam/a.MOV" in reason.reason
+
+
 def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: Catalog) -> None:
     placed = make(lib, "cam/a.mp4", b"hevc\n")
     store.record_replacement("cam/a.mp4", placed.stat(), "cam/a.MOV")

@@ -199,6 +199,10 @@ class _Scan:
         self.files = store.load_files()
         self.stored_decisions = store.load_decisions()
         self.replacements = store.load_replacements()
+        # A swapped-in file renamed or moved since keeps its inode, size and mtime.
+        self.replaced_by_identity = {
+            (r.inode, r.size, r.mtime_ns): r for r in self.replacements.values()
+        }
         self.rollbacks = store.load_rollbacks()
         self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
         # An original hevcq replaced still owns its content: its copies stay duplicates of
@@ -264,7 +268,9 @@ class _Scan:
             self.problems.append(Problem(c.rel, "probe_failed", rec.probe_error or "probe failed"))
             return
         stored = self.stored_decisions.get(c.rel, {}) if cached else {}
-        made = self.replacements.get(c.rel)
+        made = self.replacements.get(c.rel) or self.replaced_by_identity.get(
+            (c.inode, c.size, c.mtime_ns)
+        )
         rolled_back: dict[str, Decision] = {}
         if made is not None and made.holds(c.size, c.mtime_ns, c.inode):
             # Renditions are made from originals: a file hevcq swapped in is no source,
