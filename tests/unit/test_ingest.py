@@ -570,6 +570,15 @@ def test_an_original_a_rollback_put_back_is_left_to_it_until_it_changes(
     plain = next(e for e in do_scan(root, store).entries if e.rel == "a/one.mp4")
     assert isinstance(plain.decisions["hevc"], EncodePlan)
 
+    # Moved into another folder, it is the same file, still left to it.
+    (root / "kept").mkdir()
+    moved = one.rename(root / "kept" / "one.mp4")
+    entry = next(
+        e for e in do_scan(root, store, replace_pools=replacing).entries if e.rel == "kept/one.mp4"
+    )
+    assert isinstance(entry.decisions["hevc"], Skip)
+    one = moved.rename(one)
+
     one.write_bytes(b"h264\nedited since")
     changed = next(
         e for e in do_scan(root, store, replace_pools=replacing).entries if e.rel == "a/one.mp4"

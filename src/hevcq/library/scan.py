@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import structlog
 
@@ -199,12 +199,12 @@ class _Scan:
         self.files = store.load_files()
         self.stored_decisions = store.load_decisions()
         self.replacements = store.load_replacements()
-        # A swapped-in file renamed or moved since keeps its inode, size and mtime.
-        self.replaced_by_identity = {
-            (r.inode, r.size, r.mtime_ns): r for r in self.replacements.values()
-        }
         self.rollbacks = store.load_rollbacks()
-        self.by_identity = {(r.inode, r.size, r.mtime_ns): r for r in self.files.values()}
+        # A file renamed or moved since keeps its inode, size and mtime: what hevcq knows of
+        # it (its probe, that hevcq swapped it in, that a rollback put it back) goes along.
+        self.by_identity = _by_identity(self.files.values())
+        self.replaced_by_identity = _by_identity(self.replacements.values())
+        self.rolled_back_by_identity = _by_identity(self.rollbacks.values())
         # An original hevcq replaced still owns its content: its copies stay duplicates of
         # it on every run, instead of one more copy being converted each time.
         self.seen: dict[str, str] = {
@@ -369,7 +369,9 @@ class _Scan:
 
     def _rolled_back(self, c: Candidate, pools: Iterable[str]) -> dict[str, Decision]:
         """The replacing pool's decision for an original a rollback put back: left alone."""
-        back = self.rollbacks.get(c.rel)
+        back = self.rollbacks.get(c.rel) or self.rolled_back_by_identity.get(
+            (c.inode, c.size, c.mtime_ns)
+        )
         if back is None or not back.holds(c.size, c.mtime_ns, c.inode):
             return {}
         return {pool: Skip(back.reason) for pool in self.options.replace_pools & set(pools)}
@@ -482,6 +484,23 @@ class _Scan:
                         t.files + 1, t.bytes + e.size, t.seconds + (e.duration_s or 0.0)
                     )
         return out
+
+
+class _Identified(Protocol):
+    @property
+    def inode(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_Identified)
+
+
+def _by_identity(records: Iterable[_R]) -> dict[tuple[int, int, int], _R]:
+    """``records`` by what a rename or a move keeps: inode, size and mtime."""
+    return {(r.inode, r.size, r.mtime_ns): r for r in records}
 
 
 def _same_version(rec: FileRecord, c: Candidate) -> bool:
