@@ -48,7 +48,7 @@ from hevcq.cli.report import (
     progress_for,
     summary_table,
 )
-from hevcq.cli.screen import shown, terminal_gone
+from hevcq.cli.screen import on_hangup, shown
 from hevcq.cores import machine_cores
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
@@ -539,8 +539,7 @@ def _interruptible() -> Control:
             )
         control.interrupt()
 
-    def on_hangup(*_: object) -> None:
-        terminal_gone()
+    def hung_up() -> None:
         # Written by a thread of its own: this handler may have interrupted the main thread
         # in the middle of a log line, whose lock is not re-entrant.
         threading.Thread(
@@ -554,7 +553,7 @@ def _interruptible() -> Control:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    signal.signal(signal.SIGHUP, on_hangup)
+    on_hangup(hung_up)
     return control
 
 
@@ -813,12 +812,7 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-
-    def on_hangup(*_: object) -> None:
-        terminal_gone()
-        stop.set()
-
-    signal.signal(signal.SIGHUP, on_hangup)
+    on_hangup(stop.set)
     return stop
 
 

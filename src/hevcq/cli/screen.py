@@ -12,8 +12,9 @@ show. Rich's own styles and cursor moves are control segments, which pass as the
 from __future__ import annotations
 
 import os
+import signal
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
@@ -73,3 +74,14 @@ def terminal_gone() -> None:
                 os.dup2(null, fd)
     finally:
         os.close(null)
+
+
+def on_hangup(then: Callable[[], object]) -> None:
+    """On SIGHUP, let the dead terminal go (``terminal_gone``), then call ``then``: the
+    command's own way to stop, as on SIGTERM."""
+
+    def hung_up(*_: object) -> None:
+        terminal_gone()
+        then()
+
+    signal.signal(signal.SIGHUP, hung_up)

@@ -16,7 +16,7 @@ import structlog
 import typer
 
 from hevcq.cli.app import EXIT_FARM_MISCONFIGURED, app, fail, main, setup
-from hevcq.cli.screen import terminal_gone
+from hevcq.cli.screen import on_hangup
 from hevcq.errors import ConfigError, FarmConfigError
 from hevcq.farm.workers import checked_ffmpeg, checked_work_dir, reach_worker
 from hevcq.pools import Pool
@@ -75,12 +75,7 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-
-    def on_hangup(*_: object) -> None:  # its terminal closed: stop as SIGTERM does
-        terminal_gone()
-        stop.set()
-
-    signal.signal(signal.SIGHUP, on_hangup)
+    on_hangup(stop.set)  # its terminal closed: stop as SIGTERM does
     if parent is not None:
         # The embedded farm's workers never outlive its ingest: the endpoint's own watch.
         die_with_parent(parent, threading.Event())

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import structlog
 
+from hevcq.library.bundles import place_folder
 from hevcq.library.catalog import Catalog, FileRecord, PoolRecord
 from hevcq.library.quarantine import OutputExists, rename_no_clobber
 from hevcq.media.model import Decision
@@ -154,12 +155,10 @@ class Follower:
 def _rename(src: Path, dst: Path, *, folder: bool) -> None:
     """Rename ``src`` to ``dst``, never over anything there (``OutputExists``)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if not folder:
-        rename_no_clobber(src, dst)  # a link, then an unlink: atomic where links exist
-    elif os.path.lexists(dst):
-        raise OutputExists(f"{dst} already exists")
+    if folder:
+        place_folder(src, dst)  # a ladder's folder, placed as a fetch places it
     else:
-        src.rename(dst)
+        rename_no_clobber(src, dst)  # a link, then an unlink: atomic where links exist
 
 
 def _gone(root: Path, rel: str) -> bool:
