@@ -212,3 +212,18 @@ def test_a_rename_that_fails_puts_the_outcome_back(
         "hevc": "pending",
         "720p": "pending",
     }
+
+
+def test_a_symlinked_folder_in_out_leads_no_output_out_of_it(lib: Library, tmp_path: Path) -> None:
+    """Someone planted ``out/hevc/2024`` as a link to a folder elsewhere: the output is not
+    moved there (nor one moved from there), and the file is encoded into --out instead."""
+    lib.run()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (lib.out / "hevc" / "2024").symlink_to(elsewhere)
+    lib.move("one.mp4", "2024/first.mp4")
+    moved = entry(lib.scan(), "2024/first.mp4")
+    assert dict(moved.followed) == {"720p": "one.mp4"}
+    assert moved.pools_pending == ("hevc",)
+    assert list(elsewhere.iterdir()) == []
+    assert lib.outputs()["hevc/one.mp4"] == b"hevc of one.mp4"
