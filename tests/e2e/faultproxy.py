@@ -268,9 +268,6 @@ class FaultProxy:
         self._let_go = threading.Event()
         self.held = 0  # requests that matched a hold
         self.held_answered = 0  # of those, answered since
-        # Wall-clock times (as in the workers' logs) of the last refuse_for and of listening again.
-        self.refused_at: float | None = None
-        self.listening_at: float | None = None
 
     # -- control
     def set(self, service: str, mode: str) -> None:
@@ -318,12 +315,10 @@ class FaultProxy:
         with self._lock:
             if self._listener is None:
                 self._listener = self._listen()
-            self.listening_at = time.time()
             self._refusing.clear()
 
     def refuse_for(self, seconds: float) -> None:
         """Refuse now and listen again after ``seconds`` (does not block)."""
-        self.refused_at = time.time()
         self.refuse()
         t = threading.Timer(seconds, self.accept_again)
         t.daemon = True
