@@ -182,6 +182,33 @@ def test_a_rollback_that_meets_an_edited_file_says_so_and_exits_1(tmp_path: Path
     assert edited.read_bytes().endswith(b"edited")
 
 
+def test_a_pool_added_in_a_later_run_copies_the_identical_encode_already_home(
+    tmp_path: Path,
+) -> None:
+    """``--pools hevc`` first, every pool later. For a 1920x1080 H.264 file the 1080p
+    encode is the hevc one, argument for argument: the later run copies the hevc output
+    already in --out instead of encoding the file a second time."""
+    pool_dir(tmp_path, ("hevc", "720p", "1080p"))  # the farm's three pools (see _env)
+    lib = tmp_path / "lib"
+    make_clip(lib / "full-hd.mp4", width=1920, height=1080, seconds=0.5)
+    out = tmp_path / "out"
+    first = _ingest(tmp_path, lib, out, "--pools", "hevc")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert _outputs(out) == {"hevc/full-hd.mp4"}
+
+    second = _ingest(tmp_path, lib, out)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert _outputs(out) == {
+        "hevc/full-hd.mp4",
+        "720p/full-hd.720p.mp4",
+        "1080p/full-hd.1080p.mp4",
+    }
+    copied = (out / "1080p" / "full-hd.1080p.mp4").read_bytes()
+    assert copied == (out / "hevc" / "full-hd.mp4").read_bytes()
+    text = " ".join(second.stdout.split())
+    assert "earlier: the identical encode of pool hevc in an earlier run, copied" in text
+
+
 def test_a_file_renamed_between_runs_takes_its_outputs_along_without_an_encode(
     tmp_path: Path,
 ) -> None:

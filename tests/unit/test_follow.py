@@ -50,7 +50,8 @@ class Library:
                 if pool == "hls":
                     path = self.out / pool / f"{stem}.hls" / "master.m3u8"
                 else:
-                    path = self.out / pool / (f"{stem}.720p.mp4" if pool == "720p" else e.rel)
+                    name = f"{stem}.{pool}.mp4" if pool in ("720p", "1080p") else e.rel
+                    path = self.out / pool / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(f"{pool} of {e.rel}".encode())
                 self.store.record_outcome(e.rel, pool, "done")

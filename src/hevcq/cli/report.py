@@ -105,23 +105,43 @@ def _why_not_sent(e: FileEntry) -> str:
         return "already uploaded"
     if e.status == "deferred":
         return "over this run's limit"
-    if e.status == "finished" and e.followed:
-        old = sorted(set(e.followed.values()))
-        return f"finished in an earlier run as {', '.join(old)}; its outputs move to this name"
     if e.status == "finished":
-        return "finished in an earlier run"
+        return _finished(e)
     skips = sorted((p, d.reason) for p, d in e.decisions.items() if isinstance(d, Skip))
-    return "; ".join(f"{p}: {reason}" for p, reason in skips)
+    return "; ".join(f"{p}: {reason}" for p, reason in skips + _settled(e))
+
+
+def _settled(e: FileEntry) -> list[tuple[str, str]]:
+    """The pools an earlier run settled for a file this run sends, with what it did."""
+    settled = sorted(set(e.pools_to_encode) - set(e.pools_pending))
+    return [
+        (p, f"copies the identical encode of {e.shared[p]}")
+        if p in e.shared
+        else (p, f"{e.outcomes[p]} in an earlier run")
+        for p in settled
+    ]
+
+
+def _finished(e: FileEntry) -> str:
+    """Why a file every pool settled is not sent, and what this run does for it locally."""
+    said = "finished in an earlier run"
+    if e.followed:
+        old = sorted(set(e.followed.values()))
+        said += f" as {', '.join(old)}; its outputs move to this name"
+    if e.shared:
+        pools, primary = ", ".join(sorted(e.shared)), sorted(e.shared.values())[0]
+        said += f"; {pools} copy the identical encode of {primary}"
+    return said
 
 
 def plan_tables(report: ScanReport) -> list[Table]:
     """What a dry run would upload (per pool), what it skips and why, and scan problems."""
     send = Table(title="would upload")
-    for col in ("file", "size", "duration", "pools", "skipped in"):
+    for col in ("file", "size", "duration", "pools", "not in this run"):
         send.add_column(col, justify="right" if col in ("size", "duration") else "left")
     for e in report.to_send:
         dur = human_seconds(e.duration_s) if e.duration_s is not None else "?"
-        pools = ", ".join(sorted(e.pools_to_encode))
+        pools = ", ".join(sorted(e.pools_pending))
         send.add_row(shown(e.rel), human_bytes(e.size), dur, pools, shown(_why_not_sent(e)))
     skipped = Table(title="not uploaded")
     for col in ("file", "why"):

@@ -135,14 +135,8 @@ class Follower:
     def _item(self, rel: str, pool: str, *, with_ext: bool | None) -> Path | None:
         """What holds ``rel``'s output in ``pool``: its file, or its ladder's folder; None
         when that lies outside the pool's folder (a symlinked folder in ``--out``)."""
-        path = self.out_dir.joinpath(pool, *self.placed(rel, pool, with_ext).split("/"))
-        item = path.parent if pool in self.ladders else path
-        base = (self.out_dir / pool).resolve()
-        try:
-            inside = item.parent.resolve().is_relative_to(base)
-        except OSError:
-            return None
-        return item if inside else None
+        placed = self.placed(rel, pool, with_ext)
+        return output_item(self.out_dir, pool, placed, folder=pool in self.ladders)
 
     def _is_output(self, item: Path, pool: str) -> bool:
         with contextlib.suppress(OSError):
@@ -150,6 +144,20 @@ class Follower:
                 return item.is_dir() and not item.is_symlink()
             return item.is_file() and not item.is_symlink()
         return False
+
+
+def output_item(out_dir: Path, pool: str, placed: str, *, folder: bool) -> Path | None:
+    """What holds an output placed at ``placed`` below ``<out_dir>/<pool>/``: the file, or
+    (``folder``) a ladder's folder; None when that lies outside the pool's folder, as it
+    does through a symlinked folder planted in ``--out``."""
+    path = out_dir.joinpath(pool, *placed.split("/"))
+    item = path.parent if folder else path
+    base = out_dir.resolve() / pool  # the pool's folder itself may be no link either
+    try:
+        inside = item.parent.resolve().is_relative_to(base)
+    except OSError:
+        return None
+    return item if inside else None
 
 
 def _rename(src: Path, dst: Path, *, folder: bool) -> None:

@@ -32,6 +32,7 @@ from hevcq.library.results import (
     result_from_item,
 )
 from hevcq.library.scan import FileEntry, ScanOptions, ScanReport, scan
+from hevcq.library.share import copied_reason
 from hevcq.library.summary import Row
 from hevcq.library.upload import (
     UPLOAD_WORKERS,
@@ -139,6 +140,8 @@ def _earlier(e: FileEntry, pool: str) -> str:
     said = e.outcomes[pool]
     if pool in e.followed:  # its output came along from the path the file had then
         return f"{said} in an earlier run as {e.followed[pool]}; output moved to this name"
+    if pool in e.shared:  # a copy of the primary's identical encode, made by this scan
+        return copied_reason(e.shared[pool])
     return f"{said} in an earlier run" + (
         "; --retry-failed tries again" if said == "failed" else ""
     )

@@ -17,6 +17,7 @@ from hevcq.errors import PermanentError
 from hevcq.keys import output_relative, sharing_sources, todo_key
 from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState
 from hevcq.library.follow import Follower
+from hevcq.library.share import Sharer
 from hevcq.library.walk import (
     DEFAULT_EXCLUDES,
     DEFAULT_EXTENSIONS,
@@ -29,7 +30,7 @@ from hevcq.library.walk import (
 )
 from hevcq.media.model import Decision, EncodePlan, MediaInfo, Skip
 from hevcq.media.probe import ProbeFn, probe
-from hevcq.pools import Pool
+from hevcq.pools import Pool, primary_pool
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -73,6 +74,9 @@ class FileEntry:
     # Pools whose output this file took over from the path it had before (a renamed or
     # moved file, ``hevcq.library.follow``): pool -> that path.
     followed: Mapping[str, str] = field(default_factory=dict)
+    # Pools whose output is a copy of the primary pool's identical encode, which an earlier
+    # run brought home (``hevcq.library.share``): pool -> the primary's name.
+    shared: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pools_to_encode(self) -> tuple[str, ...]:
@@ -234,6 +238,17 @@ class _Scan:
             if out_dir is not None and root is not None
             else None
         )
+        primary = primary_pool(pools)
+        self.sharer = (
+            Sharer(
+                root,
+                out_dir,
+                primary,
+                placed=lambda rel, pool, ext: self._placed(rel, self.by_name[pool], with_ext=ext),
+            )
+            if out_dir is not None and root is not None and primary is not None
+            else None
+        )
 
     def index_uploads(self, present: Mapping[str, Candidate]) -> None:
         """Fingerprints whose upload still holds that content (path gone or unchanged)."""
@@ -294,6 +309,8 @@ class _Scan:
             outcomes[pool] = "pending"  # done, but not in this --out: bring it home again
         followed = self._follow(c.rel, rec.fingerprint, decisions, outcomes)
         outcomes |= dict.fromkeys(followed, "done")
+        shared = self._share(c.rel, rec, decisions, outcomes)
+        outcomes |= dict.fromkeys(shared, "done")
         for pool in rolled_back:
             outcomes[pool] = "skipped"  # its earlier "done" was the replacement, now undone
         if self.options.retry_failed:
@@ -328,6 +345,7 @@ class _Scan:
                 with_source_ext=c.rel in self.sharing,
                 kept=frozenset(rolled_back),
                 followed=followed,
+                shared=shared,
             )
         )
 
@@ -366,6 +384,45 @@ class _Scan:
                 self.follower.taken.add((move.old, pool))  # what a run would move
             followed[pool] = move.old
         return followed
+
+    def _share(
+        self,
+        rel: str,
+        rec: FileRecord,
+        decisions: Mapping[str, Decision],
+        outcomes: Mapping[str, PoolState],
+    ) -> dict[str, str]:
+        """The pools that take a copy of the primary pool's output of ``rel`` from an
+        earlier run instead of encoding it again (pool -> the primary's name): copied now,
+        or in a dry run, the copies a run would make."""
+        fp = rec.fingerprint
+        if (
+            self.sharer is None
+            or rec.info is None
+            or self.uploaded.get(fp, self.seen.get(fp, rel)) != rel
+        ):
+            return {}  # no --out or no primary in this run, or a duplicate
+        primary = self.sharer.primary.name
+        replacing = self.options.replace_pools
+        if outcomes.get(primary) != "done" or primary in replacing:
+            return {}  # a swapped-in output is no longer in --out
+        shared: dict[str, str] = {}
+        for pool in self.pools:
+            if (
+                outcomes.get(pool.name) != "pending"
+                or not isinstance(decisions.get(pool.name), EncodePlan)
+                or pool.name in replacing
+            ):
+                continue
+            share = self.sharer.find(rel, rec.info, pool)
+            if share is None:
+                continue
+            if self.move:
+                self.flush()  # the pool's decision is stored before its outcome is set
+                if not self.sharer.copy(self.store, share):
+                    continue
+            shared[pool.name] = primary
+        return shared
 
     def _rolled_back(self, c: Candidate, pools: Iterable[str]) -> dict[str, Decision]:
         """The replacing pool's decision for an original a rollback put back: left alone."""
@@ -474,11 +531,12 @@ class _Scan:
         self.new_files, self.new_decisions = [], []
 
     def totals(self) -> dict[str, PoolTotals]:
-        """Per-pool work among the files to send."""
+        """Per-pool work among the files to send: the pools that encode them in this run,
+        not those an earlier run settled."""
         out = {p.name: PoolTotals() for p in self.pools}
         for e in self.entries:
             if e.status == "send":
-                for pool in e.pools_to_encode:
+                for pool in e.pools_pending:
                     t = out[pool]
                     out[pool] = PoolTotals(
                         t.files + 1, t.bytes + e.size, t.seconds + (e.duration_s or 0.0)
