@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from hevcq.cli.report import plan_tables
 from hevcq.library import share
 from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import OutputExists
@@ -168,3 +170,19 @@ def test_a_symlinked_pool_folder_in_out_gets_no_copy(lib: Library, tmp_path: Pat
     report = lib.scan(pools=ALL)
     assert [e.pools_pending for e in report.to_send] == [("1080p",), ("1080p",)]
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_dry_run_plans_and_prices_only_the_pools_a_run_encodes(lib: Library) -> None:
+    """After ``--pools hevc``, the plan of a run with 720p too sends each file to 720p
+    alone: hevc's work is neither listed nor priced again."""
+    lib.run(pools=(HEVC,))
+    report = lib.scan(pools=ALL, move=False)
+    assert {p: t.files for p, t in report.totals.items()} == {"hevc": 0, "720p": 2, "1080p": 0}
+    console = Console(record=True, width=300)
+    for table in plan_tables(report):
+        console.print(table)
+    rows = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert (
+        "│ one.mp4 │ 10 B │ 0m10s │ 720p │ 1080p: copies the identical encode of hevc;"
+        " hevc: done in an earlier run │"
+    ) in rows
