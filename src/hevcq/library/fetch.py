@@ -35,6 +35,7 @@ from hevcq.library.quarantine import (
     LargerThanOriginal,
     OutputFolderUnusable,
     ReplaceRefused,
+    dated_like,
     final_path,
     list_quarantine,
     place_output,
@@ -367,7 +368,7 @@ class Fetcher:
                 path = _placing(
                     dest.parent, _named(r, rel), lambda: place_output(tmp, dest, move=True)
                 )
-                _dated_like(path, original)
+                dated_like(path, original)
                 action = "placed"
         except LargerThanOriginal as exc:
             log.info("output_kept_original", rel=rel, pool=r.pool, reason=str(exc))
@@ -679,15 +680,6 @@ def _make_room(folder: Path, need: int, what: str) -> None:
     if free < need + _ROOM_SLACK:
         what = f"{what} needs {human_bytes(need)}, {human_bytes(free)} free"
         raise OutputFolderUnusable(_stop_message(f"no space left in {folder}", what, _SPACE))
-
-
-def _dated_like(path: Path, original: Path) -> None:
-    """Give an output in ``--out`` its original's modification time, as a swapped-in file
-    keeps it: a folder sorted by date (a gallery, a file manager) shows each video where it
-    was shot, not on the day it was converted. A file system that cannot set it (or an
-    original gone meanwhile) leaves the output dated today: it is placed all the same."""
-    with contextlib.suppress(OSError):
-        os.utime(path, ns=(path.stat().st_atime_ns, original.stat().st_mtime_ns))
 
 
 def _remove_empty(folders: list[Path]) -> None:

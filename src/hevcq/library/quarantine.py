@@ -167,6 +167,15 @@ def rename_no_clobber(src: Path, dst: Path) -> None:
     src.unlink()
 
 
+def dated_like(path: Path, original: Path) -> None:
+    """Give an output in ``--out`` its original's modification time, as a swapped-in file
+    keeps it: a folder sorted by date (a gallery, a file manager) shows each video where it
+    was shot, not on the day it was converted. A file system that cannot set it (or an
+    original gone meanwhile) leaves the output dated today: it is placed all the same."""
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(path.stat().st_atime_ns, original.stat().st_mtime_ns))
+
+
 def place_output(
     candidate: Path, dest: Path, *, overwrite: bool = False, move: bool = False
 ) -> Path:

@@ -36,7 +36,7 @@ import structlog
 
 from hevcq.library.catalog import Catalog
 from hevcq.library.follow import PlacedFn, output_item
-from hevcq.library.quarantine import OutputExists, place_output
+from hevcq.library.quarantine import OutputExists, dated_like, place_output
 from hevcq.media.decide import shares_encode
 from hevcq.media.model import MediaInfo
 from hevcq.pools import Pool
@@ -97,9 +97,7 @@ class Sharer:
                     folder.rmdir()
             log.warning("output_not_copied", rel=s.rel, pool=s.pool, error=str(exc))
             return False
-        with contextlib.suppress(OSError):  # dated like the original, as a fetch dates it
-            original = self.root.joinpath(*s.rel.split("/"))
-            os.utime(s.dst, ns=(s.dst.stat().st_atime_ns, original.stat().st_mtime_ns))
+        dated_like(s.dst, self.root.joinpath(*s.rel.split("/")))  # as a fetch dates it
         log.info("output_copied", rel=s.rel, pool=s.pool, copied_from=str(s.src))
         return True
 
