@@ -5,6 +5,7 @@ nothing moved that is not that file's output or over anything already there."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,14 +69,21 @@ class Library:
         (self.root / old).rename(self.root / new)
 
 
-@pytest.fixture
-def lib(tmp_path: Path) -> Iterator[Library]:
+@contextmanager
+def library(tmp_path: Path) -> Iterator[Library]:
+    """Two files, one.mp4 and two.mp4, their catalog, and an --out not made yet."""
     root = tmp_path / "lib"
     root.mkdir()
     for name, body in (("one.mp4", b"h264\nfirst"), ("two.mp4", b"h264\nsecond")):
         (root / name).write_bytes(body)
     with Catalog(tmp_path / "state.sqlite3") as store:
         yield Library(root, tmp_path / "out", store)
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Iterator[Library]:
+    with library(tmp_path) as made:
+        yield made
 
 
 def entry(report: ScanReport, rel: str):

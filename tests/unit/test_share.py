@@ -15,10 +15,9 @@ from rich.console import Console
 
 from hevcq.cli.report import plan_tables
 from hevcq.library import share
-from hevcq.library.catalog import Catalog
 from hevcq.library.quarantine import OutputExists
 from hevcq.pools import Applies, Encode, Pool
-from tests.unit.test_follow import HEVC, Library, entry
+from tests.unit.test_follow import HEVC, Library, entry, library
 from tests.unit.test_ingest import P720
 
 P1080 = Pool(
@@ -32,13 +31,10 @@ FIRST = (HEVC, P720)  # the first runs: 1080p is added later
 
 @pytest.fixture
 def lib(tmp_path: Path) -> Iterator[Library]:
-    root = tmp_path / "lib"
-    root.mkdir()
-    for name, body in (("one.mp4", b"h264\nfirst"), ("two.mp4", b"h264\nsecond")):
-        (root / name).write_bytes(body)
-        os.utime(root / name, (1_500_000_000, 1_500_000_000))  # shot in 2017
-    with Catalog(tmp_path / "state.sqlite3") as store:
-        yield Library(root, tmp_path / "out", store)
+    with library(tmp_path) as made:
+        for name in ("one.mp4", "two.mp4"):
+            os.utime(made.root / name, (1_500_000_000, 1_500_000_000))  # shot in 2017
+        yield made
 
 
 def outcomes(lib: Library, rel: str) -> dict[str, str]:

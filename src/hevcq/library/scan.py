@@ -358,19 +358,11 @@ class _Scan:
     ) -> dict[str, str]:
         """The pools whose output ``rel`` takes over from the path its content had before
         (pool -> that path): moved now, or in a dry run, the moves a run would make."""
-        if (
-            self.follower is None
-            or self.uploaded.get(fingerprint, self.seen.get(fingerprint, rel)) != rel
-        ):
+        if self.follower is None or not self._first_with(fingerprint, rel):
             return {}  # no --out, or a duplicate: the first file with this content takes them
         followed: dict[str, str] = {}
-        for pool, decision in decisions.items():
-            if (
-                outcomes.get(pool) != "pending"
-                or not isinstance(decision, EncodePlan)
-                or pool in self.options.replace_pools
-            ):
-                continue
+        for pool in self._to_encode_into_out(decisions, outcomes):
+            decision = decisions[pool]
             move = self.follower.find(rel, fingerprint, pool, self.hashes[pool], decision)
             if move is None:
                 continue
@@ -395,34 +387,39 @@ class _Scan:
         """The pools that take a copy of the primary pool's output of ``rel`` from an
         earlier run instead of encoding it again (pool -> the primary's name): copied now,
         or in a dry run, the copies a run would make."""
-        fp = rec.fingerprint
-        if (
-            self.sharer is None
-            or rec.info is None
-            or self.uploaded.get(fp, self.seen.get(fp, rel)) != rel
-        ):
+        if self.sharer is None or rec.info is None or not self._first_with(rec.fingerprint, rel):
             return {}  # no --out or no primary in this run, or a duplicate
         primary = self.sharer.primary.name
-        replacing = self.options.replace_pools
-        if outcomes.get(primary) != "done" or primary in replacing:
+        if outcomes.get(primary) != "done" or primary in self.options.replace_pools:
             return {}  # a swapped-in output is no longer in --out
         shared: dict[str, str] = {}
-        for pool in self.pools:
-            if (
-                outcomes.get(pool.name) != "pending"
-                or not isinstance(decisions.get(pool.name), EncodePlan)
-                or pool.name in replacing
-            ):
-                continue
-            share = self.sharer.find(rel, rec.info, pool)
+        for pool in self._to_encode_into_out(decisions, outcomes):
+            share = self.sharer.find(rel, rec.info, self.by_name[pool])
             if share is None:
                 continue
             if self.move:
                 self.flush()  # the pool's decision is stored before its outcome is set
                 if not self.sharer.copy(self.store, share):
                     continue
-            shared[pool.name] = primary
+            shared[pool] = primary
         return shared
+
+    def _first_with(self, fingerprint: str, rel: str) -> bool:
+        """Whether ``rel`` is the first file with this content (the one uploaded, or the
+        first in path order), not a duplicate of another."""
+        return self.uploaded.get(fingerprint, self.seen.get(fingerprint, rel)) == rel
+
+    def _to_encode_into_out(
+        self, decisions: Mapping[str, Decision], outcomes: Mapping[str, PoolState]
+    ) -> list[str]:
+        """The pools still to encode a file (pending), whose output goes to ``--out``."""
+        return [
+            pool
+            for pool, decision in decisions.items()
+            if outcomes.get(pool) == "pending"
+            and isinstance(decision, EncodePlan)
+            and pool not in self.options.replace_pools
+        ]
 
     def _rolled_back(self, c: Candidate, pools: Iterable[str]) -> dict[str, Decision]:
         """The replacing pool's decision for an original a rollback put back: left alone."""
