@@ -236,3 +236,17 @@ def test_a_symlinked_folder_in_out_leads_no_output_out_of_it(lib: Library, tmp_p
     assert moved.pools_pending == ("hevc",)
     assert list(elsewhere.iterdir()) == []
     assert lib.outputs()["hevc/one.mp4"] == b"hevc of one.mp4"
+
+
+def test_a_copy_added_since_is_a_duplicate_of_the_file_whose_outputs_are_home(
+    lib: Library,
+) -> None:
+    """The embedded farm keeps no record of uploads: the path whose outputs an earlier run
+    made keeps its content, and a copy that sorts before it is not encoded again."""
+    lib.run()
+    (lib.root / "a copy.mp4").write_bytes((lib.root / "one.mp4").read_bytes())
+    report = lib.scan()
+    assert report.to_send == ()
+    copy = entry(report, "a copy.mp4")
+    assert (copy.status, copy.duplicate_of) == ("duplicate", "one.mp4")
+    assert entry(report, "one.mp4").status == "finished"

@@ -257,6 +257,18 @@ class _Scan:
             if rec.uploaded and (cur is None or _same_version(rec, cur)):
                 self.uploaded[rec.fingerprint] = rec.rel
 
+    def index_done(self, present: Mapping[str, Candidate]) -> None:
+        """Content whose outputs an earlier run made stays with that path, unchanged and
+        still there: a copy added since is its duplicate, even one that sorts first,
+        instead of taking the content over and being encoded again. (The embedded farm
+        keeps no upload to say so; a configured farm's upload ranks first.)"""
+        for rel, pools in sorted(self.stored_decisions.items()):
+            rec, cur = self.files.get(rel), present.get(rel)
+            if rec is None or cur is None or not _same_version(rec, cur):
+                continue
+            if rec.fingerprint and any(r.outcome == "done" for r in pools.values()):
+                self.seen.setdefault(rec.fingerprint, rel)
+
     def known(self, c: Candidate) -> FileRecord | None:
         """The stored record if this exact version was seen, by path or (renamed) by inode."""
         rec = self.files.get(c.rel)
@@ -593,7 +605,9 @@ def scan(
     candidates, walk_problems = walk(root, options)
     state = _Scan(pools, store, options, decide_fn, out_dir, root=root, move=move)
     state.problems.extend(walk_problems)
-    state.index_uploads({c.rel: c for c in candidates})
+    present = {c.rel: c for c in candidates}
+    state.index_uploads(present)
+    state.index_done(present)
     if state.follower is not None:
         state.follower.index({c.rel for c in candidates})
     state.sharing = sharing_sources(c.rel for c in candidates)
