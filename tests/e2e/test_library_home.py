@@ -239,3 +239,30 @@ def test_a_file_renamed_between_runs_takes_its_outputs_along_without_an_encode(
     text = " ".join(second.stdout.split())
     assert "done in an earlier run as clip.mp4; output moved to this name" in text
     assert "0 to upload" in text  # nothing went to the farm
+
+
+def test_files_touched_or_copied_back_since_keep_their_outputs_without_an_encode(
+    tmp_path: Path,
+) -> None:
+    """A sync that touched a file, a restore that wrote one anew: the content is what was
+    converted, so the second run probes, sends and encodes nothing (an edited file is
+    encoded again: ``tests/unit/test_touched.py``)."""
+    lib = tmp_path / "lib"
+    for name, seconds in (("touched.mp4", 0.5), ("restored.mp4", 0.6)):
+        make_clip(lib / name, width=320, height=240, seconds=seconds)
+    out = tmp_path / "out"
+    first = _ingest(tmp_path, lib, out)
+    assert first.returncode == 0, first.stdout[-3000:]
+    made = {name: (out / name).read_bytes() for name in _outputs(out)}
+    assert set(made) == {"hevc/touched.mp4", "hevc/restored.mp4"}
+
+    later = 1_900_000_000_000_000_000
+    os.utime(lib / "touched.mp4", ns=(later, later))
+    shutil.copyfile(lib / "restored.mp4", tmp_path / "restored.mp4")
+    (tmp_path / "restored.mp4").replace(lib / "restored.mp4")  # another inode, a new mtime
+    second = _ingest(tmp_path, lib, out)
+    assert second.returncode == 0, second.stdout[-3000:]
+    text = " ".join(second.stdout.split())
+    assert "Scanned 2 files (2 known, 0 probed)" in text, text[-3000:]
+    assert "0 to upload" in text
+    assert {name: (out / name).read_bytes() for name in _outputs(out)} == made

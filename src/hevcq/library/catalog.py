@@ -35,6 +35,9 @@ SCHEMA_VERSION = 1
 # ``messages.Outcome``: done, skipped or failed).
 PoolState = Literal["pending", "uploaded", "done", "skipped", "failed"]
 
+# A version of a file as the catalog tells versions apart: size, mtime (ns) and inode.
+Version = tuple[int, int, int]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS files (
     scanned_at REAL NOT NULL,
     upload_key TEXT,
     upload_fingerprint TEXT,
-    uploaded_at REAL
+    uploaded_at REAL,
+    content_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS files_fingerprint ON files (fingerprint);
 CREATE TABLE IF NOT EXISTS decisions (
@@ -162,6 +166,10 @@ class FileRecord:
     upload_key: str | None = None
     upload_fingerprint: str | None = None
     uploaded_at: float | None = None
+    # A hash of the whole file (``walk.fingerprint(full=True)``), taken when it was sent,
+    # while it was this version: a later version of the same size (touched, copied to
+    # another disk) with this hash is the same content, and keeps its outcomes.
+    content_hash: str | None = None
 
     @property
     def uploaded(self) -> bool:
@@ -276,7 +284,7 @@ def decision_from_json(text: str) -> Decision:
 def _record(row: tuple[Any, ...]) -> FileRecord:
     info = None if row[5] is None else info_from_json(row[5])
     rel, size, mtime_ns, inode, fp = row[:5]
-    probe_error, upload_key, upload_fp, uploaded_at = row[6:10]
+    probe_error, upload_key, upload_fp, uploaded_at, content_hash = row[6:11]
     return FileRecord(
         rel=rel,
         size=size,
@@ -288,6 +296,7 @@ def _record(row: tuple[Any, ...]) -> FileRecord:
         upload_key=upload_key,
         upload_fingerprint=upload_fp,
         uploaded_at=uploaded_at,
+        content_hash=content_hash,
     )
 
 
@@ -345,6 +354,9 @@ class Catalog:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(replacements)")}
         if "original_fingerprint" not in columns:  # a catalog from an older release
             self._db.execute("ALTER TABLE replacements ADD COLUMN original_fingerprint TEXT")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        if "content_hash" not in columns:  # a catalog from an older release
+            self._db.execute("ALTER TABLE files ADD COLUMN content_hash TEXT")
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is not None and int(row[0]) != SCHEMA_VERSION:
             # Derived data only: forget probes and decisions, keep nothing half-understood.
@@ -371,7 +383,7 @@ class Catalog:
         out: dict[str, FileRecord] = {}
         for row in self._db.execute(
             "SELECT rel, size, mtime_ns, inode, fingerprint, info, probe_error,"
-            " upload_key, upload_fingerprint, uploaded_at FROM files"
+            " upload_key, upload_fingerprint, uploaded_at, content_hash FROM files"
         ):
             try:
                 out[row[0]] = _record(row)
@@ -396,7 +408,7 @@ class Catalog:
         """One file record."""
         row = self._db.execute(
             "SELECT rel, size, mtime_ns, inode, fingerprint, info, probe_error,"
-            " upload_key, upload_fingerprint, uploaded_at FROM files WHERE rel=?",
+            " upload_key, upload_fingerprint, uploaded_at, content_hash FROM files WHERE rel=?",
             (rel,),
         ).fetchone()
         return None if row is None else _record(row)
@@ -413,13 +425,15 @@ class Catalog:
         }
 
     def put_file(self, rec: FileRecord, at: float | None = None) -> None:
-        """Insert or update a file's identity and probe; keeps its upload fields."""
+        """Insert or update a file's identity and probe; keeps its upload fields. Its
+        content hash is the record's: a new version's is unknown until it is sent."""
         self._db.execute(
             "INSERT INTO files (rel, size, mtime_ns, inode, fingerprint, info, probe_error,"
-            " scanned_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " scanned_at, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (rel) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
             " inode=excluded.inode, fingerprint=excluded.fingerprint, info=excluded.info,"
-            " probe_error=excluded.probe_error, scanned_at=excluded.scanned_at",
+            " probe_error=excluded.probe_error, scanned_at=excluded.scanned_at,"
+            " content_hash=excluded.content_hash",
             (
                 rec.rel,
                 rec.size,
@@ -429,6 +443,7 @@ class Catalog:
                 None if rec.info is None else info_to_json(rec.info),
                 rec.probe_error,
                 time.time() if at is None else at,
+                rec.content_hash,
             ),
         )
 
@@ -462,6 +477,16 @@ class Catalog:
                 "UPDATE decisions SET outcome='uploaded', outcome_at=?"
                 ' WHERE rel=? AND decision LIKE \'{"kind":"encode"%\'',
                 (when, rel),
+            )
+
+    def record_content_hash(self, rel: str, version: Version, content_hash: str) -> None:
+        """Remember the whole-file hash of ``rel`` while the catalog still holds that
+        version of it (``version``: size, mtime and inode when it was hashed)."""
+        size, mtime_ns, inode = version
+        with self.transaction():
+            self._db.execute(
+                "UPDATE files SET content_hash=? WHERE rel=? AND size=? AND mtime_ns=? AND inode=?",
+                (content_hash, rel, size, mtime_ns, inode),
             )
 
     def record_outcome(

@@ -385,9 +385,7 @@ def run_round_trip(
     log.info("ingest_planned", files=len(report.entries), to_upload=len(entries))
     store = farm.store
     if not options.wait:
-        # Uploads to an embedded farm die with it: remembering them would stop a later
-        # ingest to a real farm from sending those files.
-        on_done = None if options.fresh_farm else recorder(state)
+        on_done = recorder(state, farm_keeps=not options.fresh_farm)
         rt.uploads = upload_all(
             store,
             library,
@@ -415,7 +413,7 @@ def run_round_trip(
         control=control or Control(),
         on_tick=on_tick,
     )
-    run.start(entries, store, None if options.fresh_farm else recorder(state))
+    run.start(entries, store, recorder(state, farm_keeps=not options.fresh_farm))
     run.loop(progress or NoProgress())
     return rt
 

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
@@ -222,6 +222,8 @@ class _Scan:
         self.entries: list[FileEntry] = []
         self.problems: list[Problem] = []
         self.new_files: list[FileRecord] = []
+        self.refreshed: list[FileRecord] = []  # new identities of unchanged content
+        self.touched_kept = 0
         self.new_decisions: list[tuple[str, str, PoolRecord]] = []
         self.reused = self.probed = 0
         self.sharing: frozenset[str] = frozenset()
@@ -249,6 +251,29 @@ class _Scan:
             if out_dir is not None and root is not None and primary is not None
             else None
         )
+
+    def recheck_touched(self, present: Mapping[str, Candidate], pool: ThreadPoolExecutor) -> None:
+        """Keep what is known of files whose content did not change, only their mtime or
+        inode (touched, synced, restored from a backup, copied to another disk).
+
+        Such a file is the same content when its whole-file hash is the one taken as it
+        was sent: its record, decisions and outcomes stay, under its new identity, and
+        nothing is probed or encoded again. Any other change (another size, another hash,
+        or no hash taken: it was never sent) makes it a new version, as before. The
+        sampled fingerprint cannot tell this: an edit in place between its windows keeps
+        it, and an output of the earlier content would then pass for the new one's.
+        """
+        touched = [
+            (c, rec)
+            for c in present.values()
+            if (rec := self.files.get(c.rel)) is not None and _touched(rec, c)
+        ]
+        for (c, rec), same in zip(touched, pool.map(_same_content, touched), strict=True):
+            if same:
+                kept = replace(rec, mtime_ns=c.mtime_ns, inode=c.inode)
+                self.files[c.rel] = kept
+                self.refreshed.append(kept)
+        self.touched_kept = len(self.refreshed)
 
     def index_uploads(self, present: Mapping[str, Candidate]) -> None:
         """Fingerprints whose upload still holds that content (path gone or unchanged)."""
@@ -285,6 +310,7 @@ class _Scan:
             fingerprint=moved.fingerprint,
             info=moved.info,
             probe_error=None,
+            content_hash=moved.content_hash,
         )
         self.new_files.append(renamed)
         return renamed
@@ -529,15 +555,17 @@ class _Scan:
 
     def flush(self) -> None:
         """Persist new probes and decisions of the last batch in one transaction."""
-        if not (self.new_files or self.new_decisions):
+        if not (self.new_files or self.new_decisions or self.refreshed):
             return
         with self.store.transaction():
+            for rec in self.refreshed:
+                self.store.put_file(rec)  # its decisions and outcomes stay
             for rec in self.new_files:
                 self.store.put_file(rec)
                 self.store.drop_decisions(rec.rel)
             for rel, pool, prec in self.new_decisions:
                 self.store.put_decision(rel, pool, prec)
-        self.new_files, self.new_decisions = [], []
+        self.new_files, self.new_decisions, self.refreshed = [], [], []
 
     def totals(self) -> dict[str, PoolTotals]:
         """Per-pool work among the files to send: the pools that encode them in this run,
@@ -574,6 +602,33 @@ def _same_version(rec: FileRecord, c: Candidate) -> bool:
     return (rec.size, rec.mtime_ns, rec.inode) == (c.size, c.mtime_ns, c.inode)
 
 
+def _touched(rec: FileRecord, c: Candidate) -> bool:
+    """Another version of a file whose content was hashed whole, of the same size: its
+    content may be the same (``_Scan.recheck_touched``)."""
+    return (
+        rec.content_hash is not None
+        and rec.info is not None
+        and rec.size == c.size
+        and not _same_version(rec, c)
+    )
+
+
+def _same_content(pair: tuple[Candidate, FileRecord]) -> bool:
+    """True when the file now at ``c`` still holds the content ``rec`` hashed whole, and
+    did not change while it was read (runs in a worker thread)."""
+    c, rec = pair
+    try:
+        now = fingerprint(c.path, full=True)
+        st = c.path.stat()
+    except OSError:
+        return False  # the scan's own read of it says what is wrong
+    return now == rec.content_hash and (st.st_size, st.st_mtime_ns, st.st_ino) == (
+        c.size,
+        c.mtime_ns,
+        c.inode,
+    )
+
+
 def _batches(items: Sequence[Candidate], size: int) -> Iterator[Sequence[Candidate]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -606,12 +661,13 @@ def scan(
     state = _Scan(pools, store, options, decide_fn, out_dir, root=root, move=move)
     state.problems.extend(walk_problems)
     present = {c.rel: c for c in candidates}
-    state.index_uploads(present)
-    state.index_done(present)
-    if state.follower is not None:
-        state.follower.index({c.rel for c in candidates})
-    state.sharing = sharing_sources(c.rel for c in candidates)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="scan") as pool:
+        state.recheck_touched(present, pool)
+        state.index_uploads(present)
+        state.index_done(present)
+        if state.follower is not None:
+            state.follower.index({c.rel for c in candidates})
+        state.sharing = sharing_sources(c.rel for c in candidates)
         # Batches keep the order (duplicates point at the first path) and let a limit stop
         # the probing early instead of after the whole library.
         for batch in _batches(candidates, max(1, workers) * 8):
@@ -634,6 +690,7 @@ def scan(
         files=len(report.entries),
         reused=report.reused,
         probed=report.probed,
+        touched_kept=state.touched_kept,
         problems=len(problems),
         elapsed_s=round(elapsed, 3),
     )

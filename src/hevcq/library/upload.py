@@ -12,9 +12,9 @@ import structlog
 
 from hevcq.errors import HevcqError
 from hevcq.keys import keeps_source_ext, naming_metadata, todo_key
-from hevcq.library.catalog import Catalog
+from hevcq.library.catalog import Catalog, Version
 from hevcq.library.scan import FileEntry, ScanReport
-from hevcq.library.walk import os_problem
+from hevcq.library.walk import fingerprint, os_problem
 from hevcq.media.model import Skip
 from hevcq.metadata import (
     META_HASH,
@@ -94,12 +94,19 @@ class NoProgress:
 
 @dataclass(frozen=True)
 class Uploaded:
-    """One upload attempt: ``sent`` is False when the object already held this content."""
+    """One upload attempt: ``sent`` is False when the object already held this content.
+
+    ``content_hash`` is the whole file's hash (``fingerprint(full=True)``), taken just
+    before it was sent, with ``version`` (size, mtime, inode) at that moment; None when
+    nothing was sent or the file changed while it was read.
+    """
 
     entry: FileEntry
     key: str
     sent: bool
     error: str | None = None
+    content_hash: str | None = None
+    version: Version | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,14 +136,23 @@ def upload_one(
             log.info("upload_skipped_same_content", key=key)
             advance(entry.size)
             return Uploaded(entry, key, sent=False)
+        version = (st.st_size, st.st_mtime_ns, st.st_ino)
+        # One whole read beside the upload's (mostly from the page cache it leaves warm):
+        # what lets a later run tell a touched file from an edited one, and keep its
+        # outputs instead of encoding it again (scan, ``_Scan.recheck_touched``).
+        content = fingerprint(path, full=True)
         metadata = upload_metadata(entry, st.st_mtime_ns, library, target_vmaf)
         target.upload(path, key, metadata, advance)
+        after = path.stat()
     except OSError as exc:
         return Uploaded(entry, key, False, os_problem(entry.rel, exc).reason)
     except HevcqError as exc:
         return Uploaded(entry, key, False, f"upload failed: {exc}")
     log.info("uploaded", key=key, bytes=entry.size)
-    return Uploaded(entry, key, sent=True)
+    unchanged = (after.st_size, after.st_mtime_ns, after.st_ino) == version
+    return Uploaded(
+        entry, key, sent=True, content_hash=content if unchanged else None, version=version
+    )
 
 
 def _same_upload(metadata: dict[str, str], entry: FileEntry, target_vmaf: float | None) -> bool:
@@ -183,11 +199,18 @@ def upload_all(
     return sorted(out, key=lambda u: u.entry.rel)
 
 
-def recorder(state: Catalog) -> Callable[[Uploaded], None]:
-    """An ``on_done`` that remembers successful uploads in the library's catalog."""
+def recorder(state: Catalog, *, farm_keeps: bool = True) -> Callable[[Uploaded], None]:
+    """An ``on_done`` that remembers in the library's catalog what a successful upload
+    read of the file (its content hash), and the upload itself when the farm keeps it
+    (``farm_keeps``: not an embedded farm, whose uploads die with it; remembering them
+    would stop a later ingest to a real farm from sending those files)."""
 
     def record(up: Uploaded) -> None:
-        if up.ok:
+        if not up.ok:
+            return
+        if up.content_hash is not None and up.version is not None:
+            state.record_content_hash(up.entry.rel, up.version, up.content_hash)
+        if farm_keeps:
             state.record_upload(up.entry.rel, up.key, up.entry.fingerprint)
 
     return record
