@@ -266,3 +266,45 @@ def test_files_touched_or_copied_back_since_keep_their_outputs_without_an_encode
     assert "Scanned 2 files (2 known, 0 probed)" in text, text[-3000:]
     assert "0 to upload" in text
     assert {name: (out / name).read_bytes() for name in _outputs(out)} == made
+
+
+_HEVC_ONLY = ("--no-dashboard", "--pools", "hevc")
+
+
+def test_a_file_renamed_while_its_job_runs_gets_its_output_and_no_second_encode(
+    tmp_path: Path,
+) -> None:
+    """Renamed after its upload, while the farm encodes it (a phone sync sorting a folder
+    during a long run): the output comes home under the old name, and the next run moves
+    it to the new one without an encode. Before, the output was dropped as orphaned, the
+    run failed, and the next run encoded the file again."""
+    lib = tmp_path / "lib"
+    make_clip(lib / "clip.mp4", width=1280, height=720, seconds=6)
+    out = tmp_path / "out"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out), *_HEVC_ONLY],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert run.stdout is not None
+    lines = []
+    for line in run.stdout:
+        lines.append(line)
+        if "clip.mp4: sent" in line:  # uploaded; the encode takes seconds more
+            (lib / "2024").mkdir()
+            (lib / "clip.mp4").rename(lib / "2024" / "holiday.mp4")
+    assert run.wait(timeout=240) == 0, "".join(lines)[-3000:]
+    text = " ".join("".join(lines).split())
+    assert "renamed to 2024/holiday.mp4 during the run" in text, text[-3000:]
+    made = (out / "hevc" / "clip.mp4").read_bytes()
+
+    second = _ingest(tmp_path, lib, out, "--pools", "hevc")
+    assert second.returncode == 0, second.stdout[-3000:]
+    text = " ".join(second.stdout.split())
+    assert "0 to upload" in text
+    assert "done in an earlier run as clip.mp4; output moved to this name" in text
+    assert _outputs(out) == {"hevc/2024/holiday.mp4"}
+    assert (out / "hevc" / "2024" / "holiday.mp4").read_bytes() == made

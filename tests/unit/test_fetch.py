@@ -320,6 +320,56 @@ def test_results_for_missing_or_changed_sources_are_reported(lib: Lib, change, r
     assert not (lib.out / "720p").exists() or not any((lib.out / "720p").iterdir())
 
 
+def test_a_source_renamed_during_the_run_gets_its_output_under_the_name_it_was_made_for(
+    lib: Lib,
+) -> None:
+    """Renamed (or moved into a folder) after its upload: the output is the renamed file's,
+    placed under the old name and "done" there, from where the next scan moves both
+    (``follow``). Before, it was dropped as orphaned and the file encoded again."""
+    lib.output("720p")
+    (lib.root / "2024").mkdir()
+    lib.src.rename(lib.root / "2024" / "holiday.mp4")
+    got = lib.fetcher(cleanup=False).process(lib.result("720p"))
+    assert got.action == "placed"
+    assert "renamed to 2024/holiday.mp4 during the run" in got.reason
+    assert (lib.out / "720p" / "a.720p.mp4").read_bytes() == OUTPUT
+    assert lib.state.decisions("a.mp4")["720p"].outcome == "done"
+
+
+def test_a_file_renamed_to_the_sources_place_or_a_copy_elsewhere_is_not_taken_for_it(
+    lib: Lib,
+) -> None:
+    """Only the file with the source's identity (inode, size, mtime) that still holds the
+    uploaded content: a copy (another inode) or the same inode edited is no rename."""
+    lib.output("720p")
+    lib.output("hevc")
+    copy = lib.root / "copy.mp4"
+    copy.write_bytes(ORIGINAL)
+    st = lib.src.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    lib.src.unlink()
+    got = lib.fetcher(cleanup=False).process(lib.result("720p"))
+    assert (got.action, got.reason) == ("orphaned", "source no longer in the library")
+
+    moved = lib.root / "moved.mp4"
+    copy.unlink()
+    moved.write_bytes(b"edited " * 200)  # a new file: another inode, other content
+    got = lib.fetcher(cleanup=False).process(lib.result("hevc"))
+    assert got.action == "orphaned"
+
+
+def test_a_replacing_pool_leaves_a_source_renamed_during_the_run_for_the_next_run(
+    lib: Lib,
+) -> None:
+    lib.output("hevc")
+    lib.src.rename(lib.root / "b.mp4")
+    got = lib.fetcher(replace=frozenset({"hevc"})).process(lib.result("hevc"))
+    assert got.action == "orphaned"
+    assert "renamed to b.mp4 during the run; the next run replaces it there" in got.reason
+    assert (lib.root / "b.mp4").read_bytes() == ORIGINAL
+    assert list_quarantine(lib.root / DEFAULT_QUARANTINE) == []
+
+
 def test_farm_failures_are_recorded_with_their_reason(lib: Lib) -> None:
     got = lib.fetcher().process(lib.result("1080p", "failed", reason="ffmpeg exited 1"))
     assert (got.action, got.ok) == ("failed", False)

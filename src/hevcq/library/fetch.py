@@ -8,9 +8,10 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -45,7 +46,7 @@ from hevcq.library.quarantine import (
 )
 from hevcq.library.results import Action, Fetched, Inbox, drain
 from hevcq.library.summary import human_bytes
-from hevcq.library.walk import fingerprint, mark_outputs
+from hevcq.library.walk import ScanOptions, fingerprint, mark_outputs, walk
 from hevcq.media.decide import KEPT_ORIGINAL
 from hevcq.messages import JobResult
 from hevcq.metadata import META_HASH, META_LIBRARY, META_PARTS, client_settled
@@ -70,6 +71,9 @@ _STOPS_PLACING = {
     errno.EPERM: ("operation not permitted in {}", "give this user write access"),
 }
 _ROOM_SLACK = 64 * 1024  # blocks and folder entries beyond the bytes themselves
+# A source missing from its path makes the library be walked to find where it went; the
+# walk is reused for this long before another missing source walks it again.
+_REWALK_S = 30.0
 
 T = TypeVar("T")
 
@@ -120,6 +124,12 @@ class Fetcher:
     _uploads: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _home: set[tuple[str, str, str]] = field(default_factory=set, init=False, repr=False)
     _marked: set[str] = field(default_factory=set, init=False, repr=False)  # pool folders
+    # The library's files by identity (inode, size, mtime), walked when a source is not at
+    # its path, to find where a rename during the run took it; and when that walk was.
+    _identities: dict[tuple[int, int, int], Path] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _walked_at: float = field(default=float("-inf"), init=False, repr=False)
 
     def remember_upload(self, source_key: str, fingerprint: str) -> None:
         """This run uploaded the content ``fingerprint`` to ``source_key``: its results are
@@ -189,6 +199,17 @@ class Fetcher:
         except ReplaceRefused as exc:
             return self._refused(r, rel, str(exc))
         fetched = self._fetch(r, rel, out, dest, (src, original))
+        renamed = original != src and not original.is_relative_to(self.quarantine)
+        if renamed and fetched.action == "placed":
+            # Renamed during the run: the output lands under the name it was made for,
+            # "done" there, and the next scan moves both to the new name (``follow``).
+            new = original.relative_to(self.root).as_posix()
+            log.info("output_of_renamed_source", rel=rel, pool=r.pool, now=new)
+            fetched = replace(
+                fetched,
+                reason=f"renamed to {new} during the run; the next run moves this output"
+                " to its name",
+            )
         if fetched.action in ("placed", "replaced", "skipped"):  # home, or the original kept
             self._home.add((r.source_key, r.pool, out.etag))
         if fetched.action == "placed" and r.pool not in self.options.replace:
@@ -428,7 +449,30 @@ class Fetcher:
                 return path, ""
         if src.is_file():
             return None, "source changed since it was uploaded"
-        return None, "source no longer in the library"
+        moved = self._renamed(rel, expected)
+        if moved is None:
+            return None, "source no longer in the library"
+        if r.pool in self.options.replace:
+            new = moved.relative_to(self.root).as_posix()
+            return None, f"source renamed to {new} during the run; the next run replaces it there"
+        return moved, ""
+
+    def _renamed(self, rel: str, expected: str) -> Path | None:
+        """Where a rename or a move inside the library took ``rel`` since the scan: the
+        file with the identity the catalog recorded for it (inode, size and mtime, which a
+        rename keeps) that still holds the uploaded content; None if there is none."""
+        rec = self.state.get(rel)
+        if rec is None:
+            return None
+        ident = (rec.inode, rec.size, rec.mtime_ns)
+        if ident not in self._identities and time.monotonic() - self._walked_at > _REWALK_S:
+            found, _ = walk(self.root, ScanOptions())
+            self._identities = {(c.inode, c.size, c.mtime_ns): c.path for c in found}
+            self._walked_at = time.monotonic()
+        path = self._identities.get(ident)
+        if path is None or not path.is_file() or _fingerprint(path, expected) != expected:
+            return None
+        return path
 
     def _uploaded_fingerprint(self, r: JobResult, rel: str) -> str | None:
         """The fingerprint of the uploaded content: this run's own upload, the catalog's

@@ -191,7 +191,8 @@ def _result_row(e: FileEntry, pool: str, r: JobResult, f: Fetched | None) -> Row
         return Row(e.rel, pool, "failed", why, e.size, r.output_bytes)
     if f is not None and f.action == "skipped" and r.outcome == "done":
         return Row(e.rel, pool, "skipped", f.reason, e.size)  # e.g. kept the original
-    reason = "; ".join(x for x in (r.reason or "", quality_note(r)) if x)
+    home = f.reason if f is not None and f.action == "placed" else ""  # e.g. renamed since
+    reason = "; ".join(x for x in (r.reason or "", quality_note(r), home) if x)
     return Row(e.rel, pool, r.outcome, reason, e.size, r.output_bytes, r.encode_s)
 
 
