@@ -250,3 +250,28 @@ def test_a_copy_added_since_is_a_duplicate_of_the_file_whose_outputs_are_home(
     copy = entry(report, "a copy.mp4")
     assert (copy.status, copy.duplicate_of) == ("duplicate", "one.mp4")
     assert entry(report, "one.mp4").status == "finished"
+
+
+def test_on_a_configured_farm_a_file_renamed_since_its_upload_says_where_its_outputs_are(
+    lib: Library,
+) -> None:
+    """The farm received it under its old path and makes its outputs under that name: the
+    row says so, rather than calling it a duplicate of a file that is no longer there."""
+    for e in lib.scan().to_send:
+        lib.store.record_upload(e.rel, f"TODO/{e.rel}", e.fingerprint)
+    lib.move("one.mp4", "2024/first.mp4")
+    report = lib.scan()
+    moved = entry(report, "2024/first.mp4")
+    assert (moved.status, moved.duplicate_of, moved.duplicate_gone) == (
+        "duplicate",
+        "one.mp4",
+        True,
+    )
+    assert moved.why_duplicate == (
+        "the farm received this content as one.mp4, gone from the library since (renamed?):"
+        " its outputs keep that name"
+    )
+    # A copy beside a path still there is a duplicate as before.
+    (lib.root / "copy.mp4").write_bytes((lib.root / "two.mp4").read_bytes())
+    copy = entry(lib.scan(), "copy.mp4")
+    assert (copy.why_duplicate, copy.duplicate_gone) == ("duplicate of two.mp4", False)

@@ -100,7 +100,7 @@ def print_table(table: Table, console: Console | None = None) -> None:
 
 def _why_not_sent(e: FileEntry) -> str:
     if e.status == "duplicate":
-        return f"duplicate of {e.duplicate_of}"
+        return e.why_duplicate
     if e.status == "uploaded":
         return "already uploaded"
     if e.status == "deferred":

@@ -123,7 +123,7 @@ def _local_row(e: FileEntry, pool: str, up: Uploaded | None) -> Row | None:
     """The row of a file the farm never saw in this run, or None."""
     d = e.decisions.get(pool)
     if e.status == "duplicate":
-        return Row(e.rel, pool, "skipped", f"duplicate of {e.duplicate_of}", e.size)
+        return Row(e.rel, pool, "skipped", e.why_duplicate, e.size)
     if e.status == "deferred":
         return Row(e.rel, pool, "deferred", "over this run's limit; the next run takes it", e.size)
     if up is not None and not up.ok:

@@ -65,6 +65,9 @@ class FileEntry:
     decisions: Mapping[str, Decision] = field(default_factory=dict)
     outcomes: Mapping[str, PoolState] = field(default_factory=dict)
     duplicate_of: str | None = None
+    # The path it duplicates is gone from the library: a configured farm received this
+    # content under that path (a file renamed since its upload), whose outputs keep it.
+    duplicate_gone: bool = False
     upload_key: str | None = None
     cached: bool = False  # reused from the catalog without opening the file
     with_source_ext: bool = False  # its output name keeps its extension (keys.sharing_sources)
@@ -77,6 +80,16 @@ class FileEntry:
     # Pools whose output is a copy of the primary pool's identical encode, which an earlier
     # run brought home (``hevcq.library.share``): pool -> the primary's name.
     shared: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def why_duplicate(self) -> str:
+        """What a duplicate's row says."""
+        if self.duplicate_gone:
+            return (
+                f"the farm received this content as {self.duplicate_of}, gone from the library"
+                " since (renamed?): its outputs keep that name"
+            )
+        return f"duplicate of {self.duplicate_of}"
 
     @property
     def pools_to_encode(self) -> tuple[str, ...]:
@@ -217,6 +230,7 @@ class _Scan:
             if r.original_fingerprint
         }
         self.uploaded: dict[str, str] = {}
+        self.uploaded_gone: set[str] = set()  # paths of those uploads gone from the disk
         self.sent_files = self.sent_bytes = 0
         self.limit_reached = False
         self.entries: list[FileEntry] = []
@@ -281,6 +295,8 @@ class _Scan:
             cur = present.get(rec.rel)
             if rec.uploaded and (cur is None or _same_version(rec, cur)):
                 self.uploaded[rec.fingerprint] = rec.rel
+                if cur is None:
+                    self.uploaded_gone.add(rec.rel)
 
     def index_done(self, present: Mapping[str, Candidate]) -> None:
         """Content whose outputs an earlier run made stays with that path, unchanged and
@@ -378,6 +394,7 @@ class _Scan:
                 decisions=decisions,
                 outcomes=outcomes,
                 duplicate_of=first,
+                duplicate_gone=first in self.uploaded_gone,
                 upload_key=key,
                 cached=cached,
                 with_source_ext=c.rel in self.sharing,
