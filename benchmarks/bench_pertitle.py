@@ -10,18 +10,20 @@ The per-title ladder is then probed for it, encoded and checked (``check_ladder`
 Figures: total segment bytes per-title over Apple's, the top rungs' VMAF gap (per-title
 minus Apple's), and the probes' CPU over the per-title ladder's own encode CPU (ffmpeg's
 command alone; both measured as CPU seconds of this process and its children).
+``BENCH_PERTITLE_KINDS`` (a comma list of ``CONTENT_KINDS``) runs part of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import tempfile
 from functools import partial
 from pathlib import Path
 
 from benchmarks.bench_ladder import _apple, _bytes, _cpu_of, _fixed_rate_args
-from benchmarks.clips import content_clip
+from benchmarks.clips import content_clip, mixed_clip
 from benchmarks.harness import Figure, figure
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import (
@@ -38,7 +40,16 @@ from hevcq.media.pertitle import Pick, Prober, per_title_rungs
 from hevcq.media.probe import probe
 from hevcq.media.quality import score
 
-CONTENT_KINDS = ("moderate", "high")
+# Two classes on their own, then scenes of static, moderate and high content in turn
+# (``clips.mixed_clip``): complexity that changes from scene to scene, as a real video's
+# does, where a fixed bitrate spends as much on a still scene as on a busy one.
+CONTENT_KINDS = ("moderate", "high", "mixed")
+
+
+def _source(kind: str, seconds: float, size: tuple[int, int]) -> Path:
+    if kind == "mixed":
+        return mixed_clip(seconds, *size)
+    return content_clip(kind, seconds, *size)
 
 
 def _top_vmaf(ffmpeg: str, src: Path, ladder: Path, tmp: Path) -> float:
@@ -59,8 +70,10 @@ def run(quick: bool = False) -> list[Figure]:
     ffmpeg = find_ffmpeg()
     seconds, size = (20.0, (640, 360)) if quick else (60.0, (1280, 720))
     figs: list[Figure] = []
-    for kind in CONTENT_KINDS[:1] if quick else CONTENT_KINDS:
-        src = content_clip(kind, seconds, *size)
+    only = [k for k in os.environ.get("BENCH_PERTITLE_KINDS", "").split(",") if k]
+    kinds = only or (CONTENT_KINDS[:1] if quick else CONTENT_KINDS)
+    for kind in kinds:
+        src = _source(kind, seconds, size)
         info = probe(src)
         plan = plan_ladder(info)
         assert plan is not None

@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from hevcq.media.crfsearch import SampleRules, gop_bytes, scan_source
 from hevcq.media.ladder import LadderPlan, Rung, ladder_args
 from hevcq.media.pertitle import (
+    PROBE_RULES,
     Point,
     curve_points,
     frontier,
     pick_rungs,
     probe_args,
     rungs_of,
+    stratified_spans,
     upper_hull,
 )
+from hevcq.media.samples import make_clip
 from hevcq.pools import Pool
 
 
@@ -205,3 +209,69 @@ def test_a_fixed_ladder_hashes_as_before_and_a_per_title_target_changes_the_hash
     assert len({fixed.settings_hash(), per_title.settings_hash(), other.settings_hash()}) == 3
     assert fixed.ladder is not None
     assert "per_title" not in fixed.ladder.hash_material(None)
+
+
+# --- where the probes' samples fall ---------------------------------------------------------
+
+# A minute of three 20 s scenes, a keyframe every 10 s: still (100 kB a stretch), busy (1 MB)
+# and noisy (5 MB), as a source encoded at one quality spends on them.
+SCENES_KEYS = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)
+SCENES_BYTES = (100_000, 100_000, 1_000_000, 1_000_000, 5_000_000, 5_000_000)
+
+
+def scene_of(start: float) -> str:
+    return ("still", "busy", "noisy")[int(start // 20)]
+
+
+def test_samples_stand_for_the_easiest_to_the_hardest_stretches_not_the_clock() -> None:
+    """Placed by time, two samples a minute land at 20 s and 40 s, snapped back to the
+    keyframes at 10 s and 30 s: the still and the busy scene, never the noisy one."""
+    two = stratified_spans(60.0, SCENES_KEYS, SCENES_BYTES, 2, PROBE_RULES)
+    assert [scene_of(s) for s, _ in two] == ["still", "noisy"]
+    three = stratified_spans(60.0, SCENES_KEYS, SCENES_BYTES, 3, PROBE_RULES)
+    assert [scene_of(s) for s, _ in three] == ["still", "busy", "noisy"]
+    # Each starts on its stretch's keyframe, as a stream copy cuts, and is as long as asked.
+    assert all(s in SCENES_KEYS and n == PROBE_RULES.length_s for s, n in three)
+
+
+def test_stretches_are_weighed_by_their_length_and_their_rate() -> None:
+    """A long easy stretch outweighs a short hard one: half the points fall in it."""
+    keys = (0.0, 50.0, 55.0)
+    spans = stratified_spans(60.0, keys, (500_000, 1_000_000, 2_000_000), 2, PROBE_RULES)
+    # rates: 10 kB/s over 50 s, 200 kB/s and 400 kB/s over 5 s each
+    assert [s for s, _ in spans] == [0.0, 50.0]
+
+
+def test_an_even_source_is_sampled_evenly_and_a_long_stretch_is_never_sampled_twice() -> None:
+    keys = tuple(float(t) for t in range(0, 60, 10))
+    even = stratified_spans(60.0, keys, (1000,) * 6, 2, PROBE_RULES)
+    assert [s for s, _ in even] == [10.0, 40.0]
+    # one stretch holds both points: the second sample takes the next harder stretch
+    spans = stratified_spans(60.0, (0.0, 55.0), (5_500, 5_000), 2, PROBE_RULES)
+    assert [s for s, _ in spans] == [0.0, 55.0]
+
+
+def test_too_few_keyframes_to_choose_from_leaves_the_placement_by_time() -> None:
+    assert stratified_spans(60.0, (0.0,), (1000,), 2, PROBE_RULES) == ()
+    assert stratified_spans(60.0, (0.0, 30.0), (1, 1), 3, PROBE_RULES) == ()
+    assert stratified_spans(60.0, SCENES_KEYS, SCENES_BYTES, 0, PROBE_RULES) == ()
+
+
+def test_a_sample_near_the_end_is_cut_to_what_is_left() -> None:
+    spans = stratified_spans(60.0, (0.0, 59.0), (1000, 10_000), 2, SampleRules(length_s=1.5))
+    assert spans == ((0.0, 1.5), (59.0, 1.0))
+
+
+def test_gop_bytes_counts_each_packet_with_the_keyframe_before_it() -> None:
+    packets = [(-0.04, 7), (0.0, 100), (0.5, 10), (1.0, 200), (1.04, 20), (2.5, 30)]
+    assert gop_bytes((0.0, 1.0), packets) == (117, 250)
+    assert gop_bytes((), packets) == ()
+
+
+def test_a_scan_measures_every_video_byte_between_keyframes(tmp_path: Path) -> None:
+    # 264 frames at 24 fps: past x264's default GOP of 250, so two keyframes at least
+    clip = make_clip(tmp_path / "clip.mp4", width=64, height=48, seconds=11.0, audio_streams=0)
+    scan = scan_source(clip, 0)
+    assert len(scan.gop_bytes) == len(scan.keyframes) >= 2
+    assert sum(scan.gop_bytes) == scan.stream_bytes[0]
+    assert all(n > 0 for n in scan.gop_bytes)

@@ -357,13 +357,19 @@ class SourceScan:
 
     keyframes: tuple[float, ...]
     stream_bytes: dict[int, int]
+    # The main video's bytes from each keyframe to the next (aligned with ``keyframes``):
+    # how much the source spent on each stretch, a measure of how hard it is to encode.
+    # Empty when not read (a scan cached by an older release).
+    gop_bytes: tuple[int, ...] = ()
 
 
 def scan_source(path: Path, video_index: int) -> SourceScan:
     """Read every packet's header once: keyframe times of ``video_index`` (seconds from
-    the file's start, as ``-ss`` counts) and the bytes of each stream."""
+    the file's start, as ``-ss`` counts), the bytes of each stream, and the main video's
+    bytes between consecutive keyframes."""
     marks: list[float] = []
     sizes: dict[int, int] = {}
+    video: list[tuple[float, int]] = []  # (time, bytes) of each video packet
     try:
         with av.open(str(path), metadata_errors="replace") as f:
             origin = (f.start_time or 0) / AV_TIME_BASE
@@ -372,11 +378,30 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
                     continue  # a demuxer's flush packet
                 index = packet.stream.index
                 sizes[index] = sizes.get(index, 0) + packet.size
-                if index == video_index and packet.is_keyframe and packet.pts is not None:
-                    marks.append(float(packet.pts * packet.time_base) - origin)
+                if index != video_index:
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None:
+                    continue
+                at = float(ts * packet.time_base) - origin
+                video.append((at, packet.size))
+                if packet.is_keyframe and packet.pts is not None:
+                    marks.append(at)
     except av.FFmpegError as exc:
         raise PermanentError(f"unreadable or truncated: {exc.strerror or exc}") from exc
-    return SourceScan(tuple(sorted(set(marks))), sizes)
+    keyframes = tuple(sorted(set(marks)))
+    return SourceScan(keyframes, sizes, gop_bytes(keyframes, video))
+
+
+def gop_bytes(keyframes: Sequence[float], packets: Sequence[tuple[float, int]]) -> tuple[int, ...]:
+    """The bytes of ``packets`` ((time, bytes)) between each keyframe and the next (pure);
+    a packet before the first keyframe counts with the first."""
+    out = [0] * len(keyframes)
+    if not keyframes:
+        return ()
+    for at, size in packets:
+        out[max(0, bisect.bisect_right(keyframes, at + 1e-6) - 1)] += size
+    return tuple(out)
 
 
 # Sources whose samples are cut to MP4 rather than Matroska (names of ffmpeg's demuxer).

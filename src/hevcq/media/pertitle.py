@@ -1,8 +1,9 @@
 """Per-title ladders: the rungs and bitrates of a source's HLS ladder from its own
 rate-quality curves instead of a fixed table.
 
-A few short samples of the source (``crfsearch.sample_plan`` and ``cut_sample``, with
-rules of their own: probes must stay cheap) are encoded at every rung size the fixed
+A few short samples of the source (as many as ``crfsearch.sample_plan`` says, with rules
+of their own: probes must stay cheap; placed by ``stratified_spans`` from the easiest to
+the hardest stretches of the source; cut by ``cut_sample``) are encoded at every rung size the fixed
 ladder allows (``ladder.rung_heights``, never above the source) at ``PROBE_CRFS``, with
 the ladder's own H.264 settings, and each probe is scored with VMAF against the sample at
 the source's size (``quality.score``, which scales the probe up to it). That gives, per
@@ -36,7 +37,9 @@ from pathlib import Path
 
 from hevcq.media.crfsearch import (
     CEILING_SLACK,
+    SamplePlan,
     SampleRules,
+    Span,
     cut_sample,
     sample_format,
     sample_plan,
@@ -74,7 +77,8 @@ CAP_FACTOR = 2.0
 # 0025): one 2 s sample a minute mispredicted a drifting clip's top rung by 4.8 VMAF;
 # two 2 s samples a minute by 3.0, at 0.34 of the encode's CPU; two of 1.5 s by 1.0, at
 # 0.21-0.26; four of 0.75 s overshot by 2.0 (a keyframe opens every short sample, a
-# quarter of the frames scored), at up to 0.32.
+# quarter of the frames scored), at up to 0.32. Where they fall is ``stratified_spans``:
+# by the source's own bit rate, not by the clock.
 PROBE_RULES = SampleRules(
     length_s=1.5, every_s=30.0, min_count=1, min_count_above_s=0.0, whole_share=0.85
 )
@@ -248,6 +252,53 @@ class Prober:
     subsample: int = PROBE_SUBSAMPLE
 
 
+def stratified_spans(
+    duration_s: float,
+    keyframes: Sequence[float],
+    gop_bytes: Sequence[int],
+    count: int,
+    rules: SampleRules,
+) -> tuple[Span, ...]:
+    """``count`` samples that stand for the source's stretches from the easiest to the
+    hardest (pure); empty when the source has too few keyframes to choose from.
+
+    Each stretch from a keyframe to the next is ranked by the source's own bit rate there,
+    which is high where the picture is hard to encode (the source was encoded at some
+    quality, whatever it was). Walking the ranking with each stretch weighted by its length,
+    sample ``k`` starts on the keyframe of the stretch at the ``(k + 1/2) / count`` point,
+    so each sample stands for an equal share of the running time, and together they span
+    its complexity. Samples placed by time alone see whatever the clock lands on: on a video
+    of a still, a busy and a noisy scene, two samples a minute both fell in easy scenes and
+    the ladder's top rung came out 10 VMAF below its target.
+    """
+    stretches = [
+        (start, end - start, size)
+        for start, end, size in zip(
+            keyframes, [*keyframes[1:], duration_s], gop_bytes, strict=False
+        )
+        if end > start
+    ]
+    if count < 1 or len(stretches) < max(2, count):
+        return ()
+    ranked = sorted(stretches, key=lambda g: (g[2] / g[1], g[0]))
+    total = sum(length for _, length, _ in ranked)
+    chosen: list[int] = []
+    for k in range(count):
+        point, walked, at = total * (k + 0.5) / count, 0.0, len(ranked) - 1
+        for i, (_, length, _) in enumerate(ranked):
+            walked += length
+            if walked >= point:
+                at = i
+                break
+        while at in chosen and at + 1 < len(ranked):
+            at += 1  # a long stretch holding two points: the next harder one
+        chosen.append(at)
+    spans = sorted(
+        (ranked[i][0], min(rules.length_s, duration_s - ranked[i][0])) for i in set(chosen)
+    )
+    return tuple((round(start, 3), round(length, 3)) for start, length in spans)
+
+
 def probe_args(
     ffmpeg: str,
     sample: Path,
@@ -299,9 +350,14 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
     fps = constant_rate(video.fps)
     rungs = choose_rungs(width, height, fps)
     # Samples start on keyframes, as a stream copy does anyway (else a sparse-GOP source
-    # would make each one a whole GOP long).
-    keyframes = scan_source(src, video.index).keyframes
-    plan = sample_plan(info.duration_s, keyframes, run.rules)
+    # would make each one a whole GOP long), chosen by how hard each stretch is.
+    scanned = scan_source(src, video.index)
+    plan = sample_plan(info.duration_s, scanned.keyframes, run.rules)
+    if not plan.whole and info.duration_s:
+        spans = stratified_spans(
+            info.duration_s, scanned.keyframes, scanned.gop_bytes, len(plan.spans), run.rules
+        )
+        plan = SamplePlan(whole=False, spans=spans) if spans else plan
     samples: list[Path] = []
     try:
         if plan.whole:
