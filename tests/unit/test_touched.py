@@ -68,11 +68,13 @@ def test_a_touched_file_keeps_its_outputs_and_is_neither_probed_nor_sent(lib: Li
     report, probed = probed_scan(lib)
     assert report.to_send == ()
     assert probed == []
+    assert report.touched_kept == 1
     found = entry(report, "one.mp4")
     assert (found.status, dict(found.outcomes)) == ("finished", {"hevc": "done", "720p": "done"})
     # The catalog now knows the file by its new mtime: the next scan reads nothing of it.
     assert lib.store.get("one.mp4").mtime_ns == one.stat().st_mtime_ns
-    assert probed_scan(lib)[0].to_send == ()
+    again = probed_scan(lib)[0]
+    assert (again.to_send, again.touched_kept) == ((), 0)
 
 
 def test_a_file_copied_to_another_disk_keeps_its_outputs(lib: Library, tmp_path: Path) -> None:

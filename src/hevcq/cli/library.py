@@ -508,10 +508,15 @@ def _scanned(summary_follows: bool) -> Callable[[ScanReport], None]:
 
     def show(report: ScanReport) -> None:
         files, bad = len(report.entries) + len(report.problems), len(report.problems)
+        touched = (
+            f", {report.touched_kept} of them touched since but unchanged"
+            if report.touched_kept
+            else ""
+        )
         console.print(
-            f"Scanned {files} {'file' if files == 1 else 'files'} ({report.reused} known,"
-            f" {report.probed} probed) in {report.elapsed_s:.1f} s; {len(report.to_send)} to"
-            f" upload, {bad} {'problem' if bad == 1 else 'problems'}."
+            f"Scanned {files} {'file' if files == 1 else 'files'} ({report.reused} known"
+            f"{touched}, {report.probed} probed) in {report.elapsed_s:.1f} s;"
+            f" {len(report.to_send)} to upload, {bad} {'problem' if bad == 1 else 'problems'}."
         )
         if not summary_follows:
             for p in report.problems:

@@ -122,6 +122,9 @@ class ScanReport:
     reused: int  # files answered from the catalog
     probed: int  # files fingerprinted and probed in this run
     elapsed_s: float
+    # Of the known files, those touched (or copied anew) since and found unchanged by a
+    # whole read (``_Scan.recheck_touched``).
+    touched_kept: int = 0
 
     def with_status(self, status: Status) -> tuple[FileEntry, ...]:
         """Entries in one status."""
@@ -700,6 +703,7 @@ def scan(
         state.reused,
         state.probed,
         elapsed,
+        state.touched_kept,
     )
     log.info(
         "library_scanned",

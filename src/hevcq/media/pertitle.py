@@ -3,11 +3,11 @@ rate-quality curves instead of a fixed table.
 
 A few short samples of the source (as many as ``crfsearch.sample_plan`` says, with rules
 of their own: probes must stay cheap; placed by ``stratified_spans`` from the easiest to
-the hardest stretches of the source; cut by ``cut_sample``) are encoded at every rung size the fixed
-ladder allows (``ladder.rung_heights``, never above the source) at ``PROBE_CRFS``, with
-the ladder's own H.264 settings, and each probe is scored with VMAF against the sample at
-the source's size (``quality.score``, which scales the probe up to it). That gives, per
-size, a curve of bit rate against VMAF.
+the hardest stretches of the source; cut by ``cut_sample``) are encoded at every rung
+size the fixed ladder allows (``ladder.rung_heights``, never above the source) at
+``PROBE_CRFS``, with the ladder's own H.264 settings, and each probe is scored with VMAF
+against the sample at the source's size (``quality.score``, which scales the probe up to
+it). That gives, per size, a curve of bit rate against VMAF.
 
 The parts, the pure ones tested on their own:
 
