@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from hevcq.media.crfsearch import SampleRules, gop_bytes, scan_source
+from hevcq.media.crfsearch import GopBytes, SampleRules, scan_source
 from hevcq.media.ladder import LadderPlan, Rung, ladder_args
 from hevcq.media.pertitle import (
     PROBE_RULES,
@@ -262,10 +262,17 @@ def test_a_sample_near_the_end_is_cut_to_what_is_left() -> None:
     assert spans == ((0.0, 1.5), (59.0, 1.0))
 
 
-def test_gop_bytes_counts_each_packet_with_the_keyframe_before_it() -> None:
-    packets = [(-0.04, 7), (0.0, 100), (0.5, 10), (1.0, 200), (1.04, 20), (2.5, 30)]
-    assert gop_bytes((0.0, 1.0), packets) == (117, 250)
-    assert gop_bytes((), packets) == ()
+def test_gop_bytes_counts_each_packet_with_the_keyframe_before_it_in_decode_order() -> None:
+    gops = GopBytes()
+    gops.add(7)  # before any keyframe: counted with the first
+    gops.add(100, keyframe_at=0.0)
+    gops.add(10)
+    gops.add(200, keyframe_at=1.0)
+    gops.add(20)
+    gops.add(5, keyframe_at=1.0)  # a second keyframe at the same time is the same stretch
+    gops.add(30)
+    assert gops.result() == ((0.0, 1.0), (117, 255))
+    assert GopBytes().result() == ((), ())
 
 
 def test_a_scan_measures_every_video_byte_between_keyframes(tmp_path: Path) -> None:

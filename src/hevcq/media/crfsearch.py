@@ -367,9 +367,8 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
     """Read every packet's header once: keyframe times of ``video_index`` (seconds from
     the file's start, as ``-ss`` counts), the bytes of each stream, and the main video's
     bytes between consecutive keyframes."""
-    marks: list[float] = []
     sizes: dict[int, int] = {}
-    video: list[tuple[float, int]] = []  # (time, bytes) of each video packet
+    gops = GopBytes()
     try:
         with av.open(str(path), metadata_errors="replace") as f:
             origin = (f.start_time or 0) / AV_TIME_BASE
@@ -380,28 +379,44 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
                 sizes[index] = sizes.get(index, 0) + packet.size
                 if index != video_index:
                     continue
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None:
-                    continue
-                at = float(ts * packet.time_base) - origin
-                video.append((at, packet.size))
+                at = None
                 if packet.is_keyframe and packet.pts is not None:
-                    marks.append(at)
+                    at = float(packet.pts * packet.time_base) - origin
+                gops.add(packet.size, keyframe_at=at)
     except av.FFmpegError as exc:
         raise PermanentError(f"unreadable or truncated: {exc.strerror or exc}") from exc
-    keyframes = tuple(sorted(set(marks)))
-    return SourceScan(keyframes, sizes, gop_bytes(keyframes, video))
+    keyframes, per_gop = gops.result()
+    return SourceScan(keyframes, sizes, per_gop)
 
 
-def gop_bytes(keyframes: Sequence[float], packets: Sequence[tuple[float, int]]) -> tuple[int, ...]:
-    """The bytes of ``packets`` ((time, bytes)) between each keyframe and the next (pure);
-    a packet before the first keyframe counts with the first."""
-    out = [0] * len(keyframes)
-    if not keyframes:
-        return ()
-    for at, size in packets:
-        out[max(0, bisect.bisect_right(keyframes, at + 1e-6) - 1)] += size
-    return tuple(out)
+class GopBytes:
+    """The video's bytes from each keyframe to the next, counted packet by packet in the
+    order they are stored (decode order), without keeping the packets: a packet belongs to
+    the last keyframe before it in that order, packets before the first one to the first.
+    Keyframes at the same time are one."""
+
+    def __init__(self) -> None:
+        self._gops: dict[float, int] = {}
+        self._current: float | None = None
+        self._before_first = 0
+
+    def add(self, size: int, *, keyframe_at: float | None = None) -> None:
+        """One packet of ``size`` bytes; ``keyframe_at``: its time, if it is a keyframe."""
+        if keyframe_at is not None:
+            self._current = keyframe_at
+            self._gops.setdefault(keyframe_at, 0)
+        if self._current is None:
+            self._before_first += size
+        else:
+            self._gops[self._current] += size
+
+    def result(self) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        """The keyframe times, in order, and the bytes of each one's stretch."""
+        keyframes = tuple(sorted(self._gops))
+        per_gop = [self._gops[t] for t in keyframes]
+        if per_gop:
+            per_gop[0] += self._before_first
+        return keyframes, tuple(per_gop)
 
 
 # Sources whose samples are cut to MP4 rather than Matroska (names of ffmpeg's demuxer).
