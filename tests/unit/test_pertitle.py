@@ -251,6 +251,23 @@ def test_an_even_source_is_sampled_evenly_and_a_long_stretch_is_never_sampled_tw
     assert [s for s, _ in spans] == [0.0, 55.0]
 
 
+def test_rates_that_differ_by_an_encoders_wander_rank_by_time() -> None:
+    """An even clip's stretches (kB/s as a real one measured): ranked by that noise, the
+    first sample fell on the very first keyframe; ranked as equal, the two are spread."""
+    keys = (0.0, 10.4, 20.8, 31.2, 41.7, 52.1)
+    rates = (454, 457, 457, 454, 455, 451)
+    ends = (*keys[1:], 60.0)
+    sizes = tuple(round(r * 1000 * (e - k)) for r, k, e in zip(rates, keys, ends, strict=True))
+    spans = stratified_spans(60.0, keys, sizes, 2, PROBE_RULES)
+    assert [s for s, _ in spans] == [10.4, 41.7]
+    # Two still stretches 8 % apart rank as one band (rounding rates into fixed bands would
+    # split them, and put a sample on the first keyframe again).
+    keys = (0.0, 10.42, 20.0, 30.42, 40.79, 51.17)
+    sizes = (12_214, 10_390, 4_736_380, 7_531_427, 41_245_995, 36_729_764)
+    spans = stratified_spans(60.0, keys, sizes, 2, PROBE_RULES)
+    assert [s for s, _ in spans] == [10.42, 40.79]
+
+
 def test_too_few_keyframes_to_choose_from_leaves_the_placement_by_time() -> None:
     assert stratified_spans(60.0, (0.0,), (1000,), 2, PROBE_RULES) == ()
     assert stratified_spans(60.0, (0.0, 30.0), (1, 1), 3, PROBE_RULES) == ()

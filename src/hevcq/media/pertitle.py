@@ -82,6 +82,9 @@ CAP_FACTOR = 2.0
 PROBE_RULES = SampleRules(
     length_s=1.5, every_s=30.0, min_count=1, min_count_above_s=0.0, whole_share=0.85
 )
+# Stretches whose source bit rates are within this factor of their band's lowest rank as
+# equally hard (``stratified_spans``).
+RATE_BIN = 1.25
 # Odd on purpose: an even step lines up with x264's frame-type pattern and scores mostly
 # one kind of frame (every 4th frame of a noisy clip scored 3.4 points above all of them;
 # every 3rd, 5th or 7th within 0.3).
@@ -264,11 +267,12 @@ def stratified_spans(
 
     Each stretch from a keyframe to the next is ranked by the source's own bit rate there,
     which is high where the picture is hard to encode (the source was encoded at some
-    quality, whatever it was). Walking the ranking with each stretch weighted by its length,
-    sample ``k`` starts on the keyframe of the stretch at the ``(k + 1/2) / count`` point,
-    so each sample stands for an equal share of the running time, and together they span
-    its complexity. Samples placed by time alone see whatever the clock lands on: on a video
-    of a still, a busy and a noisy scene, two samples a minute both fell in easy scenes and
+    quality, whatever it was); rates within a band (from its lowest rate to ``RATE_BIN``
+    times it) rank by time. Walking the ranking with each stretch weighted by its length, sample
+    ``k`` starts on the keyframe of the stretch at the ``(k + 1/2) / count`` point, so
+    each sample stands for an equal share of the running time, and together they span its
+    complexity. Samples placed by time alone see whatever the clock lands on: on a video of
+    a still, a busy and a noisy scene, two samples a minute both fell in easy scenes and
     the ladder's top rung came out 10 VMAF below its target.
     """
     stretches = [
@@ -280,7 +284,18 @@ def stratified_spans(
     ]
     if count < 1 or len(stretches) < max(2, count):
         return ()
-    ranked = sorted(stretches, key=lambda g: (g[2] / g[1], g[0]))
+    # Rates in one band rank as equal, in time order: what an encoder spends wanders by a
+    # few per cent on even content, and ranking by that noise would place the samples
+    # anywhere (the first at the very start, where intros and fades are unlike the rest);
+    # ranked by time instead, an even source is sampled evenly. A band runs from its
+    # lowest rate up to RATE_BIN times it.
+    bands: list[list[tuple[float, float, int]]] = []
+    for g in sorted(stretches, key=lambda g: g[2] / g[1]):
+        if bands and max(g[2], 1) / g[1] <= RATE_BIN * max(bands[-1][0][2], 1) / bands[-1][0][1]:
+            bands[-1].append(g)
+        else:
+            bands.append([g])
+    ranked = [g for band in bands for g in sorted(band)]
     total = sum(length for _, length, _ in ranked)
     chosen: list[int] = []
     for k in range(count):
