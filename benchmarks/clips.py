@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from hevcq.library.calibrate import make_content
+from hevcq.library.calibrate import CONTENT, content_args, make_content
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 
@@ -132,39 +132,14 @@ def mixed_clip(seconds: float, width: int, height: int, fps: int = 24) -> Path:
     """Scenes of each content class in turn (``library.calibrate.CONTENT``: static,
     moderate, high), a third of ``seconds`` each, as H.264 + AAC: a source whose
     complexity changes from scene to scene, as a real video's does."""
-    from hevcq.library.calibrate import CONTENT  # noqa: PLC0415
-
     scene = seconds / 3
     parts = [
         f"{CONTENT[kind].format(w=width, h=height, fps=fps)},trim=duration={scene:g}[v{n}]"
         for n, kind in enumerate(("static", "moderate", "high"))
     ]
-    graph = ";".join(parts) + ";[v0][v1][v2]concat=n=3:v=1:a=0,format=yuv420p[out0]"
+    graph = ";".join(parts) + ";[v0][v1][v2]concat=n=3:v=1:a=0[out0]"
     return generated(
         "content",
         f"mixed-{width}x{height}-{seconds:g}s.mp4",
-        lambda out: [
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            graph,
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=duration={seconds:g}",
-            "-t",
-            f"{seconds:g}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "18",
-            "-c:a",
-            "aac",
-            "-f",
-            "mp4",
-            f"file:{out}",
-        ],
+        lambda out: ["-y", *content_args(graph, seconds, out)],
     )

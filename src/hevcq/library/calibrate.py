@@ -103,13 +103,18 @@ def make_content(
     """Write a high-quality H.264 + AAC clip of one CONTENT class."""
     w, h = size
     video = CONTENT[kind].format(w=w, h=h, fps=CALIBRATION_FPS)
-    args = [
-        find_ffmpeg(ffmpeg),
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
+    quiet = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    args = [find_ffmpeg(ffmpeg), *quiet, *content_args(video, seconds, dest)]
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ConfigError(f"ffmpeg could not generate a {kind} clip: {done.stderr[-300:]}")
+    return dest
+
+
+def content_args(video: str, seconds: float, dest: Path) -> list[str]:
+    """ffmpeg's arguments (after the binary and its global options) that write the lavfi
+    graph ``video`` with a tone, ``seconds`` long, as a high-quality H.264 + AAC MP4."""
+    return [
         "-f",
         "lavfi",
         "-i",
@@ -134,10 +139,6 @@ def make_content(
         "mp4",
         f"file:{dest}",
     ]
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ConfigError(f"ffmpeg could not generate a {kind} clip: {done.stderr[-300:]}")
-    return dest
 
 
 def _cpu_s(who: int) -> float:
