@@ -379,6 +379,20 @@ def test_a_source_that_cannot_reach_the_target_within_the_limit_keeps_its_origin
     assert "DONE/q/a.mp4" not in store.objects
 
 
+def test_a_rendition_that_cannot_reach_the_target_is_not_made_and_keeps_nothing(
+    tmp_path, clip
+) -> None:
+    """A rendition stands in for no original: its row says it was not made."""
+    rendition = pool(vmaf=93, max_size_percent=20).model_copy(update={"output_suffix": ".small"})
+    assert not rendition.may_replace_originals
+    result, _, store = run_job(tmp_path, clip, rendition)
+    assert result.outcome == "skipped"
+    assert result.reason.startswith(
+        "no output made: VMAF 93 not reached within 20 % of the source size"
+    )
+    assert "DONE/q/a.mp4" not in store.objects
+
+
 def test_a_pool_that_only_scores_encodes_at_its_own_crf(tmp_path, clip) -> None:
     scored = pool(vmaf=90)
     result, _, _ = run_job(tmp_path, clip, scored)

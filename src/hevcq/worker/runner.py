@@ -231,6 +231,13 @@ def _drain(t: threading.Thread, box: dict[str, ObjectInfo | BaseException]) -> N
         log.info("upload_ended_after_stop", output_key=out.key, output_etag=out.etag)
 
 
+def _unmade(pool: Pool) -> str:
+    """What a pool whose target is out of reach does instead: a pool whose output stands in
+    for the original keeps the original; a rendition, a ladder or a copy in another format
+    is simply not made (there is no original of its kind to keep)."""
+    return "kept the original" if pool.may_replace_originals else "no output made"
+
+
 def sweep_scratch(work_dir: Path) -> list[Path]:
     """Remove scratch folders left by workers that died (SIGKILL, OOM); returns them.
 
@@ -558,7 +565,7 @@ class JobRunner:
         lap("search_s")
         probes = [(p.crf, p.score) for p in got.probes]
         if isinstance(got, Unreachable):
-            reason = f"kept the original: {got.reason}"
+            reason = f"{_unmade(spec.pool)}: {got.reason}"
             log.info("job_skipped", reason=reason, probes=probes, cached=got.cached)
             return self._result(
                 spec,
