@@ -21,6 +21,8 @@ from hevcq.media.pertitle import (
     pick_rungs,
     probe_args,
     rungs_of,
+    sample_count,
+    scene_classes,
     stratified_spans,
     upper_hull,
 )
@@ -266,6 +268,46 @@ def test_rates_that_differ_by_an_encoders_wander_rank_by_time() -> None:
     sizes = (12_214, 10_390, 4_736_380, 7_531_427, 41_245_995, 36_729_764)
     spans = stratified_spans(60.0, keys, sizes, 2, PROBE_RULES)
     assert [s for s, _ in spans] == [10.42, 40.79]
+
+
+def test_a_minute_of_three_unlike_scenes_gets_a_sample_of_each() -> None:
+    """The clock gives a minute two samples, which miss one of its three scenes: it gets
+    three, one in each."""
+    assert scene_classes(60.0, SCENES_KEYS, SCENES_BYTES) == 3
+    count = sample_count(2, 60.0, SCENES_KEYS, SCENES_BYTES)
+    assert count == 3
+    spans = stratified_spans(60.0, SCENES_KEYS, SCENES_BYTES, count, PROBE_RULES)
+    assert [scene_of(s) for s, _ in spans] == ["still", "busy", "noisy"]
+
+
+def test_one_kind_of_picture_keeps_the_clocks_count() -> None:
+    """Rates wandering within a factor of two are one kind of picture: an even clip, or one
+    that grows harder along its minute (kB/s as the benchmark's measured)."""
+    even = tuple(float(t) for t in range(0, 60, 10))
+    assert scene_classes(60.0, even, (1000,) * 6) == 1
+    assert sample_count(2, 60.0, even, (1000,) * 6) == 2
+    keys = (0.0, 8.5, 17.0, 25.5, 34.0, 42.5, 51.0)
+    rates = (1454, 1616, 2200, 2896, 4395, 3129, 4429)
+    ends = (*keys[1:], 60.0)
+    sizes = tuple(round(r * 1000 * (e - k)) for r, k, e in zip(rates, keys, ends, strict=True))
+    assert scene_classes(60.0, keys, sizes) == 2
+    assert sample_count(2, 60.0, keys, sizes) == 2
+
+
+def test_a_brief_scene_is_no_class_and_extra_samples_stop_at_their_share() -> None:
+    # a 5 s burst in a minute (8 % of it) is not a kind of picture of its own
+    keys = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 55.0)
+    sizes = (1000, 1000, 1000, 1000, 1000, 500, 50_000)
+    assert scene_classes(60.0, keys, sizes) == 1
+    # six unlike scenes in a minute: three samples at most (7.5 % of it, 1.5 s each)
+    six_keys = tuple(float(t) for t in range(0, 60, 10))
+    six_sizes = tuple(10**k for k in range(1, 7))
+    assert scene_classes(60.0, six_keys, six_sizes) == 6
+    assert sample_count(2, 60.0, six_keys, six_sizes) == 3
+    # never fewer than the clock gives, and nothing to count in an empty scan
+    assert sample_count(4, 60.0, six_keys, six_sizes) == 4
+    assert sample_count(1, 10.0, (), ()) == 1
+    assert scene_classes(0.0, (), ()) == 0
 
 
 def test_too_few_keyframes_to_choose_from_leaves_the_placement_by_time() -> None:

@@ -85,6 +85,14 @@ PROBE_RULES = SampleRules(
 # Stretches whose source bit rates are within this factor of their band's lowest rank as
 # equally hard (``stratified_spans``).
 RATE_BIN = 1.25
+# A source that holds unlike scenes gets a sample for each (``sample_count``): stretches
+# whose bit rates are within CLASS_FACTOR of their class's lowest are one kind of picture,
+# and a class counts when it holds MIN_CLASS_SHARE of the running time. The extra samples
+# stop at MAX_SAMPLED_SHARE of the running time, 1.5 times what the clock's rule takes
+# (5 %), which keeps the probes within 30 % of the ladder's encode.
+CLASS_FACTOR = 2.0
+MIN_CLASS_SHARE = 0.15
+MAX_SAMPLED_SHARE = 0.075
 # Odd on purpose: an even step lines up with x264's frame-type pattern and scores mostly
 # one kind of frame (every 4th frame of a noisy clip scored 3.4 points above all of them;
 # every 3rd, 5th or 7th within 0.3).
@@ -275,13 +283,7 @@ def stratified_spans(
     a still, a busy and a noisy scene, two samples a minute both fell in easy scenes and
     the ladder's top rung came out 10 VMAF below its target.
     """
-    stretches = [
-        (start, end - start, size)
-        for start, end, size in zip(
-            keyframes, [*keyframes[1:], duration_s], gop_bytes, strict=False
-        )
-        if end > start
-    ]
+    stretches = _stretches(duration_s, keyframes, gop_bytes)
     if count < 1 or len(stretches) < max(2, count):
         return ()
     # Rates in one band rank as equal, in time order: what an encoder spends wanders by a
@@ -312,6 +314,57 @@ def stratified_spans(
         (ranked[i][0], min(rules.length_s, duration_s - ranked[i][0])) for i in set(chosen)
     )
     return tuple((round(start, 3), round(length, 3)) for start, length in spans)
+
+
+def _stretches(
+    duration_s: float, keyframes: Sequence[float], gop_bytes: Sequence[int]
+) -> list[tuple[float, float, int]]:
+    """(start, length, bytes) of each stretch from a keyframe to the next (pure)."""
+    return [
+        (start, end - start, size)
+        for start, end, size in zip(
+            keyframes, [*keyframes[1:], duration_s], gop_bytes, strict=False
+        )
+        if end > start
+    ]
+
+
+def scene_classes(duration_s: float, keyframes: Sequence[float], gop_bytes: Sequence[int]) -> int:
+    """How many unlike kinds of picture the source holds, judged by its own bit rate (pure):
+    its stretches sorted by rate, a class runs from its lowest rate up to ``CLASS_FACTOR``
+    times it, and counts when it holds ``MIN_CLASS_SHARE`` of the running time."""
+    stretches = _stretches(duration_s, keyframes, gop_bytes)
+    total = sum(length for _, length, _ in stretches)
+    if total <= 0:
+        return 0
+    classes: list[list[float]] = []  # [lowest rate, running time]
+    for _, length, size in sorted(stretches, key=lambda g: g[2] / g[1]):
+        rate = max(size, 1) / length
+        if classes and rate <= CLASS_FACTOR * classes[-1][0]:
+            classes[-1][1] += length
+        else:
+            classes.append([rate, length])
+    return sum(1 for _, length in classes if length >= MIN_CLASS_SHARE * total)
+
+
+def sample_count(
+    clock: int,
+    duration_s: float,
+    keyframes: Sequence[float],
+    gop_bytes: Sequence[int],
+    rules: SampleRules = PROBE_RULES,
+) -> int:
+    """How many samples the probes take (pure): the clock's ``clock`` (one every
+    ``rules.every_s``), or one per kind of picture (``scene_classes``) when the source
+    holds more, up to ``MAX_SAMPLED_SHARE`` of its running time.
+
+    Two samples a minute cannot stand for a minute of a still, a busy and a noisy scene:
+    whichever two they hit, the third is missing from the curve, and the per-title top
+    rung missed its target by 1.7 VMAF (docs/benchmarks.md). A source of one kind of
+    picture keeps the clock's count, and its probes cost what they did.
+    """
+    room = int(MAX_SAMPLED_SHARE * duration_s / rules.length_s) if rules.length_s > 0 else 0
+    return max(clock, min(scene_classes(duration_s, keyframes, gop_bytes), room))
 
 
 def probe_args(
@@ -369,8 +422,11 @@ def probe_points(run: Prober, src: Path, info: MediaInfo) -> list[Point]:
     scanned = scan_source(src, video.index)
     plan = sample_plan(info.duration_s, scanned.keyframes, run.rules)
     if not plan.whole and info.duration_s:
+        count = sample_count(
+            len(plan.spans), info.duration_s, scanned.keyframes, scanned.gop_bytes, run.rules
+        )
         spans = stratified_spans(
-            info.duration_s, scanned.keyframes, scanned.gop_bytes, len(plan.spans), run.rules
+            info.duration_s, scanned.keyframes, scanned.gop_bytes, count, run.rules
         )
         plan = SamplePlan(whole=False, spans=spans) if spans else plan
     samples: list[Path] = []
