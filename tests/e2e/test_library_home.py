@@ -121,6 +121,26 @@ def test_identical_copies_stay_duplicates_across_replace_runs(tmp_path: Path) ->
         assert run.stdout.count("duplicate of a.mp4") == 2, run.stdout[-3000:]
 
 
+def test_a_swapped_in_file_touched_since_is_no_source_for_a_rendition(tmp_path: Path) -> None:
+    """A sync client gave hevcq's HEVC copy a new mtime: the next run took it for a new
+    source, sent it to the 720p pool to make a rendition of the copy, and refused to place
+    that over the rendition made from the original, failing the run."""
+    pool_dir(tmp_path, ("hevc", "720p"))  # the folder every run here uses, with 720p too
+    lib = tmp_path / "lib"
+    make_clip(lib / "clip.mp4", width=1920, height=1080, seconds=0.5)
+    pools = ("--pools", "hevc,720p", "--replace")
+    first = _ingest(tmp_path, lib, tmp_path / "out", *pools)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    placed = lib / "clip.mp4"
+    made = placed.read_bytes()
+    later = 1_900_000_000_000_000_000
+    os.utime(placed, ns=(later, later))
+    second = _ingest(tmp_path, lib, tmp_path / "out", *pools)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    assert "Nothing to encode" in second.stdout, second.stdout[-3000:]
+    assert placed.read_bytes() == made
+
+
 def test_outputs_inside_the_library_are_never_sources_of_a_run_into_another_out(
     tmp_path: Path,
 ) -> None:

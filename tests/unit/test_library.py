@@ -316,6 +316,52 @@ def test_a_replacement_changed_since_is_a_source_again(lib: Path, store: Catalog
     assert entry.pools_to_encode == ("720p",)
 
 
+def test_a_replacement_touched_or_synced_since_is_still_no_source(
+    lib: Path, store: Catalog
+) -> None:
+    """A sync client rewriting times gave hevcq's HEVC copy a new mtime: the 720p pool
+    then made a rendition of it, over the one made from the original."""
+    placed = make(lib, "cam/a.mp4", b"hevc\n")
+    store.record_replacement(
+        "cam/a.mp4", placed.stat(), "cam/a.MOV", fingerprint(placed, full=True)
+    )
+    read: list[Path] = []
+    real = scan_module._holds_content
+
+    def holds_content(pair: tuple[Any, str]) -> bool:
+        read.append(pair[0].path)
+        return real(pair)
+
+    for n in range(2):  # the second run finds the new identity recorded, and reads nothing
+        os.utime(placed, ns=(1, 2_000_000_000 + n))
+        read.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(scan_module, "_holds_content", holds_content)
+            entry = next(e for e in run(lib, store).entries if e.rel == "cam/a.mp4")
+            again = next(e for e in run(lib, store).entries if e.rel == "cam/a.mp4")
+        assert (entry.status, entry.pools_to_encode) == ("skip", ())
+        reason = entry.decisions["720p"]
+        assert isinstance(reason, Skip)
+        assert "from cam/a.MOV" in reason.reason
+        assert again.status == "skip"
+        assert read == [placed]  # hashed once, by the first of the two runs
+    st = placed.stat()
+    assert store.load_replacements()["cam/a.mp4"].holds(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def test_a_replacement_edited_in_place_to_the_same_size_is_a_source_again(
+    lib: Path, store: Catalog
+) -> None:
+    placed = make(lib, "cam/a.mp4", b"hevc\n")
+    store.record_replacement(
+        "cam/a.mp4", placed.stat(), "cam/a.MOV", fingerprint(placed, full=True)
+    )
+    body = placed.read_bytes()
+    placed.write_bytes(body[:-1] + b"X")  # same size, other content, new mtime
+    entry = next(e for e in run(lib, store).entries if e.rel == "cam/a.mp4")
+    assert entry.pools_to_encode == ("720p",)
+
+
 def test_a_copy_of_a_replaced_original_stays_its_duplicate(lib: Path, store: Catalog) -> None:
     for rel in ("b.mp4", "a.mp4"):
         (lib / rel).write_bytes(b"h264\nsame bytes")
@@ -338,7 +384,8 @@ def test_a_catalog_from_before_replacements_kept_fingerprints_opens(tmp_path: Pa
         )
         db.execute("INSERT INTO replacements VALUES ('a.mp4', 1, 2, 3, 'a.MOV', 0)")
     with Catalog(path) as old:
-        assert old.load_replacements()["a.mp4"].original_fingerprint is None
+        made = old.load_replacements()["a.mp4"]
+        assert (made.original_fingerprint, made.content_hash) == (None, None)
 
 
 def test_changed_pool_settings_redecide_without_probing(lib: Path, store: Catalog) -> None:

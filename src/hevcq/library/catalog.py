@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS replacements (
     inode INTEGER NOT NULL,
     original TEXT NOT NULL,
     replaced_at REAL NOT NULL,
-    original_fingerprint TEXT
+    original_fingerprint TEXT,
+    content_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS rollbacks (
     rel TEXT PRIMARY KEY,
@@ -197,6 +198,9 @@ class Replacement:
     inode: int
     original: str  # the original's relative path (now in the quarantine, or purged)
     original_fingerprint: str | None = None  # its content, so its copies stay duplicates
+    # The placed file's whole-file hash (``walk.fingerprint(full=True)``): touched or synced
+    # since, with the same hash, it is still hevcq's file (``scan._Scan.recheck_replacements``).
+    content_hash: str | None = None
 
     def holds(self, size: int, mtime_ns: int, inode: int) -> bool:
         """True while the file at ``rel`` is still the one hevcq placed there."""
@@ -354,6 +358,8 @@ class Catalog:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(replacements)")}
         if "original_fingerprint" not in columns:  # a catalog from an older release
             self._db.execute("ALTER TABLE replacements ADD COLUMN original_fingerprint TEXT")
+        if "content_hash" not in columns:  # a catalog from an older release
+            self._db.execute("ALTER TABLE replacements ADD COLUMN content_hash TEXT")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
         if "content_hash" not in columns:  # a catalog from an older release
             self._db.execute("ALTER TABLE files ADD COLUMN content_hash TEXT")
@@ -503,13 +509,20 @@ class Catalog:
             (outcome, reason, time.time() if at is None else at, rel, pool),
         )
 
-    def record_replacement(self, rel: str, placed: os.stat_result, original: str) -> None:
-        """Remember that the file now at ``rel`` (``placed``: its stat) replaced ``original``,
-        and the original's content as last scanned (its copies stay its duplicates)."""
+    def record_replacement(
+        self,
+        rel: str,
+        placed: os.stat_result,
+        original: str,
+        content_hash: str | None = None,
+    ) -> None:
+        """Remember that the file now at ``rel`` (``placed``: its stat; ``content_hash``: its
+        whole-file hash, when taken) replaced ``original``, and the original's content as
+        last scanned (its copies stay its duplicates)."""
         self._db.execute(
             "INSERT OR REPLACE INTO replacements (rel, size, mtime_ns, inode, original,"
-            " replaced_at, original_fingerprint) VALUES (?, ?, ?, ?, ?, ?,"
-            " (SELECT fingerprint FROM files WHERE rel=?))",
+            " replaced_at, original_fingerprint, content_hash) VALUES (?, ?, ?, ?, ?, ?,"
+            " (SELECT fingerprint FROM files WHERE rel=?), ?)",
             (
                 rel,
                 placed.st_size,
@@ -518,13 +531,22 @@ class Catalog:
                 original,
                 time.time(),
                 original,
+                content_hash,
             ),
+        )
+
+    def renew_replacement(self, rel: str, mtime_ns: int, inode: int) -> None:
+        """The file hevcq swapped in at ``rel`` now has this mtime and inode, its content
+        unchanged (touched, synced, restored)."""
+        self._db.execute(
+            "UPDATE replacements SET mtime_ns=?, inode=? WHERE rel=?", (mtime_ns, inode, rel)
         )
 
     def load_replacements(self) -> dict[str, Replacement]:
         """Every file hevcq swapped in, keyed by its relative path."""
         rows = self._db.execute(
-            "SELECT rel, size, mtime_ns, inode, original, original_fingerprint FROM replacements"
+            "SELECT rel, size, mtime_ns, inode, original, original_fingerprint, content_hash"
+            " FROM replacements"
         ).fetchall()
         return {row[0]: Replacement(*row) for row in rows}
 

@@ -406,10 +406,16 @@ class Fetcher:
         return Fetched(rel, r.pool, action, path=path, result=r)
 
     def _remember_replacement(self, placed: Path, original: str) -> None:
-        """Mark the swapped-in file so no later scan takes it for a source."""
+        """Mark the swapped-in file so no later scan takes it for a source, with its whole
+        hash: touched or synced since (a new mtime), it is still known as hevcq's."""
         try:
+            before = placed.stat()
+            content: str | None = fingerprint(placed, full=True)
+            after = placed.stat()
+            if _identity(after) != _identity(before):
+                content = None  # changed while it was read: known by its stat alone
             self.state.record_replacement(
-                placed.relative_to(self.root).as_posix(), placed.stat(), original
+                placed.relative_to(self.root).as_posix(), after, original, content
             )
         except OSError as exc:  # moved or removed already: a changed file is a new source
             log.warning("replacement_not_recorded", rel=original, error=str(exc))
@@ -779,3 +785,8 @@ def fetch_library(
     if finished:
         log.info("interrupted_swaps_finished", count=len(finished))
     return drain(inbox, fetcher, follow=follow, stop=stop, on_item=on_item)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a file from another: size, mtime and inode."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino)

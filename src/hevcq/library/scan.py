@@ -15,7 +15,7 @@ import structlog
 from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
 from hevcq.keys import output_relative, sharing_sources, todo_key
-from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState
+from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState, Replacement
 from hevcq.library.follow import Follower
 from hevcq.library.share import Sharer
 from hevcq.library.walk import (
@@ -240,6 +240,7 @@ class _Scan:
         self.problems: list[Problem] = []
         self.new_files: list[FileRecord] = []
         self.refreshed: list[FileRecord] = []  # new identities of unchanged content
+        self.renewed: list[Replacement] = []  # the same, for files hevcq swapped in
         self.touched_kept = 0
         self.new_decisions: list[tuple[str, str, PoolRecord]] = []
         self.reused = self.probed = 0
@@ -291,6 +292,33 @@ class _Scan:
                 self.files[c.rel] = kept
                 self.refreshed.append(kept)
         self.touched_kept = len(self.refreshed)
+
+    def recheck_replacements(
+        self, present: Mapping[str, Candidate], pool: ThreadPoolExecutor
+    ) -> None:
+        """Keep knowing a file hevcq swapped in once it is touched, synced or restored.
+
+        Its mark holds by size, mtime and inode; with a new mtime it would pass for a new
+        source, and the rendition pools would encode hevcq's own HEVC copy (a rendition of
+        a rendition, over the one made from the original). The same whole-file hash as when
+        it was placed keeps the mark, under the new identity; any other change makes it a
+        source again, as before.
+        """
+        touched = [
+            (c, r)
+            for r in self.replacements.values()
+            if (c := present.get(r.rel)) is not None
+            and r.content_hash is not None
+            and r.size == c.size
+            and not r.holds(c.size, c.mtime_ns, c.inode)
+        ]
+        checks = [(c, r.content_hash) for c, r in touched if r.content_hash is not None]
+        for (c, r), same in zip(touched, pool.map(_holds_content, checks), strict=True):
+            if same:
+                self.replacements[r.rel] = replace(r, mtime_ns=c.mtime_ns, inode=c.inode)
+                self.renewed.append(self.replacements[r.rel])
+        if self.renewed:
+            self.replaced_by_identity = _by_identity(self.replacements.values())
 
     def index_uploads(self, present: Mapping[str, Candidate]) -> None:
         """Fingerprints whose upload still holds that content (path gone or unchanged)."""
@@ -575,9 +603,11 @@ class _Scan:
 
     def flush(self) -> None:
         """Persist new probes and decisions of the last batch in one transaction."""
-        if not (self.new_files or self.new_decisions or self.refreshed):
+        if not (self.new_files or self.new_decisions or self.refreshed or self.renewed):
             return
         with self.store.transaction():
+            for made in self.renewed:
+                self.store.renew_replacement(made.rel, made.mtime_ns, made.inode)
             for rec in self.refreshed:
                 self.store.put_file(rec)  # its decisions and outcomes stay
             for rec in self.new_files:
@@ -585,7 +615,7 @@ class _Scan:
                 self.store.drop_decisions(rec.rel)
             for rel, pool, prec in self.new_decisions:
                 self.store.put_decision(rel, pool, prec)
-        self.new_files, self.new_decisions, self.refreshed = [], [], []
+        self.new_files, self.new_decisions, self.refreshed, self.renewed = [], [], [], []
 
     def totals(self) -> dict[str, PoolTotals]:
         """Per-pool work among the files to send: the pools that encode them in this run,
@@ -637,12 +667,19 @@ def _same_content(pair: tuple[Candidate, FileRecord]) -> bool:
     """True when the file now at ``c`` still holds the content ``rec`` hashed whole, and
     did not change while it was read (runs in a worker thread)."""
     c, rec = pair
+    return rec.content_hash is not None and _holds_content((c, rec.content_hash))
+
+
+def _holds_content(pair: tuple[Candidate, str]) -> bool:
+    """True when the file now at ``c`` hashes whole to ``content_hash`` and did not change
+    while it was read (runs in a worker thread)."""
+    c, content_hash = pair
     try:
         now = fingerprint(c.path, full=True)
         st = c.path.stat()
     except OSError:
         return False  # the scan's own read of it says what is wrong
-    return now == rec.content_hash and (st.st_size, st.st_mtime_ns, st.st_ino) == (
+    return now == content_hash and (st.st_size, st.st_mtime_ns, st.st_ino) == (
         c.size,
         c.mtime_ns,
         c.inode,
@@ -683,6 +720,7 @@ def scan(
     present = {c.rel: c for c in candidates}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="scan") as pool:
         state.recheck_touched(present, pool)
+        state.recheck_replacements(present, pool)
         state.index_uploads(present)
         state.index_done(present)
         if state.follower is not None:
