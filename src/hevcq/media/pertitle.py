@@ -2,7 +2,8 @@
 rate-quality curves instead of a fixed table.
 
 A few short samples of the source (as many as ``crfsearch.sample_plan`` says, with rules
-of their own: probes must stay cheap; placed by ``stratified_spans`` from the easiest to
+of their own: probes must stay cheap; one for each unlike scene when that is more,
+``sample_count``; placed by ``stratified_spans`` from the easiest to
 the hardest stretches of the source; cut by ``cut_sample``) are encoded at every rung
 size the fixed ladder allows (``ladder.rung_heights``, never above the source) at
 ``PROBE_CRFS``, with the ladder's own H.264 settings, and each probe is scored with VMAF
