@@ -414,7 +414,7 @@ def quality(
     console.print(
         Text(
             f"VMAF {got.mean:.2f} (1% low {got.low:.2f}{neg}{on_phone}) "
-            f"with {got.model}, {got.frames} frames"
+            f"with {got.model}, {got.frames} frame{'' if got.frames == 1 else 's'}"
         )
     )
     if db is not None:
