@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -356,10 +357,13 @@ def test_a_replacement_edited_in_place_to_the_same_size_is_a_source_again(
     store.record_replacement(
         "cam/a.mp4", placed.stat(), "cam/a.MOV", fingerprint(placed, full=True)
     )
+    was = store.load_replacements()["cam/a.mp4"]
     body = placed.read_bytes()
     placed.write_bytes(body[:-1] + b"X")  # same size, other content, new mtime
     entry = next(e for e in run(lib, store).entries if e.rel == "cam/a.mp4")
     assert entry.pools_to_encode == ("720p",)
+    # known changed: its mark keeps the placed file's identity, and no later scan reads it
+    assert store.load_replacements()["cam/a.mp4"] == replace(was, content_hash=None)
 
 
 def test_a_copy_of_a_replaced_original_stays_its_duplicate(lib: Path, store: Catalog) -> None:

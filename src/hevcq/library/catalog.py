@@ -535,11 +535,15 @@ class Catalog:
             ),
         )
 
-    def renew_replacement(self, rel: str, mtime_ns: int, inode: int) -> None:
-        """The file hevcq swapped in at ``rel`` now has this mtime and inode, its content
-        unchanged (touched, synced, restored)."""
+    def renew_replacement(
+        self, rel: str, mtime_ns: int, inode: int, content_hash: str | None
+    ) -> None:
+        """Record what a scan found of the file hevcq swapped in at ``rel``: this mtime and
+        inode with its content unchanged (touched, synced, restored), or, changed, no
+        content hash any more (its identity stays the placed file's)."""
         self._db.execute(
-            "UPDATE replacements SET mtime_ns=?, inode=? WHERE rel=?", (mtime_ns, inode, rel)
+            "UPDATE replacements SET mtime_ns=?, inode=?, content_hash=? WHERE rel=?",
+            (mtime_ns, inode, content_hash, rel),
         )
 
     def load_replacements(self) -> dict[str, Replacement]:

@@ -316,7 +316,9 @@ class _Scan:
         for (c, r), same in zip(touched, pool.map(_holds_content, checks), strict=True):
             if same:
                 self.replacements[r.rel] = replace(r, mtime_ns=c.mtime_ns, inode=c.inode)
-                self.renewed.append(self.replacements[r.rel])
+            else:  # changed: a source from now on, and not read whole on every scan
+                self.replacements[r.rel] = replace(r, content_hash=None)
+            self.renewed.append(self.replacements[r.rel])
         if self.renewed:
             self.replaced_by_identity = _by_identity(self.replacements.values())
 
@@ -607,7 +609,7 @@ class _Scan:
             return
         with self.store.transaction():
             for made in self.renewed:
-                self.store.renew_replacement(made.rel, made.mtime_ns, made.inode)
+                self.store.renew_replacement(made.rel, made.mtime_ns, made.inode, made.content_hash)
             for rec in self.refreshed:
                 self.store.put_file(rec)  # its decisions and outcomes stay
             for rec in self.new_files:
