@@ -398,6 +398,14 @@ class Pool(_Strict):
         return not self.output_suffix and self.encode.container == AUTO and self.ladder is None
 
     @property
+    def scored_at_own_size(self) -> bool:
+        """A rendition's quality is measured at its own size (``quality.compared_size``):
+        scored against its source at the source's size, a 720p rendition of sharp 1080p
+        footage stays near VMAF 90 at any CRF, and a target of 95 either made none at all
+        or spent CRF 10 trying to put back what the downscale left out."""
+        return self.applies.target_height is not None and self.ladder is None
+
+    @property
     def fixed_extension(self) -> str | None:
         """The extension of every output of this pool; None when it follows the source
         (an ``auto`` container: ``hevcq.keys.output_extension``). A ladder's output is its
@@ -448,6 +456,8 @@ class Pool(_Strict):
             material["ladder"] = self.ladder.hash_material(self.quality)
         search = self.quality.hash_material() if self.quality is not None else None
         if search is not None:
+            if self.scored_at_own_size:
+                search = {**search, "scored_at": "own size"}
             material["crf_search"] = search
         blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

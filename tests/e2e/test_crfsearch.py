@@ -393,6 +393,32 @@ def test_a_rendition_that_cannot_reach_the_target_is_not_made_and_keeps_nothing(
     assert "DONE/q/a.mp4" not in store.objects
 
 
+def test_a_rendition_is_searched_and_scored_at_its_own_size(tmp_path) -> None:
+    """Scored against its source at the source's size, a half-size rendition peaks near
+    VMAF 88 at CRF 10, and a target of 95 made none. At its own size the search finds a
+    CRF that reaches it, and the output's own score agrees."""
+    src = make_clip(tmp_path / "wide.mp4", width=640, height=360, seconds=4)
+    rendition = Pool.model_validate(
+        {
+            "name": "q",
+            "output_suffix": ".small",
+            "applies": {"source_codecs": ["h264"], "target_height": 180},
+            "encode": {"preset": "ultrafast"},
+            "quality": {"vmaf": 95, "max_size_percent": 80},
+        }
+    )
+    assert rendition.scored_at_own_size
+    result, _, store = run_job(tmp_path, src, rendition)
+    assert result.outcome == "done", result.reason
+    assert result.crf is not None
+    assert result.crf > 14
+    assert result.vmaf is not None
+    assert result.predicted_vmaf is not None
+    assert result.predicted_vmaf >= 95
+    assert abs(result.vmaf - 95) < 1.5
+    assert "DONE/q/a.mp4" in store.objects
+
+
 def test_a_pool_that_only_scores_encodes_at_its_own_crf(tmp_path, clip) -> None:
     scored = pool(vmaf=90)
     result, _, _ = run_job(tmp_path, clip, scored)

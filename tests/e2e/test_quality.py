@@ -100,6 +100,34 @@ def test_a_rendition_is_scored_at_the_source_size(tmp_path: Path) -> None:
     assert 40 < got.mean < 99  # upscaled for scoring: lower, but a real score
 
 
+def test_a_rendition_scored_at_its_own_size_measures_the_encode_not_the_downscale(
+    tmp_path: Path,
+) -> None:
+    """At the source's size a half-size rendition stays far under 95 even at CRF 10 (the
+    detail the downscale left out counts against it); at its own size the source is
+    brought down with the encodes' scaler and the score measures the encode."""
+    src = make_clip(tmp_path / "s.mp4", width=640, height=360, seconds=1)
+    fine = tmp_path / "fine.mp4"
+    ffmpeg(
+        *("-i", str(src), "-vf", "scale=320:180:flags=lanczos", "-c:v", "libx265"),
+        *("-preset", "ultrafast", "-crf", "10", "-x265-params", "log-level=error", str(fine)),
+    )
+    coarse = encode(src, tmp_path / "coarse.mp4", "-vf", "scale=320:180:flags=lanczos")
+    at_source = score(find_ffmpeg(), src, fine)
+    own = score(find_ffmpeg(), src, fine, own_size=True)
+    assert at_source.mean < 92
+    assert own.mean > 97
+    assert score(find_ffmpeg(), src, coarse, own_size=True).mean < own.mean - 3
+    # an output as large as its source compares at the source's size either way
+    same = encode(src, tmp_path / "same.mp4")
+    assert score(find_ffmpeg(), src, same, own_size=True).mean == pytest.approx(
+        score(find_ffmpeg(), src, same).mean, abs=0.01
+    )
+    assert xpsnr_score(find_ffmpeg(), src, fine, own_size=True).mean > (
+        xpsnr_score(find_ffmpeg(), src, fine).mean + 5
+    )
+
+
 def test_a_batch_scores_each_output_as_scoring_it_alone_does(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "s.mp4", width=640, height=360, seconds=1)
     outs = [

@@ -3,6 +3,8 @@ curves, the size prediction, what a probe's cache key covers, and the pool setti
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from collections.abc import Callable
@@ -288,9 +290,10 @@ def test_the_key_covers_source_samples_arguments_and_ffmpeg_and_nothing_else() -
             "etag-1", samples, key_args(probe_plan(plan(preset="slow"), 24, whole=False)), "n9.0.2"
         ),
         probe_key("etag-1", samples, args, "n9.0.3"),
+        probe_key("etag-1", samples, args, "n9.0.2", own_size=True),  # scored at its size
     }
     assert key not in others
-    assert len(others) == 7
+    assert len(others) == 8
 
 
 def test_two_pools_with_the_same_plan_share_their_probes() -> None:
@@ -331,6 +334,32 @@ def test_only_a_search_changes_the_settings_hash() -> None:
     assert pool(vmaf=95, max_size_percent=70).settings_hash() != searched
     assert pool(vmaf=95, max_size_percent=80, margin=2).settings_hash() == searched
     assert pool(vmaf=95, search=True).settings_hash() not in (plain, searched)
+
+
+def test_a_searching_renditions_hash_says_it_is_scored_at_its_own_size() -> None:
+    """Its CRF is chosen by a score at its own size now: outputs searched for a target at
+    the source's size are not current for it (and one that scores only keeps its hash)."""
+
+    def rendition(**quality: object) -> Pool:
+        doc: dict = {"name": "r", "output_suffix": ".720p"}
+        doc["applies"] = {"source_codecs": ["h264"], "target_height": 720}
+        return Pool.model_validate({**doc, **({"quality": quality} if quality else {})})
+
+    assert rendition().scored_at_own_size
+    assert not pool().scored_at_own_size
+    searched = rendition(vmaf=95, max_size_percent=80)
+    material = {"vmaf": 95.0, "max_size_percent": 80.0, "scored_at": "own size"}
+    blob = json.dumps(
+        {
+            "applies": searched.applies.model_dump(),
+            "encode": searched.encode.hash_material(),
+            "crf_search": material,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert searched.settings_hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert rendition(vmaf=95).settings_hash() == rendition().settings_hash()
 
 
 def test_a_run_target_makes_a_file_pool_search_for_it_within_its_own_limit_or_80() -> None:

@@ -16,6 +16,7 @@ from hevcq.media.quality import (
     XPSNR_CEILING,
     Picture,
     ScoringError,
+    compared_size,
     lengths_differ,
     low_mean,
     model_for,
@@ -74,6 +75,21 @@ def test_an_interlaced_or_anamorphic_source_is_scored_as_the_viewer_sees_it() ->
     source = vmaf_graph(plain, Fraction(30), Path("/l"), phone=False, threads=1).split(";")[1]
     assert "bwdif" not in source
     assert "scale" not in source
+
+
+def test_a_rendition_is_compared_at_its_own_size_with_the_encodes_scaler() -> None:
+    uhd = Picture(3840, 2160, 25.0, ten_bit=False, hdr=False)
+    hd = Picture(1920, 1080, 25.0, ten_bit=False, hdr=False)
+    assert compared_size(uhd, hd, own_size=True) == (1920, 1080)
+    assert compared_size(uhd, hd, own_size=False) == (3840, 2160)
+    assert compared_size(hd, hd, own_size=True) == (1920, 1080)
+    assert compared_size(hd, uhd, own_size=True) == (1920, 1080)  # never scored larger
+    graph = vmaf_graph(uhd, Fraction(25), Path("/l"), phone=False, threads=1, size=(1920, 1080))
+    dist, source, vmaf = graph.split(";")
+    assert source.endswith("scale=1920:1080:flags=lanczos,setsar=1[ref]")  # as encodes scale
+    assert "scale=1920:1080" in dist
+    assert "version=vmaf_v0.6.1\\:name=vmaf" in vmaf  # the model of the size compared at
+    assert "scale=1920:1080" in xpsnr_graph(uhd, Fraction(25), Path("/s"), (1920, 1080))
 
 
 def test_a_probe_score_can_ask_for_every_nth_frame_only() -> None:

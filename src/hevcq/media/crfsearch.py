@@ -545,9 +545,11 @@ def find_crf(
     target: float,
     max_size_percent: float | None = None,
     metric: Metric = "vmaf",
+    own_size: bool = False,
 ) -> SearchResult | Unreachable:
     """Search the CRF for ``plan`` on ``src`` (its probe is ``info``) that reaches
-    ``target`` in ``metric``.
+    ``target`` in ``metric`` (with ``own_size``, a smaller output, a rendition, scored at
+    its own size: ``quality.compared_size``).
 
     ``source_id`` names the source's content (the worker passes the source object's
     ETag); with ``run.cache_dir`` set, each probe's measurement is kept there under a
@@ -562,7 +564,7 @@ def find_crf(
     duration = info.duration_s or 0.0
     samples = sample_plan(info.duration_s, scan.keyframes, run.rules)
     other = kept_bytes(plan, scan.stream_bytes, duration)
-    prober = _Prober(run, src, plan, samples, cache, metric=metric)
+    prober = _Prober(run, src, plan, samples, cache, metric=metric, own_size=own_size)
 
     def probe(crf: int) -> ProbeResult:
         got = prober(crf)
@@ -653,6 +655,8 @@ def probe_key(
     args: Sequence[str],
     ffmpeg_version: str,
     metric: Metric = "vmaf",
+    *,
+    own_size: bool = False,
 ) -> str:
     """The cache key of one probe: a hash of everything its measurement depends on."""
     material: dict[str, Any] = {
@@ -666,6 +670,8 @@ def probe_key(
         # VMAF probes keep the keys they had before other metrics existed, so caches
         # already filled stay valid; any other metric is keyed apart from them.
         material["metric"] = metric
+    if own_size:
+        material["scored_at"] = "own size"  # the same encode scores higher at its size
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -683,9 +689,11 @@ class _Prober:
         cache: _Cache,
         *,
         metric: Metric,
+        own_size: bool = False,
     ) -> None:
         self._run, self._src, self._plan = run, src, plan
         self._samples, self._cache, self._metric = samples, cache, metric
+        self._own_size = own_size
         self._cut: list[Path] | None = None
 
     def key_args(self, crf: int) -> list[str]:
@@ -701,6 +709,7 @@ class _Prober:
             self.key_args(crf),
             self._run.ffmpeg_version,
             self._metric,
+            own_size=self._own_size,
         )
         found = self._cache.probe(key)
         if found is not None:
@@ -746,7 +755,15 @@ class _Prober:
             threads = run.threads or machine_cores()
             # The search reads the score alone: NEG, reported beside an output's own
             # score, would add about half again to every probe's scoring.
-            got = measure(run.ffmpeg, sample, out, self._metric, threads=threads, neg=False)
+            got = measure(
+                run.ffmpeg,
+                sample,
+                out,
+                self._metric,
+                threads=threads,
+                neg=False,
+                own_size=self._own_size,
+            )
             size, span = video_size(out)
             out.unlink()
             weighted += got.mean * got.frames

@@ -135,9 +135,9 @@ def _align(ref: Picture, rate: Fraction) -> str:
 
 
 def _libvmaf(
-    ref: Picture, log: Path, *, phone: bool, neg: bool, threads: int, subsample: int
+    size: tuple[int, int], log: Path, *, phone: bool, neg: bool, threads: int, subsample: int
 ) -> str:
-    models = [f"version={model_for(ref.width, ref.height)}\\:name=vmaf"]
+    models = [f"version={model_for(*size)}\\:name=vmaf"]
     if neg:
         models.append(f"version={MODEL_NEG}\\:name=vmaf_neg")
     if phone:
@@ -148,16 +148,28 @@ def _libvmaf(
     )
 
 
-def aligned(ref: Picture, rate: Fraction) -> str:
+def aligned(ref: Picture, rate: Fraction, size: tuple[int, int] | None = None) -> str:
     """The graph's first part, for every metric: input 0 (the output scored) as ``[dist]``
     and input 1 (its source) as ``[ref]``, both upright, starting at zero, at one constant
-    ``rate`` and one pixel format (``_align``), the output scaled to the source's displayed
-    size."""
+    ``rate`` and one pixel format (``_align``), compared at ``size``: the source's
+    displayed size unless told (the output scaled up to it), or a rendition's own smaller
+    size (``compared_size``: the source brought down to it with the encodes' scaler)."""
     align = _align(ref, rate)
-    return (
-        f"[0:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist];"
-        f"[1:v]{_reference(ref, align)}[ref];"
-    )
+    width, height = size or (ref.width, ref.height)
+    source = _reference(ref, align)
+    if (width, height) != (ref.width, ref.height):
+        source += f",scale={width}:{height}:flags=lanczos,setsar=1"
+    return f"[0:v]{align},scale={width}:{height}:flags=bicubic[dist];[1:v]{source}[ref];"
+
+
+def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, int]:
+    """The displayed size a score compares at (pure): the source's, or with ``own_size``
+    an output's that is smaller (a rendition, scored as the picture it is: how well it
+    holds the source at its size, not what the downscale itself leaves out, which no CRF
+    can put back)."""
+    if own_size and out.width * out.height < ref.width * ref.height:
+        return out.width, out.height
+    return ref.width, ref.height
 
 
 def _reference(ref: Picture, align: str) -> str:
@@ -170,10 +182,12 @@ def _reference(ref: Picture, align: str) -> str:
     return chain
 
 
-def xpsnr_graph(ref: Picture, rate: Fraction, stats: Path) -> str:
-    """The filter graph of an XPSNR score (inputs as ``aligned``), its per-frame values and
-    their pooled value written to ``stats``."""
-    return aligned(ref, rate) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
+def xpsnr_graph(
+    ref: Picture, rate: Fraction, stats: Path, size: tuple[int, int] | None = None
+) -> str:
+    """The filter graph of an XPSNR score (inputs and ``size`` as ``aligned``), its
+    per-frame values and their pooled value written to ``stats``."""
+    return aligned(ref, rate, size) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
 def is_hdr(path: Path) -> bool:
@@ -194,13 +208,16 @@ def vmaf_graph(
     threads: int,
     subsample: int = 1,
     neg: bool = True,
+    size: tuple[int, int] | None = None,
 ) -> str:
-    """The filter graph: input 0 is the output scored, input 1 its source. With
-    ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
-    for probes; an output's own score uses every frame). ``neg``: the NEG model beside
-    the score (its features cost about half again the score's own)."""
-    vmaf = _libvmaf(ref, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
-    return aligned(ref, rate) + f"[dist][ref]{vmaf}"
+    """The filter graph: input 0 is the output scored, input 1 its source, compared at
+    ``size`` (``aligned``). With ``subsample`` above 1, libvmaf scores only every that
+    many frames (a cheap estimate for probes; an output's own score uses every frame).
+    ``neg``: the NEG model beside the score (its features cost about half again the
+    score's own)."""
+    at = size or (ref.width, ref.height)
+    vmaf = _libvmaf(at, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
+    return aligned(ref, rate, at) + f"[dist][ref]{vmaf}"
 
 
 def batch_graph(
@@ -213,7 +230,14 @@ def batch_graph(
     align = _align(ref, rate)
     chains = [f"[{n}:v]{_reference(ref, align)},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
     for i, log in enumerate(logs):
-        vmaf = _libvmaf(ref, log, phone=False, neg=False, threads=threads, subsample=subsample)
+        vmaf = _libvmaf(
+            (ref.width, ref.height),
+            log,
+            phone=False,
+            neg=False,
+            threads=threads,
+            subsample=subsample,
+        )
         chains.append(
             f"[{i}:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist{i}];"
             f"[dist{i}][ref{i}]{vmaf}"
@@ -239,19 +263,29 @@ def score(
     threads: int = 1,
     subsample: int = 1,
     neg: bool = True,
+    own_size: bool = False,
 ) -> Score:
     """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
     ``subsample``: score every that many frames only; ``neg``: NEG beside it
-    (``vmaf_graph``)."""
-    ref = _sdr_reference(source, output, "the VMAF models are trained on SDR")
+    (``vmaf_graph``); ``own_size``: a smaller output compared at its own size
+    (``compared_size``)."""
+    ref, out = _sdr_sides(source, output, "the VMAF models are trained on SDR")
     rate = constant_rate(ref.fps)
+    size = compared_size(ref, out, own_size=own_size)
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
         log = Path(tmp) / "vmaf.json"
         graph = vmaf_graph(
-            ref, rate, log, phone=phone, threads=threads, subsample=subsample, neg=neg
+            ref,
+            rate,
+            log,
+            phone=phone,
+            threads=threads,
+            subsample=subsample,
+            neg=neg,
+            size=size,
         )
         _run_graph(ffmpeg, [output, source], graph, [log])
-        return parse_log(json.loads(log.read_text()), model_for(ref.width, ref.height))
+        return parse_log(json.loads(log.read_text()), model_for(*size))
 
 
 def score_batch(
@@ -279,14 +313,16 @@ def score_batch(
         return [parse_log(json.loads(log.read_text()), model) for log in logs]
 
 
-def xpsnr_score(ffmpeg: str, source: Path, output: Path) -> Score:
-    """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``); raises
-    ``ScoringError``. The filter runs in one thread: it is cheap beside the decodes."""
-    ref = _sdr_reference(source, output, "XPSNR's weighting is fitted to SDR")
+def xpsnr_score(ffmpeg: str, source: Path, output: Path, *, own_size: bool = False) -> Score:
+    """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``, and
+    ``own_size`` as for ``score``); raises ``ScoringError``. The filter runs in one
+    thread: it is cheap beside the decodes."""
+    ref, out = _sdr_sides(source, output, "XPSNR's weighting is fitted to SDR")
     rate = constant_rate(ref.fps)
+    size = compared_size(ref, out, own_size=own_size)
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
-        _run_graph(ffmpeg, [output, source], xpsnr_graph(ref, rate, stats), [stats])
+        _run_graph(ffmpeg, [output, source], xpsnr_graph(ref, rate, stats, size), [stats])
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
 
@@ -299,19 +335,21 @@ def measure(
     phone: bool = False,
     threads: int = 1,
     neg: bool = True,
+    own_size: bool = False,
 ) -> Score:
     """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``);
-    ``neg``: VMAF's NEG beside the score."""
+    ``neg``: VMAF's NEG beside the score; ``own_size``: a smaller output (a rendition)
+    compared at its own size."""
     if metric == "xpsnr":
-        return xpsnr_score(ffmpeg, source, output)
-    return score(ffmpeg, source, output, phone=phone, threads=threads, neg=neg)
+        return xpsnr_score(ffmpeg, source, output, own_size=own_size)
+    return score(ffmpeg, source, output, phone=phone, threads=threads, neg=neg, own_size=own_size)
 
 
-def _sdr_reference(source: Path, output: Path, why: str) -> Picture:
-    ref = picture(source)
-    if ref.hdr or picture(output).hdr:
+def _sdr_sides(source: Path, output: Path, why: str) -> tuple[Picture, Picture]:
+    ref, out = picture(source), picture(output)
+    if ref.hdr or out.hdr:
         raise ScoringError(f"HDR video: {why}; not scored")
-    return ref
+    return ref, out
 
 
 def _run_graph(ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[Path]) -> None:

@@ -561,6 +561,7 @@ class JobRunner:
             target=target.target,
             max_size_percent=target.max_size_percent,
             metric=target.metric,
+            own_size=spec.pool.scored_at_own_size,
         )
         lap("search_s")
         probes = [(p.crf, p.score) for p in got.probes]
@@ -600,7 +601,15 @@ class JobRunner:
         metric = target.metric
         try:
             threads = self._threads or machine_cores()  # no slot size: the task's cores
-            got = measure(self._ffmpeg, src, out, metric, phone=target.phone, threads=threads)
+            got = measure(
+                self._ffmpeg,
+                src,
+                out,
+                metric,
+                phone=target.phone,
+                threads=threads,
+                own_size=pool.scored_at_own_size,
+            )
         except ScoringError as exc:
             if pool.verify == "quality":
                 raise  # unproven: the job fails with the scoring failure class
