@@ -6,6 +6,7 @@ scoring failure, never "unreachable"."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import threading
@@ -350,6 +351,30 @@ def test_a_searching_pool_encodes_at_the_crf_found_and_says_so(tmp_path, clip, m
     assert again.outcome == "done"
     assert (again.crf, again.predicted_bytes) == (result.crf, result.predicted_bytes)
     assert runs == []
+
+
+def test_a_short_clip_searched_whole_predicts_its_output_with_the_containers_bytes(
+    tmp_path,
+) -> None:
+    """Searched whole, the probe is the output's video byte for byte: the prediction missed
+    only the container's own bytes (the header, x265's parameter sets, the index), which
+    made a five-frame clip 121 % of its prediction."""
+    short = make_clip(tmp_path / "short.mp4", width=160, height=90, seconds=0.5)
+    result, _, _ = run_job(tmp_path, short, pool(vmaf=90, max_size_percent=150))
+    assert result.outcome == "done", result.reason
+    assert result.output_bytes is not None
+    assert result.predicted_bytes is not None
+    # (what is left is the estimate of its re-encoded audio, a few per cent of half a second)
+    assert abs(result.predicted_bytes - result.output_bytes) / result.output_bytes < 0.05
+    # A probe cached without the header (an older release) is measured again, not reused.
+    cached = list((tmp_path / "work" / CRF_CACHE).glob("*.json"))
+    for path in cached:
+        doc = json.loads(path.read_text())
+        if "header_bytes" in doc:
+            doc.pop("header_bytes")
+            path.write_text(json.dumps(doc))
+    again, _, _ = run_job(tmp_path, short, pool(vmaf=90, max_size_percent=150))
+    assert again.predicted_bytes == result.predicted_bytes
 
 
 def test_an_xpsnr_pool_searches_and_scores_in_xpsnr(tmp_path, clip) -> None:
