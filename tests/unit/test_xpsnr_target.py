@@ -164,6 +164,9 @@ def test_a_probe_cached_before_xpsnr_existed_still_reads(tmp_path: Path) -> None
     cache.keep_probe("new", Measured(41.25, 480, 900, 20.0))
     assert json.loads((tmp_path / "new.json").read_text())["score"] == 41.25
     assert cache.probe("new") == Measured(41.25, 480, 900, 20.0, cached=True)
+    # the container's own bytes round-trip too (absent from the old one above: 0)
+    cache.keep_probe("sized", Measured(41.25, 480, 900, 20.0, header_bytes=3542))
+    assert cache.probe("sized") == Measured(41.25, 480, 900, 20.0, cached=True, header_bytes=3542)
 
 
 # --- the result --------------------------------------------------------------------------

@@ -818,9 +818,9 @@ class _Cache:
                 video_bytes=int(doc["video_bytes"]),
                 video_s=float(doc["video_s"]),
                 cached=True,
-                # A probe cached without it (an older release) is measured again: its
-                # prediction would leave the header out.
-                header_bytes=int(doc["header_bytes"]),
+                # Absent from a probe cached by an older release, which still reads (its
+                # prediction leaves the header out, as it did then).
+                header_bytes=int(doc.get("header_bytes", 0)),
             )
         except (KeyError, TypeError, ValueError):
             return None
