@@ -179,6 +179,25 @@ def test_replace_after_a_run_into_out_swaps_the_originals_in(tmp_path: Path) -> 
     assert [p.read_bytes() == original for p in quarantined] == [True]
 
 
+def test_a_rollback_after_a_sync_touched_the_swapped_in_files_puts_the_originals_back(
+    tmp_path: Path,
+) -> None:
+    """It refused each one as changed, though only its mtime was (a Nextcloud or Syncthing
+    client touching the library), exited 1 and left every original in the quarantine."""
+    lib = tmp_path / "lib"
+    clip = make_clip(lib / "a.mp4", width=320, height=240, seconds=0.5)
+    original = clip.read_bytes()
+    swap = _ingest(tmp_path, lib, tmp_path / "out", "--pools", "hevc", "--replace")
+    assert swap.returncode == 0, swap.stdout[-3000:] + swap.stderr[-2000:]
+    assert clip.read_bytes() != original
+    later = 1_900_000_000_000_000_000
+    os.utime(clip, ns=(later, later))
+    back = _hevcq(tmp_path, "rollback", "--all", "--library", str(lib))
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert f"restored {clip}" in back.stdout
+    assert clip.read_bytes() == original
+
+
 def test_a_rollback_that_meets_an_edited_file_says_so_and_exits_1(tmp_path: Path) -> None:
     """It logged a JSON warning line, restored the rest and exited 0: a script could not
     tell, and a person had to read a log line to learn where the original still was."""

@@ -253,6 +253,48 @@ def test_rollback_keeps_an_output_the_user_changed(lib: Path) -> None:
     assert final.read_bytes() == b"edited by the user"
 
 
+def _touched(path: Path) -> None:
+    os.utime(path, ns=(OLD_NS + 10**12, OLD_NS + 10**12))  # a sync client rewrote its times
+
+
+def _written_anew(path: Path) -> None:
+    copy = path.with_name(path.name + ".restored")
+    shutil.copyfile(path, copy)
+    copy.replace(path)  # the same bytes under another inode, as a restore writes them
+
+
+@pytest.mark.parametrize("name", ["a.MOV", "a.mp4"], ids=["beside", "same-path"])
+@pytest.mark.parametrize("change", [_touched, _written_anew], ids=["touched", "written-anew"])
+def test_rollback_takes_back_an_output_a_sync_or_restore_rewrote_unchanged(
+    lib: Path, name: str, change: Callable[[Path], None]
+) -> None:
+    """Its mtime or inode is not what was placed, its bytes are: it is still ours, and the
+    original comes back (a sync client touching every swapped-in file made every rollback a
+    conflict, the originals left in the quarantine for the user to move by hand)."""
+    original, candidate, qroot = setup_pair(lib, name)
+    entry = swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    change(entry.final)
+    conflicts: list[Conflict] = []
+    assert rollback(qroot, conflicts=conflicts) == [original.absolute()]
+    assert conflicts == []
+    assert original.read_bytes() == ORIGINAL
+    assert entry.final == original.absolute() or not entry.final.exists()
+
+
+def test_rollback_keeps_an_output_edited_to_the_same_size(lib: Path) -> None:
+    original, candidate, qroot = setup_pair(lib, "a.mp4")
+    swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)
+    edited = bytes(reversed(CANDIDATE))  # the same size, other bytes
+    assert edited != CANDIDATE
+    original.write_bytes(edited)
+    conflicts: list[Conflict] = []
+    assert rollback(qroot, conflicts=conflicts) == []
+    assert [c.reason for c in conflicts] == [
+        "the file there changed since hevcq swapped it in; it stays as it is"
+    ]
+    assert original.read_bytes() == edited
+
+
 def test_rollback_never_overwrites_a_replaced_same_path_file(lib: Path) -> None:
     original, candidate, qroot = setup_pair(lib, "a.mp4")
     swap_in(original, candidate, quarantine_root=qroot, keep_days=1, now=NOW)

@@ -35,6 +35,7 @@ from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     LargerThanOriginal,
     OutputFolderUnusable,
+    QuarantineEntry,
     ReplaceRefused,
     dated_like,
     final_path,
@@ -357,6 +358,7 @@ class Fetcher:
         """Check the downloaded output ``tmp`` and place it (``checksummed``: its bytes
         matched the committed output's MD5)."""
         src, original = files
+        swapped: QuarantineEntry | None = None
         try:
             if r.pool in self.options.replace or not checksummed:
                 # Every frame, whatever the worker proved: the check that stands between an
@@ -385,6 +387,7 @@ class Fetcher:
                 )
                 action: Action = "replaced"
                 path = entry.final
+                swapped = entry
             else:
                 path = _placing(
                     dest.parent, _named(r, rel), lambda: place_output(tmp, dest, move=True)
@@ -400,22 +403,23 @@ class Fetcher:
         except OSError as exc:
             return self._refused(r, rel, _placing_failed(exc, dest))
         self.state.record_outcome(rel, r.pool, "done")
-        if action == "replaced":
-            self._remember_replacement(path, rel)
+        if swapped is not None:
+            self._remember_replacement(path, rel, swapped)
         log.info("output_fetched", rel=rel, pool=r.pool, action=action, path=str(path))
         return Fetched(rel, r.pool, action, path=path, result=r)
 
-    def _remember_replacement(self, placed: Path, original: str) -> None:
+    def _remember_replacement(self, placed: Path, original: str, entry: QuarantineEntry) -> None:
         """Mark the swapped-in file so no later scan takes it for a source, with its whole
-        hash: touched or synced since (a new mtime), it is still known as hevcq's."""
+        hash (taken as it was staged): touched or synced since (a new mtime), it is still
+        known as hevcq's."""
         try:
-            before = placed.stat()
-            content: str | None = fingerprint(placed, full=True)
-            after = placed.stat()
-            if _identity(after) != _identity(before):
-                content = None  # changed while it was read: known by its stat alone
+            st = placed.stat()
+            ours = (st.st_size, st.st_ino) == (entry.staged_size, entry.staged_inode)
             self.state.record_replacement(
-                placed.relative_to(self.root).as_posix(), after, original, content
+                placed.relative_to(self.root).as_posix(),
+                st,
+                original,
+                entry.staged_hash if ours else None,  # another file already: its stat alone
             )
         except OSError as exc:  # moved or removed already: a changed file is a new source
             log.warning("replacement_not_recorded", rel=original, error=str(exc))
@@ -785,8 +789,3 @@ def fetch_library(
     if finished:
         log.info("interrupted_swaps_finished", count=len(finished))
     return drain(inbox, fetcher, follow=follow, stop=stop, on_item=on_item)
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int]:
-    """What tells one version of a file from another: size, mtime and inode."""
-    return (st.st_size, st.st_mtime_ns, st.st_ino)

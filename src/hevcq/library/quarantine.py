@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hevcq.errors import PermanentError, RunHalted, VerificationError
 from hevcq.keys import output_extension
+from hevcq.library.walk import fingerprint
 from hevcq.limits import MiB
 from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
@@ -228,6 +229,9 @@ class QuarantineEntry(BaseModel):
     original_inode: int
     staged_size: int | None = None
     staged_inode: int | None = None
+    # The staged file's whole-file hash (``walk.fingerprint(full=True)``): touched or synced
+    # since (another mtime or inode), the file is still ours while it hashes to this.
+    staged_hash: str | None = None
     created_at: datetime
     keep_until: datetime
 
@@ -262,14 +266,33 @@ def _holds_original(entry: QuarantineEntry, path: Path) -> bool:
 
 
 def _holds_ours(entry: QuarantineEntry, path: Path) -> bool:
-    """True if ``path`` is still the file we placed (size, inode, and mtime once complete)."""
+    """True if ``path`` is still the file we placed: its size, inode, and mtime once
+    complete; or, once complete, the same bytes under another mtime or inode (a sync client
+    or a restore rewrote it), which ``staged_hash`` tells."""
     ident = _identity(path)
     if ident is None or entry.staged_inode is None:
         return False
     size, mtime_ns, inode = ident
-    if (size, inode) != (entry.staged_size, entry.staged_inode):
+    if (size, inode) == (entry.staged_size, entry.staged_inode) and (
+        entry.state != "complete" or mtime_ns == entry.original_mtime_ns
+    ):
+        return True
+    return (
+        entry.state == "complete"
+        and entry.staged_hash is not None
+        and size == entry.staged_size
+        and _hashes_to(path, entry.staged_hash, ident)
+    )
+
+
+def _hashes_to(path: Path, content_hash: str, ident: tuple[int, int, int]) -> bool:
+    """True when ``path`` (as ``ident`` found it) hashes whole to ``content_hash`` and did
+    not change while it was read."""
+    try:
+        same = fingerprint(path, full=True) == content_hash
+    except OSError:
         return False
-    return entry.state != "complete" or mtime_ns == entry.original_mtime_ns
+    return same and _identity(path) == ident
 
 
 def final_path(original: Path) -> Path:
@@ -355,6 +378,7 @@ def _stage_into(entry: QuarantineEntry, candidate: Path) -> None:
     st = _stage(candidate, entry.temp).stat()
     if st.st_size != candidate.stat().st_size:
         raise ReplaceRefused("staged copy has the wrong size")
+    entry.staged_hash = fingerprint(entry.temp, full=True)  # read back from the page cache
     entry.staged_size, entry.staged_inode, entry.state = st.st_size, st.st_ino, "staged"
     _write_manifest(entry)
 
