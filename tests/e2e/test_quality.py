@@ -191,6 +191,11 @@ def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
         r"XPSNR \d+\.\d\d dB \(1% low \d+\.\d\d\)\n",
         both.stdout,
     )
+    # A half-size rendition: --own-size scores it as a rendition pool does, far higher.
+    small = encode(src, tmp_path / "small.mp4", "-vf", "scale=160:90:flags=lanczos")
+    up, own = (run([*cmd, str(src), str(small), *flag]) for flag in ((), ("--own-size",)))
+    assert (up.returncode, own.returncode) == (0, 0), up.stderr + own.stderr
+    assert float(own.stdout.split()[1]) > float(up.stdout.split()[1]) + 5
     notes = tmp_path / "notes.mp4"
     notes.write_text("meeting notes\n")
     bad = run([*cmd, str(notes), str(out)])

@@ -389,6 +389,13 @@ def quality(
     xpsnr: Annotated[
         bool, typer.Option(help="Also measure XPSNR (luma, dB), for choosing an XPSNR target.")
     ] = False,
+    own_size: Annotated[
+        bool,
+        typer.Option(
+            help="Score a smaller encode (a rendition) at its own size, as rendition pools "
+            "do, instead of scaled up to the original's."
+        ),
+    ] = False,
 ) -> None:
     """Score an encode against its original with VMAF.
 
@@ -405,8 +412,8 @@ def quality(
                 f"{output.name} lasts {out_s} and {source.name} {src_s}: not an encode of "
                 f"the whole source (VMAF would compare only the part both have)"
             )
-        got = score(ffmpeg, source, output, phone=phone, threads=machine_cores())
-        db = xpsnr_score(ffmpeg, source, output) if xpsnr else None
+        got = score(ffmpeg, source, output, phone=phone, threads=machine_cores(), own_size=own_size)
+        db = xpsnr_score(ffmpeg, source, output, own_size=own_size) if xpsnr else None
     except HevcqError as exc:
         raise fail(str(exc)) from exc
     neg = f", NEG {got.neg_mean:.2f}" if got.neg_mean is not None else ""
