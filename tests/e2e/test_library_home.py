@@ -198,6 +198,28 @@ def test_a_rollback_after_a_sync_touched_the_swapped_in_files_puts_the_originals
     assert clip.read_bytes() == original
 
 
+def test_an_original_put_back_and_touched_by_a_sync_is_not_replaced_again(
+    tmp_path: Path,
+) -> None:
+    """The rollback's mark held by size, mtime and inode: once a sync touched the original
+    put back, the next --replace run swapped it out again, against the choice made."""
+    lib = tmp_path / "lib"
+    clip = make_clip(lib / "a.mp4", width=320, height=240, seconds=0.5)
+    original = clip.read_bytes()
+    replace = ("--pools", "hevc", "--replace")
+    swap = _ingest(tmp_path, lib, tmp_path / "out", *replace)
+    assert swap.returncode == 0, swap.stdout[-3000:] + swap.stderr[-2000:]
+    back = _hevcq(tmp_path, "rollback", "--all", "--library", str(lib))
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert clip.read_bytes() == original
+    later = 1_900_000_000_000_000_000
+    os.utime(clip, ns=(later, later))
+    again = _ingest(tmp_path, lib, tmp_path / "out", *replace)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    assert "rolled back on" in " ".join(again.stdout.split()), again.stdout[-3000:]
+    assert clip.read_bytes() == original
+
+
 def test_a_rollback_that_meets_an_edited_file_says_so_and_exits_1(tmp_path: Path) -> None:
     """It logged a JSON warning line, restored the rest and exited 0: a script could not
     tell, and a person had to read a log line to learn where the original still was."""

@@ -31,6 +31,7 @@ from hevcq.library.upload import (
     upload_all,
     upload_metadata,
 )
+from hevcq.library.walk import fingerprint
 from hevcq.media.model import AudioStream, EncodePlan, MediaInfo, Skip, VideoStream
 from hevcq.messages import JobResult
 from hevcq.metadata import (
@@ -543,6 +544,31 @@ def test_outputs_never_land_where_the_next_scan_would_take_them_for_sources(
         return
     with pytest.raises(ConfigError, match=refused):
         check()
+
+
+def test_an_original_put_back_and_touched_since_is_still_left_to_it(
+    root: Path, store: Catalog
+) -> None:
+    """A sync client rewrote its mtime: by size, mtime and inode alone the mark no longer
+    held, and the next --replace run swapped the original out again. With its hash kept,
+    the same bytes keep the mark (renewed); other bytes of the same size do not."""
+    one = root / "a/one.mp4"
+    store.record_rollback("a/one.mp4", one.stat(), fingerprint(one, full=True))
+    replacing = frozenset({"hevc"})
+    os.utime(one, ns=(1, 1_700_000_000_000_000_000))
+
+    def hevc_decision() -> object:
+        report = do_scan(root, store, replace_pools=replacing)
+        return next(e for e in report.entries if e.rel == "a/one.mp4").decisions["hevc"]
+
+    kept = hevc_decision()
+    assert isinstance(kept, Skip)
+    assert kept.reason.startswith("rolled back on ")
+    st = one.stat()
+    assert store.rollback("a/one.mp4").holds(st.st_size, st.st_mtime_ns, st.st_ino)
+    body = one.read_bytes()
+    one.write_bytes(body[:-1] + (b"X" if body[-1:] != b"X" else b"Y"))  # same size, other bytes
+    assert isinstance(hevc_decision(), EncodePlan)
 
 
 def test_an_original_a_rollback_put_back_is_left_to_it_until_it_changes(

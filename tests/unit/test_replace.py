@@ -500,6 +500,35 @@ def test_rollback_waits_for_no_run_and_marks_what_it_put_back(
     assert back.holds(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def test_a_rollback_marks_the_original_with_the_hash_the_swap_knew(
+    lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog's hash of the original goes into the manifest while the original is
+    still the version it was taken at, and from there onto the rollback's mark."""
+    from hevcq.library.catalog import Catalog  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    qroot = lib / DEFAULT_QUARANTINE
+    original, candidate, _ = setup_pair(lib)
+    st = original.stat()
+    known = ((st.st_size, st.st_mtime_ns, st.st_ino), "f1:known")
+    entry = swap_in(
+        original, candidate, quarantine_root=qroot, keep_days=1, now=NOW, original_hash=known
+    )
+    assert entry.original_hash == "f1:known"
+    done = run_cli(["rollback", "--all", "--library", str(lib)])
+    assert done.exit_code == 0, done.output
+    with Catalog.for_library(lib) as state:
+        back = state.load_rollbacks()[original.relative_to(lib).as_posix()]
+    assert back.content_hash == "f1:known"
+    # A hash taken of another version of the file is not the original's.
+    stale = ((st.st_size, st.st_mtime_ns + 1, st.st_ino), "f1:older")
+    again = swap_in(
+        original, candidate, quarantine_root=qroot, keep_days=1, now=NOW, original_hash=stale
+    )
+    assert again.original_hash is None
+
+
 @pytest.mark.parametrize("command", ["list", "purge"])
 def test_quarantine_of_a_folder_with_none_says_to_give_the_library(
     tmp_path: Path, command: str

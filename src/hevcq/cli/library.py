@@ -64,11 +64,12 @@ from hevcq.library.quarantine import (
     DEFAULT_QUARANTINE,
     Conflict,
     OutputFolderUnusable,
+    QuarantineEntry,
     held,
     list_quarantine,
     purge,
 )
-from hevcq.library.quarantine import rollback as restore
+from hevcq.library.quarantine import rollback_entries as restore
 from hevcq.library.results import Fetched, SourcePool
 from hevcq.library.roundtrip import Control, IngestOptions, RoundTrip, run_round_trip
 from hevcq.library.runs import new_run_folder
@@ -943,8 +944,8 @@ def rollback(
     with lock:
         restored = restore(root / DEFAULT_QUARANTINE, target, conflicts)
         _remember_rollbacks(root, restored)
-    for p in restored:
-        console.print(Text(f"restored {p}"))
+    for e in restored:
+        console.print(Text(f"restored {e.original}"))
     for c in conflicts:
         kept = f"; the original stays at {c.kept_in}" if c.kept_in is not None else ""
         notes.print(Text(f"not restored: {c.original}: {c.reason}{kept}"))
@@ -953,18 +954,22 @@ def rollback(
         raise typer.Exit(EXIT_FAILED_JOBS)
 
 
-def _remember_rollbacks(root: Path, restored: list[Path]) -> None:
+def _remember_rollbacks(root: Path, restored: list[QuarantineEntry]) -> None:
     """Mark each original put back, so that no later --replace swaps it out again while it
-    is that same file (a person chose it over its replacement)."""
+    is that same file (a person chose it over its replacement), with its whole-file hash
+    when the swap knew it (touched or synced since, it is still that file)."""
     with Catalog.for_library(root) as state:
-        for path in restored:
+        for entry in restored:
+            path = entry.original
             try:
                 rel = path.resolve().relative_to(root).as_posix()
             except ValueError:
                 notes.print(Text(f"warning: {path} was put back, outside the library {root}"))
                 continue
             try:
-                state.record_rollback(rel, path.stat())
+                st = path.stat()
+                back = (st.st_size, st.st_ino) == (entry.original_size, entry.original_inode)
+                state.record_rollback(rel, st, entry.original_hash if back else None)
             except OSError as exc:  # moved or removed at once
                 why = exc.strerror or exc
                 notes.print(Text(f"warning: {path} was put back but not marked so: {why}"))

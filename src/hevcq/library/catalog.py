@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS rollbacks (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
-    rolled_back_at REAL NOT NULL
+    rolled_back_at REAL NOT NULL,
+    content_hash TEXT
 );
 """
 
@@ -217,6 +218,9 @@ class Rollback:
     mtime_ns: int
     inode: int
     at: float  # when it was put back (Unix time)
+    # Its whole-file hash, when known (``QuarantineEntry.original_hash``): touched or
+    # synced since, with the same hash, it is still the original put back.
+    content_hash: str | None = None
 
     def holds(self, size: int, mtime_ns: int, inode: int) -> bool:
         """True while the file at ``rel`` is still the original that was put back."""
@@ -360,6 +364,9 @@ class Catalog:
             self._db.execute("ALTER TABLE replacements ADD COLUMN original_fingerprint TEXT")
         if "content_hash" not in columns:  # a catalog from an older release
             self._db.execute("ALTER TABLE replacements ADD COLUMN content_hash TEXT")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(rollbacks)")}
+        if "content_hash" not in columns:  # a catalog from an older release
+            self._db.execute("ALTER TABLE rollbacks ADD COLUMN content_hash TEXT")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
         if "content_hash" not in columns:  # a catalog from an older release
             self._db.execute("ALTER TABLE files ADD COLUMN content_hash TEXT")
@@ -554,25 +561,44 @@ class Catalog:
         ).fetchall()
         return {row[0]: Replacement(*row) for row in rows}
 
-    def record_rollback(self, rel: str, restored: os.stat_result) -> None:
-        """Remember that the original at ``rel`` (``restored``: its stat) was put back."""
+    def record_rollback(
+        self, rel: str, restored: os.stat_result, content_hash: str | None = None
+    ) -> None:
+        """Remember that the original at ``rel`` (``restored``: its stat; ``content_hash``:
+        its whole-file hash, when known) was put back."""
         self._db.execute(
-            "INSERT OR REPLACE INTO rollbacks (rel, size, mtime_ns, inode, rolled_back_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (rel, restored.st_size, restored.st_mtime_ns, restored.st_ino, time.time()),
+            "INSERT OR REPLACE INTO rollbacks (rel, size, mtime_ns, inode, rolled_back_at,"
+            " content_hash) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                rel,
+                restored.st_size,
+                restored.st_mtime_ns,
+                restored.st_ino,
+                time.time(),
+                content_hash,
+            ),
+        )
+
+    def renew_rollback(self, rel: str, mtime_ns: int, inode: int, content_hash: str | None) -> None:
+        """As ``renew_replacement``, for the mark of an original a rollback put back."""
+        self._db.execute(
+            "UPDATE rollbacks SET mtime_ns=?, inode=?, content_hash=? WHERE rel=?",
+            (mtime_ns, inode, content_hash, rel),
         )
 
     def load_rollbacks(self) -> dict[str, Rollback]:
         """Every original put back by a rollback, keyed by its relative path."""
         rows = self._db.execute(
-            "SELECT rel, size, mtime_ns, inode, rolled_back_at FROM rollbacks"
+            "SELECT rel, size, mtime_ns, inode, rolled_back_at, content_hash FROM rollbacks"
         ).fetchall()
         return {row[0]: Rollback(*row) for row in rows}
 
     def rollback(self, rel: str) -> Rollback | None:
         """The rollback mark of the original at ``rel``, if it has one."""
         row = self._db.execute(
-            "SELECT rel, size, mtime_ns, inode, rolled_back_at FROM rollbacks WHERE rel=?", (rel,)
+            "SELECT rel, size, mtime_ns, inode, rolled_back_at, content_hash FROM rollbacks"
+            " WHERE rel=?",
+            (rel,),
         ).fetchone()
         return Rollback(*row) if row is not None else None
 

@@ -382,6 +382,7 @@ class Fetcher:
                         keep_days=self.options.keep_days,
                         now=self.clock(),
                         final=dest,
+                        original_hash=self._known_hash(rel),
                     ),
                     instead="run without --replace",
                 )
@@ -407,6 +408,14 @@ class Fetcher:
             self._remember_replacement(path, rel, swapped)
         log.info("output_fetched", rel=rel, pool=r.pool, action=action, path=str(path))
         return Fetched(rel, r.pool, action, path=path, result=r)
+
+    def _known_hash(self, rel: str) -> tuple[tuple[int, int, int], str] | None:
+        """The original's whole-file hash the catalog took as it was sent, with the version
+        it was taken at (``swap_in`` keeps it while the original is still that version)."""
+        rec = self.state.get(rel)
+        if rec is None or rec.content_hash is None:
+            return None
+        return (rec.size, rec.mtime_ns, rec.inode), rec.content_hash
 
     def _remember_replacement(self, placed: Path, original: str, entry: QuarantineEntry) -> None:
         """Mark the swapped-in file so no later scan takes it for a source, with its whole

@@ -227,6 +227,10 @@ class QuarantineEntry(BaseModel):
     original_mtime_ns: int
     original_atime_ns: int
     original_inode: int
+    # The original's whole-file hash when the caller knew it for this very version (the
+    # catalog takes one as a file is sent): a rollback hands it to the catalog's mark, so a
+    # sync touching the original put back does not lose that mark.
+    original_hash: str | None = None
     staged_size: int | None = None
     staged_inode: int | None = None
     # The staged file's whole-file hash (``walk.fingerprint(full=True)``): touched or synced
@@ -301,7 +305,13 @@ def final_path(original: Path) -> Path:
 
 
 def _prepare(
-    original: Path, quarantine_root: Path, keep_days: float, now: datetime, final: Path | None
+    original: Path,
+    quarantine_root: Path,
+    keep_days: float,
+    now: datetime,
+    final: Path | None,
+    *,
+    known: tuple[tuple[int, int, int], str] | None = None,
 ) -> QuarantineEntry:
     st = original.lstat()
     if original.is_symlink() or not original.is_file():
@@ -328,6 +338,9 @@ def _prepare(
         original_mtime_ns=st.st_mtime_ns,
         original_atime_ns=st.st_atime_ns,
         original_inode=st.st_ino,
+        original_hash=known[1]
+        if known and known[0] == (st.st_size, st.st_mtime_ns, st.st_ino)
+        else None,
         created_at=now,
         keep_until=now + timedelta(days=keep_days),
     )
@@ -341,10 +354,13 @@ def swap_in(
     keep_days: float,
     now: datetime,
     final: Path | None = None,
+    original_hash: tuple[tuple[int, int, int], str] | None = None,
 ) -> QuarantineEntry:
     """Put a verified ``candidate`` in place of ``original``, keeping the original in quarantine.
 
     The candidate takes the name ``final`` (by default ``final_path(original)``).
+    ``original_hash``: the original's whole-file hash and the (size, mtime, inode) it was
+    taken at, kept in the manifest while the original is still that version.
 
     The order makes every crash recoverable from the manifest (``recover`` or ``rollback``):
     1. manifest "prepared" (paths, original's identity), synced: nothing touched yet;
@@ -356,7 +372,7 @@ def swap_in(
     Before 3 the original is at its path; from 3 on it is in the quarantine with a manifest.
     An error on the way undoes the steps already taken before it is raised.
     """
-    entry = _prepare(original, quarantine_root, keep_days, now, final)
+    entry = _prepare(original, quarantine_root, keep_days, now, final, known=original_hash)
     try:
         _write_manifest(entry)
         _stage_into(entry, candidate)
@@ -505,11 +521,18 @@ def rollback(
 ) -> list[Path]:
     """Put originals back (all, or the one at ``path``), undoing interrupted swaps too;
     those that cannot go back are added to ``conflicts`` when it is given."""
+    return [entry.original for entry in rollback_entries(quarantine_root, path, conflicts)]
+
+
+def rollback_entries(
+    quarantine_root: Path, path: Path | None = None, conflicts: list[Conflict] | None = None
+) -> list[QuarantineEntry]:
+    """``rollback``, returning the manifest of each original put back."""
     restored = []
     for entry in list_quarantine(quarantine_root):
         if _matches(entry, path) and _undo(entry, conflicts):
             log.info("original_restored", path=str(entry.original), id=entry.id)
-            restored.append(entry.original)
+            restored.append(entry)
     return restored
 
 

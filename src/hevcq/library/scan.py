@@ -15,7 +15,14 @@ import structlog
 from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
 from hevcq.keys import output_relative, sharing_sources, todo_key
-from hevcq.library.catalog import Catalog, FileRecord, PoolRecord, PoolState, Replacement
+from hevcq.library.catalog import (
+    Catalog,
+    FileRecord,
+    PoolRecord,
+    PoolState,
+    Replacement,
+    Rollback,
+)
 from hevcq.library.follow import Follower
 from hevcq.library.share import Sharer
 from hevcq.library.walk import (
@@ -241,6 +248,7 @@ class _Scan:
         self.new_files: list[FileRecord] = []
         self.refreshed: list[FileRecord] = []  # new identities of unchanged content
         self.renewed: list[Replacement] = []  # the same, for files hevcq swapped in
+        self.renewed_rollbacks: list[Rollback] = []  # and for originals put back
         self.touched_kept = 0
         self.new_decisions: list[tuple[str, str, PoolRecord]] = []
         self.reused = self.probed = 0
@@ -293,34 +301,22 @@ class _Scan:
                 self.refreshed.append(kept)
         self.touched_kept = len(self.refreshed)
 
-    def recheck_replacements(
-        self, present: Mapping[str, Candidate], pool: ThreadPoolExecutor
-    ) -> None:
-        """Keep knowing a file hevcq swapped in once it is touched, synced or restored.
+    def recheck_marks(self, present: Mapping[str, Candidate], pool: ThreadPoolExecutor) -> None:
+        """Keep knowing the files hevcq swapped in, and the originals a rollback put back,
+        once they are touched, synced or restored (``_recheck``).
 
-        Its mark holds by size, mtime and inode; with a new mtime it would pass for a new
-        source, and the rendition pools would encode hevcq's own HEVC copy (a rendition of
-        a rendition, over the one made from the original). The same whole-file hash as when
-        it was placed keeps the mark, under the new identity; any other change makes it a
-        source again, as before.
+        A swapped-in file's mark holds by size, mtime and inode; with a new mtime it would
+        pass for a new source, and the rendition pools would encode hevcq's own HEVC copy (a
+        rendition of a rendition, over the one made from the original). An original put
+        back would lose its mark the same way, and the next ``--replace`` run would swap it
+        out again, against the choice its rollback recorded.
         """
-        touched = [
-            (c, r)
-            for r in self.replacements.values()
-            if (c := present.get(r.rel)) is not None
-            and r.content_hash is not None
-            and r.size == c.size
-            and not r.holds(c.size, c.mtime_ns, c.inode)
-        ]
-        checks = [(c, r.content_hash) for c, r in touched if r.content_hash is not None]
-        for (c, r), same in zip(touched, pool.map(_holds_content, checks), strict=True):
-            if same:
-                self.replacements[r.rel] = replace(r, mtime_ns=c.mtime_ns, inode=c.inode)
-            else:  # changed: a source from now on, and not read whole on every scan
-                self.replacements[r.rel] = replace(r, content_hash=None)
-            self.renewed.append(self.replacements[r.rel])
+        self.renewed = _recheck(self.replacements, present, pool)
         if self.renewed:
             self.replaced_by_identity = _by_identity(self.replacements.values())
+        self.renewed_rollbacks = _recheck(self.rollbacks, present, pool)
+        if self.renewed_rollbacks:
+            self.rolled_back_by_identity = _by_identity(self.rollbacks.values())
 
     def index_uploads(self, present: Mapping[str, Candidate]) -> None:
         """Fingerprints whose upload still holds that content (path gone or unchanged)."""
@@ -605,11 +601,19 @@ class _Scan:
 
     def flush(self) -> None:
         """Persist new probes and decisions of the last batch in one transaction."""
-        if not (self.new_files or self.new_decisions or self.refreshed or self.renewed):
+        if not (
+            self.new_files
+            or self.new_decisions
+            or self.refreshed
+            or self.renewed
+            or self.renewed_rollbacks
+        ):
             return
         with self.store.transaction():
             for made in self.renewed:
                 self.store.renew_replacement(made.rel, made.mtime_ns, made.inode, made.content_hash)
+            for back in self.renewed_rollbacks:
+                self.store.renew_rollback(back.rel, back.mtime_ns, back.inode, back.content_hash)
             for rec in self.refreshed:
                 self.store.put_file(rec)  # its decisions and outcomes stay
             for rec in self.new_files:
@@ -617,7 +621,8 @@ class _Scan:
                 self.store.drop_decisions(rec.rel)
             for rel, pool, prec in self.new_decisions:
                 self.store.put_decision(rel, pool, prec)
-        self.new_files, self.new_decisions, self.refreshed, self.renewed = [], [], [], []
+        self.new_files, self.new_decisions, self.refreshed = [], [], []
+        self.renewed, self.renewed_rollbacks = [], []
 
     def totals(self) -> dict[str, PoolTotals]:
         """Per-pool work among the files to send: the pools that encode them in this run,
@@ -672,6 +677,36 @@ def _same_content(pair: tuple[Candidate, FileRecord]) -> bool:
     return rec.content_hash is not None and _holds_content((c, rec.content_hash))
 
 
+_Mark = TypeVar("_Mark", Replacement, Rollback)
+
+
+def _recheck(
+    marks: dict[str, _Mark], present: Mapping[str, Candidate], pool: ThreadPoolExecutor
+) -> list[_Mark]:
+    """Renew ``marks`` (by relative path, changed in place) whose file is there with the
+    same size under another mtime or inode, and hashes whole to the mark's content hash:
+    the same file, touched, synced or restored. Any other change leaves the mark not
+    holding, as before, and drops its hash, so later scans do not read the file whole
+    again. Returns the marks changed, for the catalog."""
+    touched = [
+        (c, m, m.content_hash)
+        for m in marks.values()
+        if (c := present.get(m.rel)) is not None
+        and m.content_hash is not None
+        and m.size == c.size
+        and not m.holds(c.size, c.mtime_ns, c.inode)
+    ]
+    checks = [(c, content_hash) for c, _, content_hash in touched]
+    changed = []
+    for (c, m, _), same in zip(touched, pool.map(_holds_content, checks), strict=True):
+        if same:
+            marks[m.rel] = replace(m, mtime_ns=c.mtime_ns, inode=c.inode)
+        else:
+            marks[m.rel] = replace(m, content_hash=None)
+        changed.append(marks[m.rel])
+    return changed
+
+
 def _holds_content(pair: tuple[Candidate, str]) -> bool:
     """True when the file now at ``c`` hashes whole to ``content_hash`` and did not change
     while it was read (runs in a worker thread)."""
@@ -722,7 +757,7 @@ def scan(
     present = {c.rel: c for c in candidates}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="scan") as pool:
         state.recheck_touched(present, pool)
-        state.recheck_replacements(present, pool)
+        state.recheck_marks(present, pool)
         state.index_uploads(present)
         state.index_done(present)
         if state.follower is not None:
