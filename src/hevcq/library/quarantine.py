@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hevcq.errors import PermanentError, RunHalted, VerificationError
 from hevcq.keys import output_extension
-from hevcq.library.walk import fingerprint
+from hevcq.library.walk import fingerprint, hashes_to
 from hevcq.limits import MiB
 from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
@@ -285,18 +285,8 @@ def _holds_ours(entry: QuarantineEntry, path: Path) -> bool:
         entry.state == "complete"
         and entry.staged_hash is not None
         and size == entry.staged_size
-        and _hashes_to(path, entry.staged_hash, ident)
+        and hashes_to(path, entry.staged_hash, ident)
     )
-
-
-def _hashes_to(path: Path, content_hash: str, ident: tuple[int, int, int]) -> bool:
-    """True when ``path`` (as ``ident`` found it) hashes whole to ``content_hash`` and did
-    not change while it was read."""
-    try:
-        same = fingerprint(path, full=True) == content_hash
-    except OSError:
-        return False
-    return same and _identity(path) == ident
 
 
 def final_path(original: Path) -> Path:

@@ -32,6 +32,7 @@ from hevcq.library.walk import (
     Problem,
     ScanOptions,
     fingerprint,
+    hashes_to,
     os_problem,
     walk,
 )
@@ -711,16 +712,7 @@ def _holds_content(pair: tuple[Candidate, str]) -> bool:
     """True when the file now at ``c`` hashes whole to ``content_hash`` and did not change
     while it was read (runs in a worker thread)."""
     c, content_hash = pair
-    try:
-        now = fingerprint(c.path, full=True)
-        st = c.path.stat()
-    except OSError:
-        return False  # the scan's own read of it says what is wrong
-    return now == content_hash and (st.st_size, st.st_mtime_ns, st.st_ino) == (
-        c.size,
-        c.mtime_ns,
-        c.inode,
-    )
+    return hashes_to(c.path, content_hash, (c.size, c.mtime_ns, c.inode))
 
 
 def _batches(items: Sequence[Candidate], size: int) -> Iterator[Sequence[Candidate]]:

@@ -189,6 +189,18 @@ def fingerprint(path: Path, *, full: bool = False) -> str:
     return "s1:" + h.hexdigest()
 
 
+def hashes_to(path: Path, content_hash: str, version: tuple[int, int, int]) -> bool:
+    """True when ``path`` hashes whole (``fingerprint(full=True)``) to ``content_hash`` and
+    is still the version (size, mtime, inode) it was found as: it did not change while it
+    was read. False when it cannot be read."""
+    try:
+        now = fingerprint(path, full=True)
+        st = path.lstat()
+    except OSError:
+        return False
+    return now == content_hash and (st.st_size, st.st_mtime_ns, st.st_ino) == version
+
+
 # --- the walk --------------------------------------------------------------------------
 
 _scandir = os.scandir  # a seam for tests that simulate unreadable folders
