@@ -14,6 +14,8 @@ from pydantic import ValidationError
 from hevcq.media.crfsearch import GopBytes, SampleRules, scan_source
 from hevcq.media.ladder import LadderPlan, Rung, ladder_args
 from hevcq.media.pertitle import (
+    CAP_FACTOR,
+    MIN_CAP_KBPS,
     PROBE_RULES,
     Point,
     curve_points,
@@ -108,6 +110,15 @@ def test_a_static_source_gets_fewer_cheaper_rungs() -> None:
     still = pick_rungs(frontier(curve_points(static)), 95.0, source_short=1080, max_rungs=5)
     assert len(still) < len(moving)
     assert sum(p.kbps for p in still) < 0.2 * sum(p.kbps for p in moving)
+
+
+def test_a_cheap_rung_is_never_capped_below_what_streams_anywhere() -> None:
+    # A still picture at 18 kb/s capped at twice that lost 0.7 VMAF: x264 under a tight
+    # cap starves frames far smaller than its buffer. Cheap rungs get the floor instead.
+    still = [*curve(720, [30, 12], [97.4, 96.0]), *curve(360, [12, 6], [90.0, 86.0])]
+    picks = pick_rungs(frontier(curve_points(still)), 97.0, source_short=720, max_rungs=4)
+    assert picks[0].kbps * CAP_FACTOR < MIN_CAP_KBPS
+    assert all(p.maxrate_kbps == MIN_CAP_KBPS for p in picks)
 
 
 def test_the_frontier_holds_the_hull_and_a_point_between_where_curves_cross() -> None:

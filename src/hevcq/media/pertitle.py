@@ -23,7 +23,8 @@ The parts, the pure ones tested on their own:
 - ``pick_rungs``: the top rung is the cheapest frontier point that reaches the target;
   each rung below is the frontier point nearest ``RATE_STEP`` times the rate above it, no
   larger than it, until the fixed ladder's number of rungs or ``FLOOR_KBPS``. Each rung
-  carries its CRF and a peak cap ``CAP_FACTOR`` over its measured rate.
+  carries its CRF and a peak cap ``CAP_FACTOR`` over its measured rate, never under
+  ``MIN_CAP_KBPS``.
 - ``probe_points`` / ``per_title_rungs``: the above on a real file.
 """
 
@@ -73,6 +74,11 @@ MIN_STEP = 0.8
 # A rung's peak cap over its measured average rate: the quality comes from the CRF, the
 # cap only stops a scene from bursting far past what the rung's bandwidth class streams.
 CAP_FACTOR = 2.0
+# No cap is set below this: a peak this low streams anywhere, and x264's rate control
+# under a tight cap lowers the quality of frames far smaller than the buffer. A still
+# 720p source at CRF 15 (18 kb/s) scored VMAF 97.40 uncapped, 96.73 capped at 64 kb/s,
+# 97.27 at 150 and 97.40 at 256 (docs/benchmarks.md, per-title ladders).
+MIN_CAP_KBPS = 256
 # Probe samples: 1.5 s every 30 s of source (5 % of it), at least one; libvmaf scores
 # every PROBE_SUBSAMPLE-th frame. Measured side by side (docs/benchmarks.md, decision
 # 0025): one 2 s sample a minute mispredicted a drifting clip's top rung by 4.8 VMAF;
@@ -233,7 +239,7 @@ def pick_rungs(
             break
         chosen.append(min(below, key=lambda p: abs(math.log(p.kbps) - want)))
     return [
-        Pick(p.short, p.crf, p.kbps, p.vmaf, max(64, math.ceil(p.kbps * cap_factor)))
+        Pick(p.short, p.crf, p.kbps, p.vmaf, max(MIN_CAP_KBPS, math.ceil(p.kbps * cap_factor)))
         for p in chosen
     ]
 
