@@ -42,8 +42,9 @@ from hevcq.media.quality import score
 
 # Two classes on their own, then scenes of static, moderate and high content in turn
 # (``clips.mixed_clip``): complexity that changes from scene to scene, as a real video's
-# does, where a fixed bitrate spends as much on a still scene as on a busy one.
-CONTENT_KINDS = ("moderate", "high", "mixed")
+# does, where a fixed bitrate spends as much on a still scene as on a busy one. Last, a
+# still picture alone (a slide, a title card): cheap at every size, one rung.
+CONTENT_KINDS = ("moderate", "high", "mixed", "static")
 
 
 def _source(kind: str, seconds: float, size: tuple[int, int]) -> Path:

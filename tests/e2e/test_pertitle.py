@@ -3,6 +3,8 @@ passing every ladder check."""
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,33 @@ def test_a_per_title_ladder_is_built_from_its_probes_and_passes_every_check(
     variants, _ = read_master(tmp_path / "hls" / MASTER)
     assert [v.height for v in variants] == [r.height for r in rungs]
     assert [p.crf for p in picks] == [r.crf for r in rungs]
+
+
+def _still_clip(path: Path, seconds: float) -> Path:
+    """A 640x360 H.264 clip of SMPTE bars that never change: a slide, a title card."""
+    graph = f"smptehdbars=size=640x360:rate=25:duration={seconds:g}"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"]
+    args += ["-i", graph, "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(args, check=True, capture_output=True)
+    return path
+
+
+def test_a_still_picture_is_probed_at_its_largest_size_only(tmp_path: Path) -> None:
+    """Cheap at the top, a still gets one rung: the smaller sizes are never encoded."""
+    src = _still_clip(tmp_path / "still.mp4", 6)
+    info = probe(src)
+    prober = Prober(find_ffmpeg(), tmp_path, threads=2)
+    points = probe_points(prober, src, info, 95.0)
+    assert {p.short for p in points} == {360}
+    rungs, picks = per_title_rungs(prober, src, info, 95.0)
+    assert [r.short for r in rungs] == [360]
+    assert picks[0].vmaf >= 95.0
+    # asked for more than any probe reaches, every size is probed for the rungs below
+    assert {p.short for p in probe_points(prober, src, info, 100.0)} == {360, 240}
+    # a source at a rate no still is coded at is probed at every size in one pass
+    busy = dataclasses.replace(prober, top_first_below_kbps=0)
+    assert {p.short for p in probe_points(busy, src, info, 95.0)} == {360, 240}
+    assert not list(tmp_path.glob("pertitle-*"))
 
 
 def _per_title_job(tmp_path: Path, clip: Path) -> tuple[Any, bool]:

@@ -15,11 +15,13 @@ from hevcq.media.crfsearch import GopBytes, SampleRules, scan_source
 from hevcq.media.ladder import LadderPlan, Rung, ladder_args
 from hevcq.media.pertitle import (
     CAP_FACTOR,
+    FLOOR_KBPS,
     MIN_CAP_KBPS,
     PROBE_RULES,
     Point,
     curve_points,
     frontier,
+    one_rung_suffices,
     pick_rungs,
     probe_args,
     rungs_of,
@@ -119,6 +121,20 @@ def test_a_cheap_rung_is_never_capped_below_what_streams_anywhere() -> None:
     picks = pick_rungs(frontier(curve_points(still)), 97.0, source_short=720, max_rungs=4)
     assert picks[0].kbps * CAP_FACTOR < MIN_CAP_KBPS
     assert all(p.maxrate_kbps == MIN_CAP_KBPS for p in picks)
+
+
+def test_the_largest_size_alone_settles_a_ladder_cheap_at_the_top() -> None:
+    # A still 720p picture reaching VMAF 97 for 30 kb/s: one rung, no smaller size needed.
+    still_top = curve(720, [30, 12], [97.4, 96.0])
+    assert one_rung_suffices(still_top, 97.0, max_rungs=4)
+    # the same picture asked for more than its probes reach: the other sizes are probed
+    assert not one_rung_suffices(still_top, 99.0, max_rungs=4)
+    # a moving source's top rung costs thousands of kb/s: rungs go below it
+    assert not one_rung_suffices(curve(1080, [6000, 2400], [97.0, 91.0]), 95.0, max_rungs=5)
+    # a rung just at the floor still gets rungs below it
+    at_floor = curve(720, [400, FLOOR_KBPS], [98.0, 97.0])
+    assert not one_rung_suffices(at_floor, 97.0, max_rungs=4)
+    assert not one_rung_suffices([], 90.0, max_rungs=4)
 
 
 def test_the_frontier_holds_the_hull_and_a_point_between_where_curves_cross() -> None:
