@@ -8,9 +8,10 @@ the hardest stretches of the source; cut by ``cut_sample``) are encoded at every
 size the fixed ladder allows (``ladder.rung_heights``, never above the source) at
 ``PROBE_CRFS``, with the ladder's own H.264 settings, and each probe is scored with VMAF
 against the sample at the source's size (``quality.score``, which scales the probe up to
-it). That gives, per size, a curve of bit rate against VMAF. The largest size is probed
-first; when it alone reaches the target for less than ``FLOOR_KBPS`` (a still picture),
-the ladder is that one rung and the other sizes are not probed (``one_rung_suffices``).
+it). That gives, per size, a curve of bit rate against VMAF. A cheap source (under
+``TOP_FIRST_BELOW_KBPS``) is probed at its largest size first; when that alone reaches the
+target for less than ``FLOOR_KBPS`` (a still picture), the ladder is that one rung and
+the other sizes are not probed (``one_rung_suffices``).
 
 The parts, the pure ones tested on their own:
 
