@@ -67,7 +67,7 @@ def test_a_still_picture_is_probed_at_its_largest_size_only(tmp_path: Path) -> N
     # asked for more than any probe reaches, every size is probed for the rungs below
     assert {p.short for p in probe_points(prober, src, info, 100.0)} == {360, 240}
     # a source at a rate no still is coded at is probed at every size in one pass
-    busy = dataclasses.replace(prober, top_first_below_kbps=0)
+    busy = dataclasses.replace(prober, top_first_below_bpp=0)
     assert {p.short for p in probe_points(busy, src, info, 95.0)} == {360, 240}
     assert not list(tmp_path.glob("pertitle-*"))
 

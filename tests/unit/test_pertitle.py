@@ -18,6 +18,7 @@ from hevcq.media.pertitle import (
     FLOOR_KBPS,
     MIN_CAP_KBPS,
     PROBE_RULES,
+    TOP_FIRST_BELOW_BPP,
     Point,
     curve_points,
     frontier,
@@ -27,6 +28,7 @@ from hevcq.media.pertitle import (
     rungs_of,
     sample_count,
     scene_classes,
+    source_bpp,
     stratified_spans,
     upper_hull,
 )
@@ -135,6 +137,20 @@ def test_the_largest_size_alone_settles_a_ladder_cheap_at_the_top() -> None:
     at_floor = curve(720, [400, FLOOR_KBPS], [98.0, 97.0])
     assert not one_rung_suffices(at_floor, 97.0, max_rungs=4)
     assert not one_rung_suffices([], 90.0, max_rungs=4)
+
+
+def test_a_still_is_told_from_busy_video_by_its_bits_per_pixel() -> None:
+    # the benchmark's still (SMPTE bars, 60 s at 720p24) and a busy test pattern squeezed
+    # to 1.2 Mb/s: a still takes well under a thousandth of a bit per pixel, busy video 0.05
+    rate = Fraction(24)
+    still = source_bpp(65_599, 60.0, 1280 * 720, rate)
+    busy = source_bpp(9_000_000, 60.0, 1280 * 720, rate)
+    assert still is not None
+    assert busy is not None
+    assert still < TOP_FIRST_BELOW_BPP < busy
+    assert source_bpp(0, 60.0, 1280 * 720, rate) is None  # not read
+    assert source_bpp(1000, None, 1280 * 720, rate) is None
+    assert source_bpp(1000, 60.0, 1280 * 720, Fraction(0)) is None
 
 
 def test_the_frontier_holds_the_hull_and_a_point_between_where_curves_cross() -> None:

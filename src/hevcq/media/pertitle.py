@@ -8,10 +8,10 @@ the hardest stretches of the source; cut by ``cut_sample``) are encoded at every
 size the fixed ladder allows (``ladder.rung_heights``, never above the source) at
 ``PROBE_CRFS``, with the ladder's own H.264 settings, and each probe is scored with VMAF
 against the sample at the source's size (``quality.score``, which scales the probe up to
-it). That gives, per size, a curve of bit rate against VMAF. A cheap source (under
-``TOP_FIRST_BELOW_KBPS``) is probed at its largest size first; when that alone reaches the
-target for less than ``FLOOR_KBPS`` (a still picture), the ladder is that one rung and
-the other sizes are not probed (``one_rung_suffices``).
+it). That gives, per size, a curve of bit rate against VMAF. A source coded at very few
+bits per pixel (``TOP_FIRST_BELOW_BPP``) is probed at its largest size first; when that
+alone reaches the target for less than ``FLOOR_KBPS`` (a still picture), the ladder is
+that one rung and the other sizes are not probed (``one_rung_suffices``).
 
 The parts, the pure ones tested on their own:
 
@@ -104,12 +104,13 @@ RATE_BIN = 1.25
 CLASS_FACTOR = 2.0
 MIN_CLASS_SHARE = 0.15
 MAX_SAMPLED_SHARE = 0.075
-# The largest size is probed on its own first (``probe_points``) only for a source whose
-# video is under this rate: a still or simple picture, the only kind whose ladder is one
-# rung, is cheap to store at any quality, and so cheap to decode twice. Above it every
-# size is probed at once: splitting cost a 21 Mb/s noisy 720p source 10 % more probe CPU
-# (its samples decoded again), and a picture that busy is never one rung under FLOOR_KBPS.
-TOP_FIRST_BELOW_KBPS = 1500
+# The largest size is probed on its own first (``probe_points``) only for a source coded
+# at under this many bits per pixel per frame (``source_bpp``): a still picture, the only
+# kind whose ladder is one rung, takes a few thousandths at most, at any quality (the
+# benchmark's SMPTE bars: 0.0004), busy video tens of times more (a test pattern squeezed
+# to 1.2 Mb/s at 720p24: 0.054). For a busy source the split is only a second pass over
+# its samples: 8 % more probe CPU at 1.2 Mb/s, 10 % at 21 Mb/s, for nothing.
+TOP_FIRST_BELOW_BPP = 0.02
 # Odd on purpose: an even step lines up with x264's frame-type pattern and scores mostly
 # one kind of frame (every 4th frame of a noisy clip scored 3.4 points above all of them;
 # every 3rd, 5th or 7th within 0.3).
@@ -278,7 +279,7 @@ class Prober:
     crfs: tuple[int, ...] = PROBE_CRFS
     rules: SampleRules = PROBE_RULES
     subsample: int = PROBE_SUBSAMPLE
-    top_first_below_kbps: float = TOP_FIRST_BELOW_KBPS
+    top_first_below_bpp: float = TOP_FIRST_BELOW_BPP
 
 
 def stratified_spans(
@@ -439,6 +440,16 @@ def one_rung_suffices(points: Sequence[Point], target_vmaf: float, *, max_rungs:
     return len(picks) == 1 and picks[0].vmaf >= target_vmaf and picks[0].kbps < FLOOR_KBPS
 
 
+def source_bpp(
+    video_bytes: int, duration_s: float | None, pixels: int, fps: Fraction
+) -> float | None:
+    """Bits per pixel per frame the source's video was coded at (pure); None when a
+    figure is missing."""
+    if video_bytes <= 0 or not duration_s or pixels <= 0 or fps <= 0:
+        return None
+    return video_bytes * 8 / duration_s / (pixels * float(fps))
+
+
 def probe_points(
     run: Prober, src: Path, info: MediaInfo, target_vmaf: float | None = None
 ) -> list[Point]:
@@ -446,8 +457,8 @@ def probe_points(
     ``run.crfs`` on the samples; one measured point per size and CRF (VMAF weighted by
     each sample's frames, rate over all samples' video).
 
-    Given ``target_vmaf``, a source whose video is under ``run.top_first_below_kbps`` is
-    probed at its largest size first, and at the smaller ones only when that does not
+    Given ``target_vmaf``, a source coded at under ``run.top_first_below_bpp`` bits per
+    pixel is probed at its largest size first, and at the smaller ones only when that does not
     settle the ladder on its own (``one_rung_suffices``): a still or simple picture,
     cheap at the top, is then probed at one size, a third of the work.
     """
@@ -501,8 +512,8 @@ def probe_points(
             interlaced=video.interlaced,
             sums=sums,
         )
-        video_kbps = sum(scanned.gop_bytes) * 8 / info.duration_s / 1000 if info.duration_s else 0
-        if target_vmaf is None or not scanned.gop_bytes or video_kbps >= run.top_first_below_kbps:
+        bpp = source_bpp(sum(scanned.gop_bytes), info.duration_s, video.width * video.height, fps)
+        if target_vmaf is None or bpp is None or bpp >= run.top_first_below_bpp:
             measure(rungs)
         else:
             measure(rungs[:1])
