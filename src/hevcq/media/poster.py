@@ -38,6 +38,7 @@ POSTER = "poster.jpg"  # its name beside an output
 # before the seek counts as landing where nothing decodes.
 SEEK_BACK_S: tuple[float | None, ...] = (0.0, 10.0, 60.0, None)
 GIVE_UP_AFTER_S = 2.0
+START_MARGIN_S = 1.0  # how far before the video's first frame a seek to its start goes
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,11 @@ def _frame_at(container: Any, stream: Any, at: float, first: float) -> tuple[Any
     for back in SEEK_BACK_S:
         if back is not None and back > 0 and at - back <= first:
             continue  # the start itself is tried last
-        seek_to = first if back is None else at - back
+        # From the start: a second before it, as a seek lands on the packet whose decode
+        # time reaches the target, and the first frame's decode time precedes its own
+        # time when frames are reordered (B-frames): a seek to the first frame's time
+        # lands one packet past the only keyframe of a camera's transport stream.
+        seek_to = first - START_MARGIN_S if back is None else at - back
         frame = _decoded_from(container, stream, at, seek_to, give_up=back is not None)
         if frame is not None:
             return frame, back
