@@ -22,6 +22,8 @@ from hevcq.media.crfsearch import (
     Unreachable,
     find_crf,
     sample_format,
+    sample_plan,
+    scan_source,
 )
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
@@ -516,3 +518,45 @@ def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_
     refused = ingest(tmp_path, "--target-vmaf", "0")
     assert refused.returncode == 2
     assert "Traceback" not in refused.stderr
+
+
+def _master(dest: Path, codec_args: list[str]) -> Path:
+    """30 s of ``make_clip``'s picture with a tone, in ``dest``'s container."""
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=30"]
+    args += ["-f", "lavfi", "-i", "sine=duration=30", *codec_args, "-shortest", str(dest)]
+    subprocess.run(args, check=True)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("name", "codec_args", "fmt"),
+    [
+        # A ProRes master from an editor: QuickTime, whose codec MP4 cannot hold.
+        ("master.mov", ["-c:v", "prores_ks", "-c:a", "pcm_s16le"], "mov"),
+        # An MPEG program stream (a DVD recorder's .mpg): some packets carry no
+        # presentation time, which no muxer takes as it stands.
+        ("recording.mpg", ["-c:v", "mpeg2video", "-c:a", "mp2"], "matroska"),
+    ],
+)
+def test_sources_whose_samples_need_care_are_searched_on_cut_samples(
+    tmp_path: Path, name: str, codec_args: list[str], fmt: str
+) -> None:
+    # Both failed their first cut ("codec not currently supported in container", "can't
+    # write packet with unknown timestamp"), so any pool with a target failed the job.
+    src = _master(tmp_path / name, codec_args)
+    assert sample_format(src) == fmt
+    p = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["prores", "mpeg2video"]},
+            "encode": {"codec": "hevc", "preset": "ultrafast"},
+        }
+    )
+    run = searcher(tmp_path)
+    found = find_crf(run, src, plan_for(src, p), probe(src), source_id=name, target=90.0)
+    assert isinstance(found, SearchResult)
+    assert found.probes
+    # Searched on a 20 s sample cut from it, not on the whole file.
+    info = probe(src)
+    assert not sample_plan(info.duration_s, scan_source(src, 0).keyframes, run.rules).whole

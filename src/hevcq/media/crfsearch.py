@@ -421,12 +421,17 @@ class GopBytes:
 
 # Sources whose samples are cut to MP4 rather than Matroska (names of ffmpeg's demuxer).
 _MP4_FAMILY = frozenset({"mov", "mp4"})
+# Video codecs an MP4 file holds. A QuickTime source's other codecs (ProRes, DNxHD, DV,
+# Animation...) are cut to QuickTime, the same muxer with the same clock.
+_MP4_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4", "mpeg2video", "mjpeg"})
 
 
-def sample_format(src: Path) -> str:
-    """The container a sample of ``src`` is cut into: MP4 for an MP4 or QuickTime source,
-    so that the sample keeps the source's clock (its timescale, and with it the frame rate
-    the encoder is told), else Matroska, which takes any codec.
+def sample_format(src: Path, video_index: int | None = None) -> str:
+    """The container a sample of ``src`` (its video stream ``video_index``, by default the
+    first) is cut into: MP4 for an MP4 or QuickTime source, so that the sample keeps the
+    source's clock (its timescale, and with it the frame rate the encoder is told), or
+    QuickTime when MP4 cannot hold its codec (a ProRes master); else Matroska, which takes
+    any codec.
 
     A Matroska sample counts time in 1 ms ticks. A phone clip's uneven frame times do not
     fit on the rate guessed from those, and the encoder's rate control follows that rate:
@@ -436,9 +441,13 @@ def sample_format(src: Path) -> str:
     try:
         with av.open(str(src)) as f:
             names = set(f.format.name.split(","))
+            videos = [s for s in f.streams.video if video_index in (None, s.index)]
+            codec = videos[0].codec_context.name if videos else ""
     except av.FFmpegError:
         return "matroska"  # the cut itself says what is wrong with it
-    return "mp4" if names & _MP4_FAMILY else "matroska"
+    if not names & _MP4_FAMILY:
+        return "matroska"
+    return "mp4" if codec in _MP4_CODECS else "mov"
 
 
 def cut_sample(
@@ -469,6 +478,9 @@ def cut_sample(
     """
     start, length = span
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    # genpts: an MPEG program stream leaves some packets without a presentation time,
+    # which no muxer takes; it is filled in from the decode times (the others have one).
+    args += ["-fflags", "+genpts"]
     args += ["-ss", f"{start + SEEK_SLACK_S:.3f}", "-t", f"{length - 2 * SEEK_SLACK_S:.3f}"]
     args += ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
     args += ["-avoid_negative_ts", "make_zero", "-f", fmt or sample_format(src)]
@@ -732,7 +744,7 @@ class _Prober:
             return [self._src]
         if self._cut is None:
             run = self._run
-            fmt = sample_format(self._src)
+            fmt = sample_format(self._src, self._plan.video_index)
             self._cut = [
                 cut_sample(
                     run.ffmpeg,

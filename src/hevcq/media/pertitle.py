@@ -485,7 +485,7 @@ def probe_points(
         if plan.whole:
             inputs = [src]
         else:
-            fmt = sample_format(src)
+            fmt = sample_format(src, video.index)
             for n, span in enumerate(plan.spans):
                 dst = run.scratch / f"pertitle-sample-{n}"
                 samples.append(dst)
