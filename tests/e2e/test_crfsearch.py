@@ -560,3 +560,22 @@ def test_sources_whose_samples_need_care_are_searched_on_cut_samples(
     # Searched on a 20 s sample cut from it, not on the whole file.
     info = probe(src)
     assert not sample_plan(info.duration_s, scan_source(src, 0).keyframes, run.rules).whole
+
+
+def test_a_short_clip_whose_sound_runs_on_predicts_the_size_of_its_picture(tmp_path) -> None:
+    # 4 s of picture and 10 s of sound: searched whole, the video's rate was spread over
+    # the container's 10 s, and the prediction came out two and a half times the video.
+    src = tmp_path / "clip.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4"]
+    args += ["-f", "lavfi", "-i", "sine=duration=10", "-c:v", "libx264", "-c:a", "aac"]
+    subprocess.run([*args, str(src)], check=True)
+    info = probe(src)
+    assert info.duration_s is not None
+    assert info.duration_s > 9
+    plan = plan_for(src, pool())
+    found = find_crf(searcher(tmp_path), src, plan, info, source_id="e1", target=93.0)
+    assert isinstance(found, SearchResult)
+    full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    actual = full.stat().st_size
+    assert abs(found.predicted_bytes - actual) / actual < 0.05

@@ -580,9 +580,10 @@ def find_crf(
 
     def probe(crf: int) -> ProbeResult:
         got = prober(crf)
-        # A source whose length its container does not say is searched whole (sample_plan):
-        # the probe's own length is then the video's.
-        size = predict_bytes(got.video_bytes, got.video_s, duration or got.video_s, other)
+        # Searched whole, the probe's own length is the video's: the container's length
+        # may be longer (audio that runs on past the picture) or unknown (sample_plan).
+        length = got.video_s if samples.whole else duration or got.video_s
+        size = predict_bytes(got.video_bytes, got.video_s, length, other)
         return ProbeResult(crf, got.score, size + got.header_bytes, got.cached)
 
     def percent_of_source(p: ProbeResult) -> float:
