@@ -12,18 +12,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
-from hevcq.errors import FailureClass
+from hevcq.errors import FailureClass, PermanentError
 from hevcq.ledger import JobKey
 from hevcq.media.crfsearch import (
     Searcher,
     SearchResult,
     Unreachable,
+    cut_samples,
     find_crf,
     sample_format,
     sample_plan,
     scan_source,
+    video_size,
 )
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
@@ -579,3 +582,97 @@ def test_a_short_clip_whose_sound_runs_on_predicts_the_size_of_its_picture(tmp_p
     full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
     actual = full.stat().st_size
     assert abs(found.predicted_bytes - actual) / actual < 0.05
+
+
+def _recording(dest: Path, *codec_args: str) -> Path:
+    """40 s of picture and sound from x264 with B-frames, keyframes 10 s apart (its
+    default 250 frames at 25 fps), in ``dest``'s container."""
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=40"]
+    args += ["-f", "lavfi", "-i", "sine=duration=40:sample_rate=44100"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "3", *codec_args, str(dest)]
+    subprocess.run(args, check=True)
+    return dest
+
+
+@pytest.mark.parametrize("name", ["screen.mkv", "obs.flv", "recording.ts"])
+def test_every_sample_is_the_stretch_planned_whatever_the_container(
+    tmp_path: Path, name: str
+) -> None:
+    # Matroska and MPEG-TS: ffmpeg seeks 3/23 s early where there are B-frames, so a
+    # seek to a keyframe's time landed on the keyframe before, and the sample ran 10 s
+    # long. FLV has no index: every seek started at the file's start, so a sample ran
+    # from there, and one at the first keyframe came out empty (the keyframe's decode
+    # time is before the file's start, and it was dropped with every frame after it).
+    src = _recording(tmp_path / name, "-c:a", "aac")
+    keyframes = scan_source(src, 0).keyframes
+    assert len(keyframes) == 4
+    spans = [(keyframes[0], 5.0), (keyframes[1], 5.0), (keyframes[3], 5.0)]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    cut = cut_samples(
+        find_ffmpeg(),
+        src,
+        spans,
+        0,
+        scratch,
+        prefix="s",
+        stop=threading.Event(),
+        stall_timeout_s=60,
+    )
+    assert [p.name for p in cut] == ["s-0", "s-1", "s-2"]
+    for sample in cut:
+        _, seconds = video_size(sample)
+        assert 4.9 <= seconds <= 5.2, (sample.name, seconds)
+    # The first frame of each is the one at its keyframe: the picture there, decoded.
+    for sample, (start, _) in zip(cut, spans, strict=True):
+        assert _first_frame(sample) == _frame_at(src, start)
+    assert sorted(p.name for p in scratch.iterdir()) == ["s-0", "s-1", "s-2"]  # no copy left
+
+
+def _first_frame(path: Path) -> bytes:
+    with av.open(str(path)) as f:
+        frame = next(f.decode(video=0))
+        return bytes(frame.to_ndarray(format="gray").tobytes())
+
+
+def _frame_at(path: Path, start: float) -> bytes:
+    """The source's frame shown ``start`` seconds after the file's start."""
+    with av.open(str(path)) as f:
+        origin = (f.start_time or 0) / 1_000_000
+        for frame in f.decode(video=0):
+            if frame.time is not None and frame.time - origin >= start - 0.001:
+                return bytes(frame.to_ndarray(format="gray").tobytes())
+    raise AssertionError("no frame there")
+
+
+def test_a_sample_that_comes_out_empty_fails_the_cut_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ffmpeg copies nothing and exits 0 where a seek finds no picture (as it did on an
+    # FLV's first keyframe): the probe then failed on an empty file with a muxer's words,
+    # and the samples cut before it stayed. Here an ffmpeg that copies the first span
+    # and writes an empty file for the second.
+    src = _recording(tmp_path / "clip.mkv", "-c:a", "aac")
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "for last; do :; done\n"
+        'case "$*" in *" -ss 30."*) : > "${last#file:}" ;; *) exec "$REAL_FFMPEG" "$@" ;; esac\n'
+    )
+    fake.chmod(0o755)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("REAL_FFMPEG", find_ffmpeg())
+    with pytest.raises(PermanentError, match=r"no video could be cut from the source at 30\.0"):
+        cut_samples(
+            str(fake),
+            src,
+            [(10.0, 5.0), (30.0, 5.0)],
+            0,
+            scratch,
+            prefix="s",
+            stop=threading.Event(),
+            stall_timeout_s=60,
+        )
+    assert list(scratch.iterdir()) == []

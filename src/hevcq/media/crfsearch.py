@@ -60,11 +60,15 @@ FLAT_SLOPE = 0.01  # less than this per step: the curve is flat there, step out 
 XPSNR_SLOPE = 0.5
 XPSNR_FLAT_SLOPE = 0.05
 # Bumped when what a cached probe means changes (how samples are cut or scored). 2: an
-# MP4 or QuickTime source's samples are cut to MP4 (``sample_format``).
-CACHE_VERSION = 2
+# MP4 or QuickTime source's samples are cut to MP4 (``sample_format``). 3: a Matroska
+# sample starts at its own keyframe, not the one before (``seek_slack_s``).
+CACHE_VERSION = 3
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001
+# What ffmpeg takes off a seek's time, in any container but MP4 and QuickTime, when the
+# video has B-frames (``seek_slack_s``).
+DTS_SEEK_MARGIN_S = 3 / 23
 
 
 @dataclass(frozen=True)
@@ -421,6 +425,10 @@ class GopBytes:
 
 # Sources whose samples are cut to MP4 rather than Matroska (names of ffmpeg's demuxer).
 _MP4_FAMILY = frozenset({"mov", "mp4"})
+# Containers whose index gives keyframes' presentation times (``seek_slack_s``).
+_PTS_INDEXED = frozenset({"matroska", "webm"})
+# Containers ffmpeg cannot seek in without an index (demuxer names): see ``cut_samples``.
+_UNSEEKABLE = frozenset({"flv", "live_flv"})
 # Video codecs an MP4 file holds. A QuickTime source's other codecs (ProRes, DNxHD, DV,
 # Animation...) are cut to QuickTime, the same muxer with the same clock.
 _MP4_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4", "mpeg2video", "mjpeg"})
@@ -477,16 +485,104 @@ def cut_sample(
     against, and scoring aligns the two sides' timing.
     """
     start, length = span
-    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     # genpts: an MPEG program stream leaves some packets without a presentation time,
     # which no muxer takes; it is filled in from the decode times (the others have one).
-    args += ["-fflags", "+genpts"]
-    args += ["-ss", f"{start + SEEK_SLACK_S:.3f}", "-t", f"{length - 2 * SEEK_SLACK_S:.3f}"]
-    args += ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
-    args += ["-avoid_negative_ts", "make_zero", "-f", fmt or sample_format(src)]
-    args += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
+    head = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-fflags", "+genpts"]
+    slack = seek_slack_s(src)
+    seek = ["-ss", f"{start + slack:.3f}", "-t", f"{length - slack - SEEK_SLACK_S:.3f}"]
+    source = ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
+    tail = ["-avoid_negative_ts", "make_zero", "-f", fmt or sample_format(src)]
+    tail += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
+    args = [*head, *seek, *source, *tail]
     run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s, output=dst)
+    if not holds_video(dst):
+        raise PermanentError(f"no video could be cut from the source at {start:.3f} s")
     return dst
+
+
+def seek_slack_s(src: Path) -> float:
+    """How far past a keyframe's time ``-ss`` must ask for ffmpeg to seek to that
+    keyframe in ``src``, not the one before it.
+
+    ffmpeg seeks every container but MP4 and QuickTime ``DTS_SEEK_MARGIN_S`` before the
+    time asked when the video has B-frames, to make up for decode times that run ahead of
+    presentation times. That suits an MPEG stream, searched by decode time, but Matroska
+    finds keyframes by their presentation times in its index: asked for a keyframe's
+    time, it landed on the keyframe before, and a sample of a source with keyframes 10 s
+    apart ran 10 s longer than planned.
+    """
+    if _container_names(src) & _PTS_INDEXED:
+        return SEEK_SLACK_S + DTS_SEEK_MARGIN_S
+    return SEEK_SLACK_S
+
+
+def cut_samples(
+    ffmpeg: str,
+    src: Path,
+    spans: Sequence[Span],
+    video_index: int,
+    scratch: Path,
+    *,
+    prefix: str,
+    stop: threading.Event,
+    stall_timeout_s: float,
+) -> list[Path]:
+    """Cut each of ``spans`` of ``src`` into ``scratch/<prefix>-<n>`` (``cut_sample``);
+    when one cannot be cut, none is left behind.
+
+    A source in a container ffmpeg cannot seek in (FLV: with no index, a seek starts
+    from the file's start and the sample runs from there) is first copied whole into
+    Matroska beside them, which can, and removed once they are cut: one pass over the
+    file, no decoding. Its timestamps are the source's, so the spans hold.
+    """
+    made: list[Path] = []
+    copy = scratch / f"{prefix}-seekable"
+    try:
+        fmt = sample_format(src, video_index)
+        cut_from = src
+        if _container_names(src) & _UNSEEKABLE:
+            args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+            args += ["-i", f"file:{src}", "-map", "0", "-c", "copy", "-f", "matroska"]
+            args += ["-progress", "pipe:1", "-nostats", f"file:{copy}"]
+            run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s)
+            cut_from = copy
+        for n, span in enumerate(spans):
+            made.append(scratch / f"{prefix}-{n}")
+            cut_sample(
+                ffmpeg,
+                cut_from,
+                span,
+                video_index,
+                made[-1],
+                stop=stop,
+                stall_timeout_s=stall_timeout_s,
+                fmt=fmt,
+            )
+    except BaseException:
+        for path in made:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        copy.unlink(missing_ok=True)
+    return made
+
+
+def _container_names(src: Path) -> set[str]:
+    try:
+        with av.open(str(src)) as f:
+            return set(f.format.name.split(","))
+    except av.FFmpegError:
+        return set()
+
+
+def holds_video(path: Path) -> bool:
+    """Whether ``path`` opens and has a video packet."""
+    try:
+        with av.open(str(path)) as f:
+            stream = next(iter(f.streams.video), None)
+            return stream is not None and any(p.size for p in f.demux(stream))
+    except av.FFmpegError:
+        return False
 
 
 def video_size(path: Path) -> tuple[int, float]:
@@ -745,20 +841,16 @@ class _Prober:
             return [self._src]
         if self._cut is None:
             run = self._run
-            fmt = sample_format(self._src, self._plan.video_index)
-            self._cut = [
-                cut_sample(
-                    run.ffmpeg,
-                    self._src,
-                    span,
-                    self._plan.video_index,
-                    run.scratch / f"crf-sample-{n}",
-                    stop=run.stop,
-                    stall_timeout_s=run.stall_timeout_s,
-                    fmt=fmt,
-                )
-                for n, span in enumerate(self._samples.spans)
-            ]
+            self._cut = cut_samples(
+                run.ffmpeg,
+                self._src,
+                self._samples.spans,
+                self._plan.video_index,
+                run.scratch,
+                prefix="crf-sample",
+                stop=run.stop,
+                stall_timeout_s=run.stall_timeout_s,
+            )
         return self._cut
 
     def _measure(self, crf: int) -> Measured:

@@ -4,7 +4,7 @@ rate-quality curves instead of a fixed table.
 A few short samples of the source (as many as ``crfsearch.sample_plan`` says, with rules
 of their own: probes must stay cheap; one for each unlike scene when that is more,
 ``sample_count``; placed by ``stratified_spans`` from the easiest to
-the hardest stretches of the source; cut by ``cut_sample``) are encoded at every rung
+the hardest stretches of the source; cut by ``cut_samples``) are encoded at every rung
 size the fixed ladder allows (``ladder.rung_heights``, never above the source) at
 ``PROBE_CRFS``, with the ladder's own H.264 settings, and each probe is scored with VMAF
 against the sample at the source's size (``quality.score``, which scales the probe up to
@@ -46,8 +46,7 @@ from hevcq.media.crfsearch import (
     SamplePlan,
     SampleRules,
     Span,
-    cut_sample,
-    sample_format,
+    cut_samples,
     sample_plan,
     scan_source,
     video_size,
@@ -485,20 +484,16 @@ def probe_points(
         if plan.whole:
             inputs = [src]
         else:
-            fmt = sample_format(src, video.index)
-            for n, span in enumerate(plan.spans):
-                dst = run.scratch / f"pertitle-sample-{n}"
-                samples.append(dst)
-                cut_sample(
-                    run.ffmpeg,
-                    src,
-                    span,
-                    video.index,
-                    dst,
-                    stop=run.stop,
-                    stall_timeout_s=run.stall_timeout_s,
-                    fmt=fmt,
-                )
+            samples = cut_samples(
+                run.ffmpeg,
+                src,
+                plan.spans,
+                video.index,
+                run.scratch,
+                prefix="pertitle-sample",
+                stop=run.stop,
+                stall_timeout_s=run.stall_timeout_s,
+            )
             inputs = samples
         # (short, crf) -> [weighted vmaf, frames, bytes, seconds]
         sums: dict[tuple[int, int], list[float]] = {}
