@@ -6,6 +6,7 @@ scoring failure, never "unreachable"."""
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 import subprocess
 import threading
@@ -18,6 +19,7 @@ import pytest
 from hevcq.errors import FailureClass, PermanentError
 from hevcq.ledger import JobKey
 from hevcq.media.crfsearch import (
+    DamagedSource,
     Searcher,
     SearchResult,
     Unreachable,
@@ -684,3 +686,74 @@ def test_a_sample_that_comes_out_empty_fails_the_cut_and_leaves_nothing(
             stall_timeout_s=60,
         )
     assert list(scratch.iterdir()) == []
+
+
+def damaged_clip(tmp_path: Path) -> Path:
+    """40 s of x264 at 160x90, keyframes 2 s apart, with 400 bytes flipped between 15 %
+    and 85 % of the file: its pictures' data (the index is at the end), so frames from
+    about 6 s in decode with errors, as a file damaged on a disk or in a transfer does."""
+    clip = tmp_path / "damaged.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=40"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", str(clip)]
+    subprocess.run(args, check=True)
+    data = bytearray(clip.read_bytes())
+    rng = random.Random(7)
+    for _ in range(400):
+        data[rng.randrange(len(data) * 15 // 100, len(data) * 85 // 100)] ^= 0xFF
+    clip.write_bytes(bytes(data))
+    return clip
+
+
+def test_a_damaged_source_is_told_apart_not_searched(tmp_path: Path) -> None:
+    # Its damaged frames are the decoder's repairs, which differ from one decode to the
+    # next: its probes scored 67-89 at one CRF, and the search kept the original with
+    # "VMAF not reached", which is not why.
+    src = damaged_clip(tmp_path)
+    plan = plan_for(src, pool())
+    with pytest.raises(
+        DamagedSource, match=r"its video does not decode cleanly at (\d+\.\d) s"
+    ) as e:
+        find_crf(searcher(tmp_path), src, plan, probe(src), source_id="d1", target=93.0)
+    assert e.value.failure_class is FailureClass.SCORING
+    at = float(re.findall(r"at (\d+\.\d) s", str(e.value))[0])
+    assert 10.0 <= at <= 30.0  # in the one sample, 10-30 s
+
+
+def test_an_open_gop_source_is_not_taken_for_damaged(tmp_path: Path) -> None:
+    # A sample of an open-GOP stream starts on a keyframe whose next frames refer back past
+    # it: the decoder reports them, and they are the cut's, not damage.
+    src = tmp_path / "open.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=40"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-bf", "3"]
+    args += ["-x264-params", "open-gop=1:keyint=50", str(src)]
+    subprocess.run(args, check=True)
+    plan = plan_for(src, pool())
+    found = find_crf(searcher(tmp_path), src, plan, probe(src), source_id="o1", target=90.0)
+    assert isinstance(found, SearchResult | Unreachable)
+    assert found.probes
+
+
+@pytest.mark.parametrize(
+    "target", [{"vmaf": 90, "max_size_percent": 80}, {"xpsnr": 30, "max_size_percent": 80}]
+)
+def test_a_damaged_source_is_encoded_at_the_pools_crf_unscored_and_says_why(
+    tmp_path: Path, target: dict[str, Any]
+) -> None:
+    # As an HDR source: the pool's own settings, no score, and the reason on the result.
+    checked = pool(**target)
+    encode = checked.encode.model_copy(update={"crf": 40})  # smaller than the source
+    checked = checked.model_copy(update={"verify": "quality", "encode": encode})
+    result, _, store = run_job(tmp_path, damaged_clip(tmp_path), checked)
+    assert result.outcome == "done", result.reason
+    assert result.crf == 40
+    assert re.fullmatch(
+        r"damaged source: its video does not decode cleanly at \d+\.\d s, and a score would"
+        r" measure the decoder's repairs; encoded at the pool's CRF 40, not scored",
+        result.reason or "",
+    ), result.reason
+    assert result.vmaf is None
+    assert result.xpsnr is None
+    assert result.predicted_bytes is None
+    assert "DONE/q/a.mp4" in store.data

@@ -42,7 +42,8 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
-from hevcq.media.quality import measure, shown
+from hevcq.media.quality import ScoringError, measure, shown
+from hevcq.media.verify import DECODER_OPTIONS
 from hevcq.pools import Metric
 
 MAX_PROBES = 6
@@ -61,8 +62,9 @@ XPSNR_SLOPE = 0.5
 XPSNR_FLAT_SLOPE = 0.05
 # Bumped when what a cached probe means changes (how samples are cut or scored). 2: an
 # MP4 or QuickTime source's samples are cut to MP4 (``sample_format``). 3: a Matroska
-# sample starts at its own keyframe, not the one before (``seek_slack_s``).
-CACHE_VERSION = 3
+# sample starts at its own keyframe, not the one before (``seek_slack_s``). 4: a damaged
+# source is told apart before any probe is measured (``refuse_damaged``), so none is kept.
+CACHE_VERSION = 4
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001
@@ -567,6 +569,65 @@ def cut_samples(
     return made
 
 
+class DamagedSource(ScoringError):
+    """The source's video does not decode cleanly where it would be scored. Its damaged
+    frames are the decoder's repairs, and those differ from one decode to the next: with
+    frame threads, between two decodes of the same file, so a score against them measures
+    the repair, not the encode (a damaged clip scored 67 to 89 at one CRF)."""
+
+
+def first_damage_s(
+    path: Path, video_index: int, spans: Sequence[Span] = (), keyframes: Sequence[float] = ()
+) -> float | None:
+    """Seconds from the start of ``path`` to the first frame of its video stream
+    ``video_index`` that does not decode cleanly (one thread, ``verify.DECODER_OPTIONS``:
+    a damaged slice is an error, not repaired), within ``spans`` (all of it without);
+    None when every frame there does.
+
+    Each span is decoded from the keyframe before its own (``keyframes``, as
+    ``scan_source`` gives them), so that the frames after its keyframe have what they
+    refer to: in an open-GOP stream they may refer back past it (an x264 sample cut on
+    its own reported an error at its first P-frame), which is the cut's doing, not damage.
+    """
+    with av.open(str(path), metadata_errors="replace") as f:
+        origin = (f.start_time or 0) / AV_TIME_BASE
+        stream: Any = f.streams[video_index]
+        ctx: Any = stream.codec_context
+        ctx.thread_type = "SLICE"
+        ctx.thread_count = 1
+        ctx.options = dict(DECODER_OPTIONS)
+        tb = stream.time_base
+        for start, length in spans or [(0.0, math.inf)]:
+            before = [k for k in keyframes if k < start - SEEK_SLACK_S]
+            if spans:
+                at = (before[-1] if before else 0.0) + origin
+                f.seek(int(at / tb), stream=stream, backward=True, any_frame=False)
+                ctx.flush_buffers()
+            for packet in f.demux(stream):
+                if not packet.size:
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                t = float(ts * tb) - origin if ts is not None else None
+                if t is not None and t > start + length:
+                    break
+                try:
+                    ctx.decode(packet)
+                except av.FFmpegError:
+                    if t is None or t >= start - SEEK_SLACK_S:
+                        return max(0.0, t or start)
+    return None
+
+
+def refuse_damaged(
+    src: Path, video_index: int, spans: Sequence[Span], keyframes: Sequence[float]
+) -> None:
+    """Raise ``DamagedSource`` when the video of ``src`` does not decode cleanly within
+    ``spans`` (all of it when there are none), naming where."""
+    at = first_damage_s(src, video_index, spans, keyframes)
+    if at is not None:
+        raise DamagedSource(f"its video does not decode cleanly at {at:.1f} s")
+
+
 def _container_names(src: Path) -> set[str]:
     try:
         with av.open(str(src)) as f:
@@ -665,14 +726,17 @@ def find_crf(
     and the ffmpeg version: everything that decides it, and nothing else (not the target, which
     only decides which probes are asked for), so the same plan on the same source, for
     this pool or another, never encodes the same probe twice. Raises ``ScoringError``
-    when a probe cannot be scored, and ffmpeg's errors when one cannot be encoded.
+    when a probe cannot be scored (``DamagedSource`` when the source's video does not
+    decode cleanly where it is sampled), and ffmpeg's errors when one cannot be encoded.
     """
     cache = _Cache(run.cache_dir, source_id)
     scan = cache.scan(src, plan.video_index)
     duration = info.duration_s or 0.0
     samples = sample_plan(info.duration_s, scan.keyframes, run.rules)
     other = kept_bytes(plan, scan.stream_bytes, duration)
-    prober = _Prober(run, src, plan, samples, cache, metric=metric, own_size=own_size)
+    prober = _Prober(
+        run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
+    )
 
     def probe(crf: int) -> ProbeResult:
         got = prober(crf)
@@ -803,11 +867,13 @@ class _Prober:
         *,
         metric: Metric,
         own_size: bool = False,
+        keyframes: Sequence[float] = (),
     ) -> None:
         self._run, self._src, self._plan = run, src, plan
         self._samples, self._cache, self._metric = samples, cache, metric
-        self._own_size = own_size
+        self._own_size, self._keyframes = own_size, keyframes
         self._cut: list[Path] | None = None
+        self._checked = False  # the source was checked for damage (``refuse_damaged``)
 
     def key_args(self, crf: int) -> list[str]:
         """The probe's ffmpeg arguments with the binary and paths left out."""
@@ -837,10 +903,16 @@ class _Prober:
             sample.unlink(missing_ok=True)
 
     def _inputs(self) -> list[Path]:
+        """The source or its samples, cut the first time; the source is first checked for
+        damage where it is sampled (``refuse_damaged``)."""
+        run = self._run
+        if not self._checked:
+            spans = self._samples.spans
+            refuse_damaged(self._src, self._plan.video_index, spans, self._keyframes)
+            self._checked = True
         if self._samples.whole:
             return [self._src]
         if self._cut is None:
-            run = self._run
             self._cut = cut_samples(
                 run.ffmpeg,
                 self._src,

@@ -20,7 +20,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
-from hevcq.media.crfsearch import Searcher, Unreachable, find_crf
+from hevcq.media.crfsearch import DamagedSource, Searcher, Unreachable, find_crf
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
@@ -63,6 +63,16 @@ HDR_NOTE = (
     "HDR source: quality scores do not apply to HDR; encoded at the pool's CRF {crf}, not scored"
 )
 HDR_LADDER_NOTE = "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
+# A source whose video does not decode cleanly where it is sampled (``DamagedSource``): the
+# same as HDR, the pool's own settings, unscored, and why.
+DAMAGED_NOTE = (
+    "damaged source: {why}, and a score would measure the decoder's repairs;"
+    " encoded at the pool's CRF {crf}, not scored"
+)
+DAMAGED_LADDER_NOTE = (
+    "damaged source: {why}, and a score would measure the decoder's repairs;"
+    " the fixed ladder, not scored"
+)
 COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
 # How long a stopped job waits for its write in flight: well inside the default lease, so
 # that the job still holds it when the write ends.
@@ -354,16 +364,10 @@ class JobRunner:
             return self._ladder(
                 spec, ladder=spec.pool.ladder, ctx=ctx, src=src, info=info, scratch=scratch, lap=lap
             )
-        # An HDR source has no score to aim at or to measure: the pool's own CRF, unscored.
-        hdr = spec.pool.quality is not None and is_hdr(src)
-        if hdr:
-            log.info("quality_not_applicable", reason=HDR_NOTE.format(crf=decision.crf))
-            found: dict[str, Any] = {"reason": HDR_NOTE.format(crf=decision.crf)}
-        else:
-            searched = self._search_crf(scratch, spec, decision, info, ctx=ctx, lap=lap)
-            if isinstance(searched, JobResult):
-                return searched
-            decision, found = searched
+        planned = self._planned(scratch, spec, decision, info, ctx=ctx, lap=lap)
+        if isinstance(planned, JobResult):
+            return planned
+        decision, found, scores = planned
         ctx.phase = "encode"
         stream = self._encode(
             src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
@@ -387,7 +391,7 @@ class JobRunner:
             )
         ctx.phase = "verify"
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
-        scored = {} if hdr else self._score(spec.pool, src, out)
+        scored = self._score(spec.pool, src, out) if scores else {}
         parts = scratch / "parts"
         if spec.pool.poster:
             parts.mkdir()
@@ -454,13 +458,18 @@ class JobRunner:
                 stall_timeout_s=self._stall_timeout_s,
             )
             # a per-title ladder's target is a VMAF (the pool file is refused otherwise)
-            rungs, picks = per_title_rungs(prober, src, info, quality.target)
+            try:
+                rungs, picks = per_title_rungs(prober, src, info, quality.target)
+            except DamagedSource as exc:
+                note = DAMAGED_LADDER_NOTE.format(why=exc)
+                log.info("quality_not_applicable", reason=note)
+            else:
+                log.info(
+                    "per_title_rungs",
+                    target=quality.target,
+                    rungs=[(p.short, p.crf, round(p.kbps), round(p.vmaf, 2)) for p in picks],
+                )
             lap("search_s")
-            log.info(
-                "per_title_rungs",
-                target=quality.target,
-                rungs=[(p.short, p.crf, round(p.kbps), round(p.vmaf, 2)) for p in picks],
-            )
         ctx.phase = "encode"
         log.info("transcode_started", ladder=True, groups=list(ladder.groups))
         build_ladder(
@@ -521,6 +530,35 @@ class JobRunner:
         staged = stage_bundle(self._store, folder, key, metadata, token)
         meta = {**metadata, META_PARTS: token, META_MANIFEST_ETAG: staged.etag}
         return self._store.upload(src, key, meta)
+
+    def _planned(
+        self,
+        scratch: Path,
+        spec: JobSpec,
+        plan: EncodePlan,
+        info: MediaInfo,
+        *,
+        ctx: JobContext,
+        lap: Callable[[str], float],
+    ) -> tuple[EncodePlan, dict[str, Any], bool] | JobResult:
+        """The plan to encode, the result fields it brings, and whether its output is
+        scored: at the CRF searched for the pool's target (``_search_crf``), or at the
+        pool's own, unscored and saying why, for a source no score applies to (HDR) or
+        whose scores would measure the decoder's repairs (damaged: ``DamagedSource``)."""
+        src = scratch / "source"
+        if spec.pool.quality is not None and is_hdr(src):
+            unscored = HDR_NOTE.format(crf=plan.crf)
+        else:
+            try:
+                searched = self._search_crf(scratch, spec, plan, info, ctx=ctx, lap=lap)
+            except DamagedSource as exc:
+                unscored = DAMAGED_NOTE.format(why=exc, crf=plan.crf)
+            else:
+                if isinstance(searched, JobResult):
+                    return searched
+                return (*searched, True)
+        log.info("quality_not_applicable", reason=unscored)
+        return plan, {"reason": unscored}, False
 
     def _search_crf(
         self,
