@@ -25,6 +25,7 @@ from hevcq.media.crfsearch import (
     Unreachable,
     cut_samples,
     find_crf,
+    first_damage_s,
     sample_format,
     sample_plan,
     scan_source,
@@ -757,3 +758,14 @@ def test_a_damaged_source_is_encoded_at_the_pools_crf_unscored_and_says_why(
     assert result.xpsnr is None
     assert result.predicted_bytes is None
     assert "DONE/q/a.mp4" in store.data
+
+
+def test_a_source_that_cannot_seek_is_not_checked_for_damage(tmp_path: Path) -> None:
+    # A raw H.264 stream has no index and no clock to seek by: PyAV raises, and the check
+    # is left out rather than failing the job with an unexpected error.
+    src = tmp_path / "raw.h264"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=10"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-f", "h264", str(src)]
+    subprocess.run(args, check=True)
+    assert first_damage_s(src, 0, [(4.0, 2.0)], [0.0, 2.0, 4.0]) is None

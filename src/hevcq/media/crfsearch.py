@@ -601,7 +601,10 @@ def first_damage_s(
             before = [k for k in keyframes if k < start - SEEK_SLACK_S]
             if spans:
                 at = (before[-1] if before else 0.0) + origin
-                f.seek(int(at / tb), stream=stream, backward=True, any_frame=False)
+                try:
+                    f.seek(int(at / tb), stream=stream, backward=True, any_frame=False)
+                except (av.FFmpegError, OSError):
+                    return None  # a stream that cannot seek (raw H.264): not checked
                 ctx.flush_buffers()
             for packet in f.demux(stream):
                 if not packet.size:
