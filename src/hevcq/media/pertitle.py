@@ -47,7 +47,6 @@ from hevcq.media.crfsearch import (
     SampleRules,
     Span,
     cut_samples,
-    refuse_damaged,
     sample_plan,
     scan_source,
     video_size,
@@ -461,9 +460,6 @@ def probe_points(
     pixel is probed at its largest size first, and at the smaller ones only when that does not
     settle the ladder on its own (``one_rung_suffices``): a still or simple picture,
     cheap at the top, is then probed at one size, a third of the work.
-
-    Raises ``crfsearch.DamagedSource`` when the source's video does not decode cleanly
-    where it is sampled.
     """
     video = info.main_video
     if video is None:
@@ -499,8 +495,6 @@ def probe_points(
                 stall_timeout_s=run.stall_timeout_s,
             )
             inputs = samples
-        # A damaged source's scores would measure the decoder's repairs (DamagedSource).
-        refuse_damaged(src, video.index, plan.spans, scanned.keyframes)
         # (short, crf) -> [weighted vmaf, frames, bytes, seconds]
         sums: dict[tuple[int, int], list[float]] = {}
         stream = f"0:{video.index}" if plan.whole else "0:0"

@@ -69,10 +69,6 @@ DAMAGED_NOTE = (
     "damaged source: {why}, and a score would measure the decoder's repairs;"
     " encoded at the pool's CRF {crf}, not scored"
 )
-DAMAGED_LADDER_NOTE = (
-    "damaged source: {why}, and a score would measure the decoder's repairs;"
-    " the fixed ladder, not scored"
-)
 COMMIT_POLL_S = 0.1  # how often a running commit looks for a stop
 # How long a stopped job waits for its write in flight: well inside the default lease, so
 # that the job still holds it when the write ends.
@@ -458,18 +454,13 @@ class JobRunner:
                 stall_timeout_s=self._stall_timeout_s,
             )
             # a per-title ladder's target is a VMAF (the pool file is refused otherwise)
-            try:
-                rungs, picks = per_title_rungs(prober, src, info, quality.target)
-            except DamagedSource as exc:
-                note = DAMAGED_LADDER_NOTE.format(why=exc)
-                log.info("quality_not_applicable", reason=note)
-            else:
-                log.info(
-                    "per_title_rungs",
-                    target=quality.target,
-                    rungs=[(p.short, p.crf, round(p.kbps), round(p.vmaf, 2)) for p in picks],
-                )
+            rungs, picks = per_title_rungs(prober, src, info, quality.target)
             lap("search_s")
+            log.info(
+                "per_title_rungs",
+                target=quality.target,
+                rungs=[(p.short, p.crf, round(p.kbps), round(p.vmaf, 2)) for p in picks],
+            )
         ctx.phase = "encode"
         log.info("transcode_started", ladder=True, groups=list(ladder.groups))
         build_ladder(
