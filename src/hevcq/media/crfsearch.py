@@ -40,10 +40,10 @@ from hevcq.errors import PermanentError
 from hevcq.formats import VIDEO_CODECS
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
 from hevcq.media.quality import ScoringError, measure, shown
-from hevcq.media.verify import DECODER_OPTIONS
 from hevcq.pools import Metric
 
 MAX_PROBES = 6
@@ -470,10 +470,11 @@ def cut_sample(
     stop: threading.Event,
     stall_timeout_s: float,
     fmt: str | None = None,
+    slack: float | None = None,
 ) -> Path:
     """Copy the source's main video over ``span`` into ``dst`` (in ``fmt``, by default
-    ``sample_format``: a caller cutting many samples of one source passes it once read),
-    unchanged.
+    ``sample_format``, seeking ``slack`` past its start, by default ``seek_slack_s``: a
+    caller cutting many samples of one source passes both once read), unchanged.
 
     Stream copy with ``-ss`` before ``-i``: ffmpeg seeks to the keyframe at or before the
     start and copies packets from there, so a span that starts on a keyframe (as
@@ -490,7 +491,7 @@ def cut_sample(
     # genpts: an MPEG program stream leaves some packets without a presentation time,
     # which no muxer takes; it is filled in from the decode times (the others have one).
     head = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-fflags", "+genpts"]
-    slack = seek_slack_s(src)
+    slack = seek_slack_s(src) if slack is None else slack
     seek = ["-ss", f"{start + slack:.3f}", "-t", f"{length - slack - SEEK_SLACK_S:.3f}"]
     source = ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy"]
     tail = ["-avoid_negative_ts", "make_zero", "-f", fmt or sample_format(src)]
@@ -548,6 +549,7 @@ def cut_samples(
             args += ["-progress", "pipe:1", "-nostats", f"file:{copy}"]
             run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s)
             cut_from = copy
+        slack = seek_slack_s(cut_from)
         for n, span in enumerate(spans):
             made.append(scratch / f"{prefix}-{n}")
             cut_sample(
@@ -559,6 +561,7 @@ def cut_samples(
                 stop=stop,
                 stall_timeout_s=stall_timeout_s,
                 fmt=fmt,
+                slack=slack,
             )
     except BaseException:
         for path in made:
@@ -580,8 +583,8 @@ def first_damage_s(
     path: Path, video_index: int, spans: Sequence[Span] = (), keyframes: Sequence[float] = ()
 ) -> float | None:
     """Seconds from the start of ``path`` to the first frame of its video stream
-    ``video_index`` that does not decode cleanly (one thread, ``verify.DECODER_OPTIONS``:
-    a damaged slice is an error, not repaired), within ``spans`` (all of it without);
+    ``video_index`` that does not decode cleanly (``ladder.check_decoder``: one thread, a
+    damaged slice an error, not repaired), within ``spans`` (all of it without);
     None when every frame there does.
 
     Each span is decoded from the keyframe before its own (``keyframes``, as
@@ -592,10 +595,7 @@ def first_damage_s(
     with av.open(str(path), metadata_errors="replace") as f:
         origin = (f.start_time or 0) / AV_TIME_BASE
         stream: Any = f.streams[video_index]
-        ctx: Any = stream.codec_context
-        ctx.thread_type = "SLICE"
-        ctx.thread_count = 1
-        ctx.options = dict(DECODER_OPTIONS)
+        ctx = check_decoder(stream)
         tb = stream.time_base
         for start, length in spans or [(0.0, math.inf)]:
             before = [k for k in keyframes if k < start - SEEK_SLACK_S]
