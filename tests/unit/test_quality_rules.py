@@ -74,7 +74,10 @@ def test_an_interlaced_or_anamorphic_source_is_scored_as_the_viewer_sees_it() ->
     plain = Picture(854, 480, 29.97, ten_bit=False, hdr=False)
     source = vmaf_graph(plain, Fraction(30), Path("/l"), phone=False, threads=1).split(";")[1]
     assert "bwdif" not in source
-    assert "scale" not in source
+    # Only the scale that holds the picture to its first size and format, should it change
+    # partway: a no-op on frames already at it.
+    assert source.endswith("format=yuv420p,scale=854:480:flags=bicubic[ref]")
+    assert "setsar" not in source
 
 
 def test_a_rendition_is_compared_at_its_own_size_with_the_encodes_scaler() -> None:

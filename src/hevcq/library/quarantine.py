@@ -23,7 +23,12 @@ from hevcq.limits import MiB
 from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
 from hevcq.media.probe import ProbeFn, probe
-from hevcq.media.verify import DECODE_SHORTFALL_S, DURATION_TOLERANCE_S, decoded_seconds
+from hevcq.media.verify import (
+    DECODE_SHORTFALL_S,
+    DURATION_TOLERANCE_S,
+    as_played,
+    decoded_seconds,
+)
 
 log = structlog.get_logger()
 
@@ -98,7 +103,7 @@ def verify_replacement(
         orig_info = probe_fn(original)
     except PermanentError as exc:
         raise ReplaceRefused(f"original unreadable, nothing to compare with: {exc}") from exc
-    reason = compare(info, orig_info)
+    reason = compare(info, as_played(orig_info, original))
     if reason:
         raise ReplaceRefused(reason)
     # Every frame, whatever the pool's verify policy let through: this is the check that

@@ -64,7 +64,9 @@ XPSNR_FLAT_SLOPE = 0.05
 # MP4 or QuickTime source's samples are cut to MP4 (``sample_format``). 3: a Matroska
 # sample starts at its own keyframe, not the one before (``seek_slack_s``). 4: a damaged
 # source is told apart before any probe is measured (``refuse_damaged``), so none is kept.
-CACHE_VERSION = 4
+# 5: a source whose timestamps jump is put on one clock first (``splice.straighten``), and
+# a picture that changes size or format partway is scored whole (``quality._run_graph``).
+CACHE_VERSION = 5
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001

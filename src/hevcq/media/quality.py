@@ -174,12 +174,14 @@ def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, i
 
 def _reference(ref: Picture, align: str) -> str:
     """The source's chain: the encodes' deinterlacer first when it is interlaced, then
-    ``align``, then, stored in non-square pixels, stretched to its displayed size (the
-    output is scaled to that size too, so both are compared as the viewer sees them)."""
+    ``align``, then its displayed size: stretched to it when stored in non-square pixels
+    (the output is scaled to that size too, so both are compared as the viewer sees them),
+    and brought to it (as the encode brings it) where its picture changes size or format
+    partway; a scale to the size a frame already has passes it through untouched."""
     chain = ",".join([*source_filters(deinterlace=ref.interlaced), align])
     if ref.anamorphic:
-        chain += f",scale={ref.width}:{ref.height}:flags=bicubic,setsar=1"
-    return chain
+        return chain + f",scale={ref.width}:{ref.height}:flags=bicubic,setsar=1"
+    return chain + f",scale={ref.width}:{ref.height}:flags=bicubic"
 
 
 def xpsnr_graph(
@@ -357,7 +359,12 @@ def _run_graph(ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[P
     ``ScoringError`` unless ffmpeg succeeds and writes every one of ``logs``."""
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
     for path in inputs:
-        args += ["-i", f"file:{path}"]
+        # A side whose picture changes size or format partway (a broadcast recording
+        # going from SD to HD, two recordings spliced) would make ffmpeg build the whole
+        # graph again from that frame: ``STARTPTS`` restarts at zero there, and a new
+        # libvmaf writes a log of the frames after it only. Built once, the graph meets
+        # such frames in its scalers, which every chain has (``aligned``, ``_reference``).
+        args += ["-reinit_filter", "0", "-i", f"file:{path}"]
     args += ["-filter_complex", graph, "-f", "null", "-"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
     if done.returncode != 0 or not all(log.is_file() for log in logs):

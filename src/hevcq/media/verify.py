@@ -13,6 +13,7 @@ How much is decoded follows the pool's ``verify`` policy (``hevcq.pools``), thro
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import structlog
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import probe
+from hevcq.media.splice import spliced_video_span
 from hevcq.media.streamcheck import (
     FIRST_NON_VCL,
     AnnexBSplitter,
@@ -113,10 +115,11 @@ def verify_output(
             raise VerificationError(f"output video does not decode: {exc.strerror}") from exc
         except ValueError as exc:
             raise VerificationError(f"output video packets are malformed: {exc}") from exc
-    short = _shortfall(info, source)
+    played = as_played(source, source_path)
+    short = _shortfall(info, played)
     if short is not None:
         raise_if_source_truncated(source, source_path, info.duration_s or 0.0)
-        problems.append(f"output lasts {info.duration_s:.2f} s, source {source.duration_s:.2f} s")
+        problems.append(f"output lasts {info.duration_s:.2f} s, source {played.duration_s:.2f} s")
     if problems:
         raise VerificationError("output rejected: " + "; ".join(problems))
     return info
@@ -373,6 +376,20 @@ def _shortfall(info: MediaInfo, source: MediaInfo) -> float | None:
     return gap if abs(gap) > DURATION_TOLERANCE_S else None
 
 
+def as_played(source: MediaInfo, source_path: Path | None) -> MediaInfo:
+    """``source`` with the length it plays for when its timestamps jump.
+
+    A header's length is the span of the file's timestamps, which says nothing once they
+    jump: two recordings concatenated into one MPEG-TS file restart their clock halfway,
+    and ffmpeg reads on across the jump (``spliced_video_span``).
+    """
+    video = source.main_video
+    if source_path is None or video is None:
+        return source
+    span = spliced_video_span(source_path, video.index)
+    return source if span is None else dataclasses.replace(source, duration_s=span)
+
+
 def raise_if_source_truncated(source: MediaInfo, source_path: Path | None, output_s: float) -> None:
     """Raise ``PermanentError`` when an output lasting ``output_s`` is short because the
     source itself is: its video packets end before the length its header declares."""
@@ -382,6 +399,8 @@ def raise_if_source_truncated(source: MediaInfo, source_path: Path | None, outpu
     # output comes out short. If the source's own video packets end early too, every
     # retry would make the same short output: that is the source's fault, permanently.
     # If the source reads to its declared end, the short output is ours: retryable.
+    # ``source`` is as its header says (not ``as_played``): an output of a source whose
+    # timestamps jump, shorter than what the header declares, is the case this reads.
     video = source.main_video
     if source_path is None or video is None or source.duration_s is None:
         return

@@ -31,6 +31,7 @@ from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
 from hevcq.media.quality import ScoringError, is_hdr, measure, shown
+from hevcq.media.splice import straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
@@ -348,7 +349,9 @@ class JobRunner:
             known=spec.source,
         )
         lap("download_s")
-        info = probe(src)
+        size = src.stat().st_size
+        straighten(self._ffmpeg, src, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s)
+        info = dataclasses.replace(probe(src), size_bytes=size)  # the size as uploaded
         decision = decide(info, spec.pool, spec.job.key)
         lap("probe_s")
         if isinstance(decision, Skip):
