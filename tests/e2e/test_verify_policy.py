@@ -227,3 +227,25 @@ def test_fetch_replace_decodes_every_frame_whatever_the_pool_checked(
     else:
         assert got.action == "replaced", got.reason
         assert lib.src.read_bytes() == output.read_bytes()
+
+
+def test_a_matroska_video_that_starts_after_its_audio_decodes_for_all_it_declares(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    # Matroska's per-stream DURATION tag is where the stream ends: video from 2 s to 5 s
+    # spans 3 s. Read as a span, it rejected every WebM or Matroska output of a recording
+    # whose picture starts late ("video decodes for 3.00 s of 5.00 s"), on every retry.
+    late = tmp_path / "late.mkv"
+    args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-itsoffset", "2"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=3"]
+    args += ["-f", "lavfi", "-i", "sine=duration=5", "-c:v", "libx264", "-preset", "ultrafast"]
+    subprocess.run([*args, "-c:a", "libopus", str(late)], check=True)
+    decoded = hevcq.media.verify.decode_video(late)
+    assert decoded.declared_span_s is not None
+    assert abs(decoded.declared_span_s - 3.0) < 0.1
+    assert hevcq.media.verify.decode_problems(decoded) == []
+    # A video that stops early is still one: its end is held to its tag.
+    short = dataclasses.replace(decoded, span_s=decoded.span_s - 1.0)
+    assert hevcq.media.verify.decode_problems(short) == [
+        f"video decodes for {short.span_s:.2f} s of {decoded.declared_span_s:.2f} s"
+    ]

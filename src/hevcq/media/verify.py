@@ -358,15 +358,19 @@ def file_video(path: Path, index: int) -> FileVideo:
 def _declared_span(stream: Any) -> float | None:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    # Matroska has no per-stream duration field; ffmpeg writes a DURATION tag instead.
+    # Matroska has no per-stream duration field; ffmpeg writes a DURATION tag instead,
+    # which is where the stream ends: a video that starts after the audio (2 s into a
+    # recording) spans that much less.
     tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
     if not tag or tag.count(":") != 2:
         return None
     hours, minutes, seconds = tag.split(":")
     try:
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        end = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     except ValueError:
         return None
+    start = stream.start_time
+    return end - float(start * stream.time_base) if start and stream.time_base else end
 
 
 def _shortfall(info: MediaInfo, source: MediaInfo) -> float | None:
