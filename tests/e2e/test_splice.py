@@ -5,7 +5,10 @@ must see the file as ffmpeg plays it: both parts, one after the other."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -157,3 +160,19 @@ def test_a_spliced_source_is_searched_encoded_and_scored_whole(
     assert result.duration_s is not None
     assert abs(result.duration_s - 2 * PART_S) < 0.1
     assert "DONE/q/a.mp4" in store.data
+
+
+def test_the_quality_command_scores_a_spliced_original_whole(spliced: Path, tmp_path: Path) -> None:
+    whole, part = tmp_path / "whole.mp4", tmp_path / "part.mp4"
+    encode = ("-c:v", "libx264", "-preset", "ultrafast", "-crf", "16", "-an")
+    _ffmpeg("-i", str(spliced), *encode, str(whole))
+    _ffmpeg("-i", str(spliced), "-t", str(PART_S), *encode, str(part))
+    env = {**os.environ, "COLUMNS": "400"}
+    cmd = [sys.executable, "-m", "hevcq", "quality", str(spliced)]
+    ok = subprocess.run([*cmd, str(whole)], capture_output=True, text=True, env=env, check=False)
+    assert ok.returncode == 0, ok.stderr
+    line = r"VMAF 9\d\.\d\d \(1% low [^)]+\) with vmaf_v0\.6\.1, 150 frames\n"
+    assert re.fullmatch(line, ok.stdout), ok.stdout
+    cut = subprocess.run([*cmd, str(part)], capture_output=True, text=True, env=env, check=False)
+    assert cut.returncode != 0
+    assert "part.mp4 lasts 3.00 s and joined.ts 6.00 s: not an encode of the whole" in cut.stderr

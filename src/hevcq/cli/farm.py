@@ -42,6 +42,7 @@ from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
 from hevcq.media.quality import lengths_differ, score, xpsnr_score
 from hevcq.media.samples import foreign_files, make_sample_library
+from hevcq.media.verify import as_played
 from hevcq.settings import load_settings
 from hevcq.settings import state_dir as default_state_dir
 from hevcq.web.view import SCAN_SHARE, FarmView
@@ -366,15 +367,17 @@ def ladder(
 
 
 def _probed_length(path: Path) -> float | None:
-    """A file's length for ``quality``; ``HevcqError`` naming it when it is no video (not
-    a media file, or one without a video stream: a length is no reason to score it)."""
+    """A file's length for ``quality``, as it plays (two recordings joined into one
+    MPEG-TS file play for both, whatever their header says: ``verify.as_played``);
+    ``HevcqError`` naming it when it is no video (not a media file, or one without a
+    video stream: a length is no reason to score it)."""
     try:
         info = probe(path)
     except HevcqError as exc:
         raise PermanentError(f"{path.name}: {exc}") from exc
     if info.main_video is None:
         raise PermanentError(f"{path.name}: no video stream")
-    return info.duration_s
+    return as_played(info, path).duration_s
 
 
 @app.command(epilog="Example: hevcq quality clip.mp4 hevcq-out/hevc/clip.mp4")
