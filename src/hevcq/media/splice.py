@@ -5,8 +5,8 @@ Such a file's header gives the span of its timestamps as its length, which says 
 once the clock has jumped: two 4 s recordings concatenated declare 4 s. ffmpeg reads on
 across a jump, so an encode of the file is whole and as long as the file plays; but a
 length checked against the header, a sample cut at a time, and a score that lines the two
-sides up by time are all wrong (a quality pool scored such an output 18 and its samples
-predicted a third of its size). So a worker first remuxes such a source, stream copy, to
+sides up by time are all wrong (a quality pool scored such an output 18, and its samples
+predicted 40 % of its size). So a worker first remuxes such a source, stream copy, to
 MPEG-TS on one continuous clock, the way ffmpeg reads it (``straighten``), and then works
 on that, as on any other source.
 """
