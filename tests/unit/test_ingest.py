@@ -18,9 +18,10 @@ from hevcq.cli import app as cli
 from hevcq.cli import library as commands
 from hevcq.cli.report import BarProgress, LineProgress, estimate_table, plan_tables, progress_for
 from hevcq.errors import PermanentError, RetryableError
+from hevcq.ledger import LedgerItem, State
 from hevcq.library.catalog import Catalog, library_id
 from hevcq.library.estimate import TaskSize, estimate
-from hevcq.library.results import Fetched
+from hevcq.library.results import Fetched, result_from_item
 from hevcq.library.roundtrip import RoundTrip, summary_rows
 from hevcq.library.scan import ScanOptions, ScanReport, scan
 from hevcq.library.upload import (
@@ -391,6 +392,33 @@ def test_a_searched_output_shows_its_score_crf_and_size_against_the_prediction(
     rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
     row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
     assert row.reason == wanted
+
+
+def test_a_result_taken_from_the_ledger_shows_what_its_output_measured(root: Path, store) -> None:
+    # A run reads the ledger for jobs whose result message has not come: at the end of a
+    # run the ledger often answers first, and its result must say what the message says.
+    report = do_scan(root, store)
+    rt = RoundTrip(report, upload_all(FakeStore(), root, to_upload(report), LIB))
+    item = LedgerItem(
+        key="TODO/a/one.mp4",
+        pool="hevc",
+        state=State.DONE,
+        etag="e1",
+        output_key="DONE/hevc/a/one.mp4",
+        output_bytes=1060,
+        vmaf=93.41,
+        vmaf_low=88.0,
+        vmaf_model="vmaf_v0.6.1",
+        crf=24,
+        predicted_bytes=1000,
+    )
+    from_ledger = result_from_item(item, "media")
+    assert from_ledger is not None
+    rt.results = {("TODO/a/one.mp4", "hevc"): from_ledger}
+    rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
+    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
+    assert row.reason == "VMAF 93.4 (88.0 low) at CRF 24, 106 % of the predicted size"
+    assert from_ledger.vmaf_model == "vmaf_v0.6.1"
 
 
 def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:

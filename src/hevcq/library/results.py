@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from hevcq.errors import FailureClass, PermanentError
 from hevcq.jobs import DeadLetter
-from hevcq.ledger import FINISHED, LedgerItem
+from hevcq.ledger import FINISHED, QUALITY, LedgerItem
 from hevcq.messages import JobResult, SourceObject, parse_message
 from hevcq.queue import Received
 
@@ -64,7 +64,9 @@ def parse_result(body: str) -> JobResult | None:
 
 
 def result_from_item(item: LedgerItem, bucket: str) -> JobResult | None:
-    """A finished ledger item as a result (None while the job is still open)."""
+    """A finished ledger item as a result (None while the job is still open), with what
+    its output measured: a run that takes a result from the ledger before its message
+    arrives says the same as one that read the message."""
     if item.state not in FINISHED:
         return None
     return JobResult(
@@ -85,6 +87,7 @@ def result_from_item(item: LedgerItem, bucket: str) -> JobResult | None:
         duration_s=item.duration_s,
         settings_hash=item.settings_hash,
         worker=item.worker,
+        **{name: getattr(item, name) for name in QUALITY},
     )
 
 
