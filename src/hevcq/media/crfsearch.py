@@ -66,7 +66,9 @@ XPSNR_FLAT_SLOPE = 0.05
 # source is told apart before any probe is measured (``refuse_damaged``), so none is kept.
 # 5: a source whose timestamps jump is put on one clock first (``splice.straighten``), and
 # a picture that changes size or format partway is scored whole (``quality._run_graph``).
-CACHE_VERSION = 5
+# 6: an AVI source is copied whole before it is cut (``_UNSEEKABLE``): its cuts ran from
+# the wrong place.
+CACHE_VERSION = 6
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001
@@ -431,8 +433,11 @@ class GopBytes:
 _MP4_FAMILY = frozenset({"mov", "mp4"})
 # Containers whose index gives keyframes' presentation times (``seek_slack_s``).
 _PTS_INDEXED = frozenset({"matroska", "webm"})
-# Containers ffmpeg cannot seek in without an index (demuxer names): see ``cut_samples``.
-_UNSEEKABLE = frozenset({"flv", "live_flv"})
+# Containers ffmpeg cannot seek in to cut a sample (demuxer names): see ``cut_samples``.
+# FLV has no index. AVI has one, but a seek into it landed nowhere near the keyframe asked
+# ("could not seek to position 0.041", then a copy from the file's start), and its
+# packets carry no presentation times to cut by.
+_UNSEEKABLE = frozenset({"flv", "live_flv", "avi"})
 # Video codecs an MP4 file holds. A QuickTime source's other codecs (ProRes, DNxHD, DV,
 # Animation...) are cut to QuickTime, the same muxer with the same clock.
 _MP4_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4", "mpeg2video", "mjpeg"})
@@ -536,9 +541,11 @@ def cut_samples(
     when one cannot be cut, none is left behind.
 
     A source in a container ffmpeg cannot seek in (FLV: with no index, a seek starts
-    from the file's start and the sample runs from there) is first copied whole into
-    Matroska beside them, which can, and removed once they are cut: one pass over the
-    file, no decoding. Its timestamps are the source's, so the spans hold.
+    from the file's start and the sample runs from there; AVI, ``_UNSEEKABLE``) is first
+    copied whole into Matroska beside them, which can, and removed once they are cut: one
+    pass over the file, no decoding. Its timestamps are the source's (presentation times
+    filled in from the decode times where the container has none, as PyAV reads them for
+    the keyframe scan), so the spans hold.
     """
     made: list[Path] = []
     copy = scratch / f"{prefix}-seekable"
@@ -547,6 +554,7 @@ def cut_samples(
         cut_from = src
         if _container_names(src) & _UNSEEKABLE:
             args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+            args += ["-fflags", "+genpts"]  # AVI's packets have decode times only
             args += ["-i", f"file:{src}", "-map", "0", "-c", "copy", "-f", "matroska"]
             args += ["-progress", "pipe:1", "-nostats", f"file:{copy}"]
             run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s)
