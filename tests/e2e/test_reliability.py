@@ -247,6 +247,17 @@ def test_chaos_sigkill_workers_mid_job_loses_and_duplicates_nothing(
     assert all(uploads[k] == 0 for k in dead - done)
 
 
+def _dash_naming(path: Path) -> bytes:
+    """A DASH manifest whose one representation is ``path``."""
+    return (
+        '<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"'
+        ' profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" mediaPresentationDuration="PT1S"'
+        ' minBufferTime="PT1S"><Period><AdaptationSet mimeType="video/mp4"><Representation'
+        f' id="1" bandwidth="1000" codecs="avc1.64000b"><BaseURL>{path}</BaseURL>'
+        "</Representation></AdaptationSet></Period></MPD>\n"
+    ).encode()
+
+
 def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
@@ -264,6 +275,10 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         "TODO/zero.mp4": (b"", "empty file"),
         "TODO/truncated.mp4": (body[: len(body) // 2], "truncated"),
         "TODO/text.mp4": (b"hello, this is not a video\n" * 10, "not a media file"),
+        # Directions to other inputs (hevcq.media.demuxers): a file on the worker's disk,
+        # and the downloaded object itself, which would be opened until no descriptor is left.
+        "TODO/manifest.mp4": (_dash_naming(tiny_clip), "not a media file: a DASH manifest"),
+        "TODO/self.mp4": (b"ffconcat version 1.0\nfile source\n" * 2, "a concat script"),
     }
     with stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")

@@ -38,6 +38,7 @@ import av
 from hevcq.cores import machine_cores
 from hevcq.errors import PermanentError
 from hevcq.formats import VIDEO_CODECS
+from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import check_decoder
@@ -380,7 +381,7 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
     sizes: dict[int, int] = {}
     gops = GopBytes()
     try:
-        with av.open(str(path), metadata_errors="replace") as f:
+        with open_input(str(path)) as f:
             origin = (f.start_time or 0) / AV_TIME_BASE
             for packet in f.demux():
                 if not packet.size:
@@ -456,7 +457,7 @@ def sample_format(src: Path, video_index: int | None = None) -> str:
     0.9 VMAF too much; cut to MP4, 1.2 % fewer and 0.07 too much.
     """
     try:
-        with av.open(str(src)) as f:
+        with open_input(str(src)) as f:
             names = set(f.format.name.split(","))
             videos = [s for s in f.streams.video if video_index in (None, s.index)]
             codec = videos[0].codec_context.name if videos else ""
@@ -602,7 +603,7 @@ def first_damage_s(
     refer to: in an open-GOP stream they may refer back past it (an x264 sample cut on
     its own reported an error at its first P-frame), which is the cut's doing, not damage.
     """
-    with av.open(str(path), metadata_errors="replace") as f:
+    with open_input(str(path)) as f:
         origin = (f.start_time or 0) / AV_TIME_BASE
         stream: Any = f.streams[video_index]
         ctx = check_decoder(stream)
@@ -643,7 +644,7 @@ def refuse_damaged(
 
 def _container_names(src: Path) -> set[str]:
     try:
-        with av.open(str(src)) as f:
+        with open_input(str(src)) as f:
             return set(f.format.name.split(","))
     except av.FFmpegError:
         return set()
@@ -652,7 +653,7 @@ def _container_names(src: Path) -> set[str]:
 def holds_video(path: Path) -> bool:
     """Whether ``path`` opens and has a video packet."""
     try:
-        with av.open(str(path)) as f:
+        with open_input(str(path)) as f:
             stream = next(iter(f.streams.video), None)
             return stream is not None and any(p.size for p in f.demux(stream))
     except av.FFmpegError:
@@ -661,7 +662,7 @@ def holds_video(path: Path) -> bool:
 
 def video_size(path: Path) -> tuple[int, float]:
     """Bytes and seconds of a file's first video stream, from its packets."""
-    with av.open(str(path)) as f:
+    with open_input(str(path)) as f:
         stream = f.streams.video[0]
         total, first, end = 0, math.inf, -math.inf
         for packet in f.demux(stream):

@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 
 from hevcq.limits import MiB
+from hevcq.media.demuxers import open_input
 
 _CHUNK = MiB
 
@@ -32,7 +33,7 @@ def stream_digests(path: Path) -> list[StreamDigest] | None:
     """Each stream's kind, codec and digest of its codec headers and packet payloads, in
     file order; None when the file cannot be read as media."""
     try:
-        with av.open(str(path)) as container:
+        with open_input(str(path)) as container:
             streams = list(container.streams)
             digests = [hashlib.sha256() for _ in streams]
             for n, st in enumerate(streams):

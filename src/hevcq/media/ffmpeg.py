@@ -32,6 +32,7 @@ from hevcq.errors import (
     StalledError,
 )
 from hevcq.limits import MiB
+from hevcq.media.demuxers import read_alone
 from hevcq.media.progress import Progress, ProgressParser
 from hevcq.pools import Pool
 
@@ -260,7 +261,7 @@ def run_ffmpeg(
     """
     if stop.is_set():
         raise InterruptedJob("stop requested before ffmpeg started")
-    proc = spawn(args)
+    proc = spawn(read_alone(args))
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     chunks: queue.Queue[str | None] = queue.Queue()
     readers = [
@@ -395,7 +396,8 @@ def classify_failure(
     ``DISK_FULL_MARGIN_BYTES`` free after the failure, or ffmpeg's message carries the
     ENOSPC text (``strerror(ENOSPC)``, which is what libav prints for that error).
     """
-    summary = " | ".join(stderr_tail[-SUMMARY_LINES:]) or "no error output"
+    quoted = (_WHITELIST.sub("whitelist", line) for line in stderr_tail[-SUMMARY_LINES:])
+    summary = " | ".join(quoted) or "no error output"
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in _SIGNALS else -returncode
         return RetryableError(f"ffmpeg killed by signal {name}: {summary}")
@@ -413,3 +415,5 @@ def classify_failure(
 
 
 _SIGNALS = frozenset(s.value for s in signal.Signals)
+# "Format not on whitelist '<every demuxer>'": the list (``read_alone``'s) is kilobytes long.
+_WHITELIST = re.compile(r"whitelist '[^']*'")

@@ -30,6 +30,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
+from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo
@@ -393,7 +394,7 @@ def read_media_playlist(path: Path) -> MediaPlaylist:
 def video_codec_string(init: Path) -> tuple[str, int, int]:
     """The RFC 6381 CODECS value of an init segment's video (from its avcC or av1C
     record), and its width and height."""
-    with av.open(str(init)) as f:
+    with open_input(str(init)) as f:
         ctx: Any = f.streams.video[0].codec_context
         extra = bytes(ctx.extradata or b"")
         name = ctx.name
@@ -436,7 +437,7 @@ def av1_codec_string(av1c: bytes) -> str:
 
 def audio_codec_string(init: Path) -> str:
     """The CODECS value of an init segment's AAC audio (``mp4a.40.<object type>``)."""
-    with av.open(str(init)) as f:
+    with open_input(str(init)) as f:
         ctx: Any = f.streams.audio[0].codec_context
         extra = bytes(ctx.extradata or b"")
         if ctx.name != "aac" or not extra:

@@ -22,6 +22,7 @@ from typing import Any
 import av
 
 from hevcq.errors import PermanentError
+from hevcq.media.demuxers import open_input, read_alone
 from hevcq.media.ffargs import source_filters
 from hevcq.media.probe import hdr_transfer
 
@@ -81,7 +82,7 @@ def sample(path: Path) -> list[Candidate]:
 def _sampled(path: Path) -> tuple[list[Candidate], str]:
     """``sample``'s candidates, and the video's HDR transfer ("" for SDR)."""
     found = []
-    with av.open(str(path), metadata_errors="replace") as container:
+    with open_input(str(path)) as container:
         stream: Any = next(iter(container.streams.video), None)
         if stream is None:
             raise PermanentError("no video stream")
@@ -204,7 +205,9 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     shown = ",".join([*first, "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
     args += ["-vf", f"{shown},scale={box}:force_original_aspect_ratio=decrease:flags=lanczos"]
     args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg", f"file:{dest}"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        read_alone(args), capture_output=True, text=True, timeout=120, check=False
+    )
     if done.returncode != 0 or not dest.is_file():
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise PermanentError(f"poster: ffmpeg failed: {tail}")

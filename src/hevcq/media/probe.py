@@ -4,6 +4,7 @@ no subprocess per file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import stat
 from collections.abc import Callable
 from fractions import Fraction
@@ -14,6 +15,7 @@ from typing import Any
 import av
 
 from hevcq.errors import PermanentError
+from hevcq.media.demuxers import open_input, refusal
 from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
 
 # Reading the rotation needs one decoded frame; a stream that yields none within this
@@ -41,6 +43,11 @@ _SIGNATURES = (
     b"\x30\x26\xb2\x75",
 )
 MPEG_TS_PACKET = 188
+HEAD_BYTES = 4096  # read to say what a refused file is
+# The errors of a file libav would not read: refused by the demuxer whitelist (EINVAL), or
+# recognised by no demuxer at all (AVERROR_INVALIDDATA; PyAV's DASH demuxer never claims
+# a manifest). Not a failure on the way, such as running out of file descriptors.
+_REFUSED = frozenset({errno.EINVAL, 0x41444E49})  # FFERRTAG('I','N','D','A'), as PyAV gives it
 
 ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
 
@@ -79,10 +86,13 @@ def probe(path: Path) -> MediaInfo:
         raise PermanentError("empty file (0 bytes)")
     try:
         # Broken metadata must not make a playable file unreadable.
-        container = av.open(str(path), metadata_errors="replace")
+        container = open_input(str(path))
     except av.FFmpegError as exc:
         with path.open("rb") as fh:
-            head = fh.read(MPEG_TS_PACKET + 1)
+            head = fh.read(HEAD_BYTES)
+        indirect = refusal(head) if exc.errno in _REFUSED else None
+        if indirect is not None:
+            raise PermanentError(indirect) from exc
         if looks_like_media(head):
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
         raise PermanentError(f"not a media file: {exc.strerror}") from exc
@@ -92,8 +102,12 @@ def probe(path: Path) -> MediaInfo:
 def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
     """``probe`` of a seekable file object (an object read through ranged requests)."""
     try:
-        container = av.open(stream, metadata_errors="replace")
+        container = open_input(stream)
     except av.FFmpegError as exc:
+        stream.seek(0)
+        indirect = refusal(stream.read(HEAD_BYTES) or b"") if exc.errno in _REFUSED else None
+        if indirect is not None:
+            raise PermanentError(indirect) from exc
         raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
     return _describe_open(container, size)
 

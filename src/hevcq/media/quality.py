@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hevcq.errors import FailureClass, HevcqError
+from hevcq.media.demuxers import read_alone
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
@@ -366,7 +367,9 @@ def _run_graph(ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[P
         # such frames in its scalers, which every chain has (``aligned``, ``_reference``).
         args += ["-reinit_filter", "0", "-i", f"file:{path}"]
     args += ["-filter_complex", graph, "-f", "null", "-"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=3600, check=False)
+    done = subprocess.run(
+        read_alone(args), capture_output=True, text=True, timeout=3600, check=False
+    )
     if done.returncode != 0 or not all(log.is_file() for log in logs):
         tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
         raise ScoringError(f"scoring failed: {tail}")

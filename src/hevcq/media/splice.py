@@ -20,6 +20,7 @@ import av
 import structlog
 
 from hevcq.errors import PermanentError
+from hevcq.media.demuxers import open_input
 from hevcq.media.ffmpeg import run_ffmpeg
 
 log = structlog.get_logger(__name__)
@@ -45,7 +46,7 @@ def spliced_video_span(path: Path, index: int) -> float | None:
     ends: list[float] = []
     jumped = False
     try:
-        with av.open(str(path), metadata_errors="replace") as container:
+        with open_input(str(path)) as container:
             if not container.format.flags & TS_DISCONT:
                 return None
             stream = container.streams[index]
@@ -85,7 +86,7 @@ def straighten(ffmpeg: str, src: Path, *, stop: threading.Event, stall_timeout_s
     of its length says what is wrong. A stop, a stall or a full disk are raised as usual.
     """
     try:
-        with av.open(str(src), metadata_errors="replace") as container:
+        with open_input(str(src)) as container:
             video = [s.index for s in container.streams.video]
     except av.FFmpegError:
         return False  # the probe that follows says what is wrong with it

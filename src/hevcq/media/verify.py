@@ -22,6 +22,7 @@ import av
 import structlog
 
 from hevcq.errors import PermanentError, VerificationError
+from hevcq.media.demuxers import open_input
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import probe
 from hevcq.media.splice import spliced_video_span
@@ -197,7 +198,7 @@ def decoded_seconds(path: Path) -> float:
 def decode_video(path: Path, index: int | None = None) -> Decoded:
     """Decode every frame of one video stream (threaded), by default the first that is not
     cover art; raises ``av.FFmpegError``, or ``VerificationError`` when there is none."""
-    with av.open(str(path), metadata_errors="replace") as container:
+    with open_input(str(path)) as container:
         stream: Any = container.streams[index] if index is not None else _main_video(container)
         stream.thread_type = "AUTO"
         stream.codec_context.options = DECODER_OPTIONS  # see StreamDecoder
@@ -265,7 +266,7 @@ def decode_ends(
     head: list[Any] = []
     tail: list[Any] = []
     keyframes = 0
-    with av.open(str(path), metadata_errors="replace") as container:
+    with open_input(str(path)) as container:
         stream: Any = container.streams[index]
         extradata = stream.codec_context.extradata
         for packet in container.demux(stream):
@@ -324,7 +325,7 @@ def file_video(path: Path, index: int) -> FileVideo:
     """Digest the NAL units of one video stream's packets, demuxing only."""
     digest = NalDigest()
     packets, span = 0, _Span()
-    with av.open(str(path), metadata_errors="replace") as container:
+    with open_input(str(path)) as container:
         stream: Any = container.streams[index]
         extradata = stream.codec_context.extradata or b""
         size = nal_length_size(extradata)
@@ -425,7 +426,7 @@ def readable_video_end(path: Path, index: int) -> float | None:
     """
     end, start = None, None
     try:
-        with av.open(str(path), metadata_errors="replace") as container:
+        with open_input(str(path)) as container:
             stream = container.streams[index]
             for packet in container.demux(stream):
                 if packet.pts is None or packet.size == 0:
