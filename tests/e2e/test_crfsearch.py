@@ -587,6 +587,38 @@ def test_a_short_clip_whose_sound_runs_on_predicts_the_size_of_its_picture(tmp_p
     assert abs(found.predicted_bytes - actual) / actual < 0.05
 
 
+def test_a_live_recording_that_declares_no_length_predicts_its_re_encoded_sound(
+    tmp_path,
+) -> None:
+    # Written to a pipe, as a browser's or OBS's recorder writes, a Matroska file has no
+    # length in its header. Its AAC becomes Opus in the WebM output, and that sound was
+    # predicted for a length of 0 s: the output came out 114 % of its prediction.
+    src = tmp_path / "live.mkv"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4"]
+    args += ["-f", "lavfi", "-i", "sine=duration=4", "-c:v", "libx264", "-c:a", "aac"]
+    with src.open("wb") as out:
+        subprocess.run([*args, "-f", "matroska", "pipe:1"], check=True, stdout=out)
+    info = probe(src)
+    assert info.duration_s is None
+    webm = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"codec": "av1", "container": "webm", "preset": "12"},
+        }
+    )
+    plan = plan_for(src, webm)
+    assert [mode for _, mode in plan.audio] == ["libopus"]
+    found = find_crf(searcher(tmp_path), src, plan, info, source_id="e1", target=90.0)
+    assert isinstance(found, SearchResult)
+    full = encode(src, tmp_path / "full.webm", dataclasses.replace(plan, crf=found.crf))
+    actual = full.stat().st_size
+    # Within the issue's 10 %: libopus's VBR spends some 15 % over its nominal rate on a
+    # pure tone (the sound is predicted at the nominal rate, whatever the length).
+    assert abs(found.predicted_bytes - actual) / actual < 0.10
+
+
 def _recording(dest: Path, *codec_args: str) -> Path:
     """40 s of picture and sound from x264 with B-frames, keyframes 10 s apart (its
     default 250 frames at 25 fps), in ``dest``'s container."""

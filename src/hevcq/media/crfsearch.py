@@ -747,7 +747,6 @@ def find_crf(
     scan = cache.scan(src, plan.video_index)
     duration = info.duration_s or 0.0
     samples = sample_plan(info.duration_s, scan.keyframes, run.rules)
-    other = kept_bytes(plan, scan.stream_bytes, duration)
     prober = _Prober(
         run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
     )
@@ -757,6 +756,10 @@ def find_crf(
         # Searched whole, the probe's own length is the video's: the container's length
         # may be longer (audio that runs on past the picture) or unknown (sample_plan).
         length = got.video_s if samples.whole else duration or got.video_s
+        # Re-encoded sound at the plan's rate for as long as the output lasts: the
+        # container's length, or the picture's where it declares none (a recording written
+        # live, as OBS and browsers do, which left it out of the prediction).
+        other = kept_bytes(plan, scan.stream_bytes, duration or length)
         size = predict_bytes(got.video_bytes, got.video_s, length, other)
         return ProbeResult(crf, got.score, size + got.header_bytes, got.cached)
 
