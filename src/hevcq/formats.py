@@ -63,6 +63,29 @@ class Container:
     subtitle_conversions: tuple[tuple[str, str], ...] = ()
 
 
+# The largest picture any codec here may carry in a conforming stream: 35,651,584 luma
+# samples is the top level of each, H.264 6.2 (139,264 macroblocks), HEVC 6.2 (MaxLumaPs),
+# VP9 6.2 and AV1 6.3, as 8192x4352; and no side over AV1's 16,384 (MaxHSize). Larger
+# pictures make streams players refuse, and a few kilobytes of one flat colour at
+# 8192x8192 made x265 use 4.2 GB, more than a worker's task has: an upload's cheapest way
+# to occupy a farm.
+MAX_PICTURE_SAMPLES = 35_651_584
+MAX_PICTURE_SIDE = 16_384
+
+
+def picture_fits(width: int, height: int) -> bool:
+    """Whether a coded picture of this size fits every codec's top level."""
+    return width * height <= MAX_PICTURE_SAMPLES and max(width, height) <= MAX_PICTURE_SIDE
+
+
+def too_large(width: int, height: int) -> str:
+    """Why a picture of this size is not encoded at that size."""
+    return (
+        f"picture {width}x{height} is larger than any video stream may hold"
+        f" ({MAX_PICTURE_SAMPLES / 1e6:.1f} million pixels, as 8192x4352)"
+    )
+
+
 # The ffmpeg encoder of each audio codec a container may encode to.
 AUDIO_ENCODERS: dict[str, str] = {
     "aac": "aac",

@@ -345,3 +345,36 @@ def test_an_output_that_saves_nothing(pool: str, out_bytes: int, in_bytes: int, 
 )
 def test_expected_frames(duration: float | None, fps: float | None, expected: int | None) -> None:
     assert expected_frames(duration, fps) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "pool", "outcome"),
+    [
+        # A few kilobytes of one colour at 8192x8192 took x265 to 4.2 GB: more than a
+        # worker's task has, and more than any codec's top level allows.
+        ((8192, 8192), "hevc", "picture 8192x8192 is larger than any video stream may hold"),
+        ((8192, 8192), "720p", (720, 720)),
+        ((8192, 8192), "1080p", (1080, 1080)),
+        # 8K full frame is the top level's own size, and an 8K UHD source its width.
+        ((8192, 4352), "hevc", (8192, 4352)),
+        ((7680, 4320), "hevc", (7680, 4320)),
+        ((20000, 1080), "hevc", "picture 20000x1080 is larger than any video stream may hold"),
+    ],
+)
+def test_a_picture_larger_than_a_stream_may_be_is_encoded_only_smaller(
+    size: tuple[int, int], pool: str, outcome: str | tuple[int, int]
+) -> None:
+    got = decide(clip(*size), FARM[pool], "big.mp4")
+    if isinstance(outcome, str):
+        assert isinstance(got, Skip)
+        assert got.reason.startswith(outcome)
+    else:
+        assert isinstance(got, EncodePlan)
+        assert (got.width, got.height) == outcome
+
+
+def test_a_ladder_of_a_huge_picture_tops_out_where_streams_do() -> None:
+    hls = load_farm()["hls"]
+    assert isinstance(decide(clip(8192, 8192), hls, "big.mp4"), EncodePlan)
+    # So wide that even the 240-pixel rung is wider than any stream: no ladder at all.
+    assert isinstance(decide(clip(65536, 240), hls, "wide.mp4"), Skip)

@@ -180,3 +180,13 @@ def test_only_known_codec_groups_join_a_ladder() -> None:
 )
 def test_hevc_codecs_come_from_the_configuration_record(hvcc: bytes, codecs: str) -> None:
     assert hevc_codec_string(hvcc) == codecs
+
+
+def test_no_rung_is_larger_than_a_stream_may_be() -> None:
+    # An 8192x8192 picture's own size is over the top level of every codec (35.7 million
+    # pixels): its ladder starts at the largest standard rung, 2160x2160.
+    rungs = choose_rungs(8192, 8192, Fraction(25))
+    assert (rungs[0].width, rungs[0].height) == (2160, 2160)
+    # 8K full frame is the top level's own size, and keeps its own rung.
+    assert (choose_rungs(8192, 4352, Fraction(25))[0].width) == 8192
+    assert choose_rungs(65536, 240, Fraction(25)) == ()

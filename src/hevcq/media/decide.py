@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 from pathlib import Path
 
 from hevcq.errors import ConfigError
-from hevcq.formats import AUDIO_ENCODERS, Container, audio_codec
+from hevcq.formats import AUDIO_ENCODERS, Container, audio_codec, picture_fits, too_large
 from hevcq.media.ffargs import build_args
-from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, SubtitleStream
+from hevcq.media.ladder import choose_rungs
+from hevcq.media.model import (
+    AudioStream,
+    Decision,
+    EncodePlan,
+    MediaInfo,
+    Skip,
+    SubtitleStream,
+    VideoStream,
+)
 from hevcq.pools import Pool
 
 KEPT_ORIGINAL = "kept original: output would be larger"
@@ -39,27 +49,12 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     video = info.main_video
     if video is None:
         return Skip("no video stream")
-    target = pool.applies.target_height
-    codec = pool.encode.video
     box = pool.encode.container_for(source_name)
-    # A ladder is made from any source it handles, whatever its codec (hevcq.media.ladder).
-    if video.codec == codec.name and target is None and pool.ladder is None:
-        return Skip(f"already {codec.label}")
-    if video.codec not in pool.applies.source_codecs:
-        handled = ", ".join(pool.applies.source_codecs)
-        return Skip(f"source codec {video.codec} is not handled by pool {pool.name} ({handled})")
-    if target is None:
-        width, height = _even(video.width), _even(video.height)
-        scale, crop = False, (width, height) != (video.width, video.height)
-    else:
-        display_w, display_h = video.display_size
-        if min(display_w, display_h) < target:
-            return Skip(f"source is {display_w}x{display_h}, smaller than {target}p (no upscaling)")
-        if min(display_w, display_h) == target and video.codec == codec.name:
-            # The rendition would re-encode the source into itself, only worse.
-            return Skip(f"already {codec.label} at {display_w}x{display_h}, the {target}p size")
-        width, height = fit_short_side(video.width, video.height, target)
-        scale, crop = (width, height) != (video.width, video.height), False
+    shape = _not_handled(video, pool) or _shape(video, pool)
+    if isinstance(shape, Skip):
+        return shape
+    width, height, scale, crop = shape
+    codec = pool.encode.video
     container = box.muxer
     keep_subs = pool.encode.keep_subtitles
     encoder = AUDIO_ENCODERS[audio_codec(box, pool.encode.audio_codec)]
@@ -91,6 +86,44 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         and info.chapters == 0
         and tee_safe(info, container, [*audio, *subtitles]),
     )
+
+
+def _not_handled(video: VideoStream, pool: Pool) -> Skip | None:
+    """Why the pool does not take a video of this codec, if it does not."""
+    codec = pool.encode.video
+    # A ladder is made from any source it handles, whatever its codec (hevcq.media.ladder).
+    if video.codec == codec.name and pool.applies.target_height is None and pool.ladder is None:
+        return Skip(f"already {codec.label}")
+    if video.codec not in pool.applies.source_codecs:
+        handled = ", ".join(pool.applies.source_codecs)
+        return Skip(f"source codec {video.codec} is not handled by pool {pool.name} ({handled})")
+    return None
+
+
+def _shape(video: VideoStream, pool: Pool) -> tuple[int, int, bool, bool] | Skip:
+    """The coded size the pool encodes ``video`` at (and whether that scales or crops it),
+    or why it does not encode it."""
+    target = pool.applies.target_height
+    codec = pool.encode.video
+    display_w, display_h = video.display_size
+    # A ladder's rungs are no larger than a stream may be: it has none at all when the
+    # picture is so elongated that even its 240-pixel rung is too wide.
+    if pool.ladder is not None and not choose_rungs(display_w, display_h, Fraction(30)):
+        return Skip(too_large(display_w, display_h))
+    if target is None:
+        width, height = _even(video.width), _even(video.height)
+        scale, crop = False, (width, height) != (video.width, video.height)
+    else:
+        if min(display_w, display_h) < target:
+            return Skip(f"source is {display_w}x{display_h}, smaller than {target}p (no upscaling)")
+        if min(display_w, display_h) == target and video.codec == codec.name:
+            # The rendition would re-encode the source into itself, only worse.
+            return Skip(f"already {codec.label} at {display_w}x{display_h}, the {target}p size")
+        width, height = fit_short_side(video.width, video.height, target)
+        scale, crop = (width, height) != (video.width, video.height), False
+    if pool.ladder is None and not picture_fits(width, height):
+        return Skip(too_large(width, height))
+    return width, height, scale, crop
 
 
 def expected_frames(duration_s: float | None, fps: float | None) -> int | None:

@@ -30,6 +30,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
+from hevcq.formats import picture_fits
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
@@ -151,12 +152,15 @@ def rung_heights(short: int) -> tuple[int, ...]:
 
 def choose_rungs(width: int, height: int, fps: Fraction) -> tuple[Rung, ...]:
     """The rungs of a source displayed at ``width`` x ``height``, largest first, each
-    keeping the source's aspect and orientation."""
+    keeping the source's aspect and orientation; none larger than a stream may be
+    (``formats.picture_fits``), so an 8192x8192 source's ladder tops out at 2160x2160."""
     short, long = sorted((width, height))
     rungs = []
     for target in rung_heights(short):
         other = _even(long * target / short)
         w, h = (target, other) if width <= height else (other, target)
+        if not picture_fits(w, h):
+            continue
         cap = round(w * h * float(fps) * CAP_BITS_PER_PIXEL / 1000)
         rungs.append(Rung(w, h, max(cap, 64)))
     return tuple(rungs)
