@@ -769,6 +769,33 @@ def test_an_open_gop_source_is_not_taken_for_damaged(tmp_path: Path) -> None:
     assert found.probes
 
 
+def test_a_broadcast_recording_that_starts_mid_gop_is_not_taken_for_damaged(
+    tmp_path: Path,
+) -> None:
+    # A TV recorder starts writing wherever it tuned in: the file's first frames refer to
+    # a keyframe it never got, no decoder shows them, and they were reported as damage
+    # ("does not decode cleanly at 0.2 s"), so such recordings were never searched or
+    # scored. The cut drops the TS packets of the first 0.8 s of a 2 s GOP.
+    seconds = 20  # searched whole, so decoded from the file's first packet
+    whole = tmp_path / "whole.ts"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}"]
+    # (veryfast: its B-frames and references are what the missing keyframe breaks)
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-f", "mpegts", str(whole)]
+    subprocess.run(args, check=True)
+    src = tmp_path / "recording.ts"
+    data = whole.read_bytes()
+    per_second = len(data) // seconds
+    cut = (per_second * 8 // 10) // 188 * 188
+    src.write_bytes(data[cut:])
+    with av.open(str(src)) as f:
+        first = next(p for p in f.demux(video=0) if p.size)
+        assert not first.is_keyframe  # it does start mid-GOP
+    plan = plan_for(src, pool())
+    found = find_crf(searcher(tmp_path), src, plan, probe(src), source_id="m1", target=90.0)
+    assert isinstance(found, SearchResult)
+
+
 @pytest.mark.parametrize(
     "target", [{"vmaf": 90, "max_size_percent": 80}, {"xpsnr": 30, "max_size_percent": 80}]
 )

@@ -602,6 +602,9 @@ def first_damage_s(
     ``scan_source`` gives them), so that the frames after its keyframe have what they
     refer to: in an open-GOP stream they may refer back past it (an x264 sample cut on
     its own reported an error at its first P-frame), which is the cut's doing, not damage.
+    Read from the file's start, the frames before its first keyframe are not damage either:
+    a broadcast recording starts wherever the recorder tuned in, mid-GOP, and no decoder
+    shows those frames, so neither the encode nor a score ever sees them.
     """
     with open_input(str(path)) as f:
         origin = (f.start_time or 0) / AV_TIME_BASE
@@ -617,9 +620,11 @@ def first_damage_s(
                 except (av.FFmpegError, OSError):
                     return None  # a stream that cannot seek (raw H.264): not checked
                 ctx.flush_buffers()
+            keyed = False  # a seek lands on a keyframe; the file's start may not be one
             for packet in f.demux(stream):
                 if not packet.size:
                     continue
+                keyed = keyed or packet.is_keyframe
                 ts = packet.pts if packet.pts is not None else packet.dts
                 t = float(ts * tb) - origin if ts is not None else None
                 if t is not None and t > start + length:
@@ -627,7 +632,7 @@ def first_damage_s(
                 try:
                     ctx.decode(packet)
                 except av.FFmpegError:
-                    if t is None or t >= start - SEEK_SLACK_S:
+                    if keyed and (t is None or t >= start - SEEK_SLACK_S):
                         return max(0.0, t or start)
     return None
 
