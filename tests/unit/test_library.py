@@ -140,7 +140,14 @@ def test_glob_regex(pattern: str, path: str, hit: bool) -> None:
     [
         ("a.MOV", True),
         ("b.mts", True),
+        # camera and broadcast recordings: professional MXF, SD camcorders, HDV, DV
+        ("cam/C0001.MXF", True),
+        ("cam/MOV001.MOD", True),
+        ("cam/MOV001.TOD", True),
+        ("tape/hdv.m2t", True),
+        ("tape/capture.dv", True),
         ("c.jpg", False),
+        ("c.m3u8", False),
         ("noext", False),
         ("._a.mov", False),  # macOS AppleDouble debris
         ("x/@eaDir/a.mp4/SYNOFILM.mp4", False),

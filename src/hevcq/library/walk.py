@@ -16,7 +16,14 @@ import structlog
 from hevcq.errors import ConfigError
 from hevcq.limits import MiB
 
-_EXTS = ".mp4 .m4v .mov .mkv .avi .ts .mts .m2ts .wmv .flv .webm .3gp .mpg .mpeg .vob"
+# Phones, cameras and desktops: containers hevcq reads. Camcorder and broadcast formats
+# too (MXF from professional cameras, MOD/TOD from SD camcorders, M2T from HDV, DV), so a
+# NAS of recordings shows every video: one in a codec no pool takes is a "skipped" row
+# that says so, not a file left out without a word.
+_EXTS = (
+    ".mp4 .m4v .mov .mkv .avi .ts .mts .m2ts .wmv .flv .webm .3gp .mpg .mpeg .vob"
+    " .mxf .mod .tod .m2t .dv .3g2 .f4v .qt .ogv .divx .asf"
+)
 DEFAULT_EXTENSIONS = frozenset(_EXTS.split(" "))
 # NAS and desktop debris that carries video extensions but is not a video of the user's:
 # Synology thumbnails and recycle bin, macOS AppleDouble files, desktop trash folders.
