@@ -104,8 +104,11 @@ def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
     try:
         container = open_input(stream)
     except av.FFmpegError as exc:
-        stream.seek(0)
-        indirect = refusal(stream.read(HEAD_BYTES) or b"") if exc.errno in _REFUSED else None
+        head = b""
+        with contextlib.suppress(OSError, ValueError):  # a stream that cannot go back
+            stream.seek(0)
+            head = stream.read(HEAD_BYTES) or b""
+        indirect = refusal(head) if exc.errno in _REFUSED else None
         if indirect is not None:
             raise PermanentError(indirect) from exc
         raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
