@@ -59,16 +59,11 @@ _LOOKS_LIKE: tuple[tuple[re.Pattern[bytes], str], ...] = (
 )
 
 
-def allowed(names: frozenset[str] | set[str]) -> str:
-    """The ``format_whitelist`` value for a library whose demuxers are ``names`` (each
-    as libavformat lists it, aliases joined by commas: ``mov,mp4,m4a,3gp,3g2,mj2``)."""
-    kept = (n for n in names if not set(n.split(",")) & INDIRECT.keys())
-    return ",".join(sorted(kept))
-
-
 @functools.cache
 def pyav_allowed() -> str:
-    """The whitelist for this process's libavformat (PyAV's)."""
+    """The whitelist for this process's libavformat (PyAV's): every demuxer it has (each
+    as libavformat names it, aliases joined by commas: ``mov,mp4,m4a,3gp,3g2,mj2``) but
+    the indirections."""
     names = set()
     for name in av.formats_available:
         try:
@@ -76,7 +71,7 @@ def pyav_allowed() -> str:
                 names.add(name)
         except ValueError:
             continue  # a muxer only
-    return allowed(names)
+    return ",".join(sorted(n for n in names if not set(n.split(",")) & INDIRECT.keys()))
 
 
 def read_alone(args: Sequence[str]) -> list[str]:
@@ -92,28 +87,17 @@ def read_alone(args: Sequence[str]) -> list[str]:
     return out
 
 
-def open_options() -> dict[str, str]:
-    """``container_options`` for ``av.open`` of any file this process reads."""
-    return {"format_whitelist": pyav_allowed()}
-
-
-def refused(head: bytes) -> str | None:
-    """What a file that begins with ``head`` is, when it is one of the indirections."""
+def refusal(head: bytes) -> str | None:
+    """The one-line reason a file beginning with ``head`` is not read, when it is one of
+    the indirections; None otherwise."""
     for pattern, name in _LOOKS_LIKE:
         if pattern.search(head[:4096]):
-            return INDIRECT[name]
+            return f"not a media file: {INDIRECT[name]}, which names other inputs (never followed)"
     return None
 
 
-def refusal(head: bytes) -> str | None:
-    """The one-line reason a file beginning with ``head`` is not read, or None."""
-    kind = refused(head)
-    if kind is None:
-        return None
-    return f"not a media file: {kind}, which names other inputs (never followed)"
-
-
 def open_input(file: str | BinaryIO | RawIOBase) -> Any:
-    """``av.open`` of a file to read, by itself (``open_options``); metadata that is not
+    """``av.open`` of a file to read, by itself (the whitelist); metadata that is not
     valid UTF-8 is replaced, so broken tags never make a playable file unreadable."""
-    return av.open(file, metadata_errors="replace", container_options=open_options())
+    whitelist = {"format_whitelist": pyav_allowed()}
+    return av.open(file, metadata_errors="replace", container_options=whitelist)

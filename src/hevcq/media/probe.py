@@ -4,7 +4,6 @@ no subprocess per file."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import stat
 from collections.abc import Callable
 from fractions import Fraction
@@ -44,10 +43,6 @@ _SIGNATURES = (
 )
 MPEG_TS_PACKET = 188
 HEAD_BYTES = 4096  # read to say what a refused file is
-# The errors of a file libav would not read: refused by the demuxer whitelist (EINVAL), or
-# recognised by no demuxer at all (AVERROR_INVALIDDATA; PyAV's DASH demuxer never claims
-# a manifest). Not a failure on the way, such as running out of file descriptors.
-_REFUSED = frozenset({errno.EINVAL, 0x41444E49})  # FFERRTAG('I','N','D','A'), as PyAV gives it
 
 ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
 
@@ -90,7 +85,7 @@ def probe(path: Path) -> MediaInfo:
     except av.FFmpegError as exc:
         with path.open("rb") as fh:
             head = fh.read(HEAD_BYTES)
-        indirect = refusal(head) if exc.errno in _REFUSED else None
+        indirect = _indirection(exc, head)
         if indirect is not None:
             raise PermanentError(indirect) from exc
         if looks_like_media(head):
@@ -108,11 +103,21 @@ def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
         with contextlib.suppress(OSError, ValueError):  # a stream that cannot go back
             stream.seek(0)
             head = stream.read(HEAD_BYTES) or b""
-        indirect = refusal(head) if exc.errno in _REFUSED else None
+        indirect = _indirection(exc, head)
         if indirect is not None:
             raise PermanentError(indirect) from exc
         raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
     return _describe_open(container, size)
+
+
+def _indirection(exc: av.FFmpegError, head: bytes) -> str | None:
+    """Why a file libav would not read is refused, when it is a manifest, playlist or
+    script (``demuxers.refusal``): refused by the whitelist (an argument error), or claimed
+    by no demuxer at all (PyAV's DASH demuxer never claims a manifest). Not a failure on
+    the way, such as running out of file descriptors, which keeps its own message."""
+    if isinstance(exc, av.error.ArgumentError | av.error.InvalidDataError):
+        return refusal(head)
+    return None
 
 
 def _describe_open(container: Any, size: int) -> MediaInfo:
