@@ -95,6 +95,22 @@ AUDIO_ENCODERS: dict[str, str] = {
 }
 
 
+# The channel layouts an audio encoder writes as they are, for encoders that ffmpeg does
+# not convert to by itself. Opus, Vorbis and FLAC define their channel orders for 1 to 8
+# channels (the Vorbis orders below); libopus refuses any other layout, among them
+# 5.1(side), which AC-3, E-AC-3 and DTS surround carry, and libvorbis and flac write some
+# (2.1, 4.0, 7.1(wide), hexagonal) under the wrong speakers. ``ffargs.audio_args`` passes
+# their streams through an ``aformat`` naming these, which leaves a layout on the list
+# untouched and rematrixes any other to the nearest one (5.1(side) to 5.1, 22.2 to 7.1).
+# The native AAC encoder lists its own layouts and ffmpeg converts to them unasked.
+VORBIS_LAYOUTS = "mono|stereo|3.0|quad|5.0|5.1|6.1|7.1"
+AUDIO_LAYOUTS: dict[str, str] = {
+    "libopus": VORBIS_LAYOUTS,
+    "libvorbis": VORBIS_LAYOUTS,
+    "flac": VORBIS_LAYOUTS,
+}
+
+
 X26X_PRESETS = (
     "ultrafast",
     "superfast",

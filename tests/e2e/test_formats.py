@@ -4,6 +4,7 @@ legacy pair that joins by adding itself to the table and nothing else."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import av
@@ -36,8 +37,11 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return made.read_bytes()
 
 
-def encode(tmp_path: Path, clip: bytes, codec: str, container: str) -> Path:
-    """Run the worker's job runner for a pool naming this pair; the output as a file."""
+def encode(
+    tmp_path: Path, clip: bytes, codec: str, container: str, audio: str | None = None
+) -> Path:
+    """Run the worker's job runner for a pool naming this pair (and ``audio``, the audio
+    codec, when given); the output as a file."""
     pool = Pool.model_validate(
         {
             "name": "fmt",
@@ -47,6 +51,7 @@ def encode(tmp_path: Path, clip: bytes, codec: str, container: str) -> Path:
                 "codec": codec,
                 "container": container,
                 "crf": min(30, VIDEO_CODECS[codec].max_crf),
+                "audio_codec": audio,
             },
         }
     )
@@ -120,4 +125,31 @@ def test_a_legacy_pair_needs_only_its_table_entries(
     )
     out = encode(tmp_path, clip, "theora", "ogg")
     assert streams(out) == ("theora", "vorbis", [])
+    assert decoded_seconds(out) > 0.4
+
+
+@pytest.mark.parametrize(
+    ("container", "audio"),
+    [("webm", "opus"), ("mkv", "vorbis"), ("mkv", "flac"), ("mp4", "opus"), ("mp4", "aac")],
+)
+def test_broadcast_surround_sound_is_encoded_in_every_audio_codec(
+    tmp_path: Path, container: str, audio: str
+) -> None:
+    # 5.1 with side channels, the layout of AC-3, E-AC-3 and DTS surround, here as float
+    # PCM in QuickTime (an editor's master), which every container re-encodes. libopus
+    # refused that layout and the job failed ("Could not open encoder before EOF").
+    src = tmp_path / "film.mov"
+    made = subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=192x108:r=10:d=0.6", "-f", "lavfi",
+         "-i", "sine=d=0.6,aformat=channel_layouts=5.1(side)",
+         "-c:v", "mpeg4", "-c:a", "pcm_f32be", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    out = encode(tmp_path, src.read_bytes(), "av1" if container == "webm" else "hevc", container,
+                 audio)  # fmt: skip
+    with av.open(str(out)) as f:
+        sound = f.streams.audio[0].codec_context
+        assert (sound.name, sound.channels) == (audio, 6)
     assert decoded_seconds(out) > 0.4

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
+from hevcq.formats import AUDIO_LAYOUTS
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import DEINTERLACE, build_args
 from hevcq.media.model import EncodePlan
@@ -131,6 +132,11 @@ def test_audio_and_subtitle_codecs_per_output_stream(key: str) -> None:
         assert values(args, f"-c:a:{n}") == [mode]
         bitrate = [f"{plan.audio_bitrate_kbps}k"] if mode == "aac" else []
         assert values(args, f"-b:a:{n}") == bitrate
+        # Only encoders ffmpeg does not convert for get a layout filter: AAC's bytes stay.
+        layouts = (
+            [f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}"] if mode in AUDIO_LAYOUTS else []
+        )
+        assert values(args, f"-filter:a:{n}") == layouts
     for n, (_, mode) in enumerate(plan.subtitles):
         assert values(args, f"-c:s:{n}") == [mode]
     assert values(args, "-c:t") == (["copy"] if plan.attachments else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hevcq.errors import ConfigError
-from hevcq.formats import CONTAINERS, VIDEO_CODECS, Container, VideoCodec
+from hevcq.formats import AUDIO_LAYOUTS, CONTAINERS, VIDEO_CODECS, Container, VideoCodec
 from hevcq.media.model import EncodePlan
 
 
@@ -134,7 +134,8 @@ def encoder_params(params: dict[str, str]) -> str:
 
 
 def audio_args(plan: EncodePlan) -> list[str]:
-    """Map every planned audio stream, copied or encoded (AAC, Opus, ...), in source order."""
+    """Map every planned audio stream, copied or encoded (AAC, Opus, ...), in source order;
+    an encoded stream is given a channel layout its encoder writes (``AUDIO_LAYOUTS``)."""
     args: list[str] = []
     for n, (index, mode) in enumerate(plan.audio):
         args += ["-map", f"0:{index}"]
@@ -142,6 +143,8 @@ def audio_args(plan: EncodePlan) -> list[str]:
             args += [f"-c:a:{n}", "copy"]
         else:
             args += [f"-c:a:{n}", mode, f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
+            if mode in AUDIO_LAYOUTS:
+                args += [f"-filter:a:{n}", f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}"]
     return args
 
 
