@@ -341,3 +341,38 @@ def test_find_ffmpeg_rejects_a_missing_configured_binary(tmp_path: Path) -> None
 
 def test_find_ffmpeg_falls_back_to_a_usable_binary() -> None:
     assert Path(find_ffmpeg()).is_file()
+
+
+def test_the_message_keeps_the_cause_and_drops_the_threads_winding_down() -> None:
+    # ffmpeg's own tail when libopus refused a layout, SVT-AV1's banner in front of it:
+    # the cause came first and the last five lines were all echoes of it.
+    tail = [
+        "Svt[info]: -------------------------------------------",
+        "Svt[info]: SVT [version]:\tSVT-AV1 Encoder Lib v4.2.0",
+        "[libopus @ 0x55fc8c17d0c0] Invalid channel layout 5.1(side) for specified mapping"
+        " family -1.",
+        "[aost#0:1/libopus @ 0x55fc8c17c4c0] [enc:libopus @ 0x55fc8c1182c0] Error while opening"
+        " encoder - maybe incorrect parameters such as bit_rate, rate, width or height.",
+        "[af#0:0 @ 0x55fc8c13d900] Error sending frames to consumers: Invalid argument",
+        "[af#0:0 @ 0x55fc8c13d900] Task finished with error code: -22 (Invalid argument)",
+        "[af#0:0 @ 0x55fc8c13d900] Terminating thread with return code -22 (Invalid argument)",
+        "[aost#0:1/libopus @ 0x55fc8c17c4c0] [enc:libopus @ 0x55fc8c1182c0] Could not open"
+        " encoder before EOF",
+        "[aost#0:1/libopus @ 0x55fc8c17c4c0] Task finished with error code: -22 (Invalid argument)",
+        "[aost#0:1/libopus @ 0x55fc8c17c4c0] Terminating thread with return code -22 (Invalid"
+        " argument)",
+        "[out#0/webm @ 0x564352730800] Nothing was written into output file, because at least"
+        " one of its streams received no packets.",
+    ]
+    message = str(classify_failure(234, tail, 10**12))
+    assert message == (
+        "ffmpeg failed with exit status 234: [libopus] Invalid channel layout 5.1(side) for"
+        " specified mapping family -1. | [aost#0:1/libopus] [enc:libopus] Error while opening"
+        " encoder - maybe incorrect parameters such as bit_rate, rate, width or height."
+        " | [aost#0:1/libopus] [enc:libopus] Could not open encoder before EOF"
+    )
+
+
+def test_a_tail_of_echoes_alone_is_still_quoted() -> None:
+    tail = ["[out#0/mp4 @ 0x5643] Nothing was written into output file, because at least one"]
+    assert "[out#0/mp4] Nothing was written" in str(classify_failure(1, tail, 10**12))

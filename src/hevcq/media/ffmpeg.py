@@ -396,8 +396,7 @@ def classify_failure(
     ``DISK_FULL_MARGIN_BYTES`` free after the failure, or ffmpeg's message carries the
     ENOSPC text (``strerror(ENOSPC)``, which is what libav prints for that error).
     """
-    quoted = (_WHITELIST.sub("whitelist", line) for line in stderr_tail[-SUMMARY_LINES:])
-    summary = " | ".join(quoted) or "no error output"
+    summary = " | ".join(_cause(stderr_tail)) or "no error output"
     if returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in _SIGNALS else -returncode
         return RetryableError(f"ffmpeg killed by signal {name}: {summary}")
@@ -417,3 +416,21 @@ def classify_failure(
 _SIGNALS = frozenset(s.value for s in signal.Signals)
 # "Format not on whitelist '<every demuxer>'": the list (``read_alone``'s) is kilobytes long.
 _WHITELIST = re.compile(r"whitelist '[^']*'")
+# What ffmpeg prints after the error that stopped it, as each of its threads winds down,
+# and the banner SVT-AV1 writes to stderr itself: an encoder that could not open ended
+# on five of these, which pushed its one line of cause out of the message.
+_ECHOES = re.compile(
+    r"Task finished with error code|Terminating thread with return code"
+    r"|Nothing was written into output file|Error sending frames to consumers"
+    r"|Conversion failed!|^Svt\[info\]"
+)
+# "[libopus @ 0x55d0c3a1e2c0]": the same failure names a new address on every run.
+_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+\]")
+
+
+def _cause(tail: Sequence[str]) -> list[str]:
+    """The last lines of ``tail`` that say why ffmpeg failed (all of its last lines when
+    none does), each as it is shown in a failure message."""
+    lines = [_ADDRESS.sub("]", _WHITELIST.sub("whitelist", line)) for line in tail]
+    said = [line for line in lines if line.strip() and not _ECHOES.search(line)]
+    return (said or lines)[-SUMMARY_LINES:]
