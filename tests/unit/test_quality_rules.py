@@ -55,7 +55,8 @@ def test_both_sides_are_aligned_before_scoring() -> None:
     graph = vmaf_graph(ref, Fraction(30000, 1001), Path("/t/log.json"), phone=True, threads=2)
     dist, source, vmaf = graph.split(";")
     for side in (dist, source):
-        assert "setpts=PTS-STARTPTS,fps=30000/1001,format=yuv420p" in side  # zero, one rate
+        # zero, one clock, one rate
+        assert "setpts=PTS-STARTPTS,settb=1/1000,fps=30000/1001,format=yuv420p" in side
     assert "scale=1080:1920" in dist  # the output at the source's displayed size
     assert "version=vmaf_v0.6.1\\:name=vmaf|" in vmaf
     assert "vmaf_v0.6.1neg\\:name=vmaf_neg" in vmaf

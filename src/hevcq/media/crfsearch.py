@@ -68,8 +68,9 @@ XPSNR_FLAT_SLOPE = 0.05
 # 5: a source whose timestamps jump is put on one clock first (``splice.straighten``), and
 # a picture that changes size or format partway is scored whole (``quality._run_graph``).
 # 6: an AVI source is copied whole before it is cut (``_UNSEEKABLE``): its cuts ran from
-# the wrong place.
-CACHE_VERSION = 6
+# the wrong place. 7: both sides of a score share a millisecond clock (``quality._align``):
+# a probe in Matroska of a 120 fps source scored low.
+CACHE_VERSION = 7
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001

@@ -129,10 +129,17 @@ def picture(path: Path) -> Picture:
 
 
 def _align(ref: Picture, rate: Fraction) -> str:
-    """What both sides go through before scoring: start at zero, the source's constant
-    frame rate, the source's pixel format family."""
+    """What both sides go through before scoring: start at zero, one clock, the source's
+    constant frame rate, the source's pixel format family.
+
+    The clock is Matroska's and WebM's millisecond, the coarsest an output is stored in:
+    a frame the muxer moved onto it and the same frame of the source land on the same
+    tick, so the frame-rate conversion picks the same frames on both sides. Without it a
+    120 fps source scored at 60 had every other frame on the line between two of the
+    score's frames, and the output's rounded times fell to the other side of it.
+    """
     fmt = "yuv420p10le" if ref.ten_bit else "yuv420p"
-    return f"setpts=PTS-STARTPTS,fps={rate},format={fmt}"
+    return f"setpts=PTS-STARTPTS,settb=1/1000,fps={rate},format={fmt}"
 
 
 def _libvmaf(
