@@ -619,6 +619,28 @@ def test_a_live_recording_that_declares_no_length_predicts_its_re_encoded_sound(
     assert abs(found.predicted_bytes - actual) / actual < 0.10
 
 
+def test_a_short_clip_with_a_long_sound_track_is_sampled_and_predicted_by_its_picture(
+    tmp_path,
+) -> None:
+    # 4 s of picture and a minute of sound (a clip whose music runs on): the one sample
+    # of a one-minute file was placed from 20 s to 40 s, where there is no picture, and the
+    # video's rate was counted over the minute: predicted at 468 % of the source, kept.
+    src = tmp_path / "song.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4"]
+    args += ["-f", "lavfi", "-i", "sine=duration=60", "-c:v", "libx264", "-crf", "15"]
+    subprocess.run([*args, "-c:a", "aac", str(src)], check=True)
+    info = probe(src)
+    assert info.duration_s is not None
+    assert info.duration_s > 59
+    plan = plan_for(src, pool())
+    found = find_crf(searcher(tmp_path), src, plan, info, source_id="e1", target=90.0)
+    assert isinstance(found, SearchResult)
+    full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    actual = full.stat().st_size
+    assert abs(found.predicted_bytes - actual) / actual < 0.10
+
+
 def _recording(dest: Path, *codec_args: str) -> Path:
     """40 s of picture and sound from x264 with B-frames, keyframes 10 s apart (its
     default 250 frames at 25 fps), in ``dest``'s container."""

@@ -18,6 +18,7 @@ from hevcq.media.crfsearch import (
     ProbeResult,
     SamplePlan,
     SampleRules,
+    SourceScan,
     kept_bytes,
     predict_bytes,
     probe_key,
@@ -35,6 +36,23 @@ from hevcq.pools import TARGET_SIZE_PERCENT, Pool, Quality
 MIN = 60.0
 
 # --- sample_plan -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("span", "duration", "picture"),
+    [
+        ((0.0, 60.0), 60.0, (0.0, 60.0)),  # as long as its file
+        ((0.0, 59.5), 60.0, (0.0, 60.0)),  # sound a few frames longer: the file's length
+        ((0.0, 5.0), 60.0, (0.0, 5.0)),  # a short clip, a minute of sound
+        ((100.0, 900.0), 1000.0, (100.0, 800.0)),  # starts late and ends early
+        (None, 60.0, (0.0, 60.0)),  # no times on its packets
+        ((0.0, 5.0), 0.0, (0.0, 0.0)),  # a file of unknown length: left to the search
+    ],
+)
+def test_the_picture_is_the_file_unless_it_ends_well_before_it(
+    span: tuple[float, float] | None, duration: float, picture: tuple[float, float]
+) -> None:
+    assert SourceScan((), {}, video_span=span).picture(duration) == picture
 
 
 def test_a_short_source_is_searched_whole() -> None:

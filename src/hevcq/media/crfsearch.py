@@ -69,8 +69,12 @@ XPSNR_FLAT_SLOPE = 0.05
 # a picture that changes size or format partway is scored whole (``quality._run_graph``).
 # 6: an AVI source is copied whole before it is cut (``_UNSEEKABLE``): its cuts ran from
 # the wrong place. 7: both sides of a score share a millisecond clock (``quality._align``):
-# a probe in Matroska of a 120 fps source scored low.
-CACHE_VERSION = 7
+# a probe in Matroska of a 120 fps source scored low. 8: a scan keeps the picture's span,
+# and samples of a file whose picture ends early are placed within it.
+CACHE_VERSION = 8
+# A picture ending this long before its file is its own length (``SourceScan.picture``);
+# closer than that, the file's length stands (sound a few frames longer is common).
+PICTURE_SHORTER_S = 1.0
 # ``-ss`` just past a keyframe: seeking lands on the keyframe at or before the time asked,
 # so a start rounded a hair below its keyframe would otherwise seek a whole GOP back.
 SEEK_SLACK_S = 0.001
@@ -373,6 +377,20 @@ class SourceScan:
     # how much the source spent on each stretch, a measure of how hard it is to encode.
     # Empty when not read (a scan cached by an older release).
     gop_bytes: tuple[int, ...] = ()
+    # When the main video's first frame starts and its last one ends (seconds from the
+    # file's start); None when its packets carry no times.
+    video_span: Span | None = None
+
+    def picture(self, duration_s: float) -> Span:
+        """Where the picture lies in a file lasting ``duration_s`` (0: unknown), as
+        (start, length): the whole file, unless the picture ends well before it (sound
+        that runs on after a short clip, a still with a long sound track), then the
+        picture's own span."""
+        if self.video_span is not None and duration_s:
+            start, end = self.video_span
+            if end <= duration_s - PICTURE_SHORTER_S:
+                return start, end - start
+        return 0.0, duration_s
 
 
 def scan_source(path: Path, video_index: int) -> SourceScan:
@@ -381,6 +399,8 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
     bytes between consecutive keyframes."""
     sizes: dict[int, int] = {}
     gops = GopBytes()
+    first: float | None = None
+    last: float | None = None
     try:
         with open_input(str(path)) as f:
             origin = (f.start_time or 0) / AV_TIME_BASE
@@ -392,13 +412,19 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
                 if index != video_index:
                     continue
                 at = None
-                if packet.is_keyframe and packet.pts is not None:
-                    at = float(packet.pts * packet.time_base) - origin
+                if packet.pts is not None:
+                    t = float(packet.pts * packet.time_base) - origin
+                    end = t + float((packet.duration or 0) * packet.time_base)
+                    first = t if first is None else min(first, t)
+                    last = end if last is None else max(last, end)
+                    if packet.is_keyframe:
+                        at = t
                 gops.add(packet.size, keyframe_at=at)
     except av.FFmpegError as exc:
         raise PermanentError(f"unreadable or truncated: {exc.strerror or exc}") from exc
     keyframes, per_gop = gops.result()
-    return SourceScan(keyframes, sizes, per_gop)
+    span = (first, last) if first is not None and last is not None else None
+    return SourceScan(keyframes, sizes, per_gop, span)
 
 
 class GopBytes:
@@ -752,7 +778,15 @@ def find_crf(
     cache = _Cache(run.cache_dir, source_id)
     scan = cache.scan(src, plan.video_index)
     duration = info.duration_s or 0.0
-    samples = sample_plan(info.duration_s, scan.keyframes, run.rules)
+    # Samples are placed, and the video's bytes predicted, over the picture: a 5 s clip
+    # with a minute of sound was sampled where it had no picture and predicted at 12 times
+    # its size.
+    start, picture = scan.picture(duration)
+    samples = sample_plan(
+        picture or info.duration_s, [k - start for k in scan.keyframes], run.rules
+    )
+    if start and not samples.whole:
+        samples = SamplePlan(False, tuple((round(s + start, 3), n) for s, n in samples.spans))
     prober = _Prober(
         run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
     )
@@ -761,7 +795,7 @@ def find_crf(
         got = prober(crf)
         # Searched whole, the probe's own length is the video's: the container's length
         # may be longer (audio that runs on past the picture) or unknown (sample_plan).
-        length = got.video_s if samples.whole else duration or got.video_s
+        length = got.video_s if samples.whole else picture or got.video_s
         # Re-encoded sound at the plan's rate for as long as the output lasts: the
         # container's length, or the picture's where it declares none (a recording written
         # live, as OBS and browsers do, which left it out of the prediction).
@@ -998,11 +1032,19 @@ class _Cache:
         if doc is not None:
             try:
                 sizes = {int(k): int(v) for k, v in doc["stream_bytes"].items()}
-                return SourceScan(tuple(float(t) for t in doc["keyframes"]), sizes)
-            except (KeyError, TypeError, ValueError, AttributeError):
+                span = doc.get("video_span")
+                return SourceScan(
+                    tuple(float(t) for t in doc["keyframes"]),
+                    sizes,
+                    video_span=(float(span[0]), float(span[1])) if span else None,
+                )
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 pass
         scan = scan_source(src, video_index)
-        self._write(key, {"keyframes": list(scan.keyframes), "stream_bytes": scan.stream_bytes})
+        doc = {"keyframes": list(scan.keyframes), "stream_bytes": scan.stream_bytes}
+        if scan.video_span is not None:
+            doc["video_span"] = list(scan.video_span)
+        self._write(key, doc)
         return scan
 
     def probe(self, key: str) -> Measured | None:
