@@ -20,6 +20,7 @@ from hevcq.media.crfsearch import (
     SampleRules,
     SourceScan,
     kept_bytes,
+    picture_samples,
     predict_bytes,
     probe_key,
     probe_plan,
@@ -53,6 +54,23 @@ def test_the_picture_is_the_file_unless_it_ends_well_before_it(
     span: tuple[float, float] | None, duration: float, picture: tuple[float, float]
 ) -> None:
     assert SourceScan((), {}, video_span=span).picture(duration) == picture
+
+
+def test_samples_are_placed_within_the_picture() -> None:
+    # Ten minutes of picture from 100 s in a file of twenty minutes: three samples, every
+    # one inside the picture, on its keyframes (every 2 s).
+    keys = tuple(100.0 + 2 * n for n in range(300))
+    scan = SourceScan(keys, {}, video_span=(100.0, 700.0))
+    plan, span = picture_samples(scan, 1200.0, SampleRules())
+    assert span == (100.0, 600.0)
+    assert len(plan.spans) == 3
+    for start, length in plan.spans:
+        assert start in keys
+        assert start >= 100.0
+        assert start + length <= 700.0
+    # A picture as long as its file: the samples of before.
+    whole = SourceScan(keys, {}, video_span=(0.0, 1200.0))
+    assert picture_samples(whole, 1200.0, SampleRules())[0] == sample_plan(1200.0, keys)
 
 
 def test_a_short_source_is_searched_whole() -> None:

@@ -393,6 +393,20 @@ class SourceScan:
         return 0.0, duration_s
 
 
+def picture_samples(
+    scan: SourceScan, duration_s: float | None, rules: SampleRules
+) -> tuple[SamplePlan, Span]:
+    """``sample_plan`` over the picture (``SourceScan.picture``), in seconds from the
+    file's start, and the picture's span (pure)."""
+    start, picture = scan.picture(duration_s or 0.0)
+    if not picture:
+        return sample_plan(duration_s, scan.keyframes, rules), (start, picture)
+    plan = sample_plan(picture, [k - start for k in scan.keyframes], rules)
+    if start and not plan.whole:
+        plan = SamplePlan(False, tuple((round(s + start, 3), n) for s, n in plan.spans))
+    return plan, (start, picture)
+
+
 def scan_source(path: Path, video_index: int) -> SourceScan:
     """Read every packet's header once: keyframe times of ``video_index`` (seconds from
     the file's start, as ``-ss`` counts), the bytes of each stream, and the main video's
@@ -781,12 +795,7 @@ def find_crf(
     # Samples are placed, and the video's bytes predicted, over the picture: a 5 s clip
     # with a minute of sound was sampled where it had no picture and predicted at 12 times
     # its size.
-    start, picture = scan.picture(duration)
-    samples = sample_plan(
-        picture or info.duration_s, [k - start for k in scan.keyframes], run.rules
-    )
-    if start and not samples.whole:
-        samples = SamplePlan(False, tuple((round(s + start, 3), n) for s, n in samples.spans))
+    samples, (_, picture) = picture_samples(scan, info.duration_s, run.rules)
     prober = _Prober(
         run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
     )

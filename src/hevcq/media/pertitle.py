@@ -47,7 +47,7 @@ from hevcq.media.crfsearch import (
     SampleRules,
     Span,
     cut_samples,
-    sample_plan,
+    picture_samples,
     scan_source,
     video_size,
 )
@@ -469,15 +469,13 @@ def probe_points(
     rungs = choose_rungs(width, height, fps)
     # Samples start on keyframes, as a stream copy does anyway (else a sparse-GOP source
     # would make each one a whole GOP long), chosen by how hard each stretch is.
+    # Over the picture, where it ends well before the file (``SourceScan.picture``).
     scanned = scan_source(src, video.index)
-    plan = sample_plan(info.duration_s, scanned.keyframes, run.rules)
-    if not plan.whole and info.duration_s:
-        count = sample_count(
-            len(plan.spans), info.duration_s, scanned.keyframes, scanned.gop_bytes, run.rules
-        )
-        spans = stratified_spans(
-            info.duration_s, scanned.keyframes, scanned.gop_bytes, count, run.rules
-        )
+    plan, (start, picture) = picture_samples(scanned, info.duration_s, run.rules)
+    if not plan.whole and picture:
+        end = start + picture
+        count = sample_count(len(plan.spans), end, scanned.keyframes, scanned.gop_bytes, run.rules)
+        spans = stratified_spans(end, scanned.keyframes, scanned.gop_bytes, count, run.rules)
         plan = SamplePlan(whole=False, spans=spans) if spans else plan
     samples: list[Path] = []
     try:
@@ -507,7 +505,7 @@ def probe_points(
             interlaced=video.interlaced,
             sums=sums,
         )
-        bpp = source_bpp(sum(scanned.gop_bytes), info.duration_s, video.width * video.height, fps)
+        bpp = source_bpp(sum(scanned.gop_bytes), picture, video.width * video.height, fps)
         if target_vmaf is None or bpp is None or bpp >= run.top_first_below_bpp:
             measure(rungs)
         else:
