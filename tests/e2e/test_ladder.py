@@ -112,6 +112,26 @@ def test_a_portrait_silent_phone_clip_gets_portrait_rungs_and_no_audio(tmp_path:
     assert check_ladder(tmp_path / "hls") == []
 
 
+def test_a_screen_recording_that_writes_frames_on_change_keeps_its_motion_smooth(
+    tmp_path: Path,
+) -> None:
+    # 30 fps while something moves (the first 2 s of every 6), one frame a second while
+    # the screen is still: 11 frames a second on average, and its ladder was made at 10,
+    # so a scroll recorded at 30 played at 10.
+    src = tmp_path / "screen.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "testsrc2=size=320x180:rate=30:duration=12"]
+    args += ["-vf", "select='lt(mod(t,6),2)+eq(mod(n,30),0)'", "-fps_mode", "vfr"]
+    subprocess.run([*args, "-c:v", "libx264", "-preset", "ultrafast", str(src)], check=True)
+    info = probe(src)
+    assert info.main_video is not None
+    assert info.main_video.fps is not None
+    assert info.main_video.fps < 12
+    variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", info)
+    assert {v.frame_rate for v in variants} == {"30.000"}
+    assert check_ladder(tmp_path / "hls") == []
+
+
 def test_a_source_without_video_has_no_ladder(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "a.mp4", width=64, height=64, seconds=1)
     info = probe(src)

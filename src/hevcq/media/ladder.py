@@ -17,8 +17,10 @@ segments, found by walking the fragments' boxes and checked by decoding each ran
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
+import statistics
 import struct
 import threading
 from collections.abc import Iterator
@@ -78,6 +80,8 @@ COMMON_RATES = tuple(
         (60, 1),
     )
 )
+# The frames ``motion_rate`` reads from a source's start: ten seconds at 30 fps.
+MOTION_FRAMES = 300
 # Apple's rule for VOD: measured peak and average within 10 % of what the playlist declares.
 BANDWIDTH_TOLERANCE = 0.10
 # An I-frame playlist spans its rendition: its EXTINFs come from the fragments' sample
@@ -173,12 +177,50 @@ def constant_rate(fps: float | None) -> Fraction:
     return min(COMMON_RATES, key=lambda r: abs(float(r) - fps))
 
 
+def motion_rate(src: Path, video_index: int) -> float | None:
+    """The frame rate ``src``'s picture moves at: one over the median gap between the
+    presentation times of its first ``MOTION_FRAMES`` frames (packet headers only, nothing
+    decoded); None when fewer than two frames carry times or the file cannot be read.
+
+    It is the average rate for a constant-rate source and for a phone's variable one, and
+    above it where a recorder writes a frame only when the picture changes: a screen
+    recording idle between scrolls averages a few frames a second, and its scrolls run
+    at 30 or 60.
+    """
+    times: list[float] = []
+    try:
+        with open_input(str(src)) as f:
+            for packet in f.demux(f.streams[video_index]):
+                if packet.pts is not None and packet.size:
+                    times.append(float(packet.pts * packet.time_base))
+                    if len(times) >= MOTION_FRAMES:
+                        break
+    except (av.FFmpegError, IndexError):
+        return None
+    times.sort()
+    gaps = [b - a for a, b in itertools.pairwise(times) if b > a]
+    return 1.0 / statistics.median(gaps) if gaps else None
+
+
+def ladder_rate(src: Path, fps: float | None, video_index: int) -> Fraction:
+    """The constant frame rate a ladder of ``src`` is made at: the common rate nearest its
+    average ``fps``, or nearest the rate its picture moves at (``motion_rate``) where that
+    is higher, so a scroll in a screen recording plays as smoothly as it was recorded."""
+    moving = motion_rate(src, video_index) or 0.0
+    return constant_rate(max(fps or 0.0, moving) or None)
+
+
 def plan_ladder(
-    info: MediaInfo, groups: tuple[str, ...] = (), rungs: tuple[Rung, ...] | None = None
+    info: MediaInfo,
+    groups: tuple[str, ...] = (),
+    rungs: tuple[Rung, ...] | None = None,
+    *,
+    fps: Fraction | None = None,
 ) -> LadderPlan | None:
     """The ladder plan of a probed source, with these codec groups beside H.264; None
     when it has no video. ``rungs``: chosen for this source (``hevcq.media.pertitle``)
-    instead of ``choose_rungs``."""
+    instead of ``choose_rungs``; ``fps``: its rate (``ladder_rate``) instead of the one
+    nearest its average."""
     video = info.main_video
     if video is None:
         return None
@@ -187,7 +229,7 @@ def plan_ladder(
         named = ", ".join(repr(g) for g in unknown)
         raise ConfigError(f"no ladder codec group {named}; known: {', '.join(GROUPS)}")
     width, height = video.display_size
-    fps = constant_rate(video.fps)
+    fps = fps or constant_rate(video.fps)
     audio = info.audio[0].index if info.audio else None
     if not rungs:
         rungs = choose_rungs(width, height, fps)
@@ -1271,7 +1313,9 @@ def build_ladder(
     ``VerificationError`` naming the first failed check when the ladder does not pass
     them all.
     """
-    plan = plan_ladder(info, groups, rungs)
+    video = info.main_video
+    rate = ladder_rate(src, video.fps, video.index) if video is not None else None
+    plan = plan_ladder(info, groups, rungs, fps=rate)
     if plan is None:
         raise PermanentError("no video stream")
     out_dir.mkdir(parents=True, exist_ok=True)
