@@ -17,6 +17,7 @@ from hevcq.media.ladder import (
     constant_rate,
     hevc_codec_string,
     ladder_args,
+    ladder_rate,
     plan_ladder,
     rung_heights,
 )
@@ -190,3 +191,25 @@ def test_no_rung_is_larger_than_a_stream_may_be() -> None:
     # 8K full frame is the top level's own size, and keeps its own rung.
     assert (choose_rungs(8192, 4352, Fraction(25))[0].width) == 8192
     assert choose_rungs(65536, 240, Fraction(25)) == ()
+
+
+@pytest.mark.parametrize(
+    ("average", "moving", "interlaced", "rate"),
+    [
+        (29.97, 29.97, False, Fraction(30000, 1001)),  # constant rate: as before
+        (7.5, 30.0, False, Fraction(30)),  # frames only on change: the motion's rate
+        (30.0, None, False, Fraction(30)),  # no times to read: the average
+        (120.0, 120.0, False, Fraction(60)),  # never above 60
+        (25.0, 50.0, True, Fraction(25)),  # fields as packets of their own are not frames
+    ],
+)
+def test_a_ladder_is_made_at_the_rate_the_picture_moves_at_when_higher(
+    monkeypatch: pytest.MonkeyPatch,
+    average: float,
+    moving: float | None,
+    interlaced: bool,
+    rate: Fraction,
+) -> None:
+    monkeypatch.setattr("hevcq.media.ladder.motion_rate", lambda src, index: moving)
+    video = VideoStream(0, "h264", 1280, 720, "yuv420p", 8, fps=average, interlaced=interlaced)
+    assert ladder_rate(Path("clip.mp4"), video) == rate

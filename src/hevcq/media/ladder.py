@@ -36,7 +36,7 @@ from hevcq.formats import picture_fits
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
-from hevcq.media.model import MediaInfo
+from hevcq.media.model import MediaInfo, VideoStream
 from hevcq.media.verify import DECODER_OPTIONS, raise_if_source_truncated
 
 # Rung heights (the short side), largest first.
@@ -202,12 +202,15 @@ def motion_rate(src: Path, video_index: int) -> float | None:
     return 1.0 / statistics.median(gaps) if gaps else None
 
 
-def ladder_rate(src: Path, fps: float | None, video_index: int) -> Fraction:
-    """The constant frame rate a ladder of ``src`` is made at: the common rate nearest its
-    average ``fps``, or nearest the rate its picture moves at (``motion_rate``) where that
-    is higher, so a scroll in a screen recording plays as smoothly as it was recorded."""
-    moving = motion_rate(src, video_index) or 0.0
-    return constant_rate(max(fps or 0.0, moving) or None)
+def ladder_rate(src: Path, video: VideoStream) -> Fraction:
+    """The constant frame rate a ladder of ``video`` in ``src`` is made at: the common rate
+    nearest its average, or nearest the rate its picture moves at (``motion_rate``) where
+    that is higher, so a scroll in a screen recording plays as smoothly as it was
+    recorded. An interlaced source keeps its average: it may store each field as a packet
+    of its own, which the gaps between packets would take for frames at twice the rate
+    (its ladder is deinterlaced to one frame per frame)."""
+    moving = 0.0 if video.interlaced else motion_rate(src, video.index) or 0.0
+    return constant_rate(max(video.fps or 0.0, moving) or None)
 
 
 def plan_ladder(
@@ -1314,7 +1317,7 @@ def build_ladder(
     them all.
     """
     video = info.main_video
-    rate = ladder_rate(src, video.fps, video.index) if video is not None else None
+    rate = ladder_rate(src, video) if video is not None else None
     plan = plan_ladder(info, groups, rungs, fps=rate)
     if plan is None:
         raise PermanentError("no video stream")

@@ -465,7 +465,7 @@ def probe_points(
     if video is None:
         return []
     width, height = video.display_size
-    fps = ladder_rate(src, video.fps, video.index)
+    fps = ladder_rate(src, video)
     rungs = choose_rungs(width, height, fps)
     # Samples start on keyframes, as a stream copy does anyway (else a sparse-GOP source
     # would make each one a whole GOP long), chosen by how hard each stretch is.
@@ -585,7 +585,7 @@ def per_title_rungs(
     if video is None:
         return (), []
     width, height = video.display_size
-    fps = ladder_rate(src, video.fps, video.index)
+    fps = ladder_rate(src, video)
     fixed = choose_rungs(width, height, fps)
     points = probe_points(run, src, info, target_vmaf)
     picks = pick_rungs(
