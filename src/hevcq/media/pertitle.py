@@ -450,7 +450,12 @@ def source_bpp(
 
 
 def probe_points(
-    run: Prober, src: Path, info: MediaInfo, target_vmaf: float | None = None
+    run: Prober,
+    src: Path,
+    info: MediaInfo,
+    target_vmaf: float | None = None,
+    *,
+    fps: Fraction | None = None,
 ) -> list[Point]:
     """Encode and score the probes of ``src``: every rung size at every CRF of
     ``run.crfs`` on the samples; one measured point per size and CRF (VMAF weighted by
@@ -459,13 +464,14 @@ def probe_points(
     Given ``target_vmaf``, a source coded at under ``run.top_first_below_bpp`` bits per
     pixel is probed at its largest size first, and at the smaller ones only when that does not
     settle the ladder on its own (``one_rung_suffices``): a still or simple picture,
-    cheap at the top, is then probed at one size, a third of the work.
+    cheap at the top, is then probed at one size, a third of the work. ``fps``: the
+    ladder's rate when the caller has read it (``ladder_rate``, which reads the file).
     """
     video = info.main_video
     if video is None:
         return []
     width, height = video.display_size
-    fps = ladder_rate(src, video)
+    fps = fps or ladder_rate(src, video)
     rungs = choose_rungs(width, height, fps)
     # Samples start on keyframes, as a stream copy does anyway (else a sparse-GOP source
     # would make each one a whole GOP long), chosen by how hard each stretch is.
@@ -587,7 +593,7 @@ def per_title_rungs(
     width, height = video.display_size
     fps = ladder_rate(src, video)
     fixed = choose_rungs(width, height, fps)
-    points = probe_points(run, src, info, target_vmaf)
+    points = probe_points(run, src, info, target_vmaf, fps=fps)
     picks = pick_rungs(
         frontier(curve_points(points)),
         target_vmaf,
