@@ -543,19 +543,24 @@ def _master(dest: Path, codec_args: list[str]) -> Path:
         # An MPEG program stream (a DVD recorder's .mpg): some packets carry no
         # presentation time, which no muxer takes as it stands.
         ("recording.mpg", ["-c:v", "mpeg2video", "-c:a", "mp2"], "matroska"),
+        # AV1 in MP4 (a download, a screen recorder): PyAV names its stream by the
+        # decoder that reads it (libdav1d), and the sample was cut to QuickTime, which
+        # takes no AV1 ("av1 only supported in MP4 and AVIF").
+        ("download.mp4", ["-c:v", "libsvtav1", "-preset", "12", "-g", "50", "-c:a", "aac"], "mp4"),
     ],
 )
 def test_sources_whose_samples_need_care_are_searched_on_cut_samples(
     tmp_path: Path, name: str, codec_args: list[str], fmt: str
 ) -> None:
-    # Both failed their first cut ("codec not currently supported in container", "can't
-    # write packet with unknown timestamp"), so any pool with a target failed the job.
+    # Each failed its first cut ("codec not currently supported in container", "can't
+    # write packet with unknown timestamp", "av1 only supported in MP4 and AVIF"), so any
+    # pool with a target failed the job.
     src = _master(tmp_path / name, codec_args)
     assert sample_format(src) == fmt
     p = Pool.model_validate(
         {
             "name": "q",
-            "applies": {"source_codecs": ["prores", "mpeg2video"]},
+            "applies": {"source_codecs": ["prores", "mpeg2video", "av1"]},
             "encode": {"codec": "hevc", "preset": "ultrafast"},
         }
     )

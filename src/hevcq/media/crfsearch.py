@@ -501,7 +501,8 @@ def sample_format(src: Path, video_index: int | None = None) -> str:
         with open_input(str(src)) as f:
             names = set(f.format.name.split(","))
             videos = [s for s in f.streams.video if video_index in (None, s.index)]
-            codec = videos[0].codec_context.name if videos else ""
+            # the codec, not the decoder PyAV reads it with (libdav1d for AV1)
+            codec = videos[0].codec_context.codec.canonical_name if videos else ""
     except av.FFmpegError:
         return "matroska"  # the cut itself says what is wrong with it
     if not names & _MP4_FAMILY:
