@@ -12,6 +12,7 @@ import pytest
 from hevcq.errors import ConfigError
 from hevcq.media.ffargs import DEINTERLACE, tone_map
 from hevcq.media.ladder import (
+    STANDARD_SIZES,
     av1_codec_string,
     choose_rungs,
     constant_rate,
@@ -30,6 +31,8 @@ F30 = Fraction(30)
     ("short", "heights"),
     [
         (2160, (2160, 1440, 1080, 720, 480, 360, 240)),
+        (4320, (2160, 1440, 1080, 720, 480, 360, 240)),  # 8K: the largest size on top
+        (2880, (2160, 1440, 1080, 720, 480, 360, 240)),
         (1080, (1080, 720, 480, 360, 240)),
         (720, (720, 480, 360, 240)),
         (370, (360, 240)),  # close above a standard size: that size is the top
@@ -188,9 +191,26 @@ def test_no_rung_is_larger_than_a_stream_may_be() -> None:
     # pixels): its ladder starts at the largest standard rung, 2160x2160.
     rungs = choose_rungs(8192, 8192, Fraction(25))
     assert (rungs[0].width, rungs[0].height) == (2160, 2160)
-    # 8K full frame is the top level's own size, and keeps its own rung.
-    assert (choose_rungs(8192, 4352, Fraction(25))[0].width) == 8192
     assert choose_rungs(65536, 240, Fraction(25)) == ()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "top"),
+    [
+        (7680, 4320, (3840, 2160)),  # 8K UHD
+        (8192, 4352, (4066, 2160)),  # 8K full frame, the top level's own size
+        (4320, 7680, (2160, 3840)),  # an 8K portrait clip
+        (5120, 2880, (3840, 2160)),  # a 5K screen recording
+    ],
+)
+def test_a_source_above_4k_tops_out_at_the_2160_rung(
+    width: int, height: int, top: tuple[int, int]
+) -> None:
+    # Its own size was the top rung: an 8K H.264 stream needs a level few decoders have,
+    # and its per-title probes were scored at 8K.
+    rungs = choose_rungs(width, height, Fraction(30))
+    assert (rungs[0].width, rungs[0].height) == top
+    assert [min(r.width, r.height) for r in rungs] == list(STANDARD_SIZES)
 
 
 @pytest.mark.parametrize(

@@ -147,8 +147,13 @@ def _even(n: float) -> int:
 
 def rung_heights(short: int) -> tuple[int, ...]:
     """The short sides of the rungs of a source whose short side is ``short``: the
-    standard sizes not above it, topped by its own (even) size when that is not one."""
+    standard sizes not above it, topped by its own (even) size when that is not one and
+    lies between two of them (or below them all). A source above the largest (8K) tops
+    out at it: 2160 is the largest rung of Apple's authoring specification, and the
+    largest picture phones, TVs and browsers decode H.264 and HEVC at in hardware."""
     below = [s for s in STANDARD_SIZES if s <= short]
+    if below and below[0] == STANDARD_SIZES[0]:
+        return tuple(below)
     if not below or short >= below[0] * OWN_SIZE_MARGIN:
         return (max(2, short - short % 2), *below)
     return tuple(below)
@@ -156,8 +161,8 @@ def rung_heights(short: int) -> tuple[int, ...]:
 
 def choose_rungs(width: int, height: int, fps: Fraction) -> tuple[Rung, ...]:
     """The rungs of a source displayed at ``width`` x ``height``, largest first, each
-    keeping the source's aspect and orientation; none larger than a stream may be
-    (``formats.picture_fits``), so an 8192x8192 source's ladder tops out at 2160x2160."""
+    keeping the source's aspect and orientation (``rung_heights``); none larger than a
+    stream may be (``formats.picture_fits``)."""
     short, long = sorted((width, height))
     rungs = []
     for target in rung_heights(short):
