@@ -16,12 +16,15 @@ from hevcq.media.quality import (
     XPSNR_CEILING,
     Picture,
     ScoringError,
+    batch_graph,
+    batch_size,
     compared_size,
     lengths_differ,
     low_mean,
     model_for,
     parse_log,
     parse_xpsnr,
+    scored_size,
     shown,
     vmaf_graph,
     xpsnr_graph,
@@ -94,6 +97,48 @@ def test_a_rendition_is_compared_at_its_own_size_with_the_encodes_scaler() -> No
     assert "scale=1920:1080" in dist
     assert "version=vmaf_v0.6.1\\:name=vmaf" in vmaf  # the model of the size compared at
     assert "scale=1920:1080" in xpsnr_graph(uhd, Fraction(25), Path("/s"), (1920, 1080))
+
+
+@pytest.mark.parametrize(
+    ("size", "scored"),
+    [
+        ((3840, 2160), (3840, 2160)),  # up to 4K: its own size
+        ((4096, 2160), (4096, 2160)),  # DCI 4K: about as many pixels, its own size
+        ((7680, 4320), (3840, 2160)),  # 8K: the 4K model's size
+        ((4320, 7680), (2160, 3840)),  # portrait
+        ((8192, 4352), (4066, 2160)),  # aspect kept, even sides
+        ((10240, 2160), (6476, 1366)),  # no more pixels than 4K either
+    ],
+)
+def test_a_picture_above_4k_is_scored_at_4k(size: tuple[int, int], scored: tuple[int, int]) -> None:
+    # An 8K score took 4.4 GB, and the probes of an 8K clip 24 GB, before ffmpeg was
+    # killed: no model is trained above 4K, so both sides are compared at it.
+    ref = Picture(*size, 30.0, ten_bit=False, hdr=False)
+    assert scored_size(ref) == scored
+    assert compared_size(ref, ref, own_size=False) == scored
+    assert compared_size(ref, ref, own_size=True) == scored
+    dist, source, vmaf = vmaf_graph(ref, Fraction(30), Path("/l"), phone=False, threads=1).split(
+        ";"
+    )
+    w, h = scored
+    assert f"scale={w}:{h}:flags=bicubic" in dist
+    assert source.endswith(
+        f"scale={w}:{h}:flags=bicubic" + (",setsar=1[ref]" if scored != size else "[ref]")
+    )
+    assert model_for(w, h) == MODEL_4K
+    assert f"version={MODEL_4K}" in vmaf
+    batch = batch_graph(ref, Fraction(30), [Path("/a"), Path("/b")], threads=1, subsample=5)
+    assert batch.count(f"scale={w}:{h}:flags=bicubic") == 3  # the source and both outputs
+
+
+def test_probes_are_scored_in_runs_that_keep_their_memory_bounded() -> None:
+    # Each output compared holds about 850 MB at 4K: a 4K source's probes are scored one
+    # at a time, a 1080p source's several at once, a 720p source's (the per-title
+    # benchmark's) all ten at once, as before.
+    assert batch_size((3840, 2160)) == 1
+    assert 5 <= batch_size((1920, 1080)) <= 8
+    assert batch_size((1280, 720)) >= 10
+    assert batch_size((64, 64)) >= 100
 
 
 def test_a_probe_score_can_ask_for_every_nth_frame_only() -> None:

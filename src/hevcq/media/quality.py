@@ -41,6 +41,19 @@ MODEL_HD = "vmaf_v0.6.1"
 MODEL_4K = "vmaf_4k_v0.6.1"
 MODEL_NEG = "vmaf_v0.6.1neg"
 HD_MAX_LONG_SIDE = 2560
+# The largest picture a score compares at: 2160 on the short side and 4096x2160 pixels
+# (4K, the 4K model's own size). A larger source (8K) and its outputs are scaled down to
+# it first. No model is trained above 4K, and libvmaf holds about 100 bytes per pixel
+# compared: an 8K score took 4.4 GB, and a per-title ladder's probes of an 8K clip, scored
+# at 8K in one run, 24 GB (ffmpeg was killed, and the job failed with "no log written").
+MAX_SCORED_SHORT_SIDE = 2160
+MAX_SCORED_PIXELS = 4096 * 2160
+# What one libvmaf comparison holds while it runs, per pixel compared (measured with two
+# threads: 210 MB at 1080p, 850 MB at 4K, each output more in a batch), and what a batch
+# of probe scores may hold at once: probes are scored in as many runs as keep under it,
+# so a 4K source's are scored one at a time (a worker task of the hls pool has 4 GiB).
+VMAF_BYTES_PER_PIXEL = 110
+BATCH_MEMORY_BYTES = 1536 * 2**20
 # Transfer characteristics (ISO/IEC 23091-2) of HDR video: PQ and HLG.
 # An output scored on its own (``hevcq quality``) must last as long as its source, give or
 # take this (seconds, or this share of the source when more): scoring stops at the shorter
@@ -128,6 +141,24 @@ def picture(path: Path) -> Picture:
     )
 
 
+def scored_size(ref: Picture) -> tuple[int, int]:
+    """The size a source displayed at ``ref``'s size is compared at (pure): its own, or
+    scaled down, aspect kept, to ``MAX_SCORED_SHORT_SIDE`` and ``MAX_SCORED_PIXELS`` (an
+    8K source: 3840x2160)."""
+    short = min(ref.width, ref.height)
+    k = min(MAX_SCORED_SHORT_SIDE / short, math.sqrt(MAX_SCORED_PIXELS / (ref.width * ref.height)))
+    if k >= 1:
+        return ref.width, ref.height
+    return max(2, round(ref.width * k / 2) * 2), max(2, round(ref.height * k / 2) * 2)
+
+
+def batch_size(size: tuple[int, int]) -> int:
+    """How many outputs one scoring run compares at ``size`` (pure): as many as keep the
+    run's libvmaf within ``BATCH_MEMORY_BYTES``, and at least one."""
+    each = VMAF_BYTES_PER_PIXEL * size[0] * size[1]
+    return max(1, BATCH_MEMORY_BYTES // each)
+
+
 def _align(ref: Picture, rate: Fraction) -> str:
     """What both sides go through before scoring: start at zero, one clock, the source's
     constant frame rate, the source's pixel format family.
@@ -163,9 +194,9 @@ def aligned(ref: Picture, rate: Fraction, size: tuple[int, int] | None = None) -
     displayed size unless told (the output scaled up to it), or a rendition's own smaller
     size (``compared_size``: the source brought down to it with the encodes' scaler)."""
     align = _align(ref, rate)
-    width, height = size or (ref.width, ref.height)
+    width, height = size or scored_size(ref)
     source = _reference(ref, align)
-    if (width, height) != (ref.width, ref.height):
+    if (width, height) != scored_size(ref):
         source += f",scale={width}:{height}:flags=lanczos,setsar=1"
     return f"[0:v]{align},scale={width}:{height}:flags=bicubic[dist];[1:v]{source}[ref];"
 
@@ -175,9 +206,10 @@ def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, i
     an output's that is smaller (a rendition, scored as the picture it is: how well it
     holds the source at its size, not what the downscale itself leaves out, which no CRF
     can put back)."""
-    if own_size and out.width * out.height < ref.width * ref.height:
+    at = scored_size(ref)
+    if own_size and out.width * out.height < at[0] * at[1]:
         return out.width, out.height
-    return ref.width, ref.height
+    return at
 
 
 def _reference(ref: Picture, align: str) -> str:
@@ -185,11 +217,14 @@ def _reference(ref: Picture, align: str) -> str:
     ``align``, then its displayed size: stretched to it when stored in non-square pixels
     (the output is scaled to that size too, so both are compared as the viewer sees them),
     and brought to it (as the encode brings it) where its picture changes size or format
-    partway; a scale to the size a frame already has passes it through untouched."""
+    partway; a scale to the size a frame already has passes it through untouched. A
+    source larger than 4K is brought down to ``scored_size`` by the same scale, with the
+    same scaler as its outputs are."""
     chain = ",".join([*source_filters(deinterlace=ref.interlaced), align])
-    if ref.anamorphic:
-        return chain + f",scale={ref.width}:{ref.height}:flags=bicubic,setsar=1"
-    return chain + f",scale={ref.width}:{ref.height}:flags=bicubic"
+    width, height = scored_size(ref)
+    if ref.anamorphic or (width, height) != (ref.width, ref.height):
+        return chain + f",scale={width}:{height}:flags=bicubic,setsar=1"
+    return chain + f",scale={width}:{height}:flags=bicubic"
 
 
 def xpsnr_graph(
@@ -225,7 +260,7 @@ def vmaf_graph(
     many frames (a cheap estimate for probes; an output's own score uses every frame).
     ``neg``: the NEG model beside the score (its features cost about half again the
     score's own)."""
-    at = size or (ref.width, ref.height)
+    at = size or scored_size(ref)
     vmaf = _libvmaf(at, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
     return aligned(ref, rate, at) + f"[dist][ref]{vmaf}"
 
@@ -238,10 +273,11 @@ def batch_graph(
     no phone model), one log per output."""
     n = len(logs)
     align = _align(ref, rate)
+    width, height = scored_size(ref)
     chains = [f"[{n}:v]{_reference(ref, align)},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
     for i, log in enumerate(logs):
         vmaf = _libvmaf(
-            (ref.width, ref.height),
+            (width, height),
             log,
             phone=False,
             neg=False,
@@ -249,8 +285,7 @@ def batch_graph(
             subsample=subsample,
         )
         chains.append(
-            f"[{i}:v]{align},scale={ref.width}:{ref.height}:flags=bicubic[dist{i}];"
-            f"[dist{i}][ref{i}]{vmaf}"
+            f"[{i}:v]{align},scale={width}:{height}:flags=bicubic[dist{i}];[dist{i}][ref{i}]{vmaf}"
         )
     return ";".join(chains)
 
@@ -306,21 +341,28 @@ def score_batch(
     threads: int = 1,
     subsample: int = 1,
 ) -> list[Score]:
-    """VMAF of each of ``outputs`` against ``source``, in one ffmpeg run that decodes the
-    source once (``batch_graph``); what probes need, so without NEG or the phone model.
-    Raises ``ScoringError`` as ``score`` does."""
+    """VMAF of each of ``outputs`` against ``source``, in as few ffmpeg runs as keep their
+    memory bounded (``batch_size``), each decoding the source once (``batch_graph``);
+    what probes need, so without NEG or the phone model. Raises ``ScoringError`` as
+    ``score`` does."""
     if not outputs:
         return []
     ref = picture(source)
     if ref.hdr or any(picture(o).hdr for o in outputs):
         raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
     rate = constant_rate(ref.fps)
-    model = model_for(ref.width, ref.height)
+    size = scored_size(ref)
+    model = model_for(*size)
+    each = batch_size(size)
+    scores: list[Score] = []
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
-        logs = [Path(tmp) / f"vmaf-{i}.json" for i in range(len(outputs))]
-        graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
-        _run_graph(ffmpeg, [*outputs, source], graph, logs)
-        return [parse_log(json.loads(log.read_text()), model) for log in logs]
+        for start in range(0, len(outputs), each):
+            batch = outputs[start : start + each]
+            logs = [Path(tmp) / f"vmaf-{start + i}.json" for i in range(len(batch))]
+            graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
+            _run_graph(ffmpeg, [*batch, source], graph, logs)
+            scores += [parse_log(json.loads(log.read_text()), model) for log in logs]
+    return scores
 
 
 def xpsnr_score(ffmpeg: str, source: Path, output: Path, *, own_size: bool = False) -> Score:
