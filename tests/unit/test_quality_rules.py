@@ -26,6 +26,7 @@ from hevcq.media.quality import (
     parse_xpsnr,
     scored_size,
     shown,
+    shown_under,
     vmaf_graph,
     xpsnr_graph,
 )
@@ -220,6 +221,23 @@ def test_a_score_is_shown_with_its_metric_and_unit(
     metric: str, value: float, digits: int | None, text: str
 ) -> None:
     assert shown(metric, value, digits) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "line", "text"),
+    [
+        (91.34, 93.0, "VMAF 91.3"),
+        # A 240 fps clip kept its original with "VMAF 93 not reached ... (CRF 25 scores
+        # VMAF 93.0 ...)": a score under the target never reads as the target.
+        (92.98, 93.0, "VMAF 92.98"),
+        (92.9996, 93.0, "VMAF 92.999"),
+    ],
+)
+def test_a_score_under_the_line_never_reads_as_the_line(
+    value: float, line: float, text: str
+) -> None:
+    assert shown_under("vmaf", value, line) == text
+    assert shown_under("xpsnr", 40.96, 41.0) == "XPSNR 40.96 dB"
 
 
 @pytest.mark.parametrize(

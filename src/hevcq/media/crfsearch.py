@@ -44,7 +44,7 @@ from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
-from hevcq.media.quality import ScoringError, measure, shown
+from hevcq.media.quality import ScoringError, measure, shown, shown_under
 from hevcq.pools import Metric
 
 MAX_PROBES = 6
@@ -832,7 +832,7 @@ def find_crf(
         first = over[0]
         reason = (
             f"{shown(metric, target)} not reached within {max_size_percent:g} % of the source size"
-            f" (CRF {first.crf} scores {shown(metric, first.score, 1)}"
+            f" (CRF {first.crf} scores {shown_under(metric, first.score, target)}"
             f" at {percent_of_source(first):.0f} % already)"
         )
         return Unreachable(reason, found.probes, cached)
@@ -840,7 +840,7 @@ def find_crf(
         lowest = min(found.probes, key=lambda p: p.crf)
         reason = (
             f"{shown(metric, target)} not reached at CRF {lowest.crf} or above"
-            f" ({shown(metric, lowest.score, 1)} there)"
+            f" ({shown_under(metric, lowest.score, target)} there)"
         )
         return Unreachable(reason, found.probes, cached)
     percent = percent_of_source(chosen)

@@ -107,6 +107,16 @@ def shown(metric: str, value: float, digits: int | None = None) -> str:
     return f"{label} {number}{unit}"
 
 
+def shown_under(metric: str, value: float, line: float, digits: int = 1) -> str:
+    """A score under ``line`` as people read it, with as many decimals (``digits`` and up
+    to three) as keep it reading under the line: 92.98 against a target of 93 reads
+    ``VMAF 92.98``, never ``VMAF 93.0``."""
+    for places in range(digits, 4):
+        if round(value, places) < line:
+            return shown(metric, value, places)
+    return shown(metric, math.floor(value * 1000) / 1000, 3)
+
+
 def model_for(width: int, height: int) -> str:
     """The VMAF model for a picture of this displayed size."""
     return MODEL_4K if max(width, height) > HD_MAX_LONG_SIDE else MODEL_HD

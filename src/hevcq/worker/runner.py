@@ -30,7 +30,7 @@ from hevcq.media.pertitle import Prober, per_title_rungs
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
-from hevcq.media.quality import ScoringError, is_hdr, measure, shown
+from hevcq.media.quality import ScoringError, is_hdr, measure, shown_under
 from hevcq.media.splice import straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
@@ -658,7 +658,7 @@ class JobRunner:
         floor = target.target - target.margin
         if pool.verify == "quality" and got.mean < floor:
             raise PermanentError(
-                f"quality: {shown(metric, got.mean, 2)} is below the pool's target"
+                f"quality: {shown_under(metric, got.mean, floor, 2)} is below the pool's target"
                 f" {target.target:g} (at least {floor:g} accepted)"
             )
         fields: dict[str, Any] = {metric: round(got.mean, 3), f"{metric}_low": round(got.low, 3)}
