@@ -191,6 +191,17 @@ def test_probes_of_a_large_picture_are_scored_in_bounded_memory(tmp_path: Path) 
     assert float(means[0]) > float(means[1]) > float(means[2])  # each scored, in order
 
 
+def test_a_score_whose_ffmpeg_is_killed_says_so(tmp_path: Path) -> None:
+    # An 8K clip's probes took ffmpeg to 24 GB and the kernel killed it: the job failed
+    # with "scoring failed: no log written", which said nothing of why.
+    src = make_clip(tmp_path / "s.mp4", width=160, height=90, seconds=1)
+    killed_ffmpeg = tmp_path / "ffmpeg"
+    killed_ffmpeg.write_text("#!/bin/sh\nkill -KILL $$\n")
+    killed_ffmpeg.chmod(0o755)
+    with pytest.raises(ScoringError, match=r"killed by signal SIGKILL \(the kernel does this"):
+        score(str(killed_ffmpeg), src, src)
+
+
 @pytest.mark.parametrize(
     ("scorer", "hdr_reason"),
     [(score, "HDR video: the VMAF models"), (xpsnr_score, "HDR video: XPSNR")],

@@ -319,6 +319,13 @@ def test_classify_failure(
     assert type(error) is expected
 
 
+def test_a_kill_says_what_likely_sent_it() -> None:
+    # The kernel's out-of-memory killer sends SIGKILL; hevcq sends it only after SIGTERM.
+    message = str(classify_failure(-9, [], 10**12))
+    assert message.startswith("ffmpeg killed by signal SIGKILL (the kernel does this when memory")
+    assert "memory" not in str(classify_failure(-15, [], 10**12))
+
+
 def test_stderr_tail_is_bounded_in_the_message() -> None:
     tail = [f"line {n}" for n in range(STDERR_TAIL_LINES)]
     message = str(classify_failure(1, tail, None))

@@ -398,8 +398,7 @@ def classify_failure(
     """
     summary = " | ".join(_cause(stderr_tail)) or "no error output"
     if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in _SIGNALS else -returncode
-        return RetryableError(f"ffmpeg killed by signal {name}: {summary}")
+        return RetryableError(f"{killed(returncode)}: {summary}")
     if returncode == FFMPEG_SIGNALLED_EXIT:
         return RetryableError(f"ffmpeg exited after receiving a signal: {summary}")
     enospc = os.strerror(errno.ENOSPC)
@@ -414,6 +413,15 @@ def classify_failure(
 
 
 _SIGNALS = frozenset(s.value for s in signal.Signals)
+
+
+def killed(returncode: int) -> str:
+    """What a negative exit status says: the signal that killed ffmpeg, and for SIGKILL,
+    which nothing in hevcq sends before SIGTERM has had its grace, the likeliest sender:
+    the kernel, out of memory (an 8K encode holds 4-6 GB; docs/cloud.md sizes tasks)."""
+    name = signal.Signals(-returncode).name if -returncode in _SIGNALS else str(-returncode)
+    hint = " (the kernel does this when memory runs out)" if name == "SIGKILL" else ""
+    return f"ffmpeg killed by signal {name}{hint}"
 # "Format not on whitelist '<every demuxer>'": the list (``read_alone``'s) is kilobytes long.
 _WHITELIST = re.compile(r"whitelist '[^']*'")
 # What ffmpeg prints after the error that stopped it, as each of its threads winds down,

@@ -33,6 +33,7 @@ from typing import Any
 from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.demuxers import read_alone
 from hevcq.media.ffargs import source_filters
+from hevcq.media.ffmpeg import killed
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
 from hevcq.pools import Metric
@@ -429,6 +430,8 @@ def _run_graph(ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[P
     done = subprocess.run(
         read_alone(args), capture_output=True, text=True, timeout=3600, check=False
     )
+    if done.returncode < 0:
+        raise ScoringError(f"scoring failed: {killed(done.returncode)}")
     if done.returncode != 0 or not all(log.is_file() for log in logs):
         tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
         raise ScoringError(f"scoring failed: {tail}")
