@@ -422,6 +422,8 @@ def killed(returncode: int) -> str:
     name = signal.Signals(-returncode).name if -returncode in _SIGNALS else str(-returncode)
     hint = " (the kernel does this when memory runs out)" if name == "SIGKILL" else ""
     return f"ffmpeg killed by signal {name}{hint}"
+
+
 # "Format not on whitelist '<every demuxer>'": the list (``read_alone``'s) is kilobytes long.
 _WHITELIST = re.compile(r"whitelist '[^']*'")
 # What ffmpeg prints after the error that stopped it, as each of its threads winds down,

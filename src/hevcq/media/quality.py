@@ -52,7 +52,7 @@ MAX_SCORED_PIXELS = 4096 * 2160
 # What one libvmaf comparison holds while it runs, per pixel compared (measured with two
 # threads: 210 MB at 1080p, 850 MB at 4K, each output more in a batch), and what a batch
 # of probe scores may hold at once: probes are scored in as many runs as keep under it,
-# so a 4K source's are scored one at a time (a worker task of the hls pool has 4 GiB).
+# so a 4K source's are scored one at a time (docs/cloud.md sizes the tasks).
 VMAF_BYTES_PER_PIXEL = 110
 BATCH_MEMORY_BYTES = 1536 * 2**20
 # Transfer characteristics (ISO/IEC 23091-2) of HDR video: PQ and HLG.
