@@ -157,6 +157,8 @@ def scored_size(ref: Picture) -> tuple[int, int]:
     scaled down, aspect kept, to ``MAX_SCORED_SHORT_SIDE`` and ``MAX_SCORED_PIXELS`` (an
     8K source: 3840x2160)."""
     short = min(ref.width, ref.height)
+    if short <= 0:
+        return ref.width, ref.height  # nothing to scale: the score says what is wrong
     k = min(MAX_SCORED_SHORT_SIDE / short, math.sqrt(MAX_SCORED_PIXELS / (ref.width * ref.height)))
     if k >= 1:
         return ref.width, ref.height
