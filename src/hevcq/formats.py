@@ -58,7 +58,16 @@ class Container:
     # or None (dropped). Bitmap subtitles survive only where this is "copy".
     text_subtitles: str | None
     attachments: bool = False
+    # How cover art (a video stream flagged as an attached picture: an MP4's cover, a
+    # Matroska image attachment) is kept: "stream" copies it as such a stream (MP4's
+    # ``covr``; only ``cover_codecs``), "attach" writes it as an attachment (Matroska's
+    # muxer writes a copied picture stream as a second video track instead), "" drops it.
+    covers: str = ""
+    cover_codecs: frozenset[str] = frozenset()
     muxer_options: tuple[tuple[str, str], ...] = ()
+    # Muxer options that take the place of those of the same name when the output keeps
+    # cover art.
+    cover_muxer_options: tuple[tuple[str, str], ...] = ()
     # Subtitle formats a "copy" container cannot carry as they are, and what they become.
     subtitle_conversions: tuple[tuple[str, str], ...] = ()
 
@@ -172,6 +181,16 @@ VIDEO_CODECS: dict[str, VideoCodec] = {
     ),
 }
 
+# The MIME type and file extension of each picture codec cover art comes in.
+COVER_TYPES: dict[str, tuple[str, str]] = {
+    "mjpeg": ("image/jpeg", "jpg"),
+    "png": ("image/png", "png"),
+    "bmp": ("image/bmp", "bmp"),
+    "gif": ("image/gif", "gif"),
+    "webp": ("image/webp", "webp"),
+    "tiff": ("image/tiff", "tif"),
+}
+
 # Audio codecs MP4 carries as they are; anything else becomes AAC.
 _MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
 
@@ -185,8 +204,14 @@ CONTAINERS: dict[str, Container] = {
         audio_codecs=("aac", "opus"),
         audio_copy=_MP4_AUDIO,
         text_subtitles="mov_text",
+        covers="stream",
+        cover_codecs=frozenset({"mjpeg", "png", "bmp"}),  # what the mov muxer writes
         # faststart puts the index first so playback starts before the download ends.
         muxer_options=(("movflags", "+faststart+use_metadata_tags"),),
+        # MP4 holds a cover in iTunes-style metadata (``ilst``'s ``covr``), which the
+        # ``mdta`` keys of use_metadata_tags replace. A source with a cover has iTunes-style
+        # tags, which ``ilst`` holds; a phone's own keys (``mdta``) come without one.
+        cover_muxer_options=(("movflags", "+faststart"),),
     ),
     "mkv": Container(
         name="mkv",
@@ -222,6 +247,8 @@ CONTAINERS: dict[str, Container] = {
         ),
         text_subtitles="copy",
         attachments=True,
+        covers="attach",
+        cover_codecs=frozenset(COVER_TYPES),
         subtitle_conversions=(("mov_text", "srt"),),
     ),
     "webm": Container(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
+import av
 import pytest
 from structlog.testing import capture_logs
 
@@ -135,3 +137,51 @@ def test_not_enough_scratch_space_is_retryable(tmp_path) -> None:
     with pytest.raises(WorkerCannotRun, match="not enough scratch space"):
         check_scratch(tmp_path, source_size=10**18)
     check_scratch(tmp_path, source_size=1000)  # a small job fits
+
+
+def with_cover(clip: Path, dest: Path, picture: Path) -> Path:
+    """``clip`` with ``picture`` as its cover: an attached picture in MP4, an image
+    attachment (``cover.png``) in Matroska."""
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(clip)]
+    if dest.suffix == ".mkv":
+        args += ["-map", "0", "-c", "copy", "-attach", str(picture)]
+        args += ["-metadata:s:t:0", "mimetype=image/png", "-metadata:s:t:0", "filename=cover.png"]
+    else:
+        args += ["-i", str(picture), "-map", "0", "-map", "1", "-c", "copy"]
+        args += ["-disposition:v:1", "attached_pic"]
+    subprocess.run([*args, str(dest)], check=True)
+    return dest
+
+
+def covers(path: Path) -> list[tuple[bytes, str]]:
+    """Each cover picture of a file: its bytes and the name it is attached under."""
+    found = []
+    with av.open(str(path)) as container:
+        for stream in container.streams.video:
+            if stream.disposition & av.stream.Disposition.attached_pic:
+                name = {k.lower(): v for k, v in stream.metadata.items()}.get("filename", "")
+                found.append((bytes(next(container.demux(stream))), name))
+    return found
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_cover_art_is_kept_byte_for_byte(tmp_path, pool, suffix) -> None:
+    """A library's files with cover art (an MP4's cover, a Matroska ``cover.png``) keep
+    it when their HEVC copy replaces them."""
+    picture = tmp_path / "cover.png"
+    run = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x64"]
+    subprocess.run([*run, "-frames:v", "1", str(picture)], check=True)
+    plain = make_clip(tmp_path / f"plain{suffix}", width=160, height=90, seconds=0.5, fps=10)
+    source = with_cover(plain, tmp_path / f"a{suffix}", picture)
+    assert covers(source) == [(picture.read_bytes(), "cover.png" if suffix == ".mkv" else "")]
+    store = FakeStore()
+    key, output_key = f"TODO/a{suffix}", f"DONE/hevc/a{suffix}"
+    store.add(key, etag="e1", data=source.read_bytes())
+    job = JobKey(key, "hevc", "e1", pool.settings_hash())
+    spec = JobSpec(job, pool, "media", output_key, source.stat().st_size)
+    result = runner(store, tmp_path / "work").run(spec, JobContext())
+    assert result.outcome == "done", result.reason
+    output = tmp_path / f"output{suffix}"
+    output.write_bytes(store.data[output_key])
+    assert covers(output) == covers(source)
+    assert list((tmp_path / "work").iterdir()) == []

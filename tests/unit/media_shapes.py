@@ -18,15 +18,24 @@ def clip(
     audio: tuple[str, ...] = ("aac",),
     subtitles: tuple[str, ...] = (),
     attachments: int = 0,
+    covers: tuple[tuple[str, str], ...] = (),
     format_name: str = MP4,
 ) -> MediaInfo:
-    """A source with one video stream first, then audio, then subtitles."""
+    """A source with one video stream first, then audio, then subtitles, then cover art
+    (``(codec, filename)``: a Matroska attachment's name, "" for an MP4 cover)."""
     depth = 10 if "10" in pix_fmt else 8
     video = VideoStream(0, codec, width, height, pix_fmt, depth, rotation, 24.0)
     audio_streams = tuple(AudioStream(1 + i, c) for i, c in enumerate(audio))
     first_sub = 1 + len(audio)
     subs = tuple(SubtitleStream(first_sub + i, c) for i, c in enumerate(subtitles))
-    return MediaInfo(format_name, 12.5, 1_000_000, (video,), audio_streams, subs, attachments)
+    first_cover = first_sub + len(subtitles)
+    pictures = tuple(
+        VideoStream(first_cover + i, c, 600, 600, "", 8, attached_pic=True, filename=name)
+        for i, (c, name) in enumerate(covers)
+    )
+    return MediaInfo(
+        format_name, 12.5, 1_000_000, (video, *pictures), audio_streams, subs, attachments
+    )
 
 
 COVER_ART_ONLY = MediaInfo(
@@ -54,6 +63,19 @@ SHAPES: dict[str, tuple[str, MediaInfo]] = {
             1920, 800, audio=("aac", "dts"), subtitles=("subrip",), attachments=1, format_name=MKV
         ),
     ),
+    "mp4_cover": ("episode.m4v", clip(1280, 720, covers=(("mjpeg", ""),))),
+    "mkv_font_and_covers": (
+        "concert.mkv",
+        clip(
+            1920,
+            1080,
+            subtitles=("ass",),
+            attachments=1,
+            covers=(("png", "cover.png"), ("mjpeg", "cover_land.jpg")),
+            format_name=MKV,
+        ),
+    ),
+    "mp4_gif_cover": ("clip.mp4", clip(1280, 720, covers=(("gif", ""),))),
     "mp4_mov_text": ("talk.mp4", clip(1280, 720, subtitles=("mov_text",))),
     "mp4_mixed_subs": ("mixed.m4v", clip(1920, 1080, subtitles=("subrip", "hdmv_pgs_subtitle"))),
     "already_hevc": ("hevc-clip.mp4", clip(1280, 720, codec="hevc")),

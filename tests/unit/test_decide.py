@@ -9,6 +9,7 @@ import pytest
 from hevcq.formats import CONTAINERS, Container
 from hevcq.media.decide import (
     audio_plan,
+    cover_plan,
     decide,
     expected_frames,
     fit_short_side,
@@ -17,7 +18,7 @@ from hevcq.media.decide import (
 )
 from hevcq.media.model import EncodePlan, Skip, SubtitleStream
 from hevcq.pools import Pool, load_farm
-from tests.unit.media_shapes import SHAPES, clip
+from tests.unit.media_shapes import MKV, SHAPES, clip
 
 # The pools that make one file; a ladder pool's decision is its ladder's (test_ladder_pool).
 FARM = {name: p for name, p in load_farm().items() if p.ladder is None}
@@ -75,6 +76,21 @@ EXPECTED: dict[str, dict[str, Expected]] = {
         "720p": (1728, 720, "scale"),
         "1080p": "skip: source is 1920x800, smaller than 1080p",
     },
+    "mp4_cover": {
+        "hevc": (1280, 720, ""),
+        "720p": (1280, 720, ""),
+        "1080p": "skip: smaller than 1080p",
+    },
+    "mkv_font_and_covers": {
+        "hevc": (1920, 1080, ""),
+        "720p": (1280, 720, "scale"),
+        "1080p": (1920, 1080, ""),
+    },
+    "mp4_gif_cover": {
+        "hevc": (1280, 720, ""),
+        "720p": (1280, 720, ""),
+        "1080p": "skip: smaller than 1080p",
+    },
     "mp4_mov_text": {
         "hevc": (1280, 720, ""),
         "720p": (1280, 720, ""),
@@ -124,6 +140,42 @@ EXPECTED: dict[str, dict[str, Expected]] = {
 
 CASES = [(shape, pool) for shape in SHAPES for pool in sorted(FARM)]
 ENCODE_CASES = [(s, p) for s, p in CASES if not isinstance(EXPECTED[s][p], str)]
+
+
+@pytest.mark.parametrize(
+    ("container", "covers"),
+    [
+        # MP4 names none of its covers, and GIF is not a picture its muxer writes as one.
+        ("mp4", [("png", "cover.png", "image/png"), ("mjpeg", "cover2.jpg", "image/jpeg")]),
+        # A Matroska attachment needs a name: the source's, or one made up.
+        (
+            "mkv",
+            [
+                ("png", "cover.png", "image/png"),
+                ("mjpeg", "cover2.jpg", "image/jpeg"),
+                ("gif", "cover3.gif", "image/gif"),
+            ],
+        ),
+        ("webm", []),  # WebM holds no attachments
+    ],
+)
+def test_cover_art_is_kept_where_the_container_holds_it(
+    container: str, covers: list[tuple[str, str, str]]
+) -> None:
+    info = clip(1280, 720, covers=(("png", ""), ("mjpeg", ""), ("gif", "")), format_name=MKV)
+    planned = cover_plan(info.video, CONTAINERS[container])
+    assert [(c.codec, c.filename, c.mimetype) for c in planned] == covers
+    assert [c.index for c in planned] == [2, 3, 4][: len(covers)]
+
+
+def test_a_covers_name_and_type_are_kept_and_the_tee_is_not_used() -> None:
+    info = clip(1280, 720, covers=(("mjpeg", "folder.jpg"),), format_name=MKV)
+    plan = decide(info, FARM["hevc"], "gig.mkv")
+    assert isinstance(plan, EncodePlan)
+    assert [(c.index, c.filename, c.mimetype) for c in plan.covers] == [
+        (2, "folder.jpg", "image/jpeg")
+    ]
+    assert plan.tee_safe is False  # the tee's raw copy would take the picture stream too
 
 
 def test_the_table_covers_every_shape_and_pool() -> None:

@@ -57,7 +57,7 @@ def test_input_output_and_housekeeping(key: str) -> None:
     assert values(args, "-loglevel") == ["error"]
     assert values(args, "-map_metadata") == ["0"]
     assert "-r" not in args
-    assert values(args, "-fps_mode:v") == ["passthrough"]
+    assert values(args, "-fps_mode:v:0") == ["passthrough"]
 
 
 @pytest.mark.parametrize("key", sorted(PLANS))
@@ -67,6 +67,8 @@ def test_every_planned_stream_is_mapped_explicitly_in_order(key: str) -> None:
     expected = [f"0:{plan.video_index}"]
     expected += [f"0:{i}" for i, _ in plan.audio] + [f"0:{i}" for i, _ in plan.subtitles]
     expected += ["0:t"] if plan.attachments else []
+    if plan.container == "mp4":  # cover art as streams; Matroska attaches it (below)
+        expected += [f"0:{c.index}" for c in plan.covers]
     assert values(args, "-map") == expected
 
 
@@ -74,18 +76,18 @@ def test_every_planned_stream_is_mapped_explicitly_in_order(key: str) -> None:
 def test_video_encoder_settings(key: str) -> None:
     plan = PLANS[key]
     args = build_args("ffmpeg", SRC, DST, plan)
-    assert values(args, "-c:v") == ["libx265"]
+    assert values(args, "-c:v:0") == ["libx265"]
     assert values(args, "-crf") == [str(plan.crf)]
     assert values(args, "-preset") == [plan.preset]
     expected_fmt = ("yuv420p10le", "main10") if plan.ten_bit else ("yuv420p", "main")
-    assert (values(args, "-pix_fmt")[0], values(args, "-profile:v")[0]) == expected_fmt
+    assert (values(args, "-pix_fmt:v:0")[0], values(args, "-profile:v:0")[0]) == expected_fmt
     assert "log-level=error" in values(args, "-x265-params")[0].split(":")
     if plan.scale:
-        assert values(args, "-vf") == [f"scale={plan.width}:{plan.height}:flags=lanczos"]
+        assert values(args, "-filter:v:0") == [f"scale={plan.width}:{plan.height}:flags=lanczos"]
     elif plan.crop:
-        assert values(args, "-vf") == [f"crop={plan.width}:{plan.height}:0:0"]
+        assert values(args, "-filter:v:0") == [f"crop={plan.width}:{plan.height}:0:0"]
     else:
-        assert values(args, "-vf") == []
+        assert values(args, "-filter:v:0") == []
 
 
 @pytest.mark.parametrize(("scale", "crop"), [(True, False), (False, True), (False, False)])
@@ -93,7 +95,7 @@ def test_an_interlaced_source_is_deinterlaced_before_it_is_scaled_or_cropped(
     scale: bool, crop: bool
 ) -> None:
     plan = dataclasses.replace(next(iter(PLANS.values())), deinterlace=True, scale=scale, crop=crop)
-    vf = values(build_args("ffmpeg", SRC, DST, plan), "-vf")
+    vf = values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0")
     assert len(vf) == 1
     assert vf[0].split(",")[0] == DEINTERLACE
     assert ("scale=" in vf[0], "crop=" in vf[0]) == (scale, crop)
@@ -105,11 +107,13 @@ def test_container_flags(key: str) -> None:
     args = build_args("ffmpeg", SRC, DST, plan)
     if plan.container == "mp4":
         assert values(args, "-f") == ["mp4"]
-        assert values(args, "-tag:v") == ["hvc1"]
-        assert values(args, "-movflags") == ["+faststart+use_metadata_tags"]
+        assert values(args, "-tag:v:0") == ["hvc1"]
+        # A cover lives in iTunes-style metadata, which use_metadata_tags would replace.
+        flags = "+faststart" if plan.covers else "+faststart+use_metadata_tags"
+        assert values(args, "-movflags") == [flags]
     else:
         assert values(args, "-f") == ["matroska"]
-        assert values(args, "-tag:v") == []
+        assert values(args, "-tag:v:0") == []
         assert values(args, "-movflags") == []
 
 
@@ -142,6 +146,40 @@ def test_audio_and_subtitle_codecs_per_output_stream(key: str) -> None:
     assert values(args, "-c:t") == (["copy"] if plan.attachments else [])
 
 
+def test_mp4_keeps_cover_art_as_copied_attached_pictures() -> None:
+    plan = PLANS["mp4_cover-hevc"]
+    args = build_args("ffmpeg", SRC, DST, plan)
+    assert values(args, "-map")[-1] == "0:2"  # after the video (0) and the audio (1)
+    assert values(args, "-c:v:1") == ["copy"]
+    assert values(args, "-disposition:v:1") == ["attached_pic"]
+    assert "-attach" not in args
+    # Every option of the encoded video names it: for all video streams, a filter or a
+    # tag would reach the copied picture too (ffmpeg refuses to filter a copied stream).
+    for flag in ("-c:v", "-vf", "-pix_fmt", "-profile:v", "-tag:v", "-fps_mode:v"):
+        assert flag not in args
+
+
+def test_an_mp4_output_drops_a_cover_it_cannot_hold() -> None:
+    plan = PLANS["mp4_gif_cover-hevc"]
+    assert plan.covers == ()
+    assert "-disposition:v:1" not in build_args("ffmpeg", SRC, DST, plan)
+
+
+def test_matroska_attaches_cover_art_after_the_attachments_it_copies() -> None:
+    plan = PLANS["mkv_font_and_covers-hevc"]
+    assert plan.attachments
+    assert plan.source_attachments == 1
+    args = build_args("ffmpeg", SRC, DST, plan, covers=Path("/scratch/job"))
+    assert values(args, "-attach") == ["file:/scratch/job/cover-0", "file:/scratch/job/cover-1"]
+    # The copied font is the output's attachment 0; the covers are 1 and 2.
+    assert values(args, "-metadata:s:t:1") == ["mimetype=image/png", "filename=cover.png"]
+    assert values(args, "-metadata:s:t:2") == ["mimetype=image/jpeg", "filename=cover_land.jpg"]
+    assert "-disposition:v:1" not in args
+    # By default the covers are looked for beside the output.
+    default = build_args("ffmpeg", SRC, DST, plan)
+    assert values(default, "-attach")[0] == f"file:{DST.parent / 'cover-0'}"
+
+
 def test_portrait_phone_clip_exact_command() -> None:
     plan = PLANS["portrait_rot90-720p"]
     assert build_args("ffmpeg", SRC, DST, plan) == [
@@ -158,29 +196,29 @@ def test_portrait_phone_clip_exact_command() -> None:
         "0",
         "-map",
         "0:0",
-        "-vf",
+        "-filter:v:0",
         "scale=1280:720:flags=lanczos",
-        "-c:v",
+        "-c:v:0",
         "libx265",
         "-preset",
         "medium",
         "-crf",
         "28",
-        "-pix_fmt",
+        "-pix_fmt:v:0",
         "yuv420p",
-        "-profile:v",
+        "-profile:v:0",
         "main",
         "-x265-params",
         "log-level=error",
-        "-fps_mode:v",
+        "-fps_mode:v:0",
         "passthrough",
-        "-enc_time_base:v",
+        "-enc_time_base:v:0",
         "filter",
         "-map",
         "0:1",
         "-c:a:0",
         "copy",
-        "-tag:v",
+        "-tag:v:0",
         "hvc1",
         "-fflags",
         "+bitexact",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import PermanentError
-from hevcq.media.model import AudioStream, EncodePlan, MediaInfo, VideoStream
+from hevcq.media.model import AudioStream, Cover, EncodePlan, MediaInfo, VideoStream
 from hevcq.media.probe import bit_depth, looks_like_media, normalise_rotation, probe
 from hevcq.media.verify import Decoded, decode_problems, shape_problems
 
@@ -114,6 +114,15 @@ def test_each_shape_difference_is_named(changes: dict[str, object], problem: str
 def test_a_lost_audio_stream_is_a_problem() -> None:
     info = dataclasses.replace(output(), audio=())
     assert shape_problems(info, PLAN, SOURCE) == ["0 audio streams, source has 1"]
+
+
+def test_a_lost_cover_is_a_problem() -> None:
+    cover = Cover(2, "mjpeg", "cover.jpg", "image/jpeg")
+    planned = dataclasses.replace(PLAN, covers=(cover,))
+    assert shape_problems(output(), planned, SOURCE) == ["0 cover pictures, planned 1"]
+    picture = VideoStream(2, "mjpeg", 600, 600, "yuvj420p", 8, attached_pic=True)
+    kept = dataclasses.replace(output(), video=(GOOD_VIDEO, picture))
+    assert shape_problems(kept, planned, SOURCE) == []
 
 
 def test_no_video_is_a_problem() -> None:

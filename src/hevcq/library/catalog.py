@@ -18,6 +18,7 @@ from typing import Any, Literal
 from hevcq.errors import ConfigError
 from hevcq.media.model import (
     AudioStream,
+    Cover,
     Decision,
     EncodePlan,
     MediaInfo,
@@ -262,8 +263,11 @@ def info_from_json(text: str) -> MediaInfo:
 def _video_stream(v: dict[str, Any]) -> VideoStream:
     # Probed before the sample aspect ratio, interlacing and HDR were read: the same file
     # may now need other rungs, a deinterlacer or a tone map, so it counts as stale and
-    # is probed again.
+    # is probed again. So is cover art probed before its name was read: a Matroska output
+    # attaches it under that name.
     missing = {"sar_num", "interlaced", "hdr_transfer"} - v.keys()
+    if v.get("attached_pic") and "filename" not in v:
+        missing.add("filename")
     if missing:
         raise KeyError(min(missing))
     return VideoStream(**v)
@@ -284,6 +288,7 @@ def decision_from_json(text: str) -> Decision:
             return Skip(**d)
         d["audio"] = tuple(tuple(a) for a in d["audio"])
         d["subtitles"] = tuple(tuple(s) for s in d["subtitles"])
+        d["covers"] = tuple(Cover(**c) for c in d.get("covers", ()))
         return EncodePlan(**d)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"stale decision: {exc}") from exc

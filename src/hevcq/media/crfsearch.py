@@ -890,6 +890,7 @@ def probe_plan(plan: EncodePlan, crf: int, *, whole: bool) -> EncodePlan:
         audio=(),
         subtitles=(),
         attachments=False,
+        covers=(),
     )
 
 

@@ -7,11 +7,19 @@ from fractions import Fraction
 from pathlib import Path
 
 from hevcq.errors import ConfigError
-from hevcq.formats import AUDIO_ENCODERS, Container, audio_codec, picture_fits, too_large
+from hevcq.formats import (
+    AUDIO_ENCODERS,
+    COVER_TYPES,
+    Container,
+    audio_codec,
+    picture_fits,
+    too_large,
+)
 from hevcq.media.ffargs import build_args
 from hevcq.media.ladder import choose_rungs
 from hevcq.media.model import (
     AudioStream,
+    Cover,
     Decision,
     EncodePlan,
     MediaInfo,
@@ -60,6 +68,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     encoder = AUDIO_ENCODERS[audio_codec(box, pool.encode.audio_codec)]
     audio = audio_plan(info.audio, box, encoder)
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
+    covers = cover_plan(info.video, box)
     return EncodePlan(
         pool=pool.name,
         codec=codec.name,
@@ -78,12 +87,16 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
         subtitles=subtitles,
         attachments=keep_subs and box.attachments and info.attachments > 0,
+        source_attachments=info.attachments,
+        covers=covers,
         expected_duration_s=info.duration_s,
         expected_frames=expected_frames(info.duration_s, video.fps),
         deinterlace=video.interlaced,
         # The stream proof reads HEVC; other codecs are decoded in full after the encode.
+        # The tee's raw copy takes every video stream, so a copied cover rules it out.
         tee_safe=codec.stream_proof
         and info.chapters == 0
+        and not covers
         and tee_safe(info, container, [*audio, *subtitles]),
     )
 
@@ -149,6 +162,22 @@ def fit_short_side(width: int, height: int, target: int) -> tuple[int, int]:
     new_long = max(2, round(long * target / short / 2) * 2)
     new_short = _even(target)
     return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def cover_plan(video: tuple[VideoStream, ...], box: Container) -> tuple[Cover, ...]:
+    """The cover pictures an output in ``box`` keeps: every one it can hold, named and
+    typed as the source named and typed it, or ``cover.jpg`` (``cover2.jpg``, ...) and the
+    codec's MIME type where it did not."""
+    if not box.covers:
+        return ()
+    covers: list[Cover] = []
+    for v in video:
+        if not v.attached_pic or v.codec not in box.cover_codecs:
+            continue
+        mimetype, ext = COVER_TYPES.get(v.codec, ("application/octet-stream", "bin"))
+        name = v.filename or f"cover{len(covers) + 1 if covers else ''}.{ext}"
+        covers.append(Cover(v.index, v.codec, name, v.mimetype or mimetype))
+    return tuple(covers)
 
 
 def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> bool:

@@ -17,12 +17,15 @@ def build_args(
     *,
     threads: int | None = None,
     stream: Path | None = None,
+    covers: Path | None = None,
 ) -> list[str]:
     """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``.
 
     With ``stream`` (HEVC plans only), the encoded video is also written there as a raw
     HEVC elementary stream, so that it can be decoded while the encode runs (see
     ``hevcq.media.streamcheck``); ``dst`` comes out byte for byte as it would without.
+    A plan whose container attaches its covers reads them from ``covers`` (the folder
+    ``hevcq.media.covers.extract`` wrote them to; ``dst``'s by default).
     """
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
@@ -35,6 +38,7 @@ def build_args(
     args += subtitle_args(plan)
     if plan.attachments:
         args += ["-map", "0:t", "-c:t", "copy"]
+    args += cover_args(plan, covers or dst.parent)
     args += stream_tag_args(plan)
     args += ["-fflags", "+bitexact"]
     fmt, options = muxer(plan)
@@ -79,7 +83,11 @@ def source_filters(*, deinterlace: bool, hdr_transfer: str = "") -> list[str]:
 
 
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
-    """Map and encode the main video stream; frame timing passes through untouched."""
+    """Map and encode the main video stream; frame timing passes through untouched.
+
+    It is the output's first video stream, and every option names it (``:v:0``): cover
+    art mapped after it is another video stream, copied, which an option for all video
+    streams would try to filter or tag."""
     codec = _codec(plan)
     args = ["-map", f"0:{plan.video_index}"]
     filters = source_filters(deinterlace=plan.deinterlace)
@@ -88,18 +96,18 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     elif plan.crop:
         filters.append(f"crop={plan.width}:{plan.height}:0:0")
     if filters:
-        args += ["-vf", ",".join(filters)]
-    args += ["-c:v", codec.encoder, *_preset(codec, plan.preset)]
+        args += ["-filter:v:0", ",".join(filters)]
+    args += ["-c:v:0", codec.encoder, *_preset(codec, plan.preset)]
     args += [codec.quality_option, str(plan.crf)]
-    args += ["-pix_fmt", "yuv420p10le" if plan.ten_bit else "yuv420p"]
+    args += ["-pix_fmt:v:0", "yuv420p10le" if plan.ten_bit else "yuv420p"]
     if codec.profiles:
-        args += ["-profile:v", codec.profiles[1] if plan.ten_bit else codec.profiles[0]]
+        args += ["-profile:v:0", codec.profiles[1] if plan.ten_bit else codec.profiles[0]]
     args += list(codec.quality_args)
     params = dict(plan.x265_params)
     if threads and codec.threads_param:
         params[codec.threads_param] = str(threads)
     elif threads:
-        args += ["-threads:v", str(threads)]
+        args += ["-threads:v:0", str(threads)]
     params.update(codec.forced_params)
     if params and codec.params_option:
         args += [codec.params_option, encoder_params(params)]
@@ -108,7 +116,7 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     # the frames' own ticks: by default it counts in frames of the stream's guessed rate,
     # which for a variable-rate Matroska source (1 ms ticks, an average rate that divides
     # nothing) rounds timestamps onto each other (38 of 234 frames of a phone clip).
-    args += ["-fps_mode:v", "passthrough", "-enc_time_base:v", "filter"]
+    args += ["-fps_mode:v:0", "passthrough", "-enc_time_base:v:0", "filter"]
     return args
 
 
@@ -156,11 +164,36 @@ def subtitle_args(plan: EncodePlan) -> list[str]:
     return args
 
 
+def cover_args(plan: EncodePlan, folder: Path) -> list[str]:
+    """Keep the plan's cover art: copied as attached-picture streams after the main video
+    (MP4), or attached from the files ``hevcq.media.covers.extract`` wrote to ``folder``
+    (Matroska). Attachments come after every mapped stream, so they are named by their
+    place among the output's attachments."""
+    if _container(plan).covers == "stream":
+        args: list[str] = []
+        for n, cover in enumerate(plan.covers, start=1):
+            args += ["-map", f"0:{cover.index}", f"-c:v:{n}", "copy"]
+            args += [f"-disposition:v:{n}", "attached_pic"]
+        return args
+    mapped = plan.source_attachments if plan.attachments else 0
+    args = []
+    for n, cover in enumerate(plan.covers):
+        t = f"-metadata:s:t:{mapped + n}"
+        args += ["-attach", f"file:{cover_file(folder, n)}"]
+        args += [t, f"mimetype={cover.mimetype}", t, f"filename={cover.filename}"]
+    return args
+
+
+def cover_file(folder: Path, n: int) -> Path:
+    """Where the plan's ``n``-th cover to attach is extracted to."""
+    return folder / f"cover-{n}"
+
+
 def stream_tag_args(plan: EncodePlan) -> list[str]:
     """The codec's MP4 tag where players need one: hvc1 (parameter sets in the sample
     entry) is what Apple players require for HEVC."""
     tag = _codec(plan).mp4_tag
-    return ["-tag:v", tag] if tag and plan.container == "mp4" else []
+    return ["-tag:v:0", tag] if tag and plan.container == "mp4" else []
 
 
 def _container(plan: EncodePlan) -> Container:
@@ -173,7 +206,10 @@ def _container(plan: EncodePlan) -> Container:
 def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
     """Explicit output format and its options: temporary names carry no extension."""
     box = _container(plan)
-    return box.muxer, dict(box.muxer_options)
+    options = dict(box.muxer_options)
+    if plan.covers:
+        options |= dict(box.cover_muxer_options)
+    return box.muxer, options
 
 
 # Deterministic output (``-fflags`` for the muxer, ``-flags`` for the encoders): no random

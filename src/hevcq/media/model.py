@@ -27,6 +27,10 @@ class VideoStream:
     # An HDR transfer, in zscale's names: "smpte2084" (PQ, HDR10) or "arib-std-b67"
     # (HLG, as phones record); "" for SDR.
     hdr_transfer: str = ""
+    # Cover art only: the name and MIME type a Matroska attachment gave the picture ("" when
+    # it had none, as an MP4 cover has).
+    filename: str = ""
+    mimetype: str = ""
 
     @property
     def square_pixels(self) -> bool:
@@ -85,6 +89,17 @@ class MediaInfo:
 
 
 @dataclass(frozen=True)
+class Cover:
+    """A cover picture an output keeps: the source stream it is copied from, and how the
+    output holds it (``hevcq.formats.Container.covers``)."""
+
+    index: int
+    codec: str  # mjpeg, png, ...
+    filename: str  # the attachment's name in a Matroska output
+    mimetype: str
+
+
+@dataclass(frozen=True)
 class Skip:
     """A pool does not apply to this source; ``reason`` is shown to the user."""
 
@@ -111,7 +126,9 @@ class EncodePlan:
     audio: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "aac")
     audio_bitrate_kbps: int = 160
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
-    attachments: bool = False
+    attachments: bool = False  # the source's attachments (fonts, ...) are copied
+    source_attachments: int = 0  # how many it has
+    covers: tuple[Cover, ...] = ()  # cover art kept (decide.cover_plan)
     expected_duration_s: float | None = None
     expected_frames: int | None = None  # duration x frame rate, where the probe gave both
     # Whether the encode may go through the tee muxer (decide.tee_safe); otherwise the

@@ -186,7 +186,15 @@ def _video(container: Any, stream: Any) -> VideoStream:
         sar_den=sar.denominator,
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
+        filename=_meta(stream, "filename") if cover else "",
+        mimetype=_meta(stream, "mimetype") if cover else "",
     )
+
+
+def _meta(stream: Any, key: str) -> str:
+    """A stream's metadata value by its key in any case (Matroska tags read back upper
+    case), "" when absent."""
+    return next((str(v) for k, v in stream.metadata.items() if k.lower() == key), "")
 
 
 def hdr_transfer(codec_context: Any) -> str:

@@ -165,6 +165,9 @@ def shape_problems(info: MediaInfo, plan: EncodePlan, source: MediaInfo) -> list
         problems.append(f"{video.bit_depth}-bit video ({video.pix_fmt}), planned {depth}-bit")
     if len(info.audio) != len(source.audio):
         problems.append(f"{len(info.audio)} audio streams, source has {len(source.audio)}")
+    covers = sum(v.attached_pic for v in info.video)
+    if covers != len(plan.covers):
+        problems.append(f"{covers} cover pictures, planned {len(plan.covers)}")
     return problems
 
 

@@ -20,6 +20,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
+from hevcq.media import covers
 from hevcq.media.crfsearch import DamagedSource, Searcher, Unreachable, find_crf
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
@@ -681,6 +682,7 @@ class JobRunner:
         pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is
         digested and counted, and only its first frames are decoded."""
         teed = stream if plan.tee_safe and self._decode_during_encode else None
+        covers.extract(src, plan, out.parent)  # beside the output, where build_args looks
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
         tracker = PercentTracker(plan.expected_duration_s, plan.expected_frames)
