@@ -17,6 +17,7 @@ import av
 import pytest
 
 from hevcq.errors import PermanentError, VerificationError
+from hevcq.media.decide import decide
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import (
     MASTER,
@@ -34,8 +35,10 @@ from hevcq.media.ladder import (
     split_init,
     track_defaults,
 )
+from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
+from hevcq.pools import load_farm, load_pool
 from tests.e2e.cutclips import cut_short
 
 pytestmark = pytest.mark.e2e
@@ -428,3 +431,39 @@ def test_a_source_cut_short_fails_as_such_not_as_a_short_ladder(tmp_path: Path) 
     src = cut_short(tmp_path, "upload.mp4")
     with pytest.raises(PermanentError, match=r"source appears truncated: declares 10\.00 s"):
         build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+
+
+# Older sources an app's users upload, each as its kind of file holds it: (file name, the
+# size that codec takes, its ffmpeg arguments). The hls and av1 pools take every one.
+LEGACY_SOURCES = [
+    ("camera.avi", "320x240", ["-c:v", "mjpeg", "-c:a", "pcm_s16le"]),
+    ("tape.avi", "720x576", ["-c:v", "dvvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le"]),
+    ("disc.mpg", "352x288", ["-c:v", "mpeg1video", "-c:a", "mp2", "-f", "vcd"]),
+    ("old.wmv", "320x240", ["-c:v", "wmv2", "-c:a", "wmav2"]),
+    ("old7.wmv", "320x240", ["-c:v", "wmv1", "-c:a", "wmav2"]),
+    ("divx.avi", "320x240", ["-c:v", "msmpeg4", "-c:a", "mp2"]),
+    ("divx2.avi", "320x240", ["-c:v", "msmpeg4v2", "-c:a", "mp2"]),
+    ("phone.3gp", "176x144", ["-c:v", "h263", "-c:a", "aac", "-ar", "16000"]),
+    ("phone2.mov", "320x240", ["-c:v", "h263p", "-c:a", "aac"]),  # read back as h263
+    ("flash.flv", "320x240", ["-c:v", "flv", "-c:a", "aac"]),
+    ("free.mkv", "320x240", ["-c:v", "libtheora", "-c:a", "libvorbis"]),
+]
+
+
+@pytest.mark.parametrize(("name", "size", "codec"), LEGACY_SOURCES)
+def test_an_older_kind_of_source_is_taken_and_made_into_a_checked_ladder(
+    tmp_path: Path, name: str, size: str, codec: list[str]
+) -> None:
+    src = tmp_path / name
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", f"testsrc2=size={size}:rate=25:duration=1"]
+    args += ["-f", "lavfi", "-i", "sine=duration=1:sample_rate=44100"]
+    subprocess.run([*args, *codec, "-shortest", str(src)], check=True)
+    info = probe(src)
+    farm = load_farm()
+    optional = load_pool(Path(__file__).parents[2] / "workers" / "optional" / "av1.yaml")
+    for pool in (farm["hls"], optional):
+        assert not isinstance(decide(info, pool, name), Skip), (pool.name, info.main_video)
+    variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", info)  # checked, or raises
+    assert variants
+    assert (tmp_path / "hls" / MASTER).is_file()
