@@ -20,3 +20,43 @@ def cut_short(tmp_path: Path, name: str, seconds: float = 10.0, keep: float = 0.
     cut = tmp_path / name
     cut.write_bytes(data[: int(len(data) * keep)])
     return cut
+
+
+def cover_first(tmp_path: Path, name: str, seconds: float = 3.0) -> Path:
+    """An MP4 with sound and a cover whose metadata (``udta``, where the cover lives)
+    precedes its tracks in the index, as some taggers write it: the cover is then the
+    file's stream 0, before its video. The red cover is larger than the video."""
+    cover = tmp_path / f"cover-{name}.jpg"
+    run = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"]
+    subprocess.run([*run, "color=red:size=480x720", "-frames:v", "1", str(cover)], check=True)
+    tagged = tmp_path / f"tagged-{name}"
+    args = [*run, f"testsrc2=size=320x180:rate=24:duration={seconds}", "-f", "lavfi"]
+    args += ["-i", f"sine=duration={seconds}", "-i", str(cover), "-map", "0", "-map", "1"]
+    args += ["-map", "2", "-c:v:0", "libx264", "-preset", "ultrafast", "-c:a", "aac"]
+    args += ["-c:v:1", "copy", "-disposition:v:1", "attached_pic", str(tagged)]
+    subprocess.run(args, check=True)
+    data = tagged.read_bytes()
+    moov = _atom(data, 0, len(data), b"moov")
+    start, size = moov
+    kids = _atoms(data, start + 8, start + size)
+    first = [k for k in kids if k[0] == b"mvhd"] + [k for k in kids if k[0] == b"udta"]
+    order = first + [k for k in kids if k not in first]
+    body = b"".join(data[at : at + length] for _, at, length in order)
+    # The index follows the media here, so moving boxes inside it moves no sample.
+    assert start > _atom(data, 0, len(data), b"mdat")[0]
+    dest = tmp_path / name
+    dest.write_bytes(data[: start + 8] + body + data[start + size :])
+    return dest
+
+
+def _atoms(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    found, at = [], start
+    while at < end:
+        length = int.from_bytes(data[at : at + 4], "big")
+        found.append((data[at + 4 : at + 8], at, length))
+        at += length
+    return found
+
+
+def _atom(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int]:
+    return next((at, length) for k, at, length in _atoms(data, start, end) if k == kind)

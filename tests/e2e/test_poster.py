@@ -13,7 +13,7 @@ from hevcq.errors import PermanentError
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.poster import DARKEST, make_poster
 from hevcq.media.samples import make_clip
-from tests.e2e.cutclips import cut_short
+from tests.e2e.cutclips import cover_first, cut_short
 
 pytestmark = pytest.mark.e2e
 
@@ -135,3 +135,11 @@ def test_a_source_cut_short_gets_a_poster_from_what_is_there(tmp_path: Path) -> 
     chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
     assert 1.0 <= chosen.time_s <= 6.0
     assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST
+
+
+def test_a_source_whose_cover_comes_first_gets_a_poster_of_its_video(tmp_path: Path) -> None:
+    src = cover_first(tmp_path, "tagged.mp4")
+    with av.open(str(src)) as container:  # the red cover is stream 0
+        assert container.streams[0].disposition & av.stream.Disposition.attached_pic
+    make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert _size(tmp_path / "poster.jpg") == (320, 180)  # the video's, not the cover's

@@ -17,6 +17,7 @@ import pytest
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.quality import MODEL_HD, Score, ScoringError, score, score_batch, xpsnr_score
 from hevcq.media.samples import make_clip
+from tests.e2e.cutclips import cover_first
 from tests.e2e.test_crfsearch import hdr_clip
 
 pytestmark = pytest.mark.e2e
@@ -278,3 +279,16 @@ def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr + missing.stdout
+
+
+def test_a_source_whose_cover_comes_first_is_scored_by_its_video(tmp_path: Path) -> None:
+    """Its stream 0 is a red cover: a graph taking the first video stream compared the
+    output with that one picture (and failed), where the video is what was encoded."""
+    src = cover_first(tmp_path, "tagged.mp4")
+    out = encode(src, tmp_path / "out.mp4", "-map", "0:1")
+    with_cover = score(find_ffmpeg(), src, out, neg=False)
+    assert with_cover.mean > 80
+    assert with_cover.frames == 72
+    assert xpsnr_score(find_ffmpeg(), src, out).frames == 72
+    [batched] = score_batch(find_ffmpeg(), src, [out])
+    assert abs(batched.mean - with_cover.mean) < 0.01

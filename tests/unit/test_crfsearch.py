@@ -29,7 +29,7 @@ from hevcq.media.crfsearch import (
 )
 from hevcq.media.decide import shares_encode
 from hevcq.media.ffargs import build_args
-from hevcq.media.model import EncodePlan, MediaInfo, VideoStream
+from hevcq.media.model import Cover, EncodePlan, MediaInfo, VideoStream
 from hevcq.messages import JobResult
 from hevcq.metadata import META_TARGET_VMAF, client_target, target_metadata
 from hevcq.pools import TARGET_SIZE_PERCENT, Pool, Quality
@@ -296,6 +296,14 @@ def plan(**kw: object) -> EncodePlan:
 def test_copied_streams_keep_their_size_and_encoded_audio_takes_its_bit_rate() -> None:
     sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000}
     assert kept_bytes(plan(), sizes, 100.0) == 3_000_000 + 16_000 * 100 + 20_000
+
+
+def test_a_kept_cover_counts_at_its_size() -> None:
+    """An output copies its cover as it is: left out, a small video with a large cover
+    was predicted 16 % under what it came to."""
+    sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000, 4: 700_000}
+    covered = plan(covers=(Cover(4, "mjpeg", "cover.jpg", "image/jpeg"),))
+    assert kept_bytes(covered, sizes, 100.0) == kept_bytes(plan(), sizes, 100.0) + 700_000
 
 
 # --- the cache key -----------------------------------------------------------------------

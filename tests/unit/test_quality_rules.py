@@ -73,7 +73,7 @@ def test_an_interlaced_or_anamorphic_source_is_scored_as_the_viewer_sees_it() ->
     ref = Picture(854, 480, 29.97, ten_bit=False, hdr=False, anamorphic=True, interlaced=True)
     graph = vmaf_graph(ref, Fraction(30000, 1001), Path("/l"), phone=False, threads=1)
     dist, source, _ = graph.split(";")
-    assert source.startswith(f"[1:v]{DEINTERLACE},setpts=PTS-STARTPTS")  # as its encodes
+    assert source.startswith(f"[1:0]{DEINTERLACE},setpts=PTS-STARTPTS")  # as its encodes
     assert source.endswith("scale=854:480:flags=bicubic,setsar=1[ref]")  # square pixels
     assert "scale=854:480" in dist
     plain = Picture(854, 480, 29.97, ten_bit=False, hdr=False)
@@ -257,3 +257,15 @@ def test_an_output_scored_alone_must_last_as_long_as_its_source(
     source_s: float | None, output_s: float, differ: bool
 ) -> None:
     assert lengths_differ(source_s, output_s) is differ
+
+
+def test_each_side_is_named_by_the_index_of_its_main_video() -> None:
+    """Cover art may come before a file's video (an MP4 whose metadata precedes its
+    tracks): ``[1:v]`` would then score the picture."""
+    ref = Picture(640, 360, 25.0, ten_bit=False, hdr=False, index=1)
+    dist, source, _ = vmaf_graph(ref, Fraction(25), Path("/l"), phone=False, threads=1).split(";")
+    assert dist.startswith("[0:0]")
+    assert source.startswith("[1:1]")
+    assert xpsnr_graph(ref, Fraction(25), Path("/s"), dist=2).startswith("[0:2]")
+    batch = batch_graph(ref, Fraction(25), [Path("/a"), Path("/b")], threads=1, subsample=1)
+    assert batch.startswith("[2:1]")

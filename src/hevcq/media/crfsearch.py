@@ -351,8 +351,9 @@ def predict_bytes(
 
 def kept_bytes(plan: EncodePlan, stream_bytes: dict[int, int], duration_s: float) -> int:
     """What an output holds beside its video: each audio stream copied at its size in the
-    source, or re-encoded at the plan's bit rate; subtitles at their size in the source.
-    Attachments (fonts) are left out: a few hundred kilobytes in the rare file with any."""
+    source, or re-encoded at the plan's bit rate; subtitles and cover art at their size in
+    the source. Attachments (fonts) are left out: a few hundred kilobytes in the rare file
+    with any."""
     total = 0
     for index, mode in plan.audio:
         if mode == "copy":
@@ -360,6 +361,7 @@ def kept_bytes(plan: EncodePlan, stream_bytes: dict[int, int], duration_s: float
         else:
             total += round(plan.audio_bitrate_kbps * 1000 / 8 * duration_s)
     total += sum(stream_bytes.get(index, 0) for index, _ in plan.subtitles)
+    total += sum(stream_bytes.get(cover.index, 0) for cover in plan.covers)  # as they are
     return total
 
 

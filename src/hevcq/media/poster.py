@@ -24,7 +24,7 @@ import av
 from hevcq.errors import PermanentError
 from hevcq.media.demuxers import open_input, read_alone
 from hevcq.media.ffargs import source_filters
-from hevcq.media.probe import hdr_transfer
+from hevcq.media.probe import hdr_transfer, main_video_stream
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -79,14 +79,16 @@ def sample(path: Path) -> list[Candidate]:
     return _sampled(path)[0]
 
 
-def _sampled(path: Path) -> tuple[list[Candidate], str]:
-    """``sample``'s candidates, and the video's HDR transfer ("" for SDR)."""
+def _sampled(path: Path) -> tuple[list[Candidate], str, int]:
+    """``sample``'s candidates, the video's HDR transfer ("" for SDR) and its stream
+    index (the main video: not cover art, which may come first)."""
     found = []
     with open_input(str(path)) as container:
-        stream: Any = next(iter(container.streams.video), None)
+        stream: Any = main_video_stream(container)
         if stream is None:
             raise PermanentError("no video stream")
         transfer = hdr_transfer(stream.codec_context)
+        index = int(stream.index)  # read while the file is open: a closed one's is garbage
         origin = _origin_s(container, stream)  # where -ss counts from
         first = _stream_start_s(stream, origin)
         duration = _duration_s(container, stream)
@@ -109,7 +111,7 @@ def _sampled(path: Path) -> tuple[list[Candidate], str]:
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
             found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
-    return found, transfer
+    return found, transfer, index
 
 
 def _origin_s(container: Any, stream: Any) -> float:
@@ -182,7 +184,7 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     Raises ``PermanentError`` for a file with no decodable video.
     """
     try:
-        candidates, transfer = _sampled(src)
+        candidates, transfer, index = _sampled(src)
         best = choose(candidates)
     except av.FFmpegError as exc:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc
@@ -193,7 +195,7 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     before = best.time_s if best.seek_back_s is None else min(best.seek_back_s, best.time_s)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     args += ["-ss", f"{best.time_s - before:.3f}", "-i", f"file:{src}"]
-    args += ["-ss", f"{before:.3f}", "-frames:v", "1"]
+    args += ["-map", f"0:{index}", "-ss", f"{before:.3f}", "-frames:v", "1"]
     # Within POSTER_WIDTH on both sides, aspect kept, never enlarged; rotation applied.
     # Interlaced frames are made progressive and non-square pixels stretched to the
     # displayed aspect first (a JPEG's own aspect field is ignored by browsers); both are

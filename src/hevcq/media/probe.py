@@ -157,6 +157,20 @@ def _describe(container: Any, size: int) -> MediaInfo:
     )
 
 
+def main_video_stream(container: Any) -> Any | None:
+    """An opened file's main video stream: its first that is not cover art (which may
+    come first: an MP4 whose metadata precedes its tracks), as ``MediaInfo.main_video``
+    picks it; None when it has none."""
+    return next(
+        (
+            s
+            for s in container.streams.video
+            if not s.disposition & av.stream.Disposition.attached_pic
+        ),
+        None,
+    )
+
+
 def _tag(codec_context: Any) -> str:
     return str(codec_context.codec_tag or "").strip("\x00")
 

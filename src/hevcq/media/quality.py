@@ -85,6 +85,9 @@ class Picture:
     hdr: bool
     anamorphic: bool = False  # stored in non-square pixels: stretched to width x height
     interlaced: bool = False  # deinterlaced first, as every encode of it is
+    # Its stream index: the main video, which a graph names by index, as cover art may
+    # come before it (an MP4 whose metadata precedes its tracks).
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ def picture(path: Path) -> Picture:
         bool(video.hdr_transfer),
         anamorphic=not video.square_pixels,
         interlaced=video.interlaced,
+        index=video.index,
     )
 
 
@@ -200,18 +204,23 @@ def _libvmaf(
     )
 
 
-def aligned(ref: Picture, rate: Fraction, size: tuple[int, int] | None = None) -> str:
+def aligned(
+    ref: Picture, rate: Fraction, size: tuple[int, int] | None = None, *, dist: int = 0
+) -> str:
     """The graph's first part, for every metric: input 0 (the output scored) as ``[dist]``
     and input 1 (its source) as ``[ref]``, both upright, starting at zero, at one constant
     ``rate`` and one pixel format (``_align``), compared at ``size``: the source's
     displayed size unless told (the output scaled up to it), or a rendition's own smaller
-    size (``compared_size``: the source brought down to it with the encodes' scaler)."""
+    size (``compared_size``: the source brought down to it with the encodes' scaler).
+    Each side's video is named by its stream index: ``dist`` for the output's, and
+    ``ref.index`` for the source's."""
     align = _align(ref, rate)
     width, height = size or scored_size(ref)
     source = _reference(ref, align)
     if (width, height) != scored_size(ref):
         source += f",scale={width}:{height}:flags=lanczos,setsar=1"
-    return f"[0:v]{align},scale={width}:{height}:flags=bicubic[dist];[1:v]{source}[ref];"
+    first = f"[0:{dist}]{align},scale={width}:{height}:flags=bicubic[dist]"
+    return f"{first};[1:{ref.index}]{source}[ref];"
 
 
 def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, int]:
@@ -241,11 +250,11 @@ def _reference(ref: Picture, align: str) -> str:
 
 
 def xpsnr_graph(
-    ref: Picture, rate: Fraction, stats: Path, size: tuple[int, int] | None = None
+    ref: Picture, rate: Fraction, stats: Path, size: tuple[int, int] | None = None, *, dist: int = 0
 ) -> str:
-    """The filter graph of an XPSNR score (inputs and ``size`` as ``aligned``), its
-    per-frame values and their pooled value written to ``stats``."""
-    return aligned(ref, rate, size) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
+    """The filter graph of an XPSNR score (inputs, ``size`` and ``dist`` as ``aligned``),
+    its per-frame values and their pooled value written to ``stats``."""
+    return aligned(ref, rate, size, dist=dist) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
 def is_hdr(path: Path) -> bool:
@@ -267,15 +276,17 @@ def vmaf_graph(
     subsample: int = 1,
     neg: bool = True,
     size: tuple[int, int] | None = None,
+    dist: int = 0,
 ) -> str:
-    """The filter graph: input 0 is the output scored, input 1 its source, compared at
-    ``size`` (``aligned``). With ``subsample`` above 1, libvmaf scores only every that
-    many frames (a cheap estimate for probes; an output's own score uses every frame).
+    """The filter graph: input 0 is the output scored (its stream ``dist``), input 1 its
+    source, compared at ``size`` (``aligned``). With ``subsample`` above 1, libvmaf
+    scores only every that many frames (a cheap estimate for probes; an output's own
+    score uses every frame).
     ``neg``: the NEG model beside the score (its features cost about half again the
     score's own)."""
     at = size or scored_size(ref)
     vmaf = _libvmaf(at, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
-    return aligned(ref, rate, at) + f"[dist][ref]{vmaf}"
+    return aligned(ref, rate, at, dist=dist) + f"[dist][ref]{vmaf}"
 
 
 def batch_graph(
@@ -287,7 +298,8 @@ def batch_graph(
     n = len(logs)
     align = _align(ref, rate)
     width, height = scored_size(ref)
-    chains = [f"[{n}:v]{_reference(ref, align)},split={n}" + "".join(f"[ref{i}]" for i in range(n))]
+    refs = "".join(f"[ref{i}]" for i in range(n))
+    chains = [f"[{n}:{ref.index}]{_reference(ref, align)},split={n}{refs}"]
     for i, log in enumerate(logs):
         vmaf = _libvmaf(
             (width, height),
@@ -341,6 +353,7 @@ def score(
             subsample=subsample,
             neg=neg,
             size=size,
+            dist=out.index,
         )
         _run_graph(ffmpeg, [output, source], graph, [log])
         return parse_log(json.loads(log.read_text()), model_for(*size))
@@ -387,7 +400,8 @@ def xpsnr_score(ffmpeg: str, source: Path, output: Path, *, own_size: bool = Fal
     size = compared_size(ref, out, own_size=own_size)
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
-        _run_graph(ffmpeg, [output, source], xpsnr_graph(ref, rate, stats, size), [stats])
+        graph = xpsnr_graph(ref, rate, stats, size, dist=out.index)
+        _run_graph(ffmpeg, [output, source], graph, [stats])
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
 

@@ -24,7 +24,7 @@ import structlog
 from hevcq.errors import PermanentError, VerificationError
 from hevcq.media.demuxers import open_input
 from hevcq.media.model import EncodePlan, MediaInfo
-from hevcq.media.probe import probe
+from hevcq.media.probe import main_video_stream, probe
 from hevcq.media.splice import spliced_video_span
 from hevcq.media.streamcheck import (
     FIRST_NON_VCL,
@@ -213,10 +213,10 @@ def decode_video(path: Path, index: int | None = None) -> Decoded:
 
 
 def _main_video(container: Any) -> Any:
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    raise VerificationError("no video stream to decode")
+    stream = main_video_stream(container)
+    if stream is None:
+        raise VerificationError("no video stream to decode")
+    return stream
 
 
 class _Span:
