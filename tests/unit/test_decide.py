@@ -16,7 +16,7 @@ from hevcq.media.decide import (
     saves_nothing,
     subtitle_plan,
 )
-from hevcq.media.model import EncodePlan, Skip, SubtitleStream
+from hevcq.media.model import EncodePlan, Skip, SubtitleStream, VideoStream
 from hevcq.pools import Pool, load_farm
 from tests.unit.media_shapes import MKV, SHAPES, clip
 
@@ -176,6 +176,34 @@ def test_a_covers_name_and_type_are_kept_and_the_tee_is_not_used() -> None:
         (2, "folder.jpg", "image/jpeg")
     ]
     assert plan.tee_safe is False  # the tee's raw copy would take the picture stream too
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("folder.jpg", "folder.jpg"),
+        ("../../.ssh/authorized_keys", "authorized_keys"),  # a name, never a path
+        ("C:\\Users\\me\\cover.jpg", "cover.jpg"),
+        ("bad\nname\x00.jpg", "badname.jpg"),
+        ("..", "cover.jpg"),
+        ("", "cover.jpg"),
+        ("é" * 300, "é" * 127),  # 254 bytes: within 255, whole characters
+    ],
+)
+def test_a_cover_keeps_its_name_as_a_bounded_name_not_a_path(given: str, kept: str) -> None:
+    info = clip(1280, 720, covers=(("mjpeg", given),), format_name=MKV)
+    [cover] = cover_plan(info.video, CONTAINERS["mkv"])
+    assert cover.filename == kept
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("image/png", "image/png"), ("text/x; rm -rf /", "image/jpeg"), ("x" * 200, "image/jpeg")],
+)
+def test_a_covers_mime_type_is_kept_only_when_it_is_one(given: str, kept: str) -> None:
+    picture = VideoStream(2, "mjpeg", 600, 600, "", 8, attached_pic=True, mimetype=given)
+    [cover] = cover_plan((picture,), CONTAINERS["mkv"])
+    assert cover.mimetype == kept
 
 
 def test_the_table_covers_every_shape_and_pool() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from hevcq.media.model import (
 from hevcq.pools import Pool
 
 KEPT_ORIGINAL = "kept original: output would be larger"
+MAX_ATTACHMENT_NAME_BYTES = 255
 
 # Text subtitle codecs that MP4's mov_text or WebM's WebVTT can be made from.
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
@@ -175,9 +177,26 @@ def cover_plan(video: tuple[VideoStream, ...], box: Container) -> tuple[Cover, .
         if not v.attached_pic or v.codec not in box.cover_codecs:
             continue
         mimetype, ext = COVER_TYPES.get(v.codec, ("application/octet-stream", "bin"))
-        name = v.filename or f"cover{len(covers) + 1 if covers else ''}.{ext}"
-        covers.append(Cover(v.index, v.codec, name, v.mimetype or mimetype))
+        name = _attachment_name(v.filename) or f"cover{len(covers) + 1 if covers else ''}.{ext}"
+        given = v.mimetype if _MIME_TYPE.fullmatch(v.mimetype) else ""
+        covers.append(Cover(v.index, v.codec, name, given or mimetype))
     return tuple(covers)
+
+
+# A MIME type as RFC 6838 shapes it: anything else is a stranger's text, not a type.
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]{0,63}/[A-Za-z0-9][\w.+-]{0,126}", re.ASCII)
+
+
+def _attachment_name(given: str) -> str:
+    """A source's name for an attachment as the output keeps it: its last path part (a
+    tool that saves attachments by name must not be sent up or down folders), without
+    control characters, and at most 255 bytes; "" when nothing is left. It goes on
+    ffmpeg's command line, where one argument may not pass 128 KiB."""
+    name = re.split(r"[/\\]", given)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    while len(name.encode()) > MAX_ATTACHMENT_NAME_BYTES:
+        name = name[:-1]
+    return "" if name in ("", ".", "..") else name
 
 
 def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> bool:
