@@ -9,11 +9,13 @@ import pytest
 
 from hevcq.errors import PermanentError
 from hevcq.ledger import JobKey
+from hevcq.media.crfsearch import SearchResult
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.quality import MODEL_HD
 from hevcq.media.samples import make_clip
 from hevcq.messages import JobResult
 from hevcq.pools import Pool
+from hevcq.worker import runner as runner_module
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.fakes import FakeStore
 
@@ -92,3 +94,30 @@ def test_verify_quality_holds_an_xpsnr_output_to_its_target_less_the_margin(tmp_
     # Below the target by less than the margin: accepted.
     near = run(tmp_path, FakeStore(), clip, quality={"xpsnr": passed.xpsnr + 0.5}, verify="quality")
     assert near.outcome == "done"
+
+
+@pytest.mark.parametrize(("limit", "outcome"), [(5, "skipped"), (1000, "done")])
+def test_an_encode_over_the_size_limit_its_samples_promised_is_not_kept(
+    tmp_path, clip, monkeypatch, limit: float, outcome: str
+) -> None:
+    """Samples unlike the rest of their source (a video that stops for a minute and
+    resumes had its one sample land in the stop) can predict far too small: the limit
+    holds for what the full encode made."""
+
+    def predicts_too_small(searcher, src, plan, info, **kw: object) -> SearchResult:
+        return SearchResult(plan.crf, 60.0, 100, 0.01, (), cached=False)
+
+    monkeypatch.setattr(runner_module, "find_crf", predicts_too_small)
+    store = FakeStore()
+    quality = {"vmaf": 50, "max_size_percent": limit}
+    result = run(tmp_path, store, clip, quality=quality)
+    assert result.outcome == outcome
+    if outcome == "skipped":
+        assert result.reason is not None
+        assert result.reason.startswith(
+            "no output made: VMAF 50 not reached within 5 % of the source size (CRF 28 came to"
+        )
+        assert result.reason.endswith("% in the full encode; its samples predicted 0 %)")
+        assert OUT not in store.objects
+    else:
+        assert OUT in store.objects

@@ -20,6 +20,7 @@ from hevcq.media.crfsearch import (
     SampleRules,
     SourceScan,
     kept_bytes,
+    over_the_limit,
     picture_samples,
     predict_bytes,
     probe_key,
@@ -466,3 +467,24 @@ def test_an_older_result_without_the_search_fields_still_parses() -> None:
     assert (r.crf, r.predicted_vmaf, r.predicted_bytes) == (None, None, None)
     r = JobResult.model_validate({**old, "crf": 22, "predicted_bytes": 5, "predicted_vmaf": 95.1})
     assert (r.crf, r.predicted_bytes) == (22, 5)
+
+
+@pytest.mark.parametrize(
+    ("made", "limit", "why"),
+    [
+        (790, 80.0, None),
+        (800, 80.0, None),  # at the limit is within it
+        (820, None, None),  # no limit, nothing to break
+        (
+            820,
+            80.0,
+            "VMAF 93 not reached within 80 % of the source size"
+            " (CRF 26 came to 82 % in the full encode; its samples predicted 24 %)",
+        ),
+    ],
+)
+def test_the_size_limit_holds_for_the_full_encode(
+    made: int, limit: float | None, why: str | None
+) -> None:
+    got = over_the_limit(made, 1000, crf=26, predicted_bytes=240, target=93, max_size_percent=limit)
+    assert got == why

@@ -739,6 +739,33 @@ class SearchResult:
     cached: bool  # every probe came from the cache: nothing was encoded
 
 
+def over_the_limit(
+    made_bytes: int,
+    source_bytes: int,
+    *,
+    crf: int,
+    predicted_bytes: int,
+    target: float,
+    max_size_percent: float | None,
+    metric: Metric = "vmaf",
+) -> str | None:
+    """Why a full encode at the CRF a search chose breaks the size limit the search kept
+    to (pure): its samples predicted it within, and the whole came out larger (a source
+    whose samples are not like the rest of it). None when it is within, or there is no
+    limit. The limit holds for what is made, not for what was predicted."""
+    if max_size_percent is None or source_bytes <= 0:
+        return None
+    made = 100.0 * made_bytes / source_bytes
+    if made <= max_size_percent:
+        return None
+    predicted = 100.0 * predicted_bytes / source_bytes
+    return (
+        f"{shown(metric, target)} not reached within {max_size_percent:g} % of the source size"
+        f" (CRF {crf} came to {made:.0f} % in the full encode; its samples predicted"
+        f" {predicted:.0f} %)"
+    )
+
+
 @dataclass(frozen=True)
 class Unreachable:
     """No CRF reaches the target within the size limit; ``reason`` says which failed."""

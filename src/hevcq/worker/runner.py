@@ -21,7 +21,13 @@ from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import JobKey
 from hevcq.limits import MiB
 from hevcq.media import covers
-from hevcq.media.crfsearch import DamagedSource, Searcher, Unreachable, find_crf
+from hevcq.media.crfsearch import (
+    DamagedSource,
+    Searcher,
+    Unreachable,
+    find_crf,
+    over_the_limit,
+)
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
@@ -373,18 +379,21 @@ class JobRunner:
             src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
         )
         encode_s = lap("encode_s")
-        if saves_nothing(spec.pool, out.stat().st_size, info.size_bytes):
-            # Not a failure: the source stays as it is, and a re-run does not try again.
-            log.info(
-                "job_skipped",
-                reason=KEPT_ORIGINAL,
-                input_bytes=info.size_bytes,
-                output_bytes=out.stat().st_size,
-            )
+        made = out.stat().st_size
+        # Not a failure: the source stays as it is, and a re-run does not try again. An
+        # output larger than its source saves nothing; one searched for a target that came
+        # out over the search's size limit breaks the limit its samples promised.
+        unkept = (
+            KEPT_ORIGINAL
+            if saves_nothing(spec.pool, made, info.size_bytes)
+            else self._over_the_limit(spec.pool, made, info.size_bytes, decision, found)
+        )
+        if unkept is not None:
+            log.info("job_skipped", reason=unkept, input_bytes=info.size_bytes, output_bytes=made)
             return self._result(
                 spec,
                 "skipped",
-                reason=KEPT_ORIGINAL,
+                reason=unkept,
                 input_bytes=info.size_bytes,
                 duration_s=info.duration_s,
                 encode_s=round(encode_s, 3),
@@ -622,6 +631,26 @@ class JobRunner:
             "predicted_bytes": got.predicted_bytes,
         }
         return dataclasses.replace(plan, crf=got.crf), fields
+
+    @staticmethod
+    def _over_the_limit(
+        pool: Pool, made: int, source: int, plan: EncodePlan, found: dict[str, Any]
+    ) -> str | None:
+        """Why an output searched for its pool's target is not kept for its size (the
+        reason, with what a pool of its kind does instead), or None."""
+        target = pool.quality
+        if target is None or not target.searches or "predicted_bytes" not in found:
+            return None
+        why = over_the_limit(
+            made,
+            source,
+            crf=plan.crf,
+            predicted_bytes=found["predicted_bytes"],
+            target=target.target,
+            max_size_percent=target.max_size_percent,
+            metric=target.metric,
+        )
+        return None if why is None else f"{_unmade(pool)}: {why}"
 
     def _score(self, pool: Pool, src: Path, out: Path) -> dict[str, Any]:
         """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
