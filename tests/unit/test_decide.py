@@ -188,6 +188,7 @@ def test_a_covers_name_and_type_are_kept_and_the_tee_is_not_used() -> None:
         ("..", "cover.jpg"),
         ("", "cover.jpg"),
         ("é" * 300, "é" * 127),  # 254 bytes: within 255, whole characters
+        ("x" * 10_000_000 + ".jpg", "x" * 255),  # at once, however long
     ],
 )
 def test_a_cover_keeps_its_name_as_a_bounded_name_not_a_path(given: str, kept: str) -> None:

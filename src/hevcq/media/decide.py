@@ -194,8 +194,8 @@ def _attachment_name(given: str) -> str:
     ffmpeg's command line, where one argument may not pass 128 KiB."""
     name = re.split(r"[/\\]", given)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
-    while len(name.encode()) > MAX_ATTACHMENT_NAME_BYTES:
-        name = name[:-1]
+    # Cut at a byte count, dropping a character the cut splits.
+    name = name.encode()[:MAX_ATTACHMENT_NAME_BYTES].decode(errors="ignore")
     return "" if name in ("", ".", "..") else name
 
 
