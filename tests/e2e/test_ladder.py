@@ -467,3 +467,33 @@ def test_an_older_kind_of_source_is_taken_and_made_into_a_checked_ladder(
     variants = build_ladder(find_ffmpeg(), src, tmp_path / "hls", info)  # checked, or raises
     assert variants
     assert (tmp_path / "hls" / MASTER).is_file()
+
+
+def subtitled_past_the_end(dest: Path) -> Path:
+    """A 2 s clip with sound whose one subtitle runs from 1 s to 3.5 s: as long as the
+    file in Matroska, in MP4 the file's length leaves it out."""
+    cue = dest.with_suffix(".srt")
+    cue.write_text("1\n00:00:01,000 --> 00:00:03,500\nThe last line\n", encoding="utf-8")
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i"]
+    args += ["testsrc2=size=320x240:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2"]
+    args += ["-i", str(cue), "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264"]
+    args += ["-preset", "ultrafast", "-c:a", "aac"]
+    args += ["-c:s", "mov_text" if dest.suffix == ".mp4" else "srt", str(dest)]
+    subprocess.run(args, check=True)
+    return dest
+
+
+def test_a_subtitle_that_runs_past_the_picture_is_no_sign_of_a_cut_source(tmp_path) -> None:
+    """Its Matroska file lasts 3.5 s and its picture 2 s: the ladder (no subtitles) was
+    refused as made from a source cut short."""
+    src = subtitled_past_the_end(tmp_path / "talk.mkv")
+    assert probe(src).duration_s == pytest.approx(3.5, abs=0.05)
+    assert build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+
+
+def test_a_source_cut_short_is_still_named_so_whatever_its_subtitles(tmp_path) -> None:
+    whole = subtitled_past_the_end(tmp_path / "whole.mkv")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(PermanentError, match="source appears truncated"):
+        build_ladder(find_ffmpeg(), cut, tmp_path / "hls", probe(cut))

@@ -29,7 +29,8 @@ from hevcq.media.progress import Progress
 from hevcq.media.samples import make_clip, make_sample_library
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import verify_output
-from hevcq.pools import load_farm
+from hevcq.pools import load_farm, load_pool
+from tests.e2e.test_ladder import subtitled_past_the_end
 
 pytestmark = pytest.mark.e2e
 
@@ -698,3 +699,24 @@ def test_a_variable_rate_matroska_source_keeps_every_frame_time(
     assert len(set(after)) == len(after)  # no two frames at one time
     offset = before[0] - after[0]
     assert max(abs(b - a - offset) for b, a in zip(before, after, strict=True)) < 0.0015
+
+
+def test_a_subtitle_past_the_picture_counts_in_one_containers_length_not_anothers(
+    ffmpeg: str, media: Path
+) -> None:
+    """An MP4 whose subtitle runs 1.5 s past its picture lasts 2 s; its WebM copy, which
+    keeps the subtitle, lasts 3.5 s. What plays is as long: the output stands."""
+    src = subtitled_past_the_end(media / "talk-past.mp4")
+    av1 = load_pool(Path(__file__).parents[2] / "workers" / "optional" / "av1.yaml")
+    plan = decide(probe(src), av1, src.name)
+    assert isinstance(plan, EncodePlan)
+    plan = dataclasses.replace(plan, preset="12")
+    dst = media / "talk-past.webm"
+    run_ffmpeg(
+        build_args(ffmpeg, src, dst, plan, threads=2),
+        on_progress=None,
+        stop=threading.Event(),
+        stall_timeout_s=60,
+    )
+    out = verify_output(dst, plan, probe(src), source_path=src)
+    assert out.duration_s == pytest.approx(3.5, abs=0.1)

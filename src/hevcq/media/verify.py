@@ -120,7 +120,12 @@ def verify_output(
     short = _shortfall(info, played)
     if short is not None:
         raise_if_source_truncated(source, source_path, info.duration_s or 0.0)
-        problems.append(f"output lasts {info.duration_s:.2f} s, source {played.duration_s:.2f} s")
+        # A subtitle that runs on past the picture and sound counts in a file's length in
+        # one container and not in another: what plays must last the same.
+        if played is not source or not _plays_as_long(path, source_path):
+            problems.append(
+                f"output lasts {info.duration_s:.2f} s, source {played.duration_s:.2f} s"
+            )
     if problems:
         raise VerificationError("output rejected: " + "; ".join(problems))
     return info
@@ -414,12 +419,64 @@ def raise_if_source_truncated(source: MediaInfo, source_path: Path | None, outpu
         return
     if output_s >= source.duration_s - DURATION_TOLERANCE_S:
         return
+    declared = source.duration_s - DURATION_TOLERANCE_S
     readable = readable_video_end(source_path, video.index)
-    if readable is not None and readable < source.duration_s - DURATION_TOLERANCE_S:
+    # Cut short, every stream ends early; a subtitle that runs on past the picture reads
+    # to the declared end, and the file is whole.
+    if readable is not None and readable < declared and not _reaches(source_path, declared):
         raise PermanentError(
             f"source appears truncated: declares {source.duration_s:.2f} s "
             f"but its video ends at {readable:.2f} s"
         )
+
+
+@dataclass(frozen=True)
+class PacketEnds:
+    """How far a file's packets read, in seconds from the file's start: its picture and
+    sound (video that is not cover art, and audio), and its streams of any kind."""
+
+    picture_and_sound: float | None
+    any_stream: float | None
+
+
+def packet_ends(path: Path) -> PacketEnds:
+    """Where a file's packets end, read to the end or to the first damaged one (demuxed,
+    nothing decoded)."""
+    playing: set[int] = set()
+    ends: list[float | None] = [None, None]
+    try:
+        with open_input(str(path)) as container:
+            origin = (container.start_time or 0) / av.time_base
+            for stream in container.streams:
+                cover = stream.disposition & av.stream.Disposition.attached_pic
+                if stream.type == "audio" or (stream.type == "video" and not cover):
+                    playing.add(stream.index)
+            for packet in container.demux():
+                if packet.pts is None or packet.size == 0 or packet.time_base is None:
+                    continue
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin
+                for n, counts in enumerate((packet.stream.index in playing, True)):
+                    current = ends[n]
+                    if counts and (current is None or end > current):
+                        ends[n] = end
+    except av.FFmpegError:
+        pass  # damaged data ends the readable part; what was read so far is the answer
+    return PacketEnds(*ends)
+
+
+def _plays_as_long(output: Path, source: Path | None) -> bool:
+    """Whether ``output``'s picture and sound last as long as ``source``'s, within the
+    tolerance (their lengths as files differ by something else: subtitles)."""
+    if source is None:
+        return False
+    mine, theirs = packet_ends(output).picture_and_sound, packet_ends(source).picture_and_sound
+    return mine is not None and theirs is not None and abs(mine - theirs) <= DURATION_TOLERANCE_S
+
+
+def _reaches(path: Path, seconds: float) -> bool:
+    """Whether some stream of the file reads as far as ``seconds``."""
+    end = packet_ends(path).any_stream
+    return end is not None and end >= seconds
 
 
 def readable_video_end(path: Path, index: int) -> float | None:
