@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from hevcq.bundle import is_parts_folder
 from hevcq.errors import PermanentError
 from hevcq.formats import auto_container
-from hevcq.metadata import META_NAMING, WITH_SOURCE_EXT
+from hevcq.metadata import META_NAMING, META_NAMING_STEM, STEM_SHARED, WITH_SOURCE_EXT
 
 TODO_PREFIX = "TODO/"
 DONE_PREFIX = "DONE/"
@@ -143,6 +143,43 @@ def sharing_sources(rels: Iterable[str]) -> frozenset[str]:
     )
 
 
+def sharing_stems(rels: Iterable[str]) -> frozenset[str]:
+    """The sources that share their name but for its extension with another in their
+    folder (``clip.mkv`` and ``clip.mp4``; compared as ``sharing_sources`` compares).
+
+    A pool whose outputs all take one extension (a WebM copy, a ladder, a pool naming its
+    container) would give them one output name (``clip.av1.webm``), which the automatic
+    extension keeps apart (``clip.mkv``, ``clip.mp4``): ``keeps_ext`` decides per pool."""
+    groups: defaultdict[str, list[str]] = defaultdict(list)
+    for rel in rels:
+        groups[_disk_name(posixpath.splitext(rel)[0])].append(rel)
+    return frozenset(rel for group in groups.values() if len(group) > 1 for rel in group)
+
+
+def keeps_ext(rel: str, extension: str | None, *, sharing_name: bool, sharing_stem: bool) -> bool:
+    """Whether ``rel``'s output name keeps its extension in a pool whose outputs take
+    ``extension`` (None: the automatic one, ``output_extension``).
+
+    The automatic extension: as ``sharing_sources`` answered (``sharing_name``). One
+    extension for all: when another source shares its stem (``sharing_stem``), unless its
+    own name is the output name (``clip.mp4`` in an MP4 pool), as in ``sharing_sources``.
+    Both answers come from the folder's names alone, so the uploader and every worker
+    name an output alike."""
+    if extension is None:
+        return sharing_name
+    return sharing_stem and output_relative(rel, extension=extension) != rel
+
+
+def output_keeps_ext(source_key: str, extension: str | None, metadata: Mapping[str, str]) -> bool:
+    """``keeps_ext`` for a source as its upload's metadata carries the answers."""
+    return keeps_ext(
+        source_relative(source_key),
+        extension,
+        sharing_name=keeps_source_ext(metadata),
+        sharing_stem=shares_stem(metadata),
+    )
+
+
 def _disk_name(rel: str) -> str:
     """``rel`` as a Mac or Windows disk compares names: without case or Unicode form."""
     return unicodedata.normalize("NFD", unicodedata.normalize("NFD", rel).casefold())
@@ -153,6 +190,12 @@ def keeps_source_ext(metadata: Mapping[str, str]) -> bool:
     return metadata.get(META_NAMING) == WITH_SOURCE_EXT
 
 
-def naming_metadata(with_source_ext: bool) -> dict[str, str]:
-    """The upload metadata that carries the naming rule's answer to the workers."""
-    return {META_NAMING: WITH_SOURCE_EXT} if with_source_ext else {}
+def naming_metadata(with_source_ext: bool, shares_stem: bool = False) -> dict[str, str]:
+    """The upload metadata that carries the naming rule's answers to the workers."""
+    meta = {META_NAMING: WITH_SOURCE_EXT} if with_source_ext else {}
+    return meta | ({META_NAMING_STEM: STEM_SHARED} if shares_stem else {})
+
+
+def shares_stem(metadata: Mapping[str, str]) -> bool:
+    """True when a source's upload metadata says another source shares its stem."""
+    return metadata.get(META_NAMING_STEM) == STEM_SHARED

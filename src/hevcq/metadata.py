@@ -33,6 +33,11 @@ META_LIBRARY = "hevcq-library"  # which library uploaded it: fetch leaves others
 # The source's output name keeps its extension (``hevcq.keys.sharing_sources``).
 META_NAMING = "hevcq-naming"
 WITH_SOURCE_EXT = "with-source-ext"
+# Another source in the folder has the same name but for its extension
+# (``hevcq.keys.sharing_stems``): in a pool whose outputs all take one extension, the
+# output name keeps the source's.
+META_NAMING_STEM = "hevcq-naming-stem"
+STEM_SHARED = "shared"
 META_CLIENT_SKIPS = "hevcq-client-skips"  # pools the client decided to skip, comma separated
 META_CLIENT_SETTLED = "hevcq-client-settled"  # pools whose earlier outcome the client holds
 # The pools the uploader chose for this file, comma separated; absent: every pool.

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hevcq.library.walk import OUTPUTS_MARKER
 from hevcq.media.equality import same_bytes, same_media
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
+from tests.conftest import WORKERS_DIR
 from tests.e2e.farmkit import pool_dir
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +24,14 @@ pytestmark = pytest.mark.e2e
 TINY = {"width": 128, "height": 72, "seconds": 0.5, "fps": 10}
 
 
-def ingest(tmp: Path, lib: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def ingest(tmp: Path, lib: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
         "HEVCQ_WORKERS_DIR": str(tmp / "workers"),
         "HOME": str(tmp / "home"),
         "XDG_STATE_HOME": str(tmp / "state"),
         "COLUMNS": "200",
     }
-    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out)]
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out), *args]
     return subprocess.run(
         cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=120, check=False
     )
@@ -88,3 +90,29 @@ def test_sources_sharing_a_name_get_two_outputs_and_a_rerun_accepts_them(tmp_pat
     assert plain.read_bytes() == plain_bytes
     assert not same_bytes(long, plain)
     assert not same_media(long, plain)
+
+
+def test_sources_sharing_a_stem_get_two_outputs_in_pools_of_one_extension(tmp_path: Path) -> None:
+    """``clip.mkv`` and ``clip.mp4`` keep their names in the automatic container, and
+    shared one in a WebM pool and in a ladder, where one of them was refused."""
+    workers = pool_dir(tmp_path, ("hevc", "hls"))
+    av1 = yaml.safe_load((WORKERS_DIR / "optional" / "av1.yaml").read_text())
+    av1["encode"]["preset"] = "12"
+    (workers / "av1.yaml").write_text(yaml.safe_dump(av1))
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    # Silent (Opus would outweigh a clip this small), and told apart by their sizes.
+    make_clip(lib / "clip.mkv", width=160, height=90, seconds=0.5, fps=10, audio_streams=0)
+    make_clip(lib / "clip.mp4", **TINY, audio_streams=0)  # type: ignore[arg-type]
+    done = ingest(tmp_path, lib, out, "--pools", "hevc,hls,av1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def names(pool: str) -> list[str]:
+        return sorted(p.name for p in (out / pool).iterdir() if p.name != OUTPUTS_MARKER)
+
+    assert names("hevc") == ["clip.mkv", "clip.mp4"]  # as before: their names differ
+    assert names("av1") == ["clip.mkv.av1.webm", "clip.mp4.av1.webm"]
+    assert names("hls") == ["clip.mkv.hls", "clip.mp4.hls"]
+    for name, width in (("clip.mkv", 160), ("clip.mp4", 128)):  # each of its own source
+        video = probe(out / "av1" / f"{name}.av1.webm").main_video
+        assert video is not None
+        assert video.width == width

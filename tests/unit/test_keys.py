@@ -7,11 +7,15 @@ import pytest
 from hevcq.errors import PermanentError
 from hevcq.keys import (
     done_key,
+    keeps_ext,
     keeps_source_ext,
     naming_metadata,
     output_extension,
+    output_keeps_ext,
     output_place,
+    shares_stem,
     sharing_sources,
+    sharing_stems,
     source_relative,
     todo_key,
 )
@@ -121,6 +125,73 @@ def test_a_clash_gives_distinct_output_names_in_every_pool() -> None:
     for suffix in ("", ".720p"):
         names = {done_key(todo_key(r), "p", suffix, with_source_ext=r in sharing) for r in rels}
         assert len(names) == len(rels)
+
+
+@pytest.mark.parametrize(
+    ("rels", "stems"),
+    [
+        (["clip.mkv"], set()),
+        (["clip.mkv", "clip.mp4"], {"clip.mkv", "clip.mp4"}),
+        (["a/clip.mkv", "b/clip.mp4"], set()),  # other folders
+        (["Clip.MKV", "clip.mp4", "other.mp4"], {"Clip.MKV", "clip.mp4"}),  # one on a Mac disk
+        ([f"{NFD_E}.mov", f"{NFC_E}.webm"], {f"{NFD_E}.mov", f"{NFC_E}.webm"}),
+    ],
+)
+def test_sharing_stems(rels: list[str], stems: set[str]) -> None:
+    assert sharing_stems(rels) == stems
+
+
+# Pools of every kind of output name: the automatic container with and without a suffix,
+# a WebM copy, a ladder, a pool naming MP4 or Matroska.
+POOL_NAMES = [("", None), (".720p", None), (".av1", ".webm"), ("", ".m3u8"), ("", ".mp4")]
+POOL_NAMES += [(".x", ".mkv")]
+
+
+@pytest.mark.parametrize(
+    "rels",
+    [
+        ["clip.mkv", "clip.mp4"],
+        ["clip.mkv", "clip.mp4", "clip.webm", "CLIP.MOV"],
+        ["IMG_0001.MOV", "IMG_0001.mp4", "IMG_0001.m4v"],
+        ["film.mkv", "film.webm", "film.mp4"],
+        ["solo.mp4", "other.mkv"],
+    ],
+)
+def test_sources_sharing_a_stem_get_distinct_output_names_in_every_kind_of_pool(
+    rels: list[str],
+) -> None:
+    sharing, stems = sharing_sources(rels), sharing_stems(rels)
+    for suffix, extension in POOL_NAMES:
+        names = {
+            done_key(
+                todo_key(rel),
+                "p",
+                suffix,
+                extension=extension,
+                with_source_ext=keeps_ext(
+                    rel, extension, sharing_name=rel in sharing, sharing_stem=rel in stems
+                ),
+            ).casefold()
+            for rel in rels
+        }
+        assert len(names) == len(rels), (suffix, extension, names)
+
+
+def test_a_source_alone_or_named_as_its_output_keeps_the_plain_name() -> None:
+    assert not keeps_ext("solo.mp4", ".webm", sharing_name=False, sharing_stem=False)
+    assert not keeps_ext("clip.mp4", ".mp4", sharing_name=False, sharing_stem=True)
+    assert keeps_ext("clip.mkv", ".mp4", sharing_name=False, sharing_stem=True)
+    # The automatic container keeps its own answer: the library's names never move.
+    assert not keeps_ext("clip.mkv", None, sharing_name=False, sharing_stem=True)
+
+
+def test_the_stem_answer_travels_as_upload_metadata() -> None:
+    meta = naming_metadata(with_source_ext=False, shares_stem=True)
+    assert shares_stem(meta)
+    assert not keeps_source_ext(meta)
+    assert output_keeps_ext("TODO/clip.mkv", ".webm", meta)
+    assert not output_keeps_ext("TODO/clip.mkv", None, meta)
+    assert not output_keeps_ext("TODO/clip.mkv", ".webm", {})  # an upload from before
 
 
 def test_the_naming_answer_travels_as_upload_metadata() -> None:

@@ -14,7 +14,7 @@ import structlog
 
 from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
-from hevcq.keys import output_relative, sharing_sources, todo_key
+from hevcq.keys import keeps_ext, output_relative, sharing_sources, sharing_stems, todo_key
 from hevcq.library.catalog import (
     Catalog,
     FileRecord,
@@ -79,6 +79,7 @@ class FileEntry:
     upload_key: str | None = None
     cached: bool = False  # reused from the catalog without opening the file
     with_source_ext: bool = False  # its output name keeps its extension (keys.sharing_sources)
+    shares_stem: bool = False  # another source shares its stem (keys.sharing_stems)
     # Pools a person settled for this file: the replacing pool of an original a rollback
     # put back. Its workers skip it at once, without deciding again.
     kept: frozenset[str] = frozenset()
@@ -254,6 +255,7 @@ class _Scan:
         self.new_decisions: list[tuple[str, str, PoolRecord]] = []
         self.reused = self.probed = 0
         self.sharing: frozenset[str] = frozenset()
+        self.stems: frozenset[str] = frozenset()  # keys.sharing_stems
         self.by_name = {p.name: p for p in pools}
         self.follower = (
             Follower(
@@ -428,6 +430,7 @@ class _Scan:
                 upload_key=key,
                 cached=cached,
                 with_source_ext=c.rel in self.sharing,
+                shares_stem=c.rel in self.stems,
                 kept=frozenset(rolled_back),
                 followed=followed,
                 shared=shared,
@@ -518,8 +521,17 @@ class _Scan:
     def _placed(self, rel: str, p: Pool, *, with_ext: bool | None = None) -> str:
         """Where ``rel``'s output in pool ``p`` lands below ``<out>/<pool>/``
         (``with_ext``: whether the name keeps the source's extension; by default, as this
-        scan's sources share stems)."""
-        ext = rel in self.sharing if with_ext is None else with_ext
+        scan's sources share names and stems, ``keys.keeps_ext``)."""
+        ext = (
+            keeps_ext(
+                rel,
+                p.fixed_extension,
+                sharing_name=rel in self.sharing,
+                sharing_stem=rel in self.stems,
+            )
+            if with_ext is None
+            else with_ext
+        )
         out = output_relative(
             rel, p.output_suffix, with_source_ext=ext, extension=p.fixed_extension
         )
@@ -755,6 +767,7 @@ def scan(
         if state.follower is not None:
             state.follower.index({c.rel for c in candidates})
         state.sharing = sharing_sources(c.rel for c in candidates)
+        state.stems = sharing_stems(c.rel for c in candidates)
         # Batches keep the order (duplicates point at the first path) and let a limit stop
         # the probing early instead of after the whole library.
         for batch in _batches(candidates, max(1, workers) * 8):

@@ -11,7 +11,7 @@ from typing import Protocol
 import structlog
 
 from hevcq.errors import HevcqError
-from hevcq.keys import keeps_source_ext, naming_metadata, todo_key
+from hevcq.keys import keeps_source_ext, naming_metadata, shares_stem, todo_key
 from hevcq.library.catalog import Catalog, Version
 from hevcq.library.scan import FileEntry, ScanReport
 from hevcq.library.walk import fingerprint, os_problem
@@ -53,7 +53,7 @@ def upload_metadata(
         META_MTIME: str(mtime_ns),
         META_HASH: entry.fingerprint,
         META_LIBRARY: library,
-        **naming_metadata(entry.with_source_ext),
+        **naming_metadata(entry.with_source_ext, entry.shares_stem),
         # The pools this run chose: the workers of every other pool skip the file at once.
         **(chosen_pools_metadata(entry.decisions) if entry.decisions else {}),
         # The workers of these pools re-check from a few ranges instead of downloading.
@@ -161,6 +161,7 @@ def _same_upload(metadata: dict[str, str], entry: FileEntry, target_vmaf: float 
     return (
         metadata.get(META_HASH) == entry.fingerprint
         and keeps_source_ext(metadata) == entry.with_source_ext
+        and shares_stem(metadata) == entry.shares_stem
         and metadata.get(META_TARGET_VMAF) == target_metadata(target_vmaf).get(META_TARGET_VMAF)
     )
 

@@ -17,7 +17,7 @@ import structlog
 
 from hevcq.backoff import retry_delay
 from hevcq.errors import FailureClass, LostMessageError, PermanentError, RetryableError
-from hevcq.keys import done_key, keeps_source_ext
+from hevcq.keys import done_key, output_keeps_ext
 from hevcq.ledger import (
     AlreadyFinished,
     Claimed,
@@ -126,8 +126,9 @@ class JobSession:
             return Settle(Verdict.DEAD, failure_class=FailureClass.PERMANENT, reason=reason)
         try:
             current = self._store.head(obj.key)
-            # The uploader's naming answer rides on the source (hevcq.keys.sharing_sources).
-            long_name = keeps_source_ext(current.metadata) if current else False
+            # The uploader's naming answers ride on the source (hevcq.keys.keeps_ext).
+            extension = self.pool.fixed_extension
+            long_name = output_keeps_ext(obj.key, extension, current.metadata) if current else False
             output_key = done_key(
                 obj.key,
                 self.pool.name,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import structlog
 
 from hevcq.errors import CopySourceChanged, WaitingForPrimary
-from hevcq.keys import done_key, keeps_source_ext
+from hevcq.keys import done_key, output_keeps_ext
 from hevcq.ledger import Claimed, JobKey, Ledger, LedgerItem, State
 from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
 from hevcq.media.model import MediaInfo
@@ -333,7 +333,7 @@ class CopyAtCommit:
             job.key,
             pool.name,
             pool.output_suffix,
-            with_source_ext=keeps_source_ext(source.metadata),
+            with_source_ext=output_keeps_ext(job.key, pool.fixed_extension, source.metadata),
             extension=pool.fixed_extension,
         )
         rspec = JobSpec(job, pool, spec.bucket, output_key, source.size, source)
