@@ -13,16 +13,14 @@ from pathlib import Path
 import av
 
 from hevcq.errors import PermanentError
-from hevcq.formats import CONTAINERS
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import cover_file
+from hevcq.media.ffargs import container_of, cover_file
 from hevcq.media.model import EncodePlan
 
 
 def attaches(plan: EncodePlan) -> bool:
     """Whether the plan's output attaches its covers from files (``extract`` first)."""
-    box = next(c for c in CONTAINERS.values() if c.muxer == plan.container)
-    return bool(plan.covers) and box.covers == "attach"
+    return bool(plan.covers) and container_of(plan).covers == "attach"
 
 
 def extract(src: Path, plan: EncodePlan, folder: Path) -> list[Path]:

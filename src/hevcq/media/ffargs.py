@@ -169,7 +169,7 @@ def cover_args(plan: EncodePlan, folder: Path) -> list[str]:
     (MP4), or attached from the files ``hevcq.media.covers.extract`` wrote to ``folder``
     (Matroska). Attachments come after every mapped stream, so they are named by their
     place among the output's attachments."""
-    if _container(plan).covers == "stream":
+    if container_of(plan).covers == "stream":
         args: list[str] = []
         for n, cover in enumerate(plan.covers, start=1):
             args += ["-map", f"0:{cover.index}", f"-c:v:{n}", "copy"]
@@ -196,7 +196,8 @@ def stream_tag_args(plan: EncodePlan) -> list[str]:
     return ["-tag:v:0", tag] if tag and plan.container == "mp4" else []
 
 
-def _container(plan: EncodePlan) -> Container:
+def container_of(plan: EncodePlan) -> Container:
+    """The output container a plan's muxer belongs to (``hevcq.formats.CONTAINERS``)."""
     found = next((c for c in CONTAINERS.values() if c.muxer == plan.container), None)
     if found is None:
         raise ConfigError(f"unknown output container {plan.container!r}")
@@ -205,7 +206,7 @@ def _container(plan: EncodePlan) -> Container:
 
 def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
     """Explicit output format and its options: temporary names carry no extension."""
-    box = _container(plan)
+    box = container_of(plan)
     options = dict(box.muxer_options)
     if plan.covers:
         options |= dict(box.cover_muxer_options)
