@@ -556,6 +556,34 @@ def test_copied_streams_with_foreign_tags_take_the_plain_path_and_still_verify(
     assert len(out.audio) == 1
 
 
+def test_truehd_copied_into_matroska_keeps_its_length(ffmpeg: str, tmp_path: Path) -> None:
+    """A Blu-ray remux: TrueHD frames last 1/1200 s, under Matroska's millisecond tick.
+    Through the tee the copied track came out 20 % longer and every attempt failed."""
+    src = make_clip(
+        tmp_path / "bluray.mkv",
+        width=160,
+        height=120,
+        seconds=3,
+        fps=12,
+        audio_codec="truehd",
+        ffmpeg=ffmpeg,
+    )
+    plan, out, dst, _ = encode(ffmpeg, src, "hevc", tmp_path)
+    assert plan.audio == ((1, "copy"),)
+    assert not plan.tee_safe
+    assert out.duration_s == pytest.approx(3.0, abs=0.05)
+    with av.open(str(dst)) as container:
+        audio = container.streams.audio[0]
+        tick = audio.time_base or 1
+        ends = [
+            float((p.pts + (p.duration or 0)) * tick)
+            for p in container.demux(audio)
+            if p.pts is not None
+        ]
+    assert audio.codec_context.name == "truehd"
+    assert max(ends) == pytest.approx(3.0, abs=0.05)
+
+
 def test_a_scratch_folder_with_hostile_characters_is_safe_in_the_tee(
     ffmpeg: str, tmp_path: Path
 ) -> None:

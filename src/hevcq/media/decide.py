@@ -52,6 +52,12 @@ MP4_KEPT_TAGS = frozenset(
         ("mov_text", "tx3g"),
     }
 )
+# Audio whose frames last under a millisecond (TrueHD and MLP, 1/1200 s each, as Blu-ray
+# discs carry them). Copied into Matroska, whose timestamps count milliseconds, several
+# frames share a timestamp: the Matroska muxer takes that, but the tee muxer does not say
+# it does, so ffmpeg moves each repeat on by a tick and 6 s of TrueHD came out 7.2 s long
+# (rejected by verification, every attempt). Such a copy takes the plain path.
+SUB_TICK_AUDIO = frozenset({"truehd", "mlp"})
 
 
 def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
@@ -200,12 +206,17 @@ def _attachment_name(given: str) -> str:
 
 
 def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> bool:
-    """Whether every stream copied as it is keeps a codec tag the output accepts."""
+    """Whether every stream copied as it is comes through the tee muxer as plain ffmpeg
+    writes it: a codec tag the output accepts, and timestamps the tee keeps."""
     streams: dict[int, AudioStream | SubtitleStream] = {a.index: a for a in info.audio}
     streams |= {s.index: s for s in info.subtitles}
     for index, mode in copies:
         stream = streams.get(index)
-        if mode != "copy" or stream is None or not stream.tag:
+        if mode != "copy" or stream is None:
+            continue
+        if stream.codec in SUB_TICK_AUDIO:
+            return False
+        if not stream.tag:
             continue
         if container != "mp4" or (stream.codec, stream.tag) not in MP4_KEPT_TAGS:
             return False

@@ -92,6 +92,10 @@ def _inputs(
     return args
 
 
+# ffmpeg's own encoders of these refuse to run unless told to run experimental code.
+_EXPERIMENTAL_ENCODERS = frozenset({"truehd", "mlp", "dca"})
+
+
 def _codec_args(vcodec: str, pix_fmt: str, audio_codec: str, fmt: str, subtitles: int) -> list[str]:
     args = ["-c:v", vcodec, "-preset", "ultrafast", "-pix_fmt", pix_fmt]
     if vcodec == "libx265":
@@ -99,6 +103,8 @@ def _codec_args(vcodec: str, pix_fmt: str, audio_codec: str, fmt: str, subtitles
         if fmt in ("mp4", "mov"):
             args += ["-tag:v", "hvc1"]
     args += ["-c:a", audio_codec]
+    if audio_codec in _EXPERIMENTAL_ENCODERS:
+        args += ["-strict", "experimental"]
     if subtitles:
         args += ["-c:s", _TEXT_SUBTITLE_CODEC.get(fmt, "srt")]
     return args
