@@ -111,13 +111,40 @@ AUDIO_ENCODERS: dict[str, str] = {
 # (2.1, 4.0, 7.1(wide), hexagonal) under the wrong speakers. ``ffargs.audio_args`` passes
 # their streams through an ``aformat`` naming these, which leaves a layout on the list
 # untouched and rematrixes any other to the nearest one (5.1(side) to 5.1, 22.2 to 7.1).
-# The native AAC encoder lists its own layouts and ffmpeg converts to them unasked.
 VORBIS_LAYOUTS = "mono|stereo|3.0|quad|5.0|5.1|6.1|7.1"
+# The layouts ffmpeg's native AAC encoder writes, each tried on the pinned build. ffmpeg
+# does not convert to them by itself: the height layouts (5.1.2, 7.1.4, 9.1.6, 22.2, ...),
+# 16 channels and custom channel orders failed the encode. On this list a layout is left
+# as it is (the same bytes as without the filter); any other is rematrixed to the nearest
+# (7.1.4 to 7.1, 5.1.2 to 5.1(side), 16 channels to 7.1). Two layouts the encoder takes
+# are left off, as layouts it refuses were rematrixed to them (5.1.2 to 6.1(front),
+# hexadecagonal to octagonal): 6.1(front) and octagonal, which become 7.1(wide-side) and 7.0.
+AAC_LAYOUTS = (
+    "mono|stereo|2.1|3.0|3.0(back)|4.0|quad|quad(side)|3.1|4.1|5.0|5.0(side)|5.1|5.1(side)"
+    "|6.0|6.0(front)|hexagonal|6.1|6.1(back)|7.0|7.0(front)|7.1|7.1(wide)|7.1(wide-side)"
+)
 AUDIO_LAYOUTS: dict[str, str] = {
+    "aac": AAC_LAYOUTS,
     "libopus": VORBIS_LAYOUTS,
     "libvorbis": VORBIS_LAYOUTS,
     "flac": VORBIS_LAYOUTS,
 }
+# Channel counts libavutil has a default layout for. A stream of any other count whose
+# file does not name its layout (a multitrack recorder's 11 or 20 channels in Matroska
+# or QuickTime) cannot be rematrixed at all, not even to stereo: swresample has nothing
+# to start from, and every encode of it failed. Its first two channels are taken as the
+# stereo pair first (``FIRST_PAIR``), where broadcast and multitrack recorders put their
+# main mix. So is a pair of channels laid out as something swresample cannot remix or
+# would make mono: QuickTime's matrix stereo ("downmix", Lt/Rt), binaural.
+DEFAULT_LAYOUT_COUNTS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 24})
+PLAIN_PAIRS = frozenset({"", "stereo", "2 channels"})
+FIRST_PAIR = "pan=stereo|c0=c0|c1=c1"
+
+
+def first_pair_only(channels: int, layout: str = "") -> bool:
+    """Whether an encoded stream of this many channels, laid out as ``layout`` (its
+    libavutil name, "" when unknown), is cut to its first two as a stereo pair first."""
+    return channels not in DEFAULT_LAYOUT_COUNTS or (channels == 2 and layout not in PLAIN_PAIRS)
 
 
 X26X_PRESETS = (

@@ -153,3 +153,51 @@ def test_broadcast_surround_sound_is_encoded_in_every_audio_codec(
         sound = f.streams.audio[0].codec_context
         assert (sound.name, sound.channels) == (audio, 6)
     assert decoded_seconds(out) > 0.4
+
+
+# Sources whose sound no encoder took as it was, each as an editor, a recorder or a disc
+# rip writes it: the input (a lavfi graph of 0.6 s), the container, and the channels each
+# audio codec then holds.
+AWKWARD_SOUND = {
+    # Height channels (Dolby Atmos' bed layout), which AAC refused: remixed to 7.1.
+    "7.1.4": ("sine=d=0.6,aformat=channel_layouts=7.1.4", "mov", {"aac": 8, "opus": 8}),
+    # A custom channel order, as QuickTime lists speakers: probing it aborted the process.
+    # AAC writes it as 3.1; Opus and Vorbis know no layout with one LFE beside three.
+    "custom": (
+        "sine=d=0.6,pan=FL+FR+LFE+FC|c0=c0|c1=c0|c2=c0|c3=c0",
+        "mov",
+        {"aac": 4, "opus": 3},
+    ),
+    # 11 channels that Matroska does not name: nothing could remix them, even to stereo.
+    "11 unnamed": (
+        "sine=d=0.6,pan=FL+FR+FC+LFE+BL+BR+FLC+FRC+BC+SL+SR|"
+        + "|".join(f"c{i}=c0" for i in range(11)),
+        "matroska",
+        {"aac": 2, "opus": 2},
+    ),
+    # QuickTime's matrix stereo (Lt/Rt), which would be remixed to mono.
+    "downmix": ("sine=d=0.6,pan=downmix|c0=c0|c1=c0", "mov", {"aac": 2, "opus": 2}),
+}
+
+
+@pytest.mark.parametrize("sound", sorted(AWKWARD_SOUND))
+@pytest.mark.parametrize(("container", "audio"), [("webm", "opus"), ("mp4", "aac")])
+def test_sound_in_any_channel_layout_is_encoded_in_every_audio_codec(
+    tmp_path: Path, sound: str, container: str, audio: str
+) -> None:
+    graph, fmt, channels = AWKWARD_SOUND[sound]
+    src = tmp_path / "master"
+    made = subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=192x108:r=10:d=0.6", "-f", "lavfi", "-i", graph,
+         "-c:v", "mpeg4", "-c:a", "pcm_s16le", "-f", fmt, str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    out = encode(tmp_path, src.read_bytes(), "av1" if container == "webm" else "hevc", container,
+                 audio)  # fmt: skip
+    with av.open(str(out)) as f:
+        sound_out = f.streams.audio[0].codec_context
+        got = (sound_out.name, sound_out.channels)
+    assert got == (audio, channels[audio])
+    assert decoded_seconds(out) > 0.4

@@ -115,6 +115,29 @@ def test_a_portrait_silent_phone_clip_gets_portrait_rungs_and_no_audio(tmp_path:
     assert check_ladder(tmp_path / "hls") == []
 
 
+def test_eleven_unnamed_channels_become_the_ladders_stereo_pair(tmp_path: Path) -> None:
+    # A multitrack recorder's 11 channels in Matroska, which names no layout: swresample
+    # cannot remix them at all, even to stereo, and the ladder failed.
+    src = tmp_path / "stage.mkv"
+    made = subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=320x180:r=12:d=2", "-f", "lavfi",
+         "-i", "sine=d=2,pan=FL+FR+FC+LFE+BL+BR+FLC+FRC+BC+SL+SR|"
+         + "|".join(f"c{i}=c0" for i in range(11)),
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert probe(src).audio[0].channels == 11
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    assert check_ladder(tmp_path / "hls") == []
+    _, audio_uri = read_master(tmp_path / "hls" / MASTER)
+    assert audio_uri is not None
+    init = read_media_playlist(tmp_path / "hls" / audio_uri).init
+    with av.open(str(init)) as f:
+        assert f.streams.audio[0].codec_context.channels == 2
+
+
 def test_a_screen_recording_that_writes_frames_on_change_keeps_its_motion_smooth(
     tmp_path: Path,
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -554,6 +556,35 @@ def test_copied_streams_with_foreign_tags_take_the_plain_path_and_still_verify(
     assert plan.tee_safe is tee_safe
     assert plan.audio[0][1] == "copy"
     assert len(out.audio) == 1
+
+
+def test_a_custom_channel_order_is_probed_without_aborting_the_process(tmp_path: Path) -> None:
+    """PyAV 18 frees a custom-order layout's channel map twice when its channel count is
+    read: the process that probed such a file (the ingest, a worker) died on exit or
+    sooner, "double free or corruption". Probed in a process of its own, many times."""
+    src = tmp_path / "speakers.mov"  # QuickTime listing its speakers in its own order
+    made = subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=160x120:r=12:d=1", "-f", "lavfi",
+         "-i", "sine=d=1,pan=FL+FR+LFE+FC|c0=c0|c1=c0|c2=c0|c3=c0",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    code = (
+        "import gc, sys\n"
+        "from pathlib import Path\n"
+        "from hevcq.media.probe import probe\n"
+        "for _ in range(20):\n"
+        "    audio = probe(Path(sys.argv[1])).audio\n"
+        "    gc.collect()\n"
+        "print(audio[0].channels, audio[0].layout)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(src)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["4", "4", "channels", "(FL+FR+LFE+FC)"]
 
 
 def test_truehd_copied_into_matroska_keeps_its_length(ffmpeg: str, tmp_path: Path) -> None:

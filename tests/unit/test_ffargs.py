@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.formats import AUDIO_LAYOUTS
+from hevcq.formats import AUDIO_LAYOUTS, FIRST_PAIR, first_pair_only
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import DEINTERLACE, build_args
 from hevcq.media.model import EncodePlan
@@ -136,7 +136,7 @@ def test_audio_and_subtitle_codecs_per_output_stream(key: str) -> None:
         assert values(args, f"-c:a:{n}") == [mode]
         bitrate = [f"{plan.audio_bitrate_kbps}k"] if mode == "aac" else []
         assert values(args, f"-b:a:{n}") == bitrate
-        # Only encoders ffmpeg does not convert for get a layout filter: AAC's bytes stay.
+        # Every encoder gets the layouts it writes; a layout on the list passes as it is.
         layouts = (
             [f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}"] if mode in AUDIO_LAYOUTS else []
         )
@@ -144,6 +144,44 @@ def test_audio_and_subtitle_codecs_per_output_stream(key: str) -> None:
     for n, (_, mode) in enumerate(plan.subtitles):
         assert values(args, f"-c:s:{n}") == [mode]
     assert values(args, "-c:t") == (["copy"] if plan.attachments else [])
+
+
+@pytest.mark.parametrize(("mode", "audio_codec"), [("aac", "aac"), ("libopus", "opus")])
+def test_a_stream_without_a_layout_to_remix_is_cut_to_its_first_pair_first(
+    mode: str, audio_codec: str
+) -> None:
+    base = PLANS["landscape_1080-hevc"]
+    plan = dataclasses.replace(
+        base, audio=((1, mode), (2, mode)), audio_first_pair=(2,), audio_bitrate_kbps=128
+    )
+    args = build_args("ffmpeg", SRC, DST, plan)
+    assert values(args, "-filter:a:0") == [f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}"]
+    assert values(args, "-filter:a:1") == [
+        f"{FIRST_PAIR},aformat=channel_layouts={AUDIO_LAYOUTS[mode]}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("channels", "layout", "first_pair"),
+    [
+        (2, "stereo", False),
+        (2, "2 channels", False),  # unnamed: the default layout, stereo
+        (2, "", False),
+        (2, "downmix", True),  # QuickTime's matrix stereo: swresample would make it mono
+        (2, "binaural", True),  # swresample cannot remix it at all
+        (6, "5.1(side)", False),
+        (8, "8 channels", False),
+        (10, "5.1.4", False),  # counts with a default layout remix to the encoder's own
+        (16, "16 channels", False),
+        (9, "9 channels", True),  # no default layout for 9, 11, 20: nothing to remix from
+        (11, "11 channels", True),
+        (20, "", True),
+    ],
+)
+def test_which_streams_are_cut_to_their_first_pair(
+    channels: int, layout: str, first_pair: bool
+) -> None:
+    assert first_pair_only(channels, layout) is first_pair
 
 
 def test_mp4_keeps_cover_art_as_copied_attached_pictures() -> None:

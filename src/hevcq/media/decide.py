@@ -13,6 +13,7 @@ from hevcq.formats import (
     COVER_TYPES,
     Container,
     audio_codec,
+    first_pair_only,
     picture_fits,
     too_large,
 )
@@ -75,6 +76,8 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     keep_subs = pool.encode.keep_subtitles
     encoder = AUDIO_ENCODERS[audio_codec(box, pool.encode.audio_codec)]
     audio = audio_plan(info.audio, box, encoder)
+    layouts = {a.index: (a.channels, a.layout) for a in info.audio}
+    first_pair = tuple(i for i, mode in audio if mode != "copy" and first_pair_only(*layouts[i]))
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     covers = cover_plan(info.video, box)
     return EncodePlan(
@@ -93,6 +96,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         crop=crop,
         audio=audio,
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
+        audio_first_pair=first_pair,
         subtitles=subtitles,
         attachments=keep_subs and box.attachments and info.attachments > 0,
         source_attachments=info.attachments,

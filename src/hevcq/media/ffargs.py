@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from hevcq.errors import ConfigError
-from hevcq.formats import AUDIO_LAYOUTS, CONTAINERS, VIDEO_CODECS, Container, VideoCodec
+from hevcq.formats import (
+    AUDIO_LAYOUTS,
+    CONTAINERS,
+    FIRST_PAIR,
+    VIDEO_CODECS,
+    Container,
+    VideoCodec,
+)
 from hevcq.media.model import EncodePlan
 
 
@@ -143,7 +150,8 @@ def encoder_params(params: dict[str, str]) -> str:
 
 def audio_args(plan: EncodePlan) -> list[str]:
     """Map every planned audio stream, copied or encoded (AAC, Opus, ...), in source order;
-    an encoded stream is given a channel layout its encoder writes (``AUDIO_LAYOUTS``)."""
+    an encoded stream is given a channel layout its encoder writes (``AUDIO_LAYOUTS``),
+    after its first two channels are taken from it where no layout can be (``FIRST_PAIR``)."""
     args: list[str] = []
     for n, (index, mode) in enumerate(plan.audio):
         args += ["-map", f"0:{index}"]
@@ -151,8 +159,11 @@ def audio_args(plan: EncodePlan) -> list[str]:
             args += [f"-c:a:{n}", "copy"]
         else:
             args += [f"-c:a:{n}", mode, f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
+            chain = [FIRST_PAIR] if index in plan.audio_first_pair else []
             if mode in AUDIO_LAYOUTS:
-                args += [f"-filter:a:{n}", f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}"]
+                chain.append(f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}")
+            if chain:
+                args += [f"-filter:a:{n}", ",".join(chain)]
     return args
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
-from hevcq.formats import picture_fits
+from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
@@ -128,6 +128,7 @@ class LadderPlan:
     extra_groups: tuple[str, ...] = ()
     deinterlace: bool = False  # an interlaced source (ffargs.DEINTERLACE first)
     hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
+    audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -249,6 +250,8 @@ def plan_ladder(
         extra_groups=tuple(groups),
         deinterlace=video.interlaced,
         hdr_transfer=video.hdr_transfer,
+        audio_first_pair=bool(info.audio)
+        and first_pair_only(info.audio[0].channels, info.audio[0].layout),
     )
 
 
@@ -308,6 +311,8 @@ def ladder_args(
             "-ac",
             "2",
         ]
+        if plan.audio_first_pair:
+            args += ["-filter:a", FIRST_PAIR]
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
     args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]

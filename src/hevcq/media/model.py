@@ -58,6 +58,7 @@ class AudioStream:
     codec: str
     channels: int = 2
     tag: str = ""  # the container's codec tag (fourcc), "" when it has none
+    layout: str = ""  # libavutil's name of its channel layout ("5.1(side)"); "": unknown
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class EncodePlan:
     crop: bool = False  # odd-sized source: drop its last row/column, 4:2:0 needs even sizes
     audio: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "aac")
     audio_bitrate_kbps: int = 160
+    # Encoded streams cut to their first two channels first (hevcq.formats.first_pair_only)
+    audio_first_pair: tuple[int, ...] = ()
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
     attachments: bool = False  # the source's attachments (fonts, ...) are copied
     source_attachments: int = 0  # how many it has

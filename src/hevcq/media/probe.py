@@ -4,6 +4,7 @@ no subprocess per file."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import stat
 from collections.abc import Callable
 from fractions import Fraction
@@ -129,6 +130,22 @@ def _describe_open(container: Any, size: int) -> MediaInfo:
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
 
 
+# PyAV 18 gives out an audio codec context's channel layout as a shallow copy that frees
+# the layout's channel map when it goes, a map the codec context frees too. So reading
+# ``.channels`` (or ``.layout``) of a stream in a custom channel order (a QuickTime file
+# listing its speakers as FL+FR+LFE+FC, say) aborted the process on a double free: the
+# ingest's scan, or the worker and the next worker to take the job. Freed before or after
+# the codec context, the copy frees the map twice, so each copy read here is never freed
+# (one reference more than anyone holds, kept even through the interpreter's exit), as
+# PyAV before 18 never freed them at all: about 50 bytes per audio stream probed.
+def _layout(cc: Any) -> tuple[int, str]:
+    """An audio codec context's channel count and layout name ("5.1(side)", "downmix",
+    "4 channels"), read without a double free (above)."""
+    layout = cc.layout
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(layout))
+    return int(layout.nb_channels), str(layout.name or "")
+
+
 def _describe(container: Any, size: int) -> MediaInfo:
     video, audio, subtitles, attachments = [], [], [], 0
     for stream in container.streams:
@@ -140,8 +157,10 @@ def _describe(container: Any, size: int) -> MediaInfo:
             video.append(_video(container, stream))
         elif stream.type == "audio":
             cc = stream.codec_context
-            name, channels = cc.codec.canonical_name, cc.channels
-            audio.append(AudioStream(stream.index, name, channels, _tag(cc)))
+            channels, layout = _layout(cc)
+            audio.append(
+                AudioStream(stream.index, cc.codec.canonical_name, channels, _tag(cc), layout)
+            )
         elif stream.type == "subtitle":
             cc = stream.codec_context
             subtitles.append(SubtitleStream(stream.index, cc.codec.canonical_name, _tag(cc)))
