@@ -631,6 +631,41 @@ def test_a_live_recording_that_declares_no_length_predicts_its_re_encoded_sound(
     assert abs(found.predicted_bytes - actual) / actual < 0.10
 
 
+def test_a_subtitle_cue_far_past_the_end_does_not_lengthen_the_predicted_sound(
+    tmp_path,
+) -> None:
+    # A 4 s clip whose subtitle track holds a cue at 20 minutes (timed for another cut):
+    # Matroska declares 20 minutes. Its AAC becomes Opus in WebM, and that sound was
+    # predicted for the declared 20 minutes: 973 % of the source, so it was never made.
+    srt = tmp_path / "late.srt"
+    srt.write_text(
+        "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:20:00,000 --> 00:20:02,000\nLate\n"
+    )
+    src = tmp_path / "clip.mkv"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4"]
+    args += ["-f", "lavfi", "-i", "sine=duration=4", "-i", str(srt)]
+    args += ["-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac"]
+    subprocess.run([*args, "-c:s", "srt", str(src)], check=True)
+    info = probe(src)
+    assert info.duration_s is not None
+    assert info.duration_s > 1200
+    webm = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"codec": "av1", "container": "webm", "preset": "12"},
+        }
+    )
+    plan = plan_for(src, webm)
+    assert [mode for _, mode in plan.audio] == ["libopus"]
+    found = find_crf(searcher(tmp_path), src, plan, info, source_id="e1", target=90.0)
+    assert isinstance(found, SearchResult)
+    full = encode(src, tmp_path / "full.webm", dataclasses.replace(plan, crf=found.crf))
+    actual = full.stat().st_size
+    assert abs(found.predicted_bytes - actual) / actual < 0.10  # as the live recording's
+
+
 def _recording(dest: Path, *codec_args: str) -> Path:
     """40 s of picture and sound from x264 with B-frames, keyframes 10 s apart (its
     default 250 frames at 25 fps), in ``dest``'s container."""

@@ -299,6 +299,14 @@ def test_copied_streams_keep_their_size_and_encoded_audio_takes_its_bit_rate() -
     assert kept_bytes(plan(), sizes, 100.0) == 3_000_000 + 16_000 * 100 + 20_000
 
 
+def test_encoded_audio_is_counted_for_as_long_as_it_lasts_where_that_is_known() -> None:
+    """A file's declared length may be a subtitle's: the sound lasts as long as itself."""
+    sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000}
+    lengths = {0: 6.0, 1: 6.0, 2: 6.0, 3: 1202.0}
+    assert kept_bytes(plan(), sizes, 1202.0, lengths) == 3_000_000 + 16_000 * 6 + 20_000
+    assert kept_bytes(plan(), sizes, 100.0, {}) == kept_bytes(plan(), sizes, 100.0)
+
+
 def test_a_kept_cover_counts_at_its_size() -> None:
     """An output copies its cover as it is: left out, a small video with a large cover
     was predicted 16 % under what it came to."""

@@ -29,7 +29,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -349,17 +349,25 @@ def predict_bytes(
     return round(sample_video_bytes / sample_video_s * duration_s) + other_bytes
 
 
-def kept_bytes(plan: EncodePlan, stream_bytes: dict[int, int], duration_s: float) -> int:
+def kept_bytes(
+    plan: EncodePlan,
+    stream_bytes: dict[int, int],
+    duration_s: float,
+    stream_s: dict[int, float] | None = None,
+) -> int:
     """What an output holds beside its video: each audio stream copied at its size in the
-    source, or re-encoded at the plan's bit rate; subtitles and cover art at their size in
+    source, or re-encoded at the plan's bit rate for as long as it lasts (``stream_s``,
+    where the scan read it, else ``duration_s``); subtitles and cover art at their size in
     the source. Attachments (fonts) are left out: a few hundred kilobytes in the rare file
     with any."""
     total = 0
+    lengths = stream_s or {}
     for index, mode in plan.audio:
         if mode == "copy":
             total += stream_bytes.get(index, 0)
         else:
-            total += round(plan.audio_bitrate_kbps * 1000 / 8 * duration_s)
+            seconds = lengths.get(index, duration_s)
+            total += round(plan.audio_bitrate_kbps * 1000 / 8 * seconds)
     total += sum(stream_bytes.get(index, 0) for index, _ in plan.subtitles)
     total += sum(stream_bytes.get(cover.index, 0) for cover in plan.covers)  # as they are
     return total
@@ -382,6 +390,10 @@ class SourceScan:
     # When the main video's first frame starts and its last one ends (seconds from the
     # file's start); None when its packets carry no times.
     video_span: Span | None = None
+    # How long each stream lasts, from its first packet's start to its last one's end,
+    # for streams whose packets carry times: a file's declared length may be a subtitle's
+    # (a cue left at 20 minutes on a 6 s clip), which is no measure of its sound.
+    stream_s: dict[int, float] = field(default_factory=dict)
 
     def picture(self, duration_s: float) -> Span:
         """Where the picture lies in a file lasting ``duration_s`` (0: unknown), as
@@ -415,8 +427,7 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
     bytes between consecutive keyframes."""
     sizes: dict[int, int] = {}
     gops = GopBytes()
-    first: float | None = None
-    last: float | None = None
+    spans: dict[int, Span] = {}  # (first start, last end) of each stream's packets
     try:
         with open_input(str(path)) as f:
             origin = (f.start_time or 0) / AV_TIME_BASE
@@ -425,22 +436,19 @@ def scan_source(path: Path, video_index: int) -> SourceScan:
                     continue  # a demuxer's flush packet
                 index = packet.stream.index
                 sizes[index] = sizes.get(index, 0) + packet.size
-                if index != video_index:
-                    continue
-                at = None
-                if packet.pts is not None:
+                t = None
+                if packet.pts is not None and packet.time_base is not None:
                     t = float(packet.pts * packet.time_base) - origin
                     end = t + float((packet.duration or 0) * packet.time_base)
-                    first = t if first is None else min(first, t)
-                    last = end if last is None else max(last, end)
-                    if packet.is_keyframe:
-                        at = t
-                gops.add(packet.size, keyframe_at=at)
+                    was = spans.get(index)
+                    spans[index] = (t, end) if was is None else (min(was[0], t), max(was[1], end))
+                if index == video_index:
+                    gops.add(packet.size, keyframe_at=t if packet.is_keyframe else None)
     except av.FFmpegError as exc:
         raise PermanentError(f"unreadable or truncated: {exc.strerror or exc}") from exc
     keyframes, per_gop = gops.result()
-    span = (first, last) if first is not None and last is not None else None
-    return SourceScan(keyframes, sizes, per_gop, span)
+    lengths = {i: round(end - start, 3) for i, (start, end) in spans.items()}
+    return SourceScan(keyframes, sizes, per_gop, spans.get(video_index), lengths)
 
 
 class GopBytes:
@@ -835,10 +843,12 @@ def find_crf(
         # Searched whole, the probe's own length is the video's: the container's length
         # may be longer (audio that runs on past the picture) or unknown (sample_plan).
         length = got.video_s if samples.whole else picture or got.video_s
-        # Re-encoded sound at the plan's rate for as long as the output lasts: the
-        # container's length, or the picture's where it declares none (a recording written
-        # live, as OBS and browsers do, which left it out of the prediction).
-        other = kept_bytes(plan, scan.stream_bytes, duration or length)
+        # Re-encoded sound at the plan's rate for as long as it lasts: its own length as
+        # the scan read it; else the container's, or the picture's where it declares none
+        # (a recording written live, as OBS and browsers do, which left it out of the
+        # prediction). Not the container's before its own: a subtitle cue left at 20
+        # minutes on a 6 s clip predicted 20 minutes of Opus, 973 % of the source.
+        other = kept_bytes(plan, scan.stream_bytes, duration or length, scan.stream_s)
         size = predict_bytes(got.video_bytes, got.video_s, length, other)
         return ProbeResult(crf, got.score, size + got.header_bytes, got.cached)
 
@@ -1073,15 +1083,21 @@ class _Cache:
             try:
                 sizes = {int(k): int(v) for k, v in doc["stream_bytes"].items()}
                 span = doc.get("video_span")
+                lengths = {int(k): float(v) for k, v in doc.get("stream_s", {}).items()}
                 return SourceScan(
                     tuple(float(t) for t in doc["keyframes"]),
                     sizes,
                     video_span=(float(span[0]), float(span[1])) if span else None,
+                    stream_s=lengths,
                 )
             except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 pass
         scan = scan_source(src, video_index)
-        doc = {"keyframes": list(scan.keyframes), "stream_bytes": scan.stream_bytes}
+        doc = {
+            "keyframes": list(scan.keyframes),
+            "stream_bytes": scan.stream_bytes,
+            "stream_s": scan.stream_s,
+        }
         if scan.video_span is not None:
             doc["video_span"] = list(scan.video_span)
         self._write(key, doc)
