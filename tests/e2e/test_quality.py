@@ -230,6 +230,31 @@ def test_an_output_whose_clock_starts_later_is_compared_frame_for_frame(tmp_path
     assert later.frames == plain.frames
 
 
+def test_the_quality_command_scores_an_original_whose_subtitle_outlasts_it(
+    tmp_path: Path,
+) -> None:
+    # Matroska declares the length of its longest stream: a cue at 20 minutes on a 2 s
+    # clip made it 20 minutes, and an MP4 encode of it (2 s) was refused as "not an
+    # encode of the whole source". What is scored is the picture: what plays is compared.
+    cues = tmp_path / "late.srt"
+    cues.write_text("1\n00:20:00,000 --> 00:20:02,000\nLate\n", encoding="utf-8")
+    src = tmp_path / "film.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=24:duration=2",
+        "-f", "lavfi", "-i", "sine=duration=2", "-i", str(cues),
+        "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-preset", "ultrafast",
+        "-c:a", "aac", "-c:s", "srt", str(src),
+    )  # fmt: skip
+    out = encode(src, tmp_path / "film.mp4", "-sn")
+    env = {**os.environ, "COLUMNS": "400"}
+    cmd = [sys.executable, "-m", "hevcq", "quality", str(src), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(
+        r"VMAF \d+\.\d\d \(1% low [^)]+\) with vmaf_v0\.6\.1, 48 frames\n", done.stdout
+    )
+
+
 def test_the_quality_command_prints_one_line_either_way(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "s.mp4", width=320, height=180, seconds=1)
     out = encode(src, tmp_path / "o.mp4")

@@ -42,7 +42,7 @@ from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
 from hevcq.media.quality import lengths_differ, score, xpsnr_score
 from hevcq.media.samples import foreign_files, make_sample_library
-from hevcq.media.verify import as_played
+from hevcq.media.verify import as_played, packet_ends
 from hevcq.settings import load_settings
 from hevcq.settings import state_dir as default_state_dir
 from hevcq.web.view import SCAN_SHARE, FarmView
@@ -380,6 +380,16 @@ def _probed_length(path: Path) -> float | None:
     return as_played(info, path).duration_s
 
 
+def _playing_length(path: Path) -> float | None:
+    """How long a file's picture and sound play, as the output check reads it: its
+    packets' ends, or the length it plays for when its timestamps jump (``as_played``)."""
+    info = probe(path)
+    played = as_played(info, path)
+    if played is not info:
+        return played.duration_s
+    return packet_ends(path).picture_and_sound
+
+
 @app.command(epilog="Example: hevcq quality clip.mp4 hevcq-out/hevc/clip.mp4")
 def quality(
     source: Annotated[
@@ -409,7 +419,10 @@ def quality(
         ffmpeg = find_ffmpeg(settings.ffmpeg)
         logs.configure(settings.log_format, settings.log_level)
         lengths = [_probed_length(path) for path in (source, output)]
-        if lengths_differ(*lengths):
+        # Lengths as files that differ by a stream other than picture and sound (a
+        # subtitle cue timed past the end) say nothing of what is scored: compare what
+        # plays, as the output check does.
+        if lengths_differ(*lengths) and lengths_differ(*map(_playing_length, (source, output))):
             src_s, out_s = (f"{x:.2f} s" for x in lengths if x is not None)
             raise fail(
                 f"{output.name} lasts {out_s} and {source.name} {src_s}: not an encode of "
