@@ -50,8 +50,10 @@ def test_an_ingest_reads_its_running_jobs_by_key_and_never_scans_the_ledger(
     tmp_path: Path,
 ) -> None:
     lib = tmp_path / "lib"
-    for name, seconds in (("a", 6.0), ("b", 5.0)):
-        make_clip(lib / f"{name}.mp4", width=320, height=240, seconds=seconds)
+    # Each encode runs for seconds, well over the view's tick (a results poll of up to a
+    # second): at 320x240 they took 0.8 s on a loaded machine, and fell between two ticks.
+    for name, seconds in (("a", 8.0), ("b", 7.0)):
+        make_clip(lib / f"{name}.mp4", width=640, height=360, seconds=seconds)
     scans = tmp_path / "scans"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
         "HOME": str(tmp_path / "home"),
