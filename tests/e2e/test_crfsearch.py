@@ -611,8 +611,15 @@ def test_a_live_recording_that_declares_no_length_predicts_its_re_encoded_sound(
     args += ["-f", "lavfi", "-i", "sine=duration=4", "-c:v", "libx264", "-c:a", "aac"]
     with src.open("wb") as out:
         subprocess.run([*args, "-f", "matroska", "pipe:1"], check=True, stdout=out)
-    info = probe(src)
-    assert info.duration_s is None
+    assert probe(src).duration_s is None
+    # Within the issue's 10 %: libopus's VBR spends some 15 % over its nominal rate on a
+    # pure tone (the sound is predicted at the nominal rate, whatever the length).
+    assert _webm_prediction_error(tmp_path, src) < 0.10
+
+
+def _webm_prediction_error(tmp_path: Path, src: Path) -> float:
+    """How far a search's predicted size of ``src`` in a WebM pool (its AAC re-encoded to
+    Opus) is from the size of the full encode at the CRF found, as a share of the latter."""
     webm = Pool.model_validate(
         {
             "name": "q",
@@ -622,13 +629,11 @@ def test_a_live_recording_that_declares_no_length_predicts_its_re_encoded_sound(
     )
     plan = plan_for(src, webm)
     assert [mode for _, mode in plan.audio] == ["libopus"]
-    found = find_crf(searcher(tmp_path), src, plan, info, source_id="e1", target=90.0)
+    found = find_crf(searcher(tmp_path), src, plan, probe(src), source_id="e1", target=90.0)
     assert isinstance(found, SearchResult)
     full = encode(src, tmp_path / "full.webm", dataclasses.replace(plan, crf=found.crf))
     actual = full.stat().st_size
-    # Within the issue's 10 %: libopus's VBR spends some 15 % over its nominal rate on a
-    # pure tone (the sound is predicted at the nominal rate, whatever the length).
-    assert abs(found.predicted_bytes - actual) / actual < 0.10
+    return abs(found.predicted_bytes - actual) / actual
 
 
 def test_a_subtitle_cue_far_past_the_end_does_not_lengthen_the_predicted_sound(
@@ -647,23 +652,10 @@ def test_a_subtitle_cue_far_past_the_end_does_not_lengthen_the_predicted_sound(
     args += ["-f", "lavfi", "-i", "sine=duration=4", "-i", str(srt)]
     args += ["-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac"]
     subprocess.run([*args, "-c:s", "srt", str(src)], check=True)
-    info = probe(src)
-    assert info.duration_s is not None
-    assert info.duration_s > 1200
-    webm = Pool.model_validate(
-        {
-            "name": "q",
-            "applies": {"source_codecs": ["h264"]},
-            "encode": {"codec": "av1", "container": "webm", "preset": "12"},
-        }
-    )
-    plan = plan_for(src, webm)
-    assert [mode for _, mode in plan.audio] == ["libopus"]
-    found = find_crf(searcher(tmp_path), src, plan, info, source_id="e1", target=90.0)
-    assert isinstance(found, SearchResult)
-    full = encode(src, tmp_path / "full.webm", dataclasses.replace(plan, crf=found.crf))
-    actual = full.stat().st_size
-    assert abs(found.predicted_bytes - actual) / actual < 0.10  # as the live recording's
+    declared = probe(src).duration_s
+    assert declared is not None
+    assert declared > 1200
+    assert _webm_prediction_error(tmp_path, src) < 0.10  # as the live recording's
 
 
 def _recording(dest: Path, *codec_args: str) -> Path:

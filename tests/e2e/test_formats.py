@@ -138,21 +138,32 @@ def test_broadcast_surround_sound_is_encoded_in_every_audio_codec(
     # 5.1 with side channels, the layout of AC-3, E-AC-3 and DTS surround, here as float
     # PCM in QuickTime (an editor's master), which every container re-encodes. libopus
     # refused that layout and the job failed ("Could not open encoder before EOF").
-    src = tmp_path / "film.mov"
+    graph = "sine=d=0.6,aformat=channel_layouts=5.1(side)"
+    src = master(tmp_path / "film.mov", graph, "mov", "pcm_f32be")
+    assert encoded_sound(tmp_path, src, container, audio) == (audio, 6)
+
+
+def master(dest: Path, sound: str, fmt: str, pcm: str) -> Path:
+    """0.6 s of MPEG-4 Part 2 picture and PCM sound made by the lavfi graph ``sound``."""
     made = subprocess.run(
         [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-         "-i", "testsrc2=s=192x108:r=10:d=0.6", "-f", "lavfi",
-         "-i", "sine=d=0.6,aformat=channel_layouts=5.1(side)",
-         "-c:v", "mpeg4", "-c:a", "pcm_f32be", str(src)],
+         "-i", "testsrc2=s=192x108:r=10:d=0.6", "-f", "lavfi", "-i", sound,
+         "-c:v", "mpeg4", "-c:a", pcm, "-f", fmt, str(dest)],
         capture_output=True, check=False,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
+    return dest
+
+
+def encoded_sound(tmp_path: Path, src: Path, container: str, audio: str) -> tuple[str, int]:
+    """The audio codec and channel count of ``src`` encoded by a pool writing ``audio`` in
+    ``container``, whose output is checked to decode."""
     out = encode(tmp_path, src.read_bytes(), "av1" if container == "webm" else "hevc", container,
                  audio)  # fmt: skip
+    assert decoded_seconds(out) > 0.4
     with av.open(str(out)) as f:
         sound = f.streams.audio[0].codec_context
-        assert (sound.name, sound.channels) == (audio, 6)
-    assert decoded_seconds(out) > 0.4
+        return sound.name, sound.channels
 
 
 # Sources whose sound no encoder took as it was, each as an editor, a recorder or a disc
@@ -186,18 +197,5 @@ def test_sound_in_any_channel_layout_is_encoded_in_every_audio_codec(
     tmp_path: Path, sound: str, container: str, audio: str
 ) -> None:
     graph, fmt, channels = AWKWARD_SOUND[sound]
-    src = tmp_path / "master"
-    made = subprocess.run(
-        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-         "-i", "testsrc2=s=192x108:r=10:d=0.6", "-f", "lavfi", "-i", graph,
-         "-c:v", "mpeg4", "-c:a", "pcm_s16le", "-f", fmt, str(src)],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    out = encode(tmp_path, src.read_bytes(), "av1" if container == "webm" else "hevc", container,
-                 audio)  # fmt: skip
-    with av.open(str(out)) as f:
-        sound_out = f.streams.audio[0].codec_context
-        got = (sound_out.name, sound_out.channels)
-    assert got == (audio, channels[audio])
-    assert decoded_seconds(out) > 0.4
+    src = master(tmp_path / "master", graph, fmt, "pcm_s16le")
+    assert encoded_sound(tmp_path, src, container, audio) == (audio, channels[audio])
