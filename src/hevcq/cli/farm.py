@@ -366,28 +366,26 @@ def ladder(
     console.print(Text(f"Ladder checked: {out / MASTER}; poster: {out / POSTER}"))
 
 
-def _probed_length(path: Path) -> float | None:
+def _probed_length(path: Path) -> tuple[float | None, bool]:
     """A file's length for ``quality``, as it plays (two recordings joined into one
-    MPEG-TS file play for both, whatever their header says: ``verify.as_played``);
-    ``HevcqError`` naming it when it is no video (not a media file, or one without a
-    video stream: a length is no reason to score it)."""
+    MPEG-TS file play for both, whatever their header says: ``verify.as_played``), and
+    whether its timestamps jump so; ``HevcqError`` naming it when it is no video (not a
+    media file, or one without a video stream: a length is no reason to score it)."""
     try:
         info = probe(path)
     except HevcqError as exc:
         raise PermanentError(f"{path.name}: {exc}") from exc
     if info.main_video is None:
         raise PermanentError(f"{path.name}: no video stream")
-    return as_played(info, path).duration_s
-
-
-def _playing_length(path: Path) -> float | None:
-    """How long a file's picture and sound play, as the output check reads it: its
-    packets' ends, or the length it plays for when its timestamps jump (``as_played``)."""
-    info = probe(path)
     played = as_played(info, path)
-    if played is not info:
-        return played.duration_s
-    return packet_ends(path).picture_and_sound
+    return played.duration_s, played is not info
+
+
+def _playing_length(path: Path, probed: tuple[float | None, bool]) -> float | None:
+    """How long a file's picture and sound play, as the output check reads it: its
+    packets' ends, or, when its timestamps jump, the length ``_probed_length`` found."""
+    length, jumps = probed
+    return length if jumps else packet_ends(path).picture_and_sound
 
 
 @app.command(epilog="Example: hevcq quality clip.mp4 hevcq-out/hevc/clip.mp4")
@@ -418,11 +416,13 @@ def quality(
         settings = load_settings(os.environ)
         ffmpeg = find_ffmpeg(settings.ffmpeg)
         logs.configure(settings.log_format, settings.log_level)
-        lengths = [_probed_length(path) for path in (source, output)]
+        files = (source, output)
+        probed = [_probed_length(path) for path in files]
+        lengths = [length for length, _ in probed]
         # Lengths as files that differ by a stream other than picture and sound (a
         # subtitle cue timed past the end) say nothing of what is scored: compare what
         # plays, as the output check does.
-        if lengths_differ(*lengths) and lengths_differ(*map(_playing_length, (source, output))):
+        if lengths_differ(*lengths) and lengths_differ(*map(_playing_length, files, probed)):
             src_s, out_s = (f"{x:.2f} s" for x in lengths if x is not None)
             raise fail(
                 f"{output.name} lasts {out_s} and {source.name} {src_s}: not an encode of "
