@@ -615,6 +615,27 @@ def test_truehd_copied_into_matroska_keeps_its_length(ffmpeg: str, tmp_path: Pat
     assert max(ends) == pytest.approx(3.0, abs=0.05)
 
 
+def test_a_blu_ray_stream_type_is_probed_and_the_file_encoded(ffmpeg: str, tmp_path: Path) -> None:
+    """An AVCHD camcorder's or a Blu-ray's M2TS: MPEG-TS gives a stream's type as its
+    codec tag, and Blu-ray's LPCM is type 0x80 (AC-3 0x81, PGS subtitles 0x90). PyAV reads
+    a tag as ASCII and raised on it: the probe failed and the file with it."""
+    src = tmp_path / "00001.m2ts"
+    made = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=320x240:r=30000/1001:d=2", "-f", "lavfi", "-i", "sine=d=2",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_bluray", "-ac", "2",
+         "-mpegts_m2ts_mode", "1", "-f", "mpegts", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    info = probe(src)
+    assert [(a.codec, a.tag) for a in info.audio] == [("pcm_bluray", "0x00000080")]
+    plan, out, dst, _ = encode(ffmpeg, src, "hevc", tmp_path)
+    assert plan.audio == ((1, "aac"),)
+    assert out.duration_s == pytest.approx(2.0, abs=0.1)
+    assert [a.codec for a in probe(dst).audio] == ["aac"]
+
+
 def test_a_scratch_folder_with_hostile_characters_is_safe_in_the_tee(
     ffmpeg: str, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from hevcq.errors import PermanentError
 from hevcq.media.model import AudioStream, Cover, EncodePlan, MediaInfo, VideoStream
-from hevcq.media.probe import bit_depth, looks_like_media, normalise_rotation, probe
+from hevcq.media.probe import _tag, bit_depth, looks_like_media, normalise_rotation, probe
 from hevcq.media.verify import Decoded, decode_problems, shape_problems
 
 
@@ -153,3 +153,30 @@ def test_a_file_that_is_not_a_regular_file_is_named_so(tmp_path: Path) -> None:
         probe(fifo)
     with pytest.raises(PermanentError, match="not a regular file"):
         probe(Path("/dev/zero"))
+
+
+class _Tagged:
+    """A codec context whose tag PyAV reads as ASCII, raising on a byte over 0x7F."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    @property
+    def codec_tag(self) -> str:
+        return self.raw.decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("raw", "tag"),
+    [
+        (b"mp4a", "mp4a"),
+        (b"\x00\x00\x00\x00", ""),
+        (b"\x1b\x00\x00\x00", "\x1b"),  # MPEG-TS H.264: ASCII, kept as PyAV gives it
+        (b"\x80\x00\x00\x00", "0x00000080"),  # Blu-ray LPCM
+        (b"\x81\x00\x00\x00", "0x00000081"),  # AVCHD's AC-3
+        (b"\x90\x00\x00\x00", "0x00000090"),  # PGS subtitles
+    ],
+)
+def test_a_tag_that_is_not_ascii_is_kept_as_its_number(raw: bytes, tag: str) -> None:
+    """Never empty: a stream with a tag the tee does not know is not copied through it."""
+    assert _tag(_Tagged(raw)) == tag

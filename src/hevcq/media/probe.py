@@ -191,7 +191,20 @@ def main_video_stream(container: Any) -> Any | None:
 
 
 def _tag(codec_context: Any) -> str:
-    return str(codec_context.codec_tag or "").strip("\x00")
+    """The stream's codec tag as text: a fourcc ("mp4a"), or "0x.." for a tag that is
+    not one.
+
+    MPEG-TS gives its stream type as the tag, and Blu-ray and AVCHD (a camcorder's
+    ``.MTS``) use types from 0x80 up: LPCM 0x80, AC-3 0x81, PGS subtitles 0x90. PyAV
+    reads a tag as ASCII and raises on those, which failed the whole file's probe. Such
+    a tag is kept as its number, never empty: a stream with an unknown tag is never
+    taken as tagless (``decide.tee_safe``).
+    """
+    try:
+        return str(codec_context.codec_tag or "").strip("\x00")
+    except UnicodeDecodeError as error:
+        raw = error.object if isinstance(error.object, bytes) else b""
+        return "0x" + raw[::-1].hex() if raw.strip(b"\x00") else ""
 
 
 def _video(container: Any, stream: Any) -> VideoStream:
