@@ -22,6 +22,7 @@ from hevcq.errors import (
     PermanentError,
     VerificationError,
 )
+from hevcq.library.quarantine import ReplaceRefused, verify_replacement
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import PopenProcess, find_ffmpeg, run_ffmpeg
@@ -32,6 +33,7 @@ from hevcq.media.samples import make_clip, make_sample_library
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import verify_output
 from hevcq.pools import load_farm, load_pool
+from tests.e2e.bitmapsubs import write_pgs
 from tests.e2e.test_ladder import subtitled_past_the_end
 
 pytestmark = pytest.mark.e2e
@@ -634,6 +636,45 @@ def test_a_blu_ray_stream_type_is_probed_and_the_file_encoded(ffmpeg: str, tmp_p
     assert plan.audio == ((1, "aac"),)
     assert out.duration_s == pytest.approx(2.0, abs=0.1)
     assert [a.codec for a in probe(dst).audio] == ["aac"]
+
+
+def test_a_blu_rays_subtitles_stay_in_matroska_and_an_mp4_without_them_replaces_nothing(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    """PGS subtitles (stream type 0x90 in an M2TS) are probed; an MP4 output leaves them
+    out, so it may sit beside the original but never take its place. In Matroska they are
+    kept, and the output may replace the original."""
+    sup = write_pgs(tmp_path / "captions.sup", 320, 240, 3)
+    src = tmp_path / "00001.m2ts"
+    made = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=320x240:r=24000/1001:d=3", "-f", "lavfi", "-i", "sine=d=3",
+         "-i", str(sup), "-map", "0:v", "-map", "1:a", "-map", "2:s",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "ac3", "-c:s", "copy",
+         "-mpegts_m2ts_mode", "1", "-f", "mpegts", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    info = probe(src)
+    assert [(s.codec, s.tag) for s in info.subtitles] == [("hdmv_pgs_subtitle", "0x00000090")]
+    plan, _, dst, _ = encode(ffmpeg, src, "hevc", tmp_path)
+    assert plan.container == "mp4"
+    assert plan.subtitles == ()
+    with pytest.raises(ReplaceRefused, match="0 of the original's 1 subtitle streams"):
+        verify_replacement(dst, src, allow_larger=True)
+
+    rip = tmp_path / "rip.mkv"  # the same disc remuxed, as rippers write it
+    copied = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-i", str(src), "-map", "0",
+         "-c", "copy", str(rip)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    plan, _, kept, _ = encode(ffmpeg, rip, "hevc", tmp_path)
+    assert plan.container == "matroska"
+    assert len(plan.subtitles) == 1
+    assert [s.codec for s in probe(kept).subtitles] == ["hdmv_pgs_subtitle"]
+    verify_replacement(kept, rip, allow_larger=True)
 
 
 def test_a_scratch_folder_with_hostile_characters_is_safe_in_the_tee(

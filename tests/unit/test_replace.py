@@ -28,7 +28,7 @@ from hevcq.library.quarantine import (
     swap_in,
     verify_replacement,
 )
-from hevcq.media.model import AudioStream, MediaInfo, VideoStream
+from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
 from tests.conftest import run_cli
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -37,10 +37,13 @@ CANDIDATE = b"hevc output " * 100
 OLD_NS = 1_600_000_000_123_456_789
 
 
-def info(duration: float | None = 10.0, videos: int = 1, audios: int = 1) -> MediaInfo:
+def info(
+    duration: float | None = 10.0, videos: int = 1, audios: int = 1, subtitles: int = 0
+) -> MediaInfo:
     v = tuple(VideoStream(i, "hevc", 64, 48, "yuv420p", 8) for i in range(videos))
     a = tuple(AudioStream(videos + i, "aac") for i in range(audios))
-    return MediaInfo("mov,mp4", duration, 1, v, a)
+    s = tuple(SubtitleStream(videos + audios + i, "mov_text") for i in range(subtitles))
+    return MediaInfo("mov,mp4", duration, 1, v, a, subtitles=s)
 
 
 @pytest.fixture
@@ -75,6 +78,10 @@ def temps(folder: Path) -> list[str]:
         (info(10.0, audios=0), info(10.0), "stream counts differ"),
         (info(10.0, videos=2), info(10.0), "stream counts differ"),
         (info(None), info(10.0), "duration unknown"),
+        (info(10.0, subtitles=2), info(10.0, subtitles=2), None),
+        (info(10.0, subtitles=1), info(10.0), None),  # none lost
+        (info(10.0), info(10.0, subtitles=2), "it holds 0 of the original's 2 subtitle"),
+        (info(10.0, subtitles=1), info(10.0, subtitles=2), "1 of the original's 2"),
     ],
 )
 def test_compare(cand: MediaInfo, orig: MediaInfo, reason: str | None) -> None:

@@ -62,12 +62,22 @@ class OutputFolderUnusable(RunHalted):
 
 
 def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
-    """Why a candidate cannot replace an original (streams, duration), or None."""
+    """Why a candidate cannot replace an original (streams, subtitles it would lose,
+    duration), or None."""
     counts = [
         (sum(not v.attached_pic for v in i.video), len(i.audio)) for i in (candidate, original)
     ]
     if counts[0] != counts[1]:
         return f"stream counts differ: (video, audio) {counts[0]} vs original {counts[1]}"
+    # MP4 holds text subtitles only: a disc's or a broadcast's bitmap subtitles (PGS, DVD,
+    # DVB) are left out of an MP4 output, which is fine beside the original and a loss in
+    # its place.
+    subtitles = len(candidate.subtitles), len(original.subtitles)
+    if subtitles[0] < subtitles[1]:
+        return (
+            f"it holds {subtitles[0]} of the original's {subtitles[1]} subtitle streams "
+            "(an MP4 cannot hold bitmap subtitles; a pool with container: mkv keeps them)"
+        )
     if candidate.duration_s is None or original.duration_s is None:
         return "duration unknown, cannot compare"
     gap = abs(candidate.duration_s - original.duration_s)
