@@ -6,11 +6,11 @@ and shown by the CLI, the dashboard and the API (``RunningJob`` is the API's own
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hevcq.ledger import LedgerItem, State
+from hevcq.ledger import ENCODING, SEARCHING, LedgerItem, State
 from hevcq.pace import time_left_s
 
 
@@ -35,6 +35,9 @@ class RunningJob(BaseModel):
     pool: str
     worker: str
     progress: float = Field(description="Percent of the source encoded.")
+    step: Literal["searching", "encoding"] | None = Field(
+        None, description='"searching" while a quality search or ladder probes run.'
+    )
     age_s: float
     eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
     fps: float | None = None
@@ -49,6 +52,12 @@ class RunningJob(BaseModel):
             data = {**data, "eta_s": None if left is None else round(left, 1)}
         return data
 
+    @property
+    def done(self) -> str:
+        """What a person reads of its progress: the percent encoded, or the step while
+        no encode's progress counts yet."""
+        return self.step if self.step == SEARCHING else f"{self.progress:.0f}%"
+
     @classmethod
     def of(cls, item: LedgerItem, now: float) -> RunningJob:
         """A running item as a job. Its age is read from the wall clock its worker wrote,
@@ -59,6 +68,8 @@ class RunningJob(BaseModel):
             pool=item.pool,
             worker=item.worker,
             progress=float(item.progress or 0),
+            # a worker's word, shown to people: only the steps there are
+            step=item.step if item.step in (SEARCHING, ENCODING) else None,
             age_s=round(max(0.0, now - (item.started_at or now)), 1),
             fps=item.fps,
             speed=item.speed,

@@ -98,6 +98,10 @@ PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
 # and the size the CRF search predicted. Written with every finish, cleared when another
 # version is claimed.
 QUALITY = ("vmaf", "vmaf_low", "vmaf_model", "xpsnr", "xpsnr_low", "crf", "predicted_bytes")
+# A running job's step (``LedgerItem.step``) while its encode's progress does not count
+# yet, and once it does again.
+SEARCHING = "searching"
+ENCODING = "encoding"
 HISTORY_KEPT = 20  # earlier versions an item remembers; older ones are dropped
 
 
@@ -167,6 +171,9 @@ class LedgerItem:
     copied_from: str | None = None
     copied_from_etag: str | None = None
     progress: float | None = None
+    # What a running job is doing before its encode's progress counts: "searching" while
+    # a quality target's CRF search or a per-title ladder's probes run; None otherwise.
+    step: str | None = None
     fps: float | None = None
     speed: float | None = None
     reason: str | None = None
@@ -355,7 +362,7 @@ class Ledger(LedgerReader, Protocol):
         self, job: JobKey, worker: str, message_id: str, lease_s: float, observed: LedgerItem
     ) -> Claimed | None: ...
     def signal_superseded(self, item: LedgerItem, newer_etag: str) -> None: ...
-    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease: ...
+    def renew(self, lease: Lease, progress: Mapping[str, float | str] | None = None) -> Lease: ...
     def finish(self, lease: Lease, state: State, fields: Mapping[str, Any]) -> None: ...
     def release(
         self, lease: Lease, state: State, fields: Mapping[str, Any], *, failed: bool = False
@@ -479,6 +486,7 @@ def claim_write(
         "attempts": attempts,
         "started_at": now,
         "progress": 0.0,
+        "step": None,
         "reason": None,
         "failure_class": None,
         "superseded_by": "",
@@ -514,11 +522,12 @@ def holder_expect(lease: Lease) -> Expect:
     return Expect(rvn=lease.rvn, worker=lease.worker, etag=lease.job.etag, state=State.RUNNING)
 
 
-def renew_write(lease: Lease, progress: Mapping[str, float] | None, rvn: str) -> Write:
-    """Change the record version (proof of life), with the job's progress."""
+def renew_write(lease: Lease, progress: Mapping[str, float | str] | None, rvn: str) -> Write:
+    """Change the record version (proof of life), with the job's progress (numbers, and
+    the step it is at)."""
     sets: dict[str, object] = {"rvn": rvn}
     for name, value in (progress or {}).items():
-        sets[name] = round(value, 2)
+        sets[name] = value if isinstance(value, str) else round(value, 2)
     return Write(lease.job.key, lease.job.pool, holder_expect(lease), sets)
 
 
@@ -631,7 +640,7 @@ class RuleLedger(ABC):
             raise LeaseLostError(f"lease on {lease.job.key} [{lease.job.pool}] lost")
         return after
 
-    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
+    def renew(self, lease: Lease, progress: Mapping[str, float | str] | None = None) -> Lease:
         """Change the record version (proof of life); raises LeaseLostError."""
         rvn = new_rvn()
         return renewed(lease, rvn, self._holder_write(lease, renew_write(lease, progress, rvn)))

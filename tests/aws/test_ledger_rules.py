@@ -90,6 +90,14 @@ CASES: dict[str, tuple[LedgerItem | None, Callable[[], Write]]] = {
         lambda: _claim(replace(HELD, state=State.FAILED, attempts=3)),
     ),
     "a renewal by the holder": (HELD, lambda: renew_write(LEASE, {"progress": 55.123}, "n1")),
+    "a renewal saying the job searches": (
+        HELD,
+        lambda: renew_write(LEASE, {"progress": 0.0, "step": "searching"}, "n1"),
+    ),
+    "a take-over of a job that was searching (its step cleared)": (
+        replace(HELD, state=State.INTERRUPTED, step="searching"),
+        lambda: _claim(replace(HELD, state=State.INTERRUPTED, step="searching")),
+    ),
     "a renewal after a take-over": (
         replace(HELD, worker="w2", rvn="r7"),
         lambda: renew_write(LEASE, None, "n1"),
@@ -181,11 +189,23 @@ def test_every_case_is_either_refused_or_applied_as_the_rule_says() -> None:
         "a claim of a newer version (history, phases cleared)",
         "a take-over of a failed job (a fresh budget)",
         "a renewal by the holder",
+        "a renewal saying the job searches",
+        "a take-over of a job that was searching (its step cleared)",
         "a finish by the holder",
         "a failed try given back",
         "an interrupted job given back",
         "a newer version asks the holder to stop",
     }
+
+
+def test_a_running_jobs_step_is_written_as_it_is_and_cleared_by_the_next_claim() -> None:
+    searching = renew_write(LEASE, {"progress": 0.0, "step": "searching"}, "n1").apply(HELD)
+    assert searching is not None
+    assert (searching.step, searching.progress) == ("searching", 0.0)
+    interrupted = replace(searching, state=State.INTERRUPTED)
+    taken = _claim(interrupted).apply(interrupted)
+    assert taken is not None
+    assert (taken.step, taken.progress) == (None, 0.0)
 
 
 def test_the_rules_keep_counters_history_and_the_fence() -> None:

@@ -72,7 +72,7 @@ def test_a_still_picture_is_probed_at_its_largest_size_only(tmp_path: Path) -> N
     assert not list(tmp_path.glob("pertitle-*"))
 
 
-def _per_title_job(tmp_path: Path, clip: Path) -> tuple[Any, bool]:
+def _per_title_job(tmp_path: Path, clip: Path, ctx: Any = None) -> tuple[Any, bool]:
     """A per-title ``hls`` job on ``clip`` through ``JobRunner`` with a fake store: its
     result, and whether its output was committed."""
     from hevcq.keys import done_key  # noqa: PLC0415
@@ -97,7 +97,7 @@ def _per_title_job(tmp_path: Path, clip: Path) -> tuple[Any, bool]:
     runner = JobRunner(
         store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
     )
-    return runner.run(spec, JobContext()), out_key in store.data
+    return runner.run(spec, ctx or JobContext()), out_key in store.data
 
 
 def test_a_per_title_pool_runs_its_probes_before_the_ladder(
@@ -117,10 +117,13 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
         return got
 
     monkeypatch.setattr(runner_module, "per_title_rungs", spy)
-    result, committed = _per_title_job(tmp_path, clip)
+    steps: list[str] = []
+    ctx = runner_module.JobContext(on_step=steps.append)
+    result, committed = _per_title_job(tmp_path, clip, ctx)
     assert result.outcome == "done", result.reason
     assert calls == [90.0]
     assert committed
+    assert steps == ["searching", "encoding"]  # what a running job shows while it probes
 
 
 def test_an_hdr_source_gets_the_fixed_ladder_without_probes(

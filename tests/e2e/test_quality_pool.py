@@ -30,7 +30,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return make_clip(path, width=320, height=180, seconds=1).read_bytes()
 
 
-def run(tmp_path: Path, store: FakeStore, clip: bytes, **pool: object) -> JobResult:
+def run(
+    tmp_path: Path, store: FakeStore, clip: bytes, ctx: JobContext | None = None, **pool: object
+) -> JobResult:
     p = Pool.model_validate(
         {
             "name": "q",
@@ -45,7 +47,7 @@ def run(tmp_path: Path, store: FakeStore, clip: bytes, **pool: object) -> JobRes
     runner = JobRunner(
         store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
     )
-    return runner.run(spec, JobContext())
+    return runner.run(spec, ctx or JobContext())
 
 
 def test_a_pool_with_a_target_puts_its_outputs_score_on_the_result(tmp_path, clip) -> None:
@@ -56,6 +58,23 @@ def test_a_pool_with_a_target_puts_its_outputs_score_on_the_result(tmp_path, cli
     assert 50 < result.vmaf <= 100
     assert result.vmaf_low <= result.vmaf
     assert result.vmaf_model == MODEL_HD
+
+
+def test_a_searching_job_says_so_until_its_encode_counts(tmp_path, clip) -> None:
+    """The live view and the dashboard read the step: a search reports no progress of its
+    own, and a job at 0 % for minutes looked stuck."""
+    seen: list[tuple[str, object]] = []
+    ctx = JobContext(
+        on_step=lambda step: seen.append(("step", step)),
+        on_progress=lambda pct: seen.append(("progress", pct)),
+    )
+    quality = {"vmaf": 50, "max_size_percent": 400}
+    result = run(tmp_path, FakeStore(), clip, ctx, quality=quality)
+    assert result.outcome == "done"
+    assert [value for kind, value in seen if kind == "step"] == ["searching", "encoding"]
+    assert seen[0] == ("step", "searching")
+    first_progress = next(i for i, (kind, _) in enumerate(seen) if kind == "progress")
+    assert seen.index(("step", "encoding")) < first_progress
 
 
 def test_a_pool_without_one_scores_nothing(tmp_path, clip) -> None:

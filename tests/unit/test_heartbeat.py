@@ -245,7 +245,7 @@ class ThrottledLedger(MemoryLedger):
         self.blocked = threading.Event()
         self.unblock = threading.Event()
 
-    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
+    def renew(self, lease: Lease, progress: Mapping[str, float | str] | None = None) -> Lease:
         self.calls += 1
         if self.calls == 2:
             self.blocked.set()

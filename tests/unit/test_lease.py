@@ -130,7 +130,7 @@ class StubLedger(MemoryLedger):
                 self.put(seen)
         return super().get(key, pool)
 
-    def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
+    def renew(self, lease: Lease, progress: Mapping[str, float | str] | None = None) -> Lease:
         if self.fail_with is not None:
             raise self.fail_with
         self.renewals += 1
@@ -189,7 +189,7 @@ def test_a_check_before_a_commit_waits_for_a_hanging_renewal_no_longer_than_the_
             super().__init__()
             self.entered, self.answer = threading.Event(), threading.Event()
 
-        def renew(self, lease: Lease, progress: Mapping[str, float] | None = None) -> Lease:
+        def renew(self, lease: Lease, progress: Mapping[str, float | str] | None = None) -> Lease:
             self.entered.set()
             self.answer.wait(10)
             return super().renew(lease, progress)

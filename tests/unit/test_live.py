@@ -38,6 +38,15 @@ def test_a_running_job_shows_file_pool_percent_fps_speed_and_eta() -> None:
     )[3:] == ("-", "-", "?")
 
 
+def test_a_job_searching_its_crf_says_so_rather_than_0_percent() -> None:
+    searching = RunningJob(
+        key="TODO/a.mp4", pool="hevc", worker="w", progress=0.0, age_s=90.0, step="searching"
+    )
+    assert job_cells(searching)[2:] == ("searching", "-", "-", "?")
+    encoding = searching.model_copy(update={"step": "encoding", "progress": 40.0})
+    assert job_cells(encoding)[2] == "40%"
+
+
 def test_overall_line_counts_jobs_bytes_and_the_library_eta() -> None:
     t = Totals(
         jobs_done=2, jobs_total=6, bytes_in=8 * 1024**2, bytes_out=2 * 1024**2, elapsed_s=60.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -136,6 +137,11 @@ def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
     assert (d.progress, d.fps, d.speed, d.age_s) == (25.0, 48.5, 2.25, 30.0)
     assert d.eta_s == pytest.approx(90.0)  # 30 s for 25%: 90 s for the other 75%
     assert RunningJob.of(ITEMS[6], NOW).eta_s is None  # under 1%: no estimate yet
+    searching = RunningJob.of(dataclasses.replace(ITEMS[6], step="searching"), NOW)
+    assert (searching.step, searching.done) == ("searching", "searching")
+    # A step no worker of this release writes (a compromised one's text) is not shown.
+    forged = RunningJob.of(dataclasses.replace(ITEMS[6], step="<img src=x onerror=1>"), NOW)
+    assert (forged.step, forged.done) == (None, f"{forged.progress:.0f}%")
     totals_by = {(t.pool, t.state): t.jobs for t in report.totals}
     assert totals_by[("hevc", "queued")] == 1
     assert totals_by[("720p", "running")] == 2

@@ -108,9 +108,7 @@ def _print_status(view: FarmView, *, as_json: bool = False) -> None:
         r.add_column(col)
     for j in report.running:
         eta = f"{j.eta_s:.0f}s" if j.eta_s is not None else "-"
-        r.add_row(
-            shown(j.key), j.pool, shown(j.worker), f"{j.progress:.0f}%", f"{j.age_s:.0f}s", eta
-        )
+        r.add_row(shown(j.key), j.pool, shown(j.worker), j.done, f"{j.age_s:.0f}s", eta)
     console.print(r)
     s = Table(title="jobs by state")
     for col in ("pool", "state", "jobs"):

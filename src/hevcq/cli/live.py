@@ -81,7 +81,7 @@ def job_cells(j: RunningJob) -> tuple[str, str, str, str, str, str]:
     return (
         _name(j.key),
         j.pool,
-        f"{j.progress:.0f}%",
+        j.done,
         _rate(j.fps, "{:.0f} fps"),
         _rate(j.speed, "{:.2f}x"),
         human_seconds(eta) if eta is not None else "?",

@@ -106,8 +106,12 @@ class JobExecutor:
                 if value is not None:
                     keeper.progress[name] = value
 
+        def on_step(step: str) -> None:
+            keeper.progress["step"] = step
+
         ctx.on_progress = on_progress
         ctx.on_rates = on_rates
+        ctx.on_step = on_step
         q = self.pool.queue
 
         def renew() -> None:

@@ -40,7 +40,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()  # one ledger write at a time: each names the last rvn
         self._renewed_at = clock()
         self._lost = False
-        self.progress: dict[str, float] = {}
+        self.progress: dict[str, float | str] = {}
 
     @property
     def lease(self) -> Lease:

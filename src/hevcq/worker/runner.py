@@ -18,7 +18,7 @@ import structlog
 from hevcq.bundle import MASTER, POSTER, attempt_token, relative_master
 from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
-from hevcq.ledger import JobKey
+from hevcq.ledger import ENCODING, SEARCHING, JobKey
 from hevcq.limits import MiB
 from hevcq.media import covers
 from hevcq.media.crfsearch import (
@@ -113,6 +113,8 @@ class JobContext:
     on_progress: Callable[[float], None] = lambda _pct: None
     # ffmpeg's frames per second and speed (x real time) as it reports them
     on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
+    # What the job is doing before its encode's progress counts (``LedgerItem.step``)
+    on_step: Callable[[str], None] = lambda _step: None
     commit: Commit | None = None
     # The same for an output of many objects (a folder: ``FencedWriter.put_bundle``).
     commit_bundle: Commit | None = None
@@ -467,8 +469,10 @@ class JobRunner:
                 stall_timeout_s=self._stall_timeout_s,
             )
             # a per-title ladder's target is a VMAF (the pool file is refused otherwise)
+            ctx.on_step(SEARCHING)
             rungs, picks = per_title_rungs(prober, src, info, quality.target)
             lap("search_s")
+            ctx.on_step(ENCODING)
             log.info(
                 "per_title_rungs",
                 target=quality.target,
@@ -594,6 +598,7 @@ class JobRunner:
             stop=ctx.cancel,
             stall_timeout_s=self._stall_timeout_s,
         )
+        ctx.on_step(SEARCHING)
         got = find_crf(
             searcher,
             scratch / "source",
@@ -606,6 +611,7 @@ class JobRunner:
             own_size=spec.pool.scored_at_own_size,
         )
         lap("search_s")
+        ctx.on_step(ENCODING)
         probes = [(p.crf, p.score) for p in got.probes]
         if isinstance(got, Unreachable):
             reason = f"{_unmade(spec.pool)}: {got.reason}"
