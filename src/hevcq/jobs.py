@@ -61,16 +61,24 @@ class RunningJob(BaseModel):
     @classmethod
     def of(cls, item: LedgerItem, now: float) -> RunningJob:
         """A running item as a job. Its age is read from the wall clock its worker wrote,
-        so it is only as right as that worker's clock: shown to people, never decisive."""
+        so it is only as right as that worker's clock: shown to people, never decisive.
+
+        Its time left is at the pace of its encode: counted from when the encode began
+        once a search came first (``LedgerItem.step_at``), which would otherwise count as
+        encoding time (15 % after a 150 s search read as 15 minutes left)."""
+        step = item.step if item.step in (SEARCHING, ENCODING) else None
+        began = item.step_at if step == ENCODING and item.step_at else item.started_at
+        progress = float(item.progress or 0)
+        left = time_left_s(max(0.0, now - (began or now)), progress)
         return cls(
             job_id=item.job_id,
             key=item.key,
             pool=item.pool,
             worker=item.worker,
-            progress=float(item.progress or 0),
-            # a worker's word, shown to people: only the steps there are
-            step=item.step if item.step in (SEARCHING, ENCODING) else None,
+            progress=progress,
+            step=step,  # a worker's word, shown to people: only the steps there are
             age_s=round(max(0.0, now - (item.started_at or now)), 1),
+            eta_s=None if left is None else round(left, 1),
             fps=item.fps,
             speed=item.speed,
         )

@@ -174,6 +174,7 @@ class LedgerItem:
     # What a running job is doing before its encode's progress counts: "searching" while
     # a quality target's CRF search or a per-title ladder's probes run; None otherwise.
     step: str | None = None
+    step_at: float | None = None  # when the step began, on the worker's wall clock
     fps: float | None = None
     speed: float | None = None
     reason: str | None = None
@@ -487,6 +488,7 @@ def claim_write(
         "started_at": now,
         "progress": 0.0,
         "step": None,
+        "step_at": None,
         "reason": None,
         "failure_class": None,
         "superseded_by": "",

@@ -95,8 +95,8 @@ CASES: dict[str, tuple[LedgerItem | None, Callable[[], Write]]] = {
         lambda: renew_write(LEASE, {"progress": 0.0, "step": "searching"}, "n1"),
     ),
     "a take-over of a job that was searching (its step cleared)": (
-        replace(HELD, state=State.INTERRUPTED, step="searching"),
-        lambda: _claim(replace(HELD, state=State.INTERRUPTED, step="searching")),
+        replace(HELD, state=State.INTERRUPTED, step="searching", step_at=5.0),
+        lambda: _claim(replace(HELD, state=State.INTERRUPTED, step="searching", step_at=5.0)),
     ),
     "a renewal after a take-over": (
         replace(HELD, worker="w2", rvn="r7"),
@@ -199,13 +199,14 @@ def test_every_case_is_either_refused_or_applied_as_the_rule_says() -> None:
 
 
 def test_a_running_jobs_step_is_written_as_it_is_and_cleared_by_the_next_claim() -> None:
-    searching = renew_write(LEASE, {"progress": 0.0, "step": "searching"}, "n1").apply(HELD)
+    said: dict[str, float | str] = {"progress": 0.0, "step": "searching", "step_at": 1234.5678}
+    searching = renew_write(LEASE, said, "n1").apply(HELD)
     assert searching is not None
-    assert (searching.step, searching.progress) == ("searching", 0.0)
+    assert (searching.step, searching.step_at, searching.progress) == ("searching", 1234.57, 0.0)
     interrupted = replace(searching, state=State.INTERRUPTED)
     taken = _claim(interrupted).apply(interrupted)
     assert taken is not None
-    assert (taken.step, taken.progress) == (None, 0.0)
+    assert (taken.step, taken.step_at, taken.progress) == (None, None, 0.0)
 
 
 def test_the_rules_keep_counters_history_and_the_fence() -> None:

@@ -147,6 +147,15 @@ def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
     assert totals_by[("720p", "running")] == 2
 
 
+def test_a_searched_jobs_time_left_is_at_the_pace_of_its_encode() -> None:
+    """150 s of search then 30 s of encode to 15 %: 170 s left, not 15 minutes."""
+    item = dataclasses.replace(ITEMS[6], started_at=NOW - 180, progress=15.0)
+    encoding = dataclasses.replace(item, step="encoding", step_at=NOW - 30)
+    assert RunningJob.of(encoding, NOW).eta_s == pytest.approx(170.0)
+    assert RunningJob.of(encoding, NOW).age_s == 180.0  # the job's age is still its own
+    assert RunningJob.of(item, NOW).eta_s == pytest.approx(1020.0)  # no search: from claim
+
+
 @pytest.mark.parametrize(
     ("states", "word"),
     [

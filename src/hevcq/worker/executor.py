@@ -108,6 +108,7 @@ class JobExecutor:
 
         def on_step(step: str) -> None:
             keeper.progress["step"] = step
+            keeper.progress["step_at"] = time.time()  # shown to people, as started_at is
 
         ctx.on_progress = on_progress
         ctx.on_rates = on_rates
