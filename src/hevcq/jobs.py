@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hevcq.ledger import ENCODING, SEARCHING, LedgerItem, State
+from hevcq.ledger import ENCODING, SEARCHING, STEPS, VERIFYING, LedgerItem, State
 from hevcq.pace import time_left_s
 
 
@@ -35,8 +35,10 @@ class RunningJob(BaseModel):
     pool: str
     worker: str
     progress: float = Field(description="Percent of the source encoded.")
-    step: Literal["searching", "encoding"] | None = Field(
-        None, description='"searching" while a quality search or ladder probes run.'
+    step: Literal["searching", "encoding", "verifying"] | None = Field(
+        None,
+        description='"searching" while a quality search or ladder probes run, "verifying"'
+        " while the output is checked and measured after its encode.",
     )
     age_s: float
     eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
@@ -56,7 +58,7 @@ class RunningJob(BaseModel):
     def done(self) -> str:
         """What a person reads of its progress: the percent encoded, or the step while
         no encode's progress counts yet."""
-        return self.step if self.step == SEARCHING else f"{self.progress:.0f}%"
+        return self.step if self.step in (SEARCHING, VERIFYING) else f"{self.progress:.0f}%"
 
     @classmethod
     def of(cls, item: LedgerItem, now: float) -> RunningJob:
@@ -66,7 +68,7 @@ class RunningJob(BaseModel):
         Its time left is at the pace of its encode: counted from when the encode began
         once a search came first (``LedgerItem.step_at``), which would otherwise count as
         encoding time (15 % after a 150 s search read as 15 minutes left)."""
-        step = item.step if item.step in (SEARCHING, ENCODING) else None
+        step = item.step if item.step in STEPS else None
         began = item.step_at if step == ENCODING and item.step_at else item.started_at
         progress = float(item.progress or 0)
         left = time_left_s(max(0.0, now - (began or now)), progress)

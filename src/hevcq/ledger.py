@@ -98,10 +98,14 @@ PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
 # and the size the CRF search predicted. Written with every finish, cleared when another
 # version is claimed.
 QUALITY = ("vmaf", "vmaf_low", "vmaf_model", "xpsnr", "xpsnr_low", "crf", "predicted_bytes")
-# A running job's step (``LedgerItem.step``) while its encode's progress does not count
-# yet, and once it does again.
+# A running job's step (``LedgerItem.step``) where its encode's progress says nothing:
+# before the encode (a quality target's CRF search, a per-title ladder's probes), during
+# it, and after it (verifying the output and measuring its quality, which can take a
+# minute at 100 %).
 SEARCHING = "searching"
 ENCODING = "encoding"
+VERIFYING = "verifying"
+STEPS = (SEARCHING, ENCODING, VERIFYING)
 HISTORY_KEPT = 20  # earlier versions an item remembers; older ones are dropped
 
 
@@ -171,8 +175,8 @@ class LedgerItem:
     copied_from: str | None = None
     copied_from_etag: str | None = None
     progress: float | None = None
-    # What a running job is doing before its encode's progress counts: "searching" while
-    # a quality target's CRF search or a per-title ladder's probes run; None otherwise.
+    # What a running job is doing where its encode's progress says nothing (``STEPS``);
+    # None for a job that reported none.
     step: str | None = None
     step_at: float | None = None  # when the step began, on the worker's wall clock
     fps: float | None = None

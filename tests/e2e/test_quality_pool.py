@@ -71,7 +71,8 @@ def test_a_searching_job_says_so_until_its_encode_counts(tmp_path, clip) -> None
     quality = {"vmaf": 50, "max_size_percent": 400}
     result = run(tmp_path, FakeStore(), clip, ctx, quality=quality)
     assert result.outcome == "done"
-    assert [value for kind, value in seen if kind == "step"] == ["searching", "encoding"]
+    steps = [value for kind, value in seen if kind == "step"]
+    assert steps == ["searching", "encoding", "verifying"]
     assert seen[0] == ("step", "searching")
     first_progress = next(i for i, (kind, _) in enumerate(seen) if kind == "progress")
     assert seen.index(("step", "encoding")) < first_progress

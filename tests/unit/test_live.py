@@ -45,6 +45,8 @@ def test_a_job_searching_its_crf_says_so_rather_than_0_percent() -> None:
     assert job_cells(searching)[2:] == ("searching", "-", "-", "?")
     encoding = searching.model_copy(update={"step": "encoding", "progress": 40.0})
     assert job_cells(encoding)[2] == "40%"
+    verifying = searching.model_copy(update={"step": "verifying", "progress": 100.0})
+    assert job_cells(verifying)[2:] == ("verifying", "-", "-", "?")
 
 
 def test_overall_line_counts_jobs_bytes_and_the_library_eta() -> None:

@@ -18,7 +18,7 @@ import structlog
 from hevcq.bundle import MASTER, POSTER, attempt_token, relative_master
 from hevcq.cores import machine_cores
 from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
-from hevcq.ledger import ENCODING, SEARCHING, JobKey
+from hevcq.ledger import ENCODING, SEARCHING, VERIFYING, JobKey
 from hevcq.limits import MiB
 from hevcq.media import covers
 from hevcq.media.crfsearch import (
@@ -401,6 +401,7 @@ class JobRunner:
                 encode_s=round(encode_s, 3),
             )
         ctx.phase = "verify"
+        ctx.on_step(VERIFYING)
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
         scored = self._score(spec.pool, src, out) if scores else {}
         parts = scratch / "parts"
