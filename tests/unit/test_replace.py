@@ -82,6 +82,7 @@ def temps(folder: Path) -> list[str]:
         (info(10.0, subtitles=1), info(10.0), None),  # none lost
         (info(10.0), info(10.0, subtitles=2), "it holds 0 of the original's 2 subtitle"),
         (info(10.0, subtitles=1), info(10.0, subtitles=2), "1 of the original's 2"),
+        (info(10.0), info(10.0, subtitles=1), "(an MP4 cannot hold bitmap subtitles;"),
     ],
 )
 def test_compare(cand: MediaInfo, orig: MediaInfo, reason: str | None) -> None:

@@ -74,10 +74,12 @@ def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
     # its place.
     subtitles = len(candidate.subtitles), len(original.subtitles)
     if subtitles[0] < subtitles[1]:
-        return (
-            f"it holds {subtitles[0]} of the original's {subtitles[1]} subtitle streams "
-            "(an MP4 cannot hold bitmap subtitles; a pool with container: mkv keeps them)"
+        why = (
+            " (an MP4 cannot hold bitmap subtitles; a pool with container: mkv keeps them)"
+            if "mp4" in candidate.format_name.split(",")
+            else ""
         )
+        return f"it holds {subtitles[0]} of the original's {subtitles[1]} subtitle streams{why}"
     if candidate.duration_s is None or original.duration_s is None:
         return "duration unknown, cannot compare"
     gap = abs(candidate.duration_s - original.duration_s)
