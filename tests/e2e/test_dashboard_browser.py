@@ -22,6 +22,7 @@ import yaml
 
 from hevcq.aws.ledger import DynamoLedger
 from hevcq.farm.embedded import EmbeddedFarm
+from hevcq.ledger import Claimed, JobKey
 from hevcq.media.samples import make_clip
 from hevcq.web.app import WebConfig
 from hevcq.web.auth import AuthConfig, Authenticator
@@ -176,6 +177,16 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
             sync_api.expect(row.locator(".fps")).to_have_text(re.compile(NUMBER), timeout=15_000)
             sync_api.expect(row.locator(".speed")).to_have_text(re.compile(NUMBER + "x$"))
             sync_api.expect(row.locator(".eta")).to_have_text(re.compile(NUMBER + " (s|min)$"))
+            sync_api.expect(row.locator(".step")).to_have_text("")  # encoding: the percent
+
+            # A job searching its CRF says so, where its percent stays at 0 for minutes.
+            searched = JobKey("TODO/searched.mov", "hevc", "e9", "h9")
+            ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
+            held = ledger.claim(searched, "w-search", "m9", lease_s=600)
+            assert isinstance(held, Claimed)
+            ledger.renew(held.lease, {"step": "searching", "step_at": time.time()})
+            searching = page.locator(f"#running tr[data-job='{searched.job_id}'] .step")
+            sync_api.expect(searching).to_have_text("searching", timeout=30_000)
 
             failed_row = page.locator("#recent tr.state-failed").first
             failed_row.wait_for(timeout=15_000)
