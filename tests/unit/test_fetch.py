@@ -35,6 +35,7 @@ from hevcq.metadata import (
     META_HASH,
     META_LIBRARY,
     META_PARTS,
+    client_skips_metadata,
 )
 from hevcq.queue import Received
 from tests.fakes import FakeStore, MemoryLedger
@@ -524,6 +525,35 @@ def test_a_changed_source_is_not_matched_by_this_runs_upload_record(lib: Lib) ->
     lib.output("1080p")
     got = f.process(lib.result("1080p"))
     assert (got.action, got.reason) == ("orphaned", "source changed since it was uploaded")
+
+
+@pytest.mark.parametrize("rendition", ["no item", "an older version's item"])
+def test_the_primary_output_stays_for_a_rendition_no_worker_has_claimed_yet(
+    lib: Lib, rendition: str
+) -> None:
+    """The fetch ran between the hevc commit and the 1080p claim: deleted, the output was
+    encoded again by the 1080p worker (seen on 10-bit 1080p sources)."""
+    for pool, state in {"hevc": "done", "720p": "skipped"}.items():
+        lib.ledger.set("TODO/a.mp4", pool, state)
+    if rendition != "no item":  # says nothing of this version's job
+        lib.ledger.set("TODO/a.mp4", "1080p", "done", etag="an-older-version")
+    lib.state.record_outcome("a.mp4", "720p", "skipped")
+    lib.output("hevc")
+    assert lib.fetcher(primary="hevc").process(lib.result("hevc")).action == "placed"
+    assert lib.objects.deleted == []  # the 1080p worker may still copy it
+    assert "DONE/hevc/a.mp4" in lib.objects.objects
+
+
+def test_the_primary_output_goes_when_the_uploader_settled_every_other_pool(lib: Lib) -> None:
+    """A pool the client settled itself never gets a job: nothing is waited for."""
+    lib.ledger.set("TODO/a.mp4", "hevc", "done")
+    lib.output("hevc")
+    head = lib.objects.objects["TODO/a.mp4"]
+    lib.objects.objects["TODO/a.mp4"] = dataclasses.replace(
+        head, metadata={**head.metadata, **client_skips_metadata(("720p", "1080p"))}
+    )
+    lib.fetcher(primary="hevc").process(lib.result("hevc"))
+    assert "DONE/hevc/a.mp4" in lib.objects.deleted
 
 
 def test_the_primary_output_goes_at_once_when_no_other_job_is_open(lib: Lib) -> None:

@@ -638,14 +638,28 @@ class Fetcher:
 
     def _may_be_copied(self, r: JobResult) -> bool:
         """True for the primary's output while another pool's job of this source version is
-        open: a rendition making the same encode copies it (``hevcq.worker.shared``)."""
+        open or not yet begun: a rendition making the same encode copies it
+        (``hevcq.worker.shared``). A job no worker has claimed yet has no item for this
+        version; deleting the output then made that rendition encode it all again (the
+        fetch ran between the primary's commit and its copy). Unless the uploader settled
+        that pool itself, such a job is waited for; the output goes with the source at the
+        latest (``_delete_primary_output``)."""
         if r.pool != self.options.primary or self.ledger is None:
             return False
+        settled: frozenset[str] | None = None
         for pool in self.all_pools:
-            item = self.ledger.get(r.source_key, pool) if pool != r.pool else None
-            if item is not None and item.etag == r.source_etag and item.state in OPEN:
-                log.info("output_kept_for_copy", key=r.output_key, pool=pool)
-                return True
+            if pool == r.pool:
+                continue
+            item = self.ledger.get(r.source_key, pool)
+            if item is None or item.etag != r.source_etag:
+                if settled is None:
+                    settled = self._uploader_settled(self.objects.head(r.source_key))
+                if pool in settled:
+                    continue
+            elif item.state not in OPEN:
+                continue
+            log.info("output_kept_for_copy", key=r.output_key, pool=pool)
+            return True
         return False
 
     def _delete_primary_output(self, r: JobResult) -> None:
