@@ -544,6 +544,18 @@ def test_the_primary_output_stays_for_a_rendition_no_worker_has_claimed_yet(
     assert "DONE/hevc/a.mp4" in lib.objects.objects
 
 
+def test_the_primary_output_is_not_kept_for_a_pool_that_never_copies_it(lib: Lib) -> None:
+    """A ladder pool (or another codec's) makes its own output: no job of it waits."""
+    lib.ledger.set("TODO/a.mp4", "hevc", "done")
+    lib.ledger.set("TODO/a.mp4", "720p", "skipped")
+    lib.state.record_outcome("a.mp4", "720p", "skipped")
+    lib.output("hevc")
+    # 1080p stands for such a pool here: neither copier below, and without an item.
+    f = lib.fetcher(primary="hevc", copiers=frozenset({"720p"}))
+    assert f.process(lib.result("hevc")).action == "placed"
+    assert "DONE/hevc/a.mp4" in lib.objects.deleted
+
+
 def test_the_primary_output_goes_when_the_uploader_settled_every_other_pool(lib: Lib) -> None:
     """A pool the client settled itself never gets a job: nothing is waited for."""
     lib.ledger.set("TODO/a.mp4", "hevc", "done")

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from hevcq.aws.clients import classify
 from hevcq.ledger import Claimed, JobKey, LedgerItem, State
-from hevcq.media.decide import KEPT_ORIGINAL, shares_encode
+from hevcq.media.decide import KEPT_ORIGINAL, copiers_of, may_share_encode, shares_encode
 from hevcq.media.model import MediaInfo
 from hevcq.messages import JobResult
 from hevcq.metadata import (
@@ -29,7 +29,7 @@ from hevcq.metadata import (
     META_SOURCE_ETAG,
 )
 from hevcq.objects import ObjectStore
-from hevcq.pools import Pool, Quality, QueueSpec, primary_pool
+from hevcq.pools import Pool, Quality, QueueSpec, load_farm, primary_pool
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.loop import Worker
 from hevcq.worker.precheck import SETTLED_EARLIER
@@ -48,6 +48,7 @@ from hevcq.worker.shared import (
     may_wait,
     wait_s,
 )
+from tests.conftest import WORKERS_DIR
 from tests.fakes import (
     FakePublisher,
     FakeQueue,
@@ -112,6 +113,22 @@ def test_audio_encoded_at_another_bitrate_stops_the_sharing(farm) -> None:
     rendition = with_encode(farm["1080p"], audio_bitrate_kbps=128)
     assert shares_encode(pcm, farm["hevc"], farm["1080p"], "TODO/a.mp4")
     assert not shares_encode(pcm, farm["hevc"], rendition, "TODO/a.mp4")
+
+
+def test_the_pools_that_may_copy_the_primarys_output_are_known_from_the_pools_alone(
+    farm,
+) -> None:
+    """The ingest keeps the primary's output for these (``fetch._may_be_copied``): the
+    ladder (many objects and a poster) and another codec never copy it."""
+    optional = load_farm(WORKERS_DIR / "optional")
+    pools = {**farm, **optional}
+    assert copiers_of(farm["hevc"], pools.values()) == {"720p", "1080p"}
+    assert copiers_of(None, pools.values()) == frozenset()
+    for name in ("hls", "av1"):
+        assert not may_share_encode(farm["hevc"], pools[name])
+        assert not shares_encode(FULL_HD, farm["hevc"], pools[name], "TODO/a.mp4")
+    full = farm["1080p"].model_copy(update={"verify": "full"})
+    assert not may_share_encode(farm["hevc"], full)  # checked more strictly: never a copy
 
 
 def test_a_rendition_checked_more_strictly_than_the_primary_encodes_itself(farm) -> None:

@@ -77,6 +77,7 @@ from hevcq.library.scan import ScanReport, nearest_existing, scan
 from hevcq.library.summary import human_bytes, library_input
 from hevcq.library.upload import parse_size, to_upload
 from hevcq.library.walk import DEFAULT_EXCLUDES, DEFAULT_EXTENSIONS, ScanOptions, walk
+from hevcq.media.decide import copiers_of
 from hevcq.pools import Pool, choose_pools, primary_pool, replacing_pools
 from hevcq.private import open_private
 from hevcq.settings import Settings, state_dir
@@ -873,6 +874,7 @@ def fetch(
             keep_days=keep_days,
             cleanup=cleanup,
             primary=_primary(pools),
+            copiers=copiers_of(primary_pool(pools.values()), pools.values()),
         )
     except ConfigError as exc:
         raise fail(str(exc)) from exc

@@ -103,6 +103,8 @@ class FetchOptions:
     # The pool whose outputs other pools may copy (pools.primary_pool): its output stays
     # while another pool's job of the source version is open, and goes with the source.
     primary: str | None = None
+    # The pools whose workers may copy it (``decide.may_share_encode``); None: every other.
+    copiers: frozenset[str] | None = None
 
 
 @dataclass
@@ -647,8 +649,9 @@ class Fetcher:
         if r.pool != self.options.primary or self.ledger is None:
             return False
         settled: frozenset[str] | None = None
+        copiers = self.options.copiers
         for pool in self.all_pools:
-            if pool == r.pool:
+            if pool == r.pool or (copiers is not None and pool not in copiers):
                 continue
             item = self.ledger.get(r.source_key, pool)
             if item is None or item.etag != r.source_etag:

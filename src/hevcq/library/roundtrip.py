@@ -44,6 +44,7 @@ from hevcq.library.upload import (
     upload_all,
     upload_one,
 )
+from hevcq.media.decide import copiers_of
 from hevcq.media.model import Skip
 from hevcq.media.quality import shown
 from hevcq.messages import JobResult
@@ -592,4 +593,5 @@ def fetch_options(options: IngestOptions, pools: Mapping[str, Pool]) -> FetchOpt
         # window, not the library. A configured farm's outputs stay for other readers.
         cleanup=options.fresh_farm,
         primary=primary.name if primary else None,
+        copiers=copiers_of(primary, pools.values()),
     )

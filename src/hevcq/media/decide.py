@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -284,19 +285,10 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
     ffmpeg make the same output: ``docs/decisions/0012-bitexact-re-runs.md``), so one
     encode serves both.
     """
+    if not may_share_encode(encoder, pool):
+        return False
     mine, theirs = decide(info, pool, source_name), decide(info, encoder, source_name)
     if not isinstance(mine, EncodePlan) or not isinstance(theirs, EncodePlan):
-        return False
-    if (
-        # A ladder is its own command and many objects, never a copy of a file.
-        encoder.ladder is not None
-        or pool.ladder is not None
-        # A copy carries no poster: a pool that stores one makes its own output.
-        or pool.poster
-        # Checked less strictly, or not scored against this pool's target, or not at its CRF.
-        or _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]
-        or not _same_target(encoder, pool)
-    ):
         return False
     if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):
         return False
@@ -304,6 +296,34 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
         return _args(mine) == _args(theirs)
     except ConfigError:  # settings ffmpeg cannot take: each pool fails on its own
         return False
+
+
+def may_share_encode(encoder: Pool, pool: Pool) -> bool:
+    """Whether ``encoder``'s encode could serve ``pool`` for some source, from the two
+    pools alone (pure; ``shares_encode`` holds only where this does): which pools may copy
+    the primary's output, so the ingest keeps it for them."""
+    return not (
+        # A ladder is its own command and many objects, never a copy of a file.
+        encoder.ladder is not None
+        or pool.ladder is not None
+        # A copy carries no poster: a pool that stores one makes its own output.
+        or pool.poster
+        # Another codec never makes the same bytes.
+        or encoder.encode.video.name != pool.encode.video.name
+        # Checked less strictly, or not scored against this pool's target, or not at its CRF.
+        or _VERIFY_STRENGTH[encoder.verify] < _VERIFY_STRENGTH[pool.verify]
+        or not _same_target(encoder, pool)
+    )
+
+
+def copiers_of(primary: Pool | None, pools: Iterable[Pool]) -> frozenset[str]:
+    """The pools whose workers may copy ``primary``'s output instead of encoding
+    (``may_share_encode``): the ingest keeps that output in the bucket for them."""
+    if primary is None:
+        return frozenset()
+    return frozenset(
+        p.name for p in pools if p.name != primary.name and may_share_encode(primary, p)
+    )
 
 
 def _same_target(encoder: Pool, pool: Pool) -> bool:
