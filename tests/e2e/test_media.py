@@ -617,19 +617,25 @@ def test_truehd_copied_into_matroska_keeps_its_length(ffmpeg: str, tmp_path: Pat
     assert max(ends) == pytest.approx(3.0, abs=0.05)
 
 
+def _m2ts(ffmpeg: str, dst: Path, seconds: int, *more: str) -> Path:
+    """A Blu-ray style M2TS of a 320x240 test picture at 23.976 fps and a tone; ``more``
+    adds inputs, maps and the sound's and subtitles' codecs."""
+    made = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", f"testsrc2=s=320x240:r=24000/1001:d={seconds}", "-f", "lavfi",
+         "-i", f"sine=d={seconds}", *more, "-c:v", "libx264", "-preset", "ultrafast",
+         "-mpegts_m2ts_mode", "1", "-f", "mpegts", str(dst)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return dst
+
+
 def test_a_blu_ray_stream_type_is_probed_and_the_file_encoded(ffmpeg: str, tmp_path: Path) -> None:
     """An AVCHD camcorder's or a Blu-ray's M2TS: MPEG-TS gives a stream's type as its
     codec tag, and Blu-ray's LPCM is type 0x80 (AC-3 0x81, PGS subtitles 0x90). PyAV reads
     a tag as ASCII and raised on it: the probe failed and the file with it."""
-    src = tmp_path / "00001.m2ts"
-    made = subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-         "-i", "testsrc2=s=320x240:r=30000/1001:d=2", "-f", "lavfi", "-i", "sine=d=2",
-         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_bluray", "-ac", "2",
-         "-mpegts_m2ts_mode", "1", "-f", "mpegts", str(src)],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    src = _m2ts(ffmpeg, tmp_path / "00001.m2ts", 2, "-c:a", "pcm_bluray", "-ac", "2")
     info = probe(src)
     assert [(a.codec, a.tag) for a in info.audio] == [("pcm_bluray", "0x00000080")]
     plan, out, dst, _ = encode(ffmpeg, src, "hevc", tmp_path)
@@ -645,16 +651,10 @@ def test_a_blu_rays_subtitles_stay_in_matroska_and_an_mp4_without_them_replaces_
     out, so it may sit beside the original but never take its place. In Matroska they are
     kept, and the output may replace the original."""
     sup = write_pgs(tmp_path / "captions.sup", 320, 240, 3)
-    src = tmp_path / "00001.m2ts"
-    made = subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-         "-i", "testsrc2=s=320x240:r=24000/1001:d=3", "-f", "lavfi", "-i", "sine=d=3",
-         "-i", str(sup), "-map", "0:v", "-map", "1:a", "-map", "2:s",
-         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "ac3", "-c:s", "copy",
-         "-mpegts_m2ts_mode", "1", "-f", "mpegts", str(src)],
-        capture_output=True, check=False,
+    src = _m2ts(
+        ffmpeg, tmp_path / "00001.m2ts", 3, "-i", str(sup), "-map", "0:v", "-map", "1:a",
+        "-map", "2:s", "-c:a", "ac3", "-c:s", "copy",
     )  # fmt: skip
-    assert made.returncode == 0, made.stderr
     info = probe(src)
     assert [(s.codec, s.tag) for s in info.subtitles] == [("hdmv_pgs_subtitle", "0x00000090")]
     plan, _, dst, _ = encode(ffmpeg, src, "hevc", tmp_path)
