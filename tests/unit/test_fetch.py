@@ -544,6 +544,22 @@ def test_the_primary_output_stays_for_a_rendition_no_worker_has_claimed_yet(
     assert "DONE/hevc/a.mp4" in lib.objects.objects
 
 
+@pytest.mark.parametrize("source", ["deleted", "overwritten"])
+def test_the_primary_output_is_not_kept_once_its_source_version_is_gone(
+    lib: Lib, source: str
+) -> None:
+    """No rendition of that version can begin then: waiting for one would keep the output
+    in the bucket for ever."""
+    lib.ledger.set("TODO/a.mp4", "hevc", "done")
+    lib.output("hevc")
+    if source == "deleted":
+        lib.objects.delete("TODO/a.mp4")
+    else:
+        lib.objects.add("TODO/a.mp4", etag="a-newer-version", data=b"a newer version")
+    lib.fetcher(primary="hevc").process(lib.result("hevc"))
+    assert "DONE/hevc/a.mp4" in lib.objects.deleted
+
+
 def test_the_primary_output_is_not_kept_for_a_pool_that_never_copies_it(lib: Lib) -> None:
     """A ladder pool (or another codec's) makes its own output: no job of it waits."""
     lib.ledger.set("TODO/a.mp4", "hevc", "done")

@@ -656,7 +656,7 @@ class Fetcher:
             item = self.ledger.get(r.source_key, pool)
             if item is None or item.etag != r.source_etag:
                 if settled is None:
-                    settled = self._uploader_settled(self.objects.head(r.source_key))
+                    settled = self._not_to_come(r)
                 if pool in settled:
                     continue
             elif item.state not in OPEN:
@@ -664,6 +664,15 @@ class Fetcher:
             log.info("output_kept_for_copy", key=r.output_key, pool=pool)
             return True
         return False
+
+    def _not_to_come(self, r: JobResult) -> frozenset[str]:
+        """The pools whose jobs of ``r``'s source version will never begin: every pool once
+        that version is gone from the bucket (deleted, or overwritten by a newer one), else
+        those its uploader settled itself."""
+        head = self.objects.head(r.source_key)
+        if head is None or head.etag != r.source_etag:
+            return frozenset(self.all_pools)
+        return self._uploader_settled(head)
 
     def _delete_primary_output(self, r: JobResult) -> None:
         """The primary's output, kept for a copy, goes with the source (exactly that one)."""
