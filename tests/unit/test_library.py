@@ -22,11 +22,11 @@ from hevcq.library.catalog import (
     info_from_json,
     info_to_json,
 )
-from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate, rung_work
+from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate, job_work, rung_work
 from hevcq.library.scan import PoolTotals, ScanOptions, ScanReport, scan
 from hevcq.library.walk import Matcher, fingerprint, glob_regex, sample_offsets
 from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
-from hevcq.pools import Applies, Encode, Pool
+from hevcq.pools import Applies, Encode, Pool, load_farm, primary_pool
 from hevcq.settings import state_dir
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
@@ -751,3 +751,52 @@ def test_a_ladder_pool_is_priced_rung_by_rung_from_each_files_own_rungs() -> Non
     assert sum(r.vcpu_hours for r in hls.rungs) == pytest.approx(hls.vcpu_hours)
     assert sum(r.spot_usd for r in hls.rungs) == pytest.approx(hls.spot_usd)
     assert hls.rungs[0].vcpu_hours > hls.rungs[1].vcpu_hours > hls.rungs[-1].vcpu_hours
+
+
+def _file_entry(
+    rel: str, seconds: float | None, plans: dict[str, EncodePlan]
+) -> scan_module.FileEntry:
+    return scan_module.FileEntry(
+        rel=rel, size=1, duration_s=seconds, fingerprint="f", status="send", decisions=plans
+    )
+
+
+def test_a_jobs_work_is_its_source_seconds_over_its_pools_speed_and_none_for_a_copy() -> None:
+    farm = load_farm()
+    primary = primary_pool(farm.values())
+    assert primary is not None
+    assert primary.name == "hevc"
+    plan = EncodePlan(
+        pool="hevc",
+        container="mp4",
+        video_index=0,
+        width=1920,
+        height=1080,
+        rotation=0,
+        ten_bit=False,
+        crf=26,
+        preset="medium",
+    )
+    film = _file_entry(
+        "film.mkv",
+        7200.0,
+        {
+            "hevc": plan,
+            # A 1080p source: the 1080p pool's plan is the primary's, so it copies that output.
+            "1080p": replace(plan, pool="1080p"),
+            "720p": replace(plan, pool="720p", width=1280, height=720, scale=True),
+        },
+    )
+    speeds = {"hevc": 0.5, "720p": 2.0}
+    assert job_work(film, farm["hevc"], speeds, primary) == pytest.approx(14400.0)
+    assert job_work(film, farm["720p"], speeds, primary) == pytest.approx(3600.0)
+    assert job_work(film, farm["1080p"], speeds, primary) == 0.0
+    # Without the primary's plan beside it, the rendition is an encode of its own.
+    alone = _file_entry("b.mkv", 7200.0, {"1080p": replace(plan, pool="1080p")})
+    assert job_work(alone, farm["1080p"], speeds, primary) == pytest.approx(7200.0 / 0.28)
+    # A ladder's work follows its own rungs: a 720p source's is about half a 1080p one's.
+    small = _ladder_entry("c.mp4", 1280, 720, 100.0)
+    hls = job_work(small, farm["hls"], {"hls": 1.0}, primary)
+    assert hls is not None
+    assert 40.0 < hls < 55.0
+    assert job_work(_file_entry("d.mp4", None, {"hevc": plan}), farm["hevc"], speeds) is None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from hevcq.cli.live import LiveView, Totals, job_cells, jobs_table, overall_line
+from hevcq.cli.live import LiveView, Totals, job_cells, job_weights, jobs_table, overall_line
 from hevcq.jobs import RunningJob
 from hevcq.library.results import Fetched
 from hevcq.messages import JobResult
@@ -127,3 +128,42 @@ def test_at_60_columns_each_running_job_is_one_line_with_its_name_s_end() -> Non
     assert all(len(ln) <= 60 for ln in lines)
     assert "_HDR.mp4" in lines[1]
     assert "fps" not in lines[0]
+
+
+def test_the_time_left_is_weighed_by_work_so_a_film_is_not_one_job_among_clips() -> None:
+    """Nine one-minute clips home and a two-hour film a quarter encoded: by the count of
+    jobs the run is nine tenths done; by their work, about a fifth."""
+    film = ("TODO/film.mkv", "hevc")
+    clips = [(f"TODO/clip{i}.mp4", "hevc") for i in range(9)]
+    work = {film: 7200.0, **{c: 60.0 for c in clips}}
+    running = RunningJob(key=film[0], pool="hevc", worker="w", progress=25.0, age_s=600.0)
+    view = LiveView(
+        Console(record=True, width=300, force_terminal=False), lambda _: [running], 10, work
+    )
+    view.tick([film])
+    for c in clips:
+        view.result(dataclasses.replace(_done(c[0][5:]), pool="hevc"))
+    view._started -= 1000.0  # the run began 1000 s ago
+    t = view.totals()
+    assert t.jobs_done == 9
+    assert t.work_total == pytest.approx(7740.0)
+    assert t.work_done == pytest.approx(540.0 + 1800.0)
+    assert t.eta_s == pytest.approx(1000.0 * (7740.0 - 2340.0) / 2340.0, rel=0.01)
+    by_count = dataclasses.replace(t, work_total=0.0)
+    assert by_count.eta_s == pytest.approx(1000.0 / 9, rel=0.01)
+    # A result counts once, even while its job still shows as running.
+    view.result(dataclasses.replace(_done("film.mkv"), pool="hevc"))
+    assert view.totals().work_done == pytest.approx(7740.0)
+    assert view.totals().eta_s is None
+
+
+def test_a_jobs_unknown_work_weighs_the_mean_of_the_known_and_all_unknown_weigh_one() -> None:
+    assert job_weights({("a", "hevc"): 10.0, ("b", "hevc"): 30.0, ("c", "hevc"): None}) == {
+        ("a", "hevc"): 10.0,
+        ("b", "hevc"): 30.0,
+        ("c", "hevc"): 20.0,
+    }
+    assert job_weights({("a", "hevc"): None, ("b", "720p"): None}) == {
+        ("a", "hevc"): 1.0,
+        ("b", "720p"): 1.0,
+    }

@@ -54,10 +54,11 @@ from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, embedded_slots, farm_record, published_farm
 from hevcq.farm.workers import checked_work_dir, usable_ffmpeg
+from hevcq.keys import todo_key
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.library.catalog import Catalog, RunLock, library_id, state_folder
-from hevcq.library.estimate import TaskSize
+from hevcq.library.estimate import TaskSize, job_work
 from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.library.quarantine import (
@@ -598,6 +599,13 @@ def _embedded_round_trip(
         window = settings.window or 2 * max(slots, len(needed))
         opts = dataclasses.replace(opts, window=window)
         jobs = sum(len(e.pools_pending) for e in todo)
+        speeds, primary = load_speeds(speeds_path(), pools), primary_pool(farm_pools.values())
+        work = {
+            (e.upload_key or todo_key(e.rel), p): job_work(e, pools[p], speeds, primary)
+            for e in todo
+            for p in e.pools_pending
+            if p in pools
+        }
         with EmbeddedFarm(settings, farm_pools, farm_dir, slots, worker_pools=needed) as farm:
             port = settings.dashboard_port if dashboard else None
             return _on_farm(
@@ -609,6 +617,7 @@ def _embedded_round_trip(
                 report=report,
                 control=control,
                 jobs=jobs,
+                work=work,
                 dashboard_port=port,
             )
 
@@ -666,6 +675,7 @@ def _on_farm(
     report: ScanReport,
     control: Control,
     jobs: int,
+    work: dict[tuple[str, str], float | None],
     dashboard_port: int | None,
 ) -> RoundTrip:
     if farm.clients is None or farm.refs is None:
@@ -675,7 +685,7 @@ def _on_farm(
         _dashboard(farm, dashboard_port) as dashboard_tick,
     ):
         client = Farm.embedded(farm.endpoint, farm.refs, farm.credentials)
-        view = LiveView(console, client.running, jobs)
+        view = LiveView(console, client.running, jobs, work)
         workers = farm.workers
 
         def tick(in_flight: list[SourcePool]) -> None:

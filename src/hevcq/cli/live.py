@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from rich.text import Text
 from hevcq.cli.report import LineProgress
 from hevcq.errors import PermanentError
 from hevcq.jobs import RunningJob
-from hevcq.keys import source_relative
+from hevcq.keys import source_relative, todo_key
 from hevcq.library.summary import human_bytes, human_seconds, shorten_middle
 from hevcq.pace import time_left_s
 
@@ -42,13 +42,31 @@ class Totals:
     bytes_in: int
     bytes_out: int
     elapsed_s: float
+    # The work done and planned (``estimate.job_work``, vCPU seconds), when the run knows
+    # it: the time left is then weighed by it rather than by the count of jobs.
+    work_done: float = 0.0
+    work_total: float = 0.0
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds until the last job, at the pace so far."""
+        """Seconds until the last job, at the pace so far: of the work where it is known,
+        else of the jobs."""
+        if self.work_total > 0:
+            return time_left_s(self.elapsed_s, 100 * min(1.0, self.work_done / self.work_total))
         if self.jobs_total == 0:
             return None
         return time_left_s(self.elapsed_s, 100 * self.jobs_done / self.jobs_total)
+
+
+JobRef = tuple[str, str]  # (upload key, pool)
+
+
+def job_weights(work: Mapping[JobRef, float | None]) -> dict[JobRef, float]:
+    """Each job's weight in the time left: its work, or the mean of the known ones where
+    it is unknown (no duration); every job weighs 1 when none is known (pure)."""
+    known = [w for w in work.values() if w is not None]
+    mean = sum(known) / len(known) if known else 1.0
+    return {ref: mean if w is None else w for ref, w in work.items()}
 
 
 def overall_line(t: Totals) -> str:
@@ -116,10 +134,16 @@ class LiveView:
         console: Console,
         running: Callable[[list[SourcePool]], list[RunningJob]],
         jobs_total: int,
+        work: Mapping[JobRef, float | None] | None = None,
     ) -> None:
+        """``work``: each planned job's work (``estimate.job_work``), by upload key and
+        pool; without it the time left counts jobs."""
         self.console = console
         self._running = running
         self._jobs_total = jobs_total
+        self._work = job_weights(work or {})
+        self._work_total = sum(self._work.values())
+        self._finished: set[JobRef] = set()
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._sent = self._to_send = 0
@@ -173,6 +197,7 @@ class LiveView:
         """One line per result brought home; counts it in the totals."""
         r = f.result
         self._done += 1
+        self._finished.add((r.source_key if r is not None else todo_key(f.rel), f.pool))
         if f.action in ("placed", "replaced") and r is not None and r.output_bytes:
             if f.rel not in self._counted:  # a file's input counts once, whatever its pools
                 self._counted.add(f.rel)
@@ -185,9 +210,21 @@ class LiveView:
         self.refresh()
 
     def totals(self) -> Totals:
-        """Jobs home out of jobs planned, and bytes in and out of the outputs so far."""
+        """Jobs home out of jobs planned, bytes in and out of the outputs so far, and the
+        work done: of the jobs home, and the encoded part of those running."""
+        done = sum(self._work.get(ref, 0.0) for ref in self._finished)
+        for j in self._jobs:
+            ref = (j.key, j.pool)
+            if ref not in self._finished:
+                done += self._work.get(ref, 0.0) * min(100.0, max(0.0, j.progress)) / 100
         return Totals(
-            self._done, self._jobs_total, self._in, self._out, time.monotonic() - self._started
+            self._done,
+            self._jobs_total,
+            self._in,
+            self._out,
+            time.monotonic() - self._started,
+            work_done=done,
+            work_total=self._work_total,
         )
 
     def tick(self, in_flight: list[SourcePool]) -> None:

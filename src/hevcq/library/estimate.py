@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from fractions import Fraction
 
 from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
 from hevcq.library.scan import FileEntry, PoolTotals, ScanReport
+from hevcq.media.decide import may_share_encode
 from hevcq.media.ladder import choose_rungs
 from hevcq.media.model import EncodePlan
 from hevcq.pools import Pool
@@ -159,6 +161,36 @@ def rung_work(plan: EncodePlan) -> dict[str, float]:
     w, h = (plan.height, plan.width) if plan.rotation in (90, 270) else (plan.width, plan.height)
     reference = sum(r.width * r.height for r in choose_rungs(*CALIBRATION_SIZE, Fraction(30)))
     return {f"{r.short}p": r.width * r.height / reference for r in choose_rungs(w, h, Fraction(30))}
+
+
+def job_work(
+    entry: FileEntry,
+    pool: Pool,
+    speeds: Mapping[str, float] | None = None,
+    primary: Pool | None = None,
+) -> float | None:
+    """The vCPU seconds one job of ``entry`` in ``pool`` takes by this module's model:
+    its source seconds over the pool's speed (a ladder's by its own rungs, ``rung_work``);
+    none for a rendition that will be a copy of the ``primary`` pool's identical encode
+    (the same plan, a pool that may share it: ``decide.shares_encode``). None without a
+    duration. What the ingest weighs its overall time left by: a two-hour film is not one
+    job among a hundred clips."""
+    if not entry.duration_s:
+        return None
+    plan = entry.decisions.get(pool.name)
+    if isinstance(plan, EncodePlan) and primary is not None and primary.name != pool.name:
+        theirs = entry.decisions.get(primary.name)
+        if (
+            isinstance(theirs, EncodePlan)
+            and may_share_encode(primary, pool)
+            and dataclasses.replace(plan, pool="") == dataclasses.replace(theirs, pool="")
+        ):
+            return 0.0
+    rtf, _ = speed_for(pool.name, speeds)
+    share = 1.0
+    if pool.ladder is not None and isinstance(plan, EncodePlan):
+        share = sum(rung_work(plan).values())
+    return entry.duration_s / rtf * share
 
 
 def ladder_estimate(
