@@ -6,7 +6,10 @@ A 1920x1080 H.264 source makes the same encode in the ``hevc`` and ``1080p`` poo
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,42 @@ def test_a_full_hd_h264_source_is_encoded_once_and_the_1080p_output_is_a_copy(
         rendition.output_etag,
     )
     assert (got.copied_from, got.copied_from_etag) == (HEVC_OUT, hevc.output_etag)
+
+
+def test_an_ingest_of_full_hd_sources_encodes_each_once_and_brings_its_1080p_copy_home(
+    tmp_path: Path,
+) -> None:
+    """The whole round trip, every process real: the ingest brings each ``hevc`` result
+    home as it arrives, the farm's workers copy it for the ``1080p`` pool, and both come
+    home, from one encode per source. (Which of the two jobs a worker takes first is up to
+    its queues: the rule that keeps the output for a rendition not yet claimed when the
+    ingest fetches it, ``fetch._may_be_copied``, is tested in ``tests/unit/test_fetch.py``.)"""
+    workers_dir = pool_dir(tmp_path, ("hevc", "1080p"))
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    names = [f"day{i}.mp4" for i in range(4)]
+    for i, name in enumerate(names):  # distinct lengths: distinct content
+        make_clip(lib / name, width=1920, height=1080, seconds=0.4 + 0.1 * i, fps=10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(workers_dir),
+        "HOME": str(tmp_path / "home"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "COLUMNS": "200",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out), "--no-dashboard"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    for name in names:
+        primary = (out / "hevc" / name).read_bytes()
+        assert (out / "1080p" / name.replace(".mp4", ".1080p.mp4")).read_bytes() == primary
+    logs = sorted((tmp_path / "state").rglob("logs/*.log"))
+    assert logs
+    encoded = count_events(logs, "transcode_started")
+    assert encoded == {f"TODO/{n}": 1 for n in names}, encoded  # one encode per source
+    assert count_events(logs, "output_copied") == {f"TODO/{n}": 1 for n in names}
