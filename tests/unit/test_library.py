@@ -256,8 +256,8 @@ def test_first_scan_decides_per_pool(lib: Path, store: Catalog) -> None:
     assert (a.status, a.pools_to_encode, a.upload_key) == ("send", ("hevc", "720p"), "TODO/a.mp4")
     assert b.pools_to_encode == ("720p",)
     assert b.decisions["hevc"] == Skip("hevc source")
-    assert report.totals["hevc"] == PoolTotals(1, a.size, 12.5)
-    assert report.totals["720p"] == PoolTotals(2, a.size + b.size, 25.0)
+    assert report.totals["hevc"] == PoolTotals(1, a.size, 12.5, 12.5)
+    assert report.totals["720p"] == PoolTotals(2, a.size + b.size, 25.0, 25.0)
     assert store.count() == 2
 
 
@@ -800,3 +800,63 @@ def test_a_jobs_work_is_its_source_seconds_over_its_pools_speed_and_none_for_a_c
     assert hls is not None
     assert 40.0 < hls < 55.0
     assert job_work(_file_entry("d.mp4", None, {"hevc": plan}), farm["hevc"], speeds) is None
+
+
+def test_a_pool_that_keeps_the_sources_size_is_priced_by_the_pixels_it_encodes() -> None:
+    """The speeds are measured on a 1920x1080 source: a 4K film costs four times its
+    seconds' worth and a 640x360 clip a ninth; a rendition is encoded at its own size."""
+    plan = EncodePlan(
+        pool="hevc",
+        container="mp4",
+        video_index=0,
+        width=3840,
+        height=2160,
+        rotation=0,
+        ten_bit=False,
+        crf=26,
+        preset="medium",
+    )
+    small = replace(plan, width=640, height=360)
+    rendition = replace(plan, pool="720p", width=1280, height=720, scale=True)
+    assert scan_module.work_share(plan) == pytest.approx(4.0)
+    assert scan_module.work_share(small) == pytest.approx(1 / 9)
+    assert scan_module.work_share(rendition) == 1.0
+    assert scan_module.work_share(Skip("no")) == 1.0
+    entries = (
+        _file_entry("film.mkv", 3600.0, {"hevc": plan, "720p": rendition}),
+        _file_entry("clip.mp4", 3600.0, {"hevc": small}),
+    )
+    report = ScanReport(
+        Path("/lib"),
+        entries,
+        (),
+        {
+            "hevc": PoolTotals(2, 2, 7200.0, 3600.0 * (4 + 1 / 9)),
+            "720p": PoolTotals(1, 1, 3600.0, 3600.0),
+        },
+        0,
+        0,
+        0.0,
+    )
+    est = estimate(report, {"hevc": 1.0, "720p": 1.0}, local_cpus=1)
+    assert est.pools["hevc"].vcpu_hours == pytest.approx(4 + 1 / 9)
+    assert est.pools["hevc"].source_hours == pytest.approx(2.0)
+    assert est.pools["720p"].vcpu_hours == pytest.approx(1.0)
+    farm = load_farm()
+    assert job_work(entries[0], farm["hevc"], {"hevc": 1.0}) == pytest.approx(4 * 3600.0)
+    assert job_work(entries[1], farm["hevc"], {"hevc": 1.0}) == pytest.approx(400.0)
+
+
+def test_the_scans_totals_weigh_each_files_seconds_by_the_pixels_it_encodes(
+    lib: Path, store: Catalog
+) -> None:
+    plain = FakeDecide()
+
+    def in_4k(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
+        d = plain(info, pool, source_name)
+        return replace(d, width=3840, height=2160) if isinstance(d, EncodePlan) else d
+
+    make(lib, "a.mp4")
+    report = run(lib, store, decide=in_4k)
+    assert report.totals["hevc"].seconds == 12.5
+    assert report.totals["hevc"].weighed_seconds == pytest.approx(4 * 12.5)

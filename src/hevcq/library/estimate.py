@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
-from hevcq.library.scan import FileEntry, PoolTotals, ScanReport
+from hevcq.library.scan import FileEntry, PoolTotals, ScanReport, work_share
 from hevcq.media.decide import may_share_encode
 from hevcq.media.ladder import choose_rungs
 from hevcq.media.model import EncodePlan
@@ -136,7 +136,7 @@ def pool_estimate(
 ) -> PoolEstimate:
     """One pool's hours and cost from its source seconds and speed."""
     rtf, calibrated = speed_for(name, {name: speed} if speed else None)
-    vcpu_s = totals.seconds / rtf
+    vcpu_s = totals.weighed_seconds / rtf
     task_hours = vcpu_s / task.vcpu / 3600
     return PoolEstimate(
         pool=name,
@@ -170,7 +170,8 @@ def job_work(
     primary: Pool | None = None,
 ) -> float | None:
     """The vCPU seconds one job of ``entry`` in ``pool`` takes by this module's model:
-    its source seconds over the pool's speed (a ladder's by its own rungs, ``rung_work``);
+    its source seconds over the pool's speed, weighed by the pixels it encodes
+    (``scan.work_share``; a ladder's by its own rungs, ``rung_work``);
     none for a rendition that will be a copy of the ``primary`` pool's identical encode
     (the same plan, a pool that may share it: ``decide.shares_encode``). None without a
     duration. What the ingest weighs its overall time left by: a two-hour film is not one
@@ -187,7 +188,7 @@ def job_work(
         ):
             return 0.0
     rtf, _ = speed_for(pool.name, speeds)
-    share = 1.0
+    share = work_share(plan)
     if pool.ladder is not None and isinstance(plan, EncodePlan):
         share = sum(rung_work(plan).values())
     return entry.duration_s / rtf * share

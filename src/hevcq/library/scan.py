@@ -15,6 +15,7 @@ import structlog
 from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
 from hevcq.keys import keeps_ext, output_relative, sharing_sources, sharing_stems, todo_key
+from hevcq.library.calibrate import CALIBRATION_SIZE
 from hevcq.library.catalog import (
     Catalog,
     FileRecord,
@@ -118,6 +119,26 @@ class PoolTotals:
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    # The source seconds, each weighed by its encode's ``work_share``; None: as ``seconds``.
+    work_seconds: float | None = None
+
+    @property
+    def weighed_seconds(self) -> float:
+        """Source seconds at the pixel rate a pool's speed is measured at."""
+        return self.seconds if self.work_seconds is None else self.work_seconds
+
+
+def work_share(decision: Decision | None) -> float:
+    """An encode's work per source second against the one a pool's speed is measured on
+    (``calibrate``: a 1920x1080 source). Encode work follows the pixels encoded: a pool
+    that keeps the source's size does about four times the work on a 4K source and a
+    ninth on a 640x360 one. A rendition is encoded at its pool's size whatever the
+    source's (only its decode grows, a small part), so it counts as measured: 1, as does
+    a decision that is no encode."""
+    if isinstance(decision, EncodePlan) and not decision.scale:
+        width, height = CALIBRATION_SIZE
+        return decision.width * decision.height / (width * height)
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -644,9 +665,12 @@ class _Scan:
         for e in self.entries:
             if e.status == "send":
                 for pool in e.pools_pending:
-                    t = out[pool]
+                    t, seconds = out[pool], e.duration_s or 0.0
                     out[pool] = PoolTotals(
-                        t.files + 1, t.bytes + e.size, t.seconds + (e.duration_s or 0.0)
+                        t.files + 1,
+                        t.bytes + e.size,
+                        t.seconds + seconds,
+                        t.weighed_seconds + seconds * work_share(e.decisions.get(pool)),
                     )
         return out
 
