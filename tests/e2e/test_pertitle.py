@@ -117,13 +117,25 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
         return got
 
     monkeypatch.setattr(runner_module, "per_title_rungs", spy)
-    steps: list[str] = []
-    ctx = runner_module.JobContext(on_step=steps.append)
+    seen: list[tuple[str, object]] = []
+    ctx = runner_module.JobContext(
+        on_step=lambda step: seen.append(("step", step)),
+        on_progress=lambda pct: seen.append(("progress", pct)),
+    )
     result, committed = _per_title_job(tmp_path, clip, ctx)
     assert result.outcome == "done", result.reason
     assert calls == [90.0]
     assert committed
-    assert steps == ["searching", "encoding"]  # what a running job shows while it probes
+    # What a running job shows: the step while it probes, then the ladder's own percent
+    # as it encodes, then the step again while every rung is decoded and checked.
+    steps = [value for kind, value in seen if kind == "step"]
+    assert steps == ["searching", "encoding", "verifying"]
+    encoding, verifying = seen.index(("step", "encoding")), seen.index(("step", "verifying"))
+    percents = [v for kind, v in seen[encoding:verifying] if kind == "progress"]
+    assert percents
+    assert isinstance(percents[-1], float)
+    assert percents[-1] > 90
+    assert percents == sorted(percents)
 
 
 def test_an_hdr_source_gets_the_fixed_ladder_without_probes(

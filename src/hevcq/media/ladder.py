@@ -23,7 +23,7 @@ import re
 import statistics
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +37,7 @@ from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo, VideoStream
+from hevcq.media.progress import Progress
 from hevcq.media.verify import DECODER_OPTIONS, raise_if_source_truncated
 
 # Rung heights (the short side), largest first.
@@ -1316,10 +1317,13 @@ def build_ladder(
     stall_timeout_s: float = 300.0,
     groups: tuple[str, ...] = (),
     rungs: tuple[Rung, ...] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_check: Callable[[], None] | None = None,
 ) -> list[Variant]:
     """Encode, measure and check the ladder of ``src`` into the empty folder ``out_dir``,
     with these codec groups (``GROUPS``) beside H.264, at ``rungs`` when given (a
-    per-title ladder), else at the fixed ladder's.
+    per-title ladder), else at the fixed ladder's. ``on_progress`` hears the encode's
+    progress; ``on_check`` is called when the encode is done and the checks begin.
 
     Raises ``PermanentError`` when the source has no video or is cut short (its packets
     end before the length its header declares, so every rung would too), and
@@ -1335,11 +1339,13 @@ def build_ladder(
     args = ladder_args(ffmpeg, src, out_dir, plan, threads=threads)
     run_ffmpeg(
         args,
-        on_progress=None,
+        on_progress=on_progress,
         stop=stop or threading.Event(),
         stall_timeout_s=stall_timeout_s,
         output=out_dir,
     )
+    if on_check is not None:
+        on_check()
     # ffmpeg ends a source cut short as if it were whole, exit 0 and every rung short.
     raise_if_source_truncated(info, src, ladder_duration_s(out_dir, plan))
     variants = write_master(out_dir, plan)

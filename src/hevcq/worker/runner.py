@@ -481,6 +481,14 @@ class JobRunner:
             )
         ctx.phase = "encode"
         log.info("transcode_started", ladder=True, groups=list(ladder.groups))
+        tracker = PercentTracker(info.duration_s)
+
+        def progress(p: Progress) -> None:
+            pct = tracker.update(p)
+            if pct is not None:
+                ctx.on_progress(pct)
+            ctx.on_rates(p.fps, p.speed)
+
         build_ladder(
             self._ffmpeg,
             src,
@@ -491,6 +499,8 @@ class JobRunner:
             stall_timeout_s=self._stall_timeout_s,
             groups=ladder.groups,
             rungs=rungs or None,
+            on_progress=progress,
+            on_check=lambda: ctx.on_step(VERIFYING),
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
