@@ -524,3 +524,19 @@ def test_a_mistake_in_the_settings_file_is_one_line_exit_2(
     assert "Traceback" not in r.stdout + r.stderr
     [line] = r.stderr.strip().splitlines()
     assert line.startswith(says), line
+
+
+def test_an_out_whose_mode_bits_say_yes_but_refuses_writes_stops_the_run_at_once(
+    tmp_path: Path, lib: Path
+) -> None:
+    """A NAS share that maps root to nobody, a read-only bind mount: the folder's mode
+    bits allow the write that the file system refuses, and the run encoded the whole
+    library before it found it could place nothing. ``/proc`` is such a folder to root
+    (and plainly unwritable to anyone else: the same one line)."""
+    r = hevcq(tmp_path, "ingest", str(lib), "--out", "/proc/hevcq-out", "--no-dashboard")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "embedded local farm" not in r.stdout
+    assert not (tmp_path / "state" / "hevcq" / "runs").exists()
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: --out /proc/hevcq-out: cannot write in /proc")

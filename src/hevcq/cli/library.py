@@ -403,7 +403,7 @@ def checks_before_a_run(
     scratch folder, which the run makes, a dry run only checks could be made.
     """
     outputs_stay_out_of(library, out, pools)
-    preflight(library, out if brings_home else None, options)
+    preflight(library, out if brings_home else None, options, try_write=not dry_run)
     _check_replace(replace, settings)
     if settings.embedded:
         # The local workers would refuse to start, each time they are restarted.
@@ -412,14 +412,20 @@ def checks_before_a_run(
             work_dir_could_be_made(settings)
 
 
-def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
-    """Mistakes that would waste a farm's start-up, as one-line errors."""
+def preflight(
+    library: Path, out: Path | None, options: ScanOptions, *, try_write: bool = False
+) -> None:
+    """Mistakes that would waste a farm's start-up, as one-line errors. ``try_write``:
+    ``--out`` is also tried with a write that leaves nothing (``refuses_writes``)."""
     if out is not None:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file; give a folder")
         parent = nearest_existing(out)
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigError(f"--out {out}: cannot write in {parent}")
+        refused = refuses_writes(parent) if try_write else None
+        if refused is not None:
+            raise ConfigError(f"--out {out}: cannot write in {parent} ({refused})")
     candidates, problems = walk(library, options)
     if candidates:
         return
@@ -434,6 +440,20 @@ def preflight(library: Path, out: Path | None, options: ScanOptions) -> None:
     if problems:
         why += f"; {len(problems)} paths could not be read"
     raise ConfigError(f"{library} {why}")
+
+
+def refuses_writes(folder: Path) -> str | None:
+    """Why ``folder`` takes no new entry, found by making one and removing it (None: it
+    takes them). Its mode bits can say yes where the write is refused: a NAS share that
+    maps root to nobody, a read-only bind mount, a kernel file system. The run then
+    encoded the whole library and could place none of it."""
+    try:
+        made = tempfile.mkdtemp(prefix=".hevcq-write-test-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    with contextlib.suppress(OSError):
+        Path(made).rmdir()
+    return None
 
 
 def _chosen_by(options: ScanOptions) -> str:
