@@ -118,9 +118,14 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
 
     monkeypatch.setattr(runner_module, "per_title_rungs", spy)
     seen: list[tuple[str, object]] = []
+    phases: list[str] = []
+
+    def on_step(step: str) -> None:
+        seen.append(("step", step))
+        phases.append(ctx.phase)
+
     ctx = runner_module.JobContext(
-        on_step=lambda step: seen.append(("step", step)),
-        on_progress=lambda pct: seen.append(("progress", pct)),
+        on_step=on_step, on_progress=lambda pct: seen.append(("progress", pct))
     )
     result, committed = _per_title_job(tmp_path, clip, ctx)
     assert result.outcome == "done", result.reason
@@ -135,6 +140,9 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
     assert percents
     assert percents[-1] > 90
     assert percents == sorted(percents)
+    # While the rungs are checked a stop gives the job the grace a file's verification
+    # gets (``worker.grace``): the encode's pace, at 100 %, says nothing of what is left.
+    assert phases[-1] == "verify"
 
 
 def test_an_hdr_source_gets_the_fixed_ladder_without_probes(

@@ -489,6 +489,12 @@ class JobRunner:
                 ctx.on_progress(pct)
             ctx.on_rates(p.fps, p.speed)
 
+        def checking() -> None:
+            # Decoding the rungs is the ladder's verification: a stop now gives it the
+            # grace a file's verification gets, where the encode's pace says nothing.
+            ctx.phase = "verify"
+            ctx.on_step(VERIFYING)
+
         build_ladder(
             self._ffmpeg,
             src,
@@ -500,7 +506,7 @@ class JobRunner:
             groups=ladder.groups,
             rungs=rungs or None,
             on_progress=progress,
-            on_check=lambda: ctx.on_step(VERIFYING),
+            on_check=checking,
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
