@@ -8,12 +8,16 @@ size and top-rung quality against Apple's fixed ladder at the same rungs.
   specification (the fixed ladder) against ours (CRF with a peak cap per rung); total bytes
   of the segments, and the VMAF (libvmaf, ``vmaf_v0.6.1``) of each top rung against the
   source, so fewer bytes are never bought with quality unseen.
+
+``BENCH_LADDER_PRESET`` (an x264 preset) runs all three at a pool's ``ladder.preset``
+instead of the default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -117,10 +121,11 @@ def run(quick: bool = False) -> list[Figure]:
     ffmpeg = find_ffmpeg()
     seconds, runs, size = (4.0, 1, (1280, 720)) if quick else (12.0, 3, (1920, 1080))
     figs: list[Figure] = []
+    preset = os.environ.get("BENCH_LADDER_PRESET") or None
     for kind in CONTENT_KINDS[:1] if quick else CONTENT_KINDS:
         src = content_clip(kind, seconds, *size)
         info = probe(src)
-        plan = plan_ladder(info)
+        plan = plan_ladder(info, preset=preset)
         assert plan is not None
         ratios, ours_cpu, bare_cpu, sizes, vmafs = [], [], [], [], []
         for _ in range(runs):
@@ -131,7 +136,7 @@ def run(quick: bool = False) -> list[Figure]:
                     d.mkdir()
                 bare_args = ladder_args(ffmpeg, src, bare_dir, plan)
                 bare = _cpu_of(partial(subprocess.run, bare_args, check=True, capture_output=True))
-                ours = _cpu_of(partial(build_ladder, ffmpeg, src, ours_dir, info))
+                ours = _cpu_of(partial(build_ladder, ffmpeg, src, ours_dir, info, preset=preset))
                 ratios.append(ours / bare)
                 ours_cpu.append(ours)
                 bare_cpu.append(bare)
@@ -145,7 +150,7 @@ def run(quick: bool = False) -> list[Figure]:
                 vmafs.append(gap)
                 shutil.rmtree(tmp, ignore_errors=True)
         rungs = "/".join(str(r.short) for r in plan.rungs)
-        note = f"{seconds:g} s {size[0]}x{size[1]} {kind} content, rungs {rungs}"
+        note = f"{seconds:g} s {size[0]}x{size[1]} {kind} content, rungs {rungs}, {plan.preset}"
         figs += [
             figure(
                 f"ladder CPU vs bare ffmpeg, {kind}",

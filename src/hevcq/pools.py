@@ -29,6 +29,7 @@ from hevcq.formats import (
     AUTO_CHOICES,
     CONTAINERS,
     VIDEO_CODECS,
+    X26X_PRESETS,
     Container,
     VideoCodec,
     audio_codec,
@@ -299,6 +300,10 @@ class Quality(_Strict):
         return {self.metric: self.target, "max_size_percent": self.max_size_percent}
 
 
+# The ladder's preset when its pool names none (``media.ladder.PRESET``, the same value).
+LADDER_PRESET = "veryfast"
+
+
 class Ladder(_Strict):
     """A pool whose output is a streaming ladder (``hevcq.media.ladder``): HLS with CMAF
     segments, H.264 always, and these codec groups beside it. Its output is many objects
@@ -309,11 +314,25 @@ class Ladder(_Strict):
     # Rungs, CRFs and caps from the source's own rate-quality curves for the pool's
     # quality target (``hevcq.media.pertitle``) instead of the fixed table.
     per_title: bool = False
+    # The x264 and x265 preset of the H.264 and HEVC rungs (and of a per-title ladder's
+    # probes); None: ``media.ladder.PRESET``, veryfast. A slower one spends more CPU for
+    # fewer bytes at the same CRF-chosen quality (docs/benchmarks.md, "Ladder").
+    preset: str | None = None
+
+    @field_validator("preset")
+    @classmethod
+    def _a_x26x_preset(cls, preset: str | None) -> str | None:
+        if preset is not None and preset not in X26X_PRESETS:
+            raise ValueError(f"{preset!r} is not an x264/x265 preset: {', '.join(X26X_PRESETS)}")
+        return preset
 
     def hash_material(self, quality: Quality | None) -> dict[str, Any]:
         """What the ladder adds to the settings hash. A fixed ladder hashes as it did
-        before per-title ladders existed; a per-title one adds its target."""
-        material = self.model_dump(mode="json", exclude={"per_title"})
+        before per-title ladders and presets existed; a per-title one adds its target, a
+        preset other than the default itself (naming the default changes no byte)."""
+        default = self.preset in (None, LADDER_PRESET)
+        unset = {"per_title"} | ({"preset"} if default else set())
+        material = self.model_dump(mode="json", exclude=unset)
         if self.per_title and quality is not None:
             material["per_title_vmaf"] = quality.vmaf
         return material

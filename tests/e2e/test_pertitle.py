@@ -72,9 +72,12 @@ def test_a_still_picture_is_probed_at_its_largest_size_only(tmp_path: Path) -> N
     assert not list(tmp_path.glob("pertitle-*"))
 
 
-def _per_title_job(tmp_path: Path, clip: Path, ctx: Any = None) -> tuple[Any, bool]:
-    """A per-title ``hls`` job on ``clip`` through ``JobRunner`` with a fake store: its
-    result, and whether its output was committed."""
+def _per_title_job(
+    tmp_path: Path, clip: Path, ctx: Any = None, store: Any = None, **ladder: Any
+) -> tuple[Any, bool]:
+    """A per-title ``hls`` job on ``clip`` through ``JobRunner`` with a fake store (or
+    ``store``), the pool's ``ladder`` settings added: its result, and whether its output
+    was committed."""
     from hevcq.keys import done_key  # noqa: PLC0415
     from hevcq.ledger import JobKey  # noqa: PLC0415
     from hevcq.pools import Pool  # noqa: PLC0415
@@ -85,12 +88,12 @@ def _per_title_job(tmp_path: Path, clip: Path, ctx: Any = None) -> tuple[Any, bo
         {
             "name": "hls",
             "applies": {"source_codecs": ["h264", "hevc"]},
-            "ladder": {"per_title": True, "poster": False},
+            "ladder": {"per_title": True, "poster": False, **ladder},
             "quality": {"vmaf": 90},
         }
     )
     key = f"TODO/{clip.name}"
-    store = FakeStore()
+    store = store or FakeStore()
     store.add(key, etag="e1", data=clip.read_bytes())
     out_key = done_key(key, "hls", pool.output_suffix, extension=pool.fixed_extension)
     spec = JobSpec(JobKey(key, "hls", "e1", pool.settings_hash()), pool, "media", out_key, 1)
@@ -161,3 +164,33 @@ def test_an_hdr_source_gets_the_fixed_ladder_without_probes(
     )
     assert probed == []
     assert committed
+
+
+def test_a_ladder_pools_preset_makes_its_rungs_and_its_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """x264 writes its settings into the stream: ``subme=0`` is ultrafast's, where the
+    ladder's own veryfast writes ``subme=2``. The probes must use the same preset, or
+    the CRFs they measure would not be the ladder's."""
+    from hevcq.media import pertitle  # noqa: PLC0415
+    from tests.fakes import FakeStore  # noqa: PLC0415
+
+    presets: list[str] = []
+    real = pertitle.probe_args
+
+    def spy(*args: Any, **kw: Any) -> list[str]:
+        presets.append(kw["preset"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pertitle, "probe_args", spy)
+    clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=4, fps=25)
+    store = FakeStore()
+    result, committed = _per_title_job(tmp_path, clip, store=store, preset="ultrafast")
+    assert result.outcome == "done", result.reason
+    assert committed
+    assert presets
+    assert set(presets) == {"ultrafast"}
+    written = b"".join(v if isinstance(v, bytes) else b"" for v in store.data.values())
+    assert b"x264 - core" in written
+    assert b"subme=0 " in written
+    assert b"subme=2 " not in written

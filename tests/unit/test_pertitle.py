@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from hevcq.media.crfsearch import GopBytes, SampleRules, scan_source
-from hevcq.media.ladder import LadderPlan, Rung, ladder_args
+from hevcq.media.ladder import PRESET, LadderPlan, Rung, ladder_args, plan_ladder
+from hevcq.media.model import MediaInfo, VideoStream
 from hevcq.media.pertitle import (
     CAP_FACTOR,
     FLOOR_KBPS,
@@ -33,7 +34,7 @@ from hevcq.media.pertitle import (
     upper_hull,
 )
 from hevcq.media.samples import make_clip
-from hevcq.pools import Pool
+from hevcq.pools import LADDER_PRESET, Pool
 
 
 def curve(short: int, rates: list[float], vmafs: list[float], crfs: tuple[int, ...] = (20, 28)):
@@ -384,3 +385,40 @@ def test_a_scan_measures_every_video_byte_between_keyframes(tmp_path: Path) -> N
     assert len(scan.gop_bytes) == len(scan.keyframes) >= 2
     assert sum(scan.gop_bytes) == scan.stream_bytes[0]
     assert all(n > 0 for n in scan.gop_bytes)
+
+
+def test_a_ladder_may_name_its_preset_and_only_a_named_one_changes_the_hash() -> None:
+    """The preset was fixed at veryfast. A pool may name a slower one for fewer bytes;
+    left unset, every ladder hashes as before, so no library's ladders are made again."""
+    fixed = Pool.model_validate(POOL)
+    slow = Pool.model_validate({**POOL, "ladder": {"preset": "slow"}})
+    named = Pool.model_validate({**POOL, "ladder": {"preset": "veryfast"}})
+    assert fixed.ladder is not None
+    assert slow.ladder is not None
+    assert "preset" not in fixed.ladder.hash_material(None)
+    assert slow.ladder.hash_material(None)["preset"] == "slow"
+    assert slow.settings_hash() != fixed.settings_hash()
+    assert named.settings_hash() == fixed.settings_hash()  # the default, named: no byte changes
+    assert LADDER_PRESET == PRESET
+    with pytest.raises(ValidationError, match="'fastest' is not an x264/x265 preset"):
+        Pool.model_validate({**POOL, "ladder": {"preset": "fastest"}})
+
+
+def test_the_ladders_preset_reaches_its_h264_and_hevc_rungs_and_its_probes() -> None:
+    video = VideoStream(0, "h264", 1280, 720, "yuv420p", 8, fps=25.0)
+    plan = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(video,)), ("hevc", "av1"), preset="slow")
+    assert plan is not None
+    args = ladder_args("ffmpeg", Path("s.mp4"), Path("o"), plan)
+    codecs = {args[i + 1]: args[i + 3] for i, a in enumerate(args) if a.startswith("-c:v:")}
+    assert codecs == {"libx264": "slow", "libx265": "slow", "libsvtav1": "8"}
+    default = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(video,)))
+    assert default is not None
+    assert default.preset == "veryfast"
+    probes = probe_args(
+        "ffmpeg",
+        Path("s.mkv"),
+        [(Rung(640, 360, 1), 28, Path("p.mkv"))],
+        Fraction(25),
+        preset="slow",
+    )
+    assert "-preset slow -crf 28" in " ".join(probes)

@@ -163,7 +163,14 @@ def encode_once(src: Path, pool: Pool, *, ffmpeg: str | None = None) -> Encoded:
         start = time.perf_counter()
         if pool.ladder is not None:
             try:
-                build_ladder(exe, src, Path(tmp) / "ladder", info, groups=pool.ladder.groups)
+                build_ladder(
+                    exe,
+                    src,
+                    Path(tmp) / "ladder",
+                    info,
+                    groups=pool.ladder.groups,
+                    preset=pool.ladder.preset,
+                )
             except HevcqError as exc:
                 raise ConfigError(f"calibration encode failed for {pool.name}: {exc}") from exc
         else:

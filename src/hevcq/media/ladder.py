@@ -226,11 +226,12 @@ def plan_ladder(
     rungs: tuple[Rung, ...] | None = None,
     *,
     fps: Fraction | None = None,
+    preset: str | None = None,
 ) -> LadderPlan | None:
     """The ladder plan of a probed source, with these codec groups beside H.264; None
     when it has no video. ``rungs``: chosen for this source (``hevcq.media.pertitle``)
     instead of ``choose_rungs``; ``fps``: its rate (``ladder_rate``) instead of the one
-    nearest its average."""
+    nearest its average; ``preset``: the x264 and x265 preset instead of ``PRESET``."""
     video = info.main_video
     if video is None:
         return None
@@ -248,6 +249,7 @@ def plan_ladder(
         fps,
         video.index,
         audio,
+        preset=preset or PRESET,
         extra_groups=tuple(groups),
         deinterlace=video.interlaced,
         hdr_transfer=video.hdr_transfer,
@@ -1319,11 +1321,13 @@ def build_ladder(
     rungs: tuple[Rung, ...] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_check: Callable[[], None] | None = None,
+    preset: str | None = None,
 ) -> list[Variant]:
     """Encode, measure and check the ladder of ``src`` into the empty folder ``out_dir``,
     with these codec groups (``GROUPS``) beside H.264, at ``rungs`` when given (a
     per-title ladder), else at the fixed ladder's. ``on_progress`` hears the encode's
-    progress; ``on_check`` is called when the encode is done and the checks begin.
+    progress; ``on_check`` is called when the encode is done and the checks begin;
+    ``preset``: the H.264 and HEVC groups' preset (``LadderPlan.preset``).
 
     Raises ``PermanentError`` when the source has no video or is cut short (its packets
     end before the length its header declares, so every rung would too), and
@@ -1332,7 +1336,7 @@ def build_ladder(
     """
     video = info.main_video
     rate = ladder_rate(src, video) if video is not None else None
-    plan = plan_ladder(info, groups, rungs, fps=rate)
+    plan = plan_ladder(info, groups, rungs, fps=rate, preset=preset)
     if plan is None:
         raise PermanentError("no video stream")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -279,6 +279,7 @@ class Prober:
     rules: SampleRules = PROBE_RULES
     subsample: int = PROBE_SUBSAMPLE
     top_first_below_bpp: float = TOP_FIRST_BELOW_BPP
+    preset: str = PRESET  # the ladder's x264 preset: the probes predict its encode
 
 
 def stratified_spans(
@@ -394,6 +395,7 @@ def probe_args(
     stream: str = "0:v:0",
     threads: int | None = None,
     deinterlace: bool = False,
+    preset: str = PRESET,
 ) -> list[str]:
     """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
     ``outs``, from one decode of the sample, with the ladder's H.264 settings (frame rate,
@@ -419,7 +421,7 @@ def probe_args(
         )
     args += ["-filter_complex", ";".join(chains)]
     for i, (_, crf, out) in enumerate(outs):
-        args += ["-map", f"[v{i}]", "-c:v", "libx264", "-preset", PRESET, "-crf", str(crf)]
+        args += ["-map", f"[v{i}]", "-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
         args += ["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", gop, "-keyint_min", gop]
         args += ["-x264-params", "open-gop=0:scenecut=0", "-an", "-f", "matroska", f"file:{out}"]
     return args
@@ -561,6 +563,7 @@ def _measure(
                 stream=stream,
                 threads=run.threads,
                 deinterlace=interlaced,
+                preset=run.preset,
             )
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
             scores = score_batch(

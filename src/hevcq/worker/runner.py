@@ -31,6 +31,7 @@ from hevcq.media.crfsearch import (
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ladder import PRESET as LADDER_PRESET
 from hevcq.media.ladder import build_ladder
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
 from hevcq.media.pertitle import Prober, per_title_rungs
@@ -468,6 +469,7 @@ class JobRunner:
                 threads=self._threads,
                 stop=ctx.cancel,
                 stall_timeout_s=self._stall_timeout_s,
+                preset=ladder.preset or LADDER_PRESET,
             )
             # a per-title ladder's target is a VMAF (the pool file is refused otherwise)
             ctx.on_step(SEARCHING)
@@ -507,6 +509,7 @@ class JobRunner:
             rungs=rungs or None,
             on_progress=progress,
             on_check=checking,
+            preset=ladder.preset,
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
