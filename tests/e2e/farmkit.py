@@ -50,6 +50,27 @@ def pool_dir(tmp: Path, pools: tuple[str, ...] = ("hevc",), **queue: int) -> Pat
     return out
 
 
+def hevcq_cli(tmp: Path, *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+    """``hevcq ARGS`` as a user runs it, in ``tmp``: no ``HEVCQ_``/``AWS_`` settings but
+    the pools of ``tmp/workers`` (``pool_dir``), its own home and state folder (the run's
+    logs go under ``tmp/state``), and a wide terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(tmp / "workers"),
+        "HOME": str(tmp / "home"),
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "hevcq", *args],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 @contextmanager
 def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
     """Endpoint and topology, no workers: the test starts its own."""

@@ -6,10 +6,7 @@ A 1920x1080 H.264 source makes the same encode in the ``hevc`` and ``1080p`` poo
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from hevcq.aws.ledger import DynamoLedger
 from hevcq.library.results import Expected
 from hevcq.media.samples import make_clip
 from hevcq.metadata import META_COPIED_ETAG, META_COPIED_FROM, META_POOL, META_SOURCE_ETAG
-from tests.e2e.farmkit import Collector, WorkerProc, count_events, pool_dir, stack
+from tests.e2e.farmkit import Collector, WorkerProc, count_events, hevcq_cli, pool_dir, stack
 
 pytestmark = pytest.mark.e2e
 
@@ -89,26 +86,12 @@ def test_an_ingest_of_full_hd_sources_encodes_each_once_and_brings_its_1080p_cop
     home, from one encode per source. (Which of the two jobs a worker takes first is up to
     its queues: the rule that keeps the output for a rendition not yet claimed when the
     ingest fetches it, ``fetch._may_be_copied``, is tested in ``tests/unit/test_fetch.py``.)"""
-    workers_dir = pool_dir(tmp_path, ("hevc", "1080p"))
+    pool_dir(tmp_path, ("hevc", "1080p"))
     lib, out = tmp_path / "lib", tmp_path / "out"
     names = [f"day{i}.mp4" for i in range(4)]
     for i, name in enumerate(names):  # distinct lengths: distinct content
         make_clip(lib / name, width=1920, height=1080, seconds=0.4 + 0.1 * i, fps=10)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(workers_dir),
-        "HOME": str(tmp_path / "home"),
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-        "COLUMNS": "200",
-    }
-    run = subprocess.run(
-        [sys.executable, "-m", "hevcq", "ingest", str(lib), "--out", str(out), "--no-dashboard"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    run = hevcq_cli(tmp_path, "ingest", str(lib), "--out", str(out), "--no-dashboard")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     for name in names:
         primary = (out / "hevc" / name).read_bytes()

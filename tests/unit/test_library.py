@@ -708,20 +708,23 @@ def test_library_reexports() -> None:
     assert scan_module.ScanOptions is walk.ScanOptions
 
 
+def _plan(pool: str, width: int, height: int, **kw: Any) -> EncodePlan:
+    """A plain plan of ``pool`` at this size (``kw``: any other field)."""
+    fields: dict[str, Any] = {
+        "container": "mp4",
+        "video_index": 0,
+        "rotation": 0,
+        "ten_bit": False,
+        "crf": 26,
+        "preset": "medium",
+    }
+    return EncodePlan(pool=pool, width=width, height=height, **(fields | kw))
+
+
 def _ladder_entry(
     rel: str, width: int, height: int, seconds: float, rotation: int = 0
 ) -> scan_module.FileEntry:
-    plan = EncodePlan(
-        pool="hls",
-        container="mp4",
-        video_index=0,
-        width=width,
-        height=height,
-        rotation=rotation,
-        ten_bit=False,
-        crf=23,
-        preset="veryfast",
-    )
+    plan = _plan("hls", width, height, rotation=rotation, crf=23, preset="veryfast")
     return scan_module.FileEntry(
         rel=rel, size=1, duration_s=seconds, fingerprint="f", status="send", decisions={"hls": plan}
     )
@@ -766,17 +769,7 @@ def test_a_jobs_work_is_its_source_seconds_over_its_pools_speed_and_none_for_a_c
     primary = primary_pool(farm.values())
     assert primary is not None
     assert primary.name == "hevc"
-    plan = EncodePlan(
-        pool="hevc",
-        container="mp4",
-        video_index=0,
-        width=1920,
-        height=1080,
-        rotation=0,
-        ten_bit=False,
-        crf=26,
-        preset="medium",
-    )
+    plan = _plan("hevc", 1920, 1080)
     film = _file_entry(
         "film.mkv",
         7200.0,
@@ -805,17 +798,7 @@ def test_a_jobs_work_is_its_source_seconds_over_its_pools_speed_and_none_for_a_c
 def test_a_pool_that_keeps_the_sources_size_is_priced_by_the_pixels_it_encodes() -> None:
     """The speeds are measured on a 1920x1080 source: a 4K film costs four times its
     seconds' worth and a 640x360 clip a ninth; a rendition is encoded at its own size."""
-    plan = EncodePlan(
-        pool="hevc",
-        container="mp4",
-        video_index=0,
-        width=3840,
-        height=2160,
-        rotation=0,
-        ten_bit=False,
-        crf=26,
-        preset="medium",
-    )
+    plan = _plan("hevc", 3840, 2160)
     small = replace(plan, width=640, height=360)
     rendition = replace(plan, pool="720p", width=1280, height=720, scale=True)
     assert scan_module.work_share(plan) == pytest.approx(4.0)
