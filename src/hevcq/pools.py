@@ -316,7 +316,7 @@ class Ladder(_Strict):
     per_title: bool = False
     # The x264 and x265 preset of the H.264 and HEVC rungs (and of a per-title ladder's
     # probes); None: ``media.ladder.PRESET``, veryfast. A slower one spends more CPU for
-    # fewer bytes at the same CRF-chosen quality (docs/benchmarks.md, "Ladder").
+    # a better picture at the same CRF (docs/benchmarks.md, "Ladder"; decision 0035).
     preset: str | None = None
 
     @field_validator("preset")

@@ -387,8 +387,8 @@ def test_a_scan_measures_every_video_byte_between_keyframes(tmp_path: Path) -> N
     assert all(n > 0 for n in scan.gop_bytes)
 
 
-def test_a_ladder_may_name_its_preset_and_only_a_named_one_changes_the_hash() -> None:
-    """The preset was fixed at veryfast. A pool may name a slower one for fewer bytes;
+def test_a_ladder_may_name_its_preset_and_only_another_one_changes_the_hash() -> None:
+    """The preset was fixed at veryfast. A pool may name a slower one for a better picture;
     left unset, every ladder hashes as before, so no library's ladders are made again."""
     fixed = Pool.model_validate(POOL)
     slow = Pool.model_validate({**POOL, "ladder": {"preset": "slow"}})
