@@ -50,25 +50,37 @@ def pool_dir(tmp: Path, pools: tuple[str, ...] = ("hevc",), **queue: int) -> Pat
     return out
 
 
-def hevcq_cli(tmp: Path, *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
-    """``hevcq ARGS`` as a user runs it, in ``tmp``: no ``HEVCQ_``/``AWS_`` settings but
-    the pools of ``tmp/workers`` (``pool_dir``), its own home and state folder (the run's
-    logs go under ``tmp/state``), and a wide terminal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(tmp / "workers"),
+def user_env(tmp: Path, workers_dir: Path) -> dict[str, str]:
+    """The environment of a user's ``hevcq`` in ``tmp``: no ``HEVCQ_``/``AWS_`` settings
+    but the pools of ``workers_dir``, its own home and state folder (a run's logs go under
+    ``tmp/state``), and a wide terminal."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(workers_dir),
         "HOME": str(tmp / "home"),
         "XDG_STATE_HOME": str(tmp / "state"),
         "COLUMNS": "200",
     }
+
+
+def run_hevcq(
+    env: dict[str, str], cwd: Path, *args: str, timeout_s: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """``hevcq ARGS`` in a process of its own, its output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "hevcq", *args],
         env=env,
-        cwd=tmp,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout_s,
         check=False,
     )
+
+
+def hevcq_cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hevcq ARGS`` as a user runs it in ``tmp`` (``user_env``), with the pools of
+    ``tmp/workers`` (``pool_dir``)."""
+    return run_hevcq(user_env(tmp, tmp / "workers"), tmp, *args)
 
 
 @contextmanager

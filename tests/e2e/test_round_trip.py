@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,22 +16,12 @@ from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm
 from tests.conftest import fast_pools
+from tests.e2e.farmkit import run_hevcq as hevcq
+from tests.e2e.farmkit import user_env
 
 pytestmark = pytest.mark.e2e
 
 OLD_MTIME_NS = 1_500_000_000_000_000_000
-
-
-def hevcq(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hevcq", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=240,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +31,7 @@ def trip(tmp_path_factory: pytest.TempPathFactory):
     clip = make_clip(lib / "cam/clip.MOV", width=1280, height=720, seconds=1.0, container="mov")
     os.utime(clip, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
     (lib / "cam/clip.MOV.txt").write_text("a sidecar, not a video")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp)),
-        "HOME": str(tmp / "home"),
-        "XDG_STATE_HOME": str(tmp / "state"),
-        "COLUMNS": "200",
-    }
+    env = user_env(tmp, fast_pools(tmp))
     original = probe(clip)
     workers = Path(env["HEVCQ_WORKERS_DIR"])
     save_speeds(speeds_path(tmp / "state" / "hevcq"), {"hevc": 0.42}, load_farm(workers))
