@@ -619,7 +619,7 @@ def _embedded_round_trip(
         window = settings.window or 2 * max(slots, len(needed))
         opts = dataclasses.replace(opts, window=window)
         jobs = sum(len(e.pools_pending) for e in todo)
-        speeds, primary = load_speeds(speeds_path(), pools), primary_pool(farm_pools.values())
+        speeds, primary = _speeds(pools)[0], primary_pool(farm_pools.values())
         work = {
             (e.upload_key or todo_key(e.rel), p): job_work(e, pools[p], speeds, primary)
             for e in todo

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from fractions import Fraction
 
 from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
 from hevcq.library.scan import FileEntry, PoolTotals, ScanReport, work_share
-from hevcq.media.decide import may_share_encode
+from hevcq.media.decide import same_encode
 from hevcq.media.ladder import choose_rungs
 from hevcq.media.model import EncodePlan
 from hevcq.pools import Pool
@@ -173,19 +172,15 @@ def job_work(
     its source seconds over the pool's speed, weighed by the pixels it encodes
     (``scan.work_share``; a ladder's by its own rungs, ``rung_work``);
     none for a rendition that will be a copy of the ``primary`` pool's identical encode
-    (the same plan, a pool that may share it: ``decide.shares_encode``). None without a
+    (``decide.same_encode``, as the worker decides it). None without a
     duration. What the ingest weighs its overall time left by: a two-hour film is not one
     job among a hundred clips."""
     if not entry.duration_s:
         return None
     plan = entry.decisions.get(pool.name)
-    if isinstance(plan, EncodePlan) and primary is not None and primary.name != pool.name:
+    if primary is not None and primary.name != pool.name and plan is not None:
         theirs = entry.decisions.get(primary.name)
-        if (
-            isinstance(theirs, EncodePlan)
-            and may_share_encode(primary, pool)
-            and dataclasses.replace(plan, pool="") == dataclasses.replace(theirs, pool="")
-        ):
+        if theirs is not None and same_encode(primary, pool, theirs, plan):
             return 0.0
     rtf, _ = speed_for(pool.name, speeds)
     share = work_share(plan)

@@ -288,6 +288,15 @@ def shares_encode(info: MediaInfo, encoder: Pool, pool: Pool, source_name: str) 
     if not may_share_encode(encoder, pool):
         return False
     mine, theirs = decide(info, pool, source_name), decide(info, encoder, source_name)
+    return same_encode(encoder, pool, theirs, mine)
+
+
+def same_encode(encoder: Pool, pool: Pool, theirs: Decision, mine: Decision) -> bool:
+    """``shares_encode`` from the two pools' decisions for one source, already made
+    (``theirs`` by ``encoder``, ``mine`` by ``pool``): both encode, with the same plan
+    apart from the pool's name and the same ffmpeg arguments (pure)."""
+    if not may_share_encode(encoder, pool):
+        return False
     if not isinstance(mine, EncodePlan) or not isinstance(theirs, EncodePlan):
         return False
     if dataclasses.replace(mine, pool="") != dataclasses.replace(theirs, pool=""):

@@ -273,6 +273,22 @@ def sweep_scratch(work_dir: Path) -> list[Path]:
     return removed
 
 
+def _progress_sink(
+    ctx: JobContext, duration_s: float | None, frames: int | None = None
+) -> Callable[[Progress], None]:
+    """What hears an encode's ffmpeg progress: the percent done (never going back) and
+    the rates, passed on to the job's context."""
+    tracker = PercentTracker(duration_s, frames)
+
+    def progress(p: Progress) -> None:
+        pct = tracker.update(p)
+        if pct is not None:
+            ctx.on_progress(pct)
+        ctx.on_rates(p.fps, p.speed)
+
+    return progress
+
+
 class _Laps:
     """Wall seconds of consecutive steps, each named when it ends."""
 
@@ -483,13 +499,6 @@ class JobRunner:
             )
         ctx.phase = "encode"
         log.info("transcode_started", ladder=True, groups=list(ladder.groups))
-        tracker = PercentTracker(info.duration_s)
-
-        def progress(p: Progress) -> None:
-            pct = tracker.update(p)
-            if pct is not None:
-                ctx.on_progress(pct)
-            ctx.on_rates(p.fps, p.speed)
 
         def checking() -> None:
             # Decoding the rungs is the ladder's verification: a stop now gives it the
@@ -507,7 +516,7 @@ class JobRunner:
             stall_timeout_s=self._stall_timeout_s,
             groups=ladder.groups,
             rungs=rungs or None,
-            on_progress=progress,
+            on_progress=_progress_sink(ctx, info.duration_s),
             on_check=checking,
             preset=ladder.preset,
         )
@@ -740,14 +749,7 @@ class JobRunner:
         covers.extract(src, plan, out.parent)  # beside the output, where build_args looks
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
-        tracker = PercentTracker(plan.expected_duration_s, plan.expected_frames)
-
-        def progress(p: Progress) -> None:
-            pct = tracker.update(p)
-            if pct is not None:
-                ctx.on_progress(pct)
-            ctx.on_rates(p.fps, p.speed)
-
+        progress = _progress_sink(ctx, plan.expected_duration_s, plan.expected_frames)
         log.info(
             "transcode_started",
             width=plan.width,
