@@ -54,6 +54,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Source codecs the shipped pools took up after their settings hashes were fixed
+# (decision 0036): they stay out of the hash. Taking sources of one more codec changes no
+# output a pool made before, so naming one in a list must not make every existing output
+# look stale and re-encode a library. A codec the shipped lists take up later joins them.
+UNHASHED_SOURCE_CODECS = frozenset(
+    {
+        "svq1",
+        "cinepak",
+        "gif",
+        "png",
+        "apng",
+        "qtrle",
+        "dnxhd",
+        "cfhd",
+        "v210",
+        "utvideo",
+        "ffv1",
+        "huffyuv",
+        "ffvhuff",
+        "rawvideo",
+    }
+)
+
+
 class Applies(_Strict):
     """Which sources a pool takes."""
 
@@ -77,6 +101,13 @@ class Applies(_Strict):
                 msg = f"{name!r} is not a video codec name as libavcodec gives it{also}"
                 raise ValueError(msg)
         return codecs
+
+    def hash_material(self) -> dict[str, Any]:
+        """What the settings hash covers: the rendition size, and the codecs taken but
+        ``UNHASHED_SOURCE_CODECS``, in the list's order (as the whole model hashed
+        before, so that no existing output changes its hash)."""
+        codecs = [c for c in self.source_codecs if c not in UNHASHED_SOURCE_CODECS]
+        return {"source_codecs": codecs, "target_height": self.target_height}
 
 
 # What people call a codec, against the name the probe reports (for the error's hint).
@@ -468,7 +499,7 @@ class Pool(_Strict):
         changes the bytes, and is in.
         """
         material: dict[str, Any] = {
-            "applies": self.applies.model_dump(),
+            "applies": self.applies.hash_material(),
             "encode": self.encode.hash_material(),
         }
         if self.ladder is not None:

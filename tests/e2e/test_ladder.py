@@ -470,6 +470,23 @@ LEGACY_SOURCES = [
     ("phone2.mov", "320x240", ["-c:v", "h263p", "-c:a", "aac"]),  # read back as h263
     ("flash.flv", "320x240", ["-c:v", "flv", "-c:a", "aac"]),
     ("free.mkv", "320x240", ["-c:v", "libtheora", "-c:a", "libvorbis"]),
+    ("sorenson.mov", "320x240", ["-c:v", "svq1", "-c:a", "pcm_s16le"]),
+    ("cinepak.avi", "320x240", ["-c:v", "cinepak", "-c:a", "pcm_s16le"]),  # RGB
+    # Animations and screen recordings, RGB: no sound in a GIF or an APNG.
+    ("anim.gif", "320x240", ["-c:v", "gif", "-an"]),
+    ("anim.apng", "320x240", ["-c:v", "apng", "-an"]),  # its file says no duration
+    ("screen.mov", "320x240", ["-c:v", "qtrle", "-c:a", "pcm_s16le"]),
+    ("frames.mov", "320x240", ["-c:v", "png", "-c:a", "aac"]),
+    # Editors' masters: 4:2:2, 10-bit for CineForm and v210.
+    ("edit.mov", "320x240", ["-c:v", "dnxhd", "-profile:v", "dnxhr_lb", "-pix_fmt", "yuv422p"]),
+    ("cineform.mov", "320x240", ["-c:v", "cfhd", "-c:a", "pcm_s16le"]),
+    ("master.mov", "320x240", ["-c:v", "v210", "-c:a", "pcm_s24le"]),
+    # Lossless captures, and uncompressed RGB.
+    ("capture.avi", "320x240", ["-c:v", "utvideo", "-c:a", "pcm_s16le"]),
+    ("archive.mkv", "320x240", ["-c:v", "ffv1", "-c:a", "flac"]),
+    ("capture2.avi", "320x240", ["-c:v", "huffyuv", "-c:a", "pcm_s16le"]),
+    ("capture3.avi", "320x240", ["-c:v", "ffvhuff", "-c:a", "pcm_s16le"]),
+    ("raw.avi", "320x240", ["-c:v", "rawvideo", "-pix_fmt", "bgr24", "-c:a", "pcm_s16le"]),
 ]
 
 

@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.pools import Quality, choose_pools, load_farm, load_pool, video_codec_names
+from hevcq.pools import (
+    UNHASHED_SOURCE_CODECS,
+    Applies,
+    Pool,
+    Quality,
+    choose_pools,
+    load_farm,
+    load_pool,
+    video_codec_names,
+)
 from tests.conftest import WORKERS_DIR
 
 
@@ -164,6 +173,31 @@ def test_every_codec_the_shipped_pools_take_is_a_name_the_probe_reports() -> Non
     names = {c for pool in pools for c in pool.applies.source_codecs}
     assert names >= {"h264", "hevc", "mpeg4", "vp9", "av1", "mpeg2video", "prores"}
     assert names | {"mjpeg", "theora", "vc1", "wmv3", "h263", "dnxhd"} <= video_codec_names()
+
+
+def test_taking_up_a_source_codec_makes_no_existing_output_stale(farm: dict) -> None:
+    """The hls and av1 pools took up GIF, PNG, QuickTime Animation, editors' masters and
+    lossless captures. Had the codec lists entered the hash whole, every ladder and AV1
+    copy already made would have looked stale and been made again."""
+    av1 = load_pool(WORKERS_DIR / "optional" / "av1.yaml")
+    # Their hashes as they were before the lists grew.
+    assert (farm["hls"].settings_hash(), av1.settings_hash()) == (
+        "91ed5596bdb03ee7",
+        "ef29cdbf2c60ce28",
+    )
+    for pool in (farm["hls"], av1):
+        taken = pool.applies.source_codecs
+        assert {"gif", "png", "qtrle", "dnxhd", "utvideo"} <= set(taken)
+        before = tuple(c for c in taken if c not in UNHASHED_SOURCE_CODECS)
+        assert _hash_taking(pool, before) == pool.settings_hash()
+        assert _hash_taking(pool, (*before, "wmv3")) != pool.settings_hash()  # any other
+        assert _hash_taking(pool, before[1:]) != pool.settings_hash()
+
+
+def _hash_taking(pool: Pool, codecs: tuple[str, ...]) -> str:
+    """The settings hash ``pool`` would have taking ``codecs`` instead of its own."""
+    applies = Applies(source_codecs=codecs, target_height=pool.applies.target_height)
+    return pool.model_copy(update={"applies": applies}).settings_hash()
 
 
 @pytest.mark.parametrize(

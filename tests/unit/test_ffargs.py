@@ -10,7 +10,7 @@ import pytest
 from hevcq.errors import ConfigError
 from hevcq.formats import AUDIO_LAYOUTS, FIRST_PAIR, first_pair_only
 from hevcq.media.decide import decide
-from hevcq.media.ffargs import DEINTERLACE, build_args
+from hevcq.media.ffargs import DEINTERLACE, build_args, rgb_to_yuv, source_filters, tone_map
 from hevcq.media.model import EncodePlan
 from hevcq.pools import load_farm
 from tests.unit.media_shapes import SHAPES
@@ -99,6 +99,32 @@ def test_an_interlaced_source_is_deinterlaced_before_it_is_scaled_or_cropped(
     assert len(vf) == 1
     assert vf[0].split(",")[0] == DEINTERLACE
     assert ("scale=" in vf[0], "crop=" in vf[0]) == (scale, crop)
+
+
+@pytest.mark.parametrize(("ten_bit", "fmt"), [(False, "yuv444p"), (True, "yuv444p10le")])
+@pytest.mark.parametrize("deinterlace", [False, True])
+def test_an_rgb_source_is_made_bt709_yuv_first_and_its_frames_say_so(
+    ten_bit: bool, fmt: str, deinterlace: bool
+) -> None:
+    """Left to ffmpeg, RGB became YUV by BT.601's matrix and nothing was tagged."""
+    first = next(p for p in PLANS.values() if p.scale)
+    plan = dataclasses.replace(first, rgb=True, ten_bit=ten_bit, deinterlace=deinterlace)
+    (vf,) = values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0")
+    assert vf.startswith(rgb_to_yuv(ten_bit=ten_bit) + ",")
+    assert "scale=out_color_matrix=bt709:out_range=tv" in vf
+    assert f"format={fmt}," in vf
+    tags = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+    assert tags in vf
+    assert (DEINTERLACE in vf) == deinterlace
+    assert vf.index("out_color_matrix") < vf.index("lanczos")  # before the size changes
+
+
+def test_a_yuv_source_gets_no_conversion_and_an_hdr_one_goes_to_the_tone_map_as_it_is() -> None:
+    plan = next(p for p in PLANS.values() if not (p.scale or p.crop or p.deinterlace))
+    assert values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0") == []
+    assert source_filters(deinterlace=False) == []
+    hdr = source_filters(deinterlace=False, hdr_transfer="smpte2084", rgb=True)
+    assert hdr == [tone_map("smpte2084")]  # its first zscale reads RGB itself
 
 
 @pytest.mark.parametrize("key", sorted(PLANS))

@@ -10,7 +10,14 @@ import pytest
 
 from hevcq.errors import PermanentError
 from hevcq.media.model import AudioStream, Cover, EncodePlan, MediaInfo, VideoStream
-from hevcq.media.probe import _tag, bit_depth, looks_like_media, normalise_rotation, probe
+from hevcq.media.probe import (
+    _tag,
+    bit_depth,
+    is_rgb,
+    looks_like_media,
+    normalise_rotation,
+    probe,
+)
 from hevcq.media.verify import Decoded, decode_problems, shape_problems
 
 
@@ -65,6 +72,28 @@ def test_rotation_is_normalised(degrees: float | None, expected: int) -> None:
 )
 def test_bit_depth_from_pixel_format(pix_fmt: str | None, expected: int) -> None:
     assert bit_depth(pix_fmt) == expected
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "rgb"),
+    [
+        ("rgb24", True),  # PNG, QuickTime Animation, uncompressed
+        ("bgra", True),  # a GIF as ffmpeg decodes it
+        ("pal8", True),  # a palette of RGB colours
+        ("gbrp", True),  # H.264 4:4:4 in RGB (libx264rgb)
+        ("gbrp10le", True),
+        ("rgb48le", True),
+        ("yuv420p", False),
+        ("yuvj420p", False),
+        ("yuva444p10le", False),  # ProRes 4444
+        ("gray", False),  # luma alone: no matrix to choose
+        ("", False),
+        (None, False),
+        ("no-such-format", False),
+    ],
+)
+def test_which_pixel_formats_are_rgb(pix_fmt: str | None, rgb: bool) -> None:
+    assert is_rgb(pix_fmt) is rgb
 
 
 PLAN = EncodePlan(

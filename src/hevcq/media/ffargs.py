@@ -83,10 +83,32 @@ def tone_map(transfer: str) -> str:
     )
 
 
-def source_filters(*, deinterlace: bool, hdr_transfer: str = "") -> list[str]:
-    """The filters a source's frames go through before anything else: the deinterlacer
-    for an interlaced source, then, given its HDR transfer, the tone map to SDR."""
-    return [DEINTERLACE] * deinterlace + ([tone_map(hdr_transfer)] if hdr_transfer else [])
+def rgb_to_yuv(*, ten_bit: bool = False) -> str:
+    """The filters that make an RGB source's frames (or a palette's) YUV with BT.709's
+    matrix in the video range, 4:4:4 so that the scale after it subsamples the chroma
+    once, and say so on every frame: BT.709 colours, matrix and transfer, the SDR picture
+    players and Apple's HLS authoring specification expect (decision 0036). The encoders
+    tag their streams from the frames (ffmpeg 9 leaves ``-color_primaries`` and
+    ``-color_trc`` unused when the frames say nothing). Left to itself, the conversion
+    uses BT.601's matrix and tags nothing, and a player shows an HD picture as BT.709:
+    every saturated colour off (pure red came out at Y 81 where BT.709 puts it at 63)."""
+    fmt = "yuv444p10le" if ten_bit else "yuv444p"
+    return (
+        f"scale=out_color_matrix=bt709:out_range=tv,format={fmt},"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+    )
+
+
+def source_filters(
+    *, deinterlace: bool, hdr_transfer: str = "", rgb: bool = False, ten_bit: bool = False
+) -> list[str]:
+    """The filters a source's frames go through before anything else: an RGB source's
+    made BT.709 YUV (``ten_bit``: at 10 bits), the deinterlacer for an interlaced source,
+    then, given its HDR transfer, the tone map to SDR."""
+    # An HDR picture goes to the tone map as it is: its first scale reads RGB as well.
+    first = [rgb_to_yuv(ten_bit=ten_bit)] if rgb and not hdr_transfer else []
+    first += [DEINTERLACE] * deinterlace
+    return first + ([tone_map(hdr_transfer)] if hdr_transfer else [])
 
 
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
@@ -97,7 +119,7 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     streams would try to filter or tag."""
     codec = _codec(plan)
     args = ["-map", f"0:{plan.video_index}"]
-    filters = source_filters(deinterlace=plan.deinterlace)
+    filters = source_filters(deinterlace=plan.deinterlace, rgb=plan.rgb, ten_bit=plan.ten_bit)
     if plan.scale:
         filters.append(f"scale={plan.width}:{plan.height}:flags=lanczos")
     elif plan.crop:

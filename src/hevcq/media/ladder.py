@@ -130,6 +130,7 @@ class LadderPlan:
     deinterlace: bool = False  # an interlaced source (ffargs.DEINTERLACE first)
     hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
     audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
+    rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -253,6 +254,7 @@ def plan_ladder(
         extra_groups=tuple(groups),
         deinterlace=video.interlaced,
         hdr_transfer=video.hdr_transfer,
+        rgb=video.rgb,
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
     )
@@ -273,11 +275,13 @@ def ladder_args(
     # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
     # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
     # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
-    # An interlaced source is deinterlaced and an HDR one tone-mapped to SDR before that,
-    # once for every rung.
+    # An RGB source is made BT.709 YUV, an interlaced one deinterlaced and an HDR one
+    # tone-mapped to SDR before that, once for every rung.
     first = "".join(
         f"{f},"
-        for f in source_filters(deinterlace=plan.deinterlace, hdr_transfer=plan.hdr_transfer)
+        for f in source_filters(
+            deinterlace=plan.deinterlace, hdr_transfer=plan.hdr_transfer, rgb=plan.rgb
+        )
     )
     chains = [
         f"[0:{plan.video_index}]{first}fps={plan.fps},split={n}"

@@ -27,6 +27,9 @@ class VideoStream:
     # An HDR transfer, in zscale's names: "smpte2084" (PQ, HDR10) or "arib-std-b67"
     # (HLG, as phones record); "" for SDR.
     hdr_transfer: str = ""
+    # Stored as RGB, or as a palette of RGB colours (a GIF, a screen recording in PNG or
+    # QuickTime Animation, lossless captures): made YUV in BT.709 first (ffargs.rgb_to_yuv).
+    rgb: bool = False
     # Cover art only: the name and MIME type a Matroska attachment gave the picture ("" when
     # it had none, as an MP4 cover has).
     filename: str = ""
@@ -138,6 +141,7 @@ class EncodePlan:
     # output is decoded again after the encode to verify it.
     tee_safe: bool = True
     deinterlace: bool = False  # an interlaced source: every frame made progressive first
+    rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
 
 
 Decision = Skip | EncodePlan

@@ -395,6 +395,7 @@ def probe_args(
     stream: str = "0:v:0",
     threads: int | None = None,
     deinterlace: bool = False,
+    rgb: bool = False,
     preset: str = PRESET,
 ) -> list[str]:
     """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
@@ -409,7 +410,9 @@ def probe_args(
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(outs):
         sizes.setdefault((r.width, r.height), []).append(i)
-    first = "".join(f"{f}," for f in source_filters(deinterlace=deinterlace))  # as the ladder
+    first = "".join(
+        f"{f}," for f in source_filters(deinterlace=deinterlace, rgb=rgb)
+    )  # as the ladder
     chains = [
         f"[{stream}]{first}fps={fps},split={len(sizes)}"
         + "".join(f"[s{k}]" for k in range(len(sizes)))
@@ -511,6 +514,7 @@ def probe_points(
             stream=stream,
             fps=fps,
             interlaced=video.interlaced,
+            rgb=video.rgb,
             sums=sums,
         )
         bpp = source_bpp(sum(scanned.gop_bytes), picture, video.width * video.height, fps)
@@ -542,6 +546,7 @@ def _measure(
     stream: str,
     fps: Fraction,
     interlaced: bool,
+    rgb: bool,
     sums: dict[tuple[int, int], list[float]],
 ) -> None:
     """Encode each of ``inputs`` at every size of ``rungs`` and CRF of ``run.crfs`` in one
@@ -563,6 +568,7 @@ def _measure(
                 stream=stream,
                 threads=run.threads,
                 deinterlace=interlaced,
+                rgb=rgb,
                 preset=run.preset,
             )
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)

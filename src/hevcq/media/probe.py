@@ -65,6 +65,18 @@ def bit_depth(pix_fmt: str | None) -> int:
         return 8
 
 
+def is_rgb(pix_fmt: str | None) -> bool:
+    """Whether a pixel format stores RGB, or a palette of RGB colours, rather than YUV
+    (False when unknown)."""
+    if not pix_fmt:
+        return False
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except ValueError:
+        return False
+    return bool(fmt.is_rgb or fmt.has_palette)
+
+
 def normalise_rotation(degrees: float | None) -> int:
     """Any display-matrix angle (negative, 360, 89.99) as 0, 90, 180 or 270."""
     if degrees is None:
@@ -232,6 +244,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         sar_den=sar.denominator,
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
+        rgb=is_rgb(pix_fmt),
         filename=_meta(stream, "filename") if cover else "",
         mimetype=_meta(stream, "mimetype") if cover else "",
     )

@@ -85,6 +85,7 @@ class Picture:
     hdr: bool
     anamorphic: bool = False  # stored in non-square pixels: stretched to width x height
     interlaced: bool = False  # deinterlaced first, as every encode of it is
+    rgb: bool = False  # made BT.709 YUV first, as every encode of it is (ffargs.rgb_to_yuv)
     # Its stream index: the main video, which a graph names by index, as cover art may
     # come before it (an MP4 whose metadata precedes its tracks).
     index: int = 0
@@ -152,6 +153,7 @@ def picture(path: Path) -> Picture:
         bool(video.hdr_transfer),
         anamorphic=not video.square_pixels,
         interlaced=video.interlaced,
+        rgb=video.rgb,
         index=video.index,
     )
 
@@ -235,14 +237,15 @@ def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, i
 
 
 def _reference(ref: Picture, align: str) -> str:
-    """The source's chain: the encodes' deinterlacer first when it is interlaced, then
-    ``align``, then its displayed size: stretched to it when stored in non-square pixels
-    (the output is scaled to that size too, so both are compared as the viewer sees them),
-    and brought to it (as the encode brings it) where its picture changes size or format
-    partway; a scale to the size a frame already has passes it through untouched. A
-    source larger than 4K is brought down to ``scored_size`` by the same scale, with the
-    same scaler as its outputs are."""
-    chain = ",".join([*source_filters(deinterlace=ref.interlaced), align])
+    """The source's chain: the encodes' first filters (an RGB source made BT.709 YUV, an
+    interlaced one deinterlaced), then ``align``, then its displayed size: stretched to
+    it when stored in non-square pixels (the output is scaled to that size too, so both
+    are compared as the viewer sees them), and brought to it (as the encode brings it)
+    where its picture changes size or format partway; a scale to the size a frame
+    already has passes it through untouched. A source larger than 4K is brought down to
+    ``scored_size`` by the same scale, with the same scaler as its outputs are."""
+    filters = source_filters(deinterlace=ref.interlaced, rgb=ref.rgb, ten_bit=ref.ten_bit)
+    chain = ",".join([*filters, align])
     width, height = scored_size(ref)
     if ref.anamorphic or (width, height) != (ref.width, ref.height):
         return chain + f",scale={width}:{height}:flags=bicubic,setsar=1"

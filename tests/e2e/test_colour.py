@@ -1,0 +1,144 @@
+"""RGB sources (GIFs, screen recordings, lossless captures): made YUV with BT.709's matrix
+and tagged so in every pool, and scored in the colours their outputs have (decision 0036).
+
+Pure red is Y 63 in BT.709's video range and Y 81 in BT.601's. Before, an RGB source was
+converted by BT.601's matrix and tagged nothing, and players show an untagged HD picture
+as BT.709: every saturated colour came out wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from hevcq.media.decide import decide
+from hevcq.media.ffargs import build_args
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import MASTER, build_ladder, read_master, read_media_playlist
+from hevcq.media.model import EncodePlan
+from hevcq.media.probe import probe
+from hevcq.media.quality import score
+from hevcq.pools import load_farm, load_pool
+from tests.conftest import WORKERS_DIR
+
+pytestmark = pytest.mark.e2e
+
+RED_BT709 = 63  # 16 + 219 x 0.2126
+RED_BT601 = 81  # 16 + 219 x 0.299
+BT709, VIDEO_RANGE = 1, 1  # AVColorSpace/Primaries/TRC and AVColorRange numbers
+BT470BG, SMPTE170M = 5, 6
+
+# (file name, ffmpeg arguments): each stores its picture as RGB.
+RGB_SOURCES = [
+    ("screen.mp4", ["-c:v", "libx264rgb", "-qp", "0"]),  # H.264 in RGB, lossless
+    ("screen.mov", ["-c:v", "qtrle"]),  # QuickTime Animation
+    ("anim.gif", ["-c:v", "gif"]),
+]
+
+
+def make(dest: Path, source: str, codec: list[str], size: str = "640x360") -> Path:
+    """A 1 s clip of ``source`` (a lavfi source, made RGB) encoded with ``codec``."""
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    sep = ":" if "=" in source else "="
+    args += ["-i", f"{source}{sep}size={size}:rate=25:duration=1,format=rgb24"]
+    subprocess.run([*args, *codec, str(dest)], check=True)
+    return dest
+
+
+def first_frame(path: Path) -> tuple[int, tuple[int, int, int, int]]:
+    """The median luma of ``path``'s first picture, and its colour tags: matrix, range,
+    primaries, transfer."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        plane = frame.planes[0]
+        rows = np.frombuffer(bytes(plane), dtype=np.uint8).reshape(-1, plane.line_size)
+        luma = int(np.median(rows[: frame.height, : frame.width]))
+        tags = (frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc)
+        return luma, tuple(int(t) for t in tags)  # type: ignore[return-value]
+
+
+def rung_starts(ladder: Path) -> list[Path]:
+    """Each video rung's init segment and first media segment joined, one file a rung."""
+    variants, _ = read_master(ladder / MASTER)
+    joined = []
+    for n, variant in enumerate(variants):
+        media = read_media_playlist(ladder / variant.uri)
+        path = ladder / f"start-{n}.mp4"
+        path.write_bytes(media.init.read_bytes() + media.segments[0][1].read_bytes())
+        joined.append(path)
+    return joined
+
+
+@pytest.mark.parametrize(("name", "codec"), RGB_SOURCES)
+def test_every_rung_of_an_rgb_source_shows_bt709_colours(
+    tmp_path: Path, name: str, codec: list[str]
+) -> None:
+    src = make(tmp_path / name, "color=c=red", codec)
+    assert probe(src).main_video.rgb
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    starts = rung_starts(tmp_path / "hls")
+    assert len(starts) == 2  # 360 and 240
+    for rung in starts:
+        luma, tags = first_frame(rung)
+        assert abs(luma - RED_BT709) <= 1, (rung, luma)
+        assert tags == (BT709, VIDEO_RANGE, BT709, BT709)
+
+
+def test_a_yuv_source_keeps_its_own_colours(tmp_path: Path) -> None:
+    """Only RGB is converted: a BT.601 source stays BT.601, tagged as it was."""
+    src = tmp_path / "dvd.mp4"
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "color=c=red:size=720x576:rate=25:duration=1,format=rgb24"]
+    args += ["-vf", "scale=out_color_matrix=bt601:out_range=tv,format=yuv420p"]
+    args += ["-c:v", "libx264", "-bsf:v"]
+    args += ["h264_metadata=colour_primaries=5:transfer_characteristics=6:matrix_coefficients=5"]
+    subprocess.run([*args, str(src)], check=True)
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    for rung in rung_starts(tmp_path / "hls"):
+        luma, tags = first_frame(rung)
+        assert abs(luma - RED_BT601) <= 1
+        assert tags == (BT470BG, VIDEO_RANGE, BT470BG, SMPTE170M)
+
+
+def encode(src: Path, pool_name: str, dst: Path, **change: object) -> Path:
+    """``src`` encoded as the pool plans it (with ``change`` made to the plan)."""
+    farm = load_farm()
+    pool = farm.get(pool_name) or load_pool(WORKERS_DIR / "optional" / f"{pool_name}.yaml")
+    plan = decide(probe(src), pool, src.name)
+    assert isinstance(plan, EncodePlan), plan
+    plan = dataclasses.replace(plan, **change)  # type: ignore[arg-type]
+    subprocess.run(build_args(find_ffmpeg(), src, dst, plan), check=True)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("pool", "name", "codec", "out"),
+    [
+        ("hevc", "screen.mp4", ["-c:v", "libx264rgb", "-qp", "0"], "out.mkv"),
+        ("av1", "screen.mov", ["-c:v", "qtrle"], "out.webm"),
+        ("av1", "anim.gif", ["-c:v", "gif"], "out.webm"),
+    ],
+)
+def test_a_file_pool_makes_an_rgb_source_bt709(
+    tmp_path: Path, pool: str, name: str, codec: list[str], out: str
+) -> None:
+    src = make(tmp_path / name, "color=c=red", codec)
+    luma, tags = first_frame(encode(src, pool, tmp_path / out))
+    assert abs(luma - RED_BT709) <= 1
+    assert tags == (BT709, VIDEO_RANGE, BT709, BT709)
+
+
+def test_an_rgb_source_is_scored_in_the_colours_its_outputs_have(tmp_path: Path) -> None:
+    """The score converts the source as the encode does. Converted by BT.601's matrix
+    instead, the same picture scores points lower: the score sees the colours."""
+    src = make(tmp_path / "screen.mp4", "testsrc2", ["-c:v", "libx264rgb", "-qp", "0"])
+    ours = score(find_ffmpeg(), src, encode(src, "hevc", tmp_path / "a.mkv"), neg=False)
+    assert ours.mean >= 95
+    old = encode(src, "hevc", tmp_path / "b.mkv", rgb=False)  # left to ffmpeg: BT.601
+    assert first_frame(old)[1][0] != BT709
+    assert score(find_ffmpeg(), src, old, neg=False).mean <= ours.mean - 3
