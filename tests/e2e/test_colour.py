@@ -32,6 +32,8 @@ RED_BT709 = 63  # 16 + 219 x 0.2126
 RED_BT601 = 81  # 16 + 219 x 0.299
 BT709, VIDEO_RANGE = 1, 1  # AVColorSpace/Primaries/TRC and AVColorRange numbers
 BT470BG, SMPTE170M = 5, 6
+# Rewrites an H.264 stream's colour description to "unspecified", as many encoders leave it.
+UNSTATED = "h264_metadata=matrix_coefficients=2:colour_primaries=2:transfer_characteristics=2"
 
 # (file name, ffmpeg arguments): each stores its picture as RGB.
 RGB_SOURCES = [
@@ -103,6 +105,34 @@ def test_a_yuv_source_keeps_its_own_colours(tmp_path: Path) -> None:
         luma, tags = first_frame(rung)
         assert abs(luma - RED_BT601) <= 1
         assert tags == (BT470BG, VIDEO_RANGE, BT470BG, SMPTE170M)
+
+
+@pytest.mark.parametrize(
+    ("size", "matrix", "red", "tags"),
+    [
+        ("1280x720", "bt709", RED_BT709, (BT709, VIDEO_RANGE, BT709, BT709)),
+        ("640x480", "bt601", RED_BT601, (SMPTE170M, VIDEO_RANGE, SMPTE170M, SMPTE170M)),
+    ],
+)
+def test_a_source_that_states_no_colours_has_those_players_assume_stated_on_every_rung(
+    tmp_path: Path, size: str, matrix: str, red: int, tags: tuple[int, int, int, int]
+) -> None:
+    """Players take each rung by its own size: unstated, an HD source's SD rungs were
+    shown as BT.601 and its HD ones as BT.709 (tests/e2e/test_colour_browser.py)."""
+    src = tmp_path / "unstated.mp4"
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", f"color=c=red:size={size}:rate=25:duration=1,format=rgb24"]
+    args += ["-vf", f"scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p"]
+    args += ["-c:v", "libx264", "-bsf:v", UNSTATED]
+    subprocess.run([*args, str(src)], check=True)
+    assert probe(src).main_video.unstated_colours
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    starts = rung_starts(tmp_path / "hls")
+    assert len(starts) == (4 if size == "1280x720" else 3)  # from 720 or 480 down to 240
+    for rung in starts:
+        luma, stated = first_frame(rung)
+        assert abs(luma - red) <= 1  # the picture itself is left as it is
+        assert stated == tags
 
 
 def encode(src: Path, pool_name: str, dst: Path, **change: object) -> Path:

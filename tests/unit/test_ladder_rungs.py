@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.media.ffargs import DEINTERLACE, tone_map
+from hevcq.media.ffargs import DEINTERLACE, rgb_to_yuv, tone_map
 from hevcq.media.ladder import (
     STANDARD_SIZES,
     av1_codec_string,
@@ -21,6 +21,7 @@ from hevcq.media.ladder import (
     ladder_rate,
     plan_ladder,
     rung_heights,
+    stated_colours,
 )
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 
@@ -144,6 +145,46 @@ def test_an_hdr_sources_ladder_is_tone_mapped_once_for_every_rung() -> None:
     first = f"[0:0]{DEINTERLACE},{tone_map('arib-std-b67')},fps=30,split="
     assert chain.startswith(first)
     assert chain.count("zscale=tin=") == 1  # before the split
+
+
+HD = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
+
+
+@pytest.mark.parametrize(
+    ("coded", "rotation", "stated"),
+    [
+        ((1280, 720), 0, HD),
+        ((1920, 1080), 90, HD),  # a phone's portrait clip, by its coded lines
+        ((1080, 1920), 0, HD),
+        ((1280, 718), 0, SD),
+        ((1280, 544), 0, SD),
+        ((720, 576), 0, SD),
+        ((640, 480), 0, SD),
+    ],
+)
+def test_an_unstated_source_gets_the_colours_chromium_assumes_for_its_coded_size(
+    coded: tuple[int, int], rotation: int, stated: str
+) -> None:
+    video = VideoStream(0, "h264", *coded, "yuv420p", 8, rotation, unstated_colours=True)
+    assert stated_colours(video) == stated
+    plan = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(dataclasses.replace(video, fps=25.0),)))
+    assert plan is not None
+    chain = ladder_args("ffmpeg", Path("in.mp4"), Path("out"), plan)
+    assert f"[0:0]{stated},fps=25,split=" in chain[chain.index("-filter_complex") + 1]
+
+
+def test_only_a_yuv_sdr_source_that_states_nothing_has_colours_stated_for_it() -> None:
+    video = VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, fps=25.0)
+    assert stated_colours(video) == ""  # it states its own
+    unstated = dataclasses.replace(video, unstated_colours=True)
+    assert stated_colours(dataclasses.replace(unstated, hdr_transfer="smpte2084")) == ""
+    rgb = dataclasses.replace(unstated, pix_fmt="gbrp", rgb=True)
+    assert stated_colours(rgb) == ""  # made BT.709 and stated by its conversion
+    plan = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(rgb,)))
+    assert plan is not None
+    chain = ladder_args("ffmpeg", Path("in.mp4"), Path("out"), plan)
+    assert f"[0:0]{rgb_to_yuv()},fps=25,split=" in chain[chain.index("-filter_complex") + 1]
 
 
 @pytest.mark.parametrize(

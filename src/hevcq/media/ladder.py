@@ -131,6 +131,7 @@ class LadderPlan:
     hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
     audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
+    stated_colours: str = ""  # for a source that states none (``stated_colours``)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -221,6 +222,27 @@ def ladder_rate(src: Path, video: VideoStream) -> Fraction:
     return constant_rate(max(video.fps or 0.0, moving) or None)
 
 
+# Coded lines from which a player takes a picture that states no colours for BT.709;
+# below, for BT.601 (Chromium, measured 2026-11-27: 1280x718 and 1280x544 as BT.601,
+# 1100x720 and 576x1024 as BT.709; decision 0036).
+HD_LINES = 720
+_STATED_HD = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+_STATED_SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
+
+
+def stated_colours(video: VideoStream) -> str:
+    """The filter that states on every frame the colours players assume for ``video``
+    when it states none, from its coded size (pure); "" when it states its own, or is RGB
+    or HDR (made BT.709 and stated either way).
+
+    A player takes each rung by the rung's own size: an unstated 1080p source's 480p
+    rung was shown as BT.601 where its 1080p rung was shown as BT.709, so the picture
+    changed colour as the player changed rungs (pure red 255 against 233 in Chromium)."""
+    if not video.unstated_colours or video.rgb or video.hdr_transfer:
+        return ""
+    return _STATED_HD if video.height >= HD_LINES else _STATED_SD
+
+
 def plan_ladder(
     info: MediaInfo,
     groups: tuple[str, ...] = (),
@@ -255,6 +277,7 @@ def plan_ladder(
         deinterlace=video.interlaced,
         hdr_transfer=video.hdr_transfer,
         rgb=video.rgb,
+        stated_colours=stated_colours(video),
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
     )
@@ -276,13 +299,12 @@ def ladder_args(
     # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
     # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
     # An RGB source is made BT.709 YUV, an interlaced one deinterlaced and an HDR one
-    # tone-mapped to SDR before that, once for every rung.
-    first = "".join(
-        f"{f},"
-        for f in source_filters(
-            deinterlace=plan.deinterlace, hdr_transfer=plan.hdr_transfer, rgb=plan.rgb
-        )
+    # tone-mapped to SDR before that, once for every rung; a source that states no
+    # colours gets those players assume for it stated on every rung.
+    filters = source_filters(
+        deinterlace=plan.deinterlace, hdr_transfer=plan.hdr_transfer, rgb=plan.rgb
     )
+    first = "".join(f"{f}," for f in [*filters, plan.stated_colours] if f)
     chains = [
         f"[0:{plan.video_index}]{first}fps={plan.fps},split={n}"
         + "".join(f"[s{i}]" for i in range(n))

@@ -30,6 +30,9 @@ class VideoStream:
     # Stored as RGB, or as a palette of RGB colours (a GIF, a screen recording in PNG or
     # QuickTime Animation, lossless captures): made YUV in BT.709 first (ffargs.rgb_to_yuv).
     rgb: bool = False
+    # Its frames state no colour matrix (YUV only): players assume one from the picture's
+    # size, so a ladder states the one they assume for the source (ladder.stated_colours).
+    unstated_colours: bool = False
     # Cover art only: the name and MIME type a Matroska attachment gave the picture ("" when
     # it had none, as an MP4 cover has).
     filename: str = ""

@@ -65,6 +65,10 @@ def bit_depth(pix_fmt: str | None) -> int:
         return 8
 
 
+# AVColorSpace values that state no matrix: "unspecified" and "reserved".
+UNSTATED_MATRICES = (2, 3)
+
+
 def is_rgb(pix_fmt: str | None) -> bool:
     """Whether a pixel format stores RGB, or a palette of RGB colours, rather than YUV
     (False when unknown)."""
@@ -222,12 +226,13 @@ def _tag(codec_context: Any) -> str:
 def _video(container: Any, stream: Any) -> VideoStream:
     cc = stream.codec_context
     cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
-    pix_fmt, rotation, interlaced = cc.pix_fmt, 0, False
+    pix_fmt, rotation, interlaced, unstated = cc.pix_fmt, 0, False, False
     if not cover:
         frame = _first_frame(container, stream)
         rotation = normalise_rotation(frame.rotation)
         pix_fmt = pix_fmt or frame.format.name
         interlaced = bool(frame.interlaced_frame) or int(cc.field_order or 0) in INTERLACED_ORDERS
+        unstated = int(frame.colorspace) in UNSTATED_MATRICES
     rate: Fraction | None = stream.average_rate
     sar = _sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     return VideoStream(
@@ -245,6 +250,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
         rgb=is_rgb(pix_fmt),
+        unstated_colours=unstated and not is_rgb(pix_fmt),
         filename=_meta(stream, "filename") if cover else "",
         mimetype=_meta(stream, "mimetype") if cover else "",
     )

@@ -1,0 +1,107 @@
+"""What Chromium shows: every rung of a ladder in its source's colours (decision 0036).
+
+Chromium takes a picture that states no colours for BT.709 from 720 coded lines up and
+for BT.601 below. Before, an unstated 1280x720 source's rungs under 720 lines showed
+pure red as (233, 0, 3) where its top rung showed (255, 1, 3): the picture changed
+colour as the player changed rungs. An RGB source's rungs were BT.601 and unstated, so
+its HD rungs were shown wrong instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import build_ladder
+from hevcq.media.probe import probe
+from tests.e2e.test_colour import UNSTATED, rung_starts
+from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
+
+pytestmark = pytest.mark.e2e
+
+# Each video's centre pixel once it has shown a frame, as the page's canvas reads it.
+PAGE = """<html><body><div id="out">pending</div><script>
+const names = NAMES, seen = {};
+function next(i) {
+  if (i >= names.length) {
+    document.getElementById("out").textContent = JSON.stringify(seen);
+    return;
+  }
+  const v = document.createElement("video");
+  v.muted = true;
+  v.src = names[i];
+  v.addEventListener("loadeddata", () => { v.currentTime = 0.5; });
+  v.addEventListener("seeked", () => {
+    const c = document.createElement("canvas");
+    c.width = v.videoWidth; c.height = v.videoHeight;
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0);
+    seen[names[i]] = Array.from(g.getImageData(c.width / 2, c.height / 2, 1, 1).data.slice(0, 3));
+    next(i + 1);
+  });
+  v.addEventListener("error", () => { seen[names[i]] = "error"; next(i + 1); });
+}
+next(0);
+</script></body></html>"""
+
+SOURCES = {
+    # BT.709 coded, stating nothing: Chromium shows it as BT.709 by its size.
+    "unstated.mp4": [
+        *("-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"),
+        *("-c:v", "libx264", "-bsf:v", UNSTATED),
+    ],
+    "screen.mov": ["-c:v", "qtrle"],  # RGB
+}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_rung_shows_red_as_red(site: tuple[str, Path], name: str) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, root = site
+    src = root / name
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "color=c=red:size=1280x720:rate=25:duration=2,format=rgb24"]
+    subprocess.run([*args, *SOURCES[name], str(src)], check=True)
+    build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
+    rungs = [str(p.relative_to(root)) for p in rung_starts(root / "hls")]
+    assert len(rungs) == 4  # 720, 480, 360 and 240
+    (root / "page.html").write_text(PAGE.replace("NAMES", json.dumps(rungs)))
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/page.html")
+            page.wait_for_function("document.getElementById('out').textContent !== 'pending'")
+            seen = json.loads(page.text_content("#out") or "{}")
+        finally:
+            browser.close()
+    for rung in rungs:
+        red, green, blue = seen[rung]
+        assert red >= 250 and green <= 6 and blue <= 6, (rung, seen)  # noqa: PT018
