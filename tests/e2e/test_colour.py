@@ -21,6 +21,7 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder, read_master, read_media_playlist
 from hevcq.media.model import EncodePlan
+from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.quality import score
 from hevcq.pools import load_farm, load_pool
@@ -172,3 +173,41 @@ def test_an_rgb_source_is_scored_in_the_colours_its_outputs_have(tmp_path: Path)
     old = encode(src, "hevc", tmp_path / "b.mkv", rgb=False)  # left to ffmpeg: BT.601
     assert first_frame(old)[1][0] != BT709
     assert score(find_ffmpeg(), src, old, neg=False).mean <= ours.mean - 3
+
+
+# (file name, the picture's size, its ffmpeg arguments): red in every way a source holds it.
+RED_SOURCES = [
+    ("phone.mp4", "1280x720", ["-vf", "scale=out_color_matrix=bt709:out_range=tv"]),
+    ("dvd.mp4", "720x480", ["-vf", "scale=out_color_matrix=bt601:out_range=tv"]),
+    ("unstated-hd.mp4", "1280x720", ["-vf", "scale=out_color_matrix=bt709", "-bsf:v", UNSTATED]),
+    ("unstated-sd.mp4", "640x480", ["-vf", "scale=out_color_matrix=bt601", "-bsf:v", UNSTATED]),
+    ("screen.mov", "1280x720", ["-c:v", "qtrle"]),
+]
+
+
+def red_source(dest: Path, size: str, codec: list[str]) -> Path:
+    """A 1 s clip of pure red, held as ``codec`` says (H.264 unless it names another)."""
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", f"color=c=red:size={size}:rate=25:duration=1,format=rgb24"]
+    if "-c:v" not in codec:
+        codec = [*codec[:1], codec[1] + ",format=yuv420p", *codec[2:], "-c:v", "libx264"]
+    subprocess.run([*args, *codec, str(dest)], check=True)
+    return dest
+
+
+@pytest.mark.parametrize(("name", "size", "codec"), RED_SOURCES)
+def test_a_poster_holds_the_colours_of_its_video(
+    tmp_path: Path, name: str, size: str, codec: list[str]
+) -> None:
+    """A JPEG is read with BT.601's matrix: the poster of a BT.709 video showed pure red
+    as (233, 0, 2) where the video shows (255, 1, 3)."""
+    src = red_source(tmp_path / name, size, codec)
+    poster = tmp_path / "poster.jpg"
+    make_poster(find_ffmpeg(), src, poster)
+    with av.open(str(poster)) as container:
+        frame = next(container.decode(video=0))
+        rgb = frame.to_ndarray(format="rgb24")
+    red, green, blue = (int(v) for v in np.median(rgb.reshape(-1, 3), axis=0))
+    assert red >= 250, (red, green, blue)
+    assert green <= 6
+    assert blue <= 6

@@ -1,4 +1,5 @@
-"""What Chromium shows: every rung of a ladder in its source's colours (decision 0036).
+"""What Chromium shows: every rung of a ladder, and every poster, in its source's colours
+(decision 0036).
 
 Chromium takes a picture that states no colours for BT.709 from 720 coded lines up and
 for BT.601 below. Before, an unstated 1280x720 source's rungs under 720 lines showed
@@ -21,8 +22,9 @@ import pytest
 
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import build_ladder
+from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
-from tests.e2e.test_colour import UNSTATED, rung_starts
+from tests.e2e.test_colour import RED_SOURCES, UNSTATED, red_source, rung_starts
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
 
 pytestmark = pytest.mark.e2e
@@ -80,10 +82,59 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("name", sorted(SOURCES))
-def test_every_rung_shows_red_as_red(site: tuple[str, Path], name: str) -> None:
+# Each picture's centre pixel once it has loaded.
+IMAGES = """<html><body><div id="out">pending</div><script>
+const names = NAMES, seen = {};
+names.forEach((name) => {
+  const img = new Image();
+  img.onload = () => {
+    const c = document.createElement("canvas");
+    c.width = img.width; c.height = img.height;
+    const g = c.getContext("2d");
+    g.drawImage(img, 0, 0);
+    seen[name] = Array.from(g.getImageData(img.width / 2, img.height / 2, 1, 1).data.slice(0, 3));
+    if (Object.keys(seen).length === names.length) {
+      document.getElementById("out").textContent = JSON.stringify(seen);
+    }
+  };
+  img.src = name;
+});
+</script></body></html>"""
+
+
+def shown(url: str, root: Path, page: str, names: list[str]) -> dict[str, list[int]]:
+    """What Chromium shows of each of ``names`` at its centre, through ``page``."""
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
+    (root / "page.html").write_text(page.replace("NAMES", json.dumps(names)))
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.goto(f"{url}/page.html")
+            tab.wait_for_function("document.getElementById('out').textContent !== 'pending'")
+            seen: dict[str, list[int]] = json.loads(tab.text_content("#out") or "{}")
+            return seen
+        finally:
+            browser.close()
+
+
+def test_every_poster_shows_red_as_red(site: tuple[str, Path]) -> None:
+    """Before, the poster of a BT.709 video (every HD phone clip) showed (233, 0, 2)."""
+    url, root = site
+    names = []
+    for name, size, codec in RED_SOURCES:
+        src = red_source(root / name, size, codec)
+        make_poster(find_ffmpeg(), src, root / f"{name}.jpg")
+        names.append(f"{name}.jpg")
+    seen = shown(url, root, IMAGES, names)
+    for name in names:
+        red, green, blue = seen[name]
+        assert red >= 250 and green <= 6 and blue <= 6, (name, seen)  # noqa: PT018
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_rung_shows_red_as_red(site: tuple[str, Path], name: str) -> None:
     url, root = site
     src = root / name
     args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
@@ -92,16 +143,7 @@ def test_every_rung_shows_red_as_red(site: tuple[str, Path], name: str) -> None:
     build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
     rungs = [str(p.relative_to(root)) for p in rung_starts(root / "hls")]
     assert len(rungs) == 4  # 720, 480, 360 and 240
-    (root / "page.html").write_text(PAGE.replace("NAMES", json.dumps(rungs)))
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{url}/page.html")
-            page.wait_for_function("document.getElementById('out').textContent !== 'pending'")
-            seen = json.loads(page.text_content("#out") or "{}")
-        finally:
-            browser.close()
+    seen = shown(url, root, PAGE, rungs)
     for rung in rungs:
         red, green, blue = seen[rung]
         assert red >= 250 and green <= 6 and blue <= 6, (rung, seen)  # noqa: PT018

@@ -99,6 +99,21 @@ def rgb_to_yuv(*, ten_bit: bool = False) -> str:
     )
 
 
+# Coded lines from which players take a picture that states no colours for BT.709, and
+# below for BT.601 (Chromium, measured 2026-11-27: 1280x718 and 1280x544 as BT.601,
+# 1100x720 and 576x1024 as BT.709; decision 0036).
+HD_LINES = 720
+_ASSUMED_HD = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+_ASSUMED_SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
+
+
+def assumed_colours(coded_height: int) -> str:
+    """The filter that states on every frame the colours players take a picture of
+    ``coded_height`` lines for when it states none (pure): BT.709 from ``HD_LINES`` up,
+    SMPTE 170M (BT.601) below, to the pixel as Chromium shows such a picture."""
+    return _ASSUMED_HD if coded_height >= HD_LINES else _ASSUMED_SD
+
+
 def source_filters(
     *, deinterlace: bool, hdr_transfer: str = "", rgb: bool = False, ten_bit: bool = False
 ) -> list[str]:

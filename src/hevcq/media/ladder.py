@@ -34,7 +34,7 @@ import av
 from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import source_filters
+from hevcq.media.ffargs import assumed_colours, source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo, VideoStream
 from hevcq.media.progress import Progress
@@ -222,14 +222,6 @@ def ladder_rate(src: Path, video: VideoStream) -> Fraction:
     return constant_rate(max(video.fps or 0.0, moving) or None)
 
 
-# Coded lines from which a player takes a picture that states no colours for BT.709;
-# below, for BT.601 (Chromium, measured 2026-11-27: 1280x718 and 1280x544 as BT.601,
-# 1100x720 and 576x1024 as BT.709; decision 0036).
-HD_LINES = 720
-_STATED_HD = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
-_STATED_SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
-
-
 def stated_colours(video: VideoStream) -> str:
     """The filter that states on every frame the colours players assume for ``video``
     when it states none, from its coded size (pure); "" when it states its own, or is RGB
@@ -240,7 +232,7 @@ def stated_colours(video: VideoStream) -> str:
     changed colour as the player changed rungs (pure red 255 against 233 in Chromium)."""
     if not video.unstated_colours or video.rgb or video.hdr_transfer:
         return ""
-    return _STATED_HD if video.height >= HD_LINES else _STATED_SD
+    return assumed_colours(video.height)
 
 
 def plan_ladder(

@@ -23,8 +23,8 @@ import av
 
 from hevcq.errors import PermanentError
 from hevcq.media.demuxers import open_input, read_alone
-from hevcq.media.ffargs import source_filters
-from hevcq.media.probe import hdr_transfer, main_video_stream
+from hevcq.media.ffargs import assumed_colours, source_filters
+from hevcq.media.probe import UNSTATED_MATRICES, hdr_transfer, is_rgb, main_video_stream
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -33,6 +33,10 @@ DARKEST, BRIGHTEST = 40.0, 225.0
 SCORE_W, SCORE_H = 64, 36
 POSTER_WIDTH = 640  # neither side is larger
 JPEG_QUALITY = 3  # ffmpeg's -q:v for mjpeg: 2 (best) .. 31
+# A JPEG's colours as every viewer reads them (JFIF): BT.601's matrix, full range. The
+# conversion left to itself kept an HD source's BT.709 values, and browsers showed the
+# poster of every HD video in other colours than the video (pure red 233 for 255).
+JPEG_COLOURS = "out_color_matrix=bt601:out_range=pc"
 POSTER = "poster.jpg"  # its name beside an output
 # How far before a sampled time a seek is made when the one at it decodes nothing (None:
 # from the file's start), and how far past the time a decode may run without a frame
@@ -79,10 +83,13 @@ def sample(path: Path) -> list[Candidate]:
     return _sampled(path)[0]
 
 
-def _sampled(path: Path) -> tuple[list[Candidate], str, int]:
-    """``sample``'s candidates, the video's HDR transfer ("" for SDR) and its stream
-    index (the main video: not cover art, which may come first)."""
-    found = []
+def _sampled(path: Path) -> tuple[list[Candidate], str, int, str]:
+    """``sample``'s candidates, the video's HDR transfer ("" for SDR), its stream index
+    (the main video: not cover art, which may come first) and, when its pictures state
+    no colours, the filter stating those players take it for (``ffargs.assumed_colours``;
+    "" when they state their own)."""
+    found: list[Candidate] = []
+    colours = ""
     with open_input(str(path)) as container:
         stream: Any = main_video_stream(container)
         if stream is None:
@@ -100,6 +107,9 @@ def _sampled(path: Path) -> tuple[list[Candidate], str, int]:
                 continue  # damaged there (or cut short before it): the other samples count
             if frame is None:
                 continue
+            if not found and int(frame.colorspace) in UNSTATED_MATRICES:
+                unstated = not is_rgb(frame.format.name) and not transfer
+                colours = assumed_colours(stream.codec_context.height) if unstated else ""
             grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")
             plane = grey.planes[0]
             rows = bytes(plane)
@@ -111,7 +121,7 @@ def _sampled(path: Path) -> tuple[list[Candidate], str, int]:
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
             found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
-    return found, transfer, index
+    return found, transfer, index, colours
 
 
 def _origin_s(container: Any, stream: Any) -> float:
@@ -184,7 +194,7 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     Raises ``PermanentError`` for a file with no decodable video.
     """
     try:
-        candidates, transfer, index = _sampled(src)
+        candidates, transfer, index, colours = _sampled(src)
         best = choose(candidates)
     except av.FFmpegError as exc:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc
@@ -203,9 +213,10 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     # An HDR picture is tone-mapped to SDR, as the ladder's rungs are: a JPEG is SDR.
     box = f"w='min({POSTER_WIDTH},iw)':h='min({POSTER_WIDTH},ih)'"
     # (The deinterlacer passes progressive frames through untouched.)
-    first = source_filters(deinterlace=True, hdr_transfer=transfer)
-    shown = ",".join([*first, "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
-    args += ["-vf", f"{shown},scale={box}:force_original_aspect_ratio=decrease:flags=lanczos"]
+    first = [*source_filters(deinterlace=True, hdr_transfer=transfer), colours]
+    shown = ",".join([*filter(None, first), "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
+    fit = f"scale={box}:force_original_aspect_ratio=decrease:flags=lanczos:{JPEG_COLOURS}"
+    args += ["-vf", f"{shown},{fit}"]
     args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg", f"file:{dest}"]
     done = subprocess.run(
         read_alone(args), capture_output=True, text=True, timeout=120, check=False
