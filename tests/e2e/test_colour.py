@@ -126,7 +126,7 @@ def test_a_source_that_states_no_colours_has_those_players_assume_stated_on_ever
     args += ["-vf", f"scale=out_color_matrix={matrix}:out_range=tv,format=yuv420p"]
     args += ["-c:v", "libx264", "-bsf:v", UNSTATED]
     subprocess.run([*args, str(src)], check=True)
-    assert probe(src).main_video.unstated_colours
+    assert probe(src).main_video.colours == (2, 2, 2)
     build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
     starts = rung_starts(tmp_path / "hls")
     assert len(starts) == (4 if size == "1280x720" else 3)  # from 720 or 480 down to 240

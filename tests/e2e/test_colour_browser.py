@@ -61,6 +61,16 @@ SOURCES = {
         *("-c:v", "libx264", "-bsf:v", UNSTATED),
     ],
     "screen.mov": ["-c:v", "qtrle"],  # RGB
+    # Its matrix alone stated: Chromium takes such a picture as if it stated nothing.
+    "matrix-only.mp4": [
+        *("-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"),
+        *(
+            "-c:v",
+            "libx264",
+            "-bsf:v",
+            UNSTATED.replace("matrix_coefficients=2", "matrix_coefficients=1"),
+        ),
+    ],
 }
 
 

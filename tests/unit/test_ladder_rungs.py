@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.media.ffargs import DEINTERLACE, rgb_to_yuv, tone_map
+from hevcq.media.ffargs import DEINTERLACE, rgb_to_yuv, stated_colours, tone_map
 from hevcq.media.ladder import (
     STANDARD_SIZES,
     av1_codec_string,
@@ -21,7 +21,7 @@ from hevcq.media.ladder import (
     ladder_rate,
     plan_ladder,
     rung_heights,
-    stated_colours,
+    source_colours,
 )
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 
@@ -149,6 +149,7 @@ def test_an_hdr_sources_ladder_is_tone_mapped_once_for_every_rung() -> None:
 
 HD = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
 SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
+NONE = (2, 2, 2)  # unspecified matrix, primaries and transfer
 
 
 @pytest.mark.parametrize(
@@ -166,21 +167,43 @@ SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte17
 def test_an_unstated_source_gets_the_colours_chromium_assumes_for_its_coded_size(
     coded: tuple[int, int], rotation: int, stated: str
 ) -> None:
-    video = VideoStream(0, "h264", *coded, "yuv420p", 8, rotation, unstated_colours=True)
-    assert stated_colours(video) == stated
-    plan = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(dataclasses.replace(video, fps=25.0),)))
+    video = VideoStream(0, "h264", *coded, "yuv420p", 8, rotation, fps=25.0, colours=NONE)
+    assert source_colours(video) == stated
+    plan = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(video,)))
     assert plan is not None
     chain = ladder_args("ffmpeg", Path("in.mp4"), Path("out"), plan)
     assert f"[0:0]{stated},fps=25,split=" in chain[chain.index("-filter_complex") + 1]
 
 
-def test_only_a_yuv_sdr_source_that_states_nothing_has_colours_stated_for_it() -> None:
+@pytest.mark.parametrize(
+    ("colours", "lines", "stated"),
+    [
+        ((1, 1, 1), 480, ""),  # all three stated: as they are
+        ((5, 5, 6), 1080, ""),
+        ((1, 2, 2), 480, "setparams=color_primaries=bt709:color_trc=bt709"),  # the matrix's
+        ((6, 2, 2), 1080, "setparams=color_primaries=smpte170m:color_trc=smpte170m"),
+        ((5, 0, 3), 1080, "setparams=color_primaries=smpte170m:color_trc=smpte170m"),
+        ((2, 1, 1), 480, "setparams=colorspace=smpte170m"),  # no matrix: by the size
+        ((2, 1, 2), 720, "setparams=colorspace=bt709:color_trc=bt709"),
+        ((9, 2, 2), 2160, "setparams=color_primaries=bt709:color_trc=bt709"),  # BT.2020
+        ((3, 3, 3), 720, HD),  # reserved: stated as nothing
+    ],
+)
+def test_what_a_source_leaves_unstated_is_stated_as_players_take_it(
+    colours: tuple[int, int, int], lines: int, stated: str
+) -> None:
+    """Chromium shows a picture that states only some of the three as if it stated
+    none: a 480-line rung stating a BT.709 matrix alone was shown as BT.601."""
+    assert stated_colours(colours, lines) == stated
+
+
+def test_only_a_yuv_sdr_source_has_colours_stated_for_it() -> None:
     video = VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, fps=25.0)
-    assert stated_colours(video) == ""  # it states its own
-    unstated = dataclasses.replace(video, unstated_colours=True)
-    assert stated_colours(dataclasses.replace(unstated, hdr_transfer="smpte2084")) == ""
-    rgb = dataclasses.replace(unstated, pix_fmt="gbrp", rgb=True)
-    assert stated_colours(rgb) == ""  # made BT.709 and stated by its conversion
+    assert source_colours(video) == ""  # not read: cover art, or a test's own shape
+    unstated = dataclasses.replace(video, colours=NONE)
+    assert source_colours(dataclasses.replace(unstated, hdr_transfer="smpte2084")) == ""
+    rgb = dataclasses.replace(unstated, pix_fmt="gbrp", rgb=True, colours=(0, 2, 2))
+    assert source_colours(rgb) == ""  # made BT.709 and stated by its conversion
     plan = plan_ladder(MediaInfo("mp4", 10.0, 1000, video=(rgb,)))
     assert plan is not None
     chain = ladder_args("ffmpeg", Path("in.mp4"), Path("out"), plan)

@@ -216,10 +216,10 @@ def test_media_and_decisions_round_trip() -> None:
         "mov,mp4",
         3.0,
         10,
-        (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0),),
+        (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0, colours=(1, 2, 2)),),
         (AudioStream(1, "aac", 6),),
     )
-    assert info_from_json(info_to_json(info)) == info
+    assert info_from_json(info_to_json(info)) == info  # colours a tuple again, not a list
     plan = EncodePlan(
         pool="hevc",
         container="mp4",

@@ -270,6 +270,10 @@ def _video_stream(v: dict[str, Any]) -> VideoStream:
         missing.add("filename")
     if missing:
         raise KeyError(min(missing))
+    # Probed before colours and RGB were read: the defaults (none read, not RGB) hold
+    # for what the client decides from it; the worker probes the file itself.
+    if v.get("colours") is not None:
+        v = {**v, "colours": tuple(v["colours"])}  # JSON keeps it as a list
     return VideoStream(**v)
 
 

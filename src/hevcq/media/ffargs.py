@@ -103,15 +103,33 @@ def rgb_to_yuv(*, ten_bit: bool = False) -> str:
 # below for BT.601 (Chromium, measured 2026-11-27: 1280x718 and 1280x544 as BT.601,
 # 1100x720 and 576x1024 as BT.709; decision 0036).
 HD_LINES = 720
-_ASSUMED_HD = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
-_ASSUMED_SD = "setparams=colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
+# AVColorSpace, AVColorPrimaries and AVColorTransferCharacteristic values that state
+# nothing: reserved (0, not a matrix, where 0 is RGB's; 3) and unspecified (2).
+UNSTATED = {"colorspace": (2, 3), "color_primaries": (0, 2, 3), "color_trc": (0, 2, 3)}
+# What a picture states, in setparams' names, by the standard it follows.
+_HD_COLOURS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709"}
+_SD_COLOURS = {"colorspace": "smpte170m", "color_primaries": "smpte170m", "color_trc": "smpte170m"}
+_BT709_MATRIX, _SD_MATRICES = 1, (5, 6)  # AVColorSpace: BT.709; BT.470 BG and SMPTE 170M
 
 
-def assumed_colours(coded_height: int) -> str:
-    """The filter that states on every frame the colours players take a picture of
-    ``coded_height`` lines for when it states none (pure): BT.709 from ``HD_LINES`` up,
-    SMPTE 170M (BT.601) below, to the pixel as Chromium shows such a picture."""
-    return _ASSUMED_HD if coded_height >= HD_LINES else _ASSUMED_SD
+def stated_colours(colours: tuple[int, int, int], coded_height: int) -> str:
+    """The filter that states on every frame what a YUV picture leaves unstated of its
+    ``colours`` (matrix, primaries, transfer, as AVColorSpace, AVColorPrimaries and
+    AVColorTransferCharacteristic), as players take such a picture (pure); "" when it
+    states all three.
+
+    Players take a picture that states nothing by its size: BT.709 from ``HD_LINES``
+    coded lines up, SMPTE 170M (BT.601) below, to the pixel as Chromium shows it. Chromium
+    also takes a picture that states only some of the three as if it stated none, so a
+    stated matrix decides the rest (BT.709's, or BT.601's), and the size the others."""
+    names = tuple(UNSTATED)
+    missing = [name for name, value in zip(names, colours, strict=True) if value in UNSTATED[name]]
+    if not missing:
+        return ""
+    matrix = colours[0]
+    hd = matrix == _BT709_MATRIX or (matrix not in _SD_MATRICES and coded_height >= HD_LINES)
+    standard = _HD_COLOURS if hd else _SD_COLOURS
+    return "setparams=" + ":".join(f"{name}={standard[name]}" for name in missing)
 
 
 def source_filters(

@@ -34,7 +34,7 @@ import av
 from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import assumed_colours, source_filters
+from hevcq.media.ffargs import source_filters, stated_colours
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo, VideoStream
 from hevcq.media.progress import Progress
@@ -131,7 +131,7 @@ class LadderPlan:
     hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
     audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
-    stated_colours: str = ""  # for a source that states none (``stated_colours``)
+    stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -222,17 +222,17 @@ def ladder_rate(src: Path, video: VideoStream) -> Fraction:
     return constant_rate(max(video.fps or 0.0, moving) or None)
 
 
-def stated_colours(video: VideoStream) -> str:
-    """The filter that states on every frame the colours players assume for ``video``
-    when it states none, from its coded size (pure); "" when it states its own, or is RGB
-    or HDR (made BT.709 and stated either way).
+def source_colours(video: VideoStream) -> str:
+    """The filter that states on every rung what ``video`` leaves unstated of its colours
+    (``ffargs.stated_colours``); "" for an RGB or HDR source, made BT.709 and stated by
+    its conversion either way.
 
     A player takes each rung by the rung's own size: an unstated 1080p source's 480p
     rung was shown as BT.601 where its 1080p rung was shown as BT.709, so the picture
-    changed colour as the player changed rungs (pure red 255 against 233 in Chromium)."""
-    if not video.unstated_colours or video.rgb or video.hdr_transfer:
+    changed colour as the player changed rungs (pure red 233 against 255 in Chromium)."""
+    if video.colours is None or video.rgb or video.hdr_transfer:
         return ""
-    return assumed_colours(video.height)
+    return stated_colours(video.colours, video.height)
 
 
 def plan_ladder(
@@ -269,7 +269,7 @@ def plan_ladder(
         deinterlace=video.interlaced,
         hdr_transfer=video.hdr_transfer,
         rgb=video.rgb,
-        stated_colours=stated_colours(video),
+        stated_colours=source_colours(video),
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
     )

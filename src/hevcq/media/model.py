@@ -30,9 +30,10 @@ class VideoStream:
     # Stored as RGB, or as a palette of RGB colours (a GIF, a screen recording in PNG or
     # QuickTime Animation, lossless captures): made YUV in BT.709 first (ffargs.rgb_to_yuv).
     rgb: bool = False
-    # Its frames state no colour matrix (YUV only): players assume one from the picture's
-    # size, so a ladder states the one they assume for the source (ladder.stated_colours).
-    unstated_colours: bool = False
+    # The colours its first frame states: AVColorSpace, AVColorPrimaries and
+    # AVColorTransferCharacteristic (2: unspecified). A ladder states what the source
+    # leaves unstated (ffargs.stated_colours); None: not read (cover art), or all stated.
+    colours: tuple[int, int, int] | None = None
     # Cover art only: the name and MIME type a Matroska attachment gave the picture ("" when
     # it had none, as an MP4 cover has).
     filename: str = ""

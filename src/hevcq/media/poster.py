@@ -23,8 +23,8 @@ import av
 
 from hevcq.errors import PermanentError
 from hevcq.media.demuxers import open_input, read_alone
-from hevcq.media.ffargs import assumed_colours, source_filters
-from hevcq.media.probe import UNSTATED_MATRICES, hdr_transfer, is_rgb, main_video_stream
+from hevcq.media.ffargs import source_filters, stated_colours
+from hevcq.media.probe import frame_colours, hdr_transfer, is_rgb, main_video_stream
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -85,9 +85,9 @@ def sample(path: Path) -> list[Candidate]:
 
 def _sampled(path: Path) -> tuple[list[Candidate], str, int, str]:
     """``sample``'s candidates, the video's HDR transfer ("" for SDR), its stream index
-    (the main video: not cover art, which may come first) and, when its pictures state
-    no colours, the filter stating those players take it for (``ffargs.assumed_colours``;
-    "" when they state their own)."""
+    (the main video: not cover art, which may come first) and the filter stating what
+    its pictures leave unstated of their colours (``ffargs.stated_colours``; "" when
+    they state them all)."""
     found: list[Candidate] = []
     colours = ""
     with open_input(str(path)) as container:
@@ -107,9 +107,8 @@ def _sampled(path: Path) -> tuple[list[Candidate], str, int, str]:
                 continue  # damaged there (or cut short before it): the other samples count
             if frame is None:
                 continue
-            if not found and int(frame.colorspace) in UNSTATED_MATRICES:
-                unstated = not is_rgb(frame.format.name) and not transfer
-                colours = assumed_colours(stream.codec_context.height) if unstated else ""
+            if not found and not (transfer or is_rgb(frame.format.name)):
+                colours = stated_colours(frame_colours(frame), stream.codec_context.height)
             grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")
             plane = grey.planes[0]
             rows = bytes(plane)

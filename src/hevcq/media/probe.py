@@ -65,8 +65,10 @@ def bit_depth(pix_fmt: str | None) -> int:
         return 8
 
 
-# AVColorSpace values that state no matrix: "unspecified" and "reserved".
-UNSTATED_MATRICES = (2, 3)
+def frame_colours(frame: Any) -> tuple[int, int, int]:
+    """The colours a decoded frame states: its matrix, primaries and transfer as
+    AVColorSpace, AVColorPrimaries and AVColorTransferCharacteristic numbers."""
+    return int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc)
 
 
 def is_rgb(pix_fmt: str | None) -> bool:
@@ -226,13 +228,14 @@ def _tag(codec_context: Any) -> str:
 def _video(container: Any, stream: Any) -> VideoStream:
     cc = stream.codec_context
     cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
-    pix_fmt, rotation, interlaced, unstated = cc.pix_fmt, 0, False, False
+    pix_fmt, rotation, interlaced = cc.pix_fmt, 0, False
+    colours: tuple[int, int, int] | None = None
     if not cover:
         frame = _first_frame(container, stream)
         rotation = normalise_rotation(frame.rotation)
         pix_fmt = pix_fmt or frame.format.name
         interlaced = bool(frame.interlaced_frame) or int(cc.field_order or 0) in INTERLACED_ORDERS
-        unstated = int(frame.colorspace) in UNSTATED_MATRICES
+        colours = frame_colours(frame)
     rate: Fraction | None = stream.average_rate
     sar = _sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     return VideoStream(
@@ -250,7 +253,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
         rgb=is_rgb(pix_fmt),
-        unstated_colours=unstated and not is_rgb(pix_fmt),
+        colours=colours,
         filename=_meta(stream, "filename") if cover else "",
         mimetype=_meta(stream, "mimetype") if cover else "",
     )
