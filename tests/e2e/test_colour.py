@@ -216,3 +216,74 @@ def test_a_poster_holds_the_colours_of_its_video(
     assert red >= 250, (red, green, blue)
     assert green <= 6
     assert blue <= 6
+
+
+# A picture whose left half is opaque red and right half transparent; the transparent
+# pixels keep a colour of their own (magenta in PNG and QuickTime Animation, the
+# transparent index's in a GIF), which an alpha merely dropped left on show.
+HALF_TRANSPARENT = (
+    "color=c=magenta@0.0:size=640x360:rate=10:duration=1,format=rgba[back];"
+    "color=c=red:size=320x360:rate=10:duration=1,format=rgba[left];"
+    "[back][left]overlay=format=auto,format=rgba"
+)
+# (file name, the graph's tail and the codec): each keeps the alpha its own way.
+TRANSPARENT_SOURCES = [
+    ("sticker.mov", "", ["-c:v", "png"]),
+    ("screen.mov", "", ["-c:v", "qtrle"]),
+    (
+        "sticker.gif",
+        ",split[a][b];[a]palettegen=reserve_transparent=1[p];[b][p]paletteuse=alpha_threshold=128",
+        ["-c:v", "gif"],
+    ),
+    ("title.mov", "", ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le"]),
+]
+BLACK = (16, 128, 128)  # Y, Cb, Cr in the video range
+
+
+def transparent_source(dest: Path, tail: str, codec: list[str]) -> Path:
+    args = [find_ffmpeg(), "-loglevel", "error", "-filter_complex", HALF_TRANSPARENT + tail]
+    subprocess.run([*args, *codec, str(dest)], check=True)
+    return dest
+
+
+def halves(path: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The Y, Cb and Cr of ``path``'s first picture at the middle of its left half and of
+    its right half."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0)).reformat(format="yuv444p")
+        y, planes = frame.height // 2, [(bytes(p), p.line_size) for p in frame.planes]
+        return tuple(
+            tuple(data[y * stride + x] for data, stride in planes)
+            for x in (frame.width // 4, frame.width * 3 // 4)
+        )  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("name", "tail", "codec"), TRANSPARENT_SOURCES)
+def test_a_transparent_source_shows_black_where_it_is_transparent(
+    tmp_path: Path, name: str, tail: str, codec: list[str]
+) -> None:
+    src = transparent_source(tmp_path / name, tail, codec)
+    assert probe(src).main_video.alpha
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    outputs = [rung_starts(tmp_path / "hls")[0], encode(src, "av1", tmp_path / "out.webm")]
+    for out in outputs:
+        left, right = halves(out)
+        assert abs(left[0] - (RED_BT709 if probe(src).main_video.rgb else RED_BT601)) <= 2
+        assert all(abs(a - b) <= 3 for a, b in zip(right, BLACK, strict=True)), (out, right)
+    poster = tmp_path / "poster.jpg"
+    make_poster(find_ffmpeg(), src, poster)
+    with av.open(str(poster)) as container:
+        frame = next(container.decode(video=0)).reformat(format="rgb24")
+        plane = frame.planes[0]
+        at = frame.height // 2 * plane.line_size + frame.width * 3 // 4 * 3
+        assert max(bytes(plane)[at : at + 3]) <= 8  # black
+
+
+def test_a_transparent_source_is_scored_as_its_outputs_show_it(tmp_path: Path) -> None:
+    """Dropped rather than laid over black, the alpha shows magenta, and the score sees
+    it: the reference is laid over black as the encode is."""
+    src = transparent_source(tmp_path / "sticker.mov", "", ["-c:v", "png"])
+    ours = score(find_ffmpeg(), src, encode(src, "av1", tmp_path / "a.webm"), neg=False)
+    assert ours.mean >= 93
+    dropped = encode(src, "av1", tmp_path / "b.webm", alpha=False)
+    assert score(find_ffmpeg(), src, dropped, neg=False).mean <= ours.mean - 10

@@ -10,7 +10,14 @@ import pytest
 from hevcq.errors import ConfigError
 from hevcq.formats import AUDIO_LAYOUTS, FIRST_PAIR, first_pair_only
 from hevcq.media.decide import decide
-from hevcq.media.ffargs import DEINTERLACE, build_args, rgb_to_yuv, source_filters, tone_map
+from hevcq.media.ffargs import (
+    DEINTERLACE,
+    FLATTEN_ALPHA,
+    build_args,
+    rgb_to_yuv,
+    source_filters,
+    tone_map,
+)
 from hevcq.media.model import EncodePlan
 from hevcq.pools import load_farm
 from tests.unit.media_shapes import SHAPES
@@ -117,6 +124,13 @@ def test_an_rgb_source_is_made_bt709_yuv_first_and_its_frames_say_so(
     assert tags in vf
     assert (DEINTERLACE in vf) == deinterlace
     assert vf.index("out_color_matrix") < vf.index("lanczos")  # before the size changes
+
+
+def test_a_transparent_source_is_laid_over_black_before_anything_else() -> None:
+    plan = dataclasses.replace(next(iter(PLANS.values())), alpha=True, rgb=True)
+    (vf,) = values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0")
+    assert vf.startswith(f"{FLATTEN_ALPHA},{rgb_to_yuv()}")
+    assert source_filters(deinterlace=True, alpha=True) == [FLATTEN_ALPHA, DEINTERLACE]
 
 
 def test_a_yuv_source_gets_no_conversion_and_an_hdr_one_goes_to_the_tone_map_as_it_is() -> None:

@@ -13,6 +13,7 @@ from hevcq.media.model import AudioStream, Cover, EncodePlan, MediaInfo, VideoSt
 from hevcq.media.probe import (
     _tag,
     bit_depth,
+    has_alpha,
     is_rgb,
     looks_like_media,
     normalise_rotation,
@@ -209,3 +210,23 @@ class _Tagged:
 def test_a_tag_that_is_not_ascii_is_kept_as_its_number(raw: bytes, tag: str) -> None:
     """Never empty: a stream with a tag the tee does not know is not copied through it."""
     assert _tag(_Tagged(raw)) == tag
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "alpha"),
+    [
+        ("rgba", True),  # PNG
+        ("argb", True),  # QuickTime Animation
+        ("bgra", True),  # a GIF as ffmpeg decodes it
+        ("yuva444p10le", True),  # ProRes 4444
+        ("ya8", True),  # grey with alpha
+        ("rgb24", False),
+        ("yuv420p", False),
+        ("pal8", False),
+        ("", False),
+        (None, False),
+        ("no-such-format", False),
+    ],
+)
+def test_which_pixel_formats_carry_alpha(pix_fmt: str | None, alpha: bool) -> None:
+    assert has_alpha(pix_fmt) is alpha

@@ -83,6 +83,13 @@ def tone_map(transfer: str) -> str:
     )
 
 
+# What a source with an alpha channel shows through where it is transparent: black, as
+# every video shows an unfilled picture. Each colour is multiplied by its alpha (the
+# picture laid over black); dropped, the alpha left whatever colour the transparent
+# pixels happened to keep showing: magenta in a PNG, the transparent index's in a GIF.
+FLATTEN_ALPHA = "premultiply=inplace=1"
+
+
 def rgb_to_yuv(*, ten_bit: bool = False) -> str:
     """The filters that make an RGB source's frames (or a palette's) YUV with BT.709's
     matrix in the video range, 4:4:4 so that the scale after it subsamples the chroma
@@ -133,13 +140,19 @@ def stated_colours(colours: tuple[int, int, int], coded_height: int) -> str:
 
 
 def source_filters(
-    *, deinterlace: bool, hdr_transfer: str = "", rgb: bool = False, ten_bit: bool = False
+    *,
+    deinterlace: bool,
+    hdr_transfer: str = "",
+    rgb: bool = False,
+    ten_bit: bool = False,
+    alpha: bool = False,
 ) -> list[str]:
     """The filters a source's frames go through before anything else: an RGB source's
     made BT.709 YUV (``ten_bit``: at 10 bits), the deinterlacer for an interlaced source,
     then, given its HDR transfer, the tone map to SDR."""
     # An HDR picture goes to the tone map as it is: its first scale reads RGB as well.
-    first = [rgb_to_yuv(ten_bit=ten_bit)] if rgb and not hdr_transfer else []
+    first = [FLATTEN_ALPHA] if alpha else []
+    first += [rgb_to_yuv(ten_bit=ten_bit)] if rgb and not hdr_transfer else []
     first += [DEINTERLACE] * deinterlace
     return first + ([tone_map(hdr_transfer)] if hdr_transfer else [])
 
@@ -152,7 +165,9 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     streams would try to filter or tag."""
     codec = _codec(plan)
     args = ["-map", f"0:{plan.video_index}"]
-    filters = source_filters(deinterlace=plan.deinterlace, rgb=plan.rgb, ten_bit=plan.ten_bit)
+    filters = source_filters(
+        deinterlace=plan.deinterlace, rgb=plan.rgb, ten_bit=plan.ten_bit, alpha=plan.alpha
+    )
     if plan.scale:
         filters.append(f"scale={plan.width}:{plan.height}:flags=lanczos")
     elif plan.crop:

@@ -131,6 +131,7 @@ class LadderPlan:
     hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
     audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
+    alpha: bool = False  # a source with an alpha channel: laid over black first
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
 
     @property
@@ -269,6 +270,7 @@ def plan_ladder(
         deinterlace=video.interlaced,
         hdr_transfer=video.hdr_transfer,
         rgb=video.rgb,
+        alpha=video.alpha,
         stated_colours=source_colours(video),
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
@@ -294,7 +296,10 @@ def ladder_args(
     # tone-mapped to SDR before that, once for every rung; a source that states no
     # colours gets those players assume for it stated on every rung.
     filters = source_filters(
-        deinterlace=plan.deinterlace, hdr_transfer=plan.hdr_transfer, rgb=plan.rgb
+        deinterlace=plan.deinterlace,
+        hdr_transfer=plan.hdr_transfer,
+        rgb=plan.rgb,
+        alpha=plan.alpha,
     )
     first = "".join(f"{f}," for f in [*filters, plan.stated_colours] if f)
     chains = [

@@ -30,6 +30,7 @@ class VideoStream:
     # Stored as RGB, or as a palette of RGB colours (a GIF, a screen recording in PNG or
     # QuickTime Animation, lossless captures): made YUV in BT.709 first (ffargs.rgb_to_yuv).
     rgb: bool = False
+    alpha: bool = False  # it has an alpha channel: laid over black first (ffargs.FLATTEN_ALPHA)
     # The colours its first frame states: AVColorSpace, AVColorPrimaries and
     # AVColorTransferCharacteristic (2: unspecified). A ladder states what the source
     # leaves unstated (ffargs.stated_colours); None: not read (cover art), or all stated.
@@ -146,6 +147,7 @@ class EncodePlan:
     tee_safe: bool = True
     deinterlace: bool = False  # an interlaced source: every frame made progressive first
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
+    alpha: bool = False  # a source with an alpha channel: laid over black first
 
 
 Decision = Skip | EncodePlan

@@ -396,6 +396,7 @@ def probe_args(
     threads: int | None = None,
     deinterlace: bool = False,
     rgb: bool = False,
+    alpha: bool = False,
     preset: str = PRESET,
 ) -> list[str]:
     """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
@@ -411,7 +412,7 @@ def probe_args(
     for i, (r, _, _) in enumerate(outs):
         sizes.setdefault((r.width, r.height), []).append(i)
     first = "".join(
-        f"{f}," for f in source_filters(deinterlace=deinterlace, rgb=rgb)
+        f"{f}," for f in source_filters(deinterlace=deinterlace, rgb=rgb, alpha=alpha)
     )  # as the ladder
     chains = [
         f"[{stream}]{first}fps={fps},split={len(sizes)}"
@@ -515,6 +516,7 @@ def probe_points(
             fps=fps,
             interlaced=video.interlaced,
             rgb=video.rgb,
+            alpha=video.alpha,
             sums=sums,
         )
         bpp = source_bpp(sum(scanned.gop_bytes), picture, video.width * video.height, fps)
@@ -547,6 +549,7 @@ def _measure(
     fps: Fraction,
     interlaced: bool,
     rgb: bool,
+    alpha: bool,
     sums: dict[tuple[int, int], list[float]],
 ) -> None:
     """Encode each of ``inputs`` at every size of ``rungs`` and CRF of ``run.crfs`` in one
@@ -569,6 +572,7 @@ def _measure(
                 threads=run.threads,
                 deinterlace=interlaced,
                 rgb=rgb,
+                alpha=alpha,
                 preset=run.preset,
             )
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)

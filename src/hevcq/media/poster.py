@@ -24,7 +24,13 @@ import av
 from hevcq.errors import PermanentError
 from hevcq.media.demuxers import open_input, read_alone
 from hevcq.media.ffargs import source_filters, stated_colours
-from hevcq.media.probe import frame_colours, hdr_transfer, is_rgb, main_video_stream
+from hevcq.media.probe import (
+    frame_colours,
+    has_alpha,
+    hdr_transfer,
+    is_rgb,
+    main_video_stream,
+)
 
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -80,16 +86,24 @@ def choose(candidates: list[Candidate]) -> Candidate | None:
 
 def sample(path: Path) -> list[Candidate]:
     """Score a frame at each of ``SAMPLE_AT`` of the video's duration."""
-    return _sampled(path)[0]
+    return _sampled(path).candidates
 
 
-def _sampled(path: Path) -> tuple[list[Candidate], str, int, str]:
-    """``sample``'s candidates, the video's HDR transfer ("" for SDR), its stream index
-    (the main video: not cover art, which may come first) and the filter stating what
-    its pictures leave unstated of their colours (``ffargs.stated_colours``; "" when
-    they state them all)."""
+@dataclass(frozen=True)
+class _Sampled:
+    """What sampling a video found: its candidates, and what its JPEG is made with."""
+
+    candidates: list[Candidate]
+    transfer: str  # its HDR transfer ("" for SDR)
+    index: int  # its stream (the main video: not cover art, which may come first)
+    colours: str  # what it leaves unstated of its colours, stated (ffargs.stated_colours)
+    alpha: bool  # it has an alpha channel
+
+
+def _sampled(path: Path) -> _Sampled:
+    """``sample``'s candidates, and what the video's JPEG needs to know of it."""
     found: list[Candidate] = []
-    colours = ""
+    colours, alpha = "", False
     with open_input(str(path)) as container:
         stream: Any = main_video_stream(container)
         if stream is None:
@@ -109,6 +123,7 @@ def _sampled(path: Path) -> tuple[list[Candidate], str, int, str]:
                 continue
             if not found and not (transfer or is_rgb(frame.format.name)):
                 colours = stated_colours(frame_colours(frame), stream.codec_context.height)
+            alpha = alpha or has_alpha(frame.format.name)
             grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")
             plane = grey.planes[0]
             rows = bytes(plane)
@@ -120,7 +135,7 @@ def _sampled(path: Path) -> tuple[list[Candidate], str, int, str]:
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
             found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
-    return found, transfer, index, colours
+    return _Sampled(found, transfer, index, colours, alpha)
 
 
 def _origin_s(container: Any, stream: Any) -> float:
@@ -193,8 +208,8 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     Raises ``PermanentError`` for a file with no decodable video.
     """
     try:
-        candidates, transfer, index, colours = _sampled(src)
-        best = choose(candidates)
+        sampled = _sampled(src)
+        best = choose(sampled.candidates)
     except av.FFmpegError as exc:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc
     if best is None:
@@ -204,15 +219,17 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     before = best.time_s if best.seek_back_s is None else min(best.seek_back_s, best.time_s)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     args += ["-ss", f"{best.time_s - before:.3f}", "-i", f"file:{src}"]
-    args += ["-map", f"0:{index}", "-ss", f"{before:.3f}", "-frames:v", "1"]
+    args += ["-map", f"0:{sampled.index}", "-ss", f"{before:.3f}", "-frames:v", "1"]
     # Within POSTER_WIDTH on both sides, aspect kept, never enlarged; rotation applied.
     # Interlaced frames are made progressive and non-square pixels stretched to the
     # displayed aspect first (a JPEG's own aspect field is ignored by browsers); both are
     # no-ops on a progressive, square-pixel frame.
-    # An HDR picture is tone-mapped to SDR, as the ladder's rungs are: a JPEG is SDR.
+    # An HDR picture is tone-mapped to SDR, as the ladder's rungs are: a JPEG is SDR. A
+    # transparent one is laid over black, as its videos are: a JPEG has no alpha.
     box = f"w='min({POSTER_WIDTH},iw)':h='min({POSTER_WIDTH},ih)'"
     # (The deinterlacer passes progressive frames through untouched.)
-    first = [*source_filters(deinterlace=True, hdr_transfer=transfer), colours]
+    filters = source_filters(deinterlace=True, hdr_transfer=sampled.transfer, alpha=sampled.alpha)
+    first = [*filters, sampled.colours]
     shown = ",".join([*filter(None, first), "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
     fit = f"scale={box}:force_original_aspect_ratio=decrease:flags=lanczos:{JPEG_COLOURS}"
     args += ["-vf", f"{shown},{fit}"]

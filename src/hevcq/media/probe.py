@@ -71,6 +71,17 @@ def frame_colours(frame: Any) -> tuple[int, int, int]:
     return int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc)
 
 
+def has_alpha(pix_fmt: str | None) -> bool:
+    """Whether a pixel format carries an alpha channel (False when unknown)."""
+    if not pix_fmt:
+        return False
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except ValueError:
+        return False
+    return any(c.is_alpha for c in fmt.components)
+
+
 def is_rgb(pix_fmt: str | None) -> bool:
     """Whether a pixel format stores RGB, or a palette of RGB colours, rather than YUV
     (False when unknown)."""
@@ -253,6 +264,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
         rgb=is_rgb(pix_fmt),
+        alpha=has_alpha(pix_fmt),
         colours=colours,
         filename=_meta(stream, "filename") if cover else "",
         mimetype=_meta(stream, "mimetype") if cover else "",

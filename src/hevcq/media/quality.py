@@ -86,6 +86,7 @@ class Picture:
     anamorphic: bool = False  # stored in non-square pixels: stretched to width x height
     interlaced: bool = False  # deinterlaced first, as every encode of it is
     rgb: bool = False  # made BT.709 YUV first, as every encode of it is (ffargs.rgb_to_yuv)
+    alpha: bool = False  # laid over black first, as every encode of it is
     # Its stream index: the main video, which a graph names by index, as cover art may
     # come before it (an MP4 whose metadata precedes its tracks).
     index: int = 0
@@ -154,6 +155,7 @@ def picture(path: Path) -> Picture:
         anamorphic=not video.square_pixels,
         interlaced=video.interlaced,
         rgb=video.rgb,
+        alpha=video.alpha,
         index=video.index,
     )
 
@@ -244,7 +246,9 @@ def _reference(ref: Picture, align: str) -> str:
     where its picture changes size or format partway; a scale to the size a frame
     already has passes it through untouched. A source larger than 4K is brought down to
     ``scored_size`` by the same scale, with the same scaler as its outputs are."""
-    filters = source_filters(deinterlace=ref.interlaced, rgb=ref.rgb, ten_bit=ref.ten_bit)
+    filters = source_filters(
+        deinterlace=ref.interlaced, rgb=ref.rgb, ten_bit=ref.ten_bit, alpha=ref.alpha
+    )
     chain = ",".join([*filters, align])
     width, height = scored_size(ref)
     if ref.anamorphic or (width, height) != (ref.width, ref.height):
