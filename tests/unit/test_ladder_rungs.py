@@ -185,7 +185,7 @@ def test_an_unstated_source_gets_the_colours_chromium_assumes_for_its_coded_size
         ((5, 0, 3), 1080, "setparams=color_primaries=smpte170m:color_trc=smpte170m"),
         ((2, 1, 1), 480, "setparams=colorspace=smpte170m"),  # no matrix: by the size
         ((2, 1, 2), 720, "setparams=colorspace=bt709:color_trc=bt709"),
-        ((9, 2, 2), 2160, "setparams=color_primaries=bt709:color_trc=bt709"),  # BT.2020
+        ((9, 2, 2), 2160, ""),  # BT.2020's matrix: nothing guessed beside it
         ((3, 3, 3), 720, HD),  # reserved: stated as nothing
     ],
 )

@@ -110,13 +110,15 @@ def rgb_to_yuv(*, ten_bit: bool = False) -> str:
 # below for BT.601 (Chromium, measured 2026-11-27: 1280x718 and 1280x544 as BT.601,
 # 1100x720 and 576x1024 as BT.709; decision 0036).
 HD_LINES = 720
+# A picture's colours in setparams' names: matrix, primaries and transfer.
+COLOUR_FIELDS = ("colorspace", "color_primaries", "color_trc")
 # AVColorSpace, AVColorPrimaries and AVColorTransferCharacteristic values that state
-# nothing: reserved (0, not a matrix, where 0 is RGB's; 3) and unspecified (2).
-UNSTATED = {"colorspace": (2, 3), "color_primaries": (0, 2, 3), "color_trc": (0, 2, 3)}
-# What a picture states, in setparams' names, by the standard it follows.
-_HD_COLOURS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709"}
-_SD_COLOURS = {"colorspace": "smpte170m", "color_primaries": "smpte170m", "color_trc": "smpte170m"}
-_BT709_MATRIX, _SD_MATRICES = 1, (5, 6)  # AVColorSpace: BT.709; BT.470 BG and SMPTE 170M
+# nothing: unspecified (2) and reserved (3; and 0 but for a matrix, where it is RGB's).
+_UNSTATED = ((2, 3), (0, 2, 3), (0, 2, 3))
+# What a picture following BT.709 or BT.601 states, by its stated AVColorSpace matrix
+# (1: BT.709; 5 and 6: BT.470 BG and SMPTE 170M) or, stating none, by its size.
+_HD, _SD = ("bt709",) * 3, ("smpte170m",) * 3
+_BY_MATRIX = {1: _HD, 5: _SD, 6: _SD}
 
 
 def stated_colours(colours: tuple[int, int, int], coded_height: int) -> str:
@@ -128,15 +130,19 @@ def stated_colours(colours: tuple[int, int, int], coded_height: int) -> str:
     Players take a picture that states nothing by its size: BT.709 from ``HD_LINES``
     coded lines up, SMPTE 170M (BT.601) below, to the pixel as Chromium shows it. Chromium
     also takes a picture that states only some of the three as if it stated none, so a
-    stated matrix decides the rest (BT.709's, or BT.601's), and the size the others."""
-    names = tuple(UNSTATED)
-    missing = [name for name, value in zip(names, colours, strict=True) if value in UNSTATED[name]]
-    if not missing:
+    stated BT.709 or BT.601 matrix decides the rest; beside another matrix (BT.2020's),
+    nothing is guessed."""
+    unstated = [value in none for value, none in zip(colours, _UNSTATED, strict=True)]
+    if not any(unstated):
         return ""
-    matrix = colours[0]
-    hd = matrix == _BT709_MATRIX or (matrix not in _SD_MATRICES and coded_height >= HD_LINES)
-    standard = _HD_COLOURS if hd else _SD_COLOURS
-    return "setparams=" + ":".join(f"{name}={standard[name]}" for name in missing)
+    if unstated[0]:
+        standard = _HD if coded_height >= HD_LINES else _SD
+    elif colours[0] in _BY_MATRIX:
+        standard = _BY_MATRIX[colours[0]]
+    else:
+        return ""
+    said = zip(COLOUR_FIELDS, standard, unstated, strict=True)
+    return "setparams=" + ":".join(f"{name}={value}" for name, value, fill in said if fill)
 
 
 def source_filters(
@@ -147,11 +153,12 @@ def source_filters(
     ten_bit: bool = False,
     alpha: bool = False,
 ) -> list[str]:
-    """The filters a source's frames go through before anything else: an RGB source's
-    made BT.709 YUV (``ten_bit``: at 10 bits), the deinterlacer for an interlaced source,
-    then, given its HDR transfer, the tone map to SDR."""
-    # An HDR picture goes to the tone map as it is: its first scale reads RGB as well.
+    """The filters a source's frames go through before anything else: a transparent
+    source's laid over black, an RGB source's made BT.709 YUV (``ten_bit``: at 10 bits),
+    the deinterlacer for an interlaced source, then, given its HDR transfer, the tone map
+    to SDR."""
     first = [FLATTEN_ALPHA] if alpha else []
+    # An HDR picture goes to the tone map as it is: its first scale reads RGB as well.
     first += [rgb_to_yuv(ten_bit=ten_bit)] if rgb and not hdr_transfer else []
     first += [DEINTERLACE] * deinterlace
     return first + ([tone_map(hdr_transfer)] if hdr_transfer else [])

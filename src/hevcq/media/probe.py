@@ -71,27 +71,25 @@ def frame_colours(frame: Any) -> tuple[int, int, int]:
     return int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc)
 
 
+def _pixel_format(name: str | None) -> Any | None:
+    """libav's description of a pixel format by its name; None when unknown."""
+    try:
+        return av.VideoFormat(name) if name else None
+    except ValueError:
+        return None
+
+
 def has_alpha(pix_fmt: str | None) -> bool:
     """Whether a pixel format carries an alpha channel (False when unknown)."""
-    if not pix_fmt:
-        return False
-    try:
-        fmt = av.VideoFormat(pix_fmt)
-    except ValueError:
-        return False
-    return any(c.is_alpha for c in fmt.components)
+    fmt = _pixel_format(pix_fmt)
+    return fmt is not None and any(c.is_alpha for c in fmt.components)
 
 
 def is_rgb(pix_fmt: str | None) -> bool:
     """Whether a pixel format stores RGB, or a palette of RGB colours, rather than YUV
     (False when unknown)."""
-    if not pix_fmt:
-        return False
-    try:
-        fmt = av.VideoFormat(pix_fmt)
-    except ValueError:
-        return False
-    return bool(fmt.is_rgb or fmt.has_palette)
+    fmt = _pixel_format(pix_fmt)
+    return fmt is not None and bool(fmt.is_rgb or fmt.has_palette)
 
 
 def normalise_rotation(degrees: float | None) -> int:
