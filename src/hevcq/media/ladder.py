@@ -292,9 +292,9 @@ def ladder_args(
     # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
     # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
     # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
-    # An RGB source is made BT.709 YUV, an interlaced one deinterlaced and an HDR one
-    # tone-mapped to SDR before that, once for every rung; a source that states no
-    # colours gets those players assume for it stated on every rung.
+    # A transparent source is laid over black, an RGB one made BT.709 YUV, an interlaced
+    # one deinterlaced and an HDR one tone-mapped to SDR before that, once for every
+    # rung; what a source leaves unstated of its colours is stated as players take it.
     filters = source_filters(
         deinterlace=plan.deinterlace,
         hdr_transfer=plan.hdr_transfer,
