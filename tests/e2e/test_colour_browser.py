@@ -15,7 +15,7 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from tests.e2e.test_colour import RED_SOURCES, UNSTATED, red_source, rung_starts
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
+from tests.e2e.test_ladder_browser import _Handler
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +78,7 @@ SOURCES = {
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path))
+        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(tmp_path))
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -85,11 +86,6 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 # Each picture's centre pixel once it has loaded.

@@ -55,28 +55,24 @@ def looks_like_media(head: bytes) -> bool:
     return len(head) > MPEG_TS_PACKET and head[0] == head[MPEG_TS_PACKET] == 0x47
 
 
-def bit_depth(pix_fmt: str | None) -> int:
-    """Bits per luma sample of a pixel format name (8 when unknown)."""
-    if not pix_fmt:
-        return 8
-    try:
-        return int(av.VideoFormat(pix_fmt).components[0].bits)
-    except (ValueError, IndexError):
-        return 8
-
-
-def frame_colours(frame: Any) -> tuple[int, int, int]:
-    """The colours a decoded frame states: its matrix, primaries and transfer as
-    AVColorSpace, AVColorPrimaries and AVColorTransferCharacteristic numbers."""
-    return int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc)
-
-
 def _pixel_format(name: str | None) -> Any | None:
     """libav's description of a pixel format by its name; None when unknown."""
     try:
         return av.VideoFormat(name) if name else None
     except ValueError:
         return None
+
+
+def bit_depth(pix_fmt: str | None) -> int:
+    """Bits per luma sample of a pixel format name (8 when unknown)."""
+    fmt = _pixel_format(pix_fmt)
+    return int(fmt.components[0].bits) if fmt is not None and fmt.components else 8
+
+
+def frame_colours(frame: Any) -> tuple[int, int, int]:
+    """The colours a decoded frame states: its matrix, primaries and transfer as
+    AVColorSpace, AVColorPrimaries and AVColorTransferCharacteristic numbers."""
+    return int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc)
 
 
 def has_alpha(pix_fmt: str | None) -> bool:
