@@ -258,6 +258,20 @@ def _dash_naming(path: Path) -> bytes:
     ).encode()
 
 
+def _photo(tmp_path: Path) -> bytes:
+    """A JPEG photo's bytes."""
+    photo = tmp_path / "photo.jpg"
+    if not photo.exists():
+        subprocess.run(
+            [
+                *(find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240"),
+                *("-frames:v", "1", str(photo)),
+            ],
+            check=True,
+        )
+    return photo.read_bytes()
+
+
 def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
@@ -279,6 +293,9 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         # and the downloaded object itself, which would be opened until no descriptor is left.
         "TODO/manifest.mp4": (_dash_naming(tiny_clip), "not a media file: a DASH manifest"),
         "TODO/self.mp4": (b"ffconcat version 1.0\nfile source\n" * 2, "a concat script"),
+        # A photo is not a video, under its own name or a video's.
+        "TODO/photo.jpg": (_photo(tmp_path), "not a video: a still picture (JPEG)"),
+        "TODO/photo.mp4": (_photo(tmp_path), "not a video: a still picture (JPEG)"),
     }
     with stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")

@@ -17,6 +17,7 @@ from hevcq.media.probe import (
     is_rgb,
     looks_like_media,
     normalise_rotation,
+    picture_kind,
     probe,
 )
 from hevcq.media.verify import Decoded, decode_problems, shape_problems
@@ -37,6 +38,30 @@ from hevcq.media.verify import Decoded, decode_problems, shape_problems
 )
 def test_container_signatures(head: bytes, expected: bool) -> None:
     assert looks_like_media(head) is expected
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(20), "PNG"),
+        (b"GIF89a" + bytes(20), "GIF"),
+        (b"RIFF\x00\x10\x00\x00WEBPVP8 ", "WebP"),
+        (b"II*\x00" + bytes(20), "TIFF"),
+        (b"\x00\x00\x00\x18ftypheic" + bytes(20), "HEIC"),  # a phone's photo
+        (b"\x00\x00\x00\x1cftypavif" + bytes(20), "AVIF"),
+        (b"\x00\x00\x00\x1cftypmif1" + bytes(20), "HEIF"),
+        # Videos and animations are not pictures.
+        (b"\x00\x00\x00\x20ftypisom" + bytes(200), None),
+        (b"\x00\x00\x00\x20ftypqt  " + bytes(200), None),
+        (b"\x00\x00\x00\x20ftypavis" + bytes(200), None),  # an AVIF image sequence
+        (b"RIFF\x00\x00\x00\x00AVI " + bytes(200), None),
+        (b"\x1a\x45\xdf\xa3" + bytes(200), None),
+        (b"", None),
+    ],
+)
+def test_picture_signatures(head: bytes, kind: str | None) -> None:
+    assert picture_kind(head) == kind
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,55 @@ _SIGNATURES = (
 MPEG_TS_PACKET = 188
 HEAD_BYTES = 4096  # read to say what a refused file is
 
+# A still picture is not a video, whatever its name: a photo uploaded as "clip.mp4" (or a
+# HEIC from a phone's camera roll) was made into a one-frame ladder and a 40 ms WebM.
+# libavformat reads pictures with demuxers of their own ("jpeg_pipe", "png_pipe", ...,
+# "gif", "apng") and HEIF/AVIF images with its MP4 demuxer; a file one of them reads
+# whose picture stream holds a single picture is refused as one. An animated GIF, APNG
+# or a video of one frame in a video container is still a video.
+_PICTURE_DEMUXERS = frozenset({"gif", "apng", "ico", "jpegxl_anim"})
+# Major brands of ISO-BMFF still images (ISO/IEC 23008-12 and the AVIF specification);
+# "avis" and "msf1" are image sequences and stay videos.
+_PICTURE_BRANDS = {"avif": "AVIF", "heic": "HEIC", "heix": "HEIC", "mif1": "HEIF"}
+# What the one-line reason calls a picture, by its codec.
+_PICTURE_NAMES = {
+    "mjpeg": "JPEG",
+    "png": "PNG",
+    "gif": "GIF",
+    "webp": "WebP",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "apng": "PNG",
+    "jpegxl": "JPEG XL",
+}
+# How picture files begin, to say what a file libavformat will not open is: a file named
+# "*.jpg" is claimed by the image-sequence demuxer, which sources may not use
+# (hevcq.media.demuxers.INDIRECT).
+_PICTURE_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\xff\x0a", "JPEG XL"),
+)
+STILL_PICTURE = "not a video: a still picture ({})"
+
 ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
+
+
+def picture_kind(head: bytes) -> str | None:
+    """What picture format a file beginning with ``head`` is ("JPEG", "HEIC"); None when
+    it does not begin like one."""
+    for signature, name in _PICTURE_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp":
+        return _PICTURE_BRANDS.get(head[8:12].decode("latin-1"))
+    return None
 
 
 def looks_like_media(head: bytes) -> bool:
@@ -112,6 +160,9 @@ def probe(path: Path) -> MediaInfo:
         indirect = _indirection(exc, head)
         if indirect is not None:
             raise PermanentError(indirect) from exc
+        picture = picture_kind(head)
+        if picture is not None:
+            raise PermanentError(STILL_PICTURE.format(picture)) from exc
         if looks_like_media(head):
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
         raise PermanentError(f"not a media file: {exc.strerror}") from exc
@@ -130,6 +181,9 @@ def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
         indirect = _indirection(exc, head)
         if indirect is not None:
             raise PermanentError(indirect) from exc
+        picture = picture_kind(head)
+        if picture is not None:
+            raise PermanentError(STILL_PICTURE.format(picture)) from exc
         raise PermanentError(f"unreadable or not a media file: {exc.strerror}") from exc
     return _describe_open(container, size)
 
@@ -187,6 +241,11 @@ def _describe(container: Any, size: int) -> MediaInfo:
         elif stream.type == "subtitle":
             cc = stream.codec_context
             subtitles.append(SubtitleStream(stream.index, cc.codec.canonical_name, _tag(cc)))
+    main = next((v for v in video if not v.attached_pic), None)
+    if main is not None:
+        picture = _still_picture(container, main)
+        if picture is not None:
+            raise PermanentError(STILL_PICTURE.format(picture))
     return MediaInfo(
         format_name=container.format.name,
         duration_s=_duration(container),
@@ -197,6 +256,31 @@ def _describe(container: Any, size: int) -> MediaInfo:
         attachments=attachments,
         chapters=len(container.chapters()),
     )
+
+
+def _still_picture(container: Any, main: VideoStream) -> str | None:
+    """What still picture an opened file is (``_PICTURE_DEMUXERS``): its kind ("JPEG"),
+    or None when it is not a picture file or its picture stream holds more than one."""
+    demuxer = str(container.format.name)
+    brand = str(container.metadata.get("major_brand", "")).strip()
+    if brand in _PICTURE_BRANDS:
+        kind = _PICTURE_BRANDS[brand]
+    elif demuxer.endswith("_pipe") or demuxer in _PICTURE_DEMUXERS:
+        kind = _PICTURE_NAMES.get(main.codec, main.codec)
+    else:
+        return None
+    stream = container.streams[main.index]
+    with contextlib.suppress(av.FFmpegError):
+        container.seek(0)  # _first_frame rewound already; a picture file is small
+    pictures = 0
+    try:
+        for packet in container.demux(stream):
+            pictures += 1 if packet.size else 0
+            if pictures > 1:
+                return None
+    except av.FFmpegError:
+        return None  # what is past the first picture is damaged: not a single picture
+    return kind
 
 
 def main_video_stream(container: Any) -> Any | None:
