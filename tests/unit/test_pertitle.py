@@ -211,6 +211,29 @@ def test_probes_use_the_ladder_h264_settings() -> None:
     assert "-g 50" in text
 
 
+@pytest.mark.parametrize(("stream", "option"), [("0:3", "-c:3"), ("0:v:0", "-c:v:0")])
+def test_probes_read_an_alpha_kept_beside_the_picture_with_its_decoder(
+    stream: str, option: str
+) -> None:
+    """A VP9 WebM's alpha is read by libvpx, as the ladder reads it, so that the probes
+    see the picture laid over black as the rungs will be."""
+    outs = [(Rung(640, 360, 1), 28, Path("p.mkv"))]
+    args = probe_args(
+        "ffmpeg",
+        Path("s.mkv"),
+        outs,
+        Fraction(25),
+        stream=stream,
+        alpha=True,
+        alpha_decoder="libvpx-vp9",
+    )
+    at = args.index("-i")
+    assert args[at - 2 : at] == [option, "libvpx-vp9"]
+    assert "premultiply=inplace=1" in args[args.index("-filter_complex") + 1]
+    plain = probe_args("ffmpeg", Path("s.mkv"), outs, Fraction(25), stream=stream)
+    assert not any(a.startswith("-c:") for a in plain[: plain.index("-i")])
+
+
 def test_probes_scale_each_size_once_and_encode_every_crf_from_one_decode() -> None:
     small, large = Rung(640, 360, 1), Rung(1280, 720, 1)
     outs = [(r, crf, Path(f"p{r.short}-{crf}.mkv")) for r in (large, small) for crf in (20, 28)]

@@ -39,7 +39,8 @@ def build_args(
         args += ["-threads", str(threads)]  # before -i: decoder threads
     # -noautorotate: keep the coded orientation; the display matrix is carried over instead.
     # "file:" stops a name starting with "-" or holding ":" being read as an option or protocol.
-    args += ["-noautorotate", "-i", f"file:{src}", "-map_metadata", "0"]
+    args += ["-noautorotate", *decoder_args(plan.video_index, plan.alpha_decoder)]
+    args += ["-i", f"file:{src}", "-map_metadata", "0"]
     args += video_args(plan, threads)
     args += audio_args(plan)
     args += subtitle_args(plan)
@@ -143,6 +144,12 @@ def stated_colours(colours: tuple[int, int, int], coded_height: int) -> str:
         return ""
     said = zip(COLOUR_FIELDS, standard, unstated, strict=True)
     return "setparams=" + ":".join(f"{name}={value}" for name, value, fill in said if fill)
+
+
+def decoder_args(stream: int | str, decoder: str) -> list[str]:
+    """The input options that decode ``stream`` (an index, or "v" for every video stream)
+    with ``decoder``; none for "" (the default decoder). They go before the ``-i``."""
+    return [f"-c:{stream}", decoder] if decoder else []
 
 
 def source_filters(

@@ -34,7 +34,7 @@ import av
 from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import source_filters, stated_colours
+from hevcq.media.ffargs import decoder_args, source_filters, stated_colours
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import MediaInfo, VideoStream
 from hevcq.media.progress import Progress
@@ -132,6 +132,7 @@ class LadderPlan:
     audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
     alpha: bool = False  # a source with an alpha channel: laid over black first
+    alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
 
     @property
@@ -271,6 +272,7 @@ def plan_ladder(
         hdr_transfer=video.hdr_transfer,
         rgb=video.rgb,
         alpha=video.alpha,
+        alpha_decoder=video.alpha_decoder,
         stated_colours=source_colours(video),
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
@@ -288,7 +290,7 @@ def ladder_args(
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
         args += ["-threads", str(threads)]
-    args += ["-i", f"file:{src}"]
+    args += [*decoder_args(plan.video_index, plan.alpha_decoder), "-i", f"file:{src}"]
     # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
     # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
     # stretched to its display aspect), each with its sample aspect ratio set to 1:1.

@@ -31,6 +31,9 @@ class VideoStream:
     # QuickTime Animation, lossless captures): made YUV in BT.709 first (ffargs.rgb_to_yuv).
     rgb: bool = False
     alpha: bool = False  # it has an alpha channel: laid over black first (ffargs.FLATTEN_ALPHA)
+    # The decoder that reads its alpha, when the alpha is kept beside the picture rather
+    # than in it (VP8/VP9 in WebM: probe.ALPHA_DECODERS); "" for the default decoder.
+    alpha_decoder: str = ""
     # The colours its first frame states: AVColorSpace, AVColorPrimaries and
     # AVColorTransferCharacteristic (2: unspecified). A ladder states what the source
     # leaves unstated (ffargs.stated_colours); None: not read (cover art), or all stated.
@@ -148,6 +151,7 @@ class EncodePlan:
     deinterlace: bool = False  # an interlaced source: every frame made progressive first
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
     alpha: bool = False  # a source with an alpha channel: laid over black first
+    alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
 
 
 Decision = Skip | EncodePlan

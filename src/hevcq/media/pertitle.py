@@ -51,7 +51,7 @@ from hevcq.media.crfsearch import (
     scan_source,
     video_size,
 )
-from hevcq.media.ffargs import source_filters
+from hevcq.media.ffargs import decoder_args, source_filters
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import (
     PRESET,
@@ -397,6 +397,7 @@ def probe_args(
     deinterlace: bool = False,
     rgb: bool = False,
     alpha: bool = False,
+    alpha_decoder: str = "",
     preset: str = PRESET,
 ) -> list[str]:
     """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
@@ -407,6 +408,8 @@ def probe_args(
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
         args += ["-threads", str(threads)]
+    # ``stream`` is "0:<spec>"; the decoder option names the same stream of the input.
+    args += decoder_args(stream.split(":", 1)[1], alpha_decoder)
     args += ["-i", f"file:{sample}", "-progress", "pipe:1", "-nostats"]
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(outs):
@@ -517,6 +520,7 @@ def probe_points(
             interlaced=video.interlaced,
             rgb=video.rgb,
             alpha=video.alpha,
+            alpha_decoder=video.alpha_decoder,
             sums=sums,
         )
         bpp = source_bpp(sum(scanned.gop_bytes), picture, video.width * video.height, fps)
@@ -550,6 +554,7 @@ def _measure(
     interlaced: bool,
     rgb: bool,
     alpha: bool,
+    alpha_decoder: str,
     sums: dict[tuple[int, int], list[float]],
 ) -> None:
     """Encode each of ``inputs`` at every size of ``rungs`` and CRF of ``run.crfs`` in one
@@ -573,6 +578,7 @@ def _measure(
                 deinterlace=interlaced,
                 rgb=rgb,
                 alpha=alpha,
+                alpha_decoder=alpha_decoder,
                 preset=run.preset,
             )
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)

@@ -23,8 +23,9 @@ import av
 
 from hevcq.errors import PermanentError
 from hevcq.media.demuxers import open_input, read_alone
-from hevcq.media.ffargs import source_filters, stated_colours
+from hevcq.media.ffargs import decoder_args, source_filters, stated_colours
 from hevcq.media.probe import (
+    alpha_decoder,
     frame_colours,
     has_alpha,
     hdr_transfer,
@@ -98,6 +99,7 @@ class _Sampled:
     index: int  # its stream (the main video: not cover art, which may come first)
     colours: str  # what it leaves unstated of its colours, stated (ffargs.stated_colours)
     alpha: bool  # it has an alpha channel
+    alpha_decoder: str  # the decoder that reads it (probe.alpha_decoder), or ""
 
 
 def _sampled(path: Path) -> _Sampled:
@@ -110,6 +112,7 @@ def _sampled(path: Path) -> _Sampled:
             raise PermanentError("no video stream")
         transfer = hdr_transfer(stream.codec_context)
         index = int(stream.index)  # read while the file is open: a closed one's is garbage
+        side_alpha = alpha_decoder(stream)
         origin = _origin_s(container, stream)  # where -ss counts from
         first = _stream_start_s(stream, origin)
         duration = _duration_s(container, stream)
@@ -135,7 +138,7 @@ def _sampled(path: Path) -> _Sampled:
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
             found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
-    return _Sampled(found, transfer, index, colours, alpha)
+    return _Sampled(found, transfer, index, colours, alpha or bool(side_alpha), side_alpha)
 
 
 def _origin_s(container: Any, stream: Any) -> float:
@@ -218,7 +221,8 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     # to the frame (output seeking), which ffmpeg counts from where the input seek went.
     before = best.time_s if best.seek_back_s is None else min(best.seek_back_s, best.time_s)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
-    args += ["-ss", f"{best.time_s - before:.3f}", "-i", f"file:{src}"]
+    args += ["-ss", f"{best.time_s - before:.3f}"]
+    args += [*decoder_args(sampled.index, sampled.alpha_decoder), "-i", f"file:{src}"]
     args += ["-map", f"0:{sampled.index}", "-ss", f"{before:.3f}", "-frames:v", "1"]
     # Within POSTER_WIDTH on both sides, aspect kept, never enlarged; rotation applied.
     # Interlaced frames are made progressive and non-square pixels stretched to the

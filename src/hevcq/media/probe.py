@@ -79,6 +79,12 @@ _PICTURE_SIGNATURES = (
     (b"\xff\x0a", "JPEG XL"),
 )
 STILL_PICTURE = "not a video: a still picture ({})"
+# VP8 and VP9 keep a transparent video's alpha beside each picture (in WebM, a block's
+# BlockAdditional; the track says "alpha_mode=1"), and only libvpx's decoders read it:
+# libavcodec's own give the colours alone, so what the alpha hid (whatever colour the
+# maker left there) showed in every output. Decoded by these, the source has its alpha
+# and is laid over black like any other transparent source.
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 
 ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
 
@@ -325,6 +331,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         pix_fmt = pix_fmt or frame.format.name
         interlaced = bool(frame.interlaced_frame) or int(cc.field_order or 0) in INTERLACED_ORDERS
         colours = frame_colours(frame)
+    side_alpha = "" if cover else alpha_decoder(stream)
     rate: Fraction | None = stream.average_rate
     sar = _sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     return VideoStream(
@@ -342,11 +349,20 @@ def _video(container: Any, stream: Any) -> VideoStream:
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
         rgb=is_rgb(pix_fmt),
-        alpha=has_alpha(pix_fmt),
+        alpha=has_alpha(pix_fmt) or bool(side_alpha),
+        alpha_decoder=side_alpha,
         colours=colours,
         filename=_meta(stream, "filename") if cover else "",
         mimetype=_meta(stream, "mimetype") if cover else "",
     )
+
+
+def alpha_decoder(stream: Any) -> str:
+    """The decoder that reads an opened video stream's alpha when it is kept beside the
+    picture (``ALPHA_DECODERS``); "" when it has none there."""
+    if _meta(stream, "alpha_mode") != "1":
+        return ""
+    return ALPHA_DECODERS.get(str(stream.codec_context.codec.canonical_name), "")
 
 
 def _meta(stream: Any, key: str) -> str:

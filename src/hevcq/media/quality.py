@@ -32,7 +32,7 @@ from typing import Any
 
 from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.demuxers import read_alone
-from hevcq.media.ffargs import source_filters
+from hevcq.media.ffargs import decoder_args, source_filters
 from hevcq.media.ffmpeg import killed
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
@@ -87,6 +87,7 @@ class Picture:
     interlaced: bool = False  # deinterlaced first, as every encode of it is
     rgb: bool = False  # made BT.709 YUV first, as every encode of it is (ffargs.rgb_to_yuv)
     alpha: bool = False  # laid over black first, as every encode of it is
+    alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
     # Its stream index: the main video, which a graph names by index, as cover art may
     # come before it (an MP4 whose metadata precedes its tracks).
     index: int = 0
@@ -156,6 +157,7 @@ def picture(path: Path) -> Picture:
         interlaced=video.interlaced,
         rgb=video.rgb,
         alpha=video.alpha,
+        alpha_decoder=video.alpha_decoder,
         index=video.index,
     )
 
@@ -362,7 +364,7 @@ def score(
             size=size,
             dist=out.index,
         )
-        _run_graph(ffmpeg, [output, source], graph, [log])
+        _run_graph(ffmpeg, [output, source], graph, [log], ref)
         return parse_log(json.loads(log.read_text()), model_for(*size))
 
 
@@ -393,7 +395,7 @@ def score_batch(
             batch = outputs[start : start + each]
             logs = [Path(tmp) / f"vmaf-{start + i}.json" for i in range(len(batch))]
             graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
-            _run_graph(ffmpeg, [*batch, source], graph, logs)
+            _run_graph(ffmpeg, [*batch, source], graph, logs, ref)
             scores += [parse_log(json.loads(log.read_text()), model) for log in logs]
     return scores
 
@@ -408,7 +410,7 @@ def xpsnr_score(ffmpeg: str, source: Path, output: Path, *, own_size: bool = Fal
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
         graph = xpsnr_graph(ref, rate, stats, size, dist=out.index)
-        _run_graph(ffmpeg, [output, source], graph, [stats])
+        _run_graph(ffmpeg, [output, source], graph, [stats], ref)
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
 
@@ -438,11 +440,16 @@ def _sdr_sides(source: Path, output: Path, why: str) -> tuple[Picture, Picture]:
     return ref, out
 
 
-def _run_graph(ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[Path]) -> None:
-    """Run ``graph`` over ``inputs`` (in the order its input numbers name them); a
-    ``ScoringError`` unless ffmpeg succeeds and writes every one of ``logs``."""
+def _run_graph(
+    ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[Path], ref: Picture
+) -> None:
+    """Run ``graph`` over ``inputs`` (in the order its input numbers name them; the source,
+    ``ref``, last); a ``ScoringError`` unless ffmpeg succeeds and writes every one of
+    ``logs``."""
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
-    for path in inputs:
+    for n, path in enumerate(inputs):
+        if n == len(inputs) - 1:
+            args += decoder_args(ref.index, ref.alpha_decoder)  # as every encode reads it
         # A side whose picture changes size or format partway (a broadcast recording
         # going from SD to HD, two recordings spliced) would make ffmpeg build the whole
         # graph again from that frame: ``STARTPTS`` restarts at zero there, and a new
