@@ -36,7 +36,7 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.model import EncodePlan
 from hevcq.media.probe import probe
-from hevcq.media.quality import ScoringError, score, xpsnr_score
+from hevcq.media.quality import ScoringError, no_score, score, score_batch, xpsnr_score
 from hevcq.media.samples import make_clip
 from hevcq.pools import Pool
 from hevcq.worker.runner import CRF_CACHE, JobContext, JobRunner, JobSpec
@@ -495,6 +495,61 @@ def test_an_hdr_source_is_encoded_at_the_pools_crf_unscored_and_says_why(
     assert result.predicted_bytes is None
     assert searched == []
     assert "DONE/q/a.mp4" in store.data
+
+
+def tiny_clip(tmp_path: Path) -> Path:
+    """A 16x16 clip (an icon's animation, a tracking pixel's video): smaller than VMAF
+    measures."""
+    tiny = tmp_path / "tiny.mp4"
+    subprocess.run(
+        [
+            *(find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"),
+            *(
+                "-i",
+                "testsrc2=size=16x16:rate=25:duration=2,noise=alls=60:allf=t",
+                "-c:v",
+                "libx264",
+                "-qp",
+                "0",
+            ),
+            str(tiny),
+        ],
+        check=True,
+    )
+    return tiny  # lossless: an encode of it comes out smaller, so it is not kept as it is
+
+
+def test_a_picture_smaller_than_vmaf_measures_is_encoded_at_the_pools_crf_unscored(
+    tmp_path, monkeypatch
+) -> None:
+    """Before, libvmaf crashed on it (SIGSEGV) and the job failed as a scoring failure."""
+    searched: list[object] = []
+    monkeypatch.setattr("hevcq.worker.runner.find_crf", lambda *a, **k: searched.append(a))
+    checked = pool(vmaf=90, max_size_percent=80)
+    encode = checked.encode.model_copy(update={"crf": 45})
+    checked = checked.model_copy(update={"verify": "quality", "encode": encode})
+    result, _, store = run_job(tmp_path, tiny_clip(tmp_path), checked)
+    assert result.outcome == "done", result.reason
+    assert result.reason == (
+        "a 16x16 picture: VMAF measures pictures of 18 pixels a side or more;"
+        " encoded at the pool's CRF 45, not scored"
+    )
+    assert result.vmaf is None
+    assert searched == []
+    assert "DONE/q/a.mp4" in store.data
+
+
+def test_scoring_a_picture_smaller_than_vmaf_measures_says_so_and_xpsnr_scores_it(
+    tmp_path,
+) -> None:
+    src = tiny_clip(tmp_path)
+    with pytest.raises(ScoringError, match=r"^a 16x16 picture: VMAF measures .* not scored$"):
+        score(find_ffmpeg(), src, src)
+    with pytest.raises(ScoringError, match="16x16 picture"):
+        score_batch(find_ffmpeg(), src, [src])
+    assert no_score(src, "vmaf") is not None
+    assert no_score(src, "xpsnr") is None
+    assert xpsnr_score(find_ffmpeg(), src, src).mean > 0
 
 
 def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_nothing(

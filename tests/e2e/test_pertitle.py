@@ -166,6 +166,24 @@ def test_an_hdr_source_gets_the_fixed_ladder_without_probes(
     assert committed
 
 
+def test_a_picture_smaller_than_vmaf_measures_gets_the_fixed_ladder_without_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hevcq.worker.runner as runner_module  # noqa: PLC0415
+    from tests.e2e.test_crfsearch import tiny_clip  # noqa: PLC0415
+
+    probed: list[object] = []
+    monkeypatch.setattr(runner_module, "per_title_rungs", lambda *a: probed.append(a))
+    result, committed = _per_title_job(tmp_path, tiny_clip(tmp_path))
+    assert result.outcome == "done", result.reason
+    assert result.reason == (
+        "a 16x16 picture: VMAF measures pictures of 18 pixels a side or more;"
+        " the fixed ladder, not scored"
+    )
+    assert probed == []
+    assert committed
+
+
 def test_a_ladder_pools_preset_makes_its_rungs_and_its_probes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,12 @@ HD_MAX_LONG_SIDE = 2560
 # it first. No model is trained above 4K, and libvmaf holds about 100 bytes per pixel
 # compared: an 8K score took 4.4 GB, and a per-title ladder's probes of an 8K clip, scored
 # at 8K in one run, 24 GB (ffmpeg was killed, and the job failed with "no log written").
+# The smallest picture libvmaf scores: a side under 18 pixels crashed it (SIGSEGV in the
+# pinned build, measured 2026-11-28: 17x17, 64x16 and 16x64 crash; 18x18, 18x64 and
+# 64x18 score), so a 16x16 clip under a VMAF target failed "killed by signal SIGSEGV".
+# XPSNR scores any size.
+VMAF_MIN_SIDE = 18
+HDR_REASON = "HDR source: quality scores do not apply to HDR"
 MAX_SCORED_SHORT_SIDE = 2160
 MAX_SCORED_PIXELS = 4096 * 2160
 # What one libvmaf comparison holds while it runs, per pixel compared (measured with two
@@ -266,13 +272,30 @@ def xpsnr_graph(
     return aligned(ref, rate, size, dist=dist) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
-def is_hdr(path: Path) -> bool:
-    """Whether ``path``'s video is HDR (PQ or HLG), where no score this module measures
-    applies; False for a file that cannot be read (scoring it then says why)."""
+def no_score(path: Path, metric: Metric) -> str | None:
+    """Why no ``metric`` score applies to ``path``'s video: it is HDR (PQ or HLG), which
+    no score this module measures is fitted to, or its picture is smaller than VMAF
+    measures (``VMAF_MIN_SIDE``). None when a score applies, and for a file that cannot be
+    read (scoring it then says why)."""
     try:
-        return picture(path).hdr
+        ref = picture(path)
     except ScoringError:
-        return False
+        return None
+    if ref.hdr:
+        return HDR_REASON
+    if metric == "vmaf":
+        return _too_small(scored_size(ref))
+    return None
+
+
+def _too_small(size: tuple[int, int]) -> str | None:
+    """Why VMAF cannot score pictures of ``size`` (pure); None when it can."""
+    if min(size) >= VMAF_MIN_SIDE:
+        return None
+    return (
+        f"a {size[0]}x{size[1]} picture: VMAF measures pictures of"
+        f" {VMAF_MIN_SIDE} pixels a side or more"
+    )
 
 
 def vmaf_graph(
@@ -351,6 +374,9 @@ def score(
     ref, out = _sdr_sides(source, output, "the VMAF models are trained on SDR")
     rate = constant_rate(ref.fps)
     size = compared_size(ref, out, own_size=own_size)
+    small = _too_small(size)
+    if small is not None:
+        raise ScoringError(f"{small}; not scored")
     with tempfile.TemporaryDirectory(prefix="hevcq-vmaf-") as tmp:
         log = Path(tmp) / "vmaf.json"
         graph = vmaf_graph(
@@ -387,6 +413,9 @@ def score_batch(
         raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
     rate = constant_rate(ref.fps)
     size = scored_size(ref)
+    small = _too_small(size)
+    if small is not None:
+        raise ScoringError(f"{small}; not scored")
     model = model_for(*size)
     each = batch_size(size)
     scores: list[Score] = []

@@ -38,7 +38,7 @@ from hevcq.media.pertitle import Prober, per_title_rungs
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
-from hevcq.media.quality import ScoringError, is_hdr, measure, shown_under
+from hevcq.media.quality import ScoringError, measure, no_score, shown_under
 from hevcq.media.splice import straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
@@ -66,14 +66,13 @@ SCRATCH_FACTOR = 3.4
 SCRATCH_HEADROOM = 64 * MiB
 SCRATCH_PREFIX = "job-"
 CRF_CACHE = "crf-cache"  # beside the jobs' scratch folders: kept from job to job
-# An HDR source under a quality target: VMAF's models and XPSNR's weighting are fitted to
-# SDR pictures, so there is nothing to search for or to measure; the pool's own settings.
-HDR_NOTE = (
-    "HDR source: quality scores do not apply to HDR; encoded at the pool's CRF {crf}, not scored"
-)
-HDR_LADDER_NOTE = "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
+# A source no score applies to under a quality target (``quality.no_score``: HDR, whose
+# pictures VMAF's models and XPSNR's weighting are not fitted to, or a picture smaller than
+# VMAF measures): nothing to search for or to measure; the pool's own settings, and why.
+UNSCORED_NOTE = "{why}; encoded at the pool's CRF {crf}, not scored"
+UNSCORED_LADDER_NOTE = "{why}; the fixed ladder, not scored"
 # A source whose video does not decode cleanly where it is sampled (``DamagedSource``): the
-# same as HDR, the pool's own settings, unscored, and why.
+# same, the pool's own settings, unscored, and why.
 DAMAGED_NOTE = (
     "damaged source: {why}, and a score would measure the decoder's repairs;"
     " encoded at the pool's CRF {crf}, not scored"
@@ -474,8 +473,9 @@ class JobRunner:
         rungs = None
         quality = spec.pool.quality
         note = None
-        if ladder.per_title and quality is not None and is_hdr(src):
-            note = HDR_LADDER_NOTE  # probes would score it: the fixed ladder instead
+        why = no_score(src, quality.metric) if ladder.per_title and quality else None
+        if why is not None:
+            note = UNSCORED_LADDER_NOTE.format(why=why)  # probes would score it: fixed rungs
             log.info("quality_not_applicable", reason=note)
         elif ladder.per_title and quality is not None:
             ctx.phase = "encode"  # the probes are encodes a stop interrupts alike
@@ -580,11 +580,14 @@ class JobRunner:
     ) -> tuple[EncodePlan, dict[str, Any], bool] | JobResult:
         """The plan to encode, the result fields it brings, and whether its output is
         scored: at the CRF searched for the pool's target (``_search_crf``), or at the
-        pool's own, unscored and saying why, for a source no score applies to (HDR) or
-        whose scores would measure the decoder's repairs (damaged: ``DamagedSource``)."""
+        pool's own, unscored and saying why, for a source no score applies to (HDR, or a
+        picture too small: ``quality.no_score``) or whose scores would measure the
+        decoder's repairs (damaged: ``DamagedSource``)."""
         src = scratch / "source"
-        if spec.pool.quality is not None and is_hdr(src):
-            unscored = HDR_NOTE.format(crf=plan.crf)
+        quality = spec.pool.quality
+        why = no_score(src, quality.metric) if quality is not None else None
+        if why is not None:
+            unscored = UNSCORED_NOTE.format(why=why, crf=plan.crf)
         else:
             try:
                 searched = self._search_crf(scratch, spec, plan, info, ctx=ctx, lap=lap)
