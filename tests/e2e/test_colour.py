@@ -227,6 +227,8 @@ HALF_TRANSPARENT = (
     "[back][left]overlay=format=auto,format=rgba"
 )
 VPX_ALPHA = ["-pix_fmt", "yuva420p", "-b:v", "2M"]
+HEVC_ALPHA = ["-pix_fmt", "yuva420p", "-c:v", "libx265", "-tag:v", "hvc1"]
+HEVC_ALPHA += ["-x265-params", "log-level=error"]
 # (file name, the graph's tail and the codec): each keeps the alpha its own way.
 TRANSPARENT_SOURCES = [
     ("sticker.mov", "", ["-c:v", "png"]),
@@ -240,6 +242,9 @@ TRANSPARENT_SOURCES = [
     # VP9 and VP8 keep the alpha beside the picture, which only libvpx's decoders read.
     ("sticker.webm", "", [*VPX_ALPHA, "-c:v", "libvpx-vp9", "-deadline", "realtime"]),
     ("overlay.webm", "", [*VPX_ALPHA, "-c:v", "libvpx", "-auto-alt-ref", "0"]),
+    # HEVC with Alpha (as Apple's tools export it): a second layer, which only the ffmpeg
+    # binary decodes.
+    ("title-hevc.mov", "", [*HEVC_ALPHA]),
 ]
 BLACK = (16, 128, 128)  # Y, Cb, Cr in the video range
 

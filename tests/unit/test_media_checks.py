@@ -14,6 +14,7 @@ from hevcq.media.probe import (
     _tag,
     bit_depth,
     has_alpha,
+    hevc_layers,
     is_rgb,
     looks_like_media,
     normalise_rotation,
@@ -62,6 +63,41 @@ def test_container_signatures(head: bytes, expected: bool) -> None:
 )
 def test_picture_signatures(head: bytes, kind: str | None) -> None:
     assert picture_kind(head) == kind
+
+
+def _vps(max_layers_minus1: int) -> bytes:
+    """An HEVC video parameter set's first bytes: NAL header (type 32), then id 0, both
+    base-layer flags, and ``vps_max_layers_minus1``."""
+    return bytes([0x40, 0x01, 0x0C | (max_layers_minus1 >> 4), (max_layers_minus1 & 0x0F) << 4])
+
+
+def _hvcc(*nals: bytes) -> bytes:
+    """An ``hvcC`` record holding ``nals``, one array each."""
+    body = bytes([len(nals)])
+    for nal in nals:
+        body += bytes([0xA0 | (nal[0] >> 1 & 0x3F)]) + (1).to_bytes(2, "big")
+        body += len(nal).to_bytes(2, "big") + nal
+    return b"\x01" + bytes(21) + body
+
+
+SPS = bytes([0x42, 0x01, 0x01, 0x01])  # a sequence parameter set's NAL header and more
+
+
+@pytest.mark.parametrize(
+    ("extradata", "layers"),
+    [
+        (_hvcc(_vps(0) + b"\xff\xff", SPS), 1),  # an ordinary stream, in MP4 or Matroska
+        (_hvcc(SPS, _vps(1) + b"\xff\xff"), 2),  # with an alpha layer
+        (b"\x00\x00\x00\x01" + _vps(1) + b"\xff\xff\x00\x00\x01" + SPS, 2),  # MPEG-TS
+        (b"\x00\x00\x01" + _vps(0) + b"\xff", 1),
+        (_hvcc(SPS), 1),  # no parameter set: taken as one layer
+        (b"", 1),
+        (None, 1),
+        (b"\x01" + bytes(21) + b"\x05\xa0", 1),  # cut short
+    ],
+)
+def test_hevc_layers_from_the_video_parameter_set(extradata: bytes | None, layers: int) -> None:
+    assert hevc_layers(extradata) == layers
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from hevcq.media.probe import (
     has_alpha,
     hdr_transfer,
     is_rgb,
+    layered_alpha,
     main_video_stream,
 )
 
@@ -113,6 +114,7 @@ def _sampled(path: Path) -> _Sampled:
         transfer = hdr_transfer(stream.codec_context)
         index = int(stream.index)  # read while the file is open: a closed one's is garbage
         side_alpha = alpha_decoder(stream)
+        layered = layered_alpha(path, stream)  # HEVC with alpha: the binary decodes it
         origin = _origin_s(container, stream)  # where -ss counts from
         first = _stream_start_s(stream, origin)
         duration = _duration_s(container, stream)
@@ -138,7 +140,8 @@ def _sampled(path: Path) -> _Sampled:
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
             found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
-    return _Sampled(found, transfer, index, colours, alpha or bool(side_alpha), side_alpha)
+    alpha = alpha or bool(side_alpha) or layered
+    return _Sampled(found, transfer, index, colours, alpha, side_alpha)
 
 
 def _origin_s(container: Any, stream: Any) -> float:

@@ -1,12 +1,15 @@
 """Probing media files in-process with PyAV, from a file or through ranged reads: no ffprobe,
-no subprocess per file."""
+no subprocess per file (the one exception, an HEVC stream of more than one layer, is
+``layered_alpha``'s)."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 import stat
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from io import RawIOBase
 from pathlib import Path
@@ -14,8 +17,9 @@ from typing import Any
 
 import av
 
-from hevcq.errors import PermanentError
-from hevcq.media.demuxers import open_input, refusal
+from hevcq.errors import HevcqError, PermanentError
+from hevcq.media.demuxers import open_input, read_alone, refusal
+from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
 
 # Reading the rotation needs one decoded frame; a stream that yields none within this
@@ -85,6 +89,14 @@ STILL_PICTURE = "not a video: a still picture ({})"
 # maker left there) showed in every output. Decoded by these, the source has its alpha
 # and is laid over black like any other transparent source.
 ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+# HEVC keeps it in a second layer ("HEVC with Alpha", as Apple's tools export transparent
+# video). The pinned ffmpeg decodes that layer and gives the frames their alpha; the libav
+# PyAV carries does not, and gave the probe an opaque picture, so the encodes dropped the
+# alpha and showed what it hid. A stream whose parameter set declares more than one layer
+# (alpha, or the second eye of a spatial video) is asked of the ffmpeg binary instead:
+# one frame, about 25 ms, and only for such streams.
+HEVC_VPS = 32  # the video parameter set's NAL unit type
+_SHOWN_FORMAT = re.compile(r"\bfmt:(\w+)")
 
 ProbeFn = Callable[[Path], MediaInfo]  # ``probe``, or a test's stand-in
 
@@ -172,7 +184,7 @@ def probe(path: Path) -> MediaInfo:
         if looks_like_media(head):
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
         raise PermanentError(f"not a media file: {exc.strerror}") from exc
-    return _describe_open(container, size)
+    return _describe_open(container, size, path)
 
 
 def probe_stream(stream: RawIOBase, size: int) -> MediaInfo:
@@ -204,11 +216,11 @@ def _indirection(exc: av.FFmpegError, head: bytes) -> str | None:
     return None
 
 
-def _describe_open(container: Any, size: int) -> MediaInfo:
+def _describe_open(container: Any, size: int, path: Path | None = None) -> MediaInfo:
     """Describe an opened container and close it; a stream that fails to read is truncated."""
     with container:
         try:
-            return _describe(container, size)
+            return _describe(container, size, path)
         except av.FFmpegError as exc:
             raise PermanentError(f"unreadable or truncated: {exc.strerror}") from exc
 
@@ -229,7 +241,7 @@ def _layout(cc: Any) -> tuple[int, str]:
     return int(layout.nb_channels), str(layout.name or "")
 
 
-def _describe(container: Any, size: int) -> MediaInfo:
+def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
     video, audio, subtitles, attachments = [], [], [], 0
     for stream in container.streams:
         if stream.type == "attachment":
@@ -237,7 +249,7 @@ def _describe(container: Any, size: int) -> MediaInfo:
         elif stream.codec_context is None:
             continue  # data streams and codecs this libav cannot decode
         elif stream.type == "video":
-            video.append(_video(container, stream))
+            video.append(_video(container, stream, path))
         elif stream.type == "audio":
             cc = stream.codec_context
             channels, layout = _layout(cc)
@@ -320,7 +332,7 @@ def _tag(codec_context: Any) -> str:
         return "0x" + raw[::-1].hex() if raw.strip(b"\x00") else ""
 
 
-def _video(container: Any, stream: Any) -> VideoStream:
+def _video(container: Any, stream: Any, path: Path | None) -> VideoStream:
     cc = stream.codec_context
     cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
     pix_fmt, rotation, interlaced = cc.pix_fmt, 0, False
@@ -349,7 +361,7 @@ def _video(container: Any, stream: Any) -> VideoStream:
         interlaced=interlaced,
         hdr_transfer=hdr_transfer(cc),
         rgb=is_rgb(pix_fmt),
-        alpha=has_alpha(pix_fmt) or bool(side_alpha),
+        alpha=has_alpha(pix_fmt) or bool(side_alpha) or (not cover and layered_alpha(path, stream)),
         alpha_decoder=side_alpha,
         colours=colours,
         filename=_meta(stream, "filename") if cover else "",
@@ -363,6 +375,55 @@ def alpha_decoder(stream: Any) -> str:
     if _meta(stream, "alpha_mode") != "1":
         return ""
     return ALPHA_DECODERS.get(str(stream.codec_context.codec.canonical_name), "")
+
+
+def hevc_layers(extradata: bytes | None) -> int:
+    """How many layers an HEVC stream's video parameter set declares (pure): 1 for an
+    ordinary stream, 2 for one with an alpha layer; 1 when no parameter set is found.
+    ``extradata`` is an MP4/Matroska ``hvcC`` record or Annex B parameter sets (MPEG-TS)."""
+    for nal in _hevc_nal_units(extradata or b""):
+        if len(nal) >= 4 and (nal[0] >> 1) & 0x3F == HEVC_VPS:
+            # After the NAL header: vps_video_parameter_set_id (4 bits), two flags, then
+            # vps_max_layers_minus1 (6 bits), across the second and third payload bytes.
+            return (((nal[2] & 0x03) << 4) | (nal[3] >> 4)) + 1
+    return 1
+
+
+def _hevc_nal_units(data: bytes) -> Iterator[bytes]:
+    """The NAL units of an ``hvcC`` record (ISO/IEC 14496-15) or of Annex B bytes."""
+    if len(data) >= 23 and data[0] == 1:  # hvcC: configurationVersion 1
+        pos = 23
+        for _ in range(data[22]):  # numOfArrays
+            if pos + 3 > len(data):
+                return
+            count, pos = int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
+            for _ in range(count):
+                size = int.from_bytes(data[pos : pos + 2], "big")
+                yield data[pos + 2 : pos + 2 + size]
+                pos += 2 + size
+        return
+    yield from (chunk for chunk in data.split(b"\x00\x00\x01") if chunk)
+
+
+def layered_alpha(path: Path | None, stream: Any) -> bool:
+    """Whether an opened HEVC stream of the file ``path`` has an alpha layer, which only
+    the ffmpeg binary decodes (``HEVC_VPS``, above); False for other streams, for a
+    stream read without a path (a ranged probe), and when the binary cannot say."""
+    cc = stream.codec_context
+    if path is None or str(cc.codec.canonical_name) != "hevc":
+        return False
+    if hevc_layers(bytes(cc.extradata or b"")) < 2:
+        return False
+    shown_as = ["-map", f"0:{stream.index}", "-frames:v", "1", "-vf", "showinfo", "-f", "null"]
+    try:
+        args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-i", f"file:{path}", *shown_as, "-"]
+        done = subprocess.run(
+            read_alone(args), capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.SubprocessError, HevcqError):
+        return False
+    shown = _SHOWN_FORMAT.search(done.stderr)
+    return shown is not None and has_alpha(shown.group(1))
 
 
 def _meta(stream: Any, key: str) -> str:
