@@ -148,38 +148,24 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
     assert phases[-1] == "verify"
 
 
-def test_an_hdr_source_gets_the_fixed_ladder_without_probes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("clip", "why"),
+    [
+        ("hdr_clip", "HDR source: quality scores do not apply to HDR"),
+        ("tiny_clip", "a 16x16 picture: VMAF measures pictures of 18 pixels a side or more"),
+    ],
+)
+def test_a_source_no_score_applies_to_gets_the_fixed_ladder_without_probes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: str, why: str
 ) -> None:
     import hevcq.worker.runner as runner_module  # noqa: PLC0415
-    from tests.e2e.test_crfsearch import hdr_clip  # noqa: PLC0415
+    from tests.e2e import test_crfsearch  # noqa: PLC0415
 
     probed: list[object] = []
     monkeypatch.setattr(runner_module, "per_title_rungs", lambda *a: probed.append(a))
-    result, committed = _per_title_job(tmp_path, hdr_clip(tmp_path))
+    result, committed = _per_title_job(tmp_path, getattr(test_crfsearch, clip)(tmp_path))
     assert result.outcome == "done", result.reason
-    assert (
-        result.reason
-        == "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
-    )
-    assert probed == []
-    assert committed
-
-
-def test_a_picture_smaller_than_vmaf_measures_gets_the_fixed_ladder_without_probes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import hevcq.worker.runner as runner_module  # noqa: PLC0415
-    from tests.e2e.test_crfsearch import tiny_clip  # noqa: PLC0415
-
-    probed: list[object] = []
-    monkeypatch.setattr(runner_module, "per_title_rungs", lambda *a: probed.append(a))
-    result, committed = _per_title_job(tmp_path, tiny_clip(tmp_path))
-    assert result.outcome == "done", result.reason
-    assert result.reason == (
-        "a 16x16 picture: VMAF measures pictures of 18 pixels a side or more;"
-        " the fixed ladder, not scored"
-    )
+    assert result.reason == f"{why}; the fixed ladder, not scored"
     assert probed == []
     assert committed
 

@@ -31,6 +31,7 @@ from tests.e2e.farmkit import (
     stack,
     wait_for,
 )
+from tests.e2e.test_still_pictures import make_picture
 
 # The suite runs both chaos acts at a size that keeps it within its time budget;
 # `make chaos` runs them at the size the promise was first proven at (CHAOS_JOBS=100).
@@ -258,20 +259,6 @@ def _dash_naming(path: Path) -> bytes:
     ).encode()
 
 
-def _photo(tmp_path: Path) -> bytes:
-    """A JPEG photo's bytes."""
-    photo = tmp_path / "photo.jpg"
-    if not photo.exists():
-        subprocess.run(
-            [
-                *(find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240"),
-                *("-frames:v", "1", str(photo)),
-            ],
-            check=True,
-        )
-    return photo.read_bytes()
-
-
 def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
     tmp_path: Path, tiny_clip: Path
 ) -> None:
@@ -285,6 +272,7 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         "TODO/a+b=c?.mp4",
     }
     body = tiny_clip.read_bytes()
+    photo = make_picture(tmp_path, "photo.jpg").read_bytes()
     failing = {
         "TODO/zero.mp4": (b"", "empty file"),
         "TODO/truncated.mp4": (body[: len(body) // 2], "truncated"),
@@ -294,8 +282,8 @@ def test_bad_input_corpus_gets_defined_outcomes_and_healthy_jobs_finish(
         "TODO/manifest.mp4": (_dash_naming(tiny_clip), "not a media file: a DASH manifest"),
         "TODO/self.mp4": (b"ffconcat version 1.0\nfile source\n" * 2, "a concat script"),
         # A photo is not a video, under its own name or a video's.
-        "TODO/photo.jpg": (_photo(tmp_path), "not a video: a still picture (JPEG)"),
-        "TODO/photo.mp4": (_photo(tmp_path), "not a video: a still picture (JPEG)"),
+        "TODO/photo.jpg": (photo, "not a video: a still picture (JPEG)"),
+        "TODO/photo.mp4": (photo, "not a video: a still picture (JPEG)"),
     }
     with stack(tmp_path, pool_dir(tmp_path, max_attempts=1, max_receive_count=2)) as farm:
         w = WorkerProc(farm, "hevc", tmp_path / "w.log")

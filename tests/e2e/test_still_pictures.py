@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,23 +31,13 @@ STILLS = {
 }
 
 
-def _make(dest: Path, name: str, extra: list[str], frames: int = 1) -> Path:
+def make_picture(dest: Path, name: str, extra: Sequence[str] = (), frames: int = 1) -> Path:
+    """``frames`` pictures of a test pattern written as ``dest/name`` (its format by its
+    suffix, ``extra`` output options)."""
     out = dest / name
+    pattern = ["-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=10"]
     subprocess.run(
-        [
-            find_ffmpeg(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=160x120:r=10",
-            "-frames:v",
-            str(frames),
-            *extra,
-            str(out),
-        ],
-        check=True,
+        [find_ffmpeg(), *pattern, "-frames:v", str(frames), *extra, str(out)], check=True
     )
     return out
 
@@ -54,7 +45,7 @@ def _make(dest: Path, name: str, extra: list[str], frames: int = 1) -> Path:
 @pytest.fixture(scope="module")
 def stills(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dest = tmp_path_factory.mktemp("stills")
-    return {name: _make(dest, name, extra) for name, (extra, _) in STILLS.items()}
+    return {name: make_picture(dest, name, extra) for name, (extra, _) in STILLS.items()}
 
 
 @pytest.mark.parametrize("name", sorted(STILLS))
@@ -90,5 +81,5 @@ def test_a_still_picture_named_as_a_video_is_not_one(
 def test_animations_and_one_frame_videos_are_videos(
     tmp_path: Path, name: str, extra: list[str], frames: int
 ) -> None:
-    info = probe(_make(tmp_path, name, extra, frames))
+    info = probe(make_picture(tmp_path, name, extra, frames))
     assert info.main_video is not None
