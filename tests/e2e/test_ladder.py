@@ -115,6 +115,17 @@ def test_a_portrait_silent_phone_clip_gets_portrait_rungs_and_no_audio(tmp_path:
     assert check_ladder(tmp_path / "hls") == []
 
 
+def test_a_clip_shorter_than_half_a_second_has_a_target_duration_of_a_second(
+    tmp_path: Path,
+) -> None:
+    """ffmpeg rounds its segments' longest duration (0.4 s) down to a target of 0."""
+    src = make_clip(tmp_path / "blink.mp4", width=640, height=360, seconds=0.4)
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    for playlist in sorted((tmp_path / "hls").glob("*/*.m3u8")):
+        assert "#EXT-X-TARGETDURATION:1\n" in playlist.read_text(), playlist
+    assert check_ladder(tmp_path / "hls") == []
+
+
 def test_eleven_unnamed_channels_become_the_ladders_stereo_pair(tmp_path: Path) -> None:
     # A multitrack recorder's 11 channels in Matroska, which names no layout: swresample
     # cannot remix them at all, even to stereo, and the ladder failed.

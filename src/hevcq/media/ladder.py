@@ -757,6 +757,17 @@ def prepend_fragments(segment: bytes, head: bytes) -> bytes:
     return segment[:at] + head + segment[at:]
 
 
+def at_least_a_second(playlist: Path) -> None:
+    """Make a media playlist's target duration at least 1 s, as the I-frame playlists'
+    are. ffmpeg writes its segments' longest duration rounded, which is 0 for a clip
+    shorter than half a second: valid by the letter of RFC 8216, but a target duration a
+    player may divide by or poll at."""
+    text = playlist.read_text(encoding="utf-8")
+    fixed = re.sub(r"^#EXT-X-TARGETDURATION:0+$", "#EXT-X-TARGETDURATION:1", text, flags=re.M)
+    if fixed != text:
+        playlist.write_text(fixed, encoding="utf-8")
+
+
 def settle_first_segment(media: MediaPlaylist) -> None:
     """Move fragments ffmpeg left in a rendition's init segment to its first segment
     (see ``split_init``); a rendition whose init segment holds none is left alone."""
@@ -927,6 +938,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
     """
     n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio is the next
     for i in range(n + (plan.audio_index is not None)):
+        at_least_a_second(out_dir / str(i) / "index.m3u8")
         settle_first_segment(read_media_playlist(out_dir / str(i) / "index.m3u8"))
     audio = (
         read_media_playlist(out_dir / str(n) / "index.m3u8")
