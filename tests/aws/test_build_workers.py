@@ -62,7 +62,8 @@ def test_a_worker_whose_ffmpeg_lacks_a_pool_encoder_refuses_to_start(
         'case "$2" in\n'
         "  -version) echo 'ffmpeg version n5.1-old Copyright (c) 2000-2022' ;;\n"
         "  -encoders) printf ' V....D libx264  H.264\\n A....D aac  AAC\\n' ;;\n"
-        "  -filters) printf ' TS bwdif  V->V  Deinterlace.\\n' ;;\n"
+        "  -filters) printf ' TS bwdif  V->V  D.\\n TS premultiply  VV->V  P.\\n"
+        " ... showinfo  V->V  S.\\n' ;;\n"
         "esac\n"
     )
     fake.chmod(0o755)

@@ -21,15 +21,25 @@ WORKERS = Path(__file__).resolve().parents[2] / "workers"
 # The filters of ffmpeg 5.1 that hevcq's sources may need, as its -filters lists them.
 SOURCE_FILTERS = (
     " TS bwdif  V->V  Deinterlace.\\n .S zscale  V->V  Scale.\\n .S tonemap  V->V  Tone.\\n"
+    " TS premultiply  VV->V  Premultiply.\\n ... showinfo  V->V  Show.\\n"
 )
+# Its decoders of a VP8/VP9 stream's alpha.
+ALPHA_DECODING = " V....D libvpx  VP8\\n V....D libvpx-vp9  VP9\\n"
 
 
-def fake_ffmpeg(tmp_path: Path, version: str, encoders: str, filters: str = SOURCE_FILTERS) -> str:
+def fake_ffmpeg(
+    tmp_path: Path,
+    version: str,
+    encoders: str,
+    filters: str = SOURCE_FILTERS,
+    decoders: str = ALPHA_DECODING,
+) -> str:
     script = tmp_path / "ffmpeg"
     script.write_text(
         "#!/bin/sh\n"
         f'case "$2" in\n  -version) printf %s "{version}" ;;\n'
         f'  -encoders) printf "{encoders}" ;;\n'
+        f'  -decoders) printf "{decoders}" ;;\n'
         f'  -filters) printf "{filters}" ;;\nesac\n'
     )
     script.chmod(0o755)
@@ -97,9 +107,30 @@ def test_an_ffmpeg_without_the_source_filters_cannot_serve_pools_that_may_need_t
     where = f"the ffmpeg at {path} (7.1) lacks"
     assert ffmpeg_build(path).missing([farm["hevc"], farm["hls"]]) == [
         f"pool hevc needs the bwdif filter, which {where}",  # an interlaced source
+        f"pool hevc needs the premultiply filter, which {where}",  # a transparent one
+        f"pool hevc needs the showinfo filter, which {where}",  # is it? (HEVC with alpha)
         f"pool hls needs the bwdif filter, which {where}",
+        f"pool hls needs the premultiply filter, which {where}",
+        f"pool hls needs the showinfo filter, which {where}",
         f"pool hls needs the tonemap filter, which {where}",  # an HDR source's rungs
     ]
+
+
+def test_an_ffmpeg_without_libvpx_cannot_serve_pools_that_take_transparent_webm(
+    tmp_path: Path,
+) -> None:
+    path = fake_ffmpeg(
+        tmp_path,
+        "ffmpeg version 7.1 Copyright",
+        " V....D libx265  HEVC\\n V....D libx264  H.264\\n A....D aac  AAC\\n",
+        decoders=" V....D libvpx  VP8\\n",
+    )
+    farm = load_farm(WORKERS)
+    where = f"the ffmpeg at {path} (7.1) lacks"
+    assert ffmpeg_build(path).missing([farm["hevc"], farm["hls"]]) == [
+        f"pool hls needs the libvpx-vp9 decoder (a WebM's alpha), which {where}",
+    ]  # the hevc pool takes H.264 alone
+    assert "libvpx-vp9" in ffmpeg_build(find_ffmpeg()).decoders  # the pinned build has it
 
 
 def test_a_binary_that_is_not_ffmpeg_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -168,12 +168,14 @@ class FfmpegBuild:
     version: str
     encoders: frozenset[str]
     filters: frozenset[str] = frozenset()
+    decoders: frozenset[str] = frozenset()
 
     def missing(self, pools: Iterable[Pool]) -> list[str]:
-        """What each pool names that this ffmpeg cannot do, one line per encoder or filter:
-        its encoders, the filters its sources may need (``SOURCE_FILTERS``, and
-        ``SDR_FILTERS`` where it makes a ladder or posters), and the filter that scores a
-        pool's quality target (libvmaf, or xpsnr for an XPSNR target)."""
+        """What each pool names that this ffmpeg cannot do, one line per encoder, decoder or
+        filter: its encoders, the filters its sources may need (``SOURCE_FILTERS``, and
+        ``SDR_FILTERS`` where it makes a ladder or posters), the decoders of a transparent
+        VP8/VP9 source where it takes those codecs (``ALPHA_DECODERS``), and the filter
+        that scores a pool's quality target (libvmaf, or xpsnr for an XPSNR target)."""
         lines = []
         where = f"the ffmpeg at {self.path} ({self.version}) lacks"
         for pool in pools:
@@ -190,6 +192,12 @@ class FfmpegBuild:
                 for name in needs
                 if name not in self.filters
             ]
+            alpha = {ALPHA_DECODERS.get(codec) for codec in pool.applies.source_codecs}
+            lines += [
+                f"pool {pool.name} needs the {name} decoder (a WebM's alpha), which {where}"
+                for name in sorted(n for n in alpha if n)
+                if name not in self.decoders
+            ]
             if pool.quality is None:
                 continue
             scorer = SCORING_FILTERS[pool.quality.metric]
@@ -200,10 +208,16 @@ class FfmpegBuild:
 
 # The ffmpeg filter that measures each metric a quality target may be in.
 SCORING_FILTERS = {"vmaf": "libvmaf", "xpsnr": "xpsnr"}
-# Filters any pool's job may need for its source: the deinterlacer (decision 0027).
-SOURCE_FILTERS: tuple[str, ...] = ("bwdif",)
+# Filters any pool's job may need for its source: the deinterlacer (decision 0027), the
+# flattening of a transparent picture onto black (0036), and the frame description that
+# tells whether an HEVC stream of two layers has an alpha (``probe.layered_alpha``).
+SOURCE_FILTERS: tuple[str, ...] = ("bwdif", "premultiply", "showinfo")
 # And a ladder's or a poster's: the tone map of an HDR source to SDR (decision 0028).
 SDR_FILTERS: tuple[str, ...] = ("zscale", "tonemap")
+# The decoders that read a VP8 or VP9 stream's alpha, which libavcodec's own decoders
+# leave out (WebM keeps it beside each picture; decision 0036): a pool that takes such
+# sources needs them.
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 _VERSION_LINE = re.compile(r"^ffmpeg version (\S+)")
 _ENCODER_LINE = re.compile(r"^ ([VAS])[.A-Z]{5} (\S+)")
 _FILTER_LINE = re.compile(r"^ [T.][S.][C.]? (\S+) +\S+->\S+")
@@ -219,14 +233,19 @@ def ffmpeg_build(path: str) -> FfmpegBuild:
         version = _ask(path, "-version")
         encoders = _ask(path, "-encoders")
         filters = _ask(path, "-filters")
+        decoders = _ask(path, "-decoders")
     except (OSError, subprocess.SubprocessError) as exc:
         raise ConfigError(f"cannot run ffmpeg at {path}: {exc}") from exc
     found = _VERSION_LINE.match(version)
     if found is None:
         raise ConfigError(f"{path} does not say it is ffmpeg (its -version: {version[:80]!r})")
-    names = frozenset(m.group(2) for m in map(_ENCODER_LINE.match, encoders.splitlines()) if m)
     kinds = frozenset(m.group(1) for m in map(_FILTER_LINE.match, filters.splitlines()) if m)
-    return FfmpegBuild(path, found.group(1), names, kinds)
+    return FfmpegBuild(path, found.group(1), _codecs(encoders), kinds, _codecs(decoders))
+
+
+def _codecs(listing: str) -> frozenset[str]:
+    """The names an ``-encoders`` or ``-decoders`` listing gives (they share a layout)."""
+    return frozenset(m.group(2) for m in map(_ENCODER_LINE.match, listing.splitlines()) if m)
 
 
 def _ask(path: str, option: str) -> str:

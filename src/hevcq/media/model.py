@@ -32,7 +32,7 @@ class VideoStream:
     rgb: bool = False
     alpha: bool = False  # it has an alpha channel: laid over black first (ffargs.FLATTEN_ALPHA)
     # The decoder that reads its alpha, when the alpha is kept beside the picture rather
-    # than in it (VP8/VP9 in WebM: probe.ALPHA_DECODERS); "" for the default decoder.
+    # than in it (VP8/VP9 in WebM: ffmpeg.ALPHA_DECODERS); "" for the default decoder.
     alpha_decoder: str = ""
     # The colours its first frame states: AVColorSpace, AVColorPrimaries and
     # AVColorTransferCharacteristic (2: unspecified). A ladder states what the source

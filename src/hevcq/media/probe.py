@@ -19,7 +19,7 @@ import av
 
 from hevcq.errors import HevcqError, PermanentError
 from hevcq.media.demuxers import open_input, read_alone, refusal
-from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ffmpeg import ALPHA_DECODERS, find_ffmpeg
 from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
 
 # Reading the rotation needs one decoded frame; a stream that yields none within this
@@ -84,11 +84,10 @@ _PICTURE_SIGNATURES = (
 )
 STILL_PICTURE = "not a video: a still picture ({})"
 # VP8 and VP9 keep a transparent video's alpha beside each picture (in WebM, a block's
-# BlockAdditional; the track says "alpha_mode=1"), and only libvpx's decoders read it:
-# libavcodec's own give the colours alone, so what the alpha hid (whatever colour the
-# maker left there) showed in every output. Decoded by these, the source has its alpha
-# and is laid over black like any other transparent source.
-ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+# BlockAdditional; the track says "alpha_mode=1"), and only libvpx's decoders read it
+# (``ffmpeg.ALPHA_DECODERS``): libavcodec's own give the colours alone, so what the alpha
+# hid (whatever colour the maker left there) showed in every output. Decoded by those, the
+# source has its alpha and is laid over black like any other transparent source.
 # HEVC keeps it in a second layer ("HEVC with Alpha", as Apple's tools export transparent
 # video). The pinned ffmpeg decodes that layer and gives the frames their alpha; the libav
 # PyAV carries does not, and gave the probe an opaque picture, so the encodes dropped the
