@@ -126,6 +126,29 @@ def test_a_clip_shorter_than_half_a_second_has_a_target_duration_of_a_second(
     assert check_ladder(tmp_path / "hls") == []
 
 
+@pytest.mark.parametrize(
+    ("source_hz", "ladder_hz"), [(8000, 48000), (96000, 48000), (44100, 44100)]
+)
+def test_a_ladders_audio_is_at_a_rate_players_are_built_for(
+    tmp_path: Path, source_hz: int, ladder_hz: int
+) -> None:
+    src = tmp_path / "voice.mov"
+    subprocess.run(
+        [
+            *(find_ffmpeg(), "-loglevel", "error", "-f", "lavfi", "-i"),
+            "testsrc2=size=320x240:rate=25:duration=2",
+            *("-f", "lavfi", "-i", f"sine=duration=2:sample_rate={source_hz}"),
+            *("-c:v", "libx264", "-c:a", "pcm_s16le", str(src)),
+        ],
+        check=True,
+    )
+    assert probe(src).audio[0].sample_rate == source_hz
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    audio = read_media_playlist(tmp_path / "hls" / "1" / "index.m3u8")
+    assert probe(audio.init).audio[0].sample_rate == ladder_hz
+    assert check_ladder(tmp_path / "hls") == []
+
+
 def test_eleven_unnamed_channels_become_the_ladders_stereo_pair(tmp_path: Path) -> None:
     # A multitrack recorder's 11 channels in Matroska, which names no layout: swresample
     # cannot remix them at all, even to stereo, and the ladder failed.

@@ -59,6 +59,11 @@ AV1_PRESET = "8"
 HEVC_CRF = 27
 GROUPS = ("h264", "hevc", "av1")
 AUDIO_KBPS = 128
+# The sample rates a ladder's AAC keeps; audio at any other (8 kHz from a voice recorder
+# or an old phone, 96 kHz from a camera's PCM) is resampled to the first. Streaming
+# players and their hardware decoders are built for these two, and AAC at 96 kHz spends
+# its bits on what no one hears.
+AUDIO_RATES = (48000, 44100)
 # Frame rates a ladder (and a score) is made at: the nearest to the source's average. The
 # low ones are those of screen recordings, security cameras and time-lapses, which would
 # otherwise be padded with repeated frames up to 24.
@@ -134,6 +139,7 @@ class LadderPlan:
     alpha: bool = False  # a source with an alpha channel: laid over black first
     alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
+    audio_rate: int = 0  # the rate its audio is resampled to (``AUDIO_RATES``); 0: kept
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -276,7 +282,14 @@ def plan_ladder(
         stated_colours=source_colours(video),
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
+        audio_rate=audio_rate(info.audio[0].sample_rate) if info.audio else 0,
     )
+
+
+def audio_rate(source_hz: int) -> int:
+    """The rate a ladder resamples audio of ``source_hz`` to; 0 to keep it (pure): one of
+    ``AUDIO_RATES`` is kept, as is a rate not read."""
+    return 0 if source_hz in (0, *AUDIO_RATES) else AUDIO_RATES[0]
 
 
 def ladder_args(
@@ -339,6 +352,8 @@ def ladder_args(
             "-ac",
             "2",
         ]
+        if plan.audio_rate:
+            args += ["-ar", str(plan.audio_rate)]
         if plan.audio_first_pair:
             args += ["-filter:a", FIRST_PAIR]
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")

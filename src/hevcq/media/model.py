@@ -70,6 +70,7 @@ class AudioStream:
     channels: int = 2
     tag: str = ""  # the container's codec tag (fourcc), "" when it has none
     layout: str = ""  # libavutil's name of its channel layout ("5.1(side)"); "": unknown
+    sample_rate: int = 0  # samples a second; 0: not read (probed before it was)
 
 
 @dataclass(frozen=True)

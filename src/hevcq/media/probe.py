@@ -253,7 +253,14 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
             cc = stream.codec_context
             channels, layout = _layout(cc)
             audio.append(
-                AudioStream(stream.index, cc.codec.canonical_name, channels, _tag(cc), layout)
+                AudioStream(
+                    stream.index,
+                    cc.codec.canonical_name,
+                    channels,
+                    _tag(cc),
+                    layout,
+                    int(cc.sample_rate or 0),
+                )
             )
         elif stream.type == "subtitle":
             cc = stream.codec_context
