@@ -91,9 +91,9 @@ def stack(tmp: Path, workers_dir: Path) -> Iterator[EmbeddedFarm]:
         yield f
 
 
-# A wrapper answers a worker's start-up questions (its version, encoders and filters) at
-# once: only encodes wait.
-ASKS = ('*" -version "*', '*" -encoders "*', '*" -filters "*')
+# A wrapper answers a worker's start-up questions (its version, encoders, decoders and
+# filters) at once: only encodes wait.
+ASKS = ('*" -version "*', '*" -encoders "*', '*" -decoders "*', '*" -filters "*')
 ASKS_PASS = f'case " $* " in {"|".join(ASKS)}) exec "{find_ffmpeg()}" "$@";; esac\n'
 
 
