@@ -42,17 +42,17 @@ MODEL_HD = "vmaf_v0.6.1"
 MODEL_4K = "vmaf_4k_v0.6.1"
 MODEL_NEG = "vmaf_v0.6.1neg"
 HD_MAX_LONG_SIDE = 2560
-# The largest picture a score compares at: 2160 on the short side and 4096x2160 pixels
-# (4K, the 4K model's own size). A larger source (8K) and its outputs are scaled down to
-# it first. No model is trained above 4K, and libvmaf holds about 100 bytes per pixel
-# compared: an 8K score took 4.4 GB, and a per-title ladder's probes of an 8K clip, scored
-# at 8K in one run, 24 GB (ffmpeg was killed, and the job failed with "no log written").
 # The smallest picture libvmaf scores: a side under 18 pixels crashed it (SIGSEGV in the
 # pinned build, measured 2026-11-28: 17x17, 64x16 and 16x64 crash; 18x18, 18x64 and
 # 64x18 score), so a 16x16 clip under a VMAF target failed "killed by signal SIGSEGV".
 # XPSNR scores any size.
 VMAF_MIN_SIDE = 18
 HDR_REASON = "HDR source: quality scores do not apply to HDR"
+# The largest picture a score compares at: 2160 on the short side and 4096x2160 pixels
+# (4K, the 4K model's own size). A larger source (8K) and its outputs are scaled down to
+# it first. No model is trained above 4K, and libvmaf holds about 100 bytes per pixel
+# compared: an 8K score took 4.4 GB, and a per-title ladder's probes of an 8K clip, scored
+# at 8K in one run, 24 GB (ffmpeg was killed, and the job failed with "no log written").
 MAX_SCORED_SHORT_SIDE = 2160
 MAX_SCORED_PIXELS = 4096 * 2160
 # What one libvmaf comparison holds while it runs, per pixel compared (measured with two
