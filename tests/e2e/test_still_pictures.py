@@ -19,6 +19,8 @@ from hevcq.errors import PermanentError
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.probe import probe
 
+pytestmark = pytest.mark.e2e
+
 # name: (extra ffmpeg output arguments, what the reason calls it)
 STILLS = {
     "photo.jpg": ([], "JPEG"),
