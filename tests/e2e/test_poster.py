@@ -51,6 +51,24 @@ def test_a_clip_fading_in_from_black_gets_a_lit_frame(tmp_path: Path) -> None:
     assert _size(tmp_path / "poster.jpg") == (640, 360)
 
 
+def test_a_clip_that_starts_transparent_gets_a_frame_of_its_opaque_part(tmp_path: Path) -> None:
+    """Its first half hides a detailed pattern under an alpha of 0; laid over black, as the
+    poster is, that half is black. Judged by its hidden colours, the poster was black."""
+    src = tmp_path / "overlay.mov"
+    hidden = "testsrc2=s=320x240:r=10:d=2,format=rgba,colorchannelmixer=aa=0[a]"
+    shown = "color=c=0x707070:s=320x240:r=10:d=2,drawbox=x=100:y=80:w=120:h=80:c=0x909090:t=fill"
+    graph = f"{hidden};{shown},format=rgba[b];[a][b]concat=n=2:v=1:a=0,format=rgba"
+    subprocess.run(
+        [find_ffmpeg(), "-loglevel", "error", "-filter_complex", graph, "-c:v", "png", str(src)],
+        check=True,
+    )
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert chosen.time_s >= 2.0, chosen
+    with av.open(str(tmp_path / "poster.jpg")) as f:
+        grey = bytes(next(f.decode(video=0)).reformat(format="gray").planes[0])
+    assert sum(grey) / len(grey) >= DARKEST
+
+
 def test_a_portrait_phone_clip_gets_an_upright_poster_within_640(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "IMG.MOV", width=1280, height=720, seconds=2, rotation=90)
     make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")

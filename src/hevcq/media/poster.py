@@ -79,6 +79,25 @@ def grey_stats(pixels: bytes) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def shown_grey(frame: Any) -> bytes:
+    """A decoded frame's grey levels at ``SCORE_W`` x ``SCORE_H``, row by row, as the
+    poster shows it: a transparent frame laid over black first, as its JPEG is. Scored
+    on its colours alone, the frames of a clip that starts transparent were judged by
+    what their alpha hid, and its poster came out black."""
+    if not has_alpha(frame.format.name):
+        grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")
+        plane = grey.planes[0]
+        rows, stride = bytes(plane), plane.line_size
+        return b"".join(rows[y * stride : y * stride + SCORE_W] for y in range(SCORE_H))
+    pair = frame.reformat(width=SCORE_W, height=SCORE_H, format="ya8").planes[0]
+    rows, stride = bytes(pair), pair.line_size  # grey and alpha, byte by byte
+    return bytes(
+        rows[y * stride + 2 * x] * rows[y * stride + 2 * x + 1] // 255
+        for y in range(SCORE_H)
+        for x in range(SCORE_W)
+    )
+
+
 def choose(candidates: list[Candidate]) -> Candidate | None:
     """The most detailed usable frame; without one, the most detailed frame at all."""
     usable = [c for c in candidates if c.usable]
@@ -129,13 +148,7 @@ def _sampled(path: Path) -> _Sampled:
             if not found and not (transfer or is_rgb(frame.format.name)):
                 colours = stated_colours(frame_colours(frame), stream.codec_context.height)
             alpha = alpha or has_alpha(frame.format.name)
-            grey = frame.reformat(width=SCORE_W, height=SCORE_H, format="gray")
-            plane = grey.planes[0]
-            rows = bytes(plane)
-            pixels = b"".join(
-                rows[y * plane.line_size : y * plane.line_size + SCORE_W] for y in range(SCORE_H)
-            )
-            mean, contrast = grey_stats(pixels)
+            mean, contrast = grey_stats(shown_grey(frame))
             # The frame's own time, floored to the millisecond, so that the JPEG's seek
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
