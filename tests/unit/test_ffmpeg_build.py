@@ -27,13 +27,11 @@ SOURCE_FILTERS = (
 ALPHA_DECODING = " V....D libvpx  VP8\\n V....D libvpx-vp9  VP9\\n"
 
 
-def fake_ffmpeg(
-    tmp_path: Path,
-    version: str,
-    encoders: str,
-    filters: str = SOURCE_FILTERS,
-    decoders: str = ALPHA_DECODING,
-) -> str:
+def fake_ffmpeg(tmp_path: Path, version: str, encoders: str, **lists: str) -> str:
+    """A script answering as an ffmpeg with these encoders; ``filters`` and ``decoders``
+    replace the lists it gives by default (all that hevcq's sources may need)."""
+    filters = lists.get("filters", SOURCE_FILTERS)
+    decoders = lists.get("decoders", ALPHA_DECODING)
     script = tmp_path / "ffmpeg"
     script.write_text(
         "#!/bin/sh\n"
@@ -94,18 +92,22 @@ def test_an_ffmpeg_without_libvmaf_cannot_serve_a_pool_with_a_quality_target(
     assert ffmpeg_build(find_ffmpeg()).missing([xpsnr]) == []
 
 
+def _hevc_and_hls_missing(tmp_path: Path, **lists: str) -> tuple[list[str], str]:
+    """What an ffmpeg 7.1 with every encoder of the ``hevc`` and ``hls`` pools, and
+    ``lists`` in place of its default filters or decoders, lacks for them; and how each
+    line names it."""
+    encoders = " V....D libx265  HEVC\\n V....D libx264  H.264\\n A....D aac  AAC\\n"
+    path = fake_ffmpeg(tmp_path, "ffmpeg version 7.1 Copyright", encoders, **lists)
+    farm = load_farm(WORKERS)
+    missing = ffmpeg_build(path).missing([farm["hevc"], farm["hls"]])
+    return missing, f"the ffmpeg at {path} (7.1) lacks"
+
+
 def test_an_ffmpeg_without_the_source_filters_cannot_serve_pools_that_may_need_them(
     tmp_path: Path,
 ) -> None:
-    path = fake_ffmpeg(
-        tmp_path,
-        "ffmpeg version 7.1 Copyright",
-        " V....D libx265  HEVC\\n V....D libx264  H.264\\n A....D aac  AAC\\n",
-        filters=" .S zscale  V->V  Scale.\\n",
-    )
-    farm = load_farm(WORKERS)
-    where = f"the ffmpeg at {path} (7.1) lacks"
-    assert ffmpeg_build(path).missing([farm["hevc"], farm["hls"]]) == [
+    missing, where = _hevc_and_hls_missing(tmp_path, filters=" .S zscale  V->V  Scale.\\n")
+    assert missing == [
         f"pool hevc needs the bwdif filter, which {where}",  # an interlaced source
         f"pool hevc needs the premultiply filter, which {where}",  # a transparent one
         f"pool hevc needs the showinfo filter, which {where}",  # is it? (HEVC with alpha)
@@ -119,15 +121,8 @@ def test_an_ffmpeg_without_the_source_filters_cannot_serve_pools_that_may_need_t
 def test_an_ffmpeg_without_libvpx_cannot_serve_pools_that_take_transparent_webm(
     tmp_path: Path,
 ) -> None:
-    path = fake_ffmpeg(
-        tmp_path,
-        "ffmpeg version 7.1 Copyright",
-        " V....D libx265  HEVC\\n V....D libx264  H.264\\n A....D aac  AAC\\n",
-        decoders=" V....D libvpx  VP8\\n",
-    )
-    farm = load_farm(WORKERS)
-    where = f"the ffmpeg at {path} (7.1) lacks"
-    assert ffmpeg_build(path).missing([farm["hevc"], farm["hls"]]) == [
+    missing, where = _hevc_and_hls_missing(tmp_path, decoders=" V....D libvpx  VP8\\n")
+    assert missing == [
         f"pool hls needs the libvpx-vp9 decoder (a WebM's alpha), which {where}",
     ]  # the hevc pool takes H.264 alone
     assert "libvpx-vp9" in ffmpeg_build(find_ffmpeg()).decoders  # the pinned build has it
