@@ -10,8 +10,10 @@ import av
 import pytest
 
 from hevcq.errors import PermanentError
+from hevcq.media.ffargs import stated_colours
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.poster import DARKEST, make_poster
+from hevcq.media.poster import DARKEST, _sampled, make_poster
+from hevcq.media.probe import frame_colours
 from hevcq.media.samples import make_clip
 from tests.e2e.cutclips import cover_first, cut_short
 
@@ -51,15 +53,28 @@ def test_a_clip_fading_in_from_black_gets_a_lit_frame(tmp_path: Path) -> None:
     assert _size(tmp_path / "poster.jpg") == (640, 360)
 
 
-def test_a_clip_that_starts_transparent_gets_a_frame_of_its_opaque_part(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("overlay.mov", ["-c:v", "png"]),
+        # VP8 and VP9 keep the alpha beside each picture, which libvpx alone decodes
+        ("sticker.webm", ["-c:v", "libvpx-vp9", "-b:v", "1M", "-auto-alt-ref", "0"]),
+        ("sticker8.webm", ["-c:v", "libvpx", "-b:v", "1M", "-auto-alt-ref", "0"]),
+    ],
+)
+def test_a_clip_that_starts_transparent_gets_a_frame_of_its_opaque_part(
+    tmp_path: Path, name: str, codec: list[str]
+) -> None:
     """Its first half hides a detailed pattern under an alpha of 0; laid over black, as the
     poster is, that half is black. Judged by its hidden colours, the poster was black."""
-    src = tmp_path / "overlay.mov"
+    src = tmp_path / name
     hidden = "testsrc2=s=320x240:r=10:d=2,format=rgba,colorchannelmixer=aa=0[a]"
     shown = "color=c=0x707070:s=320x240:r=10:d=2,drawbox=x=100:y=80:w=120:h=80:c=0x909090:t=fill"
-    graph = f"{hidden};{shown},format=rgba[b];[a][b]concat=n=2:v=1:a=0,format=rgba"
+    graph = f"{hidden};{shown},format=rgba[b];[a][b]concat=n=2:v=1:a=0,format=yuva420p"
+    if src.suffix == ".mov":
+        graph = graph.replace("format=yuva420p", "format=rgba")
     subprocess.run(
-        [find_ffmpeg(), "-loglevel", "error", "-filter_complex", graph, "-c:v", "png", str(src)],
+        [find_ffmpeg(), "-loglevel", "error", "-filter_complex", graph, *codec, str(src)],
         check=True,
     )
     chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
@@ -161,3 +176,21 @@ def test_a_source_whose_cover_comes_first_gets_a_poster_of_its_video(tmp_path: P
         assert container.streams[0].disposition & av.stream.Disposition.attached_pic
     make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
     assert _size(tmp_path / "poster.jpg") == (320, 180)  # the video's, not the cover's
+
+
+def test_a_transparent_webm_is_sampled_with_the_colours_its_container_states(
+    tmp_path: Path,
+) -> None:
+    """libvpx decodes the candidates of a VP9 with alpha; a decoder made apart from the
+    stream knew only the bitstream's colours, and the poster lost the container's."""
+    src = tmp_path / "tagged.webm"
+    args = [find_ffmpeg(), "-loglevel", "error", "-f", "lavfi"]
+    tagged = "setparams=color_primaries=bt470bg:color_trc=bt709"  # the container's alone
+    args += ["-i", f"testsrc2=s=320x240:r=10:d=1,format=yuva420p,{tagged}"]
+    args += ["-c:v", "libvpx-vp9", "-auto-alt-ref", "0"]
+    subprocess.run([*args, str(src)], check=True)
+    with av.open(str(src)) as f:
+        own = next(f.decode(video=0))  # libavcodec's VP9: no alpha, the container's colours
+    sampled = _sampled(src)
+    assert sampled.alpha_decoder == "libvpx-vp9"
+    assert sampled.colours == stated_colours(frame_colours(own), 240)

@@ -140,7 +140,7 @@ def _sampled(path: Path) -> _Sampled:
         for fraction in SAMPLE_AT:
             at = first + duration * fraction
             try:
-                frame, back = _frame_at(container, stream, at, first)
+                frame, back = _frame_at(container, stream, at, first, side_alpha)
             except av.FFmpegError:
                 continue  # damaged there (or cut short before it): the other samples count
             if frame is None:
@@ -178,11 +178,14 @@ def _duration_s(container: Any, stream: Any) -> float:
     return 0.0
 
 
-def _frame_at(container: Any, stream: Any, at: float, first: float) -> tuple[Any, float | None]:
+def _frame_at(
+    container: Any, stream: Any, at: float, first: float, decoder: str = ""
+) -> tuple[Any, float | None]:
     """The first frame at or after ``at`` seconds (the stream's own clock), and the
     ``SEEK_BACK_S`` it was found from; the last frame before ``at`` when the video ends
     first (a clip of a frame or two, a duration the container overstates); None only
-    when nothing decodes even from the file's start."""
+    when nothing decodes even from the file's start. ``decoder`` names the decoder to
+    use instead of the stream's own (``probe.alpha_decoder``)."""
     for back in SEEK_BACK_S:
         if back is not None and back > 0 and at - back <= first:
             continue  # the start itself is tried last
@@ -191,22 +194,32 @@ def _frame_at(container: Any, stream: Any, at: float, first: float) -> tuple[Any
         # time when frames are reordered (B-frames): a seek to the first frame's time
         # lands one packet past the only keyframe of a camera's transport stream.
         seek_to = first - START_MARGIN_S if back is None else at - back
-        frame = _decoded_from(container, stream, at, seek_to, give_up=back is not None)
+        frame = _decoded_from(
+            container, stream, at, seek_to, give_up=back is not None, decoder=decoder
+        )
         if frame is not None:
             return frame, back
     return None, None
 
 
-def _decoded_from(container: Any, stream: Any, at: float, seek_to: float, *, give_up: bool) -> Any:
+def _decoded_from(
+    container: Any, stream: Any, at: float, seek_to: float, *, give_up: bool, decoder: str = ""
+) -> Any:
     """Seek to ``seek_to`` and decode: the first frame at or after ``at``, else the last
     one. With ``give_up``, None once the packets are ``GIVE_UP_AFTER_S`` past ``at``
-    and nothing has decoded: the seek landed where nothing decodes."""
+    and nothing has decoded: the seek landed where nothing decodes.
+
+    With ``decoder`` (libvpx for a WebM whose VP8 or VP9 keeps its alpha beside the
+    picture), a decoder of that name, new for each seek, decodes the packets: the
+    stream's own gives the colours alone, so frames its alpha hides were judged by what
+    they hid."""
     tb = stream.time_base
     target = int(seek_to / tb) if tb else 0
     container.seek(target, stream=stream, backward=True, any_frame=False)
+    decode = _decoder_like(stream, decoder).decode if decoder else None
     last = None
     for packet in container.demux(stream):
-        for frame in packet.decode():
+        for frame in packet.decode() if decode is None else decode(packet):
             if frame.time is not None and frame.time + 1e-6 >= at:
                 return frame
             last = frame
@@ -219,6 +232,17 @@ def _decoded_from(container: Any, stream: Any, at: float, seek_to: float, *, giv
         ):
             return None
     return last
+
+
+def _decoder_like(stream: Any, name: str) -> Any:
+    """A new decoder called ``name`` for ``stream``, with the colours its container
+    states: a decoder made apart from the stream knows only what the bitstream says, and
+    a VP8 picture says nothing of its colours."""
+    ctx: Any = av.CodecContext.create(name, "r")
+    own = stream.codec_context
+    for attr in ("color_primaries", "color_trc", "colorspace", "color_range"):
+        setattr(ctx, attr, getattr(own, attr))
+    return ctx
 
 
 def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
