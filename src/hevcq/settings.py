@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="Embedded farm: encodes at once, one worker process each, every one "
-        "taking any pool's work; default from the machine's cores (hevcq.cores).",
+        "taking any pool's work; default from the machine's cores and free memory "
+        "(hevcq.cores).",
     )
     encode_threads: int | None = Field(
         None,

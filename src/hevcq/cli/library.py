@@ -49,7 +49,7 @@ from hevcq.cli.report import (
     summary_table,
 )
 from hevcq.cli.screen import on_hangup, shown
-from hevcq.cores import machine_cores
+from hevcq.cores import free_memory, machine_cores, memory_note
 from hevcq.errors import ConfigError
 from hevcq.farm.client import Farm
 from hevcq.farm.embedded import EmbeddedFarm, embedded_slots, farm_record, published_farm
@@ -615,7 +615,11 @@ def _embedded_round_trip(
         if short:
             raise ConfigError(short)
         console.print(Text(f"Logs: {farm_dir / 'logs'}"))
-        slots = embedded_slots(settings, machine_cores())
+        cores, memory = machine_cores(), free_memory()
+        slots = embedded_slots(settings, cores, memory)
+        note = None if settings.slots else memory_note(cores, memory)
+        if note:
+            console.print(Text(note))
         window = settings.window or 2 * max(slots, len(needed))
         opts = dataclasses.replace(opts, window=window)
         jobs = sum(len(e.pools_pending) for e in todo)

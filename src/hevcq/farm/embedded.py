@@ -20,7 +20,7 @@ import structlog
 
 from hevcq.aws.clients import Clients
 from hevcq.aws.provision import names_for, provision
-from hevcq.cores import default_slots, machine_cores, threads_per_slot
+from hevcq.cores import default_slots, free_memory, machine_cores, threads_per_slot
 from hevcq.credentials import EMBEDDED_REGION, Credentials, embedded_env
 from hevcq.emulator import endpoint
 from hevcq.emulator.endpoint import EndpointProcess
@@ -191,9 +191,10 @@ class WorkerProcs:
                 proc.wait()
 
 
-def embedded_slots(settings: Settings, cores: int) -> int:
-    """The embedded farm's concurrent encodes: ``HEVCQ_SLOTS``, else from the cores."""
-    return settings.slots or default_slots(cores)
+def embedded_slots(settings: Settings, cores: int, free: int | None = None) -> int:
+    """The embedded farm's concurrent encodes: ``HEVCQ_SLOTS``, else from the cores and
+    the ``free`` memory (``hevcq.cores.default_slots``)."""
+    return settings.slots or default_slots(cores, free)
 
 
 class EmbeddedFarm:
@@ -215,7 +216,7 @@ class EmbeddedFarm:
         self.pools = pools
         self.state_dir = state_dir
         cores = machine_cores()
-        self.slots = embedded_slots(settings, cores) if slots is None else slots
+        self.slots = embedded_slots(settings, cores, free_memory()) if slots is None else slots
         self.encode_threads = settings.encode_threads or threads_per_slot(cores, max(1, self.slots))
         self._server: EndpointProcess | None = None
         self.endpoint = ""

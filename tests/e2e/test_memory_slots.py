@@ -1,0 +1,114 @@
+"""The embedded farm runs no more encodes than the memory it may use holds: `hevcq ingest`
+in a real cgroup with a memory limit, as a container or a systemd service gives it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hevcq.cores import CGROUP_ROOT, GIB, PROC_CGROUP, machine_cores
+from hevcq.media.samples import make_clip
+from tests.conftest import fast_pools
+
+pytestmark = pytest.mark.e2e
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    """A new cgroup v1 memory group under this process's own, limited to ``limit`` bytes:
+    its ``cgroup.procs`` file. Skips the test where one cannot be made (not root, no v1
+    memory controller: a cgroup v2 parent with processes of its own takes no children
+    with a controller)."""
+    own = ""
+    for line in PROC_CGROUP.read_text().splitlines():
+        _, controllers, path = [*line.split(":", 2), "", ""][:3]
+        if "memory" in controllers.split(","):
+            own = path
+    parent = CGROUP_ROOT / "memory" / own.lstrip("/")
+    group = parent / f"hevcq-test-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as exc:
+        pytest.skip(f"no memory cgroup can be made here: {exc}")
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(limit))
+        yield group / "cgroup.procs"
+    finally:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def _logs(stdout: str) -> Path:
+    """The run's log folder, as the run names it (``Logs: ...``)."""
+    return Path(next(line for line in stdout.splitlines() if line.startswith("Logs: "))[6:])
+
+
+def test_an_ingest_limited_to_3_gib_runs_one_encode_at_a_time(tmp_path: Path) -> None:
+    """Two cores would make two slots; 3 GiB holds one (``hevcq.cores.memory_slots``), and
+    the run says why. The one worker still takes every job."""
+    if machine_cores() < 2:
+        pytest.skip("one core makes one slot whatever the memory")
+    library = tmp_path / "library"
+    make_clip(library / "a.mp4", width=320, height=240, seconds=1)
+    make_clip(library / "b.mp4", width=352, height=288, seconds=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp_path)),
+        "HOME": str(tmp_path / "home"),
+        "COLUMNS": "200",
+    }
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(library), "--pools", "hevc"]
+    cmd += ["--out", str(tmp_path / "out"), "--no-dashboard", "--timeout", "120"]
+    with memory_cgroup(3 * GIB) as procs:
+
+        def join() -> None:
+            procs.write_text(str(os.getpid()))  # in the child, before it runs hevcq
+
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
+            preexec_fn=join,
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "1 encode at a time" in proc.stdout
+    assert "of memory is free" in proc.stdout
+    logs = _logs(proc.stdout)
+    assert sorted(p.name for p in logs.glob("worker-*.log")) == ["worker-0.log"]
+    assert sorted(p.name for p in (tmp_path / "out" / "hevc").glob("*.mp4")) == ["a.mp4", "b.mp4"]
+
+
+def test_hevcq_slots_overrides_the_memory_rule(tmp_path: Path) -> None:
+    """A person who sets ``HEVCQ_SLOTS`` gets that many, memory or not, and no line
+    explaining a choice they made."""
+    library = tmp_path / "library"
+    make_clip(library / "a.mp4", width=320, height=240, seconds=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
+        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp_path)),
+        "HOME": str(tmp_path / "home"),
+        "HEVCQ_SLOTS": "2",
+    }
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(library), "--pools", "hevc"]
+    cmd += ["--out", str(tmp_path / "out"), "--no-dashboard", "--timeout", "120"]
+    with memory_cgroup(3 * GIB) as procs:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
+            preexec_fn=lambda: procs.write_text(str(os.getpid())),
+        )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "of memory is free" not in proc.stdout  # HEVCQ_SLOTS chose: nothing to explain
+    logs = _logs(proc.stdout)
+    assert len(list(logs.glob("worker-*.log"))) == 2
