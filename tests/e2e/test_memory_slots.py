@@ -44,27 +44,14 @@ def memory_cgroup(limit: int) -> Iterator[Path]:
             group.rmdir()
 
 
-def _logs(stdout: str) -> Path:
-    """The run's log folder, as the run names it (``Logs: ...``)."""
-    return Path(next(line for line in stdout.splitlines() if line.startswith("Logs: "))[6:])
-
-
-def test_an_ingest_limited_to_3_gib_runs_one_encode_at_a_time(tmp_path: Path) -> None:
-    """Two cores would make two slots; 3 GiB holds one (``hevcq.cores.memory_slots``), and
-    the run says why. The one worker still takes every job."""
-    if machine_cores() < 2:
-        pytest.skip("one core makes one slot whatever the memory")
-    library = tmp_path / "library"
-    make_clip(library / "a.mp4", width=320, height=240, seconds=1)
-    make_clip(library / "b.mp4", width=352, height=288, seconds=1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp_path)),
-        "HOME": str(tmp_path / "home"),
-        "COLUMNS": "200",
-    }
-    cmd = [sys.executable, "-m", "hevcq", "ingest", str(library), "--pools", "hevc"]
-    cmd += ["--out", str(tmp_path / "out"), "--no-dashboard", "--timeout", "120"]
-    with memory_cgroup(3 * GIB) as procs:
+def ingest_limited(tmp_path: Path, limit: int, **env: str) -> subprocess.CompletedProcess[str]:
+    """``hevcq ingest --pools hevc`` of ``tmp_path/library`` into ``tmp_path/out``, run in
+    a memory cgroup of ``limit`` bytes, with ``env`` added to a clean environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))}
+    clean |= {"HEVCQ_WORKERS_DIR": str(fast_pools(tmp_path)), "HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "hevcq", "ingest", str(tmp_path / "library"), "--pools"]
+    cmd += ["hevc", "--out", str(tmp_path / "out"), "--no-dashboard", "--timeout", "120"]
+    with memory_cgroup(limit) as procs:
 
         def join() -> None:
             procs.write_text(str(os.getpid()))  # in the child, before it runs hevcq
@@ -73,42 +60,39 @@ def test_an_ingest_limited_to_3_gib_runs_one_encode_at_a_time(tmp_path: Path) ->
             cmd,
             capture_output=True,
             text=True,
-            env=env,
+            env=clean | {"COLUMNS": "200", **env},
             timeout=180,
             check=False,
             preexec_fn=join,
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return proc
+
+
+def _worker_logs(stdout: str) -> list[str]:
+    """The run's worker logs, one per slot, in the log folder the run names (``Logs: ``)."""
+    logs = Path(next(line for line in stdout.splitlines() if line.startswith("Logs: "))[6:])
+    return sorted(p.name for p in logs.glob("worker-*.log"))
+
+
+def test_an_ingest_limited_to_3_gib_runs_one_encode_at_a_time(tmp_path: Path) -> None:
+    """Two cores would make two slots; 3 GiB holds one (``hevcq.cores.memory_slots``), and
+    the run says why. The one worker still takes every job."""
+    if machine_cores() < 2:
+        pytest.skip("one core makes one slot whatever the memory")
+    make_clip(tmp_path / "library" / "a.mp4", width=320, height=240, seconds=1)
+    make_clip(tmp_path / "library" / "b.mp4", width=352, height=288, seconds=1)
+    proc = ingest_limited(tmp_path, 3 * GIB)
     assert "1 encode at a time" in proc.stdout
     assert "of memory is free" in proc.stdout
-    logs = _logs(proc.stdout)
-    assert sorted(p.name for p in logs.glob("worker-*.log")) == ["worker-0.log"]
+    assert _worker_logs(proc.stdout) == ["worker-0.log"]
     assert sorted(p.name for p in (tmp_path / "out" / "hevc").glob("*.mp4")) == ["a.mp4", "b.mp4"]
 
 
 def test_hevcq_slots_overrides_the_memory_rule(tmp_path: Path) -> None:
     """A person who sets ``HEVCQ_SLOTS`` gets that many, memory or not, and no line
     explaining a choice they made."""
-    library = tmp_path / "library"
-    make_clip(library / "a.mp4", width=320, height=240, seconds=1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEVCQ_", "AWS_"))} | {
-        "HEVCQ_WORKERS_DIR": str(fast_pools(tmp_path)),
-        "HOME": str(tmp_path / "home"),
-        "HEVCQ_SLOTS": "2",
-    }
-    cmd = [sys.executable, "-m", "hevcq", "ingest", str(library), "--pools", "hevc"]
-    cmd += ["--out", str(tmp_path / "out"), "--no-dashboard", "--timeout", "120"]
-    with memory_cgroup(3 * GIB) as procs:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=180,
-            check=False,
-            preexec_fn=lambda: procs.write_text(str(os.getpid())),
-        )
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    make_clip(tmp_path / "library" / "a.mp4", width=320, height=240, seconds=1)
+    proc = ingest_limited(tmp_path, 3 * GIB, HEVCQ_SLOTS="2")
     assert "of memory is free" not in proc.stdout  # HEVCQ_SLOTS chose: nothing to explain
-    logs = _logs(proc.stdout)
-    assert len(list(logs.glob("worker-*.log"))) == 2
+    assert _worker_logs(proc.stdout) == ["worker-0.log", "worker-1.log"]
