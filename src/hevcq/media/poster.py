@@ -21,9 +21,10 @@ from typing import Any
 
 import av
 
-from hevcq.errors import PermanentError
+from hevcq.errors import HevcqError, PermanentError
 from hevcq.media.demuxers import open_input, read_alone
 from hevcq.media.ffargs import decoder_args, source_filters, stated_colours
+from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.probe import (
     alpha_decoder,
     frame_colours,
@@ -148,13 +149,33 @@ def _sampled(path: Path) -> _Sampled:
             if not found and not (transfer or is_rgb(frame.format.name)):
                 colours = stated_colours(frame_colours(frame), stream.codec_context.height)
             alpha = alpha or has_alpha(frame.format.name)
-            mean, contrast = grey_stats(shown_grey(frame))
             # The frame's own time, floored to the millisecond, so that the JPEG's seek
             # lands on it (a place past a clip's last frame would land on nothing).
             when = (at if frame.time is None else min(at, frame.time)) - origin
-            found.append(Candidate(math.floor(max(when, 0.0) * 1000) / 1000, mean, contrast, back))
+            when = math.floor(max(when, 0.0) * 1000) / 1000
+            grey = _shown_grey_by_binary(path, index, when) if layered else None
+            mean, contrast = grey_stats(grey or shown_grey(frame))
+            found.append(Candidate(when, mean, contrast, back))
     alpha = alpha or bool(side_alpha) or layered
     return _Sampled(found, transfer, index, colours, alpha, side_alpha)
+
+
+def _shown_grey_by_binary(path: Path, index: int, when_s: float) -> bytes | None:
+    """``shown_grey`` of the frame ``when_s`` seconds into the file (as ``-ss`` counts),
+    decoded by the ffmpeg binary: an HEVC with Alpha keeps its alpha in a second layer,
+    which the libav PyAV carries does not decode. None when the binary gives no frame
+    there (the caller then judges PyAV's frame by its colours)."""
+    over_black = ",".join(source_filters(deinterlace=False, alpha=True))
+    args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+    args += ["-ss", f"{when_s:.3f}", "-i", f"file:{path}", "-map", f"0:{index}"]
+    args += ["-frames:v", "1", "-vf", f"{over_black},scale={SCORE_W}:{SCORE_H},format=gray"]
+    try:
+        shown = read_alone([*args, "-f", "rawvideo", "-"])
+        done = subprocess.run(shown, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError, HevcqError):
+        return None
+    size = SCORE_W * SCORE_H
+    return done.stdout[:size] if done.returncode == 0 and len(done.stdout) >= size else None
 
 
 def _origin_s(container: Any, stream: Any) -> float:
