@@ -20,6 +20,7 @@ from hevcq.errors import FailureClass, PermanentError
 from hevcq.ledger import JobKey
 from hevcq.media.crfsearch import (
     DamagedSource,
+    SampleRules,
     Searcher,
     SearchResult,
     Unreachable,
@@ -923,3 +924,31 @@ def test_a_source_that_cannot_seek_is_not_checked_for_damage(tmp_path: Path) -> 
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-f", "h264", str(src)]
     subprocess.run(args, check=True)
     assert first_damage_s(src, 0, [(4.0, 2.0)], [0.0, 2.0, 4.0]) is None
+
+
+def test_a_source_whose_keyframes_are_too_sparse_to_sample_is_searched_whole(
+    tmp_path: Path,
+) -> None:
+    """A still opening and a noisy scene after it, in one GOP (a browser's or a screen
+    recorder's keyframes are a minute or more apart). The sample planned for the middle
+    can only start on the one keyframe: cut there, it held the still alone, the search
+    chose a CRF for the still, and the noise came out far under the target."""
+    src = tmp_path / "recording.mp4"
+    graph = "[0][1]concat=n=2:v=1:a=0"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "smptehdbars=s=320x180:r=25:d=7", "-f", "lavfi"]
+    args += ["-i", "testsrc2=s=320x180:r=25:d=9,noise=alls=20:allf=t", "-filter_complex", graph]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-g", "1000"]
+    args += ["-sc_threshold", "0", str(src)]  # one keyframe, as such a recorder writes
+    subprocess.run(args, check=True)
+    info = probe(src)
+    run = dataclasses.replace(searcher(tmp_path), rules=SampleRules(length_s=4.0))
+    assert scan_source(src, 0).keyframes == (0.0,)
+    assert sample_plan(info.duration_s, [0.0], run.rules).displaced
+    plan = plan_for(src, pool())
+    found = find_crf(run, src, plan, info, source_id="sparse", target=93.0)
+    assert isinstance(found, SearchResult)
+    full = encode(src, tmp_path / "full.mp4", dataclasses.replace(plan, crf=found.crf))
+    got = score(find_ffmpeg(), src, full, threads=2)
+    assert abs(got.mean - found.predicted_score) < 1.0, (found, got)
+    assert got.mean >= 92.0

@@ -72,6 +72,24 @@ def test_a_still_picture_is_probed_at_its_largest_size_only(tmp_path: Path) -> N
     assert not list(tmp_path.glob("pertitle-*"))
 
 
+def test_a_clip_with_one_keyframe_is_probed_whole(tmp_path: Path) -> None:
+    """A sticker or a short upload that opens black, in one GOP: the one sample planned at
+    its middle can only start on its keyframe, at the black opening. Probed there, its
+    ladder was picked for a black picture; it is probed whole, as its length allows."""
+    src = tmp_path / "sticker.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "color=black:s=640x360:r=25:d=3", "-f", "lavfi"]
+    args += ["-i", "testsrc2=s=640x360:r=25:d=3", "-filter_complex", "[0][1]concat=n=2:v=1:a=0"]
+    args += ["-c:v", "libx264", "-g", "1000", "-sc_threshold", "0", str(src)]
+    subprocess.run(args, check=True)
+    info = probe(src)
+    prober = Prober(find_ffmpeg(), tmp_path, threads=2)
+    whole = dataclasses.replace(prober, rules=dataclasses.replace(prober.rules, whole_share=0.0))
+    points = probe_points(prober, src, info)
+    assert points == probe_points(whole, src, info)
+    assert min(p.kbps for p in points) > 20  # the pattern's rates, not a black picture's
+
+
 def _per_title_job(
     tmp_path: Path, clip: Path, ctx: Any = None, store: Any = None, **ladder: Any
 ) -> tuple[Any, bool]:

@@ -122,9 +122,39 @@ def test_a_keyframe_rounded_a_hair_low_still_counts_as_the_start() -> None:
 
 
 def test_sparse_keyframes_end_a_sample_mid_gop_rather_than_stretch_it() -> None:
-    spans = sample_plan(600.0, [0.0, 300.0]).spans  # planned at 140, 290 and 440
-    assert spans == ((0.0, 20.0), (300.0, 20.0))  # the first two snapped to 0 and merged
-    assert all(n <= 2 * 20.0 for _, n in spans)
+    plan = sample_plan(600.0, [0.0, 300.0])  # planned at 140, 290 and 440
+    assert plan.spans == ((0.0, 20.0), (300.0, 20.0))  # the first two snapped to 0, merged
+    assert all(n <= 2 * 20.0 for _, n in plan.spans)
+    assert plan.displaced  # and stand for none of their places: the search goes whole
+
+
+@pytest.mark.parametrize(
+    ("duration", "keyframes", "displaced"),
+    [
+        (60.0, [4.0 * n for n in range(15)], False),
+        (60.0, [6.0 * n for n in range(10)], False),  # 18 .. 42 holds 30
+        (60.0, [12.0 * n for n in range(5)], False),  # 12 .. 36 holds 30
+        (60.0, [0.0, 20.0004, 40.0004], False),
+        (60.0, [0.0], True),  # one keyframe: a 20 s sample of the first third
+        (60.0, [0.0, 45.0], True),  # 0 .. 20 does not hold 30
+        (300.0, [0.0, 100.0, 200.0], True),  # a browser's recording: 55, 140, 225 planned
+        (300.0, [10.0 * n for n in range(30)], False),
+    ],
+)
+def test_a_sample_that_no_longer_holds_the_middle_of_its_place_is_displaced(
+    duration: float, keyframes: list[float], displaced: bool
+) -> None:
+    plan = sample_plan(duration, keyframes)
+    assert not plan.whole
+    assert plan.displaced is displaced
+
+
+def test_short_probe_samples_of_a_clip_with_one_keyframe_are_displaced() -> None:
+    """A per-title probe's 1.5 s sample of a 4 s sticker planned at its middle snaps to
+    its only keyframe, at the start, where it was still transparent."""
+    rules = SampleRules(length_s=1.5, every_s=30.0, min_count=1, min_count_above_s=0.0)
+    assert sample_plan(4.0, [0.0], rules).displaced
+    assert not sample_plan(4.0, rules=rules).displaced  # no keyframes known: as planned
 
 
 def test_snapping_that_makes_samples_cover_most_of_the_file_uses_it_whole() -> None:

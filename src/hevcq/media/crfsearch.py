@@ -102,10 +102,12 @@ Span = tuple[float, float]  # (start, length) in seconds from the file's start
 
 @dataclass(frozen=True)
 class SamplePlan:
-    """The samples a search encodes: ``whole`` uses the source itself."""
+    """The samples a search encodes: ``whole`` uses the source itself. ``displaced``: a
+    sample could not start near the place it was planned for (``sample_plan``)."""
 
     whole: bool
     spans: tuple[Span, ...] = ()
+    displaced: bool = False
 
     @property
     def seconds(self) -> float:
@@ -129,6 +131,14 @@ def sample_plan(
     to overlap are merged. When the samples would cover ``whole_share`` of the source (or
     its length is unknown), the whole file is used: cutting would save little and could
     only make the prediction worse.
+
+    A sample whose snapped span no longer holds the middle of the span planned for it
+    stands for a place it does not show: with keyframes a minute or more apart (a
+    browser's or a screen recorder's), every sample of a minute-long clip snapped to its
+    first keyframe, and a search on a still opening chose CRF 42 for the noisy scene that
+    followed. Such a plan says ``displaced``, and the search uses the whole file
+    (``find_crf``; a per-title ladder first places its samples by the keyframes it has,
+    ``pertitle.stratified_spans``).
     """
     if not duration_s or duration_s <= 0:
         return SamplePlan(whole=True)
@@ -138,13 +148,19 @@ def sample_plan(
     if count * rules.length_s >= rules.whole_share * duration_s:
         return SamplePlan(whole=True)
     spans = [_placed(duration_s, i, count, rules.length_s) for i in range(count)]
+    displaced = False
     if keyframes:
         marks = sorted(set(keyframes))
-        spans = [_snapped(span, marks, duration_s, rules) for span in spans]
+        planned, spans = spans, [_snapped(span, marks, duration_s, rules) for span in spans]
+        displaced = any(
+            not begin <= start + length / 2 <= begin + got
+            for (start, length), (begin, got) in zip(planned, spans, strict=True)
+        )
     merged = _merged(spans)
     if sum(length for _, length in merged) >= rules.whole_share * duration_s:
         return SamplePlan(whole=True)
-    return SamplePlan(whole=False, spans=tuple((round(s, 3), round(n, 3)) for s, n in merged))
+    rounded = tuple((round(s, 3), round(n, 3)) for s, n in merged)
+    return SamplePlan(whole=False, spans=rounded, displaced=displaced)
 
 
 def _placed(duration_s: float, i: int, count: int, length_s: float) -> Span:
@@ -417,7 +433,8 @@ def picture_samples(
         return sample_plan(duration_s, scan.keyframes, rules), (start, picture)
     plan = sample_plan(picture, [k - start for k in scan.keyframes], rules)
     if start and not plan.whole:
-        plan = SamplePlan(False, tuple((round(s + start, 3), n) for s, n in plan.spans))
+        spans = tuple((round(s + start, 3), n) for s, n in plan.spans)
+        plan = SamplePlan(False, spans, plan.displaced)
     return plan, (start, picture)
 
 
@@ -834,6 +851,8 @@ def find_crf(
     # with a minute of sound was sampled where it had no picture and predicted at 12 times
     # its size.
     samples, (_, picture) = picture_samples(scan, info.duration_s, run.rules)
+    if samples.displaced:  # keyframes too sparse for samples that stand for their places
+        samples = SamplePlan(whole=True)
     prober = _Prober(
         run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
     )

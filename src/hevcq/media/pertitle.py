@@ -491,7 +491,10 @@ def probe_points(
         end = start + picture
         count = sample_count(len(plan.spans), end, scanned.keyframes, scanned.gop_bytes, run.rules)
         spans = stratified_spans(end, scanned.keyframes, scanned.gop_bytes, count, run.rules)
-        plan = SamplePlan(whole=False, spans=spans) if spans else plan
+        if spans:
+            plan = SamplePlan(whole=False, spans=spans)
+        elif plan.displaced:  # too few keyframes to place samples that stand for the rest
+            plan = SamplePlan(whole=True)
     samples: list[Path] = []
     try:
         if plan.whole:
