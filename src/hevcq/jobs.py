@@ -40,6 +40,11 @@ class RunningJob(BaseModel):
         description='"searching" while a quality search or ladder probes run, "verifying"'
         " while the output is checked and measured after its encode.",
     )
+    probe: int | None = Field(
+        None,
+        description="While a quality search runs: the probe encode under way (1, 2, ...; "
+        "at most 6). None otherwise, and for a per-title ladder's probes, which run as one.",
+    )
     age_s: float
     eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
     fps: float | None = None
@@ -57,7 +62,9 @@ class RunningJob(BaseModel):
     @property
     def done(self) -> str:
         """What a person reads of its progress: the percent encoded, or the step while
-        no encode's progress counts yet."""
+        no encode's progress counts yet (a search's with its probe: ``searching, probe 2``)."""
+        if self.step == SEARCHING and self.probe:
+            return f"{SEARCHING}, probe {self.probe}"
         return self.step if self.step in (SEARCHING, VERIFYING) else f"{self.progress:.0f}%"
 
     @classmethod
@@ -79,6 +86,7 @@ class RunningJob(BaseModel):
             worker=item.worker,
             progress=progress,
             step=step,  # a worker's word, shown to people: only the steps there are
+            probe=item.probe if step == SEARCHING and item.probe and item.probe > 0 else None,
             age_s=round(max(0.0, now - (item.started_at or now)), 1),
             eta_s=None if left is None else round(left, 1),
             fps=item.fps,

@@ -179,6 +179,7 @@ class LedgerItem:
     # None for a job that reported none.
     step: str | None = None
     step_at: float | None = None  # when the step began, on the worker's wall clock
+    probe: int | None = None  # while searching: the probe encode running (1, 2, ...)
     fps: float | None = None
     speed: float | None = None
     reason: str | None = None
@@ -214,7 +215,8 @@ class LedgerItem:
         values["pool"] = str(plain.get("sk", plain.get("pool", "")))
         values["state"] = State(plain.get("state", State.QUEUED.value))
         values["history"] = _history(plain.get("history"))
-        for name in ("attempts", "claims", "input_bytes", "output_bytes", "crf", "predicted_bytes"):
+        integers = ("attempts", "claims", "input_bytes", "output_bytes", "crf", "predicted_bytes")
+        for name in (*integers, "probe"):
             if name in values:
                 values[name] = int(values[name])
         for name in (
@@ -493,6 +495,7 @@ def claim_write(
         "progress": 0.0,
         "step": None,
         "step_at": None,
+        "probe": None,
         "reason": None,
         "failure_class": None,
         "superseded_by": "",

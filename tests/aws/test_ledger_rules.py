@@ -199,14 +199,20 @@ def test_every_case_is_either_refused_or_applied_as_the_rule_says() -> None:
 
 
 def test_a_running_jobs_step_is_written_as_it_is_and_cleared_by_the_next_claim() -> None:
-    said: dict[str, float | str] = {"progress": 0.0, "step": "searching", "step_at": 1234.5678}
+    said: dict[str, float | str] = {
+        "progress": 0.0,
+        "step": "searching",
+        "step_at": 1234.5678,
+        "probe": 2,
+    }
     searching = renew_write(LEASE, said, "n1").apply(HELD)
     assert searching is not None
     assert (searching.step, searching.step_at, searching.progress) == ("searching", 1234.57, 0.0)
+    assert searching.probe == 2
     interrupted = replace(searching, state=State.INTERRUPTED)
     taken = _claim(interrupted).apply(interrupted)
     assert taken is not None
-    assert (taken.step, taken.step_at, taken.progress) == (None, None, 0.0)
+    assert (taken.step, taken.step_at, taken.progress, taken.probe) == (None, None, 0.0, None)
 
 
 def test_the_rules_keep_counters_history_and_the_fence() -> None:

@@ -34,7 +34,7 @@ def test_ledger_view_lists_running_jobs_and_totals(moto_farm: MotoFarm) -> None:
     leases = {job: ledger.claim(job, "w1", "m", lease_s=300).lease for job in (a, b, c)}
     now[0] += 100
     ledger.renew(leases[a], {"progress": 37.5, "step": "encoding"})
-    ledger.renew(leases[c], {"step": "searching"})
+    ledger.renew(leases[c], {"step": "searching", "probe": 2})
     ledger.finish(leases[b], State.DONE, {})
     report = FarmView(Farm(moto_farm.clients, moto_farm.refs, label="t")).status(now=now[0])
     running = report.running
@@ -45,3 +45,5 @@ def test_ledger_view_lists_running_jobs_and_totals(moto_farm: MotoFarm) -> None:
     ]
     assert totals == {("hevc", "running"): 1, ("hevc", "done"): 1, ("720p", "running"): 1}
     assert {r.key: r.step for r in running} == {"TODO/a.mp4": "encoding", "TODO/c.mp4": "searching"}
+    # DynamoDB's number comes back as the probe's number
+    assert {r.key: r.done for r in running}["TODO/c.mp4"] == "searching, probe 2"

@@ -184,9 +184,12 @@ def test_the_dashboard_follows_a_run_and_redrives_a_dead_letter(
             ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
             held = ledger.claim(searched, "w-search", "m9", lease_s=600)
             assert isinstance(held, Claimed)
-            ledger.renew(held.lease, {"step": "searching", "step_at": time.time()})
+            lease = ledger.renew(held.lease, {"step": "searching", "step_at": time.time()})
             searching = page.locator(f"#running tr[data-job='{searched.job_id}'] .step")
             sync_api.expect(searching).to_have_text("searching", timeout=30_000)
+            # and which probe of its search is under way
+            ledger.renew(lease, {"step": "searching", "probe": 2})
+            sync_api.expect(searching).to_have_text("searching, probe 2", timeout=30_000)
 
             failed_row = page.locator("#recent tr.state-failed").first
             failed_row.wait_for(timeout=15_000)

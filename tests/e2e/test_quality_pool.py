@@ -67,12 +67,18 @@ def test_a_searching_job_says_so_until_its_encode_counts(tmp_path, clip) -> None
     ctx = JobContext(
         on_step=lambda step: seen.append(("step", step)),
         on_progress=lambda pct: seen.append(("progress", pct)),
+        on_probe=lambda n: seen.append(("probe", n)),
     )
     quality = {"vmaf": 50, "max_size_percent": 400}
     result = run(tmp_path, FakeStore(), clip, ctx, quality=quality)
     assert result.outcome == "done"
     steps = [value for kind, value in seen if kind == "step"]
     assert steps == ["searching", "encoding", "verifying"]
+    # Each probe says it starts, numbered, while the job searches.
+    probes = [value for kind, value in seen if kind == "probe"]
+    assert probes == list(range(1, len(probes) + 1))
+    assert probes
+    assert all(seen.index(("probe", n)) < seen.index(("step", "encoding")) for n in probes)
     assert seen[0] == ("step", "searching")
     first_progress = next(i for i, (kind, _) in enumerate(seen) if kind == "progress")
     assert seen.index(("step", "encoding")) < first_progress

@@ -139,6 +139,11 @@ def test_running_jobs_show_percent_fps_speed_and_eta() -> None:
     assert RunningJob.of(ITEMS[6], NOW).eta_s is None  # under 1%: no estimate yet
     searching = RunningJob.of(dataclasses.replace(ITEMS[6], step="searching"), NOW)
     assert (searching.step, searching.done) == ("searching", "searching")
+    probing = RunningJob.of(dataclasses.replace(ITEMS[6], step="searching", probe=3), NOW)
+    assert (probing.probe, probing.done) == (3, "searching, probe 3")
+    # The probe count belongs to the search: an encoding job shows its percent alone.
+    encoding = RunningJob.of(dataclasses.replace(ITEMS[6], step="encoding", probe=3), NOW)
+    assert (encoding.probe, encoding.done) == (None, f"{encoding.progress:.0f}%")
     # A step no worker of this release writes (a compromised one's text) is not shown.
     forged = RunningJob.of(dataclasses.replace(ITEMS[6], step="<img src=x onerror=1>"), NOW)
     assert (forged.step, forged.done) == (None, f"{forged.progress:.0f}%")

@@ -812,6 +812,8 @@ class Searcher:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     stall_timeout_s: float = 300.0
     rules: SampleRules = SampleRules()
+    # Told each probe's number (1, 2, ...) as it starts: a running job shows it.
+    on_probe: Callable[[int], None] = lambda _n: None
 
 
 def crf_range(plan: EncodePlan) -> tuple[int, int]:
@@ -857,7 +859,12 @@ def find_crf(
         run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
     )
 
+    started = 0
+
     def probe(crf: int) -> ProbeResult:
+        nonlocal started
+        started += 1
+        run.on_probe(started)
         got = prober(crf)
         # Searched whole, the probe's own length is the video's: the container's length
         # may be longer (audio that runs on past the picture) or unknown (sample_plan).

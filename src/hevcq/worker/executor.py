@@ -113,6 +113,7 @@ class JobExecutor:
         ctx.on_progress = on_progress
         ctx.on_rates = on_rates
         ctx.on_step = on_step
+        ctx.on_probe = lambda n: keeper.progress.__setitem__("probe", n)
         q = self.pool.queue
 
         def renew() -> None:

@@ -115,6 +115,8 @@ class JobContext:
     on_rates: Callable[[float | None, float | None], None] = lambda _fps, _speed: None
     # What the job is doing before its encode's progress counts (``LedgerItem.step``)
     on_step: Callable[[str], None] = lambda _step: None
+    # A quality search's probe encode starting: its number, from 1 (``LedgerItem.probe``)
+    on_probe: Callable[[int], None] = lambda _n: None
     commit: Commit | None = None
     # The same for an output of many objects (a folder: ``FencedWriter.put_bundle``).
     commit_bundle: Commit | None = None
@@ -629,6 +631,7 @@ class JobRunner:
             threads=self._threads,
             stop=ctx.cancel,
             stall_timeout_s=self._stall_timeout_s,
+            on_probe=ctx.on_probe,
         )
         ctx.on_step(SEARCHING)
         got = find_crf(

@@ -4,6 +4,9 @@ const hevcq = (() => {
   const POLL_MS = 1000;
   // A running job's step where its percent says nothing: before and after its encode.
   const SHOWN_STEPS = ["searching", "verifying"];
+  // A running job's step as people read it; a quality search names its probe under way.
+  const stepShown = (r) => !SHOWN_STEPS.includes(r.step) ? ""
+    : r.step === "searching" && r.probe ? `searching, probe ${r.probe}` : r.step;
   const DLQ_POLL_MS = 3000;
   const SVG = "http://www.w3.org/2000/svg";
   const COLORS = ["#2f6fdd", "#1f8a4c", "#b7791f", "#8e44ad", "#c0392b"];
@@ -139,7 +142,7 @@ const hevcq = (() => {
       el("td", {}, jobLink(r)), el("td", { text: r.pool }),
       el("td", {}, el("span", { class: "bar" }, el("i", { style: `width:${Math.min(100, r.progress)}%` })),
         " ", el("span", { class: "pct", text: `${r.progress.toFixed(1)}%` }),
-        " ", el("span", { class: "step muted", text: SHOWN_STEPS.includes(r.step) ? r.step : "" })),
+        " ", el("span", { class: "step muted", text: stepShown(r) })),
       el("td", { class: "num fps", text: r.fps ?? "-" }), el("td", { class: "num speed", text: r.speed ? `${r.speed}x` : "-" }),
       el("td", { class: "num eta", text: secs(r.eta_s) }), el("td", { class: "muted", text: r.worker })));
     fillRows("#running", running.length ? running : [el("tr", {}, el("td", { colspan: 7, class: "muted", text: "nothing running" }))]);
