@@ -215,10 +215,13 @@ class LedgerItem:
         values["pool"] = str(plain.get("sk", plain.get("pool", "")))
         values["state"] = State(plain.get("state", State.QUEUED.value))
         values["history"] = _history(plain.get("history"))
-        integers = ("attempts", "claims", "input_bytes", "output_bytes", "crf", "predicted_bytes")
-        for name in (*integers, "probe"):
+        for name in ("attempts", "claims", "input_bytes", "output_bytes", "crf", "predicted_bytes"):
             if name in values:
                 values[name] = int(values[name])
+        try:  # shown to people while a job runs: a number, or nothing
+            values["probe"] = int(values["probe"]) if "probe" in values else None
+        except (TypeError, ValueError):
+            values.pop("probe")
         for name in (
             "etag",
             "settings_hash",

@@ -304,3 +304,20 @@ def test_an_id_that_names_no_job_is_answered_without_reading_the_ledger(
     view = web_view.FarmView(farm)  # type: ignore[arg-type]
     assert view.job(job_id) is None
     assert farm.scans == scans
+
+
+@pytest.mark.parametrize("said", ["<img src=x onerror=1>", {"S": "two"}, [2], -1, 0])
+def test_a_probe_number_no_worker_of_this_release_writes_is_not_shown(said: object) -> None:
+    """The ledger item is a worker's word: a compromised one's text or nonsense for the
+    probe reads as no probe, and the job still lists."""
+    item = LedgerItem.from_item(
+        {
+            "key": "TODO/a.mp4",
+            "pool": "hevc",
+            "state": "running",
+            "step": "searching",
+            "probe": said,
+        }
+    )
+    job = RunningJob.of(item, NOW)
+    assert (job.probe, job.done) == (None, "searching")
