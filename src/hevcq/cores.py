@@ -73,17 +73,20 @@ def _available(meminfo: Path) -> int | None:
     return None
 
 
-def cgroup_headroom(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> int | None:
-    """The least room left under the memory limits of this process's cgroup and those
-    above it (v2, or v1's memory controller); None where none is set or readable.
+def memory_cgroups(
+    proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT
+) -> list[tuple[Path, tuple[str, str]]]:
+    """This process's cgroup folders that can limit its memory, each with the names of
+    its limit and usage files (``CGROUP_V2`` or ``CGROUP_V1``); empty where
+    ``proc_cgroup`` cannot be read.
 
-    The cgroup is read from ``proc_cgroup`` (``0::/path`` for v2, ``N:memory:/path`` for
-    v1); inside a container with its own cgroup namespace the path is ``/``, and the
-    container's limit is at the root."""
+    ``proc_cgroup`` says ``0::/path`` for v2 and ``N:memory:/path`` for v1's memory
+    controller; inside a container with its own cgroup namespace the path is ``/``, and
+    the container's limit is at the root."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
-        return None
+        return []
     places: list[tuple[Path, tuple[str, str]]] = []
     for line in lines:
         _, controllers, path = [*line.split(":", 2), "", ""][:3]
@@ -91,8 +94,14 @@ def cgroup_headroom(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -
             places.append((root / path.lstrip("/"), CGROUP_V2))
         elif "memory" in controllers.split(","):
             places.append((root / "memory" / path.lstrip("/"), CGROUP_V1))
+    return places
+
+
+def cgroup_headroom(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> int | None:
+    """The least room left under the memory limits of this process's cgroup and those
+    above it (``memory_cgroups``); None where none is set or readable."""
     rooms = []
-    for folder, (limit_name, usage_name) in places:
+    for folder, (limit_name, usage_name) in memory_cgroups(proc_cgroup, root):
         for level in (folder, *folder.parents):
             if level != root and root not in level.parents:
                 break

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hevcq.cores import CGROUP_ROOT, GIB, PROC_CGROUP, machine_cores
+from hevcq.cores import CGROUP_ROOT, CGROUP_V1, GIB, machine_cores, memory_cgroups
 from hevcq.media.samples import make_clip
 from tests.conftest import fast_pools
 
@@ -25,13 +25,8 @@ def memory_cgroup(limit: int) -> Iterator[Path]:
     its ``cgroup.procs`` file. Skips the test where one cannot be made (not root, no v1
     memory controller: a cgroup v2 parent with processes of its own takes no children
     with a controller)."""
-    own = ""
-    for line in PROC_CGROUP.read_text().splitlines():
-        _, controllers, path = [*line.split(":", 2), "", ""][:3]
-        if "memory" in controllers.split(","):
-            own = path
-    parent = CGROUP_ROOT / "memory" / own.lstrip("/")
-    group = parent / f"hevcq-test-{os.getpid()}"
+    v1 = [folder for folder, files in memory_cgroups() if files == CGROUP_V1]
+    group = (v1[0] if v1 else CGROUP_ROOT / "memory") / f"hevcq-test-{os.getpid()}"
     try:
         group.mkdir()
     except OSError as exc:
