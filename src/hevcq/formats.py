@@ -40,6 +40,9 @@ class VideoCodec:
     # Whether the worker's in-flight stream proof (``hevcq.media.streamcheck``, which
     # reads HEVC NAL units) applies; other codecs are decoded in full after the encode.
     stream_proof: bool = False
+    # The smallest picture side the encoder takes (x265: 16; SVT-AV1 refused 2x2; a side
+    # of one pixel has no 4:2:0 chroma at all).
+    min_side: int = 2
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ VIDEO_CODECS: dict[str, VideoCodec] = {
         mp4_tag="hvc1",
         profiles=("main", "main10"),
         stream_proof=True,
+        min_side=16,
     ),
     "h264": VideoCodec(
         name="h264",
@@ -196,6 +200,7 @@ VIDEO_CODECS: dict[str, VideoCodec] = {
         default_preset="8",
         params_option="-svtav1-params",
         threads_param="lp",
+        min_side=4,
     ),
     "vp9": VideoCodec(
         name="vp9",

@@ -459,3 +459,58 @@ def test_a_ladder_of_a_huge_picture_tops_out_where_streams_do() -> None:
     assert isinstance(decide(clip(8192, 8192), hls, "big.mp4"), EncodePlan)
     # So wide that even the 240-pixel rung is wider than any stream: no ladder at all.
     assert isinstance(decide(clip(65536, 240), hls, "wide.mp4"), Skip)
+
+
+@pytest.mark.parametrize(
+    ("size", "codec", "outcome"),
+    [
+        ((2, 2), "hevc", "picture too small: 2x2, where HEVC needs at least 16x16"),
+        ((15, 100), "hevc", "picture too small: 15x100, where HEVC needs at least 16x16"),
+        ((17, 17), "hevc", (16, 16)),  # evened down to what x265 still takes
+        ((16, 16), "hevc", (16, 16)),
+        ((2, 2), "av1", "picture too small: 2x2, where AV1 needs at least 4x4"),
+        ((4, 4), "av1", (4, 4)),
+        ((2, 2), "h264", (2, 2)),
+        ((1, 1), "h264", "picture too small: 1x1, where H.264 needs at least 2x2"),
+        ((1, 64), "vp9", "picture too small: 1x64, where VP9 needs at least 2x2"),
+    ],
+)
+def test_a_picture_smaller_than_the_encoder_takes_is_skipped_with_the_reason(
+    size: tuple[int, int], codec: str, outcome: str | tuple[int, int]
+) -> None:
+    """x265 refused a 2x2 clip ("Image size is too small") on every attempt; each codec's
+    smallest side is in its table entry (``formats.VideoCodec.min_side``)."""
+    hevc = FARM["hevc"]
+    encode = hevc.encode.model_copy(update={"codec": codec, "container": "mkv"})
+    applies = hevc.applies.model_copy(update={"source_codecs": ("mpeg4",)})
+    pool = hevc.model_copy(update={"encode": encode, "applies": applies})
+    got = decide(clip(*size, codec="mpeg4"), pool, "tiny.mkv")
+    if isinstance(outcome, str):
+        assert isinstance(got, Skip)
+        assert got.reason == outcome
+    else:
+        assert isinstance(got, EncodePlan), got
+        assert (got.width, got.height) == outcome
+
+
+@pytest.mark.parametrize(
+    ("groups", "size", "outcome"),
+    [
+        ((), (2, 2), None),  # H.264 rungs alone take it
+        (("hevc",), (2, 2), "picture too small: 2x2, where HEVC needs at least 16x16"),
+        (("av1",), (2, 2), "picture too small: 2x2, where AV1 needs at least 4x4"),
+        (("hevc", "av1"), (64, 36), None),
+    ],
+)
+def test_a_ladder_is_skipped_when_a_group_cannot_encode_its_smallest_rung(
+    groups: tuple[str, ...], size: tuple[int, int], outcome: str | None
+) -> None:
+    hls = load_farm()["hls"]
+    assert hls.ladder is not None
+    pool = hls.model_copy(update={"ladder": hls.ladder.model_copy(update={"groups": groups})})
+    got = decide(clip(*size), pool, "tiny.mp4")
+    if outcome is None:
+        assert isinstance(got, EncodePlan), got
+    else:
+        assert isinstance(got, Skip)
+        assert got.reason == outcome

@@ -12,6 +12,7 @@ from hevcq.errors import ConfigError
 from hevcq.formats import (
     AUDIO_ENCODERS,
     COVER_TYPES,
+    VIDEO_CODECS,
     Container,
     audio_codec,
     first_pair_only,
@@ -152,7 +153,27 @@ def _shape(video: VideoStream, pool: Pool) -> tuple[int, int, bool, bool] | Skip
         scale, crop = (width, height) != (video.width, video.height), False
     if pool.ladder is None and not picture_fits(width, height):
         return Skip(too_large(width, height))
+    small = _too_small(video, pool, min(width, height))
+    if small is not None:
+        return small
     return width, height, scale, crop
+
+
+def _too_small(video: VideoStream, pool: Pool, side: int) -> Skip | None:
+    """Why a picture whose encoded short side is ``side`` is too small for an encoder the
+    pool uses (its own, and a ladder's codec groups, whose smallest rung is the source's
+    size when that is under the smallest standard one), if it is: without this, x265
+    failed a 2x2 tracking-pixel clip three times over with its own words."""
+    codecs = [pool.encode.video]
+    if pool.ladder is not None:  # H.264 and its groups; its ``encode`` makes no video
+        codecs = [VIDEO_CODECS["h264"], *(VIDEO_CODECS[g] for g in pool.ladder.groups)]
+    side = min(side, video.width, video.height)  # a 1-pixel side evened up is not there
+    needs = max(codecs, key=lambda c: c.min_side)
+    if side >= needs.min_side:
+        return None
+    w, h = video.display_size
+    n = needs.min_side
+    return Skip(f"picture too small: {w}x{h}, where {needs.label} needs at least {n}x{n}")
 
 
 def expected_frames(duration_s: float | None, fps: float | None) -> int | None:
