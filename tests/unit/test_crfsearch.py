@@ -125,7 +125,22 @@ def test_sparse_keyframes_end_a_sample_mid_gop_rather_than_stretch_it() -> None:
     plan = sample_plan(600.0, [0.0, 300.0])  # planned at 140, 290 and 440
     assert plan.spans == ((0.0, 20.0), (300.0, 20.0))  # the first two snapped to 0, merged
     assert all(n <= 2 * 20.0 for _, n in plan.spans)
-    assert plan.displaced  # and stand for none of their places: the search goes whole
+    assert plan.displaced  # and stand for none of their places: the search reads these
+    assert plan.planned == ((140.0, 20.0), (290.0, 20.0), (440.0, 20.0))
+
+
+def test_a_plan_that_is_not_displaced_keeps_no_planned_spans() -> None:
+    assert sample_plan(60.0, [4.0 * n for n in range(15)]).planned == ()
+
+
+def test_planned_spans_count_from_the_file_start_as_the_cut_ones_do() -> None:
+    """The picture starts 5 s into the file (sound first): both kinds of span move."""
+    scan = SourceScan(keyframes=(5.0,), stream_bytes={}, video_span=(5.0, 65.0))
+    plan, (start, picture) = picture_samples(scan, 600.0, SampleRules())
+    assert (start, picture) == (5.0, 60.0)
+    assert plan.displaced
+    assert plan.spans == ((5.0, 20.0),)
+    assert plan.planned == ((25.0, 20.0),)
 
 
 @pytest.mark.parametrize(
@@ -374,9 +389,11 @@ def test_the_key_covers_source_samples_arguments_and_ffmpeg_and_nothing_else() -
         ),
         probe_key("etag-1", samples, args, "n9.0.3"),
         probe_key("etag-1", samples, args, "n9.0.2", own_size=True),  # scored at its size
+        # the same span read by seeking holds its own frames, not the GOPs around it
+        probe_key("etag-1", SamplePlan(False, ((10.0, 20.0),), seek=True), args, "n9.0.2"),
     }
     assert key not in others
-    assert len(others) == 8
+    assert len(others) == 9
 
 
 def test_two_pools_with_the_same_plan_share_their_probes() -> None:

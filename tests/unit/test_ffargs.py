@@ -345,3 +345,15 @@ def test_hostile_file_names_stay_single_arguments() -> None:
     src = Path("/lib/-y; rm -rf ~ $(x).mp4")
     args = build_args("ffmpeg", src, DST, PLANS["landscape_1080-hevc"])
     assert values(args, "-i") == [f"file:{src}"]
+
+
+def test_a_window_is_read_by_input_options_before_the_source() -> None:
+    """A sample read in place: seek and length are the source's input options, so ffmpeg
+    decodes from the keyframe before the start and keeps the window's frames alone."""
+    plan = PLANS[sorted(PLANS)[0]]
+    args = build_args("ffmpeg", SRC, DST, plan, window=(125.5, 20.0))
+    i = args.index("-i")
+    assert args[i - 4 : i] == ["-ss", "125.500", "-t", "20.000"]
+    assert build_args("ffmpeg", SRC, DST, plan) == [
+        a for n, a in enumerate(args) if not i - 4 <= n < i
+    ]

@@ -10,7 +10,9 @@ The parts, each testable alone:
   20 s, at least 3 for sources over 2 minutes, spread evenly and snapped to keyframes;
   the whole file when the samples would cover 85 % of it anyway.
 - ``cut_sample``: a sample is cut by stream copy, ``-ss`` before ``-i`` (see its docstring
-  for why not a lossless intermediate).
+  for why not a lossless intermediate). Where keyframes are too sparse to cut samples at
+  their places (``SamplePlan.displaced``), each probe reads its places from the source
+  itself instead, decoded from the keyframe before each (``SamplePlan.seek``).
 - ``search``: the bracket search on integer CRFs (pure), at most 6 probes.
 - ``find_crf``: the above on a real file, every probe cached on disk by what decides its
   result, so a re-run, or a second pool with the same plan, encodes nothing.
@@ -39,7 +41,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import PermanentError
 from hevcq.formats import VIDEO_CODECS
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import build_args
+from hevcq.media.ffargs import Window, build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
@@ -103,11 +105,16 @@ Span = tuple[float, float]  # (start, length) in seconds from the file's start
 @dataclass(frozen=True)
 class SamplePlan:
     """The samples a search encodes: ``whole`` uses the source itself. ``displaced``: a
-    sample could not start near the place it was planned for (``sample_plan``)."""
+    sample could not start near the place it was planned for (``sample_plan``), and
+    ``planned`` holds the spans as they were placed. ``seek``: the spans are read from
+    the source itself, each decoded from the keyframe before it (``ffargs.window_args``),
+    not cut from it."""
 
     whole: bool
     spans: tuple[Span, ...] = ()
     displaced: bool = False
+    planned: tuple[Span, ...] = ()
+    seek: bool = False
 
     @property
     def seconds(self) -> float:
@@ -136,9 +143,9 @@ def sample_plan(
     stands for a place it does not show: with keyframes a minute or more apart (a
     browser's or a screen recorder's), every sample of a minute-long clip snapped to its
     first keyframe, and a search on a still opening chose CRF 42 for the noisy scene that
-    followed. Such a plan says ``displaced``, and the search uses the whole file
-    (``find_crf``; a per-title ladder first places its samples by the keyframes it has,
-    ``pertitle.stratified_spans``).
+    followed. Such a plan says ``displaced`` and keeps the spans as placed in
+    ``planned``: the search reads those by seeking (``find_crf``); a per-title ladder
+    first places its samples by the keyframes it has (``pertitle.stratified_spans``).
     """
     if not duration_s or duration_s <= 0:
         return SamplePlan(whole=True)
@@ -159,8 +166,14 @@ def sample_plan(
     merged = _merged(spans)
     if sum(length for _, length in merged) >= rules.whole_share * duration_s:
         return SamplePlan(whole=True)
-    rounded = tuple((round(s, 3), round(n, 3)) for s, n in merged)
-    return SamplePlan(whole=False, spans=rounded, displaced=displaced)
+    rounded = _rounded(merged)
+    if not displaced:
+        return SamplePlan(whole=False, spans=rounded)
+    return SamplePlan(whole=False, spans=rounded, displaced=True, planned=_rounded(planned))
+
+
+def _rounded(spans: Sequence[Span]) -> tuple[Span, ...]:
+    return tuple((round(s, 3), round(n, 3)) for s, n in spans)
 
 
 def _placed(duration_s: float, i: int, count: int, length_s: float) -> Span:
@@ -434,7 +447,8 @@ def picture_samples(
     plan = sample_plan(picture, [k - start for k in scan.keyframes], rules)
     if start and not plan.whole:
         spans = tuple((round(s + start, 3), n) for s, n in plan.spans)
-        plan = SamplePlan(False, spans, plan.displaced)
+        planned = tuple((round(s + start, 3), n) for s, n in plan.planned)
+        plan = dataclasses.replace(plan, spans=spans, planned=planned)
     return plan, (start, picture)
 
 
@@ -502,6 +516,11 @@ class GopBytes:
 _MP4_FAMILY = frozenset({"mov", "mp4"})
 # Containers whose index gives keyframes' presentation times (``seek_slack_s``).
 _PTS_INDEXED = frozenset({"matroska", "webm"})
+# Containers whose index takes a seek to the keyframe before a time, which reading a
+# window in place needs (``SamplePlan.seek``): the others are copied first. MPEG-TS and
+# program streams are searched by timestamp and landed mid-GOP: with one keyframe in a
+# recording, a window 6 s in decoded to nothing.
+_KEYFRAME_INDEXED = _MP4_FAMILY | _PTS_INDEXED
 # Containers ffmpeg cannot seek in to cut a sample (demuxer names): see ``cut_samples``.
 # FLV has no index. AVI has one, but a seek into it landed nowhere near the keyframe asked
 # ("could not seek to position 0.041", then a copy from the file's start), and its
@@ -594,6 +613,29 @@ def seek_slack_s(src: Path) -> float:
     if _container_names(src) & _PTS_INDEXED:
         return SEEK_SLACK_S + DTS_SEEK_MARGIN_S
     return SEEK_SLACK_S
+
+
+def video_copy(
+    ffmpeg: str,
+    src: Path,
+    video_index: int,
+    dst: Path,
+    *,
+    stop: threading.Event,
+    stall_timeout_s: float,
+) -> Path:
+    """Copy the main video of ``src`` whole, unchanged, into Matroska at ``dst`` (its
+    stream 0), presentation times filled in where the source has none: one pass over the
+    file, nothing decoded, and a file ffmpeg seeks in by its index."""
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-fflags", "+genpts"]
+    args += ["-i", f"file:{src}", "-map", f"0:{video_index}", "-c", "copy", "-f", "matroska"]
+    args += ["-progress", "pipe:1", "-nostats", f"file:{dst}"]
+    try:
+        run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s)
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+    return dst
 
 
 def cut_samples(
@@ -853,8 +895,12 @@ def find_crf(
     # with a minute of sound was sampled where it had no picture and predicted at 12 times
     # its size.
     samples, (_, picture) = picture_samples(scan, info.duration_s, run.rules)
-    if samples.displaced:  # keyframes too sparse for samples that stand for their places
-        samples = SamplePlan(whole=True)
+    if samples.displaced:
+        # Keyframes too sparse to cut samples that stand for their places: the places
+        # are read from the source, each decoded from the keyframe before it. A probe
+        # decodes more than it encodes, and decoding costs a small part of encoding; the
+        # whole file, which these sources were searched on before, costs a full encode.
+        samples = SamplePlan(whole=False, spans=samples.planned, seek=True)
     prober = _Prober(
         run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
     )
@@ -976,6 +1022,8 @@ def probe_key(
         "args": list(args),
         "ffmpeg": ffmpeg_version,
     }
+    if samples.seek:
+        material["read"] = "seek"  # the spans' own frames, not whole GOPs around them
     if metric != "vmaf":
         # VMAF probes keep the keys they had before other metrics existed, so caches
         # already filled stay valid; any other metric is keyed apart from them.
@@ -1007,12 +1055,21 @@ class _Prober:
         self._own_size, self._keyframes = own_size, keyframes
         self._cut: list[Path] | None = None
         self._checked = False  # the source was checked for damage (``refuse_damaged``)
+        # Windows are read in place from a container whose index finds keyframes, else
+        # from a copy of the video alone (``video_copy``).
+        self._copy_first = samples.seek and not _container_names(src) & _KEYFRAME_INDEXED
 
     def key_args(self, crf: int) -> list[str]:
         """The probe's ffmpeg arguments with the binary and paths left out."""
-        plan = probe_plan(self._plan, crf, whole=self._samples.whole)
+        plan = probe_plan(self._plan, crf, whole=self._in_place)
         args = build_args("ffmpeg", _KEY_SOURCE, _KEY_OUTPUT, plan, threads=self._run.threads)
         return args[1:]
+
+    @property
+    def _in_place(self) -> bool:
+        """The probes read the source itself (whole, or over windows), with its own
+        stream indexes."""
+        return self._samples.whole or (self._samples.seek and not self._copy_first)
 
     def __call__(self, crf: int) -> Measured:
         key = probe_key(
@@ -1035,16 +1092,34 @@ class _Prober:
         for sample in self._cut or ():
             sample.unlink(missing_ok=True)
 
-    def _inputs(self) -> list[Path]:
-        """The source or its samples, cut the first time; the source is first checked for
-        damage where it is sampled (``refuse_damaged``)."""
+    def _inputs(self) -> list[tuple[Path, Window | None]]:
+        """What each probe encodes: the source, its windows, or its samples, cut the
+        first time; the source is first checked for damage where it is sampled
+        (``refuse_damaged``)."""
         run = self._run
         if not self._checked:
             spans = self._samples.spans
             refuse_damaged(self._src, self._plan.video_index, spans, self._keyframes)
             self._checked = True
         if self._samples.whole:
-            return [self._src]
+            return [(self._src, None)]
+        if self._samples.seek:
+            source = self._src
+            if self._copy_first:
+                if self._cut is None:
+                    copy = run.scratch / "crf-sample-seekable"
+                    self._cut = [
+                        video_copy(
+                            run.ffmpeg,
+                            self._src,
+                            self._plan.video_index,
+                            copy,
+                            stop=run.stop,
+                            stall_timeout_s=run.stall_timeout_s,
+                        )
+                    ]
+                source = self._cut[0]
+            return [(source, span) for span in self._samples.spans]
         if self._cut is None:
             self._cut = cut_samples(
                 run.ffmpeg,
@@ -1056,15 +1131,15 @@ class _Prober:
                 stop=run.stop,
                 stall_timeout_s=run.stall_timeout_s,
             )
-        return self._cut
+        return [(sample, None) for sample in self._cut]
 
     def _measure(self, crf: int) -> Measured:
         run = self._run
-        plan = probe_plan(self._plan, crf, whole=self._samples.whole)
+        plan = probe_plan(self._plan, crf, whole=self._in_place)
         weighted, frames, total, seconds, header = 0.0, 0, 0, 0.0, None
-        for sample in self._inputs():
+        for sample, window in self._inputs():
             out = run.scratch / "crf-probe"
-            args = build_args(run.ffmpeg, sample, out, plan, threads=run.threads)
+            args = build_args(run.ffmpeg, sample, out, plan, threads=run.threads, window=window)
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
             threads = run.threads or machine_cores()
             # The search reads the score alone: NEG, reported beside an output's own
@@ -1077,6 +1152,7 @@ class _Prober:
                 threads=threads,
                 neg=False,
                 own_size=self._own_size,
+                window=window,
             )
             size, span = video_size(out)
             if header is None:

@@ -15,6 +15,9 @@ from hevcq.formats import (
 )
 from hevcq.media.model import EncodePlan
 
+# A stretch of a source, (start, length) in seconds from the file's start.
+Window = tuple[float, float]
+
 
 def build_args(
     ffmpeg: str,
@@ -25,8 +28,10 @@ def build_args(
     threads: int | None = None,
     stream: Path | None = None,
     covers: Path | None = None,
+    window: Window | None = None,
 ) -> list[str]:
-    """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``.
+    """The full argument list (binary first) that turns ``src`` into ``dst`` per ``plan``
+    (``window`` of it alone when given: ``window_args``).
 
     With ``stream`` (HEVC plans only), the encoded video is also written there as a raw
     HEVC elementary stream, so that it can be decoded while the encode runs (see
@@ -40,7 +45,7 @@ def build_args(
     # -noautorotate: keep the coded orientation; the display matrix is carried over instead.
     # "file:" stops a name starting with "-" or holding ":" being read as an option or protocol.
     args += ["-noautorotate", *decoder_args(plan.video_index, plan.alpha_decoder)]
-    args += ["-i", f"file:{src}", "-map_metadata", "0"]
+    args += [*window_args(window), "-i", f"file:{src}", "-map_metadata", "0"]
     args += video_args(plan, threads)
     args += audio_args(plan)
     args += subtitle_args(plan)
@@ -144,6 +149,21 @@ def stated_colours(colours: tuple[int, int, int], coded_height: int) -> str:
         return ""
     said = zip(COLOUR_FIELDS, standard, unstated, strict=True)
     return "setparams=" + ":".join(f"{name}={value}" for name, value, fill in said if fill)
+
+
+def window_args(window: Window | None) -> list[str]:
+    """The input options that read ``window`` of a file and nothing else (none without
+    one); they go before its ``-i``.
+
+    ffmpeg seeks to the keyframe at or before the start, decodes from there and drops
+    every frame before the start (an accurate seek), and the frames it keeps start at
+    zero: the same frames, at the same times, for every reader given the same window,
+    however far apart the source's keyframes are.
+    """
+    if window is None:
+        return []
+    start, length = window
+    return ["-ss", f"{start:.3f}", "-t", f"{length:.3f}"]
 
 
 def decoder_args(stream: int | str, decoder: str) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.demuxers import read_alone
-from hevcq.media.ffargs import decoder_args, source_filters
+from hevcq.media.ffargs import Window, decoder_args, source_filters, window_args
 from hevcq.media.ffmpeg import killed
 from hevcq.media.ladder import constant_rate
 from hevcq.media.probe import probe
@@ -366,11 +366,13 @@ def score(
     subsample: int = 1,
     neg: bool = True,
     own_size: bool = False,
+    window: Window | None = None,
 ) -> Score:
     """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
     ``subsample``: score every that many frames only; ``neg``: NEG beside it
     (``vmaf_graph``); ``own_size``: a smaller output compared at its own size
-    (``compared_size``)."""
+    (``compared_size``); ``window``: the output is of this stretch of the source alone
+    (``window_args``)."""
     ref, out = _sdr_sides(source, output, "the VMAF models are trained on SDR")
     rate = constant_rate(ref.fps)
     size = compared_size(ref, out, own_size=own_size)
@@ -390,7 +392,7 @@ def score(
             size=size,
             dist=out.index,
         )
-        _run_graph(ffmpeg, [output, source], graph, [log], ref)
+        _run_graph(ffmpeg, [output, source], graph, [log], ref, window=window)
         return parse_log(json.loads(log.read_text()), model_for(*size))
 
 
@@ -429,9 +431,16 @@ def score_batch(
     return scores
 
 
-def xpsnr_score(ffmpeg: str, source: Path, output: Path, *, own_size: bool = False) -> Score:
+def xpsnr_score(
+    ffmpeg: str,
+    source: Path,
+    output: Path,
+    *,
+    own_size: bool = False,
+    window: Window | None = None,
+) -> Score:
     """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``, and
-    ``own_size`` as for ``score``); raises ``ScoringError``. The filter runs in one
+    ``own_size`` and ``window`` as for ``score``); raises ``ScoringError``. The filter runs in one
     thread: it is cheap beside the decodes."""
     ref, out = _sdr_sides(source, output, "XPSNR's weighting is fitted to SDR")
     rate = constant_rate(ref.fps)
@@ -439,7 +448,7 @@ def xpsnr_score(ffmpeg: str, source: Path, output: Path, *, own_size: bool = Fal
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
         graph = xpsnr_graph(ref, rate, stats, size, dist=out.index)
-        _run_graph(ffmpeg, [output, source], graph, [stats], ref)
+        _run_graph(ffmpeg, [output, source], graph, [stats], ref, window=window)
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
 
@@ -453,13 +462,23 @@ def measure(
     threads: int = 1,
     neg: bool = True,
     own_size: bool = False,
+    window: Window | None = None,
 ) -> Score:
     """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``);
     ``neg``: VMAF's NEG beside the score; ``own_size``: a smaller output (a rendition)
-    compared at its own size."""
+    compared at its own size; ``window``: the output is of that stretch of the source."""
     if metric == "xpsnr":
-        return xpsnr_score(ffmpeg, source, output, own_size=own_size)
-    return score(ffmpeg, source, output, phone=phone, threads=threads, neg=neg, own_size=own_size)
+        return xpsnr_score(ffmpeg, source, output, own_size=own_size, window=window)
+    return score(
+        ffmpeg,
+        source,
+        output,
+        phone=phone,
+        threads=threads,
+        neg=neg,
+        own_size=own_size,
+        window=window,
+    )
 
 
 def _sdr_sides(source: Path, output: Path, why: str) -> tuple[Picture, Picture]:
@@ -470,15 +489,22 @@ def _sdr_sides(source: Path, output: Path, why: str) -> tuple[Picture, Picture]:
 
 
 def _run_graph(
-    ffmpeg: str, inputs: Sequence[Path], graph: str, logs: Sequence[Path], ref: Picture
+    ffmpeg: str,
+    inputs: Sequence[Path],
+    graph: str,
+    logs: Sequence[Path],
+    ref: Picture,
+    *,
+    window: Window | None = None,
 ) -> None:
     """Run ``graph`` over ``inputs`` (in the order its input numbers name them; the source,
-    ``ref``, last); a ``ScoringError`` unless ffmpeg succeeds and writes every one of
-    ``logs``."""
+    ``ref``, last, read over ``window`` when given); a ``ScoringError`` unless ffmpeg
+    succeeds and writes every one of ``logs``."""
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
     for n, path in enumerate(inputs):
         if n == len(inputs) - 1:
             args += decoder_args(ref.index, ref.alpha_decoder)  # as every encode reads it
+            args += window_args(window)
         # A side whose picture changes size or format partway (a broadcast recording
         # going from SD to HD, two recordings spliced) would make ffmpeg build the whole
         # graph again from that frame: ``STARTPTS`` restarts at zero there, and a new
