@@ -98,6 +98,20 @@ def test_a_small_clip_is_not_enlarged(tmp_path: Path) -> None:
     assert _size(tmp_path / "poster.jpg") == (320, 240)
 
 
+@pytest.mark.parametrize("size", ["2x2", "4x6"])
+def test_a_picture_too_small_for_the_deinterlacer_still_gets_a_poster(
+    tmp_path: Path, size: str
+) -> None:
+    """The deinterlacer refuses planes under 3 columns or 4 lines, even on progressive
+    frames it would pass through: a 2x2 clip's ladder failed on its poster."""
+    src = tmp_path / "tiny.mp4"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", f"color=c=red:s={size}:r=25", "-t", "1", "-c:v", "libx264"]
+    subprocess.run([*args, "-pix_fmt", "yuv420p", str(src)], check=True)
+    make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert _size(tmp_path / "poster.jpg") == tuple(int(n) for n in size.split("x"))
+
+
 def test_a_clip_of_one_frame_gets_that_frame(tmp_path: Path) -> None:
     src = tmp_path / "still.mp4"
     args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]

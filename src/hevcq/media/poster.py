@@ -42,6 +42,9 @@ DARKEST, BRIGHTEST = 40.0, 225.0
 SCORE_W, SCORE_H = 64, 36
 POSTER_WIDTH = 640  # neither side is larger
 JPEG_QUALITY = 3  # ffmpeg's -q:v for mjpeg: 2 (best) .. 31
+# The smallest picture (width, height) the deinterlacer takes: planes of 3 columns and 4
+# lines, a 4:2:0 picture's chroma being half its size each way.
+MIN_DEINTERLACED = (6, 8)
 # A JPEG's colours as every viewer reads them (JFIF): BT.601's matrix, full range. The
 # conversion left to itself kept an HD source's BT.709 values, and browsers showed the
 # poster of every HD video in other colours than the video (pure red 233 for 255).
@@ -121,6 +124,9 @@ class _Sampled:
     colours: str  # what it leaves unstated of its colours, stated (ffargs.stated_colours)
     alpha: bool  # it has an alpha channel
     alpha_decoder: str  # the decoder that reads it (probe.alpha_decoder), or ""
+    # Large enough for the deinterlacer, which refuses planes under 3 columns or 4 lines
+    # (a 4:2:0 picture under 6x8): a 2x2 clip's poster failed on it, progressive or not.
+    deinterlaceable: bool = True
 
 
 def _sampled(path: Path) -> _Sampled:
@@ -133,6 +139,8 @@ def _sampled(path: Path) -> _Sampled:
             raise PermanentError("no video stream")
         transfer = hdr_transfer(stream.codec_context)
         index = int(stream.index)  # read while the file is open: a closed one's is garbage
+        ctx = stream.codec_context
+        deinterlaceable = ctx.width >= MIN_DEINTERLACED[0] and ctx.height >= MIN_DEINTERLACED[1]
         side_alpha = alpha_decoder(stream)
         layered = layered_alpha(path, stream)  # HEVC with alpha: the binary decodes it
         origin = _origin_s(container, stream)  # where -ss counts from
@@ -157,7 +165,7 @@ def _sampled(path: Path) -> _Sampled:
             mean, contrast = grey_stats(grey or shown_grey(frame))
             found.append(Candidate(when, mean, contrast, back))
     alpha = alpha or bool(side_alpha) or layered
-    return _Sampled(found, transfer, index, colours, alpha, side_alpha)
+    return _Sampled(found, transfer, index, colours, alpha, side_alpha, deinterlaceable)
 
 
 def _shown_grey_by_binary(path: Path, index: int, when_s: float) -> bytes | None:
@@ -293,7 +301,9 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     # transparent one is laid over black, as its videos are: a JPEG has no alpha.
     box = f"w='min({POSTER_WIDTH},iw)':h='min({POSTER_WIDTH},ih)'"
     # (The deinterlacer passes progressive frames through untouched.)
-    filters = source_filters(deinterlace=True, hdr_transfer=sampled.transfer, alpha=sampled.alpha)
+    filters = source_filters(
+        deinterlace=sampled.deinterlaceable, hdr_transfer=sampled.transfer, alpha=sampled.alpha
+    )
     first = [*filters, sampled.colours]
     shown = ",".join([*filter(None, first), "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
     fit = f"scale={box}:force_original_aspect_ratio=decrease:flags=lanczos:{JPEG_COLOURS}"
