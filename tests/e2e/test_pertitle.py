@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hevcq.media import pertitle
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, Rung, build_ladder, check_ladder, read_master
 from hevcq.media.model import MediaInfo
@@ -72,10 +73,13 @@ def test_a_still_picture_is_probed_at_its_largest_size_only(tmp_path: Path) -> N
     assert not list(tmp_path.glob("pertitle-*"))
 
 
-def test_a_clip_with_one_keyframe_is_probed_whole(tmp_path: Path) -> None:
+def test_a_clip_with_one_keyframe_is_probed_where_its_sample_was_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sticker or a short upload that opens black, in one GOP: the one sample planned at
     its middle can only start on its keyframe, at the black opening. Probed there, its
-    ladder was picked for a black picture; it is probed whole, as its length allows."""
+    ladder was picked for a black picture; it is read where it was planned instead,
+    decoded from the keyframe, not cut (and not probed whole either)."""
     src = tmp_path / "sticker.mp4"
     args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
     args += ["-i", "color=black:s=640x360:r=25:d=3", "-f", "lavfi"]
@@ -84,10 +88,23 @@ def test_a_clip_with_one_keyframe_is_probed_whole(tmp_path: Path) -> None:
     subprocess.run(args, check=True)
     info = probe(src)
     prober = Prober(find_ffmpeg(), tmp_path, threads=2)
-    whole = dataclasses.replace(prober, rules=dataclasses.replace(prober.rules, whole_share=0.0))
+    commands: list[list[str]] = []
+    real = pertitle.run_ffmpeg
+
+    def recorded(args: list[str], **kwargs: Any) -> None:
+        commands.append(args)
+        real(args, **kwargs)
+
+    monkeypatch.setattr(pertitle, "run_ffmpeg", recorded)
     points = probe_points(prober, src, info)
-    assert points == probe_points(whole, src, info)
     assert min(p.kbps for p in points) > 20  # the pattern's rates, not a black picture's
+    assert commands  # every probe command reads the window of the source itself
+    for args in commands:
+        i = args.index("-i")
+        assert args[i + 1] == f"file:{src}"
+        assert args[i - 4] == "-ss"
+        assert args[i - 2] == "-t"
+    assert not list(tmp_path.glob("pertitle-*"))
 
 
 def _per_title_job(

@@ -615,6 +615,13 @@ def seek_slack_s(src: Path) -> float:
     return SEEK_SLACK_S
 
 
+def seeks_by_keyframe(src: Path) -> bool:
+    """Whether ffmpeg seeks in ``src`` by an index of its keyframes, which reading a
+    window in place needs (``ffargs.window_args``); else its video is read from a copy
+    (``video_copy``)."""
+    return bool(_container_names(src) & _KEYFRAME_INDEXED)
+
+
 def video_copy(
     ffmpeg: str,
     src: Path,
@@ -1057,7 +1064,7 @@ class _Prober:
         self._checked = False  # the source was checked for damage (``refuse_damaged``)
         # Windows are read in place from a container whose index finds keyframes, else
         # from a copy of the video alone (``video_copy``).
-        self._copy_first = samples.seek and not _container_names(src) & _KEYFRAME_INDEXED
+        self._copy_first = samples.seek and not seeks_by_keyframe(src)
 
     def key_args(self, crf: int) -> list[str]:
         """The probe's ffmpeg arguments with the binary and paths left out."""

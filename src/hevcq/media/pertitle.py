@@ -49,9 +49,11 @@ from hevcq.media.crfsearch import (
     cut_samples,
     picture_samples,
     scan_source,
+    seeks_by_keyframe,
+    video_copy,
     video_size,
 )
-from hevcq.media.ffargs import decoder_args, source_filters
+from hevcq.media.ffargs import Window, decoder_args, source_filters, window_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import (
     PRESET,
@@ -399,18 +401,20 @@ def probe_args(
     alpha: bool = False,
     alpha_decoder: str = "",
     preset: str = PRESET,
+    window: Window | None = None,
 ) -> list[str]:
-    """One ffmpeg command encoding ``sample`` once per ``(rung size, CRF, path)`` of
-    ``outs``, from one decode of the sample, with the ladder's H.264 settings (frame rate,
-    scaler, preset, profile, GOP) and no cap: the cap is derived from what these measure.
-    Each size is scaled once and split between its CRFs."""
+    """One ffmpeg command encoding ``sample`` (``window`` of it, when given) once per
+    ``(rung size, CRF, path)`` of ``outs``, from one decode of the sample, with the
+    ladder's H.264 settings (frame rate, scaler, preset, profile, GOP) and no cap: the cap
+    is derived from what these measure. Each size is scaled once and split between its
+    CRFs."""
     gop = str(max(1, round(fps * 2)))
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
         args += ["-threads", str(threads)]
     # ``stream`` is "0:<spec>"; the decoder option names the same stream of the input.
     args += decoder_args(stream.split(":", 1)[1], alpha_decoder)
-    args += ["-i", f"file:{sample}", "-progress", "pipe:1", "-nostats"]
+    args += [*window_args(window), "-i", f"file:{sample}", "-progress", "pipe:1", "-nostats"]
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(outs):
         sizes.setdefault((r.width, r.height), []).append(i)
@@ -493,27 +497,15 @@ def probe_points(
         spans = stratified_spans(end, scanned.keyframes, scanned.gop_bytes, count, run.rules)
         if spans:
             plan = SamplePlan(whole=False, spans=spans)
-        elif plan.displaced:  # too few keyframes to place samples that stand for the rest
-            plan = SamplePlan(whole=True)
+        elif plan.displaced:
+            # Too few keyframes to place samples that stand for the rest: each is read
+            # where it was planned, decoded from the keyframe before it (as crfsearch's).
+            plan = SamplePlan(whole=False, spans=plan.planned, seek=True)
     samples: list[Path] = []
     try:
-        if plan.whole:
-            inputs = [src]
-        else:
-            samples = cut_samples(
-                run.ffmpeg,
-                src,
-                plan.spans,
-                video.index,
-                run.scratch,
-                prefix="pertitle-sample",
-                stop=run.stop,
-                stall_timeout_s=run.stall_timeout_s,
-            )
-            inputs = samples
+        inputs, stream = _probe_inputs(run, src, video.index, plan, samples)
         # (short, crf) -> [weighted vmaf, frames, bytes, seconds]
         sums: dict[tuple[int, int], list[float]] = {}
-        stream = f"0:{video.index}" if plan.whole else "0:0"
         measure = partial(
             _measure,
             run=run,
@@ -539,6 +531,38 @@ def probe_points(
     return _points(sums)
 
 
+def _probe_inputs(
+    run: Prober, src: Path, video_index: int, plan: SamplePlan, made: list[Path]
+) -> tuple[list[tuple[Path, Window | None]], str]:
+    """What the probes read, as ``_measure`` takes it (each file and the window of it to
+    read), and the video stream they read of it; every file made for them is added to
+    ``made`` (the caller removes them): the source whole, its windows (in place, or in a
+    copy of its video when its container has no keyframe index to seek by), or its cut
+    samples."""
+    if plan.whole:
+        return [(src, None)], f"0:{video_index}"
+    if plan.seek:
+        if seeks_by_keyframe(src):
+            return [(src, span) for span in plan.spans], f"0:{video_index}"
+        copy = run.scratch / "pertitle-sample-seekable"
+        made.append(copy)
+        video_copy(
+            run.ffmpeg, src, video_index, copy, stop=run.stop, stall_timeout_s=run.stall_timeout_s
+        )
+        return [(copy, span) for span in plan.spans], "0:0"
+    made += cut_samples(
+        run.ffmpeg,
+        src,
+        plan.spans,
+        video_index,
+        run.scratch,
+        prefix="pertitle-sample",
+        stop=run.stop,
+        stall_timeout_s=run.stall_timeout_s,
+    )
+    return [(sample, None) for sample in made], "0:0"
+
+
 def _points(sums: dict[tuple[int, int], list[float]]) -> list[Point]:
     return [
         Point(short, crf, round(b * 8 / s / 1000, 3), round(v / f, 4))
@@ -551,7 +575,7 @@ def _measure(
     rungs: Sequence[Rung],
     *,
     run: Prober,
-    inputs: Sequence[Path],
+    inputs: Sequence[tuple[Path, Window | None]],
     stream: str,
     fps: Fraction,
     interlaced: bool,
@@ -560,11 +584,12 @@ def _measure(
     alpha_decoder: str,
     sums: dict[tuple[int, int], list[float]],
 ) -> None:
-    """Encode each of ``inputs`` at every size of ``rungs`` and CRF of ``run.crfs`` in one
-    command, score the probes in one run, and add them to ``sums``."""
+    """Encode each of ``inputs`` (a file, and the window of it to read, if any) at every
+    size of ``rungs`` and CRF of ``run.crfs`` in one command, score the probes in one run,
+    and add them to ``sums``."""
     if not rungs:
         return
-    for sample in inputs:
+    for sample, window in inputs:
         outs = [
             (r, crf, run.scratch / f"pertitle-probe-{r.short}-{crf}.mkv")
             for r in rungs
@@ -583,6 +608,7 @@ def _measure(
                 alpha=alpha,
                 alpha_decoder=alpha_decoder,
                 preset=run.preset,
+                window=window,
             )
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
             scores = score_batch(
@@ -591,6 +617,7 @@ def _measure(
                 [out for _, _, out in outs],
                 threads=run.threads or 1,
                 subsample=run.subsample,
+                window=window,
             )
             for (r, crf, out), got in zip(outs, scores, strict=True):
                 size, seconds = video_size(out)

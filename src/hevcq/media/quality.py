@@ -403,11 +403,12 @@ def score_batch(
     *,
     threads: int = 1,
     subsample: int = 1,
+    window: Window | None = None,
 ) -> list[Score]:
-    """VMAF of each of ``outputs`` against ``source``, in as few ffmpeg runs as keep their
-    memory bounded (``batch_size``), each decoding the source once (``batch_graph``);
-    what probes need, so without NEG or the phone model. Raises ``ScoringError`` as
-    ``score`` does."""
+    """VMAF of each of ``outputs`` against ``source`` (over ``window`` of it, as for
+    ``score``), in as few ffmpeg runs as keep their memory bounded (``batch_size``), each
+    decoding the source once (``batch_graph``); what probes need, so without NEG or the
+    phone model. Raises ``ScoringError`` as ``score`` does."""
     if not outputs:
         return []
     ref = picture(source)
@@ -426,7 +427,7 @@ def score_batch(
             batch = outputs[start : start + each]
             logs = [Path(tmp) / f"vmaf-{start + i}.json" for i in range(len(batch))]
             graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
-            _run_graph(ffmpeg, [*batch, source], graph, logs, ref)
+            _run_graph(ffmpeg, [*batch, source], graph, logs, ref, window=window)
             scores += [parse_log(json.loads(log.read_text()), model) for log in logs]
     return scores
 
