@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hevcq.media import pertitle
-from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.ladder import MASTER, Rung, build_ladder, check_ladder, read_master
 from hevcq.media.model import MediaInfo
 from hevcq.media.pertitle import Pick, Prober, per_title_rungs, probe_points
@@ -89,7 +89,7 @@ def test_a_clip_with_one_keyframe_is_probed_where_its_sample_was_planned(
     info = probe(src)
     prober = Prober(find_ffmpeg(), tmp_path, threads=2)
     commands: list[list[str]] = []
-    real = pertitle.run_ffmpeg
+    real = run_ffmpeg
 
     def recorded(args: list[str], **kwargs: Any) -> None:
         commands.append(args)
