@@ -163,12 +163,19 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
         phases.append(ctx.phase)
 
     ctx = runner_module.JobContext(
-        on_step=on_step, on_progress=lambda pct: seen.append(("progress", pct))
+        on_step=on_step,
+        on_progress=lambda pct: seen.append(("progress", pct)),
+        on_probe=lambda n: seen.append(("probe", n)),
     )
     result, committed = _per_title_job(tmp_path, clip, ctx)
     assert result.outcome == "done", result.reason
     assert calls == [90.0]
     assert committed
+    # Each probe command says it starts, numbered, while the job searches.
+    probes = [value for kind, value in seen if kind == "probe"]
+    assert probes == list(range(1, len(probes) + 1))
+    assert probes
+    assert all(seen.index(("probe", n)) < seen.index(("step", "encoding")) for n in probes)
     # What a running job shows: the step while it probes, then the ladder's own percent
     # as it encodes, then the step again while every rung is decoded and checked.
     steps = [value for kind, value in seen if kind == "step"]

@@ -33,9 +33,10 @@ The parts, the pure ones tested on their own:
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
@@ -282,6 +283,9 @@ class Prober:
     subsample: int = PROBE_SUBSAMPLE
     top_first_below_bpp: float = TOP_FIRST_BELOW_BPP
     preset: str = PRESET  # the ladder's x264 preset: the probes predict its encode
+    # Told as each probe command starts (1, 2, ...: one sample at some sizes and every
+    # CRF): a running job shows it, as a CRF search's probes.
+    on_probe: Callable[[int], None] = lambda _n: None
 
 
 def stratified_spans(
@@ -517,6 +521,7 @@ def probe_points(
             alpha=video.alpha,
             alpha_decoder=video.alpha_decoder,
             sums=sums,
+            started=itertools.count(1),
         )
         bpp = source_bpp(sum(scanned.gop_bytes), picture, video.width * video.height, fps)
         if target_vmaf is None or bpp is None or bpp >= run.top_first_below_bpp:
@@ -583,6 +588,7 @@ def _measure(
     alpha: bool,
     alpha_decoder: str,
     sums: dict[tuple[int, int], list[float]],
+    started: Iterator[int],
 ) -> None:
     """Encode each of ``inputs`` (a file, and the window of it to read, if any) at every
     size of ``rungs`` and CRF of ``run.crfs`` in one command, score the probes in one run,
@@ -590,6 +596,7 @@ def _measure(
     if not rungs:
         return
     for sample, window in inputs:
+        run.on_probe(next(started))
         outs = [
             (r, crf, run.scratch / f"pertitle-probe-{r.short}-{crf}.mkv")
             for r in rungs

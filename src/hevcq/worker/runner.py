@@ -488,6 +488,7 @@ class JobRunner:
                 stop=ctx.cancel,
                 stall_timeout_s=self._stall_timeout_s,
                 preset=ladder.preset or LADDER_PRESET,
+                on_probe=ctx.on_probe,
             )
             # a per-title ladder's target is a VMAF (the pool file is refused otherwise)
             ctx.on_step(SEARCHING)
