@@ -28,6 +28,7 @@ from hevcq.media.crfsearch import (
     cut_samples,
     find_crf,
     first_damage_s,
+    probe_plan,
     sample_format,
     sample_plan,
     scan_source,
@@ -38,9 +39,16 @@ from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.model import EncodePlan
 from hevcq.media.probe import probe
-from hevcq.media.quality import ScoringError, no_score, score, score_batch, xpsnr_score
+from hevcq.media.quality import (
+    ScoringError,
+    measure,
+    no_score,
+    score,
+    score_batch,
+    xpsnr_score,
+)
 from hevcq.media.samples import make_clip
-from hevcq.pools import Pool
+from hevcq.pools import Metric, Pool
 from hevcq.worker.runner import CRF_CACHE, JobContext, JobRunner, JobSpec
 from tests.e2e.farmkit import pool_dir
 from tests.e2e.test_choose_pools import ingest
@@ -963,3 +971,31 @@ def test_a_source_whose_keyframes_are_too_sparse_to_cut_is_sampled_where_planned
     assert len(encoded) == len(found.probes)
     assert all(abs(s - 4.0) < 0.1 for s in encoded), encoded  # the sample, not 16 s
     assert not list((tmp_path / "scratch").iterdir())  # nor any copy left behind
+
+
+@pytest.mark.parametrize("metric", ["vmaf", "xpsnr"])
+def test_a_window_read_in_place_is_scored_against_the_same_window(
+    tmp_path: Path, metric: Metric
+) -> None:
+    """An encode of 4 s from 8 s into a one-GOP recording of bars then a moving pattern,
+    scored against the source over the same window: the same frames on both sides.
+    Scored against the source from its start, the bars are compared with the pattern."""
+    src = tmp_path / "recording.mp4"
+    graph = "[0][1]concat=n=2:v=1:a=0"
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "smptehdbars=s=320x180:r=25:d=6", "-f", "lavfi"]
+    args += ["-i", "testsrc2=s=320x180:r=25:d=10", "-filter_complex", graph]
+    args += ["-c:v", "libx264", "-g", "1000", "-sc_threshold", "0", str(src)]
+    subprocess.run(args, check=True)
+    plan = probe_plan(plan_for(src, pool()), 20, whole=True)
+    out = tmp_path / "window.mp4"
+    cmd = build_args(find_ffmpeg(), src, out, plan, threads=2, window=(8.0, 4.0))
+    subprocess.run([a for a in cmd if a not in ("-progress", "pipe:1")], check=True)
+    assert abs(video_size(out)[1] - 4.0) < 0.1
+    ff = find_ffmpeg()
+    same = measure(ff, src, out, metric, threads=2, neg=False, window=(8.0, 4.0))
+    other = measure(ff, src, out, metric, threads=2, neg=False)
+    assert same.frames == 100
+    good, bad = (90.0, 40.0) if metric == "vmaf" else (30.0, 15.0)  # XPSNR is in dB
+    assert same.mean > good, same
+    assert other.mean < bad, other
