@@ -171,6 +171,14 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
     assert result.outcome == "done", result.reason
     assert calls == [90.0]
     assert committed
+    # Measured as a file output is: its top rung, full length, beside what was predicted.
+    assert result.vmaf is not None
+    assert result.vmaf_low is not None
+    assert result.vmaf_low <= result.vmaf
+    assert result.vmaf_model == "vmaf_v0.6.1"
+    assert result.predicted_vmaf is not None
+    assert abs(result.vmaf - result.predicted_vmaf) < 3.0, result
+    assert result.crf is not None
     # Each probe command says it starts, numbered, while the job searches.
     probes = [value for kind, value in seen if kind == "probe"]
     assert probes == list(range(1, len(probes) + 1))

@@ -32,9 +32,9 @@ from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import PRESET as LADDER_PRESET
-from hevcq.media.ladder import build_ladder
+from hevcq.media.ladder import build_ladder, read_master, read_media_playlist
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
-from hevcq.media.pertitle import Prober, per_title_rungs
+from hevcq.media.pertitle import Pick, Prober, per_title_rungs
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
@@ -475,6 +475,7 @@ class JobRunner:
         rungs = None
         quality = spec.pool.quality
         note = None
+        picks: list[Pick] = []
         why = no_score(src, quality.metric) if ladder.per_title and quality else None
         if why is not None:
             note = UNSCORED_LADDER_NOTE.format(why=why)  # probes would score it: fixed rungs
@@ -527,6 +528,9 @@ class JobRunner:
         if ladder.poster:
             make_poster(self._ffmpeg, src, folder / POSTER)
         encode_s = lap("encode_s")
+        scored = self._score_top_rung(spec.pool, src, folder, scratch, picks) if picks else {}
+        if scored:
+            lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
         total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
@@ -548,7 +552,34 @@ class JobRunner:
             duration_s=info.duration_s,
             encode_s=round(encode_s, 3),
             reason=note,
+            **scored,
         )
+
+    def _score_top_rung(
+        self, pool: Pool, src: Path, folder: Path, scratch: Path, picks: list[Pick]
+    ) -> dict[str, Any]:
+        """A per-title ladder measured as a file output is (``_score``): its top H.264 rung,
+        its init segment and segments joined, full length against the source at the
+        source's size, as its probes were scored; with the CRF it was encoded at and the
+        VMAF its probes predicted. The rungs below are chosen on the same curves, and
+        scoring every rung would cost more than the probes did."""
+        variants, _ = read_master(folder / MASTER)
+        h264 = [v for v in variants if v.codecs.startswith("avc1")]
+        top = max(h264, key=lambda v: v.width * v.height)
+        media = read_media_playlist(folder / top.uri)
+        joined = scratch / "top-rung.mp4"
+        try:
+            with joined.open("wb") as f:
+                f.write(media.init.read_bytes())
+                for _, segment in media.segments:
+                    f.write(segment.read_bytes())
+            scored = self._score(pool, src, joined)
+        finally:
+            joined.unlink(missing_ok=True)
+        if not scored:
+            return {}
+        best = max(picks, key=lambda p: p.short)
+        return {**scored, "crf": best.crf, "predicted_vmaf": round(best.vmaf, 3)}
 
     def _plain_bundle(self, folder: Path, key: str, metadata: dict[str, str]) -> ObjectInfo:
         """A bundle's commit without a lease (tools and tests): staged, then its master."""
