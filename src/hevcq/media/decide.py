@@ -162,8 +162,8 @@ def _shape(video: VideoStream, pool: Pool) -> tuple[int, int, bool, bool] | Skip
 def _too_small(video: VideoStream, pool: Pool, side: int) -> Skip | None:
     """Why a picture whose encoded short side is ``side`` is too small for an encoder the
     pool uses (its own, and a ladder's codec groups, whose smallest rung is the source's
-    size when that is under the smallest standard one), if it is: without this, x265
-    failed a 2x2 tracking-pixel clip three times over with its own words."""
+    size when that is under the smallest standard one), if it is: without this, a 2x2
+    clip failed in every pool with x265's or SVT-AV1's own words."""
     codecs = [pool.encode.video]
     if pool.ladder is not None:  # H.264 and its groups; its ``encode`` makes no video
         codecs = [VIDEO_CODECS["h264"], *(VIDEO_CODECS[g] for g in pool.ladder.groups)]

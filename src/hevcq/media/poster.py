@@ -42,8 +42,8 @@ DARKEST, BRIGHTEST = 40.0, 225.0
 SCORE_W, SCORE_H = 64, 36
 POSTER_WIDTH = 640  # neither side is larger
 JPEG_QUALITY = 3  # ffmpeg's -q:v for mjpeg: 2 (best) .. 31
-# The smallest picture (width, height) the deinterlacer takes: planes of 3 columns and 4
-# lines, a 4:2:0 picture's chroma being half its size each way.
+# A picture (width, height) the deinterlacer surely takes: it refuses planes under 3
+# columns or 4 lines, and a 4:2:0 picture's chroma is half its size each way (rounded up).
 MIN_DEINTERLACED = (6, 8)
 # A JPEG's colours as every viewer reads them (JFIF): BT.601's matrix, full range. The
 # conversion left to itself kept an HD source's BT.709 values, and browsers showed the
@@ -124,8 +124,8 @@ class _Sampled:
     colours: str  # what it leaves unstated of its colours, stated (ffargs.stated_colours)
     alpha: bool  # it has an alpha channel
     alpha_decoder: str  # the decoder that reads it (probe.alpha_decoder), or ""
-    # Large enough for the deinterlacer, which refuses planes under 3 columns or 4 lines
-    # (a 4:2:0 picture under 6x8): a 2x2 clip's poster failed on it, progressive or not.
+    # Large enough for the deinterlacer (``MIN_DEINTERLACED``): a 2x2 clip's poster
+    # failed on it, progressive or not.
     deinterlaceable: bool = True
 
 

@@ -441,8 +441,8 @@ def xpsnr_score(
     window: Window | None = None,
 ) -> Score:
     """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``, and
-    ``own_size`` and ``window`` as for ``score``); raises ``ScoringError``. The filter runs in one
-    thread: it is cheap beside the decodes."""
+    ``own_size`` and ``window`` as for ``score``); raises ``ScoringError``. The filter
+    runs in one thread: it is cheap beside the decodes."""
     ref, out = _sdr_sides(source, output, "XPSNR's weighting is fitted to SDR")
     rate = constant_rate(ref.fps)
     size = compared_size(ref, out, own_size=own_size)
