@@ -528,8 +528,9 @@ class JobRunner:
         if ladder.poster:
             make_poster(self._ffmpeg, src, folder / POSTER)
         encode_s = lap("encode_s")
-        scored = self._score_top_rung(spec.pool, src, folder, scratch, picks) if picks else {}
-        if scored:
+        scored: dict[str, Any] = {}
+        if picks:
+            scored = self._score_top_rung(spec.pool, src, folder, scratch, picks)
             lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
