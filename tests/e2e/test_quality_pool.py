@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from hevcq.errors import PermanentError
 from hevcq.ledger import JobKey
@@ -51,7 +52,12 @@ def run(
 
 
 def test_a_pool_with_a_target_puts_its_outputs_score_on_the_result(tmp_path, clip) -> None:
-    result = run(tmp_path, FakeStore(), clip, quality={"vmaf": 50})
+    with structlog.testing.capture_logs() as logs:
+        result = run(tmp_path, FakeStore(), clip, quality={"vmaf": 50})
+    # NEG is told beside the score, in the worker's log.
+    (scored,) = [e for e in logs if e["event"] == "quality_scored"]
+    assert scored["score"] == pytest.approx(result.vmaf, abs=0.001)
+    assert 0 < scored["neg"] <= scored["score"] + 1
     assert result.outcome == "done"
     assert result.vmaf is not None
     assert result.vmaf_low is not None

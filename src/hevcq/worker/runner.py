@@ -574,7 +574,9 @@ class JobRunner:
                 f.write(media.init.read_bytes())
                 for _, segment in media.segments:
                     f.write(segment.read_bytes())
-            scored = self._score(pool, src, joined)
+            # Without NEG, which would add half again to a score that already costs
+            # about what the rungs' encode did (the ladder's x264 is fast).
+            scored = self._score(pool, src, joined, neg=False)
         finally:
             joined.unlink(missing_ok=True)
         if not scored:
@@ -726,11 +728,12 @@ class JobRunner:
         )
         return None if why is None else f"{_unmade(pool)}: {why}"
 
-    def _score(self, pool: Pool, src: Path, out: Path) -> dict[str, Any]:
+    def _score(self, pool: Pool, src: Path, out: Path, *, neg: bool = True) -> dict[str, Any]:
         """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
-        empty for a pool without a target). Under ``verify: quality`` an output below the
-        target less its margin, or one that cannot be scored, fails the job for good: the
-        same encode scores the same."""
+        empty for a pool without a target), with VMAF's NEG beside it in the log unless
+        told not to. Under ``verify: quality`` an output below the target less its margin,
+        or one that cannot be scored, fails the job for good: the same encode scores the
+        same."""
         target = pool.quality
         if target is None:
             return {}
@@ -745,6 +748,7 @@ class JobRunner:
                 phone=target.phone,
                 threads=threads,
                 own_size=pool.scored_at_own_size,
+                neg=neg,
             )
         except ScoringError as exc:
             if pool.verify == "quality":
@@ -757,6 +761,7 @@ class JobRunner:
             score=got.mean,
             low=got.low,
             model=got.model,
+            neg=got.neg_mean,
             target=target.target,
         )
         floor = target.target - target.margin
