@@ -315,6 +315,10 @@ def test_fetch_beside_a_running_ingest_refuses_and_a_lost_result_still_comes_hom
     instead of taking them; and a result that goes missing anyway (taken off the queue by
     someone else) is found in the ledger and brought home, so the ingest still ends."""
     lib, env = library
+    # Encodes slow enough that the ingest outlives the fetch and the theft: at the usual
+    # delay, on a loaded machine, it once brought everything home and closed its farm
+    # before the theft could reach the results queue.
+    env = env | {"HEVCQ_FFMPEG": str(slow_ffmpeg(tmp_path, 5 * DELAY_S))}
     farm_json = tmp_path / "state/hevcq/farm.json"
     proc = _start(env, tmp_path, lib)
     try:
@@ -347,7 +351,7 @@ def test_fetch_beside_a_running_ingest_refuses_and_a_lost_result_still_comes_hom
         assert err.count("\n") == 1, err
         assert err.startswith(f"error: the running ingest (pid {proc.pid}) brings"), err
         assert _steal_one_result(farm_json, 60), "no result to take"
-        out, _ = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=240)
     finally:
         proc.kill()
     assert proc.returncode == 0, out[-3000:]
