@@ -94,10 +94,19 @@ def newer_sequencer(a: str, b: str) -> bool | None:
 # A finished job's steps, each timed by the worker and kept on its item.
 PHASES = ("download_s", "probe_s", "encode_s", "verify_s", "upload_s")
 # What a finished job measured of its output (a pool with a quality target): its VMAF
-# (mean, worst 1 %, model) or its XPSNR (pooled, worst 1 %), the CRF it was encoded at
+# (mean, worst 1 %, model, NEG) or its XPSNR (pooled, worst 1 %), the CRF it was encoded at
 # and the size the CRF search predicted. Written with every finish, cleared when another
 # version is claimed.
-QUALITY = ("vmaf", "vmaf_low", "vmaf_model", "xpsnr", "xpsnr_low", "crf", "predicted_bytes")
+QUALITY = (
+    "vmaf",
+    "vmaf_low",
+    "vmaf_model",
+    "vmaf_neg",
+    "xpsnr",
+    "xpsnr_low",
+    "crf",
+    "predicted_bytes",
+)
 # A running job's step (``LedgerItem.step``) where its encode's progress says nothing:
 # before the encode (a quality target's CRF search, a per-title ladder's probes), during
 # it, and after it (verifying the output and measuring its quality, which can take a
@@ -196,6 +205,7 @@ class LedgerItem:
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_model: str | None = None
+    vmaf_neg: float | None = None
     xpsnr: float | None = None
     xpsnr_low: float | None = None
     crf: int | None = None

@@ -46,10 +46,14 @@ class JobResult(BaseModel):
     # The version of the ffmpeg that decided and encoded the job ("" when not known).
     ffmpeg: str = ""
     # The output's VMAF against its source (a pool with a quality target): the mean, the
-    # mean of the worst 1 % of frames, and the model (hevcq.media.quality).
+    # mean of the worst 1 % of frames, the model (hevcq.media.quality), and the mean of
+    # VMAF's NEG model ("no enhancement gain": the score without what sharpening or
+    # contrast added, which plain VMAF rewards; far under vmaf says the encoder bought its
+    # score that way).
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_model: str | None = None
+    vmaf_neg: float | None = None
     # The same for a pool whose target is an XPSNR (luma, dB, pooled as ffmpeg's filter
     # pools it); the vmaf fields then stay empty. Which pair is set says what was measured.
     xpsnr: float | None = None

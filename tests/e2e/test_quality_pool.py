@@ -54,10 +54,11 @@ def run(
 def test_a_pool_with_a_target_puts_its_outputs_score_on_the_result(tmp_path, clip) -> None:
     with structlog.testing.capture_logs() as logs:
         result = run(tmp_path, FakeStore(), clip, quality={"vmaf": 50})
-    # NEG is told beside the score, in the worker's log.
+    # NEG is told beside the score, in the worker's log and on the result.
     (scored,) = [e for e in logs if e["event"] == "quality_scored"]
     assert scored["score"] == pytest.approx(result.vmaf, abs=0.001)
     assert 0 < scored["neg"] <= scored["score"] + 1
+    assert result.vmaf_neg == pytest.approx(scored["neg"], abs=0.001)
     assert result.outcome == "done"
     assert result.vmaf is not None
     assert result.vmaf_low is not None

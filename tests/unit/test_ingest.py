@@ -355,11 +355,21 @@ def test_a_scored_output_shows_its_vmaf_in_the_summary(root: Path, store) -> Non
     rt.results = {
         ("TODO/a/one.mp4", "hevc"): result(
             "TODO/a/one.mp4", "hevc", output_bytes=10, vmaf=95.26, vmaf_low=90.04
-        )
+        ),
+        ("TODO/b/two.MOV", "hevc"): result(
+            "TODO/b/two.MOV", "hevc", output_bytes=10, vmaf=95.26, vmaf_low=90.04, vmaf_neg=93.71
+        ),
     }
-    rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
-    row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
+    rt.fetched = {
+        ("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed"),
+        ("TODO/b/two.MOV", "hevc"): Fetched("b/two.MOV", "hevc", "placed"),
+    }
+    rows = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}
+    row = rows["a/one.mp4", "hevc"]
     assert (row.outcome, row.reason) == ("done", "VMAF 95.3 (90.0 low)")
+    # NEG, where it was measured, beside the score.
+    row = rows["b/two.MOV", "hevc"]
+    assert (row.outcome, row.reason) == ("done", "VMAF 95.3 (90.0 low, NEG 93.7)")
 
 
 @pytest.mark.parametrize(
@@ -409,6 +419,7 @@ def test_a_result_taken_from_the_ledger_shows_what_its_output_measured(root: Pat
         vmaf=93.41,
         vmaf_low=88.0,
         vmaf_model="vmaf_v0.6.1",
+        vmaf_neg=87.2,
         crf=24,
         predicted_bytes=1000,
     )
@@ -417,8 +428,8 @@ def test_a_result_taken_from_the_ledger_shows_what_its_output_measured(root: Pat
     rt.results = {("TODO/a/one.mp4", "hevc"): from_ledger}
     rt.fetched = {("TODO/a/one.mp4", "hevc"): Fetched("a/one.mp4", "hevc", "placed")}
     row = {(r.file, r.pool): r for r in summary_rows(rt, ["hevc"])}["a/one.mp4", "hevc"]
-    assert row.reason == "VMAF 93.4 (88.0 low) at CRF 24, 106 % of the predicted size"
-    assert from_ledger.vmaf_model == "vmaf_v0.6.1"
+    assert row.reason == "VMAF 93.4 (88.0 low, NEG 87.2) at CRF 24, 106 % of the predicted size"
+    assert (from_ledger.vmaf_model, from_ledger.vmaf_neg) == ("vmaf_v0.6.1", 87.2)
 
 
 def test_a_clean_run_is_not_failed(tmp_path: Path, store) -> None:

@@ -104,8 +104,8 @@ def test_recent_results_are_newest_first_with_sizes_saved_reasons_and_classes() 
 def test_a_job_shows_the_score_its_pool_measured_vmaf_or_xpsnr() -> None:
     xpsnr = job_summary(_item("a.mov", "hevc", "done", xpsnr=41.2, xpsnr_low=38.0, crf=27))
     assert (xpsnr.xpsnr, xpsnr.xpsnr_low, xpsnr.vmaf, xpsnr.crf) == (41.2, 38.0, None, 27)
-    vmaf = job_summary(_item("a.mov", "hevc", "done", vmaf=95.1, vmaf_low=90.0))
-    assert (vmaf.vmaf, vmaf.vmaf_low, vmaf.xpsnr) == (95.1, 90.0, None)
+    vmaf = job_summary(_item("a.mov", "hevc", "done", vmaf=95.1, vmaf_low=90.0, vmaf_neg=93.2))
+    assert (vmaf.vmaf, vmaf.vmaf_low, vmaf.vmaf_neg, vmaf.xpsnr) == (95.1, 90.0, 93.2, None)
 
 
 def test_totals_and_the_two_chart_series() -> None:

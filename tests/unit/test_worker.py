@@ -788,7 +788,13 @@ def test_a_version_without_an_output_leaves_another_sources_output_alone(ledger,
 @pytest.mark.parametrize(
     "measured",
     [
-        {"vmaf": 95.4, "vmaf_low": 90.1, "vmaf_model": "vmaf_v0.6.1", "crf": 27},
+        {
+            "vmaf": 95.4,
+            "vmaf_low": 90.1,
+            "vmaf_model": "vmaf_v0.6.1",
+            "vmaf_neg": 94.7,
+            "crf": 27,
+        },
         {"xpsnr": 41.2, "xpsnr_low": 38.0, "crf": 27},
     ],
     ids=["vmaf", "xpsnr"],
@@ -803,7 +809,16 @@ def test_what_a_job_measured_of_its_output_goes_on_its_ledger_item_until_a_new_v
     rig.worker.handle(rig.queue.put(event()))
     item = rig.item()
     assert item is not None
-    fields = ("vmaf", "vmaf_low", "vmaf_model", "xpsnr", "xpsnr_low", "crf", "predicted_bytes")
+    fields = (
+        "vmaf",
+        "vmaf_low",
+        "vmaf_model",
+        "vmaf_neg",
+        "xpsnr",
+        "xpsnr_low",
+        "crf",
+        "predicted_bytes",
+    )
     assert {f: getattr(item, f) for f in fields} == {f: measured.get(f) for f in fields}
     # A new version's job starts without the old output's figures.
     rig.store.add(KEY, etag="etag2", size=5000)

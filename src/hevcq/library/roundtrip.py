@@ -165,8 +165,8 @@ def _entry_row(rt: RoundTrip, e: FileEntry, pool: str, up: Uploaded | None, left
 
 def quality_note(r: JobResult) -> str:
     """What a scored output's summary row says of its quality: the VMAF or XPSNR it
-    reached (and its worst 1 %), and for a searched CRF the CRF and the size against the
-    prediction."""
+    reached (its worst 1 %, and VMAF's NEG), and for a searched CRF the CRF and the size
+    against the prediction."""
     scores: list[tuple[Metric, float | None, float | None]] = [
         ("vmaf", r.vmaf, r.vmaf_low),
         ("xpsnr", r.xpsnr, r.xpsnr_low),
@@ -175,7 +175,10 @@ def quality_note(r: JobResult) -> str:
     if not measured:
         return ""
     metric, value, low = measured[0]
-    note = shown(metric, value, 1) + (f" ({low:.1f} low)" if low is not None else "")
+    beside = [f"{low:.1f} low"] if low is not None else []
+    if metric == "vmaf" and r.vmaf_neg is not None:
+        beside.append(f"NEG {r.vmaf_neg:.1f}")
+    note = shown(metric, value, 1) + (f" ({', '.join(beside)})" if beside else "")
     if r.predicted_bytes and r.output_bytes is not None:
         ratio = 100 * r.output_bytes / r.predicted_bytes
         note += f" at CRF {r.crf}, {ratio:.0f} % of the predicted size"

@@ -49,10 +49,12 @@ class JobSummary(_Out):
     reason: str | None = None
     failure_class: FailureClass | None = None
     output_key: str | None = None
-    # The output's VMAF or XPSNR (dB) against its source (pooled, worst 1 %), the CRF it
-    # was encoded at, and the size a CRF search predicted (a pool with a quality target).
+    # The output's VMAF or XPSNR (dB) against its source (pooled, worst 1 %; VMAF's NEG
+    # beside it), the CRF it was encoded at, and the size a CRF search predicted (a pool
+    # with a quality target).
     vmaf: float | None = None
     vmaf_low: float | None = None
+    vmaf_neg: float | None = None
     xpsnr: float | None = None
     xpsnr_low: float | None = None
     crf: int | None = None

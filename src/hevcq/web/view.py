@@ -99,6 +99,7 @@ def job_summary(item: LedgerItem) -> JobSummary:
         output_key=item.output_key or None,
         vmaf=item.vmaf,
         vmaf_low=item.vmaf_low,
+        vmaf_neg=item.vmaf_neg,
         xpsnr=item.xpsnr,
         xpsnr_low=item.xpsnr_low,
         crf=item.crf,

@@ -730,10 +730,9 @@ class JobRunner:
 
     def _score(self, pool: Pool, src: Path, out: Path, *, neg: bool = True) -> dict[str, Any]:
         """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
-        empty for a pool without a target), with VMAF's NEG beside it in the log unless
-        told not to. Under ``verify: quality`` an output below the target less its margin,
-        or one that cannot be scored, fails the job for good: the same encode scores the
-        same."""
+        empty for a pool without a target), with VMAF's NEG beside it unless told not to.
+        Under ``verify: quality`` an output below the target less its margin, or one that
+        cannot be scored, fails the job for good: the same encode scores the same."""
         target = pool.quality
         if target is None:
             return {}
@@ -773,6 +772,8 @@ class JobRunner:
         fields: dict[str, Any] = {metric: round(got.mean, 3), f"{metric}_low": round(got.low, 3)}
         if metric == "vmaf":
             fields["vmaf_model"] = got.model
+            if got.neg_mean is not None:
+                fields["vmaf_neg"] = round(got.neg_mean, 3)
         return fields
 
     def _encode(

@@ -250,6 +250,7 @@ const hevcq = (() => {
         ["started", j.started_at || ""], ["finished", j.finished_at || ""], ["input", bytes(j.input_bytes)],
         ["output", bytes(j.output_bytes)], ["saved", bytes(j.saved_bytes)]];
       if (j.vmaf !== null && j.vmaf !== undefined) facts.push(["VMAF", `${j.vmaf.toFixed(2)} (worst 1 %: ${j.vmaf_low.toFixed(2)})`]);
+      if (j.vmaf_neg !== null && j.vmaf_neg !== undefined) facts.push(["VMAF NEG", j.vmaf_neg.toFixed(2)]);
       if (j.xpsnr !== null && j.xpsnr !== undefined) facts.push(["XPSNR", `${j.xpsnr.toFixed(2)} dB (worst 1 %: ${j.xpsnr_low.toFixed(2)} dB)`]);
       if (j.crf !== null && j.crf !== undefined) facts.push(["CRF", j.crf]);
       if (j.predicted_bytes) facts.push(["predicted size", `${bytes(j.predicted_bytes)} (actual ${bytes(j.output_bytes)})`]);
