@@ -571,7 +571,7 @@ def test_ingest_with_a_run_target_searches_each_file_pools_crf_and_a_rerun_does_
     make_clip(tmp_path / "lib" / "trip.mp4", width=320, height=180, seconds=2)
     first = ingest(tmp_path, "--target-vmaf", "90")
     assert first.returncode == 0, first.stdout + first.stderr
-    searched = r"VMAF \d+\.\d \(\d+\.\d low\) at CRF \d+, \d+ % of the predicted size"
+    searched = r"VMAF \d+\.\d \(\d+\.\d low, NEG \d+\.\d\) at CRF \d+, \d+ % of the predicted size"
     assert re.search(searched, first.stdout), first.stdout
     assert (tmp_path / "out" / "hevc" / "trip.mp4").is_file()
     again = ingest(tmp_path, "--target-vmaf", "90")
