@@ -198,6 +198,22 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
     assert phases[-1] == "verify"
 
 
+def test_an_hd_ladder_of_a_source_stating_no_colours_scores_what_its_probes_predicted(
+    tmp_path: Path,
+) -> None:
+    """The rungs of a source that states no colours state the BT.709 players take an HD
+    picture for (decision 0036); its probes do not. The top rung's score once read about
+    40 VMAF under the probes' prediction, for the same pixels: the scoring converted the
+    unstated source as BT.601 to meet the rung (``quality.aligned``)."""
+    clip = make_clip(tmp_path / "clip.mp4", width=1280, height=720, seconds=3, fps=24)
+    result, committed = _per_title_job(tmp_path, clip)
+    assert result.outcome == "done", result.reason
+    assert committed
+    assert result.vmaf is not None
+    assert result.predicted_vmaf is not None
+    assert abs(result.vmaf - result.predicted_vmaf) < 3.0, result
+
+
 @pytest.mark.parametrize(
     ("clip", "why"),
     [

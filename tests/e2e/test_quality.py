@@ -162,6 +162,32 @@ def test_a_batch_scores_each_output_as_scoring_it_alone_does(tmp_path: Path) -> 
         score_batch(find_ffmpeg(), src, [*outs, hdr_clip(tmp_path)])
 
 
+def test_an_output_stating_the_colours_its_unstated_source_is_shown_in_scores_as_the_same_pixels(
+    tmp_path: Path,
+) -> None:
+    """A ladder's rungs state the BT.709 players take an unstated HD source for. Scored
+    against the source as it is, ffmpeg converted the source as if it were BT.601 to
+    meet the rung: the same pixels scored VMAF 48 against 87 unstated, and every such
+    ladder's top rung read far under its target. Each side now states what players take
+    it for, so only a real difference of colours is converted, and it counts."""
+    src = make_clip(tmp_path / "s.mp4", width=1280, height=720, seconds=1)
+    plain = encode(src, tmp_path / "plain.mp4")
+    hd = "colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+    stated = encode(src, tmp_path / "stated.mp4", "-vf", f"setparams={hd}")
+    ff = find_ffmpeg()
+    assert score(ff, src, stated).mean == pytest.approx(score(ff, src, plain).mean, abs=0.01)
+    assert xpsnr_score(ff, src, stated).mean == pytest.approx(
+        xpsnr_score(ff, src, plain).mean, abs=0.01
+    )
+    batch = score_batch(ff, src, [plain, stated])
+    assert batch[1].mean == pytest.approx(batch[0].mean, abs=0.01)
+    # The same pixels stating BT.601: players show other colours, and the score sees them
+    # (in XPSNR: VMAF, blind to colour and fond of contrast, does not).
+    sd = "colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
+    shifted = encode(src, tmp_path / "shifted.mp4", "-vf", f"setparams={sd}")
+    assert xpsnr_score(ff, src, shifted).mean < xpsnr_score(ff, src, plain).mean - 10
+
+
 _PEAK_OF_SCORING = """
 import resource, sys
 from pathlib import Path

@@ -211,6 +211,16 @@ def test_probes_use_the_ladder_h264_settings() -> None:
     assert "-g 50" in text
 
 
+def test_probes_state_the_colours_the_rungs_state() -> None:
+    """An unstated HD source's rungs state BT.709 (``ladder.source_colours``); its 360p
+    probe, left unstated, would be taken for BT.601 by its size and scored in other
+    colours than its rung is shown in."""
+    hd = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+    outs = [(Rung(640, 360, 1), 28, Path("p.mkv"))]
+    args = probe_args("ffmpeg", Path("s.mkv"), outs, Fraction(25), colours=hd)
+    assert args[args.index("-filter_complex") + 1].startswith(f"[0:v:0]{hd},fps=25,")
+
+
 @pytest.mark.parametrize(("stream", "option"), [("0:3", "-c:3"), ("0:v:0", "-c:v:0")])
 def test_probes_read_an_alpha_kept_beside_the_picture_with_its_decoder(
     stream: str, option: str

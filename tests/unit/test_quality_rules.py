@@ -269,3 +269,27 @@ def test_each_side_is_named_by_the_index_of_its_main_video() -> None:
     assert xpsnr_graph(ref, Fraction(25), Path("/s"), dist=2).startswith("[0:2]")
     batch = batch_graph(ref, Fraction(25), [Path("/a"), Path("/b")], threads=1, subsample=1)
     assert batch.startswith("[2:1]")
+
+
+def test_each_side_states_the_colours_it_leaves_unstated_before_anything_else() -> None:
+    """Both sides state what players take them for before the graph meets them: a side
+    stating nothing beside one stating BT.709 would be converted as BT.601."""
+    hd = "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+    ref = Picture(1280, 720, 25.0, ten_bit=False, hdr=False, colours=hd)
+    dist, source, _ = vmaf_graph(
+        ref, Fraction(25), Path("/l"), phone=False, threads=1, dist_colours=hd
+    ).split(";")
+    assert dist.startswith(f"[0:0]{hd},setpts=PTS-STARTPTS")
+    assert source.startswith(f"[1:0]{hd},setpts=PTS-STARTPTS")
+    assert xpsnr_graph(ref, Fraction(25), Path("/s"), dist_colours=hd).startswith(f"[0:0]{hd},")
+    batch = batch_graph(
+        ref, Fraction(25), [Path("/a"), Path("/b")], threads=1, subsample=1, dist_colours=["", hd]
+    ).split(";")
+    assert batch[0].startswith(f"[2:0]{hd},setpts=")
+    assert batch[1].startswith("[0:v]setpts=")
+    assert batch[3].startswith(f"[1:v]{hd},setpts=")
+    # A side stating all of its colours is left as it is.
+    plain = Picture(1280, 720, 25.0, ten_bit=False, hdr=False)
+    dist, source, _ = vmaf_graph(plain, Fraction(25), Path("/l"), phone=False, threads=1).split(";")
+    assert dist.startswith("[0:0]setpts=")
+    assert source.startswith("[1:0]setpts=")

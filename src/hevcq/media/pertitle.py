@@ -61,6 +61,7 @@ from hevcq.media.ladder import (
     Rung,
     choose_rungs,
     ladder_rate,
+    source_colours,
 )
 from hevcq.media.model import MediaInfo
 from hevcq.media.quality import score_batch
@@ -404,6 +405,7 @@ def probe_args(
     rgb: bool = False,
     alpha: bool = False,
     alpha_decoder: str = "",
+    colours: str = "",
     preset: str = PRESET,
     window: Window | None = None,
 ) -> list[str]:
@@ -411,7 +413,9 @@ def probe_args(
     ``(rung size, CRF, path)`` of ``outs``, from one decode of the sample, with the
     ladder's H.264 settings (frame rate, scaler, preset, profile, GOP) and no cap: the cap
     is derived from what these measure. Each size is scaled once and split between its
-    CRFs."""
+    CRFs. ``colours``: the filter stating what the source leaves unstated of its colours,
+    as the ladder's rungs state it (``ladder.source_colours``), so that a probe is scored
+    in the colours its rung will be shown in."""
     gop = str(max(1, round(fps * 2)))
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
@@ -422,9 +426,8 @@ def probe_args(
     sizes: dict[tuple[int, int], list[int]] = {}
     for i, (r, _, _) in enumerate(outs):
         sizes.setdefault((r.width, r.height), []).append(i)
-    first = "".join(
-        f"{f}," for f in source_filters(deinterlace=deinterlace, rgb=rgb, alpha=alpha)
-    )  # as the ladder
+    filters = source_filters(deinterlace=deinterlace, rgb=rgb, alpha=alpha)
+    first = "".join(f"{f}," for f in [*filters, colours] if f)  # as the ladder
     chains = [
         f"[{stream}]{first}fps={fps},split={len(sizes)}"
         + "".join(f"[s{k}]" for k in range(len(sizes)))
@@ -520,6 +523,7 @@ def probe_points(
             rgb=video.rgb,
             alpha=video.alpha,
             alpha_decoder=video.alpha_decoder,
+            colours=source_colours(video),
             sums=sums,
             started=itertools.count(1),
         )
@@ -587,6 +591,7 @@ def _measure(
     rgb: bool,
     alpha: bool,
     alpha_decoder: str,
+    colours: str,
     sums: dict[tuple[int, int], list[float]],
     started: Iterator[int],
 ) -> None:
@@ -614,6 +619,7 @@ def _measure(
                 rgb=rgb,
                 alpha=alpha,
                 alpha_decoder=alpha_decoder,
+                colours=colours,
                 preset=run.preset,
                 window=window,
             )

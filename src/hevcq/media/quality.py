@@ -34,7 +34,7 @@ from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.demuxers import read_alone
 from hevcq.media.ffargs import Window, decoder_args, source_filters, window_args
 from hevcq.media.ffmpeg import killed
-from hevcq.media.ladder import constant_rate
+from hevcq.media.ladder import constant_rate, source_colours
 from hevcq.media.probe import probe
 from hevcq.pools import Metric
 
@@ -94,6 +94,9 @@ class Picture:
     rgb: bool = False  # made BT.709 YUV first, as every encode of it is (ffargs.rgb_to_yuv)
     alpha: bool = False  # laid over black first, as every encode of it is
     alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
+    # The filter stating what it leaves unstated of its colours, as players take it
+    # (ladder.source_colours; "" when it states all three, or is RGB, made BT.709 first).
+    colours: str = ""
     # Its stream index: the main video, which a graph names by index, as cover art may
     # come before it (an MP4 whose metadata precedes its tracks).
     index: int = 0
@@ -164,6 +167,7 @@ def picture(path: Path) -> Picture:
         rgb=video.rgb,
         alpha=video.alpha,
         alpha_decoder=video.alpha_decoder,
+        colours=source_colours(video),
         index=video.index,
     )
 
@@ -217,22 +221,41 @@ def _libvmaf(
 
 
 def aligned(
-    ref: Picture, rate: Fraction, size: tuple[int, int] | None = None, *, dist: int = 0
+    ref: Picture,
+    rate: Fraction,
+    size: tuple[int, int] | None = None,
+    *,
+    dist: int = 0,
+    dist_colours: str = "",
 ) -> str:
     """The graph's first part, for every metric: input 0 (the output scored) as ``[dist]``
-    and input 1 (its source) as ``[ref]``, both upright, starting at zero, at one constant
-    ``rate`` and one pixel format (``_align``), compared at ``size``: the source's
+    and input 1 (its source) as ``[ref]``, both upright, each stating the colours it
+    leaves unstated as players take it (``Picture.colours``; ``dist_colours`` for the
+    output), starting at zero, at one constant ``rate`` and one pixel format
+    (``_align``), compared at ``size``: the source's
     displayed size unless told (the output scaled up to it), or a rendition's own smaller
     size (``compared_size``: the source brought down to it with the encodes' scaler).
     Each side's video is named by its stream index: ``dist`` for the output's, and
-    ``ref.index`` for the source's."""
+    ``ref.index`` for the source's.
+
+    Stating the colours keeps ffmpeg from converting one side: where one side states
+    BT.709 and the other nothing, the filter joining them converts the one that states
+    nothing as if it were BT.601. An unstated 720p source against its ladder's rung (which
+    states the BT.709 players take the source for) scored VMAF 53.6 for the same pixels
+    that score 97.6 untouched. Where two sides state different colours, the conversion
+    stays: it is the change a viewer sees."""
     align = _align(ref, rate)
     width, height = size or scored_size(ref)
     source = _reference(ref, align)
     if (width, height) != scored_size(ref):
         source += f",scale={width}:{height}:flags=lanczos,setsar=1"
-    first = f"[0:{dist}]{align},scale={width}:{height}:flags=bicubic[dist]"
+    first = f"[0:{dist}]{_stating(dist_colours)}{align},scale={width}:{height}:flags=bicubic[dist]"
     return f"{first};[1:{ref.index}]{source}[ref];"
+
+
+def _stating(colours: str) -> str:
+    """``colours`` (a filter, or "") as the head of a chain."""
+    return f"{colours}," if colours else ""
 
 
 def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, int]:
@@ -257,7 +280,7 @@ def _reference(ref: Picture, align: str) -> str:
     filters = source_filters(
         deinterlace=ref.interlaced, rgb=ref.rgb, ten_bit=ref.ten_bit, alpha=ref.alpha
     )
-    chain = ",".join([*filters, align])
+    chain = ",".join([*filters, *([ref.colours] if ref.colours else []), align])
     width, height = scored_size(ref)
     if ref.anamorphic or (width, height) != (ref.width, ref.height):
         return chain + f",scale={width}:{height}:flags=bicubic,setsar=1"
@@ -265,11 +288,19 @@ def _reference(ref: Picture, align: str) -> str:
 
 
 def xpsnr_graph(
-    ref: Picture, rate: Fraction, stats: Path, size: tuple[int, int] | None = None, *, dist: int = 0
+    ref: Picture,
+    rate: Fraction,
+    stats: Path,
+    size: tuple[int, int] | None = None,
+    *,
+    dist: int = 0,
+    dist_colours: str = "",
 ) -> str:
-    """The filter graph of an XPSNR score (inputs, ``size`` and ``dist`` as ``aligned``),
-    its per-frame values and their pooled value written to ``stats``."""
-    return aligned(ref, rate, size, dist=dist) + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
+    """The filter graph of an XPSNR score (inputs, ``size``, ``dist`` and
+    ``dist_colours`` as ``aligned``), its per-frame values and their pooled value written
+    to ``stats``."""
+    head = aligned(ref, rate, size, dist=dist, dist_colours=dist_colours)
+    return head + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
 def no_score(path: Path, metric: Metric) -> str | None:
@@ -309,24 +340,32 @@ def vmaf_graph(
     neg: bool = True,
     size: tuple[int, int] | None = None,
     dist: int = 0,
+    dist_colours: str = "",
 ) -> str:
-    """The filter graph: input 0 is the output scored (its stream ``dist``), input 1 its
-    source, compared at ``size`` (``aligned``). With ``subsample`` above 1, libvmaf
-    scores only every that many frames (a cheap estimate for probes; an output's own
-    score uses every frame).
+    """The filter graph: input 0 is the output scored (its stream ``dist``, stating
+    ``dist_colours``), input 1 its source, compared at ``size`` (``aligned``). With
+    ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
+    for probes; an output's own score uses every frame).
     ``neg``: the NEG model beside the score (its features cost about half again the
     score's own)."""
     at = size or scored_size(ref)
     vmaf = _libvmaf(at, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
-    return aligned(ref, rate, at, dist=dist) + f"[dist][ref]{vmaf}"
+    return aligned(ref, rate, at, dist=dist, dist_colours=dist_colours) + f"[dist][ref]{vmaf}"
 
 
 def batch_graph(
-    ref: Picture, rate: Fraction, logs: Sequence[Path], *, threads: int, subsample: int
+    ref: Picture,
+    rate: Fraction,
+    logs: Sequence[Path],
+    *,
+    threads: int,
+    subsample: int,
+    dist_colours: Sequence[str] = (),
 ) -> str:
     """The filter graph scoring many outputs against one source in one run: inputs 0 to
-    n - 1 are the outputs, input n the source, decoded once and split; VMAF only (no NEG,
-    no phone model), one log per output."""
+    n - 1 are the outputs (each stating its ``dist_colours`` entry, as ``aligned``),
+    input n the source, decoded once and split; VMAF only (no NEG, no phone model), one
+    log per output."""
     n = len(logs)
     align = _align(ref, rate)
     width, height = scored_size(ref)
@@ -341,8 +380,10 @@ def batch_graph(
             threads=threads,
             subsample=subsample,
         )
+        stating = _stating(dist_colours[i] if i < len(dist_colours) else "")
         chains.append(
-            f"[{i}:v]{align},scale={width}:{height}:flags=bicubic[dist{i}];[dist{i}][ref{i}]{vmaf}"
+            f"[{i}:v]{stating}{align},scale={width}:{height}:flags=bicubic[dist{i}];"
+            f"[dist{i}][ref{i}]{vmaf}"
         )
     return ";".join(chains)
 
@@ -391,6 +432,7 @@ def score(
             neg=neg,
             size=size,
             dist=out.index,
+            dist_colours=out.colours,
         )
         _run_graph(ffmpeg, [output, source], graph, [log], ref, window=window)
         return parse_log(json.loads(log.read_text()), model_for(*size))
@@ -412,7 +454,8 @@ def score_batch(
     if not outputs:
         return []
     ref = picture(source)
-    if ref.hdr or any(picture(o).hdr for o in outputs):
+    outs = [picture(o) for o in outputs]
+    if ref.hdr or any(o.hdr for o in outs):
         raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
     rate = constant_rate(ref.fps)
     size = scored_size(ref)
@@ -426,7 +469,14 @@ def score_batch(
         for start in range(0, len(outputs), each):
             batch = outputs[start : start + each]
             logs = [Path(tmp) / f"vmaf-{start + i}.json" for i in range(len(batch))]
-            graph = batch_graph(ref, rate, logs, threads=threads, subsample=subsample)
+            graph = batch_graph(
+                ref,
+                rate,
+                logs,
+                threads=threads,
+                subsample=subsample,
+                dist_colours=[o.colours for o in outs[start : start + each]],
+            )
             _run_graph(ffmpeg, [*batch, source], graph, logs, ref, window=window)
             scores += [parse_log(json.loads(log.read_text()), model) for log in logs]
     return scores
@@ -448,7 +498,7 @@ def xpsnr_score(
     size = compared_size(ref, out, own_size=own_size)
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
-        graph = xpsnr_graph(ref, rate, stats, size, dist=out.index)
+        graph = xpsnr_graph(ref, rate, stats, size, dist=out.index, dist_colours=out.colours)
         _run_graph(ffmpeg, [output, source], graph, [stats], ref, window=window)
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
