@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.bench_ladder import _apple, _bytes, _cpu_of, _fixed_rate_args
-from benchmarks.clips import content_clip, mixed_clip
+from benchmarks.clips import NATURAL_KINDS, content_clip, mixed_clip, natural_clip
 from benchmarks.harness import Figure, figure
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import (
@@ -43,13 +43,17 @@ from hevcq.media.quality import score
 # Two classes on their own, then scenes of static, moderate and high content in turn
 # (``clips.mixed_clip``): complexity that changes from scene to scene, as a real video's
 # does, where a fixed bitrate spends as much on a still scene as on a busy one. Last, a
-# still picture alone (a slide, a title card): cheap at every size, one rung.
-CONTENT_KINDS = ("moderate", "high", "mixed", "static")
+# still picture alone (a slide, a title card): cheap at every size, one rung. Then
+# camera-like content (``clips.natural_clip``): a slow pan across a landscape and a figure
+# before a still background, each with a sensor's light grain.
+CONTENT_KINDS = ("moderate", "high", "mixed", "static", *NATURAL_KINDS)
 
 
 def _source(kind: str, seconds: float, size: tuple[int, int]) -> Path:
     if kind == "mixed":
         return mixed_clip(seconds, *size)
+    if kind in NATURAL_KINDS:
+        return natural_clip(kind, seconds, *size)
     return content_clip(kind, seconds, *size)
 
 

@@ -143,3 +143,65 @@ def mixed_clip(seconds: float, width: int, height: int, fps: int = 24) -> Path:
         f"mixed-{width}x{height}-{seconds:g}s.mp4",
         lambda out: ["-y", *content_args(graph, seconds, out)],
     )
+
+
+def _texture(width: int, height: int, fps: int) -> str:
+    """A lavfi graph (output ``[tex]``) of one still picture ``width`` x ``height`` with a
+    natural picture's spread of detail: large soft shapes, finer ones on them and a little
+    fine texture (foliage or a meadow seen from above), coloured by a gradient. Made
+    once, then repeated (``loop``) without cost."""
+    layers = []
+    for name, div, amount, sigma in (("a", 16, 100, 10), ("b", 4, 80, 2), ("c", 1, 60, 0.5)):
+        w, h = max(2, width // div), max(2, height // div)
+        layers.append(
+            f"color=c=gray:s={w}x{h}:r={fps}:d=1,format=gray,noise=alls={amount}:allf=u,"
+            f"scale={width}:{height}:flags=bicubic,gblur=sigma={sigma}[{name}]"
+        )
+    return ";".join(
+        [
+            *layers,
+            "[a][b]blend=all_mode=overlay:all_opacity=0.6[ab]",
+            "[ab][c]blend=all_mode=softlight:all_opacity=0.5,eq=contrast=1.8,format=yuv444p[l]",
+            f"gradients=s={width}x{height}:r={fps}:d=1:c0=0x3a6b35:c1=0xc8a165:c2=0x4a7fb5:"
+            "n=3:type=radial[g]",
+            "[l][g]blend=all_mode=multiply:c0_opacity=0:c1_mode=normal:c1_opacity=1:"
+            "c2_mode=normal:c2_opacity=1,trim=end_frame=1,loop=loop=-1:size=1,"
+            f"setpts=N/{fps}/TB[tex]",
+        ]
+    )
+
+
+# Camera-like content, unlike the test patterns of ``CONTENT``: most of a real picture is
+# smooth or softly textured, and a fixed ladder's bitrates are sized for the busiest of it.
+NATURAL_KINDS = ("pan", "talk")
+
+
+def natural_clip(kind: str, seconds: float, width: int, height: int, fps: int = 24) -> Path:
+    """Camera-like content as H.264 + AAC, with a sensor's light grain:
+
+    - ``pan``: a slow pan across a textured landscape (``_texture`` at twice the frame's
+      size, crossed once in ``seconds``);
+    - ``talk``: a still, softly focused background with one textured figure swaying in
+      front of it, as in an interview or a video call.
+    """
+    grain = "format=yuv420p,noise=c0s=3:c0f=t"
+    if kind == "pan":
+        graph = (
+            f"{_texture(2 * width, 2 * height, fps)};[tex]crop={width}:{height}:"
+            f"x='(in_w-out_w)*t/{seconds:g}':y='(in_h-out_h)*0.3*t/{seconds:g}',{grain}[out0]"
+        )
+    elif kind == "talk":
+        fw, fh = width // 4 // 2 * 2, height // 2 // 2 * 2
+        graph = (
+            f"{_texture(width, height, fps)};[tex]split[bg0][fg0];[bg0]gblur=sigma=6[bg];"
+            f"[fg0]crop={fw}:{fh}:0:0[fg];"
+            f"[bg][fg]overlay=x='(W-w)/2+W/12*sin(2*PI*t/5)':y='(H-h)/2+H/30*sin(2*PI*t/3)',"
+            f"{grain}[out0]"
+        )
+    else:
+        raise ValueError(f"no natural clip {kind!r}")
+    return generated(
+        "content",
+        f"{kind}-{width}x{height}-{seconds:g}s.mp4",
+        lambda out: ["-y", *content_args(graph, seconds, out)],
+    )
