@@ -236,6 +236,30 @@ def test_a_source_no_score_applies_to_gets_the_fixed_ladder_without_probes(
     assert committed
 
 
+def test_a_fixed_ladder_of_a_pool_with_a_target_is_measured_too(tmp_path: Path) -> None:
+    """A target on a ladder that is not per-title still measures every output: the top
+    rung's VMAF goes on the result (no CRF or prediction: nothing was searched). It was
+    accepted and then ignored."""
+    from tests.e2e.test_crfsearch import hdr_clip  # noqa: PLC0415
+
+    clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=4, fps=25)
+    result, committed = _per_title_job(tmp_path / "sdr", clip, per_title=False)
+    assert result.outcome == "done", result.reason
+    assert committed
+    assert result.vmaf is not None
+    assert 50 < result.vmaf <= 100
+    assert result.vmaf_low is not None
+    assert result.vmaf_model == "vmaf_v0.6.1"
+    assert (result.crf, result.predicted_vmaf, result.reason) == (None, None, None)
+    hdr, committed = _per_title_job(tmp_path / "hdr", hdr_clip(tmp_path), per_title=False)
+    assert hdr.outcome == "done", hdr.reason
+    assert committed
+    assert hdr.reason == (
+        "HDR source: quality scores do not apply to HDR; the fixed ladder, not scored"
+    )
+    assert hdr.vmaf is None
+
+
 def test_a_ladder_pools_preset_makes_its_rungs_and_its_probes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -476,9 +476,10 @@ class JobRunner:
         quality = spec.pool.quality
         note = None
         picks: list[Pick] = []
-        why = no_score(src, quality.metric) if ladder.per_title and quality else None
+        why = no_score(src, quality.metric) if quality else None
         if why is not None:
-            note = UNSCORED_LADDER_NOTE.format(why=why)  # probes would score it: fixed rungs
+            # Neither probes nor the ladder's own score could measure it: the fixed rungs.
+            note = UNSCORED_LADDER_NOTE.format(why=why)
             log.info("quality_not_applicable", reason=note)
         elif ladder.per_title and quality is not None:
             ctx.phase = "encode"  # the probes are encodes a stop interrupts alike
@@ -529,7 +530,8 @@ class JobRunner:
             make_poster(self._ffmpeg, src, folder / POSTER)
         encode_s = lap("encode_s")
         scored: dict[str, Any] = {}
-        if picks:
+        if quality is not None and note is None:
+            # Every ladder of a pool with a target is measured, per-title or fixed.
             scored = self._score_top_rung(spec.pool, src, folder, scratch, picks)
             lap("verify_s")
         if ctx.cancel.is_set():
@@ -559,11 +561,11 @@ class JobRunner:
     def _score_top_rung(
         self, pool: Pool, src: Path, folder: Path, scratch: Path, picks: list[Pick]
     ) -> dict[str, Any]:
-        """A per-title ladder measured as a file output is (``_score``): its top H.264 rung,
-        its init segment and segments joined, full length against the source at the
-        source's size, as its probes were scored; with the CRF it was encoded at and the
-        VMAF its probes predicted. The rungs below are chosen on the same curves, and
-        scoring every rung would cost more than the probes did."""
+        """A ladder measured as a file output is (``_score``): its top H.264 rung, its init
+        segment and segments joined, full length against the source at the source's size
+        (as per-title probes are scored); for a per-title ladder (``picks``), with the CRF
+        it was encoded at and the VMAF its probes predicted. The rungs below are chosen on
+        the same curves, and scoring every rung would cost more than the probes did."""
         variants, _ = read_master(folder / MASTER)
         h264 = [v for v in variants if v.codecs.startswith("avc1")]
         top = max(h264, key=lambda v: v.width * v.height)
@@ -579,8 +581,8 @@ class JobRunner:
             scored = self._score(pool, src, joined, neg=False)
         finally:
             joined.unlink(missing_ok=True)
-        if not scored:
-            return {}
+        if not scored or not picks:
+            return scored
         best = max(picks, key=lambda p: p.short)
         return {**scored, "crf": best.crf, "predicted_vmaf": round(best.vmaf, 3)}
 
