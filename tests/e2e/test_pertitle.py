@@ -236,6 +236,24 @@ def test_a_source_no_score_applies_to_gets_the_fixed_ladder_without_probes(
     assert committed
 
 
+def test_a_slow_motion_clips_ladder_reaches_its_target_at_the_ladders_rate(
+    tmp_path: Path,
+) -> None:
+    """A 240 fps clip's ladder plays at 60. Its probes and its top rung were compared with
+    source frames picked on another clock, so a target of 90 was out of reach at any CRF
+    and the top rung came out at the lowest, scoring 87 (``quality.aligned``)."""
+    clip = make_clip(tmp_path / "slomo.mp4", width=640, height=360, seconds=2, fps=240)
+    result, committed = _per_title_job(tmp_path, clip)
+    assert result.outcome == "done", result.reason
+    assert committed
+    assert result.vmaf is not None
+    assert result.predicted_vmaf is not None
+    assert result.predicted_vmaf >= 90
+    assert result.vmaf >= 89, result
+    assert result.crf is not None
+    assert result.crf > 12
+
+
 def test_a_fixed_ladder_of_a_pool_with_a_target_is_measured_too(tmp_path: Path) -> None:
     """A target on a ladder that is not per-title still measures every output: the top
     rung's VMAF goes on the result (no CRF or prediction: nothing was searched). It was

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
@@ -186,6 +187,23 @@ def test_an_output_stating_the_colours_its_unstated_source_is_shown_in_scores_as
     sd = "colorspace=smpte170m:color_primaries=smpte170m:color_trc=smpte170m"
     shifted = encode(src, tmp_path / "shifted.mp4", "-vf", f"setparams={sd}")
     assert xpsnr_score(ff, src, shifted).mean < xpsnr_score(ff, src, plain).mean - 10
+
+
+@pytest.mark.parametrize("fps", [240, 120])
+def test_an_output_made_at_a_ladders_rate_is_compared_with_the_frames_it_was_made_of(
+    tmp_path: Path, fps: int
+) -> None:
+    """A ladder brings a slow-motion source to 60 fps with ``fps`` on the source's own
+    timestamps. Picked again after the score's millisecond clock, other frames fell on
+    the ticks: a lossless 60 fps copy of a 240 fps clip scored 88.3, its worst 1 % 56,
+    so no CRF could reach a target of 90 and the ladder went to CRF 12."""
+    src = make_clip(tmp_path / "s.mp4", width=320, height=240, seconds=1, fps=fps)
+    copy = tmp_path / "copy.mkv"
+    ffmpeg("-i", str(src), "-vf", "fps=60", "-c:v", "libx264", "-qp", "0", "-an", str(copy))
+    ff = find_ffmpeg()
+    assert score(ff, src, copy, made_at=Fraction(60)).mean > 97
+    assert score_batch(ff, src, [copy], made_at=Fraction(60))[0].mean > 97
+    assert xpsnr_score(ff, src, copy, made_at=Fraction(60)).mean > 40
 
 
 _PEAK_OF_SCORING = """

@@ -293,3 +293,25 @@ def test_each_side_states_the_colours_it_leaves_unstated_before_anything_else() 
     dist, source, _ = vmaf_graph(plain, Fraction(25), Path("/l"), phone=False, threads=1).split(";")
     assert dist.startswith("[0:0]setpts=")
     assert source.startswith("[1:0]setpts=")
+
+
+def test_an_output_made_at_a_ladders_rate_has_the_sources_frames_picked_before_the_clock() -> None:
+    """A ladder picks a fast source's frames with ``fps`` on the source's own timestamps;
+    the score picks them the same way before moving them onto its millisecond clock."""
+    ref = Picture(640, 360, 240.0, ten_bit=False, hdr=False)
+    _, source, _ = vmaf_graph(
+        ref, Fraction(60), Path("/l"), phone=False, threads=1, made_at=Fraction(60)
+    ).split(";")
+    assert source.startswith("[1:0]fps=60,setpts=PTS-STARTPTS,settb=1/1000,fps=60,")
+    batch = batch_graph(
+        ref, Fraction(60), [Path("/a")], threads=1, subsample=1, made_at=Fraction(60)
+    )
+    assert batch.startswith("[1:0]fps=60,setpts=PTS-STARTPTS,")
+    assert (
+        xpsnr_graph(ref, Fraction(60), Path("/s"), made_at=Fraction(60))
+        .split(";")[1]
+        .startswith("[1:0]fps=60,setpts=")
+    )
+    # A file output keeps the source's timing: nothing is picked before the clock.
+    _, plain, _ = vmaf_graph(ref, Fraction(60), Path("/l"), phone=False, threads=1).split(";")
+    assert plain.startswith("[1:0]setpts=PTS-STARTPTS,")

@@ -631,6 +631,7 @@ def _measure(
                 threads=run.threads or 1,
                 subsample=run.subsample,
                 window=window,
+                made_at=fps,  # as the probes' frames were picked (``quality.aligned``)
             )
             for (r, crf, out), got in zip(outs, scores, strict=True):
                 size, seconds = video_size(out)

@@ -227,6 +227,7 @@ def aligned(
     *,
     dist: int = 0,
     dist_colours: str = "",
+    made_at: Fraction | None = None,
 ) -> str:
     """The graph's first part, for every metric: input 0 (the output scored) as ``[dist]``
     and input 1 (its source) as ``[ref]``, both upright, each stating the colours it
@@ -243,10 +244,14 @@ def aligned(
     nothing as if it were BT.601. An unstated 720p source against its ladder's rung (which
     states the BT.709 players take the source for) scored VMAF 53.6 for the same pixels
     that score 97.6 untouched. Where two sides state different colours, the conversion
-    stays: it is the change a viewer sees."""
+    stays: it is the change a viewer sees.
+
+    ``made_at``: the output was made at that constant rate by ffmpeg's ``fps`` filter on
+    the source's own timestamps (a ladder's rungs, per-title probes), and the source is
+    brought to it the same way first (``_reference``)."""
     align = _align(ref, rate)
     width, height = size or scored_size(ref)
-    source = _reference(ref, align)
+    source = _reference(ref, align, made_at)
     if (width, height) != scored_size(ref):
         source += f",scale={width}:{height}:flags=lanczos,setsar=1"
     first = f"[0:{dist}]{_stating(dist_colours)}{align},scale={width}:{height}:flags=bicubic[dist]"
@@ -269,18 +274,25 @@ def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, i
     return at
 
 
-def _reference(ref: Picture, align: str) -> str:
+def _reference(ref: Picture, align: str, made_at: Fraction | None = None) -> str:
     """The source's chain: the encodes' first filters (an RGB source made BT.709 YUV, an
     interlaced one deinterlaced), then ``align``, then its displayed size: stretched to
     it when stored in non-square pixels (the output is scaled to that size too, so both
     are compared as the viewer sees them), and brought to it (as the encode brings it)
     where its picture changes size or format partway; a scale to the size a frame
     already has passes it through untouched. A source larger than 4K is brought down to
-    ``scored_size`` by the same scale, with the same scaler as its outputs are."""
+    ``scored_size`` by the same scale, with the same scaler as its outputs are.
+
+    Given ``made_at``, the frames the output was made of are picked first, as a ladder
+    picks them: ``fps`` on the source's own timestamps, before ``align`` moves them onto
+    its millisecond clock. Picked after it, the rounding put other frames on the ticks:
+    a 240 fps clip brought to 60 fps losslessly, as its ladder is, scored VMAF 88.3
+    (its worst 1 % 56) against its source, and 98.8 picked the ladder's way."""
     filters = source_filters(
         deinterlace=ref.interlaced, rgb=ref.rgb, ten_bit=ref.ten_bit, alpha=ref.alpha
     )
-    chain = ",".join([*filters, *([ref.colours] if ref.colours else []), align])
+    picked = [f"fps={made_at}"] if made_at is not None else []
+    chain = ",".join([*filters, *([ref.colours] if ref.colours else []), *picked, align])
     width, height = scored_size(ref)
     if ref.anamorphic or (width, height) != (ref.width, ref.height):
         return chain + f",scale={width}:{height}:flags=bicubic,setsar=1"
@@ -295,11 +307,12 @@ def xpsnr_graph(
     *,
     dist: int = 0,
     dist_colours: str = "",
+    made_at: Fraction | None = None,
 ) -> str:
-    """The filter graph of an XPSNR score (inputs, ``size``, ``dist`` and
-    ``dist_colours`` as ``aligned``), its per-frame values and their pooled value written
+    """The filter graph of an XPSNR score (inputs, ``size``, ``dist``, ``dist_colours``
+    and ``made_at`` as ``aligned``), its per-frame values and their pooled value written
     to ``stats``."""
-    head = aligned(ref, rate, size, dist=dist, dist_colours=dist_colours)
+    head = aligned(ref, rate, size, dist=dist, dist_colours=dist_colours, made_at=made_at)
     return head + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
@@ -341,16 +354,19 @@ def vmaf_graph(
     size: tuple[int, int] | None = None,
     dist: int = 0,
     dist_colours: str = "",
+    made_at: Fraction | None = None,
 ) -> str:
     """The filter graph: input 0 is the output scored (its stream ``dist``, stating
-    ``dist_colours``), input 1 its source, compared at ``size`` (``aligned``). With
+    ``dist_colours``), input 1 its source, compared at ``size`` (``aligned``, as is
+    ``made_at``). With
     ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
     for probes; an output's own score uses every frame).
     ``neg``: the NEG model beside the score (its features cost about half again the
     score's own)."""
     at = size or scored_size(ref)
     vmaf = _libvmaf(at, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
-    return aligned(ref, rate, at, dist=dist, dist_colours=dist_colours) + f"[dist][ref]{vmaf}"
+    head = aligned(ref, rate, at, dist=dist, dist_colours=dist_colours, made_at=made_at)
+    return head + f"[dist][ref]{vmaf}"
 
 
 def batch_graph(
@@ -361,16 +377,17 @@ def batch_graph(
     threads: int,
     subsample: int,
     dist_colours: Sequence[str] = (),
+    made_at: Fraction | None = None,
 ) -> str:
     """The filter graph scoring many outputs against one source in one run: inputs 0 to
     n - 1 are the outputs (each stating its ``dist_colours`` entry, as ``aligned``),
-    input n the source, decoded once and split; VMAF only (no NEG, no phone model), one
-    log per output."""
+    input n the source, decoded once and split (``made_at`` as ``aligned``); VMAF only
+    (no NEG, no phone model), one log per output."""
     n = len(logs)
     align = _align(ref, rate)
     width, height = scored_size(ref)
     refs = "".join(f"[ref{i}]" for i in range(n))
-    chains = [f"[{n}:{ref.index}]{_reference(ref, align)},split={n}{refs}"]
+    chains = [f"[{n}:{ref.index}]{_reference(ref, align, made_at)},split={n}{refs}"]
     for i, log in enumerate(logs):
         vmaf = _libvmaf(
             (width, height),
@@ -408,14 +425,16 @@ def score(
     neg: bool = True,
     own_size: bool = False,
     window: Window | None = None,
+    made_at: Fraction | None = None,
 ) -> Score:
     """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
     ``subsample``: score every that many frames only; ``neg``: NEG beside it
     (``vmaf_graph``); ``own_size``: a smaller output compared at its own size
     (``compared_size``); ``window``: the output is of this stretch of the source alone
-    (``window_args``)."""
+    (``window_args``); ``made_at``: the output was made at that constant rate, as a
+    ladder's rungs are, and is compared at it (``aligned``)."""
     ref, out = _sdr_sides(source, output, "the VMAF models are trained on SDR")
-    rate = constant_rate(ref.fps)
+    rate = made_at or constant_rate(ref.fps)
     size = compared_size(ref, out, own_size=own_size)
     small = _too_small(size)
     if small is not None:
@@ -433,6 +452,7 @@ def score(
             size=size,
             dist=out.index,
             dist_colours=out.colours,
+            made_at=made_at,
         )
         _run_graph(ffmpeg, [output, source], graph, [log], ref, window=window)
         return parse_log(json.loads(log.read_text()), model_for(*size))
@@ -446,18 +466,19 @@ def score_batch(
     threads: int = 1,
     subsample: int = 1,
     window: Window | None = None,
+    made_at: Fraction | None = None,
 ) -> list[Score]:
-    """VMAF of each of ``outputs`` against ``source`` (over ``window`` of it, as for
-    ``score``), in as few ffmpeg runs as keep their memory bounded (``batch_size``), each
-    decoding the source once (``batch_graph``); what probes need, so without NEG or the
-    phone model. Raises ``ScoringError`` as ``score`` does."""
+    """VMAF of each of ``outputs`` against ``source`` (over ``window`` of it, and
+    ``made_at``, as for ``score``), in as few ffmpeg runs as keep their memory bounded
+    (``batch_size``), each decoding the source once (``batch_graph``); what probes need,
+    so without NEG or the phone model. Raises ``ScoringError`` as ``score`` does."""
     if not outputs:
         return []
     ref = picture(source)
     outs = [picture(o) for o in outputs]
     if ref.hdr or any(o.hdr for o in outs):
         raise ScoringError("HDR video: the VMAF models are trained on SDR; not scored")
-    rate = constant_rate(ref.fps)
+    rate = made_at or constant_rate(ref.fps)
     size = scored_size(ref)
     small = _too_small(size)
     if small is not None:
@@ -476,6 +497,7 @@ def score_batch(
                 threads=threads,
                 subsample=subsample,
                 dist_colours=[o.colours for o in outs[start : start + each]],
+                made_at=made_at,
             )
             _run_graph(ffmpeg, [*batch, source], graph, logs, ref, window=window)
             scores += [parse_log(json.loads(log.read_text()), model) for log in logs]
@@ -489,16 +511,19 @@ def xpsnr_score(
     *,
     own_size: bool = False,
     window: Window | None = None,
+    made_at: Fraction | None = None,
 ) -> Score:
     """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``, and
-    ``own_size`` and ``window`` as for ``score``); raises ``ScoringError``. The filter
-    runs in one thread: it is cheap beside the decodes."""
+    ``own_size``, ``window`` and ``made_at`` as for ``score``); raises ``ScoringError``.
+    The filter runs in one thread: it is cheap beside the decodes."""
     ref, out = _sdr_sides(source, output, "XPSNR's weighting is fitted to SDR")
-    rate = constant_rate(ref.fps)
+    rate = made_at or constant_rate(ref.fps)
     size = compared_size(ref, out, own_size=own_size)
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
-        graph = xpsnr_graph(ref, rate, stats, size, dist=out.index, dist_colours=out.colours)
+        graph = xpsnr_graph(
+            ref, rate, stats, size, dist=out.index, dist_colours=out.colours, made_at=made_at
+        )
         _run_graph(ffmpeg, [output, source], graph, [stats], ref, window=window)
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
@@ -514,12 +539,16 @@ def measure(
     neg: bool = True,
     own_size: bool = False,
     window: Window | None = None,
+    made_at: Fraction | None = None,
 ) -> Score:
     """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``);
     ``neg``: VMAF's NEG beside the score; ``own_size``: a smaller output (a rendition)
-    compared at its own size; ``window``: the output is of that stretch of the source."""
+    compared at its own size; ``window``: the output is of that stretch of the source;
+    ``made_at``: the output was made at that constant rate (a ladder's rung)."""
     if metric == "xpsnr":
-        return xpsnr_score(ffmpeg, source, output, own_size=own_size, window=window)
+        return xpsnr_score(
+            ffmpeg, source, output, own_size=own_size, window=window, made_at=made_at
+        )
     return score(
         ffmpeg,
         source,
@@ -529,6 +558,7 @@ def measure(
         neg=neg,
         own_size=own_size,
         window=window,
+        made_at=made_at,
     )
 
 

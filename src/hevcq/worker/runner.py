@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import PRESET as LADDER_PRESET
-from hevcq.media.ladder import build_ladder, read_master, read_media_playlist
+from hevcq.media.ladder import build_ladder, constant_rate, read_master, read_media_playlist
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
 from hevcq.media.pertitle import Pick, Prober, per_title_rungs
 from hevcq.media.poster import make_poster
@@ -569,6 +570,7 @@ class JobRunner:
         variants, _ = read_master(folder / MASTER)
         h264 = [v for v in variants if v.codecs.startswith("avc1")]
         top = max(h264, key=lambda v: v.width * v.height)
+        rate = constant_rate(float(top.frame_rate))  # the ladder's, as its master says
         media = read_media_playlist(folder / top.uri)
         joined = scratch / "top-rung.mp4"
         try:
@@ -577,8 +579,9 @@ class JobRunner:
                 for _, segment in media.segments:
                     f.write(segment.read_bytes())
             # Without NEG, which would add half again to a score that already costs
-            # about what the rungs' encode did (the ladder's x264 is fast).
-            scored = self._score(pool, src, joined, neg=False)
+            # about what the rungs' encode did (the ladder's x264 is fast); at the
+            # ladder's rate, whose frames the source is picked for as the ladder was.
+            scored = self._score(pool, src, joined, neg=False, made_at=rate)
         finally:
             joined.unlink(missing_ok=True)
         if not scored or not picks:
@@ -730,11 +733,20 @@ class JobRunner:
         )
         return None if why is None else f"{_unmade(pool)}: {why}"
 
-    def _score(self, pool: Pool, src: Path, out: Path, *, neg: bool = True) -> dict[str, Any]:
+    def _score(
+        self,
+        pool: Pool,
+        src: Path,
+        out: Path,
+        *,
+        neg: bool = True,
+        made_at: Fraction | None = None,
+    ) -> dict[str, Any]:
         """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
-        empty for a pool without a target), with VMAF's NEG beside it unless told not to.
-        Under ``verify: quality`` an output below the target less its margin, or one that
-        cannot be scored, fails the job for good: the same encode scores the same."""
+        empty for a pool without a target), with VMAF's NEG beside it unless told not to;
+        ``made_at``: the output was made at that constant rate (a ladder's rung). Under
+        ``verify: quality`` an output below the target less its margin, or one that cannot
+        be scored, fails the job for good: the same encode scores the same."""
         target = pool.quality
         if target is None:
             return {}
@@ -750,6 +762,7 @@ class JobRunner:
                 threads=threads,
                 own_size=pool.scored_at_own_size,
                 neg=neg,
+                made_at=made_at,
             )
         except ScoringError as exc:
             if pool.verify == "quality":
