@@ -179,6 +179,11 @@ def test_a_per_title_pool_runs_its_probes_before_the_ladder(
     assert result.predicted_vmaf is not None
     assert abs(result.vmaf - result.predicted_vmaf) < 3.0, result
     assert result.crf is not None
+    # The size its probes predicted: the H.264 rungs' video at their curves' rates, the
+    # rest (audio, playlists) as made.
+    assert result.predicted_bytes is not None
+    assert result.output_bytes is not None
+    assert 0.6 < result.output_bytes / result.predicted_bytes < 1.5, result
     # Each probe command says it starts, numbered, while the job searches.
     probes = [value for kind, value in seen if kind == "probe"]
     assert probes == list(range(1, len(probes) + 1))
@@ -269,6 +274,7 @@ def test_a_fixed_ladder_of_a_pool_with_a_target_is_measured_too(tmp_path: Path) 
     assert result.vmaf_low is not None
     assert result.vmaf_model == "vmaf_v0.6.1"
     assert (result.crf, result.predicted_vmaf, result.reason) == (None, None, None)
+    assert result.predicted_bytes is None
     hdr, committed = _per_title_job(tmp_path / "hdr", hdr_clip(tmp_path), per_title=False)
     assert hdr.outcome == "done", hdr.reason
     assert committed

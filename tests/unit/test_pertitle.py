@@ -20,11 +20,13 @@ from hevcq.media.pertitle import (
     MIN_CAP_KBPS,
     PROBE_RULES,
     TOP_FIRST_BELOW_BPP,
+    Pick,
     Point,
     curve_points,
     frontier,
     one_rung_suffices,
     pick_rungs,
+    predicted_video_bytes,
     probe_args,
     rungs_of,
     sample_count,
@@ -455,3 +457,10 @@ def test_the_ladders_preset_reaches_its_h264_and_hevc_rungs_and_its_probes() -> 
         preset="slow",
     )
     assert "-preset slow -crf 28" in " ".join(probes)
+
+
+def test_a_ladders_predicted_video_is_each_rung_at_its_curves_rate() -> None:
+    picks = [Pick(720, 20, 2000.0, 95.0, 4000), Pick(360, 28, 400.0, 80.0, 800)]
+    assert predicted_video_bytes(picks, 10.0) == 3_000_000  # 2400 kb/s for 10 s
+    assert predicted_video_bytes(picks, 0.0) == 0
+    assert predicted_video_bytes([], 10.0) == 0

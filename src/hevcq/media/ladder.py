@@ -1000,6 +1000,19 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
     return variants
 
 
+def h264_video_bytes(out_dir: Path) -> int:
+    """The bytes of a ladder's H.264 rungs, each rung's init segment and segments (its
+    master's ``avc1`` variants): what a per-title ladder's probes predict."""
+    variants, _ = read_master(out_dir / MASTER)
+    total = 0
+    for v in variants:
+        if v.codecs.startswith("avc1"):
+            media = read_media_playlist(out_dir / v.uri)
+            total += media.init.stat().st_size
+            total += sum(seg.stat().st_size for _, seg in media.segments)
+    return total
+
+
 def read_master(path: Path) -> tuple[list[Variant], str | None]:
     """The variants of a master playlist and its audio rendition's URI (None: none).
     I-frame streams are not variants (``read_iframe_streams``)."""

@@ -258,6 +258,12 @@ def pick_rungs(
     ]
 
 
+def predicted_video_bytes(picks: Sequence[Pick], duration_s: float) -> int:
+    """The bytes the probes predict for the video of these rungs over ``duration_s``
+    (pure): each rung at the rate its curve gave it."""
+    return round(sum(p.kbps for p in picks) * 1000 / 8 * max(0.0, duration_s))
+
+
 def rungs_of(picks: Sequence[Pick], width: int, height: int, fps: Fraction) -> tuple[Rung, ...]:
     """The ladder's rungs of these picks for a source displayed at ``width`` x ``height``:
     each at its pick's size (the source's aspect and orientation), CRF and cap."""

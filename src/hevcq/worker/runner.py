@@ -33,9 +33,15 @@ from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import PRESET as LADDER_PRESET
-from hevcq.media.ladder import build_ladder, constant_rate, read_master, read_media_playlist
+from hevcq.media.ladder import (
+    build_ladder,
+    constant_rate,
+    h264_video_bytes,
+    read_master,
+    read_media_playlist,
+)
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
-from hevcq.media.pertitle import Pick, Prober, per_title_rungs
+from hevcq.media.pertitle import Pick, Prober, per_title_rungs, predicted_video_bytes
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
@@ -538,6 +544,11 @@ class JobRunner:
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
         total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        if picks and info.duration_s:
+            # The H.264 rungs' video as the probes predicted it; the rest (audio, other
+            # codec groups, the poster, playlists) as made.
+            predicted = predicted_video_bytes(picks, info.duration_s)
+            scored["predicted_bytes"] = predicted + total - h264_video_bytes(folder)
         commit = ctx.commit_bundle or self._plain_bundle
         ctx.phase = "upload"
         uploaded = until_cancelled(
