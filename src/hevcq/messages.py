@@ -60,7 +60,9 @@ class JobResult(BaseModel):
     xpsnr_low: float | None = None
     # A pool whose CRF is searched for its target (hevcq.media.crfsearch): the CRF chosen,
     # and the score (in the target's metric) and output size its samples predicted
-    # (output_bytes is the real size).
+    # (output_bytes is the real size). A per-title ladder: its top rung's CRF, the VMAF its
+    # probes predicted for that rung, and the size they predicted for its H.264 video (the
+    # rest as made).
     crf: int | None = None
     predicted_vmaf: float | None = None
     predicted_xpsnr: float | None = None

@@ -241,10 +241,10 @@ def aligned(
 
     Stating the colours keeps ffmpeg from converting one side: where one side states
     BT.709 and the other nothing, the filter joining them converts the one that states
-    nothing as if it were BT.601. An unstated 720p source against its ladder's rung (which
-    states the BT.709 players take the source for) scored VMAF 53.6 for the same pixels
-    that score 97.6 untouched. Where two sides state different colours, the conversion
-    stays: it is the change a viewer sees.
+    nothing as if it were BT.601. An unstated 720p source against an encode of it stating
+    the BT.709 players take the source for (as a ladder's rungs do) scored VMAF 53.6,
+    and 98.1 with both sides stating it. Where two sides state different colours, the
+    conversion stays: it is the change a viewer sees.
 
     ``made_at``: the output was made at that constant rate by ffmpeg's ``fps`` filter on
     the source's own timestamps (a ladder's rungs, per-title probes), and the source is
@@ -358,9 +358,8 @@ def vmaf_graph(
 ) -> str:
     """The filter graph: input 0 is the output scored (its stream ``dist``, stating
     ``dist_colours``), input 1 its source, compared at ``size`` (``aligned``, as is
-    ``made_at``). With
-    ``subsample`` above 1, libvmaf scores only every that many frames (a cheap estimate
-    for probes; an output's own score uses every frame).
+    ``made_at``). With ``subsample`` above 1, libvmaf scores only every that many frames
+    (a cheap estimate for probes; an output's own score uses every frame).
     ``neg``: the NEG model beside the score (its features cost about half again the
     score's own)."""
     at = size or scored_size(ref)

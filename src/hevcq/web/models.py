@@ -50,8 +50,8 @@ class JobSummary(_Out):
     failure_class: FailureClass | None = None
     output_key: str | None = None
     # The output's VMAF or XPSNR (dB) against its source (pooled, worst 1 %; VMAF's NEG
-    # beside it), the CRF it was encoded at, and the size a CRF search predicted (a pool
-    # with a quality target).
+    # beside it), the CRF it was encoded at, and the size a CRF search or a per-title
+    # ladder's probes predicted (a pool with a quality target).
     vmaf: float | None = None
     vmaf_low: float | None = None
     vmaf_neg: float | None = None
