@@ -69,7 +69,12 @@ def encoding(farm: EmbeddedFarm, tmp_path: Path) -> Iterator[WorkerProc]:
     worker = WorkerProc(farm, "720p", tmp_path / "w720.log", progress_every_s=1, shutdown_grace_s=0)
     ledger = DynamoLedger(farm.clients.dynamodb, farm.refs.ledger_table)
     try:
-        started = lambda: getattr(ledger.get(RUNNING_KEY, "720p"), "progress", 0) > 0  # noqa: E731
+
+        def started() -> bool:
+            # No item yet, or one whose progress is not yet known (None), has not started.
+            item = ledger.get(RUNNING_KEY, "720p")
+            return item is not None and (item.progress or 0) > 0
+
         assert wait_for(started, timeout_s=120, every_s=0.25), "the encode never reported progress"
         yield worker
     finally:
