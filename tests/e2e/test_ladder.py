@@ -126,6 +126,22 @@ def test_a_clip_shorter_than_half_a_second_has_a_target_duration_of_a_second(
     assert check_ladder(tmp_path / "hls") == []
 
 
+@pytest.mark.parametrize("seconds", [3.5, 4.5])
+def test_a_clip_of_a_whole_and_a_half_seconds_has_the_target_its_segment_rounds_to(
+    tmp_path: Path, seconds: float
+) -> None:
+    """105 frames at 30 fps: ffmpeg wrote ``#EXTINF:3.500000`` under a target of 3 (it
+    rounds the duration it summed, a hair under 3.5), and the ladder of every such clip
+    failed its own ``segment-duration`` check; 4.5 s passed it only by Python's rounding
+    of halves to even, with a playlist a validator refuses."""
+    src = make_clip(tmp_path / "clip.mp4", width=320, height=180, seconds=seconds, fps=30)
+    build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
+    text = (tmp_path / "hls" / "0" / "index.m3u8").read_text()
+    assert f"#EXTINF:{seconds:.6f}," in text
+    assert f"#EXT-X-TARGETDURATION:{int(seconds) + 1}\n" in text
+    assert check_ladder(tmp_path / "hls") == []
+
+
 @pytest.mark.parametrize(
     ("source_hz", "ladder_hz"), [(8000, 48000), (96000, 48000), (44100, 44100)]
 )

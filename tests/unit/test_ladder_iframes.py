@@ -14,6 +14,7 @@ from hevcq.media.ladder import (
     IFrame,
     TrackDefaults,
     find_box,
+    fit_target_duration,
     fragments,
     iframe_playlist_text,
     iframes_of,
@@ -23,7 +24,9 @@ from hevcq.media.ladder import (
     read_iframe_streams,
     read_master,
     split_init,
+    target_duration,
     track_defaults,
+    whole_seconds,
 )
 
 NON_SYNC = 0x0101_0000  # depends on others, sample_is_non_sync_sample
@@ -240,3 +243,26 @@ def test_the_master_keeps_i_frame_streams_apart_from_its_variants(tmp_path: Path
     (stream,) = read_iframe_streams(tmp_path / "master.m3u8")
     assert (stream.uri, stream.bandwidth, stream.average_bandwidth) == ("0/iframes.m3u8", 90, 50)
     assert (stream.codecs, stream.width, stream.height) == ("avc1.64001e", 640, 360)
+
+
+def test_a_target_duration_is_the_longest_entry_as_written_rounded_with_halves_up() -> None:
+    """RFC 8216 4.3.3.1 rounds an EXTINF to the nearest integer; a half goes up, where
+    Python's ``round`` takes 2.5 to 2 and 3.5 to 4."""
+    assert [whole_seconds(d) for d in (0.4, 0.5, 2.5, 3.5, 3.49, 6.0)] == [0, 1, 3, 4, 3, 6]
+    # A duration summed a hair under 3.5 is written 3.500000, which a player rounds to 4.
+    assert target_duration([6.0, 3.4999999999]) == 6
+    assert target_duration([3.4999999999]) == 4
+    assert target_duration([0.3]) == 1
+    assert target_duration([]) == 1
+
+
+def test_a_media_playlist_gets_the_target_its_extinfs_call_for(tmp_path: Path) -> None:
+    playlist = tmp_path / "index.m3u8"
+    head = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{}\n"
+    body = '#EXT-X-MAP:URI="init.mp4"\n#EXTINF:3.500000,\nseg_00000.m4s\n#EXT-X-ENDLIST\n'
+    playlist.write_text(head.format(3) + body)
+    fit_target_duration(playlist)
+    assert playlist.read_text() == head.format(4) + body
+    playlist.write_text(head.format(0) + body.replace("3.500000", "0.400000"))
+    fit_target_duration(playlist)
+    assert playlist.read_text().startswith(head.format(1))

@@ -23,7 +23,7 @@ import re
 import statistics
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -772,13 +772,35 @@ def prepend_fragments(segment: bytes, head: bytes) -> bytes:
     return segment[:at] + head + segment[at:]
 
 
-def at_least_a_second(playlist: Path) -> None:
-    """Make a media playlist's target duration at least 1 s, as the I-frame playlists'
-    are. ffmpeg writes its segments' longest duration rounded, which is 0 for a clip
-    shorter than half a second: valid by the letter of RFC 8216, but a target duration a
-    player may divide by or poll at."""
+def whole_seconds(extinf: float) -> int:
+    """A duration as RFC 8216 4.3.3.1 compares it with a target duration (pure): rounded
+    to the nearest integer, halves up (Python's ``round`` takes 2.5 to 2 and 3.5 to 4).
+    Given the duration as a playlist writes it (``#EXTINF:3.500000``), which is what a
+    player or a validator reads."""
+    return math.floor(extinf + 0.5)
+
+
+def target_duration(durations: Iterable[float]) -> int:
+    """The target duration of a playlist whose entries last ``durations`` (pure): the
+    longest, as written to six decimals and rounded (``whole_seconds``), and at least 1 s
+    (0 is valid by the letter of RFC 8216, but a target a player may divide by or poll
+    at)."""
+    return max([1, *(whole_seconds(float(f"{d:.6f}")) for d in durations)])
+
+
+def fit_target_duration(playlist: Path) -> None:
+    """Give a media playlist ffmpeg wrote the target duration its EXTINFs call for
+    (``target_duration``). ffmpeg rounds the duration it summed in floating point, a hair
+    under the one it writes: a single segment of 105 frames at 30 fps it wrote as
+    ``#EXTINF:3.500000`` under a target of 3, which rounds to 4, so the ladder of every
+    3.5 s or 5.5 s clip failed its own ``segment-duration`` check (and one of 4.5 s,
+    under a target of 4, passed it only by Python's rounding of halves to even)."""
     text = playlist.read_text(encoding="utf-8")
-    fixed = re.sub(r"^#EXT-X-TARGETDURATION:0+$", "#EXT-X-TARGETDURATION:1", text, flags=re.M)
+    lines = text.splitlines()
+    target = target_duration(_extinf(ln) for ln in lines if ln.startswith("#EXTINF:"))
+    fixed = re.sub(
+        r"^#EXT-X-TARGETDURATION:\d+$", f"#EXT-X-TARGETDURATION:{target}", text, flags=re.M
+    )
     if fixed != text:
         playlist.write_text(fixed, encoding="utf-8")
 
@@ -836,11 +858,10 @@ def iframe_playlist_text(init: str, frames: list[IFrame]) -> str:
     """An I-frame playlist of ``frames`` (each named relative to the playlist) after the
     init segment ``init``: version 7 like the rest of the ladder (an EXT-X-MAP in an
     I-frames-only playlist needs 5, BYTERANGE 4)."""
-    target = max((round(f.duration_s) for f in frames), default=0)
     lines = [
         "#EXTM3U",
         "#EXT-X-VERSION:7",
-        f"#EXT-X-TARGETDURATION:{max(target, 1)}",
+        f"#EXT-X-TARGETDURATION:{target_duration(f.duration_s for f in frames)}",
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-I-FRAMES-ONLY",
@@ -953,7 +974,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
     """
     n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio is the next
     for i in range(n + (plan.audio_index is not None)):
-        at_least_a_second(out_dir / str(i) / "index.m3u8")
+        fit_target_duration(out_dir / str(i) / "index.m3u8")
         settle_first_segment(read_media_playlist(out_dir / str(i) / "index.m3u8"))
     audio = (
         read_media_playlist(out_dir / str(n) / "index.m3u8")
@@ -1291,7 +1312,7 @@ def _iframe_problems(
     problems += [
         f"iframes: {uri}: an I-frame lasts {f.duration_s:.3f} s, target {iframes.target_s} s"
         for f in iframes.frames
-        if round(f.duration_s) > iframes.target_s
+        if whole_seconds(f.duration_s) > iframes.target_s
     ]
     init = media.init.read_bytes()
     problems += [
@@ -1353,7 +1374,7 @@ def _duration_problems(media: MediaPlaylist) -> list[str]:
     return [
         f"segment-duration: {name}/{seg.name} lasts {d:.3f} s, target {media.target_s} s"
         for d, seg in media.segments
-        if round(d) > media.target_s or media.target_s > SEGMENT_S
+        if whole_seconds(d) > media.target_s or media.target_s > SEGMENT_S
     ]
 
 
