@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,3 +316,21 @@ def test_an_output_made_at_a_ladders_rate_has_the_sources_frames_picked_before_t
     # A file output keeps the source's timing: nothing is picked before the clock.
     _, plain, _ = vmaf_graph(ref, Fraction(60), Path("/l"), phone=False, threads=1).split(";")
     assert plain.startswith("[1:0]setpts=PTS-STARTPTS,")
+
+
+def test_a_ladder_rung_is_compared_from_the_source_files_zero_as_it_was_made() -> None:
+    """A ladder's rungs start where the source file does, the time before a late video's
+    first frame filled with that frame; their score picks the source's frames from there
+    (``from_zero``), and the per-title probes, which start where their video does, do not."""
+    ref = Picture(640, 360, 30.0, ten_bit=False, hdr=False)
+    kw: dict[str, Any] = {"made_at": Fraction(30), "from_zero": True}
+    _, source, _ = vmaf_graph(ref, Fraction(30), Path("/l"), phone=False, threads=1, **kw).split(
+        ";"
+    )
+    assert source.startswith("[1:0]fps=30:start_time=0,setpts=PTS-STARTPTS,")
+    xpsnr = xpsnr_graph(ref, Fraction(30), Path("/s"), **kw).split(";")[1]
+    assert xpsnr.startswith("[1:0]fps=30:start_time=0,setpts=")
+    probes = batch_graph(
+        ref, Fraction(30), [Path("/a")], threads=1, subsample=1, made_at=Fraction(30)
+    )
+    assert probes.startswith("[1:0]fps=30,setpts=PTS-STARTPTS,")

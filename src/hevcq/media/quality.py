@@ -228,6 +228,7 @@ def aligned(
     dist: int = 0,
     dist_colours: str = "",
     made_at: Fraction | None = None,
+    from_zero: bool = False,
 ) -> str:
     """The graph's first part, for every metric: input 0 (the output scored) as ``[dist]``
     and input 1 (its source) as ``[ref]``, both upright, each stating the colours it
@@ -248,10 +249,10 @@ def aligned(
 
     ``made_at``: the output was made at that constant rate by ffmpeg's ``fps`` filter on
     the source's own timestamps (a ladder's rungs, per-title probes), and the source is
-    brought to it the same way first (``_reference``)."""
+    brought to it the same way first (``_reference``, as is ``from_zero``)."""
     align = _align(ref, rate)
     width, height = size or scored_size(ref)
-    source = _reference(ref, align, made_at)
+    source = _reference(ref, align, made_at, from_zero=from_zero)
     if (width, height) != scored_size(ref):
         source += f",scale={width}:{height}:flags=lanczos,setsar=1"
     first = f"[0:{dist}]{_stating(dist_colours)}{align},scale={width}:{height}:flags=bicubic[dist]"
@@ -274,7 +275,9 @@ def compared_size(ref: Picture, out: Picture, *, own_size: bool) -> tuple[int, i
     return at
 
 
-def _reference(ref: Picture, align: str, made_at: Fraction | None = None) -> str:
+def _reference(
+    ref: Picture, align: str, made_at: Fraction | None = None, *, from_zero: bool = False
+) -> str:
     """The source's chain: the encodes' first filters (an RGB source made BT.709 YUV, an
     interlaced one deinterlaced), then ``align``, then its displayed size: stretched to
     it when stored in non-square pixels (the output is scaled to that size too, so both
@@ -287,11 +290,21 @@ def _reference(ref: Picture, align: str, made_at: Fraction | None = None) -> str
     picks them: ``fps`` on the source's own timestamps, before ``align`` moves them onto
     its millisecond clock. Picked after it, the rounding put other frames on the ticks:
     a 240 fps clip brought to 60 fps losslessly, as its ladder is, scored VMAF 88.3
-    (its worst 1 % 56) against its source, and 98.8 picked the ladder's way."""
+    (its worst 1 % 56) against its source, and 98.8 picked the ladder's way.
+
+    ``from_zero``: the output's frames also start where the source file starts, not
+    where its video does, the time before its first frame filled with that frame. A
+    ladder's rungs are made so (ffmpeg writes its HLS output at a constant rate from the
+    input's zero), which keeps them in step with the audio when the source's video
+    starts after its sound: a video track 2 s late, 67 ms late (an MP4's
+    B-frame delay without an edit list) or 23 ms late (most MPEG-TS recordings). Picked
+    from the video's own start instead, every frame of the source was compared with the
+    rung's frame that many frames earlier: VMAF 17, 24 and 38 where the rungs score 96."""
     filters = source_filters(
         deinterlace=ref.interlaced, rgb=ref.rgb, ten_bit=ref.ten_bit, alpha=ref.alpha
     )
-    picked = [f"fps={made_at}"] if made_at is not None else []
+    pick = f"fps={made_at}:start_time=0" if from_zero else f"fps={made_at}"
+    picked = [pick] if made_at is not None else []
     chain = ",".join([*filters, *([ref.colours] if ref.colours else []), *picked, align])
     width, height = scored_size(ref)
     if ref.anamorphic or (width, height) != (ref.width, ref.height):
@@ -308,11 +321,20 @@ def xpsnr_graph(
     dist: int = 0,
     dist_colours: str = "",
     made_at: Fraction | None = None,
+    from_zero: bool = False,
 ) -> str:
-    """The filter graph of an XPSNR score (inputs, ``size``, ``dist``, ``dist_colours``
-    and ``made_at`` as ``aligned``), its per-frame values and their pooled value written
-    to ``stats``."""
-    head = aligned(ref, rate, size, dist=dist, dist_colours=dist_colours, made_at=made_at)
+    """The filter graph of an XPSNR score (inputs, ``size``, ``dist``, ``dist_colours``,
+    ``made_at`` and ``from_zero`` as ``aligned``), its per-frame values and their pooled
+    value written to ``stats``."""
+    head = aligned(
+        ref,
+        rate,
+        size,
+        dist=dist,
+        dist_colours=dist_colours,
+        made_at=made_at,
+        from_zero=from_zero,
+    )
     return head + f"[dist][ref]xpsnr=stats_file={stats}:shortest=1"
 
 
@@ -355,16 +377,26 @@ def vmaf_graph(
     dist: int = 0,
     dist_colours: str = "",
     made_at: Fraction | None = None,
+    from_zero: bool = False,
 ) -> str:
     """The filter graph: input 0 is the output scored (its stream ``dist``, stating
-    ``dist_colours``), input 1 its source, compared at ``size`` (``aligned``, as is
-    ``made_at``). With ``subsample`` above 1, libvmaf scores only every that many frames
-    (a cheap estimate for probes; an output's own score uses every frame).
+    ``dist_colours``), input 1 its source, compared at ``size`` (``aligned``, as are
+    ``made_at`` and ``from_zero``). With ``subsample`` above 1, libvmaf scores only
+    every that many frames (a cheap estimate for probes; an output's own score uses
+    every frame).
     ``neg``: the NEG model beside the score (its features cost about half again the
     score's own)."""
     at = size or scored_size(ref)
     vmaf = _libvmaf(at, log, phone=phone, neg=neg, threads=threads, subsample=subsample)
-    head = aligned(ref, rate, at, dist=dist, dist_colours=dist_colours, made_at=made_at)
+    head = aligned(
+        ref,
+        rate,
+        at,
+        dist=dist,
+        dist_colours=dist_colours,
+        made_at=made_at,
+        from_zero=from_zero,
+    )
     return head + f"[dist][ref]{vmaf}"
 
 
@@ -425,13 +457,15 @@ def score(
     own_size: bool = False,
     window: Window | None = None,
     made_at: Fraction | None = None,
+    from_zero: bool = False,
 ) -> Score:
     """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
     ``subsample``: score every that many frames only; ``neg``: NEG beside it
     (``vmaf_graph``); ``own_size``: a smaller output compared at its own size
     (``compared_size``); ``window``: the output is of this stretch of the source alone
     (``window_args``); ``made_at``: the output was made at that constant rate, as a
-    ladder's rungs are, and is compared at it (``aligned``)."""
+    ladder's rungs are, and is compared at it, from the source file's zero with
+    ``from_zero`` (``aligned``)."""
     ref, out = _sdr_sides(source, output, "the VMAF models are trained on SDR")
     rate = made_at or constant_rate(ref.fps)
     size = compared_size(ref, out, own_size=own_size)
@@ -452,6 +486,7 @@ def score(
             dist=out.index,
             dist_colours=out.colours,
             made_at=made_at,
+            from_zero=from_zero,
         )
         _run_graph(ffmpeg, [output, source], graph, [log], ref, window=window)
         return parse_log(json.loads(log.read_text()), model_for(*size))
@@ -511,9 +546,11 @@ def xpsnr_score(
     own_size: bool = False,
     window: Window | None = None,
     made_at: Fraction | None = None,
+    from_zero: bool = False,
 ) -> Score:
     """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``, and
-    ``own_size``, ``window`` and ``made_at`` as for ``score``); raises ``ScoringError``.
+    ``own_size``, ``window``, ``made_at`` and ``from_zero`` as for ``score``); raises
+    ``ScoringError``.
     The filter runs in one thread: it is cheap beside the decodes."""
     ref, out = _sdr_sides(source, output, "XPSNR's weighting is fitted to SDR")
     rate = made_at or constant_rate(ref.fps)
@@ -521,7 +558,14 @@ def xpsnr_score(
     with tempfile.TemporaryDirectory(prefix="hevcq-xpsnr-") as tmp:
         stats = Path(tmp) / "xpsnr.log"
         graph = xpsnr_graph(
-            ref, rate, stats, size, dist=out.index, dist_colours=out.colours, made_at=made_at
+            ref,
+            rate,
+            stats,
+            size,
+            dist=out.index,
+            dist_colours=out.colours,
+            made_at=made_at,
+            from_zero=from_zero,
         )
         _run_graph(ffmpeg, [output, source], graph, [stats], ref, window=window)
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
@@ -539,14 +583,22 @@ def measure(
     own_size: bool = False,
     window: Window | None = None,
     made_at: Fraction | None = None,
+    from_zero: bool = False,
 ) -> Score:
     """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``);
     ``neg``: VMAF's NEG beside the score; ``own_size``: a smaller output (a rendition)
     compared at its own size; ``window``: the output is of that stretch of the source;
-    ``made_at``: the output was made at that constant rate (a ladder's rung)."""
+    ``made_at``: the output was made at that constant rate, and with ``from_zero`` from
+    the source file's zero (a ladder's rung)."""
     if metric == "xpsnr":
         return xpsnr_score(
-            ffmpeg, source, output, own_size=own_size, window=window, made_at=made_at
+            ffmpeg,
+            source,
+            output,
+            own_size=own_size,
+            window=window,
+            made_at=made_at,
+            from_zero=from_zero,
         )
     return score(
         ffmpeg,
@@ -558,6 +610,7 @@ def measure(
         own_size=own_size,
         window=window,
         made_at=made_at,
+        from_zero=from_zero,
     )
 
 

@@ -591,8 +591,9 @@ class JobRunner:
                     f.write(segment.read_bytes())
             # Without NEG, which would add half again to a score that already costs
             # about what the rungs' encode did (the ladder's x264 is fast); at the
-            # ladder's rate, whose frames the source is picked for as the ladder was.
-            scored = self._score(pool, src, joined, neg=False, made_at=rate)
+            # ladder's rate, whose frames the source is picked for as the ladder was,
+            # from the source file's zero, where the rungs start.
+            scored = self._score(pool, src, joined, neg=False, made_at=rate, from_zero=True)
         finally:
             joined.unlink(missing_ok=True)
         if not scored or not picks:
@@ -752,10 +753,12 @@ class JobRunner:
         *,
         neg: bool = True,
         made_at: Fraction | None = None,
+        from_zero: bool = False,
     ) -> dict[str, Any]:
         """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
         empty for a pool without a target), with VMAF's NEG beside it unless told not to;
-        ``made_at``: the output was made at that constant rate (a ladder's rung). Under
+        ``made_at``: the output was made at that constant rate, with ``from_zero`` from the
+        source file's zero (a ladder's rung; ``quality.aligned``). Under
         ``verify: quality`` an output below the target less its margin, or one that cannot
         be scored, fails the job for good: the same encode scores the same."""
         target = pool.quality
@@ -774,6 +777,7 @@ class JobRunner:
                 own_size=pool.scored_at_own_size,
                 neg=neg,
                 made_at=made_at,
+                from_zero=from_zero,
             )
         except ScoringError as exc:
             if pool.verify == "quality":
