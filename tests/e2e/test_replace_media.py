@@ -125,3 +125,27 @@ def test_a_good_candidate_is_swapped_in_and_can_be_rolled_back(
     assert probe(original).main_video.codec == "h264"
     assert not final.exists()
     assert list_quarantine(qroot) == []
+
+
+def test_a_picture_that_starts_after_its_sound_is_replaced_by_its_faithful_encode(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """The original's file lasts 3.5 s, its picture 2 s from 1.5 s on; the encode keeps
+    both. It was refused: "only 2.00 s of 3.50 s decode: truncated"."""
+    original = tmp_path / "late.mov"
+    late = ["-itsoffset", "1.5", "-i", str(clips["original"]), "-i", str(clips["original"])]
+    run = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run(
+        [*run, *late, "-map", "0:v", "-map", "1:a", "-c", "copy", str(original)], check=True
+    )
+    candidate = tmp_path / "late.mp4"
+    hevc = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"]
+    subprocess.run([*run, "-i", str(original), *hevc, "-c:a", "copy", str(candidate)], check=True)
+    assert probe(original).duration_s == pytest.approx(3.5, abs=0.1)
+    verify_replacement(candidate, original, allow_larger=True)
+    # Cut short, the same encode is still refused.
+    cut = tmp_path / "cut.mp4"
+    trim = ["-t", "2.5", "-c", "copy"]
+    subprocess.run([*run, "-i", str(candidate), *trim, str(cut)], check=True)
+    with pytest.raises(ReplaceRefused, match=r"truncated|differs"):
+        verify_replacement(cut, original, allow_larger=True)

@@ -141,6 +141,41 @@ def test_a_refused_candidate_leaves_the_original_untouched(
     assert sorted(p.name for p in original.parent.iterdir()) == ["a.MOV"]
 
 
+def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
+    lib: Path,
+) -> None:
+    """An original whose picture starts 2 s after its sound: its file lasts 6 s, its
+    picture 4 s, and so does a faithful encode's. It was refused as truncated."""
+    original, candidate, _ = setup_pair(lib)
+    probe = fake_probe({"a.MOV": info(6.0), "out.mp4": info(6.0)})
+    spans: list[tuple[str, int]] = []
+
+    def picture(path: Path, index: int) -> float:
+        spans.append((path.name, index))
+        return 4.0
+
+    verify_replacement(
+        candidate,
+        original,
+        allow_larger=False,
+        probe_fn=probe,
+        decode_fn=lambda p: 4.0,
+        video_span_fn=picture,
+    )
+    assert spans == [("a.MOV", 0)]
+    # A candidate whose picture stops short of the original's is still refused.
+    with pytest.raises(ReplaceRefused, match=r"only 2\.50 s of 4\.00 s decode: truncated"):
+        verify_replacement(
+            candidate,
+            original,
+            allow_larger=False,
+            probe_fn=probe,
+            decode_fn=lambda p: 2.5,
+            video_span_fn=picture,
+        )
+    assert original.read_bytes() == ORIGINAL
+
+
 def test_larger_candidate_allowed_when_asked(lib: Path) -> None:
     original, candidate, _ = setup_pair(lib)
     candidate.write_bytes(ORIGINAL + b"more")

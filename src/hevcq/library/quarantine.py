@@ -28,6 +28,7 @@ from hevcq.media.verify import (
     DURATION_TOLERANCE_S,
     as_played,
     decoded_seconds,
+    readable_video_end,
 )
 
 log = structlog.get_logger()
@@ -39,6 +40,8 @@ _COPY_CHUNK = MiB
 _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 
 DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises VerificationError
+# How long a file's video stream (by index) reads, its packets demuxed; None when unknown.
+VideoSpanFn = Callable[[Path, int], float | None]
 
 
 class ReplaceRefused(PermanentError):
@@ -98,11 +101,16 @@ def verify_replacement(
     allow_larger: bool,
     probe_fn: ProbeFn = probe,
     decode_fn: DecodeFn = decoded_seconds,
+    video_span_fn: VideoSpanFn = readable_video_end,
 ) -> None:
     """Raise ``ReplaceRefused`` unless ``candidate`` can stand in for ``original``; reads only.
 
     The candidate is decoded in full (``hevcq.media.verify.decoded_seconds``) after its streams
-    and duration are compared with the original's.
+    and duration are compared with the original's, and its picture must last as long as
+    the original's does (its packets read, nothing decoded; the file's length where they
+    cannot be read). Not as long as the file: a picture that starts after the sound (a
+    recording whose first frame comes 2 s after its audio) or ends before it lasts less
+    than the file in the original too, and its faithful encode was refused as truncated.
     """
     size, orig_size = candidate.stat().st_size, original.stat().st_size
     if size > orig_size and not allow_larger:
@@ -124,8 +132,11 @@ def verify_replacement(
         decoded = decode_fn(candidate)
     except VerificationError as exc:
         raise ReplaceRefused(str(exc)) from exc
-    if info.duration_s is not None and decoded < info.duration_s - DECODE_SHORTFALL_S:
-        raise ReplaceRefused(f"only {decoded:.2f} s of {info.duration_s:.2f} s decode: truncated")
+    video = orig_info.main_video
+    picture = video_span_fn(original, video.index) if video is not None else None
+    expected = picture if picture is not None else info.duration_s
+    if expected is not None and decoded < expected - DECODE_SHORTFALL_S:
+        raise ReplaceRefused(f"only {decoded:.2f} s of {expected:.2f} s decode: truncated")
 
 
 # --- durable filesystem steps ----------------------------------------------------------------
