@@ -149,3 +149,20 @@ def test_a_picture_that_starts_after_its_sound_is_replaced_by_its_faithful_encod
     subprocess.run([*run, "-i", str(candidate), *trim, str(cut)], check=True)
     with pytest.raises(ReplaceRefused, match=r"truncated|differs"):
         verify_replacement(cut, original, allow_larger=True)
+
+
+def test_an_original_trimmed_by_an_edit_list_is_replaced_by_its_encode(
+    ffmpeg: str, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """Cut without re-encoding, as phones trim: the MP4 holds its packets from the
+    keyframe and an edit list plays from 1.5 s on. Its packets span more than it plays,
+    which the check must not take for the length its encode owes."""
+    run = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
+    original = tmp_path / "trimmed.mp4"
+    trim = ["-ss", "1.5", "-i", str(clips["original"]), "-c", "copy", str(original)]
+    subprocess.run([*run, *trim], check=True)
+    assert probe(original).duration_s == pytest.approx(SECONDS - 1.5, abs=0.1)
+    candidate = tmp_path / "trimmed-hevc.mp4"
+    hevc = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"]
+    subprocess.run([*run, "-i", str(original), *hevc, "-c:a", "copy", str(candidate)], check=True)
+    verify_replacement(candidate, original, allow_larger=True)

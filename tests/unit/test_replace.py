@@ -174,6 +174,17 @@ def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
             video_span_fn=picture,
         )
     assert original.read_bytes() == ORIGINAL
+    # An original trimmed by an edit list reads 8 s of packets and plays 6.7 s, as its
+    # encode does: the file's length bounds what its packets say.
+    probe = fake_probe({"a.MOV": info(6.7), "out.mp4": info(6.7)})
+    verify_replacement(
+        candidate,
+        original,
+        allow_larger=False,
+        probe_fn=probe,
+        decode_fn=lambda p: 6.7,
+        video_span_fn=lambda path, index: 8.0,
+    )
 
 
 def test_larger_candidate_allowed_when_asked(lib: Path) -> None:

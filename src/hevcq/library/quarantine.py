@@ -107,8 +107,8 @@ def verify_replacement(
 
     The candidate is decoded in full (``hevcq.media.verify.decoded_seconds``) after its streams
     and duration are compared with the original's, and its picture must last as long as
-    the original's does (its packets read, nothing decoded; the file's length where they
-    cannot be read). Not as long as the file: a picture that starts after the sound (a
+    the original's does (its packets read, nothing decoded) or the file, whichever is
+    shorter. Not always as long as the file: a picture that starts after the sound (a
     recording whose first frame comes 2 s after its audio) or ends before it lasts less
     than the file in the original too, and its faithful encode was refused as truncated.
     """
@@ -134,7 +134,11 @@ def verify_replacement(
         raise ReplaceRefused(str(exc)) from exc
     video = orig_info.main_video
     picture = video_span_fn(original, video.index) if video is not None else None
-    expected = picture if picture is not None else info.duration_s
+    # The shorter of the two: packets an edit list skips are read too (an MP4 trimmed
+    # on a phone holds 8 s from its keyframe and plays 6.7), and the file's length,
+    # already within a tolerance of the original's, bounds them.
+    spans = [s for s in (picture, info.duration_s) if s is not None]
+    expected = min(spans) if spans else None
     if expected is not None and decoded < expected - DECODE_SHORTFALL_S:
         raise ReplaceRefused(f"only {decoded:.2f} s of {expected:.2f} s decode: truncated")
 
