@@ -217,7 +217,7 @@ def test_an_hd_ladder_of_a_source_stating_no_colours_scores_what_its_probes_pred
 
 def _video_late(tmp_path: Path, seconds: float) -> Path:
     """A clip whose picture starts ``seconds`` after its sound, as an MP4's B-frame delay
-    without an edit list or most MPEG-TS recordings have it (by a frame or two)."""
+    without an edit list has it, or MPEG-TS recordings often do."""
     clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=3, fps=30)
     late = tmp_path / "late.mp4"
     args = [find_ffmpeg(), "-v", "error", "-itsoffset", str(seconds), "-i", str(clip)]

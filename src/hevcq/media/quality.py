@@ -297,7 +297,7 @@ def _reference(
     ladder's rungs are made so (ffmpeg writes its HLS output at a constant rate from the
     input's zero), which keeps them in step with the audio when the source's video
     starts after its sound: 2 s late, 67 ms late (an MP4's B-frame delay without an edit
-    list) or 23 ms late (most MPEG-TS recordings). Picked from the video's own start
+    list) or 23 ms late (as MPEG-TS recordings often are). Picked from the video's own start
     instead, every frame of the source was compared with the rung's frame that many
     frames earlier: VMAF 17, 24 and 38 where the rungs score 96."""
     filters = source_filters(
