@@ -292,6 +292,14 @@ def audio_rate(source_hz: int) -> int:
     return 0 if source_hz in (0, *AUDIO_RATES) else AUDIO_RATES[0]
 
 
+# The sound from the input's zero, as the picture is (the HLS output is constant-rate
+# from there, its first frame held until the picture starts): silence before a sound that
+# starts late and in a gap of it, nothing before zero. A fragmented MP4 keeps no start
+# offset or gap of a track: a sound starting 0.7 s after the picture was moved to the
+# picture's start, out of step by 0.7 s for its whole length.
+AUDIO_FROM_ZERO = "aresample=async=1:first_pts=0"
+
+
 def ladder_args(
     ffmpeg: str, src: Path, out_dir: Path, plan: LadderPlan, *, threads: int | None = None
 ) -> list[str]:
@@ -354,8 +362,8 @@ def ladder_args(
         ]
         if plan.audio_rate:
             args += ["-ar", str(plan.audio_rate)]
-        if plan.audio_first_pair:
-            args += ["-filter:a", FIRST_PAIR]
+        pair = [FIRST_PAIR] if plan.audio_first_pair else []
+        args += ["-filter:a", ",".join([*pair, AUDIO_FROM_ZERO])]
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
     args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
