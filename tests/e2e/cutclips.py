@@ -60,3 +60,16 @@ def _atoms(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
 
 def _atom(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int]:
     return next((at, length) for k, at, length in _atoms(data, start, end) if k == kind)
+
+
+def late(clip: Path, out: Path, *, picture_s: float = 0.0, sound_s: float = 0.0) -> Path:
+    """``clip`` remuxed, nothing encoded, with its picture and its sound starting that
+    many seconds after the file does: a picture after its sound (a recording whose first
+    frame comes late, an MP4's B-frame delay without an edit list, an MPEG-TS recording)
+    or a sound after its picture."""
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-itsoffset", str(picture_s), "-i", str(clip)]
+    args += ["-itsoffset", str(sound_s), "-i", str(clip)]
+    args += ["-map", "0:v", "-map", "1:a", "-c", "copy", str(out)]
+    subprocess.run(args, check=True)
+    return out

@@ -39,7 +39,7 @@ from hevcq.media.model import Skip
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
 from hevcq.pools import load_farm, load_pool
-from tests.e2e.cutclips import cut_short
+from tests.e2e.cutclips import cut_short, late
 
 pytestmark = pytest.mark.e2e
 SECONDS = 13  # two whole segments and a short last one
@@ -143,24 +143,25 @@ def test_a_clip_of_a_whole_and_a_half_seconds_has_the_target_its_segment_rounds_
 
 
 @pytest.mark.parametrize(
-    ("audio", "lasts"),
+    ("sound", "lasts"),
     [
-        (["-itsoffset", "0.7"], 4.7),  # the sound starts 0.7 s after the picture
-        (["-af", "aselect='not(between(t,1,2))'"], 4.0),  # a second of it missing
+        ("late", 4.7),  # the sound starts 0.7 s after the picture
+        ("gap", 4.0),  # a second of it missing
     ],
 )
 def test_a_ladders_sound_keeps_its_place_beside_the_picture(
-    tmp_path: Path, audio: list[str], lasts: float
+    tmp_path: Path, sound: str, lasts: float
 ) -> None:
     """A fragmented MP4 keeps no start offset or gap of a track: the sound was moved to
     the picture's start (4.02 s of it from 0 where it runs to 4.7) or closed up over its
     gap, out of step from there on. Silence now fills both (``ladder.AUDIO_FROM_ZERO``)."""
     clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=4, fps=30)
     src = tmp_path / "src.mkv"
-    sound = ["-i", str(clip)] if "-af" in audio else [*audio, "-i", str(clip)]
-    args = [find_ffmpeg(), "-v", "error", "-i", str(clip), *sound, "-map", "0:v", "-map", "1:a"]
-    args += ["-c:v", "copy", *(audio if "-af" in audio else ["-c:a", "copy"]), str(src)]
-    subprocess.run(args, check=True)
+    if sound == "late":
+        late(clip, src, sound_s=0.7)
+    else:
+        gap = ["-c:v", "copy", "-af", "aselect='not(between(t,1,2))'", str(src)]
+        subprocess.run([find_ffmpeg(), "-v", "error", "-i", str(clip), *gap], check=True)
     build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))
     text = (tmp_path / "hls" / "2" / "index.m3u8").read_text()  # rungs 360p, 240p, then sound
     spans = [float(m) for m in re.findall(r"#EXTINF:([0-9.]+),", text)]

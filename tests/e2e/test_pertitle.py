@@ -17,6 +17,7 @@ from hevcq.media.model import MediaInfo
 from hevcq.media.pertitle import Pick, Prober, per_title_rungs, probe_points
 from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
+from tests.e2e.cutclips import late
 
 pytestmark = pytest.mark.e2e
 
@@ -219,11 +220,7 @@ def _video_late(tmp_path: Path, seconds: float) -> Path:
     """A clip whose picture starts ``seconds`` after its sound, as an MP4's B-frame delay
     without an edit list has it, or MPEG-TS recordings often do."""
     clip = make_clip(tmp_path / "clip.mp4", width=640, height=360, seconds=3, fps=30)
-    late = tmp_path / "late.mp4"
-    args = [find_ffmpeg(), "-v", "error", "-itsoffset", str(seconds), "-i", str(clip)]
-    args += ["-i", str(clip), "-map", "0:v", "-map", "1:a", "-c", "copy", str(late)]
-    subprocess.run(args, check=True)
-    return late
+    return late(clip, tmp_path / "late.mp4", picture_s=seconds)
 
 
 @pytest.mark.parametrize("per_title", [True, False])

@@ -19,6 +19,7 @@ from hevcq.library.quarantine import (
 )
 from hevcq.media.probe import probe
 from hevcq.media.verify import decoded_seconds
+from tests.e2e.cutclips import late
 
 pytestmark = pytest.mark.e2e
 
@@ -132,12 +133,8 @@ def test_a_picture_that_starts_after_its_sound_is_replaced_by_its_faithful_encod
 ) -> None:
     """The original's file lasts 3.5 s, its picture 2 s from 1.5 s on; the encode keeps
     both. It was refused: "only 2.00 s of 3.50 s decode: truncated"."""
-    original = tmp_path / "late.mov"
-    late = ["-itsoffset", "1.5", "-i", str(clips["original"]), "-i", str(clips["original"])]
+    original = late(clips["original"], tmp_path / "late.mov", picture_s=1.5)
     run = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y"]
-    subprocess.run(
-        [*run, *late, "-map", "0:v", "-map", "1:a", "-c", "copy", str(original)], check=True
-    )
     candidate = tmp_path / "late.mp4"
     hevc = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"]
     subprocess.run([*run, "-i", str(original), *hevc, "-c:a", "copy", str(candidate)], check=True)
