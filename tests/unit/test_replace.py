@@ -100,11 +100,21 @@ def fake_probe(by_name: dict[str, MediaInfo]) -> Callable[[Path], MediaInfo]:
     return probe
 
 
+def no_sound(path: Path) -> tuple[float, ...]:
+    """``sound_fn`` for files without audio streams, as ``info`` gives them."""
+    return ()
+
+
 def test_verification_accepts_a_good_candidate(lib: Path) -> None:
     original, candidate, _ = setup_pair(lib)
     probe = fake_probe({"a.MOV": info(10.0), "out.mp4": info(10.02)})
     verify_replacement(
-        candidate, original, allow_larger=False, probe_fn=probe, decode_fn=lambda p: 9.98
+        candidate,
+        original,
+        allow_larger=False,
+        probe_fn=probe,
+        decode_fn=lambda p: 9.98,
+        sound_fn=no_sound,
     )
 
 
@@ -135,6 +145,7 @@ def test_a_refused_candidate_leaves_the_original_untouched(
             allow_larger=False,
             probe_fn=fake_probe(probed),
             decode_fn=lambda p: decoded,
+            sound_fn=no_sound,
         )
     assert original.read_bytes() == ORIGINAL
     assert original.stat().st_mtime_ns == OLD_NS
@@ -160,6 +171,7 @@ def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
         allow_larger=False,
         probe_fn=probe,
         decode_fn=lambda p: 4.0,
+        sound_fn=no_sound,
         video_span_fn=picture,
     )
     assert spans == [("a.MOV", 0)]
@@ -171,6 +183,7 @@ def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
             allow_larger=False,
             probe_fn=probe,
             decode_fn=lambda p: 2.5,
+            sound_fn=no_sound,
             video_span_fn=picture,
         )
     assert original.read_bytes() == ORIGINAL
@@ -183,7 +196,38 @@ def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
         allow_larger=False,
         probe_fn=probe,
         decode_fn=lambda p: 6.7,
+        sound_fn=no_sound,
         video_span_fn=lambda path, index: 8.0,
+    )
+
+
+def test_a_candidate_must_give_as_much_sound_as_the_original(lib: Path) -> None:
+    """Its picture decodes in full, and its sound is short: AAC copied from MPEG-TS across
+    a change to 5.1 does not decode from the change on. Refused; within the tolerance, kept."""
+    original, candidate, _ = setup_pair(lib)
+    probe = fake_probe({"a.MOV": info(12.0), "out.mp4": info(12.0)})
+    sound = {"a.MOV": (12.1, 12.1), "out.mp4": (12.1, 8.06)}
+    with pytest.raises(
+        ReplaceRefused,
+        match=r"audio stream 2 decodes to 8\.06 s of sound where the original's gives 12\.10 s",
+    ):
+        verify_replacement(
+            candidate,
+            original,
+            allow_larger=False,
+            probe_fn=probe,
+            decode_fn=lambda p: 12.0,
+            sound_fn=lambda p: sound[p.name],
+        )
+    assert original.read_bytes() == ORIGINAL
+    sound["out.mp4"] = (12.1, 12.1 - 0.45)  # an encoder's priming and padding
+    verify_replacement(
+        candidate,
+        original,
+        allow_larger=False,
+        probe_fn=probe,
+        decode_fn=lambda p: 12.0,
+        sound_fn=lambda p: sound[p.name],
     )
 
 
@@ -192,7 +236,12 @@ def test_larger_candidate_allowed_when_asked(lib: Path) -> None:
     candidate.write_bytes(ORIGINAL + b"more")
     probe = fake_probe({"a.MOV": info(10.0), "out.mp4": info(10.0)})
     verify_replacement(
-        candidate, original, allow_larger=True, probe_fn=probe, decode_fn=lambda p: 10.0
+        candidate,
+        original,
+        allow_larger=True,
+        probe_fn=probe,
+        decode_fn=lambda p: 10.0,
+        sound_fn=no_sound,
     )
 
 

@@ -294,6 +294,7 @@ def decision_from_json(text: str) -> Decision:
         d["subtitles"] = tuple(tuple(s) for s in d["subtitles"])
         d["covers"] = tuple(Cover(**c) for c in d.get("covers", ()))
         d["audio_first_pair"] = tuple(d.get("audio_first_pair", ()))
+        d["audio_shapes"] = tuple(tuple(a) for a in d.get("audio_shapes", ()))
         return EncodePlan(**d)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"stale decision: {exc}") from exc

@@ -29,6 +29,7 @@ from hevcq.media.verify import (
     as_played,
     decoded_seconds,
     readable_video_end,
+    sound_seconds,
 )
 
 log = structlog.get_logger()
@@ -42,6 +43,8 @@ _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSY
 DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises VerificationError
 # How long a file's video stream (by index) reads, its packets demuxed; None when unknown.
 VideoSpanFn = Callable[[Path, int], float | None]
+# Seconds of sound each audio stream of a file decodes to, in order (verify.sound_seconds).
+SoundFn = Callable[[Path], tuple[float, ...]]
 
 
 class ReplaceRefused(PermanentError):
@@ -102,6 +105,7 @@ def verify_replacement(
     probe_fn: ProbeFn = probe,
     decode_fn: DecodeFn = decoded_seconds,
     video_span_fn: VideoSpanFn = readable_video_end,
+    sound_fn: SoundFn = sound_seconds,
 ) -> None:
     """Raise ``ReplaceRefused`` unless ``candidate`` can stand in for ``original``; reads only.
 
@@ -141,6 +145,28 @@ def verify_replacement(
     expected = min(spans) if spans else None
     if expected is not None and decoded < expected - DECODE_SHORTFALL_S:
         raise ReplaceRefused(f"only {decoded:.2f} s of {expected:.2f} s decode: truncated")
+    _sound_kept(candidate, original, sound_fn)
+
+
+def _sound_kept(candidate: Path, original: Path, sound_fn: SoundFn) -> None:
+    """Raise ``ReplaceRefused`` unless each of the candidate's audio streams decodes to as
+    much sound as the original's does, within ``DURATION_TOLERANCE_S``.
+
+    The video check above proves nothing of the sound, and a file whose sound is missing
+    or wrong in places plays and probes like a good one: AAC copied from MPEG-TS across a
+    change of channels (silence from the change on) or of sample rate (too fast, too
+    short), where an encode made before ``hevcq.media.adts`` did so.
+    """
+    try:
+        ours, theirs = sound_fn(candidate), sound_fn(original)
+    except VerificationError as exc:
+        raise ReplaceRefused(f"its sound {exc}") from exc
+    for n, (mine, was) in enumerate(zip(ours, theirs, strict=False), start=1):
+        if mine < was - DURATION_TOLERANCE_S:
+            raise ReplaceRefused(
+                f"audio stream {n} decodes to {mine:.2f} s of sound where the original's"
+                f" gives {was:.2f} s"
+            )
 
 
 # --- durable filesystem steps ----------------------------------------------------------------

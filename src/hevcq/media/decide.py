@@ -80,6 +80,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     audio = audio_plan(info.audio, box, encoder)
     layouts = {a.index: (a.channels, a.layout) for a in info.audio}
     first_pair = tuple(i for i, mode in audio if mode != "copy" and first_pair_only(*layouts[i]))
+    shapes = tuple((a.index, a.channels, a.sample_rate) for a in info.audio if a.varies)
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     covers = cover_plan(info.video, box)
     return EncodePlan(
@@ -99,6 +100,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         audio=audio,
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
         audio_first_pair=first_pair,
+        audio_shapes=shapes,
         subtitles=subtitles,
         attachments=keep_subs and box.attachments and info.attachments > 0,
         source_attachments=info.attachments,
@@ -255,9 +257,14 @@ def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> 
 def audio_plan(
     streams: tuple[AudioStream, ...], box: Container, encoder: str = "aac"
 ) -> tuple[tuple[int, str], ...]:
-    """Every audio stream kept: copied when the container takes the codec, else encoded
-    with ``encoder`` (the pool's audio codec in this container)."""
-    return tuple((a.index, "copy" if a.codec in box.audio_copy else encoder) for a in streams)
+    """Every audio stream kept: copied when the container takes the codec and the stream
+    keeps one shape throughout, else encoded with ``encoder`` (the pool's audio codec in
+    this container). A stream that changes shape partway (``AudioStream.varies``) copied
+    would be wrong after the change (``hevcq.media.adts``)."""
+    return tuple(
+        (a.index, "copy" if a.codec in box.audio_copy and not a.varies else encoder)
+        for a in streams
+    )
 
 
 def subtitle_plan(

@@ -255,7 +255,9 @@ def encoder_params(params: dict[str, str]) -> str:
 def audio_args(plan: EncodePlan) -> list[str]:
     """Map every planned audio stream, copied or encoded (AAC, Opus, ...), in source order;
     an encoded stream is given a channel layout its encoder writes (``AUDIO_LAYOUTS``),
-    after its first two channels are taken from it where no layout can be (``FIRST_PAIR``)."""
+    after its first two channels are taken from it where no layout can be (``FIRST_PAIR``)
+    and, where its shape changes partway, after every stretch is brought to the widest
+    (``EncodePlan.audio_shapes``: libavutil's default layout of that many channels)."""
     args: list[str] = []
     for n, (index, mode) in enumerate(plan.audio):
         args += ["-map", f"0:{index}"]
@@ -264,6 +266,11 @@ def audio_args(plan: EncodePlan) -> list[str]:
         else:
             args += [f"-c:a:{n}", mode, f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
             chain = [FIRST_PAIR] if index in plan.audio_first_pair else []
+            chain += [
+                f"aformat=channel_layouts={channels}c:sample_rates={rate}"
+                for i, channels, rate in plan.audio_shapes
+                if i == index
+            ]
             if mode in AUDIO_LAYOUTS:
                 chain.append(f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}")
             if chain:

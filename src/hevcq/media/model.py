@@ -71,6 +71,9 @@ class AudioStream:
     tag: str = ""  # the container's codec tag (fourcc), "" when it has none
     layout: str = ""  # libavutil's name of its channel layout ("5.1(side)"); "": unknown
     sample_rate: int = 0  # samples a second; 0: not read (probed before it was)
+    # Its channels or rate change partway (ADTS AAC in MPEG-TS: hevcq.media.adts); then
+    # ``channels`` and ``sample_rate`` are the most it takes, and it is never copied.
+    varies: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class EncodePlan:
     audio_bitrate_kbps: int = 160
     # Encoded streams cut to their first two channels first (hevcq.formats.first_pair_only)
     audio_first_pair: tuple[int, ...] = ()
+    # Encoded streams whose shape changes partway (AudioStream.varies), each brought to one:
+    # (source index, channels, sample rate), the most it takes (hevcq.media.adts)
+    audio_shapes: tuple[tuple[int, int, int], ...] = ()
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
     attachments: bool = False  # the source's attachments (fonts, ...) are copied
     source_attachments: int = 0  # how many it has

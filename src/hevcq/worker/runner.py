@@ -22,6 +22,7 @@ from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import ENCODING, SEARCHING, VERIFYING, JobKey
 from hevcq.limits import MiB
 from hevcq.media import covers
+from hevcq.media.adts import changing_aac
 from hevcq.media.crfsearch import (
     DamagedSource,
     Searcher,
@@ -386,6 +387,7 @@ class JobRunner:
         size = src.stat().st_size
         straighten(self._ffmpeg, src, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s)
         info = dataclasses.replace(probe(src), size_bytes=size)  # the size as uploaded
+        info = changing_aac(src, info)  # audio that changes shape partway is not copied
         decision = decide(info, spec.pool, spec.job.key)
         lap("probe_s")
         if isinstance(decision, Skip):

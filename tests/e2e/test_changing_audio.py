@@ -1,0 +1,152 @@
+"""AAC in MPEG-TS whose channels or sample rate change partway (``hevcq.media.adts``): a
+broadcast recording's stereo advert before its 5.1 film, a recording joined to one made at
+44.1 kHz. Copied into MP4 or Matroska, such a stream sits under the configuration of its
+first frame: the 5.1 stretch did not decode (four seconds of silence in an output that
+verified), and the 44.1 kHz stretch played fast and short. The worker encodes it instead,
+to its widest shape, and ``fetch --replace`` refuses an output whose sound comes up short."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import av
+import pytest
+
+from hevcq.library.quarantine import ReplaceRefused, verify_replacement
+from hevcq.media.adts import changing_aac
+from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.probe import probe
+from hevcq.media.verify import sound_seconds
+from hevcq.pools import Pool
+from tests.e2e.test_crfsearch import run_job
+
+pytestmark = pytest.mark.e2e
+
+STEREO = "-ac", "2"
+SURROUND = "-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0"
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _part(path: Path, at: float, seconds: float, rate: int, *audio: str) -> bytes:
+    """A stretch of an MPEG-TS recording from ``at`` s on its clock, its sound as asked."""
+    _ffmpeg(
+        *("-f", "lavfi", "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}"),
+        *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration={seconds}"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-g", "25", *audio),
+        *("-c:a", "aac", "-output_ts_offset", str(at), "-f", "mpegts", str(path)),
+    )
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def surround(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s in stereo, 3 s in 5.1, 2 s in stereo, on one clock."""
+    folder = tmp_path_factory.mktemp("surround")
+    joined = folder / "recording.ts"
+    joined.write_bytes(
+        _part(folder / "a.ts", 0, 2, 48000, *STEREO)
+        + _part(folder / "b.ts", 2, 3, 48000, *SURROUND)
+        + _part(folder / "c.ts", 5, 2, 48000, *STEREO)
+    )
+    return joined
+
+
+@pytest.fixture(scope="module")
+def rates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s at 48 kHz, then 8 s at 44.1 kHz."""
+    folder = tmp_path_factory.mktemp("rates")
+    joined = folder / "recording.ts"
+    joined.write_bytes(
+        _part(folder / "a.ts", 0, 2, 48000, *STEREO) + _part(folder / "b.ts", 2, 8, 44100, *STEREO)
+    )
+    return joined
+
+
+def _sound(path: Path) -> tuple[set[int], set[int], float]:
+    """Channel counts and sample rates of a file's decoded sound, and its seconds."""
+    channels, rates, seconds = set(), set(), 0.0
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            channels.add(frame.layout.nb_channels)
+            rates.add(frame.sample_rate)
+            seconds += frame.samples / frame.sample_rate
+    return channels, rates, seconds
+
+
+def test_a_stream_whose_shape_changes_is_marked_with_its_widest(
+    surround: Path, rates: Path
+) -> None:
+    [stream] = changing_aac(surround, probe(surround)).audio
+    assert (stream.varies, stream.channels, stream.sample_rate) == (True, 6, 48000)
+    assert probe(surround).audio[0].channels == 2  # what its first frame says
+    [stream] = changing_aac(rates, probe(rates)).audio
+    assert (stream.varies, stream.channels, stream.sample_rate) == (True, 2, 48000)
+
+
+def test_a_stream_that_keeps_its_shape_is_left_alone(tmp_path: Path, surround: Path) -> None:
+    steady = tmp_path / "steady.ts"
+    steady.write_bytes(_part(tmp_path / "a.ts", 0, 2, 48000, *STEREO))
+    info = probe(steady)
+    assert changing_aac(steady, info) == info
+    # Only MPEG-TS and PS carry ADTS; any other file is not read.
+    remuxed = tmp_path / "remuxed.mkv"
+    _ffmpeg("-i", str(surround), "-c", "copy", str(remuxed))
+    info = probe(remuxed)
+    assert changing_aac(remuxed, info) == info
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_a_file_pool_encodes_changing_sound_whole_at_its_widest(
+    tmp_path: Path, surround: Path, container: str
+) -> None:
+    pool = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"preset": "ultrafast", "container": container},
+        }
+    )
+    result, _, store = run_job(tmp_path, surround, pool)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / f"out.{container}"
+    out.write_bytes(store.data[result.output_key])
+    channels, rates, seconds = _sound(out)
+    # Copied, the 5.1 stretch did not decode: 4 s of the 7 s, all of it stereo.
+    assert (channels, rates) == ({6}, {48000})
+    assert seconds == pytest.approx(7.0, abs=0.15)
+    verify_replacement(out, surround, allow_larger=True)
+
+
+def test_a_file_pool_plays_a_stretch_at_another_rate_at_its_own_speed(
+    tmp_path: Path, rates: Path
+) -> None:
+    pool = Pool.model_validate(
+        {"name": "q", "applies": {"source_codecs": ["h264"]}, "encode": {"preset": "ultrafast"}}
+    )
+    result, _, store = run_job(tmp_path, rates, pool)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / "out.mp4"
+    out.write_bytes(store.data[result.output_key])
+    channels, got, seconds = _sound(out)
+    # Copied, the 44.1 kHz stretch played as 48 kHz: 9.35 s of sound for 10 s of picture.
+    assert (channels, got) == ({2}, {48000})
+    assert seconds == pytest.approx(10.0, abs=0.15)
+
+
+@pytest.mark.parametrize("source", ["surround", "rates"])
+def test_an_output_whose_copied_sound_comes_up_short_may_not_replace_its_original(
+    tmp_path: Path, source: str, request: pytest.FixtureRequest
+) -> None:
+    original: Path = request.getfixturevalue(source)
+    copied = tmp_path / "copied.mp4"
+    _ffmpeg(
+        *("-i", str(original), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "40"),
+        *("-c:a", "copy", str(copied)),
+    )
+    assert sound_seconds(copied)[0] < sound_seconds(original)[0] - 0.5
+    with pytest.raises(ReplaceRefused, match=r"audio stream 1 decodes to .* of sound where"):
+        verify_replacement(copied, original, allow_larger=True)
