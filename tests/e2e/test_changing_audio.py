@@ -13,9 +13,18 @@ from pathlib import Path
 import av
 import pytest
 
+from hevcq.errors import VerificationError
 from hevcq.library.quarantine import ReplaceRefused, verify_replacement
 from hevcq.media.adts import changing_aac
 from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ladder import (
+    MASTER,
+    build_ladder,
+    check_ladder,
+    read_master,
+    read_media_playlist,
+    sound_held_s,
+)
 from hevcq.media.probe import probe
 from hevcq.media.verify import sound_seconds
 from hevcq.pools import Pool
@@ -150,3 +159,34 @@ def test_an_output_whose_copied_sound_comes_up_short_may_not_replace_its_origina
     assert sound_seconds(copied)[0] < sound_seconds(original)[0] - 0.5
     with pytest.raises(ReplaceRefused, match=r"audio stream 1 decodes to .* of sound where"):
         verify_replacement(copied, original, allow_larger=True)
+
+
+def _ladder_sound_s(hls: Path) -> float:
+    """Seconds of sound a ladder's audio rendition decodes to."""
+    _, audio_uri = read_master(hls / MASTER)
+    assert audio_uri
+    return sound_held_s(read_media_playlist(hls / audio_uri))
+
+
+def test_a_ladders_sound_that_changes_shape_keeps_its_length_and_its_place(
+    tmp_path: Path, surround: Path
+) -> None:
+    """ffmpeg builds its audio filter graph again at each change; ``first_pts=0`` in the
+    new graph padded from zero up to the change: 2 s of silence at the move to 5.1, 5 s at
+    the move back, and the sound 7 s behind its picture at the end."""
+    info = changing_aac(surround, probe(surround))
+    build_ladder(find_ffmpeg(), surround, tmp_path / "hls", info)
+    assert _ladder_sound_s(tmp_path / "hls") == pytest.approx(7.0, abs=0.15)
+
+
+def test_a_ladder_whose_sound_holds_silence_not_in_its_source_fails_its_check(
+    tmp_path: Path, surround: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hevcq.media.ladder.from_zero", lambda stream: True)
+    info = changing_aac(surround, probe(surround))
+    with pytest.raises(
+        VerificationError,
+        match=r"audio-span: .* holds 1[34]\.\d\d s of sound, its source lasts 7\.0",
+    ):
+        build_ladder(find_ffmpeg(), surround, tmp_path / "hls", info)
+    assert check_ladder(tmp_path / "hls") == []  # the other checks cannot see it

@@ -359,7 +359,7 @@ def test_a_ladder_failing_a_check_is_refused_with_the_check_name(
 ) -> None:
     import hevcq.media.ladder as lad  # noqa: PLC0415 - the module whose check is forced
 
-    monkeypatch.setattr(lad, "check_ladder", lambda _d: ["bandwidth: x", "codecs: y"])
+    monkeypatch.setattr(lad, "check_ladder", lambda _d, **_: ["bandwidth: x", "codecs: y"])
     src = make_clip(tmp_path / "s.mp4", width=320, height=240, seconds=1)
     with pytest.raises(VerificationError, match=r"^ladder rejected: bandwidth: x \(and 1 more\)$"):
         build_ladder(find_ffmpeg(), src, tmp_path / "hls", probe(src))

@@ -11,6 +11,13 @@ from hevcq.formats import AUDIO_LAYOUTS
 from hevcq.media.adts import AdtsShape, adts_shape, widest
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
+from hevcq.media.ladder import (
+    AUDIO_FROM_ZERO,
+    AUDIO_IN_STEP,
+    from_zero,
+    ladder_args,
+    plan_ladder,
+)
 from hevcq.media.model import AudioStream, EncodePlan
 from hevcq.pools import load_farm
 from tests.unit.media_shapes import clip
@@ -82,3 +89,27 @@ def test_a_stream_that_varies_is_encoded_to_its_widest_shape_never_copied() -> N
     assert values(args, "-filter:a:1") == [
         f"aformat=channel_layouts=6c:sample_rates=48000,aformat=channel_layouts={AUDIO_LAYOUTS['aac']}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("start_s", "varies", "padded"),
+    [
+        (0.0, False, False),  # nearly every sound: the same either way
+        (0.0005, False, False),  # a rounding
+        (0.7, False, True),  # a sound after its picture: silence before it
+        (0.7, True, False),  # padded again at each change: starts with the picture
+        (0.0, True, False),
+    ],
+)
+def test_a_ladders_sound_is_padded_from_zero_only_where_it_starts_late_and_holds_its_shape(
+    start_s: float, varies: bool, padded: bool
+) -> None:
+    stream = AudioStream(1, "aac", sample_rate=48000, varies=varies, start_s=start_s)
+    assert from_zero(stream) is padded
+    info = dataclasses.replace(clip(640, 360), audio=(stream,))
+    plan = plan_ladder(info, (), None)
+    assert plan is not None
+    args = ladder_args("ffmpeg", SRC, DST, plan)
+    assert values(args, "-filter:a") == [AUDIO_FROM_ZERO if padded else AUDIO_IN_STEP]
+    # A sound whose rate changes names the rate of its widest stretch.
+    assert values(args, "-ar") == (["48000"] if varies else [])

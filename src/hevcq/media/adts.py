@@ -15,7 +15,7 @@ decode: ``changing_aac``), and a stream whose headers change is marked ``varies`
 widest shape it takes: the most channels and the highest sample rate. Its plan encodes it
 instead of copying it, to that shape (``EncodePlan.audio_shapes``): a stereo stretch is
 laid into the front pair of a 5.1 film's layout, nothing is downmixed, and every stretch
-plays at its own speed.
+plays at its own speed. See docs/decisions/0039-sound-that-changes-partway.md.
 """
 
 from __future__ import annotations

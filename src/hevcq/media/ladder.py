@@ -36,9 +36,13 @@ from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import decoder_args, source_filters, stated_colours
 from hevcq.media.ffmpeg import run_ffmpeg
-from hevcq.media.model import MediaInfo, VideoStream
+from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.media.progress import Progress
-from hevcq.media.verify import DECODER_OPTIONS, raise_if_source_truncated
+from hevcq.media.verify import (
+    DECODER_OPTIONS,
+    DURATION_TOLERANCE_S,
+    raise_if_source_truncated,
+)
 
 # Rung heights (the short side), largest first.
 STANDARD_SIZES = (2160, 1440, 1080, 720, 480, 360, 240)
@@ -140,6 +144,7 @@ class LadderPlan:
     alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
     audio_rate: int = 0  # the rate its audio is resampled to (``AUDIO_RATES``); 0: kept
+    audio_from_zero: bool = False  # silence before a sound that starts late (AUDIO_FROM_ZERO)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -282,8 +287,34 @@ def plan_ladder(
         stated_colours=source_colours(video),
         audio_first_pair=bool(info.audio)
         and first_pair_only(info.audio[0].channels, info.audio[0].layout),
-        audio_rate=audio_rate(info.audio[0].sample_rate) if info.audio else 0,
+        audio_rate=_ladder_audio_rate(info.audio[0]) if info.audio else 0,
+        audio_from_zero=bool(info.audio) and from_zero(info.audio[0]),
     )
+
+
+def _ladder_audio_rate(stream: AudioStream) -> int:
+    """``audio_rate``, and for a sound whose rate changes partway the rate of its widest
+    stretch, named, so every stretch comes out at it."""
+    kept = audio_rate(stream.sample_rate)
+    return (kept or stream.sample_rate) if stream.varies else kept
+
+
+def from_zero(stream: AudioStream) -> bool:
+    """Whether a ladder's sound is padded with silence from the input's zero
+    (``AUDIO_FROM_ZERO``): where it starts late, and its shape holds throughout (pure).
+
+    ffmpeg builds an audio filter graph again where its input's channels or rate change,
+    and ``first_pts=0`` in the new graph pads from zero up to the change: a broadcast
+    recording's move from stereo to 5.1 at 4 s put 4 s of silence there, and its sound
+    fell 4 s behind the picture from then on. Without it, ``async=1`` still fills a gap,
+    and a sound that starts with the file, as nearly all do, comes out the same. A sound
+    that both starts late and changes shape starts with the picture (``start_s`` early).
+    """
+    return stream.start_s > LATE_SOUND_S and not stream.varies
+
+
+# A sound starting less than this after its file is taken to start with it: a rounding.
+LATE_SOUND_S = 0.001
 
 
 def audio_rate(source_hz: int) -> int:
@@ -298,6 +329,7 @@ def audio_rate(source_hz: int) -> int:
 # offset or gap of a track: a sound starting 0.7 s after the picture was moved to the
 # picture's start, out of step by 0.7 s for its whole length.
 AUDIO_FROM_ZERO = "aresample=async=1:first_pts=0"
+AUDIO_IN_STEP = "aresample=async=1"  # gaps filled, from where the sound starts
 
 
 def ladder_args(
@@ -363,7 +395,8 @@ def ladder_args(
         if plan.audio_rate:
             args += ["-ar", str(plan.audio_rate)]
         pair = [FIRST_PAIR] if plan.audio_first_pair else []
-        args += ["-filter:a", ",".join([*pair, AUDIO_FROM_ZERO])]
+        start = AUDIO_FROM_ZERO if plan.audio_from_zero else AUDIO_IN_STEP
+        args += ["-filter:a", ",".join([*pair, start])]
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
     args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
@@ -1141,6 +1174,21 @@ def decode_rendition(media: MediaPlaylist) -> RungDecode:
     return RungDecode(frames, tuple(starts), late_s)
 
 
+def sound_held_s(media: MediaPlaylist) -> float:
+    """Seconds of sound an audio rendition's segments decode to, each segment after its
+    init segment: what a player plays, whatever the EXTINFs and sample durations say (a
+    rendition padded twice over declared 12.06 s in both and held 24.2 s of sound)."""
+    init = media.init.read_bytes()
+    seconds = 0.0
+    for _, seg in media.segments:
+        with open_fragmented(init + seg.read_bytes()) as f:
+            stream: Any = f.streams.audio[0]
+            for packet in f.demux(stream):
+                for frame in packet.decode():
+                    seconds += frame.samples / frame.sample_rate if frame.sample_rate else 0.0
+    return seconds
+
+
 def open_fragmented(data: bytes) -> Any:
     """libavformat on an init segment and fragments of its track held in memory.
 
@@ -1185,12 +1233,13 @@ class _Audio:
     codec: str = ""
 
 
-def check_ladder(out_dir: Path) -> list[str]:
-    """Every reason the ladder under ``out_dir`` must not count (empty: it passes).
+def check_ladder(out_dir: Path, *, length_s: float | None = None) -> list[str]:
+    """Every reason the ladder under ``out_dir`` must not count (empty: it passes);
+    ``length_s``: how long its source plays, when known.
 
     Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
     ``presentation-start``, ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``,
-    ``iframes``.
+    ``iframes``, ``audio-span``.
     """
     try:
         variants, audio_uri = read_master(out_dir / MASTER)
@@ -1201,6 +1250,7 @@ def check_ladder(out_dir: Path) -> list[str]:
         return ["master: no variants"]
     problems: list[str] = []
     audio = _Audio()
+    sound_s = 0.0
     if audio_uri:
         try:
             media = read_media_playlist(out_dir / audio_uri)
@@ -1209,7 +1259,9 @@ def check_ladder(out_dir: Path) -> list[str]:
         except (OSError, ValueError, av.FFmpegError) as exc:
             return [f"decode: {audio_uri}: {exc}"]
         problems += _duration_problems(media)
+        sound_s = sound_held_s(media) if length_s is not None else 0.0
     decodes = []
+    picture_s = 0.0
     for v in variants:
         try:
             media = read_media_playlist(out_dir / v.uri)
@@ -1220,8 +1272,29 @@ def check_ladder(out_dir: Path) -> list[str]:
             problems.append(f"decode: {v.uri}: {exc}")
             continue
         decodes.append((v, decoded))
+        picture_s = max(picture_s, media.duration_s)
+    if audio_uri and length_s is not None:
+        problems += _audio_span_problems(audio_uri, sound_s, max(picture_s, length_s))
     problems += _iframe_stream_problems(out_dir, variants, iframe_streams)
     return problems + _alignment_problems(decodes)
+
+
+def _audio_span_problems(uri: str, sound_s: float, longest_s: float) -> list[str]:
+    """The sound holds no more than its source lasts, or its picture where that is longer
+    (a source whose header says less than it holds).
+
+    More, and it holds silence that is not in the source, with everything after the
+    silence out of step with the picture: an audio filter graph built again partway with
+    a start offset in it (``from_zero``) pads from zero up to where it was built. Its
+    playlist and its sample durations do not show it: its sound is decoded and counted
+    (``sound_held_s``).
+    """
+    if sound_s <= longest_s + DURATION_TOLERANCE_S:
+        return []
+    return [
+        f"audio-span: {uri} holds {sound_s:.2f} s of sound, its source lasts {longest_s:.2f} s:"
+        " silence that is not in the source, and the sound out of step after it"
+    ]
 
 
 def _variant_problems(v: Variant, media: MediaPlaylist, audio: _Audio) -> list[str]:
@@ -1447,7 +1520,7 @@ def build_ladder(
     # ffmpeg ends a source cut short as if it were whole, exit 0 and every rung short.
     raise_if_source_truncated(info, src, ladder_duration_s(out_dir, plan))
     variants = write_master(out_dir, plan)
-    problems = check_ladder(out_dir)
+    problems = check_ladder(out_dir, length_s=info.duration_s)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise VerificationError(f"ladder rejected: {problems[0]}{more}")

@@ -74,6 +74,8 @@ class AudioStream:
     # Its channels or rate change partway (ADTS AAC in MPEG-TS: hevcq.media.adts); then
     # ``channels`` and ``sample_rate`` are the most it takes, and it is never copied.
     varies: bool = False
+    # How long after the file's start (its earliest stream) its sound begins; 0: with it.
+    start_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,7 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
                     _tag(cc),
                     layout,
                     int(cc.sample_rate or 0),
+                    start_s=_start_after(container, stream),
                 )
             )
         elif stream.type == "subtitle":
@@ -485,6 +486,15 @@ def _drained(codec_context: Any, keyframe: Any) -> Any:
     # Nothing out: feed it again, so the loop goes on from the next packet as before.
     frames = frames or keyframe.decode()
     return frames[0] if frames else None
+
+
+def _start_after(container: Any, stream: Any) -> float:
+    """Seconds from the file's start (its earliest stream's) to this stream's; 0 when
+    either is unknown."""
+    if stream.start_time is None or stream.time_base is None or container.start_time is None:
+        return 0.0
+    late = float(stream.start_time * stream.time_base) - container.start_time / AV_TIME_BASE
+    return float(round(max(0.0, late), 6))
 
 
 def _duration(container: Any) -> float | None:
