@@ -156,7 +156,7 @@ def test_an_output_whose_copied_sound_comes_up_short_may_not_replace_its_origina
         *("-i", str(original), "-c:v", "libx264", "-preset", "ultrafast", "-crf", "40"),
         *("-c:a", "copy", str(copied)),
     )
-    assert sound_seconds(copied)[0] < sound_seconds(original)[0] - 0.5
+    assert sound_seconds(copied)[1] < sound_seconds(original)[1] - 0.5
     with pytest.raises(ReplaceRefused, match=r"audio stream 1 decodes to .* of sound where"):
         verify_replacement(copied, original, allow_larger=True)
 
@@ -190,3 +190,44 @@ def test_a_ladder_whose_sound_holds_silence_not_in_its_source_fails_its_check(
     ):
         build_ladder(find_ffmpeg(), surround, tmp_path / "hls", info)
     assert check_ladder(tmp_path / "hls") == []  # the other checks cannot see it
+
+
+@pytest.fixture(scope="module")
+def silent_language(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A broadcast recording listing two audio streams, the first of which carries no
+    packet (a second language or audio description silent in this programme)."""
+    folder = tmp_path_factory.mktemp("silent")
+    heard = folder / "heard.ts"
+    heard.write_bytes(_part(folder / "a.ts", 0, 3, 48000, *STEREO))
+    out = folder / "recording.ts"
+    with av.open(str(heard)) as src, av.open(str(out), "w", format="mpegts") as dst:
+        video = dst.add_stream_from_template(src.streams.video[0])
+        dst.add_stream("mp2", rate=48000)  # listed, never written to
+        audio = dst.add_stream_from_template(src.streams.audio[0])
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = video if packet.stream.type == "video" else audio
+            dst.mux(packet)
+    return out
+
+
+def test_an_audio_stream_without_packets_is_left_out_and_the_rest_encoded(
+    tmp_path: Path, silent_language: Path
+) -> None:
+    """Mapped, it failed every file pool's encode on every try: ``[mp4] sample rate not
+    set``, and the av1 pool's with ``Neither number of channels nor channel layout``."""
+    [silent, heard] = probe(silent_language).audio
+    assert (silent.known, heard.known) == (False, True)
+    pool = Pool.model_validate(
+        {"name": "q", "applies": {"source_codecs": ["h264"]}, "encode": {"preset": "ultrafast"}}
+    )
+    result, _, store = run_job(tmp_path, silent_language, pool)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / "out.mp4"
+    out.write_bytes(store.data[result.output_key])
+    assert _sound(out)[2] == pytest.approx(3.0, abs=0.1)
+    verify_replacement(out, silent_language, allow_larger=True)
+    # A ladder's sound is the first stream that has one.
+    build_ladder(find_ffmpeg(), silent_language, tmp_path / "hls", probe(silent_language))
+    assert _ladder_sound_s(tmp_path / "hls") == pytest.approx(3.0, abs=0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -100,9 +101,9 @@ def fake_probe(by_name: dict[str, MediaInfo]) -> Callable[[Path], MediaInfo]:
     return probe
 
 
-def no_sound(path: Path) -> tuple[float, ...]:
-    """``sound_fn`` for files without audio streams, as ``info`` gives them."""
-    return ()
+def no_sound(path: Path) -> dict[int, float]:
+    """``sound_fn`` for files whose sound is not looked at."""
+    return {}
 
 
 def test_verification_accepts_a_good_candidate(lib: Path) -> None:
@@ -205,12 +206,10 @@ def test_a_candidate_must_give_as_much_sound_as_the_original(lib: Path) -> None:
     """Its picture decodes in full, and its sound is short: AAC copied from MPEG-TS across
     a change to 5.1 does not decode from the change on. Refused; within the tolerance, kept."""
     original, candidate, _ = setup_pair(lib)
-    probe = fake_probe({"a.MOV": info(12.0), "out.mp4": info(12.0)})
-    sound = {"a.MOV": (12.1, 12.1), "out.mp4": (12.1, 8.06)}
-    with pytest.raises(
-        ReplaceRefused,
-        match=r"audio stream 2 decodes to 8\.06 s of sound where the original's gives 12\.10 s",
-    ):
+    probe = fake_probe({"a.MOV": info(12.0, audios=2), "out.mp4": info(12.0, audios=2)})
+    sound = {"a.MOV": {1: 12.1, 2: 12.1}, "out.mp4": {1: 12.1, 2: 8.06}}
+
+    def check() -> None:
         verify_replacement(
             candidate,
             original,
@@ -219,16 +218,41 @@ def test_a_candidate_must_give_as_much_sound_as_the_original(lib: Path) -> None:
             decode_fn=lambda p: 12.0,
             sound_fn=lambda p: sound[p.name],
         )
+
+    with pytest.raises(
+        ReplaceRefused,
+        match=r"audio stream 2 decodes to 8\.06 s of sound where the original's gives 12\.10 s",
+    ):
+        check()
     assert original.read_bytes() == ORIGINAL
-    sound["out.mp4"] = (12.1, 12.1 - 0.45)  # an encoder's priming and padding
-    verify_replacement(
-        candidate,
-        original,
-        allow_larger=False,
-        probe_fn=probe,
-        decode_fn=lambda p: 12.0,
-        sound_fn=lambda p: sound[p.name],
-    )
+    sound["out.mp4"][2] = 12.1 - 0.45  # an encoder's priming and padding
+    check()
+
+
+def test_an_originals_stream_without_a_shape_is_left_out_unless_it_holds_sound(lib: Path) -> None:
+    """A broadcast's listed, silent second language: no output has it, and none loses
+    anything. One whose sound starts past what the probe read is another matter."""
+    original, candidate, _ = setup_pair(lib)
+    silent = AudioStream(2, "mp2", channels=0)
+    recording = dataclasses.replace(info(12.0), audio=(*info(12.0).audio, silent))
+    probe = fake_probe({"a.MOV": recording, "out.mp4": info(12.0)})
+    sound = {"a.MOV": {1: 12.0, 2: 0.0}, "out.mp4": {1: 12.0}}
+
+    def check() -> None:
+        verify_replacement(
+            candidate,
+            original,
+            allow_larger=False,
+            probe_fn=probe,
+            decode_fn=lambda p: 12.0,
+            sound_fn=lambda p: sound[p.name],
+        )
+
+    check()
+    sound["a.MOV"][2] = 4.0
+    with pytest.raises(ReplaceRefused, match=r"the original's stream 2 holds 4\.00 s of sound"):
+        check()
+    assert original.read_bytes() == ORIGINAL
 
 
 def test_larger_candidate_allowed_when_asked(lib: Path) -> None:

@@ -43,8 +43,8 @@ _NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSY
 DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises VerificationError
 # How long a file's video stream (by index) reads, its packets demuxed; None when unknown.
 VideoSpanFn = Callable[[Path, int], float | None]
-# Seconds of sound each audio stream of a file decodes to, in order (verify.sound_seconds).
-SoundFn = Callable[[Path], tuple[float, ...]]
+# Seconds of sound each audio stream of a file decodes to, by index (verify.sound_seconds).
+SoundFn = Callable[[Path], dict[int, float]]
 
 
 class ReplaceRefused(PermanentError):
@@ -70,8 +70,11 @@ class OutputFolderUnusable(RunHalted):
 def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
     """Why a candidate cannot replace an original (streams, subtitles it would lose,
     duration), or None."""
+    # An audio stream without a shape (``AudioStream.known``) is in no output; what it
+    # holds is looked at when the sound is decoded (``_sound_kept``).
     counts = [
-        (sum(not v.attached_pic for v in i.video), len(i.audio)) for i in (candidate, original)
+        (sum(not v.attached_pic for v in i.video), sum(a.known for a in i.audio))
+        for i in (candidate, original)
     ]
     if counts[0] != counts[1]:
         return f"stream counts differ: (video, audio) {counts[0]} vs original {counts[1]}"
@@ -145,27 +148,42 @@ def verify_replacement(
     expected = min(spans) if spans else None
     if expected is not None and decoded < expected - DECODE_SHORTFALL_S:
         raise ReplaceRefused(f"only {decoded:.2f} s of {expected:.2f} s decode: truncated")
-    _sound_kept(candidate, original, sound_fn)
+    _sound_kept(candidate, original, (info, orig_info), sound_fn)
 
 
-def _sound_kept(candidate: Path, original: Path, sound_fn: SoundFn) -> None:
+def _sound_kept(
+    candidate: Path, original: Path, infos: tuple[MediaInfo, MediaInfo], sound_fn: SoundFn
+) -> None:
     """Raise ``ReplaceRefused`` unless each of the candidate's audio streams decodes to as
-    much sound as the original's does, within ``DURATION_TOLERANCE_S``.
+    much sound as the original's does, within ``DURATION_TOLERANCE_S``, and the
+    original's streams without a shape (left out of every output) hold none.
 
     The video check above proves nothing of the sound, and a file whose sound is missing
     or wrong in places plays and probes like a good one: AAC copied from MPEG-TS across a
     change of channels (silence from the change on) or of sample rate (too fast, too
-    short), where an encode made before ``hevcq.media.adts`` did so.
+    short), where an encode made before ``hevcq.media.adts`` did so. A stream without a
+    shape is usually empty; one that starts after the stretch a probe reads is not, and
+    the output lacks it.
     """
     try:
         ours, theirs = sound_fn(candidate), sound_fn(original)
     except VerificationError as exc:
         raise ReplaceRefused(f"its sound {exc}") from exc
-    for n, (mine, was) in enumerate(zip(ours, theirs, strict=False), start=1):
-        if mine < was - DURATION_TOLERANCE_S:
+    info, orig_info = infos
+    kept = [a for a in orig_info.audio if a.known]
+    for n, (mine, was) in enumerate(zip(info.audio, kept, strict=False), start=1):
+        got, had = ours.get(mine.index, 0.0), theirs.get(was.index, 0.0)
+        if got < had - DURATION_TOLERANCE_S:
             raise ReplaceRefused(
-                f"audio stream {n} decodes to {mine:.2f} s of sound where the original's"
-                f" gives {was:.2f} s"
+                f"audio stream {n} decodes to {got:.2f} s of sound where the original's"
+                f" gives {had:.2f} s"
+            )
+    for stream in orig_info.audio:
+        held = theirs.get(stream.index, 0.0)
+        if not stream.known and held > DURATION_TOLERANCE_S:
+            raise ReplaceRefused(
+                f"the original's stream {stream.index} holds {held:.2f} s of sound starting"
+                " past what a probe reads, and no output has it"
             )
 
 

@@ -260,10 +260,12 @@ def audio_plan(
     """Every audio stream kept: copied when the container takes the codec and the stream
     keeps one shape throughout, else encoded with ``encoder`` (the pool's audio codec in
     this container). A stream that changes shape partway (``AudioStream.varies``) copied
-    would be wrong after the change (``hevcq.media.adts``)."""
+    would be wrong after the change (``hevcq.media.adts``). A stream whose shape the probe
+    did not find (``AudioStream.known``) is left out: no muxer takes it."""
     return tuple(
         (a.index, "copy" if a.codec in box.audio_copy and not a.varies else encoder)
         for a in streams
+        if a.known
     )
 
 

@@ -269,7 +269,8 @@ def plan_ladder(
         raise ConfigError(f"no ladder codec group {named}; known: {', '.join(GROUPS)}")
     width, height = video.display_size
     fps = fps or constant_rate(video.fps)
-    audio = info.audio[0].index if info.audio else None
+    heard = next((a for a in info.audio if a.known), None)  # the first with a shape
+    audio = heard.index if heard else None
     if not rungs:
         rungs = choose_rungs(width, height, fps)
     return LadderPlan(
@@ -285,10 +286,9 @@ def plan_ladder(
         alpha=video.alpha,
         alpha_decoder=video.alpha_decoder,
         stated_colours=source_colours(video),
-        audio_first_pair=bool(info.audio)
-        and first_pair_only(info.audio[0].channels, info.audio[0].layout),
-        audio_rate=_ladder_audio_rate(info.audio[0]) if info.audio else 0,
-        audio_from_zero=bool(info.audio) and from_zero(info.audio[0]),
+        audio_first_pair=heard is not None and first_pair_only(heard.channels, heard.layout),
+        audio_rate=_ladder_audio_rate(heard) if heard else 0,
+        audio_from_zero=heard is not None and from_zero(heard),
     )
 
 

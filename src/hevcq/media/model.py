@@ -77,6 +77,14 @@ class AudioStream:
     # How long after the file's start (its earliest stream) its sound begins; 0: with it.
     start_s: float = 0.0
 
+    @property
+    def known(self) -> bool:
+        """Whether the probe found its shape: a stream with none (no channels read) has
+        no packet in the stretch a probe reads, often none at all (a broadcast's second
+        language or audio description, listed and silent). No muxer takes it: every
+        encode that mapped it failed (``sample rate not set``)."""
+        return self.channels > 0
+
 
 @dataclass(frozen=True)
 class SubtitleStream:

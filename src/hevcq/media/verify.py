@@ -107,7 +107,7 @@ def verify_output(
         info = probe(path)
     except PermanentError as exc:
         raise VerificationError(f"output is unreadable: {exc}") from exc
-    problems = shape_problems(info, plan, source)
+    problems = shape_problems(info, plan)
     video = info.main_video
     if video is not None:
         try:
@@ -152,7 +152,7 @@ def _video_problems(path: Path, index: int, stream: StreamCheck | None) -> list[
     return decode_problems(decoded) + ends_problems(ends)
 
 
-def shape_problems(info: MediaInfo, plan: EncodePlan, source: MediaInfo) -> list[str]:
+def shape_problems(info: MediaInfo, plan: EncodePlan) -> list[str]:
     """What differs between the probed output and the plan (empty when nothing)."""
     video = info.main_video
     if video is None:
@@ -168,8 +168,8 @@ def shape_problems(info: MediaInfo, plan: EncodePlan, source: MediaInfo) -> list
     depth = 10 if plan.ten_bit else 8
     if video.bit_depth != depth:
         problems.append(f"{video.bit_depth}-bit video ({video.pix_fmt}), planned {depth}-bit")
-    if len(info.audio) != len(source.audio):
-        problems.append(f"{len(info.audio)} audio streams, source has {len(source.audio)}")
+    if len(info.audio) != len(plan.audio):
+        problems.append(f"{len(info.audio)} audio streams, planned {len(plan.audio)}")
     covers = sum(v.attached_pic for v in info.video)
     if covers != len(plan.covers):
         problems.append(f"{covers} cover pictures, planned {len(plan.covers)}")
@@ -203,9 +203,9 @@ def decoded_seconds(path: Path) -> float:
     return decoded.span_s
 
 
-def sound_seconds(path: Path) -> tuple[float, ...]:
-    """Decode every audio stream of a file; the seconds of sound each gives, in the order
-    of its audio streams. A frame that does not decode adds nothing: a damaged frame of a
+def sound_seconds(path: Path) -> dict[int, float]:
+    """Decode every audio stream of a file; the seconds of sound each gives, by stream
+    index. A frame that does not decode adds nothing: a damaged frame of a
     broadcast recording costs its 21 ms, and a stretch copied under a configuration it
     does not have (``hevcq.media.adts``) costs all of its length. Raises
     ``VerificationError`` when the file does not read."""
@@ -224,7 +224,7 @@ def sound_seconds(path: Path) -> tuple[float, ...]:
                         seconds[packet.stream.index] += frame.samples / frame.sample_rate
     except av.FFmpegError as exc:
         raise VerificationError(f"does not read: {exc}") from exc
-    return tuple(seconds.values())
+    return seconds
 
 
 def decode_video(path: Path, index: int | None = None) -> Decoded:
