@@ -225,6 +225,11 @@ COVER_TYPES: dict[str, tuple[str, str]] = {
 
 # Audio codecs MP4 carries as they are; anything else becomes AAC.
 _MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
+# Audio codecs MP4 and Matroska hold under one configuration for a whole stream, written
+# from its first frame: a stream of them whose shape changes partway (``AudioStream.varies``)
+# is wrong after the change when copied, and is encoded. AC-3 and MPEG audio frames say
+# their own shape, as they do in MPEG-TS.
+CONFIGURED_ONCE = frozenset({"aac"})
 
 CONTAINERS: dict[str, Container] = {
     "mp4": Container(

@@ -1,9 +1,12 @@
-"""AAC in MPEG-TS whose channels or sample rate change partway (``hevcq.media.adts``): a
-broadcast recording's stereo advert before its 5.1 film, a recording joined to one made at
-44.1 kHz. Copied into MP4 or Matroska, such a stream sits under the configuration of its
-first frame: the 5.1 stretch did not decode (four seconds of silence in an output that
-verified), and the 44.1 kHz stretch played fast and short. The worker encodes it instead,
-to its widest shape, and ``fetch --replace`` refuses an output whose sound comes up short."""
+"""Sound in MPEG-TS whose channels or sample rate change partway
+(``hevcq.media.soundshape``): a broadcast recording's stereo advert before its 5.1 film, a
+recording joined to one made at 44.1 kHz. Copied into MP4 or Matroska, an AAC stream sits
+under the configuration of its first frame: the 5.1 stretch did not decode (four seconds
+of silence in an output that verified), and the 44.1 kHz stretch played fast and short.
+The worker encodes it instead, to its widest shape, as it does any such stream it
+encodes; ``fetch --replace`` refuses an output whose sound comes up short; a ladder pads
+its sound from zero only where it starts late and holds its shape. And a listed audio
+stream with no packets, which failed every file pool, is left out."""
 
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import pytest
 
 from hevcq.errors import VerificationError
 from hevcq.library.quarantine import ReplaceRefused, verify_replacement
-from hevcq.media.adts import changing_aac
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import (
     MASTER,
@@ -26,8 +28,10 @@ from hevcq.media.ladder import (
     sound_held_s,
 )
 from hevcq.media.probe import probe
+from hevcq.media.soundshape import changing_sound
 from hevcq.media.verify import sound_seconds
 from hevcq.pools import Pool
+from tests.e2e.cutclips import late
 from tests.e2e.test_crfsearch import run_job
 
 pytestmark = pytest.mark.e2e
@@ -40,13 +44,15 @@ def _ffmpeg(*args: str) -> None:
     subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
-def _part(path: Path, at: float, seconds: float, rate: int, *audio: str) -> bytes:
+def _part(
+    path: Path, at: float, seconds: float, rate: int, *audio: str, codec: str = "aac"
+) -> bytes:
     """A stretch of an MPEG-TS recording from ``at`` s on its clock, its sound as asked."""
     _ffmpeg(
         *("-f", "lavfi", "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}"),
         *("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration={seconds}"),
         *("-c:v", "libx264", "-preset", "ultrafast", "-g", "25", *audio),
-        *("-c:a", "aac", "-output_ts_offset", str(at), "-f", "mpegts", str(path)),
+        *("-c:a", codec, "-output_ts_offset", str(at), "-f", "mpegts", str(path)),
     )
     return path.read_bytes()
 
@@ -89,10 +95,10 @@ def _sound(path: Path) -> tuple[set[int], set[int], float]:
 def test_a_stream_whose_shape_changes_is_marked_with_its_widest(
     surround: Path, rates: Path
 ) -> None:
-    [stream] = changing_aac(surround, probe(surround)).audio
+    [stream] = changing_sound(surround, probe(surround)).audio
     assert (stream.varies, stream.channels, stream.sample_rate) == (True, 6, 48000)
     assert probe(surround).audio[0].channels == 2  # what its first frame says
-    [stream] = changing_aac(rates, probe(rates)).audio
+    [stream] = changing_sound(rates, probe(rates)).audio
     assert (stream.varies, stream.channels, stream.sample_rate) == (True, 2, 48000)
 
 
@@ -100,12 +106,12 @@ def test_a_stream_that_keeps_its_shape_is_left_alone(tmp_path: Path, surround: P
     steady = tmp_path / "steady.ts"
     steady.write_bytes(_part(tmp_path / "a.ts", 0, 2, 48000, *STEREO))
     info = probe(steady)
-    assert changing_aac(steady, info) == info
+    assert changing_sound(steady, info) == info
     # Only MPEG-TS and PS carry ADTS; any other file is not read.
     remuxed = tmp_path / "remuxed.mkv"
     _ffmpeg("-i", str(surround), "-c", "copy", str(remuxed))
     info = probe(remuxed)
-    assert changing_aac(remuxed, info) == info
+    assert changing_sound(remuxed, info) == info
 
 
 @pytest.mark.parametrize("container", ["mp4", "mkv"])
@@ -174,7 +180,7 @@ def test_a_ladders_sound_that_changes_shape_keeps_its_length_and_its_place(
     """ffmpeg builds its audio filter graph again at each change; ``first_pts=0`` in the
     new graph padded from zero up to the change: 2 s of silence at the move to 5.1, 5 s at
     the move back, and the sound 7 s behind its picture at the end."""
-    info = changing_aac(surround, probe(surround))
+    info = changing_sound(surround, probe(surround))
     build_ladder(find_ffmpeg(), surround, tmp_path / "hls", info)
     assert _ladder_sound_s(tmp_path / "hls") == pytest.approx(7.0, abs=0.15)
 
@@ -183,7 +189,7 @@ def test_a_ladder_whose_sound_holds_silence_not_in_its_source_fails_its_check(
     tmp_path: Path, surround: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("hevcq.media.ladder.from_zero", lambda stream: True)
-    info = changing_aac(surround, probe(surround))
+    info = changing_sound(surround, probe(surround))
     with pytest.raises(
         VerificationError,
         match=r"audio-span: .* holds 1[34]\.\d\d s of sound, its source lasts 7\.0",
@@ -231,3 +237,58 @@ def test_an_audio_stream_without_packets_is_left_out_and_the_rest_encoded(
     # A ladder's sound is the first stream that has one.
     build_ladder(find_ffmpeg(), silent_language, tmp_path / "hls", probe(silent_language))
     assert _ladder_sound_s(tmp_path / "hls") == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.fixture(scope="module")
+def broadcast(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AC-3 recording, 2 s in 2.0, then 3 s in 5.1, on one clock, its sound starting
+    0.5 s after its picture, as a recording cut at any moment may."""
+    folder = tmp_path_factory.mktemp("broadcast")
+    joined = folder / "joined.ts"
+    joined.write_bytes(
+        _part(folder / "a.ts", 0, 2, 48000, *STEREO, codec="ac3")
+        + _part(folder / "b.ts", 2, 3, 48000, *SURROUND, codec="ac3")
+    )
+    return late(joined, folder / "recording.ts", sound_s=0.5)
+
+
+def test_ac3_that_changes_shape_is_copied_as_it_is_and_encoded_at_its_widest(
+    tmp_path: Path, broadcast: Path
+) -> None:
+    [stream] = changing_sound(broadcast, probe(broadcast)).audio
+    assert (stream.codec, stream.varies, stream.channels) == ("ac3", True, 6)
+    copy = Pool.model_validate(
+        {"name": "q", "applies": {"source_codecs": ["h264"]}, "encode": {"preset": "ultrafast"}}
+    )
+    result, _, store = run_job(tmp_path / "copy", broadcast, copy)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / "out.mp4"
+    out.write_bytes(store.data[result.output_key])
+    # Each AC-3 frame says its own shape, in MP4 too: copied, it decodes whole.
+    channels, rates, seconds = _sound(out)
+    assert (channels, rates) == ({2, 6}, {48000})
+    assert seconds == pytest.approx(5.0, abs=0.1)
+    opus = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"codec": "av1", "container": "webm", "preset": "12"},
+        }
+    )
+    result, _, store = run_job(tmp_path / "opus", broadcast, opus)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / "out.webm"
+    out.write_bytes(store.data[result.output_key])
+    # Encoded, every stretch takes the widest shape: before, the 5.1 film came out in
+    # the stereo of the stretch before it.
+    assert _sound(out)[:2] == ({6}, {48000})
+
+
+def test_a_ladder_of_a_late_sound_that_changes_shape_is_not_padded_twice(
+    tmp_path: Path, broadcast: Path
+) -> None:
+    """Padded from zero, the sound got 2.5 s of silence at the move to 5.1 and its ladder
+    failed ``audio-span``; it now starts with its picture, 0.5 s early."""
+    info = changing_sound(broadcast, probe(broadcast))
+    build_ladder(find_ffmpeg(), broadcast, tmp_path / "hls", info)
+    assert _ladder_sound_s(tmp_path / "hls") == pytest.approx(5.0, abs=0.15)

@@ -161,7 +161,7 @@ def _sound_kept(
     The video check above proves nothing of the sound, and a file whose sound is missing
     or wrong in places plays and probes like a good one: AAC copied from MPEG-TS across a
     change of channels (silence from the change on) or of sample rate (too fast, too
-    short), where an encode made before ``hevcq.media.adts`` did so. A stream without a
+    short), where an encode made before ``hevcq.media.soundshape`` did so. A stream without a
     shape is usually empty; one that starts after the stretch a probe reads is not, and
     the output lacks it.
     """

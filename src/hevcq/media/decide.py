@@ -11,6 +11,7 @@ from pathlib import Path
 from hevcq.errors import ConfigError
 from hevcq.formats import (
     AUDIO_ENCODERS,
+    CONFIGURED_ONCE,
     COVER_TYPES,
     VIDEO_CODECS,
     Container,
@@ -80,7 +81,10 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     audio = audio_plan(info.audio, box, encoder)
     layouts = {a.index: (a.channels, a.layout) for a in info.audio}
     first_pair = tuple(i for i, mode in audio if mode != "copy" and first_pair_only(*layouts[i]))
-    shapes = tuple((a.index, a.channels, a.sample_rate) for a in info.audio if a.varies)
+    encoded = {i for i, mode in audio if mode != "copy"}
+    shapes = tuple(
+        (a.index, a.channels, a.sample_rate) for a in info.audio if a.varies and a.index in encoded
+    )
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     covers = cover_plan(info.video, box)
     return EncodePlan(
@@ -259,14 +263,20 @@ def audio_plan(
 ) -> tuple[tuple[int, str], ...]:
     """Every audio stream kept: copied when the container takes the codec and the stream
     keeps one shape throughout, else encoded with ``encoder`` (the pool's audio codec in
-    this container). A stream that changes shape partway (``AudioStream.varies``) copied
-    would be wrong after the change (``hevcq.media.adts``). A stream whose shape the probe
+    this container). An AAC stream that changes shape partway (``AudioStream.varies``)
+    copied would be wrong after the change (``hevcq.formats.CONFIGURED_ONCE``,
+    ``hevcq.media.soundshape``). A stream whose shape the probe
     did not find (``AudioStream.known``) is left out: no muxer takes it."""
     return tuple(
-        (a.index, "copy" if a.codec in box.audio_copy and not a.varies else encoder)
+        (a.index, "copy" if a.codec in box.audio_copy and not _reconfigured(a) else encoder)
         for a in streams
         if a.known
     )
+
+
+def _reconfigured(stream: AudioStream) -> bool:
+    """A stream copied under one configuration that it does not keep (``CONFIGURED_ONCE``)."""
+    return stream.varies and stream.codec in CONFIGURED_ONCE
 
 
 def subtitle_plan(

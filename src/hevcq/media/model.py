@@ -71,8 +71,9 @@ class AudioStream:
     tag: str = ""  # the container's codec tag (fourcc), "" when it has none
     layout: str = ""  # libavutil's name of its channel layout ("5.1(side)"); "": unknown
     sample_rate: int = 0  # samples a second; 0: not read (probed before it was)
-    # Its channels or rate change partway (ADTS AAC in MPEG-TS: hevcq.media.adts); then
-    # ``channels`` and ``sample_rate`` are the most it takes, and it is never copied.
+    # Its channels or rate change partway (in MPEG-TS: hevcq.media.soundshape); then
+    # ``channels`` and ``sample_rate`` are the most it takes, its encodes take that shape,
+    # and AAC is never copied (hevcq.formats.CONFIGURED_ONCE).
     varies: bool = False
     # How long after the file's start (its earliest stream) its sound begins; 0: with it.
     start_s: float = 0.0
@@ -154,7 +155,7 @@ class EncodePlan:
     # Encoded streams cut to their first two channels first (hevcq.formats.first_pair_only)
     audio_first_pair: tuple[int, ...] = ()
     # Encoded streams whose shape changes partway (AudioStream.varies), each brought to one:
-    # (source index, channels, sample rate), the most it takes (hevcq.media.adts)
+    # (source index, channels, sample rate), the most it takes (hevcq.media.soundshape)
     audio_shapes: tuple[tuple[int, int, int], ...] = ()
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
     attachments: bool = False  # the source's attachments (fonts, ...) are copied

@@ -207,7 +207,7 @@ def sound_seconds(path: Path) -> dict[int, float]:
     """Decode every audio stream of a file; the seconds of sound each gives, by stream
     index. A frame that does not decode adds nothing: a damaged frame of a
     broadcast recording costs its 21 ms, and a stretch copied under a configuration it
-    does not have (``hevcq.media.adts``) costs all of its length. Raises
+    does not have (``hevcq.media.soundshape``) costs all of its length. Raises
     ``VerificationError`` when the file does not read."""
     seconds: dict[int, float] = {}
     try:

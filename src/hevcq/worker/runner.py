@@ -22,7 +22,6 @@ from hevcq.errors import InterruptedJob, PermanentError, WorkerCannotRun
 from hevcq.ledger import ENCODING, SEARCHING, VERIFYING, JobKey
 from hevcq.limits import MiB
 from hevcq.media import covers
-from hevcq.media.adts import changing_aac
 from hevcq.media.crfsearch import (
     DamagedSource,
     Searcher,
@@ -47,6 +46,7 @@ from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
 from hevcq.media.quality import ScoringError, measure, no_score, shown_under
+from hevcq.media.soundshape import changing_sound
 from hevcq.media.splice import straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
@@ -387,7 +387,7 @@ class JobRunner:
         size = src.stat().st_size
         straighten(self._ffmpeg, src, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s)
         info = dataclasses.replace(probe(src), size_bytes=size)  # the size as uploaded
-        info = changing_aac(src, info)  # audio that changes shape partway is not copied
+        info = changing_sound(src, info)  # audio that changes shape partway: widest shape
         decision = decide(info, spec.pool, spec.job.key)
         lap("probe_s")
         if isinstance(decision, Skip):
