@@ -292,3 +292,18 @@ def test_a_ladder_of_a_late_sound_that_changes_shape_is_not_padded_twice(
     info = changing_sound(broadcast, probe(broadcast))
     build_ladder(find_ffmpeg(), broadcast, tmp_path / "hls", info)
     assert _ladder_sound_s(tmp_path / "hls") == pytest.approx(5.0, abs=0.15)
+
+
+def test_a_few_damaged_headers_do_not_change_a_streams_shape(tmp_path: Path) -> None:
+    """Three frames of a stereo recording whose headers say 5.1, as damage in a broadcast
+    recording may leave them: the stream keeps its shape, and is copied."""
+    recording = tmp_path / "recording.ts"
+    data = bytearray(_part(tmp_path / "a.ts", 0, 3, 48000, *STEREO))
+    at, damaged = 0, 0
+    while damaged < 3:
+        at = data.index(b"\xff\xf1\x4c", at + 1)  # ADTS, AAC LC, 48 kHz, stereo
+        data[at + 2] = 0x4D  # channel configuration 6: 5.1
+        damaged += 1
+    recording.write_bytes(bytes(data))
+    info = probe(recording)
+    assert changing_sound(recording, info) == info

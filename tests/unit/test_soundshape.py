@@ -119,6 +119,7 @@ def test_ac3_and_mpeg_audio_headers_give_their_shape(frame: bytes, shape: FrameS
     [
         ac3(3, 8, 2, 0)[:8],  # a reserved rate
         eac3(3, 3, 2, 0),  # a reserved half rate
+        bytes([0x0B, 0x77, 0x40, 0xFF, 0x04, 16 << 3, 0, 0]),  # E-AC-3 dependent substream
         b"\x0b\x77\x00",  # too short
         bytes([0xFF, 0xED, 0x84, 0xC4]),  # MPEG version bits 01: reserved
         bytes([0xFF, 0xFD, 0x8C, 0xC4]),  # a reserved rate

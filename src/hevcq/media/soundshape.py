@@ -28,6 +28,7 @@ docs/decisions/0039-sound-that-changes-partway.md.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def ac3_shape(frame: bytes) -> FrameShape | None:
         return None
     bsid = frame[5] >> 3
     if bsid > 10:  # E-AC-3 (A/52 annex E): fscod, fscod2 or numblkscod, acmod, lfeon
+        if frame[2] >> 6 == 1:
+            return None  # a dependent substream: channels added to the independent one
         fscod, fscod2 = frame[4] >> 6, (frame[4] >> 4) & 0x03
         if fscod == 3 and fscod2 == 3:
             return None
@@ -126,6 +129,10 @@ HEADERS: dict[str, Callable[[bytes], FrameShape | None]] = {
     "mp3": mpeg_audio_shape,
 }
 HEADER_BYTES = 8
+# Frames of one shape it takes for a stream to count as taking it: an advert or a film
+# lasts thousands, and a damaged frame of a broadcast recording whose header still
+# syncs says anything (8 channels of a stereo stream, a reserved rate).
+MIN_FRAMES = 24
 
 
 def widest(shapes: set[FrameShape], stream: AudioStream) -> AudioStream:
@@ -146,12 +153,12 @@ def changing_sound(path: Path, info: MediaInfo) -> MediaInfo:
     such a stream.
 
     Reads the file's packets once, nothing decoded; damaged data ends the reading, and what
-    was read by then is the answer.
+    was read by then is the answer. A shape counts once ``MIN_FRAMES`` frames have it.
     """
     read = {a.index: HEADERS[a.codec] for a in info.audio if a.known and a.codec in HEADERS}
     if not read:
         return info
-    seen: dict[int, set[FrameShape]] = {i: set() for i in read}
+    seen: dict[int, Counter[FrameShape]] = {i: Counter() for i in read}
     try:
         with open_input(str(path)) as container:
             if not container.format.flags & TS_DISCONT:
@@ -162,14 +169,15 @@ def changing_sound(path: Path, info: MediaInfo) -> MediaInfo:
                 index = packet.stream.index
                 shape = read[index](bytes(packet)[:HEADER_BYTES])
                 if shape is not None:
-                    seen[index].add(shape)
+                    seen[index][shape] += 1
     except av.FFmpegError:
         pass
     codecs = {a.index: a.codec for a in info.audio}
-    changed = {i for i, shapes in seen.items() if len({_shape(codecs[i], s) for s in shapes}) > 1}
+    taken = {i: {s for s, n in counts.items() if n >= MIN_FRAMES} for i, counts in seen.items()}
+    changed = {i for i, shapes in taken.items() if len({_shape(codecs[i], s) for s in shapes}) > 1}
     if not changed:
         return info
-    audio = tuple(widest(seen[a.index], a) if a.index in changed else a for a in info.audio)
+    audio = tuple(widest(taken[a.index], a) if a.index in changed else a for a in info.audio)
     return dataclasses.replace(info, audio=audio)
 
 
