@@ -23,6 +23,7 @@ from hevcq.limits import MiB
 from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
 from hevcq.media.probe import ProbeFn, probe
+from hevcq.media.splice import refuse_unlisted_tail
 from hevcq.media.verify import (
     DECODE_SHORTFALL_S,
     DURATION_TOLERANCE_S,
@@ -133,6 +134,10 @@ def verify_replacement(
     reason = compare(info, as_played(orig_info, original))
     if reason:
         raise ReplaceRefused(reason)
+    try:
+        refuse_unlisted_tail(original)  # what follows is in no output
+    except PermanentError as exc:
+        raise ReplaceRefused(f"the original: {exc}") from exc
     # Every frame, whatever the pool's verify policy let through: this is the check that
     # stands between an original and its deletion.
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from io import RawIOBase
 from typing import Any, BinaryIO
 
@@ -98,6 +98,50 @@ def refusal(head: bytes) -> str | None:
 
 def open_input(file: str | BinaryIO | RawIOBase) -> Any:
     """``av.open`` of a file to read, by itself (the whitelist); metadata that is not
-    valid UTF-8 is replaced, so broken tags never make a playable file unreadable."""
+    valid UTF-8 is replaced, so broken tags never make a playable file unreadable. Its
+    ``demux`` and ``decode`` read to the end of a file whose streams grow partway
+    (``Input``)."""
     whitelist = {"format_whitelist": pyav_allowed()}
-    return av.open(file, metadata_errors="replace", container_options=whitelist)
+    return Input(av.open(file, metadata_errors="replace", container_options=whitelist))
+
+
+class Input:
+    """A PyAV input container, whose ``demux`` and ``decode`` end cleanly where streams
+    appeared partway through the file; everything else is the container's.
+
+    An MPEG-TS recording can list new streams partway (a broadcaster's programme map
+    changing at a programme boundary: the picture and sound move to other PIDs). PyAV
+    reads them and passes their packets by, but at the end, where it yields an empty packet
+    per stream asked for (which drains each decoder), it walks every stream the file has
+    by then against the list it made at the start, and raises ``IndexError`` at the first
+    new one. The packets asked for are all out by then, their streams' empty ones too (in
+    stream order, the new ones last): the read is whole. Left alone, the error reached
+    people as ``internal error: IndexError: list index out of range`` on every try.
+    """
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def __enter__(self) -> Input:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._container.close()
+
+    def demux(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """The container's ``demux``, ending where it would raise past its streams."""
+        packets = self._container.demux(*args, **kwargs)
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, IndexError):
+                return
+            yield packet
+
+    def decode(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Every frame of the streams asked for, as the container's ``decode`` gives them."""
+        for packet in self.demux(*args, **kwargs):
+            yield from packet.decode()

@@ -76,6 +76,49 @@ def spliced_video_span(path: Path, index: int) -> float | None:
     return max(ends) - min(starts)
 
 
+# Bytes after the last packet of the streams a file lists that may still be theirs (the
+# rest of the last packets, transport packet headers, padding) or nothing: beyond both,
+# they are streams it did not list.
+UNLISTED_MIN_BYTES = 64 * 1024
+UNLISTED_MIN_SHARE = 0.01
+
+
+def unlisted_tail(path: Path) -> int:
+    """Bytes at the end of an MPEG-TS or PS file after the last packet of every stream
+    listed at its start; 0 for a file of another format.
+
+    A broadcaster may change a programme map at a programme boundary, moving the picture
+    and sound to other PIDs: the file then lists new streams partway. ffmpeg maps the
+    streams an encode reads when it opens the file, and PyAV reads only those too, so
+    what follows the listed streams' last packets is in no output.
+    """
+    end: int | None = None
+    try:
+        with open_input(str(path)) as container:
+            if not container.format.flags & TS_DISCONT:
+                return 0
+            for packet in container.demux():
+                if packet.pos is not None and packet.pos >= 0:
+                    end = max(end or 0, int(packet.pos) + int(packet.size))
+    except av.FFmpegError:
+        return 0  # damaged data ends the readable part; the probe says what is wrong
+    if end is None:
+        return 0  # no packet says where it lies: nothing to measure by
+    return max(0, path.stat().st_size - end)
+
+
+def refuse_unlisted_tail(path: Path) -> None:
+    """Raise ``PermanentError`` when an MPEG-TS or PS file holds streams partway that
+    it does not list at its start (``unlisted_tail``), more than padding would be."""
+    tail = unlisted_tail(path)
+    if tail > max(UNLISTED_MIN_BYTES, UNLISTED_MIN_SHARE * path.stat().st_size):
+        raise PermanentError(
+            f"its streams change partway: the last {tail / 2**20:.1f} MiB hold streams its"
+            " start does not list (a broadcast's programme map changing), which no encode"
+            " reads, so an output would end where they begin"
+        )
+
+
 def straighten(ffmpeg: str, src: Path, *, stop: threading.Event, stall_timeout_s: float) -> bool:
     """Remux ``src`` in place onto one continuous clock when its video's timestamps jump
     (``spliced_video_span``); whether it did.
