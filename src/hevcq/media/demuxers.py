@@ -132,13 +132,21 @@ class Input:
         self._container.close()
 
     def demux(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        """The container's ``demux``, ending where it would raise past its streams."""
+        """The container's ``demux``, ending where it would raise past its streams (an
+        ``IndexError`` before any packet, a stream asked for that is not there, is
+        raised as it is)."""
         packets = self._container.demux(*args, **kwargs)
+        started = False
         while True:
             try:
                 packet = next(packets)
-            except (StopIteration, IndexError):
+            except StopIteration:
                 return
+            except IndexError:
+                if started:
+                    return
+                raise
+            started = True
             yield packet
 
     def decode(self, *args: Any, **kwargs: Any) -> Iterator[Any]:

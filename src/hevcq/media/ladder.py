@@ -1256,10 +1256,10 @@ def check_ladder(out_dir: Path, *, length_s: float | None = None) -> list[str]:
             media = read_media_playlist(out_dir / audio_uri)
             peak, average = media.rates()
             audio = _Audio(peak, average, audio_codec_string(media.init))
+            sound_s = sound_held_s(media) if length_s is not None else 0.0
         except (OSError, ValueError, av.FFmpegError) as exc:
             return [f"decode: {audio_uri}: {exc}"]
         problems += _duration_problems(media)
-        sound_s = sound_held_s(media) if length_s is not None else 0.0
     decodes = []
     picture_s = 0.0
     for v in variants:
