@@ -23,7 +23,7 @@ from hevcq.limits import MiB
 from hevcq.media.equality import same_media
 from hevcq.media.model import MediaInfo
 from hevcq.media.probe import ProbeFn, probe
-from hevcq.media.splice import refuse_unlisted_tail
+from hevcq.media.splice import refuse_moved_picture
 from hevcq.media.verify import (
     DECODE_SHORTFALL_S,
     DURATION_TOLERANCE_S,
@@ -135,7 +135,7 @@ def verify_replacement(
     if reason:
         raise ReplaceRefused(reason)
     try:
-        refuse_unlisted_tail(original)  # what follows is in no output
+        refuse_moved_picture(original)  # what follows is in no output
     except PermanentError as exc:
         raise ReplaceRefused(f"the original: {exc}") from exc
     # Every frame, whatever the pool's verify policy let through: this is the check that

@@ -22,6 +22,7 @@ import structlog
 from hevcq.errors import PermanentError
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.probe import main_video_stream
 
 log = structlog.get_logger(__name__)
 
@@ -76,46 +77,65 @@ def spliced_video_span(path: Path, index: int) -> float | None:
     return max(ends) - min(starts)
 
 
-# Bytes after the last packet of the streams a file lists that may still be theirs (the
-# rest of the last packets, transport packet headers, padding) or nothing: beyond both,
-# they are streams it did not list.
-UNLISTED_MIN_BYTES = 64 * 1024
-UNLISTED_MIN_SHARE = 0.01
+# Bytes of a file after its picture's last packet that may still be nothing new (the rest
+# of the last packets, transport packet headers, padding, a sound running on): beyond
+# both, the picture goes on in streams an encode does not read.
+MOVED_MIN_BYTES = 64 * 1024
+MOVED_MIN_SHARE = 0.01
 
 
-def unlisted_tail(path: Path) -> int:
-    """Bytes at the end of an MPEG-TS or PS file after the last packet of every stream
-    listed at its start; 0 for a file of another format.
+def moved_picture(path: Path) -> int:
+    """Bytes at the end of an MPEG-TS or PS file in which its picture goes on in streams
+    no encode reads; 0 for a file of another format, or one whose picture stays put.
 
     A broadcaster may change a programme map at a programme boundary, moving the picture
-    and sound to other PIDs: the file then lists new streams partway. ffmpeg maps the
-    streams an encode reads when it opens the file, and PyAV reads only those too, so
-    what follows the listed streams' last packets is in no output.
+    and sound to other PIDs. The file then either lists new streams partway, which ffmpeg
+    does not read (it maps the streams it reads when it opens a file, and PyAV reads
+    only those too), or lists a second picture stream that starts where the first ends,
+    and an encode reads the first. Either way an output lacks the picture from where it
+    moved: measured as the bytes after the last packet of every listed stream, or before
+    the main picture's first packet or after its last that another picture stream fills.
     """
-    end: int | None = None
+    begins: dict[int, int] = {}
+    ends: dict[int, int] = {}
     try:
         with open_input(str(path)) as container:
             if not container.format.flags & TS_DISCONT:
                 return 0
+            found = main_video_stream(container)
+            main = None if found is None else int(found.index)  # read while it is open
+            pictures = [
+                s.index
+                for s in container.streams.video
+                if not s.disposition & av.stream.Disposition.attached_pic
+            ]
             for packet in container.demux():
-                if packet.pos is not None and packet.pos >= 0:
-                    end = max(end or 0, int(packet.pos) + int(packet.size))
+                if packet.pos is not None and packet.pos >= 0 and packet.size:
+                    index, pos = packet.stream.index, int(packet.pos)
+                    begins.setdefault(index, pos)
+                    ends[index] = max(ends.get(index, 0), pos + int(packet.size))
     except av.FFmpegError:
         return 0  # damaged data ends the readable part; the probe says what is wrong
-    if end is None:
+    if not ends or main is None:
         return 0  # no packet says where it lies: nothing to measure by
-    return max(0, path.stat().st_size - end)
+    unlisted = path.stat().st_size - max(ends.values())
+    others = [i for i in pictures if i != main and i in ends]
+    if main not in ends or not others:
+        return max(0, unlisted)
+    before = begins[main] - min(begins[i] for i in others)  # the main one starts late
+    after = max(ends[i] for i in others) - ends[main]  # the main one stops early
+    return max(0, unlisted, before, after)
 
 
-def refuse_unlisted_tail(path: Path) -> None:
-    """Raise ``PermanentError`` when an MPEG-TS or PS file holds streams partway that
-    it does not list at its start (``unlisted_tail``), more than padding would be."""
-    tail = unlisted_tail(path)
-    if tail > max(UNLISTED_MIN_BYTES, UNLISTED_MIN_SHARE * path.stat().st_size):
+def refuse_moved_picture(path: Path) -> None:
+    """Raise ``PermanentError`` when an MPEG-TS or PS file's picture goes on in streams no
+    encode reads (``moved_picture``) for more than padding would."""
+    moved = moved_picture(path)
+    if moved > max(MOVED_MIN_BYTES, MOVED_MIN_SHARE * path.stat().st_size):
         raise PermanentError(
-            f"its streams change partway: the last {tail / 2**20:.1f} MiB hold streams its"
-            " start does not list (a broadcast's programme map changing), which no encode"
-            " reads, so an output would end where they begin"
+            f"its streams change partway: its last {moved / 2**20:.1f} MiB hold its picture"
+            " in other streams than its first (a broadcast's programme map changing), which"
+            " no encode reads, so an output would end where they begin"
         )
 
 

@@ -47,7 +47,7 @@ from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
 from hevcq.media.quality import ScoringError, measure, no_score, shown_under
 from hevcq.media.soundshape import changing_sound
-from hevcq.media.splice import refuse_unlisted_tail, straighten
+from hevcq.media.splice import refuse_moved_picture, straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
 from hevcq.media.verify import END_FRAMES, verify_output
 from hevcq.messages import JobResult, Outcome
@@ -385,7 +385,7 @@ class JobRunner:
         )
         lap("download_s")
         size = src.stat().st_size
-        refuse_unlisted_tail(src)  # streams a broadcast moved to partway: no encode reads them
+        refuse_moved_picture(src)  # streams a broadcast moved to partway: no encode reads them
         straighten(self._ffmpeg, src, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s)
         info = dataclasses.replace(probe(src), size_bytes=size)  # the size as uploaded
         info = changing_sound(src, info)  # audio that changes shape partway: widest shape
