@@ -31,7 +31,7 @@ def test_the_ladder_check_is_part_of_the_timing(
 ) -> None:
     checked: list[Path] = []
 
-    def failing_check(out_dir: Path) -> list[str]:
+    def failing_check(out_dir: Path, **_: object) -> list[str]:
         checked.append(out_dir)
         return ["segments"]
 
