@@ -133,9 +133,9 @@ def refuse_moved_picture(path: Path) -> None:
     moved = moved_picture(path)
     if moved > max(MOVED_MIN_BYTES, MOVED_MIN_SHARE * path.stat().st_size):
         raise PermanentError(
-            f"its streams change partway: its last {moved / 2**20:.1f} MiB hold its picture"
-            " in other streams than its first (a broadcast's programme map changing), which"
-            " no encode reads, so an output would end where they begin"
+            f"its streams change partway: {moved / 2**20:.1f} MiB of it hold its picture in"
+            " other streams than its first (a broadcast's programme map changing), which no"
+            " encode reads, so an output would lack that part"
         )
 
 
