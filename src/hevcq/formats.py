@@ -73,6 +73,9 @@ class Container:
     cover_muxer_options: tuple[tuple[str, str], ...] = ()
     # Subtitle formats a "copy" container cannot carry as they are, and what they become.
     subtitle_conversions: tuple[tuple[str, str], ...] = ()
+    # Whether it keeps a GoPro's telemetry track (GPMF), copied: MP4 does; Matroska and
+    # WebM hold no data streams at all.
+    telemetry: bool = False
 
 
 # The largest picture any codec here may carry in a conforming stream: 35,651,584 luma
@@ -242,6 +245,7 @@ CONTAINERS: dict[str, Container] = {
         audio_copy=_MP4_AUDIO,
         text_subtitles="mov_text",
         covers="stream",
+        telemetry=True,
         cover_codecs=frozenset({"mjpeg", "png", "bmp"}),  # what the mov muxer writes
         # faststart puts the index first so playback starts before the download ends.
         muxer_options=(("movflags", "+faststart+use_metadata_tags"),),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from hevcq.media.decide import (
     saves_nothing,
     subtitle_plan,
 )
+from hevcq.media.ffargs import build_args
 from hevcq.media.model import EncodePlan, Skip, SubtitleStream, VideoStream
 from hevcq.pools import Pool, load_farm
 from tests.unit.media_shapes import MKV, SHAPES, clip
@@ -514,3 +516,24 @@ def test_a_ladder_is_skipped_when_a_group_cannot_encode_its_smallest_rung(
     else:
         assert isinstance(got, Skip)
         assert got.reason == outcome
+
+
+@pytest.mark.parametrize(("container", "kept"), [("mp4", (3,)), ("mkv", ())])
+def test_a_gopros_telemetry_is_copied_where_the_container_holds_it(
+    container: str, kept: tuple[int, ...]
+) -> None:
+    info = dataclasses.replace(clip(1920, 1080), telemetry=(3,))
+    pool = Pool.model_validate(
+        {
+            "name": "t",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"container": container},
+        }
+    )
+    plan = decide(info, pool, "GX010001.MP4")
+    assert isinstance(plan, EncodePlan)
+    assert plan.telemetry == kept
+    args = build_args("ffmpeg", Path("/s"), Path("/o"), plan)
+    assert ("-c:d:0" in args) == bool(kept)
+    # Copied data streams take the plain path, which writes them as ffmpeg does.
+    assert not plan.tee_safe or not kept

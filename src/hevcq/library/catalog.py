@@ -254,6 +254,7 @@ def info_from_json(text: str) -> MediaInfo:
                 "video": tuple(_video_stream(v) for v in d["video"]),
                 "audio": tuple(AudioStream(**a) for a in d["audio"]),
                 "subtitles": tuple(SubtitleStream(**s) for s in d["subtitles"]),
+                "telemetry": tuple(d.get("telemetry", ())),
             }
         )
     except (TypeError, KeyError) as exc:
@@ -295,6 +296,7 @@ def decision_from_json(text: str) -> Decision:
         d["covers"] = tuple(Cover(**c) for c in d.get("covers", ()))
         d["audio_first_pair"] = tuple(d.get("audio_first_pair", ()))
         d["audio_shapes"] = tuple(tuple(a) for a in d.get("audio_shapes", ()))
+        d["telemetry"] = tuple(d.get("telemetry", ()))
         return EncodePlan(**d)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"stale decision: {exc}") from exc

@@ -90,6 +90,12 @@ def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
             else ""
         )
         return f"it holds {subtitles[0]} of the original's {subtitles[1]} subtitle streams{why}"
+    kept = len(candidate.telemetry), len(original.telemetry)
+    if kept[0] < kept[1]:
+        return (
+            f"it holds {kept[0]} of the original's {kept[1]} telemetry streams (a GoPro's GPS"
+            " and sensor data; a pool with container: mp4 keeps them)"
+        )
     if candidate.duration_s is None or original.duration_s is None:
         return "duration unknown, cannot compare"
     gap = abs(candidate.duration_s - original.duration_s)

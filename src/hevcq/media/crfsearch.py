@@ -1007,6 +1007,7 @@ def probe_plan(plan: EncodePlan, crf: int, *, whole: bool) -> EncodePlan:
         video_index=plan.video_index if whole else 0,
         audio=(),
         subtitles=(),
+        telemetry=(),
         attachments=False,
         covers=(),
     )

@@ -86,6 +86,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         (a.index, a.channels, a.sample_rate) for a in info.audio if a.varies and a.index in encoded
     )
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
+    telemetry = info.telemetry if box.telemetry else ()
     covers = cover_plan(info.video, box)
     return EncodePlan(
         pool=pool.name,
@@ -106,6 +107,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         audio_first_pair=first_pair,
         audio_shapes=shapes,
         subtitles=subtitles,
+        telemetry=telemetry,
         attachments=keep_subs and box.attachments and info.attachments > 0,
         source_attachments=info.attachments,
         covers=covers,
@@ -120,6 +122,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         tee_safe=codec.stream_proof
         and info.chapters == 0
         and not covers
+        and not telemetry
         and tee_safe(info, container, [*audio, *subtitles]),
     )
 

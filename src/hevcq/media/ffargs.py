@@ -49,6 +49,8 @@ def build_args(
     args += video_args(plan, threads)
     args += audio_args(plan)
     args += subtitle_args(plan)
+    for n, index in enumerate(plan.telemetry):  # as they are: GPS and sensors by the frame
+        args += ["-map", f"0:{index}", f"-c:d:{n}", "copy"]
     if plan.attachments:
         args += ["-map", "0:t", "-c:t", "copy"]
     args += cover_args(plan, covers or dst.parent)

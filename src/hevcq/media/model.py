@@ -108,6 +108,9 @@ class MediaInfo:
     subtitles: tuple[SubtitleStream, ...] = ()
     attachments: int = 0
     chapters: int = 0
+    # Its data streams of GoPro telemetry (GPMF: GPS, accelerometer, gyroscope), by index:
+    # libavformat reads them as ``bin_data``, the one data codec its MP4 muxer writes back.
+    telemetry: tuple[int, ...] = ()
 
     @property
     def main_video(self) -> VideoStream | None:
@@ -158,6 +161,7 @@ class EncodePlan:
     # (source index, channels, sample rate), the most it takes (hevcq.media.soundshape)
     audio_shapes: tuple[tuple[int, int, int], ...] = ()
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
+    telemetry: tuple[int, ...] = ()  # source indexes of telemetry streams copied (MP4 only)
     attachments: bool = False  # the source's attachments (fonts, ...) are copied
     source_attachments: int = 0  # how many it has
     covers: tuple[Cover, ...] = ()  # cover art kept (decide.cover_plan)

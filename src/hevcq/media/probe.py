@@ -240,6 +240,11 @@ def _layout(cc: Any) -> tuple[int, str]:
     return int(layout.nb_channels), str(layout.name or "")
 
 
+# The data codec a GoPro's telemetry track (``gpmd``: GPS, accelerometer, gyroscope) is
+# read as, the only data codec an MP4 muxer writes from a source.
+TELEMETRY_CODEC = "bin_data"
+
+
 def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
     video, audio, subtitles, attachments = [], [], [], 0
     for stream in container.streams:
@@ -280,6 +285,9 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
         subtitles=tuple(subtitles),
         attachments=attachments,
         chapters=len(container.chapters()),
+        telemetry=tuple(
+            s.index for s in container.streams if s.type == "data" and s.name == TELEMETRY_CODEC
+        ),
     )
 
 

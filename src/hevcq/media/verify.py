@@ -170,6 +170,8 @@ def shape_problems(info: MediaInfo, plan: EncodePlan) -> list[str]:
         problems.append(f"{video.bit_depth}-bit video ({video.pix_fmt}), planned {depth}-bit")
     if len(info.audio) != len(plan.audio):
         problems.append(f"{len(info.audio)} audio streams, planned {len(plan.audio)}")
+    if len(info.telemetry) != len(plan.telemetry):
+        problems.append(f"{len(info.telemetry)} telemetry streams, planned {len(plan.telemetry)}")
     covers = sum(v.attached_pic for v in info.video)
     if covers != len(plan.covers):
         problems.append(f"{covers} cover pictures, planned {len(plan.covers)}")
