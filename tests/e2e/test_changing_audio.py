@@ -92,6 +92,26 @@ def _sound(path: Path) -> tuple[set[int], set[int], float]:
     return channels, rates, seconds
 
 
+def _pool(container: str = "mp4", codec: str = "hevc") -> Pool:
+    preset = "12" if codec == "av1" else "ultrafast"
+    return Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264"]},
+            "encode": {"codec": codec, "container": container, "preset": preset},
+        }
+    )
+
+
+def _output(tmp_path: Path, source: Path, pool: Pool) -> Path:
+    """The output a worker makes of ``source`` in ``pool``, which must be done."""
+    result, _, store = run_job(tmp_path, source, pool)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / f"out.{pool.encode.container}"
+    out.write_bytes(store.data[result.output_key])
+    return out
+
+
 def test_a_stream_whose_shape_changes_is_marked_with_its_widest(
     surround: Path, rates: Path
 ) -> None:
@@ -118,17 +138,7 @@ def test_a_stream_that_keeps_its_shape_is_left_alone(tmp_path: Path, surround: P
 def test_a_file_pool_encodes_changing_sound_whole_at_its_widest(
     tmp_path: Path, surround: Path, container: str
 ) -> None:
-    pool = Pool.model_validate(
-        {
-            "name": "q",
-            "applies": {"source_codecs": ["h264"]},
-            "encode": {"preset": "ultrafast", "container": container},
-        }
-    )
-    result, _, store = run_job(tmp_path, surround, pool)
-    assert result.outcome == "done", result.reason
-    out = tmp_path / f"out.{container}"
-    out.write_bytes(store.data[result.output_key])
+    out = _output(tmp_path, surround, _pool(container))
     channels, rates, seconds = _sound(out)
     # Copied, the 5.1 stretch did not decode: 4 s of the 7 s, all of it stereo.
     assert (channels, rates) == ({6}, {48000})
@@ -139,13 +149,7 @@ def test_a_file_pool_encodes_changing_sound_whole_at_its_widest(
 def test_a_file_pool_plays_a_stretch_at_another_rate_at_its_own_speed(
     tmp_path: Path, rates: Path
 ) -> None:
-    pool = Pool.model_validate(
-        {"name": "q", "applies": {"source_codecs": ["h264"]}, "encode": {"preset": "ultrafast"}}
-    )
-    result, _, store = run_job(tmp_path, rates, pool)
-    assert result.outcome == "done", result.reason
-    out = tmp_path / "out.mp4"
-    out.write_bytes(store.data[result.output_key])
+    out = _output(tmp_path, rates, _pool())
     channels, got, seconds = _sound(out)
     # Copied, the 44.1 kHz stretch played as 48 kHz: 9.35 s of sound for 10 s of picture.
     assert (channels, got) == ({2}, {48000})
@@ -225,13 +229,7 @@ def test_an_audio_stream_without_packets_is_left_out_and_the_rest_encoded(
     set``, and the av1 pool's with ``Neither number of channels nor channel layout``."""
     [silent, heard] = probe(silent_language).audio
     assert (silent.known, heard.known) == (False, True)
-    pool = Pool.model_validate(
-        {"name": "q", "applies": {"source_codecs": ["h264"]}, "encode": {"preset": "ultrafast"}}
-    )
-    result, _, store = run_job(tmp_path, silent_language, pool)
-    assert result.outcome == "done", result.reason
-    out = tmp_path / "out.mp4"
-    out.write_bytes(store.data[result.output_key])
+    out = _output(tmp_path, silent_language, _pool())
     assert _sound(out)[2] == pytest.approx(3.0, abs=0.1)
     verify_replacement(out, silent_language, allow_larger=True)
     # A ladder's sound is the first stream that has one.
@@ -257,28 +255,12 @@ def test_ac3_that_changes_shape_is_copied_as_it_is_and_encoded_at_its_widest(
 ) -> None:
     [stream] = changing_sound(broadcast, probe(broadcast)).audio
     assert (stream.codec, stream.varies, stream.channels) == ("ac3", True, 6)
-    copy = Pool.model_validate(
-        {"name": "q", "applies": {"source_codecs": ["h264"]}, "encode": {"preset": "ultrafast"}}
-    )
-    result, _, store = run_job(tmp_path / "copy", broadcast, copy)
-    assert result.outcome == "done", result.reason
-    out = tmp_path / "out.mp4"
-    out.write_bytes(store.data[result.output_key])
+    out = _output(tmp_path / "copy", broadcast, _pool())
     # Each AC-3 frame says its own shape, in MP4 too: copied, it decodes whole.
     channels, rates, seconds = _sound(out)
     assert (channels, rates) == ({2, 6}, {48000})
     assert seconds == pytest.approx(5.0, abs=0.1)
-    opus = Pool.model_validate(
-        {
-            "name": "q",
-            "applies": {"source_codecs": ["h264"]},
-            "encode": {"codec": "av1", "container": "webm", "preset": "12"},
-        }
-    )
-    result, _, store = run_job(tmp_path / "opus", broadcast, opus)
-    assert result.outcome == "done", result.reason
-    out = tmp_path / "out.webm"
-    out.write_bytes(store.data[result.output_key])
+    out = _output(tmp_path / "opus", broadcast, _pool("webm", "av1"))
     # Encoded, every stretch takes the widest shape: before, the 5.1 film came out in
     # the stereo of the stretch before it.
     assert _sound(out)[:2] == ({6}, {48000})

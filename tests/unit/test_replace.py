@@ -202,31 +202,38 @@ def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
     )
 
 
+def check_sound(
+    candidate: Path,
+    original: Path,
+    probed: dict[str, MediaInfo],
+    sound: dict[str, dict[int, float]],
+) -> None:
+    """``verify_replacement`` of a whole picture, with the seconds of sound each file's
+    audio streams decode to, by file name and stream index."""
+    verify_replacement(
+        candidate,
+        original,
+        allow_larger=False,
+        probe_fn=fake_probe(probed),
+        decode_fn=lambda p: 12.0,
+        sound_fn=lambda p: sound[p.name],
+    )
+
+
 def test_a_candidate_must_give_as_much_sound_as_the_original(lib: Path) -> None:
     """Its picture decodes in full, and its sound is short: AAC copied from MPEG-TS across
     a change to 5.1 does not decode from the change on. Refused; within the tolerance, kept."""
     original, candidate, _ = setup_pair(lib)
-    probe = fake_probe({"a.MOV": info(12.0, audios=2), "out.mp4": info(12.0, audios=2)})
+    probed = {"a.MOV": info(12.0, audios=2), "out.mp4": info(12.0, audios=2)}
     sound = {"a.MOV": {1: 12.1, 2: 12.1}, "out.mp4": {1: 12.1, 2: 8.06}}
-
-    def check() -> None:
-        verify_replacement(
-            candidate,
-            original,
-            allow_larger=False,
-            probe_fn=probe,
-            decode_fn=lambda p: 12.0,
-            sound_fn=lambda p: sound[p.name],
-        )
-
     with pytest.raises(
         ReplaceRefused,
         match=r"audio stream 2 decodes to 8\.06 s of sound where the original's gives 12\.10 s",
     ):
-        check()
+        check_sound(candidate, original, probed, sound)
     assert original.read_bytes() == ORIGINAL
     sound["out.mp4"][2] = 12.1 - 0.45  # an encoder's priming and padding
-    check()
+    check_sound(candidate, original, probed, sound)
 
 
 def test_an_originals_stream_without_a_shape_is_left_out_unless_it_holds_sound(lib: Path) -> None:
@@ -235,23 +242,12 @@ def test_an_originals_stream_without_a_shape_is_left_out_unless_it_holds_sound(l
     original, candidate, _ = setup_pair(lib)
     silent = AudioStream(2, "mp2", channels=0)
     recording = dataclasses.replace(info(12.0), audio=(*info(12.0).audio, silent))
-    probe = fake_probe({"a.MOV": recording, "out.mp4": info(12.0)})
+    probed = {"a.MOV": recording, "out.mp4": info(12.0)}
     sound = {"a.MOV": {1: 12.0, 2: 0.0}, "out.mp4": {1: 12.0}}
-
-    def check() -> None:
-        verify_replacement(
-            candidate,
-            original,
-            allow_larger=False,
-            probe_fn=probe,
-            decode_fn=lambda p: 12.0,
-            sound_fn=lambda p: sound[p.name],
-        )
-
-    check()
+    check_sound(candidate, original, probed, sound)
     sound["a.MOV"][2] = 4.0
     with pytest.raises(ReplaceRefused, match=r"the original's stream 2 holds 4\.00 s of sound"):
-        check()
+        check_sound(candidate, original, probed, sound)
     assert original.read_bytes() == ORIGINAL
 
 
