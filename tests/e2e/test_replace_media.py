@@ -7,6 +7,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import imageio_ffmpeg
 import pytest
 
@@ -19,6 +20,7 @@ from hevcq.library.quarantine import (
 )
 from hevcq.media.probe import probe
 from hevcq.media.verify import decoded_seconds
+from tests.e2e.bitmapsubs import write_pgs
 from tests.e2e.cutclips import late
 
 pytestmark = pytest.mark.e2e
@@ -163,3 +165,44 @@ def test_an_original_trimmed_by_an_edit_list_is_replaced_by_its_encode(
     hevc = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"]
     subprocess.run([*run, "-i", str(original), *hevc, "-c:a", "copy", str(candidate)], check=True)
     verify_replacement(candidate, original, allow_larger=True)
+
+
+def _broadcast(path: Path, *, subtitled: bool) -> Path:
+    """A DVB recording listing a subtitle stream, with captions or (a programme without
+    subtitles) without a single packet in it."""
+    plain = path.with_name("plain.ts")
+    args = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4"]
+    args += ["-f", "lavfi", "-i", "sine=duration=4"]
+    args += ["-i", str(write_pgs(path.with_name("captions.sup"), 320, 180, 4))]
+    args += ["-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-preset", "ultrafast"]
+    args += ["-c:a", "mp2", "-c:s", "dvbsub", "-f", "mpegts", str(plain)]
+    subprocess.run(args, check=True)
+    with av.open(str(plain)) as src, av.open(str(path), "w", format="mpegts") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None or (packet.stream.type == "subtitle" and not subtitled):
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("subtitled", [False, True])
+def test_an_empty_subtitle_stream_does_not_keep_an_mp4_out(tmp_path: Path, subtitled: bool) -> None:
+    """MP4 holds no bitmap subtitles: an encode of a recording with captions may not replace
+    it. One whose DVB subtitle stream carries nothing loses nothing, and was refused all
+    the same (`it holds 0 of the original's 1 subtitle streams`)."""
+    original = _broadcast(tmp_path / "recording.ts", subtitled=subtitled)
+    assert len(probe(original).subtitles) == 1
+    candidate = tmp_path / "recording.mp4"
+    encode = ["-map", "0:v", "-map", "0:a", "-c:v", "libx265", "-preset", "ultrafast"]
+    encode += ["-c:a", "aac", str(candidate)]
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(original), *encode], check=True
+    )
+    if subtitled:
+        with pytest.raises(ReplaceRefused, match=r"it holds 0 of the original's 1 subtitle"):
+            verify_replacement(candidate, original, allow_larger=True)
+    else:
+        verify_replacement(candidate, original, allow_larger=True)

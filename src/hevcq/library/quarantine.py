@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -31,6 +32,7 @@ from hevcq.media.verify import (
     decoded_seconds,
     readable_video_end,
     sound_seconds,
+    subtitle_packets,
 )
 
 log = structlog.get_logger()
@@ -46,6 +48,8 @@ DecodeFn = Callable[[Path], float]  # seconds of video decoded; raises Verificat
 VideoSpanFn = Callable[[Path, int], float | None]
 # Seconds of sound each audio stream of a file decodes to, by index (verify.sound_seconds).
 SoundFn = Callable[[Path], dict[int, float]]
+# Packets each subtitle stream of a file carries, by index (verify.subtitle_packets).
+SubtitlePacketsFn = Callable[[Path], dict[int, int]]
 
 
 class ReplaceRefused(PermanentError):
@@ -116,6 +120,7 @@ def verify_replacement(
     decode_fn: DecodeFn = decoded_seconds,
     video_span_fn: VideoSpanFn = readable_video_end,
     sound_fn: SoundFn = sound_seconds,
+    subtitles_fn: SubtitlePacketsFn = subtitle_packets,
 ) -> None:
     """Raise ``ReplaceRefused`` unless ``candidate`` can stand in for ``original``; reads only.
 
@@ -137,7 +142,11 @@ def verify_replacement(
         orig_info = probe_fn(original)
     except PermanentError as exc:
         raise ReplaceRefused(f"original unreadable, nothing to compare with: {exc}") from exc
-    reason = compare(info, as_played(orig_info, original))
+    # A subtitle stream of the original that carries nothing (a broadcast's DVB subtitles
+    # in a programme without any) is nothing an output can lose.
+    carried = subtitles_fn(original)
+    held = tuple(s for s in orig_info.subtitles if carried.get(s.index, 1) > 0)
+    reason = compare(info, as_played(dataclasses.replace(orig_info, subtitles=held), original))
     if reason:
         raise ReplaceRefused(reason)
     try:

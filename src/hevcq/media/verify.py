@@ -229,6 +229,23 @@ def sound_seconds(path: Path) -> dict[int, float]:
     return seconds
 
 
+def subtitle_packets(path: Path) -> dict[int, int]:
+    """How many packets each subtitle stream of a file carries, by stream index (demuxing
+    only); empty when the file does not read. A broadcast recording lists a DVB subtitle
+    stream whether or not the programme has subtitles, and often it carries nothing."""
+    counts: dict[int, int] = {}
+    try:
+        with open_input(str(path)) as container:
+            streams = list(container.streams.subtitles)
+            counts = dict.fromkeys((s.index for s in streams), 0)
+            for packet in container.demux(streams) if streams else ():
+                if packet.size:
+                    counts[packet.stream.index] += 1
+    except av.FFmpegError:
+        return {}
+    return counts
+
+
 def decode_video(path: Path, index: int | None = None) -> Decoded:
     """Decode every frame of one video stream (threaded), by default the first that is not
     cover art; raises ``av.FFmpegError``, or ``VerificationError`` when there is none."""
