@@ -14,6 +14,7 @@ How much is decoded follows the pool's ``verify`` policy (``hevcq.pools``), thro
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,39 +212,43 @@ def sound_seconds(path: Path) -> dict[int, float]:
     broadcast recording costs its 21 ms, and a stretch copied under a configuration it
     does not have (``hevcq.media.soundshape``) costs all of its length. Raises
     ``VerificationError`` when the file does not read."""
-    seconds: dict[int, float] = {}
-    try:
-        with open_input(str(path)) as container:
-            streams = list(container.streams.audio)
-            seconds = dict.fromkeys((s.index for s in streams), 0.0)
-            for packet in container.demux(streams) if streams else ():
-                try:
-                    frames = packet.decode()
-                except av.FFmpegError:
-                    continue
-                for frame in frames:
-                    if frame.sample_rate:
-                        seconds[packet.stream.index] += frame.samples / frame.sample_rate
-    except av.FFmpegError as exc:
-        raise VerificationError(f"does not read: {exc}") from exc
-    return seconds
+    return _tally(path, "audio", _seconds_of_sound)
 
 
 def subtitle_packets(path: Path) -> dict[int, int]:
     """How many packets each subtitle stream of a file carries, by stream index (demuxing
     only); empty when the file does not read. A broadcast recording lists a DVB subtitle
     stream whether or not the programme has subtitles, and often it carries nothing."""
-    counts: dict[int, int] = {}
+    try:
+        counts = _tally(path, "subtitles", lambda packet: 1.0 if packet.size else 0.0)
+    except VerificationError:
+        return {}
+    return {index: int(n) for index, n in counts.items()}
+
+
+def _seconds_of_sound(packet: Any) -> float:
+    """The seconds of sound a packet decodes to; 0 when it does not decode."""
+    try:
+        frames = packet.decode()
+    except av.FFmpegError:
+        return 0.0
+    return float(sum(f.samples / f.sample_rate for f in frames if f.sample_rate))
+
+
+def _tally(path: Path, kind: str, count: Callable[[Any], float]) -> dict[int, float]:
+    """``count`` summed over the packets of each stream of one kind ("audio",
+    "subtitles"), by stream index; raises ``VerificationError`` when the file does not
+    read."""
+    totals: dict[int, float] = {}
     try:
         with open_input(str(path)) as container:
-            streams = list(container.streams.subtitles)
-            counts = dict.fromkeys((s.index for s in streams), 0)
+            streams = list(getattr(container.streams, kind))
+            totals = dict.fromkeys((s.index for s in streams), 0.0)
             for packet in container.demux(streams) if streams else ():
-                if packet.size:
-                    counts[packet.stream.index] += 1
-    except av.FFmpegError:
-        return {}
-    return counts
+                totals[packet.stream.index] += count(packet)
+    except av.FFmpegError as exc:
+        raise VerificationError(f"does not read: {exc}") from exc
+    return totals
 
 
 def decode_video(path: Path, index: int | None = None) -> Decoded:
