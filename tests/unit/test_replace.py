@@ -30,6 +30,7 @@ from hevcq.library.quarantine import (
     verify_replacement,
 )
 from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
+from hevcq.media.verify import readable_video_end
 from tests.conftest import run_cli
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -119,6 +120,29 @@ def test_verification_accepts_a_good_candidate(lib: Path) -> None:
     )
 
 
+def check(
+    candidate: Path,
+    original: Path,
+    probed: dict[str, MediaInfo],
+    *,
+    decoded: float,
+    sound: Callable[[Path], dict[int, float]] = no_sound,
+    span: Callable[[Path, int], float | None] = readable_video_end,
+) -> None:
+    """``verify_replacement`` on fakes: the files probed as ``probed`` (by name), the
+    candidate's picture decoding to ``decoded`` seconds, their sound and the original's
+    picture span as given."""
+    verify_replacement(
+        candidate,
+        original,
+        allow_larger=False,
+        probe_fn=fake_probe(probed),
+        decode_fn=lambda p: decoded,
+        sound_fn=sound,
+        video_span_fn=span,
+    )
+
+
 @pytest.mark.parametrize(
     ("probed", "decoded", "grow", "reason"),
     [
@@ -140,14 +164,7 @@ def test_a_refused_candidate_leaves_the_original_untouched(
     if grow:
         candidate.write_bytes(ORIGINAL + b"more")
     with pytest.raises(ReplaceRefused, match=reason):
-        verify_replacement(
-            candidate,
-            original,
-            allow_larger=False,
-            probe_fn=fake_probe(probed),
-            decode_fn=lambda p: decoded,
-            sound_fn=no_sound,
-        )
+        check(candidate, original, probed, decoded=decoded)
     assert original.read_bytes() == ORIGINAL
     assert original.stat().st_mtime_ns == OLD_NS
     assert sorted(p.name for p in original.parent.iterdir()) == ["a.MOV"]
@@ -159,47 +176,23 @@ def test_a_candidate_must_last_as_long_as_the_originals_picture_not_its_file(
     """An original whose picture starts 2 s after its sound: its file lasts 6 s, its
     picture 4 s, and so does a faithful encode's. It was refused as truncated."""
     original, candidate, _ = setup_pair(lib)
-    probe = fake_probe({"a.MOV": info(6.0), "out.mp4": info(6.0)})
+    probed = {"a.MOV": info(6.0), "out.mp4": info(6.0)}
     spans: list[tuple[str, int]] = []
 
     def picture(path: Path, index: int) -> float:
         spans.append((path.name, index))
         return 4.0
 
-    verify_replacement(
-        candidate,
-        original,
-        allow_larger=False,
-        probe_fn=probe,
-        decode_fn=lambda p: 4.0,
-        sound_fn=no_sound,
-        video_span_fn=picture,
-    )
+    check(candidate, original, probed, decoded=4.0, span=picture)
     assert spans == [("a.MOV", 0)]
     # A candidate whose picture stops short of the original's is still refused.
     with pytest.raises(ReplaceRefused, match=r"only 2\.50 s of 4\.00 s decode: truncated"):
-        verify_replacement(
-            candidate,
-            original,
-            allow_larger=False,
-            probe_fn=probe,
-            decode_fn=lambda p: 2.5,
-            sound_fn=no_sound,
-            video_span_fn=picture,
-        )
+        check(candidate, original, probed, decoded=2.5, span=picture)
     assert original.read_bytes() == ORIGINAL
     # An original trimmed by an edit list reads 8 s of packets and plays 6.7 s, as its
     # encode does: the file's length bounds what its packets say.
-    probe = fake_probe({"a.MOV": info(6.7), "out.mp4": info(6.7)})
-    verify_replacement(
-        candidate,
-        original,
-        allow_larger=False,
-        probe_fn=probe,
-        decode_fn=lambda p: 6.7,
-        sound_fn=no_sound,
-        video_span_fn=lambda path, index: 8.0,
-    )
+    probed = {"a.MOV": info(6.7), "out.mp4": info(6.7)}
+    check(candidate, original, probed, decoded=6.7, span=lambda path, index: 8.0)
 
 
 def check_sound(
@@ -210,14 +203,7 @@ def check_sound(
 ) -> None:
     """``verify_replacement`` of a whole picture, with the seconds of sound each file's
     audio streams decode to, by file name and stream index."""
-    verify_replacement(
-        candidate,
-        original,
-        allow_larger=False,
-        probe_fn=fake_probe(probed),
-        decode_fn=lambda p: 12.0,
-        sound_fn=lambda p: sound[p.name],
-    )
+    check(candidate, original, probed, decoded=12.0, sound=lambda p: sound[p.name])
 
 
 def test_a_candidate_must_give_as_much_sound_as_the_original(lib: Path) -> None:
