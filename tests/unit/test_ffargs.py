@@ -14,6 +14,7 @@ from hevcq.media.ffargs import (
     DEINTERLACE,
     FLATTEN_ALPHA,
     build_args,
+    fit_picture,
     rgb_to_yuv,
     source_filters,
     tone_map,
@@ -89,12 +90,11 @@ def test_video_encoder_settings(key: str) -> None:
     expected_fmt = ("yuv420p10le", "main10") if plan.ten_bit else ("yuv420p", "main")
     assert (values(args, "-pix_fmt:v:0")[0], values(args, "-profile:v:0")[0]) == expected_fmt
     assert "log-level=error" in values(args, "-x265-params")[0].split(":")
-    if plan.scale:
-        assert values(args, "-filter:v:0") == [f"scale={plan.width}:{plan.height}:flags=lanczos"]
-    elif plan.crop:
-        assert values(args, "-filter:v:0") == [f"crop={plan.width}:{plan.height}:0:0"]
-    else:
-        assert values(args, "-filter:v:0") == []
+    (vf,) = values(args, "-filter:v:0")
+    # Every frame is brought to the output's size (tests/e2e/test_changing_picture.py: for
+    # frames of the first size, the bytes of a plain scale or crop, or of no filter).
+    assert vf.endswith(f",pad={plan.width}:{plan.height}:-1:-1:eval=frame")
+    assert ("lanczos" in vf, vf.startswith("crop=")) == (plan.scale, plan.crop)
 
 
 @pytest.mark.parametrize(("scale", "crop"), [(True, False), (False, True), (False, False)])
@@ -105,7 +105,7 @@ def test_an_interlaced_source_is_deinterlaced_before_it_is_scaled_or_cropped(
     vf = values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0")
     assert len(vf) == 1
     assert vf[0].split(",")[0] == DEINTERLACE
-    assert ("scale=" in vf[0], "crop=" in vf[0]) == (scale, crop)
+    assert ("lanczos" in vf[0], "crop=" in vf[0]) == (scale, crop)
 
 
 @pytest.mark.parametrize(("ten_bit", "fmt"), [(False, "yuv444p"), (True, "yuv444p10le")])
@@ -135,7 +135,12 @@ def test_a_transparent_source_is_laid_over_black_before_anything_else() -> None:
 
 def test_a_yuv_source_gets_no_conversion_and_an_hdr_one_goes_to_the_tone_map_as_it_is() -> None:
     plan = next(p for p in PLANS.values() if not (p.scale or p.crop or p.deinterlace))
-    assert values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0") == []
+    size = (plan.width, plan.height)
+    # Only what brings a picture that changes partway to its first size, with the scaler
+    # ffmpeg would otherwise put before the encoder, to the same bytes.
+    assert values(build_args("ffmpeg", SRC, DST, plan), "-filter:v:0") == [
+        fit_picture(*size, first=size, flags="bicubic", chroma="left")
+    ]
     assert source_filters(deinterlace=False) == []
     hdr = source_filters(deinterlace=False, hdr_transfer="smpte2084", rgb=True)
     assert hdr == [tone_map("smpte2084")]  # its first zscale reads RGB itself
@@ -275,7 +280,7 @@ def test_portrait_phone_clip_exact_command() -> None:
         "-map",
         "0:0",
         "-filter:v:0",
-        "scale=1280:720:flags=lanczos",
+        fit_picture(1280, 720, first=(1920, 1080)),
         "-c:v:0",
         "libx265",
         "-preset",

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from hevcq.media.crfsearch import GopBytes, SampleRules, scan_source
+from hevcq.media.ffargs import fit_picture
 from hevcq.media.ladder import PRESET, LadderPlan, Rung, ladder_args, plan_ladder
 from hevcq.media.model import MediaInfo, VideoStream
 from hevcq.media.pertitle import (
@@ -208,7 +209,7 @@ def test_probes_use_the_ladder_h264_settings() -> None:
     )
     text = " ".join(args)
     assert "fps=25,split=1" in text
-    assert "scale=640:360:flags=lanczos" in text
+    assert f"{fit_picture(640, 360)},setsar=1" in text
     assert "-preset veryfast -crf 28" in text
     assert "-g 50" in text
 
@@ -254,8 +255,8 @@ def test_probes_scale_each_size_once_and_encode_every_crf_from_one_decode() -> N
     assert args.count("-i") == 1
     assert graph.count("scale=") == 2
     assert "fps=25,split=2[s0][s1]" in graph
-    assert "[s0]scale=1280:720:flags=lanczos,setsar=1,split=2[v0][v1]" in graph
-    assert "[s1]scale=640:360:flags=lanczos,setsar=1,split=2[v2][v3]" in graph
+    assert f"[s0]{fit_picture(1280, 720)},setsar=1,split=2[v0][v1]" in graph
+    assert f"[s1]{fit_picture(640, 360)},setsar=1,split=2[v2][v3]" in graph
     for i, (_, crf, out) in enumerate(outs):
         at = args.index(f"[v{i}]")
         assert args[at : at + 7] == [

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hevcq.media.ffargs import DEINTERLACE
+from hevcq.media.ffargs import DEINTERLACE, fit_picture
 from hevcq.media.quality import (
     MODEL_4K,
     MODEL_HD,
@@ -75,14 +75,14 @@ def test_an_interlaced_or_anamorphic_source_is_scored_as_the_viewer_sees_it() ->
     graph = vmaf_graph(ref, Fraction(30000, 1001), Path("/l"), phone=False, threads=1)
     dist, source, _ = graph.split(";")
     assert source.startswith(f"[1:0]{DEINTERLACE},setpts=PTS-STARTPTS")  # as its encodes
-    assert source.endswith("scale=854:480:flags=bicubic,setsar=1[ref]")  # square pixels
+    assert source.endswith(f"{fit_picture(854, 480, flags='bicubic')},setsar=1[ref]")  # square
     assert "scale=854:480" in dist
     plain = Picture(854, 480, 29.97, ten_bit=False, hdr=False)
     source = vmaf_graph(plain, Fraction(30), Path("/l"), phone=False, threads=1).split(";")[1]
     assert "bwdif" not in source
     # Only the scale that holds the picture to its first size and format, should it change
     # partway: a no-op on frames already at it.
-    assert source.endswith("format=yuv420p,scale=854:480:flags=bicubic[ref]")
+    assert source.endswith(f"format=yuv420p,{fit_picture(854, 480, flags='bicubic')}[ref]")
     assert "setsar" not in source
 
 
@@ -124,13 +124,13 @@ def test_a_picture_above_4k_is_scored_at_4k(size: tuple[int, int], scored: tuple
     )
     w, h = scored
     assert f"scale={w}:{h}:flags=bicubic" in dist
-    assert source.endswith(
-        f"scale={w}:{h}:flags=bicubic" + (",setsar=1[ref]" if scored != size else "[ref]")
-    )
+    fit = fit_picture(w, h, flags="bicubic")
+    assert source.endswith(fit + (",setsar=1[ref]" if scored != size else "[ref]"))
     assert model_for(w, h) == MODEL_4K
     assert f"version={MODEL_4K}" in vmaf
     batch = batch_graph(ref, Fraction(30), [Path("/a"), Path("/b")], threads=1, subsample=5)
-    assert batch.count(f"scale={w}:{h}:flags=bicubic") == 3  # the source and both outputs
+    assert batch.count(f"scale={w}:{h}:flags=bicubic") == 2  # both outputs
+    assert batch.count(fit_picture(w, h, flags="bicubic")) == 1  # and the source
 
 
 def test_probes_are_scored_in_runs_that_keep_their_memory_bounded() -> None:

@@ -297,6 +297,8 @@ def decision_from_json(text: str) -> Decision:
         d["audio_first_pair"] = tuple(d.get("audio_first_pair", ()))
         d["audio_shapes"] = tuple(tuple(a) for a in d.get("audio_shapes", ()))
         d["telemetry"] = tuple(d.get("telemetry", ()))
+        d["source_size"] = tuple(d.get("source_size", (0, 0)))
+        d["pixel_aspect"] = tuple(d.get("pixel_aspect", (1, 1)))
         return EncodePlan(**d)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"stale decision: {exc}") from exc

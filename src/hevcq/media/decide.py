@@ -96,6 +96,8 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         width=width,
         height=height,
         rotation=video.rotation,
+        source_size=(video.width, video.height),
+        pixel_aspect=(video.sar_num, video.sar_den),
         ten_bit=video.bit_depth > 8,
         crf=pool.encode.crf,
         preset=pool.encode.encoder_preset,

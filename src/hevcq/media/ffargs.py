@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 from hevcq.errors import ConfigError
@@ -193,6 +194,42 @@ def source_filters(
     return first + ([tone_map(hdr_transfer)] if hdr_transfer else [])
 
 
+def fit_picture(
+    width: int,
+    height: int,
+    *,
+    first: tuple[int, int] = (0, 0),
+    aspect: Fraction = Fraction(1),
+    flags: str = "lanczos",
+    chroma: str = "",
+) -> str:
+    """The filters that bring every frame to ``width`` x ``height``.
+
+    A frame of the ``first`` size (the source's, as its first frame has it; (0, 0): not
+    known) or of a shape within 1 % of the output's is scaled to it exactly as a plain
+    ``scale`` does. A frame of another shape, from a picture that changes partway (a
+    browser's recording of a phone turned on its side, a shared window resized), is
+    fitted inside with its shape kept, centred on black: left to ffmpeg, it was
+    stretched to the output's size. ``aspect``: the pixel aspect of the output's
+    frames, so that shapes are compared as they are shown. ``chroma``: where the output
+    says its chroma sits (the scale says nothing otherwise).
+
+    Both filters evaluate for each frame, so the chain works in a graph built once
+    (``-reinit_filter 0``, as scores are) as in one built again where the picture
+    changes; a frame of the output's size passes the pad untouched."""
+    a, b = aspect.numerator, aspect.denominator
+    shown_w, shown_h = width * a, height * b  # the output's shape as shown
+    keep = f"lt(abs(dar*{shown_h}-{shown_w}),{shown_w}/100)"
+    if first != (0, 0):
+        keep = f"eq(iw,{first[0]})*eq(ih,{first[1]})+{keep}"
+    wide = f"gte(dar*{shown_h},{shown_w})"  # fitted to the width, else to the height
+    w = f"if({keep}+{wide},{width},max(2,2*trunc({height}*dar*{b}/{a}/2)))"
+    h = f"if({keep}+1-{wide},{height},max(2,2*trunc({width}*{a}/({b}*dar)/2)))"
+    where = f":out_chroma_loc={chroma}" if chroma else ""
+    scale = f"scale=w='{w}':h='{h}':flags={flags}:eval=frame{where}"
+    return f"{scale},pad={width}:{height}:-1:-1:eval=frame"
+
+
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     """Map and encode the main video stream; frame timing passes through untouched.
 
@@ -204,12 +241,8 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     filters = source_filters(
         deinterlace=plan.deinterlace, rgb=plan.rgb, ten_bit=plan.ten_bit, alpha=plan.alpha
     )
-    if plan.scale:
-        filters.append(f"scale={plan.width}:{plan.height}:flags=lanczos")
-    elif plan.crop:
-        filters.append(f"crop={plan.width}:{plan.height}:0:0")
-    if filters:
-        args += ["-filter:v:0", ",".join(filters)]
+    filters += _sized(plan)
+    args += ["-filter:v:0", ",".join(filters)]
     args += ["-c:v:0", codec.encoder, *_preset(codec, plan.preset)]
     args += [codec.quality_option, str(plan.crf)]
     args += ["-pix_fmt:v:0", "yuv420p10le" if plan.ten_bit else "yuv420p"]
@@ -231,6 +264,34 @@ def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     # nothing) rounds timestamps onto each other (38 of 234 frames of a phone clip).
     args += ["-fps_mode:v:0", "passthrough", "-enc_time_base:v:0", "filter"]
     return args
+
+
+def _sized(plan: EncodePlan) -> list[str]:
+    """The filters that bring the source's frames to the plan's coded size: scaled (with
+    lanczos), or an odd-sized source's last row or column cropped, or as they are; in every
+    case a frame of another shape, where the picture changes partway, is fitted in with
+    its shape kept (``fit_picture``; for frames of the source's first size these are the
+    same bytes as a plain scale or crop, or as no filter at all)."""
+    size = (plan.width, plan.height)
+    w0, h0 = plan.source_size
+    if plan.scale:
+        # The scale keeps the shape shown: the output's pixels are the source's, stretched
+        # by as much as the scale changes the picture's proportions.
+        aspect = Fraction(*plan.pixel_aspect)
+        if w0 and h0:
+            aspect *= Fraction(plan.height * w0, plan.width * h0)
+        return [fit_picture(*size, first=plan.source_size, aspect=aspect)]
+    crop = []
+    if plan.crop:
+        known = f"eq(iw,{w0})*eq(ih,{h0})" if w0 and h0 else "1"
+        crop = [f"crop=w='if({known},{plan.width},iw)':h='if({known},{plan.height},ih)':x=0:y=0"]
+    # bicubic: the scaler ffmpeg puts before the encoder to change a frame's pixel format,
+    # which this one now does in its place, to the same pictures. A scale says nothing of
+    # where the chroma sits, where no filter passed on what the source said: "left" is what
+    # H.264's, MPEG-2's, VP9's and HEVC's 4:2:0 say, and what an HEVC decoder takes when
+    # nothing is said (decision 0033: a source that says "topleft" now comes out "left").
+    aspect = Fraction(*plan.pixel_aspect)
+    return [*crop, fit_picture(*size, first=size, aspect=aspect, flags="bicubic", chroma="left")]
 
 
 def _codec(plan: EncodePlan) -> VideoCodec:

@@ -34,7 +34,7 @@ import av
 from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import decoder_args, source_filters, stated_colours
+from hevcq.media.ffargs import decoder_args, fit_picture, source_filters, stated_colours
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.media.progress import Progress
@@ -145,6 +145,9 @@ class LadderPlan:
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
     audio_rate: int = 0  # the rate its audio is resampled to (``AUDIO_RATES``); 0: kept
     audio_from_zero: bool = False  # silence before a sound that starts late (AUDIO_FROM_ZERO)
+    # The source's first frame's size, turned upright: frames of another shape, where the
+    # picture changes partway, are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
+    source_size: tuple[int, int] = (0, 0)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -289,6 +292,7 @@ def plan_ladder(
         audio_first_pair=heard is not None and first_pair_only(heard.channels, heard.layout),
         audio_rate=_ladder_audio_rate(heard) if heard else 0,
         audio_from_zero=heard is not None and from_zero(heard),
+        source_size=video.upright_size,
     )
 
 
@@ -346,7 +350,8 @@ def ladder_args(
     args += [*decoder_args(plan.video_index, plan.alpha_decoder), "-i", f"file:{src}"]
     # fps first: every rung gets the same frames at the same timestamps (VFR made CFR).
     # Rungs are square-pixel sizes of the displayed picture (an anamorphic source is
-    # stretched to its display aspect), each with its sample aspect ratio set to 1:1.
+    # stretched to its display aspect), each with its sample aspect ratio set to 1:1; a
+    # picture that changes shape partway is fitted in, not stretched (fit_picture).
     # A transparent source is laid over black, an RGB one made BT.709 YUV, an interlaced
     # one deinterlaced and an HDR one tone-mapped to SDR before that, once for every
     # rung; what a source leaves unstated of its colours is stated as players take it.
@@ -363,7 +368,7 @@ def ladder_args(
     ]
     rungs = [r for _ in groups for r in plan.rungs]
     chains += [
-        f"[s{i}]scale={r.width}:{r.height}:flags=lanczos,setsar=1[v{i}]"
+        f"[s{i}]{fit_picture(r.width, r.height, first=plan.source_size)},setsar=1[v{i}]"
         for i, r in enumerate(rungs)
     ]
     args += ["-filter_complex", ";".join(chains)]

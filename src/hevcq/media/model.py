@@ -49,6 +49,14 @@ class VideoStream:
         return self.sar_num == self.sar_den
 
     @property
+    def upright_size(self) -> tuple[int, int]:
+        """The coded size with the rotation applied: the size of its frames as ffmpeg
+        turns them upright, before any stretch to square pixels."""
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+    @property
     def display_size(self) -> tuple[int, int]:
         """Width and height as shown to the viewer in square pixels: the width stretched
         by the sample aspect ratio (to an even size, as 4:2:0 needs), then the rotation
@@ -146,6 +154,11 @@ class EncodePlan:
     width: int  # coded output size (even)
     height: int
     rotation: int  # display rotation carried to the output
+    # The source's coded size and pixel aspect, as its first frame has them: frames of
+    # another size (a picture that changes partway) are fitted in (ffargs.fit_picture).
+    # (0, 0): not known, every frame taken to be of that size.
+    source_size: tuple[int, int] = (0, 0)
+    pixel_aspect: tuple[int, int] = (1, 1)  # its sample aspect ratio, num and den
     ten_bit: bool
     codec: str = "hevc"  # hevcq.formats.VIDEO_CODECS
     crf: int

@@ -54,7 +54,7 @@ from hevcq.media.crfsearch import (
     video_copy,
     video_size,
 )
-from hevcq.media.ffargs import Window, decoder_args, source_filters, window_args
+from hevcq.media.ffargs import Window, decoder_args, fit_picture, source_filters, window_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import (
     PRESET,
@@ -414,6 +414,7 @@ def probe_args(
     colours: str = "",
     preset: str = PRESET,
     window: Window | None = None,
+    source_size: tuple[int, int] = (0, 0),
 ) -> list[str]:
     """One ffmpeg command encoding ``sample`` (``window`` of it, when given) once per
     ``(rung size, CRF, path)`` of ``outs``, from one decode of the sample, with the
@@ -421,7 +422,8 @@ def probe_args(
     is derived from what these measure. Each size is scaled once and split between its
     CRFs. ``colours``: the filter stating what the source leaves unstated of its colours,
     as the ladder's rungs state it (``ladder.source_colours``), so that a probe is scored
-    in the colours its rung will be shown in."""
+    in the colours its rung will be shown in. ``source_size``: the source's first frame's size,
+    upright (``LadderPlan.source_size``), scaled as the ladder scales it."""
     gop = str(max(1, round(fps * 2)))
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:
@@ -440,7 +442,7 @@ def probe_args(
     ]
     for k, ((width, height), members) in enumerate(sizes.items()):
         chains.append(
-            f"[s{k}]scale={width}:{height}:flags=lanczos,setsar=1,split={len(members)}"
+            f"[s{k}]{fit_picture(width, height, first=source_size)},setsar=1,split={len(members)}"
             + "".join(f"[v{i}]" for i in members)
         )
     args += ["-filter_complex", ";".join(chains)]
@@ -530,6 +532,7 @@ def probe_points(
             alpha=video.alpha,
             alpha_decoder=video.alpha_decoder,
             colours=source_colours(video),
+            source_size=video.upright_size,
             sums=sums,
             started=itertools.count(1),
         )
@@ -598,6 +601,7 @@ def _measure(
     alpha: bool,
     alpha_decoder: str,
     colours: str,
+    source_size: tuple[int, int],
     sums: dict[tuple[int, int], list[float]],
     started: Iterator[int],
 ) -> None:
@@ -628,6 +632,7 @@ def _measure(
                 colours=colours,
                 preset=run.preset,
                 window=window,
+                source_size=source_size,
             )
             run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
             scores = score_batch(

@@ -32,7 +32,7 @@ from typing import Any
 
 from hevcq.errors import FailureClass, HevcqError
 from hevcq.media.demuxers import read_alone
-from hevcq.media.ffargs import Window, decoder_args, source_filters, window_args
+from hevcq.media.ffargs import Window, decoder_args, fit_picture, source_filters, window_args
 from hevcq.media.ffmpeg import killed
 from hevcq.media.ladder import constant_rate, source_colours
 from hevcq.media.probe import probe
@@ -100,6 +100,9 @@ class Picture:
     # Its stream index: the main video, which a graph names by index, as cover art may
     # come before it (an MP4 whose metadata precedes its tracks).
     index: int = 0
+    # Its first frame's coded size, upright: frames of another shape, where the picture
+    # changes partway, are fitted in as the encodes fit them (ffargs.fit_picture).
+    upright: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ def picture(path: Path) -> Picture:
         alpha_decoder=video.alpha_decoder,
         colours=source_colours(video),
         index=video.index,
+        upright=video.upright_size,
     )
 
 
@@ -282,7 +286,8 @@ def _reference(
     interlaced one deinterlaced), then ``align``, then its displayed size: stretched to
     it when stored in non-square pixels (the output is scaled to that size too, so both
     are compared as the viewer sees them), and brought to it (as the encode brings it)
-    where its picture changes size or format partway; a scale to the size a frame
+    where its picture changes size or format partway, a frame of another shape fitted in
+    on black as the encodes fit it (``fit_picture``); a scale to the size a frame
     already has passes it through untouched. A source larger than 4K is brought down to
     ``scored_size`` by the same scale, with the same scaler as its outputs are.
 
@@ -307,9 +312,10 @@ def _reference(
     picked = [pick] if made_at is not None else []
     chain = ",".join([*filters, *([ref.colours] if ref.colours else []), *picked, align])
     width, height = scored_size(ref)
+    fit = fit_picture(width, height, first=ref.upright, flags="bicubic")
     if ref.anamorphic or (width, height) != (ref.width, ref.height):
-        return chain + f",scale={width}:{height}:flags=bicubic,setsar=1"
-    return chain + f",scale={width}:{height}:flags=bicubic"
+        return chain + f",{fit},setsar=1"
+    return chain + f",{fit}"
 
 
 def xpsnr_graph(

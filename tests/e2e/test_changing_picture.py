@@ -1,0 +1,170 @@
+"""A picture that changes shape partway (``hevcq.media.ffargs.fit_picture``): a browser's
+recording of a phone turned on its side, a shared window resized, a broadcast that moves
+to another programme. Here two recordings joined into one MPEG-TS file, the first
+landscape and the second portrait. Left to ffmpeg, the portrait part was stretched to
+the landscape size in every pool and in the ladder's rungs; now it keeps its shape,
+centred on black, and frames of the first size come out as they did before, byte for
+byte."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from hevcq.media.ffargs import build_args, fit_picture
+from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
+from hevcq.media.ladder import build_ladder
+from hevcq.media.model import EncodePlan
+from hevcq.media.probe import probe
+from hevcq.media.quality import score
+from hevcq.media.splice import straighten
+from tests.e2e.test_media import plan_for
+
+pytestmark = pytest.mark.e2e
+
+PART_S = 2
+FPS = 25
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _part(path: Path, size: str) -> None:
+    _ffmpeg(
+        *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={PART_S}"),
+        *("-f", "lavfi", "-i", f"sine=duration={PART_S}"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-g", str(FPS)),
+        *("-c:a", "aac", "-f", "mpegts", str(path)),
+    )
+
+
+@pytest.fixture(scope="module")
+def turned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s at 320x180, then 2 s at 180x320, on one clock as a worker puts them."""
+    folder = tmp_path_factory.mktemp("turned")
+    first, second = folder / "landscape.ts", folder / "portrait.ts"
+    _part(first, "320x180")
+    _part(second, "180x320")
+    joined = folder / "turned.ts"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    assert straighten(find_ffmpeg(), joined, stop=threading.Event(), stall_timeout_s=60)
+    return joined
+
+
+def _encode(src: Path, dst: Path, plan: EncodePlan, *, vf: str | None = None) -> bytes:
+    """Encode as a worker does; ``vf``: this video filter in place of the plan's ("" none)."""
+    args = build_args(find_ffmpeg(), src, dst, plan, threads=1)
+    if vf is not None:
+        at = args.index("-filter:v:0")
+        args[at : at + 2] = ["-filter:v:0", vf] if vf else []
+    run_ffmpeg(args, on_progress=None, stop=threading.Event(), stall_timeout_s=60)
+    return dst.read_bytes()
+
+
+def _luma(frame: av.VideoFrame, x0: int, x1: int) -> float:
+    """The mean luma of columns ``x0`` to ``x1`` (excluded) of ``frame``."""
+    plane = frame.reformat(format="gray").planes[0]
+    data = bytes(plane)
+    rows = [data[y * plane.line_size + x0 : y * plane.line_size + x1] for y in range(frame.height)]
+    return sum(sum(r) for r in rows) / (len(rows) * (x1 - x0))
+
+
+def _sides(path: Path, at_s: float) -> tuple[tuple[int, int], float, float]:
+    """The size of the frame shown at ``at_s``, and the mean luma of its outer eighths and
+    of its middle."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            if frame.time is not None and frame.time >= at_s:
+                w = frame.width
+                edge = (_luma(frame, 0, w // 8) + _luma(frame, w - w // 8, w)) / 2
+                return (w, frame.height), edge, _luma(frame, w * 3 // 8, w * 5 // 8)
+    raise AssertionError(f"no frame at {at_s} s in {path}")
+
+
+def test_a_portrait_part_keeps_its_shape_in_a_landscape_output(
+    turned: Path, tmp_path: Path
+) -> None:
+    plan = plan_for(turned, "hevc")
+    assert (plan.width, plan.height, plan.source_size) == (320, 180, (320, 180))
+    out = tmp_path / "out.mp4"
+    _encode(turned, out, plan)
+    size, edge, middle = _sides(out, 0.5)
+    assert size == (320, 180)
+    assert edge > 40  # the landscape part fills the frame
+    assert middle > 40
+    size, edge, middle = _sides(out, PART_S + 0.5)
+    assert size == (320, 180)
+    assert edge < 20, edge  # black each side: the portrait picture is 100x180 in the middle
+    assert middle > 40
+    # Stretched, as before, the same frame filled the width.
+    stretched = tmp_path / "stretched.mp4"
+    _encode(turned, stretched, plan, vf="")
+    assert _sides(stretched, PART_S + 0.5)[1] > 40
+
+
+def test_frames_of_the_first_size_come_out_as_they_did(tmp_path: Path) -> None:
+    src = tmp_path / "landscape.ts"
+    _part(src, "320x180")
+    plan = plan_for(src, "hevc")
+    # As it is: the same bytes as with no filter at all.
+    fitted = _encode(src, tmp_path / "a.mp4", plan)
+    assert fitted == _encode(src, tmp_path / "b.mp4", plan, vf="")
+    # Scaled: the same bytes as a plain scale.
+    half = dataclasses.replace(plan, width=160, height=90, scale=True)
+    scaled = _encode(src, tmp_path / "c.mp4", half)
+    assert scaled == _encode(src, tmp_path / "d.mp4", half, vf="scale=160:90:flags=lanczos")
+    # An odd-sized source's last row and column cropped: the same bytes as a plain crop.
+    odd = dataclasses.replace(plan, width=318, height=178, crop=True)
+    cropped = _encode(src, tmp_path / "e.mp4", odd)
+    assert cropped == _encode(src, tmp_path / "f.mp4", odd, vf="crop=318:178:0:0")
+
+
+def test_a_ladders_rungs_keep_the_portrait_parts_shape(turned: Path, tmp_path: Path) -> None:
+    variants = build_ladder(find_ffmpeg(), turned, tmp_path / "hls", probe(turned))
+    assert (variants[0].width, variants[0].height) == (320, 180)
+    rung = tmp_path / "rung.mp4"
+    top = tmp_path / "hls" / "0"
+    rung.write_bytes(
+        b"".join(p.read_bytes() for p in [top / "init_0.mp4", *sorted(top.glob("*.m4s"))])
+    )
+    _, edge, middle = _sides(rung, 0.5)
+    assert edge > 40
+    assert middle > 40
+    _, edge, middle = _sides(rung, PART_S + 0.5)
+    assert edge < 20, edge
+    assert middle > 40
+
+
+def test_a_fitted_output_is_scored_against_its_source_fitted_the_same_way(
+    turned: Path, tmp_path: Path
+) -> None:
+    plan = plan_for(turned, "hevc")
+    out = tmp_path / "out.mp4"
+    _encode(turned, out, dataclasses.replace(plan, crf=18))
+    got = score(find_ffmpeg(), turned, out, neg=False)
+    assert got.frames == 2 * PART_S * FPS
+    # Against the source stretched, the portrait part's frames scored far lower.
+    assert got.low > 80, got
+
+
+def test_the_fit_keeps_the_shape_shown_for_non_square_output_pixels(tmp_path: Path) -> None:
+    # A 720x576 output of 16:9 pixels (64:45) is shown 1024x576: a 4:3 frame fills its
+    # height and 540 of its 720 stored pixels across, 90 black each side.
+    out = tmp_path / "sd.mkv"
+    chain = fit_picture(720, 576, first=(720, 576), aspect=Fraction(64, 45))
+    _ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=640x480:rate=25:duration=0.2"),
+        *("-vf", chain, "-c:v", "ffv1", str(out)),
+    )
+    size, edge, middle = _sides(out, 0)
+    assert size == (720, 576)
+    assert edge < 20, edge
+    assert middle > 40
