@@ -270,8 +270,9 @@ def _sized(plan: EncodePlan) -> list[str]:
     """The filters that bring the source's frames to the plan's coded size: scaled (with
     lanczos), or an odd-sized source's last row or column cropped, or as they are; in every
     case a frame of another shape, where the picture changes partway, is fitted in with
-    its shape kept (``fit_picture``; for frames of the source's first size these are the
-    same bytes as a plain scale or crop, or as no filter at all)."""
+    its shape kept (``fit_picture``). Frames of the source's first size come out as the
+    same bytes as from a plain scale or crop; kept as they are, as the same pictures as
+    with no filter at all (below: what the output says of its chroma)."""
     size = (plan.width, plan.height)
     w0, h0 = plan.source_size
     if plan.scale:
