@@ -19,11 +19,14 @@ import pytest
 
 from hevcq.media.ffargs import build_args, fit_picture
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
-from hevcq.media.ladder import build_ladder
+from hevcq.media.ladder import build_ladder, plan_ladder
 from hevcq.media.model import EncodePlan
+from hevcq.media.picshape import main_picture
 from hevcq.media.probe import probe
 from hevcq.media.quality import score
 from hevcq.media.splice import straighten
+from hevcq.pools import Pool
+from tests.e2e.test_crfsearch import run_job
 from tests.e2e.test_media import plan_for
 
 pytestmark = pytest.mark.e2e
@@ -168,3 +171,62 @@ def test_the_fit_keeps_the_shape_shown_for_non_square_output_pixels(tmp_path: Pa
     assert size == (720, 576)
     assert edge < 20, edge
     assert middle > 40
+
+
+# --- a recording that changes size: made at the size it shows longest ------------------
+
+
+def _vp(path: Path, parts: list[tuple[str, float]], codec: str) -> Path:
+    """A WebM as a browser records a call: parts of these sizes and lengths one after
+    the other, the header saying the first size only."""
+    names = []
+    for n, (size, seconds) in enumerate(parts):
+        part = path.with_name(f"{path.stem}-{n}.webm")
+        _ffmpeg(
+            *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={seconds}"),
+            *("-c:v", codec, "-deadline", "realtime", "-cpu-used", "8", "-b:v", "3M"),
+            *("-f", "webm", str(part)),
+        )
+        names.append(part)
+    listing = path.with_name(f"{path.stem}.txt")
+    listing.write_text("".join(f"file '{p}'\n" for p in names))
+    _ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-live", "1", str(path))
+    return path
+
+
+@pytest.mark.parametrize("codec", ["libvpx", "libvpx-vp9"])
+def test_a_call_recording_that_starts_small_is_made_at_its_main_size(
+    tmp_path: Path, codec: str
+) -> None:
+    src = _vp(tmp_path / "call.webm", [("320x180", 1), ("640x360", 3)], codec)
+    header = probe(src)
+    assert header.main_video is not None
+    assert (header.main_video.width, header.main_video.height) == (320, 180)
+    info = main_picture(src, header)
+    assert info.main_video is not None
+    assert (info.main_video.width, info.main_video.height) == (640, 360)
+    # A ladder of it tops out at 360p, not 180p.
+    ladder = plan_ladder(info)
+    assert ladder is not None
+    assert (ladder.rungs[0].width, ladder.rungs[0].height) == (640, 360)
+    # A pool's output is 640x360, its first second fitted in (the same shape: scaled up).
+    vp_pool = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["vp8", "vp9"]},
+            "encode": {"codec": "hevc", "preset": "ultrafast"},
+        }
+    )
+    result, _, store = run_job(tmp_path, src, vp_pool)
+    assert result.outcome == "done", result.reason
+    out = tmp_path / "out.mp4"
+    out.write_bytes(store.data["DONE/q/a.mp4"])
+    made = probe(out).main_video
+    assert made is not None
+    assert (made.width, made.height) == (640, 360)
+
+
+def test_a_short_change_of_size_leaves_the_first(tmp_path: Path) -> None:
+    src = _vp(tmp_path / "call.webm", [("640x360", 3), ("320x180", 1)], "libvpx")
+    info = main_picture(src, probe(src))
+    assert info == probe(src)

@@ -42,6 +42,7 @@ from hevcq.media.ladder import (
 )
 from hevcq.media.model import EncodePlan, MediaInfo, Skip
 from hevcq.media.pertitle import Pick, Prober, per_title_rungs, predicted_video_bytes
+from hevcq.media.picshape import main_picture
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
@@ -389,6 +390,7 @@ class JobRunner:
         straighten(self._ffmpeg, src, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s)
         info = dataclasses.replace(probe(src), size_bytes=size)  # the size as uploaded
         info = changing_sound(src, info)  # audio that changes shape partway: widest shape
+        info = main_picture(src, info)  # a VP8/VP9 picture that changes size: its longest
         decision = decide(info, spec.pool, spec.job.key)
         lap("probe_s")
         if isinstance(decision, Skip):

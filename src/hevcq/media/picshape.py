@@ -1,0 +1,143 @@
+"""The size a VP8 or VP9 picture has for most of its length, read from its keyframes'
+headers (``main_picture``).
+
+A browser's recording (MediaRecorder) or a video call's (WebRTC) changes size as the
+connection allows: it commonly starts small, 320x180 for its first second, and goes on at
+1280x720. A container's header states the first size, and every encode, ladder and pool
+choice followed it: such a recording came out 320x180 everywhere, and the `720p` pool
+skipped it as smaller. VP8 and VP9 state each keyframe's size in its first bytes, so the
+packets are read once (nothing decoded) and the size shown longest is the one a plan is
+made at; frames of other sizes are fitted to it (``ffargs.fit_picture``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+
+from hevcq.media.demuxers import open_input
+from hevcq.media.model import MediaInfo
+
+# The codecs whose keyframes say their size in a header read here.
+CODECS = frozenset({"vp8", "vp9"})
+VP8_START = b"\x9d\x01\x2a"
+VP9_SYNC = 0x498342
+VP9_RGB = 7  # color_space CS_RGB
+HEADER_BYTES = 32  # more than either header needs
+
+
+def vp8_size(frame: bytes) -> tuple[int, int] | None:
+    """A VP8 keyframe's width and height (its frame tag and start code, RFC 6386 9.1);
+    None for an inter frame or what is not a keyframe header."""
+    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != VP8_START:
+        return None
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return (width, height) if width and height else None
+
+
+class _Bits:
+    """Big-endian bits of ``data``, read from the first."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._at = data, 0
+
+    def read(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            byte = self._data[self._at >> 3]  # IndexError past the end: caught by the caller
+            value = (value << 1) | ((byte >> (7 - (self._at & 7))) & 1)
+            self._at += 1
+        return value
+
+
+def vp9_size(frame: bytes) -> tuple[int, int] | None:
+    """A VP9 keyframe's width and height, from its uncompressed header (the VP9 bitstream
+    specification, 6.2: frame marker, profile, frame type, sync code, colour config,
+    frame size); None for any other frame or what is not such a header."""
+    try:
+        bits = _Bits(frame)
+        if bits.read(2) != 2:  # frame_marker
+            return None
+        profile = bits.read(1) | (bits.read(1) << 1)
+        if profile == 3:
+            bits.read(1)  # reserved_zero
+        if bits.read(1):  # show_existing_frame
+            return None
+        if bits.read(1) != 0:  # frame_type: 0 is a keyframe
+            return None
+        bits.read(2)  # show_frame, error_resilient_mode
+        if bits.read(24) != VP9_SYNC:
+            return None
+        _colour_config(bits, profile)
+        return bits.read(16) + 1, bits.read(16) + 1
+    except IndexError:
+        return None
+
+
+def _colour_config(bits: _Bits, profile: int) -> None:
+    """Read past a keyframe's colour config (the VP9 specification, 6.2.2)."""
+    if profile >= 2:
+        bits.read(1)  # ten_or_twelve_bit
+    if bits.read(3) != VP9_RGB:
+        bits.read(1)  # color_range
+        if profile in (1, 3):
+            bits.read(3)  # subsampling_x, subsampling_y, reserved_zero
+    elif profile in (1, 3):
+        bits.read(1)  # reserved_zero
+
+
+READERS = {"vp8": vp8_size, "vp9": vp9_size}
+
+
+def main_picture(path: Path, info: MediaInfo) -> MediaInfo:
+    """``info`` with its main video's size the one its keyframes show longest, where that
+    differs from the first (a VP8 or VP9 stream only); ``info`` itself otherwise."""
+    video = info.main_video
+    if video is None or video.codec not in CODECS:
+        return info
+    shown = shown_sizes(path, video.index, READERS[video.codec])
+    if not shown:
+        return info
+    # The longest shown; on a tie, the larger picture, then the first.
+    (width, height), _ = max(shown.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1]))
+    if (width, height) == (video.width, video.height):
+        return info
+    main = dataclasses.replace(video, width=width, height=height)
+    return dataclasses.replace(
+        info, video=tuple(main if v.index == video.index else v for v in info.video)
+    )
+
+
+def shown_sizes(
+    path: Path, index: int, read: Callable[[bytes], tuple[int, int] | None]
+) -> dict[tuple[int, int], float]:
+    """For how many seconds stream ``index`` shows each size its keyframes state (each
+    keyframe's from it to the next, the last's to the stream's last packet). Reads the
+    file's packets once, nothing decoded; damaged data ends the reading, and what was
+    read by then is the answer."""
+    shown: dict[tuple[int, int], float] = {}
+    current: tuple[tuple[int, int], float] | None = None  # a keyframe's size and time
+    last = 0.0
+    try:
+        with open_input(str(path)) as container:
+            stream = container.streams[index]
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                    continue
+                at = float(packet.pts * packet.time_base)
+                last = max(last, at)
+                size = read(bytes(packet)[:HEADER_BYTES]) if packet.is_keyframe else None
+                if size is None:
+                    continue
+                if current is not None:
+                    shown[current[0]] = shown.get(current[0], 0.0) + max(0.0, at - current[1])
+                current = (size, at)
+    except av.FFmpegError:
+        pass
+    if current is not None:
+        shown[current[0]] = shown.get(current[0], 0.0) + max(0.0, last - current[1])
+    return shown
