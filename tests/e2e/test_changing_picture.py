@@ -4,7 +4,8 @@ to another programme. Here two recordings joined into one MPEG-TS file, the firs
 landscape and the second portrait. Left to ffmpeg, the portrait part was stretched to
 the landscape size in every pool and in the ladder's rungs; now it keeps its shape,
 centred on black, and frames of the first size come out as they did before, byte for
-byte."""
+byte. Below, a VP8 or VP9 recording that starts small is made at the size it shows
+longest (``hevcq.media.picshape``)."""
 
 from __future__ import annotations
 

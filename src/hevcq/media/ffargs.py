@@ -205,14 +205,15 @@ def fit_picture(
 ) -> str:
     """The filters that bring every frame to ``width`` x ``height``.
 
-    A frame of the ``first`` size (the source's, as its first frame has it; (0, 0): not
-    known) or of a shape within 1 % of the output's is scaled to it exactly as a plain
-    ``scale`` does. A frame of another shape, from a picture that changes partway (a
-    browser's recording of a phone turned on its side, a shared window resized), is
-    fitted inside with its shape kept, centred on black: left to ffmpeg, it was
-    stretched to the output's size. ``aspect``: the pixel aspect of the output's
-    frames, so that shapes are compared as they are shown. ``chroma``: where the output
-    says its chroma sits (the scale says nothing otherwise).
+    A frame of the ``first`` size (the source's that the plan is made at,
+    ``EncodePlan.source_size``; (0, 0): not known) or of a shape within 1 % of the
+    output's is scaled to it exactly as a plain ``scale`` does. A frame of another
+    shape, from a picture that changes partway (a browser's recording of a phone turned
+    on its side, a shared window resized), is fitted inside with its shape kept,
+    centred on black: left to ffmpeg, it was stretched to the output's size.
+    ``aspect``: the pixel aspect of the output's frames, so that shapes are compared as
+    they are shown. ``chroma``: where the output says its chroma sits (the scale says
+    nothing otherwise).
 
     Both filters evaluate for each frame, so the chain works in a graph built once
     (``-reinit_filter 0``, as scores are) as in one built again where the picture

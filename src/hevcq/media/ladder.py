@@ -145,8 +145,8 @@ class LadderPlan:
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
     audio_rate: int = 0  # the rate its audio is resampled to (``AUDIO_RATES``); 0: kept
     audio_from_zero: bool = False  # silence before a sound that starts late (AUDIO_FROM_ZERO)
-    # The source's first frame's size, turned upright: frames of another shape, where the
-    # picture changes partway, are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
+    # The source's size the plan is made at (EncodePlan.source_size), turned upright:
+    # frames of another shape are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
     source_size: tuple[int, int] = (0, 0)
 
     @property

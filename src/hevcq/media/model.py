@@ -154,9 +154,10 @@ class EncodePlan:
     width: int  # coded output size (even)
     height: int
     rotation: int  # display rotation carried to the output
-    # The source's coded size and pixel aspect, as its first frame has them: frames of
-    # another size (a picture that changes partway) are fitted in (ffargs.fit_picture).
-    # (0, 0): not known, every frame taken to be of that size.
+    # The source's coded size the plan is made at (its first frame's; a VP8/VP9 source's,
+    # the one its keyframes show longest: media/picshape.py) and its pixel aspect: frames
+    # of another size are fitted in (ffargs.fit_picture). (0, 0): not known, every frame
+    # taken to be of that size.
     source_size: tuple[int, int] = (0, 0)
     pixel_aspect: tuple[int, int] = (1, 1)  # its sample aspect ratio, num and den
     ten_bit: bool

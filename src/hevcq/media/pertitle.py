@@ -422,8 +422,9 @@ def probe_args(
     is derived from what these measure. Each size is scaled once and split between its
     CRFs. ``colours``: the filter stating what the source leaves unstated of its colours,
     as the ladder's rungs state it (``ladder.source_colours``), so that a probe is scored
-    in the colours its rung will be shown in. ``source_size``: the source's first frame's size,
-    upright (``LadderPlan.source_size``), scaled as the ladder scales it."""
+    in the colours its rung will be shown in. ``source_size``: the source's size the
+    plan is made at, upright (``LadderPlan.source_size``), scaled as the ladder scales
+    it."""
     gop = str(max(1, round(fps * 2)))
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
     if threads:

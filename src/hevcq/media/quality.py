@@ -101,8 +101,8 @@ class Picture:
     # Its stream index: the main video, which a graph names by index, as cover art may
     # come before it (an MP4 whose metadata precedes its tracks).
     index: int = 0
-    # Its first frame's coded size, upright: frames of another shape, where the picture
-    # changes partway, are fitted in as the encodes fit them (ffargs.fit_picture).
+    # The coded size it is encoded at (EncodePlan.source_size), upright: frames of another
+    # shape, where the picture changes partway, are fitted in as the encodes fit them.
     upright: tuple[int, int] = (0, 0)
 
 
