@@ -18,10 +18,11 @@ from pathlib import Path
 import av
 import pytest
 
+from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args, fit_picture
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.ladder import build_ladder, plan_ladder
-from hevcq.media.model import EncodePlan
+from hevcq.media.model import EncodePlan, Skip
 from hevcq.media.picshape import main_picture
 from hevcq.media.probe import probe
 from hevcq.media.quality import score
@@ -231,3 +232,26 @@ def test_a_short_change_of_size_leaves_the_first(tmp_path: Path) -> None:
     src = _vp(tmp_path / "call.webm", [("640x360", 3), ("320x180", 1)], "libvpx")
     info = main_picture(src, probe(src))
     assert info == probe(src)
+
+
+def test_keyframes_that_claim_a_huge_picture_make_a_skip_with_its_reason(tmp_path: Path) -> None:
+    # A hostile upload: its second keyframe's header rewritten to claim 16000x16000 (the
+    # first left alone, which the probe decodes). The plan follows the claim as it would
+    # a header's, and the pool skips the file, saying why, rather than asking an encoder
+    # for a picture no stream may hold.
+    src = _vp(tmp_path / "call.webm", [("320x180", 1), ("320x180", 3)], "libvpx")
+    data = bytearray(src.read_bytes())
+    first = data.find(b"\x9d\x01\x2a")
+    at = data.find(b"\x9d\x01\x2a", first + 7)
+    assert 0 < first < at
+    data[at + 3 : at + 7] = (16000).to_bytes(2, "little") * 2
+    src.write_bytes(bytes(data))
+    info = main_picture(src, probe(src))
+    assert info.main_video is not None
+    assert (info.main_video.width, info.main_video.height) == (16000, 16000)
+    hevc = Pool.model_validate(
+        {"name": "q", "applies": {"source_codecs": ["vp8"]}, "encode": {"codec": "hevc"}}
+    )
+    skip = decide(info, hevc, "call.webm")
+    assert isinstance(skip, Skip)
+    assert "larger than any video stream may hold" in skip.reason
