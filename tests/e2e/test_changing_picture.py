@@ -10,6 +10,7 @@ longest (``hevcq.media.picshape``)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 import threading
 from fractions import Fraction
@@ -18,6 +19,7 @@ from pathlib import Path
 import av
 import pytest
 
+from hevcq.ledger import JobKey
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args, fit_picture
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
@@ -27,9 +29,15 @@ from hevcq.media.picshape import main_picture
 from hevcq.media.probe import probe
 from hevcq.media.quality import score
 from hevcq.media.splice import straighten
-from hevcq.pools import Pool
+from hevcq.metadata import META_CLIENT_SKIPS
+from hevcq.pools import Pool, load_farm
+from hevcq.worker.precheck import confirmed_skip
+from hevcq.worker.runner import JobContext, JobRunner, JobSpec
+from tests.conftest import fast_pools
+from tests.e2e.farmkit import hevcq_cli, pool_dir
 from tests.e2e.test_crfsearch import run_job
 from tests.e2e.test_media import plan_for
+from tests.fakes import FakeStore
 
 pytestmark = pytest.mark.e2e
 
@@ -231,7 +239,9 @@ def test_a_call_recording_that_starts_small_is_made_at_its_main_size(
 def test_a_short_change_of_size_leaves_the_first(tmp_path: Path) -> None:
     src = _vp(tmp_path / "call.webm", [("640x360", 3), ("320x180", 1)], "libvpx")
     info = main_picture(src, probe(src))
-    assert info == probe(src)
+    assert info.main_video is not None
+    assert (info.main_video.width, info.main_video.height) == (640, 360)
+    assert info.main_video.sized_by_keyframes
 
 
 def test_keyframes_that_claim_a_huge_picture_make_a_skip_with_its_reason(tmp_path: Path) -> None:
@@ -255,3 +265,54 @@ def test_keyframes_that_claim_a_huge_picture_make_a_skip_with_its_reason(tmp_pat
     skip = decide(info, hevc, "call.webm")
     assert isinstance(skip, Skip)
     assert "larger than any video stream may hold" in skip.reason
+
+
+@pytest.fixture(scope="module")
+def call_720p(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VP8 call recording: 1 s at 320x180, then 2 s at 1280x720; its header says 320x180."""
+    folder = tmp_path_factory.mktemp("call")
+    return _vp(folder / "call.webm", [("320x180", 1), ("1280x720", 2)], "libvpx")
+
+
+def test_an_ingest_makes_the_720p_rendition_of_a_call_recording_that_starts_small(
+    tmp_path: Path, call_720p: Path
+) -> None:
+    # The client decides its pools from the size the recording shows longest, as the
+    # worker does: it used to read the header's 320x180 and skip the 720p pool as
+    # "smaller than 720p", so no rendition was ever made.
+    pool_dir(tmp_path, ("720p",))
+    lib, out = tmp_path / "lib", tmp_path / "out"
+    lib.mkdir()
+    shutil.copy(call_720p, lib / "call.webm")
+    run = hevcq_cli(tmp_path, "ingest", str(lib), "--out", str(out), "--no-dashboard")
+    assert run.returncode == 0, run.stdout + run.stderr
+    made = [p for p in (out / "720p").iterdir() if p.suffix == ".mkv"]  # a WebM's outputs
+    assert [p.name for p in made] == ["call.720p.mkv"], run.stdout
+    video = probe(made[0]).main_video
+    assert video is not None
+    assert (video.codec, video.width, video.height) == ("hevc", 1280, 720)
+
+
+def test_a_worker_does_not_confirm_a_skip_from_a_vp8_header(
+    tmp_path: Path, call_720p: Path
+) -> None:
+    # An upload the client (an older one) said the 720p pool skips: its header's 320x180
+    # agrees, but a header states only the first keyframe's size, so the worker downloads
+    # it and decides from every keyframe.
+    pools = load_farm(fast_pools(tmp_path))
+    data = call_720p.read_bytes()
+    store = FakeStore()
+    store.add("TODO/call.webm", etag="e1", data=data, meta={META_CLIENT_SKIPS: "720p"})
+    assert confirmed_skip(store, "TODO/call.webm", "e1", pools["720p"]) is None
+    key = JobKey("TODO/call.webm", "720p", "e1", pools["720p"].settings_hash())
+    spec = JobSpec(key, pools["720p"], "media", "DONE/720p/call.720p.mp4", len(data))
+    runner = JobRunner(
+        store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
+    )
+    result = runner.run(spec, JobContext())
+    assert result.outcome == "done", result.reason
+    out = tmp_path / "out.mp4"
+    out.write_bytes(store.data["DONE/720p/call.720p.mp4"])
+    video = probe(out).main_video
+    assert video is not None
+    assert (video.width, video.height) == (1280, 720)

@@ -240,6 +240,26 @@ def test_media_and_decisions_round_trip() -> None:
         info_from_json('{"format_name": "x"}')
 
 
+def test_a_vp8_or_vp9_picture_probed_before_its_keyframes_were_read_is_probed_again() -> None:
+    # Such a record holds the first keyframe's size only: a call recording that started
+    # at 320x180 was taken to be that small, and the 720p pool skipped it for good.
+    for codec in ("vp8", "vp9"):
+        read = MediaInfo(
+            "matroska,webm",
+            4.0,
+            10,
+            (VideoStream(0, codec, 1280, 720, "yuv420p", 8, sized_by_keyframes=True),),
+        )
+        assert info_from_json(info_to_json(read)) == read
+        older = info_to_json(read).replace(',"sized_by_keyframes":true', "")
+        assert "sized_by_keyframes" not in older
+        with pytest.raises(ValueError, match="stale"):
+            info_from_json(older)
+    # Other codecs state one size in their header, so nothing about them is stale.
+    h264 = MediaInfo("mov,mp4", 4.0, 10, (VideoStream(0, "h264", 1280, 720, "yuv420p", 8),))
+    assert info_from_json(info_to_json(h264).replace(',"sized_by_keyframes":false', "")) == h264
+
+
 def test_store_uses_wal(store: Catalog) -> None:
     mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

@@ -38,6 +38,7 @@ from hevcq.farm.embedded import running_farm
 from hevcq.library.results import announced_objects
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder
+from hevcq.media.picshape import probe_main
 from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
 from hevcq.media.quality import lengths_differ, score, xpsnr_score
@@ -346,7 +347,7 @@ def ladder(
     made = not out.exists()
     try:
         try:
-            variants = build_ladder(ffmpeg, source, out, probe(source), groups=tuple(codec))
+            variants = build_ladder(ffmpeg, source, out, probe_main(source), groups=tuple(codec))
             make_poster(ffmpeg, source, out / POSTER)
         except BaseException:
             # A ladder that failed a check, or was stopped half made, must not be left

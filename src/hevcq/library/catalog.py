@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from hevcq.errors import ConfigError
 from hevcq.media.model import (
+    KEYFRAME_SIZED_CODECS,
     AudioStream,
     Cover,
     Decision,
@@ -269,6 +270,10 @@ def _video_stream(v: dict[str, Any]) -> VideoStream:
     missing = {"sar_num", "interlaced", "hdr_transfer"} - v.keys()
     if v.get("attached_pic") and "filename" not in v:
         missing.add("filename")
+    # So is a VP8/VP9 stream probed before its keyframes were read for its size: a call
+    # recording that starts small was taken to be small, and a rendition pool skipped it.
+    if v.get("codec") in KEYFRAME_SIZED_CODECS and "sized_by_keyframes" not in v:
+        missing.add("sized_by_keyframes")
     if missing:
         raise KeyError(min(missing))
     # Probed before colours and RGB were read: the defaults (none read, not RGB) hold

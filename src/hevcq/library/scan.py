@@ -38,7 +38,8 @@ from hevcq.library.walk import (
     walk,
 )
 from hevcq.media.model import Decision, EncodePlan, MediaInfo, Skip
-from hevcq.media.probe import ProbeFn, probe
+from hevcq.media.picshape import probe_main
+from hevcq.media.probe import ProbeFn
 from hevcq.pools import Pool, primary_pool
 
 __all__ = [
@@ -762,7 +763,7 @@ def scan(
     store: Catalog,
     options: ScanOptions | None = None,
     *,
-    probe_fn: ProbeFn = probe,
+    probe_fn: ProbeFn = probe_main,
     decide_fn: DecideFn = _default_decide,
     fingerprint_fn: FingerprintFn | None = None,
     workers: int = 8,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The codecs whose keyframes each state the picture's size (media/picshape.py reads them).
+KEYFRAME_SIZED_CODECS = frozenset({"vp8", "vp9"})
+
 
 @dataclass(frozen=True)
 class VideoStream:
@@ -42,6 +45,9 @@ class VideoStream:
     # it had none, as an MP4 cover has).
     filename: str = ""
     mimetype: str = ""
+    # A VP8/VP9 stream's keyframes were read for its size: width and height are the size
+    # they show longest (media/picshape.py), not only the first frame's.
+    sized_by_keyframes: bool = False
 
     @property
     def square_pixels(self) -> bool:

@@ -19,10 +19,10 @@ from pathlib import Path
 import av
 
 from hevcq.media.demuxers import open_input
-from hevcq.media.model import MediaInfo
+from hevcq.media.model import KEYFRAME_SIZED_CODECS, MediaInfo
+from hevcq.media.probe import probe
 
-# The codecs whose keyframes say their size in a header read here.
-CODECS = frozenset({"vp8", "vp9"})
+CODECS = KEYFRAME_SIZED_CODECS  # the codecs whose keyframes' headers are read here
 VP8_START = b"\x9d\x01\x2a"
 VP9_SYNC = 0x498342
 VP9_RGB = 7  # color_space CS_RGB
@@ -94,22 +94,27 @@ READERS = {"vp8": vp8_size, "vp9": vp9_size}
 
 
 def main_picture(path: Path, info: MediaInfo) -> MediaInfo:
-    """``info`` with its main video's size the one its keyframes show longest, where that
-    differs from the first (a VP8 or VP9 stream only); ``info`` itself otherwise."""
+    """``info`` with its main video's size the one its keyframes show longest, and marked
+    as read so (``VideoStream.sized_by_keyframes``: a VP8 or VP9 stream only); ``info``
+    itself otherwise."""
     video = info.main_video
-    if video is None or video.codec not in CODECS:
+    if video is None or video.codec not in CODECS or video.sized_by_keyframes:
         return info
     shown = shown_sizes(path, video.index, READERS[video.codec])
-    if not shown:
-        return info
-    # The longest shown; on a tie, the larger picture, then the first.
-    (width, height), _ = max(shown.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1]))
-    if (width, height) == (video.width, video.height):
-        return info
-    main = dataclasses.replace(video, width=width, height=height)
+    width, height = video.width, video.height
+    if shown:
+        # The longest shown; on a tie, the larger picture, then the first.
+        (width, height), _ = max(shown.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1]))
+    main = dataclasses.replace(video, width=width, height=height, sized_by_keyframes=True)
     return dataclasses.replace(
         info, video=tuple(main if v.index == video.index else v for v in info.video)
     )
+
+
+def probe_main(path: Path) -> MediaInfo:
+    """``probe``, with a VP8/VP9 picture at the size it shows longest: what a client
+    decides its pools from, as the worker will (a header states only the first size)."""
+    return main_picture(path, probe(path))
 
 
 def shown_sizes(

@@ -35,8 +35,7 @@ from hevcq.media.demuxers import read_alone
 from hevcq.media.ffargs import Window, decoder_args, fit_picture, source_filters, window_args
 from hevcq.media.ffmpeg import killed
 from hevcq.media.ladder import constant_rate, source_colours
-from hevcq.media.picshape import main_picture
-from hevcq.media.probe import probe
+from hevcq.media.picshape import probe_main
 from hevcq.pools import Metric
 
 MODEL_HD = "vmaf_v0.6.1"
@@ -153,7 +152,7 @@ def low_mean(scores: list[float], fraction: float = LOW_FRACTION) -> float:
 def picture(path: Path) -> Picture:
     """Probe one side: displayed size, frame rate, bit depth and whether it is HDR."""
     try:
-        info = main_picture(path, probe(path))  # at the size it shows longest, as encoded
+        info = probe_main(path)  # at the size it shows longest, as encoded
     except HevcqError as exc:
         raise ScoringError(f"{path.name}: {exc}") from exc
     video = info.main_video

@@ -26,7 +26,7 @@ import structlog
 from hevcq.errors import HevcqError
 from hevcq.limits import MiB
 from hevcq.media.decide import decide
-from hevcq.media.model import MediaInfo, Skip
+from hevcq.media.model import KEYFRAME_SIZED_CODECS, MediaInfo, Skip
 from hevcq.media.probe import probe_stream
 from hevcq.metadata import client_chose, client_holds, client_skipped
 from hevcq.objects import ObjectInfo, ObjectStore
@@ -118,12 +118,23 @@ def confirmed_skip(
         return Skip(SETTLED_EARLIER)
     if not client_skipped(head.metadata, pool.name):
         return None
-    info = ranged_probe(store, key, etag, head.size)
+    return _ranged_skip(store, key, etag, head.size, pool)
+
+
+def _ranged_skip(
+    store: ObjectStore, key: str, etag: str | None, size: int, pool: Pool
+) -> Skip | None:
+    """The pool's own skip, decided from a ranged probe; None: download and decide."""
+    info = ranged_probe(store, key, etag, size)
     if info is None:
         return None
+    if info.main_video is not None and info.main_video.codec in KEYFRAME_SIZED_CODECS:
+        # Its header states the first keyframe's size only; the size a plan is made at
+        # is read from every keyframe (media/picshape.py), after the download.
+        log.info("precheck_done", skip=False, size=size, sized_by_keyframes=True)
+        return None
     decision = decide(info, pool, key)
-    skip = isinstance(decision, Skip)
-    log.info("precheck_done", skip=skip, size=head.size)
+    log.info("precheck_done", skip=isinstance(decision, Skip), size=size)
     return decision if isinstance(decision, Skip) else None
 
 
