@@ -71,6 +71,9 @@ class Container:
     # Muxer options that take the place of those of the same name when the output keeps
     # cover art.
     cover_muxer_options: tuple[tuple[str, str], ...] = ()
+    # Muxer options added when the output keeps a spherical (360-degree) mapping or a stereo
+    # 3D layout (EncodePlan.spherical), which the muxer otherwise leaves out.
+    spherical_muxer_options: tuple[tuple[str, str], ...] = ()
     # Subtitle formats a "copy" container cannot carry as they are, and what they become.
     subtitle_conversions: tuple[tuple[str, str], ...] = ()
     # Whether it keeps a GoPro's telemetry track (GPMF), copied: MP4 does; Matroska and
@@ -253,6 +256,9 @@ CONTAINERS: dict[str, Container] = {
         # ``mdta`` keys of use_metadata_tags replace. A source with a cover has iTunes-style
         # tags, which ``ilst`` holds; a phone's own keys (``mdta``) come without one.
         cover_muxer_options=(("movflags", "+faststart"),),
+        # The mov muxer writes the boxes that say so (Google's ``sv3d`` and ``st3d``, which
+        # YouTube and 360-degree players read) only when allowed past the MP4 standard.
+        spherical_muxer_options=(("strict", "unofficial"),),
     ),
     "mkv": Container(
         name="mkv",

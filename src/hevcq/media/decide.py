@@ -119,6 +119,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         rgb=video.rgb,
         alpha=video.alpha,
         alpha_decoder=video.alpha_decoder,
+        spherical=video.spherical,
         # The stream proof reads HEVC; other codecs are decoded in full after the encode.
         # The tee's raw copy takes every video stream, so a copied cover rules it out.
         tee_safe=codec.stream_proof

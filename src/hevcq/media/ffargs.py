@@ -231,6 +231,15 @@ def fit_picture(
     return f"{scale},pad={width}:{height}:-1:-1:eval=frame"
 
 
+def spherical_scale(width: int, height: int) -> str:
+    """A scale to ``width`` x ``height`` that keeps a 360-degree picture's spherical mapping
+    (``EncodePlan.spherical``). ffmpeg's ``scale`` drops it from every frame whose size it
+    changes, as it does all side data it counts as tied to the size, and the output then
+    plays as a flat, stretched panorama; ``zscale`` passes it on. Such cameras keep one
+    size throughout, so nothing is fitted (``fit_picture``)."""
+    return f"zscale=w={width}:h={height}:filter=lanczos"
+
+
 def video_args(plan: EncodePlan, threads: int | None = None) -> list[str]:
     """Map and encode the main video stream; frame timing passes through untouched.
 
@@ -276,6 +285,8 @@ def _sized(plan: EncodePlan) -> list[str]:
     with no filter at all (below: what the output says of its chroma)."""
     size = (plan.width, plan.height)
     w0, h0 = plan.source_size
+    if plan.scale and plan.spherical:
+        return [spherical_scale(*size)]
     if plan.scale:
         # The scale keeps the shape shown: the output's pixels are the source's, stretched
         # by as much as the scale changes the picture's proportions.
@@ -397,6 +408,8 @@ def muxer(plan: EncodePlan) -> tuple[str, dict[str, str]]:
     options = dict(box.muxer_options)
     if plan.covers:
         options |= dict(box.cover_muxer_options)
+    if plan.spherical:
+        options |= dict(box.spherical_muxer_options)
     return box.muxer, options
 
 

@@ -34,7 +34,13 @@ import av
 from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import decoder_args, fit_picture, source_filters, stated_colours
+from hevcq.media.ffargs import (
+    decoder_args,
+    fit_picture,
+    source_filters,
+    spherical_scale,
+    stated_colours,
+)
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.media.progress import Progress
@@ -148,6 +154,7 @@ class LadderPlan:
     # The source's size the plan is made at (EncodePlan.source_size), turned upright:
     # frames of another shape are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
     source_size: tuple[int, int] = (0, 0)
+    spherical: bool = False  # a 360-degree or stereo 3D source: its top rung says so
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -293,6 +300,7 @@ def plan_ladder(
         audio_rate=_ladder_audio_rate(heard) if heard else 0,
         audio_from_zero=heard is not None and from_zero(heard),
         source_size=video.upright_size,
+        spherical=video.spherical,
     )
 
 
@@ -367,10 +375,7 @@ def ladder_args(
         + "".join(f"[s{i}]" for i in range(n))
     ]
     rungs = [r for _ in groups for r in plan.rungs]
-    chains += [
-        f"[s{i}]{fit_picture(r.width, r.height, first=plan.source_size)},setsar=1[v{i}]"
-        for i, r in enumerate(rungs)
-    ]
+    chains += [f"[s{i}]{_rung_scale(i, r, plan)},setsar=1[v{i}]" for i, r in enumerate(rungs)]
     args += ["-filter_complex", ";".join(chains)]
     for i in range(n):
         args += ["-map", f"[v{i}]"]
@@ -403,6 +408,10 @@ def ladder_args(
         start = AUDIO_FROM_ZERO if plan.audio_from_zero else AUDIO_IN_STEP
         args += ["-filter:a", ",".join([*pair, start])]
         streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
+    if plan.spherical:
+        # The segments' muxer writes the mapping (formats.py). ffmpeg gives it to the
+        # first output stream made from the input alone: the top rung (_rung_scale).
+        args += ["-strict", "unofficial"]
     args += ["-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod"]
     args += ["-hls_segment_type", "fmp4", "-hls_flags", "independent_segments"]
     # A fragment (moof + mdat) per GOP, so each IDR begins one and an I-frame playlist can
@@ -418,6 +427,15 @@ def ladder_args(
     args += ["-var_stream_map", " ".join(streams)]
     args += ["-progress", "pipe:1", "-nostats", str(out_dir / "%v" / "index.m3u8")]
     return args
+
+
+def _rung_scale(k: int, rung: Rung, plan: LadderPlan) -> str:
+    """The filter that brings the source's frames to output stream ``k``'s rung."""
+    if plan.spherical and k == 0:
+        # The one stream ffmpeg gives a 360-degree source's mapping to: kept through the
+        # scale (ffargs.spherical_scale), the top rung says what the picture is.
+        return spherical_scale(rung.width, rung.height)
+    return fit_picture(rung.width, rung.height, first=plan.source_size)
 
 
 def _rung_args(k: int, codec: str, rung: Rung, plan: LadderPlan) -> list[str]:

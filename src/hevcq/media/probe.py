@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from av.sidedata.sidedata import Type as SideDataType
 
 from hevcq.errors import HevcqError, PermanentError
 from hevcq.media.demuxers import open_input, read_alone, refusal
@@ -350,11 +351,12 @@ def _tag(codec_context: Any) -> str:
 def _video(container: Any, stream: Any, path: Path | None) -> VideoStream:
     cc = stream.codec_context
     cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
-    pix_fmt, rotation, interlaced = cc.pix_fmt, 0, False
+    pix_fmt, rotation, interlaced, spherical = cc.pix_fmt, 0, False, False
     colours: tuple[int, int, int] | None = None
     if not cover:
         frame = _first_frame(container, stream)
         rotation = normalise_rotation(frame.rotation)
+        spherical = is_spherical(frame)
         pix_fmt = pix_fmt or frame.format.name
         interlaced = bool(frame.interlaced_frame) or int(cc.field_order or 0) in INTERLACED_ORDERS
         colours = frame_colours(frame)
@@ -379,8 +381,21 @@ def _video(container: Any, stream: Any, path: Path | None) -> VideoStream:
         alpha=has_alpha(pix_fmt) or bool(side_alpha) or (not cover and layered_alpha(path, stream)),
         alpha_decoder=side_alpha,
         colours=colours,
+        spherical=spherical,
         filename=_meta(stream, "filename") if cover else "",
         mimetype=_meta(stream, "mimetype") if cover else "",
+    )
+
+
+SPATIAL_SIDE_DATA = (SideDataType.SPHERICAL, SideDataType.STEREO3D)
+
+
+def is_spherical(frame: Any) -> bool:
+    """Whether a decoded frame states a spherical mapping or a stereo 3D layout (the
+    stream's own, which the decoder puts on every frame)."""
+    side = frame.side_data
+    return (
+        side.get(SideDataType.SPHERICAL) is not None or side.get(SideDataType.STEREO3D) is not None
     )
 
 
