@@ -71,8 +71,8 @@ class Container:
     # Muxer options that take the place of those of the same name when the output keeps
     # cover art.
     cover_muxer_options: tuple[tuple[str, str], ...] = ()
-    # Muxer options added when the output keeps a spherical (360-degree) mapping or a stereo
-    # 3D layout (EncodePlan.spherical), which the muxer otherwise leaves out.
+    # Muxer options added when the output keeps a spherical (360-degree) mapping
+    # (EncodePlan.spherical), which the muxer otherwise leaves out.
     spherical_muxer_options: tuple[tuple[str, str], ...] = ()
     # Subtitle formats a "copy" container cannot carry as they are, and what they become.
     subtitle_conversions: tuple[tuple[str, str], ...] = ()

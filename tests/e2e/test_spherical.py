@@ -176,4 +176,4 @@ def test_an_output_that_lost_the_mapping_is_refused(sphere: Path, tmp_path: Path
         check=True,
     )
     problems = shape_problems(probe(flat), plan)
-    assert "its source's spherical (360-degree) or stereo 3D mapping is missing" in problems
+    assert "its source's spherical (360-degree) mapping is missing" in problems

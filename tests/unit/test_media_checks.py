@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from hevcq.media.probe import (
     has_alpha,
     hevc_layers,
     is_rgb,
+    kept_projection,
     looks_like_media,
     normalise_rotation,
     picture_kind,
@@ -284,3 +286,15 @@ def test_a_tag_that_is_not_ascii_is_kept_as_its_number(raw: bytes, tag: str) -> 
 )
 def test_which_pixel_formats_carry_alpha(pix_fmt: str | None, alpha: bool) -> None:
     assert has_alpha(pix_fmt) is alpha
+
+
+@pytest.mark.parametrize(
+    ("projection", "kept"),
+    [(0, True), (1, True), (2, True), (3, False), (4, False), (5, False), (6, False)],
+)
+def test_only_projections_the_muxers_write_are_kept(projection: int, kept: bool) -> None:
+    # equirectangular, cubemap and tiles are; half equirectangular, rectilinear, fisheye
+    # and Apple's immersive kind would make verification refuse every output of them.
+    mapping = projection.to_bytes(4, sys.byteorder) + bytes(32)
+    assert kept_projection(mapping) is kept
+    assert not kept_projection(b"")

@@ -154,7 +154,7 @@ class LadderPlan:
     # The source's size the plan is made at (EncodePlan.source_size), turned upright:
     # frames of another shape are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
     source_size: tuple[int, int] = (0, 0)
-    spherical: bool = False  # a 360-degree or stereo 3D source: its top rung says so
+    spherical: bool = False  # a 360-degree source: its top rung says so
 
     @property
     def groups(self) -> tuple[str, ...]:

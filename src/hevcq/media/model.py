@@ -46,7 +46,7 @@ class VideoStream:
     filename: str = ""
     mimetype: str = ""
     # Its first frame states a spherical mapping (a 360-degree camera's equirectangular
-    # picture) or a stereo 3D layout: players show it so only while the output says so too.
+    # picture) that outputs can keep: players show it so only while the output says so.
     spherical: bool = False
     # A VP8/VP9 stream's keyframes were read for its size: width and height are the size
     # they show longest (media/picshape.py), not only the first frame's.
@@ -197,7 +197,7 @@ class EncodePlan:
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
     alpha: bool = False  # a source with an alpha channel: laid over black first
     alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
-    spherical: bool = False  # its spherical mapping or stereo 3D layout is kept (ffargs.muxer)
+    spherical: bool = False  # its spherical (360-degree) mapping is kept (ffargs.muxer)
 
 
 Decision = Skip | EncodePlan

@@ -9,6 +9,7 @@ import ctypes
 import re
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from io import RawIOBase
@@ -387,16 +388,23 @@ def _video(container: Any, stream: Any, path: Path | None) -> VideoStream:
     )
 
 
-SPATIAL_SIDE_DATA = (SideDataType.SPHERICAL, SideDataType.STEREO3D)
+# AVSphericalProjection values the MP4 and Matroska muxers write: equirectangular, cubemap
+# and equirectangular tiles. The others (half equirectangular, rectilinear, fisheye and
+# Apple's immersive kinds) they leave out with a warning, so no output could keep them.
+KEPT_PROJECTIONS = frozenset({0, 1, 2})
 
 
 def is_spherical(frame: Any) -> bool:
-    """Whether a decoded frame states a spherical mapping or a stereo 3D layout (the
+    """Whether a decoded frame states a spherical mapping an output can keep (the
     stream's own, which the decoder puts on every frame)."""
-    side = frame.side_data
-    return (
-        side.get(SideDataType.SPHERICAL) is not None or side.get(SideDataType.STEREO3D) is not None
-    )
+    mapping = frame.side_data.get(SideDataType.SPHERICAL)
+    return mapping is not None and kept_projection(bytes(mapping))
+
+
+def kept_projection(mapping: bytes) -> bool:
+    """Whether an AVSphericalMapping (as its bytes: the projection first, a native int)
+    names a projection the muxers write (pure)."""
+    return len(mapping) >= 4 and int.from_bytes(mapping[:4], sys.byteorder) in KEPT_PROJECTIONS
 
 
 def alpha_decoder(stream: Any) -> str:

@@ -167,7 +167,7 @@ def shape_problems(info: MediaInfo, plan: EncodePlan) -> list[str]:
     if video.rotation != plan.rotation:
         problems.append(f"rotation {video.rotation}, planned {plan.rotation}")
     if plan.spherical and not video.spherical:
-        problems.append("its source's spherical (360-degree) or stereo 3D mapping is missing")
+        problems.append("its source's spherical (360-degree) mapping is missing")
     depth = 10 if plan.ten_bit else 8
     if video.bit_depth != depth:
         problems.append(f"{video.bit_depth}-bit video ({video.pix_fmt}), planned {depth}-bit")
