@@ -18,6 +18,7 @@ import av
 import pytest
 from av.sidedata.sidedata import Type
 
+from hevcq.library.quarantine import ReplaceRefused, verify_replacement
 from hevcq.media.decide import decide
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import Rung, build_ladder
@@ -177,3 +178,20 @@ def test_an_output_that_lost_the_mapping_is_refused(sphere: Path, tmp_path: Path
     )
     problems = shape_problems(probe(flat), plan)
     assert "its source's spherical (360-degree) mapping is missing" in problems
+
+
+def test_a_replacement_that_lost_the_mapping_is_refused(sphere: Path, tmp_path: Path) -> None:
+    # An output made before mappings were kept decodes and plays, flat: in the original's
+    # place the mapping would be gone for good. One that keeps it may stand in.
+    flat, kept = tmp_path / "flat.mp4", tmp_path / "kept.mp4"
+    for out, strict in ((flat, []), (kept, ["-strict", "unofficial"])):
+        subprocess.run(
+            [
+                *(find_ffmpeg(), "-loglevel", "error", "-i", str(sphere)),
+                *("-c:v", "libx265", "-preset", "ultrafast", "-c:a", "copy", *strict, str(out)),
+            ],
+            check=True,
+        )
+    with pytest.raises(ReplaceRefused, match=r"spherical \(360-degree\) mapping: it would play"):
+        verify_replacement(flat, sphere, allow_larger=True)
+    verify_replacement(kept, sphere, allow_larger=True)

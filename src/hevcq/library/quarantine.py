@@ -83,6 +83,23 @@ def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
     ]
     if counts[0] != counts[1]:
         return f"stream counts differ: (video, audio) {counts[0]} vs original {counts[1]}"
+    lost = _lost(candidate, original)
+    if lost:
+        return lost
+    if candidate.duration_s is None or original.duration_s is None:
+        return "duration unknown, cannot compare"
+    gap = abs(candidate.duration_s - original.duration_s)
+    if gap > DURATION_TOLERANCE_S:
+        return (
+            f"duration {candidate.duration_s:.2f} s differs from the original's "
+            f"{original.duration_s:.2f} s by more than {DURATION_TOLERANCE_S} s"
+        )
+    return None
+
+
+def _lost(candidate: MediaInfo, original: MediaInfo) -> str | None:
+    """What of the original, beside its picture and sound, the candidate would lose in
+    its place (subtitles, telemetry, a 360-degree mapping), or None."""
     # MP4 holds text subtitles only: a disc's or a broadcast's bitmap subtitles (PGS, DVD,
     # DVB) are left out of an MP4 output, which is fine beside the original and a loss in
     # its place.
@@ -100,15 +117,16 @@ def compare(candidate: MediaInfo, original: MediaInfo) -> str | None:
             f"it holds {kept[0]} of the original's {kept[1]} telemetry streams (a GoPro's GPS"
             " and sensor data; a pool with container: mp4 keeps them)"
         )
-    if candidate.duration_s is None or original.duration_s is None:
-        return "duration unknown, cannot compare"
-    gap = abs(candidate.duration_s - original.duration_s)
-    if gap > DURATION_TOLERANCE_S:
-        return (
-            f"duration {candidate.duration_s:.2f} s differs from the original's "
-            f"{original.duration_s:.2f} s by more than {DURATION_TOLERANCE_S} s"
-        )
+    if _spherical(original) and not _spherical(candidate):
+        # An output made before 360-degree mappings were kept (decision 0040) plays as a
+        # flat panorama: in the original's place, the mapping would be gone for good.
+        return "it lacks the original's spherical (360-degree) mapping: it would play flat"
     return None
+
+
+def _spherical(info: MediaInfo) -> bool:
+    video = info.main_video
+    return video is not None and video.spherical
 
 
 def verify_replacement(
