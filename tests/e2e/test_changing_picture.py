@@ -15,11 +15,15 @@ import subprocess
 import threading
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 
 from hevcq.ledger import JobKey
+from hevcq.library.catalog import Catalog
+from hevcq.library.scan import scan
+from hevcq.media import picshape
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args, fit_picture
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
@@ -316,3 +320,38 @@ def test_a_worker_does_not_confirm_a_skip_from_a_vp8_header(
     video = probe(out).main_video
     assert video is not None
     assert (video.width, video.height) == (1280, 720)
+
+
+def test_a_scan_reads_keyframes_only_where_a_pool_would_skip_by_the_header(
+    tmp_path: Path, call_720p: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A library of HD WebM is not read through at scan: a 1280x720 header already makes
+    # the 720p pool encode. A call recording whose header says 320x180 is read, and so is
+    # one scanned before a rendition pool was chosen, once one is.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(call_720p, lib / "call.webm")
+    _vp(tmp_path / "hd.webm", [("1280x720", 1), ("320x180", 2)], "libvpx")
+    shutil.copy(tmp_path / "hd.webm", lib / "hd.webm")
+    read: list[str] = []
+    real = picshape.shown_sizes
+
+    def counted(path: Path, *args: Any) -> dict[tuple[int, int], float]:
+        read.append(path.name)
+        return real(path, *args)
+
+    monkeypatch.setattr(picshape, "shown_sizes", counted)
+    pools = load_farm(fast_pools(tmp_path))
+    with Catalog(tmp_path / "state" / "lib.sqlite3") as store:
+        first = scan(lib, [pools["hevc"]], store, workers=2)  # no rendition pool: nothing read
+        assert read == []
+        assert [e.rel for e in first.entries] == ["call.webm", "hd.webm"]
+        second = scan(lib, [pools["hevc"], pools["720p"]], store, workers=2)
+    assert read == ["call.webm"]
+    decisions = {e.rel: e.decisions["720p"] for e in second.entries}
+    call = decisions["call.webm"]
+    assert isinstance(call, EncodePlan)
+    assert (call.width, call.height) == (1280, 720)
+    # Mostly 320x180 after its first second, but a header of 1280x720: the client encodes
+    # and the worker, which reads every keyframe, decides again (it will skip it).
+    assert isinstance(decisions["hd.webm"], EncodePlan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,7 +39,7 @@ from hevcq.library.walk import (
     walk,
 )
 from hevcq.media.model import Decision, EncodePlan, MediaInfo, Skip
-from hevcq.media.picshape import probe_main
+from hevcq.media.picshape import probe_main, sized_enough
 from hevcq.media.probe import ProbeFn
 from hevcq.pools import Pool, primary_pool
 
@@ -208,6 +209,12 @@ def _examine(c: Candidate, probe_fn: ProbeFn, fingerprint_fn: FingerprintFn) -> 
     return _Examined(c, fp, info, error)
 
 
+def size_matters_below(pools: Sequence[Pool]) -> int:
+    """The picture height under which some pool skips a source as too small (the tallest
+    rendition's), 0 when none does."""
+    return max((p.applies.target_height or 0 for p in pools), default=0)
+
+
 def _default_decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     from hevcq.media.decide import decide  # noqa: PLC0415  (kept lazy: the scan core needs no decide)
 
@@ -244,6 +251,7 @@ class _Scan:
         move: bool = False,
     ) -> None:
         self.pools, self.store, self.options, self.decide_fn = pools, store, options, decide_fn
+        self.below = size_matters_below(pools)
         self.out_dir, self.move = out_dir, move
         self.name_max = name_max(out_dir) if out_dir is not None else None
         self.hashes = {p.name: p.settings_hash() for p in pools}
@@ -365,9 +373,12 @@ class _Scan:
                 self.seen.setdefault(rec.fingerprint, rel)
 
     def known(self, c: Candidate) -> FileRecord | None:
-        """The stored record if this exact version was seen, by path or (renamed) by inode."""
+        """The stored record if this exact version was seen, by path or (renamed) by inode;
+        None also where a pool added since needs what its probe did not read."""
         rec = self.files.get(c.rel)
         if rec is not None and _same_version(rec, c):
+            if rec.info is not None and not sized_enough(rec.info, self.below):
+                return None
             return rec if rec.info is not None or rec.probe_error else None
         moved = self.by_identity.get((c.inode, c.size, c.mtime_ns))
         if moved is None or moved.info is None:
@@ -763,7 +774,7 @@ def scan(
     store: Catalog,
     options: ScanOptions | None = None,
     *,
-    probe_fn: ProbeFn = probe_main,
+    probe_fn: ProbeFn | None = None,
     decide_fn: DecideFn = _default_decide,
     fingerprint_fn: FingerprintFn | None = None,
     workers: int = 8,
@@ -779,6 +790,10 @@ def scan(
     """
     started = time.perf_counter()
     options = options or ScanOptions()
+    if probe_fn is None:
+        # A VP8/VP9 recording that starts small is read through only where a rendition
+        # pool would skip it by its header's size (media/picshape.py).
+        probe_fn = functools.partial(probe_main, below=size_matters_below(pools))
     fp_fn = fingerprint_fn or (lambda p: fingerprint(p, full=options.full_hash))
     candidates, walk_problems = walk(root, options)
     state = _Scan(pools, store, options, decide_fn, out_dir, root=root, move=move)

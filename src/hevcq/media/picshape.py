@@ -111,10 +111,26 @@ def main_picture(path: Path, info: MediaInfo) -> MediaInfo:
     )
 
 
-def probe_main(path: Path) -> MediaInfo:
+def probe_main(path: Path, *, below: int | None = None) -> MediaInfo:
     """``probe``, with a VP8/VP9 picture at the size it shows longest: what a client
-    decides its pools from, as the worker will (a header states only the first size)."""
-    return main_picture(path, probe(path))
+    decides its pools from, as the worker will (a header states only the first size).
+
+    With ``below``, only a picture whose header's shorter side is under it is read so
+    (a library scan's rendition pools skip such a source as too small; a larger one they
+    encode whatever sizes follow), so a library of HD WebM is not read through at scan."""
+    info = probe(path)
+    if below is not None and sized_enough(info, below):
+        return info
+    return main_picture(path, info)
+
+
+def sized_enough(info: MediaInfo, below: int) -> bool:
+    """Whether ``info``'s size is all a pool that skips pictures shorter than ``below``
+    needs: read from the keyframes where the header's could mislead it (pure)."""
+    video = info.main_video
+    if video is None or video.codec not in CODECS or video.sized_by_keyframes:
+        return True
+    return min(video.display_size) >= below
 
 
 def shown_sizes(
