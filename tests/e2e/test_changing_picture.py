@@ -233,11 +233,7 @@ def test_a_call_recording_that_starts_small_is_made_at_its_main_size(
     )
     result, _, store = run_job(tmp_path, src, vp_pool)
     assert result.outcome == "done", result.reason
-    out = tmp_path / "out.mp4"
-    out.write_bytes(store.data["DONE/q/a.mp4"])
-    made = probe(out).main_video
-    assert made is not None
-    assert (made.width, made.height) == (640, 360)
+    assert _made_size(tmp_path, store, "DONE/q/a.mp4") == (640, 360)
 
 
 def test_a_short_change_of_size_leaves_the_first(tmp_path: Path) -> None:
@@ -315,11 +311,16 @@ def test_a_worker_does_not_confirm_a_skip_from_a_vp8_header(
     )
     result = runner.run(spec, JobContext())
     assert result.outcome == "done", result.reason
-    out = tmp_path / "out.mp4"
-    out.write_bytes(store.data["DONE/720p/call.720p.mp4"])
+    assert _made_size(tmp_path, store, "DONE/720p/call.720p.mp4") == (1280, 720)
+
+
+def _made_size(tmp_path: Path, store: FakeStore, key: str) -> tuple[int, int]:
+    """The coded size of the output a job stored under ``key``."""
+    out = tmp_path / "made.mp4"
+    out.write_bytes(store.data[key])
     video = probe(out).main_video
     assert video is not None
-    assert (video.width, video.height) == (1280, 720)
+    return video.width, video.height
 
 
 def test_a_scan_reads_keyframes_only_where_a_pool_would_skip_by_the_header(
