@@ -337,7 +337,7 @@ def test_a_scan_reads_keyframes_only_where_a_pool_would_skip_by_the_header(
     read: list[str] = []
     real = picshape.shown_sizes
 
-    def counted(path: Path, *args: Any) -> dict[tuple[int, int], float]:
+    def counted(path: Path, *args: Any) -> dict[tuple[int, int], float] | None:
         read.append(path.name)
         return real(path, *args)
 
@@ -356,3 +356,64 @@ def test_a_scan_reads_keyframes_only_where_a_pool_would_skip_by_the_header(
     # Mostly 320x180 after its first second, but a header of 1280x720: the client encodes
     # and the worker, which reads every keyframe, decides again (it will skip it).
     assert isinstance(decisions["hd.webm"], EncodePlan)
+
+
+def _ts_part(path: Path, size: str, seconds: int, codec: str, *extra: str) -> Path:
+    _ffmpeg(
+        *("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={seconds}"),
+        *("-f", "lavfi", "-i", f"sine=duration={seconds}"),
+        *("-c:v", codec, "-g", str(FPS), *extra, "-c:a", "mp2", "-f", "mpegts", str(path)),
+    )
+    return path
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])
+def test_a_recording_that_starts_on_a_smaller_picture_is_made_at_its_main_size(
+    tmp_path: Path, codec: str
+) -> None:
+    # A broadcast recording that begins on the end of a programme at a smaller size (an
+    # SD channel's 544 pixels before its 720, a 1440-wide HD programme before a 1920 one):
+    # its header says the first size, and the whole output was made at it.
+    first = _ts_part(tmp_path / "a.ts", "320x180", 1, codec)
+    second = _ts_part(tmp_path / "b.ts", "640x360", 3, codec)
+    src = tmp_path / "recording.ts"
+    src.write_bytes(first.read_bytes() + second.read_bytes())
+    assert straighten(find_ffmpeg(), src, stop=threading.Event(), stall_timeout_s=60)
+    header = probe(src).main_video
+    assert header is not None
+    assert (header.width, header.height) == (320, 180)
+    info = main_picture(src, probe(src))
+    assert info.main_video is not None
+    assert (info.main_video.width, info.main_video.height) == (640, 360)
+    pool = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": ["h264", "mpeg2video"]},
+            "encode": {"codec": "hevc", "preset": "ultrafast"},
+        }
+    )
+    result, _, store = run_job(tmp_path, src, pool)
+    assert result.outcome == "done", result.reason
+    assert _made_size(tmp_path, store, "DONE/q/a.mp4") == (640, 360)
+
+
+def test_an_all_keyframe_recording_is_decoded_once_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _ts_part(tmp_path / "intra.ts", "320x180", 4, "mpeg2video", "-g", "1")
+    decoded: list[object] = []
+    real = picshape._Decoder.sizes
+
+    def counted(self: Any, packet: Any, at: float) -> list[tuple[float, tuple[int, int]]]:
+        decoded.append(packet)
+        return real(self, packet, at)
+
+    monkeypatch.setattr(picshape._Decoder, "sizes", counted)
+    shown = picshape.shown_sizes(src, 0, None)
+    assert shown is not None
+    assert list(shown) == [(320, 180)]
+    assert 3 <= len([p for p in decoded if p is not None]) <= 5  # of 100 keyframes
+    # Any other container is not decoded at all: its header is all the encode follows.
+    mp4 = tmp_path / "intra.mp4"
+    _ffmpeg("-i", str(src), "-c", "copy", str(mp4))
+    assert picshape.shown_sizes(mp4, 0, None) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hevcq.media.picshape import vp8_size, vp9_size
+from hevcq.media.picshape import _durations, vp8_size, vp9_size
 
 
 def vp8_keyframe(width: int, height: int, *, inter: bool = False, scale: int = 0) -> bytes:
@@ -54,3 +54,14 @@ def test_a_vp9_inter_frame_or_a_broken_header_says_nothing() -> None:
     broken = bytearray(vp9_header(1280, 720))
     broken[1] ^= 0xFF  # the sync code
     assert vp9_size(bytes(broken)) is None
+
+
+def test_each_size_is_shown_from_where_it_was_seen_to_the_next() -> None:
+    sd, hd = (720, 576), (1920, 1080)
+    # Seen in the order of the frames' own times, the last to the stream's last packet.
+    assert _durations([(0.0, sd), (4.0, hd), (60.0, sd), (62.0, hd)], 100.0) == {
+        sd: 6.0,
+        hd: 94.0,
+    }
+    assert _durations([], 10.0) == {}
+    assert _durations([(5.0, sd)], 2.0) == {sd: 0.0}  # seen after the last packet: none

@@ -48,8 +48,9 @@ class VideoStream:
     # Its first frame states a spherical mapping (a 360-degree camera's equirectangular
     # picture) that outputs can keep: players show it so only while the output says so.
     spherical: bool = False
-    # A VP8/VP9 stream's keyframes were read for its size: width and height are the size
-    # they show longest (media/picshape.py), not only the first frame's.
+    # Its keyframes were read for its size (a VP8/VP9 stream's headers, an MPEG-TS/PS
+    # recording's decoded): width and height are the size they show longest
+    # (media/picshape.py), not only the first frame's.
     sized_by_keyframes: bool = False
 
     @property

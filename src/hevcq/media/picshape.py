@@ -1,26 +1,32 @@
-"""The size a VP8 or VP9 picture has for most of its length, read from its keyframes'
-headers (``main_picture``).
+"""The size a picture has for most of its length, read from its keyframes
+(``main_picture``).
 
 A browser's recording (MediaRecorder) or a video call's (WebRTC) changes size as the
 connection allows: it commonly starts small, 320x180 for its first second, and goes on at
-1280x720. A container's header states the first size, and every encode, ladder and pool
+1280x720. A broadcast recording may begin on the end of the programme before, at another
+size. A container's header states the first size, and every encode, ladder and pool
 choice followed it: such a recording came out 320x180 everywhere, and the `720p` pool
-skipped it as smaller. VP8 and VP9 state each keyframe's size in its first bytes, so the
-packets are read once (nothing decoded) and the size shown longest is the one a plan is
-made at; frames of other sizes are fitted to it (``ffargs.fit_picture``).
+skipped it as smaller. VP8 and VP9 state each keyframe's size in its first bytes, so their
+packets are read once (nothing decoded); an MPEG-TS or PS recording's keyframes are
+decoded, at most one a second. The size shown longest is the one a plan is made at;
+frames of other sizes are fitted to it (``ffargs.fit_picture``).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import av
 
 from hevcq.media.demuxers import open_input
 from hevcq.media.model import KEYFRAME_SIZED_CODECS, MediaInfo
 from hevcq.media.probe import probe
+from hevcq.media.splice import TS_DISCONT
 
 CODECS = KEYFRAME_SIZED_CODECS  # the codecs whose keyframes' headers are read here
 VP8_START = b"\x9d\x01\x2a"
@@ -90,17 +96,23 @@ def _colour_config(bits: _Bits, profile: int) -> None:
         bits.read(1)  # reserved_zero
 
 
-READERS = {"vp8": vp8_size, "vp9": vp9_size}
+READERS: dict[str, Callable[[Any], tuple[int, int] | None]] = {
+    "vp8": lambda packet: vp8_size(bytes(packet)[:HEADER_BYTES]),
+    "vp9": lambda packet: vp9_size(bytes(packet)[:HEADER_BYTES]),
+}
+DECODE_EVERY_S = 1.0
 
 
 def main_picture(path: Path, info: MediaInfo) -> MediaInfo:
     """``info`` with its main video's size the one its keyframes show longest, and marked
-    as read so (``VideoStream.sized_by_keyframes``: a VP8 or VP9 stream only); ``info``
-    itself otherwise."""
+    as read so (``VideoStream.sized_by_keyframes``): a VP8 or VP9 stream's keyframe
+    headers, or an MPEG-TS/PS recording's keyframes decoded; ``info`` itself otherwise."""
     video = info.main_video
-    if video is None or video.codec not in CODECS or video.sized_by_keyframes:
+    if video is None or video.sized_by_keyframes:
         return info
-    shown = shown_sizes(path, video.index, READERS[video.codec])
+    shown = shown_sizes(path, video.index, READERS.get(video.codec))
+    if shown is None:
+        return info
     width, height = video.width, video.height
     if shown:
         # The longest shown; on a tie, the larger picture, then the first.
@@ -134,31 +146,83 @@ def sized_enough(info: MediaInfo, below: int) -> bool:
 
 
 def shown_sizes(
-    path: Path, index: int, read: Callable[[bytes], tuple[int, int] | None]
-) -> dict[tuple[int, int], float]:
+    path: Path, index: int, read: Callable[[Any], tuple[int, int] | None] | None
+) -> dict[tuple[int, int], float] | None:
     """For how many seconds stream ``index`` shows each size its keyframes state (each
     keyframe's from it to the next, the last's to the stream's last packet). Reads the
-    file's packets once, nothing decoded; damaged data ends the reading, and what was
-    read by then is the answer."""
-    shown: dict[tuple[int, int], float] = {}
-    current: tuple[tuple[int, int], float] | None = None  # a keyframe's size and time
+    file's packets once; damaged data ends the reading, and what was read by then is the
+    answer.
+
+    ``read`` takes a keyframe packet to its size from its first bytes (nothing decoded).
+    Without one, an MPEG-TS or PS file's keyframes are decoded, at most one a second (a
+    size changes where a recording does, and an all-keyframe stream would cost a decode
+    per frame); any other file's answer is None: nothing read."""
+    seen: list[tuple[float, tuple[int, int]]] = []  # where a keyframe's size was read
     last = 0.0
     try:
         with open_input(str(path)) as container:
+            if read is None and not container.format.flags & TS_DISCONT:
+                return None
             stream = container.streams[index]
+            decoder = None if read is not None else _Decoder(stream)
+            sent: float | None = None  # the last keyframe given to the decoder
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.pts is None or packet.time_base is None:
                     continue
                 at = float(packet.pts * packet.time_base)
                 last = max(last, at)
-                size = read(bytes(packet)[:HEADER_BYTES]) if packet.is_keyframe else None
-                if size is None:
+                if not packet.is_keyframe:
                     continue
-                if current is not None:
-                    shown[current[0]] = shown.get(current[0], 0.0) + max(0.0, at - current[1])
-                current = (size, at)
+                if decoder is None:
+                    size = read(packet) if read is not None else None
+                    seen += [(at, size)] if size is not None else []
+                elif sent is None or at - sent >= DECODE_EVERY_S:
+                    sent = at
+                    seen += decoder.sizes(packet, at)
+            if decoder is not None:
+                seen += decoder.sizes(None, last)  # the frames it still holds
     except av.FFmpegError:
         pass
-    if current is not None:
-        shown[current[0]] = shown.get(current[0], 0.0) + max(0.0, last - current[1])
+    return _durations(sorted(seen), last)
+
+
+def _durations(
+    seen: list[tuple[float, tuple[int, int]]], last: float
+) -> dict[tuple[int, int], float]:
+    """How long each size is shown, each from where it was seen to where the next one
+    was (the last to ``last``): ``seen`` in order of time (pure)."""
+    shown: dict[tuple[int, int], float] = {}
+    ends = [at for at, _ in seen[1:]] + [last] if seen else []
+    for (at, size), end in zip(seen, ends, strict=True):
+        shown[size] = shown.get(size, 0.0) + max(0.0, end - at)
     return shown
+
+
+class _Decoder:
+    """Decodes the keyframes of ``stream`` it is given, every other frame skipped, in the
+    calling thread. A decoder holds frames back to put them in order (H.264 with
+    B-frames) and lets them out a packet or more later, so each size comes with its
+    frame's time: its own, or, where it has none (the frames let out at the end), that of
+    the keyframe it came from, in the order they were given."""
+
+    def __init__(self, stream: Any) -> None:
+        self._context = stream.codec_context
+        self._context.skip_frame = "NONKEY"
+        self._context.thread_count = 1
+        self._sent: collections.deque[float] = collections.deque()
+
+    def sizes(self, packet: Any, at: float) -> list[tuple[float, tuple[int, int]]]:
+        """The frames ``packet`` (None: the end) lets out, with their times."""
+        if packet is not None:
+            self._sent.append(at)
+        out = []
+        for frame in self._context.decode(packet):
+            sent = self._sent.popleft() if self._sent else at
+            own = frame.time
+            out.append(
+                (
+                    own if own is not None and math.isfinite(own) else sent,
+                    (frame.width, frame.height),
+                )
+            )
+        return out
