@@ -390,7 +390,7 @@ class JobRunner:
         straighten(self._ffmpeg, src, stop=ctx.cancel, stall_timeout_s=self._stall_timeout_s)
         info = dataclasses.replace(probe(src), size_bytes=size)  # the size as uploaded
         info = changing_sound(src, info)  # audio that changes shape partway: widest shape
-        info = main_picture(src, info)  # a VP8/VP9 picture that changes size: its longest
+        info = main_picture(src, info)  # a picture that changes size partway: its longest
         decision = decide(info, spec.pool, spec.job.key)
         lap("probe_s")
         if isinstance(decision, Skip):
