@@ -337,7 +337,7 @@ def test_a_scan_reads_keyframes_only_where_a_pool_would_skip_by_the_header(
     read: list[str] = []
     real = picshape.shown_sizes
 
-    def counted(path: Path, *args: Any) -> dict[tuple[int, int], float] | None:
+    def counted(path: Path, *args: Any) -> dict[picshape.Shape, float] | None:
         read.append(path.name)
         return real(path, *args)
 
@@ -397,6 +397,27 @@ def test_a_recording_that_starts_on_a_smaller_picture_is_made_at_its_main_size(
     assert _made_size(tmp_path, store, "DONE/q/a.mp4") == (640, 360)
 
 
+def test_the_main_part_s_pixel_aspect_comes_with_its_size(tmp_path: Path) -> None:
+    # An SD programme's start, 720x576 stored for 16:9 (pixels 64:45), before an HD one in
+    # square pixels: the plan takes the HD part's pixels as well as its size. Taking the
+    # SD part's pixel aspect made a ladder of 1820x720 and a file shown as wide.
+    first = _ts_part(tmp_path / "a.ts", "720x576", 1, "libx264", "-vf", "setsar=64/45")
+    second = _ts_part(tmp_path / "b.ts", "1280x720", 3, "libx264")
+    src = tmp_path / "recording.ts"
+    src.write_bytes(first.read_bytes() + second.read_bytes())
+    assert straighten(find_ffmpeg(), src, stop=threading.Event(), stall_timeout_s=60)
+    header = probe(src).main_video
+    assert header is not None
+    assert (header.width, header.height, header.sar_num, header.sar_den) == (720, 576, 64, 45)
+    info = main_picture(src, probe(src))
+    video = info.main_video
+    assert video is not None
+    assert (video.width, video.height, video.sar_num, video.sar_den) == (1280, 720, 1, 1)
+    ladder = plan_ladder(info)
+    assert ladder is not None
+    assert (ladder.rungs[0].width, ladder.rungs[0].height) == (1280, 720)
+
+
 def test_an_all_keyframe_recording_is_decoded_once_a_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -404,14 +425,14 @@ def test_an_all_keyframe_recording_is_decoded_once_a_second(
     decoded: list[object] = []
     real = picshape._Decoder.sizes
 
-    def counted(self: Any, packet: Any, at: float) -> list[tuple[float, tuple[int, int]]]:
+    def counted(self: Any, packet: Any, at: float) -> list[tuple[float, picshape.Shape]]:
         decoded.append(packet)
         return real(self, packet, at)
 
     monkeypatch.setattr(picshape._Decoder, "sizes", counted)
     shown = picshape.shown_sizes(src, 0, None)
     assert shown is not None
-    assert list(shown) == [(320, 180)]
+    assert list(shown) == [(320, 180, 1, 1)]
     assert 3 <= len([p for p in decoded if p is not None]) <= 5  # of 100 keyframes
     # Any other container is not decoded at all: its header is all the encode follows.
     mp4 = tmp_path / "intra.mp4"

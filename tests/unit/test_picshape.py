@@ -57,7 +57,7 @@ def test_a_vp9_inter_frame_or_a_broken_header_says_nothing() -> None:
 
 
 def test_each_size_is_shown_from_where_it_was_seen_to_the_next() -> None:
-    sd, hd = (720, 576), (1920, 1080)
+    sd, hd = (720, 576, 64, 45), (1920, 1080, 1, 1)
     # Seen in the order of the frames' own times, the last to the stream's last packet.
     assert _durations([(0.0, sd), (4.0, hd), (60.0, sd), (62.0, hd)], 100.0) == {
         sd: 6.0,

@@ -25,7 +25,7 @@ import av
 
 from hevcq.media.demuxers import open_input
 from hevcq.media.model import KEYFRAME_SIZED_CODECS, MediaInfo
-from hevcq.media.probe import probe
+from hevcq.media.probe import probe, sample_aspect
 from hevcq.media.splice import TS_DISCONT
 
 CODECS = KEYFRAME_SIZED_CODECS  # the codecs whose keyframes' headers are read here
@@ -96,10 +96,20 @@ def _colour_config(bits: _Bits, profile: int) -> None:
         bits.read(1)  # reserved_zero
 
 
-READERS: dict[str, Callable[[Any], tuple[int, int] | None]] = {
-    "vp8": lambda packet: vp8_size(bytes(packet)[:HEADER_BYTES]),
-    "vp9": lambda packet: vp9_size(bytes(packet)[:HEADER_BYTES]),
-}
+# A picture's shape as read: width, height and pixel aspect (numerator, denominator;
+# (0, 0): not read, a VP8/VP9 header states none).
+Shape = tuple[int, int, int, int]
+
+
+def _header(read: Callable[[bytes], tuple[int, int] | None]) -> Callable[[Any], Shape | None]:
+    def shape(packet: Any) -> Shape | None:
+        size = read(bytes(packet)[:HEADER_BYTES])
+        return None if size is None else (*size, 0, 0)
+
+    return shape
+
+
+READERS = {"vp8": _header(vp8_size), "vp9": _header(vp9_size)}
 DECODE_EVERY_S = 1.0
 
 
@@ -113,11 +123,21 @@ def main_picture(path: Path, info: MediaInfo) -> MediaInfo:
     shown = shown_sizes(path, video.index, READERS.get(video.codec))
     if shown is None:
         return info
-    width, height = video.width, video.height
+    shape = (video.width, video.height, video.sar_num, video.sar_den)
     if shown:
         # The longest shown; on a tie, the larger picture, then the first.
-        (width, height), _ = max(shown.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1]))
-    main = dataclasses.replace(video, width=width, height=height, sized_by_keyframes=True)
+        shape, _ = max(shown.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1]))
+    width, height, sar_num, sar_den = shape
+    if not sar_num:  # not read: the stream's
+        sar_num, sar_den = video.sar_num, video.sar_den
+    main = dataclasses.replace(
+        video,
+        width=width,
+        height=height,
+        sar_num=sar_num,
+        sar_den=sar_den,
+        sized_by_keyframes=True,
+    )
     return dataclasses.replace(
         info, video=tuple(main if v.index == video.index else v for v in info.video)
     )
@@ -146,8 +166,8 @@ def sized_enough(info: MediaInfo, below: int) -> bool:
 
 
 def shown_sizes(
-    path: Path, index: int, read: Callable[[Any], tuple[int, int] | None] | None
-) -> dict[tuple[int, int], float] | None:
+    path: Path, index: int, read: Callable[[Any], Shape | None] | None
+) -> dict[Shape, float] | None:
     """For how many seconds stream ``index`` shows each size its keyframes state (each
     keyframe's from it to the next, the last's to the stream's last packet). Reads the
     file's packets once; damaged data ends the reading, and what was read by then is the
@@ -157,7 +177,7 @@ def shown_sizes(
     Without one, an MPEG-TS or PS file's keyframes are decoded, at most one a second (a
     size changes where a recording does, and an all-keyframe stream would cost a decode
     per frame); any other file's answer is None: nothing read."""
-    seen: list[tuple[float, tuple[int, int]]] = []  # where a keyframe's size was read
+    seen: list[tuple[float, Shape]] = []  # where a keyframe's shape was read
     last = 0.0
     try:
         with open_input(str(path)) as container:
@@ -186,12 +206,10 @@ def shown_sizes(
     return _durations(sorted(seen), last)
 
 
-def _durations(
-    seen: list[tuple[float, tuple[int, int]]], last: float
-) -> dict[tuple[int, int], float]:
+def _durations(seen: list[tuple[float, Shape]], last: float) -> dict[Shape, float]:
     """How long each size is shown, each from where it was seen to where the next one
     was (the last to ``last``): ``seen`` in order of time (pure)."""
-    shown: dict[tuple[int, int], float] = {}
+    shown: dict[Shape, float] = {}
     ends = [at for at, _ in seen[1:]] + [last] if seen else []
     for (at, size), end in zip(seen, ends, strict=True):
         shown[size] = shown.get(size, 0.0) + max(0.0, end - at)
@@ -211,18 +229,18 @@ class _Decoder:
         self._context.thread_count = 1
         self._sent: collections.deque[float] = collections.deque()
 
-    def sizes(self, packet: Any, at: float) -> list[tuple[float, tuple[int, int]]]:
+    def sizes(self, packet: Any, at: float) -> list[tuple[float, Shape]]:
         """The frames ``packet`` (None: the end) lets out, with their times."""
         if packet is not None:
             self._sent.append(at)
-        out = []
+        out: list[tuple[float, Shape]] = []
         for frame in self._context.decode(packet):
             sent = self._sent.popleft() if self._sent else at
             own = frame.time
-            out.append(
-                (
-                    own if own is not None and math.isfinite(own) else sent,
-                    (frame.width, frame.height),
-                )
-            )
+            when = own if own is not None and math.isfinite(own) else sent
+            # A frame has no pixel aspect of its own here: the decoder's is that of the
+            # parameter sets it read last, which a frame held back may predate by a
+            # keyframe, at a change only.
+            sar = sample_aspect(self._context.sample_aspect_ratio)
+            out.append((when, (frame.width, frame.height, sar.numerator, sar.denominator)))
         return out

@@ -363,7 +363,7 @@ def _video(container: Any, stream: Any, path: Path | None) -> VideoStream:
         colours = frame_colours(frame)
     side_alpha = "" if cover else alpha_decoder(stream)
     rate: Fraction | None = stream.average_rate
-    sar = _sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
+    sar = sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     return VideoStream(
         index=stream.index,
         codec=cc.codec.canonical_name,
@@ -475,7 +475,7 @@ def hdr_transfer(codec_context: Any) -> str:
     return HDR_TRANSFERS.get(int(codec_context.color_trc or 0), "")
 
 
-def _sample_aspect(sar: Fraction | None) -> Fraction:
+def sample_aspect(sar: Fraction | None) -> Fraction:
     """The sample aspect ratio as stored; square pixels when it is unset or absurd (a
     damaged header must not make a 100:1 picture)."""
     if not sar or not MIN_SAR <= sar <= 1 / MIN_SAR:
