@@ -234,7 +234,11 @@ class _Decoder:
         if packet is not None:
             self._sent.append(at)
         out: list[tuple[float, Shape]] = []
-        for frame in self._context.decode(packet):
+        try:
+            frames = self._context.decode(packet)
+        except av.FFmpegError:
+            return out  # a damaged keyframe (a broadcast's reception): the next one tells
+        for frame in frames:
             sent = self._sent.popleft() if self._sent else at
             own = frame.time
             when = own if own is not None and math.isfinite(own) else sent
