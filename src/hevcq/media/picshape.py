@@ -237,7 +237,11 @@ class _Decoder:
         try:
             frames = self._context.decode(packet)
         except av.FFmpegError:
-            return out  # a damaged keyframe (a broadcast's reception): the next one tells
+            # A damaged keyframe (a broadcast's reception): no frame of it to place, and
+            # the next one tells.
+            if packet is not None:
+                self._sent.pop()
+            return out
         for frame in frames:
             sent = self._sent.popleft() if self._sent else at
             own = frame.time
