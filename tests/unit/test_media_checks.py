@@ -17,6 +17,7 @@ from hevcq.media.probe import (
     has_alpha,
     hevc_layers,
     is_rgb,
+    is_spherical,
     kept_projection,
     looks_like_media,
     normalise_rotation,
@@ -298,3 +299,14 @@ def test_only_projections_the_muxers_write_are_kept(projection: int, kept: bool)
     mapping = projection.to_bytes(4, sys.byteorder) + bytes(32)
     assert kept_projection(mapping) is kept
     assert not kept_projection(b"")
+
+
+def test_a_frame_whose_side_data_pyav_cannot_read_states_no_mapping() -> None:
+    # PyAV builds all of a frame's side data at once and raised on a kind it does not
+    # know (a TIFF's EXIF): every probe of such a file failed with that error.
+    class Frame:
+        @property
+        def side_data(self) -> object:
+            raise ValueError("31 is not a valid Type")
+
+    assert is_spherical(Frame()) is False

@@ -397,7 +397,13 @@ KEPT_PROJECTIONS = frozenset({0, 1, 2})
 def is_spherical(frame: Any) -> bool:
     """Whether a decoded frame states a spherical mapping an output can keep (the
     stream's own, which the decoder puts on every frame)."""
-    mapping = frame.side_data.get(SideDataType.SPHERICAL)
+    try:
+        mapping = frame.side_data.get(SideDataType.SPHERICAL)
+    except ValueError:
+        # PyAV reads all of a frame's side data at once and fails on a kind it does not
+        # know (a picture's EXIF from a TIFF or a camera's MJPEG): such a frame is taken
+        # to state no mapping, as no 360-degree camera's video frame carries those.
+        return False
     return mapping is not None and kept_projection(bytes(mapping))
 
 
