@@ -224,16 +224,7 @@ def test_a_call_recording_that_starts_small_is_made_at_its_main_size(
     assert ladder is not None
     assert (ladder.rungs[0].width, ladder.rungs[0].height) == (640, 360)
     # A pool's output is 640x360, its first second fitted in (the same shape: scaled up).
-    vp_pool = Pool.model_validate(
-        {
-            "name": "q",
-            "applies": {"source_codecs": ["vp8", "vp9"]},
-            "encode": {"codec": "hevc", "preset": "ultrafast"},
-        }
-    )
-    result, _, store = run_job(tmp_path, src, vp_pool)
-    assert result.outcome == "done", result.reason
-    assert _made_size(tmp_path, store, "DONE/q/a.mp4") == (640, 360)
+    assert _encoded_size(tmp_path, src, "vp8", "vp9") == (640, 360)
 
 
 def test_a_short_change_of_size_leaves_the_first(tmp_path: Path) -> None:
@@ -314,6 +305,20 @@ def test_a_worker_does_not_confirm_a_skip_from_a_vp8_header(
     assert _made_size(tmp_path, store, "DONE/720p/call.720p.mp4") == (1280, 720)
 
 
+def _encoded_size(tmp_path: Path, src: Path, *codecs: str) -> tuple[int, int]:
+    """The coded size of a worker's HEVC output of ``src`` (a pool taking ``codecs``)."""
+    pool = Pool.model_validate(
+        {
+            "name": "q",
+            "applies": {"source_codecs": list(codecs)},
+            "encode": {"codec": "hevc", "preset": "ultrafast"},
+        }
+    )
+    result, _, store = run_job(tmp_path, src, pool)
+    assert result.outcome == "done", result.reason
+    return _made_size(tmp_path, store, "DONE/q/a.mp4")
+
+
 def _made_size(tmp_path: Path, store: FakeStore, key: str) -> tuple[int, int]:
     """The coded size of the output a job stored under ``key``."""
     out = tmp_path / "made.mp4"
@@ -385,16 +390,7 @@ def test_a_recording_that_starts_on_a_smaller_picture_is_made_at_its_main_size(
     info = main_picture(src, probe(src))
     assert info.main_video is not None
     assert (info.main_video.width, info.main_video.height) == (640, 360)
-    pool = Pool.model_validate(
-        {
-            "name": "q",
-            "applies": {"source_codecs": ["h264", "mpeg2video"]},
-            "encode": {"codec": "hevc", "preset": "ultrafast"},
-        }
-    )
-    result, _, store = run_job(tmp_path, src, pool)
-    assert result.outcome == "done", result.reason
-    assert _made_size(tmp_path, store, "DONE/q/a.mp4") == (640, 360)
+    assert _encoded_size(tmp_path, src, "h264", "mpeg2video") == (640, 360)
 
 
 def test_the_main_part_s_pixel_aspect_comes_with_its_size(tmp_path: Path) -> None:
