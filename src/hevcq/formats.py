@@ -148,6 +148,19 @@ AUDIO_LAYOUTS: dict[str, str] = {
 DEFAULT_LAYOUT_COUNTS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 24})
 PLAIN_PAIRS = frozenset({"", "stereo", "2 channels"})
 FIRST_PAIR = "pan=stereo|c0=c0|c1=c1"
+# The most channels an encoded stream is written with: every layout the encoders above
+# write has 8 or fewer, and a wider stream is rematrixed to one of them.
+MOST_ENCODED_CHANNELS = 8
+
+
+def encoded_audio_kbps(pair_kbps: int, channels: int) -> int:
+    """The bit rate of an encoded audio stream of ``channels`` channels, for a pool whose
+    ``audio_bitrate_kbps`` is ``pair_kbps``: that rate is for a stereo pair, and a wider
+    stream is given it for every pair it holds (5.1: three pairs, 480 kb/s at 160), so
+    surround sound is not squeezed into a stereo budget. Mono and stereo take it as it is.
+    """
+    pairs = (min(max(channels, 1), MOST_ENCODED_CHANNELS) + 1) // 2
+    return pair_kbps * pairs
 
 
 def first_pair_only(channels: int, layout: str = "") -> bool:

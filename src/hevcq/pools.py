@@ -167,6 +167,7 @@ class Encode(_Strict):
     # The codec of audio that is re-encoded; None: the container's default (AAC, or Opus
     # in WebM). Audio the container takes as it is is copied.
     audio_codec: str | None = None
+    # For a stereo pair: a wider encoded stream gets it for each pair (5.1: three times).
     audio_bitrate_kbps: int = Field(160, ge=32, le=512)
     keep_subtitles: bool = True
 

@@ -143,6 +143,35 @@ def test_broadcast_surround_sound_is_encoded_in_every_audio_codec(
     assert encoded_sound(tmp_path, src, container, audio) == (audio, 6)
 
 
+@pytest.mark.parametrize(("container", "audio"), [("webm", "opus"), ("mp4", "aac")])
+def test_encoded_surround_sound_is_given_the_rate_of_its_three_pairs(
+    tmp_path: Path, container: str, audio: str
+) -> None:
+    # Six channels of unrelated noise, which no encoder can make cheaper than its rate.
+    noise = ";".join(f"anoisesrc=d=0.6:seed={n}[n{n}]" for n in range(6))
+    merged = "".join(f"[n{n}]" for n in range(6))
+    graph = f"{noise};{merged}amerge=inputs=6,aformat=channel_layouts=5.1"
+    src = master(tmp_path / "film.mov", graph, "mov", "pcm_s16le")
+    out = encode(tmp_path, src.read_bytes(), "av1" if container == "webm" else "hevc",
+                 container, audio)  # fmt: skip
+    with av.open(str(out)) as f:
+        sound = f.streams.audio[0]
+        assert sound.codec_context.channels == 6
+        packets = [p for p in f.demux(sound) if p.size]
+        seconds = sum(p.duration or 0 for p in packets) * float(sound.time_base or 0)
+        kbps = sum(p.size for p in packets) * 8 / seconds / 1000
+    # The pool's 160 kb/s is for a pair: three pairs are 480, where 160 was written before.
+    assert 400 < kbps < 560, kbps
+
+
+def test_seven_one_sound_is_encoded_to_vorbis_at_its_rate(tmp_path: Path) -> None:
+    # libvorbis writes nothing for 7.1 at a pair's 160 kb/s; at four pairs' 640 it does.
+    # Float PCM: a Matroska output copies integer PCM as it is.
+    src = master(tmp_path / "film.mov", "sine=d=0.6,aformat=channel_layouts=7.1", "mov",
+                 "pcm_f32be")  # fmt: skip
+    assert encoded_sound(tmp_path, src, "mkv", "vorbis") == ("vorbis", 8)
+
+
 def master(dest: Path, sound: str, fmt: str, pcm: str) -> Path:
     """0.6 s of MPEG-4 Part 2 picture and PCM sound made by the lavfi graph ``sound``."""
     made = subprocess.run(

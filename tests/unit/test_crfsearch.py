@@ -344,6 +344,12 @@ def test_copied_streams_keep_their_size_and_encoded_audio_takes_its_bit_rate() -
     assert kept_bytes(plan(), sizes, 100.0) == 3_000_000 + 16_000 * 100 + 20_000
 
 
+def test_encoded_surround_sound_counts_at_the_rate_of_its_pairs() -> None:
+    sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000}
+    surround = plan(audio_channels=((2, 6),))  # 128 kb/s for each of three pairs
+    assert kept_bytes(surround, sizes, 100.0) == 3_000_000 + 3 * 16_000 * 100 + 20_000
+
+
 def test_encoded_audio_is_counted_for_as_long_as_it_lasts_where_that_is_known() -> None:
     """A file's declared length may be a subtitle's: the sound lasts as long as itself."""
     sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000}

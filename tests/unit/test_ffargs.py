@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import ConfigError
-from hevcq.formats import AUDIO_LAYOUTS, FIRST_PAIR, first_pair_only
+from hevcq.formats import AUDIO_LAYOUTS, FIRST_PAIR, encoded_audio_kbps, first_pair_only
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import (
     DEINTERLACE,
@@ -19,9 +19,9 @@ from hevcq.media.ffargs import (
     source_filters,
     tone_map,
 )
-from hevcq.media.model import EncodePlan
+from hevcq.media.model import AudioStream, EncodePlan
 from hevcq.pools import load_farm
-from tests.unit.media_shapes import SHAPES
+from tests.unit.media_shapes import SHAPES, clip
 
 FARM = load_farm()
 SRC = Path("/scratch/in-7f3a")
@@ -227,6 +227,37 @@ def test_which_streams_are_cut_to_their_first_pair(
     channels: int, layout: str, first_pair: bool
 ) -> None:
     assert first_pair_only(channels, layout) is first_pair
+
+
+@pytest.mark.parametrize(
+    ("channels", "kbps"),
+    [(1, 160), (2, 160), (3, 320), (4, 320), (6, 480), (8, 640), (12, 640), (24, 640)],
+)
+def test_a_pools_audio_rate_is_for_each_pair_of_channels(channels: int, kbps: int) -> None:
+    # A 5.1 film's six channels are three pairs; wider sound is written as 7.1 at most.
+    assert encoded_audio_kbps(160, channels) == kbps
+
+
+def test_surround_sound_that_is_encoded_gets_the_rate_of_its_pairs() -> None:
+    """A 5.1 or 7.1 stream the container cannot take (PCM from an editor or a camera,
+    DTS or TrueHD in MP4) was encoded at the pool's stereo rate: 160 kb/s across eight
+    channels, 20 kb/s each. A copied stream, a stereo one and a stream cut to its first
+    pair keep the pool's rate."""
+    streams = (
+        AudioStream(1, "pcm_s24le", channels=8, layout="7.1"),
+        AudioStream(2, "dts", channels=6, layout="5.1(side)"),
+        AudioStream(3, "ac3", channels=6, layout="5.1(side)"),  # copied
+        AudioStream(4, "pcm_s16le", channels=2, layout="stereo"),
+        AudioStream(5, "pcm_s16le", channels=11),  # no layout: its first pair
+        AudioStream(6, "pcm_s16le", channels=1, layout="mono"),
+    )
+    info = dataclasses.replace(clip(1920, 1080), audio=streams)
+    plan = decide(info, FARM["hevc"], "film.mov")
+    assert isinstance(plan, EncodePlan)
+    assert plan.audio_channels == ((1, 8), (2, 6))
+    args = build_args("ffmpeg", SRC, DST, plan)
+    rates = [values(args, f"-b:a:{n}") for n in range(len(streams))]
+    assert rates == [["640k"], ["480k"], [], ["160k"], ["160k"], ["160k"]]
 
 
 def test_mp4_keeps_cover_art_as_copied_attached_pictures() -> None:

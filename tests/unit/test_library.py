@@ -231,7 +231,8 @@ def test_media_and_decisions_round_trip() -> None:
         crf=26,
         preset="medium",
         x265_params={"aq-mode": "3"},
-        audio=((1, "copy"),),
+        audio=((1, "copy"), (3, "aac")),
+        audio_channels=((3, 6),),
         subtitles=((2, "mov_text"),),
     )
     assert decision_from_json(decision_to_json(plan)) == plan

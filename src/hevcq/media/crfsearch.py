@@ -41,7 +41,7 @@ from hevcq.cores import machine_cores
 from hevcq.errors import PermanentError
 from hevcq.formats import VIDEO_CODECS
 from hevcq.media.demuxers import open_input
-from hevcq.media.ffargs import Window, build_args
+from hevcq.media.ffargs import Window, audio_kbps, build_args
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
@@ -385,10 +385,10 @@ def kept_bytes(
     stream_s: dict[int, float] | None = None,
 ) -> int:
     """What an output holds beside its video: each audio stream copied at its size in the
-    source, or re-encoded at the plan's bit rate for as long as it lasts (``stream_s``,
-    where the scan read it, else ``duration_s``); subtitles and cover art at their size in
-    the source. Attachments (fonts) are left out: a few hundred kilobytes in the rare file
-    with any."""
+    source, or re-encoded at its bit rate (``ffargs.audio_kbps``) for as long as it lasts
+    (``stream_s``, where the scan read it, else ``duration_s``); subtitles and cover art
+    at their size in the source. Attachments (fonts) are left out: a few hundred
+    kilobytes in the rare file with any."""
     total = 0
     lengths = stream_s or {}
     for index, mode in plan.audio:
@@ -396,7 +396,7 @@ def kept_bytes(
             total += stream_bytes.get(index, 0)
         else:
             seconds = lengths.get(index, duration_s)
-            total += round(plan.audio_bitrate_kbps * 1000 / 8 * seconds)
+            total += round(audio_kbps(plan, index) * 1000 / 8 * seconds)
     total += sum(stream_bytes.get(index, 0) for index, _ in plan.subtitles)
     total += sum(stream_bytes.get(cover.index, 0) for cover in plan.covers)  # as they are
     return total

@@ -85,6 +85,12 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     shapes = tuple(
         (a.index, a.channels, a.sample_rate) for a in info.audio if a.varies and a.index in encoded
     )
+    # Written as they come (or at their widest, ``shapes``), but a first pair is a pair.
+    wide = tuple(
+        (a.index, a.channels)
+        for a in info.audio
+        if a.index in encoded and a.index not in first_pair and a.channels > 2
+    )
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     telemetry = info.telemetry if box.telemetry else ()
     covers = cover_plan(info.video, box)
@@ -108,6 +114,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
         audio_first_pair=first_pair,
         audio_shapes=shapes,
+        audio_channels=wide,
         subtitles=subtitles,
         telemetry=telemetry,
         attachments=keep_subs and box.attachments and info.attachments > 0,

@@ -13,6 +13,7 @@ from hevcq.formats import (
     VIDEO_CODECS,
     Container,
     VideoCodec,
+    encoded_audio_kbps,
 )
 from hevcq.media.model import EncodePlan
 
@@ -328,19 +329,26 @@ def encoder_params(params: dict[str, str]) -> str:
     return ":".join(f"{key}={value}" for key, value in params.items())
 
 
+def audio_kbps(plan: EncodePlan, index: int) -> int:
+    """The bit rate source stream ``index`` is encoded at: the plan's rate for each pair of
+    the channels it is written with (``EncodePlan.audio_channels``)."""
+    return encoded_audio_kbps(plan.audio_bitrate_kbps, dict(plan.audio_channels).get(index, 2))
+
+
 def audio_args(plan: EncodePlan) -> list[str]:
-    """Map every planned audio stream, copied or encoded (AAC, Opus, ...), in source order;
-    an encoded stream is given a channel layout its encoder writes (``AUDIO_LAYOUTS``),
-    after its first two channels are taken from it where no layout can be (``FIRST_PAIR``)
-    and, where its shape changes partway, after every stretch is brought to the widest
-    (``EncodePlan.audio_shapes``: libavutil's default layout of that many channels)."""
+    """Map every planned audio stream, copied or encoded (AAC, Opus, ...) at its rate
+    (``audio_kbps``), in source order; an encoded stream is given a channel layout its
+    encoder writes (``AUDIO_LAYOUTS``), after its first two channels are taken from it
+    where no layout can be (``FIRST_PAIR``) and, where its shape changes partway, after
+    every stretch is brought to the widest (``EncodePlan.audio_shapes``: libavutil's
+    default layout of that many channels)."""
     args: list[str] = []
     for n, (index, mode) in enumerate(plan.audio):
         args += ["-map", f"0:{index}"]
         if mode == "copy":
             args += [f"-c:a:{n}", "copy"]
         else:
-            args += [f"-c:a:{n}", mode, f"-b:a:{n}", f"{plan.audio_bitrate_kbps}k"]
+            args += [f"-c:a:{n}", mode, f"-b:a:{n}", f"{audio_kbps(plan, index)}k"]
             chain = [FIRST_PAIR] if index in plan.audio_first_pair else []
             chain += [
                 f"aformat=channel_layouts={channels}c:sample_rates={rate}"

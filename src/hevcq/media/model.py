@@ -178,7 +178,10 @@ class EncodePlan:
     scale: bool = False
     crop: bool = False  # odd-sized source: drop its last row/column, 4:2:0 needs even sizes
     audio: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "aac")
-    audio_bitrate_kbps: int = 160
+    audio_bitrate_kbps: int = 160  # for a stereo pair (hevcq.formats.encoded_audio_kbps)
+    # Encoded streams wider than a pair: (source index, channels written); any other is
+    # written as one pair at most
+    audio_channels: tuple[tuple[int, int], ...] = ()
     # Encoded streams cut to their first two channels first (hevcq.formats.first_pair_only)
     audio_first_pair: tuple[int, ...] = ()
     # Encoded streams whose shape changes partway (AudioStream.varies), each brought to one:
