@@ -15,7 +15,7 @@ from hevcq.keys import done_key
 from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
-from hevcq.media.verify import decoded_seconds
+from hevcq.media.verify import decoded_seconds, sound_seconds
 from hevcq.pools import Pool
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.fakes import FakeStore
@@ -170,6 +170,30 @@ def test_seven_one_sound_is_encoded_to_vorbis_at_its_rate(tmp_path: Path) -> Non
     src = master(tmp_path / "film.mov", "sine=d=0.6,aformat=channel_layouts=7.1", "mov",
                  "pcm_f32be")  # fmt: skip
     assert encoded_sound(tmp_path, src, "mkv", "vorbis") == ("vorbis", 8)
+
+
+@pytest.mark.parametrize(
+    ("codec", "container"), [("av1", "webm"), ("hevc", "mkv"), ("hevc", "mp4")]
+)
+def test_one_picture_beside_a_minute_of_sound_is_encoded_in_every_container(
+    tmp_path: Path, codec: str, container: str
+) -> None:
+    """A podcast or a song uploaded as video: one picture, then sound for as long as it
+    plays. In Matroska and WebM, verification read the picture as lasting the whole
+    file's length (ffmpeg's demuxer gives each stream the file's duration) and rejected
+    the output: ``video decodes for 0.04 s of 60.01 s``."""
+    src = tmp_path / "podcast.mov"
+    made = subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=s=192x108:r=25:d=0.04", "-f", "lavfi", "-i", "sine=d=60",
+         "-c:v", "mpeg4", "-c:a", "pcm_s16le", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    out = encode(tmp_path, src.read_bytes(), codec, container)
+    with av.open(str(out)) as f:
+        assert sum(1 for _ in f.decode(video=0)) == 1
+    assert sound_seconds(out) == {1: pytest.approx(60.0, abs=0.1)}
 
 
 def master(dest: Path, sound: str, fmt: str, pcm: str) -> Path:

@@ -415,21 +415,29 @@ def file_video(path: Path, index: int) -> FileVideo:
 
 
 def _declared_span(stream: Any) -> float | None:
+    # Matroska has no per-stream duration field; ffmpeg's muxer writes a DURATION tag
+    # instead, which is where the stream ends: a video that starts after the audio (2 s
+    # into a recording) spans that much less. Its demuxer then gives every stream the
+    # file's duration as its own, so the tag comes first: a podcast's one picture beside
+    # an hour of sound declares the 0.04 s the picture lasts, not the hour.
+    end = _tagged_end(stream.metadata.get("DURATION") or stream.metadata.get("duration"))
+    if end is not None:
+        start = stream.start_time
+        return end - float(start * stream.time_base) if start and stream.time_base else end
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    # Matroska has no per-stream duration field; ffmpeg writes a DURATION tag instead,
-    # which is where the stream ends: a video that starts after the audio (2 s into a
-    # recording) spans that much less.
-    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    return None
+
+
+def _tagged_end(tag: str | None) -> float | None:
+    """A DURATION tag's ``HH:MM:SS.fraction`` in seconds; None when it is not one."""
     if not tag or tag.count(":") != 2:
         return None
     hours, minutes, seconds = tag.split(":")
     try:
-        end = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     except ValueError:
         return None
-    start = stream.start_time
-    return end - float(start * stream.time_base) if start and stream.time_base else end
 
 
 def _shortfall(info: MediaInfo, source: MediaInfo) -> float | None:
