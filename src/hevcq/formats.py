@@ -153,14 +153,27 @@ FIRST_PAIR = "pan=stereo|c0=c0|c1=c1"
 MOST_ENCODED_CHANNELS = 8
 
 
-def encoded_audio_kbps(pair_kbps: int, channels: int) -> int:
-    """The bit rate of an encoded audio stream of ``channels`` channels, for a pool whose
-    ``audio_bitrate_kbps`` is ``pair_kbps``: that rate is for a stereo pair, and a wider
-    stream is given it for every pair it holds (5.1: three pairs, 480 kb/s at 160), so
-    surround sound is not squeezed into a stereo budget. Mono and stereo take it as it is.
+# The least an encoded stream is given per channel where its source's own rate is lower:
+# enough for AAC and Opus to keep speech and music clean.
+LEAST_KBPS_PER_CHANNEL = 32
+
+
+def encoded_audio_kbps(pair_kbps: int, channels: int, source_kbps: int = 0) -> int:
+    """The bit rate of an encoded audio stream written with ``channels`` channels, for a
+    pool whose ``audio_bitrate_kbps`` is ``pair_kbps``.
+
+    That rate is for a stereo pair, and a wider stream is given it for every pair it
+    holds (5.1: three pairs, 480 kb/s at 160), so surround sound is not squeezed into a
+    stereo budget; mono and stereo take it as it is. Nor is a stream given more than its
+    source states (``source_kbps``, 0 when it states none): bytes spent above that add
+    nothing to what is heard (a phone's 12.2 kb/s AMR speech is not made 160 kb/s of
+    AAC), down to ``LEAST_KBPS_PER_CHANNEL`` for each channel written.
     """
-    pairs = (min(max(channels, 1), MOST_ENCODED_CHANNELS) + 1) // 2
-    return pair_kbps * pairs
+    written = min(max(channels, 1), MOST_ENCODED_CHANNELS)
+    kbps = pair_kbps * ((written + 1) // 2)
+    if source_kbps > 0:
+        kbps = min(kbps, max(source_kbps, LEAST_KBPS_PER_CHANNEL * written))
+    return kbps
 
 
 def first_pair_only(channels: int, layout: str = "") -> bool:

@@ -346,7 +346,7 @@ def test_copied_streams_keep_their_size_and_encoded_audio_takes_its_bit_rate() -
 
 def test_encoded_surround_sound_counts_at_the_rate_of_its_pairs() -> None:
     sizes = {0: 10**9, 1: 3_000_000, 2: 9_000_000, 3: 20_000}
-    surround = plan(audio_channels=((2, 6),))  # 128 kb/s for each of three pairs
+    surround = plan(audio_rates=((2, 384),))  # 128 kb/s for each of three pairs
     assert kept_bytes(surround, sizes, 100.0) == 3_000_000 + 3 * 16_000 * 100 + 20_000
 
 

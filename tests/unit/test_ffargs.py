@@ -236,6 +236,27 @@ def test_which_streams_are_cut_to_their_first_pair(
 def test_a_pools_audio_rate_is_for_each_pair_of_channels(channels: int, kbps: int) -> None:
     # A 5.1 film's six channels are three pairs; wider sound is written as 7.1 at most.
     assert encoded_audio_kbps(160, channels) == kbps
+    assert encoded_audio_kbps(160, channels, source_kbps=0) == kbps  # 0: none stated
+
+
+@pytest.mark.parametrize(
+    ("channels", "source_kbps", "kbps"),
+    [
+        (1, 13, 32),  # a phone's AMR speech: the least for one channel
+        (2, 13, 64),
+        (1, 64, 64),  # 8 kHz 8-bit PCM, a 2004 camera's
+        (2, 96, 96),  # WMA
+        (2, 192, 160),  # MPEG audio above the pool's rate: the pool's
+        (6, 448, 448),  # AC-3 5.1: its own, below three pairs' 480
+        (6, 1509, 480),  # DTS 5.1
+        (6, 4608, 480),  # 24-bit PCM 5.1
+        (6, 100, 192),  # the least for six channels
+    ],
+)
+def test_no_stream_is_encoded_above_the_rate_its_source_states(
+    channels: int, source_kbps: int, kbps: int
+) -> None:
+    assert encoded_audio_kbps(160, channels, source_kbps) == kbps
 
 
 def test_surround_sound_that_is_encoded_gets_the_rate_of_its_pairs() -> None:
@@ -244,20 +265,36 @@ def test_surround_sound_that_is_encoded_gets_the_rate_of_its_pairs() -> None:
     channels, 20 kb/s each. A copied stream, a stereo one and a stream cut to its first
     pair keep the pool's rate."""
     streams = (
-        AudioStream(1, "pcm_s24le", channels=8, layout="7.1"),
-        AudioStream(2, "dts", channels=6, layout="5.1(side)"),
-        AudioStream(3, "ac3", channels=6, layout="5.1(side)"),  # copied
-        AudioStream(4, "pcm_s16le", channels=2, layout="stereo"),
-        AudioStream(5, "pcm_s16le", channels=11),  # no layout: its first pair
-        AudioStream(6, "pcm_s16le", channels=1, layout="mono"),
+        AudioStream(1, "pcm_s24le", channels=8, layout="7.1", bit_rate_kbps=9216),
+        AudioStream(2, "dts", channels=6, layout="5.1(side)", bit_rate_kbps=1509),
+        AudioStream(3, "ac3", channels=6, layout="5.1(side)", bit_rate_kbps=448),  # copied
+        AudioStream(4, "pcm_s16le", channels=2, layout="stereo", bit_rate_kbps=1536),
+        AudioStream(5, "pcm_s16le", channels=11, bit_rate_kbps=8448),  # no layout: a pair
+        AudioStream(6, "pcm_s16le", channels=1, layout="mono", bit_rate_kbps=768),
+        AudioStream(7, "truehd", channels=8, layout="7.1"),  # states no rate
     )
     info = dataclasses.replace(clip(1920, 1080), audio=streams)
     plan = decide(info, FARM["hevc"], "film.mov")
     assert isinstance(plan, EncodePlan)
-    assert plan.audio_channels == ((1, 8), (2, 6))
+    assert plan.audio_rates == ((1, 640), (2, 480), (7, 640))
     args = build_args("ffmpeg", SRC, DST, plan)
     rates = [values(args, f"-b:a:{n}") for n in range(len(streams))]
-    assert rates == [["640k"], ["480k"], [], ["160k"], ["160k"], ["160k"]]
+    assert rates == [["640k"], ["480k"], [], ["160k"], ["160k"], ["160k"], ["640k"]]
+
+
+def test_sound_is_not_encoded_above_its_own_rate_unless_its_shape_changes() -> None:
+    """A phone's AMR speech (12.2 kb/s) was made 160 kb/s of AAC: more bytes than its
+    picture in a small 3GP, for nothing heard. A stream whose shape changes states the
+    rate of its first stretch only, which is no limit for a wider one later."""
+    streams = (
+        AudioStream(1, "amr_nb", channels=1, layout="mono", bit_rate_kbps=13),
+        AudioStream(2, "mp2", channels=2, layout="stereo", bit_rate_kbps=96),
+        AudioStream(3, "mp2", channels=6, bit_rate_kbps=192, varies=True),
+    )
+    info = dataclasses.replace(clip(1920, 1080), audio=streams)
+    plan = decide(info, FARM["hevc"], "phone.3gp")
+    assert isinstance(plan, EncodePlan)
+    assert plan.audio_rates == ((1, 32), (2, 96), (3, 480))
 
 
 def test_mp4_keeps_cover_art_as_copied_attached_pictures() -> None:

@@ -217,7 +217,7 @@ def test_media_and_decisions_round_trip() -> None:
         3.0,
         10,
         (VideoStream(0, "h264", 8, 6, "yuv420p", 8, 90, 30.0, colours=(1, 2, 2)),),
-        (AudioStream(1, "aac", 6),),
+        (AudioStream(1, "aac", 6, bit_rate_kbps=384),),
     )
     assert info_from_json(info_to_json(info)) == info  # colours a tuple again, not a list
     plan = EncodePlan(
@@ -232,7 +232,7 @@ def test_media_and_decisions_round_trip() -> None:
         preset="medium",
         x265_params={"aq-mode": "3"},
         audio=((1, "copy"), (3, "aac")),
-        audio_channels=((3, 6),),
+        audio_rates=((3, 480),),
         subtitles=((2, "mov_text"),),
     )
     assert decision_from_json(decision_to_json(plan)) == plan

@@ -301,7 +301,7 @@ def decision_from_json(text: str) -> Decision:
         d["covers"] = tuple(Cover(**c) for c in d.get("covers", ()))
         d["audio_first_pair"] = tuple(d.get("audio_first_pair", ()))
         d["audio_shapes"] = tuple(tuple(a) for a in d.get("audio_shapes", ()))
-        d["audio_channels"] = tuple(tuple(a) for a in d.get("audio_channels", ()))
+        d["audio_rates"] = tuple(tuple(a) for a in d.get("audio_rates", ()))
         d["telemetry"] = tuple(d.get("telemetry", ()))
         d["source_size"] = tuple(d.get("source_size", (0, 0)))
         d["pixel_aspect"] = tuple(d.get("pixel_aspect", (1, 1)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from hevcq.formats import (
     VIDEO_CODECS,
     Container,
     audio_codec,
+    encoded_audio_kbps,
     first_pair_only,
     picture_fits,
     too_large,
@@ -85,12 +86,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     shapes = tuple(
         (a.index, a.channels, a.sample_rate) for a in info.audio if a.varies and a.index in encoded
     )
-    # Written as they come (or at their widest, ``shapes``), but a first pair is a pair.
-    wide = tuple(
-        (a.index, a.channels)
-        for a in info.audio
-        if a.index in encoded and a.index not in first_pair and a.channels > 2
-    )
+    rates = audio_rates(info.audio, encoded, first_pair, pool.encode.audio_bitrate_kbps)
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     telemetry = info.telemetry if box.telemetry else ()
     covers = cover_plan(info.video, box)
@@ -114,7 +110,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         audio_bitrate_kbps=pool.encode.audio_bitrate_kbps,
         audio_first_pair=first_pair,
         audio_shapes=shapes,
-        audio_channels=wide,
+        audio_rates=rates,
         subtitles=subtitles,
         telemetry=telemetry,
         attachments=keep_subs and box.attachments and info.attachments > 0,
@@ -269,6 +265,26 @@ def tee_safe(info: MediaInfo, container: str, copies: list[tuple[int, str]]) -> 
         if container != "mp4" or (stream.codec, stream.tag) not in MP4_KEPT_TAGS:
             return False
     return True
+
+
+def audio_rates(
+    streams: Sequence[AudioStream], encoded: set[int], first_pair: Sequence[int], pair_kbps: int
+) -> tuple[tuple[int, int], ...]:
+    """The encoded streams whose rate is not the pool's ``pair_kbps``
+    (``formats.encoded_audio_kbps``), as ``(index, kb/s)``. A stream is written with its
+    own channels (at its widest where its shape changes), or two where only its first pair
+    is kept. A stream whose shape changes states the rate of its first stretch only, which
+    says nothing of a wider one later: its rate is not taken as a limit."""
+    rates = []
+    for a in streams:
+        if a.index not in encoded:
+            continue
+        channels = 2 if a.index in first_pair else a.channels
+        stated = 0 if a.varies else a.bit_rate_kbps
+        kbps = encoded_audio_kbps(pair_kbps, channels, stated)
+        if kbps != pair_kbps:
+            rates.append((a.index, kbps))
+    return tuple(rates)
 
 
 def audio_plan(

@@ -13,7 +13,6 @@ from hevcq.formats import (
     VIDEO_CODECS,
     Container,
     VideoCodec,
-    encoded_audio_kbps,
 )
 from hevcq.media.model import EncodePlan
 
@@ -330,9 +329,9 @@ def encoder_params(params: dict[str, str]) -> str:
 
 
 def audio_kbps(plan: EncodePlan, index: int) -> int:
-    """The bit rate source stream ``index`` is encoded at: the plan's rate for each pair of
-    the channels it is written with (``EncodePlan.audio_channels``)."""
-    return encoded_audio_kbps(plan.audio_bitrate_kbps, dict(plan.audio_channels).get(index, 2))
+    """The bit rate source stream ``index`` is encoded at: its own where the plan gives one
+    (``EncodePlan.audio_rates``), else the pool's."""
+    return dict(plan.audio_rates).get(index, plan.audio_bitrate_kbps)
 
 
 def audio_args(plan: EncodePlan) -> list[str]:

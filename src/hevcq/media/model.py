@@ -95,6 +95,9 @@ class AudioStream:
     varies: bool = False
     # How long after the file's start (its earliest stream) its sound begins; 0: with it.
     start_s: float = 0.0
+    # Its bit rate as the file states it, in kb/s rounded up; 0: not stated (FLAC, Opus
+    # and Vorbis in Matroska) or not read (probed before it was)
+    bit_rate_kbps: int = 0
 
     @property
     def known(self) -> bool:
@@ -178,10 +181,10 @@ class EncodePlan:
     scale: bool = False
     crop: bool = False  # odd-sized source: drop its last row/column, 4:2:0 needs even sizes
     audio: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "aac")
-    audio_bitrate_kbps: int = 160  # for a stereo pair (hevcq.formats.encoded_audio_kbps)
-    # Encoded streams wider than a pair: (source index, channels written); any other is
-    # written as one pair at most
-    audio_channels: tuple[tuple[int, int], ...] = ()
+    audio_bitrate_kbps: int = 160  # the pool's, for a stereo pair
+    # Encoded streams at another rate (hevcq.formats.encoded_audio_kbps): (source index,
+    # kb/s); any other encoded stream takes ``audio_bitrate_kbps``
+    audio_rates: tuple[tuple[int, int], ...] = ()
     # Encoded streams cut to their first two channels first (hevcq.formats.first_pair_only)
     audio_first_pair: tuple[int, ...] = ()
     # Encoded streams whose shape changes partway (AudioStream.varies), each brought to one:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import re
 import stat
 import subprocess
@@ -268,6 +269,7 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
                     layout,
                     int(cc.sample_rate or 0),
                     start_s=_start_after(container, stream),
+                    bit_rate_kbps=math.ceil((cc.bit_rate or 0) / 1000),
                 )
             )
         elif stream.type == "subtitle":
