@@ -166,8 +166,8 @@ def encoded_audio_kbps(pair_kbps: int, channels: int, source_kbps: int = 0) -> i
     holds (5.1: three pairs, 480 kb/s at 160), so surround sound is not squeezed into a
     stereo budget; mono and stereo take it as it is. Nor is a stream given more than its
     source states (``source_kbps``, 0 when it states none): bytes spent above that add
-    nothing to what is heard (a phone's 12.2 kb/s AMR speech is not made 160 kb/s of
-    AAC), down to ``LEAST_KBPS_PER_CHANNEL`` for each channel written.
+    nothing to what is heard (a phone's 12.2 kb/s AMR speech is not made 128 kb/s of
+    Opus), down to ``LEAST_KBPS_PER_CHANNEL`` for each channel written.
     """
     written = min(max(channels, 1), MOST_ENCODED_CHANNELS)
     kbps = pair_kbps * ((written + 1) // 2)

@@ -283,9 +283,10 @@ def test_surround_sound_that_is_encoded_gets_the_rate_of_its_pairs() -> None:
 
 
 def test_sound_is_not_encoded_above_its_own_rate_unless_its_shape_changes() -> None:
-    """A phone's AMR speech (12.2 kb/s) was made 160 kb/s of AAC: more bytes than its
-    picture in a small 3GP, for nothing heard. A stream whose shape changes states the
-    rate of its first stretch only, which is no limit for a wider one later."""
+    """A phone's AMR speech (12.2 kb/s) was given the pool's rate, as much of it as the
+    encoder takes: more bytes than its picture in a small 3GP, for nothing heard. A
+    stream whose shape changes states the rate of its first stretch only, which is no
+    limit for a wider one later."""
     streams = (
         AudioStream(1, "amr_nb", channels=1, layout="mono", bit_rate_kbps=13),
         AudioStream(2, "mp2", channels=2, layout="stereo", bit_rate_kbps=96),
