@@ -107,6 +107,24 @@ def test_the_plan_follows_the_displayed_picture_and_the_first_audio() -> None:
 
 
 @pytest.mark.parametrize(
+    ("stated", "varies", "kbps"),
+    [(0, False, 128), (160, False, 128), (96, False, 96), (13, False, 64), (13, True, 128)],
+)
+def test_the_ladders_sound_is_not_given_more_than_its_source_states(
+    stated: int, varies: bool, kbps: int
+) -> None:
+    """An old phone's 12.2 kb/s speech was made 128 kb/s of AAC in every ladder; a sound
+    whose shape changes states only its first stretch's rate, no limit for the rest."""
+    sound = AudioStream(1, "amr_nb", 1, layout="mono", bit_rate_kbps=stated, varies=varies)
+    video = VideoStream(0, "h264", 640, 360, "yuv420p", 8, fps=25.0)
+    plan = plan_ladder(MediaInfo("mov", 10.0, 1000, video=(video,), audio=(sound,)))
+    assert plan is not None
+    assert plan.audio_kbps == kbps
+    args = ladder_args("ffmpeg", Path("in.3gp"), Path("out"), plan)
+    assert args[args.index("-b:a") + 1] == f"{kbps}k"
+
+
+@pytest.mark.parametrize(
     ("coded", "sar", "rotation", "shown"),
     [
         ((720, 480), (32, 27), 0, (854, 480)),  # NTSC DVD, 16:9

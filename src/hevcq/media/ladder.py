@@ -32,7 +32,7 @@ from typing import Any
 import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
-from hevcq.formats import FIRST_PAIR, first_pair_only, picture_fits
+from hevcq.formats import FIRST_PAIR, encoded_audio_kbps, first_pair_only, picture_fits
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import (
     decoder_args,
@@ -150,6 +150,7 @@ class LadderPlan:
     alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
     audio_rate: int = 0  # the rate its audio is resampled to (``AUDIO_RATES``); 0: kept
+    audio_kbps: int = AUDIO_KBPS  # its stereo's bit rate (``ladder_audio_kbps``)
     audio_from_zero: bool = False  # silence before a sound that starts late (AUDIO_FROM_ZERO)
     # The source's size the plan is made at (EncodePlan.source_size), turned upright:
     # frames of another shape are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
@@ -298,10 +299,18 @@ def plan_ladder(
         stated_colours=source_colours(video),
         audio_first_pair=heard is not None and first_pair_only(heard.channels, heard.layout),
         audio_rate=_ladder_audio_rate(heard) if heard else 0,
+        audio_kbps=ladder_audio_kbps(heard) if heard else AUDIO_KBPS,
         audio_from_zero=heard is not None and from_zero(heard),
         source_size=video.upright_size,
         spherical=video.spherical,
     )
+
+
+def ladder_audio_kbps(stream: AudioStream) -> int:
+    """The bit rate of a ladder's stereo: ``AUDIO_KBPS``, or less where the source's own
+    sound states less (``formats.encoded_audio_kbps``: an old phone's 12.2 kb/s speech
+    gets 64, a pair's least), unless its shape changes partway."""
+    return encoded_audio_kbps(AUDIO_KBPS, 2, 0 if stream.varies else stream.bit_rate_kbps)
 
 
 def _ladder_audio_rate(stream: AudioStream) -> int:
@@ -398,7 +407,7 @@ def ladder_args(
             "-c:a",
             "aac",
             "-b:a",
-            f"{AUDIO_KBPS}k",
+            f"{plan.audio_kbps}k",
             "-ac",
             "2",
         ]
