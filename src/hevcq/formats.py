@@ -60,6 +60,8 @@ class Container:
     # How text subtitles are kept: "copy" (as they are), an encoder to convert them to,
     # or None (dropped). Bitmap subtitles survive only where this is "copy".
     text_subtitles: str | None
+    # Codecs of ``audio_copy`` taken only from this sample rate up: (codec, least Hz)
+    audio_copy_least_hz: tuple[tuple[str, int], ...] = ()
     attachments: bool = False
     # How cover art (a video stream flagged as an attached picture: an MP4's cover, a
     # Matroska image attachment) is kept: "stream" copies it as such a stream (MP4's
@@ -156,6 +158,13 @@ MOST_ENCODED_CHANNELS = 8
 # The least an encoded stream is given per channel where its source's own rate is lower:
 # enough for AAC and Opus to keep speech and music clean.
 LEAST_KBPS_PER_CHANNEL = 32
+
+
+def copies_audio(box: Container, codec: str, sample_rate: int) -> bool:
+    """Whether ``box`` takes an audio stream of ``codec`` at ``sample_rate`` Hz as it is
+    (a rate of 0, not read, is taken to be one it holds)."""
+    least = dict(box.audio_copy_least_hz).get(codec, 0)
+    return codec in box.audio_copy and (sample_rate == 0 or sample_rate >= least)
 
 
 def encoded_audio_kbps(pair_kbps: int, channels: int, source_kbps: int = 0) -> int:
@@ -272,6 +281,10 @@ CONTAINERS: dict[str, Container] = {
         video=frozenset({"hevc", "h264", "av1", "vp9"}),
         audio_codecs=("aac", "opus"),
         audio_copy=_MP4_AUDIO,
+        # MP4 holds MPEG audio of MPEG-1 and MPEG-2 rates only: its muxer refuses the
+        # 8, 11.025 and 12 kHz of MPEG-2.5 (an old camera's or a voice recorder's MP3)
+        # as "not standard", so such a stream is encoded.
+        audio_copy_least_hz=(("mp3", 16000),),
         text_subtitles="mov_text",
         covers="stream",
         telemetry=True,

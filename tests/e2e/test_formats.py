@@ -184,6 +184,16 @@ def audio_kbps(path: Path) -> float:
         return sum(p.size for p in packets) * 8 / seconds / 1000
 
 
+def test_mp3_at_8_khz_is_encoded_for_an_mp4_output(tmp_path: Path) -> None:
+    # A voice recorder's or an old camera's MP3 at an MPEG-2.5 rate: copied, the MP4
+    # muxer refused it ("muxing mp3 at 8000hz is not standard") on every retry.
+    src = master(tmp_path / "memo.avi", "sine=d=0.6:r=8000", "avi", "libmp3lame")
+    out = encode(tmp_path, src.read_bytes(), "hevc", "mp4")
+    assert streams(out)[1] == "aac"
+    # Within one AAC frame, 0.128 s at 8 kHz: the encoder pads its last.
+    assert sound_seconds(out) == {1: pytest.approx(sound_seconds(src)[1], abs=0.13)}
+
+
 def test_seven_one_sound_is_encoded_to_vorbis_at_its_rate(tmp_path: Path) -> None:
     # libvorbis writes nothing for 7.1 at a pair's 160 kb/s; at four pairs' 640 it does.
     # Float PCM: a Matroska output copies integer PCM as it is.

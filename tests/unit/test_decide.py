@@ -322,6 +322,24 @@ def test_audio_copy_or_aac(codec: str, container: str, mode: str) -> None:
     assert audio_plan(info.audio, _box(container)) == ((1, mode),)
 
 
+@pytest.mark.parametrize(
+    ("rate", "container", "mode"),
+    [
+        (8000, "mp4", "aac"),  # MPEG-2.5: the MP4 muxer refuses it as "not standard"
+        (11025, "mp4", "aac"),
+        (12000, "mp4", "aac"),
+        (16000, "mp4", "copy"),  # MPEG-2
+        (44100, "mp4", "copy"),
+        (0, "mp4", "copy"),  # not read: as before
+        (8000, "matroska", "copy"),
+    ],
+)
+def test_mp3_below_16_khz_is_encoded_for_mp4(rate: int, container: str, mode: str) -> None:
+    info = clip(640, 360, audio=("mp3",))
+    info = dataclasses.replace(info, audio=(dataclasses.replace(info.audio[0], sample_rate=rate),))
+    assert audio_plan(info.audio, _box(container)) == ((1, mode),)
+
+
 def test_mp4_subtitles_text_converted_mov_text_copied_bitmaps_dropped() -> None:
     subs = tuple(
         SubtitleStream(i, c)

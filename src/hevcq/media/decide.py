@@ -16,6 +16,7 @@ from hevcq.formats import (
     VIDEO_CODECS,
     Container,
     audio_codec,
+    copies_audio,
     encoded_audio_kbps,
     first_pair_only,
     picture_fits,
@@ -290,14 +291,20 @@ def audio_rates(
 def audio_plan(
     streams: tuple[AudioStream, ...], box: Container, encoder: str = "aac"
 ) -> tuple[tuple[int, str], ...]:
-    """Every audio stream kept: copied when the container takes the codec and the stream
-    keeps one shape throughout, else encoded with ``encoder`` (the pool's audio codec in
-    this container). An AAC stream that changes shape partway (``AudioStream.varies``)
-    copied would be wrong after the change (``hevcq.formats.CONFIGURED_ONCE``,
-    ``hevcq.media.soundshape``). A stream whose shape the probe
-    did not find (``AudioStream.known``) is left out: no muxer takes it."""
+    """Every audio stream kept: copied when the container takes the codec at its sample
+    rate (``formats.copies_audio``) and the stream keeps one shape throughout, else
+    encoded with ``encoder`` (the pool's audio codec in this container). An AAC stream
+    that changes shape partway (``AudioStream.varies``) copied would be wrong after the
+    change (``hevcq.formats.CONFIGURED_ONCE``, ``hevcq.media.soundshape``). A stream
+    whose shape the probe did not find (``AudioStream.known``) is left out: no muxer
+    takes it."""
     return tuple(
-        (a.index, "copy" if a.codec in box.audio_copy and not _reconfigured(a) else encoder)
+        (
+            a.index,
+            "copy"
+            if copies_audio(box, a.codec, a.sample_rate) and not _reconfigured(a)
+            else encoder,
+        )
         for a in streams
         if a.known
     )
