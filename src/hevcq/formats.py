@@ -173,13 +173,18 @@ def encoded_audio_kbps(pair_kbps: int, channels: int, source_kbps: int = 0) -> i
 
     That rate is for a stereo pair, and a wider stream is given it for every pair it
     holds (5.1: three pairs, 480 kb/s at 160), so surround sound is not squeezed into a
-    stereo budget; mono and stereo take it as it is. Nor is a stream given more than its
-    source states (``source_kbps``, 0 when it states none): bytes spent above that add
-    nothing to what is heard (a phone's 12.2 kb/s AMR speech is not made 128 kb/s of
-    Opus), down to ``LEAST_KBPS_PER_CHANNEL`` for each channel written.
+    stereo budget. Mono is half a pair (80 kb/s at 160, what AAC and Opus need to keep
+    one channel clean), never below ``LEAST_KBPS_PER_CHANNEL`` unless the pool's pair
+    rate is itself lower. Nor is a stream given more than its source states
+    (``source_kbps``, 0 when it states none): bytes spent above that add nothing to what
+    is heard (a phone's 12.2 kb/s AMR speech is not made 128 kb/s of Opus), down to
+    ``LEAST_KBPS_PER_CHANNEL`` for each channel written.
     """
     written = min(max(channels, 1), MOST_ENCODED_CHANNELS)
-    kbps = pair_kbps * ((written + 1) // 2)
+    if written == 1:
+        kbps = max(pair_kbps // 2, min(pair_kbps, LEAST_KBPS_PER_CHANNEL))
+    else:
+        kbps = pair_kbps * ((written + 1) // 2)
     if source_kbps > 0:
         kbps = min(kbps, max(source_kbps, LEAST_KBPS_PER_CHANNEL * written))
     return kbps

@@ -160,6 +160,20 @@ def test_encoded_surround_sound_is_given_the_rate_of_its_three_pairs(
     assert 400 < audio_kbps(out) < 560
 
 
+@pytest.mark.parametrize(("container", "audio"), [("webm", "opus"), ("mp4", "aac")])
+def test_encoded_mono_sound_is_given_half_a_pair(
+    tmp_path: Path, container: str, audio: str
+) -> None:
+    # A lecture's or a voice memo's one channel of PCM was encoded at the whole pair's
+    # 160 kb/s, twice what one clean channel needs. Noise: the encoder spends its rate.
+    src = master(tmp_path / "talk.mov", "anoisesrc=d=0.6", "mov", "pcm_s16le")
+    out = encode(tmp_path, src.read_bytes(), "av1" if container == "webm" else "hevc",
+                 container, audio)  # fmt: skip
+    with av.open(str(out)) as f:
+        assert f.streams.audio[0].codec_context.channels == 1
+    assert 60 < audio_kbps(out) < 100  # 160 before
+
+
 def test_sound_is_not_encoded_above_the_rate_its_source_states(tmp_path: Path) -> None:
     # MPEG-1 Layer II at 32 kb/s, as a TV card's or a Video CD's AVI may carry it, which
     # MP4 takes only re-encoded. Noise: the encoder spends all the rate it is given.

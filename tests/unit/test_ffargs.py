@@ -231,12 +231,22 @@ def test_which_streams_are_cut_to_their_first_pair(
 
 @pytest.mark.parametrize(
     ("channels", "kbps"),
-    [(1, 160), (2, 160), (3, 320), (4, 320), (6, 480), (8, 640), (12, 640), (24, 640)],
+    [(1, 80), (2, 160), (3, 320), (4, 320), (6, 480), (8, 640), (12, 640), (24, 640)],
 )
 def test_a_pools_audio_rate_is_for_each_pair_of_channels(channels: int, kbps: int) -> None:
-    # A 5.1 film's six channels are three pairs; wider sound is written as 7.1 at most.
+    # A 5.1 film's six channels are three pairs; wider sound is written as 7.1 at most;
+    # one channel is half a pair.
     assert encoded_audio_kbps(160, channels) == kbps
     assert encoded_audio_kbps(160, channels, source_kbps=0) == kbps  # 0: none stated
+
+
+@pytest.mark.parametrize(("pair_kbps", "kbps"), [(160, 80), (128, 64), (48, 32), (24, 24)])
+def test_mono_is_half_a_pair_but_never_below_what_one_channel_needs(
+    pair_kbps: int, kbps: int
+) -> None:
+    # A pool set as low as 48 kb/s a pair still gives one channel 32; one set lower
+    # than that asked for it.
+    assert encoded_audio_kbps(pair_kbps, 1) == kbps
 
 
 @pytest.mark.parametrize(
@@ -245,6 +255,7 @@ def test_a_pools_audio_rate_is_for_each_pair_of_channels(channels: int, kbps: in
         (1, 13, 32),  # a phone's AMR speech: the least for one channel
         (2, 13, 64),
         (1, 64, 64),  # 8 kHz 8-bit PCM, a 2004 camera's
+        (1, 768, 80),  # 16-bit PCM mono, a lecture's: half a pair
         (2, 96, 96),  # WMA
         (2, 192, 160),  # MPEG audio above the pool's rate: the pool's
         (6, 448, 448),  # AC-3 5.1: its own, below three pairs' 480
@@ -276,10 +287,10 @@ def test_surround_sound_that_is_encoded_gets_the_rate_of_its_pairs() -> None:
     info = dataclasses.replace(clip(1920, 1080), audio=streams)
     plan = decide(info, FARM["hevc"], "film.mov")
     assert isinstance(plan, EncodePlan)
-    assert plan.audio_rates == ((1, 640), (2, 480), (7, 640))
+    assert plan.audio_rates == ((1, 640), (2, 480), (6, 80), (7, 640))
     args = build_args("ffmpeg", SRC, DST, plan)
     rates = [values(args, f"-b:a:{n}") for n in range(len(streams))]
-    assert rates == [["640k"], ["480k"], [], ["160k"], ["160k"], ["160k"], ["640k"]]
+    assert rates == [["640k"], ["480k"], [], ["160k"], ["160k"], ["80k"], ["640k"]]
 
 
 def test_sound_is_not_encoded_above_its_own_rate_unless_its_shape_changes() -> None:
