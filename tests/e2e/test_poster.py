@@ -12,7 +12,7 @@ import pytest
 from hevcq.errors import PermanentError
 from hevcq.media.ffargs import stated_colours
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.poster import DARKEST, _sampled, make_poster
+from hevcq.media.poster import DARKEST, _sampled, grey_stats, make_poster, shown_grey
 from hevcq.media.probe import frame_colours
 from hevcq.media.samples import make_clip
 from tests.e2e.cutclips import cover_first, cut_short
@@ -176,6 +176,31 @@ def test_a_recording_with_one_keyframe_gets_a_lit_poster(tmp_path: Path, bframes
     assert chosen.mean >= DARKEST
     assert chosen.time_s >= 3.0
     assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST
+
+
+@pytest.mark.parametrize(("name", "encoder", "fmt"), [("cam01.h264", "libx264", "h264"),
+                                                   ("cam02.hevc", "libx265", "hevc")])  # fmt: skip
+def test_a_raw_elementary_stream_gets_a_poster(
+    tmp_path: Path, name: str, encoder: str, fmt: str
+) -> None:
+    # A security camera's recording as a bare H.264 or HEVC stream: its demuxer refuses
+    # every seek, so every sample failed and the hls job with it ("no frame decodes for
+    # a poster"). Its frames are read in order; the binary times them as they were timed.
+    src = tmp_path / name
+    subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc2=size=320x240:rate=25:duration=4,fade=in:st=0:d=4",
+         "-c:v", encoder, "-preset", "ultrafast", "-f", fmt, str(src)],
+        check=True,
+    )  # fmt: skip
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert 0.4 <= chosen.time_s < 4
+    assert chosen.mean >= DARKEST
+    assert _size(tmp_path / "poster.jpg") == (320, 240)
+    with av.open(str(tmp_path / "poster.jpg")) as f:
+        mean, _ = grey_stats(shown_grey(next(f.decode(video=0))))
+    # The JPEG is the frame scored, not an earlier, darker one of the fade.
+    assert mean == pytest.approx(chosen.mean, abs=3)
 
 
 def test_a_source_cut_short_gets_a_poster_from_what_is_there(tmp_path: Path) -> None:

@@ -56,6 +56,10 @@ POSTER = "poster.jpg"  # its name beside an output
 SEEK_BACK_S: tuple[float | None, ...] = (0.0, 10.0, 60.0, None)
 GIVE_UP_AFTER_S = 2.0
 START_MARGIN_S = 1.0  # how far before the video's first frame a seek to its start goes
+# A stream no seek reaches is read in order from its start (``_sampled_in_order``): this
+# far at most, a frame sampled this often.
+IN_ORDER_S = 60.0
+IN_ORDER_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,9 @@ class _Sampled:
     # Large enough for the deinterlacer (``MIN_DEINTERLACED``): a 2x2 clip's poster
     # failed on it, progressive or not.
     deinterlaceable: bool = True
+    # Sampled in order from the start (``_sampled_in_order``): no seek reaches the
+    # stream, and an input seek to 0 made the binary decode nothing.
+    in_order: bool = False
 
 
 def _sampled(path: Path) -> _Sampled:
@@ -164,8 +171,43 @@ def _sampled(path: Path) -> _Sampled:
             grey = _shown_grey_by_binary(path, index, when) if layered else None
             mean, contrast = grey_stats(grey or shown_grey(frame))
             found.append(Candidate(when, mean, contrast, back))
+    in_order = not found
+    if in_order:
+        found = _sampled_in_order(path, index)
     alpha = alpha or bool(side_alpha) or layered
-    return _Sampled(found, transfer, index, colours, alpha, side_alpha, deinterlaceable)
+    return _Sampled(found, transfer, index, colours, alpha, side_alpha, deinterlaceable, in_order)
+
+
+def _sampled_in_order(path: Path, index: int) -> list[Candidate]:
+    """Candidates for a stream no seek reaches: a raw H.264 or HEVC elementary stream (a
+    security camera's ``.h264``), whose demuxer refuses every seek and whose frames carry
+    no times. Its frames are decoded in order from the start, for no more than
+    ``IN_ORDER_S`` seconds, one sampled every ``IN_ORDER_EVERY_S``, past the first tenth
+    of what was read; each is timed by its place and the stream's rate, as the ffmpeg
+    binary times such a stream. Nothing when nothing decodes."""
+    frames: list[tuple[float, Any]] = []
+    with open_input(str(path)) as container:
+        stream: Any = container.streams[index]
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        next_at, n = 0.0, 0
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    when = n / rate
+                    n += 1
+                    if when >= next_at:
+                        frames.append((when, shown_grey(frame)))
+                        next_at += IN_ORDER_EVERY_S
+                if n / rate >= IN_ORDER_S:
+                    break
+        except av.FFmpegError:
+            pass  # damaged further on: what decoded before counts
+    read_s = n / rate
+    return [
+        Candidate(math.floor(when * 1000) / 1000, *grey_stats(grey), seek_back_s=None)
+        for when, grey in frames
+        if when >= read_s / 10 or len(frames) == 1
+    ]
 
 
 def _shown_grey_by_binary(path: Path, index: int, when_s: float) -> bytes | None:
@@ -290,7 +332,7 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     # to the frame (output seeking), which ffmpeg counts from where the input seek went.
     before = best.time_s if best.seek_back_s is None else min(best.seek_back_s, best.time_s)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
-    args += ["-ss", f"{best.time_s - before:.3f}"]
+    args += [] if sampled.in_order else ["-ss", f"{best.time_s - before:.3f}"]
     args += [*decoder_args(sampled.index, sampled.alpha_decoder), "-i", f"file:{src}"]
     args += ["-map", f"0:{sampled.index}", "-ss", f"{before:.3f}", "-frames:v", "1"]
     # Within POSTER_WIDTH on both sides, aspect kept, never enlarged; rotation applied.
