@@ -146,6 +146,17 @@ def test_glob_regex(pattern: str, path: str, hit: bool) -> None:
         ("cam/MOV001.TOD", True),
         ("tape/hdv.m2t", True),
         ("tape/capture.dv", True),
+        # TV recorders: Windows Media Center, set-top boxes' transport streams
+        ("tv/News.wtv", True),
+        ("tv/Film.dvr-ms", True),
+        ("tv/rec0001.tp", True),
+        ("tv/rec0002.TRP", True),
+        # a DVD's MPEG-2 video alone, an OGM and RealMedia: listed, skipped where no
+        # pool takes their codec
+        ("dvd/title.m2v", True),
+        ("anime/ep01.ogm", True),
+        ("old/clip.rmvb", True),
+        ("old/clip.rm", True),
         ("c.jpg", False),
         ("c.m3u8", False),
         ("noext", False),

@@ -17,12 +17,17 @@ from hevcq.errors import ConfigError
 from hevcq.limits import MiB
 
 # Phones, cameras and desktops: containers hevcq reads. Camcorder and broadcast formats
-# too (MXF from professional cameras, MOD/TOD from SD camcorders, M2T from HDV, DV), so a
-# NAS of recordings shows every video: one in a codec no pool takes is a "skipped" row
-# that says so, not a file left out without a word.
+# too (MXF from professional cameras, MOD/TOD from SD camcorders, M2T from HDV, DV), TV
+# recorders' (WTV and DVR-MS from Windows Media Center, TP/TRP transport streams from
+# set-top boxes), a DVD's bare MPEG-2 video, OGM and RealMedia, so a NAS of recordings
+# shows every video: one in a codec no pool takes is a "skipped" row that says so, not a
+# file left out without a word. Bare H.264/HEVC streams (a security camera's ``.h264``)
+# are read when asked for with ``--ext``: they carry no timing, so their speed is the
+# one their stream states or 25 frames a second, as every player guesses it.
 _EXTS = (
     ".mp4 .m4v .mov .mkv .avi .ts .mts .m2ts .wmv .flv .webm .3gp .mpg .mpeg .vob"
     " .mxf .mod .tod .m2t .dv .3g2 .f4v .qt .ogv .divx .asf"
+    " .wtv .dvr-ms .tp .trp .m2v .ogm .rm .rmvb"
 )
 DEFAULT_EXTENSIONS = frozenset(_EXTS.split(" "))
 # NAS and desktop debris that carries video extensions but is not a video of the user's:
