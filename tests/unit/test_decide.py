@@ -555,3 +555,23 @@ def test_a_gopros_telemetry_is_copied_where_the_container_holds_it(
     assert ("-c:d:0" in args) == bool(kept)
     # Copied data streams take the plain path, which writes them as ffmpeg does.
     assert not plan.tee_safe or not kept
+
+
+def test_a_skip_names_a_pools_codecs_only_when_they_are_few() -> None:
+    """The hls pool takes over thirty codecs: named in full, a WMV9 or RealVideo file's
+    reason filled several lines of the summary for each pool."""
+    info = dataclasses.replace(
+        clip(640, 360), video=(dataclasses.replace(clip(640, 360).video[0], codec="rv40"),)
+    )
+    ladder = load_farm()["hls"]
+    assert len(ladder.applies.source_codecs) > 8
+    skip = decide(info, ladder, "old.rmvb")
+    assert isinstance(skip, Skip)
+    assert skip.reason == (
+        f"source codec rv40 is not handled by pool hls (it takes"
+        f" {len(ladder.applies.source_codecs)} codecs, listed in its file's"
+        " applies.source_codecs)"
+    )
+    assert decide(info, FARM["hevc"], "old.rmvb") == Skip(
+        "source codec rv40 is not handled by pool hevc (h264)"
+    )

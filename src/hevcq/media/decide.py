@@ -134,6 +134,10 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     )
 
 
+# A pool taking more codecs than this is not listed in full in a skip's reason.
+MOST_CODECS_NAMED = 8
+
+
 def _not_handled(video: VideoStream, pool: Pool) -> Skip | None:
     """Why the pool does not take a video of this codec, if it does not."""
     codec = pool.encode.video
@@ -141,7 +145,14 @@ def _not_handled(video: VideoStream, pool: Pool) -> Skip | None:
     if video.codec == codec.name and pool.applies.target_height is None and pool.ladder is None:
         return Skip(f"already {codec.label}")
     if video.codec not in pool.applies.source_codecs:
-        handled = ", ".join(pool.applies.source_codecs)
+        taken = pool.applies.source_codecs
+        # A long list (the hls pool takes over thirty codecs) made one row of a library's
+        # summary several lines tall for every file in a codec no pool takes.
+        handled = (
+            ", ".join(taken)
+            if len(taken) <= MOST_CODECS_NAMED
+            else f"it takes {len(taken)} codecs, listed in its file's applies.source_codecs"
+        )
         return Skip(f"source codec {video.codec} is not handled by pool {pool.name} ({handled})")
     return None
 
