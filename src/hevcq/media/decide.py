@@ -285,15 +285,13 @@ def audio_rates(
     """The encoded streams whose rate is not the pool's ``pair_kbps``
     (``formats.encoded_audio_kbps``), as ``(index, kb/s)``. A stream is written with its
     own channels (at its widest where its shape changes), or two where only its first pair
-    is kept. A stream whose shape changes states the rate of its first stretch only, which
-    says nothing of a wider one later: its rate is not taken as a limit."""
+    is kept, and held to the rate it states (``AudioStream.limiting_kbps``)."""
     rates = []
     for a in streams:
         if a.index not in encoded:
             continue
         channels = 2 if a.index in first_pair else a.channels
-        stated = 0 if a.varies else a.bit_rate_kbps
-        kbps = encoded_audio_kbps(pair_kbps, channels, stated)
+        kbps = encoded_audio_kbps(pair_kbps, channels, a.limiting_kbps)
         if kbps != pair_kbps:
             rates.append((a.index, kbps))
     return tuple(rates)

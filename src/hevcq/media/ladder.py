@@ -310,7 +310,7 @@ def ladder_audio_kbps(stream: AudioStream) -> int:
     """The bit rate of a ladder's stereo: ``AUDIO_KBPS``, or less where the source's own
     sound states less (``formats.encoded_audio_kbps``: an old phone's 12.2 kb/s speech
     gets 64, a pair's least), unless its shape changes partway."""
-    return encoded_audio_kbps(AUDIO_KBPS, 2, 0 if stream.varies else stream.bit_rate_kbps)
+    return encoded_audio_kbps(AUDIO_KBPS, 2, stream.limiting_kbps)
 
 
 def _ladder_audio_rate(stream: AudioStream) -> int:

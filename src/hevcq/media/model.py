@@ -107,6 +107,13 @@ class AudioStream:
         encode that mapped it failed (``sample rate not set``)."""
         return self.channels > 0
 
+    @property
+    def limiting_kbps(self) -> int:
+        """The stated rate an encode of it is held to (``formats.encoded_audio_kbps``), 0
+        for none: a stream whose shape changes states the rate of its first stretch
+        only, which says nothing of a wider one later."""
+        return 0 if self.varies else self.bit_rate_kbps
+
 
 @dataclass(frozen=True)
 class SubtitleStream:
