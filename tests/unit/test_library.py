@@ -22,11 +22,22 @@ from hevcq.library.catalog import (
     info_from_json,
     info_to_json,
 )
-from hevcq.library.estimate import FARGATE_PRICES, TaskSize, estimate, job_work, rung_work
+from hevcq.library.estimate import (
+    FARGATE_PRICES,
+    PER_TITLE_PROBE_SHARE,
+    PROBE_SCORE_SPEED,
+    SCORE_SPEED,
+    SEARCH_PROBES,
+    JobWork,
+    TaskSize,
+    estimate,
+    job_work,
+    rung_work,
+)
 from hevcq.library.scan import PoolTotals, ScanOptions, ScanReport, scan
 from hevcq.library.walk import Matcher, fingerprint, glob_regex, sample_offsets
 from hevcq.media.model import AudioStream, Decision, EncodePlan, MediaInfo, Skip, VideoStream
-from hevcq.pools import Applies, Encode, Pool, load_farm, primary_pool
+from hevcq.pools import Applies, Encode, Pool, Quality, load_farm, primary_pool
 from hevcq.settings import state_dir
 
 HEVC = Pool(name="hevc", applies=Applies(source_codecs=("h264",)))
@@ -813,18 +824,79 @@ def test_a_jobs_work_is_its_source_seconds_over_its_pools_speed_and_none_for_a_c
         },
     )
     speeds = {"hevc": 0.5, "720p": 2.0}
-    assert job_work(film, farm["hevc"], speeds, primary) == pytest.approx(14400.0)
-    assert job_work(film, farm["720p"], speeds, primary) == pytest.approx(3600.0)
-    assert job_work(film, farm["1080p"], speeds, primary) == 0.0
+    assert job_work(film, farm["hevc"], speeds, primary).total == pytest.approx(14400.0)
+    assert job_work(film, farm["720p"], speeds, primary).total == pytest.approx(3600.0)
+    assert job_work(film, farm["1080p"], speeds, primary) == JobWork(0.0)
     # Without the primary's plan beside it, the rendition is an encode of its own.
     alone = _file_entry("b.mkv", 7200.0, {"1080p": replace(plan, pool="1080p")})
-    assert job_work(alone, farm["1080p"], speeds, primary) == pytest.approx(7200.0 / 0.28)
+    assert job_work(alone, farm["1080p"], speeds, primary).total == pytest.approx(7200.0 / 0.28)
     # A ladder's work follows its own rungs: a 720p source's is about half a 1080p one's.
     small = _ladder_entry("c.mp4", 1280, 720, 100.0)
     hls = job_work(small, farm["hls"], {"hls": 1.0}, primary)
     assert hls is not None
-    assert 40.0 < hls < 55.0
+    assert 40.0 < hls.total < 55.0
     assert job_work(_file_entry("d.mp4", None, {"hevc": plan}), farm["hevc"], speeds) is None
+
+
+def test_a_quality_target_is_priced_its_search_and_its_scores() -> None:
+    """A pool with a quality target scores every output in full and, with a size limit,
+    first searches its CRF on samples: both are work the encode's speed leaves out. A
+    4-minute clip with a target was estimated at 2.4 minutes and took 17 (a 7-minute search,
+    a 5-minute encode and a 5-minute score)."""
+    farm = load_farm()
+    hevc = farm["hevc"]
+    searching = hevc.with_target(93)
+    scoring = hevc.model_copy(update={"quality": Quality(vmaf=93)})
+    film = _file_entry("film.mkv", 600.0, {"hevc": _plan("hevc", 1920, 1080)})
+    speeds = {"hevc": 0.1}
+
+    def parts(pool: Pool) -> tuple[float, float, float]:
+        work = job_work(film, pool, speeds)
+        assert work is not None
+        return work.encode, work.search, work.score
+
+    assert parts(hevc) == pytest.approx((6000.0, 0.0, 0.0))
+    # Scored only: every frame, at SCORE_SPEED for a 1080p picture.
+    assert parts(scoring) == pytest.approx((6000.0, 0.0, 600 / SCORE_SPEED))
+    # Searched: three 20 s samples of a 10-minute source, each probe an encode of them and
+    # a score without NEG.
+    probe = 60 / 600 * 6000.0 + 60 / PROBE_SCORE_SPEED
+    assert parts(searching) == pytest.approx((6000.0, SEARCH_PROBES * probe, 600 / SCORE_SPEED))
+    # A short clip is searched whole; an 8K output is scored at 4K.
+    clip = _file_entry("clip.mp4", 20.0, {"hevc": _plan("hevc", 7680, 4320)})
+    work = job_work(clip, searching, speeds)
+    assert work is not None
+    assert work.encode == pytest.approx(20 / 0.1 * 16)
+    assert work.score == pytest.approx(20 * 4 / SCORE_SPEED)
+    assert work.search == pytest.approx(SEARCH_PROBES * (work.encode + 20 * 4 / PROBE_SCORE_SPEED))
+    # A per-title ladder: its probes, a share of its encode, and its top rung's score.
+    ladder = farm["hls"].model_copy(
+        update={
+            "quality": Quality(vmaf=93),
+            "ladder": farm["hls"].ladder.model_copy(update={"per_title": True}),
+        }
+    )
+    rungs = _ladder_entry("c.mp4", 1280, 720, 100.0)
+    got = job_work(rungs, ladder, {"hls": 1.0})
+    assert got is not None
+    assert got.search == pytest.approx(PER_TITLE_PROBE_SHARE * got.encode)
+    assert got.score == pytest.approx(100 * (1280 * 720) / (1920 * 1080) / SCORE_SPEED)
+    # The estimate: the pool's hours with them, and how much of them they are.
+    report = ScanReport(
+        Path("/lib"), (film,), (), {"hevc": PoolTotals(1, 1, 600.0, 600.0)}, 0, 0, 0.0
+    )
+    without = estimate(report, speeds, local_cpus=2).pools["hevc"]
+    est = estimate(report, speeds, local_cpus=2, pools={"hevc": searching}).pools["hevc"]
+    total = job_work(film, searching, speeds)
+    assert total is not None
+    assert without.vcpu_hours == pytest.approx(6000.0 / 3600)
+    assert without.quality_vcpu_hours == 0.0
+    assert est.vcpu_hours == pytest.approx(total.total / 3600)
+    assert est.quality_vcpu_hours == pytest.approx((total.total - 6000.0) / 3600)
+    assert est.local_hours == pytest.approx(est.vcpu_hours / 2)
+    assert est.spot_usd == pytest.approx(without.spot_usd * total.total / 6000.0)
+    # A pool without a target is priced as before, pools given or not.
+    assert estimate(report, speeds, local_cpus=2, pools={"hevc": hevc}).pools["hevc"] == without
 
 
 def test_a_pool_that_keeps_the_sources_size_is_priced_by_the_pixels_it_encodes() -> None:
@@ -858,8 +930,8 @@ def test_a_pool_that_keeps_the_sources_size_is_priced_by_the_pixels_it_encodes()
     assert est.pools["hevc"].source_hours == pytest.approx(2.0)
     assert est.pools["720p"].vcpu_hours == pytest.approx(1.0)
     farm = load_farm()
-    assert job_work(entries[0], farm["hevc"], {"hevc": 1.0}) == pytest.approx(4 * 3600.0)
-    assert job_work(entries[1], farm["hevc"], {"hevc": 1.0}) == pytest.approx(400.0)
+    assert job_work(entries[0], farm["hevc"], {"hevc": 1.0}).total == pytest.approx(4 * 3600.0)
+    assert job_work(entries[1], farm["hevc"], {"hevc": 1.0}).total == pytest.approx(400.0)
 
 
 def test_the_scans_totals_weigh_each_files_seconds_by_the_pixels_it_encodes(

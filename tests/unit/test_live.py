@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 from hevcq.cli.live import LiveView, Totals, job_cells, job_weights, jobs_table, overall_line
 from hevcq.jobs import RunningJob
+from hevcq.library.estimate import JobWork
 from hevcq.library.results import Fetched
 from hevcq.messages import JobResult
 
@@ -135,7 +137,10 @@ def test_the_time_left_is_weighed_by_work_so_a_film_is_not_one_job_among_clips()
     jobs the run is nine tenths done; by their work, about a fifth."""
     film = ("TODO/film.mkv", "hevc")
     clips = [(f"TODO/clip{i}.mp4", "hevc") for i in range(9)]
-    work = {film: 7200.0, **{c: 60.0 for c in clips}}
+    work: dict[tuple[str, str], JobWork | None] = {
+        film: JobWork(7200.0),
+        **{c: JobWork(60.0) for c in clips},
+    }
     running = RunningJob(key=film[0], pool="hevc", worker="w", progress=25.0, age_s=600.0)
     view = LiveView(
         Console(record=True, width=300, force_terminal=False), lambda _: [running], 10, work
@@ -158,12 +163,34 @@ def test_the_time_left_is_weighed_by_work_so_a_film_is_not_one_job_among_clips()
 
 
 def test_a_jobs_unknown_work_weighs_the_mean_of_the_known_and_all_unknown_weigh_one() -> None:
-    assert job_weights({("a", "hevc"): 10.0, ("b", "hevc"): 30.0, ("c", "hevc"): None}) == {
-        ("a", "hevc"): 10.0,
-        ("b", "hevc"): 30.0,
-        ("c", "hevc"): 20.0,
-    }
+    known = {("a", "hevc"): JobWork(10.0), ("b", "hevc"): JobWork(6.0, search=4.0, score=20.0)}
+    assert job_weights({**known, ("c", "hevc"): None}) == {**known, ("c", "hevc"): JobWork(20.0)}
     assert job_weights({("a", "hevc"): None, ("b", "720p"): None}) == {
-        ("a", "hevc"): 1.0,
-        ("b", "720p"): 1.0,
+        ("a", "hevc"): JobWork(1.0),
+        ("b", "720p"): JobWork(1.0),
     }
+
+
+def test_a_quality_jobs_search_and_score_count_in_the_time_left() -> None:
+    """A job whose pool has a quality target: its search's probes count as they go, its
+    encode by its percent, and its score until its result is home. Found by an ingest
+    of one 4-minute clip with a target: the search took 7 minutes, and the run read
+    'about 3h50m left' at the encode's 3 % (its whole work was the encode's), then showed
+    no time left at all for the 5 minutes the output was being scored."""
+    ref = ("TODO/a.mp4", "qhevc")
+    work = {ref: JobWork(300.0, search=150.0, score=300.0)}
+    job = RunningJob(key=ref[0], pool=ref[1], worker="w", progress=0.0, age_s=1.0)
+    view = LiveView(Console(record=True, width=300, force_terminal=False), lambda _: [], 1, work)
+
+    def done(**kw: Any) -> float:
+        view._jobs = [job.model_copy(update=kw)]
+        return view.totals().work_done
+
+    assert view.totals().work_total == pytest.approx(750.0)
+    assert done(step="searching", probe=1) == 0.0
+    assert done(step="searching", probe=3) == pytest.approx(100.0)
+    assert done(step="searching", probe=6) == pytest.approx(150.0)  # more probes than thought
+    assert done(step="encoding", progress=3.0) == pytest.approx(159.0)
+    assert done(step="verifying", progress=100.0) == pytest.approx(450.0)
+    view._started -= 900.0  # 900 s in, the output being scored: 300 s of work left
+    assert view.totals().eta_s == pytest.approx(900.0 * 300.0 / 450.0, rel=0.01)

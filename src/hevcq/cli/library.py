@@ -58,7 +58,7 @@ from hevcq.keys import todo_key
 from hevcq.library.calibrate import calibrate as measure
 from hevcq.library.calibrate import load_speeds, save_speeds, speeds_path
 from hevcq.library.catalog import Catalog, RunLock, library_id, state_folder
-from hevcq.library.estimate import TaskSize, job_work
+from hevcq.library.estimate import JobWork, TaskSize, job_work
 from hevcq.library.estimate import estimate as estimate_cost
 from hevcq.library.fetch import Fetcher, FetchOptions, fetch_library, find_library
 from hevcq.library.quarantine import (
@@ -208,9 +208,20 @@ def _dry_run(
     speeds, source = _speeds(pools)
     tasks = {name: TaskSize.of(p) for name, p in pools.items()}
     ladders = frozenset(name for name, p in pools.items() if p.ladder is not None)
-    est = estimate_cost(report, speeds, task=tasks, ladders=ladders)
+    est = estimate_cost(report, speeds, task=tasks, ladders=ladders, pools=pools)
     console.print(estimate_table(est))
     console.print(Text(f"Speeds: {source}"))
+    targets = [p for p in est.pools.values() if p.quality_vcpu_hours > 0]
+    if targets:
+        parts = ", ".join(
+            f"{p.pool} {100 * p.quality_vcpu_hours / p.vcpu_hours:.0f} %" for p in targets
+        )
+        console.print(
+            Text(
+                f"Quality targets are counted: their CRF searches and scores are {parts} of"
+                " the hours above (model figures, not calibrated)."
+            )
+        )
 
 
 def _speeds(pools: dict[str, Pool]) -> tuple[dict[str, float], str]:
@@ -699,7 +710,7 @@ def _on_farm(
     report: ScanReport,
     control: Control,
     jobs: int,
-    work: dict[tuple[str, str], float | None],
+    work: dict[tuple[str, str], JobWork | None],
     dashboard_port: int | None,
 ) -> RoundTrip:
     if farm.clients is None or farm.refs is None:

@@ -22,6 +22,7 @@ from hevcq.cli.report import LineProgress
 from hevcq.errors import PermanentError
 from hevcq.jobs import RunningJob
 from hevcq.keys import source_relative, todo_key
+from hevcq.library.estimate import JobWork
 from hevcq.library.summary import human_bytes, human_seconds, shorten_middle
 from hevcq.pace import time_left_s
 
@@ -61,11 +62,11 @@ class Totals:
 JobRef = tuple[str, str]  # (upload key, pool)
 
 
-def job_weights(work: Mapping[JobRef, float | None]) -> dict[JobRef, float]:
-    """Each job's weight in the time left: its work, or the mean of the known ones where
-    it is unknown (no duration); every job weighs 1 when none is known (pure)."""
-    known = [w for w in work.values() if w is not None]
-    mean = sum(known) / len(known) if known else 1.0
+def job_weights(work: Mapping[JobRef, JobWork | None]) -> dict[JobRef, JobWork]:
+    """Each job's work in the time left: its own, or the mean of the known ones' where it
+    is unknown (no duration); every job weighs 1 when none is known (pure)."""
+    known = [w.total for w in work.values() if w is not None]
+    mean = JobWork(sum(known) / len(known) if known else 1.0)
     return {ref: mean if w is None else w for ref, w in work.items()}
 
 
@@ -134,7 +135,7 @@ class LiveView:
         console: Console,
         running: Callable[[list[SourcePool]], list[RunningJob]],
         jobs_total: int,
-        work: Mapping[JobRef, float | None] | None = None,
+        work: Mapping[JobRef, JobWork | None] | None = None,
     ) -> None:
         """``work``: each planned job's work (``estimate.job_work``), by upload key and
         pool; without it the time left counts jobs."""
@@ -142,7 +143,7 @@ class LiveView:
         self._running = running
         self._jobs_total = jobs_total
         self._work = job_weights(work or {})
-        self._work_total = sum(self._work.values())
+        self._work_total = sum(w.total for w in self._work.values())
         self._finished: set[JobRef] = set()
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -211,12 +212,13 @@ class LiveView:
 
     def totals(self) -> Totals:
         """Jobs home out of jobs planned, bytes in and out of the outputs so far, and the
-        work done: of the jobs home, and the encoded part of those running."""
-        done = sum(self._work.get(ref, 0.0) for ref in self._finished)
+        work done: of the jobs home, and the part of those running their steps say
+        (``JobWork.done``: a search's probes, the encoded part)."""
+        done = sum(self._work[ref].total for ref in self._finished if ref in self._work)
         for j in self._jobs:
             ref = (j.key, j.pool)
-            if ref not in self._finished:
-                done += self._work.get(ref, 0.0) * min(100.0, max(0.0, j.progress)) / 100
+            if ref not in self._finished and ref in self._work:
+                done += self._work[ref].done(j.step, j.probe, j.progress)
         return Totals(
             self._done,
             self._jobs_total,

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from hevcq.ledger import SEARCHING, VERIFYING
 from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
 from hevcq.library.scan import FileEntry, PoolTotals, ScanReport, work_share
+from hevcq.media.crfsearch import sample_plan
 from hevcq.media.decide import same_encode
 from hevcq.media.ladder import choose_rungs
 from hevcq.media.model import EncodePlan
 from hevcq.pools import Pool
+
+# What a quality target costs beside the encode (decisions 0022-0025), as real-time
+# factors per vCPU like the encode speeds (``calibrate.DEFAULT_SPEEDS``), for a 1920x1080
+# picture and in proportion to the pixels scored. Every output of such a pool is scored in
+# full, every frame, with VMAF's NEG beside it; a pool that searches first encodes its
+# samples a few times and scores each probe, without NEG. Measured 2026-11-29 by hand
+# (``quality.score`` on 2 threads, the pinned ffmpeg, a 2-vCPU cloud VM) on 5 s 1920x1080
+# clips of the three ``calibrate.CONTENT`` classes: 24.1, 23.9 and 34.0 CPU seconds with
+# NEG, 13.0, 14.5 and 20.9 without (x265 ``medium`` took 12.9, 32.4 and 39.6 on the same
+# clips: on a 1080p picture a score costs about as much as the encode). The middle figures,
+# rounded down:
+SCORE_SPEED = 0.2  # an output's score, NEG included
+PROBE_SCORE_SPEED = 0.33  # a probe's score
+# The probes a search makes: 2 to 6 (``crfsearch.MAX_PROBES``); 3 on most of the quality
+# benchmark's corpus (docs/benchmarks.md, "Quality targets on a corpus").
+SEARCH_PROBES = 3
+# A per-title ladder's probes, of the ladder's encode: 0.19-0.26 on the benchmark's six
+# kinds of content (docs/benchmarks.md, "Per-title ladders").
+PER_TITLE_PROBE_SHARE = 0.25
+# Scores compare at most this picture (decision 0022): an 8K output is scored at 4K.
+LARGEST_SCORED = 3840 * 2160
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +111,8 @@ class PoolEstimate:
     spot_usd: float
     # A ladder pool's work and cost split by rung, largest first (empty for a file pool).
     rungs: tuple[RungEstimate, ...] = ()
+    # Of ``vcpu_hours``, what a quality target adds: searches and scores (``quality_work``).
+    quality_vcpu_hours: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,31 +188,92 @@ def rung_work(plan: EncodePlan) -> dict[str, float]:
     return {f"{r.short}p": r.width * r.height / reference for r in choose_rungs(w, h, Fraction(30))}
 
 
+@dataclass(frozen=True)
+class JobWork:
+    """One job's vCPU seconds by step: a quality search (or a per-title ladder's probes)
+    before the encode, the encode, and the output's score after it."""
+
+    encode: float
+    search: float = 0.0
+    score: float = 0.0
+
+    @property
+    def total(self) -> float:
+        """The whole job's."""
+        return self.search + self.encode + self.score
+
+    def done(self, step: str | None, probe: int | None, percent: float) -> float:
+        """The part of it a running job has done, by the step and the encode's ``percent``
+        its worker reports: a search counts each probe begun after the first as one of
+        ``SEARCH_PROBES``; a score in progress counts nothing of itself until it ends."""
+        if step == SEARCHING:
+            return self.search * min(1.0, max(0, (probe or 1) - 1) / SEARCH_PROBES)
+        if step == VERIFYING:
+            return self.search + self.encode
+        return self.search + self.encode * min(100.0, max(0.0, percent)) / 100
+
+
+def scored_share(plan: EncodePlan, pool: Pool) -> float:
+    """The pixels an output of ``plan`` is scored at, against a 1920x1080 picture's: the
+    output's own (a ladder's top rung), at most 4K's."""
+    width, height = plan.width, plan.height
+    if pool.ladder is not None:
+        w, h = (plan.height, plan.width) if plan.rotation in (90, 270) else (width, height)
+        top = max(choose_rungs(w, h, Fraction(30)), key=lambda r: r.width * r.height)
+        width, height = top.width, top.height
+    return min(width * height, LARGEST_SCORED) / (CALIBRATION_SIZE[0] * CALIBRATION_SIZE[1])
+
+
+def quality_work(duration_s: float, plan: EncodePlan, pool: Pool, encode_s: float) -> JobWork:
+    """A job's work with its pool's quality target counted (pure): the output's score,
+    and before the encode of ``encode_s`` vCPU seconds a CRF search's probes (each an
+    encode of the samples ``crfsearch.sample_plan`` places, and its score) or a per-title
+    ladder's. A pool without a target: the encode alone. HDR sources and pictures too
+    small for VMAF, which are neither searched nor scored, are counted as if they were."""
+    target = pool.quality
+    if target is None:
+        return JobWork(encode_s)
+    share = scored_share(plan, pool)
+    score = duration_s * share / SCORE_SPEED
+    search = 0.0
+    if pool.ladder is not None:
+        search = PER_TITLE_PROBE_SHARE * encode_s if pool.ladder.per_title else 0.0
+    elif target.searches:
+        samples = sample_plan(duration_s)
+        sampled_s = duration_s if samples.whole else samples.seconds
+        probe = sampled_s / duration_s * encode_s + sampled_s * share / PROBE_SCORE_SPEED
+        search = SEARCH_PROBES * probe
+    return JobWork(encode_s, search, score)
+
+
 def job_work(
     entry: FileEntry,
     pool: Pool,
     speeds: Mapping[str, float] | None = None,
     primary: Pool | None = None,
-) -> float | None:
+) -> JobWork | None:
     """The vCPU seconds one job of ``entry`` in ``pool`` takes by this module's model:
     its source seconds over the pool's speed, weighed by the pixels it encodes
-    (``scan.work_share``; a ladder's by its own rungs, ``rung_work``);
-    none for a rendition that will be a copy of the ``primary`` pool's identical encode
-    (``decide.same_encode``, as the worker decides it). None without a
-    duration. What the ingest weighs its overall time left by: a two-hour film is not one
-    job among a hundred clips."""
+    (``scan.work_share``; a ladder's by its own rungs, ``rung_work``), and what a quality
+    target adds (``quality_work``); none for a rendition that will be a copy of the
+    ``primary`` pool's identical encode (``decide.same_encode``, as the worker decides
+    it). None without a duration. What the ingest weighs its overall time left by: a
+    two-hour film is not one job among a hundred clips."""
     if not entry.duration_s:
         return None
     plan = entry.decisions.get(pool.name)
     if primary is not None and primary.name != pool.name and plan is not None:
         theirs = entry.decisions.get(primary.name)
         if theirs is not None and same_encode(primary, pool, theirs, plan):
-            return 0.0
+            return JobWork(0.0)
     rtf, _ = speed_for(pool.name, speeds)
     share = work_share(plan)
     if pool.ladder is not None and isinstance(plan, EncodePlan):
         share = sum(rung_work(plan).values())
-    return entry.duration_s / rtf * share
+    encode = entry.duration_s / rtf * share
+    if not isinstance(plan, EncodePlan):
+        return JobWork(encode)
+    return quality_work(entry.duration_s, plan, pool, encode)
 
 
 def ladder_estimate(
@@ -245,6 +332,37 @@ def ladder_estimate(
     )
 
 
+def with_quality(est: PoolEstimate, vcpu_s: float, prices: FargatePrices) -> PoolEstimate:
+    """``est`` with ``vcpu_s`` more work, a quality target's, on its hours and costs."""
+    if vcpu_s <= 0:
+        return est
+    vcpu_h = est.vcpu_hours + vcpu_s / 3600
+    task_h = vcpu_h / est.task.vcpu
+    return dataclasses.replace(
+        est,
+        vcpu_hours=vcpu_h,
+        local_hours=est.local_hours * vcpu_h / est.vcpu_hours if est.vcpu_hours else 0.0,
+        task_hours=task_h,
+        on_demand_usd=task_h * est.task.hourly(prices, spot=False),
+        spot_usd=task_h * est.task.hourly(prices, spot=True),
+        quality_vcpu_hours=vcpu_s / 3600,
+    )
+
+
+def quality_seconds(entries: Sequence[FileEntry], pool: Pool, speed: float | None) -> float:
+    """The vCPU seconds ``pool``'s quality target adds to the encodes of ``entries``
+    (``quality_work``): 0 for a pool without one."""
+    if pool.quality is None:
+        return 0.0
+    extra = 0.0
+    for e in entries:
+        plan = e.decisions.get(pool.name)
+        work = job_work(e, pool, {pool.name: speed} if speed else None)
+        if isinstance(plan, EncodePlan) and work is not None:
+            extra += work.total - work.encode
+    return extra
+
+
 def estimate(
     report: ScanReport,
     speeds: Mapping[str, float],
@@ -253,15 +371,17 @@ def estimate(
     prices: FargatePrices = FARGATE_PRICES,
     local_cpus: int | None = None,
     ladders: frozenset[str] = frozenset(),
+    pools: Mapping[str, Pool] | None = None,
 ) -> Estimate:
     """Encode hours and cost per pool for the files a scan selected to send; the pools in
-    ``ladders`` are priced rung by rung."""
+    ``ladders`` are priced rung by rung. With the ``pools`` themselves, a pool's quality
+    target is priced too: its searches and scores (``quality_work``)."""
     cpus = local_cpus or os.cpu_count() or 1
     out = {}
     for name, totals in report.totals.items():
         size = task.get(name, TaskSize()) if isinstance(task, Mapping) else task or TaskSize()
         if name in ladders:
-            out[name] = ladder_estimate(
+            est = ladder_estimate(
                 name,
                 report.to_send,
                 speed=speeds.get(name),
@@ -269,8 +389,12 @@ def estimate(
                 prices=prices,
                 local_cpus=cpus,
             )
-            continue
-        out[name] = pool_estimate(
-            name, totals, speed=speeds.get(name), task=size, prices=prices, local_cpus=cpus
-        )
+        else:
+            est = pool_estimate(
+                name, totals, speed=speeds.get(name), task=size, prices=prices, local_cpus=cpus
+            )
+        pool = (pools or {}).get(name)
+        if pool is not None:
+            est = with_quality(est, quality_seconds(report.to_send, pool, speeds.get(name)), prices)
+        out[name] = est
     return Estimate(cpus, prices, out)
