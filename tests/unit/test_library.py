@@ -841,8 +841,8 @@ def test_a_jobs_work_is_its_source_seconds_over_its_pools_speed_and_none_for_a_c
 def test_a_quality_target_is_priced_its_search_and_its_scores() -> None:
     """A pool with a quality target scores every output in full and, with a size limit,
     first searches its CRF on samples: both are work the encode's speed leaves out. A
-    4-minute clip with a target was estimated at 2.4 minutes and took 17 (a 7-minute search,
-    a 5-minute encode and a 5-minute score)."""
+    4-minute clip with a target was estimated at 2.4 minutes and took 17.5 (a 7-minute
+    search, a 7-minute encode and a 3.5-minute score)."""
     farm = load_farm()
     hevc = farm["hevc"]
     searching = hevc.with_target(93)

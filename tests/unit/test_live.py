@@ -176,7 +176,7 @@ def test_a_quality_jobs_search_and_score_count_in_the_time_left() -> None:
     encode by its percent, and its score until its result is home. Found by an ingest
     of one 4-minute clip with a target: the search took 7 minutes, and the run read
     'about 3h50m left' at the encode's 3 % (its whole work was the encode's), then showed
-    no time left at all for the 5 minutes the output was being scored."""
+    no time left at all for the 3.5 minutes the output was being scored."""
     ref = ("TODO/a.mp4", "qhevc")
     work = {ref: JobWork(300.0, search=150.0, score=300.0)}
     job = RunningJob(key=ref[0], pool=ref[1], worker="w", progress=0.0, age_s=1.0)
