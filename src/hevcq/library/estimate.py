@@ -13,7 +13,7 @@ from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
 from hevcq.library.scan import FileEntry, PoolTotals, ScanReport, work_share
 from hevcq.media.crfsearch import sample_plan
 from hevcq.media.decide import same_encode
-from hevcq.media.ladder import choose_rungs
+from hevcq.media.ladder import Rung, choose_rungs
 from hevcq.media.model import EncodePlan
 from hevcq.pools import Pool
 
@@ -183,9 +183,14 @@ def rung_work(plan: EncodePlan) -> dict[str, float]:
     relative to the whole ladder of a 1920x1080 source, the size a ladder pool's speed is
     calibrated on: work follows the pixels encoded, so a 720p source's ladder costs about
     half a 1080p one's and its 240p rung a few percent of that."""
-    w, h = (plan.height, plan.width) if plan.rotation in (90, 270) else (plan.width, plan.height)
     reference = sum(r.width * r.height for r in choose_rungs(*CALIBRATION_SIZE, Fraction(30)))
-    return {f"{r.short}p": r.width * r.height / reference for r in choose_rungs(w, h, Fraction(30))}
+    return {f"{r.short}p": r.width * r.height / reference for r in _shown_rungs(plan)}
+
+
+def _shown_rungs(plan: EncodePlan) -> tuple[Rung, ...]:
+    """The ladder rungs of ``plan``'s picture as shown (its rotation applied)."""
+    w, h = (plan.height, plan.width) if plan.rotation in (90, 270) else (plan.width, plan.height)
+    return choose_rungs(w, h, Fraction(30))
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,7 @@ def scored_share(plan: EncodePlan, pool: Pool) -> float:
     output's own (a ladder's top rung), at most 4K's."""
     width, height = plan.width, plan.height
     if pool.ladder is not None:
-        w, h = (plan.height, plan.width) if plan.rotation in (90, 270) else (width, height)
-        top = max(choose_rungs(w, h, Fraction(30)), key=lambda r: r.width * r.height)
+        top = max(_shown_rungs(plan), key=lambda r: r.width * r.height)
         width, height = top.width, top.height
     return min(width * height, LARGEST_SCORED) / (CALIBRATION_SIZE[0] * CALIBRATION_SIZE[1])
 
@@ -354,13 +358,9 @@ def quality_seconds(entries: Sequence[FileEntry], pool: Pool, speed: float | Non
     (``quality_work``): 0 for a pool without one."""
     if pool.quality is None:
         return 0.0
-    extra = 0.0
-    for e in entries:
-        plan = e.decisions.get(pool.name)
-        work = job_work(e, pool, {pool.name: speed} if speed else None)
-        if isinstance(plan, EncodePlan) and work is not None:
-            extra += work.total - work.encode
-    return extra
+    speeds = {pool.name: speed} if speed else None
+    works = (job_work(e, pool, speeds) for e in entries)
+    return sum(w.total - w.encode for w in works if w is not None)
 
 
 def estimate(
