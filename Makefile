@@ -27,7 +27,7 @@ export CHECKOV
 # missing; elsewhere those tests skip with a note.
 SYSTEM_PACKAGES := faketime chromium
 
-.PHONY: install tools system-deps run test test-unit chaos lint bench build image plan apply destroy clean
+.PHONY: install bytecode tools system-deps run test test-unit chaos lint bench build image plan apply destroy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed ## Create .venv and install hevcq with its test tools.
 
+# An editable install leaves hevcq's own modules uncompiled, and where
+# PYTHONDONTWRITEBYTECODE is set (many CI images and containers) every process compiled
+# all of them again as it started: 0.5 s of CPU for each worker, command and endpoint, and
+# the suite starts them by the hundred. compileall writes them whatever that setting, and
+# redoes only what changed since.
+bytecode: install
+	@$(BIN)/python -m compileall -q src tests
+
 $(TOOLS_VENV)/.installed: $(TOOLS_REQUIREMENTS)
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -45,7 +53,7 @@ $(TOOLS_VENV)/.installed: $(TOOLS_REQUIREMENTS)
 
 tools: $(TOOLS_VENV)/.installed ## Terraform scanners (checkov) in their own venv.
 
-run: install ## Transcode MEDIA (default: a generated sample library) on the embedded local farm.
+run: bytecode ## Transcode MEDIA (default: a generated sample library) on the embedded local farm.
 	@if [ -n "$(MEDIA)" ]; then \
 		$(BIN)/hevcq ingest "$(MEDIA)" --out "$(OUT)"; \
 	else \
@@ -67,13 +75,13 @@ system-deps: ## Debian packages for the end-to-end tests (installed only when CI
 		fi; \
 	fi
 
-test: lint tools system-deps ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
+test: lint tools system-deps bytecode ## Lint and types, then the whole suite: unit, moto, end to end, terraform and containers.
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
-chaos: install ## Both chaos tests at full size: 100 jobs each, as the reliability promise was proven.
+chaos: bytecode ## Both chaos tests at full size: 100 jobs each, as the reliability promise was proven.
 	CHAOS_JOBS=100 $(BIN)/python -m pytest tests/e2e/test_reliability.py -k chaos -s
 
 lint: install
