@@ -23,6 +23,7 @@ from hevcq.errors import (
     VerificationError,
 )
 from hevcq.library.quarantine import ReplaceRefused, verify_replacement
+from hevcq.media import probe as probing
 from hevcq.media.decide import decide
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import PopenProcess, find_ffmpeg, run_ffmpeg
@@ -181,6 +182,39 @@ def test_probe_mp4_cut_before_its_index(ffmpeg: str, media: Path) -> None:
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(PermanentError, match="unreadable or truncated"):
         probe(cut)
+
+
+@pytest.mark.parametrize(("name", "encoder"), [("cam.h264", "libx264"), ("cam.hevc", "libx265")])
+def test_a_bare_streams_length_is_guessed_from_its_frames_never_stated(
+    ffmpeg: str, media: Path, monkeypatch: pytest.MonkeyPatch, name: str, encoder: str
+) -> None:
+    # 12 s at the 10 frames a second the stream states, a keyframe every second.
+    src = media / name
+    args = [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10"]
+    args += ["-t", "12", "-c:v", encoder, "-preset", "ultrafast", "-g", "10", str(src)]
+    subprocess.run(args, check=True)
+    info = probe(src)
+    # Its rate is the stated one ffmpeg encodes at, not the demuxer's default of 25 (a
+    # ladder of such a camera's stream was made at 25 frames a second, each frame shown
+    # two or three times).
+    assert info.main_video is not None
+    assert info.main_video.fps == 10.0
+    # The length stays unknown to every check (an output's length is compared with it):
+    # the guess is for planning only.
+    assert info.duration_s is None
+    assert info.duration_guess_s == 12.0  # every frame counted: the file is small
+    # A long stream is guessed by its start: here its first third.
+    monkeypatch.setattr(probing, "GUESS_BYTES", src.stat().st_size // 3)
+    guess = probe(src).duration_guess_s
+    assert guess is not None
+    assert abs(guess - 12.0) < 1.2, guess
+    # A file in a container states its length, and nothing is guessed.
+    boxed = media / f"{name}.mp4"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-i", str(src), "-c", "copy", str(boxed)], check=True
+    )
+    assert probe(boxed).duration_s == pytest.approx(12.0, abs=0.2)
+    assert probe(boxed).duration_guess_s is None
 
 
 def test_audio_only_file_has_no_video_and_every_pool_skips_it(ffmpeg: str, media: Path) -> None:

@@ -456,6 +456,23 @@ def test_a_duplicate_is_listed_as_not_uploaded_with_its_first_path(root, store) 
     assert re.search(r"│ z\.mp4 +│ duplicate of a/one\.mp4", text)
 
 
+def test_a_bare_streams_guessed_length_is_planned_and_shown_as_a_guess(tmp_path, store) -> None:
+    # A security camera's .h264 states no length: the plan counted it as 0 seconds, so
+    # the estimate priced a library of them at nothing.
+    lib = tmp_path / "cams"
+    make(lib, "cam01.h264")
+
+    def bare(path: Path) -> MediaInfo:
+        video = (VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, fps=25.0),)
+        return MediaInfo("h264", None, path.stat().st_size, video, duration_guess_s=600.0)
+
+    report = scan(lib, POOLS, store, ScanOptions(extensions=frozenset({".h264"})), probe_fn=bare)
+    (entry,) = report.entries
+    assert (entry.duration_s, entry.duration_guessed) == (600.0, True)
+    assert report.totals["hevc"].seconds == 600.0
+    assert re.search(r"│ cam01\.h264 +│ +\S+ B +│ +~10m00s │", render(*plan_tables(report)))
+
+
 def render(*tables: object) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=200)

@@ -263,6 +263,19 @@ def test_media_and_decisions_round_trip() -> None:
         info_from_json('{"format_name": "x"}')
 
 
+def test_a_bare_stream_probed_before_its_length_was_guessed_is_probed_again() -> None:
+    video = (VideoStream(0, "h264", 1280, 720, "yuv420p", 8, fps=25.0),)
+    guessed = MediaInfo("h264", None, 10, video, duration_guess_s=42.0)
+    assert info_from_json(info_to_json(guessed)) == guessed
+    older = info_to_json(guessed).replace(',"duration_guess_s":42.0', "")
+    assert "duration_guess_s" not in older
+    with pytest.raises(ValueError, match="stale"):
+        info_from_json(older)
+    # A file that states its length has nothing to guess.
+    stated = MediaInfo("mov,mp4", 4.0, 10, video)
+    assert info_from_json(info_to_json(stated).replace(',"duration_guess_s":null', "")) == stated
+
+
 def test_a_vp8_or_vp9_picture_probed_before_its_keyframes_were_read_is_probed_again() -> None:
     # Such a record holds the first keyframe's size only: a call recording that started
     # at 320x180 was taken to be that small, and the 720p pool skipped it for good.

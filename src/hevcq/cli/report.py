@@ -141,6 +141,7 @@ def plan_tables(report: ScanReport) -> list[Table]:
         send.add_column(col, justify="right" if col in ("size", "duration") else "left")
     for e in report.to_send:
         dur = human_seconds(e.duration_s) if e.duration_s is not None else "?"
+        dur = f"~{dur}" if e.duration_guessed else dur  # a bare stream's, by its first frames
         pools = ", ".join(sorted(e.pools_pending))
         send.add_row(shown(e.rel), human_bytes(e.size), dur, pools, shown(_why_not_sent(e)))
     skipped = Table(title="not uploaded")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from hevcq.errors import ConfigError
 from hevcq.media.model import (
+    BARE_STREAM_FORMATS,
     KEYFRAME_SIZED_CODECS,
     AudioStream,
     Cover,
@@ -248,7 +249,7 @@ def info_to_json(info: MediaInfo) -> str:
 def info_from_json(text: str) -> MediaInfo:
     """Rebuild a MediaInfo; raises ``ValueError`` when the stored shape is stale."""
     try:
-        d = json.loads(text)
+        d = _with_guess(json.loads(text))
         return MediaInfo(
             **{
                 **d,
@@ -260,6 +261,14 @@ def info_from_json(text: str) -> MediaInfo:
         )
     except (TypeError, KeyError) as exc:
         raise ValueError(f"stale media info: {exc}") from exc
+
+
+def _with_guess(d: dict[str, Any]) -> dict[str, Any]:
+    # A bare stream probed before its length was guessed is stale: probed again for it.
+    bare = d["format_name"] in BARE_STREAM_FORMATS and d["duration_s"] is None
+    if bare and "duration_guess_s" not in d:
+        raise KeyError("duration_guess_s")
+    return d
 
 
 def _video_stream(v: dict[str, Any]) -> VideoStream:

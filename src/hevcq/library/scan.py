@@ -92,6 +92,8 @@ class FileEntry:
     # Pools whose output is a copy of the primary pool's identical encode, which an earlier
     # run brought home (``hevcq.library.share``): pool -> the primary's name.
     shared: Mapping[str, str] = field(default_factory=dict)
+    # ``duration_s`` is a bare stream's guessed length (``MediaInfo.duration_guess_s``).
+    duration_guessed: bool = False
 
     @property
     def why_duplicate(self) -> str:
@@ -453,7 +455,8 @@ class _Scan:
             FileEntry(
                 rel=c.rel,
                 size=c.size,
-                duration_s=rec.info.duration_s,
+                duration_s=_length(rec.info),
+                duration_guessed=rec.info.duration_s is None and _length(rec.info) is not None,
                 fingerprint=rec.fingerprint,
                 status=status,
                 decisions=decisions,
@@ -685,6 +688,11 @@ class _Scan:
                         t.weighed_seconds + seconds * work_share(e.decisions.get(pool)),
                     )
         return out
+
+
+def _length(info: MediaInfo) -> float | None:
+    """A source's length for planning: the one it states, or a bare stream's guess."""
+    return info.duration_s if info.duration_s is not None else info.duration_guess_s
 
 
 class _Identified(Protocol):

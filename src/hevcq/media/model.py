@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 # The codecs whose keyframes each state the picture's size (media/picshape.py reads them).
 KEYFRAME_SIZED_CODECS = frozenset({"vp8", "vp9"})
+# Demuxers of bare video streams (a security camera's ``.h264``): no container, so no
+# length stated anywhere, and libavformat leaves it unknown (``probe.length_guess``).
+BARE_STREAM_FORMATS = frozenset({"h264", "hevc"})
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,10 @@ class MediaInfo:
     # Its data streams of GoPro telemetry (GPMF: GPS, accelerometer, gyroscope), by index:
     # libavformat reads them as ``bin_data``, the one data codec its MP4 muxer writes back.
     telemetry: tuple[int, ...] = ()
+    # A bare video stream's length, guessed from its first frames where the file states
+    # none (``probe.length_guess``): for planning (the estimate, the time left), never for
+    # a check, which ``duration_s`` alone is.
+    duration_guess_s: float | None = None
 
     @property
     def main_video(self) -> VideoStream | None:

@@ -23,7 +23,13 @@ from av.sidedata.sidedata import Type as SideDataType
 from hevcq.errors import HevcqError, PermanentError
 from hevcq.media.demuxers import open_input, read_alone, refusal
 from hevcq.media.ffmpeg import ALPHA_DECODERS, find_ffmpeg
-from hevcq.media.model import AudioStream, MediaInfo, SubtitleStream, VideoStream
+from hevcq.media.model import (
+    BARE_STREAM_FORMATS,
+    AudioStream,
+    MediaInfo,
+    SubtitleStream,
+    VideoStream,
+)
 
 # Reading the rotation needs one decoded frame; a stream that yields none within this
 # many packets is treated as unreadable instead of demuxing a hostile file to the end.
@@ -280,9 +286,13 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
         picture = _still_picture(container, main)
         if picture is not None:
             raise PermanentError(STILL_PICTURE.format(picture))
+    duration = _duration(container)
+    bare = container.format.name in BARE_STREAM_FORMATS and duration is None
+    guess = length_guess(path) if bare and main and path else None
     return MediaInfo(
         format_name=container.format.name,
-        duration_s=_duration(container),
+        duration_s=duration,
+        duration_guess_s=guess,
         size_bytes=size,
         video=tuple(video),
         audio=tuple(audio),
@@ -293,6 +303,38 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
             s.index for s in container.streams if s.type == "data" and s.name == TELEMETRY_CODEC
         ),
     )
+
+
+# How much of such a stream is read for its length: all of a short one, the start of a
+# long one (a rescan of unchanged files reads nothing: the catalog keeps the guess).
+GUESS_BYTES = 8 * 1024 * 1024
+GUESSED_FPS = 25.0  # what ffmpeg takes a stream stating no frame rate for
+
+
+def length_guess(path: Path) -> float | None:
+    """A bare stream's length in seconds: its frames over the frame rate ffmpeg encodes it
+    at (the one its stream states, or ``GUESSED_FPS``), exact when the whole stream fits
+    in ``GUESS_BYTES``; beyond that the frames of its first ``GUESS_BYTES`` carried over the
+    whole file by their bytes (a stream whose rate of bytes changes is guessed by its
+    start). None when no frame reads."""
+    frames, read, ended = 0, 0, True
+    try:
+        with open_input(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.guessed_rate or GUESSED_FPS)  # as ``_video`` reads it
+            for packet in container.demux(stream):
+                if packet.size:  # the demuxer's empty packet at the end is no frame
+                    frames, read = frames + 1, read + packet.size
+                if read >= GUESS_BYTES:
+                    ended = False
+                    break
+        size = path.stat().st_size
+    except (av.FFmpegError, OSError, IndexError):
+        return None
+    if not frames:
+        return None
+    seconds = frames / fps
+    return round(seconds if ended else seconds * size / read, 3)
 
 
 def _still_picture(container: Any, main: VideoStream) -> str | None:
@@ -365,6 +407,10 @@ def _video(container: Any, stream: Any, path: Path | None) -> VideoStream:
         colours = frame_colours(frame)
     side_alpha = "" if cover else alpha_decoder(stream)
     rate: Fraction | None = stream.average_rate
+    if container.format.name in BARE_STREAM_FORMATS:
+        # A bare stream's demuxer gives its default of 25 as the average whatever the
+        # stream states; ffmpeg reads and encodes it at the stated rate (guessed_rate).
+        rate = stream.guessed_rate or rate
     sar = sample_aspect(stream.sample_aspect_ratio or cc.sample_aspect_ratio)
     return VideoStream(
         index=stream.index,
