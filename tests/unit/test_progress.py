@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hevcq.media.progress import (
+    GUESSED_AT_MOST,
     PercentTracker,
     Progress,
     ProgressParser,
     block_to_progress,
     percent,
 )
+from hevcq.worker.runner import JobContext, _progress_sink
 
 BLOCK = (
     "frame=48\nfps=23.50\nstream_0_0_q=28.0\nbitrate= 512.0kbits/s\ntotal_size=131072\n"
@@ -123,3 +125,21 @@ def test_the_tracker_counts_frames_when_the_plan_knows_them() -> None:
     assert tracker.update(Progress(out_time_s=9.0, frame=2)) == 1.0
     assert tracker.update(Progress(out_time_s=4.6, frame=100)) == 50.0
     assert tracker.update(Progress(done=True)) == 100.0
+
+
+def test_an_encode_of_a_guessed_length_reads_100_only_at_its_end() -> None:
+    # A bare stream's length is guessed from its first frames, and the encode can outrun
+    # the guess: it must not read as finished while ffmpeg still encodes.
+    tracker = PercentTracker(10.0, guessed=True)
+    seen = [tracker.update(Progress(out_time_s=t)) for t in (5.0, 10.0, 12.5)]
+    assert seen == [50.0, GUESSED_AT_MOST, GUESSED_AT_MOST]
+    assert tracker.update(Progress(out_time_s=12.6, done=True)) == 100.0
+
+
+def test_a_source_of_no_stated_length_counts_its_percent_against_its_guess() -> None:
+    said: list[float] = []
+    ctx = JobContext(on_progress=said.append)
+    _progress_sink(ctx, None, None, guess_s=20.0)(Progress(out_time_s=5.0))
+    _progress_sink(ctx, None, None)(Progress(out_time_s=5.0))  # no guess: no percent
+    _progress_sink(ctx, 10.0, None, guess_s=20.0)(Progress(out_time_s=5.0))  # stated wins
+    assert said == [25.0, 50.0]

@@ -105,17 +105,29 @@ def percent(
     return max(0.0, min(100.0, 100.0 * progress.out_time_s / duration_s))
 
 
-class PercentTracker:
-    """The percent a running encode reports: ``percent`` of each block, never going back."""
+# Where the percent of an encode of a guessed length stops until ffmpeg says it ended.
+GUESSED_AT_MOST = 99.0
 
-    def __init__(self, duration_s: float | None, frames: int | None = None) -> None:
+
+class PercentTracker:
+    """The percent a running encode reports: ``percent`` of each block, never going back.
+
+    ``guessed``: ``duration_s`` is a guess (a bare stream's, ``MediaInfo.duration_guess_s``)
+    that the encode may outrun, so only its end reads 100."""
+
+    def __init__(
+        self, duration_s: float | None, frames: int | None = None, *, guessed: bool = False
+    ) -> None:
         self._duration_s = duration_s
         self._frames = frames
+        self._guessed = guessed
         self._best: float | None = None
 
     def update(self, progress: Progress) -> float | None:
         """The percent to report after ``progress``; ``None`` until one is known."""
         pct = percent(progress, self._duration_s, self._frames)
+        if pct is not None and self._guessed and not progress.done:
+            pct = min(pct, GUESSED_AT_MOST)
         if pct is not None and (self._best is None or pct > self._best):
             self._best = pct
         return self._best

@@ -284,11 +284,17 @@ def sweep_scratch(work_dir: Path) -> list[Path]:
 
 
 def _progress_sink(
-    ctx: JobContext, duration_s: float | None, frames: int | None = None
+    ctx: JobContext,
+    duration_s: float | None,
+    frames: int | None = None,
+    *,
+    guess_s: float | None = None,
 ) -> Callable[[Progress], None]:
     """What hears an encode's ffmpeg progress: the percent done (never going back) and
-    the rates, passed on to the job's context."""
-    tracker = PercentTracker(duration_s, frames)
+    the rates, passed on to the job's context. A source of no stated length counts its
+    percent against ``guess_s``, a bare stream's guessed length, if it has one."""
+    guessed = not duration_s and not frames and bool(guess_s)
+    tracker = PercentTracker(guess_s if guessed else duration_s, frames, guessed=guessed)
 
     def progress(p: Progress) -> None:
         pct = tracker.update(p)
@@ -408,7 +414,13 @@ class JobRunner:
         decision, found, scores = planned
         ctx.phase = "encode"
         stream = self._encode(
-            src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify
+            src,
+            out,
+            scratch / "stream.hevc",
+            decision,
+            ctx,
+            verify=spec.pool.verify,
+            guess_s=info.duration_guess_s,
         )
         encode_s = lap("encode_s")
         made = out.stat().st_size
@@ -533,7 +545,7 @@ class JobRunner:
             stall_timeout_s=self._stall_timeout_s,
             groups=ladder.groups,
             rungs=rungs or None,
-            on_progress=_progress_sink(ctx, info.duration_s),
+            on_progress=_progress_sink(ctx, info.duration_s, guess_s=info.duration_guess_s),
             on_check=checking,
             preset=ladder.preset,
         )
@@ -820,16 +832,20 @@ class JobRunner:
         ctx: JobContext,
         *,
         verify: VerifyPolicy,
+        guess_s: float | None = None,
     ) -> StreamCheck | None:
         """Encode ``src`` to ``out``, reading the encoded video as it is produced when the
         plan allows the tee (None: the output is to be decoded afterwards). Under the
         pool's ``verify: full`` every frame of it is decoded; under ``stream`` it is
-        digested and counted, and only its first frames are decoded."""
+        digested and counted, and only its first frames are decoded. ``guess_s``: a bare
+        stream's guessed length, which its progress is counted against."""
         teed = stream if plan.tee_safe and self._decode_during_encode else None
         covers.extract(src, plan, out.parent)  # beside the output, where build_args looks
         args = build_args(self._ffmpeg, src, out, plan, threads=self._threads, stream=teed)
 
-        progress = _progress_sink(ctx, plan.expected_duration_s, plan.expected_frames)
+        progress = _progress_sink(
+            ctx, plan.expected_duration_s, plan.expected_frames, guess_s=guess_s
+        )
         log.info(
             "transcode_started",
             width=plan.width,
