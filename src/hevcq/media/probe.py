@@ -308,15 +308,17 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
 # How much of such a stream is read for its length: all of a short one, the start of a
 # long one (a rescan of unchanged files reads nothing: the catalog keeps the guess).
 GUESS_BYTES = 8 * 1024 * 1024
+# And at most this many frames: a hostile stream of tiny frames is read no further.
+GUESS_FRAMES = 30_000
 GUESSED_FPS = 25.0  # what ffmpeg takes a stream stating no frame rate for
 
 
 def length_guess(path: Path) -> float | None:
     """A bare stream's length in seconds: its frames over the frame rate ffmpeg encodes it
     at (the one its stream states, or ``GUESSED_FPS``), exact when the whole stream fits
-    in ``GUESS_BYTES``; beyond that the frames of its first ``GUESS_BYTES`` carried over the
-    whole file by their bytes (a stream whose rate of bytes changes is guessed by its
-    start). None when no frame reads."""
+    in ``GUESS_BYTES``; beyond that the frames of its first ``GUESS_BYTES`` (or
+    ``GUESS_FRAMES``) carried over the whole file by their bytes (a stream whose rate of
+    bytes changes is guessed by its start). None when no frame reads."""
     frames, read, ended = 0, 0, True
     try:
         with open_input(str(path)) as container:
@@ -325,7 +327,7 @@ def length_guess(path: Path) -> float | None:
             for packet in container.demux(stream):
                 if packet.size:  # the demuxer's empty packet at the end is no frame
                     frames, read = frames + 1, read + packet.size
-                if read >= GUESS_BYTES:
+                if read >= GUESS_BYTES or frames >= GUESS_FRAMES:
                     ended = False
                     break
         size = path.stat().st_size
