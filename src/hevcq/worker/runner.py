@@ -413,14 +413,9 @@ class JobRunner:
             return planned
         decision, found, scores = planned
         ctx.phase = "encode"
+        guess = info.duration_guess_s  # a bare stream's, which its progress counts against
         stream = self._encode(
-            src,
-            out,
-            scratch / "stream.hevc",
-            decision,
-            ctx,
-            verify=spec.pool.verify,
-            guess_s=info.duration_guess_s,
+            src, out, scratch / "stream.hevc", decision, ctx, verify=spec.pool.verify, guess_s=guess
         )
         encode_s = lap("encode_s")
         made = out.stat().st_size
