@@ -456,7 +456,7 @@ class _Scan:
                 rel=c.rel,
                 size=c.size,
                 duration_s=_length(rec.info),
-                duration_guessed=rec.info.duration_s is None and _length(rec.info) is not None,
+                duration_guessed=rec.info.duration_guess_s is not None,  # only where none is stated
                 fingerprint=rec.fingerprint,
                 status=status,
                 decisions=decisions,
