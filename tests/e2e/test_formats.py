@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 
+from hevcq.errors import PermanentError
 from hevcq.formats import CONTAINERS, VIDEO_CODECS, Container, VideoCodec, content_type
 from hevcq.keys import done_key
 from hevcq.ledger import JobKey
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.samples import make_clip
 from hevcq.media.verify import decoded_seconds, sound_seconds
+from hevcq.messages import JobResult
 from hevcq.pools import Pool
 from hevcq.worker.runner import JobContext, JobRunner, JobSpec
 from tests.fakes import FakeStore
@@ -42,6 +45,26 @@ def encode(
 ) -> Path:
     """Run the worker's job runner for a pool naming this pair (and ``audio``, the audio
     codec, when given); the output as a file."""
+    result, store, out_key = run_job(tmp_path, clip, codec, container, audio)
+    assert result.outcome == "done", result.reason
+    assert out_key.endswith(f".{codec}{CONTAINERS[container].extension}")
+    assert content_type(out_key) == CONTAINERS[container].content_type
+    out = tmp_path / out_key.rsplit("/", 1)[-1]
+    out.write_bytes(store.data[out_key])
+    return out
+
+
+def run_job(
+    tmp_path: Path,
+    clip: bytes,
+    codec: str,
+    container: str,
+    audio: str | None = None,
+    *,
+    stores: list[FakeStore] | None = None,
+) -> tuple[JobResult, FakeStore, str]:
+    """The worker's job runner on ``clip`` for a pool naming this pair: its result, the
+    store it wrote to (also appended to ``stores``) and the key of its output."""
     pool = Pool.model_validate(
         {
             "name": "fmt",
@@ -57,19 +80,15 @@ def encode(
     )
     store = FakeStore()
     store.add(KEY, etag="e1", data=clip)
+    if stores is not None:
+        stores.append(store)
     out_key = done_key(KEY, "fmt", pool.output_suffix, extension=pool.fixed_extension)
     job = JobKey(KEY, "fmt", "e1", pool.settings_hash())
     spec = JobSpec(job, pool, "media", out_key, len(clip))
     runner = JobRunner(
         store, ffmpeg=find_ffmpeg(), work_dir=tmp_path / "w", worker_id="w", stall_timeout_s=60
     )
-    result = runner.run(spec, JobContext())
-    assert result.outcome == "done", result.reason
-    assert out_key.endswith(f".{codec}{CONTAINERS[container].extension}")
-    assert content_type(out_key) == CONTAINERS[container].content_type
-    out = tmp_path / out_key.rsplit("/", 1)[-1]
-    out.write_bytes(store.data[out_key])
-    return out
+    return runner.run(spec, JobContext()), store, out_key
 
 
 def streams(path: Path) -> tuple[str, str, list[str]]:
@@ -206,6 +225,27 @@ def test_mp3_at_8_khz_is_encoded_for_an_mp4_output(tmp_path: Path) -> None:
     assert streams(out)[1] == "aac"
     # Within one AAC frame, 0.128 s at 8 kHz: the encoder pads its last.
     assert sound_seconds(out) == {1: pytest.approx(sound_seconds(src)[1], abs=0.13)}
+
+
+@pytest.mark.parametrize(("codec", "container"), [("hevc", "mp4"), ("av1", "webm")])
+def test_sound_timed_far_past_what_it_holds_fails_the_job_with_the_reason(
+    tmp_path: Path, codec: str, container: str
+) -> None:
+    # ffmpeg's AVI muxer writes G.726 a chunk per tick, and its demuxer reads each byte
+    # as one: 8 s of a DVR's sound timed over 8,126 s. Every output copied those times
+    # and was done, a file of 8 s of picture that says it lasts 2 h 15 min.
+    src = master(tmp_path / "dvr.avi", "sine=d=2:r=8000", "avi", "g726")
+    with av.open(str(src)) as f:
+        sound: Any = f.streams.audio[0]
+        last: Any = [p for p in f.demux(sound) if p.size][-1]
+    # the fault this guards against is still in the pinned ffmpeg
+    assert float((last.pts + last.duration) * sound.time_base) > 1000
+    stores: list[FakeStore] = []
+    with pytest.raises(
+        PermanentError, match=r"source's sound is timed over \d{3,}\.\d\d s but holds 2\.\d\d s"
+    ):
+        run_job(tmp_path, src.read_bytes(), codec, container, stores=stores)
+    assert stores[0].data.keys() == {KEY}  # no output written
 
 
 def test_seven_one_sound_is_encoded_to_vorbis_at_its_rate(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ END_FRAMES = 8
 RASL = frozenset({8, 9})  # leading pictures a decoder starting at a CRA keyframe drops
 # explode: a damaged slice is an error, not a picture silently concealed.
 DECODER_OPTIONS = {"skip_loop_filter": "all", "err_detect": "explode"}
+# A sound stream holding less sound than this share of the time its packets span is timed
+# wrongly (``raise_if_sound_mistimed``); sound with gaps a recorder left holds far more.
+SOUND_HELD_AT_LEAST = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ def verify_output(
             problems.append(
                 f"output lasts {info.duration_s:.2f} s, source {played.duration_s:.2f} s"
             )
+        elif short < 0:
+            raise_if_sound_mistimed(path)
     if problems:
         raise VerificationError("output rejected: " + "; ".join(problems))
     return info
@@ -486,6 +491,56 @@ def raise_if_source_truncated(source: MediaInfo, source_path: Path | None, outpu
             f"source appears truncated: declares {source.duration_s:.2f} s "
             f"but its video ends at {readable:.2f} s"
         )
+
+
+def raise_if_sound_mistimed(path: Path) -> None:
+    """Raise ``PermanentError`` when a sound stream of ``path`` is timed over far more
+    time than the sound it holds.
+
+    Called for an output that is longer than its source's header says and plays as long
+    as the source's packets: the times came from the source. ffmpeg reads an AVI whose
+    G.726 sound is written a chunk per tick (ffmpeg's own AVI muxer writes it so) as if
+    each byte were a tick: 8 s of sound timed over 8,126 s, 1,024 times too far apart.
+    Every output copied those times and was done: 8 s of picture in a file that says it
+    lasts 2 h 15 min, with the sound in bursts out of step. No retry changes that, so the
+    job fails with the reason, and the original is kept as it is.
+
+    Sound legitimately outlasting its picture (one picture beside a song) holds as much
+    sound as its times span, and passes.
+    """
+    spans = _sound_spans(path)
+    timed = [i for i, span in spans.items() if span > DURATION_TOLERANCE_S]
+    if not timed:
+        return
+    held = sound_seconds(path)
+    for index in timed:
+        span, sound = spans[index], held.get(index, 0.0)
+        if span - sound > DURATION_TOLERANCE_S and sound < span * SOUND_HELD_AT_LEAST:
+            raise PermanentError(
+                f"source's sound is timed over {span:.2f} s but holds {sound:.2f} s: "
+                "its timestamps are wrong"
+            )
+
+
+def _sound_spans(path: Path) -> dict[int, float]:
+    """Seconds from each audio stream's first packet to the end of its last (demuxed,
+    nothing decoded); empty when the file does not read."""
+    firsts: dict[int, float] = {}
+    ends: dict[int, float] = {}
+    try:
+        with open_input(str(path)) as container:
+            streams = list(container.streams.audio)
+            for packet in container.demux(streams) if streams else ():
+                if packet.pts is None or packet.time_base is None or packet.size == 0:
+                    continue
+                start = float(packet.pts * packet.time_base)
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                index = packet.stream.index
+                firsts[index] = min(firsts.get(index, start), start)
+                ends[index] = max(ends.get(index, end), end)
+    except av.FFmpegError:
+        return {}
+    return {i: ends[i] - firsts[i] for i in firsts}
 
 
 @dataclass(frozen=True)
