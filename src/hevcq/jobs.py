@@ -5,6 +5,7 @@ and shown by the CLI, the dashboard and the API (``RunningJob`` is the API's own
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +45,11 @@ class RunningJob(BaseModel):
         None,
         description="While a quality search runs: the probe encode under way (1, 2, ...; "
         "at most 6). None otherwise, and for a per-title ladder's probes, which run as one.",
+    )
+    probe_done: float | None = Field(
+        None,
+        description="While a quality search's probe runs: the percent of it done (its "
+        "encodes by their progress, each sample's score when it ends). None otherwise.",
     )
     age_s: float
     eta_s: float | None = Field(None, description="From progress and age; None before 1%.")
@@ -87,6 +93,7 @@ class RunningJob(BaseModel):
             progress=progress,
             step=step,  # a worker's word, shown to people: only the steps there are
             probe=item.probe if step == SEARCHING and item.probe and item.probe > 0 else None,
+            probe_done=_percent(item.probe_done) if step == SEARCHING else None,
             age_s=round(max(0.0, now - (item.started_at or now)), 1),
             eta_s=None if left is None else round(left, 1),
             fps=item.fps,
@@ -108,3 +115,10 @@ def running_jobs(items: list[LedgerItem], now: float) -> list[RunningJob]:
     """The running items as jobs, the longest running first."""
     running = (RunningJob.of(i, now) for i in items if i.state is State.RUNNING)
     return sorted(running, key=lambda r: -r.age_s)
+
+
+def _percent(value: float | None) -> float | None:
+    """A percent a worker wrote, held to 0-100; None for nothing or not a number."""
+    if value is None or not math.isfinite(value):
+        return None
+    return min(100.0, max(0.0, value))

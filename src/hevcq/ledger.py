@@ -189,6 +189,7 @@ class LedgerItem:
     step: str | None = None
     step_at: float | None = None  # when the step began, on the worker's wall clock
     probe: int | None = None  # while searching: the probe encode running (1, 2, ...)
+    probe_done: float | None = None  # while searching: the percent of that probe done
     fps: float | None = None
     speed: float | None = None
     reason: str | None = None
@@ -232,6 +233,11 @@ class LedgerItem:
             values["probe"] = int(values["probe"]) if "probe" in values else None
         except (TypeError, ValueError):
             values.pop("probe")
+        try:  # weighs the time left while a job runs: a number, or nothing
+            if "probe_done" in values:
+                values["probe_done"] = float(values["probe_done"])
+        except (TypeError, ValueError):
+            values.pop("probe_done")
         for name in (
             "etag",
             "settings_hash",
@@ -509,6 +515,7 @@ def claim_write(
         "step": None,
         "step_at": None,
         "probe": None,
+        "probe_done": None,
         "reason": None,
         "failure_class": None,
         "superseded_by": "",

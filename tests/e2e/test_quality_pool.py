@@ -3,6 +3,7 @@ and under ``verify: quality`` an output below the target is a failed job with th
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,7 @@ def test_a_searching_job_says_so_until_its_encode_counts(tmp_path, clip) -> None
         on_step=lambda step: seen.append(("step", step)),
         on_progress=lambda pct: seen.append(("progress", pct)),
         on_probe=lambda n: seen.append(("probe", n)),
+        on_probe_progress=lambda pct: seen.append(("probe_done", pct)),
     )
     quality = {"vmaf": 50, "max_size_percent": 400}
     result = run(tmp_path, FakeStore(), clip, ctx, quality=quality)
@@ -89,6 +91,15 @@ def test_a_searching_job_says_so_until_its_encode_counts(tmp_path, clip) -> None
     assert seen[0] == ("step", "searching")
     first_progress = next(i for i, (kind, _) in enumerate(seen) if kind == "progress")
     assert seen.index(("step", "encoding")) < first_progress
+    # Each probe tells how far it has got, from its encode's progress to its score's
+    # end, never going back; a library's time left weighs it.
+    starts = [seen.index(("probe", n)) for n in probes] + [seen.index(("step", "encoding"))]
+    for begin, end in itertools.pairwise(starts):
+        told = [v for kind, v in seen[begin:end] if kind == "probe_done" and isinstance(v, float)]
+        assert told
+        assert told == sorted(told)
+        assert told[-1] == pytest.approx(100.0)
+        assert all(0 <= pct <= 100 for pct in told)
 
 
 def test_a_pool_without_one_scores_nothing(tmp_path, clip) -> None:

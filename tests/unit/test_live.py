@@ -190,6 +190,11 @@ def test_a_quality_jobs_search_and_score_count_in_the_time_left() -> None:
     assert done(step="searching", probe=1) == 0.0
     assert done(step="searching", probe=3) == pytest.approx(100.0)
     assert done(step="searching", probe=6) == pytest.approx(150.0)  # more probes than thought
+    # The probe under way counts by how much of it is done: no time left that grows
+    # while a long source's probe runs.
+    assert done(step="searching", probe=2, probe_done=50.0) == pytest.approx(75.0)
+    assert done(step="searching", probe=1, probe_done=100.0) == pytest.approx(50.0)
+    assert done(step="searching", probe=3, probe_done=400.0) == pytest.approx(150.0)
     assert done(step="encoding", progress=3.0) == pytest.approx(159.0)
     assert done(step="verifying", progress=100.0) == pytest.approx(450.0)
     view._started -= 900.0  # 900 s in, the output being scored: 300 s of work left

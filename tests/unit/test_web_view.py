@@ -321,3 +321,34 @@ def test_a_probe_number_no_worker_of_this_release_writes_is_not_shown(said: obje
     )
     job = RunningJob.of(item, NOW)
     assert (job.probe, job.done) == (None, "searching")
+
+
+@pytest.mark.parametrize(
+    ("said", "read"),
+    [
+        ("<b>", None),
+        ({"S": "1e999"}, None),
+        ("nan", None),
+        (-5, 0.0),
+        ({"N": "250"}, 100.0),
+        (42.5, 42.5),
+    ],
+)
+def test_a_probes_percent_a_worker_writes_is_held_to_a_percent(said: object, read: object) -> None:
+    """What a worker writes of its probe's progress weighs the ingest's time left: a
+    compromised worker's text, infinity or a number out of range reads as no percent or
+    as 0-100, and the job still lists."""
+    item = LedgerItem.from_item(
+        {
+            "key": "TODO/a.mp4",
+            "pool": "hevc",
+            "state": "running",
+            "step": "searching",
+            "probe": 2,
+            "probe_done": said,
+        }
+    )
+    job = RunningJob.of(item, NOW)
+    assert (job.probe, job.probe_done) == (2, read)
+    encoding = RunningJob.of(dataclasses.replace(item, step="encoding"), NOW)
+    assert encoding.probe_done is None  # the probe's percent belongs to the search

@@ -12,8 +12,9 @@ from hevcq.ledger import Lease, State
 from hevcq.queue import Received
 from hevcq.worker.config import WorkerConfig
 from hevcq.worker.consumer import Consumer
+from hevcq.worker.executor import report_to
 from hevcq.worker.outage import Outage
-from hevcq.worker.runner import JobSpec
+from hevcq.worker.runner import JobContext, JobSpec
 from hevcq.worker.session import JobSession
 from hevcq.worker.settle import ACK, LOST, Settle, Verdict
 from tests.fakes import FakePublisher, FakeQueue, FakeStore, MemoryLedger
@@ -90,3 +91,19 @@ def test_the_session_decides_a_malformed_message_goes_to_the_dead_letter_queue(
     session, queue = _session(farm, ledger, [])
     settle = session.decide(queue.put("not json"))
     assert (settle.verdict, settle.failure_class) == (Verdict.DEAD, FailureClass.PERMANENT)
+
+
+def test_a_probes_progress_is_written_beside_the_encodes_and_never_read_as_it() -> None:
+    """A search's probe tells how far it has got (``probe_done``), reset as each probe
+    starts; the encode's percent, which a stop's grace is measured by, is not touched."""
+    ctx = JobContext()
+    fields: dict[str, float | str] = {}
+    grace = report_to(ctx, fields)
+    ctx.on_probe(1)
+    ctx.on_probe_progress(80.0)
+    assert fields == {"probe": 1, "probe_done": 80.0}
+    ctx.on_probe(2)
+    assert fields["probe_done"] == 0.0
+    assert grace == []  # the grace of a stop reads the encode alone
+    ctx.on_progress(12.5)
+    assert (grace, fields["progress"], fields["probe_done"]) == ([12.5], 12.5, 0.0)

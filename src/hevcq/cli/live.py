@@ -218,7 +218,7 @@ class LiveView:
         for j in self._jobs:
             ref = (j.key, j.pool)
             if ref not in self._finished and ref in self._work:
-                done += self._work[ref].done(j.step, j.probe, j.progress)
+                done += self._work[ref].done(j.step, j.probe, j.progress, j.probe_done)
         return Totals(
             self._done,
             self._jobs_total,

@@ -207,12 +207,16 @@ class JobWork:
         """The whole job's."""
         return self.search + self.encode + self.score
 
-    def done(self, step: str | None, probe: int | None, percent: float) -> float:
+    def done(
+        self, step: str | None, probe: int | None, percent: float, probe_done: float | None = None
+    ) -> float:
         """The part of it a running job has done, by the step and the encode's ``percent``
-        its worker reports: a search counts each probe begun after the first as one of
-        ``SEARCH_PROBES``; a score in progress counts nothing of itself until it ends."""
+        its worker reports: a search counts each probe before the one under way as one of
+        ``SEARCH_PROBES``, and that one by ``probe_done``, its percent; a score in
+        progress counts nothing of itself until it ends."""
         if step == SEARCHING:
-            return self.search * min(1.0, max(0, (probe or 1) - 1) / SEARCH_PROBES)
+            under_way = min(100.0, max(0.0, probe_done or 0.0)) / 100
+            return self.search * min(1.0, (max(0, (probe or 1) - 1) + under_way) / SEARCH_PROBES)
         if step == VERIFYING:
             return self.search + self.encode
         return self.search + self.encode * min(100.0, max(0.0, percent)) / 100

@@ -46,10 +46,15 @@ from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
+from hevcq.media.progress import Progress
 from hevcq.media.quality import ScoringError, measure, shown, shown_under
 from hevcq.pools import Metric
 
 MAX_PROBES = 6
+# Of a probe's CPU, the share its encodes take; scoring takes the rest. Measured on a
+# 10-minute source: 33.1 s encoding against 15.1 s scoring for three probes
+# (docs/benchmarks.md, "Quality targets on a corpus").
+PROBE_ENCODE_SHARE = 0.7
 CRF_FLOOR = 10  # the lowest CRF tried: below it the output is near lossless and huge
 # The search works on the distance to a perfect score, ln(100 + CEILING_SLACK - VMAF),
 # which grows about linearly with the CRF where VMAF itself bends (it flattens out as it
@@ -863,6 +868,9 @@ class Searcher:
     rules: SampleRules = SampleRules()
     # Told each probe's number (1, 2, ...) as it starts: a running job shows it.
     on_probe: Callable[[int], None] = lambda _n: None
+    # Told how much of the probe under way is done, in percent (``_Prober._measure``):
+    # a library's time left weighs it.
+    on_probe_progress: Callable[[float], None] = lambda _pct: None
 
 
 def crf_range(plan: EncodePlan) -> tuple[int, int]:
@@ -909,7 +917,15 @@ def find_crf(
         # whole file, which these sources were searched on before, costs a full encode.
         samples = SamplePlan(whole=False, spans=samples.planned, seek=True)
     prober = _Prober(
-        run, src, plan, samples, cache, metric=metric, own_size=own_size, keyframes=scan.keyframes
+        run,
+        src,
+        plan,
+        samples,
+        cache,
+        metric=metric,
+        own_size=own_size,
+        keyframes=scan.keyframes,
+        whole_s=picture or info.duration_s or info.duration_guess_s,
     )
 
     started = 0
@@ -1057,10 +1073,14 @@ class _Prober:
         metric: Metric,
         own_size: bool = False,
         keyframes: Sequence[float] = (),
+        whole_s: float | None = None,
     ) -> None:
+        """``whole_s``: how long the source plays, what a probe of the whole file encodes
+        (its progress is counted against it; None: only each sample's end counts)."""
         self._run, self._src, self._plan = run, src, plan
         self._samples, self._cache, self._metric = samples, cache, metric
         self._own_size, self._keyframes = own_size, keyframes
+        self._whole_s = whole_s
         self._cut: list[Path] | None = None
         self._checked = False  # the source was checked for damage (``refuse_damaged``)
         # Windows are read in place from a container whose index finds keyframes, else
@@ -1141,14 +1161,26 @@ class _Prober:
             )
         return [(sample, None) for sample in self._cut]
 
+    def _lengths(self) -> list[float | None]:
+        """Seconds of source each of the probe's inputs encodes (as ``_inputs`` lists
+        them); None where not known."""
+        if self._samples.whole:
+            return [self._whole_s]
+        return [length for _, length in self._samples.spans]
+
     def _measure(self, crf: int) -> Measured:
         run = self._run
         plan = probe_plan(self._plan, crf, whole=self._in_place)
         weighted, frames, total, seconds, header = 0.0, 0, 0, 0.0, None
-        for sample, window in self._inputs():
+        inputs = self._inputs()
+        lengths = self._lengths()
+        for n, (sample, window) in enumerate(inputs):
             out = run.scratch / "crf-probe"
             args = build_args(run.ffmpeg, sample, out, plan, threads=run.threads, window=window)
-            run_ffmpeg(args, on_progress=None, stop=run.stop, stall_timeout_s=run.stall_timeout_s)
+            progress = _probe_progress(run.on_probe_progress, n, len(inputs), lengths[n])
+            run_ffmpeg(
+                args, on_progress=progress, stop=run.stop, stall_timeout_s=run.stall_timeout_s
+            )
             threads = run.threads or machine_cores()
             # The search reads the score alone: NEG, reported beside an output's own
             # score, would add about half again to every probe's scoring.
@@ -1170,9 +1202,27 @@ class _Prober:
             frames += got.frames
             total += size
             seconds += span
+            run.on_probe_progress(100.0 * (n + 1) / len(inputs))
         return Measured(
             round(weighted / frames, 4), frames, total, round(seconds, 4), header_bytes=header or 0
         )
+
+
+def _probe_progress(
+    tell: Callable[[float], None], n: int, count: int, length_s: float | None
+) -> Callable[[Progress], None]:
+    """What hears the encode of input ``n`` of a probe's ``count``, lasting ``length_s``:
+    it tells the probe's percent done, the inputs before it whole and this one's encode
+    by its progress, as ``PROBE_ENCODE_SHARE`` of its part (its score is the rest, told
+    when it ends)."""
+
+    def heard(p: Progress) -> None:
+        if not length_s or p.out_time_s is None:
+            return
+        encoded = min(1.0, p.out_time_s / length_s)
+        tell(100.0 * (n + encoded * PROBE_ENCODE_SHARE) / count)
+
+    return heard
 
 
 class _Cache:

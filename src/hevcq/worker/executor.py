@@ -95,25 +95,7 @@ class JobExecutor:
             commit_bundle=writer.put_bundle,
             commit_with_parts=writer.put_with_parts,
         )
-        progress: list[float] = []
-
-        def on_progress(pct: float) -> None:
-            progress.append(pct)
-            keeper.progress["progress"] = pct
-
-        def on_rates(fps: float | None, speed: float | None) -> None:
-            for name, value in (("fps", fps), ("speed", speed)):
-                if value is not None:
-                    keeper.progress[name] = value
-
-        def on_step(step: str) -> None:
-            keeper.progress["step"] = step
-            keeper.progress["step_at"] = time.time()  # shown to people, as started_at is
-
-        ctx.on_progress = on_progress
-        ctx.on_rates = on_rates
-        ctx.on_step = on_step
-        ctx.on_probe = lambda n: keeper.progress.__setitem__("probe", n)
+        progress = report_to(ctx, keeper.progress)
         q = self.pool.queue
 
         def renew() -> None:
@@ -398,3 +380,37 @@ def has_parts(spec: JobSpec) -> bool:
     """Whether the job's output is committed with parts of its own (``hevcq.bundle``): a
     ladder, or a file of a pool that stores a poster with it."""
     return is_bundle_key(spec.output_key) or spec.pool.poster
+
+
+def report_to(ctx: JobContext, fields: dict[str, float | str]) -> list[float]:
+    """Point the job's reports at ``fields``, the progress its lease keeper writes with
+    each renewal; the encode's percents are also kept in the list returned, for the
+    grace a stop gives (``worker.grace``)."""
+    progress: list[float] = []
+
+    def on_progress(pct: float) -> None:
+        progress.append(pct)
+        fields["progress"] = pct
+
+    def on_rates(fps: float | None, speed: float | None) -> None:
+        for name, value in (("fps", fps), ("speed", speed)):
+            if value is not None:
+                fields[name] = value
+
+    def on_step(step: str) -> None:
+        fields["step"] = step
+        fields["step_at"] = time.time()  # shown to people, as started_at is
+
+    def on_probe(n: int) -> None:
+        fields["probe"] = n
+        fields["probe_done"] = 0.0
+
+    def on_probe_progress(pct: float) -> None:
+        fields["probe_done"] = pct
+
+    ctx.on_progress = on_progress
+    ctx.on_rates = on_rates
+    ctx.on_step = on_step
+    ctx.on_probe = on_probe
+    ctx.on_probe_progress = on_probe_progress
+    return progress

@@ -126,6 +126,9 @@ class JobContext:
     on_step: Callable[[str], None] = lambda _step: None
     # A quality search's probe encode starting: its number, from 1 (``LedgerItem.probe``)
     on_probe: Callable[[int], None] = lambda _n: None
+    # How much of that probe is done, in percent (``LedgerItem.probe_done``); never the
+    # encode's progress, which a stop's grace is measured by (``worker.grace``).
+    on_probe_progress: Callable[[float], None] = lambda _pct: None
     commit: Commit | None = None
     # The same for an output of many objects (a folder: ``FencedWriter.put_bundle``).
     commit_bundle: Commit | None = None
@@ -696,6 +699,7 @@ class JobRunner:
             stop=ctx.cancel,
             stall_timeout_s=self._stall_timeout_s,
             on_probe=ctx.on_probe,
+            on_probe_progress=ctx.on_probe_progress,
         )
         ctx.on_step(SEARCHING)
         got = find_crf(
