@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from functools import partial
@@ -15,8 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from hevcq.errors import InterruptedJob, StalledError
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.quality import MODEL_HD, Score, ScoringError, score, score_batch, xpsnr_score
+from hevcq.media.quality import (
+    MODEL_HD,
+    Score,
+    ScoringError,
+    Watch,
+    score,
+    score_batch,
+    xpsnr_score,
+)
 from hevcq.media.samples import make_clip
 from tests.e2e.cutclips import cover_first
 from tests.e2e.test_crfsearch import hdr_clip
@@ -245,6 +256,47 @@ def test_a_score_whose_ffmpeg_is_killed_says_so(tmp_path: Path) -> None:
     killed_ffmpeg.chmod(0o755)
     with pytest.raises(ScoringError, match=r"killed by signal SIGKILL \(the kernel does this"):
         score(str(killed_ffmpeg), src, src)
+
+
+def fake_ffmpeg(tmp_path: Path, body: str) -> str:
+    """An ffmpeg that runs ``body`` (sh) instead: a scoring run as the worker sees it."""
+    path = tmp_path / "ffmpeg"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+# ffmpeg's -progress block, every 0.2 s, its time moving on each time.
+_PROGRESSING = 'i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo "frame=$i"; ' + (
+    'echo "out_time_us=${{i}}00000"; echo progress=continue; sleep 0.2; done; exit 1\n'
+)
+
+
+def test_a_score_stops_when_its_job_is_stopped(tmp_path: Path) -> None:
+    """A full-length score runs about as long as the film plays: a stop (a scale-in, a
+    SIGTERM) ends it at once, as it ends an encode, rather than after the score."""
+    src = make_clip(tmp_path / "s.mp4", width=160, height=90, seconds=1)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(InterruptedJob):
+        score(fake_ffmpeg(tmp_path, _PROGRESSING.format(n=300)), src, src, watch=Watch(stop))
+    assert time.monotonic() - started < 10
+
+
+def test_a_score_is_held_to_its_progress_not_to_a_clock(tmp_path: Path) -> None:
+    """A score had an hour, and a film that plays for longer failed on every try. Now a
+    score that makes progress runs on past its stall limit, and one that makes none for
+    that long is a stall, as an encode is."""
+    src = make_clip(tmp_path / "s.mp4", width=160, height=90, seconds=1)
+    moving = fake_ffmpeg(tmp_path, _PROGRESSING.format(n=15))  # 3 s, then it fails
+    started = time.monotonic()
+    with pytest.raises(ScoringError, match="scoring failed: ffmpeg failed with exit status 1"):
+        score(moving, src, src, watch=Watch(stall_timeout_s=1.0))
+    assert time.monotonic() - started > 2.5  # ran on past the stall limit: it moved
+    still = fake_ffmpeg(tmp_path, "sleep 30\n")
+    with pytest.raises(StalledError):
+        score(still, src, src, watch=Watch(stall_timeout_s=1.0))
 
 
 @pytest.mark.parametrize(

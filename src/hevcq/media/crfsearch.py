@@ -47,7 +47,7 @@ from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
 from hevcq.media.progress import Progress
-from hevcq.media.quality import ScoringError, measure, shown, shown_under
+from hevcq.media.quality import ScoringError, Watch, measure, shown, shown_under
 from hevcq.pools import Metric
 
 MAX_PROBES = 6
@@ -1193,6 +1193,7 @@ class _Prober:
                 neg=False,
                 own_size=self._own_size,
                 window=window,
+                watch=Watch(run.stop, run.stall_timeout_s),
             )
             size, span = video_size(out)
             if header is None:

@@ -64,7 +64,7 @@ from hevcq.media.ladder import (
     source_colours,
 )
 from hevcq.media.model import MediaInfo
-from hevcq.media.quality import score_batch
+from hevcq.media.quality import Watch, score_batch
 
 # The CRFs every size is probed at; the curve between and a little beyond them is
 # interpolated (``EXTEND_CRF`` steps past either end).
@@ -644,6 +644,7 @@ def _measure(
                 subsample=run.subsample,
                 window=window,
                 made_at=fps,  # as the probes' frames were picked (``quality.aligned``)
+                watch=Watch(run.stop, run.stall_timeout_s),
             )
             for (r, crf, out), got in zip(outs, scores, strict=True):
                 size, seconds = video_size(out)

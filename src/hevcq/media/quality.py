@@ -22,18 +22,17 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import tempfile
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from hevcq.errors import FailureClass, HevcqError
-from hevcq.media.demuxers import read_alone
+from hevcq.errors import FailureClass, HevcqError, InterruptedJob, StalledError
 from hevcq.media.ffargs import Window, decoder_args, fit_picture, source_filters, window_args
-from hevcq.media.ffmpeg import killed
+from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.ladder import constant_rate, source_colours
 from hevcq.media.picshape import probe_main
 from hevcq.pools import Metric
@@ -78,6 +77,15 @@ class ScoringError(HevcqError):
     """The quality could not be measured (not: the output scored low)."""
 
     failure_class = FailureClass.SCORING
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a score's ffmpeg runs under (``_run_graph``): the job's stop, and how long it
+    may go without progress before it counts as stalled (an encode's default)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    stall_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -464,6 +472,7 @@ def score(
     window: Window | None = None,
     made_at: Fraction | None = None,
     from_zero: bool = False,
+    watch: Watch | None = None,
 ) -> Score:
     """VMAF of ``output`` against ``source``, both aligned; raises ``ScoringError``.
     ``subsample``: score every that many frames only; ``neg``: NEG beside it
@@ -494,7 +503,7 @@ def score(
             made_at=made_at,
             from_zero=from_zero,
         )
-        _run_graph(ffmpeg, [output, source], graph, [log], ref, window=window)
+        _run_graph(ffmpeg, [output, source], graph, [log], ref, window=window, watch=watch)
         return parse_log(json.loads(log.read_text()), model_for(*size))
 
 
@@ -507,6 +516,7 @@ def score_batch(
     subsample: int = 1,
     window: Window | None = None,
     made_at: Fraction | None = None,
+    watch: Watch | None = None,
 ) -> list[Score]:
     """VMAF of each of ``outputs`` against ``source`` (over ``window`` of it, and
     ``made_at``, as for ``score``), in as few ffmpeg runs as keep their memory bounded
@@ -539,7 +549,7 @@ def score_batch(
                 dist_colours=[o.colours for o in outs[start : start + each]],
                 made_at=made_at,
             )
-            _run_graph(ffmpeg, [*batch, source], graph, logs, ref, window=window)
+            _run_graph(ffmpeg, [*batch, source], graph, logs, ref, window=window, watch=watch)
             scores += [parse_log(json.loads(log.read_text()), model) for log in logs]
     return scores
 
@@ -553,6 +563,7 @@ def xpsnr_score(
     window: Window | None = None,
     made_at: Fraction | None = None,
     from_zero: bool = False,
+    watch: Watch | None = None,
 ) -> Score:
     """XPSNR of ``output`` against ``source``, aligned as for VMAF (``aligned``, and
     ``own_size``, ``window``, ``made_at`` and ``from_zero`` as for ``score``); raises
@@ -573,7 +584,7 @@ def xpsnr_score(
             made_at=made_at,
             from_zero=from_zero,
         )
-        _run_graph(ffmpeg, [output, source], graph, [stats], ref, window=window)
+        _run_graph(ffmpeg, [output, source], graph, [stats], ref, window=window, watch=watch)
         return parse_xpsnr(stats.read_text(encoding="utf-8", errors="replace"))
 
 
@@ -590,12 +601,13 @@ def measure(
     window: Window | None = None,
     made_at: Fraction | None = None,
     from_zero: bool = False,
+    watch: Watch | None = None,
 ) -> Score:
     """The ``metric`` of ``output`` against ``source`` (``score`` or ``xpsnr_score``);
     ``neg``: VMAF's NEG beside the score; ``own_size``: a smaller output (a rendition)
     compared at its own size; ``window``: the output is of that stretch of the source;
     ``made_at``: the output was made at that constant rate, and with ``from_zero`` from
-    the source file's zero (a ladder's rung)."""
+    the source file's zero (a ladder's rung); ``watch``: the job's stop and stall limit."""
     if metric == "xpsnr":
         return xpsnr_score(
             ffmpeg,
@@ -605,6 +617,7 @@ def measure(
             window=window,
             made_at=made_at,
             from_zero=from_zero,
+            watch=watch,
         )
     return score(
         ffmpeg,
@@ -617,6 +630,7 @@ def measure(
         window=window,
         made_at=made_at,
         from_zero=from_zero,
+        watch=watch,
     )
 
 
@@ -635,10 +649,16 @@ def _run_graph(
     ref: Picture,
     *,
     window: Window | None = None,
+    watch: Watch | None = None,
 ) -> None:
     """Run ``graph`` over ``inputs`` (in the order its input numbers name them; the source,
     ``ref``, last, read over ``window`` when given); a ``ScoringError`` unless ffmpeg
-    succeeds and writes every one of ``logs``."""
+    succeeds and writes every one of ``logs``.
+
+    ffmpeg runs as an encode does (``run_ffmpeg``), under ``watch``: a stop ends it, and
+    so does a stall, but no clock does. A score once had an hour: the full-length score
+    of a film longer than that, which runs at about the speed of its playing on two
+    vCPUs, failed on every try, and the film with it."""
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error"]
     for n, path in enumerate(inputs):
         if n == len(inputs) - 1:
@@ -650,15 +670,16 @@ def _run_graph(
         # libvmaf writes a log of the frames after it only. Built once, the graph meets
         # such frames in its scalers, which every chain has (``aligned``, ``_reference``).
         args += ["-reinit_filter", "0", "-i", f"file:{path}"]
-    args += ["-filter_complex", graph, "-f", "null", "-"]
-    done = subprocess.run(
-        read_alone(args), capture_output=True, text=True, timeout=3600, check=False
-    )
-    if done.returncode < 0:
-        raise ScoringError(f"scoring failed: {killed(done.returncode)}")
-    if done.returncode != 0 or not all(log.is_file() for log in logs):
-        tail = (done.stderr.strip().splitlines() or ["no log written"])[-1]
-        raise ScoringError(f"scoring failed: {tail}")
+    args += ["-filter_complex", graph, "-progress", "pipe:1", "-nostats", "-f", "null", "-"]
+    watch = watch or Watch()
+    try:
+        run_ffmpeg(args, on_progress=None, stop=watch.stop, stall_timeout_s=watch.stall_timeout_s)
+    except (InterruptedJob, StalledError):
+        raise
+    except HevcqError as exc:
+        raise ScoringError(f"scoring failed: {exc}") from exc
+    if not all(log.is_file() for log in logs):
+        raise ScoringError("scoring failed: no log written")
 
 
 # One frame's line of the xpsnr filter's stats file, and the pooled line it ends with:

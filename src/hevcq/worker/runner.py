@@ -46,7 +46,7 @@ from hevcq.media.picshape import main_picture
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
-from hevcq.media.quality import ScoringError, measure, no_score, shown_under
+from hevcq.media.quality import ScoringError, Watch, measure, no_score, shown_under
 from hevcq.media.soundshape import changing_sound
 from hevcq.media.splice import refuse_moved_picture, straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
@@ -443,7 +443,7 @@ class JobRunner:
         ctx.phase = "verify"
         ctx.on_step(VERIFYING)
         out_info = verify_output(out, decision, info, source_path=src, stream=stream)
-        scored = self._score(spec.pool, src, out) if scores else {}
+        scored = self._score(spec.pool, src, out, watch=self._watch(ctx)) if scores else {}
         parts = scratch / "parts"
         if spec.pool.poster:
             parts.mkdir()
@@ -554,7 +554,9 @@ class JobRunner:
         scored: dict[str, Any] = {}
         if quality is not None and note is None:
             # Every ladder of a pool with a target is measured, per-title or fixed.
-            scored = self._score_top_rung(spec.pool, src, folder, scratch, picks)
+            scored = self._score_top_rung(
+                spec.pool, src, folder, scratch, picks, watch=self._watch(ctx)
+            )
             lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
@@ -585,8 +587,19 @@ class JobRunner:
             **scored,
         )
 
+    def _watch(self, ctx: JobContext) -> Watch:
+        """What a score runs under: the job's stop, and the worker's stall limit."""
+        return Watch(ctx.cancel, self._stall_timeout_s)
+
     def _score_top_rung(
-        self, pool: Pool, src: Path, folder: Path, scratch: Path, picks: list[Pick]
+        self,
+        pool: Pool,
+        src: Path,
+        folder: Path,
+        scratch: Path,
+        picks: list[Pick],
+        *,
+        watch: Watch,
     ) -> dict[str, Any]:
         """A ladder measured as a file output is (``_score``): its top H.264 rung, its init
         segment and segments joined, full length against the source at the source's size
@@ -608,7 +621,9 @@ class JobRunner:
             # about what the rungs' encode did (the ladder's x264 is fast); at the
             # ladder's rate, whose frames the source is picked for as the ladder was,
             # from the source file's zero, where the rungs start.
-            scored = self._score(pool, src, joined, neg=False, made_at=rate, from_zero=True)
+            scored = self._score(
+                pool, src, joined, neg=False, made_at=rate, from_zero=True, watch=watch
+            )
         finally:
             joined.unlink(missing_ok=True)
         if not scored or not picks:
@@ -770,6 +785,7 @@ class JobRunner:
         neg: bool = True,
         made_at: Fraction | None = None,
         from_zero: bool = False,
+        watch: Watch,
     ) -> dict[str, Any]:
         """The output's score in its pool's target metric, VMAF or XPSNR (result fields;
         empty for a pool without a target), with VMAF's NEG beside it unless told not to;
@@ -794,6 +810,7 @@ class JobRunner:
                 neg=neg,
                 made_at=made_at,
                 from_zero=from_zero,
+                watch=watch,
             )
         except ScoringError as exc:
             if pool.verify == "quality":
