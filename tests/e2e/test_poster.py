@@ -4,15 +4,25 @@ that is not a video."""
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import av
 import pytest
 
-from hevcq.errors import PermanentError
+from hevcq.errors import InterruptedJob, PermanentError
 from hevcq.media.ffargs import stated_colours
-from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.poster import DARKEST, _sampled, grey_stats, make_poster, shown_grey
+from hevcq.media.ffmpeg import Watch, find_ffmpeg
+from hevcq.media.poster import (
+    DARKEST,
+    JPEG_DECODE_S_PER_S,
+    _sampled,
+    grey_stats,
+    jpeg_stall_s,
+    make_poster,
+    shown_grey,
+)
 from hevcq.media.probe import frame_colours
 from hevcq.media.samples import make_clip
 from tests.e2e.cutclips import cover_first, cut_short
@@ -235,3 +245,24 @@ def test_a_transparent_webm_is_sampled_with_the_colours_its_container_states(
     sampled = _sampled(src)
     assert sampled.alpha_decoder == "libvpx-vp9"
     assert sampled.colours == stated_colours(frame_colours(own), 240)
+
+
+def test_the_jpegs_run_may_take_as_long_as_decoding_to_its_frame_needs() -> None:
+    # It had a fixed 120 s: a browser's 20-minute recording with one keyframe, whose JPEG
+    # decodes from the start to the frame chosen, failed its poster on every try.
+    assert jpeg_stall_s(0.0, 300.0) == 300.0  # the worker's stall limit at least
+    assert jpeg_stall_s(1800.0, 300.0) == JPEG_DECODE_S_PER_S * 1800.0
+    assert JPEG_DECODE_S_PER_S * 240 > 26 * 15  # 240 s of 1080p took 26 s; 8K ~15x slower
+
+
+def test_a_poster_stops_when_its_job_is_stopped(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "s.mp4", width=160, height=90, seconds=1)
+    slow = tmp_path / "ffmpeg"
+    slow.write_text("#!/bin/sh\nsleep 60\n")
+    slow.chmod(0o755)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(InterruptedJob):
+        make_poster(str(slow), src, tmp_path / "p.jpg", watch=Watch(stop))
+    assert time.monotonic() - started < 10

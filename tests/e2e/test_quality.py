@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from hevcq.errors import InterruptedJob, StalledError
-from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ffmpeg import Watch, find_ffmpeg
 from hevcq.media.quality import (
     MODEL_HD,
     Score,
     ScoringError,
-    Watch,
     score,
     score_batch,
     xpsnr_score,

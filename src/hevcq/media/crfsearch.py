@@ -42,12 +42,12 @@ from hevcq.errors import PermanentError
 from hevcq.formats import VIDEO_CODECS
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import Window, audio_kbps, build_args
-from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ffmpeg import Watch, run_ffmpeg
 from hevcq.media.ladder import check_decoder
 from hevcq.media.model import EncodePlan, MediaInfo
 from hevcq.media.probe import AV_TIME_BASE
 from hevcq.media.progress import Progress
-from hevcq.media.quality import ScoringError, Watch, measure, shown, shown_under
+from hevcq.media.quality import ScoringError, measure, shown, shown_under
 from hevcq.pools import Metric
 
 MAX_PROBES = 6

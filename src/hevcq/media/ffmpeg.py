@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -259,6 +259,16 @@ def _ask(path: str, option: str) -> str:
         stdin=subprocess.DEVNULL,
     )
     return done.stdout
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What an ffmpeg run that is not an encode runs under (a score, a poster): the job's
+    stop, and how long it may go without progress before it counts as stalled (an
+    encode's default)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    stall_timeout_s: float = 300.0
 
 
 def run_ffmpeg(

@@ -55,7 +55,7 @@ from hevcq.media.crfsearch import (
     video_size,
 )
 from hevcq.media.ffargs import Window, decoder_args, fit_picture, source_filters, window_args
-from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ffmpeg import Watch, run_ffmpeg
 from hevcq.media.ladder import (
     PRESET,
     Rung,
@@ -64,7 +64,7 @@ from hevcq.media.ladder import (
     source_colours,
 )
 from hevcq.media.model import MediaInfo
-from hevcq.media.quality import Watch, score_batch
+from hevcq.media.quality import score_batch
 
 # The CRFs every size is probed at; the curve between and a little beyond them is
 # interpolated (``EXTEND_CRF`` steps past either end).

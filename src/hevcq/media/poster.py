@@ -24,7 +24,7 @@ import av
 from hevcq.errors import HevcqError, PermanentError
 from hevcq.media.demuxers import open_input, read_alone
 from hevcq.media.ffargs import decoder_args, source_filters, stated_colours
-from hevcq.media.ffmpeg import find_ffmpeg
+from hevcq.media.ffmpeg import Watch, find_ffmpeg, run_ffmpeg
 from hevcq.media.probe import (
     alpha_decoder,
     frame_colours,
@@ -35,6 +35,9 @@ from hevcq.media.probe import (
     main_video_stream,
 )
 
+# Seconds the JPEG's ffmpeg may take per second of video it decodes to reach its frame
+# (``jpeg_stall_s``).
+JPEG_DECODE_S_PER_S = 2.0
 # Where frames are sampled, as fractions of the duration: past a fade-in, before credits.
 SAMPLE_AT = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # A frame whose mean grey level (0-255) is outside this range is too dark or too bright.
@@ -316,10 +319,12 @@ def _decoder_like(stream: Any, name: str) -> Any:
     return ctx
 
 
-def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
+def make_poster(ffmpeg: str, src: Path, dest: Path, *, watch: Watch | None = None) -> Candidate:
     """Write ``dest`` (JPEG) from the most representative frame of ``src``; which one.
 
-    Raises ``PermanentError`` for a file with no decodable video.
+    Raises ``PermanentError`` for a file with no decodable video. The JPEG's ffmpeg runs
+    under ``watch`` (the job's stop), its stall limit at least ``JPEG_DECODE_S_PER_S``
+    for each second it decodes before the frame (``jpeg_stall_s``).
     """
     try:
         sampled = _sampled(src)
@@ -350,11 +355,26 @@ def make_poster(ffmpeg: str, src: Path, dest: Path) -> Candidate:
     shown = ",".join([*filter(None, first), "scale=w='trunc(iw*sar/2)*2':h=ih", "setsar=1"])
     fit = f"scale={box}:force_original_aspect_ratio=decrease:flags=lanczos:{JPEG_COLOURS}"
     args += ["-vf", f"{shown},{fit}"]
-    args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg", f"file:{dest}"]
-    done = subprocess.run(
-        read_alone(args), capture_output=True, text=True, timeout=120, check=False
-    )
-    if done.returncode != 0 or not dest.is_file():
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PermanentError(f"poster: ffmpeg failed: {tail}")
+    args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg"]
+    args += ["-progress", "pipe:1", "-nostats", f"file:{dest}"]
+    watch = watch or Watch()
+    stall_s = jpeg_stall_s(before, watch.stall_timeout_s)
+    try:
+        run_ffmpeg(args, on_progress=None, stop=watch.stop, stall_timeout_s=stall_s)
+    except PermanentError as exc:
+        raise PermanentError(f"poster: {exc}") from exc
+    if not dest.is_file():
+        raise PermanentError("poster: ffmpeg failed: no output")
     return best
+
+
+def jpeg_stall_s(decoded_s: float, stall_s: float) -> float:
+    """How long the JPEG's ffmpeg may report no progress (pure): it reports none until
+    its one frame is out, after decoding ``decoded_s`` seconds of video to reach it, from
+    the keyframe before (a source with one keyframe: from its start). At least the
+    worker's ``stall_s``.
+
+    The run once had a fixed 120 s: a browser's recording of 20 minutes or more, with one
+    keyframe, failed its poster on every try (ffmpeg decoded 240 s of a 1080p one in 26 s
+    on two vCPUs; ``JPEG_DECODE_S_PER_S`` allows for 8K, about 15 times slower)."""
+    return max(stall_s, JPEG_DECODE_S_PER_S * max(0.0, decoded_s))

@@ -23,16 +23,15 @@ import json
 import math
 import re
 import tempfile
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from hevcq.errors import FailureClass, HevcqError, InterruptedJob, StalledError
 from hevcq.media.ffargs import Window, decoder_args, fit_picture, source_filters, window_args
-from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ffmpeg import Watch, run_ffmpeg
 from hevcq.media.ladder import constant_rate, source_colours
 from hevcq.media.picshape import probe_main
 from hevcq.pools import Metric
@@ -77,15 +76,6 @@ class ScoringError(HevcqError):
     """The quality could not be measured (not: the output scored low)."""
 
     failure_class = FailureClass.SCORING
-
-
-@dataclass(frozen=True)
-class Watch:
-    """What a score's ffmpeg runs under (``_run_graph``): the job's stop, and how long it
-    may go without progress before it counts as stalled (an encode's default)."""
-
-    stop: threading.Event = field(default_factory=threading.Event)
-    stall_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from hevcq.media.crfsearch import (
 )
 from hevcq.media.decide import KEPT_ORIGINAL, decide, saves_nothing
 from hevcq.media.ffargs import build_args
-from hevcq.media.ffmpeg import run_ffmpeg
+from hevcq.media.ffmpeg import Watch, run_ffmpeg
 from hevcq.media.ladder import PRESET as LADDER_PRESET
 from hevcq.media.ladder import (
     build_ladder,
@@ -46,7 +46,7 @@ from hevcq.media.picshape import main_picture
 from hevcq.media.poster import make_poster
 from hevcq.media.probe import probe
 from hevcq.media.progress import PercentTracker, Progress
-from hevcq.media.quality import ScoringError, Watch, measure, no_score, shown_under
+from hevcq.media.quality import ScoringError, measure, no_score, shown_under
 from hevcq.media.soundshape import changing_sound
 from hevcq.media.splice import refuse_moved_picture, straighten
 from hevcq.media.streamcheck import StreamCheck, StreamDecoder
@@ -447,7 +447,8 @@ class JobRunner:
         parts = scratch / "parts"
         if spec.pool.poster:
             parts.mkdir()
-            make_poster(self._ffmpeg, out, parts / POSTER)  # of the output, as it plays
+            # of the output, as it plays
+            make_poster(self._ffmpeg, out, parts / POSTER, watch=self._watch(ctx))
         lap("verify_s")
         if ctx.cancel.is_set():
             raise InterruptedJob("cancelled before upload")
@@ -549,7 +550,7 @@ class JobRunner:
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
-            make_poster(self._ffmpeg, src, folder / POSTER)
+            make_poster(self._ffmpeg, src, folder / POSTER, watch=self._watch(ctx))
         encode_s = lap("encode_s")
         scored: dict[str, Any] = {}
         if quality is not None and note is None:
@@ -588,7 +589,8 @@ class JobRunner:
         )
 
     def _watch(self, ctx: JobContext) -> Watch:
-        """What a score runs under: the job's stop, and the worker's stall limit."""
+        """What a score or a poster runs under: the job's stop, and the worker's stall
+        limit."""
         return Watch(ctx.cancel, self._stall_timeout_s)
 
     def _score_top_rung(
