@@ -188,6 +188,52 @@ def test_a_recording_with_one_keyframe_gets_a_lit_poster(tmp_path: Path, bframes
     assert _grey_mean(tmp_path / "poster.jpg") >= DARKEST
 
 
+def _one_keyframe(dest: Path, *, gop: int, fmt: str, bframes: int = 0) -> Path:
+    """20 s of 25 fps picture fading in from black over all of it, keyframes ``gop``
+    frames apart."""
+    args = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi"]
+    args += ["-i", "testsrc2=size=320x180:rate=25:duration=20,fade=in:st=0:d=20"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-bf", str(bframes)]
+    args += ["-x264-params", "scenecut=0", "-f", fmt]
+    subprocess.run([*args, str(dest)], check=True)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "bframes"),
+    [("browser.mp4", "mp4", 0), ("browser.mkv", "matroska", 0), ("camera.ts", "mpegts", 3)],
+)
+def test_a_recording_with_one_keyframe_is_decoded_once_across_its_samples(
+    tmp_path: Path, name: str, fmt: str, bframes: int
+) -> None:
+    # Each of the nine samples was decoded from the one keyframe: 4.5 times the video (a
+    # 5-minute 1080p recording took 261 s for its poster). The decode now goes on from one
+    # sample to the next; the frames, and the JPEG of the one chosen, are the same.
+    src = _one_keyframe(tmp_path / name, gop=100_000, fmt=fmt, bframes=bframes)
+    sampled = _sampled(src)
+    up_to_last = 0.9 * 20 * 25  # packets up to the last sample
+    # (and in the stream no seek lands on a keyframe in, the first sample's seek that
+    # decoded nothing: two seconds of packets)
+    assert up_to_last <= sampled.packets_decoded <= up_to_last + 2 * 25 + 20
+    assert [round(c.time_s) for c in sampled.candidates] == list(range(2, 20, 2))
+    dense = _sampled(_one_keyframe(tmp_path / f"dense.{fmt}", gop=25, fmt=fmt))
+    for one, each in zip(sampled.candidates, dense.candidates, strict=True):
+        assert one.mean == pytest.approx(each.mean, abs=3)
+    chosen = make_poster(find_ffmpeg(), src, tmp_path / "poster.jpg")
+    assert chosen.time_s == pytest.approx(18.0, abs=0.1)  # the brightest, fading in
+    assert chosen.lead_s == pytest.approx(18.0, abs=0.5)  # its JPEG decodes from the start
+    # The JPEG is the frame scored: a second off is about 6 grey levels off.
+    assert _grey_mean(tmp_path / "poster.jpg") == pytest.approx(chosen.mean, abs=3)
+
+
+def test_a_video_with_keyframes_close_together_is_still_sampled_by_seeking(
+    tmp_path: Path,
+) -> None:
+    # Going on from the previous sample would decode a tenth of the video each time.
+    src = _one_keyframe(tmp_path / "phone.mp4", gop=25, fmt="mp4")
+    assert _sampled(src).packets_decoded <= 9 * 26
+
+
 @pytest.mark.parametrize(("name", "encoder", "fmt"), [("cam01.h264", "libx264", "h264"),
                                                    ("cam02.hevc", "libx265", "hevc")])  # fmt: skip
 def test_a_raw_elementary_stream_gets_a_poster(

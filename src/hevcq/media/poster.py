@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,8 @@ class Candidate:
     mean: float
     contrast: float  # standard deviation of the grey levels
     seek_back_s: float | None = 0.0  # the ``SEEK_BACK_S`` from which it decoded
+    # How many seconds before it that decode started: what the JPEG's decodes to reach it.
+    lead_s: float = 0.0
 
     @property
     def usable(self) -> bool:
@@ -137,13 +141,16 @@ class _Sampled:
     # Sampled in order from the start (``_sampled_in_order``): no seek reaches the
     # stream, and an input seek to 0 made the binary decode nothing.
     in_order: bool = False
+    packets_decoded: int = 0  # what sampling cost: packets decoded across its samples
 
 
 def _sampled(path: Path) -> _Sampled:
     """``sample``'s candidates, and what the video's JPEG needs to know of it."""
     found: list[Candidate] = []
     colours, alpha = "", False
-    with open_input(str(path)) as container:
+    packets_decoded = 0
+    with ExitStack() as handles:
+        container = handles.enter_context(open_input(str(path)))
         stream: Any = main_video_stream(container)
         if stream is None:
             raise PermanentError("no video stream")
@@ -156,10 +163,14 @@ def _sampled(path: Path) -> _Sampled:
         origin = _origin_s(container, stream)  # where -ss counts from
         first = _stream_start_s(stream, origin)
         duration = _duration_s(container, stream)
+        frames = _Frames(
+            container, stream, first, side_alpha,
+            spare=lambda: handles.enter_context(open_input(str(path))),
+        )  # fmt: skip
         for fraction in SAMPLE_AT:
             at = first + duration * fraction
             try:
-                frame, back = _frame_at(container, stream, at, first, side_alpha)
+                frame, back, lead = frames.frame_at(at)
             except av.FFmpegError:
                 continue  # damaged there (or cut short before it): the other samples count
             if frame is None:
@@ -173,12 +184,16 @@ def _sampled(path: Path) -> _Sampled:
             when = math.floor(max(when, 0.0) * 1000) / 1000
             grey = _shown_grey_by_binary(path, index, when) if layered else None
             mean, contrast = grey_stats(grey or shown_grey(frame))
-            found.append(Candidate(when, mean, contrast, back))
+            found.append(Candidate(when, mean, contrast, back, lead))
+        packets_decoded = frames.packets_decoded
     in_order = not found
     if in_order:
         found = _sampled_in_order(path, index)
     alpha = alpha or bool(side_alpha) or layered
-    return _Sampled(found, transfer, index, colours, alpha, side_alpha, deinterlaceable, in_order)
+    return _Sampled(
+        found, transfer, index, colours, alpha, side_alpha, deinterlaceable, in_order,
+        packets_decoded,
+    )  # fmt: skip
 
 
 def _sampled_in_order(path: Path, index: int) -> list[Candidate]:
@@ -252,60 +267,172 @@ def _duration_s(container: Any, stream: Any) -> float:
     return 0.0
 
 
-def _frame_at(
-    container: Any, stream: Any, at: float, first: float, decoder: str = ""
-) -> tuple[Any, float | None]:
-    """The first frame at or after ``at`` seconds (the stream's own clock), and the
-    ``SEEK_BACK_S`` it was found from; the last frame before ``at`` when the video ends
-    first (a clip of a frame or two, a duration the container overstates); None only
-    when nothing decodes even from the file's start. ``decoder`` names the decoder to
-    use instead of the stream's own (``probe.alpha_decoder``)."""
-    for back in SEEK_BACK_S:
-        if back is not None and back > 0 and at - back <= first:
-            continue  # the start itself is tried last
-        # From the start: a second before it, as a seek lands on the packet whose decode
-        # time reaches the target, and the first frame's decode time precedes its own
-        # time when frames are reordered (B-frames): a seek to the first frame's time
-        # lands one packet past the only keyframe of a camera's transport stream.
-        seek_to = first - START_MARGIN_S if back is None else at - back
-        frame = _decoded_from(
-            container, stream, at, seek_to, give_up=back is not None, decoder=decoder
-        )
-        if frame is not None:
-            return frame, back
-    return None, None
+@dataclass
+class _Pass:
+    """A decode going forward from one seek: kept from one sample to the next, so that a
+    video with keyframes far apart is decoded once across its samples, not once from its
+    keyframe for each (a browser's recording has one keyframe: its nine samples decoded
+    it 4.5 times over)."""
+
+    container: Any
+    stream: Any
+    packets: Iterator[Any]
+    decode: Callable[[Any], Iterable[Any]]
+    seek_to: float | None  # where its seek went, on the stream's clock (None: the start)
+    start_s: float | None = None  # its first packet's time: where its decode starts
+    read_to_s: float = -math.inf  # the latest packet time read
+    ended: bool = False
+
+    def back_at(self, at: float) -> float | None:
+        """The ``SEEK_BACK_S``-like distance from which a frame at ``at`` of this pass
+        decodes: back to where its seek went."""
+        return None if self.seek_to is None else at - self.seek_to
 
 
-def _decoded_from(
-    container: Any, stream: Any, at: float, seek_to: float, *, give_up: bool, decoder: str = ""
-) -> Any:
-    """Seek to ``seek_to`` and decode: the first frame at or after ``at``, else the last
-    one. With ``give_up``, None once the packets are ``GIVE_UP_AFTER_S`` past ``at``
-    and nothing has decoded: the seek landed where nothing decodes.
+class _Frames:
+    """The frames at given times of one video stream, asked for in ascending order.
 
-    With ``decoder`` (libvpx for a WebM whose VP8 or VP9 keeps its alpha beside the
-    picture), a decoder of that name, new for each seek, decodes the packets: the
-    stream's own gives the colours alone, so frames its alpha hides were judged by what
-    they hid."""
-    tb = stream.time_base
-    target = int(seek_to / tb) if tb else 0
-    container.seek(target, stream=stream, backward=True, any_frame=False)
-    decode = _decoder_like(stream, decoder).decode if decoder else None
-    last = None
-    for packet in container.demux(stream):
-        for frame in packet.decode() if decode is None else decode(packet):
-            if frame.time is not None and frame.time + 1e-6 >= at:
-                return frame
-            last = frame
-        if (
-            give_up
-            and last is None
-            and packet.pts is not None
-            and tb
-            and float(packet.pts * tb) > at + GIVE_UP_AFTER_S
-        ):
+    Each is decoded from a seek just before it when that seek lands where a decode can
+    start; else from further back (``SEEK_BACK_S``), down to the file's start. Where the
+    previous frame's decode has already read past the place a seek would land, it goes
+    on from there instead: never more decoding than a seek would cost, and a video with
+    one keyframe is decoded once across all its samples. A second handle on the file
+    (``spare``) tries seeks without losing the decode kept on the first.
+    """
+
+    def __init__(
+        self, container: Any, stream: Any, first: float, decoder: str, spare: Callable[[], Any]
+    ) -> None:
+        self._free = [container]  # handles no kept decode is using
+        self._index = int(stream.index)
+        self._first = first
+        self._decoder = decoder
+        self._spare = spare  # opens another handle on the file
+        self._live: _Pass | None = None
+        self.packets_decoded = 0  # the work done, for the record
+
+    def frame_at(self, at: float) -> tuple[Any, float | None, float]:
+        """The first frame at or after ``at`` seconds (the stream's own clock), the
+        ``SEEK_BACK_S`` from which a seek decodes it (``Candidate.seek_back_s``), and
+        how many seconds before it that decode starts; the last frame before ``at``
+        when the video ends first (a clip of a frame or two, a duration the container
+        overstates); None only when nothing decodes even from the file's start."""
+        try:
+            return self._frame_at(at)
+        except av.FFmpegError:
+            self._drop_live()  # damaged there: the next sample seeks afresh
+            raise
+
+    def _frame_at(self, at: float) -> tuple[Any, float | None, float]:
+        for back in SEEK_BACK_S:
+            if back is not None and back > 0 and at - back <= self._first:
+                continue  # the start itself is tried last
+            # From the start: a second before it, as a seek lands on the packet whose
+            # decode time reaches the target, and the first frame's decode time precedes
+            # its own time when frames are reordered (B-frames): a seek to the first
+            # frame's time lands one packet past the only keyframe of a camera's
+            # transport stream.
+            seek_to = self._first - START_MARGIN_S if back is None else at - back
+            live = self._live
+            if live is not None and live.read_to_s < at:
+                start = self._decode_start(seek_to, at)
+                if start is None and back is not None:
+                    continue  # a seek there decodes nothing by the frame: further back
+                if start is None or start <= live.read_to_s:
+                    frame = self._on(live, at, give_up=False)
+                    if frame is not None:
+                        if start is not None:  # a seek there decodes it as well
+                            return frame, back, at - start
+                        return frame, live.back_at(at), at - (live.start_s or 0.0)
+                    self._drop_live()
+            attempt = self._seek(seek_to, from_start=back is None)
+            frame = self._on(attempt, at, give_up=back is not None)
+            if frame is not None:
+                lead = at - (attempt.start_s if attempt.start_s is not None else seek_to)
+                self._keep(attempt)
+                return frame, back, max(0.0, lead)
+            self._free.append(attempt.container)
+        return None, None, 0.0
+
+    def _decode_start(self, seek_to: float, at: float) -> float | None:
+        """Where a decode from a seek to ``seek_to`` starts: the time of the first
+        keyframe after where the seek lands, found by reading packets (not decoding them)
+        on a handle the kept decode is not using. None when none comes by
+        ``GIVE_UP_AFTER_S`` past ``at``: the seek lands where nothing decodes."""
+        container = self._handle()
+        stream = container.streams[self._index]
+        tb = stream.time_base
+        try:
+            _seek(container, stream, seek_to)
+            for packet in container.demux(stream):
+                if packet.pts is None or not tb:
+                    continue
+                when = float(packet.pts * tb)
+                if packet.is_keyframe:
+                    return when
+                if when > at + GIVE_UP_AFTER_S:
+                    return None
             return None
-    return last
+        finally:
+            self._free.append(container)
+
+    def _seek(self, to: float, *, from_start: bool) -> _Pass:
+        """A new decode from a seek to ``to``. With ``decoder`` (libvpx for a WebM whose
+        VP8 or VP9 keeps its alpha beside the picture), a decoder of that name, new for
+        each seek, decodes the packets: the stream's own gives the colours alone, so
+        frames its alpha hides were judged by what they hid."""
+        container = self._handle()
+        stream = container.streams[self._index]
+        _seek(container, stream, to)
+        decode = _decoder_like(stream, self._decoder).decode if self._decoder else _decoded
+        packets = iter(container.demux(stream))
+        return _Pass(container, stream, packets, decode, None if from_start else to)
+
+    def _on(self, run: _Pass, at: float, *, give_up: bool) -> Any:
+        """Decode on in ``run``: the first frame at or after ``at``, else its last one.
+        With ``give_up``, None once the packets are ``GIVE_UP_AFTER_S`` past ``at`` and
+        nothing has decoded: the seek landed where nothing decodes."""
+        tb = run.stream.time_base
+        last = None
+        for packet in run.packets:
+            self.packets_decoded += 1
+            when = float(packet.pts * tb) if packet.pts is not None and tb else None
+            if when is not None:
+                run.start_s = when if run.start_s is None else run.start_s
+                run.read_to_s = max(run.read_to_s, when)
+            for frame in run.decode(packet):
+                if frame.time is not None and frame.time + 1e-6 >= at:
+                    return frame
+                last = frame
+            if give_up and last is None and when is not None and when > at + GIVE_UP_AFTER_S:
+                return None
+        run.ended = True
+        return last
+
+    def _keep(self, run: _Pass) -> None:
+        """Keep ``run``'s decode for the next frame (unless it reached the end)."""
+        self._drop_live()
+        if run.ended:
+            self._free.append(run.container)
+        else:
+            self._live = run
+
+    def _drop_live(self) -> None:
+        if self._live is not None:
+            self._free.append(self._live.container)
+            self._live = None
+
+    def _handle(self) -> Any:
+        return self._free.pop() if self._free else self._spare()
+
+
+def _seek(container: Any, stream: Any, to: float) -> None:
+    tb = stream.time_base
+    container.seek(int(to / tb) if tb else 0, stream=stream, backward=True, any_frame=False)
+
+
+def _decoded(packet: Any) -> Iterable[Any]:
+    return packet.decode()  # type: ignore[no-any-return]
 
 
 def _decoder_like(stream: Any, name: str) -> Any:
@@ -358,7 +485,7 @@ def make_poster(ffmpeg: str, src: Path, dest: Path, *, watch: Watch | None = Non
     args += ["-q:v", str(JPEG_QUALITY), "-f", "image2", "-c:v", "mjpeg"]
     args += ["-progress", "pipe:1", "-nostats", f"file:{dest}"]
     watch = watch or Watch()
-    stall_s = jpeg_stall_s(before, watch.stall_timeout_s)
+    stall_s = jpeg_stall_s(max(before, best.lead_s), watch.stall_timeout_s)
     try:
         run_ffmpeg(args, on_progress=None, stop=watch.stop, stall_timeout_s=stall_s)
     except PermanentError as exc:
