@@ -35,6 +35,7 @@ from hevcq.media.probe import (
     is_rgb,
     layered_alpha,
     main_video_stream,
+    packet_span_s,
 )
 
 # Seconds the JPEG's ffmpeg may take per second of video it decodes to reach its frame
@@ -162,7 +163,8 @@ def _sampled(path: Path) -> _Sampled:
         layered = layered_alpha(path, stream)  # HEVC with alpha: the binary decodes it
         origin = _origin_s(container, stream)  # where -ss counts from
         first = _stream_start_s(stream, origin)
-        duration = _duration_s(container, stream)
+        # A browser's recording states no length: every sample was its first frame.
+        duration = _duration_s(container, stream) or packet_span_s(path) or 0.0
         frames = _Frames(
             container, stream, first, side_alpha,
             spare=lambda: handles.enter_context(open_input(str(path))),

@@ -288,6 +288,8 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
             raise PermanentError(STILL_PICTURE.format(picture))
     duration = _duration(container)
     bare = container.format.name in BARE_STREAM_FORMATS and duration is None
+    if duration is None and not bare and path is not None:
+        duration = packet_span_s(path)  # a browser's recording states none
     guess = length_guess(path) if bare and main and path else None
     return MediaInfo(
         format_name=container.format.name,
@@ -337,6 +339,40 @@ def length_guess(path: Path) -> float | None:
         return None
     seconds = frames / fps
     return round(seconds if ended else seconds * size / read, 3)
+
+
+# A file that states no length is measured by reading its packets: at most this many
+# (about 20 s of reading; a 2-hour 60 fps recording with sound has under 800,000).
+SPAN_PACKETS = 2_000_000
+
+
+def packet_span_s(path: Path) -> float | None:
+    """How long a file that states no length lasts: from its earliest packet's start to
+    its latest one's end, read packet by packet (not decoded); what reads of a file
+    damaged partway. None when no timed packet reads, or past ``SPAN_PACKETS``.
+
+    A browser's recording (MediaRecorder's WebM) is written as it is recorded, and states
+    neither its length nor an index. Its length unknown, its poster was its first frame
+    (black, as a camera's first frames are), and nothing checked that an output of it
+    was as long as it."""
+    start, end, count = math.inf, -math.inf, 0
+    try:
+        with open_input(str(path)) as container:
+            for packet in container.demux():
+                count += 1
+                if count > SPAN_PACKETS:
+                    return None
+                tb = packet.time_base
+                if packet.pts is None or not tb:
+                    continue
+                at = float(packet.pts * tb)
+                start = min(start, at)
+                end = max(end, at + float((packet.duration or 0) * tb))
+    except av.FFmpegError:
+        pass  # damaged further on: what read before counts
+    except (OSError, IndexError):
+        return None
+    return round(end - start, 6) if end > start else None
 
 
 def _still_picture(container: Any, main: VideoStream) -> str | None:
