@@ -13,6 +13,7 @@ import pytest
 
 import hevcq.media.probe
 from hevcq.errors import VerificationError
+from hevcq.library.quarantine import ReplaceRefused, verify_replacement
 from hevcq.media.ffargs import build_args
 from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
 from hevcq.media.poster import DARKEST, make_poster
@@ -78,8 +79,9 @@ def test_a_recordings_poster_is_past_its_fade_in(tmp_path: Path) -> None:
     assert chosen.mean >= DARKEST
 
 
-def test_an_output_of_a_recording_cut_short_fails_its_check(tmp_path: Path) -> None:
-    # Its length unknown, an output of any length passed.
+def test_a_recordings_output_is_held_to_its_length_and_may_replace_it(tmp_path: Path) -> None:
+    # Its length unknown, an output of any length passed, and `fetch --replace` refused
+    # every output of it ("duration unknown, cannot compare").
     src = _recorded(tmp_path / "rec.mkv", H264, fmt="matroska")
     plan = plan_for(src, "hevc")
     whole, part = tmp_path / "whole.mp4", tmp_path / "part.mp4"
@@ -90,7 +92,10 @@ def test_an_output_of_a_recording_cut_short_fails_its_check(tmp_path: Path) -> N
         stall_timeout_s=60,
     )
     verify_output(whole, plan, probe(src), source_path=src)
+    verify_replacement(whole, src, allow_larger=True)
     cut = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(whole)]
     subprocess.run([*cut, "-t", "3", "-map", "0", "-c", "copy", str(part)], check=True)
     with pytest.raises(VerificationError, match=r"output lasts 3\.\d+ s, source 6\.0"):
         verify_output(part, plan, probe(src), source_path=src)
+    with pytest.raises(ReplaceRefused, match=r"differs from the original's 6\.0"):
+        verify_replacement(part, src, allow_larger=True)
