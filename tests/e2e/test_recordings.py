@@ -50,7 +50,9 @@ def test_a_recordings_length_is_measured_from_its_packets(
     tmp_path: Path, name: str, video: list[str], fmt: str
 ) -> None:
     src = _recorded(tmp_path / name, video, fmt=fmt)
-    assert probe(src).duration_s == pytest.approx(SECONDS, abs=0.05)
+    info = probe(src)
+    assert info.duration_s == pytest.approx(SECONDS, abs=0.05)
+    assert info.length_measured
 
 
 def test_a_recording_cut_short_is_measured_as_far_as_it_reads(tmp_path: Path) -> None:
@@ -68,7 +70,9 @@ def test_a_file_of_too_many_packets_is_not_read_to_its_end(
     src = _recorded(tmp_path / "rec.webm", VP8, fmt="webm")
     monkeypatch.setattr(hevcq.media.probe, "SPAN_PACKETS", 50)
     assert packet_span_s(src) is None
-    assert probe(src).duration_s is None  # unknown, as the file says
+    info = probe(src)
+    assert info.duration_s is None  # unknown, as the file says
+    assert not info.length_measured
 
 
 def test_a_recordings_poster_is_past_its_fade_in(tmp_path: Path) -> None:

@@ -276,6 +276,22 @@ def test_a_bare_stream_probed_before_its_length_was_guessed_is_probed_again() ->
     assert info_from_json(info_to_json(stated).replace(',"duration_guess_s":null', "")) == stated
 
 
+def test_a_file_stating_no_length_probed_before_such_files_were_measured_is_probed_again() -> None:
+    video = (VideoStream(0, "vp8", 1280, 720, "yuv420p", 8, sized_by_keyframes=True),)
+    measured = MediaInfo("matroska,webm", 42.0, 10, video, length_measured=True)
+    assert info_from_json(info_to_json(measured)) == measured
+    unknown = MediaInfo("matroska,webm", None, 10, video)  # read before measuring
+    older = info_to_json(unknown).replace(',"length_measured":false', "")
+    assert "length_measured" not in older
+    with pytest.raises(ValueError, match="stale"):
+        info_from_json(older)
+    # One that could not be measured stays known as such; one that states its length
+    # has nothing to measure.
+    assert info_from_json(info_to_json(unknown)) == unknown
+    stated = MediaInfo("mov,mp4", 4.0, 10, video)
+    assert info_from_json(info_to_json(stated).replace(',"length_measured":false', "")) == stated
+
+
 def test_a_vp8_or_vp9_picture_probed_before_its_keyframes_were_read_is_probed_again() -> None:
     # Such a record holds the first keyframe's size only: a call recording that started
     # at 320x180 was taken to be that small, and the 720p pool skipped it for good.

@@ -268,6 +268,10 @@ def _with_guess(d: dict[str, Any]) -> dict[str, Any]:
     bare = d["format_name"] in BARE_STREAM_FORMATS and d["duration_s"] is None
     if bare and "duration_guess_s" not in d:
         raise KeyError("duration_guess_s")
+    # So is a file stating no length probed before such a file was measured from its
+    # packets (a browser's recording): its length was unknown.
+    if not bare and d["duration_s"] is None and "length_measured" not in d:
+        raise KeyError("length_measured")
     return d
 
 

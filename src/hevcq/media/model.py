@@ -146,6 +146,10 @@ class MediaInfo:
     # none (``probe.length_guess``): for planning (the estimate, the time left), never for
     # a check, which ``duration_s`` alone is.
     duration_guess_s: float | None = None
+    # ``duration_s`` was measured from the file's packets, which is all a file stating no
+    # length has (a browser's recording; ``probe.packet_span_s``). False when it is stated,
+    # and when such a file could not be measured (its length then unknown).
+    length_measured: bool = False
 
     @property
     def main_video(self) -> VideoStream | None:

@@ -288,13 +288,15 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
             raise PermanentError(STILL_PICTURE.format(picture))
     duration = _duration(container)
     bare = container.format.name in BARE_STREAM_FORMATS and duration is None
-    if duration is None and not bare and path is not None:
+    measured = duration is None and not bare and path is not None
+    if measured and path is not None:
         duration = packet_span_s(path)  # a browser's recording states none
     guess = length_guess(path) if bare and main and path else None
     return MediaInfo(
         format_name=container.format.name,
         duration_s=duration,
         duration_guess_s=guess,
+        length_measured=measured and duration is not None,
         size_bytes=size,
         video=tuple(video),
         audio=tuple(audio),
