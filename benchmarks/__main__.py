@@ -42,6 +42,7 @@ NAMES = (
     "ladder",
     "pertitle",
     "quality_corpus",
+    "poster",
 )
 
 
@@ -124,6 +125,7 @@ class Run:
         self.step("ladder", lambda: _figures("bench_ladder", self.quick))
         self.step("pertitle", lambda: _figures("bench_pertitle", self.quick))
         self.step("quality_corpus", self._quality_corpus)
+        self.step("poster", lambda: _figures("bench_poster", self.quick))
 
     def _overhead(self) -> list[Figure]:
         from benchmarks import bench_farm  # noqa: PLC0415
