@@ -18,7 +18,14 @@ from hevcq.media.decide import (
     subtitle_plan,
 )
 from hevcq.media.ffargs import build_args
-from hevcq.media.model import EncodePlan, Skip, SubtitleStream, VideoStream
+from hevcq.media.model import (
+    AudioStream,
+    EncodePlan,
+    MediaInfo,
+    Skip,
+    SubtitleStream,
+    VideoStream,
+)
 from hevcq.pools import Pool, load_farm
 from tests.unit.media_shapes import MKV, SHAPES, clip
 
@@ -207,6 +214,42 @@ def test_a_covers_mime_type_is_kept_only_when_it_is_one(given: str, kept: str) -
     picture = VideoStream(2, "mjpeg", 600, 600, "", 8, attached_pic=True, mimetype=given)
     [cover] = cover_plan((picture,), CONTAINERS["mkv"])
     assert cover.mimetype == kept
+
+
+def _dashcam(cabin: str = "h264") -> MediaInfo:
+    """A dual dashcam's recording: the road at 1920x1080, the cabin as a second track,
+    its cover last."""
+    road = VideoStream(0, "h264", 1920, 1080, "yuv420p", 8, fps=30.0)
+    inside = VideoStream(1, cabin, 1280, 720, "yuv420p", 8, fps=30.0)
+    cover = VideoStream(3, "png", 600, 600, "", 8, attached_pic=True)
+    return MediaInfo("mov,mp4,m4a,3gp,3g2,mj2", 60.0, 10**8, (road, inside, cover),
+                     (AudioStream(2, "aac"),))  # fmt: skip
+
+
+def test_a_second_video_stream_is_copied_after_the_main_one_in_an_output_of_its_size() -> None:
+    # It was left out: the cabin camera's picture was gone from the output, which could
+    # never stand in for the original.
+    plan = decide(_dashcam(), FARM["hevc"], "2026_0101_120000_F.MP4")
+    assert isinstance(plan, EncodePlan)
+    assert plan.extra_video == (1,)
+    assert plan.tee_safe is False  # the tee's raw copy would take the copied picture too
+    args = build_args("ffmpeg", Path("in.mp4"), Path("out.mp4"), plan)
+    maps = [args[i + 1] for i, a in enumerate(args) if a == "-map"]
+    assert maps == ["0:0", "0:1", "0:2", "0:3"]  # main, the copy, sound, cover
+    assert args[args.index("0:1") + 1 : args.index("0:1") + 3] == ["-c:v:1", "copy"]
+    assert "-c:v:2" in args  # the cover is the third video stream
+    assert args[args.index("-c:v:2") + 1] == "copy"
+    assert args[args.index("-disposition:v:2") + 1] == "attached_pic"
+
+
+def test_a_rendition_or_a_container_that_cannot_hold_it_leaves_a_second_video_out() -> None:
+    smaller = decide(_dashcam(), FARM["720p"], "trip.mp4")
+    assert isinstance(smaller, EncodePlan)
+    assert smaller.scale
+    assert smaller.extra_video == ()
+    vp8 = decide(_dashcam(cabin="vp8"), FARM["hevc"], "trip.mp4")  # MP4 holds no VP8
+    assert isinstance(vp8, EncodePlan)
+    assert vp8.extra_video == ()
 
 
 def test_the_table_covers_every_shape_and_pool() -> None:

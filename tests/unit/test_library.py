@@ -256,6 +256,7 @@ def test_media_and_decisions_round_trip() -> None:
         audio=((1, "copy"), (3, "aac")),
         audio_rates=((3, 480),),
         subtitles=((2, "mov_text"),),
+        extra_video=(4,),
     )
     assert decision_from_json(decision_to_json(plan)) == plan
     assert decision_from_json(decision_to_json(Skip("no"))) == Skip("no")

@@ -316,6 +316,7 @@ def decision_from_json(text: str) -> Decision:
         d["audio_shapes"] = tuple(tuple(a) for a in d.get("audio_shapes", ()))
         d["audio_rates"] = tuple(tuple(a) for a in d.get("audio_rates", ()))
         d["telemetry"] = tuple(d.get("telemetry", ()))
+        d["extra_video"] = tuple(d.get("extra_video", ()))
         d["source_size"] = tuple(d.get("source_size", (0, 0)))
         d["pixel_aspect"] = tuple(d.get("pixel_aspect", (1, 1)))
         return EncodePlan(**d)

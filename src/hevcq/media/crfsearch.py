@@ -391,9 +391,9 @@ def kept_bytes(
 ) -> int:
     """What an output holds beside its video: each audio stream copied at its size in the
     source, or re-encoded at its bit rate (``ffargs.audio_kbps``) for as long as it lasts
-    (``stream_s``, where the scan read it, else ``duration_s``); subtitles and cover art
-    at their size in the source. Attachments (fonts) are left out: a few hundred
-    kilobytes in the rare file with any."""
+    (``stream_s``, where the scan read it, else ``duration_s``); subtitles, cover art and
+    further video streams copied at their size in the source. Attachments (fonts) are
+    left out: a few hundred kilobytes in the rare file with any."""
     total = 0
     lengths = stream_s or {}
     for index, mode in plan.audio:
@@ -404,6 +404,7 @@ def kept_bytes(
             total += round(audio_kbps(plan, index) * 1000 / 8 * seconds)
     total += sum(stream_bytes.get(index, 0) for index, _ in plan.subtitles)
     total += sum(stream_bytes.get(cover.index, 0) for cover in plan.covers)  # as they are
+    total += sum(stream_bytes.get(index, 0) for index in plan.extra_video)  # likewise
     return total
 
 
@@ -1026,6 +1027,7 @@ def probe_plan(plan: EncodePlan, crf: int, *, whole: bool) -> EncodePlan:
         telemetry=(),
         attachments=False,
         covers=(),
+        extra_video=(),
     )
 
 

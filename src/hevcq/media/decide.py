@@ -91,6 +91,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     subtitles = subtitle_plan(info.subtitles, box) if keep_subs else ()
     telemetry = info.telemetry if box.telemetry else ()
     covers = cover_plan(info.video, box)
+    extra = extra_video(info.video, video, box) if not scale else ()
     return EncodePlan(
         pool=pool.name,
         codec=codec.name,
@@ -117,6 +118,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         attachments=keep_subs and box.attachments and info.attachments > 0,
         source_attachments=info.attachments,
         covers=covers,
+        extra_video=extra,
         expected_duration_s=info.duration_s,
         expected_frames=expected_frames(info.duration_s, video.fps),
         deinterlace=video.interlaced,
@@ -125,10 +127,12 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         alpha_decoder=video.alpha_decoder,
         spherical=video.spherical,
         # The stream proof reads HEVC; other codecs are decoded in full after the encode.
-        # The tee's raw copy takes every video stream, so a copied cover rules it out.
+        # The tee's raw copy takes every video stream, so a copied cover (or any other
+        # copied picture) rules it out.
         tee_safe=codec.stream_proof
         and info.chapters == 0
         and not covers
+        and not extra
         and not telemetry
         and tee_safe(info, container, [*audio, *subtitles]),
     )
@@ -226,6 +230,23 @@ def fit_short_side(width: int, height: int, target: int) -> tuple[int, int]:
     new_long = max(2, round(long * target / short / 2) * 2)
     new_short = _even(target)
     return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def extra_video(
+    video: tuple[VideoStream, ...], main: VideoStream, box: Container
+) -> tuple[int, ...]:
+    """The video streams beside the main one an output of the source's size keeps,
+    copied as they are: those the container holds. A dual dashcam writes its cabin
+    camera as a second track, a recording its second angle; an output without it lost
+    that picture, and could never stand in for the original (``fetch --replace`` refused
+    it: "stream counts differ"). A rendition, made to play the main picture at a smaller
+    size, leaves them out; so does a container that cannot hold their codec.
+    """
+    return tuple(
+        v.index
+        for v in video
+        if v.index != main.index and not v.attached_pic and v.codec in box.video
+    )
 
 
 def cover_plan(video: tuple[VideoStream, ...], box: Container) -> tuple[Cover, ...]:

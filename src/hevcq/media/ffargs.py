@@ -48,6 +48,8 @@ def build_args(
     args += ["-noautorotate", *decoder_args(plan.video_index, plan.alpha_decoder)]
     args += [*window_args(window), "-i", f"file:{src}", "-map_metadata", "0"]
     args += video_args(plan, threads)
+    for n, index in enumerate(plan.extra_video, start=1):  # after the main, as they are
+        args += ["-map", f"0:{index}", f"-c:v:{n}", "copy"]
     args += audio_args(plan)
     args += subtitle_args(plan)
     for n, index in enumerate(plan.telemetry):  # as they are: GPS and sensors by the frame
@@ -370,13 +372,13 @@ def subtitle_args(plan: EncodePlan) -> list[str]:
 
 
 def cover_args(plan: EncodePlan, folder: Path) -> list[str]:
-    """Keep the plan's cover art: copied as attached-picture streams after the main video
-    (MP4), or attached from the files ``hevcq.media.covers.extract`` wrote to ``folder``
+    """Keep the plan's cover art: copied as attached-picture streams after the video
+    streams (MP4), or attached from the files ``hevcq.media.covers.extract`` wrote to ``folder``
     (Matroska). Attachments come after every mapped stream, so they are named by their
     place among the output's attachments."""
     if container_of(plan).covers == "stream":
         args: list[str] = []
-        for n, cover in enumerate(plan.covers, start=1):
+        for n, cover in enumerate(plan.covers, start=1 + len(plan.extra_video)):
             args += ["-map", f"0:{cover.index}", f"-c:v:{n}", "copy"]
             args += [f"-disposition:v:{n}", "attached_pic"]
         return args

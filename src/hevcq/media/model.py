@@ -213,6 +213,9 @@ class EncodePlan:
     attachments: bool = False  # the source's attachments (fonts, ...) are copied
     source_attachments: int = 0  # how many it has
     covers: tuple[Cover, ...] = ()  # cover art kept (decide.cover_plan)
+    # Further video streams copied as they are, after the main one (decide.extra_video):
+    # a dual dashcam's cabin camera, a recording's second angle.
+    extra_video: tuple[int, ...] = ()
     expected_duration_s: float | None = None
     expected_frames: int | None = None  # duration x frame rate, where the probe gave both
     # Whether the encode may go through the tee muxer (decide.tee_safe); otherwise the

@@ -178,8 +178,17 @@ def shape_problems(info: MediaInfo, plan: EncodePlan) -> list[str]:
         problems.append(f"{video.bit_depth}-bit video ({video.pix_fmt}), planned {depth}-bit")
     if len(info.audio) != len(plan.audio):
         problems.append(f"{len(info.audio)} audio streams, planned {len(plan.audio)}")
+    return problems + _count_problems(info, plan)
+
+
+def _count_problems(info: MediaInfo, plan: EncodePlan) -> list[str]:
+    """Streams the output holds more or fewer of than the plan maps."""
+    problems = []
     if len(info.telemetry) != len(plan.telemetry):
         problems.append(f"{len(info.telemetry)} telemetry streams, planned {len(plan.telemetry)}")
+    pictures = sum(not v.attached_pic for v in info.video)
+    if pictures != 1 + len(plan.extra_video):
+        problems.append(f"{pictures} video streams, planned {1 + len(plan.extra_video)}")
     covers = sum(v.attached_pic for v in info.video)
     if covers != len(plan.covers):
         problems.append(f"{covers} cover pictures, planned {len(plan.covers)}")
