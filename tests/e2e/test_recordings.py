@@ -5,7 +5,6 @@ packets, so its poster is not its first frame and its outputs are held to its le
 from __future__ import annotations
 
 import subprocess
-import threading
 from pathlib import Path
 
 import av
@@ -14,11 +13,11 @@ import pytest
 import hevcq.media.probe
 from hevcq.errors import VerificationError
 from hevcq.library.quarantine import ReplaceRefused, verify_replacement
-from hevcq.media.ffargs import build_args
-from hevcq.media.ffmpeg import find_ffmpeg, run_ffmpeg
+from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.poster import DARKEST, make_poster
 from hevcq.media.probe import packet_span_s, probe
 from hevcq.media.verify import verify_output
+from tests.e2e.test_crfsearch import encode
 from tests.e2e.test_media import plan_for
 
 pytestmark = pytest.mark.e2e
@@ -89,12 +88,7 @@ def test_a_recordings_output_is_held_to_its_length_and_may_replace_it(tmp_path: 
     src = _recorded(tmp_path / "rec.mkv", H264, fmt="matroska")
     plan = plan_for(src, "hevc")
     whole, part = tmp_path / "whole.mp4", tmp_path / "part.mp4"
-    run_ffmpeg(
-        build_args(find_ffmpeg(), src, whole, plan, threads=2),
-        on_progress=None,
-        stop=threading.Event(),
-        stall_timeout_s=60,
-    )
+    encode(src, whole, plan)
     verify_output(whole, plan, probe(src), source_path=src)
     verify_replacement(whole, src, allow_larger=True)
     cut = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(whole)]
