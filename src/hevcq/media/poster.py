@@ -379,9 +379,9 @@ class _Frames:
             self._free.append(container)
 
     def _seek(self, to: float, *, from_start: bool) -> _Pass:
-        """A new decode from a seek to ``to``. With ``decoder`` (libvpx for a WebM whose
-        VP8 or VP9 keeps its alpha beside the picture), a decoder of that name, new for
-        each seek, decodes the packets: the stream's own gives the colours alone, so
+        """A new decode from a seek to ``to``. Given a decoder's name (libvpx for a WebM
+        whose VP8 or VP9 keeps its alpha beside the picture), a decoder of that name, new
+        for each seek, decodes the packets: the stream's own gives the colours alone, so
         frames its alpha hides were judged by what they hid."""
         container = self._handle()
         stream = container.streams[self._index]

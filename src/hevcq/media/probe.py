@@ -288,15 +288,16 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
             raise PermanentError(STILL_PICTURE.format(picture))
     duration = _duration(container)
     bare = container.format.name in BARE_STREAM_FORMATS and duration is None
-    measured = duration is None and not bare and path is not None
-    if measured and path is not None:
+    measured = False
+    if duration is None and not bare and path is not None:
         duration = packet_span_s(path)  # a browser's recording states none
+        measured = duration is not None
     guess = length_guess(path) if bare and main and path else None
     return MediaInfo(
         format_name=container.format.name,
         duration_s=duration,
         duration_guess_s=guess,
-        length_measured=measured and duration is not None,
+        length_measured=measured,
         size_bytes=size,
         video=tuple(video),
         audio=tuple(audio),
