@@ -145,8 +145,9 @@ class _Sampled:
     packets_decoded: int = 0  # what sampling cost: packets decoded across its samples
 
 
-def _sampled(path: Path) -> _Sampled:
-    """``sample``'s candidates, and what the video's JPEG needs to know of it."""
+def _sampled(path: Path, length_s: float | None = None) -> _Sampled:
+    """``sample``'s candidates, and what the video's JPEG needs to know of it;
+    ``length_s``: the file's length where the caller's probe already measured it."""
     found: list[Candidate] = []
     colours, alpha = "", False
     packets_decoded = 0
@@ -164,7 +165,7 @@ def _sampled(path: Path) -> _Sampled:
         origin = _origin_s(container, stream)  # where -ss counts from
         first = _stream_start_s(stream, origin)
         # A browser's recording states no length: every sample was its first frame.
-        duration = _duration_s(container, stream) or packet_span_s(path) or 0.0
+        duration = _duration_s(container, stream) or length_s or packet_span_s(path) or 0.0
         frames = _Frames(
             container, stream, first, side_alpha,
             spare=lambda: handles.enter_context(open_input(str(path))),
@@ -448,15 +449,24 @@ def _decoder_like(stream: Any, name: str) -> Any:
     return ctx
 
 
-def make_poster(ffmpeg: str, src: Path, dest: Path, *, watch: Watch | None = None) -> Candidate:
+def make_poster(
+    ffmpeg: str,
+    src: Path,
+    dest: Path,
+    *,
+    watch: Watch | None = None,
+    length_s: float | None = None,
+) -> Candidate:
     """Write ``dest`` (JPEG) from the most representative frame of ``src``; which one.
 
     Raises ``PermanentError`` for a file with no decodable video. The JPEG's ffmpeg runs
     under ``watch`` (the job's stop), its stall limit at least ``JPEG_DECODE_S_PER_S``
-    for each second it decodes before the frame (``jpeg_stall_s``).
+    for each second it decodes before the frame (``jpeg_stall_s``). ``length_s``: the
+    source's length as its probe found it, so that a file stating none is not read
+    whole again to measure it.
     """
     try:
-        sampled = _sampled(src)
+        sampled = _sampled(src, length_s)
         best = choose(sampled.candidates)
     except av.FFmpegError as exc:
         raise PermanentError(f"not a media file: {exc.strerror or exc}") from exc

@@ -550,7 +550,8 @@ class JobRunner:
         )
         log.info("transcode_finished", ladder=True)
         if ladder.poster:
-            make_poster(self._ffmpeg, src, folder / POSTER, watch=self._watch(ctx))
+            watch = self._watch(ctx)
+            make_poster(self._ffmpeg, src, folder / POSTER, watch=watch, length_s=info.duration_s)
         encode_s = lap("encode_s")
         scored: dict[str, Any] = {}
         if quality is not None and note is None:
