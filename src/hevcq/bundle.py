@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,8 +45,11 @@ FOLDER_SUFFIX = ".hls"
 # Both are used with fullmatch: ``$`` with ``match`` also passes a trailing newline.
 _PART = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/){0,2}[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TOKEN = re.compile(r"[0-9a-f]{16}")
-# The URI="..." attribute of a playlist tag (EXT-X-MEDIA, EXT-X-MAP, EXT-X-I-FRAME-STREAM-INF).
-_URI_ATTR = re.compile(r'URI="([^"]*)"')
+# One attribute of a playlist tag's attribute list (RFC 8216 4.2), read left to right so
+# that a quoted value is taken whole: an audio rendition NAME made from a file's track
+# title ("Making-of URI=") is never read as the tag's URI="..." (EXT-X-MEDIA, EXT-X-MAP,
+# EXT-X-I-FRAME-STREAM-INF).
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)')
 
 
 class Part(BaseModel):
@@ -164,10 +167,31 @@ def relative_master(master_text: str, output_key: str, token: str) -> str:
         if line and not line.startswith("#"):
             lines.append(lead + check_part_path(line.strip()))
         else:
-            lines.append(
-                _URI_ATTR.sub(lambda m: f'URI="{lead}{check_part_path(m.group(1))}"', line)
-            )
+            lines.append(_with_uris(line, lambda uri: lead + check_part_path(uri)))
     return "\n".join(lines) + "\n"
+
+
+def _with_uris(line: str, change: Callable[[str], str]) -> str:
+    """A tag line with its quoted URI attribute's value changed (``change``), the rest as
+    it was."""
+    tag, colon, attributes = line.partition(":")
+    if not colon:
+        return line
+
+    def one(m: re.Match[str]) -> str:
+        name, value = m.group(1), m.group(2)
+        if name != "URI" or not value.startswith('"'):
+            return m.group(0)
+        return f'URI="{change(value[1:-1])}"'
+
+    return tag + colon + _ATTRIBUTE.sub(one, attributes)
+
+
+def _tag_uris(line: str) -> list[str]:
+    """The quoted URI attribute values of a tag line."""
+    _, colon, attributes = line.partition(":")
+    found = _ATTRIBUTE.findall(attributes) if colon else []
+    return [value[1:-1] for name, value in found if name == "URI" and value.startswith('"')]
 
 
 def master_uris(master_text: str) -> list[str]:
@@ -177,5 +201,5 @@ def master_uris(master_text: str) -> list[str]:
         if line and not line.startswith("#"):
             uris.append(line.strip())
         else:
-            uris.extend(_URI_ATTR.findall(line))
+            uris.extend(_tag_uris(line))
     return uris

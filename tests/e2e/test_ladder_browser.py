@@ -5,6 +5,7 @@ HEVC rungs are proven by the full decode of ``check_ladder``.)"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import threading
@@ -22,6 +23,7 @@ from hevcq.media.probe import probe
 from hevcq.media.samples import make_clip
 from tests.e2e.farmkit import WorkerProc, pool_dir, stack, wait_for
 from tests.e2e.test_dashboard_browser import CHROMIUM_ARGS, _chromium
+from tests.e2e.test_ladder_audio import three_tracks
 from tests.e2e.webkit import served, signed_in
 
 pytestmark = pytest.mark.e2e
@@ -107,12 +109,9 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[str]:
-    root = tmp_path / "site"
-    root.mkdir()
-    src = make_clip(tmp_path / "src.mp4", width=640, height=360, seconds=8, fps=25)
-    build_ladder(find_ffmpeg(), src, root / "hls", probe(src), groups=("av1",))
+@contextlib.contextmanager
+def _served(root: Path) -> Iterator[str]:
+    """``root`` (a ladder in ``hls/``) served with the player page; its address."""
     shutil.copy(HLS_JS, root / "hls.min.js")
     (root / "player.html").write_text(PLAYER)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=root))
@@ -123,6 +122,16 @@ def site(tmp_path: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "site"
+    root.mkdir()
+    src = make_clip(tmp_path / "src.mp4", width=640, height=360, seconds=8, fps=25)
+    build_ladder(find_ffmpeg(), src, root / "hls", probe(src), groups=("av1",))
+    with _served(root) as address:
+        yield address
 
 
 def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
@@ -156,6 +165,58 @@ def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
             # 8 s and one AAC frame at most, not 8.08 s with the video 80 ms late.
             assert end["buffered"][0][0] < 0.01, end
             assert 8.0 <= end["duration"] < 8.03, end
+            assert page.evaluate("window.ladder.fatal") == []
+            assert errors == []
+        finally:
+            browser.close()
+
+
+# The audio tracks hls.js offers, and a switch to ``track`` heard through: the switch
+# completes and the clock runs on a second.
+SWITCH_AUDIO = """async (track) => {
+  const video = document.getElementById("v");
+  const offered = hls.audioTracks.map(t => ({name: t.name, lang: t.lang || "", def: t.default}));
+  const first = hls.audioTrack;
+  const switched = new Promise(r => hls.once(Hls.Events.AUDIO_TRACK_SWITCHED, (_e, d) => r(d.id)));
+  hls.audioTrack = track;
+  await video.play();
+  const id = await Promise.race([switched, new Promise(r => setTimeout(() => r(-1), 20000))]);
+  const start = video.currentTime;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 20000 && video.currentTime < start + 1) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  return {offered, first, id, now: hls.audioTrack, advanced: video.currentTime - start};
+}"""
+
+
+def test_hls_js_offers_every_sound_track_and_plays_the_one_chosen(tmp_path: Path) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    root = tmp_path / "site"
+    root.mkdir()
+    src = three_tracks(tmp_path / "film.mkv")
+    build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
+    with _served(root) as address, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{address}/player.html")
+            page.wait_for_function("window.ladder && window.ladder.levels", timeout=20_000)
+            page.wait_for_function(LOADED, timeout=20_000)
+            got = page.evaluate(SWITCH_AUDIO, 1)
+            assert got["offered"] == [
+                {"name": "Français", "lang": "fr", "def": True},
+                {"name": "Main", "lang": "en", "def": False},
+                {"name": "Commentary,URI=x", "lang": "en", "def": False},
+            ], got
+            assert got["first"] == 0, got  # the source's default
+            assert (got["id"], got["now"]) == (1, 1), got
+            assert got["advanced"] >= 1, got
+            end = page.evaluate(SEEK_TO_END)
+            assert end["ended"] is True, end
             assert page.evaluate("window.ladder.fatal") == []
             assert errors == []
         finally:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from benchmarks.bench_ladder import _apple, _fixed_rate_args
 
-from hevcq.media.ladder import LadderPlan, choose_rungs, ladder_args
+from hevcq.media.ladder import LadderAudio, LadderPlan, choose_rungs, ladder_args
 
 
 def test_the_fixed_ladder_drops_every_crf_and_sets_apples_rates() -> None:
-    plan = LadderPlan(choose_rungs(1280, 720, Fraction(30)), Fraction(30), 0, 1)
+    plan = LadderPlan(choose_rungs(1280, 720, Fraction(30)), Fraction(30), 0, (LadderAudio(1),))
     apple = _apple(plan.rungs)
     assert [r.maxrate_kbps for r in apple] == [3000, 1100, 365, 145]
     args = _fixed_rate_args(ladder_args("ffmpeg", Path("s"), Path("o"), plan), apple)

@@ -105,6 +105,23 @@ def test_the_stable_master_points_into_its_attempt_and_only_there() -> None:
     assert "#EXT-X-STREAM-INF:BANDWIDTH=900000" in text  # everything else as it was
 
 
+@pytest.mark.parametrize("title", ["Making-of URI=", "x,URI=", "URI=,URI="])
+def test_a_rendition_name_that_reads_like_a_uri_is_never_taken_for_one(title: str) -> None:
+    """A NAME comes from a file's track title: one ending in ``URI=`` put ``URI="`` at its
+    closing quote, and the URI read from there ran to the next quote, so the ladder was
+    refused as naming a place outside its attempt, or a URI went unrewritten."""
+    token = attempt_token("w/1")
+    named = MASTER_TEXT.replace('NAME="audio"', f'NAME="{title}"')
+    text = relative_master(named, KEY, token)
+    lead = f"beach.parts/{token}/"
+    assert f'NAME="{title}"' in text
+    assert master_uris(text) == [
+        f"{lead}a/index.m3u8",
+        f"{lead}v0/index.m3u8",
+        f"{lead}v0/iframes.m3u8",
+    ]
+
+
 def test_a_master_naming_a_place_outside_its_attempt_is_refused() -> None:
     with pytest.raises(PermanentError):
         relative_master(

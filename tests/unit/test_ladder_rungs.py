@@ -90,7 +90,7 @@ def test_variable_rate_sources_are_made_constant_at_the_nearest_common_rate(
     assert constant_rate(fps) == rate
 
 
-def test_the_plan_follows_the_displayed_picture_and_the_first_audio() -> None:
+def test_the_plan_follows_the_displayed_picture_and_carries_every_sound() -> None:
     info = MediaInfo(
         "mov",
         10.0,
@@ -101,7 +101,7 @@ def test_the_plan_follows_the_displayed_picture_and_the_first_audio() -> None:
     plan = plan_ladder(info)
     assert plan is not None
     assert (plan.rungs[0].width, plan.rungs[0].height) == (1080, 1920)
-    assert plan.audio_index == 1
+    assert [a.index for a in plan.audio] == [1, 2]
     assert plan.gop_frames == 60
     assert plan_ladder(MediaInfo("mp4", 1.0, 10)) is None
 
@@ -119,9 +119,9 @@ def test_the_ladders_sound_is_not_given_more_than_its_source_states(
     video = VideoStream(0, "h264", 640, 360, "yuv420p", 8, fps=25.0)
     plan = plan_ladder(MediaInfo("mov", 10.0, 1000, video=(video,), audio=(sound,)))
     assert plan is not None
-    assert plan.audio_kbps == kbps
+    assert plan.audio[0].kbps == kbps
     args = ladder_args("ffmpeg", Path("in.3gp"), Path("out"), plan)
-    assert args[args.index("-b:a") + 1] == f"{kbps}k"
+    assert args[args.index("-b:a:0") + 1] == f"{kbps}k"
 
 
 @pytest.mark.parametrize(

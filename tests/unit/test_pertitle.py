@@ -190,7 +190,7 @@ def test_picked_rungs_are_encoded_each_at_its_own_crf() -> None:
     rungs = rungs_of(picks, 1920, 1080, fps)
     assert [r.short for r in rungs] == [p.short for p in picks]
     assert rungs[0].width == 1920 or rungs[0].short < 1080
-    plan = LadderPlan(rungs, fps, 0, None)
+    plan = LadderPlan(rungs, fps, 0, ())
     args = ladder_args("ffmpeg", Path("s.mp4"), Path("o"), plan)
     for k, p in enumerate(picks):
         assert args[args.index(f"-crf:v:{k}") + 1] == str(p.crf)
@@ -198,7 +198,7 @@ def test_picked_rungs_are_encoded_each_at_its_own_crf() -> None:
 
 
 def test_a_fixed_rung_keeps_the_plan_crf() -> None:
-    plan = LadderPlan((Rung(1280, 720, 2765),), Fraction(30), 0, None)
+    plan = LadderPlan((Rung(1280, 720, 2765),), Fraction(30), 0, ())
     args = ladder_args("ffmpeg", Path("s.mp4"), Path("o"), plan)
     assert args[args.index("-crf:v:0") + 1] == "23"
 

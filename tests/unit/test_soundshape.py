@@ -190,6 +190,6 @@ def test_a_ladders_sound_is_padded_from_zero_only_where_it_starts_late_and_holds
     plan = plan_ladder(info, (), None)
     assert plan is not None
     args = ladder_args("ffmpeg", SRC, DST, plan)
-    assert values(args, "-filter:a") == [AUDIO_FROM_ZERO if padded else AUDIO_IN_STEP]
+    assert values(args, "-filter:a:0") == [AUDIO_FROM_ZERO if padded else AUDIO_IN_STEP]
     # A sound whose rate changes names the rate of its widest stretch.
-    assert values(args, "-ar") == (["48000"] if varies else [])
+    assert values(args, "-ar:a:0") == (["48000"] if varies else [])

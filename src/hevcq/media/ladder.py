@@ -44,6 +44,7 @@ from hevcq.media.ffargs import (
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.media.progress import Progress
+from hevcq.media.renditions import FALLBACK_NAME, Label, Track, labels
 from hevcq.media.verify import (
     DECODER_OPTIONS,
     DURATION_TOLERANCE_S,
@@ -130,6 +131,22 @@ class Rung:
         return min(self.width, self.height)
 
 
+# The label of a ladder's only sound when nothing is known of it.
+ONLY_AUDIO = Label(FALLBACK_NAME, default=True)
+
+
+@dataclass(frozen=True)
+class LadderAudio:
+    """One audio rendition: a sound track of the source as AAC stereo."""
+
+    index: int  # the source's stream
+    label: Label = ONLY_AUDIO  # what the master says of it
+    first_pair: bool = False  # cut to two channels first (formats.FIRST_PAIR)
+    rate: int = 0  # the rate it is resampled to (``AUDIO_RATES``); 0: kept
+    kbps: int = AUDIO_KBPS  # its stereo's bit rate (``ladder_audio_kbps``)
+    from_zero: bool = False  # silence before a sound that starts late (AUDIO_FROM_ZERO)
+
+
 @dataclass(frozen=True)
 class LadderPlan:
     """Everything the ladder's ffmpeg command needs."""
@@ -137,21 +154,19 @@ class LadderPlan:
     rungs: tuple[Rung, ...]
     fps: Fraction
     video_index: int
-    audio_index: int | None  # the source's first audio stream; None: a silent ladder
+    # Every sound track the probe found a shape for, in source order, the default first
+    # (``ladder_audio``); none: a silent ladder.
+    audio: tuple[LadderAudio, ...]
     crf: int = CRF
     preset: str = PRESET
     # Codec groups beside H.264, which every browser plays and is always first: "av1".
     extra_groups: tuple[str, ...] = ()
     deinterlace: bool = False  # an interlaced source (ffargs.DEINTERLACE first)
     hdr_transfer: str = ""  # an HDR source's transfer: tone-mapped to SDR (ffargs.tone_map)
-    audio_first_pair: bool = False  # its audio cut to two channels first (formats.FIRST_PAIR)
     rgb: bool = False  # an RGB source: made BT.709 YUV first and tagged so (ffargs.rgb_to_yuv)
     alpha: bool = False  # a source with an alpha channel: laid over black first
     alpha_decoder: str = ""  # the decoder its alpha needs (VideoStream.alpha_decoder)
     stated_colours: str = ""  # what the source leaves unstated (``source_colours``)
-    audio_rate: int = 0  # the rate its audio is resampled to (``AUDIO_RATES``); 0: kept
-    audio_kbps: int = AUDIO_KBPS  # its stereo's bit rate (``ladder_audio_kbps``)
-    audio_from_zero: bool = False  # silence before a sound that starts late (AUDIO_FROM_ZERO)
     # The source's size the plan is made at (EncodePlan.source_size), turned upright:
     # frames of another shape are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
     source_size: tuple[int, int] = (0, 0)
@@ -280,15 +295,13 @@ def plan_ladder(
         raise ConfigError(f"no ladder codec group {named}; known: {', '.join(GROUPS)}")
     width, height = video.display_size
     fps = fps or constant_rate(video.fps)
-    heard = next((a for a in info.audio if a.known), None)  # the first with a shape
-    audio = heard.index if heard else None
     if not rungs:
         rungs = choose_rungs(width, height, fps)
     return LadderPlan(
         rungs,
         fps,
         video.index,
-        audio,
+        ladder_audio(info),
         preset=preset or PRESET,
         extra_groups=tuple(groups),
         deinterlace=video.interlaced,
@@ -297,13 +310,30 @@ def plan_ladder(
         alpha=video.alpha,
         alpha_decoder=video.alpha_decoder,
         stated_colours=source_colours(video),
-        audio_first_pair=heard is not None and first_pair_only(heard.channels, heard.layout),
-        audio_rate=_ladder_audio_rate(heard) if heard else 0,
-        audio_kbps=ladder_audio_kbps(heard) if heard else AUDIO_KBPS,
-        audio_from_zero=heard is not None and from_zero(heard),
         source_size=video.upright_size,
         spherical=video.spherical,
     )
+
+
+def ladder_audio(info: MediaInfo) -> tuple[LadderAudio, ...]:
+    """A ladder's audio renditions: every sound track whose shape the probe found (one
+    with none has no packet to encode: a broadcast's listed, silent second language), in
+    source order with the default one first (``hevcq.media.renditions``), as players
+    that take the first rendition take the default."""
+    heard = [a for a in info.audio if a.known]
+    tracks = [Track(a.language, a.title, a.role, a.default) for a in heard]
+    made = [
+        LadderAudio(
+            a.index,
+            label,
+            first_pair=first_pair_only(a.channels, a.layout),
+            rate=_ladder_audio_rate(a),
+            kbps=ladder_audio_kbps(a),
+            from_zero=from_zero(a),
+        )
+        for a, label in zip(heard, labels(tracks), strict=True)
+    ]
+    return tuple(sorted(made, key=lambda a: not a.label.default))
 
 
 def ladder_audio_kbps(stream: AudioStream) -> int:
@@ -357,8 +387,8 @@ def ladder_args(
     ffmpeg: str, src: Path, out_dir: Path, plan: LadderPlan, *, threads: int | None = None
 ) -> list[str]:
     """The one ffmpeg command that writes every rendition's segments and playlist under
-    ``out_dir/<n>/``: each codec group's rungs in turn (H.264 first), then the audio, when
-    there is some, as the last rendition."""
+    ``out_dir/<n>/``: each codec group's rungs in turn (H.264 first), then each audio
+    rendition, when there is sound, the default first."""
     groups = plan.groups
     n = len(plan.rungs) * len(groups)
     args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
@@ -396,27 +426,17 @@ def ladder_args(
     for g, codec in enumerate(groups):
         for j, r in enumerate(plan.rungs):
             args += _rung_args(g * len(plan.rungs) + j, codec, r, plan)
-    streams = [
-        f"v:{i},agroup:{AUDIO_GROUP}" if plan.audio_index is not None else f"v:{i}"
-        for i in range(n)
-    ]
-    if plan.audio_index is not None:
-        args += [
-            "-map",
-            f"0:{plan.audio_index}",
-            "-c:a",
-            "aac",
-            "-b:a",
-            f"{plan.audio_kbps}k",
-            "-ac",
-            "2",
-        ]
-        if plan.audio_rate:
-            args += ["-ar", str(plan.audio_rate)]
-        pair = [FIRST_PAIR] if plan.audio_first_pair else []
-        start = AUDIO_FROM_ZERO if plan.audio_from_zero else AUDIO_IN_STEP
-        args += ["-filter:a", ",".join([*pair, start])]
-        streams.append(f"a:0,agroup:{AUDIO_GROUP},default:yes")
+    streams = [f"v:{i},agroup:{AUDIO_GROUP}" if plan.audio else f"v:{i}" for i in range(n)]
+    for j, a in enumerate(plan.audio):
+        args += ["-map", f"0:{a.index}", f"-c:a:{j}", "aac", f"-b:a:{j}", f"{a.kbps}k"]
+        args += [f"-ac:a:{j}", "2"]
+        if a.rate:
+            args += [f"-ar:a:{j}", str(a.rate)]
+        pair = [FIRST_PAIR] if a.first_pair else []
+        start = AUDIO_FROM_ZERO if a.from_zero else AUDIO_IN_STEP
+        args += [f"-filter:a:{j}", ",".join([*pair, start])]
+        default = ",default:yes" if a.label.default else ""
+        streams.append(f"a:{j},agroup:{AUDIO_GROUP}{default}")
     if plan.spherical:
         # The segments' muxer writes the mapping (formats.py). ffmpeg gives it to the
         # first output stream made from the input alone: the top rung (_rung_scale).
@@ -1041,27 +1061,30 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
 
     Before measuring, each rendition's first segment takes back the fragments ffmpeg left
     in its init segment (``split_init``), and each video rendition gets its I-frame
-    playlist. Each variant's BANDWIDTH is its video's peak plus the audio's peak (what a
-    player streams at once), AVERAGE-BANDWIDTH likewise for the averages; an I-frame
-    stream's are its keyframe ranges' alone (a player in trick play fetches no audio).
+    playlist. Each variant's BANDWIDTH is its video's peak plus the highest audio
+    rendition's peak (what a player may stream at once, whichever sound it plays),
+    AVERAGE-BANDWIDTH likewise for the averages, and its CODECS name every audio codec
+    of the group; an I-frame stream's are its keyframe ranges' alone (a player in trick
+    play fetches no audio).
     """
-    n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio is the next
-    for i in range(n + (plan.audio_index is not None)):
+    n = len(plan.rungs) * len(plan.groups)  # video renditions; the audio ones follow
+    for i in range(n + len(plan.audio)):
         fit_target_duration(out_dir / str(i) / "index.m3u8")
         settle_first_segment(read_media_playlist(out_dir / str(i) / "index.m3u8"))
-    audio = (
-        read_media_playlist(out_dir / str(n) / "index.m3u8")
-        if plan.audio_index is not None
-        else None
-    )
-    a_peak, a_avg = audio.rates() if audio else (0, 0)
-    a_codec = f",{audio_codec_string(audio.init)}" if audio else ""
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    if audio:
+    a_peak = a_avg = 0
+    a_codecs: list[str] = []
+    for j, a in enumerate(plan.audio):
+        media = read_media_playlist(out_dir / str(n + j) / "index.m3u8")
+        peak, avg = media.rates()
+        a_peak, a_avg = max(a_peak, peak), max(a_avg, avg)
+        codec = audio_codec_string(media.init)
+        a_codecs += [] if codec in a_codecs else [codec]
         lines.append(
-            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="audio",DEFAULT=YES,'
-            f'AUTOSELECT=YES,CHANNELS="2",URI="{n}/index.m3u8"'
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",{a.label.attributes()},'
+            f'CHANNELS="2",URI="{n + j}/index.m3u8"'
         )
+    a_codec = "".join(f",{c}" for c in a_codecs)
     variants, iframe_lines = [], []
     for i in range(n):
         media = read_media_playlist(out_dir / str(i) / "index.m3u8")
@@ -1077,7 +1100,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
             f"{float(plan.fps):.3f}",
         )
         variants.append(v)
-        group = f',AUDIO="{AUDIO_GROUP}"' if audio else ""
+        group = f',AUDIO="{AUDIO_GROUP}"' if plan.audio else ""
         lines.append(
             f"#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},AVERAGE-BANDWIDTH={v.average_bandwidth},"
             f'CODECS="{v.codecs}",RESOLUTION={v.width}x{v.height},FRAME-RATE={v.frame_rate}{group}'
@@ -1108,14 +1131,13 @@ def h264_video_bytes(out_dir: Path) -> int:
 
 
 def read_master(path: Path) -> tuple[list[Variant], str | None]:
-    """The variants of a master playlist and its audio rendition's URI (None: none).
-    I-frame streams are not variants (``read_iframe_streams``)."""
-    variants, audio, pending = [], None, None
+    """The variants of a master playlist and its first audio rendition's URI (the
+    default; None: none; ``read_audio_renditions`` reads them all). I-frame streams are
+    not variants (``read_iframe_streams``)."""
+    variants, pending = [], None
+    audio = next((r.uri for r in read_audio_renditions(path)), None)
     for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
-        if line.startswith("#EXT-X-MEDIA:") and "TYPE=AUDIO" in line:
-            found = re.search(r'URI="([^"]+)"', line)
-            audio = found.group(1) if found else None
-        elif line.startswith("#EXT-X-STREAM-INF:"):
+        if line.startswith("#EXT-X-STREAM-INF:"):
             pending = _attributes(line.split(":", 1)[1])
         elif line and not line.startswith("#") and pending is not None:
             width, height = (int(x) for x in pending["RESOLUTION"].split("x"))
@@ -1132,6 +1154,25 @@ def read_master(path: Path) -> tuple[list[Variant], str | None]:
             )
             pending = None
     return variants, audio
+
+
+@dataclass(frozen=True)
+class AudioRendition:
+    """An ``EXT-X-MEDIA`` audio rendition of a master playlist."""
+
+    uri: str
+    attributes: dict[str, str]
+
+
+def read_audio_renditions(path: Path) -> list[AudioRendition]:
+    """The audio renditions of a master playlist, in its order."""
+    found = []
+    for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
+        if line.startswith("#EXT-X-MEDIA:"):
+            attributes = _attributes(line.split(":", 1)[1])
+            if attributes.get("TYPE") == "AUDIO":
+                found.append(AudioRendition(attributes.get("URI", ""), attributes))
+    return found
 
 
 def read_iframe_streams(path: Path) -> list[IFrameStream]:
@@ -1271,27 +1312,32 @@ def check_ladder(out_dir: Path, *, length_s: float | None = None) -> list[str]:
 
     Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
     ``presentation-start``, ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``,
-    ``iframes``, ``audio-span``.
+    ``iframes``, ``audio-span``. Every audio rendition is measured: a variant's rates
+    count the highest, its CODECS each codec.
     """
     try:
-        variants, audio_uri = read_master(out_dir / MASTER)
+        variants, _ = read_master(out_dir / MASTER)
+        renditions = read_audio_renditions(out_dir / MASTER)
         iframe_streams = read_iframe_streams(out_dir / MASTER)
     except (OSError, ValueError, KeyError) as exc:
         return [f"master: unreadable: {exc}"]
     if not variants:
         return ["master: no variants"]
-    problems: list[str] = []
-    audio = _Audio()
-    sound_s = 0.0
-    if audio_uri:
+    problems = _rendition_problems(renditions)
+    peaks, averages, codecs, sounds = [0], [0], [], []
+    for r in renditions:
         try:
-            media = read_media_playlist(out_dir / audio_uri)
+            media = read_media_playlist(out_dir / r.uri)
             peak, average = media.rates()
-            audio = _Audio(peak, average, audio_codec_string(media.init))
-            sound_s = sound_held_s(media) if length_s is not None else 0.0
+            codec = audio_codec_string(media.init)
+            sounds.append((r.uri, sound_held_s(media) if length_s is not None else 0.0))
         except (OSError, ValueError, av.FFmpegError) as exc:
-            return [f"decode: {audio_uri}: {exc}"]
+            return [f"decode: {r.uri}: {exc}"]
+        peaks.append(peak)
+        averages.append(average)
+        codecs += [] if codec in codecs else [codec]
         problems += _duration_problems(media)
+    audio = _Audio(max(peaks), max(averages), ",".join(codecs))
     decodes = []
     picture_s = 0.0
     for v in variants:
@@ -1305,10 +1351,29 @@ def check_ladder(out_dir: Path, *, length_s: float | None = None) -> list[str]:
             continue
         decodes.append((v, decoded))
         picture_s = max(picture_s, media.duration_s)
-    if audio_uri and length_s is not None:
-        problems += _audio_span_problems(audio_uri, sound_s, max(picture_s, length_s))
+    if length_s is not None:
+        for uri, sound_s in sounds:
+            problems += _audio_span_problems(uri, sound_s, max(picture_s, length_s))
     problems += _iframe_stream_problems(out_dir, variants, iframe_streams)
     return problems + _alignment_problems(decodes)
+
+
+def _rendition_problems(renditions: list[AudioRendition]) -> list[str]:
+    """The audio group as the HLS specification requires it: one default rendition, no
+    two with one NAME, and each with a URI of its own."""
+    if not renditions:
+        return []
+    problems = []
+    defaults = sum(r.attributes.get("DEFAULT") == "YES" for r in renditions)
+    if defaults != 1:
+        problems.append(f"master: {defaults} default audio renditions, not 1")
+    names = [r.attributes.get("NAME", "") for r in renditions]
+    if "" in names or len({n.casefold() for n in names}) != len(names):
+        problems.append(f"master: audio rendition names missing or repeated: {names}")
+    uris = [r.uri for r in renditions]
+    if "" in uris or len(set(uris)) != len(uris):
+        problems.append(f"master: audio rendition URIs missing or repeated: {uris}")
+    return problems
 
 
 def _audio_span_problems(uri: str, sound_s: float, longest_s: float) -> list[str]:
@@ -1500,7 +1565,7 @@ def _rate_problems(uri: str, what: str, declared: int, measured: int) -> list[st
 def ladder_duration_s(out_dir: Path, plan: LadderPlan) -> float:
     """How long the ladder in ``out_dir`` lasts: its longest rendition's EXTINFs (a
     source's audio may run on past its video, as its declared length does)."""
-    count = len(plan.rungs) * len(plan.groups) + (plan.audio_index is not None)
+    count = len(plan.rungs) * len(plan.groups) + len(plan.audio)
     return max(
         (read_media_playlist(out_dir / str(i) / "index.m3u8").duration_s for i in range(count)),
         default=0.0,

@@ -101,6 +101,14 @@ class AudioStream:
     # Its bit rate as the file states it, in kb/s rounded up; 0: not stated (FLAC, Opus
     # and Vorbis in Matroska) or not read (probed before it was)
     bit_rate_kbps: int = 0
+    # What its container says of it, as read (hevcq.media.renditions names a ladder's
+    # audio renditions from it): its language tag ("eng"; "": none), its title (an MP4's
+    # track name too), its role (renditions.MAIN, COMMENTARY or DESCRIPTION) and whether
+    # it is marked to play by default.
+    language: str = ""
+    title: str = ""
+    role: str = ""
+    default: bool = False
 
     @property
     def known(self) -> bool:

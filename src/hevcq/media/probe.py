@@ -19,6 +19,7 @@ from typing import Any
 
 import av
 from av.sidedata.sidedata import Type as SideDataType
+from av.stream import Disposition
 
 from hevcq.errors import HevcqError, PermanentError
 from hevcq.media.demuxers import open_input, read_alone, refusal
@@ -30,6 +31,7 @@ from hevcq.media.model import (
     SubtitleStream,
     VideoStream,
 )
+from hevcq.media.renditions import COMMENTARY, DESCRIPTION, MAIN
 
 # Reading the rotation needs one decoded frame; a stream that yields none within this
 # many packets is treated as unreadable instead of demuxing a hostile file to the end.
@@ -254,6 +256,23 @@ def _layout(cc: Any) -> tuple[int, str]:
 TELEMETRY_CODEC = "bin_data"
 
 
+def _track_labels(stream: Any) -> dict[str, Any]:
+    """What a sound track's container says of it (``AudioStream.language`` and on)."""
+    meta = stream.metadata
+    flags = stream.disposition
+    role = MAIN
+    if flags & (Disposition.visual_impaired | Disposition.descriptions):
+        role = DESCRIPTION
+    elif flags & Disposition.comment:
+        role = COMMENTARY
+    return {
+        "language": meta.get("language", ""),
+        "title": meta.get("title") or meta.get("name") or "",  # "name": an MP4 track's
+        "role": role,
+        "default": bool(flags & Disposition.default),
+    }
+
+
 def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
     video, audio, subtitles, attachments = [], [], [], 0
     for stream in container.streams:
@@ -276,6 +295,7 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
                     int(cc.sample_rate or 0),
                     start_s=_start_after(container, stream),
                     bit_rate_kbps=math.ceil((cc.bit_rate or 0) / 1000),
+                    **_track_labels(stream),
                 )
             )
         elif stream.type == "subtitle":
