@@ -964,6 +964,34 @@ def test_a_pool_that_keeps_the_sources_size_is_priced_by_the_pixels_it_encodes()
     assert job_work(entries[1], farm["hevc"], {"hevc": 1.0}).total == pytest.approx(400.0)
 
 
+def test_a_pool_is_priced_by_the_frames_it_encodes_a_ladder_at_its_own_rate() -> None:
+    """The speeds are measured at 24 frames a second: a phone's 60 fps clip was priced as
+    if it had the frames of a film, and a 240 fps slow-motion clip's time left read 34 s
+    while its encode had two minutes to go. A ladder is made at 60 at most."""
+    seconds = 10.0
+    film = _plan("hevc", 1920, 1080, expected_frames=240)
+    phone = replace(film, expected_frames=600)
+    slow = replace(film, expected_frames=2400)
+    assert scan_module.work_share(film, seconds) == pytest.approx(1.0)
+    assert scan_module.work_share(phone, seconds) == pytest.approx(2.5)
+    assert scan_module.work_share(slow, seconds) == pytest.approx(10.0)
+    assert scan_module.work_share(slow) == pytest.approx(1.0)  # no length: as measured
+    rendition = replace(slow, pool="720p", width=1280, height=720, scale=True)
+    assert scan_module.work_share(rendition, seconds) == pytest.approx(10.0)
+    farm = load_farm()
+    speeds = {"hevc": 1.0, "hls": 1.0}
+    for plan, frames in ((film, 1.0), (phone, 2.5), (slow, 10.0)):
+        entry = _file_entry("clip.mp4", seconds, {"hevc": plan})
+        assert job_work(entry, farm["hevc"], speeds).total == pytest.approx(seconds * frames)
+    ladder = {"hls": replace(slow, pool="hls")}
+    made_at_60 = job_work(_file_entry("clip.mp4", seconds, ladder), farm["hls"], speeds)
+    as_film = job_work(_file_entry("c.mp4", seconds, {"hls": film}), farm["hls"], speeds)
+    assert made_at_60 is not None
+    assert as_film is not None
+    assert made_at_60.total == pytest.approx(as_film.total * 60 / 24)
+    assert sum(rung_work(ladder["hls"], seconds).values()) == pytest.approx(2.5)
+
+
 def test_the_scans_totals_weigh_each_files_seconds_by_the_pixels_it_encodes(
     lib: Path, store: Catalog
 ) -> None:

@@ -10,10 +10,10 @@ from fractions import Fraction
 
 from hevcq.ledger import SEARCHING, VERIFYING
 from hevcq.library.calibrate import CALIBRATION_SIZE, speed_for
-from hevcq.library.scan import FileEntry, PoolTotals, ScanReport, work_share
+from hevcq.library.scan import FileEntry, PoolTotals, ScanReport, frame_share, work_share
 from hevcq.media.crfsearch import sample_plan
 from hevcq.media.decide import same_encode
-from hevcq.media.ladder import Rung, choose_rungs
+from hevcq.media.ladder import Rung, choose_rungs, constant_rate
 from hevcq.media.model import EncodePlan
 from hevcq.pools import Pool
 
@@ -178,13 +178,16 @@ def pool_estimate(
     )
 
 
-def rung_work(plan: EncodePlan) -> dict[str, float]:
+def rung_work(plan: EncodePlan, duration_s: float | None = None) -> dict[str, float]:
     """A source's ladder rungs (``media.ladder.choose_rungs``), each with its encode work
-    relative to the whole ladder of a 1920x1080 source, the size a ladder pool's speed is
-    calibrated on: work follows the pixels encoded, so a 720p source's ladder costs about
-    half a 1080p one's and its 240p rung a few percent of that."""
+    relative to the whole ladder of a 1920x1080 source at 24 frames a second, the one a
+    ladder pool's speed is calibrated on: work follows the pixels encoded, so a 720p
+    source's ladder costs about half a 1080p one's and its 240p rung a few percent of
+    that, and the frames, at the ladder's rate (``ladder.constant_rate``, at most 60) for
+    a source ``duration_s`` long (``scan.frame_share``)."""
     reference = sum(r.width * r.height for r in choose_rungs(*CALIBRATION_SIZE, Fraction(30)))
-    return {f"{r.short}p": r.width * r.height / reference for r in _shown_rungs(plan)}
+    frames = frame_share(plan, duration_s, rate=lambda fps: float(constant_rate(fps)))
+    return {f"{r.short}p": r.width * r.height / reference * frames for r in _shown_rungs(plan)}
 
 
 def _shown_rungs(plan: EncodePlan) -> tuple[Rung, ...]:
@@ -241,7 +244,9 @@ def quality_work(duration_s: float, plan: EncodePlan, pool: Pool, encode_s: floa
     target = pool.quality
     if target is None:
         return JobWork(encode_s)
-    share = scored_share(plan, pool)
+    # Scores, like encodes, go frame by frame: at the ladder's rate for a ladder.
+    ladder_rate = (lambda fps: float(constant_rate(fps))) if pool.ladder is not None else float
+    share = scored_share(plan, pool) * frame_share(plan, duration_s, rate=ladder_rate)
     score = duration_s * share / SCORE_SPEED
     search = 0.0
     if pool.ladder is not None:
@@ -275,9 +280,9 @@ def job_work(
         if theirs is not None and same_encode(primary, pool, theirs, plan):
             return JobWork(0.0)
     rtf, _ = speed_for(pool.name, speeds)
-    share = work_share(plan)
+    share = work_share(plan, entry.duration_s)
     if pool.ladder is not None and isinstance(plan, EncodePlan):
-        share = sum(rung_work(plan).values())
+        share = sum(rung_work(plan, entry.duration_s).values())
     encode = entry.duration_s / rtf * share
     if not isinstance(plan, EncodePlan):
         return JobWork(encode)
@@ -303,7 +308,7 @@ def ladder_estimate(
         if not isinstance(plan, EncodePlan):
             continue
         seconds += e.duration_s or 0.0
-        for rung, share in rung_work(plan).items():
+        for rung, share in rung_work(plan, e.duration_s).items():
             work[rung] = work.get(rung, 0.0) + (e.duration_s or 0.0) / rtf * share
             files[rung] = files.get(rung, 0) + 1
     hourly = task.hourly(prices, spot=False), task.hourly(prices, spot=True)

@@ -16,7 +16,7 @@ import structlog
 from hevcq.bundle import local_master
 from hevcq.errors import PermanentError
 from hevcq.keys import keeps_ext, output_relative, sharing_sources, sharing_stems, todo_key
-from hevcq.library.calibrate import CALIBRATION_SIZE
+from hevcq.library.calibrate import CALIBRATION_FPS, CALIBRATION_SIZE
 from hevcq.library.catalog import (
     Catalog,
     FileRecord,
@@ -132,17 +132,36 @@ class PoolTotals:
         return self.seconds if self.work_seconds is None else self.work_seconds
 
 
-def work_share(decision: Decision | None) -> float:
+def work_share(decision: Decision | None, duration_s: float | None = None) -> float:
     """An encode's work per source second against the one a pool's speed is measured on
-    (``calibrate``: a 1920x1080 source). Encode work follows the pixels encoded: a pool
-    that keeps the source's size does about four times the work on a 4K source and a
-    ninth on a 640x360 one. A rendition is encoded at its pool's size whatever the
-    source's (only its decode grows, a small part), so it counts as measured: 1, as does
-    a decision that is no encode."""
+    (``calibrate``: a 1920x1080 source at 24 frames a second). Encode work follows the
+    pixels encoded: a pool that keeps the source's size does about four times the work on
+    a 4K source and a ninth on a 640x360 one. A rendition is encoded at its pool's size
+    whatever the source's (only its decode grows, a small part), so it counts as
+    measured, as does a decision that is no encode. Both encode every frame of a source
+    ``duration_s`` long (``frame_share``)."""
+    share = 1.0
     if isinstance(decision, EncodePlan) and not decision.scale:
         width, height = CALIBRATION_SIZE
-        return decision.width * decision.height / (width * height)
-    return 1.0
+        share = decision.width * decision.height / (width * height)
+    return share * frame_share(decision, duration_s)
+
+
+def frame_share(
+    decision: Decision | None, duration_s: float | None, *, rate: Callable[[float], float] = float
+) -> float:
+    """An encode's frames per source second against the 24 its pool's speed is measured
+    at (``calibrate.CALIBRATION_FPS``), from the frames its plan expects of a source
+    ``duration_s`` long: a phone's 30 is 1.25 times the work, its 60 2.5 times, a 240
+    slow-motion clip 10 times (each frame is encoded; a high rate's frames, more alike,
+    cost a little less each, 2.0 and 9.5 times measured for 60 and 240 on a moving
+    fractal). ``rate``: the rate the output is made at from the source's (a ladder's,
+    at most 60). 1 where either is unknown, or for no encode."""
+    if not isinstance(decision, EncodePlan) or not decision.expected_frames:
+        return 1.0
+    if not duration_s or duration_s <= 0:
+        return 1.0
+    return rate(decision.expected_frames / duration_s) / CALIBRATION_FPS
 
 
 @dataclass(frozen=True)
@@ -685,7 +704,8 @@ class _Scan:
                         t.files + 1,
                         t.bytes + e.size,
                         t.seconds + seconds,
-                        t.weighed_seconds + seconds * work_share(e.decisions.get(pool)),
+                        t.weighed_seconds
+                        + seconds * work_share(e.decisions.get(pool), e.duration_s),
                     )
         return out
 
