@@ -371,6 +371,7 @@ def test_the_ladder_command_checks_and_refuses_in_one_line(ladder: Path, tmp_pat
     done = _hevcq("ladder", str(src), "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "320x240" in done.stdout
+    assert "audio  Audio (default)" in done.stdout  # its one sound, no language stated
     assert check_ladder(out) == []
     assert (out / "poster.jpg").stat().st_size > 0
     again = _hevcq("ladder", str(src), "--out", str(out))  # never over an earlier ladder
