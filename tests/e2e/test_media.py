@@ -331,6 +331,32 @@ def test_mkv_keeps_two_audio_streams_subtitles_and_attachment(ffmpeg: str, media
     assert out.attachments == 1
 
 
+@pytest.mark.parametrize(("name", "audio"), [("named.mp4", "aac"), ("named.mov", "pcm_s16le")])
+def test_an_mp4_tracks_names_and_languages_are_kept(
+    ffmpeg: str, media: Path, name: str, audio: str
+) -> None:
+    """An MP4's track name ("Commentary") reads as "name" and its muxer writes it from
+    "title": copied or encoded, every output lost it."""
+    src = media / name
+    made = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc2=s=160x90:r=10:d=1",
+         "-f", "lavfi", "-i", "sine=d=1", "-f", "lavfi", "-i", "sine=f=880:d=1",
+         "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-preset", "ultrafast",
+         "-c:a", audio, "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra",
+         "-metadata:s:a:1", "title=Commentary du réalisateur", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert [a.title for a in probe(src).audio] == ["", "Commentary du réalisateur"]
+    plan, out, _, _ = encode(ffmpeg, src, "hevc", media)
+    assert plan.container == "mp4"
+    assert [(a.language, a.title) for a in out.audio] == [
+        ("eng", ""),
+        ("fra", "Commentary du réalisateur"),
+    ]
+
+
 def test_mov_with_pcm_and_mov_text_becomes_mp4_with_aac(ffmpeg: str, media: Path) -> None:
     src = make_clip(
         media / "camera.mov",

@@ -315,6 +315,7 @@ def decision_from_json(text: str) -> Decision:
         d["audio_first_pair"] = tuple(d.get("audio_first_pair", ()))
         d["audio_shapes"] = tuple(tuple(a) for a in d.get("audio_shapes", ()))
         d["audio_rates"] = tuple(tuple(a) for a in d.get("audio_rates", ()))
+        d["audio_titles"] = tuple(tuple(a) for a in d.get("audio_titles", ()))
         d["telemetry"] = tuple(d.get("telemetry", ()))
         d["extra_video"] = tuple(d.get("extra_video", ()))
         d["source_size"] = tuple(d.get("source_size", (0, 0)))

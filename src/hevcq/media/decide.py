@@ -84,6 +84,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
     layouts = {a.index: (a.channels, a.layout) for a in info.audio}
     first_pair = tuple(i for i, mode in audio if mode != "copy" and first_pair_only(*layouts[i]))
     encoded = {i for i, mode in audio if mode != "copy"}
+    kept = {i for i, _ in audio}
     shapes = tuple(
         (a.index, a.channels, a.sample_rate) for a in info.audio if a.varies and a.index in encoded
     )
@@ -113,6 +114,7 @@ def decide(info: MediaInfo, pool: Pool, source_name: str) -> Decision:
         audio_first_pair=first_pair,
         audio_shapes=shapes,
         audio_rates=rates,
+        audio_titles=tuple((a.index, a.title) for a in info.audio if a.title and a.index in kept),
         subtitles=subtitles,
         telemetry=telemetry,
         attachments=keep_subs and box.attachments and info.attachments > 0,

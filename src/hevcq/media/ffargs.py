@@ -360,6 +360,13 @@ def audio_args(plan: EncodePlan) -> list[str]:
                 chain.append(f"aformat=channel_layouts={AUDIO_LAYOUTS[mode]}")
             if chain:
                 args += [f"-filter:a:{n}", ",".join(chain)]
+    # An MP4 source's track names ("Commentary") read as "name"; the MP4 muxer writes
+    # them from "title", and they were lost from every MP4 output. Stated for every
+    # container: Matroska's title is the same key, copied either way.
+    titles = dict(plan.audio_titles)
+    for n, (index, _) in enumerate(plan.audio):
+        if index in titles:
+            args += [f"-metadata:s:a:{n}", f"title={titles[index]}"]
     return args
 
 

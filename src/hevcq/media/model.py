@@ -216,6 +216,9 @@ class EncodePlan:
     # Encoded streams whose shape changes partway (AudioStream.varies), each brought to one:
     # (source index, channels, sample rate), the most it takes (hevcq.media.soundshape)
     audio_shapes: tuple[tuple[int, int, int], ...] = ()
+    # Titles of mapped audio streams, (source index, title), stated again on the output:
+    # an MP4's track name reads as "name" and is written from "title" (``ffargs.audio_args``)
+    audio_titles: tuple[tuple[int, str], ...] = ()
     subtitles: tuple[tuple[int, str], ...] = ()  # (source index, "copy" | "mov_text")
     telemetry: tuple[int, ...] = ()  # source indexes of telemetry streams copied (MP4 only)
     attachments: bool = False  # the source's attachments (fonts, ...) are copied
