@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,7 +135,10 @@ def site(tmp_path: Path) -> Iterator[str]:
         yield address
 
 
-def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
+@contextlib.contextmanager
+def _player(site: str) -> Iterator[tuple[Any, list[str]]]:
+    """The player page of ``site`` in headless Chromium, its ladder loaded to the end, and
+    the page errors it raises."""
     chromium = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
@@ -146,29 +150,34 @@ def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
             page.goto(f"{site}/player.html")
             page.wait_for_function("window.ladder && window.ladder.levels", timeout=20_000)
             page.wait_for_function(LOADED, timeout=20_000)
-            levels = page.evaluate("window.ladder.levels")
-            # Both groups, every rung: H.264 and AV1 (Chromium decodes both; not HEVC).
-            sizes = sorted((lv["w"], lv["h"], lv["codecs"][:4]) for lv in levels)
-            assert sizes == [
-                (426, 240, "av01"),
-                (426, 240, "avc1"),
-                (640, 360, "av01"),
-                (640, 360, "avc1"),
-            ]
-            for level in range(len(levels)):
-                played = page.evaluate(PLAY_RUNG, [level, 0.5 + 1.5 * level])
-                assert played.get("timedOut") is not True, played
-                assert played["level"] == level
-            end = page.evaluate(SEEK_TO_END)
-            assert end["ended"] is True, end
-            # Picture and sound from zero, whichever loaded first: the stream lasts its
-            # 8 s and one AAC frame at most, not 8.08 s with the video 80 ms late.
-            assert end["buffered"][0][0] < 0.01, end
-            assert 8.0 <= end["duration"] < 8.03, end
-            assert page.evaluate("window.ladder.fatal") == []
-            assert errors == []
+            yield page, errors
         finally:
             browser.close()
+
+
+def test_hls_js_plays_every_rung_and_reaches_the_end(site: str) -> None:
+    with _player(site) as (page, errors):
+        levels = page.evaluate("window.ladder.levels")
+        # Both groups, every rung: H.264 and AV1 (Chromium decodes both; not HEVC).
+        sizes = sorted((lv["w"], lv["h"], lv["codecs"][:4]) for lv in levels)
+        assert sizes == [
+            (426, 240, "av01"),
+            (426, 240, "avc1"),
+            (640, 360, "av01"),
+            (640, 360, "avc1"),
+        ]
+        for level in range(len(levels)):
+            played = page.evaluate(PLAY_RUNG, [level, 0.5 + 1.5 * level])
+            assert played.get("timedOut") is not True, played
+            assert played["level"] == level
+        end = page.evaluate(SEEK_TO_END)
+        assert end["ended"] is True, end
+        # Picture and sound from zero, whichever loaded first: the stream lasts its
+        # 8 s and one AAC frame at most, not 8.08 s with the video 80 ms late.
+        assert end["buffered"][0][0] < 0.01, end
+        assert 8.0 <= end["duration"] < 8.03, end
+        assert page.evaluate("window.ladder.fatal") == []
+        assert errors == []
 
 
 # The audio tracks hls.js offers, and a switch to ``track`` heard through: the switch
@@ -191,36 +200,24 @@ SWITCH_AUDIO = """async (track) => {
 
 
 def test_hls_js_offers_every_sound_track_and_plays_the_one_chosen(tmp_path: Path) -> None:
-    chromium = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
     root = tmp_path / "site"
     root.mkdir()
     src = three_tracks(tmp_path / "film.mkv")
     build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
-    with _served(root) as address, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{address}/player.html")
-            page.wait_for_function("window.ladder && window.ladder.levels", timeout=20_000)
-            page.wait_for_function(LOADED, timeout=20_000)
-            got = page.evaluate(SWITCH_AUDIO, 1)
-            assert got["offered"] == [
-                {"name": "Français", "lang": "fr", "def": True},
-                {"name": "Main", "lang": "en", "def": False},
-                {"name": "Commentary,URI=x", "lang": "en", "def": False},
-            ], got
-            assert got["first"] == 0, got  # the source's default
-            assert (got["id"], got["now"]) == (1, 1), got
-            assert got["advanced"] >= 1, got
-            end = page.evaluate(SEEK_TO_END)
-            assert end["ended"] is True, end
-            assert page.evaluate("window.ladder.fatal") == []
-            assert errors == []
-        finally:
-            browser.close()
+    with _served(root) as address, _player(address) as (page, errors):
+        got = page.evaluate(SWITCH_AUDIO, 1)
+        assert got["offered"] == [
+            {"name": "Français", "lang": "fr", "def": True},
+            {"name": "Main", "lang": "en", "def": False},
+            {"name": "Commentary,URI=x", "lang": "en", "def": False},
+        ], got
+        assert got["first"] == 0, got  # the source's default
+        assert (got["id"], got["now"]) == (1, 1), got
+        assert got["advanced"] >= 1, got
+        end = page.evaluate(SEEK_TO_END)
+        assert end["ended"] is True, end
+        assert page.evaluate("window.ladder.fatal") == []
+        assert errors == []
 
 
 PLAY_ON_JOB_PAGE = """async () => {
