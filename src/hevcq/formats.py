@@ -377,6 +377,7 @@ def output_container(container: str, source_name: str) -> Container:
 STREAMING_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".m4s": "video/iso.segment",
+    ".vtt": "text/vtt",
     ".m4v": "video/mp4",
     ".jpg": "image/jpeg",
     ".webp": "image/webp",

@@ -16,9 +16,9 @@ from hevcq.media.ladder import (
     build_ladder,
     check_ladder,
     open_fragmented,
-    read_audio_renditions,
     read_master,
     read_media_playlist,
+    read_renditions,
 )
 from hevcq.media.probe import probe
 
@@ -78,7 +78,7 @@ def ladder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_sound_track_is_a_rendition_named_and_tagged_as_the_source_says(
     ladder: Path,
 ) -> None:
-    found = read_audio_renditions(ladder / MASTER)
+    found = read_renditions(ladder / MASTER)
     described = [
         {k: r.attributes.get(k) for k in ("LANGUAGE", "NAME", "DEFAULT", "AUTOSELECT")}
         for r in found
@@ -102,8 +102,7 @@ def test_each_variant_declares_the_most_any_rendition_adds(ladder: Path, tmp_pat
     may play any rendition with it. Counted against the lowest instead, it is refused."""
     variants, _ = read_master(ladder / MASTER)
     peaks = [
-        read_media_playlist(ladder / r.uri).rates()[0]
-        for r in read_audio_renditions(ladder / MASTER)
+        read_media_playlist(ladder / r.uri).rates()[0] for r in read_renditions(ladder / MASTER)
     ]
     for v in variants:
         video_peak = read_media_playlist(ladder / v.uri).rates()[0]

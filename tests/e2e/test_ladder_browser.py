@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -216,6 +217,72 @@ def test_hls_js_offers_every_sound_track_and_plays_the_one_chosen(tmp_path: Path
         assert got["advanced"] >= 1, got
         end = page.evaluate(SEEK_TO_END)
         assert end["ended"] is True, end
+        assert page.evaluate("window.ladder.fatal") == []
+        assert errors == []
+
+
+# The subtitle tracks hls.js offers and the cues of ``track`` once shown: played from
+# the start, then from 7 s, so both of its segments load.
+SHOW_SUBTITLES = """async (track) => {
+  const video = document.getElementById("v");
+  const offered = hls.subtitleTracks.map(t => ({name: t.name, lang: t.lang || "",
+                                                forced: !!t.forced}));
+  hls.subtitleTrack = track;
+  hls.subtitleDisplay = true;
+  const cues = () => {
+    const shown = Array.from(video.textTracks).filter(t => t.mode === "showing");
+    return shown.length && shown[0].cues ? Array.from(shown[0].cues) : [];
+  };
+  video.currentTime = 0;
+  await video.play();
+  const t0 = performance.now();
+  while (performance.now() - t0 < 20000 && cues().length < 1) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  video.currentTime = 7;
+  while (performance.now() - t0 < 40000 && cues().length < 2) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  video.pause();
+  return {offered, cues: cues().map(c => [c.startTime, c.endTime, c.text])};
+}"""
+
+
+def film_with_subtitles(tmp_path: Path) -> Path:
+    """A film with English subtitles (SRT) and forced French ones in ASS."""
+    srt = tmp_path / "en.srt"
+    srt.write_text(
+        "1\n00:00:01,000 --> 00:00:03,000\nHello there\n\n"
+        "2\n00:00:07,000 --> 00:00:09,500\nSecond line\n"
+    )
+    src = tmp_path / "film.mkv"
+    made = subprocess.run(
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error",
+         "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=12", "-f", "lavfi", "-i", "sine=d=12",
+         "-i", str(srt), "-i", str(srt),
+         "-map", "0", "-map", "1", "-map", "2", "-map", "3",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-c:s:0", "srt",
+         "-c:s:1", "ass", "-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fre",
+         "-disposition:s:1", "forced", str(src)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return src
+
+
+def test_hls_js_shows_each_subtitle_track_at_its_times(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    root.mkdir()
+    src = film_with_subtitles(tmp_path)
+    build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
+    with _served(root) as address, _player(address) as (page, errors):
+        got = page.evaluate(SHOW_SUBTITLES, 0)
+        assert got["offered"] == [
+            {"name": "English", "lang": "en", "forced": False},
+            {"name": "Français", "lang": "fr", "forced": True},
+        ], got
+        timed = [(round(a, 2), round(b, 2), text) for a, b, text in got["cues"]]
+        assert timed == [(1.0, 3.0, "Hello there"), (7.0, 9.5, "Second line")], got
         assert page.evaluate("window.ladder.fatal") == []
         assert errors == []
 

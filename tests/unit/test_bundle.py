@@ -196,6 +196,7 @@ def test_ladder_parts_carry_the_types_players_expect() -> None:
     assert content_type("x/v0/seg_00001.m4s") == "video/iso.segment"
     assert content_type("x/v0/init.mp4") == "video/mp4"
     assert content_type("x/poster.jpg") == "image/jpeg"
+    assert content_type("x/4/seg_00001.vtt") == "text/vtt"  # subtitles: hls.js reads them
 
 
 # --- the writer -------------------------------------------------------------------------

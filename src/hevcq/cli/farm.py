@@ -37,7 +37,7 @@ from hevcq.errors import ConfigError, FailureClass, HevcqError, PermanentError
 from hevcq.farm.embedded import running_farm
 from hevcq.library.results import announced_objects
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.ladder import MASTER, build_ladder, read_audio_renditions
+from hevcq.media.ladder import MASTER, build_ladder, read_renditions
 from hevcq.media.picshape import probe_main
 from hevcq.media.poster import POSTER, make_poster
 from hevcq.media.probe import probe
@@ -362,14 +362,16 @@ def ladder(
     for v in variants:
         kbps = f"{v.bandwidth // 1000} kb/s peak, {v.average_bandwidth // 1000} kb/s average"
         console.print(Text(f"{v.width}x{v.height}  {kbps}  {v.codecs}"))
-    for r in read_audio_renditions(out / MASTER):
+    renditions = [("audio", r) for r in read_renditions(out / MASTER)]
+    renditions += [("subtitles", r) for r in read_renditions(out / MASTER, "SUBTITLES")]
+    for kind, r in renditions:
         said = [
             r.attributes.get("LANGUAGE", ""),
             "default" if r.attributes.get("DEFAULT") == "YES" else "",
         ]
         about = ", ".join(x for x in said if x)
         console.print(
-            Text(f"audio  {r.attributes.get('NAME', '')}" + (f" ({about})" if about else ""))
+            Text(f"{kind}  {r.attributes.get('NAME', '')}" + (f" ({about})" if about else ""))
         )
     console.print(Text(f"Ladder checked: {out / MASTER}; poster: {out / POSTER}"))
 

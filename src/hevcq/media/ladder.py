@@ -23,7 +23,7 @@ import re
 import statistics
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +33,12 @@ import av
 
 from hevcq.errors import ConfigError, PermanentError, VerificationError
 from hevcq.formats import FIRST_PAIR, encoded_audio_kbps, first_pair_only, picture_fits
+from hevcq.media.captions import (
+    SUBTITLE_GROUP,
+    TEXT_CODECS,
+    make_rendition,
+    rendition_problems,
+)
 from hevcq.media.demuxers import open_input
 from hevcq.media.ffargs import (
     decoder_args,
@@ -44,7 +50,7 @@ from hevcq.media.ffargs import (
 from hevcq.media.ffmpeg import run_ffmpeg
 from hevcq.media.model import AudioStream, MediaInfo, VideoStream
 from hevcq.media.progress import Progress
-from hevcq.media.renditions import FALLBACK_NAME, Label, Track, labels
+from hevcq.media.renditions import FALLBACK_NAME, Label, Track, labels, subtitle_labels
 from hevcq.media.verify import (
     DECODER_OPTIONS,
     DURATION_TOLERANCE_S,
@@ -148,6 +154,14 @@ class LadderAudio:
 
 
 @dataclass(frozen=True)
+class LadderSubtitle:
+    """One subtitle rendition: a text subtitle track of the source as WebVTT."""
+
+    index: int  # the source's stream
+    label: Label  # what the master says of it
+
+
+@dataclass(frozen=True)
 class LadderPlan:
     """Everything the ladder's ffmpeg command needs."""
 
@@ -171,6 +185,8 @@ class LadderPlan:
     # frames of another shape are fitted into the rungs (ffargs.fit_picture). (0, 0): unknown.
     source_size: tuple[int, int] = (0, 0)
     spherical: bool = False  # a 360-degree source: its top rung says so
+    # Every text subtitle track, in source order (``hevcq.media.captions``).
+    subtitles: tuple[LadderSubtitle, ...] = ()
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -312,6 +328,18 @@ def plan_ladder(
         stated_colours=source_colours(video),
         source_size=video.upright_size,
         spherical=video.spherical,
+        subtitles=ladder_subtitles(info),
+    )
+
+
+def ladder_subtitles(info: MediaInfo) -> tuple[LadderSubtitle, ...]:
+    """A ladder's subtitle renditions: every text subtitle track (bitmap ones have no
+    text for WebVTT), named as ``renditions.subtitle_labels`` says."""
+    text = [s for s in info.subtitles if s.codec in TEXT_CODECS]
+    tracks = [Track(s.language, s.title, s.role, s.default, s.forced) for s in text]
+    return tuple(
+        LadderSubtitle(s.index, label)
+        for s, label in zip(text, subtitle_labels(tracks), strict=True)
     )
 
 
@@ -1056,7 +1084,9 @@ def write_iframe_playlist(media: MediaPlaylist) -> Path:
     return path
 
 
-def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
+def write_master(
+    out_dir: Path, plan: LadderPlan, subtitles: Sequence[tuple[LadderSubtitle, str]] = ()
+) -> list[Variant]:
     """Write ``master.m3u8`` from what the segments and init segments hold; the variants.
 
     Before measuring, each rendition's first segment takes back the fragments ffmpeg left
@@ -1085,6 +1115,11 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
             f'CHANNELS="2",URI="{n + j}/index.m3u8"'
         )
     a_codec = "".join(f",{c}" for c in a_codecs)
+    for sub, uri in subtitles:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="{SUBTITLE_GROUP}",{sub.label.attributes()},'
+            f'URI="{uri}"'
+        )
     variants, iframe_lines = [], []
     for i in range(n):
         media = read_media_playlist(out_dir / str(i) / "index.m3u8")
@@ -1101,6 +1136,7 @@ def write_master(out_dir: Path, plan: LadderPlan) -> list[Variant]:
         )
         variants.append(v)
         group = f',AUDIO="{AUDIO_GROUP}"' if plan.audio else ""
+        group += f',SUBTITLES="{SUBTITLE_GROUP}"' if subtitles else ""
         lines.append(
             f"#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},AVERAGE-BANDWIDTH={v.average_bandwidth},"
             f'CODECS="{v.codecs}",RESOLUTION={v.width}x{v.height},FRAME-RATE={v.frame_rate}{group}'
@@ -1132,10 +1168,10 @@ def h264_video_bytes(out_dir: Path) -> int:
 
 def read_master(path: Path) -> tuple[list[Variant], str | None]:
     """The variants of a master playlist and its first audio rendition's URI (the
-    default; None: none; ``read_audio_renditions`` reads them all). I-frame streams are
+    default; None: none; ``read_renditions`` reads them all). I-frame streams are
     not variants (``read_iframe_streams``)."""
     variants, pending = [], None
-    audio = next((r.uri for r in read_audio_renditions(path)), None)
+    audio = next((r.uri for r in read_renditions(path)), None)
     for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
         if line.startswith("#EXT-X-STREAM-INF:"):
             pending = _attributes(line.split(":", 1)[1])
@@ -1157,21 +1193,22 @@ def read_master(path: Path) -> tuple[list[Variant], str | None]:
 
 
 @dataclass(frozen=True)
-class AudioRendition:
-    """An ``EXT-X-MEDIA`` audio rendition of a master playlist."""
+class Rendition:
+    """An ``EXT-X-MEDIA`` rendition of a master playlist: audio or subtitles."""
 
     uri: str
     attributes: dict[str, str]
 
 
-def read_audio_renditions(path: Path) -> list[AudioRendition]:
-    """The audio renditions of a master playlist, in its order."""
+def read_renditions(path: Path, kind: str = "AUDIO") -> list[Rendition]:
+    """The renditions of a master playlist of one TYPE ("AUDIO", "SUBTITLES"), in its
+    order."""
     found = []
     for line in (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()):
         if line.startswith("#EXT-X-MEDIA:"):
             attributes = _attributes(line.split(":", 1)[1])
-            if attributes.get("TYPE") == "AUDIO":
-                found.append(AudioRendition(attributes.get("URI", ""), attributes))
+            if attributes.get("TYPE") == kind:
+                found.append(Rendition(attributes.get("URI", ""), attributes))
     return found
 
 
@@ -1312,12 +1349,13 @@ def check_ladder(out_dir: Path, *, length_s: float | None = None) -> list[str]:
 
     Each problem starts with the check's name: ``master``, ``decode``, ``idr-alignment``,
     ``presentation-start``, ``segment-duration``, ``bandwidth``, ``codecs``, ``resolution``,
-    ``iframes``, ``audio-span``. Every audio rendition is measured: a variant's rates
+    ``iframes``, ``audio-span``, ``subtitles``. Every audio rendition is measured: a variant's rates
     count the highest, its CODECS each codec.
     """
     try:
         variants, _ = read_master(out_dir / MASTER)
-        renditions = read_audio_renditions(out_dir / MASTER)
+        renditions = read_renditions(out_dir / MASTER)
+        captions = read_renditions(out_dir / MASTER, "SUBTITLES")
         iframe_streams = read_iframe_streams(out_dir / MASTER)
     except (OSError, ValueError, KeyError) as exc:
         return [f"master: unreadable: {exc}"]
@@ -1354,11 +1392,22 @@ def check_ladder(out_dir: Path, *, length_s: float | None = None) -> list[str]:
     if length_s is not None:
         for uri, sound_s in sounds:
             problems += _audio_span_problems(uri, sound_s, max(picture_s, length_s))
+    problems += _subtitle_problems(out_dir, captions, decodes)
     problems += _iframe_stream_problems(out_dir, variants, iframe_streams)
     return problems + _alignment_problems(decodes)
 
 
-def _rendition_problems(renditions: list[AudioRendition]) -> list[str]:
+def _subtitle_problems(
+    out_dir: Path, captions: list[Rendition], decodes: list[tuple[Variant, RungDecode]]
+) -> list[str]:
+    """Each subtitle rendition cut as the first rung is, every segment WebVTT."""
+    if not captions or not decodes:
+        return []
+    cut = [d for d, _ in read_media_playlist(out_dir / decodes[0][0].uri).segments]
+    return [p for r in captions for p in rendition_problems(out_dir / r.uri, cut)]
+
+
+def _rendition_problems(renditions: list[Rendition]) -> list[str]:
     """The audio group as the HLS specification requires it: one default rendition, no
     two with one NAME, and each with a URI of its own."""
     if not renditions:
@@ -1562,6 +1611,41 @@ def _rate_problems(uri: str, what: str, declared: int, measured: int) -> list[st
     return []
 
 
+def _make_subtitles(
+    ffmpeg: str,
+    src: Path,
+    out_dir: Path,
+    plan: LadderPlan,
+    *,
+    stop: threading.Event,
+    stall_timeout_s: float,
+) -> list[tuple[LadderSubtitle, str]]:
+    """Each planned subtitle rendition that gives a cue, written in its folder after the
+    audio ones and cut as the first rung is; with its URI."""
+    if not plan.subtitles:
+        return []
+    first = out_dir / "0" / "index.m3u8"
+    fit_target_duration(first)
+    rung = read_media_playlist(first)
+    cut = [d for d, _ in rung.segments]
+    made = []
+    start = len(plan.rungs) * len(plan.groups) + len(plan.audio)
+    for k, sub in enumerate(plan.subtitles):
+        folder = out_dir / str(start + k)
+        if make_rendition(
+            ffmpeg,
+            src,
+            sub.index,
+            folder,
+            extinfs=cut,
+            target_s=rung.target_s,
+            stop=stop,
+            stall_timeout_s=stall_timeout_s,
+        ):
+            made.append((sub, f"{folder.name}/index.m3u8"))
+    return made
+
+
 def ladder_duration_s(out_dir: Path, plan: LadderPlan) -> float:
     """How long the ladder in ``out_dir`` lasts: its longest rendition's EXTINFs (a
     source's audio may run on past its video, as its declared length does)."""
@@ -1616,7 +1700,10 @@ def build_ladder(
         on_check()
     # ffmpeg ends a source cut short as if it were whole, exit 0 and every rung short.
     raise_if_source_truncated(info, src, ladder_duration_s(out_dir, plan))
-    variants = write_master(out_dir, plan)
+    subtitles = _make_subtitles(
+        ffmpeg, src, out_dir, plan, stop=stop or threading.Event(), stall_timeout_s=stall_timeout_s
+    )
+    variants = write_master(out_dir, plan, subtitles)
     problems = check_ladder(out_dir, length_s=info.duration_s)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

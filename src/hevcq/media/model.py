@@ -133,6 +133,13 @@ class SubtitleStream:
     index: int
     codec: str
     tag: str = ""
+    # As for AudioStream: what its container says of it (a ladder's subtitle renditions);
+    # its role is renditions.MAIN or CAPTIONS (for the deaf and hard of hearing).
+    language: str = ""
+    title: str = ""
+    role: str = ""
+    default: bool = False
+    forced: bool = False  # shown whatever the viewer chose: a film's foreign dialogue
 
 
 @dataclass(frozen=True)

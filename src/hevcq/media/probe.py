@@ -31,7 +31,7 @@ from hevcq.media.model import (
     SubtitleStream,
     VideoStream,
 )
-from hevcq.media.renditions import COMMENTARY, DESCRIPTION, MAIN
+from hevcq.media.renditions import CAPTIONS, COMMENTARY, DESCRIPTION, MAIN
 
 # Reading the rotation needs one decoded frame; a stream that yields none within this
 # many packets is treated as unreadable instead of demuxing a hostile file to the end.
@@ -273,6 +273,15 @@ def _track_labels(stream: Any) -> dict[str, Any]:
     }
 
 
+def _subtitle(stream: Any) -> SubtitleStream:
+    cc = stream.codec_context
+    labels = _track_labels(stream)
+    if stream.disposition & (Disposition.hearing_impaired | Disposition.captions):
+        labels["role"] = CAPTIONS
+    forced = bool(stream.disposition & Disposition.forced)
+    return SubtitleStream(stream.index, cc.codec.canonical_name, _tag(cc), **labels, forced=forced)
+
+
 def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
     video, audio, subtitles, attachments = [], [], [], 0
     for stream in container.streams:
@@ -299,8 +308,7 @@ def _describe(container: Any, size: int, path: Path | None) -> MediaInfo:
                 )
             )
         elif stream.type == "subtitle":
-            cc = stream.codec_context
-            subtitles.append(SubtitleStream(stream.index, cc.codec.canonical_name, _tag(cc)))
+            subtitles.append(_subtitle(stream))
     main = next((v for v in video if not v.attached_pic), None)
     if main is not None:
         picture = _still_picture(container, main)

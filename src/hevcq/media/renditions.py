@@ -30,7 +30,12 @@ import langcodes
 
 # Roles of a sound track (``AudioStream.role``), from its container's disposition flags.
 MAIN, COMMENTARY, DESCRIPTION = "", "commentary", "description"
+CAPTIONS = "captions"  # subtitles for the deaf and hard of hearing
 DESCRIBES_VIDEO = "public.accessibility.describes-video"
+TRANSCRIBES = (
+    "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+)
+SUBTITLES_NAME = "Subtitles"
 NAME_CHARS = 64  # a NAME longer than this is cut: a label in a menu, not a paragraph
 FALLBACK_NAME = "Audio"
 # Tags that say no language is known: no LANGUAGE is better than a false one.
@@ -46,6 +51,7 @@ class Label:
     default: bool = False
     autoselect: bool = True
     characteristics: str = ""
+    forced: bool = False  # subtitles only
 
     def attributes(self) -> str:
         """The rendition's ``EXT-X-MEDIA`` attributes this label decides."""
@@ -54,6 +60,8 @@ class Label:
             out.insert(0, f'LANGUAGE="{self.language}"')
         out.append(f"DEFAULT={'YES' if self.default else 'NO'}")
         out.append(f"AUTOSELECT={'YES' if self.autoselect or self.default else 'NO'}")
+        if self.forced:
+            out.append("FORCED=YES")
         if self.characteristics:
             out.append(f'CHARACTERISTICS="{self.characteristics}"')
         return ",".join(out)
@@ -67,6 +75,7 @@ class Track:
     title: str = ""
     role: str = MAIN
     default: bool = False
+    forced: bool = False
 
 
 def language_tag(tagged: str) -> str:
@@ -108,6 +117,36 @@ def clean_text(text: str) -> str:
     return " ".join(kept.split())[:NAME_CHARS].strip()
 
 
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, numbered when the group has it already; taken from then on."""
+    unique, n = name, 2
+    while unique.casefold() in taken:
+        unique, n = f"{name[: NAME_CHARS - 4]} {n}", n + 1
+    taken.add(unique.casefold())
+    return unique
+
+
+def subtitle_labels(tracks: list[Track]) -> list[Label]:
+    """The labels of a ladder's subtitle renditions (pure). None is shown by default: a
+    Matroska muxer marks every track default unless told otherwise, and subtitles shown
+    unasked are in the way; forced subtitles are marked so, which players show whatever
+    was chosen; captions are marked as transcribing dialogue and sound."""
+    taken: set[str] = set()
+    out = []
+    for track in tracks:
+        language = language_tag(track.language)
+        name = clean_text(track.title) or language_name(language) or SUBTITLES_NAME
+        out.append(
+            Label(
+                _unique(name, taken),
+                language,
+                forced=track.forced,
+                characteristics=TRANSCRIBES if track.role == CAPTIONS else "",
+            )
+        )
+    return out
+
+
 def labels(tracks: list[Track]) -> list[Label]:
     """The labels of a ladder's audio renditions, one per track in order (pure)."""
     if not tracks:
@@ -120,13 +159,9 @@ def labels(tracks: list[Track]) -> list[Label]:
     for i, track in enumerate(tracks):
         language = language_tag(track.language)
         name = clean_text(track.title) or language_name(language) or FALLBACK_NAME
-        unique, n = name, 2
-        while unique.casefold() in taken:
-            unique, n = f"{name[: NAME_CHARS - 4]} {n}", n + 1
-        taken.add(unique.casefold())
         out.append(
             Label(
-                unique,
+                _unique(name, taken),
                 language,
                 default=i == default,
                 autoselect=track.role != COMMENTARY,
