@@ -200,12 +200,17 @@ SWITCH_AUDIO = """async (track) => {
 }"""
 
 
-def test_hls_js_offers_every_sound_track_and_plays_the_one_chosen(tmp_path: Path) -> None:
-    root = tmp_path / "site"
+@contextlib.contextmanager
+def _ladder_of(src: Path, root: Path) -> Iterator[tuple[Any, list[str]]]:
+    """The ladder of ``src`` under ``root``, served, in the player (``_player``)."""
     root.mkdir()
-    src = three_tracks(tmp_path / "film.mkv")
     build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
-    with _served(root) as address, _player(address) as (page, errors):
+    with _served(root) as address, _player(address) as loaded:
+        yield loaded
+
+
+def test_hls_js_offers_every_sound_track_and_plays_the_one_chosen(tmp_path: Path) -> None:
+    with _ladder_of(three_tracks(tmp_path / "film.mkv"), tmp_path / "site") as (page, errors):
         got = page.evaluate(SWITCH_AUDIO, 1)
         assert got["offered"] == [
             {"name": "Français", "lang": "fr", "def": True},
@@ -271,11 +276,7 @@ def film_with_subtitles(tmp_path: Path) -> Path:
 
 
 def test_hls_js_shows_each_subtitle_track_at_its_times(tmp_path: Path) -> None:
-    root = tmp_path / "site"
-    root.mkdir()
-    src = film_with_subtitles(tmp_path)
-    build_ladder(find_ffmpeg(), src, root / "hls", probe(src))
-    with _served(root) as address, _player(address) as (page, errors):
+    with _ladder_of(film_with_subtitles(tmp_path), tmp_path / "site") as (page, errors):
         got = page.evaluate(SHOW_SUBTITLES, 0)
         assert got["offered"] == [
             {"name": "English", "lang": "en", "forced": False},

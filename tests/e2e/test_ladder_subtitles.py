@@ -12,13 +12,7 @@ import pytest
 from hevcq.formats import content_type
 from hevcq.media.captions import parse_vtt
 from hevcq.media.ffmpeg import find_ffmpeg
-from hevcq.media.ladder import (
-    MASTER,
-    build_ladder,
-    check_ladder,
-    read_master,
-    read_renditions,
-)
+from hevcq.media.ladder import MASTER, build_ladder, check_ladder, read_master, read_renditions
 from hevcq.media.probe import probe
 from tests.e2e.bitmapsubs import write_pgs
 from tests.e2e.test_ladder_browser import film_with_subtitles

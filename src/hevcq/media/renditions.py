@@ -117,13 +117,16 @@ def clean_text(text: str) -> str:
     return " ".join(kept.split())[:NAME_CHARS].strip()
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    """``name``, numbered when the group has it already; taken from then on."""
+def _named(track: Track, fallback: str, taken: set[str]) -> tuple[str, str]:
+    """A track's NAME, unique among those ``taken`` (and taken from then on), and its
+    LANGUAGE."""
+    language = language_tag(track.language)
+    name = clean_text(track.title) or language_name(language) or fallback
     unique, n = name, 2
     while unique.casefold() in taken:
         unique, n = f"{name[: NAME_CHARS - 4]} {n}", n + 1
     taken.add(unique.casefold())
-    return unique
+    return unique, language
 
 
 def subtitle_labels(tracks: list[Track]) -> list[Label]:
@@ -134,11 +137,10 @@ def subtitle_labels(tracks: list[Track]) -> list[Label]:
     taken: set[str] = set()
     out = []
     for track in tracks:
-        language = language_tag(track.language)
-        name = clean_text(track.title) or language_name(language) or SUBTITLES_NAME
+        name, language = _named(track, SUBTITLES_NAME, taken)
         out.append(
             Label(
-                _unique(name, taken),
+                name,
                 language,
                 forced=track.forced,
                 characteristics=TRANSCRIBES if track.role == CAPTIONS else "",
@@ -157,11 +159,10 @@ def labels(tracks: list[Track]) -> list[Label]:
     taken: set[str] = set()
     out = []
     for i, track in enumerate(tracks):
-        language = language_tag(track.language)
-        name = clean_text(track.title) or language_name(language) or FALLBACK_NAME
+        name, language = _named(track, FALLBACK_NAME, taken)
         out.append(
             Label(
-                _unique(name, taken),
+                name,
                 language,
                 default=i == default,
                 autoselect=track.role != COMMENTARY,
