@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from hevcq.formats import content_type
-from hevcq.media.captions import parse_vtt
+from hevcq.media import ladder as lad
+from hevcq.media.captions import make_renditions, parse_vtt
 from hevcq.media.ffmpeg import find_ffmpeg
 from hevcq.media.ladder import MASTER, build_ladder, check_ladder, read_master, read_renditions
 from hevcq.media.probe import probe
@@ -111,3 +113,46 @@ def test_subtitles_it_cannot_carry_are_left_out_and_the_ladder_is_made(tmp_path:
     assert len(found) == 1
     assert cues_of(tmp_path / "hls", found[0].uri) == [(1.0, 2.0, "Words")]
     assert check_ladder(tmp_path / "hls") == []
+
+
+def _logging_ffmpeg(tmp_path: Path, refuse: str | None = None) -> tuple[Path, Path]:
+    """An ffmpeg that logs each run's arguments and refuses (exit 1) any run mapping the
+    stream ``refuse``; the script and its log."""
+    runs = tmp_path / "runs.log"
+    script = tmp_path / "ffmpeg"
+    refusal = (
+        f'case " $* " in *" -map {refuse} "*) echo "Conversion failed" >&2; exit 1;; esac\n'
+        if refuse
+        else ""
+    )
+    script.write_text(f'#!/bin/sh\necho "$*" >> {runs}\n{refusal}exec {find_ffmpeg()} "$@"\n')
+    script.chmod(0o755)
+    return script, runs
+
+
+@pytest.mark.parametrize(("refuse", "runs", "made"), [(None, 1, 2), ("0:3", 3, 1)])
+def test_every_track_is_turned_in_one_read_and_a_refused_one_costs_only_itself(
+    tmp_path: Path, refuse: str | None, runs: int, made: int
+) -> None:
+    """A film with many subtitle languages was read once per track; now once, and a
+    track ffmpeg refuses is tried alone, the others kept."""
+    src = film_with_subtitles(tmp_path)
+    ladder_dir = tmp_path / "hls"
+    build_ladder(find_ffmpeg(), src, ladder_dir, probe(src))  # the picture, as usual
+    for folder in ("3", "4"):
+        shutil.rmtree(ladder_dir / folder)
+    ffmpeg, log = _logging_ffmpeg(tmp_path, refuse)
+    first = lad.read_media_playlist(ladder_dir / "0" / "index.m3u8")
+    done = make_renditions(
+        str(ffmpeg),
+        src,
+        [(2, ladder_dir / "3"), (3, ladder_dir / "4")],
+        extinfs=[d for d, _ in first.segments],
+        target_s=first.target_s,
+        stop=threading.Event(),
+        stall_timeout_s=60,
+    )
+    assert len(log.read_text().splitlines()) == runs
+    assert sum(done) == made
+    assert done[0] is True
+    assert (ladder_dir / "4").exists() is (made == 2)  # a refused track leaves nothing

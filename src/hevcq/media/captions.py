@@ -113,37 +113,70 @@ def playlist_text(extinfs: Sequence[float], target_s: int) -> str:
     return "\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n"
 
 
-def make_rendition(
+def make_renditions(
     ffmpeg: str,
     src: Path,
-    index: int,
-    folder: Path,
+    tracks: Sequence[tuple[int, Path]],
     *,
     extinfs: Sequence[float],
     target_s: int,
     stop: threading.Event,
     stall_timeout_s: float,
-) -> bool:
-    """Write source stream ``index`` as a subtitle rendition in ``folder``, cut at the
-    picture's segments (``extinfs``); False, and ``folder`` gone, when it gives no cue."""
-    folder.mkdir(parents=True, exist_ok=True)
-    whole = folder / WHOLE
-    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
-    args += ["-i", f"file:{src}", "-map", f"0:{index}", "-c:s", "webvtt", "-f", "webvtt"]
-    args += ["-progress", "pipe:1", "-nostats", f"file:{whole}"]
+) -> list[bool]:
+    """Write each source stream of ``tracks`` as a subtitle rendition in its folder, cut
+    at the picture's segments (``extinfs``); for each, whether it was (False, and its
+    folder gone, when it gives no cue).
+
+    Every track is turned in one read of the source (a film with twenty subtitle
+    languages is read once, not twenty times); when ffmpeg refuses that, each track is
+    turned on its own, so a track it cannot turn costs that track alone."""
+    for _, folder in tracks:
+        folder.mkdir(parents=True, exist_ok=True)
+    turned = set()
     try:
-        run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s)
+        _to_webvtt(ffmpeg, src, tracks, stop=stop, stall_timeout_s=stall_timeout_s)
+        turned = {index for index, _ in tracks}
+    except PermanentError:
+        for one in tracks if len(tracks) > 1 else ():
+            try:
+                _to_webvtt(ffmpeg, src, [one], stop=stop, stall_timeout_s=stall_timeout_s)
+                turned.add(one[0])
+            except PermanentError as exc:
+                log.warning("subtitles.left_out", stream=one[0], reason=str(exc)[:200])
+    return [
+        _cut(folder, index, extinfs, target_s) if index in turned else _discard(folder)
+        for index, folder in tracks
+    ]
+
+
+def _to_webvtt(
+    ffmpeg: str,
+    src: Path,
+    tracks: Sequence[tuple[int, Path]],
+    *,
+    stop: threading.Event,
+    stall_timeout_s: float,
+) -> None:
+    """One ffmpeg that writes each track whole as WebVTT (``WHOLE`` in its folder).
+    A refusal is a ``PermanentError``; a stop, a stall, a full disk or a signal is the
+    job's, and raised as the encode's would be."""
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+    args += ["-i", f"file:{src}", "-progress", "pipe:1", "-nostats"]
+    for index, folder in tracks:
+        args += ["-map", f"0:{index}", "-c:s", "webvtt", "-f", "webvtt", f"file:{folder / WHOLE}"]
+    run_ffmpeg(args, on_progress=None, stop=stop, stall_timeout_s=stall_timeout_s)
+
+
+def _cut(folder: Path, index: int, extinfs: Sequence[float], target_s: int) -> bool:
+    """The whole track in ``folder`` cut into the rendition's segments and playlist."""
+    whole = folder / WHOLE
+    try:
         cues = parse_vtt(whole.read_text(encoding="utf-8", errors="replace"))
-    except (PermanentError, ValueError) as exc:
-        # A track ffmpeg cannot turn into WebVTT: the ladder goes without it. A stop, a
-        # stall, a full disk or a signal is the job's, and raised.
+    except (OSError, ValueError) as exc:
         log.warning("subtitles.left_out", stream=index, reason=str(exc)[:200])
         cues = []
     if not cues:
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
-        return False
+        return _discard(folder)
     start = 0.0
     for i, d in enumerate(extinfs):
         text = segment_text(cues, start, start + d)
@@ -152,6 +185,14 @@ def make_rendition(
     (folder / PLAYLIST).write_text(playlist_text(extinfs, target_s), encoding="utf-8")
     whole.unlink()
     return True
+
+
+def _discard(folder: Path) -> bool:
+    """A rendition not made: its folder removed; False."""
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    return False
 
 
 def rendition_problems(playlist: Path, extinfs: Sequence[float]) -> list[str]:

@@ -36,7 +36,7 @@ from hevcq.formats import FIRST_PAIR, encoded_audio_kbps, first_pair_only, pictu
 from hevcq.media.captions import (
     SUBTITLE_GROUP,
     TEXT_CODECS,
-    make_rendition,
+    make_renditions,
     rendition_problems,
 )
 from hevcq.media.demuxers import open_input
@@ -1628,22 +1628,22 @@ def _make_subtitles(
     fit_target_duration(first)
     rung = read_media_playlist(first)
     cut = [d for d, _ in rung.segments]
-    made = []
     start = len(plan.rungs) * len(plan.groups) + len(plan.audio)
-    for k, sub in enumerate(plan.subtitles):
-        folder = out_dir / str(start + k)
-        if make_rendition(
-            ffmpeg,
-            src,
-            sub.index,
-            folder,
-            extinfs=cut,
-            target_s=rung.target_s,
-            stop=stop,
-            stall_timeout_s=stall_timeout_s,
-        ):
-            made.append((sub, f"{folder.name}/index.m3u8"))
-    return made
+    folders = [out_dir / str(start + k) for k in range(len(plan.subtitles))]
+    made = make_renditions(
+        ffmpeg,
+        src,
+        [(sub.index, folder) for sub, folder in zip(plan.subtitles, folders, strict=True)],
+        extinfs=cut,
+        target_s=rung.target_s,
+        stop=stop,
+        stall_timeout_s=stall_timeout_s,
+    )
+    return [
+        (sub, f"{folder.name}/index.m3u8")
+        for sub, folder, ok in zip(plan.subtitles, folders, made, strict=True)
+        if ok
+    ]
 
 
 def ladder_duration_s(out_dir: Path, plan: LadderPlan) -> float:
